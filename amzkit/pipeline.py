@@ -1,0 +1,147 @@
+"""What each notebook calls: set-up of folders and data, one runner per stage, the end-to-end demo."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+
+from amzkit.io import resolve_data_dir, resolve_work_dir, stage_dir, write_json
+from amzkit.schema import Schema, get_schema
+
+NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+NEEDS_DATA = {"01_extract", "02_correlate", "03_train", "05_submit"}
+
+
+@dataclass
+class Context:
+    """A stage's resolved parameters, folders and (when it needs them) the checked train/test frames."""
+
+    stage: str
+    params: SimpleNamespace
+    schema: Schema
+    work_dir: Path
+    data_dir: Path | None = None
+    data: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    @property
+    def out_dir(self) -> Path:
+        return stage_dir(self.work_dir, self.stage)
+
+
+def setup(params: SimpleNamespace, stage: str) -> Context:
+    """Resolve work_dir/data_dir ('auto' = Kaggle paths on Kaggle) and load the CSVs the stage needs."""
+    from amzkit.extract import load_data
+
+    work_dir = resolve_work_dir(params.work_dir)
+    schema = get_schema(params.schema)
+    ctx = Context(stage, params, schema, work_dir)
+    if stage in NEEDS_DATA:
+        ctx.data_dir = resolve_data_dir(params.data_dir, work_dir)
+        ctx.data = load_data(ctx.data_dir, schema.name)
+    ctx.out_dir.mkdir(parents=True, exist_ok=True)
+    print(f"{stage}: work_dir={work_dir}" + (f" data_dir={ctx.data_dir}" if ctx.data_dir else ""))
+    return ctx
+
+
+def run_extract(ctx: Context) -> pd.DataFrame:
+    """Embed both splits with the image model and the text model; one row per run."""
+    from amzkit.extract import extract
+
+    p = ctx.params
+    manifests = {}
+    for model in [m for m in (p.model, p.text_model) if m]:
+        manifests[model] = extract(ctx.data, ctx.data_dir, ctx.work_dir, ctx.schema.name, model,
+                                   batch_size=p.batch_size, device=p.device)
+    table = pd.DataFrame({
+        name: {"dim": m["dim"], "modality": m["modality"], "train ok": m["splits"]["train"]["ok"],
+               "train rows": m["splits"]["train"]["rows"], "test ok": m["splits"]["test"]["ok"],
+               "test rows": m["splits"]["test"]["rows"], "rows/s": m["rows_per_second"]}
+        for name, m in manifests.items()}).T
+    write_json(ctx.out_dir / "metrics.json", {"runs": list(manifests), "table": table.to_dict(orient="index")})
+    return table
+
+
+def run_correlate(ctx: Context):
+    """Per-dimension correlation of every requested run; returns (summary table, figure)."""
+    from amzkit.correlate import correlate, plot_correlations, summary_table
+
+    results = correlate(ctx.data["train"], ctx.schema.target, ctx.schema.id_column, ctx.work_dir,
+                        ctx.params.runs, ctx.params.top_k)
+    return summary_table(results), plot_correlations(results, ctx.out_dir / "correlation_hist.png")
+
+
+def run_train(ctx: Context) -> dict:
+    """Cross-validate one LightGBM run with the notebook's parameters; prints the CV line."""
+    from amzkit.train import train_run
+
+    p = ctx.params
+    metrics = train_run(ctx.data, ctx.schema.name, ctx.work_dir, p.run_name, p.features, p.embeddings,
+                        n_folds=p.n_folds, seed=p.seed, objective=p.objective, learning_rate=p.learning_rate,
+                        n_estimators=p.n_estimators, early_stopping_rounds=p.early_stopping_rounds,
+                        num_threads=p.num_threads)
+    print(f"{p.run_name}: CV SMAPE {metrics['cv_smape']:.3f} (folds {metrics['fold_smape_mean']:.3f} "
+          f"+- {metrics['fold_smape_std']:.3f}); constant median {metrics['constant_median_smape']:.3f}")
+    return metrics
+
+
+def run_ensemble(ctx: Context) -> dict:
+    from amzkit.ensemble import ensemble
+
+    metrics = ensemble(ctx.work_dir, ctx.params.runs)
+    print(f"blend of {metrics['runs']}: nested CV SMAPE {metrics['blend_smape_nested']:.3f} "
+          f"(in-sample {metrics['blend_smape_in_sample']:.3f}); best single run "
+          f"{metrics['best_single_run']} {metrics['best_single_smape']:.3f}")
+    return metrics
+
+
+def run_submit(ctx: Context) -> dict:
+    from amzkit.submit import submit
+
+    p = ctx.params
+    metrics = submit(ctx.work_dir, ctx.data["test"], ctx.data["train"][ctx.schema.target].to_numpy(),
+                     ctx.schema.name, p.source, p.file_name, p.solution_csv)
+    print(f"valid submission: {metrics['path']} ({metrics['rows']} rows)")
+    return metrics
+
+
+# The demo: each notebook with its parameters, in order (03 twice so 04 has two runs to blend).
+DEMO_STEPS: tuple[tuple[str, dict], ...] = (
+    ("01_extract", {"model": "color-stats", "text_model": "tfidf-svd"}),
+    ("02_correlate", {}),
+    ("03_train", {"run_name": "lgbm_text", "embeddings": ["tfidf-svd"]}),
+    ("03_train", {"run_name": "lgbm_text_image", "embeddings": ["tfidf-svd", "color-stats"]}),
+    ("04_ensemble", {}),
+    ("05_submit", {"source": "04_ensemble"}),
+)
+
+
+def run_demo(out_dir: str | Path, n_train: int = 600, n_test: int = 200, seed: int = 0,
+             extra_params: dict | None = None, log_output: bool = False) -> dict:
+    """Generate the demo competition and run the five notebooks on it with papermill."""
+    import papermill as pm
+
+    from amzkit.demo import make_demo
+
+    out_dir = Path(out_dir).resolve()
+    files = make_demo(out_dir / "data", n_train=n_train, n_test=n_test, seed=seed)
+    common = {"schema": "amazon2025", "data_dir": str(files.train_csv.parent), "work_dir": str(out_dir)}
+    executed = out_dir / "notebooks"
+    executed.mkdir(parents=True, exist_ok=True)
+    for stage, step_params in DEMO_STEPS:
+        params = {**common, **step_params, **(extra_params or {}).get(stage, {})}
+        if stage == "05_submit":
+            params["solution_csv"] = str(files.solution_csv)
+        suffix = f"_{step_params['run_name']}" if "run_name" in step_params else ""
+        started = time.perf_counter()
+        pm.execute_notebook(str(NOTEBOOKS_DIR / f"{stage}.ipynb"), str(executed / f"{stage}{suffix}.ipynb"),
+                            parameters=params, kernel_name="python3", progress_bar=False,
+                            log_output=log_output, cwd=str(out_dir))
+        print(f"  {stage}{suffix}: {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    from amzkit.io import read_json
+
+    return read_json(stage_dir(out_dir, "05_submit") / "metrics.json")

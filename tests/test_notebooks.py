@@ -1,0 +1,87 @@
+"""Notebook hygiene and the parameter guard: literal Kaggle defaults, no outputs, thin cells, no typos."""
+
+from __future__ import annotations
+
+import ast
+
+import nbformat
+import pytest
+from conftest import REPO_ROOT
+
+from amzkit.notebook import PARAMETERS, check_parameters, stage_parameters
+
+NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
+MAX_LOGIC_LINES = 3
+
+
+def _parameters_cell(nb) -> str:
+    cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(cells) == 1, "exactly one cell tagged 'parameters'"
+    return cells[0].source
+
+
+def test_the_five_numbered_notebooks_exist():
+    assert [p.stem for p in NOTEBOOKS] == ["01_extract", "02_correlate", "03_train", "04_ensemble", "05_submit"]
+    assert sorted(PARAMETERS) == [p.stem for p in NOTEBOOKS]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_parameters_cell_holds_the_stage_defaults_as_literals(path):
+    nb = nbformat.read(path, as_version=4)
+    tree = ast.parse(_parameters_cell(nb))
+    values = {}
+    for node in tree.body:
+        assert isinstance(node, ast.Assign) and len(node.targets) == 1, ast.dump(node)
+        values[node.targets[0].id] = ast.literal_eval(node.value)  # raises on anything but a literal
+    assert values == stage_parameters(path.stem)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_committed_clean_and_thin(path):
+    nb = nbformat.read(path, as_version=4)
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert "check_parameters" in code[1].source, "the guard runs right after the parameters cell"
+    for cell in code:
+        assert cell.outputs == [] and cell.execution_count is None, "commit notebooks without outputs"
+        if "parameters" in cell.metadata.get("tags", []):
+            continue
+        logic = [line for line in cell.source.splitlines()
+                 if line.strip() and not line.lstrip().startswith(("#", "import ", "from "))]
+        assert len(logic) <= MAX_LOGIC_LINES, f"cell has {len(logic)} lines of logic:\n{cell.source}"
+
+
+def test_unknown_parameter_is_refused_with_a_suggestion():
+    namespace = {**stage_parameters("01_extract"), "modle": "x"}
+    with pytest.raises(ValueError, match=r"unknown parameter 'modle' \(did you mean 'model'\?\)"):
+        check_parameters(namespace, "01_extract")
+
+
+def test_missing_parameter_is_refused():
+    namespace = stage_parameters("03_train")
+    del namespace["n_folds"]
+    with pytest.raises(ValueError, match="n_folds"):
+        check_parameters(namespace, "03_train")
+
+
+def test_papermill_strings_are_coerced_to_the_default_types():
+    namespace = {**stage_parameters("03_train"), "embeddings": '["a", "b"]', "n_folds": "3",
+                 "learning_rate": "0.1", "features": "quantity, brand"}
+    params = check_parameters(namespace, "03_train")
+    assert params.embeddings == ["a", "b"] and namespace["embeddings"] == ["a", "b"]
+    assert params.n_folds == 3 and params.learning_rate == 0.1
+    assert params.features == ["quantity", "brand"]
+
+
+def test_wrong_type_is_refused():
+    namespace = {**stage_parameters("03_train"), "n_folds": "five"}
+    with pytest.raises(ValueError, match="n_folds"):
+        check_parameters(namespace, "03_train")
+
+
+def test_modules_functions_and_ipython_names_are_not_parameters():
+    import math
+
+    namespace = {**stage_parameters("02_correlate"), "math": math, "check_parameters": check_parameters,
+                 "In": [""], "Out": {}, "_": None}
+    assert check_parameters(namespace, "02_correlate").top_k == 20

@@ -1,0 +1,95 @@
+"""End to end: the five notebooks run headless with papermill on the embedded demo."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from conftest import REPO_ROOT
+
+from amzkit.pipeline import run_demo
+from amzkit.submit import validate_file
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    metrics = run_demo(out, n_train=400, n_test=150, seed=1)
+    return out, metrics
+
+
+def _metrics(out, stage, run=None):
+    folder = out / stage / run if run else out / stage
+    return json.loads((folder / "metrics.json").read_text())
+
+
+def test_every_stage_writes_metrics_and_plots(demo_run):
+    out, _ = demo_run
+    extract = _metrics(out, "01_extract")
+    assert extract["runs"] == ["color-stats", "tfidf-svd"]
+    correlate = _metrics(out, "02_correlate")
+    assert set(correlate["runs"]) == {"color-stats", "tfidf-svd"}
+    assert all(r["verdict"] in {"STRONG", "MODERATE", "WEAK"} for r in correlate["runs"].values())
+    for png in ("02_correlate/correlation_hist.png", "03_train/lgbm_text/feature_importance.png",
+                "03_train/lgbm_text/oof_scatter.png", "04_ensemble/ensemble.png", "05_submit/distribution.png"):
+        assert (out / png).stat().st_size > 1000, png
+    assert len(pd.read_csv(out / "runs.csv")) == 2
+
+
+def test_cv_smape_beats_the_constant_median(demo_run):
+    out, metrics = demo_run
+    for run in ("lgbm_text", "lgbm_text_image"):
+        train = _metrics(out, "03_train", run)
+        assert train["cv_smape"] < 0.8 * train["constant_median_smape"], run
+        oof = pd.read_csv(out / "03_train" / run / "oof.csv")
+        from amzkit.metric import smape
+
+        assert smape(oof["target"], oof["pred"]) == pytest.approx(train["cv_smape"], rel=1e-12)
+    assert metrics["cv_smape"] < 0.8 * metrics["constant_median_smape"]
+
+
+def test_submission_is_valid_with_one_row_per_test_id(demo_run):
+    out, metrics = demo_run
+    test = pd.read_csv(out / "data" / "test.csv")
+    submission = pd.read_csv(metrics["path"])
+    assert list(submission.columns) == ["sample_id", "price"]
+    assert submission["sample_id"].tolist() == test["sample_id"].tolist()
+    assert validate_file(metrics["path"], out / "data" / "test.csv", "amazon2025") == []
+    assert metrics["test_smape"] < metrics["constant_median_smape"]
+
+
+def test_executed_notebooks_are_saved(demo_run):
+    out, _ = demo_run
+    names = sorted(p.stem for p in (out / "notebooks").glob("*.ipynb"))
+    assert names == ["01_extract", "02_correlate", "03_train_lgbm_text", "03_train_lgbm_text_image",
+                     "04_ensemble", "05_submit"]
+
+
+def test_papermill_cli_refuses_a_misspelt_parameter(demo_run, tmp_path):
+    out, _ = demo_run
+    result = subprocess.run(
+        [sys.executable, "-m", "papermill", str(REPO_ROOT / "notebooks" / "01_extract.ipynb"),
+         str(tmp_path / "out.ipynb"), "-p", "modle", "x", "-p", "data_dir", str(out / "data"),
+         "-p", "work_dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode != 0
+    assert "unknown parameter 'modle'" in result.stdout + result.stderr
+
+
+def test_papermill_cli_runs_01_extract_on_the_demo(demo_run, tmp_path):
+    out, _ = demo_run
+    result = subprocess.run(
+        [sys.executable, "-m", "papermill", str(REPO_ROOT / "notebooks" / "01_extract.ipynb"),
+         str(tmp_path / "out.ipynb"), "-p", "model", "color-stats", "-p", "data_dir", str(out / "data"),
+         "-p", "work_dir", str(tmp_path / "work")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    manifest = json.loads((tmp_path / "work" / "01_extract" / "color-stats" / "manifest.json").read_text())
+    assert manifest["splits"]["train"]["rows"] == 400 and manifest["splits"]["train"]["ok"] == 400

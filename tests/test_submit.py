@@ -1,0 +1,175 @@
+"""Tests for amzkit.submit and `python -m amzkit validate`: each fault refused by name, no invalid file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from amzkit.__main__ import main
+from amzkit.submit import SubmissionError, validate_file, validate_submission, write_submission
+
+SAMPLE_2025 = "amz25_sample_test.csv"
+IDS = [101, 205, 307, 412]
+
+
+def make_test_frame() -> pd.DataFrame:
+    return pd.DataFrame({"sample_id": IDS, "catalog_content": ["a", "b", "c", "d"], "image_link": ["u"] * 4})
+
+
+
+
+def good_submission() -> pd.DataFrame:
+    return pd.DataFrame({"sample_id": IDS, "price": [1.5, 20.0, 300.25, 4.0]})
+
+
+def real_sample(folder: Path) -> Path:
+    path = folder / SAMPLE_2025
+    if not path.is_file():
+        pytest.skip(f"real-data test skipped: {path} is absent")
+    return path
+
+
+def with_price(value, row: int = 1) -> pd.DataFrame:
+    sub = good_submission().astype({"price": object})
+    sub.loc[row, "price"] = value
+    return sub
+
+
+# (fault, submission, words the message must hold, offending id that must be named or None)
+FAULTS = [
+    ("missing id", good_submission().drop(index=2), ["missing"], 307),
+    ("extra id", pd.concat([good_submission(), pd.DataFrame({"sample_id": [999], "price": [2.0]})]),
+     ["not in the test"], 999),
+    ("duplicate id", pd.concat([good_submission(), good_submission().iloc[[3]]]), ["duplicate"], 412),
+    ("NaN", with_price(np.nan), ["NaN"], 205),
+    ("inf", with_price(np.inf), ["infinite"], 205),
+    ("zero", with_price(0.0), ["zero"], 205),
+    ("negative", with_price(-4.0), ["negative"], 205),
+    ("string price", with_price("cheap"), ["non-number"], 205),
+    ("wrong column name", good_submission().rename(columns={"price": "Price"}), ["columns", "Price"], None),
+    ("wrong column order", good_submission()[["price", "sample_id"]], ["order"], None),
+]
+
+
+@pytest.mark.parametrize(("fault", "submission", "words", "bad_id"), FAULTS, ids=[f[0] for f in FAULTS])
+def test_validate_submission_names_each_fault(fault, submission, words, bad_id) -> None:
+    assert validate_submission(good_submission(), IDS, "amazon2025") == []
+    problems = validate_submission(submission.reset_index(drop=True), IDS, "amazon2025")
+    assert len(problems) == 1, problems
+    for word in words:
+        assert word in problems[0], problems
+    if bad_id is not None:
+        assert f"[{bad_id}]" in problems[0], problems
+
+
+@pytest.mark.parametrize(("fault", "submission", "words", "bad_id"), FAULTS, ids=[f[0] for f in FAULTS])
+def test_cli_validate_exit_codes(tmp_path: Path, capsys, fault, submission, words, bad_id) -> None:
+    test_csv = tmp_path / "test.csv"
+    make_test_frame().to_csv(test_csv, index=False)
+    good_csv, bad_csv = tmp_path / "good.csv", tmp_path / "bad.csv"
+    good_submission().to_csv(good_csv, index=False)
+    submission.to_csv(bad_csv, index=False)
+
+    assert main(["validate", str(good_csv), "--test", str(test_csv), "--schema", "amazon2025"]) == 0
+    out = capsys.readouterr()
+    assert "valid" in out.out and out.err == ""
+
+    assert main(["validate", str(bad_csv), "--test", str(test_csv), "--schema", "amazon2025"]) == 1
+    out = capsys.readouterr()
+    assert "INVALID" in out.err and out.out == ""
+    for word in words:
+        assert word in out.err
+    if bad_id is not None:
+        assert str(bad_id) in out.err
+
+
+def test_cli_rejects_unknown_schema(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        main(["validate", str(tmp_path / "s.csv"), "--test", str(tmp_path / "t.csv"),
+              "--schema", "amazon1999"])
+
+
+# --------------------------------------------------------------------------------------------------
+# write_submission
+# --------------------------------------------------------------------------------------------------
+
+
+def preds(values, ids=None) -> pd.DataFrame:
+    return pd.DataFrame({"id": IDS if ids is None else ids, "pred": values})
+
+
+WRITE_FAULTS = [
+    ("missing id", preds([1.0, 2.0, 3.0], IDS[:3]), "412"),
+    ("extra id", preds([1.0, 2.0, 3.0, 4.0, 5.0], [*IDS, 999]), "999"),
+    ("duplicate id", preds([1.0, 2.0, 3.0, 4.0, 5.0], [*IDS, 205]), "duplicate"),
+    ("NaN", preds([1.0, np.nan, 3.0, 4.0]), "NaN"),
+    ("inf", preds([1.0, np.inf, 3.0, 4.0]), "infinite"),
+    ("zero", preds([1.0, 0.0, 3.0, 4.0]), "zero"),
+    ("negative", preds([1.0, -2.0, 3.0, 4.0]), "negative"),
+]
+
+
+@pytest.mark.parametrize(("fault", "predictions", "word"), WRITE_FAULTS, ids=[f[0] for f in WRITE_FAULTS])
+def test_write_refuses_and_leaves_nothing(tmp_path: Path, fault, predictions, word) -> None:
+    target = tmp_path / "out" / "submission.csv"
+    with pytest.raises(SubmissionError, match=word):
+        write_submission(predictions, make_test_frame(), "amazon2025", target)
+    assert not target.exists()
+    leftovers = list(target.parent.iterdir()) if target.parent.exists() else []
+    assert leftovers == []
+
+
+@pytest.mark.parametrize(("fault", "predictions", "word"), WRITE_FAULTS, ids=[f[0] for f in WRITE_FAULTS])
+def test_failing_write_keeps_existing_valid_file(tmp_path: Path, fault, predictions, word) -> None:
+    target = tmp_path / "submission.csv"
+    write_submission(preds([1.0, 2.0, 3.0, 4.0]), make_test_frame(), "amazon2025", target)
+    before = target.read_bytes()
+    with pytest.raises(SubmissionError):
+        write_submission(predictions, make_test_frame(), "amazon2025", target)
+    assert target.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["submission.csv"]
+
+
+def test_tiny_valid_prices_are_written_exactly_not_rounded_to_zero(tmp_path: Path) -> None:
+    target = tmp_path / "submission.csv"
+    write_submission(preds([1e-7, 2.0, 3.0, 4.0]), make_test_frame(), "amazon2025", target)
+    assert pd.read_csv(target)["price"].tolist() == [1e-7, 2.0, 3.0, 4.0]
+
+
+def test_write_names_missing_predictions_as_missing(tmp_path: Path) -> None:
+    with pytest.raises(SubmissionError, match="missing"):
+        write_submission(preds([1.0, 2.0, 3.0], IDS[:3]), make_test_frame(), "amazon2025", tmp_path / "s.csv")
+
+
+def test_write_orders_rows_like_the_test_csv(tmp_path: Path) -> None:
+    shuffled = preds([4.0, 3.0, 1.0, 2.0], [412, 307, 101, 205])
+    written = write_submission(shuffled, make_test_frame(), "amazon2025", tmp_path / "s.csv")
+    on_disk = pd.read_csv(tmp_path / "s.csv")
+    assert list(on_disk.columns) == ["sample_id", "price"]
+    assert on_disk["sample_id"].tolist() == IDS
+    assert on_disk["price"].tolist() == [1.0, 2.0, 3.0, 4.0]
+    pd.testing.assert_frame_equal(written, on_disk)
+
+
+def test_real_sample_constant_model_submission_is_valid(tmp_path: Path, shared_data: Path, capsys) -> None:
+    test_csv = real_sample(shared_data)
+    order = pd.read_csv(test_csv)["sample_id"].tolist()
+    test = pd.read_csv(test_csv)
+    rng = np.random.default_rng(0)
+    predictions = pd.DataFrame({"id": rng.permutation(order), "pred": 17.5})
+    path = tmp_path / "submission.csv"
+    write_submission(predictions, test, "amazon2025", path)
+    assert validate_file(path, test_csv, "amazon2025") == []
+    written = pd.read_csv(path)
+    assert len(written) == 100 and written["sample_id"].tolist() == order
+    assert (written["price"] == 17.5).all()
+    assert main(["validate", str(path), "--test", str(test_csv)]) == 0
+    # one dropped row makes the same file invalid
+    written.iloc[1:].to_csv(tmp_path / "short.csv", index=False)
+    problems = validate_file(tmp_path / "short.csv", test_csv, "amazon2025")
+    assert problems and str(order[0]) in problems[0]
+    assert main(["validate", str(tmp_path / "short.csv"), "--test", str(test_csv)]) == 1
+    assert str(order[0]) in capsys.readouterr().err
