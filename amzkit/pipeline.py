@@ -55,8 +55,16 @@ def run_extract(ctx: Context) -> pd.DataFrame:
     p = ctx.params
     manifests = {}
     for model in [m for m in (p.model, p.text_model) if m]:
+        if p.merge_dirs:
+            manifests[model] = merge_model(ctx, model, p.merge_dirs)
+            continue
         manifests[model] = extract(ctx.data, ctx.data_dir, ctx.work_dir, ctx.schema.name, model,
-                                   batch_size=p.batch_size, device=p.device)
+                                   batch_size=p.batch_size, device=p.device, num_workers=p.num_workers,
+                                   shard_index=p.shard_index, num_shards=p.num_shards)
+    if p.num_shards > 1 and not p.merge_dirs:
+        print(f"kernel {p.shard_index} of {p.num_shards} wrote its shards; when all have finished, run this "
+              "notebook with -p merge_dirs '[<each kernel's work_dir>]' to join them")
+        return pd.DataFrame(manifests).T
     table = pd.DataFrame({
         name: {"dim": m["dim"], "modality": m["modality"], "train ok": m["splits"]["train"]["ok"],
                "train rows": m["splits"]["train"]["rows"], "test ok": m["splits"]["test"]["ok"],
@@ -66,13 +74,27 @@ def run_extract(ctx: Context) -> pd.DataFrame:
     return table
 
 
-def run_correlate(ctx: Context):
-    """Per-dimension correlation of every requested run; returns (summary table, figure)."""
-    from amzkit.correlate import correlate, plot_correlations, summary_table
+def merge_model(ctx: Context, model: str, merge_dirs: list[str]) -> dict:
+    """Join the shards that several kernels wrote for `model` into this work folder's run."""
+    from amzkit.extract import SPLITS, merge_shards
+    from amzkit.models import get_model_spec
 
-    results = correlate(ctx.data["train"], ctx.schema.target, ctx.schema.id_column, ctx.work_dir,
-                        ctx.params.runs, ctx.params.top_k)
-    return summary_table(results), plot_correlations(results, ctx.out_dir / "correlation_hist.png")
+    spec = get_model_spec(model)
+    sources = [stage_dir(resolve_work_dir(d), "01_extract") / spec.name for d in merge_dirs]
+    ids = {split: ctx.data[split][ctx.schema.id_column] for split in SPLITS}
+    return merge_shards(sources, stage_dir(ctx.work_dir, "01_extract") / spec.name, ids, spec)
+
+
+def run_correlate(ctx: Context):
+    """The roadmap's measure, its null and the probes for every requested run; returns (table, results)."""
+    from amzkit.correlate import correlate, summary_table
+
+    p = ctx.params
+    results = correlate(ctx.data["train"], ctx.schema.name, ctx.work_dir, p.runs, top_k=p.top_k,
+                        n_permutations=p.n_permutations, n_folds=p.n_folds, knn_k=p.knn_k,
+                        knn_max_queries=p.knn_max_queries, baseline_features=p.baseline_features,
+                        baseline_runs=p.baseline_runs, seed=p.seed)
+    return summary_table(results), results
 
 
 def run_train(ctx: Context) -> dict:
@@ -81,9 +103,9 @@ def run_train(ctx: Context) -> dict:
 
     p = ctx.params
     metrics = train_run(ctx.data, ctx.schema.name, ctx.work_dir, p.run_name, p.features, p.embeddings,
-                        n_folds=p.n_folds, seed=p.seed, objective=p.objective, learning_rate=p.learning_rate,
-                        n_estimators=p.n_estimators, early_stopping_rounds=p.early_stopping_rounds,
-                        num_threads=p.num_threads)
+                        n_folds=p.n_folds, seed=p.seed, fold_strategy=p.fold_strategy, preset=p.preset,
+                        lgb_params=p.lgb_params, num_threads=p.num_threads, group_by=p.group_by,
+                        tfidf_dim=p.tfidf_dim)
     print(f"{p.run_name}: CV SMAPE {metrics['cv_smape']:.3f} (folds {metrics['fold_smape_mean']:.3f} "
           f"+- {metrics['fold_smape_std']:.3f}); constant median {metrics['constant_median_smape']:.3f}")
     return metrics
@@ -113,8 +135,8 @@ def run_submit(ctx: Context) -> dict:
 DEMO_STEPS: tuple[tuple[str, dict], ...] = (
     ("01_extract", {"model": "color-stats", "text_model": "tfidf-svd"}),
     ("02_correlate", {}),
-    ("03_train", {"run_name": "lgbm_text", "embeddings": ["tfidf-svd"]}),
-    ("03_train", {"run_name": "lgbm_text_image", "embeddings": ["tfidf-svd", "color-stats"]}),
+    ("03_train", {"run_name": "lgbm_text", "embeddings": []}),
+    ("03_train", {"run_name": "lgbm_text_image", "embeddings": ["color-stats"]}),
     ("04_ensemble", {}),
     ("05_submit", {"source": "04_ensemble"}),
 )

@@ -1,17 +1,21 @@
-"""Stage 03: K-fold LightGBM on log1p(target) over engineered features and embedding runs.
+"""Stage 03: cross-validation that can be trusted, LightGBM on text features and embeddings.
 
-Folds are made once per work folder (`03_train/folds.csv`) and reused by every run, so 04_ensemble
-can compare and blend runs row for row. The CV score is computed on out-of-fold predictions,
-on the original scale, with amzkit.metric.
+- Folds are made once per work folder (`03_train/folds.csv` + `folds.json`) and reused by every run and
+  by 04_ensemble: stratified on binned log target, plain KFold, or grouped by near-duplicate product
+  (same normalised item name) so copies of one product never sit on both sides.
+- Nothing is fit outside the training fold: TF-IDF+SVD, PCA and top-K correlated dimension selection
+  are fit per fold (`FoldTransform`s); label-free engineered features are computed once.
+- The CV SMAPE is computed on out-of-fold predictions, on the original scale, with amzkit.metric.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import re
 import time
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -21,164 +25,401 @@ from amzkit.extract import load_embeddings
 from amzkit.features import build_features
 from amzkit.io import atomic_path, id_hash, read_json, save_figure, stage_dir, write_csv, write_json
 from amzkit.metric import METRICS, smape
-from amzkit.schema import Schema, get_schema
+from amzkit.schema import Schema, get_schema, row_text
 
 FOLDS_FILE = "folds.csv"
+FOLD_STRATEGIES = ("stratified", "kfold", "group")
 MIN_PREDICTION = 1e-3
+MIN_GROUP_ROWS = 200
+
+# The roadmap's LightGBM parameters, verbatim (Phase 2.2); the `seed` preset trains them on the raw target.
+ROADMAP_PARAMS = {
+    "objective": "regression", "metric": "mape", "boosting_type": "gbdt", "num_leaves": 63,
+    "learning_rate": 0.05, "feature_fraction": 0.8, "bagging_fraction": 0.8, "bagging_freq": 5,
+    "verbose": -1, "n_jobs": -1,
+}
+
+PRESETS: dict[str, dict] = {
+    # What the strong public solutions share: log1p target, an L1-type loss, early stopping, regularisation.
+    "default": {"target": "log1p", "n_estimators": 3000, "early_stopping_rounds": 100, "params": {
+        "objective": "l1", "learning_rate": 0.05, "num_leaves": 63, "min_data_in_leaf": 20,
+        "feature_fraction": 0.7, "bagging_fraction": 0.8, "bagging_freq": 1, "lambda_l2": 1.0, "verbose": -1}},
+    "huber": {"target": "log1p", "n_estimators": 3000, "early_stopping_rounds": 100, "params": {
+        "objective": "huber", "alpha": 1.0, "learning_rate": 0.05, "num_leaves": 63, "min_data_in_leaf": 20,
+        "feature_fraction": 0.7, "bagging_fraction": 0.8, "bagging_freq": 1, "lambda_l2": 1.0, "verbose": -1}},
+    "seed": {"target": "raw", "n_estimators": 3000, "early_stopping_rounds": 100, "params": dict(ROADMAP_PARAMS)},
+}
 
 
-def make_folds(target: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
-    """Fold number per row, stratified on deciles of log1p(target)."""
-    from sklearn.model_selection import StratifiedKFold
+# --- folds ---------------------------------------------------------------------------------------------
 
+def normalized_name(text: str) -> str:
+    """Lower-case words and numbers only: copies of one product listed twice share it."""
+    return " ".join(re.findall(r"[a-z0-9]+", str(text).lower().replace("&", " and ")))
+
+
+def product_names(train: pd.DataFrame, schema: Schema) -> pd.Series:
+    """The item name per row (2025: parsed from catalog_content; 2023: TITLE), normalised."""
+    if schema.name == "amazon2025":
+        from amzkit.catalog import parse_catalog_column
+
+        names = parse_catalog_column(train["catalog_content"])["item_name"].fillna("")
+    else:
+        names = train["TITLE"].fillna("")
+    return names.map(normalized_name)
+
+
+def make_folds(target: np.ndarray, n_folds: int, seed: int, strategy: str = "stratified",
+               groups: np.ndarray | None = None) -> np.ndarray:
+    """Fold number per row: stratified on log1p(target) bins, plain KFold, or grouped (stratified) by `groups`."""
+    from sklearn.model_selection import KFold, StratifiedGroupKFold, StratifiedKFold
+
+    if strategy not in FOLD_STRATEGIES:
+        raise ValueError(f"unknown fold strategy {strategy!r}; choose from {FOLD_STRATEGIES}")
     y = np.log1p(np.asarray(target, dtype=float))
     n_bins = max(2, min(10, len(y) // (n_folds * 2)))
     bins = pd.qcut(y, q=n_bins, labels=False, duplicates="drop")
     folds = np.empty(len(y), dtype=np.int64)
-    splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    for fold, (_, valid) in enumerate(splitter.split(np.zeros(len(y)), bins)):
+    if strategy == "kfold":
+        splits = KFold(n_folds, shuffle=True, random_state=seed).split(y)
+    elif strategy == "stratified":
+        splits = StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(y, bins)
+    else:
+        if groups is None:
+            raise ValueError("the 'group' fold strategy needs groups (normalised product names)")
+        splits = StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed).split(y, bins, groups)
+    for fold, (_, valid) in enumerate(splits):
         folds[valid] = fold
     return folds
 
 
-def shared_folds(work_dir: str | Path, ids, target, n_folds: int, seed: int) -> np.ndarray:
+def shared_folds(work_dir: str | Path, train: pd.DataFrame, schema: Schema, n_folds: int, seed: int,
+                 strategy: str = "stratified") -> np.ndarray:
     """The work folder's fold assignment: created on first use, then reused (and checked) by every run."""
-    path = stage_dir(work_dir, "03_train") / FOLDS_FILE
-    ids = np.asarray(ids)
+    folder = stage_dir(work_dir, "03_train")
+    path, info_path = folder / FOLDS_FILE, folder / "folds.json"
+    ids = train[schema.id_column].to_numpy()
+    wanted = {"n_folds": n_folds, "seed": seed, "strategy": strategy}
     if path.is_file():
         saved = pd.read_csv(path)
         if len(saved) != len(ids) or not np.array_equal(saved["id"].to_numpy(), ids):
             raise ValueError(f"{path} was made for other train rows; delete it to make new folds")
-        if saved["fold"].nunique() != n_folds:
+        info = read_json(info_path) if info_path.is_file() else {"n_folds": int(saved["fold"].nunique())}
+        differs = {k: (info.get(k), v) for k, v in wanted.items() if k in info and info[k] != v}
+        if differs:
             raise ValueError(
-                f"{path} has {saved['fold'].nunique()} folds but n_folds={n_folds}: runs must share folds to "
-                "be blended; use the same n_folds or delete the file to start a new experiment"
+                f"{path} was made with {info}, this run asks for {wanted}: runs must share folds to be compared "
+                "and blended. Use the same n_folds/seed/fold_strategy, or another work_dir for a new experiment."
             )
         return saved["fold"].to_numpy()
-    folds = make_folds(target, n_folds, seed)
+    groups = product_names(train, schema).to_numpy() if strategy == "group" else None
+    folds = make_folds(train[schema.target].to_numpy(), n_folds, seed, strategy, groups)
     write_csv(pd.DataFrame({"id": ids, "fold": folds}), path)
+    write_json(info_path, {**wanted, "folds_sha256": id_hash(folds)})
     return folds
 
 
+# --- features fit inside the folds -------------------------------------------------------------------------
+
+class FoldTransform:
+    """Features learnt from training-fold rows only. Rows index the stacked (train + test) inputs."""
+
+    names: list[str]
+
+    def fit(self, rows: np.ndarray, y: np.ndarray) -> FoldTransform:
+        return self
+
+    def transform(self, rows: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class TfidfSvdTransform(FoldTransform):
+    """TF-IDF (1-2 grams) + TruncatedSVD of the text, fit on the training fold."""
+
+    def __init__(self, texts: list[str], dim: int = 64, seed: int = 0):
+        self.texts, self.dim, self.seed = texts, dim, seed
+        self.names = [f"tfidf_{i}" for i in range(dim)]
+
+    def fit(self, rows, y):
+        from amzkit.models import TfidfSvdEmbedder
+
+        self.embedder_ = TfidfSvdEmbedder(dim=self.dim, seed=self.seed).fit([self.texts[i] for i in rows])
+        return self
+
+    def transform(self, rows):
+        out, _ = self.embedder_.transform([self.texts[i] for i in rows])
+        padded = np.full((len(rows), self.dim), np.nan, dtype=np.float32)
+        padded[:, :out.shape[1]] = out
+        return padded
+
+
+class TopKCorrTransform(FoldTransform):
+    """The K embedding dimensions most correlated (|Pearson|) with log1p(target) on the training fold."""
+
+    def __init__(self, name: str, matrix: np.ndarray, k: int):
+        self.matrix, self.k = matrix, min(k, matrix.shape[1])
+        self.names = [f"{name}_top{i}" for i in range(self.k)]
+
+    def fit(self, rows, y):
+        from amzkit.correlate import pearson_columns
+
+        good = np.isfinite(self.matrix[rows]).all(axis=1)
+        corr = pearson_columns(self.matrix[rows][good], np.log1p(y[good]))
+        self.dims_ = np.argsort(-np.abs(corr))[: self.k]
+        return self
+
+    def transform(self, rows):
+        return self.matrix[rows][:, self.dims_]
+
+
+class PcaTransform(FoldTransform):
+    """PCA of an embedding fit on the training fold; rows without an embedding stay NaN."""
+
+    def __init__(self, name: str, matrix: np.ndarray, n: int, seed: int = 0):
+        self.matrix, self.n, self.seed = matrix, min(n, matrix.shape[1]), seed
+        self.names = [f"{name}_pc{i}" for i in range(self.n)]
+
+    def fit(self, rows, y):
+        from sklearn.decomposition import PCA
+
+        block = self.matrix[rows]
+        self.pca_ = PCA(self.n, random_state=self.seed).fit(block[np.isfinite(block).all(axis=1)])
+        return self
+
+    def transform(self, rows):
+        block = self.matrix[rows]
+        good = np.isfinite(block).all(axis=1)
+        out = np.full((len(rows), self.n), np.nan, dtype=np.float32)
+        if good.any():
+            out[good] = self.pca_.transform(block[good])
+        return out
+
+
+SELECTIONS = {"topk_corr": TopKCorrTransform, "pca": PcaTransform}
+
+
+def parse_embedding_spec(spec: str) -> tuple[str, str, int]:
+    """'run' -> (run, 'all', 0); 'run:topk_corr:50' -> (run, 'topk_corr', 50); 'run:pca:32' -> (run, 'pca', 32)."""
+    parts = spec.split(":")
+    if len(parts) == 1:
+        return parts[0], "all", 0
+    if len(parts) == 3 and parts[1] in SELECTIONS and parts[2].isdigit() and int(parts[2]) > 0:
+        return parts[0], parts[1], int(parts[2])
+    raise ValueError(f"embedding {spec!r}: write 'run', 'run:topk_corr:K' or 'run:pca:N' (K, N positive integers)")
+
+
+@dataclass
+class FeatureSet:
+    """Label-free columns for train+test rows, plus the transforms each fold fits on its training rows."""
+
+    static: np.ndarray  # (n_train + n_test, p) float32
+    static_names: list[str]
+    categorical: list[int]
+    transforms: list[FoldTransform] = field(default_factory=list)
+    n_train: int = 0
+
+    @property
+    def names(self) -> list[str]:
+        return self.static_names + [n for t in self.transforms for n in t.names]
+
+    def matrix(self, rows: np.ndarray) -> np.ndarray:
+        blocks = [self.static[rows]] + [t.transform(rows) for t in self.transforms]
+        return np.hstack(blocks).astype(np.float32, copy=False)
+
+
+def assemble_features(data: dict[str, pd.DataFrame], schema: Schema, work_dir: str | Path, features: list[str],
+                      embeddings: list[str], tfidf_dim: int = 64, seed: int = 0) -> FeatureSet:
+    """Engineered groups + embedding runs (checked against the CSV ids) + per-fold transforms."""
+    groups = [g for g in features if g != "tfidf"]
+    x_train, x_test = build_features(data["train"], data["test"], schema, groups)
+    frame = pd.concat([x_train, x_test], ignore_index=True)
+    categorical = [i for i, c in enumerate(frame.columns) if isinstance(frame[c].dtype, pd.CategoricalDtype)]
+    for i in categorical:
+        column = frame.columns[i]
+        frame[column] = frame[column].cat.codes.astype(np.float32).replace(-1, np.nan)
+    blocks, names = [frame.to_numpy(dtype=np.float32)], list(frame.columns)
+    transforms: list[FoldTransform] = []
+    if "tfidf" in features:
+        texts = pd.concat([row_text(data["train"], schema), row_text(data["test"], schema)]).tolist()
+        transforms.append(TfidfSvdTransform(texts, tfidf_dim, seed))
+    for spec in embeddings:
+        name, strategy, size = parse_embedding_spec(spec)
+        matrix = np.vstack([load_embeddings(work_dir, name, split, data[split][schema.id_column])[0]
+                            for split in ("train", "test")])
+        if strategy == "all":
+            blocks.append(matrix)
+            names += [f"{name}_{i}" for i in range(matrix.shape[1])]
+        else:
+            transforms.append(SELECTIONS[strategy](name, matrix, size))
+    static = np.hstack(blocks) if len(blocks) > 1 else blocks[0]
+    if static.shape[1] == 0 and not transforms:
+        raise ValueError("no features: give at least one feature group or embedding run")
+    return FeatureSet(static, names, categorical, transforms, n_train=len(data["train"]))
+
+
+# --- the model ---------------------------------------------------------------------------------------------
+
 @dataclass
 class LightGBMRegressor:
-    """LightGBM on log1p(target) with early stopping; parameters stored as given (scikit-learn style)."""
+    """LightGBM from a named preset; early stopping on the fold's validation rows. Stores params only."""
 
-    objective: str = "l1"
-    learning_rate: float = 0.05
-    n_estimators: int = 2000
-    early_stopping_rounds: int = 100
+    preset: str = "default"
+    params: dict = field(default_factory=dict)
     num_threads: int = 0
     seed: int = 42
-    extra: dict = field(default_factory=dict)
 
-    def params(self) -> dict:
-        return {"objective": self.objective, "learning_rate": self.learning_rate, "num_leaves": 31,
-                "min_data_in_leaf": 20, "feature_fraction": 0.8, "bagging_fraction": 0.8, "bagging_freq": 1,
-                "lambda_l2": 1.0, "seed": self.seed, "num_threads": self.num_threads, "verbose": -1,
-                "deterministic": True, "force_col_wise": True, **self.extra}
+    def config(self) -> dict:
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; choose from {sorted(PRESETS)}")
+        preset = PRESETS[self.preset]
+        params = {**preset["params"], **self.params, "seed": self.seed, "deterministic": True,
+                  "force_col_wise": True}
+        if self.num_threads:
+            params.pop("n_jobs", None)
+            params["num_threads"] = self.num_threads
+        return {**preset, "params": params}
 
-    def fit(self, x_train, y_train, x_valid, y_valid) -> LightGBMRegressor:
+    def _target(self, y: np.ndarray) -> np.ndarray:
+        return np.log1p(y) if self.config()["target"] == "log1p" else y
+
+    def fit(self, x_train, y_train, x_valid, y_valid, feature_names=None, categorical=None) -> LightGBMRegressor:
         import lightgbm as lgb
 
-        train_set = lgb.Dataset(x_train, np.log1p(y_train))
-        valid_set = lgb.Dataset(x_valid, np.log1p(y_valid), reference=train_set)
+        config = self.config()
+        kwargs = {"feature_name": feature_names or "auto", "categorical_feature": categorical or "auto"}
+        train_set = lgb.Dataset(x_train, self._target(y_train), **kwargs)
+        valid_set = lgb.Dataset(x_valid, self._target(y_valid), reference=train_set, **kwargs)
         self.booster_ = lgb.train(
-            self.params(), train_set, num_boost_round=self.n_estimators, valid_sets=[valid_set],
-            callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
+            config["params"], train_set, num_boost_round=config["n_estimators"], valid_sets=[valid_set],
+            callbacks=[lgb.early_stopping(config["early_stopping_rounds"], verbose=False)],
         )
         return self
 
     def predict(self, x) -> np.ndarray:
-        log_pred = self.booster_.predict(x, num_iteration=self.booster_.best_iteration)
-        return np.maximum(np.expm1(log_pred), MIN_PREDICTION)
+        raw = self.booster_.predict(x, num_iteration=self.booster_.best_iteration)
+        return np.maximum(np.expm1(raw) if self.config()["target"] == "log1p" else raw, MIN_PREDICTION)
 
 
-def assemble_features(
-    data: dict[str, pd.DataFrame], schema: Schema, work_dir: str | Path, features: list[str], embeddings: list[str]
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Engineered feature groups plus the named embedding runs (checked against the CSV ids)."""
-    x_train, x_test = build_features(data["train"], data["test"], schema, features)
-    for name in embeddings:
-        blocks = {}
-        for split in ("train", "test"):
-            emb, _ = load_embeddings(work_dir, name, split, data[split][schema.id_column])
-            blocks[split] = pd.DataFrame(emb, columns=[f"{name}_{i}" for i in range(emb.shape[1])])
-        x_train = pd.concat([x_train, blocks["train"]], axis=1)
-        x_test = pd.concat([x_test, blocks["test"]], axis=1)
-    if x_train.shape[1] == 0:
-        raise ValueError("no features: give at least one feature group or embedding run")
-    return x_train, x_test
+def cross_validate(model: LightGBMRegressor, features: FeatureSet, y: np.ndarray, folds: np.ndarray,
+                   group_of: np.ndarray | None = None, models_dir: Path | None = None) -> dict:
+    """OOF predictions, per-fold SMAPE, test predictions (geometric mean over folds), gain importance.
 
-
-def cross_validate(model: LightGBMRegressor, x: pd.DataFrame, y: np.ndarray, folds: np.ndarray,
-                   x_test: pd.DataFrame) -> dict:
-    """Out-of-fold predictions, per-fold SMAPE, test predictions (geometric mean over folds), importance."""
+    With `group_of` (one label per train+test row) a model per group with >= MIN_GROUP_ROWS training rows is
+    trained in the same folds; its rows take its predictions, the rest the global model's.
+    """
     from tqdm.auto import tqdm
 
-    oof = np.full(len(y), np.nan)
-    test_log = np.zeros(len(x_test))
-    fold_scores, baseline_scores, importance = [], [], np.zeros(x.shape[1])
+    n_train = features.n_train
+    test_rows = np.arange(n_train, len(features.static))
+    oof = np.full(n_train, np.nan)
+    test_log = np.zeros(len(test_rows))
+    fold_scores, baseline_scores = [], []
+    importance = np.zeros(len(features.names))
     fold_ids = np.unique(folds)
     for fold in tqdm(fold_ids, desc="folds"):
-        train_idx, valid_idx = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
-        fitted = model.fit(x.iloc[train_idx], y[train_idx], x.iloc[valid_idx], y[valid_idx])
-        oof[valid_idx] = fitted.predict(x.iloc[valid_idx])
-        test_log += np.log(fitted.predict(x_test)) / len(fold_ids)
-        fold_scores.append(smape(y[valid_idx], oof[valid_idx]))
-        baseline_scores.append(smape(y[valid_idx], np.full(len(valid_idx), np.median(y[train_idx]))))
+        train_rows, valid_rows = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
+        for transform in features.transforms:
+            transform.fit(train_rows, y[train_rows])
+        x_train, x_valid, x_test = (features.matrix(r) for r in (train_rows, valid_rows, test_rows))
+        fitted = model.fit(x_train, y[train_rows], x_valid, y[valid_rows], features.names, features.categorical)
+        valid_pred, test_pred = fitted.predict(x_valid), fitted.predict(x_test)
         importance += fitted.booster_.feature_importance("gain")
+        if models_dir is not None:
+            models_dir.mkdir(parents=True, exist_ok=True)
+            fitted.booster_.save_model(str(models_dir / f"fold{fold}.txt"))
+        if group_of is not None:
+            for group in np.unique(group_of[train_rows]):
+                in_train = train_rows[group_of[train_rows] == group]
+                in_valid = valid_rows[group_of[valid_rows] == group]
+                if len(in_train) < MIN_GROUP_ROWS or len(in_valid) == 0:
+                    continue
+                sub = replace(model).fit(features.matrix(in_train), y[in_train], features.matrix(in_valid),
+                                         y[in_valid], features.names, features.categorical)
+                valid_pred[group_of[valid_rows] == group] = sub.predict(features.matrix(in_valid))
+                in_test = group_of[test_rows] == group
+                if in_test.any():
+                    test_pred[in_test] = sub.predict(features.matrix(test_rows[in_test]))
+        oof[valid_rows] = valid_pred
+        test_log += np.log(test_pred) / len(fold_ids)
+        fold_scores.append(smape(y[valid_rows], valid_pred))
+        baseline_scores.append(smape(y[valid_rows], np.full(len(valid_rows), np.median(y[train_rows]))))
     return {"oof": oof, "test": np.exp(test_log), "fold_smape": fold_scores,
             "fold_constant_smape": baseline_scores, "importance": importance / len(fold_ids)}
 
 
-def train_run(
-    data: dict[str, pd.DataFrame], schema: str, work_dir: str | Path, run_name: str, features: list[str],
-    embeddings: list[str], n_folds: int = 5, seed: int = 42, **model_params,
-) -> dict:
-    """Cross-validate one LightGBM run and write its folder, metrics and a row of the runs log."""
-    schema_ = get_schema(schema)
-    started = time.perf_counter()
-    train, test = data["train"], data["test"]
-    y = train[schema_.target].to_numpy(dtype=float)
-    folds = shared_folds(work_dir, train[schema_.id_column], y, n_folds, seed)
-    x_train, x_test = assemble_features(data, schema_, work_dir, features, embeddings)
-    model = LightGBMRegressor(seed=seed, **model_params)
-    result = cross_validate(model, x_train, y, folds, x_test)
+# --- a run: train, and the files every learner writes ---------------------------------------------------
+
+def save_run(work_dir: str | Path, run_name: str, schema: Schema, train: pd.DataFrame, test: pd.DataFrame,
+             folds: np.ndarray, oof: np.ndarray, test_pred: np.ndarray, info: dict,
+             fold_constant_smape: list[float] | None = None) -> dict:
+    """Write a run's OOF and test predictions and metrics, append the runs log; any learner can call it."""
+    y = train[schema.target].to_numpy(dtype=float)
+    ids = train[schema.id_column].to_numpy()
+    if np.isnan(oof).any():
+        raise ValueError(f"run {run_name}: {int(np.isnan(oof).sum())} train rows have no out-of-fold prediction")
     run_dir = stage_dir(work_dir, "03_train") / run_name
-    ids = train[schema_.id_column].to_numpy()
-    write_csv(pd.DataFrame({"id": ids, "fold": folds, "target": y, "pred": result["oof"]}), run_dir / "oof.csv")
-    write_csv(pd.DataFrame({"id": test[schema_.id_column].to_numpy(), "pred": result["test"]}),
-              run_dir / "test_pred.csv")
-    importance = pd.DataFrame({"feature": x_train.columns, "gain": result["importance"]}).sort_values(
-        "gain", ascending=False)
-    write_csv(importance, run_dir / "feature_importance.csv")
+    write_csv(pd.DataFrame({"id": ids, "fold": folds, "target": y, "pred": oof}), run_dir / "oof.csv")
+    write_csv(pd.DataFrame({"id": test[schema.id_column].to_numpy(), "pred": test_pred}), run_dir / "test_pred.csv")
+    fold_ids = np.unique(folds)
+    fold_scores = [smape(y[folds == f], oof[folds == f]) for f in fold_ids]
+    if fold_constant_smape is None:
+        fold_constant_smape = [smape(y[folds == f], np.full((folds == f).sum(), np.median(y[folds != f])))
+                               for f in fold_ids]
     metrics = {
-        "run": run_name, "schema": schema_.name, "rows": len(y), "n_features": x_train.shape[1],
-        "features": features, "embeddings": embeddings, "params": model.params(), "n_folds": n_folds,
+        "run": run_name, "schema": schema.name, "rows": len(y), **info, "n_folds": len(fold_ids),
         "folds_sha256": id_hash(folds), "train_ids_sha256": id_hash(ids),
-        "cv_smape": smape(y, result["oof"]),
-        "fold_smape": result["fold_smape"], "fold_smape_mean": float(np.mean(result["fold_smape"])),
-        "fold_smape_std": float(np.std(result["fold_smape"])),
-        "constant_median_smape": float(np.mean(result["fold_constant_smape"])),
-        "seconds": round(time.perf_counter() - started, 2),
+        "cv_smape": smape(y, oof), "fold_smape": fold_scores, "fold_smape_mean": float(np.mean(fold_scores)),
+        "fold_smape_std": float(np.std(fold_scores)),
+        "constant_median_smape": float(np.mean(fold_constant_smape)),
     }
-    for name in schema_.report_metrics:
-        metrics[f"cv_{name}"] = METRICS[name].fn(y, result["oof"])
+    for name in schema.report_metrics:
+        metrics[f"cv_{name}"] = METRICS[name].fn(y, oof)
     write_json(run_dir / "metrics.json", metrics)
     append_runs_log(work_dir, metrics)
     return metrics
 
 
-RUNS_LOG_COLUMNS = ("time", "run", "schema", "features", "embeddings", "n_features", "cv_smape",
+def train_run(
+    data: dict[str, pd.DataFrame], schema: str, work_dir: str | Path, run_name: str, features: list[str],
+    embeddings: list[str], n_folds: int = 5, seed: int = 42, fold_strategy: str = "stratified",
+    preset: str = "default", lgb_params: dict | None = None, num_threads: int = 0, group_by: str = "",
+    tfidf_dim: int = 64,
+) -> dict:
+    """Cross-validate one LightGBM run and write its folder, models, metrics and a row of the runs log."""
+    schema_ = get_schema(schema)
+    started = time.perf_counter()
+    train, test = data["train"], data["test"]
+    y = train[schema_.target].to_numpy(dtype=float)
+    folds = shared_folds(work_dir, train, schema_, n_folds, seed, fold_strategy)
+    feature_set = assemble_features(data, schema_, work_dir, features, embeddings, tfidf_dim, seed)
+    group_of = None
+    if group_by:
+        if group_by not in feature_set.static_names:
+            raise ValueError(f"group_by {group_by!r} is not a feature column; pick one of {feature_set.static_names}")
+        group_of = feature_set.static[:, feature_set.static_names.index(group_by)]
+        group_of = np.where(np.isnan(group_of), -1, group_of)
+    model = LightGBMRegressor(preset=preset, params=lgb_params or {}, num_threads=num_threads, seed=seed)
+    run_dir = stage_dir(work_dir, "03_train") / run_name
+    result = cross_validate(model, feature_set, y, folds, group_of, models_dir=run_dir / "models")
+    importance = pd.DataFrame({"feature": feature_set.names, "gain": result["importance"]}).sort_values(
+        "gain", ascending=False)
+    write_csv(importance, run_dir / "feature_importance.csv")
+    info = {"learner": "lightgbm", "preset": preset, "features": features, "embeddings": embeddings,
+            "fold_strategy": fold_strategy, "group_by": group_by, "n_features": len(feature_set.names),
+            "params": model.config()["params"], "seconds": round(time.perf_counter() - started, 2)}
+    return save_run(work_dir, run_name, schema_, train, test, folds, result["oof"], result["test"], info,
+                    result["fold_constant_smape"])
+
+
+RUNS_LOG_COLUMNS = ("time", "run", "learner", "schema", "features", "embeddings", "n_features", "cv_smape",
                     "fold_smape_std", "constant_median_smape", "seconds", "params")
 
 
 def append_runs_log(work_dir: str | Path, metrics: dict) -> Path:
     """Append one row per run to work_dir/runs.csv (the experiment leaderboard)."""
     path = Path(work_dir) / "runs.csv"
-    row = {**metrics, "time": datetime.now(UTC).isoformat(timespec="seconds")}
-    row = {k: json.dumps(row[k]) if isinstance(row[k], (list, dict)) else row[k] for k in RUNS_LOG_COLUMNS}
+    row = {**metrics, "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    row = {k: json.dumps(row.get(k)) if isinstance(row.get(k), (list, dict)) else row.get(k) for k in RUNS_LOG_COLUMNS}
     existing = path.read_text(encoding="utf-8") if path.is_file() else ""
     with atomic_path(path) as tmp:
         with open(tmp, "w", newline="", encoding="utf-8") as fh:
@@ -227,7 +468,7 @@ def plot_oof(work_dir: str | Path, name: str):
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.scatter(oof["target"], oof["pred"], s=6, alpha=0.4)
     low, high = oof[["target", "pred"]].min().min(), oof[["target", "pred"]].max().max()
-    ax.plot([low, high], [low, high], "k--", lw=1)
+    ax.plot([max(low, 1e-3), high], [max(low, 1e-3), high], "k--", lw=1)
     ax.set(xscale="log", yscale="log", xlabel="actual", ylabel="out-of-fold prediction",
            title=f"{name}: CV SMAPE {smape(oof['target'], oof['pred']):.2f}")
     save_figure(fig, run_dir / "oof_scatter.png")

@@ -175,3 +175,98 @@ def test_unreachable_hub_fails_fast(monkeypatch):
     _, embedder = create_embedder("fashion-siglip", device="cpu")
     with pytest.raises(RuntimeError, match="hub is unreachable from here.*local-dir:"):
         embedder.fit()  # the probe's message: the hub client's own half-minute of retries never started
+
+
+# --- shards: kill and resume, several kernels, merge -------------------------------------------------
+
+SHARD_ROWS_SMALL = 8
+
+
+@pytest.fixture(scope="module")
+def shard_data(small_demo):
+    return load_data(small_demo, "amazon2025")
+
+
+def _run_bytes(work_dir, model):
+    run = work_dir / "01_extract" / model
+    return {name: (run / name).read_bytes() for name in ("train.npy", "test.npy", "train_ok.npy", "test_ok.npy")}
+
+
+def _counting_factory(monkeypatch, fail_on_call: int | None = None):
+    """Wrap create_embedder so transform calls are counted and (optionally) the n-th call dies."""
+    import amzkit.extract as extract_module
+
+    calls = {"n": 0}
+    real_factory = extract_module.create_embedder
+
+    def factory(*args, **kwargs):
+        spec, embedder = real_factory(*args, **kwargs)
+        real_transform = embedder.transform
+
+        def transform(inputs):
+            calls["n"] += 1
+            if fail_on_call is not None and calls["n"] == fail_on_call:
+                raise KeyboardInterrupt("simulated kill")
+            return real_transform(inputs)
+
+        embedder.transform = transform
+        return spec, embedder
+
+    monkeypatch.setattr(extract_module, "create_embedder", factory)
+    return calls
+
+
+@pytest.mark.parametrize("model", ["tfidf-svd", "color-stats"])
+def test_killed_run_resumes_from_the_last_shard_and_matches_byte_for_byte(
+        model, shard_data, small_demo, tmp_path, monkeypatch):
+    extract(shard_data, small_demo, tmp_path / "whole", "amazon2025", model, shard_rows=SHARD_ROWS_SMALL)
+    n_shards = len(list((tmp_path / "whole" / "01_extract" / model / "shards").glob("*.json")))
+    assert n_shards == 5 + 3  # 40 train rows and 20 test rows in shards of 8
+
+    with monkeypatch.context() as patch:
+        _counting_factory(patch, fail_on_call=4)
+        with pytest.raises(KeyboardInterrupt):
+            extract(shard_data, small_demo, tmp_path / "killed", "amazon2025", model, shard_rows=SHARD_ROWS_SMALL)
+    shards = tmp_path / "killed" / "01_extract" / model / "shards"
+    assert len(list(shards.glob("*.json"))) == 3 and not (shards.parent / "train.npy").exists()
+
+    calls = _counting_factory(monkeypatch)
+    extract(shard_data, small_demo, tmp_path / "killed", "amazon2025", model, shard_rows=SHARD_ROWS_SMALL)
+    assert calls["n"] == n_shards - 3, "finished shards are not embedded again"
+    assert _run_bytes(tmp_path / "killed", model) == _run_bytes(tmp_path / "whole", model)
+
+
+def test_a_half_written_shard_is_not_trusted(shard_data, small_demo, tmp_path, monkeypatch):
+    extract(shard_data, small_demo, tmp_path, "amazon2025", "tfidf-svd", shard_rows=SHARD_ROWS_SMALL)
+    shards = tmp_path / "01_extract" / "tfidf-svd" / "shards"
+    (shards / "train-00002.json").unlink()  # killed between the arrays and the marker
+    calls = _counting_factory(monkeypatch)
+    extract(shard_data, small_demo, tmp_path, "amazon2025", "tfidf-svd", shard_rows=SHARD_ROWS_SMALL)
+    assert calls["n"] == 1
+
+
+def test_shards_split_across_kernels_merge_into_the_single_kernel_result(shard_data, small_demo, tmp_path):
+    from amzkit.extract import merge_shards
+
+    extract(shard_data, small_demo, tmp_path / "single", "amazon2025", "tfidf-svd", shard_rows=SHARD_ROWS_SMALL)
+    parts = []
+    for index in range(3):
+        summary = extract(shard_data, small_demo, tmp_path / f"kernel{index}", "amazon2025", "tfidf-svd",
+                          shard_rows=SHARD_ROWS_SMALL, shard_index=index, num_shards=3)
+        assert summary["shards_written"] >= 2
+        parts.append(tmp_path / f"kernel{index}" / "01_extract" / "tfidf-svd")
+    ids = {split: shard_data[split]["sample_id"] for split in ("train", "test")}
+    merged = tmp_path / "merged" / "01_extract" / "tfidf-svd"
+    manifest = merge_shards(parts, merged, ids)
+    assert manifest["splits"]["train"]["rows"] == 40 and manifest["splits"]["test"]["shards"] == 3
+    assert _run_bytes(tmp_path / "merged", "tfidf-svd") == _run_bytes(tmp_path / "single", "tfidf-svd")
+    with pytest.raises(ValueError, match="shard #1 .* is missing"):
+        merge_shards(parts[:1] + parts[2:], tmp_path / "incomplete", ids)
+    shuffled = {split: ids[split].sample(frac=1, random_state=1) for split in ids}
+    with pytest.raises(ValueError, match="other rows"):
+        merge_shards(parts, tmp_path / "wrong", shuffled)
+
+
+def test_shard_index_out_of_range_is_refused(shard_data, small_demo, tmp_path):
+    with pytest.raises(ValueError, match="shard_index"):
+        extract(shard_data, small_demo, tmp_path, "amazon2025", "tfidf-svd", shard_index=2, num_shards=2)

@@ -41,7 +41,8 @@ def test_notebook_is_committed_clean_and_thin(path):
     nb = nbformat.read(path, as_version=4)
     assert nb.metadata["kernelspec"]["name"] == "python3"
     code = [c for c in nb.cells if c.cell_type == "code"]
-    assert "check_parameters" in code[1].source, "the guard runs right after the parameters cell"
+    params_at = next(i for i, c in enumerate(code) if "parameters" in c.metadata.get("tags", []))
+    assert "check_parameters" in code[params_at + 1].source, "the guard runs right after the parameters cell"
     for cell in code:
         assert cell.outputs == [] and cell.execution_count is None, "commit notebooks without outputs"
         if "parameters" in cell.metadata.get("tags", []):
@@ -66,11 +67,13 @@ def test_missing_parameter_is_refused():
 
 def test_papermill_strings_are_coerced_to_the_default_types():
     namespace = {**stage_parameters("03_train"), "embeddings": '["a", "b"]', "n_folds": "3",
-                 "learning_rate": "0.1", "features": "quantity, brand"}
+                 "lgb_params": '{"num_leaves": 7}', "features": "quantity, brand"}
     params = check_parameters(namespace, "03_train")
     assert params.embeddings == ["a", "b"] and namespace["embeddings"] == ["a", "b"]
-    assert params.n_folds == 3 and params.learning_rate == 0.1
+    assert params.n_folds == 3 and params.lgb_params == {"num_leaves": 7}
     assert params.features == ["quantity", "brand"]
+    with pytest.raises(ValueError, match="lgb_params"):
+        check_parameters({**stage_parameters("03_train"), "lgb_params": "[1]"}, "03_train")
 
 
 def test_wrong_type_is_refused():

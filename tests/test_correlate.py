@@ -1,0 +1,120 @@
+"""02_correlate: the roadmap's number, its permutation null, and probes that measure extractable signal."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from amzkit.correlate import analyse_embedding, null_max_abs_corr, pearson_columns, verdict
+
+
+def _prices(rng, n):
+    return np.exp(rng.normal(2.7, 0.9, n))
+
+
+def test_pearson_columns_matches_numpy_and_handles_constant_columns():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(500, 4)).astype(np.float32)
+    x[:, 3] = 1.0
+    y = rng.normal(size=500)
+    corr = pearson_columns(x, y)
+    for j in range(3):
+        assert corr[j] == pytest.approx(np.corrcoef(x[:, j], y)[0, 1], abs=1e-5)
+    assert corr[3] == 0.0
+
+
+def test_roadmap_verdict_table():
+    assert verdict(0.1089)[0] == "STRONG" and verdict(0.03)[0] == "MODERATE" and verdict(0.0089)[0] == "WEAK"
+    assert verdict(0.05)[0] == "MODERATE" and verdict(0.02)[0] == "WEAK"  # bounds are exclusive, as written
+
+
+def test_planted_signal_is_strong_and_probes_beat_the_constant():
+    rng = np.random.default_rng(1)
+    n, d = 4000, 64
+    price = _prices(rng, n)
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    x[:, :3] += np.log1p(price)[:, None] * np.array([1.0, -0.7, 0.5], dtype=np.float32)
+    result = analyse_embedding(x, np.ones(n, bool), price, n_permutations=10, knn_max_queries=2000)
+    assert result["verdict"] == "STRONG" and result["clears_null"]
+    assert set(result["top_dims"][:3]) == {0, 1, 2}
+    assert result["ridge_smape"] < result["constant_smape"] - 10
+    assert result["knn_smape"] < result["knn_constant_smape"] - 5
+
+
+def test_added_value_is_positive_for_signal_beyond_the_baseline():
+    rng = np.random.default_rng(6)
+    n = 3000
+    price = _prices(rng, n)
+    log_price = np.log1p(price)
+    hidden = log_price - 0.5 * log_price.mean() + rng.normal(0, 0.3, n)
+    baseline = (0.5 * log_price + rng.normal(0, 0.5, n))[:, None].astype(np.float32)
+    x = np.column_stack([hidden, rng.normal(size=(n, 15))]).astype(np.float32)
+    result = analyse_embedding(x, np.ones(n, bool), price, baseline=baseline, n_permutations=5)
+    assert result["added_value_gain"] > 3
+    assert result["next_step"].startswith("03_train")
+
+
+def test_pure_noise_is_weak_inside_its_null_and_adds_nothing():
+    rng = np.random.default_rng(2)
+    n, d = 20_000, 768
+    price = _prices(rng, n)
+    baseline = np.column_stack([np.log1p(price) + rng.normal(0, 0.8, n), rng.normal(size=n)]).astype(np.float32)
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    result = analyse_embedding(x, np.ones(n, bool), price, baseline=baseline, n_permutations=20,
+                               knn_max_queries=5000, seed=3)
+    assert result["max_abs_corr"] > 0.02, "noise alone passes the roadmap's 0.02 bar at this size..."
+    assert result["roadmap_verdict"] != "WEAK"
+    assert not result["clears_null"] and result["verdict"] == "WEAK", "...the null catches it"
+    assert result["ridge_smape"] > result["constant_smape"] - 0.5
+    assert result["knn_smape"] > result["knn_constant_smape"] - 1.0
+    assert abs(result["added_value_gain"]) < 0.5
+    assert result["next_step"].startswith("alternatives")
+
+
+def test_null_is_stable_and_grows_with_dimension():
+    rng = np.random.default_rng(4)
+    y = rng.normal(size=3000)
+    small = null_max_abs_corr(rng.normal(size=(3000, 8)), y, n_permutations=30)
+    large = null_max_abs_corr(rng.normal(size=(3000, 512)), y, n_permutations=30)
+    assert np.median(large) > np.median(small) * 1.5
+
+
+def test_excluded_rows_are_counted_not_used():
+    rng = np.random.default_rng(5)
+    price = _prices(rng, 600)
+    x = np.log1p(price)[:, None].astype(np.float32) + rng.normal(0, 0.1, (600, 3)).astype(np.float32)
+    ok = np.ones(600, bool)
+    ok[:50] = False
+    x[:50] = np.nan
+    result = analyse_embedding(x, ok, price, n_permutations=5)
+    assert result["rows_used"] == 550 and result["rows_excluded"] == 50
+    assert np.isfinite(result["ridge_smape"]) and result["max_abs_corr_log1p"] > 0.9
+
+
+def test_correlate_refuses_a_run_computed_for_other_rows(tmp_path):
+    from amzkit.correlate import correlate
+    from amzkit.io import id_hash, write_json, write_npy
+
+    run = tmp_path / "01_extract" / "fake"
+    ids = np.arange(100)
+    write_npy(run / "train.npy", np.zeros((100, 2), np.float32))
+    write_npy(run / "train_ok.npy", np.ones(100, bool))
+    write_json(run / "manifest.json", {"splits": {"train": {"id_sha256": id_hash(ids)}}})
+    write_json(run / "metrics.json", {})
+    train = pd.DataFrame({"sample_id": ids[::-1], "catalog_content": "x", "image_link": "", "price": 1.0})
+    with pytest.raises(ValueError, match="row order"):
+        correlate(train, "amazon2025", tmp_path, ["fake"], baseline_features=[])
+
+
+def test_real_minilm_text_embeddings_of_2023_rows_beat_the_constant(shared_data):
+    from amzkit.models import create_embedder
+    from amzkit.schema import load_split, row_text
+
+    train = load_split(shared_data / "amz23_dev.csv", "amazon2023", "train")
+    _, embedder = create_embedder("minilm", batch_size=64, device="cpu")
+    embeddings, ok = embedder.fit().transform(row_text(train, "amazon2023").tolist())
+    assert ok.all() and embeddings.shape == (len(train), 384)
+    result = analyse_embedding(embeddings, ok, train["PRODUCT_LENGTH"].to_numpy(), n_permutations=10)
+    assert result["ridge_smape"] < result["constant_smape"] - 1, (result["ridge_smape"], result["constant_smape"])
+    assert result["clears_null"]

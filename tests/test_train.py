@@ -1,0 +1,173 @@
+"""03_train: shared folds, nothing fit outside the training fold, presets, runs that can be trusted."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from amzkit.metric import smape
+from amzkit.testing import write_embedding_run
+from amzkit.train import (
+    PRESETS,
+    FeatureSet,
+    FoldTransform,
+    LightGBMRegressor,
+    TopKCorrTransform,
+    cross_validate,
+    make_folds,
+    parse_embedding_spec,
+    train_run,
+)
+
+FAST = {"learning_rate": 0.1, "num_leaves": 15, "min_data_in_leaf": 10}
+
+
+def _frame(n_train, n_test, rng, names=None):
+    """A 2025-schema train/test pair with plain catalog text (the content does not matter here)."""
+    ids = rng.permutation(np.arange(10_000, 10_000 + n_train + n_test))
+    names = names if names is not None else [f"Product {i}" for i in range(n_train + n_test)]
+    text = [f"Item Name: {n}\nValue: 1.0\nUnit: Count" for n in names]
+    train = pd.DataFrame({"sample_id": ids[:n_train], "catalog_content": text[:n_train],
+                          "image_link": "", "price": np.exp(rng.normal(2.7, 0.8, n_train))})
+    test = pd.DataFrame({"sample_id": ids[n_train:], "catalog_content": text[n_train:], "image_link": ""})
+    return {"train": train, "test": test}
+
+
+def test_seed_preset_is_the_roadmaps_params_verbatim():
+    roadmap = {'objective': 'regression', 'metric': 'mape', 'boosting_type': 'gbdt', 'num_leaves': 63,
+               'learning_rate': 0.05, 'feature_fraction': 0.8, 'bagging_fraction': 0.8, 'bagging_freq': 5,
+               'verbose': -1, 'n_jobs': -1}
+    assert PRESETS["seed"]["params"] == roadmap and PRESETS["seed"]["target"] == "raw"
+    config = LightGBMRegressor(preset="seed").config()["params"]
+    assert {k: config[k] for k in roadmap} == roadmap
+    assert PRESETS["default"]["target"] == "log1p" and PRESETS["default"]["params"]["objective"] == "l1"
+
+
+def test_embedding_specs_parse_and_typos_are_refused():
+    assert parse_embedding_spec("minilm") == ("minilm", "all", 0)
+    assert parse_embedding_spec("fashion-siglip:topk_corr:50") == ("fashion-siglip", "topk_corr", 50)
+    assert parse_embedding_spec("x:pca:8") == ("x", "pca", 8)
+    for bad in ("x:topk:5", "x:pca:", "x:pca:0", "x:pca:8:1"):
+        with pytest.raises(ValueError, match="topk_corr"):
+            parse_embedding_spec(bad)
+
+
+class _LeakyTopK(TopKCorrTransform):
+    """What a careless pipeline does: select dimensions on every train row, validation rows included."""
+
+    def __init__(self, name, matrix, k, y_all):
+        super().__init__(name, matrix, k)
+        self.y_all = y_all
+
+    def fit(self, rows, y):
+        return super().fit(np.arange(len(self.y_all)), self.y_all)
+
+
+def _cv(features, y, folds):
+    model = LightGBMRegressor(params=FAST, num_threads=1)
+    return smape(y, cross_validate(model, features, y, folds)["oof"])
+
+
+def test_topk_selection_on_pure_noise_does_not_improve_cv_but_a_leaky_one_would():
+    rng = np.random.default_rng(0)
+    n = 250  # few rows and many noise dimensions: where a leaky selection shows most
+    y = np.exp(rng.normal(2.7, 0.8, n))
+    signal = (np.log1p(y) + rng.normal(0, 1.5, n))[:, None].astype(np.float32)
+    noise = rng.normal(size=(n, 3000)).astype(np.float32)
+    folds = make_folds(y, 5, seed=0)
+    base = FeatureSet(signal, ["signal"], [], n_train=n)
+    honest = FeatureSet(signal, ["signal"], [], [TopKCorrTransform("noise", noise, 50)], n_train=n)
+    leaky = FeatureSet(signal, ["signal"], [], [_LeakyTopK("noise", noise, 50, y)], n_train=n)
+    without, with_honest, with_leak = _cv(base, y, folds), _cv(honest, y, folds), _cv(leaky, y, folds)
+    assert with_honest > without - 1.0, (without, with_honest)
+    assert with_leak < without - 3.0, "the guard has teeth: selection fit on all rows fakes a gain"
+
+
+def test_grouped_folds_keep_copies_of_a_product_together_and_score_honestly():
+    rng = np.random.default_rng(1)
+    products, copies = 150, 4
+    product = np.repeat(np.arange(products), copies)
+    price = np.exp(rng.normal(2.7, 0.8, products))[product] * np.exp(rng.normal(0, 0.02, len(product)))
+    fingerprint = rng.normal(size=(products, 8)).astype(np.float32)[product]  # identifies a product, says no price
+    features = FeatureSet(fingerprint, [f"f{i}" for i in range(8)], [], n_train=len(product))
+    plain = make_folds(price, 5, seed=0, strategy="kfold")
+    grouped = make_folds(price, 5, seed=0, strategy="group", groups=product)
+    assert all(len(set(grouped[product == p])) == 1 for p in range(products))
+    leaky_score, honest_score = _cv(features, price, plain), _cv(features, price, grouped)
+    assert honest_score > leaky_score + 10, (leaky_score, honest_score)
+
+
+@pytest.fixture()
+def synthetic(tmp_path):
+    rng = np.random.default_rng(2)
+    data = _frame(500, 100, rng)
+    y = data["train"]["price"].to_numpy()
+    train_emb = rng.normal(size=(500, 32)).astype(np.float32)
+    train_emb[:, 7] = np.log1p(y) + rng.normal(0, 0.2, 500)
+    test_emb = rng.normal(size=(100, 32)).astype(np.float32)
+    write_embedding_run(tmp_path, "planted", {"train": (train_emb, data["train"]["sample_id"].to_numpy()),
+                                             "test": (test_emb, data["test"]["sample_id"].to_numpy())})
+    return data, tmp_path
+
+
+def test_planted_signal_is_found_and_ranks_first(synthetic):
+    data, work = synthetic
+    metrics = train_run(data, "amazon2025", work, "plain", ["text_stats"], ["planted"], lgb_params=FAST)
+    top = pd.read_csv(work / "03_train" / "plain" / "feature_importance.csv")["feature"].tolist()
+    assert top[0] == "planted_7"
+    assert metrics["cv_smape"] < 0.6 * metrics["constant_median_smape"]
+    train_run(data, "amazon2025", work, "topk", ["text_stats"], ["planted:topk_corr:3"], lgb_params=FAST)
+    top = pd.read_csv(work / "03_train" / "topk" / "feature_importance.csv")["feature"].tolist()
+    assert top[0] == "planted_top0"
+
+
+def test_run_outputs_recompute_and_folds_are_shared(synthetic):
+    data, work = synthetic
+    first = train_run(data, "amazon2025", work, "a", ["text_stats", "tfidf"], ["planted:pca:4"], lgb_params=FAST,
+                      tfidf_dim=8)
+    second = train_run(data, "amazon2025", work, "b", ["quantity"], ["planted"], lgb_params=FAST)
+    oof = pd.read_csv(work / "03_train" / "a" / "oof.csv")
+    assert oof["id"].tolist() == data["train"]["sample_id"].tolist() and oof["pred"].notna().all()
+    assert smape(oof["target"], oof["pred"]) == pytest.approx(first["cv_smape"], rel=1e-12)
+    assert first["folds_sha256"] == second["folds_sha256"]
+    assert len(list((work / "03_train" / "a" / "models").glob("fold*.txt"))) == 5
+    runs = pd.read_csv(work / "runs.csv")
+    assert runs["run"].tolist() == ["a", "b"] and json.loads(runs["features"][0]) == ["text_stats", "tfidf"]
+    with pytest.raises(ValueError, match="share folds"):
+        train_run(data, "amazon2025", work, "c", ["quantity"], [], n_folds=3)
+    with pytest.raises(ValueError, match="share folds"):
+        train_run(data, "amazon2025", work, "c", ["quantity"], [], fold_strategy="kfold")
+
+
+def test_per_fold_transforms_see_only_training_rows(synthetic):
+    data, work = synthetic
+    seen = []
+
+    class Spy(FoldTransform):
+        names = ["spy"]
+
+        def fit(self, rows, y):
+            seen.append(set(rows.tolist()))
+            return self
+
+        def transform(self, rows):
+            return np.zeros((len(rows), 1), np.float32)
+
+    y = data["train"]["price"].to_numpy()
+    folds = make_folds(y, 5, seed=0)
+    features = FeatureSet(np.zeros((600, 1), np.float32), ["zero"], [], [Spy()], n_train=500)
+    cross_validate(LightGBMRegressor(params=FAST, num_threads=1), features, y, folds)
+    for fold, rows in enumerate(seen):
+        assert rows == set(np.flatnonzero(folds != fold).tolist())
+
+
+def test_per_group_models_join_the_same_folds(synthetic):
+    data, work = synthetic
+    metrics = train_run(data, "amazon2025", work, "grouped", ["text_stats", "quantity"], ["planted"],
+                        group_by="unit_family", lgb_params=FAST)
+    assert metrics["group_by"] == "unit_family" and np.isfinite(metrics["cv_smape"])
+    with pytest.raises(ValueError, match="group_by"):
+        train_run(data, "amazon2025", work, "bad", ["text_stats"], [], group_by="nope")
