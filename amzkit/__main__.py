@@ -1,4 +1,4 @@
-"""Command line: `python -m amzkit demo` and `python -m amzkit validate`."""
+"""Command line: `python -m amzkit demo`, `validate`, and `kaggle build|push|fetch|inputs`."""
 
 from __future__ import annotations
 
@@ -31,6 +31,73 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _kaggle(args: argparse.Namespace) -> int:
+    from amzkit import kaggle
+
+    try:
+        if args.kaggle_command == "build":
+            result = kaggle.build(args.out, owner=args.owner, params_file=args.params, cli_params=args.param,
+                                  stages=_split(args.stages), prefix=args.prefix, with_deps=args.with_deps)
+            print(f"wheel dataset {result.dataset_id}: {result.dataset_dir} ({result.wheel.name})")
+            for kernel in result.kernels:
+                sources = ", ".join(kernel.kernel_sources) or "-"
+                print(f"{kernel.stage:<13} {kernel.id:<45} {result.out / kernel.folder}  sources: {sources}")
+            print(f"next: python -m amzkit kaggle push --build {result.out} --wait")
+        elif args.kaggle_command == "push":
+            results = kaggle.push(args.build, stages=_split(args.stages), dry_run=args.dry_run, wait=args.wait,
+                                  poll_interval=args.poll_interval, timeout=args.timeout, message=args.message,
+                                  skip_dataset=args.skip_dataset)
+            for kernel_id, status in results.items():
+                print(f"{kernel_id}: {status}")
+        elif args.kaggle_command == "fetch":
+            for folder in kaggle.fetch(args.stage, args.build, args.out, dry_run=args.dry_run):
+                print(f"outputs: {folder}")
+        else:
+            print(kaggle.describe_inputs(args.root))
+    except (kaggle.KaggleError, ValueError, FileNotFoundError) as err:
+        print(f"amzkit kaggle {args.kaggle_command}: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _split(text: str | None) -> list[str] | None:
+    return [part.strip() for part in text.split(",") if part.strip()] if text else None
+
+
+def _add_kaggle(sub) -> None:
+    from amzkit.kaggle import DEFAULT_BUILD, KAGGLE_INPUT
+
+    kaggle = sub.add_parser("kaggle", help="build, push and fetch the notebooks as Kaggle kernels")
+    ksub = kaggle.add_subparsers(dest="kaggle_command", required=True)
+    build = ksub.add_parser("build", help="one kernel folder per notebook (parameters baked in) + the wheel dataset")
+    build.add_argument("--out", default=str(DEFAULT_BUILD), help=f"build folder (default {DEFAULT_BUILD})")
+    build.add_argument("--owner", help="Kaggle user name (default: from KAGGLE_USERNAME or ~/.kaggle/kaggle.json)")
+    build.add_argument("--params", help="YAML/JSON file: {stage: {name: value}} or {stage: [{...}, {...}]}")
+    build.add_argument("-p", "--param", action="append", default=[], metavar="STAGE.NAME=VALUE",
+                       help="one parameter, e.g. -p 03_train.run_name=siglip (repeatable)")
+    build.add_argument("--stages", help="comma-separated stages to build (default all)")
+    build.add_argument("--prefix", default="amzkit", help="first word of the kernel titles (default amzkit)")
+    build.add_argument("--with-deps", action="store_true",
+                       help="also pip download wheels Kaggle may lack (open_clip_torch, ftfy); needs PyPI")
+    push = ksub.add_parser("push", help="push the wheel dataset, then the kernels in stage order")
+    push.add_argument("--build", default=str(DEFAULT_BUILD))
+    push.add_argument("--stages", help="comma-separated stages to push (default all built)")
+    push.add_argument("--dry-run", action="store_true", help="print the kaggle commands instead of running them")
+    push.add_argument("--wait", action="store_true", help="poll each kernel until it ends before pushing the next")
+    push.add_argument("--poll-interval", type=float, default=60.0, help="seconds between status polls (60)")
+    push.add_argument("--timeout", type=float, default=12 * 3600.0, help="seconds to wait per kernel (12 h)")
+    push.add_argument("--message", default="", help="dataset version message")
+    push.add_argument("--skip-dataset", action="store_true", help="do not upload the wheel dataset again")
+    fetch = ksub.add_parser("fetch", help="download a stage's kernel outputs (kaggle kernels output)")
+    fetch.add_argument("stage", help="01_extract .. 05_submit (or 01 .. 05)")
+    fetch.add_argument("--build", default=str(DEFAULT_BUILD))
+    fetch.add_argument("--out", help="folder (default <build>/outputs)")
+    fetch.add_argument("--dry-run", action="store_true")
+    inputs = ksub.add_parser("inputs", help="on Kaggle: show what /kaggle/input holds and what amzkit finds there")
+    inputs.add_argument("--root", default=str(KAGGLE_INPUT))
+    kaggle.set_defaults(func=_kaggle)
+
+
 def main(argv: list[str] | None = None) -> int:
     from amzkit.schema import SCHEMAS
 
@@ -47,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     validate.add_argument("--test", required=True)
     validate.add_argument("--schema", default="amazon2025", choices=sorted(SCHEMAS))
     validate.set_defaults(func=_validate)
+    _add_kaggle(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -63,8 +63,10 @@ UNITS: dict[str, tuple[str, float]] = {
     # length: base inch
     "inch": ("length", 1.0),
     "foot": ("length", 12.0),
+    "millimeter": ("length", 0.1 / _CM_PER_INCH),
     "centimeter": ("length", 1.0 / _CM_PER_INCH),
     "meter": ("length", 100.0 / _CM_PER_INCH),
+    "yard": ("length", 36.0),
     # area: base square foot
     "square_foot": ("area", 1.0),
     # no conversion possible
@@ -113,7 +115,9 @@ UNIT_ALIASES: dict[str, str] = _alias_table(
         ],
         "inch": ["in", "inch", "inches"],
         "foot": ["ft", "foot", "feet"],
+        "millimeter": ["mm", "millimeter", "millimeters", "millimetre", "millimetres"],
         "centimeter": ["cm", "cms", "centimeter", "centimeters", "centimetre", "centimetres"],
+        "yard": ["yd", "yds", "yard", "yards"],
         "meter": ["m", "meter", "meters", "metre", "metres"],
         "square_foot": [
             "sq ft", "sqft", "sq feet", "sq foot", "square ft", "square foot", "square feet", "ft2", "ft²",

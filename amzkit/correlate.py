@@ -327,8 +327,9 @@ def plot_correlations(results: dict[str, dict], path: str | Path):
         ax.axvspan(min(r["null_max"]), max(r["null_max"]), color="grey", alpha=0.3, label="null max |corr| range")
         ax.axvline(r["null_p95"], color="grey", ls="-", lw=1.5, label=f"null p95 {r['null_p95']:.3f}")
         ax.axvline(r["max_abs_corr"], color="C3", lw=1.5, label=f"max {r['max_abs_corr']:.3f}")
-        for bound, label, _ in VERDICTS[:2]:
+        for bound, verdict_name, _ in VERDICTS[:2]:
             ax.axvline(bound, color="k", ls="--", lw=0.8)
+            ax.text(bound, ax.get_ylim()[1] * 0.9, f" {verdict_name}", fontsize=7)
         ax.set(xlabel="|Pearson corr| with the target", ylabel="dimensions", title=f"{name}: {r['verdict']}")
         ax.legend(fontsize=7)
     save_figure(fig, path)

@@ -116,8 +116,8 @@ def _embed_shards(todo: dict, data, data_dir, work_dir, schema_, spec: ModelSpec
         embeddings = np.asarray(embeddings, dtype=_output_dtype(spec))
         if spec.modality == "image":
             ok = ok & (fetched["status"].to_numpy() == "ok")
-            write_csv(pd.DataFrame({"link": fetched["link"].to_numpy(), "status": fetched["status"].to_numpy(),
-                                    "embedded": ok}), shard_dir / f"{_shard_stem(split, shard_no)}.fetch.csv")
+            write_csv(fetched.assign(embedded=ok).reset_index(drop=True),
+                      shard_dir / f"{_shard_stem(split, shard_no)}.fetch.csv")
         embeddings[~ok] = np.nan
         if embeddings.shape[0] != stop - start or ok.shape[0] != stop - start:
             raise RuntimeError(f"{spec.name} returned {embeddings.shape[0]} rows for a shard of {stop - start}")

@@ -87,6 +87,44 @@ def keyword_features(frame: pd.DataFrame, parsed: pd.DataFrame, schema: Schema) 
                         index=frame.index)
 
 
+_LENGTH_MENTION = re.compile(
+    r"(\d+(?:\.\d+)?)(?:\s*(?:x|\*|by)\s*(\d+(?:\.\d+)?))?(?:\s*(?:x|\*|by)\s*(\d+(?:\.\d+)?))?"
+    r"\s*(mm|millimet(?:er|re)s?|cm|centimet(?:er|re)s?|m|met(?:er|re)s?|in|inch(?:es)?|\"|''|ft|feet|foot|yards?|yds?)(?![a-z])",
+    re.IGNORECASE,
+)
+
+
+def length_mentions(text: str) -> list[float]:
+    """Every length written in `text` ("12 inch", "30 x 20 cm", '5"'), converted to inches."""
+    from amzkit.catalog import UNITS, normalize_unit
+
+    values = []
+    for match in _LENGTH_MENTION.finditer(text or ""):
+        unit = match.group(4).lower()
+        canonical = "inch" if unit in ('"', "''") else normalize_unit(unit)
+        family, factor = UNITS.get(canonical, ("other", np.nan))
+        if family != "length":
+            continue
+        values += [float(v) * factor for v in match.groups()[:3] if v]
+    return values
+
+
+def dimension_features(frame: pd.DataFrame, parsed: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+    """Lengths written in the text, in inches: largest, smallest, first, count (name and whole text)."""
+    text = row_text(frame, schema)
+    name = parsed["item_name"].fillna("").astype(str)
+    rows = []
+    for full, title in zip(text, name, strict=True):
+        everywhere, in_name = length_mentions(full), length_mentions(title)
+        rows.append((max(everywhere, default=np.nan), min(everywhere, default=np.nan),
+                     everywhere[0] if everywhere else np.nan, len(everywhere), max(in_name, default=np.nan)))
+    out = pd.DataFrame(rows, columns=["dim_max", "dim_min", "dim_first", "dim_count", "dim_name_max"],
+                       index=frame.index)
+    for column in ("dim_max", "dim_min", "dim_first", "dim_name_max"):
+        out[column] = np.log1p(out[column])
+    return out
+
+
 def brand_of(item_name: str) -> str:
     """A brand guess: the item name's first word that is not a stop word, lower-cased."""
     for word in re.findall(r"[A-Za-z][A-Za-z0-9'&.-]*", item_name or ""):
@@ -113,6 +151,7 @@ FEATURE_GROUPS: dict[str, Callable[[pd.DataFrame, pd.DataFrame, Schema], pd.Data
     "keywords": keyword_features,
     "brand": brand_features,
     "category": category_features,
+    "dimensions": dimension_features,
 }
 CATEGORICAL = {"unit", "unit_family", "brand", "PRODUCT_TYPE_ID"}
 

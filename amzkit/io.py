@@ -116,13 +116,9 @@ def resolve_data_dir(data_dir: str, work_dir: Path, train_name: str = "train.csv
                 "data_dir='auto' only works on Kaggle (it probes /kaggle/input). Pass the folder that "
                 "holds train.csv and test.csv with -p data_dir <folder>, or -p data_dir demo."
             )
-        hits = sorted(KAGGLE_INPUT.rglob(train_name))
-        if not hits:
-            raise FileNotFoundError(
-                f"no {train_name} under {KAGGLE_INPUT}: attach the competition data to the notebook "
-                "(Add Input -> Competitions) or pass -p data_dir <folder>"
-            )
-        return hits[0].parent
+        from amzkit.kaggle import find_data_dir  # probes the mount layouts; competition mounts first
+
+        return find_data_dir(KAGGLE_INPUT, train_name=train_name)
     folder = Path(data_dir).expanduser().resolve()
     if not folder.is_dir():
         raise FileNotFoundError(f"data_dir {folder} does not exist")

@@ -41,8 +41,10 @@ PARAMETERS: dict[str, dict[str, Any]] = {
     "03_train": {
         **_COMMON,
         "run_name": "lgbm",
-        "embeddings": ["fashion-siglip", "minilm"],
-        "features": ["quantity", "text_stats", "keywords", "brand", "tfidf"],
+        "learner": "lightgbm",
+        "learner_params": {},
+        "embeddings": ["fashion-siglip:pca:64", "minilm:pca:32", "minilm:knn:20"],
+        "features": ["quantity", "text_stats", "keywords", "brand", "dimensions", "tfidf"],
         "preset": "default",
         "lgb_params": {},
         "n_folds": 5,
@@ -52,7 +54,17 @@ PARAMETERS: dict[str, dict[str, Any]] = {
         "tfidf_dim": 64,
         "num_threads": 0,
     },
-    "04_ensemble": {**_COMMON, "runs": []},
+    "04_ensemble": {
+        **_COMMON,
+        "runs": [],
+        "method": "best",
+        "meta": "ridge",
+        "calibrate_by": "",
+        "meta_features": [],
+        "factor_min": 0.7,
+        "factor_max": 1.3,
+        "min_group_rows": 200,
+    },
     "05_submit": {**_COMMON, "source": "04_ensemble", "file_name": "submission.csv", "solution_csv": ""},
 }
 

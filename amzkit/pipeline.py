@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pandas as pd
 
-from amzkit.io import resolve_data_dir, resolve_work_dir, stage_dir, write_json
+from amzkit.io import on_kaggle, resolve_data_dir, resolve_work_dir, stage_dir, write_json
 from amzkit.schema import Schema, get_schema
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
@@ -38,14 +38,29 @@ def setup(params: SimpleNamespace, stage: str) -> Context:
     from amzkit.extract import load_data
 
     work_dir = resolve_work_dir(params.work_dir)
+    if on_kaggle():
+        from amzkit.kaggle import attach_previous_outputs
+
+        attach_previous_outputs(work_dir, stage)  # earlier kernels' outputs, mounted under /kaggle/input
     schema = get_schema(params.schema)
     ctx = Context(stage, params, schema, work_dir)
-    if stage in NEEDS_DATA:
+    needs_data = stage in NEEDS_DATA or (stage == "04_ensemble" and (params.calibrate_by or params.meta_features))
+    if needs_data:
         ctx.data_dir = resolve_data_dir(params.data_dir, work_dir)
         ctx.data = load_data(ctx.data_dir, schema.name)
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
     print(f"{stage}: work_dir={work_dir}" + (f" data_dir={ctx.data_dir}" if ctx.data_dir else ""))
     return ctx
+
+
+def finish(ctx: Context) -> Path:
+    """End of a notebook: drop the links to earlier kernels' outputs (Kaggle) and say where the results are."""
+    if on_kaggle():
+        from amzkit.kaggle import detach_previous_outputs
+
+        detach_previous_outputs(ctx.work_dir)
+    print(f"{ctx.stage} done: outputs in {ctx.out_dir}")
+    return ctx.out_dir
 
 
 def run_extract(ctx: Context) -> pd.DataFrame:
@@ -102,6 +117,13 @@ def run_train(ctx: Context) -> dict:
     from amzkit.train import train_run
 
     p = ctx.params
+    if p.learner != "lightgbm":
+        from amzkit.learners import learner_run
+
+        metrics = learner_run(ctx.data, ctx.schema.name, ctx.work_dir, p.run_name, learner=p.learner,
+                              n_folds=p.n_folds, seed=p.seed, fold_strategy=p.fold_strategy, **p.learner_params)
+        print(f"{p.run_name} ({p.learner}): CV SMAPE {metrics['cv_smape']:.3f}")
+        return metrics
     metrics = train_run(ctx.data, ctx.schema.name, ctx.work_dir, p.run_name, p.features, p.embeddings,
                         n_folds=p.n_folds, seed=p.seed, fold_strategy=p.fold_strategy, preset=p.preset,
                         lgb_params=p.lgb_params, num_threads=p.num_threads, group_by=p.group_by,
@@ -112,12 +134,20 @@ def run_train(ctx: Context) -> dict:
 
 
 def run_ensemble(ctx: Context) -> dict:
-    from amzkit.ensemble import ensemble
+    """Blend, stack and calibrate the 03 runs; the method with the best nested score feeds test_pred.csv."""
+    from amzkit.ensemble import ensemble, ensemble_columns, summary_table
 
-    metrics = ensemble(ctx.work_dir, ctx.params.runs)
-    print(f"blend of {metrics['runs']}: nested CV SMAPE {metrics['blend_smape_nested']:.3f} "
-          f"(in-sample {metrics['blend_smape_in_sample']:.3f}); best single run "
-          f"{metrics['best_single_run']} {metrics['best_single_smape']:.3f}")
+    p = ctx.params
+    wanted = [c for c in [p.calibrate_by, *p.meta_features] if c]
+    columns = ensemble_columns(ctx.data, ctx.schema.name, wanted) if wanted else None
+    metrics = ensemble(ctx.work_dir, p.runs, method=p.method, meta=p.meta,
+                       groups=columns[p.calibrate_by] if p.calibrate_by else None,
+                       meta_features=columns[p.meta_features] if p.meta_features else None,
+                       factor_range=(p.factor_min, p.factor_max), min_group_rows=p.min_group_rows)
+    print(summary_table(metrics).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"chosen by nested score: {metrics['method']} -> test_pred.csv, CV SMAPE {metrics['cv_smape']:.3f}; "
+          f"blend nested {metrics['blend_smape_nested']:.3f} (in-sample {metrics['blend_smape_in_sample']:.3f}); "
+          f"best single run {metrics['best_single_run']} {metrics['best_single_smape']:.3f}")
     return metrics
 
 
@@ -137,6 +167,7 @@ DEMO_STEPS: tuple[tuple[str, dict], ...] = (
     ("02_correlate", {}),
     ("03_train", {"run_name": "lgbm_text", "embeddings": []}),
     ("03_train", {"run_name": "lgbm_text_image", "embeddings": ["color-stats"]}),
+    ("03_train", {"run_name": "ridge_tfidf", "learner": "ridge_tfidf"}),
     ("04_ensemble", {}),
     ("05_submit", {"source": "04_ensemble"}),
 )

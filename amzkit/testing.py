@@ -40,8 +40,12 @@ def save_random_open_clip(folder: str | Path, model_cfg: dict | str = TINY_CLIP_
 
 
 def write_product_jpegs(folder: str | Path, count: int, size: int = 1000, seed: int = 0) -> list[str]:
-    """`count` photo-like JPEGs (gradients, shapes, noise) of size x size, quality 90; reused when present."""
-    from PIL import Image, ImageDraw
+    """`count` photo-like JPEGs of size x size, quality 90, reused when present.
+
+    Gradient, shapes and smoothed sensor noise give files of ~100 KB at 1000 px, like real product photos
+    (pure noise would make entropy decoding dominate and hide what draft-mode decoding saves).
+    """
+    from PIL import Image, ImageDraw, ImageFilter
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -49,14 +53,14 @@ def write_product_jpegs(folder: str | Path, count: int, size: int = 1000, seed: 
     paths = []
     ramp = np.linspace(0, 1, size, dtype=np.float32)
     for i in range(count):
-        path = folder / f"img_{size}_{i:05d}.jpg"
+        path = folder / f"photo_{size}_{i:05d}.jpg"
         paths.append(str(path))
         colour = rng.uniform(40, 220, 3)
         if path.is_file():
             continue
-        base = (colour[None, None, :] * (0.6 + 0.4 * ramp[:, None, None] * ramp[None, :, None]))
+        base = colour[None, None, :] * (0.6 + 0.4 * ramp[:, None, None] * ramp[None, :, None])
         noise = rng.normal(0, 12, (size, size, 1)).astype(np.float32)
-        img = Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8))
+        img = Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(1.5))
         draw = ImageDraw.Draw(img)
         for _ in range(4):
             x0, y0 = rng.integers(0, size // 2, 2)
@@ -80,3 +84,15 @@ def write_embedding_run(work_dir: str | Path, name: str, splits: dict[str, tuple
     write_json(run / "manifest.json", manifest)
     write_json(run / "metrics.json", manifest)
     return run
+
+
+def dev_competition(train_csv: str | Path, schema: str = "amazon2023", n_test: int = 64) -> dict:
+    """A train/test pair from one labelled CSV of real rows (benchmarks): test = the first `n_test` rows,
+    unlabelled and with negated ids so that no id is shared."""
+    from amzkit.schema import get_schema, load_split
+
+    schema_ = get_schema(schema)
+    train = load_split(train_csv, schema_, "train")
+    test = train.head(n_test).drop(columns=[schema_.target])
+    test[schema_.id_column] = -1 - test[schema_.id_column]
+    return {"train": train, "test": test}

@@ -15,7 +15,7 @@ import json
 import re
 import time
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -41,12 +41,12 @@ ROADMAP_PARAMS = {
 
 PRESETS: dict[str, dict] = {
     # What the strong public solutions share: log1p target, an L1-type loss, early stopping, regularisation.
-    "default": {"target": "log1p", "n_estimators": 3000, "early_stopping_rounds": 100, "params": {
-        "objective": "l1", "learning_rate": 0.05, "num_leaves": 63, "min_data_in_leaf": 20,
-        "feature_fraction": 0.7, "bagging_fraction": 0.8, "bagging_freq": 1, "lambda_l2": 1.0, "verbose": -1}},
-    "huber": {"target": "log1p", "n_estimators": 3000, "early_stopping_rounds": 100, "params": {
-        "objective": "huber", "alpha": 1.0, "learning_rate": 0.05, "num_leaves": 63, "min_data_in_leaf": 20,
-        "feature_fraction": 0.7, "bagging_fraction": 0.8, "bagging_freq": 1, "lambda_l2": 1.0, "verbose": -1}},
+    "default": {"target": "log1p", "n_estimators": 4000, "early_stopping_rounds": 150, "params": {
+        "objective": "l1", "learning_rate": 0.03, "num_leaves": 31, "min_data_in_leaf": 20,
+        "feature_fraction": 0.5, "bagging_fraction": 0.8, "bagging_freq": 1, "lambda_l2": 1.0, "verbose": -1}},
+    "huber": {"target": "log1p", "n_estimators": 4000, "early_stopping_rounds": 150, "params": {
+        "objective": "huber", "alpha": 1.0, "learning_rate": 0.03, "num_leaves": 31, "min_data_in_leaf": 20,
+        "feature_fraction": 0.5, "bagging_fraction": 0.8, "bagging_freq": 1, "lambda_l2": 1.0, "verbose": -1}},
     "seed": {"target": "raw", "n_estimators": 3000, "early_stopping_rounds": 100, "params": dict(ROADMAP_PARAMS)},
 }
 
@@ -195,17 +195,74 @@ class PcaTransform(FoldTransform):
         return out
 
 
-SELECTIONS = {"topk_corr": TopKCorrTransform, "pca": PcaTransform}
+class KnnTargetTransform(FoldTransform):
+    """Neighbour-price features: mean/median log1p(target) of the k most similar training-fold rows (cosine).
+
+    Training rows get the value from inner folds (never their own label, nor that of rows trained on with
+    them), other rows search all training rows; a row without an embedding gets NaN.
+    """
+
+    INNER_FOLDS = 5
+    BLOCK = 1024
+
+    def __init__(self, name: str, matrix: np.ndarray, k: int, seed: int = 0):
+        self.matrix, self.k, self.seed = matrix, k, seed
+        self.names = [f"{name}_knn{k}_mean", f"{name}_knn{k}_median", f"{name}_knn{k}_top_sim"]
+
+    def _unit(self, rows: np.ndarray) -> np.ndarray:
+        block = (self.matrix[rows] - self.mean_) / self.scale_
+        norms = np.linalg.norm(block, axis=1, keepdims=True)
+        return np.divide(block, norms, out=np.zeros_like(block), where=norms > 0).astype(np.float32)
+
+    def _query(self, queries: np.ndarray, reference: np.ndarray, ref_log: np.ndarray) -> np.ndarray:
+        out = np.full((len(queries), 3), np.nan, dtype=np.float32)
+        k = min(self.k, len(ref_log))
+        for start in range(0, len(queries), self.BLOCK):
+            sims = queries[start:start + self.BLOCK] @ reference.T
+            nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+            values = ref_log[nearest]
+            out[start:start + self.BLOCK] = np.column_stack(
+                [values.mean(axis=1), np.median(values, axis=1), np.take_along_axis(sims, nearest, 1).max(axis=1)])
+        return out
+
+    def fit(self, rows, y):
+        good = np.isfinite(self.matrix[rows]).all(axis=1)
+        rows, y = rows[good], y[good]
+        self.mean_ = self.matrix[rows].mean(axis=0, dtype=np.float64).astype(np.float32)
+        self.scale_ = self.matrix[rows].std(axis=0, dtype=np.float64).astype(np.float32)
+        self.scale_[self.scale_ == 0] = 1.0
+        self.reference_, self.log_ = self._unit(rows), np.log1p(y)
+        inner = np.random.default_rng(self.seed).permutation(np.arange(len(rows)) % self.INNER_FOLDS)
+        own = np.empty((len(rows), 3), dtype=np.float32)
+        for fold in range(self.INNER_FOLDS):
+            held, kept = inner == fold, inner != fold
+            own[held] = self._query(self.reference_[held], self.reference_[kept], self.log_[kept])
+        self.train_values_ = dict(zip(rows.tolist(), own, strict=True))
+        return self
+
+    def transform(self, rows):
+        out = np.full((len(rows), 3), np.nan, dtype=np.float32)
+        known = np.array([r in self.train_values_ for r in rows.tolist()], dtype=bool)
+        if known.any():
+            out[known] = np.stack([self.train_values_[r] for r in rows[known].tolist()])
+        fresh = ~known & np.isfinite(self.matrix[rows]).all(axis=1)
+        if fresh.any():
+            out[fresh] = self._query(self._unit(rows[fresh]), self.reference_, self.log_)
+        return out
+
+
+SELECTIONS = {"topk_corr": TopKCorrTransform, "pca": PcaTransform, "knn": KnnTargetTransform}
 
 
 def parse_embedding_spec(spec: str) -> tuple[str, str, int]:
-    """'run' -> (run, 'all', 0); 'run:topk_corr:50' -> (run, 'topk_corr', 50); 'run:pca:32' -> (run, 'pca', 32)."""
+    """'run' -> (run, 'all', 0); 'run:topk_corr:50', 'run:pca:32', 'run:knn:20' -> (run, strategy, size)."""
     parts = spec.split(":")
     if len(parts) == 1:
         return parts[0], "all", 0
     if len(parts) == 3 and parts[1] in SELECTIONS and parts[2].isdigit() and int(parts[2]) > 0:
         return parts[0], parts[1], int(parts[2])
-    raise ValueError(f"embedding {spec!r}: write 'run', 'run:topk_corr:K' or 'run:pca:N' (K, N positive integers)")
+    raise ValueError(f"embedding {spec!r}: write 'run', 'run:topk_corr:K', 'run:pca:N' or 'run:knn:K' "
+                     "(K, N positive integers)")
 
 
 @dataclass
@@ -418,7 +475,7 @@ RUNS_LOG_COLUMNS = ("time", "run", "learner", "schema", "features", "embeddings"
 def append_runs_log(work_dir: str | Path, metrics: dict) -> Path:
     """Append one row per run to work_dir/runs.csv (the experiment leaderboard)."""
     path = Path(work_dir) / "runs.csv"
-    row = {**metrics, "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    row = {**metrics, "time": datetime.now(UTC).isoformat(timespec="seconds")}
     row = {k: json.dumps(row.get(k)) if isinstance(row.get(k), (list, dict)) else row.get(k) for k in RUNS_LOG_COLUMNS}
     existing = path.read_text(encoding="utf-8") if path.is_file() else ""
     with atomic_path(path) as tmp:
@@ -451,6 +508,9 @@ def plot_importance(work_dir: str | Path, name: str, top: int = 30):
     import matplotlib.pyplot as plt
 
     run_dir = stage_dir(work_dir, "03_train") / name
+    if not (run_dir / "feature_importance.csv").is_file():
+        print(f"{name}: this learner reports no feature importance")
+        return None
     table = pd.read_csv(run_dir / "feature_importance.csv").head(top).iloc[::-1]
     fig, ax = plt.subplots(figsize=(7, max(3, 0.25 * len(table))))
     ax.barh(table["feature"], table["gain"])

@@ -97,7 +97,8 @@ def main() -> None:
         model_dir = save_random_open_clip(Path(tmp) / "model", TINY_CLIP_CONFIG if args.model == "tiny" else args.model)
         import json
 
-        image_px = json.loads((model_dir / "open_clip_config.json").read_text())["model_cfg"]["vision_cfg"]["image_size"]
+        config = json.loads((model_dir / "open_clip_config.json").read_text())
+        image_px = config["model_cfg"]["vision_cfg"]["image_size"]
         full = decode_rate(paths[:300], draft_px=None)
         draft = decode_rate(paths[:300], draft_px=max(image_px, 224))
         naive, naive_out = naive_rate(model_dir, paths, args.batch_size, args.device)

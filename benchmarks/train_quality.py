@@ -1,7 +1,8 @@
 """03_train quality on real rows: ../shared/data/amz23_dev.csv (2023 schema, 1,716 rows), 5-fold CV, one table.
 
 Rows: constant median, the roadmap's `seed` preset (raw target), TF-IDF + ridge on log1p, and the `default`
-preset (log1p, L1) over engineered features + TF-IDF/SVD + `minilm` text embeddings from 01_extract.
+preset (log1p, L1) over engineered features + TF-IDF/SVD, alone and with `minilm` text embeddings from
+01_extract (PCA and in-fold neighbour-price features).
 All share one fold assignment. Target: `default` at least 10% lower SMAPE than TF-IDF + ridge.
 
     .venv/bin/python benchmarks/train_quality.py [--data ../shared/data/amz23_dev.csv] [--work /tmp/amzkit_quality]
@@ -19,11 +20,11 @@ import pandas as pd
 
 from amzkit.extract import extract
 from amzkit.learners import learner_run
-from amzkit.schema import load_split
+from amzkit.testing import dev_competition
 from amzkit.train import train_run
 
 SCHEMA = "amazon2023"
-FEATURES = ["quantity", "text_stats", "keywords", "brand", "category", "tfidf"]
+FEATURES = ["quantity", "text_stats", "keywords", "brand", "category", "dimensions", "tfidf"]
 
 
 def main() -> None:
@@ -38,9 +39,8 @@ def main() -> None:
     work = Path(args.work)
     shutil.rmtree(work / "03_train", ignore_errors=True)
     (work / "runs.csv").unlink(missing_ok=True)
-    train = load_split(args.data, SCHEMA, "train")
-    test = train.head(64).drop(columns=["PRODUCT_LENGTH"]).assign(PRODUCT_ID=lambda f: -1 - f["PRODUCT_ID"])
-    data = {"train": train, "test": test}
+    data = dev_competition(args.data, SCHEMA)
+    train = data["train"]
     started = time.perf_counter()
     extract(data, Path(args.data).parent, work, SCHEMA, args.text_model)
     print(f"01_extract {args.text_model}: {time.perf_counter() - started:.0f} s")
@@ -52,8 +52,8 @@ def main() -> None:
     rows["seed preset (roadmap params, raw target)"] = seed
     rows["TF-IDF + ridge on log1p"] = learner_run(data, SCHEMA, work, "ridge_tfidf", **common)
     rows["default preset, features only"] = train_run(data, SCHEMA, work, "default_features", FEATURES, [], **common)
-    rows[f"default preset + {args.text_model}"] = train_run(data, SCHEMA, work, "default", FEATURES,
-                                                             [args.text_model], **common)
+    rows[f"default preset + {args.text_model} (pca:16, knn:20)"] = train_run(
+        data, SCHEMA, work, "default", FEATURES, [f"{args.text_model}:pca:16", f"{args.text_model}:knn:20"], **common)
     table = pd.DataFrame(
         [{"model": name, "CV SMAPE": m[0], "fold std": m[1], "seconds": m[2]} if isinstance(m, tuple) else
          {"model": name, "CV SMAPE": m["cv_smape"], "fold std": m["fold_smape_std"], "seconds": m["seconds"]}
@@ -61,7 +61,7 @@ def main() -> None:
     print(f"\n{len(train)} rows of {args.data}, 5 folds ({args.fold_strategy}), schema {SCHEMA}")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     ridge = rows["TF-IDF + ridge on log1p"]["cv_smape"]
-    best = rows[f"default preset + {args.text_model}"]["cv_smape"]
+    best = rows[f"default preset + {args.text_model} (pca:16, knn:20)"]["cv_smape"]
     print(f"\ndefault + {args.text_model} vs TF-IDF + ridge: {100 * (1 - best / ridge):.1f}% lower SMAPE "
           f"(target >= 10%): {'MEETS' if best <= 0.9 * ridge else 'MISSES'}")
     print(f"seed preset vs constant median: {rows['seed preset (roadmap params, raw target)']['cv_smape']:.2f} vs "

@@ -1,4 +1,4 @@
-"""Tests for amzkit.ensemble: weight fitting, blending, run compatibility and the nested (honest) score."""
+"""Tests for amzkit.ensemble: weights, stacking, calibration, run compatibility and the nested (honest) score."""
 
 from __future__ import annotations
 
@@ -9,20 +9,29 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from amzkit.ensemble import blend, ensemble, fit_weights
+from amzkit.ensemble import (
+    METHODS,
+    Calibrator,
+    blend,
+    ensemble,
+    fit_factor,
+    fit_weights,
+    plot_ensemble,
+    summary_table,
+)
 from amzkit.io import id_hash
 from amzkit.metric import smape
 
 N_ROWS, N_FOLDS, N_TEST = 2000, 5, 300
 
 
-def world(seed: int = 0) -> dict:
+def world(seed: int = 0, n_rows: int = N_ROWS) -> dict:
     """A known lognormal target, its folds and test ids (the shared 'truth' every fake run predicts)."""
     rng = np.random.default_rng(seed)
     return {
-        "ids": np.arange(10_000, 10_000 + N_ROWS),
-        "target": np.exp(rng.normal(3.0, 1.0, N_ROWS)),
-        "folds": rng.permutation(np.arange(N_ROWS) % N_FOLDS),
+        "ids": np.arange(10_000, 10_000 + n_rows),
+        "target": np.exp(rng.normal(3.0, 1.0, n_rows)),
+        "folds": rng.permutation(np.arange(n_rows) % N_FOLDS),
         "test_ids": np.arange(50_000, 50_000 + N_TEST),
         "test_target": np.exp(rng.normal(3.0, 1.0, N_TEST)),
     }
@@ -95,9 +104,9 @@ def test_two_independent_noisy_runs_blend_beats_both(tmp_path: Path) -> None:
     w = world(0)
     noisy_run(tmp_path, "a", w, 0.3, seed=11)
     noisy_run(tmp_path, "b", w, 0.3, seed=22)
-    m = ensemble(tmp_path, ["a", "b"])
+    m = ensemble(tmp_path, ["a", "b"], method="blend")
     assert m["blend_smape_nested"] < min(m["run_smape"].values()) - 3.0  # ~23.5 -> ~16.6 for sigma 0.3
-    assert m["cv_smape"] == m["blend_smape_nested"]
+    assert m["method"] == "blend" and m["cv_smape"] == m["blend_smape_nested"]
     assert m["weights"]["a"] == pytest.approx(0.5, abs=0.1)
     assert m["weights"]["b"] == pytest.approx(0.5, abs=0.1)
     assert sum(m["weights"].values()) == pytest.approx(1.0, abs=1e-9)
@@ -177,3 +186,192 @@ def test_nested_score_on_pure_noise_is_not_better_than_in_sample(tmp_path: Path,
     # and strictly worse here: a nested score that reused the full-data weights would equal the in-sample one
     assert m["blend_smape_nested"] > m["blend_smape_in_sample"]
     assert m["blend_smape_in_sample"] <= min(m["run_smape"].values()) + 1e-9
+
+
+def test_in_sample_weight_gain_on_pure_noise_is_not_there_nested(tmp_path: Path) -> None:
+    """Six runs of pure noise: equal weights need no fitting, so any gain over them is what fitting found.
+
+    In-sample the fitted weights beat equal weights (they were chosen on those rows); nested they do not.
+    Averaged over a few worlds so that one lucky split cannot decide the test.
+    """
+    gains_in_sample, gains_nested = [], []
+    for seed in (0, 1, 2, 3):
+        w = world(seed, n_rows=400)
+        rng = np.random.default_rng(seed + 100)
+        work = tmp_path / f"w{seed}"
+        for name in [f"noise{i}" for i in range(6)]:
+            make_run(work, name, w, np.exp(rng.normal(3.0, 1.0, 400)), np.exp(rng.normal(3.0, 1.0, N_TEST)))
+        m = ensemble(work, [], method="blend")
+        gains_in_sample.append(m["blend_smape_equal_weights"] - m["blend_smape_in_sample"])
+        gains_nested.append(m["blend_smape_equal_weights"] - m["blend_smape_nested"])
+        assert m["blend_smape_in_sample"] < m["blend_smape_nested"]
+    print(f"gain over equal weights: in-sample {np.mean(gains_in_sample):.2f}, nested {np.mean(gains_nested):.2f}")
+    assert np.mean(gains_in_sample) > 0.3  # the fake gain an in-sample report would claim
+    assert np.mean(gains_nested) < 0.0  # and the honest number says it is not there
+
+
+# --------------------------------------------------------------------------------------------------
+# calibration
+# --------------------------------------------------------------------------------------------------
+
+
+def test_fit_factor_recovers_a_multiplicative_bias() -> None:
+    w = world(10)
+    pred = 1.1 * noisy(w["target"], 0.3, 1)
+    factor = fit_factor(pred, w["target"])
+    assert factor == pytest.approx(1 / 1.1, abs=0.03)
+    assert smape(w["target"], factor * pred) < smape(w["target"], pred) - 0.5
+    assert fit_factor(pred, w["target"], factor_range=(0.95, 1.05)) == pytest.approx(0.95, abs=1e-3)  # bounded
+
+
+def test_biased_run_is_calibrated_nested_and_the_factor_is_reported(tmp_path: Path) -> None:
+    w = world(11)
+    make_run(tmp_path, "biased", w, 1.1 * noisy(w["target"], 0.3, 1), 1.1 * noisy(w["test_target"], 0.3, 2))
+    m = ensemble(tmp_path, ["biased"], method="blend+calibration")
+    assert m["calibration_factor"] == pytest.approx(1 / 1.1, abs=0.03)
+    assert all(f == pytest.approx(1 / 1.1, abs=0.03) for f in m["nested_calibration_factors"])
+    assert len(m["nested_calibration_factors"]) == N_FOLDS
+    assert m["calibrated_smape_nested"] < m["blend_smape_nested"] - 0.5
+    assert m["cv_smape"] == m["calibrated_smape_nested"]
+    test = pd.read_csv(tmp_path / "04_ensemble" / "test_pred.csv")["pred"].to_numpy()
+    raw = pd.read_csv(tmp_path / "03_train" / "biased" / "test_pred.csv")["pred"].to_numpy()
+    np.testing.assert_allclose(test, raw * m["calibration_factor"], rtol=1e-9)
+
+
+def test_per_group_factors_fix_biases_of_opposite_sign(tmp_path: Path) -> None:
+    w = world(12)
+    rng = np.random.default_rng(0)
+    group = rng.choice(np.array(["g", "ml"]), N_ROWS)
+    test_group = rng.choice(np.array(["g", "ml"]), N_TEST)
+    bias, test_bias = np.where(group == "g", 1.2, 0.85), np.where(test_group == "g", 1.2, 0.85)
+    make_run(tmp_path, "r", w, bias * noisy(w["target"], 0.2, 1), test_bias * noisy(w["test_target"], 0.2, 2))
+    groups = pd.Series(np.concatenate([group, test_group]), index=np.concatenate([w["ids"], w["test_ids"]]))
+    plain = ensemble(tmp_path, ["r"], method="blend+calibration")
+    grouped = ensemble(tmp_path, ["r"], method="blend+calibration", groups=groups)
+    assert grouped["calibration_group_factors"]["g"] == pytest.approx(1 / 1.2, abs=0.03)
+    assert grouped["calibration_group_factors"]["ml"] == pytest.approx(1 / 0.85, abs=0.03)
+    assert grouped["calibrated_smape_nested"] < plain["calibrated_smape_nested"] - 2.0
+    with pytest.raises(ValueError, match="lacks"):
+        ensemble(tmp_path, ["r"], groups=groups.iloc[:-5])
+
+
+def test_small_groups_take_the_global_factor() -> None:
+    pred, target = np.array([2.0] * 300 + [1.0] * 10), np.array([1.0] * 300 + [1.0] * 10)
+    groups = np.array(["big"] * 300 + ["small"] * 10)
+    cal = Calibrator(min_group_rows=200).fit(pred, target, groups)
+    assert set(cal.group_factors_) == {"big"}
+    out = cal.predict(pred, groups)
+    assert out[-1] == pytest.approx(cal.factor_)
+
+
+# --------------------------------------------------------------------------------------------------
+# stacking
+# --------------------------------------------------------------------------------------------------
+
+
+def complementary_runs(work: Path, w: dict, seed: int = 0) -> None:
+    """log target = 3 + a + b: run 'a' sees only a, run 'b' only b (each misses the other half)."""
+    rng = np.random.default_rng(seed)
+    n, n_test = len(w["target"]), len(w["test_ids"])
+    a, b = rng.normal(0, 0.7, n + n_test), rng.normal(0, 0.7, n + n_test)
+    w["target"] = np.exp(3.0 + a[:n] + b[:n])
+    eps = rng.normal(0, 0.05, (2, n + n_test))
+    pa, pb = np.exp(3.0 + a + eps[0]), np.exp(3.0 + b + eps[1])
+    make_run(work, "a", w, pa[:n], pa[n:])
+    make_run(work, "b", w, pb[:n], pb[n:])
+
+
+def test_stacking_complementary_runs_beats_each_run_and_the_blend_nested(tmp_path: Path) -> None:
+    w = world(13)
+    complementary_runs(tmp_path, w)
+    m = ensemble(tmp_path, ["a", "b"])
+    assert m["stack_smape_nested"] < min(m["run_smape"].values()) - 20
+    assert m["stack_smape_nested"] < m["blend_smape_nested"] - 10
+    assert m["method"] in ("stack", "stack+calibration") and m["cv_smape"] == min(m["method_smape_nested"].values())
+    assert m["stack_coef"]["a"] == pytest.approx(1.0, abs=0.1) and m["stack_coef"]["b"] == pytest.approx(1.0, abs=0.1)
+    chosen = pd.read_csv(tmp_path / "04_ensemble" / "test_methods.csv")[m["method"]]
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "04_ensemble" / "test_pred.csv")["pred"], chosen, rtol=1e-9)
+
+
+class SpyMeta:
+    """A ridge meta-model that records which rows each fitted copy trained on and later predicted."""
+
+    calls: list[tuple[frozenset, frozenset]] = []  # (rows fit on, rows predicted), shared by every copy
+    lookup: dict[tuple, int] = {}  # a row's log predictions -> its train row number
+
+    def _rows(self, x: np.ndarray) -> frozenset:
+        return frozenset(self.lookup.get(tuple(r), -1) for r in x)
+
+    def fit(self, x: np.ndarray, y_log: np.ndarray) -> SpyMeta:
+        from amzkit.ensemble import RidgeStack
+
+        self.fit_rows_ = self._rows(x)
+        self.model_ = RidgeStack().fit(x, y_log)
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        SpyMeta.calls.append((self.fit_rows_, self._rows(x)))
+        return self.model_.predict(x)
+
+
+def test_the_meta_model_for_a_fold_never_sees_that_folds_rows(tmp_path: Path) -> None:
+    w = world(14)
+    complementary_runs(tmp_path, w)
+    oof_log = np.column_stack([np.log(pd.read_csv(tmp_path / "03_train" / r / "oof.csv")["pred"]) for r in "ab"])
+    SpyMeta.lookup = {tuple(row): i for i, row in enumerate(oof_log)}
+    SpyMeta.calls = []
+    m = ensemble(tmp_path, ["a", "b"], meta=SpyMeta())
+    all_rows = frozenset(range(N_ROWS))
+    fold_rows = {f: frozenset(np.flatnonzero(w["folds"] == f).tolist()) for f in range(N_FOLDS)}
+    held_out_predictions = 0
+    for fit_rows, predicted in SpyMeta.calls:
+        assert -1 not in fit_rows  # only OOF rows of train, never test rows
+        assert fit_rows == all_rows or fit_rows in {all_rows - rows for rows in fold_rows.values()}
+        if predicted <= all_rows and not predicted <= fit_rows:  # a nested prediction
+            fold = next(f for f, rows in fold_rows.items() if predicted == rows)
+            assert not fit_rows & fold_rows[fold]
+            held_out_predictions += 1
+    assert held_out_predictions == 2 * N_FOLDS  # stack and stack+calibration, each fold once
+    assert m["meta"] == "SpyMeta" and m["stack_smape_nested"] < min(m["run_smape"].values())
+
+
+def test_lightgbm_meta_model_with_raw_columns(tmp_path: Path) -> None:
+    w = world(15)
+    complementary_runs(tmp_path, w)
+    all_ids = np.concatenate([w["ids"], w["test_ids"]])
+    extra = pd.DataFrame({"x": np.random.default_rng(0).normal(size=len(all_ids))}, index=all_ids)
+    m = ensemble(tmp_path, ["a", "b"], meta="lightgbm", meta_features=extra)
+    assert m["meta"] == "lightgbm" and "stack_coef" not in m
+    assert m["stack_smape_nested"] < min(m["run_smape"].values()) - 10
+
+
+# --------------------------------------------------------------------------------------------------
+# method choice and outputs
+# --------------------------------------------------------------------------------------------------
+
+
+def test_best_method_is_chosen_by_nested_score_and_written(tmp_path: Path) -> None:
+    w = world(16)
+    noisy_run(tmp_path, "a", w, 0.3, seed=1)
+    make_run(tmp_path, "b", w, 1.15 * noisy(w["target"], 0.4, 2), 1.15 * noisy(w["test_target"], 0.4, 3))
+    m = ensemble(tmp_path, [])
+    assert set(m["method_smape_nested"]) == set(METHODS) and m["method_requested"] == "best"
+    assert m["method"] == min(m["method_smape_nested"], key=m["method_smape_nested"].get)
+    assert m["cv_smape"] == m["method_smape_nested"][m["method"]]
+    out = tmp_path / "04_ensemble"
+    oof = pd.read_csv(out / "oof.csv")
+    assert smape(oof["target"], oof["pred"]) == pytest.approx(m["cv_smape"], rel=1e-9)
+    table = pd.read_csv(out / "table.csv")
+    assert table["model"].tolist() == ["a", "b", *METHODS]
+    assert table.loc[table["chosen"], "model"].tolist() == [m["method"]]
+    assert {"nested_smape", "fold_mean", "fold_std", "in_sample_smape"} <= set(table.columns)
+    weights = pd.read_csv(out / "weights.csv")
+    assert weights["run"].tolist() == ["a", "b"] and weights.shape[1] == 2 + N_FOLDS
+    on_disk = json.loads((out / "metrics.json").read_text())
+    assert on_disk["method"] == m["method"] and len(on_disk["table"]) == 2 + len(METHODS)
+    summary = summary_table(m)
+    assert summary["model"].tolist() == ["best single: a", *METHODS]
+    plot_ensemble(tmp_path, m)
+    assert (out / "ensemble.png").stat().st_size > 0
+    with pytest.raises(ValueError, match="method"):
+        ensemble(tmp_path, [], method="average")

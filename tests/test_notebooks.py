@@ -8,6 +8,7 @@ import nbformat
 import pytest
 from conftest import REPO_ROOT
 
+from amzkit.kaggle import INSTALL_CELL
 from amzkit.notebook import PARAMETERS, check_parameters, stage_parameters
 
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
@@ -43,9 +44,10 @@ def test_notebook_is_committed_clean_and_thin(path):
     code = [c for c in nb.cells if c.cell_type == "code"]
     params_at = next(i for i, c in enumerate(code) if "parameters" in c.metadata.get("tags", []))
     assert "check_parameters" in code[params_at + 1].source, "the guard runs right after the parameters cell"
+    assert code[0].source.strip() == INSTALL_CELL.strip(), "first code cell installs amzkit on Kaggle"
     for cell in code:
         assert cell.outputs == [] and cell.execution_count is None, "commit notebooks without outputs"
-        if "parameters" in cell.metadata.get("tags", []):
+        if "parameters" in cell.metadata.get("tags", []) or cell is code[0]:
             continue
         logic = [line for line in cell.source.splitlines()
                  if line.strip() and not line.lstrip().startswith(("#", "import ", "from "))]

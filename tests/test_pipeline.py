@@ -35,10 +35,11 @@ def test_every_stage_writes_metrics_and_plots(demo_run):
     correlate = _metrics(out, "02_correlate")
     assert set(correlate["runs"]) == {"color-stats", "tfidf-svd"}
     assert all(r["verdict"] in {"STRONG", "MODERATE", "WEAK"} for r in correlate["runs"].values())
-    for png in ("02_correlate/correlation_hist.png", "03_train/lgbm_text/feature_importance.png",
-                "03_train/lgbm_text/oof_scatter.png", "04_ensemble/ensemble.png", "05_submit/distribution.png"):
+    for png in ("02_correlate/correlation_hist.png", "02_correlate/probes.png",
+                "03_train/lgbm_text/feature_importance.png", "03_train/lgbm_text/oof_scatter.png",
+                "04_ensemble/ensemble.png", "05_submit/distribution.png"):
         assert (out / png).stat().st_size > 1000, png
-    assert len(pd.read_csv(out / "runs.csv")) == 2
+    assert pd.read_csv(out / "runs.csv")["run"].tolist() == ["lgbm_text", "lgbm_text_image", "ridge_tfidf"]
 
 
 def test_cv_smape_beats_the_constant_median(demo_run):
@@ -67,7 +68,7 @@ def test_executed_notebooks_are_saved(demo_run):
     out, _ = demo_run
     names = sorted(p.stem for p in (out / "notebooks").glob("*.ipynb"))
     assert names == ["01_extract", "02_correlate", "03_train_lgbm_text", "03_train_lgbm_text_image",
-                     "04_ensemble", "05_submit"]
+                     "03_train_ridge_tfidf", "04_ensemble", "05_submit"]
 
 
 def test_papermill_cli_refuses_a_misspelt_parameter(demo_run, tmp_path):

@@ -171,3 +171,24 @@ def test_per_group_models_join_the_same_folds(synthetic):
     assert metrics["group_by"] == "unit_family" and np.isfinite(metrics["cv_smape"])
     with pytest.raises(ValueError, match="group_by"):
         train_run(data, "amazon2025", work, "bad", ["text_stats"], [], group_by="nope")
+
+
+def test_neighbour_price_features_never_read_a_rows_own_label():
+    from amzkit.train import KnnTargetTransform
+
+    rng = np.random.default_rng(3)
+    n = 1000
+    y = np.exp(rng.normal(2.7, 0.8, n))
+    matrix = rng.normal(size=(n + 100, 16)).astype(np.float32)  # unrelated to price: neighbours carry nothing
+    rows = np.arange(800)
+    transform = KnnTargetTransform("e", matrix, k=5).fit(rows, y[rows])
+    own = transform.transform(rows)[:, 0]
+    assert abs(np.corrcoef(own, np.log1p(y[rows]))[0, 1]) < 0.1, "a row's own label leaked into its feature"
+    valid = transform.transform(np.arange(800, 1000))[:, 0]
+    assert np.isfinite(valid).all() and abs(np.corrcoef(valid, np.log1p(y[800:1000]))[0, 1]) < 0.2
+
+    twins = np.repeat(rng.normal(size=(500, 16)), 2, axis=0).astype(np.float32)  # a product listed twice
+    twin_y = np.repeat(np.exp(rng.normal(2.7, 0.8, 500)), 2)
+    signal = KnnTargetTransform("t", twins, k=1).fit(np.arange(1000), twin_y)
+    assert np.corrcoef(signal.transform(np.arange(1000))[:, 0], np.log1p(twin_y))[0, 1] > 0.5, \
+        "with real neighbours (twins) the feature carries their price"

@@ -1,0 +1,90 @@
+"""04_ensemble quality on real rows: ../shared/data/amz23_dev.csv (2023 schema, 1,716 rows), one table.
+
+Four 03_train runs in one work folder (so they share folds): LightGBM `default` preset on engineered
+features + TF-IDF/SVD, LightGBM `seed` preset (the roadmap's params, raw target), ridge on TF-IDF, and kNN
+on the `tfidf-svd` embedding from 01_extract. Then 04_ensemble: blend, stack, blend + calibration, each
+scored nested (chosen on 4 folds, scored on the 5th). Target: the best of them beats the best single run.
+
+    .venv/bin/python benchmarks/ensemble_quality.py [--data ../shared/data/amz23_dev.csv] [--work /tmp/amzkit_ens]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from amzkit.ensemble import ensemble
+from amzkit.extract import extract
+from amzkit.learners import learner_run
+from amzkit.testing import dev_competition
+from amzkit.train import train_run
+
+SCHEMA = "amazon2023"
+FEATURES = ["quantity", "text_stats", "keywords", "brand", "category", "tfidf"]
+COMPARED = ("blend", "stack", "blend+calibration", "stack+calibration")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    default_data = Path(__file__).resolve().parents[2] / "shared" / "data" / "amz23_dev.csv"
+    parser.add_argument("--data", default=str(default_data))
+    parser.add_argument("--work", default="/tmp/amzkit_ensemble_quality")
+    parser.add_argument("--embedding", default="tfidf-svd", help="01_extract text model for the kNN run")
+    parser.add_argument("--fold-strategy", default="group")
+    parser.add_argument("--knn-k", type=int, default=20)
+    parser.add_argument("--meta", default="ridge", choices=["ridge", "lightgbm"])
+    parser.add_argument("--num-threads", type=int, default=0, help="LightGBM threads (0: LightGBM's default)")
+    args = parser.parse_args()
+
+    work = Path(args.work)
+    for stage in ("03_train", "04_ensemble"):
+        shutil.rmtree(work / stage, ignore_errors=True)
+    (work / "runs.csv").unlink(missing_ok=True)
+    data = dev_competition(args.data, SCHEMA)
+    train = data["train"]
+    started = time.perf_counter()
+    extract(data, Path(args.data).parent, work, SCHEMA, args.embedding)
+    print(f"01_extract {args.embedding}: {time.perf_counter() - started:.0f} s")
+
+    common = {"fold_strategy": args.fold_strategy}
+    lgbm = {"num_threads": args.num_threads, **common}
+    runs = {
+        "lgbm_default": lambda: train_run(data, SCHEMA, work, "lgbm_default", FEATURES, [], **lgbm),
+        "lgbm_seed": lambda: train_run(data, SCHEMA, work, "lgbm_seed", FEATURES, [], preset="seed", **lgbm),
+        "ridge_tfidf": lambda: learner_run(data, SCHEMA, work, "ridge_tfidf", learner="ridge_tfidf", **common),
+        f"knn_{args.embedding}": lambda: learner_run(data, SCHEMA, work, f"knn_{args.embedding}", learner="knn",
+                                                     embedding=args.embedding, k=args.knn_k, **common),
+    }
+    for name, make in runs.items():
+        m = make()
+        print(f"03_train {name}: CV SMAPE {m['cv_smape']:.2f} (fold std {m['fold_smape_std']:.2f}), "
+              f"{m['seconds']:.0f} s")
+
+    started = time.perf_counter()
+    m = ensemble(work, list(runs), meta=args.meta)
+    seconds = time.perf_counter() - started
+    table = pd.DataFrame(m["table"]).set_index("model")
+    best = m["best_single_run"]
+    rows = [{"model": f"best single run ({best})", "nested CV SMAPE": m["best_single_smape"],
+             "fold std": table.loc[best, "fold_std"], "in-sample": float("nan")}]
+    rows += [{"model": name, "nested CV SMAPE": table.loc[name, "nested_smape"],
+              "fold std": table.loc[name, "fold_std"], "in-sample": table.loc[name, "in_sample_smape"]}
+             for name in COMPARED]
+    print(f"\n{len(train)} rows of {args.data}, 5 folds ({args.fold_strategy}), schema {SCHEMA}, "
+          f"meta-model {args.meta}; 04_ensemble {seconds:.1f} s")
+    print("runs: " + ", ".join(f"{n} {s:.2f}" for n, s in m["run_smape"].items()))
+    print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    print(f"blend weights: {', '.join(f'{n} {w:.3f}' for n, w in m['weights'].items())}; "
+          f"calibration factor {m['calibration_factor']:.3f}")
+    print(f"chosen by nested score: {m['method']} -> test_pred.csv, cv_smape {m['cv_smape']:.2f}")
+    verdict = "MEETS" if m["cv_smape"] < m["best_single_smape"] else "MISSES"
+    print(f"best ensemble vs best single run: {m['cv_smape']:.2f} vs {m['best_single_smape']:.2f} "
+          f"({m['best_single_smape'] - m['cv_smape']:+.2f} points): {verdict}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+"""More learners for 03_train: kNN on an embedding, ridge on TF-IDF, optional XGBoost / CatBoost; each a run
+in the shared folds that 04_ensemble can blend with LightGBM runs."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from amzkit.ensemble import ensemble
+from amzkit.learners import LEARNERS, OPTIONAL_LEARNERS, KnnEmbedding, get_learner, learner_run
+from amzkit.testing import write_embedding_run
+from amzkit.train import FeatureSet, train_run
+
+FAST = {"learning_rate": 0.1, "num_leaves": 15, "min_data_in_leaf": 10}
+PRICE_WORDS = {"budget": 3.0, "basic": 8.0, "premium": 40.0, "luxury": 150.0}
+FILLER = ["soft", "blue", "steel", "travel", "kitchen", "home", "pack", "classic", "daily", "fresh"]
+
+
+def world(n_train: int = 500, n_test: int = 100, seed: int = 0) -> dict:
+    """A 2025-schema pair whose item names carry a price word, and a planted cluster embedding.
+
+    Rows fall in 25 clusters; a cluster fixes the price level (so neighbours share a price) and the
+    embedding is the cluster centre plus noise. Texts name one of four price words plus filler.
+    """
+    rng = np.random.default_rng(seed)
+    n = n_train + n_test
+    ids = rng.permutation(np.arange(10_000, 10_000 + n))
+    cluster = rng.integers(0, 25, n)
+    centres = rng.normal(size=(25, 16)).astype(np.float32)
+    embedding = centres[cluster] + rng.normal(0, 0.3, (n, 16)).astype(np.float32)
+    level = np.exp(rng.normal(2.5, 1.0, 25))[cluster]
+    word = rng.choice(list(PRICE_WORDS), n)
+    names = [f"{w} {' '.join(rng.choice(FILLER, 3))} item" for w in word]
+    text = [f"Item Name: {name}\nValue: 1.0\nUnit: Count" for name in names]
+    train = pd.DataFrame({"sample_id": ids[:n_train], "catalog_content": text[:n_train], "image_link": "",
+                          "price": level[:n_train] * np.exp(rng.normal(0, 0.15, n_train))})
+    word_price = np.array([PRICE_WORDS[w] for w in word]) * np.exp(rng.normal(0, 0.15, n))
+    test = pd.DataFrame({"sample_id": ids[n_train:], "catalog_content": text[n_train:], "image_link": ""})
+    return {"data": {"train": train, "test": test}, "embedding": embedding, "word_price": word_price[:n_train]}
+
+
+@pytest.fixture()
+def planted(tmp_path):
+    w = world()
+    data = w["data"]
+    n_train = len(data["train"])
+    write_embedding_run(tmp_path, "planted", {
+        "train": (w["embedding"][:n_train], data["train"]["sample_id"].to_numpy()),
+        "test": (w["embedding"][n_train:], data["test"]["sample_id"].to_numpy())})
+    return w, tmp_path
+
+
+def test_knn_on_a_planted_embedding_beats_the_constant(planted):
+    w, work = planted
+    m = learner_run(w["data"], "amazon2025", work, "knn", learner="knn", embedding="planted", k=10)
+    assert m["learner"] == "knn" and m["embeddings"] == ["planted"] and m["k"] == 10
+    assert m["cv_smape"] < 0.5 * m["constant_median_smape"], (m["cv_smape"], m["constant_median_smape"])
+    test = pd.read_csv(work / "03_train" / "knn" / "test_pred.csv")
+    assert len(test) == 100 and np.isfinite(test["pred"]).all() and (test["pred"] > 0).all()
+
+
+def test_knn_refuses_without_an_embedding_and_rows_without_one_get_the_median(planted):
+    w, work = planted
+    with pytest.raises(ValueError, match="embedding="):
+        learner_run(w["data"], "amazon2025", work, "knn", learner="knn")
+    matrix = w["embedding"].copy()
+    matrix[:5] = np.nan  # rows without an embedding
+    y = w["data"]["train"]["price"].to_numpy()
+    rows = np.arange(5, 400)
+    knn = KnnEmbedding(matrix, k=5).fit(np.arange(0, 400), y[:400])
+    pred = knn.predict(np.arange(0, 10))
+    np.testing.assert_allclose(pred[:5], np.expm1(np.median(np.log1p(y[:400]))))
+    assert np.isfinite(pred).all()
+    assert len(knn.y_log_) == len(rows)  # rows without an embedding are never neighbours
+
+
+def test_knn_with_k_1_on_training_rows_returns_their_own_target():
+    rng = np.random.default_rng(0)
+    matrix = rng.normal(size=(50, 8)).astype(np.float32)
+    y = np.exp(rng.normal(2, 1, 50))
+    rows = np.arange(50)
+    np.testing.assert_allclose(KnnEmbedding(matrix, k=1).fit(rows, y).predict(rows), y, rtol=1e-5)
+
+
+def test_ridge_tfidf_on_price_words_beats_the_constant(tmp_path):
+    w = world(seed=1)
+    data = {"train": w["data"]["train"].assign(price=w["word_price"]), "test": w["data"]["test"]}
+    m = learner_run(data, "amazon2025", tmp_path, "ridge", learner="ridge_tfidf", alpha=0.3)
+    assert m["learner"] == "ridge_tfidf" and m["features"] == ["text"]
+    assert m["cv_smape"] < 0.5 * m["constant_median_smape"], (m["cv_smape"], m["constant_median_smape"])
+
+
+def test_learner_runs_share_folds_with_lightgbm_runs_and_blend(planted):
+    w, work = planted
+    data = w["data"]
+    lgbm = train_run(data, "amazon2025", work, "lgbm", ["text_stats"], ["planted"], lgb_params=FAST, num_threads=1)
+    ridge = learner_run(data, "amazon2025", work, "ridge", learner="ridge_tfidf")
+    knn = learner_run(data, "amazon2025", work, "knn", learner="knn", embedding="planted")
+    assert lgbm["folds_sha256"] == ridge["folds_sha256"] == knn["folds_sha256"]
+    runs_log = pd.read_csv(work / "runs.csv")
+    assert runs_log["run"].tolist() == ["lgbm", "ridge", "knn"]
+    assert runs_log["learner"].tolist() == ["lightgbm", "ridge_tfidf", "knn"]
+    assert json.loads(runs_log["embeddings"][2]) == ["planted"]
+    m = ensemble(work, [])
+    assert m["runs"] == ["knn", "lgbm", "ridge"]
+    assert m["cv_smape"] <= m["best_single_smape"] + 1.0
+    with pytest.raises(ValueError, match="share folds"):
+        learner_run(data, "amazon2025", work, "other", learner="ridge_tfidf", n_folds=3)
+
+
+def test_unknown_and_missing_optional_learners_are_explained(tmp_path):
+    assert {"ridge_tfidf", "knn"} <= set(LEARNERS)
+    with pytest.raises(ValueError, match="unknown learner 'xgb'"):
+        get_learner("xgb")
+    for name, (module, _) in OPTIONAL_LEARNERS.items():
+        if name in LEARNERS:
+            continue
+        with pytest.raises(ImportError, match=f"pip install {module}"):
+            learner_run(world()["data"], "amazon2025", tmp_path, name, learner=name)
+
+
+# --- XGBoost / CatBoost: the wrappers against stand-in modules, the real thing when installed ----------------
+
+class _StandIn:
+    """Records what the wrapper passes; predicts the training mean (of log1p target)."""
+
+    seen: list[dict] = []
+
+    def __init__(self, **kwargs):
+        self.kwargs = kwargs
+
+    def fit(self, x, y, eval_set=None, **kwargs):
+        _StandIn.seen.append({"kwargs": self.kwargs, "fit": kwargs, "n_fit": len(x), "eval_set": eval_set})
+        self.mean_ = float(np.mean(y))
+        return self
+
+    def predict(self, x):
+        return np.full(len(x), self.mean_)
+
+
+@pytest.mark.parametrize("name, module, attr", [("xgboost", "xgboost", "XGBRegressor"),
+                                                ("catboost", "catboost", "CatBoostRegressor")])
+def test_tree_wrappers_hold_out_training_rows_for_early_stopping(monkeypatch, tmp_path, name, module, attr):
+    fake = types.ModuleType(module)
+    setattr(fake, attr, _StandIn)
+    monkeypatch.setitem(sys.modules, module, fake)
+    _StandIn.seen = []
+    w = world()
+    m = learner_run(w["data"], "amazon2025", tmp_path, name, learner=name, features=["text_stats"],
+                    params={"learning_rate": 0.2})
+    assert m["learner"] == name and m["features"] == ["text_stats"] and m["n_features"] > 0
+    assert len(_StandIn.seen) == 5
+    for call in _StandIn.seen:
+        eval_set = call["eval_set"][0] if isinstance(call["eval_set"], list) else call["eval_set"]
+        assert call["n_fit"] + len(eval_set[0]) == 400  # the 4 training folds, split for early stopping
+        assert 20 <= len(eval_set[0]) <= 60
+        assert call["kwargs"]["learning_rate"] == 0.2  # user params override the defaults
+    loss = "objective" if name == "xgboost" else "loss_function"
+    assert call["kwargs"][loss] in ("reg:absoluteerror", "MAE")
+
+
+def test_tree_wrapper_fits_per_fold_transforms_on_training_rows_only():
+    from amzkit.learners import XGBoostFeatures
+    from amzkit.train import FoldTransform
+
+    seen = []
+
+    class Spy(FoldTransform):
+        names = ["spy"]
+
+        def fit(self, rows, y):
+            seen.append(rows.copy())
+            return self
+
+        def transform(self, rows):
+            return np.zeros((len(rows), 1), np.float32)
+
+    class Recorder(XGBoostFeatures):
+        def _fit(self, x, y, x_valid, y_valid):
+            return types.SimpleNamespace(predict=lambda x: np.zeros(len(x)))
+
+    features = FeatureSet(np.zeros((120, 1), np.float32), ["zero"], [], [Spy()], n_train=100)
+    rows = np.arange(0, 80)
+    Recorder(features).fit(rows, np.ones(80)).predict(np.arange(80, 120))
+    assert len(seen) == 1 and np.array_equal(seen[0], rows)
+
+
+@pytest.mark.parametrize("name", sorted(OPTIONAL_LEARNERS))
+def test_installed_tree_learners_beat_the_constant(tmp_path, name):
+    pytest.importorskip(OPTIONAL_LEARNERS[name][0], reason=f"{name} not installed (optional: pip install {name})")
+    w = world()
+    data = {"train": w["data"]["train"].assign(price=w["word_price"]), "test": w["data"]["test"]}
+    small = {"n_estimators": 300} if name == "xgboost" else {"iterations": 300}
+    m = learner_run(data, "amazon2025", tmp_path, name, learner=name, features=["keywords", "tfidf"],
+                    tfidf_dim=16, params=small)
+    assert m["cv_smape"] < 0.7 * m["constant_median_smape"]
