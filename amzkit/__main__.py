@@ -10,7 +10,7 @@ def _demo(args: argparse.Namespace) -> int:
     from amzkit.pipeline import run_demo
 
     metrics = run_demo(args.out, n_train=args.n_train, n_test=args.n_test, seed=args.seed)
-    print(f"demo CV SMAPE (nested blend): {metrics['cv_smape']:.2f}   "
+    print(f"demo CV SMAPE (04_ensemble, nested): {metrics['cv_smape']:.2f}   "
           f"constant-median baseline: {metrics['constant_median_smape']:.2f}")
     if "test_smape" in metrics:
         print(f"demo hidden-test SMAPE: {metrics['test_smape']:.2f}")
