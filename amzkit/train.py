@@ -198,16 +198,26 @@ class PcaTransform(FoldTransform):
 class KnnTargetTransform(FoldTransform):
     """Neighbour-price features: mean/median log1p(target) of the k most similar training-fold rows (cosine).
 
-    Training rows get the value from inner folds (never their own label, nor that of rows trained on with
-    them), other rows search all training rows; a row without an embedding gets NaN.
+    Training rows get the value from inner folds (never their own label; with `groups`, never a copy of the
+    same product either, matching grouped outer folds), other rows search all training rows; a row without
+    an embedding gets NaN.
     """
 
     INNER_FOLDS = 5
     BLOCK = 1024
 
-    def __init__(self, name: str, matrix: np.ndarray, k: int, seed: int = 0):
-        self.matrix, self.k, self.seed = matrix, k, seed
+    def __init__(self, name: str, matrix: np.ndarray, k: int, seed: int = 0, groups: np.ndarray | None = None):
+        self.matrix, self.k, self.seed, self.groups = matrix, k, seed, groups
         self.names = [f"{name}_knn{k}_mean", f"{name}_knn{k}_median", f"{name}_knn{k}_top_sim"]
+
+    def _inner_folds(self, rows: np.ndarray) -> np.ndarray:
+        """Inner fold per training row; copies of one product (same group) share a fold, as in the outer folds."""
+        rng = np.random.default_rng(self.seed)
+        if self.groups is None:
+            return rng.permutation(np.arange(len(rows)) % self.INNER_FOLDS)
+        _, group_index = np.unique(self.groups[rows], return_inverse=True)
+        fold_of_group = rng.permutation(np.arange(group_index.max() + 1) % self.INNER_FOLDS)
+        return fold_of_group[group_index]
 
     def _unit(self, rows: np.ndarray) -> np.ndarray:
         block = (self.matrix[rows] - self.mean_) / self.scale_
@@ -232,7 +242,7 @@ class KnnTargetTransform(FoldTransform):
         self.scale_ = self.matrix[rows].std(axis=0, dtype=np.float64).astype(np.float32)
         self.scale_[self.scale_ == 0] = 1.0
         self.reference_, self.log_ = self._unit(rows), np.log1p(y)
-        inner = np.random.default_rng(self.seed).permutation(np.arange(len(rows)) % self.INNER_FOLDS)
+        inner = self._inner_folds(rows)
         own = np.empty((len(rows), 3), dtype=np.float32)
         for fold in range(self.INNER_FOLDS):
             held, kept = inner == fold, inner != fold
@@ -296,6 +306,7 @@ def assemble_features(data: dict[str, pd.DataFrame], schema: Schema, work_dir: s
         frame[column] = frame[column].cat.codes.astype(np.float32).replace(-1, np.nan)
     blocks, names = [frame.to_numpy(dtype=np.float32)], list(frame.columns)
     transforms: list[FoldTransform] = []
+    groups = None
     if "tfidf" in features:
         texts = pd.concat([row_text(data["train"], schema), row_text(data["test"], schema)]).tolist()
         transforms.append(TfidfSvdTransform(texts, tfidf_dim, seed))
@@ -306,6 +317,10 @@ def assemble_features(data: dict[str, pd.DataFrame], schema: Schema, work_dir: s
         if strategy == "all":
             blocks.append(matrix)
             names += [f"{name}_{i}" for i in range(matrix.shape[1])]
+        elif strategy == "knn":
+            if groups is None:  # copies of a product share inner folds, as they share outer ones
+                groups = product_names(pd.concat([data["train"], data["test"]], ignore_index=True), schema).to_numpy()
+            transforms.append(KnnTargetTransform(name, matrix, size, seed, groups))
         else:
             transforms.append(SELECTIONS[strategy](name, matrix, size))
     static = np.hstack(blocks) if len(blocks) > 1 else blocks[0]

@@ -192,3 +192,7 @@ def test_neighbour_price_features_never_read_a_rows_own_label():
     signal = KnnTargetTransform("t", twins, k=1).fit(np.arange(1000), twin_y)
     assert np.corrcoef(signal.transform(np.arange(1000))[:, 0], np.log1p(twin_y))[0, 1] > 0.5, \
         "with real neighbours (twins) the feature carries their price"
+    product = np.repeat(np.arange(500), 2)
+    grouped = KnnTargetTransform("t", twins, k=1, groups=product).fit(np.arange(1000), twin_y)
+    assert abs(np.corrcoef(grouped.transform(np.arange(1000))[:, 0], np.log1p(twin_y))[0, 1]) < 0.15, \
+        "with groups, a training row never sees its own product's copy"
