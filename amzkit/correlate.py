@@ -352,11 +352,11 @@ def plot_probes(results: dict[str, dict], path: str | Path):
     if "baseline_smape" in results[names[0]]:
         ax_bar.axhline(results[names[0]]["baseline_smape"], color="C4", ls=":", label="text features alone")
     ax_bar.set(xticks=positions, xticklabels=names, ylabel="CV SMAPE %", title="probes (lower is better)")
-    ax_bar.legend(fontsize=7)
+    ax_bar.legend(fontsize=7, loc="lower left", framealpha=0.9)
     best = min(names, key=lambda n: results[n]["ridge_smape"])
     y, pred = results[best]["target_used"], np.expm1(results[best]["ridge_oof_log"])
     ax_scatter.scatter(y, np.maximum(pred, 1e-3), s=4, alpha=0.3)
-    low, high = max(min(y.min(), 1e-2), 1e-2), y.max()
+    low, high = max(y.min(), 1e-2), y.max()
     ax_scatter.plot([low, high], [low, high], "k--", lw=1)
     ax_scatter.set(xscale="log", yscale="log", xlabel="actual", ylabel="ridge probe (out of fold)",
                    title=f"best: {best}")

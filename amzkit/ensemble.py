@@ -484,7 +484,8 @@ def plot_ensemble(work_dir: str | Path, metrics: dict):
     for name, scores in metrics["fold_smape"].items():
         style = {"lw": 2.5, "color": "k"} if name == chosen else {"lw": 1, "ls": "-" if "nested" in name else ":"}
         ax_f.plot(range(len(scores)), scores, marker="o", label=name, **style)
-    ax_f.set(xlabel="fold", ylabel="SMAPE %", title=f"per-fold SMAPE (chosen: {chosen})")
+    ax_f.set(xlabel="fold", ylabel="SMAPE %", title=f"per-fold SMAPE (chosen: {chosen})",
+             xticks=range(len(scores)))
     ax_f.legend(fontsize=7)
     save_figure(fig, stage_dir(work_dir, "04_ensemble") / "ensemble.png")
     return fig
