@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 import time
+from abc import ABC, abstractmethod
 from pathlib import Path
 
 import numpy as np
@@ -128,7 +129,7 @@ class KnnEmbedding:
         return np.maximum(np.expm1(out), MIN_PREDICTION)
 
 
-class _TreesOnFeatures:
+class _TreesOnFeatures(ABC):
     """A gradient-boosted tree learner on a FeatureSet, on log1p(target).
 
     Per-fold transforms (TF-IDF+SVD, top-K, PCA) are fit on the training rows; early stopping watches
@@ -163,8 +164,9 @@ class _TreesOnFeatures:
     def predict(self, rows: np.ndarray) -> np.ndarray:
         return np.maximum(np.expm1(self.model_.predict(self.features.matrix(rows))), MIN_PREDICTION)
 
+    @abstractmethod
     def _fit(self, x, y, x_valid, y_valid):
-        raise NotImplementedError
+        """The library's own model, trained on (x, y) with early stopping on (x_valid, y_valid)."""
 
 
 class XGBoostFeatures(_TreesOnFeatures):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -396,7 +397,7 @@ class TfidfSvdEmbedder:
 # --------------------------------------------------------------------------- neural embedders
 
 
-class _NeuralEmbedder:
+class _NeuralEmbedder(ABC):
     """Shared by the neural embedders: device, mixed precision, fp32 redo of non-finite batches, L2 + float16."""
 
     def __init__(self, spec: ModelSpec, batch_size: int = 64, device: str = "auto", num_workers: int = -1):
@@ -405,11 +406,13 @@ class _NeuralEmbedder:
         self.device = device
         self.num_workers = num_workers
 
-    def _load(self) -> None:  # sets model_ and the embedder's preprocessing (preprocess_ / tokenizer_)
-        raise NotImplementedError
+    @abstractmethod
+    def _load(self) -> None:
+        """Set model_ and the embedder's preprocessing (preprocess_ / tokenizer_)."""
 
-    def _encode(self, batch):  # a batch of model inputs -> (n, dim) tensor
-        raise NotImplementedError
+    @abstractmethod
+    def _encode(self, batch):
+        """A batch of model inputs -> (n, dim) tensor."""
 
     def fit(self, train_inputs=None):
         """Load the weights (nothing is learned from `train_inputs`)."""
@@ -495,8 +498,9 @@ class _ImageEmbedder(_NeuralEmbedder):
 class _TextEmbedder(_NeuralEmbedder):
     """Texts tokenized in batches of `batch_size`, longest first (a deterministic order), rows back in input order."""
 
+    @abstractmethod
     def _tokenize(self, texts: list[str]):
-        raise NotImplementedError
+        """Model inputs for a batch of texts."""
 
     def transform(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         import torch

@@ -14,6 +14,7 @@ import csv
 import json
 import re
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -121,7 +122,7 @@ def shared_folds(work_dir: str | Path, train: pd.DataFrame, schema: Schema, n_fo
 
 # --- features fit inside the folds -------------------------------------------------------------------------
 
-class FoldTransform:
+class FoldTransform(ABC):
     """Features learnt from training-fold rows only. Rows index the stacked (train + test) inputs."""
 
     names: list[str]
@@ -129,8 +130,9 @@ class FoldTransform:
     def fit(self, rows: np.ndarray, y: np.ndarray) -> FoldTransform:
         return self
 
+    @abstractmethod
     def transform(self, rows: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """Feature columns for `rows` (after `fit` on the training fold)."""
 
 
 class TfidfSvdTransform(FoldTransform):
