@@ -115,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     validate.add_argument("--schema", default="amazon2025", choices=sorted(SCHEMAS))
     validate.set_defaults(func=_validate)
     _add_kaggle(sub)
+    from amzkit.leaderboard import add_cli as _add_lb
+
+    _add_lb(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -264,6 +264,7 @@ class KnnTargetTransform(FoldTransform):
 
 
 SELECTIONS = {"topk_corr": TopKCorrTransform, "pca": PcaTransform, "knn": KnnTargetTransform}
+FOLD_FEATURE_GROUPS = ("tfidf", "twin_price")  # feature groups fit inside the folds (the rest: features.py)
 
 
 def parse_embedding_spec(spec: str) -> tuple[str, str, int]:
@@ -299,7 +300,7 @@ class FeatureSet:
 def assemble_features(data: dict[str, pd.DataFrame], schema: Schema, work_dir: str | Path, features: list[str],
                       embeddings: list[str], tfidf_dim: int = 64, seed: int = 0) -> FeatureSet:
     """Engineered groups + embedding runs (checked against the CSV ids) + per-fold transforms."""
-    groups = [g for g in features if g != "tfidf"]
+    groups = [g for g in features if g not in FOLD_FEATURE_GROUPS]
     x_train, x_test = build_features(data["train"], data["test"], schema, groups)
     frame = pd.concat([x_train, x_test], ignore_index=True)
     categorical = [i for i, c in enumerate(frame.columns) if isinstance(frame[c].dtype, pd.CategoricalDtype)]
@@ -312,6 +313,12 @@ def assemble_features(data: dict[str, pd.DataFrame], schema: Schema, work_dir: s
     if "tfidf" in features:
         texts = pd.concat([row_text(data["train"], schema), row_text(data["test"], schema)]).tolist()
         transforms.append(TfidfSvdTransform(texts, tfidf_dim, seed))
+    if "twin_price" in features:
+        from amzkit.leaks import TwinPriceTransform  # leaks imports train: import here
+
+        both = pd.concat([data["train"], data["test"]], ignore_index=True)
+        groups = product_names(both, schema).to_numpy()
+        transforms.append(TwinPriceTransform(row_text(both, schema).tolist(), threshold=0.9, groups=groups))
     for spec in embeddings:
         name, strategy, size = parse_embedding_spec(spec)
         matrix = np.vstack([load_embeddings(work_dir, name, split, data[split][schema.id_column])[0]

@@ -196,3 +196,10 @@ def test_neighbour_price_features_never_read_a_rows_own_label():
     grouped = KnnTargetTransform("t", twins, k=1, groups=product).fit(np.arange(1000), twin_y)
     assert abs(np.corrcoef(grouped.transform(np.arange(1000))[:, 0], np.log1p(twin_y))[0, 1]) < 0.15, \
         "with groups, a training row never sees its own product's copy"
+
+
+def test_twin_price_group_runs_in_the_folds(synthetic):
+    data, work = synthetic
+    metrics = train_run(data, "amazon2025", work, "twins", ["text_stats", "twin_price"], [], lgb_params=FAST)
+    names = pd.read_csv(work / "03_train" / "twins" / "feature_importance.csv")["feature"].tolist()
+    assert {"twin_log_price", "twin_similarity"} <= set(names) and np.isfinite(metrics["cv_smape"])

@@ -1,0 +1,166 @@
+"""amzkit.leaderboard: LB scores beside CV, the CV-LB fit, the tracking verdict, the plot and the `lb` CLI."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import pytest
+
+from amzkit.io import write_json
+from amzkit.leaderboard import (
+    LB_COLUMNS,
+    LeaderboardError,
+    add_cli,
+    add_score,
+    cv_lb_fit,
+    leaderboard,
+    plot_cv_vs_lb,
+    tracking_verdict,
+)
+
+
+def make_run(work_dir: Path, run: str, cv: float) -> None:
+    folder = work_dir / "04_ensemble" if run == "04_ensemble" else work_dir / "03_train" / run
+    write_json(folder / "metrics.json", {"run": run, "cv_smape": cv})
+
+
+def points(cv: list[float], lb: list[float]) -> pd.DataFrame:
+    return pd.DataFrame({"run": [f"r{i}" for i in range(len(cv))], "cv_smape": cv, "lb_smape": lb})
+
+
+def test_add_and_read_back(tmp_path: Path) -> None:
+    make_run(tmp_path, "lgbm_a", 48.25)
+    make_run(tmp_path, "04_ensemble", 46.5)
+    add_score(tmp_path, "lgbm_a", 49.0, note="first, with comma")
+    row = add_score(tmp_path, "04_ensemble", 47.75)
+    assert row["cv_smape"] == 46.5
+    table = leaderboard(tmp_path)
+    assert list(table.columns) == [*LB_COLUMNS, "gap"]
+    assert table["run"].tolist() == ["lgbm_a", "04_ensemble"]
+    assert table["cv_smape"].tolist() == [48.25, 46.5]
+    assert table["lb_smape"].tolist() == [49.0, 47.75]
+    assert table["gap"].tolist() == pytest.approx([0.75, 1.25])
+    assert table["note"].tolist() == ["first, with comma", ""]
+    assert not list(tmp_path.glob(".leaderboard.csv.*"))  # atomic write left no temporary file
+
+
+def test_empty_leaderboard(tmp_path: Path) -> None:
+    table = leaderboard(tmp_path)
+    assert table.empty and "gap" in table.columns
+
+
+def test_unknown_run_names_existing_runs(tmp_path: Path) -> None:
+    make_run(tmp_path, "lgbm_a", 48.0)
+    make_run(tmp_path, "04_ensemble", 47.0)
+    with pytest.raises(LeaderboardError, match="unknown run 'nope'.*lgbm_a, 04_ensemble"):
+        add_score(tmp_path, "nope", 50.0)
+    with pytest.raises(LeaderboardError, match="unknown run"):
+        add_score(tmp_path, "../03_train", 50.0)
+    assert not (tmp_path / "leaderboard.csv").exists()
+
+
+@pytest.mark.parametrize("score", [-0.1, 200.5, float("nan"), float("inf"), "abc"])
+def test_bad_score_refused(tmp_path: Path, score) -> None:
+    make_run(tmp_path, "lgbm_a", 48.0)
+    with pytest.raises(LeaderboardError, match="outside 0..200|not a number"):
+        add_score(tmp_path, "lgbm_a", score)
+    assert not (tmp_path / "leaderboard.csv").exists()
+
+
+def test_edge_scores_accepted(tmp_path: Path) -> None:
+    make_run(tmp_path, "lgbm_a", 48.0)
+    add_score(tmp_path, "lgbm_a", 0)
+    add_score(tmp_path, "lgbm_a", 200)
+    assert leaderboard(tmp_path)["lb_smape"].tolist() == [0.0, 200.0]
+
+
+def test_fit_recovers_exact_line() -> None:
+    cv = [40.0, 42.0, 45.0, 50.0, 47.0]
+    lb = [1.2 * x - 7.0 for x in cv]
+    fit = cv_lb_fit(points(cv, lb))
+    assert fit["n"] == 5
+    assert fit["slope"] == pytest.approx(1.2)
+    assert fit["intercept"] == pytest.approx(-7.0)
+    assert fit["r"] == pytest.approx(1.0)
+    assert fit["mean_gap"] == pytest.approx(sum(b - a for a, b in zip(cv, lb, strict=True)) / 5)
+    assert fit["latest_residual"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_fit_point_counts() -> None:
+    with pytest.raises(ValueError, match="at least 2"):
+        cv_lb_fit(points([45.0], [46.0]))
+    fit = cv_lb_fit(points([45.0, 47.0], [46.0, 49.0]))
+    assert fit["slope"] == pytest.approx(1.5) and fit["r"] is None and fit["latest_residual"] is None
+    assert tracking_verdict(fit).startswith("too few points")
+
+
+def test_verdict_flips_when_a_point_breaks_the_trend() -> None:
+    cv = [40.0, 42.0, 44.0, 46.0]
+    lb = [x + 1.0 for x in cv]
+    assert tracking_verdict(cv_lb_fit(points(cv, lb))).startswith("CV tracks LB")
+    # a better CV whose LB is far worse: the latest point leaves the line
+    broken = tracking_verdict(cv_lb_fit(points([*cv, 38.0], [*lb, 49.0])))
+    assert broken.startswith("CV stopped tracking:")
+    assert "latest submission" in broken and "worse" in broken
+
+
+def test_verdict_flags_low_correlation() -> None:
+    fit = cv_lb_fit(points([40.0, 41.0, 42.0, 43.0], [45.0, 43.0, 45.2, 43.1]))
+    assert fit["r"] < 0.5
+    verdict = tracking_verdict(fit)
+    assert verdict.startswith("CV stopped tracking:") and "Pearson r" in verdict
+
+
+def test_plot_written(tmp_path: Path) -> None:
+    for i, cv in enumerate([44.0, 46.0, 48.0]):
+        make_run(tmp_path, f"run{i}", cv)
+        add_score(tmp_path, f"run{i}", cv + 0.5)
+    fig = plot_cv_vs_lb(tmp_path)
+    try:
+        png = tmp_path / "cv_vs_lb.png"
+        assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert len(fig.axes[0].lines) == 2  # y = x and the fitted line
+    finally:
+        plt.close(fig)
+
+
+def test_plot_without_scores_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no leaderboard scores"):
+        plot_cv_vs_lb(tmp_path)
+
+
+def run_cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="amzkit")
+    add_cli(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_cli_add_and_show(tmp_path: Path, capsys) -> None:
+    make_run(tmp_path, "lgbm_a", 45.0)
+    make_run(tmp_path, "lgbm_b", 47.0)
+    make_run(tmp_path, "04_ensemble", 44.0)
+    wd = ["--work-dir", str(tmp_path)]
+    assert run_cli(["lb", "add", "lgbm_a", "46.0", *wd, "--note", "sub1"]) == 0
+    assert "gap +1.000" in capsys.readouterr().out
+    assert run_cli(["lb", "add", "lgbm_b", "48.0", *wd]) == 0
+    assert run_cli(["lb", "add", "04_ensemble", "45.0", *wd]) == 0
+    capsys.readouterr()
+    assert run_cli(["lb", "show", *wd, "--plot"]) == 0
+    out = capsys.readouterr().out
+    assert "lgbm_b" in out and "+1.000" in out and "CV tracks LB" in out
+    assert (tmp_path / "cv_vs_lb.png").is_file()
+    plt.close("all")
+    assert len(leaderboard(tmp_path)) == 3
+
+
+def test_cli_errors(tmp_path: Path, capsys) -> None:
+    make_run(tmp_path, "lgbm_a", 45.0)
+    assert run_cli(["lb", "add", "missing", "46.0", "--work-dir", str(tmp_path)]) == 1
+    assert "runs that exist: lgbm_a" in capsys.readouterr().err
+    assert run_cli(["lb", "add", "lgbm_a", "250", "--work-dir", str(tmp_path)]) == 1
+    assert "outside 0..200" in capsys.readouterr().err
+    assert not (tmp_path / "leaderboard.csv").exists()

@@ -1,0 +1,210 @@
+"""Leak detection: planted train/test twins are found with the right kind and price; no self-reading features."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from amzkit import leaks
+from amzkit.leaks import TwinPriceTransform, dhash, duplicate_report, hamming, summarize_report
+
+N_TRAIN, N_DISTINCT_TEST = 200, 30
+# Planted test copies: (kind, how many); each takes the next train rows as sources.
+PLANTED = (("exact_name", 5), ("text", 5), ("image_url", 5), ("image_hash", 5))
+
+
+def _words(rng: np.random.Generator, n: int) -> list[str]:
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    return ["".join(rng.choice(letters, 7)) for _ in range(n)]
+
+
+def _catalog(name: str, bullet: str) -> str:
+    return f"Item Name: {name}\nBullet Point 1: {bullet}\nValue: 12.0\nUnit: Ounce"
+
+
+def _image(path, rng: np.random.Generator) -> str:
+    """A smooth random picture (8x8 random blocks, upscaled): distinct pictures get unrelated dHashes."""
+    cells = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    Image.fromarray(cells).resize((96, 96), Image.Resampling.BILINEAR).save(path, format="JPEG", quality=92)
+    return str(path)
+
+
+def _resaved(source: str, path) -> str:
+    """The same picture resized and re-encoded at a lower quality."""
+    with Image.open(source) as img:
+        img.convert("RGB").resize((77, 77), Image.Resampling.BICUBIC).save(path, format="JPEG", quality=70)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    """200 distinct train products; test = 20 planted copies (5 per kind) + 30 distinct products."""
+    folder = tmp_path_factory.mktemp("leaks")
+    rng = np.random.default_rng(0)
+    vocabulary = _words(rng, 3000)
+    n_test = sum(n for _, n in PLANTED) + N_DISTINCT_TEST
+    products = [(" ".join(rng.choice(vocabulary, 4, replace=False)), " ".join(rng.choice(vocabulary, 30)))
+                for _ in range(N_TRAIN + n_test)]
+    paths = [_image(folder / f"img_{i}.jpg", rng) for i in range(N_TRAIN + n_test)]
+    prices = np.round(np.exp(rng.normal(2.7, 0.8, N_TRAIN)), 2)
+    train = pd.DataFrame({"sample_id": np.arange(N_TRAIN), "price": prices,
+                          "catalog_content": [_catalog(*p) for p in products[:N_TRAIN]],
+                          "image_link": [f"https://img.example/{i}.jpg" for i in range(N_TRAIN)]})
+    test_rows, test_paths, expected, source = [], [], [], 0
+    for kind, count in PLANTED:
+        for _ in range(count):
+            own = N_TRAIN + len(test_rows)  # the test row's own (distinct) product, image and link
+            name, bullet = products[source]
+            link, path = f"https://img.example/{own}.jpg", paths[own]
+            if kind == "exact_name":  # changed case and punctuation, another description
+                text = _catalog(name.upper().replace(" ", ", ") + "!", products[own][1])
+            elif kind == "text":  # one word of the name changed
+                text = _catalog(" ".join([*name.split()[:-1], vocabulary[-1 - source]]), bullet)
+            else:
+                text = _catalog(*products[own])
+                if kind == "image_url":
+                    link = train["image_link"][source]
+                else:
+                    path = _resaved(paths[source], folder / f"copy_{source}.jpg")
+            test_rows.append((text, link))
+            test_paths.append(path)
+            expected.append((kind, source))
+            source += 1
+    for _ in range(N_DISTINCT_TEST):
+        own = N_TRAIN + len(test_rows)
+        test_rows.append((_catalog(*products[own]), f"https://img.example/{own}.jpg"))
+        test_paths.append(paths[own])
+        expected.append(("none", -1))
+    test = pd.DataFrame({"sample_id": 10_000 + np.arange(n_test), "catalog_content": [t for t, _ in test_rows],
+                         "image_link": [link for _, link in test_rows]})
+    return {"train": train, "test": test, "image_paths": {"train": paths[:N_TRAIN], "test": test_paths},
+            "expected": expected}
+
+
+def _check_planted(report: pd.DataFrame, data: dict, kinds: tuple[str, ...]) -> None:
+    train = data["train"]
+    for row, (kind, source) in enumerate(data["expected"]):
+        got = report.iloc[row]
+        if kind in kinds:
+            assert got["kind"] == kind, (row, got.to_dict())
+            assert got["train_id"] == train["sample_id"][source]
+            assert got["twin_price"] == pytest.approx(train["price"][source])
+            assert 0 < got["similarity"] <= 1
+        else:
+            assert got["kind"] == "none", (row, got.to_dict())
+            assert np.isnan(got["twin_price"]) and pd.isna(got["train_id"])
+
+
+def test_planted_twins_are_found_with_kind_and_price(planted):
+    report = duplicate_report(planted["train"], planted["test"], "amazon2025", planted["image_paths"])
+    assert list(report.columns) == list(leaks.REPORT_COLUMNS)
+    assert report["test_id"].tolist() == planted["test"]["sample_id"].tolist()
+    _check_planted(report, planted, tuple(kind for kind, _ in PLANTED))
+    summary = summarize_report(report)
+    assert summary["by_kind"] == {**dict(PLANTED), "none": N_DISTINCT_TEST}
+    assert summary["with_twin"] == 20 and summary["twin_share"] == pytest.approx(20 / 50)
+    text_rows = report["kind"] == "text"
+    assert (report.loc[text_rows, "similarity"] >= 0.9).all() and (report.loc[text_rows, "similarity"] < 1).all()
+    # distinct products stay far below the threshold: the negatives are not borderline
+    assert report.loc[report["kind"] == "none", "text_similarity"].max() < 0.5
+
+
+def test_without_image_paths_only_hash_twins_are_missed(planted):
+    report = duplicate_report(planted["train"], planted["test"], "amazon2025")
+    _check_planted(report, planted, ("exact_name", "text", "image_url"))
+
+
+def test_blocked_similarity_gives_the_same_report(planted, monkeypatch):
+    whole = duplicate_report(planted["train"], planted["test"], "amazon2025", planted["image_paths"])
+    monkeypatch.setattr(leaks, "BLOCK_CELLS", 7 * N_TRAIN)  # 7 query rows per block
+    blocked = duplicate_report(planted["train"], planted["test"], "amazon2025", planted["image_paths"])
+    pd.testing.assert_frame_equal(whole, blocked, check_exact=False, atol=1e-5)
+
+
+def test_a_stricter_text_threshold_drops_the_edited_copies(planted):
+    report = duplicate_report(planted["train"], planted["test"], "amazon2025", text_threshold=0.9999)
+    assert (report["kind"] == "text").sum() == 0
+
+
+def test_dhash_and_hamming(planted, tmp_path):
+    assert hamming(0b1011, 0b0001) == 2 and hamming(5, 5) == 0 and hamming(0, 2**64 - 1) == 64
+    paths = planted["image_paths"]["train"]
+    first = dhash(paths[0])
+    assert isinstance(first, int) and 0 <= first < 2**64
+    assert dhash(paths[0]) == first
+    assert hamming(first, dhash(_resaved(paths[0], tmp_path / "copy.jpg"))) <= 4
+    distances = [hamming(first, dhash(p)) for p in paths[1:50]]
+    assert min(distances) > 10
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    assert dhash(str(tmp_path / "broken.jpg")) is None
+    assert dhash(str(tmp_path / "absent.jpg")) is None and dhash(None) is None
+
+
+# --- TwinPriceTransform ----------------------------------------------------------------------------------
+
+N_PRODUCTS = 60
+
+
+@pytest.fixture(scope="module")
+def copies():
+    """Every product twice (the copy upper-cased); a unique random price per row; rows 0..99 train, 100.. test."""
+    rng = np.random.default_rng(1)
+    vocabulary = _words(rng, 1500)
+    texts = [_catalog(" ".join(rng.choice(vocabulary, 4)), " ".join(rng.choice(vocabulary, 20)))
+             for _ in range(N_PRODUCTS)]
+    order = rng.permutation(2 * N_PRODUCTS)
+    stacked = [texts[i % N_PRODUCTS] if i < N_PRODUCTS else texts[i % N_PRODUCTS].upper() for i in order]
+    product = order % N_PRODUCTS
+    prices = rng.permutation(np.arange(1, 2 * N_PRODUCTS + 1)) * 1.37
+    return {"texts": stacked, "product": product, "prices": prices, "train": np.arange(100),
+            "other": np.arange(100, 2 * N_PRODUCTS)}
+
+
+def _copy_row(product: np.ndarray, row: int) -> int:
+    return int(np.flatnonzero((product == product[row]) & (np.arange(len(product)) != row))[0])
+
+
+def test_twin_price_never_reads_a_training_rows_own_label(copies):
+    train, prices, product = copies["train"], copies["prices"], copies["product"]
+    transform = TwinPriceTransform(copies["texts"])
+    assert transform.names == ["twin_log_price", "twin_similarity"]
+    out = transform.fit(train, prices[train]).transform(train)
+    assert out.shape == (len(train), 2) and out.dtype == np.float32
+    own = np.log1p(prices[train])
+    assert not np.isclose(out[:, 0], own).any()  # a self-match would make every row equal its own label
+    for i, row in enumerate(train.tolist()):  # rows whose copy is in training read that copy's price
+        twin = _copy_row(product, row)
+        if twin in set(train.tolist()):
+            assert out[i, 0] == pytest.approx(np.log1p(prices[twin]), rel=1e-5)
+            assert out[i, 1] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_twin_price_with_groups_never_reads_a_copy_of_the_same_product(copies):
+    train, prices = copies["train"], copies["prices"]
+    transform = TwinPriceTransform(copies["texts"], threshold=0.9, groups=copies["product"])
+    out = transform.fit(train, prices[train]).transform(train)
+    assert np.isnan(out[:, 0]).all()  # the only twin of each row is in its own group
+    assert (out[:, 1] < 0.9).all()
+    # rows outside the training fold search every training row, copies included
+    other = copies["other"]
+    fresh = transform.transform(other)
+    for i, row in enumerate(other.tolist()):
+        twin = _copy_row(copies["product"], row)
+        if twin < 100:
+            assert fresh[i, 0] == pytest.approx(np.log1p(prices[twin]), rel=1e-5)
+        else:
+            assert np.isnan(fresh[i, 0])
+    assert transform.transform(np.array([5, 110, 5]))[0] == pytest.approx(out[5], nan_ok=True)
+
+
+def test_twin_price_refits_per_fold(copies):
+    prices = copies["prices"]
+    transform = TwinPriceTransform(copies["texts"])
+    first = transform.fit(np.arange(60), prices[:60]).transform(np.arange(60, 120))
+    second = transform.fit(np.arange(60, 120), prices[60:]).transform(np.arange(60))
+    assert transform.transform(np.arange(60, 120)).shape == (60, 2)
+    assert np.isfinite(first[:, 1]).all() and np.isfinite(second[:, 1]).all()
+    with pytest.raises(ValueError, match="groups"):
+        TwinPriceTransform(copies["texts"], groups=np.zeros(3))
