@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from amzkit.catalog import parse_catalog_column
+from amzkit.catalog import UNITS, normalize_unit, pack_count_from_name, parse_catalog_column
 from amzkit.schema import Schema, get_schema, row_text
 
 KEYWORDS: dict[str, str] = {
@@ -48,8 +48,6 @@ def _parsed(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
 def quantity_features(frame: pd.DataFrame, parsed: pd.DataFrame, schema: Schema) -> pd.DataFrame:
     """Value, unit, unit family, base-unit quantity and pack count (2025); pack count from the title (2023)."""
     if schema.name != "amazon2025":
-        from amzkit.catalog import pack_count_from_name
-
         return pd.DataFrame({"pack_count": parsed["item_name"].map(pack_count_from_name).astype(float)})
     out = pd.DataFrame(index=frame.index)
     out["value"] = parsed["value"].astype(float)
@@ -96,8 +94,6 @@ _LENGTH_MENTION = re.compile(
 
 def length_mentions(text: str) -> list[float]:
     """Every length written in `text` ("12 inch", "30 x 20 cm", '5"'), converted to inches."""
-    from amzkit.catalog import UNITS, normalize_unit
-
     values = []
     for match in _LENGTH_MENTION.finditer(text or ""):
         unit = match.group(4).lower()

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from amzkit.extract import load_embeddings
-from amzkit.features import build_features
+from amzkit.features import FEATURE_GROUPS, build_features
 from amzkit.io import atomic_path, id_hash, read_json, save_figure, stage_dir, write_csv, write_json
 from amzkit.metric import METRICS, smape
 from amzkit.schema import Schema, get_schema, row_text
@@ -300,6 +300,10 @@ class FeatureSet:
 def assemble_features(data: dict[str, pd.DataFrame], schema: Schema, work_dir: str | Path, features: list[str],
                       embeddings: list[str], tfidf_dim: int = 64, seed: int = 0) -> FeatureSet:
     """Engineered groups + embedding runs (checked against the CSV ids) + per-fold transforms."""
+    unknown = [g for g in features if g not in FEATURE_GROUPS and g not in FOLD_FEATURE_GROUPS]
+    if unknown:
+        raise ValueError(f"unknown feature groups {unknown}; choose from "
+                         f"{sorted([*FEATURE_GROUPS, *FOLD_FEATURE_GROUPS])}")
     groups = [g for g in features if g not in FOLD_FEATURE_GROUPS]
     x_train, x_test = build_features(data["train"], data["test"], schema, groups)
     frame = pd.concat([x_train, x_test], ignore_index=True)

@@ -203,3 +203,9 @@ def test_twin_price_group_runs_in_the_folds(synthetic):
     metrics = train_run(data, "amazon2025", work, "twins", ["text_stats", "twin_price"], [], lgb_params=FAST)
     names = pd.read_csv(work / "03_train" / "twins" / "feature_importance.csv")["feature"].tolist()
     assert {"twin_log_price", "twin_similarity"} <= set(names) and np.isfinite(metrics["cv_smape"])
+
+
+def test_a_misspelt_feature_group_is_refused_naming_every_group(synthetic):
+    data, work = synthetic
+    with pytest.raises(ValueError, match=r"unknown feature groups \['tfidff'\].*'tfidf'.*'twin_price'"):
+        train_run(data, "amazon2025", work, "typo", ["tfidff"], [])
