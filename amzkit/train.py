@@ -51,6 +51,53 @@ PRESETS: dict[str, dict] = {
     "seed": {"target": "raw", "n_estimators": 3000, "early_stopping_rounds": 100, "params": dict(ROADMAP_PARAMS)},
 }
 
+PRESET_KEYS = ("target", "n_estimators", "early_stopping_rounds", "params")
+PRESETS_DIR = "presets"  # saved presets (e.g. Optuna's best) live in work_dir/03_train/presets/<name>.json
+
+
+def preset_path(work_dir: str | Path, name: str) -> Path:
+    """Where a saved preset named `name` lives in the work folder."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        raise ValueError(f"preset name {name!r}: use letters, digits, '_', '-' and '.'")
+    return stage_dir(work_dir, "03_train") / PRESETS_DIR / f"{name}.json"
+
+
+def check_preset(preset: dict, name: str = "preset") -> dict:
+    """A preset dict with exactly PRESET_KEYS and a known target transform."""
+    missing, extra = set(PRESET_KEYS) - set(preset), set(preset) - set(PRESET_KEYS)
+    if missing or extra:
+        raise ValueError(f"{name}: a preset has keys {list(PRESET_KEYS)}; missing {sorted(missing)}, "
+                         f"unknown {sorted(extra)}")
+    if preset["target"] not in ("log1p", "raw"):
+        raise ValueError(f"{name}: target must be 'log1p' or 'raw', not {preset['target']!r}")
+    return preset
+
+
+def save_preset(work_dir: str | Path, name: str, preset: dict, info: dict | None = None) -> Path:
+    """Save a preset (built-in names are refused) so 03_train can use it with `preset=name`."""
+    if name in PRESETS:
+        raise ValueError(f"preset name {name!r} is built in; choose another name")
+    return write_json(preset_path(work_dir, name), {**check_preset(dict(preset), name), "info": info or {}})
+
+
+def saved_presets(work_dir: str | Path) -> list[str]:
+    """Names of the presets saved in the work folder."""
+    folder = stage_dir(work_dir, "03_train") / PRESETS_DIR
+    return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+
+
+def resolve_preset(name: str, work_dir: str | Path | None = None) -> dict:
+    """A built-in preset, or one saved in `work_dir` (03_train/presets/<name>.json)."""
+    if name in PRESETS:
+        return json.loads(json.dumps(PRESETS[name]))
+    if work_dir is not None and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name) \
+            and preset_path(work_dir, name).is_file():
+        saved = read_json(preset_path(work_dir, name))
+        return check_preset({k: saved.get(k) for k in PRESET_KEYS if k in saved}, name)
+    known = sorted(PRESETS) + (saved_presets(work_dir) if work_dir is not None else [])
+    raise ValueError(f"unknown preset {name!r}; choose from {known}"
+                     + ("" if work_dir is None else f" (saved presets live in {preset_path(work_dir, 'x').parent})"))
+
 
 # --- folds ---------------------------------------------------------------------------------------------
 
@@ -346,17 +393,16 @@ def assemble_features(data: dict[str, pd.DataFrame], schema: Schema, work_dir: s
 
 @dataclass
 class LightGBMRegressor:
-    """LightGBM from a named preset; early stopping on the fold's validation rows. Stores params only."""
+    """LightGBM from a preset (a built-in name, or a preset dict such as a saved Optuna result); early stopping
+    on the fold's validation rows. Stores params only."""
 
-    preset: str = "default"
+    preset: str | dict = "default"
     params: dict = field(default_factory=dict)
     num_threads: int = 0
     seed: int = 42
 
     def config(self) -> dict:
-        if self.preset not in PRESETS:
-            raise ValueError(f"unknown preset {self.preset!r}; choose from {sorted(PRESETS)}")
-        preset = PRESETS[self.preset]
+        preset = check_preset(self.preset) if isinstance(self.preset, dict) else resolve_preset(self.preset)
         params = {**preset["params"], **self.params, "seed": self.seed, "deterministic": True,
                   "force_col_wise": True}
         if self.num_threads:
@@ -483,7 +529,8 @@ def train_run(
             raise ValueError(f"group_by {group_by!r} is not a feature column; pick one of {feature_set.static_names}")
         group_of = feature_set.static[:, feature_set.static_names.index(group_by)]
         group_of = np.where(np.isnan(group_of), -1, group_of)
-    model = LightGBMRegressor(preset=preset, params=lgb_params or {}, num_threads=num_threads, seed=seed)
+    model = LightGBMRegressor(preset=resolve_preset(preset, work_dir), params=lgb_params or {},
+                              num_threads=num_threads, seed=seed)
     run_dir = stage_dir(work_dir, "03_train") / run_name
     result = cross_validate(model, feature_set, y, folds, group_of, models_dir=run_dir / "models")
     importance = pd.DataFrame({"feature": feature_set.names, "gain": result["importance"]}).sort_values(
