@@ -15,6 +15,7 @@ import json
 import re
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -432,11 +433,13 @@ class LightGBMRegressor:
 
 
 def cross_validate(model: LightGBMRegressor, features: FeatureSet, y: np.ndarray, folds: np.ndarray,
-                   group_of: np.ndarray | None = None, models_dir: Path | None = None) -> dict:
+                   group_of: np.ndarray | None = None, models_dir: Path | None = None,
+                   on_fold: Callable[[int, float], None] | None = None, progress: bool = True) -> dict:
     """OOF predictions, per-fold SMAPE, test predictions (geometric mean over folds), gain importance.
 
     With `group_of` (one label per train+test row) a model per group with >= MIN_GROUP_ROWS training rows is
     trained in the same folds; its rows take its predictions, the rest the global model's.
+    `on_fold(step, mean_smape_so_far)` is called after each fold (a tuner prunes by raising from it).
     """
     from tqdm.auto import tqdm
 
@@ -447,7 +450,7 @@ def cross_validate(model: LightGBMRegressor, features: FeatureSet, y: np.ndarray
     fold_scores, baseline_scores = [], []
     importance = np.zeros(len(features.names))
     fold_ids = np.unique(folds)
-    for fold in tqdm(fold_ids, desc="folds"):
+    for step, fold in enumerate(tqdm(fold_ids, desc="folds", disable=not progress)):
         train_rows, valid_rows = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
         for transform in features.transforms:
             transform.fit(train_rows, y[train_rows])
@@ -474,6 +477,8 @@ def cross_validate(model: LightGBMRegressor, features: FeatureSet, y: np.ndarray
         test_log += np.log(test_pred) / len(fold_ids)
         fold_scores.append(smape(y[valid_rows], valid_pred))
         baseline_scores.append(smape(y[valid_rows], np.full(len(valid_rows), np.median(y[train_rows]))))
+        if on_fold is not None:
+            on_fold(step, float(np.mean(fold_scores)))
     return {"oof": oof, "test": np.exp(test_log), "fold_smape": fold_scores,
             "fold_constant_smape": baseline_scores, "importance": importance / len(fold_ids)}
 
