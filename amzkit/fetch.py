@@ -8,7 +8,8 @@ the URL's sha1 and written atomically; a JSONL manifest in the cache folder reco
 so a rerun neither refetches what succeeded nor retries permanent failures.
 
 Failures are a status per link with path None (never a placeholder picture); the vocabulary is
-`STATUSES`. Nothing raised for a bad URL or body escapes `fetch_images`.
+`STATUSES`. Nothing raised for a bad URL or body escapes `fetch_images`. `cached_images` gives the same table
+offline, from the manifest and local files' headers (what later stages read; it never downloads).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import urllib.parse
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -55,6 +57,7 @@ STATUSES = (
     "missing_file",
     "missing_link",
     "unsupported_scheme",
+    "not_fetched",  # cached_images only: a URL the manifest does not know (01_extract never fetched it)
 )
 HTTP_STATUS_PREFIX = "http_"
 RETRYABLE_HTTP_CODES = frozenset({408, 425, 429, *range(500, 600)})
@@ -116,7 +119,11 @@ DEFAULT_RETRY = RetryPolicy()
 
 @dataclass(slots=True)
 class FetchRecord:
-    """One URL's outcome: a manifest line (original width/height and downloaded bytes)."""
+    """One URL's outcome: a manifest line (original width/height/mode and downloaded bytes).
+
+    `mode` is the original Pillow mode (RGB, RGBA, L, P, CMYK, ...); manifests written before it existed
+    load with None.
+    """
 
     url: str
     status: str
@@ -125,13 +132,14 @@ class FetchRecord:
     height: int | None = None
     attempts: int = 0
     error: str = ""
+    mode: str | None = None
 
     def as_row(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in MANIFEST_FIELDS}
 
 
 MANIFEST_FIELDS = tuple(field.name for field in dataclasses.fields(FetchRecord))
-TABLE_COLUMNS = ("link", "path", "status", "width", "height", "bytes", "attempts", "error")
+TABLE_COLUMNS = ("link", "path", "status", "width", "height", "mode", "bytes", "attempts", "error")
 
 
 def is_remote(link: str) -> bool:
@@ -217,13 +225,14 @@ def open_image(path: str | None, draft_px: int | None = None) -> tuple[Image.Ima
 
 @dataclass
 class Prepared:
-    """A verified body: the bytes to store (original or resized JPEG) and the original size."""
+    """A verified body: the bytes to store (original or resized JPEG) and the original size and mode."""
 
     status: str
     data: bytes = b""
     width: int | None = None
     height: int | None = None
     error: str = ""
+    mode: str | None = None
 
 
 def prepare_image(body: bytes, max_side: int = MAX_SIDE_PX, max_pixels: int = MAX_PIXELS) -> Prepared:
@@ -232,9 +241,10 @@ def prepare_image(body: bytes, max_side: int = MAX_SIDE_PX, max_pixels: int = MA
         return Prepared("empty")
     try:
         with Image.open(io.BytesIO(body)) as img:
-            width, height = img.size
+            (width, height), mode = img.size, img.mode  # before draft(), which may change the mode
             if width * height > max_pixels:
-                return Prepared("too_large", width=width, height=height, error=f"{width}x{height} pixels")
+                return Prepared("too_large", width=width, height=height, error=f"{width}x{height} pixels",
+                                mode=mode)
             if min(width, height) < 1:
                 return Prepared("corrupt", error=f"size {width}x{height}")
             scale = max_side / max(width, height)
@@ -243,11 +253,11 @@ def prepare_image(body: bytes, max_side: int = MAX_SIDE_PX, max_pixels: int = MA
                 img.draft("RGB", target or (VERIFY_DRAFT_PX, VERIFY_DRAFT_PX))
             img.load()
             if target is None:
-                return Prepared("ok", body, width, height)
+                return Prepared("ok", body, width, height, mode=mode)
             small = to_rgb(img).resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
             out = io.BytesIO()
             small.save(out, format="JPEG", quality=JPEG_QUALITY)
-            return Prepared("ok", out.getvalue(), width, height)
+            return Prepared("ok", out.getvalue(), width, height, mode=mode)
     except Image.DecompressionBombError as err:
         return Prepared("too_large", error=str(err))
     except UnidentifiedImageError:
@@ -458,11 +468,11 @@ class Downloader:
             if cached:
                 target.unlink(missing_ok=True)
             return FetchRecord(url, prepared.status, len(body), prepared.width, prepared.height, attempts,
-                               prepared.error)
+                               prepared.error, prepared.mode)
         if not (cached and prepared.data is body):
             with atomic_path(target) as tmp:
                 tmp.write_bytes(prepared.data)
-        return FetchRecord(url, "ok", len(body), prepared.width, prepared.height, attempts)
+        return FetchRecord(url, "ok", len(body), prepared.width, prepared.height, attempts, mode=prepared.mode)
 
 
 class WorkQueue:
@@ -661,14 +671,94 @@ def fetch_images(
 ) -> pd.DataFrame:
     """Resolve each link to a local file. Returns one row per input row, same index and order.
 
-    Columns: link, path (None on failure), status (see STATUSES), width/height (original pixels),
-    bytes (downloaded), attempts, error. Relative links resolve against `base_dir` (the CSV's folder);
-    URLs are fetched once each into `cache_dir`. A rerun reads the manifest there: ok URLs are not
-    fetched again, and permanent failures (404, not_an_image, ...) are retried only with `retry_failed`.
+    Columns: link, path (None on failure), status (see STATUSES), width/height/mode (original pixels and
+    Pillow mode; URLs only), bytes (downloaded), attempts, error. Relative links resolve against `base_dir`
+    (the CSV's folder); URLs are fetched once each into `cache_dir`. A rerun reads the manifest there: ok URLs
+    are not fetched again, and permanent failures (404, not_an_image, ...) are retried only with `retry_failed`.
     `timeout` is (connect, read) seconds, or one number for both.
     """
     base_dir, cache_dir = Path(base_dir), Path(cache_dir)
-    links = links.fillna("").astype(str).str.strip()
+    links = _clean_links(links)
+    resolved, remote = _resolve_offline(links, base_dir)
+    if remote:
+        resolved.update(_fetch_remote(remote, cache_dir, max_workers, timeout, max_bytes, max_side, max_pixels,
+                                      retry, retry_failed, progress))
+    return _link_table(links, resolved)
+
+
+def cached_images(links: pd.Series, base_dir: str | Path, cache_dir: str | Path,
+                  max_workers: int = 8) -> pd.DataFrame:
+    """`fetch_images`' table from what is already on disk, without any network access.
+
+    URLs are looked up in `cache_dir`'s manifest: status not_fetched when it has no line for one, missing_file
+    when its ok line's cache file is gone. Local links resolve against `base_dir` and, unlike in
+    `fetch_images`, get width/height/mode from the file's header (a header that does not decode gives its
+    status) and bytes from its size. An ok URL whose manifest line predates the mode field gets the mode of
+    its cached file (the original's when it was stored unresized, RGB after a resize).
+    """
+    base_dir, cache_dir = Path(base_dir), Path(cache_dir)
+    links = _clean_links(links)
+    resolved, remote = _resolve_offline(links, base_dir)
+    headers = {link: path for link, (path, _) in resolved.items() if path is not None}  # local files
+    known = read_manifest(cache_dir / MANIFEST_NAME) if remote else {}
+    for link in remote:
+        if link not in known:
+            resolved[link] = (None, FetchRecord(link, "not_fetched", error=f"no line in {cache_dir / MANIFEST_NAME}"))
+            continue
+        record = dataclasses.replace(known[link])  # the manifest's records are shared: never edit them
+        path = str(cache_dir / cache_name(link)) if record.status == "ok" else None
+        if path is not None and not os.path.isfile(path):
+            path, record.status, record.error = None, "missing_file", f"cache file {path} is gone"
+        elif path is not None and record.mode is None:  # a line written before the mode field
+            headers[link] = path
+        resolved[link] = (path, record)
+    if headers:
+        with ThreadPoolExecutor(max(1, max_workers)) as pool:
+            read = dict(zip(headers, pool.map(read_header, headers.values()), strict=True))
+        for link, (status, width, height, mode) in read.items():
+            path, record = resolved[link]
+            if link in known:  # only the missing mode is filled in; the rest is the original's
+                record.mode = mode if status == "ok" else None
+                continue
+            record.width, record.height, record.mode, record.bytes = width, height, mode, _file_size(path)
+            if status != "ok":
+                record.status, record.error = status, f"the header of {path} does not decode"
+                resolved[link] = (None, record)
+    return _link_table(links, resolved)
+
+
+def read_header(path: str) -> tuple[str, int | None, int | None, str | None]:
+    """(status, width, height, mode) from an image file's header alone (no pixels decoded). Never raises."""
+    try:
+        with Image.open(path) as img:
+            (width, height), mode = img.size, img.mode
+    except FileNotFoundError:
+        return "missing_file", None, None, None
+    except Image.DecompressionBombError:
+        return "too_large", None, None, None
+    except UnidentifiedImageError:
+        return "not_an_image", None, None, None
+    except DECODE_ERRORS:
+        return "corrupt", None, None, None
+    if width * height > MAX_PIXELS:
+        return "too_large", width, height, mode
+    return ("ok" if min(width, height) >= 1 else "corrupt"), width, height, mode
+
+
+def _file_size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def _clean_links(links: pd.Series) -> pd.Series:
+    return links.fillna("").astype(str).str.strip()
+
+
+def _resolve_offline(links: pd.Series, base_dir: Path) -> tuple[dict[str, tuple[str | None, FetchRecord]],
+                                                                   list[str]]:
+    """(path, record) of each distinct link that needs no network, and the remote URLs left over."""
     resolved: dict[str, tuple[str | None, FetchRecord]] = {}
     remote: list[str] = []
     for link in pd.unique(links):
@@ -682,9 +772,11 @@ def fetch_images(
         else:
             path, status = resolve_local(link, base_dir)
             resolved[link] = (path, FetchRecord(link, status))
-    if remote:
-        resolved.update(_fetch_remote(remote, cache_dir, max_workers, timeout, max_bytes, max_side, max_pixels,
-                                      retry, retry_failed, progress))
+    return resolved, remote
+
+
+def _link_table(links: pd.Series, resolved: dict[str, tuple[str | None, FetchRecord]]) -> pd.DataFrame:
+    """One row per input row (same index and order) from the per-link outcomes."""
     per_link = pd.DataFrame(
         [(path, *(getattr(record, column) for column in TABLE_COLUMNS[2:])) for path, record in resolved.values()],
         index=pd.Index(list(resolved), dtype=object), columns=list(TABLE_COLUMNS[1:]),

@@ -67,7 +67,8 @@ def _nearest_hash(queries: np.ndarray, reference: np.ndarray) -> tuple[np.ndarra
 # --- text similarity -----------------------------------------------------------------------------------
 
 def _tfidf(texts: Sequence[str]):
-    """TF-IDF (word 1-2 grams, L2-normalised rows) fit on `texts`; rows' dot products are cosines."""
+    """(vectorizer, matrix): TF-IDF (word 1-2 grams, L2-normalised rows) fit on `texts` and their rows (text is
+    tokenised once); rows' dot products are cosines. (None, None) when no text has a usable term."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     max_df = MAX_DF if len(texts) > MIN_ROWS_FOR_MAX_DF else 1.0
@@ -75,10 +76,10 @@ def _tfidf(texts: Sequence[str]):
         vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, strip_accents="unicode",
                                      max_df=df, dtype=np.float32)
         try:
-            return vectorizer.fit(list(texts))
+            return vectorizer, vectorizer.fit_transform(list(texts)).tocsr()
         except ValueError:  # every term pruned (or no terms at all)
             continue
-    return None
+    return None, None
 
 
 def _nearest_text(queries, reference, query_keys: np.ndarray | None = None,
@@ -142,9 +143,9 @@ def duplicate_report(train: pd.DataFrame, test: pd.DataFrame, schema: str | Sche
 
     # text: TF-IDF cosine to the nearest train row
     texts_train, texts_test = row_text(train, schema).tolist(), row_text(test, schema).tolist()
-    vectorizer = _tfidf(texts_train + texts_test)
+    vectorizer, matrix = _tfidf(texts_train + texts_test)
     if vectorizer is not None:
-        nearest, cosine = _nearest_text(vectorizer.transform(texts_test), vectorizer.transform(texts_train))
+        nearest, cosine = _nearest_text(matrix[len(texts_train):], matrix[:len(texts_train)])
     else:
         nearest, cosine = np.full(n_test, -1, dtype=np.int64), np.full(n_test, np.nan, dtype=np.float32)
     text_similarity = cosine.astype(float)
@@ -237,11 +238,10 @@ class TwinPriceTransform(FoldTransform):
     def fit(self, rows: np.ndarray, y: np.ndarray) -> TwinPriceTransform:
         rows = np.asarray(rows)
         self.rows_, self.log_ = rows, np.log1p(np.asarray(y, dtype=float))
-        self.vectorizer_ = _tfidf([self.texts[i] for i in rows])
+        self.vectorizer_, self.reference_ = _tfidf([self.texts[i] for i in rows])
         if self.vectorizer_ is None:
             self.train_values_ = {r: np.full(2, np.nan, dtype=np.float32) for r in rows.tolist()}
             return self
-        self.reference_ = self.vectorizer_.transform([self.texts[i] for i in rows])
         keys = rows if self.groups is None else self.groups[rows]
         index, similarity = _nearest_text(self.reference_, self.reference_, keys, keys)
         self.train_values_ = dict(zip(rows.tolist(), self._features(index, similarity), strict=True))
@@ -257,3 +257,58 @@ class TwinPriceTransform(FoldTransform):
             queries = self.vectorizer_.transform([self.texts[i] for i in rows[~known]])
             out[~known] = self._features(*_nearest_text(queries, self.reference_))
         return out
+
+
+# --- the notebook section ------------------------------------------------------------------------------
+
+def cached_image_paths(data: dict[str, pd.DataFrame], schema: Schema, data_dir, work_dir) -> dict | None:
+    """Per split, the image file 01 cached (or the local file) for each row; None if the schema has no images.
+
+    Never downloads: rows 01 did not fetch get None (and no image hash).
+    """
+    from pathlib import Path
+
+    from amzkit.fetch import cached_images
+
+    if not schema.image_column:
+        return None
+    return {split: cached_images(data[split][schema.image_column], Path(data_dir), Path(work_dir) / "image_cache")
+            ["path"].tolist() for split in ("train", "test")}
+
+
+def leak_report(data: dict[str, pd.DataFrame], schema: str | Schema, out_dir, image_paths: dict | None = None,
+                text_threshold: float = 0.9, hash_distance: int = 4) -> tuple[pd.DataFrame, dict]:
+    """duplicate_report + summarize_report for the competition's train/test, saved as leak_report.csv/.json."""
+    from pathlib import Path
+
+    from amzkit.io import write_csv, write_json
+
+    report = duplicate_report(data["train"], data["test"], schema, image_paths, text_threshold, hash_distance)
+    summary = {**summarize_report(report), "text_threshold": text_threshold, "hash_distance": hash_distance,
+               "image_hashes": image_paths is not None}
+    write_csv(report, Path(out_dir) / "leak_report.csv")
+    write_json(Path(out_dir) / "leak_report.json", summary)
+    return report, summary
+
+
+def plot_leak_report(report: pd.DataFrame, summary: dict, path):
+    """Test rows per twin kind, and the nearest train text's cosine for every test row (threshold marked)."""
+    import matplotlib.pyplot as plt
+
+    from amzkit.io import save_figure
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    kinds = [*KINDS, NO_MATCH]
+    counts = [summary["by_kind"].get(k, 0) for k in kinds]
+    left.bar(kinds, counts, color=["C3", "C1", "C2", "C4", "C7"])
+    left.set(ylabel="test rows", title=f"train twin found for {summary['with_twin']:,} of {summary['test_rows']:,} "
+             f"test rows ({summary['twin_share']:.1%})")
+    left.tick_params(axis="x", rotation=20)
+    similarity = report["text_similarity"].dropna()
+    right.hist(similarity, bins=50, range=(0, 1), color="C0")
+    right.axvline(summary["text_threshold"], color="k", ls="--", lw=1, label=f"threshold {summary['text_threshold']}")
+    right.set(xlabel="cosine to the nearest train text (TF-IDF)", ylabel="test rows", yscale="log",
+              title="how close is each test row's nearest train row")
+    right.legend()
+    save_figure(fig, path)
+    return fig

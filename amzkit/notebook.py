@@ -37,6 +37,10 @@ PARAMETERS: dict[str, dict[str, Any]] = {
         "baseline_features": ["quantity", "text_stats", "keywords"],
         "baseline_runs": [],
         "seed": 0,
+        "leak_report": True,
+        "leak_text_threshold": 0.9,
+        "leak_image_hash": True,
+        "leak_hash_distance": 4,
     },
     "03_train": {
         **_COMMON,
@@ -53,6 +57,11 @@ PARAMETERS: dict[str, dict[str, Any]] = {
         "group_by": "",
         "tfidf_dim": 64,
         "num_threads": 0,
+        "tune_trials": 0,
+        "tune_minutes": 30.0,
+        "pseudo_label_run": "",
+        "pseudo_label_fraction": 0.5,
+        "pseudo_label_weight": 0.5,
     },
     "04_ensemble": {
         **_COMMON,

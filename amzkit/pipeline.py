@@ -112,6 +112,32 @@ def run_correlate(ctx: Context):
     return summary_table(results), results
 
 
+def run_leak_report(ctx: Context):
+    """Train/test twins (name, text, image link, image hash from 01's cache); returns (report, summary) or None."""
+    from amzkit.leaks import cached_image_paths, leak_report
+
+    p = ctx.params
+    if not p.leak_report:
+        print("leak report skipped (leak_report=False)")
+        return None
+    paths = cached_image_paths(ctx.data, ctx.schema, ctx.data_dir, ctx.work_dir) if p.leak_image_hash else None
+    started = time.perf_counter()
+    report, summary = leak_report(ctx.data, ctx.schema, ctx.out_dir, paths, p.leak_text_threshold,
+                                  p.leak_hash_distance)
+    print(f"{summary['with_twin']:,} of {summary['test_rows']:,} test rows ({summary['twin_share']:.1%}) have a train "
+          f"twin: {summary['by_kind']} ({time.perf_counter() - started:.0f} s). Their prices are a feature in "
+          "03_train: -p features '[..., \"twin_price\"]'")
+    return report, summary
+
+
+def plot_leaks(ctx: Context, leaks) -> None:
+    """The leak report's plot (nothing when the report was skipped)."""
+    from amzkit.leaks import plot_leak_report
+
+    if leaks is not None:
+        plot_leak_report(*leaks, ctx.out_dir / "leak_report.png")
+
+
 def run_train(ctx: Context) -> dict:
     """Cross-validate one LightGBM run with the notebook's parameters; prints the CV line."""
     from amzkit.train import train_run
@@ -120,17 +146,46 @@ def run_train(ctx: Context) -> dict:
     if p.learner != "lightgbm":
         from amzkit.learners import learner_run
 
+        if p.tune_trials or p.pseudo_label_run:
+            raise ValueError(f"tune_trials and pseudo_label_run apply to learner 'lightgbm', not {p.learner!r}")
+
         metrics = learner_run(ctx.data, ctx.schema.name, ctx.work_dir, p.run_name, learner=p.learner,
                               n_folds=p.n_folds, seed=p.seed, fold_strategy=p.fold_strategy, **p.learner_params)
         print(f"{p.run_name} ({p.learner}): CV SMAPE {metrics['cv_smape']:.3f}")
         return metrics
+    preset = p.preset
+    if p.tune_trials > 0:
+        from amzkit.tune import tune_preset
+
+        preset = f"tuned-{p.run_name}"
+        tuned = tune_preset(ctx.data, ctx.schema.name, ctx.work_dir, preset, p.features, p.embeddings,
+                            n_folds=p.n_folds, seed=p.seed, fold_strategy=p.fold_strategy, base_preset=p.preset,
+                            n_trials=p.tune_trials, timeout_minutes=p.tune_minutes, num_threads=p.num_threads,
+                            tfidf_dim=p.tfidf_dim, data_dir=ctx.data_dir)
+        print(f"tuned preset {preset!r}: CV SMAPE {tuned['best_smape']:.3f} vs {tuned['base_smape']:.3f} with "
+              f"{p.preset!r} ({tuned['n_trials']} trials, {tuned['n_pruned']} pruned); later runs can use "
+              f"-p preset {preset}")
     metrics = train_run(ctx.data, ctx.schema.name, ctx.work_dir, p.run_name, p.features, p.embeddings,
-                        n_folds=p.n_folds, seed=p.seed, fold_strategy=p.fold_strategy, preset=p.preset,
+                        n_folds=p.n_folds, seed=p.seed, fold_strategy=p.fold_strategy, preset=preset,
                         lgb_params=p.lgb_params, num_threads=p.num_threads, group_by=p.group_by,
-                        tfidf_dim=p.tfidf_dim)
+                        tfidf_dim=p.tfidf_dim, data_dir=ctx.data_dir, pseudo_label_run=p.pseudo_label_run,
+                        pseudo_label_fraction=p.pseudo_label_fraction, pseudo_label_weight=p.pseudo_label_weight)
     print(f"{p.run_name}: CV SMAPE {metrics['cv_smape']:.3f} (folds {metrics['fold_smape_mean']:.3f} "
           f"+- {metrics['fold_smape_std']:.3f}); constant median {metrics['constant_median_smape']:.3f}")
+    if "pseudo_label" in metrics:
+        info = metrics["pseudo_label"]
+        print(f"pseudo-labels: {info['rows']:,} test rows from {info['source']!r} (weight {info['weight']}): "
+              f"CV SMAPE {info['cv_smape_with']:.3f} with them vs {info['cv_smape_without']:.3f} without, in the "
+              "same folds (pseudo rows never validate; fold f's labels come from the source's fold-f model)")
     return metrics
+
+
+def plot_tuning(ctx: Context) -> None:
+    """The Optuna history of this run's tuned preset (nothing when 03 did not tune)."""
+    if ctx.params.tune_trials > 0:
+        from amzkit.tune import plot_study
+
+        plot_study(ctx.work_dir, f"tuned-{ctx.params.run_name}")
 
 
 def run_ensemble(ctx: Context) -> dict:

@@ -39,6 +39,27 @@ def save_random_open_clip(folder: str | Path, model_cfg: dict | str = TINY_CLIP_
     return folder
 
 
+def save_random_aesthetic(folder: str | Path, model_cfg: dict | str = TINY_CLIP_CONFIG, seed: int = 0,
+                          head_name: str | None = None, head_in: int | None = None) -> Path:
+    """A `local-dir:` folder for the aesthetic loader: a random open_clip model plus a random aesthetic MLP head.
+
+    The head's input width is the model's embed_dim (`head_in` overrides it, to build a mismatched pair); its
+    hidden widths are the real predictor's 1024/128/64/16. `head_name` defaults to aesthetic_mlp.pth.
+    """
+    import open_clip
+    import torch
+
+    from amzkit.models import AESTHETIC_HEAD_FILES, aesthetic_mlp
+
+    folder = save_random_open_clip(folder, model_cfg, seed)
+    config = open_clip.get_model_config(model_cfg) if isinstance(model_cfg, str) else model_cfg
+    torch.manual_seed(seed + 1)
+    head = aesthetic_mlp((head_in or config["embed_dim"], 1024, 128, 64, 16, 1))
+    torch.save({f"layers.{key}": value for key, value in head.state_dict().items()},
+               folder / (head_name or AESTHETIC_HEAD_FILES[0]))
+    return folder
+
+
 def write_product_jpegs(folder: str | Path, count: int, size: int = 1000, seed: int = 0) -> list[str]:
     """`count` photo-like JPEGs of size x size, quality 90, reused when present.
 

@@ -312,7 +312,51 @@ class KnnTargetTransform(FoldTransform):
 
 
 SELECTIONS = {"topk_corr": TopKCorrTransform, "pca": PcaTransform, "knn": KnnTargetTransform}
-FOLD_FEATURE_GROUPS = ("tfidf", "twin_price")  # feature groups fit inside the folds (the rest: features.py)
+
+
+@dataclass
+class FoldGroupInputs:
+    """What a fold-fitted feature group is built from: train+test rows stacked (train first) and options."""
+
+    both: pd.DataFrame
+    schema: Schema
+    seed: int = 0
+    tfidf_dim: int = 64
+    _groups: np.ndarray | None = None
+
+    @property
+    def groups(self) -> np.ndarray:
+        """Normalised product name per row: copies of one product share inner folds as they share outer ones."""
+        if self._groups is None:
+            self._groups = product_names(self.both, self.schema).to_numpy()
+        return self._groups
+
+    @property
+    def texts(self) -> list[str]:
+        return row_text(self.both, self.schema).tolist()
+
+
+def _tfidf_group(inputs: FoldGroupInputs) -> FoldTransform:
+    return TfidfSvdTransform(inputs.texts, inputs.tfidf_dim, inputs.seed)
+
+
+def _twin_price_group(inputs: FoldGroupInputs) -> FoldTransform:
+    from amzkit.leaks import TwinPriceTransform  # leaks imports train
+
+    return TwinPriceTransform(inputs.texts, threshold=0.9, groups=inputs.groups)
+
+
+# Feature groups fit inside the folds (label-free groups: features.py; image groups: imagefeatures.py).
+FOLD_FEATURE_GROUPS: dict[str, Callable[[FoldGroupInputs], FoldTransform]] = {
+    "tfidf": _tfidf_group,
+    "twin_price": _twin_price_group,
+}
+IMAGE_FEATURE_GROUP_NAMES = ("image_meta", "colour")  # read 01's image cache: need data_dir and work_dir
+
+
+def all_feature_groups() -> list[str]:
+    """Every feature group 03_train accepts."""
+    return sorted([*FEATURE_GROUPS, *FOLD_FEATURE_GROUPS, *IMAGE_FEATURE_GROUP_NAMES])
 
 
 def parse_embedding_spec(spec: str) -> tuple[str, str, int]:
@@ -346,31 +390,33 @@ class FeatureSet:
 
 
 def assemble_features(data: dict[str, pd.DataFrame], schema: Schema, work_dir: str | Path, features: list[str],
-                      embeddings: list[str], tfidf_dim: int = 64, seed: int = 0) -> FeatureSet:
-    """Engineered groups + embedding runs (checked against the CSV ids) + per-fold transforms."""
-    unknown = [g for g in features if g not in FEATURE_GROUPS and g not in FOLD_FEATURE_GROUPS]
+                      embeddings: list[str], tfidf_dim: int = 64, seed: int = 0,
+                      data_dir: str | Path | None = None) -> FeatureSet:
+    """Engineered groups + image groups + embedding runs (checked against the CSV ids) + per-fold transforms."""
+    unknown = [g for g in features if g not in all_feature_groups()]
     if unknown:
-        raise ValueError(f"unknown feature groups {unknown}; choose from "
-                         f"{sorted([*FEATURE_GROUPS, *FOLD_FEATURE_GROUPS])}")
-    groups = [g for g in features if g not in FOLD_FEATURE_GROUPS]
-    x_train, x_test = build_features(data["train"], data["test"], schema, groups)
+        raise ValueError(f"unknown feature groups {unknown}; choose from {all_feature_groups()}")
+    text_groups = [g for g in features if g in FEATURE_GROUPS]
+    x_train, x_test = build_features(data["train"], data["test"], schema, text_groups)
     frame = pd.concat([x_train, x_test], ignore_index=True)
+    image_groups = [g for g in features if g in IMAGE_FEATURE_GROUP_NAMES]
+    if image_groups:
+        from amzkit.imagefeatures import build_image_features
+
+        if data_dir is None:
+            raise ValueError(f"feature groups {image_groups} read 01's image cache: pass data_dir (the CSVs' folder)")
+        i_train, i_test = build_image_features(data, schema, Path(data_dir), Path(work_dir), image_groups)
+        frame = pd.concat([frame, pd.concat([i_train, i_test], ignore_index=True)], axis=1)
+        for column in frame.columns:
+            if frame[column].dtype == object:
+                frame[column] = frame[column].astype("category")
     categorical = [i for i, c in enumerate(frame.columns) if isinstance(frame[c].dtype, pd.CategoricalDtype)]
     for i in categorical:
         column = frame.columns[i]
         frame[column] = frame[column].cat.codes.astype(np.float32).replace(-1, np.nan)
     blocks, names = [frame.to_numpy(dtype=np.float32)], list(frame.columns)
-    transforms: list[FoldTransform] = []
-    groups = None
-    if "tfidf" in features:
-        texts = pd.concat([row_text(data["train"], schema), row_text(data["test"], schema)]).tolist()
-        transforms.append(TfidfSvdTransform(texts, tfidf_dim, seed))
-    if "twin_price" in features:
-        from amzkit.leaks import TwinPriceTransform  # leaks imports train: import here
-
-        both = pd.concat([data["train"], data["test"]], ignore_index=True)
-        groups = product_names(both, schema).to_numpy()
-        transforms.append(TwinPriceTransform(row_text(both, schema).tolist(), threshold=0.9, groups=groups))
+    inputs = FoldGroupInputs(pd.concat([data["train"], data["test"]], ignore_index=True), schema, seed, tfidf_dim)
+    transforms = [FOLD_FEATURE_GROUPS[g](inputs) for g in features if g in FOLD_FEATURE_GROUPS]
     for spec in embeddings:
         name, strategy, size = parse_embedding_spec(spec)
         matrix = np.vstack([load_embeddings(work_dir, name, split, data[split][schema.id_column])[0]
@@ -379,9 +425,7 @@ def assemble_features(data: dict[str, pd.DataFrame], schema: Schema, work_dir: s
             blocks.append(matrix)
             names += [f"{name}_{i}" for i in range(matrix.shape[1])]
         elif strategy == "knn":
-            if groups is None:  # copies of a product share inner folds, as they share outer ones
-                groups = product_names(pd.concat([data["train"], data["test"]], ignore_index=True), schema).to_numpy()
-            transforms.append(KnnTargetTransform(name, matrix, size, seed, groups))
+            transforms.append(KnnTargetTransform(name, matrix, size, seed, inputs.groups))
         else:
             transforms.append(SELECTIONS[strategy](name, matrix, size))
     static = np.hstack(blocks) if len(blocks) > 1 else blocks[0]
@@ -414,12 +458,13 @@ class LightGBMRegressor:
     def _target(self, y: np.ndarray) -> np.ndarray:
         return np.log1p(y) if self.config()["target"] == "log1p" else y
 
-    def fit(self, x_train, y_train, x_valid, y_valid, feature_names=None, categorical=None) -> LightGBMRegressor:
+    def fit(self, x_train, y_train, x_valid, y_valid, feature_names=None, categorical=None,
+            weight: np.ndarray | None = None) -> LightGBMRegressor:
         import lightgbm as lgb
 
         config = self.config()
         kwargs = {"feature_name": feature_names or "auto", "categorical_feature": categorical or "auto"}
-        train_set = lgb.Dataset(x_train, self._target(y_train), **kwargs)
+        train_set = lgb.Dataset(x_train, self._target(y_train), weight=weight, **kwargs)
         valid_set = lgb.Dataset(x_valid, self._target(y_valid), reference=train_set, **kwargs)
         self.booster_ = lgb.train(
             config["params"], train_set, num_boost_round=config["n_estimators"], valid_sets=[valid_set],
@@ -432,14 +477,73 @@ class LightGBMRegressor:
         return np.maximum(np.expm1(raw) if self.config()["target"] == "log1p" else raw, MIN_PREDICTION)
 
 
+# --- pseudo-labels ------------------------------------------------------------------------------------------
+
+TEST_FOLD_PRED_FILE = "test_fold_pred.csv"  # a run's test predictions by each fold's model (for pseudo-labels)
+
+
+@dataclass
+class PseudoLabels:
+    """Confident test rows added to each fold's training rows with a weight.
+
+    Honest by construction: fold f's pseudo labels are the source run's fold-f model predictions, and that
+    model never saw fold f's validation rows (runs share folds); pseudo rows never enter a validation fold.
+    """
+
+    rows: np.ndarray  # indices of the chosen test rows in the stacked train+test inputs
+    labels: dict[int, np.ndarray]  # fold id -> label per chosen row
+    weight: float
+    source: str
+    spread: np.ndarray  # std of the source's fold models' log predictions per chosen row
+
+    def summary(self) -> dict:
+        return {"source": self.source, "rows": int(len(self.rows)), "weight": self.weight,
+                "max_log_spread": float(self.spread.max()) if len(self.spread) else None}
+
+
+def pseudo_labels(work_dir: str | Path, source: str, folds: np.ndarray, test_ids: np.ndarray, n_train: int,
+                  fraction: float = 0.5, weight: float = 0.5) -> PseudoLabels:
+    """The `fraction` of test rows on which the source run's fold models agree most (smallest spread of log
+    predictions), labelled per fold by that fold's model."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"pseudo_label_fraction must be in (0, 1], got {fraction}")
+    if not 0 < weight <= 1:
+        raise ValueError(f"pseudo_label_weight must be in (0, 1], got {weight}")
+    run_dir = stage_dir(work_dir, "03_train") / source
+    path = run_dir / TEST_FOLD_PRED_FILE
+    if not path.is_file():
+        raise ValueError(f"pseudo-label source {source!r}: {path} is missing; pseudo-label from a LightGBM run of "
+                         "03_train in this work folder (it saves each fold model's test predictions)")
+    if read_json(run_dir / "metrics.json").get("folds_sha256") != id_hash(folds):
+        raise ValueError(f"pseudo-label source {source!r} was trained on other folds: its fold models would have "
+                         "seen this run's validation rows. Retrain it in this work folder's shared folds")
+    table = pd.read_csv(path)
+    if len(table) != len(test_ids) or not np.array_equal(table["id"].astype(str).to_numpy(),
+                                                          np.asarray(test_ids).astype(str)):
+        raise ValueError(f"{path} was made for other test rows; retrain {source!r} on this data")
+    fold_ids = np.unique(folds)
+    columns = [f"fold{f}" for f in fold_ids]
+    missing = [c for c in columns if c not in table]
+    if missing:
+        raise ValueError(f"{path} lacks the columns {missing} of this run's folds")
+    log_pred = np.log(table[columns].to_numpy(dtype=float))
+    spread = log_pred.std(axis=1)
+    chosen = np.sort(np.argsort(spread, kind="stable")[: max(1, int(round(fraction * len(spread))))])
+    labels = {int(f): np.exp(log_pred[chosen, i]) for i, f in enumerate(fold_ids)}
+    return PseudoLabels(n_train + chosen, labels, weight, source, spread[chosen])
+
+
 def cross_validate(model: LightGBMRegressor, features: FeatureSet, y: np.ndarray, folds: np.ndarray,
                    group_of: np.ndarray | None = None, models_dir: Path | None = None,
-                   on_fold: Callable[[int, float], None] | None = None, progress: bool = True) -> dict:
+                   on_fold: Callable[[int, float], None] | None = None, progress: bool = True,
+                   pseudo: PseudoLabels | None = None) -> dict:
     """OOF predictions, per-fold SMAPE, test predictions (geometric mean over folds), gain importance.
 
     With `group_of` (one label per train+test row) a model per group with >= MIN_GROUP_ROWS training rows is
     trained in the same folds; its rows take its predictions, the rest the global model's.
     `on_fold(step, mean_smape_so_far)` is called after each fold (a tuner prunes by raising from it).
+    With `pseudo`, each fold also trains on the chosen test rows (weighted, labelled by the source's model of
+    that fold); fold transforms are fit on real training rows only and validation rows are real rows only.
     """
     from tqdm.auto import tqdm
 
@@ -450,12 +554,20 @@ def cross_validate(model: LightGBMRegressor, features: FeatureSet, y: np.ndarray
     fold_scores, baseline_scores = [], []
     importance = np.zeros(len(features.names))
     fold_ids = np.unique(folds)
+    test_folds = np.zeros((len(fold_ids), len(test_rows)))
+    pseudo_rows = np.empty(0, dtype=np.int64) if pseudo is None else pseudo.rows
     for step, fold in enumerate(tqdm(fold_ids, desc="folds", disable=not progress)):
         train_rows, valid_rows = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
         for transform in features.transforms:
             transform.fit(train_rows, y[train_rows])
         x_train, x_valid, x_test = (features.matrix(r) for r in (train_rows, valid_rows, test_rows))
-        fitted = model.fit(x_train, y[train_rows], x_valid, y[valid_rows], features.names, features.categorical)
+        y_train, weight = y[train_rows], None
+        if len(pseudo_rows):
+            x_train = np.vstack([x_train, x_test[pseudo_rows - n_train]])
+            y_train = np.concatenate([y_train, pseudo.labels[int(fold)]])
+            weight = np.concatenate([np.ones(len(train_rows)), np.full(len(pseudo_rows), pseudo.weight)])
+        fitted = model.fit(x_train, y_train, x_valid, y[valid_rows], features.names, features.categorical,
+                           weight=weight)
         valid_pred, test_pred = fitted.predict(x_valid), fitted.predict(x_test)
         importance += fitted.booster_.feature_importance("gain")
         if models_dir is not None:
@@ -467,19 +579,25 @@ def cross_validate(model: LightGBMRegressor, features: FeatureSet, y: np.ndarray
                 in_valid = valid_rows[group_of[valid_rows] == group]
                 if len(in_train) < MIN_GROUP_ROWS or len(in_valid) == 0:
                     continue
-                sub = replace(model).fit(features.matrix(in_train), y[in_train], features.matrix(in_valid),
-                                         y[in_valid], features.names, features.categorical)
+                in_pseudo = group_of[pseudo_rows] == group
+                sub_x = np.vstack([features.matrix(in_train), x_test[pseudo_rows[in_pseudo] - n_train]])
+                sub_y = np.concatenate([y[in_train], pseudo.labels[int(fold)][in_pseudo] if len(pseudo_rows) else []])
+                sub_w = np.concatenate([np.ones(len(in_train)), np.full(int(in_pseudo.sum()), pseudo.weight)]) \
+                    if len(pseudo_rows) else None
+                sub = replace(model).fit(sub_x, sub_y, features.matrix(in_valid), y[in_valid], features.names,
+                                         features.categorical, weight=sub_w)
                 valid_pred[group_of[valid_rows] == group] = sub.predict(features.matrix(in_valid))
                 in_test = group_of[test_rows] == group
                 if in_test.any():
                     test_pred[in_test] = sub.predict(features.matrix(test_rows[in_test]))
         oof[valid_rows] = valid_pred
         test_log += np.log(test_pred) / len(fold_ids)
+        test_folds[step] = test_pred
         fold_scores.append(smape(y[valid_rows], valid_pred))
         baseline_scores.append(smape(y[valid_rows], np.full(len(valid_rows), np.median(y[train_rows]))))
         if on_fold is not None:
             on_fold(step, float(np.mean(fold_scores)))
-    return {"oof": oof, "test": np.exp(test_log), "fold_smape": fold_scores,
+    return {"oof": oof, "test": np.exp(test_log), "test_folds": test_folds, "fold_smape": fold_scores,
             "fold_constant_smape": baseline_scores, "importance": importance / len(fold_ids)}
 
 
@@ -519,15 +637,24 @@ def train_run(
     data: dict[str, pd.DataFrame], schema: str, work_dir: str | Path, run_name: str, features: list[str],
     embeddings: list[str], n_folds: int = 5, seed: int = 42, fold_strategy: str = "stratified",
     preset: str = "default", lgb_params: dict | None = None, num_threads: int = 0, group_by: str = "",
-    tfidf_dim: int = 64,
+    tfidf_dim: int = 64, data_dir: str | Path | None = None, pseudo_label_run: str = "",
+    pseudo_label_fraction: float = 0.5, pseudo_label_weight: float = 0.5,
 ) -> dict:
-    """Cross-validate one LightGBM run and write its folder, models, metrics and a row of the runs log."""
+    """Cross-validate one LightGBM run and write its folder, models, metrics and a row of the runs log.
+
+    With `pseudo_label_run` the run also trains on that run's most confident test predictions, and is
+    cross-validated twice in the same folds, with and without them (`pseudo_label.cv_smape_without`).
+    """
     schema_ = get_schema(schema)
     started = time.perf_counter()
     train, test = data["train"], data["test"]
     y = train[schema_.target].to_numpy(dtype=float)
     folds = shared_folds(work_dir, train, schema_, n_folds, seed, fold_strategy)
-    feature_set = assemble_features(data, schema_, work_dir, features, embeddings, tfidf_dim, seed)
+    feature_set = assemble_features(data, schema_, work_dir, features, embeddings, tfidf_dim, seed, data_dir)
+    pseudo = None
+    if pseudo_label_run:
+        pseudo = pseudo_labels(work_dir, pseudo_label_run, folds, test[schema_.id_column].to_numpy(), len(train),
+                               pseudo_label_fraction, pseudo_label_weight)
     group_of = None
     if group_by:
         if group_by not in feature_set.static_names:
@@ -537,13 +664,23 @@ def train_run(
     model = LightGBMRegressor(preset=resolve_preset(preset, work_dir), params=lgb_params or {},
                               num_threads=num_threads, seed=seed)
     run_dir = stage_dir(work_dir, "03_train") / run_name
-    result = cross_validate(model, feature_set, y, folds, group_of, models_dir=run_dir / "models")
+    pseudo_info = {}
+    if pseudo is not None:
+        without = cross_validate(model, feature_set, y, folds, group_of)
+        pseudo_info = {"pseudo_label": {**pseudo.summary(), "cv_smape_without": smape(y, without["oof"])}}
+    result = cross_validate(model, feature_set, y, folds, group_of, models_dir=run_dir / "models", pseudo=pseudo)
+    if pseudo is not None:
+        pseudo_info["pseudo_label"]["cv_smape_with"] = smape(y, result["oof"])
+    write_csv(pd.DataFrame({"id": test[schema_.id_column].to_numpy(),
+                            **{f"fold{f}": result["test_folds"][i] for i, f in enumerate(np.unique(folds))}}),
+              run_dir / TEST_FOLD_PRED_FILE)
     importance = pd.DataFrame({"feature": feature_set.names, "gain": result["importance"]}).sort_values(
         "gain", ascending=False)
     write_csv(importance, run_dir / "feature_importance.csv")
     info = {"learner": "lightgbm", "preset": preset, "features": features, "embeddings": embeddings,
             "fold_strategy": fold_strategy, "group_by": group_by, "n_features": len(feature_set.names),
-            "params": model.config()["params"], "seconds": round(time.perf_counter() - started, 2)}
+            "params": model.config()["params"], **pseudo_info,
+            "seconds": round(time.perf_counter() - started, 2)}
     return save_run(work_dir, run_name, schema_, train, test, folds, result["oof"], result["test"], info,
                     result["fold_constant_smape"])
 

@@ -429,3 +429,40 @@ def test_link_kinds_and_summary():
     summary = summarize(table)
     assert summary["status"].tolist() == ["ok", "http_404"] and summary["count"].tolist() == [3, 1]
     assert summary["share"].sum() == pytest.approx(1.0)
+
+
+def test_manifest_and_table_record_the_original_mode(first, server):
+    records = read_manifest(first["cache"] / MANIFEST_NAME)
+    modes = {path: records[server.url + path].mode for path in
+             ("/good.jpg", "/cmyk.jpg", "/alpha.png", "/anim.gif", "/deep.png", "/large.jpg")}
+    assert modes == {"/good.jpg": "RGB", "/cmyk.jpg": "CMYK", "/alpha.png": "RGBA", "/anim.gif": "P",
+                     "/deep.png": "I;16", "/large.jpg": "RGB"}
+    table = first["table"].drop_duplicates("link").set_index("link")
+    assert table.loc[server.url + "/cmyk.jpg", "mode"] == "CMYK"
+    assert table.loc["local.png", "mode"] is None, "fetch_images does not open local files"
+
+
+def test_old_manifest_lines_without_mode_still_load(tmp_path):
+    path = tmp_path / MANIFEST_NAME
+    path.write_text(json.dumps({"url": "a", "status": "ok", "bytes": 10, "width": 3, "height": 2, "attempts": 1,
+                                "error": ""}) + "\n")
+    record = read_manifest(path)["a"]
+    assert (record.status, record.width, record.mode) == ("ok", 3, None)
+
+
+def test_cached_images_needs_no_server(first, server):
+    from amzkit.fetch import cached_images
+
+    before = server.snapshot()
+    table = cached_images(first["series"], first["base"], first["cache"])
+    assert server.snapshot() == before, "no request made"
+    fetched = first["table"]
+    assert table.index.equals(fetched.index) and list(table.columns) == list(fetched.columns)
+    remote = fetched["link"].str.startswith(server.url)
+    pd.testing.assert_frame_equal(table.loc[remote, ["path", "status", "width", "height", "mode", "bytes"]],
+                                  fetched.loc[remote, ["path", "status", "width", "height", "mode", "bytes"]])
+    local = table.drop_duplicates("link").set_index("link")
+    assert local.loc["local.png", ["width", "height", "mode"]].tolist() == [10, 10, "RGB"]
+    assert local.loc["nope.png", "status"] == "missing_file" and local.loc["", "status"] == "missing_link"
+    unknown = cached_images(pd.Series([server.url + "/never-fetched.jpg"]), first["base"], first["cache"])
+    assert unknown["status"].tolist() == ["not_fetched"] and unknown["path"].tolist() == [None]

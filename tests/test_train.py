@@ -209,3 +209,93 @@ def test_a_misspelt_feature_group_is_refused_naming_every_group(synthetic):
     data, work = synthetic
     with pytest.raises(ValueError, match=r"unknown feature groups \['tfidff'\].*'tfidf'.*'twin_price'"):
         train_run(data, "amazon2025", work, "typo", ["tfidff"], [])
+
+
+# --- saved presets ---------------------------------------------------------------------------------------
+
+def test_saved_preset_is_resolved_by_name_and_built_in_names_are_protected(synthetic):
+    from amzkit.train import resolve_preset, save_preset, saved_presets
+
+    data, work = synthetic
+    tuned = {**PRESETS["default"], "params": {**PRESETS["default"]["params"], **FAST, "num_leaves": 7}}
+    save_preset(work, "my-tuned", tuned, info={"note": "by hand"})
+    assert saved_presets(work) == ["my-tuned"]
+    assert resolve_preset("my-tuned", work)["params"]["num_leaves"] == 7
+    metrics = train_run(data, "amazon2025", work, "with_saved", ["text_stats"], ["planted"], preset="my-tuned")
+    assert metrics["params"]["num_leaves"] == 7 and metrics["preset"] == "my-tuned"
+    with pytest.raises(ValueError, match="built in"):
+        save_preset(work, "default", tuned)
+    with pytest.raises(ValueError, match="my-tuned"):  # the error lists the saved ones
+        train_run(data, "amazon2025", work, "typo", ["text_stats"], [], preset="my-tunde")
+    with pytest.raises(ValueError, match="missing"):
+        save_preset(work, "broken", {"params": {}})
+
+
+# --- pseudo-labels ---------------------------------------------------------------------------------------
+
+class _SpyModel(LightGBMRegressor):
+    """Records what each fold trains and validates on."""
+
+    calls: list = []
+
+    def fit(self, x_train, y_train, x_valid, y_valid, feature_names=None, categorical=None, weight=None):
+        type(self).calls.append({"n_train": len(x_train), "n_valid": len(x_valid), "weight": weight,
+                                 "y_train": np.asarray(y_train)})
+        return super().fit(x_train, y_train, x_valid, y_valid, feature_names, categorical, weight)
+
+
+def test_pseudo_rows_train_but_never_validate_and_carry_their_folds_own_labels(synthetic):
+    from amzkit.train import TEST_FOLD_PRED_FILE, assemble_features, pseudo_labels, shared_folds
+
+    data, work = synthetic
+    train_run(data, "amazon2025", work, "source", ["text_stats"], ["planted"], lgb_params=FAST)
+    fold_pred = pd.read_csv(work / "03_train" / "source" / TEST_FOLD_PRED_FILE)
+    assert list(fold_pred.columns) == ["id"] + [f"fold{f}" for f in range(5)]
+    from amzkit.schema import get_schema
+
+    schema = get_schema("amazon2025")
+    folds = shared_folds(work, data["train"], schema, 5, 42, "stratified")
+    pseudo = pseudo_labels(work, "source", folds, data["test"]["sample_id"].to_numpy(), 500, fraction=0.3,
+                           weight=0.4)
+    assert len(pseudo.rows) == 30 and pseudo.rows.min() >= 500
+    spread = np.log(fold_pred[[f"fold{f}" for f in range(5)]].to_numpy()).std(axis=1)
+    assert spread[pseudo.rows - 500].max() <= np.sort(spread)[29] + 1e-12  # the most confident 30%
+    features = assemble_features(data, schema, work, ["text_stats"], ["planted"])
+    y = data["train"]["price"].to_numpy()
+    _SpyModel.calls = []
+    result = cross_validate(_SpyModel(params=FAST, num_threads=1), features, y, folds, pseudo=pseudo)
+    for fold, call in enumerate(_SpyModel.calls):
+        n_fold_train, n_valid = int((folds != fold).sum()), int((folds == fold).sum())
+        assert call["n_valid"] == n_valid, "a validation fold holds only real train rows"
+        assert call["n_train"] == n_fold_train + 30
+        assert np.allclose(call["weight"][n_fold_train:], 0.4) and np.allclose(call["weight"][:n_fold_train], 1)
+        source_fold = fold_pred[f"fold{fold}"].to_numpy()[pseudo.rows - 500]
+        assert np.allclose(call["y_train"][n_fold_train:], source_fold), "fold f learns from the fold-f model"
+    assert not np.isnan(result["oof"]).any() and len(result["oof"]) == 500
+
+
+def test_pseudo_labels_on_pure_noise_show_no_honest_gain(tmp_path):
+    rng = np.random.default_rng(5)
+    data = _frame(400, 400, rng)  # price is noise: nothing in the text says anything about it
+    noise = rng.normal(size=(800, 16)).astype(np.float32)
+    ids = {s: data[s]["sample_id"].to_numpy() for s in ("train", "test")}
+    write_embedding_run(tmp_path, "noise", {"train": (noise[:400], ids["train"]), "test": (noise[400:], ids["test"])})
+    common = {"lgb_params": FAST, "num_threads": 1}
+    train_run(data, "amazon2025", tmp_path, "source", ["text_stats"], ["noise"], **common)
+    metrics = train_run(data, "amazon2025", tmp_path, "pseudo", ["text_stats"], ["noise"], pseudo_label_run="source",
+                        pseudo_label_fraction=1.0, pseudo_label_weight=1.0, **common)
+    info = metrics["pseudo_label"]
+    assert info["rows"] == 400 and info["cv_smape_with"] == pytest.approx(metrics["cv_smape"])
+    assert info["cv_smape_with"] > info["cv_smape_without"] - 1.0, info
+
+
+def test_pseudo_labels_refuse_a_source_from_other_folds(synthetic, tmp_path):
+    data, work = synthetic
+    train_run(data, "amazon2025", work, "source", ["text_stats"], [], lgb_params=FAST)
+    other = work / "03_train" / "source" / "metrics.json"
+    metrics = json.loads(other.read_text())
+    other.write_text(json.dumps({**metrics, "folds_sha256": "0" * 64}))
+    with pytest.raises(ValueError, match="other folds"):
+        train_run(data, "amazon2025", work, "pseudo", ["text_stats"], [], pseudo_label_run="source")
+    with pytest.raises(ValueError, match="missing"):
+        train_run(data, "amazon2025", work, "pseudo", ["text_stats"], [], pseudo_label_run="nope")
