@@ -145,7 +145,8 @@ def knn_probe(x: np.ndarray, y_log: np.ndarray, folds: np.ndarray, k: int = 20, 
     """Cosine kNN regression (mean log1p target of the k nearest training rows), out of fold.
 
     Every training row is a candidate neighbour; at most `max_queries` validation rows (a random subset)
-    are scored to bound the cost. Returns (predictions, queried mask).
+    are scored to bound the cost. A one-column run (e.g. an aesthetic score) has no direction, so its
+    neighbours are the nearest values instead. Returns (predictions, queried mask).
     """
     rng = np.random.default_rng(seed)
     queried = np.zeros(len(y_log), dtype=bool)
@@ -156,11 +157,15 @@ def knn_probe(x: np.ndarray, y_log: np.ndarray, folds: np.ndarray, k: int = 20, 
         mean = x[train].mean(axis=0, dtype=np.float64).astype(np.float32)
         scale = x[train].std(axis=0, dtype=np.float64).astype(np.float32)
         scale[scale == 0] = 1.0
-        reference = _unit_rows((x[train] - mean) / scale)
+        scalar = x.shape[1] == 1
+        reference = (x[train] - mean) / scale if scalar else _unit_rows((x[train] - mean) / scale)
         k_used = min(k, len(train))
         for start in range(0, len(valid), KNN_BLOCK_ROWS):
             rows = valid[start:start + KNN_BLOCK_ROWS]
-            similarity = _unit_rows((x[rows] - mean) / scale) @ reference.T
+            if scalar:
+                similarity = -np.abs((x[rows] - mean) / scale - reference.T)
+            else:
+                similarity = _unit_rows((x[rows] - mean) / scale) @ reference.T
             nearest = np.argpartition(-similarity, k_used - 1, axis=1)[:, :k_used]
             oof[rows] = y_log[train][nearest].mean(axis=1)
     return oof, queried

@@ -183,9 +183,9 @@ def run_train(ctx: Context) -> dict:
 def plot_tuning(ctx: Context) -> None:
     """The Optuna history of this run's tuned preset (nothing when 03 did not tune)."""
     if ctx.params.tune_trials > 0:
-        from amzkit.tune import plot_study
+        from amzkit.tune import plot_tuning
 
-        plot_study(ctx.work_dir, f"tuned-{ctx.params.run_name}")
+        plot_tuning(ctx.work_dir, f"tuned-{ctx.params.run_name}")
 
 
 def run_ensemble(ctx: Context) -> dict:

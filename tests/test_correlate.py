@@ -118,3 +118,14 @@ def test_real_minilm_text_embeddings_of_2023_rows_beat_the_constant(shared_data)
     result = analyse_embedding(embeddings, ok, train["PRODUCT_LENGTH"].to_numpy(), n_permutations=10)
     assert result["ridge_smape"] < result["constant_smape"] - 1, (result["ridge_smape"], result["constant_smape"])
     assert result["clears_null"]
+
+
+def test_knn_probe_on_a_one_column_run_uses_nearest_values_not_cosine():
+    from amzkit.correlate import knn_probe, make_probe_folds
+
+    rng = np.random.default_rng(0)
+    score = rng.normal(size=(600, 1)).astype(np.float32)  # e.g. an aesthetic score that sets the price
+    y_log = 2.0 + score[:, 0]
+    oof, queried = knn_probe(score, y_log, make_probe_folds(600, 5, 0), k=5)
+    assert queried.all()
+    assert np.corrcoef(oof, y_log)[0, 1] > 0.95  # cosine on one column would see only the sign

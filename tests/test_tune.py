@@ -1,0 +1,133 @@
+"""Optuna tuning: the saved preset reproduces the study's best in train_run, the base is trial 0, studies resume."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from amzkit import tune
+from amzkit.testing import write_embedding_run
+from amzkit.train import resolve_preset, save_preset, train_run
+from amzkit.tune import candidate_preset, tune_preset, tuning_paths
+
+# A deliberately weak base (tiny trees, slow learning, few rounds): tuning has room to beat it.
+WEAK_BASE = {"target": "log1p", "n_estimators": 200, "early_stopping_rounds": 20, "params": {
+    "objective": "l1", "learning_rate": 0.01, "num_leaves": 3, "min_data_in_leaf": 60, "feature_fraction": 0.5,
+    "bagging_fraction": 0.8, "bagging_freq": 1, "verbose": -1}}
+FEATURES, EMBEDDINGS = ["text_stats", "tfidf"], ["planted:pca:4"]
+
+
+def synthetic_competition(tmp_path):
+    """300 labelled + 60 test rows (2025 schema) and an embedding run with one dimension carrying the price."""
+    rng = np.random.default_rng(5)
+    n_train, n_test = 300, 60
+    ids = rng.permutation(np.arange(50_000, 50_000 + n_train + n_test))
+    price = np.exp(rng.normal(2.7, 0.8, n_train + n_test))
+    text = [f"Item Name: Product {i} pack of {1 + i % 6}\nValue: {p:.1f}\nUnit: Ounce" for i, p in enumerate(price)]
+    train = pd.DataFrame({"sample_id": ids[:n_train], "catalog_content": text[:n_train], "image_link": "",
+                          "price": price[:n_train]})
+    test = pd.DataFrame({"sample_id": ids[n_train:], "catalog_content": text[n_train:], "image_link": ""})
+    emb = rng.normal(size=(n_train + n_test, 12)).astype(np.float32)
+    emb[:, 3] = np.log1p(price) + rng.normal(0, 0.3, n_train + n_test)
+    write_embedding_run(tmp_path, "planted", {"train": (emb[:n_train], ids[:n_train]),
+                                             "test": (emb[n_train:], ids[n_train:])})
+    return {"train": train, "test": test}, tmp_path
+
+
+@pytest.fixture()
+def synthetic(tmp_path):
+    return synthetic_competition(tmp_path)
+
+
+def _tune(data, work, name="tuned", n_trials=4, **kwargs):
+    kwargs = {"base_preset": WEAK_BASE, "num_threads": 1, "tfidf_dim": 8, "progress": False, **kwargs}
+    return tune_preset(data, "amazon2025", work, name, FEATURES, EMBEDDINGS, n_trials=n_trials,
+                       timeout_minutes=None, **kwargs)
+
+
+def test_tuned_preset_reproduces_the_study_best_and_trial_0_is_the_base(synthetic):
+    data, work = synthetic
+    summary = _tune(data, work)
+    assert summary["n_trials"] == 4 and summary["n_complete"] + summary["n_pruned"] == 4
+    assert summary["best_trial"] != 0, "the weak base should be beaten: the round trip must check a tuned preset"
+    assert summary["best_smape"] < summary["base_smape"]
+    for key in ("preset_path", "study_path", "trials_path", "plot_path"):
+        assert summary[key].is_file() and summary[key] == tuning_paths(work, "tuned")[key.removesuffix("_path")]
+
+    tuned = train_run(data, "amazon2025", work, "with_tuned", FEATURES, EMBEDDINGS, preset="tuned",
+                      num_threads=1, tfidf_dim=8)
+    assert tuned["cv_smape"] == pytest.approx(summary["best_smape"], abs=1e-9)
+    assert resolve_preset("tuned", work)["params"]["num_leaves"] == summary["best_params"]["num_leaves"] != 3
+
+    save_preset(work, "weak", WEAK_BASE)
+    base = train_run(data, "amazon2025", work, "with_base", FEATURES, EMBEDDINGS, preset="weak",
+                     num_threads=1, tfidf_dim=8)
+    assert base["cv_smape"] == pytest.approx(summary["base_smape"], abs=1e-9)
+
+    trials = pd.read_csv(summary["trials_path"])
+    assert trials["number"].tolist() == [0, 1, 2, 3] and trials["base"].tolist() == [True, False, False, False]
+    assert trials.loc[0, "smape"] == pytest.approx(summary["base_smape"], abs=1e-12)
+    assert trials.loc[0, "num_leaves"] == 3 and np.isnan(trials.loc[0, "lambda_l1"]), "the base row shows the base"
+    info = pd.read_json(summary["preset_path"], typ="series")["info"]
+    assert info["folds_sha256"] == tuned["folds_sha256"] and info["base_smape"] == summary["base_smape"]
+    assert info["features"] == FEATURES and info["embeddings"] == EMBEDDINGS
+
+
+def test_a_study_resumes_under_its_name_and_refuses_another_setup(synthetic):
+    data, work = synthetic
+    first = _tune(data, work, n_trials=2)
+    again = _tune(data, work, n_trials=2)
+    assert (first["n_trials"], again["n_trials"]) == (2, 4)
+    trials = pd.read_csv(again["trials_path"])
+    assert trials["number"].tolist() == [0, 1, 2, 3] and trials["base"].sum() == 1
+    assert trials.loc[0, "smape"] == pytest.approx(first["base_smape"], abs=1e-12)
+    assert trials.loc[1, "learning_rate"] not in trials.loc[2:, "learning_rate"].tolist(), "resumed trials redraw"
+    assert again["best_smape"] <= first["best_smape"]
+    with pytest.raises(ValueError, match="another setup"):
+        tune_preset(data, "amazon2025", work, "tuned", ["text_stats"], EMBEDDINGS, base_preset=WEAK_BASE,
+                    n_trials=1, num_threads=1, tfidf_dim=8, progress=False)
+
+
+def test_the_median_pruner_stops_weak_trials_after_a_fold(synthetic, monkeypatch):
+    data, work = synthetic
+    monkeypatch.setattr(tune, "PRUNER_STARTUP_TRIALS", 2)
+    summary = _tune(data, work, n_trials=8)
+    trials = pd.read_csv(summary["trials_path"])
+    pruned = trials[trials["state"] == "pruned"]
+    assert summary["n_pruned"] == len(pruned) >= 1
+    assert (pruned["folds_run"] < 5).all() and pruned["smape"].isna().all()
+    assert (trials.loc[trials["state"] == "complete", "folds_run"] == 5).all()
+
+
+def test_missing_optuna_says_how_to_install_it(synthetic, monkeypatch):
+    data, work = synthetic
+    monkeypatch.setitem(sys.modules, "optuna", None)
+    with pytest.raises(ImportError, match=r'pip install "amzkit\[tune\]"'):
+        _tune(data, work)
+
+
+def test_bad_built_in_and_self_referencing_names_are_refused(synthetic):
+    data, work = synthetic
+    with pytest.raises(ValueError, match="built in"):
+        _tune(data, work, name="default")
+    with pytest.raises(ValueError, match="preset name"):
+        _tune(data, work, name="../escape")
+    save_preset(work, "mine", WEAK_BASE)
+    with pytest.raises(ValueError, match="tune under another name"):
+        _tune(data, work, name="mine", base_preset="mine")
+    assert not (work / "03_train" / "presets" / "default.study.db").exists()
+
+
+def test_candidate_preset_replaces_aliases_and_completes_huber_and_bagging():
+    base = {"target": "log1p", "n_estimators": 100, "early_stopping_rounds": 10,
+            "params": {"objective": "l1", "colsample_bytree": 0.4, "reg_lambda": 2.0, "verbose": -1}}
+    preset = candidate_preset(base, {"feature_fraction": 0.7, "lambda_l2": 0.5, "objective": "huber",
+                                     "bagging_fraction": 0.9})
+    assert preset["params"] == {"verbose": -1, "feature_fraction": 0.7, "lambda_l2": 0.5, "objective": "huber",
+                                "alpha": tune.HUBER_ALPHA, "bagging_fraction": 0.9, "bagging_freq": 1}
+    assert base["params"]["colsample_bytree"] == 0.4, "the base preset is left as it was"
+    assert {k: preset[k] for k in ("target", "n_estimators", "early_stopping_rounds")} == \
+        {"target": "log1p", "n_estimators": 100, "early_stopping_rounds": 10}
