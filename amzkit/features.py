@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from amzkit.catalog import UNITS, normalize_unit, pack_count_from_name, parse_catalog_column
+from amzkit.catalog import BASE_UNIT_OF_FAMILY, UNITS, normalize_unit, pack_count_from_name, parse_catalog_column
 from amzkit.schema import Schema, get_schema, row_text
 
 KEYWORDS: dict[str, str] = {
@@ -35,6 +35,85 @@ KEYWORDS: dict[str, str] = {
 _KEYWORD_RES = {name: re.compile(pattern) for name, pattern in KEYWORDS.items()}
 RARE_BRAND_COUNT = 3
 _BRAND_STOP = {"the", "a", "an", "new", "pack", "set", "case", "box"}
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9'&.-]*")
+
+# Words that signal a dearer or a cheaper listing: term -> regex on lower-cased text (`premium_value` group).
+PREMIUM_TERMS: dict[str, str] = {
+    "luxury": r"\bluxur(?:y|ious)\b",
+    "premium": r"\bpremium\b",
+    "deluxe": r"\bdeluxe\b",
+    "handmade": r"\bhand[\s-]?(?:made|crafted|forged|stitched|woven|blown)\b",
+    "artisan": r"\bartisan(?:al)?\b",
+    "professional_grade": r"\b(?:professional|pro|commercial|restaurant|salon)[\s-]grade\b",
+    "genuine_leather": r"\b(?:genuine|full[\s-]grain|top[\s-]grain|real)\s+leather\b",
+    "solid_wood": r"\bsolid\s+(?:wood|oak|walnut|teak|maple|cherry|pine|mahogany|acacia)\b",
+    "gold": r"\b(?:(?:9|10|14|18|22|24)\s?k(?:t|arat)?|solid)\s+(?:yellow\s+|white\s+|rose\s+)?gold\b"
+            r"(?![\s-]*(?:plated|plating|tone|filled|finish|colou?r))",
+    "sterling_silver": r"\b(?:sterling\s+silver|925\s+silver|silver\s+925)\b",
+    "designer": r"\bdesigner\b",
+    "imported": r"\bimported\s+from\b",
+    "limited_edition": r"\blimited\s+edition\b",
+    "certified": r"\b(?:certified|authentic)\b",
+    "heavy_duty": r"\bheavy[\s-]duty\b",
+    "high_end": r"\b(?:high[\s-]end|top[\s-]of[\s-]the[\s-]line|finest|exquisite|elegant)\b",
+    "gemstone": r"\b(?:diamond|sapphire|emerald|ruby|gemstone|pearl)s?\b",
+    "cashmere": r"\b(?:cashmere|merino|alpaca|mulberry\s+silk)\b",
+}
+VALUE_TERMS: dict[str, str] = {
+    "value_pack": r"\bvalue[\s-](?:pack|size|bundle)\b",
+    "budget": r"\bbudget\b",
+    "economy": r"\beconom(?:y|ical)\b",
+    "basic": r"\bbasics?\b",
+    "generic": r"\bgeneric\b",
+    "bulk": r"\b(?:bulk|wholesale)\b",
+    "cheap": r"\b(?:cheap|inexpensive|low[\s-]cost)\b",
+    "discount": r"\b(?:discount|clearance|bargain|on\s+sale)\b",
+    "multipack": r"\b(?:multi[\s-]?pack|combo\s+pack|family\s+(?:size|pack)|mega\s+pack|jumbo\s+pack)\b",
+    "affordable": r"\b(?:affordable|low\s+price|great\s+value|best\s+value|value\s+for\s+money)\b",
+    "disposable": r"\bdisposable\b",
+    "imitation": r"\b(?:imitation|faux|artificial|synthetic|replica)\b",
+    "plated": r"\b(?:gold|silver|chrome)[\s-]*(?:plated|tone)\b",
+    "novelty": r"\b(?:novelty|party\s+favou?rs?|dollar\s+store)\b",
+}
+_PREMIUM_RES = {name: re.compile(pattern) for name, pattern in PREMIUM_TERMS.items()}
+_VALUE_RES = {name: re.compile(pattern) for name, pattern in VALUE_TERMS.items()}
+
+# Materials named in the text: material -> regex on lower-cased text (`materials` group, vocab.material_tokens).
+MATERIALS: dict[str, str] = {
+    "cotton": r"\bcotton\b",
+    "leather": r"\bleather\b",
+    "stainless_steel": r"\bstainless[\s-]*steel\b",
+    "steel": r"\b(?:carbon\s+|alloy\s+|high[\s-]carbon\s+)?steel\b",
+    "wood": r"\b(?:wood|wooden|hardwood|plywood|oak|walnut|teak|maple|pine|mahogany|acacia|beech|rosewood"
+            r"|sheesham)\b",
+    "bamboo": r"\bbamboo\b",
+    "glass": r"\b(?:glass|borosilicate|crystal)\b",
+    "ceramic": r"\b(?:ceramic|porcelain|stoneware|earthenware|terracotta)\b",
+    "plastic": r"\b(?:plastic|polypropylene|pvc|abs|polyethylene|hdpe|bpa[\s-]free)\b",
+    "acrylic": r"\bacrylic\b",
+    "silicone": r"\bsilicone\b",
+    "aluminium": r"\balumin(?:i)?um\b",
+    "gold": r"\bgold\b",
+    "silver": r"\b(?:silver|sterling)\b",
+    "brass": r"\bbrass\b",
+    "copper": r"\bcopper\b",
+    "cast_iron": r"\bcast[\s-]iron\b",
+    "titanium": r"\btitanium\b",
+    "wool": r"\b(?:wool|woolen|woollen|merino|cashmere)\b",
+    "silk": r"\bsilk(?:en)?\b",
+    "linen": r"\blinen\b",
+    "polyester": r"\bpolyester\b",
+    "nylon": r"\bnylon\b",
+    "spandex": r"\b(?:spandex|elastane|lycra)\b",
+    "denim": r"\bdenim\b",
+    "rubber": r"\b(?:rubber|latex)\b",
+    "foam": r"\b(?:foam|memory\s+foam)\b",
+    "marble": r"\bmarble\b",
+    "stone": r"\b(?:granite|slate|quartz|stone)\b",
+    "paper": r"\b(?:paper|cardboard|kraft)\b",
+    "carbon_fiber": r"\bcarbon[\s-]fib(?:er|re)\b",
+}
+_MATERIAL_RES = {name: re.compile(pattern) for name, pattern in MATERIALS.items()}
 
 
 def _parsed(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
@@ -43,6 +122,14 @@ def _parsed(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
     title = frame["TITLE"].fillna("").astype(str)
     return pd.DataFrame({"item_name": title, "bullet_text": frame["BULLET_POINTS"].fillna(""),
                          "description": frame["DESCRIPTION"].fillna("")}, index=frame.index)
+
+
+def item_names(frame: pd.DataFrame, schema: str | Schema) -> pd.Series:
+    """The item name per row as written (2025: parsed from catalog_content; 2023: TITLE); "" where absent."""
+    schema = get_schema(schema)
+    names = parse_catalog_column(frame["catalog_content"])["item_name"] if schema.name == "amazon2025" \
+        else frame["TITLE"]
+    return names.fillna("").astype(str)
 
 
 def quantity_features(frame: pd.DataFrame, parsed: pd.DataFrame, schema: Schema) -> pd.DataFrame:
@@ -121,13 +208,17 @@ def dimension_features(frame: pd.DataFrame, parsed: pd.DataFrame, schema: Schema
     return out
 
 
+def brand_words(item_name: str, n: int = 2) -> list[str]:
+    """The item name's first `n` words from its first word that is not a stop word, lower-cased."""
+    words = [w for w in (word.lower().strip(".'") for word in _WORD.findall(item_name or "")) if w]
+    start = next((i for i, word in enumerate(words) if word not in _BRAND_STOP), len(words))
+    return words[start:start + n]
+
+
 def brand_of(item_name: str) -> str:
     """A brand guess: the item name's first word that is not a stop word, lower-cased."""
-    for word in re.findall(r"[A-Za-z][A-Za-z0-9'&.-]*", item_name or ""):
-        word = word.lower().strip(".'")
-        if word and word not in _BRAND_STOP:
-            return word
-    return "unknown"
+    first = brand_words(item_name, 1)
+    return first[0] if first else "unknown"
 
 
 def brand_features(frame: pd.DataFrame, parsed: pd.DataFrame, schema: Schema) -> pd.DataFrame:
@@ -141,6 +232,74 @@ def category_features(frame: pd.DataFrame, parsed: pd.DataFrame, schema: Schema)
     return pd.DataFrame({c: frame[c].astype(str) for c in schema.category_columns}, index=frame.index)
 
 
+def _term_flags(text: pd.Series, patterns: dict[str, re.Pattern], prefix: str) -> pd.DataFrame:
+    return pd.DataFrame({f"{prefix}{name}": text.str.contains(rx).astype(np.int8) for name, rx in patterns.items()},
+                        index=text.index)
+
+
+def premium_value_features(frame: pd.DataFrame, parsed: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+    """Premium and value wording (PREMIUM_TERMS, VALUE_TERMS).
+
+    prem_<term>, val_<term>: 0/1, the term appears anywhere in the text; premium_count, value_count: how many
+    distinct terms of each table appear; premium_net: premium_count - value_count; premium_in_name,
+    value_in_name: 0/1, a term of that table appears in the item name itself.
+    """
+    text = row_text(frame, schema).str.lower()
+    name = parsed["item_name"].fillna("").astype(str).str.lower()
+    premium, value = _term_flags(text, _PREMIUM_RES, "prem_"), _term_flags(text, _VALUE_RES, "val_")
+    out = pd.concat([premium, value], axis=1)
+    out["premium_count"] = premium.sum(axis=1).astype(np.int16)
+    out["value_count"] = value.sum(axis=1).astype(np.int16)
+    out["premium_net"] = out["premium_count"] - out["value_count"]
+    out["premium_in_name"] = _term_flags(name, _PREMIUM_RES, "").max(axis=1).astype(np.int8)
+    out["value_in_name"] = _term_flags(name, _VALUE_RES, "").max(axis=1).astype(np.int8)
+    return out
+
+
+def materials_in(text: str) -> list[str]:
+    """The MATERIALS named in `text` (any case), in table order."""
+    lowered = (text or "").lower()
+    return [name for name, rx in _MATERIAL_RES.items() if rx.search(lowered)]
+
+
+def materials_features(frame: pd.DataFrame, parsed: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+    """mat_<material>: 0/1, the material (MATERIALS table) is named in the text; material_count: how many are."""
+    out = _term_flags(row_text(frame, schema).str.lower(), _MATERIAL_RES, "mat_")
+    out["material_count"] = out.sum(axis=1).astype(np.int16)
+    return out
+
+
+def interaction_features(frame: pd.DataFrame, parsed: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+    """Products and ratios of label-free columns that a tree finds hard to build from the columns alone.
+
+    - qty_<family>_log (2025): log1p of the base-unit quantity, one column per unit family (weight, volume,
+      count, length, area), NaN for rows of another family: a 16 oz pack and 16 count are different scales.
+    - qty_times_pack_log (2025): log1p(base-unit quantity x pack count), the total when Value states one item
+      of a pack (pack count 1 when the name states none); NaN without a quantity.
+    - <category>_text_ratio (schemas with a category column, 2023 PRODUCT_TYPE_ID): the text's length over the
+      median text length of its category (train+test rows, label-free); <category>_rows: rows of that category.
+    - name_digit_share: share of the item name's characters that are digits (model numbers, sizes).
+    - name_words_x_digit_share: name words x name_digit_share (long, spec-heavy names).
+    """
+    out = pd.DataFrame(index=frame.index)
+    if schema.name == "amazon2025":
+        quantity = parsed["quantity_base"].astype(float)
+        family = parsed["unit_family"].astype(str)
+        for name in BASE_UNIT_OF_FAMILY:
+            out[f"qty_{name}_log"] = np.log1p(quantity.where(family == name))
+        out["qty_times_pack_log"] = np.log1p(quantity * parsed["pack_count"].astype(float).fillna(1.0))
+    text_chars = row_text(frame, schema).str.len().astype(float)
+    for column in schema.category_columns:
+        category = frame[column].astype(str)
+        median = text_chars.groupby(category).transform("median")
+        out[f"{column}_text_ratio"] = text_chars / median.clip(lower=1.0)
+        out[f"{column}_rows"] = category.map(category.value_counts()).astype(float)
+    name = parsed["item_name"].fillna("").astype(str)
+    out["name_digit_share"] = name.str.count(r"\d") / name.str.len().clip(lower=1)
+    out["name_words_x_digit_share"] = name.str.split().str.len().fillna(0) * out["name_digit_share"]
+    return out
+
+
 FEATURE_GROUPS: dict[str, Callable[[pd.DataFrame, pd.DataFrame, Schema], pd.DataFrame]] = {
     "quantity": quantity_features,
     "text_stats": text_stats_features,
@@ -148,6 +307,9 @@ FEATURE_GROUPS: dict[str, Callable[[pd.DataFrame, pd.DataFrame, Schema], pd.Data
     "brand": brand_features,
     "category": category_features,
     "dimensions": dimension_features,
+    "premium_value": premium_value_features,
+    "materials": materials_features,
+    "interactions": interaction_features,
 }
 CATEGORICAL = {"unit", "unit_family", "brand", "PRODUCT_TYPE_ID"}
 

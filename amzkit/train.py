@@ -346,10 +346,24 @@ def _twin_price_group(inputs: FoldGroupInputs) -> FoldTransform:
     return TwinPriceTransform(inputs.texts, threshold=0.9, groups=inputs.groups)
 
 
+def _brand_price_group(inputs: FoldGroupInputs) -> FoldTransform:
+    from amzkit.vocab import brand_price_transform  # vocab imports train
+
+    return brand_price_transform(inputs.both, inputs.schema, inputs.seed, inputs.groups)
+
+
+def _material_price_group(inputs: FoldGroupInputs) -> FoldTransform:
+    from amzkit.vocab import material_price_transform
+
+    return material_price_transform(inputs.both, inputs.schema, inputs.seed, inputs.groups)
+
+
 # Feature groups fit inside the folds (label-free groups: features.py; image groups: imagefeatures.py).
 FOLD_FEATURE_GROUPS: dict[str, Callable[[FoldGroupInputs], FoldTransform]] = {
     "tfidf": _tfidf_group,
     "twin_price": _twin_price_group,
+    "brand_price": _brand_price_group,
+    "material_price": _material_price_group,
 }
 IMAGE_FEATURE_GROUP_NAMES = ("image_meta", "colour")  # read 01's image cache: need data_dir and work_dir
 

@@ -299,3 +299,18 @@ def test_pseudo_labels_refuse_a_source_from_other_folds(synthetic, tmp_path):
         train_run(data, "amazon2025", work, "pseudo", ["text_stats"], [], pseudo_label_run="source")
     with pytest.raises(ValueError, match="missing"):
         train_run(data, "amazon2025", work, "pseudo", ["text_stats"], [], pseudo_label_run="nope")
+
+
+def test_every_feature_group_is_reachable_by_name_from_train_run(synthetic):
+    """The groups 03's `features` parameter accepts, text ones end to end (image ones: test_imagefeatures)."""
+    from amzkit.train import all_feature_groups
+
+    data, work = synthetic
+    groups = all_feature_groups()
+    assert {"premium_value", "materials", "interactions", "brand_price", "material_price", "twin_price",
+            "image_meta", "colour"} <= set(groups)
+    text_groups = [g for g in groups if g not in ("image_meta", "colour")]
+    metrics = train_run(data, "amazon2025", work, "everything", text_groups, [], lgb_params=FAST, num_threads=1)
+    names = pd.read_csv(work / "03_train" / "everything" / "feature_importance.csv")["feature"]
+    assert names.is_unique and {"brand_price_mean", "material_price_mean", "premium_net"} <= set(names)
+    assert metrics["features"] == text_groups
