@@ -216,13 +216,18 @@ def run_submit(ctx: Context) -> dict:
     return metrics
 
 
-# The demo: each notebook with its parameters, in order (03 twice so 04 has two runs to blend).
+# The demo: each notebook with its parameters, in order. 03 runs five times: text only, text + image groups
+# and colour-stats, a ridge for diversity, pseudo-labels from the first run, and a short Optuna tuning.
+_DEMO_TEXT = ["quantity", "text_stats", "keywords", "brand", "dimensions", "tfidf"]
 DEMO_STEPS: tuple[tuple[str, dict], ...] = (
     ("01_extract", {"model": "color-stats", "text_model": "tfidf-svd"}),
     ("02_correlate", {}),
     ("03_train", {"run_name": "lgbm_text", "embeddings": []}),
-    ("03_train", {"run_name": "lgbm_text_image", "embeddings": ["color-stats"]}),
+    ("03_train", {"run_name": "lgbm_text_image", "embeddings": ["color-stats"],
+                  "features": [*_DEMO_TEXT, "image_meta", "colour"]}),
     ("03_train", {"run_name": "ridge_tfidf", "learner": "ridge_tfidf"}),
+    ("03_train", {"run_name": "lgbm_pseudo", "embeddings": [], "pseudo_label_run": "lgbm_text"}),
+    ("03_train", {"run_name": "lgbm_tuned", "embeddings": [], "tune_trials": 3, "tune_minutes": 5.0}),
     ("04_ensemble", {}),
     ("05_submit", {"source": "04_ensemble"}),
 )

@@ -39,7 +39,24 @@ def test_every_stage_writes_metrics_and_plots(demo_run):
                 "03_train/lgbm_text/feature_importance.png", "03_train/lgbm_text/oof_scatter.png",
                 "04_ensemble/ensemble.png", "05_submit/distribution.png"):
         assert (out / png).stat().st_size > 1000, png
-    assert pd.read_csv(out / "runs.csv")["run"].tolist() == ["lgbm_text", "lgbm_text_image", "ridge_tfidf"]
+    assert pd.read_csv(out / "runs.csv")["run"].tolist() == ["lgbm_text", "lgbm_text_image", "ridge_tfidf",
+                                                              "lgbm_pseudo", "lgbm_tuned"]
+
+
+def test_later_phase_parameters_reach_the_library(demo_run):
+    """Image groups, the leak report, pseudo-labels and tuning, each switched on by a notebook parameter."""
+    out, _ = demo_run
+    leaks = json.loads((out / "02_correlate" / "leak_report.json").read_text())
+    assert leaks["test_rows"] == 150 and (out / "02_correlate" / "leak_report.png").stat().st_size > 1000
+    importance = pd.read_csv(out / "03_train" / "lgbm_text_image" / "feature_importance.csv")["feature"]
+    assert {"image_width", "image_mode", "colour_c0_share", "colour_brightness_mean"} <= set(importance)
+    pseudo = _metrics(out, "03_train", "lgbm_pseudo")["pseudo_label"]
+    assert pseudo["source"] == "lgbm_text" and pseudo["rows"] == 75
+    assert {"cv_smape_with", "cv_smape_without"} <= set(pseudo)
+    tuned = _metrics(out, "03_train", "lgbm_tuned")
+    assert tuned["preset"] == "tuned-lgbm_tuned"
+    assert (out / "03_train" / "presets" / "tuned-lgbm_tuned.json").is_file()
+    assert (out / "03_train" / "presets" / "tuned-lgbm_tuned.history.png").stat().st_size > 1000
 
 
 def test_cv_smape_beats_the_constant_median(demo_run):
@@ -67,8 +84,9 @@ def test_submission_is_valid_with_one_row_per_test_id(demo_run):
 def test_executed_notebooks_are_saved(demo_run):
     out, _ = demo_run
     names = sorted(p.stem for p in (out / "notebooks").glob("*.ipynb"))
-    assert names == ["01_extract", "02_correlate", "03_train_lgbm_text", "03_train_lgbm_text_image",
-                     "03_train_ridge_tfidf", "04_ensemble", "05_submit"]
+    assert names == ["01_extract", "02_correlate", "03_train_lgbm_pseudo", "03_train_lgbm_text",
+                     "03_train_lgbm_text_image", "03_train_lgbm_tuned", "03_train_ridge_tfidf", "04_ensemble",
+                     "05_submit"]
 
 
 def test_papermill_cli_refuses_a_misspelt_parameter(demo_run, tmp_path):
