@@ -200,6 +200,28 @@ def format_table(table: pd.DataFrame) -> str:
     return shown[["time", "run", "cv_smape", "lb_smape", "gap", "note"]].to_string(index=False)
 
 
+def record_scores(work_dir: str | Path, scores: dict[str, float], note: str = "") -> list[dict]:
+    """Record {run: public LB SMAPE}, skipping a (run, score) pair already recorded (so a notebook can rerun)."""
+    table = _read_table(work_dir)
+    seen = set(zip(table["run"].astype(str), table["lb_smape"].astype(float).round(6), strict=True))
+    return [add_score(work_dir, run, score, note) for run, score in scores.items()
+            if (str(run), round(_check_score(score), 6)) not in seen]
+
+
+def show_leaderboard(work_dir: str | Path, scores: dict[str, float] | None = None):
+    """05's section: record `scores`, print the CV-LB table and verdict, plot CV against LB; None when empty."""
+    added = record_scores(work_dir, scores or {}, note="05_submit lb_scores")
+    table = leaderboard(work_dir)
+    if table.empty:
+        print("no public LB scores yet: after submitting, rerun with -p lb_scores '{\"<run>\": <LB SMAPE>}' or "
+              "record them with python -m amzkit lb add <run> <score>")
+        return None
+    print(f"recorded {len(added)} new score(s)\n{format_table(table)}")
+    if len(table) >= 2:
+        print(tracking_verdict(cv_lb_fit(table)))
+    return plot_cv_vs_lb(work_dir)
+
+
 def _lb_command(args: argparse.Namespace) -> int:
     work_dir = resolve_work_dir(args.work_dir)
     try:

@@ -74,7 +74,8 @@ PARAMETERS: dict[str, dict[str, Any]] = {
         "factor_max": 1.3,
         "min_group_rows": 200,
     },
-    "05_submit": {**_COMMON, "source": "04_ensemble", "file_name": "submission.csv", "solution_csv": ""},
+    "05_submit": {**_COMMON, "source": "04_ensemble", "file_name": "submission.csv", "solution_csv": "",
+                  "lb_scores": {}},
 }
 
 _LITERAL_TYPES = (str, int, float, bool, list, dict, tuple, type(None))

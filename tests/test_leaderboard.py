@@ -164,3 +164,22 @@ def test_cli_errors(tmp_path: Path, capsys) -> None:
     assert run_cli(["lb", "add", "lgbm_a", "250", "--work-dir", str(tmp_path)]) == 1
     assert "outside 0..200" in capsys.readouterr().err
     assert not (tmp_path / "leaderboard.csv").exists()
+
+
+def test_notebook_section_records_scores_once_and_plots(tmp_path: Path, capsys) -> None:
+    from amzkit.leaderboard import show_leaderboard
+
+    assert show_leaderboard(tmp_path, {}) is None
+    assert "no public LB scores yet" in capsys.readouterr().out
+    for run, cv in (("a", 45.0), ("b", 47.0), ("c", 50.0)):
+        make_run(tmp_path, run, cv)
+    scores = {"a": 46.0, "b": 48.1, "c": 51.2}
+    fig = show_leaderboard(tmp_path, scores)
+    assert fig is not None and (tmp_path / "cv_vs_lb.png").stat().st_size > 1000
+    show_leaderboard(tmp_path, scores)  # the notebook rerun with the same parameter adds nothing
+    table = leaderboard(tmp_path)
+    assert table["run"].tolist() == ["a", "b", "c"] and table["lb_smape"].tolist() == [46.0, 48.1, 51.2]
+    assert "recorded 0 new" in capsys.readouterr().out.split("recorded 3 new")[-1]
+    with pytest.raises(LeaderboardError, match="nope"):
+        show_leaderboard(tmp_path, {"nope": 40.0})
+    plt.close("all")
