@@ -24,6 +24,9 @@ KINDS = ("exact_name", "text", "image_url", "image_hash")
 NO_MATCH = "none"
 REPORT_COLUMNS = ("test_id", "train_id", "kind", "similarity", "twin_price", "kinds", "text_similarity")
 HASH_BITS = 64
+COLOUR_GRID = 4  # cells per side of the colour signature that goes with the (grayscale) dHash
+COLOUR_TOLERANCE = 24.0  # RGB (0-255) difference per cell a re-saved copy stays within; more is another picture
+MAX_HASH_MATCHES = 3  # a picture close to more train products' pictures than this is generic, not a photo of one
 BLOCK_CELLS = 1 << 24  # similarity cells per block (64 MiB of float32)
 MAX_DF = 0.5  # tokens in more than half the texts (boilerplate such as "Item Name") add cost, not evidence
 MIN_ROWS_FOR_MAX_DF = 50
@@ -31,8 +34,12 @@ MIN_ROWS_FOR_MAX_DF = 50
 
 # --- image hashes --------------------------------------------------------------------------------------
 
-def dhash(path: str | None) -> int | None:
-    """64-bit difference hash: 9x8 grayscale resize, one bit per left<right pixel pair; None if unreadable."""
+def image_signature(path: str | None) -> tuple[int, np.ndarray] | None:
+    """(64-bit difference hash, mean RGB of each cell of a 4x4 grid) of an image; None if unreadable.
+
+    The dHash is a 9x8 grayscale resize with one bit per left<right pixel pair: it sees shapes, not colours,
+    so the grid's colours go with it (a re-saved or resized copy keeps both; a recoloured pack shot does not).
+    """
     from PIL import Image
 
     from amzkit.fetch import open_image
@@ -40,9 +47,17 @@ def dhash(path: str | None) -> int | None:
     img, status = open_image(path, draft_px=64)
     if status != "ok" or img is None:
         return None
-    pixels = np.asarray(img.convert("L").resize((9, 8), Image.Resampling.LANCZOS), dtype=np.int16)
+    rgb = img.convert("RGB")
+    pixels = np.asarray(rgb.convert("L").resize((9, 8), Image.Resampling.LANCZOS), dtype=np.int16)
     bits = (pixels[:, 1:] > pixels[:, :-1]).ravel()
-    return int(sum(1 << i for i, bit in enumerate(bits.tolist()) if bit))
+    colour = np.asarray(rgb.resize((COLOUR_GRID, COLOUR_GRID), Image.Resampling.BOX), dtype=np.float32).ravel()
+    return int(sum(1 << i for i, bit in enumerate(bits.tolist()) if bit)), colour
+
+
+def dhash(path: str | None) -> int | None:
+    """64-bit difference hash of an image (see image_signature); None if unreadable."""
+    signature = image_signature(path)
+    return None if signature is None else signature[0]
 
 
 def hamming(a: int, b: int) -> int:
@@ -50,18 +65,33 @@ def hamming(a: int, b: int) -> int:
     return (int(a) ^ int(b)).bit_count()
 
 
-def _nearest_hash(queries: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(index into reference, Hamming distance) of the closest reference hash per query hash (uint64 arrays)."""
+def _nearest_hash(queries: np.ndarray, reference: np.ndarray, within: int = 0, groups: np.ndarray | None = None,
+                  query_colours: np.ndarray | None = None,
+                  reference_colours: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(index into reference, Hamming distance, how many references lie within `within` bits) of the closest
+    reference hash per query hash (uint64 arrays); with `groups` (one label per reference, e.g. the product
+    name) the count is of distinct groups, so copies of one product count once. With colours (grid colour
+    rows), a candidate pair whose colours differ by more than COLOUR_TOLERANCE anywhere never matches."""
     index = np.full(len(queries), -1, dtype=np.int64)
     distance = np.full(len(queries), HASH_BITS + 1, dtype=np.int64)
+    close = np.zeros(len(queries), dtype=np.int64)
     if len(reference) == 0:
-        return index, distance
+        return index, distance, close
     block = max(1, BLOCK_CELLS // len(reference))
     for start in range(0, len(queries), block):
-        diff = np.bitwise_count(queries[start:start + block, None] ^ reference[None, :])
+        diff = np.bitwise_count(queries[start:start + block, None] ^ reference[None, :]).astype(np.int64)
+        if query_colours is not None and reference_colours is not None:
+            rows, cols = np.nonzero(diff <= within)  # only candidate pairs are compared by colour
+            gap = np.abs(query_colours[start + rows] - reference_colours[cols]).max(axis=1)
+            diff[rows[gap > COLOUR_TOLERANCE], cols[gap > COLOUR_TOLERANCE]] = HASH_BITS + 1
         index[start:start + block] = diff.argmin(axis=1)
         distance[start:start + block] = diff.min(axis=1)
-    return index, distance
+        near = diff <= within
+        close[start:start + block] = near.sum(axis=1)
+        if groups is not None:
+            for row in np.flatnonzero(close[start:start + block] > 1):
+                close[start + row] = len(np.unique(groups[near[row]]))
+    return index, distance, close
 
 
 # --- text similarity -----------------------------------------------------------------------------------
@@ -111,23 +141,31 @@ def _nearest_text(queries, reference, query_keys: np.ndarray | None = None,
 
 # --- the report ----------------------------------------------------------------------------------------
 
-def _hashes(paths: Sequence[str | None] | None, n_rows: int) -> np.ndarray:
-    """Object array of dHash ints (None where there is no readable image)."""
+def _signatures(paths: Sequence[str | None] | None, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Object array of dHash ints (None where there is no readable image) and grid colours (NaN there)."""
+    hashes = np.full(n_rows, None, dtype=object)
+    colours = np.full((n_rows, COLOUR_GRID * COLOUR_GRID * 3), np.nan, dtype=np.float32)
     if paths is None:
-        return np.full(n_rows, None, dtype=object)
+        return hashes, colours
     if len(paths) != n_rows:
         raise ValueError(f"image_paths has {len(paths)} paths for {n_rows} rows")
-    return np.array([dhash(p) if p else None for p in paths], dtype=object)
+    for row, path in enumerate(paths):
+        signature = image_signature(path) if path else None
+        if signature is not None:
+            hashes[row], colours[row] = signature
+    return hashes, colours
 
 
 def duplicate_report(train: pd.DataFrame, test: pd.DataFrame, schema: str | Schema,
                      image_paths: dict[str, Sequence[str | None]] | None = None, text_threshold: float = 0.9,
-                     hash_distance: int = 4) -> pd.DataFrame:
+                     hash_distance: int = 4, max_hash_matches: int = MAX_HASH_MATCHES) -> pd.DataFrame:
     """One row per test row (test order): its train twin, how it was found, the similarity and the twin's price.
 
     `kind` is the first of KINDS that matched ('none' otherwise), `kinds` every kind that matched ('+'-joined);
     `similarity` is 1 for exact name/URL, the cosine for text, 1 - distance/64 for image hashes;
-    `text_similarity` is the nearest train row's cosine whether or not it passes the threshold.
+    `text_similarity` is the nearest train row's cosine whether or not it passes the threshold. An image hash
+    within `hash_distance` of the images of more than `max_hash_matches` train products (distinct normalised
+    names) is generic and matches nothing.
     """
     schema = get_schema(schema)
     n_test = len(test)
@@ -162,15 +200,17 @@ def duplicate_report(train: pd.DataFrame, test: pd.DataFrame, schema: str | Sche
 
     # image_hash: dHash within `hash_distance` bits
     if image_paths is not None:
-        hashes_train = _hashes(image_paths.get("train"), len(train))
-        hashes_test = _hashes(image_paths.get("test"), n_test)
+        hashes_train, colours_train = _signatures(image_paths.get("train"), len(train))
+        hashes_test, colours_test = _signatures(image_paths.get("test"), n_test)
         has_train = np.flatnonzero([h is not None for h in hashes_train])
         has_test = np.flatnonzero([h is not None for h in hashes_test])
         index, similarity = np.full(n_test, -1, dtype=np.int64), np.full(n_test, np.nan)
         if len(has_train) and len(has_test):
-            nearest_hash, distance = _nearest_hash(hashes_test[has_test].astype(np.uint64),
-                                                   hashes_train[has_train].astype(np.uint64))
-            close = distance <= hash_distance
+            nearest_hash, distance, n_close = _nearest_hash(
+                hashes_test[has_test].astype(np.uint64), hashes_train[has_train].astype(np.uint64), hash_distance,
+                train_names[has_train], colours_test[has_test], colours_train[has_train])
+            # a picture close to many train products' pictures is generic (a plain pack shot), not a twin
+            close = (distance <= hash_distance) & (n_close <= max_hash_matches)
             index[has_test[close]] = has_train[nearest_hash[close]]
             similarity[has_test[close]] = 1.0 - distance[close] / HASH_BITS
         found["image_hash"] = (index, similarity)
@@ -277,14 +317,17 @@ def cached_image_paths(data: dict[str, pd.DataFrame], schema: Schema, data_dir, 
 
 
 def leak_report(data: dict[str, pd.DataFrame], schema: str | Schema, out_dir, image_paths: dict | None = None,
-                text_threshold: float = 0.9, hash_distance: int = 4) -> tuple[pd.DataFrame, dict]:
+                text_threshold: float = 0.9, hash_distance: int = 4,
+                max_hash_matches: int = MAX_HASH_MATCHES) -> tuple[pd.DataFrame, dict]:
     """duplicate_report + summarize_report for the competition's train/test, saved as leak_report.csv/.json."""
     from pathlib import Path
 
     from amzkit.io import write_csv, write_json
 
-    report = duplicate_report(data["train"], data["test"], schema, image_paths, text_threshold, hash_distance)
+    report = duplicate_report(data["train"], data["test"], schema, image_paths, text_threshold, hash_distance,
+                              max_hash_matches)
     summary = {**summarize_report(report), "text_threshold": text_threshold, "hash_distance": hash_distance,
+               "max_hash_matches": max_hash_matches,
                "image_hashes": image_paths is not None}
     write_csv(report, Path(out_dir) / "leak_report.csv")
     write_json(Path(out_dir) / "leak_report.json", summary)

@@ -41,6 +41,7 @@ PARAMETERS: dict[str, dict[str, Any]] = {
         "leak_text_threshold": 0.9,
         "leak_image_hash": True,
         "leak_hash_distance": 4,
+        "leak_max_hash_matches": 3,
     },
     "03_train": {
         **_COMMON,

@@ -123,7 +123,7 @@ def run_leak_report(ctx: Context):
     paths = cached_image_paths(ctx.data, ctx.schema, ctx.data_dir, ctx.work_dir) if p.leak_image_hash else None
     started = time.perf_counter()
     report, summary = leak_report(ctx.data, ctx.schema, ctx.out_dir, paths, p.leak_text_threshold,
-                                  p.leak_hash_distance)
+                                  p.leak_hash_distance, p.leak_max_hash_matches)
     print(f"{summary['with_twin']:,} of {summary['test_rows']:,} test rows ({summary['twin_share']:.1%}) have a train "
           f"twin: {summary['by_kind']} ({time.perf_counter() - started:.0f} s). Their prices are a feature in "
           "03_train: -p features '[..., \"twin_price\"]'")

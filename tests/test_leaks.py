@@ -208,3 +208,44 @@ def test_twin_price_refits_per_fold(copies):
     assert np.isfinite(first[:, 1]).all() and np.isfinite(second[:, 1]).all()
     with pytest.raises(ValueError, match="groups"):
         TwinPriceTransform(copies["texts"], groups=np.zeros(3))
+
+
+def test_a_generic_picture_is_no_twin_but_copies_of_one_product_still_are(tmp_path):
+    """A pack shot shared by many train products says nothing; one product listed 5 times does."""
+    rng = np.random.default_rng(7)
+    generic = _image(tmp_path / "generic.jpg", rng)
+    repeated = _image(tmp_path / "repeated.jpg", rng)
+    words = _words(rng, 400)
+    names = [" ".join(words[4 * i:4 * i + 4]) for i in range(60)]
+    train_paths = [generic] * 10 + [repeated] * 5 + [_image(tmp_path / f"t{i}.jpg", rng) for i in range(15, 60)]
+    train_names = names[:10] + [names[10]] * 5 + names[15:60]  # rows 10-14: one product listed five times
+    train = pd.DataFrame({"sample_id": np.arange(60), "price": np.arange(60) + 1.0, "image_link": "",
+                          "catalog_content": [_catalog(n, "x") for n in train_names]})
+    test = pd.DataFrame({"sample_id": [100, 101], "image_link": "",
+                         "catalog_content": [_catalog("fresh product one", "y"), _catalog("fresh product two", "z")]})
+    test_paths = [_resaved(generic, tmp_path / "g2.jpg"), _resaved(repeated, tmp_path / "r2.jpg")]
+    report = duplicate_report(train, test, "amazon2025", {"train": train_paths, "test": test_paths})
+    assert report["kind"].tolist() == ["none", "image_hash"]
+    assert 10 <= report["train_id"].iloc[1] <= 14
+    loose = duplicate_report(train, test, "amazon2025", {"train": train_paths, "test": test_paths},
+                             max_hash_matches=100)
+    assert loose["kind"].tolist() == ["image_hash", "image_hash"]  # the guard is what keeps the first out
+
+
+def test_the_same_shape_in_another_colour_is_no_twin(tmp_path):
+    """dHash sees only grayscale gradients: a recoloured pack shot hashes alike, its mean colour tells them apart."""
+    rng = np.random.default_rng(11)
+    source = _image(tmp_path / "red.jpg", rng)
+    with Image.open(source) as img:
+        shifted = np.clip(np.asarray(img, dtype=np.int16) + np.array([60, 60, 60]), 0, 255).astype(np.uint8)
+    Image.fromarray(shifted).save(tmp_path / "lighter.jpg", quality=92)
+    assert hamming(dhash(source), dhash(str(tmp_path / "lighter.jpg"))) <= 4  # the hash alone would match
+    others = [_image(tmp_path / f"o{i}.jpg", rng) for i in range(20)]
+    train = pd.DataFrame({"sample_id": np.arange(21), "price": np.arange(21) + 1.0, "image_link": "",
+                          "catalog_content": [_catalog(f"product {w}", "x") for w in _words(rng, 21)]})
+    test = pd.DataFrame({"sample_id": [100, 101], "image_link": "",
+                         "catalog_content": [_catalog("other thing", "y"), _catalog("third thing", "z")]})
+    paths = {"train": [source, *others], "test": [str(tmp_path / "lighter.jpg"),
+                                                  _resaved(source, tmp_path / "resaved.jpg")]}
+    report = duplicate_report(train, test, "amazon2025", paths)
+    assert report["kind"].tolist() == ["none", "image_hash"]  # the re-saved copy still matches
