@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from amzkit.leaks import _nearest_text, _tfidf, duplicate_report, summarize_report
+from amzkit.leaks import COLOUR_GRID, _nearest_hash, _nearest_text, _tfidf, duplicate_report, summarize_report
 
 SHARED = Path(os.environ.get("AMZKIT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
@@ -107,6 +107,14 @@ def main() -> None:
     false = int((report.drop(index=planted)["kind"] != "none").sum())
     print(f"full report {args.rows:,} x {args.rows:,}: {seconds:.0f} s, peak RSS {peak_rss_gb():.2f} GB "
           f"(before {rss_before:.2f} GB)")
+    # the image-hash search on its own (hashing the pictures is 01-cache decoding, timed by image_features_speed)
+    hashes = rng.integers(0, np.iinfo(np.int64).max, (2, args.rows), dtype=np.int64).astype(np.uint64)
+    colours = rng.uniform(0, 255, (2, args.rows, COLOUR_GRID * COLOUR_GRID * 3)).astype(np.float32)
+    names = np.arange(args.rows).astype(str)
+    t = time.perf_counter()
+    _nearest_hash(hashes[1], hashes[0], 4, names, colours[1], colours[0])
+    print(f"image-hash search {args.rows:,} x {args.rows:,} (random hashes): {time.perf_counter() - t:.0f} s, "
+          f"peak RSS {peak_rss_gb():.2f} GB")
     print(f"twins found: {summary['with_twin']:,} ({summary['by_kind']}); planted copies matched to their source: "
           f"{hit:.1%}; other test rows reported as twins: {false:,}")
 
