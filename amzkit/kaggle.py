@@ -216,12 +216,18 @@ def find_wheel_dir(root: str | Path = KAGGLE_INPUT) -> Path | None:
     return wheels[-1].parent if wheels else None
 
 
+# Folders a stage writes beside its `<stage>/` output that later stages read too: 01's image cache (the
+# fetched pictures and their manifest) feeds 02's image hashes and 03's image_meta / colour groups.
+SIBLING_FOLDERS: dict[str, tuple[str, ...]] = {"01_extract": ("image_cache",)}
+
+
 def attach_previous_outputs(work_dir: str | Path, stage: str, root: str | Path = KAGGLE_INPUT) -> list[Path]:
     """Link the outputs `stage` reads (KERNELS[stage].reads) from earlier kernels into `work_dir`.
 
     Each entry of a mounted `<stage>/` folder (a run folder, metrics.json, folds.csv, ...) becomes a symlink
     `work_dir/<stage>/<entry>`; entries already there are kept (this kernel's own and the first kernel's win),
-    so several 03_train kernels merge into one 03_train/. Returns the links made.
+    so several 03_train kernels merge into one 03_train/. SIBLING_FOLDERS beside a mounted stage folder
+    (01's image_cache) are linked as `work_dir/<folder>` the same way. Returns the links made.
     """
     if stage not in KERNELS:
         raise ValueError(f"unknown stage {stage!r}; stages are {list(KERNELS)}")
@@ -236,6 +242,11 @@ def attach_previous_outputs(work_dir: str | Path, stage: str, root: str | Path =
                     continue
                 link.symlink_to(entry, target_is_directory=entry.is_dir())
                 made.append(link)
+            for name in SIBLING_FOLDERS.get(needed, ()):
+                sibling, link = source.parent / name, Path(work_dir) / name
+                if sibling.is_dir() and not (link.exists() or link.is_symlink()):
+                    link.symlink_to(sibling, target_is_directory=True)
+                    made.append(link)
     return made
 
 
@@ -243,13 +254,14 @@ def detach_previous_outputs(work_dir: str | Path, root: str | Path = KAGGLE_INPU
     """Remove the links `attach_previous_outputs` made (so a kernel's output holds only what it wrote)."""
     roots = {Path(root).absolute(), Path(root).resolve()}
     removed = 0
-    for stage in STAGES:
-        folder = Path(work_dir) / stage
-        for entry in (list(folder.iterdir()) if folder.is_dir() else []):
-            target = Path(os.readlink(entry)) if entry.is_symlink() else None
-            if target is not None and any(target.is_relative_to(r) for r in roots):
-                entry.unlink()
-                removed += 1
+    folders = [Path(work_dir) / stage for stage in STAGES]
+    entries = [entry for folder in folders if folder.is_dir() for entry in folder.iterdir()]
+    entries += [Path(work_dir) / name for names in SIBLING_FOLDERS.values() for name in names]
+    for entry in entries:
+        target = Path(os.readlink(entry)) if entry.is_symlink() else None
+        if target is not None and any(target.is_relative_to(r) for r in roots):
+            entry.unlink()
+            removed += 1
     return removed
 
 

@@ -559,3 +559,18 @@ def test_missing_data_lists_what_is_attached(tmp_path, capsys):
     assert main(["kaggle", "inputs", "--root", str(root)]) == 0
     out = capsys.readouterr().out
     assert "another-competition" in out and "(none: attach the competition data)" in out
+
+
+def test_01s_image_cache_is_linked_for_the_stages_that_read_images(tmp_path):
+    """02's image hashes and 03's image groups read 01's image cache, which sits beside 01_extract/."""
+    root = tmp_path / "input"
+    out = root / "notebooks" / OWNER / "amzkit-01-extract" / "amzkit"
+    _touch(out / "01_extract" / "fashion-siglip" / "manifest.json", "{}")
+    _touch(out / "image_cache" / "fetch_manifest.jsonl", "")
+    work = tmp_path / "working" / "amzkit"
+    (work / "image_cache").parent.mkdir(parents=True)
+    links = kaggle.attach_previous_outputs(work, "03_train", root)
+    assert work / "image_cache" in links and (work / "image_cache" / "fetch_manifest.jsonl").is_file()
+    assert kaggle.attach_previous_outputs(work, "03_train", root) == []  # idempotent
+    assert kaggle.detach_previous_outputs(work, root) == 2 and not (work / "image_cache").exists()
+    assert (out / "image_cache" / "fetch_manifest.jsonl").is_file()  # the mounted input is untouched
