@@ -245,6 +245,16 @@ class PcaTransform(FoldTransform):
         return out
 
 
+def inner_folds(rows: np.ndarray, n_folds: int, seed: int, groups: np.ndarray | None = None) -> np.ndarray:
+    """Inner fold per training row (for a fold transform's own-label-free values); rows of one group (copies
+    of one product) share a fold, as in the outer folds."""
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        return rng.permutation(np.arange(len(rows)) % n_folds)
+    _, group_index = np.unique(np.asarray(groups)[rows], return_inverse=True)
+    return rng.permutation(np.arange(group_index.max() + 1) % n_folds)[group_index.ravel()]
+
+
 class KnnTargetTransform(FoldTransform):
     """Neighbour-price features: mean/median log1p(target) of the k most similar training-fold rows (cosine).
 
@@ -260,14 +270,6 @@ class KnnTargetTransform(FoldTransform):
         self.matrix, self.k, self.seed, self.groups = matrix, k, seed, groups
         self.names = [f"{name}_knn{k}_mean", f"{name}_knn{k}_median", f"{name}_knn{k}_top_sim"]
 
-    def _inner_folds(self, rows: np.ndarray) -> np.ndarray:
-        """Inner fold per training row; copies of one product (same group) share a fold, as in the outer folds."""
-        rng = np.random.default_rng(self.seed)
-        if self.groups is None:
-            return rng.permutation(np.arange(len(rows)) % self.INNER_FOLDS)
-        _, group_index = np.unique(self.groups[rows], return_inverse=True)
-        fold_of_group = rng.permutation(np.arange(group_index.max() + 1) % self.INNER_FOLDS)
-        return fold_of_group[group_index]
 
     def _unit(self, rows: np.ndarray) -> np.ndarray:
         block = (self.matrix[rows] - self.mean_) / self.scale_
@@ -292,7 +294,7 @@ class KnnTargetTransform(FoldTransform):
         self.scale_ = self.matrix[rows].std(axis=0, dtype=np.float64).astype(np.float32)
         self.scale_[self.scale_ == 0] = 1.0
         self.reference_, self.log_ = self._unit(rows), np.log1p(y)
-        inner = self._inner_folds(rows)
+        inner = inner_folds(rows, self.INNER_FOLDS, self.seed, self.groups)
         own = np.empty((len(rows), 3), dtype=np.float32)
         for fold in range(self.INNER_FOLDS):
             held, kept = inner == fold, inner != fold

@@ -18,7 +18,7 @@ import pandas as pd
 
 from amzkit.features import brand_words, item_names, materials_in
 from amzkit.schema import Schema, get_schema, row_text
-from amzkit.train import FoldTransform, product_names
+from amzkit.train import FoldTransform, inner_folds, product_names
 
 
 def brand_tokens(frame: pd.DataFrame, schema: str | Schema) -> list[list[str]]:
@@ -61,14 +61,6 @@ class VocabularyPriceTransform(FoldTransform):
             self.pairs_ = (pairs[:, 0], pairs[:, 1], len(uniques))
         return self.pairs_
 
-    def _inner_fold_of(self, rows: np.ndarray) -> np.ndarray:
-        """Inner fold per training row; rows of one group share a fold (as in KnnTargetTransform)."""
-        rng = np.random.default_rng(self.seed)
-        if self.groups is None:
-            return rng.permutation(np.arange(len(rows)) % self.inner_folds)
-        _, group_index = np.unique(np.asarray(self.groups)[rows], return_inverse=True)
-        return rng.permutation(np.arange(group_index.max() + 1) % self.inner_folds)[group_index.ravel()]
-
     def _table(self, rows: np.ndarray, log_y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(smoothed value, support) per token code from `rows`; value NaN for tokens under min_count."""
         pair_row, pair_token, n_tokens = self._pairs()
@@ -108,7 +100,7 @@ class VocabularyPriceTransform(FoldTransform):
         self.train_values_ = np.full((len(self.tokens), 3), np.nan, dtype=np.float32)
         self.is_train_ = np.zeros(len(self.tokens), dtype=bool)
         self.is_train_[rows] = True
-        inner = self._inner_fold_of(rows)
+        inner = inner_folds(rows, self.inner_folds, self.seed, self.groups)
         for fold in range(self.inner_folds):
             held, kept = inner == fold, inner != fold
             if held.any():
