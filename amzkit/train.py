@@ -18,6 +18,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -324,17 +325,15 @@ class FoldGroupInputs:
     schema: Schema
     seed: int = 0
     tfidf_dim: int = 64
-    _groups: np.ndarray | None = None
 
-    @property
+    @cached_property
     def groups(self) -> np.ndarray:
         """Normalised product name per row: copies of one product share inner folds as they share outer ones."""
-        if self._groups is None:
-            self._groups = product_names(self.both, self.schema).to_numpy()
-        return self._groups
+        return product_names(self.both, self.schema).to_numpy()
 
-    @property
+    @cached_property
     def texts(self) -> list[str]:
+        """The row text (computed once, whichever groups read it)."""
         return row_text(self.both, self.schema).tolist()
 
 
