@@ -9,6 +9,13 @@ import json
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+from amzkit.core.io import id_hash, write_json, write_npy
+from amzkit.core.schema import get_schema, load_split
+from amzkit.core.workdir import stage_dir
+from amzkit.embed.aesthetic import aesthetic_mlp
+from amzkit.embed.registry import AESTHETIC_HEAD_FILES
 
 TINY_CLIP_CONFIG = {
     "embed_dim": 16,
@@ -49,7 +56,6 @@ def save_random_aesthetic(folder: str | Path, model_cfg: dict | str = TINY_CLIP_
     import open_clip
     import torch
 
-    from amzkit.models import AESTHETIC_HEAD_FILES, aesthetic_mlp
 
     folder = save_random_open_clip(folder, model_cfg, seed)
     config = open_clip.get_model_config(model_cfg) if isinstance(model_cfg, str) else model_cfg
@@ -66,8 +72,6 @@ def write_product_jpegs(folder: str | Path, count: int, size: int = 1000, seed: 
     Gradient, shapes and smoothed sensor noise give files of ~100 KB at 1000 px, like real product photos
     (pure noise would make entropy decoding dominate and hide what draft-mode decoding saves).
     """
-    from PIL import Image, ImageDraw, ImageFilter
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -92,8 +96,6 @@ def write_product_jpegs(folder: str | Path, count: int, size: int = 1000, seed: 
 
 def write_embedding_run(work_dir: str | Path, name: str, splits: dict[str, tuple[np.ndarray, np.ndarray]]) -> Path:
     """Write a finished 01_extract run from arrays: splits maps 'train'/'test' to (embeddings, ids)."""
-    from amzkit.io import id_hash, stage_dir, write_json, write_npy
-
     run = stage_dir(work_dir, "01_extract") / name
     manifest = {"model": name, "splits": {}}
     for split, (embeddings, ids) in splits.items():
@@ -110,8 +112,6 @@ def write_embedding_run(work_dir: str | Path, name: str, splits: dict[str, tuple
 def dev_competition(train_csv: str | Path, schema: str = "amazon2023", n_test: int = 64) -> dict:
     """A train/test pair from one labelled CSV of real rows (benchmarks): test = the first `n_test` rows,
     unlabelled and with negated ids so that no id is shared."""
-    from amzkit.schema import get_schema, load_split
-
     schema_ = get_schema(schema)
     train = load_split(train_csv, schema_, "train")
     test = train.head(n_test).drop(columns=[schema_.target])

@@ -30,7 +30,8 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
-from amzkit.fetch import MAX_WORKERS, fetch_images
+from amzkit.images.fetch import fetch_images
+from amzkit.images.http import MAX_WORKERS
 
 DEFAULT_N = 2000
 DEFAULT_LATENCY_MS = 50.0

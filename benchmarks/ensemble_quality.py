@@ -17,11 +17,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from amzkit.ensemble import ensemble
-from amzkit.extract import extract
-from amzkit.learners import learner_run
+from amzkit.stages.ensemble import ensemble
+from amzkit.stages.extract import extract
+from amzkit.stages.train import train_run
 from amzkit.testing import dev_competition
-from amzkit.train import train_run
 
 SCHEMA = "amazon2023"
 FEATURES = ["quantity", "text_stats", "keywords", "brand", "category", "tfidf"]
@@ -55,9 +54,10 @@ def main() -> None:
     runs = {
         "lgbm_default": lambda: train_run(data, SCHEMA, work, "lgbm_default", FEATURES, [], **lgbm),
         "lgbm_seed": lambda: train_run(data, SCHEMA, work, "lgbm_seed", FEATURES, [], preset="seed", **lgbm),
-        "ridge_tfidf": lambda: learner_run(data, SCHEMA, work, "ridge_tfidf", learner="ridge_tfidf", **common),
-        f"knn_{args.embedding}": lambda: learner_run(data, SCHEMA, work, f"knn_{args.embedding}", learner="knn",
-                                                     embedding=args.embedding, k=args.knn_k, **common),
+        "ridge_tfidf": lambda: train_run(data, SCHEMA, work, "ridge_tfidf", learner="ridge_tfidf", **common),
+        f"knn_{args.embedding}": lambda: train_run(data, SCHEMA, work, f"knn_{args.embedding}", learner="knn",
+                                                   learner_params={"embedding": args.embedding, "k": args.knn_k},
+                                                   **common),
     }
     for name, make in runs.items():
         m = make()

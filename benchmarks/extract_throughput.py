@@ -22,7 +22,7 @@ import numpy as np
 
 
 def decode_rate(paths: list[str], draft_px: int | None) -> float:
-    from amzkit.fetch import open_image
+    from amzkit.images.decode import open_image
 
     started = time.perf_counter()
     for path in paths:
@@ -49,7 +49,7 @@ def naive_rate(model_dir: Path, paths: list[str], batch_size: int, device: str) 
 
 
 def amzkit_rate(model_dir: Path, paths: list[str], batch_size: int, device: str) -> tuple[float, np.ndarray]:
-    from amzkit.models import create_embedder
+    from amzkit.embed.factory import create_embedder
 
     _, embedder = create_embedder(f"local-dir:{model_dir}", batch_size=batch_size, device=device)
     embedder.fit()

@@ -29,8 +29,8 @@ def timed(fn) -> tuple[object, float, float]:
 
 
 def main() -> None:
-    from amzkit.fetch import cached_images
-    from amzkit.imagefeatures import colour_features, colour_of_paths, image_meta_features
+    from amzkit.images.features import colour_features, colour_of_paths, image_meta_features
+    from amzkit.images.fetch import cached_images
     from amzkit.testing import write_product_jpegs
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

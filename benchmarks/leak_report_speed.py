@@ -21,7 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from amzkit.leaks import COLOUR_GRID, _nearest_hash, _nearest_text, _tfidf, duplicate_report, summarize_report
+from amzkit.images.hashes import COLOUR_GRID, nearest_hash
+from amzkit.stages.leaks import duplicate_report, summarize_report
+from amzkit.text.similarity import nearest_text, tfidf_rows
 
 SHARED = Path(os.environ.get("AMZKIT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
@@ -83,7 +85,7 @@ def main() -> None:
     from sklearn.metrics.pairwise import cosine_similarity
 
     n = min(args.subset, args.rows)
-    _, matrix = _tfidf(train_text[:n] + test_text[:n])
+    _, matrix = tfidf_rows(train_text[:n] + test_text[:n])
     queries, reference = matrix[n:], matrix[:n]
     t = time.perf_counter()
     dense = cosine_similarity(queries, reference)
@@ -91,7 +93,7 @@ def main() -> None:
     dense_s = time.perf_counter() - t
     del dense
     t = time.perf_counter()
-    ours_best, _ = _nearest_text(queries, reference)
+    ours_best, _ = nearest_text(queries, reference)
     ours_s = time.perf_counter() - t
     agree = float((ours_best == dense_best).mean())
     print(f"subset {n:,} x {n:,}: blocked sparse {ours_s:.1f} s vs dense cosine_similarity {dense_s:.1f} s "
@@ -112,7 +114,7 @@ def main() -> None:
     colours = rng.uniform(0, 255, (2, args.rows, COLOUR_GRID * COLOUR_GRID * 3)).astype(np.float32)
     names = np.arange(args.rows).astype(str)
     t = time.perf_counter()
-    _nearest_hash(hashes[1], hashes[0], 4, names, colours[1], colours[0])
+    nearest_hash(hashes[1], hashes[0], 4, names, colours[1], colours[0])
     print(f"image-hash search {args.rows:,} x {args.rows:,} (random hashes): {time.perf_counter() - t:.0f} s, "
           f"peak RSS {peak_rss_gb():.2f} GB")
     print(f"twins found: {summary['with_twin']:,} ({summary['by_kind']}); planted copies matched to their source: "

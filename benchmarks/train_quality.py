@@ -26,14 +26,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from amzkit.demo import make_demo
-from amzkit.extract import extract, load_data
-from amzkit.learners import learner_run
-from amzkit.metric import smape
-from amzkit.schema import get_schema, load_split
+from amzkit.app.demo import make_demo
+from amzkit.core.metric import smape
+from amzkit.core.schema import get_schema, load_data, load_split
+from amzkit.stages.extract import extract
+from amzkit.stages.train import train_run
+from amzkit.stages.tune import tune_preset
 from amzkit.testing import dev_competition
-from amzkit.train import train_run
-from amzkit.tune import tune_preset
 
 SCHEMA = "amazon2023"
 FEATURES = ["quantity", "text_stats", "keywords", "brand", "category", "dimensions", "tfidf"]
@@ -126,7 +125,7 @@ def main() -> None:
     seed = train_run(data, SCHEMA, work, "seed", FEATURES, [], preset="seed", **common)
     rows["constant median"] = (seed["constant_median_smape"], float("nan"), 0.0)
     rows["seed preset (roadmap params, raw target)"] = seed
-    rows["TF-IDF + ridge on log1p"] = learner_run(data, SCHEMA, work, "ridge_tfidf", **common)
+    rows["TF-IDF + ridge on log1p"] = train_run(data, SCHEMA, work, "ridge_tfidf", learner="ridge_tfidf", **common)
     rows[BASE] = train_run(data, SCHEMA, work, "default_features", FEATURES, [], **common)
     rows[f"default preset + {args.text_model} (pca:16, knn:20)"] = train_run(
         data, SCHEMA, work, "default", FEATURES, [f"{args.text_model}:pca:16", f"{args.text_model}:knn:20"], **common)

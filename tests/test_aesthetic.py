@@ -18,16 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from amzkit.extract import extract, load_data, load_embeddings
-from amzkit.models import (
-    AESTHETIC_HEAD_FILES,
-    AESTHETIC_HEAD_URL,
-    AESTHETIC_LINEAR,
-    MODELS,
-    create_embedder,
-    get_model_spec,
-    registry_table,
-)
+from amzkit.stages.extract import extract
+from amzkit.core.schema import load_data
+from amzkit.embed.runs import load_embeddings
+from amzkit.embed.registry import AESTHETIC_HEAD_FILES, AESTHETIC_HEAD_URL, MODELS, get_model_spec, registry_table
+from amzkit.embed.aesthetic import AESTHETIC_LINEAR
+from amzkit.embed.factory import create_embedder
 from amzkit.testing import TINY_CLIP_CONFIG, save_random_aesthetic, save_random_open_clip, write_product_jpegs
 
 ORIGINAL_HEAD = "sac+logos+ava1-l14-linearMSE.pth"
@@ -67,7 +63,7 @@ def _by_hand(folder: Path, head_file: Path, paths: list[str]) -> tuple[np.ndarra
     import open_clip
     import torch
 
-    from amzkit.fetch import open_image
+    from amzkit.images.decode import open_image
 
     model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{folder}", pretrained=None)
     state = torch.load(folder / "open_clip_pytorch_model.bin", weights_only=True)
@@ -135,7 +131,7 @@ def test_mixed_precision_runs_the_clip_in_bf16_and_the_head_in_fp32(aesthetic_di
 
 
 def test_extract_stores_one_float32_score_per_row(aesthetic_dir, tmp_path):
-    from amzkit.demo import make_demo
+    from amzkit.app.demo import make_demo
 
     data_dir = make_demo(tmp_path / "data", n_train=6, n_test=3, seed=1, image_px=64).train_csv.parent
     data = load_data(data_dir, "amazon2025")

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from amzkit.correlate import analyse_embedding, null_max_abs_corr, pearson_columns, verdict
+from amzkit.stages.correlate import analyse_embedding, null_max_abs_corr, verdict
+from amzkit.ml.stats import pearson_columns
 
 
 def _prices(rng, n):
@@ -93,8 +94,8 @@ def test_excluded_rows_are_counted_not_used():
 
 
 def test_correlate_refuses_a_run_computed_for_other_rows(tmp_path):
-    from amzkit.correlate import correlate
-    from amzkit.io import id_hash, write_json, write_npy
+    from amzkit.stages.correlate import correlate
+    from amzkit.core.io import id_hash, write_json, write_npy
 
     run = tmp_path / "01_extract" / "fake"
     ids = np.arange(100)
@@ -108,8 +109,8 @@ def test_correlate_refuses_a_run_computed_for_other_rows(tmp_path):
 
 
 def test_real_minilm_text_embeddings_of_2023_rows_beat_the_constant(shared_data):
-    from amzkit.models import create_embedder
-    from amzkit.schema import load_split, row_text
+    from amzkit.embed.factory import create_embedder
+    from amzkit.core.schema import load_split, row_text
 
     train = load_split(shared_data / "amz23_dev.csv", "amazon2023", "train")
     _, embedder = create_embedder("minilm", batch_size=64, device="cpu")
@@ -121,7 +122,7 @@ def test_real_minilm_text_embeddings_of_2023_rows_beat_the_constant(shared_data)
 
 
 def test_knn_probe_on_a_one_column_run_uses_nearest_values_not_cosine():
-    from amzkit.correlate import knn_probe, make_probe_folds
+    from amzkit.stages.correlate import knn_probe, make_probe_folds
 
     rng = np.random.default_rng(0)
     score = rng.normal(size=(600, 1)).astype(np.float32)  # e.g. an aesthetic score that sets the price

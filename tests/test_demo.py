@@ -11,16 +11,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from amzkit.demo import (
-    BRANDS,
-    CATEGORIES,
-    KEYWORDS,
-    MARKER_NAME,
-    SHAPES,
-    TALL_IMAGE_RATIO,
-    DemoFiles,
-    make_demo,
-)
+from amzkit.app.demo_catalog import BRANDS, CATEGORIES, KEYWORDS, SHAPES
+from amzkit.app.demo import MARKER_NAME, TALL_IMAGE_RATIO, DemoFiles, make_demo
 
 N_TRAIN, N_TEST, IMAGE_PX = 600, 200, 224
 PACK_PHRASE = re.compile(r"\(Pack of \d+\)|\b\d+-Pack\b|\b\d+ per case\b")

@@ -9,18 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from amzkit.ensemble import (
-    METHODS,
-    Calibrator,
-    blend,
-    ensemble,
-    fit_factor,
-    fit_weights,
-    plot_ensemble,
-    summary_table,
-)
-from amzkit.io import id_hash
-from amzkit.metric import smape
+from amzkit.stages.ensemble import METHODS, Calibrator, blend, ensemble, fit_factor, fit_weights, plot_ensemble, summary_table
+from amzkit.core.io import id_hash
+from amzkit.core.metric import smape
 
 N_ROWS, N_FOLDS, N_TEST = 2000, 5, 300
 
@@ -303,7 +294,7 @@ class SpyMeta:
         return frozenset(self.lookup.get(tuple(r), -1) for r in x)
 
     def fit(self, x: np.ndarray, y_log: np.ndarray) -> SpyMeta:
-        from amzkit.ensemble import RidgeStack
+        from amzkit.stages.ensemble import RidgeStack
 
         self.fit_rows_ = self._rows(x)
         self.model_ = RidgeStack().fit(x, y_log)

@@ -10,10 +10,14 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from amzkit.demo import make_demo
-from amzkit.extract import extract, load_data, load_embeddings
-from amzkit.fetch import fetch_images
-from amzkit.models import MODELS, ColorStatsEmbedder, create_embedder, get_model_spec
+from amzkit.app.demo import make_demo
+from amzkit.stages.extract import extract
+from amzkit.core.schema import load_data
+from amzkit.embed.runs import load_embeddings
+from amzkit.images.fetch import fetch_images
+from amzkit.embed.registry import MODELS, get_model_spec
+from amzkit.embed.simple import ColorStatsEmbedder
+from amzkit.embed.factory import create_embedder
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +198,7 @@ def _run_bytes(work_dir, model):
 
 def _counting_factory(monkeypatch, fail_on_call: int | None = None):
     """Wrap create_embedder so transform calls are counted and (optionally) the n-th call dies."""
-    import amzkit.extract as extract_module
+    import amzkit.stages.extract as extract_module
 
     calls = {"n": 0}
     real_factory = extract_module.create_embedder
@@ -246,7 +250,7 @@ def test_a_half_written_shard_is_not_trusted(shard_data, small_demo, tmp_path, m
 
 
 def test_shards_split_across_kernels_merge_into_the_single_kernel_result(shard_data, small_demo, tmp_path):
-    from amzkit.extract import merge_shards
+    from amzkit.stages.extract import merge_shards
 
     extract(shard_data, small_demo, tmp_path / "single", "amazon2025", "tfidf-svd", shard_rows=SHARD_ROWS_SMALL)
     parts = []

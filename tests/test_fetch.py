@@ -21,20 +21,10 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageFile
 
-from amzkit.fetch import (
-    MANIFEST_NAME,
-    STATUSES,
-    RetryPolicy,
-    cache_name,
-    fetch_images,
-    is_remote,
-    link_scheme,
-    open_image,
-    parse_retry_after,
-    prepare_image,
-    read_manifest,
-    summarize,
-)
+from amzkit.images.records import MANIFEST_NAME, STATUSES, cache_name, is_remote, link_scheme, read_manifest, summarize
+from amzkit.images.http import RetryPolicy, parse_retry_after
+from amzkit.images.fetch import fetch_images
+from amzkit.images.decode import open_image, prepare_image
 
 FAST_RETRY = RetryPolicy(attempts=3, backoff_s=0.05, backoff_cap_s=0.2, retry_after_cap_s=2.0,
                          final_pass_workers=2, final_pass_attempts=1, final_pass_timeout_factor=1.0)
@@ -451,7 +441,7 @@ def test_old_manifest_lines_without_mode_still_load(tmp_path):
 
 
 def test_cached_images_needs_no_server(first, server):
-    from amzkit.fetch import cached_images
+    from amzkit.images.fetch import cached_images
 
     before = server.snapshot()
     table = cached_images(first["series"], first["base"], first["cache"])

@@ -16,19 +16,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from amzkit import imagefeatures
-from amzkit.fetch import MANIFEST_NAME, cached_images, fetch_images
-from amzkit.imagefeatures import (
-    IMAGE_FEATURE_GROUPS,
-    build_image_features,
-    colour_feature_names,
-    colour_features,
-    colour_of_paths,
-    colour_stats,
-    image_meta_features,
-    image_pixels,
-    kmeans_colours,
-)
+from amzkit.images import features as imagefeatures
+from amzkit.images.records import MANIFEST_NAME
+from amzkit.images.fetch import cached_images, fetch_images
+from amzkit.images.features import IMAGE_FEATURE_GROUPS, build_image_features, colour_feature_names, colour_features, colour_of_paths, colour_stats, image_meta_features, image_pixels, kmeans_colours
 from amzkit.testing import write_product_jpegs
 
 

@@ -17,9 +17,9 @@ import nbformat
 import pytest
 from conftest import REPO_ROOT
 
-from amzkit import kaggle
-from amzkit.__main__ import main
-from amzkit.io import STAGES, list_runs
+from amzkit.app import kaggle
+from amzkit.app.cli import main
+from amzkit.core.workdir import STAGES, list_runs
 
 SECRET = "s3cr3t-k3y-0f-the-t3st-5a5a5a5a"
 OWNER = "alice"

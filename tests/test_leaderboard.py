@@ -9,17 +9,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
-from amzkit.io import write_json
-from amzkit.leaderboard import (
-    LB_COLUMNS,
-    LeaderboardError,
-    add_cli,
-    add_score,
-    cv_lb_fit,
-    leaderboard,
-    plot_cv_vs_lb,
-    tracking_verdict,
-)
+from amzkit.core.io import write_json
+from amzkit.stages.leaderboard import LB_COLUMNS, LeaderboardError, add_cli, add_score, cv_lb_fit, leaderboard, plot_cv_vs_lb, tracking_verdict
 
 
 def make_run(work_dir: Path, run: str, cv: float) -> None:
@@ -167,7 +158,7 @@ def test_cli_errors(tmp_path: Path, capsys) -> None:
 
 
 def test_notebook_section_records_scores_once_and_plots(tmp_path: Path, capsys) -> None:
-    from amzkit.leaderboard import show_leaderboard
+    from amzkit.stages.leaderboard import show_leaderboard
 
     assert show_leaderboard(tmp_path, {}) is None
     assert "no public LB scores yet" in capsys.readouterr().out

@@ -7,8 +7,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from amzkit import leaks
-from amzkit.leaks import TwinPriceTransform, dhash, duplicate_report, hamming, summarize_report
+from amzkit.stages import leaks
+from amzkit.ml.encodings import TwinPriceTransform
+from amzkit.images.hashes import dhash, hamming
+from amzkit.stages.leaks import duplicate_report, summarize_report
 
 N_TRAIN, N_DISTINCT_TEST = 200, 30
 # Planted test copies: (kind, how many); each takes the next train rows as sources.

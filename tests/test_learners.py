@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from amzkit.ensemble import ensemble
-from amzkit.learners import LEARNERS, OPTIONAL_LEARNERS, KnnEmbedding, get_learner, learner_run
+from amzkit.stages.ensemble import ensemble
+from amzkit.ml.learners import LEARNERS, OPTIONAL_LEARNERS, KnnEmbedding, get_learner, learner_run
 from amzkit.testing import write_embedding_run
-from amzkit.train import FeatureSet, train_run
+from amzkit.ml.featureset import FeatureSet
+from amzkit.stages.train import train_run
 
 FAST = {"learning_rate": 0.1, "num_leaves": 15, "min_data_in_leaf": 10}
 PRICE_WORDS = {"budget": 3.0, "basic": 8.0, "premium": 40.0, "luxury": 150.0}
@@ -165,8 +166,8 @@ def test_tree_wrappers_hold_out_training_rows_for_early_stopping(monkeypatch, tm
 
 
 def test_tree_wrapper_fits_per_fold_transforms_on_training_rows_only():
-    from amzkit.learners import XGBoostFeatures
-    from amzkit.train import FoldTransform
+    from amzkit.ml.trees import XGBoostLearner
+    from amzkit.ml.transforms import FoldTransform
 
     seen = []
 

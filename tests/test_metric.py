@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import mean_absolute_percentage_error
 
-from amzkit.metric import METRICS, constant_baseline, mape, score_2023, smape, smape_per_row
+from amzkit.core.metric import METRICS, constant_baseline, mape, score_2023, smape, smape_per_row
 
 # Prices: zero or a realistic positive range (far from float underflow / overflow).
 PRICE = st.one_of(st.just(0.0), st.floats(min_value=1e-3, max_value=1e6))

@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from amzkit import models
-from amzkit.models import LOADERS, MODELS, ModelSpec, create_embedder, get_model_spec, registry_table
+from amzkit.embed import registry as models
+from amzkit.embed.factory import LOADERS, create_embedder
+from amzkit.embed.registry import MODELS, ModelSpec, get_model_spec, registry_table
 
 CATALOG = [
     "Item Name: Organic extra virgin olive oil, 1 liter bottle",

@@ -8,8 +8,8 @@ import nbformat
 import pytest
 from conftest import REPO_ROOT
 
-from amzkit.kaggle import INSTALL_CELL
-from amzkit.notebook import PARAMETERS, check_parameters, stage_parameters
+from amzkit.app.kaggle import INSTALL_CELL
+from amzkit.app.parameters import PARAMETERS, check_parameters, stage_parameters
 
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
 MAX_LOGIC_LINES = 3

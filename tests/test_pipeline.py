@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from conftest import REPO_ROOT
 
-from amzkit.pipeline import run_demo
-from amzkit.submit import validate_file
+from amzkit.app.runners import run_demo
+from amzkit.stages.submit import validate_file
 
 pytestmark = pytest.mark.slow
 
@@ -65,7 +65,7 @@ def test_cv_smape_beats_the_constant_median(demo_run):
         train = _metrics(out, "03_train", run)
         assert train["cv_smape"] < 0.8 * train["constant_median_smape"], run
         oof = pd.read_csv(out / "03_train" / run / "oof.csv")
-        from amzkit.metric import smape
+        from amzkit.core.metric import smape
 
         assert smape(oof["target"], oof["pred"]) == pytest.approx(train["cv_smape"], rel=1e-12)
     assert metrics["cv_smape"] < 0.8 * metrics["constant_median_smape"]

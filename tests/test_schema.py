@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from amzkit.schema import SCHEMAS, get_schema, load_split, row_text
+from amzkit.core.schema import SCHEMAS, get_schema, load_split, row_text
 
 DEV_2023 = "amz23_dev.csv"
 SAMPLE_2025 = "amz25_sample_test.csv"

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from amzkit.__main__ import main
-from amzkit.submit import SubmissionError, validate_file, validate_submission, write_submission
+from amzkit.app.cli import main
+from amzkit.stages.submit import SubmissionError, validate_file, validate_submission, write_submission
 
 SAMPLE_2025 = "amz25_sample_test.csv"
 IDS = [101, 205, 307, 412]

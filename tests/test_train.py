@@ -8,19 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from amzkit.metric import smape
+from amzkit.core.metric import smape
 from amzkit.testing import write_embedding_run
-from amzkit.train import (
-    PRESETS,
-    FeatureSet,
-    FoldTransform,
-    LightGBMRegressor,
-    TopKCorrTransform,
-    cross_validate,
-    make_folds,
-    parse_embedding_spec,
-    train_run,
-)
+from amzkit.ml.presets import PRESETS
+from amzkit.ml.featureset import FeatureSet, parse_embedding_spec
+from amzkit.ml.transforms import FoldTransform, TopKCorrTransform
+from amzkit.ml.trees import LightGBMLearner
+from amzkit.ml.cv import cross_validate
+from amzkit.ml.folds import make_folds
+from amzkit.stages.train import train_run
 
 FAST = {"learning_rate": 0.1, "num_leaves": 15, "min_data_in_leaf": 10}
 
@@ -174,7 +170,7 @@ def test_per_group_models_join_the_same_folds(synthetic):
 
 
 def test_neighbour_price_features_never_read_a_rows_own_label():
-    from amzkit.train import KnnTargetTransform
+    from amzkit.ml.transforms import KnnTargetTransform
 
     rng = np.random.default_rng(3)
     n = 1000
@@ -214,7 +210,7 @@ def test_a_misspelt_feature_group_is_refused_naming_every_group(synthetic):
 # --- saved presets ---------------------------------------------------------------------------------------
 
 def test_saved_preset_is_resolved_by_name_and_built_in_names_are_protected(synthetic):
-    from amzkit.train import resolve_preset, save_preset, saved_presets
+    from amzkit.ml.presets import resolve_preset, save_preset, saved_presets
 
     data, work = synthetic
     tuned = {**PRESETS["default"], "params": {**PRESETS["default"]["params"], **FAST, "num_leaves": 7}}
@@ -245,13 +241,16 @@ class _SpyModel(LightGBMRegressor):
 
 
 def test_pseudo_rows_train_but_never_validate_and_carry_their_folds_own_labels(synthetic):
-    from amzkit.train import TEST_FOLD_PRED_FILE, assemble_features, pseudo_labels, shared_folds
+    from amzkit.ml.runs import TEST_FOLD_PRED_FILE
+    from amzkit.ml.featureset import assemble_features
+    from amzkit.ml.pseudo import pseudo_labels
+    from amzkit.ml.folds import shared_folds
 
     data, work = synthetic
     train_run(data, "amazon2025", work, "source", ["text_stats"], ["planted"], lgb_params=FAST)
     fold_pred = pd.read_csv(work / "03_train" / "source" / TEST_FOLD_PRED_FILE)
     assert list(fold_pred.columns) == ["id"] + [f"fold{f}" for f in range(5)]
-    from amzkit.schema import get_schema
+    from amzkit.core.schema import get_schema
 
     schema = get_schema("amazon2025")
     folds = shared_folds(work, data["train"], schema, 5, 42, "stratified")
@@ -303,7 +302,7 @@ def test_pseudo_labels_refuse_a_source_from_other_folds(synthetic, tmp_path):
 
 def test_every_feature_group_is_reachable_by_name_from_train_run(synthetic):
     """The groups 03's `features` parameter accepts, text ones end to end (image ones: test_imagefeatures)."""
-    from amzkit.train import all_feature_groups
+    from amzkit.ml.featureset import all_feature_groups
 
     data, work = synthetic
     groups = all_feature_groups()

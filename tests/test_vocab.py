@@ -6,17 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from amzkit.features import FEATURE_GROUPS, build_features
-from amzkit.metric import smape
-from amzkit.schema import load_split
-from amzkit.train import FeatureSet, LightGBMRegressor, cross_validate, make_folds
-from amzkit.vocab import (
-    VocabularyPriceTransform,
-    brand_price_transform,
-    brand_tokens,
-    material_price_transform,
-    material_tokens,
-)
+from amzkit.text.features import FEATURE_GROUPS, build_features
+from amzkit.core.metric import smape
+from amzkit.core.schema import load_split
+from amzkit.ml.featureset import FeatureSet
+from amzkit.ml.trees import LightGBMLearner
+from amzkit.ml.cv import cross_validate
+from amzkit.ml.folds import make_folds
+from amzkit.ml.encodings import VocabularyPriceTransform, brand_price_transform, material_price_transform
+from amzkit.text.vocab import brand_tokens, material_tokens
 
 FAST = {"learning_rate": 0.1, "num_leaves": 15, "min_data_in_leaf": 10}
 

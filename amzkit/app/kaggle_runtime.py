@@ -1,0 +1,240 @@
+"""Inside a Kaggle kernel: which stage runs where, what is mounted under /kaggle/input, and chaining kernels.
+
+Mount layouts differ between Kaggle versions (flat `/kaggle/input/<slug>` or grouped `competitions/`,
+`datasets/<owner>/`, `notebooks/<owner>/`): inputs are found by probing, never by one fixed path.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from amzkit.core.workdir import KAGGLE_INPUT, STAGES
+
+
+@dataclass(frozen=True)
+class StageKernel:
+    """How one notebook runs as a Kaggle kernel, and whose outputs it reads."""
+
+    enable_gpu: bool
+    enable_internet: bool
+    machine_shape: str | None  # None = Kaggle's CPU machine
+    reads: tuple[str, ...]  # stages whose `<stage>/` folders this stage reads
+    why: str
+
+
+KERNELS: dict[str, StageKernel] = {
+    "01_extract": StageKernel(True, True, "NvidiaTeslaT4", (),
+                              "image/text encoders want a T4; internet fetches image_link URLs and hf-hub weights"),
+    "02_correlate": StageKernel(False, False, None, ("01_extract",),
+                                "numpy statistics over the embeddings: CPU; every input is mounted, so offline"),
+    "03_train": StageKernel(False, False, None, ("01_extract",),
+                            "LightGBM trains on CPU (a GPU session would only burn quota); inputs mounted, offline"),
+    "04_ensemble": StageKernel(False, False, None, ("03_train",),
+                               "weights over OOF predictions of 03's runs: seconds of CPU, offline"),
+    "05_submit": StageKernel(False, False, None, ("04_ensemble", "03_train"),
+                             "writes the CSV from 04's blend or one 03 run (-p source): CPU, offline"),
+}
+
+
+# Folders directly under the input root that group mounts by kind: name -> (kind, levels down to a mount).
+MOUNT_GROUPS: dict[str, tuple[str, int]] = {
+    "competitions": ("competition", 1),
+    "datasets": ("dataset", 2),
+    "notebooks": ("notebook", 2),
+    "models": ("model", 2),
+}
+
+
+# Where the wheel can sit below the input root: <slug>/, <group>/<slug>/ or <group>/<owner>/<slug>/.
+WHEEL_GLOBS: tuple[str, ...] = ("*/amzkit-*.whl", "*/*/amzkit-*.whl", "*/*/*/amzkit-*.whl")
+
+
+# First code cell of every notebook: installs amzkit from the wheel dataset on Kaggle, a no-op elsewhere or when
+# amzkit is importable. `--no-deps`: the image's own numpy/torch/... are used as they are (pip's resolver would
+# refuse an older pinned seaborn or scikit-learn with --no-index); extra wheels in the folder (--with-deps) go too.
+INSTALL_CELL = f"""\
+# Kaggle: install amzkit from the attached amzkit-wheel dataset (does nothing elsewhere or when amzkit is installed)
+import importlib.util as _iu, pathlib as _pl, subprocess as _sp, sys as _sys
+_whl = [] if _iu.find_spec("amzkit") else sorted(
+    w for g in {WHEEL_GLOBS!r} for w in _pl.Path("{KAGGLE_INPUT}").glob(g))
+if _whl:
+    _sp.check_call([_sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps",
+                    "--find-links", str(_whl[-1].parent), "amzkit",
+                    *sorted(str(w) for w in _whl[-1].parent.glob("*.whl") if not w.name.startswith("amzkit-"))])"""
+
+
+@dataclass(frozen=True)
+class Mount:
+    """One input attached to a kernel."""
+
+    kind: str  # competition | dataset | notebook | model | input (the flat layout does not say which)
+    slug: str
+    path: Path
+    owner: str = ""
+
+
+def _subdirs(folder: Path) -> list[Path]:
+    try:
+        return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError:
+        return []
+
+
+def list_mounts(root: str | Path = KAGGLE_INPUT) -> list[Mount]:
+    """Every input under `root`, in both the flat and the grouped (competitions/datasets/notebooks) layouts."""
+    mounts = []
+    for child in _subdirs(Path(root)):
+        if child.name not in MOUNT_GROUPS:
+            mounts.append(Mount("input", child.name, child))
+            continue
+        kind, levels = MOUNT_GROUPS[child.name]
+        if levels == 1:
+            mounts += [Mount(kind, m.name, m) for m in _subdirs(child)]
+        else:
+            mounts += [Mount(kind, m.name, m, owner.name) for owner in _subdirs(child) for m in _subdirs(owner)]
+    return mounts
+
+
+def _walk(top: Path, max_depth: int) -> Iterator[tuple[Path, int, list[str], list[str]]]:
+    """os.walk down to `max_depth` levels below `top`; yields (folder, depth, subfolder names, file names)."""
+    top = Path(top)
+    base = len(top.parts)
+    for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
+        folder = Path(dirpath)
+        depth = len(folder.parts) - base
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if depth < max_depth else []
+        yield folder, depth, dirnames, filenames
+
+
+def _inside_work_dir(folder: Path, stop: Path) -> bool:
+    """True when `folder` sits in an amzkit work folder (a parent holding stage folders), e.g. demo data."""
+    for parent in [folder, *folder.parents]:
+        if any((parent / stage).is_dir() for stage in STAGES):
+            return True
+        if parent == stop:
+            return False
+    return False
+
+
+def find_data_dirs(root: str | Path = KAGGLE_INPUT, train_name: str = "train.csv", test_name: str = "test.csv",
+                   prefer: Sequence[str] = (), max_depth: int = 4) -> list[Path]:
+    """Every folder holding both CSVs, best first: competition mounts (or slugs in `prefer`), then plain inputs,
+    then copies inside a previous kernel's work folder; shallower before deeper."""
+    ranked = []
+    for mount in list_mounts(root):
+        for folder, depth, _, files in _walk(mount.path, max_depth):
+            if train_name in files and test_name in files:
+                key = (0 if mount.kind == "competition" or mount.slug in prefer else 1,
+                       1 if _inside_work_dir(folder, mount.path) else 0,
+                       1 if mount.kind == "notebook" else 0, depth, str(folder))
+                ranked.append((key, folder))
+    return [folder for _, folder in sorted(ranked)]
+
+
+def find_data_dir(root: str | Path = KAGGLE_INPUT, train_name: str = "train.csv", test_name: str = "test.csv",
+                  prefer: Sequence[str] = ()) -> Path:
+    """The competition data folder (train + test CSV) under `root`; the error lists what is attached."""
+    found = find_data_dirs(root, train_name, test_name, prefer)
+    if found:
+        return found[0]
+    attached = ", ".join(f"{m.kind}:{m.slug}" for m in list_mounts(root)) or "nothing"
+    raise FileNotFoundError(
+        f"no folder under {root} holds both {train_name} and {test_name} (attached: {attached}). Attach the "
+        "competition data (Add Input -> Competitions, or competition_sources in kernel-metadata.json) or pass "
+        "-p data_dir <folder>."
+    )
+
+
+def _is_stage_output(folder: Path) -> bool:
+    """A stage folder written by amzkit: metrics.json in it, or a run folder with metrics.json/manifest.json."""
+    if (folder / "metrics.json").is_file():
+        return True
+    return any((run / "metrics.json").is_file() or (run / "manifest.json").is_file() for run in _subdirs(folder))
+
+
+def find_stage_dirs(stage: str, root: str | Path = KAGGLE_INPUT, max_depth: int = 6) -> list[Path]:
+    """Every `<stage>/` output folder of previous kernels mounted under `root` (any layout), sorted."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; stages are {STAGES}")
+    found = []
+    for folder, _, dirnames, _ in _walk(Path(root), max_depth):
+        if folder.name == stage and _is_stage_output(folder):
+            found.append(folder)
+            dirnames[:] = []
+    return sorted(found)
+
+
+def find_work_dirs(root: str | Path = KAGGLE_INPUT) -> list[Path]:
+    """amzkit work folders of previous kernels: the parents of their stage folders."""
+    return sorted({d.parent for stage in STAGES for d in find_stage_dirs(stage, root)})
+
+
+def find_wheel_dir(root: str | Path = KAGGLE_INPUT) -> Path | None:
+    """The folder of the amzkit wheel dataset (the same globs as INSTALL_CELL), or None."""
+    wheels = sorted(w for g in WHEEL_GLOBS for w in Path(root).glob(g))
+    return wheels[-1].parent if wheels else None
+
+
+# Folders a stage writes beside its `<stage>/` output that later stages read too: 01's image cache (the
+# fetched pictures and their manifest) feeds 02's image hashes and 03's image_meta / colour groups.
+SIBLING_FOLDERS: dict[str, tuple[str, ...]] = {"01_extract": ("image_cache",)}
+
+
+def attach_previous_outputs(work_dir: str | Path, stage: str, root: str | Path = KAGGLE_INPUT) -> list[Path]:
+    """Link the outputs `stage` reads (KERNELS[stage].reads) from earlier kernels into `work_dir`.
+
+    Each entry of a mounted `<stage>/` folder (a run folder, metrics.json, folds.csv, ...) becomes a symlink
+    `work_dir/<stage>/<entry>`; entries already there are kept (this kernel's own and the first kernel's win),
+    so several 03_train kernels merge into one 03_train/. SIBLING_FOLDERS beside a mounted stage folder
+    (01's image_cache) are linked as `work_dir/<folder>` the same way. Returns the links made.
+    """
+    if stage not in KERNELS:
+        raise ValueError(f"unknown stage {stage!r}; stages are {list(KERNELS)}")
+    made = []
+    for needed in KERNELS[stage].reads:
+        for source in find_stage_dirs(needed, Path(root).absolute()):
+            target = Path(work_dir) / needed
+            target.mkdir(parents=True, exist_ok=True)
+            for entry in sorted(source.iterdir()):
+                link = target / entry.name
+                if link.exists() or link.is_symlink():
+                    continue
+                link.symlink_to(entry, target_is_directory=entry.is_dir())
+                made.append(link)
+            for name in SIBLING_FOLDERS.get(needed, ()):
+                sibling, link = source.parent / name, Path(work_dir) / name
+                if sibling.is_dir() and not (link.exists() or link.is_symlink()):
+                    link.symlink_to(sibling, target_is_directory=True)
+                    made.append(link)
+    return made
+
+
+def detach_previous_outputs(work_dir: str | Path, root: str | Path = KAGGLE_INPUT) -> int:
+    """Remove the links `attach_previous_outputs` made (so a kernel's output holds only what it wrote)."""
+    roots = {Path(root).absolute(), Path(root).resolve()}
+    removed = 0
+    folders = [Path(work_dir) / stage for stage in STAGES]
+    entries = [entry for folder in folders if folder.is_dir() for entry in folder.iterdir()]
+    entries += [Path(work_dir) / name for names in SIBLING_FOLDERS.values() for name in names]
+    for entry in entries:
+        target = Path(os.readlink(entry)) if entry.is_symlink() else None
+        if target is not None and any(target.is_relative_to(r) for r in roots):
+            entry.unlink()
+            removed += 1
+    return removed
+
+
+def describe_inputs(root: str | Path = KAGGLE_INPUT) -> str:
+    """What a kernel sees under `root`: mounts, the data folder, previous stages' outputs, the wheel."""
+    lines = [f"inputs under {root}:"]
+    lines += [f"  {m.kind:<11} {m.owner + '/' if m.owner else ''}{m.slug}  {m.path}" for m in list_mounts(root)]
+    data = find_data_dirs(root)
+    lines.append(f"data_dir: {data[0] if data else '(none: attach the competition data)'}")
+    for stage in STAGES:
+        for folder in find_stage_dirs(stage, root):
+            lines.append(f"{stage}: {folder}")
+    lines.append(f"amzkit wheel: {find_wheel_dir(root) or '(none: attach the amzkit-wheel dataset)'}")
+    return "\n".join(lines)

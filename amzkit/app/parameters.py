@@ -1,0 +1,85 @@
+"""Each notebook's parameters: the stages' declarations joined, and the guard every notebook calls.
+
+papermill only warns when `-p` names a parameter the notebook lacks (a typo then runs with the default).
+Every notebook calls `check_parameters(globals(), stage)` right after its parameters cell; the cell itself is
+generated from the same table (`parameters_cell`), and a test keeps the committed notebooks in step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import Any
+
+import nbformat
+
+from amzkit.core.params import COMMON, Parameters
+from amzkit.stages import correlate, ensemble, extract, leaderboard, leaks, submit, train
+
+STAGE_PARAMETERS: dict[str, Parameters] = {
+    "01_extract": COMMON + extract.PARAMETERS,
+    "02_correlate": COMMON + correlate.PARAMETERS + leaks.PARAMETERS,
+    "03_train": COMMON + train.PARAMETERS,
+    "04_ensemble": COMMON + ensemble.PARAMETERS,
+    "05_submit": COMMON + submit.PARAMETERS + leaderboard.PARAMETERS,
+}
+
+_LITERAL_TYPES = (str, int, float, bool, list, dict, tuple, type(None))
+_IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython", "open"}
+
+
+def parameters_of(stage: str) -> Parameters:
+    """The parameter table of notebook `stage` ('01_extract' .. '05_submit')."""
+    if stage not in STAGE_PARAMETERS:
+        raise ValueError(f"unknown stage {stage!r}; stages are {sorted(STAGE_PARAMETERS)}")
+    return STAGE_PARAMETERS[stage]
+
+
+def stage_parameters(stage: str) -> dict[str, Any]:
+    """A fresh copy of the Kaggle defaults of `stage`."""
+    return parameters_of(stage).defaults_dict()
+
+
+def parameters_cell(stage: str) -> str:
+    """The source of the notebook's parameters cell, `name: type = value  # help` per parameter."""
+    return parameters_of(stage).cell_source()
+
+
+def check_parameters(namespace: dict[str, Any], stage: str) -> SimpleNamespace:
+    """Validate the notebook's parameters against the stage's table and return them.
+
+    Unknown names (typos such as `-p modle x`) and missing ones are errors; values are coerced to the
+    declared type and written back into `namespace`.
+    """
+    table = parameters_of(stage)
+    given = {
+        name: value
+        for name, value in namespace.items()
+        if not name.startswith("_")
+        and name not in _IPYTHON_NAMES
+        and not isinstance(value, ModuleType)
+        and isinstance(value, _LITERAL_TYPES)
+    }
+    values = table.check(given, f"notebook {stage}")
+    missing = sorted(set(table.names()) - set(values))
+    if missing:
+        raise ValueError(f"notebook {stage} lacks parameters {missing}: restore them in its parameters cell")
+    namespace.update(values)
+    return SimpleNamespace(**values)
+
+
+def sync_notebooks(folder: str | Path, write: bool = False) -> list[str]:
+    """Notebooks in `folder` whose parameters cell differs from the declared table (rewritten when `write`)."""
+    stale = []
+    for stage in STAGE_PARAMETERS:
+        path = Path(folder) / f"{stage}.ipynb"
+        nb = nbformat.read(str(path), as_version=4)
+        cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        if len(cells) != 1:
+            raise ValueError(f"{path} needs exactly one cell tagged 'parameters', found {len(cells)}")
+        if cells[0].source != parameters_cell(stage):
+            stale.append(stage)
+            if write:
+                cells[0].source = parameters_cell(stage)
+                nbformat.write(nb, str(path))
+    return stale

@@ -1,0 +1,314 @@
+"""What the notebooks call, one style throughout: `runners.<step>(ctx)` for every step a notebook shows.
+
+`setup` resolves the folders and loads the checked CSVs into a Context; each `run_*` does a stage's work and
+prints its headline; each `show_*` / `plot_*` draws what a user looks at (saved as PNG in the stage folder
+and shown inline); `finish` says where the outputs are. `run_demo` runs the five notebooks on the demo data.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import papermill as pm
+
+from amzkit.app.demo import make_demo
+from amzkit.app.kaggle_runtime import attach_previous_outputs, detach_previous_outputs, find_data_dir
+from amzkit.core.io import read_json, write_json
+from amzkit.core.schema import SPLITS, Schema, get_schema, load_data
+from amzkit.core.workdir import KAGGLE_INPUT, on_kaggle, resolve_work_dir, stage_dir
+from amzkit.embed.registry import get_model_spec, registry_table
+from amzkit.ml.runs import runs_leaderboard
+from amzkit.stages import correlate as correlate_stage
+from amzkit.stages import ensemble as ensemble_stage
+from amzkit.stages.extract import extract, merge_shards, status_table
+from amzkit.stages.leaderboard import show_leaderboard
+from amzkit.stages.leaks import cached_image_paths, leak_report, plot_leak_report
+from amzkit.stages.submit import plot_distribution, submit
+from amzkit.stages.train import plot_importance, plot_oof, train_run
+from amzkit.stages.tune import plot_tuning, tune_preset
+
+NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
+NEEDS_DATA = {"01_extract", "02_correlate", "03_train", "05_submit"}
+
+
+def resolve_data_dir(data_dir: str, work_dir: Path, train_name: str = "train.csv") -> Path:
+    """Find the folder holding train.csv and test.csv.
+
+    'auto' probes /kaggle/input on Kaggle; 'demo' builds the embedded demo under work_dir/data;
+    anything else is a folder path.
+    """
+    if data_dir == "demo":
+        return make_demo(work_dir / "data").train_csv.parent
+    if data_dir == "auto":
+        if not on_kaggle():
+            raise ValueError(
+                "data_dir='auto' only works on Kaggle (it probes /kaggle/input). Pass the folder that "
+                "holds train.csv and test.csv with -p data_dir <folder>, or -p data_dir demo."
+            )
+        return find_data_dir(KAGGLE_INPUT, train_name=train_name)
+    folder = Path(data_dir).expanduser().resolve()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"data_dir {folder} does not exist")
+    return folder
+
+
+@dataclass
+class Context:
+    """A stage's resolved parameters, folders and (when it needs them) the checked train/test frames."""
+
+    stage: str
+    params: SimpleNamespace
+    schema: Schema
+    work_dir: Path
+    data_dir: Path | None = None
+    data: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    @property
+    def out_dir(self) -> Path:
+        return stage_dir(self.work_dir, self.stage)
+
+
+def setup(params: SimpleNamespace, stage: str) -> Context:
+    """Resolve work_dir/data_dir ('auto' = Kaggle paths on Kaggle) and load the CSVs the stage needs."""
+    work_dir = resolve_work_dir(params.work_dir)
+    if on_kaggle():
+        attach_previous_outputs(work_dir, stage)  # earlier kernels' outputs, mounted under /kaggle/input
+    schema = get_schema(params.schema)
+    ctx = Context(stage, params, schema, work_dir)
+    needs_data = stage in NEEDS_DATA or (stage == "04_ensemble" and (params.calibrate_by or params.meta_features))
+    if needs_data:
+        ctx.data_dir = resolve_data_dir(params.data_dir, work_dir)
+        ctx.data = load_data(ctx.data_dir, schema.name)
+    ctx.out_dir.mkdir(parents=True, exist_ok=True)
+    print(f"{stage}: work_dir={work_dir}" + (f" data_dir={ctx.data_dir}" if ctx.data_dir else ""))
+    return ctx
+
+
+def finish(ctx: Context) -> Path:
+    """End of a notebook: drop the links to earlier kernels' outputs (Kaggle) and say where the results are."""
+    if on_kaggle():
+        detach_previous_outputs(ctx.work_dir)
+    print(f"{ctx.stage} done: outputs in {ctx.out_dir}")
+    return ctx.out_dir
+
+
+def run_extract(ctx: Context) -> pd.DataFrame:
+    """Embed both splits with the image model and the text model; one row per run."""
+    p = ctx.params
+    manifests = {}
+    for model in [m for m in (p.model, p.text_model) if m]:
+        if p.merge_dirs:
+            manifests[model] = merge_model(ctx, model, p.merge_dirs)
+            continue
+        manifests[model] = extract(ctx.data, ctx.data_dir, ctx.work_dir, ctx.schema.name, model,
+                                   batch_size=p.batch_size, device=p.device, num_workers=p.num_workers,
+                                   shard_index=p.shard_index, num_shards=p.num_shards)
+    if p.num_shards > 1 and not p.merge_dirs:
+        print(f"kernel {p.shard_index} of {p.num_shards} wrote its shards; when all have finished, run this "
+              "notebook with -p merge_dirs '[<each kernel's work_dir>]' to join them")
+        return pd.DataFrame(manifests).T
+    table = pd.DataFrame({
+        name: {"dim": m["dim"], "modality": m["modality"], "train ok": m["splits"]["train"]["ok"],
+               "train rows": m["splits"]["train"]["rows"], "test ok": m["splits"]["test"]["ok"],
+               "test rows": m["splits"]["test"]["rows"], "rows/s": m["rows_per_second"]}
+        for name, m in manifests.items()}).T
+    write_json(ctx.out_dir / "metrics.json", {"runs": list(manifests), "table": table.to_dict(orient="index")})
+    return table
+
+
+def show_registry(ctx: Context) -> pd.DataFrame:
+    """The embedding model registry: names, how each loads, input size, width, parameters, licence."""
+    return registry_table()
+
+
+def show_fetch_status(ctx: Context) -> pd.DataFrame:
+    """Fetch statuses per split of the image run (empty for a text-only run)."""
+    return status_table(ctx.work_dir, get_model_spec(ctx.params.model).name) if ctx.params.model else pd.DataFrame()
+
+
+def merge_model(ctx: Context, model: str, merge_dirs: list[str]) -> dict:
+    """Join the shards that several kernels wrote for `model` into this work folder's run."""
+    spec = get_model_spec(model)
+    sources = [stage_dir(resolve_work_dir(d), "01_extract") / spec.name for d in merge_dirs]
+    ids = {split: ctx.data[split][ctx.schema.id_column] for split in SPLITS}
+    return merge_shards(sources, stage_dir(ctx.work_dir, "01_extract") / spec.name, ids, spec)
+
+
+def run_correlate(ctx: Context):
+    """The roadmap's measure, its null and the probes for every requested run; returns (table, results)."""
+    p = ctx.params
+    results = correlate_stage.correlate(ctx.data["train"], ctx.schema.name, ctx.work_dir, p.runs, top_k=p.top_k,
+                        n_permutations=p.n_permutations, n_folds=p.n_folds, knn_k=p.knn_k,
+                        knn_max_queries=p.knn_max_queries, baseline_features=p.baseline_features,
+                        baseline_runs=p.baseline_runs, seed=p.seed)
+    return correlate_stage.summary_table(results), results
+
+
+def plot_correlation_histograms(ctx: Context, results: dict):
+    """|corr| per dimension against the permutation null and the roadmap's thresholds, one panel per run."""
+    return correlate_stage.plot_correlations(results, ctx.out_dir / "correlation_hist.png")
+
+
+def plot_probe_scores(ctx: Context, results: dict):
+    """Probe SMAPE per run against the constant median, and the best run's predictions against the truth."""
+    return correlate_stage.plot_probes(results, ctx.out_dir / "probes.png")
+
+
+def run_leak_report(ctx: Context):
+    """Train/test twins (name, text, image link, image hash from 01's cache); returns (report, summary) or None."""
+    p = ctx.params
+    if not p.leak_report:
+        print("leak report skipped (leak_report=False)")
+        return None
+    paths = cached_image_paths(ctx.data, ctx.schema, ctx.data_dir, ctx.work_dir) if p.leak_image_hash else None
+    started = time.perf_counter()
+    report, summary = leak_report(ctx.data, ctx.schema, ctx.out_dir, paths, p.leak_text_threshold,
+                                  p.leak_hash_distance, p.leak_max_hash_matches)
+    print(f"{summary['with_twin']:,} of {summary['test_rows']:,} test rows ({summary['twin_share']:.1%}) have a train "
+          f"twin: {summary['by_kind']} ({time.perf_counter() - started:.0f} s). Their prices are a feature in "
+          "03_train: -p features '[..., \"twin_price\"]'")
+    return report, summary
+
+
+def plot_leaks(ctx: Context, leaks) -> None:
+    """The leak report's plot (nothing when the report was skipped)."""
+    if leaks is not None:
+        plot_leak_report(*leaks, ctx.out_dir / "leak_report.png")
+
+
+def run_train(ctx: Context) -> dict:
+    """Cross-validate one run of the notebook's learner (tuning its preset first when asked); prints the CV line."""
+    p = ctx.params
+    preset = p.preset
+    if p.tune_trials > 0:
+        if p.learner != "lightgbm":
+            raise ValueError(f"tune_trials tunes LightGBM presets: it applies to learner 'lightgbm', not {p.learner!r}")
+        preset = f"tuned-{p.run_name}"
+        tuned = tune_preset(ctx.data, ctx.schema.name, ctx.work_dir, preset, p.features, p.embeddings,
+                            n_folds=p.n_folds, seed=p.seed, fold_strategy=p.fold_strategy, base_preset=p.preset,
+                            n_trials=p.tune_trials, timeout_minutes=p.tune_minutes, num_threads=p.num_threads,
+                            tfidf_dim=p.tfidf_dim, data_dir=ctx.data_dir)
+        print(f"tuned preset {preset!r}: CV SMAPE {tuned['best_smape']:.3f} vs {tuned['base_smape']:.3f} with "
+              f"{p.preset!r} ({tuned['n_trials']} trials, {tuned['n_pruned']} pruned); later runs can use "
+              f"-p preset {preset}")
+    metrics = train_run(ctx.data, ctx.schema.name, ctx.work_dir, p.run_name, p.features, p.embeddings,
+                        learner=p.learner, learner_params=p.learner_params, preset=preset, lgb_params=p.lgb_params,
+                        n_folds=p.n_folds, seed=p.seed, fold_strategy=p.fold_strategy, num_threads=p.num_threads,
+                        group_by=p.group_by, tfidf_dim=p.tfidf_dim, data_dir=ctx.data_dir,
+                        pseudo_label_run=p.pseudo_label_run, pseudo_label_fraction=p.pseudo_label_fraction,
+                        pseudo_label_weight=p.pseudo_label_weight)
+    print(f"{p.run_name} ({p.learner}): CV SMAPE {metrics['cv_smape']:.3f} (folds {metrics['fold_smape_mean']:.3f} "
+          f"+- {metrics['fold_smape_std']:.3f}); constant median {metrics['constant_median_smape']:.3f}")
+    if "pseudo_label" in metrics:
+        info = metrics["pseudo_label"]
+        print(f"pseudo-labels: {info['rows']:,} test rows from {info['source']!r} (weight {info['weight']}): "
+              f"CV SMAPE {info['cv_smape_with']:.3f} with them vs {info['cv_smape_without']:.3f} without, in the "
+              "same folds (pseudo rows never validate; fold f's labels come from the source's fold-f model)")
+    return metrics
+
+
+def plot_tuning_history(ctx: Context) -> None:
+    """The Optuna history of this run's tuned preset (nothing when 03 did not tune)."""
+    if ctx.params.tune_trials > 0:
+        plot_tuning(ctx.work_dir, f"tuned-{ctx.params.run_name}")
+
+
+def plot_feature_importance(ctx: Context):
+    """The run's top features by gain (learners without importance say so)."""
+    return plot_importance(ctx.work_dir, ctx.params.run_name)
+
+
+def plot_predictions(ctx: Context):
+    """Out-of-fold predictions against the truth, log axes."""
+    return plot_oof(ctx.work_dir, ctx.params.run_name)
+
+
+def show_runs(ctx: Context) -> pd.DataFrame:
+    """Every run of this work folder, best CV SMAPE first."""
+    return runs_leaderboard(ctx.work_dir)
+
+
+def run_ensemble(ctx: Context) -> dict:
+    """Blend, stack and calibrate the 03 runs; the method with the best nested score feeds test_pred.csv."""
+    p = ctx.params
+    wanted = [c for c in [p.calibrate_by, *p.meta_features] if c]
+    columns = ensemble_stage.ensemble_columns(ctx.data, ctx.schema.name, wanted) if wanted else None
+    metrics = ensemble_stage.ensemble(ctx.work_dir, p.runs, method=p.method, meta=p.meta,
+                       groups=columns[p.calibrate_by] if p.calibrate_by else None,
+                       meta_features=columns[p.meta_features] if p.meta_features else None,
+                       factor_range=(p.factor_min, p.factor_max), min_group_rows=p.min_group_rows)
+    print(ensemble_stage.summary_table(metrics).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"chosen by nested score: {metrics['method']} -> test_pred.csv, CV SMAPE {metrics['cv_smape']:.3f}; "
+          f"blend nested {metrics['blend_smape_nested']:.3f} (in-sample {metrics['blend_smape_in_sample']:.3f}); "
+          f"best single run {metrics['best_single_run']} {metrics['best_single_smape']:.3f}")
+    return metrics
+
+
+def plot_blend(ctx: Context, metrics: dict):
+    """Each method's nested and in-sample SMAPE against the best single run, and the blend weights."""
+    return ensemble_stage.plot_ensemble(ctx.work_dir, metrics)
+
+
+def run_submit(ctx: Context) -> dict:
+    """Write and validate the submission from `source` (04_ensemble or a 03 run), in the test CSV's row order."""
+    p = ctx.params
+    metrics = submit(ctx.work_dir, ctx.data["test"], ctx.data["train"][ctx.schema.target].to_numpy(),
+                     ctx.schema.name, p.source, p.file_name, p.solution_csv)
+    print(f"valid submission: {metrics['path']} ({metrics['rows']} rows)")
+    return metrics
+
+
+def plot_submission(ctx: Context, metrics: dict):
+    """The submitted prices' distribution against the train target's."""
+    return plot_distribution(ctx.work_dir, metrics["path"], ctx.data["train"][ctx.schema.target].to_numpy(),
+                             ctx.schema.target)
+
+
+def show_cv_vs_lb(ctx: Context):
+    """Record the `lb_scores` given, then the CV-vs-LB table, its verdict and plot (nothing before any score)."""
+    return show_leaderboard(ctx.work_dir, ctx.params.lb_scores)
+
+
+# The demo: each notebook with its parameters, in order. 03 runs five times: text only, text + image groups
+# and colour-stats, a ridge for diversity, pseudo-labels from the first run, and a short Optuna tuning.
+_DEMO_TEXT = ["quantity", "text_stats", "keywords", "brand", "dimensions", "tfidf"]
+DEMO_STEPS: tuple[tuple[str, dict], ...] = (
+    ("01_extract", {"model": "color-stats", "text_model": "tfidf-svd"}),
+    ("02_correlate", {}),
+    ("03_train", {"run_name": "lgbm_text", "embeddings": []}),
+    ("03_train", {"run_name": "lgbm_text_image", "embeddings": ["color-stats"],
+                  "features": [*_DEMO_TEXT, "image_meta", "colour"]}),
+    ("03_train", {"run_name": "ridge_tfidf", "learner": "ridge_tfidf"}),
+    ("03_train", {"run_name": "lgbm_pseudo", "embeddings": [], "pseudo_label_run": "lgbm_text"}),
+    ("03_train", {"run_name": "lgbm_tuned", "embeddings": [], "tune_trials": 3, "tune_minutes": 5.0}),
+    ("04_ensemble", {}),
+    ("05_submit", {"source": "04_ensemble"}),
+)
+
+
+def run_demo(out_dir: str | Path, n_train: int = 600, n_test: int = 200, seed: int = 0,
+             extra_params: dict | None = None, log_output: bool = False) -> dict:
+    """Generate the demo competition and run the five notebooks on it with papermill."""
+
+    out_dir = Path(out_dir).resolve()
+    files = make_demo(out_dir / "data", n_train=n_train, n_test=n_test, seed=seed)
+    common = {"schema": "amazon2025", "data_dir": str(files.train_csv.parent), "work_dir": str(out_dir)}
+    executed = out_dir / "notebooks"
+    executed.mkdir(parents=True, exist_ok=True)
+    for stage, step_params in DEMO_STEPS:
+        params = {**common, **step_params, **(extra_params or {}).get(stage, {})}
+        if stage == "05_submit":
+            params["solution_csv"] = str(files.solution_csv)
+        suffix = f"_{step_params['run_name']}" if "run_name" in step_params else ""
+        started = time.perf_counter()
+        pm.execute_notebook(str(NOTEBOOKS_DIR / f"{stage}.ipynb"), str(executed / f"{stage}{suffix}.ipynb"),
+                            parameters=params, kernel_name="python3", progress_bar=False,
+                            log_output=log_output, cwd=str(out_dir))
+        print(f"  {stage}{suffix}: {time.perf_counter() - started:.1f} s", file=sys.stderr)
+
+    return read_json(stage_dir(out_dir, "05_submit") / "metrics.json")

@@ -1,0 +1,82 @@
+"""The one implementation of every competition metric, on original-scale values."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def _pair(actual, predicted) -> tuple[np.ndarray, np.ndarray]:
+    a = np.asarray(actual, dtype=np.float64).ravel()
+    f = np.asarray(predicted, dtype=np.float64).ravel()
+    if a.shape != f.shape:
+        raise ValueError(f"actual has {a.size} values but predicted has {f.size}")
+    if a.size == 0:
+        raise ValueError("metric of zero rows is undefined")
+    if not (np.isfinite(a).all() and np.isfinite(f).all()):
+        raise ValueError("metric inputs must be finite (found NaN or inf)")
+    return a, f
+
+
+def smape_per_row(actual, predicted) -> np.ndarray:
+    """|F - A| / ((|A| + |F|) / 2) per row, in percent; a row with A = F = 0 counts 0."""
+    a, f = _pair(actual, predicted)
+    # Halve before adding so that values near the float64 limit cannot overflow.
+    denom = np.abs(a) / 2.0 + np.abs(f) / 2.0
+    out = np.zeros_like(a)
+    np.divide(np.abs(f / 2.0 - a / 2.0), denom, out=out, where=denom > 0)
+    return 200.0 * out
+
+
+def smape(actual, predicted) -> float:
+    """SMAPE in percent (0..200, lower is better), as the 2025 organisers define it."""
+    return float(smape_per_row(actual, predicted).mean())
+
+
+def mape(actual, predicted) -> float:
+    """Mean absolute percentage error as a fraction, as sklearn computes it (eps-guarded)."""
+    a, f = _pair(actual, predicted)
+    return float(np.mean(np.abs(f - a) / np.maximum(np.abs(a), np.finfo(np.float64).eps)))
+
+
+def score_2023(actual, predicted) -> float:
+    """The 2023 edition's score: max(0, 100 * (1 - MAPE)), higher is better."""
+    return max(0.0, 100.0 * (1.0 - mape(actual, predicted)))
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    fn: Callable[[np.ndarray, np.ndarray], float]
+    higher_is_better: bool
+    unit: str
+
+
+METRICS: dict[str, Metric] = {
+    "smape": Metric("smape", smape, higher_is_better=False, unit="%"),
+    "score2023": Metric("score2023", score_2023, higher_is_better=True, unit="points"),
+}
+
+
+def constant_baseline(train_target, n_rows: int | None = None) -> np.ndarray:
+    """The constant-median prediction every model must beat."""
+    target = np.asarray(train_target, dtype=np.float64)
+    return np.full(n_rows if n_rows is not None else target.size, float(np.median(target)))
+
+
+def constant_oof(target, folds) -> np.ndarray:
+    """Out-of-fold constant baseline: each fold predicted by the median target of the other folds."""
+    target, folds = np.asarray(target, dtype=np.float64), np.asarray(folds)
+    pred = np.empty(len(target))
+    for fold in np.unique(folds):
+        pred[folds == fold] = np.median(target[folds != fold])
+    return pred
+
+
+def constant_fold_smape(target, folds) -> list[float]:
+    """SMAPE of the out-of-fold constant median, per fold (fold ids in sorted order)."""
+    target, folds = np.asarray(target, dtype=np.float64), np.asarray(folds)
+    pred = constant_oof(target, folds)
+    return [smape(target[folds == f], pred[folds == f]) for f in np.unique(folds)]

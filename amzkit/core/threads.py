@@ -1,0 +1,88 @@
+"""How many threads a learner may use: the cores this process may run on and that other work leaves free.
+
+OpenMP (LightGBM, torch on CPU) spin-waits for its threads; with more threads than free cores a fold can
+take minutes instead of seconds while another process shares the machine. `free_cores` counts the cores of
+the CPU affinity mask and the cgroup quota (containers, Kaggle), minus the load that other processes put on
+them (the machine's busy CPU time over a quarter second, less this process's own). Every learner's `num_threads`
+parameter overrides it: 0 means "decide", a positive number is used as it is.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+
+CGROUP_V2_MAX = Path("/sys/fs/cgroup/cpu.max")
+CGROUP_V1_QUOTA = Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
+CGROUP_V1_PERIOD = Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
+PROC_STAT = Path("/proc/stat")
+PROC_SELF_STAT = Path("/proc/self/stat")
+SAMPLE_S = 0.25
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def allowed_cores() -> int:
+    """Cores this process may use: the affinity mask, capped by a cgroup CPU quota when one is set."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    quota = _cgroup_quota()
+    if quota is not None:
+        cores = min(cores, max(1, math.floor(quota)))
+    return max(1, cores)
+
+
+def _cgroup_quota() -> float | None:
+    """CPUs granted by the cgroup (quota / period), or None when unlimited or unknown."""
+    try:
+        if CGROUP_V2_MAX.is_file():
+            quota, period = CGROUP_V2_MAX.read_text().split()[:2]
+            return None if quota == "max" else int(quota) / int(period)
+        if CGROUP_V1_QUOTA.is_file() and CGROUP_V1_PERIOD.is_file():
+            quota = int(CGROUP_V1_QUOTA.read_text())
+            return None if quota <= 0 else quota / int(CGROUP_V1_PERIOD.read_text())
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def busy_elsewhere(window_s: float = SAMPLE_S) -> float:
+    """Cores that other processes keep busy, measured over `window_s`: the machine's busy CPU time (/proc/stat)
+    less this process's own (/proc/self/stat), per second. 0.0 where /proc is not readable."""
+    try:
+        start_total, start_self, started = _busy_ticks(), _own_ticks(), time.monotonic()
+        time.sleep(window_s)
+        total, own, elapsed = _busy_ticks() - start_total, _own_ticks() - start_self, time.monotonic() - started
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return max(0.0, (total - own) / (CLOCK_TICKS * max(elapsed, 1e-3)))
+
+
+def _busy_ticks() -> int:
+    """Non-idle CPU ticks of the whole machine since boot (the `cpu` line of /proc/stat)."""
+    values = [int(v) for v in PROC_STAT.read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+    return sum(values[:8]) - idle  # user nice system idle iowait irq softirq steal (guest is inside user)
+
+
+def _own_ticks() -> int:
+    """CPU ticks this process (all its threads) has used: utime + stime of /proc/self/stat."""
+    fields = PROC_SELF_STAT.read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def free_cores() -> int:
+    """Cores free for this process's numeric work now (at least 1)."""
+    cores = allowed_cores()
+    return max(1, min(cores, round(cores - busy_elsewhere())))
+
+
+def resolve_threads(num_threads: int) -> int:
+    """`num_threads` when positive, else the free cores; a negative value is an error."""
+    if not isinstance(num_threads, int) or isinstance(num_threads, bool) or num_threads < 0:
+        raise ValueError(f"num_threads must be 0 (use the free cores) or a positive number of threads, "
+                         f"got {num_threads!r}")
+    return num_threads or free_cores()

@@ -1,0 +1,120 @@
+"""Where weights come from: the Hugging Face hub when reachable, else a bundling package or the HF cache.
+
+Fails in seconds with a message that says what to do when a model cannot be reached (the hub client alone
+would retry for half a minute).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+from amzkit.embed.registry import (
+    AESTHETIC_HEAD_FILES,
+    BUNDLED,
+    LOCAL_DIR,
+    LOCAL_DIR_TEXT,
+    OPEN_CLIP_CONFIG,
+    TRANSFORMERS_CONFIG,
+    ModelSpec,
+)
+
+HUB_PROBE_TIMEOUT_S = 3.0
+
+
+def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
+    """Whether the Hugging Face hub (or $HF_ENDPOINT) answers a TCP connect within `timeout` seconds."""
+    return url_reachable(os.environ.get("HF_ENDPOINT", "https://huggingface.co"), timeout)
+
+
+def url_reachable(url: str, timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
+    """Whether the host of `url` answers a TCP connect within `timeout` seconds."""
+    endpoint = urlparse(url)
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((endpoint.hostname, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def hub_offline() -> bool:
+    return any(os.environ.get(var, "0").lower() not in ("0", "", "false", "no", "off")
+               for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def hf_cache_dir() -> Path:
+    """The hub cache folder as the environment names it now (huggingface_hub reads it once, at import)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    home = os.environ.get("HF_HOME") or Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")) / "huggingface"
+    return Path(home).expanduser() / "hub"
+
+
+def cached_file(repo_id: str, filename: str) -> Path | None:
+    """The cached copy of `filename` of hub repo `repo_id` (revision main), or None."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo_id, filename, cache_dir=hf_cache_dir())
+    return Path(found) if isinstance(found, str) else None
+
+
+def in_hf_cache(source: str, filename: str = OPEN_CLIP_CONFIG) -> bool:
+    """Whether a hub model's config (`hf-hub:org/name` or `org/name`) is in the local Hugging Face cache."""
+    return cached_file(source.removeprefix("hf-hub:"), filename) is not None
+
+
+def unreachable_message(spec: ModelSpec, reason: str) -> str:
+    cache_note = ""
+    if spec.loader == "aesthetic":
+        folder = (f"open_clip_config.json + open_clip_pytorch_model.bin or open_clip_model.safetensors of "
+                  f"{spec.source} + {spec.pretrained}, with the MLP head {AESTHETIC_HEAD_FILES[1]} from {spec.head} "
+                  f"beside them (also accepted as {AESTHETIC_HEAD_FILES[0]})")
+        cache_note = f" (the MLP head then comes from $TORCH_HOME/hub/checkpoints/{AESTHETIC_HEAD_FILES[1]})"
+    elif spec.loader.startswith("open_clip"):
+        folder = "open_clip_config.json + open_clip_pytorch_model.bin or open_clip_model.safetensors"
+    else:
+        folder = "config.json + model.safetensors + the tokenizer / preprocessor_config.json files"
+    prefix = LOCAL_DIR_TEXT if spec.modality == "text" and not spec.pooling else LOCAL_DIR
+    bundled = ""
+    if spec.source in BUNDLED:
+        bundled = f" or pip install {BUNDLED[spec.source][0].replace('_', '-')} (it bundles the files),"
+    return (
+        f"could not load {spec.name} ({spec.source}): {reason}. On Kaggle turn Internet on in the notebook "
+        f"settings,{bundled} or attach a dataset holding the model folder ({folder}, as on the hub) and pass "
+        f"-p model {prefix}/kaggle/input/<dataset>/<folder>, or copy a Hugging Face cache holding it to $HF_HOME "
+        f"and set HF_HUB_OFFLINE=1{cache_note}."
+    )
+
+
+def bundled_folder(source: str) -> Path | None:
+    """The folder of a pip package that bundles hub repo `source`, when that package is installed."""
+    if source not in BUNDLED:
+        return None
+    package, sub = BUNDLED[source]
+    found = importlib.util.find_spec(package)
+    if found is None or not found.submodule_search_locations:
+        return None
+    folder = Path(next(iter(found.submodule_search_locations))) / sub
+    return folder if (folder / TRANSFORMERS_CONFIG).is_file() else None
+
+
+def use_cache_instead(spec: ModelSpec, repo_id: str, markers: tuple[str, ...]) -> Path | None:
+    """None when the hub is usable; else the first of `markers` found in the cached snapshot of `repo_id`.
+
+    Fails in seconds when the hub is off or unreachable and the model is not cached: the hub client would
+    retry for half a minute before giving up.
+    """
+    if hub_offline():
+        reason = "HF_HUB_OFFLINE is set and it is not in the Hugging Face cache"
+    elif hub_reachable():
+        return None
+    else:
+        reason = "the model hub is unreachable from here and it is not in the Hugging Face cache"
+    for marker in markers:
+        if (cached := cached_file(repo_id, marker)) is not None:
+            return cached
+    raise RuntimeError(unreachable_message(spec, reason))

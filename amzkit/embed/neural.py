@@ -1,0 +1,349 @@
+"""Neural embedders: open_clip and transformers image/text towers behind one scikit-learn shape.
+
+The constructor only stores parameters, `fit` loads weights, `transform` returns `(embeddings, ok)` with one
+row per input in input order and NaN rows where `ok` is False. Neural embeddings are L2-normalised float16.
+Mixed precision on GPU is chosen by compute capability (T4: fp16), and a non-finite batch is redone in fp32.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from amzkit.embed.hub import bundled_folder, unreachable_message, use_cache_instead
+from amzkit.embed.registry import LOCAL_DIR, OPEN_CLIP_CONFIG, TRANSFORMERS_CONFIG, ModelSpec
+from amzkit.images.decode import open_image
+
+
+class NeuralEmbedder(ABC):
+    """Shared by the neural embedders: device, mixed precision, fp32 redo of non-finite batches, L2 + float16."""
+
+    def __init__(self, spec: ModelSpec, batch_size: int = 64, device: str = "auto", num_workers: int = -1):
+        self.spec = spec
+        self.batch_size = batch_size
+        self.device = device
+        self.num_workers = num_workers
+
+    @abstractmethod
+    def _load(self) -> None:
+        """Set model_ and the embedder's preprocessing (preprocess_ / tokenizer_)."""
+
+    @abstractmethod
+    def _encode(self, batch):
+        """A batch of model inputs -> (n, dim) tensor."""
+
+    def fit(self, train_inputs=None):
+        """Load the weights (nothing is learned from `train_inputs`)."""
+        import torch
+
+        self.device_ = torch.device(
+            ("cuda" if torch.cuda.is_available() else "cpu") if self.device == "auto" else self.device
+        )
+        self._load()
+        self.model_ = self.model_.to(self.device_).eval()
+        return self
+
+    def _autocast_dtype(self):
+        import torch
+
+        if self.device_.type != "cuda":
+            return None
+        major, _ = torch.cuda.get_device_capability(self.device_)
+        # Turing (T4, capability 7.5) reports bf16 support but has no bf16 hardware: decide by capability.
+        return torch.bfloat16 if major >= 8 else torch.float16
+
+    def _embed(self, batch) -> np.ndarray:
+        """float32 rows of one batch (a dict of tensors or a tensor), L2-normalised when the spec says so."""
+        import torch
+
+        def run(amp):
+            moved = _to_device(batch, self.device_)
+            if amp is None:
+                return self._encode(moved)
+            with torch.autocast(self.device_.type, dtype=amp):
+                return self._encode(moved)
+
+        amp = self._autocast_dtype()
+        feats = run(amp)
+        if amp is not None and not torch.isfinite(feats).all():
+            feats = run(None)  # redo the batch in fp32
+        if self.spec.dim and feats.shape[1] != self.spec.dim:
+            raise RuntimeError(
+                f"{self.spec.name} produced {feats.shape[1]}-dim embeddings where its registry row says "
+                f"{self.spec.dim}: the weights at {self.spec.source} are not the model that row describes"
+            )
+        feats = feats.float()
+        if self.spec.normalize:
+            feats = torch.nn.functional.normalize(feats, dim=-1)
+        return feats.cpu().numpy()
+
+    def _output(self, out: np.ndarray) -> np.ndarray:
+        """float16 for L2-normalised embeddings, float32 for features / scores as computed."""
+        return out.astype(np.float16 if self.spec.normalize else np.float32)
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise RuntimeError(f"{type(self).__name__}.transform called before fit")
+
+
+def _to_device(batch, device):
+    if isinstance(batch, dict):
+        return {key: value.to(device, non_blocking=True) for key, value in batch.items()}
+    return batch.to(device, non_blocking=True)
+
+
+class ImageEmbedder(NeuralEmbedder):
+    """Images decoded (draft mode) and preprocessed in DataLoader workers, in input order."""
+
+    def _draft_px(self) -> int:
+        return self.spec.image_px or 224
+
+    def transform(self, paths: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+        from torch.utils.data import DataLoader
+
+        self._check_fitted()
+        dataset = _ImageDataset(paths, self.preprocess_, draft_px=self._draft_px())
+        workers = (os.cpu_count() or 1) if self.num_workers < 0 else self.num_workers
+        loader = DataLoader(dataset, batch_size=self.batch_size, num_workers=workers,
+                            pin_memory=self.device_.type == "cuda", collate_fn=_collate)
+        out = np.full((len(paths), self.spec.dim), np.nan, dtype=np.float32)
+        ok = np.zeros(len(paths), dtype=bool)
+        start = 0
+        with torch.inference_mode():
+            for pixels, batch_ok in tqdm(loader, desc=self.spec.name, unit="batch"):
+                rows = np.flatnonzero(batch_ok) + start
+                if len(rows):
+                    out[rows] = self._embed(pixels)
+                    ok[rows] = True
+                start += len(batch_ok)
+        return self._output(out), ok
+
+
+class TextEmbedder(NeuralEmbedder):
+    """Texts tokenized in batches of `batch_size`, longest first (a deterministic order), rows back in input order."""
+
+    @abstractmethod
+    def _tokenize(self, texts: list[str]):
+        """Model inputs for a batch of texts."""
+
+    def transform(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        self._check_fitted()
+        ok = np.array([isinstance(text, str) for text in texts], dtype=bool)
+        rows = np.flatnonzero(ok)
+        rows = rows[np.argsort([-len(texts[i]) for i in rows], kind="stable")]
+        out = np.full((len(texts), self.spec.dim), np.nan, dtype=np.float32)
+        with torch.inference_mode():
+            for start in tqdm(range(0, len(rows), self.batch_size), desc=self.spec.name, unit="batch"):
+                chunk = rows[start:start + self.batch_size]
+                out[chunk] = self._embed(self._tokenize([texts[i] for i in chunk]))
+        return self._output(out), ok
+
+
+class OpenClipLoading:
+    """Loads an open_clip model: hub (`hf-hub:`), built-in name + pretrained tag, local-dir, or the HF cache."""
+
+    def _open_clip_target(self) -> tuple[str, str | None]:
+        """(model name, pretrained) to give open_clip; a cache snapshot / file when the hub cannot be used."""
+        import open_clip
+
+        source, tag = self.spec.source or "", self.spec.pretrained
+        if source.startswith(LOCAL_DIR):
+            return source, tag
+        if source.startswith("hf-hub:"):
+            cached = use_cache_instead(self.spec, source.removeprefix("hf-hub:"), (OPEN_CLIP_CONFIG,))
+            return (source, tag) if cached is None else (f"{LOCAL_DIR}{cached.parent}", None)
+        hf_hub = (open_clip.get_pretrained_cfg(source, tag or "") or {}).get("hf_hub", "")
+        if not hf_hub:
+            return source, tag  # a URL download (or no weights): open_clip's own cache
+        repo, filename = os.path.split(hf_hub)  # "org/name/" -> open_clip's default weight file names
+        weights = (filename,) if filename else ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+        cached = use_cache_instead(self.spec, repo, weights)
+        return (source, tag) if cached is None else (source, str(cached))
+
+    def _load_open_clip(self):
+        """(model, image preprocess, model name used) with the weights required to load, strictly."""
+        import open_clip
+
+        name, pretrained = self._open_clip_target()
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                name, pretrained=pretrained, device="cpu",
+                require_pretrained=True,  # never embed with random weights because a file was missing
+            )
+        except Exception as err:  # hub errors come in many classes; all mean "not reachable here"
+            if name.startswith(LOCAL_DIR) or (pretrained and os.path.isfile(pretrained)):
+                raise  # a local file: its own error (missing weights, keys that do not match) says it best
+            raise RuntimeError(unreachable_message(self.spec, f"{type(err).__name__}: {err}")) from err
+        return model, preprocess, name
+
+
+class OpenClipImageEmbedder(OpenClipLoading, ImageEmbedder):
+    """Image tower of an open_clip model (hub, pretrained tag or local-dir folder); L2-normalised output."""
+
+    def _load(self) -> None:
+        self.model_, self.preprocess_, _ = self._load_open_clip()
+
+    def _encode(self, pixels):
+        return self.model_.encode_image(pixels)
+
+
+class OpenClipTextEmbedder(OpenClipLoading, TextEmbedder):
+    """Text tower of an open_clip model, tokenized by `open_clip.get_tokenizer` of the same model name."""
+
+    def _load(self) -> None:
+        import open_clip
+
+        self.model_, _, name = self._load_open_clip()
+        self.tokenizer_ = open_clip.get_tokenizer(name)  # a local-dir folder supplies its own tokenizer files
+
+    def _tokenize(self, texts: list[str]):
+        return self.tokenizer_(texts)
+
+    def _encode(self, tokens):
+        return self.model_.encode_text(tokens)
+
+
+# Checkpoint keys allowed to be absent when a model loads: the pooler head of BERT-style checkpoints saved
+# without it is never used by mean / CLS pooling. Anything else missing or unexpected refuses the load.
+BENIGN_MISSING_KEYS: dict[str, tuple[str, ...]] = {
+    "mean": ("pooler.dense.weight", "pooler.dense.bias"),
+    "cls": ("pooler.dense.weight", "pooler.dense.bias"),
+}
+
+
+class TransformersLoading:
+    """Loads a transformers model from a hub id, a bundling package, a folder or the HF cache; no remote code."""
+
+    def _transformers_target(self) -> str:
+        source = self.spec.source or ""
+        if source.startswith(LOCAL_DIR):
+            return source[len(LOCAL_DIR):]
+        if (bundled := bundled_folder(source)) is not None:
+            return str(bundled)
+        cached = use_cache_instead(self.spec, source, (TRANSFORMERS_CONFIG,))
+        return source if cached is None else str(cached.parent)
+
+    def _load_transformers(self, target: str):
+        """The model in float32, refused when any checkpoint key is missing or unexpected."""
+        from transformers import AutoModel
+
+        try:
+            model, info = AutoModel.from_pretrained(target, output_loading_info=True)  # never trust_remote_code
+        except Exception as err:  # hub errors come in many classes; all mean "not reachable here"
+            if os.path.isdir(target):
+                raise  # a local folder: its own error says it best
+            raise RuntimeError(unreachable_message(self.spec, f"{type(err).__name__}: {err}")) from err
+        benign = set(BENIGN_MISSING_KEYS.get(self.spec.pooling, ()))
+        problems = {
+            "missing": sorted(set(info.get("missing_keys", ())) - benign),
+            "unexpected": sorted(info.get("unexpected_keys", ())),
+            "mismatched": sorted(str(key) for key in info.get("mismatched_keys", ())),
+        }
+        if any(problems.values()):
+            listed = "; ".join(f"{kind} keys: {keys[:20]}" for kind, keys in problems.items() if keys)
+            raise RuntimeError(
+                f"{self.spec.name}: the weights at {target} do not fit {type(model).__name__} ({listed}); "
+                "refusing to embed with randomly initialised layers"
+            )
+        return model.float()
+
+
+class TransformersImageEmbedder(TransformersLoading, ImageEmbedder):
+    """Image features of a transformers model: `get_image_features` (CLIP / SigLIP) or `pooler_output` (DINOv2)."""
+
+    def _load(self) -> None:
+        from transformers import AutoImageProcessor
+
+        target = self._transformers_target()
+        self.preprocess_ = _PixelValues(AutoImageProcessor.from_pretrained(target))
+        self.model_ = self._load_transformers(target)
+
+    def _draft_px(self) -> int:
+        # draft to the processor's resize size when it resizes larger than the model input (DINOv2: 256 -> 224)
+        return max(super()._draft_px(), _resize_px(self.preprocess_.processor))
+
+    def _encode(self, pixels):
+        if hasattr(self.model_, "get_image_features"):
+            return _pooled(self.model_.get_image_features(pixel_values=pixels))
+        return self.model_(pixel_values=pixels).pooler_output
+
+
+class TransformersTextEmbedder(TransformersLoading, TextEmbedder):
+    """Text embeddings of a transformers model: a CLIP / SigLIP text tower, or mean / CLS pooling + L2."""
+
+    def _load(self) -> None:
+        from transformers import AutoTokenizer
+
+        target = self._transformers_target()
+        self.tokenizer_ = AutoTokenizer.from_pretrained(target)  # before the weights: fail early and cheaply
+        self.model_ = self._load_transformers(target)
+        config = getattr(self.model_.config, "text_config", None) or self.model_.config
+        limits = [getattr(config, "max_position_embeddings", None) or 512, self.tokenizer_.model_max_length]
+        limit = min(n for n in limits if n and n < 1_000_000)  # tokenizers without a limit say 1e30
+        self.max_length_ = min(self.spec.max_tokens or limit, limit)
+
+    def _tokenize(self, texts: list[str]):
+        # contrastive towers were trained on fixed-length sequences (SigLIP pools the last position)
+        padding = "longest" if self.spec.pooling else "max_length"
+        tokens = self.tokenizer_(texts, padding=padding, truncation=True, max_length=self.max_length_,
+                                 return_tensors="pt")
+        keep = tuple(tokens.keys()) if self.spec.pooling else ("input_ids", "attention_mask")
+        return {key: tokens[key] for key in keep if key in tokens}
+
+    def _encode(self, tokens):
+        if not self.spec.pooling:  # the text tower of a CLIP / SigLIP
+            return _pooled(self.model_.get_text_features(**tokens))
+        hidden = self.model_(**tokens).last_hidden_state
+        if self.spec.pooling == "cls":
+            return hidden[:, 0]
+        if self.spec.pooling != "mean":
+            raise ValueError(f"{self.spec.name}: pooling {self.spec.pooling!r} is not 'mean' or 'cls'")
+        mask = tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+
+
+def _pooled(output):
+    """transformers 4.x returns feature tensors, 5.x an output object whose `pooler_output` holds them."""
+    return output if hasattr(output, "shape") else output.pooler_output
+
+
+def _resize_px(processor) -> int:
+    size = getattr(processor, "size", None) or {}
+    get = size.get if isinstance(size, dict) else lambda key: getattr(size, key, None)
+    return int(get("shortest_edge") or max(get("height") or 0, get("width") or 0))
+
+
+class _PixelValues:
+    """A transformers image processor as a per-image transform (picklable, for DataLoader workers)."""
+
+    def __init__(self, processor):
+        self.processor = processor
+
+    def __call__(self, img):
+        return self.processor(images=img, return_tensors="pt")["pixel_values"][0]
+
+
+class _ImageDataset:
+    def __init__(self, paths, preprocess, draft_px: int):
+        self.paths, self.preprocess, self.draft_px = list(paths), preprocess, draft_px
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        img, _ = open_image(self.paths[i], draft_px=self.draft_px)
+        return (self.preprocess(img), True) if img is not None else (None, False)
+
+
+def _collate(items):
+    import torch
+
+    ok = np.array([good for _, good in items], dtype=bool)
+    tensors = [t for t, good in items if good]
+    return (torch.stack(tensors) if tensors else None), ok

@@ -1,0 +1,31 @@
+"""Reading 01_extract's embedding runs: the arrays, checked against the CSV they must describe row for row."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from amzkit.core.io import id_hash, read_json
+from amzkit.core.workdir import stage_dir
+
+
+def load_embeddings(work_dir: str | Path, name: str, split: str, ids) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings (float32) and ok-mask of run `name` for `split`, refused unless they match `ids` row for row."""
+    run_dir = stage_dir(work_dir, "01_extract") / name
+    if not (run_dir / "manifest.json").is_file():
+        raise FileNotFoundError(
+            f"no embedding run {name!r} in {run_dir.parent}: run 01_extract with -p model {name} first"
+        )
+    manifest = read_json(run_dir / "manifest.json")
+    expected = manifest["splits"][split]["id_sha256"]
+    if id_hash(ids) != expected:
+        raise ValueError(
+            f"embedding run {name!r} ({split}) was computed for other rows or another row order than this "
+            f"{split} CSV (id sha256 mismatch): rerun 01_extract on this CSV, do not reorder it"
+        )
+    embeddings = np.load(run_dir / f"{split}.npy").astype(np.float32)
+    ok = np.load(run_dir / f"{split}_ok.npy")
+    if len(embeddings) != len(ids) or len(ok) != len(ids):
+        raise ValueError(f"embedding run {name!r} ({split}) has {len(embeddings)} rows, the CSV {len(ids)}")
+    return embeddings, ok

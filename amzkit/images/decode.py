@@ -1,0 +1,178 @@
+"""Decoding images safely: any Pillow mode to RGB, verify-and-shrink of downloaded bodies, header reads."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageFile, UnidentifiedImageError
+
+from amzkit.images.records import describe
+
+MAX_PIXELS = 8192 * 8192
+
+
+MAX_SIDE_PX = 512
+
+
+JPEG_QUALITY = 90
+
+
+VERIFY_DRAFT_PX = 64  # JPEGs are verified at reduced DCT scale: every byte is still decoded
+
+
+MARKUP_PREFIXES = (b"<", b"{", b"[")
+
+
+ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
+
+
+SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+
+
+DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError, KeyError, ZeroDivisionError,
+                 MemoryError)
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """RGB view of any Pillow mode: alpha composited on white, 16-bit scaled (not clipped) to 8-bit."""
+    if img.mode == "RGB" and "transparency" not in img.info:
+        return img
+    if img.mode in SIXTEEN_BIT_MODES or img.mode in ("I", "F"):
+        return Image.fromarray(_to_uint8(np.asarray(img), img.mode)).convert("RGB")
+    if img.mode in ALPHA_MODES or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def _to_uint8(values: np.ndarray, mode: str) -> np.ndarray:
+    if mode in SIXTEEN_BIT_MODES:
+        return (values.astype(np.uint32) >> 8).astype(np.uint8)
+    values = values.astype(np.float32)
+    peak = float(values.max()) if values.size else 0.0
+    scale = 255.0 if (mode == "F" and peak <= 1.0) else (255.0 / 65535.0 if peak > 255 else 1.0)
+    return np.clip(values * scale, 0, 255).astype(np.uint8)
+
+
+def open_image(path: str | None, draft_px: int | None = None) -> tuple[Image.Image | None, str]:
+    """Open an image as RGB; returns (image, 'ok') or (None, status). JPEGs decode in draft mode.
+
+    With `draft_px`, a JPEG is decoded at the smallest DCT scale that keeps both sides >= draft_px.
+    """
+    if path is None:
+        return None, "missing_file"
+    try:
+        with Image.open(path) as img:
+            if img.width * img.height > MAX_PIXELS:
+                return None, "too_large"
+            if draft_px and img.format == "JPEG":
+                img.draft("RGB", (draft_px, draft_px))
+            img.load()
+            return to_rgb(img), "ok"
+    except FileNotFoundError:
+        return None, "missing_file"
+    except Image.DecompressionBombError:
+        return None, "too_large"
+    except UnidentifiedImageError:
+        return None, "not_an_image"
+    except DECODE_ERRORS:
+        return None, "corrupt"
+
+
+@dataclass
+class Prepared:
+    """A verified body: the bytes to store (original or resized JPEG) and the original size and mode."""
+
+    status: str
+    data: bytes = b""
+    width: int | None = None
+    height: int | None = None
+    error: str = ""
+    mode: str | None = None
+
+
+def prepare_image(body: bytes, max_side: int = MAX_SIDE_PX, max_pixels: int = MAX_PIXELS) -> Prepared:
+    """Verify `body` decodes; resize it to <= max_side (longest side) when larger. Never raises."""
+    if not body:
+        return Prepared("empty")
+    try:
+        with Image.open(io.BytesIO(body)) as img:
+            (width, height), mode = img.size, img.mode  # before draft(), which may change the mode
+            if width * height > max_pixels:
+                return Prepared("too_large", width=width, height=height, error=f"{width}x{height} pixels",
+                                mode=mode)
+            if min(width, height) < 1:
+                return Prepared("corrupt", error=f"size {width}x{height}")
+            scale = max_side / max(width, height)
+            target = (max(1, round(width * scale)), max(1, round(height * scale))) if scale < 1 else None
+            if img.format == "JPEG":
+                img.draft("RGB", target or (VERIFY_DRAFT_PX, VERIFY_DRAFT_PX))
+            img.load()
+            if target is None:
+                return Prepared("ok", body, width, height, mode=mode)
+            small = to_rgb(img).resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+            out = io.BytesIO()
+            small.save(out, format="JPEG", quality=JPEG_QUALITY)
+            return Prepared("ok", out.getvalue(), width, height, mode=mode)
+    except Image.DecompressionBombError as err:
+        return Prepared("too_large", error=str(err))
+    except UnidentifiedImageError:
+        head = body[:256].lstrip().lower()
+        kind = "markup/text" if head.startswith(MARKUP_PREFIXES) else "unknown format"
+        return Prepared("not_an_image", error=f"{kind}: {body[:40]!r}")
+    except Exception as err:  # whatever the decoder raises, the body is bad
+        return Prepared("corrupt", error=describe(err))
+
+
+_strict_lock = threading.Lock()
+
+
+_strict_users = 0
+
+
+_strict_saved = False
+
+
+@contextlib.contextmanager
+def strict_truncation() -> Iterator[None]:
+    """Temporarily make Pillow refuse truncated images (ImageFile.LOAD_TRUNCATED_IMAGES = False).
+
+    Reference-counted so concurrent fetches nest; the caller's setting is restored when the last exits.
+    """
+    global _strict_users, _strict_saved
+    with _strict_lock:
+        if _strict_users == 0:
+            _strict_saved = ImageFile.LOAD_TRUNCATED_IMAGES
+            ImageFile.LOAD_TRUNCATED_IMAGES = False
+        _strict_users += 1
+    try:
+        yield
+    finally:
+        with _strict_lock:
+            _strict_users -= 1
+            if _strict_users == 0:
+                ImageFile.LOAD_TRUNCATED_IMAGES = _strict_saved
+
+
+def read_header(path: str) -> tuple[str, int | None, int | None, str | None]:
+    """(status, width, height, mode) from an image file's header alone (no pixels decoded). Never raises."""
+    try:
+        with Image.open(path) as img:
+            (width, height), mode = img.size, img.mode
+    except FileNotFoundError:
+        return "missing_file", None, None, None
+    except Image.DecompressionBombError:
+        return "too_large", None, None, None
+    except UnidentifiedImageError:
+        return "not_an_image", None, None, None
+    except DECODE_ERRORS:
+        return "corrupt", None, None, None
+    if width * height > MAX_PIXELS:
+        return "too_large", width, height, mode
+    return ("ok" if min(width, height) >= 1 else "corrupt"), width, height, mode

@@ -1,0 +1,242 @@
+"""Image links to local files: local paths resolved, remote URLs downloaded once into a verified cache.
+
+Remote URLs are deduplicated and fetched by a thread pool (one keep-alive urllib3 connection pool per thread)
+with connect/read timeouts, retries with exponential backoff on 429/5xx/connection errors and a final
+low-concurrency pass for what still fails. Every body is verified by decoding it; images larger than
+`max_side` are stored resized (JPEG), smaller ones as their original bytes. Cache files are named by
+the URL's sha1 and written atomically; a JSONL manifest in the cache folder records each URL's outcome,
+so a rerun neither refetches what succeeded nor retries permanent failures.
+
+Failures are a status per link with path None (never a placeholder picture); the vocabulary is
+`records.STATUSES`. Nothing raised for a bad URL or body escapes `fetch_images`. `cached_images` gives the same
+table offline, from the manifest and local files' headers (what later stages read; it never downloads).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+import urllib.parse
+import urllib.request
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from amzkit.images.decode import MAX_PIXELS, MAX_SIDE_PX, read_header, strict_truncation
+from amzkit.images.http import (
+    CONNECT_TIMEOUT_S,
+    DEFAULT_RETRY,
+    MAX_BYTES,
+    MAX_WORKERS,
+    READ_TIMEOUT_S,
+    Downloader,
+    RetryPolicy,
+    run_attempts,
+)
+from amzkit.images.records import (
+    LOCAL_SCHEMES,
+    MANIFEST_NAME,
+    REMOTE_SCHEMES,
+    TABLE_COLUMNS,
+    FetchRecord,
+    ManifestWriter,
+    cache_name,
+    is_retryable,
+    link_scheme,
+    read_manifest,
+    remove_stale_temps,
+)
+
+PROGRESS_POSTFIX_S = 0.5
+
+
+def resolve_local(link: str, base_dir: Path) -> tuple[str | None, str]:
+    """(path, status) of a local link: a plain path (relative to base_dir) or a file: URL."""
+    if link_scheme(link) in LOCAL_SCHEMES:
+        link = urllib.request.url2pathname(urllib.parse.urlsplit(link).path)
+    path = Path(link)
+    path = path if path.is_absolute() else base_dir / path
+    try:
+        size = path.stat().st_size if path.is_file() else None
+    except OSError:
+        size = None
+    if size is None:
+        return None, "missing_file"
+    return (str(path), "ok") if size > 0 else (None, "empty")
+
+
+def fetch_images(
+    links: pd.Series,
+    base_dir: str | Path,
+    cache_dir: str | Path,
+    max_workers: int = MAX_WORKERS,
+    timeout: float | tuple[float, float] = (CONNECT_TIMEOUT_S, READ_TIMEOUT_S),
+    max_bytes: int = MAX_BYTES,
+    *,
+    max_side: int = MAX_SIDE_PX,
+    max_pixels: int = MAX_PIXELS,
+    retry: RetryPolicy = DEFAULT_RETRY,
+    retry_failed: bool = False,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Resolve each link to a local file. Returns one row per input row, same index and order.
+
+    Columns: link, path (None on failure), status (see STATUSES), width/height/mode (original pixels and
+    Pillow mode; URLs only), bytes (downloaded), attempts, error. Relative links resolve against `base_dir`
+    (the CSV's folder); URLs are fetched once each into `cache_dir`. A rerun reads the manifest there: ok URLs
+    are not fetched again, and permanent failures (404, not_an_image, ...) are retried only with `retry_failed`.
+    `timeout` is (connect, read) seconds, or one number for both.
+    """
+    base_dir, cache_dir = Path(base_dir), Path(cache_dir)
+    links = _clean_links(links)
+    resolved, remote = _resolve_offline(links, base_dir)
+    if remote:
+        resolved.update(_fetch_remote(remote, cache_dir, max_workers, timeout, max_bytes, max_side, max_pixels,
+                                      retry, retry_failed, progress))
+    return _link_table(links, resolved)
+
+
+def cached_images(links: pd.Series, base_dir: str | Path, cache_dir: str | Path,
+                  max_workers: int = 8) -> pd.DataFrame:
+    """`fetch_images`' table from what is already on disk, without any network access.
+
+    URLs are looked up in `cache_dir`'s manifest: status not_fetched when it has no line for one, missing_file
+    when its ok line's cache file is gone. Local links resolve against `base_dir` and, unlike in
+    `fetch_images`, get width/height/mode from the file's header (a header that does not decode gives its
+    status) and bytes from its size. An ok URL whose manifest line predates the mode field gets the mode of
+    its cached file (the original's when it was stored unresized, RGB after a resize).
+    """
+    base_dir, cache_dir = Path(base_dir), Path(cache_dir)
+    links = _clean_links(links)
+    resolved, remote = _resolve_offline(links, base_dir)
+    headers = {link: path for link, (path, _) in resolved.items() if path is not None}  # local files
+    known = read_manifest(cache_dir / MANIFEST_NAME) if remote else {}
+    for link in remote:
+        if link not in known:
+            resolved[link] = (None, FetchRecord(link, "not_fetched", error=f"no line in {cache_dir / MANIFEST_NAME}"))
+            continue
+        record = dataclasses.replace(known[link])  # the manifest's records are shared: never edit them
+        path = str(cache_dir / cache_name(link)) if record.status == "ok" else None
+        if path is not None and not os.path.isfile(path):
+            path, record.status, record.error = None, "missing_file", f"cache file {path} is gone"
+        elif path is not None and record.mode is None:  # a line written before the mode field
+            headers[link] = path
+        resolved[link] = (path, record)
+    if headers:
+        with ThreadPoolExecutor(max(1, max_workers)) as pool:
+            read = dict(zip(headers, pool.map(read_header, headers.values()), strict=True))
+        for link, (status, width, height, mode) in read.items():
+            path, record = resolved[link]
+            if link in known:  # only the missing mode is filled in; the rest is the original's
+                record.mode = mode if status == "ok" else None
+                continue
+            record.width, record.height, record.mode, record.bytes = width, height, mode, _file_size(path)
+            if status != "ok":
+                record.status, record.error = status, f"the header of {path} does not decode"
+                resolved[link] = (None, record)
+    return _link_table(links, resolved)
+
+
+def _file_size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def _clean_links(links: pd.Series) -> pd.Series:
+    return links.fillna("").astype(str).str.strip()
+
+
+def _resolve_offline(links: pd.Series, base_dir: Path) -> tuple[dict[str, tuple[str | None, FetchRecord]],
+                                                                   list[str]]:
+    """(path, record) of each distinct link that needs no network, and the remote URLs left over."""
+    resolved: dict[str, tuple[str | None, FetchRecord]] = {}
+    remote: list[str] = []
+    for link in pd.unique(links):
+        scheme = link_scheme(link)
+        if not link:
+            resolved[link] = (None, FetchRecord(link, "missing_link"))
+        elif scheme in REMOTE_SCHEMES:
+            remote.append(link)
+        elif scheme and scheme not in LOCAL_SCHEMES:
+            resolved[link] = (None, FetchRecord(link, "unsupported_scheme", error=f"scheme {scheme!r}"))
+        else:
+            path, status = resolve_local(link, base_dir)
+            resolved[link] = (path, FetchRecord(link, status))
+    return resolved, remote
+
+
+def _link_table(links: pd.Series, resolved: dict[str, tuple[str | None, FetchRecord]]) -> pd.DataFrame:
+    """One row per input row (same index and order) from the per-link outcomes."""
+    per_link = pd.DataFrame(
+        [(path, *(getattr(record, column) for column in TABLE_COLUMNS[2:])) for path, record in resolved.values()],
+        index=pd.Index(list(resolved), dtype=object), columns=list(TABLE_COLUMNS[1:]),
+    ).astype({"width": "Int64", "height": "Int64", "bytes": "int64", "attempts": "int64"})
+    table = per_link.reindex(links.to_numpy()).set_axis(links.index)
+    table.insert(0, "link", links.to_numpy())
+    table["path"] = table["path"].astype(object).where(table["path"].notna(), None)
+    return table
+
+
+def _fetch_remote(urls: list[str], cache_dir: Path, max_workers: int, timeout: float | tuple[float, float],
+                  max_bytes: int, max_side: int, max_pixels: int, retry: RetryPolicy, retry_failed: bool,
+                  progress: bool) -> dict[str, tuple[str | None, FetchRecord]]:
+    """Fetch what the manifest does not vouch for: a main pass, then a gentle pass over retryable failures."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(cache_dir)
+    known = read_manifest(cache_dir / MANIFEST_NAME)
+    results = {url: known[url] for url in urls if url in known and _still_valid(known[url], cache_dir, retry_failed)}
+    todo = [url for url in urls if url not in results]
+    timeouts = (float(timeout), float(timeout)) if isinstance(timeout, int | float) else tuple(timeout)
+    downloader = Downloader(cache_dir, timeouts, max_bytes, max_side, max_pixels, retry, pool_size=2)
+    writer = ManifestWriter(cache_dir / MANIFEST_NAME)
+    try:
+        with strict_truncation():
+            fetched = _run_pass(downloader, todo, max_workers, retry.attempts, 1.0, "download", progress, writer)
+            results.update(fetched)
+            again = [url for url, record in fetched.items() if is_retryable(record.status)]
+            if again and retry.final_pass_attempts > 0:
+                results.update(_run_pass(downloader, again, retry.final_pass_workers, retry.final_pass_attempts,
+                                         retry.final_pass_timeout_factor, "retry", progress, writer, results))
+    finally:
+        writer.close()
+        downloader.close()
+    return {url: ((str(cache_dir / cache_name(url)) if results[url].status == "ok" else None), results[url])
+            for url in urls}
+
+
+def _still_valid(record: FetchRecord, cache_dir: Path, retry_failed: bool) -> bool:
+    """Whether a manifest record stands: ok with its file present, or a permanent failure not to retry."""
+    if record.status == "ok":
+        return (cache_dir / cache_name(record.url)).is_file()
+    return not (retry_failed or is_retryable(record.status))
+
+
+def _run_pass(downloader: Downloader, urls: list[str], workers: int, attempts: int, timeout_factor: float,
+              label: str, progress: bool, writer: ManifestWriter,
+              earlier: dict[str, FetchRecord] | None = None) -> dict[str, FetchRecord]:
+    """Fetch `urls` on `workers` threads, writing each record to the manifest as it completes."""
+    done = {url: earlier[url].attempts for url in urls if url in earlier} if earlier else {}
+    fetched: dict[str, FetchRecord] = {}
+    counts: Counter[str] = Counter()
+    bar = tqdm(total=len(urls), desc=label, unit="img", disable=not progress or not urls, smoothing=0.1)
+    shown_at = 0.0
+    try:
+        for record in run_attempts(downloader, urls, workers, attempts, timeout_factor, done):
+            fetched[record.url] = record
+            writer.write(record)
+            counts[record.status] += 1
+            bar.update()
+            if time.monotonic() - shown_at > PROGRESS_POSTFIX_S:
+                bar.set_postfix(dict(counts.most_common()), refresh=False)
+                shown_at = time.monotonic()
+        bar.set_postfix(dict(counts.most_common()), refresh=False)
+    finally:
+        writer.flush()
+        bar.close()
+    return fetched

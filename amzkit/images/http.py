@@ -1,0 +1,341 @@
+"""HTTP downloading: keep-alive pools per thread, timeouts, retries with backoff, byte limits."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import os
+import queue
+import random
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+
+import urllib3
+
+from amzkit.core.io import atomic_path
+from amzkit.images.decode import prepare_image
+from amzkit.images.records import (
+    HTTP_STATUS_PREFIX,
+    REMOTE_SCHEMES,
+    FetchRecord,
+    cache_name,
+    describe,
+    is_retryable,
+    link_scheme,
+)
+
+CONNECT_TIMEOUT_S = 5.0
+
+
+READ_TIMEOUT_S = 15.0
+
+
+MAX_WORKERS = 64
+
+
+MAX_BYTES = 20_000_000
+
+
+CHUNK_BYTES = 256 * 1024
+
+
+USER_AGENT = "amzkit/0.1 (+image fetch for a Kaggle competition)"
+
+
+CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")  # read as requests does
+
+
+MAX_REDIRECTS = 5
+
+
+REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
+
+
+SMALL_BODY_BYTES = 64 * 1024  # an error page this small is read, so its keep-alive connection is reused
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently a retryable failure (429, 5xx, timeout, connection error) is retried."""
+
+    attempts: int = 4  # per URL in the main pass, the first try included
+    backoff_s: float = 0.25  # wait after the first failure; doubles each retry, plus up to as much jitter
+    backoff_cap_s: float = 8.0
+    retry_after_cap_s: float = 30.0  # a server's Retry-After is honoured up to this
+    final_pass_workers: int = 4  # then what still fails is tried again, gently
+    final_pass_attempts: int = 2
+    final_pass_timeout_factor: float = 2.0
+
+    def delay(self, failures: int, retry_after: float | None) -> float:
+        """Seconds to wait after the `failures`-th failure of one URL."""
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.retry_after_cap_s)
+        base = min(self.backoff_s * 2 ** (failures - 1), self.backoff_cap_s)
+        return base + random.uniform(0, base)
+
+
+DEFAULT_RETRY = RetryPolicy()
+
+
+@dataclass
+class Response:
+    """What one HTTP attempt gave: a body, or a failure status (with Retry-After when the server sent one)."""
+
+    status: str
+    body: bytes = b""
+    retry_after: float | None = None
+    error: str = ""
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date); None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        return parsedate_to_datetime(value).timestamp() - time.time()
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+EXCEPTION_STATUSES: tuple[tuple[type[BaseException], str], ...] = (  # first match wins
+    (urllib3.exceptions.NewConnectionError, "connection_error"),  # refused, no route, DNS (a ConnectTimeoutError)
+    (urllib3.exceptions.TimeoutError, "timeout"),  # connect and read timeouts
+    (TimeoutError, "timeout"),
+    (urllib3.exceptions.DecodeError, "corrupt"),  # a Content-Encoding that does not decode
+)
+
+
+def exception_status(err: BaseException) -> str:
+    """Status of a download exception (dropped connections, bad URLs, TLS errors: connection_error)."""
+    return next((status for kind, status in EXCEPTION_STATUSES if isinstance(err, kind)), "connection_error")
+
+
+def ca_bundle() -> str | None:
+    """CA file: $REQUESTS_CA_BUNDLE / $CURL_CA_BUNDLE, else certifi's (as requests), else the system's (None)."""
+    configured = next((os.environ[key] for key in CA_BUNDLE_VARIABLES if os.environ.get(key)), None)
+    if configured:
+        return configured
+    try:
+        import certifi
+    except ImportError:
+        return None
+    return certifi.where()
+
+
+def finish(response: urllib3.BaseHTTPResponse) -> None:
+    """Done with a response whose body is not wanted: keep its connection if the rest is small."""
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) <= SMALL_BODY_BYTES:
+        response.drain_conn()
+        response.release_conn()
+    else:
+        response.close()
+
+
+class Downloader:
+    """Fetches URLs into the cache with one keep-alive connection pool per thread. Its methods never raise.
+
+    Plain urllib3 rather than requests: requests' per-request bookkeeping (cookies, hooks, environment
+    merging) costs about 0.4 ms of GIL-held CPU per image, a quarter of the throughput on two cores.
+    Proxies from the environment (http_proxy, https_proxy, no_proxy) are honoured as requests would.
+    """
+
+    def __init__(self, cache_dir: Path, timeout: tuple[float, float], max_bytes: int, max_side: int,
+                 max_pixels: int, retry: RetryPolicy, pool_size: int):
+        self.cache_dir, self.timeout, self.max_bytes = cache_dir, timeout, max_bytes
+        self.max_side, self.max_pixels, self.retry, self.pool_size = max_side, max_pixels, retry, pool_size
+        self.proxies = {scheme: url for scheme, url in urllib.request.getproxies().items() if scheme in REMOTE_SCHEMES}
+        self.ca_certs = ca_bundle()
+        self._local = threading.local()
+        self._managers: list[urllib3.PoolManager] = []
+        self._managers_lock = threading.Lock()
+
+    def manager(self, url: str) -> urllib3.PoolManager:
+        """This thread's connection pool for `url` (a proxy's when the environment sets one for it)."""
+        proxy = self.proxies.get(link_scheme(url)) if self.proxies else None
+        if proxy and urllib.request.proxy_bypass(urllib.parse.urlsplit(url).hostname or ""):
+            proxy = None
+        managers: dict[str | None, urllib3.PoolManager] | None = getattr(self._local, "managers", None)
+        if managers is None:
+            managers = self._local.managers = {}
+        if proxy not in managers:
+            options = {"num_pools": self.pool_size, "maxsize": self.pool_size, "retries": False,
+                       "headers": {"User-Agent": USER_AGENT}, "ca_certs": self.ca_certs}
+            managers[proxy] = urllib3.ProxyManager(proxy, **options) if proxy else urllib3.PoolManager(**options)
+            with self._managers_lock:
+                self._managers.append(managers[proxy])
+        return managers[proxy]
+
+    def close(self) -> None:
+        with self._managers_lock:
+            for manager in self._managers:
+                manager.clear()
+            self._managers.clear()
+
+    def get(self, url: str, timeout: tuple[float, float]) -> Response:
+        """One GET, following redirects: the body, or why not (reading stops past max_bytes)."""
+        try:
+            for _ in range(MAX_REDIRECTS + 1):
+                response = self.manager(url).request(
+                    "GET", url, preload_content=False, redirect=False, retries=False,
+                    timeout=urllib3.Timeout(connect=timeout[0], read=timeout[1]))
+                location = response.headers.get("Location") if response.status in REDIRECT_CODES else None
+                if not location:
+                    return self.read(response)
+                finish(response)
+                url = urllib.parse.urljoin(url, location)
+                if link_scheme(url) not in REMOTE_SCHEMES:
+                    return Response("unsupported_scheme", error=f"redirected to {url[:200]}")
+            return Response(f"{HTTP_STATUS_PREFIX}{response.status}", error=f"over {MAX_REDIRECTS} redirects")
+        except Exception as err:  # any failure of one URL is its status, never the run's
+            return Response(exception_status(err), error=describe(err))
+
+    def read(self, response: urllib3.BaseHTTPResponse) -> Response:
+        """The body of a final answer: Content-Length checked first, reading stops past max_bytes."""
+        if not 200 <= response.status < 300:
+            finish(response)
+            return Response(f"{HTTP_STATUS_PREFIX}{response.status}", error=response.reason or "",
+                            retry_after=parse_retry_after(response.headers.get("Retry-After")))
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            response.close()
+            return Response("too_large", error=f"Content-Length {declared}")
+        if declared.isdigit():
+            body = response.read()
+        else:
+            chunks, size = [], 0
+            while chunk := response.read(CHUNK_BYTES):
+                size += len(chunk)
+                if size > self.max_bytes:
+                    response.close()
+                    return Response("too_large", error=f"over {self.max_bytes} bytes")
+                chunks.append(chunk)
+            body = b"".join(chunks)
+        response.release_conn()
+        return Response("ok", body)
+
+    def attempt(self, url: str, attempts: int, timeout_factor: float = 1.0) -> tuple[FetchRecord, float | None]:
+        """One try at `url` (its `attempts`-th in all): its record and the server's Retry-After, if any.
+
+        On a URL's first try, a cache file no manifest line vouches for is verified and reused when good.
+        """
+        try:
+            target = self.cache_dir / cache_name(url)
+            if attempts == 1 and target.is_file():
+                record = self.store(url, target.read_bytes(), target, 0, cached=True)
+                if record.status == "ok":
+                    return record, None
+            timeout = (self.timeout[0] * timeout_factor, self.timeout[1] * timeout_factor)
+            response = self.get(url, timeout)
+            if response.status == "ok":
+                return self.store(url, response.body, target, attempts), None
+            return FetchRecord(url, response.status, attempts=attempts, error=response.error), response.retry_after
+        except Exception as err:  # a disk failure (or a bug) on one URL must not end the run
+            return FetchRecord(url, "connection_error", attempts=attempts, error=describe(err)), None
+
+    def store(self, url: str, body: bytes, target: Path, attempts: int, cached: bool = False) -> FetchRecord:
+        """Verify (and maybe shrink) a body; write it atomically when it is a good image not yet stored."""
+        prepared = prepare_image(body, self.max_side, self.max_pixels)
+        if prepared.status != "ok":
+            if cached:
+                target.unlink(missing_ok=True)
+            return FetchRecord(url, prepared.status, len(body), prepared.width, prepared.height, attempts,
+                               prepared.error, prepared.mode)
+        if not (cached and prepared.data is body):
+            with atomic_path(target) as tmp:
+                tmp.write_bytes(prepared.data)
+        return FetchRecord(url, "ok", len(body), prepared.width, prepared.height, attempts, mode=prepared.mode)
+
+
+class WorkQueue:
+    """Tries for the fetch threads: fresh URLs, and failed ones that come due after their backoff.
+
+    A due retry is served before fresh URLs, so backoffs overlap the rest of the work instead of
+    piling up at the end; a scheduler thread releases retries when due, so no fetch thread sleeps.
+    """
+
+    STOP, DUE, FRESH = -1, 0, 1  # priorities: lower is served first
+
+    def __init__(self) -> None:
+        self._ready: queue.PriorityQueue = queue.PriorityQueue()
+        self._delayed: list[tuple[float, int, Any]] = []
+        self._wake = threading.Condition()
+        self._sequence = itertools.count()
+        self._closed = False
+        threading.Thread(target=self._release_due, daemon=True, name="amzkit-fetch-scheduler").start()
+
+    def put(self, task: Any, priority: int = FRESH) -> None:
+        self._ready.put((priority, next(self._sequence), task))
+
+    def put_later(self, task: Any, delay_s: float) -> None:
+        with self._wake:
+            heapq.heappush(self._delayed, (time.monotonic() + delay_s, next(self._sequence), task))
+            self._wake.notify()
+
+    def get(self) -> Any:
+        """The next task; None means stop."""
+        return self._ready.get()[2]
+
+    def close(self, workers: int) -> None:
+        """Stop `workers` threads: idle ones now, busy ones after their current try."""
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+        for _ in range(workers):
+            self.put(None, self.STOP)
+
+    def _release_due(self) -> None:
+        with self._wake:
+            while not self._closed:
+                now = time.monotonic()
+                while self._delayed and self._delayed[0][0] <= now:
+                    self.put(heapq.heappop(self._delayed)[2], self.DUE)
+                self._wake.wait(self._delayed[0][0] - now if self._delayed else None)
+
+
+def run_attempts(downloader: Downloader, urls: list[str], workers: int, attempts: int, timeout_factor: float,
+                 earlier: dict[str, int]) -> Iterator[FetchRecord]:
+    """Each URL's final record after up to `attempts` tries, in completion order, from `workers` threads.
+
+    A retryable failure is tried again after its backoff (or the server's Retry-After, capped).
+    Stopping the iteration early cancels what is left.
+    """
+    if not urls:
+        return
+    work = WorkQueue()
+    for url in urls:
+        work.put((url, 1))
+    results: queue.SimpleQueue = queue.SimpleQueue()
+
+    def fetch_loop() -> None:
+        while (task := work.get()) is not None:
+            url, number = task
+            try:
+                record, retry_after = downloader.attempt(url, earlier.get(url, 0) + number, timeout_factor)
+                if number < attempts and is_retryable(record.status):
+                    work.put_later((url, number + 1), downloader.retry.delay(number, retry_after))
+                else:
+                    results.put(record)
+            except BaseException as err:  # handed to the caller's thread, raised there
+                results.put(err)
+
+    workers = max(1, min(workers, len(urls)))
+    for i in range(workers):
+        threading.Thread(target=fetch_loop, daemon=True, name=f"amzkit-fetch-{i}").start()
+    try:
+        for _ in urls:
+            if isinstance(result := results.get(), BaseException):
+                raise result
+            yield result
+    finally:
+        work.close(workers)

@@ -1,0 +1,208 @@
+"""Fetch outcomes: the status vocabulary, one record per URL, link helpers and the JSONL manifest."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import pandas as pd
+
+STATUSES = (
+    "ok",
+    "http_<code>",  # any non-2xx HTTP answer, e.g. http_404, http_503
+    "timeout",
+    "connection_error",
+    "not_an_image",  # not identifiable as an image (HTML error page, text, ...)
+    "corrupt",  # an image format, but truncated or undecodable data
+    "too_large",  # over max_bytes, or over max_pixels by the header
+    "empty",
+    "missing_file",
+    "missing_link",
+    "unsupported_scheme",
+    "not_fetched",  # cached_images only: a URL the manifest does not know (01_extract never fetched it)
+)
+
+
+HTTP_STATUS_PREFIX = "http_"
+
+
+RETRYABLE_HTTP_CODES = frozenset({408, 425, 429, *range(500, 600)})
+
+
+RETRYABLE_STATUSES = frozenset({"timeout", "connection_error"})
+
+
+MANIFEST_NAME = "fetch_manifest.jsonl"
+
+
+MANIFEST_FLUSH_EVERY = 500
+
+
+MANIFEST_FLUSH_S = 5.0
+
+
+STALE_TEMP_S = 300.0
+
+
+ERROR_CHARS = 300
+
+
+CACHE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp"})
+
+
+REMOTE_SCHEMES = frozenset({"http", "https"})
+
+
+LOCAL_SCHEMES = frozenset({"file"})
+
+
+SCHEME_PATTERN = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]+):")  # two letters or more: C:\ is a drive
+
+
+@dataclass(slots=True)
+class FetchRecord:
+    """One URL's outcome: a manifest line (original width/height/mode and downloaded bytes).
+
+    `mode` is the original Pillow mode (RGB, RGBA, L, P, CMYK, ...); manifests written before it existed
+    load with None.
+    """
+
+    url: str
+    status: str
+    bytes: int = 0
+    width: int | None = None
+    height: int | None = None
+    attempts: int = 0
+    error: str = ""
+    mode: str | None = None
+
+    def as_row(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in MANIFEST_FIELDS}
+
+
+MANIFEST_FIELDS = tuple(field.name for field in dataclasses.fields(FetchRecord))
+
+
+TABLE_COLUMNS = ("link", "path", "status", "width", "height", "mode", "bytes", "attempts", "error")
+
+
+def is_remote(link: str) -> bool:
+    """Whether a link is fetched over HTTP(S) (any case of the scheme)."""
+    return link_scheme(link) in REMOTE_SCHEMES
+
+
+def link_scheme(link: str) -> str:
+    """The URL scheme in lower case; '' for a plain (relative or absolute) path."""
+    match = SCHEME_PATTERN.match(link)
+    return match.group(1).lower() if match else ""
+
+
+def cache_name(url: str) -> str:
+    """File name of a downloaded URL in the cache: its sha1 plus the URL's extension."""
+    suffix = os.path.splitext(url.split("?", 1)[0].split("#", 1)[0].rsplit("/", 1)[-1])[1].lower()
+    return hashlib.sha1(url.encode()).hexdigest() + (suffix if suffix in CACHE_SUFFIXES else ".img")
+
+
+def is_retryable(status: str) -> bool:
+    """Whether a failure may go away by itself (429, 5xx, timeouts, dropped connections)."""
+    if status.startswith(HTTP_STATUS_PREFIX):
+        return int(status[len(HTTP_STATUS_PREFIX):]) in RETRYABLE_HTTP_CODES
+    return status in RETRYABLE_STATUSES
+
+
+def summarize(table: pd.DataFrame) -> pd.DataFrame:
+    """Counts and shares per status of a `fetch_images` table, most frequent first."""
+    counts = table["status"].value_counts()
+    return pd.DataFrame({"status": counts.index, "count": counts.to_numpy(),
+                         "share": (counts / max(len(table), 1)).round(4).to_numpy()})
+
+
+def describe(err: BaseException) -> str:
+    """An exception as a short manifest-friendly error text."""
+    return f"{type(err).__name__}: {err}"[:ERROR_CHARS]
+
+
+_manifest_lock = threading.Lock()
+
+
+_manifest_memo: dict[str, tuple[tuple[int, int], int, dict[str, FetchRecord]]] = {}  # file id, bytes parsed
+
+
+def read_manifest(path: Path) -> dict[str, FetchRecord]:
+    """The last record per URL; lines cut short by a killed run are skipped.
+
+    Memoized per file: a later call (the next shard of a split) parses only the bytes appended since.
+    """
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return {}
+    key, file_id = str(path.resolve()), (stat.st_dev, stat.st_ino)
+    with _manifest_lock:
+        seen_id, offset, records = _manifest_memo.get(key, (file_id, 0, {}))
+        if seen_id != file_id or stat.st_size < offset:  # replaced or truncated: start over
+            offset, records = 0, {}
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            data = fh.read()
+        complete = data.rfind(b"\n") + 1  # a line still being written is parsed next time
+        for line in data[:complete].splitlines():
+            try:
+                row = json.loads(line)
+                records[row["url"]] = FetchRecord(**{k: row[k] for k in MANIFEST_FIELDS if k in row})
+            except (ValueError, KeyError, TypeError):
+                continue
+        _manifest_memo[key] = (file_id, offset + complete, records)
+        return dict(records)
+
+
+class ManifestWriter:
+    """Appends records as JSON lines, flushed every MANIFEST_FLUSH_EVERY lines or MANIFEST_FLUSH_S seconds."""
+
+    def __init__(self, path: Path):
+        needs_newline = path.is_file() and path.stat().st_size > 0 and _last_byte(path) != b"\n"
+        self._fh: IO[str] = open(path, "a", encoding="utf-8")  # closed by close()
+        if needs_newline:  # a killed run's half line stays alone on its line
+            self._fh.write("\n")
+        self._pending, self._flushed_at = 0, time.monotonic()
+
+    def write(self, record: FetchRecord) -> None:
+        self._fh.write(json.dumps(record.as_row(), ensure_ascii=False) + "\n")
+        self._pending += 1
+        if self._pending >= MANIFEST_FLUSH_EVERY or time.monotonic() - self._flushed_at > MANIFEST_FLUSH_S:
+            self.flush()
+
+    def flush(self) -> None:
+        self._fh.flush()
+        self._pending, self._flushed_at = 0, time.monotonic()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def _last_byte(path: Path) -> bytes:
+    with open(path, "rb") as fh:
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1)
+
+
+def remove_stale_temps(cache_dir: Path, older_than_s: float = STALE_TEMP_S) -> int:
+    """Delete temp files a killed run left in the cache (never trusted: only complete files get real names)."""
+    removed, now = 0, time.time()
+    with os.scandir(cache_dir) as entries:
+        for entry in entries:
+            if entry.name.startswith(".") and entry.name.endswith(".tmp") and entry.is_file():
+                with contextlib.suppress(OSError):
+                    if now - entry.stat().st_mtime > older_than_s:
+                        os.unlink(entry.path)
+                        removed += 1
+    return removed

@@ -1,0 +1,173 @@
+"""The learner protocol every 03_train learner follows, and the inputs a run prepares it on.
+
+A learner has scikit-learn's shape over the rows of one competition: the constructor only stores parameters;
+`prepare(inputs)` builds what the learner reads once per run (a feature matrix, texts, an embedding); `fit(rows,
+y, weight)` learns from those rows and returns self; `predict(rows)` gives prices on the original scale (>= the
+floor). Rows index the stacked inputs: train rows first (0 .. n_train - 1), then test rows.
+
+Honest by construction: the one CV loop (`ml.cv.cross_validate`) gives `fit` the training rows of a fold only,
+never the rows that fold is scored on, so anything a learner chooses (early stopping, alpha, a threshold) is
+chosen inside the training fold. Test rows may come with labels (pseudo-labels); what a learner learns without
+labels from its inputs' columns (fold transforms) is fit on train rows only.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from amzkit.core.schema import SPLITS, Schema, row_text
+from amzkit.embed.runs import load_embeddings
+from amzkit.text.names import product_names
+
+MIN_PREDICTION = 1e-3  # every prediction is floored here: SMAPE needs positive prices
+
+
+@dataclass
+class RunInputs:
+    """One competition as a learner sees it: train rows stacked over test rows, with what every learner shares.
+
+    `data_dir` (the CSVs' folder) is needed by the image feature groups, which read 01's image cache.
+    """
+
+    data: dict[str, pd.DataFrame]
+    schema: Schema
+    work_dir: Path
+    data_dir: Path | None = None
+    seed: int = 42
+    row_groups: np.ndarray | None = None  # product group per row; None: normalised product names
+
+    @property
+    def n_train(self) -> int:
+        return len(self.data["train"])
+
+    @property
+    def n_test(self) -> int:
+        return len(self.data["test"])
+
+    @property
+    def test_rows(self) -> np.ndarray:
+        return np.arange(self.n_train, self.n_train + self.n_test)
+
+    @cached_property
+    def y(self) -> np.ndarray:
+        """The train target on the original scale."""
+        return self.data["train"][self.schema.target].to_numpy(dtype=float)
+
+    @cached_property
+    def both(self) -> pd.DataFrame:
+        """Train rows, then test rows, as one frame (the row numbers learners use)."""
+        return pd.concat([self.data["train"], self.data["test"]], ignore_index=True)
+
+    @cached_property
+    def texts(self) -> list[str]:
+        """The row text of every row (computed once, whichever learner or feature group reads it)."""
+        return row_text(self.both, self.schema).tolist()
+
+    @cached_property
+    def groups(self) -> np.ndarray:
+        """Product group per row (normalised product names unless given): copies of one product share inner folds,
+        as they share outer ones."""
+        if self.row_groups is not None:
+            return np.asarray(self.row_groups)
+        return product_names(self.both, self.schema).to_numpy()
+
+    def embedding(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(matrix, ok) of 01_extract run `name` over every row, refused unless it matches the CSVs row for row."""
+        cache = self.__dict__.setdefault("_embeddings", {})
+        if name not in cache:
+            parts = [load_embeddings(self.work_dir, name, split, self.data[split][self.schema.id_column])
+                     for split in SPLITS]
+            cache[name] = (np.vstack([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+        return cache[name]
+
+
+class Learner(ABC):
+    """A 03_train learner (see the module docstring): params in the constructor, fitted state in `*_` attributes."""
+
+    name: ClassVar[str] = ""
+
+    def get_params(self) -> dict[str, Any]:
+        """The constructor's parameters and their values (scikit-learn's get_params, without nesting)."""
+        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+        return {name: getattr(self, name) for name in names}
+
+    def set_params(self, **params) -> Learner:
+        """Change constructor parameters in place (a misspelt name is an error); returns self."""
+        known = self.get_params()
+        unknown = sorted(set(params) - set(known))
+        if unknown:
+            raise ValueError(f"learner {self.name!r} has no parameters {unknown}; its parameters are {sorted(known)}")
+        for key, value in params.items():
+            setattr(self, key, value)
+        return self
+
+    def prepare(self, inputs: RunInputs) -> Learner:
+        """Build what `fit` and `predict` read, once per run; returns self."""
+        self.inputs_ = inputs
+        return self
+
+    @abstractmethod
+    def fit(self, rows: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None) -> Learner:
+        """Learn from `rows` (train rows of one fold, maybe labelled test rows) and their prices `y`."""
+
+    @abstractmethod
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        """Prices for `rows` on the original scale, each >= MIN_PREDICTION."""
+
+    def feature_importance(self) -> pd.Series | None:
+        """Importance per input column of the last fit (gain for trees); None when the learner has none."""
+        return None
+
+    def save_fold(self, folder: Path, fold: int) -> None:  # noqa: B027 - optional: most learners keep nothing
+        """Keep the model of fold `fold` in `folder` (learners with a file format do)."""
+
+    def describe(self) -> dict[str, Any]:
+        """What a run's metrics record about this learner."""
+        return {"learner": self.name, "params": _jsonable(self.get_params())}
+
+    def fresh(self) -> Learner:
+        """A shallow copy without fitted state, sharing the prepared inputs (for a model per group)."""
+        twin = copy.copy(self)
+        for key in [k for k in vars(twin) if k.endswith("_") and k not in self.prepared_attributes()]:
+            delattr(twin, key)
+        return twin
+
+    def prepared_attributes(self) -> set[str]:
+        """Attributes `prepare` sets (kept by `fresh`)."""
+        return {"inputs_"}
+
+    def _check_prepared(self) -> None:
+        if not hasattr(self, "inputs_"):
+            raise RuntimeError(f"learner {self.name!r}: call prepare(inputs) before fit/predict")
+
+
+def floor_prediction(values: np.ndarray) -> np.ndarray:
+    """Predictions as positive prices (NaN never passes: it is an error upstream)."""
+    values = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise FloatingPointError(f"{int((~np.isfinite(values)).sum())} predictions are NaN or infinite")
+    return np.maximum(values, MIN_PREDICTION)
+
+
+def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
+    """Params as JSON-friendly values (arrays and objects become their type name)."""
+    out = {}
+    for key, value in params.items():
+        if isinstance(value, str | int | float | bool | type(None)):
+            out[key] = value
+        elif isinstance(value, list | tuple) and all(isinstance(v, str | int | float | bool) for v in value):
+            out[key] = list(value)
+        elif isinstance(value, dict):
+            out[key] = _jsonable(value)
+        else:
+            out[key] = type(value).__name__
+    return out

@@ -1,0 +1,82 @@
+"""Folds that can be trusted, made once per work folder and shared by every run and by 04_ensemble.
+
+Stratified on binned log target, plain KFold, or grouped by near-duplicate product (same normalised item
+name) so copies of one product never sit on both sides. `inner_folds` splits a training fold again the same
+way, for what is learnt inside it (target encodings, early stopping).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import KFold, StratifiedGroupKFold, StratifiedKFold
+
+from amzkit.core.io import id_hash, read_json, write_csv, write_json
+from amzkit.core.schema import Schema
+from amzkit.core.workdir import stage_dir
+from amzkit.text.names import product_names
+
+FOLDS_FILE = "folds.csv"
+
+
+FOLD_STRATEGIES = ("stratified", "kfold", "group")
+
+
+def make_folds(target: np.ndarray, n_folds: int, seed: int, strategy: str = "stratified",
+               groups: np.ndarray | None = None) -> np.ndarray:
+    """Fold number per row: stratified on log1p(target) bins, plain KFold, or grouped (stratified) by `groups`."""
+    if strategy not in FOLD_STRATEGIES:
+        raise ValueError(f"unknown fold strategy {strategy!r}; choose from {FOLD_STRATEGIES}")
+    y = np.log1p(np.asarray(target, dtype=float))
+    n_bins = max(2, min(10, len(y) // (n_folds * 2)))
+    bins = pd.qcut(y, q=n_bins, labels=False, duplicates="drop")
+    folds = np.empty(len(y), dtype=np.int64)
+    if strategy == "kfold":
+        splits = KFold(n_folds, shuffle=True, random_state=seed).split(y)
+    elif strategy == "stratified":
+        splits = StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(y, bins)
+    else:
+        if groups is None:
+            raise ValueError("the 'group' fold strategy needs groups (normalised product names)")
+        splits = StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed).split(y, bins, groups)
+    for fold, (_, valid) in enumerate(splits):
+        folds[valid] = fold
+    return folds
+
+
+def shared_folds(work_dir: str | Path, train: pd.DataFrame, schema: Schema, n_folds: int, seed: int,
+                 strategy: str = "stratified") -> np.ndarray:
+    """The work folder's fold assignment: created on first use, then reused (and checked) by every run."""
+    folder = stage_dir(work_dir, "03_train")
+    path, info_path = folder / FOLDS_FILE, folder / "folds.json"
+    ids = train[schema.id_column].to_numpy()
+    wanted = {"n_folds": n_folds, "seed": seed, "strategy": strategy}
+    if path.is_file():
+        saved = pd.read_csv(path)
+        if len(saved) != len(ids) or not np.array_equal(saved["id"].to_numpy(), ids):
+            raise ValueError(f"{path} was made for other train rows; delete it to make new folds")
+        info = read_json(info_path) if info_path.is_file() else {"n_folds": int(saved["fold"].nunique())}
+        differs = {k: (info.get(k), v) for k, v in wanted.items() if k in info and info[k] != v}
+        if differs:
+            raise ValueError(
+                f"{path} was made with {info}, this run asks for {wanted}: runs must share folds to be compared "
+                "and blended. Use the same n_folds/seed/fold_strategy, or another work_dir for a new experiment."
+            )
+        return saved["fold"].to_numpy()
+    groups = product_names(train, schema).to_numpy() if strategy == "group" else None
+    folds = make_folds(train[schema.target].to_numpy(), n_folds, seed, strategy, groups)
+    write_csv(pd.DataFrame({"id": ids, "fold": folds}), path)
+    write_json(info_path, {**wanted, "folds_sha256": id_hash(folds)})
+    return folds
+
+
+def inner_folds(rows: np.ndarray, n_folds: int, seed: int, groups: np.ndarray | None = None) -> np.ndarray:
+    """Inner fold per training row (for a fold transform's own-label-free values); rows of one group (copies
+    of one product) share a fold, as in the outer folds."""
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        return rng.permutation(np.arange(len(rows)) % n_folds)
+    _, group_index = np.unique(np.asarray(groups)[rows], return_inverse=True)
+    return rng.permutation(np.arange(group_index.max() + 1) % n_folds)[group_index.ravel()]

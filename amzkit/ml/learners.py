@@ -1,0 +1,184 @@
+"""The learner registry (a data table) and the learners that are not trees: TF-IDF ridge and embedding kNN.
+
+| name          | inputs                                          | needs                   |
+|---------------|-------------------------------------------------|-------------------------|
+| `lightgbm`    | the run's feature set (features + embeddings)   |                         |
+| `xgboost`     | the run's feature set                           | `pip install xgboost`   |
+| `catboost`    | the run's feature set                           | `pip install catboost`  |
+| `ridge_tfidf` | row text: TF-IDF words 1-2 + chars 3-5          |                         |
+| `knn`         | an 01_extract embedding run (ml.knn)            |                         |
+| `mlp`         | embedding runs + numeric feature groups (torch) | torch                   |
+| `finetune`    | the catalog text, a transformers encoder        | torch, transformers     |
+
+Every learner follows ml.base.Learner and runs in the one CV loop (ml.cv), so 04_ensemble blends any of them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import Ridge
+from sklearn.pipeline import FeatureUnion
+
+from amzkit.ml.base import Learner, RunInputs, floor_prediction
+from amzkit.ml.knn import KNN_BLOCK_ROWS, NeighbourSpace
+
+
+class RidgeTfidf(Learner):
+    """Ridge regression of log1p(target) on TF-IDF word 1-2 grams (+ char 3-5 grams), fit per training fold."""
+
+    name = "ridge_tfidf"
+
+    def __init__(self, alpha: float = 1.0, max_features: int = 200_000, char_ngrams: bool = True):
+        self.alpha = alpha
+        self.max_features = max_features
+        self.char_ngrams = char_ngrams
+
+    def _vectorizer(self):
+        words = TfidfVectorizer(ngram_range=(1, 2), min_df=2, max_features=self.max_features, sublinear_tf=True,
+                                strip_accents="unicode", dtype=np.float32)
+        if not self.char_ngrams:
+            return words
+        chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), min_df=3, max_features=self.max_features,
+                                sublinear_tf=True, dtype=np.float32)
+        return FeatureUnion([("words", words), ("chars", chars)])
+
+    def fit(self, rows, y, weight=None) -> RidgeTfidf:
+        self._check_prepared()
+        texts = self.inputs_.texts
+        self.vectorizer_ = self._vectorizer().fit([texts[i] for i in rows])
+        matrix = self.vectorizer_.transform([texts[i] for i in rows])
+        self.model_ = Ridge(alpha=self.alpha, solver="sag" if matrix.shape[0] > 20_000 else "auto",
+                            random_state=0).fit(matrix, np.log1p(np.asarray(y, dtype=float)), sample_weight=weight)
+        return self
+
+    def predict(self, rows) -> np.ndarray:
+        texts = self.inputs_.texts
+        matrix = self.vectorizer_.transform([texts[i] for i in rows])
+        return floor_prediction(np.expm1(self.model_.predict(matrix)))
+
+    def describe(self) -> dict:
+        return {**super().describe(), "features": ["text"], "embeddings": []}
+
+
+class KnnEmbedding(Learner):
+    """kNN regression on an embedding run: the mean log1p target of the k nearest training rows (ml.knn).
+
+    Rows without an embedding (NaN, or ok False) neither serve as neighbours nor get one: they take the training
+    median.
+    """
+
+    name = "knn"
+
+    def __init__(self, embedding: str = "", k: int = 20, block_rows: int = KNN_BLOCK_ROWS):
+        self.embedding = embedding
+        self.k = k
+        self.block_rows = block_rows
+
+    def prepare(self, inputs: RunInputs) -> KnnEmbedding:
+        if not self.embedding:
+            raise ValueError("the knn learner needs embedding='<01_extract run>' (e.g. 'minilm' or 'tfidf-svd'): "
+                             "-p learner_params '{\"embedding\": \"minilm\"}'")
+        if not isinstance(self.k, int) or self.k < 1:
+            raise ValueError(f"the knn learner needs k >= 1 neighbours, got {self.k!r}")
+        self.inputs_ = inputs
+        self.matrix_, self.ok_ = inputs.embedding(self.embedding)
+        return self
+
+    def prepared_attributes(self) -> set[str]:
+        return {"inputs_", "matrix_", "ok_"}
+
+    def _usable(self, rows: np.ndarray) -> np.ndarray:
+        return np.isfinite(self.matrix_[rows]).all(axis=1) & np.asarray(self.ok_[rows], dtype=bool)
+
+    def fit(self, rows, y, weight=None) -> KnnEmbedding:
+        self._check_prepared()
+        rows = np.asarray(rows)
+        y_log = np.log1p(np.asarray(y, dtype=np.float64))
+        self.fallback_ = float(np.median(y_log))
+        usable = self._usable(rows)
+        if not usable.any():
+            raise ValueError(f"the knn learner found no training row with an embedding in run {self.embedding!r}")
+        self.space_ = NeighbourSpace(self.block_rows).fit(self.matrix_[rows[usable]])
+        self.reference_ = self.space_.rows(self.matrix_[rows[usable]])
+        self.y_log_ = y_log[usable]
+        return self
+
+    def predict(self, rows) -> np.ndarray:
+        rows = np.asarray(rows)
+        out = np.full(len(rows), self.fallback_)
+        query = np.flatnonzero(self._usable(rows))
+        if len(query):
+            index, _ = self.space_.nearest(self.space_.rows(self.matrix_[rows[query]]), self.reference_, self.k)
+            out[query] = self.y_log_[index].mean(axis=1)
+        return floor_prediction(np.expm1(out))
+
+    def describe(self) -> dict:
+        return {**super().describe(), "features": [], "embeddings": [self.embedding], "k": self.k}
+
+
+@dataclass(frozen=True)
+class LearnerEntry:
+    """One registry row: where the learner class lives and the packages it needs beyond the kit's own."""
+
+    name: str
+    target: str  # "module:Class"
+    requires: tuple[str, ...] = ()
+    what: str = ""
+
+    def load(self) -> type[Learner]:
+        module, _, cls = self.target.partition(":")
+        return getattr(importlib.import_module(module), cls)
+
+
+LEARNERS: dict[str, LearnerEntry] = {entry.name: entry for entry in (
+    LearnerEntry("lightgbm", "amzkit.ml.trees:LightGBMLearner", (), "LightGBM on the feature set (presets)"),
+    LearnerEntry("xgboost", "amzkit.ml.trees:XGBoostLearner", ("xgboost",), "XGBoost on the feature set"),
+    LearnerEntry("catboost", "amzkit.ml.trees:CatBoostLearner", ("catboost",), "CatBoost on the feature set"),
+    LearnerEntry("ridge_tfidf", "amzkit.ml.learners:RidgeTfidf", (), "ridge on TF-IDF words + chars"),
+    LearnerEntry("knn", "amzkit.ml.learners:KnnEmbedding", (), "kNN on one embedding run"),
+    LearnerEntry("mlp", "amzkit.ml.mlp:MlpLearner", ("torch",), "a small MLP on embeddings + features"),
+    LearnerEntry("finetune", "amzkit.ml.finetune:FinetuneLearner", ("torch", "transformers"),
+                 "a transformers encoder fine-tuned on the catalog text"),
+)}
+
+
+def importable(module: str) -> bool:
+    """Whether `module` can be imported, without importing it (slow for xgboost/catboost)."""
+    if module in sys.modules:
+        return sys.modules[module] is not None
+    return importlib.util.find_spec(module) is not None
+
+
+def available_learners() -> list[str]:
+    """Registered learners whose packages are installed."""
+    return [name for name, entry in LEARNERS.items() if all(importable(m) for m in entry.requires)]
+
+
+def get_learner(name: str) -> type[Learner]:
+    """The learner class registered as `name`; a clear message for one whose package is absent."""
+    if name not in LEARNERS:
+        raise ValueError(f"unknown learner {name!r}; choose from {sorted(LEARNERS)} "
+                         f"(installed here: {available_learners()})")
+    entry = LEARNERS[name]
+    missing = [m for m in entry.requires if not importable(m)]
+    if missing:
+        raise ImportError(f"learner {name!r} needs the {', '.join(missing)} package, which is not installed: "
+                          f"pip install {' '.join(missing)}")
+    return entry.load()
+
+
+def make_learner(name: str, **params) -> Learner:
+    """An unprepared learner `name` with `params` (a parameter it does not take is an error naming its params)."""
+    cls = get_learner(name)
+    try:
+        return cls(**params)
+    except TypeError as err:
+        accepted = sorted(p for p in inspect.signature(cls).parameters)
+        raise ValueError(f"learner {name!r}: {err}; its parameters are {accepted}") from None

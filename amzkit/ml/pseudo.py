@@ -1,0 +1,64 @@
+"""Pseudo-labels: confident test rows of an earlier run, labelled per fold by that fold's model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from amzkit.core.io import id_hash, read_json
+from amzkit.core.workdir import stage_dir
+from amzkit.ml.runs import TEST_FOLD_PRED_FILE
+
+
+@dataclass
+class PseudoLabels:
+    """Confident test rows added to each fold's training rows with a weight.
+
+    Honest by construction: fold f's pseudo labels are the source run's fold-f model predictions, and that
+    model never saw fold f's validation rows (runs share folds); pseudo rows never enter a validation fold.
+    """
+
+    rows: np.ndarray  # indices of the chosen test rows in the stacked train+test inputs
+    labels: dict[int, np.ndarray]  # fold id -> label per chosen row
+    weight: float
+    source: str
+    spread: np.ndarray  # std of the source's fold models' log predictions per chosen row
+
+    def summary(self) -> dict:
+        return {"source": self.source, "rows": int(len(self.rows)), "weight": self.weight,
+                "max_log_spread": float(self.spread.max()) if len(self.spread) else None}
+
+
+def pseudo_labels(work_dir: str | Path, source: str, folds: np.ndarray, test_ids: np.ndarray, n_train: int,
+                  fraction: float = 0.5, weight: float = 0.5) -> PseudoLabels:
+    """The `fraction` of test rows on which the source run's fold models agree most (smallest spread of log
+    predictions), labelled per fold by that fold's model."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"pseudo_label_fraction must be in (0, 1], got {fraction}")
+    if not 0 < weight <= 1:
+        raise ValueError(f"pseudo_label_weight must be in (0, 1], got {weight}")
+    run_dir = stage_dir(work_dir, "03_train") / source
+    path = run_dir / TEST_FOLD_PRED_FILE
+    if not path.is_file():
+        raise ValueError(f"pseudo-label source {source!r}: {path} is missing; pseudo-label from a run of 03_train "
+                         "in this work folder (every run saves each fold model's test predictions)")
+    if read_json(run_dir / "metrics.json").get("folds_sha256") != id_hash(folds):
+        raise ValueError(f"pseudo-label source {source!r} was trained on other folds: its fold models would have "
+                         "seen this run's validation rows. Retrain it in this work folder's shared folds")
+    table = pd.read_csv(path)
+    if len(table) != len(test_ids) or not np.array_equal(table["id"].astype(str).to_numpy(),
+                                                          np.asarray(test_ids).astype(str)):
+        raise ValueError(f"{path} was made for other test rows; retrain {source!r} on this data")
+    fold_ids = np.unique(folds)
+    columns = [f"fold{f}" for f in fold_ids]
+    missing = [c for c in columns if c not in table]
+    if missing:
+        raise ValueError(f"{path} lacks the columns {missing} of this run's folds")
+    log_pred = np.log(table[columns].to_numpy(dtype=float))
+    spread = log_pred.std(axis=1)
+    chosen = np.sort(np.argsort(spread, kind="stable")[: max(1, int(round(fraction * len(spread))))])
+    labels = {int(f): np.exp(log_pred[chosen, i]) for i, f in enumerate(fold_ids)}
+    return PseudoLabels(n_train + chosen, labels, weight, source, spread[chosen])

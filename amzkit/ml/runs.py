@@ -1,0 +1,88 @@
+"""A 03_train run on disk: OOF and test predictions, metrics, the runs log; read back by 04 and 05."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from amzkit.core.io import atomic_path, id_hash, read_json, write_csv, write_json
+from amzkit.core.metric import METRICS, constant_fold_smape, smape
+from amzkit.core.schema import Schema
+from amzkit.core.workdir import stage_dir
+
+TEST_FOLD_PRED_FILE = "test_fold_pred.csv"  # a run's test predictions by each fold's model (pseudo-labels)
+
+
+def save_run(work_dir: str | Path, run_name: str, schema: Schema, train: pd.DataFrame, test: pd.DataFrame,
+             folds: np.ndarray, oof: np.ndarray, test_pred: np.ndarray, info: dict,
+             fold_constant_smape: list[float] | None = None, test_folds: np.ndarray | None = None) -> dict:
+    """Write a run's OOF and test predictions (and each fold model's, `test_folds`), its metrics and its row of
+    the runs log; any learner's run goes through here."""
+    y = train[schema.target].to_numpy(dtype=float)
+    ids = train[schema.id_column].to_numpy()
+    if np.isnan(oof).any():
+        raise ValueError(f"run {run_name}: {int(np.isnan(oof).sum())} train rows have no out-of-fold prediction")
+    run_dir = stage_dir(work_dir, "03_train") / run_name
+    write_csv(pd.DataFrame({"id": ids, "fold": folds, "target": y, "pred": oof}), run_dir / "oof.csv")
+    write_csv(pd.DataFrame({"id": test[schema.id_column].to_numpy(), "pred": test_pred}), run_dir / "test_pred.csv")
+    fold_ids = np.unique(folds)
+    if test_folds is not None:
+        write_csv(pd.DataFrame({"id": test[schema.id_column].to_numpy(),
+                                **{f"fold{f}": test_folds[i] for i, f in enumerate(fold_ids)}}),
+                  run_dir / TEST_FOLD_PRED_FILE)
+    fold_scores = [smape(y[folds == f], oof[folds == f]) for f in fold_ids]
+    if fold_constant_smape is None:
+        fold_constant_smape = constant_fold_smape(y, folds)
+    metrics = {
+        "run": run_name, "schema": schema.name, "rows": len(y), **info, "n_folds": len(fold_ids),
+        "folds_sha256": id_hash(folds), "train_ids_sha256": id_hash(ids),
+        "cv_smape": smape(y, oof), "fold_smape": fold_scores, "fold_smape_mean": float(np.mean(fold_scores)),
+        "fold_smape_std": float(np.std(fold_scores)),
+        "constant_median_smape": float(np.mean(fold_constant_smape)),
+    }
+    for name in schema.report_metrics:
+        metrics[f"cv_{name}"] = METRICS[name].fn(y, oof)
+    write_json(run_dir / "metrics.json", metrics)
+    append_runs_log(work_dir, metrics)
+    return metrics
+
+
+RUNS_LOG_COLUMNS = ("time", "run", "learner", "schema", "features", "embeddings", "n_features", "cv_smape",
+                    "fold_smape_std", "constant_median_smape", "seconds", "params")
+
+
+def append_runs_log(work_dir: str | Path, metrics: dict) -> Path:
+    """Record a run in work_dir/runs.csv (the experiment leaderboard): one row per run name, the latest wins."""
+    path = Path(work_dir) / "runs.csv"
+    row = {**metrics, "time": datetime.now(UTC).isoformat(timespec="seconds")}
+    row = {k: json.dumps(row.get(k)) if isinstance(row.get(k), list | dict) else row.get(k) for k in RUNS_LOG_COLUMNS}
+    kept = []
+    if path.is_file():
+        with open(path, newline="", encoding="utf-8") as fh:
+            kept = [r for r in csv.DictReader(fh) if r.get("run") != str(row["run"])]
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=RUNS_LOG_COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows([*kept, row])
+    return path
+
+
+def runs_leaderboard(work_dir: str | Path) -> pd.DataFrame:
+    """The runs log, best CV SMAPE first."""
+    path = Path(work_dir) / "runs.csv"
+    if not path.is_file():
+        return pd.DataFrame(columns=RUNS_LOG_COLUMNS)
+    return pd.read_csv(path).sort_values("cv_smape").reset_index(drop=True)
+
+
+def load_run(work_dir: str | Path, name: str) -> dict:
+    """A finished 03_train run: its metrics, OOF frame and test predictions."""
+    run_dir = stage_dir(work_dir, "03_train") / name
+    return {"metrics": read_json(run_dir / "metrics.json"), "oof": pd.read_csv(run_dir / "oof.csv"),
+            "test": pd.read_csv(run_dir / "test_pred.csv")}

@@ -1,0 +1,132 @@
+"""Features learnt from training-fold rows only (`FoldTransform`s): TF-IDF+SVD, top-K correlated
+dimensions, PCA, neighbour prices. Rows index the stacked (train + test) inputs."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+from sklearn.decomposition import PCA
+
+from amzkit.embed.simple import TfidfSvdEmbedder
+from amzkit.ml.folds import inner_folds
+from amzkit.ml.knn import NeighbourSpace
+from amzkit.ml.stats import pearson_columns
+
+
+class FoldTransform(ABC):
+    """Features learnt from training-fold rows only. Rows index the stacked (train + test) inputs."""
+
+    names: list[str]
+
+    def fit(self, rows: np.ndarray, y: np.ndarray) -> FoldTransform:
+        return self
+
+    @abstractmethod
+    def transform(self, rows: np.ndarray) -> np.ndarray:
+        """Feature columns for `rows` (after `fit` on the training fold)."""
+
+
+class TfidfSvdTransform(FoldTransform):
+    """TF-IDF (1-2 grams) + TruncatedSVD of the text, fit on the training fold."""
+
+    def __init__(self, texts: list[str], dim: int = 64, seed: int = 0):
+        self.texts, self.dim, self.seed = texts, dim, seed
+        self.names = [f"tfidf_{i}" for i in range(dim)]
+
+    def fit(self, rows, y):
+        self.embedder_ = TfidfSvdEmbedder(dim=self.dim, seed=self.seed).fit([self.texts[i] for i in rows])
+        return self
+
+    def transform(self, rows):
+        out, _ = self.embedder_.transform([self.texts[i] for i in rows])
+        padded = np.full((len(rows), self.dim), np.nan, dtype=np.float32)
+        padded[:, :out.shape[1]] = out
+        return padded
+
+
+class TopKCorrTransform(FoldTransform):
+    """The K embedding dimensions most correlated (|Pearson|) with log1p(target) on the training fold."""
+
+    def __init__(self, name: str, matrix: np.ndarray, k: int):
+        self.matrix, self.k = matrix, min(k, matrix.shape[1])
+        self.names = [f"{name}_top{i}" for i in range(self.k)]
+
+    def fit(self, rows, y):
+        good = np.isfinite(self.matrix[rows]).all(axis=1)
+        corr = pearson_columns(self.matrix[rows][good], np.log1p(y[good]))
+        self.dims_ = np.argsort(-np.abs(corr))[: self.k]
+        return self
+
+    def transform(self, rows):
+        return self.matrix[rows][:, self.dims_]
+
+
+class PcaTransform(FoldTransform):
+    """PCA of an embedding fit on the training fold; rows without an embedding stay NaN."""
+
+    def __init__(self, name: str, matrix: np.ndarray, n: int, seed: int = 0):
+        self.matrix, self.n, self.seed = matrix, min(n, matrix.shape[1]), seed
+        self.names = [f"{name}_pc{i}" for i in range(self.n)]
+
+    def fit(self, rows, y):
+        block = self.matrix[rows]
+        self.pca_ = PCA(self.n, random_state=self.seed).fit(block[np.isfinite(block).all(axis=1)])
+        return self
+
+    def transform(self, rows):
+        block = self.matrix[rows]
+        good = np.isfinite(block).all(axis=1)
+        out = np.full((len(rows), self.n), np.nan, dtype=np.float32)
+        if good.any():
+            out[good] = self.pca_.transform(block[good])
+        return out
+
+
+class KnnTargetTransform(FoldTransform):
+    """Neighbour-price features: mean/median log1p(target) of the k nearest training-fold rows (ml.knn: cosine,
+    or nearest values for a one-column run), and the top similarity.
+
+    Training rows get the value from inner folds (never their own label; with `groups`, never a copy of the
+    same product either, matching grouped outer folds), other rows search all training rows; a row without
+    an embedding gets NaN.
+    """
+
+    INNER_FOLDS = 5
+
+    def __init__(self, name: str, matrix: np.ndarray, k: int, seed: int = 0, groups: np.ndarray | None = None):
+        self.matrix, self.k, self.seed, self.groups = matrix, k, seed, groups
+        self.names = [f"{name}_knn{k}_mean", f"{name}_knn{k}_median", f"{name}_knn{k}_top_sim"]
+
+    def _query(self, queries: np.ndarray, reference: np.ndarray, ref_log: np.ndarray) -> np.ndarray:
+        index, similarity = self.space_.nearest(queries, reference, self.k)
+        values = ref_log[index]
+        return np.column_stack([values.mean(axis=1), np.median(values, axis=1),
+                                similarity.max(axis=1)]).astype(np.float32)
+
+    def fit(self, rows, y):
+        good = np.isfinite(self.matrix[rows]).all(axis=1)
+        rows, y = rows[good], y[good]
+        self.space_ = NeighbourSpace().fit(self.matrix[rows])
+        self.reference_, self.log_ = self.space_.rows(self.matrix[rows]), np.log1p(y)
+        inner = inner_folds(rows, self.INNER_FOLDS, self.seed, self.groups)
+        own = np.empty((len(rows), 3), dtype=np.float32)
+        for fold in range(self.INNER_FOLDS):
+            held, kept = inner == fold, inner != fold
+            if held.any():
+                own[held] = self._query(self.reference_[held], self.reference_[kept], self.log_[kept])
+        self.train_values_ = dict(zip(rows.tolist(), own, strict=True))
+        return self
+
+    def transform(self, rows):
+        out = np.full((len(rows), 3), np.nan, dtype=np.float32)
+        known = np.array([r in self.train_values_ for r in rows.tolist()], dtype=bool)
+        if known.any():
+            out[known] = np.stack([self.train_values_[r] for r in rows[known].tolist()])
+        fresh = ~known & np.isfinite(self.matrix[rows]).all(axis=1)
+        if fresh.any():
+            out[fresh] = self._query(self.space_.rows(self.matrix[rows[fresh]]), self.reference_, self.log_)
+        return out
+
+
+SELECTIONS = {"topk_corr": TopKCorrTransform, "pca": PcaTransform, "knn": KnnTargetTransform}

@@ -1,0 +1,295 @@
+"""Gradient-boosted trees on a run's feature set: LightGBM (from a preset), XGBoost and CatBoost.
+
+All three share `TreeLearner`: the feature set (engineered groups, image groups, embeddings, fold transforms)
+is assembled once per run; each fit refits the fold transforms on its real training rows, holds out
+`valid_fraction` of them (grouped by product, as the outer folds) to choose the number of trees by early
+stopping, and, with `refit`, trains again on every row with that number of trees. The rows a fold is
+scored on are never seen. With `group_by` (a feature column, e.g. `unit_family`) a model per group with at
+least MIN_GROUP_ROWS training rows predicts that group's rows; the rest take the global model's.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from amzkit.core.threads import resolve_threads
+from amzkit.ml.base import Learner, RunInputs, floor_prediction
+from amzkit.ml.featureset import FeatureSet, assemble_features
+from amzkit.ml.folds import inner_folds
+from amzkit.ml.presets import check_preset, resolve_preset
+
+MIN_GROUP_ROWS = 200
+DEFAULT_FEATURES = ("quantity", "text_stats", "keywords", "brand", "dimensions", "tfidf")
+VALID_FRACTION = 0.1
+
+
+class TreeLearner(Learner):
+    """A gradient-boosted tree learner on a FeatureSet, on log1p(target) unless its preset says raw."""
+
+    def __init__(self, features: Sequence[str] = DEFAULT_FEATURES, embeddings: Sequence[str] = (),
+                 tfidf_dim: int = 64, group_by: str = "", valid_fraction: float = VALID_FRACTION,
+                 refit: bool = False, num_threads: int = 0, params: dict | None = None):
+        self.features = features
+        self.embeddings = embeddings
+        self.tfidf_dim = tfidf_dim
+        self.group_by = group_by
+        self.valid_fraction = valid_fraction
+        self.refit = refit
+        self.num_threads = num_threads
+        self.params = params
+
+    # --- what subclasses provide
+
+    @abstractmethod
+    def _train(self, x, y, weight, x_valid, y_valid, rounds: int | None):
+        """The library's model on (x, y): early stopping on (x_valid, y_valid) when given, else `rounds` trees."""
+
+    @abstractmethod
+    def _best_rounds(self, model) -> int:
+        """Trees the early stopping kept."""
+
+    @abstractmethod
+    def _predict(self, model, x) -> np.ndarray:
+        """Raw predictions of `model` (on the training target's scale)."""
+
+    @abstractmethod
+    def _importance(self, model) -> np.ndarray:
+        """Importance per column of `model`."""
+
+    def target_transform(self) -> str:
+        return "log1p"
+
+    # --- the protocol
+
+    def prepare(self, inputs: RunInputs) -> TreeLearner:
+        if not 0 <= self.valid_fraction < 1:
+            raise ValueError(f"valid_fraction must be in [0, 1), got {self.valid_fraction}")
+        self.inputs_ = inputs
+        self.threads_ = resolve_threads(self.num_threads)
+        self.features_ = assemble_features(inputs, self.features, self.embeddings, self.tfidf_dim)
+        self.group_of_ = None
+        if self.group_by:
+            names = self.features_.static_names
+            if self.group_by not in names:
+                raise ValueError(f"group_by {self.group_by!r} is not a feature column; pick one of {names}")
+            column = self.features_.static[:, names.index(self.group_by)]
+            self.group_of_ = np.where(np.isnan(column), -1, column)
+        self._after_prepare()
+        return self
+
+    def prepare_with(self, inputs: RunInputs, features: FeatureSet) -> TreeLearner:
+        """`prepare` with a feature set built elsewhere (a benchmark's synthetic matrix, a tuner's cached one)."""
+        self.features_ = features
+        self.inputs_ = inputs
+        self.threads_ = resolve_threads(self.num_threads)
+        self.group_of_ = None
+        self._after_prepare()
+        return self
+
+    def _after_prepare(self) -> None:
+        """What a subclass derives once the inputs are known."""
+
+    def prepared_attributes(self) -> set[str]:
+        return {"inputs_", "threads_", "features_", "group_of_"}
+
+    def fit(self, rows, y, weight=None) -> TreeLearner:
+        self._check_prepared()
+        rows, y = np.asarray(rows), np.asarray(y, dtype=float)
+        real = rows < self.inputs_.n_train
+        for transform in self.features_.transforms:  # learnt from labelled train rows only
+            transform.fit(rows[real], y[real])
+        x = self.features_.matrix(rows)
+        self.model_ = self._fit_rows(rows, x, y, weight)
+        self.group_models_ = {}
+        if self.group_of_ is not None:
+            for group in np.unique(self.group_of_[rows]):
+                inside = self.group_of_[rows] == group
+                if (inside & real).sum() >= MIN_GROUP_ROWS:
+                    self.group_models_[group] = self._fit_rows(rows[inside], x[inside], y[inside],
+                                                               None if weight is None else weight[inside])
+        return self
+
+    def _fit_rows(self, rows, x, y, weight):
+        """Early stopping on a held-out share of the real training rows, then (refit) all rows with that many trees."""
+        target = self._target(y)
+        watch = self._watch_rows(rows)
+        if not watch.any():
+            return self._train(x, target, weight, None, None, None)
+        keep = ~watch
+        model = self._train(x[keep], target[keep], None if weight is None else weight[keep], x[watch], target[watch],
+                            None)
+        if self.refit:
+            model = self._train(x, target, weight, None, None, self._best_rounds(model))
+        return model
+
+    def _watch_rows(self, rows: np.ndarray) -> np.ndarray:
+        """The early-stopping rows: `valid_fraction` of the real rows, whole products at a time (seeded)."""
+        watch = np.zeros(len(rows), dtype=bool)
+        real = np.flatnonzero(rows < self.inputs_.n_train)
+        if self.valid_fraction <= 0 or len(real) < 20:
+            return watch
+        n_inner = max(2, round(1 / self.valid_fraction))
+        inner = inner_folds(rows[real], n_inner, self.inputs_.seed, self.inputs_.groups)
+        watch[real[inner == 0]] = True
+        return watch
+
+    def _target(self, y: np.ndarray) -> np.ndarray:
+        return np.log1p(y) if self.target_transform() == "log1p" else y
+
+    def _to_price(self, raw: np.ndarray) -> np.ndarray:
+        return floor_prediction(np.expm1(raw) if self.target_transform() == "log1p" else raw)
+
+    def predict(self, rows) -> np.ndarray:
+        rows = np.asarray(rows)
+        x = self.features_.matrix(rows)
+        raw = self._predict(self.model_, x)
+        for group, model in self.group_models_.items():
+            inside = self.group_of_[rows] == group
+            if inside.any():
+                raw[inside] = self._predict(model, x[inside])
+        return self._to_price(raw)
+
+    def feature_importance(self) -> pd.Series:
+        return pd.Series(self._importance(self.model_), index=self.features_.names, dtype=float)
+
+    def describe(self) -> dict:
+        return {**super().describe(), "features": list(self.features), "embeddings": list(self.embeddings),
+                "n_features": len(self.features_.names) if hasattr(self, "features_") else None}
+
+    @property
+    def feature_set(self) -> FeatureSet:
+        return self.features_
+
+
+class LightGBMLearner(TreeLearner):
+    """LightGBM from a preset (a built-in name, a saved preset's name, or a preset dict) plus `params` overrides."""
+
+    name = "lightgbm"
+
+    def __init__(self, preset: str | dict = "default", features: Sequence[str] = DEFAULT_FEATURES,
+                 embeddings: Sequence[str] = (), tfidf_dim: int = 64, group_by: str = "",
+                 valid_fraction: float = VALID_FRACTION, refit: bool = False, num_threads: int = 0,
+                 params: dict | None = None):
+        super().__init__(features, embeddings, tfidf_dim, group_by, valid_fraction, refit, num_threads, params)
+        self.preset = preset
+
+    def config(self) -> dict:
+        """The resolved preset with `params` and the seed/threads/determinism settings applied."""
+        work_dir = self.inputs_.work_dir if hasattr(self, "inputs_") else None
+        preset = check_preset(dict(self.preset)) if isinstance(self.preset, dict) \
+            else resolve_preset(self.preset, work_dir)
+        seed = self.inputs_.seed if hasattr(self, "inputs_") else 42
+        params = {**preset["params"], **(self.params or {}), "seed": seed, "deterministic": True,
+                  "force_col_wise": True}
+        params.pop("n_jobs", None)
+        params["num_threads"] = getattr(self, "threads_", None) or resolve_threads(self.num_threads)
+        return {**preset, "params": params}
+
+    def _after_prepare(self) -> None:
+        self.config_ = self.config()
+
+    def prepared_attributes(self) -> set[str]:
+        return super().prepared_attributes() | {"config_"}
+
+    def set_params(self, **params) -> LightGBMLearner:
+        super().set_params(**params)
+        if hasattr(self, "inputs_"):
+            self.config_ = self.config()
+        return self
+
+    def target_transform(self) -> str:
+        return (self.config_ if hasattr(self, "config_") else self.config())["target"]
+
+    def _train(self, x, y, weight, x_valid, y_valid, rounds):
+        config = self.config_
+        names = self.features_.names
+        kwargs = {"feature_name": names, "categorical_feature": self.features_.categorical or "auto"}
+        train_set = lgb.Dataset(x, y, weight=weight, **kwargs)
+        if x_valid is None:
+            return lgb.train(config["params"], train_set, num_boost_round=rounds or config["n_estimators"])
+        valid_set = lgb.Dataset(x_valid, y_valid, reference=train_set, **kwargs)
+        return lgb.train(config["params"], train_set, num_boost_round=config["n_estimators"], valid_sets=[valid_set],
+                         callbacks=[lgb.early_stopping(config["early_stopping_rounds"], verbose=False)])
+
+    def _best_rounds(self, model) -> int:
+        return max(1, model.best_iteration or model.current_iteration())
+
+    def _predict(self, model, x):
+        return model.predict(x, num_iteration=model.best_iteration or None)
+
+    def _importance(self, model):
+        return model.feature_importance("gain")
+
+    def save_fold(self, folder: Path, fold: int) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.model_.save_model(str(folder / f"fold{fold}.txt"))
+
+    def describe(self) -> dict:
+        preset = self.preset if isinstance(self.preset, str) else "(dict)"
+        return {**super().describe(), "preset": preset, "params": self.config_["params"]}
+
+
+class XGBoostLearner(TreeLearner):
+    """XGBoost (hist, absolute error on log1p target, early stopping) on the run's feature set."""
+
+    name = "xgboost"
+
+    def _train(self, x, y, weight, x_valid, y_valid, rounds):
+        import xgboost as xgb  # optional dependency: imported when the learner is used
+
+        params = {"n_estimators": 3000, "learning_rate": 0.05, "max_depth": 8, "min_child_weight": 5,
+                  "subsample": 0.8, "colsample_bytree": 0.7, "reg_lambda": 1.0, "objective": "reg:absoluteerror",
+                  "tree_method": "hist", "early_stopping_rounds": 100, **(self.params or {}),
+                  "random_state": self.inputs_.seed, "n_jobs": self.threads_}
+        if x_valid is None:
+            params.pop("early_stopping_rounds")
+            if rounds:
+                params["n_estimators"] = rounds
+            return xgb.XGBRegressor(**params).fit(x, y, sample_weight=weight, verbose=False)
+        return xgb.XGBRegressor(**params).fit(x, y, sample_weight=weight, eval_set=[(x_valid, y_valid)],
+                                              verbose=False)
+
+    def _best_rounds(self, model) -> int:
+        return int(getattr(model, "best_iteration", model.n_estimators - 1)) + 1
+
+    def _predict(self, model, x):
+        return model.predict(x)
+
+    def _importance(self, model):
+        return np.asarray(model.feature_importances_, dtype=float)
+
+
+class CatBoostLearner(TreeLearner):
+    """CatBoost (MAE on log1p target, early stopping) on the run's feature set."""
+
+    name = "catboost"
+
+    def _train(self, x, y, weight, x_valid, y_valid, rounds):
+        from catboost import CatBoostRegressor  # optional dependency: imported when the learner is used
+
+        params = {"iterations": 3000, "learning_rate": 0.05, "depth": 8, "loss_function": "MAE",
+                  "od_type": "Iter", "od_wait": 100, **(self.params or {}), "random_seed": self.inputs_.seed,
+                  "thread_count": self.threads_, "verbose": False, "allow_writing_files": False}
+        if x_valid is None:
+            for key in ("od_type", "od_wait"):
+                params.pop(key, None)
+            if rounds:
+                params["iterations"] = rounds
+            return CatBoostRegressor(**params).fit(x, y, sample_weight=weight)
+        return CatBoostRegressor(**params).fit(x, y, sample_weight=weight, eval_set=(x_valid, y_valid),
+                                               use_best_model=True)
+
+    def _best_rounds(self, model) -> int:
+        return int(model.get_best_iteration() or model.tree_count_ - 1) + 1
+
+    def _predict(self, model, x):
+        return model.predict(x)
+
+    def _importance(self, model):
+        return np.asarray(model.get_feature_importance(), dtype=float)

@@ -1,0 +1,502 @@
+"""Stage 04: combine 03_train runs - weighted blend, stacking, SMAPE calibration - scored the honest way.
+
+Every method is a combiner with `fit(inputs, rows)` / `predict(inputs, rows)` over the stacked train+test
+rows. Each is scored twice: in-sample (fit and scored on every OOF row) and nested (for each fold, fit on
+the other folds' OOF rows, scored on it). Only the nested score is an honest estimate, so it alone picks
+the method whose predictions go to `04_ensemble/test_pred.csv` (`method="best"`), and it is `cv_smape`.
+
+- blend: exp(sum_i w_i log pred_i), w >= 0, sum w = 1, chosen to minimise SMAPE.
+- stack: a meta-model (ridge with alpha by GCV, or a small LightGBM) of log target on the runs' log
+  predictions (+ optional raw columns).
+- +calibration: a multiplicative factor (global, and per group when groups are given) chosen to
+  minimise SMAPE of the combiner's predictions on its training rows.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from itertools import product
+from pathlib import Path
+
+import lightgbm as lgb
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from scipy.optimize import minimize_scalar
+
+from amzkit.core.io import save_figure, write_csv, write_json
+from amzkit.core.metric import smape
+from amzkit.core.params import Param, Parameters
+from amzkit.core.schema import get_schema
+from amzkit.core.workdir import list_runs, stage_dir
+from amzkit.ml.base import MIN_PREDICTION
+from amzkit.ml.ridge import RIDGE_ALPHAS, GcvRidge
+from amzkit.ml.runs import load_run
+from amzkit.text.features import FEATURE_GROUPS, build_features
+
+PARAMETERS = Parameters(
+    Param("runs", [], "03_train runs to combine; []: every finished run of the work folder"),
+    Param("method", "best", "best (lowest nested SMAPE), blend, stack, blend+calibration or stack+calibration"),
+    Param("meta", "ridge", "the stacking meta-model: ridge or lightgbm"),
+    Param("calibrate_by", "", "a feature or CSV column (e.g. unit_family): a calibration factor per group"),
+    Param("meta_features", [], "feature or CSV columns the stacking meta-model sees beside the runs"),
+    Param("factor_min", 0.7, "smallest calibration factor tried"),
+    Param("factor_max", 1.3, "largest calibration factor tried"),
+    Param("min_group_rows", 200, "rows a calibration group needs for its own factor"),
+)
+D = PARAMETERS.defaults
+
+GRID_STEP = 0.05
+FACTOR_RANGE = (D.factor_min, D.factor_max)
+FACTOR_STEP = 0.005
+MIN_CALIBRATION_ROWS = D.min_group_rows
+METHODS = ("blend", "stack", "blend+calibration", "stack+calibration")
+_CHUNK_CELLS = 4_000_000  # rows x candidates scored at once
+
+
+# --- blend weights --------------------------------------------------------------------------------------
+
+def blend(log_preds: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weighted geometric mean: exp(log_preds @ weights)."""
+    return np.exp(log_preds @ weights)
+
+
+def _smape_columns(target: np.ndarray, preds: np.ndarray) -> np.ndarray:
+    """SMAPE (percent) of each column of `preds` (n, m) against `target`, as amzkit.metric.smape computes it."""
+    a = np.asarray(target, dtype=np.float64)[:, None]
+    out = np.empty(preds.shape[1])
+    step = max(1, _CHUNK_CELLS // max(len(a), 1))
+    for start in range(0, preds.shape[1], step):
+        f = preds[:, start:start + step]
+        denom = np.abs(a) / 2.0 + np.abs(f) / 2.0
+        ratio = np.divide(np.abs(f / 2.0 - a / 2.0), denom, out=np.zeros_like(f), where=denom > 0)
+        out[start:start + step] = 200.0 * ratio.mean(axis=0)
+    return out
+
+
+def _blend_scores(log_preds: np.ndarray, target: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """SMAPE of each candidate weight vector's blend. For positive targets SMAPE is 2|tanh(d/2)| of the log
+    ratio d, which spares the exp and the divisions."""
+    step = max(1, _CHUNK_CELLS // max(len(target), 1))
+    chunks = [candidates[i:i + step] for i in range(0, len(candidates), step)]
+    if (target > 0).all():
+        log_target = np.log(target)[:, None]
+        return np.concatenate([200.0 * np.abs(np.tanh((log_preds @ c.T - log_target) / 2)).mean(axis=0)
+                               for c in chunks])
+    return np.concatenate([_smape_columns(target, np.exp(log_preds @ c.T)) for c in chunks])
+
+
+def _simplex_grid(k: int, step: float) -> np.ndarray:
+    ticks = np.round(np.arange(0, 1 + step / 2, step), 10)
+    points = [w for w in product(ticks, repeat=k - 1) if sum(w) <= 1 + 1e-9]
+    return np.array([[*w, 1 - sum(w)] for w in points])
+
+
+def fit_weights(log_preds: np.ndarray, target: np.ndarray, step: float = GRID_STEP) -> np.ndarray:
+    """Non-negative weights summing to 1 that minimise SMAPE (grid search, refined by pairwise transfers)."""
+    k = log_preds.shape[1]
+    if k == 1:
+        return np.ones(1)
+    if k <= 4:
+        candidates = _simplex_grid(k, step)
+    else:
+        candidates = np.vstack([np.eye(k), np.full((1, k), 1 / k)])
+    scores = _blend_scores(log_preds, target, candidates)
+    best = candidates[int(np.argmin(scores))].copy()
+    best_score = float(scores.min())
+    pairs = [(i, j) for i, j in product(range(k), repeat=2) if i != j]
+    for delta in (step / 2, step / 5):
+        while True:
+            trials = []
+            for i, j in pairs:
+                if best[j] >= delta:
+                    trial = best.copy()
+                    trial[i] += delta
+                    trial[j] -= delta
+                    trials.append(trial)
+            if not trials:
+                break
+            trials = np.array(trials)
+            trial_scores = _blend_scores(log_preds, target, trials)
+            if trial_scores.min() >= best_score - 1e-12:
+                break
+            best, best_score = trials[int(np.argmin(trial_scores))], float(trial_scores.min())
+    return best
+
+
+# --- calibration ----------------------------------------------------------------------------------------
+
+def fit_factor(pred: np.ndarray, target: np.ndarray, factor_range: tuple[float, float] = FACTOR_RANGE,
+               step: float = FACTOR_STEP) -> float:
+    """The multiplier c in `factor_range` minimising SMAPE(target, c * pred): a grid, then a bounded 1-D refine."""
+    low, high = factor_range
+    grid = np.arange(low, high + step / 2, step)
+    scores = _smape_columns(target, np.asarray(pred, dtype=np.float64)[:, None] * grid[None, :])
+    best = float(grid[int(np.argmin(scores))])
+    refined = minimize_scalar(lambda c: smape(target, pred * c), method="bounded",
+                              bounds=(max(low, best - step), min(high, best + step)), options={"xatol": 1e-5})
+    return float(refined.x) if refined.fun < scores.min() else best
+
+
+class Calibrator:
+    """Multiplicative SMAPE calibration: one global factor, and one per group with >= min_group_rows rows."""
+
+    def __init__(self, factor_range: tuple[float, float] = FACTOR_RANGE, step: float = FACTOR_STEP,
+                 min_group_rows: int = MIN_CALIBRATION_ROWS):
+        self.factor_range = factor_range
+        self.step = step
+        self.min_group_rows = min_group_rows
+
+    def fit(self, pred: np.ndarray, target: np.ndarray, groups: np.ndarray | None = None) -> Calibrator:
+        self.factor_ = fit_factor(pred, target, self.factor_range, self.step)
+        self.group_factors_ = {}
+        if groups is not None:
+            labels, counts = np.unique(groups, return_counts=True)
+            for label in labels[counts >= self.min_group_rows]:
+                rows = groups == label
+                self.group_factors_[label] = fit_factor(pred[rows], target[rows], self.factor_range, self.step)
+        return self
+
+    def predict(self, pred: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+        factors = np.full(len(pred), self.factor_)
+        if groups is not None:
+            for label, factor in self.group_factors_.items():
+                factors[groups == label] = factor
+        return pred * factors
+
+
+# --- meta-models for stacking ---------------------------------------------------------------------------
+
+class RidgeStack:
+    """Ridge (alpha by GCV, standardised columns) of log target on log predictions; NaNs take fit medians."""
+
+    def __init__(self, alphas: tuple[float, ...] = RIDGE_ALPHAS):
+        self.alphas = alphas
+
+    def _filled(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        return np.where(np.isnan(x), self.fill_, x)
+
+    def fit(self, x: np.ndarray, y_log: np.ndarray) -> RidgeStack:
+        x = np.asarray(x, dtype=np.float64)
+        self.fill_ = np.nan_to_num(np.nanmedian(x, axis=0)) if np.isnan(x).any() else np.zeros(x.shape[1])
+        self.model_ = GcvRidge(self.alphas).fit(self._filled(x), y_log)
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.model_.predict(self._filled(x)).astype(np.float64)
+
+    def coefficients(self) -> tuple[np.ndarray, float]:
+        """Coefficients and intercept on the unstandardised inputs."""
+        coef = self.model_.coef_.astype(np.float64) / self.model_.scale_
+        return coef, float(self.model_.intercept_ - coef @ self.model_.mean_)
+
+
+class LightGBMStack:
+    """A small LightGBM (L1 loss on log target, fixed rounds) on log predictions and a few raw columns."""
+
+    def __init__(self, n_estimators: int = 300, learning_rate: float = 0.03, num_leaves: int = 7,
+                 min_data_in_leaf: int = 40, seed: int = 0, num_threads: int = 1):
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.min_data_in_leaf = min_data_in_leaf
+        self.seed = seed
+        self.num_threads = num_threads
+
+    def fit(self, x: np.ndarray, y_log: np.ndarray) -> LightGBMStack:
+        params = {"objective": "l1", "learning_rate": self.learning_rate, "num_leaves": self.num_leaves,
+                  "min_data_in_leaf": self.min_data_in_leaf, "feature_fraction": 1.0, "bagging_fraction": 0.8,
+                  "bagging_freq": 1, "lambda_l2": 1.0, "verbose": -1, "seed": self.seed, "deterministic": True,
+                  "force_col_wise": True, "num_threads": self.num_threads}
+        self.booster_ = lgb.train(params, lgb.Dataset(np.asarray(x, dtype=np.float32), y_log),
+                                  num_boost_round=self.n_estimators)
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.booster_.predict(np.asarray(x, dtype=np.float32))
+
+
+META_MODELS = {"ridge": RidgeStack, "lightgbm": LightGBMStack}
+
+
+# --- combiners over stacked train+test rows ---------------------------------------------------------------
+
+@dataclass
+class EnsembleInputs:
+    """The runs' log predictions for train rows then test rows, the train target, optional extras."""
+
+    log_preds: np.ndarray  # (n_train + n_test, k)
+    target: np.ndarray  # (n_train,)
+    extra: np.ndarray | None = None  # (n_train + n_test, p) raw columns for the meta-model
+    groups: np.ndarray | None = None  # (n_train + n_test,) calibration group labels
+
+    def group_rows(self, rows: np.ndarray) -> np.ndarray | None:
+        return None if self.groups is None else self.groups[rows]
+
+
+class BlendCombiner:
+    """Weighted geometric mean of the runs, optionally calibrated."""
+
+    def __init__(self, step: float = GRID_STEP, calibrator: Calibrator | None = None):
+        self.step = step
+        self.calibrator = calibrator
+
+    def fit(self, inputs: EnsembleInputs, rows: np.ndarray) -> BlendCombiner:
+        self.weights_ = fit_weights(inputs.log_preds[rows], inputs.target[rows], self.step)
+        if self.calibrator is not None:
+            raw = blend(inputs.log_preds[rows], self.weights_)
+            self.calibrator_ = copy.deepcopy(self.calibrator).fit(raw, inputs.target[rows], inputs.group_rows(rows))
+        return self
+
+    def predict(self, inputs: EnsembleInputs, rows: np.ndarray) -> np.ndarray:
+        pred = blend(inputs.log_preds[rows], self.weights_)
+        if self.calibrator is not None:
+            pred = self.calibrator_.predict(pred, inputs.group_rows(rows))
+        return pred
+
+
+class StackCombiner:
+    """A meta-model of log target on the runs' log predictions (+ extra columns), optionally calibrated."""
+
+    def __init__(self, meta=None, calibrator: Calibrator | None = None):
+        self.meta = meta
+        self.calibrator = calibrator
+
+    @staticmethod
+    def _matrix(inputs: EnsembleInputs, rows: np.ndarray) -> np.ndarray:
+        x = inputs.log_preds[rows]
+        return x if inputs.extra is None else np.hstack([x, inputs.extra[rows]])
+
+    def _raw(self, inputs: EnsembleInputs, rows: np.ndarray) -> np.ndarray:
+        return np.maximum(np.exp(self.meta_.predict(self._matrix(inputs, rows))), MIN_PREDICTION)
+
+    def fit(self, inputs: EnsembleInputs, rows: np.ndarray) -> StackCombiner:
+        y_log = np.log(np.maximum(inputs.target[rows], MIN_PREDICTION))
+        self.meta_ = copy.deepcopy(self.meta if self.meta is not None else RidgeStack())
+        self.meta_.fit(self._matrix(inputs, rows), y_log)
+        if self.calibrator is not None:
+            self.calibrator_ = copy.deepcopy(self.calibrator).fit(self._raw(inputs, rows), inputs.target[rows],
+                                                                  inputs.group_rows(rows))
+        return self
+
+    def predict(self, inputs: EnsembleInputs, rows: np.ndarray) -> np.ndarray:
+        pred = self._raw(inputs, rows)
+        if self.calibrator is not None:
+            pred = self.calibrator_.predict(pred, inputs.group_rows(rows))
+        return pred
+
+
+def cross_fit(combiner, inputs: EnsembleInputs, folds: np.ndarray) -> tuple[np.ndarray, list]:
+    """Nested OOF predictions: fold k is predicted by a copy of `combiner` fit only on the other folds' rows."""
+    nested = np.empty(len(folds))
+    fitted = []
+    for fold in np.unique(folds):
+        inner, outer = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
+        model = copy.deepcopy(combiner).fit(inputs, inner)
+        nested[outer] = model.predict(inputs, outer)
+        fitted.append(model)
+    return nested, fitted
+
+
+def make_combiners(meta="ridge", weight_step: float = GRID_STEP, factor_range: tuple[float, float] = FACTOR_RANGE,
+                   min_group_rows: int = MIN_CALIBRATION_ROWS) -> dict:
+    """The four methods of METHODS; `meta` is a META_MODELS name or an object with fit(x, y_log)/predict(x)."""
+    if isinstance(meta, str):
+        if meta not in META_MODELS:
+            raise ValueError(f"unknown meta-model {meta!r}; choose from {sorted(META_MODELS)}")
+        meta = META_MODELS[meta]()
+    calibrator = Calibrator(factor_range, FACTOR_STEP, min_group_rows)
+    return {"blend": BlendCombiner(weight_step), "stack": StackCombiner(meta),
+            "blend+calibration": BlendCombiner(weight_step, calibrator),
+            "stack+calibration": StackCombiner(meta, calibrator)}
+
+
+# --- runs in, predictions and report out ----------------------------------------------------------------
+
+def check_compatible(runs: dict[str, dict]) -> None:
+    """Refuse runs that do not share train ids and folds (their OOF rows would not line up)."""
+    names = list(runs)
+    ref = runs[names[0]]["metrics"]
+    for name in names[1:]:
+        other = runs[name]["metrics"]
+        if other["train_ids_sha256"] != ref["train_ids_sha256"]:
+            raise ValueError(f"runs {names[0]!r} and {name!r} were trained on different rows; cannot blend")
+        if other["folds_sha256"] != ref["folds_sha256"]:
+            raise ValueError(
+                f"runs {names[0]!r} and {name!r} used different folds; blending them would score on rows "
+                "each model trained on. Retrain them in one work folder (they then share 03_train/folds.csv)."
+            )
+        if not runs[name]["test"]["id"].equals(runs[names[0]]["test"]["id"]):
+            raise ValueError(f"runs {names[0]!r} and {name!r} predict different test ids")
+
+
+def ensemble_columns(data: dict[str, pd.DataFrame], schema: str, columns: list[str]) -> pd.DataFrame:
+    """Columns for calibration groups or meta-features, indexed by id (train rows then test rows).
+
+    A name is an engineered feature column (e.g. 'unit_family', 'pack_count', 'brand') or a raw CSV column.
+    """
+    schema_ = get_schema(schema)
+    train, test = data["train"], data["test"]
+    x_train, x_test = build_features(train, test, schema_, list(FEATURE_GROUPS))
+    engineered = pd.concat([x_train, x_test], ignore_index=True)
+    raw = pd.concat([train, test], ignore_index=True)
+    out = {}
+    for name in columns:
+        if name in engineered.columns:
+            out[name] = engineered[name]
+        elif name in raw.columns:
+            out[name] = raw[name]
+        else:
+            raise ValueError(f"no column {name!r}; feature columns are {sorted(engineered.columns)}, "
+                             f"CSV columns {sorted(c for c in train.columns if c != schema_.target)}")
+    ids = pd.concat([train[schema_.id_column], test[schema_.id_column]], ignore_index=True)
+    if not ids.is_unique:
+        raise ValueError("ids repeat between train and test: columns cannot be matched to runs by id")
+    return pd.DataFrame(out).set_index(pd.Index(ids, name="id"))
+
+
+def _align(values: pd.Series | pd.DataFrame | None, ids: np.ndarray, what: str) -> np.ndarray | None:
+    """`values` (indexed by id) in the order of `ids`; every id must be present."""
+    if values is None:
+        return None
+    if not values.index.is_unique:
+        raise ValueError(f"{what} has repeated ids in its index")
+    missing = ~pd.Index(ids).isin(values.index)
+    if missing.any():
+        raise ValueError(f"{what} lacks {int(missing.sum())} of the runs' train/test ids (e.g. {ids[missing][:3]})")
+    picked = values.reindex(ids)
+    if isinstance(picked, pd.Series):
+        return picked.astype(str).to_numpy()
+    numeric = {c: (picked[c] if pd.api.types.is_numeric_dtype(picked[c]) else
+                   picked[c].astype("category").cat.codes.replace(-1, np.nan)) for c in picked.columns}
+    return pd.DataFrame(numeric).to_numpy(dtype=np.float64)
+
+
+def _fold_scores(target: np.ndarray, pred: np.ndarray, folds: np.ndarray) -> list[float]:
+    return [smape(target[folds == f], pred[folds == f]) for f in np.unique(folds)]
+
+
+def ensemble(work_dir: str | Path, runs=D.runs, *, method: str = D.method, meta=D.meta,
+             groups: pd.Series | None = None, meta_features: pd.DataFrame | None = None,
+             weight_step: float = GRID_STEP, factor_range: tuple[float, float] = FACTOR_RANGE,
+             min_group_rows: int = MIN_CALIBRATION_ROWS) -> dict:
+    """Blend, stack and calibrate the named runs (all finished 03_train runs when empty); write the one
+    chosen by `method` ('best' = lowest nested SMAPE, or one of METHODS), its table, weights and metrics.
+
+    `groups` (labels) and `meta_features` (columns) are indexed by id over train and test rows, as
+    `ensemble_columns` returns them.
+    """
+    if method != "best" and method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose 'best' or one of {METHODS}")
+    runs = list(runs or list_runs(work_dir, "03_train"))
+    if len(runs) < 1:
+        raise FileNotFoundError(f"no 03_train runs in {work_dir}: run 03_train first")
+    loaded = {name: load_run(work_dir, name) for name in runs}
+    check_compatible(loaded)
+    first = loaded[runs[0]]["oof"]
+    target, folds = first["target"].to_numpy(dtype=float), first["fold"].to_numpy()
+    ids, test_ids = first["id"].to_numpy(), loaded[runs[0]]["test"]["id"].to_numpy()
+    oof_log = np.column_stack([np.log(loaded[n]["oof"]["pred"].to_numpy(dtype=float)) for n in runs])
+    test_log = np.column_stack([np.log(loaded[n]["test"]["pred"].to_numpy(dtype=float)) for n in runs])
+    all_ids = np.concatenate([ids, test_ids])
+    inputs = EnsembleInputs(np.vstack([oof_log, test_log]), target, _align(meta_features, all_ids, "meta_features"),
+                            _align(groups, all_ids, "groups"))
+    train_rows, test_rows = np.arange(len(ids)), np.arange(len(ids), len(all_ids))
+
+    results = {}
+    for name, combiner in make_combiners(meta, weight_step, factor_range, min_group_rows).items():
+        nested, fitted = cross_fit(combiner, inputs, folds)
+        full = copy.deepcopy(combiner).fit(inputs, train_rows)
+        results[name] = {"nested": nested, "fitted": fitted, "full": full,
+                         "in_sample": full.predict(inputs, train_rows), "test": full.predict(inputs, test_rows)}
+    nested_scores = {m: smape(target, r["nested"]) for m, r in results.items()}
+    chosen = min(nested_scores, key=nested_scores.get) if method == "best" else method
+
+    per_run = {n: smape(target, np.exp(oof_log[:, i])) for i, n in enumerate(runs)}
+    fold_scores = {n: _fold_scores(target, np.exp(oof_log[:, i]), folds) for i, n in enumerate(runs)}
+    for m, r in results.items():
+        fold_scores[f"{m} (nested)"] = _fold_scores(target, r["nested"], folds)
+    table = pd.DataFrame(
+        [{"model": n, "kind": "run", "nested_smape": per_run[n], "fold_mean": float(np.mean(fold_scores[n])),
+          "fold_std": float(np.std(fold_scores[n])), "in_sample_smape": per_run[n], "chosen": False} for n in runs]
+        + [{"model": m, "kind": "ensemble", "nested_smape": nested_scores[m],
+            "fold_mean": float(np.mean(fold_scores[f"{m} (nested)"])),
+            "fold_std": float(np.std(fold_scores[f"{m} (nested)"])),
+            "in_sample_smape": smape(target, r["in_sample"]), "chosen": m == chosen} for m, r in results.items()])
+
+    blend_full, stack_full = results["blend"]["full"], results["stack"]["full"]
+    weights = dict(zip(runs, blend_full.weights_.tolist(), strict=True))
+    cal_full, stack_cal_full = results["blend+calibration"]["full"], results["stack+calibration"]["full"]
+    out_dir = stage_dir(work_dir, "04_ensemble")
+    write_csv(pd.DataFrame({"id": ids, "fold": folds, "target": target, "pred": results[chosen]["nested"]}),
+              out_dir / "oof.csv")
+    write_csv(pd.DataFrame({"id": test_ids, "pred": results[chosen]["test"]}), out_dir / "test_pred.csv")
+    write_csv(pd.DataFrame({"id": ids, "fold": folds, "target": target,
+                            **{m: r["nested"] for m, r in results.items()}}), out_dir / "oof_methods.csv")
+    write_csv(pd.DataFrame({"id": test_ids, **{m: r["test"] for m, r in results.items()}}),
+              out_dir / "test_methods.csv")
+    write_csv(table, out_dir / "table.csv")
+    weights_table = pd.DataFrame({"run": runs, "weight": blend_full.weights_,
+                                  **{f"fold{f}": m.weights_ for f, m in zip(np.unique(folds),
+                                                                            results["blend"]["fitted"],
+                                                                            strict=True)}})
+    write_csv(weights_table, out_dir / "weights.csv")
+    best_single = min(per_run, key=per_run.get)
+    metrics = {
+        "runs": runs, "method": chosen, "method_requested": method,
+        "meta": meta if isinstance(meta, str) else type(meta).__name__,
+        "weights": weights, "nested_weights": [m.weights_.tolist() for m in results["blend"]["fitted"]],
+        "run_smape": per_run, "best_single_run": best_single, "best_single_smape": per_run[best_single],
+        "best_single_fold_std": float(np.std(fold_scores[best_single])),
+        "blend_smape_in_sample": smape(target, results["blend"]["in_sample"]),
+        "blend_smape_nested": nested_scores["blend"],
+        "blend_smape_equal_weights": smape(target, blend(oof_log, np.full(len(runs), 1 / len(runs)))),
+        "stack_smape_in_sample": smape(target, results["stack"]["in_sample"]),
+        "stack_smape_nested": nested_scores["stack"],
+        "calibrated_smape_in_sample": smape(target, results["blend+calibration"]["in_sample"]),
+        "calibrated_smape_nested": nested_scores["blend+calibration"],
+        "method_smape_nested": nested_scores,
+        "method_smape_in_sample": {m: smape(target, r["in_sample"]) for m, r in results.items()},
+        "calibration_factor": cal_full.calibrator_.factor_,
+        "calibration_group_factors": {str(k): v for k, v in cal_full.calibrator_.group_factors_.items()},
+        "nested_calibration_factors": [m.calibrator_.factor_ for m in results["blend+calibration"]["fitted"]],
+        "stack_calibration_factor": stack_cal_full.calibrator_.factor_,
+        "fold_smape": fold_scores, "table": table.to_dict(orient="records"),
+        "cv_smape": nested_scores[chosen],
+        "cv_fold_smape_std": float(np.std(fold_scores[f"{chosen} (nested)"])),
+        "constant_median_smape": float(np.mean([loaded[n]["metrics"]["constant_median_smape"] for n in runs])),
+    }
+    if hasattr(stack_full.meta_, "coefficients"):
+        coef, intercept = stack_full.meta_.coefficients()
+        metrics["stack_coef"] = dict(zip(runs, coef[:len(runs)].tolist(), strict=True))
+        metrics["stack_intercept"] = intercept
+    write_json(out_dir / "metrics.json", metrics)
+    return metrics
+
+
+def summary_table(metrics: dict) -> pd.DataFrame:
+    """The best single run and each method: nested SMAPE, fold mean and std, in-sample SMAPE."""
+    table = pd.DataFrame(metrics["table"])
+    name = metrics["best_single_run"]
+    best = table[table["model"] == name].assign(model=f"best single: {name}")
+    return pd.concat([best, table[table["kind"] == "ensemble"]], ignore_index=True).drop(columns="kind")
+
+
+def plot_ensemble(work_dir: str | Path, metrics: dict):
+    """Blend weights bar chart and per-fold SMAPE of each run against each nested method; saved as PNG."""
+    fig, (ax_w, ax_f) = plt.subplots(1, 2, figsize=(12, 4))
+    names = list(metrics["weights"])
+    ax_w.bar(names, [metrics["weights"][n] for n in names])
+    ax_w.set(ylabel="weight", title="blend weights (log space, full OOF)")
+    ax_w.tick_params(axis="x", rotation=30)
+    chosen = f"{metrics.get('method', 'blend')} (nested)"
+    for name, scores in metrics["fold_smape"].items():
+        style = {"lw": 2.5, "color": "k"} if name == chosen else {"lw": 1, "ls": "-" if "nested" in name else ":"}
+        ax_f.plot(range(len(scores)), scores, marker="o", label=name, **style)
+    ax_f.set(xlabel="fold", ylabel="SMAPE %", title=f"per-fold SMAPE (chosen: {chosen})",
+             xticks=range(len(scores)))
+    ax_f.legend(fontsize=7)
+    save_figure(fig, stage_dir(work_dir, "04_ensemble") / "ensemble.png")
+    return fig

@@ -1,0 +1,217 @@
+"""Stage 03: one cross-validated run of any registered learner, in the work folder's shared folds.
+
+- Folds are made once per work folder (`03_train/folds.csv` + `folds.json`) and reused by every run and by
+  04_ensemble: grouped by product (the default), stratified on the binned log target, or plain KFold.
+- Every learner (ml.learners.LEARNERS) goes through the one CV loop (ml.cv): fit on the training rows of a
+  fold only, scored on the fold's rows, which it never saw; its run folder holds OOF and test predictions
+  (and each fold model's), metrics, importance when the learner has one, and a row of the runs log.
+- A run resumes: each finished fold is kept in `<run>/progress/` with a fingerprint of the run, so a killed
+  session starts again at its first unfinished fold and ends with the same result.
+- Pseudo-labels (`pseudo_label_run`): the run also trains on that run's most confident test predictions and is
+  cross-validated twice in the same folds, with and without them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import shutil
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from amzkit.core.io import id_hash, read_json, save_figure, write_csv, write_json
+from amzkit.core.metric import smape
+from amzkit.core.params import Param, Parameters
+from amzkit.core.schema import Schema, get_schema
+from amzkit.core.workdir import check_name, stage_dir
+from amzkit.ml.base import Learner, RunInputs
+from amzkit.ml.cv import cross_validate
+from amzkit.ml.folds import FOLD_STRATEGIES, shared_folds
+from amzkit.ml.learners import get_learner, make_learner
+from amzkit.ml.pseudo import pseudo_labels
+from amzkit.ml.runs import save_run
+
+PARAMETERS = Parameters(
+    Param("run_name", "lgbm", "this run's folder under 03_train/ (letters, digits, _ - .); 04 blends runs by name"),
+    Param("learner", "lightgbm", "lightgbm, xgboost, catboost, ridge_tfidf, knn, mlp or finetune"),
+    Param("learner_params", {}, "the learner's own parameters as JSON, e.g. {\"embedding\": \"minilm\", \"k\": 20}"),
+    Param("embeddings", ["fashion-siglip:pca:64", "minilm:pca:32", "minilm:knn:20"],
+          "01_extract runs: 'run', 'run:pca:N', 'run:topk_corr:K' or 'run:knn:K' (fit inside the folds)"),
+    Param("features", ["quantity", "text_stats", "keywords", "brand", "dimensions", "tfidf"],
+          "feature groups (see ml.featureset.all_feature_groups(); image_meta/colour read 01's image cache)"),
+    Param("preset", "default", "LightGBM preset: default, huber, seed, or a saved one (tuned-<run_name>)"),
+    Param("lgb_params", {}, "LightGBM parameters over the preset's, as JSON"),
+    Param("n_folds", 5, "number of CV folds (shared by every run of the work folder)"),
+    Param("fold_strategy", "group", "group (copies of a product in one fold), stratified or kfold"),
+    Param("seed", 42, "seed of the folds, the models and the inner splits"),
+    Param("group_by", "", "a feature column (e.g. unit_family): one tree model per group with at least 200 rows"),
+    Param("tfidf_dim", 64, "width of the in-fold TF-IDF + SVD feature group"),
+    Param("num_threads", 0, "threads of the learner; 0: the cores free to this process"),
+    Param("tune_trials", 0, "Optuna trials over LightGBM parameters before the run (0: no tuning)"),
+    Param("tune_minutes", 30.0, "time budget of the tuning in minutes"),
+    Param("pseudo_label_run", "", "an earlier run whose confident test predictions join training (\"\": none)"),
+    Param("pseudo_label_fraction", 0.5, "share of test rows taken as pseudo-labels, most confident first"),
+    Param("pseudo_label_weight", 0.5, "sample weight of a pseudo-labelled row (0..1]"),
+)
+D = PARAMETERS.defaults
+
+PROGRESS_DIR = "progress"
+# Run parameters every learner whose constructor takes them receives from the notebook.
+SHARED_LEARNER_PARAMS = ("features", "embeddings", "tfidf_dim", "group_by", "num_threads")
+
+
+def build_learner(learner: str = D.learner, learner_params: dict | None = None, *, features=D.features,
+                  embeddings=D.embeddings, tfidf_dim: int = D.tfidf_dim, group_by: str = D.group_by,
+                  num_threads: int = D.num_threads, preset: str | dict = D.preset,
+                  lgb_params: dict | None = None) -> Learner:
+    """The learner `learner` with its own `learner_params` and the run parameters its constructor takes."""
+    params = dict(learner_params or {})
+    accepted = inspect.signature(get_learner(learner)).parameters
+    shared = {"features": list(features), "embeddings": list(embeddings), "tfidf_dim": tfidf_dim,
+              "group_by": group_by, "num_threads": num_threads}
+    for key in SHARED_LEARNER_PARAMS:
+        if key in accepted and key not in params:
+            params[key] = shared[key]
+    if group_by and "group_by" not in accepted:
+        raise ValueError(f"group_by applies to the tree learners (lightgbm, xgboost, catboost), not {learner!r}")
+    if learner == "lightgbm":
+        params.setdefault("preset", preset)
+        params["params"] = {**(lgb_params or {}), **params.get("params", {})}
+    elif lgb_params or preset != D.preset:
+        raise ValueError(f"preset and lgb_params apply to learner 'lightgbm', not {learner!r}: give {learner!r} its "
+                         "parameters in learner_params")
+    return make_learner(learner, **params)
+
+
+def train_run(
+    data: dict[str, pd.DataFrame], schema: str | Schema, work_dir: str | Path, run_name: str = D.run_name,
+    features=D.features, embeddings=D.embeddings, *, learner: str | Learner = D.learner,
+    learner_params: dict | None = None, preset: str | dict = D.preset, lgb_params: dict | None = None,
+    n_folds: int = D.n_folds, seed: int = D.seed, fold_strategy: str = D.fold_strategy,
+    num_threads: int = D.num_threads, group_by: str = D.group_by, tfidf_dim: int = D.tfidf_dim,
+    data_dir: str | Path | None = None, pseudo_label_run: str = D.pseudo_label_run,
+    pseudo_label_fraction: float = D.pseudo_label_fraction, pseudo_label_weight: float = D.pseudo_label_weight,
+    progress: bool = True,
+) -> dict:
+    """Cross-validate one run and write its folder under 03_train/; returns its metrics.
+
+    `learner` is a registry name (its parameters: `learner_params`, plus the run parameters its constructor
+    takes) or a Learner object. Finished folds are kept, so calling again after an interruption resumes.
+    """
+    schema_ = get_schema(schema)
+    check_name(run_name, "run_name")
+    if fold_strategy not in FOLD_STRATEGIES:
+        raise ValueError(f"unknown fold_strategy {fold_strategy!r}; choose from {FOLD_STRATEGIES}")
+    started = time.perf_counter()
+    model = learner if isinstance(learner, Learner) else build_learner(
+        learner, learner_params, features=features, embeddings=embeddings, tfidf_dim=tfidf_dim, group_by=group_by,
+        num_threads=num_threads, preset=preset, lgb_params=lgb_params)
+    train, test = data["train"], data["test"]
+    folds = shared_folds(work_dir, train, schema_, n_folds, seed, fold_strategy)
+    inputs = RunInputs(data, schema_, Path(work_dir), Path(data_dir) if data_dir is not None else None, seed)
+    model.prepare(inputs)
+    pseudo = None
+    if pseudo_label_run:
+        check_name(pseudo_label_run, "pseudo_label_run")
+        pseudo = pseudo_labels(work_dir, pseudo_label_run, folds, test[schema_.id_column].to_numpy(), len(train),
+                               pseudo_label_fraction, pseudo_label_weight)
+    run_dir = stage_dir(work_dir, "03_train") / run_name
+    pseudo_info = {}
+    if pseudo is not None:
+        without = cross_validate(model, folds, progress=progress)
+        pseudo_info = {"pseudo_label": {**pseudo.summary(), "cv_smape_without": smape(inputs.y, without["oof"])}}
+    result = _resumable_cv(model, folds, run_dir, pseudo, progress)
+    if pseudo is not None:
+        pseudo_info["pseudo_label"]["cv_smape_with"] = smape(inputs.y, result["oof"])
+    if result["importance"] is not None:
+        importance = result["importance"].rename_axis("feature").rename("gain").reset_index()
+        write_csv(importance.sort_values("gain", ascending=False), run_dir / "feature_importance.csv")
+    else:
+        (run_dir / "feature_importance.csv").unlink(missing_ok=True)
+    info = {**model.describe(), "fold_strategy": fold_strategy, "group_by": group_by, **pseudo_info,
+            "seconds": round(time.perf_counter() - started, 2)}
+    metrics = save_run(work_dir, run_name, schema_, train, test, folds, result["oof"], result["test"], info,
+                       result["fold_constant_smape"], test_folds=result["test_folds"])
+    shutil.rmtree(run_dir / PROGRESS_DIR, ignore_errors=True)
+    return metrics
+
+
+def _fingerprint(model: Learner, folds: np.ndarray, pseudo) -> str:
+    """What a run's finished folds depend on: a resumed run must match it exactly."""
+    inputs = model.inputs_
+    described = {**model.describe(), "folds": id_hash(folds), "seed": inputs.seed,
+                 "train": id_hash(inputs.data["train"][inputs.schema.id_column]),
+                 "test": id_hash(inputs.data["test"][inputs.schema.id_column]),
+                 "target": hashlib.sha256(np.ascontiguousarray(inputs.y).tobytes()).hexdigest(),
+                 "pseudo": None if pseudo is None else pseudo.summary()}
+    return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _resumable_cv(model: Learner, folds: np.ndarray, run_dir: Path, pseudo, progress: bool) -> dict:
+    """cross_validate, keeping each finished fold in run_dir/progress/ and starting after the last one kept."""
+    folder = run_dir / PROGRESS_DIR
+    fingerprint = _fingerprint(model, folds, pseudo)
+    previous, start = None, 0
+    marker = folder / "progress.json"
+    if marker.is_file():
+        try:
+            saved = read_json(marker)
+            if saved.get("fingerprint") == fingerprint:
+                arrays = np.load(folder / "state.npz")
+                importance = [pd.read_csv(folder / f"importance{i}.csv", index_col=0).iloc[:, 0]
+                              for i in range(saved["importance_folds"])]
+                previous = {"oof": arrays["oof"], "test_folds": arrays["test_folds"],
+                            "fold_smape": list(saved["fold_smape"]), "importance": importance}
+                start = int(saved["folds_done"])
+                print(f"{run_dir.name}: resuming after {start} finished folds (kept in {folder})")
+        except (OSError, ValueError, KeyError) as err:
+            print(f"{run_dir.name}: the kept folds in {folder} are unreadable ({err}); starting over")
+            previous, start = None, 0
+
+    def keep(step: int, state: dict) -> None:
+        with_arrays = folder / "state.npz"
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / ".state.tmp.npz"
+        np.savez(tmp, oof=state["oof"], test_folds=state["test_folds"])
+        tmp.replace(with_arrays)
+        for i, series in enumerate(state["importance"]):
+            if not (folder / f"importance{i}.csv").is_file():
+                write_csv(series.rename("gain").rename_axis("feature").reset_index(), folder / f"importance{i}.csv")
+        write_json(marker, {"fingerprint": fingerprint, "folds_done": step + 1, "fold_smape": state["fold_smape"],
+                            "importance_folds": len(state["importance"])})
+
+    return cross_validate(model, folds, pseudo=pseudo, models_dir=run_dir / "models", progress=progress,
+                          start_fold=start, previous=previous, fold_done=keep)
+
+
+def plot_importance(work_dir: str | Path, name: str, top: int = 30):
+    """Bar chart of the top features by gain; saved as PNG in the run folder."""
+    run_dir = stage_dir(work_dir, "03_train") / name
+    if not (run_dir / "feature_importance.csv").is_file():
+        print(f"{name}: this learner reports no feature importance")
+        return None
+    table = pd.read_csv(run_dir / "feature_importance.csv").head(top).iloc[::-1]
+    fig, ax = plt.subplots(figsize=(7, max(3, 0.25 * len(table))))
+    ax.barh(table["feature"], table["gain"])
+    ax.set(xlabel="gain (mean over folds)", title=f"{name}: top {len(table)} features")
+    save_figure(fig, run_dir / "feature_importance.png")
+    return fig
+
+
+def plot_oof(work_dir: str | Path, name: str):
+    """Predicted vs actual (log axes) on out-of-fold rows; saved as PNG in the run folder."""
+    run_dir = stage_dir(work_dir, "03_train") / name
+    oof = pd.read_csv(run_dir / "oof.csv")
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.scatter(oof["target"], oof["pred"], s=6, alpha=0.4)
+    low, high = oof[["target", "pred"]].min().min(), oof[["target", "pred"]].max().max()
+    ax.plot([max(low, 1e-3), high], [max(low, 1e-3), high], "k--", lw=1)
+    ax.set(xscale="log", yscale="log", xlabel="actual", ylabel="out-of-fold prediction",
+           title=f"{name}: CV SMAPE {smape(oof['target'], oof['pred']):.2f}")
+    save_figure(fig, run_dir / "oof_scatter.png")
+    return fig

@@ -1,0 +1,324 @@
+"""Stage 03 tuning: Optuna searches LightGBM parameters on the shared folds and saves the best as a named preset.
+
+- Same folds (`shared_folds`) and features (`assemble_features`, built once) as `train_run`, so
+  `train_run(..., preset=name)` reproduces the study's best CV SMAPE.
+- The first trial is the base preset itself: the saved preset is never worse than the base on these folds.
+- TPE (seeded) + a median pruner fed the running mean fold SMAPE; `timeout_minutes` bounds the search.
+- The study lives in 03_train/presets/<name>.study.db (SQLite): tuning the same name again continues it.
+- Optuna is an optional extra: `pip install "amzkit[tune]"`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.ticker import MaxNLocator
+
+from amzkit.core.io import id_hash, save_figure, write_csv
+from amzkit.core.metric import smape
+from amzkit.core.schema import Schema, get_schema
+from amzkit.ml.base import RunInputs
+from amzkit.ml.cv import cross_validate
+from amzkit.ml.folds import shared_folds
+from amzkit.ml.presets import PRESETS, check_preset, preset_path, resolve_preset, save_preset
+from amzkit.ml.transforms import FoldTransform
+from amzkit.ml.trees import LightGBMLearner
+from amzkit.stages.train import D
+
+# LightGBM parameter -> (kind, low, high, log); a categorical entry holds its choices in `low`.
+SEARCH_SPACE: dict[str, tuple] = {
+    "num_leaves": ("int", 7, 255, True),
+    "learning_rate": ("float", 0.01, 0.2, True),
+    "min_data_in_leaf": ("int", 5, 200, True),
+    "feature_fraction": ("float", 0.2, 1.0, False),
+    "bagging_fraction": ("float", 0.5, 1.0, False),
+    "lambda_l1": ("float", 1e-3, 10.0, True),
+    "lambda_l2": ("float", 1e-3, 30.0, True),
+    "objective": ("categorical", ("l1", "huber"), None, False),  # on the log1p target, as the base preset
+}
+
+# Other names LightGBM accepts for the searched parameters: a base preset's alias gives way to the tuned value.
+PARAM_ALIASES = {
+    "num_leaves": ("num_leaf", "max_leaves", "max_leaf", "max_leaf_nodes"),
+    "learning_rate": ("shrinkage_rate", "eta"),
+    "min_data_in_leaf": ("min_data_per_leaf", "min_data", "min_child_samples", "min_samples_leaf"),
+    "feature_fraction": ("sub_feature", "colsample_bytree"),
+    "bagging_fraction": ("sub_row", "subsample", "bagging"),
+    "lambda_l1": ("reg_alpha", "l1_regularization"),
+    "lambda_l2": ("reg_lambda", "lambda", "l2_regularization"),
+    "objective": ("objective_type", "app", "application", "loss"),
+}
+LIGHTGBM_DEFAULTS = {"num_leaves": 31, "learning_rate": 0.1, "min_data_in_leaf": 20, "feature_fraction": 1.0,
+                     "bagging_fraction": 1.0, "lambda_l1": 0.0, "lambda_l2": 0.0, "objective": "regression"}
+HUBER_ALPHA = PRESETS["huber"]["params"]["alpha"]  # when huber is drawn and the base preset sets no alpha
+PRUNER_STARTUP_TRIALS = 5
+SAMPLER_STARTUP_TRIALS = 10
+
+
+def _import_optuna():
+    try:
+        import optuna  # optional dependency (the tune extra): imported when tuning runs
+    except ImportError as error:
+        raise ImportError('tuning needs Optuna: pip install "amzkit[tune]" (or pip install optuna)') from error
+    return optuna
+
+
+def tuning_paths(work_dir: str | Path, name: str) -> dict[str, Path]:
+    """The files of a tuning named `name`: the preset, the Optuna study, the trials table and the plot."""
+    preset = preset_path(work_dir, name)
+    return {"preset": preset, "study": preset.parent / f"{name}.study.db",
+            "trials": preset.parent / f"{name}.trials.csv", "plot": preset.parent / f"{name}.history.png"}
+
+
+def _base_value(params: dict, key: str):
+    for alias in (key, *PARAM_ALIASES.get(key, ())):
+        if alias in params:
+            return params[alias]
+    return LIGHTGBM_DEFAULTS.get(key)
+
+
+def _nearest_in_space(value, spec: tuple):
+    """The point of the search space closest to `value` (the base trial's params, for the sampler)."""
+    kind, low, high, _ = spec
+    if kind == "categorical":
+        return value if value in low else low[0]
+    value = min(max(float(value), low), high)
+    return int(round(value)) if kind == "int" else value
+
+
+def _suggest(trial, key: str, spec: tuple):
+    kind, low, high, log = spec
+    if kind == "int":
+        return trial.suggest_int(key, low, high, log=log)
+    if kind == "float":
+        return trial.suggest_float(key, low, high, log=log)
+    if kind == "categorical":
+        return trial.suggest_categorical(key, list(low))
+    raise ValueError(f"search space {key!r}: kind {kind!r} is not 'int', 'float' or 'categorical'")
+
+
+def candidate_preset(base: dict, tuned: dict) -> dict:
+    """The base preset with tuned LightGBM params (aliases of a tuned param dropped from the base)."""
+    drop = {alias for key in tuned for alias in (key, *PARAM_ALIASES.get(key, ()))}
+    params = {k: v for k, v in base["params"].items() if k not in drop} | tuned
+    if params.get("objective") == "huber":
+        params.setdefault("alpha", HUBER_ALPHA)
+    if "bagging_fraction" in tuned and not params.get("bagging_freq"):
+        params["bagging_freq"] = 1  # bagging_fraction does nothing without it
+    return {**base, "params": params}
+
+
+class _CachedTransform(FoldTransform):
+    """A fold transform fit once per fold for the whole study: every trial sees the same folds.
+
+    Outputs are kept per (training rows, rows); the wrapped transform is refit only on a miss.
+    """
+
+    def __init__(self, inner: FoldTransform):
+        self.inner, self.names = inner, inner.names
+        self._outputs: dict[tuple[str, str], np.ndarray] = {}
+        self._fit_key = self._inner_key = None
+
+    @staticmethod
+    def _key(*arrays: np.ndarray) -> str:
+        digest = hashlib.sha1()
+        for array in arrays:
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()
+
+    def fit(self, rows, y):
+        self._rows, self._y, self._fit_key = rows, y, self._key(rows, y)
+        return self
+
+    def transform(self, rows):
+        key = (self._fit_key, self._key(rows))
+        if key not in self._outputs:
+            if self._inner_key != self._fit_key:
+                self.inner.fit(self._rows, self._y)
+                self._inner_key = self._fit_key
+            self._outputs[key] = self.inner.transform(rows)
+        return self._outputs[key]
+
+
+def _setup_differences(saved: dict, wanted: dict) -> dict:
+    wanted = json.loads(json.dumps(wanted))
+    return {k: (saved.get(k), v) for k, v in wanted.items() if saved.get(k) != v}
+
+
+def _preset_values(preset: dict, space: dict) -> dict:
+    """The searched params as a preset sets them (None where it leaves LightGBM's default)."""
+    params = preset["params"]
+    return {key: next((params[a] for a in (key, *PARAM_ALIASES.get(key, ())) if a in params), None) for key in space}
+
+
+def _trials_table(study, optuna, space: dict) -> pd.DataFrame:
+    """One row per trial: state, CV SMAPE, folds run and their mean SMAPE, seconds, the params it ran."""
+    rows = []
+    for trial in study.get_trials(deepcopy=False):
+        steps = trial.intermediate_values
+        seconds = trial.duration.total_seconds() if trial.duration is not None else np.nan
+        rows.append({"number": trial.number, "state": trial.state.name.lower(),
+                     "smape": trial.value if trial.state == optuna.trial.TrialState.COMPLETE else np.nan,
+                     "folds_run": len(steps), "fold_mean_smape": steps[max(steps)] if steps else np.nan,
+                     "seconds": round(seconds, 2), "base": bool(trial.user_attrs.get("base", False)),
+                     **(_preset_values(trial.user_attrs["preset"], space) if "preset" in trial.user_attrs
+                        else trial.params)})
+    return pd.DataFrame(rows)
+
+
+def plot_tuning(work_dir: str | Path, name: str):
+    """CV SMAPE per trial (pruned trials at their running fold mean), the best so far and the base; saved as PNG."""
+    paths = tuning_paths(work_dir, name)
+    table = pd.read_csv(paths["trials"])
+    done, pruned = table[table["state"] == "complete"], table[table["state"] == "pruned"]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.scatter(done["number"], done["smape"], s=18, label="trial (CV SMAPE)")
+    if len(pruned):
+        ax.scatter(pruned["number"], pruned["fold_mean_smape"], s=18, marker="x", color="grey",
+                   label="pruned (mean of the folds run)")
+    ax.step(done["number"], done["smape"].cummin(), where="post", color="C1", label="best so far")
+    base = table.loc[table["base"] & (table["state"] == "complete"), "smape"]
+    if len(base):
+        ax.axhline(base.iloc[0], color="k", ls="--", lw=1, label=f"base preset {base.iloc[0]:.3f}")
+    best = done["smape"].min() if len(done) else float("nan")
+    ax.set(xlabel="trial", ylabel="CV SMAPE", title=f"tuning {name}: best {best:.3f} in {len(table)} trials")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(fontsize=8)
+    save_figure(fig, paths["plot"])
+    return fig
+
+
+def tune_preset(
+    data: dict[str, pd.DataFrame], schema: str | Schema, work_dir: str | Path, name: str, features: list[str],
+    embeddings: list[str], n_folds: int = D.n_folds, seed: int = D.seed, fold_strategy: str = D.fold_strategy,
+    base_preset: str | dict = D.preset, n_trials: int = 50, timeout_minutes: float | None = D.tune_minutes,
+    num_threads: int = D.num_threads, tfidf_dim: int = D.tfidf_dim, search_space: dict[str, tuple] | None = None,
+    data_dir: str | Path | None = None,
+    progress: bool = True,
+) -> dict:
+    """Search LightGBM params (CV SMAPE on the shared folds) and save the best as preset `name`.
+
+    Runs up to `n_trials` more trials within `timeout_minutes` (None: no limit); the same `name` again
+    continues the study, which must then have the same rows, folds, features, embeddings and base preset.
+    Returns best_smape, base_smape, n_trials, n_pruned, seconds and the paths written.
+    """
+    optuna = _import_optuna()
+    if name in PRESETS:
+        raise ValueError(f"preset name {name!r} is built in; choose another name for the tuned preset")
+    paths = tuning_paths(work_dir, name)  # checks the name
+    if base_preset == name:
+        raise ValueError(f"base_preset {name!r} is the preset this tuning writes; tune under another name")
+    base = check_preset(json.loads(json.dumps(base_preset)), "base_preset") if isinstance(base_preset, dict) \
+        else resolve_preset(base_preset, work_dir)
+    space = dict(SEARCH_SPACE if search_space is None else search_space)
+    started = time.perf_counter()
+    schema_ = get_schema(schema)
+    train = data["train"]
+    y = train[schema_.target].to_numpy(dtype=float)
+    folds = shared_folds(work_dir, train, schema_, n_folds, seed, fold_strategy)
+    inputs = RunInputs(data, schema_, Path(work_dir), Path(data_dir) if data_dir is not None else None, seed)
+    learner = LightGBMLearner(preset=base, features=features, embeddings=embeddings, tfidf_dim=tfidf_dim,
+                              num_threads=num_threads).prepare(inputs)
+    learner.features_.transforms = [_CachedTransform(t) for t in learner.features_.transforms]
+    setup = {"schema": schema_.name, "rows": len(train), "train_ids_sha256": id_hash(train[schema_.id_column]),
+             "folds_sha256": id_hash(folds), "fold_strategy": fold_strategy, "seed": seed, "features": features,
+             "embeddings": embeddings, "tfidf_dim": tfidf_dim,
+             "base_preset": base_preset if isinstance(base_preset, str) else "(dict)", "base": base,
+             "search_space": space}
+
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    paths["study"].parent.mkdir(parents=True, exist_ok=True)
+    storage = optuna.storages.RDBStorage(f"sqlite:///{paths['study'].resolve()}")
+    try:
+        probe = optuna.create_study(storage=storage, study_name=name, direction="minimize", load_if_exists=True)
+        if probe.user_attrs.get("setup") is None:
+            probe.set_user_attr("setup", json.loads(json.dumps(setup)))
+        differs = _setup_differences(probe.user_attrs["setup"], setup)
+        if differs:
+            raise ValueError(f"{paths['study']} is a study of another setup ({sorted(differs)} differ: saved vs "
+                             f"now {differs}); tune under another name, or delete that file to start over")
+        trials = probe.get_trials(deepcopy=False)
+        for stale in (t for t in trials if t.state == optuna.trial.TrialState.RUNNING):
+            storage.set_trial_state_values(stale._trial_id, optuna.trial.TrialState.FAIL)  # an interrupted run
+        # A fresh seed per session: a resumed study does not redraw the first session's random trials.
+        sampler = optuna.samplers.TPESampler(seed=seed + len(trials), n_startup_trials=SAMPLER_STARTUP_TRIALS)
+        pruner = optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=0)
+        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+        base_queued = any(t.user_attrs.get("base") and t.state in (optuna.trial.TrialState.COMPLETE,
+                                                                     optuna.trial.TrialState.WAITING) for t in trials)
+        if not base_queued and n_trials > 0:
+            study.enqueue_trial({k: _nearest_in_space(_base_value(base["params"], k), spec)
+                                 for k, spec in space.items()}, user_attrs={"base": True})
+
+        def objective(trial) -> float:
+            is_base = bool(trial.user_attrs.get("base"))
+            tuned = {key: _suggest(trial, key, spec) for key, spec in space.items()}
+            # The base trial runs the base preset verbatim; its params are the nearest point of the space.
+            preset = base if is_base else candidate_preset(base, tuned)
+            trial.set_user_attr("preset", preset)
+
+            def on_fold(step: int, mean_smape: float) -> None:
+                trial.report(mean_smape, step)
+                if not is_base and trial.should_prune():
+                    raise optuna.TrialPruned(f"mean SMAPE {mean_smape:.3f} after {step + 1} folds")
+
+            result = cross_validate(learner.set_params(preset=preset), folds, on_fold=on_fold, progress=False)
+            return smape(y, result["oof"])
+
+        def report(study_, trial) -> None:
+            if not progress:
+                return
+            seconds = trial.duration.total_seconds() if trial.duration is not None else 0.0
+            if trial.state == optuna.trial.TrialState.COMPLETE:
+                outcome = f"CV SMAPE {trial.value:.4f}" + (" (base preset)" if trial.user_attrs.get("base") else "")
+            else:
+                steps = trial.intermediate_values
+                outcome = f"{trial.state.name.lower()} after {len(steps)} folds" + (
+                    f" (mean {steps[max(steps)]:.4f})" if steps else "")
+            best = f"best {study_.best_value:.4f}" if any(
+                t.state == optuna.trial.TrialState.COMPLETE for t in study_.get_trials(deepcopy=False)) else ""
+            print(f"trial {trial.number:3d}: {outcome:44s} {best}  {seconds:.1f} s", flush=True)
+
+        timeout = timeout_minutes * 60 if timeout_minutes else None
+        if n_trials > 0:
+            study.optimize(objective, n_trials=n_trials, timeout=timeout, callbacks=[report])
+        return _save_tuning(study, optuna, work_dir, name, paths, setup, started)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+        storage.engine.dispose()
+
+
+def _save_tuning(study, optuna, work_dir, name, paths, setup, started) -> dict:
+    """Write the trials table, the history plot and the best preset; the summary `tune_preset` returns."""
+    states = optuna.trial.TrialState
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == states.COMPLETE]
+    if not complete:
+        raise RuntimeError(f"no trial of {paths['study']} finished; run more trials (n_trials > 0, "
+                           "a larger timeout_minutes)")
+    best = min(complete, key=lambda t: t.value)
+    base = [t for t in complete if t.user_attrs.get("base")]
+    write_csv(_trials_table(study, optuna, setup["search_space"]), paths["trials"])
+    plt.close(plot_tuning(work_dir, name))
+    summary = {
+        "name": name, "best_smape": float(best.value), "base_smape": float(base[0].value) if base else None,
+        "best_trial": best.number, "n_trials": len(trials), "n_complete": len(complete),
+        "n_pruned": sum(t.state == states.PRUNED for t in trials),
+        "n_failed": sum(t.state == states.FAIL for t in trials),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    best_params = _preset_values(best.user_attrs["preset"], setup["search_space"])
+    info = {"tuned_by": f"optuna {optuna.__version__}", **{k: v for k, v in summary.items() if k != "name"},
+            "best_params": best_params, **{k: v for k, v in setup.items() if k != "base"},
+            "study": str(paths["study"]), "time": datetime.now(UTC).isoformat(timespec="seconds")}
+    save_preset(work_dir, name, best.user_attrs["preset"], info)
+    return {**summary, "best_params": best_params, "preset_path": paths["preset"], "study_path": paths["study"],
+            "trials_path": paths["trials"], "plot_path": paths["plot"]}

@@ -1,0 +1,24 @@
+"""Product names: the normalised item name that copies of one product listed twice share."""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+
+from amzkit.core.schema import Schema
+from amzkit.text.catalog import parse_catalog_column
+
+
+def normalized_name(text: str) -> str:
+    """Lower-case words and numbers only: copies of one product listed twice share it."""
+    return " ".join(re.findall(r"[a-z0-9]+", str(text).lower().replace("&", " and ")))
+
+
+def product_names(train: pd.DataFrame, schema: Schema) -> pd.Series:
+    """The item name per row (2025: parsed from catalog_content; 2023: TITLE), normalised."""
+    if schema.name == "amazon2025":
+        names = parse_catalog_column(train["catalog_content"])["item_name"].fillna("")
+    else:
+        names = train["TITLE"].fillna("")
+    return names.map(normalized_name)
