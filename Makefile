@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 DEMO   ?= runs/demo
 
-.PHONY: demo test lint env clean-env
+.PHONY: demo test lint env clean-env test-kaggle
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,4 +27,25 @@ lint: env
 	$(VENV)/bin/ruff check amzkit tests benchmarks
 
 clean-env:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(KVENV)
+
+# `make test-kaggle`: the notebook chain on Kaggle's versions, not ours. .venv-kaggle holds the image's pins of the
+# libraries amzkit uses (constraints-kaggle.txt) and amzkit itself without its dependencies (as the kernels'
+# install cell does); then the Kaggle rehearsal (build, every kernel from the wheel) and the demo run in it.
+KAGGLE_PYTHON ?= python3.11
+KVENV  ?= .venv-kaggle
+KPY    := $(KVENV)/bin/python
+KAGGLE_PACKAGES := torch numpy pandas scikit-learn lightgbm matplotlib seaborn pillow requests sentencepiece \
+	transformers tqdm ipykernel papermill nbformat urllib3 optuna pyyaml packaging setuptools wheel pytest hypothesis
+
+$(KVENV)/.installed: pyproject.toml constraints-kaggle.txt
+	test -x $(KPY) || $(KAGGLE_PYTHON) -m venv $(KVENV)
+	$(KPY) -m pip install -q --upgrade pip
+	$(KPY) -m pip install -q -c constraints-kaggle.txt $(KAGGLE_PACKAGES)
+	$(KPY) -m pip install -q --no-deps --no-build-isolation -e .
+	$(KPY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+test-kaggle: $(KVENV)/.installed
+	$(KPY) -m pytest -q -p no:cacheprovider tests/test_kaggle_rehearsal.py tests/test_kaggle_env.py
+	$(KPY) -m amzkit demo --out runs/demo-kaggle

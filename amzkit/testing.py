@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter
 
 from amzkit.core.io import id_hash, write_json, write_npy
@@ -16,6 +17,9 @@ from amzkit.core.schema import get_schema, load_split
 from amzkit.core.workdir import stage_dir
 from amzkit.embed.aesthetic import aesthetic_mlp
 from amzkit.embed.registry import AESTHETIC_HEAD_FILES
+from amzkit.ml.base import RunInputs
+from amzkit.ml.featureset import FeatureSet
+from amzkit.ml.trees import LightGBMLearner, TreeLearner
 
 TINY_CLIP_CONFIG = {
     "embed_dim": 16,
@@ -29,7 +33,7 @@ def save_random_open_clip(folder: str | Path, model_cfg: dict | str = TINY_CLIP_
 
     `model_cfg` is a config dict or the name of a built-in open_clip architecture (e.g. "ViT-B-16-SigLIP").
     """
-    import open_clip
+    import open_clip  # deferred: open_clip loads only when a model is used
     import torch
 
     folder = Path(folder)
@@ -53,7 +57,7 @@ def save_random_aesthetic(folder: str | Path, model_cfg: dict | str = TINY_CLIP_
     The head's input width is the model's embed_dim (`head_in` overrides it, to build a mismatched pair); its
     hidden widths are the real predictor's 1024/128/64/16. `head_name` defaults to aesthetic_mlp.pth.
     """
-    import open_clip
+    import open_clip  # deferred: open_clip loads only when a model is used
     import torch
 
 
@@ -115,5 +119,87 @@ def dev_competition(train_csv: str | Path, schema: str = "amazon2023", n_test: i
     schema_ = get_schema(schema)
     train = load_split(train_csv, schema_, "train")
     test = train.head(n_test).drop(columns=[schema_.target])
-    test[schema_.id_column] = -1 - test[schema_.id_column]
+    test[schema_.id_column] = [str(-1 - int(i)) for i in test[schema_.id_column]]  # ids are text as written
     return {"train": train, "test": test}
+
+
+def synthetic_inputs(y: np.ndarray, n_test: int = 0, work_dir: str | Path = ".", groups: np.ndarray | None = None,
+                     seed: int = 42) -> RunInputs:
+    """RunInputs over `len(y)` train rows (target `y`) and `n_test` test rows with no text: for learners whose
+    features come from a FeatureSet built in the test. Every row is its own product unless `groups` says otherwise."""
+    n_train = len(y)
+    data = {"train": pd.DataFrame({"sample_id": np.arange(n_train), "price": np.asarray(y, dtype=float)}),
+            "test": pd.DataFrame({"sample_id": np.arange(n_train, n_train + n_test)})}
+    rows = np.arange(n_train + n_test) if groups is None else np.asarray(groups)
+    return RunInputs(data, get_schema("amazon2025"), Path(work_dir), seed=seed, row_groups=rows)
+
+
+def feature_learner(features: FeatureSet, y: np.ndarray, learner: type[TreeLearner] = LightGBMLearner,
+                    groups: np.ndarray | None = None, **params) -> TreeLearner:
+    """A tree learner prepared on a FeatureSet built in the test (its n_train train rows, the rest test rows)."""
+    inputs = synthetic_inputs(y, len(features.static) - features.n_train, groups=groups)
+    return learner(**{"num_threads": 1, **params}).prepare_with(inputs, features)
+
+
+TINY_BERT_CONFIG = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
+                    "max_position_embeddings": 128}
+BERT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+def save_random_bert(folder: str | Path, texts: list[str], config: dict | None = None, seed: int = 0) -> Path:
+    """Save a BERT with random weights and a word-level vocabulary of `texts` as a `local-dir:` folder (config,
+    weights, tokenizer), for fine-tuning tests that must not need a network. `config` overrides TINY_BERT_CONFIG."""
+    import torch  # deferred: torch / transformers load only for the helpers that need them
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    words = sorted({token for text in texts for token in _word_pieces(text.lower())})
+    vocab = {token: i for i, token in enumerate([*BERT_SPECIAL_TOKENS, *words])}
+    torch.manual_seed(seed)
+    model = BertModel(BertConfig(vocab_size=len(vocab), **{**TINY_BERT_CONFIG, **(config or {})}))
+    model.save_pretrained(folder)
+    BertTokenizer(vocab=vocab, do_lower_case=True).save_pretrained(folder)
+    return folder
+
+
+PRICE_WORDS = {"budget": 3.0, "basic": 8.0, "premium": 40.0, "luxury": 150.0}
+FILLER_WORDS = ("soft", "blue", "steel", "travel", "kitchen", "home", "pack", "classic", "daily", "fresh", "green",
+                "large", "small", "round", "cotton", "glass")
+
+
+def planted_price_world(n_train: int = 400, n_test: int = 80, seed: int = 0, dim: int = 16) -> dict:
+    """A 2025-schema train/test pair whose price is planted twice: a price word in the item name (one of
+    PRICE_WORDS, times noise of 10%) and an embedding (the word's centre plus noise) for embedding learners.
+
+    Returns {"data": {"train", "test"}, "embedding": (n_train + n_test, dim) float32, "texts": catalog texts}.
+    """
+    rng = np.random.default_rng(seed)
+    n = n_train + n_test
+    ids = rng.permutation(np.arange(10_000, 10_000 + n))
+    word = rng.integers(0, len(PRICE_WORDS), n)
+    names = list(PRICE_WORDS)
+    centres = rng.normal(size=(len(PRICE_WORDS), dim)).astype(np.float32)
+    embedding = centres[word] + rng.normal(0, 0.3, (n, dim)).astype(np.float32)
+    price = np.array([PRICE_WORDS[names[w]] for w in word]) * np.exp(rng.normal(0, 0.1, n))
+    texts = [f"Item Name: {names[w]} {' '.join(rng.choice(FILLER_WORDS, 3))} item\nValue: {rng.integers(1, 13)}.0\n"
+             f"Unit: Count" for w in word]
+    train = pd.DataFrame({"sample_id": ids[:n_train], "catalog_content": texts[:n_train], "image_link": "",
+                          "price": price[:n_train]})
+    test = pd.DataFrame({"sample_id": ids[n_train:], "catalog_content": texts[n_train:], "image_link": ""})
+    return {"data": {"train": train, "test": test}, "embedding": embedding, "texts": texts}
+
+
+def _word_pieces(text: str) -> list[str]:
+    """Words and single punctuation marks, as BERT's basic tokenizer splits them."""
+    pieces, word = [], ""
+    for char in text:
+        if char.isalnum():
+            word += char
+            continue
+        if word:
+            pieces.append(word)
+            word = ""
+        if not char.isspace():
+            pieces.append(char)
+    return [*pieces, word] if word else pieces

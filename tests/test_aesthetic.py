@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from amzkit.stages.extract import extract
 from amzkit.core.schema import load_data
-from amzkit.embed.runs import load_embeddings
-from amzkit.embed.registry import AESTHETIC_HEAD_FILES, AESTHETIC_HEAD_URL, MODELS, get_model_spec, registry_table
 from amzkit.embed.aesthetic import AESTHETIC_LINEAR
 from amzkit.embed.factory import create_embedder
+from amzkit.embed.registry import AESTHETIC_HEAD_FILES, AESTHETIC_HEAD_URL, MODELS, get_model_spec, registry_table
+from amzkit.embed.runs import load_embeddings
+from amzkit.stages.extract import extract
 from amzkit.testing import TINY_CLIP_CONFIG, save_random_aesthetic, save_random_open_clip, write_product_jpegs
 
 ORIGINAL_HEAD = "sac+logos+ava1-l14-linearMSE.pth"

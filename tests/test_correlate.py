@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from amzkit.stages.correlate import analyse_embedding, null_max_abs_corr, verdict
 from amzkit.ml.stats import pearson_columns
+from amzkit.stages.correlate import analyse_embedding, null_max_abs_corr, verdict
 
 
 def _prices(rng, n):
@@ -94,8 +94,8 @@ def test_excluded_rows_are_counted_not_used():
 
 
 def test_correlate_refuses_a_run_computed_for_other_rows(tmp_path):
-    from amzkit.stages.correlate import correlate
     from amzkit.core.io import id_hash, write_json, write_npy
+    from amzkit.stages.correlate import correlate
 
     run = tmp_path / "01_extract" / "fake"
     ids = np.arange(100)
@@ -103,14 +103,15 @@ def test_correlate_refuses_a_run_computed_for_other_rows(tmp_path):
     write_npy(run / "train_ok.npy", np.ones(100, bool))
     write_json(run / "manifest.json", {"splits": {"train": {"id_sha256": id_hash(ids)}}})
     write_json(run / "metrics.json", {})
-    train = pd.DataFrame({"sample_id": ids[::-1], "catalog_content": "x", "image_link": "", "price": 1.0})
+    train = pd.DataFrame({"sample_id": ids[::-1], "catalog_content": "x", "image_link": "",
+                          "price": np.linspace(1.0, 50.0, 100)})
     with pytest.raises(ValueError, match="row order"):
         correlate(train, "amazon2025", tmp_path, ["fake"], baseline_features=[])
 
 
 def test_real_minilm_text_embeddings_of_2023_rows_beat_the_constant(shared_data):
-    from amzkit.embed.factory import create_embedder
     from amzkit.core.schema import load_split, row_text
+    from amzkit.embed.factory import create_embedder
 
     train = load_split(shared_data / "amz23_dev.csv", "amazon2023", "train")
     _, embedder = create_embedder("minilm", batch_size=64, device="cpu")

@@ -9,9 +9,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from amzkit.stages.ensemble import METHODS, Calibrator, blend, ensemble, fit_factor, fit_weights, plot_ensemble, summary_table
 from amzkit.core.io import id_hash
 from amzkit.core.metric import smape
+from amzkit.stages.ensemble import (
+    METHODS,
+    Calibrator,
+    blend,
+    ensemble,
+    fit_factor,
+    fit_weights,
+    plot_ensemble,
+    summary_table,
+)
 
 N_ROWS, N_FOLDS, N_TEST = 2000, 5, 300
 

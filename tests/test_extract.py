@@ -10,14 +10,17 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+import amzkit.stages.extract as extract_module
 from amzkit.app.demo import make_demo
-from amzkit.stages.extract import extract
 from amzkit.core.schema import load_data
-from amzkit.embed.runs import load_embeddings
-from amzkit.images.fetch import fetch_images
-from amzkit.embed.registry import MODELS, get_model_spec
-from amzkit.embed.simple import ColorStatsEmbedder
 from amzkit.embed.factory import create_embedder
+from amzkit.embed.registry import MODELS, get_model_spec
+from amzkit.embed.runs import load_embeddings
+from amzkit.embed.simple import ColorStatsEmbedder
+from amzkit.images.fetch import fetch_images
+from amzkit.images.http import NetworkWatch
+from amzkit.images.records import MANIFEST_NAME, read_manifest
+from amzkit.stages.extract import extract
 
 
 @pytest.fixture(scope="module")
@@ -274,3 +277,177 @@ def test_shards_split_across_kernels_merge_into_the_single_kernel_result(shard_d
 def test_shard_index_out_of_range_is_refused(shard_data, small_demo, tmp_path):
     with pytest.raises(ValueError, match="shard_index"):
         extract(shard_data, small_demo, tmp_path, "amazon2025", "tfidf-svd", shard_index=2, num_shards=2)
+
+
+# --- image runs without images: the network down, or every link failing ----------------------------------
+
+
+@pytest.fixture()
+def unreachable_links(monkeypatch):
+    """Image links nobody answers, with no network: a bound port never listening (refused) on 127.0.0.1 and
+    *.invalid hosts that the resolver (patched: it answers at once, as with Internet off) does not know."""
+    import socket
+
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        if isinstance(host, str) and host.endswith(".invalid"):
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        yield lambda i: f"{dead}/{i}.jpg" if int(i) % 2 else f"http://img{int(i) % 7}.invalid/{i}.jpg"
+
+
+def _with_links(data: dict, link) -> dict:
+    return {split: frame.assign(image_link=[link(i) for i in frame["sample_id"]]) for split, frame in data.items()}
+
+
+def test_extract_stops_early_when_the_network_is_down(shard_data, small_demo, tmp_path, monkeypatch,
+                                                      unreachable_links):
+    class SmallProbe(NetworkWatch):  # decide from the first 6 links (200 in a real run)
+        def __init__(self):
+            super().__init__(probe_links=6)
+
+    monkeypatch.setattr(extract_module, "NetworkWatch", SmallProbe)
+    data = _with_links(shard_data, unreachable_links)
+    with pytest.raises(RuntimeError, match="no image could be fetched: is Internet on for this kernel") as err:
+        extract(data, small_demo, tmp_path, "amazon2025", "color-stats", shard_rows=SHARD_ROWS_SMALL)
+    message = str(err.value)
+    assert "the first 6 image links tried" in message and '-p model ""' in message
+    assert "-p images_offline_ok True" in message and "train_fetch.csv" in message
+    run_dir = tmp_path / "01_extract" / "color-stats"
+    tables = {split: pd.read_csv(run_dir / f"{split}_fetch.csv", keep_default_na=False) for split in ("train", "test")}
+    assert [len(tables["train"]), len(tables["test"])] == [40, 20], "every link has its row"
+    both = pd.concat(tables.values())
+    assert both["status"].value_counts().to_dict() == {"not_fetched": 54, "connection_error": 6}
+    assert both.loc[both["status"] == "not_fetched", "error"].str.startswith("not tried: the first 6").all()
+    records = read_manifest(tmp_path / "image_cache" / MANIFEST_NAME).values()
+    assert [r.attempts for r in records] == [1] * 6, "only the first 6 links were tried, once each"
+    assert not list((run_dir / "shards").glob("*.json")), "no shard is finished: a rerun fetches everything"
+
+
+def test_extract_with_images_offline_ok_tries_every_link_and_keeps_the_run(shard_data, small_demo, tmp_path,
+                                                                           unreachable_links):
+    data = _with_links(shard_data, unreachable_links)
+    manifest = extract(data, small_demo, tmp_path, "amazon2025", "color-stats", images_offline_ok=True)
+    assert [manifest["splits"][s]["ok"] for s in ("train", "test")] == [0, 0]
+    records = read_manifest(tmp_path / "image_cache" / MANIFEST_NAME)
+    assert len(records) == 60 and {r.status for r in records.values()} == {"connection_error"}
+    assert {r.attempts for r in records.values()} == {6}, "each link tried 4 times, then twice in the gentle pass"
+
+
+def test_an_image_run_without_any_image_stops_with_what_to_do(shard_data, small_demo, tmp_path):
+    data = _with_links(shard_data, lambda i: f"images/gone-{i}.jpg")  # local links, all missing
+    with pytest.raises(RuntimeError, match=r"not one of the 60 rows has an image \(train statuses: missing_file 40") \
+            as err:
+        extract(data, small_demo, tmp_path, "amazon2025", "color-stats")
+    assert '-p model ""' in str(err.value) and "-p images_offline_ok True" in str(err.value)
+    kept = extract(data, small_demo, tmp_path / "kept", "amazon2025", "color-stats", images_offline_ok=True)
+    assert kept["splits"]["train"]["ok"] == 0
+
+
+@pytest.mark.parametrize("selection", ["topk_corr", "pca", "knn"])
+def test_an_embedding_no_training_row_has_stops_its_fold_transform_with_what_to_do(selection):
+    from amzkit.ml.transforms import SELECTIONS
+
+    matrix = np.full((30, 8), np.nan, dtype=np.float32)  # 01 fetched no image: every row NaN
+    transform = SELECTIONS[selection]("color-stats", matrix, 4)
+    with pytest.raises(ValueError, match=r"embedding run 'color-stats': 0 of this fold's 20 training rows have it"
+                                         r".*01_extract/color-stats/train_fetch.csv.*-p embeddings"):
+        transform.fit(np.arange(20), np.ones(20))
+    matrix[:20] = np.random.default_rng(0).normal(size=(20, 8))
+    out = transform.fit(np.arange(20), np.linspace(1, 9, 20)).transform(np.arange(30))
+    assert out.shape == (30, len(transform.names))
+
+
+# --- shards: what a marker vouches for (the fit, the inputs, the arrays), damage, a shorter CSV -------------
+
+
+def _shards(work_dir, model="tfidf-svd"):
+    return work_dir / "01_extract" / model / "shards"
+
+
+def test_a_refit_on_new_train_rows_recomputes_the_test_shards_too(shard_data, small_demo, tmp_path, monkeypatch):
+    extract(shard_data, small_demo, tmp_path / "work", "amazon2025", "tfidf-svd", shard_rows=SHARD_ROWS_SMALL)
+    edited = {"train": shard_data["train"].iloc[8:].reset_index(drop=True), "test": shard_data["test"]}
+    calls = _counting_factory(monkeypatch)
+    extract(edited, small_demo, tmp_path / "work", "amazon2025", "tfidf-svd", shard_rows=SHARD_ROWS_SMALL)
+    assert calls["n"] == 4 + 3, "the model refits on the new train rows: every shard it feeds is recomputed"
+    extract(edited, small_demo, tmp_path / "fresh", "amazon2025", "tfidf-svd", shard_rows=SHARD_ROWS_SMALL)
+    assert _run_bytes(tmp_path / "work", "tfidf-svd") == _run_bytes(tmp_path / "fresh", "tfidf-svd")
+
+
+def test_an_edited_input_under_the_same_ids_is_embedded_again(shard_data, small_demo, tmp_path, monkeypatch):
+    extract(shard_data, small_demo, tmp_path, "amazon2025", "color-stats", shard_rows=SHARD_ROWS_SMALL)
+    test = shard_data["test"].copy()
+    test.loc[9, "image_link"] = shard_data["test"]["image_link"][0]  # row 9 (test shard #1) now shows another image
+    calls = _counting_factory(monkeypatch)
+    extract({"train": shard_data["train"], "test": test}, small_demo, tmp_path, "amazon2025", "color-stats",
+            shard_rows=SHARD_ROWS_SMALL)
+    assert calls["n"] == 1, "an image model does not refit: only the shard whose inputs changed"
+    x = np.load(tmp_path / "01_extract" / "color-stats" / "test.npy")
+    np.testing.assert_array_equal(x[9], x[0])
+
+
+def _damage(shards, kind):
+    """Damage train shard #1 as a disk, a hand or a copy would; the file to be named in the message."""
+    stem = shards / "train-00001"
+    if kind == "truncated npy":
+        data = (shards / "train-00001.npy").read_bytes()
+        (shards / "train-00001.npy").write_bytes(data[: len(data) // 2])
+        return "train-00001.npy"
+    if kind == "garbage npy":
+        (shards / "train-00001.npy").write_bytes(b"\x00garbage" * 10)
+        return "train-00001.npy"
+    if kind == "garbage marker":
+        (shards / "train-00001.json").write_text('{"model": "tfidf-svd", "split": "tr')
+        return "train-00001.json"
+    array = np.load(f"{stem}.npy")
+    if kind == "reversed rows":
+        np.save(f"{stem}.npy", array[::-1])
+    else:  # wrong width
+        np.save(f"{stem}.npy", array[:, :-1])
+    return "train-00001.npy"
+
+
+DAMAGE = ["truncated npy", "garbage npy", "garbage marker", "reversed rows", "wrong width"]
+
+
+@pytest.mark.parametrize("kind", DAMAGE)
+def test_a_damaged_shard_is_refused_by_name_when_merging_and_recomputed_by_a_rerun(
+        kind, shard_data, small_demo, tmp_path, monkeypatch):
+    from amzkit.stages.extract import merge_shards
+
+    extract(shard_data, small_demo, tmp_path / "work", "amazon2025", "tfidf-svd", shard_rows=SHARD_ROWS_SMALL)
+    good = _run_bytes(tmp_path / "work", "tfidf-svd")
+    named = _damage(_shards(tmp_path / "work"), kind)
+    ids = {split: shard_data[split]["sample_id"] for split in ("train", "test")}
+    with pytest.raises(ValueError, match=named) as err:
+        merge_shards([_shards(tmp_path / "work").parent], tmp_path / "merged", ids)
+    assert "rerun" in str(err.value)  # says what to do
+    assert not (tmp_path / "merged").exists(), "nothing merged"
+    calls = _counting_factory(monkeypatch)
+    extract(shard_data, small_demo, tmp_path / "work", "amazon2025", "tfidf-svd", shard_rows=SHARD_ROWS_SMALL)
+    assert calls["n"] == 1, "only the damaged shard is embedded again"
+    assert _run_bytes(tmp_path / "work", "tfidf-svd") == good
+
+
+def test_a_shorter_csv_leaves_no_stale_shards(shard_data, small_demo, tmp_path):
+    from amzkit.stages.extract import merge_shards
+
+    extract(shard_data, small_demo, tmp_path / "work", "amazon2025", "color-stats", shard_rows=SHARD_ROWS_SMALL)
+    shards = _shards(tmp_path / "work", "color-stats")
+    old = {p.name for p in shards.iterdir()}
+    shorter = {"train": shard_data["train"].iloc[:20].reset_index(drop=True), "test": shard_data["test"]}
+    ids = {split: shorter[split]["sample_id"] for split in ("train", "test")}
+    with pytest.raises(ValueError, match="longer one.*train-00003.json"):
+        merge_shards([shards.parent], tmp_path / "merged", ids)
+    manifest = extract(shorter, small_demo, tmp_path / "work", "amazon2025", "color-stats",
+                       shard_rows=SHARD_ROWS_SMALL)
+    assert manifest["splits"]["train"]["rows"] == 20 and manifest["splits"]["train"]["shards"] == 3
+    assert not list(shards.glob("train-0000[34].*")), "shards past the end of the shorter CSV are removed"
+    assert {p.name for p in shards.iterdir()} < old

@@ -17,9 +17,19 @@ import pytest
 from PIL import Image
 
 from amzkit.images import features as imagefeatures
-from amzkit.images.records import MANIFEST_NAME
+from amzkit.images.features import (
+    IMAGE_FEATURE_GROUPS,
+    build_image_features,
+    colour_feature_names,
+    colour_features,
+    colour_of_paths,
+    colour_stats,
+    image_meta_features,
+    image_pixels,
+    kmeans_colours,
+)
 from amzkit.images.fetch import cached_images, fetch_images
-from amzkit.images.features import IMAGE_FEATURE_GROUPS, build_image_features, colour_feature_names, colour_features, colour_of_paths, colour_stats, image_meta_features, image_pixels, kmeans_colours
+from amzkit.images.records import MANIFEST_NAME
 from amzkit.testing import write_product_jpegs
 
 

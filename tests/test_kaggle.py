@@ -3,11 +3,12 @@ credentials that never leak, and /kaggle/input probing over the mount layouts Ka
 
 from __future__ import annotations
 
-import ast
+import importlib.metadata
 import json
 import os
 import re
 import stat
+import subprocess
 import sys
 import warnings
 import zipfile
@@ -17,12 +18,24 @@ import nbformat
 import pytest
 from conftest import REPO_ROOT
 
-from amzkit.app import kaggle
+from amzkit.app import kaggle, kaggle_api, kaggle_image, kaggle_push, kaggle_runtime, kaggle_wheel
 from amzkit.app.cli import main
+from amzkit.app.kaggle_api import KaggleCredentialsWarning, KaggleError, normalise_status, read_credentials
+from amzkit.app.kaggle_runtime import (
+    attach_previous_outputs,
+    detach_previous_outputs,
+    find_data_dir,
+    find_data_dirs,
+    find_stage_dirs,
+    find_wheel_dir,
+    find_work_dirs,
+    list_mounts,
+)
 from amzkit.core.workdir import STAGES, list_runs
 
 SECRET = "s3cr3t-k3y-0f-the-t3st-5a5a5a5a"
 OWNER = "alice"
+DATA = f"{OWNER}/amazon-ml-2025"
 
 
 def _dummy_wheel(folder: Path) -> Path:
@@ -31,14 +44,45 @@ def _dummy_wheel(folder: Path) -> Path:
     return wheel
 
 
+# Requires-Dist of the fake wheels: open_clip_torch needs ftfy (absent from Kaggle's image) and packages it has.
+FAKE_REQUIRES = {"open_clip_torch": ["torch>=2.0", "torchvision", "regex", "ftfy", "tqdm", "huggingface-hub",
+                                     "safetensors", "timm>=1.0.17", 'pytest; extra == "test"'],
+                 "ftfy": ["wcwidth"], "optuna": ["alembic", "colorlog"], "alembic": [], "colorlog": []}
+
+
+def fake_wheel(folder: Path, name: str, version: str, requires: list[str]) -> Path:
+    """A minimal wheel: its .dist-info/METADATA with Name, Version and Requires-Dist."""
+    wheel = folder / f"{name}-{version}-py3-none-any.whl"
+    metadata = "\n".join(["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}",
+                          *[f"Requires-Dist: {r}" for r in requires]]) + "\n\nLong description: Requires-Dist: nope\n"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr(f"{name}-{version}.dist-info/METADATA", metadata)
+    return wheel
+
+
+def fake_downloader(requirements, dest: Path) -> list[Path]:
+    """Stands in for `pip download` (no network in tests): one wheel per requirement, from FAKE_REQUIRES."""
+    dest.mkdir(parents=True, exist_ok=True)
+    wheels = []
+    for req in requirements:
+        name, _, version = req.partition("==")
+        known = {kaggle_image.canonical(k): k for k in FAKE_REQUIRES}
+        real = known.get(kaggle_image.canonical(name), name.replace("-", "_"))
+        wheels.append(fake_wheel(dest, real, version or "9.9.9", FAKE_REQUIRES.get(real, [])))
+    return wheels
+
+
 def _build(out: Path, **kwargs) -> kaggle.BuildResult:
+    kwargs.setdefault("data", [DATA])
+    kwargs.setdefault("downloader", fake_downloader)
     return kaggle.build(out, owner=OWNER, wheel_builder=_dummy_wheel, environ={}, **kwargs)
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> kaggle.BuildResult:
     return _build(tmp_path_factory.mktemp("kaggle") / "build", cli_params=[
-        "03_train.run_name=siglip", "03_train.embeddings=[\"fashion-siglip\"]", "01.batch_size=32"])
+        "03_train.run_name=siglip", "03_train.embeddings=[\"fashion-siglip\"]", "01.batch_size=32",
+        "01.model=color-stats", "01.text_model=tfidf-svd"])
 
 
 def _meta(folder: Path) -> dict:
@@ -85,8 +129,8 @@ def test_every_built_kernel_folder_obeys_the_facts_file(built):
         spec = kaggle.KERNELS[kernel.stage]
         assert (meta["enable_gpu"], meta["enable_internet"], meta["machine_shape"]) == (
             spec.enable_gpu, spec.enable_internet, spec.machine_shape)
-        assert meta["competition_sources"] == ["amazon-ml-challenge-2025"]
-        assert f"{OWNER}/amzkit-wheel" in meta["dataset_sources"]
+        assert meta["competition_sources"] == []
+        assert meta["dataset_sources"] == [DATA, f"{OWNER}/amzkit-wheel"]
         nb = nbformat.read(folder / meta["code_file"], as_version=4)
         assert nb.metadata.kernelspec.name == "python3"
     extract = _meta(built.out / "amzkit-01-extract")
@@ -155,7 +199,7 @@ def test_parameters_are_baked_in_after_the_parameters_cell(built):
     assert "injected-parameters" in injected.metadata.tags
     assert 'run_name = "siglip"' in injected.source
     assert 'embeddings = ["fashion-siglip"]' in injected.source  # coerced to a list, not the raw string
-    assert 'run_name = "lgbm"' in nb.cells[at].source  # the defaults stay as they were
+    assert 'run_name: str = "lgbm"' in nb.cells[at].source  # the defaults stay as they were
     extract = nbformat.read(built.out / "amzkit-01-extract" / "01_extract.ipynb", as_version=4)
     injected = [c for c in extract.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and "batch_size = 32" in injected[0].source
@@ -177,9 +221,11 @@ def test_unknown_or_bad_parameters_are_refused(tmp_path, bad, expected):
 
 def test_unknown_parameter_in_a_params_file_is_refused_by_the_cli(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(kaggle, "build_wheel", _dummy_wheel)
+    monkeypatch.setattr(kaggle_image, "pip_download", fake_downloader)
     params = tmp_path / "params.json"
     params.write_text(json.dumps({"05_submit": {"sorce": "04_ensemble"}}))
-    assert main(["kaggle", "build", "--out", str(tmp_path / "b"), "--owner", OWNER, "--params", str(params)]) == 1
+    assert main(["kaggle", "build", "--out", str(tmp_path / "b"), "--owner", OWNER, "--data", DATA,
+                 "--params", str(params)]) == 1
     assert "did you mean 'source'" in capsys.readouterr().err
 
 
@@ -206,61 +252,105 @@ def test_wheel_dataset_folder(built):
 
 
 def test_the_wheel_is_really_built(tmp_path):
-    wheel = kaggle.build_wheel(tmp_path)
+    wheel = kaggle_wheel.build_wheel(tmp_path)
     names = zipfile.ZipFile(wheel).namelist()
     assert wheel.name.startswith("amzkit-") and wheel.suffix == ".whl"
-    assert {"amzkit/__init__.py", "amzkit/kaggle.py", "amzkit/notebook.py"} <= set(names)
+    assert {"amzkit/__init__.py", "amzkit/app/kaggle.py", "amzkit/app/runners.py"} <= set(names)
     assert not any(n.startswith(("tests/", "build/", "notebooks/")) for n in names)
+    version = kaggle.wheel_version(wheel)
+    assert re.fullmatch(r"0\.1\.0\+\d{14}\.[0-9a-f]{8}", version), version  # the build is in the version
+    init = zipfile.ZipFile(wheel).read("amzkit/__init__.py").decode()
+    assert f'__version__ = "{version}"' in init
+    metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
+    assert f"Version: {version}" in zipfile.ZipFile(wheel).read(metadata).decode()
 
 
 # --- the install cell -----------------------------------------------------------------------------------------
 
-def test_install_cell_is_short_and_defines_only_private_names():
-    tree = ast.parse(kaggle.INSTALL_CELL)
-    assert len(tree.body) <= 3
+def test_install_cell_defines_only_private_names_and_prints_the_version(capsys):
     namespace: dict = {}
-    exec(compile(kaggle.INSTALL_CELL, "<install>", "exec"), namespace)  # amzkit is importable here: a no-op
+    exec(compile(kaggle.INSTALL_CELL, "<install>", "exec"), namespace)  # amzkit is installed here: nothing to do
     assert [n for n in namespace if n != "__builtins__" and not n.startswith("_")] == []
+    assert capsys.readouterr().out.strip() == f"amzkit {importlib.metadata.version('amzkit')}"
+    assert len(kaggle.INSTALL_CELL.splitlines()) <= 25
 
 
-_REAL_FIND_SPEC = __import__("importlib.util").util.find_spec
-
-
-def _run_install_cell(root: Path, monkeypatch, installed: bool) -> list[list[str]]:
-    import importlib.util
+def _run_install_cell(root: Path, monkeypatch, installed: str | None, want: str = "") -> list[list[str]]:
+    """Run install_cell(want) against a fake input tree, with `installed` as amzkit's version (None: absent)."""
     import subprocess
 
     calls: list[list[str]] = []
-    real_find_spec = _REAL_FIND_SPEC
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "amzkit" and not installed else real_find_spec(name, *a))
-    monkeypatch.setattr(subprocess, "check_call", lambda cmd, **kw: calls.append(cmd) or 0)
-    source = kaggle.INSTALL_CELL.replace(f'"{kaggle.KAGGLE_INPUT}"', repr(str(root)))
-    assert source != kaggle.INSTALL_CELL
-    exec(compile(source, "<install>", "exec"), {})
+    state = {"installed": installed}
+    real_version = importlib.metadata.version
+
+    def version(name):
+        if name != "amzkit":
+            return real_version(name)
+        if state["installed"] is None:
+            raise importlib.metadata.PackageNotFoundError(name)
+        return state["installed"]
+
+    def pip_install(cmd, **kwargs):  # installs the amzkit wheel of the --find-links folder
+        calls.append(cmd)
+        (wheel,) = Path(cmd[cmd.index("--find-links") + 1]).glob("amzkit-*.whl")
+        state["installed"] = kaggle.wheel_version(wheel)
+        return 0
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    monkeypatch.setattr(subprocess, "check_call", pip_install)
+    monkeypatch.setenv("AMZKIT_KAGGLE_ROOT", str(root))
+    exec(compile(kaggle_runtime.install_cell(want), "<install>", "exec"), {})
     return calls
 
 
 def test_install_cell_installs_from_the_probed_wheel_folder_only_when_needed(tmp_path, monkeypatch):
-    wheel_dir = tmp_path / "datasets" / OWNER / "amzkit-wheel"
+    wheel_dir = tmp_path / "input" / "datasets" / OWNER / "amzkit-wheel"
     wheel_dir.mkdir(parents=True)
     _dummy_wheel(wheel_dir)
     (wheel_dir / "ftfy-6.3.1-py3-none-any.whl").write_bytes(b"x")
-    (calls,) = _run_install_cell(tmp_path, monkeypatch, installed=False)
-    assert calls[:3] == [sys.executable, "-m", "pip"] and "--no-index" in calls
+    (calls,) = _run_install_cell(tmp_path, monkeypatch, installed=None)
+    assert calls[:3] == [sys.executable, "-m", "pip"] and "--no-index" in calls and "--no-deps" in calls
     assert calls[calls.index("--find-links") + 1] == str(wheel_dir) and "amzkit" in calls
     assert str(wheel_dir / "ftfy-6.3.1-py3-none-any.whl") in calls
-    assert kaggle.find_wheel_dir(tmp_path) == wheel_dir
-    assert _run_install_cell(tmp_path, monkeypatch, installed=True) == []  # amzkit importable: no-op
-    assert _run_install_cell(tmp_path / "absent", monkeypatch, installed=False) == []  # off Kaggle: no-op
+    assert find_wheel_dir(tmp_path / "input") == wheel_dir
+    assert _run_install_cell(tmp_path, monkeypatch, installed="0.1.0") == []  # amzkit installed: no-op
+    assert _run_install_cell(tmp_path / "absent", monkeypatch, installed=None) == []  # no wheel (off Kaggle): no-op
 
 
-def test_built_notebooks_start_with_the_install_cell_once(built):
+OLD, NEW = "0.1.0+20260101120000.aaaa1111", "0.1.0+20260301120000.bbbb2222"
+
+
+def test_install_cell_refuses_an_amzkit_older_than_the_kernels_build(tmp_path, monkeypatch, capsys):
+    wheel_dir = tmp_path / "input" / "amzkit-wheel"
+    wheel_dir.mkdir(parents=True)
+    (wheel_dir / f"amzkit-{OLD}-py3-none-any.whl").write_bytes(b"old")  # the dataset was not pushed again
+    with pytest.raises(RuntimeError, match=re.escape(f"amzkit {OLD} is older than this kernel's build {NEW}")):
+        _run_install_cell(tmp_path, monkeypatch, installed=OLD, want=NEW)
+    with pytest.raises(RuntimeError, match="older than this kernel's build"):
+        _run_install_cell(tmp_path, monkeypatch, installed="0.1.0", want=NEW)  # an unstamped (dev) install too
+    calls = _run_install_cell(tmp_path, monkeypatch, installed=None, want=OLD)  # fresh session: installs, runs
+    assert len(calls) == 1
+    assert _run_install_cell(tmp_path, monkeypatch, installed=NEW, want=OLD) == []  # a newer wheel is fine
+    assert f"amzkit {NEW}; this kernel was built with {OLD}" in capsys.readouterr().out
+
+
+def test_built_notebooks_start_with_the_install_cell_expecting_the_builds_wheel(built):
+    assert built.version == kaggle.wheel_version(built.wheel)
     for kernel in built.kernels:
         nb = nbformat.read(built.out / kernel.folder / f"{kernel.stage}.ipynb", as_version=4)
         code = [c for c in nb.cells if c.cell_type == "code"]
-        assert sum('find_spec("amzkit")' in c.source for c in code) == 1
-        assert 'find_spec("amzkit")' in code[0].source
+        assert sum(c.source.startswith("# Kaggle: install amzkit") for c in code) == 1
+        assert code[0].source == kaggle_runtime.install_cell(built.version)
+
+
+def test_source_notebooks_hold_the_current_install_cell():
+    assert kaggle.sync_install_cells(REPO_ROOT / "notebooks") == []
+
+
+def test_build_versions_order_by_time_and_name_the_sources(tmp_path):
+    early, late = kaggle_wheel.build_version(REPO_ROOT, when=1.7e9), kaggle_wheel.build_version(REPO_ROOT, when=1.8e9)
+    assert early.split("+")[1].split(".")[1] == late.split("+")[1].split(".")[1] == kaggle_wheel.source_hash(REPO_ROOT)
+    assert int(early.split("+")[1].split(".")[0]) < int(late.split("+")[1].split(".")[0])
 
 
 # --- push through a fake kaggle CLI --------------------------------------------------------------------------
@@ -274,13 +364,27 @@ with open(os.environ["FAKE_KAGGLE_LOG"], "a") as fh:
 state_path = Path(os.environ["FAKE_KAGGLE_STATE"])
 state = json.loads(state_path.read_text())
 if args[:2] == ["kernels", "status"]:
-    queue = state["statuses"].get(args[2], ['has status "complete"'])
+    ref = args[2]
+    if ref.count("/") == 2 and state.get("no_versions"):
+        print("usage: kaggle kernels status [-h] [kernel]", file=sys.stderr)
+        sys.exit(2)
+    queue = state["statuses"].get(ref) or state["statuses"].get("/".join(ref.split("/")[:2])) or [
+        'has status "complete"']
     answer = queue.pop(0) if len(queue) > 1 else queue[0]
-    print(f"{{args[2]}} {{answer}}" if answer.startswith("has status") else answer)
+    print(f"{{ref}} {{answer}}" if answer.startswith("has status") else answer)
 elif args[:2] == ["kernels", "push"]:
-    print("Kernel version 1 successfully pushed.  Please check progress at https://www.kaggle.com/code/x")
+    folder = Path(args[args.index("-p") + 1])
+    kernel_id = json.loads((folder / "kernel-metadata.json").read_text())["id"]
+    version = state["versions"][kernel_id] = state["versions"].get(kernel_id, 0) + 1
+    for line in state.get("push_notes", {{}}).get(kernel_id, []):
+        print(line)
+    if state.get("no_versions"):
+        print("Kernel version successfully pushed.  Please check progress at https://www.kaggle.com/code/x")
+    else:
+        print(f"Kernel version {{version}} successfully pushed.  Please check progress at https://www.kaggle.com/x")
     if os.environ.get("FAKE_KAGGLE_LEAK"):
-        print("debug: using key " + os.environ.get("KAGGLE_KEY", ""), file=sys.stderr)
+        key = os.environ.get("KAGGLE_KEY") or os.environ.get("KAGGLE_API_TOKEN", "")
+        print("debug: using key " + key, file=sys.stderr)
 elif args[:2] == ["datasets", "status"]:
     if not state["dataset_exists"]:
         print("404 - Not Found", file=sys.stderr)
@@ -295,6 +399,9 @@ elif args[:2] == ["kernels", "output"]:
     folder = Path(args[args.index("-p") + 1])
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "amzkit-03-train.log").write_text("[]")
+    for rel, text in state.get("outputs", {{}}).items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_text(text)
     print(f"Output file downloaded to {{folder}}")
 else:
     print("unexpected command", args, file=sys.stderr)
@@ -311,6 +418,11 @@ STATUS_ANSWERS = {  # one CLI wording per kernel
 }
 
 
+def _state(**changes) -> None:
+    path = Path(os.environ["FAKE_KAGGLE_STATE"])
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
 @pytest.fixture
 def fake_kaggle(tmp_path, monkeypatch, built):
     """A `kaggle` executable first on PATH that logs its arguments; credentials in the environment."""
@@ -321,15 +433,17 @@ def fake_kaggle(tmp_path, monkeypatch, built):
     exe.chmod(0o755)
     log, state = tmp_path / "kaggle.log", tmp_path / "state.json"
     ids = {k.stage: k.id for k in built.kernels}
-    state.write_text(json.dumps({"dataset_exists": False,
+    state.write_text(json.dumps({"dataset_exists": False, "versions": {},
                                  "statuses": {ids[s]: answers for s, answers in STATUS_ANSWERS.items()}}))
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_KAGGLE_LOG", str(log))
     monkeypatch.setenv("FAKE_KAGGLE_STATE", str(state))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("KAGGLE_CONFIG_DIR", raising=False)
+    for name in ("KAGGLE_CONFIG_DIR", "KAGGLE_API_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("KAGGLE_USERNAME", OWNER)
     monkeypatch.setenv("KAGGLE_KEY", SECRET)
+    (built.out / kaggle_push.PUSHED_FILE).unlink(missing_ok=True)
 
     def calls() -> list[list[str]]:
         return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
@@ -337,7 +451,7 @@ def fake_kaggle(tmp_path, monkeypatch, built):
     return calls
 
 
-def test_push_uploads_the_dataset_then_each_kernel_in_order_polling_until_complete(built, fake_kaggle, capsys):
+def test_push_uploads_the_dataset_then_each_kernel_in_order_polling_its_version(built, fake_kaggle, capsys):
     build = str(built.out)
     assert main(["kaggle", "push", "--build", build, "--wait", "--poll-interval", "0"]) == 0
     calls = fake_kaggle()
@@ -347,18 +461,76 @@ def test_push_uploads_the_dataset_then_each_kernel_in_order_polling_until_comple
     pushes = [i for i, c in enumerate(calls) if c[:2] == ["kernels", "push"]]
     assert [calls[i][3] for i in pushes] == [str(built.out / k.folder) for k in built.kernels]
     assert all(c[:2] == ["datasets", "status"] for c in calls[2:pushes[0]])  # waited for the dataset
-    for n, kernel in enumerate(built.kernels):  # each kernel polled until complete before the next push
+    for n, kernel in enumerate(built.kernels):  # each kernel's pushed version polled until complete
         end = pushes[n + 1] if n + 1 < len(pushes) else len(calls)
         polls = calls[pushes[n] + 1:end]
-        assert polls == [["kernels", "status", kernel.id]] * len(STATUS_ANSWERS[kernel.stage])
+        assert polls == [["kernels", "status", f"{kernel.id}/1"]] * len(STATUS_ANSWERS[kernel.stage])
     out = capsys.readouterr().out
     assert all(f"{k.id}: complete" in out for k in built.kernels)
-    assert f"{built.kernels[0].id}: queued" in out and f"{built.kernels[0].id}: running" in out
+    assert f"{built.kernels[0].id} version 1: queued" in out and f"{built.kernels[0].id} version 1: running" in out
+    pushed = kaggle_push.pushed_versions(built.out)
+    assert {k.id: (v["version"], v["status"]) for k, v in zip(built.kernels, pushed.values(), strict=True)} == {
+        k.id: (1, "complete") for k in built.kernels}
 
     assert main(["kaggle", "push", "--build", build, "--stages", "04_ensemble", "--message", "v2"]) == 0
     again = fake_kaggle()[len(calls):]
     assert again[1] == ["datasets", "version", "-p", dataset_dir, "-r", "zip", "-m", "v2"]  # it exists now
     assert again[2:] == [["kernels", "push", "-p", str(built.out / "amzkit-04-ensemble")]]
+    assert kaggle_push.pushed_versions(built.out)[_kernel(built, "04_ensemble").id]["version"] == 2
+    assert main(["kaggle", "fetch", "04", "--build", build, "--out", str(built.out.parent / "o4")]) == 0
+    assert fake_kaggle()[-1][:3] == ["kernels", "output", f"{_kernel(built, '04_ensemble').id}/2"]  # that version
+
+
+def test_an_earlier_versions_complete_is_never_taken_for_the_new_run(built, fake_kaggle, capsys):
+    extract = _kernel(built, "01_extract").id
+    _state(dataset_exists=True, versions={extract: 4}, statuses={
+        extract: ['has status "KernelWorkerStatus.COMPLETE"'],  # what the latest-status query still says (v4)
+        f"{extract}/5": ['has status "KernelWorkerStatus.QUEUED"', 'has status "KernelWorkerStatus.RUNNING"',
+                         'has status "KernelWorkerStatus.ERROR"']})
+    assert main(["kaggle", "push", "--build", str(built.out), "--stages", "01", "--wait", "--poll-interval",
+                 "0"]) == 1
+    polls = [c for c in fake_kaggle() if c[:2] == ["kernels", "status"]]
+    assert polls == [["kernels", "status", f"{extract}/5"]] * 3
+    assert "ended error" in capsys.readouterr().err
+    assert kaggle_push.pushed_versions(built.out)[extract] | {"pushed_at": ""} == {
+        "version": 5, "status": "error", "pushed_at": ""}
+
+
+def test_a_cli_without_version_numbers_gets_the_stale_guard(built, fake_kaggle, capsys):
+    extract = _kernel(built, "01_extract").id
+    _state(dataset_exists=True, no_versions=True, statuses={
+        extract: ['has status "complete"', 'has status "complete"', 'has status "queued"', 'has status "running"',
+                  'has status "error"']})
+    assert main(["kaggle", "push", "--build", str(built.out), "--stages", "01", "--wait", "--poll-interval",
+                 "0"]) == 1  # the run's own error, not the stale complete before it
+    polls = [c for c in fake_kaggle() if c[:2] == ["kernels", "status"]]
+    assert polls == [["kernels", "status", extract]] * 5
+    captured = capsys.readouterr()
+    assert "the previous run's" in captured.out and "ended error" in captured.err
+
+
+def test_stale_guard_gives_up_waiting_for_a_new_run_after_its_grace():
+    answers = iter(['has status "complete"'] * 10)
+    clock = iter([0.0, 1.0, 2.0, 700.0, 701.0, 702.0])
+    cli = kaggle_api.KaggleCLI(None, runner=lambda args: subprocess.CompletedProcess(args, 0, next(answers), ""),
+                               echo=lambda text: None)
+    status = kaggle_api.wait_for(cli, ["kernels", "status", "a/b"], "a/b", 0, 3600, sleep=lambda s: None,
+                                 stale_guard=True, stale_grace=600, clock=lambda: next(clock))
+    assert status == "complete"
+
+
+def test_an_invalid_source_stops_the_push_with_the_clis_message(built, fake_kaggle, capsys):
+    extract = _kernel(built, "01_extract").id
+    note = ("The following are not valid competition sources and could not be added to the kernel: "
+            "['amazon-ml-challenge-2025']")
+    _state(dataset_exists=True, push_notes={extract: [note]})
+    assert main(["kaggle", "push", "--build", str(built.out), "--wait", "--poll-interval", "0"]) == 1
+    calls = fake_kaggle()
+    assert [c for c in calls if c[:2] == ["kernels", "push"]] == [["kernels", "push", "-p",
+                                                                  str(built.out / "amzkit-01-extract")]]
+    assert not [c for c in calls if c[:2] == ["kernels", "status"]]  # no waiting on a kernel without its data
+    err = capsys.readouterr().err
+    assert note in err and "--data <owner>/<dataset>" in err and "--stages 01_extract,02_correlate" in err
 
 
 def test_a_failed_kernel_stops_the_chain_and_says_how_to_resume(built, fake_kaggle, capsys, tmp_path):
@@ -384,22 +556,46 @@ def test_dry_run_prints_the_commands_and_runs_nothing(built, fake_kaggle, capsys
     assert fake_kaggle() == []
     out = capsys.readouterr().out
     assert f"kaggle datasets create -p {built.out / 'amzkit-wheel'} -r zip" in out
-    assert "-r zip -m" in out
+    assert "-r zip -m" in out and f"{built.wheel.name}" in out
     lines = [line for line in out.splitlines() if "kaggle kernels push" in line]
     assert [line.split("-p ")[1] for line in lines] == [str(built.out / k.folder) for k in built.kernels]
     assert main(["kaggle", "fetch", "03", "--build", str(built.out), "--dry-run"]) == 0
     assert fake_kaggle() == [] and f"kaggle kernels output {OWNER}/amzkit-03-train -p" in capsys.readouterr().out
 
 
-def test_credentials_never_reach_output_or_files(tmp_path, fake_kaggle, capsys, monkeypatch):
+def test_fetch_checks_every_listed_output_arrived(built, fake_kaggle, capsys, tmp_path):
+    listing = json.dumps({"files": {"01_extract/metrics.json": 2, "01_extract/image_tables/manifest.json": 2}})
+    _state(outputs={"amzkit/kaggle_outputs.json": listing, "amzkit/01_extract/metrics.json": "{}"})
+    assert main(["kaggle", "fetch", "01", "--build", str(built.out), "--out", str(tmp_path / "o")]) == 1
+    assert "image_tables/manifest.json" in capsys.readouterr().err
+    _state(outputs={"amzkit/kaggle_outputs.json": listing, "amzkit/01_extract/metrics.json": "{}",
+                    "amzkit/01_extract/image_tables/manifest.json": "{}"})
+    assert main(["kaggle", "fetch", "01", "--build", str(built.out), "--out", str(tmp_path / "o")]) == 0
+
+
+@pytest.mark.parametrize("form", ["env-key", "env-token", "access_token"])
+def test_credentials_never_reach_output_or_files(tmp_path, fake_kaggle, capsys, monkeypatch, form):
     monkeypatch.setattr(kaggle, "build_wheel", _dummy_wheel)
+    monkeypatch.setattr(kaggle_image, "pip_download", fake_downloader)
     monkeypatch.setenv("FAKE_KAGGLE_LEAK", "1")  # the CLI echoes the key: amzkit must scrub it
+    if form != "env-key":
+        monkeypatch.delenv("KAGGLE_KEY")
+    if form == "env-token":
+        monkeypatch.setenv("KAGGLE_API_TOKEN", SECRET)
+    if form == "access_token":
+        monkeypatch.delenv("KAGGLE_USERNAME")  # a token alone does not name its user: --owner says who
+        token = Path(os.environ["HOME"]) / ".kaggle" / "access_token"
+        token.parent.mkdir(parents=True)
+        token.write_text(SECRET + "\n")
+        token.chmod(0o600)
     build = tmp_path / "b"
-    assert main(["kaggle", "build", "--out", str(build), "-p", "03.run_name=x"]) == 0  # owner from the env
+    owner = [] if form == "env-key" else ["--owner", OWNER]
+    assert main(["kaggle", "build", "--out", str(build), "--data", DATA, *owner, "-p", "03.run_name=x"]) == 0
     assert main(["kaggle", "push", "--build", str(build), "--wait", "--poll-interval", "0"]) == 0
     assert main(["kaggle", "fetch", "03_train", "--build", str(build), "--out", str(tmp_path / "outs")]) == 0
     captured = capsys.readouterr()
-    assert "debug: using key ***" in captured.err + captured.out  # the leak happened and was scrubbed
+    if form != "access_token":  # with the file, the fake CLI has no key to leak
+        assert "debug: using key ***" in captured.err + captured.out  # the leak happened and was scrubbed
     assert SECRET not in captured.out + captured.err
     assert (tmp_path / "outs" / "amzkit-03-train" / "amzkit-03-train.log").is_file()
     assert _meta(build / "amzkit-01-extract")["id"] == f"{OWNER}/amzkit-01-extract"
@@ -407,15 +603,16 @@ def test_credentials_never_reach_output_or_files(tmp_path, fake_kaggle, capsys, 
         for path in folder.rglob("*"):
             if path.is_file():
                 assert SECRET.encode() not in path.read_bytes(), path
-    assert SECRET not in repr(kaggle.read_credentials())
+    assert SECRET not in repr(read_credentials())
     assert all(SECRET not in " ".join(c) for c in fake_kaggle())
 
 
-def test_push_without_credentials_says_how_to_add_them(built, fake_kaggle, capsys, monkeypatch):
+def test_push_without_credentials_says_which_file_to_create(built, fake_kaggle, capsys, monkeypatch):
     monkeypatch.delenv("KAGGLE_KEY")
     assert main(["kaggle", "push", "--build", str(built.out), "--stages", "01"]) == 1
     err = capsys.readouterr().err
-    assert "KAGGLE_KEY" in err and "kaggle.json" in err and fake_kaggle() == []
+    assert "Generate New Token" in err and ".kaggle/access_token" in err and "KAGGLE_API_TOKEN" in err
+    assert ".kaggle/kaggle.json" in err and "legacy" in err and fake_kaggle() == []
 
 
 def test_push_refuses_another_owners_build(built, fake_kaggle, capsys, monkeypatch):
@@ -437,43 +634,118 @@ def test_push_refuses_another_owners_build(built, fake_kaggle, capsys, monkeypat
     ("something new", "unknown"),
 ])
 def test_status_wordings_are_normalised(text, status):
-    assert kaggle.normalise_status(text) == status
+    assert normalise_status(text) == status
 
 
-# --- credentials ----------------------------------------------------------------------------------------------
+# --- credentials: the token forms of today and the legacy kaggle.json -------------------------------------------
 
-def _token(home: Path, mode: int) -> Path:
-    path = home / ".kaggle" / "kaggle.json"
-    path.parent.mkdir(parents=True)
-    path.write_text(json.dumps({"username": "bob", "key": SECRET}))
+def _write(path: Path, text: str, mode: int = 0o600) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
     path.chmod(mode)
     return path
 
 
-def test_world_readable_kaggle_json_warns_how_to_fix_it(tmp_path):
-    path = _token(tmp_path, 0o644)
-    with pytest.warns(kaggle.KaggleCredentialsWarning, match=r"chmod 600 .*kaggle\.json") as record:
-        creds = kaggle.read_credentials(home=tmp_path, environ={})
-    assert creds is not None and creds.username == "bob" and creds.source == str(path)
-    assert all(SECRET not in str(w.message) for w in record)
-    assert SECRET not in repr(creds) and SECRET not in str(creds)
+def _legacy(home: Path, mode: int = 0o600) -> Path:
+    return _write(home / ".kaggle" / "kaggle.json", json.dumps({"username": "bob", "key": SECRET}), mode)
 
 
-def test_private_kaggle_json_is_read_quietly_and_env_wins(tmp_path):
-    _token(tmp_path, stat.S_IRUSR | stat.S_IWUSR)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert kaggle.read_credentials(home=tmp_path, environ={}).username == "bob"
-    env = {"KAGGLE_USERNAME": "carol", "KAGGLE_KEY": "k"}
-    assert kaggle.read_credentials(home=tmp_path, environ=env).username == "carol"
-    assert kaggle.read_credentials(home=tmp_path / "nobody", environ={}) is None
-    with pytest.raises(kaggle.KaggleError, match="KAGGLE_USERNAME and KAGGLE_KEY"):
-        kaggle.require_credentials(home=tmp_path / "nobody", environ={})
+def test_each_token_form_is_accepted(tmp_path):
+    home = tmp_path / "home"
+    env_token = read_credentials(home=home, environ={"KAGGLE_API_TOKEN": SECRET, "KAGGLE_USERNAME": "carol"})
+    assert (env_token.username, env_token.source, env_token.key) == ("carol", "KAGGLE_API_TOKEN", SECRET)
+    token_file = _write(tmp_path / "token.txt", SECRET + "\n")
+    assert read_credentials(home=home, environ={"KAGGLE_API_TOKEN": str(token_file)}).key == SECRET  # a path
+    access = _write(home / ".kaggle" / "access_token", SECRET + "\n")
+    from_file = read_credentials(home=home, environ={})
+    assert (from_file.username, from_file.source, from_file.key) == ("", str(access), SECRET)
+    access.unlink()
+    legacy = _legacy(home)
+    assert read_credentials(home=home, environ={}) == kaggle_api.Credentials("bob", str(legacy), SECRET)
+    assert read_credentials(home=home, environ={"KAGGLE_USERNAME": "dan", "KAGGLE_KEY": "k"}).username == "dan"
+    _write(home / ".kaggle" / "access_token", "tok\n")  # the CLI's order: a token before the legacy key
+    assert read_credentials(home=home, environ={}).key == "tok"
+    for creds in (env_token, from_file):
+        assert SECRET not in repr(creds) and SECRET not in str(creds)
+
+
+def test_a_token_saved_as_kaggle_json_says_where_it_belongs(tmp_path):
+    _write(tmp_path / ".kaggle" / "kaggle.json", "KGAT_0123456789abcdef\n")
+    with pytest.raises(KaggleError, match=r"looks like an API token.*\.kaggle/access_token") as err:
+        read_credentials(home=tmp_path, environ={})
+    assert "KGAT_0123456789abcdef" not in str(err.value)
+    _write(tmp_path / "b" / ".kaggle" / "access_token", json.dumps({"username": "bob", "key": SECRET}))
+    with pytest.raises(KaggleError, match=r"legacy .* belongs in .*kaggle\.json") as err:
+        read_credentials(home=tmp_path / "b", environ={})
+    assert SECRET not in str(err.value)
+
+
+def test_world_readable_token_files_warn_how_to_fix_them(tmp_path):
+    for make, name in ((_legacy, "kaggle.json"),
+                       (lambda home, mode: _write(home / ".kaggle" / "access_token", SECRET, mode), "access_token")):
+        home = tmp_path / name
+        make(home, 0o644)
+        with pytest.warns(KaggleCredentialsWarning, match=rf"chmod 600 .*{re.escape(name)}") as record:
+            creds = read_credentials(home=home, environ={})
+        assert creds.key == SECRET and all(SECRET not in str(w.message) for w in record)
+        home_quiet = tmp_path / f"{name}-private"
+        make(home_quiet, stat.S_IRUSR | stat.S_IWUSR)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert read_credentials(home=home_quiet, environ={}).key == SECRET
+
+
+def test_no_credentials_at_all(tmp_path):
+    assert read_credentials(home=tmp_path / "nobody", environ={}) is None
+    with pytest.raises(KaggleError, match=r"Generate New Token.*access_token.*KAGGLE_API_TOKEN.*kaggle\.json"):
+        kaggle_api.require_credentials(home=tmp_path / "nobody", environ={})
 
 
 def test_build_needs_an_owner(tmp_path):
-    with pytest.raises(kaggle.KaggleError, match="--owner"):
-        kaggle.build(tmp_path / "b", wheel_builder=_dummy_wheel, home=tmp_path, environ={})
+    with pytest.raises(KaggleError, match="--owner"):
+        kaggle.build(tmp_path / "b", wheel_builder=_dummy_wheel, home=tmp_path, environ={}, data=[DATA])
+    with pytest.raises(KaggleError, match="--owner"):  # a token alone does not say who its user is
+        kaggle.build(tmp_path / "b", wheel_builder=_dummy_wheel, home=tmp_path, data=[DATA],
+                     environ={"KAGGLE_API_TOKEN": SECRET})
+
+
+# --- data sources ---------------------------------------------------------------------------------------------
+
+def test_data_comes_from_a_dataset_or_a_competition(tmp_path):
+    result = _build(tmp_path / "a", stages=["01"], data=["bob/amazon-ml-2025-zip"])
+    meta = _meta(result.out / "amzkit-01-extract")
+    assert meta["dataset_sources"] == ["bob/amazon-ml-2025-zip", f"{OWNER}/amzkit-wheel"]
+    assert meta["competition_sources"] == []
+    result = _build(tmp_path / "b", stages=["01"], data=(), competitions=["titanic"])
+    meta = _meta(result.out / "amzkit-01-extract")
+    assert meta["competition_sources"] == ["titanic"] and meta["dataset_sources"] == [f"{OWNER}/amzkit-wheel"]
+    assert json.loads((result.out / "plan.json").read_text())["data"]["competition_sources"] == ["titanic"]
+
+
+@pytest.mark.parametrize("data, competitions, expected", [
+    ((), (), "still names 'your-kaggle-username'"),  # the template's placeholder
+    (("amazon-ml-2025",), (), "'<owner>/<dataset>'"),
+    ((), ("bob/titanic",), "competition's slug"),
+])
+def test_a_bad_data_source_is_refused_before_anything_is_written(tmp_path, data, competitions, expected):
+    with pytest.raises(KaggleError, match=re.escape(expected)):
+        _build(tmp_path / "b", data=data, competitions=competitions)
+    assert not (tmp_path / "b").exists()
+
+
+# --- the machine of each kernel -------------------------------------------------------------------------------
+
+def test_a_finetune_03_kernel_gets_a_gpu(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("03_train:\n  - {run_name: lgbm_text}\n  - {run_name: deberta, learner: finetune}\n")
+    result = _build(tmp_path / "build", params_file=params)
+    machines = {k.params["run_name"]: _meta(result.out / k.folder) for k in result.kernels if k.stage == "03_train"}
+    assert (machines["deberta"]["enable_gpu"], machines["deberta"]["machine_shape"]) == (True, "NvidiaTeslaT4")
+    assert (machines["lgbm_text"]["enable_gpu"], machines["lgbm_text"]["machine_shape"]) == (False, None)
+    folder = result.out / "amzkit-03-train-deberta"
+    assert kaggle.check_kernel_metadata(_meta(folder), folder, "03_train", {"learner": "finetune"}) == []
+    problems = kaggle.check_kernel_metadata(_meta(folder), folder, "03_train", {"learner": "lightgbm"})
+    assert any("enable_gpu" in p for p in problems)
 
 
 # --- probing /kaggle/input ------------------------------------------------------------------------------------
@@ -499,12 +771,12 @@ def test_flat_layout_competition_beats_a_previous_kernels_demo_copy(tmp_path):
     _touch(work / "01_extract" / "metrics.json", "{}")
     (root / "amzkit-wheel").mkdir()
     _dummy_wheel(root / "amzkit-wheel")
-    assert kaggle.find_data_dir(root) == competition
-    assert kaggle.find_data_dirs(root) == [competition, demo]
-    assert kaggle.find_stage_dirs("01_extract", root) == [work / "01_extract"]
-    assert kaggle.find_work_dirs(root) == [work]
-    assert kaggle.find_wheel_dir(root) == root / "amzkit-wheel"
-    assert {m.kind for m in kaggle.list_mounts(root)} == {"input"}
+    assert find_data_dir(root) == competition
+    assert find_data_dirs(root) == [competition, demo]
+    assert find_stage_dirs("01_extract", root) == [work / "01_extract"]
+    assert find_work_dirs(root) == [work]
+    assert find_wheel_dir(root) == root / "amzkit-wheel"
+    assert {m.kind for m in list_mounts(root)} == {"input"}
 
 
 def test_grouped_layout_links_every_03_run_for_the_ensemble(tmp_path):
@@ -518,20 +790,20 @@ def test_grouped_layout_links_every_03_run_for_the_ensemble(tmp_path):
     wheel_dir = root / "datasets" / OWNER / "amzkit-wheel"
     wheel_dir.mkdir(parents=True)
     _dummy_wheel(wheel_dir)
-    mounts = {(m.kind, m.owner, m.slug) for m in kaggle.list_mounts(root)}
+    mounts = {(m.kind, m.owner, m.slug) for m in list_mounts(root)}
     assert ("competition", "", "amazon-ml-challenge-2025") in mounts
     assert ("notebook", OWNER, "amzkit-03-train-siglip") in mounts and ("dataset", OWNER, "amzkit-wheel") in mounts
-    assert kaggle.find_data_dir(root) == competition
-    assert kaggle.find_wheel_dir(root) == wheel_dir
-    assert len(kaggle.find_stage_dirs("03_train", root)) == 2
+    assert find_data_dir(root) == competition
+    assert find_wheel_dir(root) == wheel_dir
+    assert len(find_stage_dirs("03_train", root)) == 2
 
     work = tmp_path / "working" / "amzkit"
-    links = kaggle.attach_previous_outputs(work, "04_ensemble", root)
+    links = attach_previous_outputs(work, "04_ensemble", root)
     assert sorted(p.name for p in links) == ["folds.csv", "lgbm_text", "siglip"]  # folds.csv linked once
     assert list_runs(work, "03_train") == ["lgbm_text", "siglip"]
     assert json.loads((work / "03_train" / "siglip" / "metrics.json").read_text()) == {"run": "siglip"}
-    assert kaggle.attach_previous_outputs(work, "04_ensemble", root) == []  # idempotent
-    assert kaggle.detach_previous_outputs(work, root) == 3 and list_runs(work, "03_train") == []
+    assert attach_previous_outputs(work, "04_ensemble", root) == []  # idempotent
+    assert detach_previous_outputs(work, root) == 3 and list_runs(work, "03_train") == []
     assert (root / "notebooks" / OWNER / "amzkit-03-train-siglip" / "amzkit" / "03_train" / "siglip").is_dir()
 
 
@@ -541,24 +813,24 @@ def test_nested_dataset_data_and_a_work_dir_at_the_output_root(tmp_path):
     extract = root / "notebooks" / OWNER / "amzkit-01-extract" / "01_extract"  # work_dir was /kaggle/working
     _touch(extract / "minilm" / "manifest.json", "{}")
     _touch(root / "notebooks" / OWNER / "empty-kernel" / "01_extract" / "notes.txt")  # not amzkit output
-    assert kaggle.find_data_dir(root) == data
-    assert kaggle.find_stage_dirs("01_extract", root) == [extract]
+    assert find_data_dir(root) == data
+    assert find_stage_dirs("01_extract", root) == [extract]
     work = tmp_path / "working"
     own = work / "01_extract" / "minilm"
     own.mkdir(parents=True)  # this kernel's own run wins over the mounted one
-    assert kaggle.attach_previous_outputs(work, "03_train", root) == []
+    assert attach_previous_outputs(work, "03_train", root) == []
     assert not own.is_symlink()
-    assert kaggle.find_wheel_dir(root) is None
+    assert find_wheel_dir(root) is None
 
 
 def test_missing_data_lists_what_is_attached(tmp_path, capsys):
     root = tmp_path / "input"
     (root / "competitions" / "another-competition").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match="competition:another-competition"):
-        kaggle.find_data_dir(root)
+        find_data_dir(root)
     assert main(["kaggle", "inputs", "--root", str(root)]) == 0
     out = capsys.readouterr().out
-    assert "another-competition" in out and "(none: attach the competition data)" in out
+    assert "another-competition" in out and "(none: attach the dataset holding train.csv" in out
 
 
 def test_01s_image_cache_is_linked_for_the_stages_that_read_images(tmp_path):
@@ -569,8 +841,8 @@ def test_01s_image_cache_is_linked_for_the_stages_that_read_images(tmp_path):
     _touch(out / "image_cache" / "fetch_manifest.jsonl", "")
     work = tmp_path / "working" / "amzkit"
     (work / "image_cache").parent.mkdir(parents=True)
-    links = kaggle.attach_previous_outputs(work, "03_train", root)
+    links = attach_previous_outputs(work, "03_train", root)
     assert work / "image_cache" in links and (work / "image_cache" / "fetch_manifest.jsonl").is_file()
-    assert kaggle.attach_previous_outputs(work, "03_train", root) == []  # idempotent
-    assert kaggle.detach_previous_outputs(work, root) == 2 and not (work / "image_cache").exists()
+    assert attach_previous_outputs(work, "03_train", root) == []  # idempotent
+    assert detach_previous_outputs(work, root) == 2 and not (work / "image_cache").exists()
     assert (out / "image_cache" / "fetch_manifest.jsonl").is_file()  # the mounted input is untouched

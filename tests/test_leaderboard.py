@@ -10,7 +10,16 @@ import pandas as pd
 import pytest
 
 from amzkit.core.io import write_json
-from amzkit.stages.leaderboard import LB_COLUMNS, LeaderboardError, add_cli, add_score, cv_lb_fit, leaderboard, plot_cv_vs_lb, tracking_verdict
+from amzkit.stages.leaderboard import (
+    LB_COLUMNS,
+    LeaderboardError,
+    add_cli,
+    add_score,
+    cv_lb_fit,
+    leaderboard,
+    plot_cv_vs_lb,
+    tracking_verdict,
+)
 
 
 def make_run(work_dir: Path, run: str, cv: float) -> None:

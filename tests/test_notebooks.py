@@ -5,11 +5,19 @@ from __future__ import annotations
 import ast
 
 import nbformat
+import papermill
 import pytest
 from conftest import REPO_ROOT
 
-from amzkit.app.kaggle import INSTALL_CELL
-from amzkit.app.parameters import PARAMETERS, check_parameters, stage_parameters
+from amzkit.app.kaggle_runtime import INSTALL_CELL
+from amzkit.app.parameters import (
+    STAGE_PARAMETERS,
+    check_parameters,
+    parameters_cell,
+    parameters_of,
+    stage_parameters,
+    sync_notebooks,
+)
 
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
 MAX_LOGIC_LINES = 3
@@ -23,7 +31,7 @@ def _parameters_cell(nb) -> str:
 
 def test_the_five_numbered_notebooks_exist():
     assert [p.stem for p in NOTEBOOKS] == ["01_extract", "02_correlate", "03_train", "04_ensemble", "05_submit"]
-    assert sorted(PARAMETERS) == [p.stem for p in NOTEBOOKS]
+    assert sorted(STAGE_PARAMETERS) == [p.stem for p in NOTEBOOKS]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -32,9 +40,59 @@ def test_parameters_cell_holds_the_stage_defaults_as_literals(path):
     tree = ast.parse(_parameters_cell(nb))
     values = {}
     for node in tree.body:
-        assert isinstance(node, ast.Assign) and len(node.targets) == 1, ast.dump(node)
-        values[node.targets[0].id] = ast.literal_eval(node.value)  # raises on anything but a literal
+        assert isinstance(node, ast.AnnAssign) and node.simple, ast.dump(node)  # name: type = literal
+        values[node.target.id] = ast.literal_eval(node.value)  # raises on anything but a literal
     assert values == stage_parameters(path.stem)
+    assert _parameters_cell(nb) == parameters_cell(path.stem), "regenerate: sync_notebooks('notebooks', True)"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_papermill_help_explains_every_parameter(path):
+    """`papermill --help-notebook` shows a type and a one-line help for every parameter."""
+    inferred = papermill.inspect_notebook(str(path))
+    table = parameters_of(path.stem)
+    assert list(inferred) == table.names()
+    for name, info in inferred.items():
+        assert info["inferred_type_name"] == table[name].type, name
+        assert info["help"] == table[name].help and info["help"], name
+
+
+def test_notebooks_are_in_step_with_the_declared_parameters(tmp_path):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    for path in NOTEBOOKS:
+        (folder / path.name).write_text(path.read_text())
+    assert sync_notebooks(folder) == []
+    nb = nbformat.read(folder / "03_train.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    cell.source = cell.source.replace('n_folds: int = 5', 'n_folds: int = 4')
+    nbformat.write(nb, folder / "03_train.ipynb")
+    assert sync_notebooks(folder) == ["03_train"]
+    assert sync_notebooks(folder, write=True) == ["03_train"] and sync_notebooks(folder) == []
+
+
+def test_library_functions_take_the_declared_defaults():
+    """One source of defaults: a Python user gets what a notebook user gets."""
+    import inspect
+
+    from amzkit.stages import correlate, ensemble, extract, leaks, submit, train, tune
+
+    checks = [(train.train_run, "03_train", ["n_folds", "seed", "fold_strategy", "preset", "tfidf_dim", "group_by",
+                                            "num_threads", "pseudo_label_fraction", "pseudo_label_weight"]),
+              (tune.tune_preset, "03_train", ["n_folds", "seed", "fold_strategy", "num_threads", "tfidf_dim"]),
+              (extract.extract, "01_extract", ["batch_size", "device", "num_workers", "shard_index", "num_shards"]),
+              (correlate.correlate, "02_correlate", ["top_k", "n_permutations", "n_folds", "knn_k", "seed"]),
+              (leaks.leak_report, "02_correlate", []),
+              (ensemble.ensemble, "04_ensemble", ["method", "meta"]),
+              (submit.submit, "05_submit", ["source", "file_name", "solution_csv"])]
+    for function, stage, names in checks:
+        signature = inspect.signature(function).parameters
+        defaults = stage_parameters(stage)
+        for name in names:
+            assert signature[name].default == defaults[name], (function.__name__, name)
+    assert inspect.signature(train.train_run).parameters["learner"].default == stage_parameters("03_train")["learner"]
+    assert list(inspect.signature(train.train_run).parameters["features"].default) == \
+        stage_parameters("03_train")["features"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

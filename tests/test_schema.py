@@ -125,11 +125,24 @@ def test_bad_target_rejected_naming_the_id(tmp_path: Path, bad_target: str) -> N
 
 def test_small_train_file_loads_typed(tmp_path: Path) -> None:
     path = write(tmp_path, 'sample_id,catalog_content,image_link,price\n3,"two\nlines",,0\n1,NA,u,12\n')
-    df = load_split(path, "amazon2025", "train")
-    assert df["sample_id"].tolist() == [3, 1] and df["sample_id"].dtype == np.int64
+    with pytest.warns(UserWarning, match=r"1 of 2 rows have price 0 \(ids \[3\]\)"):
+        df = load_split(path, "amazon2025", "train")
+    assert df["sample_id"].tolist() == ["3", "1"]  # ids as written: text, never converted
     assert df["price"].dtype == np.float64 and df["price"].tolist() == [0.0, 12.0]
     assert df["catalog_content"].tolist() == ["two\nlines", "NA"]  # literal text "NA" is text, not missing
     assert df["image_link"].tolist() == ["", "u"]
+
+
+def test_ids_are_kept_exactly_as_written_even_beyond_int64(tmp_path: Path) -> None:
+    path = write(tmp_path, "sample_id,catalog_content,image_link\n99999999999999999999,a,u\n 12 ,b,u\n-3,c,u\n")
+    df = load_split(path, "amazon2025", "test")
+    assert df["sample_id"].tolist() == ["99999999999999999999", "12", "-3"]  # never wrapped to -2**63
+
+
+def test_the_same_integer_written_twice_is_a_duplicate(tmp_path: Path) -> None:
+    path = write(tmp_path, "sample_id,catalog_content,image_link\n7,a,u\n007,b,u\n")
+    with pytest.raises(ValueError, match=r"duplicate sample_id values \[7, 007\]"):
+        load_split(path, "amazon2025", "test")
 
 
 def test_id_messages_print_plain_numbers(tmp_path: Path) -> None:
@@ -159,8 +172,8 @@ def test_real_2023_dev_loads_as_train(shared_data: Path) -> None:
     raw = pd.read_csv(path)
     assert len(df) == 1716 == len(raw)
     assert list(df.columns) == list(SCHEMAS["amazon2023"].train_columns)
-    assert df["PRODUCT_ID"].dtype == np.int64 and df["PRODUCT_ID"].is_unique
-    assert (df["PRODUCT_ID"].to_numpy() == raw["PRODUCT_ID"].to_numpy()).all()  # file order kept
+    assert df["PRODUCT_ID"].map(type).eq(str).all() and df["PRODUCT_ID"].is_unique
+    assert (df["PRODUCT_ID"].to_numpy() == raw["PRODUCT_ID"].astype(str).to_numpy()).all()  # file order kept
     assert df["PRODUCT_LENGTH"].dtype == np.float64 and (df["PRODUCT_LENGTH"] >= 0).all()
     for col in ("TITLE", "BULLET_POINTS", "DESCRIPTION"):
         assert df[col].notna().all()
@@ -177,7 +190,7 @@ def test_real_2025_sample_loads_as_test(shared_data: Path) -> None:
     assert b"\r\n" in path.read_bytes()[:4096]  # the real file is CRLF
     df = load_split(path, "amazon2025", "test")
     assert len(df) == 100 and list(df.columns) == ["sample_id", "catalog_content", "image_link"]
-    assert df["sample_id"].dtype == np.int64 and df["sample_id"].is_unique
+    assert df["sample_id"].map(type).eq(str).all() and df["sample_id"].is_unique
     content = df["catalog_content"]
     assert content.str.contains("Value:").all()
     assert content.str.contains("\n").all()  # multi-line fields kept whole, not split into rows

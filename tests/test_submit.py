@@ -49,6 +49,7 @@ FAULTS = [
     ("zero", with_price(0.0), ["zero"], 205),
     ("negative", with_price(-4.0), ["negative"], 205),
     ("string price", with_price("cheap"), ["non-number"], 205),
+    ("boolean price", with_price(True), ["non-number"], 205),  # True is not a price of 1.0
     ("wrong column name", good_submission().rename(columns={"price": "Price"}), ["columns", "Price"], None),
     ("wrong column order", good_submission()[["price", "sample_id"]], ["order"], None),
 ]
@@ -151,7 +152,8 @@ def test_write_orders_rows_like_the_test_csv(tmp_path: Path) -> None:
     assert list(on_disk.columns) == ["sample_id", "price"]
     assert on_disk["sample_id"].tolist() == IDS
     assert on_disk["price"].tolist() == [1.0, 2.0, 3.0, 4.0]
-    pd.testing.assert_frame_equal(written, on_disk)
+    assert written["sample_id"].tolist() == [str(i) for i in IDS]  # ids as written in the file, as text
+    pd.testing.assert_frame_equal(written.astype({"sample_id": int}), on_disk)
 
 
 def test_real_sample_constant_model_submission_is_valid(tmp_path: Path, shared_data: Path, capsys) -> None:

@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from amzkit.stages import tune
-from amzkit.testing import write_embedding_run
 from amzkit.ml.presets import resolve_preset, save_preset
+from amzkit.stages import tune
 from amzkit.stages.train import train_run
 from amzkit.stages.tune import candidate_preset, tune_preset, tuning_paths
+from amzkit.testing import write_embedding_run
 
 # A deliberately weak base (tiny trees, slow learning, few rounds): tuning has room to beat it.
 WEAK_BASE = {"target": "log1p", "n_estimators": 200, "early_stopping_rounds": 20, "params": {

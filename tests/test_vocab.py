@@ -6,14 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from amzkit.text.features import FEATURE_GROUPS, build_features
 from amzkit.core.metric import smape
 from amzkit.core.schema import load_split
-from amzkit.ml.featureset import FeatureSet
-from amzkit.ml.trees import LightGBMLearner
 from amzkit.ml.cv import cross_validate
-from amzkit.ml.folds import make_folds
 from amzkit.ml.encodings import VocabularyPriceTransform, brand_price_transform, material_price_transform
+from amzkit.ml.featureset import FeatureSet
+from amzkit.ml.folds import make_folds
+from amzkit.testing import feature_learner
+from amzkit.text.features import FEATURE_GROUPS, build_features
 from amzkit.text.vocab import brand_tokens, material_tokens
 
 FAST = {"learning_rate": 0.1, "num_leaves": 15, "min_data_in_leaf": 10}
@@ -185,11 +185,11 @@ def test_brand_price_lifts_cv_when_brand_sets_the_price():
     frame = pd.DataFrame({"catalog_content": texts})
     static = rng.normal(size=(len(brand), 2)).astype(np.float32)  # label-free noise
     folds = make_folds(price, 5, seed=0)
-    model = LightGBMRegressor(params=FAST, num_threads=1)
     plain = FeatureSet(static, ["n0", "n1"], [], n_train=len(brand))
     encoded = FeatureSet(static, ["n0", "n1"], [], [brand_price_transform(frame, "amazon2025")], n_train=len(brand))
-    without = smape(price, cross_validate(model, plain, price, folds, progress=False)["oof"])
-    with_brand = smape(price, cross_validate(model, encoded, price, folds, progress=False)["oof"])
+    without = smape(price, cross_validate(feature_learner(plain, price, params=FAST), folds, progress=False)["oof"])
+    with_brand = smape(price, cross_validate(feature_learner(encoded, price, params=FAST), folds,
+                                             progress=False)["oof"])
     assert with_brand < without - 20, (without, with_brand)
 
 

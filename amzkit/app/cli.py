@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from amzkit.app import kaggle
+from amzkit.app import kaggle, kaggle_push
 from amzkit.app.kaggle import DEFAULT_BUILD
 from amzkit.app.kaggle_api import KaggleError
 from amzkit.app.kaggle_runtime import describe_inputs
@@ -41,20 +41,23 @@ def _kaggle(args: argparse.Namespace) -> int:
     try:
         if args.kaggle_command == "build":
             result = kaggle.build(args.out, owner=args.owner, params_file=args.params, cli_params=args.param,
-                                  stages=_split(args.stages), prefix=args.prefix, with_deps=args.with_deps)
-            print(f"wheel dataset {result.dataset_id}: {result.dataset_dir} ({result.wheel.name})")
+                                  stages=_split(args.stages), prefix=args.prefix, data=args.data,
+                                  competitions=args.competition, ship_deps=not args.no_deps)
+            shipped = ", ".join(sorted(result.shipped.values())) or "nothing else (the image has every package)"
+            print(f"wheel dataset {result.dataset_id}: {result.dataset_dir}\n  amzkit {result.version} "
+                  f"({result.wheel.name})\n  shipped for Kaggle's image: {shipped}")
             for kernel in result.kernels:
                 sources = ", ".join(kernel.kernel_sources) or "-"
                 print(f"{kernel.stage:<13} {kernel.id:<45} {result.out / kernel.folder}  sources: {sources}")
             print(f"next: python -m amzkit kaggle push --build {result.out} --wait")
         elif args.kaggle_command == "push":
-            results = kaggle.push(args.build, stages=_split(args.stages), dry_run=args.dry_run, wait=args.wait,
+            results = kaggle_push.push(args.build, stages=_split(args.stages), dry_run=args.dry_run, wait=args.wait,
                                   poll_interval=args.poll_interval, timeout=args.timeout, message=args.message,
                                   skip_dataset=args.skip_dataset)
             for kernel_id, status in results.items():
                 print(f"{kernel_id}: {status}")
         elif args.kaggle_command == "fetch":
-            for folder in kaggle.fetch(args.stage, args.build, args.out, dry_run=args.dry_run):
+            for folder in kaggle_push.fetch(args.stage, args.build, args.out, dry_run=args.dry_run):
                 print(f"outputs: {folder}")
         else:
             print(describe_inputs(args.root))
@@ -73,14 +76,22 @@ def _add_kaggle(sub) -> None:
     ksub = kaggle.add_subparsers(dest="kaggle_command", required=True)
     build = ksub.add_parser("build", help="one kernel folder per notebook (parameters baked in) + the wheel dataset")
     build.add_argument("--out", default=str(DEFAULT_BUILD), help=f"build folder (default {DEFAULT_BUILD})")
-    build.add_argument("--owner", help="Kaggle user name (default: from KAGGLE_USERNAME or ~/.kaggle/kaggle.json)")
+    build.add_argument("--owner", help="Kaggle user name (default: KAGGLE_USERNAME or ~/.kaggle/kaggle.json; "
+                       "needed with an API token, which does not name its user)")
+    build.add_argument("--data", action="append", default=[], metavar="OWNER/DATASET",
+                       help="the Kaggle dataset holding train.csv and test.csv (repeatable; default: the template's "
+                       "dataset_sources)")
+    build.add_argument("--competition", action="append", default=[], metavar="SLUG",
+                       help="a competition hosted on Kaggle whose data the kernels read (repeatable)")
     build.add_argument("--params", help="YAML/JSON file: {stage: {name: value}} or {stage: [{...}, {...}]}")
     build.add_argument("-p", "--param", action="append", default=[], metavar="STAGE.NAME=VALUE",
                        help="one parameter, e.g. -p 03_train.run_name=siglip (repeatable)")
     build.add_argument("--stages", help="comma-separated stages to build (default all)")
     build.add_argument("--prefix", default="amzkit", help="first word of the kernel titles (default amzkit)")
-    build.add_argument("--with-deps", action="store_true",
-                       help="also pip download wheels Kaggle may lack (open_clip_torch, ftfy); needs PyPI")
+    build.add_argument("--no-deps", action="store_true",
+                       help="ship only amzkit: a kernel needing a package Kaggle's image lacks is then refused "
+                       "(by default they are downloaded with pip into the wheel dataset; needs PyPI)")
+    build.add_argument("--with-deps", action="store_true", help=argparse.SUPPRESS)  # the default since 0.1
     push = ksub.add_parser("push", help="push the wheel dataset, then the kernels in stage order")
     push.add_argument("--build", default=str(DEFAULT_BUILD))
     push.add_argument("--stages", help="comma-separated stages to push (default all built)")

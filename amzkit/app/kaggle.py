@@ -1,20 +1,16 @@
-"""From the notebooks to Kaggle kernels: `kaggle build` writes one folder per kernel plus a wheel dataset;
-`kaggle push` uploads them in stage order and waits; `kaggle fetch` brings a kernel's outputs back."""
+"""From the notebooks to Kaggle kernels: `kaggle build` writes one folder per kernel plus a wheel dataset (amzkit,
+its version stamped with the build, and every package the kernels need that Kaggle's image lacks); `kaggle push`
+and `kaggle fetch` (amzkit.app.kaggle_push) upload them in stage order and bring their outputs back."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import shutil
-import subprocess
-import sys
-import tempfile
-import time
 import unicodedata
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,17 +18,10 @@ import nbformat
 import papermill as pm
 import yaml
 
-from amzkit.app.kaggle_api import (
-    KaggleCLI,
-    KaggleError,
-    Runner,
-    failed,
-    read_credentials,
-    require_credentials,
-    run_kaggle,
-    wait_for,
-)
-from amzkit.app.kaggle_runtime import INSTALL_CELL, KERNELS
+from amzkit.app.kaggle_api import KaggleError, read_credentials
+from amzkit.app.kaggle_image import Downloader, kernel_needs, plan_shipping, read_pins
+from amzkit.app.kaggle_runtime import INSTALL_CELL, KERNELS, install_cell, kernel_spec
+from amzkit.app.kaggle_wheel import build_wheel, wheel_version
 from amzkit.app.parameters import check_parameters, stage_parameters
 from amzkit.core.io import write_json
 from amzkit.core.workdir import STAGES
@@ -44,6 +33,9 @@ NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 
 
 TEMPLATE = REPO_ROOT / "kernel-metadata.json"
+
+
+CONSTRAINTS = REPO_ROOT / "constraints.txt"  # pins of the packages a build ships (open_clip_torch, ...)
 
 
 DEFAULT_BUILD = Path("build/kaggle")
@@ -58,12 +50,11 @@ WHEEL_DATASET = "amzkit-wheel"
 PLACEHOLDER_OWNER = "your-kaggle-username"
 
 
+INSTALL_TAG = "amzkit-install"  # the tag of the notebooks' first code cell (INSTALL_CELL)
+
+
 # A stage with several kernels (a list of parameter sets) names them by this parameter, else by position.
 VARIANT_KEY = {"01_extract": "model", "03_train": "run_name"}
-
-
-# Packages a Kaggle image may lack, fetched with `kaggle build --with-deps` (pure-python wheels).
-KAGGLE_EXTRA_DEPS: tuple[str, ...] = ("open_clip_torch", "ftfy")
 
 
 def slugify(text: str) -> str:
@@ -78,8 +69,12 @@ def stage_title(stage: str, prefix: str = "amzkit", variant: str = "") -> str:
     return " ".join(part for part in (prefix, stage.replace("_", " "), variant) if part)
 
 
-def check_kernel_metadata(meta: Mapping[str, Any], folder: str | Path, stage: str | None = None) -> list[str]:
-    """Every rule of the facts file that `meta` (read from `folder`) breaks; [] when it is a valid kernel."""
+def check_kernel_metadata(meta: Mapping[str, Any], folder: str | Path, stage: str | None = None,
+                          params: Mapping[str, Any] | None = None) -> list[str]:
+    """Every rule of the facts file that `meta` (read from `folder`) breaks; [] when it is a valid kernel.
+
+    With `stage` (and the kernel's baked `params`) the machine must be that kernel's (kaggle_runtime.kernel_spec).
+    """
     problems = []
     kernel_id = str(meta.get("id", ""))
     owner, _, slug = kernel_id.partition("/")
@@ -110,12 +105,12 @@ def check_kernel_metadata(meta: Mapping[str, Any], folder: str | Path, stage: st
         if not isinstance(meta.get(name, []), list):
             problems.append(f"{name} must be a list")
     if stage is not None:
-        spec = KERNELS[stage]
+        spec = kernel_spec(stage, params)
         wanted = {"enable_gpu": spec.enable_gpu, "enable_internet": spec.enable_internet,
                   "machine_shape": spec.machine_shape}
         for name, value in wanted.items():
             if meta.get(name, "absent") != value:
-                problems.append(f"{name} is {meta.get(name, 'absent')!r}; stage {stage} runs with {value!r}")
+                problems.append(f"{name} is {meta.get(name, 'absent')!r}; this {stage} kernel runs with {value!r}")
         if not str(code_file).endswith(f"{stage}.ipynb"):
             problems.append(f"code_file {code_file!r} is not the {stage} notebook")
     return problems
@@ -200,6 +195,8 @@ class BuildResult:
     dataset_dir: Path
     wheel: Path
     kernels: list[KernelPlan]
+    version: str = ""
+    shipped: dict[str, str] = field(default_factory=dict)  # distribution -> wheel file, beside amzkit's
 
 
 def _resolve_owner(owner: str | None, template: Mapping[str, Any], home: str | Path | None,
@@ -212,8 +209,8 @@ def _resolve_owner(owner: str | None, template: Mapping[str, Any], home: str | P
     template_owner = str(template.get("id", "")).partition("/")[0]
     if template_owner and template_owner != PLACEHOLDER_OWNER:
         return template_owner
-    raise KaggleError("no Kaggle owner: pass --owner <your-kaggle-username>, set KAGGLE_USERNAME, or save "
-                      "~/.kaggle/kaggle.json")
+    raise KaggleError("no Kaggle owner: pass --owner <your-kaggle-username> (an API token does not name its user), "
+                      "or set KAGGLE_USERNAME")
 
 
 def _variant_names(stage: str, variants: list[dict[str, Any]]) -> list[str]:
@@ -227,17 +224,42 @@ def _variant_names(stage: str, variants: list[dict[str, Any]]) -> list[str]:
     return names
 
 
-def _has_install_cell(nb) -> bool:
-    return any(c.cell_type == "code" and 'find_spec("amzkit")' in c.source for c in nb.cells)
+def _is_install_cell(cell) -> bool:
+    return cell.cell_type == "code" and (INSTALL_TAG in cell.metadata.get("tags", [])
+                                         or cell.source.startswith(INSTALL_CELL.splitlines()[0]))
 
 
-def prepare_notebook(src: str | Path, dest: str | Path, params: Mapping[str, Any]) -> Path:
+def set_install_cell(nb, want: str = "") -> None:
+    """Make the notebook's first code cell `install_cell(want)` (replacing the tagged one, or inserting it)."""
+    cells = [c for c in nb.cells if _is_install_cell(c)]
+    if cells:
+        cells[0].source = install_cell(want)
+        return
+    first_code = next((i for i, c in enumerate(nb.cells) if c.cell_type == "code"), len(nb.cells))
+    nb.cells.insert(first_code, nbformat.v4.new_code_cell(install_cell(want), metadata={"tags": [INSTALL_TAG]}))
+
+
+def sync_install_cells(notebooks_dir: str | Path = NOTEBOOKS_DIR, write: bool = False) -> list[str]:
+    """The notebooks whose amzkit-install cell differs from INSTALL_CELL; with `write`, replace that cell only."""
+    changed = []
+    for path in sorted(Path(notebooks_dir).glob("*.ipynb")):
+        nb = nbformat.read(str(path), as_version=4)
+        cells = [c for c in nb.cells if INSTALL_TAG in c.metadata.get("tags", [])]
+        if len(cells) != 1:
+            raise ValueError(f"{path}: expected one cell tagged {INSTALL_TAG!r}, found {len(cells)}")
+        if cells[0].source != INSTALL_CELL:
+            changed.append(path.name)
+            if write:
+                cells[0].source = INSTALL_CELL
+                nbformat.write(nb, str(path))
+    return changed
+
+
+def prepare_notebook(src: str | Path, dest: str | Path, params: Mapping[str, Any], want: str = "") -> Path:
     """Copy a notebook with `params` baked in (papermill prepare-only: an `injected-parameters` cell after the
-    `parameters` cell); adds INSTALL_CELL first when the notebook lacks one and a kernelspec when absent."""
+    `parameters` cell), its install cell expecting amzkit `want` (the build's wheel), and a kernelspec."""
     nb = nbformat.read(str(src), as_version=4)
-    if not _has_install_cell(nb):
-        first_code = next((i for i, c in enumerate(nb.cells) if c.cell_type == "code"), len(nb.cells))
-        nb.cells.insert(first_code, nbformat.v4.new_code_cell(INSTALL_CELL, metadata={"tags": ["amzkit-install"]}))
+    set_install_cell(nb, want)
     nb.metadata.setdefault("kernelspec", {"display_name": "Python 3", "language": "python", "name": "python3"})
     nb = pm.execute_notebook(nb, None, parameters=dict(params), prepare_only=True, progress_bar=False,
                              kernel_name=nb.metadata.kernelspec.get("name", "python3"))
@@ -248,67 +270,54 @@ def prepare_notebook(src: str | Path, dest: str | Path, params: Mapping[str, Any
     return dest
 
 
-def _copy_sources(src_root: Path, dest: Path) -> None:
-    dest.mkdir(parents=True)
-    for name in ("pyproject.toml", "README.md", "LICENSE", "setup.cfg", "setup.py", "MANIFEST.in"):
-        if (src_root / name).is_file():
-            shutil.copy2(src_root / name, dest / name)
-    shutil.copytree(src_root / "amzkit", dest / "amzkit", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-
-
-def build_wheel(dest: str | Path, source: str | Path = REPO_ROOT) -> Path:
-    """`pip wheel --no-deps` of amzkit into `dest` (from a clean copy, so no stale build/ files ride along)."""
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    for old in dest.glob("amzkit-*.whl"):
-        old.unlink()
-    offline_ok = all(importlib.util.find_spec(m) for m in ("setuptools", "wheel"))
-    with tempfile.TemporaryDirectory(prefix="amzkit-wheel-") as tmp:
-        src = Path(tmp) / "src"
-        _copy_sources(Path(source), src)
-        cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(dest.resolve()), str(src)]
-        if offline_ok:  # build with this environment's setuptools: no download of build requirements
-            cmd.insert(4, "--no-build-isolation")
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    wheels = sorted(dest.glob("amzkit-*.whl"))
-    if proc.returncode or not wheels:
-        raise KaggleError(f"building the amzkit wheel failed ({' '.join(cmd)}):\n{proc.stderr[-2000:]}\n"
-                          "Install the build tools into this environment: pip install 'setuptools>=68' wheel")
-    return wheels[-1]
-
-
-def download_deps(dest: str | Path, packages: Sequence[str] = KAGGLE_EXTRA_DEPS,
-                  constraints: str | Path = REPO_ROOT / "constraints.txt") -> list[Path]:
-    """`pip download --no-deps` the wheels of `packages` (pinned as in constraints.txt) into `dest`."""
-    pins = {}
-    if Path(constraints).is_file():
-        for line in Path(constraints).read_text().splitlines():
-            if "==" in line and not line.startswith("#"):
-                name, version = line.split("==", 1)
-                pins[re.sub(r"[-_.]+", "-", name.strip()).lower()] = version.strip()
-    wanted = [f"{p}=={pins[key]}" if (key := re.sub(r"[-_.]+", "-", p).lower()) in pins else p for p in packages]
-    before = set(Path(dest).glob("*.whl"))
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--dest", str(dest), *wanted]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if proc.returncode:
-        raise KaggleError(f"pip download failed ({' '.join(cmd)}):\n{proc.stderr[-2000:]}\n"
-                          "It needs PyPI; build without --with-deps if Kaggle's image has these packages.")
-    return sorted(set(Path(dest).glob("*.whl")) - before)
-
-
 def dataset_metadata(owner: str) -> dict[str, Any]:
     return {"title": "amzkit wheel", "id": f"{owner}/{WHEEL_DATASET}", "licenses": [{"name": "other"}],
-            "description": "The amzkit wheel (MIT), installed by the amzkit notebooks with pip --no-index."}
+            "description": "The amzkit wheel (MIT) and the packages Kaggle's image lacks, installed offline by the "
+                           "amzkit notebooks with pip --no-index."}
 
 
-def kernel_metadata(template: Mapping[str, Any], stage: str, kernel_id: str, title: str, code_file: str,
-                    kernel_sources: list[str], dataset_id: str) -> dict[str, Any]:
-    """A kernel's metadata: the template's sources, privacy and keywords; the stage's machine, written out."""
-    spec = KERNELS[stage]
-    datasets = [d for d in template.get("dataset_sources", []) if d != dataset_id] + [dataset_id]
+@dataclass(frozen=True)
+class DataSources:
+    """Where the kernels' train.csv / test.csv come from."""
+
+    datasets: list[str]  # owner/slug of uploaded datasets (the 2025 challenge's zip, uploaded)
+    competitions: list[str]  # competition slugs (for competitions hosted on Kaggle)
+
+
+def data_sources(template: Mapping[str, Any], data: Sequence[str] = (), competitions: Sequence[str] = ()
+                 ) -> DataSources:
+    """`--data owner/dataset` (else the template's dataset_sources) and `--competition slug` (else the
+    template's competition_sources); a placeholder owner left in the template is refused."""
+    datasets = list(data) if data else list(template.get("dataset_sources", []))
+    comps = list(competitions) if competitions else list(template.get("competition_sources", []))
+    placeholders = [ref for ref in datasets if ref.partition("/")[0] == PLACEHOLDER_OWNER]
+    datasets = [ref for ref in datasets if ref not in placeholders]
+    if placeholders and not datasets and not comps:
+        raise KaggleError(f"the template's data source {placeholders[0]!r} still names {PLACEHOLDER_OWNER!r}: pass "
+                          "--data <owner>/<dataset> (the dataset you uploaded train.csv and test.csv to)")
+    for ref in datasets:
+        owner, sep, slug = ref.partition("/")
+        if not sep or not owner or not slug or "/" in slug:
+            raise KaggleError(f"data source {ref!r} is not '<owner>/<dataset>': pass --data <owner>/<dataset>, the "
+                              "dataset you uploaded train.csv and test.csv to (its address on kaggle.com/datasets)")
+    for slug in comps:
+        if not slug or "/" in slug:
+            raise KaggleError(f"competition source {slug!r} must be a competition's slug (kaggle.com/competitions/"
+                              "<slug>), e.g. --competition titanic")
+    if not datasets and not comps:
+        raise KaggleError("no data source: pass --data <owner>/<dataset> (train.csv and test.csv uploaded as a "
+                          "Kaggle dataset), or --competition <slug> for a competition hosted on Kaggle")
+    return DataSources(datasets, comps)
+
+
+def kernel_metadata(template: Mapping[str, Any], kernel: KernelPlan, code_file: str, sources: DataSources,
+                    dataset_id: str) -> dict[str, Any]:
+    """A kernel's metadata: the data and wheel datasets, the template's privacy and keywords, and the kernel's
+    machine (its stage's, or kaggle_runtime.MACHINE_OVERRIDES for its parameters), written out."""
+    spec = kernel_spec(kernel.stage, kernel.params)
     return {
-        "id": kernel_id,
-        "title": title,
+        "id": kernel.id,
+        "title": kernel.title,
         "code_file": code_file,
         "language": "python",
         "kernel_type": "notebook",
@@ -317,58 +326,74 @@ def kernel_metadata(template: Mapping[str, Any], stage: str, kernel_id: str, tit
         "enable_tpu": False,
         "enable_internet": spec.enable_internet,
         "machine_shape": spec.machine_shape,
-        "dataset_sources": datasets,
-        "competition_sources": list(template.get("competition_sources", [])),
-        "kernel_sources": kernel_sources,
+        "dataset_sources": [d for d in sources.datasets if d != dataset_id] + [dataset_id],
+        "competition_sources": list(sources.competitions),
+        "kernel_sources": kernel.kernel_sources,
         "model_sources": list(template.get("model_sources", [])),
         "keywords": list(template.get("keywords", [])),
     }
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    write_json(path, obj)
-
-
 def build(out: str | Path = DEFAULT_BUILD, owner: str | None = None, params_file: str | Path | None = None,
           cli_params: Sequence[str] = (), stages: Sequence[str] | None = None, prefix: str = "amzkit",
-          template: str | Path = TEMPLATE, notebooks_dir: str | Path = NOTEBOOKS_DIR, with_deps: bool = False,
-          wheel_builder: Callable[[Path], Path] | None = None, home: str | Path | None = None,
-          environ: Mapping[str, str] | None = None) -> BuildResult:
-    """Write the wheel dataset and one kernel folder per (stage, parameter set) under `out`, plus plan.json."""
+          template: str | Path = TEMPLATE, notebooks_dir: str | Path = NOTEBOOKS_DIR, data: Sequence[str] = (),
+          competitions: Sequence[str] = (), ship_deps: bool = True, downloader: Downloader | None = None,
+          wheel_builder: Callable[[Path], Path] | None = None, constraints: str | Path = CONSTRAINTS,
+          home: str | Path | None = None, environ: Mapping[str, str] | None = None) -> BuildResult:
+    """Write the wheel dataset and one kernel folder per (stage, parameter set) under `out`, plus plan.json.
+
+    The wheel dataset holds amzkit's wheel (version stamped with this build) and, unless `ship_deps` is False,
+    the wheels of every package the selected kernels need that Kaggle's image lacks (kaggle_image): a kernel
+    needing a package the image lacks is refused when nothing may be shipped.
+    """
     tmpl = load_template(template)
     if "docker_image" in tmpl:
         warnings.warn(f"{template} sets docker_image; it is not copied (it would override the GPU request)",
                       stacklevel=2)
     owner = _resolve_owner(owner, tmpl, home, environ)
+    sources = data_sources(tmpl, data, competitions)
     per_stage = load_params_file(params_file) if params_file else {}
     for stage, values in parse_cli_params(cli_params).items():
         per_stage[stage] = [{**v, **values} for v in per_stage.get(stage, [{}])]
     selected = [_stage_name(s) for s in stages] if stages else list(STAGES)
     dataset_id = f"{owner}/{WHEEL_DATASET}"
     kernels = _plan_kernels(owner, prefix, per_stage)  # every parameter is checked before anything is written
+    kernels = [k for k in kernels if k.stage in selected]
+    needs: dict[str, list[str]] = {}
+    for kernel in kernels:
+        for name, why in kernel_needs(kernel.stage, {**stage_parameters(kernel.stage), **kernel.params}).items():
+            needs.setdefault(name, []).extend(w for w in why if w not in needs.get(name, []))
+    if not ship_deps:
+        plan_shipping(needs, Path(out), ship=False)  # refuses a package the image lacks before writing anything
     out = Path(out)
     _clean_previous_build(out)
     dataset_dir = out / WHEEL_DATASET
     dataset_dir.mkdir(parents=True, exist_ok=True)
     _write_json(dataset_dir / "dataset-metadata.json", dataset_metadata(owner))
     wheel = (wheel_builder or build_wheel)(dataset_dir)
-    if with_deps:
-        download_deps(dataset_dir)
-    kernels = [k for k in kernels if k.stage in selected]
+    version = wheel_version(wheel)
+    shipping = plan_shipping(needs, dataset_dir, ship=ship_deps, downloader=downloader, pins=read_pins(constraints))
+    for conflict in shipping.conflicts:
+        warnings.warn(f"a shipped package's requirement is not met by Kaggle's image: {conflict}", stacklevel=2)
     for kernel in kernels:
         folder = out / kernel.folder
         code_file = f"{kernel.stage}.ipynb"
-        prepare_notebook(Path(notebooks_dir) / code_file, folder / code_file, kernel.params)
-        meta = kernel_metadata(tmpl, kernel.stage, kernel.id, kernel.title, code_file, kernel.kernel_sources,
-                               dataset_id)
+        prepare_notebook(Path(notebooks_dir) / code_file, folder / code_file, kernel.params, want=version)
+        meta = kernel_metadata(tmpl, kernel, code_file, sources, dataset_id)
         _write_json(folder / "kernel-metadata.json", meta)
-        problems = check_kernel_metadata(meta, folder, kernel.stage)
+        problems = check_kernel_metadata(meta, folder, kernel.stage, kernel.params)
         if problems:
             raise KaggleError(f"{folder}/kernel-metadata.json is not a valid kernel: {problems}")
-    plan = {"owner": owner, "dataset": {"id": dataset_id, "folder": WHEEL_DATASET, "wheel": wheel.name},
+    plan = {"owner": owner, "version": version,
+            "data": {"dataset_sources": sources.datasets, "competition_sources": sources.competitions},
+            "dataset": {"id": dataset_id, "folder": WHEEL_DATASET, "wheel": wheel.name, **shipping.as_dict()},
             "kernels": [vars(k) for k in kernels]}
     _write_json(out / PLAN_FILE, plan)
-    return BuildResult(out, owner, dataset_id, dataset_dir, wheel, kernels)
+    return BuildResult(out, owner, dataset_id, dataset_dir, wheel, kernels, version, dict(shipping.shipped))
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    write_json(path, obj)
 
 
 def _plan_kernels(owner: str, prefix: str, per_stage: Mapping[str, list[dict[str, Any]]]) -> list[KernelPlan]:
@@ -405,104 +430,3 @@ def load_plan(build_dir: str | Path = DEFAULT_BUILD) -> dict[str, Any]:
     if not path.is_file():
         raise KaggleError(f"{path} is missing: run `python -m amzkit kaggle build --out {build_dir}` first")
     return json.loads(path.read_text(encoding="utf-8"))
-
-
-def push(build_dir: str | Path = DEFAULT_BUILD, stages: Sequence[str] | None = None, dry_run: bool = False,
-         wait: bool = False, poll_interval: float = 60.0, timeout: float = 12 * 3600.0, message: str = "",
-         skip_dataset: bool = False, home: str | Path | None = None, environ: Mapping[str, str] | None = None,
-         runner: Runner = run_kaggle, sleep: Callable[[float], None] = time.sleep,
-         echo: Callable[[str], None] = print) -> dict[str, str]:
-    """Push the wheel dataset, then each kernel in stage order; with `wait`, each runs to the end before the
-    next is pushed (a stage reads its predecessors' finished outputs). Returns {kernel id: final status}."""
-    build_dir = Path(build_dir)
-    plan = load_plan(build_dir)
-    wanted = {_stage_name(s) for s in stages} if stages else set(STAGES)
-    kernels = [k for k in plan["kernels"] if k["stage"] in wanted]
-    if not kernels:
-        raise KaggleError(f"no kernels of stages {sorted(wanted)} in {build_dir / PLAN_FILE}: rebuild with them")
-    if len(kernels) > 1 and not wait and not dry_run:
-        raise KaggleError("pushing several chained kernels needs --wait: each stage reads the finished outputs of "
-                          "the one before. Pass --wait, or push one stage at a time with --stages.")
-    creds = None
-    if dry_run:
-        creds = read_credentials(home, environ)
-        if creds is None:
-            echo("note: no Kaggle credentials found; a real push needs KAGGLE_USERNAME/KAGGLE_KEY or kaggle.json")
-    else:
-        creds = require_credentials(home, environ)
-        if creds.username and creds.username != plan["owner"]:
-            raise KaggleError(f"the build is for owner {plan['owner']!r} but the credentials are {creds.username!r}'s:"
-                              f" rebuild with --owner {creds.username}")
-    cli = KaggleCLI(creds, dry_run, runner, echo)
-    results: dict[str, str] = {}
-    if not skip_dataset:
-        _push_dataset(cli, build_dir / plan["dataset"]["folder"], plan["dataset"]["id"], message, wait,
-                      poll_interval, timeout, sleep)
-    for kernel in kernels:
-        proc = cli(["kernels", "push", "-p", str(build_dir / kernel["folder"])])
-        if not dry_run and failed(proc, ("successfully pushed",)):
-            raise KaggleError(f"pushing {kernel['id']} failed (output above); fix it and re-run with "
-                              f"--stages {kernel['stage']}")
-        if dry_run:
-            results[kernel["id"]] = "dry-run"
-            if wait:
-                cli(["kernels", "status", kernel["id"]], comment="polled until complete/error")
-            continue
-        if not wait:
-            results[kernel["id"]] = "pushed"
-            continue
-        status = wait_for(cli, ["kernels", "status", kernel["id"]], kernel["id"], poll_interval, timeout, sleep)
-        results[kernel["id"]] = status
-        if status != "complete":
-            raise KaggleError(f"kernel {kernel['id']} ended {status}: read its log with `python -m amzkit kaggle "
-                              f"fetch {kernel['stage']}` (or on kaggle.com), fix it, and re-run with "
-                              f"--stages {','.join(k['stage'] for k in kernels[kernels.index(kernel):])}")
-    return results
-
-
-def _push_dataset(cli: KaggleCLI, folder: Path, dataset_id: str, message: str, wait: bool, poll_interval: float,
-                  timeout: float, sleep: Callable[[float], None]) -> None:
-    """`datasets version` when the dataset exists, else `datasets create`; `-r zip` keeps sub-folders."""
-    message = message or f"amzkit wheel {time.strftime('%Y-%m-%d %H:%M')}"
-    if cli.dry_run:
-        cli(["datasets", "status", dataset_id], comment="does it exist?")
-        cli(["datasets", "create", "-p", str(folder), "-r", "zip"], comment="the first time")
-        cli(["datasets", "version", "-p", str(folder), "-r", "zip", "-m", message], comment="afterwards")
-        return
-    status = cli(["datasets", "status", dataset_id], quiet=True)
-    text = (status.stdout + status.stderr).lower()
-    exists = status.returncode == 0 and not any(w in text for w in ("404", "not found", "does not exist"))
-    if exists:
-        proc = cli(["datasets", "version", "-p", str(folder), "-r", "zip", "-m", message])
-    else:
-        proc = cli(["datasets", "create", "-p", str(folder), "-r", "zip"])
-    if failed(proc, ("successfully", "being created", "is being", "upload successful")):
-        raise KaggleError(f"uploading the wheel dataset {dataset_id} failed (output above)")
-    if wait:
-        final = wait_for(cli, ["datasets", "status", dataset_id], dataset_id, poll_interval, timeout, sleep)
-        if final != "complete":
-            raise KaggleError(f"dataset {dataset_id} ended {final}: open it on kaggle.com to see why")
-
-
-def fetch(stage: str, build_dir: str | Path = DEFAULT_BUILD, out: str | Path | None = None, dry_run: bool = False,
-          home: str | Path | None = None, environ: Mapping[str, str] | None = None, runner: Runner = run_kaggle,
-          echo: Callable[[str], None] = print) -> list[Path]:
-    """Download the outputs (and log) of every kernel of `stage` into `<out>/<kernel-slug>/`."""
-    stage = _stage_name(stage)
-    plan = load_plan(build_dir)
-    kernels = [k for k in plan["kernels"] if k["stage"] == stage]
-    if not kernels:
-        raise KaggleError(f"no {stage} kernel in {Path(build_dir) / PLAN_FILE}: build it first")
-    creds = read_credentials(home, environ) if dry_run else require_credentials(home, environ)
-    cli = KaggleCLI(creds, dry_run, runner, echo)
-    out = Path(out) if out else Path(build_dir) / "outputs"
-    folders = []
-    for kernel in kernels:
-        folder = out / kernel["folder"]
-        if not dry_run:
-            folder.mkdir(parents=True, exist_ok=True)
-        proc = cli(["kernels", "output", kernel["id"], "-p", str(folder)])
-        if not dry_run and proc.returncode:
-            raise KaggleError(f"downloading the outputs of {kernel['id']} failed (output above)")
-        folders.append(folder)
-    return folders

@@ -25,9 +25,9 @@ class KaggleCredentialsWarning(UserWarning):
 
 @dataclass(frozen=True)
 class Credentials:
-    """Who pushes. The key is kept out of repr/str and is only used to scrub command output."""
+    """Who pushes. The key (or token) is kept out of repr/str and is only used to scrub command output."""
 
-    username: str
+    username: str  # '' when only a token is known (it does not name its user)
     source: str
     key: str = field(repr=False)
 
@@ -41,40 +41,90 @@ def _config_dir(home: Path | None, environ: Mapping[str, str]) -> Path:
     return (Path(home) if home is not None else Path.home()) / ".kaggle"
 
 
+TOKEN_FILE = "access_token"  # "Generate New Token" on kaggle.com -> Settings -> API: the token alone
+LEGACY_FILE = "kaggle.json"  # the legacy key: {"username": ..., "key": ...}
+NEW_TOKEN = "kaggle.com -> Settings -> API -> Generate New Token"
+
+
+def _check_private(path: Path) -> None:
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        warnings.warn(f"{path} is readable by group/others (mode {mode:o}); anyone on this machine can use your "
+                      f"Kaggle credentials. Fix it with: chmod 600 {path}", KaggleCredentialsWarning, stacklevel=3)
+
+
+def _token_from_file(path: Path) -> str:
+    _check_private(path)
+    token = path.read_text(encoding="utf-8").strip()
+    if not token or "\n" in token or token.startswith("{"):
+        raise KaggleError(f"{path} must hold only the API token from {NEW_TOKEN} (one line). A legacy "
+                          f"{{\"username\", \"key\"}} file belongs in {path.with_name(LEGACY_FILE)}")
+    return token
+
+
+def _legacy_file(path: Path) -> Credentials:
+    _check_private(path)
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        looks_like_token = text.strip() and "\n" not in text.strip() and "{" not in text
+        hint = (f"it looks like an API token from {NEW_TOKEN}: move it to {path.with_name(TOKEN_FILE)} (chmod 600) "
+                "or set KAGGLE_API_TOKEN" if looks_like_token else
+                f"save the token from {NEW_TOKEN} as {path.with_name(TOKEN_FILE)} instead (chmod 600)")
+        raise KaggleError(f"{path} is not valid JSON: {hint}. {LEGACY_FILE} is only for the legacy "
+                          "{\"username\", \"key\"} file") from None
+    if not (isinstance(data, dict) and data.get("username") and data.get("key")):
+        raise KaggleError(f"{path} lacks 'username' or 'key': save the token from {NEW_TOKEN} as "
+                          f"{path.with_name(TOKEN_FILE)} instead (chmod 600)")
+    return Credentials(str(data["username"]), str(path), str(data["key"]))
+
+
+def _is_file(value: str) -> bool:
+    try:
+        return Path(value).expanduser().is_file()
+    except (OSError, ValueError):  # a token too long or odd for a path
+        return False
+
+
 def read_credentials(home: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Credentials | None:
-    """KAGGLE_USERNAME/KAGGLE_KEY, else `<home>/.kaggle/kaggle.json` (warns when group/others can read it)."""
+    """The credentials the kaggle CLI (2.x) would use, in its order; None when there are none.
+
+    KAGGLE_API_TOKEN (the token, or a file holding it), `<home>/.kaggle/access_token`, KAGGLE_USERNAME +
+    KAGGLE_KEY, then the legacy `<home>/.kaggle/kaggle.json`. A token does not name its user: the username is
+    KAGGLE_USERNAME's when set, else '' (builds then need --owner). Files readable by others warn.
+    """
     env = os.environ if environ is None else environ
-    if env.get("KAGGLE_USERNAME") and env.get("KAGGLE_KEY"):
-        return Credentials(env["KAGGLE_USERNAME"], "KAGGLE_USERNAME/KAGGLE_KEY", env["KAGGLE_KEY"])
-    path = _config_dir(Path(home) if home is not None else None, env) / "kaggle.json"
-    if path.is_file():
-        mode = path.stat().st_mode & 0o777
-        if mode & 0o077:
-            warnings.warn(f"{path} is readable by group/others (mode {mode:o}); anyone on this machine can use "
-                          f"your Kaggle key. Fix it with: chmod 600 {path}", KaggleCredentialsWarning, stacklevel=2)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            raise KaggleError(f"{path} is not valid JSON: download a new token (kaggle.com -> Settings -> "
-                              "API -> Create New Token) and save it there") from None
-        if not (isinstance(data, dict) and data.get("username") and data.get("key")):
-            raise KaggleError(f"{path} lacks 'username' or 'key': download a new token (kaggle.com -> Settings -> "
-                              "API -> Create New Token)")
-        return Credentials(str(data["username"]), str(path), str(data["key"]))
+    folder = _config_dir(Path(home) if home is not None else None, env)
+    user = env.get("KAGGLE_USERNAME", "")
     if env.get("KAGGLE_API_TOKEN"):
-        return Credentials(env.get("KAGGLE_USERNAME", ""), "KAGGLE_API_TOKEN", env["KAGGLE_API_TOKEN"])
+        value = env["KAGGLE_API_TOKEN"]
+        token = _token_from_file(Path(value)) if _is_file(value) else value.strip()
+        return Credentials(user, "KAGGLE_API_TOKEN", token)
+    for name in (TOKEN_FILE, f"{TOKEN_FILE}.txt"):
+        if (folder / name).is_file():
+            return Credentials(user, str(folder / name), _token_from_file(folder / name))
+    if user and env.get("KAGGLE_KEY"):
+        return Credentials(user, "KAGGLE_USERNAME/KAGGLE_KEY", env["KAGGLE_KEY"])
+    if (folder / LEGACY_FILE).is_file():
+        return _legacy_file(folder / LEGACY_FILE)
     return None
+
+
+def credentials_help(folder: Path) -> str:
+    """Which file to create for which token."""
+    return (f"Create a token on {NEW_TOKEN} and save it, alone on one line, as {folder / TOKEN_FILE} "
+            f"(chmod 600), or export KAGGLE_API_TOKEN=<token>. A legacy key (kaggle.json with username and key) "
+            f"goes in {folder / LEGACY_FILE} (chmod 600), or export KAGGLE_USERNAME and KAGGLE_KEY.")
 
 
 def require_credentials(home: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Credentials:
     """Credentials, or an error that says how to provide them."""
     creds = read_credentials(home, environ)
     if creds is None:
-        where = _config_dir(Path(home) if home is not None else None, os.environ if environ is None else environ)
-        raise KaggleError(
-            "no Kaggle credentials: set KAGGLE_USERNAME and KAGGLE_KEY, or save the token from kaggle.com -> "
-            f"Settings -> API -> Create New Token as {where / 'kaggle.json'} and run chmod 600 on it"
-        )
+        env = os.environ if environ is None else environ
+        raise KaggleError("no Kaggle credentials. " + credentials_help(
+            _config_dir(Path(home) if home is not None else None, env)))
     return creds
 
 
@@ -156,19 +206,61 @@ def failed(proc: subprocess.CompletedProcess, success_words: Sequence[str] = ())
     return "error" in text or "invalid" in text
 
 
+# `kaggle kernels push` prints these and still pushes: the kernel would run without the named inputs.
+_INVALID_SOURCES = re.compile(r"^.*\bnot valid (?:dataset|competition|kernel|model) sources\b.*$",
+                              re.IGNORECASE | re.MULTILINE)
+
+
+def invalid_sources(proc: subprocess.CompletedProcess) -> list[str]:
+    """The CLI's lines saying a source of the kernel is not valid (each names the sources)."""
+    return [m.group(0).strip() for m in _INVALID_SOURCES.finditer(proc.stdout + "\n" + proc.stderr)]
+
+
+_PUSHED_VERSION = re.compile(r"kernel version (\d+) successfully", re.IGNORECASE)
+
+
+def pushed_version(proc: subprocess.CompletedProcess) -> int | None:
+    """The version number `kaggle kernels push` reports creating, or None when it names none."""
+    match = _PUSHED_VERSION.search(proc.stdout + "\n" + proc.stderr)
+    return int(match.group(1)) if match else None
+
+
+STALE_GRACE_S = 600.0  # unversioned polls: a final status before any queued/running is the previous run's
+
+
 def wait_for(cli: KaggleCLI, args: list[str], what: str, poll_interval: float, timeout: float,
-             sleep: Callable[[float], None] = time.sleep) -> str:
-    """Poll a `kaggle ... status` command until a final status; returns it (raises on timeout)."""
-    started, last = time.monotonic(), None
+             sleep: Callable[[float], None] = time.sleep, stale_guard: bool = False,
+             stale_grace: float = STALE_GRACE_S, clock: Callable[[], float] = time.monotonic,
+             fallback: list[str] | None = None) -> str:
+    """Poll a `kaggle ... status` command until a final status; returns it (raises on timeout).
+
+    With `stale_guard` (the status of a kernel's latest version, polled right after a push) a final status
+    counts only after a queued/running one was seen, or once `stale_grace` seconds have passed: until the new
+    run registers, the CLI may still report the previous version's COMPLETE. When the first poll fails and a
+    `fallback` command is given (an older CLI that cannot ask for one version), that one is polled instead,
+    with the stale guard on.
+    """
+    started, last, fresh = clock(), None, not stale_guard
+    first = True
     while True:
         proc = cli(args, quiet=True)
+        if first and fallback is not None and proc.returncode:
+            cli.echo(f"`{_command_line(args)}` failed ({(proc.stdout + proc.stderr).strip()[:200]}): polling "
+                     f"`{_command_line(fallback)}` and ignoring a final status until the new run shows up")
+            args, fresh = fallback, False
+            proc = cli(args, quiet=True)
+        first = False
         status = normalise_status(proc.stdout + " " + proc.stderr) if not proc.returncode else "unknown"
-        if status != last:
-            cli.echo(f"{what}: {status}" + ("" if status != "unknown" else f" ({(proc.stdout + proc.stderr).strip()})"))
-            last = status
-        if status in FINAL_STATUSES:
+        if status in ("queued", "running"):
+            fresh = True
+        stale = status in FINAL_STATUSES and not fresh and clock() - started < stale_grace
+        shown = f"{status} (the previous run's; waiting for the new one)" if stale else status
+        if shown != last:
+            cli.echo(f"{what}: {shown}" + ("" if status != "unknown" else f" ({(proc.stdout + proc.stderr).strip()})"))
+            last = shown
+        if status in FINAL_STATUSES and not stale:
             return status
-        if time.monotonic() - started > timeout:
+        if clock() - started > timeout:
             raise KaggleError(f"{what} still {status} after {timeout:.0f} s: check it on kaggle.com, then re-run "
                               "with --stages for the remaining stages (or a larger --timeout)")
         sleep(poll_interval)

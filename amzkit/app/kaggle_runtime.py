@@ -7,11 +7,12 @@ Mount layouts differ between Kaggle versions (flat `/kaggle/input/<slug>` or gro
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from amzkit.core.workdir import KAGGLE_INPUT, STAGES
+from amzkit.core.workdir import KAGGLE_INPUT, KAGGLE_ROOT_ENV, STAGES
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,24 @@ KERNELS: dict[str, StageKernel] = {
 }
 
 
+# Kernels whose parameters need another machine than their stage's: (stage, parameter, value) -> the machine.
+MACHINE_OVERRIDES: dict[tuple[str, str, Any], StageKernel] = {
+    ("03_train", "learner", "finetune"): StageKernel(
+        True, True, "NvidiaTeslaT4", ("01_extract",),
+        "fine-tunes a transformers encoder on the catalog text: a T4; internet fetches the encoder from the hub"),
+}
+
+
+def kernel_spec(stage: str, params: Mapping[str, Any] | None = None) -> StageKernel:
+    """The machine of one kernel of `stage` with its baked `params` (MACHINE_OVERRIDES, else KERNELS[stage])."""
+    if stage not in KERNELS:
+        raise ValueError(f"unknown stage {stage!r}; stages are {list(KERNELS)}")
+    for (where, name, value), spec in MACHINE_OVERRIDES.items():
+        if where == stage and (params or {}).get(name) == value:
+            return spec
+    return KERNELS[stage]
+
+
 # Folders directly under the input root that group mounts by kind: name -> (kind, levels down to a mount).
 MOUNT_GROUPS: dict[str, tuple[str, int]] = {
     "competitions": ("competition", 1),
@@ -52,18 +71,39 @@ MOUNT_GROUPS: dict[str, tuple[str, int]] = {
 WHEEL_GLOBS: tuple[str, ...] = ("*/amzkit-*.whl", "*/*/amzkit-*.whl", "*/*/*/amzkit-*.whl")
 
 
-# First code cell of every notebook: installs amzkit from the wheel dataset on Kaggle, a no-op elsewhere or when
-# amzkit is importable. `--no-deps`: the image's own numpy/torch/... are used as they are (pip's resolver would
-# refuse an older pinned seaborn or scikit-learn with --no-index); extra wheels in the folder (--with-deps) go too.
-INSTALL_CELL = f"""\
-# Kaggle: install amzkit from the attached amzkit-wheel dataset (does nothing elsewhere or when amzkit is installed)
-import importlib.util as _iu, pathlib as _pl, subprocess as _sp, sys as _sys
-_whl = [] if _iu.find_spec("amzkit") else sorted(
-    w for g in {WHEEL_GLOBS!r} for w in _pl.Path("{KAGGLE_INPUT}").glob(g))
-if _whl:
-    _sp.check_call([_sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps",
+def install_cell(want: str = "") -> str:
+    """The first code cell of every notebook; `kaggle build` bakes the amzkit version of its wheel as `want`.
+
+    On Kaggle it installs amzkit and the packages the image lacks from the attached amzkit-wheel dataset, offline
+    and `--no-deps` (the image's own numpy/torch/... stay as they are); elsewhere there is nothing to install.
+    It prints the amzkit version that runs and refuses one older than `want` (the build's time stamp after '+').
+    """
+    return f'''\
+# Kaggle: install amzkit (and what the image lacks) from the attached amzkit-wheel dataset, offline; elsewhere a no-op.
+# `kaggle build` sets _want to its wheel's version: an amzkit older than the kernel's build is refused.
+import importlib as _il, importlib.metadata as _md, os as _os, pathlib as _pl, re as _re, subprocess as _sp, sys as _sys
+_want = {want!r}
+def _have():
+    try:
+        return _md.version("amzkit")
+    except _md.PackageNotFoundError:
+        return ""
+_build = lambda version: int((_re.findall(r"[+](\\d+)", version) or ["0"])[0])
+_root = _pl.Path(_os.environ.get("{KAGGLE_ROOT_ENV}") or "/kaggle", "input")
+_whl = sorted(w for g in {WHEEL_GLOBS!r} for w in _root.glob(g))
+if _whl and (not _have() or _build(_have()) < _build(_want)):
+    _sp.check_call([_sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--force-reinstall",
                     "--find-links", str(_whl[-1].parent), "amzkit",
-                    *sorted(str(w) for w in _whl[-1].parent.glob("*.whl") if not w.name.startswith("amzkit-"))])"""
+                    *sorted(str(w) for w in _whl[-1].parent.glob("*.whl") if not w.name.startswith("amzkit-"))])
+    _il.invalidate_caches()
+print(f"amzkit {{_have() or '(no installed wheel)'}}" + (f"; this kernel was built with {{_want}}" if _want else ""))
+if _build(_have()) < _build(_want):
+    raise RuntimeError(f"amzkit {{_have() or '(none)'}} is older than this kernel's build {{_want}}: upload the wheel "
+                       "dataset again (python -m amzkit kaggle push without --skip-dataset), wait until Kaggle shows "
+                       "its new version, then run this kernel again")'''
+
+
+INSTALL_CELL = install_cell()
 
 
 @dataclass(frozen=True)
@@ -143,8 +183,8 @@ def find_data_dir(root: str | Path = KAGGLE_INPUT, train_name: str = "train.csv"
     attached = ", ".join(f"{m.kind}:{m.slug}" for m in list_mounts(root)) or "nothing"
     raise FileNotFoundError(
         f"no folder under {root} holds both {train_name} and {test_name} (attached: {attached}). Attach the "
-        "competition data (Add Input -> Competitions, or competition_sources in kernel-metadata.json) or pass "
-        "-p data_dir <folder>."
+        "dataset you uploaded them to (Add Input -> Datasets; `kaggle build --data <owner>/<dataset>`), or the "
+        "competition's data when it is hosted on Kaggle (--competition <slug>), or pass -p data_dir <folder>."
     )
 
 
@@ -232,7 +272,7 @@ def describe_inputs(root: str | Path = KAGGLE_INPUT) -> str:
     lines = [f"inputs under {root}:"]
     lines += [f"  {m.kind:<11} {m.owner + '/' if m.owner else ''}{m.slug}  {m.path}" for m in list_mounts(root)]
     data = find_data_dirs(root)
-    lines.append(f"data_dir: {data[0] if data else '(none: attach the competition data)'}")
+    lines.append(f"data_dir: {data[0] if data else '(none: attach the dataset holding train.csv and test.csv)'}")
     for stage in STAGES:
         for folder in find_stage_dirs(stage, root):
             lines.append(f"{stage}: {folder}")

@@ -17,15 +17,18 @@ import pandas as pd
 import papermill as pm
 
 from amzkit.app.demo import make_demo
+from amzkit.app.kaggle_outputs import pack_image_cache, write_output_listing
 from amzkit.app.kaggle_runtime import attach_previous_outputs, detach_previous_outputs, find_data_dir
 from amzkit.core.io import read_json, write_json
 from amzkit.core.schema import SPLITS, Schema, get_schema, load_data
-from amzkit.core.workdir import KAGGLE_INPUT, on_kaggle, resolve_work_dir, stage_dir
+from amzkit.core.workdir import KAGGLE_INPUT, check_writable, on_kaggle, resolve_work_dir, stage_dir
 from amzkit.embed.registry import get_model_spec, registry_table
 from amzkit.ml.runs import runs_leaderboard
 from amzkit.stages import correlate as correlate_stage
 from amzkit.stages import ensemble as ensemble_stage
+from amzkit.stages.devices import extract_on_devices
 from amzkit.stages.extract import extract, merge_shards, status_table
+from amzkit.stages.image_tables import write_image_tables
 from amzkit.stages.leaderboard import show_leaderboard
 from amzkit.stages.leaks import cached_image_paths, leak_report, plot_leak_report
 from amzkit.stages.submit import plot_distribution, submit
@@ -75,7 +78,7 @@ class Context:
 
 def setup(params: SimpleNamespace, stage: str) -> Context:
     """Resolve work_dir/data_dir ('auto' = Kaggle paths on Kaggle) and load the CSVs the stage needs."""
-    work_dir = resolve_work_dir(params.work_dir)
+    work_dir = check_writable(resolve_work_dir(params.work_dir))
     if on_kaggle():
         attach_previous_outputs(work_dir, stage)  # earlier kernels' outputs, mounted under /kaggle/input
     schema = get_schema(params.schema)
@@ -90,9 +93,16 @@ def setup(params: SimpleNamespace, stage: str) -> Context:
 
 
 def finish(ctx: Context) -> Path:
-    """End of a notebook: drop the links to earlier kernels' outputs (Kaggle) and say where the results are."""
+    """End of a notebook: say where the results are. On Kaggle, first drop the links to earlier kernels' outputs,
+    pack 01's image cache into a few tar shards (later kernels read 01's image tables) and list every output
+    file for `kaggle fetch` to check."""
     if on_kaggle():
         detach_previous_outputs(ctx.work_dir)
+        if ctx.stage == "01_extract":
+            shards = pack_image_cache(ctx.work_dir)
+            if shards:
+                print(f"image cache packed into {len(shards)} tar shards (later stages read 01_extract/image_tables)")
+        write_output_listing(ctx.work_dir)
     print(f"{ctx.stage} done: outputs in {ctx.out_dir}")
     return ctx.out_dir
 
@@ -105,9 +115,19 @@ def run_extract(ctx: Context) -> pd.DataFrame:
         if p.merge_dirs:
             manifests[model] = merge_model(ctx, model, p.merge_dirs)
             continue
+        if p.num_shards == 1:  # this kernel embeds every row: on each of its devices (several GPUs) at once
+            manifests[model] = extract_on_devices(ctx.data, ctx.data_dir, ctx.work_dir, ctx.schema.name, model,
+                                                  batch_size=p.batch_size, device=p.device,
+                                                  num_workers=p.num_workers, images_offline_ok=p.images_offline_ok)
+            continue
         manifests[model] = extract(ctx.data, ctx.data_dir, ctx.work_dir, ctx.schema.name, model,
                                    batch_size=p.batch_size, device=p.device, num_workers=p.num_workers,
-                                   shard_index=p.shard_index, num_shards=p.num_shards)
+                                   shard_index=p.shard_index, num_shards=p.num_shards,
+                                   images_offline_ok=p.images_offline_ok)
+    if p.model and p.num_shards == 1 and not p.merge_dirs and get_model_spec(p.model).modality == "image":
+        tables = write_image_tables(ctx.data, ctx.schema, ctx.data_dir, ctx.work_dir)  # read by 02's and 03's
+        if tables is not None:
+            print(f"image tables (meta, colour, hashes) for 02 and 03: {tables}")
     if p.num_shards > 1 and not p.merge_dirs:
         print(f"kernel {p.shard_index} of {p.num_shards} wrote its shards; when all have finished, run this "
               "notebook with -p merge_dirs '[<each kernel's work_dir>]' to join them")
@@ -118,6 +138,11 @@ def run_extract(ctx: Context) -> pd.DataFrame:
                "test rows": m["splits"]["test"]["rows"], "rows/s": m["rows_per_second"]}
         for name, m in manifests.items()}).T
     write_json(ctx.out_dir / "metrics.json", {"runs": list(manifests), "table": table.to_dict(orient="index")})
+    for name, m in manifests.items():
+        if m["modality"] == "image" and not any(split["ok"] for split in m["splits"].values()):
+            print(f"WARNING: image run {name!r} has no image (0 of {sum(s['rows'] for s in m['splits'].values())} "
+                  f"rows): 02 skips it and 03 cannot use it. Each link's status and error: "
+                  f"{stage_dir(ctx.work_dir, '01_extract') / name}/train_fetch.csv")
     return table
 
 

@@ -1,4 +1,8 @@
-"""Atomic writes, JSON, CSV, arrays, figures and id hashes: the file I/O every layer shares."""
+"""Atomic writes, JSON, CSV, arrays, figures and id hashes: the file I/O every layer shares.
+
+Files are written atomically (a temporary file beside the target, renamed over it) with the mode the user's
+umask gives a new file; readers name the file and what to do when it is missing, cut short or not text.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,14 +19,36 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+NEW_FILE_MODE = 0o666
+
+
+def current_umask() -> int:
+    """This process's umask (read from /proc where it can be, so that it is not changed even for a moment)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it replaces `path` in one rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except (PermissionError, FileExistsError, NotADirectoryError) as err:
+        raise PermissionError(f"cannot write {path}: {err.strerror or err}. The work folder must be a folder this "
+                              "user can write: choose another work_dir") from None
+    try:
+        os.fchmod(fd, NEW_FILE_MODE & ~current_umask())  # mkstemp makes 0600; a new file gets the user's umask
+    finally:
+        os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
@@ -53,10 +80,39 @@ def _json_default(value: Any) -> Any:
 
 
 def read_json(path: str | Path) -> Any:
+    """The JSON in `path`; a missing, cut-short or garbled file is an error that names it."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"expected {path}; did the stage that writes it run?")
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON ({err}): it was cut short or edited. Delete it and rerun the "
+                         "stage that writes it") from None
+
+
+def read_csv(path: str | Path, what: str = "CSV", **kwargs) -> pd.DataFrame:
+    """pandas.read_csv with errors that name the file and say what to do: missing, a folder, empty, not UTF-8
+    (UTF-16 or a spreadsheet's encoding), or a row whose fields do not match the header."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{what} {path} is a folder, not a CSV file: give the file's path")
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        return pd.read_csv(path, encoding="utf-8", **kwargs)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{what} {path} is empty (not even a header row): write the header and the rows, "
+                         "or point to the right file") from None
+    except UnicodeDecodeError as err:
+        head = path.read_bytes()[:2]
+        kind = "UTF-16" if head in (b"\xff\xfe", b"\xfe\xff") else "not UTF-8"
+        raise ValueError(f"{what} {path} is {kind} text (byte {err.object[err.start:err.start + 1]!r} at offset "
+                         f"{err.start}): save it as UTF-8 CSV (e.g. df.to_csv(path, index=False))") from None
+    except pd.errors.ParserError as err:
+        raise ValueError(f"{what} {path} is not a well-formed CSV: {str(err).strip()} (a row with more fields "
+                         "than the header, e.g. a trailing comma or an unquoted comma in text): fix or quote that "
+                         "row") from None
 
 
 def write_csv(frame: pd.DataFrame, path: str | Path) -> Path:
@@ -79,7 +135,42 @@ def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
     return Path(path)
 
 
+INTEGER_TEXT = re.compile(r"\s*[+-]?[0-9]+\s*")
+
+
+def id_keys(ids) -> np.ndarray:
+    """Ids as the text that identifies them, for comparing and aligning: an integer id (a number, or digits as
+    written in a CSV, of any size) becomes its decimal digits without '+' or leading zeros, so 7, "7" and "007"
+    are one id; any other id is its text, stripped. Ids are kept as written elsewhere (load_split)."""
+    array = np.asarray(ids)
+    if array.dtype.kind in "iu":
+        return array.astype(str).astype(object)
+    keys = np.empty(array.shape, dtype=object)
+    for i, value in enumerate(array.ravel().tolist()):
+        if isinstance(value, float) and value.is_integer():
+            keys.flat[i] = str(int(value))
+        elif isinstance(value, int) and not isinstance(value, bool):
+            keys.flat[i] = str(value)
+        else:
+            text = str(value).strip()
+            keys.flat[i] = str(int(text)) if INTEGER_TEXT.fullmatch(text) else text
+    return keys
+
+
+def show_ids(ids, n: int = 5) -> str:
+    """The first `n` ids as they are written, for messages: [5, 99999999999999999999] (no quotes, no dtype)."""
+    values = [v.item() if isinstance(v, np.generic) else v for v in list(np.asarray(ids, dtype=object).ravel())[:n]]
+    return "[" + ", ".join(str(v) for v in values) + "]"
+
+
+def same_ids(left, right) -> bool:
+    """True when two id columns hold the same ids in the same order (whatever their dtypes)."""
+    left_keys, right_keys = id_keys(left), id_keys(right)
+    return left_keys.shape == right_keys.shape and bool((left_keys == right_keys).all())
+
+
 def id_hash(ids) -> str:
-    """sha256 of the id column in row order: two files align only when their hashes match."""
-    text = "\n".join(str(int(i)) for i in np.asarray(ids))
+    """sha256 of the id column in row order: two files align only when their hashes match. Integer ids hash as
+    their digits (the same hash whether they were read as numbers or as text)."""
+    text = "\n".join(id_keys(ids).tolist())
     return hashlib.sha256(text.encode()).hexdigest()

@@ -4,7 +4,10 @@ Each stage module declares its table (`PARAMETERS = Parameters(...)`); its libra
 from it (`D = PARAMETERS.defaults`), the notebook's parameters cell is generated from it (with papermill's
 `name: type = value  # help` so `papermill --help-notebook` explains every parameter), and the guard that every
 notebook calls checks what papermill injected against it: an unknown or misspelt name is an error, never
-silently ignored.
+silently ignored. A Param also declares what values it allows (a range, choices, or a plain name that stays
+inside the work folder), and a table the relations between its parameters (factor_min <= factor_max): the
+guard checks them, and so does each library function (`PARAMETERS.validate(...)`), since Python users call
+those directly.
 """
 
 from __future__ import annotations
@@ -12,10 +15,17 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import math
+import numbers
+import operator
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
+
+import numpy as np
+
+from amzkit.core.workdir import check_name
 
 TYPES = {str: "str", bool: "bool", int: "int", float: "float", list: "list", dict: "dict"}
 
@@ -27,6 +37,12 @@ class Param:
     name: str
     default: Any
     help: str
+    low: float | None = None  # the smallest value allowed (inclusive unless low_open)
+    high: float | None = None  # the largest value allowed (inclusive)
+    low_open: bool = False  # the value must lie above `low`, not on it
+    choices: tuple = ()  # the values allowed (of a str, or of each item of a list)
+    plain_name: bool = False  # a folder or file name inside the work folder (a str, or each item of a list);
+    # "" is allowed when it is the default (it then means "none")
 
     def __post_init__(self) -> None:
         # papermill's --help-notebook reads `name: type = value  # help` and skips a line with a second '='
@@ -56,14 +72,14 @@ class Param:
             if isinstance(value, str) and value.strip().lower() in ("true", "false"):
                 return value.strip().lower() == "true"
         elif kind == "int":
-            if isinstance(value, int) and not isinstance(value, bool):
-                return value
-            if isinstance(value, float) and value.is_integer():
+            if isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_):
+                return int(value)  # numpy integers too: Python users pass them
+            if isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_) and float(value).is_integer():
                 return int(value)
             if isinstance(value, str) and value.strip().lstrip("-").isdigit():
                 return int(value)
         elif kind == "float":
-            if isinstance(value, int | float) and not isinstance(value, bool):
+            if isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_):
                 return float(value)
             if isinstance(value, str):
                 try:
@@ -87,6 +103,50 @@ class Param:
         raise ValueError(f"parameter {self.name!r} must be a {kind} like its default {self.default!r}, "
                          f"got {type(value).__name__} {value!r}")
 
+    def allowed(self) -> str:
+        """What the declaration allows, in words ('' when anything of the type is)."""
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'>' if self.low_open else '>='} {_number(self.low)}")
+        if self.high is not None:
+            parts.append(f"<= {_number(self.high)}")
+        if self.choices:
+            parts.append(f"one of {list(self.choices)}")
+        if self.plain_name:
+            parts.append("a plain name (letters, digits, '_', '-', '.'; no '/' or '..')")
+        return " and ".join(parts)
+
+    def check(self, value: Any) -> Any:
+        """`value` when the declaration allows it; else a ValueError naming the parameter, the value and the range."""
+        items = value if isinstance(value, list | tuple) else [value]
+        for item in items:
+            problem = self._problem(item)
+            if problem:
+                shown = f"{value!r}" if item is value else f"{value!r} (item {item!r})"
+                raise ValueError(f"parameter {self.name!r} = {shown} {problem}: it must be {self.allowed()} "
+                                 f"(default {self.default!r}); set -p {self.name} <value> in the notebook or pass "
+                                 f"{self.name}= to the function")
+        return value
+
+    def _problem(self, item: Any) -> str:
+        if self.low is not None or self.high is not None:
+            if isinstance(item, bool) or not isinstance(item, int | float) or math.isnan(item):
+                return "is not a number"
+            if self.low is not None and (item <= self.low if self.low_open else item < self.low):
+                return "is too small"
+            if self.high is not None and item > self.high:
+                return "is too large"
+        if self.choices and item not in self.choices:
+            return "is not a known choice"
+        if self.plain_name and not (item == "" and self.default == ""):
+            if item == "":
+                return "is empty"
+            try:
+                check_name(item, self.name)
+            except ValueError:
+                return "is not a plain name (a path would write or read outside the work folder)"
+        return ""
+
     def _list_from_text(self, text: str) -> list:
         text = text.strip()
         if text.startswith("["):
@@ -102,19 +162,32 @@ class Param:
             raise ValueError(f"parameter {self.name!r}: {text!r} is not JSON ({err})") from None
 
 
-class Parameters:
-    """An ordered table of Params (a stage's, or several stages' combined with `+`)."""
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
-    def __init__(self, *params: Param):
+
+RELATIONS = {"<": operator.lt, "<=": operator.le}
+
+
+class Parameters:
+    """An ordered table of Params (a stage's, or several stages' combined with `+`), and the relations between
+    them: `relations=(("factor_min", "<=", "factor_max"),)`."""
+
+    def __init__(self, *params: Param, relations: tuple[tuple[str, str, str], ...] = ()):
         self.table: dict[str, Param] = {}
         for param in params:
             if param.name in self.table:
                 raise ValueError(f"parameter {param.name!r} is declared twice")
             param.type  # noqa: B018 - refuses a default that is not a literal
             self.table[param.name] = param
+        for left, op, right in relations:
+            if op not in RELATIONS or left not in self.table or right not in self.table:
+                raise ValueError(f"relation {left} {op} {right}: both must be declared parameters, op one of "
+                                 f"{sorted(RELATIONS)}")
+        self.relations = tuple(relations)
 
     def __add__(self, other: Parameters) -> Parameters:
-        return Parameters(*self, *other)
+        return Parameters(*self, *other, relations=self.relations + other.relations)
 
     def __iter__(self) -> Iterator[Param]:
         return iter(self.table.values())
@@ -152,7 +225,20 @@ class Parameters:
                 hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
             raise ValueError(f"unknown parameter {', '.join(hints)} for {where}; its parameters are "
                              f"{sorted(self.table)}")
-        return {name: self.table[name].coerce(value) for name, value in given.items()}
+        values = {name: self.table[name].check(self.table[name].coerce(value)) for name, value in given.items()}
+        self._check_relations(values)
+        return values
+
+    def validate(self, **values: Any) -> dict[str, Any]:
+        """The library functions' check of their arguments against the declarations (types, ranges, names, and
+        the relations among the values given); returns them coerced to the declared types."""
+        return self.check(values, "this call")
+
+    def _check_relations(self, values: dict[str, Any]) -> None:
+        for left, op, right in self.relations:
+            if left in values and right in values and not RELATIONS[op](values[left], values[right]):
+                raise ValueError(f"parameters {left} = {values[left]!r} and {right} = {values[right]!r}: "
+                                 f"{left} must be {op} {right}; change one of them")
 
 
 COMMON = Parameters(

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from amzkit.core.io import id_keys, read_csv, show_ids
 
 SPLITS = ("train", "test")
 
@@ -100,50 +104,90 @@ def _first(values, n: int = 5) -> list:
     return np.asarray(values)[:n].tolist()
 
 
-def load_split(path: str | Path, schema: str | Schema, split: str) -> pd.DataFrame:
-    """Read a train or test CSV, checking columns, ids and (for train) the target.
+ID_TEXT = re.compile(r"[+-]?[0-9]+")  # an integer id as written; kept as text, never rounded or wrapped
+ZERO_TARGET_SHARE = 0.0  # warn when more than this share of train rows have target 0 (SMAPE 200 on each)
+HUGE_TARGET_RATIO = 1000.0  # warn about targets above this many times the median
 
-    Text columns come back as str with missing text as "", ids as int64, rows in file order.
+
+def load_split(path: str | Path, schema: str | Schema, split: str) -> pd.DataFrame:
+    """Read a train or test CSV, checking columns, ids, text and (for train) the target.
+
+    Text columns come back as str with missing text as "", ids as the text written in the file (integer ids of
+    any size, whitespace stripped: never converted, so a submission carries them exactly), rows in file order.
     """
     schema = get_schema(schema)
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', not {split!r}")
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{split} CSV not found: {path}")
-    header = pd.read_csv(path, nrows=0)
+    what = f"{split} CSV"
+    header = read_csv(path, what, nrows=0)
     check_columns(list(header.columns), schema, split, str(path))
     text_like = [*schema.text_columns, *((schema.image_column,) if schema.image_column else ())]
-    df = pd.read_csv(path, dtype={c: str for c in text_like}, keep_default_na=False, na_values={
-        schema.id_column: [""], schema.target: ["", "NaN", "nan"],
-        **{c: [""] for c in schema.category_columns}})
+    df = read_csv(path, what, dtype={**{c: str for c in text_like}, schema.id_column: str, schema.target: str},
+                  keep_default_na=False, na_values={schema.target: ["", "NaN", "nan"],
+                                                    **{c: [""] for c in schema.category_columns}})
+    if not isinstance(df.index, pd.RangeIndex):
+        raise ValueError(f"{path}: the rows have more fields than the header (a trailing comma on each row?): "
+                         "remove the extra commas or add the missing column names")
     if df.empty:
-        raise ValueError(f"{path} has no rows")
-    ids = pd.to_numeric(df[schema.id_column], errors="coerce")
-    bad = np.flatnonzero(ids.isna().to_numpy() | (ids.to_numpy() % 1 != 0))
+        raise ValueError(f"{path} has a header but no rows: point to the file with the {split} rows")
+    ids = df[schema.id_column].fillna("").astype(str).str.strip()
+    bad = np.flatnonzero(~ids.str.fullmatch(ID_TEXT.pattern).to_numpy())
     if bad.size:
         raise ValueError(f"{path}: column {schema.id_column} must hold integer ids; data rows {_first(bad + 1)} "
-                         f"(1 = first row after the header) hold {_first(df[schema.id_column].to_numpy()[bad])}")
-    df[schema.id_column] = ids.astype("int64")
-    dup = df[schema.id_column][df[schema.id_column].duplicated()].unique()
+                         f"(1 = first row after the header) hold {_first(ids.to_numpy()[bad])}")
+    df[schema.id_column] = ids.to_numpy(dtype=object)
+    keys = pd.Series(id_keys(ids), index=df.index)
+    dup = ids[keys.duplicated(keep=False)].unique()
     if dup.size:
-        raise ValueError(f"{path}: duplicate {schema.id_column} values {_first(dup)}; ids must be unique")
+        raise ValueError(f"{path}: duplicate {schema.id_column} values {show_ids(dup)}; ids must be unique")
+    for column in text_like:
+        df[column] = df[column].fillna("")
+    if (row_text(df, schema).str.strip() == "").all():
+        raise ValueError(f"{path}: the text columns {list(schema.text_columns)} are empty in every row; the text "
+                         f"features and text models need them: check the file (is it the {split} file of "
+                         f"schema {schema.name!r}?)")
     if split == "train":
         target = pd.to_numeric(df[schema.target], errors="coerce")
         bad = np.flatnonzero(~np.isfinite(target.to_numpy(dtype=float)) | (target.to_numpy() < 0))
         if bad.size:
             raise ValueError(
                 f"{path}: target {schema.target} must be a finite number >= 0; ids "
-                f"{_first(df[schema.id_column].to_numpy()[bad])} are not (drop or fix those rows)"
+                f"{show_ids(df[schema.id_column].to_numpy()[bad])} are not (drop or fix those rows)"
             )
         df[schema.target] = target.astype("float64")
+        _warn_about_target(df, schema, path)
     return df.reset_index(drop=True)
 
 
+def _warn_about_target(df: pd.DataFrame, schema: Schema, path: Path) -> None:
+    """Warn (not refuse) about targets that SMAPE cannot score sensibly: zeros and values far above the median."""
+    target, ids = df[schema.target].to_numpy(), df[schema.id_column].to_numpy()
+    zero = target == 0
+    if zero.mean() > ZERO_TARGET_SHARE:
+        warnings.warn(f"{path}: {int(zero.sum())} of {len(target)} rows have {schema.target} 0 "
+                      f"(ids {show_ids(ids[zero])}): SMAPE scores each of them 200 whatever is predicted; drop "
+                      "them unless the test set has such rows too", UserWarning, stacklevel=3)
+    median = float(np.median(target))
+    huge = target > HUGE_TARGET_RATIO * median if median > 0 else np.zeros(len(target), dtype=bool)
+    if huge.any():
+        values = ", ".join(f"{v:g}" for v in target[huge][:5])
+        warnings.warn(f"{path}: {int(huge.sum())} rows have {schema.target} above {HUGE_TARGET_RATIO:g} x the median "
+                      f"{median:g} (ids {show_ids(ids[huge])}, values [{values}]): check their units or decimal "
+                      "separators", UserWarning, stacklevel=3)
+
+
 def load_data(data_dir: str | Path, schema: str | Schema) -> dict[str, pd.DataFrame]:
-    """Both splits of a competition folder (train.csv, test.csv), checked against the schema."""
+    """Both splits of a competition folder (train.csv, test.csv), checked against the schema; an id in both
+    splits is refused (runs, blends and submissions align rows by id)."""
     data_dir = Path(data_dir)
-    return {split: load_split(data_dir / f"{split}.csv", schema, split) for split in SPLITS}
+    data = {split: load_split(data_dir / f"{split}.csv", schema, split) for split in SPLITS}
+    id_column = get_schema(schema).id_column
+    shared = np.intersect1d(id_keys(data["train"][id_column]).astype(str), id_keys(data["test"][id_column]).astype(str))
+    if shared.size:
+        raise ValueError(f"{data_dir}: {shared.size} {id_column} values are in both train.csv and test.csv (first "
+                         f"{show_ids(shared)}); ids must identify one row across both files: renumber the test rows")
+    return data
 
 
 def row_text(df: pd.DataFrame, schema: str | Schema) -> pd.Series:

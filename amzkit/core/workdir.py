@@ -6,8 +6,10 @@ import os
 import re
 from pathlib import Path
 
-KAGGLE_INPUT = Path("/kaggle/input")
-KAGGLE_WORKING = Path("/kaggle/working")
+KAGGLE_ROOT_ENV = "AMZKIT_KAGGLE_ROOT"  # a stand-in for /kaggle (the rehearsal test's fake tree); unset on Kaggle
+KAGGLE_ROOT = Path(os.environ.get(KAGGLE_ROOT_ENV) or "/kaggle")
+KAGGLE_INPUT = KAGGLE_ROOT / "input"
+KAGGLE_WORKING = KAGGLE_ROOT / "working"
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # a plain folder/file name: no separators, no ".."
 
 
@@ -17,10 +19,35 @@ def on_kaggle() -> bool:
 
 
 def resolve_work_dir(work_dir: str) -> Path:
-    """'auto' is /kaggle/working/amzkit on Kaggle and ./runs/latest elsewhere."""
+    """'auto' is /kaggle/working/amzkit on Kaggle and ./runs/latest elsewhere.
+
+    A folder that does not exist yet must be creatable (an existing one may be read-only: an earlier kernel's
+    outputs are read from one); `check_writable` is the check before writing into one.
+    """
+    if not isinstance(work_dir, str | Path) or str(work_dir).strip() == "":
+        raise ValueError(f"work_dir {work_dir!r} is empty: give a folder (-p work_dir <folder>) or 'auto'")
     if work_dir == "auto":
-        return (KAGGLE_WORKING / "amzkit") if on_kaggle() else Path("runs/latest").resolve()
-    return Path(work_dir).expanduser().resolve()
+        folder = (KAGGLE_WORKING / "amzkit") if on_kaggle() else Path("runs/latest").resolve()
+    else:
+        folder = Path(work_dir).expanduser().resolve()
+    if folder.is_dir():
+        return folder
+    return check_writable(folder, "work_dir")
+
+
+def check_writable(folder: Path, what: str = "work_dir") -> Path:
+    """`folder` when it is (or can be created as) a folder this process may write; else an error saying why."""
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{what} {folder} cannot be created: {existing} is a file, not a folder. Choose another "
+                         f"{what}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"{what} {folder} is not writable ({existing} does not let this user write): choose "
+                              f"a folder you can write, e.g. -p {what} runs/latest")
+    return folder
 
 
 STAGES = ("01_extract", "02_correlate", "03_train", "04_ensemble", "05_submit")

@@ -23,7 +23,7 @@ class AestheticEmbedder(OpenClipLoading, ImageEmbedder):
     """
 
     def _load(self) -> None:
-        import torch
+        import torch  # deferred: torch loads only when a model is used
 
         head_file = _aesthetic_head_file(self.spec)  # before the CLIP weights: fail early and cheaply
         clip, self.preprocess_, _ = self._load_open_clip()
@@ -46,7 +46,7 @@ class AestheticEmbedder(OpenClipLoading, ImageEmbedder):
         self.model_ = torch.nn.ModuleDict({"clip": clip, "head": head})
 
     def _encode(self, pixels):
-        import torch
+        import torch  # deferred: torch loads only when a model is used
 
         unit = torch.nn.functional.normalize(self.model_["clip"].encode_image(pixels).float(), dim=-1)
         with torch.autocast(unit.device.type, enabled=False):
@@ -58,7 +58,7 @@ def aesthetic_mlp(widths: tuple[int, ...] = (768, 1024, 128, 64, 16, 1)):
 
     Its state dict, with keys prefixed by "layers.", is the file format of sac+logos+ava1-l14-linearMSE.pth.
     """
-    import torch
+    import torch  # deferred: torch loads only when a model is used
 
     if len(widths) != len(AESTHETIC_LINEAR) + 1:
         raise ValueError(f"the aesthetic MLP has {len(AESTHETIC_LINEAR)} Linear layers: give 6 widths, got {widths}")
@@ -89,7 +89,7 @@ def aesthetic_mlp_from_state(state: dict, where: str | Path = "the state dict"):
 
 
 def _read_aesthetic_head(path: Path) -> dict:
-    import torch
+    import torch  # deferred: torch loads only when a model is used
 
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -99,7 +99,7 @@ def _read_aesthetic_head(path: Path) -> dict:
 
 def _aesthetic_head_file(spec: ModelSpec) -> Path:
     """The head's file: the folder's own, or the URL's download in the torch hub cache (fetched when reachable)."""
-    import torch
+    import torch  # deferred: torch loads only when a model is used
 
     if not spec.head.startswith(("https://", "http://")):
         path = Path(spec.head).expanduser()
@@ -124,14 +124,14 @@ def _aesthetic_head_file(spec: ModelSpec) -> Path:
 
 
 def _uses_quick_gelu(clip) -> bool:
-    from open_clip.transformer import QuickGELU
+    from open_clip.transformer import QuickGELU  # deferred: open_clip loads only when a model is used
 
     return any(isinstance(module, QuickGELU) for module in clip.visual.modules())
 
 
 def _image_embed_dim(clip, image_px: int) -> int:
     """Width of an open_clip model's image embedding (its vision tower's output_dim, else one probe image)."""
-    import torch
+    import torch  # deferred: torch loads only when a model is used
 
     dim = getattr(clip.visual, "output_dim", None)
     if dim:

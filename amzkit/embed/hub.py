@@ -56,7 +56,7 @@ def hf_cache_dir() -> Path:
 
 def cached_file(repo_id: str, filename: str) -> Path | None:
     """The cached copy of `filename` of hub repo `repo_id` (revision main), or None."""
-    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub import try_to_load_from_cache  # deferred: huggingface_hub loads only when a model is used
 
     found = try_to_load_from_cache(repo_id, filename, cache_dir=hf_cache_dir())
     return Path(found) if isinstance(found, str) else None

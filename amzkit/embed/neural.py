@@ -37,7 +37,7 @@ class NeuralEmbedder(ABC):
 
     def fit(self, train_inputs=None):
         """Load the weights (nothing is learned from `train_inputs`)."""
-        import torch
+        import torch  # deferred: torch loads only when a model is used
 
         self.device_ = torch.device(
             ("cuda" if torch.cuda.is_available() else "cpu") if self.device == "auto" else self.device
@@ -47,7 +47,7 @@ class NeuralEmbedder(ABC):
         return self
 
     def _autocast_dtype(self):
-        import torch
+        import torch  # deferred: torch loads only when a model is used
 
         if self.device_.type != "cuda":
             return None
@@ -57,7 +57,7 @@ class NeuralEmbedder(ABC):
 
     def _embed(self, batch) -> np.ndarray:
         """float32 rows of one batch (a dict of tensors or a tensor), L2-normalised when the spec says so."""
-        import torch
+        import torch  # deferred: torch loads only when a model is used
 
         def run(amp):
             moved = _to_device(batch, self.device_)
@@ -102,7 +102,7 @@ class ImageEmbedder(NeuralEmbedder):
         return self.spec.image_px or 224
 
     def transform(self, paths: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
-        import torch
+        import torch  # deferred: torch loads only when a model is used
         from torch.utils.data import DataLoader
 
         self._check_fitted()
@@ -131,7 +131,7 @@ class TextEmbedder(NeuralEmbedder):
         """Model inputs for a batch of texts."""
 
     def transform(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        import torch
+        import torch  # deferred: torch loads only when a model is used
 
         self._check_fitted()
         ok = np.array([isinstance(text, str) for text in texts], dtype=bool)
@@ -150,7 +150,7 @@ class OpenClipLoading:
 
     def _open_clip_target(self) -> tuple[str, str | None]:
         """(model name, pretrained) to give open_clip; a cache snapshot / file when the hub cannot be used."""
-        import open_clip
+        import open_clip  # deferred: open_clip loads only when a model is used
 
         source, tag = self.spec.source or "", self.spec.pretrained
         if source.startswith(LOCAL_DIR):
@@ -168,7 +168,7 @@ class OpenClipLoading:
 
     def _load_open_clip(self):
         """(model, image preprocess, model name used) with the weights required to load, strictly."""
-        import open_clip
+        import open_clip  # deferred: open_clip loads only when a model is used
 
         name, pretrained = self._open_clip_target()
         try:
@@ -197,7 +197,7 @@ class OpenClipTextEmbedder(OpenClipLoading, TextEmbedder):
     """Text tower of an open_clip model, tokenized by `open_clip.get_tokenizer` of the same model name."""
 
     def _load(self) -> None:
-        import open_clip
+        import open_clip  # deferred: open_clip loads only when a model is used
 
         self.model_, _, name = self._load_open_clip()
         self.tokenizer_ = open_clip.get_tokenizer(name)  # a local-dir folder supplies its own tokenizer files
@@ -231,7 +231,7 @@ class TransformersLoading:
 
     def _load_transformers(self, target: str):
         """The model in float32, refused when any checkpoint key is missing or unexpected."""
-        from transformers import AutoModel
+        from transformers import AutoModel  # deferred: transformers loads only when a model is used
 
         try:
             model, info = AutoModel.from_pretrained(target, output_loading_info=True)  # never trust_remote_code
@@ -258,7 +258,7 @@ class TransformersImageEmbedder(TransformersLoading, ImageEmbedder):
     """Image features of a transformers model: `get_image_features` (CLIP / SigLIP) or `pooler_output` (DINOv2)."""
 
     def _load(self) -> None:
-        from transformers import AutoImageProcessor
+        from transformers import AutoImageProcessor  # deferred: transformers loads only when a model is used
 
         target = self._transformers_target()
         self.preprocess_ = _PixelValues(AutoImageProcessor.from_pretrained(target))
@@ -278,7 +278,7 @@ class TransformersTextEmbedder(TransformersLoading, TextEmbedder):
     """Text embeddings of a transformers model: a CLIP / SigLIP text tower, or mean / CLS pooling + L2."""
 
     def _load(self) -> None:
-        from transformers import AutoTokenizer
+        from transformers import AutoTokenizer  # deferred: transformers loads only when a model is used
 
         target = self._transformers_target()
         self.tokenizer_ = AutoTokenizer.from_pretrained(target)  # before the weights: fail early and cheaply
@@ -342,7 +342,7 @@ class _ImageDataset:
 
 
 def _collate(items):
-    import torch
+    import torch  # deferred: torch loads only when a model is used
 
     ok = np.array([good for _, good in items], dtype=bool)
     tensors = [t for t, good in items if good]

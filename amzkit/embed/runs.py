@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 
 from amzkit.core.io import id_hash, read_json
-from amzkit.core.workdir import stage_dir
+from amzkit.core.workdir import check_name, stage_dir
 
 
 def load_embeddings(work_dir: str | Path, name: str, split: str, ids) -> tuple[np.ndarray, np.ndarray]:
     """Embeddings (float32) and ok-mask of run `name` for `split`, refused unless they match `ids` row for row."""
-    run_dir = stage_dir(work_dir, "01_extract") / name
+    run_dir = stage_dir(work_dir, "01_extract") / check_name(name, "embedding run")
     if not (run_dir / "manifest.json").is_file():
         raise FileNotFoundError(
             f"no embedding run {name!r} in {run_dir.parent}: run 01_extract with -p model {name} first"

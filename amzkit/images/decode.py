@@ -1,10 +1,12 @@
-"""Decoding images safely: any Pillow mode to RGB, verify-and-shrink of downloaded bodies, header reads."""
+"""Decoding safely: HTTP bodies (gzip, deflate) within a byte limit, any Pillow mode to RGB, verify-and-shrink of
+downloaded bodies, header reads."""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import threading
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -32,6 +34,15 @@ ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 
 
 SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+
+
+CONTENT_ENCODING_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+IDENTITY_ENCODINGS = frozenset({"", "identity"})
+
+
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError, KeyError, ZeroDivisionError,
@@ -176,3 +187,39 @@ def read_header(path: str) -> tuple[str, int | None, int | None, str | None]:
     if width * height > MAX_PIXELS:
         return "too_large", width, height, mode
     return ("ok" if min(width, height) >= 1 else "corrupt"), width, height, mode
+
+
+class BoundedDecoder:
+    """Decodes a gzip or deflate body chunk by chunk, never producing more than `limit` + 1 bytes in all.
+
+    zlib's max_length bounds every call, so a small body that decodes to gigabytes (a gzip bomb) costs
+    about `limit` bytes of memory whichever urllib3 is installed. Concatenated gzip members are decoded;
+    bytes after the last member are ignored; a raw deflate stream (no zlib header) is accepted.
+    """
+
+    def __init__(self, encoding: str, limit: int):
+        self.encoding, self.limit = encoding, limit
+        self.size, self.ended = 0, False
+        self._wbits = CONTENT_ENCODING_WBITS[encoding]
+        self._zlib = zlib.decompressobj(self._wbits)
+
+    def decode(self, data: bytes) -> bytes:
+        """The decoded bytes of the next chunk of the body, cut once the total passes `limit`."""
+        out = []
+        while data and not self.ended and self.size <= self.limit:
+            try:
+                part = self._zlib.decompress(data, self.limit + 1 - self.size)
+            except zlib.error:
+                if self._wbits != zlib.MAX_WBITS or self.size or self._zlib.eof:
+                    raise
+                self._wbits = -zlib.MAX_WBITS  # "deflate" sent without its zlib header, as some servers do
+                self._zlib = zlib.decompressobj(self._wbits)
+                continue
+            self.size += len(part)
+            out.append(part)
+            data = b""
+            if self._zlib.eof:  # another gzip member may follow; anything else is ignored
+                data = self._zlib.unused_data
+                self.ended = not data.startswith(GZIP_MAGIC)
+                self._zlib = zlib.decompressobj(self._wbits)
+        return b"".join(out)

@@ -29,6 +29,7 @@ from amzkit.core.schema import Schema, get_schema
 from amzkit.core.workdir import stage_dir
 from amzkit.images.decode import open_image
 from amzkit.images.fetch import cached_images
+from amzkit.images.tables import ImageTables, read_image_tables
 
 SPLITS = ("train", "test")
 IMAGE_FEATURES_DIR = "image_features"
@@ -293,10 +294,15 @@ def build_image_features(
     frames = {}
     for split in SPLITS:
         cache_dir = Path(work_dir) / IMAGE_CACHE_DIR
-        images = cached_images(data[split][schema.image_column], data_dir, cache_dir)
+        tables = read_image_tables(work_dir, split, data[split][schema.image_column])  # 01's, when they match
+        images = tables.images if tables is not None else cached_images(data[split][schema.image_column],
+                                                                        data_dir, cache_dir)
         report_missing(images, split, cache_dir)
-        parts = [IMAGE_FEATURE_GROUPS[g](images, split, out_dir, workers=workers, progress=progress)
-                 for g in groups]
+        parts = []
+        for group in groups:
+            frame = _from_tables(group, tables)
+            parts.append(frame if frame is not None else
+                         IMAGE_FEATURE_GROUPS[group](images, split, out_dir, workers=workers, progress=progress))
         frame = pd.concat(parts, axis=1) if parts else pd.DataFrame(index=images.index)
         frames[split] = frame.reset_index(drop=True)
     for column in [c for c in frames["train"].columns if c in IMAGE_CATEGORICAL]:
@@ -305,6 +311,18 @@ def build_image_features(
         for split in SPLITS:
             frames[split][column] = pd.Categorical(frames[split][column], categories=categories)
     return frames["train"], frames["test"]
+
+
+def _from_tables(group: str, tables: ImageTables | None) -> pd.DataFrame | None:
+    """A group's frame from 01's image tables (amzkit.images.tables), or None to compute it here."""
+    if tables is None:
+        return None
+    if group == "image_meta":
+        return image_meta_features(tables.images)
+    colour = {"k": COLOUR_K, "size_px": COLOUR_SIZE_PX, "version": COLOUR_VERSION, "names": colour_feature_names()}
+    if group == "colour" and tables.settings.get("colour") == colour:
+        return pd.DataFrame(tables.colour, columns=colour["names"], index=tables.images.index)
+    return None
 
 
 def report_missing(images: pd.DataFrame, split: str, cache_dir: Path | None = None) -> str:

@@ -7,6 +7,11 @@ low-concurrency pass for what still fails. Every body is verified by decoding it
 the URL's sha1 and written atomically; a JSONL manifest in the cache folder records each URL's outcome,
 so a rerun neither refetches what succeeded nor retries permanent failures.
 
+Local links (plain paths, file: URLs) are read only inside the CSV's folder (`base_dir`) or `allowed_dirs`:
+`../../etc/passwd`, `/etc/passwd` or `file:///etc/passwd` get status outside_data_dir and are never opened.
+With a `NetworkWatch`, a fetch whose first links all fail to connect stops early (network down) and records
+the links it did not try as not_fetched (no manifest line, so a later run tries them).
+
 Failures are a status per link with path None (never a placeholder picture); the vocabulary is
 `records.STATUSES`. Nothing raised for a bad URL or body escapes `fetch_images`. `cached_images` gives the same
 table offline, from the manifest and local files' headers (what later stages read; it never downloads).
@@ -16,10 +21,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import stat
 import time
 import urllib.parse
 import urllib.request
 from collections import Counter
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -34,17 +41,21 @@ from amzkit.images.http import (
     MAX_WORKERS,
     READ_TIMEOUT_S,
     Downloader,
+    NetworkWatch,
     RetryPolicy,
     run_attempts,
 )
 from amzkit.images.records import (
     LOCAL_SCHEMES,
     MANIFEST_NAME,
+    NOT_FETCHED,
+    OUTSIDE_DATA_DIR,
     REMOTE_SCHEMES,
     TABLE_COLUMNS,
     FetchRecord,
     ManifestWriter,
     cache_name,
+    describe,
     is_retryable,
     link_scheme,
     read_manifest,
@@ -54,19 +65,47 @@ from amzkit.images.records import (
 PROGRESS_POSTFIX_S = 0.5
 
 
-def resolve_local(link: str, base_dir: Path) -> tuple[str | None, str]:
-    """(path, status) of a local link: a plain path (relative to base_dir) or a file: URL."""
+def local_roots(base_dir: str | Path, allowed_dirs: Sequence[str | Path] = ()) -> list[str]:
+    """The folders local image links may point into: the CSV's folder, then `allowed_dirs` (real paths)."""
+    return [os.path.realpath(folder) for folder in (base_dir, *allowed_dirs)]
+
+
+def resolve_local(link: str, roots: Sequence[str], real_dirs: dict[str, str] | None = None
+                  ) -> tuple[str | None, str, str]:
+    """(path, status, error) of a local link: a plain path (relative to roots[0], the CSV's folder) or a file: URL.
+
+    The file must lie inside one of `roots` (see `local_roots`) once `..` and symbolic links are resolved;
+    anywhere else it is refused (status outside_data_dir) without being opened. `real_dirs` memoizes the
+    real path of each folder (many links share one).
+    """
     if link_scheme(link) in LOCAL_SCHEMES:
         link = urllib.request.url2pathname(urllib.parse.urlsplit(link).path)
-    path = Path(link)
-    path = path if path.is_absolute() else base_dir / path
+    path = os.path.join(roots[0], link)  # an absolute link stays as it is
+    folder, name = os.path.split(path)
     try:
-        size = path.stat().st_size if path.is_file() else None
-    except OSError:
-        size = None
-    if size is None:
-        return None, "missing_file"
-    return (str(path), "ok") if size > 0 else (None, "empty")
+        if name in ("", ".", ".."):
+            real = os.path.realpath(path)
+        else:
+            real_dirs = {} if real_dirs is None else real_dirs
+            if folder not in real_dirs:
+                real_dirs[folder] = os.path.realpath(folder)
+            real = os.path.join(real_dirs[folder], name)
+            if os.path.islink(real):
+                real = os.path.realpath(real)
+    except (OSError, ValueError) as err:  # a NUL byte in the link
+        return None, "missing_file", describe(err)
+    if not any(real == root or real.startswith(root.rstrip(os.sep) + os.sep) for root in roots):
+        allowed = f" and allowed_dirs {list(roots[1:])}" if len(roots) > 1 else ""
+        return None, OUTSIDE_DATA_DIR, (f"{real} is outside the data folder {roots[0]}{allowed}: local image links "
+                                        "are read only there: move the image into it (library callers: or "
+                                        "pass its folder in allowed_dirs)")
+    try:
+        info = os.stat(real)
+    except (OSError, ValueError) as err:
+        return None, "missing_file", describe(err)
+    if not stat.S_ISREG(info.st_mode):
+        return None, "missing_file", f"{real} is not a file"
+    return (str(Path(path)), "ok", "") if info.st_size > 0 else (None, "empty", "")
 
 
 def fetch_images(
@@ -82,6 +121,8 @@ def fetch_images(
     retry: RetryPolicy = DEFAULT_RETRY,
     retry_failed: bool = False,
     progress: bool = True,
+    allowed_dirs: Sequence[str | Path] = (),
+    watch: NetworkWatch | None = None,
 ) -> pd.DataFrame:
     """Resolve each link to a local file. Returns one row per input row, same index and order.
 
@@ -89,35 +130,38 @@ def fetch_images(
     Pillow mode; URLs only), bytes (downloaded), attempts, error. Relative links resolve against `base_dir`
     (the CSV's folder); URLs are fetched once each into `cache_dir`. A rerun reads the manifest there: ok URLs
     are not fetched again, and permanent failures (404, not_an_image, ...) are retried only with `retry_failed`.
-    `timeout` is (connect, read) seconds, or one number for both.
+    `timeout` is (connect, read) seconds, or one number for both. Local links must lie inside `base_dir` or
+    `allowed_dirs`. With a `watch`, a network found down stops the fetch early (see NetworkWatch): the URLs it
+    did not try get status not_fetched (their last manifest record, when there is one) and no manifest line.
     """
     base_dir, cache_dir = Path(base_dir), Path(cache_dir)
     links = _clean_links(links)
-    resolved, remote = _resolve_offline(links, base_dir)
+    resolved, remote = _resolve_offline(links, base_dir, allowed_dirs)
     if remote:
         resolved.update(_fetch_remote(remote, cache_dir, max_workers, timeout, max_bytes, max_side, max_pixels,
-                                      retry, retry_failed, progress))
+                                      retry, retry_failed, progress, watch))
     return _link_table(links, resolved)
 
 
 def cached_images(links: pd.Series, base_dir: str | Path, cache_dir: str | Path,
-                  max_workers: int = 8) -> pd.DataFrame:
+                  max_workers: int = 8, allowed_dirs: Sequence[str | Path] = ()) -> pd.DataFrame:
     """`fetch_images`' table from what is already on disk, without any network access.
 
     URLs are looked up in `cache_dir`'s manifest: status not_fetched when it has no line for one, missing_file
-    when its ok line's cache file is gone. Local links resolve against `base_dir` and, unlike in
-    `fetch_images`, get width/height/mode from the file's header (a header that does not decode gives its
-    status) and bytes from its size. An ok URL whose manifest line predates the mode field gets the mode of
-    its cached file (the original's when it was stored unresized, RGB after a resize).
+    when its ok line's cache file is gone. Local links resolve against `base_dir` (inside it or `allowed_dirs`
+    only, as in `fetch_images`) and, unlike in `fetch_images`, get width/height/mode from the file's header
+    (a header that does not decode gives its status) and bytes from its size. An ok URL whose manifest line
+    predates the mode field gets the mode of its cached file (the original's when it was stored unresized, RGB
+    after a resize).
     """
     base_dir, cache_dir = Path(base_dir), Path(cache_dir)
     links = _clean_links(links)
-    resolved, remote = _resolve_offline(links, base_dir)
+    resolved, remote = _resolve_offline(links, base_dir, allowed_dirs)
     headers = {link: path for link, (path, _) in resolved.items() if path is not None}  # local files
     known = read_manifest(cache_dir / MANIFEST_NAME) if remote else {}
     for link in remote:
         if link not in known:
-            resolved[link] = (None, FetchRecord(link, "not_fetched", error=f"no line in {cache_dir / MANIFEST_NAME}"))
+            resolved[link] = (None, FetchRecord(link, NOT_FETCHED, error=f"no line in {cache_dir / MANIFEST_NAME}"))
             continue
         record = dataclasses.replace(known[link])  # the manifest's records are shared: never edit them
         path = str(cache_dir / cache_name(link)) if record.status == "ok" else None
@@ -152,11 +196,12 @@ def _clean_links(links: pd.Series) -> pd.Series:
     return links.fillna("").astype(str).str.strip()
 
 
-def _resolve_offline(links: pd.Series, base_dir: Path) -> tuple[dict[str, tuple[str | None, FetchRecord]],
-                                                                   list[str]]:
+def _resolve_offline(links: pd.Series, base_dir: Path, allowed_dirs: Sequence[str | Path]
+                     ) -> tuple[dict[str, tuple[str | None, FetchRecord]], list[str]]:
     """(path, record) of each distinct link that needs no network, and the remote URLs left over."""
     resolved: dict[str, tuple[str | None, FetchRecord]] = {}
     remote: list[str] = []
+    roots, real_dirs = local_roots(base_dir, allowed_dirs), {}
     for link in pd.unique(links):
         scheme = link_scheme(link)
         if not link:
@@ -166,8 +211,8 @@ def _resolve_offline(links: pd.Series, base_dir: Path) -> tuple[dict[str, tuple[
         elif scheme and scheme not in LOCAL_SCHEMES:
             resolved[link] = (None, FetchRecord(link, "unsupported_scheme", error=f"scheme {scheme!r}"))
         else:
-            path, status = resolve_local(link, base_dir)
-            resolved[link] = (path, FetchRecord(link, status))
+            path, status, error = resolve_local(link, roots, real_dirs)
+            resolved[link] = (path, FetchRecord(link, status, error=error))
     return resolved, remote
 
 
@@ -185,8 +230,9 @@ def _link_table(links: pd.Series, resolved: dict[str, tuple[str | None, FetchRec
 
 def _fetch_remote(urls: list[str], cache_dir: Path, max_workers: int, timeout: float | tuple[float, float],
                   max_bytes: int, max_side: int, max_pixels: int, retry: RetryPolicy, retry_failed: bool,
-                  progress: bool) -> dict[str, tuple[str | None, FetchRecord]]:
-    """Fetch what the manifest does not vouch for: a main pass, then a gentle pass over retryable failures."""
+                  progress: bool, watch: NetworkWatch | None) -> dict[str, tuple[str | None, FetchRecord]]:
+    """Fetch what the manifest does not vouch for: a main pass, then a gentle pass over retryable failures
+    (none when the watch found the network down: what was not tried keeps its last manifest record)."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(cache_dir)
     known = read_manifest(cache_dir / MANIFEST_NAME)
@@ -197,10 +243,12 @@ def _fetch_remote(urls: list[str], cache_dir: Path, max_workers: int, timeout: f
     writer = ManifestWriter(cache_dir / MANIFEST_NAME)
     try:
         with strict_truncation():
-            fetched = _run_pass(downloader, todo, max_workers, retry.attempts, 1.0, "download", progress, writer)
-            results.update(fetched)
+            fetched = _run_pass(downloader, todo, max_workers, retry.attempts, 1.0, "download", progress, writer,
+                                watch=watch)
+            results.update({url: known[url] if record.status == NOT_FETCHED and url in known else record
+                            for url, record in fetched.items()})
             again = [url for url, record in fetched.items() if is_retryable(record.status)]
-            if again and retry.final_pass_attempts > 0:
+            if again and retry.final_pass_attempts > 0 and not (watch and watch.verdict == NetworkWatch.DOWN):
                 results.update(_run_pass(downloader, again, retry.final_pass_workers, retry.final_pass_attempts,
                                          retry.final_pass_timeout_factor, "retry", progress, writer, results))
     finally:
@@ -219,17 +267,20 @@ def _still_valid(record: FetchRecord, cache_dir: Path, retry_failed: bool) -> bo
 
 def _run_pass(downloader: Downloader, urls: list[str], workers: int, attempts: int, timeout_factor: float,
               label: str, progress: bool, writer: ManifestWriter,
-              earlier: dict[str, FetchRecord] | None = None) -> dict[str, FetchRecord]:
-    """Fetch `urls` on `workers` threads, writing each record to the manifest as it completes."""
+              earlier: dict[str, FetchRecord] | None = None, watch: NetworkWatch | None = None
+              ) -> dict[str, FetchRecord]:
+    """Fetch `urls` on `workers` threads, writing each record to the manifest as it completes (not_fetched
+    ones excepted: a URL not tried has no outcome)."""
     done = {url: earlier[url].attempts for url in urls if url in earlier} if earlier else {}
     fetched: dict[str, FetchRecord] = {}
     counts: Counter[str] = Counter()
     bar = tqdm(total=len(urls), desc=label, unit="img", disable=not progress or not urls, smoothing=0.1)
     shown_at = 0.0
     try:
-        for record in run_attempts(downloader, urls, workers, attempts, timeout_factor, done):
+        for record in run_attempts(downloader, urls, workers, attempts, timeout_factor, done, watch):
             fetched[record.url] = record
-            writer.write(record)
+            if record.status != NOT_FETCHED:
+                writer.write(record)
             counts[record.status] += 1
             bar.update()
             if time.monotonic() - shown_at > PROGRESS_POSTFIX_S:

@@ -1,4 +1,5 @@
-"""HTTP downloading: keep-alive pools per thread, timeouts, retries with backoff, byte limits."""
+"""HTTP downloading: keep-alive pools per thread, timeouts, retries with backoff, byte limits on decoded
+bodies, and an early verdict when the network is down (`NetworkWatch`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -20,9 +22,10 @@ from typing import Any
 import urllib3
 
 from amzkit.core.io import atomic_path
-from amzkit.images.decode import prepare_image
+from amzkit.images.decode import CONTENT_ENCODING_WBITS, IDENTITY_ENCODINGS, BoundedDecoder, prepare_image
 from amzkit.images.records import (
     HTTP_STATUS_PREFIX,
+    NOT_FETCHED,
     REMOTE_SCHEMES,
     FetchRecord,
     cache_name,
@@ -61,6 +64,12 @@ REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 SMALL_BODY_BYTES = 64 * 1024  # an error page this small is read, so its keep-alive connection is reused
 
 
+OFFLINE_PROBE_LINKS = 200  # the first tries of this many distinct URLs decide whether the network is down
+
+
+REACHED, UNREACHABLE, UNTOLD = "reached", "unreachable", "untold"  # how far one try got (see NetworkWatch)
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How often and how patiently a retryable failure (429, 5xx, timeout, connection error) is retried."""
@@ -92,6 +101,7 @@ class Response:
     body: bytes = b""
     retry_after: float | None = None
     error: str = ""
+    reach: str = REACHED  # UNREACHABLE: no connection could be made; UNTOLD: a malformed URL
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -112,12 +122,29 @@ EXCEPTION_STATUSES: tuple[tuple[type[BaseException], str], ...] = (  # first mat
     (urllib3.exceptions.TimeoutError, "timeout"),  # connect and read timeouts
     (TimeoutError, "timeout"),
     (urllib3.exceptions.DecodeError, "corrupt"),  # a Content-Encoding that does not decode
+    (zlib.error, "corrupt"),
 )
+
+
+UNREACHABLE_ERRORS = (  # no connection made: DNS failure, refused, no route, connect timeout, proxy down
+    urllib3.exceptions.ConnectTimeoutError,  # NewConnectionError and NameResolutionError are ones
+    urllib3.exceptions.ProxyError,
+)
+
+
+MALFORMED_URL_ERRORS = (urllib3.exceptions.LocationValueError,)  # no host, bad port, ...
 
 
 def exception_status(err: BaseException) -> str:
     """Status of a download exception (dropped connections, bad URLs, TLS errors: connection_error)."""
     return next((status for kind, status in EXCEPTION_STATUSES if isinstance(err, kind)), "connection_error")
+
+
+def exception_reach(err: BaseException) -> str:
+    """How far a try that raised `err` before any answer got: UNREACHABLE, UNTOLD (malformed URL) or REACHED."""
+    if isinstance(err, UNREACHABLE_ERRORS):
+        return UNREACHABLE
+    return UNTOLD if isinstance(err, MALFORMED_URL_ERRORS) else REACHED
 
 
 def ca_bundle() -> str | None:
@@ -126,7 +153,7 @@ def ca_bundle() -> str | None:
     if configured:
         return configured
     try:
-        import certifi
+        import certifi  # optional: requests' CA bundle when installed
     except ImportError:
         return None
     return certifi.where()
@@ -184,11 +211,13 @@ class Downloader:
 
     def get(self, url: str, timeout: tuple[float, float]) -> Response:
         """One GET, following redirects: the body, or why not (reading stops past max_bytes)."""
+        answered = False
         try:
             for _ in range(MAX_REDIRECTS + 1):
                 response = self.manager(url).request(
                     "GET", url, preload_content=False, redirect=False, retries=False,
                     timeout=urllib3.Timeout(connect=timeout[0], read=timeout[1]))
+                answered = True
                 location = response.headers.get("Location") if response.status in REDIRECT_CODES else None
                 if not location:
                     return self.read(response)
@@ -198,10 +227,12 @@ class Downloader:
                     return Response("unsupported_scheme", error=f"redirected to {url[:200]}")
             return Response(f"{HTTP_STATUS_PREFIX}{response.status}", error=f"over {MAX_REDIRECTS} redirects")
         except Exception as err:  # any failure of one URL is its status, never the run's
-            return Response(exception_status(err), error=describe(err))
+            return Response(exception_status(err), error=describe(err),
+                            reach=REACHED if answered else exception_reach(err))
 
     def read(self, response: urllib3.BaseHTTPResponse) -> Response:
-        """The body of a final answer: Content-Length checked first, reading stops past max_bytes."""
+        """The body of a final answer, decoded here (gzip, deflate): past max_bytes, as sent or as decoded,
+        reading stops (Content-Length is checked first)."""
         if not 200 <= response.status < 300:
             finish(response)
             return Response(f"{HTTP_STATUS_PREFIX}{response.status}", error=response.reason or "",
@@ -210,22 +241,27 @@ class Downloader:
         if declared.isdigit() and int(declared) > self.max_bytes:
             response.close()
             return Response("too_large", error=f"Content-Length {declared}")
-        if declared.isdigit():
-            body = response.read()
-        else:
-            chunks, size = [], 0
-            while chunk := response.read(CHUNK_BYTES):
-                size += len(chunk)
-                if size > self.max_bytes:
-                    response.close()
-                    return Response("too_large", error=f"over {self.max_bytes} bytes")
-                chunks.append(chunk)
-            body = b"".join(chunks)
+        encoding = response.headers.get("Content-Encoding", "").strip().lower()
+        if encoding not in IDENTITY_ENCODINGS and encoding not in CONTENT_ENCODING_WBITS:
+            response.close()
+            return Response("corrupt", error=f"Content-Encoding {encoding[:40]!r} is not decoded (only gzip, deflate)")
+        decoder = BoundedDecoder(encoding, self.max_bytes) if encoding in CONTENT_ENCODING_WBITS else None
+        chunks, sent, size = [], 0, 0
+        while raw := response.read(CHUNK_BYTES, decode_content=False):
+            sent += len(raw)
+            chunk = decoder.decode(raw) if decoder else raw
+            size += len(chunk)
+            if sent > self.max_bytes or size > self.max_bytes:
+                response.close()
+                decoded = f" decoded from {encoding} ({sent} bytes sent)" if size > self.max_bytes and decoder else ""
+                return Response("too_large", error=f"over {self.max_bytes} bytes{decoded}")
+            chunks.append(chunk)
         response.release_conn()
-        return Response("ok", body)
+        return Response("ok", b"".join(chunks))
 
-    def attempt(self, url: str, attempts: int, timeout_factor: float = 1.0) -> tuple[FetchRecord, float | None]:
-        """One try at `url` (its `attempts`-th in all): its record and the server's Retry-After, if any.
+    def attempt(self, url: str, attempts: int, timeout_factor: float = 1.0) -> tuple[FetchRecord, float | None, str]:
+        """One try at `url` (its `attempts`-th in all): its record, the server's Retry-After (if any) and how
+        far it got (REACHED, UNREACHABLE or UNTOLD: see NetworkWatch).
 
         On a URL's first try, a cache file no manifest line vouches for is verified and reused when good.
         """
@@ -234,14 +270,15 @@ class Downloader:
             if attempts == 1 and target.is_file():
                 record = self.store(url, target.read_bytes(), target, 0, cached=True)
                 if record.status == "ok":
-                    return record, None
+                    return record, None, UNTOLD
             timeout = (self.timeout[0] * timeout_factor, self.timeout[1] * timeout_factor)
             response = self.get(url, timeout)
             if response.status == "ok":
-                return self.store(url, response.body, target, attempts), None
-            return FetchRecord(url, response.status, attempts=attempts, error=response.error), response.retry_after
+                return self.store(url, response.body, target, attempts), None, REACHED
+            record = FetchRecord(url, response.status, attempts=attempts, error=response.error)
+            return record, response.retry_after, response.reach
         except Exception as err:  # a disk failure (or a bug) on one URL must not end the run
-            return FetchRecord(url, "connection_error", attempts=attempts, error=describe(err)), None
+            return FetchRecord(url, "connection_error", attempts=attempts, error=describe(err)), None, UNTOLD
 
     def store(self, url: str, body: bytes, target: Path, attempts: int, cached: bool = False) -> FetchRecord:
         """Verify (and maybe shrink) a body; write it atomically when it is a good image not yet stored."""
@@ -303,27 +340,117 @@ class WorkQueue:
                 self._wake.wait(self._delayed[0][0] - now if self._delayed else None)
 
 
+class NetworkWatch:
+    """An early verdict on the network, from the first tries of the first `probe_links` URLs of a fetch.
+
+    `run_attempts` tries those URLs first and holds the rest back. As soon as one try reaches a server (any
+    HTTP answer, or a connection made), the verdict is "up" and the rest are released. When each of them has
+    been tried once, none reached a server and some failed to connect (DNS failure, refused, no route,
+    connect timeout), the verdict is "down": the fetch stops, and the URLs it did not try are recorded as
+    not_fetched. Malformed URLs and files already cached tell nothing. One watch serves the several
+    fetches of a run (01's shards): after "up" later fetches are not held back; after "down" they try nothing.
+    """
+
+    UNDECIDED, UP, DOWN = "undecided", "up", "down"
+
+    def __init__(self, probe_links: int = OFFLINE_PROBE_LINKS):
+        self.probe_links = probe_links
+        self.verdict = self.UNDECIDED
+        self.unreachable = 0
+        self.hosts: set[str] = set()
+        self.example_error = ""
+        self._lock = threading.Lock()
+
+    def observe(self, record: FetchRecord, reach: str) -> None:
+        """Count one URL's first try; one that reached a server settles the verdict: up."""
+        with self._lock:
+            if reach == REACHED:
+                self.verdict = self.UP
+            elif reach == UNREACHABLE:
+                self.unreachable += 1
+                self.hosts.add(urllib.parse.urlsplit(record.url).hostname or "")
+                self.example_error = self.example_error or record.error
+
+    def conclude(self) -> str:
+        """The verdict once every probe URL was tried once: down when none reached a server, some not connecting."""
+        with self._lock:
+            if self.verdict == self.UNDECIDED and self.unreachable:
+                self.verdict = self.DOWN
+            return self.verdict
+
+    def summary(self) -> str:
+        """What the verdict "down" rests on, in one sentence."""
+        hosts = sorted(self.hosts)
+        named = ", ".join(hosts[:3]) + (", ..." if len(hosts) > 3 else "")
+        return (f"the first {self.unreachable} image links tried ({len(hosts)} host{'s' * (len(hosts) != 1)}: "
+                f"{named}) all failed to connect and none answered (e.g. {self.example_error})")
+
+
+_NETWORK_DOWN = object()  # run_attempts' signal from a fetch thread: stop, the watch says the network is down
+
+
 def run_attempts(downloader: Downloader, urls: list[str], workers: int, attempts: int, timeout_factor: float,
-                 earlier: dict[str, int]) -> Iterator[FetchRecord]:
+                 earlier: dict[str, int], watch: NetworkWatch | None = None) -> Iterator[FetchRecord]:
     """Each URL's final record after up to `attempts` tries, in completion order, from `workers` threads.
 
     A retryable failure is tried again after its backoff (or the server's Retry-After, capped).
-    Stopping the iteration early cancels what is left.
+    Stopping the iteration early cancels what is left. With a `watch` (see NetworkWatch) whose verdict is
+    pending, the first `watch.probe_links` URLs are tried first, once each (their retries wait for the
+    verdict); a network found down ends the fetch: each URL tried gets its latest record, each other one a
+    not_fetched record.
     """
     if not urls:
         return
     work = WorkQueue()
-    for url in urls:
-        work.put((url, 1))
     results: queue.SimpleQueue = queue.SimpleQueue()
+    latest: dict[str, FetchRecord] = {}
+    probing = watch is not None and watch.verdict == NetworkWatch.UNDECIDED
+    probe = set(urls[:watch.probe_links]) if watch is not None and probing else set()
+    gate = {"untried": len(probe), "decided": not probing, "down": False, "deferred": [],  # the probe's retries
+            "held": [url for url in urls if url not in probe] if probing else []}  # wait too, until the verdict
+    gate_lock = threading.Lock()
+    if watch is not None and watch.verdict == NetworkWatch.DOWN:
+        results.put(_NETWORK_DOWN)
+    else:
+        for url in (probe if probing else urls):
+            work.put((url, 1))
+
+    def first_try_done(record: FetchRecord, reach: str, watch: NetworkWatch) -> None:
+        """Count a probe URL's first try; on a verdict, stop (down) or release what waited for it."""
+        watch.observe(record, reach)
+        with gate_lock:
+            gate["untried"] -= 1
+            verdict = watch.verdict if gate["untried"] else watch.conclude()
+            if gate["decided"] or (verdict == NetworkWatch.UNDECIDED and gate["untried"]):
+                return
+            gate["decided"] = True
+            if verdict == NetworkWatch.DOWN:
+                gate["down"] = True  # no try after this one: each URL's latest record is its last
+                results.put(_NETWORK_DOWN)
+                return
+            for url in gate["held"]:
+                work.put((url, 1))
+            for task, delay in gate["deferred"]:
+                work.put_later(task, delay)
+
+    def retry_later(task: tuple[str, int], delay: float) -> None:
+        with gate_lock:
+            if not gate["decided"]:
+                gate["deferred"].append((task, delay))
+            if gate["down"] or not gate["decided"]:
+                return
+        work.put_later(task, delay)
 
     def fetch_loop() -> None:
         while (task := work.get()) is not None:
             url, number = task
             try:
-                record, retry_after = downloader.attempt(url, earlier.get(url, 0) + number, timeout_factor)
+                record, retry_after, reach = downloader.attempt(url, earlier.get(url, 0) + number, timeout_factor)
+                latest[url] = record
+                if watch is not None and number == 1 and url in probe:
+                    first_try_done(record, reach, watch)
                 if number < attempts and is_retryable(record.status):
-                    work.put_later((url, number + 1), downloader.retry.delay(number, retry_after))
+                    retry_later((url, number + 1), downloader.retry.delay(number, retry_after))
                 else:
                     results.put(record)
             except BaseException as err:  # handed to the caller's thread, raised there
@@ -332,10 +459,18 @@ def run_attempts(downloader: Downloader, urls: list[str], workers: int, attempts
     workers = max(1, min(workers, len(urls)))
     for i in range(workers):
         threading.Thread(target=fetch_loop, daemon=True, name=f"amzkit-fetch-{i}").start()
+    finished: set[str] = set()
     try:
-        for _ in urls:
-            if isinstance(result := results.get(), BaseException):
+        while len(finished) < len(urls):
+            result = results.get()
+            if isinstance(result, BaseException):
                 raise result
+            if result is _NETWORK_DOWN:
+                why = f"not tried: {watch.summary()}" if watch is not None else "not tried"
+                yield from (latest.get(url) or FetchRecord(url, NOT_FETCHED, error=why)
+                            for url in urls if url not in finished)
+                return
+            finished.add(result.url)
             yield result
     finally:
         work.close(workers)

@@ -27,12 +27,19 @@ STATUSES = (
     "empty",
     "missing_file",
     "missing_link",
-    "unsupported_scheme",
-    "not_fetched",  # cached_images only: a URL the manifest does not know (01_extract never fetched it)
+    "unsupported_scheme",  # not http(s) nor a local path (ftp:, data:, ...), or redirected to such a link
+    "outside_data_dir",  # a local link (path or file: URL) resolving outside the CSV's folder and allowed_dirs
+    "not_fetched",  # not tried: no manifest line for it (cached_images), or the fetch stopped (network down)
 )
 
 
 HTTP_STATUS_PREFIX = "http_"
+
+
+NOT_FETCHED = "not_fetched"
+
+
+OUTSIDE_DATA_DIR = "outside_data_dir"
 
 
 RETRYABLE_HTTP_CODES = frozenset({408, 425, 429, *range(500, 600)})

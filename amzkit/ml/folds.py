@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import KFold, StratifiedGroupKFold, StratifiedKFold
 
-from amzkit.core.io import id_hash, read_json, write_csv, write_json
+from amzkit.core.io import id_hash, read_json, same_ids, write_csv, write_json
 from amzkit.core.schema import Schema
 from amzkit.core.workdir import stage_dir
 from amzkit.text.names import product_names
@@ -22,6 +22,21 @@ FOLDS_FILE = "folds.csv"
 
 
 FOLD_STRATEGIES = ("stratified", "kfold", "group")
+MIN_ROWS_PER_FOLD = 2
+
+
+def check_trainable(target: np.ndarray, n_folds: int, target_name: str = "target") -> None:
+    """Refuse a train split with no signal to cross-validate: fewer than MIN_ROWS_PER_FOLD rows per fold, or
+    one distinct target value (nothing to learn, and every fold scores the same constant)."""
+    target = np.asarray(target, dtype=float)
+    if len(target) < MIN_ROWS_PER_FOLD * n_folds:
+        raise ValueError(f"the train split has {len(target)} rows; {n_folds} folds need at least "
+                         f"{MIN_ROWS_PER_FOLD * n_folds} ({MIN_ROWS_PER_FOLD} per fold): use more train rows or "
+                         "fewer folds (-p n_folds)")
+    distinct = np.unique(target)
+    if distinct.size < 2:
+        raise ValueError(f"every train row has {target_name} {distinct[0]:g}: there is nothing to learn and every "
+                         f"score would be the same; check that train.csv holds the real {target_name} values")
 
 
 def make_folds(target: np.ndarray, n_folds: int, seed: int, strategy: str = "stratified",
@@ -54,8 +69,8 @@ def shared_folds(work_dir: str | Path, train: pd.DataFrame, schema: Schema, n_fo
     ids = train[schema.id_column].to_numpy()
     wanted = {"n_folds": n_folds, "seed": seed, "strategy": strategy}
     if path.is_file():
-        saved = pd.read_csv(path)
-        if len(saved) != len(ids) or not np.array_equal(saved["id"].to_numpy(), ids):
+        saved = pd.read_csv(path, dtype={"id": str})
+        if not same_ids(saved["id"], ids):
             raise ValueError(f"{path} was made for other train rows; delete it to make new folds")
         info = read_json(info_path) if info_path.is_file() else {"n_folds": int(saved["fold"].nunique())}
         differs = {k: (info.get(k), v) for k, v in wanted.items() if k in info and info[k] != v}
@@ -65,7 +80,11 @@ def shared_folds(work_dir: str | Path, train: pd.DataFrame, schema: Schema, n_fo
                 "and blended. Use the same n_folds/seed/fold_strategy, or another work_dir for a new experiment."
             )
         return saved["fold"].to_numpy()
+    check_trainable(train[schema.target].to_numpy(), n_folds, schema.target)
     groups = product_names(train, schema).to_numpy() if strategy == "group" else None
+    if groups is not None and len(np.unique(groups)) < n_folds:
+        raise ValueError(f"the train rows hold {len(np.unique(groups))} distinct products (copies of one product "
+                         f"share a fold) for {n_folds} folds: use fewer folds or fold_strategy 'kfold'")
     folds = make_folds(train[schema.target].to_numpy(), n_folds, seed, strategy, groups)
     write_csv(pd.DataFrame({"id": ids, "fold": folds}), path)
     write_json(info_path, {**wanted, "folds_sha256": id_hash(folds)})

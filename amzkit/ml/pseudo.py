@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from amzkit.core.io import id_hash, read_json
-from amzkit.core.workdir import stage_dir
+from amzkit.core.io import id_hash, read_json, same_ids
+from amzkit.core.workdir import check_name, stage_dir
 from amzkit.ml.runs import TEST_FOLD_PRED_FILE
 
 
@@ -40,7 +40,7 @@ def pseudo_labels(work_dir: str | Path, source: str, folds: np.ndarray, test_ids
         raise ValueError(f"pseudo_label_fraction must be in (0, 1], got {fraction}")
     if not 0 < weight <= 1:
         raise ValueError(f"pseudo_label_weight must be in (0, 1], got {weight}")
-    run_dir = stage_dir(work_dir, "03_train") / source
+    run_dir = stage_dir(work_dir, "03_train") / check_name(source, "pseudo_label_run")
     path = run_dir / TEST_FOLD_PRED_FILE
     if not path.is_file():
         raise ValueError(f"pseudo-label source {source!r}: {path} is missing; pseudo-label from a run of 03_train "
@@ -48,9 +48,8 @@ def pseudo_labels(work_dir: str | Path, source: str, folds: np.ndarray, test_ids
     if read_json(run_dir / "metrics.json").get("folds_sha256") != id_hash(folds):
         raise ValueError(f"pseudo-label source {source!r} was trained on other folds: its fold models would have "
                          "seen this run's validation rows. Retrain it in this work folder's shared folds")
-    table = pd.read_csv(path)
-    if len(table) != len(test_ids) or not np.array_equal(table["id"].astype(str).to_numpy(),
-                                                          np.asarray(test_ids).astype(str)):
+    table = pd.read_csv(path, dtype={"id": str})
+    if not same_ids(table["id"], test_ids):
         raise ValueError(f"{path} was made for other test rows; retrain {source!r} on this data")
     fold_ids = np.unique(folds)
     columns = [f"fold{f}" for f in fold_ids]

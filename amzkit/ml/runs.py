@@ -13,7 +13,7 @@ import pandas as pd
 from amzkit.core.io import atomic_path, id_hash, read_json, write_csv, write_json
 from amzkit.core.metric import METRICS, constant_fold_smape, smape
 from amzkit.core.schema import Schema
-from amzkit.core.workdir import stage_dir
+from amzkit.core.workdir import check_name, stage_dir
 
 TEST_FOLD_PRED_FILE = "test_fold_pred.csv"  # a run's test predictions by each fold's model (pseudo-labels)
 
@@ -84,5 +84,6 @@ def runs_leaderboard(work_dir: str | Path) -> pd.DataFrame:
 def load_run(work_dir: str | Path, name: str) -> dict:
     """A finished 03_train run: its metrics, OOF frame and test predictions."""
     run_dir = stage_dir(work_dir, "03_train") / name
-    return {"metrics": read_json(run_dir / "metrics.json"), "oof": pd.read_csv(run_dir / "oof.csv"),
-            "test": pd.read_csv(run_dir / "test_pred.csv")}
+    check_name(name, "run")
+    return {"metrics": read_json(run_dir / "metrics.json"), "oof": pd.read_csv(run_dir / "oof.csv", dtype={"id": str}),
+            "test": pd.read_csv(run_dir / "test_pred.csv", dtype={"id": str})}

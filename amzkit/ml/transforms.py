@@ -27,6 +27,18 @@ class FoldTransform(ABC):
         """Feature columns for `rows` (after `fit` on the training fold)."""
 
 
+def embedded_rows(name: str, matrix: np.ndarray, rows: np.ndarray, needed: int) -> np.ndarray:
+    """Mask of the training rows that have embedding `name`; an error saying what to do when fewer than `needed`."""
+    good = np.isfinite(matrix[rows]).all(axis=1)
+    if good.sum() < needed:
+        raise ValueError(
+            f"embedding run {name!r}: {good.sum()} of this fold's {len(rows)} training rows have it, {needed} needed "
+            f"to fit on: 01 fetched or embedded (almost) none of its inputs (each row's status is in "
+            f"01_extract/{name}/train_fetch.csv). Leave it out of -p embeddings, or rerun 01 once its inputs "
+            "can be read")
+    return good
+
+
 class TfidfSvdTransform(FoldTransform):
     """TF-IDF (1-2 grams) + TruncatedSVD of the text, fit on the training fold."""
 
@@ -49,11 +61,11 @@ class TopKCorrTransform(FoldTransform):
     """The K embedding dimensions most correlated (|Pearson|) with log1p(target) on the training fold."""
 
     def __init__(self, name: str, matrix: np.ndarray, k: int):
-        self.matrix, self.k = matrix, min(k, matrix.shape[1])
+        self.name, self.matrix, self.k = name, matrix, min(k, matrix.shape[1])
         self.names = [f"{name}_top{i}" for i in range(self.k)]
 
     def fit(self, rows, y):
-        good = np.isfinite(self.matrix[rows]).all(axis=1)
+        good = embedded_rows(self.name, self.matrix, rows, needed=2)
         corr = pearson_columns(self.matrix[rows][good], np.log1p(y[good]))
         self.dims_ = np.argsort(-np.abs(corr))[: self.k]
         return self
@@ -66,12 +78,12 @@ class PcaTransform(FoldTransform):
     """PCA of an embedding fit on the training fold; rows without an embedding stay NaN."""
 
     def __init__(self, name: str, matrix: np.ndarray, n: int, seed: int = 0):
-        self.matrix, self.n, self.seed = matrix, min(n, matrix.shape[1]), seed
+        self.name, self.matrix, self.n, self.seed = name, matrix, min(n, matrix.shape[1]), seed
         self.names = [f"{name}_pc{i}" for i in range(self.n)]
 
     def fit(self, rows, y):
-        block = self.matrix[rows]
-        self.pca_ = PCA(self.n, random_state=self.seed).fit(block[np.isfinite(block).all(axis=1)])
+        good = embedded_rows(self.name, self.matrix, rows, needed=self.n)
+        self.pca_ = PCA(self.n, random_state=self.seed).fit(self.matrix[rows][good])
         return self
 
     def transform(self, rows):
@@ -95,7 +107,7 @@ class KnnTargetTransform(FoldTransform):
     INNER_FOLDS = 5
 
     def __init__(self, name: str, matrix: np.ndarray, k: int, seed: int = 0, groups: np.ndarray | None = None):
-        self.matrix, self.k, self.seed, self.groups = matrix, k, seed, groups
+        self.name, self.matrix, self.k, self.seed, self.groups = name, matrix, k, seed, groups
         self.names = [f"{name}_knn{k}_mean", f"{name}_knn{k}_median", f"{name}_knn{k}_top_sim"]
 
     def _query(self, queries: np.ndarray, reference: np.ndarray, ref_log: np.ndarray) -> np.ndarray:
@@ -105,7 +117,7 @@ class KnnTargetTransform(FoldTransform):
                                 similarity.max(axis=1)]).astype(np.float32)
 
     def fit(self, rows, y):
-        good = np.isfinite(self.matrix[rows]).all(axis=1)
+        good = embedded_rows(self.name, self.matrix, rows, needed=self.INNER_FOLDS)
         rows, y = rows[good], y[good]
         self.space_ = NeighbourSpace().fit(self.matrix[rows])
         self.reference_, self.log_ = self.space_.rows(self.matrix[rows]), np.log1p(y)

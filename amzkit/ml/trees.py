@@ -3,9 +3,10 @@
 All three share `TreeLearner`: the feature set (engineered groups, image groups, embeddings, fold transforms)
 is assembled once per run; each fit refits the fold transforms on its real training rows, holds out
 `valid_fraction` of them (grouped by product, as the outer folds) to choose the number of trees by early
-stopping, and, with `refit`, trains again on every row with that number of trees. The rows a fold is
-scored on are never seen. With `group_by` (a feature column, e.g. `unit_family`) a model per group with at
-least MIN_GROUP_ROWS training rows predicts that group's rows; the rest take the global model's.
+stopping, and then (`refit`, the default) trains again on every training row with that number of trees.
+The rows a fold is scored on are never seen. With `group_by` (a feature column, e.g. `unit_family`) a model
+per group with at least MIN_GROUP_ROWS training rows predicts that group's rows; the rest take the global
+model's.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class TreeLearner(Learner):
 
     def __init__(self, features: Sequence[str] = DEFAULT_FEATURES, embeddings: Sequence[str] = (),
                  tfidf_dim: int = 64, group_by: str = "", valid_fraction: float = VALID_FRACTION,
-                 refit: bool = False, num_threads: int = 0, params: dict | None = None):
+                 refit: bool = True, num_threads: int = 0, params: dict | None = None):
         self.features = features
         self.embeddings = embeddings
         self.tfidf_dim = tfidf_dim
@@ -174,7 +175,7 @@ class LightGBMLearner(TreeLearner):
 
     def __init__(self, preset: str | dict = "default", features: Sequence[str] = DEFAULT_FEATURES,
                  embeddings: Sequence[str] = (), tfidf_dim: int = 64, group_by: str = "",
-                 valid_fraction: float = VALID_FRACTION, refit: bool = False, num_threads: int = 0,
+                 valid_fraction: float = VALID_FRACTION, refit: bool = True, num_threads: int = 0,
                  params: dict | None = None):
         super().__init__(features, embeddings, tfidf_dim, group_by, valid_fraction, refit, num_threads, params)
         self.preset = preset
@@ -256,7 +257,8 @@ class XGBoostLearner(TreeLearner):
                                               verbose=False)
 
     def _best_rounds(self, model) -> int:
-        return int(getattr(model, "best_iteration", model.n_estimators - 1)) + 1
+        best = getattr(model, "best_iteration", None)
+        return int(best) + 1 if best is not None else int(model.n_estimators)
 
     def _predict(self, model, x):
         return model.predict(x)

@@ -21,6 +21,7 @@ from amzkit.core.params import Param, Parameters
 from amzkit.core.schema import get_schema
 from amzkit.core.workdir import list_runs, stage_dir
 from amzkit.embed.runs import load_embeddings
+from amzkit.ml.folds import check_trainable
 from amzkit.ml.knn import NeighbourSpace, knn_mean
 from amzkit.ml.ridge import RIDGE_ALPHAS, GcvRidge
 from amzkit.ml.stats import pearson_columns
@@ -34,16 +35,16 @@ VERDICTS: tuple[tuple[float, str, str], ...] = (
 )
 ROADMAP_BASELINES = {"CLIP ViT-B/32 image (roadmap)": 0.0089, "text CLIP (roadmap)": 0.1089}
 PARAMETERS = Parameters(
-    Param("runs", [], "01_extract runs to analyse; []: every run in the work folder"),
-    Param("top_k", 20, "dimensions listed per run, most correlated first"),
-    Param("n_permutations", 20, "shuffles of the target for the noise floor of max |corr|"),
-    Param("n_folds", 5, "folds of the ridge and kNN probes"),
-    Param("knn_k", 20, "neighbours of the kNN probe"),
-    Param("knn_max_queries", 20000, "validation rows the kNN probe scores at most (bounds its cost)"),
+    Param("runs", [], "01_extract runs to analyse; []: every run in the work folder", plain_name=True),
+    Param("top_k", 20, "dimensions listed per run, most correlated first", low=1),
+    Param("n_permutations", 20, "shuffles of the target for the noise floor of max |corr|", low=1),
+    Param("n_folds", 5, "folds of the ridge and kNN probes", low=2, high=50),
+    Param("knn_k", 20, "neighbours of the kNN probe", low=1),
+    Param("knn_max_queries", 20000, "validation rows the kNN probe scores at most (bounds its cost)", low=1),
     Param("baseline_features", ["quantity", "text_stats", "keywords"],
           "feature groups of the added-value probe's baseline"),
-    Param("baseline_runs", [], "01_extract runs added to that baseline (e.g. the text model's)"),
-    Param("seed", 0, "seed of the permutations and probe folds"),
+    Param("baseline_runs", [], "01_extract runs added to that baseline (e.g. the text model's)", plain_name=True),
+    Param("seed", 0, "seed of the permutations and probe folds", low=0, high=2**32 - 1),
 )
 D = PARAMETERS.defaults
 MEANINGFUL_GAIN = 0.5  # SMAPE points: below this an added-value gain is noise on typical data sizes
@@ -132,6 +133,9 @@ def analyse_embedding(embeddings: np.ndarray, ok: np.ndarray, target: np.ndarray
                       top_k: int = D.top_k, n_permutations: int = D.n_permutations, n_folds: int = D.n_folds,
                       knn_k: int = D.knn_k, knn_max_queries: int = D.knn_max_queries, seed: int = D.seed) -> dict:
     """Everything 02_correlate reports for one embedding, on the rows where it exists (`ok`)."""
+    too_few = too_few_rows(ok, n_folds)
+    if too_few:
+        raise ValueError(f"{too_few}: nothing to measure")
     x = np.asarray(embeddings[ok], dtype=np.float32)
     y = np.asarray(target, dtype=np.float64)[ok]
     y_log = np.log1p(y)
@@ -166,6 +170,14 @@ def analyse_embedding(embeddings: np.ndarray, ok: np.ndarray, target: np.ndarray
         result["added_value_gain"] = result["baseline_smape"] - result["baseline_plus_smape"]
     result["next_step"] = recommend(result, honest_step)
     return result
+
+
+def too_few_rows(ok: np.ndarray, n_folds: int) -> str:
+    """Why an embedding cannot be analysed: fewer rows have it than probe folds ('' when enough do)."""
+    used = int(np.count_nonzero(ok))
+    if used >= n_folds:
+        return ""
+    return f"only {used} of {len(ok)} train rows have this embedding, fewer than the {n_folds} probe folds"
 
 
 def recommend(result: dict, roadmap_step: str) -> str:
@@ -205,24 +217,35 @@ def correlate(train: pd.DataFrame, schema: str, work_dir: str | Path, runs=D.run
               baseline_runs=D.baseline_runs, seed: int = D.seed) -> dict[str, dict]:
     """Analyse each named 01_extract run (all runs when `runs` is empty); write tables and metrics.json."""
     schema_ = get_schema(schema)
+    PARAMETERS.validate(runs=list(runs), top_k=top_k, n_permutations=n_permutations, n_folds=n_folds, knn_k=knn_k,
+                        knn_max_queries=knn_max_queries, baseline_runs=list(baseline_runs), seed=seed)
+    check_trainable(train[schema_.target].to_numpy(), n_folds, schema_.target)
     runs = list(runs) or list_runs(work_dir, "01_extract")
     if not runs:
         raise FileNotFoundError(f"no 01_extract runs in {work_dir}: run 01_extract first")
     features = list(baseline_features)
     baseline = baseline_matrix(train, schema_.name, work_dir, features, list(baseline_runs))
     out_dir = stage_dir(work_dir, "02_correlate")
-    results = {}
+    results, skipped = {}, {}
     target = train[schema_.target].to_numpy()
     for name in runs:
         embeddings, ok = load_embeddings(work_dir, name, "train", train[schema_.id_column])
+        if too_few := too_few_rows(ok, n_folds):
+            skipped[name] = (f"run {name!r} skipped: {too_few} (01 fetched or embedded almost no input: each "
+                             f"row's status is in {stage_dir(work_dir, '01_extract') / name}/train_fetch.csv). Rerun "
+                             "01 once its inputs can be read, or leave the run out with -p runs")
+            print(f"02_correlate: {skipped[name]}")
+            continue
         result = analyse_embedding(embeddings, ok, target, baseline=baseline, top_k=top_k,
                                    n_permutations=n_permutations, n_folds=n_folds, knn_k=knn_k,
                                    knn_max_queries=knn_max_queries, seed=seed)
         write_csv(pd.DataFrame({"dim": np.arange(result["dim"]), "corr": result["corr"],
                                 "corr_log1p": result["corr_log1p"]}), out_dir / f"{name}_corr.csv")
         results[name] = result
+    if not results:
+        raise ValueError("02_correlate has no run to analyse: " + "; ".join(skipped.values()))
     write_json(out_dir / "metrics.json", {
-        "runs": {n: _public(r) for n, r in results.items()},
+        "runs": {n: _public(r) for n, r in results.items()}, "skipped": skipped,
         "table": summary_table(results).reset_index().to_dict(orient="records"),
         "roadmap_baselines": ROADMAP_BASELINES,
         "baseline": {"features": features, "runs": list(baseline_runs)},

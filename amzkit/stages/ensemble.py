@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize_scalar
 
-from amzkit.core.io import save_figure, write_csv, write_json
+from amzkit.core.io import id_keys, same_ids, save_figure, show_ids, write_csv, write_json
 from amzkit.core.metric import smape
 from amzkit.core.params import Param, Parameters
 from amzkit.core.schema import get_schema
@@ -35,15 +35,18 @@ from amzkit.ml.ridge import RIDGE_ALPHAS, GcvRidge
 from amzkit.ml.runs import load_run
 from amzkit.text.features import FEATURE_GROUPS, build_features
 
+METHODS = ("blend", "stack", "blend+calibration", "stack+calibration")
 PARAMETERS = Parameters(
-    Param("runs", [], "03_train runs to combine; []: every finished run of the work folder"),
-    Param("method", "best", "best (lowest nested SMAPE), blend, stack, blend+calibration or stack+calibration"),
+    Param("runs", [], "03_train runs to combine; []: every finished run of the work folder", plain_name=True),
+    Param("method", "best", "best (lowest nested SMAPE), blend, stack, blend+calibration or stack+calibration",
+          choices=("best", *METHODS)),
     Param("meta", "ridge", "the stacking meta-model: ridge or lightgbm"),
     Param("calibrate_by", "", "a feature or CSV column (e.g. unit_family): a calibration factor per group"),
     Param("meta_features", [], "feature or CSV columns the stacking meta-model sees beside the runs"),
-    Param("factor_min", 0.7, "smallest calibration factor tried"),
-    Param("factor_max", 1.3, "largest calibration factor tried"),
-    Param("min_group_rows", 200, "rows a calibration group needs for its own factor"),
+    Param("factor_min", 0.7, "smallest calibration factor tried", low=0, low_open=True),
+    Param("factor_max", 1.3, "largest calibration factor tried", low=0, low_open=True),
+    Param("min_group_rows", 200, "rows a calibration group needs for its own factor", low=1),
+    relations=(("factor_min", "<=", "factor_max"),),
 )
 D = PARAMETERS.defaults
 
@@ -51,7 +54,6 @@ GRID_STEP = 0.05
 FACTOR_RANGE = (D.factor_min, D.factor_max)
 FACTOR_STEP = 0.005
 MIN_CALIBRATION_ROWS = D.min_group_rows
-METHODS = ("blend", "stack", "blend+calibration", "stack+calibration")
 _CHUNK_CELLS = 4_000_000  # rows x candidates scored at once
 
 
@@ -328,7 +330,7 @@ def check_compatible(runs: dict[str, dict]) -> None:
                 f"runs {names[0]!r} and {name!r} used different folds; blending them would score on rows "
                 "each model trained on. Retrain them in one work folder (they then share 03_train/folds.csv)."
             )
-        if not runs[name]["test"]["id"].equals(runs[names[0]]["test"]["id"]):
+        if not same_ids(runs[name]["test"]["id"], runs[names[0]]["test"]["id"]):
             raise ValueError(f"runs {names[0]!r} and {name!r} predict different test ids")
 
 
@@ -351,22 +353,27 @@ def ensemble_columns(data: dict[str, pd.DataFrame], schema: str, columns: list[s
         else:
             raise ValueError(f"no column {name!r}; feature columns are {sorted(engineered.columns)}, "
                              f"CSV columns {sorted(c for c in train.columns if c != schema_.target)}")
-    ids = pd.concat([train[schema_.id_column], test[schema_.id_column]], ignore_index=True)
+    ids = pd.Index(id_keys(pd.concat([train[schema_.id_column], test[schema_.id_column]], ignore_index=True)),
+                   name="id")
     if not ids.is_unique:
-        raise ValueError("ids repeat between train and test: columns cannot be matched to runs by id")
-    return pd.DataFrame(out).set_index(pd.Index(ids, name="id"))
+        raise ValueError(f"ids repeat between train and test (e.g. {show_ids(ids[ids.duplicated()])}): columns "
+                         "cannot be matched to runs by id; renumber the test rows so that no id is in both CSVs")
+    return pd.DataFrame(out).set_index(ids)
 
 
 def _align(values: pd.Series | pd.DataFrame | None, ids: np.ndarray, what: str) -> np.ndarray | None:
     """`values` (indexed by id) in the order of `ids`; every id must be present."""
     if values is None:
         return None
+    values = values.set_axis(pd.Index(id_keys(values.index), name="id"), axis=0)
     if not values.index.is_unique:
         raise ValueError(f"{what} has repeated ids in its index")
-    missing = ~pd.Index(ids).isin(values.index)
+    keys = pd.Index(id_keys(ids))
+    missing = ~keys.isin(values.index)
     if missing.any():
-        raise ValueError(f"{what} lacks {int(missing.sum())} of the runs' train/test ids (e.g. {ids[missing][:3]})")
-    picked = values.reindex(ids)
+        raise ValueError(f"{what} lacks {int(missing.sum())} of the runs' train/test ids (e.g. "
+                         f"{show_ids(np.asarray(ids)[missing], 3)})")
+    picked = values.reindex(keys)
     if isinstance(picked, pd.Series):
         return picked.astype(str).to_numpy()
     numeric = {c: (picked[c] if pd.api.types.is_numeric_dtype(picked[c]) else
@@ -388,8 +395,8 @@ def ensemble(work_dir: str | Path, runs=D.runs, *, method: str = D.method, meta=
     `groups` (labels) and `meta_features` (columns) are indexed by id over train and test rows, as
     `ensemble_columns` returns them.
     """
-    if method != "best" and method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose 'best' or one of {METHODS}")
+    PARAMETERS.validate(method=method, runs=list(runs), factor_min=factor_range[0], factor_max=factor_range[1],
+                        min_group_rows=min_group_rows)
     runs = list(runs or list_runs(work_dir, "03_train"))
     if len(runs) < 1:
         raise FileNotFoundError(f"no 03_train runs in {work_dir}: run 03_train first")

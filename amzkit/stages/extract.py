@@ -5,14 +5,26 @@ atomically under `01_extract/<model>/shards/` (embeddings, ok-mask, fetch status
 last), so a killed Kaggle session resumes from the last complete shard and the merged result equals an
 uninterrupted run byte for byte. `shard_index`/`num_shards` split the shards across several kernels
 (shard k goes to kernel k % num_shards); `merge_shards` joins their outputs and checks that every row
-is covered exactly once. The merged run folder holds train.npy / test.npy (CSV row order; NaN rows
-where the input failed), train_ok.npy / test_ok.npy, {split}_fetch.csv for image runs, manifest.json
-(model, architecture, dim, rows, sha256 of each split's id column, ok counts, rows/s) and metrics.json.
+is covered exactly once.
+
+A shard's JSON marker records what its arrays were computed from and hold: its rows (ids and a hash of its
+inputs, text or image links), the fit (`fit_sha256`: the model's identity and, for a model whose fit learns
+from the train rows such as tfidf-svd, the train ids and text) and the sha256 of its arrays. A shard is reused
+only when all of these match: editing train.csv refits such a model and so invalidates every shard it feeds,
+test shards included; a shard edited, cut short or reordered on disk is recomputed (or, when merging, refused
+by name); shards past the end of a shorter CSV are removed.
+
+The merged run folder holds train.npy / test.npy (CSV row order; NaN rows where the input failed),
+train_ok.npy / test_ok.npy, {split}_fetch.csv for image runs, manifest.json (model, architecture, dim, rows,
+sha256 of each split's id column, the fit, ok counts, rows/s) and metrics.json.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -26,21 +38,28 @@ from amzkit.core.workdir import stage_dir
 from amzkit.embed.factory import create_embedder
 from amzkit.embed.registry import ModelSpec
 from amzkit.images.fetch import fetch_images
+from amzkit.images.http import NetworkWatch
 
 PARAMETERS = Parameters(
     Param("model", "fashion-siglip", "image model: a registry name or local-dir:<folder>; \"\": none"),
     Param("text_model", "minilm", "text model: a registry name or local-dir:<folder>; \"\": none"),
-    Param("batch_size", 64, "rows per forward pass of the neural models"),
-    Param("device", "auto", "auto (cuda when present), cuda, cuda:1 or cpu"),
-    Param("num_workers", -1, "image decode workers; -1: one per core"),
-    Param("shard_index", 0, "this kernel's share when several kernels split the rows (0 .. num_shards - 1)"),
-    Param("num_shards", 1, "kernels splitting the rows; each writes its shards, then merge_dirs joins them"),
+    Param("batch_size", 64, "rows per forward pass of the neural models", low=1),
+    Param("device", "auto", "auto (every cuda device when present, one worker each), cuda:1, cpu, or a list "
+          "cuda:0,cuda:1"),
+    Param("num_workers", -1, "image decode workers; -1: one per core", low=-1),
+    Param("shard_index", 0, "this kernel's share when several kernels split the rows (0 .. num_shards - 1)", low=0),
+    Param("num_shards", 1, "kernels splitting the rows; each writes its shards, then merge_dirs joins them", low=1),
     Param("merge_dirs", [], "work folders of the kernels whose shards this run joins (instead of embedding)"),
+    Param("images_offline_ok", False, "carry on when no image can be fetched (Internet off, every link failing): "
+          "try every link anyway and keep an image run without images"),
+    relations=(("shard_index", "<", "num_shards"),),
 )
 D = PARAMETERS.defaults
 
 SHARD_ROWS = 10_000
 SHARDS_DIR = "shards"
+FITS_ON_TRAIN = ("tfidf_svd",)  # loaders whose `fit` learns from the train rows: a new train split refits them
+ARRAY_SUFFIXES = (".npy", ".ok.npy")
 
 
 def plan_shards(n_rows: int, shard_rows: int = SHARD_ROWS) -> list[tuple[int, int]]:
@@ -54,14 +73,96 @@ def _shard_stem(split: str, shard_no: int) -> str:
     return f"{split}-{shard_no:05d}"
 
 
-def _shard_done(shard_dir: Path, split: str, shard_no: int, expected: dict) -> bool:
-    """A shard counts as done only when its marker exists and describes exactly these rows and model."""
-    marker = shard_dir / f"{_shard_stem(split, shard_no)}.json"
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def array_sha256(array: np.ndarray) -> str:
+    """sha256 of an array's dtype, shape and bytes: what a shard marker records of each array it vouches for."""
+    header = f"{array.dtype.str}{array.shape}".encode()
+    return hashlib.sha256(header + np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+def fit_fingerprint(spec: ModelSpec, data: dict[str, pd.DataFrame], schema_) -> str:
+    """What every shard of a run depends on besides its own rows: the model's identity and, for a model whose
+    fit learns from the train rows (FITS_ON_TRAIN), those rows' ids and text."""
+    identity: dict = {"spec": asdict(spec)}
+    if spec.loader in FITS_ON_TRAIN:
+        train = data["train"]
+        identity["train_ids_sha256"] = id_hash(train[schema_.id_column])
+        identity["train_text_sha256"] = _sha256("\x00".join(row_text(train, schema_).tolist()))
+    return _sha256(json.dumps(identity, sort_keys=True, default=str))
+
+
+def _split_inputs(frame: pd.DataFrame, schema_, spec: ModelSpec) -> list[str]:
+    """What the model reads for each row: its image link or its text."""
+    if spec.modality == "image":
+        return frame[schema_.image_column].fillna("").astype(str).tolist()
+    return row_text(frame, schema_).tolist()
+
+
+def load_shard_array(path: Path, marker: Path) -> np.ndarray:
+    """An array of a shard; an unreadable file (cut short, garbage) is an error naming it and what to do."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise ValueError(f"{path} is unreadable ({err}): delete it and {marker.name}, then rerun 01_extract "
+                         "to compute that shard again") from None
+
+
+def _check_shard_arrays(stem: Path, marker: Path, info: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The shard's embeddings and ok-mask, checked against what its marker says they are (rows, width, sha256)."""
+    arrays = []
+    for suffix, key in zip(ARRAY_SUFFIXES, ("npy_sha256", "ok_sha256"), strict=True):
+        path = Path(f"{stem}{suffix}")
+        if not path.is_file():
+            raise ValueError(f"{path} is missing though {marker} says the shard is finished: delete the marker and "
+                             "rerun 01_extract")
+        array = load_shard_array(path, marker)
+        rows = info["stop"] - info["start"]
+        width_ok = suffix != ".npy" or "dim" not in info or (array.ndim == 2 and array.shape[1] == info["dim"])
+        if len(array) != rows or not width_ok:
+            raise ValueError(f"{path} holds an array of shape {array.shape}, but {marker} describes {rows} rows"
+                             f"{' of width ' + str(info['dim']) if 'dim' in info else ''}: it is from another run or "
+                             "was edited. Delete both and rerun 01_extract")
+        if key in info and array_sha256(array) != info[key]:
+            raise ValueError(f"{path} does not hold the array {marker} vouches for (sha256 differs: edited, "
+                             "reordered or copied from another run): delete both and rerun 01_extract")
+        arrays.append(array)
+    return arrays[0], arrays[1]
+
+
+def _shard_state(shard_dir: Path, split: str, shard_no: int, expected: dict) -> str:
+    """'done' when the shard's marker describes exactly these rows, inputs and fit and its arrays are the ones it
+    vouches for; otherwise why it must be computed: 'new', 'changed' (other rows, inputs or fit) or 'damaged'."""
+    stem = shard_dir / _shard_stem(split, shard_no)
+    marker = Path(f"{stem}.json")
     if not marker.is_file():
-        return False
-    saved = read_json(marker)
-    return all(saved.get(key) == value for key, value in expected.items()) and all(
-        (shard_dir / f"{_shard_stem(split, shard_no)}{suffix}").is_file() for suffix in (".npy", ".ok.npy"))
+        return "new"
+    try:
+        saved = read_json(marker)
+    except ValueError:
+        return "damaged"
+    if not all(saved.get(key) == value for key, value in expected.items()):
+        return "changed"
+    try:
+        _check_shard_arrays(stem, marker, saved)
+    except ValueError:
+        return "damaged"
+    return "done"
+
+
+def _remove_stale_shards(shard_dir: Path, plans: dict[str, int]) -> list[str]:
+    """Delete the shards numbered past the end of each split's plan (left by a longer CSV); their names."""
+    removed = []
+    for split, n_shards in plans.items():
+        for marker in sorted(shard_dir.glob(f"{split}-*.json")):
+            number = marker.stem.split("-", 1)[1]
+            if number.isdigit() and int(number) >= n_shards:
+                for path in shard_dir.glob(f"{marker.stem}.*"):
+                    path.unlink(missing_ok=True)  # another device's worker may have removed it first
+                removed.append(marker.stem)
+    return removed
 
 
 def _output_dtype(spec: ModelSpec):
@@ -72,39 +173,64 @@ def extract(
     data: dict[str, pd.DataFrame], data_dir: str | Path, work_dir: str | Path, schema: str, model: str,
     batch_size: int = D.batch_size, device: str = D.device, num_workers: int = D.num_workers,
     shard_rows: int = SHARD_ROWS, shard_index: int = D.shard_index, num_shards: int = D.num_shards,
+    images_offline_ok: bool = D.images_offline_ok,
 ) -> dict:
     """Embed this kernel's shards of both splits with `model`; merge when it is the only kernel.
 
     Returns the merged manifest (num_shards == 1) or a summary of the shards this kernel wrote.
     """
-    if not 0 <= shard_index < num_shards:
-        raise ValueError(f"shard_index must be in 0..{num_shards - 1}, got {shard_index}")
+    PARAMETERS.validate(batch_size=batch_size, num_workers=num_workers, shard_index=shard_index,
+                        num_shards=num_shards)
     schema_ = get_schema(schema)
     spec, embedder = create_embedder(model, batch_size=batch_size, device=device, num_workers=num_workers)
     run_dir = stage_dir(work_dir, "01_extract") / spec.name
     shard_dir = run_dir / SHARDS_DIR
     if spec.modality == "image" and schema_.image_column is None:
         raise ValueError(f"schema {schema_.name!r} has no image column; choose a text model for it")
-    todo = {}
+    fit = fit_fingerprint(spec, data, schema_)
+    todo, states, plans = {}, {}, {}
     for split in SPLITS:
         ids = data[split][schema_.id_column].to_numpy()
-        for shard_no, (start, stop) in enumerate(plan_shards(len(ids), shard_rows)):
+        inputs = _split_inputs(data[split], schema_, spec)
+        plan = plan_shards(len(ids), shard_rows)
+        plans[split] = len(plan)
+        for shard_no, (start, stop) in enumerate(plan):
             if shard_no % num_shards != shard_index:
                 continue
             expected = {"model": spec.name, "split": split, "shard_no": shard_no, "start": start, "stop": stop,
-                        "ids_sha256": id_hash(ids[start:stop])}
-            if not _shard_done(shard_dir, split, shard_no, expected):
+                        "ids_sha256": id_hash(ids[start:stop]),
+                        "inputs_sha256": _sha256("\x00".join(inputs[start:stop])), "fit_sha256": fit}
+            state = _shard_state(shard_dir, split, shard_no, expected)
+            if state != "done":
                 todo[(split, shard_no)] = expected
+                states[state] = states.get(state, 0) + 1
+    removed = _remove_stale_shards(shard_dir, plans) if shard_dir.is_dir() else []
+    if removed:
+        print(f"{spec.name}: removed {len(removed)} shards past the end of this CSV (left by a longer one): "
+              f"{', '.join(removed[:5])}{' ...' if len(removed) > 5 else ''}")
+    if states.get("changed") or states.get("damaged"):
+        refits = ", and the model refits on the train rows" if spec.loader in FITS_ON_TRAIN else ""
+        print(f"{spec.name}: recomputing {states.get('changed', 0)} shards made from other rows, inputs or fit "
+              f"(train.csv or test.csv changed{refits}) and {states.get('damaged', 0)} damaged ones")
     if todo:
-        _embed_shards(todo, data, data_dir, work_dir, schema_, spec, embedder, shard_dir)
+        _embed_shards(todo, data, data_dir, work_dir, schema_, spec, embedder, shard_dir,
+                      watch=None if images_offline_ok else NetworkWatch())
     if num_shards == 1:
-        return merge_shards([run_dir], run_dir, {s: data[s][schema_.id_column] for s in SPLITS}, spec)
+        manifest = merge_shards([run_dir], run_dir, {s: data[s][schema_.id_column] for s in SPLITS}, spec,
+                                expected_fit=fit)
+        if spec.modality == "image" and not images_offline_ok:
+            _check_some_image(manifest, run_dir)
+        return manifest
     return {"model": spec.name, "shard_index": shard_index, "num_shards": num_shards, "shards_written": len(todo),
             "shards_dir": str(shard_dir)}
 
 
-def _embed_shards(todo: dict, data, data_dir, work_dir, schema_, spec: ModelSpec, embedder, shard_dir: Path) -> None:
-    """Fetch (images) or gather (text) the inputs of the pending shards, fit, then embed shard by shard."""
+def _embed_shards(todo: dict, data, data_dir, work_dir, schema_, spec: ModelSpec, embedder, shard_dir: Path,
+                  watch: NetworkWatch | None = None) -> None:
+    """Fetch (images) or gather (text) the inputs of the pending shards, fit, then embed shard by shard.
+
+    With a `watch`, a network found down stops the run before the shard is written (see `_network_down`).
+    """
     if spec.modality == "image":
         embedder.fit()
     else:
@@ -116,7 +242,9 @@ def _embed_shards(todo: dict, data, data_dir, work_dir, schema_, spec: ModelSpec
         rows = data[split].iloc[start:stop]
         if spec.modality == "image":
             fetched = fetch_images(rows[schema_.image_column], base_dir=data_dir,
-                                   cache_dir=Path(work_dir) / "image_cache")
+                                   cache_dir=Path(work_dir) / "image_cache", watch=watch)
+            if watch is not None and watch.verdict == NetworkWatch.DOWN:
+                raise _network_down(data, data_dir, work_dir, schema_, shard_dir.parent, watch)
             inputs = fetched["path"].tolist()
         else:
             inputs = row_text(rows, schema_).tolist()
@@ -131,21 +259,54 @@ def _embed_shards(todo: dict, data, data_dir, work_dir, schema_, spec: ModelSpec
             raise RuntimeError(f"{spec.name} returned {embeddings.shape[0]} rows for a shard of {stop - start}")
         seconds = time.perf_counter() - started
         stem = _shard_stem(split, shard_no)
+        (shard_dir / f"{stem}.json").unlink(missing_ok=True)  # an old marker must not vouch for new arrays
         write_npy(shard_dir / f"{stem}.npy", embeddings)
         write_npy(shard_dir / f"{stem}.ok.npy", ok)
         write_json(shard_dir / f"{stem}.json", {  # the marker goes last: its presence means the shard is whole
             **expected, "rows": stop - start, "ok": int(ok.sum()), "dim": int(embeddings.shape[1]),
             "dtype": str(embeddings.dtype), "seconds": round(seconds, 3),
+            "npy_sha256": array_sha256(embeddings), "ok_sha256": array_sha256(ok),
         })
         progress.set_postfix(rows_per_s=f"{(stop - start) / max(seconds, 1e-9):.0f}")
 
 
+def _network_down(data, data_dir, work_dir, schema_, run_dir: Path, watch: NetworkWatch) -> RuntimeError:
+    """The error 01 stops with when the network is down, after writing every link's status to {split}_fetch.csv
+    (the links not tried: not_fetched; nothing is fetched now)."""
+    for split in SPLITS:
+        table = fetch_images(data[split][schema_.image_column], base_dir=data_dir,
+                             cache_dir=Path(work_dir) / "image_cache", watch=watch, progress=False)
+        write_csv(table.assign(embedded=False).reset_index(drop=True), run_dir / f"{split}_fetch.csv")
+    return RuntimeError(
+        f"no image could be fetched: is Internet on for this kernel? {watch.summary()}. Every link's status is in "
+        f"{run_dir / 'train_fetch.csv'} and test_fetch.csv. Turn Internet on (Kaggle: the notebook's Settings > "
+        "Internet) and rerun 01; or run text-only with -p model \"\"; or carry on without images with "
+        "-p images_offline_ok True (every link is then tried, with retries)")
+
+
+def _check_some_image(manifest: dict, run_dir: Path) -> None:
+    """Stop an image run in which no row got an image, saying why (the commonest statuses) and what to do."""
+    if any(split["ok"] for split in manifest["splits"].values()):
+        return
+    fetch = run_dir / "train_fetch.csv"
+    statuses = pd.read_csv(fetch, keep_default_na=False)["status"].value_counts() if fetch.is_file() else None
+    seen = ", ".join(f"{status} {count}" for status, count in statuses.head(4).items()) if statuses is not None else ""
+    rows = sum(split["rows"] for split in manifest["splits"].values())
+    raise RuntimeError(
+        f"image run {manifest['model']!r}: not one of the {rows} rows has an image (train statuses: {seen or 'none'}; "
+        f"the status and error of each link are in {fetch}). Fix the links or the network, delete {run_dir} and "
+        "rerun 01; or run text-only with -p model \"\"; or keep this run without images with -p images_offline_ok "
+        "True (02 then skips it and 03 cannot use it)")
+
+
 def merge_shards(sources: list[str | Path], out_dir: str | Path, ids: dict[str, pd.Series],
-                 spec: ModelSpec | None = None) -> dict:
+                 spec: ModelSpec | None = None, expected_fit: str | None = None) -> dict:
     """Join shard outputs of one model from one or more run folders into `out_dir`.
 
     Checks that the shards cover every row of every split exactly once and match `ids` (split -> id
-    column); a shard found twice must be identical. Writes the merged arrays and the manifest.
+    column), that they come from one fit of the model (`expected_fit` when given), and that each shard's arrays
+    are the ones its marker vouches for; a shard found twice must be identical. Nothing is written unless every
+    check passes; then the merged arrays and the manifest.
     """
     out_dir = Path(out_dir)
     markers: dict[tuple[str, int], tuple[Path, dict]] = {}
@@ -155,16 +316,28 @@ def merge_shards(sources: list[str | Path], out_dir: str | Path, ids: dict[str, 
         for marker in sorted(folder.glob("*-*.json")):
             info = read_json(marker)
             key = (info["split"], info["shard_no"])
-            if key in markers and markers[key][1]["ids_sha256"] != info["ids_sha256"]:
-                raise ValueError(f"shard {key} appears twice with different rows: {markers[key][0]} and {marker}")
+            if key in markers and any(markers[key][1].get(k) != info.get(k)
+                                      for k in ("ids_sha256", "fit_sha256", "npy_sha256")):
+                raise ValueError(f"shard {key} appears twice with different contents: {markers[key][0]} and {marker}"
+                                 ": merge the folders of one run of 01_extract only")
             markers.setdefault(key, (marker, info))
     if not markers:
         raise FileNotFoundError(f"no shards found in {[str(s) for s in sources]}")
     models = {info["model"] for _, info in markers.values()}
     if len(models) != 1:
         raise ValueError(f"shards from different models cannot be merged: {sorted(models)}")
-    manifest: dict = {"model": models.pop(), "splits": {}}
+    fits = {info.get("fit_sha256") for _, info in markers.values()}
+    if len(fits) != 1 or (expected_fit is not None and fits != {expected_fit}):
+        raise ValueError(f"the shards in {[str(s) for s in sources]} come from {len(fits)} different fits of the "
+                         "model (made from other train rows, or by another version of it): rerun 01_extract in every "
+                         "kernel with the same train.csv and test.csv")
+    stale = sorted(str(path) for (split, _), (path, info) in markers.items() if info["start"] >= len(ids[split]))
+    if stale:
+        raise ValueError(f"shards past the end of this CSV (left by a longer one): {stale[:5]}: delete them, or "
+                         "rerun 01_extract in their folders (it removes them)")
+    manifest: dict = {"model": models.pop(), "fit_sha256": fits.pop(), "splits": {}}
     total_seconds = 0.0
+    merged = {}
     for split in SPLITS:
         split_ids = np.asarray(ids[split])
         found = sorted((no, path, info) for (s, no), (path, info) in markers.items() if s == split)
@@ -178,29 +351,39 @@ def merge_shards(sources: list[str | Path], out_dir: str | Path, ids: dict[str, 
             if id_hash(split_ids[info["start"]:info["stop"]]) != info["ids_sha256"]:
                 raise ValueError(f"{split} shard #{no} ({path}) was computed for other rows than this CSV")
             stem = path.with_suffix("")
-            blocks.append(np.load(f"{stem}.npy"))
-            oks.append(np.load(f"{stem}.ok.npy"))
+            embeddings, ok = _check_shard_arrays(stem, path, info)
+            if blocks and (embeddings.shape[1:] != blocks[0].shape[1:] or embeddings.dtype != blocks[0].dtype):
+                raise ValueError(f"{stem}.npy has shape {embeddings.shape} {embeddings.dtype}, the shards before it "
+                                 f"{blocks[0].shape[1:]} {blocks[0].dtype}: it is from another model or run. Delete "
+                                 f"it and {path.name}, then rerun 01_extract")
+            blocks.append(embeddings)
+            oks.append(ok)
             if Path(f"{stem}.fetch.csv").is_file():
                 statuses.append(pd.read_csv(f"{stem}.fetch.csv", keep_default_na=False))
             covered = info["stop"]
             total_seconds += info.get("seconds", 0.0)
         if covered != len(split_ids):
             raise ValueError(f"{split}: shards cover rows 0..{covered} of {len(split_ids)}; the rest are missing")
-        embeddings, ok = np.concatenate(blocks), np.concatenate(oks)
+        merged[split] = (np.concatenate(blocks), np.concatenate(oks), statuses, len(found), id_hash(split_ids))
+    if merged["train"][0].shape[1:] != merged["test"][0].shape[1:]:
+        raise ValueError(f"the train shards have width {merged['train'][0].shape[1:]}, the test shards "
+                         f"{merged['test'][0].shape[1:]}: they are from different models or runs; rerun 01_extract")
+    for split, (embeddings, ok, statuses, n_shards, ids_sha256) in merged.items():
         write_npy(out_dir / f"{split}.npy", embeddings)
         write_npy(out_dir / f"{split}_ok.npy", ok)
         if statuses:
             write_csv(pd.concat(statuses, ignore_index=True), out_dir / f"{split}_fetch.csv")
         manifest["dim"] = int(embeddings.shape[1])
         manifest["dtype"] = str(embeddings.dtype)
-        manifest["splits"][split] = {"rows": len(ok), "ok": int(ok.sum()), "id_sha256": id_hash(split_ids),
-                                     "shards": len(found)}
+        manifest["splits"][split] = {"rows": len(ok), "ok": int(ok.sum()), "id_sha256": ids_sha256,
+                                     "shards": n_shards}
     if spec is not None:
         manifest.update(modality=spec.modality, architecture=spec.architecture, source=spec.source)
     rows = sum(s["rows"] for s in manifest["splits"].values())
     manifest.update(seconds=round(total_seconds, 3), rows_per_second=round(rows / max(total_seconds, 1e-9), 1))
-    write_json(out_dir / "manifest.json", manifest)
+    (out_dir / "manifest.json").unlink(missing_ok=True)  # arrays and manifest change together: no stale pairing
     write_json(out_dir / "metrics.json", {k: manifest[k] for k in ("model", "dim", "splits", "rows_per_second")})
+    write_json(out_dir / "manifest.json", manifest)
     return manifest
 
 

@@ -22,6 +22,7 @@ from amzkit.core.params import Param, Parameters
 from amzkit.core.schema import Schema, get_schema, row_text
 from amzkit.images.fetch import cached_images
 from amzkit.images.hashes import HASH_BITS, nearest_hash, signatures
+from amzkit.images.tables import ImageSignatures, read_image_tables
 from amzkit.text.names import product_names
 from amzkit.text.similarity import nearest_text, tfidf_rows
 
@@ -31,10 +32,11 @@ NO_MATCH = "none"
 REPORT_COLUMNS = ("test_id", "train_id", "kind", "similarity", "twin_price", "kinds", "text_similarity")
 PARAMETERS = Parameters(
     Param("leak_report", True, "report train/test twins (same name, text, image link, image hash)"),
-    Param("leak_text_threshold", 0.9, "TF-IDF cosine from which a test row's nearest train text is its twin (0..1]"),
+    Param("leak_text_threshold", 0.9, "TF-IDF cosine from which a test row's nearest train text is its twin (0..1]",
+          low=0, low_open=True, high=1),
     Param("leak_image_hash", True, "compare images by perceptual hash (from 01's image cache)"),
-    Param("leak_hash_distance", 4, "differing bits (of 64) within which two image hashes match"),
-    Param("leak_max_hash_matches", 3, "a picture matching more train products than this is generic: no twin"),
+    Param("leak_hash_distance", 4, "differing bits (of 64) within which two image hashes match", low=0, high=64),
+    Param("leak_max_hash_matches", 3, "a picture matching more train products than this is generic: no twin", low=1),
 )
 D = PARAMETERS.defaults
 
@@ -53,6 +55,8 @@ def duplicate_report(train: pd.DataFrame, test: pd.DataFrame, schema: str | Sche
     names) is generic and matches nothing.
     """
     schema = get_schema(schema)
+    PARAMETERS.validate(leak_text_threshold=text_threshold, leak_hash_distance=hash_distance,
+                        leak_max_hash_matches=max_hash_matches)
     n_test = len(test)
     train_ids = train[schema.id_column].to_numpy()
     prices = train[schema.target].to_numpy(dtype=float)
@@ -85,8 +89,8 @@ def duplicate_report(train: pd.DataFrame, test: pd.DataFrame, schema: str | Sche
 
     # image_hash: dHash within `hash_distance` bits
     if image_paths is not None:
-        hashes_train, colours_train = signatures(image_paths.get("train"), len(train))
-        hashes_test, colours_test = signatures(image_paths.get("test"), n_test)
+        hashes_train, colours_train = _signatures(image_paths.get("train"), len(train))
+        hashes_test, colours_test = _signatures(image_paths.get("test"), n_test)
         has_train = np.flatnonzero([h is not None for h in hashes_train])
         has_test = np.flatnonzero([h is not None for h in hashes_test])
         index, similarity = np.full(n_test, -1, dtype=np.int64), np.full(n_test, np.nan)
@@ -136,15 +140,30 @@ def summarize_report(report: pd.DataFrame) -> dict:
     }
 
 
+def _signatures(paths_or_signatures, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """(hashes, grid colours) of a split: 01's precomputed signatures as they are, else hashed from the paths."""
+    if isinstance(paths_or_signatures, ImageSignatures):
+        if len(paths_or_signatures) != n_rows:
+            raise ValueError(f"image signatures for {len(paths_or_signatures)} rows, but the split has {n_rows}")
+        return paths_or_signatures.hashes, paths_or_signatures.colours
+    return signatures(paths_or_signatures, n_rows)
+
+
 def cached_image_paths(data: dict[str, pd.DataFrame], schema: Schema, data_dir, work_dir) -> dict | None:
-    """Per split, the image file 01 cached (or the local file) for each row; None if the schema has no images.
+    """Per split, 01's image signatures (amzkit.images.tables, when 01 wrote them for these rows), else the image
+    file 01 cached (or the local file) for each row; None if the schema has no images.
 
     Never downloads: rows 01 did not fetch get None (and no image hash).
     """
     if not schema.image_column:
         return None
-    return {split: cached_images(data[split][schema.image_column], Path(data_dir), Path(work_dir) / "image_cache")
-            ["path"].tolist() for split in ("train", "test")}
+    out = {}
+    for split in ("train", "test"):
+        links = data[split][schema.image_column]
+        tables = read_image_tables(work_dir, split, links)
+        out[split] = tables.signatures if tables is not None else cached_images(
+            links, Path(data_dir), Path(work_dir) / "image_cache")["path"].tolist()
+    return out
 
 
 def leak_report(data: dict[str, pd.DataFrame], schema: str | Schema, out_dir, image_paths: dict | None = None,

@@ -31,14 +31,16 @@ from amzkit.core.schema import Schema, get_schema
 from amzkit.core.workdir import check_name, stage_dir
 from amzkit.ml.base import Learner, RunInputs
 from amzkit.ml.cv import cross_validate
-from amzkit.ml.folds import FOLD_STRATEGIES, shared_folds
-from amzkit.ml.learners import get_learner, make_learner
+from amzkit.ml.folds import FOLD_STRATEGIES, check_trainable, shared_folds
+from amzkit.ml.learners import LEARNERS, get_learner, make_learner
 from amzkit.ml.pseudo import pseudo_labels
 from amzkit.ml.runs import save_run
 
 PARAMETERS = Parameters(
-    Param("run_name", "lgbm", "this run's folder under 03_train/ (letters, digits, _ - .); 04 blends runs by name"),
-    Param("learner", "lightgbm", "lightgbm, xgboost, catboost, ridge_tfidf, knn, mlp or finetune"),
+    Param("run_name", "lgbm", "this run's folder under 03_train/ (letters, digits, _ - .); 04 blends runs by name",
+          plain_name=True),
+    Param("learner", "lightgbm", "lightgbm, xgboost, catboost, ridge_tfidf, knn, mlp or finetune",
+          choices=tuple(LEARNERS)),
     Param("learner_params", {}, "the learner's own parameters as JSON, e.g. {\"embedding\": \"minilm\", \"k\": 20}"),
     Param("embeddings", ["fashion-siglip:pca:64", "minilm:pca:32", "minilm:knn:20"],
           "01_extract runs: 'run', 'run:pca:N', 'run:topk_corr:K' or 'run:knn:K' (fit inside the folds)"),
@@ -46,17 +48,20 @@ PARAMETERS = Parameters(
           "feature groups (see ml.featureset.all_feature_groups(); image_meta/colour read 01's image cache)"),
     Param("preset", "default", "LightGBM preset: default, huber, seed, or a saved one (tuned-<run_name>)"),
     Param("lgb_params", {}, "LightGBM parameters over the preset's, as JSON"),
-    Param("n_folds", 5, "number of CV folds (shared by every run of the work folder)"),
-    Param("fold_strategy", "group", "group (copies of a product in one fold), stratified or kfold"),
-    Param("seed", 42, "seed of the folds, the models and the inner splits"),
+    Param("n_folds", 5, "number of CV folds (shared by every run of the work folder)", low=2, high=50),
+    Param("fold_strategy", "group", "group (copies of a product in one fold), stratified or kfold",
+          choices=FOLD_STRATEGIES),
+    Param("seed", 42, "seed of the folds, the models and the inner splits", low=0, high=2**32 - 1),
     Param("group_by", "", "a feature column (e.g. unit_family): one tree model per group with at least 200 rows"),
-    Param("tfidf_dim", 64, "width of the in-fold TF-IDF + SVD feature group"),
-    Param("num_threads", 0, "threads of the learner; 0: the cores free to this process"),
-    Param("tune_trials", 0, "Optuna trials over LightGBM parameters before the run (0: no tuning)"),
-    Param("tune_minutes", 30.0, "time budget of the tuning in minutes"),
-    Param("pseudo_label_run", "", "an earlier run whose confident test predictions join training (\"\": none)"),
-    Param("pseudo_label_fraction", 0.5, "share of test rows taken as pseudo-labels, most confident first"),
-    Param("pseudo_label_weight", 0.5, "sample weight of a pseudo-labelled row (0..1]"),
+    Param("tfidf_dim", 64, "width of the in-fold TF-IDF + SVD feature group", low=1),
+    Param("num_threads", 0, "threads of the learner; 0: the cores free to this process", low=0),
+    Param("tune_trials", 0, "Optuna trials over LightGBM parameters before the run (0: no tuning)", low=0),
+    Param("tune_minutes", 30.0, "time budget of the tuning in minutes", low=0, low_open=True),
+    Param("pseudo_label_run", "", "an earlier run whose confident test predictions join training (\"\": none)",
+          plain_name=True),
+    Param("pseudo_label_fraction", 0.5, "share of test rows taken as pseudo-labels, most confident first",
+          low=0, low_open=True, high=1),
+    Param("pseudo_label_weight", 0.5, "sample weight of a pseudo-labelled row (0..1]", low=0, low_open=True, high=1),
 )
 D = PARAMETERS.defaults
 
@@ -72,6 +77,11 @@ def build_learner(learner: str = D.learner, learner_params: dict | None = None, 
     """The learner `learner` with its own `learner_params` and the run parameters its constructor takes."""
     params = dict(learner_params or {})
     accepted = inspect.signature(get_learner(learner)).parameters
+    misplaced = sorted(k for k in params if k in PARAMETERS and k not in accepted)
+    if misplaced:
+        raise ValueError(f"learner_params names {misplaced}: {'they are' if len(misplaced) > 1 else 'it is'} a "
+                         f"parameter of the run, not of learner {learner!r}: set it as such (-p {misplaced[0]} "
+                         f"<value>, or {misplaced[0]}= in train_run) and remove it from learner_params")
     shared = {"features": list(features), "embeddings": list(embeddings), "tfidf_dim": tfidf_dim,
               "group_by": group_by, "num_threads": num_threads}
     for key in SHARED_LEARNER_PARAMS:
@@ -105,8 +115,11 @@ def train_run(
     """
     schema_ = get_schema(schema)
     check_name(run_name, "run_name")
-    if fold_strategy not in FOLD_STRATEGIES:
-        raise ValueError(f"unknown fold_strategy {fold_strategy!r}; choose from {FOLD_STRATEGIES}")
+    PARAMETERS.validate(run_name=run_name, n_folds=n_folds, seed=seed, fold_strategy=fold_strategy,
+                        num_threads=num_threads, tfidf_dim=tfidf_dim, pseudo_label_run=pseudo_label_run,
+                        pseudo_label_fraction=pseudo_label_fraction, pseudo_label_weight=pseudo_label_weight,
+                        **({"learner": learner} if isinstance(learner, str) else {}))
+    check_trainable(data["train"][schema_.target].to_numpy(), n_folds, schema_.target)
     started = time.perf_counter()
     model = learner if isinstance(learner, Learner) else build_learner(
         learner, learner_params, features=features, embeddings=embeddings, tfidf_dim=tfidf_dim, group_by=group_by,

@@ -1,0 +1,93 @@
+"""Outputs Kaggle can carry: a kernel's output is /kaggle/working, listed file by file (`kaggle kernels output`
+lists at most 500 files) and mounted file by file in later kernels.
+
+- 01's image cache (~150k JPEGs) is packed into a few tar shards at the end of the kernel; later stages read
+  01's image tables (amzkit.images.tables), never the pictures. `unpack_image_cache` restores the loose files.
+- Each kernel lists what it wrote (path and size) in OUTPUT_LISTING, and `kaggle fetch` checks that all of it
+  arrived.
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from pathlib import Path
+
+from amzkit.core.io import atomic_path, read_json, write_json
+from amzkit.images.features import IMAGE_CACHE_DIR
+from amzkit.images.records import MANIFEST_NAME
+
+OUTPUT_LISTING = "kaggle_outputs.json"
+IMAGE_SHARD_BYTES = 1 << 30  # ~1 GiB per tar shard: 150k pictures (5-9 GB) become 5-9 files
+IMAGE_SHARD_PATTERN = "images-{:05d}.tar"
+
+
+def _loose_images(cache_dir: Path) -> list[Path]:
+    return sorted(p for p in cache_dir.iterdir() if p.is_file() and not p.is_symlink()
+                  and p.name != MANIFEST_NAME and not p.name.startswith(".") and not p.name.endswith(".tar"))
+
+
+def pack_image_cache(work_dir: str | Path, shard_bytes: int = IMAGE_SHARD_BYTES) -> list[Path]:
+    """Move the loose files of `work_dir/image_cache` (all but the fetch manifest) into tar shards of about
+    `shard_bytes`; each shard is written whole (atomically) before its files are removed. Returns new shards."""
+    cache_dir = Path(work_dir) / IMAGE_CACHE_DIR
+    if not cache_dir.is_dir() or cache_dir.is_symlink():
+        return []
+    loose = _loose_images(cache_dir)
+    existing = sorted(cache_dir.glob(IMAGE_SHARD_PATTERN.replace("{:05d}", "*")))
+    next_no = len(existing)
+    groups: list[list[Path]] = []
+    size = 0
+    for path in loose:
+        if not groups or size + path.stat().st_size > shard_bytes:
+            groups.append([])
+            size = 0
+        groups[-1].append(path)
+        size += path.stat().st_size
+    shards = []
+    for group in groups:
+        shard = cache_dir / IMAGE_SHARD_PATTERN.format(next_no)
+        next_no += 1
+        with atomic_path(shard) as tmp, tarfile.open(tmp, "w") as archive:
+            for path in group:
+                archive.add(path, arcname=path.name)
+        for path in group:
+            path.unlink()
+        shards.append(shard)
+    return shards
+
+
+def unpack_image_cache(work_dir: str | Path) -> int:
+    """Extract the tar shards of `work_dir/image_cache` back into loose files (the shards stay); returns files."""
+    cache_dir = Path(work_dir) / IMAGE_CACHE_DIR
+    count = 0
+    for shard in sorted(cache_dir.glob(IMAGE_SHARD_PATTERN.replace("{:05d}", "*"))):
+        with tarfile.open(shard) as archive:
+            members = [m for m in archive.getmembers() if m.isfile() and "/" not in m.name and m.name != ".."]
+            archive.extractall(cache_dir, members=members, filter="data")
+            count += len(members)
+    return count
+
+
+def write_output_listing(work_dir: str | Path) -> Path:
+    """List every regular file under `work_dir` (relative path -> bytes) in OUTPUT_LISTING there."""
+    root = Path(work_dir)
+    files = {}
+    for dirpath, dirnames, filenames in os.walk(root):  # symlinks (earlier kernels' outputs) are not followed
+        for name in filenames:
+            path = Path(dirpath) / name
+            if not path.is_symlink() and name != OUTPUT_LISTING:
+                files[path.relative_to(root).as_posix()] = path.stat().st_size
+        dirnames[:] = [d for d in dirnames if not (Path(dirpath) / d).is_symlink()]
+    return write_json(root / OUTPUT_LISTING, {"files": dict(sorted(files.items()))})
+
+
+def check_fetched(folder: str | Path) -> list[str]:
+    """Files a kernel listed (OUTPUT_LISTING anywhere under `folder`) that are absent or of another size there."""
+    missing = []
+    for listing in sorted(Path(folder).rglob(OUTPUT_LISTING)):
+        for rel, size in read_json(listing)["files"].items():
+            path = listing.parent / rel
+            if not path.is_file() or path.stat().st_size != size:
+                missing.append(str(path))
+    return missing

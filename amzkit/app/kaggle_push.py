@@ -1,0 +1,182 @@
+"""`kaggle push` and `kaggle fetch`: upload a build's wheel dataset and kernels in stage order, wait for the very
+versions pushed, and bring a stage's outputs back (checked against the listing each kernel writes)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from amzkit.app.kaggle import DEFAULT_BUILD, PLAN_FILE, _stage_name, load_plan
+from amzkit.app.kaggle_api import (
+    KaggleCLI,
+    KaggleError,
+    Runner,
+    credentials_help,
+    failed,
+    invalid_sources,
+    pushed_version,
+    read_credentials,
+    require_credentials,
+    run_kaggle,
+    wait_for,
+)
+from amzkit.app.kaggle_outputs import check_fetched
+from amzkit.core.io import read_json, write_json
+from amzkit.core.workdir import STAGES
+
+PUSHED_FILE = "pushed.json"  # per kernel id: the version the last push created, when, and its final status
+
+
+def _record(build_dir: Path, kernel_id: str, **values: Any) -> None:
+    path = build_dir / PUSHED_FILE
+    pushed = read_json(path) if path.is_file() else {}
+    pushed[kernel_id] = {**pushed.get(kernel_id, {}), **values}
+    write_json(path, pushed)
+
+
+def pushed_versions(build_dir: str | Path = DEFAULT_BUILD) -> dict[str, dict[str, Any]]:
+    """{kernel id: {"version": N, "pushed_at": ..., "status": ...}} of the pushes from this build folder."""
+    path = Path(build_dir) / PUSHED_FILE
+    return read_json(path) if path.is_file() else {}
+
+
+def push(build_dir: str | Path = DEFAULT_BUILD, stages: Sequence[str] | None = None, dry_run: bool = False,
+         wait: bool = False, poll_interval: float = 60.0, timeout: float = 12 * 3600.0, message: str = "",
+         skip_dataset: bool = False, home: str | Path | None = None, environ: dict[str, str] | None = None,
+         runner: Runner = run_kaggle, sleep: Callable[[float], None] = time.sleep,
+         echo: Callable[[str], None] = print) -> dict[str, str]:
+    """Push the wheel dataset, then each kernel in stage order; with `wait`, each runs to the end before the
+    next is pushed (a stage reads its predecessors' finished outputs). Returns {kernel id: final status}.
+
+    A push whose output says a source is not valid stops here with that message (the kernel would run without
+    its data). The version each push creates is recorded in pushed.json and its own status is polled, so an
+    earlier version's COMPLETE is never taken for the new run's.
+    """
+    build_dir = Path(build_dir)
+    plan = load_plan(build_dir)
+    wanted = {_stage_name(s) for s in stages} if stages else set(STAGES)
+    kernels = [k for k in plan["kernels"] if k["stage"] in wanted]
+    if not kernels:
+        raise KaggleError(f"no kernels of stages {sorted(wanted)} in {build_dir / PLAN_FILE}: rebuild with them")
+    if len(kernels) > 1 and not wait and not dry_run:
+        raise KaggleError("pushing several chained kernels needs --wait: each stage reads the finished outputs of "
+                          "the one before. Pass --wait, or push one stage at a time with --stages.")
+    if dry_run:
+        creds = read_credentials(home, environ)
+        if creds is None:
+            echo("note: no Kaggle credentials found; a real push needs them. "
+                 + credentials_help(Path(home or Path.home()) / ".kaggle"))
+    else:
+        creds = require_credentials(home, environ)
+        if creds.username and creds.username != plan["owner"]:
+            raise KaggleError(f"the build is for owner {plan['owner']!r} but the credentials are {creds.username!r}'s:"
+                              f" rebuild with --owner {creds.username}")
+    cli = KaggleCLI(creds, dry_run, runner, echo)
+    results: dict[str, str] = {}
+    dataset_dir = build_dir / plan["dataset"]["folder"]
+    wheels = sorted(p.name for p in dataset_dir.glob("*.whl"))
+    echo(f"wheel dataset {plan['dataset']['id']} ({dataset_dir}): {', '.join(wheels) or 'NO WHEEL'}")
+    if not skip_dataset:
+        _push_dataset(cli, dataset_dir, plan["dataset"]["id"], message, wait, poll_interval, timeout, sleep)
+    for kernel in kernels:
+        proc = cli(["kernels", "push", "-p", str(build_dir / kernel["folder"])])
+        remaining = ",".join(k["stage"] for k in kernels[kernels.index(kernel):])
+        if dry_run:
+            results[kernel["id"]] = "dry-run"
+            if wait:
+                cli(["kernels", "status", f"{kernel['id']}/<version>"], comment="the pushed version, until it ends")
+            continue
+        invalid = invalid_sources(proc)
+        if invalid:
+            raise KaggleError(f"pushing {kernel['id']}: {' / '.join(invalid)}. The kernel cannot read its inputs: "
+                              "fix the source (--data <owner>/<dataset> must be a dataset you can see, --competition "
+                              f"a competition you joined), rebuild, and re-run with --stages {remaining}")
+        if failed(proc, ("successfully pushed",)):
+            raise KaggleError(f"pushing {kernel['id']} failed (output above); fix it and re-run with "
+                              f"--stages {kernel['stage']}")
+        version = pushed_version(proc)
+        _record(build_dir, kernel["id"], version=version, pushed_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
+                status="pushed")
+        if not wait:
+            results[kernel["id"]] = "pushed"
+            continue
+        status = _wait_kernel(cli, kernel["id"], version, poll_interval, timeout, sleep)
+        _record(build_dir, kernel["id"], status=status)
+        results[kernel["id"]] = status
+        if status != "complete":
+            raise KaggleError(f"kernel {kernel['id']} ended {status}: read its log with `python -m amzkit kaggle "
+                              f"fetch {kernel['stage']}` (or on kaggle.com), fix it, and re-run with "
+                              f"--stages {remaining}")
+    return results
+
+
+def _wait_kernel(cli: KaggleCLI, kernel_id: str, version: int | None, poll_interval: float, timeout: float,
+                 sleep: Callable[[float], None]) -> str:
+    """Poll `<id>/<version>` (the version the push created); a CLI that names no version is polled on the
+    kernel's latest status with the stale guard (a final status before queued/running is the previous run's)."""
+    if version is None:
+        cli.echo(f"{kernel_id}: the push named no version; polling the latest version's status (an earlier run's "
+                 "final status is ignored until the new run shows up)")
+        return wait_for(cli, ["kernels", "status", kernel_id], kernel_id, poll_interval, timeout, sleep,
+                        stale_guard=True)
+    return wait_for(cli, ["kernels", "status", f"{kernel_id}/{version}"], f"{kernel_id} version {version}",
+                    poll_interval, timeout, sleep, fallback=["kernels", "status", kernel_id])
+
+
+def _push_dataset(cli: KaggleCLI, folder: Path, dataset_id: str, message: str, wait: bool, poll_interval: float,
+                  timeout: float, sleep: Callable[[float], None]) -> None:
+    """`datasets version` when the dataset exists, else `datasets create`; `-r zip` keeps sub-folders."""
+    message = message or f"amzkit wheel {time.strftime('%Y-%m-%d %H:%M')}"
+    if cli.dry_run:
+        cli(["datasets", "status", dataset_id], comment="does it exist?")
+        cli(["datasets", "create", "-p", str(folder), "-r", "zip"], comment="the first time")
+        cli(["datasets", "version", "-p", str(folder), "-r", "zip", "-m", message], comment="afterwards")
+        return
+    status = cli(["datasets", "status", dataset_id], quiet=True)
+    text = (status.stdout + status.stderr).lower()
+    exists = status.returncode == 0 and not any(w in text for w in ("404", "not found", "does not exist"))
+    if exists:
+        proc = cli(["datasets", "version", "-p", str(folder), "-r", "zip", "-m", message])
+    else:
+        proc = cli(["datasets", "create", "-p", str(folder), "-r", "zip"])
+    if failed(proc, ("successfully", "being created", "is being", "upload successful")):
+        raise KaggleError(f"uploading the wheel dataset {dataset_id} failed (output above)")
+    if wait:
+        final = wait_for(cli, ["datasets", "status", dataset_id], dataset_id, poll_interval, timeout, sleep)
+        if final != "complete":
+            raise KaggleError(f"dataset {dataset_id} ended {final}: open it on kaggle.com to see why")
+
+
+def fetch(stage: str, build_dir: str | Path = DEFAULT_BUILD, out: str | Path | None = None, dry_run: bool = False,
+          home: str | Path | None = None, environ: dict[str, str] | None = None, runner: Runner = run_kaggle,
+          echo: Callable[[str], None] = print) -> list[Path]:
+    """Download the outputs (and log) of every kernel of `stage` into `<out>/<kernel-slug>/`: the version the last
+    push created (pushed.json), else the latest; then check every file the kernel listed arrived."""
+    stage = _stage_name(stage)
+    plan = load_plan(build_dir)
+    kernels = [k for k in plan["kernels"] if k["stage"] == stage]
+    if not kernels:
+        raise KaggleError(f"no {stage} kernel in {Path(build_dir) / PLAN_FILE}: build it first")
+    creds = read_credentials(home, environ) if dry_run else require_credentials(home, environ)
+    cli = KaggleCLI(creds, dry_run, runner, echo)
+    out = Path(out) if out else Path(build_dir) / "outputs"
+    pushed = pushed_versions(build_dir)
+    folders = []
+    for kernel in kernels:
+        folder = out / kernel["folder"]
+        version = pushed.get(kernel["id"], {}).get("version")
+        ref = f"{kernel['id']}/{version}" if version else kernel["id"]
+        if not dry_run:
+            folder.mkdir(parents=True, exist_ok=True)
+        proc = cli(["kernels", "output", ref, "-p", str(folder)])
+        if not dry_run:
+            if proc.returncode:
+                raise KaggleError(f"downloading the outputs of {ref} failed (output above)")
+            missing = check_fetched(folder)
+            if missing:
+                raise KaggleError(f"{ref}: {len(missing)} of the files the kernel wrote did not arrive in {folder} "
+                                  f"(first: {missing[:3]}); fetch again, or download them from the kernel's page")
+        folders.append(folder)
+    return folders

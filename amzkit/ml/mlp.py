@@ -1,0 +1,282 @@
+"""`mlp`: a small torch MLP on frozen embeddings plus the numeric feature groups (public 2025 solution #14's
+approach: CLIP / SigLIP text and image embeddings into an MLP).
+
+Inputs are the run's feature set (ml.featureset: `features` groups, `embeddings` runs whole or reduced in the
+folds, fold transforms refit on each fold's real training rows). Inside each fit, numeric columns are imputed
+with the training medians (plus a missing indicator per column with NaN in training), heavy-tailed columns
+are log-scaled, clipped to their training 0.1-99.9 percentiles and standardised; categorical codes (brand,
+unit family, ...) enter as learnt embeddings or one-hot. The net predicts log1p(price) with the loss chosen
+(ml.torch_fit.LOSSES). Early stopping: on an inner holdout of the training rows (grouped by product), never on
+the fold CV scores; `refit` then trains on every training row for the number of steps it chose.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from amzkit.core.io import atomic_path
+from amzkit.core.threads import resolve_threads
+from amzkit.ml.base import Learner, RunInputs, floor_prediction
+from amzkit.ml.featureset import assemble_features
+from amzkit.ml.torch_fit import (
+    DEVICES,
+    LOSSES,
+    SCHEDULES,
+    TrainPlan,
+    check_choice,
+    described_without_progress,
+    holdout_mask,
+    holdout_smape,
+    log_target_stats,
+    no_decay,
+    resolve_device,
+    seed_torch,
+    train_loop,
+    weighted_loss,
+)
+from amzkit.ml.trees import DEFAULT_FEATURES, VALID_FRACTION
+
+LOG_SCALE_ABOVE = 100.0  # a column whose training |values| reach this at the 99th percentile is log-scaled
+CLIP_QUANTILES = (0.001, 0.999)
+MAX_EMBEDDING_DIM = 16
+PREDICT_BATCH = 8192
+CATEGORICAL_MODES = ("embedding", "onehot")
+
+
+class TabularScaler:
+    """Numeric columns for a net: median imputation + missing indicators, log scaling of heavy tails, clipping
+    and standardisation, all learnt from the rows `fit` sees (the training fold's real rows)."""
+
+    def fit(self, x: np.ndarray) -> TabularScaler:
+        x = np.asarray(x, dtype=np.float64)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column: its median is 0 below
+            medians = np.nanmedian(np.where(np.isfinite(x), x, np.nan), axis=0) if len(x) else np.zeros(x.shape[1])
+        self.medians_ = np.nan_to_num(medians, nan=0.0)
+        self.missing_ = np.flatnonzero((~np.isfinite(x)).any(axis=0))
+        filled = self._fill(x)
+        self.log_ = np.percentile(np.abs(filled), 99, axis=0) >= LOG_SCALE_ABOVE if len(x) else np.zeros(0, bool)
+        logged = self._log(filled)
+        self.low_, self.high_ = np.quantile(logged, CLIP_QUANTILES, axis=0)
+        clipped = np.clip(logged, self.low_, self.high_)
+        self.mean_, std = clipped.mean(axis=0), clipped.std(axis=0)
+        self.std_ = np.where(std > 1e-9, std, 1.0)
+        return self
+
+    def _fill(self, x: np.ndarray) -> np.ndarray:
+        return np.where(np.isfinite(x), x, self.medians_)
+
+    def _log(self, x: np.ndarray) -> np.ndarray:
+        return np.where(self.log_, np.sign(x) * np.log1p(np.abs(x)), x)
+
+    @property
+    def width(self) -> int:
+        return len(self.medians_) + len(self.missing_)
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        missing = (~np.isfinite(x[:, self.missing_])).astype(np.float64)
+        scaled = (np.clip(self._log(self._fill(x)), self.low_, self.high_) - self.mean_) / self.std_
+        return np.hstack([scaled, missing]).astype(np.float32)
+
+
+class MlpNet(nn.Module):
+    """Numeric columns + categorical codes (embedded or one-hot) -> hidden layers -> log1p(price)."""
+
+    def __init__(self, n_numeric: int, cardinalities: Sequence[int], categorical: str, hidden: Sequence[int],
+                 dropout: float, centre: float, spread: float):
+        super().__init__()
+        self.categorical, self.cardinalities = categorical, list(cardinalities)
+        dims = [min(MAX_EMBEDDING_DIM, (card + 1) // 2) for card in self.cardinalities]
+        self.embeddings = nn.ModuleList(nn.Embedding(card, dim) for card, dim in zip(self.cardinalities, dims,
+                                                                                       strict=True)
+                                        ) if categorical == "embedding" else nn.ModuleList()
+        width = n_numeric + (sum(dims) if categorical == "embedding" else sum(self.cardinalities))
+        layers: list[nn.Module] = []
+        for size in hidden:
+            layers += [nn.Linear(width, size), nn.LayerNorm(size), nn.SiLU(), nn.Dropout(dropout)]
+            width = size
+        self.body = nn.Sequential(*layers)
+        self.out = nn.Linear(width, 1)
+        nn.init.normal_(self.out.weight, std=0.01)
+        nn.init.zeros_(self.out.bias)
+        self.register_buffer("centre", torch.tensor(float(centre)))
+        self.register_buffer("spread", torch.tensor(float(spread)))
+
+    def forward(self, numeric: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        parts = [numeric]
+        for i, card in enumerate(self.cardinalities):
+            if self.categorical == "embedding":
+                parts.append(self.embeddings[i](codes[:, i]))
+            else:
+                parts.append(nn.functional.one_hot(codes[:, i], card).to(numeric.dtype))
+        return self.centre + self.spread * self.out(self.body(torch.cat(parts, dim=1))).squeeze(-1)
+
+
+class MlpLearner(Learner):
+    """A small MLP on the run's feature set (embeddings + feature groups), log1p target, inner-holdout early
+    stopping (see the module docstring). Deterministic on CPU for a given seed and `num_threads`."""
+
+    name = "mlp"
+
+    def __init__(self, features: Sequence[str] = DEFAULT_FEATURES, embeddings: Sequence[str] = (),
+                 tfidf_dim: int = 64, hidden: Sequence[int] = (512, 128), dropout: float = 0.2,
+                 categorical: str = "embedding", epochs: int = 60, patience: int = 8, batch_size: int = 256,
+                 lr: float = 2e-3, weight_decay: float = 1e-4, schedule: str = "cosine", warmup: float = 0.05,
+                 loss: str = "huber", huber_delta: float = 1.0, valid_fraction: float = VALID_FRACTION,
+                 refit: bool = False, device: str = "auto", num_threads: int = 0, progress: bool = False):
+        self.features = features
+        self.embeddings = embeddings
+        self.tfidf_dim = tfidf_dim
+        self.hidden = hidden
+        self.dropout = dropout
+        self.categorical = categorical
+        self.epochs = epochs
+        self.patience = patience
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.schedule = schedule
+        self.warmup = warmup
+        self.loss = loss
+        self.huber_delta = huber_delta
+        self.valid_fraction = valid_fraction
+        self.refit = refit
+        self.device = device
+        self.num_threads = num_threads
+        self.progress = progress
+
+    def _check_params(self) -> None:
+        check_choice(self.name, "loss", self.loss, LOSSES)
+        check_choice(self.name, "schedule", self.schedule, SCHEDULES)
+        check_choice(self.name, "categorical", self.categorical, CATEGORICAL_MODES)
+        check_choice(self.name, "device", self.device, DEVICES)
+        if not 0 <= self.valid_fraction < 1:
+            raise ValueError(f"learner 'mlp': valid_fraction must be in [0, 1), got {self.valid_fraction}")
+        for param in ("epochs", "batch_size"):
+            if not isinstance(getattr(self, param), int) or getattr(self, param) < 1:
+                raise ValueError(f"learner 'mlp': {param} must be a positive integer, got {getattr(self, param)!r}")
+        if not all(isinstance(h, int) and h > 0 for h in self.hidden):
+            raise ValueError(f"learner 'mlp': hidden must list positive layer widths, e.g. [512, 128], "
+                             f"got {self.hidden!r}")
+
+    def prepare(self, inputs: RunInputs) -> MlpLearner:
+        self._check_params()
+        self.inputs_ = inputs
+        self.device_ = resolve_device(self.device)
+        self.features_ = assemble_features(inputs, self.features, self.embeddings, self.tfidf_dim)
+        categorical = list(self.features_.categorical)
+        self.numeric_columns_ = [i for i in range(self.features_.static.shape[1]) if i not in set(categorical)]
+        self.categorical_columns_ = categorical
+        codes = self.features_.static[:, categorical]  # label-free category codes of every row (NaN: missing)
+        self.cardinalities_ = [int(np.nanmax(np.append(c, -1))) + 2 for c in codes.T]
+        return self
+
+    def prepared_attributes(self) -> set[str]:
+        return {"inputs_", "device_", "features_", "numeric_columns_", "categorical_columns_", "cardinalities_"}
+
+    # --- inputs as tensors
+
+    def _split(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(numeric columns incl. fold-transform ones, category index per categorical column: 0 = missing)."""
+        n_static = self.features_.static.shape[1]
+        numeric = np.hstack([x[:, self.numeric_columns_], x[:, n_static:]])
+        raw = x[:, self.categorical_columns_]
+        codes = np.where(np.isfinite(raw), raw + 1, 0).astype(np.int64)
+        return numeric, np.minimum(codes, np.array(self.cardinalities_, dtype=np.int64) - 1)
+
+    def _tensors(self, x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        numeric, codes = self._split(x)
+        return (torch.from_numpy(self.scaler_.transform(numeric)).to(self.device_),
+                torch.from_numpy(codes).to(self.device_))
+
+    # --- the protocol
+
+    def fit(self, rows, y, weight=None) -> MlpLearner:
+        self._check_prepared()
+        if self.device_.type == "cpu":
+            torch.set_num_threads(resolve_threads(self.num_threads))
+        rows, y = np.asarray(rows), np.asarray(y, dtype=np.float64)
+        inputs = self.inputs_
+        real = rows < inputs.n_train
+        for transform in self.features_.transforms:  # learnt from labelled train rows only
+            transform.fit(rows[real], y[real])
+        x = self.features_.matrix(rows)
+        self.scaler_ = TabularScaler().fit(self._split(x[real])[0])
+        numeric, codes = self._tensors(x)
+        target = torch.from_numpy(np.log1p(y).astype(np.float32)).to(self.device_)
+        weights = None if weight is None else torch.as_tensor(np.asarray(weight, np.float32), device=self.device_)
+        watch = holdout_mask(rows, inputs.n_train, self.valid_fraction, inputs.seed, inputs.groups)
+        keep = np.flatnonzero(~watch)
+        holdout = (self._tensors(x[watch]), y[watch]) if watch.any() else None
+        self.model_, self.history_ = self._train(keep, numeric, codes, target, weights, y[keep], holdout, None)
+        if self.refit and holdout is not None:
+            chosen_epochs = self.history_.best_step / self._steps_per_epoch(len(keep))
+            max_steps = max(1, round(chosen_epochs * self._steps_per_epoch(len(rows))))
+            self.model_, self.history_ = self._train(np.arange(len(rows)), numeric, codes, target, weights, y, None,
+                                                     max_steps)
+        return self
+
+    def _steps_per_epoch(self, n_rows: int) -> int:
+        return max(1, -(-n_rows // self.batch_size))
+
+    def _train(self, train_index, numeric, codes, target, weights, y_train, holdout, max_steps):
+        """One net trained on `train_index` (positions in the fit's rows), early-stopped on `holdout` ((inputs,
+        prices) or None): (net, History)."""
+        seed_torch(self.inputs_.seed)
+        centre, spread = log_target_stats(y_train)
+        net = MlpNet(numeric.shape[1], self.cardinalities_, self.categorical, self.hidden, self.dropout, centre,
+                     spread).to(self.device_)
+        named = list(net.named_parameters())
+        groups = [{"params": [p for n, p in named if not no_decay(n)], "weight_decay": self.weight_decay},
+                  {"params": [p for n, p in named if no_decay(n)], "weight_decay": 0.0}]
+        optimizer = torch.optim.AdamW(groups, lr=self.lr)
+        order = np.random.default_rng(self.inputs_.seed)
+        train_index = np.asarray(train_index)
+
+        def batches(epoch):
+            shuffled = torch.from_numpy(order.permutation(train_index)).to(self.device_)
+            return [shuffled[i:i + self.batch_size] for i in range(0, len(shuffled), self.batch_size)]
+
+        def loss_of(batch):
+            pred = net(numeric[batch], codes[batch])
+            return weighted_loss(self.loss, pred, target[batch], None if weights is None else weights[batch],
+                                 self.huber_delta), len(batch)
+
+        evaluate = None if holdout is None else lambda: holdout_smape(_predict_log(net, holdout[0]), holdout[1])
+        plan = TrainPlan(self.epochs, self._steps_per_epoch(len(train_index)), 1, self.patience, max_steps)
+        history = train_loop(net, optimizer, plan, batches, loss_of, device=self.device_, amp=None,
+                             schedule=self.schedule, warmup=self.warmup, evaluate=evaluate, desc="mlp",
+                             progress=self.progress)
+        return net, history
+
+    def predict(self, rows) -> np.ndarray:
+        tensors = self._tensors(self.features_.matrix(np.asarray(rows)))
+        return floor_prediction(np.expm1(_predict_log(self.model_, tensors)))
+
+    def save_fold(self, folder: Path, fold: int) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {"net": self.model_.state_dict(), "scaler": vars(self.scaler_), "params": self.describe()["params"]}
+        with atomic_path(folder / f"fold{fold}.pt") as tmp:
+            torch.save(state, tmp)
+
+    def describe(self) -> dict:
+        width = len(self.features_.names) if hasattr(self, "features_") else None
+        return {**described_without_progress(super().describe()), "features": list(self.features),
+                "embeddings": list(self.embeddings), "n_features": width}
+
+
+def _predict_log(net: MlpNet, tensors: tuple[torch.Tensor, torch.Tensor]) -> np.ndarray:
+    """log1p-price predictions of `net` (eval mode, batched)."""
+    numeric, codes = tensors
+    net.eval()
+    with torch.inference_mode():
+        out = [net(numeric[i:i + PREDICT_BATCH], codes[i:i + PREDICT_BATCH]).float().cpu().numpy()
+               for i in range(0, len(numeric), PREDICT_BATCH)]
+    return np.concatenate(out) if out else np.empty(0, dtype=np.float32)

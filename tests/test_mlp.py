@@ -1,0 +1,144 @@
+"""The `mlp` learner: a small torch MLP on frozen embeddings + feature groups, in the one CV loop."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from amzkit.core.schema import get_schema
+from amzkit.ml.base import RunInputs
+from amzkit.ml.cv import cross_validate
+from amzkit.ml.folds import make_folds
+from amzkit.ml.learners import make_learner
+from amzkit.ml.mlp import MlpLearner, TabularScaler
+from amzkit.stages.train import train_run
+from amzkit.testing import planted_price_world, write_embedding_run
+
+FAST = {"features": ["text_stats", "quantity"], "embeddings": ["planted"], "num_threads": 1, "epochs": 30,
+        "device": "cpu"}
+
+
+GOLDEN = "Item Name: golden golden item\nValue: 1.0\nUnit: Count"  # one product no other row resembles
+
+
+def planted_inputs(work, n_train=400, n_test=80, seed=0, price=None, golden_rows=()) -> RunInputs:
+    """RunInputs over planted_price_world with its embedding written as 01 run 'planted' (GOLDEN copies at
+    `golden_rows`: same text, the same embedding far from every other row's)."""
+    world = planted_price_world(n_train, n_test, seed)
+    data = world["data"]
+    if price is not None:
+        data["train"]["price"] = price
+    golden_rows = list(golden_rows)
+    data["train"].loc[golden_rows, "catalog_content"] = GOLDEN
+    world["embedding"][golden_rows] = 5.0
+    write_embedding_run(work, "planted", {
+        "train": (world["embedding"][:n_train], data["train"]["sample_id"].to_numpy()),
+        "test": (world["embedding"][n_train:], data["test"]["sample_id"].to_numpy())})
+    return RunInputs(data, get_schema("amazon2025"), work, seed=0)
+
+
+def test_mlp_learns_a_planted_embedding_signal(tmp_path):
+    inputs = planted_inputs(tmp_path)
+    folds = make_folds(inputs.y, 5, 0, "kfold")
+    result = cross_validate(make_learner("mlp", **FAST).prepare(inputs), folds, progress=False)
+    assert np.mean(result["fold_smape"]) < 0.3 * np.mean(result["fold_constant_smape"]), result["fold_smape"]
+    assert result["test"].shape == (80,) and np.isfinite(result["test"]).all() and (result["test"] > 0).all()
+
+
+class LeakyMlp(MlpLearner):
+    """Centres its head on the mean log price of EVERY train row, validation rows included: a leak."""
+
+    def fit(self, rows, y, weight=None):
+        super().fit(rows, y, weight)
+        self.model_.centre.fill_(float(np.log1p(self.inputs_.y).mean()))
+        return self
+
+
+def fold_zero_oof(work, learner_cls, price, golden_rows) -> np.ndarray:
+    inputs = planted_inputs(work, n_train=200, n_test=20, price=price, golden_rows=golden_rows)
+    folds = make_folds(np.ones(200), 4, 0, "kfold")  # fixed folds: they must not move with the labels
+    learner = learner_cls(**{**FAST, "epochs": 5}).prepare(inputs)
+    return cross_validate(learner, folds, progress=False)["oof"][folds == 0]
+
+
+def test_mlp_never_reads_the_label_of_a_row_it_scores(tmp_path):
+    """A 'golden' product copied twice inside fold 0 (as group folds keep copies together) with a price no other
+    row has: its OOF predictions do not come near that price, and fold 0's OOF predictions are exactly those of
+    a run where the copies carry an ordinary price."""
+    price = planted_price_world(200, 20)["data"]["train"]["price"].to_numpy()
+    copies = np.flatnonzero(make_folds(np.ones(200), 4, 0, "kfold") == 0)[:2]
+    ordinary, distinctive = price.copy(), price.copy()
+    ordinary[copies], distinctive[copies] = 8.0, 5000.0
+    before = fold_zero_oof(tmp_path / "a", MlpLearner, ordinary, copies)
+    after = fold_zero_oof(tmp_path / "b", MlpLearner, distinctive, copies)
+    np.testing.assert_array_equal(before, after)
+    # the copies are fold 0's first rows: alike, and nowhere near 5000
+    assert after[0] == pytest.approx(after[1], rel=1e-5) and after[0] < 500
+    # the check catches a learner that does read them
+    leaky_before = fold_zero_oof(tmp_path / "c", LeakyMlp, ordinary, copies)
+    leaky_after = fold_zero_oof(tmp_path / "d", LeakyMlp, distinctive, copies)
+    assert not np.allclose(leaky_before, leaky_after)
+
+
+class KilledAtFold3(MlpLearner):
+    """Raises from inside the third fit, as a killed Kaggle session stops mid-run."""
+
+    def fit(self, rows, y, weight=None):
+        self.fits = getattr(self, "fits", 0) + 1
+        if self.fits == 3:
+            raise KeyboardInterrupt("killed in fold 3")
+        return super().fit(rows, y, weight)
+
+
+class Counting(MlpLearner):
+    def fit(self, rows, y, weight=None):
+        self.fits = getattr(self, "fits", 0) + 1
+        return super().fit(rows, y, weight)
+
+
+def test_a_killed_mlp_run_resumes_at_fold_3_with_the_same_oof(tmp_path):
+    params = {"features": ["text_stats"], "embeddings": ["planted"], "tfidf_dim": 64, "num_threads": 1,
+              "epochs": 5, "device": "cpu"}
+    inputs = planted_inputs(tmp_path / "whole", n_train=200, n_test=20)
+    planted_inputs(tmp_path / "killed", n_train=200, n_test=20)
+    data = inputs.data
+    whole = train_run(data, "amazon2025", tmp_path / "whole", "mlp", params["features"], params["embeddings"],
+                      learner="mlp", learner_params={"epochs": 5, "device": "cpu"}, num_threads=1, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(data, "amazon2025", tmp_path / "killed", "mlp", learner=KilledAtFold3(**params), progress=False)
+    resumed_learner = Counting(**params)
+    resumed = train_run(data, "amazon2025", tmp_path / "killed", "mlp", learner=resumed_learner, progress=False)
+    assert resumed_learner.fits == 3  # folds 3, 4 and 5 only
+    oof = [pd.read_csv(work / "03_train" / "mlp" / "oof.csv")["pred"].to_numpy() for work in
+           (tmp_path / "whole", tmp_path / "killed")]
+    np.testing.assert_allclose(oof[0], oof[1], rtol=1e-12)
+    assert resumed["cv_smape"] == pytest.approx(whole["cv_smape"], rel=1e-12)
+    assert resumed["learner"] == "mlp" and resumed["embeddings"] == ["planted"]
+
+
+def test_tabular_scaler_imputes_flags_logs_and_standardises_from_training_rows():
+    rng = np.random.default_rng(0)
+    x = np.column_stack([rng.normal(5, 2, 200), np.exp(rng.normal(5, 2, 200)), rng.normal(0, 1, 200)])
+    x[:20, 2] = np.nan
+    scaler = TabularScaler().fit(x)
+    out = scaler.transform(x)
+    assert out.shape == (200, 4)  # three columns + a missing indicator for the one with NaN
+    np.testing.assert_array_equal(out[:, 3], np.r_[np.ones(20), np.zeros(180)])
+    assert scaler.log_.tolist() == [False, True, False]
+    np.testing.assert_allclose(out[:, :3].mean(axis=0), 0, atol=0.05)
+    assert np.isfinite(out).all()
+    fresh = scaler.transform(np.array([[np.nan, 1e12, np.nan]]))  # unseen NaN -> the training median; clipped
+    assert np.isfinite(fresh).all() and fresh[0, 1] <= out[:, 1].max() + 1e-6
+    np.testing.assert_allclose(fresh[0, 0], (np.median(x[:, 0]) - scaler.mean_[0]) / scaler.std_[0], rtol=1e-5)
+
+
+def test_mlp_takes_categorical_codes_one_hot_and_refuses_bad_parameters(tmp_path):
+    inputs = planted_inputs(tmp_path, n_train=120, n_test=10)
+    learner = MlpLearner(**{**FAST, "features": ["brand", "quantity"], "categorical": "onehot", "epochs": 2})
+    learner.prepare(inputs).fit(np.arange(120), inputs.y)
+    assert learner.categorical_columns_ and np.isfinite(learner.predict(inputs.test_rows)).all()
+    for bad, message in (({"loss": "mae"}, "loss='mae'"), ({"hidden": [0]}, "hidden"),
+                         ({"categorical": "ordinal"}, "categorical"), ({"valid_fraction": 1.0}, "valid_fraction")):
+        with pytest.raises(ValueError, match=message):
+            MlpLearner(**{**FAST, **bad}).prepare(inputs)
