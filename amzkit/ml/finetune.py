@@ -331,16 +331,18 @@ class FinetuneLearner(Learner):
         keep = np.flatnonzero(~watch)
         holdout = (rows[watch], y[watch]) if watch.any() else None
         self.model_, self.history_ = self._train(rows[keep], y[keep], weight[keep], holdout, None)
-        if self.refit and holdout is not None:
+        self.refit_history_ = None
+        if self.refit and holdout is not None and self.history_.best_step > 0:
             chosen_epochs = self.history_.best_step / self._steps_per_epoch(len(keep))
             max_steps = max(1, round(chosen_epochs * self._steps_per_epoch(len(rows))))
             self.model_ = None
-            self.model_, self.history_ = self._train(rows, y, weight, None, max_steps)
+            self.model_, self.refit_history_ = self._train(rows, y, weight, None, max_steps)
         if self.progress:
             h = self.history_
             chosen = f", holdout SMAPE {min(s for _, s in h.holdout_smape):.2f} at step {h.best_step}" \
                 if h.holdout_smape else ""
-            print(f"finetune {self.model}: {h.steps} steps{chosen}, {h.samples_per_s:.1f} samples/s")
+            refit = f"; refit on all rows: {self.refit_history_.steps} steps" if self.refit_history_ else ""
+            print(f"finetune {self.model}: {h.steps} steps{chosen}, {h.samples_per_s:.1f} samples/s{refit}")
         return self
 
     def _steps_per_epoch(self, n_rows: int) -> int:

@@ -216,11 +216,12 @@ class MlpLearner(Learner):
         keep = np.flatnonzero(~watch)
         holdout = (self._tensors(x[watch]), y[watch]) if watch.any() else None
         self.model_, self.history_ = self._train(keep, numeric, codes, target, weights, y[keep], holdout, None)
-        if self.refit and holdout is not None:
+        self.refit_history_ = None
+        if self.refit and holdout is not None and self.history_.best_step > 0:
             chosen_epochs = self.history_.best_step / self._steps_per_epoch(len(keep))
             max_steps = max(1, round(chosen_epochs * self._steps_per_epoch(len(rows))))
-            self.model_, self.history_ = self._train(np.arange(len(rows)), numeric, codes, target, weights, y, None,
-                                                     max_steps)
+            self.model_, self.refit_history_ = self._train(np.arange(len(rows)), numeric, codes, target, weights, y,
+                                                           None, max_steps)
         return self
 
     def _steps_per_epoch(self, n_rows: int) -> int:

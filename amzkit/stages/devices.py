@@ -19,10 +19,12 @@ from pathlib import Path
 import pandas as pd
 
 from amzkit.core.schema import SPLITS, get_schema
+from amzkit.core.workdir import stage_dir
 from amzkit.embed.registry import get_model_spec
 from amzkit.images.features import IMAGE_CACHE_DIR
 from amzkit.images.fetch import fetch_images
-from amzkit.stages.extract import SHARD_ROWS, D, extract
+from amzkit.images.http import NetworkWatch
+from amzkit.stages.extract import SHARD_ROWS, D, extract, network_down_error
 
 # Loaders that ignore `device` (numpy / scikit-learn featurizers): 'auto' keeps them in one process.
 DEVICE_FREE_LOADERS: tuple[str, ...] = ("color_stats", "tfidf_svd")
@@ -64,9 +66,13 @@ def extract_on_devices(data: dict[str, pd.DataFrame], data_dir: str | Path, work
                        num_workers=num_workers, shard_rows=shard_rows, images_offline_ok=images_offline_ok)
     schema_ = get_schema(schema)
     if spec.modality == "image" and schema_.image_column is not None:
+        watch = None if images_offline_ok else NetworkWatch()  # a dead network stops the run early, as in extract
         for split in SPLITS:  # once, here: the workers then find every picture in the cache
             fetch_images(data[split][schema_.image_column], base_dir=data_dir,
-                         cache_dir=Path(work_dir) / IMAGE_CACHE_DIR)
+                         cache_dir=Path(work_dir) / IMAGE_CACHE_DIR, watch=watch)
+            if watch is not None and watch.verdict == NetworkWatch.DOWN:
+                raise network_down_error(data, data_dir, work_dir, schema_,
+                                         stage_dir(work_dir, "01_extract") / spec.name, watch)
     per_worker = num_workers if num_workers >= 0 else max(1, (os.cpu_count() or 1) // len(devices))
     print(f"{spec.name}: {len(devices)} workers on {', '.join(devices)}, shards split between them")
     errors = []

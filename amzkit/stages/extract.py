@@ -229,7 +229,7 @@ def _embed_shards(todo: dict, data, data_dir, work_dir, schema_, spec: ModelSpec
                   watch: NetworkWatch | None = None) -> None:
     """Fetch (images) or gather (text) the inputs of the pending shards, fit, then embed shard by shard.
 
-    With a `watch`, a network found down stops the run before the shard is written (see `_network_down`).
+    With a `watch`, a network found down stops the run before the shard is written (see `network_down_error`).
     """
     if spec.modality == "image":
         embedder.fit()
@@ -244,7 +244,7 @@ def _embed_shards(todo: dict, data, data_dir, work_dir, schema_, spec: ModelSpec
             fetched = fetch_images(rows[schema_.image_column], base_dir=data_dir,
                                    cache_dir=Path(work_dir) / "image_cache", watch=watch)
             if watch is not None and watch.verdict == NetworkWatch.DOWN:
-                raise _network_down(data, data_dir, work_dir, schema_, shard_dir.parent, watch)
+                raise network_down_error(data, data_dir, work_dir, schema_, shard_dir.parent, watch)
             inputs = fetched["path"].tolist()
         else:
             inputs = row_text(rows, schema_).tolist()
@@ -270,7 +270,7 @@ def _embed_shards(todo: dict, data, data_dir, work_dir, schema_, spec: ModelSpec
         progress.set_postfix(rows_per_s=f"{(stop - start) / max(seconds, 1e-9):.0f}")
 
 
-def _network_down(data, data_dir, work_dir, schema_, run_dir: Path, watch: NetworkWatch) -> RuntimeError:
+def network_down_error(data, data_dir, work_dir, schema_, run_dir: Path, watch: NetworkWatch) -> RuntimeError:
     """The error 01 stops with when the network is down, after writing every link's status to {split}_fetch.csv
     (the links not tried: not_fetched; nothing is fetched now)."""
     for split in SPLITS:

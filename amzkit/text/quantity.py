@@ -1,0 +1,129 @@
+"""Quantities written in a 2025 item name: the size of one item, the items per unit, the packs, and totals.
+
+The catalog's `Value`/`Unit` lines state one number, sometimes the size of one item ("12 Ounce (Pack of 6)",
+Value 12), sometimes the whole pack (Value 72), sometimes just a count (Value 12, Unit Count, for "12 per
+case"). The name usually says more: the item size ("12 Ounce", "500mL", "2-Pound Bags"), a count inside each
+item ("80ct K-Cups", "50 tea bags") and the packs ("Pack of 6", "12 per case", "(24 Cans)"). `name_quantities`
+reads those, and `pack_total_features` (the `pack_totals` feature group) turns them and Value/Unit into one
+total quantity per row in each unit family, and says how Value relates to the name.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from amzkit.text.catalog import UNITS, normalize_unit, pack_count_from_name
+
+# A size: a number (1.5, .5, 1,000) and a weight or volume unit; "fl oz" before "oz", "lb" before "l".
+_SIZE = re.compile(
+    r"(?<![\w./])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?|\.\d+)\s*-?\s*"
+    r"(fl\.?\s*oz\.?|fluid\s+ounces?|fz|ounces?|oz\.?|pounds?|lbs?\.?|kilograms?|kgs?|grams?|gms?|gr|g"
+    r"|milliliters?|millilitres?|ml|liters?|litres?|ltrs?|l|gallons?|gal|quarts?|qt|pints?|pt)(?![a-z])",
+    re.IGNORECASE,
+)
+# A count of small things inside one item ("80ct", "40 Count", "50 tea bags", "12 K-Cups", "60 PC").
+_COUNT = re.compile(
+    r"(?<![\w.])(\d{1,5})\s*-?\s*(?:count|ct|pc|pcs|pieces?|tea\s*bags|bags|pods|k-?\s*cups?|capsules|sachets"
+    r"|packets|sticks|servings?|bars|cans|bottles|pouches|cups|tablets|rolls|sheets|slices)\b",
+    re.IGNORECASE,
+)
+# Packs that `pack_count_from_name` does not read: "(24 Cans)", "(2 bags)", "6 Packs of 4-Count".
+_EXTRA_PACK = re.compile(
+    r"\(\s*(\d{1,4})\s*(?:cans|bottles|bags|boxes|jars|pouches|packs|packages|tins|cartons|bars)\s*\)"
+    r"|(?<![\w.])(\d{1,4})\s+packs?\s+of\b",
+    re.IGNORECASE,
+)
+MAX_COUNT = 10_000
+
+
+@dataclass(frozen=True)
+class NameQuantities:
+    """What an item name says about quantity; None where it says nothing."""
+
+    item_size: float | None  # one item's size in its family's base unit (ounce, fl_oz)
+    size_family: str | None  # "weight" or "volume"
+    item_count: int | None  # small things inside one item (80ct K-Cups)
+    packs: int | None  # items per listing (Pack of 6, 12 per case, (24 Cans))
+
+
+def _number(text: str) -> float:
+    return float(text.replace(",", ""))
+
+
+def first_size(name: str) -> tuple[float, str] | None:
+    """(size in the family's base unit, family) of the first weight or volume written in `name`."""
+    for match in _SIZE.finditer(name):
+        value = _number(match.group(1))
+        unit = normalize_unit(match.group(2).rstrip("."))
+        family, factor = UNITS.get(unit, ("other", math.nan))
+        if family in ("weight", "volume") and value > 0 and math.isfinite(factor):
+            return value * factor, family
+    return None
+
+
+def name_quantities(name: str | None) -> NameQuantities:
+    """The item size, item count and packs written in an item name."""
+    if not isinstance(name, str) or not name:
+        return NameQuantities(None, None, None, None)
+    size = first_size(name)
+    counts = [int(m.group(1)) for m in _COUNT.finditer(name)]
+    count = next((c for c in counts if 0 < c <= MAX_COUNT), None)
+    packs = pack_count_from_name(name)
+    if packs is None:
+        extra = _EXTRA_PACK.search(name)
+        if extra:
+            value = int(extra.group(1) or extra.group(2))
+            packs = value if 0 < value <= MAX_COUNT else None
+    if packs is not None and count == packs:
+        count = None  # "24 Pack" read twice: once as packs, once as a count
+    return NameQuantities(size[0] if size else None, size[1] if size else None, count, packs)
+
+
+def _nan(value) -> float:
+    return np.nan if value is None else float(value)
+
+
+def pack_total_features(parsed: pd.DataFrame) -> pd.DataFrame:
+    """The `pack_totals` group from parsed catalog rows (text.catalog.parse_catalog_column).
+
+    - name_size_log: log1p of one item's size from the name (ounces or fl oz); name_count_log: log1p of the
+      count inside one item; name_packs: the packs the name states (its pack phrases and "(24 Cans)").
+    - value_per_item: 1 when Value (a weight or volume, as the name's size) equals the name's item size (Value states one item),
+      0 when it equals size x packs (Value states the pack), NaN otherwise.
+    - total_<weight|volume>_log: log1p of the listing's total in that family: Value when it is the pack total,
+      Value x packs when it states one item, the name's size x packs when Value is a count or absent.
+    - total_items_log: log1p(packs x count inside each item), the number of single things sold.
+    """
+    quantities = [name_quantities(name) for name in parsed["item_name"]]
+    size = np.array([_nan(q.item_size) for q in quantities])
+    family = np.array([q.size_family or "" for q in quantities], dtype=object)
+    count = np.array([_nan(q.item_count) for q in quantities])
+    packs = np.array([_nan(q.packs) for q in quantities])
+    value_base = parsed["quantity_base"].to_numpy(dtype=float)
+    value_family = parsed["unit_family"].astype(str).to_numpy()
+    # Ounces and fluid ounces are near enough (1 fl oz of water weighs 1.04 oz) to compare sizes across them.
+    sized = np.isin(value_family, ("weight", "volume")) & np.isin(family, ("weight", "volume"))
+    same = sized & np.isfinite(size) & np.isfinite(value_base)
+    packs_or_one = np.where(np.isfinite(packs), packs, 1.0)
+    per_item = same & np.isclose(value_base, size, rtol=0.02)
+    per_pack = same & ~per_item & np.isclose(value_base, size * packs_or_one, rtol=0.02)
+    stated = np.full(len(parsed), np.nan)
+    stated[per_item & (packs_or_one > 1)] = 1.0
+    stated[per_pack & (packs_or_one > 1)] = 0.0
+    out = pd.DataFrame(index=parsed.index)
+    out["name_size_log"] = np.log1p(size)
+    out["name_count_log"] = np.log1p(count)
+    out["name_packs"] = packs
+    out["value_per_item"] = stated
+    for name in ("weight", "volume"):
+        from_value = np.where(value_family == name, value_base * np.where(stated == 1.0, packs_or_one, 1.0), np.nan)
+        from_name = np.where(family == name, size * packs_or_one, np.nan)
+        out[f"total_{name}_log"] = np.log1p(np.where(np.isfinite(from_value), from_value, from_name))
+    items = packs_or_one * np.where(np.isfinite(count), count, 1.0)
+    out["total_items_log"] = np.log1p(np.where(np.isfinite(packs) | np.isfinite(count), items, np.nan))
+    return out
