@@ -11,7 +11,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from amzkit.text.catalog import UNIT_ALIASES, UNITS, CatalogEntry, catalog_text, normalize_unit, pack_count_from_name, parse_catalog, parse_catalog_column
+from amzkit.text.catalog import (
+    UNIT_ALIASES,
+    UNITS,
+    CatalogEntry,
+    catalog_text,
+    normalize_unit,
+    pack_count_from_name,
+    parse_catalog,
+    parse_catalog_column,
+)
 
 SAMPLE_FILE = "amz25_sample_test.csv"
 

@@ -17,6 +17,7 @@ import pandas as pd
 from amzkit.images.features import IMAGE_FEATURE_GROUPS, build_image_features
 from amzkit.ml.base import RunInputs
 from amzkit.ml.encodings import TwinPriceTransform, brand_price_transform, material_price_transform
+from amzkit.ml.stacking import ridge_oof_transform
 from amzkit.ml.transforms import SELECTIONS, FoldTransform, KnnTargetTransform, TfidfSvdTransform
 from amzkit.text.features import FEATURE_GROUPS, build_features
 
@@ -28,6 +29,7 @@ FOLD_FEATURE_GROUPS: dict[str, Callable[[RunInputs, int], FoldTransform]] = {
     "brand_price": lambda inputs, _: brand_price_transform(inputs.both, inputs.schema, inputs.seed, inputs.groups),
     "material_price": lambda inputs, _: material_price_transform(inputs.both, inputs.schema, inputs.seed,
                                                                  inputs.groups),
+    "ridge_oof": lambda inputs, _: ridge_oof_transform(inputs),
 }
 
 

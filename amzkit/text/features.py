@@ -14,6 +14,7 @@ import pandas as pd
 
 from amzkit.core.schema import Schema, get_schema, row_text
 from amzkit.text.catalog import BASE_UNIT_OF_FAMILY, UNITS, normalize_unit, pack_count_from_name, parse_catalog_column
+from amzkit.text.quantity import pack_total_features
 
 KEYWORDS: dict[str, str] = {
     "organic": r"\borganic\b",
@@ -122,6 +123,12 @@ def _parsed(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
     title = frame["TITLE"].fillna("").astype(str)
     return pd.DataFrame({"item_name": title, "bullet_text": frame["BULLET_POINTS"].fillna(""),
                          "description": frame["DESCRIPTION"].fillna("")}, index=frame.index)
+
+
+def parsed_rows(frame: pd.DataFrame, schema: str | Schema) -> pd.DataFrame:
+    """The rows' text fields (2025: text.catalog.parse_catalog_column, with Value/Unit; 2023: item_name (TITLE),
+    bullet_text, description)."""
+    return _parsed(frame, get_schema(schema))
 
 
 def item_names(frame: pd.DataFrame, schema: str | Schema) -> pd.Series:
@@ -300,6 +307,11 @@ def interaction_features(frame: pd.DataFrame, parsed: pd.DataFrame, schema: Sche
     return out
 
 
+def pack_totals_features(frame: pd.DataFrame, parsed: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+    """Item size, count, packs and total quantity per family from the item name and Value/Unit (text.quantity)."""
+    return pack_total_features(parsed).set_axis(frame.index)
+
+
 FEATURE_GROUPS: dict[str, Callable[[pd.DataFrame, pd.DataFrame, Schema], pd.DataFrame]] = {
     "quantity": quantity_features,
     "text_stats": text_stats_features,
@@ -310,6 +322,7 @@ FEATURE_GROUPS: dict[str, Callable[[pd.DataFrame, pd.DataFrame, Schema], pd.Data
     "premium_value": premium_value_features,
     "materials": materials_features,
     "interactions": interaction_features,
+    "pack_totals": pack_totals_features,
 }
 CATEGORICAL = {"unit", "unit_family", "brand", "PRODUCT_TYPE_ID"}
 

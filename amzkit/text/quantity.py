@@ -1,4 +1,4 @@
-"""Quantities written in a 2025 item name: the size of one item, the items per unit, the packs, and totals.
+"""Quantities written in a 2025 item name: the size of one item, the count inside it, the packs, and totals.
 
 The catalog's `Value`/`Unit` lines state one number, sometimes the size of one item ("12 Ounce (Pack of 6)",
 Value 12), sometimes the whole pack (Value 72), sometimes just a count (Value 12, Unit Count, for "12 per
@@ -28,7 +28,7 @@ _SIZE = re.compile(
 )
 # A count of small things inside one item ("80ct", "40 Count", "50 tea bags", "12 K-Cups", "60 PC").
 _COUNT = re.compile(
-    r"(?<![\w.])(\d{1,5})\s*-?\s*(?:count|ct|pc|pcs|pieces?|tea\s*bags|bags|pods|k-?\s*cups?|capsules|sachets"
+    r"(?<![\w.])([1-9]\d{0,4})\s*-?\s*(?:count|ct|pc|pcs|pieces?|tea\s*bags|bags|pods|k-?\s*cups?|capsules|sachets"
     r"|packets|sticks|servings?|bars|cans|bottles|pouches|cups|tablets|rolls|sheets|slices)\b",
     re.IGNORECASE,
 )
@@ -89,12 +89,13 @@ def _nan(value) -> float:
 
 
 def pack_total_features(parsed: pd.DataFrame) -> pd.DataFrame:
-    """The `pack_totals` group from parsed catalog rows (text.catalog.parse_catalog_column).
+    """The `pack_totals` group from parsed catalog rows (text.catalog.parse_catalog_column; without Value/Unit
+    columns, as for 2023 titles, only what the name says).
 
     - name_size_log: log1p of one item's size from the name (ounces or fl oz); name_count_log: log1p of the
       count inside one item; name_packs: the packs the name states (its pack phrases and "(24 Cans)").
-    - value_per_item: 1 when Value (a weight or volume, as the name's size) equals the name's item size (Value states one item),
-      0 when it equals size x packs (Value states the pack), NaN otherwise.
+    - value_per_item: 1 when Value (a weight or volume, as the name's size) equals the name's item size (Value
+      states one item), 0 when it equals size x packs (Value states the pack), NaN otherwise.
     - total_<weight|volume>_log: log1p of the listing's total in that family: Value when it is the pack total,
       Value x packs when it states one item, the name's size x packs when Value is a count or absent.
     - total_items_log: log1p(packs x count inside each item), the number of single things sold.
@@ -104,8 +105,11 @@ def pack_total_features(parsed: pd.DataFrame) -> pd.DataFrame:
     family = np.array([q.size_family or "" for q in quantities], dtype=object)
     count = np.array([_nan(q.item_count) for q in quantities])
     packs = np.array([_nan(q.packs) for q in quantities])
-    value_base = parsed["quantity_base"].to_numpy(dtype=float)
-    value_family = parsed["unit_family"].astype(str).to_numpy()
+    if "quantity_base" in parsed:
+        value_base = parsed["quantity_base"].to_numpy(dtype=float)
+        value_family = parsed["unit_family"].astype(str).to_numpy()
+    else:  # no Value/Unit lines (the 2023 schema): the name alone
+        value_base, value_family = np.full(len(parsed), np.nan), np.full(len(parsed), "", dtype=object)
     # Ounces and fluid ounces are near enough (1 fl oz of water weighs 1.04 oz) to compare sizes across them.
     sized = np.isin(value_family, ("weight", "volume")) & np.isin(family, ("weight", "volume"))
     same = sized & np.isfinite(size) & np.isfinite(value_base)
@@ -127,3 +131,12 @@ def pack_total_features(parsed: pd.DataFrame) -> pd.DataFrame:
     items = packs_or_one * np.where(np.isfinite(count), count, 1.0)
     out["total_items_log"] = np.log1p(np.where(np.isfinite(packs) | np.isfinite(count), items, np.nan))
     return out
+
+
+def total_quantity_log(parsed: pd.DataFrame, totals: pd.DataFrame | None = None) -> np.ndarray:
+    """log1p of the listing's total quantity in its Value's family (weight, volume; items for counts and rows
+    without a unit), NaN where unknown: the scale a price per unit multiplies. `totals`: pack_total_features."""
+    totals = pack_total_features(parsed) if totals is None else totals
+    family = parsed["unit_family"].astype(str).to_numpy() if "unit_family" in parsed else np.full(len(parsed), "")
+    return np.where(family == "weight", totals["total_weight_log"],
+                    np.where(family == "volume", totals["total_volume_log"], totals["total_items_log"]))

@@ -1,0 +1,99 @@
+"""Quantities in 2025 item names (text.quantity) and the `pack_totals` feature group."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from amzkit.core.schema import load_split
+from amzkit.text.catalog import parse_catalog_column
+from amzkit.text.features import FEATURE_GROUPS, build_features
+from amzkit.text.quantity import NameQuantities, name_quantities, pack_total_features, total_quantity_log
+
+OZ_PER_POUND, FL_OZ_PER_ML = 16.0, 1 / 29.5735295625
+
+
+@pytest.mark.parametrize(("name", "size", "family", "count", "packs"), [
+    ("La Victoria Green Taco Sauce Mild, 12 Ounce (Pack of 6)", 12.0, "weight", None, 6),
+    ("Sour Patch Kids, 2-Ounce Bags (Pack of 48)", 2.0, "weight", None, 48),
+    ("kedem Sherry Cooking Wine, 12.7 Ounce - 12 per case.", 12.7, "weight", None, 12),
+    ("Albanese Gummi Bears, 5-Pound Bags (Pack of 2)", 5 * OZ_PER_POUND, "weight", None, 2),
+    ("Wyman's Wild Blueberry Juice, 500mL (12 Pack)", 500 * FL_OZ_PER_ML, "volume", None, 12),
+    ("Snapple Diet Iced Tea, Peach, 16 fl oz", 16.0, "volume", None, None),
+    ("Ferrara Pan Cherryheads .08 Oz Each (Pack of 24)", 0.08, "weight", None, 24),
+    ("Chicken of the Sea Tuna, 5 Ounce Cans (24 Cans), Wild Caught", 5.0, "weight", None, 24),
+    ("Premium Restaurant Oyster crackers 12 oz (2 bags)", 12.0, "weight", None, 2),
+    ("Green Mountain Coffee 24 Count K-Cups - (Pack of 4)", None, None, 24, 4),
+    ("Tim Hortons Original Blend, 80ct K-Cups", None, None, 80, None),
+    ("Passionfruit Rooibos Tea (50 tea bags, ZIN: 540534) - 3 Pack", None, None, 50, 3),
+    ("Organic Tulsi Herbal Tea (1/2LBS / 8Oz)", 8.0, "weight", None, None),
+    ("Kraft Extra Heavy Mayo (1,000 g Pail)", 1000 / 28.349523125, "weight", None, None),
+])
+def test_name_quantities_read_size_count_and_packs(name, size, family, count, packs):
+    got = name_quantities(name)
+    assert got.size_family == family and got.item_count == count and got.packs == packs
+    assert (got.item_size is None) if size is None else got.item_size == pytest.approx(size, rel=1e-4)
+
+
+@pytest.mark.parametrize("name", [
+    "TWININGS 09183 Tea Bags, Earl Grey",  # a model number with a leading zero is no count
+    "Avery Economy View Binder, 3-Inch Capacity",  # a length is not a size of contents
+    "Gourmet Ground Cardamom",
+    "",
+    None,
+])
+def test_names_without_a_quantity_give_none(name):
+    got = name_quantities(name)
+    assert got.item_size is None and got.item_count is None
+    if name is None or name == "":
+        assert got == NameQuantities(None, None, None, None)
+
+
+def _catalog(name: str, value: float | None, unit: str | None) -> str:
+    lines = [f"Item Name: {name}"]
+    if value is not None:
+        lines += [f"Value: {value}", f"Unit: {unit}"]
+    return "\n".join(lines)
+
+
+def test_pack_totals_know_whether_value_states_one_item_or_the_pack():
+    texts = pd.Series([
+        _catalog("Taco Sauce, 12 Ounce (Pack of 6)", 72.0, "Fl Oz"),  # Value is the pack: 72
+        _catalog("M&M'S, 4.5 oz Resealable Bag (Pack of 8)", 4.5, "Ounce"),  # Value is one bag: 8 x 4.5
+        _catalog("Davids Cookies Muffin, 6 Ounce -- 12 per case.", 12.0, "Count"),  # Value counts: 12 x 6 oz
+        _catalog("Mystery Box", None, None),  # nothing known
+        _catalog("Coffee Filters, 600 Count (Pack of 1)", 600.0, "Count"),
+    ])
+    out = pack_total_features(parse_catalog_column(texts))
+    assert out["value_per_item"].tolist()[:2] == [0.0, 1.0]
+    assert np.isnan(out["value_per_item"].iloc[2])
+    assert np.expm1(out["total_volume_log"].iloc[0]) == pytest.approx(72.0)
+    assert np.expm1(out["total_weight_log"].iloc[1]) == pytest.approx(36.0)
+    assert np.expm1(out["total_weight_log"].iloc[2]) == pytest.approx(72.0)
+    assert np.expm1(out["total_items_log"].iloc[2]) == pytest.approx(12.0)
+    assert out.iloc[3].isna().all()
+    assert np.expm1(out["name_count_log"].iloc[4]) == pytest.approx(600.0)
+    total = np.expm1(total_quantity_log(parse_catalog_column(texts)))
+    assert total[:3] == pytest.approx([72.0, 36.0, 12.0]) and np.isnan(total[3])
+
+
+def test_pack_totals_is_a_feature_group_on_both_schemas():
+    assert "pack_totals" in FEATURE_GROUPS
+    train = pd.DataFrame({"PRODUCT_ID": [1, 2], "TITLE": ["Rope, 50 ft (Pack of 3)", "Mug 12 oz"],
+                          "BULLET_POINTS": ["", ""], "DESCRIPTION": ["", ""], "PRODUCT_TYPE_ID": [5, 5],
+                          "PRODUCT_LENGTH": [100.0, 4.0]})
+    x_train, _ = build_features(train, train.head(1).drop(columns="PRODUCT_LENGTH"), "amazon2023", ["pack_totals"])
+    assert x_train["name_packs"].tolist()[0] == 3 and x_train["name_size_log"].iloc[1] == pytest.approx(np.log1p(12))
+    assert x_train["value_per_item"].isna().all()  # the 2023 rows have no Value line
+
+
+def test_real_2025_names_give_sizes_and_packs(shared_data):
+    """On the real rows: most names state a size, many a pack; parsed totals agree with Value where it is one."""
+    rows = load_split(shared_data / "amz25_dev.csv", "amazon2025", "train")
+    parsed = parse_catalog_column(rows["catalog_content"])
+    out = pack_total_features(parsed)
+    assert out["name_size_log"].notna().mean() > 0.6
+    assert out["name_packs"].notna().mean() > 0.3
+    sized = parsed["unit_family"].isin(["weight", "volume"]).to_numpy() & out["value_per_item"].notna().to_numpy()
+    assert sized.sum() > 500 and (out.loc[sized, "value_per_item"] == 0).mean() > 0.5  # Value is mostly the pack
