@@ -19,6 +19,7 @@ from amzkit.embed.aesthetic import aesthetic_mlp
 from amzkit.embed.registry import AESTHETIC_HEAD_FILES
 from amzkit.ml.base import RunInputs
 from amzkit.ml.featureset import FeatureSet
+from amzkit.ml.folds import make_folds
 from amzkit.ml.trees import LightGBMLearner, TreeLearner
 
 TINY_CLIP_CONFIG = {
@@ -203,3 +204,32 @@ def _word_pieces(text: str) -> list[str]:
         if not char.isspace():
             pieces.append(char)
     return [*pieces, word] if word else pieces
+
+
+def counting_fits(learner_class: type, kill_at: int | None = None) -> type:
+    """A subclass of `learner_class` that counts its fit calls (`fits`) and, when `kill_at` is given, raises
+    KeyboardInterrupt from inside that fit, as a killed Kaggle session stops mid-run."""
+
+    class Counting(learner_class):
+        def fit(self, rows, y, weight=None):
+            self.fits = getattr(self, "fits", 0) + 1
+            if self.fits == kill_at:
+                raise KeyboardInterrupt(f"killed in fit {kill_at}")
+            return super().fit(rows, y, weight)
+
+    Counting.__name__ = Counting.__qualname__ = f"Counting{learner_class.__name__}"
+    return Counting
+
+
+GOLDEN_PRICE, ORDINARY_PRICE = 5000.0, 8.0
+
+
+def golden_copies(price: np.ndarray, n_folds: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fold 0's first two rows (plain KFold, seed 0, labels ignored) made copies of one product, as group folds
+    keep copies together: the prices with both copies at an ordinary price, the prices with both at a price no
+    other row has (GOLDEN_PRICE), and the copies' row numbers. A learner that never reads a scored row's label
+    gives fold 0 the same predictions under both, and none near GOLDEN_PRICE."""
+    copies = np.flatnonzero(make_folds(np.ones(len(price)), n_folds, 0, "kfold") == 0)[:2]
+    ordinary, golden = np.array(price, dtype=float), np.array(price, dtype=float)
+    ordinary[copies], golden[copies] = ORDINARY_PRICE, GOLDEN_PRICE
+    return ordinary, golden, copies

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -24,3 +25,24 @@ def shared_data() -> Path:
             "set AMZKIT_SHARED_DATA to the folder that has amz23_dev.csv and amz25_sample_test.csv)"
         )
     return folder
+
+
+@pytest.fixture()
+def no_dns(monkeypatch):
+    """A resolver that knows no *.invalid host (as with Internet off), answering at once, with no network."""
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        if isinstance(host, str) and host.endswith(".invalid"):
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+@pytest.fixture(scope="module")
+def dead_url():
+    """http://127.0.0.1:<port> of a socket bound (so no one else takes the port) but never listening: refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import http.server
 import os
 import shutil
-import socket
 import stat
 import threading
 import zlib
@@ -479,20 +478,9 @@ def bomb_server():
 
 
 @pytest.fixture()
-def offline(monkeypatch):
+def offline(no_dns, dead_url):
     """Links nobody answers: i -> a refused 127.0.0.1 port or an unresolvable *.invalid host."""
-    real = socket.getaddrinfo
-
-    def getaddrinfo(host, *args, **kwargs):
-        if isinstance(host, str) and host.endswith(".invalid"):
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        return real(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        yield lambda i: f"{dead}/{i}.jpg" if i % 2 else f"http://m{i % 3}.media-amazon.invalid/images/{i}.jpg"
+    return lambda i: f"{dead_url}/{i}.jpg" if i % 2 else f"http://m{i % 3}.media-amazon.invalid/images/{i}.jpg"
 
 
 def competition(folder: Path, links=None) -> Path:

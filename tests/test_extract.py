@@ -171,13 +171,8 @@ def test_hub_model_offline_fails_with_how_to_fix(monkeypatch):
         embedder.fit()
 
 
-def test_unreachable_hub_fails_fast(monkeypatch):
-    import socket
-
-    with socket.socket() as sock:  # a port nobody listens on: connections are refused at once
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+def test_unreachable_hub_fails_fast(monkeypatch, dead_url):
+    monkeypatch.setenv("HF_ENDPOINT", dead_url)  # a port nobody listens on: connections are refused at once
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     _, embedder = create_embedder("fashion-siglip", device="cpu")
     with pytest.raises(RuntimeError, match="hub is unreachable from here.*local-dir:"):
@@ -283,23 +278,10 @@ def test_shard_index_out_of_range_is_refused(shard_data, small_demo, tmp_path):
 
 
 @pytest.fixture()
-def unreachable_links(monkeypatch):
+def unreachable_links(no_dns, dead_url):
     """Image links nobody answers, with no network: a bound port never listening (refused) on 127.0.0.1 and
     *.invalid hosts that the resolver (patched: it answers at once, as with Internet off) does not know."""
-    import socket
-
-    real = socket.getaddrinfo
-
-    def getaddrinfo(host, *args, **kwargs):
-        if isinstance(host, str) and host.endswith(".invalid"):
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        return real(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        yield lambda i: f"{dead}/{i}.jpg" if int(i) % 2 else f"http://img{int(i) % 7}.invalid/{i}.jpg"
+    return lambda i: f"{dead_url}/{i}.jpg" if int(i) % 2 else f"http://img{int(i) % 7}.invalid/{i}.jpg"
 
 
 def _with_links(data: dict, link) -> dict:

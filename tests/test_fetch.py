@@ -13,7 +13,6 @@ import io
 import json
 import os
 import re
-import socket
 import threading
 import time
 import tracemalloc
@@ -210,14 +209,6 @@ def server():
     state.stop.set()
     httpd.shutdown()
     httpd.server_close()
-
-
-@pytest.fixture(scope="module")
-def dead_url():
-    """http://127.0.0.1:<port> of a socket bound (so no one else takes the port) but never listening: refused."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 def wait_for_hits(server: Server, path: str, count: int, deadline_s: float = 60.0) -> int:
@@ -580,19 +571,6 @@ def test_local_links_resolve_only_inside_the_data_folder(tmp_path):
 
 
 # --- network down: decided early from the first links, every link still in the table -------------------------
-
-
-@pytest.fixture()
-def no_dns(monkeypatch):
-    """A resolver that knows no *.invalid host (as with Internet off), answering at once, with no network."""
-    real = socket.getaddrinfo
-
-    def getaddrinfo(host, *args, **kwargs):
-        if isinstance(host, str) and host.endswith(".invalid"):
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        return real(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
 
 
 def test_a_network_found_down_stops_early_and_records_every_link(no_dns, dead_url, server, tmp_path):

@@ -33,7 +33,7 @@ from amzkit.ml.learners import make_learner
 from amzkit.ml.token_batches import bucket_batches, pad_tokens, random_batches
 from amzkit.ml.torch_fit import LOSSES, TrainPlan, autocast_dtype, holdout_mask, warmup_decay, weighted_loss
 from amzkit.stages.train import train_run
-from amzkit.testing import planted_price_world, save_random_bert
+from amzkit.testing import counting_fits, golden_copies, planted_price_world, save_random_bert
 from amzkit.text.format import catalog_model_text, model_texts
 
 SCHEMA = get_schema("amazon2025")
@@ -84,9 +84,7 @@ def test_finetune_never_reads_the_label_of_a_row_it_scores(tmp_path, tiny_bert):
     row has: its OOF predictions do not come near that price, and fold 0's OOF predictions are exactly those of
     a run where the copies carry an ordinary price."""
     price = planted_price_world(200, 20)["data"]["train"]["price"].to_numpy()
-    copies = np.flatnonzero(make_folds(np.ones(200), 4, 0, "kfold") == 0)[:2]
-    ordinary, distinctive = price.copy(), price.copy()
-    ordinary[copies], distinctive[copies] = 8.0, 5000.0
+    ordinary, distinctive, copies = golden_copies(price)
     before = fold_zero_oof(tmp_path / "a", tiny_bert, ordinary, copies)
     after = fold_zero_oof(tmp_path / "b", tiny_bert, distinctive, copies)
     np.testing.assert_array_equal(before, after)
@@ -94,32 +92,17 @@ def test_finetune_never_reads_the_label_of_a_row_it_scores(tmp_path, tiny_bert):
     assert after[0] == pytest.approx(after[1], rel=1e-5) and after[0] < 500
 
 
-class KilledAtFold3(FinetuneLearner):
-    """Raises from inside the third fit, as a killed Kaggle session stops mid-run."""
-
-    def fit(self, rows, y, weight=None):
-        self.fits = getattr(self, "fits", 0) + 1
-        if self.fits == 3:
-            raise KeyboardInterrupt("killed in fold 3")
-        return super().fit(rows, y, weight)
-
-
-class Counting(FinetuneLearner):
-    def fit(self, rows, y, weight=None):
-        self.fits = getattr(self, "fits", 0) + 1
-        return super().fit(rows, y, weight)
-
-
 def test_a_killed_finetune_run_resumes_at_fold_3_with_the_same_oof(tmp_path, tiny_bert):
     params = {"model": f"local-dir:{tiny_bert}", "lr": 2e-3, "epochs": 2, **TINY}
     data = planted_price_world(200, 20)["data"]
     whole = train_run(data, "amazon2025", tmp_path / "whole", "ft", learner="finetune", learner_params=params,
                       progress=False)
+    killed = counting_fits(FinetuneLearner, kill_at=3)(**params)  # killed inside its third fold
     with pytest.raises(KeyboardInterrupt):
-        train_run(data, "amazon2025", tmp_path / "killed", "ft", learner=KilledAtFold3(**params), progress=False)
+        train_run(data, "amazon2025", tmp_path / "killed", "ft", learner=killed, progress=False)
     kept = json.loads((tmp_path / "killed" / "03_train" / "ft" / "progress" / "progress.json").read_text())
     assert kept["folds_done"] == 2
-    resumed_learner = Counting(**params)
+    resumed_learner = counting_fits(FinetuneLearner)(**params)
     resumed = train_run(data, "amazon2025", tmp_path / "killed", "ft", learner=resumed_learner, progress=False)
     assert resumed_learner.fits == 3  # folds 3, 4 and 5 only
     oof = [pd.read_csv(work / "03_train" / "ft" / "oof.csv")["pred"].to_numpy() for work in

@@ -13,7 +13,7 @@ from amzkit.ml.folds import make_folds
 from amzkit.ml.learners import make_learner
 from amzkit.ml.mlp import MlpLearner, TabularScaler
 from amzkit.stages.train import train_run
-from amzkit.testing import planted_price_world, write_embedding_run
+from amzkit.testing import counting_fits, golden_copies, planted_price_world, write_embedding_run
 
 FAST = {"features": ["text_stats", "quantity"], "embeddings": ["planted"], "num_threads": 1, "epochs": 30,
         "device": "cpu"}
@@ -67,9 +67,7 @@ def test_mlp_never_reads_the_label_of_a_row_it_scores(tmp_path):
     row has: its OOF predictions do not come near that price, and fold 0's OOF predictions are exactly those of
     a run where the copies carry an ordinary price."""
     price = planted_price_world(200, 20)["data"]["train"]["price"].to_numpy()
-    copies = np.flatnonzero(make_folds(np.ones(200), 4, 0, "kfold") == 0)[:2]
-    ordinary, distinctive = price.copy(), price.copy()
-    ordinary[copies], distinctive[copies] = 8.0, 5000.0
+    ordinary, distinctive, copies = golden_copies(price)
     before = fold_zero_oof(tmp_path / "a", MlpLearner, ordinary, copies)
     after = fold_zero_oof(tmp_path / "b", MlpLearner, distinctive, copies)
     np.testing.assert_array_equal(before, after)
@@ -81,22 +79,6 @@ def test_mlp_never_reads_the_label_of_a_row_it_scores(tmp_path):
     assert not np.allclose(leaky_before, leaky_after)
 
 
-class KilledAtFold3(MlpLearner):
-    """Raises from inside the third fit, as a killed Kaggle session stops mid-run."""
-
-    def fit(self, rows, y, weight=None):
-        self.fits = getattr(self, "fits", 0) + 1
-        if self.fits == 3:
-            raise KeyboardInterrupt("killed in fold 3")
-        return super().fit(rows, y, weight)
-
-
-class Counting(MlpLearner):
-    def fit(self, rows, y, weight=None):
-        self.fits = getattr(self, "fits", 0) + 1
-        return super().fit(rows, y, weight)
-
-
 def test_a_killed_mlp_run_resumes_at_fold_3_with_the_same_oof(tmp_path):
     params = {"features": ["text_stats"], "embeddings": ["planted"], "tfidf_dim": 64, "num_threads": 1,
               "epochs": 5, "device": "cpu"}
@@ -105,9 +87,10 @@ def test_a_killed_mlp_run_resumes_at_fold_3_with_the_same_oof(tmp_path):
     data = inputs.data
     whole = train_run(data, "amazon2025", tmp_path / "whole", "mlp", params["features"], params["embeddings"],
                       learner="mlp", learner_params={"epochs": 5, "device": "cpu"}, num_threads=1, progress=False)
+    killed = counting_fits(MlpLearner, kill_at=3)(**params)  # killed inside its third fold
     with pytest.raises(KeyboardInterrupt):
-        train_run(data, "amazon2025", tmp_path / "killed", "mlp", learner=KilledAtFold3(**params), progress=False)
-    resumed_learner = Counting(**params)
+        train_run(data, "amazon2025", tmp_path / "killed", "mlp", learner=killed, progress=False)
+    resumed_learner = counting_fits(MlpLearner)(**params)
     resumed = train_run(data, "amazon2025", tmp_path / "killed", "mlp", learner=resumed_learner, progress=False)
     assert resumed_learner.fits == 3  # folds 3, 4 and 5 only
     oof = [pd.read_csv(work / "03_train" / "mlp" / "oof.csv")["pred"].to_numpy() for work in
