@@ -31,7 +31,16 @@ from amzkit.ml.finetune import (
 from amzkit.ml.folds import make_folds
 from amzkit.ml.learners import make_learner
 from amzkit.ml.token_batches import bucket_batches, pad_tokens, random_batches
-from amzkit.ml.torch_fit import LOSSES, TrainPlan, autocast_dtype, holdout_mask, warmup_decay, weighted_loss
+from amzkit.ml.torch_fit import (
+    LOSSES,
+    History,
+    TrainPlan,
+    autocast_dtype,
+    holdout_mask,
+    refit_steps,
+    warmup_decay,
+    weighted_loss,
+)
 from amzkit.stages.train import train_run
 from amzkit.testing import counting_fits, golden_copies, planted_price_world, save_random_bert
 from amzkit.text.format import catalog_model_text, model_texts
@@ -123,6 +132,14 @@ def test_refit_trains_again_on_every_row_for_the_chosen_steps(tmp_path, tiny_ber
     kept = int((~holdout_mask(np.arange(400), 400, 0.1, inputs.seed, inputs.groups)).sum())
     assert refit.steps == round(chosen.best_step / math.ceil(kept / 16) * 25)
     assert np.isfinite(learner.predict(inputs.test_rows)).all()
+
+
+def test_refit_steps_keep_the_epochs_the_holdout_chose():
+    chose_15 = History(best_step=15)
+    assert refit_steps(chose_15, (np.arange(3), np.ones(3)), 10, 12) == 18  # 1.5 epochs of 12 steps
+    assert refit_steps(chose_15, None, 10, 12) is None  # no holdout: nothing was chosen
+    assert refit_steps(History(best_step=0), (np.arange(3), np.ones(3)), 10, 12) is None
+    assert refit_steps(History(best_step=1), (np.arange(3), np.ones(3)), 100, 12) == 1
 
 
 def test_gradient_accumulation_and_fixed_padding_run(tmp_path, tiny_bert):

@@ -35,6 +35,7 @@ from amzkit.ml.torch_fit import (
     holdout_smape,
     log_target_stats,
     no_decay,
+    refit_steps,
     resolve_device,
     seed_torch,
     train_loop,
@@ -217,9 +218,9 @@ class MlpLearner(Learner):
         holdout = (self._tensors(x[watch]), y[watch]) if watch.any() else None
         self.model_, self.history_ = self._train(keep, numeric, codes, target, weights, y[keep], holdout, None)
         self.refit_history_ = None
-        if self.refit and holdout is not None and self.history_.best_step > 0:
-            chosen_epochs = self.history_.best_step / self._steps_per_epoch(len(keep))
-            max_steps = max(1, round(chosen_epochs * self._steps_per_epoch(len(rows))))
+        max_steps = refit_steps(self.history_, holdout, self._steps_per_epoch(len(keep)),
+                                self._steps_per_epoch(len(rows)))
+        if self.refit and max_steps is not None:
             self.model_, self.refit_history_ = self._train(np.arange(len(rows)), numeric, codes, target, weights, y,
                                                            None, max_steps)
         return self

@@ -273,3 +273,11 @@ def log_target_stats(y: Sequence[float]) -> tuple[float, float]:
     y_log = np.log1p(np.asarray(y, dtype=np.float64))
     spread = float(np.std(y_log))
     return float(np.median(y_log)), spread if spread > 1e-6 else 1.0
+
+
+def refit_steps(history: History, holdout, steps_per_epoch_kept: int, steps_per_epoch_all: int) -> int | None:
+    """The optimiser steps of the refit on every training row: as many epochs as the holdout chose
+    (`history.best_step` at `steps_per_epoch_kept` steps per epoch); None when there was no holdout or no choice."""
+    if holdout is None or history.best_step <= 0:
+        return None
+    return max(1, round(history.best_step / steps_per_epoch_kept * steps_per_epoch_all))
