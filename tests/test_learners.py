@@ -221,7 +221,7 @@ def test_tree_wrapper_fits_per_fold_transforms_on_training_rows_only():
             return np.zeros((len(rows), 1), np.float32)
 
     class Recorder(XGBoostLearner):
-        def _train(self, x, y, weight, x_valid, y_valid, rounds):
+        def _train(self, x, y, weight, x_valid, y_valid, rounds, seed):
             return types.SimpleNamespace(predict=lambda x: np.zeros(len(x)))
 
     features = FeatureSet(np.zeros((120, 1), np.float32), ["zero"], [], [Spy()], n_train=100)
@@ -241,3 +241,62 @@ def test_installed_tree_learners_beat_the_constant(tmp_path, name):
     m = learner_run(data, "amazon2025", tmp_path, name, learner=name, features=["keywords", "tfidf"],
                     tfidf_dim=16, params=small)
     assert m["cv_smape"] < 0.7 * m["constant_median_smape"]
+
+
+def planted_feature_set(n_train: int = 400, n_test: int = 50, seed: int = 0) -> tuple[FeatureSet, np.ndarray]:
+    """Eight numeric columns, two of which set the price (log-linear) with noise: a tree learner's toy problem."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n_train + n_test, 8)).astype(np.float32)
+    y = np.exp(2.0 + 0.8 * x[:n_train, 0] - 0.5 * x[:n_train, 1] + rng.normal(0, 0.3, n_train))
+    return FeatureSet(x, [f"c{i}" for i in range(8)], [], [], n_train=n_train), y
+
+
+def test_bagged_lightgbm_averages_one_model_per_successive_seed():
+    features, y = planted_feature_set()
+    rows, test_rows = np.arange(300), np.arange(300, 450)
+    bagged = feature_learner(features, y, bags=3, params=FAST).fit(rows, y[rows])
+    single = feature_learner(features, y, params=FAST).fit(rows, y[rows])
+    assert [int(model.params["seed"]) for model in bagged.model_] == [42, 43, 44]
+    x = features.matrix(test_rows)
+    raw = [model.predict(x) for model in bagged.model_]
+    assert min(np.abs(a - b).max() for i, a in enumerate(raw) for b in raw[i + 1:]) > 1e-3  # the seeds differ
+    np.testing.assert_allclose(bagged.predict(test_rows), np.expm1(np.mean(raw, axis=0)), rtol=1e-6)
+    # bag 0 is the unbagged model: bags=1 (the default) gives the numbers it always gave
+    np.testing.assert_allclose(single.predict(test_rows), np.expm1(raw[0]), rtol=1e-6)
+    importance = bagged.feature_importance()
+    np.testing.assert_allclose(importance.to_numpy(),
+                               np.mean([m.feature_importance("gain") for m in bagged.model_], axis=0))
+
+
+@pytest.mark.parametrize("name, module, attr, seed_key", [("xgboost", "xgboost", "XGBRegressor", "random_state"),
+                                                          ("catboost", "catboost", "CatBoostRegressor", "random_seed")])
+def test_bagged_tree_wrappers_stop_early_and_refit_once_per_seed(monkeypatch, tmp_path, name, module, attr, seed_key):
+    fake = types.ModuleType(module)
+    setattr(fake, attr, _StandIn)
+    monkeypatch.setitem(sys.modules, module, fake)
+    _StandIn.seen = []
+    learner_run(world()["data"], "amazon2025", tmp_path, name, learner=name, features=["text_stats"], bags=2)
+    assert len(_StandIn.seen) == 5 * 2 * 2  # per fold, per seed: early stopping, then the refit
+    folds = pd.read_csv(tmp_path / "03_train" / "folds.csv")["fold"].to_numpy()
+    for fold in range(5):
+        calls = _StandIn.seen[4 * fold: 4 * fold + 4]
+        assert [call["kwargs"][seed_key] for call in calls] == [42, 42, 43, 43]
+        assert [call["eval_set"] is None for call in calls] == [False, True, False, True]
+        assert calls[1]["n_fit"] == calls[3]["n_fit"] == int((folds != fold).sum())  # training rows only
+
+
+def test_bagged_runs_keep_every_model_and_record_bags(planted):
+    w, work = planted
+    m = learner_run(w["data"], "amazon2025", work, "bagged", learner="lightgbm", features=["keywords"], bags=2,
+                    params=FAST)
+    assert m["bags"] == 2  # in the metrics, and in the fingerprint a resumed run must match
+    models = work / "03_train" / "bagged" / "models"
+    assert sorted(p.name for p in models.iterdir()) == sorted(
+        [f"fold{k}.txt" for k in range(5)] + [f"fold{k}_bag1.txt" for k in range(5)])
+
+
+@pytest.mark.parametrize("bags", [0, -1, 2.5, True, "3", 51])
+def test_bags_must_be_a_whole_number_of_models(tmp_path, bags):
+    with pytest.raises(ValueError, match="bags must be a whole number from 1 to 50"):
+        learner_run(world(n_train=60, n_test=5)["data"], "amazon2025", tmp_path, "bad", learner="lightgbm",
+                    features=["keywords"], bags=bags)

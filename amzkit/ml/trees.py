@@ -4,9 +4,11 @@ All three share `TreeLearner`: the feature set (engineered groups, image groups,
 is assembled once per run; each fit refits the fold transforms on its real training rows, holds out
 `valid_fraction` of them (grouped by product, as the outer folds) to choose the number of trees by early
 stopping, and then (`refit`, the default) trains again on every training row with that number of trees.
-The rows a fold is scored on are never seen. With `group_by` (a feature column, e.g. `unit_family`) a model
-per group with at least MIN_GROUP_ROWS training rows predicts that group's rows; the rest take the global
-model's.
+The rows a fold is scored on are never seen. With `bags` > 1 each fit trains that many models, seeds seed,
+seed + 1, ... (each early-stopped on the same holdout, then refit), and predicts the mean of their raw
+(log1p) predictions: seed bagging, a steadier model for `bags` times the fit time. With `group_by` (a
+feature column, e.g. `unit_family`) a model per group with at least MIN_GROUP_ROWS training rows predicts
+that group's rows; the rest take the global model's.
 """
 
 from __future__ import annotations
@@ -28,6 +30,13 @@ from amzkit.ml.presets import check_preset, resolve_preset
 MIN_GROUP_ROWS = 200
 DEFAULT_FEATURES = ("quantity", "text_stats", "keywords", "brand", "dimensions", "tfidf")
 VALID_FRACTION = 0.1
+MAX_BAGS = 50
+
+
+def check_bags(bags) -> None:
+    """`bags` must be a whole number of models, at least one."""
+    if isinstance(bags, bool) or not isinstance(bags, (int, np.integer)) or not 1 <= bags <= MAX_BAGS:
+        raise ValueError(f"bags must be a whole number from 1 to {MAX_BAGS} (models per fit), got {bags!r}")
 
 
 class TreeLearner(Learner):
@@ -35,7 +44,7 @@ class TreeLearner(Learner):
 
     def __init__(self, features: Sequence[str] = DEFAULT_FEATURES, embeddings: Sequence[str] = (),
                  tfidf_dim: int = 64, group_by: str = "", valid_fraction: float = VALID_FRACTION,
-                 refit: bool = True, num_threads: int = 0, params: dict | None = None):
+                 refit: bool = True, num_threads: int = 0, params: dict | None = None, bags: int = 1):
         self.features = features
         self.embeddings = embeddings
         self.tfidf_dim = tfidf_dim
@@ -44,12 +53,14 @@ class TreeLearner(Learner):
         self.refit = refit
         self.num_threads = num_threads
         self.params = params
+        self.bags = bags
 
     # --- what subclasses provide
 
     @abstractmethod
-    def _train(self, x, y, weight, x_valid, y_valid, rounds: int | None):
-        """The library's model on (x, y): early stopping on (x_valid, y_valid) when given, else `rounds` trees."""
+    def _train(self, x, y, weight, x_valid, y_valid, rounds: int | None, seed: int):
+        """The library's model on (x, y) with random `seed`: early stopping on (x_valid, y_valid) when given, else
+        `rounds` trees."""
 
     @abstractmethod
     def _best_rounds(self, model) -> int:
@@ -71,6 +82,7 @@ class TreeLearner(Learner):
     def prepare(self, inputs: RunInputs) -> TreeLearner:
         if not 0 <= self.valid_fraction < 1:
             raise ValueError(f"valid_fraction must be in [0, 1), got {self.valid_fraction}")
+        check_bags(self.bags)
         self.inputs_ = inputs
         self.threads_ = resolve_threads(self.num_threads)
         self.features_ = assemble_features(inputs, self.features, self.embeddings, self.tfidf_dim)
@@ -86,6 +98,7 @@ class TreeLearner(Learner):
 
     def prepare_with(self, inputs: RunInputs, features: FeatureSet) -> TreeLearner:
         """`prepare` with a feature set built elsewhere (a benchmark's synthetic matrix, a tuner's cached one)."""
+        check_bags(self.bags)
         self.features_ = features
         self.inputs_ = inputs
         self.threads_ = resolve_threads(self.num_threads)
@@ -116,18 +129,27 @@ class TreeLearner(Learner):
                                                                None if weight is None else weight[inside])
         return self
 
-    def _fit_rows(self, rows, x, y, weight):
-        """Early stopping on a held-out share of the real training rows, then (refit) all rows with that many trees."""
+    def _fit_rows(self, rows, x, y, weight) -> list:
+        """`bags` models (seeds seed, seed + 1, ...): each early-stopped on a held-out share of the real training
+        rows (the same rows for every bag), then (refit) trained on all rows with the trees it chose."""
         target = self._target(y)
         watch = self._watch_rows(rows)
-        if not watch.any():
-            return self._train(x, target, weight, None, None, None)
-        keep = ~watch
-        model = self._train(x[keep], target[keep], None if weight is None else weight[keep], x[watch], target[watch],
-                            None)
-        if self.refit:
-            model = self._train(x, target, weight, None, None, self._best_rounds(model))
-        return model
+        models = []
+        for seed in range(self.inputs_.seed, self.inputs_.seed + self.bags):
+            if not watch.any():
+                models.append(self._train(x, target, weight, None, None, None, seed))
+                continue
+            keep = ~watch
+            model = self._train(x[keep], target[keep], None if weight is None else weight[keep], x[watch],
+                                target[watch], None, seed)
+            if self.refit:
+                model = self._train(x, target, weight, None, None, self._best_rounds(model), seed)
+            models.append(model)
+        return models
+
+    def _predict_bag(self, models: list, x) -> np.ndarray:
+        """The mean raw prediction of a bag of models."""
+        return np.mean([self._predict(model, x) for model in models], axis=0)
 
     def _watch_rows(self, rows: np.ndarray) -> np.ndarray:
         """The early-stopping rows: `valid_fraction` of the real rows, whole products at a time (seeded)."""
@@ -149,19 +171,20 @@ class TreeLearner(Learner):
     def predict(self, rows) -> np.ndarray:
         rows = np.asarray(rows)
         x = self.features_.matrix(rows)
-        raw = self._predict(self.model_, x)
-        for group, model in self.group_models_.items():
+        raw = self._predict_bag(self.model_, x)
+        for group, models in self.group_models_.items():
             inside = self.group_of_[rows] == group
             if inside.any():
-                raw[inside] = self._predict(model, x[inside])
+                raw[inside] = self._predict_bag(models, x[inside])
         return self._to_price(raw)
 
     def feature_importance(self) -> pd.Series:
-        return pd.Series(self._importance(self.model_), index=self.features_.names, dtype=float)
+        importance = np.mean([self._importance(model) for model in self.model_], axis=0)
+        return pd.Series(importance, index=self.features_.names, dtype=float)
 
     def describe(self) -> dict:
         return {**super().describe(), "features": list(self.features), "embeddings": list(self.embeddings),
-                "n_features": len(self.features_.names) if hasattr(self, "features_") else None}
+                "bags": self.bags, "n_features": len(self.features_.names) if hasattr(self, "features_") else None}
 
     @property
     def feature_set(self) -> FeatureSet:
@@ -176,8 +199,8 @@ class LightGBMLearner(TreeLearner):
     def __init__(self, preset: str | dict = "default", features: Sequence[str] = DEFAULT_FEATURES,
                  embeddings: Sequence[str] = (), tfidf_dim: int = 64, group_by: str = "",
                  valid_fraction: float = VALID_FRACTION, refit: bool = True, num_threads: int = 0,
-                 params: dict | None = None):
-        super().__init__(features, embeddings, tfidf_dim, group_by, valid_fraction, refit, num_threads, params)
+                 params: dict | None = None, bags: int = 1):
+        super().__init__(features, embeddings, tfidf_dim, group_by, valid_fraction, refit, num_threads, params, bags)
         self.preset = preset
 
     def config(self) -> dict:
@@ -207,15 +230,16 @@ class LightGBMLearner(TreeLearner):
     def target_transform(self) -> str:
         return (self.config_ if hasattr(self, "config_") else self.config())["target"]
 
-    def _train(self, x, y, weight, x_valid, y_valid, rounds):
+    def _train(self, x, y, weight, x_valid, y_valid, rounds, seed):
         config = self.config_
+        params = {**config["params"], "seed": seed}
         names = self.features_.names
         kwargs = {"feature_name": names, "categorical_feature": self.features_.categorical or "auto"}
         train_set = lgb.Dataset(x, y, weight=weight, **kwargs)
         if x_valid is None:
-            return lgb.train(config["params"], train_set, num_boost_round=rounds or config["n_estimators"])
+            return lgb.train(params, train_set, num_boost_round=rounds or config["n_estimators"])
         valid_set = lgb.Dataset(x_valid, y_valid, reference=train_set, **kwargs)
-        return lgb.train(config["params"], train_set, num_boost_round=config["n_estimators"], valid_sets=[valid_set],
+        return lgb.train(params, train_set, num_boost_round=config["n_estimators"], valid_sets=[valid_set],
                          callbacks=[lgb.early_stopping(config["early_stopping_rounds"], verbose=False)])
 
     def _best_rounds(self, model) -> int:
@@ -229,7 +253,8 @@ class LightGBMLearner(TreeLearner):
 
     def save_fold(self, folder: Path, fold: int) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        self.model_.save_model(str(folder / f"fold{fold}.txt"))
+        for bag, model in enumerate(self.model_):  # fold<k>.txt, then fold<k>_bag<b>.txt for further seeds
+            model.save_model(str(folder / (f"fold{fold}.txt" if bag == 0 else f"fold{fold}_bag{bag}.txt")))
 
     def describe(self) -> dict:
         preset = self.preset if isinstance(self.preset, str) else "(dict)"
@@ -241,13 +266,13 @@ class XGBoostLearner(TreeLearner):
 
     name = "xgboost"
 
-    def _train(self, x, y, weight, x_valid, y_valid, rounds):
+    def _train(self, x, y, weight, x_valid, y_valid, rounds, seed):
         import xgboost as xgb  # optional dependency: imported when the learner is used
 
         params = {"n_estimators": 3000, "learning_rate": 0.05, "max_depth": 8, "min_child_weight": 5,
                   "subsample": 0.8, "colsample_bytree": 0.7, "reg_lambda": 1.0, "objective": "reg:absoluteerror",
                   "tree_method": "hist", "early_stopping_rounds": 100, **(self.params or {}),
-                  "random_state": self.inputs_.seed, "n_jobs": self.threads_}
+                  "random_state": seed, "n_jobs": self.threads_}
         if x_valid is None:
             params.pop("early_stopping_rounds")
             if rounds:
@@ -272,11 +297,11 @@ class CatBoostLearner(TreeLearner):
 
     name = "catboost"
 
-    def _train(self, x, y, weight, x_valid, y_valid, rounds):
+    def _train(self, x, y, weight, x_valid, y_valid, rounds, seed):
         from catboost import CatBoostRegressor  # optional dependency: imported when the learner is used
 
         params = {"iterations": 3000, "learning_rate": 0.05, "depth": 8, "loss_function": "MAE",
-                  "od_type": "Iter", "od_wait": 100, **(self.params or {}), "random_seed": self.inputs_.seed,
+                  "od_type": "Iter", "od_wait": 100, **(self.params or {}), "random_seed": seed,
                   "thread_count": self.threads_, "verbose": False, "allow_writing_files": False}
         if x_valid is None:
             for key in ("od_type", "od_wait"):
