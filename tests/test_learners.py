@@ -268,6 +268,24 @@ def test_bagged_lightgbm_averages_one_model_per_successive_seed():
                                np.mean([m.feature_importance("gain") for m in bagged.model_], axis=0))
 
 
+def test_bags_move_a_users_explicit_lightgbm_seeds():
+    # LightGBM lets bagging_seed / feature_fraction_seed override `seed`: left as given, every bag would draw the
+    # same rows and columns (identical models when nothing else is random)
+    features, y = planted_feature_set()
+    rows, test_rows = np.arange(300), np.arange(300, 450)
+    params = {**FAST, "bagging_fraction": 0.7, "bagging_freq": 1, "feature_fraction": 0.6, "bagging_seed": 7,
+              "feature_fraction_seed": 9}
+    bagged = feature_learner(features, y, bags=2, params=params).fit(rows, y[rows])
+    assert [int(m.params["bagging_seed"]) for m in bagged.model_] == [7, 8]
+    assert [int(m.params["feature_fraction_seed"]) for m in bagged.model_] == [9, 10]
+    x = features.matrix(test_rows)
+    first, second = (model.predict(x) for model in bagged.model_)
+    assert np.abs(first - second).max() > 1e-3
+    # bag 0 keeps the user's seeds exactly: bags=1 gives the model the same params always gave
+    single = feature_learner(features, y, params=params).fit(rows, y[rows])
+    np.testing.assert_allclose(single.predict(test_rows), np.expm1(first), rtol=1e-6)
+
+
 @pytest.mark.parametrize("name, module, attr, seed_key", [("xgboost", "xgboost", "XGBRegressor", "random_state"),
                                                           ("catboost", "catboost", "CatBoostRegressor", "random_seed")])
 def test_bagged_tree_wrappers_stop_early_and_refit_once_per_seed(monkeypatch, tmp_path, name, module, attr, seed_key):

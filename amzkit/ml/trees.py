@@ -31,6 +31,9 @@ MIN_GROUP_ROWS = 200
 DEFAULT_FEATURES = ("quantity", "text_stats", "keywords", "brand", "dimensions", "tfidf")
 VALID_FRACTION = 0.1
 MAX_BAGS = 50
+# LightGBM's own seeds (and aliases): set explicitly they override `seed`, so each bag shifts them by its offset
+LIGHTGBM_SEEDS = ("data_random_seed", "data_seed", "bagging_seed", "bagging_fraction_seed", "feature_fraction_seed",
+                  "extra_seed", "drop_seed", "objective_seed")
 
 
 def check_bags(bags) -> None:
@@ -232,7 +235,9 @@ class LightGBMLearner(TreeLearner):
 
     def _train(self, x, y, weight, x_valid, y_valid, rounds, seed):
         config = self.config_
+        shift = seed - self.inputs_.seed  # the bag: a user's explicit sub-seeds move with it, as `seed` does
         params = {**config["params"], "seed": seed}
+        params.update({key: int(params[key]) + shift for key in LIGHTGBM_SEEDS if key in params})
         names = self.features_.names
         kwargs = {"feature_name": names, "categorical_feature": self.features_.categorical or "auto"}
         train_set = lgb.Dataset(x, y, weight=weight, **kwargs)
