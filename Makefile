@@ -24,7 +24,7 @@ test: env
 	$(PY) -m pytest -q
 
 lint: env
-	$(VENV)/bin/ruff check amzkit tests benchmarks
+	$(VENV)/bin/ruff check amzkit tests benchmarks notebooks
 
 clean-env:
 	rm -rf $(VENV) $(KVENV)

@@ -129,3 +129,13 @@ def test_the_public_api_resolves_and_loads_lazily():
              "if m in sys.modules]; print(heavy)")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+RUFF = Path(sys.executable).with_name("ruff")
+
+
+def test_library_tests_benchmarks_and_notebooks_are_ruff_clean():
+    # the notebooks too: their generated install and parameters cells are code users read and lint
+    result = subprocess.run([str(RUFF), "check", "--no-cache", "amzkit", "tests", "benchmarks", "notebooks"],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -272,7 +272,7 @@ def test_install_cell_defines_only_private_names_and_prints_the_version(capsys):
     exec(compile(kaggle.INSTALL_CELL, "<install>", "exec"), namespace)  # amzkit is installed here: nothing to do
     assert [n for n in namespace if n != "__builtins__" and not n.startswith("_")] == []
     assert capsys.readouterr().out.strip() == f"amzkit {importlib.metadata.version('amzkit')}"
-    assert len(kaggle.INSTALL_CELL.splitlines()) <= 25
+    assert len(kaggle.INSTALL_CELL.splitlines()) <= 30  # one import a line (ruff clean), still short
 
 
 def _run_install_cell(root: Path, monkeypatch, installed: str | None, want: str = "") -> list[list[str]]:

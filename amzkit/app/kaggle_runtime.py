@@ -81,14 +81,22 @@ def install_cell(want: str = "") -> str:
     return f'''\
 # Kaggle: install amzkit (and what the image lacks) from the attached amzkit-wheel dataset, offline; elsewhere a no-op.
 # `kaggle build` sets _want to its wheel's version: an amzkit older than the kernel's build is refused.
-import importlib as _il, importlib.metadata as _md, os as _os, pathlib as _pl, re as _re, subprocess as _sp, sys as _sys
+import importlib as _il
+import importlib.metadata as _md
+import os as _os
+import pathlib as _pl
+import re as _re
+import subprocess as _sp
+import sys as _sys
+
 _want = {want!r}
 def _have():
     try:
         return _md.version("amzkit")
     except _md.PackageNotFoundError:
         return ""
-_build = lambda version: int((_re.findall(r"[+](\\d+)", version) or ["0"])[0])
+def _build(version):
+    return int((_re.findall(r"[+](\\d+)", version) or ["0"])[0])
 _root = _pl.Path(_os.environ.get("{KAGGLE_ROOT_ENV}") or "/kaggle", "input")
 _whl = sorted(w for g in {WHEEL_GLOBS!r} for w in _root.glob(g))
 if _whl and (not _have() or _build(_have()) < _build(_want)):
