@@ -18,9 +18,8 @@ from amzkit.stages.ensemble import (
     ensemble,
     fit_factor,
     fit_weights,
-    plot_ensemble,
-    summary_table,
 )
+from amzkit.stages.ensemble_report import plot_ensemble, summary_table
 
 N_ROWS, N_FOLDS, N_TEST = 2000, 5, 300
 

@@ -23,9 +23,11 @@ from amzkit.core.io import read_json, write_json
 from amzkit.core.schema import SPLITS, Schema, get_schema, load_data
 from amzkit.core.workdir import KAGGLE_INPUT, check_writable, on_kaggle, resolve_work_dir, stage_dir
 from amzkit.embed.registry import get_model_spec, registry_table
+from amzkit.ml.diversity import ALIKE_CORRELATION
 from amzkit.ml.runs import runs_leaderboard
 from amzkit.stages import correlate as correlate_stage
 from amzkit.stages import ensemble as ensemble_stage
+from amzkit.stages import ensemble_report
 from amzkit.stages.devices import extract_on_devices
 from amzkit.stages.extract import extract, merge_shards, status_table
 from amzkit.stages.image_tables import write_image_tables
@@ -267,16 +269,20 @@ def run_ensemble(ctx: Context) -> dict:
                        groups=columns[p.calibrate_by] if p.calibrate_by else None,
                        meta_features=columns[p.meta_features] if p.meta_features else None,
                        factor_range=(p.factor_min, p.factor_max), min_group_rows=p.min_group_rows)
-    print(ensemble_stage.summary_table(metrics).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(ensemble_report.summary_table(metrics).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"chosen by nested score: {metrics['method']} -> test_pred.csv, CV SMAPE {metrics['cv_smape']:.3f}; "
           f"blend nested {metrics['blend_smape_nested']:.3f} (in-sample {metrics['blend_smape_in_sample']:.3f}); "
           f"best single run {metrics['best_single_run']} {metrics['best_single_smape']:.3f}")
+    if metrics["alike_runs"]:
+        print(f"runs whose OOF errors correlate >= {ALIKE_CORRELATION} (one of each pair adds little to the blend): "
+              + "; ".join(f"{a} ~ {b} {pair['error_correlation']:.3f}"
+                          for pair in metrics["alike_runs"] for a, b in [pair["runs"]]))
     return metrics
 
 
 def plot_blend(ctx: Context, metrics: dict):
     """Each method's nested and in-sample SMAPE against the best single run, and the blend weights."""
-    return ensemble_stage.plot_ensemble(ctx.work_dir, metrics)
+    return ensemble_report.plot_ensemble(ctx.work_dir, metrics)
 
 
 def run_submit(ctx: Context) -> dict:

@@ -10,6 +10,9 @@ the method whose predictions go to `04_ensemble/test_pred.csv` (`method="best"`)
   predictions (+ optional raw columns).
 - +calibration: a multiplicative factor (global, and per group when groups are given) chosen to
   minimise SMAPE of the combiner's predictions on its training rows.
+
+It also writes how alike the runs are (`error_correlation.csv`: the correlation of their OOF log errors;
+`alike_runs` in metrics.json): a pair near 1 adds little to a blend, so one of them can go.
 """
 
 from __future__ import annotations
@@ -20,17 +23,17 @@ from itertools import product
 from pathlib import Path
 
 import lightgbm as lgb
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize_scalar
 
-from amzkit.core.io import id_keys, same_ids, save_figure, show_ids, write_csv, write_json
+from amzkit.core.io import id_keys, same_ids, show_ids, write_csv, write_json
 from amzkit.core.metric import smape
 from amzkit.core.params import Param, Parameters
 from amzkit.core.schema import get_schema
 from amzkit.core.workdir import list_runs, stage_dir
 from amzkit.ml.base import MIN_PREDICTION
+from amzkit.ml.diversity import alike_pairs, closest_runs, error_correlation
 from amzkit.ml.ridge import RIDGE_ALPHAS, GcvRidge
 from amzkit.ml.runs import load_run
 from amzkit.text.features import FEATURE_GROUPS, build_features
@@ -450,6 +453,8 @@ def ensemble(work_dir: str | Path, runs=D.runs, *, method: str = D.method, meta=
                                                                             results["blend"]["fitted"],
                                                                             strict=True)}})
     write_csv(weights_table, out_dir / "weights.csv")
+    corr = error_correlation(oof_log, target, runs)  # how alike the runs' errors are: which add little
+    write_csv(corr.rename_axis("run").reset_index(), out_dir / "error_correlation.csv")
     best_single = min(per_run, key=per_run.get)
     metrics = {
         "runs": runs, "method": chosen, "method_requested": method,
@@ -471,6 +476,8 @@ def ensemble(work_dir: str | Path, runs=D.runs, *, method: str = D.method, meta=
         "nested_calibration_factors": [m.calibrator_.factor_ for m in results["blend+calibration"]["fitted"]],
         "stack_calibration_factor": stack_cal_full.calibrator_.factor_,
         "fold_smape": fold_scores, "table": table.to_dict(orient="records"),
+        "error_correlation": [[None if np.isnan(v) else round(float(v), 4) for v in row] for row in corr.to_numpy()],
+        "closest_runs": closest_runs(corr).to_dict(orient="records"), "alike_runs": alike_pairs(corr),
         "cv_smape": nested_scores[chosen],
         "cv_fold_smape_std": float(np.std(fold_scores[f"{chosen} (nested)"])),
         "constant_median_smape": float(np.mean([loaded[n]["metrics"]["constant_median_smape"] for n in runs])),
@@ -481,29 +488,3 @@ def ensemble(work_dir: str | Path, runs=D.runs, *, method: str = D.method, meta=
         metrics["stack_intercept"] = intercept
     write_json(out_dir / "metrics.json", metrics)
     return metrics
-
-
-def summary_table(metrics: dict) -> pd.DataFrame:
-    """The best single run and each method: nested SMAPE, fold mean and std, in-sample SMAPE."""
-    table = pd.DataFrame(metrics["table"])
-    name = metrics["best_single_run"]
-    best = table[table["model"] == name].assign(model=f"best single: {name}")
-    return pd.concat([best, table[table["kind"] == "ensemble"]], ignore_index=True).drop(columns="kind")
-
-
-def plot_ensemble(work_dir: str | Path, metrics: dict):
-    """Blend weights bar chart and per-fold SMAPE of each run against each nested method; saved as PNG."""
-    fig, (ax_w, ax_f) = plt.subplots(1, 2, figsize=(12, 4))
-    names = list(metrics["weights"])
-    ax_w.bar(names, [metrics["weights"][n] for n in names])
-    ax_w.set(ylabel="weight", title="blend weights (log space, full OOF)")
-    ax_w.tick_params(axis="x", rotation=30)
-    chosen = f"{metrics.get('method', 'blend')} (nested)"
-    for name, scores in metrics["fold_smape"].items():
-        style = {"lw": 2.5, "color": "k"} if name == chosen else {"lw": 1, "ls": "-" if "nested" in name else ":"}
-        ax_f.plot(range(len(scores)), scores, marker="o", label=name, **style)
-    ax_f.set(xlabel="fold", ylabel="SMAPE %", title=f"per-fold SMAPE (chosen: {chosen})",
-             xticks=range(len(scores)))
-    ax_f.legend(fontsize=7)
-    save_figure(fig, stage_dir(work_dir, "04_ensemble") / "ensemble.png")
-    return fig

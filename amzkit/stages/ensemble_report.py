@@ -1,0 +1,47 @@
+"""Stage 04's report: the summary table and the figure (blend weights, per-fold SMAPE, how alike the runs are)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from amzkit.core.io import save_figure
+from amzkit.core.workdir import stage_dir
+
+
+def summary_table(metrics: dict) -> pd.DataFrame:
+    """The best single run and each method: nested SMAPE, fold mean and std, in-sample SMAPE."""
+    table = pd.DataFrame(metrics["table"])
+    name = metrics["best_single_run"]
+    best = table[table["model"] == name].assign(model=f"best single: {name}")
+    return pd.concat([best, table[table["kind"] == "ensemble"]], ignore_index=True).drop(columns="kind")
+
+
+def plot_ensemble(work_dir: str | Path, metrics: dict):
+    """Blend weights, per-fold SMAPE of each run against each nested method, and the runs' error correlation
+    (near 1: the pair adds little to a blend); saved as PNG."""
+    fig, (ax_w, ax_f, ax_c) = plt.subplots(1, 3, figsize=(18, 4.5))
+    names = list(metrics["weights"])
+    ax_w.bar(names, [metrics["weights"][n] for n in names])
+    ax_w.set(ylabel="weight", title="blend weights (log space, full OOF)")
+    ax_w.tick_params(axis="x", rotation=30)
+    chosen = f"{metrics.get('method', 'blend')} (nested)"
+    for name, scores in metrics["fold_smape"].items():
+        style = {"lw": 2.5, "color": "k"} if name == chosen else {"lw": 1, "ls": "-" if "nested" in name else ":"}
+        ax_f.plot(range(len(scores)), scores, marker="o", label=name, **style)
+    ax_f.set(xlabel="fold", ylabel="SMAPE %", title=f"per-fold SMAPE (chosen: {chosen})",
+             xticks=range(len(scores)))
+    ax_f.legend(fontsize=7)
+    corr = np.array(metrics.get("error_correlation") or np.eye(len(names)), dtype=float)  # None (NaN): constant
+    low = min(0.0, float(np.nanmin(corr)))
+    sns.heatmap(corr, ax=ax_c, vmin=low, vmax=1, cmap="viridis", annot=len(names) <= 12, fmt=".2f", square=True,
+                xticklabels=names, yticklabels=names, cbar_kws={"shrink": 0.8})
+    ax_c.set(title="OOF log-error correlation between runs")
+    ax_c.tick_params(axis="x", rotation=30)
+    ax_c.tick_params(axis="y", rotation=0)
+    save_figure(fig, stage_dir(work_dir, "04_ensemble") / "ensemble.png")
+    return fig
