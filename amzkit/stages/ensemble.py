@@ -454,7 +454,7 @@ def ensemble(work_dir: str | Path, runs=D.runs, *, method: str = D.method, meta=
                                                                             strict=True)}})
     write_csv(weights_table, out_dir / "weights.csv")
     corr = error_correlation(oof_log, target, runs)  # how alike the runs' errors are: which add little
-    write_csv(corr.rename_axis("run").reset_index(), out_dir / "error_correlation.csv")
+    write_csv(corr.round(4).rename_axis("run").reset_index(), out_dir / "error_correlation.csv")
     best_single = min(per_run, key=per_run.get)
     metrics = {
         "runs": runs, "method": chosen, "method_requested": method,

@@ -24,7 +24,7 @@ def summary_table(metrics: dict) -> pd.DataFrame:
 def plot_ensemble(work_dir: str | Path, metrics: dict):
     """Blend weights, per-fold SMAPE of each run against each nested method, and the runs' error correlation
     (near 1: the pair adds little to a blend); saved as PNG."""
-    fig, (ax_w, ax_f, ax_c) = plt.subplots(1, 3, figsize=(18, 4.5))
+    fig, (ax_w, ax_f, ax_c) = plt.subplots(1, 3, figsize=(18, 4.5), gridspec_kw={"wspace": 0.4})
     names = list(metrics["weights"])
     ax_w.bar(names, [metrics["weights"][n] for n in names])
     ax_w.set(ylabel="weight", title="blend weights (log space, full OOF)")
