@@ -1,4 +1,4 @@
-"""How alike 03's runs are: error correlation, closest run, alike pairs, and what 04 writes of them."""
+"""How alike 03's runs are: error correlation, alike pairs, and what 04 writes of them."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from test_ensemble import make_run, noisy, world
 
-from amzkit.ml.diversity import alike_pairs, closest_runs, error_correlation, log_errors
+from amzkit.ml.diversity import alike_pairs, error_correlation, log_errors
 from amzkit.stages.ensemble import ensemble
 from amzkit.stages.ensemble_report import plot_ensemble
 
@@ -34,8 +34,6 @@ def test_error_correlation_tells_alike_runs_from_independent_ones():
     np.testing.assert_allclose(np.diag(corr), 1.0)
     assert corr.loc["a", "b"] == pytest.approx(0.3**2 / (0.3**2 + 0.05**2), abs=0.01)
     assert abs(corr.loc["a", "c"]) < 0.06 and abs(corr.loc["b", "c"]) < 0.06
-    closest = closest_runs(corr).set_index("run")
-    assert closest.loc["a", "closest_run"] == "b" and closest.loc["b", "closest_run"] == "a"
     pairs = alike_pairs(corr)
     assert [p["runs"] for p in pairs] == [["a", "b"]]
     assert pairs[0]["error_correlation"] == pytest.approx(corr.loc["a", "b"])
@@ -45,13 +43,11 @@ def test_error_correlation_tells_alike_runs_from_independent_ones():
     assert len(alike_pairs(corr, threshold=-1.0)) == 3
 
 
-def test_a_run_whose_errors_do_not_vary_has_no_correlation_and_is_nobodys_twin():
+def test_a_run_whose_errors_do_not_vary_has_no_correlation_and_is_in_no_pair():
     log_preds, target = _three_runs()
     log_preds[:, 2] = np.log(target)  # a perfect run: its error is 0 everywhere
     corr = error_correlation(log_preds, target, ["a", "b", "perfect"])
     assert np.isnan(corr.loc["a", "perfect"])
-    closest = closest_runs(corr)
-    assert "perfect" not in closest["run"].tolist() and "perfect" not in closest["closest_run"].tolist()
     assert all("perfect" not in p["runs"] for p in alike_pairs(corr, threshold=-1.0))
 
 
@@ -59,7 +55,7 @@ def test_one_run_and_bad_shapes():
     log_preds, target = _three_runs()
     one = error_correlation(log_preds[:, :1], target, ["a"])
     assert one.shape == (1, 1) and one.iloc[0, 0] == 1.0
-    assert closest_runs(one).empty and alike_pairs(one) == []
+    assert alike_pairs(one) == []
     with pytest.raises(ValueError, match="2 run names"):
         error_correlation(log_preds, target, ["a", "b"])
     with pytest.raises(ValueError, match="rows"):
@@ -82,7 +78,6 @@ def test_ensemble_writes_the_error_correlation_and_names_alike_runs(tmp_path):
     on_disk = json.loads((out / "metrics.json").read_text())
     np.testing.assert_allclose(np.array(on_disk["error_correlation"], dtype=float), table.to_numpy(), atol=1e-4)
     assert [p["runs"] for p in m["alike_runs"]] == [["twin1", "twin2"]]
-    assert {r["run"]: r["closest_run"] for r in on_disk["closest_runs"]}["other"] in ("twin1", "twin2")
     heatmap = plot_ensemble(tmp_path, m).axes[2]  # the third panel is the heatmap of this table
     assert heatmap.get_title() == "OOF log-error correlation between runs"
     assert [t.get_text() for t in heatmap.get_xticklabels()] == ["twin1", "twin2", "other"]

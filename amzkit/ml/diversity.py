@@ -1,4 +1,4 @@
-"""How alike 03's runs are: the correlation of their out-of-fold errors, and each run's closest twin.
+"""How alike 03's runs are: the correlation of their out-of-fold errors, and the pairs that are nearly the same.
 
 Two runs whose log errors move together (correlation near 1) add little to a blend; a run with weaker
 correlations to the rest is what an ensemble gains from, even when its own SMAPE is worse. The errors are
@@ -33,16 +33,6 @@ def error_correlation(log_preds: np.ndarray, target: np.ndarray, names: Sequence
     with np.errstate(invalid="ignore", divide="ignore"):
         corr = np.corrcoef(errors, rowvar=False) if errors.shape[1] > 1 else np.ones((1, 1))
     return pd.DataFrame(np.atleast_2d(corr), index=list(names), columns=list(names))
-
-
-def closest_runs(corr: pd.DataFrame) -> pd.DataFrame:
-    """Per run, the other run whose errors are most alike and that correlation (empty for a single run)."""
-    rows = []
-    for name in corr.index:
-        others = corr.loc[name].drop(name).dropna()
-        if len(others):
-            rows.append({"run": name, "closest_run": others.idxmax(), "error_correlation": float(others.max())})
-    return pd.DataFrame(rows, columns=["run", "closest_run", "error_correlation"])
 
 
 ALIKE_CORRELATION = 0.95  # pairs of runs at or above this error correlation are reported as alike

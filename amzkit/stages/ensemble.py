@@ -33,7 +33,7 @@ from amzkit.core.params import Param, Parameters
 from amzkit.core.schema import get_schema
 from amzkit.core.workdir import list_runs, stage_dir
 from amzkit.ml.base import MIN_PREDICTION
-from amzkit.ml.diversity import alike_pairs, closest_runs, error_correlation
+from amzkit.ml.diversity import alike_pairs, error_correlation
 from amzkit.ml.ridge import RIDGE_ALPHAS, GcvRidge
 from amzkit.ml.runs import load_run
 from amzkit.text.features import FEATURE_GROUPS, build_features
@@ -477,7 +477,7 @@ def ensemble(work_dir: str | Path, runs=D.runs, *, method: str = D.method, meta=
         "stack_calibration_factor": stack_cal_full.calibrator_.factor_,
         "fold_smape": fold_scores, "table": table.to_dict(orient="records"),
         "error_correlation": [[None if np.isnan(v) else round(float(v), 4) for v in row] for row in corr.to_numpy()],
-        "closest_runs": closest_runs(corr).to_dict(orient="records"), "alike_runs": alike_pairs(corr),
+        "alike_runs": alike_pairs(corr),
         "cv_smape": nested_scores[chosen],
         "cv_fold_smape_std": float(np.std(fold_scores[f"{chosen} (nested)"])),
         "constant_median_smape": float(np.mean([loaded[n]["metrics"]["constant_median_smape"] for n in runs])),
