@@ -3,13 +3,17 @@ shards, every kernel lists what it wrote, and 01 splits its rows over several de
 
 from __future__ import annotations
 
+import functools
+import http.server
 import shutil
 import tarfile
+import threading
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from amzkit.app import runners
 from amzkit.app.demo import make_demo
 from amzkit.app.kaggle_outputs import (
     OUTPUT_LISTING,
@@ -18,14 +22,15 @@ from amzkit.app.kaggle_outputs import (
     unpack_image_cache,
     write_output_listing,
 )
+from amzkit.app.parameters import check_parameters, stage_parameters
 from amzkit.core.io import read_json
 from amzkit.core.schema import get_schema, load_data
 from amzkit.images.features import build_image_features
 from amzkit.images.records import MANIFEST_NAME
-from amzkit.images.tables import ImageSignatures, read_image_tables, tables_dir
+from amzkit.images.tables import ImageSignatures, part_tables_dir, read_image_tables, read_tables, tables_dir
 from amzkit.stages.devices import extract_on_devices, resolve_devices
-from amzkit.stages.extract import extract
-from amzkit.stages.image_tables import write_image_tables
+from amzkit.stages.extract import extract, kernel_rows
+from amzkit.stages.image_tables import merge_image_tables, write_image_tables
 from amzkit.stages.leaks import cached_image_paths, duplicate_report
 
 
@@ -75,6 +80,81 @@ def test_image_tables_count_only_for_the_links_they_were_computed_for(demo, tmp_
     assert read_image_tables(tmp_path, "test", links.iloc[:-1]) is None
     (tables_dir(tmp_path) / "manifest.json").unlink()  # a rewrite that did not finish
     assert read_image_tables(tmp_path, "test", links) is None
+
+
+# --- several kernels: each writes its rows' part of the tables, the merging run joins them ---------------------
+
+def _table_files(folder) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.name != "manifest.json"}
+
+
+def test_kernels_table_parts_merge_into_the_tables_of_one_kernel(demo, tmp_path):
+    folder, data = demo
+    whole = write_image_tables(data, "amazon2025", folder, tmp_path / "one", progress=False)
+    kernels = [tmp_path / f"kernel{k}" for k in range(3)]
+    for k, work in enumerate(kernels):  # 7-row shards over 3 kernels, as extract(shard_rows=7) splits them
+        rows = {split: kernel_rows(len(data[split]), k, 3, shard_rows=7) for split in ("train", "test")}
+        assert write_image_tables(data, "amazon2025", folder, work, rows=rows, progress=False) == (
+            part_tables_dir(work))
+        assert read_image_tables(work, "train", data["train"]["image_link"]) is None, "a part is not the tables"
+    part = read_tables(part_tables_dir(kernels[1]), "train", data["train"]["image_link"])
+    assert 0 < part.owned.sum() < len(part.owned) and np.isnan(part.colour[~part.owned]).all()
+
+    merged = merge_image_tables(data, "amazon2025", kernels, tmp_path / "merged")
+    assert _table_files(merged) == _table_files(whole)
+    for split in ("train", "test"):
+        links = data[split]["image_link"]
+        assert read_image_tables(tmp_path / "merged", split, links) is not None
+        assert np.isfinite(read_image_tables(tmp_path / "merged", split, links).colour).any()
+
+    with pytest.raises(ValueError, match=r"train: 28 rows \(first: \[7, 8, 9, 10, 11\]\) are in none of the image "
+                                         r"table parts.*merge the work folders of every kernel"):
+        merge_image_tables(data, "amazon2025", [kernels[0], kernels[2]], tmp_path / "two_of_three")
+    shorter = {split: frame.iloc[:-1] for split, frame in data.items()}  # parts written for another CSV
+    with pytest.raises(ValueError, match=r"no image tables for this train.csv in .*kernel0.*rerun 01_extract"):
+        merge_image_tables(shorter, "amazon2025", kernels, tmp_path / "other")
+
+
+@pytest.fixture()
+def served_demo(tmp_path):
+    """The demo competition whose image links are URLs of a server on 127.0.0.1 serving its pictures."""
+    data_dir = make_demo(tmp_path / "data", n_train=40, n_test=20, seed=3, image_px=64).train_csv.parent
+    handler = functools.partial(QuietHandler, directory=str(data_dir))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    for name in ("train.csv", "test.csv"):
+        frame = pd.read_csv(data_dir / name, dtype=str, keep_default_na=False)
+        frame["image_link"] = url + "/" + frame["image_link"]
+        frame.to_csv(data_dir / name, index=False)
+    yield data_dir
+    httpd.shutdown()
+    httpd.server_close()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_01_split_over_two_kernels_then_merged_gives_03_the_one_kernel_image_features(served_demo, tmp_path):
+    def run_01(work, **params):
+        values = {**stage_parameters("01_extract"), "data_dir": str(served_demo), "work_dir": str(work),
+                  "model": "color-stats", "text_model": "", **params}
+        runners.run_extract(runners.setup(check_parameters(values, "01_extract"), "01_extract"))
+
+    run_01(tmp_path / "one")
+    for k in range(2):
+        run_01(tmp_path / f"kernel{k}", shard_index=k, num_shards=2)
+    run_01(tmp_path / "merged", merge_dirs=[str(tmp_path / f"kernel{k}") for k in range(2)])
+    assert not (tmp_path / "merged" / "image_cache").exists(), "the merging run has no picture, only the parts"
+    data = load_data(served_demo, "amazon2025")
+    groups = ["image_meta", "colour"]
+    one = build_image_features(data, "amazon2025", served_demo, tmp_path / "one", groups, progress=False)
+    merged = build_image_features(data, "amazon2025", served_demo, tmp_path / "merged", groups, progress=False)
+    for got, want in zip(merged, one, strict=True):
+        pd.testing.assert_frame_equal(got, want)
+        assert want["has_image"].all()
 
 
 def _schema():

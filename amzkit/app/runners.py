@@ -29,8 +29,8 @@ from amzkit.stages import correlate as correlate_stage
 from amzkit.stages import ensemble as ensemble_stage
 from amzkit.stages import ensemble_report
 from amzkit.stages.devices import extract_on_devices
-from amzkit.stages.extract import extract, merge_shards, status_table
-from amzkit.stages.image_tables import write_image_tables
+from amzkit.stages.extract import extract, kernel_rows, merge_shards, status_table
+from amzkit.stages.image_tables import merge_image_tables, write_image_tables
 from amzkit.stages.leaderboard import show_leaderboard
 from amzkit.stages.leaks import cached_image_paths, leak_report, plot_leak_report
 from amzkit.stages.submit import plot_distribution, submit
@@ -126,9 +126,11 @@ def run_extract(ctx: Context) -> pd.DataFrame:
                                    batch_size=p.batch_size, device=p.device, num_workers=p.num_workers,
                                    shard_index=p.shard_index, num_shards=p.num_shards,
                                    images_offline_ok=p.images_offline_ok)
-    if p.model and p.num_shards == 1 and not p.merge_dirs and get_model_spec(p.model).modality == "image":
-        tables = write_image_tables(ctx.data, ctx.schema, ctx.data_dir, ctx.work_dir)  # read by 02's and 03's
-        if tables is not None:
+    if p.model and get_model_spec(p.model).modality == "image":
+        tables = write_run_image_tables(ctx)
+        if tables is not None and p.num_shards > 1 and not p.merge_dirs:
+            print(f"this kernel's rows of the image tables (meta, colour, hashes), for the merging run: {tables}")
+        elif tables is not None:
             print(f"image tables (meta, colour, hashes) for 02 and 03: {tables}")
     if p.num_shards > 1 and not p.merge_dirs:
         print(f"kernel {p.shard_index} of {p.num_shards} wrote its shards; when all have finished, run this "
@@ -146,6 +148,17 @@ def run_extract(ctx: Context) -> pd.DataFrame:
                   f"rows): 02 skips it and 03 cannot use it. Each link's status and error: "
                   f"{stage_dir(ctx.work_dir, '01_extract') / name}/train_fetch.csv")
     return table
+
+
+def write_run_image_tables(ctx: Context) -> Path | None:
+    """01's image tables, read by 02 and 03: from this kernel's pictures; for a kernel embedding its share of the
+    rows, the part for those rows; for a merging run, the kernels' parts joined."""
+    p = ctx.params
+    if p.merge_dirs:
+        return merge_image_tables(ctx.data, ctx.schema, [resolve_work_dir(d) for d in p.merge_dirs], ctx.work_dir)
+    rows = None if p.num_shards == 1 else {
+        split: kernel_rows(len(ctx.data[split]), p.shard_index, p.num_shards) for split in SPLITS}
+    return write_image_tables(ctx.data, ctx.schema, ctx.data_dir, ctx.work_dir, rows=rows)
 
 
 def show_registry(ctx: Context) -> pd.DataFrame:

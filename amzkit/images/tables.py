@@ -5,6 +5,9 @@ size, mode, bytes; no paths), the colour group's features and the perceptual has
 grid). 02's leak report and 03's image groups read these tables, so a Kaggle kernel after 01 needs 01's few
 table files, not its ~150k cached pictures. A split's tables count only while its image links are exactly
 the ones they were computed for (a sha256 of the links in row order); otherwise readers fall back to the cache.
+A kernel that embeds only its share of the rows (01's `shard_index`/`num_shards`) writes the same tables for its
+rows under `01_extract/image_tables_part/`, with a mask of the rows it owns; the run that merges the kernels'
+shards joins those parts into the whole tables.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from amzkit.core.io import read_json, write_json, write_npy
 from amzkit.core.workdir import stage_dir
 
 IMAGE_TABLES_DIR = "image_tables"  # inside 01_extract/
+PART_TABLES_DIR = "image_tables_part"  # inside 01_extract/ of a kernel that owns some of the rows
 TABLES_MANIFEST = "manifest.json"  # written last: present means every split's files are whole
 TABLES_VERSION = 1
 TEXT_FIELDS = ("status", "mode", "error")
@@ -45,10 +49,15 @@ class ImageTables:
     colour: np.ndarray  # (rows, colour features) float32
     signatures: ImageSignatures
     settings: dict[str, Any]  # colour k / size_px / version / names; hash bits and grid
+    owned: np.ndarray | None = None  # a kernel's part: True on the rows it computed (the others hold no image)
 
 
 def tables_dir(work_dir: str | Path) -> Path:
     return stage_dir(work_dir, "01_extract") / IMAGE_TABLES_DIR
+
+
+def part_tables_dir(work_dir: str | Path) -> Path:
+    return stage_dir(work_dir, "01_extract") / PART_TABLES_DIR
 
 
 def clean_links(links: pd.Series) -> pd.Series:
@@ -61,10 +70,11 @@ def links_hash(links: pd.Series) -> str:
     return hashlib.sha256("\n".join(clean_links(links)).encode()).hexdigest()
 
 
-def write_split_tables(work_dir: str | Path, split: str, images: pd.DataFrame, colour: np.ndarray,
-                       signatures: ImageSignatures) -> None:
-    """Write one split's tables (call `write_tables_manifest` after every split)."""
-    folder = tables_dir(work_dir)
+def write_split_tables(folder: str | Path, split: str, images: pd.DataFrame, colour: np.ndarray,
+                       signatures: ImageSignatures, owned: np.ndarray | None = None) -> None:
+    """Write one split's tables into `folder` (call `write_tables_manifest` after every split); a kernel's part
+    also writes the mask of the rows it `owned`."""
+    folder = Path(folder)
     n = len(images)
     if colour.shape[0] != n or len(signatures) != n:
         raise ValueError(f"{split}: {n} image rows but {colour.shape[0]} colour rows and {len(signatures)} hashes")
@@ -80,18 +90,24 @@ def write_split_tables(work_dir: str | Path, split: str, images: pd.DataFrame, c
     write_npy(folder / f"{split}_hash.npy", hashes)
     write_npy(folder / f"{split}_hash_ok.npy", has_hash)
     write_npy(folder / f"{split}_grid.npy", np.asarray(signatures.colours, dtype=np.float32))
+    if owned is not None:
+        write_npy(folder / f"{split}_owned.npy", np.asarray(owned, dtype=bool))
 
 
-def write_tables_manifest(work_dir: str | Path, links: dict[str, pd.Series], settings: dict[str, Any]) -> Path:
+def write_tables_manifest(folder: str | Path, links: dict[str, pd.Series], settings: dict[str, Any]) -> Path:
     """The manifest, last: the links each split's tables belong to, and the settings they were computed with."""
     splits = {split: {"rows": len(series), "links_sha256": links_hash(series)} for split, series in links.items()}
-    return write_json(tables_dir(work_dir) / TABLES_MANIFEST,
-                      {"version": TABLES_VERSION, "splits": splits, **settings})
+    return write_json(Path(folder) / TABLES_MANIFEST, {"version": TABLES_VERSION, "splits": splits, **settings})
 
 
 def read_image_tables(work_dir: str | Path, split: str, links: pd.Series) -> ImageTables | None:
     """`split`'s tables when 01 wrote them for exactly these links (row order included), else None."""
-    folder = tables_dir(work_dir)
+    return read_tables(tables_dir(work_dir), split, links)
+
+
+def read_tables(folder: str | Path, split: str, links: pd.Series) -> ImageTables | None:
+    """`split`'s tables in `folder` (whole tables or a kernel's part) when written for exactly these links."""
+    folder = Path(folder)
     manifest_path = folder / TABLES_MANIFEST
     if not manifest_path.is_file():
         return None
@@ -116,4 +132,5 @@ def read_image_tables(work_dir: str | Path, split: str, links: pd.Series) -> Ima
     hashes[has_hash] = [int(h) for h in np.load(folder / f"{split}_hash.npy")[has_hash]]
     signatures = ImageSignatures(hashes, np.load(folder / f"{split}_grid.npy"))
     settings = {k: v for k, v in manifest.items() if k not in ("version", "splits")}
-    return ImageTables(images, np.load(folder / f"{split}_colour.npy"), signatures, settings)
+    owned = np.load(folder / f"{split}_owned.npy") if (folder / f"{split}_owned.npy").is_file() else None
+    return ImageTables(images, np.load(folder / f"{split}_colour.npy"), signatures, settings, owned)

@@ -69,6 +69,19 @@ def plan_shards(n_rows: int, shard_rows: int = SHARD_ROWS) -> list[tuple[int, in
     return [(start, min(start + shard_rows, n_rows)) for start in range(0, n_rows, shard_rows)]
 
 
+def kernel_of(shard_no: int, num_shards: int) -> int:
+    """The kernel that embeds a shard when `num_shards` kernels split the rows."""
+    return shard_no % num_shards
+
+
+def kernel_rows(n_rows: int, shard_index: int, num_shards: int, shard_rows: int = SHARD_ROWS) -> np.ndarray:
+    """Mask of a split's rows that kernel `shard_index` of `num_shards` embeds."""
+    owned = np.zeros(n_rows, dtype=bool)
+    for shard_no, (start, stop) in enumerate(plan_shards(n_rows, shard_rows)):
+        owned[start:stop] = kernel_of(shard_no, num_shards) == shard_index
+    return owned
+
+
 def _shard_stem(split: str, shard_no: int) -> str:
     return f"{split}-{shard_no:05d}"
 
@@ -195,7 +208,7 @@ def extract(
         plan = plan_shards(len(ids), shard_rows)
         plans[split] = len(plan)
         for shard_no, (start, stop) in enumerate(plan):
-            if shard_no % num_shards != shard_index:
+            if kernel_of(shard_no, num_shards) != shard_index:
                 continue
             expected = {"model": spec.name, "split": split, "shard_no": shard_no, "start": start, "stop": stop,
                         "ids_sha256": id_hash(ids[start:stop]),

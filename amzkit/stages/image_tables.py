@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from amzkit.core.schema import SPLITS, Schema, get_schema
@@ -21,6 +22,8 @@ from amzkit.images.hashes import COLOUR_GRID, HASH_BITS, signatures
 from amzkit.images.tables import (
     TABLES_MANIFEST,
     ImageSignatures,
+    part_tables_dir,
+    read_tables,
     tables_dir,
     write_split_tables,
     write_tables_manifest,
@@ -35,23 +38,84 @@ def table_settings() -> dict:
 
 
 def write_image_tables(data: dict[str, pd.DataFrame], schema: str | Schema, data_dir: str | Path,
-                       work_dir: str | Path, workers: int | None = None, progress: bool = True) -> Path | None:
+                       work_dir: str | Path, workers: int | None = None, progress: bool = True,
+                       rows: dict[str, np.ndarray] | None = None) -> Path | None:
     """Compute and write every split's image tables from 01's cache (URLs) and local files (never downloads).
 
-    Returns the tables' folder, or None when the schema has no image column.
+    `rows` (split -> mask), for a kernel that embeds only its share of the rows: the tables of those rows go to
+    `01_extract/image_tables_part/` (the other rows hold no image there), for the merging run to join
+    (`merge_image_tables`). Returns the tables' folder, or None when the schema has no image column.
     """
     schema = get_schema(schema)
     if schema.image_column is None:
         return None
     cache_dir = Path(work_dir) / IMAGE_CACHE_DIR
-    (tables_dir(work_dir) / TABLES_MANIFEST).unlink(missing_ok=True)  # the old tables stop counting first
+    folder = tables_dir(work_dir) if rows is None else part_tables_dir(work_dir)
+    (folder / TABLES_MANIFEST).unlink(missing_ok=True)  # the old tables stop counting first
     links = {}
     for split in SPLITS:
         links[split] = data[split][schema.image_column]
         images = cached_images(links[split], data_dir, cache_dir)
-        paths = images["path"].where(images["status"] == "ok", None).tolist()
+        usable = images["status"] == "ok"
+        if rows is not None:
+            usable &= np.asarray(rows[split], dtype=bool)
+        paths = images["path"].where(usable, None).tolist()
         colour = colour_of_paths(paths, COLOUR_K, COLOUR_SIZE_PX, workers, progress=progress)
         hashes, grid = signatures(paths, len(paths))
-        write_split_tables(work_dir, split, images, colour, ImageSignatures(hashes, grid))
-    write_tables_manifest(work_dir, links, table_settings())
-    return tables_dir(work_dir)
+        write_split_tables(folder, split, images, colour, ImageSignatures(hashes, grid),
+                           owned=None if rows is None else rows[split])
+    write_tables_manifest(folder, links, table_settings())
+    return folder
+
+
+def merge_image_tables(data: dict[str, pd.DataFrame], schema: str | Schema, work_dirs: list[str | Path],
+                       work_dir: str | Path) -> Path | None:
+    """Join the kernels' parts (`write_image_tables` with `rows`) into `work_dir`'s whole image tables.
+
+    Every row must be owned by a part written for this CSV's links with this version's settings; otherwise an
+    error names the folders and what to do. Returns the tables' folder (None when the schema has no image column).
+    """
+    schema = get_schema(schema)
+    if schema.image_column is None:
+        return None
+    folders = [part_tables_dir(d) for d in work_dirs]
+    folder = tables_dir(work_dir)
+    (folder / TABLES_MANIFEST).unlink(missing_ok=True)
+    links, merged = {}, {}
+    for split in SPLITS:
+        links[split] = data[split][schema.image_column]
+        parts = [read_tables(f, split, links[split]) for f in folders]
+        unusable = [str(f) for f, part in zip(folders, parts, strict=True)
+                    if part is None or part.owned is None or part.settings != table_settings()]
+        if unusable:
+            raise ValueError(
+                f"no image tables for this {split}.csv in {unusable}: rerun 01_extract in each of those kernels "
+                "with this train.csv/test.csv and amzkit version (finished shards are reused; the kernel then "
+                "writes 01_extract/image_tables_part), then merge again")
+        owner = np.full(len(links[split]), -1)
+        for k, part in enumerate(parts):
+            owner[(owner < 0) & part.owned] = k
+        if (owner < 0).any():
+            rows = np.flatnonzero(owner < 0)
+            raise ValueError(f"{split}: {len(rows)} rows (first: {rows[:5].tolist()}) are in none of the image "
+                             f"table parts in {[str(f) for f in folders]}: merge the work folders of every kernel")
+        merged[split] = _take_rows(parts, owner)
+    for split, (images, colour, signature) in merged.items():
+        write_split_tables(folder, split, images, colour, signature)
+    write_tables_manifest(folder, links, table_settings())
+    return folder
+
+
+def _take_rows(parts: list, owner: np.ndarray) -> tuple[pd.DataFrame, np.ndarray, ImageSignatures]:
+    """Each row's tables from the part that owns it."""
+    images = parts[0].images.copy()
+    colour = parts[0].colour.copy()
+    hashes = parts[0].signatures.hashes.copy()
+    grid = parts[0].signatures.colours.copy()
+    for k, part in enumerate(parts[1:], start=1):
+        rows = owner == k
+        images.loc[rows] = part.images.loc[rows]
+        colour[rows] = part.colour[rows]
+        hashes[rows] = part.signatures.hashes[rows]
+        grid[rows] = part.signatures.colours[rows]
+    return images, colour, ImageSignatures(hashes, grid)
