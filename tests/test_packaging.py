@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import json
 import re
+import sys
 import tomllib
 
 from conftest import REPO_ROOT
@@ -73,3 +76,46 @@ def test_ci_runs_the_readme_test_command():
     assert "make test" in (REPO_ROOT / ".ci" / "run").read_text()
     readme = (REPO_ROOT / "README.md").read_text()
     assert readme.index("make demo") < readme.index("make test") < 1500, "README shows the two commands first"
+
+
+# Imports amzkit may make without declaring them: a guarded fallback, or a learner's own (LEARNERS[...].requires).
+UNDECLARED_IMPORTS = {"certifi": "images.http: requests' CA bundle when installed, else the system's"}
+
+
+def _third_party_imports() -> dict[str, list[str]]:
+    """{top-level module: [files]} of every import in amzkit/ that is neither the standard library nor amzkit."""
+    found: dict[str, list[str]] = {}
+    for path in sorted((REPO_ROOT / "amzkit").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                modules = [node.module]
+            else:
+                continue
+            for module in modules:
+                top = module.split(".")[0]
+                if top not in sys.stdlib_module_names and top != "amzkit":
+                    found.setdefault(top, []).append(str(path.relative_to(REPO_ROOT)))
+    return found
+
+
+def test_every_package_amzkit_imports_is_declared():
+    from amzkit.app.kaggle_image import DISTRIBUTION_OF_IMPORT
+    from amzkit.ml.learners import LEARNERS
+
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    declared = {_requirement_name(r) for r in project["dependencies"]}
+    declared |= {_requirement_name(r) for extra in project["optional-dependencies"].values() for r in extra}
+    learners = {m for entry in LEARNERS.values() for m in entry.requires}
+    imports = _third_party_imports()
+    assert {"numpy", "scipy", "torch", "yaml"} <= set(imports), "the scan finds amzkit's imports"
+    distributions = importlib.metadata.packages_distributions()
+    undeclared = {}
+    for module, files in imports.items():
+        if module in learners or module in UNDECLARED_IMPORTS:
+            continue
+        names = distributions.get(module) or [DISTRIBUTION_OF_IMPORT.get(module, module)]
+        if not {_canonical(n) for n in names} & declared:
+            undeclared[module] = sorted(set(files))
+    assert undeclared == {}, "declare these in pyproject.toml (and pin them in constraints.txt and environment.yml)"

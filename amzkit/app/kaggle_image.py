@@ -92,21 +92,21 @@ KAGGLE_IMAGE_ABSENT: tuple[str, ...] = ("open-clip-torch", "ftfy")
 # ---------------------------------------------------------------- what a kernel needs
 
 # Every dependency of amzkit (pyproject [project].dependencies) that every notebook imports inside a kernel.
-KERNEL_PACKAGES: tuple[str, ...] = ("numpy", "pandas", "scikit-learn", "lightgbm", "matplotlib", "seaborn", "pillow",
-                                    "tqdm", "ipykernel", "papermill", "nbformat", "urllib3")
+KERNEL_PACKAGES: tuple[str, ...] = ("numpy", "pandas", "scikit-learn", "scipy", "lightgbm", "matplotlib", "seaborn",
+                                    "pillow", "tqdm", "ipykernel", "papermill", "nbformat", "urllib3")
 
-# Dependencies only used off Kaggle (opening notebooks locally): never shipped.
-LOCAL_ONLY_PACKAGES: tuple[str, ...] = ("jupyter",)
+# Dependencies only used off Kaggle (opening notebooks locally; building and pushing kernels): never shipped.
+LOCAL_ONLY_PACKAGES: tuple[str, ...] = ("jupyter", "packaging", "pyyaml")
 
 # The packages an embedder loader (embed.factory.LOADERS) imports, by loader key of the registry rows.
 LOADER_PACKAGES: dict[str, tuple[str, ...]] = {
     "color_stats": (),
     "tfidf_svd": (),
-    "open_clip": ("torch", "torchvision", "open-clip-torch"),
-    "open_clip_text": ("torch", "torchvision", "open-clip-torch", "sentencepiece"),
-    "aesthetic": ("torch", "torchvision", "open-clip-torch"),
-    "transformers_image": ("torch", "transformers"),
-    "transformers_text": ("torch", "transformers", "sentencepiece"),
+    "open_clip": ("torch", "torchvision", "open-clip-torch", "huggingface-hub"),
+    "open_clip_text": ("torch", "torchvision", "open-clip-torch", "huggingface-hub", "sentencepiece"),
+    "aesthetic": ("torch", "torchvision", "open-clip-torch", "huggingface-hub"),
+    "transformers_image": ("torch", "transformers", "huggingface-hub"),
+    "transformers_text": ("torch", "transformers", "huggingface-hub", "sentencepiece"),
 }
 
 # A `local-dir:` folder on Kaggle cannot be read at build time: ship what any folder loader may import.
