@@ -397,6 +397,81 @@ def test_kept_folds_of_another_setup_are_not_reused(synthetic):
     assert _DiesOnFold.fits == 5, "another feature list: every fold runs again"
 
 
+@pytest.mark.parametrize("change", [
+    {"refit": False}, {"valid_fraction": 0.3}, {"group_by": "n_bullets"},
+    {"preset": {**PRESETS["default"], "n_estimators": 50}}, {"preset": {**PRESETS["default"], "target": "raw"}},
+], ids=["refit", "valid_fraction", "group_by", "preset_rounds", "preset_target"])
+def test_a_setting_that_changes_the_model_does_not_resume_kept_folds(synthetic, change):
+    data, work = synthetic
+    killed = _DiesOnFold(features=["text_stats"], embeddings=["planted"], params=FAST, num_threads=1)
+    _DiesOnFold.fits, _DiesOnFold.die_at = 0, 3
+    with pytest.raises(_Interrupt):
+        train_run(data, "amazon2025", work, "setting", learner=killed)
+    other = _DiesOnFold(features=["text_stats"], embeddings=["planted"], params=FAST, num_threads=1, **change)
+    _DiesOnFold.fits, _DiesOnFold.die_at = 0, 99
+    metrics = train_run(data, "amazon2025", work, "setting", learner=other)
+    assert _DiesOnFold.fits >= 5, f"{change}: every fold runs again"
+    key = next(iter(change))
+    recorded = metrics["preset_config"] if key == "preset" else metrics["settings"]
+    want = {k: v for k, v in change[key].items() if k != "params"} if key == "preset" else change
+    assert {k: recorded[k] for k in want} == want, "metrics record the setting"
+
+
+def test_a_resumed_run_reports_only_its_own_folds_feature_importance(synthetic):
+    data, work = synthetic
+    other = {**FAST, "num_leaves": 4, "min_data_in_leaf": 40}
+    clean = train_run(data, "amazon2025", work, "importance_clean", ["text_stats"], ["planted"], lgb_params=other,
+                      num_threads=1)
+    for params in (FAST, other):  # setup A killed, then setup B killed, then B resumed
+        _DiesOnFold.fits, _DiesOnFold.die_at = 0, 3
+        with pytest.raises(_Interrupt):
+            train_run(data, "amazon2025", work, "importance", learner=_DiesOnFold(
+                features=["text_stats"], embeddings=["planted"], params=params, num_threads=1))
+    _DiesOnFold.fits, _DiesOnFold.die_at = 0, 99
+    resumed = train_run(data, "amazon2025", work, "importance", learner=_DiesOnFold(
+        features=["text_stats"], embeddings=["planted"], params=other, num_threads=1))
+    assert _DiesOnFold.fits == 3 and resumed["cv_smape"] == pytest.approx(clean["cv_smape"], rel=1e-12)
+    tables = [pd.read_csv(work / "03_train" / name / "feature_importance.csv") for name in ("importance_clean",
+                                                                                           "importance")]
+    pd.testing.assert_frame_equal(tables[1], tables[0])
+
+
+def test_the_thread_count_alone_resumes_kept_folds_with_the_same_result(synthetic):
+    data, work = synthetic
+    whole = train_run(data, "amazon2025", work, "threads_whole", ["text_stats"], ["planted"], lgb_params=FAST,
+                      num_threads=2)
+    killed = _DiesOnFold(features=["text_stats"], embeddings=["planted"], params=FAST, num_threads=1)
+    _DiesOnFold.fits, _DiesOnFold.die_at = 0, 3
+    with pytest.raises(_Interrupt):
+        train_run(data, "amazon2025", work, "threads", learner=killed)
+    other = _DiesOnFold(features=["text_stats"], embeddings=["planted"], params=FAST, num_threads=2)
+    _DiesOnFold.fits, _DiesOnFold.die_at = 0, 99
+    resumed = train_run(data, "amazon2025", work, "threads", learner=other)
+    assert _DiesOnFold.fits == 3, "deterministic LightGBM: another thread count keeps the finished folds"
+    assert resumed["cv_smape"] == pytest.approx(whole["cv_smape"], rel=1e-12)
+
+
+@pytest.mark.parametrize(("params", "words"), [
+    ({"min_data_in_leef": 400}, ["no parameter 'min_data_in_leef'", "did you mean min_data_in_leaf"]),
+    ({"num_iterations": 3000}, ["amzkit sets ['num_iterations']", "n_estimators"]),
+    ({"n_estimators": 3000}, ["amzkit sets ['n_estimators']", "n_estimators"]),
+    ({"early_stopping_rounds": 10}, ["early_stopping_rounds instead"]),
+    ({"random_state": 1}, ["the run's seed parameter"]),
+    ({"nthread": 4}, ["the run's num_threads parameter"]),
+    ({"force_row_wise": True}, ["leave it out"]),
+])
+def test_misspelt_or_kit_owned_lightgbm_params_are_refused(synthetic, params, words):
+    data, work = synthetic
+    with pytest.raises(ValueError) as err:
+        train_run(data, "amazon2025", work, "refused", ["text_stats"], [], lgb_params=params, num_threads=1)
+    for word in words:
+        assert word in str(err.value), str(err.value)
+    bad_preset = {**PRESETS["default"], "params": {**PRESETS["default"]["params"], **params}}
+    with pytest.raises(ValueError, match=r"preset \(dict\)'s params"):
+        train_run(data, "amazon2025", work, "refused", ["text_stats"], [], preset=bad_preset, num_threads=1)
+    assert not (work / "03_train" / "refused").exists(), "refused before any fold ran"
+
+
 def test_rerunning_a_run_name_keeps_one_row_in_the_runs_log(synthetic):
     data, work = synthetic
     for _ in range(3):

@@ -134,6 +134,10 @@ class Learner(ABC):
         """What a run's metrics record about this learner."""
         return {"learner": self.name, "params": _jsonable(self.get_params())}
 
+    def resume_key(self) -> dict[str, Any]:
+        """What a resumed run's kept folds must have been computed with: `describe` less what changes no result."""
+        return self.describe()
+
     def fresh(self) -> Learner:
         """A shallow copy without fitted state, sharing the prepared inputs (for a model per group)."""
         twin = copy.copy(self)

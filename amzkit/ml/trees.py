@@ -13,6 +13,7 @@ that group's rows; the rest take the global model's.
 
 from __future__ import annotations
 
+import difflib
 from abc import abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,6 +35,42 @@ MAX_BAGS = 50
 # LightGBM's own seeds (and aliases): set explicitly they override `seed`, so each bag shifts them by its offset
 LIGHTGBM_SEEDS = ("data_random_seed", "data_seed", "bagging_seed", "bagging_fraction_seed", "feature_fraction_seed",
                   "extra_seed", "drop_seed", "objective_seed")
+# LightGBM parameters amzkit sets itself (under any alias), and what a user sets instead
+LIGHTGBM_RESERVED = {
+    "num_iterations": "set a dict preset's n_estimators instead (early stopping in the training fold picks the rounds)",
+    "early_stopping_round": "set a dict preset's early_stopping_rounds instead",
+    "seed": "set the run's seed parameter instead",
+    "num_threads": "set the run's num_threads parameter instead",
+    "deterministic": "leave it out: amzkit sets it, so that a resumed run matches its kept folds",
+    "force_col_wise": "leave it out: amzkit sets it, so that a resumed run matches its kept folds",
+    "force_row_wise": "leave it out: amzkit sets force_col_wise",
+}
+LIGHTGBM_DOCS = "https://lightgbm.readthedocs.io/en/stable/Parameters.html"
+
+
+def lightgbm_names() -> dict[str, str]:
+    """Every LightGBM parameter name and alias -> its main name, from the installed LightGBM ({} if it cannot tell)."""
+    try:
+        table = lgb.basic._ConfigAliases._get_all_param_aliases()  # LightGBM's own alias table (LGBM_DumpParamAliases)
+    except Exception:  # noqa: BLE001 - a LightGBM without it: names are then not checked
+        return {}
+    return {alias: name for name, aliases in table.items() for alias in (name, *aliases)}
+
+
+def check_lightgbm_params(params: dict, where: str) -> None:
+    """A misspelt LightGBM parameter, or one amzkit sets itself, is an error naming it and what to do."""
+    names = lightgbm_names()
+    unknown = [key for key in params if names and key not in names]
+    if unknown:
+        hints = {key: difflib.get_close_matches(key, list(names), n=2) for key in unknown}
+        raise ValueError(f"{where}: LightGBM has no parameter {', '.join(f'{k!r}' for k in unknown)} ("
+                         + "; ".join(f"{k!r}: did you mean {' or '.join(v)}?" if v else f"{k!r}: no close name"
+                                     for k, v in hints.items()) + f"); its parameters: {LIGHTGBM_DOCS}")
+    main_names = {key: names.get(key, key) for key in params}
+    reserved = {key: LIGHTGBM_RESERVED[name] for key, name in main_names.items() if name in LIGHTGBM_RESERVED}
+    if reserved:
+        raise ValueError(f"{where}: amzkit sets {sorted(reserved)} itself: "
+                         + "; ".join(f"{key!r}: {what}" for key, what in reserved.items()))
 
 
 def check_bags(bags) -> None:
@@ -211,10 +248,13 @@ class LightGBMLearner(TreeLearner):
         work_dir = self.inputs_.work_dir if hasattr(self, "inputs_") else None
         preset = check_preset(dict(self.preset)) if isinstance(self.preset, dict) \
             else resolve_preset(self.preset, work_dir)
+        names = lightgbm_names()
+        own = preset["params"] if isinstance(self.preset, dict) else {  # a named preset's n_jobs (the roadmap's)
+            k: v for k, v in preset["params"].items() if names.get(k, k) != "num_threads"}
+        check_lightgbm_params(own, f"preset {self.preset if isinstance(self.preset, str) else '(dict)'}'s params")
+        check_lightgbm_params(self.params or {}, "lgb_params")
         seed = self.inputs_.seed if hasattr(self, "inputs_") else 42
-        params = {**preset["params"], **(self.params or {}), "seed": seed, "deterministic": True,
-                  "force_col_wise": True}
-        params.pop("n_jobs", None)
+        params = {**own, **(self.params or {}), "seed": seed, "deterministic": True, "force_col_wise": True}
         params["num_threads"] = getattr(self, "threads_", None) or resolve_threads(self.num_threads)
         return {**preset, "params": params}
 
@@ -262,8 +302,18 @@ class LightGBMLearner(TreeLearner):
             model.save_model(str(folder / (f"fold{fold}.txt" if bag == 0 else f"fold{fold}_bag{bag}.txt")))
 
     def describe(self) -> dict:
+        """The LightGBM params as trained, the preset's rounds and target, and the learner's other settings."""
         preset = self.preset if isinstance(self.preset, str) else "(dict)"
-        return {**super().describe(), "preset": preset, "params": self.config_["params"]}
+        settings = {k: v for k, v in super().describe()["params"].items() if k not in ("preset", "params")}
+        rounds = {k: v for k, v in self.config_.items() if k not in ("params", "info")}
+        return {**super().describe(), "preset": preset, "params": self.config_["params"], "settings": settings,
+                "preset_config": rounds}
+
+    def resume_key(self) -> dict:
+        """Without the thread count: with `deterministic` LightGBM gives the same model on any number of threads."""
+        described = self.describe()
+        return {**described, "params": {k: v for k, v in described["params"].items() if k != "num_threads"},
+                "settings": {k: v for k, v in described["settings"].items() if k != "num_threads"}}
 
 
 class XGBoostLearner(TreeLearner):

@@ -158,7 +158,7 @@ def train_run(
 def _fingerprint(model: Learner, folds: np.ndarray, pseudo) -> str:
     """What a run's finished folds depend on: a resumed run must match it exactly."""
     inputs = model.inputs_
-    described = {**model.describe(), "folds": id_hash(folds), "seed": inputs.seed,
+    described = {**model.resume_key(), "folds": id_hash(folds), "seed": inputs.seed,
                  "train": id_hash(inputs.data["train"][inputs.schema.id_column]),
                  "test": id_hash(inputs.data["test"][inputs.schema.id_column]),
                  "target": hashlib.sha256(np.ascontiguousarray(inputs.y).tobytes()).hexdigest(),
@@ -186,6 +186,8 @@ def _resumable_cv(model: Learner, folds: np.ndarray, run_dir: Path, pseudo, prog
         except (OSError, ValueError, KeyError) as err:
             print(f"{run_dir.name}: the kept folds in {folder} are unreadable ({err}); starting over")
             previous, start = None, 0
+    if previous is None:  # kept folds of another setup (or none): nothing of theirs may join this run
+        shutil.rmtree(folder, ignore_errors=True)
 
     def keep(step: int, state: dict) -> None:
         with_arrays = folder / "state.npz"
