@@ -16,6 +16,7 @@ from amzkit.stages.ensemble import (
     Calibrator,
     blend,
     ensemble,
+    ensemble_columns,
     fit_factor,
     fit_weights,
 )
@@ -374,3 +375,16 @@ def test_best_method_is_chosen_by_nested_score_and_written(tmp_path: Path) -> No
     assert (out / "ensemble.png").stat().st_size > 0
     with pytest.raises(ValueError, match="method"):
         ensemble(tmp_path, [], method="average")
+
+
+def test_the_target_is_refused_as_a_meta_feature_or_calibration_group() -> None:
+    text = [f"Item Name: Thing {i}\nValue: {i % 4 + 1}.0\nUnit: Ounce" for i in range(30)]
+    train = pd.DataFrame({"sample_id": [str(i) for i in range(20)], "catalog_content": text[:20],
+                          "image_link": "", "price": np.arange(1.0, 21.0)})
+    test = pd.DataFrame({"sample_id": [str(i) for i in range(20, 30)], "catalog_content": text[20:],
+                         "image_link": ""})
+    data = {"train": train, "test": test}
+    with pytest.raises(ValueError, match="'price' is the target: as a meta-feature or calibration group"):
+        ensemble_columns(data, "amazon2025", ["unit_family", "price"])
+    columns = ensemble_columns(data, "amazon2025", ["unit_family", "image_link"])
+    assert list(columns.columns) == ["unit_family", "image_link"] and len(columns) == 30

@@ -340,15 +340,19 @@ def check_compatible(runs: dict[str, dict]) -> None:
 def ensemble_columns(data: dict[str, pd.DataFrame], schema: str, columns: list[str]) -> pd.DataFrame:
     """Columns for calibration groups or meta-features, indexed by id (train rows then test rows).
 
-    A name is an engineered feature column (e.g. 'unit_family', 'pack_count', 'brand') or a raw CSV column.
+    A name is an engineered feature column (e.g. 'unit_family', 'pack_count', 'brand') or a raw CSV column; never
+    the target, which the test rows lack and the scored rows would read.
     """
     schema_ = get_schema(schema)
     train, test = data["train"], data["test"]
     x_train, x_test = build_features(train, test, schema_, list(FEATURE_GROUPS))
     engineered = pd.concat([x_train, x_test], ignore_index=True)
-    raw = pd.concat([train, test], ignore_index=True)
+    raw = pd.concat([train.drop(columns=[schema_.target]), test], ignore_index=True)
     out = {}
     for name in columns:
+        if name == schema_.target:
+            raise ValueError(f"{name!r} is the target: as a meta-feature or calibration group every scored row "
+                             "would read its own answer (and the test rows have none); pick a feature or CSV column")
         if name in engineered.columns:
             out[name] = engineered[name]
         elif name in raw.columns:
