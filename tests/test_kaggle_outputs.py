@@ -157,6 +157,23 @@ def test_01_split_over_two_kernels_then_merged_gives_03_the_one_kernel_image_fea
         assert want["has_image"].all()
 
 
+def test_01_run_again_after_its_cache_was_packed_keeps_its_image_tables(served_demo, tmp_path):
+    values = {**stage_parameters("01_extract"), "data_dir": str(served_demo), "work_dir": str(tmp_path / "work"),
+              "model": "color-stats", "text_model": ""}
+    data = load_data(served_demo, "amazon2025")
+    runners.run_extract(runners.setup(check_parameters(values, "01_extract"), "01_extract"))
+    first = build_image_features(data, "amazon2025", served_demo, tmp_path / "work", ["image_meta"], progress=False)
+    assert pack_image_cache(tmp_path / "work"), "what finish() does on Kaggle at the end of 01"
+    runners.run_extract(runners.setup(check_parameters(values, "01_extract"), "01_extract"))  # "Run All" again
+    again = build_image_features(data, "amazon2025", served_demo, tmp_path / "work", ["image_meta"], progress=False)
+    for got, want in zip(again, first, strict=True):
+        pd.testing.assert_frame_equal(got, want)
+        assert want["has_image"].all()
+    cache = tmp_path / "work" / "image_cache"
+    loose = [f for f in cache.iterdir() if f.name != MANIFEST_NAME]
+    assert len(loose) == 60 and not any(f.suffix == ".tar" for f in loose), "loose again: finish() packs them"
+
+
 def _schema():
     return get_schema("amazon2025")
 

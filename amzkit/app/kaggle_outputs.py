@@ -69,6 +69,20 @@ def unpack_image_cache(work_dir: str | Path) -> int:
     return count
 
 
+def restore_image_cache(work_dir: str | Path) -> int:
+    """Before 01 runs again in a folder whose cache an earlier run packed: the shards back into loose files (then
+    the shards go; `finish` packs again), so 01 neither fetches them again nor builds its tables from an empty
+    cache. Returns the files restored."""
+    cache_dir = Path(work_dir) / IMAGE_CACHE_DIR
+    if not cache_dir.is_dir() or cache_dir.is_symlink():
+        return 0
+    shards = sorted(cache_dir.glob(IMAGE_SHARD_PATTERN.replace("{:05d}", "*")))
+    count = unpack_image_cache(work_dir)
+    for shard in shards:  # every shard is whole on disk by now
+        shard.unlink()
+    return count
+
+
 def write_output_listing(work_dir: str | Path) -> Path:
     """List every regular file under `work_dir` (relative path -> bytes) in OUTPUT_LISTING there."""
     root = Path(work_dir)

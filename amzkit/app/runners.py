@@ -17,7 +17,7 @@ import pandas as pd
 import papermill as pm
 
 from amzkit.app.demo import make_demo
-from amzkit.app.kaggle_outputs import pack_image_cache, write_output_listing
+from amzkit.app.kaggle_outputs import pack_image_cache, restore_image_cache, write_output_listing
 from amzkit.app.kaggle_runtime import attach_previous_outputs, detach_previous_outputs, find_data_dir
 from amzkit.core.io import read_json, write_json
 from amzkit.core.schema import SPLITS, Schema, get_schema, load_data
@@ -112,6 +112,9 @@ def finish(ctx: Context) -> Path:
 def run_extract(ctx: Context) -> pd.DataFrame:
     """Embed both splits with the image model and the text model; one row per run."""
     p = ctx.params
+    restored = restore_image_cache(ctx.work_dir)
+    if restored:
+        print(f"{restored:,} pictures unpacked from the image cache's tar shards (an earlier run of 01 packed them)")
     manifests = {}
     for model in [m for m in (p.model, p.text_model) if m]:
         if p.merge_dirs:
