@@ -20,7 +20,14 @@ import yaml
 
 from amzkit.app.kaggle_api import KaggleError, read_credentials
 from amzkit.app.kaggle_image import Downloader, kernel_needs, plan_shipping, read_pins
-from amzkit.app.kaggle_runtime import INSTALL_CELL, KERNELS, install_cell, kernel_spec
+from amzkit.app.kaggle_runtime import (
+    INSTALL_CELL,
+    KERNELS,
+    SPLIT_PARAMETERS,
+    install_cell,
+    kernel_spec,
+    merge_cell,
+)
 from amzkit.app.kaggle_wheel import build_wheel, wheel_version
 from amzkit.app.parameters import check_parameters, stage_parameters
 from amzkit.core.io import write_json
@@ -51,6 +58,9 @@ PLACEHOLDER_OWNER = "your-kaggle-username"
 
 
 INSTALL_TAG = "amzkit-install"  # the tag of the notebooks' first code cell (INSTALL_CELL)
+
+
+MERGE_TAG = "amzkit-merge-inputs"  # the tag of a merging kernel's cell after its parameters (merge_cell)
 
 
 # A stage with several kernels (a list of parameter sets) names them by this parameter, else by position.
@@ -255,15 +265,21 @@ def sync_install_cells(notebooks_dir: str | Path = NOTEBOOKS_DIR, write: bool = 
     return changed
 
 
-def prepare_notebook(src: str | Path, dest: str | Path, params: Mapping[str, Any], want: str = "") -> Path:
+def prepare_notebook(src: str | Path, dest: str | Path, params: Mapping[str, Any], want: str = "",
+                     after_params: str = "") -> Path:
     """Copy a notebook with `params` baked in (papermill prepare-only: an `injected-parameters` cell after the
-    `parameters` cell), its install cell expecting amzkit `want` (the build's wheel), and a kernelspec."""
+    `parameters` cell), its install cell expecting amzkit `want` (the build's wheel), and a kernelspec;
+    `after_params` (kaggle_runtime.merge_cell) becomes a code cell right after the baked parameters."""
     nb = nbformat.read(str(src), as_version=4)
     set_install_cell(nb, want)
     nb.metadata.setdefault("kernelspec", {"display_name": "Python 3", "language": "python", "name": "python3"})
     nb = pm.execute_notebook(nb, None, parameters=dict(params), prepare_only=True, progress_bar=False,
                              kernel_name=nb.metadata.kernelspec.get("name", "python3"))
     nb.metadata.get("papermill", {}).update({"input_path": Path(src).name, "output_path": Path(dest).name})
+    if after_params:
+        at = max(i for i, c in enumerate(nb.cells)
+                 if {"parameters", "injected-parameters"} & set(c.metadata.get("tags", [])))
+        nb.cells.insert(at + 1, nbformat.v4.new_code_cell(after_params, metadata={"tags": [MERGE_TAG]}))
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, str(dest))
@@ -378,7 +394,8 @@ def build(out: str | Path = DEFAULT_BUILD, owner: str | None = None, params_file
     for kernel in kernels:
         folder = out / kernel.folder
         code_file = f"{kernel.stage}.ipynb"
-        prepare_notebook(Path(notebooks_dir) / code_file, folder / code_file, kernel.params, want=version)
+        prepare_notebook(Path(notebooks_dir) / code_file, folder / code_file, kernel.params, want=version,
+                         after_params=merge_cell(kernel.stage, kernel.params))
         meta = kernel_metadata(tmpl, kernel, code_file, sources, dataset_id)
         _write_json(folder / "kernel-metadata.json", meta)
         problems = check_kernel_metadata(meta, folder, kernel.stage, kernel.params)
@@ -398,7 +415,9 @@ def _write_json(path: Path, obj: Any) -> None:
 
 def _plan_kernels(owner: str, prefix: str, per_stage: Mapping[str, list[dict[str, Any]]]) -> list[KernelPlan]:
     """Every kernel in stage order with its checked parameters and kernel_sources: the previous stage's kernels
-    plus those of every stage it reads (KERNELS[stage].reads), so each kernel sees what it reads."""
+    plus those of every stage it reads (KERNELS[stage].reads), so each kernel sees what it reads. A parameter set
+    split over kernels (_shard_params) becomes its shard kernels, then the kernel merging them, which alone has
+    them as sources; later stages read the merging kernel, never a shard kernel's unmerged output."""
     ids_by_stage: dict[str, list[str]] = {}
     kernels = []
     for index, stage in enumerate(STAGES):
@@ -407,11 +426,43 @@ def _plan_kernels(owner: str, prefix: str, per_stage: Mapping[str, list[dict[str
         sources = list(dict.fromkeys(k for s in sources_from for k in ids_by_stage.get(s, [])))
         ids_by_stage[stage] = []
         for params, name in zip(checked, _variant_names(stage, checked), strict=True):
-            title = stage_title(stage, prefix, name)
-            slug = slugify(title)
-            kernels.append(KernelPlan(stage, f"{owner}/{slug}", title, slug, params, sources))
-            ids_by_stage[stage].append(f"{owner}/{slug}")
+            shards = [_kernel_plan(owner, prefix, stage, shard_name, shard_params, sources)
+                      for shard_params, shard_name in _shard_params(stage, params, name)]
+            if shards:
+                split = SPLIT_PARAMETERS[stage]
+                params = {**{k: v for k, v in params.items() if k != split.count}, split.merge: [k.id for k in shards]}
+            kernels += [*shards, _kernel_plan(owner, prefix, stage, name, params, sources + [k.id for k in shards])]
+            ids_by_stage[stage].append(kernels[-1].id)
+    ids = [k.id for k in kernels]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"several kernels would share an id: {sorted({i for i in ids if ids.count(i) > 1})}; "
+                         "give each parameter set a distinct name (its model or run_name)")
     return kernels
+
+
+def _kernel_plan(owner: str, prefix: str, stage: str, variant: str, params: dict[str, Any],
+                 sources: list[str]) -> KernelPlan:
+    title = stage_title(stage, prefix, variant)
+    slug = slugify(title)
+    return KernelPlan(stage, f"{owner}/{slug}", title, slug, params, sources)
+
+
+def _shard_params(stage: str, params: Mapping[str, Any], name: str) -> list[tuple[dict[str, Any], str]]:
+    """(parameters, variant name) of each shard kernel when `params` split the stage's rows over kernels
+    (SPLIT_PARAMETERS: `num_shards: n`, n > 1); [] when one kernel does the whole stage."""
+    split = SPLIT_PARAMETERS.get(stage)
+    if split is None:
+        return []
+    planned = [p for p in (split.index, split.merge) if p in params]
+    if planned:
+        raise ValueError(f"{stage}: kaggle build sets {planned} itself; give {split.count} n alone (e.g. -p "
+                         f"{stage}.{split.count}=2) and it plans n kernels that each take their share of the rows "
+                         "and one that merges them, each with the kernel sources it reads")
+    count = params.get(split.count, 1)
+    if count == 1:
+        return []
+    return [({**params, split.index: i}, " ".join(filter(None, (name, f"shard {i + 1} of {count}"))))
+            for i in range(count)]
 
 
 def _clean_previous_build(out: Path) -> None:

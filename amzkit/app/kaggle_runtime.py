@@ -48,6 +48,24 @@ MACHINE_OVERRIDES: dict[tuple[str, str, Any], StageKernel] = {
 }
 
 
+@dataclass(frozen=True)
+class SplitParameters:
+    """The parameters of a stage whose rows several kernels share: a kernel's share, how many kernels, and the
+    merging kernel's list of the kernels it joins."""
+
+    index: str
+    count: str
+    merge: str
+
+
+# Stages `kaggle build` splits over kernels when given `<count>: n` (n > 1): n shard kernels each embed their share
+# of the rows, then one kernel merges them (`<merge>` names the shard kernels, owner/slug, turned into their
+# mounted work folders by merge_cell); later stages read the merging kernel only.
+SPLIT_PARAMETERS: dict[str, SplitParameters] = {
+    "01_extract": SplitParameters("shard_index", "num_shards", "merge_dirs"),
+}
+
+
 def kernel_spec(stage: str, params: Mapping[str, Any] | None = None) -> StageKernel:
     """The machine of one kernel of `stage` with its baked `params` (MACHINE_OVERRIDES, else KERNELS[stage])."""
     if stage not in KERNELS:
@@ -194,6 +212,44 @@ def find_data_dir(root: str | Path = KAGGLE_INPUT, train_name: str = "train.csv"
         "dataset you uploaded them to (Add Input -> Datasets; `kaggle build --data <owner>/<dataset>`), or the "
         "competition's data when it is hosted on Kaggle (--competition <slug>), or pass -p data_dir <folder>."
     )
+
+
+def merge_cell(stage: str, params: Mapping[str, Any]) -> str:
+    """The cell a built merging kernel runs after its parameters: the shard kernels its merge parameter names
+    become their work folders as Kaggle mounted them (mounted_work_dirs); "" for any other kernel."""
+    split = SPLIT_PARAMETERS.get(stage)
+    if split is None or not params.get(split.merge):
+        return ""
+    return f"""\
+# kaggle build: {split.merge} names the kernels whose shards this kernel merges. Kaggle mounts their outputs under
+# /kaggle/input (the layout differs between Kaggle versions): their work folders are found there by probing.
+from amzkit.app.kaggle_runtime import mounted_work_dirs as _mounted_work_dirs
+
+{split.merge} = _mounted_work_dirs({split.merge}, {stage!r})"""
+
+
+def mounted_work_dir(kernel_id: str, stage: str, root: str | Path = KAGGLE_INPUT, max_depth: int = 4) -> Path:
+    """The work folder (the parent of its `<stage>/`) of kernel `owner/slug`, mounted under `root` (any layout)."""
+    owner, _, slug = kernel_id.partition("/")
+    mounts = [m for m in list_mounts(root) if m.slug == slug and m.owner in ("", owner)]
+    if not mounts:
+        attached = ", ".join(f"{m.kind}:{m.slug}" for m in list_mounts(root)) or "nothing"
+        raise FileNotFoundError(
+            f"kernel {kernel_id} is not mounted under {root} (attached: {attached}), yet this {stage} kernel merges "
+            "its outputs: attach it (Add Input -> Notebooks; `kaggle build` lists it in kernel_sources) once it "
+            "has run to the end, then run this kernel again")
+    for mount in mounts:
+        for folder, _, dirnames, _ in _walk(mount.path, max_depth):
+            if stage in dirnames:
+                return folder
+    raise FileNotFoundError(
+        f"kernel {kernel_id} is mounted at {mounts[0].path} but holds no {stage}/ folder: it has not run to the end "
+        "(or it failed). Run it again until it completes, then run this kernel again")
+
+
+def mounted_work_dirs(kernel_ids: Sequence[str], stage: str, root: str | Path = KAGGLE_INPUT) -> list[str]:
+    """mounted_work_dir of each kernel, as the strings a merge parameter holds."""
+    return [str(mounted_work_dir(kernel_id, stage, root)) for kernel_id in kernel_ids]
 
 
 def _is_stage_output(folder: Path) -> bool:

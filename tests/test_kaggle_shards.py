@@ -1,0 +1,157 @@
+"""01 split over Kaggle kernels: `kaggle build -p 01_extract.num_shards=n` plans n shard kernels and a merging kernel
+that alone mounts them, finds their work folders under /kaggle/input, and is the only 01 kernel later stages read."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import nbformat
+import pytest
+from test_kaggle import OWNER, _build, _meta
+
+from amzkit.app import kaggle, runners
+from amzkit.app.demo import make_demo
+from amzkit.app.kaggle_runtime import attach_previous_outputs, merge_cell, mounted_work_dir
+from amzkit.app.parameters import stage_parameters
+from amzkit.core.schema import SPLITS, get_schema, load_data
+from amzkit.core.workdir import KAGGLE_ROOT_ENV, list_runs
+from amzkit.embed.runs import load_embeddings
+from amzkit.images.tables import read_image_tables
+from amzkit.stages.extract import extract, kernel_rows
+from amzkit.stages.image_tables import write_image_tables
+
+SHARD_ROWS = 8  # 40 train and 20 test rows: several shards per kernel
+SHARDS = [f"{OWNER}/amzkit-01-extract-shard-1-of-2", f"{OWNER}/amzkit-01-extract-shard-2-of-2"]
+MERGING = f"{OWNER}/amzkit-01-extract"
+CLI = ["01.model=color-stats", "01.text_model=tfidf-svd", "01.num_shards=2"]
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory) -> kaggle.BuildResult:
+    return _build(tmp_path_factory.mktemp("kaggle") / "build", cli_params=CLI)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    return make_demo(tmp_path_factory.mktemp("data"), n_train=40, n_test=20, seed=3).train_csv.parent
+
+
+def _kernels(result: kaggle.BuildResult, stage: str) -> dict[str, kaggle.KernelPlan]:
+    return {k.id: k for k in result.kernels if k.stage == stage}
+
+
+def test_num_shards_plans_shard_kernels_then_a_merging_kernel_that_alone_mounts_them(split):
+    extracts = _kernels(split, "01_extract")
+    assert list(extracts) == [*SHARDS, MERGING]
+    assert [extracts[k].params["shard_index"] for k in SHARDS] == [0, 1]
+    assert all(extracts[k].params["num_shards"] == 2 and extracts[k].kernel_sources == [] for k in SHARDS)
+    merging = extracts[MERGING]
+    assert merging.params == {"model": "color-stats", "text_model": "tfidf-svd", "merge_dirs": SHARDS}
+    assert merging.kernel_sources == SHARDS == _meta(split.out / merging.folder)["kernel_sources"]
+    (correlate,) = _kernels(split, "02_correlate").values()
+    (train,) = _kernels(split, "03_train").values()
+    assert correlate.kernel_sources == [MERGING]  # never a shard kernel's unmerged 01_extract/
+    assert set(train.kernel_sources) == {correlate.id, MERGING}
+    for kernel in split.kernels:
+        assert kaggle.check_kernel_metadata(_meta(split.out / kernel.folder), split.out / kernel.folder,
+                                            kernel.stage, kernel.params) == []
+
+
+def test_only_the_merging_notebook_resolves_its_merge_dirs_right_after_its_parameters(split):
+    for kernel in _kernels(split, "01_extract").values():
+        nb = nbformat.read(split.out / kernel.folder / "01_extract.ipynb", as_version=4)
+        tags = [c.metadata.get("tags", []) for c in nb.cells]
+        cells = [c for c in nb.cells if kaggle.MERGE_TAG in c.metadata.get("tags", [])]
+        if kernel.id != MERGING:
+            assert cells == [] and merge_cell(kernel.stage, kernel.params) == ""
+            continue
+        assert [c.source for c in cells] == [merge_cell(kernel.stage, kernel.params)]
+        assert "injected-parameters" in tags[tags.index([kaggle.MERGE_TAG]) - 1]
+
+
+@pytest.mark.parametrize("given", [["01.shard_index=1", "01.num_shards=2"],
+                                   ['01.merge_dirs=["/kaggle/input/amzkit-01-extract-1/amzkit"]']])
+def test_shard_index_and_merge_dirs_are_the_builds_to_set(tmp_path, given):
+    with pytest.raises(ValueError, match="kaggle build sets .* give num_shards n alone"):
+        _build(tmp_path / "build", cli_params=given)
+    assert not (tmp_path / "build").exists()
+
+
+def _mount(outputs: Path, root: Path, kernel_id: str, layout: str) -> None:
+    """A finished kernel's /kaggle/working, mounted as Kaggle does: flat <slug>/ or notebooks/<owner>/<slug>/."""
+    owner, slug = kernel_id.split("/")
+    link = root / slug if layout == "flat" else root / "notebooks" / owner / slug
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(outputs, target_is_directory=True)
+
+
+def _run_merge_cell(kernel: kaggle.KernelPlan, kaggle_root: Path) -> list[str]:
+    """The built merging notebook's cell, run as on Kaggle (its own interpreter, /kaggle at `kaggle_root`)."""
+    code = f"merge_dirs = {kernel.params['merge_dirs']!r}\n{merge_cell(kernel.stage, kernel.params)}\n" \
+           "import json; print(json.dumps(merge_dirs))"
+    env = {**os.environ, KAGGLE_ROOT_ENV: str(kaggle_root)}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+@pytest.mark.parametrize("layout", ["flat", "grouped"])
+def test_a_split_01_chains_through_kaggles_mounts_to_02_and_03(split, demo, tmp_path, layout):
+    """Each kernel sees only its kernel_sources; 02 and 03 then read the merged runs and image tables."""
+    data = load_data(demo, "amazon2025")
+    extracts = _kernels(split, "01_extract")
+    outputs: dict[str, Path] = {}
+    for index, kernel_id in enumerate(SHARDS):  # what run_extract does in a shard kernel, with smaller shards
+        work = tmp_path / kernel_id.split("/")[1] / "working" / "amzkit"
+        for model in ("color-stats", "tfidf-svd"):
+            extract(data, demo, work, "amazon2025", model, shard_rows=SHARD_ROWS, shard_index=index, num_shards=2)
+        write_image_tables(data, "amazon2025", demo, work, progress=False,
+                           rows={s: kernel_rows(len(data[s]), index, 2, SHARD_ROWS) for s in SPLITS})
+        outputs[kernel_id] = work.parent
+
+    merging = extracts[MERGING]
+    kaggle_root = tmp_path / "merging"
+    for source in merging.kernel_sources:
+        _mount(outputs[source], kaggle_root / "input", source, layout)
+    merge_dirs = _run_merge_cell(merging, kaggle_root)
+    assert merge_dirs == [str(kaggle_root / "input" / (s.split("/")[1] if layout == "flat" else
+                                                       f"notebooks/{OWNER}/{s.split('/')[1]}") / "amzkit")
+                          for s in SHARDS]
+    work = kaggle_root / "working" / "amzkit"
+    params = SimpleNamespace(**{**stage_parameters("01_extract"), **merging.params, "merge_dirs": merge_dirs})
+    ctx = runners.Context("01_extract", params, get_schema("amazon2025"), work, demo, data)
+    runners.run_extract(ctx)
+    outputs[MERGING] = work.parent
+
+    for stage in ("02_correlate", "03_train"):
+        (kernel,) = _kernels(split, stage).values()
+        root = tmp_path / stage / "input"
+        for source in [s for s in kernel.kernel_sources if s in outputs]:
+            _mount(outputs[source], root, source, layout)
+        later = tmp_path / stage / "working" / "amzkit"
+        links = attach_previous_outputs(later, stage, root)
+        assert links and all(outputs[MERGING] in link.resolve().parents for link in links)
+        assert list_runs(later, "01_extract") == ["color-stats", "tfidf-svd"]
+        for split_name in SPLITS:
+            ids = data[split_name]["sample_id"]
+            ok = load_embeddings(later, "tfidf-svd", split_name, ids)[1]
+            assert ok.all() and len(ok) == len(ids)
+            assert read_image_tables(later, split_name, data[split_name]["image_link"]) is not None
+
+
+def test_a_shard_kernel_not_mounted_or_not_finished_is_named_with_what_to_do(tmp_path):
+    root = tmp_path / "input"
+    (root / "datasets" / OWNER / "amzkit-wheel").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match=f"kernel {SHARDS[0]} is not mounted .*dataset:amzkit-wheel.*attach"):
+        mounted_work_dir(SHARDS[0], "01_extract", root)
+    (root / "notebooks" / OWNER / SHARDS[0].split("/")[1] / "amzkit").mkdir(parents=True)  # an empty output
+    with pytest.raises(FileNotFoundError, match="holds no 01_extract/ folder: it has not run to the end"):
+        mounted_work_dir(SHARDS[0], "01_extract", root)
+    (root / "notebooks" / "bob" / SHARDS[1].split("/")[1] / "01_extract").mkdir(parents=True)  # another owner's
+    with pytest.raises(FileNotFoundError, match="not mounted"):
+        mounted_work_dir(SHARDS[1], "01_extract", root)
