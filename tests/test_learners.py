@@ -106,6 +106,16 @@ def test_knn_with_k_1_on_training_rows_returns_their_own_target(tmp_path):
     np.testing.assert_allclose(prepared_knn(matrix, tmp_path, 1, 50).fit(rows, y).predict(rows), y, rtol=1e-5)
 
 
+def test_knn_neighbours_count_by_their_sample_weight(tmp_path):
+    matrix = np.array([[0.0], [0.1], [0.2], [5.0]], dtype=np.float32)  # rows 0 and 1 are row 2's two neighbours
+    y = np.array([10.0, 100.0, 1.0, 1.0])
+    knn = prepared_knn(matrix, tmp_path, 2, 3)
+    plain = knn.fit(np.arange(2), y[:2]).predict(np.array([2]))
+    assert plain[0] == pytest.approx(np.expm1((np.log1p(10) + np.log1p(100)) / 2))
+    weighted = knn.fit(np.arange(2), y[:2], weight=np.array([1.0, 1e-6])).predict(np.array([2]))
+    assert weighted[0] == pytest.approx(10.0, rel=1e-4), "a pseudo-label of weight ~0 barely counts"
+
+
 def test_knn_on_a_one_column_run_finds_neighbours_by_value(tmp_path):
     """A one-column run (laion-aesthetic) has no direction: cosine would see only its sign."""
     rng = np.random.default_rng(1)

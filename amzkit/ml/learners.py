@@ -68,7 +68,8 @@ class RidgeTfidf(Learner):
 
 
 class KnnEmbedding(Learner):
-    """kNN regression on an embedding run: the mean log1p target of the k nearest training rows (ml.knn).
+    """kNN regression on an embedding run: the mean log1p target of the k nearest training rows (ml.knn), each
+    weighted by its sample weight when the fit has them (pseudo-labelled rows).
 
     Rows without an embedding (NaN, or ok False) neither serve as neighbours nor get one: they take the training
     median.
@@ -108,6 +109,7 @@ class KnnEmbedding(Learner):
         self.space_ = NeighbourSpace(self.block_rows).fit(self.matrix_[rows[usable]])
         self.reference_ = self.space_.rows(self.matrix_[rows[usable]])
         self.y_log_ = y_log[usable]
+        self.weight_ = None if weight is None else np.asarray(weight, dtype=np.float64)[usable]
         return self
 
     def predict(self, rows) -> np.ndarray:
@@ -116,7 +118,11 @@ class KnnEmbedding(Learner):
         query = np.flatnonzero(self._usable(rows))
         if len(query):
             index, _ = self.space_.nearest(self.space_.rows(self.matrix_[rows[query]]), self.reference_, self.k)
-            out[query] = self.y_log_[index].mean(axis=1)
+            if self.weight_ is None:
+                out[query] = self.y_log_[index].mean(axis=1)
+            else:  # pseudo-labelled rows count by their weight
+                weights = self.weight_[index]
+                out[query] = (self.y_log_[index] * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-12)
         return floor_prediction(np.expm1(out))
 
     def describe(self) -> dict:
