@@ -472,6 +472,12 @@ def test_misspelt_or_kit_owned_lightgbm_params_are_refused(synthetic, params, wo
     assert not (work / "03_train" / "refused").exists(), "refused before any fold ran"
 
 
+def test_an_lgb_params_alias_replaces_the_presets_key():
+    params = LightGBMLearner(params={"min_child_samples": 50, "sub_feature": 0.3}, num_threads=1).config()["params"]
+    assert params["min_child_samples"] == 50 and params["sub_feature"] == 0.3
+    assert "min_data_in_leaf" not in params and "feature_fraction" not in params, "LightGBM would take the preset's"
+
+
 def test_rerunning_a_run_name_keeps_one_row_in_the_runs_log(synthetic):
     data, work = synthetic
     for _ in range(3):

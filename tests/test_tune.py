@@ -132,3 +132,21 @@ def test_candidate_preset_replaces_aliases_and_completes_huber_and_bagging():
     assert base["params"]["colsample_bytree"] == 0.4, "the base preset is left as it was"
     assert {k: preset[k] for k in ("target", "n_estimators", "early_stopping_rounds")} == \
         {"target": "log1p", "n_estimators": 100, "early_stopping_rounds": 10}
+
+
+def test_the_runs_lgb_params_stay_fixed_while_tuning_and_the_run_reproduces_the_study(synthetic):
+    data, work = synthetic
+    fixed = {"num_leaves": 7, "min_child_samples": 25}  # an alias of min_data_in_leaf: it replaces the base's key
+    summary = _tune(data, work, lgb_params=fixed)
+    preset = resolve_preset("tuned", work)
+    assert preset["params"]["num_leaves"] == 7 and preset["params"]["min_child_samples"] == 25
+    assert "min_data_in_leaf" not in preset["params"]
+    space = pd.read_json(summary["preset_path"], typ="series")["info"]["search_space"]
+    assert "num_leaves" not in space and "min_data_in_leaf" not in space and "lambda_l1" in space, (
+        "what the run fixes is not searched")
+    run = train_run(data, "amazon2025", work, "tuned_fixed", FEATURES, EMBEDDINGS, preset="tuned", lgb_params=fixed,
+                    num_threads=1, tfidf_dim=8)
+    assert run["cv_smape"] == pytest.approx(summary["best_smape"], abs=1e-9), "the run trains what the study scored"
+    every = {key: 1 for key in tune.SEARCH_SPACE} | {"objective": "l1", "learning_rate": 0.05}
+    with pytest.raises(ValueError, match="fix every parameter the search would tune"):
+        _tune(data, work, name="nothing_left", lgb_params=every)

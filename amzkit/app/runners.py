@@ -235,10 +235,10 @@ def run_train(ctx: Context) -> dict:
         tuned = tune_preset(ctx.data, ctx.schema.name, ctx.work_dir, preset, p.features, p.embeddings,
                             n_folds=p.n_folds, seed=p.seed, fold_strategy=p.fold_strategy, base_preset=p.preset,
                             n_trials=p.tune_trials, timeout_minutes=p.tune_minutes, num_threads=p.num_threads,
-                            tfidf_dim=p.tfidf_dim, data_dir=ctx.data_dir)
+                            tfidf_dim=p.tfidf_dim, data_dir=ctx.data_dir, lgb_params=p.lgb_params)
         print(f"tuned preset {preset!r}: CV SMAPE {tuned['best_smape']:.3f} vs {tuned['base_smape']:.3f} with "
-              f"{p.preset!r} ({tuned['n_trials']} trials, {tuned['n_pruned']} pruned); later runs can use "
-              f"-p preset {preset}")
+              f"{p.preset!r} ({tuned['n_trials']} trials, {tuned['n_pruned']} pruned; chosen on these folds, so "
+              f"the gain is a little optimistic); later runs can use -p preset {preset}")
     metrics = train_run(ctx.data, ctx.schema.name, ctx.work_dir, p.run_name, p.features, p.embeddings,
                         learner=p.learner, learner_params=p.learner_params, preset=preset, lgb_params=p.lgb_params,
                         n_folds=p.n_folds, seed=p.seed, fold_strategy=p.fold_strategy, num_threads=p.num_threads,

@@ -73,6 +73,14 @@ def check_lightgbm_params(params: dict, where: str) -> None:
                          + "; ".join(f"{key!r}: {what}" for key, what in reserved.items()))
 
 
+def merge_lightgbm_params(base: dict, override: dict) -> dict:
+    """`base` updated by `override`, where an override under an alias replaces the base's key under any name
+    (LightGBM would let the main name win over an alias)."""
+    names = lightgbm_names()
+    overridden = {names.get(key, key) for key in override}
+    return {**{k: v for k, v in base.items() if names.get(k, k) not in overridden}, **override}
+
+
 def check_bags(bags) -> None:
     """`bags` must be a whole number of models, at least one."""
     if isinstance(bags, bool) or not isinstance(bags, (int, np.integer)) or not 1 <= bags <= MAX_BAGS:
@@ -254,7 +262,8 @@ class LightGBMLearner(TreeLearner):
         check_lightgbm_params(own, f"preset {self.preset if isinstance(self.preset, str) else '(dict)'}'s params")
         check_lightgbm_params(self.params or {}, "lgb_params")
         seed = self.inputs_.seed if hasattr(self, "inputs_") else 42
-        params = {**own, **(self.params or {}), "seed": seed, "deterministic": True, "force_col_wise": True}
+        params = {**merge_lightgbm_params(own, self.params or {}), "seed": seed, "deterministic": True,
+                  "force_col_wise": True}
         params["num_threads"] = getattr(self, "threads_", None) or resolve_threads(self.num_threads)
         return {**preset, "params": params}
 

@@ -29,7 +29,7 @@ from amzkit.ml.cv import cross_validate
 from amzkit.ml.folds import shared_folds
 from amzkit.ml.presets import PRESETS, check_preset, preset_path, resolve_preset, save_preset
 from amzkit.ml.transforms import FoldTransform
-from amzkit.ml.trees import LightGBMLearner
+from amzkit.ml.trees import LightGBMLearner, check_lightgbm_params, lightgbm_names, merge_lightgbm_params
 from amzkit.stages.train import D
 
 # LightGBM parameter -> (kind, low, high, log); a categorical entry holds its choices in `low`.
@@ -200,11 +200,12 @@ def tune_preset(
     embeddings: list[str], n_folds: int = D.n_folds, seed: int = D.seed, fold_strategy: str = D.fold_strategy,
     base_preset: str | dict = D.preset, n_trials: int = 50, timeout_minutes: float | None = D.tune_minutes,
     num_threads: int = D.num_threads, tfidf_dim: int = D.tfidf_dim, search_space: dict[str, tuple] | None = None,
-    data_dir: str | Path | None = None,
+    data_dir: str | Path | None = None, lgb_params: dict | None = None,
     progress: bool = True,
 ) -> dict:
     """Search LightGBM params (CV SMAPE on the shared folds) and save the best as preset `name`.
 
+    `lgb_params` (the run's) are part of the base preset and stay fixed: the search leaves their keys out.
     Runs up to `n_trials` more trials within `timeout_minutes` (None: no limit); the same `name` again
     continues the study, which must then have the same rows, folds, features, embeddings and base preset.
     Returns best_smape, base_smape, n_trials, n_pruned, seconds and the paths written.
@@ -217,7 +218,13 @@ def tune_preset(
         raise ValueError(f"base_preset {name!r} is the preset this tuning writes; tune under another name")
     base = check_preset(json.loads(json.dumps(base_preset)), "base_preset") if isinstance(base_preset, dict) \
         else resolve_preset(base_preset, work_dir)
-    space = dict(SEARCH_SPACE if search_space is None else search_space)
+    check_lightgbm_params(lgb_params or {}, "lgb_params")
+    fixed = {lightgbm_names().get(key, key) for key in lgb_params or {}}
+    base = {**base, "params": merge_lightgbm_params(base["params"], lgb_params)} if lgb_params else base
+    space = {k: v for k, v in (SEARCH_SPACE if search_space is None else search_space).items() if k not in fixed}
+    if not space:
+        raise ValueError(f"lgb_params {sorted(lgb_params)} fix every parameter the search would tune; drop some "
+                         "of them, or set tune_trials 0")
     started = time.perf_counter()
     schema_ = get_schema(schema)
     train = data["train"]
