@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import http.server
+import shutil
 import threading
 
 import numpy as np
@@ -18,9 +20,11 @@ from amzkit.embed.registry import MODELS, get_model_spec
 from amzkit.embed.runs import load_embeddings
 from amzkit.embed.simple import ColorStatsEmbedder
 from amzkit.images.fetch import fetch_images
-from amzkit.images.http import NetworkWatch
+from amzkit.images.http import NetworkWatch, RetryPolicy
 from amzkit.images.records import MANIFEST_NAME, read_manifest
 from amzkit.stages.extract import extract
+
+ONE_TRY = RetryPolicy(attempts=1, final_pass_attempts=0)
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +53,13 @@ def test_color_stats_tell_images_apart_and_mark_failures(tmp_path):
 class _Handler(http.server.BaseHTTPRequestHandler):
     hits: dict[str, int] = {}
     body = b""
+    busy = False  # while True, /flaky/* answers 503 (a passing failure); then as /ok/*
 
     def do_GET(self):  # noqa: N802 (http.server's name)
         _Handler.hits[self.path] = _Handler.hits.get(self.path, 0) + 1
-        if self.path.startswith("/ok"):
+        if self.path.startswith("/flaky") and _Handler.busy:
+            self.send_error(503)
+        elif self.path.startswith(("/ok", "/flaky")):
             self.send_response(200)
             self.send_header("Content-Length", str(len(self.body)))
             self.end_headers()
@@ -70,7 +77,7 @@ def server(tmp_path):
 
     buffer = io.BytesIO()
     Image.new("RGB", (32, 32), (10, 200, 10)).save(buffer, format="JPEG")
-    _Handler.body, _Handler.hits = buffer.getvalue(), {}
+    _Handler.body, _Handler.hits, _Handler.busy = buffer.getvalue(), {}, False
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -433,3 +440,77 @@ def test_a_shorter_csv_leaves_no_stale_shards(shard_data, small_demo, tmp_path):
     assert manifest["splits"]["train"]["rows"] == 20 and manifest["splits"]["train"]["shards"] == 3
     assert not list(shards.glob("train-0000[34].*")), "shards past the end of the shorter CSV are removed"
     assert {p.name for p in shards.iterdir()} < old
+
+
+# --- reruns: a dead host is no network down; passing fetch failures are fetched again -----------------------
+
+
+def _fetch_tables(work_dir, model="color-stats") -> pd.DataFrame:
+    run = work_dir / "01_extract" / model
+    return pd.concat([pd.read_csv(run / f"{split}_fetch.csv", keep_default_na=False) for split in ("train", "test")],
+                     ignore_index=True)
+
+
+def test_a_dead_host_is_no_network_down_on_a_rerun_nor_on_two_devices(shard_data, small_demo, tmp_path, server,
+                                                                     dead_url, monkeypatch):
+    import amzkit.stages.devices as devices_module
+
+    for module in (extract_module, devices_module):  # one try per link here (the device workers retry as ever)
+        monkeypatch.setattr(module, "fetch_images", functools.partial(fetch_images, retry=ONE_TRY))
+    data = _with_links(shard_data, lambda i: f"{dead_url}/{i}.jpg" if int(i) % 4 == 1 else f"{server}/ok/{i}.jpg")
+    first = extract(data, small_demo, tmp_path / "work", "amazon2025", "color-stats", shard_rows=20)
+    dead = _fetch_tables(tmp_path / "work")["link"].str.startswith(dead_url)
+    assert 0 < dead.sum() < len(dead) and first["splits"]["train"]["ok"] == 40 - dead[:40].sum()
+    shutil.rmtree(tmp_path / "work" / "01_extract" / "color-stats")  # a second run over the same image cache
+    again = extract(data, small_demo, tmp_path / "work", "amazon2025", "color-stats", shard_rows=20)
+    assert again["splits"] == first["splits"], "the dead links only, tried again: they fail as ever, nothing stops"
+    assert (_fetch_tables(tmp_path / "work").loc[dead, "status"] == "connection_error").all()
+    two = devices_module.extract_on_devices(data, small_demo, tmp_path / "two", "amazon2025", "color-stats",
+                                            device="cpu,cpu", shard_rows=20)  # the workers fetch after the parent
+    assert two["splits"] == first["splits"]
+    assert _run_bytes(tmp_path / "two", "color-stats") == _run_bytes(tmp_path / "work", "color-stats")
+
+
+def test_a_rerun_fetches_again_what_failed_for_a_passing_reason_and_embeds_only_those_shards(
+        shard_data, small_demo, tmp_path, server, monkeypatch):
+    monkeypatch.setattr(extract_module, "fetch_images", functools.partial(fetch_images, retry=ONE_TRY))
+    train, test = (shard_data[split]["sample_id"] for split in ("train", "test"))
+    kinds = {train[3]: "flaky", train[17]: "flaky", test[5]: "flaky",  # 503 while the server is busy
+             train[20]: "missing", test[12]: "missing"}  # 404 always
+    data = _with_links(shard_data, lambda i: f"{server}/{kinds.get(i, 'ok')}/{i}.jpg")
+    work, shards = tmp_path / "work", _shards(tmp_path / "work", "color-stats")
+
+    def rerun():
+        return extract(data, small_demo, work, "amazon2025", "color-stats", shard_rows=SHARD_ROWS_SMALL)
+
+    def hits(kind):
+        return sum(count for path, count in _Handler.hits.items() if path.startswith(f"/{kind}/"))
+
+    _Handler.busy = True
+    first = rerun()
+    table = _fetch_tables(work)
+    flaky, missing = (table["link"].str.contains(f"/{kind}/") for kind in ("flaky", "missing"))
+    assert flaky.sum() and missing.sum() and (table.loc[flaky, "status"] == "http_503").all()
+    files = {path.name: path.read_bytes() for path in shards.iterdir()}
+    calls, seen = _counting_factory(monkeypatch), {kind: hits(kind) for kind in ("flaky", "missing")}
+
+    still = rerun()  # the server still busy: those links fetched again, nothing embedded again
+    assert calls["n"] == 0 and still["splits"] == first["splits"]
+    assert hits("flaky") == seen["flaky"] + flaky.sum(), "each link that failed for a passing reason: tried again"
+    assert hits("missing") == seen["missing"], "a 404 is not tried again"
+    assert {path.name: path.read_bytes() for path in shards.iterdir()} == files
+
+    _Handler.busy = False
+    again = rerun()  # the server recovered: the shards holding such a link are embedded again, and only they
+    stems = {"train-00000", "train-00002", "test-00000"}  # those holding rows 3 and 17 of train, 5 of test
+    assert calls["n"] == len(stems)
+    kept = {name for name in files if name.split(".")[0] not in stems}
+    assert len(kept) == 4 * 5 and all((shards / name).read_bytes() == files[name] for name in kept), "untouched"
+    assert (_fetch_tables(work).loc[flaky, "status"] == "ok").all()
+    healthy = extract(data, small_demo, tmp_path / "healthy", "amazon2025", "color-stats", shard_rows=SHARD_ROWS_SMALL)
+    assert again["splits"] == healthy["splits"] and again["splits"]["train"]["ok"] > first["splits"]["train"]["ok"]
+    assert _run_bytes(work, "color-stats") == _run_bytes(tmp_path / "healthy", "color-stats")
+
+    before, embedded = dict(_Handler.hits), calls["n"]
+    rerun()
+    assert calls["n"] == embedded and _Handler.hits == before, "nothing left to fetch or embed"

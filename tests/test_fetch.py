@@ -611,3 +611,43 @@ def test_malformed_links_tell_nothing_about_the_network(server, tmp_path):
     assert watch.verdict == NetworkWatch.UNDECIDED
     assert table["status"].tolist() == ["connection_error", "connection_error", "ok"], "the rest was released"
 
+
+
+def test_links_that_failed_before_are_no_sign_of_the_network_down(dead_url, tmp_path):
+    dead = [f"{dead_url}/gone{i}.jpg" for i in range(3)]  # one host that refuses connections
+    run(dead, tmp_path / "cache", tmp_path, retry=ONE_TRY)  # a first run: they fail
+    watch = NetworkWatch(probe_links=5)
+    table = run(dead, tmp_path / "cache", tmp_path, watch=watch)  # a rerun tries only them: they fail as ever
+    assert watch.verdict == NetworkWatch.UNDECIDED, "no verdict from links known to fail"
+    assert table["status"].tolist() == ["connection_error"] * 3
+    tries = FAST_RETRY.attempts + FAST_RETRY.final_pass_attempts
+    assert table["attempts"].tolist() == [tries] * 3, "tried and retried as ever, not held back"
+
+
+def test_an_image_fetched_before_that_still_answers_means_the_network_is_up(dead_url, server, tmp_path):
+    run([server.url + "/good.jpg"], tmp_path / "cache", tmp_path)  # the cache holds an image of this work folder
+    new_dead = [f"{dead_url}/new{i}.jpg" for i in range(3)]  # then new links, all on a host that is down
+    watch, before = NetworkWatch(probe_links=3), server.snapshot()
+    table = run(new_dead, tmp_path / "cache", tmp_path, watch=watch)
+    assert watch.verdict == NetworkWatch.UP, "the image fetched before answered: one dead host, not the network"
+    assert server.snapshot() - before == Counter({"/good.jpg": 1}), "one try at it, and only when the probe failed"
+    assert table["status"].tolist() == ["connection_error"] * 3
+    tries = FAST_RETRY.attempts + FAST_RETRY.final_pass_attempts
+    assert table["attempts"].tolist() == [tries] * 3
+
+
+def test_a_network_still_down_on_a_rerun_is_found_down_from_the_links_not_tried_before(dead_url, tmp_path):
+    links = [f"{dead_url}/{i}.jpg" for i in range(8)]
+    first_watch = NetworkWatch(probe_links=3)
+    run(links, tmp_path / "cache", tmp_path, watch=first_watch)
+    assert first_watch.verdict == NetworkWatch.DOWN
+    seen = f"{dead_url}/seen-before.jpg"  # an image of an earlier run, now unreachable as the rest
+    with open(tmp_path / "cache" / MANIFEST_NAME, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"url": seen, "status": "ok", "bytes": 10, "attempts": 1}) + "\n")
+    watch = NetworkWatch(probe_links=3)
+    table = run(links, tmp_path / "cache", tmp_path, watch=watch)
+    assert watch.verdict == NetworkWatch.DOWN and watch.unreachable == 3
+    assert f"nor did {seen} (fetched before)" in watch.summary()
+    records = read_manifest(tmp_path / "cache" / MANIFEST_NAME)
+    assert [records[link].attempts for link in links[:6]] == [1] * 6, "the probe: the 3 links not tried before"
+    assert table["status"].tolist() == ["connection_error"] * 6 + ["not_fetched"] * 2

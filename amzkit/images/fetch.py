@@ -10,7 +10,8 @@ so a rerun neither refetches what succeeded nor retries permanent failures.
 Local links (plain paths, file: URLs) are read only inside the CSV's folder (`base_dir`) or `allowed_dirs`:
 `../../etc/passwd`, `/etc/passwd` or `file:///etc/passwd` get status outside_data_dir and are never opened.
 With a `NetworkWatch`, a fetch whose first links all fail to connect stops early (network down) and records
-the links it did not try as not_fetched (no manifest line, so a later run tries them).
+the links it did not try as not_fetched (no manifest line, so a later run tries them); links that failed in an
+earlier run are no evidence of it, and an image fetched before that still answers proves the network up.
 
 Failures are a status per link with path None (never a placeholder picture); the vocabulary is
 `records.STATUSES`. Nothing raised for a bad URL or body escapes `fetch_images`. `cached_images` gives the same
@@ -26,7 +27,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -232,19 +233,25 @@ def _fetch_remote(urls: list[str], cache_dir: Path, max_workers: int, timeout: f
                   max_bytes: int, max_side: int, max_pixels: int, retry: RetryPolicy, retry_failed: bool,
                   progress: bool, watch: NetworkWatch | None) -> dict[str, tuple[str | None, FetchRecord]]:
     """Fetch what the manifest does not vouch for: a main pass, then a gentle pass over retryable failures
-    (none when the watch found the network down: what was not tried keeps its last manifest record)."""
+    (none when the watch found the network down: what was not tried keeps its last manifest record).
+
+    For the watch, the URLs that failed before tell nothing (a dead host fails again on every rerun), and the
+    image the manifest lists last as ok is the witness: when no probe URL reaches its server, one try at it
+    decides whether the network is down (see NetworkWatch)."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(cache_dir)
     known = read_manifest(cache_dir / MANIFEST_NAME)
     results = {url: known[url] for url in urls if url in known and _still_valid(known[url], cache_dir, retry_failed)}
     todo = [url for url in urls if url not in results]
+    failed_before = {url for url in todo if url in known and known[url].status != "ok"}
+    witness = next((url for url in reversed(known) if known[url].status == "ok"), None) if watch is not None else None
     timeouts = (float(timeout), float(timeout)) if isinstance(timeout, int | float) else tuple(timeout)
     downloader = Downloader(cache_dir, timeouts, max_bytes, max_side, max_pixels, retry, pool_size=2)
     writer = ManifestWriter(cache_dir / MANIFEST_NAME)
     try:
         with strict_truncation():
             fetched = _run_pass(downloader, todo, max_workers, retry.attempts, 1.0, "download", progress, writer,
-                                watch=watch)
+                                watch=watch, failed_before=failed_before, witness=witness)
             results.update({url: known[url] if record.status == NOT_FETCHED and url in known else record
                             for url, record in fetched.items()})
             again = [url for url, record in fetched.items() if is_retryable(record.status)]
@@ -267,17 +274,18 @@ def _still_valid(record: FetchRecord, cache_dir: Path, retry_failed: bool) -> bo
 
 def _run_pass(downloader: Downloader, urls: list[str], workers: int, attempts: int, timeout_factor: float,
               label: str, progress: bool, writer: ManifestWriter,
-              earlier: dict[str, FetchRecord] | None = None, watch: NetworkWatch | None = None
-              ) -> dict[str, FetchRecord]:
+              earlier: dict[str, FetchRecord] | None = None, watch: NetworkWatch | None = None,
+              failed_before: Collection[str] = (), witness: str | None = None) -> dict[str, FetchRecord]:
     """Fetch `urls` on `workers` threads, writing each record to the manifest as it completes (not_fetched
-    ones excepted: a URL not tried has no outcome)."""
+    ones excepted: a URL not tried has no outcome). `watch`, `failed_before`, `witness`: see `run_attempts`."""
     done = {url: earlier[url].attempts for url in urls if url in earlier} if earlier else {}
     fetched: dict[str, FetchRecord] = {}
     counts: Counter[str] = Counter()
     bar = tqdm(total=len(urls), desc=label, unit="img", disable=not progress or not urls, smoothing=0.1)
     shown_at = 0.0
     try:
-        for record in run_attempts(downloader, urls, workers, attempts, timeout_factor, done, watch):
+        for record in run_attempts(downloader, urls, workers, attempts, timeout_factor, done, watch, failed_before,
+                                   witness):
             fetched[record.url] = record
             if record.status != NOT_FETCHED:
                 writer.write(record)

@@ -13,7 +13,7 @@ import time
 import urllib.parse
 import urllib.request
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -230,6 +230,10 @@ class Downloader:
             return Response(exception_status(err), error=describe(err),
                             reach=REACHED if answered else exception_reach(err))
 
+    def reach(self, url: str) -> str:
+        """How far one GET of `url` gets (REACHED, UNREACHABLE or UNTOLD); its body is not kept."""
+        return self.get(url, self.timeout).reach
+
     def read(self, response: urllib3.BaseHTTPResponse) -> Response:
         """The body of a final answer, decoded here (gzip, deflate): past max_bytes, as sent or as decoded,
         reading stops (Content-Length is checked first)."""
@@ -346,9 +350,11 @@ class NetworkWatch:
     `run_attempts` tries those URLs first and holds the rest back. As soon as one try reaches a server (any
     HTTP answer, or a connection made), the verdict is "up" and the rest are released. When each of them has
     been tried once, none reached a server and some failed to connect (DNS failure, refused, no route,
-    connect timeout), the verdict is "down": the fetch stops, and the URLs it did not try are recorded as
-    not_fetched. Malformed URLs and files already cached tell nothing. One watch serves the several
-    fetches of a run (01's shards): after "up" later fetches are not held back; after "down" they try nothing.
+    connect timeout), the verdict is "down" unless one try at an image fetched before (the fetch's witness,
+    when the cache has one) reaches its server: the fetch stops, and the URLs it did not try are recorded as
+    not_fetched. Malformed URLs, files already cached and URLs that failed before (a rerun tries them again:
+    a dead host fails as ever) tell nothing. One watch serves the several fetches of a run (01's shards):
+    after "up" later fetches are not held back; after "down" they try nothing.
     """
 
     UNDECIDED, UP, DOWN = "undecided", "up", "down"
@@ -359,6 +365,7 @@ class NetworkWatch:
         self.unreachable = 0
         self.hosts: set[str] = set()
         self.example_error = ""
+        self.witness = ""  # an image fetched before that did not answer either
         self._lock = threading.Lock()
 
     def observe(self, record: FetchRecord, reach: str) -> None:
@@ -371,41 +378,49 @@ class NetworkWatch:
                 self.hosts.add(urllib.parse.urlsplit(record.url).hostname or "")
                 self.example_error = self.example_error or record.error
 
-    def conclude(self) -> str:
-        """The verdict once every probe URL was tried once: down when none reached a server, some not connecting."""
+    def conclude(self, witness: str | None = None, reach: Callable[[str], str] | None = None) -> str:
+        """The verdict once every probe URL was tried once: down when none reached a server, some not connecting,
+        and `reach(witness)` (one try at an image fetched before, when there is one) did not reach its server."""
         with self._lock:
             if self.verdict == self.UNDECIDED and self.unreachable:
-                self.verdict = self.DOWN
+                answered = witness is not None and reach is not None and reach(witness) == REACHED
+                self.verdict = self.UP if answered else self.DOWN
+                self.witness = "" if answered else witness or ""
             return self.verdict
 
     def summary(self) -> str:
         """What the verdict "down" rests on, in one sentence."""
         hosts = sorted(self.hosts)
         named = ", ".join(hosts[:3]) + (", ..." if len(hosts) > 3 else "")
+        witness = f", nor did {self.witness[:200]} (fetched before)" if self.witness else ""
         return (f"the first {self.unreachable} image links tried ({len(hosts)} host{'s' * (len(hosts) != 1)}: "
-                f"{named}) all failed to connect and none answered (e.g. {self.example_error})")
+                f"{named}) all failed to connect and none answered (e.g. {self.example_error}){witness}")
 
 
 _NETWORK_DOWN = object()  # run_attempts' signal from a fetch thread: stop, the watch says the network is down
 
 
 def run_attempts(downloader: Downloader, urls: list[str], workers: int, attempts: int, timeout_factor: float,
-                 earlier: dict[str, int], watch: NetworkWatch | None = None) -> Iterator[FetchRecord]:
+                 earlier: dict[str, int], watch: NetworkWatch | None = None, failed_before: Collection[str] = (),
+                 witness: str | None = None) -> Iterator[FetchRecord]:
     """Each URL's final record after up to `attempts` tries, in completion order, from `workers` threads.
 
     A retryable failure is tried again after its backoff (or the server's Retry-After, capped).
     Stopping the iteration early cancels what is left. With a `watch` (see NetworkWatch) whose verdict is
-    pending, the first `watch.probe_links` URLs are tried first, once each (their retries wait for the
-    verdict); a network found down ends the fetch: each URL tried gets its latest record, each other one a
-    not_fetched record.
+    pending, the first `watch.probe_links` URLs not in `failed_before` are tried first, once each (their retries
+    wait for the verdict, as do the other URLs); when none of them reached a server, one try at `witness` (an
+    image fetched before) settles the verdict. A network found down ends the fetch: each URL tried gets its
+    latest record, each other one a not_fetched record.
     """
     if not urls:
         return
     work = WorkQueue()
     results: queue.SimpleQueue = queue.SimpleQueue()
     latest: dict[str, FetchRecord] = {}
-    probing = watch is not None and watch.verdict == NetworkWatch.UNDECIDED
-    probe = set(urls[:watch.probe_links]) if watch is not None and probing else set()
+    probe: set[str] = set()
+    if watch is not None and watch.verdict == NetworkWatch.UNDECIDED:
+        probe = set([url for url in urls if url not in failed_before][:watch.probe_links])
+    probing = bool(probe)  # no URL that tells something (each failed before): no verdict from this fetch
     gate = {"untried": len(probe), "decided": not probing, "down": False, "deferred": [],  # the probe's retries
             "held": [url for url in urls if url not in probe] if probing else []}  # wait too, until the verdict
     gate_lock = threading.Lock()
@@ -420,7 +435,7 @@ def run_attempts(downloader: Downloader, urls: list[str], workers: int, attempts
         watch.observe(record, reach)
         with gate_lock:
             gate["untried"] -= 1
-            verdict = watch.verdict if gate["untried"] else watch.conclude()
+            verdict = watch.verdict if gate["untried"] else watch.conclude(witness, downloader.reach)
             if gate["decided"] or (verdict == NetworkWatch.UNDECIDED and gate["untried"]):
                 return
             gate["decided"] = True

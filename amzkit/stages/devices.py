@@ -90,4 +90,5 @@ def extract_on_devices(data: dict[str, pd.DataFrame], data_dir: str | Path, work
         raise RuntimeError(f"01_extract {spec.name}: {len(errors)} of {len(devices)} device workers failed; the "
                            "shards that finished are kept and a rerun computes only the rest.\n" + "\n".join(errors))
     return extract(data, data_dir, work_dir, schema, model, batch_size=batch_size, device=devices[0],
-                   num_workers=num_workers, shard_rows=shard_rows, images_offline_ok=images_offline_ok)
+                   num_workers=num_workers, shard_rows=shard_rows, images_offline_ok=images_offline_ok,
+                   refetch=False)  # the workers have just fetched their shards' failed links again

@@ -12,7 +12,9 @@ inputs, text or image links), the fit (`fit_sha256`: the model's identity and, f
 from the train rows such as tfidf-svd, the train ids and text) and the sha256 of its arrays. A shard is reused
 only when all of these match: editing train.csv refits such a model and so invalidates every shard it feeds,
 test shards included; a shard edited, cut short or reordered on disk is recomputed (or, when merging, refused
-by name); shards past the end of a shorter CSV are removed.
+by name); shards past the end of a shorter CSV are removed. A finished image shard whose links failed for a
+passing reason (HTTP 429 or 5xx, timeout, connection error) has those links fetched again by a rerun, and is
+embedded again only when one of them now has an image.
 
 The merged run folder holds train.npy / test.npy (CSV row order; NaN rows where the input failed),
 train_ok.npy / test_ok.npy, {split}_fetch.csv for image runs, manifest.json (model, architecture, dim, rows,
@@ -39,6 +41,7 @@ from amzkit.embed.factory import create_embedder
 from amzkit.embed.registry import ModelSpec
 from amzkit.images.fetch import fetch_images
 from amzkit.images.http import NetworkWatch
+from amzkit.images.records import is_retryable
 
 PARAMETERS = Parameters(
     Param("model", "fashion-siglip", "image model: a registry name or local-dir:<folder>; \"\": none"),
@@ -186,11 +189,14 @@ def extract(
     data: dict[str, pd.DataFrame], data_dir: str | Path, work_dir: str | Path, schema: str, model: str,
     batch_size: int = D.batch_size, device: str = D.device, num_workers: int = D.num_workers,
     shard_rows: int = SHARD_ROWS, shard_index: int = D.shard_index, num_shards: int = D.num_shards,
-    images_offline_ok: bool = D.images_offline_ok,
+    images_offline_ok: bool = D.images_offline_ok, refetch: bool = True,
 ) -> dict:
     """Embed this kernel's shards of both splits with `model`; merge when it is the only kernel.
 
-    Returns the merged manifest (num_shards == 1) or a summary of the shards this kernel wrote.
+    An image shard already finished whose links failed for a passing reason (HTTP 429 or 5xx, timeout,
+    connection error) has those links fetched again (not with `refetch` False), and is embedded again when one
+    of them now has an image. Returns the merged manifest (num_shards == 1) or a summary of the shards this
+    kernel wrote.
     """
     PARAMETERS.validate(batch_size=batch_size, num_workers=num_workers, shard_index=shard_index,
                         num_shards=num_shards)
@@ -201,7 +207,7 @@ def extract(
     if spec.modality == "image" and schema_.image_column is None:
         raise ValueError(f"schema {schema_.name!r} has no image column; choose a text model for it")
     fit = fit_fingerprint(spec, data, schema_)
-    todo, states, plans = {}, {}, {}
+    todo, states, plans, retry = {}, {}, {}, {}
     for split in SPLITS:
         ids = data[split][schema_.id_column].to_numpy()
         inputs = _split_inputs(data[split], schema_, spec)
@@ -217,6 +223,10 @@ def extract(
             if state != "done":
                 todo[(split, shard_no)] = expected
                 states[state] = states.get(state, 0) + 1
+            elif spec.modality == "image" and refetch:
+                failed = _passing_failures(shard_dir, split, shard_no)
+                if failed.any():
+                    retry[(split, shard_no)] = (expected, failed)
     removed = _remove_stale_shards(shard_dir, plans) if shard_dir.is_dir() else []
     if removed:
         print(f"{spec.name}: removed {len(removed)} shards past the end of this CSV (left by a longer one): "
@@ -225,9 +235,11 @@ def extract(
         refits = ", and the model refits on the train rows" if spec.loader in FITS_ON_TRAIN else ""
         print(f"{spec.name}: recomputing {states.get('changed', 0)} shards made from other rows, inputs or fit "
               f"(train.csv or test.csv changed{refits}) and {states.get('damaged', 0)} damaged ones")
+    watch = None if images_offline_ok else NetworkWatch()
+    refetched = _refetch_passing_failures(retry, data, data_dir, work_dir, schema_, spec, run_dir, watch)
+    todo.update({key: retry[key][0] for key in refetched})
     if todo:
-        _embed_shards(todo, data, data_dir, work_dir, schema_, spec, embedder, shard_dir,
-                      watch=None if images_offline_ok else NetworkWatch())
+        _embed_shards(todo, data, data_dir, work_dir, schema_, spec, embedder, shard_dir, watch, refetched)
     if num_shards == 1:
         manifest = merge_shards([run_dir], run_dir, {s: data[s][schema_.id_column] for s in SPLITS}, spec,
                                 expected_fit=fit)
@@ -238,12 +250,56 @@ def extract(
             "shards_dir": str(shard_dir)}
 
 
+def _passing_failures(shard_dir: Path, split: str, shard_no: int) -> np.ndarray:
+    """Mask of a finished image shard's rows whose fetch failed for a passing reason (`is_retryable`: HTTP 429
+    or 5xx, timeout, connection error), from its fetch table (all False when it has none)."""
+    path = shard_dir / f"{_shard_stem(split, shard_no)}.fetch.csv"
+    if not path.is_file():
+        return np.zeros(0, dtype=bool)
+    statuses = pd.read_csv(path, usecols=["status"], dtype=str, keep_default_na=False)["status"]
+    return np.array([is_retryable(status) for status in statuses], dtype=bool)
+
+
+def _refetch_passing_failures(retry: dict, data, data_dir, work_dir, schema_, spec: ModelSpec, run_dir: Path,
+                              watch: NetworkWatch | None) -> dict[tuple[str, int], pd.DataFrame]:
+    """Fetch again (through the cache, as ever) the links of finished shards that failed for a passing reason
+    (`retry`: (split, shard_no) -> (marker fields, mask of those rows)). Returns the fetch tables of the shards
+    where one of them now has an image (or whose fetch table has another length: edited), to be embedded again;
+    the others stay as they are."""
+    if not retry:
+        return {}
+    links = sum(int(failed.sum()) for _, failed in retry.values())
+    print(f"{spec.name}: fetching again the {links} image links of {len(retry)} finished shards that failed for a "
+          "passing reason (HTTP 429 or 5xx, timeout, connection error)")
+    recovered = {}
+    for (split, shard_no), (expected, failed) in sorted(retry.items()):
+        fetched = _fetch_shard(data, data[split].iloc[expected["start"]:expected["stop"]], data_dir, work_dir,
+                               schema_, run_dir, watch)
+        if len(failed) != len(fetched) or (fetched["status"].to_numpy()[failed] == "ok").any():
+            recovered[(split, shard_no)] = fetched
+    print(f"{spec.name}: embedding again the {len(recovered)} of those shards that now have more images"
+          if recovered else f"{spec.name}: none of those links has an image yet: the shards stay as they are")
+    return recovered
+
+
+def _fetch_shard(data, rows: pd.DataFrame, data_dir, work_dir, schema_, run_dir: Path,
+                 watch: NetworkWatch | None) -> pd.DataFrame:
+    """The fetch table of a shard's image links; a network found down stops 01 (see `network_down_error`)."""
+    fetched = fetch_images(rows[schema_.image_column], base_dir=data_dir, cache_dir=Path(work_dir) / "image_cache",
+                           watch=watch)
+    if watch is not None and watch.verdict == NetworkWatch.DOWN:
+        raise network_down_error(data, data_dir, work_dir, schema_, run_dir, watch)
+    return fetched
+
+
 def _embed_shards(todo: dict, data, data_dir, work_dir, schema_, spec: ModelSpec, embedder, shard_dir: Path,
-                  watch: NetworkWatch | None = None) -> None:
+                  watch: NetworkWatch | None = None, fetched_tables: dict | None = None) -> None:
     """Fetch (images) or gather (text) the inputs of the pending shards, fit, then embed shard by shard.
 
     With a `watch`, a network found down stops the run before the shard is written (see `network_down_error`).
+    `fetched_tables` ((split, shard_no) -> table) are image shards fetched already (`_refetch_passing_failures`).
     """
+    fetched_tables = fetched_tables or {}
     if spec.modality == "image":
         embedder.fit()
     else:
@@ -254,10 +310,9 @@ def _embed_shards(todo: dict, data, data_dir, work_dir, schema_, spec: ModelSpec
         started = time.perf_counter()
         rows = data[split].iloc[start:stop]
         if spec.modality == "image":
-            fetched = fetch_images(rows[schema_.image_column], base_dir=data_dir,
-                                   cache_dir=Path(work_dir) / "image_cache", watch=watch)
-            if watch is not None and watch.verdict == NetworkWatch.DOWN:
-                raise network_down_error(data, data_dir, work_dir, schema_, shard_dir.parent, watch)
+            fetched = fetched_tables.get((split, shard_no))
+            if fetched is None:
+                fetched = _fetch_shard(data, rows, data_dir, work_dir, schema_, shard_dir.parent, watch)
             inputs = fetched["path"].tolist()
         else:
             inputs = row_text(rows, schema_).tolist()
