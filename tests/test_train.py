@@ -385,15 +385,26 @@ def test_a_killed_run_resumes_at_its_first_unfinished_fold_with_the_same_result(
     assert not (work / "03_train" / "resumed" / "progress").exists(), "a finished run keeps no progress folder"
 
 
-def test_kept_folds_of_another_setup_are_not_reused(synthetic):
-    data, work = synthetic
-    killed = _DiesOnFold(features=["text_stats"], embeddings=["planted"], params=FAST, num_threads=1)
+_KILLED = {"features": ["text_stats"], "embeddings": ["planted"], "params": FAST, "num_threads": 1}
+
+
+def _kill(data, work, name: str, **settings) -> None:
+    """Run `name` (the _KILLED learner with `settings`) until it is killed as it starts its third fold."""
     _DiesOnFold.fits, _DiesOnFold.die_at = 0, 3
     with pytest.raises(_Interrupt):
-        train_run(data, "amazon2025", work, "changed", learner=killed)
-    other = _DiesOnFold(features=["quantity"], embeddings=["planted"], params=FAST, num_threads=1)
+        train_run(data, "amazon2025", work, name, learner=_DiesOnFold(**{**_KILLED, **settings}))
+
+
+def _rerun(data, work, name: str, **settings) -> dict:
+    """Run `name` again to the end; `_DiesOnFold.fits` then counts the folds it fitted."""
     _DiesOnFold.fits, _DiesOnFold.die_at = 0, 99
-    train_run(data, "amazon2025", work, "changed", learner=other)
+    return train_run(data, "amazon2025", work, name, learner=_DiesOnFold(**{**_KILLED, **settings}))
+
+
+def test_kept_folds_of_another_setup_are_not_reused(synthetic):
+    data, work = synthetic
+    _kill(data, work, "changed")
+    _rerun(data, work, "changed", features=["quantity"])
     assert _DiesOnFold.fits == 5, "another feature list: every fold runs again"
 
 
@@ -403,13 +414,8 @@ def test_kept_folds_of_another_setup_are_not_reused(synthetic):
 ], ids=["refit", "valid_fraction", "group_by", "preset_rounds", "preset_target"])
 def test_a_setting_that_changes_the_model_does_not_resume_kept_folds(synthetic, change):
     data, work = synthetic
-    killed = _DiesOnFold(features=["text_stats"], embeddings=["planted"], params=FAST, num_threads=1)
-    _DiesOnFold.fits, _DiesOnFold.die_at = 0, 3
-    with pytest.raises(_Interrupt):
-        train_run(data, "amazon2025", work, "setting", learner=killed)
-    other = _DiesOnFold(features=["text_stats"], embeddings=["planted"], params=FAST, num_threads=1, **change)
-    _DiesOnFold.fits, _DiesOnFold.die_at = 0, 99
-    metrics = train_run(data, "amazon2025", work, "setting", learner=other)
+    _kill(data, work, "setting")
+    metrics = _rerun(data, work, "setting", **change)
     assert _DiesOnFold.fits >= 5, f"{change}: every fold runs again"
     key = next(iter(change))
     recorded = metrics["preset_config"] if key == "preset" else metrics["settings"]
@@ -422,14 +428,9 @@ def test_a_resumed_run_reports_only_its_own_folds_feature_importance(synthetic):
     other = {**FAST, "num_leaves": 4, "min_data_in_leaf": 40}
     clean = train_run(data, "amazon2025", work, "importance_clean", ["text_stats"], ["planted"], lgb_params=other,
                       num_threads=1)
-    for params in (FAST, other):  # setup A killed, then setup B killed, then B resumed
-        _DiesOnFold.fits, _DiesOnFold.die_at = 0, 3
-        with pytest.raises(_Interrupt):
-            train_run(data, "amazon2025", work, "importance", learner=_DiesOnFold(
-                features=["text_stats"], embeddings=["planted"], params=params, num_threads=1))
-    _DiesOnFold.fits, _DiesOnFold.die_at = 0, 99
-    resumed = train_run(data, "amazon2025", work, "importance", learner=_DiesOnFold(
-        features=["text_stats"], embeddings=["planted"], params=other, num_threads=1))
+    _kill(data, work, "importance")  # setup A killed, then setup B killed, then B resumed
+    _kill(data, work, "importance", params=other)
+    resumed = _rerun(data, work, "importance", params=other)
     assert _DiesOnFold.fits == 3 and resumed["cv_smape"] == pytest.approx(clean["cv_smape"], rel=1e-12)
     tables = [pd.read_csv(work / "03_train" / name / "feature_importance.csv") for name in ("importance_clean",
                                                                                            "importance")]
@@ -440,13 +441,8 @@ def test_the_thread_count_alone_resumes_kept_folds_with_the_same_result(syntheti
     data, work = synthetic
     whole = train_run(data, "amazon2025", work, "threads_whole", ["text_stats"], ["planted"], lgb_params=FAST,
                       num_threads=2)
-    killed = _DiesOnFold(features=["text_stats"], embeddings=["planted"], params=FAST, num_threads=1)
-    _DiesOnFold.fits, _DiesOnFold.die_at = 0, 3
-    with pytest.raises(_Interrupt):
-        train_run(data, "amazon2025", work, "threads", learner=killed)
-    other = _DiesOnFold(features=["text_stats"], embeddings=["planted"], params=FAST, num_threads=2)
-    _DiesOnFold.fits, _DiesOnFold.die_at = 0, 99
-    resumed = train_run(data, "amazon2025", work, "threads", learner=other)
+    _kill(data, work, "threads")
+    resumed = _rerun(data, work, "threads", num_threads=2)
     assert _DiesOnFold.fits == 3, "deterministic LightGBM: another thread count keeps the finished folds"
     assert resumed["cv_smape"] == pytest.approx(whole["cv_smape"], rel=1e-12)
 
