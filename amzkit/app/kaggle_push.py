@@ -48,7 +48,8 @@ def push(build_dir: str | Path = DEFAULT_BUILD, stages: Sequence[str] | None = N
          runner: Runner = run_kaggle, sleep: Callable[[float], None] = time.sleep,
          echo: Callable[[str], None] = print) -> dict[str, str]:
     """Push the wheel dataset, then each kernel in stage order; with `wait`, each runs to the end before the
-    next is pushed (a stage reads its predecessors' finished outputs). Returns {kernel id: final status}.
+    kernels that read it are pushed (a stage reads its predecessors' finished outputs), and kernels that read
+    nothing of each other (01's shard kernels) run at once. Returns {kernel id: final status}.
 
     A push whose output says a source is not valid stops here with that message (the kernel would run without
     its data). The version each push creates is recorded in pushed.json and its own status is polled, so an
@@ -80,36 +81,60 @@ def push(build_dir: str | Path = DEFAULT_BUILD, stages: Sequence[str] | None = N
     echo(f"wheel dataset {plan['dataset']['id']} ({dataset_dir}): {', '.join(wheels) or 'NO WHEEL'}")
     if not skip_dataset:
         _push_dataset(cli, dataset_dir, plan["dataset"]["id"], message, wait, poll_interval, timeout, sleep)
-    for kernel in kernels:
-        proc = cli(["kernels", "push", "-p", str(build_dir / kernel["folder"])])
-        remaining = ",".join(k["stage"] for k in kernels[kernels.index(kernel):])
-        if dry_run:
-            results[kernel["id"]] = "dry-run"
-            if wait:
-                cli(["kernels", "status", f"{kernel['id']}/<version>"], comment="the pushed version, until it ends")
-            continue
-        invalid = invalid_sources(proc)
-        if invalid:
-            raise KaggleError(f"pushing {kernel['id']}: {' / '.join(invalid)}. The kernel cannot read its inputs: "
-                              "fix the source (--data <owner>/<dataset> must be a dataset you can see, --competition "
-                              f"a competition you joined), rebuild, and re-run with --stages {remaining}")
-        if failed(proc, ("successfully pushed",)):
-            raise KaggleError(f"pushing {kernel['id']} failed (output above); fix it and re-run with "
-                              f"--stages {kernel['stage']}")
-        version = pushed_version(proc)
-        _record(build_dir, kernel["id"], version=version, pushed_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
-                status="pushed")
+    for wave, later in _waves(kernels) if wait else [(kernels, [])]:
+        remaining = ",".join(dict.fromkeys(k["stage"] for k in wave + later))
+        versions = {}
+        for kernel in wave:
+            versions[kernel["id"]] = _push_kernel(cli, build_dir, kernel, remaining, dry_run)
+            results[kernel["id"]] = "dry-run" if dry_run else "pushed"
         if not wait:
-            results[kernel["id"]] = "pushed"
             continue
-        status = _wait_kernel(cli, kernel["id"], version, poll_interval, timeout, sleep)
-        _record(build_dir, kernel["id"], status=status)
-        results[kernel["id"]] = status
-        if status != "complete":
-            raise KaggleError(f"kernel {kernel['id']} ended {status}: read its log with `python -m amzkit kaggle "
-                              f"fetch {kernel['stage']}` (or on kaggle.com), fix it, and re-run with "
-                              f"--stages {remaining}")
+        for kernel in wave:  # the wave's kernels run at once (as many as Kaggle allows); each is waited for
+            if dry_run:
+                cli(["kernels", "status", f"{kernel['id']}/<version>"], comment="the pushed version, until it ends")
+                continue
+            status = _wait_kernel(cli, kernel["id"], versions[kernel["id"]], poll_interval, timeout, sleep)
+            _record(build_dir, kernel["id"], status=status)
+            results[kernel["id"]] = status
+        ended = [k for k in wave if results[k["id"]] not in ("complete", "dry-run")]
+        if ended:
+            raise KaggleError(f"kernel {ended[0]['id']} ended {results[ended[0]['id']]}: read its log with "
+                              f"`python -m amzkit kaggle fetch {ended[0]['stage']}` (or on kaggle.com), fix it, and "
+                              f"re-run with --stages {remaining}")
     return results
+
+
+def _waves(kernels: list[dict]) -> list[tuple[list[dict], list[dict]]]:
+    """The kernels in waves, in plan order: a wave holds each kernel whose kernel_sources among `kernels` have all
+    run in earlier waves (01's shard kernels together, then the kernel merging them); with each, the later ones."""
+    pushed = {k["id"] for k in kernels}
+    done: set[str] = set()
+    pending, waves = list(kernels), []
+    while pending:
+        wave = [k for k in pending if all(s in done or s not in pushed for s in k.get("kernel_sources", []))]
+        wave = wave or pending[:1]  # a plan is in stage order, so this cannot be empty; never loop forever
+        pending = [k for k in pending if k not in wave]
+        waves.append((wave, pending))
+        done |= {k["id"] for k in wave}
+    return waves
+
+
+def _push_kernel(cli: KaggleCLI, build_dir: Path, kernel: dict, remaining: str, dry_run: bool) -> int | None:
+    """Push one kernel folder and record the version the push created (None in a dry run or when unnamed)."""
+    proc = cli(["kernels", "push", "-p", str(build_dir / kernel["folder"])])
+    if dry_run:
+        return None
+    invalid = invalid_sources(proc)
+    if invalid:
+        raise KaggleError(f"pushing {kernel['id']}: {' / '.join(invalid)}. The kernel cannot read its inputs: "
+                          "fix the source (--data <owner>/<dataset> must be a dataset you can see, --competition "
+                          f"a competition you joined), rebuild, and re-run with --stages {remaining}")
+    if failed(proc, ("successfully pushed",)):
+        raise KaggleError(f"pushing {kernel['id']} failed (output above); fix it and re-run with "
+                          f"--stages {kernel['stage']}")
+    version = pushed_version(proc)
+    _record(build_dir, kernel["id"], version=version, pushed_at=time.strftime("%Y-%m-%dT%H:%M:%S"), status="pushed")
+    return version
 
 
 def _wait_kernel(cli: KaggleCLI, kernel_id: str, version: int | None, poll_interval: float, timeout: float,
