@@ -372,6 +372,11 @@ if args[:2] == ["kernels", "status"]:
         'has status "complete"']
     answer = queue.pop(0) if len(queue) > 1 else queue[0]
     print(f"{{ref}} {{answer}}" if answer.startswith("has status") else answer)
+elif args[:2] == ["kernels", "push"] and state.get("refuse", {{}}).get(
+        json.loads((Path(args[args.index("-p") + 1]) / "kernel-metadata.json").read_text())["id"]):
+    kernel_id = json.loads((Path(args[args.index("-p") + 1]) / "kernel-metadata.json").read_text())["id"]
+    state["refuse"][kernel_id] -= 1  # Kaggle refuses a push while every session of the account is taken
+    print("Kernel push error: Maximum batch GPU session count of 2 reached")
 elif args[:2] == ["kernels", "push"]:
     folder = Path(args[args.index("-p") + 1])
     kernel_id = json.loads((folder / "kernel-metadata.json").read_text())["id"]

@@ -157,7 +157,9 @@ def test_a_shard_kernel_not_mounted_or_not_finished_is_named_with_what_to_do(tmp
         mounted_work_dir(SHARDS[1], "01_extract", root)
 
 
-def test_push_runs_the_shard_kernels_at_once_and_the_merging_kernel_after_both(split, tmp_path, monkeypatch):
+def _push_01(split, tmp_path, monkeypatch, **state) -> tuple[dict, list[tuple[str, str]]]:
+    """`kaggle push --wait --stages 01_extract` of the split build through the fake CLI (its `state`); returns the
+    results and the CLI's kernel calls in order, as ("push" | "poll", kernel id)."""
     from test_kaggle import FAKE_KAGGLE, SECRET
 
     from amzkit.app import kaggle_push
@@ -166,22 +168,43 @@ def test_push_runs_the_shard_kernels_at_once_and_the_merging_kernel_after_both(s
     bin_dir.mkdir()
     (bin_dir / "kaggle").write_text(FAKE_KAGGLE.format(python=sys.executable))
     (bin_dir / "kaggle").chmod(0o755)
-    log, state = tmp_path / "kaggle.log", tmp_path / "state.json"
-    state.write_text(json.dumps({"dataset_exists": True, "versions": {},
-                                 "statuses": {SHARDS[0]: ["running", "running", 'has status "complete"']}}))
+    log, state_path = tmp_path / "kaggle.log", tmp_path / "state.json"
+    state_path.write_text(json.dumps({"dataset_exists": True, "versions": {}, "statuses": {}, **state}))
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    for name, value in {"FAKE_KAGGLE_LOG": log, "FAKE_KAGGLE_STATE": state, "HOME": tmp_path / "home",
+    for name, value in {"FAKE_KAGGLE_LOG": log, "FAKE_KAGGLE_STATE": state_path, "HOME": tmp_path / "home",
                         "KAGGLE_USERNAME": OWNER, "KAGGLE_KEY": SECRET}.items():
         monkeypatch.setenv(name, str(value))
     for name in ("KAGGLE_CONFIG_DIR", "KAGGLE_API_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     results = kaggle_push.push(split.out, stages=["01_extract"], wait=True, poll_interval=0, skip_dataset=True)
-    assert results == {kernel_id: "complete" for kernel_id in [*SHARDS, MERGING]}
     folders = {str(split.out / k.folder): k.id for k in split.kernels}
     calls = [json.loads(line) for line in log.read_text().splitlines()]
-    events = [("push", folders[c[3]]) if c[1] == "push" else ("poll", c[2].rsplit("/", 1)[0]) for c in calls
-              if c[0] == "kernels"]
+    return results, [("push", folders[c[3]]) if c[1] == "push" else ("poll", c[2].rsplit("/", 1)[0])
+                     for c in calls if c[0] == "kernels"]
+
+
+def test_push_runs_the_shard_kernels_at_once_and_the_merging_kernel_after_both(split, tmp_path, monkeypatch):
+    results, events = _push_01(split, tmp_path, monkeypatch,
+                               statuses={SHARDS[0]: ["running", "running", 'has status "complete"']})
+    assert results == {kernel_id: "complete" for kernel_id in [*SHARDS, MERGING]}
     first_poll = events.index(("poll", SHARDS[0]))
     assert {("push", s) for s in SHARDS} <= set(events[:first_poll]), "both shard kernels run at once"
     last_shard_poll = max(i for i, e in enumerate(events) if e[0] == "poll" and e[1] in SHARDS)
     assert events.index(("push", MERGING)) > last_shard_poll, "the merge starts once both shards completed"
+
+
+def test_a_push_refused_for_want_of_a_session_waits_for_a_running_kernel_then_goes_again(split, tmp_path,
+                                                                                          monkeypatch, capsys):
+    results, events = _push_01(split, tmp_path, monkeypatch, refuse={SHARDS[1]: 1},
+                               statuses={SHARDS[0]: ["running", 'has status "complete"']})
+    assert results == {kernel_id: "complete" for kernel_id in [*SHARDS, MERGING]}
+    assert events[:5] == [("push", SHARDS[0]), ("push", SHARDS[1]), ("poll", SHARDS[0]), ("poll", SHARDS[0]),
+                          ("push", SHARDS[1])], "refused, it waits for shard 1 to end, then is pushed again"
+    assert "sessions are all taken; waiting for " + SHARDS[0] in capsys.readouterr().out
+
+
+def test_a_push_refused_with_none_of_its_kernels_running_says_what_to_do(split, tmp_path, monkeypatch):
+    from amzkit.app.kaggle_api import KaggleError
+
+    with pytest.raises(KaggleError, match=r"every session of the account is taken .* --stages 01_extract"):
+        _push_01(split, tmp_path, monkeypatch, refuse={SHARDS[0]: 1})

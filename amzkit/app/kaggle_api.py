@@ -217,6 +217,14 @@ def invalid_sources(proc: subprocess.CompletedProcess) -> list[str]:
 
 
 _PUSHED_VERSION = re.compile(r"kernel version (\d+) successfully", re.IGNORECASE)
+# A push over the account's concurrent sessions is refused ("Kernel push error: Maximum batch GPU session count
+# of 2 reached"), not queued: the pusher waits for one of its own kernels to end and pushes again.
+_SESSION_LIMIT = re.compile(r"maximum batch \w* ?session count", re.IGNORECASE)
+
+
+def session_limit_reached(proc: subprocess.CompletedProcess) -> bool:
+    """Whether `kaggle kernels push` was refused because the account's concurrent sessions are all taken."""
+    return bool(_SESSION_LIMIT.search(proc.stdout + "\n" + proc.stderr))
 
 
 def pushed_version(proc: subprocess.CompletedProcess) -> int | None:

@@ -20,6 +20,7 @@ from amzkit.app.kaggle_api import (
     read_credentials,
     require_credentials,
     run_kaggle,
+    session_limit_reached,
     wait_for,
 )
 from amzkit.app.kaggle_outputs import check_fetched
@@ -81,21 +82,34 @@ def push(build_dir: str | Path = DEFAULT_BUILD, stages: Sequence[str] | None = N
     echo(f"wheel dataset {plan['dataset']['id']} ({dataset_dir}): {', '.join(wheels) or 'NO WHEEL'}")
     if not skip_dataset:
         _push_dataset(cli, dataset_dir, plan["dataset"]["id"], message, wait, poll_interval, timeout, sleep)
+
+    def wait_until_ended(kernel: dict, versions: dict[str, int | None]) -> None:
+        """Poll a pushed kernel (its version leaves `versions`) until it ends; record its status."""
+        if dry_run:
+            cli(["kernels", "status", f"{kernel['id']}/<version>"], comment="the pushed version, until it ends")
+            return
+        status = _wait_kernel(cli, kernel["id"], versions.pop(kernel["id"]), poll_interval, timeout, sleep)
+        _record(build_dir, kernel["id"], status=status)
+        results[kernel["id"]] = status
+
     for wave, later in _waves(kernels) if wait else [(kernels, [])]:
         remaining = ",".join(dict.fromkeys(k["stage"] for k in wave + later))
-        versions = {}
-        for kernel in wave:
-            versions[kernel["id"]] = _push_kernel(cli, build_dir, kernel, remaining, dry_run)
+        versions: dict[str, int | None] = {}
+        for kernel in wave:  # the wave's kernels run at once, as many as the account's sessions allow
+            while (pushed := _push_kernel(cli, build_dir, kernel, remaining, dry_run)) is _SESSIONS_TAKEN:
+                running = [k for k in wave if k["id"] in versions]
+                if not wait or not running:
+                    raise KaggleError(f"pushing {kernel['id']}: every session of the account is taken (Kaggle's "
+                                      "'Maximum batch session count'); stop a running kernel or wait, then re-run "
+                                      f"with --stages {remaining}")
+                cli.echo(f"{kernel['id']}: the account's sessions are all taken; waiting for {running[0]['id']}")
+                wait_until_ended(running[0], versions)
+            versions[kernel["id"]] = pushed
             results[kernel["id"]] = "dry-run" if dry_run else "pushed"
         if not wait:
             continue
-        for kernel in wave:  # the wave's kernels run at once (as many as Kaggle allows); each is waited for
-            if dry_run:
-                cli(["kernels", "status", f"{kernel['id']}/<version>"], comment="the pushed version, until it ends")
-                continue
-            status = _wait_kernel(cli, kernel["id"], versions[kernel["id"]], poll_interval, timeout, sleep)
-            _record(build_dir, kernel["id"], status=status)
-            results[kernel["id"]] = status
+        for kernel in [k for k in wave if k["id"] in versions]:
+            wait_until_ended(kernel, versions)
         ended = [k for k in wave if results[k["id"]] not in ("complete", "dry-run")]
         if ended:
             raise KaggleError(f"kernel {ended[0]['id']} ended {results[ended[0]['id']]}: read its log with "
@@ -119,11 +133,17 @@ def _waves(kernels: list[dict]) -> list[tuple[list[dict], list[dict]]]:
     return waves
 
 
-def _push_kernel(cli: KaggleCLI, build_dir: Path, kernel: dict, remaining: str, dry_run: bool) -> int | None:
-    """Push one kernel folder and record the version the push created (None in a dry run or when unnamed)."""
+_SESSIONS_TAKEN = object()  # _push_kernel's answer when Kaggle refused the push: every session is taken
+
+
+def _push_kernel(cli: KaggleCLI, build_dir: Path, kernel: dict, remaining: str, dry_run: bool) -> Any:
+    """Push one kernel folder and record the version the push created (None in a dry run or when unnamed);
+    _SESSIONS_TAKEN when Kaggle refused it because the account's concurrent sessions are all taken."""
     proc = cli(["kernels", "push", "-p", str(build_dir / kernel["folder"])])
     if dry_run:
         return None
+    if session_limit_reached(proc):
+        return _SESSIONS_TAKEN
     invalid = invalid_sources(proc)
     if invalid:
         raise KaggleError(f"pushing {kernel['id']}: {' / '.join(invalid)}. The kernel cannot read its inputs: "
