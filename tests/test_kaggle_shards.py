@@ -53,6 +53,10 @@ def test_num_shards_plans_shard_kernels_then_a_merging_kernel_that_alone_mounts_
     merging = extracts[MERGING]
     assert merging.params == {"model": "color-stats", "text_model": "tfidf-svd", "merge_dirs": SHARDS}
     assert merging.kernel_sources == SHARDS == _meta(split.out / merging.folder)["kernel_sources"]
+    machines = {k: {key: _meta(split.out / extracts[k].folder)[key] for key in ("enable_gpu", "enable_internet")}
+                for k in extracts}
+    assert machines[MERGING] == {"enable_gpu": False, "enable_internet": False}, "merging joins files: CPU, offline"
+    assert all(machines[k] == {"enable_gpu": True, "enable_internet": True} for k in SHARDS)
     (correlate,) = _kernels(split, "02_correlate").values()
     (train,) = _kernels(split, "03_train").values()
     assert correlate.kernel_sources == [MERGING]  # never a shard kernel's unmerged 01_extract/

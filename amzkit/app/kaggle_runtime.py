@@ -56,20 +56,26 @@ class SplitParameters:
     index: str
     count: str
     merge: str
+    merge_machine: StageKernel  # the merging kernel's: it joins files, so no GPU quota and no internet
 
 
 # Stages `kaggle build` splits over kernels when given `<count>: n` (n > 1): n shard kernels each embed their share
 # of the rows, then one kernel merges them (`<merge>` names the shard kernels, owner/slug, turned into their
 # mounted work folders by merge_cell); later stages read the merging kernel only.
 SPLIT_PARAMETERS: dict[str, SplitParameters] = {
-    "01_extract": SplitParameters("shard_index", "num_shards", "merge_dirs"),
+    "01_extract": SplitParameters("shard_index", "num_shards", "merge_dirs", StageKernel(
+        False, False, None, (), "joins the shard kernels' embeddings and image tables: CPU, offline")),
 }
 
 
 def kernel_spec(stage: str, params: Mapping[str, Any] | None = None) -> StageKernel:
-    """The machine of one kernel of `stage` with its baked `params` (MACHINE_OVERRIDES, else KERNELS[stage])."""
+    """The machine of one kernel of `stage` with its baked `params` (a merging kernel's, MACHINE_OVERRIDES, else
+    KERNELS[stage])."""
     if stage not in KERNELS:
         raise ValueError(f"unknown stage {stage!r}; stages are {list(KERNELS)}")
+    split = SPLIT_PARAMETERS.get(stage)
+    if split is not None and (params or {}).get(split.merge):
+        return split.merge_machine
     for (where, name, value), spec in MACHINE_OVERRIDES.items():
         if where == stage and (params or {}).get(name) == value:
             return spec
