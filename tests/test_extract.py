@@ -53,11 +53,11 @@ def test_color_stats_tell_images_apart_and_mark_failures(tmp_path):
 class _Handler(http.server.BaseHTTPRequestHandler):
     hits: dict[str, int] = {}
     body = b""
-    busy = False  # while True, /flaky/* answers 503 (a passing failure); then as /ok/*
+    busy = False  # while True, /flaky/* and /gone/* answer 503 (a passing failure); then as /ok/* and 404
 
     def do_GET(self):  # noqa: N802 (http.server's name)
         _Handler.hits[self.path] = _Handler.hits.get(self.path, 0) + 1
-        if self.path.startswith("/flaky") and _Handler.busy:
+        if self.path.startswith(("/flaky", "/gone")) and _Handler.busy:
             self.send_error(503)
         elif self.path.startswith(("/ok", "/flaky")):
             self.send_response(200)
@@ -514,3 +514,41 @@ def test_a_rerun_fetches_again_what_failed_for_a_passing_reason_and_embeds_only_
     before, embedded = dict(_Handler.hits), calls["n"]
     rerun()
     assert calls["n"] == embedded and _Handler.hits == before, "nothing left to fetch or embed"
+
+
+def test_a_passing_failure_that_became_permanent_is_recorded_and_not_fetched_again(shard_data, small_demo, tmp_path,
+                                                                                    server, monkeypatch):
+    monkeypatch.setattr(extract_module, "fetch_images", functools.partial(fetch_images, retry=ONE_TRY))
+    gone = shard_data["train"]["sample_id"][3]
+    data = _with_links(shard_data, lambda i: f"{server}/{'gone' if i == gone else 'ok'}/{i}.jpg")
+    work = tmp_path / "work"
+
+    def rerun():
+        return extract(data, small_demo, work, "amazon2025", "color-stats", shard_rows=SHARD_ROWS_SMALL)
+
+    _Handler.busy = True
+    rerun()
+    row = _fetch_tables(work)["link"].str.contains("/gone/")
+    assert (_fetch_tables(work).loc[row, "status"] == "http_503").all()
+    _Handler.busy = False  # the server answers now: that picture is gone (404)
+    rerun()
+    assert (_fetch_tables(work).loc[row, "status"] == "http_404").all(), "the shard's table takes the new status"
+    before = dict(_Handler.hits)
+    rerun()
+    assert _Handler.hits == before, "a 404 is not fetched again"
+
+
+def test_two_devices_fetch_a_passing_failure_once_on_a_rerun(shard_data, small_demo, tmp_path, server, monkeypatch):
+    import amzkit.stages.devices as devices_module
+
+    for module in (extract_module, devices_module):
+        monkeypatch.setattr(module, "fetch_images", functools.partial(fetch_images, retry=ONE_TRY))
+    flaky = set(shard_data["train"]["sample_id"][[3, 17]])
+    data = _with_links(shard_data, lambda i: f"{server}/{'flaky' if i in flaky else 'ok'}/{i}.jpg")
+    _Handler.busy = True
+    for _ in range(2):  # a run, then a rerun: the parent fetches the failed links again, the workers do not
+        before = sum(n for path, n in _Handler.hits.items() if path.startswith("/flaky/"))
+        devices_module.extract_on_devices(data, small_demo, tmp_path / "two", "amazon2025", "color-stats",
+                                          device="cpu,cpu", shard_rows=SHARD_ROWS_SMALL)
+        after = sum(n for path, n in _Handler.hits.items() if path.startswith("/flaky/"))
+        assert after - before == len(flaky), "one try per link (ONE_TRY), by the parent only"

@@ -136,10 +136,12 @@ def test_candidate_preset_replaces_aliases_and_completes_huber_and_bagging():
 
 def test_the_runs_lgb_params_stay_fixed_while_tuning_and_the_run_reproduces_the_study(synthetic):
     data, work = synthetic
-    fixed = {"num_leaves": 7, "min_child_samples": 25}  # an alias of min_data_in_leaf: it replaces the base's key
+    fixed = {"num_leaves": 7, "min_child_samples": 25,  # an alias of min_data_in_leaf: it replaces the base's key
+             "bagging_freq": 0}  # kept, though bagging_fraction is searched
     summary = _tune(data, work, lgb_params=fixed)
     preset = resolve_preset("tuned", work)
     assert preset["params"]["num_leaves"] == 7 and preset["params"]["min_child_samples"] == 25
+    assert preset["params"]["bagging_freq"] == 0
     assert "min_data_in_leaf" not in preset["params"]
     space = pd.read_json(summary["preset_path"], typ="series")["info"]["search_space"]
     assert "num_leaves" not in space and "min_data_in_leaf" not in space and "lambda_l1" in space, (
@@ -150,3 +152,13 @@ def test_the_runs_lgb_params_stay_fixed_while_tuning_and_the_run_reproduces_the_
     every = {key: 1 for key in tune.SEARCH_SPACE} | {"objective": "l1", "learning_rate": 0.05}
     with pytest.raises(ValueError, match="fix every parameter the search would tune"):
         _tune(data, work, name="nothing_left", lgb_params=every)
+
+
+def test_the_roadmaps_seed_preset_tunes_and_trains_as_a_dict(synthetic):
+    data, work = synthetic
+    summary = _tune(data, work, name="from_seed", n_trials=1, base_preset="seed")
+    assert summary["n_complete"] == 1, "its n_jobs gives way to the run's num_threads, as when trained by name"
+    copy = resolve_preset("seed")
+    run = train_run(data, "amazon2025", work, "seed_dict", FEATURES, EMBEDDINGS, preset=copy, num_threads=1,
+                    tfidf_dim=8)
+    assert run["params"]["num_threads"] == 1 and "n_jobs" not in run["params"]

@@ -60,13 +60,16 @@ def pack_image_cache(work_dir: str | Path, shard_bytes: int = IMAGE_SHARD_BYTES)
 def unpack_image_cache(work_dir: str | Path) -> int:
     """Extract the tar shards of `work_dir/image_cache` back into loose files (the shards stay); returns files."""
     cache_dir = Path(work_dir) / IMAGE_CACHE_DIR
-    count = 0
-    for shard in sorted(cache_dir.glob(IMAGE_SHARD_PATTERN.replace("{:05d}", "*"))):
-        with tarfile.open(shard) as archive:
-            members = [m for m in archive.getmembers() if m.isfile() and "/" not in m.name and m.name != ".."]
-            archive.extractall(cache_dir, members=members, filter="data")
-            count += len(members)
-    return count
+    return sum(_unpack_shard(shard, cache_dir)
+               for shard in sorted(cache_dir.glob(IMAGE_SHARD_PATTERN.replace("{:05d}", "*"))))
+
+
+def _unpack_shard(shard: Path, cache_dir: Path) -> int:
+    """Extract one tar shard's plain files (no paths) into `cache_dir`; returns how many."""
+    with tarfile.open(shard) as archive:
+        members = [m for m in archive.getmembers() if m.isfile() and "/" not in m.name and m.name != ".."]
+        archive.extractall(cache_dir, members=members, filter="data")
+    return len(members)
 
 
 def restore_image_cache(work_dir: str | Path) -> int:
@@ -76,10 +79,10 @@ def restore_image_cache(work_dir: str | Path) -> int:
     cache_dir = Path(work_dir) / IMAGE_CACHE_DIR
     if not cache_dir.is_dir() or cache_dir.is_symlink():
         return 0
-    shards = sorted(cache_dir.glob(IMAGE_SHARD_PATTERN.replace("{:05d}", "*")))
-    count = unpack_image_cache(work_dir)
-    for shard in shards:  # every shard is whole on disk by now
-        shard.unlink()
+    count = 0
+    for shard in sorted(cache_dir.glob(IMAGE_SHARD_PATTERN.replace("{:05d}", "*"))):
+        count += _unpack_shard(shard, cache_dir)
+        shard.unlink()  # one shard at a time: the disk holds the cache once, plus one shard
     return count
 
 

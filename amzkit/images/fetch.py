@@ -124,13 +124,15 @@ def fetch_images(
     progress: bool = True,
     allowed_dirs: Sequence[str | Path] = (),
     watch: NetworkWatch | None = None,
+    retry_passing: bool = True,
 ) -> pd.DataFrame:
     """Resolve each link to a local file. Returns one row per input row, same index and order.
 
     Columns: link, path (None on failure), status (see STATUSES), width/height/mode (original pixels and
     Pillow mode; URLs only), bytes (downloaded), attempts, error. Relative links resolve against `base_dir`
     (the CSV's folder); URLs are fetched once each into `cache_dir`. A rerun reads the manifest there: ok URLs
-    are not fetched again, and permanent failures (404, not_an_image, ...) are retried only with `retry_failed`.
+    are not fetched again, permanent failures (404, not_an_image, ...) are retried only with `retry_failed`, and
+    passing ones (429, 5xx, timeout, connection) unless `retry_passing` is False (a caller that has just tried).
     `timeout` is (connect, read) seconds, or one number for both. Local links must lie inside `base_dir` or
     `allowed_dirs`. With a `watch`, a network found down stops the fetch early (see NetworkWatch): the URLs it
     did not try get status not_fetched (their last manifest record, when there is one) and no manifest line.
@@ -140,7 +142,7 @@ def fetch_images(
     resolved, remote = _resolve_offline(links, base_dir, allowed_dirs)
     if remote:
         resolved.update(_fetch_remote(remote, cache_dir, max_workers, timeout, max_bytes, max_side, max_pixels,
-                                      retry, retry_failed, progress, watch))
+                                      retry, retry_failed, progress, watch, retry_passing))
     return _link_table(links, resolved)
 
 
@@ -231,7 +233,8 @@ def _link_table(links: pd.Series, resolved: dict[str, tuple[str | None, FetchRec
 
 def _fetch_remote(urls: list[str], cache_dir: Path, max_workers: int, timeout: float | tuple[float, float],
                   max_bytes: int, max_side: int, max_pixels: int, retry: RetryPolicy, retry_failed: bool,
-                  progress: bool, watch: NetworkWatch | None) -> dict[str, tuple[str | None, FetchRecord]]:
+                  progress: bool, watch: NetworkWatch | None,
+                  retry_passing: bool = True) -> dict[str, tuple[str | None, FetchRecord]]:
     """Fetch what the manifest does not vouch for: a main pass, then a gentle pass over retryable failures
     (none when the watch found the network down: what was not tried keeps its last manifest record).
 
@@ -241,7 +244,8 @@ def _fetch_remote(urls: list[str], cache_dir: Path, max_workers: int, timeout: f
     cache_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(cache_dir)
     known = read_manifest(cache_dir / MANIFEST_NAME)
-    results = {url: known[url] for url in urls if url in known and _still_valid(known[url], cache_dir, retry_failed)}
+    results = {url: known[url] for url in urls
+               if url in known and _still_valid(known[url], cache_dir, retry_failed, retry_passing)}
     todo = [url for url in urls if url not in results]
     failed_before = {url for url in todo if url in known and known[url].status != "ok"}
     witness = next((url for url in reversed(known) if known[url].status == "ok"), None) if watch is not None else None
@@ -265,11 +269,11 @@ def _fetch_remote(urls: list[str], cache_dir: Path, max_workers: int, timeout: f
             for url in urls}
 
 
-def _still_valid(record: FetchRecord, cache_dir: Path, retry_failed: bool) -> bool:
-    """Whether a manifest record stands: ok with its file present, or a permanent failure not to retry."""
+def _still_valid(record: FetchRecord, cache_dir: Path, retry_failed: bool, retry_passing: bool = True) -> bool:
+    """Whether a manifest record stands: ok with its file present, or a failure not to retry."""
     if record.status == "ok":
         return (cache_dir / cache_name(record.url)).is_file()
-    return not (retry_failed or is_retryable(record.status))
+    return not (retry_failed or (retry_passing and is_retryable(record.status)))
 
 
 def _run_pass(downloader: Downloader, urls: list[str], workers: int, attempts: int, timeout_factor: float,

@@ -256,9 +256,8 @@ class LightGBMLearner(TreeLearner):
         work_dir = self.inputs_.work_dir if hasattr(self, "inputs_") else None
         preset = check_preset(dict(self.preset)) if isinstance(self.preset, dict) \
             else resolve_preset(self.preset, work_dir)
-        names = lightgbm_names()
-        own = preset["params"] if isinstance(self.preset, dict) else {  # a named preset's n_jobs (the roadmap's)
-            k: v for k, v in preset["params"].items() if names.get(k, k) != "num_threads"}
+        names = lightgbm_names()  # a preset's thread count (the roadmap's n_jobs: -1) gives way to the run's
+        own = {k: v for k, v in preset["params"].items() if names.get(k, k) != "num_threads"}
         check_lightgbm_params(own, f"preset {self.preset if isinstance(self.preset, str) else '(dict)'}'s params")
         check_lightgbm_params(self.params or {}, "lgb_params")
         seed = self.inputs_.seed if hasattr(self, "inputs_") else 42

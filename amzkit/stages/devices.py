@@ -79,7 +79,8 @@ def extract_on_devices(data: dict[str, pd.DataFrame], data_dir: str | Path, work
     with ProcessPoolExecutor(len(devices), mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [(name, pool.submit(extract, data, data_dir, work_dir, schema, model, batch_size=batch_size,
                                       device=name, num_workers=per_worker, shard_rows=shard_rows, shard_index=index,
-                                      num_shards=len(devices), images_offline_ok=images_offline_ok))
+                                      num_shards=len(devices), images_offline_ok=images_offline_ok,
+                                      parent_fetched=spec.modality == "image"))  # fetched above, once
                    for index, name in enumerate(devices)]
         for name, future in futures:
             try:

@@ -23,9 +23,11 @@ sha256 of each split's id column, the fit, ok counts, rows/s) and metrics.json.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -189,14 +191,15 @@ def extract(
     data: dict[str, pd.DataFrame], data_dir: str | Path, work_dir: str | Path, schema: str, model: str,
     batch_size: int = D.batch_size, device: str = D.device, num_workers: int = D.num_workers,
     shard_rows: int = SHARD_ROWS, shard_index: int = D.shard_index, num_shards: int = D.num_shards,
-    images_offline_ok: bool = D.images_offline_ok, refetch: bool = True,
+    images_offline_ok: bool = D.images_offline_ok, refetch: bool = True, parent_fetched: bool = False,
 ) -> dict:
     """Embed this kernel's shards of both splits with `model`; merge when it is the only kernel.
 
     An image shard already finished whose links failed for a passing reason (HTTP 429 or 5xx, timeout,
     connection error) has those links fetched again (not with `refetch` False), and is embedded again when one
-    of them now has an image. Returns the merged manifest (num_shards == 1) or a summary of the shards this
-    kernel wrote.
+    of them now has an image. `parent_fetched`: the caller has just fetched every link (extract_on_devices), so
+    the failures in the cache stand and no link is requested again. Returns the merged manifest (num_shards == 1)
+    or a summary of the shards this kernel wrote.
     """
     PARAMETERS.validate(batch_size=batch_size, num_workers=num_workers, shard_index=shard_index,
                         num_shards=num_shards)
@@ -236,10 +239,12 @@ def extract(
         print(f"{spec.name}: recomputing {states.get('changed', 0)} shards made from other rows, inputs or fit "
               f"(train.csv or test.csv changed{refits}) and {states.get('damaged', 0)} damaged ones")
     watch = None if images_offline_ok else NetworkWatch()
-    refetched = _refetch_passing_failures(retry, data, data_dir, work_dir, schema_, spec, run_dir, watch)
+    fetch = functools.partial(_fetch_shard, data, data_dir=data_dir, work_dir=work_dir, schema_=schema_,
+                              run_dir=run_dir, watch=watch, retry_passing=not parent_fetched)
+    refetched = _refetch_passing_failures(retry, data, spec, shard_dir, fetch)
     todo.update({key: retry[key][0] for key in refetched})
     if todo:
-        _embed_shards(todo, data, data_dir, work_dir, schema_, spec, embedder, shard_dir, watch, refetched)
+        _embed_shards(todo, data, schema_, spec, embedder, shard_dir, fetch, refetched)
     if num_shards == 1:
         manifest = merge_shards([run_dir], run_dir, {s: data[s][schema_.id_column] for s in SPLITS}, spec,
                                 expected_fit=fit)
@@ -260,12 +265,13 @@ def _passing_failures(shard_dir: Path, split: str, shard_no: int) -> np.ndarray:
     return np.array([is_retryable(status) for status in statuses], dtype=bool)
 
 
-def _refetch_passing_failures(retry: dict, data, data_dir, work_dir, schema_, spec: ModelSpec, run_dir: Path,
-                              watch: NetworkWatch | None) -> dict[tuple[str, int], pd.DataFrame]:
-    """Fetch again (through the cache, as ever) the links of finished shards that failed for a passing reason
-    (`retry`: (split, shard_no) -> (marker fields, mask of those rows)). Returns the fetch tables of the shards
-    where one of them now has an image (or whose fetch table has another length: edited), to be embedded again;
-    the others stay as they are."""
+def _refetch_passing_failures(retry: dict, data, spec: ModelSpec, shard_dir: Path,
+                              fetch: Callable[[pd.DataFrame], pd.DataFrame]) -> dict[tuple[str, int], pd.DataFrame]:
+    """Fetch again (`fetch`: through the cache, as ever) the links of finished shards that failed for a passing
+    reason (`retry`: (split, shard_no) -> (marker fields, mask of those rows)). Returns the fetch tables of the
+    shards where one of them now has an image (or whose fetch table has another length: edited), to be embedded
+    again; the others keep their embeddings, and their fetch table takes the new statuses (a 503 that is now a 404
+    is not fetched again)."""
     if not retry:
         return {}
     links = sum(int(failed.sum()) for _, failed in retry.values())
@@ -273,31 +279,34 @@ def _refetch_passing_failures(retry: dict, data, data_dir, work_dir, schema_, sp
           "passing reason (HTTP 429 or 5xx, timeout, connection error)")
     recovered = {}
     for (split, shard_no), (expected, failed) in sorted(retry.items()):
-        fetched = _fetch_shard(data, data[split].iloc[expected["start"]:expected["stop"]], data_dir, work_dir,
-                               schema_, run_dir, watch)
+        fetched = fetch(data[split].iloc[expected["start"]:expected["stop"]])
         if len(failed) != len(fetched) or (fetched["status"].to_numpy()[failed] == "ok").any():
             recovered[(split, shard_no)] = fetched
+            continue
+        path = shard_dir / f"{_shard_stem(split, shard_no)}.fetch.csv"
+        old = pd.read_csv(path, usecols=["status", "embedded"], dtype={"status": str}, keep_default_na=False)
+        if (old["status"].to_numpy() != fetched["status"].to_numpy()).any():  # e.g. a 503 that is now a 404
+            write_csv(fetched.assign(embedded=old["embedded"].to_numpy()).reset_index(drop=True), path)
     print(f"{spec.name}: embedding again the {len(recovered)} of those shards that now have more images"
           if recovered else f"{spec.name}: none of those links has an image yet: the shards stay as they are")
     return recovered
 
 
-def _fetch_shard(data, rows: pd.DataFrame, data_dir, work_dir, schema_, run_dir: Path,
-                 watch: NetworkWatch | None) -> pd.DataFrame:
+def _fetch_shard(data, rows: pd.DataFrame, *, data_dir, work_dir, schema_, run_dir: Path,
+                 watch: NetworkWatch | None, retry_passing: bool = True) -> pd.DataFrame:
     """The fetch table of a shard's image links; a network found down stops 01 (see `network_down_error`)."""
     fetched = fetch_images(rows[schema_.image_column], base_dir=data_dir, cache_dir=Path(work_dir) / "image_cache",
-                           watch=watch)
+                           watch=watch, retry_passing=retry_passing)
     if watch is not None and watch.verdict == NetworkWatch.DOWN:
         raise network_down_error(data, data_dir, work_dir, schema_, run_dir, watch)
     return fetched
 
 
-def _embed_shards(todo: dict, data, data_dir, work_dir, schema_, spec: ModelSpec, embedder, shard_dir: Path,
-                  watch: NetworkWatch | None = None, fetched_tables: dict | None = None) -> None:
-    """Fetch (images) or gather (text) the inputs of the pending shards, fit, then embed shard by shard.
-
-    With a `watch`, a network found down stops the run before the shard is written (see `network_down_error`).
-    `fetched_tables` ((split, shard_no) -> table) are image shards fetched already (`_refetch_passing_failures`).
+def _embed_shards(todo: dict, data, schema_, spec: ModelSpec, embedder, shard_dir: Path,
+                  fetch: Callable[[pd.DataFrame], pd.DataFrame], fetched_tables: dict | None = None) -> None:
+    """Fetch (images, with `fetch`: a network found down stops the run before the shard is written) or gather
+    (text) the inputs of the pending shards, fit, then embed shard by shard. `fetched_tables`
+    ((split, shard_no) -> table) are image shards fetched already (`_refetch_passing_failures`).
     """
     fetched_tables = fetched_tables or {}
     if spec.modality == "image":
@@ -312,7 +321,7 @@ def _embed_shards(todo: dict, data, data_dir, work_dir, schema_, spec: ModelSpec
         if spec.modality == "image":
             fetched = fetched_tables.get((split, shard_no))
             if fetched is None:
-                fetched = _fetch_shard(data, rows, data_dir, work_dir, schema_, shard_dir.parent, watch)
+                fetched = fetch(rows)
             inputs = fetched["path"].tolist()
         else:
             inputs = row_text(rows, schema_).tolist()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Collection
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -104,13 +105,14 @@ def _suggest(trial, key: str, spec: tuple):
     raise ValueError(f"search space {key!r}: kind {kind!r} is not 'int', 'float' or 'categorical'")
 
 
-def candidate_preset(base: dict, tuned: dict) -> dict:
-    """The base preset with tuned LightGBM params (aliases of a tuned param dropped from the base)."""
+def candidate_preset(base: dict, tuned: dict, fixed: Collection[str] = ()) -> dict:
+    """The base preset with tuned LightGBM params (aliases of a tuned param dropped from the base); `fixed`
+    (main names the run's lgb_params set) are never changed."""
     drop = {alias for key in tuned for alias in (key, *PARAM_ALIASES.get(key, ()))}
     params = {k: v for k, v in base["params"].items() if k not in drop} | tuned
-    if params.get("objective") == "huber":
+    if params.get("objective") == "huber" and "alpha" not in fixed:
         params.setdefault("alpha", HUBER_ALPHA)
-    if "bagging_fraction" in tuned and not params.get("bagging_freq"):
+    if "bagging_fraction" in tuned and not params.get("bagging_freq") and "bagging_freq" not in fixed:
         params["bagging_freq"] = 1  # bagging_fraction does nothing without it
     return {**base, "params": params}
 
@@ -269,7 +271,7 @@ def tune_preset(
             is_base = bool(trial.user_attrs.get("base"))
             tuned = {key: _suggest(trial, key, spec) for key, spec in space.items()}
             # The base trial runs the base preset verbatim; its params are the nearest point of the space.
-            preset = base if is_base else candidate_preset(base, tuned)
+            preset = base if is_base else candidate_preset(base, tuned, fixed)
             trial.set_user_attr("preset", preset)
 
             def on_fold(step: int, mean_smape: float) -> None:
