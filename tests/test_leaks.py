@@ -237,6 +237,20 @@ def test_a_generic_picture_is_no_twin_but_copies_of_one_product_still_are(tmp_pa
     assert loose["kind"].tolist() == ["image_hash", "image_hash"]  # the guard is what keeps the first out
 
 
+def test_an_image_link_on_many_products_pages_is_no_twin_but_one_products_copies_still_are():
+    names = [f"product {word}" for word in ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf")]
+    links = ["shared.jpg"] * 5 + ["own.jpg"] * 2  # one picture on 5 products' pages; one product listed twice
+    train = pd.DataFrame({"sample_id": np.arange(7), "price": [6.5, 40.0, 12.0, 30.0, 9.0, 15.0, 15.5],
+                          "image_link": links,
+                          "catalog_content": [_catalog(n, "x") for n in names[:5] + [names[5]] * 2]})
+    test = pd.DataFrame({"sample_id": [100, 101], "image_link": ["shared.jpg", "own.jpg"],
+                         "catalog_content": [_catalog("fresh thing one", "y"), _catalog("fresh thing two", "z")]})
+    report = duplicate_report(train, test, "amazon2025")
+    assert report["kind"].tolist() == ["none", "image_url"] and report["twin_price"].iloc[1] == 15.0
+    loose = duplicate_report(train, test, "amazon2025", max_hash_matches=5)
+    assert loose["kind"].tolist() == ["image_url", "image_url"]  # the guard is what keeps the first out
+
+
 def test_the_same_shape_in_another_colour_is_no_twin(tmp_path):
     """dHash sees only grayscale gradients: a recoloured pack shot hashes alike, its mean colour tells them apart."""
     rng = np.random.default_rng(11)

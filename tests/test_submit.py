@@ -50,6 +50,8 @@ FAULTS = [
     ("negative", with_price(-4.0), ["negative"], 205),
     ("string price", with_price("cheap"), ["non-number"], 205),
     ("boolean price", with_price(True), ["non-number"], 205),  # True is not a price of 1.0
+    ("fullwidth digit", with_price("\uff11.5"), ["non-number"], 205),  # float() reads it; a CSV reader does not
+    ("line separator", with_price("1.5\u2028"), ["non-number"], 205),  # not a line end in CSV
     ("wrong column name", good_submission().rename(columns={"price": "Price"}), ["columns", "Price"], None),
     ("wrong column order", good_submission()[["price", "sample_id"]], ["order"], None),
 ]

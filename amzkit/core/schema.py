@@ -94,8 +94,8 @@ def check_columns(columns: list[str], schema: Schema, split: str, source: str) -
             hint = " (is this the test file?)"
         raise ValueError(
             f"{source} does not fit schema {schema.name!r} ({split}): {'; '.join(parts)}{hint}. "
-            f"Expected exactly {list(expected)}; pick the right file or -p schema "
-            f"({' / '.join(SCHEMAS)})."
+            f"Expected exactly {list(expected)}; pick the right file or the schema ({' / '.join(SCHEMAS)}: "
+            "-p schema in a notebook, --schema for `python -m amzkit validate`)."
         )
 
 

@@ -50,9 +50,9 @@ def duplicate_report(train: pd.DataFrame, test: pd.DataFrame, schema: str | Sche
 
     `kind` is the first of KINDS that matched ('none' otherwise), `kinds` every kind that matched ('+'-joined);
     `similarity` is 1 for exact name/URL, the cosine for text, 1 - distance/64 for image hashes;
-    `text_similarity` is the nearest train row's cosine whether or not it passes the threshold. An image hash
-    within `hash_distance` of the images of more than `max_hash_matches` train products (distinct normalised
-    names) is generic and matches nothing.
+    `text_similarity` is the nearest train row's cosine whether or not it passes the threshold. A picture of more
+    than `max_hash_matches` train products (distinct normalised names) is generic and matches nothing: an image
+    link shared by them, or an image hash within `hash_distance` of theirs.
     """
     schema = get_schema(schema)
     PARAMETERS.validate(leak_text_threshold=text_threshold, leak_hash_distance=hash_distance,
@@ -83,7 +83,11 @@ def duplicate_report(train: pd.DataFrame, test: pd.DataFrame, schema: str | Sche
     if schema.image_column:
         links_train = train[schema.image_column].fillna("").astype(str).str.strip().to_numpy()
         links_test = test[schema.image_column].fillna("").astype(str).str.strip()
-        first_link = pd.Series(np.arange(len(train)))[links_train != ""].groupby(links_train[links_train != ""]).first()
+        linked = links_train != ""
+        by_link = pd.DataFrame({"row": np.flatnonzero(linked), "name": train_names[linked]}).groupby(
+            links_train[linked])
+        specific = by_link["name"].nunique() <= max_hash_matches  # a link on many products' pages is generic
+        first_link = by_link["row"].first()[specific]
         index = links_test.where(links_test != "").map(first_link).fillna(-1).to_numpy(dtype=np.int64)
         found["image_url"] = (index, np.where(index >= 0, 1.0, np.nan))
 

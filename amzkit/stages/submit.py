@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import re
 from pathlib import Path
 
@@ -18,7 +19,8 @@ from amzkit.core.workdir import check_name, stage_dir
 
 SHOW_IDS = 5
 ENSEMBLE_SOURCE = "04_ensemble"
-NUMBER_TEXT = re.compile(r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*|\s*[+-]?(?:nan|NaN|inf|Infinity)\s*")
+NUMBER_TEXT = re.compile(r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*|\s*[+-]?(?:nan|NaN|inf|Infinity)\s*",
+                         re.ASCII)  # what a CSV reader takes for a number: ASCII digits and spaces only
 
 
 PARAMETERS = Parameters(
@@ -160,7 +162,7 @@ def read_submission(path: str | Path, schema: str | Schema) -> tuple[pd.DataFram
         kind = "UTF-16" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else "not UTF-8"
         return None, [f"{path} is {kind} text (byte {data[err.start:err.start + 1]!r} at offset {err.start}): "
                       "write it as UTF-8 CSV"]
-    rows = [row for row in csv.reader(text.splitlines()) if row]
+    rows = [row for row in csv.reader(io.StringIO(text, newline="")) if row]  # CSV's line ends, not str's
     if not rows:
         return None, [f"{path} is empty: a submission needs the header {list(get_schema(schema).submission_columns)} "
                       "and one row per test id"]
