@@ -126,7 +126,8 @@ class KnnEmbedding(Learner):
         return floor_prediction(np.expm1(out))
 
     def describe(self) -> dict:
-        return {**super().describe(), "features": [], "embeddings": [self.embedding], "k": self.k}
+        return {**super().describe(), "features": [], "embeddings": [self.embedding], "k": self.k,
+                "weighted": True}  # neighbours count by sample weight: folds kept before that are not resumed
 
 
 @dataclass(frozen=True)
