@@ -14,6 +14,7 @@ that group's rows; the rest take the global model's.
 from __future__ import annotations
 
 import difflib
+import functools
 from abc import abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,8 +49,10 @@ LIGHTGBM_RESERVED = {
 LIGHTGBM_DOCS = "https://lightgbm.readthedocs.io/en/stable/Parameters.html"
 
 
+@functools.cache
 def lightgbm_names() -> dict[str, str]:
-    """Every LightGBM parameter name and alias -> its main name, from the installed LightGBM ({} if it cannot tell)."""
+    """Every LightGBM parameter name and alias -> its main name, from the installed LightGBM ({} if it cannot tell).
+    Read once per process; callers must not change it."""
     try:
         table = lgb.basic._ConfigAliases._get_all_param_aliases()  # LightGBM's own alias table (LGBM_DumpParamAliases)
     except Exception:  # noqa: BLE001 - a LightGBM without it: names are then not checked

@@ -227,9 +227,9 @@ def extract(
                 todo[(split, shard_no)] = expected
                 states[state] = states.get(state, 0) + 1
             elif spec.modality == "image" and refetch:
-                failed = _passing_failures(shard_dir, split, shard_no)
-                if failed.any():
-                    retry[(split, shard_no)] = (expected, failed)
+                table = _shard_fetch_table(shard_dir, split, shard_no)
+                if table is not None and table["status"].map(is_retryable).any():
+                    retry[(split, shard_no)] = (expected, table)
     removed = _remove_stale_shards(shard_dir, plans) if shard_dir.is_dir() else []
     if removed:
         print(f"{spec.name}: removed {len(removed)} shards past the end of this CSV (left by a longer one): "
@@ -255,38 +255,36 @@ def extract(
             "shards_dir": str(shard_dir)}
 
 
-def _passing_failures(shard_dir: Path, split: str, shard_no: int) -> np.ndarray:
-    """Mask of a finished image shard's rows whose fetch failed for a passing reason (`is_retryable`: HTTP 429
-    or 5xx, timeout, connection error), from its fetch table (all False when it has none)."""
+def _shard_fetch_table(shard_dir: Path, split: str, shard_no: int) -> pd.DataFrame | None:
+    """A finished image shard's statuses and embedded flags (its fetch table), or None when it has none."""
     path = shard_dir / f"{_shard_stem(split, shard_no)}.fetch.csv"
     if not path.is_file():
-        return np.zeros(0, dtype=bool)
-    statuses = pd.read_csv(path, usecols=["status"], dtype=str, keep_default_na=False)["status"]
-    return np.array([is_retryable(status) for status in statuses], dtype=bool)
+        return None
+    return pd.read_csv(path, usecols=["status", "embedded"], dtype={"status": str}, keep_default_na=False)
 
 
 def _refetch_passing_failures(retry: dict, data, spec: ModelSpec, shard_dir: Path,
                               fetch: Callable[[pd.DataFrame], pd.DataFrame]) -> dict[tuple[str, int], pd.DataFrame]:
     """Fetch again (`fetch`: through the cache, as ever) the links of finished shards that failed for a passing
-    reason (`retry`: (split, shard_no) -> (marker fields, mask of those rows)). Returns the fetch tables of the
+    reason (`retry`: (split, shard_no) -> (marker fields, its fetch table)). Returns the fetch tables of the
     shards where one of them now has an image (or whose fetch table has another length: edited), to be embedded
     again; the others keep their embeddings, and their fetch table takes the new statuses (a 503 that is now a 404
     is not fetched again)."""
     if not retry:
         return {}
-    links = sum(int(failed.sum()) for _, failed in retry.values())
+    links = sum(int(old["status"].map(is_retryable).sum()) for _, old in retry.values())
     print(f"{spec.name}: fetching again the {links} image links of {len(retry)} finished shards that failed for a "
           "passing reason (HTTP 429 or 5xx, timeout, connection error)")
     recovered = {}
-    for (split, shard_no), (expected, failed) in sorted(retry.items()):
+    for (split, shard_no), (expected, old) in sorted(retry.items()):
         fetched = fetch(data[split].iloc[expected["start"]:expected["stop"]])
+        failed = old["status"].map(is_retryable).to_numpy()
         if len(failed) != len(fetched) or (fetched["status"].to_numpy()[failed] == "ok").any():
             recovered[(split, shard_no)] = fetched
             continue
-        path = shard_dir / f"{_shard_stem(split, shard_no)}.fetch.csv"
-        old = pd.read_csv(path, usecols=["status", "embedded"], dtype={"status": str}, keep_default_na=False)
         if (old["status"].to_numpy() != fetched["status"].to_numpy()).any():  # e.g. a 503 that is now a 404
-            write_csv(fetched.assign(embedded=old["embedded"].to_numpy()).reset_index(drop=True), path)
+            write_csv(fetched.assign(embedded=old["embedded"].to_numpy()).reset_index(drop=True),
+                      shard_dir / f"{_shard_stem(split, shard_no)}.fetch.csv")
     print(f"{spec.name}: embedding again the {len(recovered)} of those shards that now have more images"
           if recovered else f"{spec.name}: none of those links has an image yet: the shards stay as they are")
     return recovered

@@ -46,16 +46,6 @@ SEARCH_SPACE: dict[str, tuple] = {
 }
 
 # Other names LightGBM accepts for the searched parameters: a base preset's alias gives way to the tuned value.
-PARAM_ALIASES = {
-    "num_leaves": ("num_leaf", "max_leaves", "max_leaf", "max_leaf_nodes"),
-    "learning_rate": ("shrinkage_rate", "eta"),
-    "min_data_in_leaf": ("min_data_per_leaf", "min_data", "min_child_samples", "min_samples_leaf"),
-    "feature_fraction": ("sub_feature", "colsample_bytree"),
-    "bagging_fraction": ("sub_row", "subsample", "bagging"),
-    "lambda_l1": ("reg_alpha", "l1_regularization"),
-    "lambda_l2": ("reg_lambda", "lambda", "l2_regularization"),
-    "objective": ("objective_type", "app", "application", "loss"),
-}
 LIGHTGBM_DEFAULTS = {"num_leaves": 31, "learning_rate": 0.1, "min_data_in_leaf": 20, "feature_fraction": 1.0,
                      "bagging_fraction": 1.0, "lambda_l1": 0.0, "lambda_l2": 0.0, "objective": "regression"}
 HUBER_ALPHA = PRESETS["huber"]["params"]["alpha"]  # when huber is drawn and the base preset sets no alpha
@@ -78,11 +68,14 @@ def tuning_paths(work_dir: str | Path, name: str) -> dict[str, Path]:
             "trials": preset.parent / f"{name}.trials.csv", "plot": preset.parent / f"{name}.history.png"}
 
 
+def _value_of(params: dict, key: str, default=None):
+    """LightGBM parameter `key` as `params` set it under any of its names (LightGBM's alias table), else `default`."""
+    names = lightgbm_names()
+    return next((value for name, value in params.items() if names.get(name, name) == key), default)
+
+
 def _base_value(params: dict, key: str):
-    for alias in (key, *PARAM_ALIASES.get(key, ())):
-        if alias in params:
-            return params[alias]
-    return LIGHTGBM_DEFAULTS.get(key)
+    return _value_of(params, key, LIGHTGBM_DEFAULTS.get(key))
 
 
 def _nearest_in_space(value, spec: tuple):
@@ -108,8 +101,7 @@ def _suggest(trial, key: str, spec: tuple):
 def candidate_preset(base: dict, tuned: dict, fixed: Collection[str] = ()) -> dict:
     """The base preset with tuned LightGBM params (aliases of a tuned param dropped from the base); `fixed`
     (main names the run's lgb_params set) are never changed."""
-    drop = {alias for key in tuned for alias in (key, *PARAM_ALIASES.get(key, ()))}
-    params = {k: v for k, v in base["params"].items() if k not in drop} | tuned
+    params = merge_lightgbm_params(base["params"], tuned)
     if params.get("objective") == "huber" and "alpha" not in fixed:
         params.setdefault("alpha", HUBER_ALPHA)
     if "bagging_fraction" in tuned and not params.get("bagging_freq") and "bagging_freq" not in fixed:
@@ -157,7 +149,7 @@ def _setup_differences(saved: dict, wanted: dict) -> dict:
 def _preset_values(preset: dict, space: dict) -> dict:
     """The searched params as a preset sets them (None where it leaves LightGBM's default)."""
     params = preset["params"]
-    return {key: next((params[a] for a in (key, *PARAM_ALIASES.get(key, ())) if a in params), None) for key in space}
+    return {key: _value_of(params, key) for key in space}
 
 
 def _trials_table(study, optuna, space: dict) -> pd.DataFrame:
