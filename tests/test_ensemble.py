@@ -12,6 +12,7 @@ import pytest
 from amzkit.core.io import id_hash
 from amzkit.core.metric import smape
 from amzkit.stages.ensemble import (
+    BEST_INSIDE,
     METHODS,
     Calibrator,
     blend,
@@ -287,7 +288,9 @@ def test_stacking_complementary_runs_beats_each_run_and_the_blend_nested(tmp_pat
     m = ensemble(tmp_path, ["a", "b"])
     assert m["stack_smape_nested"] < min(m["run_smape"].values()) - 20
     assert m["stack_smape_nested"] < m["blend_smape_nested"] - 10
-    assert m["method"] in ("stack", "stack+calibration") and m["cv_smape"] == min(m["method_smape_nested"].values())
+    assert m["method"] in ("stack", "stack+calibration")
+    assert set(m["method_picked_per_fold"]) <= {"stack", "stack+calibration"}
+    assert m["cv_smape"] < m["blend_smape_nested"] - 10
     assert m["stack_coef"]["a"] == pytest.approx(1.0, abs=0.1) and m["stack_coef"]["b"] == pytest.approx(1.0, abs=0.1)
     chosen = pd.read_csv(tmp_path / "04_ensemble" / "test_methods.csv")[m["method"]]
     np.testing.assert_allclose(pd.read_csv(tmp_path / "04_ensemble" / "test_pred.csv")["pred"], chosen, rtol=1e-9)
@@ -326,12 +329,15 @@ def test_the_meta_model_for_a_fold_never_sees_that_folds_rows(tmp_path: Path) ->
     held_out_predictions = 0
     for fit_rows, predicted in SpyMeta.calls:
         assert -1 not in fit_rows  # only OOF rows of train, never test rows
-        assert fit_rows == all_rows or fit_rows in {all_rows - rows for rows in fold_rows.values()}
+        left_out = [f for f, rows in fold_rows.items() if not rows & fit_rows]
+        assert fit_rows == all_rows - frozenset().union(*(fold_rows[f] for f in left_out))  # whole folds only
+        assert len(left_out) <= 2  # every row, or nested (one fold out), or method "best" picked inside (two)
         if predicted <= all_rows and not predicted <= fit_rows:  # a nested prediction
             fold = next(f for f, rows in fold_rows.items() if predicted == rows)
-            assert not fit_rows & fold_rows[fold]
+            assert fold in left_out
             held_out_predictions += 1
-    assert held_out_predictions == 2 * N_FOLDS  # stack and stack+calibration, each fold once
+    # stack and stack+calibration, each fold once, and again inside each of the other folds' nested picks
+    assert held_out_predictions == 2 * N_FOLDS + 2 * N_FOLDS * (N_FOLDS - 1)
     assert m["meta"] == "SpyMeta" and m["stack_smape_nested"] < min(m["run_smape"].values())
 
 
@@ -357,20 +363,25 @@ def test_best_method_is_chosen_by_nested_score_and_written(tmp_path: Path) -> No
     m = ensemble(tmp_path, [])
     assert set(m["method_smape_nested"]) == set(METHODS) and m["method_requested"] == "best"
     assert m["method"] == min(m["method_smape_nested"], key=m["method_smape_nested"].get)
-    assert m["cv_smape"] == m["method_smape_nested"][m["method"]]
+    assert m["cv_scores"] == BEST_INSIDE and len(m["method_picked_per_fold"]) == N_FOLDS
     out = tmp_path / "04_ensemble"
     oof = pd.read_csv(out / "oof.csv")
     assert smape(oof["target"], oof["pred"]) == pytest.approx(m["cv_smape"], rel=1e-9)
+    methods = pd.read_csv(out / "oof_methods.csv")
+    for fold, picked in enumerate(m["method_picked_per_fold"]):  # each fold: its own pick's nested predictions
+        rows = oof["fold"] == fold
+        np.testing.assert_allclose(oof.loc[rows, "pred"], methods.loc[rows, picked], rtol=1e-12)
     table = pd.read_csv(out / "table.csv")
-    assert table["model"].tolist() == ["a", "b", *METHODS]
+    assert table["model"].tolist() == ["a", "b", *METHODS, BEST_INSIDE]
     assert table.loc[table["chosen"], "model"].tolist() == [m["method"]]
+    assert table.set_index("model").loc[BEST_INSIDE, "nested_smape"] == pytest.approx(m["cv_smape"], rel=1e-12)
     assert {"nested_smape", "fold_mean", "fold_std", "in_sample_smape"} <= set(table.columns)
     weights = pd.read_csv(out / "weights.csv")
     assert weights["run"].tolist() == ["a", "b"] and weights.shape[1] == 2 + N_FOLDS
     on_disk = json.loads((out / "metrics.json").read_text())
-    assert on_disk["method"] == m["method"] and len(on_disk["table"]) == 2 + len(METHODS)
+    assert on_disk["method"] == m["method"] and len(on_disk["table"]) == 3 + len(METHODS)
     summary = summary_table(m)
-    assert summary["model"].tolist() == ["best single: a", *METHODS]
+    assert summary["model"].tolist() == ["best single: a", *METHODS, BEST_INSIDE]
     plot_ensemble(tmp_path, m)
     assert (out / "ensemble.png").stat().st_size > 0
     with pytest.raises(ValueError, match="method"):

@@ -286,7 +286,8 @@ def run_ensemble(ctx: Context) -> dict:
                        meta_features=columns[p.meta_features] if p.meta_features else None,
                        factor_range=(p.factor_min, p.factor_max), min_group_rows=p.min_group_rows)
     print(ensemble_report.summary_table(metrics).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    print(f"chosen by nested score: {metrics['method']} -> test_pred.csv, CV SMAPE {metrics['cv_smape']:.3f}; "
+    print(f"chosen by nested score: {metrics['method']} -> test_pred.csv, CV SMAPE {metrics['cv_smape']:.3f} "
+          f"({metrics['cv_scores']}); "
           f"blend nested {metrics['blend_smape_nested']:.3f} (in-sample {metrics['blend_smape_in_sample']:.3f}); "
           f"best single run {metrics['best_single_run']} {metrics['best_single_smape']:.3f}")
     if metrics["alike_runs"]:

@@ -3,7 +3,9 @@
 Every method is a combiner with `fit(inputs, rows)` / `predict(inputs, rows)` over the stacked train+test
 rows. Each is scored twice: in-sample (fit and scored on every OOF row) and nested (for each fold, fit on
 the other folds' OOF rows, scored on it). Only the nested score is an honest estimate, so it alone picks
-the method whose predictions go to `04_ensemble/test_pred.csv` (`method="best"`), and it is `cv_smape`.
+the method whose predictions go to `04_ensemble/test_pred.csv` (`method="best"`). Picking the lowest of four
+nested scores flatters the winner a little, so with "best" `cv_smape` scores the picking too: each fold is
+predicted by the method that won a nested CV of the other folds alone (ml.nested.choose_inside).
 
 - blend: exp(sum_i w_i log pred_i), w >= 0, sum w = 1, chosen to minimise SMAPE.
 - stack: a meta-model (ridge with alpha by GCV, or a small LightGBM) of log target on the runs' log
@@ -34,6 +36,7 @@ from amzkit.core.schema import get_schema
 from amzkit.core.workdir import list_runs, stage_dir
 from amzkit.ml.base import MIN_PREDICTION
 from amzkit.ml.diversity import alike_pairs, error_correlation
+from amzkit.ml.nested import choose_inside, cross_fit
 from amzkit.ml.ridge import RIDGE_ALPHAS, GcvRidge
 from amzkit.ml.runs import load_run
 from amzkit.text.features import FEATURE_GROUPS, build_features
@@ -58,6 +61,7 @@ FACTOR_RANGE = (D.factor_min, D.factor_max)
 FACTOR_STEP = 0.005
 MIN_CALIBRATION_ROWS = D.min_group_rows
 _CHUNK_CELLS = 4_000_000  # rows x candidates scored at once
+BEST_INSIDE = "best (picked inside each fold)"  # the row and fold curve of method "best" as cv_smape scores it
 
 
 # --- blend weights --------------------------------------------------------------------------------------
@@ -293,18 +297,6 @@ class StackCombiner:
         return pred
 
 
-def cross_fit(combiner, inputs: EnsembleInputs, folds: np.ndarray) -> tuple[np.ndarray, list]:
-    """Nested OOF predictions: fold k is predicted by a copy of `combiner` fit only on the other folds' rows."""
-    nested = np.empty(len(folds))
-    fitted = []
-    for fold in np.unique(folds):
-        inner, outer = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
-        model = copy.deepcopy(combiner).fit(inputs, inner)
-        nested[outer] = model.predict(inputs, outer)
-        fitted.append(model)
-    return nested, fitted
-
-
 def make_combiners(meta="ridge", weight_step: float = GRID_STEP, factor_range: tuple[float, float] = FACTOR_RANGE,
                    min_group_rows: int = MIN_CALIBRATION_ROWS) -> dict:
     """The four methods of METHODS; `meta` is a META_MODELS name or an object with fit(x, y_log)/predict(x)."""
@@ -420,32 +412,40 @@ def ensemble(work_dir: str | Path, runs=D.runs, *, method: str = D.method, meta=
     train_rows, test_rows = np.arange(len(ids)), np.arange(len(ids), len(all_ids))
 
     results = {}
-    for name, combiner in make_combiners(meta, weight_step, factor_range, min_group_rows).items():
+    combiners = make_combiners(meta, weight_step, factor_range, min_group_rows)
+    for name, combiner in combiners.items():
         nested, fitted = cross_fit(combiner, inputs, folds)
         full = copy.deepcopy(combiner).fit(inputs, train_rows)
         results[name] = {"nested": nested, "fitted": fitted, "full": full,
                          "in_sample": full.predict(inputs, train_rows), "test": full.predict(inputs, test_rows)}
     nested_scores = {m: smape(target, r["nested"]) for m, r in results.items()}
     chosen = min(nested_scores, key=nested_scores.get) if method == "best" else method
+    scored = results[chosen]["nested"]  # what cv_smape scores: the chosen method, or the picking done inside
+    if method == "best":
+        scored, picked, inner = choose_inside(combiners, {m: r["nested"] for m, r in results.items()}, inputs, folds)
 
     per_run = {n: smape(target, np.exp(oof_log[:, i])) for i, n in enumerate(runs)}
     fold_scores = {n: _fold_scores(target, np.exp(oof_log[:, i]), folds) for i, n in enumerate(runs)}
     for m, r in results.items():
         fold_scores[f"{m} (nested)"] = _fold_scores(target, r["nested"], folds)
+    if method == "best":
+        fold_scores[BEST_INSIDE] = _fold_scores(target, scored, folds)
     table = pd.DataFrame(
         [{"model": n, "kind": "run", "nested_smape": per_run[n], "fold_mean": float(np.mean(fold_scores[n])),
           "fold_std": float(np.std(fold_scores[n])), "in_sample_smape": per_run[n], "chosen": False} for n in runs]
         + [{"model": m, "kind": "ensemble", "nested_smape": nested_scores[m],
             "fold_mean": float(np.mean(fold_scores[f"{m} (nested)"])),
             "fold_std": float(np.std(fold_scores[f"{m} (nested)"])),
-            "in_sample_smape": smape(target, r["in_sample"]), "chosen": m == chosen} for m, r in results.items()])
+            "in_sample_smape": smape(target, r["in_sample"]), "chosen": m == chosen} for m, r in results.items()]
+        + ([{"model": BEST_INSIDE, "kind": "ensemble", "nested_smape": smape(target, scored),
+             "fold_mean": float(np.mean(fold_scores[BEST_INSIDE])), "fold_std": float(np.std(fold_scores[BEST_INSIDE])),
+             "in_sample_smape": np.nan, "chosen": False}] if method == "best" else []))
 
     blend_full, stack_full = results["blend"]["full"], results["stack"]["full"]
     weights = dict(zip(runs, blend_full.weights_.tolist(), strict=True))
     cal_full, stack_cal_full = results["blend+calibration"]["full"], results["stack+calibration"]["full"]
     out_dir = stage_dir(work_dir, "04_ensemble")
-    write_csv(pd.DataFrame({"id": ids, "fold": folds, "target": target, "pred": results[chosen]["nested"]}),
-              out_dir / "oof.csv")
+    write_csv(pd.DataFrame({"id": ids, "fold": folds, "target": target, "pred": scored}), out_dir / "oof.csv")
     write_csv(pd.DataFrame({"id": test_ids, "pred": results[chosen]["test"]}), out_dir / "test_pred.csv")
     write_csv(pd.DataFrame({"id": ids, "fold": folds, "target": target,
                             **{m: r["nested"] for m, r in results.items()}}), out_dir / "oof_methods.csv")
@@ -482,10 +482,14 @@ def ensemble(work_dir: str | Path, runs=D.runs, *, method: str = D.method, meta=
         "fold_smape": fold_scores, "table": table.to_dict(orient="records"),
         "error_correlation": [[None if np.isnan(v) else round(float(v), 4) for v in row] for row in corr.to_numpy()],
         "alike_runs": alike_pairs(corr),
-        "cv_smape": nested_scores[chosen],
-        "cv_fold_smape_std": float(np.std(fold_scores[f"{chosen} (nested)"])),
+        "cv_smape": smape(target, scored),
+        "cv_fold_smape_std": float(np.std(_fold_scores(target, scored, folds))),
+        "cv_scores": BEST_INSIDE if method == "best" else f"{chosen} (nested)",
         "constant_median_smape": float(np.mean([loaded[n]["metrics"]["constant_median_smape"] for n in runs])),
     }
+    if method == "best":
+        metrics["method_picked_per_fold"] = picked
+        metrics["method_inner_smape_per_fold"] = inner
     if hasattr(stack_full.meta_, "coefficients"):
         coef, intercept = stack_full.meta_.coefficients()
         metrics["stack_coef"] = dict(zip(runs, coef[:len(runs)].tolist(), strict=True))

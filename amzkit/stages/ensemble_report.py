@@ -29,7 +29,7 @@ def plot_ensemble(work_dir: str | Path, metrics: dict):
     ax_w.bar(names, [metrics["weights"][n] for n in names])
     ax_w.set(ylabel="weight", title="blend weights (log space, full OOF)")
     ax_w.tick_params(axis="x", rotation=30)
-    chosen = f"{metrics.get('method', 'blend')} (nested)"
+    chosen = metrics.get("cv_scores", f"{metrics.get('method', 'blend')} (nested)")  # the curve cv_smape scores
     for name, scores in metrics["fold_smape"].items():
         style = {"lw": 2.5, "color": "k"} if name == chosen else {"lw": 1, "ls": "-" if "nested" in name else ":"}
         ax_f.plot(range(len(scores)), scores, marker="o", label=name, **style)
