@@ -5,10 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-2, 7, 19))
+RANK_TOLERANCE = 1e-7  # eigenvalues of the (float32) Gram matrix below this share of the largest count as zero
 
 
 class GcvRidge:
     """Ridge regression on standardised columns with alpha chosen by generalised cross-validation.
+
+    GCV = n RSS / (n - dof)^2 with the intercept counted in dof, and RSS summed per eigen-direction: with more
+    columns than rows a tiny alpha fits every row (dof -> n) and scores infinity instead of a perfect zero.
 
     One Gram matrix and one eigendecomposition per fit score every alpha (float32 products, float64
     d x d algebra), so a 60,000 x 1,024 training fold costs seconds and no n x d float64 copy.
@@ -29,12 +33,15 @@ class GcvRidge:
         eigenvalues = np.clip(eigenvalues, 0.0, None)
         z = vectors.T @ (xs.T @ yc.astype(np.float32)).astype(np.float64)
         n, total = len(yc), float(yc @ yc)
+        kept = eigenvalues > RANK_TOLERANCE * max(float(eigenvalues.max(initial=0.0)), 1e-300)
+        reach = z[kept] ** 2 / eigenvalues[kept]  # y's squared length along each direction the columns span
+        outside = max(total - float(reach.sum()), 0.0)  # what no alpha fits (0 when columns outnumber rows)
         scores = []
         for alpha in self.alphas:
-            shrink = 1.0 / (eigenvalues + alpha)
-            rss = total - 2 * np.sum(z * z * shrink) + np.sum(eigenvalues * (z * shrink) ** 2)
-            dof = np.sum(eigenvalues * shrink)
-            scores.append(max(rss, 0.0) / (n * max(1.0 - dof / n, 1e-9) ** 2))
+            rss = outside + float(np.sum(reach * (alpha / (eigenvalues[kept] + alpha)) ** 2))  # no cancellation
+            dof = 1.0 + float(np.sum(eigenvalues[kept] / (eigenvalues[kept] + alpha)))  # + 1: the intercept
+            scores.append(rss / (n * (1.0 - dof / n) ** 2) if dof < n - 1e-9 else np.inf)
+        self.gcv_scores_ = scores
         self.alpha_ = float(self.alphas[int(np.argmin(scores))])
         self.coef_ = (vectors @ (z / (eigenvalues + self.alpha_))).astype(np.float32)
         return self
