@@ -9,11 +9,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from torch import nn
 
 from amzkit.core.metric import smape
 from amzkit.core.schema import get_schema, load_split
@@ -28,7 +30,7 @@ from amzkit.ml.finetune import (
     load_encoder,
     parameter_groups,
 )
-from amzkit.ml.folds import make_folds
+from amzkit.ml.folds import holdout_mask, make_folds
 from amzkit.ml.learners import make_learner
 from amzkit.ml.token_batches import bucket_batches, pad_tokens, random_batches
 from amzkit.ml.torch_fit import (
@@ -36,7 +38,6 @@ from amzkit.ml.torch_fit import (
     History,
     TrainPlan,
     autocast_dtype,
-    holdout_mask,
     refit_steps,
     warmup_decay,
     weighted_loss,
@@ -189,6 +190,12 @@ def test_catalog_text_for_the_model_puts_the_quantity_in_words_after_the_name():
     assert catalog_model_text("") == ""
 
 
+@pytest.mark.parametrize(("value", "words"), [("1500000.0", "1500000"), ("1234.567", "1234.567"), ("12.0", "12"),
+                                              ("0.0000125", "0.0000125"), ("0.5", "0.5")])
+def test_quantities_read_as_plain_decimals_without_exponent_or_rounding(value, words):
+    assert catalog_model_text(f"Item Name: Tea\nValue: {value}\nUnit: Count") == f"Tea. Quantity: {words} count."
+
+
 def test_unknown_or_unfit_models_are_refused_with_what_to_pass(tmp_path, tiny_bert):
     with pytest.raises(ValueError, match="unknown finetune model 'deberta'.*local-dir:"):
         encoder_spec("deberta")
@@ -199,6 +206,45 @@ def test_unknown_or_unfit_models_are_refused_with_what_to_pass(tmp_path, tiny_be
         FinetuneLearner(model=f"local-dir:{tiny_bert}", **{**TINY, "max_len": 512}).prepare(inputs)
     with pytest.raises(ValueError, match="padding='fixed'"):
         FinetuneLearner(model=f"local-dir:{tiny_bert}", padding="fixed").prepare(inputs)
+
+
+BAD_NUMBERS = [
+    ("warmup", 100, r"\[0, 1\) \(a share of the training steps, not a step count\)"), ("warmup", -0.1, r"\[0, 1\)"),
+    ("warmup", 1.0, r"\[0, 1\)"), ("patience", -1, ">= 0"), ("patience", 1.5, "an integer"),
+    ("patience", True, "an integer"), ("valid_fraction", 0.6, r"\[0, 0.5\].*1/round\(1/valid_fraction\)"),
+    ("lr", 0, "> 0 or None"), ("head_lr", -1e-3, "> 0"), ("weight_decay", -0.01, ">= 0"), ("huber_delta", 0, "> 0"),
+    ("head_dropout", 1.0, r"\[0, 1\)"), ("encoder_dropout", -0.1, r"\[0, 1\) or None"), ("max_len", 4, ">= 8"),
+    ("batch_size", True, "an integer >= 1"), ("grad_accum", 0, ">= 1"), ("evals_per_epoch", 0, ">= 1"),
+    ("epochs", 0, "> 0"), ("layer_lr_decay", 1.5, r"\(0, 1\]"), ("num_threads", -1, ">= 0"), ("lr", "1e-4", "> 0"),
+]
+
+
+@pytest.mark.parametrize(("param", "value", "allowed"), BAD_NUMBERS)
+def test_numeric_parameters_out_of_range_are_refused_naming_the_parameter_and_its_range(tmp_path, tiny_bert, param,
+                                                                                         value, allowed):
+    learner = FinetuneLearner(model=f"local-dir:{tiny_bert}", **{**TINY, param: value})
+    with pytest.raises(ValueError, match=rf"learner 'finetune': {param} must be .*{allowed}.*got {value!r}"):
+        learner.prepare(world_inputs(tmp_path, 40, 4))
+
+
+def test_edge_values_of_numeric_parameters_are_accepted(tmp_path, tiny_bert):
+    edges = {"valid_fraction": 0.5, "warmup": 0.0, "patience": 0, "lr": None, "encoder_dropout": None,
+             "epochs": 0.5, "layer_lr_decay": 1.0, "weight_decay": 0.0, "max_len": 8, "num_threads": 0}
+    FinetuneLearner(model=f"local-dir:{tiny_bert}", **{**TINY, **edges}).prepare(world_inputs(tmp_path, 40, 4))
+
+
+def test_the_resume_key_holds_the_device_and_precision_auto_resolved_to(tmp_path, tiny_bert, monkeypatch):
+    """A Kaggle run killed on a T4 (fp16) must not resume on CPU (fp32) or a bf16 GPU with the T4's folds."""
+    inputs = world_inputs(tmp_path, 40, 4)
+    keys = {}
+    for machine, gpu, capability in (("cpu", False, None), ("t4", True, (7, 5)), ("a100", True, (8, 0))):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda gpu=gpu: gpu)
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, cap=capability: cap)
+        learner = FinetuneLearner(model=f"local-dir:{tiny_bert}", progress=False, max_len=32).prepare(inputs)
+        keys[machine] = json.dumps(learner.resume_key(), sort_keys=True, default=str)
+        assert learner.describe()["params"]["precision"] == "auto"  # the settings stay as given
+    assert len(set(keys.values())) == 3
+    assert json.loads(keys["t4"])["runtime"] == {"device": "cuda", "precision": "fp16"}
 
 
 def test_a_checkpoint_missing_an_encoder_layer_is_refused(tmp_path, tiny_bert):
@@ -245,9 +291,28 @@ def test_length_buckets_cover_every_row_once_with_less_padding_than_random_batch
         return sum(len(b) * lengths[b].max() for b in batches)
 
     assert padded(buckets) < 0.7 * padded(plain)
-    batch = pad_tokens([np.array([1, 2, 3]), np.array([4])], pad_id=0)
+    batch = pad_tokens([np.array([1, 2, 3]), np.array([4])], pad_id=0, max_len=32)
     assert batch["input_ids"].shape == (2, 8) and batch["attention_mask"].sum().item() == 4
-    assert pad_tokens([np.array([1])], 0, length=32)["input_ids"].shape == (1, 32)
+    assert pad_tokens([np.array([1])], 0, max_len=32, fixed_length=True)["input_ids"].shape == (1, 32)
+    assert pad_tokens([np.arange(33)], 0, max_len=36)["input_ids"].shape == (1, 36)  # 40 would pass the limit
+
+
+def test_dynamic_padding_stays_within_a_model_of_max_len_positions(tmp_path):
+    """Rows of 36 tokens for a model of 36 positions at max_len=36: batches pad to 36, not to 40 (a multiple of 8
+    past the position embeddings, which crashed the fit)."""
+    long_name = "item " + " ".join(["soft blue steel travel kitchen home"] * 6)
+    inputs = world_inputs(tmp_path, 40, 8)
+    for frame in inputs.data.values():
+        frame["catalog_content"] = frame["catalog_content"].str.replace("item\n", long_name + "\n", n=1,
+                                                                        regex=False)
+    texts = model_texts(pd.concat(list(inputs.data.values())), SCHEMA)
+    bert = save_random_bert(tmp_path / "bert36", texts, {"max_position_embeddings": 36})
+    learner = FinetuneLearner(model=f"local-dir:{bert}", epochs=1, batch_size=8, **{**TINY, "max_len": 36})
+    learner.prepare(inputs)
+    assert learner.lengths_.max() == 36
+    assert learner._batch(np.arange(8))["input_ids"].shape == (8, 36)
+    learner.fit(np.arange(40), inputs.y)
+    assert np.isfinite(learner.predict(inputs.test_rows)).all()
 
 
 def test_layer_wise_lr_decay_gives_lower_layers_smaller_rates(tiny_bert):
@@ -265,6 +330,37 @@ def test_layer_wise_lr_decay_gives_lower_layers_smaller_rates(tiny_bert):
     decay = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
     assert decay[id(named["encoder.encoder.layer.0.output.dense.bias"])] == 0.0
     assert decay[id(named["encoder.encoder.layer.0.output.LayerNorm.weight"])] == 0.0
+    # every parameter in exactly one group; BERT's no-decay set is what its names say (biases, LayerNorms)
+    assert sorted(decay) == sorted(id(p) for p in model.parameters())
+    undecayed = {name for name, p in named.items() if decay[id(p)] == 0.0}
+    assert undecayed == {name for name in named if name.endswith("bias") or ".LayerNorm." in name}
+
+
+class RenamedNorm(nn.Module):
+    """A transformer's own norm class (as DebertaV2's or an RMSNorm), under an attribute name without 'norm'."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.weight, self.bias = nn.Parameter(torch.ones(width)), nn.Parameter(torch.zeros(width))
+
+
+class OddEncoder(nn.Module):
+    config = SimpleNamespace(hidden_size=4, num_hidden_layers=1)
+
+    def __init__(self):
+        super().__init__()
+        self.proj, self.ln, self.bn, self.final = nn.Linear(4, 4), nn.LayerNorm(4), nn.BatchNorm1d(4), RenamedNorm(4)
+        self.gn = nn.GroupNorm(2, 4)
+
+
+def test_norm_layers_get_no_weight_decay_by_their_type_not_their_name():
+    model = EncoderRegressor(OddEncoder(), "mean", 0.1, 0.0, 1.0)
+    groups = parameter_groups(model, lr=1e-4, head_lr=1e-3, weight_decay=0.01, layer_lr_decay=1.0)
+    decay = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
+    named = dict(model.named_parameters())
+    assert sorted(decay) == sorted(id(p) for p in named.values())
+    decayed = {name for name, p in named.items() if decay[id(p)] > 0}
+    assert decayed == {"encoder.proj.weight", "head.1.weight"}
 
 
 def test_the_smape_surrogate_is_smape_in_log_space_for_large_prices():

@@ -328,3 +328,19 @@ def test_bags_must_be_a_whole_number_of_models(tmp_path, bags):
     with pytest.raises(ValueError, match="bags must be a whole number from 1 to 50"):
         learner_run(world(n_train=60, n_test=5)["data"], "amazon2025", tmp_path, "bad", learner="lightgbm",
                     features=["keywords"], bags=bags)
+
+
+@pytest.mark.parametrize("valid_fraction", [0.6, 0.9, -0.1, True])
+def test_tree_learners_refuse_a_holdout_share_they_cannot_give(tmp_path, valid_fraction):
+    # the holdout is one of round(1/valid_fraction) inner folds, so every share above 1/2 used to become 1/2
+    with pytest.raises(ValueError, match=r"valid_fraction must be in \[0, 0.5\].*0.4 -> 1/2"):
+        learner_run(world(n_train=60, n_test=5)["data"], "amazon2025", tmp_path, "bad", learner="lightgbm",
+                    features=["keywords"], valid_fraction=valid_fraction)
+
+
+def test_tree_learners_hold_out_one_of_round_1_over_f_inner_folds():
+    features, y = planted_feature_set()
+    for valid_fraction, share in [(0.1, 1 / 10), (0.3, 1 / 3), (0.5, 1 / 2)]:
+        learner = feature_learner(features, y, valid_fraction=valid_fraction)
+        watch = learner._watch_rows(np.arange(400))
+        assert watch.mean() == pytest.approx(share, abs=0.02)

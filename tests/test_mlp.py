@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
+import torch
+from torch import nn
 
 from amzkit.core.schema import get_schema
 from amzkit.ml.base import RunInputs
@@ -125,3 +129,50 @@ def test_mlp_takes_categorical_codes_one_hot_and_refuses_bad_parameters(tmp_path
                          ({"categorical": "ordinal"}, "categorical"), ({"valid_fraction": 1.0}, "valid_fraction")):
         with pytest.raises(ValueError, match=message):
             MlpLearner(**{**FAST, **bad}).prepare(inputs)
+
+
+@pytest.mark.parametrize(("param", "value", "allowed"), [
+    ("warmup", 100, r"\[0, 1\) \(a share of the training steps, not a step count\)"), ("warmup", -0.5, r"\[0, 1\)"),
+    ("patience", -1, "an integer >= 0"), ("patience", True, "an integer"), ("patience", 2.0, "an integer"),
+    ("valid_fraction", 0.6, r"\[0, 0.5\].*1/round\(1/valid_fraction\)"), ("epochs", 0, "an integer >= 1"),
+    ("epochs", True, "an integer"), ("batch_size", 0, ">= 1"), ("lr", 0, "> 0"), ("weight_decay", -1e-4, ">= 0"),
+    ("huber_delta", -1, "> 0"), ("dropout", 1.0, r"\[0, 1\)"), ("tfidf_dim", 0, ">= 1"), ("num_threads", -2, ">= 0"),
+    ("hidden", [64, True], "list positive layer widths"),
+])
+def test_numeric_parameters_out_of_range_are_refused_naming_the_parameter_and_its_range(param, value, allowed):
+    with pytest.raises(ValueError, match=rf"learner 'mlp': {param} must .*{allowed}"):
+        MlpLearner(**{**FAST, param: value})._check_params()
+
+
+def test_the_resume_key_holds_the_device_auto_resolved_to(tmp_path, monkeypatch):
+    """A run killed on a GPU must not resume on CPU with the GPU's folds (nor the other way)."""
+    inputs = planted_inputs(tmp_path, n_train=60, n_test=10)
+    keys = []
+    for gpu in (False, True):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda gpu=gpu: gpu)
+        learner = MlpLearner(**{**FAST, "device": "auto"}).prepare(inputs)
+        keys.append(json.dumps(learner.resume_key(), sort_keys=True, default=str))
+        assert learner.describe()["params"]["device"] == "auto"
+    assert keys[0] != keys[1] and json.loads(keys[1])["runtime"]["device"] == "cuda"
+
+
+def test_layer_norm_weights_and_biases_get_no_weight_decay(tmp_path, monkeypatch):
+    """The net's LayerNorm is `body.1`, a name without 'norm': its weight is chosen by type, not name."""
+    groups = []
+    adamw = torch.optim.AdamW
+
+    def spy(params, **kwargs):
+        groups.extend(params)
+        return adamw(params, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "AdamW", spy)
+    inputs = planted_inputs(tmp_path, n_train=60, n_test=10)
+    learner = MlpLearner(**{**FAST, "epochs": 1, "weight_decay": 0.1}).prepare(inputs)
+    learner.fit(np.arange(60), inputs.y)
+    decay = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
+    net = learner.model_
+    assert sorted(decay) == sorted(id(p) for p in net.parameters())
+    norms = [m for m in net.modules() if isinstance(m, nn.LayerNorm)]
+    assert norms and all(decay[id(p)] == 0.0 for m in norms for p in m.parameters())
+    decayed = {name for name, p in net.named_parameters() if decay[id(p)] > 0}
+    assert decayed == {name for name, p in net.named_parameters() if name.endswith("weight") and p.dim() == 2}

@@ -40,23 +40,28 @@ from amzkit.embed.hub import unreachable_message
 from amzkit.embed.neural import BENIGN_MISSING_KEYS, TransformersLoading
 from amzkit.embed.registry import LOCAL_DIR, ModelSpec, get_model_spec
 from amzkit.ml.base import Learner, RunInputs, floor_prediction
+from amzkit.ml.folds import holdout_mask
 from amzkit.ml.token_batches import PADDINGS, longest_first, pad_tokens
 from amzkit.ml.torch_fit import (
     DEVICES,
+    DROPOUT_BOUNDS,
     LOSSES,
     PRECISIONS,
     SCHEDULES,
+    TRAINING_BOUNDS,
+    Bounds,
     TrainPlan,
     autocast,
     autocast_dtype,
     check_choice,
+    check_numbers,
     described_without_progress,
-    holdout_mask,
     holdout_smape,
     log_target_stats,
-    no_decay,
+    no_decay_parameters,
     refit_steps,
     resolve_device,
+    resolved_runtime,
     seed_torch,
     train_loop,
     weighted_loss,
@@ -89,6 +94,19 @@ TEXT_FORMATS = ("catalog", "raw")
 # Checkpoint keys an encoder may leave unused: pretraining heads (BERT's MLM `cls.`, DeBERTa-v3's
 # `lm_predictions.` / `mask_predictions.`), dropped rather than randomly initialised. Nothing else may be left over.
 PRETRAINING_HEADS = ("cls.", "lm_predictions.", "mask_predictions.", "lm_head.")
+# What each numeric parameter may be (choices are checked against their tables).
+FINETUNE_BOUNDS: dict[str, Bounds] = {
+    **TRAINING_BOUNDS,
+    "max_len": Bounds(8, integer=True, note="tokens"),
+    "epochs": Bounds(0, low_open=True, note="a fraction is allowed"),
+    "grad_accum": Bounds(1, integer=True),
+    "lr": Bounds(0, low_open=True, optional=True, note="None: the model's default"),
+    "head_lr": Bounds(0, low_open=True),
+    "layer_lr_decay": Bounds(0, 1, low_open=True, note="1: off"),
+    "head_dropout": DROPOUT_BOUNDS,
+    "encoder_dropout": Bounds(0, 1, high_open=True, optional=True, note="None: the checkpoint's own"),
+    "evals_per_epoch": Bounds(1, integer=True),
+}
 
 
 def encoder_spec(model: str) -> tuple[ModelSpec, float]:
@@ -192,6 +210,7 @@ def parameter_groups(model: EncoderRegressor, lr: float, head_lr: float, weight_
     """AdamW groups: the head at `head_lr`; encoder layer d (of L) at lr * layer_lr_decay ** (L - d); no weight
     decay on biases and norms."""
     n_layers = int(getattr(model.encoder.config, "num_hidden_layers", 0) or 0)
+    undecayed = no_decay_parameters(model)
     groups: dict[tuple[float, float], list] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
@@ -200,7 +219,7 @@ def parameter_groups(model: EncoderRegressor, lr: float, head_lr: float, weight_
             rate = head_lr
         else:
             rate = lr * layer_lr_decay ** (n_layers - layer_depth(name.removeprefix("encoder."), n_layers))
-        groups.setdefault((rate, 0.0 if no_decay(name) else weight_decay), []).append(param)
+        groups.setdefault((rate, 0.0 if id(param) in undecayed else weight_decay), []).append(param)
     return [{"params": params, "lr": rate, "weight_decay": decay} for (rate, decay), params in groups.items()]
 
 
@@ -253,17 +272,7 @@ class FinetuneLearner(Learner):
             check_choice(self.name, param, getattr(self, param), choices)
         if self.pooling:
             check_choice(self.name, "pooling", self.pooling, POOLINGS)
-        for param in ("max_len", "batch_size", "grad_accum", "evals_per_epoch"):
-            value = getattr(self, param)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"learner 'finetune': {param} must be a positive integer, got {value!r}")
-        if not self.epochs > 0:
-            raise ValueError(f"learner 'finetune': epochs must be > 0 (a fraction is allowed), got {self.epochs!r}")
-        if not 0 <= self.valid_fraction < 1:
-            raise ValueError(f"learner 'finetune': valid_fraction must be in [0, 1), got {self.valid_fraction}")
-        if not 0 < self.layer_lr_decay <= 1:
-            raise ValueError(f"learner 'finetune': layer_lr_decay must be in (0, 1] (1: off), got "
-                             f"{self.layer_lr_decay}")
+        check_numbers(self.name, self.get_params(), FINETUNE_BOUNDS)
 
     def prepare(self, inputs: RunInputs) -> FinetuneLearner:
         self._check_params()
@@ -296,8 +305,8 @@ class FinetuneLearner(Learner):
     # --- batches
 
     def _batch(self, positions: np.ndarray) -> dict[str, torch.Tensor]:
-        length = self.max_len if PADDINGS[self.padding].fixed_length else None
-        padded = pad_tokens([self.tokens_[i] for i in positions], self.pad_id_, length)
+        padded = pad_tokens([self.tokens_[i] for i in positions], self.pad_id_, self.max_len,
+                            PADDINGS[self.padding].fixed_length)
         return {key: value.to(self.device_, non_blocking=True) for key, value in padded.items()}
 
     def _predict_log(self, model: EncoderRegressor, rows: np.ndarray) -> np.ndarray:
@@ -343,7 +352,9 @@ class FinetuneLearner(Learner):
             chosen = f", holdout SMAPE {min(s for _, s in h.holdout_smape):.2f} at step {h.best_step}" \
                 if h.holdout_smape else ""
             refit = f"; refit on all rows: {self.refit_history_.steps} steps" if self.refit_history_ else ""
-            print(f"finetune {self.model}: {h.steps} steps{chosen}, {h.samples_per_s:.1f} samples/s{refit}")
+            skipped = sum(run.skipped_batches for run in (h, self.refit_history_) if run)
+            overflow = f"; {skipped} fp16-overflow micro-batches skipped" if skipped else ""
+            print(f"finetune {self.model}: {h.steps} steps{chosen}, {h.samples_per_s:.1f} samples/s{refit}{overflow}")
         return self
 
     def _steps_per_epoch(self, n_rows: int) -> int:
@@ -400,3 +411,7 @@ class FinetuneLearner(Learner):
     def describe(self) -> dict:
         return {**described_without_progress(super().describe()), "features": ["text"], "embeddings": [],
                 "encoder": self.spec_.source if hasattr(self, "spec_") else None}
+
+    def resume_key(self) -> dict:
+        """The description plus the device type and precision 'auto' resolved to."""
+        return {**self.describe(), **resolved_runtime(self)}

@@ -99,3 +99,20 @@ def inner_folds(rows: np.ndarray, n_folds: int, seed: int, groups: np.ndarray | 
         return rng.permutation(np.arange(len(rows)) % n_folds)
     _, group_index = np.unique(np.asarray(groups)[rows], return_inverse=True)
     return rng.permutation(np.arange(group_index.max() + 1) % n_folds)[group_index.ravel()]
+
+
+MAX_VALID_FRACTION = 0.5  # an early-stopping holdout is one of round(1/f) >= 2 inner folds: at most half
+
+
+def holdout_mask(rows: np.ndarray, n_train: int, valid_fraction: float, seed: int,
+                 groups: np.ndarray | None) -> np.ndarray:
+    """The early-stopping rows among `rows`: one of round(1 / valid_fraction) inner folds (at least 2) of the real
+    (< n_train) rows, whole products at a time (seeded), so about 1/round(1/valid_fraction) of them (0.3 -> 1/3,
+    0.4 -> 1/2); none when valid_fraction is 0 or there are fewer than 20 real rows."""
+    watch = np.zeros(len(rows), dtype=bool)
+    real = np.flatnonzero(np.asarray(rows) < n_train)
+    if valid_fraction <= 0 or len(real) < 20:
+        return watch
+    inner = inner_folds(np.asarray(rows)[real], max(2, round(1 / valid_fraction)), seed, groups)
+    watch[real[inner == 0]] = True
+    return watch

@@ -24,19 +24,24 @@ from amzkit.core.io import atomic_path
 from amzkit.core.threads import resolve_threads
 from amzkit.ml.base import Learner, RunInputs, floor_prediction
 from amzkit.ml.featureset import assemble_features
+from amzkit.ml.folds import holdout_mask
 from amzkit.ml.torch_fit import (
     DEVICES,
+    DROPOUT_BOUNDS,
     LOSSES,
     SCHEDULES,
+    TRAINING_BOUNDS,
+    Bounds,
     TrainPlan,
     check_choice,
+    check_numbers,
     described_without_progress,
-    holdout_mask,
     holdout_smape,
     log_target_stats,
-    no_decay,
+    no_decay_parameters,
     refit_steps,
     resolve_device,
+    resolved_runtime,
     seed_torch,
     train_loop,
     weighted_loss,
@@ -48,6 +53,14 @@ CLIP_QUANTILES = (0.001, 0.999)
 MAX_EMBEDDING_DIM = 16
 PREDICT_BATCH = 8192
 CATEGORICAL_MODES = ("embedding", "onehot")
+# What each numeric parameter may be (choices are checked against their tables).
+MLP_BOUNDS: dict[str, Bounds] = {
+    **TRAINING_BOUNDS,
+    "epochs": Bounds(1, integer=True),
+    "lr": Bounds(0, low_open=True),
+    "dropout": DROPOUT_BOUNDS,
+    "tfidf_dim": Bounds(1, integer=True),
+}
 
 
 class TabularScaler:
@@ -158,12 +171,8 @@ class MlpLearner(Learner):
         check_choice(self.name, "schedule", self.schedule, SCHEDULES)
         check_choice(self.name, "categorical", self.categorical, CATEGORICAL_MODES)
         check_choice(self.name, "device", self.device, DEVICES)
-        if not 0 <= self.valid_fraction < 1:
-            raise ValueError(f"learner 'mlp': valid_fraction must be in [0, 1), got {self.valid_fraction}")
-        for param in ("epochs", "batch_size"):
-            if not isinstance(getattr(self, param), int) or getattr(self, param) < 1:
-                raise ValueError(f"learner 'mlp': {param} must be a positive integer, got {getattr(self, param)!r}")
-        if not all(isinstance(h, int) and h > 0 for h in self.hidden):
+        check_numbers(self.name, self.get_params(), MLP_BOUNDS)
+        if not all(Bounds(1, integer=True).admits(width) for width in self.hidden):
             raise ValueError(f"learner 'mlp': hidden must list positive layer widths, e.g. [512, 128], "
                              f"got {self.hidden!r}")
 
@@ -235,9 +244,10 @@ class MlpLearner(Learner):
         centre, spread = log_target_stats(y_train)
         net = MlpNet(numeric.shape[1], self.cardinalities_, self.categorical, self.hidden, self.dropout, centre,
                      spread).to(self.device_)
-        named = list(net.named_parameters())
-        groups = [{"params": [p for n, p in named if not no_decay(n)], "weight_decay": self.weight_decay},
-                  {"params": [p for n, p in named if no_decay(n)], "weight_decay": 0.0}]
+        undecayed = no_decay_parameters(net)
+        params = list(net.parameters())
+        groups = [{"params": [p for p in params if id(p) not in undecayed], "weight_decay": self.weight_decay},
+                  {"params": [p for p in params if id(p) in undecayed], "weight_decay": 0.0}]
         optimizer = torch.optim.AdamW(groups, lr=self.lr)
         order = np.random.default_rng(self.inputs_.seed)
         train_index = np.asarray(train_index)
@@ -272,6 +282,10 @@ class MlpLearner(Learner):
         width = len(self.features_.names) if hasattr(self, "features_") else None
         return {**described_without_progress(super().describe()), "features": list(self.features),
                 "embeddings": list(self.embeddings), "n_features": width}
+
+    def resume_key(self) -> dict:
+        """The description plus the device type 'auto' resolved to."""
+        return {**self.describe(), **resolved_runtime(self)}
 
 
 def _predict_log(net: MlpNet, tensors: tuple[torch.Tensor, torch.Tensor]) -> np.ndarray:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 BUCKET_BATCHES = 50  # batches per length-sorted chunk
-PAD_MULTIPLE = 8  # dynamic lengths are rounded up to a multiple of 8 (tensor-core friendly shapes on GPU)
+PAD_MULTIPLE = 8  # dynamic lengths round up to a multiple of 8 (tensor-core friendly shapes on GPU), up to max_len
 
 
 def bucket_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -58,11 +58,13 @@ PADDINGS: dict[str, Padding] = {
 }
 
 
-def pad_tokens(tokens: list[np.ndarray], pad_id: int, length: int | None = None) -> dict[str, torch.Tensor]:
-    """input_ids and attention_mask of `tokens` padded to `length` (None: the longest, rounded up to 8)."""
+def pad_tokens(tokens: list[np.ndarray], pad_id: int, max_len: int, fixed_length: bool = False
+               ) -> dict[str, torch.Tensor]:
+    """input_ids and attention_mask of `tokens` (each at most `max_len` long) padded to `max_len` when
+    `fixed_length`, else to the longest rounded up to a multiple of 8 but never past `max_len` (a model with
+    `max_len` positions takes no more)."""
     longest = max(len(t) for t in tokens)
-    if length is None:
-        length = -(-longest // PAD_MULTIPLE) * PAD_MULTIPLE
+    length = max_len if fixed_length else min(max_len, -(-longest // PAD_MULTIPLE) * PAD_MULTIPLE)
     ids = np.full((len(tokens), length), pad_id, dtype=np.int64)
     mask = np.zeros((len(tokens), length), dtype=np.int64)
     for i, row in enumerate(tokens):

@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm.auto import tqdm
 
 from amzkit.core.metric import smape
 from amzkit.ml.base import floor_prediction
-from amzkit.ml.folds import inner_folds
+from amzkit.ml.folds import MAX_VALID_FRACTION
 
 
 def _huber(pred, target, delta):
@@ -57,6 +59,7 @@ SCHEDULES: dict[str, Callable[[float], float]] = {
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
+PRECISION_NAMES: dict[torch.dtype | None, str] = {None: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 
 
 def check_choice(learner: str, param: str, value, choices) -> None:
@@ -65,10 +68,76 @@ def check_choice(learner: str, param: str, value, choices) -> None:
         raise ValueError(f"learner {learner!r}: {param}={value!r} is not one of {sorted(choices)}")
 
 
+@dataclass(frozen=True)
+class Bounds:
+    """The values a numeric parameter may take: a number (or an integer) from `low` to `high`, either end open
+    or absent; None too when `optional`. `note` says what the number means."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    integer: bool = False
+    optional: bool = False
+    note: str = ""
+
+    def admits(self, value) -> bool:
+        if value is None:
+            return self.optional
+        kind = numbers.Integral if self.integer else numbers.Real
+        if isinstance(value, bool) or not isinstance(value, kind):
+            return False
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return bool(above and below)
+
+    def __str__(self) -> str:
+        kind = "an integer" if self.integer else "a number"
+        if self.low is not None and self.high is not None:
+            span = f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+        elif self.low is not None:
+            span = f"{'>' if self.low_open else '>='} {self.low:g}"
+        else:
+            span = f"{'<' if self.high_open else '<='} {self.high:g}"
+        return f"{kind} {span}" + (" or None" if self.optional else "") + (f" ({self.note})" if self.note else "")
+
+
+def check_numbers(learner: str, values: Mapping[str, object], allowed: Mapping[str, Bounds]) -> None:
+    """A clear error naming the learner, the parameter and its allowed range for the first value out of it."""
+    for param, bounds in allowed.items():
+        if not bounds.admits(values[param]):
+            raise ValueError(f"learner {learner!r}: {param} must be {bounds}, got {values[param]!r}")
+
+
+# Parameters both torch learners share, with what each may be (a learner adds its own).
+TRAINING_BOUNDS: dict[str, Bounds] = {
+    "batch_size": Bounds(1, integer=True),
+    "weight_decay": Bounds(0),
+    "warmup": Bounds(0, 1, high_open=True, note="a share of the training steps, not a step count"),
+    "huber_delta": Bounds(0, low_open=True),
+    "valid_fraction": Bounds(0, MAX_VALID_FRACTION, note="0: no holdout; the holdout is 1/round(1/valid_fraction) "
+                                                          "of the training rows: 0.1 -> 1/10, 0.3 -> 1/3, 0.4 -> 1/2"),
+    "patience": Bounds(0, integer=True, note="evaluations without improvement; 0: never stop early"),
+    "num_threads": Bounds(0, integer=True, note="0: the free cores"),
+}
+DROPOUT_BOUNDS = Bounds(0, 1, high_open=True)
+
+
 def described_without_progress(described: dict) -> dict:
     """A learner's description without its `progress` switch: showing bars or not changes no result, so a run
     resumed with the other setting still matches its kept folds."""
     return {**described, "params": {k: v for k, v in described["params"].items() if k != "progress"}}
+
+
+def resolved_runtime(learner) -> dict[str, dict[str, str]]:
+    """For a prepared learner's resume key: the device type and precision its fits really run in ('auto'
+    resolved), so a run killed on a T4 (fp16) and resumed on CPU (fp32) or a bf16 GPU starts over instead of
+    mixing folds of both; {} before prepare. The thread count num_threads=0 resolves to stays out, as for
+    every learner."""
+    if not hasattr(learner, "device_"):
+        return {}
+    amp = getattr(learner, "amp_", None)
+    return {"runtime": {"device": learner.device_.type, "precision": PRECISION_NAMES[amp]}}
 
 
 def weighted_loss(name: str, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None,
@@ -128,22 +197,22 @@ def seed_torch(seed: int) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
-def holdout_mask(rows: np.ndarray, n_train: int, valid_fraction: float, seed: int,
-                 groups: np.ndarray | None) -> np.ndarray:
-    """The early-stopping rows among `rows`: `valid_fraction` of the real (< n_train) rows, whole products at a
-    time (seeded); none when valid_fraction is 0 or there are fewer than 20 real rows."""
-    watch = np.zeros(len(rows), dtype=bool)
-    real = np.flatnonzero(np.asarray(rows) < n_train)
-    if valid_fraction <= 0 or len(real) < 20:
-        return watch
-    inner = inner_folds(np.asarray(rows)[real], max(2, round(1 / valid_fraction)), seed, groups)
-    watch[real[inner == 0]] = True
-    return watch
+NORM_LAYERS = (nn.LayerNorm, nn.modules.batchnorm._BatchNorm, nn.GroupNorm)
 
 
-def no_decay(name: str) -> bool:
-    """Parameters without weight decay: biases and normalisation weights."""
-    return name.endswith("bias") or "norm" in name.lower()
+def is_norm_layer(module: nn.Module) -> bool:
+    """torch's LayerNorm / BatchNorm* / GroupNorm, or any class named *Norm* (DebertaV2's LayerNorm, RMSNorm)."""
+    return isinstance(module, NORM_LAYERS) or "Norm" in type(module).__name__
+
+
+def no_decay_parameters(model: nn.Module) -> set[int]:
+    """ids of the parameters trained without weight decay: biases and every parameter of a normalisation layer
+    (chosen by module type, not by name: an MLP's LayerNorm is `body.1`)."""
+    chosen = set()
+    for module in model.modules():
+        norm = is_norm_layer(module)
+        chosen |= {id(param) for name, param in module.named_parameters(recurse=False) if norm or name.endswith("bias")}
+    return chosen
 
 
 @dataclass
@@ -172,13 +241,15 @@ class TrainPlan:
 class History:
     """What one training run did: loss per optimizer step, holdout SMAPE per evaluation, the chosen step."""
 
-    train_loss: list[float] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)  # NaN for a step whose every micro-batch was skipped
     holdout_smape: list[tuple[int, float]] = field(default_factory=list)
     best_step: int = 0
     steps: int = 0
     samples: int = 0
     seconds: float = 0.0
     stopped_early: bool = False
+    micro_batches: int = 0
+    skipped_batches: int = 0  # fp16 forward overflows (non-finite loss): no backward
 
     @property
     def samples_per_s(self) -> float:
@@ -192,10 +263,11 @@ def train_loop(model: torch.nn.Module, optimizer, plan: TrainPlan, batches: Call
                progress: bool = True) -> History:
     """Train `model` by `plan`; returns its History and leaves the best-scoring weights in `model`.
 
-    `batches(epoch)` gives that epoch's micro-batches (`grad_accum` of them make one optimizer step);
-    `loss_of(batch)` returns (mean loss, rows). `evaluate()` (the inner holdout's SMAPE, lower is better) runs
-    before the first step and at the plan's evaluation steps; without it the last weights are kept. fp16 uses
-    a GradScaler.
+    `batches(epoch)` gives that epoch's micro-batches (`grad_accum` of them make one optimizer step, the epoch's
+    last group maybe fewer: each loss is divided by its group's size); `loss_of(batch)` returns (mean loss, rows).
+    `evaluate()` (the inner holdout's SMAPE, lower is better) runs before the first step and at the plan's
+    evaluation steps; without it the last weights are kept. fp16 uses a GradScaler; a micro-batch whose fp16
+    loss is not finite is skipped (counted in History), and more than half of them skipped is an error.
     """
     scheduler = warmup_decay(optimizer, plan.total_steps, warmup, schedule)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
@@ -209,32 +281,39 @@ def train_loop(model: torch.nn.Module, optimizer, plan: TrainPlan, batches: Call
         best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     model.train()
     optimizer.zero_grad(set_to_none=True)
-    step, running = 0, []
+    step = 0
     for epoch in range(math.ceil(plan.epochs)):
         epoch_batches = list(batches(epoch))
-        for i, batch in enumerate(epoch_batches):
-            with autocast(device, amp):
-                loss, rows = loss_of(batch)
-            if not torch.isfinite(loss):
-                if amp == torch.float16:
-                    continue  # fp16 overflow: skip the batch (the scaler lowers its scale on inf gradients)
-                raise FloatingPointError(f"{desc}: the training loss became {loss.item()} at step {step}; lower the "
-                                         "learning rate (lr) or use loss='huber'")
-            scaler.scale(loss / grad_accum).backward()
-            running.append(loss.item())
-            history.samples += rows
-            bar.update(rows)
-            if (i + 1) % grad_accum and i + 1 < len(epoch_batches):
-                continue
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
-            scaler.step(optimizer)
-            scaler.update()
+        for first in range(0, len(epoch_batches), grad_accum):
+            group = epoch_batches[first:first + grad_accum]
+            losses = []
+            for batch in group:
+                with autocast(device, amp):
+                    loss, rows = loss_of(batch)
+                history.micro_batches += 1
+                if not torch.isfinite(loss):
+                    if amp == torch.float16:  # the forward overflowed fp16: no gradient to scale, skip the batch
+                        history.skipped_batches += 1
+                        continue
+                    raise FloatingPointError(f"{desc}: the training loss became {loss.item()} at step {step}; lower "
+                                             "the learning rate (lr) or use loss='huber'")
+                scaler.scale(loss / len(group)).backward()
+                losses.append(loss.item())
+                history.samples += rows
+                bar.update(rows)
+            if losses:  # a group of skipped batches only moves the schedule on, as planned
+                scaler.unscale_(optimizer)
+                if len(losses) < len(group):  # the mean over the batches that count, not diluted by the skipped
+                    for param in model.parameters():
+                        if param.grad is not None:
+                            param.grad.mul_(len(group) / len(losses))
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+                scaler.step(optimizer)
+                scaler.update()
             optimizer.zero_grad(set_to_none=True)
             scheduler.step()
             step += 1
-            history.train_loss.append(float(np.mean(running)))
-            running = []
+            history.train_loss.append(float(np.mean(losses)) if losses else math.nan)
             bar.set_postfix(loss=f"{history.train_loss[-1]:.4f}", refresh=False)
             if evaluate is not None and step in eval_at:
                 score = evaluate()
@@ -254,6 +333,10 @@ def train_loop(model: torch.nn.Module, optimizer, plan: TrainPlan, batches: Call
         if history.stopped_early or step >= limit:
             break
     bar.close()
+    if history.skipped_batches > history.micro_batches / 2:
+        raise FloatingPointError(f"{desc}: the loss overflowed fp16 in {history.skipped_batches} of "
+                                 f"{history.micro_batches} micro-batches (skipped, no training on them); use "
+                                 "precision='fp32' (or 'bf16' on a GPU from Ampere up) or a lower lr")
     history.steps, history.seconds = step, time.perf_counter() - started
     if evaluate is None or best_state is None:
         history.best_step = step

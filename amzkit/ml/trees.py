@@ -26,7 +26,7 @@ import pandas as pd
 from amzkit.core.threads import resolve_threads
 from amzkit.ml.base import Learner, RunInputs, floor_prediction
 from amzkit.ml.featureset import FeatureSet, assemble_features
-from amzkit.ml.folds import inner_folds
+from amzkit.ml.folds import MAX_VALID_FRACTION, holdout_mask
 from amzkit.ml.presets import check_preset, resolve_preset
 
 MIN_GROUP_ROWS = 200
@@ -131,8 +131,10 @@ class TreeLearner(Learner):
     # --- the protocol
 
     def prepare(self, inputs: RunInputs) -> TreeLearner:
-        if not 0 <= self.valid_fraction < 1:
-            raise ValueError(f"valid_fraction must be in [0, 1), got {self.valid_fraction}")
+        if isinstance(self.valid_fraction, bool) or not 0 <= self.valid_fraction <= MAX_VALID_FRACTION:
+            raise ValueError(f"valid_fraction must be in [0, {MAX_VALID_FRACTION}] (0: no holdout; the holdout is "
+                             f"1/round(1/valid_fraction) of the training rows: 0.1 -> 1/10, 0.3 -> 1/3, 0.4 -> 1/2), "
+                             f"got {self.valid_fraction!r}")
         check_bags(self.bags)
         self.inputs_ = inputs
         self.threads_ = resolve_threads(self.num_threads)
@@ -204,14 +206,7 @@ class TreeLearner(Learner):
 
     def _watch_rows(self, rows: np.ndarray) -> np.ndarray:
         """The early-stopping rows: `valid_fraction` of the real rows, whole products at a time (seeded)."""
-        watch = np.zeros(len(rows), dtype=bool)
-        real = np.flatnonzero(rows < self.inputs_.n_train)
-        if self.valid_fraction <= 0 or len(real) < 20:
-            return watch
-        n_inner = max(2, round(1 / self.valid_fraction))
-        inner = inner_folds(rows[real], n_inner, self.inputs_.seed, self.inputs_.groups)
-        watch[real[inner == 0]] = True
-        return watch
+        return holdout_mask(rows, self.inputs_.n_train, self.valid_fraction, self.inputs_.seed, self.inputs_.groups)
 
     def _target(self, y: np.ndarray) -> np.ndarray:
         return np.log1p(y) if self.target_transform() == "log1p" else y

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import pandas as pd
 
 from amzkit.core.schema import Schema, get_schema, row_text
@@ -24,11 +25,16 @@ UNIT_WORDS: dict[str, str] = {
 }
 
 
+def plain_number(value: float) -> str:
+    """A number as a plain decimal, without exponent or needless zeros: 1500000, 1234.567, 12, 0.0000125."""
+    return np.format_float_positional(float(value), trim="-")
+
+
 def quantity_words(entry: CatalogEntry) -> str:
     """'72 fluid ounces', '6 count', '3 sachets' (an unknown unit as written), '2' (no unit), '' (no value)."""
     if entry.value is None:
         return ""
-    number = f"{entry.value:g}"
+    number = plain_number(entry.value)
     if entry.unit in UNIT_WORDS:
         return f"{number} {UNIT_WORDS[entry.unit]}"
     if entry.unit == "other" and entry.unit_raw:

@@ -1,0 +1,84 @@
+"""The torch learners' training loop (ml.torch_fit.train_loop): gradient accumulation and fp16 overflow skips.
+
+Each test trains one scalar parameter w with SGD at lr 1 on micro-batches whose loss is -w (gradient -1), so an
+optimizer step moves w by exactly the mean gradient it was given.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from amzkit.ml.torch_fit import TrainPlan, train_loop
+
+CPU = torch.device("cpu")
+
+
+class Scalar(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+
+def train_scalar(n_batches: int, grad_accum: int, steps_per_epoch: int, overflow=(), amp=None,
+                 schedule: str = "constant"):
+    """Train w on `n_batches` micro-batches of loss -w (micro-batches in `overflow` give an infinite loss):
+    (the gradient each optimizer step used, the learning rate it used, History)."""
+    model = Scalar()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    grads, rates = [], []
+
+    def before_step(opt, args, kwargs):
+        grads.append(float(model.w.grad))
+        rates.append(opt.param_groups[0]["lr"])
+
+    optimizer.register_step_pre_hook(before_step)
+
+    def loss_of(i):
+        if i in overflow:
+            return torch.tensor(math.inf) + 0 * model.w.sum(), 1
+        return -model.w.sum(), 1
+
+    history = train_loop(model, optimizer, TrainPlan(1, steps_per_epoch), lambda epoch: list(range(n_batches)),
+                         loss_of, device=CPU, amp=amp, schedule=schedule, grad_accum=grad_accum, clip_norm=1e9,
+                         progress=False)
+    return grads, rates, history
+
+
+def test_an_epochs_short_last_accumulation_group_weighs_as_much_as_a_full_one():
+    grads, _, history = train_scalar(5, grad_accum=4, steps_per_epoch=2)  # groups of 4 and 1 micro-batches
+    assert grads == [-1.0, -1.0] and history.steps == 2  # the old loop gave the last group a quarter: -0.25
+
+
+def test_a_skipped_fp16_batch_that_closes_a_group_keeps_the_groups_and_their_mean():
+    grads, _, history = train_scalar(4, grad_accum=2, steps_per_epoch=2, overflow={1}, amp=torch.float16)
+    assert history.steps == 2 and grads == [-1.0, -1.0]  # not one merged step of gradient -1.5
+    assert (history.skipped_batches, history.micro_batches, history.samples) == (1, 4, 3)
+
+
+def test_a_group_of_only_skipped_batches_moves_the_schedule_on_without_an_optimizer_step():
+    grads, rates, history = train_scalar(8, grad_accum=2, steps_per_epoch=4, overflow={2, 3}, amp=torch.float16,
+                                         schedule="linear")
+    assert history.steps == 4 and grads == [-1.0, -1.0, -1.0]  # group 2 stepped nothing, yet counts as planned
+    assert rates == [1.0, 0.5, 0.25]  # the linear decay over 4 steps went on past it (step 2's rate was 0.75)
+    assert math.isnan(history.train_loss[1]) and history.skipped_batches == 2
+
+
+@pytest.mark.parametrize("overflow", [set(range(8)), {0, 1, 2, 4, 6}])
+def test_fp16_overflow_in_most_micro_batches_is_an_error_that_says_to_use_fp32(overflow):
+    with pytest.raises(FloatingPointError, match=rf"{len(overflow)} of 8 micro-batches.*precision='fp32'.*lower lr"):
+        train_scalar(8, grad_accum=1, steps_per_epoch=8, overflow=overflow, amp=torch.float16)
+
+
+def test_without_fp16_a_non_finite_loss_is_an_error_at_once():
+    with pytest.raises(FloatingPointError, match="lower the learning rate"):
+        train_scalar(4, grad_accum=1, steps_per_epoch=4, overflow={2})
+
+
+def test_steps_and_losses_of_full_groups_are_as_before():
+    grads, _, history = train_scalar(6, grad_accum=3, steps_per_epoch=2)
+    assert grads == [-1.0, -1.0] and history.train_loss == [-0.0, -1.0] and history.skipped_batches == 0
+    assert np.isclose(history.samples, 6)
