@@ -9,6 +9,7 @@ written outside the work folder, nothing a user computed was lost, and nothing s
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import shutil
 import stat
@@ -413,6 +414,16 @@ def test_outputs_get_the_users_umask(tmp_path, umask) -> None:
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+
+
+def test_json_outputs_are_strict_json_with_null_for_nan_and_infinity(tmp_path) -> None:
+    # 02's table and 04's metrics held NaN, which Python reads but jq, JavaScript and strict parsers refuse
+    metrics = {"cv": np.float64("nan"), "rows": [1.5, float("inf"), np.float32("-inf")], "ok": np.float32(2.5),
+               "fold": np.array([np.nan, 1.0]), "nested": {"t": (np.nan, 3)}, "n": np.int64(4), "s": "NaN"}
+    text = write_json(tmp_path / "m.json", metrics).read_text(encoding="utf-8")
+    strict = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in JSON output"))
+    assert strict == {"cv": None, "rows": [1.5, None, None], "ok": 2.5, "fold": [None, 1.0], "nested": {"t": [None, 3]},
+                      "n": 4, "s": "NaN"}
 
 
 # --------------------------------------------------------------------------------------------------

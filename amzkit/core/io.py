@@ -65,8 +65,22 @@ def write_text(path: str | Path, text: str) -> Path:
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
-    """Write `obj` as indented JSON atomically (numpy scalars and arrays are converted)."""
-    return write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+    """Write `obj` as indented, strict JSON atomically: numpy scalars and arrays are converted, and a NaN or
+    infinite number is written as null (Python reads NaN, but jq, JavaScript and most JSON tools refuse it)."""
+    return write_text(path, json.dumps(_finite(obj), indent=2, default=_json_default, allow_nan=False) + "\n")
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every non-finite float (also inside dicts, lists, tuples and arrays) replaced by None."""
+    if isinstance(value, float | np.floating):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+        return _finite(value.tolist())
+    return value
 
 
 def _json_default(value: Any) -> Any:
