@@ -68,8 +68,8 @@ def main() -> None:
           f"mean {lengths.mean():.0f}, {np.mean(lengths >= args.max_len):.0%} truncated")
     for mode in modes:
         batches = PADDINGS[mode].batches(lengths, args.batch_size, np.random.default_rng((0, 0)))
-        width = [args.max_len if PADDINGS[mode].fixed_length else -(-lengths[b].max() // PAD_MULTIPLE) * PAD_MULTIPLE
-                 for b in batches]
+        width = [args.max_len if PADDINGS[mode].fixed_length
+                 else min(args.max_len, -(-lengths[b].max() // PAD_MULTIPLE) * PAD_MULTIPLE) for b in batches]
         padded = sum(w * len(b) for w, b in zip(width, batches, strict=True)) / args.rows
         print(f"{mode:10s} pads to {padded:5.0f} tokens per row on average (epoch 1)")
     samples = dict.fromkeys(modes, 0)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from amzkit.core.metric import smape
+from amzkit.ml.folds import inner_folds
 from amzkit.ml.nested import choose_inside, cross_fit, inner_score
 
 
@@ -94,11 +95,26 @@ def test_a_real_winner_is_picked_in_every_fold() -> None:
     np.testing.assert_allclose(pred, nested["m3"], rtol=1e-12)
 
 
-def test_with_two_folds_the_pick_is_scored_in_sample_on_the_other_fold() -> None:
+class Memoriser:
+    """A method that overfits all the way: the prices of the rows it was fit on, a bad guess (1.0) for others."""
+
+    def fit(self, inputs: Inputs, rows: np.ndarray) -> Memoriser:
+        self.known_ = dict(zip(rows.tolist(), inputs.target[rows], strict=True))
+        return self
+
+    def predict(self, inputs: Inputs, rows: np.ndarray) -> np.ndarray:
+        return np.array([self.known_.get(row, 1.0) for row in rows.tolist()])
+
+
+def test_with_two_folds_the_pick_is_scored_on_halves_of_the_other_fold_never_in_sample() -> None:
     inputs, folds, combiners = noise_world(3, n_folds=2)
+    combiners = {"m0": combiners["m0"], "memoriser": Memoriser()}
     rows = np.flatnonzero(folds == 1)
-    expected = smape(inputs.target[rows], Column(5).fit(inputs, rows).predict(inputs, rows))
-    assert inner_score(combiners["m5"], inputs, folds, rows) == pytest.approx(expected, rel=1e-12)
+    assert inner_score(combiners["memoriser"], inputs, folds, rows) > 150  # in-sample it would score 0
+    halves = folds.copy()
+    halves[rows] = inner_folds(rows, 2, 0)
+    expected = smape(inputs.target[rows], cross_fit(combiners["m0"], inputs, halves, rows)[0][rows])
+    assert inner_score(combiners["m0"], inputs, folds, rows) == pytest.approx(expected, rel=1e-12)
     nested = {name: cross_fit(c, inputs, folds)[0] for name, c in combiners.items()}
     pred, picked, _ = choose_inside(combiners, nested, inputs, folds)
-    assert len(picked) == 2 and np.isfinite(pred).all()
+    assert picked == ["m0", "m0"] and np.isfinite(pred).all()

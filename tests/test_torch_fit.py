@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from amzkit.ml.torch_fit import TrainPlan, train_loop
+from amzkit.ml.torch_fit import OVERFLOW_CHECK_BATCHES, TrainPlan, train_loop
 
 CPU = torch.device("cpu")
 
@@ -82,3 +82,25 @@ def test_steps_and_losses_of_full_groups_are_as_before():
     grads, _, history = train_scalar(6, grad_accum=3, steps_per_epoch=2)
     assert grads == [-1.0, -1.0] and history.train_loss == [-0.0, -1.0] and history.skipped_batches == 0
     assert np.isclose(history.samples, 6)
+
+
+def test_a_fit_overflowing_from_the_start_stops_early_not_after_every_planned_batch():
+    seen = []
+
+    def counting_loss(i):
+        seen.append(i)
+        return torch.tensor(math.inf) + 0 * model.w.sum(), 1
+
+    model = Scalar()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    with pytest.raises(FloatingPointError, match=f"{OVERFLOW_CHECK_BATCHES} of {OVERFLOW_CHECK_BATCHES} micro"):
+        train_loop(model, optimizer, TrainPlan(1, 1000), lambda epoch: list(range(1000)), counting_loss,
+                   device=CPU, amp=torch.float16, schedule="constant", progress=False)
+    assert len(seen) == OVERFLOW_CHECK_BATCHES  # not the 1,000 planned forward passes
+
+
+def test_a_few_early_overflows_do_not_stop_a_fit():
+    # half of the first 32 micro-batches overflow (no more than half): the fit goes on and trains the rest
+    grads, _, history = train_scalar(64, grad_accum=1, steps_per_epoch=64, overflow=set(range(0, 32, 2)),
+                                     amp=torch.float16)
+    assert history.skipped_batches == 16 and history.steps == 64 and len(grads) == 48

@@ -14,6 +14,7 @@ import copy
 import numpy as np
 
 from amzkit.core.metric import smape
+from amzkit.ml.folds import inner_folds
 
 
 def cross_fit(combiner, inputs, folds: np.ndarray, rows: np.ndarray | None = None) -> tuple[np.ndarray, list]:
@@ -30,12 +31,13 @@ def cross_fit(combiner, inputs, folds: np.ndarray, rows: np.ndarray | None = Non
     return nested, fitted
 
 
-def inner_score(combiner, inputs, folds: np.ndarray, rows: np.ndarray) -> float:
-    """SMAPE of `combiner` on `rows` alone: nested over their folds, or in-sample when they hold one fold."""
-    if len(np.unique(folds[rows])) > 1:
-        pred = cross_fit(combiner, inputs, folds, rows)[0][rows]
-    else:
-        pred = copy.deepcopy(combiner).fit(inputs, rows).predict(inputs, rows)
+def inner_score(combiner, inputs, folds: np.ndarray, rows: np.ndarray, seed: int = 0) -> float:
+    """SMAPE of `combiner` on `rows` alone, nested over their folds; when they hold one fold (2-fold CV), over
+    two seeded random halves of it: never in-sample, which would favour the method that overfits most."""
+    inner = folds.copy()
+    if len(np.unique(folds[rows])) < 2:
+        inner[rows] = inner_folds(rows, 2, seed)
+    pred = cross_fit(combiner, inputs, inner, rows)[0][rows]
     return smape(inputs.target[rows], pred)
 
 

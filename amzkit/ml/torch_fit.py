@@ -256,6 +256,20 @@ class History:
         return self.samples / max(self.seconds, 1e-9)
 
 
+OVERFLOW_CHECK_BATCHES = 32  # micro-batches seen before a mostly-overflowing fp16 fit is stopped mid-way
+
+
+def check_overflow(history: History, desc: str, finished: bool = False) -> None:
+    """Stop a fit whose fp16 loss overflowed in more than half its micro-batches: at the end, and as soon as
+    OVERFLOW_CHECK_BATCHES of them show it (not after a whole fold of forward passes that train nothing)."""
+    if history.skipped_batches * 2 <= history.micro_batches:
+        return
+    if finished or history.micro_batches >= OVERFLOW_CHECK_BATCHES:
+        raise FloatingPointError(f"{desc}: the loss overflowed fp16 in {history.skipped_batches} of "
+                                 f"{history.micro_batches} micro-batches (skipped, no training on them); use "
+                                 "precision='fp32' (or 'bf16' on a GPU from Ampere up) or a lower lr")
+
+
 def train_loop(model: torch.nn.Module, optimizer, plan: TrainPlan, batches: Callable[[int], Iterable],
                loss_of: Callable[[object], tuple[torch.Tensor, int]], *, device: torch.device,
                amp: torch.dtype | None, schedule: str = "linear", warmup: float = 0.0, grad_accum: int = 1,
@@ -314,6 +328,7 @@ def train_loop(model: torch.nn.Module, optimizer, plan: TrainPlan, batches: Call
             scheduler.step()
             step += 1
             history.train_loss.append(float(np.mean(losses)) if losses else math.nan)
+            check_overflow(history, desc)
             bar.set_postfix(loss=f"{history.train_loss[-1]:.4f}", refresh=False)
             if evaluate is not None and step in eval_at:
                 score = evaluate()
@@ -333,10 +348,7 @@ def train_loop(model: torch.nn.Module, optimizer, plan: TrainPlan, batches: Call
         if history.stopped_early or step >= limit:
             break
     bar.close()
-    if history.skipped_batches > history.micro_batches / 2:
-        raise FloatingPointError(f"{desc}: the loss overflowed fp16 in {history.skipped_batches} of "
-                                 f"{history.micro_batches} micro-batches (skipped, no training on them); use "
-                                 "precision='fp32' (or 'bf16' on a GPU from Ampere up) or a lower lr")
+    check_overflow(history, desc, finished=True)
     history.steps, history.seconds = step, time.perf_counter() - started
     if evaluate is None or best_state is None:
         history.best_step = step
