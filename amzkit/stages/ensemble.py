@@ -428,8 +428,9 @@ def ensemble(work_dir: str | Path, runs=D.runs, *, method: str = D.method, meta=
     fold_scores = {n: _fold_scores(target, np.exp(oof_log[:, i]), folds) for i, n in enumerate(runs)}
     for m, r in results.items():
         fold_scores[f"{m} (nested)"] = _fold_scores(target, r["nested"], folds)
-    if method == "best":
-        fold_scores[BEST_INSIDE] = _fold_scores(target, scored, folds)
+    cv_key = BEST_INSIDE if method == "best" else f"{chosen} (nested)"  # the fold curve cv_smape scores
+    fold_scores[cv_key] = _fold_scores(target, scored, folds)
+    cv = smape(target, scored)
     table = pd.DataFrame(
         [{"model": n, "kind": "run", "nested_smape": per_run[n], "fold_mean": float(np.mean(fold_scores[n])),
           "fold_std": float(np.std(fold_scores[n])), "in_sample_smape": per_run[n], "chosen": False} for n in runs]
@@ -437,7 +438,7 @@ def ensemble(work_dir: str | Path, runs=D.runs, *, method: str = D.method, meta=
             "fold_mean": float(np.mean(fold_scores[f"{m} (nested)"])),
             "fold_std": float(np.std(fold_scores[f"{m} (nested)"])),
             "in_sample_smape": smape(target, r["in_sample"]), "chosen": m == chosen} for m, r in results.items()]
-        + ([{"model": BEST_INSIDE, "kind": "ensemble", "nested_smape": smape(target, scored),
+        + ([{"model": BEST_INSIDE, "kind": "ensemble", "nested_smape": cv,
              "fold_mean": float(np.mean(fold_scores[BEST_INSIDE])), "fold_std": float(np.std(fold_scores[BEST_INSIDE])),
              "in_sample_smape": np.nan, "chosen": False}] if method == "best" else []))
 
@@ -482,9 +483,9 @@ def ensemble(work_dir: str | Path, runs=D.runs, *, method: str = D.method, meta=
         "fold_smape": fold_scores, "table": table.to_dict(orient="records"),
         "error_correlation": [[None if np.isnan(v) else round(float(v), 4) for v in row] for row in corr.to_numpy()],
         "alike_runs": alike_pairs(corr),
-        "cv_smape": smape(target, scored),
-        "cv_fold_smape_std": float(np.std(_fold_scores(target, scored, folds))),
-        "cv_scores": BEST_INSIDE if method == "best" else f"{chosen} (nested)",
+        "cv_smape": cv,
+        "cv_fold_smape_std": float(np.std(fold_scores[cv_key])),
+        "cv_scores": cv_key,
         "constant_median_smape": float(np.mean([loaded[n]["metrics"]["constant_median_smape"] for n in runs])),
     }
     if method == "best":
