@@ -118,6 +118,10 @@ def test_a_killed_finetune_run_resumes_at_fold_3_with_the_same_oof(tmp_path, tin
     oof = [pd.read_csv(work / "03_train" / "ft" / "oof.csv")["pred"].to_numpy() for work in
            (tmp_path / "whole", tmp_path / "killed")]
     np.testing.assert_allclose(oof[0], oof[1], rtol=1e-12)
+    kept_keys = ("steps", "best_step", "holdout_smape", "refit_steps", "fp16_skipped_batches")
+    assert [{k: f[k] for k in kept_keys} for f in resumed["fold_fits"]] == [
+        {k: f[k] for k in kept_keys} for f in whole["fold_fits"]]
+    assert all(1 <= f["best_step"] <= f["steps"] and f["refit_steps"] is None for f in whole["fold_fits"])  # no refit
     assert resumed["cv_smape"] == pytest.approx(whole["cv_smape"], rel=1e-12)
     assert resumed["learner"] == "finetune" and resumed["features"] == ["text"]
 
@@ -132,6 +136,9 @@ def test_refit_trains_again_on_every_row_for_the_chosen_steps(tmp_path, tiny_ber
     # the chosen steps scale from the rows it trained on (~9/10) to all 400 (25 steps an epoch at batch 16)
     kept = int((~holdout_mask(np.arange(400), 400, 0.1, inputs.seed, inputs.groups)).sum())
     assert refit.steps == round(chosen.best_step / math.ceil(kept / 16) * 25)
+    report = learner.fit_report()  # what the run's metrics.json keeps per fold
+    assert report["best_step"] == chosen.best_step and report["refit_steps"] == refit.steps
+    assert report["holdout_smape"] == pytest.approx(min(score for _, score in chosen.holdout_smape), abs=1e-4)
     assert np.isfinite(learner.predict(inputs.test_rows)).all()
 
 

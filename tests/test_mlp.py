@@ -102,6 +102,11 @@ def test_a_killed_mlp_run_resumes_at_fold_3_with_the_same_oof(tmp_path):
     np.testing.assert_allclose(oof[0], oof[1], rtol=1e-12)
     assert resumed["cv_smape"] == pytest.approx(whole["cv_smape"], rel=1e-12)
     assert resumed["learner"] == "mlp" and resumed["embeddings"] == ["planted"]
+    kept = ("steps", "best_step", "holdout_smape", "refit_steps", "fp16_skipped_batches")
+    assert [{k: f[k] for k in kept} for f in resumed["fold_fits"]] == [{k: f[k] for k in kept}
+                                                                       for f in whole["fold_fits"]]
+    assert all(1 <= f["best_step"] <= f["steps"] and f["refit_steps"] is None and f["fp16_skipped_batches"] == 0
+               for f in whole["fold_fits"])  # refit is off by default
 
 
 def test_tabular_scaler_imputes_flags_logs_and_standardises_from_training_rows():

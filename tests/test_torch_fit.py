@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from amzkit.ml.torch_fit import OVERFLOW_CHECK_BATCHES, TrainPlan, train_loop
+from amzkit.ml.torch_fit import OVERFLOW_CHECK_BATCHES, History, TrainPlan, fit_history_report, train_loop
 
 CPU = torch.device("cpu")
 
@@ -104,3 +104,13 @@ def test_a_few_early_overflows_do_not_stop_a_fit():
     grads, _, history = train_scalar(64, grad_accum=1, steps_per_epoch=64, overflow=set(range(0, 32, 2)),
                                      amp=torch.float16)
     assert history.skipped_batches == 16 and history.steps == 64 and len(grads) == 48
+
+
+def test_a_fit_report_counts_the_overflows_of_both_trainings_and_keeps_the_best_holdout_score():
+    chosen = History(holdout_smape=[(5, 40.0), (10, 35.5), (15, 37.0)], best_step=10, steps=15, samples=300,
+                     seconds=2.0, stopped_early=True, skipped_batches=2)
+    report = fit_history_report(chosen, History(steps=11, skipped_batches=1))
+    assert report == {"steps": 15, "best_step": 10, "holdout_smape": 35.5, "stopped_early": True,
+                      "refit_steps": 11, "samples_per_s": 150.0, "fp16_skipped_batches": 3}
+    alone = fit_history_report(History(steps=4), None)  # no holdout, no refit: nothing was chosen
+    assert alone["best_step"] is None and alone["holdout_smape"] is None and alone["refit_steps"] is None

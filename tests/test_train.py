@@ -19,7 +19,7 @@ from amzkit.ml.pseudo import pseudo_labels
 from amzkit.ml.runs import TEST_FOLD_PRED_FILE
 from amzkit.ml.transforms import FoldTransform, KnnTargetTransform, TopKCorrTransform
 from amzkit.ml.trees import LightGBMLearner
-from amzkit.stages.train import train_run
+from amzkit.stages.train import fold_fits_summary, train_run
 from amzkit.testing import feature_learner, synthetic_inputs, write_embedding_run
 
 FAST = {"learning_rate": 0.1, "num_leaves": 15, "min_data_in_leaf": 10}
@@ -383,6 +383,11 @@ def test_a_killed_run_resumes_at_its_first_unfinished_fold_with_the_same_result(
     np.testing.assert_allclose(oof[0], oof[1], rtol=1e-12)
     assert resumed["cv_smape"] == pytest.approx(whole["cv_smape"], rel=1e-12)
     assert not (work / "03_train" / "resumed" / "progress").exists(), "a finished run keeps no progress folder"
+    # what early stopping chose in each fold, the kept folds' included
+    assert resumed["fold_fits"] == whole["fold_fits"]
+    assert len(whole["fold_fits"]) == 5
+    assert all(1 <= fit["trees"][0] < PRESETS["default"]["n_estimators"] for fit in whole["fold_fits"])
+    assert len({fit["trees"][0] for fit in whole["fold_fits"]}) > 1, "each fold's own choice, not one number"
 
 
 _KILLED = {"features": ["text_stats"], "embeddings": ["planted"], "params": FAST, "num_threads": 1}
@@ -517,3 +522,26 @@ def test_early_stopping_rows_are_whole_products_of_the_training_rows():
     held = set(groups[watch].tolist())
     assert not held & set(groups[np.setdiff1d(rows, watch)].tolist()), "a product is watched whole or not at all"
     assert synthetic_inputs(y).n_train == 400
+
+
+def test_fold_fits_summary_says_what_each_fold_chose():
+    trees = {"fold_fits": [{"trees": [120, 140]}, {"trees": [300]}, {}]}
+    assert fold_fits_summary(trees) == "trees per fold model: 120 to 300 (mean 187) over 2 folds"
+    steps = {"fold_fits": [{"best_step": 40, "holdout_smape": 31.234, "fp16_skipped_batches": 0},
+                           {"best_step": 55, "holdout_smape": 29.5, "fp16_skipped_batches": 3}]}
+    assert fold_fits_summary(steps) == ("early stopping kept step 40, 55 of the folds (holdout SMAPE 31.23, 29.50); "
+                                        "3 fp16-overflow micro-batches skipped")
+    assert fold_fits_summary({"fold_fits": [{"best_step": None, "steps": 9}]}) == ""
+    assert fold_fits_summary({}) == ""
+
+
+def test_an_older_progress_file_without_fit_reports_still_resumes(synthetic):
+    data, work = synthetic
+    _kill(data, work, "older")
+    marker = work / "03_train" / "older" / "progress" / "progress.json"
+    saved = json.loads(marker.read_text())
+    del saved["fit_reports"]  # written by a kit from before fold_fits
+    marker.write_text(json.dumps(saved))
+    resumed = _rerun(data, work, "older")
+    assert _DiesOnFold.fits == 3, "the two kept folds were reused"
+    assert resumed["fold_fits"][:2] == [{}, {}] and all(fit["trees"] for fit in resumed["fold_fits"][2:])

@@ -34,7 +34,7 @@ from amzkit.stages.image_tables import merge_image_tables, write_image_tables
 from amzkit.stages.leaderboard import show_leaderboard
 from amzkit.stages.leaks import cached_image_paths, leak_report, plot_leak_report
 from amzkit.stages.submit import plot_distribution, submit
-from amzkit.stages.train import plot_importance, plot_oof, train_run
+from amzkit.stages.train import fold_fits_summary, plot_importance, plot_oof, train_run
 from amzkit.stages.tune import plot_tuning, tune_preset
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
@@ -247,6 +247,9 @@ def run_train(ctx: Context) -> dict:
                         pseudo_label_weight=p.pseudo_label_weight)
     print(f"{p.run_name} ({p.learner}): CV SMAPE {metrics['cv_smape']:.3f} (folds {metrics['fold_smape_mean']:.3f} "
           f"+- {metrics['fold_smape_std']:.3f}); constant median {metrics['constant_median_smape']:.3f}")
+    fits = fold_fits_summary(metrics)
+    if fits:
+        print(fits)
     if "pseudo_label" in metrics:
         info = metrics["pseudo_label"]
         print(f"pseudo-labels: {info['rows']:,} test rows from {info['source']!r} (weight {info['weight']}): "

@@ -127,6 +127,11 @@ class Learner(ABC):
         """Importance per input column of the last fit (gain for trees); None when the learner has none."""
         return None
 
+    def fit_report(self) -> dict[str, Any]:
+        """What the last fit chose, for the run's metrics (e.g. the trees or steps early stopping kept); {} when
+        the learner chooses nothing."""
+        return {}
+
     def save_fold(self, folder: Path, fold: int) -> None:  # noqa: B027 - optional: most learners keep nothing
         """Keep the model of fold `fold` in `folder` (learners with a file format do)."""
 

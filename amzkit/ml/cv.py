@@ -24,7 +24,8 @@ def cross_validate(learner: Learner, folds: np.ndarray, *, pseudo: PseudoLabels 
                    models_dir: Path | None = None, on_fold: Callable[[int, float], None] | None = None,
                    progress: bool = True, start_fold: int = 0, fold_done: Callable[[int, dict], None] | None = None,
                    previous: dict | None = None) -> dict:
-    """OOF predictions, per-fold SMAPE (and the constant median's), test predictions, mean importance.
+    """OOF predictions, per-fold SMAPE (and the constant median's), test predictions, mean importance, and per
+    fold what the fit chose (`Learner.fit_report`).
 
     `learner` must be prepared (`learner.prepare(inputs)`). `on_fold(step, mean_smape_so_far)` is called after
     each fold (a tuner prunes by raising from it). `fold_done(step, state)` receives the state after each fold
@@ -38,7 +39,7 @@ def cross_validate(learner: Learner, folds: np.ndarray, *, pseudo: PseudoLabels 
     test_rows = inputs.test_rows
     fold_ids = np.unique(folds)
     state = previous or {"oof": np.full(n_train, np.nan), "test_folds": np.zeros((len(fold_ids), len(test_rows))),
-                         "fold_smape": [], "importance": []}
+                         "fold_smape": [], "importance": [], "fit_reports": []}
     pseudo_rows = np.empty(0, dtype=np.int64) if pseudo is None else pseudo.rows
     steps = range(start_fold, len(fold_ids))
     for step in tqdm(steps, desc="folds", disable=not progress, initial=start_fold, total=len(fold_ids)):
@@ -53,6 +54,7 @@ def cross_validate(learner: Learner, folds: np.ndarray, *, pseudo: PseudoLabels 
         state["oof"][valid_rows] = learner.predict(valid_rows)
         state["test_folds"][step] = learner.predict(test_rows) if len(test_rows) else []
         state["fold_smape"].append(smape(y[valid_rows], state["oof"][valid_rows]))
+        state["fit_reports"].append(learner.fit_report())
         importance = learner.feature_importance()
         if importance is not None:
             state["importance"].append(importance)
@@ -65,4 +67,5 @@ def cross_validate(learner: Learner, folds: np.ndarray, *, pseudo: PseudoLabels 
     test = np.exp(np.log(state["test_folds"]).mean(axis=0)) if len(test_rows) else np.empty(0)
     importance = pd.concat(state["importance"], axis=1).mean(axis=1) if state["importance"] else None
     return {"oof": state["oof"], "test": test, "test_folds": state["test_folds"], "fold_smape": state["fold_smape"],
-            "fold_constant_smape": constant_fold_smape(y, folds), "importance": importance}
+            "fold_constant_smape": constant_fold_smape(y, folds), "importance": importance,
+            "fit_reports": state["fit_reports"]}

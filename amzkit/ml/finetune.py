@@ -56,6 +56,7 @@ from amzkit.ml.torch_fit import (
     check_choice,
     check_numbers,
     described_without_progress,
+    fit_history_report,
     holdout_smape,
     log_target_stats,
     no_decay_parameters,
@@ -348,14 +349,18 @@ class FinetuneLearner(Learner):
             self.model_ = None
             self.model_, self.refit_history_ = self._train(rows, y, weight, None, max_steps)
         if self.progress:
-            h = self.history_
-            chosen = f", holdout SMAPE {min(s for _, s in h.holdout_smape):.2f} at step {h.best_step}" \
-                if h.holdout_smape else ""
-            refit = f"; refit on all rows: {self.refit_history_.steps} steps" if self.refit_history_ else ""
-            skipped = sum(run.skipped_batches for run in (h, self.refit_history_) if run)
+            report = self.fit_report()
+            chosen = f", holdout SMAPE {report['holdout_smape']:.2f} at step {report['best_step']}" \
+                if report["holdout_smape"] is not None else ""
+            refit = f"; refit on all rows: {report['refit_steps']} steps" if report["refit_steps"] else ""
+            skipped = report["fp16_skipped_batches"]
             overflow = f"; {skipped} fp16-overflow micro-batches skipped" if skipped else ""
-            print(f"finetune {self.model}: {h.steps} steps{chosen}, {h.samples_per_s:.1f} samples/s{refit}{overflow}")
+            print(f"finetune {self.model}: {report['steps']} steps{chosen}, {report['samples_per_s']:.1f} samples/s"
+                  f"{refit}{overflow}")
         return self
+
+    def fit_report(self) -> dict:
+        return fit_history_report(self.history_, self.refit_history_) if hasattr(self, "history_") else {}
 
     def _steps_per_epoch(self, n_rows: int) -> int:
         return max(1, math.ceil(math.ceil(n_rows / self.batch_size) / self.grad_accum))

@@ -36,6 +36,7 @@ from amzkit.ml.torch_fit import (
     check_choice,
     check_numbers,
     described_without_progress,
+    fit_history_report,
     holdout_smape,
     log_target_stats,
     no_decay_parameters,
@@ -233,6 +234,9 @@ class MlpLearner(Learner):
             self.model_, self.refit_history_ = self._train(np.arange(len(rows)), numeric, codes, target, weights, y,
                                                            None, max_steps)
         return self
+
+    def fit_report(self) -> dict:
+        return fit_history_report(self.history_, self.refit_history_) if hasattr(self, "history_") else {}
 
     def _steps_per_epoch(self, n_rows: int) -> int:
         return max(1, -(-n_rows // self.batch_size))

@@ -370,6 +370,17 @@ def log_target_stats(y: Sequence[float]) -> tuple[float, float]:
     return float(np.median(y_log)), spread if spread > 1e-6 else 1.0
 
 
+def fit_history_report(history: History, refit_history: History | None) -> dict:
+    """What one fold's training chose, for the run's metrics: the steps run, the step early stopping kept and its
+    holdout SMAPE, the refit's steps, samples/s and the fp16-overflow micro-batches skipped (both trainings)."""
+    best = min((score for _, score in history.holdout_smape), default=None)
+    return {"steps": history.steps, "best_step": history.best_step if history.holdout_smape else None,
+            "holdout_smape": None if best is None else round(float(best), 4), "stopped_early": history.stopped_early,
+            "refit_steps": refit_history.steps if refit_history is not None else None,
+            "samples_per_s": round(history.samples_per_s, 1),
+            "fp16_skipped_batches": sum(run.skipped_batches for run in (history, refit_history) if run is not None)}
+
+
 def refit_steps(history: History, holdout, steps_per_epoch_kept: int, steps_per_epoch_all: int) -> int | None:
     """The optimiser steps of the refit on every training row: as many epochs as the holdout chose
     (`history.best_step` at `steps_per_epoch_kept` steps per epoch); None when there was no holdout or no choice."""

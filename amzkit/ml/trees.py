@@ -224,6 +224,16 @@ class TreeLearner(Learner):
                 raw[inside] = self._predict_bag(models, x[inside])
         return self._to_price(raw)
 
+    def fit_report(self) -> dict:
+        """The trees of each bag's model (early stopping's choice when a holdout was used; with refit, the trees
+        the refit on all training rows grew), and the per-group models' count."""
+        if not hasattr(self, "model_"):
+            return {}
+        report = {"trees": [self._best_rounds(model) for model in self.model_]}
+        if self.group_models_:
+            report["group_models"] = len(self.group_models_)
+        return report
+
     def feature_importance(self) -> pd.Series:
         importance = np.mean([self._importance(model) for model in self.model_], axis=0)
         return pd.Series(importance, index=self.features_.names, dtype=float)

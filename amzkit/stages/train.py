@@ -148,11 +148,30 @@ def train_run(
     else:
         (run_dir / "feature_importance.csv").unlink(missing_ok=True)
     info = {**model.describe(), "fold_strategy": fold_strategy, "group_by": group_by, **pseudo_info,
+            **({"fold_fits": result["fit_reports"]} if any(result["fit_reports"]) else {}),
             "seconds": round(time.perf_counter() - started, 2)}
     metrics = save_run(work_dir, run_name, schema_, train, test, folds, result["oof"], result["test"], info,
                        result["fold_constant_smape"], test_folds=result["test_folds"])
     shutil.rmtree(run_dir / PROGRESS_DIR, ignore_errors=True)
     return metrics
+
+
+def fold_fits_summary(metrics: dict) -> str:
+    """One line on what each fold's fit chose (metrics' `fold_fits`): the trees per model, or the steps early
+    stopping kept and their holdout SMAPE; "" when the learner reports nothing."""
+    fits = [fit for fit in metrics.get("fold_fits", []) if fit]
+    trees = [count for fit in fits for count in fit.get("trees", [])]
+    if trees:
+        return (f"trees per fold model: {min(trees)} to {max(trees)} (mean {np.mean(trees):.0f}) over "
+                f"{len(fits)} folds")
+    chosen = [fit for fit in fits if fit.get("best_step") is not None]
+    if not chosen:
+        return ""
+    steps = ", ".join(str(fit["best_step"]) for fit in chosen)
+    scores = ", ".join(f"{fit['holdout_smape']:.2f}" for fit in chosen)
+    line = f"early stopping kept step {steps} of the folds (holdout SMAPE {scores})"
+    skipped = sum(fit.get("fp16_skipped_batches", 0) for fit in fits)
+    return line + (f"; {skipped} fp16-overflow micro-batches skipped" if skipped else "")
 
 
 def _fingerprint(model: Learner, folds: np.ndarray, pseudo) -> str:
@@ -179,9 +198,10 @@ def _resumable_cv(model: Learner, folds: np.ndarray, run_dir: Path, pseudo, prog
                 arrays = np.load(folder / "state.npz")
                 importance = [pd.read_csv(folder / f"importance{i}.csv", index_col=0).iloc[:, 0]
                               for i in range(saved["importance_folds"])]
-                previous = {"oof": arrays["oof"], "test_folds": arrays["test_folds"],
-                            "fold_smape": list(saved["fold_smape"]), "importance": importance}
                 start = int(saved["folds_done"])
+                previous = {"oof": arrays["oof"], "test_folds": arrays["test_folds"],
+                            "fold_smape": list(saved["fold_smape"]), "importance": importance,
+                            "fit_reports": list(saved.get("fit_reports", [{}] * start))}
                 print(f"{run_dir.name}: resuming after {start} finished folds (kept in {folder})")
         except (OSError, ValueError, KeyError) as err:
             print(f"{run_dir.name}: the kept folds in {folder} are unreadable ({err}); starting over")
@@ -199,7 +219,7 @@ def _resumable_cv(model: Learner, folds: np.ndarray, run_dir: Path, pseudo, prog
             if not (folder / f"importance{i}.csv").is_file():
                 write_csv(series.rename("gain").rename_axis("feature").reset_index(), folder / f"importance{i}.csv")
         write_json(marker, {"fingerprint": fingerprint, "folds_done": step + 1, "fold_smape": state["fold_smape"],
-                            "importance_folds": len(state["importance"])})
+                            "importance_folds": len(state["importance"]), "fit_reports": state["fit_reports"]})
 
     return cross_validate(model, folds, pseudo=pseudo, models_dir=run_dir / "models", progress=progress,
                           start_fold=start, previous=previous, fold_done=keep)
