@@ -12,7 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from amzkit.ml.torch_fit import OVERFLOW_CHECK_BATCHES, History, TrainPlan, fit_history_report, train_loop
+from amzkit.ml.torch_fit import (
+    OVERFLOW_CHECK_BATCHES,
+    History,
+    TrainPlan,
+    fit_history_report,
+    train_loop,
+    warmup_decay,
+)
 
 CPU = torch.device("cpu")
 
@@ -114,3 +121,23 @@ def test_a_fit_report_counts_the_overflows_of_both_trainings_and_keeps_the_best_
                       "refit_steps": 11, "samples_per_s": 150.0, "fp16_skipped_batches": 3}
     alone = fit_history_report(History(steps=4), None)  # no holdout, no refit: nothing was chosen
     assert alone["best_step"] is None and alone["holdout_smape"] is None and alone["refit_steps"] is None
+
+
+@pytest.mark.parametrize("plan", [
+    {"epochs": 0, "steps_per_epoch": 5}, {"epochs": 1, "steps_per_epoch": 0}, {"epochs": 1, "steps_per_epoch": 2.5},
+    {"epochs": 1, "steps_per_epoch": 5, "evals_per_epoch": 0}, {"epochs": 1, "steps_per_epoch": 5, "patience": -1},
+    {"epochs": 1, "steps_per_epoch": 5, "max_steps": 0}, {"epochs": float("nan"), "steps_per_epoch": 5},
+], ids=["epochs0", "steps0", "steps_fraction", "evals0", "patience_negative", "max_steps0", "epochs_nan"])
+def test_a_train_plan_built_directly_refuses_values_that_cannot_run(plan):
+    with pytest.raises(ValueError, match="TrainPlan: "):
+        TrainPlan(**plan)
+
+
+@pytest.mark.parametrize(("total", "warmup", "schedule", "message"), [
+    (10, 1.0, "linear", "warmup must be"), (10, -0.1, "linear", "warmup must be"), (10, 5, "linear", "warmup must be"),
+    (0, 0.1, "linear", "total_steps"), (10, 0.1, "cosin", "schedule 'cosin'"),
+])
+def test_warmup_decay_called_directly_refuses_bad_values(total, warmup, schedule, message):
+    optimizer = torch.optim.SGD(Scalar().parameters(), lr=0.1)
+    with pytest.raises(ValueError, match=message):
+        warmup_decay(optimizer, total, warmup, schedule)

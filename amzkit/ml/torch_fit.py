@@ -179,6 +179,12 @@ def autocast(device: torch.device, amp: torch.dtype | None):
 
 def warmup_decay(optimizer, total_steps: int, warmup: float, schedule: str):
     """Linear warmup over `warmup` of the steps (a share), then `schedule`'s decay to the last step."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule {schedule!r} is not one of {sorted(SCHEDULES)}")
+    if not TRAINING_BOUNDS["warmup"].admits(warmup):
+        raise ValueError(f"warmup must be {TRAINING_BOUNDS['warmup']}, got {warmup!r}")
+    if isinstance(total_steps, bool) or not isinstance(total_steps, numbers.Integral) or total_steps < 1:
+        raise ValueError(f"total_steps must be an integer >= 1, got {total_steps!r}")
     warm = int(round(warmup * total_steps))
     decay = SCHEDULES[schedule]
 
@@ -224,6 +230,14 @@ class TrainPlan:
     evals_per_epoch: int = 1
     patience: int = 0  # evaluations without improvement before stopping; 0: never stop early
     max_steps: int | None = None  # refit: stop here (the steps early stopping chose)
+
+    def __post_init__(self) -> None:
+        allowed = {"epochs": Bounds(0, low_open=True), "steps_per_epoch": Bounds(1, integer=True),
+                   "evals_per_epoch": Bounds(1, integer=True), "patience": Bounds(0, integer=True),
+                   "max_steps": Bounds(1, integer=True, optional=True)}
+        for name, bounds in allowed.items():
+            if not bounds.admits(getattr(self, name)):
+                raise ValueError(f"TrainPlan: {name} must be {bounds}, got {getattr(self, name)!r}")
 
     @property
     def total_steps(self) -> int:
