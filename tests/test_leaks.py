@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -268,3 +270,17 @@ def test_the_same_shape_in_another_colour_is_no_twin(tmp_path):
                                                   _resaved(source, tmp_path / "resaved.jpg")]}
     report = duplicate_report(train, test, "amazon2025", paths)
     assert report["kind"].tolist() == ["none", "image_hash"]  # the re-saved copy still matches
+
+
+def test_the_summary_says_whether_images_were_compared_at_all(planted, tmp_path):
+    _, with_images = leaks.leak_report(planted, "amazon2025", tmp_path / "a", planted["image_paths"])
+    assert with_images["image_hashes"] is True
+    assert with_images["image_hashed_rows"] == {"train": N_TRAIN, "test": len(planted["test"])}
+    assert with_images["by_kind"]["image_hash"] == dict(PLANTED)["image_hash"]
+    # a text-only run: 01 cached no picture, so no row has a hash and nothing was compared
+    nothing = {"train": [None] * N_TRAIN, "test": [None] * len(planted["test"])}
+    _, text_only = leaks.leak_report(planted, "amazon2025", tmp_path / "b", nothing)
+    assert text_only["image_hashes"] is False and text_only["image_hashed_rows"] == {"train": 0, "test": 0}
+    _, skipped = leaks.leak_report(planted, "amazon2025", tmp_path / "c", None)
+    assert skipped["image_hashes"] is False and skipped["image_hashed_rows"] is None
+    assert json.loads((tmp_path / "b" / "leak_report.json").read_text())["image_hashes"] is False

@@ -215,6 +215,11 @@ def run_leak_report(ctx: Context):
     print(f"{summary['with_twin']:,} of {summary['test_rows']:,} test rows ({summary['twin_share']:.1%}) have a train "
           f"twin: {summary['by_kind']} ({time.perf_counter() - started:.0f} s). Their prices are a feature in "
           "03_train: -p features '[..., \"twin_price\"]'")
+    if not summary["image_hashes"]:
+        why = "leak_image_hash=False" if not p.leak_image_hash else \
+            "the schema has no images" if summary["image_hashed_rows"] is None else \
+            f"images hashed: {summary['image_hashed_rows']} rows (01 cached none for a split)"
+        print(f"image hashes not compared ({why}): image_hash 0 says nothing about twin pictures")
     return report, summary
 
 

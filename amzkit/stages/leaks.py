@@ -173,12 +173,21 @@ def cached_image_paths(data: dict[str, pd.DataFrame], schema: Schema, data_dir, 
 def leak_report(data: dict[str, pd.DataFrame], schema: str | Schema, out_dir, image_paths: dict | None = None,
                 text_threshold: float = D.leak_text_threshold, hash_distance: int = D.leak_hash_distance,
                 max_hash_matches: int = D.leak_max_hash_matches) -> tuple[pd.DataFrame, dict]:
-    """duplicate_report + summarize_report for the competition's train/test, saved as leak_report.csv/.json."""
+    """duplicate_report + summarize_report for the competition's train/test, saved as leak_report.csv/.json.
+
+    `image_hashes` in the summary is whether images were compared at all: some train and some test row has an
+    image hash (`image_hashed_rows` counts them per split); a text-only run or an empty image cache says False.
+    """
+    hashed = {}
+    if image_paths is not None:  # hashed once here, so the report and the counts read the same signatures
+        image_paths = {split: ImageSignatures(*_signatures(image_paths.get(split), len(data[split])))
+                       for split in ("train", "test")}
+        hashed = {split: int(sum(h is not None for h in image_paths[split].hashes)) for split in ("train", "test")}
     report = duplicate_report(data["train"], data["test"], schema, image_paths, text_threshold, hash_distance,
                               max_hash_matches)
     summary = {**summarize_report(report), "text_threshold": text_threshold, "hash_distance": hash_distance,
                "max_hash_matches": max_hash_matches,
-               "image_hashes": image_paths is not None}
+               "image_hashes": bool(hashed) and min(hashed.values()) > 0, "image_hashed_rows": hashed or None}
     write_csv(report, Path(out_dir) / "leak_report.csv")
     write_json(Path(out_dir) / "leak_report.json", summary)
     return report, summary
