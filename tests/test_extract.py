@@ -109,8 +109,12 @@ def test_extract_writes_aligned_runs_and_refuses_reordered_rows(small_demo, tmp_
     shuffled = data["train"]["sample_id"].sample(frac=1, random_state=0)
     with pytest.raises(ValueError, match="row order"):
         load_embeddings(tmp_path, "color-stats", "train", shuffled)
-    with pytest.raises(FileNotFoundError, match="run 01_extract"):
+    with pytest.raises(FileNotFoundError, match="run 01_extract with -p model fashion-clip first, or leave "
+                                                "'fashion-clip' .* out of -p embeddings"):
         load_embeddings(tmp_path, "fashion-clip", "train", data["train"]["sample_id"])
+    for text_run in ("minilm", "fashion-clip-text"):  # a text run is made by 01's text_model, not its model
+        with pytest.raises(FileNotFoundError, match=f"-p text_model {text_run} first"):
+            load_embeddings(tmp_path, text_run, "train", data["train"]["sample_id"])
 
 
 def test_image_model_on_a_schema_without_images_is_refused(small_demo, tmp_path):

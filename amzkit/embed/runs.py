@@ -8,6 +8,7 @@ import numpy as np
 
 from amzkit.core.io import id_hash, read_json
 from amzkit.core.workdir import check_name, stage_dir
+from amzkit.embed.registry import MODELS
 
 
 def load_embeddings(work_dir: str | Path, name: str, split: str, ids) -> tuple[np.ndarray, np.ndarray]:
@@ -15,7 +16,9 @@ def load_embeddings(work_dir: str | Path, name: str, split: str, ids) -> tuple[n
     run_dir = stage_dir(work_dir, "01_extract") / check_name(name, "embedding run")
     if not (run_dir / "manifest.json").is_file():
         raise FileNotFoundError(
-            f"no embedding run {name!r} in {run_dir.parent}: run 01_extract with -p model {name} first"
+            f"no embedding run {name!r} in {run_dir.parent}: run 01_extract with {_making(name)} first, or leave "
+            f"{name!r} (and '{name}:...') out of -p embeddings (a text-only setup: 03's default embeddings name "
+            "image runs)"
         )
     manifest = read_json(run_dir / "manifest.json")
     expected = manifest["splits"][split]["id_sha256"]
@@ -29,3 +32,9 @@ def load_embeddings(work_dir: str | Path, name: str, split: str, ids) -> tuple[n
     if len(embeddings) != len(ids) or len(ok) != len(ids):
         raise ValueError(f"embedding run {name!r} ({split}) has {len(embeddings)} rows, the CSV {len(ids)}")
     return embeddings, ok
+
+
+def _making(name: str) -> str:
+    """The 01_extract parameter that makes run `name`: -p model for an image model, -p text_model for a text one."""
+    spec = MODELS.get(name)
+    return f"-p text_model {name}" if spec is not None and spec.modality == "text" else f"-p model {name}"
