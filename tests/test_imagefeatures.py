@@ -268,6 +268,18 @@ def test_build_from_the_fetch_cache_without_downloading(fetched, capsys):
     assert "(test): 2 of 3 rows have an image; 1 get NaN (not_fetched 1)" in out
 
 
+def test_image_groups_are_refused_when_not_one_row_of_a_split_has_an_image(fetched):
+    server, work = fetched["server"], fetched["work"]
+    # train: every link gone or never fetched (a text-only setup, or 01 run with Internet off)
+    data = competition([server + "/gone.jpg", server + "/never.jpg"], [server + "/large.jpg"])
+    with pytest.raises(ValueError, match=r"not one of the 2 train rows has an image \(0 of 2 rows have an image; 2 "
+                                         r"get NaN .*http_404 1.*\).*leave the image groups out of -p features"):
+        build_image_features(data, "amazon2025", work, work, ["image_meta"], progress=False)
+    data = competition([server + "/large.jpg"], [server + "/never.jpg"])  # the test split alone has none
+    with pytest.raises(ValueError, match="not one of the 1 test rows has an image"):
+        build_image_features(data, "amazon2025", work, work, ["colour"], progress=False)
+
+
 def test_schema_without_images_and_unknown_groups_are_refused(tmp_path):
     data = competition(["a.jpg"], ["b.jpg"])
     with pytest.raises(ValueError, match="no image column"):

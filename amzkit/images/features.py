@@ -297,7 +297,12 @@ def build_image_features(
         tables = read_image_tables(work_dir, split, data[split][schema.image_column])  # 01's, when they match
         images = tables.images if tables is not None else cached_images(data[split][schema.image_column],
                                                                         data_dir, cache_dir)
-        report_missing(images, split, cache_dir)
+        line = report_missing(images, split, cache_dir)
+        if len(images) and not (images["status"] == "ok").any():
+            raise ValueError(f"image feature groups {groups}: not one of the {len(images):,} {split} rows has an "
+                             f"image ({line.split(': ', 1)[1]}), so every image column would be NaN for them. Run "
+                             "01_extract with an image model where the links can be fetched (Kaggle: Internet on), "
+                             "or leave the image groups out of -p features")
         parts = []
         for group in groups:
             frame = _from_tables(group, tables)
