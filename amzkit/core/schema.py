@@ -92,11 +92,34 @@ def check_columns(columns: list[str], schema: Schema, split: str, source: str) -
             hint = " (is this the train file?)"
         elif split == "train" and missing == [schema.target] and not extra:
             hint = " (is this the test file?)"
+        fix = _column_fix(columns, expected, missing)
+        if not fix:
+            fix = (f"pick the right file or the schema ({' / '.join(SCHEMAS)}: -p schema in a notebook, --schema "
+                   "for `python -m amzkit validate`).")
         raise ValueError(
             f"{source} does not fit schema {schema.name!r} ({split}): {'; '.join(parts)}{hint}. "
-            f"Expected exactly {list(expected)}; pick the right file or the schema ({' / '.join(SCHEMAS)}: "
-            "-p schema in a notebook, --schema for `python -m amzkit validate`)."
+            f"Expected exactly {list(expected)}; {fix}"
         )
+
+
+SEPARATORS = {";": "';'", "\t": "tab", "|": "'|'"}  # separators a spreadsheet may save with, as messages name them
+PANDAS_INDEX = "Unnamed: 0"  # the name pandas gives the unnamed first column that to_csv(index=True) writes
+
+
+def _column_fix(columns: list[str], expected: tuple[str, ...], missing: list[str]) -> str:
+    """How to fix two column mistakes that have a known cause (another separator, a saved pandas index), or ""."""
+    if len(missing) == len(expected):
+        for sep, name in SEPARATORS.items():
+            names = {part.strip() for column in columns for part in str(column).split(sep)}
+            if any(sep in str(column) for column in columns) and names & set(expected):
+                return (f"the file seems to use {name} as separator, and the kit reads comma-separated CSV "
+                        "(Kaggle's format): re-save it with commas (e.g. pd.read_csv(path, "
+                        f"sep={sep!r}).to_csv(path, index=False)).")
+    if columns and columns[0] == PANDAS_INDEX:
+        return (f"the first column {PANDAS_INDEX!r} looks like a saved pandas index: save the file with "
+                "df.to_csv(path, index=False), or drop that column (pd.read_csv(path, index_col=0).to_csv(path, "
+                "index=False) does both).")
+    return ""
 
 
 def _first(values, n: int = 5) -> list:
@@ -107,12 +130,41 @@ def _first(values, n: int = 5) -> list:
 ID_TEXT = re.compile(r"[+-]?[0-9]+")  # an integer id as written; kept as text, never rounded or wrapped
 ZERO_TARGET_SHARE = 0.0  # warn when more than this share of train rows have target 0 (SMAPE 200 on each)
 HUGE_TARGET_RATIO = 1000.0  # warn about targets above this many times the median
+FLOAT_TEXT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")  # a number as pandas writes floats
+AFFIXED_ID = re.compile(r"[^\W\d]+[_-]?[0-9]+|[0-9]+[_-]?[^\W\d]+")  # 'S217392', 'id_42', '42a': letters + digits
+
+
+def _id_fix(bad: list[str], schema: Schema) -> str:
+    """What to do about ids that are not integers, by what they look like: floats, a prefix or suffix, empty."""
+    col, fixes = schema.id_column, []
+    floats = [v for v in bad if _integer_float(v)]
+    if floats:
+        fixes.append(f"Ids such as {floats[0]!r} look like integers written as floats (e.g. by pandas after a NaN "
+                     f"made the column float): write them as integers (e.g. df[{col!r}].astype('Int64') before "
+                     "to_csv)")
+    affixed = [v for v in bad if AFFIXED_ID.fullmatch(v)]
+    if affixed:
+        fixes.append(f"Ids such as {affixed[0]!r} carry letters around the number, but schema {schema.name!r} "
+                     f"expects the competition's integer ids: strip the prefix or suffix (e.g. "
+                     f"df[{col!r}].str.extract(r'([0-9]+)')[0]) or use the competition's original file")
+    if "" in bad:
+        fixes.append("A row without an id: fill in its id or drop the row")
+    if len(floats) + len(affixed) + bad.count("") < len(bad):
+        fixes.append(f"Schema {schema.name!r} expects an integer id in every row, as in the competition's files: "
+                     f"fix those rows, or check that {col!r} is the id column of this file")
+    return ". ".join(fixes) + "."
+
+
+def _integer_float(text: str) -> bool:
+    """True for an integer written as a float: '217392.0', '2.17392e+05'."""
+    return bool(FLOAT_TEXT.fullmatch(text)) and not ID_TEXT.fullmatch(text) and float(text).is_integer()
 
 
 def load_split(path: str | Path, schema: str | Schema, split: str) -> pd.DataFrame:
     """Read a train or test CSV, checking columns, ids, text and (for train) the target.
 
-    Text columns come back as str with missing text as "", ids as the text written in the file (integer ids of
+    Text columns come back as str with missing text as "" and line ends as "\\n" (CRLF and lone CR converted, so
+    a file saved on Windows gives the same features), ids as the text written in the file (integer ids of
     any size, whitespace stripped: never converted, so a submission carries them exactly), rows in file order.
     """
     schema = get_schema(schema)
@@ -135,7 +187,8 @@ def load_split(path: str | Path, schema: str | Schema, split: str) -> pd.DataFra
     bad = np.flatnonzero(~ids.str.fullmatch(ID_TEXT.pattern).to_numpy())
     if bad.size:
         raise ValueError(f"{path}: column {schema.id_column} must hold integer ids; data rows {_first(bad + 1)} "
-                         f"(1 = first row after the header) hold {_first(ids.to_numpy()[bad])}")
+                         f"(1 = first row after the header) hold {_first(ids.to_numpy()[bad])}. "
+                         + _id_fix(ids.to_numpy()[bad].tolist(), schema))
     df[schema.id_column] = ids.to_numpy(dtype=object)
     keys = pd.Series(id_keys(ids), index=df.index)
     dup = ids[keys.duplicated(keep=False)].unique()
@@ -143,10 +196,15 @@ def load_split(path: str | Path, schema: str | Schema, split: str) -> pd.DataFra
         raise ValueError(f"{path}: duplicate {schema.id_column} values {show_ids(dup)}; ids must be unique")
     for column in text_like:
         df[column] = df[column].fillna("")
-    if (row_text(df, schema).str.strip() == "").all():
+    for column in schema.text_columns:  # CRLF and lone CR as LF: a Windows-saved file gives the same text features
+        df[column] = df[column].str.replace("\r\n", "\n", regex=False).str.replace("\r", "\n", regex=False)
+    empty = (row_text(df, schema).str.strip() == "").to_numpy()
+    if empty.all():
         raise ValueError(f"{path}: the text columns {list(schema.text_columns)} are empty in every row; the text "
                          f"features and text models need them: check the file (is it the {split} file of "
                          f"schema {schema.name!r}?)")
+    if empty.any():
+        _warn_about_empty_text(df, schema, path, split, empty)
     if split == "train":
         target = pd.to_numeric(df[schema.target], errors="coerce")
         bad = np.flatnonzero(~np.isfinite(target.to_numpy(dtype=float)) | (target.to_numpy() < 0))
@@ -158,6 +216,17 @@ def load_split(path: str | Path, schema: str | Schema, split: str) -> pd.DataFra
         df[schema.target] = target.astype("float64")
         _warn_about_target(df, schema, path)
     return df.reset_index(drop=True)
+
+
+def _warn_about_empty_text(df: pd.DataFrame, schema: Schema, path: Path, split: str, empty: np.ndarray) -> None:
+    """Warn (not refuse) about rows whose text is empty: only the other columns speak for them."""
+    others = [c for c in schema.test_columns if c != schema.id_column and c not in schema.text_columns]
+    todo = ("fill in their text, or drop those rows" if split == "train" else
+            "fill in their text if the source has it (test rows cannot be dropped: the submission needs every id)")
+    warnings.warn(f"{path}: {int(empty.sum())} of {len(df)} {split} rows have no text in {list(schema.text_columns)} "
+                  f"(ids {show_ids(df[schema.id_column].to_numpy()[empty])}): they are predicted from nothing but "
+                  f"the other columns {others}, so the text features and text models see nothing of them; {todo}",
+                  UserWarning, stacklevel=3)
 
 
 def _warn_about_target(df: pd.DataFrame, schema: Schema, path: Path) -> None:

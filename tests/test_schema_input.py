@@ -1,0 +1,192 @@
+"""Tests for load_split's input handling: line ends, rows without text, and messages that say how to fix a file."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from amzkit.core.schema import get_schema, load_split
+from amzkit.text.features import parsed_rows, text_stats_features
+
+SAMPLE_2025 = "amz25_sample_test.csv"
+HEADER_2025 = "sample_id,catalog_content,image_link,price"
+ROWS_2025 = [
+    ("217392", "Item Name: Cola (Pack of 6)\nBullet Point 1: Sweet\nValue: 12.0\nUnit: Fl Oz\n", "u1", "4.5"),
+    ("209156", "Item Name: TEA BAGS\nProduct Description: <b>Green</b>\n\nValue: 20\nUnit: Count", "u2", "7.25"),
+    ("262333", "Item Name: Salt\nValue: 1\nUnit: Pound", "", "2"),
+]
+
+
+def write(tmp_path: Path, text: str, name: str = "data.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8", newline="")
+    return path
+
+
+def csv_text(rows: list[tuple[str, ...]], newline: str, header: str = HEADER_2025) -> str:
+    """The rows as CSV with every line end, the ones inside quoted text too, written as `newline`."""
+    lines = [header] + [",".join(f'"{cell}"' if "\n" in cell or "\r" in cell else cell for cell in row) for row in rows]
+    return "\n".join(lines).replace("\n", newline) + newline
+
+
+def text_stats(frame: pd.DataFrame) -> pd.DataFrame:
+    schema = get_schema("amazon2025")
+    return text_stats_features(frame, parsed_rows(frame, schema), schema)
+
+
+def quietly(path: Path, split: str, schema: str = "amazon2025") -> pd.DataFrame:
+    """load_split that fails on any warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return load_split(path, schema, split)
+
+
+# --------------------------------------------------------------------------------------------------
+# Line ends: a CRLF file (Windows, the official sample_test.csv) loads as its LF copy
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_crlf_and_lf_copies_load_identically(tmp_path: Path, split: str) -> None:
+    rows = ROWS_2025 if split == "train" else [row[:3] for row in ROWS_2025]
+    header = HEADER_2025 if split == "train" else HEADER_2025.rsplit(",", 1)[0]
+    lf = load_split(write(tmp_path, csv_text(rows, "\n", header), "lf.csv"), "amazon2025", split)
+    crlf_path = write(tmp_path, csv_text(rows, "\r\n", header), "crlf.csv")
+    assert b'\r\nBullet Point 1' in crlf_path.read_bytes()  # CRLF inside the quoted text, as in sample_test.csv
+    crlf = load_split(crlf_path, "amazon2025", split)
+    pd.testing.assert_frame_equal(crlf, lf)
+    assert not crlf["catalog_content"].str.contains("\r").any()
+    pd.testing.assert_frame_equal(text_stats(crlf), text_stats(lf))
+
+
+def test_lone_cr_inside_text_is_a_line_end(tmp_path: Path) -> None:
+    rows = [(i, text.replace("\n", "\r"), link) for i, text, link, _ in ROWS_2025]
+    cr = load_split(write(tmp_path, csv_text(rows, "\n", HEADER_2025.rsplit(",", 1)[0])), "amazon2025", "test")
+    assert cr["catalog_content"].tolist() == [text for _, text, _, _ in ROWS_2025]
+
+
+def test_real_sample_test_loads_like_its_lf_copy(shared_data: Path, tmp_path: Path) -> None:
+    path = shared_data / SAMPLE_2025
+    if not path.is_file():
+        pytest.skip(f"real-data test skipped: {path} is absent")
+    raw = path.read_bytes()
+    assert b"\r\n" in raw
+    crlf = load_split(path, "amazon2025", "test")
+    lf_path = tmp_path / "lf.csv"
+    lf_path.write_bytes(raw.replace(b"\r\n", b"\n"))
+    lf = load_split(lf_path, "amazon2025", "test")
+    pd.testing.assert_frame_equal(crlf, lf)
+    assert not crlf["catalog_content"].str.contains("\r").any()
+    pd.testing.assert_frame_equal(text_stats(crlf), text_stats(lf))
+
+
+# --------------------------------------------------------------------------------------------------
+# Rows without text: loaded, with a warning that names the file, the count and the ids
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_rows_without_text_are_warned_about(tmp_path: Path, split: str) -> None:
+    frame = pd.DataFrame({"sample_id": [11, 22, 33, 44, 55],
+                          "catalog_content": ["Item Name: a", "", np.nan, " \r\n ", "Item Name: e"],
+                          "image_link": ["u1", "u2", "u3", "u4", "u5"], "price": [1.0, 2.0, 3.0, 4.0, 5.0]})
+    path = tmp_path / f"{split}.csv"
+    (frame if split == "train" else frame.drop(columns="price")).to_csv(path, index=False)  # NaN written as ""
+    with pytest.warns(UserWarning, match=r"3 of 5 .*rows have no text") as record:
+        df = load_split(path, "amazon2025", split)
+    msg = str(next(w.message for w in record if "no text" in str(w.message)))
+    assert str(path) in msg and "catalog_content" in msg and "ids [22, 33, 44]" in msg, msg
+    assert "predicted from nothing but the other columns ['image_link']" in msg, msg
+    assert ("drop those rows" in msg) == (split == "train"), msg  # test rows cannot be dropped
+    assert df["catalog_content"].tolist()[1:3] == ["", ""] and len(df) == 5
+
+
+def test_rows_with_text_load_without_a_warning(tmp_path: Path) -> None:
+    df = quietly(write(tmp_path, csv_text(ROWS_2025, "\n")), "train")
+    assert len(df) == 3
+
+
+def test_2023_row_warned_only_when_every_text_column_is_empty(tmp_path: Path) -> None:
+    header = "PRODUCT_ID,TITLE,BULLET_POINTS,DESCRIPTION,PRODUCT_TYPE_ID"
+    path = write(tmp_path, f"{header}\n1,a title,,,7\n2,,,,7\n3,,[b],,8\n")
+    with pytest.warns(UserWarning, match=r"1 of 3 test rows have no text .*\(ids \[2\]\).*\['PRODUCT_TYPE_ID'\]"):
+        load_split(path, "amazon2023", "test")
+    quietly(write(tmp_path, f"{header}\n1,a title,,,7\n3,,[b],,8\n", "ok.csv"), "test", "amazon2023")
+
+
+# --------------------------------------------------------------------------------------------------
+# Column mistakes with a known cause: the message says how to fix the file
+# --------------------------------------------------------------------------------------------------
+
+
+def test_saved_pandas_index_is_named_with_the_fix(tmp_path: Path) -> None:
+    path = tmp_path / "train.csv"
+    pd.DataFrame({"sample_id": [1, 2], "catalog_content": ["a", "b"], "image_link": ["u", "u"],
+                  "price": [1.0, 2.0]}).to_csv(path)  # index=True: a first column with no name
+    with pytest.raises(ValueError, match=re.escape("unexpected columns ['Unnamed: 0']")) as err:
+        load_split(path, "amazon2025", "train")
+    msg = str(err.value)
+    assert "looks like a saved pandas index" in msg and "index=False" in msg and "drop that column" in msg, msg
+    assert "Expected exactly ['sample_id', 'catalog_content', 'image_link', 'price']" in msg
+
+
+@pytest.mark.parametrize(("sep", "name"), [(";", "';'"), ("\t", "tab")])
+def test_other_separator_is_named_with_the_fix(tmp_path: Path, sep: str, name: str) -> None:
+    path = tmp_path / "train.csv"
+    pd.DataFrame({"sample_id": [1, 2], "catalog_content": ["a, b", "c"], "image_link": ["u", "u"],
+                  "price": [1.5, 2.0]}).to_csv(path, sep=sep, index=False)
+    with pytest.raises(ValueError) as err:
+        load_split(path, "amazon2025", "train")
+    msg = str(err.value)
+    assert "missing columns ['sample_id', 'catalog_content', 'image_link', 'price']" in msg, msg
+    assert f"unexpected columns [{sep.join(['sample_id', 'catalog_content', 'image_link', 'price'])!r}]" in msg, msg
+    assert f"seems to use {name} as separator" in msg and "comma-separated" in msg and "re-save" in msg, msg
+
+
+def test_a_wrong_file_keeps_the_pick_the_right_file_advice(tmp_path: Path) -> None:
+    path = write(tmp_path, "a;b,c\n1,2\n")  # a ';' in a name, but none of the schema's columns
+    with pytest.raises(ValueError, match="pick the right file or the schema") as err:
+        load_split(path, "amazon2025", "test")
+    assert "separator" not in str(err.value)
+
+
+# --------------------------------------------------------------------------------------------------
+# Ids that are not integers: still refused (the competition's ids are integers), with the way to fix them
+# --------------------------------------------------------------------------------------------------
+
+
+def test_float_ids_are_named_as_integers_written_as_floats(tmp_path: Path) -> None:
+    path = tmp_path / "test.csv"
+    pd.DataFrame({"sample_id": [217392.0, 209156.0], "catalog_content": ["a", "b"],
+                  "image_link": ["u", "u"]}).to_csv(path, index=False)  # what pandas writes after a NaN id
+    with pytest.raises(ValueError, match="sample_id must hold integer ids") as err:
+        load_split(path, "amazon2025", "test")
+    msg = str(err.value)
+    assert "data rows [1, 2]" in msg and "'217392.0'" in msg, msg
+    assert "look like integers written as floats" in msg and "write them as integers" in msg, msg
+
+
+def test_prefixed_ids_are_refused_saying_what_the_schema_expects(tmp_path: Path) -> None:
+    path = write(tmp_path, "sample_id,catalog_content,image_link\nS217392,a,u\nS209156,b,u\n")
+    with pytest.raises(ValueError, match="sample_id must hold integer ids") as err:
+        load_split(path, "amazon2025", "test")
+    msg = str(err.value)
+    assert "data rows [1, 2]" in msg and "'S217392'" in msg, msg
+    assert "'amazon2025' expects the competition's integer ids" in msg and "strip the prefix" in msg, msg
+
+
+@pytest.mark.parametrize(("bad_id", "words"), [
+    ("", "A row without an id: fill in its id or drop the row"),
+    ("1.5", "expects an integer id in every row"),
+    ("abc", "expects an integer id in every row"),
+])
+def test_other_bad_ids_say_what_to_do(tmp_path: Path, bad_id: str, words: str) -> None:
+    path = write(tmp_path, f"sample_id,catalog_content,image_link\n1,a,u\n{bad_id},b,u\n")
+    with pytest.raises(ValueError, match="sample_id must hold integer ids") as err:
+        load_split(path, "amazon2025", "test")
+    assert words in str(err.value) and "as floats" not in str(err.value), str(err.value)
