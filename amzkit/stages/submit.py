@@ -109,16 +109,8 @@ def validate_submission(submission: pd.DataFrame, test_ids, schema: str | Schema
     return problems
 
 
-def write_submission(predictions: pd.DataFrame, test: pd.DataFrame, schema: str | Schema, path: str | Path
-                     ) -> pd.DataFrame:
-    """Submission in test-CSV row order from a frame with columns id, pred; validated, then written atomically.
-
-    Ids are written exactly as the test CSV has them. The file is checked as written (after float formatting)
-    before it replaces anything at `path`; returns it as read back (ids as text, prices as floats).
-    """
-    schema = get_schema(schema)
-    id_col, value_col = schema.submission_columns
-    test_ids = test[id_col].to_numpy()
+def _prediction_id_problems(predictions: pd.DataFrame, test_ids: np.ndarray) -> tuple[list[str], bool]:
+    """Problems of the predictions' ids against the test ids, and whether the two sets of ids differ."""
     pred_keys = pd.Series(id_keys(predictions["id"]))
     test_keys = pd.Index(id_keys(test_ids))
     problems = []
@@ -131,9 +123,24 @@ def write_submission(predictions: pd.DataFrame, test: pd.DataFrame, schema: str 
     extra = predictions["id"].to_numpy()[~pred_keys.isin(test_keys).to_numpy()]
     if len(extra):
         problems.append(f"{len(extra)} predicted ids are not in the test CSV, first {_ids(extra)}")
+    return problems, bool(len(missing) or len(extra))
+
+
+def write_submission(predictions: pd.DataFrame, test: pd.DataFrame, schema: str | Schema, path: str | Path
+                     ) -> pd.DataFrame:
+    """Submission in test-CSV row order from a frame with columns id, pred; validated, then written atomically.
+
+    Ids are written exactly as the test CSV has them. The file is checked as written (after float formatting)
+    before it replaces anything at `path`; returns it as read back (ids as text, prices as floats).
+    """
+    schema = get_schema(schema)
+    id_col, value_col = schema.submission_columns
+    test_ids = test[id_col].to_numpy()
+    problems, _ = _prediction_id_problems(predictions, test_ids)
     if problems:
         raise SubmissionError("submission not written: " + "; ".join(problems))
-    by_id = pd.Series(predictions["pred"].to_numpy(), index=pred_keys.to_numpy())
+    pred_keys, test_keys = id_keys(predictions["id"]), pd.Index(id_keys(test_ids))
+    by_id = pd.Series(predictions["pred"].to_numpy(), index=pred_keys)
     submission = pd.DataFrame({id_col: test_ids, value_col: by_id.reindex(test_keys).to_numpy()})
     problems = validate_submission(submission, test_ids, schema)
     if problems:
@@ -207,32 +214,139 @@ def source_cv(work_dir: str | Path, source: str) -> dict:
     return read_json(_run_folder(work_dir, source) / "metrics.json")
 
 
+def read_solution(solution_csv: str | Path, test_ids, schema: str | Schema) -> tuple[np.ndarray, dict]:
+    """The true prices of the test rows (NaN where the solution has no row) and what it covers.
+
+    A solution may hold only some of the test ids (those are scored, and the count says so); its ids not in the
+    test CSV are ignored and counted. A solution with none of the test ids, duplicate or non-integer ids, missing
+    columns or prices that are not finite non-negative numbers is refused by name.
+    """
+    schema = get_schema(schema)
+    id_col, target = schema.id_column, schema.target
+    path = Path(solution_csv)
+    solution = read_csv(path, "solution_csv", dtype=str, keep_default_na=False)
+    columns = [str(c) for c in solution.columns]
+    if id_col not in columns or target not in columns:
+        alike = [c for c in columns if c.strip().lower() in (id_col, target) and c not in (id_col, target)]
+        hint = f" (mind case and spaces: {', '.join(map(repr, alike))})" if alike else ""
+        raise ValueError(f"solution_csv {path} has columns {columns}{hint}; it needs {id_col!r} and {target!r} "
+                         f"(the test ids and their true prices): rename its columns or give the right file")
+    ids = solution[id_col].str.strip()
+    bad = np.flatnonzero(~ids.str.fullmatch(ID_TEXT.pattern).to_numpy())
+    if bad.size:
+        raise ValueError(f"solution_csv {path}: column {id_col} must hold integer ids; rows {show_ids(bad + 1)} "
+                         f"(1 = first row after the header) hold {show_ids(ids.to_numpy()[bad])}: fix those rows")
+    keys = pd.Series(id_keys(ids.to_numpy(dtype=object)))
+    duplicated = ids[keys.duplicated().to_numpy()].unique()
+    if len(duplicated):
+        raise ValueError(f"solution_csv {path}: {len(duplicated)} duplicate ids, first {_ids(duplicated)}: keep "
+                         "one row per id")
+    prices, not_numbers = _prices(solution[target])
+    bad = not_numbers | ~np.isfinite(prices) | (prices < 0)
+    if bad.any():
+        raise ValueError(f"solution_csv {path}: {bad.sum()} rows have no usable {target} (empty, not a number, "
+                         f"infinite or negative), ids {_ids(ids[bad])}: fix them, or drop those rows (a test id "
+                         "the solution lacks is left out of the score)")
+    test_ids = np.asarray(test_ids, dtype=object)
+    test_keys = pd.Index(id_keys(test_ids))
+    truth = pd.Series(prices, index=keys.to_numpy()).reindex(test_keys).to_numpy()
+    covered = ~np.isnan(truth)
+    extra = ids[~keys.isin(test_keys)].to_numpy()
+    if not covered.any():
+        raise ValueError(f"solution_csv {path} holds none of the {len(test_ids)} test ids (test ids start "
+                         f"{_ids(test_ids)}, solution ids start {_ids(ids)}): it is the solution of another test "
+                         "CSV; give the one for this test CSV, or leave solution_csv empty")
+    info = {"solution_csv": str(path.resolve()), "test_scored_rows": int(covered.sum()),
+            "solution_lacks_ids": int((~covered).sum()),
+            "solution_lacks_first": [str(v) for v in test_ids[~covered][:SHOW_IDS]],
+            "solution_extra_ids": len(extra), "solution_extra_first": [str(v) for v in extra[:SHOW_IDS]]}
+    return truth, info
+
+
+def _scored_line(path: str, smape_value: float, rows: int, info: dict) -> str:
+    """One line: the score against the solution, and on how many test ids when it covers only some."""
+    scored = info["test_scored_rows"]
+    line = f"test SMAPE against {path}: {smape_value:.3f}"
+    if info["solution_lacks_ids"]:
+        line += (f" on {scored} of {rows} test ids only (the solution lacks {info['solution_lacks_ids']}, first "
+                 f"{_ids(info['solution_lacks_first'])}): the score of that subset, not of the whole test CSV")
+    else:
+        line += f" on all {rows} test ids"
+    if info["solution_extra_ids"]:
+        line += (f"; {info['solution_extra_ids']} solution ids not in the test CSV were ignored, first "
+                 f"{_ids(info['solution_extra_first'])}")
+    return line
+
+
+def _remove_outputs(out_dir: Path, path: Path) -> list[str]:
+    """Remove 05's previous submission at `path`, its metrics.json and distribution.png; the names removed."""
+    removed = []
+    for old in (path, out_dir / "metrics.json", out_dir / "distribution.png"):
+        try:
+            if old.is_file():
+                old.unlink()
+                removed.append(old.name)
+        except OSError:  # an unwritable folder: the error being raised already says so
+            pass
+    return removed
+
+
 def submit(work_dir: str | Path, test: pd.DataFrame, train_target: np.ndarray, schema: str, source: str = D.source,
            file_name: str = D.file_name, solution_csv: str = D.solution_csv) -> dict:
-    """Write the validated submission and its metrics; score it when a solution file is given (demo)."""
+    """Write the validated submission and its metrics; score it when a solution file is given (demo).
+
+    Everything that can fail is checked before anything is written. A run that fails removes the previous
+    submission at `file_name`, metrics.json and distribution.png, so 05_submit/ never holds outputs that look
+    current but were made from other predictions or for another test CSV.
+    """
     schema_ = get_schema(schema)
     PARAMETERS.validate(source=source, file_name=file_name, solution_csv=solution_csv)
     out_dir = stage_dir(work_dir, "05_submit")
     path = out_dir / file_name
-    submission = write_submission(source_predictions(work_dir, source), test, schema_, path)
-    values = submission[schema_.target].to_numpy()
-    low, high = float(np.min(train_target)), float(np.max(train_target))
+    try:
+        return _submit(work_dir, test, train_target, schema_, source, path, solution_csv)
+    except BaseException as err:
+        removed = _remove_outputs(out_dir, path)
+        if removed:
+            err.add_note(f"05_submit: removed the previous run's {', '.join(removed)} from {out_dir}: they may not "
+                         "match these predictions or this test CSV (a run that succeeds writes them again)")
+        raise
+
+
+def _submit(work_dir: str | Path, test: pd.DataFrame, train_target: np.ndarray, schema_: Schema, source: str,
+            path: Path, solution_csv: str) -> dict:
+    """submit's work: check the predictions, their CV and the solution, then write submission and metrics."""
+    id_col, value_col = schema_.submission_columns
+    test_ids = test[id_col].to_numpy()
+    predictions = source_predictions(work_dir, source)
+    problems, differ = _prediction_id_problems(predictions, test_ids)
+    if problems:
+        hint = (f". The predictions in {_run_folder(work_dir, source) / 'test_pred.csv'} were made for a different "
+                f"test CSV than the one loaded now ({len(test_ids)} rows): rerun 01-04 on this test CSV (for a 03 "
+                "run as source, 01-03), or point data_dir at the test.csv they were made for") if differ else ""
+        raise SubmissionError("submission not written: " + "; ".join(problems) + hint)
     cv = source_cv(work_dir, source)
+    cv_values = {key: cv[key] for key in ("cv_smape", "constant_median_smape")}
+    truth, scoring = read_solution(solution_csv, test_ids, schema_) if solution_csv else (None, {})
+    (path.parent / "metrics.json").unlink(missing_ok=True)  # never beside a submission it does not describe
+    (path.parent / "distribution.png").unlink(missing_ok=True)
+    submission = write_submission(predictions, test, schema_, path)
+    values = submission[value_col].to_numpy()
+    low, high = float(np.min(train_target)), float(np.max(train_target))
     metrics = {
-        "path": str(path.resolve()), "rows": len(submission), "valid": True, "source": source,
-        "cv_smape": cv["cv_smape"], "constant_median_smape": cv["constant_median_smape"],
+        "path": str(path.resolve()), "rows": len(submission), "valid": True, "source": source, **cv_values,
         "prediction_min": float(values.min()), "prediction_median": float(np.median(values)),
         "prediction_max": float(values.max()),
         "outside_train_range": int(((values < low) | (values > high)).sum()),
     }
-    if solution_csv:
-        solution = read_csv(solution_csv, "solution_csv", dtype={schema_.id_column: str})
-        truth = pd.Series(solution[schema_.target].to_numpy(dtype=float), index=id_keys(solution[schema_.id_column])
-                          ).reindex(id_keys(submission[schema_.id_column])).to_numpy()
-        metrics["test_smape"] = smape(truth, values)
+    if truth is not None:
+        covered = ~np.isnan(truth)
+        metrics["test_smape"] = smape(truth[covered], values[covered])
         for name in schema_.report_metrics:
-            metrics[f"test_{name}"] = METRICS[name].fn(truth, values)
-    write_json(out_dir / "metrics.json", metrics)
+            metrics[f"test_{name}"] = METRICS[name].fn(truth[covered], values[covered])
+        metrics.update(scoring)
+        print(_scored_line(scoring["solution_csv"], metrics["test_smape"], len(values), scoring))
+    write_json(path.parent / "metrics.json", metrics)
     return metrics
 
 

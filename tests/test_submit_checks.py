@@ -1,0 +1,171 @@
+"""Tests for stage 05's submit(): a solution file checked by name before anything is written, a subset scored and
+said so, and no previous submission or metrics left that look current after a failed run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from amzkit.core.metric import smape
+from amzkit.stages import submit as submit_stage
+from amzkit.stages.submit import SubmissionError, submit
+
+IDS = ["101", "205", "307", "412"]
+PRED = [10.0, 20.0, 30.0, 40.0]
+TRUTH = [12.0, 20.0, 25.0, 50.0]
+TRAIN_TARGET = np.array([1.0, 100.0])
+
+
+def make_test(ids=IDS) -> pd.DataFrame:
+    return pd.DataFrame({"sample_id": list(ids), "catalog_content": ["x"] * len(ids), "image_link": ["u"] * len(ids)})
+
+
+def make_work(tmp_path: Path, ids=IDS, pred=PRED) -> Path:
+    """A work folder whose 04_ensemble holds test predictions and their CV metrics."""
+    work = tmp_path / "work"
+    folder = work / "04_ensemble"
+    folder.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"id": list(ids), "pred": pred}).to_csv(folder / "test_pred.csv", index=False)
+    (folder / "metrics.json").write_text(json.dumps({"cv_smape": 30.0, "constant_median_smape": 60.0}))
+    return work
+
+
+def write_solution(tmp_path: Path, frame: pd.DataFrame, name: str = "sol.csv") -> str:
+    path = tmp_path / name
+    frame.to_csv(path, index=False)
+    return str(path)
+
+
+def run(work: Path, test: pd.DataFrame | None = None, solution_csv: str = "") -> dict:
+    return submit(work, make_test() if test is None else test, TRAIN_TARGET, "amazon2025",
+                  solution_csv=solution_csv)
+
+
+def out_files(work: Path) -> set[str]:
+    folder = work / "05_submit"
+    return {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+
+
+# --------------------------------------------------------------------------------------------------
+# The solution file
+# --------------------------------------------------------------------------------------------------
+
+
+def test_a_full_solution_is_scored_on_all_test_ids(tmp_path: Path, capsys) -> None:
+    work = make_work(tmp_path)
+    sol = write_solution(tmp_path, pd.DataFrame({"sample_id": IDS, "price": TRUTH}))
+    metrics = run(work, solution_csv=sol)
+    assert metrics["test_smape"] == pytest.approx(smape(TRUTH, PRED))
+    assert metrics["test_scored_rows"] == 4 and metrics["solution_lacks_ids"] == 0
+    assert metrics["solution_extra_ids"] == 0
+    assert "on all 4 test ids" in capsys.readouterr().out
+
+
+def test_a_solution_with_some_test_ids_is_scored_on_that_subset_and_says_so(tmp_path: Path, capsys) -> None:
+    work = make_work(tmp_path)
+    sol = write_solution(tmp_path, pd.DataFrame({"sample_id": IDS[:3], "price": TRUTH[:3]}))
+    metrics = run(work, solution_csv=sol)
+    assert metrics["test_smape"] == pytest.approx(smape(TRUTH[:3], PRED[:3]))
+    assert metrics["test_scored_rows"] == 3 and metrics["solution_lacks_ids"] == 1
+    assert metrics["solution_lacks_first"] == ["412"]
+    out = capsys.readouterr().out
+    assert "on 3 of 4 test ids only" in out and "[412]" in out and "sol.csv" in out
+    assert json.loads((work / "05_submit" / "metrics.json").read_text())["test_scored_rows"] == 3
+
+
+def test_solution_ids_not_in_the_test_are_ignored_and_reported(tmp_path: Path, capsys) -> None:
+    work = make_work(tmp_path)
+    sol = write_solution(tmp_path, pd.DataFrame({"sample_id": [*IDS, "999"], "price": [*TRUTH, 7.0]}))
+    metrics = run(work, solution_csv=sol)
+    assert metrics["test_smape"] == pytest.approx(smape(TRUTH, PRED))
+    assert metrics["solution_extra_ids"] == 1 and metrics["solution_extra_first"] == ["999"]
+    out = capsys.readouterr().out
+    assert "1 solution ids not in the test CSV were ignored" in out and "[999]" in out
+
+
+# (fault, solution frame, words the message must hold)
+SOLUTION_FAULTS = [
+    ("price column named Price", pd.DataFrame({"sample_id": IDS, "Price": TRUTH}), ["Price", "'price'", "rename"]),
+    ("no id column", pd.DataFrame({"id": IDS, "price": TRUTH}), ["'sample_id'", "columns"]),
+    ("none of the test ids", pd.DataFrame({"sample_id": ["1", "2"], "price": [1.0, 2.0]}),
+     ["none of the 4 test ids", "another test CSV"]),
+    ("duplicate id", pd.DataFrame({"sample_id": [*IDS, "205"], "price": [*TRUTH, 3.0]}), ["duplicate", "[205]"]),
+    ("empty price", pd.DataFrame({"sample_id": IDS, "price": [12.0, None, 25.0, 50.0]}), ["[205]", "drop"]),
+    ("text price", pd.DataFrame({"sample_id": IDS, "price": ["12", "cheap", "25", "50"]}), ["[205]", "price"]),
+    ("non-integer id", pd.DataFrame({"sample_id": ["101", "abc", "307", "412"], "price": TRUTH}),
+     ["integer ids", "abc"]),
+]
+
+
+@pytest.mark.parametrize(("fault", "frame", "words"), SOLUTION_FAULTS, ids=[f[0] for f in SOLUTION_FAULTS])
+def test_a_bad_solution_is_refused_by_name_before_anything_is_written(tmp_path: Path, monkeypatch, fault, frame,
+                                                                      words) -> None:
+    work = make_work(tmp_path)
+    sol = write_solution(tmp_path, frame, name="my_solution.csv")
+
+    def not_reached(*args, **kwargs):
+        raise AssertionError("the submission was written before the solution was checked")
+
+    monkeypatch.setattr(submit_stage, "write_submission", not_reached)
+    with pytest.raises(ValueError) as err:
+        run(work, solution_csv=sol)
+    message = str(err.value)
+    assert "my_solution.csv" in message, message
+    for word in words:
+        assert word in message, message
+    assert out_files(work) == set()
+
+
+def test_a_failed_rerun_leaves_no_metrics_beside_another_submission(tmp_path: Path) -> None:
+    work = make_work(tmp_path)
+    run(work)
+    (work / "05_submit" / "distribution.png").write_bytes(b"png")  # what 05's plot cell writes
+    assert out_files(work) == {"submission.csv", "metrics.json", "distribution.png"}
+    make_work(tmp_path, pred=[11.0, 21.0, 31.0, 41.0])  # new predictions, then a solution that cannot be used
+    sol = write_solution(tmp_path, pd.DataFrame({"sample_id": IDS, "Price": TRUTH}))
+    with pytest.raises(ValueError, match="sol.csv") as err:
+        run(work, solution_csv=sol)
+    assert out_files(work) == set(), "no submission, metrics or plot of another run left"
+    assert any("removed the previous run's" in note for note in getattr(err.value, "__notes__", []))
+    metrics = run(work)  # the fixed rerun writes both again
+    assert out_files(work) == {"submission.csv", "metrics.json"}
+    assert pd.read_csv(metrics["path"])["price"].tolist() == [11.0, 21.0, 31.0, 41.0]
+
+
+def test_a_parameter_error_touches_nothing(tmp_path: Path) -> None:
+    work = make_work(tmp_path)
+    run(work)
+    before = {name: (work / "05_submit" / name).read_bytes() for name in out_files(work)}
+    with pytest.raises(ValueError, match="file_name"):
+        submit(work, make_test(), TRAIN_TARGET, "amazon2025", file_name="../s.csv")
+    assert {name: (work / "05_submit" / name).read_bytes() for name in out_files(work)} == before
+
+
+# --------------------------------------------------------------------------------------------------
+# Predictions made for another test CSV
+# --------------------------------------------------------------------------------------------------
+
+
+def test_predictions_for_another_test_csv_say_so_and_leave_no_old_submission(tmp_path: Path) -> None:
+    work = make_work(tmp_path)
+    first = run(work)
+    assert first["valid"] is True
+    new_test = make_test(["101", "205", "307", "500"])  # test.csv changed since 01-04 ran
+    with pytest.raises(SubmissionError, match="predicted ids are not in the test CSV") as err:
+        run(work, test=new_test)
+    message = str(err.value)
+    for words in ("first [412]", "[500]", "different test CSV", "rerun 01-04", "data_dir",
+                  str(work / "04_ensemble" / "test_pred.csv")):
+        assert words in message, message
+    assert out_files(work) == set(), "the old valid-looking submission and its metrics are gone"
+
+
+def test_duplicate_predictions_do_not_blame_the_test_csv(tmp_path: Path) -> None:
+    work = make_work(tmp_path, ids=[*IDS, "205"], pred=[*PRED, 5.0])
+    with pytest.raises(SubmissionError, match="duplicate") as err:
+        run(work)
+    assert "different test CSV" not in str(err.value)
