@@ -131,3 +131,55 @@ def test_knn_probe_on_a_one_column_run_uses_nearest_values_not_cosine():
     oof, queried = knn_probe(score, y_log, make_probe_folds(600, 5, 0), k=5)
     assert queried.all()
     assert np.corrcoef(oof, y_log)[0, 1] > 0.95  # cosine on one column would see only the sign
+
+
+def _word_price_world(tmp_path, n: int = 1500, brands: int = 30):
+    """Rows whose price is set by a brand word in the text, and a fake 01 run that is that brand one-hot."""
+    from amzkit.core.io import id_hash, write_json, write_npy
+
+    rng = np.random.default_rng(3)
+    brand = rng.integers(0, brands, n)
+    brand_price = np.exp(rng.normal(2.5, 1.0, brands))
+    price = brand_price[brand] * np.exp(rng.normal(0, 0.1, n))
+    filler = [" ".join(rng.choice(["soft", "blue", "pack", "new", "large", "gift"], 4)) for _ in range(n)]
+    texts = [f"Item Name: {f} brand{b}word {f}" for b, f in zip(brand, filler, strict=True)]
+    ids = np.arange(n)
+    train = pd.DataFrame({"sample_id": ids, "catalog_content": texts, "image_link": "", "price": price})
+    run = tmp_path / "01_extract" / "brandhot"
+    write_npy(run / "train.npy", np.eye(brands, dtype=np.float32)[brand])
+    write_npy(run / "train_ok.npy", np.ones(n, bool))
+    write_json(run / "manifest.json", {"splits": {"train": {"id_sha256": id_hash(ids)}}})
+    write_json(run / "metrics.json", {})
+    return train
+
+
+def test_a_tfidf_baseline_already_holds_what_the_text_says(tmp_path):
+    from amzkit.stages.correlate import D, correlate
+
+    train = _word_price_world(tmp_path)
+    weak = correlate(train, "amazon2025", tmp_path, ["brandhot"], baseline_features=["text_stats"],
+                     n_permutations=2)["brandhot"]
+    assert weak["added_value_gain"] > 20 and weak["next_step"].startswith("03_train")
+    # with the text's TF-IDF in the baseline (02's default, as 03's default features have it), most of what the
+    # brand one-hot says is already there: its added value falls from ~48 to ~2 SMAPE points
+    strong = correlate(train, "amazon2025", tmp_path, ["brandhot"], baseline_features=["text_stats", "tfidf"],
+                       n_permutations=2)["brandhot"]
+    assert strong["baseline_smape"] < weak["baseline_smape"] - 20
+    assert strong["added_value_gain"] < weak["added_value_gain"] / 5
+    assert "tfidf" in D.baseline_features
+
+
+def test_02_baseline_is_03s_default_label_free_features():
+    from amzkit.ml.featureset import FOLD_FEATURE_GROUPS
+    from amzkit.stages import correlate, train
+
+    label_free = [g for g in train.D.features if g not in FOLD_FEATURE_GROUPS or g == "tfidf"]
+    assert list(correlate.D.baseline_features) == label_free
+
+
+def test_a_baseline_group_fit_on_labels_is_refused(tmp_path):
+    from amzkit.stages.correlate import correlate
+
+    train = _word_price_world(tmp_path, n=200)
+    with pytest.raises(ValueError, match=r"baseline_features \['ridge_oof'\]: the baseline takes label-free groups"):
+        correlate(train, "amazon2025", tmp_path, ["brandhot"], baseline_features=["text_stats", "ridge_oof"])

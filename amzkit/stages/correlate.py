@@ -19,14 +19,15 @@ import pandas as pd
 from amzkit.core.io import save_figure, write_csv, write_json
 from amzkit.core.metric import constant_oof, smape
 from amzkit.core.params import Param, Parameters
-from amzkit.core.schema import get_schema
+from amzkit.core.schema import get_schema, row_text
 from amzkit.core.workdir import list_runs, stage_dir
 from amzkit.embed.runs import load_embeddings
+from amzkit.embed.simple import TfidfSvdEmbedder
 from amzkit.ml.folds import check_trainable
 from amzkit.ml.knn import NeighbourSpace, knn_mean
 from amzkit.ml.ridge import RIDGE_ALPHAS, GcvRidge
 from amzkit.ml.stats import pearson_columns
-from amzkit.text.features import build_features
+from amzkit.text.features import FEATURE_GROUPS, build_features
 
 # The roadmap's decision table: (lower bound on max |corr|, verdict, next step), checked top-down.
 VERDICTS: tuple[tuple[float, str, str], ...] = (
@@ -42,8 +43,8 @@ PARAMETERS = Parameters(
     Param("n_folds", 5, "folds of the ridge and kNN probes", low=2, high=50),
     Param("knn_k", 20, "neighbours of the kNN probe", low=1),
     Param("knn_max_queries", 20000, "validation rows the kNN probe scores at most (bounds its cost)", low=1),
-    Param("baseline_features", ["quantity", "text_stats", "keywords"],
-          "feature groups of the added-value probe's baseline"),
+    Param("baseline_features", ["quantity", "text_stats", "keywords", "brand", "dimensions", "tfidf", "pack_totals"],
+          "label-free feature groups of the added-value probe's baseline (tfidf: TF-IDF + SVD of the text)"),
     Param("baseline_runs", [], "01_extract runs added to that baseline (e.g. the text model's)", plain_name=True),
     Param("seed", 0, "seed of the permutations and probe folds", low=0, high=2**32 - 1),
 )
@@ -239,15 +240,29 @@ def recommend(result: dict, roadmap_step: str) -> str:
     return roadmap_step
 
 
+BASELINE_TFIDF = "tfidf"  # a baseline group: TF-IDF (words 1-2) + SVD of the row text, as 03's tfidf group
+BASELINE_TFIDF_DIM = 64  # 03's default tfidf_dim
+
+
 def baseline_matrix(train: pd.DataFrame, schema: str, work_dir: str | Path, features: list[str],
                     runs: list[str]) -> np.ndarray | None:
-    """Numeric baseline text features (engineered groups + text embedding runs) for the added-value probe."""
+    """Numeric baseline text features (label-free engineered groups, `tfidf`, text embedding runs) for the
+    added-value probe. `tfidf` is fit on every train row's text: it reads no label, so no fold is needed."""
     if not features and not runs:
         return None
     schema_ = get_schema(schema)
     blocks = []
-    if features:
-        frame, _ = build_features(train, train.iloc[:0], schema_, features)
+    groups = [g for g in features if g != BASELINE_TFIDF]
+    unknown = [g for g in groups if g not in FEATURE_GROUPS]
+    if unknown:
+        raise ValueError(f"baseline_features {unknown}: the baseline takes label-free groups "
+                         f"{sorted([*FEATURE_GROUPS, BASELINE_TFIDF])} (groups fit on labels, such as ridge_oof, "
+                         "cannot be a probe's fixed baseline)")
+    if BASELINE_TFIDF in features:
+        texts = row_text(train, schema_).tolist()
+        blocks.append(TfidfSvdEmbedder(BASELINE_TFIDF_DIM).fit(texts).transform(texts)[0])
+    if groups:
+        frame, _ = build_features(train, train.iloc[:0], schema_, groups)
         numeric = pd.get_dummies(frame, dummy_na=False, dtype=np.float32)
         numeric = numeric.fillna(numeric.median(numeric_only=True)).fillna(0.0)
         blocks.append(numeric.to_numpy(dtype=np.float32))
