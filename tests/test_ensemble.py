@@ -21,7 +21,7 @@ from amzkit.stages.ensemble import (
     fit_factor,
     fit_weights,
 )
-from amzkit.stages.ensemble_report import plot_ensemble, summary_table
+from amzkit.stages.ensemble_report import plot_ensemble, submitted_weights, summary_table
 
 N_ROWS, N_FOLDS, N_TEST = 2000, 5, 300
 
@@ -399,3 +399,13 @@ def test_the_target_is_refused_as_a_meta_feature_or_calibration_group() -> None:
         ensemble_columns(data, "amazon2025", ["unit_family", "price"])
     columns = ensemble_columns(data, "amazon2025", ["unit_family", "image_link"])
     assert list(columns.columns) == ["unit_family", "image_link"] and len(columns) == 30
+
+
+def test_the_weights_plotted_are_those_of_the_submitted_method():
+    metrics = {"weights": {"a": 0.7, "b": 0.3, "c": 0.0}, "stack_coef": {"a": 0.53, "b": 0.52, "c": -0.03}}
+    shown, title = submitted_weights({**metrics, "method": "stack+calibration"})
+    assert shown == metrics["stack_coef"] and title.startswith("submitted: stack+calibration; stack coefficients")
+    shown, title = submitted_weights({**metrics, "method": "blend+calibration"})
+    assert shown == metrics["weights"] and title.startswith("submitted: blend+calibration; blend weights")
+    shown, title = submitted_weights({"weights": metrics["weights"], "method": "stack"})  # a tree meta-model
+    assert shown == metrics["weights"] and "no coefficients" in title

@@ -21,13 +21,25 @@ def summary_table(metrics: dict) -> pd.DataFrame:
     return pd.concat([best, table[table["kind"] == "ensemble"]], ignore_index=True).drop(columns="kind")
 
 
+def submitted_weights(metrics: dict) -> tuple[dict[str, float], str]:
+    """Each run's weight in the method whose test predictions 04 writes (the stack's meta-model coefficients
+    when it is a stack with a linear meta-model, else the blend's weights), and a title that says which."""
+    method = metrics.get("method", "blend")
+    if method.startswith("stack") and metrics.get("stack_coef"):
+        return metrics["stack_coef"], f"submitted: {method}; stack coefficients (log space, full OOF)"
+    if method.startswith("stack"):
+        return metrics["weights"], f"submitted: {method} (its meta-model has no coefficients); blend weights"
+    return metrics["weights"], f"submitted: {method}; blend weights (log space, full OOF)"
+
+
 def plot_ensemble(work_dir: str | Path, metrics: dict):
-    """Blend weights, per-fold SMAPE of each run against each nested method, and the runs' error correlation
-    (near 1: the pair adds little to a blend); saved as PNG."""
+    """The submitted method's weights per run, per-fold SMAPE of each run against each nested method, and the
+    runs' error correlation (near 1: the pair adds little to a blend); saved as PNG."""
     fig, (ax_w, ax_f, ax_c) = plt.subplots(1, 3, figsize=(18, 4.5), gridspec_kw={"wspace": 0.4})
     names = list(metrics["weights"])
-    ax_w.bar(names, [metrics["weights"][n] for n in names])
-    ax_w.set(ylabel="weight", title="blend weights (log space, full OOF)")
+    shown, label = submitted_weights(metrics)
+    ax_w.bar(names, [shown[n] for n in names])
+    ax_w.set(ylabel="weight", title=label)
     ax_w.tick_params(axis="x", rotation=30)
     chosen = metrics.get("cv_scores", f"{metrics.get('method', 'blend')} (nested)")  # the curve cv_smape scores
     for name, scores in metrics["fold_smape"].items():
