@@ -27,6 +27,7 @@ from amzkit.ml.folds import check_trainable
 from amzkit.ml.knn import NeighbourSpace, knn_mean
 from amzkit.ml.ridge import RIDGE_ALPHAS, GcvRidge
 from amzkit.ml.stats import pearson_columns
+from amzkit.stages.train import D as TRAIN_DEFAULTS
 from amzkit.text.features import FEATURE_GROUPS, build_features
 
 # The roadmap's decision table: (lower bound on max |corr|, verdict, next step), checked top-down.
@@ -241,7 +242,6 @@ def recommend(result: dict, roadmap_step: str) -> str:
 
 
 BASELINE_TFIDF = "tfidf"  # a baseline group: TF-IDF (words 1-2) + SVD of the row text, as 03's tfidf group
-BASELINE_TFIDF_DIM = 64  # 03's default tfidf_dim
 
 
 def baseline_matrix(train: pd.DataFrame, schema: str, work_dir: str | Path, features: list[str],
@@ -260,7 +260,7 @@ def baseline_matrix(train: pd.DataFrame, schema: str, work_dir: str | Path, feat
                          "cannot be a probe's fixed baseline)")
     if BASELINE_TFIDF in features:
         texts = row_text(train, schema_).tolist()
-        blocks.append(TfidfSvdEmbedder(BASELINE_TFIDF_DIM).fit(texts).transform(texts)[0])
+        blocks.append(TfidfSvdEmbedder(TRAIN_DEFAULTS.tfidf_dim).fit(texts).transform(texts)[0])
     if groups:
         frame, _ = build_features(train, train.iloc[:0], schema_, groups)
         numeric = pd.get_dummies(frame, dummy_na=False, dtype=np.float32)
