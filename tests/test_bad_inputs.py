@@ -357,7 +357,7 @@ def test_validate_reports_unreadable_files_as_invalid(validator_files, capsys, c
     sub, test = validator_files / "sub.csv", validator_files / "test.csv"
     sub.write_text(good)
     words = {"utf-16 submission": ["UTF-16"], "missing submission": ["not found"],
-             "folder as submission": ["folder"], "train.csv as --test": ["is this the train file?"],
+             "folder as submission": ["folder"], "train.csv as --test": ["not the train file"],
              "missing --test": ["not found", "nope.csv"], "empty --test": ["empty"]}[case]
     if case == "utf-16 submission":
         sub.write_bytes(good.encode("utf-16"))

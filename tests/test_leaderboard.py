@@ -18,6 +18,7 @@ from amzkit.stages.leaderboard import (
     cv_lb_fit,
     leaderboard,
     plot_cv_vs_lb,
+    show_leaderboard,
     tracking_verdict,
 )
 
@@ -28,7 +29,7 @@ def make_run(work_dir: Path, run: str, cv: float) -> None:
 
 
 def points(cv: list[float], lb: list[float]) -> pd.DataFrame:
-    return pd.DataFrame({"run": [f"r{i}" for i in range(len(cv))], "cv_smape": cv, "lb_smape": lb})
+    return pd.DataFrame({"run": [f"r{i}" for i in range(len(cv))], "cv": cv, "lb": lb})
 
 
 def test_add_and_read_back(tmp_path: Path) -> None:
@@ -36,12 +37,12 @@ def test_add_and_read_back(tmp_path: Path) -> None:
     make_run(tmp_path, "04_ensemble", 46.5)
     add_score(tmp_path, "lgbm_a", 49.0, note="first, with comma")
     row = add_score(tmp_path, "04_ensemble", 47.75)
-    assert row["cv_smape"] == 46.5
+    assert row["cv"] == 46.5 and row["metric"] == "smape"
     table = leaderboard(tmp_path)
     assert list(table.columns) == [*LB_COLUMNS, "gap"]
     assert table["run"].tolist() == ["lgbm_a", "04_ensemble"]
-    assert table["cv_smape"].tolist() == [48.25, 46.5]
-    assert table["lb_smape"].tolist() == [49.0, 47.75]
+    assert table["cv"].tolist() == [48.25, 46.5]
+    assert table["lb"].tolist() == [49.0, 47.75]
     assert table["gap"].tolist() == pytest.approx([0.75, 1.25])
     assert table["note"].tolist() == ["first, with comma", ""]
     assert not list(tmp_path.glob(".leaderboard.csv.*"))  # atomic write left no temporary file
@@ -74,7 +75,7 @@ def test_edge_scores_accepted(tmp_path: Path) -> None:
     make_run(tmp_path, "lgbm_a", 48.0)
     add_score(tmp_path, "lgbm_a", 0)
     add_score(tmp_path, "lgbm_a", 200)
-    assert leaderboard(tmp_path)["lb_smape"].tolist() == [0.0, 200.0]
+    assert leaderboard(tmp_path)["lb"].tolist() == [0.0, 200.0]
 
 
 def test_fit_recovers_exact_line() -> None:
@@ -167,8 +168,6 @@ def test_cli_errors(tmp_path: Path, capsys) -> None:
 
 
 def test_notebook_section_records_scores_once_and_plots(tmp_path: Path, capsys) -> None:
-    from amzkit.stages.leaderboard import show_leaderboard
-
     assert show_leaderboard(tmp_path, {}) is None
     assert "no public LB scores yet" in capsys.readouterr().out
     for run, cv in (("a", 45.0), ("b", 47.0), ("c", 50.0)):
@@ -178,8 +177,60 @@ def test_notebook_section_records_scores_once_and_plots(tmp_path: Path, capsys) 
     assert fig is not None and (tmp_path / "cv_vs_lb.png").stat().st_size > 1000
     show_leaderboard(tmp_path, scores)  # the notebook rerun with the same parameter adds nothing
     table = leaderboard(tmp_path)
-    assert table["run"].tolist() == ["a", "b", "c"] and table["lb_smape"].tolist() == [46.0, 48.1, 51.2]
+    assert table["run"].tolist() == ["a", "b", "c"] and table["lb"].tolist() == [46.0, 48.1, 51.2]
     assert "recorded 0 new" in capsys.readouterr().out.split("recorded 3 new")[-1]
     with pytest.raises(LeaderboardError, match="nope"):
         show_leaderboard(tmp_path, {"nope": 40.0})
     plt.close("all")
+
+
+def make_2023_run(work_dir: Path, run: str, smape_cv: float, score_cv: float) -> None:
+    folder = work_dir / "04_ensemble" if run == "04_ensemble" else work_dir / "03_train" / run
+    write_json(folder / "metrics.json", {"run": run, "schema": "amazon2023", "cv_smape": smape_cv,
+                                         "cv_score2023": score_cv, "cv_mape": 1 - score_cv / 100})
+
+
+def test_2023_scores_are_the_2023_leaderboard_metric_higher_is_better(tmp_path: Path, capsys) -> None:
+    # the 2023 leaderboard shows max(0, 100(1-MAPE)): a run's CV in that metric is recorded beside it, never its
+    # SMAPE, and a CV that rises with the LB tracks it (it used to be read as SMAPE: r = -1, "stopped tracking")
+    for i, (smape_cv, score_cv) in enumerate([(50.0, 40.0), (48.0, 45.0), (46.0, 50.0)]):
+        make_2023_run(tmp_path, f"r{i}", smape_cv, score_cv)
+    show_leaderboard(tmp_path, {"r0": 41.0, "r1": 46.0, "r2": 51.0})
+    out = capsys.readouterr().out
+    table = leaderboard(tmp_path)
+    assert table["metric"].tolist() == ["score2023"] * 3 and table["cv"].tolist() == [40.0, 45.0, 50.0]
+    fit = cv_lb_fit(table)
+    assert fit["metric"] == "score2023" and fit["r"] == pytest.approx(1.0)
+    assert "CV tracks LB" in out and "stopped" not in out
+    make_2023_run(tmp_path, "r3", 44.0, 55.0)  # better CV, far lower LB score: worse, not better
+    add_score(tmp_path, "r3", 30.0)
+    verdict = tracking_verdict(cv_lb_fit(leaderboard(tmp_path)))
+    assert verdict.startswith("CV stopped tracking:") and "worse" in verdict and "2023 score" in verdict
+    with pytest.raises(LeaderboardError, match="outside 0..100"):
+        add_score(tmp_path, "r0", 150.0)
+    plt.close("all")
+
+
+def test_2023_ensemble_takes_its_runs_schema(tmp_path: Path) -> None:
+    make_2023_run(tmp_path, "r0", 50.0, 40.0)
+    write_json(tmp_path / "04_ensemble" / "metrics.json", {"runs": ["r0"], "cv_smape": 49.0, "cv_score2023": 42.0})
+    assert add_score(tmp_path, "04_ensemble", 43.0)["cv"] == 42.0
+
+
+def test_a_leaderboard_csv_of_the_old_columns_reads_as_smape(tmp_path: Path) -> None:
+    pd.DataFrame({"time": ["t"], "run": ["a"], "cv_smape": [45.0], "lb_smape": [46.0], "note": [""]}).to_csv(
+        tmp_path / "leaderboard.csv", index=False)
+    make_run(tmp_path, "b", 47.0)
+    add_score(tmp_path, "b", 48.5)
+    table = leaderboard(tmp_path)
+    assert list(table.columns) == [*LB_COLUMNS, "gap"] and table["metric"].tolist() == ["smape", "smape"]
+    assert table["gap"].tolist() == pytest.approx([1.0, 1.5])
+
+
+def test_one_metric_per_leaderboard(tmp_path: Path) -> None:
+    make_run(tmp_path, "a", 45.0)
+    add_score(tmp_path, "a", 46.0)
+    make_2023_run(tmp_path, "b", 50.0, 40.0)
+    with pytest.raises(LeaderboardError, match="holds smape scores.*score2023"):
+        add_score(tmp_path, "b", 41.0)
+    assert len(leaderboard(tmp_path)) == 1

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import mean_absolute_percentage_error
 
-from amzkit.core.metric import METRICS, constant_baseline, mape, score_2023, smape, smape_per_row
+from amzkit.core.metric import METRICS, constant_baseline, mape, other_scores, score_2023, smape, smape_per_row
 
 # Prices: zero or a realistic positive range (far from float underflow / overflow).
 PRICE = st.one_of(st.just(0.0), st.floats(min_value=1e-3, max_value=1e6))
@@ -75,7 +75,8 @@ def test_bad_inputs_raise(fn, actual, predicted, match) -> None:
 
 
 def test_metrics_table_and_constant_baseline() -> None:
-    assert set(METRICS) == {"smape", "score2023"}
+    assert set(METRICS) == {"smape", "score2023", "mape"}
+    assert METRICS["mape"].fn is mape and METRICS["mape"].higher_is_better is False
     assert METRICS["smape"].fn is smape and METRICS["smape"].higher_is_better is False
     assert METRICS["score2023"].fn is score_2023 and METRICS["score2023"].higher_is_better is True
     train = np.array([1.0, 3.0, 10.0, 50.0, 1000.0])
@@ -120,3 +121,12 @@ def test_smape_scale_invariant(pair, k) -> None:
 def test_smape_of_perfect_prediction_is_zero(a) -> None:
     assert smape(a, a) == 0.0
     assert score_2023([x + 1.0 for x in a], [x + 1.0 for x in a]) == 100.0
+
+
+def test_other_scores_add_the_editions_own_metrics_to_a_smape_line() -> None:
+    values = {"cv_smape": 40.0, "cv_score2023": 0.0, "cv_mape": 1.79}
+    assert other_scores(values, ("smape",), "cv_", "CV") == ""
+    assert other_scores(values, ("smape", "score2023", "mape"), "cv_", "CV") == (
+        "; CV 2023 score max(0, 100(1-MAPE)) 0.000 (higher is better); CV MAPE 1.790 (lower is better)")
+    assert other_scores({"test_mape": 0.5}, ("smape", "score2023", "mape"), "test_", "test") == (
+        "; test MAPE 0.500 (lower is better)")

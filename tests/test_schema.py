@@ -75,7 +75,9 @@ def test_renamed_target_gets_no_test_file_hint(tmp_path: Path) -> None:
 
 def test_test_csv_with_target_hints_train_file(tmp_path: Path) -> None:
     path = write(tmp_path, "sample_id,catalog_content,image_link,price\n1,a,u,2.5\n")
-    with pytest.raises(ValueError, match=re.escape("unexpected columns ['price'] (is this the train file?)")):
+    with pytest.raises(ValueError, match=re.escape("unexpected columns ['price'] (the test CSV must not have the "
+                                                   "target: drop column 'price' from it, or check that it is not "
+                                                   "the train file)")):
         load_split(path, "amazon2025", "test")
 
 

@@ -20,6 +20,7 @@ from amzkit.app.demo import make_demo
 from amzkit.app.kaggle_outputs import pack_image_cache, restore_image_cache, write_output_listing
 from amzkit.app.kaggle_runtime import attach_previous_outputs, detach_previous_outputs, find_data_dir
 from amzkit.core.io import read_json, write_json
+from amzkit.core.metric import other_scores
 from amzkit.core.schema import SPLITS, Schema, get_schema, load_data
 from amzkit.core.workdir import KAGGLE_INPUT, check_writable, on_kaggle, resolve_work_dir, stage_dir
 from amzkit.embed.registry import get_model_spec, registry_table
@@ -251,7 +252,8 @@ def run_train(ctx: Context) -> dict:
                         pseudo_label_run=p.pseudo_label_run, pseudo_label_fraction=p.pseudo_label_fraction,
                         pseudo_label_weight=p.pseudo_label_weight)
     print(f"{p.run_name} ({p.learner}): CV SMAPE {metrics['cv_smape']:.3f} (folds {metrics['fold_smape_mean']:.3f} "
-          f"+- {metrics['fold_smape_std']:.3f}); constant median {metrics['constant_median_smape']:.3f}")
+          f"+- {metrics['fold_smape_std']:.3f}); constant median {metrics['constant_median_smape']:.3f}"
+          + other_scores(metrics, ctx.schema.report_metrics, "cv_", "CV"))
     fits = fold_fits_summary(metrics)
     if fits:
         print(fits)
@@ -297,7 +299,8 @@ def run_ensemble(ctx: Context) -> dict:
     print(f"chosen by nested score: {metrics['method']} -> test_pred.csv, CV SMAPE {metrics['cv_smape']:.3f} "
           f"({metrics['cv_scores']}); "
           f"blend nested {metrics['blend_smape_nested']:.3f} (in-sample {metrics['blend_smape_in_sample']:.3f}); "
-          f"best single run {metrics['best_single_run']} {metrics['best_single_smape']:.3f}")
+          f"best single run {metrics['best_single_run']} {metrics['best_single_smape']:.3f}"
+          + other_scores(metrics, ctx.schema.report_metrics, "cv_", "CV"))
     if metrics["alike_runs"]:
         print(f"runs whose OOF errors correlate >= {ALIKE_CORRELATION} (one of each pair adds little to the blend): "
               + "; ".join(f"{a} ~ {b} {pair['error_correlation']:.3f}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,12 +52,24 @@ class Metric:
     fn: Callable[[np.ndarray, np.ndarray], float]
     higher_is_better: bool
     unit: str
+    label: str  # how printed lines name it
 
 
 METRICS: dict[str, Metric] = {
-    "smape": Metric("smape", smape, higher_is_better=False, unit="%"),
-    "score2023": Metric("score2023", score_2023, higher_is_better=True, unit="points"),
+    "smape": Metric("smape", smape, higher_is_better=False, unit="%", label="SMAPE"),
+    "score2023": Metric("score2023", score_2023, higher_is_better=True, unit="points",
+                        label="2023 score max(0, 100(1-MAPE))"),
+    "mape": Metric("mape", mape, higher_is_better=False, unit="fraction", label="MAPE"),
 }
+
+
+def other_scores(values: Mapping[str, float], names: Sequence[str], prefix: str, scope: str) -> str:
+    """'; CV MAPE 1.790 (lower is better); ...' for each metric in `names` but SMAPE that `values` holds as
+    `prefix + name` ('' when none): the lines that print SMAPE add the edition's own metrics with it."""
+    parts = [f"{scope} {METRICS[name].label} {values[prefix + name]:.3f} "
+             f"({'higher' if METRICS[name].higher_is_better else 'lower'} is better)"
+             for name in names if name != "smape" and values.get(prefix + name) is not None]
+    return "".join(f"; {part}" for part in parts)
 
 
 def constant_baseline(train_target, n_rows: int | None = None) -> np.ndarray:

@@ -27,6 +27,7 @@ class Schema:
     category_columns: tuple[str, ...]
     metric: str  # key of amzkit.metric.METRICS used to rank models
     report_metrics: tuple[str, ...]  # every metric printed for this edition
+    leaderboard_metric: str  # what the competition's leaderboard shows (amzkit lb records it)
 
     @property
     def test_columns(self) -> tuple[str, ...]:
@@ -52,6 +53,7 @@ SCHEMAS: dict[str, Schema] = {
         category_columns=(),
         metric="smape",
         report_metrics=("smape",),
+        leaderboard_metric="smape",
     ),
     "amazon2023": Schema(
         name="amazon2023",
@@ -61,7 +63,8 @@ SCHEMAS: dict[str, Schema] = {
         image_column=None,
         category_columns=("PRODUCT_TYPE_ID",),
         metric="smape",
-        report_metrics=("smape", "score2023"),
+        report_metrics=("smape", "score2023", "mape"),
+        leaderboard_metric="score2023",
     ),
 }
 
@@ -89,7 +92,8 @@ def check_columns(columns: list[str], schema: Schema, split: str, source: str) -
             parts.append(f"unexpected columns {extra}")
         hint = ""
         if split == "test" and extra == [schema.target] and not missing:
-            hint = " (is this the train file?)"
+            hint = (f" (the test CSV must not have the target: drop column {schema.target!r} from it, or check that "
+                    "it is not the train file)")
         elif split == "train" and missing == [schema.target] and not extra:
             hint = " (is this the test file?)"
         fix = _column_fix(columns, expected, missing)

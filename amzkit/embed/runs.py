@@ -11,10 +11,19 @@ from amzkit.core.workdir import check_name, stage_dir
 from amzkit.embed.registry import MODELS
 
 
-def load_embeddings(work_dir: str | Path, name: str, split: str, ids) -> tuple[np.ndarray, np.ndarray]:
-    """Embeddings (float32) and ok-mask of run `name` for `split`, refused unless they match `ids` row for row."""
+def load_embeddings(work_dir: str | Path, name: str, split: str, ids,
+                    has_images: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings (float32) and ok-mask of run `name` for `split`, refused unless they match `ids` row for row.
+    `has_images`: whether the schema has an image column (without one, an image model's run cannot exist)."""
     run_dir = stage_dir(work_dir, "01_extract") / check_name(name, "embedding run")
-    if not (run_dir / "manifest.json").is_file():
+    missing = not (run_dir / "manifest.json").is_file()
+    if missing and not has_images and name in MODELS and MODELS[name].modality == "image":
+        raise FileNotFoundError(
+            f"embedding run {name!r} would be an image model's, and this schema has no image column: leave "
+            f"{name!r} (and '{name}:...') out of -p embeddings (03's default names it) and use text runs of "
+            "01_extract (-p text_model), e.g. -p embeddings '[\"minilm:pca:32\", \"minilm:knn:20\"]', or '[]'"
+        )
+    if missing:
         raise FileNotFoundError(
             f"no embedding run {name!r} in {run_dir.parent}: run 01_extract with {_making(name)} first, or leave "
             f"{name!r} (and '{name}:...') out of -p embeddings (a text-only setup: 03's default embeddings name "

@@ -84,8 +84,8 @@ class RunInputs:
         """(matrix, ok) of 01_extract run `name` over every row, refused unless it matches the CSVs row for row."""
         cache = self.__dict__.setdefault("_embeddings", {})
         if name not in cache:
-            parts = [load_embeddings(self.work_dir, name, split, self.data[split][self.schema.id_column])
-                     for split in SPLITS]
+            parts = [load_embeddings(self.work_dir, name, split, self.data[split][self.schema.id_column],
+                                     has_images=self.schema.image_column is not None) for split in SPLITS]
             cache[name] = (np.vstack([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
         return cache[name]
 

@@ -30,9 +30,9 @@ import pandas as pd
 from scipy.optimize import minimize_scalar
 
 from amzkit.core.io import id_keys, same_ids, show_ids, write_csv, write_json
-from amzkit.core.metric import smape
+from amzkit.core.metric import METRICS, smape
 from amzkit.core.params import Param, Parameters
-from amzkit.core.schema import get_schema
+from amzkit.core.schema import SCHEMAS, get_schema
 from amzkit.core.workdir import list_runs, stage_dir
 from amzkit.ml.base import MIN_PREDICTION
 from amzkit.ml.diversity import alike_pairs, error_correlation
@@ -488,6 +488,11 @@ def ensemble(work_dir: str | Path, runs=D.runs, *, method: str = D.method, meta=
         "cv_scores": cv_key,
         "constant_median_smape": float(np.mean([loaded[n]["metrics"]["constant_median_smape"] for n in runs])),
     }
+    schema_name = loaded[runs[0]]["metrics"].get("schema")
+    if schema_name in SCHEMAS:  # the edition's own metrics of what cv_smape scores (2023: its score and MAPE)
+        metrics["schema"] = schema_name
+        metrics.update({f"cv_{name}": METRICS[name].fn(target, scored)
+                        for name in SCHEMAS[schema_name].report_metrics if name != "smape"})
     if method == "best":
         metrics["method_picked_per_fold"] = picked
         metrics["method_inner_smape_per_fold"] = inner

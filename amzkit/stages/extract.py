@@ -208,7 +208,9 @@ def extract(
     run_dir = stage_dir(work_dir, "01_extract") / spec.name
     shard_dir = run_dir / SHARDS_DIR
     if spec.modality == "image" and schema_.image_column is None:
-        raise ValueError(f"schema {schema_.name!r} has no image column; choose a text model for it")
+        raise ValueError(f"schema {schema_.name!r} has no image column, so image model {spec.name!r} has nothing to "
+                         "embed: pass -p model \"\" (no image model; 01's default is an image model) and embed the "
+                         "text with -p text_model (e.g. minilm or tfidf-svd)")
     fit = fit_fingerprint(spec, data, schema_)
     todo, states, plans, retry = {}, {}, {}, {}
     for split in SPLITS:

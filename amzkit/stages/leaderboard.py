@@ -1,8 +1,10 @@
 """Public leaderboard scores beside CV scores: does CV still track the LB? (the final checks of a competition).
 
-Each submission's public LB SMAPE is recorded with the CV SMAPE of the run it came from (a 03_train run or
-04_ensemble) in `work_dir/leaderboard.csv`. `cv_lb_fit` fits LB = slope * CV + intercept, `tracking_verdict`
-says in plain words whether CV still predicts the LB, and `plot_cv_vs_lb` draws CV against LB.
+Each submission's public LB score is recorded with the CV score of the run it came from (a 03_train run or
+04_ensemble) in `work_dir/leaderboard.csv`, both in the metric the schema's leaderboard shows (2025: SMAPE,
+lower is better; 2023: max(0, 100(1-MAPE)), higher is better), named in the table's `metric` column.
+`cv_lb_fit` fits LB = slope * CV + intercept, `tracking_verdict` says in plain words whether CV still predicts
+the LB, and `plot_cv_vs_lb` draws CV against LB.
 
     python -m amzkit lb add siglip_lgbm 47.9 --work-dir runs/latest --note "first sub"
     python -m amzkit lb show --work-dir runs/latest --plot
@@ -21,17 +23,20 @@ import numpy as np
 import pandas as pd
 
 from amzkit.core.io import atomic_path, read_json, save_figure
+from amzkit.core.metric import METRICS
 from amzkit.core.params import Param, Parameters
+from amzkit.core.schema import SCHEMAS
 from amzkit.core.workdir import list_runs, resolve_work_dir, stage_dir
 
 PARAMETERS = Parameters(
-    Param("lb_scores", {}, "public LB SMAPE of earlier submissions, JSON {\"<run>\": <score>}: does CV track LB?"),
+    Param("lb_scores", {}, "public LB scores of earlier submissions, JSON {\"<run>\": <score>}: does CV track LB?"),
 )
-LB_COLUMNS = ("time", "run", "cv_smape", "lb_smape", "note")
+LB_COLUMNS = ("time", "run", "metric", "cv", "lb", "note")
+OLD_COLUMNS = {"cv_smape": "cv", "lb_smape": "lb"}  # a leaderboard.csv written before the metric column: SMAPE
 ENSEMBLE_RUN = "04_ensemble"
-SMAPE_RANGE = (0.0, 200.0)
+SCORE_RANGES = {"smape": (0.0, 200.0), "score2023": (0.0, 100.0), "mape": (0.0, math.inf)}  # what a score can be
 MIN_R = 0.5  # below this Pearson r the CV ranking no longer predicts the LB ranking
-TOLERANCE = 1.0  # SMAPE points: a latest point closer than this to the earlier line is never "far"
+TOLERANCE = 1.0  # score points: a latest point closer than this to the earlier line is never "far"
 
 
 class LeaderboardError(ValueError):
@@ -50,55 +55,86 @@ def known_runs(work_dir: str | Path) -> list[str]:
     return runs
 
 
-def run_cv_smape(work_dir: str | Path, run: str) -> float:
-    """The cv_smape in the run's metrics.json; LeaderboardError naming the existing runs when it is unknown."""
+def _run_metrics(work_dir: str | Path, run: str) -> tuple[Path, dict]:
     runs = known_runs(work_dir)
     if run not in runs:
         existing = ", ".join(runs) if runs else f"none (no metrics.json under {Path(work_dir)}/03_train or 04_ensemble)"
         raise LeaderboardError(f"unknown run {run!r} in {work_dir}; runs that exist: {existing}")
     folder = stage_dir(work_dir, ENSEMBLE_RUN) if run == ENSEMBLE_RUN else stage_dir(work_dir, "03_train") / run
-    metrics = read_json(folder / "metrics.json")
-    if "cv_smape" not in metrics:
-        raise LeaderboardError(f"{folder / 'metrics.json'} has no cv_smape")
-    return float(metrics["cv_smape"])
+    return folder / "metrics.json", read_json(folder / "metrics.json")
 
 
-def _check_score(score: float) -> float:
+def run_metric(work_dir: str | Path, run: str) -> str:
+    """The leaderboard metric of the run's schema (04_ensemble: that of its first run); SMAPE when unrecorded."""
+    path, metrics = _run_metrics(work_dir, run)
+    schema = metrics.get("schema")
+    if schema is None and run == ENSEMBLE_RUN and metrics.get("runs"):
+        schema = _run_metrics(work_dir, metrics["runs"][0])[1].get("schema")
+    return SCHEMAS[schema].leaderboard_metric if schema in SCHEMAS else "smape"
+
+
+def run_cv_score(work_dir: str | Path, run: str) -> tuple[str, float]:
+    """(metric, CV score) of the run in its leaderboard's metric; LeaderboardError naming the existing runs when
+    it is unknown."""
+    metric = run_metric(work_dir, run)
+    path, metrics = _run_metrics(work_dir, run)
+    if f"cv_{metric}" not in metrics:
+        raise LeaderboardError(f"{path} has no cv_{metric} (the leaderboard's metric): rerun that stage with this "
+                               "version of amzkit")
+    return metric, float(metrics[f"cv_{metric}"])
+
+
+def _check_score(score: float, metric: str = "smape") -> float:
     try:
         value = float(score)
     except (TypeError, ValueError) as err:
         raise LeaderboardError(f"score {score!r} is not a number") from err
-    low, high = SMAPE_RANGE
-    if not math.isfinite(value) or not low <= value <= high:
-        raise LeaderboardError(f"score {score!r} is outside {low:g}..{high:g}; SMAPE (%) always lies in that range")
+    low, high = SCORE_RANGES[metric]
+    if math.isnan(value) or not low <= value <= high or (math.isinf(value) and high != math.inf):
+        raise LeaderboardError(f"score {score!r} is outside {low:g}..{high:g}; the leaderboard's "
+                               f"{METRICS[metric].label} always lies in that range")
     return value
 
 
 def _read_table(work_dir: str | Path) -> pd.DataFrame:
     path = leaderboard_path(work_dir)
     if not path.is_file():
-        return pd.DataFrame({c: pd.Series(dtype=float if c.endswith("smape") else object) for c in LB_COLUMNS})
-    table = pd.read_csv(path, dtype={"run": str, "note": str, "time": str})
+        return pd.DataFrame({c: pd.Series(dtype=float if c in ("cv", "lb") else object) for c in LB_COLUMNS})
+    table = pd.read_csv(path, dtype={"run": str, "note": str, "time": str, "metric": str}).rename(columns=OLD_COLUMNS)
+    if "metric" not in table:
+        table["metric"] = "smape"
     table["note"] = table["note"].fillna("")
     return table[list(LB_COLUMNS)]
 
 
+def table_metric(table: pd.DataFrame) -> str:
+    """The one metric of a leaderboard table (SMAPE for a table without the column)."""
+    metrics = sorted(set(table["metric"].dropna())) if "metric" in table else []
+    if len(metrics) > 1:
+        raise LeaderboardError(f"the leaderboard mixes metrics {metrics}: keep one competition per work folder")
+    return metrics[0] if metrics else "smape"
+
+
 def add_score(work_dir: str | Path, run: str, score: float, note: str = "") -> dict:
     """Append one public LB score for a submission made from `run`; returns the row written."""
-    lb = _check_score(score)
-    cv = run_cv_smape(work_dir, run)
-    row = {"time": datetime.now(UTC).isoformat(timespec="seconds"), "run": run, "cv_smape": cv, "lb_smape": lb,
-           "note": note}
-    table = pd.concat([_read_table(work_dir), pd.DataFrame([row])], ignore_index=True)
+    metric, cv = run_cv_score(work_dir, run)
+    lb = _check_score(score, metric)
+    table = _read_table(work_dir)
+    if not table.empty and table_metric(table) != metric:
+        raise LeaderboardError(f"{leaderboard_path(work_dir)} holds {table_metric(table)} scores, but run {run!r} "
+                               f"is scored in {metric}: keep one competition per work folder")
+    row = {"time": datetime.now(UTC).isoformat(timespec="seconds"), "run": run, "metric": metric, "cv": cv,
+           "lb": lb, "note": note}
+    table = pd.concat([table, pd.DataFrame([row])], ignore_index=True)
     with atomic_path(leaderboard_path(work_dir)) as tmp:
         table.to_csv(tmp, index=False)
     return row
 
 
 def leaderboard(work_dir: str | Path) -> pd.DataFrame:
-    """All recorded scores in the order they were added, with gap = lb_smape - cv_smape."""
+    """All recorded scores in the order they were added, with gap = lb - cv."""
     table = _read_table(work_dir).reset_index(drop=True)
-    table["gap"] = table["lb_smape"].astype(float) - table["cv_smape"].astype(float)
+    table["gap"] = table["lb"].astype(float) - table["cv"].astype(float)
     return table
 
 
@@ -115,8 +151,8 @@ def cv_lb_fit(table: pd.DataFrame) -> dict:
     Also the mean gap (LB - CV), and for the latest row its residual from the line fitted on the earlier rows
     (`latest_residual`) with those rows' RMSE around that line (`earlier_rmse`); None where too few points.
     """
-    points = table[["cv_smape", "lb_smape"]].astype(float).dropna()
-    cv, lb = points["cv_smape"].to_numpy(), points["lb_smape"].to_numpy()
+    points = table[["cv", "lb"]].astype(float).dropna()
+    cv, lb = points["cv"].to_numpy(), points["lb"].to_numpy()
     n = len(cv)
     if n < 2:
         raise ValueError(f"a CV-LB fit needs at least 2 scored submissions; have {n} (add one with `amzkit lb add`)")
@@ -131,7 +167,8 @@ def cv_lb_fit(table: pd.DataFrame) -> dict:
         latest_residual = float(lb[-1] - (slope_e * cv[-1] + intercept_e))
         earlier_rmse = float(np.sqrt(np.mean((lb[:-1] - (slope_e * cv[:-1] + intercept_e)) ** 2)))
     return {
-        "n": n, "slope": line[0] if line else None, "intercept": line[1] if line else None, "r": r,
+        "metric": table_metric(table), "n": n, "slope": line[0] if line else None,
+        "intercept": line[1] if line else None, "r": r,
         "mean_gap": float(np.mean(lb - cv)), "latest_cv": float(cv[-1]), "latest_lb": float(lb[-1]),
         "latest_residual": latest_residual, "earlier_rmse": earlier_rmse,
     }
@@ -141,8 +178,9 @@ def tracking_verdict(fit: dict, min_r: float = MIN_R, tolerance: float = TOLERAN
     """Plain words: "CV tracks LB ..." or "CV stopped tracking: ..." (r < min_r, or the latest point far off).
 
     The latest point is far when its residual from the earlier points' line exceeds
-    max(tolerance, 3 * earlier RMSE) SMAPE points.
+    max(tolerance, 3 * earlier RMSE) points of the metric; "worse" follows the metric's direction.
     """
+    higher_is_better = METRICS[fit.get("metric", "smape")].higher_is_better
     problems = []
     r = fit.get("r")
     if r is not None and r < min_r:
@@ -151,9 +189,10 @@ def tracking_verdict(fit: dict, min_r: float = MIN_R, tolerance: float = TOLERAN
     if residual is not None:
         limit = max(tolerance, 3 * (rmse or 0.0))
         if abs(residual) > limit:
-            side = "worse" if residual > 0 else "better"
+            side = "worse" if (residual > 0) != higher_is_better else "better"
             problems.append(f"the latest submission (CV {fit['latest_cv']:.2f}, LB {fit['latest_lb']:.2f}) is "
-                            f"{abs(residual):.2f} SMAPE points {side} on LB than the earlier trend predicts "
+                            f"{abs(residual):.2f} {METRICS[fit.get('metric', 'smape')].label} points {side} on LB "
+                            "than the earlier trend predicts "
                             f"(limit {limit:.2f})")
     if problems:
         return "CV stopped tracking: " + "; ".join(problems) + ". Check the folds against the test split."
@@ -167,11 +206,12 @@ def tracking_verdict(fit: dict, min_r: float = MIN_R, tolerance: float = TOLERAN
 
 
 def plot_cv_vs_lb(work_dir: str | Path):
-    """Scatter of CV against LB SMAPE with the fitted line and y = x; saved as work_dir/cv_vs_lb.png."""
+    """Scatter of CV against LB score with the fitted line and y = x; saved as work_dir/cv_vs_lb.png."""
     table = leaderboard(work_dir)
     if table.empty:
         raise ValueError(f"no leaderboard scores in {leaderboard_path(work_dir)}; add one with `amzkit lb add`")
-    cv, lb = table["cv_smape"].to_numpy(float), table["lb_smape"].to_numpy(float)
+    cv, lb = table["cv"].to_numpy(float), table["lb"].to_numpy(float)
+    label = METRICS[table_metric(table)].label
     fig, ax = plt.subplots(figsize=(6, 5))
     ax.scatter(cv[:-1], lb[:-1], color="C0", label="submissions")
     ax.scatter(cv[-1:], lb[-1:], color="C3", marker="*", s=150, label="latest")
@@ -188,7 +228,7 @@ def plot_cv_vs_lb(work_dir: str | Path):
             ax.plot(xs, fit["slope"] * xs + fit["intercept"], color="C1",
                     label=f"fit: LB = {fit['slope']:.2f} CV {fit['intercept']:+.2f}")
         title += "\n" + tracking_verdict(fit)[:90]
-    ax.set(xlabel="CV SMAPE %", ylabel="public LB SMAPE %", title=title)
+    ax.set(xlabel=f"CV {label}", ylabel=f"public LB {label}", title=title)
     ax.title.set_fontsize(9)
     ax.legend(fontsize=7)
     save_figure(fig, Path(work_dir) / "cv_vs_lb.png")
@@ -199,17 +239,17 @@ def format_table(table: pd.DataFrame) -> str:
     """The leaderboard as fixed-width text."""
     if table.empty:
         return "(no leaderboard scores yet)"
-    shown = table.assign(**{c: table[c].map(lambda v: f"{v:.3f}") for c in ("cv_smape", "lb_smape")},
+    shown = table.assign(**{c: table[c].map(lambda v: f"{v:.3f}") for c in ("cv", "lb")},
                          gap=table["gap"].map(lambda v: f"{v:+.3f}"))
-    return shown[["time", "run", "cv_smape", "lb_smape", "gap", "note"]].to_string(index=False)
+    return shown[["time", "run", "metric", "cv", "lb", "gap", "note"]].to_string(index=False)
 
 
 def record_scores(work_dir: str | Path, scores: dict[str, float], note: str = "") -> list[dict]:
-    """Record {run: public LB SMAPE}, skipping a (run, score) pair already recorded (so a notebook can rerun)."""
+    """Record {run: public LB score}, skipping a (run, score) pair already recorded (so a notebook can rerun)."""
     table = _read_table(work_dir)
-    seen = set(zip(table["run"].astype(str), table["lb_smape"].astype(float).round(6), strict=True))
+    seen = set(zip(table["run"].astype(str), table["lb"].astype(float).round(6), strict=True))
     return [add_score(work_dir, run, score, note) for run, score in scores.items()
-            if (str(run), round(_check_score(score), 6)) not in seen]
+            if (str(run), round(_check_score(score, run_metric(work_dir, run)), 6)) not in seen]
 
 
 def show_leaderboard(work_dir: str | Path, scores: dict[str, float] | None = None):
@@ -217,7 +257,7 @@ def show_leaderboard(work_dir: str | Path, scores: dict[str, float] | None = Non
     added = record_scores(work_dir, scores or {}, note="05_submit lb_scores")
     table = leaderboard(work_dir)
     if table.empty:
-        print("no public LB scores yet: after submitting, rerun with -p lb_scores '{\"<run>\": <LB SMAPE>}' or "
+        print("no public LB scores yet: after submitting, rerun with -p lb_scores '{\"<run>\": <LB score>}' or "
               "record them with python -m amzkit lb add <run> <score>")
         return None
     print(f"recorded {len(added)} new score(s)\n{format_table(table)}")
@@ -231,8 +271,8 @@ def _lb_command(args: argparse.Namespace) -> int:
     try:
         if args.lb_command == "add":
             row = add_score(work_dir, args.run, args.score, note=args.note)
-            print(f"recorded {row['run']}: CV {row['cv_smape']:.3f}  LB {row['lb_smape']:.3f}  "
-                  f"gap {row['lb_smape'] - row['cv_smape']:+.3f} -> {leaderboard_path(work_dir)}")
+            print(f"recorded {row['run']} ({METRICS[row['metric']].label}): CV {row['cv']:.3f}  LB {row['lb']:.3f}  "
+                  f"gap {row['lb'] - row['cv']:+.3f} -> {leaderboard_path(work_dir)}")
         else:
             table = leaderboard(work_dir)
             print(format_table(table))
@@ -252,9 +292,10 @@ def add_cli(subparsers) -> argparse.ArgumentParser:
     """Register `lb add|show` on an argparse subparsers object; the handler is set as `func`."""
     lb = subparsers.add_parser("lb", help="record public LB scores and check that CV still tracks them")
     lsub = lb.add_subparsers(dest="lb_command", required=True)
-    add = lsub.add_parser("add", help="record the public LB SMAPE of a submission made from a run")
+    add = lsub.add_parser("add", help="record the public LB score of a submission made from a run")
     add.add_argument("run", help=f"a 03_train run name or {ENSEMBLE_RUN}")
-    add.add_argument("score", type=float, help="public leaderboard SMAPE (0..200)")
+    add.add_argument("score", type=float, help="public leaderboard score as the leaderboard shows it (2025: SMAPE "
+                     "0..200; 2023: max(0, 100(1-MAPE)) 0..100)")
     add.add_argument("--note", default="", help="free text, e.g. the submission file")
     show = lsub.add_parser("show", help="print the scores with the CV-LB gap, the fit and the verdict")
     show.add_argument("--plot", action="store_true", help="also write work_dir/cv_vs_lb.png")

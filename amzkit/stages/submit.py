@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from amzkit.core.io import atomic_path, id_keys, read_csv, read_json, save_figure, show_ids, write_json
-from amzkit.core.metric import METRICS, smape
+from amzkit.core.metric import METRICS, other_scores, smape
 from amzkit.core.params import Param, Parameters
 from amzkit.core.schema import ID_TEXT, Schema, get_schema, load_split
 from amzkit.core.workdir import check_name, stage_dir
@@ -345,7 +345,8 @@ def _submit(work_dir: str | Path, test: pd.DataFrame, train_target: np.ndarray, 
         for name in schema_.report_metrics:
             metrics[f"test_{name}"] = METRICS[name].fn(truth[covered], values[covered])
         metrics.update(scoring)
-        print(_scored_line(scoring["solution_csv"], metrics["test_smape"], len(values), scoring))
+        print(_scored_line(scoring["solution_csv"], metrics["test_smape"], len(values), scoring)
+              + other_scores(metrics, schema_.report_metrics, "test_", "test"))
     write_json(path.parent / "metrics.json", metrics)
     return metrics
 
