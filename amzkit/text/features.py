@@ -179,21 +179,55 @@ def keyword_features(frame: pd.DataFrame, parsed: pd.DataFrame, schema: Schema) 
                         index=frame.index)
 
 
+_LENGTH_UNIT = (r"mm|millimet(?:er|re)s?|cm|centimet(?:er|re)s?|m|met(?:er|re)s?|in|inch(?:es)?|\"|''"
+                r"|ft|feet|foot|yards?|yds?")
 _LENGTH_MENTION = re.compile(
     r"(\d+(?:\.\d+)?)(?:\s*(?:x|\*|by)\s*(\d+(?:\.\d+)?))?(?:\s*(?:x|\*|by)\s*(\d+(?:\.\d+)?))?"
-    r"\s*(mm|millimet(?:er|re)s?|cm|centimet(?:er|re)s?|m|met(?:er|re)s?|in|inch(?:es)?|\"|''|ft|feet|foot|yards?|yds?)(?![a-z])",
+    rf"(\s*)({_LENGTH_UNIT})(?![a-z])",
     re.IGNORECASE,
 )
+# "in" is also a preposition and a capital "M" also a size, so, outside an "a x b" dimension ("12 x 8 in Blue",
+# "1 M x 2 M": always lengths), those two units count only when:
+# - "in": no bare number follows ("3 in 1", "3in1", "1 in 6" are not lengths; "28in 76cm" is), and, with a space
+#   before "in", the line ends there, or punctuation or a size word follows ("6 in.", "6 in)", "6 in long"), or a
+#   label precedes the number ("Length: 30 in Chest") -- so "2 in Blue", "1969 in Japan", "4 in a box" are not;
+# - "M": glued to a decimal ("1.5M"); "8 M US", "8.5 M US" (shoe width), "6M", "5 M+" (months), "3M" (brand),
+#   "100M" (million) are not. A lower-case "m" and "meter(s)" are always metres.
+_BARE_NUMBER_NEXT = re.compile(rf"[^\S\n]*-?\d+(?:\.\d+)?(?!\.?\d)(?!\s*(?:{_LENGTH_UNIT})(?![a-z]))", re.IGNORECASE)
+_CLOSES_SPACED_IN = re.compile(
+    r"[^\S\n]*(?:$|\n|[^\w\s]|(?:long|wide|high|tall|deep|thick|length|width|height|depth|dia(?:meter)?|[lwhd])\b)",
+    re.IGNORECASE,
+)
+_LABEL_BEFORE = re.compile(r"[a-z][^\S\n]*:[^\S\n]*$", re.IGNORECASE)
+_X_BEFORE = re.compile(r"(?:\bx|\*|\bby)\s*$", re.IGNORECASE)
+_X_AFTER = re.compile(r"\s*(?:x|\*|by)\s*\d", re.IGNORECASE)
+
+
+def _reads_as_length(text: str, match: re.Match) -> bool:
+    """False when the match's "in" or "M" is the preposition or the size, not the unit (rules above)."""
+    gap, unit, start, end = match.group(4), match.group(5), match.start(), match.end()
+    if unit.lower() != "in" and unit != "M":
+        return True
+    if (match.group(2) is not None or _X_AFTER.match(text, end)
+            or _X_BEFORE.search(text, max(0, start - 8), start)):
+        return True
+    if unit == "M":
+        return not gap and "." in match.group(1)
+    if _BARE_NUMBER_NEXT.match(text, end):
+        return False
+    return (not gap or bool(_CLOSES_SPACED_IN.match(text, end))
+            or bool(_LABEL_BEFORE.search(text, max(0, start - 40), start)))
 
 
 def length_mentions(text: str) -> list[float]:
     """Every length written in `text` ("12 inch", "30 x 20 cm", '5"'), converted to inches."""
+    text = text or ""
     values = []
-    for match in _LENGTH_MENTION.finditer(text or ""):
-        unit = match.group(4).lower()
+    for match in _LENGTH_MENTION.finditer(text):
+        unit = match.group(5).lower()
         canonical = "inch" if unit in ('"', "''") else normalize_unit(unit)
         family, factor = UNITS.get(canonical, ("other", np.nan))
-        if family != "length":
+        if family != "length" or not _reads_as_length(text, match):
             continue
         values += [float(v) * factor for v in match.groups()[:3] if v]
     return values
