@@ -170,6 +170,8 @@ def test_per_group_models_join_the_same_folds(synthetic):
     metrics = train_run(data, "amazon2025", work, "grouped", ["text_stats", "quantity"], ["planted"],
                         group_by="unit_family", lgb_params=FAST)
     assert metrics["group_by"] == "unit_family" and np.isfinite(metrics["cv_smape"])
+    assert all("group_models" in fit for fit in metrics["fold_fits"])  # 0 counts too: the user is told so
+    assert "group_by 'unit_family': " in fold_fits_summary(metrics)
     with pytest.raises(ValueError, match="group_by"):
         train_run(data, "amazon2025", work, "bad", ["text_stats"], [], group_by="nope")
 
@@ -531,6 +533,14 @@ def test_fold_fits_summary_says_what_each_fold_chose():
                            {"best_step": 55, "holdout_smape": 29.5, "fp16_skipped_batches": 3}]}
     assert fold_fits_summary(steps) == ("early stopping kept step 40, 55 of the folds (holdout SMAPE 31.23, 29.50); "
                                         "3 fp16-overflow micro-batches skipped")
+    grouped = {"group_by": "unit_family", "fold_fits": [{"trees": [100], "group_models": 1},
+                                                        {"trees": [100], "group_models": 2}]}
+    assert fold_fits_summary(grouped).endswith(
+        "; group_by 'unit_family': 1 to 2 group(s) per fold had the 200 training rows for a model of their own, the "
+        "other rows used the pooled model")
+    pooled = {"group_by": "PRODUCT_TYPE_ID", "fold_fits": [{"trees": [100], "group_models": 0}]}
+    assert fold_fits_summary(pooled).endswith("no group had 200 training rows, so every row used the pooled model "
+                                              "(as without it)")
     assert fold_fits_summary({"fold_fits": [{"best_step": None, "steps": 9}]}) == ""
     assert fold_fits_summary({}) == ""
 

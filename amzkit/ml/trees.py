@@ -230,7 +230,7 @@ class TreeLearner(Learner):
         if not hasattr(self, "model_"):
             return {}
         report = {"trees": [self._best_rounds(model) for model in self.model_]}
-        if self.group_models_:
+        if self.group_of_ is not None:  # with group_by: how many groups had the rows for a model of their own
             report["group_models"] = len(self.group_models_)
         return report
 

@@ -35,6 +35,7 @@ from amzkit.ml.folds import FOLD_STRATEGIES, check_trainable, shared_folds
 from amzkit.ml.learners import LEARNERS, get_learner, make_learner
 from amzkit.ml.pseudo import pseudo_labels
 from amzkit.ml.runs import save_run
+from amzkit.ml.trees import MIN_GROUP_ROWS
 
 PARAMETERS = Parameters(
     Param("run_name", "lgbm", "this run's folder under 03_train/ (letters, digits, _ - .); 04 blends runs by name",
@@ -162,8 +163,15 @@ def fold_fits_summary(metrics: dict) -> str:
     fits = [fit for fit in metrics.get("fold_fits", []) if fit]
     trees = [count for fit in fits for count in fit.get("trees", [])]
     if trees:
-        return (f"trees per fold model: {min(trees)} to {max(trees)} (mean {np.mean(trees):.0f}) over "
-                f"{len(fits)} folds")
+        line = f"trees per fold model: {min(trees)} to {max(trees)} (mean {np.mean(trees):.0f}) over {len(fits)} folds"
+        groups = [fit["group_models"] for fit in fits if "group_models" in fit]
+        if groups:
+            counted = f"{min(groups)}" if min(groups) == max(groups) else f"{min(groups)} to {max(groups)}"
+            line += (f"; group_by {metrics.get('group_by')!r}: " + (
+                f"{counted} group(s) per fold had the {MIN_GROUP_ROWS} training rows for a model of their own, the "
+                "other rows used the pooled model" if max(groups) else
+                f"no group had {MIN_GROUP_ROWS} training rows, so every row used the pooled model (as without it)"))
+        return line
     chosen = [fit for fit in fits if fit.get("best_step") is not None]
     if not chosen:
         return ""
