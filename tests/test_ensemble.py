@@ -128,6 +128,31 @@ def test_two_independent_noisy_runs_blend_beats_both(tmp_path: Path) -> None:
     assert on_disk["blend_smape_nested"] == pytest.approx(m["blend_smape_nested"])
 
 
+def test_a_kill_while_04_writes_leaves_no_old_metrics_beside_new_predictions(tmp_path: Path, monkeypatch) -> None:
+    # 04 wrote metrics.json last without removing the old one first: killed after test_pred.csv, the folder held
+    # the new ensemble's predictions beside the old one's metrics (05 then reported the old CV)
+    import amzkit.stages.ensemble as ensemble_module
+    from amzkit.stages.submit import source_predictions
+
+    w = world(0)
+    noisy_run(tmp_path, "a", w, 0.3, seed=11)
+    noisy_run(tmp_path, "b", w, 0.3, seed=22)
+    ensemble(tmp_path, ["a", "b"], method="blend")
+    real_write = ensemble_module.write_csv
+
+    def dies_after_test_pred(frame, path, *args, **kwargs):
+        real_write(frame, path, *args, **kwargs)
+        if str(path).endswith("test_pred.csv"):
+            raise KeyboardInterrupt("session killed while 04 writes")
+
+    monkeypatch.setattr(ensemble_module, "write_csv", dies_after_test_pred)
+    with pytest.raises(KeyboardInterrupt):
+        ensemble(tmp_path, ["a"], method="blend")
+    assert not (tmp_path / "04_ensemble" / "metrics.json").exists()
+    with pytest.raises(FileNotFoundError, match="'04_ensemble' did not finish"):
+        source_predictions(tmp_path, "04_ensemble")
+
+
 def test_identical_runs_claim_no_gain(tmp_path: Path) -> None:
     w = world(3)
     oof, test = noisy(w["target"], 0.4, 5), noisy(w["test_target"], 0.4, 6)

@@ -6,6 +6,7 @@ import functools
 import http.server
 import shutil
 import threading
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -247,6 +248,28 @@ def test_killed_run_resumes_from_the_last_shard_and_matches_byte_for_byte(
     extract(shard_data, small_demo, tmp_path / "killed", "amazon2025", model, shard_rows=SHARD_ROWS_SMALL)
     assert calls["n"] == n_shards - 3, "finished shards are not embedded again"
     assert _run_bytes(tmp_path / "killed", model) == _run_bytes(tmp_path / "whole", model)
+
+
+def test_a_kill_while_merging_leaves_no_manifest_beside_new_arrays(shard_data, small_demo, tmp_path, monkeypatch):
+    # the merge replaced train.npy and test.npy and only then removed the old manifest.json: a kill in between
+    # left the old manifest vouching for a new train.npy beside an old test.npy, and 03 loaded both
+    extract(shard_data, small_demo, tmp_path, "amazon2025", "tfidf-svd", shard_rows=SHARD_ROWS_SMALL)
+    run = tmp_path / "01_extract" / "tfidf-svd"
+    real_write = extract_module.write_npy
+
+    def dies_after_the_first_array(path, array):
+        real_write(path, array)
+        if Path(path).parent == run:  # the merge's arrays, not the shards'
+            raise KeyboardInterrupt("session killed while merging")
+
+    edited = {split: frame.copy() for split, frame in shard_data.items()}
+    edited["train"]["catalog_content"] = edited["train"]["catalog_content"] + " extra words"
+    monkeypatch.setattr(extract_module, "write_npy", dies_after_the_first_array)
+    with pytest.raises(KeyboardInterrupt):
+        extract(edited, small_demo, tmp_path, "amazon2025", "tfidf-svd", shard_rows=SHARD_ROWS_SMALL)
+    assert not (run / "manifest.json").exists()
+    with pytest.raises(FileNotFoundError, match="no embedding run 'tfidf-svd'"):
+        load_embeddings(tmp_path, "tfidf-svd", "test", shard_data["test"]["sample_id"])
 
 
 def test_a_half_written_shard_is_not_trusted(shard_data, small_demo, tmp_path, monkeypatch):

@@ -430,6 +430,88 @@ def test_a_setting_that_changes_the_model_does_not_resume_kept_folds(synthetic, 
     assert {k: recorded[k] for k in want} == want, "metrics record the setting"
 
 
+def test_kept_folds_are_not_reused_when_the_csv_text_or_01s_outputs_change(synthetic, capsys):
+    # the fingerprint held the ids and prices only: a run killed, its text edited (same ids, same prices) and
+    # rerun resumed 2 folds fitted on the old text, silently mixing them into the new run
+    data, work = synthetic
+    edited = {split: frame.copy() for split, frame in data.items()}
+    edited["train"]["catalog_content"] = edited["train"]["catalog_content"] + " Bullet Point 1: new words here"
+    _kill(data, work, "text")
+    _rerun(edited, work, "text")
+    assert _DiesOnFold.fits == 5 and "resuming" not in capsys.readouterr().out, "edited text: every fold again"
+    edited["test"]["catalog_content"] = edited["test"]["catalog_content"].str.upper()
+    _kill(edited, work, "test_text")
+    _rerun({**edited, "test": data["test"]}, work, "test_text")
+    assert _DiesOnFold.fits == 5, "edited test text: every fold again (its test predictions came from the old text)"
+    _kill(data, work, "embedded")
+    manifest = work / "01_extract" / "planted" / "manifest.json"
+    manifest.write_text(manifest.read_text().replace("{", '{"rewritten": 1, ', 1))  # 01 wrote its run again
+    _rerun(data, work, "embedded")
+    assert _DiesOnFold.fits == 5, "01 wrote the embeddings again: every fold again"
+    _kill(data, work, "same")
+    _rerun({split: frame.copy() for split, frame in data.items()}, work, "same")
+    assert _DiesOnFold.fits == 3, "the same inputs (another copy of them) still resume"
+
+
+def test_a_kill_while_saving_leaves_an_unfinished_run_that_04_and_05_refuse(synthetic, monkeypatch, capsys):
+    # save_run replaced oof.csv, then test_pred.csv, then metrics.json: a kill between them left new OOF beside
+    # old test predictions and old metrics, and 04/05 used them without a word
+    from amzkit.ml import runs as runs_module
+    from amzkit.stages.ensemble import ensemble
+    from amzkit.stages.submit import source_predictions
+
+    data, work = synthetic
+    train_run(data, "amazon2025", work, "saved", ["text_stats"], ["planted"], lgb_params=FAST, num_threads=1)
+    real_write = runs_module.write_csv
+
+    def dies_after_oof(frame, path, *args, **kwargs):
+        real_write(frame, path, *args, **kwargs)
+        if str(path).endswith("oof.csv"):
+            raise _Interrupt("session killed while saving")
+
+    monkeypatch.setattr(runs_module, "write_csv", dies_after_oof)
+    with pytest.raises(_Interrupt):
+        train_run(data, "amazon2025", work, "saved", ["quantity"], ["planted"], lgb_params=FAST, num_threads=1)
+    monkeypatch.undo()
+    run_dir = work / "03_train" / "saved"
+    assert (run_dir / "oof.csv").is_file() and not (run_dir / "metrics.json").exists()
+    with pytest.raises(FileNotFoundError, match="run 'saved' has not finished.*rerun 03_train"):
+        ensemble(work, ["saved"])
+    with pytest.raises(FileNotFoundError, match="'saved' did not finish.*no metrics.json"):
+        source_predictions(work, "saved")
+    train_run(data, "amazon2025", work, "other", ["text_stats"], ["planted"], lgb_params=FAST, num_threads=1)
+    capsys.readouterr()
+    metrics = ensemble(work, [])
+    assert metrics["runs"] == ["other"]
+    assert "saved: never finished: left out" in capsys.readouterr().out
+
+
+def test_a_kill_between_the_two_fold_files_never_leaves_folds_without_their_settings(synthetic, monkeypatch):
+    # folds.csv was written before folds.json: killed in between, folds.json was never written, and a later run
+    # asking for other folds (seed 7, kfold) was given the old ones while its metrics said seed 7, kfold
+    import amzkit.ml.folds as folds_module
+
+    data, work = synthetic
+    writes = []
+
+    def second_write_dies(real):
+        def write(*args, **kwargs):
+            if writes:
+                raise _Interrupt("session killed between the fold files")
+            writes.append(real(*args, **kwargs))
+        return write
+
+    with monkeypatch.context() as patch:
+        for name in ("write_csv", "write_json"):
+            patch.setattr(folds_module, name, second_write_dies(getattr(folds_module, name)))
+        with pytest.raises(_Interrupt):
+            folds_module.shared_folds(work, data["train"], get_schema("amazon2025"), 5, 42, "group")
+    folder = work / "03_train"
+    assert not (folder / "folds.csv").exists() or (folder / "folds.json").exists()
+    folds = folds_module.shared_folds(work, data["train"], get_schema("amazon2025"), 4, 7, "kfold")
+    assert len(np.unique(folds)) == 4 and json.loads((folder / "folds.json").read_text())["seed"] == 7
+
+
 def test_a_resumed_run_reports_only_its_own_folds_feature_importance(synthetic):
     data, work = synthetic
     other = {**FAST, "num_leaves": 4, "min_data_in_leaf": 40}

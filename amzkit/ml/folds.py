@@ -86,8 +86,9 @@ def shared_folds(work_dir: str | Path, train: pd.DataFrame, schema: Schema, n_fo
         raise ValueError(f"the train rows hold {len(np.unique(groups))} distinct products (copies of one product "
                          f"share a fold) for {n_folds} folds: use fewer folds or fold_strategy 'kfold'")
     folds = make_folds(train[schema.target].to_numpy(), n_folds, seed, strategy, groups)
-    write_csv(pd.DataFrame({"id": ids, "fold": folds}), path)
+    # what the folds were made with first: a kill between the two writes leaves no folds.csv without it
     write_json(info_path, {**wanted, "folds_sha256": id_hash(folds)})
+    write_csv(pd.DataFrame({"id": ids, "fold": folds}), path)
     return folds
 
 

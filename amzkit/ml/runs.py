@@ -28,6 +28,9 @@ def save_run(work_dir: str | Path, run_name: str, schema: Schema, train: pd.Data
     if np.isnan(oof).any():
         raise ValueError(f"run {run_name}: {int(np.isnan(oof).sum())} train rows have no out-of-fold prediction")
     run_dir = stage_dir(work_dir, "03_train") / run_name
+    # metrics.json marks a finished run (04, 05 and `lb` read only those): gone while the files it describes are
+    # replaced, so a kill in between leaves an unfinished run, never new OOF beside old test predictions
+    (run_dir / "metrics.json").unlink(missing_ok=True)
     write_csv(pd.DataFrame({"id": ids, "fold": folds, "target": y, "pred": oof}), run_dir / "oof.csv")
     write_csv(pd.DataFrame({"id": test[schema.id_column].to_numpy(), "pred": test_pred}), run_dir / "test_pred.csv")
     fold_ids = np.unique(folds)
@@ -81,9 +84,30 @@ def runs_leaderboard(work_dir: str | Path) -> pd.DataFrame:
     return pd.read_csv(path).sort_values("cv_smape").reset_index(drop=True)
 
 
+PROGRESS_DIR = "progress"  # a run's kept folds while it trains (03_train resumes from them)
+
+
+def unfinished_runs(work_dir: str | Path) -> dict[str, str]:
+    """03_train runs a stopped or killed 03 left behind: {name: what 04/05 see of it}."""
+    folder = stage_dir(work_dir, "03_train")
+    found = {}
+    for run_dir in sorted(folder.iterdir()) if folder.is_dir() else []:
+        kept = (run_dir / PROGRESS_DIR).is_dir()
+        if (run_dir / "metrics.json").is_file():
+            if kept:
+                found[run_dir.name] = "a rerun was stopped: its last finished outputs are used"
+        elif kept or (run_dir / "oof.csv").is_file():
+            found[run_dir.name] = "never finished: left out"
+    return found
+
+
 def load_run(work_dir: str | Path, name: str) -> dict:
     """A finished 03_train run: its metrics, OOF frame and test predictions."""
     run_dir = stage_dir(work_dir, "03_train") / name
     check_name(name, "run")
+    if run_dir.is_dir() and not (run_dir / "metrics.json").is_file():
+        raise FileNotFoundError(f"run {name!r} has not finished: {run_dir} has no metrics.json (03_train was "
+                                "stopped, or killed while saving): rerun 03_train with the same parameters (it "
+                                "resumes from its kept folds), or leave the run out")
     return {"metrics": read_json(run_dir / "metrics.json"), "oof": pd.read_csv(run_dir / "oof.csv", dtype={"id": str}),
             "test": pd.read_csv(run_dir / "test_pred.csv", dtype={"id": str})}

@@ -38,7 +38,7 @@ from amzkit.ml.base import MIN_PREDICTION
 from amzkit.ml.diversity import alike_pairs, error_correlation
 from amzkit.ml.nested import choose_inside, cross_fit
 from amzkit.ml.ridge import RIDGE_ALPHAS, GcvRidge
-from amzkit.ml.runs import load_run
+from amzkit.ml.runs import load_run, unfinished_runs
 from amzkit.text.features import FEATURE_GROUPS, build_features
 
 METHODS = ("blend", "stack", "blend+calibration", "stack+calibration")
@@ -396,7 +396,12 @@ def ensemble(work_dir: str | Path, runs=D.runs, *, method: str = D.method, meta=
     """
     PARAMETERS.validate(method=method, runs=list(runs), factor_min=factor_range[0], factor_max=factor_range[1],
                         min_group_rows=min_group_rows)
+    named = list(runs)
     runs = list(runs or list_runs(work_dir, "03_train"))
+    stopped = {n: why for n, why in unfinished_runs(work_dir).items() if n in runs or not named}
+    if stopped:
+        print("03_train runs a stopped 03 left: " + "; ".join(f"{n}: {why}" for n, why in stopped.items())
+              + " (rerun 03_train with the same parameters to finish them: it resumes)")
     if len(runs) < 1:
         raise FileNotFoundError(f"no 03_train runs in {work_dir}: run 03_train first")
     loaded = {name: load_run(work_dir, name) for name in runs}
@@ -446,6 +451,7 @@ def ensemble(work_dir: str | Path, runs=D.runs, *, method: str = D.method, meta=
     weights = dict(zip(runs, blend_full.weights_.tolist(), strict=True))
     cal_full, stack_cal_full = results["blend+calibration"]["full"], results["stack+calibration"]["full"]
     out_dir = stage_dir(work_dir, "04_ensemble")
+    (out_dir / "metrics.json").unlink(missing_ok=True)  # written last: a kill before it leaves no old metrics
     write_csv(pd.DataFrame({"id": ids, "fold": folds, "target": target, "pred": scored}), out_dir / "oof.csv")
     write_csv(pd.DataFrame({"id": test_ids, "pred": results[chosen]["test"]}), out_dir / "test_pred.csv")
     write_csv(pd.DataFrame({"id": ids, "fold": folds, "target": target,

@@ -445,6 +445,9 @@ def merge_shards(sources: list[str | Path], out_dir: str | Path, ids: dict[str, 
     if merged["train"][0].shape[1:] != merged["test"][0].shape[1:]:
         raise ValueError(f"the train shards have width {merged['train'][0].shape[1:]}, the test shards "
                          f"{merged['test'][0].shape[1:]}: they are from different models or runs; rerun 01_extract")
+    # arrays and manifest change together: the manifest (what readers check) is gone before any array is
+    # replaced, so a kill in between never leaves an old manifest vouching for new arrays
+    (out_dir / "manifest.json").unlink(missing_ok=True)
     for split, (embeddings, ok, statuses, n_shards, ids_sha256) in merged.items():
         write_npy(out_dir / f"{split}.npy", embeddings)
         write_npy(out_dir / f"{split}_ok.npy", ok)
@@ -458,7 +461,6 @@ def merge_shards(sources: list[str | Path], out_dir: str | Path, ids: dict[str, 
         manifest.update(modality=spec.modality, architecture=spec.architecture, source=spec.source)
     rows = sum(s["rows"] for s in manifest["splits"].values())
     manifest.update(seconds=round(total_seconds, 3), rows_per_second=round(rows / max(total_seconds, 1e-9), 1))
-    (out_dir / "manifest.json").unlink(missing_ok=True)  # arrays and manifest change together: no stale pairing
     write_json(out_dir / "metrics.json", {k: manifest[k] for k in ("model", "dim", "splits", "rows_per_second")})
     write_json(out_dir / "manifest.json", manifest)
     return manifest

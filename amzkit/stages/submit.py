@@ -207,6 +207,9 @@ def source_predictions(work_dir: str | Path, source: str) -> pd.DataFrame:
     path = _run_folder(work_dir, source) / "test_pred.csv"
     if not path.is_file():
         raise FileNotFoundError(f"no predictions at {path}: run the stage that writes {source!r} first")
+    if not (path.parent / "metrics.json").is_file():  # written last: its files may be half old, half new
+        raise FileNotFoundError(f"{source!r} did not finish: {path.parent} has predictions but no metrics.json (the "
+                                "stage was stopped, or killed while saving): rerun it, then 05")
     return read_csv(path, "predictions", dtype={"id": str})
 
 

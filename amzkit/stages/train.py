@@ -34,7 +34,7 @@ from amzkit.ml.cv import cross_validate
 from amzkit.ml.folds import FOLD_STRATEGIES, check_trainable, shared_folds
 from amzkit.ml.learners import LEARNERS, get_learner, make_learner
 from amzkit.ml.pseudo import pseudo_labels
-from amzkit.ml.runs import save_run
+from amzkit.ml.runs import PROGRESS_DIR, save_run
 from amzkit.ml.trees import MIN_GROUP_ROWS
 
 PARAMETERS = Parameters(
@@ -67,7 +67,6 @@ PARAMETERS = Parameters(
 )
 D = PARAMETERS.defaults
 
-PROGRESS_DIR = "progress"
 # Run parameters every learner whose constructor takes them receives from the notebook.
 SHARED_LEARNER_PARAMS = ("features", "embeddings", "tfidf_dim", "group_by", "num_threads")
 
@@ -189,8 +188,19 @@ def _fingerprint(model: Learner, folds: np.ndarray, pseudo) -> str:
                  "train": id_hash(inputs.data["train"][inputs.schema.id_column]),
                  "test": id_hash(inputs.data["test"][inputs.schema.id_column]),
                  "target": hashlib.sha256(np.ascontiguousarray(inputs.y).tobytes()).hexdigest(),
-                 "pseudo": None if pseudo is None else pseudo.summary()}
+                 "pseudo": None if pseudo is None else pseudo.summary(), "inputs": _inputs_digest(inputs)}
     return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _inputs_digest(inputs: RunInputs) -> dict:
+    """What else a fold's fit reads: every cell of the two CSVs (text edited under the same ids and prices), and
+    01_extract's runs and image tables (their manifests change whenever 01 writes them again)."""
+    cells = {split: hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()).hexdigest()
+             for split, frame in inputs.data.items()}
+    extract = stage_dir(inputs.work_dir, "01_extract")
+    made = {str(path.relative_to(extract)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(extract.glob("*/manifest.json"))} if extract.is_dir() else {}
+    return {"csv": cells, "01_extract": made}
 
 
 def _resumable_cv(model: Learner, folds: np.ndarray, run_dir: Path, pseudo, progress: bool) -> dict:
