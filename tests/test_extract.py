@@ -232,7 +232,7 @@ def _counting_factory(monkeypatch, fail_on_call: int | None = None):
 
 @pytest.mark.parametrize("model", ["tfidf-svd", "color-stats"])
 def test_killed_run_resumes_from_the_last_shard_and_matches_byte_for_byte(
-        model, shard_data, small_demo, tmp_path, monkeypatch):
+        model, shard_data, small_demo, tmp_path, monkeypatch, capsys):
     extract(shard_data, small_demo, tmp_path / "whole", "amazon2025", model, shard_rows=SHARD_ROWS_SMALL)
     n_shards = len(list((tmp_path / "whole" / "01_extract" / model / "shards").glob("*.json")))
     assert n_shards == 5 + 3  # 40 train rows and 20 test rows in shards of 8
@@ -245,8 +245,10 @@ def test_killed_run_resumes_from_the_last_shard_and_matches_byte_for_byte(
     assert len(list(shards.glob("*.json"))) == 3 and not (shards.parent / "train.npy").exists()
 
     calls = _counting_factory(monkeypatch)
+    capsys.readouterr()
     extract(shard_data, small_demo, tmp_path / "killed", "amazon2025", model, shard_rows=SHARD_ROWS_SMALL)
     assert calls["n"] == n_shards - 3, "finished shards are not embedded again"
+    assert f"{model}: resuming: 3 of 8 shards were finished by an earlier run" in capsys.readouterr().out
     assert _run_bytes(tmp_path / "killed", model) == _run_bytes(tmp_path / "whole", model)
 
 

@@ -240,6 +240,10 @@ def extract(
         refits = ", and the model refits on the train rows" if spec.loader in FITS_ON_TRAIN else ""
         print(f"{spec.name}: recomputing {states.get('changed', 0)} shards made from other rows, inputs or fit "
               f"(train.csv or test.csv changed{refits}) and {states.get('damaged', 0)} damaged ones")
+    mine = sum(kernel_of(no, num_shards) == shard_index for count in plans.values() for no in range(count))
+    if todo and len(todo) < mine:
+        print(f"{spec.name}: resuming: {mine - len(todo)} of {mine} shards were finished by an earlier run and are "
+              f"kept; embedding the other {len(todo)}")
     watch = None if images_offline_ok else NetworkWatch()
     fetch = functools.partial(_fetch_shard, data, data_dir=data_dir, work_dir=work_dir, schema_=schema_,
                               run_dir=run_dir, watch=watch, retry_passing=not parent_fetched)
