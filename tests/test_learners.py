@@ -321,6 +321,9 @@ def test_bagged_runs_keep_every_model_and_record_bags(planted):
     models = work / "03_train" / "bagged" / "models"
     assert sorted(p.name for p in models.iterdir()) == sorted(
         [f"fold{k}.txt" for k in range(5)] + [f"fold{k}_bag1.txt" for k in range(5)])
+    learner_run(w["data"], "amazon2025", work, "bagged", learner="lightgbm", features=["keywords"], bags=1,
+                params=FAST)  # the same run again with one model per fold: no bag-1 models of the old one stay
+    assert sorted(p.name for p in models.iterdir()) == [f"fold{k}.txt" for k in range(5)]
 
 
 @pytest.mark.parametrize("bags", [0, -1, 2.5, True, "3", 51])

@@ -226,6 +226,7 @@ def _resumable_cv(model: Learner, folds: np.ndarray, run_dir: Path, pseudo, prog
             previous, start = None, 0
     if previous is None:  # kept folds of another setup (or none): nothing of theirs may join this run
         shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(run_dir / "models", ignore_errors=True)  # nor its fold models (bags 3 -> 1 left fold0_bag2)
 
     def keep(step: int, state: dict) -> None:
         with_arrays = folder / "state.npz"
