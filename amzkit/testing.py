@@ -206,6 +206,19 @@ def _word_pieces(text: str) -> list[str]:
     return [*pieces, word] if word else pieces
 
 
+def kill_after_writing(monkeypatch, module, file_suffix: str, error: BaseException, writer: str = "write_csv"):
+    """Make `module.<writer>(frame, path)` raise `error` right after it has written a file whose name ends in
+    `file_suffix`: a session killed in the middle of a stage's saving."""
+    real = getattr(module, writer)
+
+    def write(frame, path, *args, **kwargs):
+        real(frame, path, *args, **kwargs)
+        if str(path).endswith(file_suffix):
+            raise error
+
+    monkeypatch.setattr(module, writer, write)
+
+
 def counting_fits(learner_class: type, kill_at: int | None = None) -> type:
     """A subclass of `learner_class` that counts its fit calls (`fits`) and, when `kill_at` is given, raises
     KeyboardInterrupt from inside that fit, as a killed Kaggle session stops mid-run."""

@@ -133,19 +133,13 @@ def test_a_kill_while_04_writes_leaves_no_old_metrics_beside_new_predictions(tmp
     # the new ensemble's predictions beside the old one's metrics (05 then reported the old CV)
     import amzkit.stages.ensemble as ensemble_module
     from amzkit.stages.submit import source_predictions
+    from amzkit.testing import kill_after_writing
 
     w = world(0)
     noisy_run(tmp_path, "a", w, 0.3, seed=11)
     noisy_run(tmp_path, "b", w, 0.3, seed=22)
     ensemble(tmp_path, ["a", "b"], method="blend")
-    real_write = ensemble_module.write_csv
-
-    def dies_after_test_pred(frame, path, *args, **kwargs):
-        real_write(frame, path, *args, **kwargs)
-        if str(path).endswith("test_pred.csv"):
-            raise KeyboardInterrupt("session killed while 04 writes")
-
-    monkeypatch.setattr(ensemble_module, "write_csv", dies_after_test_pred)
+    kill_after_writing(monkeypatch, ensemble_module, "test_pred.csv", KeyboardInterrupt("killed while 04 writes"))
     with pytest.raises(KeyboardInterrupt):
         ensemble(tmp_path, ["a"], method="blend")
     assert not (tmp_path / "04_ensemble" / "metrics.json").exists()

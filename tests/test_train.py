@@ -459,17 +459,11 @@ def test_a_kill_while_saving_leaves_an_unfinished_run_that_04_and_05_refuse(synt
     from amzkit.ml import runs as runs_module
     from amzkit.stages.ensemble import ensemble
     from amzkit.stages.submit import source_predictions
+    from amzkit.testing import kill_after_writing
 
     data, work = synthetic
     train_run(data, "amazon2025", work, "saved", ["text_stats"], ["planted"], lgb_params=FAST, num_threads=1)
-    real_write = runs_module.write_csv
-
-    def dies_after_oof(frame, path, *args, **kwargs):
-        real_write(frame, path, *args, **kwargs)
-        if str(path).endswith("oof.csv"):
-            raise _Interrupt("session killed while saving")
-
-    monkeypatch.setattr(runs_module, "write_csv", dies_after_oof)
+    kill_after_writing(monkeypatch, runs_module, "oof.csv", _Interrupt("session killed while saving"))
     with pytest.raises(_Interrupt):
         train_run(data, "amazon2025", work, "saved", ["quantity"], ["planted"], lgb_params=FAST, num_threads=1)
     monkeypatch.undo()
