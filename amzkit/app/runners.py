@@ -36,7 +36,7 @@ from amzkit.stages.leaderboard import show_leaderboard
 from amzkit.stages.leaks import cached_image_paths, leak_report, plot_leak_report
 from amzkit.stages.submit import plot_distribution, submit
 from amzkit.stages.train import fold_fits_summary, plot_importance, plot_oof, train_run
-from amzkit.stages.tune import plot_tuning, tune_preset
+from amzkit.stages.tune import plot_tuning, tune_preset, tuning_paths
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 NEEDS_DATA = {"01_extract", "02_correlate", "03_train", "05_submit"}
@@ -350,12 +350,26 @@ DEMO_STEPS: tuple[tuple[str, dict], ...] = (
 )
 
 
+def reset_demo_tuning(out_dir: str | Path) -> list[str]:
+    """Remove what the demo's tuned runs tuned before: an Optuna study continues where it stopped, so each
+    rerun of the demo added 3 trials and printed other numbers (34.57, then 34.28 after three runs)."""
+    removed = []
+    for _, step in DEMO_STEPS:
+        if step.get("tune_trials"):
+            for path in tuning_paths(out_dir, f"tuned-{step['run_name']}").values():
+                if path.is_file():
+                    path.unlink()
+                    removed.append(path.name)
+    return removed
+
+
 def run_demo(out_dir: str | Path, n_train: int = 600, n_test: int = 200, seed: int = 0,
              extra_params: dict | None = None, log_output: bool = False) -> dict:
     """Generate the demo competition and run the five notebooks on it with papermill."""
 
     out_dir = Path(out_dir).resolve()
     files = make_demo(out_dir / "data", n_train=n_train, n_test=n_test, seed=seed)
+    reset_demo_tuning(out_dir)
     common = {"schema": "amazon2025", "data_dir": str(files.train_csv.parent), "work_dir": str(out_dir)}
     executed = out_dir / "notebooks"
     executed.mkdir(parents=True, exist_ok=True)
