@@ -506,6 +506,25 @@ def test_a_kill_between_the_two_fold_files_never_leaves_folds_without_their_sett
     assert len(np.unique(folds)) == 4 and json.loads((folder / "folds.json").read_text())["seed"] == 7
 
 
+def test_a_killed_pseudo_label_run_resumes_both_passes(synthetic):
+    # the pass without pseudo-labels kept nothing: a run killed in its pseudo-labelled pass fitted all 5 folds
+    # without them again on every restart
+    data, work = synthetic
+    train_run(data, "amazon2025", work, "source", ["text_stats"], ["planted"], lgb_params=FAST, num_threads=1)
+    whole = train_run(data, "amazon2025", work, "pseudo_whole", ["text_stats"], ["planted"], lgb_params=FAST,
+                      num_threads=1, pseudo_label_run="source")
+    _DiesOnFold.fits, _DiesOnFold.die_at = 0, 5 + 3  # 5 folds without pseudo-labels, then the third with them
+    with pytest.raises(_Interrupt):
+        train_run(data, "amazon2025", work, "pseudo", learner=_DiesOnFold(**_KILLED), pseudo_label_run="source")
+    _DiesOnFold.fits, _DiesOnFold.die_at = 0, 99
+    resumed = train_run(data, "amazon2025", work, "pseudo", learner=_DiesOnFold(**_KILLED), pseudo_label_run="source")
+    assert _DiesOnFold.fits == 3, "only the 3 unfinished folds with pseudo-labels are fitted again"
+    assert resumed["cv_smape"] == pytest.approx(whole["cv_smape"], rel=1e-12)
+    assert resumed["pseudo_label"]["cv_smape_without"] == pytest.approx(whole["pseudo_label"]["cv_smape_without"],
+                                                                        rel=1e-12)
+    assert not (work / "03_train" / "pseudo" / "progress_without_pseudo").exists(), "kept folds go when it finishes"
+
+
 def test_a_resumed_run_reports_only_its_own_folds_feature_importance(synthetic):
     data, work = synthetic
     other = {**FAST, "num_leaves": 4, "min_data_in_leaf": 40}

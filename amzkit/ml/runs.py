@@ -85,6 +85,7 @@ def runs_leaderboard(work_dir: str | Path) -> pd.DataFrame:
 
 
 PROGRESS_DIR = "progress"  # a run's kept folds while it trains (03_train resumes from them)
+PSEUDO_BASELINE_DIR = "progress_without_pseudo"  # a pseudo-label run's kept folds of its pass without them
 
 
 def unfinished_runs(work_dir: str | Path) -> dict[str, str]:
@@ -92,7 +93,7 @@ def unfinished_runs(work_dir: str | Path) -> dict[str, str]:
     folder = stage_dir(work_dir, "03_train")
     found = {}
     for run_dir in sorted(folder.iterdir()) if folder.is_dir() else []:
-        kept = (run_dir / PROGRESS_DIR).is_dir()
+        kept = (run_dir / PROGRESS_DIR).is_dir() or (run_dir / PSEUDO_BASELINE_DIR).is_dir()
         if (run_dir / "metrics.json").is_file():
             if kept:
                 found[run_dir.name] = "a rerun was stopped: its last finished outputs are used"

@@ -34,7 +34,7 @@ from amzkit.ml.cv import cross_validate
 from amzkit.ml.folds import FOLD_STRATEGIES, check_trainable, shared_folds
 from amzkit.ml.learners import LEARNERS, get_learner, make_learner
 from amzkit.ml.pseudo import pseudo_labels
-from amzkit.ml.runs import PROGRESS_DIR, save_run
+from amzkit.ml.runs import PROGRESS_DIR, PSEUDO_BASELINE_DIR, save_run
 from amzkit.ml.trees import MIN_GROUP_ROWS
 
 PARAMETERS = Parameters(
@@ -136,8 +136,8 @@ def train_run(
                                pseudo_label_fraction, pseudo_label_weight)
     run_dir = stage_dir(work_dir, "03_train") / run_name
     pseudo_info = {}
-    if pseudo is not None:
-        without = cross_validate(model, folds, progress=progress)
+    if pseudo is not None:  # the same folds without pseudo-labels, kept apart: a killed run resumes both passes
+        without = _resumable_cv(model, folds, run_dir, None, progress, kept=PSEUDO_BASELINE_DIR, models_dir=None)
         pseudo_info = {"pseudo_label": {**pseudo.summary(), "cv_smape_without": smape(inputs.y, without["oof"])}}
     result = _resumable_cv(model, folds, run_dir, pseudo, progress)
     if pseudo is not None:
@@ -152,7 +152,8 @@ def train_run(
             "seconds": round(time.perf_counter() - started, 2)}
     metrics = save_run(work_dir, run_name, schema_, train, test, folds, result["oof"], result["test"], info,
                        result["fold_constant_smape"], test_folds=result["test_folds"])
-    shutil.rmtree(run_dir / PROGRESS_DIR, ignore_errors=True)
+    for kept in (PROGRESS_DIR, PSEUDO_BASELINE_DIR):
+        shutil.rmtree(run_dir / kept, ignore_errors=True)
     return metrics
 
 
@@ -203,9 +204,11 @@ def _inputs_digest(inputs: RunInputs) -> dict:
     return {"csv": cells, "01_extract": made}
 
 
-def _resumable_cv(model: Learner, folds: np.ndarray, run_dir: Path, pseudo, progress: bool) -> dict:
-    """cross_validate, keeping each finished fold in run_dir/progress/ and starting after the last one kept."""
-    folder = run_dir / PROGRESS_DIR
+def _resumable_cv(model: Learner, folds: np.ndarray, run_dir: Path, pseudo, progress: bool,
+                  kept: str = PROGRESS_DIR, models_dir: str | None = "models") -> dict:
+    """cross_validate, keeping each finished fold in run_dir/<kept>/ and starting after the last one kept; the
+    fold models go to run_dir/<models_dir> (None: not saved)."""
+    folder = run_dir / kept
     fingerprint = _fingerprint(model, folds, pseudo)
     previous, start = None, 0
     marker = folder / "progress.json"
@@ -226,7 +229,8 @@ def _resumable_cv(model: Learner, folds: np.ndarray, run_dir: Path, pseudo, prog
             previous, start = None, 0
     if previous is None:  # kept folds of another setup (or none): nothing of theirs may join this run
         shutil.rmtree(folder, ignore_errors=True)
-        shutil.rmtree(run_dir / "models", ignore_errors=True)  # nor its fold models (bags 3 -> 1 left fold0_bag2)
+        if models_dir is not None:  # nor its fold models (bags 3 -> 1 left fold0_bag2)
+            shutil.rmtree(run_dir / models_dir, ignore_errors=True)
 
     def keep(step: int, state: dict) -> None:
         with_arrays = folder / "state.npz"
@@ -240,8 +244,8 @@ def _resumable_cv(model: Learner, folds: np.ndarray, run_dir: Path, pseudo, prog
         write_json(marker, {"fingerprint": fingerprint, "folds_done": step + 1, "fold_smape": state["fold_smape"],
                             "importance_folds": len(state["importance"]), "fit_reports": state["fit_reports"]})
 
-    return cross_validate(model, folds, pseudo=pseudo, models_dir=run_dir / "models", progress=progress,
-                          start_fold=start, previous=previous, fold_done=keep)
+    return cross_validate(model, folds, pseudo=pseudo, models_dir=models_dir and run_dir / models_dir,
+                          progress=progress, start_fold=start, previous=previous, fold_done=keep)
 
 
 def plot_importance(work_dir: str | Path, name: str, top: int = 30):
