@@ -64,20 +64,23 @@ def _run_metrics(work_dir: str | Path, run: str) -> tuple[Path, dict]:
     return folder / "metrics.json", read_json(folder / "metrics.json")
 
 
-def run_metric(work_dir: str | Path, run: str) -> str:
-    """The leaderboard metric of the run's schema (04_ensemble: that of its first run); SMAPE when unrecorded."""
-    path, metrics = _run_metrics(work_dir, run)
+def _leaderboard_metric(work_dir: str | Path, run: str, metrics: dict) -> str:
     schema = metrics.get("schema")
     if schema is None and run == ENSEMBLE_RUN and metrics.get("runs"):
         schema = _run_metrics(work_dir, metrics["runs"][0])[1].get("schema")
     return SCHEMAS[schema].leaderboard_metric if schema in SCHEMAS else "smape"
 
 
+def run_metric(work_dir: str | Path, run: str) -> str:
+    """The leaderboard metric of the run's schema (04_ensemble: that of its first run); SMAPE when unrecorded."""
+    return _leaderboard_metric(work_dir, run, _run_metrics(work_dir, run)[1])
+
+
 def run_cv_score(work_dir: str | Path, run: str) -> tuple[str, float]:
     """(metric, CV score) of the run in its leaderboard's metric; LeaderboardError naming the existing runs when
     it is unknown."""
-    metric = run_metric(work_dir, run)
     path, metrics = _run_metrics(work_dir, run)
+    metric = _leaderboard_metric(work_dir, run, metrics)
     if f"cv_{metric}" not in metrics:
         raise LeaderboardError(f"{path} has no cv_{metric} (the leaderboard's metric): rerun that stage with this "
                                "version of amzkit")

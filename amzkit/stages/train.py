@@ -186,16 +186,14 @@ def _fingerprint(model: Learner, folds: np.ndarray, pseudo) -> str:
     """What a run's finished folds depend on: a resumed run must match it exactly."""
     inputs = model.inputs_
     described = {**model.resume_key(), "folds": id_hash(folds), "seed": inputs.seed,
-                 "train": id_hash(inputs.data["train"][inputs.schema.id_column]),
-                 "test": id_hash(inputs.data["test"][inputs.schema.id_column]),
-                 "target": hashlib.sha256(np.ascontiguousarray(inputs.y).tobytes()).hexdigest(),
                  "pseudo": None if pseudo is None else pseudo.summary(), "inputs": _inputs_digest(inputs)}
     return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _inputs_digest(inputs: RunInputs) -> dict:
-    """What else a fold's fit reads: every cell of the two CSVs (text edited under the same ids and prices), and
-    01_extract's runs and image tables (their manifests change whenever 01 writes them again)."""
+    """What a fold's fit reads besides the settings: every cell of the two CSVs (ids, target, text: so edited
+    text under the same ids and prices is new data), and 01_extract's runs and image tables (their manifests
+    change whenever 01 writes them again)."""
     cells = {split: hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()).hexdigest()
              for split, frame in inputs.data.items()}
     extract = stage_dir(inputs.work_dir, "01_extract")
