@@ -14,6 +14,7 @@ import os
 import shutil
 import stat
 import threading
+import time
 import zlib
 from pathlib import Path
 
@@ -596,3 +597,27 @@ def test_01_on_several_devices_also_stops_when_the_network_is_down(offline, tmp_
     assert str(err.value).startswith("no image could be fetched: is Internet on for this kernel?"), err.value
     assert len(fetch_table(tmp_path / "work", "color-stats", "train")) == 40
     assert not list((tmp_path / "work" / "01_extract" / "color-stats").glob("shards/*.json")), "no worker ran"
+
+
+def test_every_stage_removes_the_temporary_files_a_killed_run_left(tmp_path, capsys) -> None:
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    hour_ago = time.time() - 3600
+    stale = [work / "03_train" / "lgb" / ".oof.csv.k3j9x2ab.tmp", work / "01_extract" / "minilm" / ".train.npy.q1.tmp",
+             work / ".leaderboard.csv.zz.tmp"]
+    fresh = work / "03_train" / "lgb" / ".test_pred.csv.w8.tmp"  # maybe a writer at work right now
+    kept = [fresh, work / "03_train" / "lgb" / "oof.csv", work / ".notes.tmp.txt",
+            elsewhere / ".outputs.csv.old.tmp"]
+    for path in [*stale, *kept]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("half a file")
+    for path in [*stale, *kept]:
+        if path != fresh:
+            os.utime(path, (hour_ago, hour_ago))
+    (work / "earlier_kernel").symlink_to(elsewhere)  # an earlier kernel's outputs, linked in: not ours to clean
+
+    runners.setup(params("04_ensemble", work_dir=str(work)), "04_ensemble")
+    assert [path.exists() for path in stale] == [False] * len(stale)
+    assert all(path.exists() for path in kept)
+    assert "removed 3 temporary files a killed run left" in capsys.readouterr().out
+    runners.setup(params("04_ensemble", work_dir=str(work)), "04_ensemble")
+    assert "temporary files" not in capsys.readouterr().out

@@ -19,7 +19,7 @@ import papermill as pm
 from amzkit.app.demo import make_demo
 from amzkit.app.kaggle_outputs import pack_image_cache, restore_image_cache, write_output_listing
 from amzkit.app.kaggle_runtime import attach_previous_outputs, detach_previous_outputs, find_data_dir
-from amzkit.core.io import read_json, write_json
+from amzkit.core.io import read_json, remove_stale_temporaries, write_json
 from amzkit.core.metric import other_scores
 from amzkit.core.schema import SPLITS, Schema, get_schema, load_data
 from amzkit.core.workdir import KAGGLE_INPUT, check_writable, on_kaggle, resolve_work_dir, stage_dir
@@ -92,6 +92,9 @@ def setup(params: SimpleNamespace, stage: str) -> Context:
         ctx.data = load_data(ctx.data_dir, schema.name)
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
     print(f"{stage}: work_dir={work_dir}" + (f" data_dir={ctx.data_dir}" if ctx.data_dir else ""))
+    removed = remove_stale_temporaries(work_dir, recursive=True)
+    if removed:
+        print(f"removed {removed} temporary files a killed run left in {work_dir} (none was a finished file)")
     return ctx
 
 

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 NEW_FILE_MODE = 0o666
+STALE_TEMP_S = 300.0  # a temporary file untouched this long was left by a killed writer
 
 
 def current_umask() -> int:
@@ -56,6 +58,30 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def remove_stale_temporaries(folder: str | Path, older_than_s: float = STALE_TEMP_S, recursive: bool = False) -> int:
+    """Delete the temporary files (".<name>.<random>.tmp") a killed writer left in `folder` (and below it when
+    `recursive`) untouched for `older_than_s` seconds; return how many. Never trusted: a complete file has its real
+    name. Files that cannot be removed (a read-only earlier output) are left."""
+    removed, now = 0, time.time()
+    pending = [Path(folder)]
+    while pending:
+        try:
+            entries = list(os.scandir(pending.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            with contextlib.suppress(OSError):
+                if entry.is_dir(follow_symlinks=False):
+                    if recursive:
+                        pending.append(Path(entry.path))
+                elif (entry.name.startswith(".") and entry.name.endswith(".tmp")
+                      and entry.is_file(follow_symlinks=False)
+                      and now - entry.stat(follow_symlinks=False).st_mtime > older_than_s):
+                    os.unlink(entry.path)
+                    removed += 1
+    return removed
 
 
 def write_text(path: str | Path, text: str) -> Path:

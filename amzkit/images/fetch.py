@@ -34,6 +34,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
+from amzkit.core.io import remove_stale_temporaries
 from amzkit.images.decode import MAX_PIXELS, MAX_SIDE_PX, read_header, strict_truncation
 from amzkit.images.http import (
     CONNECT_TIMEOUT_S,
@@ -60,7 +61,6 @@ from amzkit.images.records import (
     is_retryable,
     link_scheme,
     read_manifest,
-    remove_stale_temps,
 )
 
 PROGRESS_POSTFIX_S = 0.5
@@ -242,7 +242,7 @@ def _fetch_remote(urls: list[str], cache_dir: Path, max_workers: int, timeout: f
     image the manifest lists last as ok is the witness: when no probe URL reaches its server, one try at it
     decides whether the network is down (see NetworkWatch)."""
     cache_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(cache_dir)
+    remove_stale_temporaries(cache_dir)
     known = read_manifest(cache_dir / MANIFEST_NAME)
     results = {url: known[url] for url in urls
                if url in known and _still_valid(known[url], cache_dir, retry_failed, retry_passing)}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -56,8 +55,6 @@ MANIFEST_FLUSH_EVERY = 500
 
 MANIFEST_FLUSH_S = 5.0
 
-
-STALE_TEMP_S = 300.0
 
 
 ERROR_CHARS = 300
@@ -200,16 +197,3 @@ def _last_byte(path: Path) -> bytes:
     with open(path, "rb") as fh:
         fh.seek(-1, os.SEEK_END)
         return fh.read(1)
-
-
-def remove_stale_temps(cache_dir: Path, older_than_s: float = STALE_TEMP_S) -> int:
-    """Delete temp files a killed run left in the cache (never trusted: only complete files get real names)."""
-    removed, now = 0, time.time()
-    with os.scandir(cache_dir) as entries:
-        for entry in entries:
-            if entry.name.startswith(".") and entry.name.endswith(".tmp") and entry.is_file():
-                with contextlib.suppress(OSError):
-                    if now - entry.stat().st_mtime > older_than_s:
-                        os.unlink(entry.path)
-                        removed += 1
-    return removed
