@@ -27,7 +27,7 @@ from amzkit.app.cli import main
 from amzkit.app.demo import make_demo
 from amzkit.app.kaggle import check_stage_params
 from amzkit.app.parameters import check_parameters, stage_parameters
-from amzkit.core.io import id_hash, write_json
+from amzkit.core.io import id_hash, read_json, write_json
 from amzkit.core.schema import load_data
 from amzkit.stages.correlate import correlate
 from amzkit.stages.ensemble import ensemble
@@ -621,3 +621,17 @@ def test_every_stage_removes_the_temporary_files_a_killed_run_left(tmp_path, cap
     assert "removed 3 temporary files a killed run left" in capsys.readouterr().out
     runners.setup(params("04_ensemble", work_dir=str(work)), "04_ensemble")
     assert "temporary files" not in capsys.readouterr().out
+
+
+def test_01s_table_and_metrics_list_every_finished_run_not_only_this_calls(demo, tmp_path) -> None:
+    data_dir, work = copy_demo(demo, tmp_path / "data"), str(tmp_path / "work")
+    for text_model in ("tfidf-svd", "minilm"):
+        runners.run_extract(runners.setup(params("01_extract", data_dir=str(data_dir), work_dir=work, model="",
+                                                 text_model=text_model), "01_extract"))
+    table = runners.run_extract(runners.setup(params("01_extract", data_dir=str(data_dir), work_dir=work,
+                                                     model="", text_model="tfidf-svd"), "01_extract"))
+    metrics = read_json(Path(work) / "01_extract" / "metrics.json")
+    assert metrics["runs"] == table.index.tolist() == ["minilm", "tfidf-svd"]
+    assert metrics["this_call"] == ["tfidf-svd"] and table["this call"].tolist() == [False, True]
+    assert table.loc["minilm", "dim"] == 384 and table.loc["minilm", "train rows"] == 60
+    assert metrics["table"]["minilm"]["test ok"] == 20

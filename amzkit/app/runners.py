@@ -30,7 +30,7 @@ from amzkit.stages import correlate as correlate_stage
 from amzkit.stages import ensemble as ensemble_stage
 from amzkit.stages import ensemble_report
 from amzkit.stages.devices import extract_on_devices
-from amzkit.stages.extract import extract, kernel_rows, merge_shards, status_table
+from amzkit.stages.extract import extract, kernel_rows, merge_shards, runs_table, status_table
 from amzkit.stages.image_tables import merge_image_tables, write_image_tables
 from amzkit.stages.leaderboard import show_leaderboard
 from amzkit.stages.leaks import cached_image_paths, leak_report, plot_leak_report
@@ -114,7 +114,7 @@ def finish(ctx: Context) -> Path:
 
 
 def run_extract(ctx: Context) -> pd.DataFrame:
-    """Embed both splits with the image model and the text model; one row per run."""
+    """Embed both splits with the image model and the text model; a row per finished run of the work folder."""
     p = ctx.params
     restored = restore_image_cache(ctx.work_dir)
     if restored:
@@ -143,12 +143,9 @@ def run_extract(ctx: Context) -> pd.DataFrame:
         print(f"kernel {p.shard_index} of {p.num_shards} wrote its shards; when all have finished, run this "
               "notebook with -p merge_dirs '[<each kernel's work_dir>]' to join them")
         return pd.DataFrame(manifests).T
-    table = pd.DataFrame({
-        name: {"dim": m["dim"], "modality": m["modality"], "train ok": m["splits"]["train"]["ok"],
-               "train rows": m["splits"]["train"]["rows"], "test ok": m["splits"]["test"]["ok"],
-               "test rows": m["splits"]["test"]["rows"], "rows/s": m["rows_per_second"]}
-        for name, m in manifests.items()}).T
-    write_json(ctx.out_dir / "metrics.json", {"runs": list(manifests), "table": table.to_dict(orient="index")})
+    table = runs_table(ctx.work_dir, list(manifests))  # every finished run, not only this call's
+    write_json(ctx.out_dir / "metrics.json", {"runs": table.index.tolist(), "this_call": list(manifests),
+                                              "table": table.to_dict(orient="index")})
     for name, m in manifests.items():
         if m["modality"] == "image" and not any(split["ok"] for split in m["splits"].values()):
             print(f"WARNING: image run {name!r} has no image (0 of {sum(s['rows'] for s in m['splits'].values())} "

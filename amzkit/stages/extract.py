@@ -27,7 +27,7 @@ import functools
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from amzkit.core.io import id_hash, read_json, write_csv, write_json, write_npy
 from amzkit.core.params import Param, Parameters
 from amzkit.core.schema import SPLITS, get_schema, row_text
-from amzkit.core.workdir import stage_dir
+from amzkit.core.workdir import list_runs, stage_dir
 from amzkit.embed.factory import create_embedder
 from amzkit.embed.registry import ModelSpec
 from amzkit.images.fetch import fetch_images
@@ -468,6 +468,22 @@ def merge_shards(sources: list[str | Path], out_dir: str | Path, ids: dict[str, 
     write_json(out_dir / "metrics.json", {k: manifest[k] for k in ("model", "dim", "splits", "rows_per_second")})
     write_json(out_dir / "manifest.json", manifest)
     return manifest
+
+
+def runs_table(work_dir: str | Path, ran_now: Sequence[str] = ()) -> pd.DataFrame:
+    """One row per finished 01_extract run in the work folder (its manifest.json), not only those of this call:
+    width, modality, rows embedded of each split, speed, and whether this call ran it."""
+    rows = {}
+    for name in list_runs(work_dir, "01_extract", marker="manifest.json"):
+        manifest = read_json(stage_dir(work_dir, "01_extract") / name / "manifest.json")
+        splits = manifest.get("splits", {})
+        if "dim" not in manifest or set(splits) != set(SPLITS):  # image_tables/ keeps a manifest of its own
+            continue
+        rows[name] = {"dim": manifest["dim"], "modality": manifest.get("modality", ""),
+                      "train ok": splits["train"]["ok"], "train rows": splits["train"]["rows"],
+                      "test ok": splits["test"]["ok"], "test rows": splits["test"]["rows"],
+                      "rows/s": manifest.get("rows_per_second"), "this call": name in ran_now}
+    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 def status_table(work_dir: str | Path, name: str) -> pd.DataFrame:
