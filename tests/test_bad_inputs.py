@@ -35,6 +35,7 @@ from amzkit.stages.extract import extract
 from amzkit.stages.leaks import duplicate_report
 from amzkit.stages.submit import submit
 from amzkit.stages.train import train_run
+from amzkit.testing import save_random_open_clip
 
 HUGE_ID = "99999999999999999999"  # > 2**63: as int64 it became -9223372036854775808
 TRAIN_HEADER = "sample_id,catalog_content,image_link,price\n"
@@ -635,3 +636,10 @@ def test_01s_table_and_metrics_list_every_finished_run_not_only_this_calls(demo,
     assert metrics["this_call"] == ["tfidf-svd"] and table["this call"].tolist() == [False, True]
     assert table.loc["minilm", "dim"] == 384 and table.loc["minilm", "train rows"] == 60
     assert metrics["table"]["minilm"]["test ok"] == 20
+
+    clip = f"local-dir:{save_random_open_clip(tmp_path / 'models' / 'tinyclip')}"  # the run is named 'tinyclip'
+    table = runners.run_extract(runners.setup(params("01_extract", data_dir=str(data_dir), work_dir=work, model=clip,
+                                                     text_model=""), "01_extract"))
+    metrics = read_json(Path(work) / "01_extract" / "metrics.json")
+    assert metrics["this_call"] == ["tinyclip"] and table.loc["tinyclip", "this call"]
+    assert metrics["runs"] == ["minilm", "tfidf-svd", "tinyclip"] and table.loc["tinyclip", "train ok"] == 60

@@ -27,6 +27,7 @@ from amzkit.images.features import (
     image_meta_features,
     image_pixels,
     kmeans_colours,
+    report_missing,
 )
 from amzkit.images.fetch import cached_images, fetch_images
 from amzkit.images.records import MANIFEST_NAME
@@ -321,3 +322,12 @@ def test_colour_cache_is_reused_and_resumes(tmp_path, monkeypatch):
     assert again.iloc[9].isna().all() and np.array_equal(again.iloc[:9].to_numpy(), first.iloc[:9].to_numpy())
     other_k = colour_features(images, "train", out_dir, workers=1, progress=False, k=2)
     assert list(other_k.columns) == colour_feature_names(2) and (out_dir / "colour-k2-32px").is_dir()
+
+
+def test_the_missing_image_line_adds_up_to_the_rows_without_an_image(capsys) -> None:
+    status = ["ok"] * 3 + ["missing_link"] * 3 + ["corrupt", "not_an_image", "http_404", "http_500", "http_500"]
+    line = report_missing(pd.DataFrame({"status": status}), "train")
+    assert "3 of 11 rows have an image; 8 get NaN" in line
+    named = [int(part.rsplit(" ", 1)[1]) for part in line.split("(", 1)[1].rstrip(")").split(", ")]
+    assert sum(named) == 8, line
+    assert line.endswith(", other 1)")

@@ -121,15 +121,16 @@ def run_extract(ctx: Context) -> pd.DataFrame:
         print(f"{restored:,} pictures unpacked from the image cache's tar shards (an earlier run of 01 packed them)")
     manifests = {}
     for model in [m for m in (p.model, p.text_model) if m]:
+        name = get_model_spec(model).name  # the run's folder (a local-dir: model's is its folder's name)
         if p.merge_dirs:
-            manifests[model] = merge_model(ctx, model, p.merge_dirs)
+            manifests[name] = merge_model(ctx, model, p.merge_dirs)
             continue
         if p.num_shards == 1:  # this kernel embeds every row: on each of its devices (several GPUs) at once
-            manifests[model] = extract_on_devices(ctx.data, ctx.data_dir, ctx.work_dir, ctx.schema.name, model,
+            manifests[name] = extract_on_devices(ctx.data, ctx.data_dir, ctx.work_dir, ctx.schema.name, model,
                                                   batch_size=p.batch_size, device=p.device,
                                                   num_workers=p.num_workers, images_offline_ok=p.images_offline_ok)
             continue
-        manifests[model] = extract(ctx.data, ctx.data_dir, ctx.work_dir, ctx.schema.name, model,
+        manifests[name] = extract(ctx.data, ctx.data_dir, ctx.work_dir, ctx.schema.name, model,
                                    batch_size=p.batch_size, device=p.device, num_workers=p.num_workers,
                                    shard_index=p.shard_index, num_shards=p.num_shards,
                                    images_offline_ok=p.images_offline_ok)

@@ -333,7 +333,10 @@ def _from_tables(group: str, tables: ImageTables | None) -> pd.DataFrame | None:
 def report_missing(images: pd.DataFrame, split: str, cache_dir: Path | None = None) -> str:
     """Print (and return) one line: how many rows have an image, and why the others do not."""
     missing = images["status"][images["status"] != "ok"]
-    reasons = ", ".join(f"{status} {count:,}" for status, count in missing.value_counts().head(4).items())
+    counts = missing.value_counts()
+    reasons = ", ".join(f"{status} {count:,}" for status, count in counts.head(4).items())
+    if len(counts) > 4:  # the shown reasons always add up to the rows that get NaN
+        reasons += f", other {counts.iloc[4:].sum():,}"
     line = (f"image features ({split}): {len(images) - len(missing):,} of {len(images):,} rows have an image"
             + (f"; {len(missing):,} get NaN ({reasons})" if len(missing) else ""))
     if (missing == "not_fetched").any() and cache_dir is not None:
