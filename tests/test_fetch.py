@@ -390,6 +390,19 @@ def test_killed_download_is_not_trusted(server, tmp_path):
     assert {url, other, known, "http://gone/a.jpg"} <= set(records), "a half line does not swallow the next"
 
 
+def test_a_shrunk_copy_reused_without_its_manifest_line_reports_the_originals_size(server, tmp_path):
+    links = [f"{server.url}/large.jpg", f"{server.url}/cmyk.jpg"]
+    first = run(links, tmp_path / "cache", tmp_path, progress=False)
+    assert first["width"].tolist() == [1500, 40] and first["bytes"][0] == len(LARGE_JPEG)
+    assert Image.open(first["path"][0]).size == (512, 341), "the cache holds a shrunk copy"
+    (tmp_path / "cache" / MANIFEST_NAME).unlink()  # a kill before the manifest's lines were flushed
+    before = server.snapshot()
+    again = run(links, tmp_path / "cache", tmp_path, progress=False)
+    assert server.snapshot() - before == Counter(), "the cached files are reused"
+    columns = ["status", "width", "height", "bytes", "mode"]
+    assert again[columns].to_dict("records") == first[columns].to_dict("records")
+
+
 def test_strict_truncation_is_local(server, tmp_path, monkeypatch):
     monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
     table = run([server.url + "/truncated.jpg"], tmp_path / "cache", tmp_path, progress=False)

@@ -24,6 +24,7 @@ MAX_SIDE_PX = 512
 JPEG_QUALITY = 90
 
 
+ORIGINAL_NOTE = "amzkit original "  # starts the JPEG comment of a shrunk copy
 VERIFY_DRAFT_PX = 64  # JPEGs are verified at reduced DCT scale: every byte is still decoded
 
 
@@ -106,6 +107,24 @@ class Prepared:
     height: int | None = None
     error: str = ""
     mode: str | None = None
+    nbytes: int | None = None  # the original's size in bytes, when `data` is not the original
+
+
+def _original_note(width: int, height: int, nbytes: int, mode: str) -> bytes:
+    """A JPEG comment on a shrunk copy: the original's size, bytes and mode, which the copy alone cannot tell (a cache
+    file reused without its manifest line, after a kill, reports them)."""
+    return f"{ORIGINAL_NOTE}{width}x{height} {nbytes} {mode}".encode()
+
+
+def _read_original_note(comment) -> tuple[int, int, int, str] | None:
+    if not isinstance(comment, bytes) or not comment.startswith(ORIGINAL_NOTE.encode()):
+        return None
+    try:
+        size, nbytes, mode = comment[len(ORIGINAL_NOTE):].decode().split(" ")
+        width, height = (int(side) for side in size.split("x"))
+        return width, height, int(nbytes), mode
+    except ValueError:
+        return None
 
 
 def prepare_image(body: bytes, max_side: int = MAX_SIDE_PX, max_pixels: int = MAX_PIXELS) -> Prepared:
@@ -126,11 +145,14 @@ def prepare_image(body: bytes, max_side: int = MAX_SIDE_PX, max_pixels: int = MA
                 img.draft("RGB", target or (VERIFY_DRAFT_PX, VERIFY_DRAFT_PX))
             img.load()
             if target is None:
+                original = _read_original_note(img.info.get("comment")) if img.format == "JPEG" else None
+                if original is not None:  # a shrunk copy this function made: the original's numbers
+                    return Prepared("ok", body, original[0], original[1], mode=original[3], nbytes=original[2])
                 return Prepared("ok", body, width, height, mode=mode)
             small = to_rgb(img).resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
             out = io.BytesIO()
-            small.save(out, format="JPEG", quality=JPEG_QUALITY)
-            return Prepared("ok", out.getvalue(), width, height, mode=mode)
+            small.save(out, format="JPEG", quality=JPEG_QUALITY, comment=_original_note(width, height, len(body), mode))
+            return Prepared("ok", out.getvalue(), width, height, mode=mode, nbytes=len(body))
     except Image.DecompressionBombError as err:
         return Prepared("too_large", error=str(err))
     except UnidentifiedImageError:

@@ -295,7 +295,8 @@ class Downloader:
         if not (cached and prepared.data is body):
             with atomic_path(target) as tmp:
                 tmp.write_bytes(prepared.data)
-        return FetchRecord(url, "ok", len(body), prepared.width, prepared.height, attempts, mode=prepared.mode)
+        nbytes = prepared.nbytes if prepared.nbytes is not None else len(body)
+        return FetchRecord(url, "ok", nbytes, prepared.width, prepared.height, attempts, mode=prepared.mode)
 
 
 class WorkQueue:
