@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from amzkit.app import runners
 from amzkit.app.cli import main
@@ -643,3 +644,49 @@ def test_01s_table_and_metrics_list_every_finished_run_not_only_this_calls(demo,
     metrics = read_json(Path(work) / "01_extract" / "metrics.json")
     assert metrics["this_call"] == ["tinyclip"] and table.loc["tinyclip", "this call"]
     assert metrics["runs"] == ["minilm", "tfidf-svd", "tinyclip"] and table.loc["tinyclip", "train ok"] == 60
+
+
+@pytest.fixture()
+def image_server(tmp_path):
+    """http://127.0.0.1:<port>/<name>.jpg: a small JPEG for any name."""
+    img = tmp_path / "served.jpg"
+    Image.new("RGB", (30, 20), (200, 40, 10)).save(img, "JPEG")
+    body = img.read_bytes()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_01_warns_when_the_network_dropped_during_the_run(image_server, dead_url, tmp_path, capsys):
+    dropped = {3, 7, 11, 15, 19, 23, 27}  # train rows whose host stopped answering half-way
+    data_dir = competition(tmp_path / "data", lambda i: f"{image_server}/{i}.jpg")
+    train = pd.read_csv(data_dir / "train.csv", dtype=str, keep_default_na=False)
+    train.loc[sorted(dropped), "image_link"] = [f"{dead_url}/{i}.jpg" for i in sorted(dropped)]
+    train.to_csv(data_dir / "train.csv", index=False)
+    ctx = notebook_context("01_extract", data_dir, tmp_path / "work", model="color-stats", text_model="")
+    table = runners.run_extract(ctx)
+    assert table.loc["color-stats", "train ok"] == 40 - len(dropped) and table.loc["color-stats", "test ok"] == 20
+    out = capsys.readouterr().out
+    assert "WARNING: image run 'color-stats': 7 of 40 train links failed for a passing reason (connection_error 7)" \
+        in out
+    assert "Rerun 01 when it is back" in out and "test links" not in out
+
+    train["image_link"] = [f"{image_server}/{i}.jpg" for i in range(len(train))]  # back (here: other links)
+    train.to_csv(data_dir / "train.csv", index=False)
+    table = runners.run_extract(notebook_context("01_extract", data_dir, tmp_path / "work", model="color-stats",
+                                                 text_model=""))
+    assert table.loc["color-stats", "train ok"] == 40 and "WARNING" not in capsys.readouterr().out

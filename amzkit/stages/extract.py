@@ -256,6 +256,7 @@ def extract(
                                 expected_fit=fit)
         if spec.modality == "image" and not images_offline_ok:
             _check_some_image(manifest, run_dir)
+            warn_passing_failures(manifest, run_dir)
         return manifest
     return {"model": spec.name, "shard_index": shard_index, "num_shards": num_shards, "shards_written": len(todo),
             "shards_dir": str(shard_dir)}
@@ -365,6 +366,10 @@ def network_down_error(data, data_dir, work_dir, schema_, run_dir: Path, watch: 
         "-p images_offline_ok True (every link is then tried, with retries)")
 
 
+PASSING_FAILURES_WARN_SHARE = 0.01  # warn when more of a split's links than this failed for a passing reason
+PASSING_FAILURES_WARN_ROWS = 5  # ... and at least this many
+
+
 def _check_some_image(manifest: dict, run_dir: Path) -> None:
     """Stop an image run in which no row got an image, saying why (the commonest statuses) and what to do."""
     if any(split["ok"] for split in manifest["splits"].values()):
@@ -378,6 +383,31 @@ def _check_some_image(manifest: dict, run_dir: Path) -> None:
         f"the status and error of each link are in {fetch}). Fix the links or the network, delete {run_dir} and "
         "rerun 01; or run text-only with -p model \"\"; or keep this run without images with -p images_offline_ok "
         "True (02 then skips it and 03 cannot use it)")
+
+
+def warn_passing_failures(manifest: dict, run_dir: Path, min_share: float = PASSING_FAILURES_WARN_SHARE) -> str:
+    """Warn (and return the line) when links of a finished image run failed for a passing reason (connection
+    errors, timeouts, 429, 5xx) in more than `min_share` of a split's rows: the network or the host dropped during
+    the run, and a rerun fetches just those links again."""
+    counts, parts = pd.Series(dtype=int), []
+    for split in SPLITS:
+        fetch = run_dir / f"{split}_fetch.csv"
+        if not fetch.is_file():
+            continue
+        status = pd.read_csv(fetch, keep_default_na=False)["status"]
+        passing = status[status.map(is_retryable)]
+        if len(passing) >= max(PASSING_FAILURES_WARN_ROWS, min_share * len(status)):
+            parts.append(f"{len(passing):,} of {len(status):,} {split} links")
+            counts = counts.add(passing.value_counts(), fill_value=0)
+    if not parts:
+        return ""
+    reasons = ", ".join(f"{status} {int(count):,}" for status, count in counts.sort_values(ascending=False).items())
+    line = (f"WARNING: image run {manifest['model']!r}: {' and '.join(parts)} failed for a passing reason ({reasons}):"
+            f" the network or the image host dropped during the run, and 03 would use these rows without an image. "
+            f"Rerun 01 when it is back: it fetches only these links again and keeps every finished row. Each link's "
+            f"status: {run_dir / 'train_fetch.csv'} and test_fetch.csv")
+    print(line)
+    return line
 
 
 def merge_shards(sources: list[str | Path], out_dir: str | Path, ids: dict[str, pd.Series],
