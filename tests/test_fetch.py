@@ -491,7 +491,23 @@ def test_manifest_and_table_record_the_original_mode(first, server):
                      "/deep.png": "I;16", "/large.jpg": "RGB"}
     table = first["table"].drop_duplicates("link").set_index("link")
     assert table.loc[server.url + "/cmyk.jpg", "mode"] == "CMYK"
-    assert table.loc["local.png", "mode"] is None, "fetch_images does not open local files"
+    local = table.loc["local.png", ["mode", "width", "bytes"]].tolist()
+    assert local == ["RGB", 10, (first["base"] / "local.png").stat().st_size], "local files are read"
+
+
+def test_a_local_file_that_does_not_decode_is_not_ok_before_or_after_01(tmp_path):
+    good = encode(gradient((300, 200)), "JPEG")
+    files = {"good.jpg": good, "cut.jpg": good[: len(good) // 2], "page.jpg": b"<html><body>login</body></html>",
+             "empty.jpg": b""}
+    for name, body in files.items():
+        (tmp_path / name).write_bytes(body)
+    links = pd.Series(list(files))
+    expected = ["ok", "corrupt", "not_an_image", "empty"]
+    for table in (fetch_images(links, base_dir=tmp_path, cache_dir=tmp_path / "cache", progress=False),
+                  cached_images(links, tmp_path, tmp_path / "cache")):
+        assert table["status"].tolist() == expected
+        assert table["path"].notna().tolist() == [True, False, False, False], "a failed image has no path"
+        assert table["width"][0] == 300 and table["bytes"][0] == len(good)
 
 
 def test_old_manifest_lines_without_mode_still_load(tmp_path):

@@ -193,11 +193,17 @@ def strict_truncation() -> Iterator[None]:
                 ImageFile.LOAD_TRUNCATED_IMAGES = _strict_saved
 
 
-def read_header(path: str) -> tuple[str, int | None, int | None, str | None]:
-    """(status, width, height, mode) from an image file's header alone (no pixels decoded). Never raises."""
+def read_header(path: str, verify: bool = False) -> tuple[str, int | None, int | None, str | None]:
+    """(status, width, height, mode) from an image file's header alone, or with `verify` from decoding it too (a
+    JPEG at reduced DCT scale: every byte is still decoded), so that a cut-short file is corrupt. Never raises."""
     try:
         with Image.open(path) as img:
             (width, height), mode = img.size, img.mode
+            if verify and 1 <= min(width, height) and width * height <= MAX_PIXELS:
+                if img.format == "JPEG":
+                    img.draft("RGB", (VERIFY_DRAFT_PX, VERIFY_DRAFT_PX))
+                with strict_truncation():
+                    img.load()
     except FileNotFoundError:
         return "missing_file", None, None, None
     except Image.DecompressionBombError:

@@ -129,8 +129,9 @@ def fetch_images(
     """Resolve each link to a local file. Returns one row per input row, same index and order.
 
     Columns: link, path (None on failure), status (see STATUSES), width/height/mode (original pixels and
-    Pillow mode; URLs only), bytes (downloaded), attempts, error. Relative links resolve against `base_dir`
-    (the CSV's folder); URLs are fetched once each into `cache_dir`. A rerun reads the manifest there: ok URLs
+    Pillow mode), bytes (downloaded, or the local file's size), attempts, error. Relative links resolve against
+    `base_dir` (the CSV's folder) and are decoded to verify them, as downloads are; URLs are fetched once each
+    into `cache_dir`. A rerun reads the manifest there: ok URLs
     are not fetched again, permanent failures (404, not_an_image, ...) are retried only with `retry_failed`, and
     passing ones (429, 5xx, timeout, connection) unless `retry_passing` is False (a caller that has just tried).
     `timeout` is (connect, read) seconds, or one number for both. Local links must lie inside `base_dir` or
@@ -140,6 +141,8 @@ def fetch_images(
     base_dir, cache_dir = Path(base_dir), Path(cache_dir)
     links = _clean_links(links)
     resolved, remote = _resolve_offline(links, base_dir, allowed_dirs)
+    _read_local_files(resolved, {link: path for link, (path, _) in resolved.items() if path is not None}, {},
+                      max_workers)
     if remote:
         resolved.update(_fetch_remote(remote, cache_dir, max_workers, timeout, max_bytes, max_side, max_pixels,
                                       retry, retry_failed, progress, watch, retry_passing))
@@ -152,8 +155,8 @@ def cached_images(links: pd.Series, base_dir: str | Path, cache_dir: str | Path,
 
     URLs are looked up in `cache_dir`'s manifest: status not_fetched when it has no line for one, missing_file
     when its ok line's cache file is gone. Local links resolve against `base_dir` (inside it or `allowed_dirs`
-    only, as in `fetch_images`) and, unlike in `fetch_images`, get width/height/mode from the file's header
-    (a header that does not decode gives its status) and bytes from its size. An ok URL whose manifest line
+    only, as in `fetch_images`) and, as there, are decoded to verify them (a file that does not decode gets its
+    status) and get width/height/mode and bytes from the file. An ok URL whose manifest line
     predates the mode field gets the mode of its cached file (the original's when it was stored unresized, RGB
     after a resize).
     """
@@ -173,19 +176,27 @@ def cached_images(links: pd.Series, base_dir: str | Path, cache_dir: str | Path,
         elif path is not None and record.mode is None:  # a line written before the mode field
             headers[link] = path
         resolved[link] = (path, record)
-    if headers:
-        with ThreadPoolExecutor(max(1, max_workers)) as pool:
-            read = dict(zip(headers, pool.map(read_header, headers.values()), strict=True))
-        for link, (status, width, height, mode) in read.items():
-            path, record = resolved[link]
-            if link in known:  # only the missing mode is filled in; the rest is the original's
-                record.mode = mode if status == "ok" else None
-                continue
-            record.width, record.height, record.mode, record.bytes = width, height, mode, _file_size(path)
-            if status != "ok":
-                record.status, record.error = status, f"the header of {path} does not decode"
-                resolved[link] = (None, record)
+    _read_local_files(resolved, headers, known, max_workers)
     return _link_table(links, resolved)
+
+
+def _read_local_files(resolved: dict[str, tuple[str | None, FetchRecord]], paths: dict[str, str],
+                      known: dict[str, FetchRecord], max_workers: int) -> None:
+    """Fill in the size, mode and bytes of each local file in `paths` (link -> path), decoded to verify it (a
+    file that does not decode gets its status and no path), and the mode alone of cached URLs in `known`."""
+    if not paths:
+        return
+    with ThreadPoolExecutor(max(1, max_workers)) as pool:
+        read = dict(zip(paths, pool.map(lambda path: read_header(path, verify=True), paths.values()), strict=True))
+    for link, (status, width, height, mode) in read.items():
+        path, record = resolved[link]
+        if link in known:  # only the missing mode is filled in; the rest is the original's
+            record.mode = mode if status == "ok" else None
+            continue
+        record.width, record.height, record.mode, record.bytes = width, height, mode, _file_size(path)
+        if status != "ok":
+            record.status, record.error = status, f"{path} does not decode as an image"
+            resolved[link] = (None, record)
 
 
 def _file_size(path: str) -> int:
