@@ -24,6 +24,7 @@ from amzkit.images.fetch import fetch_images
 from amzkit.images.http import NetworkWatch, RetryPolicy
 from amzkit.images.records import MANIFEST_NAME, read_manifest
 from amzkit.stages.extract import extract
+from amzkit.testing import save_random_open_clip
 
 ONE_TRY = RetryPolicy(attempts=1, final_pass_attempts=0)
 
@@ -581,3 +582,25 @@ def test_two_devices_fetch_a_passing_failure_once_on_a_rerun(shard_data, small_d
                                           device="cpu,cpu", shard_rows=SHARD_ROWS_SMALL)
         after = sum(n for path, n in _Handler.hits.items() if path.startswith("/flaky/"))
         assert after - before == len(flaky), "one try per link (ONE_TRY), by the parent only"
+
+
+def test_new_weights_in_the_same_model_folder_are_embedded_anew(small_demo, tmp_path, capsys):
+    data = load_data(small_demo, "amazon2025")
+    folder = save_random_open_clip(tmp_path / "m1" / "model", seed=0)
+    model = f"local-dir:{folder}"
+    extract(data, small_demo, tmp_path / "work", "amazon2025", model, batch_size=8, num_workers=0)
+    run = tmp_path / "work" / "01_extract" / "model"
+    before = np.load(run / "train.npy")
+    save_random_open_clip(folder, seed=1)  # retrained, saved over the old weights
+    extract(data, small_demo, tmp_path / "work", "amazon2025", model, batch_size=8, num_workers=0)
+    extract(data, small_demo, tmp_path / "fresh", "amazon2025", model, batch_size=8, num_workers=0)
+    after = (run / "train.npy").read_bytes()
+    assert after == (tmp_path / "fresh" / "01_extract" / "model" / "train.npy").read_bytes()
+    assert not np.array_equal(np.load(run / "train.npy"), before, equal_nan=True)
+    assert "or the model's weights" in capsys.readouterr().out
+
+    other = save_random_open_clip(tmp_path / "m2" / "model", seed=1)  # another folder with the same name
+    extract(data, small_demo, tmp_path / "work", "amazon2025", f"local-dir:{other}", batch_size=8, num_workers=0)
+    out = capsys.readouterr().out
+    assert f"01_extract/model holds the embeddings of local-dir:{folder.resolve()}" in out
+    assert f"this call's model is local-dir:{other.resolve()}, so they are replaced" in out

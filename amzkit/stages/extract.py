@@ -40,7 +40,7 @@ from amzkit.core.params import Param, Parameters
 from amzkit.core.schema import SPLITS, get_schema, row_text
 from amzkit.core.workdir import list_runs, stage_dir
 from amzkit.embed.factory import create_embedder
-from amzkit.embed.registry import ModelSpec
+from amzkit.embed.registry import LOCAL_DIR, ModelSpec
 from amzkit.images.fetch import fetch_images
 from amzkit.images.http import NetworkWatch
 from amzkit.images.records import is_retryable
@@ -101,10 +101,30 @@ def array_sha256(array: np.ndarray) -> str:
     return hashlib.sha256(header + np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
+DIGEST_SAMPLE_BYTES = 1 << 20  # of each file of a local model folder, at its start and at its end
+
+
+def folder_digest(folder: Path, sample_bytes: int = DIGEST_SAMPLE_BYTES) -> str:
+    """sha256 of a model folder's files: each one's path, size and first and last `sample_bytes` (weights saved
+    anew differ there; reading whole checkpoints of gigabytes on every call would not pay)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        size = path.stat().st_size
+        digest.update(f"{path.relative_to(folder).as_posix()}\x00{size}\x00".encode())
+        with open(path, "rb") as fh:
+            digest.update(fh.read(sample_bytes))
+            if size > sample_bytes:
+                fh.seek(max(sample_bytes, size - sample_bytes))
+                digest.update(fh.read())
+    return digest.hexdigest()
+
+
 def fit_fingerprint(spec: ModelSpec, data: dict[str, pd.DataFrame], schema_) -> str:
     """What every shard of a run depends on besides its own rows: the model's identity and, for a model whose
     fit learns from the train rows (FITS_ON_TRAIN), those rows' ids and text."""
     identity: dict = {"spec": asdict(spec)}
+    if spec.source and spec.source.startswith(LOCAL_DIR):  # new weights saved into the same folder are a new fit
+        identity["weights"] = folder_digest(Path(spec.source[len(LOCAL_DIR):]))
     if spec.loader in FITS_ON_TRAIN:
         train = data["train"]
         identity["train_ids_sha256"] = id_hash(train[schema_.id_column])
@@ -212,6 +232,11 @@ def extract(
                          "embed: pass -p model \"\" (no image model; 01's default is an image model) and embed the "
                          "text with -p text_model (e.g. minilm or tfidf-svd)")
     fit = fit_fingerprint(spec, data, schema_)
+    earlier = read_json(run_dir / "manifest.json").get("source") if (run_dir / "manifest.json").is_file() else None
+    if earlier and spec.source and earlier != spec.source:
+        print(f"{spec.name}: 01_extract/{spec.name} holds the embeddings of {earlier}; this call's model is "
+              f"{spec.source}, so they are replaced (a local model's run is named after its folder: give the folder "
+              "another name to keep both)")
     todo, states, plans, retry = {}, {}, {}, {}
     for split in SPLITS:
         ids = data[split][schema_.id_column].to_numpy()
@@ -239,7 +264,8 @@ def extract(
     if states.get("changed") or states.get("damaged"):
         refits = ", and the model refits on the train rows" if spec.loader in FITS_ON_TRAIN else ""
         print(f"{spec.name}: recomputing {states.get('changed', 0)} shards made from other rows, inputs or fit "
-              f"(train.csv or test.csv changed{refits}) and {states.get('damaged', 0)} damaged ones")
+              f"(train.csv or test.csv changed, or the model's weights{refits}) and {states.get('damaged', 0)} "
+              "damaged ones")
     mine = sum(kernel_of(no, num_shards) == shard_index for count in plans.values() for no in range(count))
     if todo and len(todo) < mine:
         print(f"{spec.name}: resuming: {mine - len(todo)} of {mine} shards were finished by an earlier run and are "
