@@ -94,7 +94,7 @@ def test_excluded_rows_are_counted_not_used():
 
 
 def test_correlate_refuses_a_run_computed_for_other_rows(tmp_path):
-    from amzkit.core.io import id_hash, write_json, write_npy
+    from amzkit.core.io import id_hash, read_json, write_json, write_npy
     from amzkit.stages.correlate import correlate
 
     run = tmp_path / "01_extract" / "fake"
@@ -107,6 +107,17 @@ def test_correlate_refuses_a_run_computed_for_other_rows(tmp_path):
                           "price": np.linspace(1.0, 50.0, 100)})
     with pytest.raises(ValueError, match="row order"):
         correlate(train, "amazon2025", tmp_path, ["fake"], baseline_features=[])
+
+    rng = np.random.default_rng(0)
+    good = tmp_path / "01_extract" / "good"  # made from this CSV
+    write_npy(good / "train.npy", rng.normal(size=(100, 4)).astype(np.float32))
+    write_npy(good / "train_ok.npy", np.ones(100, bool))
+    write_json(good / "manifest.json", {"splits": {"train": {"id_sha256": id_hash(ids[::-1])}}})
+    write_json(good / "metrics.json", {})
+    results = correlate(train, "amazon2025", tmp_path, [], baseline_features=[], n_permutations=5)
+    assert list(results) == ["good"], "02's default (every run) skips the stale one"
+    skipped = read_json(tmp_path / "02_correlate" / "metrics.json")["skipped"]
+    assert list(skipped) == ["fake"] and "row order" in skipped["fake"]
 
 
 def test_real_minilm_text_embeddings_of_2023_rows_beat_the_constant(shared_data):

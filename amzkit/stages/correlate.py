@@ -281,6 +281,7 @@ def correlate(train: pd.DataFrame, schema: str, work_dir: str | Path, runs=D.run
     PARAMETERS.validate(runs=list(runs), top_k=top_k, n_permutations=n_permutations, n_folds=n_folds, knn_k=knn_k,
                         knn_max_queries=knn_max_queries, baseline_runs=list(baseline_runs), seed=seed)
     check_trainable(train[schema_.target].to_numpy(), n_folds, schema_.target)
+    named = bool(runs)  # runs the user named must load; of the default (every run), a stale one is skipped
     runs = list(runs) or list_runs(work_dir, "01_extract")
     if not runs:
         raise FileNotFoundError(f"no 01_extract runs in {work_dir}: run 01_extract first")
@@ -290,7 +291,14 @@ def correlate(train: pd.DataFrame, schema: str, work_dir: str | Path, runs=D.run
     results, skipped = {}, {}
     target = train[schema_.target].to_numpy()
     for name in runs:
-        embeddings, ok = load_embeddings(work_dir, name, "train", train[schema_.id_column])
+        try:
+            embeddings, ok = load_embeddings(work_dir, name, "train", train[schema_.id_column])
+        except ValueError as err:  # made for other rows (an older train.csv)
+            if named:
+                raise
+            skipped[name] = f"run {name!r} skipped: {err}; or name the runs to analyse with -p runs"
+            print(f"02_correlate: {skipped[name]}")
+            continue
         if too_few := too_few_rows(ok, n_folds):
             skipped[name] = (f"run {name!r} skipped: {too_few} (01 fetched or embedded almost no input: each "
                              f"row's status is in {stage_dir(work_dir, '01_extract') / name}/train_fetch.csv). Rerun "
