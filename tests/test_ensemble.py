@@ -189,6 +189,18 @@ def test_runs_with_different_train_ids_are_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "04_ensemble").exists()
 
 
+def test_runs_trained_on_other_prices_of_the_same_rows_are_refused(tmp_path: Path) -> None:
+    w = world(7)
+    noisy_run(tmp_path, "base", w, 0.3, seed=1)
+    clipped = {**w, "target": np.minimum(w["target"], 60.0)}  # outliers clipped, one run retrained on it
+    make_run(tmp_path, "a_clipped", clipped, noisy(clipped["target"], 0.3, 2), noisy(w["test_target"], 0.3, 3))
+    for runs in (["base", "a_clipped"], ["a_clipped", "base"], []):
+        with pytest.raises(ValueError, match="different targets for the same rows") as err:
+            ensemble(tmp_path, runs)
+        assert f"{int((w['target'] > 60).sum())} rows differ" in str(err.value)
+    assert not (tmp_path / "04_ensemble").exists()
+
+
 def test_no_runs_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="03_train"):
         ensemble(tmp_path, [])

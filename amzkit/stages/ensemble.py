@@ -313,7 +313,8 @@ def make_combiners(meta="ridge", weight_step: float = GRID_STEP, factor_range: t
 # --- runs in, predictions and report out ----------------------------------------------------------------
 
 def check_compatible(runs: dict[str, dict]) -> None:
-    """Refuse runs that do not share train ids and folds (their OOF rows would not line up)."""
+    """Refuse runs that do not share train ids, targets and folds (their OOF rows would not line up, or be scored
+    against other prices)."""
     names = list(runs)
     ref = runs[names[0]]["metrics"]
     for name in names[1:]:
@@ -327,6 +328,15 @@ def check_compatible(runs: dict[str, dict]) -> None:
             )
         if not same_ids(runs[name]["test"]["id"], runs[names[0]]["test"]["id"]):
             raise ValueError(f"runs {names[0]!r} and {name!r} predict different test ids")
+        target = runs[name]["oof"]["target"].to_numpy(float)
+        ref_target = runs[names[0]]["oof"]["target"].to_numpy(float)
+        if not np.array_equal(target, ref_target):
+            changed = np.flatnonzero(target != ref_target)
+            raise ValueError(
+                f"runs {names[0]!r} and {name!r} were trained on different targets for the same rows ({len(changed)} "
+                f"rows differ, e.g. id {runs[name]['oof']['id'].iloc[changed[0]]}: {ref_target[changed[0]]:g} vs "
+                f"{target[changed[0]]:g}): train.csv's prices changed between them, and 04 would score every run "
+                "against one run's prices. Rerun the older runs on the current train.csv, or leave them out (-p runs)")
 
 
 def ensemble_columns(data: dict[str, pd.DataFrame], schema: str, columns: list[str]) -> pd.DataFrame:
