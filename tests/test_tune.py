@@ -162,3 +162,42 @@ def test_the_roadmaps_seed_preset_tunes_and_trains_as_a_dict(synthetic):
     run = train_run(data, "amazon2025", work, "seed_dict", FEATURES, EMBEDDINGS, preset=copy, num_threads=1,
                     tfidf_dim=8)
     assert run["params"]["num_threads"] == 1 and "n_jobs" not in run["params"]
+
+
+def test_a_study_refuses_to_go_on_after_the_prices_changed(synthetic):
+    data, work = synthetic
+    _tune(data, work, n_trials=1)
+    clipped = {**data, "train": data["train"].assign(price=data["train"]["price"].clip(upper=30.0))}
+    with pytest.raises(ValueError, match="another setup") as err:
+        _tune(clipped, work, n_trials=1)
+    assert "train.csv / test.csv cells, or 01_extract's runs, changed since the study began" in str(err.value)
+
+
+def test_the_study_scores_the_runs_own_bags_and_params(synthetic):
+    data, work = synthetic
+    own = {"bags": 2, "params": {"num_leaves": 7}}
+    summary = _tune(data, work, n_trials=3, lgb_params=own["params"], learner_settings={"bags": 2})
+    info = pd.read_json(summary["preset_path"], typ="series")["info"]
+    assert info["learner"] == {"group_by": "", "bags": 2} and "num_leaves" not in info["search_space"]
+    run = train_run(data, "amazon2025", work, "tuned_bags", FEATURES, EMBEDDINGS, preset="tuned", learner_params=own,
+                    num_threads=1, tfidf_dim=8)
+    assert run["cv_smape"] == pytest.approx(summary["best_smape"], abs=1e-9), "the run trains what the study scored"
+    with pytest.raises(ValueError, match="not LightGBMLearner settings"):
+        _tune(data, work, name="other", learner_settings={"bag": 2})
+
+
+def test_03_checks_its_learner_params_before_it_spends_the_tuning_budget(synthetic, tmp_path):
+    from amzkit.app import runners
+    from amzkit.app.parameters import check_parameters, stage_parameters
+
+    data, work = synthetic
+    (tmp_path / "data").mkdir()
+    for split, frame in data.items():
+        frame.to_csv(tmp_path / "data" / f"{split}.csv", index=False)
+    values = {**stage_parameters("03_train"), "data_dir": str(tmp_path / "data"), "work_dir": str(work),
+              "run_name": "typo", "features": FEATURES, "embeddings": EMBEDDINGS, "tune_trials": 2,
+              "learner_params": {"bag": 3}}
+    ctx = runners.setup(check_parameters(values, "03_train"), "03_train")
+    with pytest.raises((TypeError, ValueError), match="bag"):
+        runners.run_train(ctx)
+    assert not tuning_paths(work, "tuned-typo")["study"].exists(), "no trial ran"

@@ -35,7 +35,7 @@ from amzkit.stages.image_tables import merge_image_tables, write_image_tables
 from amzkit.stages.leaderboard import show_leaderboard
 from amzkit.stages.leaks import cached_image_paths, leak_report, plot_leak_report
 from amzkit.stages.submit import plot_distribution, submit
-from amzkit.stages.train import fold_fits_summary, plot_importance, plot_oof, train_run
+from amzkit.stages.train import build_learner, fold_fits_summary, plot_importance, plot_oof, train_run
 from amzkit.stages.tune import plot_tuning, tune_preset, tuning_paths
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
@@ -238,14 +238,25 @@ def run_train(ctx: Context) -> dict:
     if p.tune_trials > 0:
         if p.learner != "lightgbm":
             raise ValueError(f"tune_trials tunes LightGBM presets: it applies to learner 'lightgbm', not {p.learner!r}")
+        # the run's learner, built first: a misspelt learner_params key stops here, not after the tuning budget
+        build_learner(p.learner, p.learner_params, features=p.features, embeddings=p.embeddings,
+                      tfidf_dim=p.tfidf_dim, group_by=p.group_by, num_threads=p.num_threads, preset=p.preset,
+                      lgb_params=p.lgb_params)
+        own = dict(p.learner_params)
+        if "preset" in own:
+            raise ValueError("learner_params sets 'preset' while tune_trials tunes one: give the base preset as "
+                             "-p preset, and leave it out of learner_params")
+        fixed = {**p.lgb_params, **own.pop("params", {})}  # as the run merges them: the study leaves them fixed
         preset = f"tuned-{p.run_name}"
         tuned = tune_preset(ctx.data, ctx.schema.name, ctx.work_dir, preset, p.features, p.embeddings,
                             n_folds=p.n_folds, seed=p.seed, fold_strategy=p.fold_strategy, base_preset=p.preset,
                             n_trials=p.tune_trials, timeout_minutes=p.tune_minutes, num_threads=p.num_threads,
-                            tfidf_dim=p.tfidf_dim, data_dir=ctx.data_dir, lgb_params=p.lgb_params)
+                            tfidf_dim=p.tfidf_dim, data_dir=ctx.data_dir, lgb_params=fixed, group_by=p.group_by,
+                            learner_settings=own)
+        without = "; tuned without the pseudo-labels the run adds" if p.pseudo_label_run else ""
         print(f"tuned preset {preset!r}: CV SMAPE {tuned['best_smape']:.3f} vs {tuned['base_smape']:.3f} with "
               f"{p.preset!r} ({tuned['n_trials']} trials, {tuned['n_pruned']} pruned; chosen on these folds, so "
-              f"the gain is a little optimistic); later runs can use -p preset {preset}")
+              f"the gain is a little optimistic{without}); later runs can use -p preset {preset}")
     metrics = train_run(ctx.data, ctx.schema.name, ctx.work_dir, p.run_name, p.features, p.embeddings,
                         learner=p.learner, learner_params=p.learner_params, preset=preset, lgb_params=p.lgb_params,
                         n_folds=p.n_folds, seed=p.seed, fold_strategy=p.fold_strategy, num_threads=p.num_threads,

@@ -186,11 +186,11 @@ def _fingerprint(model: Learner, folds: np.ndarray, pseudo) -> str:
     """What a run's finished folds depend on: a resumed run must match it exactly."""
     inputs = model.inputs_
     described = {**model.resume_key(), "folds": id_hash(folds), "seed": inputs.seed,
-                 "pseudo": None if pseudo is None else pseudo.summary(), "inputs": _inputs_digest(inputs)}
+                 "pseudo": None if pseudo is None else pseudo.summary(), "inputs": inputs_digest(inputs)}
     return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _inputs_digest(inputs: RunInputs) -> dict:
+def inputs_digest(inputs: RunInputs) -> dict:
     """What a fold's fit reads besides the settings: every cell of the two CSVs (ids, target, text: so edited
     text under the same ids and prices is new data), and 01_extract's runs and image tables (their manifests
     change whenever 01 writes them again)."""

@@ -31,7 +31,7 @@ from amzkit.ml.folds import shared_folds
 from amzkit.ml.presets import PRESETS, check_preset, preset_path, resolve_preset, save_preset
 from amzkit.ml.transforms import FoldTransform
 from amzkit.ml.trees import LightGBMLearner, check_lightgbm_params, lightgbm_names, merge_lightgbm_params
-from amzkit.stages.train import D
+from amzkit.stages.train import D, inputs_digest
 
 # LightGBM parameter -> (kind, low, high, log); a categorical entry holds its choices in `low`.
 SEARCH_SPACE: dict[str, tuple] = {
@@ -51,6 +51,10 @@ LIGHTGBM_DEFAULTS = {"num_leaves": 31, "learning_rate": 0.1, "min_data_in_leaf":
 HUBER_ALPHA = PRESETS["huber"]["params"]["alpha"]  # when huber is drawn and the base preset sets no alpha
 PRUNER_STARTUP_TRIALS = 5
 SAMPLER_STARTUP_TRIALS = 10
+
+
+TUNED_LEARNER_SETTINGS = ("bags", "refit", "valid_fraction")  # the run's LightGBMLearner settings a study uses
+SETUP_KEYS_ADDED = ("learner", "inputs")  # setup keys newer than some saved studies
 
 
 def _import_optuna():
@@ -142,8 +146,11 @@ class _CachedTransform(FoldTransform):
 
 
 def _setup_differences(saved: dict, wanted: dict) -> dict:
+    """The setup keys whose saved and wanted values differ; keys a study saved before they existed
+    (SETUP_KEYS_ADDED) are not held against it."""
     wanted = json.loads(json.dumps(wanted))
-    return {k: (saved.get(k), v) for k, v in wanted.items() if saved.get(k) != v}
+    return {k: (saved.get(k), v) for k, v in wanted.items()
+            if saved.get(k) != v and (k in saved or k not in SETUP_KEYS_ADDED)}
 
 
 def _preset_values(preset: dict, space: dict) -> dict:
@@ -194,12 +201,14 @@ def tune_preset(
     embeddings: list[str], n_folds: int = D.n_folds, seed: int = D.seed, fold_strategy: str = D.fold_strategy,
     base_preset: str | dict = D.preset, n_trials: int = 50, timeout_minutes: float | None = D.tune_minutes,
     num_threads: int = D.num_threads, tfidf_dim: int = D.tfidf_dim, search_space: dict[str, tuple] | None = None,
-    data_dir: str | Path | None = None, lgb_params: dict | None = None,
-    progress: bool = True,
+    data_dir: str | Path | None = None, lgb_params: dict | None = None, group_by: str = D.group_by,
+    learner_settings: dict | None = None, progress: bool = True,
 ) -> dict:
     """Search LightGBM params (CV SMAPE on the shared folds) and save the best as preset `name`.
 
     `lgb_params` (the run's) are part of the base preset and stay fixed: the search leaves their keys out.
+    `group_by` and `learner_settings` (LightGBMLearner's bags, refit, valid_fraction) are the run's, so that the
+    study scores what the run will train.
     Runs up to `n_trials` more trials within `timeout_minutes` (None: no limit); the same `name` again
     continues the study, which must then have the same rows, folds, features, embeddings and base preset.
     Returns best_smape, base_smape, n_trials, n_pruned, seconds and the paths written.
@@ -225,14 +234,19 @@ def tune_preset(
     y = train[schema_.target].to_numpy(dtype=float)
     folds = shared_folds(work_dir, train, schema_, n_folds, seed, fold_strategy)
     inputs = RunInputs(data, schema_, Path(work_dir), Path(data_dir) if data_dir is not None else None, seed)
+    settings = dict(learner_settings or {})
+    unknown = sorted(set(settings) - set(TUNED_LEARNER_SETTINGS))
+    if unknown:
+        raise ValueError(f"learner_settings {unknown} are not LightGBMLearner settings a study can share with its "
+                         f"run; these are {list(TUNED_LEARNER_SETTINGS)} (LightGBM's own params go in lgb_params)")
     learner = LightGBMLearner(preset=base, features=features, embeddings=embeddings, tfidf_dim=tfidf_dim,
-                              num_threads=num_threads).prepare(inputs)
+                              group_by=group_by, num_threads=num_threads, **settings).prepare(inputs)
     learner.features_.transforms = [_CachedTransform(t) for t in learner.features_.transforms]
     setup = {"schema": schema_.name, "rows": len(train), "train_ids_sha256": id_hash(train[schema_.id_column]),
              "folds_sha256": id_hash(folds), "fold_strategy": fold_strategy, "seed": seed, "features": features,
              "embeddings": embeddings, "tfidf_dim": tfidf_dim,
              "base_preset": base_preset if isinstance(base_preset, str) else "(dict)", "base": base,
-             "search_space": space}
+             "search_space": space, "learner": {"group_by": group_by, **settings}, "inputs": inputs_digest(inputs)}
 
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -244,6 +258,8 @@ def tune_preset(
             probe.set_user_attr("setup", json.loads(json.dumps(setup)))
         differs = _setup_differences(probe.user_attrs["setup"], setup)
         if differs:
+            if "inputs" in differs:  # two digests say nothing to a user
+                differs["inputs"] = "train.csv / test.csv cells, or 01_extract's runs, changed since the study began"
             raise ValueError(f"{paths['study']} is a study of another setup ({sorted(differs)} differ: saved vs "
                              f"now {differs}); tune under another name, or delete that file to start over")
         trials = probe.get_trials(deepcopy=False)
