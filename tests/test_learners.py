@@ -96,6 +96,8 @@ def test_knn_refuses_without_an_embedding_and_rows_without_one_get_the_median(pl
     np.testing.assert_allclose(pred[:5], np.expm1(np.median(np.log1p(y[:400]))))
     assert np.isfinite(pred).all()
     assert len(knn.y_log_) == len(rows)  # rows without an embedding are never neighbours
+    with pytest.raises(ValueError, match="k 395 is not below the 395 training rows of a fold with an embedding"):
+        prepared_knn(matrix, tmp_path, 395, 500).fit(np.arange(0, 400), y[:400])
 
 
 def test_knn_with_k_1_on_training_rows_returns_their_own_target(tmp_path):
@@ -110,9 +112,10 @@ def test_knn_neighbours_count_by_their_sample_weight(tmp_path):
     matrix = np.array([[0.0], [0.1], [0.2], [5.0]], dtype=np.float32)  # rows 0 and 1 are row 2's two neighbours
     y = np.array([10.0, 100.0, 1.0, 1.0])
     knn = prepared_knn(matrix, tmp_path, 2, 3)
-    plain = knn.fit(np.arange(2), y[:2]).predict(np.array([2]))
+    train = np.array([0, 1, 3])  # row 3 is far from row 2: not a neighbour
+    plain = knn.fit(train, y[train]).predict(np.array([2]))
     assert plain[0] == pytest.approx(np.expm1((np.log1p(10) + np.log1p(100)) / 2))
-    weighted = knn.fit(np.arange(2), y[:2], weight=np.array([1.0, 1e-6])).predict(np.array([2]))
+    weighted = knn.fit(train, y[train], weight=np.array([1.0, 1e-6, 1.0])).predict(np.array([2]))
     assert weighted[0] == pytest.approx(10.0, rel=1e-4), "a pseudo-label of weight ~0 barely counts"
 
 
@@ -331,6 +334,13 @@ def test_bags_must_be_a_whole_number_of_models(tmp_path, bags):
     with pytest.raises(ValueError, match="bags must be a whole number from 1 to 50"):
         learner_run(world(n_train=60, n_test=5)["data"], "amazon2025", tmp_path, "bad", learner="lightgbm",
                     features=["keywords"], bags=bags)
+
+
+@pytest.mark.parametrize("refit", ["false", "true", 0, None])
+def test_refit_must_be_true_or_false(tmp_path, refit):
+    with pytest.raises(ValueError, match="refit must be true or false"):
+        learner_run(world(n_train=60, n_test=5)["data"], "amazon2025", tmp_path, "bad", learner="lightgbm",
+                    features=["keywords"], refit=refit)
 
 
 @pytest.mark.parametrize("valid_fraction", [0.6, 0.9, -0.1, True])

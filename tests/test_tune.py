@@ -201,3 +201,12 @@ def test_03_checks_its_learner_params_before_it_spends_the_tuning_budget(synthet
     with pytest.raises((TypeError, ValueError), match="bag"):
         runners.run_train(ctx)
     assert not tuning_paths(work, "tuned-typo")["study"].exists(), "no trial ran"
+
+
+@pytest.mark.parametrize("key", ["num_leave", "n_estimators"])
+def test_a_search_space_key_the_search_cannot_tune_is_refused_before_the_study_exists(synthetic, key):
+    data, work = synthetic
+    with pytest.raises(ValueError, match=f"search_space names \\['{key}'\\]"):
+        _tune(data, work, n_trials=1, search_space={key: ("int", 2, 9, False)})
+    assert not tuning_paths(work, "tuned")["study"].exists()
+    assert _tune(data, work, n_trials=1, search_space={"num_leaves": ("int", 2, 9, False)})["n_trials"] == 1

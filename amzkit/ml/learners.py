@@ -106,6 +106,11 @@ class KnnEmbedding(Learner):
         usable = self._usable(rows)
         if not usable.any():
             raise ValueError(f"the knn learner found no training row with an embedding in run {self.embedding!r}")
+        if self.k >= usable.sum():
+            raise ValueError(f"the knn learner's k {self.k} is not below the {int(usable.sum())} training rows of a "
+                             f"fold with an embedding in run {self.embedding!r}: every row would get the mean of "
+                             "them all (the constant's score). Pass a k well below it, e.g. -p learner_params "
+                             f"'{{\"embedding\": \"{self.embedding}\", \"k\": 20}}'")
         self.space_ = NeighbourSpace(self.block_rows).fit(self.matrix_[rows[usable]])
         self.reference_ = self.space_.rows(self.matrix_[rows[usable]])
         self.y_log_ = y_log[usable]

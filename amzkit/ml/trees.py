@@ -84,10 +84,13 @@ def merge_lightgbm_params(base: dict, override: dict) -> dict:
     return {**{k: v for k, v in base.items() if names.get(k, k) not in overridden}, **override}
 
 
-def check_bags(bags) -> None:
-    """`bags` must be a whole number of models, at least one."""
+def check_bag_settings(bags, refit=True) -> None:
+    """`bags` must be a whole number of models, at least one; `refit` true or false (a JSON "false" is text, and
+    would count as true)."""
     if isinstance(bags, bool) or not isinstance(bags, (int, np.integer)) or not 1 <= bags <= MAX_BAGS:
         raise ValueError(f"bags must be a whole number from 1 to {MAX_BAGS} (models per fit), got {bags!r}")
+    if not isinstance(refit, (bool, np.bool_)):
+        raise ValueError(f"refit must be true or false (JSON, without quotes), got {refit!r}")
 
 
 class TreeLearner(Learner):
@@ -135,7 +138,7 @@ class TreeLearner(Learner):
             raise ValueError(f"valid_fraction must be in [0, {MAX_VALID_FRACTION}] (0: no holdout; the holdout is "
                              f"1/round(1/valid_fraction) of the training rows: 0.1 -> 1/10, 0.3 -> 1/3, 0.4 -> 1/2), "
                              f"got {self.valid_fraction!r}")
-        check_bags(self.bags)
+        check_bag_settings(self.bags, self.refit)
         self.inputs_ = inputs
         self.threads_ = resolve_threads(self.num_threads)
         self.features_ = assemble_features(inputs, self.features, self.embeddings, self.tfidf_dim)
@@ -151,7 +154,7 @@ class TreeLearner(Learner):
 
     def prepare_with(self, inputs: RunInputs, features: FeatureSet) -> TreeLearner:
         """`prepare` with a feature set built elsewhere (a benchmark's synthetic matrix, a tuner's cached one)."""
-        check_bags(self.bags)
+        check_bag_settings(self.bags, self.refit)
         self.features_ = features
         self.inputs_ = inputs
         self.threads_ = resolve_threads(self.num_threads)

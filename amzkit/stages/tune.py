@@ -225,6 +225,10 @@ def tune_preset(
     fixed = {lightgbm_names().get(key, key) for key in lgb_params or {}}
     base = {**base, "params": merge_lightgbm_params(base["params"], lgb_params)} if lgb_params else base
     space = {k: v for k, v in (SEARCH_SPACE if search_space is None else search_space).items() if k not in fixed}
+    unknown = sorted(set(space) - set(LIGHTGBM_DEFAULTS))
+    if unknown:  # checked before the study file is made, so that a corrected call is not "another setup"
+        raise ValueError(f"search_space names {unknown}: the search tunes only {sorted(LIGHTGBM_DEFAULTS)} (by these "
+                         "names; the number of trees comes from early stopping)")
     if not space:
         raise ValueError(f"lgb_params {sorted(lgb_params)} fix every parameter the search would tune; drop some "
                          "of them, or set tune_trials 0")
