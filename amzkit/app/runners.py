@@ -30,7 +30,8 @@ from amzkit.stages import correlate as correlate_stage
 from amzkit.stages import ensemble as ensemble_stage
 from amzkit.stages import ensemble_report
 from amzkit.stages.devices import extract_on_devices
-from amzkit.stages.extract import extract, kernel_rows, merge_shards, runs_table, status_table
+from amzkit.stages.extract import extract, kernel_rows, merge_shards
+from amzkit.stages.extract_reports import runs_table, status_table
 from amzkit.stages.image_tables import merge_image_tables, write_image_tables
 from amzkit.stages.leaderboard import show_leaderboard
 from amzkit.stages.leaks import cached_image_paths, leak_report, plot_leak_report

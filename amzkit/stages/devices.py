@@ -24,7 +24,8 @@ from amzkit.embed.registry import get_model_spec
 from amzkit.images.features import IMAGE_CACHE_DIR
 from amzkit.images.fetch import fetch_images
 from amzkit.images.http import NetworkWatch
-from amzkit.stages.extract import SHARD_ROWS, D, extract, network_down_error
+from amzkit.stages.extract import SHARD_ROWS, D, extract
+from amzkit.stages.extract_reports import network_down_error
 
 # Loaders that ignore `device` (numpy / scikit-learn featurizers): 'auto' keeps them in one process.
 DEVICE_FREE_LOADERS: tuple[str, ...] = ("color_stats", "tfidf_svd")

@@ -1,0 +1,100 @@
+"""01_extract's reports on its runs: the stop when the network is down or no row got an image, the warning when
+links failed for a passing reason, and the tables of runs and fetch statuses the notebook shows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from amzkit.core.io import read_json, write_csv
+from amzkit.core.schema import SPLITS
+from amzkit.core.workdir import list_runs, stage_dir
+from amzkit.images.fetch import fetch_images
+from amzkit.images.http import NetworkWatch
+from amzkit.images.records import is_retryable
+
+PASSING_FAILURES_WARN_SHARE = 0.01  # warn when more of a split's links than this failed for a passing reason
+PASSING_FAILURES_WARN_ROWS = 5  # ... and at least this many
+
+
+def network_down_error(data, data_dir, work_dir, schema_, run_dir: Path, watch: NetworkWatch) -> RuntimeError:
+    """The error 01 stops with when the network is down, after writing every link's status to {split}_fetch.csv
+    (the links not tried: not_fetched; nothing is fetched now)."""
+    for split in SPLITS:
+        table = fetch_images(data[split][schema_.image_column], base_dir=data_dir,
+                             cache_dir=Path(work_dir) / "image_cache", watch=watch, progress=False)
+        write_csv(table.assign(embedded=False).reset_index(drop=True), run_dir / f"{split}_fetch.csv")
+    return RuntimeError(
+        f"no image could be fetched: is Internet on for this kernel? {watch.summary()}. Every link's status is in "
+        f"{run_dir / 'train_fetch.csv'} and test_fetch.csv. Turn Internet on (Kaggle: the notebook's Settings > "
+        "Internet) and rerun 01; or run text-only with -p model \"\"; or carry on without images with "
+        "-p images_offline_ok True (every link is then tried, with retries)")
+
+
+def check_some_image(manifest: dict, run_dir: Path) -> None:
+    """Stop an image run in which no row got an image, saying why (the commonest statuses) and what to do."""
+    if any(split["ok"] for split in manifest["splits"].values()):
+        return
+    fetch = run_dir / "train_fetch.csv"
+    statuses = pd.read_csv(fetch, keep_default_na=False)["status"].value_counts() if fetch.is_file() else None
+    seen = ", ".join(f"{status} {count}" for status, count in statuses.head(4).items()) if statuses is not None else ""
+    rows = sum(split["rows"] for split in manifest["splits"].values())
+    raise RuntimeError(
+        f"image run {manifest['model']!r}: not one of the {rows} rows has an image (train statuses: {seen or 'none'}; "
+        f"the status and error of each link are in {fetch}). Fix the links or the network, delete {run_dir} and "
+        "rerun 01; or run text-only with -p model \"\"; or keep this run without images with -p images_offline_ok "
+        "True (02 then skips it and 03 cannot use it)")
+
+
+def warn_passing_failures(manifest: dict, run_dir: Path, min_share: float = PASSING_FAILURES_WARN_SHARE) -> str:
+    """Warn (and return the line) when links of a finished image run failed for a passing reason (connection
+    errors, timeouts, 429, 5xx) in more than `min_share` of a split's rows: the network or the host dropped during
+    the run, and a rerun fetches just those links again."""
+    counts, parts = pd.Series(dtype=int), []
+    for split in SPLITS:
+        fetch = run_dir / f"{split}_fetch.csv"
+        if not fetch.is_file():
+            continue
+        status = pd.read_csv(fetch, keep_default_na=False)["status"]
+        passing = status[status.map(is_retryable)]
+        if len(passing) >= max(PASSING_FAILURES_WARN_ROWS, min_share * len(status)):
+            parts.append(f"{len(passing):,} of {len(status):,} {split} links")
+            counts = counts.add(passing.value_counts(), fill_value=0)
+    if not parts:
+        return ""
+    reasons = ", ".join(f"{status} {int(count):,}" for status, count in counts.sort_values(ascending=False).items())
+    line = (f"WARNING: image run {manifest['model']!r}: {' and '.join(parts)} failed for a passing reason ({reasons}):"
+            f" the network or the image host dropped during the run, and 03 would use these rows without an image. "
+            f"Rerun 01 when it is back: it fetches only these links again and keeps every finished row. Each link's "
+            f"status: {run_dir / 'train_fetch.csv'} and test_fetch.csv")
+    print(line)
+    return line
+
+
+def runs_table(work_dir: str | Path, ran_now: Sequence[str] = ()) -> pd.DataFrame:
+    """One row per finished 01_extract run in the work folder (its manifest.json), not only those of this call:
+    width, modality, rows embedded of each split, speed, and whether this call ran it."""
+    rows = {}
+    for name in list_runs(work_dir, "01_extract", marker="manifest.json"):
+        manifest = read_json(stage_dir(work_dir, "01_extract") / name / "manifest.json")
+        splits = manifest.get("splits", {})
+        if "dim" not in manifest or set(splits) != set(SPLITS):  # image_tables/ keeps a manifest of its own
+            continue
+        rows[name] = {"dim": manifest["dim"], "modality": manifest.get("modality", ""),
+                      "train ok": splits["train"]["ok"], "train rows": splits["train"]["rows"],
+                      "test ok": splits["test"]["ok"], "test rows": splits["test"]["rows"],
+                      "rows/s": manifest.get("rows_per_second"), "this call": name in ran_now}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def status_table(work_dir: str | Path, name: str) -> pd.DataFrame:
+    """Counts of fetch statuses per split for an image run (empty for text runs)."""
+    run_dir = stage_dir(work_dir, "01_extract") / name
+    frames = []
+    for split in SPLITS:
+        path = run_dir / f"{split}_fetch.csv"
+        if path.is_file():
+            frames.append(pd.read_csv(path, keep_default_na=False)["status"].value_counts().rename(split))
+    return pd.concat(frames, axis=1).fillna(0).astype(int) if frames else pd.DataFrame()
