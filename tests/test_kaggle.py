@@ -482,6 +482,7 @@ def test_push_uploads_the_dataset_then_each_kernel_in_order_polling_its_version(
     assert again[1] == ["datasets", "version", "-p", dataset_dir, "-r", "zip", "-m", "v2"]  # it exists now
     assert again[2:] == [["kernels", "push", "-p", str(built.out / "amzkit-04-ensemble")]]
     assert kaggle_push.pushed_versions(built.out)[_kernel(built, "04_ensemble").id]["version"] == 2
+    _state(outputs={"amzkit/kaggle_outputs.json": json.dumps({"files": {}})})
     assert main(["kaggle", "fetch", "04", "--build", build, "--out", str(built.out.parent / "o4")]) == 0
     assert fake_kaggle()[-1][:3] == ["kernels", "output", f"{_kernel(built, '04_ensemble').id}/2"]  # that version
 
@@ -576,6 +577,33 @@ def test_fetch_checks_every_listed_output_arrived(built, fake_kaggle, capsys, tm
     _state(outputs={"amzkit/kaggle_outputs.json": listing, "amzkit/01_extract/metrics.json": "{}",
                     "amzkit/01_extract/image_tables/manifest.json": "{}"})
     assert main(["kaggle", "fetch", "01", "--build", str(built.out), "--out", str(tmp_path / "o")]) == 0
+    fetched = tmp_path / "o" / _kernel(built, "01_extract").folder
+    assert (fetched / "amzkit" / "01_extract" / "image_tables" / "manifest.json").is_file()
+
+    _state(outputs={"amzkit/01_extract/metrics.json": "{}"})  # a run that stopped early, or a cut-short download
+    assert main(["kaggle", "fetch", "01", "--build", str(built.out), "--out", str(tmp_path / "o")]) == 1
+    assert "no kaggle_outputs.json arrived" in capsys.readouterr().err
+    assert (fetched / "amzkit" / "01_extract" / "image_tables" / "manifest.json").is_file(), (
+        "the earlier whole fetch stays, unmixed with the new one's files")
+    assert (fetched.parent / (fetched.name + ".fetching") / "amzkit-03-train.log").is_file(), "the log is there"
+
+
+def test_push_and_fetch_refuse_a_kaggle_cli_before_2_2_2(built, fake_kaggle, monkeypatch):
+    monkeypatch.setattr(kaggle_api.importlib.metadata, "version", lambda name: "2.2.0")
+    for command in (["push", "--stages", "01"], ["fetch", "01"]):
+        with pytest.raises(kaggle_api.KaggleError, match=r"kaggle CLI 2.2.0 is too old.*kaggle>=2.2.2"):
+            (kaggle_push.push if command[0] == "push" else kaggle_push.fetch)(
+                *(() if command[0] == "push" else ("01",)), build_dir=built.out,
+                **({"stages": ["01"]} if command[0] == "push" else {}))
+    assert fake_kaggle() == []
+    kaggle_api.check_cli_version("2.2.2")  # this one and later pass
+    kaggle_api.check_cli_version("2.3.0rc1")
+
+
+def test_push_refuses_stages_the_build_lacks(tmp_path, fake_kaggle):
+    result = _build(tmp_path / "build", stages=["03"], cli_params=["03_train.embeddings=[]"])
+    with pytest.raises(kaggle_api.KaggleError, match=r"no kernels of stages \['04_ensemble', '05_submit'\]"):
+        kaggle_push.push(result.out, stages=["03_train", "04_ensemble", "05_submit"], dry_run=True)
 
 
 @pytest.mark.parametrize("form", ["env-key", "env-token", "access_token"])
@@ -597,6 +625,7 @@ def test_credentials_never_reach_output_or_files(tmp_path, fake_kaggle, capsys, 
     owner = [] if form == "env-key" else ["--owner", OWNER]
     assert main(["kaggle", "build", "--out", str(build), "--data", DATA, *owner, "-p", "03.run_name=x"]) == 0
     assert main(["kaggle", "push", "--build", str(build), "--wait", "--poll-interval", "0"]) == 0
+    _state(outputs={"amzkit/kaggle_outputs.json": json.dumps({"files": {}})})
     assert main(["kaggle", "fetch", "03_train", "--build", str(build), "--out", str(tmp_path / "outs")]) == 0
     captured = capsys.readouterr()
     if form != "access_token":  # with the file, the fake CLI has no key to leak
@@ -851,3 +880,28 @@ def test_01s_image_cache_is_linked_for_the_stages_that_read_images(tmp_path):
     assert attach_previous_outputs(work, "03_train", root) == []  # idempotent
     assert detach_previous_outputs(work, root) == 2 and not (work / "image_cache").exists()
     assert (out / "image_cache" / "fetch_manifest.jsonl").is_file()  # the mounted input is untouched
+
+
+def test_long_kernel_titles_are_shortened_within_kaggles_50_characters(tmp_path):
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps({"01_extract": {"model": "color-stats", "text_model": "tfidf-svd"}, "03_train": [
+        {"run_name": "lgbm-siglip-pca64-minilm-knn20-bags5-seed1", "embeddings": []},
+        {"run_name": "lgbm-siglip-pca64-minilm-knn20-bags5-seed2", "embeddings": []}]}))
+    result = _build(tmp_path / "build", params_file=params)
+    trains = [k for k in result.kernels if k.stage == "03_train"]
+    assert len({k.id for k in trains}) == 2, "shortened names stay apart"
+    for kernel in result.kernels:
+        meta = _meta(result.out / kernel.folder)
+        assert 5 <= len(meta["title"]) <= 50 and kaggle.slugify(meta["title"]) == kernel.id.split("/")[1]
+        assert kaggle.check_kernel_metadata(meta, result.out / kernel.folder) == []
+    assert trains[0].title.startswith("amzkit 03 train lgbm-siglip-pca64-minilm-kn") and len(trains[0].title) == 50
+    too_long = {**_meta(result.out / trains[0].folder), "title": "amzkit 03 train " + "x" * 40}
+    assert any("longer than 50 characters" in p for p in kaggle.check_kernel_metadata(too_long, tmp_path))
+
+
+def test_a_03_kernel_taking_pseudo_labels_from_another_03_kernel_is_refused_at_build(tmp_path):
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps({"03_train": [{"run_name": "base", "embeddings": []},
+                                              {"run_name": "pseudo", "embeddings": [], "pseudo_label_run": "base"}]}))
+    with pytest.raises(ValueError, match="a 03 kernel sees the 01/02 kernels' outputs, not another 03 kernel's runs"):
+        _build(tmp_path / "build", params_file=params)

@@ -4,6 +4,7 @@ and `kaggle fetch` (amzkit.app.kaggle_push) upload them in stage order and bring
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -63,6 +64,8 @@ INSTALL_TAG = "amzkit-install"  # the tag of the notebooks' first code cell (INS
 MERGE_TAG = "amzkit-merge-inputs"  # the tag of a merging kernel's cell after its parameters (merge_cell)
 
 
+MAX_TITLE_CHARS = 50  # Kaggle's limit on a kernel title (kaggle-cli PR #179, learntools PR #48)
+TITLE_HASH_CHARS = 6  # a shortened variant ends in this many hex digits of its full name
 # A stage with several kernels (a list of parameter sets) names them by this parameter, else by position.
 VARIANT_KEY = {"01_extract": "model", "03_train": "run_name"}
 
@@ -95,6 +98,8 @@ def check_kernel_metadata(meta: Mapping[str, Any], folder: str | Path, stage: st
         problems.append(f"slug {slug!r} is shorter than 5 characters")
     if len(title) < 5:
         problems.append(f"title {title!r} is shorter than 5 characters")
+    if len(title) > MAX_TITLE_CHARS:
+        problems.append(f"title {title!r} is longer than {MAX_TITLE_CHARS} characters (Kaggle refuses it)")
     if slugify(title) != slug:
         problems.append(f"title {title!r} slugifies to {slugify(title)!r}, not the id's slug {slug!r}")
     code_file = meta.get("code_file")
@@ -422,6 +427,8 @@ def _plan_kernels(owner: str, prefix: str, per_stage: Mapping[str, list[dict[str
     kernels = []
     for index, stage in enumerate(STAGES):
         checked = [check_stage_params(stage, v) for v in per_stage.get(stage, [{}])]
+        if stage == "03_train":
+            _check_pseudo_label_sources(checked)
         sources_from = ([STAGES[index - 1]] if index else []) + list(KERNELS[stage].reads)
         sources = list(dict.fromkeys(k for s in sources_from for k in ids_by_stage.get(s, [])))
         ids_by_stage[stage] = []
@@ -440,9 +447,31 @@ def _plan_kernels(owner: str, prefix: str, per_stage: Mapping[str, list[dict[str
     return kernels
 
 
+def _check_pseudo_label_sources(variants: list[dict[str, Any]]) -> None:
+    """03 kernels run at once and read none of each other's outputs: a pseudo_label_run naming another 03 kernel's
+    run would fail on Kaggle after the kernels before it had run."""
+    runs = {v.get("run_name") for v in variants}
+    for params in variants:
+        source = params.get("pseudo_label_run")
+        if source and source in runs:
+            raise ValueError(f"03_train run {params.get('run_name')!r} takes pseudo-labels from run {source!r}, which "
+                             "another 03 kernel of this build trains: a 03 kernel sees the 01/02 kernels' outputs, "
+                             f"not another 03 kernel's runs, so it would fail on Kaggle. Train {source!r} and then "
+                             "this run in one session (03_train twice in one Kaggle notebook, or locally), or leave "
+                             "pseudo_label_run out of the build")
+
+
 def _kernel_plan(owner: str, prefix: str, stage: str, variant: str, params: dict[str, Any],
                  sources: list[str]) -> KernelPlan:
     title = stage_title(stage, prefix, variant)
+    if len(title) > MAX_TITLE_CHARS:  # Kaggle answers a longer title with "500 - An internal server error"
+        base = stage_title(stage, prefix)
+        room = MAX_TITLE_CHARS - len(base) - len(" -") - TITLE_HASH_CHARS
+        if room < 1:
+            raise ValueError(f"kernel title {base!r} leaves no room for a variant within Kaggle's "
+                             f"{MAX_TITLE_CHARS} characters: choose a shorter --prefix")
+        digest = hashlib.sha1(variant.encode()).hexdigest()[:TITLE_HASH_CHARS]  # keeps shortened names apart
+        title = stage_title(stage, prefix, f"{slugify(variant)[:room].rstrip('-')}-{digest}")
     slug = slugify(title)
     return KernelPlan(stage, f"{owner}/{slug}", title, slug, params, sources)
 

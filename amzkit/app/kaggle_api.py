@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import re
@@ -157,6 +158,25 @@ def normalise_status(text: str) -> str:
 
 
 Runner = Callable[[list[str]], subprocess.CompletedProcess]
+
+
+MIN_CLI_VERSION = (2, 2, 2)  # older 2.x CLIs poll a kernel's latest version, not the one asked for, and fetch one
+# page of a kernel's outputs: a re-push's wait takes the previous run's COMPLETE, and a fetch is cut short
+
+
+def check_cli_version(installed: str | None = None) -> None:
+    """Refuse a kaggle package older than MIN_CLI_VERSION in this Python (a CLI installed elsewhere is not seen)."""
+    if installed is None:
+        try:
+            installed = importlib.metadata.version("kaggle")
+        except importlib.metadata.PackageNotFoundError:
+            return
+    parts = [int(p) for p in re.findall(r"\d+", installed)[:3]]
+    if tuple(parts + [0] * (3 - len(parts))) < MIN_CLI_VERSION:
+        wanted = ".".join(map(str, MIN_CLI_VERSION))
+        raise KaggleError(f"kaggle CLI {installed} is too old: before {wanted} it polls a kernel's latest version "
+                          "instead of the pushed one (a re-push would take the previous run's COMPLETE) and downloads "
+                          f"one page of outputs. Upgrade it: pip install -U 'kaggle>={wanted}'")
 
 
 def run_kaggle(args: list[str]) -> subprocess.CompletedProcess:

@@ -99,6 +99,11 @@ def write_output_listing(work_dir: str | Path) -> Path:
     return write_json(root / OUTPUT_LISTING, {"files": dict(sorted(files.items()))})
 
 
+def check_listed(folder: str | Path) -> bool:
+    """Whether a kernel's listing of its outputs (OUTPUT_LISTING) arrived anywhere under `folder`."""
+    return any(Path(folder).rglob(OUTPUT_LISTING))
+
+
 def check_fetched(folder: str | Path) -> list[str]:
     """Files a kernel listed (OUTPUT_LISTING anywhere under `folder`) that are absent or of another size there."""
     missing = []

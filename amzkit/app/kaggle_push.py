@@ -3,6 +3,7 @@ versions pushed, and bring a stage's outputs back (checked against the listing e
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -13,6 +14,7 @@ from amzkit.app.kaggle_api import (
     KaggleCLI,
     KaggleError,
     Runner,
+    check_cli_version,
     credentials_help,
     failed,
     invalid_sources,
@@ -23,7 +25,7 @@ from amzkit.app.kaggle_api import (
     session_limit_reached,
     wait_for,
 )
-from amzkit.app.kaggle_outputs import check_fetched
+from amzkit.app.kaggle_outputs import OUTPUT_LISTING, check_fetched, check_listed
 from amzkit.core.io import read_json, write_json
 from amzkit.core.workdir import STAGES
 
@@ -60,8 +62,10 @@ def push(build_dir: str | Path = DEFAULT_BUILD, stages: Sequence[str] | None = N
     plan = load_plan(build_dir)
     wanted = {_stage_name(s) for s in stages} if stages else set(STAGES)
     kernels = [k for k in plan["kernels"] if k["stage"] in wanted]
-    if not kernels:
-        raise KaggleError(f"no kernels of stages {sorted(wanted)} in {build_dir / PLAN_FILE}: rebuild with them")
+    absent = sorted(wanted - {k["stage"] for k in plan["kernels"]}) if stages else []
+    if not kernels or absent:
+        raise KaggleError(f"no kernels of stages {absent or sorted(wanted)} in {build_dir / PLAN_FILE}: rebuild with "
+                          "them (kaggle build --stages names every stage to push)")
     if len(kernels) > 1 and not wait and not dry_run:
         raise KaggleError("pushing several chained kernels needs --wait: each stage reads the finished outputs of "
                           "the one before. Pass --wait, or push one stage at a time with --stages.")
@@ -71,6 +75,7 @@ def push(build_dir: str | Path = DEFAULT_BUILD, stages: Sequence[str] | None = N
             echo("note: no Kaggle credentials found; a real push needs them. "
                  + credentials_help(Path(home or Path.home()) / ".kaggle"))
     else:
+        check_cli_version()
         creds = require_credentials(home, environ)
         if creds.username and creds.username != plan["owner"]:
             raise KaggleError(f"the build is for owner {plan['owner']!r} but the credentials are {creds.username!r}'s:"
@@ -204,6 +209,8 @@ def fetch(stage: str, build_dir: str | Path = DEFAULT_BUILD, out: str | Path | N
     kernels = [k for k in plan["kernels"] if k["stage"] == stage]
     if not kernels:
         raise KaggleError(f"no {stage} kernel in {Path(build_dir) / PLAN_FILE}: build it first")
+    if not dry_run:
+        check_cli_version()
     creds = read_credentials(home, environ) if dry_run else require_credentials(home, environ)
     cli = KaggleCLI(creds, dry_run, runner, echo)
     out = Path(out) if out else Path(build_dir) / "outputs"
@@ -211,17 +218,28 @@ def fetch(stage: str, build_dir: str | Path = DEFAULT_BUILD, out: str | Path | N
     folders = []
     for kernel in kernels:
         folder = out / kernel["folder"]
-        version = pushed.get(kernel["id"], {}).get("version")
+        record = pushed.get(kernel["id"], {})
+        version = record.get("version")
         ref = f"{kernel['id']}/{version}" if version else kernel["id"]
+        arriving = folder.with_name(folder.name + ".fetching")  # never mixed with an earlier fetch's files
         if not dry_run:
-            folder.mkdir(parents=True, exist_ok=True)
-        proc = cli(["kernels", "output", ref, "-p", str(folder)])
+            shutil.rmtree(arriving, ignore_errors=True)
+            arriving.mkdir(parents=True)
+        proc = cli(["kernels", "output", ref, "-p", str(arriving if not dry_run else folder)])
         if not dry_run:
             if proc.returncode:
                 raise KaggleError(f"downloading the outputs of {ref} failed (output above)")
-            missing = check_fetched(folder)
+            ended = record.get("status", "")
+            how = f" (the push recorded it ended {ended!r}: its log is in {arriving})" if ended not in (
+                "", "pushed", "complete") else ""
+            if not check_listed(arriving):
+                raise KaggleError(f"{ref}: no {OUTPUT_LISTING} arrived in {arriving}{how}: the kernel stopped before "
+                                  "listing its outputs, or the download was cut short; read the log, or fetch again")
+            missing = check_fetched(arriving)
             if missing:
-                raise KaggleError(f"{ref}: {len(missing)} of the files the kernel wrote did not arrive in {folder} "
-                                  f"(first: {missing[:3]}); fetch again, or download them from the kernel's page")
+                raise KaggleError(f"{ref}: {len(missing)} of the files the kernel wrote did not arrive in {arriving} "
+                                  f"(first: {missing[:3]}){how}; fetch again, or download them from the kernel's page")
+            shutil.rmtree(folder, ignore_errors=True)  # the earlier fetch gives way only to a whole new one
+            arriving.rename(folder)
         folders.append(folder)
     return folders
