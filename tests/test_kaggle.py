@@ -905,3 +905,9 @@ def test_a_03_kernel_taking_pseudo_labels_from_another_03_kernel_is_refused_at_b
                                               {"run_name": "pseudo", "embeddings": [], "pseudo_label_run": "base"}]}))
     with pytest.raises(ValueError, match="a 03 kernel sees the 01/02 kernels' outputs, not another 03 kernel's runs"):
         _build(tmp_path / "build", params_file=params)
+
+
+@pytest.mark.parametrize("prefix", ["Straße", "we're", "1,000", "", "a" * 21])
+def test_a_prefix_that_would_slugify_otherwise_on_kaggle_is_refused(tmp_path, prefix):
+    with pytest.raises(ValueError, match="use ASCII letters, digits, spaces and '-'"):
+        _build(tmp_path / "build", prefix=prefix)

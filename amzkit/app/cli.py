@@ -87,7 +87,8 @@ def _add_kaggle(sub) -> None:
     build.add_argument("-p", "--param", action="append", default=[], metavar="STAGE.NAME=VALUE",
                        help="one parameter, e.g. -p 03_train.run_name=siglip (repeatable)")
     build.add_argument("--stages", help="comma-separated stages to build (default all)")
-    build.add_argument("--prefix", default="amzkit", help="first word of the kernel titles (default amzkit)")
+    build.add_argument("--prefix", default="amzkit", help="first word of the kernel titles (default amzkit; ASCII "
+                       "letters, digits, spaces and -, at most 20)")
     build.add_argument("--no-deps", action="store_true",
                        help="ship only amzkit: a kernel needing a package Kaggle's image lacks is then refused "
                        "(by default they are downloaded with pip into the wheel dataset; needs PyPI)")

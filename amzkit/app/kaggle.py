@@ -64,6 +64,7 @@ INSTALL_TAG = "amzkit-install"  # the tag of the notebooks' first code cell (INS
 MERGE_TAG = "amzkit-merge-inputs"  # the tag of a merging kernel's cell after its parameters (merge_cell)
 
 
+PLAIN_PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9 -]{0,19}")  # a --prefix that slugifies alike everywhere
 MAX_TITLE_CHARS = 50  # Kaggle's limit on a kernel title (kaggle-cli PR #179, learntools PR #48)
 TITLE_HASH_CHARS = 6  # a shortened variant ends in this many hex digits of its full name
 # A stage with several kernels (a list of parameter sets) names them by this parameter, else by position.
@@ -378,6 +379,9 @@ def build(out: str | Path = DEFAULT_BUILD, owner: str | None = None, params_file
         per_stage[stage] = [{**v, **values} for v in per_stage.get(stage, [{}])]
     selected = [_stage_name(s) for s in stages] if stages else list(STAGES)
     dataset_id = f"{owner}/{WHEEL_DATASET}"
+    if not PLAIN_PREFIX.fullmatch(prefix):  # other characters slugify differently on Kaggle's side (ß, ', 1,000)
+        raise ValueError(f"prefix {prefix!r}: use ASCII letters, digits, spaces and '-' (kernel titles start with it "
+                         "and must slugify to the kernel's id the same way on Kaggle)")
     kernels = _plan_kernels(owner, prefix, per_stage)  # every parameter is checked before anything is written
     kernels = [k for k in kernels if k.stage in selected]
     needs: dict[str, list[str]] = {}
