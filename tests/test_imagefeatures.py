@@ -331,3 +331,18 @@ def test_the_missing_image_line_adds_up_to_the_rows_without_an_image(capsys) -> 
     named = [int(part.rsplit(" ", 1)[1]) for part in line.split("(", 1)[1].rstrip(")").split(", ")]
     assert sum(named) == 8, line
     assert line.endswith(", other 1)")
+
+
+def test_image_groups_over_01_tables_made_for_other_rows_say_to_rerun_01(tmp_path):
+    from amzkit.images.tables import TABLES_MANIFEST, tables_dir
+
+    made = tables_dir(tmp_path) / TABLES_MANIFEST
+    made.parent.mkdir(parents=True)
+    made.write_text(json.dumps({"version": -1, "splits": {}}))  # 01's tables, of an older train.csv
+    data = competition(["http://127.0.0.1:9/a.jpg"], ["http://127.0.0.1:9/b.jpg"])  # pictures not at hand
+    with pytest.raises(ValueError, match="image tables .* were made for other rows or links than this train.csv .*"
+                                         "Rerun 01_extract with an image model on this data"):
+        build_image_features(data, "amazon2025", tmp_path, tmp_path, ["image_meta"], progress=False)
+    made.unlink()
+    with pytest.raises(ValueError, match="where the links can be fetched"):
+        build_image_features(data, "amazon2025", tmp_path, tmp_path, ["image_meta"], progress=False)

@@ -212,7 +212,11 @@ def test_every_output_is_listed_and_a_missing_one_is_named(tmp_path):
     linked.mkdir(parents=True)
     (linked / "metrics.json").write_text("{}")
     (work / "02_correlate").symlink_to(linked)  # an earlier kernel's output: not this kernel's
+    half = work / "image_cache" / ".images-00001.tar.bxlzez5z.tmp"  # a kill while packing, then a quick rerun
+    half.parent.mkdir()
+    half.write_bytes(b"half a shard")
     write_output_listing(work)
+    assert not half.exists()
     assert read_json(work / OUTPUT_LISTING)["files"] == {"01_extract/metrics.json": 2, "01_extract/run/train.npy": 4}
     fetched = tmp_path / "fetched" / "amzkit"
     shutil.copytree(work, fetched, symlinks=True)

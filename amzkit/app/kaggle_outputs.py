@@ -13,7 +13,7 @@ import os
 import tarfile
 from pathlib import Path
 
-from amzkit.core.io import atomic_path, read_json, write_json
+from amzkit.core.io import atomic_path, read_json, remove_stale_temporaries, write_json
 from amzkit.images.features import IMAGE_CACHE_DIR
 from amzkit.images.records import MANIFEST_NAME
 
@@ -87,8 +87,10 @@ def restore_image_cache(work_dir: str | Path) -> int:
 
 
 def write_output_listing(work_dir: str | Path) -> Path:
-    """List every regular file under `work_dir` (relative path -> bytes) in OUTPUT_LISTING there."""
+    """List every regular file under `work_dir` (relative path -> bytes) in OUTPUT_LISTING there, after removing
+    the temporary files a killed writer left however fresh (no writer runs at a kernel's end): never shipped."""
     root = Path(work_dir)
+    remove_stale_temporaries(root, older_than_s=0.0, recursive=True)
     files = {}
     for dirpath, dirnames, filenames in os.walk(root):  # symlinks (earlier kernels' outputs) are not followed
         for name in filenames:

@@ -29,7 +29,7 @@ from amzkit.core.schema import Schema, get_schema
 from amzkit.core.workdir import stage_dir
 from amzkit.images.decode import open_image
 from amzkit.images.fetch import cached_images
-from amzkit.images.tables import ImageTables, read_image_tables
+from amzkit.images.tables import TABLES_MANIFEST, ImageTables, read_image_tables, tables_dir
 
 SPLITS = ("train", "test")
 IMAGE_FEATURES_DIR = "image_features"
@@ -299,9 +299,14 @@ def build_image_features(
                                                                         data_dir, cache_dir)
         line = report_missing(images, split, cache_dir)
         if len(images) and not (images["status"] == "ok").any():
+            made = tables_dir(work_dir) / TABLES_MANIFEST
+            why = (f"01_extract's image tables ({made.parent}) were made for other rows or links than this "
+                   f"{split}.csv (it changed since 01 ran), and the pictures themselves are not at hand (on Kaggle "
+                   "they travel only as those tables). Rerun 01_extract with an image model on this data"
+                   if tables is None and made.is_file() else
+                   "Run 01_extract with an image model where the links can be fetched (Kaggle: Internet on)")
             raise ValueError(f"image feature groups {groups}: not one of the {len(images):,} {split} rows has an "
-                             f"image ({line.split(': ', 1)[1]}), so every image column would be NaN for them. Run "
-                             "01_extract with an image model where the links can be fetched (Kaggle: Internet on), "
+                             f"image ({line.split(': ', 1)[1]}), so every image column would be NaN for them. {why}, "
                              "or leave the image groups out of -p features")
         parts = []
         for group in groups:
