@@ -638,6 +638,10 @@ def test_fold_fits_summary_says_what_each_fold_chose():
                                               "(as without it)")
     assert fold_fits_summary({"fold_fits": [{"best_step": None, "steps": 9}]}) == ""
     assert fold_fits_summary({}) == ""
+    untrained = {"fold_fits": [{"best_step": 0, "holdout_smape": 73.5}, {"best_step": 3, "holdout_smape": 70.1}]}
+    assert fold_fits_summary(untrained).endswith(
+        "; WARNING: 1 of 2 folds kept step 0, the model before any training step (about the constant's score): give "
+        "it more epochs, or a lower lr")
 
 
 def test_an_older_progress_file_without_fit_reports_still_resumes(synthetic):

@@ -179,7 +179,10 @@ def fold_fits_summary(metrics: dict) -> str:
     scores = ", ".join(f"{fit['holdout_smape']:.2f}" for fit in chosen)
     line = f"early stopping kept step {steps} of the folds (holdout SMAPE {scores})"
     skipped = sum(fit.get("fp16_skipped_batches", 0) for fit in fits)
-    return line + (f"; {skipped} fp16-overflow micro-batches skipped" if skipped else "")
+    untrained = sum(fit["best_step"] == 0 for fit in chosen)
+    return line + (f"; {skipped} fp16-overflow micro-batches skipped" if skipped else "") + (
+        f"; WARNING: {untrained} of {len(chosen)} folds kept step 0, the model before any training step (about the "
+        "constant's score): give it more epochs, or a lower lr" if untrained else "")
 
 
 def _fingerprint(model: Learner, folds: np.ndarray, pseudo) -> str:
