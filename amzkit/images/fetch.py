@@ -131,9 +131,9 @@ def fetch_images(
     Columns: link, path (None on failure), status (see STATUSES), width/height/mode (original pixels and
     Pillow mode), bytes (downloaded, or the local file's size), attempts, error. Relative links resolve against
     `base_dir` (the CSV's folder) and are decoded to verify them, as downloads are; URLs are fetched once each
-    into `cache_dir`. A rerun reads the manifest there: ok URLs
-    are not fetched again, permanent failures (404, not_an_image, ...) are retried only with `retry_failed`, and
-    passing ones (429, 5xx, timeout, connection) unless `retry_passing` is False (a caller that has just tried).
+    into `cache_dir`. A rerun reads the manifest there: ok URLs are not fetched again, permanent failures (404,
+    not_an_image, ...) are retried only with `retry_failed`, and passing ones (429, 5xx, timeout, connection)
+    unless `retry_passing` is False (a caller that has just tried).
     `timeout` is (connect, read) seconds, or one number for both. Local links must lie inside `base_dir` or
     `allowed_dirs`. With a `watch`, a network found down stops the fetch early (see NetworkWatch): the URLs it
     did not try get status not_fetched (their last manifest record, when there is one) and no manifest line.
@@ -156,9 +156,9 @@ def cached_images(links: pd.Series, base_dir: str | Path, cache_dir: str | Path,
     URLs are looked up in `cache_dir`'s manifest: status not_fetched when it has no line for one, missing_file
     when its ok line's cache file is gone. Local links resolve against `base_dir` (inside it or `allowed_dirs`
     only, as in `fetch_images`) and, as there, are decoded to verify them (a file that does not decode gets its
-    status) and get width/height/mode and bytes from the file. An ok URL whose manifest line
-    predates the mode field gets the mode of its cached file (the original's when it was stored unresized, RGB
-    after a resize).
+    status) and get width/height/mode and bytes from the file. An ok URL whose manifest line predates the mode
+    field gets the mode of its cached file's header (the original's when it was stored unresized, RGB after a
+    resize).
     """
     base_dir, cache_dir = Path(base_dir), Path(cache_dir)
     links = _clean_links(links)
@@ -183,11 +183,13 @@ def cached_images(links: pd.Series, base_dir: str | Path, cache_dir: str | Path,
 def _read_local_files(resolved: dict[str, tuple[str | None, FetchRecord]], paths: dict[str, str],
                       known: dict[str, FetchRecord], max_workers: int) -> None:
     """Fill in the size, mode and bytes of each local file in `paths` (link -> path), decoded to verify it (a
-    file that does not decode gets its status and no path), and the mode alone of cached URLs in `known`."""
+    file that does not decode gets its status and no path), and the mode alone of cached URLs in `known` (from
+    the header: the download was verified when it was stored)."""
     if not paths:
         return
     with ThreadPoolExecutor(max(1, max_workers)) as pool:
-        read = dict(zip(paths, pool.map(lambda path: read_header(path, verify=True), paths.values()), strict=True))
+        read = dict(zip(paths, pool.map(lambda link: read_header(paths[link], verify=link not in known), paths),
+                        strict=True))
     for link, (status, width, height, mode) in read.items():
         path, record = resolved[link]
         if link in known:  # only the missing mode is filled in; the rest is the original's

@@ -210,7 +210,8 @@ def tune_preset(
     `group_by` and `learner_settings` (LightGBMLearner's bags, refit, valid_fraction) are the run's, so that the
     study scores what the run will train.
     Runs up to `n_trials` more trials within `timeout_minutes` (None: no limit); the same `name` again
-    continues the study, which must then have the same rows, folds, features, embeddings and base preset.
+    continues the study, which must then have the same rows, folds, features, embeddings, base preset, learner
+    settings and data (every CSV cell and 01 run: `inputs_digest`).
     Returns best_smape, base_smape, n_trials, n_pruned, seconds and the paths written.
     """
     optuna = _import_optuna()
