@@ -246,3 +246,20 @@ def golden_copies(price: np.ndarray, n_folds: int = 4) -> tuple[np.ndarray, np.n
     ordinary, golden = np.array(price, dtype=float), np.array(price, dtype=float)
     ordinary[copies], golden[copies] = ORDINARY_PRICE, GOLDEN_PRICE
     return ordinary, golden, copies
+
+
+# torch 2.8+'s CUDA 12.8 builds (Kaggle's): no sm_60 (P100) kernels
+CU128_ARCHS = ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120", "compute_120"]
+
+
+def pretend_gpus(monkeypatch, capability: tuple[int, int] = (7, 5), count: int = 1, archs: list[str] | None = None,
+                 name: str = "Tesla T4") -> None:
+    """Make torch.cuda report `count` GPUs of `capability` and a build for `archs` (a CPU machine's tests of the
+    device choice; nothing runs on them)."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "get_arch_list", lambda: list(CU128_ARCHS if archs is None else archs))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)

@@ -1,17 +1,21 @@
-"""Memory of one `finetune` training step on a deberta-v3-base-sized encoder at batch 16 x max_len 256.
+"""Memory of `finetune` training steps on a deberta-v3-base-sized encoder at batch 16 x max_len 256.
 
 Does finetune on deberta-v3-base fit a 16 GB T4? A DebertaV2 model with deberta-v3-base's exact config
 (184 M parameters, random weights: no download) is saved as a local-dir folder and the `finetune` learner itself
-runs one optimizer step (AdamW, fixed-length batches, so every batch is batch x max_len tokens):
+runs three optimizer steps (AdamW, fixed-length batches, so every batch is batch x max_len tokens; AdamW makes
+its moments in the first step, so from the second on they are resident during the forward and backward passes):
 
 - on a GPU: prints torch.cuda.max_memory_allocated / max_memory_reserved (fp16 autocast below compute capability
-  8 as on a T4, bf16 above; `--precision fp16` imitates the T4 on a newer GPU) and whether it fits a T4;
+  8 as on a T4, bf16 above; `--precision fp16` imitates the T4 on a newer GPU) and whether it fits a T4
+  (15,843,721,216 bytes = 14.76 GiB, less about 0.4 GiB of CUDA context that torch does not count);
 - on CPU (fp32): samples the process's resident memory during the step, takes off what the weights, gradients
   and AdamW state account for (16 bytes a parameter) to get the activations, and estimates the T4's peak
   as fp32 weights + gradients + AdamW state + those fp32 activations (an upper bound: autocast keeps most saved
   activations in fp16). `--batch-size 4` measures a smaller batch; activations scale with it linearly.
 
-    .venv/bin/python benchmarks/finetune_memory.py [--device auto|cpu|cuda] [--batch-size 16] [--max-len 256]
+    .venv/bin/python benchmarks/finetune_memory.py   (or `python3 benchmarks/finetune_memory.py` in a checkout
+        where amzkit is not installed: the repository root is put on sys.path; lightgbm is not needed)
+     [--device auto|cpu|cuda] [--batch-size 16] [--max-len 256]
         [--precision auto|fp16|bf16|fp32] [--gradient-checkpointing]
 """
 
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -29,6 +34,7 @@ import pandas as pd
 import torch
 from transformers import BertTokenizer, DebertaV2Config, DebertaV2Model
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a checkout without amzkit installed (a GPU box)
 from amzkit.core.schema import get_schema
 from amzkit.ml.base import RunInputs
 from amzkit.ml.finetune import FinetuneLearner
@@ -42,7 +48,8 @@ DEBERTA_V3_BASE = {
     "share_att_key": True, "pos_att_type": ["p2c", "c2p"], "position_biased_input": False, "pad_token_id": 0,
     "vocab_size": 128100,
 }
-T4_GB = 15.0  # a 16 GB T4 leaves about 15 GiB to a process (CUDA context, fragmentation)
+T4_GB = 14.3  # a T4 holds 14.76 GiB; the CUDA context (~0.4 GiB) is outside torch's max_memory_reserved
+STEPS = 3  # optimizer steps measured: the peak comes from the second on (AdamW's moments exist by then)
 WORDS = [f"w{i}" for i in range(2000)]
 
 
@@ -95,45 +102,49 @@ def main() -> None:
     work = Path(tempfile.mkdtemp())
     params = deberta_folder(work / "deberta-v3-base-random")
     rng = np.random.default_rng(0)
-    n = args.batch_size
+    n = STEPS * args.batch_size
     texts = [f"Item Name: {' '.join(rng.choice(WORDS, args.max_len + 50))}" for _ in range(n + 1)]
     train = pd.DataFrame({"sample_id": np.arange(n), "catalog_content": texts[:n], "image_link": "",
                           "price": np.exp(rng.normal(2.6, 1, n))})
     test = pd.DataFrame({"sample_id": [n], "catalog_content": texts[n:], "image_link": ""})
     inputs = RunInputs({"train": train, "test": test}, get_schema("amazon2025"), work, seed=0)
     learner = FinetuneLearner(model=f"local-dir:{work / 'deberta-v3-base-random'}", max_len=args.max_len,
-                              batch_size=n, epochs=1, padding="max_length", valid_fraction=0.0, device=args.device,
+                              batch_size=args.batch_size, epochs=1, padding="max_length", valid_fraction=0.0,
+                              device=args.device,
                               precision=args.precision, gradient_checkpointing=args.gradient_checkpointing,
                               num_threads=args.threads, progress=False).prepare(inputs)
     assert (learner.lengths_[:n] == args.max_len).all(), "every row must fill max_len"
     device = learner.device_
     state_gb = 16 * params / 2**30  # fp32 weights 4 + gradients 4 + AdamW moments 8 bytes a parameter
-    print(f"deberta-v3-base-sized encoder: {params / 1e6:.1f} M parameters; one step at batch {n} x {args.max_len} "
+    print(f"deberta-v3-base-sized encoder: {params / 1e6:.1f} M parameters; {STEPS} steps at batch {args.batch_size} "
+          f"x {args.max_len} "
           f"on {device} ({learner.amp_ or 'fp32'}), gradient checkpointing {args.gradient_checkpointing}")
     print(f"fp32 weights + gradients + AdamW state: {state_gb:.2f} GiB")
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         learner.fit(np.arange(n), inputs.y)
+        assert learner.history_.steps == STEPS, learner.history_
         allocated = torch.cuda.max_memory_allocated(device) / 2**30
         reserved = torch.cuda.max_memory_reserved(device) / 2**30
         print(f"torch.cuda.max_memory_allocated {allocated:.2f} GiB, max_memory_reserved {reserved:.2f} GiB "
               f"({torch.cuda.get_device_name(device)})")
         print(f"finetune_memory: peak {reserved:.2f} GiB reserved -> "
-              f"{'FITS' if reserved < T4_GB else 'DOES NOT FIT'} a T4's ~{T4_GB:.0f} GiB")
+              f"{'FITS' if reserved < T4_GB else 'DOES NOT FIT'} a T4's ~{T4_GB:.1f} GiB")
         return
     before = rss_gb()
     with PeakRss() as peak:
         learner.fit(np.arange(n), inputs.y)
+        assert learner.history_.steps == STEPS, learner.history_
     extra = peak.peak - before
     activations = max(0.0, extra - state_gb)
-    per_row = activations / n
+    per_row = activations / args.batch_size
     at_16 = state_gb + per_row * 16
     print(f"CPU fp32 step: resident {before:.2f} GiB before, peak {peak.peak:.2f} GiB during (+{extra:.2f} GiB: "
           f"weights copy, gradients, AdamW state, activations); {learner.history_.seconds:.0f} s")
-    print(f"activations (fp32) ~ {activations:.2f} GiB at batch {n} = {per_row:.3f} GiB a row of {args.max_len} "
-          "tokens")
+    print(f"activations (fp32) ~ {activations:.2f} GiB at batch {args.batch_size} = {per_row:.3f} GiB a row of "
+          f"{args.max_len} tokens")
     print(f"finetune_memory: T4 estimate at batch 16 x {args.max_len}: {at_16:.2f} GiB upper bound (fp32 activations; "
-          f"fp16 autocast stores about half) -> {'FITS' if at_16 < T4_GB else 'MAY NOT FIT'} a T4's ~{T4_GB:.0f} GiB")
+          f"fp16 autocast stores about half) -> {'FITS' if at_16 < T4_GB else 'MAY NOT FIT'} a T4's ~{T4_GB:.1f} GiB")
 
 
 if __name__ == "__main__":

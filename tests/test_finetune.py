@@ -43,7 +43,7 @@ from amzkit.ml.torch_fit import (
     weighted_loss,
 )
 from amzkit.stages.train import train_run
-from amzkit.testing import counting_fits, golden_copies, planted_price_world, save_random_bert
+from amzkit.testing import counting_fits, golden_copies, planted_price_world, pretend_gpus, save_random_bert
 from amzkit.text.format import catalog_model_text, model_texts
 
 SCHEMA = get_schema("amazon2025")
@@ -245,8 +245,7 @@ def test_the_resume_key_holds_the_device_and_precision_auto_resolved_to(tmp_path
     inputs = world_inputs(tmp_path, 40, 4)
     keys = {}
     for machine, gpu, capability in (("cpu", False, None), ("t4", True, (7, 5)), ("a100", True, (8, 0))):
-        monkeypatch.setattr(torch.cuda, "is_available", lambda gpu=gpu: gpu)
-        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, cap=capability: cap)
+        pretend_gpus(monkeypatch, capability=capability or (0, 0), count=int(gpu))
         learner = FinetuneLearner(model=f"local-dir:{tiny_bert}", progress=False, max_len=32).prepare(inputs)
         keys[machine] = json.dumps(learner.resume_key(), sort_keys=True, default=str)
         assert learner.describe()["params"]["precision"] == "auto"  # the settings stay as given
@@ -405,3 +404,33 @@ def test_pseudo_labelled_rows_weigh_in_by_their_weight():
     assert weighted.item() == pytest.approx(weighted_loss("huber", pred[[0, 2]], target[[0, 2]], None).item())
     half = weighted_loss("l1", pred, target, torch.tensor([1.0, 0.5, 1.0]))
     assert half.item() == pytest.approx((0.5 + 0.5 * 2.0 + 0.0) / 2.5)
+
+
+def test_finetune_and_its_memory_benchmark_import_without_lightgbm():
+    # a GPU machine to measure finetune on may lack lightgbm (the benchmark's device has none): finetune must not
+    # need it, and benchmarks/finetune_memory.py must import from a checkout where amzkit is not installed
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    code = ("import sys, runpy; sys.modules['lightgbm'] = None; sys.path = [p for p in sys.path if p]; "
+            "import amzkit.ml.finetune; "
+            f"runpy.run_path({str(root / 'benchmarks' / 'finetune_memory.py')!r}, run_name='not_main'); print('ok')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root.parent)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_running_out_of_gpu_memory_says_which_settings_to_change(tmp_path, tiny_bert, monkeypatch):
+    learner = FinetuneLearner(model=f"local-dir:{tiny_bert}", **{**TINY, "batch_size": 16, "max_len": 128})
+    learner.prepare(world_inputs(tmp_path, 40, 4))
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 96.00 MiB")
+
+    monkeypatch.setattr(learner, "_train", out_of_memory)
+    with pytest.raises(torch.OutOfMemoryError) as caught:
+        learner.fit(np.arange(30), learner.inputs_.y[:30])
+    note = "\n".join(caught.value.__notes__)
+    assert "batch_size=8 with grad_accum=2" in note and "gradient_checkpointing=True" in note
+    assert "max_len=96" in note and learner.model_ is None

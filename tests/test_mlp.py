@@ -17,7 +17,7 @@ from amzkit.ml.folds import make_folds
 from amzkit.ml.learners import make_learner
 from amzkit.ml.mlp import MlpLearner, TabularScaler
 from amzkit.stages.train import train_run
-from amzkit.testing import counting_fits, golden_copies, planted_price_world, write_embedding_run
+from amzkit.testing import counting_fits, golden_copies, planted_price_world, pretend_gpus, write_embedding_run
 
 FAST = {"features": ["text_stats", "quantity"], "embeddings": ["planted"], "num_threads": 1, "epochs": 30,
         "device": "cpu"}
@@ -154,7 +154,7 @@ def test_the_resume_key_holds_the_device_auto_resolved_to(tmp_path, monkeypatch)
     inputs = planted_inputs(tmp_path, n_train=60, n_test=10)
     keys = []
     for gpu in (False, True):
-        monkeypatch.setattr(torch.cuda, "is_available", lambda gpu=gpu: gpu)
+        pretend_gpus(monkeypatch, count=int(gpu))
         learner = MlpLearner(**{**FAST, "device": "auto"}).prepare(inputs)
         keys.append(json.dumps(learner.resume_key(), sort_keys=True, default=str))
         assert learner.describe()["params"]["device"] == "auto"

@@ -31,9 +31,10 @@ class Scalar(torch.nn.Module):
 
 
 def train_scalar(n_batches: int, grad_accum: int, steps_per_epoch: int, overflow=(), amp=None,
-                 schedule: str = "constant"):
-    """Train w on `n_batches` micro-batches of loss -w (micro-batches in `overflow` give an infinite loss):
-    (the gradient each optimizer step used, the learning rate it used, History)."""
+                 schedule: str = "constant", bad_grads=()):
+    """Train w on `n_batches` micro-batches of loss -w (micro-batches in `overflow` give an infinite loss, those
+    in `bad_grads` a finite loss with an infinite gradient): (the gradient each optimizer step used, the learning
+    rate it used, History)."""
     model = Scalar()
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
     grads, rates = [], []
@@ -47,6 +48,8 @@ def train_scalar(n_batches: int, grad_accum: int, steps_per_epoch: int, overflow
     def loss_of(i):
         if i in overflow:
             return torch.tensor(math.inf) + 0 * model.w.sum(), 1
+        if i in bad_grads:  # sqrt(0) is 0 forward, its gradient infinite
+            return -model.w.sum() + torch.sqrt(model.w - model.w.detach()).sum(), 1
         return -model.w.sum(), 1
 
     history = train_loop(model, optimizer, TrainPlan(1, steps_per_epoch), lambda epoch: list(range(n_batches)),
@@ -118,7 +121,8 @@ def test_a_fit_report_counts_the_overflows_of_both_trainings_and_keeps_the_best_
                      seconds=2.0, stopped_early=True, skipped_batches=2)
     report = fit_history_report(chosen, History(steps=11, skipped_batches=1))
     assert report == {"steps": 15, "best_step": 10, "holdout_smape": 35.5, "stopped_early": True,
-                      "refit_steps": 11, "samples_per_s": 150.0, "fp16_skipped_batches": 3}
+                      "refit_steps": 11, "samples_per_s": 150.0, "fp16_skipped_batches": 3,
+                      "fp16_skipped_steps": 0}
     alone = fit_history_report(History(steps=4), None)  # no holdout, no refit: nothing was chosen
     assert alone["best_step"] is None and alone["holdout_smape"] is None and alone["refit_steps"] is None
 
@@ -141,3 +145,20 @@ def test_warmup_decay_called_directly_refuses_bad_values(total, warmup, schedule
     optimizer = torch.optim.SGD(Scalar().parameters(), lr=0.1)
     with pytest.raises(ValueError, match=message):
         warmup_decay(optimizer, total, warmup, schedule)
+
+
+def test_fp16_gradients_overflowing_in_most_steps_is_an_error_not_a_fit_that_never_moved():
+    # a finite loss whose gradients are infinite: the GradScaler skips every optimizer step without a word
+    with pytest.raises(FloatingPointError, match=r"gradients overflowed fp16 in 8 of 8 optimizer steps.*fp32"):
+        train_scalar(8, grad_accum=1, steps_per_epoch=8, bad_grads=set(range(8)), amp=torch.float16)
+
+
+def test_a_fit_whose_gradients_always_overflow_stops_after_the_check_not_at_the_end():
+    with pytest.raises(FloatingPointError, match=f"{OVERFLOW_CHECK_BATCHES} of {OVERFLOW_CHECK_BATCHES} optimizer"):
+        train_scalar(1000, grad_accum=1, steps_per_epoch=1000, bad_grads=set(range(1000)), amp=torch.float16)
+
+
+def test_a_few_skipped_fp16_steps_are_counted_in_the_fit_report_and_the_fit_goes_on():
+    grads, _, history = train_scalar(40, grad_accum=1, steps_per_epoch=40, bad_grads={0, 1, 2}, amp=torch.float16)
+    assert history.skipped_steps == 3 and history.steps == 40 and len(grads) == 37 and history.skipped_batches == 0
+    assert fit_history_report(history, None)["fp16_skipped_steps"] == 3

@@ -625,9 +625,11 @@ def test_fold_fits_summary_says_what_each_fold_chose():
     trees = {"fold_fits": [{"trees": [120, 140]}, {"trees": [300]}, {}]}
     assert fold_fits_summary(trees) == "trees per fold model: 120 to 300 (mean 187) over 2 folds"
     steps = {"fold_fits": [{"best_step": 40, "holdout_smape": 31.234, "fp16_skipped_batches": 0},
-                           {"best_step": 55, "holdout_smape": 29.5, "fp16_skipped_batches": 3}]}
+                           {"best_step": 55, "holdout_smape": 29.5, "fp16_skipped_batches": 3,
+                            "fp16_skipped_steps": 2}]}
     assert fold_fits_summary(steps) == ("early stopping kept step 40, 55 of the folds (holdout SMAPE 31.23, 29.50); "
-                                        "3 fp16-overflow micro-batches skipped")
+                                        "3 fp16-overflow micro-batches skipped; 2 optimizer steps skipped by the "
+                                        "fp16 GradScaler (gradients not finite)")
     grouped = {"group_by": "unit_family", "fold_fits": [{"trees": [100], "group_models": 1},
                                                         {"trees": [100], "group_models": 2}]}
     assert fold_fits_summary(grouped).endswith(

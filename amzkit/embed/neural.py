@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 from tqdm.auto import tqdm
 
+from amzkit.core.gpu import pick_device
 from amzkit.embed.hub import bundled_folder, unreachable_message, use_cache_instead
 from amzkit.embed.registry import LOCAL_DIR, OPEN_CLIP_CONFIG, TRANSFORMERS_CONFIG, ModelSpec
 from amzkit.images.decode import open_image
@@ -39,9 +40,9 @@ class NeuralEmbedder(ABC):
         """Load the weights (nothing is learned from `train_inputs`)."""
         import torch  # deferred: torch loads only when a model is used
 
-        self.device_ = torch.device(
-            ("cuda" if torch.cuda.is_available() else "cpu") if self.device == "auto" else self.device
-        )
+        self.device_ = pick_device(self.device)
+        if self.device_.type == "cuda" and self.device_.index is not None:
+            torch.cuda.set_device(self.device_)  # else the loader's pin-memory thread opens a context on GPU 0 too
         self._load()
         self.model_ = self.model_.to(self.device_).eval()
         return self

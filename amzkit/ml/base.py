@@ -159,6 +159,14 @@ class Learner(ABC):
             raise RuntimeError(f"learner {self.name!r}: call prepare(inputs) before fit/predict")
 
 
+def fp16_overflow_words(reports: list[dict]) -> str:
+    """'; N fp16-overflow micro-batches skipped; M optimizer steps skipped (...)' over fit reports, or ''."""
+    batches = sum(report.get("fp16_skipped_batches", 0) for report in reports)
+    steps = sum(report.get("fp16_skipped_steps", 0) for report in reports)
+    return (f"; {batches} fp16-overflow micro-batches skipped" if batches else "") + (
+        f"; {steps} optimizer steps skipped by the fp16 GradScaler (gradients not finite)" if steps else "")
+
+
 def floor_prediction(values: np.ndarray) -> np.ndarray:
     """Predictions as positive prices (NaN never passes: it is an error upstream)."""
     values = np.asarray(values, dtype=np.float64)

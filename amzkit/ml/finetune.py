@@ -39,8 +39,8 @@ from amzkit.core.threads import resolve_threads
 from amzkit.embed.hub import unreachable_message
 from amzkit.embed.neural import BENIGN_MISSING_KEYS, TransformersLoading
 from amzkit.embed.registry import LOCAL_DIR, ModelSpec, get_model_spec
-from amzkit.ml.base import Learner, RunInputs, floor_prediction
-from amzkit.ml.folds import holdout_mask
+from amzkit.ml.base import Learner, RunInputs, floor_prediction, fp16_overflow_words
+from amzkit.ml.folds import VALID_FRACTION, holdout_mask
 from amzkit.ml.token_batches import PADDINGS, longest_first, pad_tokens
 from amzkit.ml.torch_fit import (
     DEVICES,
@@ -67,7 +67,6 @@ from amzkit.ml.torch_fit import (
     train_loop,
     weighted_loss,
 )
-from amzkit.ml.trees import VALID_FRACTION
 from amzkit.text.format import model_texts
 
 
@@ -341,23 +340,39 @@ class FinetuneLearner(Learner):
         watch = holdout_mask(rows, inputs.n_train, self.valid_fraction, inputs.seed, inputs.groups)
         keep = np.flatnonzero(~watch)
         holdout = (rows[watch], y[watch]) if watch.any() else None
-        self.model_, self.history_ = self._train(rows[keep], y[keep], weight[keep], holdout, None)
-        self.refit_history_ = None
-        max_steps = refit_steps(self.history_, holdout, self._steps_per_epoch(len(keep)),
-                                self._steps_per_epoch(len(rows)))
-        if self.refit and max_steps is not None:
+        try:
+            self.model_, self.history_ = self._train(rows[keep], y[keep], weight[keep], holdout, None)
+            self.refit_history_ = None
+            max_steps = refit_steps(self.history_, holdout, self._steps_per_epoch(len(keep)),
+                                    self._steps_per_epoch(len(rows)))
+            if self.refit and max_steps is not None:
+                self.model_ = None
+                self.model_, self.refit_history_ = self._train(rows, y, weight, None, max_steps)
+        except torch.OutOfMemoryError as err:
             self.model_ = None
-            self.model_, self.refit_history_ = self._train(rows, y, weight, None, max_steps)
+            err.add_note(self._memory_advice())
+            raise
         if self.progress:
             report = self.fit_report()
             chosen = f", holdout SMAPE {report['holdout_smape']:.2f} at step {report['best_step']}" \
                 if report["holdout_smape"] is not None else ""
             refit = f"; refit on all rows: {report['refit_steps']} steps" if report["refit_steps"] else ""
-            skipped = report["fp16_skipped_batches"]
-            overflow = f"; {skipped} fp16-overflow micro-batches skipped" if skipped else ""
+            overflow = fp16_overflow_words([report])
             print(f"finetune {self.model}: {report['steps']} steps{chosen}, {report['samples_per_s']:.1f} samples/s"
                   f"{refit}{overflow}")
         return self
+
+    def _memory_advice(self) -> str:
+        """What to change when a fold ran out of GPU memory: the same effective batch in smaller pieces."""
+        half = max(1, self.batch_size // 2)
+        tips = [f"batch_size={half} with grad_accum={self.grad_accum * self.batch_size // half} (the same rows a "
+                "step)" if half < self.batch_size else "",
+                "" if self.gradient_checkpointing else "gradient_checkpointing=True (about a third slower, much "
+                "less activation memory)",
+                f"max_len={max(32, self.max_len * 3 // 4)}" if self.max_len > 32 else ""]
+        return (f"finetune {self.model}: a fold ran out of GPU memory at batch_size={self.batch_size}, "
+                f"max_len={self.max_len}; set " + ", or ".join(tip for tip in tips if tip) + " in learner_params, "
+                "and rerun 03 (in an interactive session, restart the notebook's kernel first to free the GPU)")
 
     def fit_report(self) -> dict:
         return fit_history_report(self.history_, self.refit_history_) if hasattr(self, "history_") else {}

@@ -102,6 +102,7 @@ def inner_folds(rows: np.ndarray, n_folds: int, seed: int, groups: np.ndarray | 
     return rng.permutation(np.arange(group_index.max() + 1) % n_folds)[group_index.ravel()]
 
 
+VALID_FRACTION = 0.1  # the share of a fold's training rows held out for early stopping (every learner's default)
 MAX_VALID_FRACTION = 0.5  # an early-stopping holdout is one of round(1/f) >= 2 inner folds: at most half
 
 

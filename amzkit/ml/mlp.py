@@ -24,7 +24,7 @@ from amzkit.core.io import atomic_path
 from amzkit.core.threads import resolve_threads
 from amzkit.ml.base import Learner, RunInputs, floor_prediction
 from amzkit.ml.featureset import assemble_features
-from amzkit.ml.folds import holdout_mask
+from amzkit.ml.folds import VALID_FRACTION, holdout_mask
 from amzkit.ml.torch_fit import (
     DEVICES,
     DROPOUT_BOUNDS,
@@ -47,7 +47,7 @@ from amzkit.ml.torch_fit import (
     train_loop,
     weighted_loss,
 )
-from amzkit.ml.trees import DEFAULT_FEATURES, VALID_FRACTION
+from amzkit.ml.trees import DEFAULT_FEATURES
 
 LOG_SCALE_ABOVE = 100.0  # a column whose training |values| reach this at the 99th percentile is log-scaled
 CLIP_QUANTILES = (0.001, 0.999)

@@ -13,6 +13,7 @@ import contextlib
 import math
 import numbers
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from amzkit.core.gpu import pick_device
 from amzkit.core.metric import smape
 from amzkit.ml.base import floor_prediction
 from amzkit.ml.folds import MAX_VALID_FRACTION
@@ -150,13 +152,8 @@ def weighted_loss(name: str, pred: torch.Tensor, target: torch.Tensor, weight: t
 
 
 def resolve_device(device: str) -> torch.device:
-    """'auto': CUDA when available, else CPU; 'cuda' without a GPU is an error that says so."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device='cuda' but torch sees no GPU here: use device='auto' or 'cpu' (or turn the "
-                           "accelerator on in the Kaggle notebook settings)")
-    return torch.device(device)
+    """'auto': CUDA when torch can run on the GPU, else CPU; 'cuda' without a usable GPU is an error that says so."""
+    return pick_device(device)
 
 
 def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
@@ -166,9 +163,13 @@ def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype
         return None
     if precision == "fp16":
         return torch.float16
+    major, minor = torch.cuda.get_device_capability(device)
     if precision == "bf16":
+        if major < 8:
+            raise ValueError(f"precision='bf16' on a GPU of compute capability {major}.{minor} "
+                             f"({torch.cuda.get_device_name(device)}): it has no bf16 hardware, so torch emulates it "
+                             "many times slower; use precision='auto' (fp16 there) or 'fp32'")
         return torch.bfloat16
-    major, _ = torch.cuda.get_device_capability(device)
     return torch.bfloat16 if major >= 8 else torch.float16
 
 
@@ -264,6 +265,7 @@ class History:
     stopped_early: bool = False
     micro_batches: int = 0
     skipped_batches: int = 0  # fp16 forward overflows (non-finite loss): no backward
+    skipped_steps: int = 0  # optimizer steps the fp16 GradScaler skipped: the gradients were not finite
 
     @property
     def samples_per_s(self) -> float:
@@ -273,15 +275,19 @@ class History:
 OVERFLOW_CHECK_BATCHES = 32  # micro-batches seen before a mostly-overflowing fp16 fit is stopped mid-way
 
 
-def check_overflow(history: History, desc: str, finished: bool = False) -> None:
-    """Stop a fit whose fp16 loss overflowed in more than half its micro-batches: at the end, and as soon as
-    OVERFLOW_CHECK_BATCHES of them show it (not after a whole fold of forward passes that train nothing)."""
-    if history.skipped_batches * 2 <= history.micro_batches:
-        return
-    if finished or history.micro_batches >= OVERFLOW_CHECK_BATCHES:
+def check_overflow(history: History, desc: str, finished: bool = False, steps: int = 0) -> None:
+    """Stop a fit whose fp16 loss overflowed in more than half its micro-batches, or whose fp16 gradients
+    overflowed in more than half of its `steps` optimizer steps so far (the GradScaler skips those steps: the
+    weights do not move): at the end, and as soon as OVERFLOW_CHECK_BATCHES micro-batches or steps show it (not
+    after a whole fold of passes that train nothing)."""
+    fix = "use precision='fp32' (or 'bf16' on a GPU from Ampere up) or a lower lr"
+    if history.skipped_batches * 2 > history.micro_batches and (
+            finished or history.micro_batches >= OVERFLOW_CHECK_BATCHES):
         raise FloatingPointError(f"{desc}: the loss overflowed fp16 in {history.skipped_batches} of "
-                                 f"{history.micro_batches} micro-batches (skipped, no training on them); use "
-                                 "precision='fp32' (or 'bf16' on a GPU from Ampere up) or a lower lr")
+                                 f"{history.micro_batches} micro-batches (skipped, no training on them); {fix}")
+    if history.skipped_steps * 2 > steps and (finished or steps >= OVERFLOW_CHECK_BATCHES):
+        raise FloatingPointError(f"{desc}: the gradients overflowed fp16 in {history.skipped_steps} of {steps} "
+                                 f"optimizer steps (the GradScaler skipped them: the weights did not move); {fix}")
 
 
 def train_loop(model: torch.nn.Module, optimizer, plan: TrainPlan, batches: Callable[[int], Iterable],
@@ -336,13 +342,18 @@ def train_loop(model: torch.nn.Module, optimizer, plan: TrainPlan, batches: Call
                         if param.grad is not None:
                             param.grad.mul_(len(group) / len(losses))
                 torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+                scale = scaler.get_scale() if scaler.is_enabled() else None
                 scaler.step(optimizer)
                 scaler.update()
+                if scale is not None and scaler.get_scale() < scale:  # inf/NaN gradients: no step, scale halved
+                    history.skipped_steps += 1
             optimizer.zero_grad(set_to_none=True)
-            scheduler.step()
+            with warnings.catch_warnings():  # a skipped step (fp16 overflow) still moves the schedule on, as planned
+                warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+                scheduler.step()
             step += 1
             history.train_loss.append(float(np.mean(losses)) if losses else math.nan)
-            check_overflow(history, desc)
+            check_overflow(history, desc, steps=step)
             bar.set_postfix(loss=f"{history.train_loss[-1]:.4f}", refresh=False)
             if evaluate is not None and step in eval_at:
                 score = evaluate()
@@ -362,7 +373,7 @@ def train_loop(model: torch.nn.Module, optimizer, plan: TrainPlan, batches: Call
         if history.stopped_early or step >= limit:
             break
     bar.close()
-    check_overflow(history, desc, finished=True)
+    check_overflow(history, desc, finished=True, steps=step)
     history.steps, history.seconds = step, time.perf_counter() - started
     if evaluate is None or best_state is None:
         history.best_step = step
@@ -386,13 +397,15 @@ def log_target_stats(y: Sequence[float]) -> tuple[float, float]:
 
 def fit_history_report(history: History, refit_history: History | None) -> dict:
     """What one fold's training chose, for the run's metrics: the steps run, the step early stopping kept and its
-    holdout SMAPE, the refit's steps, samples/s and the fp16-overflow micro-batches skipped (both trainings)."""
+    holdout SMAPE, the refit's steps, samples/s and the fp16-overflow micro-batches and steps skipped (both
+    trainings)."""
     best = min((score for _, score in history.holdout_smape), default=None)
     return {"steps": history.steps, "best_step": history.best_step if history.holdout_smape else None,
             "holdout_smape": None if best is None else round(float(best), 4), "stopped_early": history.stopped_early,
             "refit_steps": refit_history.steps if refit_history is not None else None,
             "samples_per_s": round(history.samples_per_s, 1),
-            "fp16_skipped_batches": sum(run.skipped_batches for run in (history, refit_history) if run is not None)}
+            "fp16_skipped_batches": sum(run.skipped_batches for run in (history, refit_history) if run is not None),
+            "fp16_skipped_steps": sum(run.skipped_steps for run in (history, refit_history) if run is not None)}
 
 
 def refit_steps(history: History, holdout, steps_per_epoch_kept: int, steps_per_epoch_all: int) -> int | None:

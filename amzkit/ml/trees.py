@@ -26,12 +26,11 @@ import pandas as pd
 from amzkit.core.threads import resolve_threads
 from amzkit.ml.base import Learner, RunInputs, floor_prediction
 from amzkit.ml.featureset import FeatureSet, assemble_features
-from amzkit.ml.folds import MAX_VALID_FRACTION, holdout_mask
+from amzkit.ml.folds import MAX_VALID_FRACTION, VALID_FRACTION, holdout_mask
 from amzkit.ml.presets import check_preset, resolve_preset
 
 MIN_GROUP_ROWS = 200
 DEFAULT_FEATURES = ("quantity", "text_stats", "keywords", "brand", "dimensions", "tfidf")
-VALID_FRACTION = 0.1
 MAX_BAGS = 50
 # LightGBM's own seeds (and aliases): set explicitly they override `seed`, so each bag shifts them by its offset
 LIGHTGBM_SEEDS = ("data_random_seed", "data_seed", "bagging_seed", "bagging_fraction_seed", "feature_fraction_seed",

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from amzkit.core.gpu import usable_gpu_count
 from amzkit.core.schema import SPLITS, get_schema
 from amzkit.core.workdir import stage_dir
 from amzkit.embed.registry import get_model_spec
@@ -32,9 +33,7 @@ DEVICE_FREE_LOADERS: tuple[str, ...] = ("color_stats", "tfidf_svd")
 
 
 def _cuda_count() -> int:
-    import torch  # deferred: torch is heavy and only needed to count the GPUs of a neural model's run
-
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return usable_gpu_count()  # GPUs torch has kernels for (deferred torch import)
 
 
 def resolve_devices(device: str, loader: str = "", cuda_count: Callable[[], int] = _cuda_count) -> list[str]:

@@ -29,7 +29,7 @@ from amzkit.core.metric import smape
 from amzkit.core.params import Param, Parameters
 from amzkit.core.schema import Schema, get_schema
 from amzkit.core.workdir import check_name, stage_dir
-from amzkit.ml.base import Learner, RunInputs
+from amzkit.ml.base import Learner, RunInputs, fp16_overflow_words
 from amzkit.ml.cv import cross_validate
 from amzkit.ml.folds import FOLD_STRATEGIES, check_trainable, shared_folds
 from amzkit.ml.learners import LEARNERS, get_learner, make_learner
@@ -178,9 +178,8 @@ def fold_fits_summary(metrics: dict) -> str:
     steps = ", ".join(str(fit["best_step"]) for fit in chosen)
     scores = ", ".join(f"{fit['holdout_smape']:.2f}" for fit in chosen)
     line = f"early stopping kept step {steps} of the folds (holdout SMAPE {scores})"
-    skipped = sum(fit.get("fp16_skipped_batches", 0) for fit in fits)
     untrained = sum(fit["best_step"] == 0 for fit in chosen)
-    return line + (f"; {skipped} fp16-overflow micro-batches skipped" if skipped else "") + (
+    return line + fp16_overflow_words(fits) + (
         f"; WARNING: {untrained} of {len(chosen)} folds kept step 0, the model before any training step (about the "
         "constant's score): give it more epochs, or a lower lr" if untrained else "")
 
