@@ -169,3 +169,58 @@ def test_duplicate_predictions_do_not_blame_the_test_csv(tmp_path: Path) -> None
     with pytest.raises(SubmissionError, match="duplicate") as err:
         run(work)
     assert "different test CSV" not in str(err.value)
+
+
+# --------------------------------------------------------------------------------------------------
+# Predictions that no longer match: another test.csv under the same ids, a 04 blend of runs trained since
+# --------------------------------------------------------------------------------------------------
+
+
+def test_predictions_for_other_test_rows_under_the_same_ids_are_refused(tmp_path: Path) -> None:
+    from amzkit.core.io import frame_sha256
+
+    work = make_work(tmp_path)
+    metrics = work / "04_ensemble" / "metrics.json"
+    metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "test_sha256": frame_sha256(make_test())}))
+    assert run(work)["valid"] is True
+    edited = make_test().assign(catalog_content=["y", "x", "x", "x"])  # same ids, one text changed
+    with pytest.raises(SubmissionError, match="same ids but other rows.*rerun 01-04"):
+        run(work, test=edited)
+    assert out_files(work) == set()
+
+
+def test_a_04_blend_of_runs_trained_again_since_is_refused(tmp_path: Path) -> None:
+    from amzkit.ml.runs import run_predictions_sha256
+
+    work = make_work(tmp_path)
+    run_dir = work / "03_train" / "lgbm"
+    run_dir.mkdir(parents=True)
+    pd.DataFrame({"id": IDS, "pred": PRED}).to_csv(run_dir / "test_pred.csv", index=False)
+    (run_dir / "oof.csv").write_text("id,fold,target,pred\n1,0,5.0,6.0\n")
+    metrics = work / "04_ensemble" / "metrics.json"
+    metrics.write_text(json.dumps({**json.loads(metrics.read_text()),
+                                   "run_predictions_sha256": {"lgbm": run_predictions_sha256(work, "lgbm")}}))
+    assert run(work)["valid"] is True
+    (run_dir / "oof.csv").write_text("id,fold,target,pred\n1,0,5.0,7.0\n")  # 03 retrained it under the same name
+    with pytest.raises(SubmissionError, match="blended run\\(s\\) 'lgbm' as they were then.*rerun 04, then 05"):
+        run(work)
+    assert out_files(work) == set()
+
+
+def test_a_03_source_whose_rerun_was_stopped_says_its_last_finished_outputs_are_submitted(tmp_path, capsys):
+    from amzkit.ml.runs import PROGRESS_DIR
+
+    work = make_work(tmp_path)
+    run_dir = work / "03_train" / "lgbm"
+    (run_dir / PROGRESS_DIR).mkdir(parents=True)
+    pd.DataFrame({"id": IDS, "pred": PRED}).to_csv(run_dir / "test_pred.csv", index=False)
+    (run_dir / "metrics.json").write_text(json.dumps({"cv_smape": 30.0, "constant_median_smape": 60.0}))
+    submit(work, make_test(), TRAIN_TARGET, "amazon2025", source="lgbm")
+    assert "run 'lgbm': a rerun was stopped: its last finished outputs are used" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["metrics.json", "distribution.png", "sub.txt"])
+def test_a_file_name_that_is_not_a_csv_is_refused(tmp_path: Path, name: str) -> None:
+    work = make_work(tmp_path)
+    with pytest.raises(ValueError, match="must end in .csv"):
+        submit(work, make_test(), TRAIN_TARGET, "amazon2025", file_name=name)

@@ -209,6 +209,21 @@ def same_ids(left, right) -> bool:
     return left_keys.shape == right_keys.shape and bool((left_keys == right_keys).all())
 
 
+def frame_sha256(frame: pd.DataFrame) -> str:
+    """sha256 of every cell of a frame in row order (column names aside): an edited text under the same id is
+    another frame."""
+    return hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()).hexdigest()
+
+
+def files_sha256(paths) -> str:
+    """sha256 over the bytes of `paths` in order (a missing file hashes as empty): have these files changed?"""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(Path(path).read_bytes() if Path(path).is_file() else b"")
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
 def id_hash(ids) -> str:
     """sha256 of the id column in row order: two files align only when their hashes match. Integer ids hash as
     their digits (the same hash whether they were read as numbers or as text)."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from amzkit.core.io import atomic_path, id_hash, read_json, write_csv, write_json
+from amzkit.core.io import atomic_path, files_sha256, frame_sha256, id_hash, read_json, write_csv, write_json
 from amzkit.core.metric import METRICS, constant_fold_smape, smape
 from amzkit.core.schema import Schema
 from amzkit.core.workdir import check_name, stage_dir
@@ -44,6 +44,7 @@ def save_run(work_dir: str | Path, run_name: str, schema: Schema, train: pd.Data
     metrics = {
         "run": run_name, "schema": schema.name, "rows": len(y), **info, "n_folds": len(fold_ids),
         "folds_sha256": id_hash(folds), "train_ids_sha256": id_hash(ids),
+        "test_sha256": frame_sha256(test),
         "cv_smape": smape(y, oof), "fold_smape": fold_scores, "fold_smape_mean": float(np.mean(fold_scores)),
         "fold_smape_std": float(np.std(fold_scores)),
         "constant_median_smape": float(np.mean(fold_constant_smape)),
@@ -100,6 +101,12 @@ def unfinished_runs(work_dir: str | Path) -> dict[str, str]:
         elif kept or (run_dir / "oof.csv").is_file():
             found[run_dir.name] = "never finished: left out"
     return found
+
+
+def run_predictions_sha256(work_dir: str | Path, name: str) -> str:
+    """sha256 of a 03_train run's oof.csv and test_pred.csv: has the run been trained again since?"""
+    run_dir = stage_dir(work_dir, "03_train") / check_name(name, "run")
+    return files_sha256([run_dir / "oof.csv", run_dir / "test_pred.csv"])
 
 
 def load_run(work_dir: str | Path, name: str) -> dict:

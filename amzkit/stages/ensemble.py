@@ -38,7 +38,7 @@ from amzkit.ml.base import MIN_PREDICTION
 from amzkit.ml.diversity import alike_pairs, error_correlation
 from amzkit.ml.nested import choose_inside, cross_fit
 from amzkit.ml.ridge import RIDGE_ALPHAS, GcvRidge
-from amzkit.ml.runs import load_run, unfinished_runs
+from amzkit.ml.runs import load_run, run_predictions_sha256, unfinished_runs
 from amzkit.text.features import FEATURE_GROUPS, build_features
 
 METHODS = ("blend", "stack", "blend+calibration", "stack+calibration")
@@ -328,6 +328,11 @@ def check_compatible(runs: dict[str, dict]) -> None:
             )
         if not same_ids(runs[name]["test"]["id"], runs[names[0]]["test"]["id"]):
             raise ValueError(f"runs {names[0]!r} and {name!r} predict different test ids")
+        test_hashes = (ref.get("test_sha256"), other.get("test_sha256"))
+        if None not in test_hashes and test_hashes[0] != test_hashes[1]:
+            raise ValueError(f"runs {names[0]!r} and {name!r} predict the same test ids for different test rows: "
+                             "test.csv's text or links changed between them. Rerun the older runs on the current "
+                             "test.csv, or leave them out (-p runs)")
         target = runs[name]["oof"]["target"].to_numpy(float)
         ref_target = runs[names[0]]["oof"]["target"].to_numpy(float)
         if not np.array_equal(target, ref_target):
@@ -355,6 +360,9 @@ def ensemble_columns(data: dict[str, pd.DataFrame], schema: str, columns: list[s
         if name == schema_.target:
             raise ValueError(f"{name!r} is the target: as a meta-feature or calibration group every scored row "
                              "would read its own answer (and the test rows have none); pick a feature or CSV column")
+        if name == schema_.id_column:
+            raise ValueError(f"{name!r} is the row id: ids order the rows, not the products, and ids that happen to "
+                             "follow the train prices give a CV the test rows never see; pick a feature or CSV column")
         if name in engineered.columns:
             out[name] = engineered[name]
         elif name in raw.columns:
@@ -406,7 +414,13 @@ def ensemble(work_dir: str | Path, runs=D.runs, *, method: str = D.method, meta=
     """
     PARAMETERS.validate(method=method, runs=list(runs), factor_min=factor_range[0], factor_max=factor_range[1],
                         min_group_rows=min_group_rows)
+    # metrics.json marks 04's outputs as finished (05 reads only those): a failed rerun leaves none behind, not the
+    # previous run's, which 05 would submit as if this one had made them
+    (stage_dir(work_dir, "04_ensemble") / "metrics.json").unlink(missing_ok=True)
     named = list(runs)
+    repeated = sorted({name for name in named if named.count(name) > 1})
+    if repeated:
+        raise ValueError(f"runs names {', '.join(map(repr, repeated))} more than once: name each run once")
     runs = list(runs or list_runs(work_dir, "03_train"))
     stopped = {n: why for n, why in unfinished_runs(work_dir).items() if n in runs or not named}
     if stopped:
@@ -503,6 +517,9 @@ def ensemble(work_dir: str | Path, runs=D.runs, *, method: str = D.method, meta=
         "cv_fold_smape_std": float(np.std(fold_scores[cv_key])),
         "cv_scores": cv_key,
         "constant_median_smape": float(np.mean([loaded[n]["metrics"]["constant_median_smape"] for n in runs])),
+        "test_sha256": next((loaded[n]["metrics"]["test_sha256"] for n in runs
+                             if "test_sha256" in loaded[n]["metrics"]), None),
+        "run_predictions_sha256": {n: run_predictions_sha256(work_dir, n) for n in runs},
     }
     schema_name = loaded[runs[0]]["metrics"].get("schema")
     if schema_name in SCHEMAS:  # the edition's own metrics of what cv_smape scores (2023: its score and MAPE)

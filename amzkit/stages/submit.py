@@ -11,11 +11,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from amzkit.core.io import atomic_path, id_keys, read_csv, read_json, save_figure, show_ids, write_json
+from amzkit.core.io import atomic_path, frame_sha256, id_keys, read_csv, read_json, save_figure, show_ids, write_json
 from amzkit.core.metric import METRICS, other_scores, smape
 from amzkit.core.params import Param, Parameters
 from amzkit.core.schema import ID_TEXT, Schema, get_schema, load_split
 from amzkit.core.workdir import check_name, stage_dir
+from amzkit.ml.runs import run_predictions_sha256, unfinished_runs
 
 SHOW_IDS = 5
 ENSEMBLE_SOURCE = "04_ensemble"
@@ -209,8 +210,31 @@ def source_predictions(work_dir: str | Path, source: str) -> pd.DataFrame:
         raise FileNotFoundError(f"no predictions at {path}: run the stage that writes {source!r} first")
     if not (path.parent / "metrics.json").is_file():  # written last: its files may be half old, half new
         raise FileNotFoundError(f"{source!r} did not finish: {path.parent} has predictions but no metrics.json (the "
-                                "stage was stopped, or killed while saving): rerun it, then 05")
+                                "stage failed, was stopped, or was killed while saving): rerun it, then 05")
     return read_csv(path, "predictions", dtype={"id": str})
+
+
+def check_made_for(work_dir: str | Path, source: str, metrics: dict, test: pd.DataFrame) -> None:
+    """Refuse predictions made for another test.csv with the same ids (edited text or links), and a 04 blend of
+    runs trained again since it was made; say when a 03 source's rerun was stopped. (Runs saved before these
+    records existed are not checked.)"""
+    folder = _run_folder(work_dir, source)
+    made_for = metrics.get("test_sha256")
+    if made_for is not None and made_for != frame_sha256(test):
+        raise SubmissionError(
+            f"submission not written: the predictions in {folder} were made for a test.csv with the same ids but "
+            "other rows (text or image links differ from the one loaded now): rerun 01-04 on this test CSV (for a 03 "
+            "run as source, 01-03), or point data_dir at the test.csv they were made for")
+    if source == ENSEMBLE_SOURCE:
+        changed = [name for name, digest in metrics.get("run_predictions_sha256", {}).items()
+                   if run_predictions_sha256(work_dir, name) != digest]
+        if changed:
+            raise SubmissionError(
+                f"submission not written: 04_ensemble blended run(s) {', '.join(map(repr, changed))} as they were "
+                "then, and they have been trained again since (their predictions changed): rerun 04, then 05")
+    elif source in (stopped := unfinished_runs(work_dir)):
+        print(f"note: run {source!r}: {stopped[source]} (its last finished outputs are submitted; rerun 03 to "
+              "finish the new one)")
 
 
 def source_cv(work_dir: str | Path, source: str) -> dict:
@@ -304,6 +328,9 @@ def submit(work_dir: str | Path, test: pd.DataFrame, train_target: np.ndarray, s
     """
     schema_ = get_schema(schema)
     PARAMETERS.validate(source=source, file_name=file_name, solution_csv=solution_csv)
+    if not file_name.lower().endswith(".csv"):
+        raise ValueError(f"file_name {file_name!r} must end in .csv (a submission is a CSV; metrics.json and "
+                         "distribution.png are 05's own files)")
     out_dir = stage_dir(work_dir, "05_submit")
     path = out_dir / file_name
     try:
@@ -329,6 +356,7 @@ def _submit(work_dir: str | Path, test: pd.DataFrame, train_target: np.ndarray, 
                 "run as source, 01-03), or point data_dir at the test.csv they were made for") if differ else ""
         raise SubmissionError("submission not written: " + "; ".join(problems) + hint)
     cv = source_cv(work_dir, source)
+    check_made_for(work_dir, source, cv, test)
     cv_values = {key: cv[key] for key in ("cv_smape", "constant_median_smape")}
     truth, scoring = read_solution(solution_csv, test_ids, schema_) if solution_csv else (None, {})
     (path.parent / "metrics.json").unlink(missing_ok=True)  # never beside a submission it does not describe

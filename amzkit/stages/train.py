@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from amzkit.core.io import id_hash, read_json, save_figure, write_csv, write_json
+from amzkit.core.io import frame_sha256, id_hash, read_json, save_figure, write_csv, write_json
 from amzkit.core.metric import smape
 from amzkit.core.params import Param, Parameters
 from amzkit.core.schema import Schema, get_schema
@@ -196,8 +196,7 @@ def inputs_digest(inputs: RunInputs) -> dict:
     """What a fold's fit reads besides the settings: every cell of the two CSVs (ids, target, text: so edited
     text under the same ids and prices is new data), and 01_extract's runs and image tables (their manifests
     change whenever 01 writes them again)."""
-    cells = {split: hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()).hexdigest()
-             for split, frame in inputs.data.items()}
+    cells = {split: frame_sha256(frame) for split, frame in inputs.data.items()}
     extract = stage_dir(inputs.work_dir, "01_extract")
     made = {str(path.relative_to(extract)): hashlib.sha256(path.read_bytes()).hexdigest()
             for path in sorted(extract.glob("*/manifest.json"))} if extract.is_dir() else {}
