@@ -224,3 +224,48 @@ def test_a_file_name_that_is_not_a_csv_is_refused(tmp_path: Path, name: str) -> 
     work = make_work(tmp_path)
     with pytest.raises(ValueError, match="must end in .csv"):
         submit(work, make_test(), TRAIN_TARGET, "amazon2025", file_name=name)
+
+
+# --------------------------------------------------------------------------------------------------
+# The submission log: an LB score pairs with the CV its submission was made with
+# --------------------------------------------------------------------------------------------------
+
+
+def test_a_later_lb_score_pairs_with_the_cv_the_submission_was_made_with(tmp_path: Path, capsys) -> None:
+    from types import SimpleNamespace
+
+    from amzkit.app.runners import Context, run_submit
+    from amzkit.core.schema import get_schema
+    from amzkit.stages.leaderboard import add_score, leaderboard
+
+    work = make_work(tmp_path)  # 04's CV 30.0
+    day1 = run(work)
+    logged = pd.read_csv(work / "submissions.csv")
+    assert logged[["source", "metric", "cv"]].values.tolist() == [["04_ensemble", "smape", 30.0]]
+    (work / "04_ensemble" / "metrics.json").write_text(json.dumps({"cv_smape": 25.0, "constant_median_smape": 60.0}))
+    row = add_score(work, "04_ensemble", 33.0)  # yesterday's file's score, after 04 was rerun today
+    assert row["cv"] == 30.0 and "made at CV 30.000; the run's CV is 25.000 now" in capsys.readouterr().out
+    saved = tmp_path / "day1.csv"
+    saved.write_bytes(Path(day1["path"]).read_bytes())
+    assert add_score(work, str(saved), 34.0)["cv"] == 30.0  # the file itself names its CV
+    # 05 run today with yesterday's score: the score is recorded before today's submission is logged
+    params = SimpleNamespace(source="04_ensemble", file_name="submission.csv", solution_csv="",
+                             lb_scores={"04_ensemble": 35.0})
+    ctx = Context("05_submit", params, get_schema("amazon2025"), work, data={"test": make_test(),
+                  "train": pd.DataFrame({"price": TRAIN_TARGET})})
+    run_submit(ctx)
+    assert leaderboard(work)["cv"].tolist() == [30.0, 30.0, 30.0]
+    assert pd.read_csv(work / "submissions.csv")["cv"].tolist() == [30.0, 25.0]
+    assert add_score(work, "04_ensemble", 31.0)["cv"] == 25.0  # today's submission, scored tomorrow
+
+
+def test_a_file_05_did_not_log_is_refused_with_what_to_give_instead(tmp_path: Path) -> None:
+    from amzkit.stages.leaderboard import LeaderboardError, add_score
+
+    work = make_work(tmp_path)
+    other = tmp_path / "hand_made.csv"
+    other.write_text("sample_id,price\n101,5.0\n")
+    with pytest.raises(LeaderboardError, match="not a submission 05 logged.*name of the run"):
+        add_score(work, str(other), 40.0)
+    with pytest.raises(LeaderboardError, match="no submission file"):
+        add_score(work, str(tmp_path / "missing.csv"), 40.0)

@@ -33,7 +33,7 @@ from amzkit.stages.devices import extract_on_devices
 from amzkit.stages.extract import extract, kernel_rows, merge_shards
 from amzkit.stages.extract_reports import runs_table, status_table
 from amzkit.stages.image_tables import merge_image_tables, write_image_tables
-from amzkit.stages.leaderboard import show_leaderboard
+from amzkit.stages.leaderboard import record_scores, show_leaderboard
 from amzkit.stages.leaks import cached_image_paths, leak_report, plot_leak_report
 from amzkit.stages.submit import plot_distribution, submit
 from amzkit.stages.train import build_learner, fold_fits_summary, plot_importance, plot_oof, train_run
@@ -327,8 +327,13 @@ def plot_blend(ctx: Context, metrics: dict):
 
 
 def run_submit(ctx: Context) -> dict:
-    """Write and validate the submission from `source` (04_ensemble or a 03 run), in the test CSV's row order."""
+    """Record the `lb_scores` given (earlier submissions' LB scores, each paired with the CV of the submission
+    its run last made: before this one is logged), then write and validate the submission from `source`
+    (04_ensemble or a 03 run), in the test CSV's row order."""
     p = ctx.params
+    if p.lb_scores:
+        added = record_scores(ctx.work_dir, p.lb_scores, note="05_submit lb_scores")
+        print(f"recorded {len(added)} new LB score(s) of earlier submissions")
     metrics = submit(ctx.work_dir, ctx.data["test"], ctx.data["train"][ctx.schema.target].to_numpy(),
                      ctx.schema.name, p.source, p.file_name, p.solution_csv)
     print(f"valid submission: {metrics['path']} ({metrics['rows']} rows)")
@@ -342,8 +347,8 @@ def plot_submission(ctx: Context, metrics: dict):
 
 
 def show_cv_vs_lb(ctx: Context):
-    """Record the `lb_scores` given, then the CV-vs-LB table, its verdict and plot (nothing before any score)."""
-    return show_leaderboard(ctx.work_dir, ctx.params.lb_scores)
+    """The CV-vs-LB table, its verdict and plot (nothing before any score; run_submit recorded `lb_scores`)."""
+    return show_leaderboard(ctx.work_dir)
 
 
 # The demo: each notebook with its parameters, in order. 03 runs five times: text only, text + image groups

@@ -1,18 +1,23 @@
 """Public leaderboard scores beside CV scores: does CV still track the LB? (the final checks of a competition).
 
 Each submission's public LB score is recorded with the CV score of the run it came from (a 03_train run or
-04_ensemble) in `work_dir/leaderboard.csv`, both in the metric the schema's leaderboard shows (2025: SMAPE,
+04_ensemble) in `work_dir/leaderboard.csv`; 05 logs every submission it writes (file, sha256, source and the
+source's CV then) in `work_dir/submissions.csv`, so a score given for a run pairs with the CV of the run's last
+logged submission, not with a CV the run got when it was trained again afterwards, and a score given for a
+submission file pairs with that file's CV; both in the metric the schema's leaderboard shows (2025: SMAPE,
 lower is better; 2023: max(0, 100(1-MAPE)), higher is better), named in the table's `metric` column.
 `cv_lb_fit` fits LB = slope * CV + intercept, `tracking_verdict` says in plain words whether CV still predicts
 the LB, and `plot_cv_vs_lb` draws CV against LB.
 
     python -m amzkit lb add siglip_lgbm 47.9 --work-dir runs/latest --note "first sub"
+    python -m amzkit lb add runs/latest/05_submit/submission.csv 47.9     # or the file that was submitted
     python -m amzkit lb show --work-dir runs/latest --plot
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import math
 import sys
 from datetime import UTC, datetime
@@ -32,6 +37,7 @@ PARAMETERS = Parameters(
     Param("lb_scores", {}, "public LB scores of earlier submissions, JSON {\"<run>\": <score>}: does CV track LB?"),
 )
 LB_COLUMNS = ("time", "run", "metric", "cv", "lb", "note")
+SUBMISSION_COLUMNS = ("time", "source", "file", "sha256", "metric", "cv")
 OLD_COLUMNS = {"cv_smape": "cv", "lb_smape": "lb"}  # a leaderboard.csv written before the metric column: SMAPE
 ENSEMBLE_RUN = "04_ensemble"
 SCORE_RANGES = {"smape": (0.0, 200.0), "score2023": (0.0, 100.0), "mape": (0.0, math.inf)}  # what a score can be
@@ -118,9 +124,68 @@ def table_metric(table: pd.DataFrame) -> str:
     return metrics[0] if metrics else "smape"
 
 
+def submissions_path(work_dir: str | Path) -> Path:
+    return Path(work_dir) / "submissions.csv"
+
+
+def _file_sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _submissions(work_dir: str | Path) -> pd.DataFrame:
+    path = submissions_path(work_dir)
+    if not path.is_file():
+        return pd.DataFrame({c: pd.Series(dtype=float if c == "cv" else object) for c in SUBMISSION_COLUMNS})
+    return pd.read_csv(path, dtype={c: str for c in SUBMISSION_COLUMNS if c != "cv"})
+
+
+def log_submission(work_dir: str | Path, source: str, path: str | Path) -> dict:
+    """Record a submission file 05 wrote from `source`, with the source's CV now (in the leaderboard's metric;
+    NaN for a run saved without it): `add_score` pairs a later LB score with this CV."""
+    try:
+        metric, cv = run_cv_score(work_dir, source)
+    except LeaderboardError:
+        metric, cv = "", math.nan
+    row = {"time": datetime.now(UTC).isoformat(timespec="seconds"), "source": source, "file": str(path),
+           "sha256": _file_sha256(path), "metric": metric, "cv": cv}
+    table = pd.concat([_submissions(work_dir), pd.DataFrame([row])], ignore_index=True)
+    with atomic_path(submissions_path(work_dir)) as tmp:
+        table.to_csv(tmp, index=False)
+    return row
+
+
+def submission_cv(work_dir: str | Path, run: str) -> tuple[str, str, float, str]:
+    """(source, metric, CV, notice) an LB score for `run` pairs with: a submission file's logged source and CV,
+    else the CV logged with the run's last submission, else (no logged submission) the run's CV now; the notice
+    says when the run's CV has changed since its last submission ('' otherwise)."""
+    logged = _submissions(work_dir).dropna(subset=["cv"])
+    if str(run).lower().endswith(".csv"):
+        if not Path(run).is_file():
+            raise LeaderboardError(f"no submission file {run}: give the file that was submitted, or its run's name")
+        found = logged[logged["sha256"] == _file_sha256(run)]
+        if found.empty:
+            raise LeaderboardError(f"{run} is not a submission 05 logged in {submissions_path(work_dir)} (it was "
+                                   "edited, or made elsewhere): give the name of the run it came from instead")
+        last = found.iloc[-1]
+        return str(last["source"]), str(last["metric"]), float(last["cv"]), ""
+    metric, cv_now = run_cv_score(work_dir, run)
+    found = logged[(logged["source"] == str(run)) & (logged["metric"] == metric)]
+    if found.empty:
+        return run, metric, cv_now, ""
+    last, notice = found.iloc[-1], ""
+    if not math.isclose(float(last["cv"]), cv_now, abs_tol=1e-9):
+        notice = (f"run {run!r}: its last submission ({last['file']}, {last['time']}) was made at CV "
+                  f"{float(last['cv']):.3f}; the run's CV is {cv_now:.3f} now (trained again since): the score is "
+                  f"paired with {float(last['cv']):.3f}. For another submission, give its file instead of the run")
+    return run, metric, float(last["cv"]), notice
+
+
 def add_score(work_dir: str | Path, run: str, score: float, note: str = "") -> dict:
-    """Append one public LB score for a submission made from `run`; returns the row written."""
-    metric, cv = run_cv_score(work_dir, run)
+    """Append one public LB score for a submission made from `run` (a run name, or a submission file 05 logged);
+    the CV beside it is the one its submission was made with (`submission_cv`); returns the row written."""
+    run, metric, cv, notice = submission_cv(work_dir, run)
+    if notice:
+        print(notice)
     lb = _check_score(score, metric)
     table = _read_table(work_dir)
     if not table.empty and table_metric(table) != metric:
@@ -251,8 +316,12 @@ def record_scores(work_dir: str | Path, scores: dict[str, float], note: str = ""
     """Record {run: public LB score}, skipping a (run, score) pair already recorded (so a notebook can rerun)."""
     table = _read_table(work_dir)
     seen = set(zip(table["run"].astype(str), table["lb"].astype(float).round(6), strict=True))
-    return [add_score(work_dir, run, score, note) for run, score in scores.items()
-            if (str(run), round(_check_score(score, run_metric(work_dir, run)), 6)) not in seen]
+    added = []
+    for run, score in scores.items():
+        source, metric, _, _ = submission_cv(work_dir, run)
+        if (source, round(_check_score(score, metric), 6)) not in seen:
+            added.append(add_score(work_dir, run, score, note))
+    return added
 
 
 def show_leaderboard(work_dir: str | Path, scores: dict[str, float] | None = None):
@@ -263,7 +332,7 @@ def show_leaderboard(work_dir: str | Path, scores: dict[str, float] | None = Non
         print("no public LB scores yet: after submitting, rerun with -p lb_scores '{\"<run>\": <LB score>}' or "
               "record them with python -m amzkit lb add <run> <score>")
         return None
-    print(f"recorded {len(added)} new score(s)\n{format_table(table)}")
+    print((f"recorded {len(added)} new score(s)\n" if scores else "") + format_table(table))
     if len(table) >= 2:
         print(tracking_verdict(cv_lb_fit(table)))
     return plot_cv_vs_lb(work_dir)
@@ -296,7 +365,8 @@ def add_cli(subparsers) -> argparse.ArgumentParser:
     lb = subparsers.add_parser("lb", help="record public LB scores and check that CV still tracks them")
     lsub = lb.add_subparsers(dest="lb_command", required=True)
     add = lsub.add_parser("add", help="record the public LB score of a submission made from a run")
-    add.add_argument("run", help=f"a 03_train run name or {ENSEMBLE_RUN}")
+    add.add_argument("run", help=f"a 03_train run name or {ENSEMBLE_RUN} (its last logged submission's CV), or the "
+                     "submission file 05 wrote")
     add.add_argument("score", type=float, help="public leaderboard score as the leaderboard shows it (2025: SMAPE "
                      "0..200; 2023: max(0, 100(1-MAPE)) 0..100)")
     add.add_argument("--note", default="", help="free text, e.g. the submission file")

@@ -17,6 +17,7 @@ from amzkit.core.params import Param, Parameters
 from amzkit.core.schema import ID_TEXT, Schema, get_schema, load_split
 from amzkit.core.workdir import check_name, stage_dir
 from amzkit.ml.runs import run_predictions_sha256, unfinished_runs
+from amzkit.stages.leaderboard import log_submission
 
 SHOW_IDS = 5
 ENSEMBLE_SOURCE = "04_ensemble"
@@ -379,6 +380,7 @@ def _submit(work_dir: str | Path, test: pd.DataFrame, train_target: np.ndarray, 
         print(_scored_line(scoring["solution_csv"], metrics["test_smape"], len(values), scoring)
               + other_scores(metrics, schema_.report_metrics, "test_", "test"))
     write_json(path.parent / "metrics.json", metrics)
+    log_submission(work_dir, source, path)  # the CV this file was made with, for the LB score it will get
     return metrics
 
 
