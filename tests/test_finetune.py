@@ -434,3 +434,89 @@ def test_running_out_of_gpu_memory_says_which_settings_to_change(tmp_path, tiny_
     note = "\n".join(caught.value.__notes__)
     assert "batch_size=8 with grad_accum=2" in note and "gradient_checkpointing=True" in note
     assert "max_len=96" in note and learner.model_ is None
+
+
+def test_folds_spread_over_two_devices_give_the_run_one_device_gives(tmp_path, tiny_bert):
+    # Kaggle's two T4s: one worker process per device, each taking the next fold; here two CPU workers
+    params = {"model": f"local-dir:{tiny_bert}", "lr": 2e-3, "epochs": 1, **TINY}
+    data = planted_price_world(120, 12)["data"]
+    one = train_run(data, "amazon2025", tmp_path / "one", "ft", learner="finetune", learner_params=params,
+                    n_folds=3, progress=False, fold_devices=[])
+    two = train_run(data, "amazon2025", tmp_path / "two", "ft", learner="finetune", learner_params=params,
+                    n_folds=3, progress=False, fold_devices=["cpu", "cpu"])
+    for name in ("oof.csv", "test_pred.csv"):
+        frames = [pd.read_csv(work / "03_train" / "ft" / name) for work in (tmp_path / "one", tmp_path / "two")]
+        pd.testing.assert_frame_equal(frames[0], frames[1], check_exact=False, rtol=1e-12)
+    assert two["fold_smape"] == pytest.approx(one["fold_smape"], rel=1e-12)
+    assert [f["steps"] for f in two["fold_fits"]] == [f["steps"] for f in one["fold_fits"]]
+
+
+def test_a_fold_failing_in_its_worker_names_the_fold_and_device(tmp_path, tiny_bert):
+    from types import SimpleNamespace
+
+    inputs = world_inputs(tmp_path, 60, 6)
+    learner = FinetuneLearner(model=f"local-dir:{tiny_bert}", epochs=1, **TINY).prepare(inputs)
+    broken = SimpleNamespace(rows=np.array([60]), labels={}, weight=0.5)  # no labels for any fold
+    with pytest.raises(KeyError) as caught:
+        cross_validate(learner, make_folds(inputs.y, 2, 0, "kfold"), pseudo=broken, progress=False,
+                       devices=["cpu", "cpu"])
+    assert "failed in its worker on cpu" in "\n".join(caught.value.__notes__)
+
+
+def test_only_a_learner_left_on_auto_with_several_usable_gpus_spreads_its_folds(tmp_path, tiny_bert, monkeypatch):
+    from amzkit.ml.cv import devices_for_folds
+    from amzkit.ml.trees import LightGBMLearner
+
+    pretend_gpus(monkeypatch, count=2)
+    assert devices_for_folds(FinetuneLearner(device="auto")) == ["cuda:0", "cuda:1"]
+    assert devices_for_folds(FinetuneLearner(device="cuda")) == []  # one named device: as asked
+    assert devices_for_folds(LightGBMLearner()) == []
+    pretend_gpus(monkeypatch, count=1)
+    assert devices_for_folds(FinetuneLearner(device="auto")) == []
+    pretend_gpus(monkeypatch, count=2, capability=(6, 0))  # P100s this torch cannot use
+    assert devices_for_folds(FinetuneLearner(device="auto")) == []
+
+
+def test_stopping_while_folds_run_in_workers_stops_the_workers(tmp_path, tiny_bert):
+    import multiprocessing
+
+    from amzkit.ml import cv
+
+    inputs = world_inputs(tmp_path, 60, 6)
+    learner = FinetuneLearner(model=f"local-dir:{tiny_bert}", epochs=1, **TINY).prepare(inputs)
+    results = cv._folds_on_devices(learner, make_folds(inputs.y, 3, 0, "kfold"), range(3), None, None,
+                                   ["cpu", "cpu"])
+    step, first = next(results)  # fold 1 is back; fold 2 or 3 is running in a worker
+    assert step == 0 and len(first["valid"]) == 20
+    results.close()  # what a KeyboardInterrupt in the notebook does to the generator
+    for child in multiprocessing.active_children():
+        child.join(timeout=30)
+    assert not [child for child in multiprocessing.active_children() if child.is_alive()]
+
+
+def test_new_weights_in_a_local_dir_folder_do_not_resume_folds_of_the_old_ones(tmp_path):
+    world = planted_price_world(60, 6)
+    texts = model_texts(pd.concat([world["data"]["train"], world["data"]["test"]]), SCHEMA)
+    folder = save_random_bert(tmp_path / "bert", texts, seed=0)
+    inputs = world_inputs(tmp_path, 60, 6)
+    key = FinetuneLearner(model=f"local-dir:{folder}", **TINY).prepare(inputs).resume_key()
+    save_random_bert(folder, texts, seed=1)  # a new version of the model dataset, mounted at the same path
+    assert FinetuneLearner(model=f"local-dir:{folder}", **TINY).prepare(inputs).resume_key() != key
+
+
+def test_threads_and_a_device_named_as_it_resolves_keep_the_kept_folds(tmp_path, tiny_bert):
+    # a Kaggle rerun with other threads, or device 'cpu' for 'auto' on the same machine, must not redo every fold
+    inputs = world_inputs(tmp_path, 40, 4)
+    keys = [json.dumps(FinetuneLearner(model=f"local-dir:{tiny_bert}", **{**TINY, **changed}).prepare(inputs)
+                       .resume_key(), sort_keys=True, default=str)
+            for changed in ({}, {"num_threads": 2}, {"device": "auto"}, {"precision": "fp32"})]
+    assert len(set(keys)) == 1
+    other = FinetuneLearner(model=f"local-dir:{tiny_bert}", **{**TINY, "lr": 1e-3}).prepare(inputs).resume_key()
+    assert json.dumps(other, sort_keys=True, default=str) != keys[0]
+
+
+def test_finetune_switches_must_be_true_or_false(tmp_path, tiny_bert):
+    for switch in ("refit", "save_models", "gradient_checkpointing"):
+        with pytest.raises(ValueError, match=f"{switch} must be true or false"):
+            FinetuneLearner(model=f"local-dir:{tiny_bert}", **{**TINY, switch: "false"}).prepare(
+                world_inputs(tmp_path, 40, 4))

@@ -181,3 +181,23 @@ def test_layer_norm_weights_and_biases_get_no_weight_decay(tmp_path, monkeypatch
     assert norms and all(decay[id(p)] == 0.0 for m in norms for p in m.parameters())
     decayed = {name for name, p in net.named_parameters() if decay[id(p)] > 0}
     assert decayed == {name for name, p in net.named_parameters() if name.endswith("weight") and p.dim() == 2}
+
+
+def test_model_seed_bags_the_net_on_the_same_folds_and_holdout(tmp_path):
+    # the run's `seed` also fixes the shared folds: model_seed is how a user makes seed bags of a net for 04
+    inputs = planted_inputs(tmp_path, n_train=120, n_test=10)
+    rows = np.arange(100)
+    preds = [MlpLearner(**{**FAST, "epochs": 3, "model_seed": s}).prepare(inputs).fit(rows, inputs.y[rows])
+             .predict(np.arange(100, 130)) for s in (0, 0, 1)]
+    np.testing.assert_array_equal(preds[0], preds[1])
+    assert not np.allclose(preds[0], preds[2])
+    with pytest.raises(ValueError, match="model_seed must be"):
+        MlpLearner(**{**FAST, "model_seed": -1}).prepare(inputs)
+
+
+@pytest.mark.parametrize("params, words", [({"refit": "false"}, "refit must be true or false"),
+                                           ({"hidden": 256}, "hidden must list positive layer widths")])
+def test_switches_and_widths_of_the_wrong_type_are_refused(tmp_path, params, words):
+    # "false" in quotes was truthy and turned refit on; an int `hidden` was a TypeError deep in the net's build
+    with pytest.raises(ValueError, match=words):
+        MlpLearner(**{**FAST, **params}).prepare(planted_inputs(tmp_path, n_train=60, n_test=5))

@@ -162,3 +162,15 @@ def test_a_few_skipped_fp16_steps_are_counted_in_the_fit_report_and_the_fit_goes
     grads, _, history = train_scalar(40, grad_accum=1, steps_per_epoch=40, bad_grads={0, 1, 2}, amp=torch.float16)
     assert history.skipped_steps == 3 and history.steps == 40 and len(grads) == 37 and history.skipped_batches == 0
     assert fit_history_report(history, None)["fp16_skipped_steps"] == 3
+
+
+def test_a_diverged_net_scores_infinity_on_the_holdout_and_its_predictions_say_lower_the_lr():
+    from amzkit.ml.torch_fit import holdout_smape, prices_from_log
+
+    y = np.array([10.0, 20.0])
+    assert holdout_smape(np.array([np.nan, 2.0]), y) == math.inf  # early stopping never keeps it
+    assert holdout_smape(np.array([800.0, 2.0]), y) == math.inf  # expm1 overflows: it was an error at once
+    assert holdout_smape(np.log1p(y), y) == pytest.approx(0.0)
+    with pytest.raises(FloatingPointError, match="1 of 2 predictions are NaN or above 1e12.*lower the learning"):
+        prices_from_log(np.array([800.0, 2.0]), "mlp")
+    np.testing.assert_allclose(prices_from_log(np.log1p(y), "mlp"), y)

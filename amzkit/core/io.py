@@ -209,6 +209,24 @@ def same_ids(left, right) -> bool:
     return left_keys.shape == right_keys.shape and bool((left_keys == right_keys).all())
 
 
+DIGEST_SAMPLE_BYTES = 1 << 20  # of each file of a local model folder, at its start and at its end
+
+
+def folder_digest(folder: Path, sample_bytes: int = DIGEST_SAMPLE_BYTES) -> str:
+    """sha256 of a model folder's files: each one's path, size and first and last `sample_bytes` (weights saved
+    anew differ there; reading whole checkpoints of gigabytes on every call would not pay)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        size = path.stat().st_size
+        digest.update(f"{path.relative_to(folder).as_posix()}\x00{size}\x00".encode())
+        with open(path, "rb") as fh:
+            digest.update(fh.read(sample_bytes))
+            if size > sample_bytes:
+                fh.seek(max(sample_bytes, size - sample_bytes))
+                digest.update(fh.read())
+    return digest.hexdigest()
+
+
 def frame_sha256(frame: pd.DataFrame) -> str:
     """sha256 of every cell of a frame in row order (column names aside): an edited text under the same id is
     another frame."""

@@ -34,12 +34,12 @@ import torch
 from torch import nn
 from transformers import AutoModel, AutoTokenizer
 
-from amzkit.core.io import atomic_path
+from amzkit.core.io import atomic_path, folder_digest
 from amzkit.core.threads import resolve_threads
 from amzkit.embed.hub import unreachable_message
 from amzkit.embed.neural import BENIGN_MISSING_KEYS, TransformersLoading
 from amzkit.embed.registry import LOCAL_DIR, ModelSpec, get_model_spec
-from amzkit.ml.base import Learner, RunInputs, floor_prediction, fp16_overflow_words
+from amzkit.ml.base import Learner, RunInputs, fp16_overflow_words
 from amzkit.ml.folds import VALID_FRACTION, holdout_mask
 from amzkit.ml.token_batches import PADDINGS, longest_first, pad_tokens
 from amzkit.ml.torch_fit import (
@@ -54,16 +54,18 @@ from amzkit.ml.torch_fit import (
     autocast,
     autocast_dtype,
     check_choice,
+    check_flags,
     check_numbers,
     described_without_progress,
     fit_history_report,
     holdout_smape,
     log_target_stats,
     no_decay_parameters,
+    prices_from_log,
     refit_steps,
     resolve_device,
-    resolved_runtime,
     seed_torch,
+    torch_resume_key,
     train_loop,
     weighted_loss,
 )
@@ -227,6 +229,7 @@ class FinetuneLearner(Learner):
     """A transformers encoder fine-tuned on the catalog text (see the module docstring for what it does)."""
 
     name = "finetune"
+    spreads_folds = True  # a fold takes long on a GPU: with several GPUs, 03 fits folds side by side
 
     def __init__(self, model: str = "minilm", pooling: str = "", max_len: int = 256, epochs: float = 3,
                  batch_size: int = 16, grad_accum: int = 1, lr: float | None = None, head_lr: float = 1e-3,
@@ -235,8 +238,8 @@ class FinetuneLearner(Learner):
                  head_dropout: float = 0.1, encoder_dropout: float | None = 0.0,
                  gradient_checkpointing: bool = False, padding: str = "bucket", valid_fraction: float = VALID_FRACTION,
                  evals_per_epoch: int = 2, patience: int = 3, refit: bool = False, text_format: str = "catalog",
-                 device: str = "auto", precision: str = "auto", num_threads: int = 0, save_models: bool = False,
-                 progress: bool = True):
+                 model_seed: int = 0, device: str = "auto", precision: str = "auto", num_threads: int = 0,
+                 save_models: bool = False, progress: bool = True):
         self.model = model
         self.pooling = pooling
         self.max_len = max_len
@@ -260,6 +263,7 @@ class FinetuneLearner(Learner):
         self.patience = patience
         self.refit = refit
         self.text_format = text_format
+        self.model_seed = model_seed
         self.device = device
         self.precision = precision
         self.num_threads = num_threads
@@ -273,6 +277,7 @@ class FinetuneLearner(Learner):
         if self.pooling:
             check_choice(self.name, "pooling", self.pooling, POOLINGS)
         check_numbers(self.name, self.get_params(), FINETUNE_BOUNDS)
+        check_flags(self.name, self.get_params(), ("refit", "save_models", "gradient_checkpointing", "progress"))
 
     def prepare(self, inputs: RunInputs) -> FinetuneLearner:
         self._check_params()
@@ -383,7 +388,7 @@ class FinetuneLearner(Learner):
     def _train(self, rows: np.ndarray, y: np.ndarray, weight: np.ndarray, holdout, max_steps: int | None):
         """A model fine-tuned from the pretrained weights on `rows`, early-stopped on `holdout` ((rows, prices)
         or None): (model, History)."""
-        seed = self.inputs_.seed
+        seed = self.inputs_.seed + self.model_seed
         seed_torch(seed)
         encoder = copy.deepcopy(self.encoder_)
         if self.gradient_checkpointing:
@@ -416,7 +421,7 @@ class FinetuneLearner(Learner):
         return model, history
 
     def predict(self, rows) -> np.ndarray:
-        return floor_prediction(np.expm1(self._predict_log(self.model_, np.asarray(rows))))
+        return prices_from_log(self._predict_log(self.model_, np.asarray(rows)), self.name)
 
     def save_fold(self, folder: Path, fold: int) -> None:
         """With save_models, the fold's fine-tuned weights (encoder + head) as fold<k>.pt."""
@@ -433,5 +438,9 @@ class FinetuneLearner(Learner):
                 "encoder": self.spec_.source if hasattr(self, "spec_") else None}
 
     def resume_key(self) -> dict:
-        """The description plus the device type and precision 'auto' resolved to."""
-        return {**self.describe(), **resolved_runtime(self)}
+        """torch_resume_key, plus a digest of a local-dir encoder's files (new weights saved in the same folder, or
+        a new version of a Kaggle model dataset mounted at the same path, must not resume folds of the old ones)."""
+        key = torch_resume_key(self)
+        if self.spec_.source.startswith(LOCAL_DIR):
+            key["encoder_files"] = folder_digest(Path(self.spec_.source[len(LOCAL_DIR):]))
+        return key

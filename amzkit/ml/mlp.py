@@ -22,7 +22,7 @@ from torch import nn
 
 from amzkit.core.io import atomic_path
 from amzkit.core.threads import resolve_threads
-from amzkit.ml.base import Learner, RunInputs, floor_prediction
+from amzkit.ml.base import Learner, RunInputs
 from amzkit.ml.featureset import assemble_features
 from amzkit.ml.folds import VALID_FRACTION, holdout_mask
 from amzkit.ml.torch_fit import (
@@ -34,16 +34,18 @@ from amzkit.ml.torch_fit import (
     Bounds,
     TrainPlan,
     check_choice,
+    check_flags,
     check_numbers,
     described_without_progress,
     fit_history_report,
     holdout_smape,
     log_target_stats,
     no_decay_parameters,
+    prices_from_log,
     refit_steps,
     resolve_device,
-    resolved_runtime,
     seed_torch,
+    torch_resume_key,
     train_loop,
     weighted_loss,
 )
@@ -145,7 +147,8 @@ class MlpLearner(Learner):
                  categorical: str = "embedding", epochs: int = 60, patience: int = 8, batch_size: int = 256,
                  lr: float = 2e-3, weight_decay: float = 1e-4, schedule: str = "cosine", warmup: float = 0.05,
                  loss: str = "huber", huber_delta: float = 1.0, valid_fraction: float = VALID_FRACTION,
-                 refit: bool = False, device: str = "auto", num_threads: int = 0, progress: bool = False):
+                 refit: bool = False, model_seed: int = 0, device: str = "auto", num_threads: int = 0,
+                 progress: bool = False):
         self.features = features
         self.embeddings = embeddings
         self.tfidf_dim = tfidf_dim
@@ -163,6 +166,7 @@ class MlpLearner(Learner):
         self.huber_delta = huber_delta
         self.valid_fraction = valid_fraction
         self.refit = refit
+        self.model_seed = model_seed
         self.device = device
         self.num_threads = num_threads
         self.progress = progress
@@ -173,7 +177,9 @@ class MlpLearner(Learner):
         check_choice(self.name, "categorical", self.categorical, CATEGORICAL_MODES)
         check_choice(self.name, "device", self.device, DEVICES)
         check_numbers(self.name, self.get_params(), MLP_BOUNDS)
-        if not all(Bounds(1, integer=True).admits(width) for width in self.hidden):
+        check_flags(self.name, self.get_params(), ("refit", "progress"))
+        widths = self.hidden if isinstance(self.hidden, list | tuple) else [None]
+        if not all(Bounds(1, integer=True).admits(width) for width in widths):
             raise ValueError(f"learner 'mlp': hidden must list positive layer widths, e.g. [512, 128], "
                              f"got {self.hidden!r}")
 
@@ -244,7 +250,7 @@ class MlpLearner(Learner):
     def _train(self, train_index, numeric, codes, target, weights, y_train, holdout, max_steps):
         """One net trained on `train_index` (positions in the fit's rows), early-stopped on `holdout` ((inputs,
         prices) or None): (net, History)."""
-        seed_torch(self.inputs_.seed)
+        seed_torch(self.inputs_.seed + self.model_seed)
         centre, spread = log_target_stats(y_train)
         net = MlpNet(numeric.shape[1], self.cardinalities_, self.categorical, self.hidden, self.dropout, centre,
                      spread).to(self.device_)
@@ -253,7 +259,7 @@ class MlpLearner(Learner):
         groups = [{"params": [p for p in params if id(p) not in undecayed], "weight_decay": self.weight_decay},
                   {"params": [p for p in params if id(p) in undecayed], "weight_decay": 0.0}]
         optimizer = torch.optim.AdamW(groups, lr=self.lr)
-        order = np.random.default_rng(self.inputs_.seed)
+        order = np.random.default_rng(self.inputs_.seed + self.model_seed)
         train_index = np.asarray(train_index)
 
         def batches(epoch):
@@ -274,7 +280,7 @@ class MlpLearner(Learner):
 
     def predict(self, rows) -> np.ndarray:
         tensors = self._tensors(self.features_.matrix(np.asarray(rows)))
-        return floor_prediction(np.expm1(_predict_log(self.model_, tensors)))
+        return prices_from_log(_predict_log(self.model_, tensors), self.name)
 
     def save_fold(self, folder: Path, fold: int) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -288,8 +294,7 @@ class MlpLearner(Learner):
                 "embeddings": list(self.embeddings), "n_features": width}
 
     def resume_key(self) -> dict:
-        """The description plus the device type 'auto' resolved to."""
-        return {**self.describe(), **resolved_runtime(self)}
+        return torch_resume_key(self)
 
 
 def _predict_log(net: MlpNet, tensors: tuple[torch.Tensor, torch.Tensor]) -> np.ndarray:

@@ -111,6 +111,14 @@ def check_numbers(learner: str, values: Mapping[str, object], allowed: Mapping[s
             raise ValueError(f"learner {learner!r}: {param} must be {bounds}, got {values[param]!r}")
 
 
+def check_flags(learner: str, values: Mapping[str, object], names: Sequence[str]) -> None:
+    """Switches must be true or false: a JSON "false" in quotes is text, and text is truthy (it turned refit on)."""
+    for name in names:
+        if name in values and not isinstance(values[name], bool | np.bool_):
+            raise ValueError(f"learner {learner!r}: {name} must be true or false (JSON, without quotes), got "
+                             f"{values[name]!r}")
+
+
 # Parameters both torch learners share, with what each may be (a learner adds its own).
 TRAINING_BOUNDS: dict[str, Bounds] = {
     "batch_size": Bounds(1, integer=True),
@@ -121,6 +129,8 @@ TRAINING_BOUNDS: dict[str, Bounds] = {
                                                           "of the training rows: 0.1 -> 1/10, 0.3 -> 1/3, 0.4 -> 1/2"),
     "patience": Bounds(0, integer=True, note="evaluations without improvement; 0: never stop early"),
     "num_threads": Bounds(0, integer=True, note="0: the free cores"),
+    "model_seed": Bounds(0, integer=True, note="added to the run's seed for the weights, dropout and batch order, "
+                                               "not the folds: runs that differ in it are seed bags for 04"),
 }
 DROPOUT_BOUNDS = Bounds(0, 1, high_open=True)
 
@@ -129,6 +139,18 @@ def described_without_progress(described: dict) -> dict:
     """A learner's description without its `progress` switch: showing bars or not changes no result, so a run
     resumed with the other setting still matches its kept folds."""
     return {**described, "params": {k: v for k, v in described["params"].items() if k != "progress"}}
+
+
+RESULT_FREE_PARAMS = ("progress", "num_threads", "device", "precision")  # the last two enter as resolved_runtime
+
+
+def torch_resume_key(learner) -> dict:
+    """A torch learner's resume key: its description less what changes no result (progress bars, the thread count:
+    a Kaggle rerun with other threads keeps its hours of folds) and with `device`/`precision` as they resolved
+    ('auto' and 'cuda' on one GPU are the same run)."""
+    described = learner.describe()
+    params = {k: v for k, v in described["params"].items() if k not in RESULT_FREE_PARAMS}
+    return {**described, "params": params, **resolved_runtime(learner)}
 
 
 def resolved_runtime(learner) -> dict[str, dict[str, str]]:
@@ -383,9 +405,28 @@ def train_loop(model: torch.nn.Module, optimizer, plan: TrainPlan, batches: Call
     return history
 
 
+LOG_PRICE_LIMIT = math.log1p(1e12)  # a log1p prediction beyond this is a diverged net, not a price
+
+
 def holdout_smape(pred_log: np.ndarray, y: np.ndarray) -> float:
-    """SMAPE of log1p-scale predictions against prices `y` (predictions floored as every learner's are)."""
+    """SMAPE of log1p-scale predictions against prices `y` (predictions floored as every learner's are); a net
+    whose predictions diverged (NaN, or past LOG_PRICE_LIMIT) scores infinity, so early stopping never keeps it."""
+    pred_log = np.asarray(pred_log, dtype=np.float64)
+    if not (np.isfinite(pred_log).all() and (pred_log <= LOG_PRICE_LIMIT).all()):
+        return math.inf
     return smape(y, floor_prediction(np.expm1(pred_log)))
+
+
+def prices_from_log(pred_log: np.ndarray, learner: str) -> np.ndarray:
+    """Prices from a net's log1p predictions; a diverged net (NaN, or past LOG_PRICE_LIMIT) is an error that says
+    what to change."""
+    pred_log = np.asarray(pred_log, dtype=np.float64)
+    bad = ~(np.isfinite(pred_log) & (pred_log <= LOG_PRICE_LIMIT))
+    if bad.any():
+        raise FloatingPointError(f"learner {learner!r}: {int(bad.sum())} of {len(pred_log)} predictions are NaN or "
+                                 "above 1e12: the training diverged; lower the learning rate (lr), or use "
+                                 "loss='huber'")
+    return floor_prediction(np.expm1(pred_log))
 
 
 def log_target_stats(y: Sequence[float]) -> tuple[float, float]:

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from amzkit.core.io import id_hash, read_json, write_csv, write_json, write_npy
+from amzkit.core.io import folder_digest, id_hash, read_json, write_csv, write_json, write_npy
 from amzkit.core.params import Param, Parameters
 from amzkit.core.schema import SPLITS, get_schema, row_text
 from amzkit.core.workdir import stage_dir
@@ -100,24 +100,6 @@ def array_sha256(array: np.ndarray) -> str:
     """sha256 of an array's dtype, shape and bytes: what a shard marker records of each array it vouches for."""
     header = f"{array.dtype.str}{array.shape}".encode()
     return hashlib.sha256(header + np.ascontiguousarray(array).tobytes()).hexdigest()
-
-
-DIGEST_SAMPLE_BYTES = 1 << 20  # of each file of a local model folder, at its start and at its end
-
-
-def folder_digest(folder: Path, sample_bytes: int = DIGEST_SAMPLE_BYTES) -> str:
-    """sha256 of a model folder's files: each one's path, size and first and last `sample_bytes` (weights saved
-    anew differ there; reading whole checkpoints of gigabytes on every call would not pay)."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        size = path.stat().st_size
-        digest.update(f"{path.relative_to(folder).as_posix()}\x00{size}\x00".encode())
-        with open(path, "rb") as fh:
-            digest.update(fh.read(sample_bytes))
-            if size > sample_bytes:
-                fh.seek(max(sample_bytes, size - sample_bytes))
-                digest.update(fh.read())
-    return digest.hexdigest()
 
 
 def fit_fingerprint(spec: ModelSpec, data: dict[str, pd.DataFrame], schema_) -> str:

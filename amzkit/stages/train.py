@@ -30,7 +30,7 @@ from amzkit.core.params import Param, Parameters
 from amzkit.core.schema import Schema, get_schema
 from amzkit.core.workdir import check_name, stage_dir
 from amzkit.ml.base import Learner, RunInputs, fp16_overflow_words
-from amzkit.ml.cv import cross_validate
+from amzkit.ml.cv import cross_validate, devices_for_folds
 from amzkit.ml.folds import FOLD_STRATEGIES, check_trainable, shared_folds
 from amzkit.ml.learners import LEARNERS, get_learner, make_learner
 from amzkit.ml.pseudo import pseudo_labels
@@ -107,12 +107,14 @@ def train_run(
     num_threads: int = D.num_threads, group_by: str = D.group_by, tfidf_dim: int = D.tfidf_dim,
     data_dir: str | Path | None = None, pseudo_label_run: str = D.pseudo_label_run,
     pseudo_label_fraction: float = D.pseudo_label_fraction, pseudo_label_weight: float = D.pseudo_label_weight,
-    progress: bool = True,
+    progress: bool = True, fold_devices: list[str] | None = None,
 ) -> dict:
     """Cross-validate one run and write its folder under 03_train/; returns its metrics.
 
     `learner` is a registry name (its parameters: `learner_params`, plus the run parameters its constructor
     takes) or a Learner object. Finished folds are kept, so calling again after an interruption resumes.
+    `fold_devices` (None: every usable GPU when there are several and the learner spreads its folds, see
+    ml.cv.devices_for_folds) fits the folds side by side, one worker process per device.
     """
     schema_ = get_schema(schema)
     check_name(run_name, "run_name")
@@ -136,10 +138,12 @@ def train_run(
                                pseudo_label_fraction, pseudo_label_weight)
     run_dir = stage_dir(work_dir, "03_train") / run_name
     pseudo_info = {}
+    devices = devices_for_folds(model) if fold_devices is None else list(fold_devices)
     if pseudo is not None:  # the same folds without pseudo-labels, kept apart: a killed run resumes both passes
-        without = _resumable_cv(model, folds, run_dir, None, progress, kept=PSEUDO_BASELINE_DIR, models_dir=None)
+        without = _resumable_cv(model, folds, run_dir, None, progress, kept=PSEUDO_BASELINE_DIR, models_dir=None,
+                                devices=devices)
         pseudo_info = {"pseudo_label": {**pseudo.summary(), "cv_smape_without": smape(inputs.y, without["oof"])}}
-    result = _resumable_cv(model, folds, run_dir, pseudo, progress)
+    result = _resumable_cv(model, folds, run_dir, pseudo, progress, devices=devices)
     if pseudo is not None:
         pseudo_info["pseudo_label"]["cv_smape_with"] = smape(inputs.y, result["oof"])
     if result["importance"] is not None:
@@ -204,9 +208,10 @@ def inputs_digest(inputs: RunInputs) -> dict:
 
 
 def _resumable_cv(model: Learner, folds: np.ndarray, run_dir: Path, pseudo, progress: bool,
-                  kept: str = PROGRESS_DIR, models_dir: str | None = "models") -> dict:
+                  kept: str = PROGRESS_DIR, models_dir: str | None = "models",
+                  devices: list[str] | None = None) -> dict:
     """cross_validate, keeping each finished fold in run_dir/<kept>/ and starting after the last one kept; the
-    fold models go to run_dir/<models_dir> (None: not saved)."""
+    fold models go to run_dir/<models_dir> (None: not saved); `devices`: one fold worker process each."""
     folder = run_dir / kept
     fingerprint = _fingerprint(model, folds, pseudo)
     previous, start = None, 0
@@ -244,7 +249,7 @@ def _resumable_cv(model: Learner, folds: np.ndarray, run_dir: Path, pseudo, prog
                             "importance_folds": len(state["importance"]), "fit_reports": state["fit_reports"]})
 
     return cross_validate(model, folds, pseudo=pseudo, models_dir=models_dir and run_dir / models_dir,
-                          progress=progress, start_fold=start, previous=previous, fold_done=keep)
+                          progress=progress, start_fold=start, previous=previous, fold_done=keep, devices=devices or ())
 
 
 def plot_importance(work_dir: str | Path, name: str, top: int = 30):
