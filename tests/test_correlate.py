@@ -194,3 +194,23 @@ def test_a_baseline_group_fit_on_labels_is_refused(tmp_path):
     train = _word_price_world(tmp_path, n=200)
     with pytest.raises(ValueError, match=r"baseline_features \['ridge_oof'\]: the baseline takes label-free groups"):
         correlate(train, "amazon2025", tmp_path, ["brandhot"], baseline_features=["text_stats", "ridge_oof"])
+
+
+def test_copies_of_a_product_share_a_probe_fold_so_they_do_not_fake_a_signal():
+    # 150 products listed 4 times each, a random price per product and an embedding that only says which product:
+    # with copies on both sides of a probe fold, kNN "predicts" each price from its copy
+    rng = np.random.default_rng(3)
+    product = np.repeat(np.arange(150), 4)
+    x = (rng.normal(size=(150, 32)) + 0.05 * rng.normal(size=(600, 32)).reshape(150, 4, 32).mean(1))[product]
+    x = x + 0.05 * rng.normal(size=x.shape)
+    price = np.exp(rng.normal(3, 1, 150))[product]
+    names = np.array([f"product {p}" for p in product])
+    from amzkit.stages.correlate import make_probe_folds
+
+    folds = make_probe_folds(600, 5, 0, names)
+    assert all(len(set(folds[product == p])) == 1 for p in range(150))
+    ok = np.ones(600, bool)
+    random_folds = analyse_embedding(x, ok, price, n_permutations=5, knn_k=3)
+    grouped = analyse_embedding(x, ok, price, groups=names, n_permutations=5, knn_k=3)
+    assert random_folds["knn_smape"] < 0.5 * random_folds["constant_smape"]  # the copies' flattery
+    assert grouped["knn_smape"] > 0.85 * grouped["constant_smape"]  # no signal, as there is none

@@ -14,6 +14,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from amzkit.core.gpu import pick_device
+from amzkit.core.threads import allowed_cores
 from amzkit.embed.hub import bundled_folder, unreachable_message, use_cache_instead
 from amzkit.embed.registry import LOCAL_DIR, OPEN_CLIP_CONFIG, TRANSFORMERS_CONFIG, ModelSpec
 from amzkit.images.decode import open_image
@@ -108,7 +109,7 @@ class ImageEmbedder(NeuralEmbedder):
 
         self._check_fitted()
         dataset = _ImageDataset(paths, self.preprocess_, draft_px=self._draft_px())
-        workers = (os.cpu_count() or 1) if self.num_workers < 0 else self.num_workers
+        workers = allowed_cores() if self.num_workers < 0 else self.num_workers  # the cgroup quota, not the host
         loader = DataLoader(dataset, batch_size=self.batch_size, num_workers=workers,
                             pin_memory=self.device_.type == "cuda", collate_fn=_collate)
         out = np.full((len(paths), self.spec.dim), np.nan, dtype=np.float32)

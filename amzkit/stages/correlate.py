@@ -23,12 +23,13 @@ from amzkit.core.schema import get_schema, row_text
 from amzkit.core.workdir import list_runs, stage_dir
 from amzkit.embed.runs import load_embeddings
 from amzkit.embed.simple import TfidfSvdEmbedder
-from amzkit.ml.folds import check_trainable
+from amzkit.ml.folds import check_trainable, inner_folds
 from amzkit.ml.knn import NeighbourSpace, knn_mean
 from amzkit.ml.ridge import RIDGE_ALPHAS, GcvRidge
 from amzkit.ml.stats import pearson_columns
 from amzkit.stages.train import D as TRAIN_DEFAULTS
 from amzkit.text.features import FEATURE_GROUPS, build_features
+from amzkit.text.names import product_names
 
 # The roadmap's decision table: (lower bound on max |corr|, verdict, next step), checked top-down.
 VERDICTS: tuple[tuple[float, str, str], ...] = (
@@ -71,8 +72,12 @@ def null_max_abs_corr(x: np.ndarray, y: np.ndarray, n_permutations: int = 20, se
     return np.abs(pearson_columns(x, shuffled)).max(axis=0)
 
 
-def make_probe_folds(n_rows: int, n_folds: int = 5, seed: int = 0) -> np.ndarray:
-    """Random fold number per row for the probes."""
+def make_probe_folds(n_rows: int, n_folds: int = 5, seed: int = 0, groups: np.ndarray | None = None) -> np.ndarray:
+    """Fold number per row for the probes: random, or with `groups` (product names) every copy of a product in
+    one fold, as 03's folds keep them (a copy on both sides flatters the probes); random when there are too few
+    products for the folds."""
+    if groups is not None and len(np.unique(groups)) >= 2 * n_folds:
+        return inner_folds(np.arange(n_rows), n_folds, seed, np.asarray(groups))
     folds = np.arange(n_rows) % n_folds
     return np.random.default_rng(seed).permutation(folds)
 
@@ -164,9 +169,11 @@ def gain_test(per_fold: list[float]) -> dict:
 
 
 def analyse_embedding(embeddings: np.ndarray, ok: np.ndarray, target: np.ndarray, *, baseline: np.ndarray | None = None,
+                      groups: np.ndarray | None = None,
                       top_k: int = D.top_k, n_permutations: int = D.n_permutations, n_folds: int = D.n_folds,
                       knn_k: int = D.knn_k, knn_max_queries: int = D.knn_max_queries, seed: int = D.seed) -> dict:
-    """Everything 02_correlate reports for one embedding, on the rows where it exists (`ok`)."""
+    """Everything 02_correlate reports for one embedding, on the rows where it exists (`ok`); `groups` (a product
+    name per row) keeps each product's copies in one probe fold."""
     too_few = too_few_rows(ok, n_folds)
     if too_few:
         raise ValueError(f"{too_few}: nothing to measure")
@@ -180,7 +187,7 @@ def analyse_embedding(embeddings: np.ndarray, ok: np.ndarray, target: np.ndarray
     null_p95 = float(np.percentile(null, 95))
     roadmap_name, _ = verdict(max_abs)
     honest_name, honest_step = verdict(max_abs) if max_abs > null_p95 else ("WEAK", VERDICTS[-1][2])
-    folds = make_probe_folds(len(y), n_folds, seed)
+    folds = make_probe_folds(len(y), n_folds, seed, None if groups is None else np.asarray(groups)[ok])
     ridge_oof, alphas = ridge_probe(x, y_log, folds)
     knn_oof, queried = knn_probe(x, y_log, folds, knn_k, knn_max_queries, seed)
     constant = constant_oof(y, folds)
@@ -290,6 +297,7 @@ def correlate(train: pd.DataFrame, schema: str, work_dir: str | Path, runs=D.run
     out_dir = stage_dir(work_dir, "02_correlate")
     results, skipped = {}, {}
     target = train[schema_.target].to_numpy()
+    groups = product_names(train, schema_).to_numpy()
     for name in runs:
         try:
             embeddings, ok = load_embeddings(work_dir, name, "train", train[schema_.id_column])
@@ -305,7 +313,7 @@ def correlate(train: pd.DataFrame, schema: str, work_dir: str | Path, runs=D.run
                              "01 once its inputs can be read, or leave the run out with -p runs")
             print(f"02_correlate: {skipped[name]}")
             continue
-        result = analyse_embedding(embeddings, ok, target, baseline=baseline, top_k=top_k,
+        result = analyse_embedding(embeddings, ok, target, baseline=baseline, groups=groups, top_k=top_k,
                                    n_permutations=n_permutations, n_folds=n_folds, knn_k=knn_k,
                                    knn_max_queries=knn_max_queries, seed=seed)
         write_csv(pd.DataFrame({"dim": np.arange(result["dim"]), "corr": result["corr"],

@@ -11,7 +11,6 @@ finds every shard done and only merges.
 from __future__ import annotations
 
 import multiprocessing
-import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -20,6 +19,7 @@ import pandas as pd
 
 from amzkit.core.gpu import usable_gpu_count
 from amzkit.core.schema import SPLITS, get_schema
+from amzkit.core.threads import allowed_cores
 from amzkit.core.workdir import stage_dir
 from amzkit.embed.registry import get_model_spec
 from amzkit.images.features import IMAGE_CACHE_DIR
@@ -73,7 +73,7 @@ def extract_on_devices(data: dict[str, pd.DataFrame], data_dir: str | Path, work
             if watch is not None and watch.verdict == NetworkWatch.DOWN:
                 raise network_down_error(data, data_dir, work_dir, schema_,
                                          stage_dir(work_dir, "01_extract") / spec.name, watch)
-    per_worker = num_workers if num_workers >= 0 else max(1, (os.cpu_count() or 1) // len(devices))
+    per_worker = num_workers if num_workers >= 0 else max(1, allowed_cores() // len(devices))
     print(f"{spec.name}: {len(devices)} workers on {', '.join(devices)}, shards split between them")
     errors = []
     with ProcessPoolExecutor(len(devices), mp_context=multiprocessing.get_context("spawn")) as pool:
