@@ -656,3 +656,14 @@ def test_an_older_progress_file_without_fit_reports_still_resumes(synthetic):
     resumed = _rerun(data, work, "older")
     assert _DiesOnFold.fits == 3, "the two kept folds were reused"
     assert resumed["fold_fits"][:2] == [{}, {}] and all(fit["trees"] for fit in resumed["fold_fits"][2:])
+
+
+def test_kept_folds_of_another_amzkit_build_are_not_reused(synthetic, monkeypatch):
+    # a Kaggle session given a new wheel between a kill and the rerun: its code may compute folds differently
+    import amzkit
+
+    data, work = synthetic
+    _kill(data, work, "build")
+    monkeypatch.setattr(amzkit, "__version__", amzkit.__version__ + "+9")
+    _rerun(data, work, "build")
+    assert _DiesOnFold.fits == 5, "another build: every fold runs again"

@@ -24,6 +24,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+import amzkit
 from amzkit.core.io import frame_sha256, id_hash, read_json, save_figure, write_csv, write_json
 from amzkit.core.metric import smape
 from amzkit.core.params import Param, Parameters
@@ -192,7 +193,8 @@ def _fingerprint(model: Learner, folds: np.ndarray, pseudo) -> str:
     """What a run's finished folds depend on: a resumed run must match it exactly."""
     inputs = model.inputs_
     described = {**model.resume_key(), "folds": id_hash(folds), "seed": inputs.seed,
-                 "pseudo": None if pseudo is None else pseudo.summary(), "inputs": inputs_digest(inputs)}
+                 "pseudo": None if pseudo is None else pseudo.summary(), "inputs": inputs_digest(inputs),
+                 "amzkit": amzkit.__version__}  # a new build (Kaggle's wheel: +N) may compute folds differently
     return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()
 
 
