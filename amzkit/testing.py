@@ -252,14 +252,21 @@ def golden_copies(price: np.ndarray, n_folds: int = 4) -> tuple[np.ndarray, np.n
 CU128_ARCHS = ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120", "compute_120"]
 
 
-def pretend_gpus(monkeypatch, capability: tuple[int, int] = (7, 5), count: int = 1, archs: list[str] | None = None,
-                 name: str = "Tesla T4") -> None:
-    """Make torch.cuda report `count` GPUs of `capability` and a build for `archs` (a CPU machine's tests of the
-    device choice; nothing runs on them)."""
-    import torch
+def pretend_gpus(monkeypatch, capability: tuple[int, int] | list[tuple[int, int]] = (7, 5), count: int = 1,
+                 archs: list[str] | None = None, name: str = "Tesla T4") -> None:
+    """Make torch.cuda report `count` GPUs of `capability` (or one capability per GPU) and a build for `archs` (a
+    CPU machine's tests of the device choice; nothing runs on them)."""
+    import torch  # deferred: only the tests of the device choice need it
+
+    each = list(capability) if isinstance(capability, list) else [capability] * max(count, 1)
+
+    def device_capability(device=None):
+        index = torch.device(device).index if isinstance(device, str | torch.device) else device
+        return each[index or 0]
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", device_capability)
     monkeypatch.setattr(torch.cuda, "get_arch_list", lambda: list(CU128_ARCHS if archs is None else archs))
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)

@@ -17,10 +17,10 @@ from amzkit.stages.ensemble import (
     Calibrator,
     blend,
     ensemble,
-    ensemble_columns,
     fit_factor,
     fit_weights,
 )
+from amzkit.stages.ensemble_inputs import ensemble_columns
 from amzkit.stages.ensemble_report import plot_ensemble, submitted_weights, summary_table
 
 N_ROWS, N_FOLDS, N_TEST = 2000, 5, 300
@@ -479,3 +479,34 @@ def test_runs_made_for_other_test_rows_under_the_same_ids_are_refused(tmp_path: 
         (run_dir / "metrics.json").write_text(json.dumps({**metrics, "test_sha256": f"test csv of run {name}"}))
     with pytest.raises(ValueError, match="same test ids for different test rows"):
         ensemble(tmp_path, ["a", "b"])
+
+
+def test_a_04_notebook_refusing_a_column_leaves_no_finished_04_behind(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from amzkit.app.runners import Context, run_ensemble
+    from amzkit.core.schema import get_schema
+
+    w = world(14)
+    noisy_run(tmp_path, "a", w, 0.3, seed=1)
+    noisy_run(tmp_path, "b", w, 0.3, seed=2)
+    ensemble(tmp_path, ["a", "b"])
+    frame = pd.DataFrame({"sample_id": ["1"], "catalog_content": ["Item Name: x"], "image_link": [""]})
+    params = SimpleNamespace(runs=["a", "b"], method="best", meta="ridge", calibrate_by="",
+                             meta_features=["sample_id"], factor_min=0.7, factor_max=1.3, min_group_rows=200)
+    ctx = Context("04_ensemble", params, get_schema("amazon2025"), tmp_path,
+                  data={"train": frame.assign(price=[1.0]), "test": frame.assign(sample_id=["2"])})
+    with pytest.raises(ValueError, match="row id"):
+        run_ensemble(ctx)
+    assert not (tmp_path / "04_ensemble" / "metrics.json").exists()
+
+
+def test_runs_made_for_other_test_rows_are_refused_whichever_run_comes_first(tmp_path: Path) -> None:
+    w = world(15)
+    for name, seed, made_for in (("a_old", 1, None), ("b", 2, "rows b"), ("c", 3, "rows c")):
+        run_dir = make_run(tmp_path, name, w, noisy(w["target"], 0.3, seed), noisy(w["test_target"], 0.3, seed + 9))
+        if made_for:
+            metrics = json.loads((run_dir / "metrics.json").read_text())
+            (run_dir / "metrics.json").write_text(json.dumps({**metrics, "test_sha256": made_for}))
+    with pytest.raises(ValueError, match="'b' and 'c' predict the same test ids for different test rows"):
+        ensemble(tmp_path, ["a_old", "b", "c"])  # a_old predates the digest: it used to be the only reference

@@ -520,3 +520,29 @@ def test_finetune_switches_must_be_true_or_false(tmp_path, tiny_bert):
         with pytest.raises(ValueError, match=f"{switch} must be true or false"):
             FinetuneLearner(model=f"local-dir:{tiny_bert}", **{**TINY, switch: "false"}).prepare(
                 world_inputs(tmp_path, 40, 4))
+
+
+def test_a_worker_that_cannot_prepare_the_learner_says_why(tmp_path, tiny_bert):
+    import shutil
+
+    from amzkit.ml import cv
+
+    folder = tmp_path / "bert"
+    shutil.copytree(tiny_bert, folder)
+    inputs = world_inputs(tmp_path, 60, 6)
+    learner = FinetuneLearner(model=f"local-dir:{folder}", epochs=1, **TINY).prepare(inputs)
+    shutil.rmtree(folder)  # gone before the workers load it (a dataset detached mid-session)
+    with pytest.raises(Exception) as caught:
+        list(cv._folds_on_devices(learner, make_folds(inputs.y, 2, 0, "kfold"), range(2), None, None, ["cpu", "cpu"]))
+    assert "BrokenProcessPool" not in type(caught.value).__name__ and str(folder) in str(caught.value)
+    assert "while preparing the learner on cpu" in "\n".join(caught.value.__notes__)
+
+
+def test_a_learner_without_a_device_cannot_spread_its_folds(tmp_path):
+    from amzkit.ml import cv
+    from amzkit.ml.trees import LightGBMLearner
+
+    inputs = world_inputs(tmp_path, 60, 6)
+    learner = LightGBMLearner(features=["text_stats"]).prepare(inputs)
+    with pytest.raises(ValueError, match="no device parameter"):
+        next(cv._folds_on_devices(learner, make_folds(inputs.y, 2, 0, "kfold"), range(2), None, None, ["cpu", "cpu"]))

@@ -59,3 +59,14 @@ def test_bf16_asked_for_on_a_t4_is_refused_and_auto_picks_fp16_there_bf16_from_a
         autocast_dtype(cuda, "bf16")
     pretend_gpus(monkeypatch, capability=(8, 0), name="A100")
     assert autocast_dtype(cuda, "bf16") == autocast_dtype(cuda, "auto") == torch.bfloat16
+
+
+def test_on_mixed_gpus_only_the_supported_ones_are_spread_over_by_index(monkeypatch):
+    from amzkit.ml.cv import devices_for_folds
+    from amzkit.ml.finetune import FinetuneLearner
+
+    pretend_gpus(monkeypatch, capability=[(6, 0), (7, 5), (7, 5)], count=3)
+    assert resolve_devices("auto", "open_clip") == ["cuda:1", "cuda:2"]  # not cuda:0 (P100), nor a lost cuda:2
+    assert devices_for_folds(FinetuneLearner(device="auto")) == ["cuda:1", "cuda:2"]
+    with pytest.raises(RuntimeError, match="GPU 0"):
+        pick_device("cuda")  # the current GPU (0 here): the one a fold worker set for itself

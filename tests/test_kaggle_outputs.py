@@ -230,12 +230,12 @@ def test_every_output_is_listed_and_a_missing_one_is_named(tmp_path):
 # --- several devices ----------------------------------------------------------------------------------------------
 
 def test_devices_are_resolved_from_the_parameter():
-    assert resolve_devices("auto", "open_clip", cuda_count=lambda: 2) == ["cuda:0", "cuda:1"]
-    assert resolve_devices("auto", "open_clip", cuda_count=lambda: 1) == ["auto"]
-    assert resolve_devices("auto", "color_stats", cuda_count=lambda: 2) == ["auto"]  # ignores devices anyway
+    assert resolve_devices("auto", "open_clip", gpus=lambda: [0, 1]) == ["cuda:0", "cuda:1"]
+    assert resolve_devices("auto", "open_clip", gpus=lambda: [0]) == ["auto"]
+    assert resolve_devices("auto", "color_stats", gpus=lambda: [0, 1]) == ["auto"]  # ignores devices anyway
     assert resolve_devices("cuda:0, cuda:1", "open_clip") == ["cuda:0", "cuda:1"]
     assert resolve_devices("cpu,cpu", "tfidf_svd") == ["cpu", "cpu"]
-    assert resolve_devices("cuda:1", "open_clip", cuda_count=lambda: 2) == ["cuda:1"]
+    assert resolve_devices("cuda:1", "open_clip", gpus=lambda: [0, 1]) == ["cuda:1"]
 
 
 @pytest.mark.parametrize("model", ["color-stats", "tfidf-svd"])

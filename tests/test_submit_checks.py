@@ -177,11 +177,12 @@ def test_duplicate_predictions_do_not_blame_the_test_csv(tmp_path: Path) -> None
 
 
 def test_predictions_for_other_test_rows_under_the_same_ids_are_refused(tmp_path: Path) -> None:
-    from amzkit.core.io import frame_sha256
+    from amzkit.core.io import rows_sha256
 
     work = make_work(tmp_path)
     metrics = work / "04_ensemble" / "metrics.json"
-    metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "test_sha256": frame_sha256(make_test())}))
+    made_for = rows_sha256(make_test(), "sample_id")
+    metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "test_sha256": made_for}))
     assert run(work)["valid"] is True
     edited = make_test().assign(catalog_content=["y", "x", "x", "x"])  # same ids, one text changed
     with pytest.raises(SubmissionError, match="same ids but other rows.*rerun 01-04"):
@@ -269,3 +270,48 @@ def test_a_file_05_did_not_log_is_refused_with_what_to_give_instead(tmp_path: Pa
         add_score(work, str(other), 40.0)
     with pytest.raises(LeaderboardError, match="no submission file"):
         add_score(work, str(tmp_path / "missing.csv"), 40.0)
+
+
+def test_the_same_test_csv_read_with_integer_ids_is_not_refused(tmp_path: Path) -> None:
+    from amzkit.core.io import rows_sha256
+
+    work = make_work(tmp_path)
+    metrics = work / "04_ensemble" / "metrics.json"
+    metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "test_sha256": rows_sha256(make_test(),
+                                                                                              "sample_id")}))
+    as_numbers = make_test().assign(sample_id=[int(i) for i in IDS])  # pd.read_csv without dtype={"sample_id": str}
+    assert run(work, test=as_numbers)["valid"] is True
+
+
+def test_a_bad_lb_score_entry_costs_no_submission_and_the_good_ones_are_recorded(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from amzkit.app.runners import Context, run_submit
+    from amzkit.core.schema import get_schema
+    from amzkit.stages.leaderboard import LeaderboardError, leaderboard
+
+    work = make_work(tmp_path)
+    params = SimpleNamespace(source="04_ensemble", file_name="submission.csv", solution_csv="",
+                             lb_scores={"04_ensmble": 47.9, "04_ensemble": 31.0})  # a typo beside a good entry
+    ctx = Context("05_submit", params, get_schema("amazon2025"), work, data={"test": make_test(),
+                  "train": pd.DataFrame({"price": TRAIN_TARGET})})
+    with pytest.raises(LeaderboardError, match="04_ensmble.*unknown run"):
+        run_submit(ctx)
+    assert (work / "05_submit" / "submission.csv").is_file() and (work / "05_submit" / "metrics.json").is_file()
+    assert leaderboard(work)["run"].tolist() == ["04_ensemble"]
+
+
+def test_an_unreadable_submission_log_is_set_aside_not_a_failed_submission(tmp_path: Path, capsys) -> None:
+    work = make_work(tmp_path)
+    (work / "submissions.csv").write_text("")  # emptied by hand, or a foreign file
+    assert run(work)["valid"] is True
+    assert "moved to submissions.csv.unreadable-" in capsys.readouterr().out
+    assert pd.read_csv(work / "submissions.csv")["source"].tolist() == ["04_ensemble"]
+
+
+def test_a_04_blend_whose_runs_were_cleaned_away_is_submitted_with_a_note(tmp_path: Path, capsys) -> None:
+    work = make_work(tmp_path)
+    metrics = work / "04_ensemble" / "metrics.json"
+    metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "run_predictions_sha256": {"gone": "0" * 64}}))
+    assert run(work)["valid"] is True
+    assert "run(s) 'gone' that 04 blended are no longer" in capsys.readouterr().out

@@ -174,3 +174,11 @@ def test_a_diverged_net_scores_infinity_on_the_holdout_and_its_predictions_say_l
     with pytest.raises(FloatingPointError, match="1 of 2 predictions are NaN or above 1e12.*lower the learning"):
         prices_from_log(np.array([800.0, 2.0]), "mlp")
     np.testing.assert_allclose(prices_from_log(np.log1p(y), "mlp"), y)
+
+
+def test_the_gradscalers_settling_skips_before_a_first_real_step_do_not_stop_a_short_fit():
+    # a short fp16 fit (a refit of few steps, the memory benchmark's 3) whose scale settles in its first steps
+    grads, _, history = train_scalar(8, grad_accum=1, steps_per_epoch=8, bad_grads={0, 1, 2, 3, 4}, amp=torch.float16)
+    assert history.skipped_steps == 5 and history.leading_skips == 5 and len(grads) == 3
+    with pytest.raises(FloatingPointError, match="5 of 8 optimizer steps"):  # skips after real steps still count
+        train_scalar(8, grad_accum=1, steps_per_epoch=8, bad_grads={1, 2, 3, 4, 5}, amp=torch.float16)

@@ -667,3 +667,12 @@ def test_kept_folds_of_another_amzkit_build_are_not_reused(synthetic, monkeypatc
     monkeypatch.setattr(amzkit, "__version__", amzkit.__version__ + "+9")
     _rerun(data, work, "build")
     assert _DiesOnFold.fits == 5, "another build: every fold runs again"
+
+
+def test_kept_folds_of_another_setup_are_said_to_be_discarded(synthetic, capsys):
+    data, work = synthetic
+    _kill(data, work, "discarded")
+    capsys.readouterr()
+    _rerun(data, work, "discarded", features=["quantity"])
+    out = capsys.readouterr().out
+    assert "the 2 folds kept in" in out and "another setup" in out and "starting over" in out

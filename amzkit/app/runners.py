@@ -30,10 +30,11 @@ from amzkit.stages import correlate as correlate_stage
 from amzkit.stages import ensemble as ensemble_stage
 from amzkit.stages import ensemble_report
 from amzkit.stages.devices import extract_on_devices
+from amzkit.stages.ensemble_inputs import ensemble_columns
 from amzkit.stages.extract import extract, kernel_rows, merge_shards
 from amzkit.stages.extract_reports import runs_table, status_table
 from amzkit.stages.image_tables import merge_image_tables, write_image_tables
-from amzkit.stages.leaderboard import record_scores, show_leaderboard
+from amzkit.stages.leaderboard import LeaderboardError, pair_scores, show_leaderboard, write_scores
 from amzkit.stages.leaks import cached_image_paths, leak_report, plot_leak_report
 from amzkit.stages.submit import plot_distribution, submit
 from amzkit.stages.train import build_learner, fold_fits_summary, plot_importance, plot_oof, train_run
@@ -302,8 +303,9 @@ def show_runs(ctx: Context) -> pd.DataFrame:
 def run_ensemble(ctx: Context) -> dict:
     """Blend, stack and calibrate the 03 runs; the method with the best nested score feeds test_pred.csv."""
     p = ctx.params
+    ensemble_stage.unmark_finished(ctx.work_dir)  # before any check here can fail (a column refused by name)
     wanted = [c for c in [p.calibrate_by, *p.meta_features] if c]
-    columns = ensemble_stage.ensemble_columns(ctx.data, ctx.schema.name, wanted) if wanted else None
+    columns = ensemble_columns(ctx.data, ctx.schema.name, wanted) if wanted else None
     metrics = ensemble_stage.ensemble(ctx.work_dir, p.runs, method=p.method, meta=p.meta,
                        groups=columns[p.calibrate_by] if p.calibrate_by else None,
                        meta_features=columns[p.meta_features] if p.meta_features else None,
@@ -331,12 +333,15 @@ def run_submit(ctx: Context) -> dict:
     its run last made: before this one is logged), then write and validate the submission from `source`
     (04_ensemble or a 03 run), in the test CSV's row order."""
     p = ctx.params
-    if p.lb_scores:
-        added = record_scores(ctx.work_dir, p.lb_scores, note="05_submit lb_scores")
-        print(f"recorded {len(added)} new LB score(s) of earlier submissions")
+    pairs, refused = pair_scores(ctx.work_dir, p.lb_scores)  # paired before this submission is logged
     metrics = submit(ctx.work_dir, ctx.data["test"], ctx.data["train"][ctx.schema.target].to_numpy(),
                      ctx.schema.name, p.source, p.file_name, p.solution_csv)
     print(f"valid submission: {metrics['path']} ({metrics['rows']} rows)")
+    if p.lb_scores:
+        added = write_scores(ctx.work_dir, pairs, note="05_submit lb_scores")
+        print(f"recorded {len(added)} new LB score(s) of earlier submissions")
+    if refused:  # after the submission is written: a typo in a score must not cost the submission
+        raise LeaderboardError("lb_scores not recorded (the submission above was written): " + "; ".join(refused))
     return metrics
 
 

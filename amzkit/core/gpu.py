@@ -29,19 +29,25 @@ def gpu_problem(index: int = 0) -> str | None:
             "accelerator settings, or device='cpu'")
 
 
-def usable_gpu_count() -> int:
-    """The CUDA devices torch sees and has kernels for (0 without CUDA)."""
+def usable_gpus() -> list[int]:
+    """The indices of the CUDA devices torch sees and has kernels for ([] without CUDA)."""
     import torch  # deferred: torch is heavy
 
     if not torch.cuda.is_available():
-        return 0
-    return sum(gpu_problem(index) is None for index in range(torch.cuda.device_count()))
+        return []
+    return [index for index in range(torch.cuda.device_count()) if gpu_problem(index) is None]
+
+
+def usable_gpu_count() -> int:
+    """How many CUDA devices torch sees and has kernels for."""
+    return len(usable_gpus())
 
 
 def pick_device(device: str):
     """'auto': the first GPU when torch can run on it, else the CPU (with a warning when a GPU is there but
-    unsupported); 'cuda' or 'cuda:N' without a GPU, or on one torch has no kernels for, is an error that says so;
-    anything else (cpu) as it is. Returns a torch.device."""
+    unsupported; Kaggle's GPUs are all of one kind); 'cuda' (the current GPU) or 'cuda:N' without a GPU, or on
+    one torch has no kernels for, is an error that says so; anything else (cpu) as it is. Returns a
+    torch.device."""
     import torch  # deferred: torch is heavy
 
     if device == "auto":
@@ -57,10 +63,11 @@ def pick_device(device: str):
         if not torch.cuda.is_available():
             raise RuntimeError(f"device={device!r} but torch sees no GPU here: use device='auto' or 'cpu' (or turn "
                                "the accelerator on in the Kaggle notebook settings)")
-        if (chosen.index or 0) >= torch.cuda.device_count():
+        index = torch.cuda.current_device() if chosen.index is None else chosen.index  # 'cuda': the current GPU
+        if index >= torch.cuda.device_count():
             raise RuntimeError(f"device={device!r} but torch sees {torch.cuda.device_count()} GPU(s), numbered from "
                                "0: name one of them, or use device='auto'")
-        problem = gpu_problem(chosen.index or 0)
+        problem = gpu_problem(index)
         if problem is not None:
             raise RuntimeError(problem)
     return chosen

@@ -233,6 +233,14 @@ def frame_sha256(frame: pd.DataFrame) -> str:
     return hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()).hexdigest()
 
 
+def rows_sha256(frame: pd.DataFrame, id_column: str) -> str:
+    """sha256 of a CSV's rows as text: ids by their digits (read as numbers or as text), every other cell as text
+    with a missing cell empty, so one file read with other dtypes hashes the same."""
+    cells = {column: id_keys(frame[column]) if column == id_column else
+             frame[column].astype(object).where(frame[column].notna(), "").astype(str) for column in frame.columns}
+    return frame_sha256(pd.DataFrame(cells, index=frame.index))
+
+
 def files_sha256(paths) -> str:
     """sha256 over the bytes of `paths` in order (a missing file hashes as empty): have these files changed?"""
     digest = hashlib.sha256()

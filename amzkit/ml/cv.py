@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from amzkit.core.gpu import usable_gpu_count
+from amzkit.core.gpu import usable_gpus
 from amzkit.core.metric import constant_fold_smape, smape
 from amzkit.ml.base import Learner
 from amzkit.ml.pseudo import PseudoLabels
@@ -49,31 +49,38 @@ def fit_fold(learner: Learner, folds: np.ndarray, step: int, pseudo: PseudoLabel
     return result
 
 
-def devices_for_folds(learner: Learner, cuda_count: Callable[[], int] = usable_gpu_count) -> list[str]:
+def devices_for_folds(learner: Learner, gpus: Callable[[], list[int]] = usable_gpus) -> list[str]:
     """Where to fit `learner`'s folds side by side: every usable GPU when there are several and the learner is
     one worth spreading (`spreads_folds`: a fold takes long on a GPU) with its `device` left at 'auto'; else []
     (every fold in this process, as always)."""
     if not getattr(learner, "spreads_folds", False) or getattr(learner, "device", None) != "auto":
         return []
-    count = cuda_count()
-    return [f"cuda:{index}" for index in range(count)] if count > 1 else []
+    usable = gpus()
+    return [f"cuda:{index}" for index in usable] if len(usable) > 1 else []
 
 
 _WORKER: dict = {}  # the learner of a fold worker process
 
 
 def _start_worker(learner_class: type, params: dict, inputs, device: str) -> None:
-    """A fold worker: the run's learner, prepared again in this process on `device` (quietly)."""
-    if device.startswith("cuda:"):
-        import torch  # deferred: only GPU workers need it here
+    """A fold worker: the run's learner, prepared again in this process on `device` (quietly). A failure is kept
+    and raised by the worker's first fold (an initializer's error reaches the parent only as a broken pool)."""
+    try:
+        if device.startswith("cuda:"):
+            import torch  # deferred: only GPU workers need it here
 
-        torch.cuda.set_device(int(device.split(":")[1]))  # 'cuda' below is this GPU
-        device = "cuda"
-    params = {**params, "device": device, **({"progress": False} if "progress" in params else {})}
-    _WORKER["learner"] = learner_class(**params).prepare(inputs)
+            torch.cuda.set_device(int(device.split(":")[1]))  # 'cuda' below is this GPU
+            device = "cuda"
+        params = {**params, "device": device, **({"progress": False} if "progress" in params else {})}
+        _WORKER["learner"] = learner_class(**params).prepare(inputs)
+    except Exception as err:  # re-raised by _worker_fold, where the parent sees it
+        err.add_note(f"(while preparing the learner on {device})")
+        _WORKER["failed"] = err
 
 
 def _worker_fold(folds: np.ndarray, step: int, pseudo, models_dir) -> dict:
+    if "failed" in _WORKER:
+        raise _WORKER["failed"]
     return fit_fold(_WORKER["learner"], folds, step, pseudo, models_dir)
 
 
@@ -81,6 +88,9 @@ def _folds_on_devices(learner: Learner, folds: np.ndarray, steps: Sequence[int],
                       devices: Sequence[str]) -> Iterator[tuple[int, dict]]:
     """(step, fit_fold result) in step order, the folds fit by one worker process per device, each taking the next
     fold when it is free. A worker's failure stops the run (the folds recorded before it are kept)."""
+    if "device" not in learner.get_params():
+        raise ValueError(f"learner {learner.name!r} has no device parameter: its folds cannot be spread over "
+                         f"{', '.join(devices)}")
     context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
     pools = [ProcessPoolExecutor(1, mp_context=context, initializer=_start_worker,
                                  initargs=(type(learner), learner.get_params(), learner.inputs_, device))

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from amzkit.core.io import atomic_path, files_sha256, frame_sha256, id_hash, read_json, write_csv, write_json
+from amzkit.core.io import atomic_path, files_sha256, id_hash, read_json, rows_sha256, write_csv, write_json
 from amzkit.core.metric import METRICS, constant_fold_smape, smape
 from amzkit.core.schema import Schema
 from amzkit.core.workdir import check_name, stage_dir
@@ -44,7 +44,7 @@ def save_run(work_dir: str | Path, run_name: str, schema: Schema, train: pd.Data
     metrics = {
         "run": run_name, "schema": schema.name, "rows": len(y), **info, "n_folds": len(fold_ids),
         "folds_sha256": id_hash(folds), "train_ids_sha256": id_hash(ids),
-        "test_sha256": frame_sha256(test),
+        "test_sha256": rows_sha256(test, schema.id_column),
         "cv_smape": smape(y, oof), "fold_smape": fold_scores, "fold_smape_mean": float(np.mean(fold_scores)),
         "fold_smape_std": float(np.std(fold_scores)),
         "constant_median_smape": float(np.mean(fold_constant_smape)),

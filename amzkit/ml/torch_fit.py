@@ -288,6 +288,8 @@ class History:
     micro_batches: int = 0
     skipped_batches: int = 0  # fp16 forward overflows (non-finite loss): no backward
     skipped_steps: int = 0  # optimizer steps the fp16 GradScaler skipped: the gradients were not finite
+    leading_skips: int = 0  # of those, the ones before its first real step (its scale settling from 2**16)
+    optimizer_steps: int = 0  # the steps that moved the weights
 
     @property
     def samples_per_s(self) -> float:
@@ -300,14 +302,16 @@ OVERFLOW_CHECK_BATCHES = 32  # micro-batches seen before a mostly-overflowing fp
 def check_overflow(history: History, desc: str, finished: bool = False, steps: int = 0) -> None:
     """Stop a fit whose fp16 loss overflowed in more than half its micro-batches, or whose fp16 gradients
     overflowed in more than half of its `steps` optimizer steps so far (the GradScaler skips those steps: the
-    weights do not move): at the end, and as soon as OVERFLOW_CHECK_BATCHES micro-batches or steps show it (not
+    weights do not move; the skips while its scale settles, before a first real step, do not count once there
+    is one): at the end, and as soon as OVERFLOW_CHECK_BATCHES micro-batches or steps show it (not
     after a whole fold of passes that train nothing)."""
     fix = "use precision='fp32' (or 'bf16' on a GPU from Ampere up) or a lower lr"
     if history.skipped_batches * 2 > history.micro_batches and (
             finished or history.micro_batches >= OVERFLOW_CHECK_BATCHES):
         raise FloatingPointError(f"{desc}: the loss overflowed fp16 in {history.skipped_batches} of "
                                  f"{history.micro_batches} micro-batches (skipped, no training on them); {fix}")
-    if history.skipped_steps * 2 > steps and (finished or steps >= OVERFLOW_CHECK_BATCHES):
+    skipped = history.skipped_steps - (history.leading_skips if history.optimizer_steps else 0)
+    if skipped * 2 > steps and (finished or steps >= OVERFLOW_CHECK_BATCHES):
         raise FloatingPointError(f"{desc}: the gradients overflowed fp16 in {history.skipped_steps} of {steps} "
                                  f"optimizer steps (the GradScaler skipped them: the weights did not move); {fix}")
 
@@ -369,6 +373,9 @@ def train_loop(model: torch.nn.Module, optimizer, plan: TrainPlan, batches: Call
                 scaler.update()
                 if scale is not None and scaler.get_scale() < scale:  # inf/NaN gradients: no step, scale halved
                     history.skipped_steps += 1
+                    history.leading_skips += history.optimizer_steps == 0
+                else:
+                    history.optimizer_steps += 1
             optimizer.zero_grad(set_to_none=True)
             with warnings.catch_warnings():  # a skipped step (fp16 overflow) still moves the schedule on, as planned
                 warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")

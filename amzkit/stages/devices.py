@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from amzkit.core.gpu import usable_gpu_count
+from amzkit.core.gpu import usable_gpus
 from amzkit.core.schema import SPLITS, get_schema
 from amzkit.core.threads import allowed_cores
 from amzkit.core.workdir import stage_dir
@@ -32,20 +32,19 @@ from amzkit.stages.extract_reports import network_down_error
 DEVICE_FREE_LOADERS: tuple[str, ...] = ("color_stats", "tfidf_svd")
 
 
-def _cuda_count() -> int:
-    return usable_gpu_count()  # GPUs torch has kernels for (deferred torch import)
 
 
-def resolve_devices(device: str, loader: str = "", cuda_count: Callable[[], int] = _cuda_count) -> list[str]:
-    """The devices to embed on: a comma-separated list as given; 'auto' -> every CUDA device when there are
-    several (and the model's loader uses a device); anything else -> that one device."""
+def resolve_devices(device: str, loader: str = "", gpus: Callable[[], list[int]] = usable_gpus) -> list[str]:
+    """The devices to embed on: a comma-separated list as given; 'auto' -> every CUDA device torch can run on
+    (`gpus`: their indices) when there are several (and the model's loader uses a device); anything else -> that
+    one device."""
     parts = [part.strip() for part in str(device).split(",") if part.strip()]
     if len(parts) > 1:
         return parts
     if device == "auto" and loader not in DEVICE_FREE_LOADERS:
-        count = cuda_count()
-        if count > 1:
-            return [f"cuda:{index}" for index in range(count)]
+        usable = gpus()  # the GPUs torch has kernels for, by index
+        if len(usable) > 1:
+            return [f"cuda:{index}" for index in usable]
     return parts or ["auto"]
 
 
@@ -53,14 +52,14 @@ def extract_on_devices(data: dict[str, pd.DataFrame], data_dir: str | Path, work
                        model: str, batch_size: int = D.batch_size, device: str = D.device,
                        num_workers: int = D.num_workers, shard_rows: int = SHARD_ROWS,
                        images_offline_ok: bool = D.images_offline_ok,
-                       cuda_count: Callable[[], int] = _cuda_count) -> dict:
+                       gpus: Callable[[], list[int]] = usable_gpus) -> dict:
     """`extract` of every shard, split over the devices `device` names (one worker process each), then merged.
 
     One device: exactly `extract`. Several: the parent fetches the images, each worker embeds its share of the
     shards on its device, and the merged run is the one a single device writes. Returns the merged manifest.
     """
     spec = get_model_spec(model)
-    devices = resolve_devices(device, spec.loader, cuda_count)
+    devices = resolve_devices(device, spec.loader, gpus)
     if len(devices) == 1:
         return extract(data, data_dir, work_dir, schema, model, batch_size=batch_size, device=devices[0],
                        num_workers=num_workers, shard_rows=shard_rows, images_offline_ok=images_offline_ok)

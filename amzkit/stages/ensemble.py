@@ -29,17 +29,17 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize_scalar
 
-from amzkit.core.io import id_keys, same_ids, show_ids, write_csv, write_json
+from amzkit.core.io import id_keys, show_ids, write_csv, write_json
 from amzkit.core.metric import METRICS, smape
 from amzkit.core.params import Param, Parameters
-from amzkit.core.schema import SCHEMAS, get_schema
+from amzkit.core.schema import SCHEMAS
 from amzkit.core.workdir import list_runs, stage_dir
 from amzkit.ml.base import MIN_PREDICTION
 from amzkit.ml.diversity import alike_pairs, error_correlation
 from amzkit.ml.nested import choose_inside, cross_fit
 from amzkit.ml.ridge import RIDGE_ALPHAS, GcvRidge
 from amzkit.ml.runs import load_run, run_predictions_sha256, unfinished_runs
-from amzkit.text.features import FEATURE_GROUPS, build_features
+from amzkit.stages.ensemble_inputs import check_compatible
 
 METHODS = ("blend", "stack", "blend+calibration", "stack+calibration")
 PARAMETERS = Parameters(
@@ -312,72 +312,6 @@ def make_combiners(meta="ridge", weight_step: float = GRID_STEP, factor_range: t
 
 # --- runs in, predictions and report out ----------------------------------------------------------------
 
-def check_compatible(runs: dict[str, dict]) -> None:
-    """Refuse runs that do not share train ids, targets and folds (their OOF rows would not line up, or be scored
-    against other prices)."""
-    names = list(runs)
-    ref = runs[names[0]]["metrics"]
-    for name in names[1:]:
-        other = runs[name]["metrics"]
-        if other["train_ids_sha256"] != ref["train_ids_sha256"]:
-            raise ValueError(f"runs {names[0]!r} and {name!r} were trained on different rows; cannot blend")
-        if other["folds_sha256"] != ref["folds_sha256"]:
-            raise ValueError(
-                f"runs {names[0]!r} and {name!r} used different folds; blending them would score on rows "
-                "each model trained on. Retrain them in one work folder (they then share 03_train/folds.csv)."
-            )
-        if not same_ids(runs[name]["test"]["id"], runs[names[0]]["test"]["id"]):
-            raise ValueError(f"runs {names[0]!r} and {name!r} predict different test ids")
-        test_hashes = (ref.get("test_sha256"), other.get("test_sha256"))
-        if None not in test_hashes and test_hashes[0] != test_hashes[1]:
-            raise ValueError(f"runs {names[0]!r} and {name!r} predict the same test ids for different test rows: "
-                             "test.csv's text or links changed between them. Rerun the older runs on the current "
-                             "test.csv, or leave them out (-p runs)")
-        target = runs[name]["oof"]["target"].to_numpy(float)
-        ref_target = runs[names[0]]["oof"]["target"].to_numpy(float)
-        if not np.array_equal(target, ref_target):
-            changed = np.flatnonzero(target != ref_target)
-            raise ValueError(
-                f"runs {names[0]!r} and {name!r} were trained on different targets for the same rows ({len(changed)} "
-                f"rows differ, e.g. id {runs[name]['oof']['id'].iloc[changed[0]]}: {ref_target[changed[0]]:g} vs "
-                f"{target[changed[0]]:g}): train.csv's prices changed between them, and 04 would score every run "
-                "against one run's prices. Rerun the older runs on the current train.csv, or leave them out (-p runs)")
-
-
-def ensemble_columns(data: dict[str, pd.DataFrame], schema: str, columns: list[str]) -> pd.DataFrame:
-    """Columns for calibration groups or meta-features, indexed by id (train rows then test rows).
-
-    A name is an engineered feature column (e.g. 'unit_family', 'pack_count', 'brand') or a raw CSV column; never
-    the target, which the test rows lack and the scored rows would read.
-    """
-    schema_ = get_schema(schema)
-    train, test = data["train"], data["test"]
-    x_train, x_test = build_features(train, test, schema_, list(FEATURE_GROUPS))
-    engineered = pd.concat([x_train, x_test], ignore_index=True)
-    raw = pd.concat([train.drop(columns=[schema_.target]), test], ignore_index=True)
-    out = {}
-    for name in columns:
-        if name == schema_.target:
-            raise ValueError(f"{name!r} is the target: as a meta-feature or calibration group every scored row "
-                             "would read its own answer (and the test rows have none); pick a feature or CSV column")
-        if name == schema_.id_column:
-            raise ValueError(f"{name!r} is the row id: ids order the rows, not the products, and ids that happen to "
-                             "follow the train prices give a CV the test rows never see; pick a feature or CSV column")
-        if name in engineered.columns:
-            out[name] = engineered[name]
-        elif name in raw.columns:
-            out[name] = raw[name]
-        else:
-            raise ValueError(f"no column {name!r}; feature columns are {sorted(engineered.columns)}, "
-                             f"CSV columns {sorted(c for c in train.columns if c != schema_.target)}")
-    ids = pd.Index(id_keys(pd.concat([train[schema_.id_column], test[schema_.id_column]], ignore_index=True)),
-                   name="id")
-    if not ids.is_unique:
-        raise ValueError(f"ids repeat between train and test (e.g. {show_ids(ids[ids.duplicated()])}): columns "
-                         "cannot be matched to runs by id; renumber the test rows so that no id is in both CSVs")
-    return pd.DataFrame(out).set_index(ids)
-
-
 def _align(values: pd.Series | pd.DataFrame | None, ids: np.ndarray, what: str) -> np.ndarray | None:
     """`values` (indexed by id) in the order of `ids`; every id must be present."""
     if values is None:
@@ -402,6 +336,12 @@ def _fold_scores(target: np.ndarray, pred: np.ndarray, folds: np.ndarray) -> lis
     return [smape(target[folds == f], pred[folds == f]) for f in np.unique(folds)]
 
 
+def unmark_finished(work_dir: str | Path) -> None:
+    """Remove 04's metrics.json, which marks its outputs as finished (05 reads only those): a 04 that fails then
+    leaves none behind, not the previous run's, which 05 would submit as if this one had made them."""
+    (stage_dir(work_dir, "04_ensemble") / "metrics.json").unlink(missing_ok=True)
+
+
 def ensemble(work_dir: str | Path, runs=D.runs, *, method: str = D.method, meta=D.meta,
              groups: pd.Series | None = None, meta_features: pd.DataFrame | None = None,
              weight_step: float = GRID_STEP, factor_range: tuple[float, float] = FACTOR_RANGE,
@@ -412,11 +352,9 @@ def ensemble(work_dir: str | Path, runs=D.runs, *, method: str = D.method, meta=
     `groups` (labels) and `meta_features` (columns) are indexed by id over train and test rows, as
     `ensemble_columns` returns them.
     """
+    unmark_finished(work_dir)
     PARAMETERS.validate(method=method, runs=list(runs), factor_min=factor_range[0], factor_max=factor_range[1],
                         min_group_rows=min_group_rows)
-    # metrics.json marks 04's outputs as finished (05 reads only those): a failed rerun leaves none behind, not the
-    # previous run's, which 05 would submit as if this one had made them
-    (stage_dir(work_dir, "04_ensemble") / "metrics.json").unlink(missing_ok=True)
     named = list(runs)
     repeated = sorted({name for name in named if named.count(name) > 1})
     if repeated:

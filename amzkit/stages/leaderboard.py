@@ -133,10 +133,19 @@ def _file_sha256(path: str | Path) -> str:
 
 
 def _submissions(work_dir: str | Path) -> pd.DataFrame:
+    """05's submission log (empty when there is none); LeaderboardError when it is unreadable or not 05's."""
     path = submissions_path(work_dir)
     if not path.is_file():
         return pd.DataFrame({c: pd.Series(dtype=float if c == "cv" else object) for c in SUBMISSION_COLUMNS})
-    return pd.read_csv(path, dtype={c: str for c in SUBMISSION_COLUMNS if c != "cv"})
+    try:
+        table = pd.read_csv(path, dtype={c: str for c in SUBMISSION_COLUMNS if c != "cv"})
+    except (ValueError, OSError) as err:  # pandas' EmptyDataError and ParserError are ValueErrors
+        raise LeaderboardError(f"{path} is unreadable ({type(err).__name__}: {err}): move it aside") from err
+    if list(table.columns) != list(SUBMISSION_COLUMNS):
+        raise LeaderboardError(f"{path} is not 05's submission log (columns {list(table.columns)}, not "
+                               f"{list(SUBMISSION_COLUMNS)}): move it aside")
+    table["cv"] = pd.to_numeric(table["cv"], errors="coerce")
+    return table
 
 
 def log_submission(work_dir: str | Path, source: str, path: str | Path) -> dict:
@@ -148,8 +157,16 @@ def log_submission(work_dir: str | Path, source: str, path: str | Path) -> dict:
         metric, cv = "", math.nan
     row = {"time": datetime.now(UTC).isoformat(timespec="seconds"), "source": source, "file": str(path),
            "sha256": _file_sha256(path), "metric": metric, "cv": cv}
-    table = pd.concat([_submissions(work_dir), pd.DataFrame([row])], ignore_index=True)
-    with atomic_path(submissions_path(work_dir)) as tmp:
+    log = submissions_path(work_dir)
+    try:
+        earlier = _submissions(work_dir)
+    except LeaderboardError as err:  # never a reason to fail the submission: set the file aside, start anew
+        aside = log.with_name(f"{log.name}.unreadable-{datetime.now(UTC):%Y%m%dT%H%M%S}")
+        log.replace(aside)
+        print(f"WARNING: {err}; moved to {aside.name}, and a new log started")
+        earlier = _submissions(work_dir)
+    table = pd.concat([earlier, pd.DataFrame([row])], ignore_index=True) if len(earlier) else pd.DataFrame([row])
+    with atomic_path(log) as tmp:
         table.to_csv(tmp, index=False)
     return row
 
@@ -171,7 +188,10 @@ def submission_cv(work_dir: str | Path, run: str) -> tuple[str, str, float, str]
     metric, cv_now = run_cv_score(work_dir, run)
     found = logged[(logged["source"] == str(run)) & (logged["metric"] == metric)]
     if found.empty:
-        return run, metric, cv_now, ""
+        return run, metric, cv_now, (
+            f"run {run!r}: no submission of it is logged in {submissions_path(work_dir)} (made by an older amzkit, "
+            f"or in another kernel: each Kaggle 05 kernel starts a new log): the score is paired with its CV now, "
+            f"{cv_now:.3f}; if it was trained again since that submission, give the submission file instead")
     last, notice = found.iloc[-1], ""
     if not math.isclose(float(last["cv"]), cv_now, abs_tol=1e-9):
         notice = (f"run {run!r}: its last submission ({last['file']}, {last['time']}) was made at CV "
@@ -184,19 +204,30 @@ def add_score(work_dir: str | Path, run: str, score: float, note: str = "") -> d
     """Append one public LB score for a submission made from `run` (a run name, or a submission file 05 logged);
     the CV beside it is the one its submission was made with (`submission_cv`); returns the row written."""
     run, metric, cv, notice = submission_cv(work_dir, run)
-    if notice:
-        print(notice)
-    lb = _check_score(score, metric)
+    return write_scores(work_dir, [{"run": run, "metric": metric, "cv": cv, "lb": _check_score(score, metric),
+                                    "notice": notice}], note)[0]
+
+
+def write_scores(work_dir: str | Path, pairs: list[dict], note: str = "") -> list[dict]:
+    """Append scores paired with their CV (`pair_scores`, `add_score`), saying each pairing's notice; returns the
+    rows written."""
     table = _read_table(work_dir)
-    if not table.empty and table_metric(table) != metric:
-        raise LeaderboardError(f"{leaderboard_path(work_dir)} holds {table_metric(table)} scores, but run {run!r} "
-                               f"is scored in {metric}: keep one competition per work folder")
-    row = {"time": datetime.now(UTC).isoformat(timespec="seconds"), "run": run, "metric": metric, "cv": cv,
-           "lb": lb, "note": note}
-    table = pd.concat([table, pd.DataFrame([row])], ignore_index=True)
-    with atomic_path(leaderboard_path(work_dir)) as tmp:
-        table.to_csv(tmp, index=False)
-    return row
+    rows = []
+    for pair in pairs:
+        if pair.get("notice"):
+            print(pair["notice"])
+        metric = table_metric(table) if not table.empty else pair["metric"]
+        if metric != pair["metric"]:
+            raise LeaderboardError(f"{leaderboard_path(work_dir)} holds {metric} scores, but run {pair['run']!r} "
+                                   f"is scored in {pair['metric']}: keep one competition per work folder")
+        row = {"time": datetime.now(UTC).isoformat(timespec="seconds"), "run": pair["run"],
+               "metric": pair["metric"], "cv": pair["cv"], "lb": pair["lb"], "note": note}
+        table = pd.concat([table, pd.DataFrame([row])], ignore_index=True)
+        rows.append(row)
+    if rows:
+        with atomic_path(leaderboard_path(work_dir)) as tmp:
+            table.to_csv(tmp, index=False)
+    return rows
 
 
 def leaderboard(work_dir: str | Path) -> pd.DataFrame:
@@ -312,15 +343,31 @@ def format_table(table: pd.DataFrame) -> str:
     return shown[["time", "run", "metric", "cv", "lb", "gap", "note"]].to_string(index=False)
 
 
-def record_scores(work_dir: str | Path, scores: dict[str, float], note: str = "") -> list[dict]:
-    """Record {run: public LB score}, skipping a (run, score) pair already recorded (so a notebook can rerun)."""
+def pair_scores(work_dir: str | Path, scores: dict[str, float]) -> tuple[list[dict], list[str]]:
+    """({run, metric, cv, lb, notice} for each {run or submission file: public LB score} not recorded yet (a
+    notebook can rerun), each paired with its submission's CV as logged now; why each other entry was refused)."""
     table = _read_table(work_dir)
     seen = set(zip(table["run"].astype(str), table["lb"].astype(float).round(6), strict=True))
-    added = []
+    pairs, refused = [], []
     for run, score in scores.items():
-        source, metric, _, _ = submission_cv(work_dir, run)
-        if (source, round(_check_score(score, metric), 6)) not in seen:
-            added.append(add_score(work_dir, run, score, note))
+        try:
+            source, metric, cv, notice = submission_cv(work_dir, run)
+            lb = _check_score(score, metric)
+        except LeaderboardError as err:
+            refused.append(f"{run}: {err}")
+            continue
+        if (source, round(lb, 6)) not in seen:
+            pairs.append({"run": source, "metric": metric, "cv": cv, "lb": lb, "notice": notice})
+    return pairs, refused
+
+
+def record_scores(work_dir: str | Path, scores: dict[str, float], note: str = "") -> list[dict]:
+    """Record {run: public LB score}, skipping a (run, score) pair already recorded (so a notebook can rerun); an
+    entry that cannot be recorded is an error naming it, after the others are written."""
+    pairs, refused = pair_scores(work_dir, scores)
+    added = write_scores(work_dir, pairs, note)
+    if refused:
+        raise LeaderboardError("LB scores not recorded: " + "; ".join(refused))
     return added
 
 

@@ -11,13 +11,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from amzkit.core.io import atomic_path, frame_sha256, id_keys, read_csv, read_json, save_figure, show_ids, write_json
+from amzkit.core.io import atomic_path, id_keys, read_csv, read_json, rows_sha256, save_figure, show_ids, write_json
 from amzkit.core.metric import METRICS, other_scores, smape
 from amzkit.core.params import Param, Parameters
 from amzkit.core.schema import ID_TEXT, Schema, get_schema, load_split
 from amzkit.core.workdir import check_name, stage_dir
 from amzkit.ml.runs import run_predictions_sha256, unfinished_runs
-from amzkit.stages.leaderboard import log_submission
+from amzkit.stages.leaderboard import LeaderboardError, log_submission, submissions_path
 
 SHOW_IDS = 5
 ENSEMBLE_SOURCE = "04_ensemble"
@@ -215,20 +215,25 @@ def source_predictions(work_dir: str | Path, source: str) -> pd.DataFrame:
     return read_csv(path, "predictions", dtype={"id": str})
 
 
-def check_made_for(work_dir: str | Path, source: str, metrics: dict, test: pd.DataFrame) -> None:
+def check_made_for(work_dir: str | Path, source: str, metrics: dict, test: pd.DataFrame, id_column: str) -> None:
     """Refuse predictions made for another test.csv with the same ids (edited text or links), and a 04 blend of
     runs trained again since it was made; say when a 03 source's rerun was stopped. (Runs saved before these
     records existed are not checked.)"""
     folder = _run_folder(work_dir, source)
     made_for = metrics.get("test_sha256")
-    if made_for is not None and made_for != frame_sha256(test):
+    if made_for is not None and made_for != rows_sha256(test, id_column):
         raise SubmissionError(
             f"submission not written: the predictions in {folder} were made for a test.csv with the same ids but "
             "other rows (text or image links differ from the one loaded now): rerun 01-04 on this test CSV (for a 03 "
             "run as source, 01-03), or point data_dir at the test.csv they were made for")
     if source == ENSEMBLE_SOURCE:
-        changed = [name for name, digest in metrics.get("run_predictions_sha256", {}).items()
-                   if run_predictions_sha256(work_dir, name) != digest]
+        blended = metrics.get("run_predictions_sha256", {})
+        gone = [name for name in blended if not (stage_dir(work_dir, "03_train") / name / "test_pred.csv").is_file()]
+        if gone:
+            print(f"note: run(s) {', '.join(map(repr, gone))} that 04 blended are no longer in {work_dir}/03_train: "
+                  "04's predictions are submitted as they are (they stand on their own; a rerun of 04 needs the runs)")
+        changed = [name for name, digest in blended.items()
+                   if name not in gone and run_predictions_sha256(work_dir, name) != digest]
         if changed:
             raise SubmissionError(
                 f"submission not written: 04_ensemble blended run(s) {', '.join(map(repr, changed))} as they were "
@@ -357,7 +362,7 @@ def _submit(work_dir: str | Path, test: pd.DataFrame, train_target: np.ndarray, 
                 "run as source, 01-03), or point data_dir at the test.csv they were made for") if differ else ""
         raise SubmissionError("submission not written: " + "; ".join(problems) + hint)
     cv = source_cv(work_dir, source)
-    check_made_for(work_dir, source, cv, test)
+    check_made_for(work_dir, source, cv, test, schema_.id_column)
     cv_values = {key: cv[key] for key in ("cv_smape", "constant_median_smape")}
     truth, scoring = read_solution(solution_csv, test_ids, schema_) if solution_csv else (None, {})
     (path.parent / "metrics.json").unlink(missing_ok=True)  # never beside a submission it does not describe
@@ -380,7 +385,11 @@ def _submit(work_dir: str | Path, test: pd.DataFrame, train_target: np.ndarray, 
         print(_scored_line(scoring["solution_csv"], metrics["test_smape"], len(values), scoring)
               + other_scores(metrics, schema_.report_metrics, "test_", "test"))
     write_json(path.parent / "metrics.json", metrics)
-    log_submission(work_dir, source, path)  # the CV this file was made with, for the LB score it will get
+    try:
+        log_submission(work_dir, source, path)  # the CV this file was made with, for the LB score it will get
+    except (OSError, LeaderboardError) as err:  # the log serves `lb add` later: never worth the submission
+        print(f"WARNING: the submission was not logged in {submissions_path(work_dir)} ({err}): an LB score for it "
+              "will pair with its run's CV at that time")
     return metrics
 
 

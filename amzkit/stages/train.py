@@ -230,6 +230,9 @@ def _resumable_cv(model: Learner, folds: np.ndarray, run_dir: Path, pseudo, prog
                             "fold_smape": list(saved["fold_smape"]), "importance": importance,
                             "fit_reports": list(saved.get("fit_reports", [{}] * start))}
                 print(f"{run_dir.name}: resuming after {start} finished folds (kept in {folder})")
+            else:
+                print(f"{run_dir.name}: the {saved.get('folds_done', 0)} folds kept in {folder} were made with "
+                      "another setup (settings, CSV cells, 01 runs or amzkit build): starting over")
         except (OSError, ValueError, KeyError) as err:
             print(f"{run_dir.name}: the kept folds in {folder} are unreadable ({err}); starting over")
             previous, start = None, 0

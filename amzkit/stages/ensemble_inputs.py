@@ -1,0 +1,81 @@
+"""What 04_ensemble checks and reads besides the runs' predictions: that the runs can be blended at all (the
+same train rows, prices, folds and test rows), and the columns for calibration groups or meta-features."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from amzkit.core.io import id_keys, same_ids, show_ids
+from amzkit.core.schema import get_schema
+from amzkit.text.features import FEATURE_GROUPS, build_features
+
+
+def check_compatible(runs: dict[str, dict]) -> None:
+    """Refuse runs that do not share train ids, targets and folds (their OOF rows would not line up, or be scored
+    against other prices)."""
+    names = list(runs)
+    ref = runs[names[0]]["metrics"]
+    for name in names[1:]:
+        other = runs[name]["metrics"]
+        if other["train_ids_sha256"] != ref["train_ids_sha256"]:
+            raise ValueError(f"runs {names[0]!r} and {name!r} were trained on different rows; cannot blend")
+        if other["folds_sha256"] != ref["folds_sha256"]:
+            raise ValueError(
+                f"runs {names[0]!r} and {name!r} used different folds; blending them would score on rows "
+                "each model trained on. Retrain them in one work folder (they then share 03_train/folds.csv)."
+            )
+        if not same_ids(runs[name]["test"]["id"], runs[names[0]]["test"]["id"]):
+            raise ValueError(f"runs {names[0]!r} and {name!r} predict different test ids")
+        target = runs[name]["oof"]["target"].to_numpy(float)
+        ref_target = runs[names[0]]["oof"]["target"].to_numpy(float)
+        if not np.array_equal(target, ref_target):
+            changed = np.flatnonzero(target != ref_target)
+            raise ValueError(
+                f"runs {names[0]!r} and {name!r} were trained on different targets for the same rows ({len(changed)} "
+                f"rows differ, e.g. id {runs[name]['oof']['id'].iloc[changed[0]]}: {ref_target[changed[0]]:g} vs "
+                f"{target[changed[0]]:g}): train.csv's prices changed between them, and 04 would score every run "
+                "against one run's prices. Rerun the older runs on the current train.csv, or leave them out (-p runs)")
+    made_for = {}  # test rows' digest -> a run made for them (runs saved before the digest existed have none)
+    for name in names:
+        made_for.setdefault(runs[name]["metrics"].get("test_sha256"), name)
+    made_for.pop(None, None)
+    if len(made_for) > 1:
+        first, second = list(made_for.values())[:2]
+        raise ValueError(f"runs {first!r} and {second!r} predict the same test ids for different test rows: "
+                         "test.csv's text or links changed between them. Rerun the older runs on the current "
+                         "test.csv, or leave them out (-p runs)")
+
+
+def ensemble_columns(data: dict[str, pd.DataFrame], schema: str, columns: list[str]) -> pd.DataFrame:
+    """Columns for calibration groups or meta-features, indexed by id (train rows then test rows).
+
+    A name is an engineered feature column (e.g. 'unit_family', 'pack_count', 'brand') or a raw CSV column; never
+    the target, which the test rows lack and the scored rows would read.
+    """
+    schema_ = get_schema(schema)
+    train, test = data["train"], data["test"]
+    x_train, x_test = build_features(train, test, schema_, list(FEATURE_GROUPS))
+    engineered = pd.concat([x_train, x_test], ignore_index=True)
+    raw = pd.concat([train.drop(columns=[schema_.target]), test], ignore_index=True)
+    out = {}
+    for name in columns:
+        if name == schema_.target:
+            raise ValueError(f"{name!r} is the target: as a meta-feature or calibration group every scored row "
+                             "would read its own answer (and the test rows have none); pick a feature or CSV column")
+        if name == schema_.id_column:
+            raise ValueError(f"{name!r} is the row id: ids order the rows, not the products, and ids that happen to "
+                             "follow the train prices give a CV the test rows never see; pick a feature or CSV column")
+        if name in engineered.columns:
+            out[name] = engineered[name]
+        elif name in raw.columns:
+            out[name] = raw[name]
+        else:
+            raise ValueError(f"no column {name!r}; feature columns are {sorted(engineered.columns)}, "
+                             f"CSV columns {sorted(c for c in train.columns if c != schema_.target)}")
+    ids = pd.Index(id_keys(pd.concat([train[schema_.id_column], test[schema_.id_column]], ignore_index=True)),
+                   name="id")
+    if not ids.is_unique:
+        raise ValueError(f"ids repeat between train and test (e.g. {show_ids(ids[ids.duplicated()])}): columns "
+                         "cannot be matched to runs by id; renumber the test rows so that no id is in both CSVs")
+    return pd.DataFrame(out).set_index(ids)
