@@ -604,3 +604,27 @@ def test_new_weights_in_the_same_model_folder_are_embedded_anew(small_demo, tmp_
     out = capsys.readouterr().out
     assert f"01_extract/model holds the embeddings of local-dir:{folder.resolve()}" in out
     assert f"this call's model is local-dir:{other.resolve()}, so they are replaced" in out
+
+
+def test_embeddings_of_edited_text_or_links_under_the_same_ids_are_refused(small_demo, tmp_path):
+    # 02 took minilm's embeddings of the old text after train.csv's text moved between rows (ids kept) and
+    # advised "add it to the text features" (a gain of 6.15 where the true one was 0.27)
+    from amzkit.core.schema import get_schema
+    from amzkit.ml.base import RunInputs
+
+    data = load_data(small_demo, "amazon2025")
+    schema = get_schema("amazon2025")
+    for model in ("tfidf-svd", "color-stats"):
+        extract(data, small_demo, tmp_path, "amazon2025", model)
+        load_embeddings(tmp_path, model, "train", data["train"]["sample_id"], frame=data["train"], schema=schema)
+    edited = data["train"].copy()
+    edited.loc[7, "catalog_content"] = edited.loc[7, "catalog_content"] + " now a different product"
+    with pytest.raises(ValueError, match=r"'tfidf-svd' \(train\) was computed from other text .*rows 0-39 differ"):
+        load_embeddings(tmp_path, "tfidf-svd", "train", edited["sample_id"], frame=edited, schema=schema)
+    load_embeddings(tmp_path, "color-stats", "train", edited["sample_id"], frame=edited, schema=schema)  # links same
+    relinked = data["train"].copy()
+    relinked["image_link"] = relinked["image_link"].iloc[::-1].to_numpy()
+    with pytest.raises(ValueError, match="computed from other image links"):
+        load_embeddings(tmp_path, "color-stats", "train", relinked["sample_id"], frame=relinked, schema=schema)
+    with pytest.raises(ValueError, match="other text"):  # 03 reads runs through RunInputs
+        RunInputs({**data, "train": edited}, schema, tmp_path).embedding("tfidf-svd")

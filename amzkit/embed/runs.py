@@ -2,18 +2,49 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from amzkit.core.io import id_hash, read_json
+from amzkit.core.schema import Schema, row_text
 from amzkit.core.workdir import check_name, stage_dir
 from amzkit.embed.registry import MODELS
 
 
-def load_embeddings(work_dir: str | Path, name: str, split: str, ids,
-                    has_images: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Embeddings (float32) and ok-mask of run `name` for `split`, refused unless they match `ids` row for row.
+def model_inputs(frame: pd.DataFrame, schema: Schema, modality: str) -> list[str]:
+    """What a model of `modality` reads for each row: its image link or its text."""
+    if modality == "image":
+        return frame[schema.image_column].fillna("").astype(str).tolist()
+    return row_text(frame, schema).tolist()
+
+
+def inputs_sha256(inputs: list[str]) -> str:
+    """sha256 of rows' model inputs (a shard's, in 01's markers and manifest)."""
+    return hashlib.sha256("\x00".join(inputs).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def check_inputs(name: str, split: str, manifest: dict, frame: pd.DataFrame, schema: Schema) -> None:
+    """Refuse a run whose rows were embedded from other inputs than `frame`'s (text edited, links changed under
+    the same ids); runs whose manifest predates the record are not checked."""
+    shards = manifest["splits"][split].get("inputs")
+    if not shards or manifest.get("modality") not in ("image", "text"):
+        return
+    inputs = model_inputs(frame, schema, manifest["modality"])
+    for start, stop, digest in shards:
+        if inputs_sha256(inputs[start:stop]) != digest:
+            what = "image links" if manifest["modality"] == "image" else "text"
+            raise ValueError(f"embedding run {name!r} ({split}) was computed from other {what} than this {split} CSV "
+                             f"holds (rows {start}-{stop - 1} differ; the ids are the same): rerun 01_extract on this "
+                             "CSV (it embeds the changed shards again)")
+
+
+def load_embeddings(work_dir: str | Path, name: str, split: str, ids, has_images: bool = True,
+                    frame: pd.DataFrame | None = None, schema: Schema | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings (float32) and ok-mask of run `name` for `split`, refused unless they match `ids` row for row
+    and, given the split's `frame` and `schema`, were embedded from its text or links.
     `has_images`: whether the schema has an image column (without one, an image model's run cannot exist)."""
     run_dir = stage_dir(work_dir, "01_extract") / check_name(name, "embedding run")
     missing = not (run_dir / "manifest.json").is_file()
@@ -36,6 +67,8 @@ def load_embeddings(work_dir: str | Path, name: str, split: str, ids,
             f"embedding run {name!r} ({split}) was computed for other rows or another row order than this "
             f"{split} CSV (id sha256 mismatch): rerun 01_extract on this CSV, do not reorder it"
         )
+    if frame is not None and schema is not None:
+        check_inputs(name, split, manifest, frame, schema)
     embeddings = np.load(run_dir / f"{split}.npy").astype(np.float32)
     ok = np.load(run_dir / f"{split}_ok.npy")
     if len(embeddings) != len(ids) or len(ok) != len(ids):

@@ -85,6 +85,7 @@ class RunInputs:
         cache = self.__dict__.setdefault("_embeddings", {})
         if name not in cache:
             parts = [load_embeddings(self.work_dir, name, split, self.data[split][self.schema.id_column],
+                                     frame=self.data[split], schema=self.schema,
                                      has_images=self.schema.image_column is not None) for split in SPLITS]
             cache[name] = (np.vstack([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
         return cache[name]

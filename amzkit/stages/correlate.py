@@ -274,7 +274,7 @@ def baseline_matrix(train: pd.DataFrame, schema: str, work_dir: str | Path, feat
         numeric = numeric.fillna(numeric.median(numeric_only=True)).fillna(0.0)
         blocks.append(numeric.to_numpy(dtype=np.float32))
     for name in runs:
-        emb, ok = load_embeddings(work_dir, name, "train", train[schema_.id_column])
+        emb, ok = load_embeddings(work_dir, name, "train", train[schema_.id_column], frame=train, schema=schema_)
         blocks.append(np.nan_to_num(emb, nan=0.0))
     return np.hstack(blocks)
 
@@ -300,7 +300,8 @@ def correlate(train: pd.DataFrame, schema: str, work_dir: str | Path, runs=D.run
     groups = product_names(train, schema_).to_numpy()
     for name in runs:
         try:
-            embeddings, ok = load_embeddings(work_dir, name, "train", train[schema_.id_column])
+            embeddings, ok = load_embeddings(work_dir, name, "train", train[schema_.id_column], frame=train,
+                                             schema=schema_)
         except ValueError as err:  # made for other rows (an older train.csv)
             if named:
                 raise

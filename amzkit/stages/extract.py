@@ -41,6 +41,7 @@ from amzkit.core.schema import SPLITS, get_schema, row_text
 from amzkit.core.workdir import stage_dir
 from amzkit.embed.factory import create_embedder
 from amzkit.embed.registry import LOCAL_DIR, ModelSpec
+from amzkit.embed.runs import inputs_sha256, model_inputs
 from amzkit.images.fetch import fetch_images
 from amzkit.images.http import NetworkWatch
 from amzkit.images.records import is_retryable
@@ -113,13 +114,6 @@ def fit_fingerprint(spec: ModelSpec, data: dict[str, pd.DataFrame], schema_) -> 
         identity["train_ids_sha256"] = id_hash(train[schema_.id_column])
         identity["train_text_sha256"] = _sha256("\x00".join(row_text(train, schema_).tolist()))
     return _sha256(json.dumps(identity, sort_keys=True, default=str))
-
-
-def _split_inputs(frame: pd.DataFrame, schema_, spec: ModelSpec) -> list[str]:
-    """What the model reads for each row: its image link or its text."""
-    if spec.modality == "image":
-        return frame[schema_.image_column].fillna("").astype(str).tolist()
-    return row_text(frame, schema_).tolist()
 
 
 def load_shard_array(path: Path, marker: Path) -> np.ndarray:
@@ -223,7 +217,7 @@ def extract(
     todo, states, plans, retry = {}, {}, {}, {}
     for split in SPLITS:
         ids = data[split][schema_.id_column].to_numpy()
-        inputs = _split_inputs(data[split], schema_, spec)
+        inputs = model_inputs(data[split], schema_, spec.modality)
         plan = plan_shards(len(ids), shard_rows)
         plans[split] = len(plan)
         for shard_no, (start, stop) in enumerate(plan):
@@ -231,7 +225,7 @@ def extract(
                 continue
             expected = {"model": spec.name, "split": split, "shard_no": shard_no, "start": start, "stop": stop,
                         "ids_sha256": id_hash(ids[start:stop]),
-                        "inputs_sha256": _sha256("\x00".join(inputs[start:stop])), "fit_sha256": fit}
+                        "inputs_sha256": inputs_sha256(inputs[start:stop]), "fit_sha256": fit}
             state = _shard_state(shard_dir, split, shard_no, expected)
             if state != "done":
                 todo[(split, shard_no)] = expected
@@ -426,14 +420,16 @@ def merge_shards(sources: list[str | Path], out_dir: str | Path, ids: dict[str, 
             total_seconds += info.get("seconds", 0.0)
         if covered != len(split_ids):
             raise ValueError(f"{split}: shards cover rows 0..{covered} of {len(split_ids)}; the rest are missing")
-        merged[split] = (np.concatenate(blocks), np.concatenate(oks), statuses, len(found), id_hash(split_ids))
+        shard_inputs = [[info["start"], info["stop"], info.get("inputs_sha256")] for _, _, info in found]
+        merged[split] = (np.concatenate(blocks), np.concatenate(oks), statuses, len(found), id_hash(split_ids),
+                         shard_inputs if all(digest for _, _, digest in shard_inputs) else None)
     if merged["train"][0].shape[1:] != merged["test"][0].shape[1:]:
         raise ValueError(f"the train shards have width {merged['train'][0].shape[1:]}, the test shards "
                          f"{merged['test'][0].shape[1:]}: they are from different models or runs; rerun 01_extract")
     # arrays and manifest change together: the manifest (what readers check) is gone before any array is
     # replaced, so a kill in between never leaves an old manifest vouching for new arrays
     (out_dir / "manifest.json").unlink(missing_ok=True)
-    for split, (embeddings, ok, statuses, n_shards, ids_sha256) in merged.items():
+    for split, (embeddings, ok, statuses, n_shards, ids_sha256, shard_inputs) in merged.items():
         write_npy(out_dir / f"{split}.npy", embeddings)
         write_npy(out_dir / f"{split}_ok.npy", ok)
         if statuses:
@@ -441,7 +437,8 @@ def merge_shards(sources: list[str | Path], out_dir: str | Path, ids: dict[str, 
         manifest["dim"] = int(embeddings.shape[1])
         manifest["dtype"] = str(embeddings.dtype)
         manifest["splits"][split] = {"rows": len(ok), "ok": int(ok.sum()), "id_sha256": ids_sha256,
-                                     "shards": n_shards}
+                                     "shards": n_shards,
+                                     **({"inputs": shard_inputs} if shard_inputs else {})}  # what load checks
     if spec is not None:
         manifest.update(modality=spec.modality, architecture=spec.architecture, source=spec.source)
     rows = sum(s["rows"] for s in manifest["splits"].values())
