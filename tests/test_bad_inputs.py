@@ -690,3 +690,17 @@ def test_01_warns_when_the_network_dropped_during_the_run(image_server, dead_url
     table = runners.run_extract(notebook_context("01_extract", data_dir, tmp_path / "work", model="color-stats",
                                                  text_model=""))
     assert table.loc["color-stats", "train ok"] == 40 and "WARNING" not in capsys.readouterr().out
+
+
+def test_02_starts_from_an_empty_folder_so_no_earlier_run_file_sits_beside_this_runs(tmp_path, capsys) -> None:
+    # a rerun on another data_dir with leak_report False kept the old leak report beside the new metrics
+    write_csv_text(tmp_path / "data", TRAIN_HEADER + good_rows(20), GOOD_TEST)
+    work = tmp_path / "work"
+    old = work / "02_correlate"
+    old.mkdir(parents=True)
+    for name in ("leak_report.csv", "metrics.json", "gone-run_corr.csv"):
+        (old / name).write_text("from an earlier run")
+    ctx = runners.setup(params("02_correlate", data_dir=str(tmp_path / "data"), work_dir=str(work),
+                               leak_report=False), "02_correlate")
+    assert ctx.out_dir.is_dir() and not any(ctx.out_dir.iterdir())
+    assert runners.run_leak_report(ctx) is None

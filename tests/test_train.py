@@ -676,3 +676,16 @@ def test_kept_folds_of_another_setup_are_said_to_be_discarded(synthetic, capsys)
     _rerun(data, work, "discarded", features=["quantity"])
     out = capsys.readouterr().out
     assert "the 2 folds kept in" in out and "another setup" in out and "starting over" in out
+
+
+def test_rows_without_a_product_name_are_not_one_product_in_the_grouped_folds(tmp_path):
+    # 30% of rows without "Item Name:" all landed in one fold (1,506 rows against 484 in a review)
+    from amzkit.core.schema import get_schema
+    from amzkit.ml.folds import shared_folds
+
+    rng = np.random.default_rng(5)
+    names = [f"Item Name: product {i}\nValue: 1.0\nUnit: Count" for i in range(140)] + ["Value: 2.0\nUnit: Count"] * 60
+    train = pd.DataFrame({"sample_id": [str(i) for i in range(200)], "catalog_content": names, "image_link": "",
+                          "price": np.exp(rng.normal(2.5, 1, 200))})
+    folds = shared_folds(tmp_path, train, get_schema("amazon2025"), 5, 0, "group")
+    assert max(np.bincount(folds)) <= 45, np.bincount(folds)  # 40 a fold, not 60 unnamed rows in one

@@ -81,6 +81,11 @@ class Context:
         return stage_dir(self.work_dir, self.stage)
 
 
+# Stages whose folder holds only what one run of theirs wrote: cleared as they start, so none of an earlier run's
+# files (another data_dir's leak report, a run left out this time) sits beside this run's.
+FRESH_OUTPUTS = {"02_correlate": correlate_stage.clear_outputs}
+
+
 def setup(params: SimpleNamespace, stage: str) -> Context:
     """Resolve work_dir/data_dir ('auto' = Kaggle paths on Kaggle) and load the CSVs the stage needs."""
     work_dir = check_writable(resolve_work_dir(params.work_dir))
@@ -92,6 +97,8 @@ def setup(params: SimpleNamespace, stage: str) -> Context:
     if needs_data:
         ctx.data_dir = resolve_data_dir(params.data_dir, work_dir)
         ctx.data = load_data(ctx.data_dir, schema.name)
+    if stage in FRESH_OUTPUTS:
+        FRESH_OUTPUTS[stage](work_dir)
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
     print(f"{stage}: work_dir={work_dir}" + (f" data_dir={ctx.data_dir}" if ctx.data_dir else ""))
     removed = remove_stale_temporaries(work_dir, recursive=True)
@@ -217,8 +224,9 @@ def run_leak_report(ctx: Context):
     report, summary = leak_report(ctx.data, ctx.schema, ctx.out_dir, paths, p.leak_text_threshold,
                                   p.leak_hash_distance, p.leak_max_hash_matches)
     print(f"{summary['with_twin']:,} of {summary['test_rows']:,} test rows ({summary['twin_share']:.1%}) have a train "
-          f"twin: {summary['by_kind']} ({time.perf_counter() - started:.0f} s). Their prices are a feature in "
-          "03_train: -p features '[..., \"twin_price\"]'")
+          f"twin: {summary['by_kind']} ({time.perf_counter() - started:.0f} s)"
+          + (". Their prices are a feature in 03_train: -p features '[..., \"twin_price\"]'"
+             if summary["with_twin"] else ""))
     if not summary["image_hashes"]:
         why = "leak_image_hash=False" if not p.leak_image_hash else \
             "the schema has no images" if summary["image_hashed_rows"] is None else \

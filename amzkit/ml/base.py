@@ -26,7 +26,7 @@ import pandas as pd
 
 from amzkit.core.schema import SPLITS, Schema, row_text
 from amzkit.embed.runs import load_embeddings
-from amzkit.text.names import product_names
+from amzkit.text.names import product_groups
 
 MIN_PREDICTION = 1e-3  # every prediction is floored here: SMAPE needs positive prices
 
@@ -78,7 +78,7 @@ class RunInputs:
         as they share outer ones."""
         if self.row_groups is not None:
             return np.asarray(self.row_groups)
-        return product_names(self.both, self.schema).to_numpy()
+        return product_groups(self.both, self.schema)
 
     def embedding(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(matrix, ok) of 01_extract run `name` over every row, refused unless it matches the CSVs row for row."""

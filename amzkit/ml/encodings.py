@@ -19,7 +19,7 @@ import pandas as pd
 from amzkit.core.schema import Schema, get_schema
 from amzkit.ml.folds import inner_folds
 from amzkit.ml.transforms import FoldTransform
-from amzkit.text.names import product_names
+from amzkit.text.names import product_groups
 from amzkit.text.similarity import nearest_text, tfidf_rows
 from amzkit.text.vocab import brand_tokens, material_tokens
 
@@ -106,7 +106,7 @@ class VocabularyPriceTransform(FoldTransform):
 
 
 def _groups_for(both: pd.DataFrame, schema: Schema, groups: np.ndarray | None) -> np.ndarray:
-    return product_names(both, schema).to_numpy() if groups is None else np.asarray(groups)
+    return product_groups(both, schema) if groups is None else np.asarray(groups)
 
 
 def brand_price_transform(both: pd.DataFrame, schema: str | Schema, seed: int = 0,

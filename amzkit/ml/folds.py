@@ -16,7 +16,7 @@ from sklearn.model_selection import KFold, StratifiedGroupKFold, StratifiedKFold
 from amzkit.core.io import id_hash, read_json, same_ids, write_csv, write_json
 from amzkit.core.schema import Schema
 from amzkit.core.workdir import stage_dir
-from amzkit.text.names import product_names
+from amzkit.text.names import product_groups
 
 FOLDS_FILE = "folds.csv"
 
@@ -81,7 +81,7 @@ def shared_folds(work_dir: str | Path, train: pd.DataFrame, schema: Schema, n_fo
             )
         return saved["fold"].to_numpy()
     check_trainable(train[schema.target].to_numpy(), n_folds, schema.target)
-    groups = product_names(train, schema).to_numpy() if strategy == "group" else None
+    groups = product_groups(train, schema) if strategy == "group" else None
     if groups is not None and len(np.unique(groups)) < n_folds:
         raise ValueError(f"the train rows hold {len(np.unique(groups))} distinct products (copies of one product "
                          f"share a fold) for {n_folds} folds: use fewer folds or fold_strategy 'kfold'")

@@ -29,7 +29,7 @@ from amzkit.ml.ridge import RIDGE_ALPHAS, GcvRidge
 from amzkit.ml.stats import pearson_columns
 from amzkit.stages.train import D as TRAIN_DEFAULTS
 from amzkit.text.features import FEATURE_GROUPS, build_features
-from amzkit.text.names import product_names
+from amzkit.text.names import product_groups
 
 # The roadmap's decision table: (lower bound on max |corr|, verdict, next step), checked top-down.
 VERDICTS: tuple[tuple[float, str, str], ...] = (
@@ -297,7 +297,7 @@ def correlate(train: pd.DataFrame, schema: str, work_dir: str | Path, runs=D.run
     out_dir = stage_dir(work_dir, "02_correlate")
     results, skipped = {}, {}
     target = train[schema_.target].to_numpy()
-    groups = product_names(train, schema_).to_numpy()
+    groups = product_groups(train, schema_)
     for name in runs:
         try:
             embeddings, ok = load_embeddings(work_dir, name, "train", train[schema_.id_column], frame=train,
@@ -329,6 +329,16 @@ def correlate(train: pd.DataFrame, schema: str, work_dir: str | Path, runs=D.run
         "baseline": {"features": features, "runs": list(baseline_runs)},
     })
     return results
+
+
+def clear_outputs(work_dir: str | Path) -> list[str]:
+    """Remove 02's files from an earlier run (its tables, plots, leak report, metrics.json), so what 02_correlate/
+    holds after a rerun, or a failed one, is this run's only; returns their names."""
+    folder = stage_dir(work_dir, "02_correlate")
+    removed = sorted(path.name for path in folder.iterdir() if path.is_file()) if folder.is_dir() else []
+    for name in removed:
+        (folder / name).unlink()
+    return removed
 
 
 def _public(result: dict) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pandas as pd
 
 from amzkit.core.schema import Schema
@@ -22,3 +23,12 @@ def product_names(train: pd.DataFrame, schema: Schema) -> pd.Series:
     else:
         names = train["TITLE"].fillna("")
     return names.map(normalized_name)
+
+
+def product_groups(frame: pd.DataFrame, schema: Schema) -> np.ndarray:
+    """A group per row for folds and holdouts: its product name; a row without a name is a group of its own (rows
+    without names are not copies of one product: as one group they filled a fold of their own)."""
+    names = product_names(frame, schema).to_numpy(dtype=object)
+    unnamed = np.flatnonzero(names == "")
+    names[unnamed] = [f"\x00unnamed row {row}" for row in unnamed]
+    return names
