@@ -214,3 +214,18 @@ def test_copies_of_a_product_share_a_probe_fold_so_they_do_not_fake_a_signal():
     grouped = analyse_embedding(x, ok, price, groups=names, n_permutations=5, knn_k=3)
     assert random_folds["knn_smape"] < 0.5 * random_folds["constant_smape"]  # the copies' flattery
     assert grouped["knn_smape"] > 0.85 * grouped["constant_smape"]  # no signal, as there is none
+
+
+def test_noise_does_not_clear_the_null_when_products_are_listed_several_times():
+    # copies share an embedding and a price: a row-by-row shuffle's null was too narrow for them
+    rng = np.random.default_rng(4)
+    product = np.repeat(np.arange(300), 4)
+    names = np.array([f"p{p}" for p in product])
+    cleared = {"rows": 0, "products": 0}
+    for seed in range(12):
+        x = np.random.default_rng(seed).normal(size=(300, 32))[product]
+        y = np.exp(np.random.default_rng(100 + seed).normal(3, 1, 300))[product]
+        observed = np.abs(np.corrcoef(x.T, y)[-1, :-1]).max()
+        cleared["rows"] += observed > np.percentile(null_max_abs_corr(x, y, 20, seed), 95)
+        cleared["products"] += observed > np.percentile(null_max_abs_corr(x, y, 20, seed, names), 95)
+    assert cleared["rows"] >= 9 and cleared["products"] <= 3, cleared  # noise should clear it ~1 time in 20
