@@ -218,7 +218,6 @@ def test_copies_of_a_product_share_a_probe_fold_so_they_do_not_fake_a_signal():
 
 def test_noise_does_not_clear_the_null_when_products_are_listed_several_times():
     # copies share an embedding and a price: a row-by-row shuffle's null was too narrow for them
-    rng = np.random.default_rng(4)
     product = np.repeat(np.arange(300), 4)
     names = np.array([f"p{p}" for p in product])
     cleared = {"rows": 0, "products": 0}
@@ -229,3 +228,12 @@ def test_noise_does_not_clear_the_null_when_products_are_listed_several_times():
         cleared["rows"] += observed > np.percentile(null_max_abs_corr(x, y, 20, seed), 95)
         cleared["products"] += observed > np.percentile(null_max_abs_corr(x, y, 20, seed, names), 95)
     assert cleared["rows"] >= 9 and cleared["products"] <= 3, cleared  # noise should clear it ~1 time in 20
+
+
+def test_the_best_probe_is_the_largest_gain_over_its_own_rows_constant_not_the_lowest_smape():
+    # an image run with pictures for the cheapest rows only: low SMAPE, no signal (it was plotted as "best")
+    from amzkit.stages.correlate import best_probe_run
+
+    results = {"cheap-rows-image": {"ridge_smape": 45.8, "constant_smape": 45.5},
+               "minilm": {"ridge_smape": 66.0, "constant_smape": 73.2}}
+    assert best_probe_run(results) == "minilm"
