@@ -249,7 +249,7 @@ def test_an_image_link_on_many_products_pages_is_no_twin_but_one_products_copies
                          "catalog_content": [_catalog("fresh thing one", "y"), _catalog("fresh thing two", "z")]})
     report = duplicate_report(train, test, "amazon2025")
     assert report["kind"].tolist() == ["none", "image_url"] and report["twin_price"].iloc[1] == 15.0
-    loose = duplicate_report(train, test, "amazon2025", max_hash_matches=5)
+    loose = duplicate_report(train, test, "amazon2025", max_hash_matches=6)  # 5 train products + the test one
     assert loose["kind"].tolist() == ["image_url", "image_url"]  # the guard is what keeps the first out
 
 
@@ -284,3 +284,19 @@ def test_the_summary_says_whether_images_were_compared_at_all(planted, tmp_path)
     _, skipped = leaks.leak_report(planted, "amazon2025", tmp_path / "c", None)
     assert skipped["image_hashes"] is False and skipped["image_hashed_rows"] is None
     assert json.loads((tmp_path / "b" / "leak_report.json").read_text())["image_hashes"] is False
+
+
+def test_a_placeholder_link_on_three_train_products_and_a_test_one_is_no_twin():
+    # a real amz25_dev case: one picture link on cereal, mustard, juice (train) and crackers (test)
+    from amzkit.stages.leaks import duplicate_report
+
+    link, own = "https://m.media-amazon.com/images/I/51m1gdQJW2L.jpg", "https://x/own.jpg"
+    train = pd.DataFrame({"sample_id": [1, 2, 3, 4], "price": [33.24, 6.485, 10.79, 5.0],
+                          "image_link": [link, link, link, own],
+                          "catalog_content": ["Item Name: Maple cereal\n", "Item Name: Hot mustard\n",
+                                              "Item Name: Blueberry juice\n", "Item Name: Garden hose\n"]})
+    test = pd.DataFrame({"sample_id": [9, 10], "image_link": [link, own],
+                         "catalog_content": ["Item Name: Honey crackers\n", "Item Name: Hose for the garden\n"]})
+    report = duplicate_report(train, test, "amazon2025").set_index("test_id")
+    assert report.loc[9, "kind"] == "none"  # 4 products share the link: generic, as the 4th one shows
+    assert report.loc[10, "kind"] == "image_url" and report.loc[10, "twin_price"] == 5.0

@@ -52,7 +52,8 @@ def duplicate_report(train: pd.DataFrame, test: pd.DataFrame, schema: str | Sche
     `similarity` is 1 for exact name/URL, the cosine for text, 1 - distance/64 for image hashes;
     `text_similarity` is the nearest train row's cosine whether or not it passes the threshold. A picture of more
     than `max_hash_matches` train products (distinct normalised names) is generic and matches nothing: an image
-    link shared by them, or an image hash within `hash_distance` of theirs.
+    link shared by them (its products counted in train and test: a placeholder picture on 3 train products and a
+    test one is generic), or an image hash within `hash_distance` of theirs.
     """
     schema = get_schema(schema)
     PARAMETERS.validate(leak_text_threshold=text_threshold, leak_hash_distance=hash_distance,
@@ -86,7 +87,11 @@ def duplicate_report(train: pd.DataFrame, test: pd.DataFrame, schema: str | Sche
         linked = links_train != ""
         by_link = pd.DataFrame({"row": np.flatnonzero(linked), "name": train_names[linked]}).groupby(
             links_train[linked])
-        specific = by_link["name"].nunique() <= max_hash_matches  # a link on many products' pages is generic
+        # a link on many products' pages is generic (a placeholder picture): products counted in both files, so a
+        # link on 3 train products and another in test is not taken as the test row's twin
+        names_per_link = pd.concat([pd.Series(train_names[linked], index=links_train[linked]),
+                                    pd.Series(test_names, index=links_test.to_numpy())[links_test.to_numpy() != ""]])
+        specific = names_per_link.groupby(level=0).nunique().reindex(by_link.size().index) <= max_hash_matches
         first_link = by_link["row"].first()[specific]
         index = links_test.where(links_test != "").map(first_link).fillna(-1).to_numpy(dtype=np.int64)
         found["image_url"] = (index, np.where(index >= 0, 1.0, np.nan))
