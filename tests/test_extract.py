@@ -111,7 +111,7 @@ def test_extract_writes_aligned_runs_and_refuses_reordered_rows(small_demo, tmp_
     shuffled = data["train"]["sample_id"].sample(frac=1, random_state=0)
     with pytest.raises(ValueError, match="row order"):
         load_embeddings(tmp_path, "color-stats", "train", shuffled)
-    with pytest.raises(FileNotFoundError, match="run 01_extract with -p model fashion-clip first, or leave "
+    with pytest.raises(FileNotFoundError, match="Run 01_extract with -p model fashion-clip first, or leave "
                                                 "'fashion-clip' .* out of -p embeddings"):
         load_embeddings(tmp_path, "fashion-clip", "train", data["train"]["sample_id"])
     for text_run in ("minilm", "fashion-clip-text"):  # a text run is made by 01's text_model, not its model
@@ -628,3 +628,10 @@ def test_embeddings_of_edited_text_or_links_under_the_same_ids_are_refused(small
         load_embeddings(tmp_path, "color-stats", "train", relinked["sample_id"], frame=relinked, schema=schema)
     with pytest.raises(ValueError, match="other text"):  # 03 reads runs through RunInputs
         RunInputs({**data, "train": edited}, schema, tmp_path).embedding("tfidf-svd")
+
+
+def test_a_misspelt_run_name_is_answered_with_the_runs_there_and_the_closest(small_demo, tmp_path):
+    data = load_data(small_demo, "amazon2025")
+    extract(data, small_demo, tmp_path, "amazon2025", "tfidf-svd")
+    with pytest.raises(FileNotFoundError, match=r"did you mean 'tfidf-svd'\?\); its runs: \['tfidf-svd'\]"):
+        load_embeddings(tmp_path, "tfidf-sdv", "train", data["train"]["sample_id"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pandas as pd
 
 from amzkit.core.io import id_hash, read_json
 from amzkit.core.schema import Schema, row_text
-from amzkit.core.workdir import check_name, stage_dir
+from amzkit.core.workdir import check_name, list_runs, stage_dir
 from amzkit.embed.registry import MODELS
 
 
@@ -55,10 +56,13 @@ def load_embeddings(work_dir: str | Path, name: str, split: str, ids, has_images
             "01_extract (-p text_model), e.g. -p embeddings '[\"minilm:pca:32\", \"minilm:knn:20\"]', or '[]'"
         )
     if missing:
+        made = list_runs(work_dir, "01_extract", marker="manifest.json")
+        close = difflib.get_close_matches(name, made, n=1)
         raise FileNotFoundError(
-            f"no embedding run {name!r} in {run_dir.parent}: run 01_extract with {_making(name)} first, or leave "
-            f"{name!r} (and '{name}:...') out of -p embeddings (a text-only setup: 03's default embeddings name "
-            "image runs)"
+            f"no embedding run {name!r} in {run_dir.parent}" + (f" (did you mean {close[0]!r}?)" if close else "")
+            + f"; its runs: {made or 'none'}. Run 01_extract with {_making(name)} first, or leave "
+            f"{name!r} (and '{name}:...') out of -p embeddings (03; a text-only setup: 03's default embeddings name "
+            "image runs) or -p runs / baseline_runs (02)"
         )
     manifest = read_json(run_dir / "manifest.json")
     expected = manifest["splits"][split]["id_sha256"]
