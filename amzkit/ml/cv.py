@@ -13,6 +13,7 @@ run is the one a single device makes (bit for bit on CPU) and resumes the same w
 from __future__ import annotations
 
 import multiprocessing
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
@@ -96,6 +97,7 @@ def _folds_on_devices(learner: Learner, folds: np.ndarray, steps: Sequence[int],
                                  initargs=(type(learner), learner.get_params(), learner.inputs_, device))
              for device in devices]
     waiting, running, done, finished_all = list(steps), {}, {}, False
+    started = time.perf_counter()
     try:
         for pool in pools:
             if waiting:
@@ -106,7 +108,11 @@ def _folds_on_devices(learner: Learner, folds: np.ndarray, steps: Sequence[int],
                 finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
                 for future in finished:
                     finished_step, pool = running.pop(future)
-                    done[finished_step] = _fold_result(future, finished_step, devices[pools.index(pool)])
+                    device = devices[pools.index(pool)]
+                    done[finished_step] = _fold_result(future, finished_step, device)
+                    # the workers' own bars do not reach a notebook: a line per fold as it ends, in any order
+                    print(f"fold {finished_step + 1} finished on {device} "
+                          f"({time.perf_counter() - started:.0f} s into the run)", flush=True)
                     if waiting:
                         next_step = waiting.pop(0)
                         running[pool.submit(_worker_fold, folds, next_step, pseudo, models_dir)] = (next_step, pool)
