@@ -633,5 +633,7 @@ def test_embeddings_of_edited_text_or_links_under_the_same_ids_are_refused(small
 def test_a_misspelt_run_name_is_answered_with_the_runs_there_and_the_closest(small_demo, tmp_path):
     data = load_data(small_demo, "amazon2025")
     extract(data, small_demo, tmp_path, "amazon2025", "tfidf-svd")
-    with pytest.raises(FileNotFoundError, match=r"did you mean 'tfidf-svd'\?\); its runs: \['tfidf-svd'\]"):
+    (tmp_path / "01_extract" / "image_tables").mkdir()
+    (tmp_path / "01_extract" / "image_tables" / "manifest.json").write_text("{}")  # 01's tables: not a run
+    with pytest.raises(FileNotFoundError, match=r"did you mean .tfidf-svd.\?\); its runs: \[.tfidf-svd.\]"):
         load_embeddings(tmp_path, "tfidf-sdv", "train", data["train"]["sample_id"])

@@ -182,7 +182,7 @@ def test_predictions_for_other_test_rows_under_the_same_ids_are_refused(tmp_path
     work = make_work(tmp_path)
     metrics = work / "04_ensemble" / "metrics.json"
     made_for = rows_sha256(make_test(), "sample_id")
-    metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "test_sha256": made_for}))
+    metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "test_rows_sha256": made_for}))
     assert run(work)["valid"] is True
     edited = make_test().assign(catalog_content=["y", "x", "x", "x"])  # same ids, one text changed
     with pytest.raises(SubmissionError, match="same ids but other rows.*rerun 01-04"):
@@ -277,7 +277,7 @@ def test_the_same_test_csv_read_with_integer_ids_is_not_refused(tmp_path: Path) 
 
     work = make_work(tmp_path)
     metrics = work / "04_ensemble" / "metrics.json"
-    metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "test_sha256": rows_sha256(make_test(),
+    metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "test_rows_sha256": rows_sha256(make_test(),
                                                                                               "sample_id")}))
     as_numbers = make_test().assign(sample_id=[int(i) for i in IDS])  # pd.read_csv without dtype={"sample_id": str}
     assert run(work, test=as_numbers)["valid"] is True
@@ -315,3 +315,36 @@ def test_a_04_blend_whose_runs_were_cleaned_away_is_submitted_with_a_note(tmp_pa
     metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "run_predictions_sha256": {"gone": "0" * 64}}))
     assert run(work)["valid"] is True
     assert "run(s) 'gone' that 04 blended are no longer" in capsys.readouterr().out
+
+
+def test_runs_of_the_first_digest_form_are_checked_in_their_own_form(tmp_path: Path) -> None:
+    # 2023 runs saved by the previous build hashed every cell as read (PRODUCT_TYPE_ID as a number): refused
+    from amzkit.core.io import frame_sha256
+
+    work = make_work(tmp_path)
+    metrics = work / "04_ensemble" / "metrics.json"
+    metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "test_sha256": frame_sha256(make_test())}))
+    assert run(work)["valid"] is True
+    with pytest.raises(SubmissionError, match="same ids but other rows"):
+        run(work, test=make_test().assign(catalog_content=["y", "x", "x", "x"]))
+
+
+def test_a_broken_leaderboard_never_costs_the_submission(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from amzkit.app.runners import Context, run_submit
+    from amzkit.core.schema import get_schema
+    from amzkit.stages.leaderboard import LeaderboardError
+
+    work = make_work(tmp_path)
+    (work / "leaderboard.csv").write_text("time,run,cv\nx,y,1\n")  # edited by hand: columns missing
+    for scores in ({}, {"04_ensemble": 31.0}):
+        params = SimpleNamespace(source="04_ensemble", file_name="submission.csv", solution_csv="", lb_scores=scores)
+        ctx = Context("05_submit", params, get_schema("amazon2025"), work, data={"test": make_test(),
+                      "train": pd.DataFrame({"price": TRAIN_TARGET})})
+        if scores:
+            with pytest.raises(LeaderboardError, match="lacks the columns"):
+                run_submit(ctx)
+        else:
+            run_submit(ctx)
+        assert (work / "05_submit" / "submission.csv").is_file()

@@ -684,8 +684,20 @@ def test_rows_without_a_product_name_are_not_one_product_in_the_grouped_folds(tm
     from amzkit.ml.folds import shared_folds
 
     rng = np.random.default_rng(5)
-    names = [f"Item Name: product {i}\nValue: 1.0\nUnit: Count" for i in range(140)] + ["Value: 2.0\nUnit: Count"] * 60
+    names = [f"Item Name: product {i}\nValue: 1.0\nUnit: Count" for i in range(140)] + [
+        f"Bullet Point 1: thing {i}\nValue: 2.0\nUnit: Count" for i in range(60)]  # listings without a name
     train = pd.DataFrame({"sample_id": [str(i) for i in range(200)], "catalog_content": names, "image_link": "",
                           "price": np.exp(rng.normal(2.5, 1, 200))})
     folds = shared_folds(tmp_path, train, get_schema("amazon2025"), 5, 0, "group")
     assert max(np.bincount(folds)) <= 45, np.bincount(folds)  # 40 a fold, not 60 unnamed rows in one
+
+
+def test_copies_of_one_unnamed_listing_still_share_a_fold():
+    from amzkit.core.schema import get_schema
+    from amzkit.text.names import product_groups
+
+    text = [f"Bullet Point 1: steel kettle model {i % 10}\nValue: 1.0\nUnit: Count" for i in range(40)]
+    frame = pd.DataFrame({"sample_id": [str(i) for i in range(40)], "catalog_content": text + [], "image_link": ""})
+    frame.loc[39, "catalog_content"] = ""
+    groups = product_groups(frame, get_schema("amazon2025"))
+    assert len(set(groups[:39])) == 10 and groups[39] not in set(groups[:39])  # an empty row is its own group

@@ -341,7 +341,7 @@ def run_submit(ctx: Context) -> dict:
     its run last made: before this one is logged), then write and validate the submission from `source`
     (04_ensemble or a 03 run), in the test CSV's row order."""
     p = ctx.params
-    pairs, refused = pair_scores(ctx.work_dir, p.lb_scores)  # paired before this submission is logged
+    pairs, refused = pair_scores(ctx.work_dir, p.lb_scores) if p.lb_scores else ([], [])  # before it is logged
     metrics = submit(ctx.work_dir, ctx.data["test"], ctx.data["train"][ctx.schema.target].to_numpy(),
                      ctx.schema.name, p.source, p.file_name, p.solution_csv)
     print(f"valid submission: {metrics['path']} ({metrics['rows']} rows)")

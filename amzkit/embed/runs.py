@@ -56,7 +56,7 @@ def load_embeddings(work_dir: str | Path, name: str, split: str, ids, has_images
             "01_extract (-p text_model), e.g. -p embeddings '[\"minilm:pca:32\", \"minilm:knn:20\"]', or '[]'"
         )
     if missing:
-        made = list_runs(work_dir, "01_extract", marker="manifest.json")
+        made = list_runs(work_dir, "01_extract")  # runs mark themselves with metrics.json (image_tables does not)
         close = difflib.get_close_matches(name, made, n=1)
         raise FileNotFoundError(
             f"no embedding run {name!r} in {run_dir.parent}" + (f" (did you mean {close[0]!r}?)" if close else "")

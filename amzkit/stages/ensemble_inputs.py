@@ -38,7 +38,7 @@ def check_compatible(runs: dict[str, dict]) -> None:
                 "against one run's prices. Rerun the older runs on the current train.csv, or leave them out (-p runs)")
     made_for = {}  # test rows' digest -> a run made for them (runs saved before the digest existed have none)
     for name in names:
-        made_for.setdefault(runs[name]["metrics"].get("test_sha256"), name)
+        made_for.setdefault(runs[name]["metrics"].get("test_rows_sha256"), name)
     made_for.pop(None, None)
     if len(made_for) > 1:
         first, second = list(made_for.values())[:2]

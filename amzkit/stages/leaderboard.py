@@ -109,9 +109,18 @@ def _read_table(work_dir: str | Path) -> pd.DataFrame:
     path = leaderboard_path(work_dir)
     if not path.is_file():
         return pd.DataFrame({c: pd.Series(dtype=float if c in ("cv", "lb") else object) for c in LB_COLUMNS})
-    table = pd.read_csv(path, dtype={"run": str, "note": str, "time": str, "metric": str}).rename(columns=OLD_COLUMNS)
+    try:
+        table = pd.read_csv(path, dtype={"run": str, "note": str, "time": str, "metric": str})
+    except (ValueError, OSError) as err:  # pandas' EmptyDataError and ParserError are ValueErrors
+        raise LeaderboardError(f"{path} is unreadable ({type(err).__name__}: {err}): move it aside") from err
+    table = table.rename(columns=OLD_COLUMNS)
     if "metric" not in table:
         table["metric"] = "smape"
+    if "note" not in table:
+        table["note"] = ""
+    missing = [c for c in LB_COLUMNS if c not in table]
+    if missing:
+        raise LeaderboardError(f"{path} lacks the columns {missing} of amzkit's leaderboard: move it aside")
     table["note"] = table["note"].fillna("")
     return table[list(LB_COLUMNS)]
 
@@ -353,7 +362,7 @@ def pair_scores(work_dir: str | Path, scores: dict[str, float]) -> tuple[list[di
         try:
             source, metric, cv, notice = submission_cv(work_dir, run)
             lb = _check_score(score, metric)
-        except LeaderboardError as err:
+        except (LeaderboardError, ValueError, OSError, KeyError) as err:  # a run's unreadable metrics.json too
             refused.append(f"{run}: {err}")
             continue
         if (source, round(lb, 6)) not in seen:

@@ -11,7 +11,17 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from amzkit.core.io import atomic_path, id_keys, read_csv, read_json, rows_sha256, save_figure, show_ids, write_json
+from amzkit.core.io import (
+    atomic_path,
+    frame_sha256,
+    id_keys,
+    read_csv,
+    read_json,
+    rows_sha256,
+    save_figure,
+    show_ids,
+    write_json,
+)
 from amzkit.core.metric import METRICS, other_scores, smape
 from amzkit.core.params import Param, Parameters
 from amzkit.core.schema import ID_TEXT, Schema, get_schema, load_split
@@ -220,8 +230,11 @@ def check_made_for(work_dir: str | Path, source: str, metrics: dict, test: pd.Da
     runs trained again since it was made; say when a 03 source's rerun was stopped. (Runs saved before these
     records existed are not checked.)"""
     folder = _run_folder(work_dir, source)
-    made_for = metrics.get("test_sha256")
-    if made_for is not None and made_for != rows_sha256(test, id_column):
+    if "test_rows_sha256" in metrics:
+        differs = metrics["test_rows_sha256"] != rows_sha256(test, id_column)
+    else:  # runs of 2026-12-05's builds hashed every cell as read (dtype-dependent): compared in their own form
+        differs = "test_sha256" in metrics and metrics["test_sha256"] != frame_sha256(test)
+    if differs:
         raise SubmissionError(
             f"submission not written: the predictions in {folder} were made for a test.csv with the same ids but "
             "other rows (text or image links differ from the one loaded now): rerun 01-04 on this test CSV (for a 03 "

@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from amzkit.core.schema import Schema
+from amzkit.core.schema import Schema, row_text
 from amzkit.text.catalog import parse_catalog_column
 
 
@@ -26,9 +26,13 @@ def product_names(train: pd.DataFrame, schema: Schema) -> pd.Series:
 
 
 def product_groups(frame: pd.DataFrame, schema: Schema) -> np.ndarray:
-    """A group per row for folds and holdouts: its product name; a row without a name is a group of its own (rows
-    without names are not copies of one product: as one group they filled a fold of their own)."""
+    """A group per row for folds and holdouts: its product name; a row without a name is grouped by its whole
+    text instead (rows without names are not copies of one product: as one group they filled a fold of their own;
+    copies of one unnamed listing still share one), and a row without any text is a group of its own."""
     names = product_names(frame, schema).to_numpy(dtype=object)
     unnamed = np.flatnonzero(names == "")
-    names[unnamed] = [f"\x00unnamed row {row}" for row in unnamed]
+    if len(unnamed):
+        texts = row_text(frame.iloc[unnamed], schema).map(normalized_name).to_numpy()
+        names[unnamed] = [f"\x00text {text}" if text else f"\x00unnamed row {row}"
+                          for row, text in zip(unnamed, texts, strict=True)]
     return names
