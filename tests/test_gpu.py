@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from amzkit.core.gpu import gpu_problem, pick_device, usable_gpu_count
+from amzkit.core.gpu import gpu_problem, pick_device, usable_gpus
 from amzkit.ml.torch_fit import autocast_dtype, resolve_device
 from amzkit.stages.devices import resolve_devices
 from amzkit.testing import pretend_gpus
@@ -15,10 +15,10 @@ P100 = {"capability": (6, 0), "name": "Tesla P100-PCIE-16GB"}
 
 def test_a_t4_is_used_and_a_p100_is_named_as_unsupported_by_this_torch(monkeypatch):
     pretend_gpus(monkeypatch)
-    assert gpu_problem(0) is None and pick_device("auto") == torch.device("cuda") and usable_gpu_count() == 1
+    assert gpu_problem(0) is None and pick_device("auto") == torch.device("cuda") and usable_gpus() == [0]
     pretend_gpus(monkeypatch, **P100, count=2)
     assert "Tesla P100-PCIE-16GB, compute capability 6.0) is not supported" in gpu_problem(0)
-    assert usable_gpu_count() == 0
+    assert usable_gpus() == []
 
 
 def test_auto_on_an_unsupported_gpu_runs_on_the_cpu_with_a_warning_and_naming_it_is_an_error(monkeypatch):

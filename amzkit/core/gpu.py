@@ -38,11 +38,6 @@ def usable_gpus() -> list[int]:
     return [index for index in range(torch.cuda.device_count()) if gpu_problem(index) is None]
 
 
-def usable_gpu_count() -> int:
-    """How many CUDA devices torch sees and has kernels for."""
-    return len(usable_gpus())
-
-
 def pick_device(device: str):
     """'auto': the first GPU when torch can run on it, else the CPU (with a warning when a GPU is there but
     unsupported; Kaggle's GPUs are all of one kind); 'cuda' (the current GPU) or 'cuda:N' without a GPU, or on

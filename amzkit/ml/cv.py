@@ -99,23 +99,23 @@ def _folds_on_devices(learner: Learner, folds: np.ndarray, steps: Sequence[int],
     waiting, running, done, finished_all = list(steps), {}, {}, False
     started = time.perf_counter()
     try:
-        for pool in pools:
+        for pool, device in zip(pools, devices, strict=True):
             if waiting:
                 step = waiting.pop(0)
-                running[pool.submit(_worker_fold, folds, step, pseudo, models_dir)] = (step, pool)
+                running[pool.submit(_worker_fold, folds, step, pseudo, models_dir)] = (step, pool, device)
         for step in steps:
             while step not in done:
                 finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
                 for future in finished:
-                    finished_step, pool = running.pop(future)
-                    device = devices[pools.index(pool)]
+                    finished_step, pool, device = running.pop(future)
                     done[finished_step] = _fold_result(future, finished_step, device)
                     # the workers' own bars do not reach a notebook: a line per fold as it ends, in any order
                     print(f"fold {finished_step + 1} finished on {device} "
                           f"({time.perf_counter() - started:.0f} s into the run)", flush=True)
                     if waiting:
                         next_step = waiting.pop(0)
-                        running[pool.submit(_worker_fold, folds, next_step, pseudo, models_dir)] = (next_step, pool)
+                        running[pool.submit(_worker_fold, folds, next_step, pseudo, models_dir)] = (
+                            next_step, pool, device)
             yield step, done.pop(step)
         finished_all = True
     finally:

@@ -77,11 +77,6 @@ def _leaderboard_metric(work_dir: str | Path, run: str, metrics: dict) -> str:
     return SCHEMAS[schema].leaderboard_metric if schema in SCHEMAS else "smape"
 
 
-def run_metric(work_dir: str | Path, run: str) -> str:
-    """The leaderboard metric of the run's schema (04_ensemble: that of its first run); SMAPE when unrecorded."""
-    return _leaderboard_metric(work_dir, run, _run_metrics(work_dir, run)[1])
-
-
 def run_cv_score(work_dir: str | Path, run: str) -> tuple[str, float]:
     """(metric, CV score) of the run in its leaderboard's metric; LeaderboardError naming the existing runs when
     it is unknown."""
