@@ -102,7 +102,14 @@ def test_gain_tests_reach_the_table_and_stay_plain_json() -> None:
     json.dumps(result["gain_tests"], allow_nan=False)
     assert set(result["gain_tests"]) == {"ridge", "knn", "added_value"}
     assert all(len(test["fold_gains"]) == 5 for test in result["gain_tests"].values())
-    row = summary_table({"noise": result}).loc["noise"]
+    row = summary_table({"noise": result}, "amazon2025").loc["noise"]
     assert row["next step"] == NOISE
     assert row["deciding probe"] in {"ridge", "knn"}
     assert row["probe bar"] >= MEANINGFUL_GAIN and row["added-value bar"] >= MEANINGFUL_GAIN
+
+
+def test_roadmap_rows_only_beside_the_edition_they_were_measured_on() -> None:
+    """The roadmap's CLIP numbers are 2025 prices: a 2023 table (lengths) compared against them would mislead."""
+    result = _noise_case(0, 4)
+    assert any("roadmap" in name for name in summary_table({"noise": result}, "amazon2025").index)
+    assert list(summary_table({"noise": result}, "amazon2023").index) == ["noise"]

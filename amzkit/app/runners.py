@@ -200,7 +200,7 @@ def run_correlate(ctx: Context):
                         n_permutations=p.n_permutations, n_folds=p.n_folds, knn_k=p.knn_k,
                         knn_max_queries=p.knn_max_queries, baseline_features=p.baseline_features,
                         baseline_runs=p.baseline_runs, seed=p.seed)
-    return correlate_stage.summary_table(results), results
+    return correlate_stage.summary_table(results, ctx.schema.name), results
 
 
 def plot_correlation_histograms(ctx: Context, results: dict):

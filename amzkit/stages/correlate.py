@@ -37,7 +37,8 @@ VERDICTS: tuple[tuple[float, str, str], ...] = (
     (0.02, "MODERATE", "04_ensemble: a separate model on it, blended"),
     (0.0, "WEAK", "alternatives: other models, image metadata, text features"),
 )
-ROADMAP_BASELINES = {"CLIP ViT-B/32 image (roadmap)": 0.0089, "text CLIP (roadmap)": 0.1089}
+# the roadmap's max |corr| of two CLIP runs, measured on the 2025 edition's prices: shown beside that edition's runs only
+ROADMAP_BASELINES = {"amazon2025": {"CLIP ViT-B/32 image (roadmap)": 0.0089, "text CLIP (roadmap)": 0.1089}}
 PARAMETERS = Parameters(
     Param("runs", [], "01_extract runs to analyse; []: every run in the work folder", plain_name=True),
     Param("top_k", 20, "dimensions listed per run, most correlated first", low=1),
@@ -337,8 +338,8 @@ def correlate(train: pd.DataFrame, schema: str, work_dir: str | Path, runs=D.run
         raise ValueError("02_correlate has no run to analyse: " + "; ".join(skipped.values()))
     write_json(out_dir / "metrics.json", {
         "runs": {n: _public(r) for n, r in results.items()}, "skipped": skipped,
-        "table": summary_table(results).reset_index().to_dict(orient="records"),
-        "roadmap_baselines": ROADMAP_BASELINES,
+        "table": summary_table(results, schema_.name).reset_index().to_dict(orient="records"),
+        "roadmap_baselines": ROADMAP_BASELINES.get(schema_.name, {}),
         "baseline": {"features": features, "runs": list(baseline_runs)},
     })
     return results
@@ -358,8 +359,9 @@ def _public(result: dict) -> dict:
     return {k: v for k, v in result.items() if not isinstance(v, np.ndarray)}
 
 
-def summary_table(results: dict[str, dict]) -> pd.DataFrame:
-    """One row per embedding (and the roadmap's baselines): the comparison table of 02_correlate."""
+def summary_table(results: dict[str, dict], schema: str) -> pd.DataFrame:
+    """One row per embedding (and the roadmap's baselines, for the edition they were measured on): the comparison
+    table of 02_correlate."""
     rows = []
     for name, r in results.items():
         rows.append({"embedding": name, "dim": r["dim"], "rows used": r["rows_used"],
@@ -369,7 +371,8 @@ def summary_table(results: dict[str, dict]) -> pd.DataFrame:
                      "kNN SMAPE": round(r["knn_smape"], 2),
                      "added-value gain": round(r["added_value_gain"], 2) if "added_value_gain" in r else None,
                      **_gain_columns(r), "next step": r["next_step"]})
-    rows += [{"embedding": n, "max |corr|": v, "roadmap verdict": verdict(v)[0]} for n, v in ROADMAP_BASELINES.items()]
+    rows += [{"embedding": n, "max |corr|": v, "roadmap verdict": verdict(v)[0]}
+             for n, v in ROADMAP_BASELINES.get(schema, {}).items()]
     return pd.DataFrame(rows).set_index("embedding")
 
 
