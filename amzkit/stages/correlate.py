@@ -37,7 +37,7 @@ VERDICTS: tuple[tuple[float, str, str], ...] = (
     (0.02, "MODERATE", "04_ensemble: a separate model on it, blended"),
     (0.0, "WEAK", "alternatives: other models, image metadata, text features"),
 )
-# the roadmap's max |corr| of two CLIP runs, measured on the 2025 edition's prices: shown beside that edition's runs only
+# the roadmap's max |corr| of two CLIP runs, measured on 2025 prices: shown beside that edition's runs only
 ROADMAP_BASELINES = {"amazon2025": {"CLIP ViT-B/32 image (roadmap)": 0.0089, "text CLIP (roadmap)": 0.1089}}
 PARAMETERS = Parameters(
     Param("runs", [], "01_extract runs to analyse; []: every run in the work folder", plain_name=True),
