@@ -546,3 +546,12 @@ def test_a_learner_without_a_device_cannot_spread_its_folds(tmp_path):
     learner = LightGBMLearner(features=["text_stats"]).prepare(inputs)
     with pytest.raises(ValueError, match="no device parameter"):
         next(cv._folds_on_devices(learner, make_folds(inputs.y, 2, 0, "kfold"), range(2), None, None, ["cpu", "cpu"]))
+
+
+def test_an_uncached_hub_encoder_offline_says_how_03_takes_a_folder():
+    """01's advice (-p text_model) would not reach 03: finetune's model is a learner parameter."""
+    spec, _ = encoder_spec("bge-base")
+    with pytest.raises(RuntimeError, match="not in the Hugging Face cache") as caught:
+        load_encoder(spec, "cls")
+    assert "-p learner_params '{\"model\": \"local-dir:/kaggle/input/<dataset>/<folder>\"}'" in str(caught.value)
+    assert "1_Pooling/config.json" in str(caught.value)

