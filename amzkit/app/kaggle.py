@@ -28,6 +28,7 @@ from amzkit.app.kaggle_runtime import (
     install_cell,
     kernel_spec,
     merge_cell,
+    unattached_folders,
 )
 from amzkit.app.kaggle_wheel import build_wheel, wheel_version
 from amzkit.app.parameters import check_parameters, stage_parameters
@@ -407,6 +408,8 @@ def build(out: str | Path = DEFAULT_BUILD, owner: str | None = None, params_file
                          after_params=merge_cell(kernel.stage, kernel.params))
         meta = kernel_metadata(tmpl, kernel, code_file, sources, dataset_id)
         _write_json(folder / "kernel-metadata.json", meta)
+        for missing in unattached_folders(kernel.params, meta):
+            warnings.warn(f"{kernel.folder}: {missing}", stacklevel=2)
         problems = check_kernel_metadata(meta, folder, kernel.stage, kernel.params)
         if problems:
             raise KaggleError(f"{folder}/kernel-metadata.json is not a valid kernel: {problems}")

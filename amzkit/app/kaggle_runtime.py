@@ -7,9 +7,10 @@ Mount layouts differ between Kaggle versions (flat `/kaggle/input/<slug>` or gro
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from amzkit.core.workdir import KAGGLE_INPUT, KAGGLE_ROOT_ENV, STAGES
@@ -168,6 +169,23 @@ def list_mounts(root: str | Path = KAGGLE_INPUT) -> list[Mount]:
         else:
             mounts += [Mount(kind, m.name, m, owner.name) for owner in _subdirs(child) for m in _subdirs(owner)]
     return mounts
+
+
+# a model folder a parameter names under /kaggle/input (01's model / text_model, 03's learner_params model)
+_MOUNTED_FOLDER = re.compile(r"local-dir(?:-text)?:(/kaggle/input/[^\s\"'\\,}]+)")
+
+
+def unattached_folders(params: Mapping[str, Any], meta: Mapping[str, Any]) -> list[str]:
+    """What to attach, for each /kaggle/input folder in a kernel's parameters that no source of its metadata
+    (datasets, models, kernels, competitions) can be mounted as: no component of the path is a source's slug, so
+    the kernel would stop on a folder it cannot find."""
+    refs = [*meta.get("dataset_sources", ()), *meta.get("kernel_sources", ()), *meta.get("model_sources", ())]
+    slugs = {ref.split("/")[1].lower() for ref in refs if ref.count("/") >= 1}
+    slugs |= {slug.lower() for slug in meta.get("competition_sources", ())}
+    return [f"{name}: {path} is in no attached source ({', '.join(refs)}); attach its dataset with --data "
+            "<owner>/<slug> (or a Kaggle Model in the template's model_sources), or the kernel stops on a folder it "
+            "cannot find" for name, value in params.items() for path in _MOUNTED_FOLDER.findall(str(value))
+            if not {part.lower() for part in PurePosixPath(path).parts[3:]} & slugs]
 
 
 def _walk(top: Path, max_depth: int) -> Iterator[tuple[Path, int, list[str], list[str]]]:

@@ -8,6 +8,7 @@ builds the embedder of a row.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -160,6 +161,8 @@ def get_model_spec(name: str) -> ModelSpec:
 
 def _local_spec(folder: Path, text_tower: bool) -> ModelSpec:
     """A registry row for a model folder, told open_clip / transformers by its files."""
+    if not folder.is_dir():
+        raise FileNotFoundError(_missing_folder_message(folder))
     if (folder / OPEN_CLIP_CONFIG).is_file():
         return _open_clip_folder_spec(folder, text_tower)
     if (folder / TRANSFORMERS_CONFIG).is_file():
@@ -169,6 +172,24 @@ def _local_spec(folder: Path, text_tower: bool) -> ModelSpec:
         "open_clip_config.json and open_clip_pytorch_model.bin (or .safetensors) for open_clip models, or "
         "config.json + model.safetensors (+ tokenizer / preprocessor files) for transformers models, as on the hub"
     )
+
+
+def _missing_folder_message(folder: Path, max_depth: int = 5, max_dirs: int = 2000) -> str:
+    """No such folder: with the model folders found below its nearest existing parent (a dataset mounted one level
+    deeper than the path says, or under Kaggle's grouped /kaggle/input/datasets/<owner>/ layout)."""
+    parent = next((p for p in folder.parents if p.is_dir()), None)
+    found: list[str] = []
+    if parent is not None and parent != Path(parent.anchor):
+        for visited, (top, dirs, files) in enumerate(os.walk(parent)):
+            if OPEN_CLIP_CONFIG in files or TRANSFORMERS_CONFIG in files:
+                found.append(top)
+                dirs.clear()
+            elif len(Path(top).relative_to(parent).parts) >= max_depth or visited >= max_dirs or len(found) >= 5:
+                dirs.clear()
+    hint = (f"; model folders under {parent}: {', '.join(sorted(found)[:5])}" if found else
+            f"; nothing under {parent} holds a model's config.json or open_clip_config.json" if parent else "")
+    return (f"model folder {folder}: no such folder{hint}. On Kaggle, check the dataset is attached and where it "
+            "is mounted: python -m amzkit kaggle inputs")
 
 
 def _open_clip_folder_spec(folder: Path, text_tower: bool) -> ModelSpec:
