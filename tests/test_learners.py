@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -179,8 +180,8 @@ class _StandIn:
 
     seen: list[dict] = []
 
-    def __init__(self, **kwargs):
-        self.kwargs = kwargs
+    def __init__(self, learning_rate=None, **kwargs):  # a named keyword, as the libraries' constructors have
+        self.kwargs = {**kwargs, "learning_rate": learning_rate}
 
     def fit(self, x, y, eval_set=None, **kwargs):
         _StandIn.seen.append({"kwargs": self.kwargs, "fit": kwargs, "n_fit": len(x), "eval_set": eval_set})
@@ -190,8 +191,11 @@ class _StandIn:
         self.mean_ = float(np.mean(y))
         return self
 
-    def predict(self, x):
+    def predict(self, x, **kwargs):
         return np.full(len(x), self.mean_)
+
+    def save_model(self, path):
+        Path(path).write_text(json.dumps({"mean": self.mean_}))
 
     def get_best_iteration(self):
         return 9
@@ -240,6 +244,9 @@ def test_tree_wrapper_fits_per_fold_transforms_on_training_rows_only():
             return np.zeros((len(rows), 1), np.float32)
 
     class Recorder(XGBoostLearner):
+        def _estimator(self):
+            return _StandIn
+
         def _train(self, x, y, weight, x_valid, y_valid, rounds, seed):
             return types.SimpleNamespace(predict=lambda x: np.zeros(len(x)))
 
@@ -363,3 +370,65 @@ def test_tree_learners_hold_out_one_of_round_1_over_f_inner_folds():
         learner = feature_learner(features, y, valid_fraction=valid_fraction)
         watch = learner._watch_rows(np.arange(400))
         assert watch.mean() == pytest.approx(share, abs=0.02)
+
+
+class _CatStandIn(_StandIn):
+    """A stand-in whose constructor names CatBoost's spellings of the defaults' keys, and their aliases."""
+
+    def __init__(self, iterations=None, n_estimators=None, depth=None, max_depth=None, learning_rate=None,
+                 od_wait=None, early_stopping_rounds=None, random_seed=None, random_state=None, **kwargs):
+        named = {k: v for k, v in locals().items() if k not in ("self", "kwargs", "__class__") and v is not None}
+        super().__init__(**{k: v for k, v in {**kwargs, **named}.items() if k != "learning_rate"},
+                         learning_rate=learning_rate)
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"learnin_rate": 0.1}, r"'learnin_rate' is not a xgboost parameter; did you mean 'learning_rate'"),
+    ({"seed": 7}, r"params 'seed' is set by the run's seed"),  # XGBoost lets it win: every bag one seed
+    ({"nthread": 8}, r"params 'nthread' is set by the learner's num_threads"),
+    ("max_depth=3", r"params must be a dict of xgboost parameters"),
+])
+def test_xgboost_params_are_checked_before_any_fold(monkeypatch, tmp_path, params, match):
+    fake = types.ModuleType("xgboost")
+    fake.XGBRegressor = _StandIn
+    monkeypatch.setitem(sys.modules, "xgboost", fake)
+    _StandIn.seen = []
+    with pytest.raises(ValueError, match=match):
+        learner_run(world()["data"], "amazon2025", tmp_path, "x", learner="xgboost", params=params)
+    assert _StandIn.seen == []  # refused before a model was fit
+
+
+def test_catboost_takes_other_spellings_of_its_defaults_and_keeps_fold_models(monkeypatch, tmp_path):
+    fake = types.ModuleType("catboost")
+    fake.CatBoostRegressor = _CatStandIn
+    monkeypatch.setitem(sys.modules, "catboost", fake)
+    _StandIn.seen = []
+    m = learner_run(world()["data"], "amazon2025", tmp_path, "cat", learner="catboost", features=["text_stats"],
+                    params={"n_estimators": 50, "max_depth": 4, "early_stopping_rounds": 20})
+    stopping, refit = _StandIn.seen[0]["kwargs"], _StandIn.seen[1]["kwargs"]
+    assert (stopping["iterations"], stopping["depth"], stopping["od_wait"]) == (50, 4, 20)
+    assert not {"n_estimators", "max_depth", "early_stopping_rounds"} & set(stopping)  # one spelling each
+    assert refit["iterations"] == 10 and "od_wait" not in refit  # the refit grows what early stopping kept
+    assert m["params"]["iterations"] == 50 and m["params"]["loss_function"] == "MAE"  # as trained, in metrics
+    models = tmp_path / "03_train" / "cat" / "models"
+    assert sorted(p.name for p in models.iterdir()) == [f"fold{k}.cbm" for k in range(5)]
+    with pytest.raises(ValueError, match="params give 'iterations' twice"):
+        learner_run(world()["data"], "amazon2025", tmp_path, "cat2", learner="catboost",
+                    params={"n_estimators": 50, "iterations": 60})
+    with pytest.raises(ValueError, match="params 'random_state' is set by the run's seed"):
+        learner_run(world()["data"], "amazon2025", tmp_path, "cat3", learner="catboost", params={"random_state": 1})
+
+
+@pytest.mark.parametrize("name", sorted(OPTIONAL))
+def test_installed_tree_learners_check_params_and_save_models_that_reload(tmp_path, name):
+    module = pytest.importorskip(OPTIONAL[name], reason=f"{name} not installed (optional: pip install {name})")
+    w = world()
+    with pytest.raises(ValueError, match="did you mean 'max_depth'|did you mean 'depth'"):
+        learner_run(w["data"], "amazon2025", tmp_path, "bad", learner=name, params={"max_dept": 3})
+    m = learner_run(w["data"], "amazon2025", tmp_path, name, learner=name, features=["keywords"],
+                    params={"n_estimators": 40, "max_depth": 3})
+    assert m["params"]["max_depth" if name == "xgboost" else "depth"] == 3
+    (saved,) = (tmp_path / "03_train" / name / "models").glob("fold0.*")
+    model = module.XGBRegressor() if name == "xgboost" else module.CatBoostRegressor()
+    model.load_model(str(saved))
+    assert np.isfinite(model.predict(np.zeros((2, m["n_features"]), np.float32))).all()

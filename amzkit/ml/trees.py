@@ -25,6 +25,7 @@ import pandas as pd
 
 from amzkit.core.threads import resolve_threads
 from amzkit.ml.base import Learner, RunInputs, floor_prediction
+from amzkit.ml.boosters import CATBOOST, XGBOOST, BoosterTable, booster_params
 from amzkit.ml.featureset import FeatureSet, assemble_features
 from amzkit.ml.folds import MAX_VALID_FRACTION, VALID_FRACTION, holdout_mask
 from amzkit.ml.presets import check_preset, resolve_preset
@@ -334,25 +335,68 @@ class LightGBMLearner(TreeLearner):
                 "settings": {k: v for k, v in described["settings"].items() if k != "num_threads"}}
 
 
-class XGBoostLearner(TreeLearner):
+class _BoosterLearner(TreeLearner):
+    """XGBoost / CatBoost: the library's estimator from its table's defaults and the user's checked `params`."""
+
+    table: BoosterTable
+    model_suffix: str
+
+    def _estimator(self) -> type:
+        """The library's regressor class (an optional dependency: imported when the learner is used)."""
+        raise NotImplementedError
+
+    def _after_prepare(self) -> None:
+        self.params_ = booster_params(self.table, self.params, self._estimator())
+
+    def prepared_attributes(self) -> set[str]:
+        return super().prepared_attributes() | {"params_"}
+
+    def _settings(self, seed: int, rounds: int | None, stopping: bool) -> dict:
+        params = {**self.table.defaults, **self.params_}
+        if not stopping:
+            for key in self.table.stopping_keys:
+                params.pop(key, None)
+            if rounds:
+                params[self.table.rounds_key] = rounds
+        return {**params, **self._managed(seed)}
+
+    def _managed(self, seed: int) -> dict:
+        raise NotImplementedError
+
+    def save_fold(self, folder: Path, fold: int) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        for bag, model in enumerate(self.model_):  # fold<k>, then fold<k>_bag<b> for further seeds
+            model.save_model(str(folder / f"fold{fold}{'' if bag == 0 else f'_bag{bag}'}{self.model_suffix}"))
+
+    def describe(self) -> dict:
+        """The library's parameters as trained (the table's defaults with the user's params), seed and threads."""
+        described = super().describe()
+        if not hasattr(self, "params_"):
+            return described
+        settings = {k: v for k, v in described["params"].items() if k != "params"}
+        return {**described, "params": {**self.table.defaults, **self.params_}, "settings": settings}
+
+
+class XGBoostLearner(_BoosterLearner):
     """XGBoost (hist, absolute error on log1p target, early stopping) on the run's feature set."""
 
     name = "xgboost"
+    table = XGBOOST
+    model_suffix = ".json"
 
-    def _train(self, x, y, weight, x_valid, y_valid, rounds, seed):
+    def _estimator(self) -> type:
         import xgboost as xgb  # optional dependency: imported when the learner is used
 
-        params = {"n_estimators": 3000, "learning_rate": 0.05, "max_depth": 8, "min_child_weight": 5,
-                  "subsample": 0.8, "colsample_bytree": 0.7, "reg_lambda": 1.0, "objective": "reg:absoluteerror",
-                  "tree_method": "hist", "early_stopping_rounds": 100, **(self.params or {}),
-                  "random_state": seed, "n_jobs": self.threads_}
+        return xgb.XGBRegressor
+
+    def _managed(self, seed: int) -> dict:
+        return {"random_state": seed, "n_jobs": self.threads_}
+
+    def _train(self, x, y, weight, x_valid, y_valid, rounds, seed):
+        model = self._estimator()(**self._settings(seed, rounds, stopping=x_valid is not None))
         if x_valid is None:
-            params.pop("early_stopping_rounds")
-            if rounds:
-                params["n_estimators"] = rounds
-            return xgb.XGBRegressor(**params).fit(x, y, sample_weight=weight, verbose=False)
-        return xgb.XGBRegressor(**params).fit(x, y, sample_weight=weight, eval_set=[(x_valid, y_valid)],
-                                              verbose=False)
+            return model.fit(x, y, sample_weight=weight, verbose=False)
+        return model.fit(x, y, sample_weight=weight, eval_set=[(x_valid, y_valid)], verbose=False)
 
     def _best_rounds(self, model) -> int:
         best = getattr(model, "best_iteration", None)
@@ -365,31 +409,32 @@ class XGBoostLearner(TreeLearner):
         return np.asarray(model.feature_importances_, dtype=float)
 
 
-class CatBoostLearner(TreeLearner):
+class CatBoostLearner(_BoosterLearner):
     """CatBoost (MAE on log1p target, early stopping) on the run's feature set."""
 
     name = "catboost"
+    table = CATBOOST
+    model_suffix = ".cbm"
 
-    def _train(self, x, y, weight, x_valid, y_valid, rounds, seed):
+    def _estimator(self) -> type:
         from catboost import CatBoostRegressor  # optional dependency: imported when the learner is used
 
-        params = {"iterations": 3000, "learning_rate": 0.05, "depth": 8, "loss_function": "MAE",
-                  "od_type": "Iter", "od_wait": 100, **(self.params or {}), "random_seed": seed,
-                  "thread_count": self.threads_, "verbose": False, "allow_writing_files": False}
+        return CatBoostRegressor
+
+    def _managed(self, seed: int) -> dict:
+        return {"random_seed": seed, "thread_count": self.threads_, "verbose": False, "allow_writing_files": False}
+
+    def _train(self, x, y, weight, x_valid, y_valid, rounds, seed):
+        model = self._estimator()(**self._settings(seed, rounds, stopping=x_valid is not None))
         if x_valid is None:
-            for key in ("od_type", "od_wait"):
-                params.pop(key, None)
-            if rounds:
-                params["iterations"] = rounds
-            return CatBoostRegressor(**params).fit(x, y, sample_weight=weight)
-        return CatBoostRegressor(**params).fit(x, y, sample_weight=weight, eval_set=(x_valid, y_valid),
-                                               use_best_model=True)
+            return model.fit(x, y, sample_weight=weight)
+        return model.fit(x, y, sample_weight=weight, eval_set=(x_valid, y_valid), use_best_model=True)
 
     def _best_rounds(self, model) -> int:
         return int(model.get_best_iteration() or model.tree_count_ - 1) + 1
 
     def _predict(self, model, x):
-        return model.predict(x)
+        return model.predict(x, thread_count=self.threads_)  # its default is every core
 
     def _importance(self, model):
         return np.asarray(model.get_feature_importance(), dtype=float)
