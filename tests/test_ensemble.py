@@ -477,7 +477,7 @@ def test_runs_made_for_other_test_rows_under_the_same_ids_are_refused(tmp_path: 
         run_dir = make_run(tmp_path, name, w, noisy(w["target"], 0.3, seed), noisy(w["test_target"], 0.3, seed + 9))
         metrics = json.loads((run_dir / "metrics.json").read_text())
         (run_dir / "metrics.json").write_text(json.dumps({**metrics, "test_rows_sha256": f"test csv of run {name}"}))
-    with pytest.raises(ValueError, match="same test ids for different test rows"):
+    with pytest.raises(ValueError, match="made from different test rows with the same ids"):
         ensemble(tmp_path, ["a", "b"])
 
 
@@ -508,5 +508,5 @@ def test_runs_made_for_other_test_rows_are_refused_whichever_run_comes_first(tmp
         if made_for:
             metrics = json.loads((run_dir / "metrics.json").read_text())
             (run_dir / "metrics.json").write_text(json.dumps({**metrics, "test_rows_sha256": made_for}))
-    with pytest.raises(ValueError, match="'b' and 'c' predict the same test ids for different test rows"):
+    with pytest.raises(ValueError, match="'b' and 'c' were made from different test rows with the same ids"):
         ensemble(tmp_path, ["a_old", "b", "c"])  # a_old predates the digest: it used to be the only reference

@@ -157,6 +157,8 @@ def test_learner_runs_share_folds_with_lightgbm_runs_and_blend(planted):
     # what 05 checks: the test rows every run predicted, and each run's predictions as 04 blended them
     made_for = rows_sha256(data["test"], "sample_id")
     assert lgbm["test_rows_sha256"] == ridge["test_rows_sha256"] == m["test_rows_sha256"] == made_for
+    trained_on = rows_sha256(data["train"], "sample_id")
+    assert lgbm["train_rows_sha256"] == ridge["train_rows_sha256"] == m["train_rows_sha256"] == trained_on
     assert m["run_predictions_sha256"] == {name: run_predictions_sha256(work, name) for name in m["runs"]}
     with pytest.raises(ValueError, match="share folds"):
         learner_run(data, "amazon2025", work, "other", learner="ridge_tfidf", n_folds=3)

@@ -190,6 +190,24 @@ def test_predictions_for_other_test_rows_under_the_same_ids_are_refused(tmp_path
     assert out_files(work) == set()
 
 
+def test_predictions_of_models_trained_on_another_train_csv_are_refused(tmp_path: Path) -> None:
+    """05 read only test.csv: prices fixed in train.csv after 03 gave a 'valid submission' of the old models."""
+    from amzkit.core.io import rows_sha256
+
+    train = pd.DataFrame({"sample_id": [11, 12, 13], "catalog_content": ["a", "b", "c"], "image_link": ["u"] * 3,
+                          "price": [5.0, 6.0, 7.0]})
+    work = make_work(tmp_path)
+    metrics = work / "04_ensemble" / "metrics.json"
+    metrics.write_text(json.dumps({**json.loads(metrics.read_text()),
+                                   "train_rows_sha256": rows_sha256(train, "sample_id")}))
+    assert submit(work, make_test(), TRAIN_TARGET, "amazon2025", train=train)["valid"] is True
+    assert submit(work, make_test(), TRAIN_TARGET, "amazon2025", train=train.astype({"sample_id": str}))["valid"]
+    for edited in (train.assign(price=[5.0, 6.5, 7.0]), train.iloc[:2], train.assign(catalog_content=["a", "b", "d"])):
+        with pytest.raises(SubmissionError, match="trained on another train.csv.*rerun 03-04"):
+            submit(work, make_test(), TRAIN_TARGET, "amazon2025", train=edited)
+        assert out_files(work) == set()
+
+
 def test_a_04_blend_of_runs_trained_again_since_is_refused(tmp_path: Path) -> None:
     from amzkit.ml.runs import run_predictions_sha256
 

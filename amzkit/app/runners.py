@@ -343,7 +343,7 @@ def run_submit(ctx: Context) -> dict:
     p = ctx.params
     pairs, refused = pair_scores(ctx.work_dir, p.lb_scores) if p.lb_scores else ([], [])  # before it is logged
     metrics = submit(ctx.work_dir, ctx.data["test"], ctx.data["train"][ctx.schema.target].to_numpy(),
-                     ctx.schema.name, p.source, p.file_name, p.solution_csv)
+                     ctx.schema.name, p.source, p.file_name, p.solution_csv, train=ctx.data["train"])
     print(f"valid submission: {metrics['path']} ({metrics['rows']} rows)")
     if p.lb_scores:
         added = write_scores(ctx.work_dir, pairs, note="05_submit lb_scores")

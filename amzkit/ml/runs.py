@@ -44,6 +44,7 @@ def save_run(work_dir: str | Path, run_name: str, schema: Schema, train: pd.Data
     metrics = {
         "run": run_name, "schema": schema.name, "rows": len(y), **info, "n_folds": len(fold_ids),
         "folds_sha256": id_hash(folds), "train_ids_sha256": id_hash(ids),
+        "train_rows_sha256": rows_sha256(train, schema.id_column),  # what 05 checks against the CSVs it loads
         "test_rows_sha256": rows_sha256(test, schema.id_column),
         "cv_smape": smape(y, oof), "fold_smape": fold_scores, "fold_smape_mean": float(np.mean(fold_scores)),
         "fold_smape_std": float(np.std(fold_scores)),

@@ -455,8 +455,8 @@ def ensemble(work_dir: str | Path, runs=D.runs, *, method: str = D.method, meta=
         "cv_fold_smape_std": float(np.std(fold_scores[cv_key])),
         "cv_scores": cv_key,
         "constant_median_smape": float(np.mean([loaded[n]["metrics"]["constant_median_smape"] for n in runs])),
-        "test_rows_sha256": next((loaded[n]["metrics"]["test_rows_sha256"] for n in runs
-                             if "test_rows_sha256" in loaded[n]["metrics"]), None),
+        **{key: next((loaded[n]["metrics"][key] for n in runs if key in loaded[n]["metrics"]), None)
+           for key in ("train_rows_sha256", "test_rows_sha256")},
         "run_predictions_sha256": {n: run_predictions_sha256(work_dir, n) for n in runs},
     }
     schema_name = loaded[runs[0]]["metrics"].get("schema")

@@ -36,15 +36,16 @@ def check_compatible(runs: dict[str, dict]) -> None:
                 f"rows differ, e.g. id {runs[name]['oof']['id'].iloc[changed[0]]}: {ref_target[changed[0]]:g} vs "
                 f"{target[changed[0]]:g}): train.csv's prices changed between them, and 04 would score every run "
                 "against one run's prices. Rerun the older runs on the current train.csv, or leave them out (-p runs)")
-    made_for = {}  # test rows' digest -> a run made for them (runs saved before the digest existed have none)
-    for name in names:
-        made_for.setdefault(runs[name]["metrics"].get("test_rows_sha256"), name)
-    made_for.pop(None, None)
-    if len(made_for) > 1:
-        first, second = list(made_for.values())[:2]
-        raise ValueError(f"runs {first!r} and {second!r} predict the same test ids for different test rows: "
-                         "test.csv's text or links changed between them. Rerun the older runs on the current "
-                         "test.csv, or leave them out (-p runs)")
+    for split in ("train", "test"):
+        made_for = {}  # the rows' digest -> a run made from them (runs saved before the digest existed have none)
+        for name in names:
+            made_for.setdefault(runs[name]["metrics"].get(f"{split}_rows_sha256"), name)
+        made_for.pop(None, None)
+        if len(made_for) > 1:
+            first, second = list(made_for.values())[:2]
+            raise ValueError(f"runs {first!r} and {second!r} were made from different {split} rows with the same ids: "
+                             f"{split}.csv's text or links changed between them. Rerun the older runs on the current "
+                             f"{split}.csv, or leave them out (-p runs)")
 
 
 def ensemble_columns(data: dict[str, pd.DataFrame], schema: str, columns: list[str]) -> pd.DataFrame:

@@ -225,11 +225,17 @@ def source_predictions(work_dir: str | Path, source: str) -> pd.DataFrame:
     return read_csv(path, "predictions", dtype={"id": str})
 
 
-def check_made_for(work_dir: str | Path, source: str, metrics: dict, test: pd.DataFrame, id_column: str) -> None:
-    """Refuse predictions made for another test.csv with the same ids (edited text or links), and a 04 blend of
-    runs trained again since it was made; say when a 03 source's rerun was stopped. (Runs saved before these
-    records existed are not checked.)"""
+def check_made_for(work_dir: str | Path, source: str, metrics: dict, test: pd.DataFrame, id_column: str,
+                   train: pd.DataFrame | None = None) -> None:
+    """Refuse predictions made for another test.csv with the same ids (edited text or links) or by models trained
+    on another train.csv (edited prices, text or rows), and a 04 blend of runs trained again since it was made;
+    say when a 03 source's rerun was stopped. (Runs saved before these records existed are not checked.)"""
     folder = _run_folder(work_dir, source)
+    if train is not None and metrics.get("train_rows_sha256") not in (None, rows_sha256(train, id_column)):
+        raise SubmissionError(
+            f"submission not written: the predictions in {folder} come from models trained on another train.csv "
+            "(its prices, text, links or rows differ from the one loaded now): rerun 03-04 on this train.csv (01 "
+            "first if rows were added or their text changed), or point data_dir at the train.csv they were trained on")
     if "test_rows_sha256" in metrics:
         differs = metrics["test_rows_sha256"] != rows_sha256(test, id_column)
     else:  # runs of 2026-12-05's builds hashed every cell as read (dtype-dependent): compared in their own form
@@ -338,9 +344,10 @@ def _remove_outputs(out_dir: Path, path: Path) -> list[str]:
 
 
 def submit(work_dir: str | Path, test: pd.DataFrame, train_target: np.ndarray, schema: str, source: str = D.source,
-           file_name: str = D.file_name, solution_csv: str = D.solution_csv) -> dict:
+           file_name: str = D.file_name, solution_csv: str = D.solution_csv, train: pd.DataFrame | None = None) -> dict:
     """Write the validated submission and its metrics; score it when a solution file is given (demo).
 
+    `train` (train.csv as loaded) is checked against the rows the predictions' models were trained on.
     Everything that can fail is checked before anything is written. A run that fails removes the previous
     submission at `file_name`, metrics.json and distribution.png, so 05_submit/ never holds outputs that look
     current but were made from other predictions or for another test CSV.
@@ -353,7 +360,7 @@ def submit(work_dir: str | Path, test: pd.DataFrame, train_target: np.ndarray, s
     out_dir = stage_dir(work_dir, "05_submit")
     path = out_dir / file_name
     try:
-        return _submit(work_dir, test, train_target, schema_, source, path, solution_csv)
+        return _submit(work_dir, test, train_target, schema_, source, path, solution_csv, train)
     except BaseException as err:
         removed = _remove_outputs(out_dir, path)
         if removed:
@@ -363,7 +370,7 @@ def submit(work_dir: str | Path, test: pd.DataFrame, train_target: np.ndarray, s
 
 
 def _submit(work_dir: str | Path, test: pd.DataFrame, train_target: np.ndarray, schema_: Schema, source: str,
-            path: Path, solution_csv: str) -> dict:
+            path: Path, solution_csv: str, train: pd.DataFrame | None) -> dict:
     """submit's work: check the predictions, their CV and the solution, then write submission and metrics."""
     id_col, value_col = schema_.submission_columns
     test_ids = test[id_col].to_numpy()
@@ -375,7 +382,7 @@ def _submit(work_dir: str | Path, test: pd.DataFrame, train_target: np.ndarray, 
                 "run as source, 01-03), or point data_dir at the test.csv they were made for") if differ else ""
         raise SubmissionError("submission not written: " + "; ".join(problems) + hint)
     cv = source_cv(work_dir, source)
-    check_made_for(work_dir, source, cv, test, schema_.id_column)
+    check_made_for(work_dir, source, cv, test, schema_.id_column, train)
     cv_values = {key: cv[key] for key in ("cv_smape", "constant_median_smape")}
     truth, scoring = read_solution(solution_csv, test_ids, schema_) if solution_csv else (None, {})
     (path.parent / "metrics.json").unlink(missing_ok=True)  # never beside a submission it does not describe
