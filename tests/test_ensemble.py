@@ -510,3 +510,17 @@ def test_runs_made_for_other_test_rows_are_refused_whichever_run_comes_first(tmp
             (run_dir / "metrics.json").write_text(json.dumps({**metrics, "test_rows_sha256": made_for}))
     with pytest.raises(ValueError, match="'b' and 'c' were made from different test rows with the same ids"):
         ensemble(tmp_path, ["a_old", "b", "c"])  # a_old predates the digest: it used to be the only reference
+
+
+def test_a_04_that_scores_worse_than_its_best_run_says_so_and_names_the_run(tmp_path: Path) -> None:
+    """One run: a calibration picked inside each fold costs more than it gains; 05 would submit it silently."""
+    from amzkit.stages.ensemble_report import choice_note
+
+    w = world(21)
+    make_run(tmp_path, "only", w, noisy(w["target"], 0.4, 1), noisy(w["test_target"], 0.4, 2))
+    m = ensemble(tmp_path, ["only"])
+    note = choice_note(m)
+    assert (m["cv_smape"] > m["best_single_smape"]) == bool(note)
+    assert choice_note({**m, "cv_smape": m["best_single_smape"] + 0.5}).endswith("what a blend needs")
+    assert "05 -p source only" in choice_note({**m, "cv_smape": m["best_single_smape"] + 0.5})
+    assert choice_note({**m, "cv_smape": m["best_single_smape"] - 0.5}) == ""

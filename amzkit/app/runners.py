@@ -324,6 +324,8 @@ def run_ensemble(ctx: Context) -> dict:
           f"blend nested {metrics['blend_smape_nested']:.3f} (in-sample {metrics['blend_smape_in_sample']:.3f}); "
           f"best single run {metrics['best_single_run']} {metrics['best_single_smape']:.3f}"
           + other_scores(metrics, ctx.schema.report_metrics, "cv_", "CV"))
+    if note := ensemble_report.choice_note(metrics):
+        print(note)
     if metrics["alike_runs"]:
         print(f"runs whose OOF errors correlate >= {ALIKE_CORRELATION} (one of each pair adds little to the blend): "
               + "; ".join(f"{a} ~ {b} {pair['error_correlation']:.3f}"
