@@ -2,8 +2,9 @@
 
 Four 03_train runs in one work folder (so they share folds): LightGBM `default` preset on engineered
 features + TF-IDF/SVD, LightGBM `seed` preset (the roadmap's params, raw target), ridge on TF-IDF, and kNN
-on the `tfidf-svd` embedding from 01_extract. Then 04_ensemble: blend, stack, blend + calibration, each
-scored nested (chosen on 4 folds, scored on the 5th). Target: the best of them beats the best single run.
+on the `tfidf-svd` embedding from 01_extract. Then 04_ensemble: blend, stack, blend + calibration and
+stack + calibration, each scored nested (chosen on 4 folds, scored on the 5th). Target: the best of them beats
+the best single run.
 
     .venv/bin/python benchmarks/ensemble_quality.py [--data ../shared/data/amz23_dev.csv] [--work /tmp/amzkit_ens]
 """

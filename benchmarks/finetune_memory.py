@@ -8,10 +8,11 @@ its moments in the first step, so from the second on they are resident during th
 - on a GPU: prints torch.cuda.max_memory_allocated / max_memory_reserved (fp16 autocast below compute capability
   8 as on a T4, bf16 above; `--precision fp16` imitates the T4 on a newer GPU) and whether it fits a T4
   (15,843,721,216 bytes = 14.76 GiB, less about 0.4 GiB of CUDA context that torch does not count);
-- on CPU (fp32): samples the process's resident memory during the step, takes off what the weights, gradients
-  and AdamW state account for (16 bytes a parameter) to get the activations, and estimates the T4's peak
-  as fp32 weights + gradients + AdamW state + those fp32 activations (an upper bound: autocast keeps most saved
-  activations in fp16). `--batch-size 4` measures a smaller batch; activations scale with it linearly.
+- on CPU (fp32): samples a fresh process's resident memory during the steps at `--batch-size` and at a quarter
+  of it (each in its own child process, so neither inherits the other's freed memory); the difference is what a
+  row of activations costs, the rest is fixed (weights, gradients, AdamW state, the model's copies). The T4's
+  peak at batch 16 is estimated as that fixed part + 16 rows of fp32 activations (an upper bound: autocast keeps
+  most saved activations in fp16). `--batch-size` 4, 8 and 16 at max_len 64 estimated 5.5, 5.9 and 6.2 GiB.
 
     .venv/bin/python benchmarks/finetune_memory.py   (or `python3 benchmarks/finetune_memory.py` in a checkout
         where amzkit is not installed: the repository root is put on sys.path; lightgbm is not needed)
@@ -22,6 +23,7 @@ its moments in the first step, so from the second on they are resident during th
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import sys
 import tempfile
@@ -89,6 +91,43 @@ def deberta_folder(folder: Path) -> int:
     return count
 
 
+def make_learner(folder: Path, args, batch_size: int):
+    """The finetune learner on STEPS batches of rows that fill max_len, prepared; (learner, rows, y)."""
+    rng = np.random.default_rng(0)
+    n = STEPS * batch_size
+    texts = [f"Item Name: {' '.join(rng.choice(WORDS, args.max_len + 50))}" for _ in range(n + 1)]
+    train = pd.DataFrame({"sample_id": np.arange(n), "catalog_content": texts[:n], "image_link": "",
+                          "price": np.exp(rng.normal(2.6, 1, n))})
+    test = pd.DataFrame({"sample_id": [n], "catalog_content": texts[n:], "image_link": ""})
+    inputs = RunInputs({"train": train, "test": test}, get_schema("amazon2025"), folder.parent, seed=0)
+    learner = FinetuneLearner(model=f"local-dir:{folder}", max_len=args.max_len, batch_size=batch_size, epochs=1,
+                              padding="max_length", valid_fraction=0.0, device=args.device,
+                              precision=args.precision, gradient_checkpointing=args.gradient_checkpointing,
+                              num_threads=args.threads, progress=False).prepare(inputs)
+    assert (learner.lengths_[:n] == args.max_len).all(), "every row must fill max_len"
+    return learner, np.arange(n), inputs.y
+
+
+def cpu_step_memory(folder: Path, args, batch_size: int, out) -> None:
+    """In a child process: GiB the training steps add to resident memory at `batch_size`, and their seconds."""
+    learner, rows, y = make_learner(folder, args, batch_size)
+    before = rss_gb()
+    with PeakRss() as peak:
+        learner.fit(rows, y)
+        assert learner.history_.steps == STEPS, learner.history_
+    out.put((peak.peak - before, learner.history_.seconds))
+
+
+def in_child(folder: Path, args, batch_size: int) -> tuple[float, float]:
+    context = multiprocessing.get_context("spawn")
+    out = context.Queue()
+    child = context.Process(target=cpu_step_memory, args=(folder, args, batch_size, out))
+    child.start()
+    result = out.get()
+    child.join()
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -99,30 +138,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp())
-    params = deberta_folder(work / "deberta-v3-base-random")
-    rng = np.random.default_rng(0)
-    n = STEPS * args.batch_size
-    texts = [f"Item Name: {' '.join(rng.choice(WORDS, args.max_len + 50))}" for _ in range(n + 1)]
-    train = pd.DataFrame({"sample_id": np.arange(n), "catalog_content": texts[:n], "image_link": "",
-                          "price": np.exp(rng.normal(2.6, 1, n))})
-    test = pd.DataFrame({"sample_id": [n], "catalog_content": texts[n:], "image_link": ""})
-    inputs = RunInputs({"train": train, "test": test}, get_schema("amazon2025"), work, seed=0)
-    learner = FinetuneLearner(model=f"local-dir:{work / 'deberta-v3-base-random'}", max_len=args.max_len,
-                              batch_size=args.batch_size, epochs=1, padding="max_length", valid_fraction=0.0,
-                              device=args.device,
-                              precision=args.precision, gradient_checkpointing=args.gradient_checkpointing,
-                              num_threads=args.threads, progress=False).prepare(inputs)
-    assert (learner.lengths_[:n] == args.max_len).all(), "every row must fill max_len"
+    folder = Path(tempfile.mkdtemp()) / "deberta-v3-base-random"
+    params = deberta_folder(folder)
+    learner, rows, y = make_learner(folder, args, args.batch_size)
     device = learner.device_
     state_gb = 16 * params / 2**30  # fp32 weights 4 + gradients 4 + AdamW moments 8 bytes a parameter
     print(f"deberta-v3-base-sized encoder: {params / 1e6:.1f} M parameters; {STEPS} steps at batch {args.batch_size} "
-          f"x {args.max_len} "
-          f"on {device} ({learner.amp_ or 'fp32'}), gradient checkpointing {args.gradient_checkpointing}")
+          f"x {args.max_len} on {device} ({learner.amp_ or 'fp32'}), gradient checkpointing "
+          f"{args.gradient_checkpointing}")
     print(f"fp32 weights + gradients + AdamW state: {state_gb:.2f} GiB")
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-        learner.fit(np.arange(n), inputs.y)
+        learner.fit(rows, y)
         assert learner.history_.steps == STEPS, learner.history_
         allocated = torch.cuda.max_memory_allocated(device) / 2**30
         reserved = torch.cuda.max_memory_reserved(device) / 2**30
@@ -131,18 +158,18 @@ def main() -> None:
         print(f"finetune_memory: peak {reserved:.2f} GiB reserved -> "
               f"{'FITS' if reserved < T4_GB else 'DOES NOT FIT'} a T4's ~{T4_GB:.1f} GiB")
         return
-    before = rss_gb()
-    with PeakRss() as peak:
-        learner.fit(np.arange(n), inputs.y)
-        assert learner.history_.steps == STEPS, learner.history_
-    extra = peak.peak - before
-    activations = max(0.0, extra - state_gb)
-    per_row = activations / args.batch_size
-    at_16 = state_gb + per_row * 16
-    print(f"CPU fp32 step: resident {before:.2f} GiB before, peak {peak.peak:.2f} GiB during (+{extra:.2f} GiB: "
-          f"weights copy, gradients, AdamW state, activations); {learner.history_.seconds:.0f} s")
-    print(f"activations (fp32) ~ {activations:.2f} GiB at batch {args.batch_size} = {per_row:.3f} GiB a row of "
-          f"{args.max_len} tokens")
+    del learner
+    small = max(1, args.batch_size // 4)
+    if small == args.batch_size:
+        raise SystemExit("--batch-size must be at least 2: the estimate compares it with a quarter of it")
+    extra_small, _ = in_child(folder, args, small)
+    extra, seconds = in_child(folder, args, args.batch_size)
+    per_row = max(0.0, (extra - extra_small) / (args.batch_size - small))
+    fixed = extra - per_row * args.batch_size
+    at_16 = fixed + per_row * 16
+    print(f"CPU fp32 steps add {extra_small:.2f} GiB at batch {small} and {extra:.2f} GiB at batch "
+          f"{args.batch_size} ({seconds:.0f} s): {per_row:.3f} GiB of activations a row of {args.max_len} tokens, "
+          f"{fixed:.2f} GiB fixed (of which {state_gb:.2f} GiB weights, gradients and AdamW state)")
     print(f"finetune_memory: T4 estimate at batch 16 x {args.max_len}: {at_16:.2f} GiB upper bound (fp32 activations; "
           f"fp16 autocast stores about half) -> {'FITS' if at_16 < T4_GB else 'MAY NOT FIT'} a T4's ~{T4_GB:.1f} GiB")
 

@@ -1,10 +1,10 @@
 """The 02_correlate leak report at competition scale: 75,000 train x 75,000 test catalog texts.
 
-Texts are built from the real rows in ../shared/data (their words, reshuffled and partly replaced so that
-every synthetic product is distinct), with a known share of test rows planted as exact or edited copies of
-train rows. Prints the wall time and peak memory of `duplicate_report` (names, TF-IDF text, image links),
-how many planted twins it found, and its speed against sklearn's dense `cosine_similarity` + argmax on a
-subset run in the same process (the dense baseline cannot hold 75k x 75k).
+Texts are built from the real rows in ../shared/data or $AMZKIT_SHARED_DATA (their words, reshuffled and partly
+replaced so that every synthetic product is distinct), with a known share of test rows planted as exact or
+edited copies of train rows. Prints the wall time and peak memory of `duplicate_report` (names, TF-IDF text,
+image links), how many planted twins it found, and its speed against sklearn's dense `cosine_similarity` +
+argmax on a subset run in the same process (the dense baseline cannot hold 75k x 75k).
 
     .venv/bin/python benchmarks/leak_report_speed.py [--rows 75000] [--planted 0.05] [--subset 10000]
 """
@@ -33,8 +33,12 @@ def peak_rss_gb() -> float:
 
 
 def source_texts() -> list[str]:
-    texts = pd.read_csv(SHARED / "amz25_sample_test.csv")["catalog_content"].fillna("").tolist()
-    dev = pd.read_csv(SHARED / "amz23_dev.csv")
+    needed = [SHARED / "amz25_sample_test.csv", SHARED / "amz23_dev.csv"]
+    if missing := [str(path) for path in needed if not path.is_file()]:
+        raise SystemExit(f"leak_report_speed builds its texts from real rows: {', '.join(missing)} not found; set "
+                         "AMZKIT_SHARED_DATA to the folder holding amz25_sample_test.csv and amz23_dev.csv")
+    texts = pd.read_csv(needed[0])["catalog_content"].fillna("").tolist()
+    dev = pd.read_csv(needed[1])
     texts += (dev["TITLE"].fillna("") + "\n" + dev["BULLET_POINTS"].fillna("")).tolist()
     return [t for t in texts if t.strip()]
 

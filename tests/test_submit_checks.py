@@ -366,3 +366,16 @@ def test_a_broken_leaderboard_never_costs_the_submission(tmp_path: Path) -> None
         else:
             run_submit(ctx)
         assert (work / "05_submit" / "submission.csv").is_file()
+
+
+def test_a_misspelt_source_or_run_lists_the_runs_and_the_closest_name(tmp_path: Path) -> None:
+    from amzkit.ml.runs import load_run
+
+    work = make_work(tmp_path)
+    run_dir = work / "03_train" / "quick"
+    run_dir.mkdir(parents=True)
+    (run_dir / "metrics.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match=r"no 03_train run 'quik' .*'quick'.*\['quick'\].*-p source"):
+        submit(work, make_test(), TRAIN_TARGET, "amazon2025", source="quik")
+    with pytest.raises(FileNotFoundError, match=r"no 03_train run 'quik' .*did you mean 'quick'.*-p runs"):
+        load_run(work, "quik")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from pathlib import Path
@@ -66,6 +67,14 @@ def list_runs(work_dir: str | Path, stage: str, marker: str = "metrics.json") ->
     if not folder.is_dir():
         return []
     return sorted(p.name for p in folder.iterdir() if (p / marker).is_file())
+
+
+def missing_run(work_dir: str | Path, stage: str, name: str, what: str = "run") -> str:
+    """Why run `name` of `stage` cannot be read: the stage's finished runs, and the closest name to a typo."""
+    made = list_runs(work_dir, stage)
+    close = difflib.get_close_matches(name, made, n=1)
+    return (f"no {stage} {what} {name!r} in {stage_dir(work_dir, stage)}"
+            + (f" (did you mean {close[0]!r}?)" if close else "") + f"; its finished runs: {made or 'none'}")
 
 
 def check_name(name: str, what: str) -> str:

@@ -13,7 +13,7 @@ import pandas as pd
 from amzkit.core.io import atomic_path, files_sha256, id_hash, read_json, rows_sha256, write_csv, write_json
 from amzkit.core.metric import METRICS, constant_fold_smape, smape
 from amzkit.core.schema import Schema
-from amzkit.core.workdir import check_name, stage_dir
+from amzkit.core.workdir import check_name, missing_run, stage_dir
 
 TEST_FOLD_PRED_FILE = "test_fold_pred.csv"  # a run's test predictions by each fold's model (pseudo-labels)
 
@@ -114,7 +114,9 @@ def load_run(work_dir: str | Path, name: str) -> dict:
     """A finished 03_train run: its metrics, OOF frame and test predictions."""
     run_dir = stage_dir(work_dir, "03_train") / name
     check_name(name, "run")
-    if run_dir.is_dir() and not (run_dir / "metrics.json").is_file():
+    if not run_dir.is_dir():
+        raise FileNotFoundError(missing_run(work_dir, "03_train", name) + ": name runs of 03_train in -p runs")
+    if not (run_dir / "metrics.json").is_file():
         raise FileNotFoundError(f"run {name!r} has not finished: {run_dir} has no metrics.json (03_train was "
                                 "stopped, or killed while saving): rerun 03_train with the same parameters (it "
                                 "resumes from its kept folds), or leave the run out")
