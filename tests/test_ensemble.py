@@ -524,3 +524,13 @@ def test_a_04_that_scores_worse_than_its_best_run_says_so_and_names_the_run(tmp_
     assert choice_note({**m, "cv_smape": m["best_single_smape"] + 0.5}).endswith("what a blend needs")
     assert "05 -p source only" in choice_note({**m, "cv_smape": m["best_single_smape"] + 0.5})
     assert choice_note({**m, "cv_smape": m["best_single_smape"] - 0.5}) == ""
+
+
+def test_runs_of_reordered_train_rows_are_refused_with_what_changed(tmp_path: Path) -> None:
+    w = world(22)
+    noisy_run(tmp_path, "old", w, 0.3, 1)
+    order = np.arange(len(w["ids"]))[::-1]
+    make_run(tmp_path, "new", {**w, "target": w["target"][order]}, noisy(w["target"][order], 0.3, 2),
+             noisy(w["test_target"], 0.3, 3), ids=np.asarray(w["ids"])[order], folds=np.asarray(w["folds"])[order])
+    with pytest.raises(ValueError, match=r"'new' has the same ids in another row order\): cannot blend; rerun"):
+        ensemble(tmp_path, ["old", "new"])

@@ -125,6 +125,29 @@ def test_planted_signal_is_found_and_ranks_first(synthetic):
     assert top[0] == "planted_top0"
 
 
+def test_a_first_run_that_fails_leaves_no_folds_to_be_bound_by(synthetic):
+    """A typo (an embedding run 01 never made) must not fix n_folds 5 for the corrected run after it."""
+    data, work = synthetic
+    with pytest.raises(FileNotFoundError, match="no embedding run 'plantd'"):
+        train_run(data, "amazon2025", work, "typo", ["quantity"], ["plantd"], lgb_params=FAST)
+    assert not (work / "03_train" / "folds.csv").exists()
+    m = train_run(data, "amazon2025", work, "three", ["quantity"], ["planted"], lgb_params=FAST, n_folds=3)
+    assert m["n_folds"] == 3 and (work / "03_train" / "folds.csv").is_file()
+    with pytest.raises(FileNotFoundError, match="no embedding run 'plantd'"):  # folds kept: checked, not remade
+        train_run(data, "amazon2025", work, "typo", ["quantity"], ["plantd"], lgb_params=FAST, n_folds=3)
+
+
+def test_folds_of_other_train_rows_say_how_the_rows_differ(synthetic):
+    data, work = synthetic
+    train_run(data, "amazon2025", work, "a", ["quantity"], [], lgb_params=FAST)
+    shuffled = {**data, "train": data["train"].iloc[::-1].reset_index(drop=True)}
+    with pytest.raises(ValueError, match=r"the same ids in another row order\): put train.csv's rows back"):
+        train_run(shuffled, "amazon2025", work, "b", ["quantity"], [], lgb_params=FAST)
+    fewer = {**data, "train": data["train"].iloc[:-3].reset_index(drop=True)}
+    with pytest.raises(ValueError, match="0 ids added, 3 gone\\): use a new work_dir"):
+        train_run(fewer, "amazon2025", work, "b", ["quantity"], [], lgb_params=FAST)
+
+
 def test_run_outputs_recompute_and_folds_are_shared(synthetic):
     data, work = synthetic
     first = train_run(data, "amazon2025", work, "a", ["text_stats", "tfidf"], ["planted:pca:4"], lgb_params=FAST,

@@ -209,6 +209,17 @@ def same_ids(left, right) -> bool:
     return left_keys.shape == right_keys.shape and bool((left_keys == right_keys).all())
 
 
+def ids_difference(saved, now) -> str:
+    """How the id column `now` differs from `saved`, in words: reordered, or ids added and gone ('' if the same)."""
+    saved_keys, now_keys = id_keys(saved), id_keys(now)
+    if saved_keys.shape == now_keys.shape and bool((saved_keys == now_keys).all()):
+        return ""
+    added, gone = set(now_keys) - set(saved_keys), set(saved_keys) - set(now_keys)
+    if not added and not gone:
+        return "the same ids in another row order"
+    return f"{len(added)} ids added, {len(gone)} gone"
+
+
 DIGEST_SAMPLE_BYTES = 1 << 20  # of each file of a local model folder, at its start and at its end
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import KFold, StratifiedGroupKFold, StratifiedKFold
 
-from amzkit.core.io import id_hash, read_json, same_ids, write_csv, write_json
+from amzkit.core.io import id_hash, ids_difference, read_json, write_csv, write_json
 from amzkit.core.schema import Schema
 from amzkit.core.workdir import stage_dir
 from amzkit.text.names import product_groups
@@ -70,8 +70,11 @@ def shared_folds(work_dir: str | Path, train: pd.DataFrame, schema: Schema, n_fo
     wanted = {"n_folds": n_folds, "seed": seed, "strategy": strategy}
     if path.is_file():
         saved = pd.read_csv(path, dtype={"id": str})
-        if not same_ids(saved["id"], ids):
-            raise ValueError(f"{path} was made for other train rows; delete it to make new folds")
+        if how := ids_difference(saved["id"], ids):
+            fix = ("put train.csv's rows back in that order, or use" if "order" in how else "use")
+            raise ValueError(f"{path} was made for other train rows (train.csv now has {how}): {fix} a new work_dir "
+                             "for this train.csv (deleting folds.csv would leave the old rows' runs beside new ones, "
+                             "which 04 cannot blend)")
         info = read_json(info_path) if info_path.is_file() else {"n_folds": int(saved["fold"].nunique())}
         differs = {k: (info.get(k), v) for k, v in wanted.items() if k in info and info[k] != v}
         if differs:

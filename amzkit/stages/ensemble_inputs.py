@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from amzkit.core.io import id_keys, same_ids, show_ids
+from amzkit.core.io import id_keys, ids_difference, same_ids, show_ids
 from amzkit.core.schema import get_schema
 from amzkit.text.features import FEATURE_GROUPS, build_features
 
@@ -19,7 +19,9 @@ def check_compatible(runs: dict[str, dict]) -> None:
     for name in names[1:]:
         other = runs[name]["metrics"]
         if other["train_ids_sha256"] != ref["train_ids_sha256"]:
-            raise ValueError(f"runs {names[0]!r} and {name!r} were trained on different rows; cannot blend")
+            how = ids_difference(runs[names[0]]["oof"]["id"], runs[name]["oof"]["id"]) or "other rows"
+            raise ValueError(f"runs {names[0]!r} and {name!r} were trained on different rows ({name!r} has {how}): "
+                             "cannot blend; rerun the older runs on the current train.csv, or leave them out (-p runs)")
         if other["folds_sha256"] != ref["folds_sha256"]:
             raise ValueError(
                 f"runs {names[0]!r} and {name!r} used different folds; blending them would score on rows "

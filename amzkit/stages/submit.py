@@ -246,8 +246,9 @@ def check_made_for(work_dir: str | Path, source: str, metrics: dict, test: pd.Da
     if differs:
         raise SubmissionError(
             f"submission not written: the predictions in {folder} were made for a test.csv with the same ids but "
-            "other rows (text or image links differ from the one loaded now): rerun 01-04 on this test CSV (for a 03 "
-            "run as source, 01-03), or point data_dir at the test.csv they were made for")
+            "other rows (text or image links differ from the one loaded now, or its rows are in another order): "
+            "rerun 01-04 on this test CSV (for a 03 run as source, 01-03), or point data_dir at the test.csv they "
+            "were made for")
     if source == ENSEMBLE_SOURCE:
         blended = metrics.get("run_predictions_sha256", {})
         gone = [name for name in blended if not (stage_dir(work_dir, "03_train") / name / "test_pred.csv").is_file()]
