@@ -48,6 +48,17 @@ def test_add_and_read_back(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".leaderboard.csv.*"))  # atomic write left no temporary file
 
 
+def test_the_same_score_added_twice_is_one_point(tmp_path: Path) -> None:
+    """`lb add` run twice (a rerun cell, a shell history) made two points of one submission in the CV-LB fit."""
+    make_run(tmp_path, "04_ensemble", 46.5)
+    add_score(tmp_path, "04_ensemble", 47.75)
+    again = add_score(tmp_path, "04_ensemble", 47.75)
+    assert again["already"] is True and again["lb"] == 47.75
+    assert len(leaderboard(tmp_path)) == 1
+    add_score(tmp_path, "04_ensemble", 47.5)  # another score of it (another submission) is a new point
+    assert leaderboard(tmp_path)["lb"].tolist() == [47.75, 47.5]
+
+
 def test_empty_leaderboard(tmp_path: Path) -> None:
     table = leaderboard(tmp_path)
     assert table.empty and "gap" in table.columns

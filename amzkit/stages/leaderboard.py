@@ -208,8 +208,12 @@ def add_score(work_dir: str | Path, run: str, score: float, note: str = "") -> d
     """Append one public LB score for a submission made from `run` (a run name, or a submission file 05 logged);
     the CV beside it is the one its submission was made with (`submission_cv`); returns the row written."""
     run, metric, cv, notice = submission_cv(work_dir, run)
-    return write_scores(work_dir, [{"run": run, "metric": metric, "cv": cv, "lb": _check_score(score, metric),
-                                    "notice": notice}], note)[0]
+    lb = _check_score(score, metric)
+    table = _read_table(work_dir)
+    same = table[(table["run"].astype(str) == run) & (table["lb"].astype(float).round(6) == round(lb, 6))]
+    if len(same):  # the same score of the same submission twice would count as two points in the CV-LB fit
+        return {**same.iloc[-1].to_dict(), "already": True}
+    return write_scores(work_dir, [{"run": run, "metric": metric, "cv": cv, "lb": lb, "notice": notice}], note)[0]
 
 
 def write_scores(work_dir: str | Path, pairs: list[dict], note: str = "") -> list[dict]:
@@ -300,7 +304,7 @@ def tracking_verdict(fit: dict, min_r: float = MIN_R, tolerance: float = TOLERAN
     if problems:
         return "CV stopped tracking: " + "; ".join(problems) + ". Check the folds against the test split."
     if r is None and residual is None:
-        return (f"too few points to judge: {fit['n']} submissions (r needs 3 with distinct CV); "
+        return (f"too few points to judge: {fit['n']} submissions (r needs 3, not all at one CV); "
                 f"mean LB-CV gap {fit['mean_gap']:+.2f}")
     parts = [f"r = {r:.2f}" if r is not None else None,
              f"LB ~= {fit['slope']:.2f} * CV {fit['intercept']:+.2f}" if fit.get("slope") is not None else None,
@@ -394,7 +398,7 @@ def _lb_command(args: argparse.Namespace) -> int:
     try:
         if args.lb_command == "add":
             row = add_score(work_dir, args.run, args.score, note=args.note)
-            print(f"recorded {row['run']} ({METRICS[row['metric']].label}): CV {row['cv']:.3f}  LB {row['lb']:.3f}  "
+            print(f"{'already recorded' if row.get('already') else 'recorded'} {row['run']} ({METRICS[row['metric']].label}): CV {row['cv']:.3f}  LB {row['lb']:.3f}  "
                   f"gap {row['lb'] - row['cv']:+.3f} -> {leaderboard_path(work_dir)}")
         else:
             table = leaderboard(work_dir)
