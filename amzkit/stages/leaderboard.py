@@ -398,7 +398,8 @@ def _lb_command(args: argparse.Namespace) -> int:
     try:
         if args.lb_command == "add":
             row = add_score(work_dir, args.run, args.score, note=args.note)
-            print(f"{'already recorded' if row.get('already') else 'recorded'} {row['run']} ({METRICS[row['metric']].label}): CV {row['cv']:.3f}  LB {row['lb']:.3f}  "
+            done = "already recorded" if row.get("already") else "recorded"
+            print(f"{done} {row['run']} ({METRICS[row['metric']].label}): CV {row['cv']:.3f}  LB {row['lb']:.3f}  "
                   f"gap {row['lb'] - row['cv']:+.3f} -> {leaderboard_path(work_dir)}")
         else:
             table = leaderboard(work_dir)
