@@ -704,3 +704,23 @@ def test_02_starts_from_an_empty_folder_so_no_earlier_run_file_sits_beside_this_
                                leak_report=False), "02_correlate")
     assert ctx.out_dir.is_dir() and not any(ctx.out_dir.iterdir())
     assert runners.run_leak_report(ctx) is None
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"model": "", "text_model": ""}, "nothing to extract: -p model and -p text_model are both empty"),
+    ({"model": "tfidf-svd", "text_model": ""}, "-p model 'tfidf-svd' is a text model .* pass it as -p text_model"),
+    ({"model": "", "text_model": "color-stats"}, "is an image model and text_model takes text models: .* -p model"),
+])
+def test_01_refuses_no_model_and_a_model_in_the_other_parameter(tmp_path, params, match):
+    ctx = notebook_context("01_extract", competition(tmp_path / "data"), tmp_path / "work", **params)
+    with pytest.raises(ValueError, match=match):
+        runners.run_extract(ctx)
+    assert not (tmp_path / "work" / "01_extract" / "tfidf-svd").exists()
+
+
+def test_01_text_only_shows_no_empty_fetch_table_and_04_says_it_reads_no_csv(tmp_path, capsys):
+    ctx = notebook_context("01_extract", competition(tmp_path / "data"), tmp_path / "work", model="",
+                           text_model="tfidf-svd")
+    assert runners.show_fetch_status(ctx) is None and "no pictures were fetched" in capsys.readouterr().out
+    notebook_context("04_ensemble", tmp_path / "elsewhere", tmp_path / "work")
+    assert "04_ensemble reads no CSV, so data_dir=" in capsys.readouterr().out

@@ -100,7 +100,11 @@ def setup(params: SimpleNamespace, stage: str) -> Context:
     if stage in FRESH_OUTPUTS:
         FRESH_OUTPUTS[stage](work_dir)
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
+    pd.set_option("display.max_colwidth", 250)  # the notebooks' tables carry advice in words (02's next step)
     print(f"{stage}: work_dir={work_dir}" + (f" data_dir={ctx.data_dir}" if ctx.data_dir else ""))
+    if not needs_data and getattr(params, "data_dir", "auto") != "auto":
+        print(f"note: {stage} reads no CSV, so data_dir={params.data_dir} is not used"
+              + (" (it is with calibrate_by or meta_features)" if stage == "04_ensemble" else ""))
     removed = remove_stale_temporaries(work_dir, recursive=True)
     if removed:
         print(f"removed {removed} temporary files a killed run left in {work_dir} (none was a finished file)")
@@ -128,6 +132,15 @@ def run_extract(ctx: Context) -> pd.DataFrame:
     restored = restore_image_cache(ctx.work_dir)
     if restored:
         print(f"{restored:,} pictures unpacked from the image cache's tar shards (an earlier run of 01 packed them)")
+    if not p.model and not p.text_model:
+        raise ValueError("01_extract has nothing to extract: -p model and -p text_model are both empty; name an image "
+                         "model (-p model) or a text model (-p text_model minilm)")
+    for parameter, model, modality in (("model", p.model, "image"), ("text_model", p.text_model, "text")):
+        if model and (spec := get_model_spec(model)).modality != modality:
+            other = "text_model" if parameter == "model" else "model"
+            article = "an" if spec.modality == "image" else "a"
+            raise ValueError(f"-p {parameter} {model!r} is {article} {spec.modality} model and {parameter} takes "
+                             f"{modality} models: pass it as -p {other} {model!r}")
     manifests = {}
     for model in [m for m in (p.model, p.text_model) if m]:
         name = get_model_spec(model).name  # the run's folder (a local-dir: model's is its folder's name)
@@ -180,9 +193,12 @@ def show_registry(ctx: Context) -> pd.DataFrame:
     return registry_table()
 
 
-def show_fetch_status(ctx: Context) -> pd.DataFrame:
-    """Fetch statuses per split of the image run (empty for a text-only run)."""
-    return status_table(ctx.work_dir, get_model_spec(ctx.params.model).name) if ctx.params.model else pd.DataFrame()
+def show_fetch_status(ctx: Context) -> pd.DataFrame | None:
+    """Fetch statuses per split of the image run; None (nothing shown) for a text-only run."""
+    if not ctx.params.model:
+        print("no image model (-p model ''): no pictures were fetched")
+        return None
+    return status_table(ctx.work_dir, get_model_spec(ctx.params.model).name)
 
 
 def merge_model(ctx: Context, model: str, merge_dirs: list[str]) -> dict:
