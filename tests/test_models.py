@@ -179,9 +179,10 @@ def test_registry_rows_are_complete_and_within_the_competition_rules():
 
 
 def test_unknown_names_list_the_registry():
-    with pytest.raises(ValueError, match=r"unknown model 'fashion-siglp'; the registry has \[.*'minilm'"):
+    with pytest.raises(ValueError, match=r"unknown model 'fashion-siglp' \(did you mean 'fashion-siglip'\?\); the "
+                       r"registry has \[.*'minilm'"):
         get_model_spec("fashion-siglp")
-    with pytest.raises(FileNotFoundError, match="neither open_clip_config.json nor config.json"):
+    with pytest.raises(FileNotFoundError, match="model folder /nonexistent/folder: no such folder"):
         get_model_spec("local-dir:/nonexistent/folder")
 
 

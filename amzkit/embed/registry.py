@@ -7,6 +7,7 @@ builds the embedder of a row.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -153,8 +154,10 @@ def get_model_spec(name: str) -> ModelSpec:
     try:
         return MODELS[name]
     except KeyError:
+        close = difflib.get_close_matches(name, sorted(MODELS), n=1)
         raise ValueError(
-            f"unknown model {name!r}; the registry has {sorted(MODELS)}, or pass {LOCAL_DIR}<folder> "
+            f"unknown model {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+            + f"; the registry has {sorted(MODELS)}, or pass {LOCAL_DIR}<folder> "
             f"({LOCAL_DIR_TEXT}<folder> for the text tower of a CLIP / SigLIP folder)"
         ) from None
 
