@@ -177,3 +177,12 @@ def test_real_sample_constant_model_submission_is_valid(tmp_path: Path, shared_d
     assert problems and str(order[0]) in problems[0]
     assert main(["validate", str(tmp_path / "short.csv"), "--test", str(test_csv)]) == 1
     assert str(order[0]) in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text, fix", [("sample_id;price\n1;2.0\n", "seems to use ';' as separator"),
+                                       (",sample_id,price\n0,1,2.0\n", "looks like a saved pandas index")])
+def test_validate_says_why_a_submissions_columns_are_wrong(tmp_path, text, fix):
+    (tmp_path / "sub.csv").write_text(text)
+    (tmp_path / "test.csv").write_text("sample_id,catalog_content,image_link\n1,x,u\n")
+    (problem,) = validate_file(tmp_path / "sub.csv", tmp_path / "test.csv", "amazon2025")
+    assert problem.startswith("columns must be exactly ['sample_id', 'price']") and fix in problem

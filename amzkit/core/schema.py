@@ -96,7 +96,7 @@ def check_columns(columns: list[str], schema: Schema, split: str, source: str) -
                     "it is not the train file)")
         elif split == "train" and missing == [schema.target] and not extra:
             hint = " (is this the test file?)"
-        fix = _column_fix(columns, expected, missing)
+        fix = column_fix(columns, expected, missing)
         if not fix:
             fix = (f"pick the right file or the schema ({' / '.join(SCHEMAS)}: -p schema in a notebook, --schema "
                    "for `python -m amzkit validate`).")
@@ -110,7 +110,7 @@ SEPARATORS = {";": "';'", "\t": "tab", "|": "'|'"}  # separators a spreadsheet m
 PANDAS_INDEX = "Unnamed: 0"  # the name pandas gives the unnamed first column that to_csv(index=True) writes
 
 
-def _column_fix(columns: list[str], expected: tuple[str, ...], missing: list[str]) -> str:
+def column_fix(columns: list[str], expected: tuple[str, ...], missing: list[str]) -> str:
     """How to fix two column mistakes that have a known cause (another separator, a saved pandas index), or ""."""
     if len(missing) == len(expected):
         for sep, name in SEPARATORS.items():
@@ -119,8 +119,8 @@ def _column_fix(columns: list[str], expected: tuple[str, ...], missing: list[str
                 return (f"the file seems to use {name} as separator, and the kit reads comma-separated CSV "
                         "(Kaggle's format): re-save it with commas (e.g. pd.read_csv(path, "
                         f"sep={sep!r}).to_csv(path, index=False)).")
-    if columns and columns[0] == PANDAS_INDEX:
-        return (f"the first column {PANDAS_INDEX!r} looks like a saved pandas index: save the file with "
+    if columns and columns[0] in (PANDAS_INDEX, ""):  # as pandas reads it, and as the file's header has it
+        return (f"the unnamed first column ({PANDAS_INDEX!r} to pandas) looks like a saved pandas index: save it with "
                 "df.to_csv(path, index=False), or drop that column (pd.read_csv(path, index_col=0).to_csv(path, "
                 "index=False) does both).")
     return ""

@@ -24,7 +24,7 @@ from amzkit.core.io import (
 )
 from amzkit.core.metric import METRICS, other_scores, smape
 from amzkit.core.params import Param, Parameters
-from amzkit.core.schema import ID_TEXT, Schema, get_schema, load_split
+from amzkit.core.schema import ID_TEXT, Schema, column_fix, get_schema, load_split
 from amzkit.core.workdir import check_name, missing_run, stage_dir
 from amzkit.ml.runs import run_predictions_sha256, unfinished_runs
 from amzkit.stages.leaderboard import LeaderboardError, log_submission, submissions_path
@@ -84,7 +84,10 @@ def validate_submission(submission: pd.DataFrame, test_ids, schema: str | Schema
     id_col, value_col = schema.submission_columns
     problems = []
     if list(submission.columns) != [id_col, value_col]:
-        return [f"columns must be exactly {[id_col, value_col]} in that order, found {list(submission.columns)}"]
+        columns = [str(c) for c in submission.columns]
+        fix = column_fix(columns, (id_col, value_col), [c for c in (id_col, value_col) if c not in columns])
+        return [f"columns must be exactly {[id_col, value_col]} in that order, found {columns}"
+                + (f": {fix}" if fix else "")]
     submission = submission.reset_index(drop=True)
     raw_ids = submission[id_col]
     if raw_ids.dtype.kind not in "iu":
