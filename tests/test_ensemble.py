@@ -471,13 +471,14 @@ def test_a_failed_rerun_leaves_no_finished_04_behind_for_05(tmp_path: Path) -> N
     assert not (tmp_path / "04_ensemble" / "metrics.json").exists()  # 05 then refuses the old blend
 
 
-def test_runs_made_for_other_test_rows_under_the_same_ids_are_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_runs_made_from_other_rows_under_the_same_ids_are_refused(tmp_path: Path, split: str) -> None:
     w = world(13)
     for name, seed in (("a", 1), ("b", 2)):
         run_dir = make_run(tmp_path, name, w, noisy(w["target"], 0.3, seed), noisy(w["test_target"], 0.3, seed + 9))
         metrics = json.loads((run_dir / "metrics.json").read_text())
-        (run_dir / "metrics.json").write_text(json.dumps({**metrics, "test_rows_sha256": f"test csv of run {name}"}))
-    with pytest.raises(ValueError, match="made from different test rows with the same ids"):
+        (run_dir / "metrics.json").write_text(json.dumps({**metrics, f"{split}_rows_sha256": f"{split} csv of {name}"}))
+    with pytest.raises(ValueError, match=f"made from different {split} rows with the same ids: {split}.csv's text"):
         ensemble(tmp_path, ["a", "b"])
 
 
@@ -520,7 +521,13 @@ def test_a_04_that_scores_worse_than_its_best_run_says_so_and_names_the_run(tmp_
     make_run(tmp_path, "only", w, noisy(w["target"], 0.4, 1), noisy(w["test_target"], 0.4, 2))
     m = ensemble(tmp_path, ["only"])
     note = choice_note(m)
-    assert (m["cv_smape"] > m["best_single_smape"]) == bool(note)
+    assert (m["cv_smape"] > m["best_single_smape"] and not m["test_is_best_single"]) == bool(note)
+    written = pd.read_csv(tmp_path / "04_ensemble" / "test_pred.csv")["pred"].to_numpy()
+    run = pd.read_csv(tmp_path / "03_train" / "only" / "test_pred.csv")["pred"].to_numpy()
+    assert m["test_is_best_single"] == bool(np.allclose(written, run, rtol=1e-9, atol=0))
+    quiet = {**m, "cv_smape": m["best_single_smape"] + 0.5, "test_is_best_single": True}
+    assert choice_note(quiet) == ""  # 05 -p source only would submit the same numbers: nothing to advise
+    m = {**m, "test_is_best_single": False}
     assert choice_note({**m, "cv_smape": m["best_single_smape"] + 0.5}).endswith("what a blend needs")
     assert "05 -p source only" in choice_note({**m, "cv_smape": m["best_single_smape"] + 0.5})
     assert choice_note({**m, "cv_smape": m["best_single_smape"] - 0.5}) == ""

@@ -434,3 +434,16 @@ def test_installed_tree_learners_check_params_and_save_models_that_reload(tmp_pa
     model = module.XGBRegressor() if name == "xgboost" else module.CatBoostRegressor()
     model.load_model(str(saved))
     assert np.isfinite(model.predict(np.zeros((2, m["n_features"]), np.float32))).all()
+
+
+def test_xgboost_booster_parameters_taken_through_kwargs_are_accepted():
+    """dart's rate_drop / skip_drop are no constructor keywords of XGBRegressor, yet XGBoost uses them."""
+    from amzkit.ml.boosters import XGBOOST, booster_params
+
+    class Regressor:
+        def __init__(self, booster=None, learning_rate=None, **kwargs):
+            pass
+
+    dart = {"booster": "dart", "rate_drop": 0.1, "skip_drop": 0.5, "sample_type": "weighted", "eta": 0.1}
+    assert booster_params(XGBOOST, dart, Regressor) == {"booster": "dart", "rate_drop": 0.1, "skip_drop": 0.5,
+                                                        "sample_type": "weighted", "learning_rate": 0.1}

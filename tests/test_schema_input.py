@@ -190,3 +190,17 @@ def test_other_bad_ids_say_what_to_do(tmp_path: Path, bad_id: str, words: str) -
     with pytest.raises(ValueError, match="sample_id must hold integer ids") as err:
         load_split(path, "amazon2025", "test")
     assert words in str(err.value) and "as floats" not in str(err.value), str(err.value)
+
+
+def test_a_csv_with_its_columns_moved_loads_as_the_same_data(tmp_path):
+    """A re-save that moves columns is the same data: same frame, same row digest (05 compares digests)."""
+    from amzkit.core.io import rows_sha256
+
+    frame = pd.DataFrame({"sample_id": [1, 2], "catalog_content": ["a", "b"], "image_link": ["u", "v"],
+                          "price": [1.5, 2.5]})
+    frame.to_csv(tmp_path / "a.csv", index=False)
+    frame[["price", "image_link", "sample_id", "catalog_content"]].to_csv(tmp_path / "b.csv", index=False)
+    a, b = (load_split(tmp_path / name, "amazon2025", "train") for name in ("a.csv", "b.csv"))
+    assert list(b.columns) == ["sample_id", "catalog_content", "image_link", "price"]
+    pd.testing.assert_frame_equal(a, b)
+    assert rows_sha256(a, "sample_id") == rows_sha256(b, "sample_id")

@@ -202,10 +202,15 @@ def test_predictions_of_models_trained_on_another_train_csv_are_refused(tmp_path
                                    "train_rows_sha256": rows_sha256(train, "sample_id")}))
     assert submit(work, make_test(), TRAIN_TARGET, "amazon2025", train=train)["valid"] is True
     assert submit(work, make_test(), TRAIN_TARGET, "amazon2025", train=train.astype({"sample_id": str}))["valid"]
-    for edited in (train.assign(price=[5.0, 6.5, 7.0]), train.iloc[:2], train.assign(catalog_content=["a", "b", "d"])):
+    for edited in (train.assign(price=[5.0, 6.5, 7.0]), train.assign(catalog_content=["a", "b", "d"])):
         with pytest.raises(SubmissionError, match="trained on another train.csv.*rerun 03-04"):
             submit(work, make_test(), TRAIN_TARGET, "amazon2025", train=edited)
         assert out_files(work) == set()
+    pd.DataFrame({"id": [11, 12, 13], "fold": [0, 1, 2], "target": [5.0, 6.0, 7.0], "pred": [5.0, 6.0, 7.0]}).to_csv(
+        work / "04_ensemble" / "oof.csv", index=False)  # the rows the models were trained on
+    for edited, how in ((train.iloc[:2], "0 ids added, 1 gone"), (train.iloc[::-1], "the same ids in another row")):
+        with pytest.raises(SubmissionError, match=f"train.csv now has {how}.*in a new -p work_dir"):
+            submit(work, make_test(), TRAIN_TARGET, "amazon2025", train=edited)
 
 
 def test_a_04_blend_of_runs_trained_again_since_is_refused(tmp_path: Path) -> None:
@@ -379,3 +384,25 @@ def test_a_misspelt_source_or_run_lists_the_runs_and_the_closest_name(tmp_path: 
         submit(work, make_test(), TRAIN_TARGET, "amazon2025", source="quik")
     with pytest.raises(FileNotFoundError, match=r"no 03_train run 'quik' .*did you mean 'quick'.*-p runs"):
         load_run(work, "quik")
+
+
+def test_the_05_notebook_hands_its_train_csv_to_the_check(tmp_path: Path, monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from amzkit.app import runners
+    from amzkit.core.schema import get_schema
+
+    seen = {}
+
+    def fake_submit(*args, **kwargs):
+        seen.update(kwargs)
+        return {"path": "x.csv", "rows": 0}
+
+    monkeypatch.setattr(runners, "submit", fake_submit)
+    train = pd.DataFrame({"sample_id": [1], "catalog_content": ["a"], "image_link": ["u"], "price": [2.0]})
+    ctx = SimpleNamespace(params=SimpleNamespace(lb_scores={}, source="04_ensemble", file_name="submission.csv",
+                                                 solution_csv=""),
+                          data={"train": train, "test": make_test()}, schema=get_schema("amazon2025"),
+                          work_dir=tmp_path)
+    runners.run_submit(ctx)
+    assert seen["train"] is train

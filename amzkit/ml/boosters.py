@@ -39,7 +39,13 @@ XGBOOST = BoosterTable(
     managed={"random_state": _SEED, "n_jobs": _THREADS},
     aliases={"eta": "learning_rate", "lambda": "reg_lambda", "alpha": "reg_alpha", "min_split_loss": "gamma",
              "num_boost_round": "n_estimators", "seed": "random_state", "nthread": "n_jobs"},
-    extra_keys=("huber_slope", "quantile_alpha", "tweedie_variance_power", "max_cached_hist_node", "updater"),
+    # XGBoost's booster parameters that its constructor takes through **kwargs (its "XGBoost Parameters" page)
+    extra_keys=("disable_default_eval_metric", "updater", "refresh_leaf", "process_type", "max_cached_hist_node",
+                "sketch_eps", "sample_type", "normalize_type", "rate_drop", "one_drop", "skip_drop", "feature_selector",
+                "top_k", "huber_slope", "quantile_alpha", "tweedie_variance_power", "aft_loss_distribution",
+                "aft_loss_distribution_scale", "seed_per_iteration", "lambdarank_pair_method",
+                "lambdarank_num_pair_per_sample", "lambdarank_normalization", "lambdarank_unbiased",
+                "lambdarank_bias_norm", "ndcg_exp_gain"),
     stopping_keys=("early_stopping_rounds",),
 )
 

@@ -435,6 +435,9 @@ def ensemble(work_dir: str | Path, runs=D.runs, *, method: str = D.method, meta=
         "weights": weights, "nested_weights": [m.weights_.tolist() for m in results["blend"]["fitted"]],
         "run_smape": per_run, "best_single_run": best_single, "best_single_smape": per_run[best_single],
         "best_single_fold_std": float(np.std(fold_scores[best_single])),
+        # test_pred.csv is that run's own predictions (one run, blended): no other source would submit anything else
+        "test_is_best_single": bool(np.allclose(results[chosen]["test"], np.exp(test_log[:, runs.index(best_single)]),
+                                                rtol=1e-9, atol=0.0)),
         "blend_smape_in_sample": smape(target, results["blend"]["in_sample"]),
         "blend_smape_nested": nested_scores["blend"],
         "blend_smape_equal_weights": smape(target, blend(oof_log, np.full(len(runs), 1 / len(runs)))),

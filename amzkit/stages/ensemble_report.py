@@ -24,13 +24,13 @@ def summary_table(metrics: dict) -> pd.DataFrame:
 def choice_note(metrics: dict) -> str:
     """A note when what 04 writes to test_pred.csv scores worse (honestly, picked inside each fold) than its best
     single run: few or alike runs, where picking a method costs more than blending gains; '' otherwise."""
-    if metrics["cv_smape"] <= metrics["best_single_smape"]:
+    if metrics["cv_smape"] <= metrics["best_single_smape"] or metrics.get("test_is_best_single"):
         return ""
     best = metrics["best_single_run"]
-    return (f"note: 04's {metrics['method']} scores {metrics['cv_smape']:.3f}, worse than its best single run {best!r} "
-            f"({metrics['best_single_smape']:.3f}): with {len(metrics['runs'])} run(s), or runs this alike, blending "
-            f"gains less than choosing a method costs. 05 -p source {best} submits that run itself; more diverse runs "
-            "(another learner or embedding, error correlation below) are what a blend needs")
+    return (f"note: 04's {metrics['cv_scores']} scores {metrics['cv_smape']:.3f}, worse than its best single run "
+            f"{best!r} ({metrics['best_single_smape']:.3f}): with {len(metrics['runs'])} run(s), or runs this alike, "
+            f"blending gains less than choosing a method costs. 05 -p source {best} submits that run itself; more "
+            "diverse runs (another learner or embedding, error correlation below) are what a blend needs")
 
 
 def submitted_weights(metrics: dict) -> tuple[dict[str, float], str]:

@@ -15,6 +15,7 @@ from amzkit.core.io import (
     atomic_path,
     frame_sha256,
     id_keys,
+    ids_difference,
     read_csv,
     read_json,
     rows_sha256,
@@ -238,10 +239,15 @@ def check_made_for(work_dir: str | Path, source: str, metrics: dict, test: pd.Da
     say when a 03 source's rerun was stopped. (Runs saved before these records existed are not checked.)"""
     folder = _run_folder(work_dir, source)
     if train is not None and metrics.get("train_rows_sha256") not in (None, rows_sha256(train, id_column)):
-        raise SubmissionError(
-            f"submission not written: the predictions in {folder} come from models trained on another train.csv "
-            "(its prices, text, links or rows differ from the one loaded now): rerun 03-04 on this train.csv (01 "
-            "first if rows were added or their text changed), or point data_dir at the train.csv they were trained on")
+        trained = folder / "oof.csv"
+        how = ids_difference(read_csv(trained, "OOF predictions", dtype={"id": str})["id"], train[id_column]) \
+            if trained.is_file() else ""
+        fix = (f"train.csv now has {how}, and the work folder's folds were made for the old rows: run 01-05 on "
+               "this train.csv in a new -p work_dir" if how else
+               "its prices, text or links differ from the one loaded now: rerun 03-04 on this train.csv (01 first "
+               "if the text changed)")
+        raise SubmissionError(f"submission not written: the predictions in {folder} come from models trained on "
+                              f"another train.csv ({fix}), or point data_dir at the train.csv they were trained on")
     if "test_rows_sha256" in metrics:
         differs = metrics["test_rows_sha256"] != rows_sha256(test, id_column)
     else:  # runs of 2026-12-05's builds hashed every cell as read (dtype-dependent): compared in their own form
