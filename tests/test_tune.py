@@ -210,3 +210,11 @@ def test_a_search_space_key_the_search_cannot_tune_is_refused_before_the_study_e
         _tune(data, work, n_trials=1, search_space={key: ("int", 2, 9, False)})
     assert not tuning_paths(work, "tuned")["study"].exists()
     assert _tune(data, work, n_trials=1, search_space={"num_leaves": ("int", 2, 9, False)})["n_trials"] == 1
+
+
+def test_a_tune_that_fails_before_its_first_trial_leaves_no_folds(synthetic):
+    data, work = synthetic
+    with pytest.raises(FileNotFoundError, match="no embedding run 'plantd'"):
+        tune_preset(data, "amazon2025", work, "t", FEATURES, ["plantd"], n_trials=2, timeout_minutes=None,
+                    n_folds=3, progress=False)
+    assert not (work / "03_train" / "folds.csv").exists()  # a 03 with n_folds 5 after it is not refused

@@ -7,7 +7,9 @@ way, for what is learnt inside it (target encodings, early stopping).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -17,6 +19,8 @@ from amzkit.core.io import id_hash, ids_difference, read_json, write_csv, write_
 from amzkit.core.schema import Schema
 from amzkit.core.workdir import stage_dir
 from amzkit.text.names import product_groups
+
+T = TypeVar("T")
 
 FOLDS_FILE = "folds.csv"
 
@@ -121,3 +125,14 @@ def holdout_mask(rows: np.ndarray, n_train: int, valid_fraction: float, seed: in
     inner = inner_folds(np.asarray(rows)[real], max(2, round(1 / valid_fraction)), seed, groups)
     watch[real[inner == 0]] = True
     return watch
+
+
+def folds_around(prepare: Callable[[], T], work_dir: str | Path, train: pd.DataFrame, schema: Schema, n_folds: int,
+                 seed: int, strategy: str) -> tuple[T, np.ndarray]:
+    """(prepare(), the work folder's folds): folds already made are checked before `prepare` (a learner's slower
+    preparation), new ones are made only after it succeeded, so a first run that fails (a missing embedding run)
+    does not fix n_folds for the runs after it."""
+    made = (stage_dir(work_dir, "03_train") / FOLDS_FILE).is_file()
+    folds = shared_folds(work_dir, train, schema, n_folds, seed, strategy) if made else None
+    prepared = prepare()
+    return prepared, folds if folds is not None else shared_folds(work_dir, train, schema, n_folds, seed, strategy)

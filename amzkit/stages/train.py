@@ -32,7 +32,7 @@ from amzkit.core.schema import Schema, get_schema
 from amzkit.core.workdir import check_name, stage_dir
 from amzkit.ml.base import Learner, RunInputs, fp16_overflow_words
 from amzkit.ml.cv import cross_validate, devices_for_folds
-from amzkit.ml.folds import FOLD_STRATEGIES, FOLDS_FILE, check_trainable, shared_folds
+from amzkit.ml.folds import FOLD_STRATEGIES, check_trainable, folds_around
 from amzkit.ml.learners import LEARNERS, get_learner, make_learner
 from amzkit.ml.pseudo import pseudo_labels
 from amzkit.ml.runs import PROGRESS_DIR, PSEUDO_BASELINE_DIR, save_run
@@ -129,14 +129,8 @@ def train_run(
         learner, learner_params, features=features, embeddings=embeddings, tfidf_dim=tfidf_dim, group_by=group_by,
         num_threads=num_threads, preset=preset, lgb_params=lgb_params)
     train, test = data["train"], data["test"]
-    # the work folder's folds are checked before the learner's (slower) preparation, but made only after it
-    # succeeded: a first run that fails (a missing embedding run) must not fix n_folds for the runs after it
-    made = (stage_dir(work_dir, "03_train") / FOLDS_FILE).is_file()
-    folds = shared_folds(work_dir, train, schema_, n_folds, seed, fold_strategy) if made else None
     inputs = RunInputs(data, schema_, Path(work_dir), Path(data_dir) if data_dir is not None else None, seed)
-    model.prepare(inputs)
-    if folds is None:
-        folds = shared_folds(work_dir, train, schema_, n_folds, seed, fold_strategy)
+    _, folds = folds_around(lambda: model.prepare(inputs), work_dir, train, schema_, n_folds, seed, fold_strategy)
     pseudo = None
     if pseudo_label_run:
         check_name(pseudo_label_run, "pseudo_label_run")

@@ -27,7 +27,7 @@ from amzkit.core.metric import smape
 from amzkit.core.schema import Schema, get_schema
 from amzkit.ml.base import RunInputs
 from amzkit.ml.cv import cross_validate
-from amzkit.ml.folds import shared_folds
+from amzkit.ml.folds import folds_around
 from amzkit.ml.presets import PRESETS, check_preset, preset_path, resolve_preset, save_preset
 from amzkit.ml.transforms import FoldTransform
 from amzkit.ml.trees import LightGBMLearner, check_lightgbm_params, lightgbm_names, merge_lightgbm_params
@@ -237,7 +237,6 @@ def tune_preset(
     schema_ = get_schema(schema)
     train = data["train"]
     y = train[schema_.target].to_numpy(dtype=float)
-    folds = shared_folds(work_dir, train, schema_, n_folds, seed, fold_strategy)
     inputs = RunInputs(data, schema_, Path(work_dir), Path(data_dir) if data_dir is not None else None, seed)
     settings = dict(learner_settings or {})
     unknown = sorted(set(settings) - set(TUNED_LEARNER_SETTINGS))
@@ -245,7 +244,9 @@ def tune_preset(
         raise ValueError(f"learner_settings {unknown} are not LightGBMLearner settings a study can share with its "
                          f"run; these are {list(TUNED_LEARNER_SETTINGS)} (LightGBM's own params go in lgb_params)")
     learner = LightGBMLearner(preset=base, features=features, embeddings=embeddings, tfidf_dim=tfidf_dim,
-                              group_by=group_by, num_threads=num_threads, **settings).prepare(inputs)
+                              group_by=group_by, num_threads=num_threads, **settings)
+    learner, folds = folds_around(lambda: learner.prepare(inputs), work_dir, train, schema_, n_folds, seed,
+                                  fold_strategy)
     learner.features_.transforms = [_CachedTransform(t) for t in learner.features_.transforms]
     setup = {"schema": schema_.name, "rows": len(train), "train_ids_sha256": id_hash(train[schema_.id_column]),
              "folds_sha256": id_hash(folds), "fold_strategy": fold_strategy, "seed": seed, "features": features,
