@@ -7,7 +7,7 @@ The notebooks (01_extract .. 05_submit) are thin layers over this library; Pytho
     amzkit.extract(data, "data/", "runs/x", "amazon2025", "minilm")
     amzkit.train_run(data, "amazon2025", "runs/x", "lgbm", embeddings=["minilm:pca:32"])
     amzkit.ensemble("runs/x")
-    amzkit.submit("runs/x", data["test"], data["train"]["price"], "amazon2025")
+    amzkit.submit("runs/x", data["test"], data["train"]["price"], "amazon2025", train=data["train"])
 
 The package is layered (each imports only from the layers below it, checked by import-linter in `make test`):
 core (schema, metric, file I/O, parameters) <- text | images (catalog parsing and text features; fetching,

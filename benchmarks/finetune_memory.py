@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import queue
 import sys
 import tempfile
 import threading
@@ -123,7 +124,14 @@ def in_child(folder: Path, args, batch_size: int) -> tuple[float, float]:
     out = context.Queue()
     child = context.Process(target=cpu_step_memory, args=(folder, args, batch_size, out))
     child.start()
-    result = out.get()
+    while True:
+        try:
+            result = out.get(timeout=5)
+            break
+        except queue.Empty:
+            if not child.is_alive():  # killed (out of memory) before it could answer
+                raise SystemExit(f"the child measuring batch {batch_size} died (exit code {child.exitcode}): out of "
+                                 "memory? try a smaller --batch-size or --max-len") from None
     child.join()
     return result
 

@@ -710,6 +710,7 @@ def test_02_starts_from_an_empty_folder_so_no_earlier_run_file_sits_beside_this_
     ({"model": "", "text_model": ""}, "nothing to extract: -p model and -p text_model are both empty"),
     ({"model": "tfidf-svd", "text_model": ""}, "-p model 'tfidf-svd' is a text model .* pass it as -p text_model"),
     ({"model": "", "text_model": "color-stats"}, "is an image model and text_model takes text models: .* -p model"),
+    ({"model": "", "text_model": "fashion-siglip"}, "for its text tower, -p text_model 'fashion-siglip-text'"),
 ])
 def test_01_refuses_no_model_and_a_model_in_the_other_parameter(tmp_path, params, match):
     ctx = notebook_context("01_extract", competition(tmp_path / "data"), tmp_path / "work", **params)

@@ -555,3 +555,8 @@ def test_an_uncached_hub_encoder_offline_says_how_03_takes_a_folder():
         load_encoder(spec, "cls")
     assert "-p learner_params '{\"model\": \"local-dir:/kaggle/input/<dataset>/<folder>\"}'" in str(caught.value)
     assert "1_Pooling/config.json" in str(caught.value)
+    deberta, _ = encoder_spec("deberta-v3-base")  # 03's only, and no sentence-transformers model
+    with pytest.raises(RuntimeError, match="not in the Hugging Face cache") as caught:
+        load_encoder(deberta, "mean")
+    assert "-p learner_params '{\"model\": \"local-dir:" in str(caught.value)
+    assert "text_model" not in str(caught.value) and "1_Pooling" not in str(caught.value)

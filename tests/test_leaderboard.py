@@ -57,6 +57,9 @@ def test_the_same_score_added_twice_is_one_point(tmp_path: Path) -> None:
     assert len(leaderboard(tmp_path)) == 1
     add_score(tmp_path, "04_ensemble", 47.5)  # another score of it (another submission) is a new point
     assert leaderboard(tmp_path)["lb"].tolist() == [47.75, 47.5]
+    make_run(tmp_path, "04_ensemble", 45.0)  # trained again and submitted: the same LB at another CV is new
+    assert "already" not in add_score(tmp_path, "04_ensemble", 47.75)
+    assert leaderboard(tmp_path)["cv"].tolist() == [46.5, 46.5, 45.0]
 
 
 def test_empty_leaderboard(tmp_path: Path) -> None:

@@ -419,7 +419,7 @@ def test_prefilled_hf_cache_loads_offline_through_the_hub_id_path(tiny_dinov2_di
     ("bge-base", "-p text_model local-dir:"), ("bge-base", "1_Pooling/config.json"),
     ("siglip-so400m-text", "-p text_model local-dir-text:"), ("dinov2-base", "config.json + model.safetensors"),
     ("dinov2-base", "-p model local-dir:"), ("clip-b32", "open_clip_config.json"),
-    ("ecommerce-l-text", "-p text_model local-dir-text:"),
+    ("ecommerce-l-text", "-p text_model local-dir-text:/kaggle/input/<dataset>/<folder>, or"),
 ])
 def test_uncached_hub_models_offline_fail_at_once_with_how_to_fix(name, how):
     _, embedder = create_embedder(name, device="cpu")

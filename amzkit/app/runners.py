@@ -23,7 +23,7 @@ from amzkit.core.io import read_json, remove_stale_temporaries, write_json
 from amzkit.core.metric import other_scores
 from amzkit.core.schema import SPLITS, Schema, get_schema, load_data
 from amzkit.core.workdir import KAGGLE_INPUT, check_writable, on_kaggle, resolve_work_dir, stage_dir
-from amzkit.embed.registry import get_model_spec, registry_table
+from amzkit.embed.registry import LOCAL_DIR, LOCAL_DIR_TEXT, MODELS, get_model_spec, registry_table
 from amzkit.ml.diversity import ALIKE_CORRELATION
 from amzkit.ml.runs import runs_leaderboard
 from amzkit.stages import correlate as correlate_stage
@@ -139,8 +139,11 @@ def run_extract(ctx: Context) -> pd.DataFrame:
         if model and (spec := get_model_spec(model)).modality != modality:
             other = "text_model" if parameter == "model" else "model"
             article = "an" if spec.modality == "image" else "a"
+            tower = (repr(f"{spec.name}-text") if f"{spec.name}-text" in MODELS else
+                     f"'{LOCAL_DIR_TEXT}...' (a CLIP / SigLIP folder)" if model.startswith(LOCAL_DIR) else "")
+            hint = f"; for its text tower, -p text_model {tower}" if parameter == "text_model" and tower else ""
             raise ValueError(f"-p {parameter} {model!r} is {article} {spec.modality} model and {parameter} takes "
-                             f"{modality} models: pass it as -p {other} {model!r}")
+                             f"{modality} models: pass it as -p {other} {model!r}{hint}")
     manifests = {}
     for model in [m for m in (p.model, p.text_model) if m]:
         name = get_model_spec(model).name  # the run's folder (a local-dir: model's is its folder's name)

