@@ -38,8 +38,8 @@ def check_inputs(name: str, split: str, manifest: dict, frame: pd.DataFrame, sch
         if inputs_sha256(inputs[start:stop]) != digest:
             what = "image links" if manifest["modality"] == "image" else "text"
             raise ValueError(f"embedding run {name!r} ({split}) was computed from other {what} than this {split} CSV "
-                             f"holds (rows {start}-{stop - 1} differ; the ids are the same): rerun 01_extract on this "
-                             "CSV (it embeds the changed shards again)")
+                             f"holds (some of rows {start}-{stop - 1}, the shard holding them, differ; the ids are the "
+                             "same): rerun 01_extract on this CSV (it embeds the changed shards again)")
 
 
 def load_embeddings(work_dir: str | Path, name: str, split: str, ids, has_images: bool = True,
