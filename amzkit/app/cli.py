@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from amzkit.app import kaggle, kaggle_push
+from amzkit.app.demo import DEMO_N_TEST, DEMO_N_TRAIN, DEMO_SEED
 from amzkit.app.kaggle import DEFAULT_BUILD
 from amzkit.app.kaggle_api import KaggleError
 from amzkit.app.kaggle_runtime import describe_inputs
@@ -117,9 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run the five notebooks end to end on the embedded demo data")
     demo.add_argument("--out", default="runs/demo", help="work folder (default runs/demo)")
-    demo.add_argument("--n-train", type=int, default=600)
-    demo.add_argument("--n-test", type=int, default=200)
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--n-train", type=int, default=DEMO_N_TRAIN,
+                      help=f"train rows of the generated competition (default {DEMO_N_TRAIN})")
+    demo.add_argument("--n-test", type=int, default=DEMO_N_TEST,
+                      help=f"test rows, scored against its hidden solution (default {DEMO_N_TEST})")
+    demo.add_argument("--seed", type=int, default=DEMO_SEED,
+                      help=f"seed of the generated products and pictures (default {DEMO_SEED})")
     demo.set_defaults(func=_demo)
     validate = sub.add_parser("validate", help="check a submission CSV against a test CSV")
     validate.add_argument("submission")

@@ -406,8 +406,12 @@ def _remove_leftovers(folder: Path, keep_images: set[str] | None = None) -> None
             path.unlink(missing_ok=True)
 
 
+DEMO_N_TRAIN, DEMO_N_TEST, DEMO_SEED = 600, 200, 0  # the demo competition `make demo` runs on
+
+
 def make_demo(
-    out_dir: str | Path, n_train: int = 600, n_test: int = 200, seed: int = 0, image_px: int = 224
+    out_dir: str | Path, n_train: int = DEMO_N_TRAIN, n_test: int = DEMO_N_TEST, seed: int = DEMO_SEED,
+    image_px: int = 224
 ) -> DemoFiles:
     """Write a deterministic demo competition (train/test/solution CSVs and images) into `out_dir`.
 

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import pandas as pd
 import papermill as pm
 
-from amzkit.app.demo import make_demo
+from amzkit.app.demo import DEMO_N_TEST, DEMO_N_TRAIN, DEMO_SEED, make_demo
 from amzkit.app.kaggle_outputs import pack_image_cache, restore_image_cache, write_output_listing
 from amzkit.app.kaggle_runtime import attach_previous_outputs, detach_previous_outputs, find_data_dir
 from amzkit.core.io import read_json, remove_stale_temporaries, write_json
@@ -415,7 +415,7 @@ def reset_demo_tuning(out_dir: str | Path) -> list[str]:
     return removed
 
 
-def run_demo(out_dir: str | Path, n_train: int = 600, n_test: int = 200, seed: int = 0,
+def run_demo(out_dir: str | Path, n_train: int = DEMO_N_TRAIN, n_test: int = DEMO_N_TEST, seed: int = DEMO_SEED,
              extra_params: dict | None = None, log_output: bool = False) -> dict:
     """Generate the demo competition and run the five notebooks on it with papermill."""
 
