@@ -148,6 +148,17 @@ def test_folds_of_other_train_rows_say_how_the_rows_differ(synthetic):
         train_run(fewer, "amazon2025", work, "b", ["quantity"], [], lgb_params=FAST)
 
 
+def test_a_whole_embedding_run_with_no_row_embedded_is_refused_by_name(synthetic):
+    """An image run kept with images_offline_ok and no picture: its columns would be all NaN, silently."""
+    data, work = synthetic
+    empty = np.full((500, 4), np.nan, np.float32)
+    write_embedding_run(work, "nopics", {"train": (empty, data["train"]["sample_id"].to_numpy()),
+                                         "test": (np.full((100, 4), np.nan, np.float32),
+                                                  data["test"]["sample_id"].to_numpy())})
+    with pytest.raises(ValueError, match="embedding run 'nopics': 0 of this fold's 500 training rows have it"):
+        train_run(data, "amazon2025", work, "x", ["quantity"], ["nopics"], lgb_params=FAST)
+
+
 def test_run_outputs_recompute_and_folds_are_shared(synthetic):
     data, work = synthetic
     first = train_run(data, "amazon2025", work, "a", ["text_stats", "tfidf"], ["planted:pca:4"], lgb_params=FAST,

@@ -18,7 +18,7 @@ from amzkit.images.features import IMAGE_FEATURE_GROUPS, build_image_features
 from amzkit.ml.base import RunInputs
 from amzkit.ml.encodings import TwinPriceTransform, brand_price_transform, material_price_transform
 from amzkit.ml.stacking import ridge_oof_transform
-from amzkit.ml.transforms import SELECTIONS, FoldTransform, KnnTargetTransform, TfidfSvdTransform
+from amzkit.ml.transforms import SELECTIONS, FoldTransform, KnnTargetTransform, TfidfSvdTransform, embedded_rows
 from amzkit.text.features import FEATURE_GROUPS, build_features
 
 # Feature groups fit inside the folds (label-free groups: text.features; image groups: images.features):
@@ -102,6 +102,7 @@ def assemble_features(inputs: RunInputs, features: Sequence[str], embeddings: Se
         name, strategy, size = parse_embedding_spec(spec)
         matrix = inputs.embedding(name)[0]
         if strategy == "all":
+            embedded_rows(name, matrix, np.arange(inputs.n_train), needed=1)  # a run with no row embedded: by name
             blocks.append(matrix)
             names += [f"{name}_{i}" for i in range(matrix.shape[1])]
         elif strategy == "knn":
