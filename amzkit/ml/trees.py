@@ -96,6 +96,8 @@ def check_bag_settings(bags, refit=True) -> None:
 class TreeLearner(Learner):
     """A gradient-boosted tree learner on a FeatureSet, on log1p(target) unless its preset says raw."""
 
+    model_suffix: str  # of the fold model files its library's save_model writes
+
     def __init__(self, features: Sequence[str] = DEFAULT_FEATURES, embeddings: Sequence[str] = (),
                  tfidf_dim: int = 64, group_by: str = "", valid_fraction: float = VALID_FRACTION,
                  refit: bool = True, num_threads: int = 0, params: dict | None = None, bags: int = 1):
@@ -241,6 +243,11 @@ class TreeLearner(Learner):
         importance = np.mean([self._importance(model) for model in self.model_], axis=0)
         return pd.Series(importance, index=self.features_.names, dtype=float)
 
+    def save_fold(self, folder: Path, fold: int) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        for bag, model in enumerate(self.model_):  # fold<k>, then fold<k>_bag<b> for further seeds
+            model.save_model(str(folder / f"fold{fold}{'' if bag == 0 else f'_bag{bag}'}{self.model_suffix}"))
+
     def describe(self) -> dict:
         return {**super().describe(), "features": list(self.features), "embeddings": list(self.embeddings),
                 "bags": self.bags, "n_features": len(self.features_.names) if hasattr(self, "features_") else None}
@@ -254,6 +261,7 @@ class LightGBMLearner(TreeLearner):
     """LightGBM from a preset (a built-in name, a saved preset's name, or a preset dict) plus `params` overrides."""
 
     name = "lightgbm"
+    model_suffix = ".txt"
 
     def __init__(self, preset: str | dict = "default", features: Sequence[str] = DEFAULT_FEATURES,
                  embeddings: Sequence[str] = (), tfidf_dim: int = 64, group_by: str = "",
@@ -315,11 +323,6 @@ class LightGBMLearner(TreeLearner):
     def _importance(self, model):
         return model.feature_importance("gain")
 
-    def save_fold(self, folder: Path, fold: int) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        for bag, model in enumerate(self.model_):  # fold<k>.txt, then fold<k>_bag<b>.txt for further seeds
-            model.save_model(str(folder / (f"fold{fold}.txt" if bag == 0 else f"fold{fold}_bag{bag}.txt")))
-
     def describe(self) -> dict:
         """The LightGBM params as trained, the preset's rounds and target, and the learner's other settings."""
         preset = self.preset if isinstance(self.preset, str) else "(dict)"
@@ -339,11 +342,10 @@ class _BoosterLearner(TreeLearner):
     """XGBoost / CatBoost: the library's estimator from its table's defaults and the user's checked `params`."""
 
     table: BoosterTable
-    model_suffix: str
 
+    @abstractmethod
     def _estimator(self) -> type:
         """The library's regressor class (an optional dependency: imported when the learner is used)."""
-        raise NotImplementedError
 
     def _after_prepare(self) -> None:
         self.params_ = booster_params(self.table, self.params, self._estimator())
@@ -360,13 +362,9 @@ class _BoosterLearner(TreeLearner):
                 params[self.table.rounds_key] = rounds
         return {**params, **self._managed(seed)}
 
+    @abstractmethod
     def _managed(self, seed: int) -> dict:
-        raise NotImplementedError
-
-    def save_fold(self, folder: Path, fold: int) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        for bag, model in enumerate(self.model_):  # fold<k>, then fold<k>_bag<b> for further seeds
-            model.save_model(str(folder / f"fold{fold}{'' if bag == 0 else f'_bag{bag}'}{self.model_suffix}"))
+        """The keys the run sets (seed, threads, quiet): never the user's."""
 
     def describe(self) -> dict:
         """The library's parameters as trained (the table's defaults with the user's params), seed and threads."""
