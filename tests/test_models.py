@@ -446,3 +446,24 @@ def test_a_model_folder_that_is_not_there_says_so_and_where_model_folders_are(ti
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="holds neither open_clip_config.json nor config.json"):
         get_model_spec(f"local-dir:{tmp_path / 'empty'}")
+
+
+@pytest.mark.parametrize("kind", ["transformers", "open_clip"])
+def test_a_cache_holding_a_config_without_weights_says_the_download_was_cut_and_how_to_fix(
+        kind, tiny_dinov2_dir, tiny_clip_dir, tmp_path, monkeypatch):
+    """An interrupted download leaves the config in the snapshot and the weights as a .incomplete blob."""
+    source, spec = {
+        "transformers": (tiny_dinov2_dir, ModelSpec("cut-dinov2", "image", "transformers_image", "test-org/cut-dinov2",
+                                                    "DINOv2", 32, 32, 0)),
+        "open_clip": (tiny_clip_dir, ModelSpec("cut-clip-text", "text", "open_clip_text", "hf-hub:test-org/cut-clip",
+                                               "CLIP", 0, 16, 0)),
+    }[kind]
+    snapshot = _hub_cache_entry(tmp_path / "hf_cache", spec.source.removeprefix("hf-hub:"), source)
+    for weights in [*snapshot.glob("*.safetensors"), *snapshot.glob("*.bin")]:
+        weights.unlink()
+    monkeypatch.setitem(MODELS, spec.name, spec)
+    _, embedder = create_embedder(spec.name, device="cpu")
+    with pytest.raises(RuntimeError, match="holds its config but no weights") as caught:
+        embedder.fit()
+    assert str(snapshot) in str(caught.value) and "HF_HUB_OFFLINE=1" in str(caught.value)
+    assert f"delete {snapshot.parents[1]} and fetch it again" in str(caught.value)

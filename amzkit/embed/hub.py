@@ -117,11 +117,20 @@ def bundled_folder(source: str) -> Path | None:
     return folder if (folder / TRANSFORMERS_CONFIG).is_file() else None
 
 
+# Weight files of a cached snapshot, by the config that marks it (one present: the download got that far).
+CACHED_WEIGHTS: dict[str, tuple[str, ...]] = {
+    TRANSFORMERS_CONFIG: ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                          "pytorch_model.bin.index.json"),
+    OPEN_CLIP_CONFIG: ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"),
+}
+
+
 def use_cache_instead(spec: ModelSpec, repo_id: str, markers: tuple[str, ...]) -> Path | None:
     """None when the hub is usable; else the first of `markers` found in the cached snapshot of `repo_id`.
 
     Fails in seconds when the hub is off or unreachable and the model is not cached: the hub client would
-    retry for half a minute before giving up.
+    retry for half a minute before giving up. A cached config without weights beside it (a download cut
+    short) is refused with the same advice, instead of the loader's missing-file error.
     """
     if hub_offline():
         reason = "HF_HUB_OFFLINE is set and it is not in the Hugging Face cache"
@@ -131,5 +140,10 @@ def use_cache_instead(spec: ModelSpec, repo_id: str, markers: tuple[str, ...]) -
         reason = "the model hub is unreachable from here and it is not in the Hugging Face cache"
     for marker in markers:
         if (cached := cached_file(repo_id, marker)) is not None:
+            weights = CACHED_WEIGHTS.get(marker, ())
+            if weights and not any((cached.parent / name).is_file() for name in weights):
+                raise RuntimeError(unreachable_message(
+                    spec, f"the Hugging Face cache holds its config but no weights ({' or '.join(weights)}) in "
+                          f"{cached.parent}: a download cut short (delete {cached.parents[2]} and fetch it again)"))
             return cached
     raise RuntimeError(unreachable_message(spec, reason))
