@@ -19,7 +19,7 @@ from amzkit.ml.runs import run_predictions_sha256
 from amzkit.ml.transforms import FoldTransform
 from amzkit.ml.trees import XGBoostLearner
 from amzkit.stages.ensemble import ensemble
-from amzkit.stages.train import train_run
+from amzkit.stages.train import plot_importance, train_run
 from amzkit.testing import feature_learner, synthetic_inputs, write_embedding_run
 
 FAST = {"learning_rate": 0.1, "num_leaves": 15, "min_data_in_leaf": 10}
@@ -230,6 +230,12 @@ def test_tree_wrappers_hold_out_training_rows_for_early_stopping(monkeypatch, tm
     assert call["kwargs"]["learning_rate"] == 0.2  # user params override the defaults
     loss = "objective" if name == "xgboost" else "loss_function"
     assert call["kwargs"][loss] in ("reg:absoluteerror", "MAE")
+    # the importance table and plot say what the library measured: CatBoost's default is no split gain
+    table = pd.read_csv(tmp_path / "03_train" / name / "feature_importance.csv")
+    kind = {"xgboost": "gain", "catboost": "prediction_values_change"}[name]
+    assert list(table.columns) == ["feature", kind] and len(table) == m["n_features"]
+    fig = plot_importance(tmp_path, name)
+    assert fig.axes[0].get_xlabel() == f"{kind.replace('_', ' ')} (mean over folds)"
 
 
 def test_tree_wrapper_fits_per_fold_transforms_on_training_rows_only():
@@ -269,6 +275,9 @@ def test_installed_tree_learners_beat_the_constant(tmp_path, name):
     m = learner_run(data, "amazon2025", tmp_path, name, learner=name, features=["keywords", "tfidf"],
                     tfidf_dim=16, params=small)
     assert m["cv_smape"] < 0.7 * m["constant_median_smape"]
+    table = pd.read_csv(tmp_path / "03_train" / name / "feature_importance.csv")
+    assert table.columns[1] == {"xgboost": "gain", "catboost": "prediction_values_change"}[name]
+    assert table.iloc[:, 1].max() > 0  # the models split on something
 
 
 def planted_feature_set(n_train: int = 400, n_test: int = 50, seed: int = 0) -> tuple[FeatureSet, np.ndarray]:

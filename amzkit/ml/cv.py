@@ -167,7 +167,9 @@ def cross_validate(learner: Learner, folds: np.ndarray, *, pseudo: PseudoLabels 
         if hasattr(results, "close"):  # stop the fold workers when recording stopped (a tuner's prune, a kill)
             results.close()
     test = np.exp(np.log(state["test_folds"]).mean(axis=0)) if len(test_rows) else np.empty(0)
-    importance = pd.concat(state["importance"], axis=1).mean(axis=1) if state["importance"] else None
+    importance = None
+    if state["importance"]:  # the folds' mean, named as the learner names it (e.g. gain)
+        importance = pd.concat(state["importance"], axis=1).mean(axis=1).rename(state["importance"][0].name)
     return {"oof": state["oof"], "test": test, "test_folds": state["test_folds"], "fold_smape": state["fold_smape"],
             "fold_constant_smape": constant_fold_smape(y, folds), "importance": importance,
             "fit_reports": state["fit_reports"]}

@@ -97,6 +97,7 @@ class TreeLearner(Learner):
     """A gradient-boosted tree learner on a FeatureSet, on log1p(target) unless its preset says raw."""
 
     model_suffix: str  # of the fold model files its library's save_model writes
+    importance_kind = "gain"  # what _importance measures: the importance table's column and the plot's axis
 
     def __init__(self, features: Sequence[str] = DEFAULT_FEATURES, embeddings: Sequence[str] = (),
                  tfidf_dim: int = 64, group_by: str = "", valid_fraction: float = VALID_FRACTION,
@@ -239,9 +240,14 @@ class TreeLearner(Learner):
             report["group_models"] = len(self.group_models_)
         return report
 
+    def _importance_kind(self, model) -> str:
+        return self.importance_kind
+
     def feature_importance(self) -> pd.Series:
+        """Importance per column, the mean over the fit's models, named after what it measures."""
         importance = np.mean([self._importance(model) for model in self.model_], axis=0)
-        return pd.Series(importance, index=self.features_.names, dtype=float)
+        return pd.Series(importance, index=self.features_.names, dtype=float,
+                         name=self._importance_kind(self.model_[0]))
 
     def save_fold(self, folder: Path, fold: int) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -406,6 +412,9 @@ class XGBoostLearner(_BoosterLearner):
     def _importance(self, model):
         return np.asarray(model.feature_importances_, dtype=float)
 
+    def _importance_kind(self, model) -> str:
+        return getattr(model, "importance_type", None) or "gain"  # its param (default gain for trees), normalised
+
 
 class CatBoostLearner(_BoosterLearner):
     """CatBoost (MAE on log1p target, early stopping) on the run's feature set."""
@@ -413,6 +422,7 @@ class CatBoostLearner(_BoosterLearner):
     name = "catboost"
     table = CATBOOST
     model_suffix = ".cbm"
+    importance_kind = "prediction_values_change"  # CatBoost's default importance, not a split gain
 
     def _estimator(self) -> type:
         from catboost import CatBoostRegressor  # optional dependency: imported when the learner is used

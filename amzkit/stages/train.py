@@ -147,8 +147,9 @@ def train_run(
     if pseudo is not None:
         pseudo_info["pseudo_label"]["cv_smape_with"] = smape(inputs.y, result["oof"])
     if result["importance"] is not None:
-        importance = result["importance"].rename_axis("feature").rename("gain").reset_index()
-        write_csv(importance.sort_values("gain", ascending=False), run_dir / "feature_importance.csv")
+        kind = result["importance"].name or "importance"  # what the learner measures (gain for LightGBM)
+        importance = result["importance"].rename_axis("feature").rename(kind).reset_index()
+        write_csv(importance.sort_values(kind, ascending=False), run_dir / "feature_importance.csv")
     else:
         (run_dir / "feature_importance.csv").unlink(missing_ok=True)
     info = {**model.describe(), "fold_strategy": fold_strategy, "group_by": group_by, **pseudo_info,
@@ -248,7 +249,8 @@ def _resumable_cv(model: Learner, folds: np.ndarray, run_dir: Path, pseudo, prog
         tmp.replace(with_arrays)
         for i, series in enumerate(state["importance"]):
             if not (folder / f"importance{i}.csv").is_file():
-                write_csv(series.rename("gain").rename_axis("feature").reset_index(), folder / f"importance{i}.csv")
+                write_csv(series.rename(series.name or "importance").rename_axis("feature").reset_index(),
+                          folder / f"importance{i}.csv")
         write_json(marker, {"fingerprint": fingerprint, "folds_done": step + 1, "fold_smape": state["fold_smape"],
                             "importance_folds": len(state["importance"]), "fit_reports": state["fit_reports"]})
 
@@ -257,15 +259,17 @@ def _resumable_cv(model: Learner, folds: np.ndarray, run_dir: Path, pseudo, prog
 
 
 def plot_importance(work_dir: str | Path, name: str, top: int = 30):
-    """Bar chart of the top features by gain; saved as PNG in the run folder."""
+    """Bar chart of the top features by the learner's importance (gain for LightGBM); saved as PNG in the run
+    folder."""
     run_dir = stage_dir(work_dir, "03_train") / name
     if not (run_dir / "feature_importance.csv").is_file():
         print(f"{name}: this learner reports no feature importance")
         return None
     table = pd.read_csv(run_dir / "feature_importance.csv").head(top).iloc[::-1]
     fig, ax = plt.subplots(figsize=(7, max(3, 0.25 * len(table))))
-    ax.barh(table["feature"], table["gain"])
-    ax.set(xlabel="gain (mean over folds)", title=f"{name}: top {len(table)} features")
+    kind = table.columns[1]
+    ax.barh(table["feature"], table[kind])
+    ax.set(xlabel=f"{kind.replace('_', ' ')} (mean over folds)", title=f"{name}: top {len(table)} features")
     save_figure(fig, run_dir / "feature_importance.png")
     return fig
 
