@@ -637,3 +637,15 @@ def test_a_misspelt_run_name_is_answered_with_the_runs_there_and_the_closest(sma
     (tmp_path / "01_extract" / "image_tables" / "manifest.json").write_text("{}")  # 01's tables: not a run
     with pytest.raises(FileNotFoundError, match=r"did you mean .tfidf-svd.\?\); its runs: \[.tfidf-svd.\]"):
         load_embeddings(tmp_path, "tfidf-sdv", "train", data["train"]["sample_id"])
+
+
+def test_rows_without_text_get_no_text_embedding(small_demo, tmp_path):
+    """Empty text is no text: NaN and not ok (03's pca/knn then treat those rows as missing), not the vector of ''."""
+    data = load_data(small_demo, "amazon2025")
+    data["train"].loc[3, "catalog_content"] = " \n "
+    data["test"].loc[5, "catalog_content"] = ""
+    extract(data, small_demo, tmp_path, "amazon2025", "tfidf-svd")
+    for split, empty in (("train", 3), ("test", 5)):
+        x, ok = load_embeddings(tmp_path, "tfidf-svd", split, data[split]["sample_id"])
+        assert np.flatnonzero(~ok).tolist() == [empty] and np.isnan(x[empty]).all()
+        assert np.isfinite(np.delete(x, empty, axis=0)).all()

@@ -339,6 +339,8 @@ def _embed_shards(todo: dict, data, schema_, spec: ModelSpec, embedder, shard_di
             ok = ok & (fetched["status"].to_numpy() == "ok")
             write_csv(fetched.assign(embedded=ok).reset_index(drop=True),
                       shard_dir / f"{_shard_stem(split, shard_no)}.fetch.csv")
+        else:  # a row without text has no embedding (the model's vector of "" would be one, shared, for them all)
+            ok = ok & np.array([bool(text.strip()) for text in inputs], dtype=bool)
         embeddings[~ok] = np.nan
         if embeddings.shape[0] != stop - start or ok.shape[0] != stop - start:
             raise RuntimeError(f"{spec.name} returned {embeddings.shape[0]} rows for a shard of {stop - start}")
