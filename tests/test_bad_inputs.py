@@ -195,6 +195,10 @@ BAD_FILES = [
      ["train.csv", "UTF-16", "UTF-8"]),
     ("latin-1", lambda f: write_csv_text(f, TRAIN_HEADER + "1,Item Name: caf\u00e9,,2.5\n" + good_rows(20, 2),
                                          GOOD_TEST, "latin-1"), ["train.csv", "not UTF-8", "UTF-8"]),
+    ("latin-1 deep in the file", lambda f: write_csv_text(  # where in the file, not in the field (pandas' offset)
+        f, TRAIN_HEADER + good_rows(20) + '21,"Item Name: caf\u00e9\nBullet Point 1: x",,2.5\n', GOOD_TEST, "latin-1"),
+     ["train.csv", f"offset {len(TRAIN_HEADER + good_rows(20)) + 18}, line 22 of the file, after '21,\"Item Name: caf'",
+      "save it as UTF-8"]),
     ("trailing commas", lambda f: write_csv_text(f, TRAIN_HEADER + good_rows(20).replace("\n", ",\n"), GOOD_TEST),
      ["train.csv", "trailing comma"]),
     ("ragged row", lambda f: write_csv_text(f, TRAIN_HEADER + good_rows(5) + "9,a,b,c,d,e\n" + good_rows(5, 10),

@@ -131,6 +131,21 @@ def read_json(path: str | Path) -> Any:
                          "stage that writes it") from None
 
 
+def _first_bad_byte(content: bytes) -> str:
+    """Where a file stops being UTF-8: the byte, its offset and line in the file, and the text just before it
+    (pandas' own error counts from the start of a field, not of the file)."""
+    if content[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return "UTF-16 text (it starts with a UTF-16 byte order mark)"
+    try:
+        content.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = content.count(b"\n", 0, err.start) + 1
+        before = content[max(content.rfind(b"\n", 0, err.start) + 1, err.start - 40):err.start]
+        return (f"not UTF-8 text: byte {content[err.start:err.start + 1]!r} at offset {err.start}, line {line} of the "
+                f"file, after {before.decode('utf-8', errors='replace')!r}")
+    return "not UTF-8 text"
+
+
 def read_csv(path: str | Path, what: str = "CSV", **kwargs) -> pd.DataFrame:
     """pandas.read_csv with errors that name the file and say what to do: missing, a folder, empty, not UTF-8
     (UTF-16 or a spreadsheet's encoding), or a row whose fields do not match the header."""
@@ -144,11 +159,9 @@ def read_csv(path: str | Path, what: str = "CSV", **kwargs) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise ValueError(f"{what} {path} is empty (not even a header row): write the header and the rows, "
                          "or point to the right file") from None
-    except UnicodeDecodeError as err:
-        head = path.read_bytes()[:2]
-        kind = "UTF-16" if head in (b"\xff\xfe", b"\xfe\xff") else "not UTF-8"
-        raise ValueError(f"{what} {path} is {kind} text (byte {err.object[err.start:err.start + 1]!r} at offset "
-                         f"{err.start}): save it as UTF-8 CSV (e.g. df.to_csv(path, index=False))") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{what} {path} is {_first_bad_byte(path.read_bytes())}: save it as UTF-8 CSV (e.g. "
+                         "df.to_csv(path, index=False))") from None
     except pd.errors.ParserError as err:
         raise ValueError(f"{what} {path} is not a well-formed CSV: {str(err).strip()} (a row with more fields "
                          "than the header, e.g. a trailing comma or an unquoted comma in text): fix or quote that "
