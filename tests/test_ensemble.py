@@ -14,6 +14,7 @@ from amzkit.core.metric import smape
 from amzkit.stages.ensemble import (
     BEST_INSIDE,
     METHODS,
+    OUTPUTS,
     Calibrator,
     blend,
     ensemble,
@@ -464,11 +465,14 @@ def test_a_failed_rerun_leaves_no_finished_04_behind_for_05(tmp_path: Path) -> N
     w = world(12)
     noisy_run(tmp_path, "a", w, 0.3, seed=1)
     noisy_run(tmp_path, "b", w, 0.3, seed=2)
-    ensemble(tmp_path, ["a", "b"])
-    assert (tmp_path / "04_ensemble" / "metrics.json").is_file()
+    plot_ensemble(tmp_path, ensemble(tmp_path, ["a", "b"]))
+    out = tmp_path / "04_ensemble"
+    assert {path.name for path in out.iterdir()} == set(OUTPUTS)  # every file 04 writes is in the list
+    (out / "my_notes.txt").write_text("kept")
     with pytest.raises(FileNotFoundError):
         ensemble(tmp_path, ["a", "typo"])
-    assert not (tmp_path / "04_ensemble" / "metrics.json").exists()  # 05 then refuses the old blend
+    # 05 then refuses the old blend, and no old prediction, table or plot looks like this run's
+    assert [path.name for path in out.iterdir()] == ["my_notes.txt"]
 
 
 @pytest.mark.parametrize("split", ["train", "test"])

@@ -336,10 +336,17 @@ def _fold_scores(target: np.ndarray, pred: np.ndarray, folds: np.ndarray) -> lis
     return [smape(target[folds == f], pred[folds == f]) for f in np.unique(folds)]
 
 
+# What 04 writes (metrics.json last, as the mark that the others are finished: 05 reads only those).
+OUTPUTS = ("metrics.json", "oof.csv", "test_pred.csv", "oof_methods.csv", "test_methods.csv", "table.csv",
+           "weights.csv", "error_correlation.csv", "ensemble.png")
+
+
 def unmark_finished(work_dir: str | Path) -> None:
-    """Remove 04's metrics.json, which marks its outputs as finished (05 reads only those): a 04 that fails then
-    leaves none behind, not the previous run's, which 05 would submit as if this one had made them."""
-    (stage_dir(work_dir, "04_ensemble") / "metrics.json").unlink(missing_ok=True)
+    """Remove 04's outputs, metrics.json first: a 04 that fails then leaves none of the previous run's behind,
+    neither for 05 (which would submit them as if this one had made them) nor for someone reading the folder."""
+    out_dir = stage_dir(work_dir, "04_ensemble")
+    for name in OUTPUTS:
+        (out_dir / name).unlink(missing_ok=True)
 
 
 def ensemble(work_dir: str | Path, runs=D.runs, *, method: str = D.method, meta=D.meta,
