@@ -123,6 +123,15 @@ def test_bad_target_rejected_naming_the_id(tmp_path: Path, bad_target: str) -> N
     with pytest.raises(ValueError, match="target price must be a finite number >= 0") as err:
         load_split(path, "amazon2025", "train")
     assert "987654" in str(err.value) and "10," not in str(err.value)
+    assert "1 of 2 rows are not" in str(err.value)
+
+
+def test_prices_written_with_a_currency_sign_or_decimal_comma_are_shown_with_the_fix(tmp_path: Path) -> None:
+    header = "sample_id,catalog_content,image_link,price\n"
+    path = write(tmp_path, f'{header}10,a,u,$7.74\n11,b,u,"7,74"\n12,c,u,3.5\n')
+    with pytest.raises(ValueError, match="2 of 3 rows are not") as err:
+        load_split(path, "amazon2025", "train")
+    assert "ids [10, 11] hold ['$7.74', '7,74']" in str(err.value) and "no currency sign" in str(err.value)
 
 
 def test_small_train_file_loads_typed(tmp_path: Path) -> None:

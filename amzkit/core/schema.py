@@ -214,9 +214,12 @@ def load_split(path: str | Path, schema: str | Schema, split: str) -> pd.DataFra
         target = pd.to_numeric(df[schema.target], errors="coerce")
         bad = np.flatnonzero(~np.isfinite(target.to_numpy(dtype=float)) | (target.to_numpy() < 0))
         if bad.size:
+            written = df[schema.target].to_numpy(dtype=object)[bad]
             raise ValueError(
-                f"{path}: target {schema.target} must be a finite number >= 0; ids "
-                f"{show_ids(df[schema.id_column].to_numpy()[bad])} are not (drop or fix those rows)"
+                f"{path}: target {schema.target} must be a finite number >= 0; {bad.size} of {len(df)} rows are not: "
+                f"ids {show_ids(df[schema.id_column].to_numpy()[bad])} hold {show_ids([repr(v) for v in written])} "
+                "(drop or fix those rows; write plain numbers such as 7.74: no currency sign, no thousands "
+                "separator, '.' before the decimals)"
             )
         df[schema.target] = target.astype("float64")
         _warn_about_target(df, schema, path)
