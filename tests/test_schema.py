@@ -87,6 +87,15 @@ def test_train_csv_without_target_hints_test_file(tmp_path: Path) -> None:
         load_split(path, "amazon2025", "train")
 
 
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_a_text_only_csv_without_the_image_column_says_to_add_an_empty_one(tmp_path: Path, split: str) -> None:
+    path = write(tmp_path, "sample_id,catalog_content" + (",price\n1,a,2.5\n" if split == "train" else "\n1,a\n"))
+    with pytest.raises(ValueError, match=re.escape("missing columns ['image_link'] (a file without pictures: add an "
+                                                   "empty 'image_link' column")) as err:
+        load_split(path, "amazon2025", split)
+    assert '-p model ""' in str(err.value)
+
+
 def test_bad_split_and_absent_file(tmp_path: Path) -> None:
     path = write(tmp_path, "sample_id,catalog_content,image_link\n1,a,u\n")
     with pytest.raises(ValueError, match="split must be"):

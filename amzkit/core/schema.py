@@ -96,6 +96,10 @@ def check_columns(columns: list[str], schema: Schema, split: str, source: str) -
                     "it is not the train file)")
         elif split == "train" and missing == [schema.target] and not extra:
             hint = " (is this the test file?)"
+        elif missing == [schema.image_column] and not extra:  # a text-only file: the schema still has the column
+            hint = (f" (a file without pictures: add an empty {schema.image_column!r} column, e.g. "
+                    f"df.assign({schema.image_column}='').to_csv(path, index=False), and run 01 text only with "
+                    "-p model \"\")")
         fix = column_fix(columns, expected, missing)
         if not fix:
             fix = (f"pick the right file or the schema ({' / '.join(SCHEMAS)}: -p schema in a notebook, --schema "
