@@ -386,6 +386,18 @@ def test_a_misspelt_source_or_run_lists_the_runs_and_the_closest_name(tmp_path: 
         load_run(work, "quik")
 
 
+def test_05_without_a_04_blend_names_the_03_runs_it_could_submit_instead(tmp_path: Path) -> None:
+    work = make_work(tmp_path)
+    for name in ("ridge", "lgbm"):
+        (work / "03_train" / name).mkdir(parents=True)
+        (work / "03_train" / name / "metrics.json").write_text("{}")
+    for old in (work / "04_ensemble").iterdir():  # as a 04 that failed leaves it
+        old.unlink()
+    with pytest.raises(FileNotFoundError, match=r"run 04_ensemble first .* -p source <run_name> \(finished runs: "
+                                                r"lgbm, ridge\)"):
+        run(work)
+
+
 def test_the_05_notebook_hands_its_train_csv_to_the_check(tmp_path: Path, monkeypatch) -> None:
     from types import SimpleNamespace
 

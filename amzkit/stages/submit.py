@@ -26,7 +26,7 @@ from amzkit.core.io import (
 from amzkit.core.metric import METRICS, other_scores, smape
 from amzkit.core.params import Param, Parameters
 from amzkit.core.schema import ID_TEXT, Schema, column_fix, get_schema, load_split
-from amzkit.core.workdir import check_name, missing_run, stage_dir
+from amzkit.core.workdir import check_name, list_runs, missing_run, stage_dir
 from amzkit.ml.runs import run_predictions_sha256, unfinished_runs
 from amzkit.stages.leaderboard import LeaderboardError, log_submission, submissions_path
 
@@ -225,6 +225,11 @@ def source_predictions(work_dir: str | Path, source: str) -> pd.DataFrame:
         if source != ENSEMBLE_SOURCE and not path.parent.is_dir():  # a 03 run's name: misspelt, or never trained
             raise FileNotFoundError(missing_run(work_dir, "03_train", source) + f": -p source takes one of them, or "
                                     f"{ENSEMBLE_SOURCE!r}")
+        runs = list_runs(work_dir, "03_train")
+        if source == ENSEMBLE_SOURCE:
+            raise FileNotFoundError(
+                f"no predictions at {path}: run 04_ensemble first (a 04 that fails leaves none), or submit one 03 "
+                f"run with -p source <run_name> ({'finished runs: ' + ', '.join(runs) if runs else 'none finished'})")
         raise FileNotFoundError(f"no predictions at {path}: run the stage that writes {source!r} first")
     if not (path.parent / "metrics.json").is_file():  # written last: its files may be half old, half new
         raise FileNotFoundError(f"{source!r} did not finish: {path.parent} has predictions but no metrics.json (the "
