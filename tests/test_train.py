@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import types
 
 import lightgbm as lgb
 import numpy as np
@@ -19,6 +20,7 @@ from amzkit.ml.pseudo import pseudo_labels
 from amzkit.ml.runs import TEST_FOLD_PRED_FILE
 from amzkit.ml.transforms import FoldTransform, KnnTargetTransform, TopKCorrTransform
 from amzkit.ml.trees import LightGBMLearner
+from amzkit.stages import train as train_module
 from amzkit.stages.train import fold_fits_summary, train_run
 from amzkit.testing import feature_learner, synthetic_inputs, write_embedding_run
 
@@ -404,16 +406,26 @@ class _DiesOnFold(LightGBMLearner):
         return super().fit(rows, y, weight)
 
 
-def test_a_killed_run_resumes_at_its_first_unfinished_fold_with_the_same_result(synthetic, tmp_path):
+def test_a_killed_run_resumes_at_its_first_unfinished_fold_with_the_same_result(synthetic, tmp_path,
+                                                                                 monkeypatch):
     data, work = synthetic
     whole = train_run(data, "amazon2025", work, "whole", ["text_stats"], ["planted"], lgb_params=FAST, num_threads=1)
     killed = _DiesOnFold(features=["text_stats"], embeddings=["planted"], params=FAST, num_threads=1)
     _DiesOnFold.fits = 0
-    with pytest.raises(_Interrupt):
+    slow = types.SimpleNamespace(now=0.0)
+
+    def slow_clock() -> float:  # the killed session's clock: every reading 1,000 s after the last
+        slow.now += 1000.0
+        return slow.now
+
+    with pytest.raises(_Interrupt), monkeypatch.context() as patch:
+        patch.setattr(train_module, "time", types.SimpleNamespace(perf_counter=slow_clock))  # train.py's only
         train_run(data, "amazon2025", work, "resumed", learner=killed)
-    assert (work / "03_train" / "resumed" / "progress" / "progress.json").is_file()
+    kept = json.loads((work / "03_train" / "resumed" / "progress" / "progress.json").read_text())
     _DiesOnFold.fits, _DiesOnFold.die_at = 0, 99
     resumed = train_run(data, "amazon2025", work, "resumed", learner=killed)
+    # its seconds count the killed session's kept folds too, not only the resumed part (runs.csv compares runs)
+    assert kept["seconds"] >= 2000 and resumed["seconds"] >= kept["seconds"]
     assert _DiesOnFold.fits == 3, "folds 0 and 1 were kept, folds 2..4 ran"
     oof = [pd.read_csv(work / "03_train" / name / "oof.csv")["pred"].to_numpy() for name in ("whole", "resumed")]
     np.testing.assert_allclose(oof[0], oof[1], rtol=1e-12)

@@ -124,7 +124,7 @@ def train_run(
                         pseudo_label_fraction=pseudo_label_fraction, pseudo_label_weight=pseudo_label_weight,
                         **({"learner": learner} if isinstance(learner, str) else {}))
     check_trainable(data["train"][schema_.target].to_numpy(), n_folds, schema_.target)
-    started = time.perf_counter()
+    clock = {"started": time.perf_counter(), "earlier": 0.0}  # earlier: seconds of folds a stopped session kept
     model = learner if isinstance(learner, Learner) else build_learner(
         learner, learner_params, features=features, embeddings=embeddings, tfidf_dim=tfidf_dim, group_by=group_by,
         num_threads=num_threads, preset=preset, lgb_params=lgb_params)
@@ -141,9 +141,9 @@ def train_run(
     devices = devices_for_folds(model) if fold_devices is None else list(fold_devices)
     if pseudo is not None:  # the same folds without pseudo-labels, kept apart: a killed run resumes both passes
         without = _resumable_cv(model, folds, run_dir, None, progress, kept=PSEUDO_BASELINE_DIR, models_dir=None,
-                                devices=devices)
+                                devices=devices, clock=clock)
         pseudo_info = {"pseudo_label": {**pseudo.summary(), "cv_smape_without": smape(inputs.y, without["oof"])}}
-    result = _resumable_cv(model, folds, run_dir, pseudo, progress, devices=devices)
+    result = _resumable_cv(model, folds, run_dir, pseudo, progress, devices=devices, clock=clock)
     if pseudo is not None:
         pseudo_info["pseudo_label"]["cv_smape_with"] = smape(inputs.y, result["oof"])
     if result["importance"] is not None:
@@ -154,7 +154,7 @@ def train_run(
         (run_dir / "feature_importance.csv").unlink(missing_ok=True)
     info = {**model.describe(), "fold_strategy": fold_strategy, "group_by": group_by, **pseudo_info,
             **({"fold_fits": result["fit_reports"]} if any(result["fit_reports"]) else {}),
-            "seconds": round(time.perf_counter() - started, 2)}
+            "seconds": round(clock["earlier"] + time.perf_counter() - clock["started"], 2)}  # resumed: in all
     metrics = save_run(work_dir, run_name, schema_, train, test, folds, result["oof"], result["test"], info,
                        result["fold_constant_smape"], test_folds=result["test_folds"])
     for kept in (PROGRESS_DIR, PSEUDO_BASELINE_DIR):
@@ -211,9 +211,12 @@ def inputs_digest(inputs: RunInputs) -> dict:
 
 def _resumable_cv(model: Learner, folds: np.ndarray, run_dir: Path, pseudo, progress: bool,
                   kept: str = PROGRESS_DIR, models_dir: str | None = "models",
-                  devices: list[str] | None = None) -> dict:
+                  devices: list[str] | None = None, clock: dict | None = None) -> dict:
     """cross_validate, keeping each finished fold in run_dir/<kept>/ and starting after the last one kept; the
-    fold models go to run_dir/<models_dir> (None: not saved); `devices`: one fold worker process each."""
+    fold models go to run_dir/<models_dir> (None: not saved); `devices`: one fold worker process each. `clock`
+    ({'started': perf_counter at the run's start, 'earlier': 0.0}): each kept fold records the run's seconds so
+    far, and a resumed run adds those of the session that kept them to 'earlier'."""
+    clock = clock if clock is not None else {"started": time.perf_counter(), "earlier": 0.0}
     folder = run_dir / kept
     fingerprint = _fingerprint(model, folds, pseudo)
     previous, start = None, 0
@@ -226,6 +229,7 @@ def _resumable_cv(model: Learner, folds: np.ndarray, run_dir: Path, pseudo, prog
                 importance = [pd.read_csv(folder / f"importance{i}.csv", index_col=0).iloc[:, 0]
                               for i in range(saved["importance_folds"])]
                 start = int(saved["folds_done"])
+                clock["earlier"] = max(clock["earlier"], float(saved.get("seconds", 0.0)))
                 previous = {"oof": arrays["oof"], "test_folds": arrays["test_folds"],
                             "fold_smape": list(saved["fold_smape"]), "importance": importance,
                             "fit_reports": list(saved.get("fit_reports", [{}] * start))}
@@ -252,7 +256,8 @@ def _resumable_cv(model: Learner, folds: np.ndarray, run_dir: Path, pseudo, prog
                 write_csv(series.rename(series.name or "importance").rename_axis("feature").reset_index(),
                           folder / f"importance{i}.csv")
         write_json(marker, {"fingerprint": fingerprint, "folds_done": step + 1, "fold_smape": state["fold_smape"],
-                            "importance_folds": len(state["importance"]), "fit_reports": state["fit_reports"]})
+                            "importance_folds": len(state["importance"]), "fit_reports": state["fit_reports"],
+                            "seconds": clock["earlier"] + time.perf_counter() - clock["started"]})
 
     return cross_validate(model, folds, pseudo=pseudo, models_dir=models_dir and run_dir / models_dir,
                           progress=progress, start_fold=start, previous=previous, fold_done=keep, devices=devices or ())
