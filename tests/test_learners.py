@@ -160,8 +160,10 @@ def test_learner_runs_share_folds_with_lightgbm_runs_and_blend(planted):
     trained_on = rows_sha256(data["train"], "sample_id")
     assert lgbm["train_rows_sha256"] == ridge["train_rows_sha256"] == m["train_rows_sha256"] == trained_on
     assert m["run_predictions_sha256"] == {name: run_predictions_sha256(work, name) for name in m["runs"]}
-    with pytest.raises(ValueError, match="share folds"):
+    with pytest.raises(ValueError, match="share folds") as err:
         learner_run(data, "amazon2025", work, "other", learner="ridge_tfidf", n_folds=3)
+    assert "Rerun with -p n_folds 5, or use another work_dir" in str(err.value)
+    assert "sha256" not in str(err.value)  # the settings, not folds.json's digest of the folds
 
 
 def test_unknown_and_missing_optional_learners_are_explained(tmp_path, monkeypatch):

@@ -65,6 +65,9 @@ def make_folds(target: np.ndarray, n_folds: int, seed: int, strategy: str = "str
     return folds
 
 
+PARAMETER_NAMES = {"strategy": "fold_strategy"}  # folds.json's keys that 03's parameters name otherwise
+
+
 def shared_folds(work_dir: str | Path, train: pd.DataFrame, schema: Schema, n_folds: int, seed: int,
                  strategy: str = "stratified") -> np.ndarray:
     """The work folder's fold assignment: created on first use, then reused (and checked) by every run."""
@@ -82,9 +85,11 @@ def shared_folds(work_dir: str | Path, train: pd.DataFrame, schema: Schema, n_fo
         info = read_json(info_path) if info_path.is_file() else {"n_folds": int(saved["fold"].nunique())}
         differs = {k: (info.get(k), v) for k, v in wanted.items() if k in info and info[k] != v}
         if differs:
+            made = {k: info[k] for k in wanted if k in info}  # the settings, not the file's digest
+            asked = ", ".join(f"-p {PARAMETER_NAMES.get(k, k)} {saved_v!r}" for k, (saved_v, _) in differs.items())
             raise ValueError(
-                f"{path} was made with {info}, this run asks for {wanted}: runs must share folds to be compared "
-                "and blended. Use the same n_folds/seed/fold_strategy, or another work_dir for a new experiment."
+                f"{path} was made with {made}, this run asks for {wanted}: runs must share folds to be compared "
+                f"and blended. Rerun with {asked}, or use another work_dir for a new experiment."
             )
         return saved["fold"].to_numpy()
     check_trainable(train[schema.target].to_numpy(), n_folds, schema.target)
