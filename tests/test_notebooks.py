@@ -148,3 +148,72 @@ def test_modules_functions_and_ipython_names_are_not_parameters():
     namespace = {**stage_parameters("02_correlate"), "math": math, "check_parameters": check_parameters,
                  "In": [""], "Out": {}, "_": None}
     assert check_parameters(namespace, "02_correlate").top_k == 20
+
+
+def _kernel_namespace(stage: str, *cells: str) -> dict:
+    """A kernel's globals after running `cells` (then the guard cell), with IPython's input history `_ih`."""
+    namespace: dict = {"_ih": [""]}
+    for source in cells:
+        namespace["_ih"].append(source)
+        exec(source, namespace)  # noqa: S102 - the test's own cell sources
+    namespace["_ih"].append(f'p = check_parameters(globals(), "{stage}")')
+    return namespace
+
+
+def test_in_a_kernel_only_the_parameters_cell_is_checked_for_unknown_names():
+    cell = parameters_cell("03_train")
+    # run once: the notebook's own cells leave `metrics` and the user a scratch value; then a parameter is
+    # edited and the parameters cell and the guard run again (a second Run All is the same)
+    namespace = _kernel_namespace("03_train", cell, "metrics = {'cv_smape': 40.0}\nm = 3",
+                                  cell.replace('run_name: str = "lgbm"', 'run_name: str = "b"'))
+    assert check_parameters(namespace, "03_train").run_name == "b"
+    # a misspelt name typed into the cell is refused, and no longer once it is deleted from the cell
+    typo = cell + '\ntext_modle = "minilm"\n'
+    with pytest.raises(ValueError, match=r"unknown parameter 'text_modle'"):
+        check_parameters(_kernel_namespace("03_train", typo), "03_train")
+    fixed = _kernel_namespace("03_train", typo, cell)
+    assert "text_modle" in fixed and check_parameters(fixed, "03_train").run_name == "lgbm"
+    # papermill: the parameters cell, then its injected cell (a typo there is refused), then the guard
+    with pytest.raises(ValueError, match=r"unknown parameter 'modle'"):
+        check_parameters(_kernel_namespace("03_train", cell, "# Parameters\nmodle = 'x'\n"), "03_train")
+    # rerunning the guard alone finds the parameters cell run last, even after later cells
+    guard = 'from amzkit.app.parameters import check_parameters\np = check_parameters(globals(), "03_train")'
+    again = _kernel_namespace("03_train", cell, guard, "metrics = {}\nfig = None", "x = len('ab')")
+    assert check_parameters(again, "03_train").learner == "lightgbm"
+
+
+def test_a_refused_parameters_cell_leaves_no_old_p_for_the_next_cells():
+    cell = parameters_cell("03_train")
+    namespace = _kernel_namespace("03_train", cell)
+    namespace["p"] = check_parameters(namespace, "03_train")
+    namespace["_ih"] += [cell.replace('learner: str = "lightgbm"', 'learner: str = "lightbgm"'), "p = ..."]
+    exec(namespace["_ih"][-2], namespace)  # noqa: S102
+    with pytest.raises(ValueError, match="learner"):
+        check_parameters(namespace, "03_train")
+    assert "p" not in namespace  # a cell run past the error stops at `p`, not trains with the old parameters
+
+
+def test_the_guard_in_a_real_kernel_lets_a_notebook_run_twice(tmp_path):
+    """Jupyter's way: the 03 notebook's parameters cell and guard, a later cell, an edit, both again."""
+    from jupyter_client.manager import start_new_kernel
+
+    cells = [c.source for c in nbformat.read(str(REPO_ROOT / "notebooks" / "03_train.ipynb"), as_version=4).cells
+             if c.cell_type == "code"]
+    parameters, guard = cells[1], cells[2]
+    assert "check_parameters" in guard
+    manager, client = start_new_kernel(kernel_name="python3", cwd=str(tmp_path))
+    try:
+        def run(source: str) -> dict:
+            reply = client.execute_interactive(source, timeout=120, output_hook=lambda msg: None)
+            return reply["content"]
+
+        assert run(parameters)["status"] == "ok" and run(guard)["status"] == "ok"
+        assert run("metrics = {'cv_smape': 1.0}")["status"] == "ok"
+        assert run(parameters.replace('run_name: str = "lgbm"', 'run_name: str = "b"'))["status"] == "ok"
+        assert run(guard)["status"] == "ok", "the notebook's own `metrics` was taken for a misspelt parameter"
+        assert run("assert p.run_name == 'b', p")["status"] == "ok"
+        failed = run(parameters + '\ntext_modle = "x"\n') and run(guard)
+        assert failed["status"] == "error" and "text_modle" in failed["evalue"]
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)

@@ -7,6 +7,7 @@ generated from the same table (`parameters_cell`), and a test keeps the committe
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
@@ -45,13 +46,61 @@ def parameters_cell(stage: str) -> str:
     return parameters_of(stage).cell_source()
 
 
+def _assigned_literals(source: str) -> set[str]:
+    """The names a cell assigns when all it does is assign literals (a parameters cell, papermill's injected
+    one); an empty set for any other cell."""
+    try:
+        body = ast.parse(source).body
+    except SyntaxError:
+        return set()
+    names = set()
+    for statement in body:
+        targets = statement.targets if isinstance(statement, ast.Assign) else (
+            [statement.target] if isinstance(statement, ast.AnnAssign) and statement.value is not None else None)
+        if targets is None or not all(isinstance(target, ast.Name) for target in targets):
+            return set()
+        try:
+            ast.literal_eval(statement.value)
+        except (ValueError, TypeError, SyntaxError, RecursionError):  # not a literal
+            return set()
+        names.update(target.id for target in targets)
+    return names
+
+
+def parameter_cell_names(namespace: dict[str, Any], known: set[str]) -> set[str] | None:
+    """In an IPython kernel, the names assigned by the parameters cell run last (the latest cell of literal
+    assignments naming a parameter) and the literal-only cells run right after it (papermill's injected cell);
+    None outside IPython (no input history) or when no such cell ran."""
+    history = namespace.get("_ih")
+    if not isinstance(history, list) or len(history) < 2:
+        return None
+    assigned = [_assigned_literals(source) for source in history[:-1]]  # the last entry is the guard's own cell
+    last = max((i for i, names in enumerate(assigned) if names & known), default=None)
+    if last is None:
+        return None
+    names = set()
+    for cell in assigned[last:]:
+        if not cell:
+            break
+        names |= cell
+    return names
+
+
 def check_parameters(namespace: dict[str, Any], stage: str) -> SimpleNamespace:
     """Validate the notebook's parameters against the stage's table and return them.
 
     Unknown names (typos such as `-p modle x`) and missing ones are errors; values are coerced to the
-    declared type and written back into `namespace`.
+    declared type and written back into `namespace`. In a kernel (Jupyter, papermill) the unknown names are
+    looked for in the parameters cell last run (and papermill's cell after it), not among every variable:
+    what the notebook's later cells or the user defined (`metrics`, a scratch value), and a misspelt name
+    since deleted from the cell, do not stop a rerun. The previous check's `p` is removed first, so no cell
+    runs on with the old parameters after a refusal.
     """
     table = parameters_of(stage)
+    if isinstance(namespace.get("p"), SimpleNamespace):
+        del namespace["p"]
+    known = set(table.names())
+    in_cells = parameter_cell_names(namespace, known)
     given = {
         name: value
         for name, value in namespace.items()
@@ -59,6 +108,7 @@ def check_parameters(namespace: dict[str, Any], stage: str) -> SimpleNamespace:
         and name not in _IPYTHON_NAMES
         and not isinstance(value, ModuleType)
         and isinstance(value, _LITERAL_TYPES)
+        and (in_cells is None or name in known or name in in_cells)
     }
     values = table.check(given, f"notebook {stage}")
     missing = sorted(set(table.names()) - set(values))
