@@ -311,15 +311,18 @@ def test_a_bad_lb_score_entry_costs_no_submission_and_the_good_ones_are_recorded
 
     from amzkit.app.runners import Context, run_submit
     from amzkit.core.schema import get_schema
-    from amzkit.stages.leaderboard import LeaderboardError, leaderboard
+    from amzkit.stages.leaderboard import leaderboard
 
     work = make_work(tmp_path)
     params = SimpleNamespace(source="04_ensemble", file_name="submission.csv", solution_csv="",
                              lb_scores={"04_ensmble": 47.9, "04_ensemble": 31.0})  # a typo beside a good entry
     ctx = Context("05_submit", params, get_schema("amazon2025"), work, data={"test": make_test(),
                   "train": pd.DataFrame({"price": TRAIN_TARGET})})
-    with pytest.raises(LeaderboardError, match="04_ensmble.*unknown run"):
-        run_submit(ctx)
+    # a warning, not an error: the notebook's next cells (the plot; on Kaggle the outputs' listing that
+    # `kaggle fetch` needs) still run
+    with pytest.warns(UserWarning, match="04_ensmble.*unknown run.*lb add"):
+        metrics = run_submit(ctx)
+    assert metrics["valid"] is True and "04_ensmble" in metrics["lb_scores_refused"][0]
     assert (work / "05_submit" / "submission.csv").is_file() and (work / "05_submit" / "metrics.json").is_file()
     assert leaderboard(work)["run"].tolist() == ["04_ensemble"]
 
