@@ -260,7 +260,7 @@ def test_a_later_lb_score_pairs_with_the_cv_the_submission_was_made_with(tmp_pat
 
     from amzkit.app.runners import Context, run_submit
     from amzkit.core.schema import get_schema
-    from amzkit.stages.leaderboard import add_score, leaderboard
+    from amzkit.stages.leaderboard import add_score, leaderboard, pair_scores
 
     work = make_work(tmp_path)  # 04's CV 30.0
     day1 = run(work)
@@ -272,6 +272,9 @@ def test_a_later_lb_score_pairs_with_the_cv_the_submission_was_made_with(tmp_pat
     saved = tmp_path / "day1.csv"
     saved.write_bytes(Path(day1["path"]).read_bytes())
     assert add_score(work, str(saved), 34.0)["cv"] == 30.0  # the file itself names its CV
+    # one submission named twice in one lb_scores (by its run and by its file) is one point of the CV-LB fit
+    pairs, refused = pair_scores(work, {"04_ensemble": 36.0, str(saved): 36.0})
+    assert refused == [] and [(pair["run"], pair["lb"]) for pair in pairs] == [("04_ensemble", 36.0)]
     # 05 run today with yesterday's score: the score is recorded before today's submission is logged
     params = SimpleNamespace(source="04_ensemble", file_name="submission.csv", solution_csv="",
                              lb_scores={"04_ensemble": 35.0})
@@ -280,7 +283,11 @@ def test_a_later_lb_score_pairs_with_the_cv_the_submission_was_made_with(tmp_pat
     run_submit(ctx)
     assert leaderboard(work)["cv"].tolist() == [30.0, 30.0, 30.0]
     assert pd.read_csv(work / "submissions.csv")["cv"].tolist() == [30.0, 25.0]
+    capsys.readouterr()
     assert add_score(work, "04_ensemble", 31.0)["cv"] == 25.0  # today's submission, scored tomorrow
+    # by the run's name alone it could be yesterday's submission's score too: said, with how to pick that one
+    assert ("'04_ensemble' was submitted at 2 CVs (30.000, 25.000, oldest first): the score is paired with the last "
+            "submission's, 25.000; for an earlier one give its submission file") in capsys.readouterr().out
 
 
 def test_a_file_05_did_not_log_is_refused_with_what_to_give_instead(tmp_path: Path) -> None:

@@ -196,12 +196,18 @@ def submission_cv(work_dir: str | Path, run: str) -> tuple[str, str, float, str]
             f"run {run!r}: no submission of it is logged in {submissions_path(work_dir)} (made by an older amzkit, "
             f"or in another kernel: each Kaggle 05 kernel starts a new log): the score is paired with its CV now, "
             f"{cv_now:.3f}; if it was trained again since that submission, give the submission file instead")
-    last, notice = found.iloc[-1], ""
+    last, notices = found.iloc[-1], []
     if not math.isclose(float(last["cv"]), cv_now, abs_tol=1e-9):
-        notice = (f"run {run!r}: its last submission ({last['file']}, {last['time']}) was made at CV "
-                  f"{float(last['cv']):.3f}; the run's CV is {cv_now:.3f} now (trained again since): the score is "
-                  f"paired with {float(last['cv']):.3f}. For another submission, give its file instead of the run")
-    return run, metric, float(last["cv"]), notice
+        notices.append(f"run {run!r}: its last submission ({last['file']}, {last['time']}) was made at CV "
+                       f"{float(last['cv']):.3f}; the run's CV is {cv_now:.3f} now (trained again since): the score "
+                       f"is paired with {float(last['cv']):.3f}. For another submission, give its file instead of the "
+                       "run")
+    cvs = list(dict.fromkeys(round(float(cv), 3) for cv in found["cv"]))
+    if len(cvs) > 1:  # submitted again after training again: the name alone cannot say which one was scored
+        notices.append(f"run {run!r} was submitted at {len(cvs)} CVs ({', '.join(f'{cv:.3f}' for cv in cvs)}, "
+                       f"oldest first): the score is paired with the last submission's, {float(last['cv']):.3f}; "
+                       "for an earlier one give its submission file (a kept copy: 05 writes over submission.csv)")
+    return run, metric, float(last["cv"]), " ".join(notices)
 
 
 def add_score(work_dir: str | Path, run: str, score: float, note: str = "") -> dict:
@@ -366,7 +372,9 @@ def pair_scores(work_dir: str | Path, scores: dict[str, float]) -> tuple[list[di
         except (LeaderboardError, ValueError, OSError, KeyError) as err:  # a run's unreadable metrics.json too
             refused.append(f"{run}: {err}")
             continue
-        if (source, round(lb, 6), round(cv, 6)) not in seen:  # a resubmission (another CV) is a new point
+        key = (source, round(lb, 6), round(cv, 6))
+        if key not in seen:  # a resubmission (another CV) is a new point; one named twice (run, file) is one
+            seen.add(key)
             pairs.append({"run": source, "metric": metric, "cv": cv, "lb": lb, "notice": notice})
     return pairs, refused
 
