@@ -48,6 +48,25 @@ def test_add_and_read_back(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".leaderboard.csv.*"))  # atomic write left no temporary file
 
 
+def test_a_leaderboard_edited_by_hand_names_the_line_that_is_not_a_number(tmp_path: Path) -> None:
+    make_run(tmp_path, "lgbm_a", 48.25)
+    add_score(tmp_path, "lgbm_a", 49.0)
+    add_score(tmp_path, "lgbm_a", 50.0)
+    path = tmp_path / "leaderboard.csv"
+    table = pd.read_csv(path)
+    table["lb"] = table["lb"].astype(object)
+    table.loc[1, "lb"] = "52,0"
+    table.loc[0, "cv"] = None
+    table.to_csv(path, index=False)
+    with pytest.raises(LeaderboardError, match=r"column cv must hold numbers; line 2 \(empty\)"):
+        leaderboard(tmp_path)
+    table.loc[0, "cv"] = 48.25
+    table.to_csv(path, index=False)
+    with pytest.raises(LeaderboardError, match=r"leaderboard.csv: column lb must hold numbers; line 3 \('52,0'\) .*"
+                                               r"'\.' before the decimals"):
+        leaderboard(tmp_path)
+
+
 def test_the_same_score_added_twice_is_one_point(tmp_path: Path) -> None:
     """`lb add` run twice (a rerun cell, a shell history) made two points of one submission in the CV-LB fit."""
     make_run(tmp_path, "04_ensemble", 46.5)

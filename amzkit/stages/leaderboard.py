@@ -117,6 +117,16 @@ def _read_table(work_dir: str | Path) -> pd.DataFrame:
     if missing:
         raise LeaderboardError(f"{path} lacks the columns {missing} of amzkit's leaderboard: move it aside")
     table["note"] = table["note"].fillna("")
+    for column in ("cv", "lb"):  # edited by hand: a decimal comma, a blank, a word where a score belongs
+        values = pd.to_numeric(table[column], errors="coerce")
+        bad = np.flatnonzero(~np.isfinite(values.to_numpy(dtype=float)))
+        if bad.size:
+            written = [table[column].iloc[i] for i in bad[:5]]
+            shown = ", ".join(f"line {i + 2} ({'empty' if pd.isna(v) else repr(str(v))})"
+                              for i, v in zip(bad[:5], written, strict=True))
+            raise LeaderboardError(f"{path}: column {column} must hold numbers; {shown} do not (edited by hand?): "
+                                   "write them with '.' before the decimals, or delete those lines")
+        table[column] = values.astype(float)
     return table[list(LB_COLUMNS)]
 
 
