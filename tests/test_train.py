@@ -21,7 +21,7 @@ from amzkit.ml.runs import TEST_FOLD_PRED_FILE
 from amzkit.ml.transforms import FoldTransform, KnnTargetTransform, TopKCorrTransform
 from amzkit.ml.trees import LightGBMLearner
 from amzkit.stages import train as train_module
-from amzkit.stages.train import fold_fits_summary, train_run
+from amzkit.stages.train import fold_fits_summary, plot_importance, plot_oof, train_run
 from amzkit.testing import feature_learner, synthetic_inputs, write_embedding_run
 
 FAST = {"learning_rate": 0.1, "num_leaves": 15, "min_data_in_leaf": 10}
@@ -747,3 +747,13 @@ def test_copies_of_one_unnamed_listing_still_share_a_fold():
     frame.loc[39, "catalog_content"] = ""
     groups = product_groups(frame, get_schema("amazon2025"))
     assert len(set(groups[:39])) == 10 and groups[39] not in set(groups[:39])  # an empty row is its own group
+
+
+def test_plot_cells_run_before_the_train_cell_say_to_train_first(synthetic, tmp_path):
+    data, work = synthetic
+    for plot in (plot_importance, plot_oof):  # it said "this learner reports no feature importance" / raw oof.csv
+        with pytest.raises(FileNotFoundError, match=r"no 03_train run 'not_yet' .*: run the train cell \(03\) first"):
+            plot(work, "not_yet")
+    train_run(data, "amazon2025", work, "ridge_plots", learner="ridge_tfidf")
+    assert plot_oof(work, "ridge_plots") is not None and plot_importance(work, "ridge_plots") is None
+    assert (work / "03_train" / "ridge_plots" / "oof_scatter.png").stat().st_size > 0

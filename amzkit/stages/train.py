@@ -29,7 +29,7 @@ from amzkit.core.io import frame_sha256, id_hash, read_json, save_figure, write_
 from amzkit.core.metric import smape
 from amzkit.core.params import Param, Parameters
 from amzkit.core.schema import Schema, get_schema
-from amzkit.core.workdir import check_name, stage_dir
+from amzkit.core.workdir import check_name, missing_run, stage_dir
 from amzkit.ml.base import Learner, RunInputs, fp16_overflow_words
 from amzkit.ml.cv import cross_validate, devices_for_folds
 from amzkit.ml.folds import FOLD_STRATEGIES, check_trainable, folds_around
@@ -263,10 +263,19 @@ def _resumable_cv(model: Learner, folds: np.ndarray, run_dir: Path, pseudo, prog
                           progress=progress, start_fold=start, previous=previous, fold_done=keep, devices=devices or ())
 
 
+def _finished_run(work_dir: str | Path, name: str) -> Path:
+    """The folder of finished 03 run `name`; an error saying so when it has not finished (a plot cell run
+    before the train cell, a misspelt name)."""
+    run_dir = stage_dir(work_dir, "03_train") / check_name(name, "run_name")
+    if not (run_dir / "metrics.json").is_file():
+        raise FileNotFoundError(missing_run(work_dir, "03_train", name) + ": run the train cell (03) first")
+    return run_dir
+
+
 def plot_importance(work_dir: str | Path, name: str, top: int = 30):
     """Bar chart of the top features by the learner's importance (gain for LightGBM); saved as PNG in the run
     folder."""
-    run_dir = stage_dir(work_dir, "03_train") / name
+    run_dir = _finished_run(work_dir, name)
     if not (run_dir / "feature_importance.csv").is_file():
         print(f"{name}: this learner reports no feature importance")
         return None
@@ -281,7 +290,7 @@ def plot_importance(work_dir: str | Path, name: str, top: int = 30):
 
 def plot_oof(work_dir: str | Path, name: str):
     """Predicted vs actual (log axes) on out-of-fold rows; saved as PNG in the run folder."""
-    run_dir = stage_dir(work_dir, "03_train") / name
+    run_dir = _finished_run(work_dir, name)
     oof = pd.read_csv(run_dir / "oof.csv")
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.scatter(oof["target"], oof["pred"], s=6, alpha=0.4)
