@@ -69,10 +69,18 @@ def test_2023_chain_prints_and_records_the_2023_score(tmp_path: Path, capsys) ->
     assert metrics["cv_mape"] == pytest.approx(mape(oof["target"], oof["pred"]), rel=1e-12)
     assert read_json(tmp_path / "work" / "04_ensemble" / "metrics.json")["cv_score2023"] == metrics["cv_score2023"]
     assert f"CV 2023 score max(0, 100(1-MAPE)) {metrics['cv_score2023']:.3f}" in out
+    # 04 without -p schema (it reads no CSV): its line still gives the runs' edition's scores
+    ctx = runners.setup(params("04_ensemble", work_dir=str(tmp_path / "work"), runs=["ridge", "trees"]),
+                        "04_ensemble")
+    assert f"CV 2023 score max(0, 100(1-MAPE)) {runners.run_ensemble(ctx)['cv_score2023']:.3f}" in \
+        capsys.readouterr().out
+    blend = metrics
 
     ctx = runners.setup(params("05_submit", **common, solution_csv=str(tmp_path / "solution.csv")), "05_submit")
     metrics = runners.run_submit(ctx)
     out = capsys.readouterr().out
+    on_disk = read_json(tmp_path / "work" / "05_submit" / "metrics.json")  # the CV it was made with, in 2023 terms
+    assert on_disk["cv_score2023"] == blend["cv_score2023"] and on_disk["cv_mape"] == blend["cv_mape"]
     assert f"test 2023 score max(0, 100(1-MAPE)) {metrics['test_score2023']:.3f} (higher is better)" in out
     assert f"test MAPE {metrics['test_mape']:.3f}" in out and "test SMAPE against" in out
 

@@ -343,7 +343,7 @@ def run_ensemble(ctx: Context) -> dict:
           f"({metrics['cv_scores']}); "
           f"blend nested {metrics['blend_smape_nested']:.3f} (in-sample {metrics['blend_smape_in_sample']:.3f}); "
           f"best single run {metrics['best_single_run']} {metrics['best_single_smape']:.3f}"
-          + other_scores(metrics, ctx.schema.report_metrics, "cv_", "CV"))
+          + other_scores(metrics, get_schema(metrics.get("schema") or ctx.schema.name).report_metrics, "cv_", "CV"))
     if note := ensemble_report.choice_note(metrics):
         print(note)
     if metrics["alike_runs"]:

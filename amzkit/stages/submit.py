@@ -402,7 +402,8 @@ def _submit(work_dir: str | Path, test: pd.DataFrame, train_target: np.ndarray, 
         raise SubmissionError("submission not written: " + "; ".join(problems) + hint)
     cv = source_cv(work_dir, source)
     check_made_for(work_dir, source, cv, test, schema_.id_column, train)
-    cv_values = {key: cv[key] for key in ("cv_smape", "constant_median_smape")}
+    cv_values = {key: cv[key] for key in ("cv_smape", "constant_median_smape",  # + the edition's own (2023: MAPE)
+                                          *(f"cv_{name}" for name in schema_.report_metrics)) if key in cv}
     truth, scoring = read_solution(solution_csv, test_ids, schema_) if solution_csv else (None, {})
     (path.parent / "metrics.json").unlink(missing_ok=True)  # never beside a submission it does not describe
     (path.parent / "distribution.png").unlink(missing_ok=True)
