@@ -226,3 +226,14 @@ def test_real_2025_sample_refused_as_2023(shared_data: Path) -> None:
     msg = str(err.value)
     assert "missing columns ['PRODUCT_ID', 'TITLE', 'BULLET_POINTS', 'DESCRIPTION', 'PRODUCT_TYPE_ID']" in msg
     assert "unexpected columns ['sample_id', 'catalog_content', 'image_link']" in msg
+    assert "these are the columns of schema 'amazon2025': pass -p schema amazon2025" in msg
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_a_2023_file_read_with_the_default_schema_names_the_schema_it_fits(tmp_path: Path, split: str) -> None:
+    header = "PRODUCT_ID,TITLE,BULLET_POINTS,DESCRIPTION,PRODUCT_TYPE_ID" + (",PRODUCT_LENGTH" if split == "train"
+                                                                              else "")
+    path = write(tmp_path, header + "\n1,a,b,c,5" + (",2.5\n" if split == "train" else "\n"))
+    with pytest.raises(ValueError, match="these are the columns of schema 'amazon2023': pass -p schema amazon2023 "
+                                         "in every notebook"):
+        load_split(path, "amazon2025", split)

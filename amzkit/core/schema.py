@@ -101,6 +101,11 @@ def check_columns(columns: list[str], schema: Schema, split: str, source: str) -
                     f"df.assign({schema.image_column}='').to_csv(path, index=False), and run 01 text only with "
                     "-p model \"\")")
         fix = column_fix(columns, expected, missing)
+        fits = [other.name for other in SCHEMAS.values() if other.name != schema.name and set(columns) == set(
+            other.train_columns if split == "train" else other.test_columns)]
+        if not fix and fits:  # the file is right, the schema is not (the default is amazon2025)
+            fix = (f"these are the columns of schema {fits[0]!r}: pass -p schema {fits[0]} in every notebook "
+                   f"(--schema {fits[0]} for `python -m amzkit validate`).")
         if not fix:
             fix = (f"pick the right file or the schema ({' / '.join(SCHEMAS)}: -p schema in a notebook, --schema "
                    "for `python -m amzkit validate`).")
