@@ -104,6 +104,8 @@ BAD_PARAMETERS = [
     ("02_correlate", {"seed": -1}, ["seed", ">= 0"]),
     ("04_ensemble", {"factor_min": 1.5, "factor_max": 1.3}, ["factor_min", "factor_max", "<="]),
     ("04_ensemble", {"method": "blnd"}, ["method", "blend"]),
+    ("03_train", {"schema": 2023}, ["schema", "one of ['amazon2025', 'amazon2023']", "got int 2023"]),
+    ("01_extract", {"schema": "amazon2024"}, ["schema", "one of ['amazon2025', 'amazon2023']"]),
     ("01_extract", {"batch_size": 0}, ["batch_size", ">= 1"]),
     ("01_extract", {"batch_size": -8}, ["batch_size", ">= 1"]),
     ("01_extract", {"shard_index": 2, "num_shards": 2}, ["shard_index", "num_shards"]),

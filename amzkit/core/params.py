@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from amzkit.core.schema import SCHEMAS
 from amzkit.core.workdir import check_name
 
 TYPES = {str: "str", bool: "bool", int: "int", float: "float", list: "list", dict: "dict"}
@@ -100,8 +101,10 @@ class Param:
                     return parsed
         elif isinstance(value, str):
             return value
-        raise ValueError(f"parameter {self.name!r} must be a {kind} like its default {self.default!r}, "
-                         f"got {type(value).__name__} {value!r}")
+        allowed = f" ({self.allowed()})" if self.allowed() else ""
+        raise ValueError(f"parameter {self.name!r} must be a {kind} like its default {self.default!r}{allowed}, "
+                         f"got {type(value).__name__} {value!r}: set -p {self.name} <value> in the notebook or pass "
+                         f"{self.name}= to the function")
 
     def allowed(self) -> str:
         """What the declaration allows, in words ('' when anything of the type is)."""
@@ -242,7 +245,8 @@ class Parameters:
 
 
 COMMON = Parameters(
-    Param("schema", "amazon2025", "competition edition: amazon2025 (price, SMAPE, images) or amazon2023"),
+    Param("schema", "amazon2025", "competition edition: amazon2025 (price, SMAPE, images) or amazon2023",
+          choices=tuple(SCHEMAS)),
     Param("data_dir", "auto", "folder with train.csv and test.csv; auto: probe /kaggle/input; demo: the demo data"),
     Param("work_dir", "auto", "where every stage writes; auto: /kaggle/working/amzkit on Kaggle, else runs/latest"),
 )
