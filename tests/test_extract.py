@@ -47,7 +47,7 @@ def test_color_stats_tell_images_apart_and_mark_failures(tmp_path):
     assert ok.tolist() == [True, True, False, False]
     assert np.isnan(x[2:]).all() and np.isfinite(x[:2]).all()
     names = ColorStatsEmbedder().feature_names
-    assert x.shape[1] == len(names)
+    assert x.shape[1] == len(names) == MODELS["color-stats"].dim  # the registry table 01 shows says the same
     assert x[0, names.index("mean_r")] > 0.8 > x[1, names.index("mean_r")]
     assert x[0, names.index("aspect_log")] == pytest.approx(np.log(64 / 48), abs=1e-6)
 

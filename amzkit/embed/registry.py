@@ -55,7 +55,7 @@ def _spec(name, modality, loader, source, architecture, image_px, dim, params_m,
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
-        _spec("color-stats", "image", "color_stats", None, "colour/brightness histograms", 64, 40, 0,
+        _spec("color-stats", "image", "color_stats", None, "colour/brightness histograms", 64, 34, 0,
               normalize=False, license="MIT (kit code)"),
         _spec("tfidf-svd", "text", "tfidf_svd", None, "TF-IDF (1-2 grams) + TruncatedSVD", 0, 64, 0,
               normalize=False, license="MIT (kit code)"),
