@@ -537,6 +537,18 @@ def test_a_04_that_scores_worse_than_its_best_run_says_so_and_names_the_run(tmp_
     assert choice_note({**m, "cv_smape": m["best_single_smape"] - 0.5}) == ""
 
 
+def test_a_blend_that_gives_every_weight_to_one_run_says_test_pred_is_that_run(tmp_path: Path) -> None:
+    from amzkit.stages.ensemble_report import choice_note
+
+    w = world(23)
+    make_run(tmp_path, "good", w, noisy(w["target"], 0.1, 1), noisy(w["test_target"], 0.1, 2))
+    make_run(tmp_path, "bad", w, noisy(w["target"], 2.0, 3), noisy(w["test_target"], 2.0, 4))
+    m = ensemble(tmp_path, ["good", "bad"], method="blend")
+    assert m["weights"] == {"good": 1.0, "bad": 0.0} and m["test_is_best_single"]
+    assert choice_note(m) == (f"note: test_pred.csv is 'good' alone (blend gave the other runs no weight); its own "
+                              f"CV is {m['run_smape']['good']:.3f}")
+
+
 def test_runs_of_reordered_train_rows_are_refused_with_what_changed(tmp_path: Path) -> None:
     w = world(22)
     noisy_run(tmp_path, "old", w, 0.3, 1)

@@ -24,9 +24,12 @@ def summary_table(metrics: dict) -> pd.DataFrame:
 def choice_note(metrics: dict) -> str:
     """A note when what 04 writes to test_pred.csv scores worse (honestly, picked inside each fold) than its best
     single run: few or alike runs, where picking a method costs more than blending gains; '' otherwise."""
+    best = metrics["best_single_run"]
+    if metrics.get("test_is_best_single") and len(metrics["runs"]) > 1:
+        return (f"note: test_pred.csv is {best!r} alone ({metrics['method']} gave the other runs no weight); its "
+                f"own CV is {metrics['best_single_smape']:.3f}")
     if metrics["cv_smape"] <= metrics["best_single_smape"] or metrics.get("test_is_best_single"):
         return ""
-    best = metrics["best_single_run"]
     return (f"note: 04's {metrics['cv_scores']} scores {metrics['cv_smape']:.3f}, worse than its best single run "
             f"{best!r} ({metrics['best_single_smape']:.3f}): with {len(metrics['runs'])} run(s), or runs this alike, "
             f"blending gains less than choosing a method costs. 05 -p source {best} submits that run itself; more "
