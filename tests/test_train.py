@@ -757,3 +757,20 @@ def test_plot_cells_run_before_the_train_cell_say_to_train_first(synthetic, tmp_
     train_run(data, "amazon2025", work, "ridge_plots", learner="ridge_tfidf")
     assert plot_oof(work, "ridge_plots") is not None and plot_importance(work, "ridge_plots") is None
     assert (work / "03_train" / "ridge_plots" / "oof_scatter.png").stat().st_size > 0
+
+
+def test_the_runs_table_gives_each_runs_paired_gap_to_the_best(synthetic, tmp_path):
+    from amzkit.ml.runs import runs_leaderboard
+
+    data, work = synthetic
+    train_run(data, "amazon2025", work, "trees", ["text_stats"], ["planted"], lgb_params=FAST, num_threads=1)
+    train_run(data, "amazon2025", work, "ridge_gap", learner="ridge_tfidf")
+    table = runs_leaderboard(work).set_index("run")
+    best = table.index[0]
+    folds = {name: np.array(json.loads((work / "03_train" / name / "metrics.json").read_text())["fold_smape"])
+             for name in table.index}
+    for name in table.index:
+        gaps = folds[name] - folds[best]
+        assert table.loc[name, "vs_best"] == pytest.approx(gaps.mean())
+        assert table.loc[name, "vs_best_se"] == pytest.approx(gaps.std(ddof=1) / np.sqrt(len(gaps)))
+    assert table.loc[best, "vs_best"] == 0

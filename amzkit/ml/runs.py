@@ -79,11 +79,36 @@ def append_runs_log(work_dir: str | Path, metrics: dict) -> Path:
 
 
 def runs_leaderboard(work_dir: str | Path) -> pd.DataFrame:
-    """The runs log, best CV SMAPE first."""
+    """The runs log, best CV SMAPE first, with each run's paired difference to the best (`vs_best`, `vs_best_se`)."""
     path = Path(work_dir) / "runs.csv"
     if not path.is_file():
-        return pd.DataFrame(columns=RUNS_LOG_COLUMNS)
-    return pd.read_csv(path).sort_values("cv_smape").reset_index(drop=True)
+        return pd.DataFrame(columns=[*RUNS_LOG_COLUMNS, "vs_best", "vs_best_se"])
+    table = pd.read_csv(path).sort_values("cv_smape").reset_index(drop=True)
+    return pd.concat([table, paired_to_best(work_dir, table["run"].astype(str).tolist())], axis=1)
+
+
+def paired_to_best(work_dir: str | Path, runs: list[str]) -> pd.DataFrame:
+    """Per run, the mean over the shared folds of (its fold SMAPE - the first run's) and that mean's standard
+    error: the runs share folds, so the difference fold by fold says whether a gap is more than noise (a gap
+    of a few standard errors is; a fold spread as large as the gap does not make it noise). NaN for a run
+    without per-fold scores."""
+    folds = {}
+    for name in runs:
+        path = stage_dir(work_dir, "03_train") / name / "metrics.json"
+        try:
+            folds[name] = np.asarray(read_json(path)["fold_smape"], dtype=float) if path.is_file() else None
+        except (ValueError, KeyError, TypeError):  # a metrics.json of another form: no per-fold scores
+            folds[name] = None
+    best = folds.get(runs[0]) if runs else None
+    rows = []
+    for name in runs:
+        mine = folds[name]
+        if best is None or mine is None or mine.shape != best.shape or len(mine) < 2:
+            rows.append((np.nan, np.nan))
+            continue
+        gaps = mine - best
+        rows.append((float(gaps.mean()), float(gaps.std(ddof=1) / np.sqrt(len(gaps)))))
+    return pd.DataFrame(rows, columns=["vs_best", "vs_best_se"])
 
 
 PROGRESS_DIR = "progress"  # a run's kept folds while it trains (03_train resumes from them)
