@@ -237,3 +237,17 @@ def test_the_best_probe_is_the_largest_gain_over_its_own_rows_constant_not_the_l
     results = {"cheap-rows-image": {"ridge_smape": 45.8, "constant_smape": 45.5},
                "minilm": {"ridge_smape": 66.0, "constant_smape": 73.2}}
     assert best_probe_run(results) == "minilm"
+
+
+def test_the_verdict_reads_log1p_prices_so_one_outlier_does_not_hide_a_signal() -> None:
+    """On raw prices one listing at 100,000 sets both the max |corr| and the width of its null."""
+    rng = np.random.default_rng(0)
+    n, d = 600, 32
+    price = np.exp(rng.normal(2.5, 0.8, n))
+    price[7] = 1e5
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    x[:, 0] = (np.log1p(price) - 2.5) * 0.3 + rng.normal(0, 1, n)
+    result = analyse_embedding(x, np.ones(n, bool), price, n_permutations=20)
+    assert result["max_abs_corr"] < result["null_p95"]  # the raw price's view: under its null
+    assert result["max_abs_corr_log1p"] > result["null_p95_log1p"] and result["clears_null"]
+    assert result["verdict"] == "STRONG"
