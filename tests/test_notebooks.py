@@ -217,3 +217,46 @@ def test_the_guard_in_a_real_kernel_lets_a_notebook_run_twice(tmp_path):
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
+
+
+def test_the_guard_finds_typos_in_a_parameters_cell_that_does_more_than_assign_literals():
+    cell = parameters_cell("03_train")
+    lines = cell.splitlines()
+    half = len(lines) // 2
+    extras = ["print('set')", "get_ipython().run_line_magic('time', '')", "seed = 40 + 2"]  # %time as IPython keeps it
+    for extra in extras:
+        edited = f"{extra}\n{cell}\ntext_modle = 'x'\n"
+        # after a clean first run (its later cells too), the edited cell is the one read, not the clean one
+        ran = ["from amzkit.app.parameters import check_parameters\np = check_parameters(globals(), '03_train')",
+               "metrics = {'cv_smape': 1.0}"]
+        namespace = {"_ih": [""], "get_ipython": lambda: type("Shell", (), {"run_line_magic": print})()}
+        for source in [cell, *ran, edited]:
+            namespace["_ih"].append(source)
+            exec(source, namespace)  # noqa: S102
+        namespace["_ih"].append(ran[0])
+        with pytest.raises(ValueError, match="unknown parameter 'text_modle'"):
+            check_parameters(namespace, "03_train")
+        del namespace["text_modle"]
+        namespace["_ih"][-1:] = [f"{extra}\n{cell}", ran[0]]  # fixed: a second Run All of a cell that prints
+        exec(namespace["_ih"][-2], namespace)  # noqa: S102
+        assert check_parameters(namespace, "03_train").run_name == "lgbm"
+    # a parameters cell split in two, the typo in the first half
+    first, second = "\n".join(lines[:half]) + "\ntext_modle = 'x'", "\n".join(lines[half:])
+    with pytest.raises(ValueError, match="unknown parameter 'text_modle'"):
+        check_parameters(_kernel_namespace("03_train", first, second), "03_train")
+    # papermill's injected cell with a value that is no literal (float('inf')) beside a typo
+    with pytest.raises(ValueError, match="unknown parameter 'modle'"):
+        check_parameters(_kernel_namespace("03_train", cell, "modle = 'x'\ntune_minutes = float('inf')"), "03_train")
+    # the same cell run twice in a row, its typo fixed the second time
+    assert check_parameters(_kernel_namespace("03_train", cell + "\ntext_modle = 'x'", cell), "03_train")
+
+
+def test_a_refusal_also_removes_the_notebooks_ctx():
+    from types import SimpleNamespace
+
+    cell = parameters_cell("04_ensemble")
+    namespace = _kernel_namespace("04_ensemble", cell.replace('method: str = "best"', 'method: str = "stak"'))
+    namespace["ctx"] = SimpleNamespace(params=SimpleNamespace(method="blend"), work_dir="w")
+    with pytest.raises(ValueError, match="method"):
+        check_parameters(namespace, "04_ensemble")
+    assert "ctx" not in namespace  # `runners.run_ensemble(ctx)` stops there, not blends with the old method

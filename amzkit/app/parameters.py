@@ -46,43 +46,50 @@ def parameters_cell(stage: str) -> str:
     return parameters_of(stage).cell_source()
 
 
-def _assigned_literals(source: str) -> set[str]:
-    """The names a cell assigns when all it does is assign literals (a parameters cell, papermill's injected
-    one); an empty set for any other cell."""
+def _assignments(source: str) -> tuple[set[str], bool]:
+    """(the names a cell's top-level statements assign, whether assignments are all the cell does): a cell that
+    does not parse assigns nothing."""
     try:
         body = ast.parse(source).body
     except SyntaxError:
-        return set()
-    names = set()
+        return set(), False
+    names, only = set(), True
     for statement in body:
-        targets = statement.targets if isinstance(statement, ast.Assign) else (
-            [statement.target] if isinstance(statement, ast.AnnAssign) and statement.value is not None else None)
-        if targets is None or not all(isinstance(target, ast.Name) for target in targets):
-            return set()
-        try:
-            ast.literal_eval(statement.value)
-        except (ValueError, TypeError, SyntaxError, RecursionError):  # not a literal
-            return set()
-        names.update(target.id for target in targets)
-    return names
+        if isinstance(statement, ast.Assign):
+            targets = statement.targets
+        elif isinstance(statement, ast.AnnAssign) and statement.value is not None:
+            targets = [statement.target]
+        else:
+            only = False
+            continue
+        names.update(target.id for target in targets if isinstance(target, ast.Name))
+    return names, only and bool(body)
 
 
 def parameter_cell_names(namespace: dict[str, Any], known: set[str]) -> set[str] | None:
-    """In an IPython kernel, the names assigned by the parameters cell run last (the latest cell of literal
-    assignments naming a parameter) and the literal-only cells run right after it (papermill's injected cell);
-    None outside IPython (no input history) or when no such cell ran."""
+    """In an IPython kernel, the names assigned by the parameters cell run last (the latest cell that assigns a
+    parameter, whatever else it does), by the cells run right before it that assign other parameters (a cell
+    split in two; not an earlier run of the same cell) and by those run right after it that assign a parameter
+    or do nothing but assign (papermill's injected cell); None outside IPython (no input history) or when no
+    such cell ran."""
     history = namespace.get("_ih")
     if not isinstance(history, list) or len(history) < 2:
         return None
-    assigned = [_assigned_literals(source) for source in history[:-1]]  # the last entry is the guard's own cell
-    last = max((i for i, names in enumerate(assigned) if names & known), default=None)
+    cells = [_assignments(source) for source in history[:-1]]  # the last entry is the guard's own cell
+    last = max((i for i, (names, _) in enumerate(cells) if names & known), default=None)
     if last is None:
         return None
-    names = set()
-    for cell in assigned[last:]:
-        if not cell:
+
+    names = set(cells[last][0])
+    for before in range(last - 1, -1, -1):  # the other half of a split cell sets other parameters; an earlier
+        earlier = cells[before][0]          # run of the same cell sets the same ones (its typo since fixed)
+        if not earlier & known or earlier & names:
             break
-        names |= cell
+        names |= earlier
+    for after in cells[last + 1:]:
+        if not (after[0] & known or after[1]):
+            break
+        names |= after[0]
     return names
 
 
@@ -93,12 +100,13 @@ def check_parameters(namespace: dict[str, Any], stage: str) -> SimpleNamespace:
     declared type and written back into `namespace`. In a kernel (Jupyter, papermill) the unknown names are
     looked for in the parameters cell last run (and papermill's cell after it), not among every variable:
     what the notebook's later cells or the user defined (`metrics`, a scratch value), and a misspelt name
-    since deleted from the cell, do not stop a rerun. The previous check's `p` is removed first, so no cell
-    runs on with the old parameters after a refusal.
+    since deleted from the cell, do not stop a rerun. The previous check's `p` and the notebook's `ctx` are
+    removed first, so no cell runs on with the old parameters after a refusal.
     """
     table = parameters_of(stage)
-    if isinstance(namespace.get("p"), SimpleNamespace):
-        del namespace["p"]
+    for name in ("p", "ctx"):  # the checked parameters and the context the notebooks make of them
+        if isinstance(namespace.get(name), SimpleNamespace) or hasattr(namespace.get(name), "params"):
+            del namespace[name]
     known = set(table.names())
     in_cells = parameter_cell_names(namespace, known)
     given = {
