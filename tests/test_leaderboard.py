@@ -58,11 +58,11 @@ def test_a_leaderboard_edited_by_hand_names_the_line_that_is_not_a_number(tmp_pa
     table.loc[1, "lb"] = "52,0"
     table.loc[0, "cv"] = None
     table.to_csv(path, index=False)
-    with pytest.raises(LeaderboardError, match=r"column cv must hold numbers; line 2 \(empty\)"):
+    with pytest.raises(LeaderboardError, match=r"column cv must hold numbers; row 1 \(empty\) is not"):
         leaderboard(tmp_path)
     table.loc[0, "cv"] = 48.25
     table.to_csv(path, index=False)
-    with pytest.raises(LeaderboardError, match=r"leaderboard.csv: column lb must hold numbers; line 3 \('52,0'\) .*"
+    with pytest.raises(LeaderboardError, match=r"leaderboard.csv: column lb must hold numbers; row 2 \('52,0'\) .*"
                                                r"'\.' before the decimals"):
         leaderboard(tmp_path)
 

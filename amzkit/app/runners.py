@@ -35,7 +35,7 @@ from amzkit.stages.ensemble_inputs import ensemble_columns
 from amzkit.stages.extract import extract, kernel_rows, merge_shards
 from amzkit.stages.extract_reports import runs_table, status_table
 from amzkit.stages.image_tables import merge_image_tables, write_image_tables
-from amzkit.stages.leaderboard import pair_scores, show_leaderboard, write_scores
+from amzkit.stages.leaderboard import LeaderboardError, pair_scores, show_leaderboard, write_scores
 from amzkit.stages.leaks import cached_image_paths, leak_report, plot_leak_report
 from amzkit.stages.submit import plot_distribution, submit
 from amzkit.stages.train import build_learner, fold_fits_summary, plot_importance, plot_oof, train_run
@@ -363,13 +363,19 @@ def run_submit(ctx: Context) -> dict:
     its run last made: before this one is logged), then write and validate the submission from `source`
     (04_ensemble or a 03 run), in the test CSV's row order."""
     p = ctx.params
-    pairs, refused = pair_scores(ctx.work_dir, p.lb_scores) if p.lb_scores else ([], [])  # before it is logged
+    try:
+        pairs, refused = pair_scores(ctx.work_dir, p.lb_scores) if p.lb_scores else ([], [])  # before it is logged
+    except LeaderboardError as err:  # leaderboard.csv itself unreadable (edited by hand): never worth the submission
+        pairs, refused = [], [f"{', '.join(map(str, p.lb_scores))}: {err}"]
     metrics = submit(ctx.work_dir, ctx.data["test"], ctx.data["train"][ctx.schema.target].to_numpy(),
                      ctx.schema.name, p.source, p.file_name, p.solution_csv, train=ctx.data["train"])
     print(f"valid submission: {metrics['path']} ({metrics['rows']} rows)")
-    if p.lb_scores:
-        added = write_scores(ctx.work_dir, pairs, note="05_submit lb_scores")
-        print(f"recorded {len(added)} new LB score(s) of earlier submissions")
+    if pairs:
+        try:
+            added = write_scores(ctx.work_dir, pairs, note="05_submit lb_scores")
+            print(f"recorded {len(added)} new LB score(s) of earlier submissions")
+        except LeaderboardError as err:  # e.g. a log of another metric
+            refused.append(str(err))
     if refused:  # a typo in a score must not cost the submission, its plot, nor (on Kaggle) the outputs' listing
         metrics["lb_scores_refused"] = refused
         warnings.warn("lb_scores not recorded (the submission above was written): " + "; ".join(refused)
@@ -384,8 +390,14 @@ def plot_submission(ctx: Context, metrics: dict):
 
 
 def show_cv_vs_lb(ctx: Context):
-    """The CV-vs-LB table, its verdict and plot (nothing before any score; run_submit recorded `lb_scores`)."""
-    return show_leaderboard(ctx.work_dir)
+    """The CV-vs-LB table, its verdict and plot (nothing before any score; run_submit recorded `lb_scores`); a
+    leaderboard.csv that cannot be read is a warning (the submission is written, and on Kaggle the outputs'
+    listing comes after this cell)."""
+    try:
+        return show_leaderboard(ctx.work_dir)
+    except LeaderboardError as err:
+        warnings.warn(f"the CV-vs-LB table is not shown: {err}", stacklevel=2)
+        return None
 
 
 # The demo: each notebook with its parameters, in order. 03 runs five times: text only, text + image groups

@@ -122,10 +122,11 @@ def _read_table(work_dir: str | Path) -> pd.DataFrame:
         bad = np.flatnonzero(~np.isfinite(values.to_numpy(dtype=float)))
         if bad.size:
             written = [table[column].iloc[i] for i in bad[:5]]
-            shown = ", ".join(f"line {i + 2} ({'empty' if pd.isna(v) else repr(str(v))})"
+            shown = ", ".join(f"row {i + 1} ({'empty' if pd.isna(v) else repr(str(v))})"
                               for i, v in zip(bad[:5], written, strict=True))
-            raise LeaderboardError(f"{path}: column {column} must hold numbers; {shown} do not (edited by hand?): "
-                                   "write them with '.' before the decimals, or delete those lines")
+            raise LeaderboardError(f"{path}: column {column} must hold numbers; {shown} "
+                                   f"{'is' if bad.size == 1 else 'are'} not (edited by hand?): write them with '.' "
+                                   "before the decimals, or delete those rows")
         table[column] = values.astype(float)
     return table[list(LB_COLUMNS)]
 
