@@ -90,10 +90,11 @@ def test_train_csv_without_target_hints_test_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize("split", ["train", "test"])
 def test_a_text_only_csv_without_the_image_column_says_to_add_an_empty_one(tmp_path: Path, split: str) -> None:
     path = write(tmp_path, "sample_id,catalog_content" + (",price\n1,a,2.5\n" if split == "train" else "\n1,a\n"))
-    with pytest.raises(ValueError, match=re.escape("missing columns ['image_link'] (a file without pictures: add an "
-                                                   "empty 'image_link' column")) as err:
+    with pytest.raises(ValueError, match=re.escape("missing columns ['image_link'] (a file without pictures). "
+                                                   "Expected exactly")) as err:
         load_split(path, "amazon2025", split)
-    assert '-p model ""' in str(err.value)
+    assert "add an empty 'image_link' column" in str(err.value) and '-p model ""' in str(err.value)
+    assert "pick the right file" not in str(err.value)
 
 
 def test_bad_split_and_absent_file(tmp_path: Path) -> None:
@@ -133,6 +134,7 @@ def test_bad_target_rejected_naming_the_id(tmp_path: Path, bad_target: str) -> N
         load_split(path, "amazon2025", "train")
     assert "987654" in str(err.value) and "10," not in str(err.value)
     assert "1 of 2 rows are not" in str(err.value)
+    assert ("currency" in str(err.value)) == (bad_target == "abc")  # how to write a number: for text only
 
 
 def test_prices_written_with_a_currency_sign_or_decimal_comma_are_shown_with_the_fix(tmp_path: Path) -> None:

@@ -90,17 +90,17 @@ def check_columns(columns: list[str], schema: Schema, split: str, source: str) -
             parts.append(f"missing columns {missing}")
         if extra:
             parts.append(f"unexpected columns {extra}")
-        hint = ""
+        hint, fix = "", ""
         if split == "test" and extra == [schema.target] and not missing:
             hint = (f" (the test CSV must not have the target: drop column {schema.target!r} from it, or check that "
                     "it is not the train file)")
         elif split == "train" and missing == [schema.target] and not extra:
             hint = " (is this the test file?)"
         elif missing == [schema.image_column] and not extra:  # a text-only file: the schema still has the column
-            hint = (f" (a file without pictures: add an empty {schema.image_column!r} column, e.g. "
-                    f"df.assign({schema.image_column}='').to_csv(path, index=False), and run 01 text only with "
-                    "-p model \"\")")
-        fix = column_fix(columns, expected, missing)
+            hint = " (a file without pictures)"
+            fix = (f"add an empty {schema.image_column!r} column, e.g. df.assign({schema.image_column}='')"
+                   ".to_csv(path, index=False), and run 01 text only with -p model \"\".")
+        fix = fix or column_fix(columns, expected, missing)
         fits = [other.name for other in SCHEMAS.values() if other.name != schema.name and set(columns) == set(
             other.train_columns if split == "train" else other.test_columns)]
         if not fix and fits:  # the file is right, the schema is not (the default is amazon2025)
@@ -224,11 +224,13 @@ def load_split(path: str | Path, schema: str | Schema, split: str) -> pd.DataFra
         bad = np.flatnonzero(~np.isfinite(target.to_numpy(dtype=float)) | (target.to_numpy() < 0))
         if bad.size:
             written = df[schema.target].to_numpy(dtype=object)[bad]
+            as_text = any(isinstance(v, str) and re.search(r"[^\d.eE+-]", v.strip()) and v.strip().lower() not in
+                          ("nan", "na", "inf", "-inf", "") for v in written)  # '$7.74', '7,74', '7.74 USD'
             raise ValueError(
                 f"{path}: target {schema.target} must be a finite number >= 0; {bad.size} of {len(df)} rows are not: "
                 f"ids {show_ids(df[schema.id_column].to_numpy()[bad])} hold {show_ids([repr(v) for v in written])} "
-                "(drop or fix those rows; write plain numbers such as 7.74: no currency sign, no thousands "
-                "separator, '.' before the decimals)"
+                "(drop or fix those rows" + ("; write plain numbers such as 7.74: no currency sign, no thousands "
+                                             "separator, '.' before the decimals)" if as_text else ")")
             )
         df[schema.target] = target.astype("float64")
         _warn_about_target(df, schema, path)
