@@ -447,3 +447,18 @@ def test_the_05_notebook_hands_its_train_csv_to_the_check(tmp_path: Path, monkey
                           work_dir=tmp_path)
     runners.run_submit(ctx)
     assert seen["train"] is train
+
+
+def test_the_distribution_plot_sets_the_submission_beside_the_out_of_fold_predictions(tmp_path: Path) -> None:
+    from amzkit.stages.submit import plot_distribution
+
+    work = make_work(tmp_path)
+    pd.DataFrame({"id": ["1", "2", "3"], "fold": [0, 1, 2], "target": [5.0, 50.0, 500.0],
+                  "pred": [8.0, 40.0, 300.0]}).to_csv(work / "04_ensemble" / "oof.csv", index=False)
+    path = run(work)["path"]
+    fig = plot_distribution(work, path, np.array([0.0, 5.0, 50.0, 500.0]), "price", source="04_ensemble")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "train target", "out-of-fold predictions (what CV scored)", "submission"]
+    assert ax.get_xscale() == "log" and "out-of-fold" in ax.get_title()
+    assert (work / "05_submit" / "distribution.png").stat().st_size > 0

@@ -384,9 +384,9 @@ def run_submit(ctx: Context) -> dict:
 
 
 def plot_submission(ctx: Context, metrics: dict):
-    """The submitted prices' distribution against the train target's."""
+    """The submitted prices' distribution against the source's out-of-fold predictions and the train target."""
     return plot_distribution(ctx.work_dir, metrics["path"], ctx.data["train"][ctx.schema.target].to_numpy(),
-                             ctx.schema.target)
+                             ctx.schema.target, source=metrics["source"])
 
 
 def show_cv_vs_lb(ctx: Context):

@@ -434,15 +434,25 @@ def _submit(work_dir: str | Path, test: pd.DataFrame, train_target: np.ndarray, 
 
 
 def plot_distribution(work_dir: str | Path, submission_path: str | Path, train_target: np.ndarray,
-                      value_column: str):
-    """Histogram of predictions against the train target, log scale; saved as PNG."""
-    preds = pd.read_csv(submission_path)[value_column]
+                      value_column: str, source: str | None = None):
+    """Histogram of the submitted values against the source's out-of-fold predictions (what its CV scored: the
+    submission should look like them) and the train target, on a log axis of the values; saved as PNG."""
+    preds = pd.read_csv(submission_path)[value_column].to_numpy(dtype=float)
+    series = {"train target": np.asarray(train_target, dtype=float)}
+    oof_path = _run_folder(work_dir, source) / "oof.csv" if source else None
+    if oof_path is not None and oof_path.is_file():
+        series["out-of-fold predictions (what CV scored)"] = pd.read_csv(oof_path)["pred"].to_numpy(dtype=float)
+    series["submission"] = preds
+    positive = np.concatenate([values[values > 0] for values in series.values()])
+    bins = np.geomspace(positive.min(), positive.max(), 50) if positive.size and positive.min() < positive.max() \
+        else 50
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    bins = np.linspace(np.log1p(min(preds.min(), train_target.min())),
-                       np.log1p(max(preds.max(), train_target.max())), 50)
-    ax.hist(np.log1p(train_target), bins=bins, alpha=0.5, density=True, label="train target")
-    ax.hist(np.log1p(preds), bins=bins, alpha=0.5, density=True, label="submission")
-    ax.set(xlabel=f"log1p({value_column})", ylabel="density", title="predictions vs train target")
-    ax.legend()
+    for label, values in series.items():
+        ax.hist(values, bins=bins, alpha=0.45, density=True, label=label,
+                histtype="step" if label.startswith("out-of-fold") else "stepfilled", lw=2)
+    ax.set(xscale="log", xlabel=f"{value_column} (log axis)", ylabel="density",
+           title="submission vs the out-of-fold predictions CV scored" if len(series) == 3
+           else "submission vs train target")
+    ax.legend(fontsize=8)
     save_figure(fig, stage_dir(work_dir, "05_submit") / "distribution.png")
     return fig
