@@ -731,3 +731,16 @@ def test_01_text_only_shows_no_empty_fetch_table_and_04_says_it_reads_no_csv(tmp
     assert runners.show_fetch_status(ctx) is None and "no pictures were fetched" in capsys.readouterr().out
     notebook_context("04_ensemble", tmp_path / "elsewhere", tmp_path / "work")
     assert "04_ensemble reads no CSV, so data_dir=" in capsys.readouterr().out
+
+
+def test_the_leak_line_offers_twin_price_as_something_to_check_and_says_why_no_image_was_compared(tmp_path, capsys):
+    twin = "Item Name: Acme steel water bottle 750 ml, blue\nBullet Point 1: keeps cold"
+    write_csv_text(tmp_path / "data", TRAIN_HEADER + good_rows(20) + f'99,"{twin}",,12.5\n',
+                   TEST_HEADER + f'1000,"{twin}",\n1001,Item Name: other,\n')
+    ctx = runners.setup(params("02_correlate", data_dir=str(tmp_path / "data"), work_dir=str(tmp_path / "work")),
+                        "02_correlate")
+    runners.run_leak_report(ctx)
+    out = capsys.readouterr().out
+    assert "1 of 2 test rows (50.0%) have a train twin" in out
+    assert "keep it only if the runs table shows a gain" in out  # not "their prices are a feature": measured worse
+    assert "01 cached no picture for a split (no image model" in out
