@@ -79,7 +79,9 @@ def test_ensemble_writes_the_error_correlation_and_names_alike_runs(tmp_path):
     np.testing.assert_allclose(np.array(on_disk["error_correlation"], dtype=float), table.to_numpy(), atol=1e-4)
     assert [p["runs"] for p in m["alike_runs"]] == [["twin1", "twin2"]]
     heatmap = plot_ensemble(tmp_path, m).axes[2]  # the third panel is the heatmap of this table
-    assert heatmap.get_title() == "OOF log-error correlation between runs"
+    assert heatmap.get_title().startswith("OOF log-error correlation between runs")
+    outlined = [patch.get_xy() for patch in heatmap.patches if patch.get_edgecolor()[:3] == (1.0, 0.0, 0.0)]
+    assert sorted(outlined) == [(0, 1), (1, 0)]  # twin1 ~ twin2, both cells; not the diagonal, not 'other'
     assert [t.get_text() for t in heatmap.get_xticklabels()] == ["twin1", "twin2", "other"]
     plt.close("all")
     older = {k: v for k, v in m.items() if k != "error_correlation"}  # metrics.json of an earlier kit version

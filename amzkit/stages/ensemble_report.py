@@ -11,6 +11,7 @@ import seaborn as sns
 
 from amzkit.core.io import save_figure
 from amzkit.core.workdir import stage_dir
+from amzkit.ml.diversity import ALIKE_CORRELATION
 
 
 def summary_table(metrics: dict) -> pd.DataFrame:
@@ -48,26 +49,34 @@ def submitted_weights(metrics: dict) -> tuple[dict[str, float], str]:
 
 
 def plot_ensemble(work_dir: str | Path, metrics: dict):
-    """The submitted method's weights per run, per-fold SMAPE of each run against each nested method, and the
-    runs' error correlation (near 1: the pair adds little to a blend); saved as PNG."""
-    fig, (ax_w, ax_f, ax_c) = plt.subplots(1, 3, figsize=(18, 4.5), gridspec_kw={"wspace": 0.4})
+    """The submitted method's weights per run and the runs' error correlation (near 1: the pair adds little to a
+    blend; pairs at ALIKE_CORRELATION or above outlined), over the per-fold SMAPE of each run against each nested
+    method (legend outside the lines); saved as PNG."""
+    fig = plt.figure(figsize=(13, 9))
+    grid = fig.add_gridspec(2, 2, height_ratios=(1, 1.1), hspace=0.45, wspace=0.3)
+    ax_w, ax_f, ax_c = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[1, :]), fig.add_subplot(grid[0, 1])
     names = list(metrics["weights"])
     shown, label = submitted_weights(metrics)
     ax_w.bar(names, [shown[n] for n in names])
-    ax_w.set(ylabel="weight", title=label)
+    ax_w.set(ylabel="weight", title=label.replace("; ", "\n", 1))
     ax_w.tick_params(axis="x", rotation=30)
     chosen = metrics.get("cv_scores", f"{metrics.get('method', 'blend')} (nested)")  # the curve cv_smape scores
     for name, scores in metrics["fold_smape"].items():
         style = {"lw": 2.5, "color": "k"} if name == chosen else {"lw": 1, "ls": "-" if "nested" in name else ":"}
         ax_f.plot(range(len(scores)), scores, marker="o", label=name, **style)
-    ax_f.set(xlabel="fold", ylabel="SMAPE %", title=f"per-fold SMAPE (chosen: {chosen})",
+    ax_f.set(xlabel="fold", ylabel="SMAPE %", title=f"per-fold SMAPE (black: what cv_smape scores, {chosen})",
              xticks=range(len(scores)))
-    ax_f.legend(fontsize=7)
+    ax_f.legend(fontsize=8, bbox_to_anchor=(1.01, 1), loc="upper left")
     corr = np.array(metrics.get("error_correlation") or np.eye(len(names)), dtype=float)  # None (NaN): constant
-    low = min(0.0, float(np.nanmin(corr)))
-    sns.heatmap(corr, ax=ax_c, vmin=low, vmax=1, cmap="viridis", annot=len(names) <= 12, fmt=".2f", square=True,
-                xticklabels=names, yticklabels=names, cbar_kws={"shrink": 0.8})
-    ax_c.set(title="OOF log-error correlation between runs")
+    off_diagonal = corr[~np.eye(len(names), dtype=bool)]
+    low = float(np.nanmin(off_diagonal)) if np.isfinite(off_diagonal).any() else 0.0
+    sns.heatmap(corr, ax=ax_c, vmin=min(max(np.floor(low * 10) / 10, -1.0), 0.9), vmax=1, cmap="viridis",
+                annot=len(names) <= 12, fmt=".2f", square=True, xticklabels=names, yticklabels=names,
+                cbar_kws={"shrink": 0.8})
+    for row, column in zip(*np.nonzero(corr >= ALIKE_CORRELATION), strict=True):
+        if row != column:  # a pair whose errors are this alike: one of them adds little
+            ax_c.add_patch(plt.Rectangle((column, row), 1, 1, fill=False, edgecolor="red", lw=2))
+    ax_c.set(title=f"OOF log-error correlation between runs\n(red: {ALIKE_CORRELATION} or more)")
     ax_c.tick_params(axis="x", rotation=30)
     ax_c.tick_params(axis="y", rotation=0)
     save_figure(fig, stage_dir(work_dir, "04_ensemble") / "ensemble.png")
