@@ -218,3 +218,18 @@ def test_a_tune_that_fails_before_its_first_trial_leaves_no_folds(synthetic):
         tune_preset(data, "amazon2025", work, "t", FEATURES, ["plantd"], n_trials=2, timeout_minutes=None,
                     n_folds=3, progress=False)
     assert not (work / "03_train" / "folds.csv").exists()  # a 03 with n_folds 5 after it is not refused
+
+
+def test_the_tuning_plot_keeps_a_failed_trial_from_flattening_the_others(tmp_path):
+    from amzkit.stages.tune import plot_tuning
+
+    paths = tuning_paths(tmp_path, "tuned")
+    paths["trials"].parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"number": [0, 1, 2, 3, 4], "state": ["complete", "complete", "complete", "pruned", "complete"],
+                  "smape": [40.0, 39.5, 75.9, np.nan, 39.1], "fold_mean_smape": [40.0, 39.5, 75.9, 41.0, 39.1],
+                  "base": [True, False, False, False, False]}).to_csv(paths["trials"], index=False)
+    ax = plot_tuning(tmp_path, "tuned").axes[0]
+    low, high = ax.get_ylim()
+    assert 39.1 > low and 41.0 < high < 75.9  # the trials near the best fill the axis; the failed one is marked
+    assert any("above the axis (1: worse than" in t.get_text() for t in ax.get_legend().get_texts())
+    assert ax.get_title() == "tuned: best 39.100 in 5 trials"

@@ -189,7 +189,17 @@ def plot_tuning(work_dir: str | Path, name: str):
     if len(base):
         ax.axhline(base.iloc[0], color="k", ls="--", lw=1, label=f"base preset {base.iloc[0]:.3f}")
     best = done["smape"].min() if len(done) else float("nan")
-    ax.set(xlabel="trial", ylabel="CV SMAPE", title=f"tuning {name}: best {best:.3f} in {len(table)} trials")
+    shown = pd.concat([done["smape"], pruned["fold_mean_smape"]]).dropna()
+    if len(shown) and np.isfinite(best):  # a failed trial near the constant would flatten every other one
+        reference = base.iloc[0] if len(base) else float(shown.median())
+        top = reference + max(2.0 * (reference - best), 0.02 * best)
+        above = table[(table["number"].isin(done["number"]) & (table["smape"] > top))
+                      | (table["number"].isin(pruned["number"]) & (table["fold_mean_smape"] > top))]
+        if len(above):
+            ax.set_ylim(top=top)
+            ax.scatter(above["number"], np.full(len(above), top), marker="^", color="C3", clip_on=False, zorder=3,
+                       label=f"above the axis ({len(above)}: worse than {top:.1f})")
+    ax.set(xlabel="trial", ylabel="CV SMAPE", title=f"{name}: best {best:.3f} in {len(table)} trials")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=8)
     save_figure(fig, paths["plot"])
