@@ -43,6 +43,21 @@ def test_planted_signal_is_strong_and_probes_beat_the_constant():
     assert result["knn_smape"] < result["knn_constant_smape"] - 5
 
 
+def test_the_probe_plot_labels_its_bars_and_keeps_its_legend_off_them(tmp_path):
+    from amzkit.stages.correlate import plot_probes
+
+    rng = np.random.default_rng(3)
+    n = 600
+    price = _prices(rng, n)
+    x = rng.normal(size=(n, 8)).astype(np.float32)
+    x[:, 0] += np.log1p(price)
+    result = analyse_embedding(x, np.ones(n, bool), price, baseline=rng.normal(size=(n, 4)), n_permutations=5)
+    ax = plot_probes({"planted": result}, tmp_path / "probes.png").axes[0]
+    labels = [text.get_text() for text in ax.texts]
+    assert f"{result['ridge_smape']:.1f}" in labels and f"{result['baseline_plus_smape']:.1f}" in labels
+    assert ax.get_legend().get_bbox_to_anchor().y0 < ax.get_window_extent().y0  # below the axes
+
+
 def test_added_value_is_positive_for_signal_beyond_the_baseline():
     rng = np.random.default_rng(6)
     n = 3000

@@ -429,20 +429,21 @@ def plot_probes(results: dict[str, dict], path: str | Path):
     predicted vs actual for the run whose ridge gains most over its constant; PNG. Runs can cover other rows (an
     image run without the rows whose pictures failed), so each is drawn against its own lines."""
     names = list(results)
-    fig, (ax_bar, ax_scatter) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax_bar, ax_scatter) = plt.subplots(1, 2, figsize=(11, 4.8))
     width = 0.25
     positions = np.arange(len(names))
     for offset, key, label in ((-width, "ridge_smape", "ridge"), (0, "knn_smape", "kNN"),
                                (width, "baseline_plus_smape", "text features + embedding")):
         values = [results[n].get(key, np.nan) for n in names]
-        ax_bar.bar(positions + offset, values, width, label=label)
+        bars = ax_bar.bar(positions + offset, values, width, label=label)
+        ax_bar.bar_label(bars, fmt="%.1f", fontsize=6, padding=1)  # the added value is a gap of tenths
     for key, style, label in (("constant_smape", {"color": "k", "ls": "--"}, "constant median (its rows)"),
                               ("baseline_smape", {"color": "C4", "ls": ":"}, "text features alone (its rows)")):
         for i, name in enumerate(names):
             if key in results[name]:
                 ax_bar.hlines(results[name][key], i - 0.45, i + 0.45, label=label if i == 0 else None, **style)
     ax_bar.set(xticks=positions, xticklabels=names, ylabel="CV SMAPE %", title="probes (lower is better)")
-    ax_bar.legend(fontsize=7, loc="lower left", framealpha=0.9)
+    ax_bar.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncols=2)  # below, not on the bars
     best = best_probe_run(results)
     y, pred = results[best]["target_used"], np.expm1(results[best]["ridge_oof_log"])
     ax_scatter.scatter(y, np.maximum(pred, 1e-3), s=4, alpha=0.3)
