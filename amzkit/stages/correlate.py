@@ -443,7 +443,7 @@ def plot_probes(results: dict[str, dict], path: str | Path):
             if key in results[name]:
                 ax_bar.hlines(results[name][key], i - 0.45, i + 0.45, label=label if i == 0 else None, **style)
     ax_bar.set(xticks=positions, xticklabels=names, ylabel="CV SMAPE %", title="probes (lower is better)")
-    ax_bar.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncols=2)  # below, not on the bars
+    ax_bar.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)  # below, not on the bars
     best = best_probe_run(results)
     y, pred = results[best]["target_used"], np.expm1(results[best]["ridge_oof_log"])
     ax_scatter.scatter(y, np.maximum(pred, 1e-3), s=4, alpha=0.3)
