@@ -225,8 +225,8 @@ def source_predictions(work_dir: str | Path, source: str) -> pd.DataFrame:
         if source != ENSEMBLE_SOURCE and not path.parent.is_dir():  # a 03 run's name: misspelt, or never trained
             raise FileNotFoundError(missing_run(work_dir, "03_train", source) + f": -p source takes one of them, or "
                                     f"{ENSEMBLE_SOURCE!r}")
-        runs = list_runs(work_dir, "03_train")
         if source == ENSEMBLE_SOURCE:
+            runs = list_runs(work_dir, "03_train")
             raise FileNotFoundError(
                 f"no predictions at {path}: run 04_ensemble first (a 04 that fails leaves none), or submit one 03 "
                 f"run with -p source <run_name> ({'finished runs: ' + ', '.join(runs) if runs else 'none finished'})")

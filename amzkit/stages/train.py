@@ -140,10 +140,10 @@ def train_run(
     pseudo_info = {}
     devices = devices_for_folds(model) if fold_devices is None else list(fold_devices)
     if pseudo is not None:  # the same folds without pseudo-labels, kept apart: a killed run resumes both passes
-        without = _resumable_cv(model, folds, run_dir, None, progress, kept=PSEUDO_BASELINE_DIR, models_dir=None,
-                                devices=devices, clock=clock)
+        without = _resumable_cv(model, folds, run_dir, None, progress, clock, kept=PSEUDO_BASELINE_DIR,
+                                models_dir=None, devices=devices)
         pseudo_info = {"pseudo_label": {**pseudo.summary(), "cv_smape_without": smape(inputs.y, without["oof"])}}
-    result = _resumable_cv(model, folds, run_dir, pseudo, progress, devices=devices, clock=clock)
+    result = _resumable_cv(model, folds, run_dir, pseudo, progress, clock, devices=devices)
     if pseudo is not None:
         pseudo_info["pseudo_label"]["cv_smape_with"] = smape(inputs.y, result["oof"])
     if result["importance"] is not None:
@@ -209,14 +209,13 @@ def inputs_digest(inputs: RunInputs) -> dict:
     return {"csv": cells, "01_extract": made}
 
 
-def _resumable_cv(model: Learner, folds: np.ndarray, run_dir: Path, pseudo, progress: bool,
+def _resumable_cv(model: Learner, folds: np.ndarray, run_dir: Path, pseudo, progress: bool, clock: dict,
                   kept: str = PROGRESS_DIR, models_dir: str | None = "models",
-                  devices: list[str] | None = None, clock: dict | None = None) -> dict:
+                  devices: list[str] | None = None) -> dict:
     """cross_validate, keeping each finished fold in run_dir/<kept>/ and starting after the last one kept; the
     fold models go to run_dir/<models_dir> (None: not saved); `devices`: one fold worker process each. `clock`
     ({'started': perf_counter at the run's start, 'earlier': 0.0}): each kept fold records the run's seconds so
     far, and a resumed run adds those of the session that kept them to 'earlier'."""
-    clock = clock if clock is not None else {"started": time.perf_counter(), "earlier": 0.0}
     folder = run_dir / kept
     fingerprint = _fingerprint(model, folds, pseudo)
     previous, start = None, 0

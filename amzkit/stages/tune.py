@@ -189,12 +189,12 @@ def plot_tuning(work_dir: str | Path, name: str):
     if len(base):
         ax.axhline(base.iloc[0], color="k", ls="--", lw=1, label=f"base preset {base.iloc[0]:.3f}")
     best = done["smape"].min() if len(done) else float("nan")
-    shown = pd.concat([done["smape"], pruned["fold_mean_smape"]]).dropna()
-    if len(shown) and np.isfinite(best):  # a failed trial near the constant would flatten every other one
-        reference = base.iloc[0] if len(base) else float(shown.median())
+    drawn = pd.concat([done[["number", "smape"]],  # every point as plotted: pruned ones at their fold mean
+                       pruned[["number", "fold_mean_smape"]].rename(columns={"fold_mean_smape": "smape"})]).dropna()
+    if len(drawn) and np.isfinite(best):  # a failed trial near the constant would flatten every other one
+        reference = base.iloc[0] if len(base) else float(drawn["smape"].median())
         top = reference + max(2.0 * (reference - best), 0.02 * best)
-        above = table[(table["number"].isin(done["number"]) & (table["smape"] > top))
-                      | (table["number"].isin(pruned["number"]) & (table["fold_mean_smape"] > top))]
+        above = drawn[drawn["smape"] > top]
         if len(above):
             ax.set_ylim(top=top)
             ax.scatter(above["number"], np.full(len(above), top), marker="^", color="C3", clip_on=False, zorder=3,
