@@ -15,6 +15,7 @@ from PIL import Image
 
 import amzkit.stages.extract as extract_module
 from amzkit.app.demo import make_demo
+from amzkit.core.io import read_json, write_json
 from amzkit.core.schema import load_data
 from amzkit.embed.factory import create_embedder
 from amzkit.embed.registry import MODELS, get_model_spec
@@ -597,7 +598,7 @@ def test_new_weights_in_the_same_model_folder_are_embedded_anew(small_demo, tmp_
     after = (run / "train.npy").read_bytes()
     assert after == (tmp_path / "fresh" / "01_extract" / "model" / "train.npy").read_bytes()
     assert not np.array_equal(np.load(run / "train.npy"), before, equal_nan=True)
-    assert "or the model's weights" in capsys.readouterr().out
+    assert "changed, the model's weights" in capsys.readouterr().out
 
     other = save_random_open_clip(tmp_path / "m2" / "model", seed=1)  # another folder with the same name
     extract(data, small_demo, tmp_path / "work", "amazon2025", f"local-dir:{other}", batch_size=8, num_workers=0)
@@ -649,3 +650,27 @@ def test_rows_without_text_get_no_text_embedding(small_demo, tmp_path):
         x, ok = load_embeddings(tmp_path, "tfidf-svd", split, data[split]["sample_id"])
         assert np.flatnonzero(~ok).tolist() == [empty] and np.isnan(x[empty]).all()
         assert np.isfinite(np.delete(x, empty, axis=0)).all()
+
+
+def test_a_shard_an_older_amzkit_embedded_an_empty_text_in_is_computed_again(small_demo, tmp_path, capsys):
+    """A work folder from before the empty-text rule holds the vector of '' (ok) for such a row; its marker does
+    not say the row went unembedded, so 01 recomputes that shard rather than keep the shared vector."""
+    data = load_data(small_demo, "amazon2025")
+    data["train"].loc[3, "catalog_content"] = ""
+    extract(data, small_demo, tmp_path, "amazon2025", "tfidf-svd")
+    shards = tmp_path / "01_extract" / "tfidf-svd" / extract_module.SHARDS_DIR
+    marker = sorted(shards.glob("train-*.json"))[0]
+    info = read_json(marker)
+    stem = marker.with_suffix("")
+    x, ok = np.load(f"{stem}.npy"), np.load(f"{stem}.ok.npy")
+    x[3], ok[3] = x[0], True  # what the older code wrote: a finite vector, ok
+    np.save(f"{stem}.npy", x)
+    np.save(f"{stem}.ok.npy", ok)
+    info.pop("empty_text", None)
+    write_json(marker, {**info, "npy_sha256": extract_module.array_sha256(x),
+                        "ok_sha256": extract_module.array_sha256(ok), "ok": int(ok.sum())})
+    capsys.readouterr()
+    extract(data, small_demo, tmp_path, "amazon2025", "tfidf-svd")
+    assert "an older amzkit embedded their rows without text" in capsys.readouterr().out
+    x, ok = load_embeddings(tmp_path, "tfidf-svd", "train", data["train"]["sample_id"])
+    assert not ok[3] and np.isnan(x[3]).all() and ok[[0, 1, 2, 4]].all()

@@ -226,6 +226,8 @@ def extract(
             expected = {"model": spec.name, "split": split, "shard_no": shard_no, "start": start, "stop": stop,
                         "ids_sha256": id_hash(ids[start:stop]),
                         "inputs_sha256": inputs_sha256(inputs[start:stop]), "fit_sha256": fit}
+            if spec.modality != "image" and not all(text.strip() for text in inputs[start:stop]):
+                expected["empty_text"] = "not embedded"  # older shards hold the vector of "" there
             state = _shard_state(shard_dir, split, shard_no, expected)
             if state != "done":
                 todo[(split, shard_no)] = expected
@@ -241,8 +243,8 @@ def extract(
     if states.get("changed") or states.get("damaged"):
         refits = ", and the model refits on the train rows" if spec.loader in FITS_ON_TRAIN else ""
         print(f"{spec.name}: recomputing {states.get('changed', 0)} shards made from other rows, inputs or fit "
-              f"(train.csv or test.csv changed, or the model's weights{refits}) and {states.get('damaged', 0)} "
-              "damaged ones")
+              f"(train.csv or test.csv changed, the model's weights{refits}, or an older amzkit embedded their "
+              f"rows without text) and {states.get('damaged', 0)} damaged ones")
     mine = sum(kernel_of(no, num_shards) == shard_index for count in plans.values() for no in range(count))
     if todo and len(todo) < mine:
         print(f"{spec.name}: resuming: {mine - len(todo)} of {mine} shards were finished by an earlier run and are "
