@@ -8,7 +8,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import mean_absolute_percentage_error
 
-from amzkit.core.metric import METRICS, constant_baseline, mape, other_scores, score_2023, smape, smape_per_row
+from amzkit.core.metric import (
+    METRICS,
+    constant_baseline,
+    mape,
+    other_scores,
+    score_2023,
+    smape,
+    smape_by_target_bin,
+    smape_per_row,
+)
 
 # Prices: zero or a realistic positive range (far from float underflow / overflow).
 PRICE = st.one_of(st.just(0.0), st.floats(min_value=1e-3, max_value=1e6))
@@ -130,3 +139,16 @@ def test_other_scores_add_the_editions_own_metrics_to_a_smape_line() -> None:
         "; CV 2023 score max(0, 100(1-MAPE)) 0.000 (higher is better); CV MAPE 1.790 (lower is better)")
     assert other_scores({"test_mape": 0.5}, ("smape", "score2023", "mape"), "test_", "test") == (
         "; test MAPE 0.500 (lower is better)")
+
+
+def test_smape_by_target_bin_finds_where_the_errors_lie():
+    """Predictions right everywhere but on the dearest tenth: that bin holds all the error, in order of actual."""
+    actual = np.arange(1.0, 101.0)[::-1]  # rows in any order: the bins follow the actual values
+    predicted = np.where(actual > 90, actual / 2, actual)
+    table = smape_by_target_bin(actual, predicted)
+    assert table["rows"].tolist() == [10] * 10 and table["low"].tolist() == list(np.arange(1.0, 101.0, 10))
+    assert (table["smape"].iloc[:9] == 0).all() and table["smape"].iloc[9] == pytest.approx(200 / 3)
+    assert table["share_of_error"].tolist() == [0.0] * 9 + [1.0]
+    assert table["median_pred"].iloc[9] == pytest.approx(np.median(np.arange(91.0, 101.0)) / 2)
+    ties = smape_by_target_bin([5, 5, 5, 5, 9], [5, 5, 5, 5, 9], n_bins=4)  # equal values are never split
+    assert table["rows"].sum() == 100 and ties["rows"].tolist() == [4, 1] and (ties["smape"] == 0).all()

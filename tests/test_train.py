@@ -755,7 +755,10 @@ def test_plot_cells_run_before_the_train_cell_say_to_train_first(synthetic, tmp_
         with pytest.raises(FileNotFoundError, match=r"no 03_train run 'not_yet' .*: run the train cell \(03\) first"):
             plot(work, "not_yet")
     train_run(data, "amazon2025", work, "ridge_plots", learner="ridge_tfidf")
-    assert plot_oof(work, "ridge_plots") is not None and plot_importance(work, "ridge_plots") is None
+    fig = plot_oof(work, "ridge_plots")
+    assert plot_importance(work, "ridge_plots") is None
+    scatter, tenths = fig.axes  # beside the scatter and its median per tenth: SMAPE per tenth of the actual values
+    assert len(scatter.lines[0].get_xdata()) == 10 and len(tenths.patches) == 10
     assert (work / "03_train" / "ridge_plots" / "oof_scatter.png").stat().st_size > 0
 
 

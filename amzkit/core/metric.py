@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 
 def _pair(actual, predicted) -> tuple[np.ndarray, np.ndarray]:
@@ -92,3 +93,18 @@ def constant_fold_smape(target, folds) -> list[float]:
     target, folds = np.asarray(target, dtype=np.float64), np.asarray(folds)
     pred = constant_oof(target, folds)
     return [smape(target[folds == f], pred[folds == f]) for f in np.unique(folds)]
+
+
+def smape_by_target_bin(actual, predicted, n_bins: int = 10) -> pd.DataFrame:
+    """Rows split into `n_bins` equal-count bins of the actual value (ties kept together): per bin its range,
+    rows, median actual and prediction, SMAPE and share of the total SMAPE: where a model's errors lie
+    (predictions pulled towards the median show as a high SMAPE in the end bins)."""
+    per_row = smape_per_row(actual, predicted)
+    a, f = _pair(actual, predicted)
+    bins = ((pd.Series(a).rank(method="min").to_numpy() - 1) * n_bins // len(a)).astype(int)  # ties: one bin
+    table = pd.DataFrame({"bin": bins, "actual": a, "pred": f, "smape": per_row}).groupby("bin").agg(
+        low=("actual", "min"), high=("actual", "max"), rows=("actual", "size"), median_actual=("actual", "median"),
+        median_pred=("pred", "median"), smape=("smape", "mean"), total=("smape", "sum"))
+    table["share_of_error"] = table.pop("total") / per_row.sum() if per_row.sum() > 0 else 0.0
+    return table.reset_index(drop=True)
+

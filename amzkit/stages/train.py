@@ -26,7 +26,7 @@ import pandas as pd
 
 import amzkit
 from amzkit.core.io import frame_sha256, id_hash, read_json, save_figure, write_csv, write_json
-from amzkit.core.metric import smape
+from amzkit.core.metric import smape, smape_by_target_bin
 from amzkit.core.params import Param, Parameters
 from amzkit.core.schema import Schema, get_schema
 from amzkit.core.workdir import check_name, missing_run, stage_dir
@@ -287,15 +287,35 @@ def plot_importance(work_dir: str | Path, name: str, top: int = 30):
     return fig
 
 
+def _short(value: float) -> str:
+    """A tick label's number: 3 significant digits, thousands as k and millions as M."""
+    for size, suffix in ((1e6, "M"), (1e3, "k")):
+        if abs(value) >= size:
+            return f"{value / size:.3g}{suffix}"
+    return f"{value:.3g}"
+
+
 def plot_oof(work_dir: str | Path, name: str):
-    """Predicted vs actual (log axes) on out-of-fold rows; saved as PNG in the run folder."""
+    """Predicted vs actual (log axes) on out-of-fold rows, with the median prediction per tenth of the actual
+    values, and the SMAPE of each tenth; saved as PNG in the run folder."""
     run_dir = _finished_run(work_dir, name)
     oof = pd.read_csv(run_dir / "oof.csv")
-    fig, ax = plt.subplots(figsize=(5, 5))
-    ax.scatter(oof["target"], oof["pred"], s=6, alpha=0.4)
+    bins = smape_by_target_bin(oof["target"], oof["pred"])
+    fig, (ax, bars) = plt.subplots(1, 2, figsize=(11, 5), gridspec_kw={"width_ratios": [1, 1.1]})
+    ax.scatter(oof["target"], oof["pred"], s=6, alpha=0.4, label="row")
+    ax.plot(bins["median_actual"], bins["median_pred"], "o-", color="C3", lw=2, label="median per tenth of actual")
     low, high = oof[["target", "pred"]].min().min(), oof[["target", "pred"]].max().max()
-    ax.plot([max(low, 1e-3), high], [max(low, 1e-3), high], "k--", lw=1)
+    ax.plot([max(low, 1e-3), high], [max(low, 1e-3), high], "k--", lw=1, label="prediction = actual")
     ax.set(xscale="log", yscale="log", xlabel="actual", ylabel="out-of-fold prediction",
            title=f"{name}: CV SMAPE {smape(oof['target'], oof['pred']):.2f}")
+    ax.legend(loc="upper left", fontsize=8)
+    labels = [f"{_short(lo)}-{_short(hi)}" for lo, hi in zip(bins["low"], bins["high"], strict=True)]
+    drawn = bars.bar(range(len(bins)), bins["smape"], color="C0")
+    bars.bar_label(drawn, labels=[f"{v:.0f}" for v in bins["smape"]], fontsize=8)
+    bars.axhline(smape(oof["target"], oof["pred"]), color="k", ls="--", lw=1, label="all rows")
+    bars.set_xticks(range(len(bins)), labels, rotation=45, ha="right", fontsize=8)
+    bars.set(xlabel="actual value, tenths of the rows", ylabel="SMAPE", title="SMAPE per tenth of the actual values")
+    bars.legend(fontsize=8)
+    fig.tight_layout()
     save_figure(fig, run_dir / "oof_scatter.png")
     return fig
