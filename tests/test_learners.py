@@ -235,7 +235,7 @@ def test_tree_wrappers_hold_out_training_rows_for_early_stopping(monkeypatch, tm
     # the importance table and plot say what the library measured: CatBoost's default is no split gain
     table = pd.read_csv(tmp_path / "03_train" / name / "feature_importance.csv")
     kind = {"xgboost": "gain", "catboost": "prediction_values_change"}[name]
-    assert list(table.columns) == ["feature", kind] and len(table) == m["n_features"]
+    assert list(table.columns) == ["feature", kind, "group"] and len(table) == m["n_features"]
     fig = plot_importance(tmp_path, name)
     assert fig.axes[0].get_xlabel() == f"{kind.replace('_', ' ')} (mean over folds)"
 

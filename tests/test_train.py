@@ -127,6 +127,25 @@ def test_planted_signal_is_found_and_ranks_first(synthetic):
     assert top[0] == "planted_top0"
 
 
+def test_importance_names_each_features_group_and_the_plot_sums_them(synthetic):
+    """Label-free, fold-fit and embedding columns each carry the group (or embedding spec) that made them."""
+    data, work = synthetic
+    train_run(data, "amazon2025", work, "grouped", ["text_stats", "tfidf"], ["planted", "planted:pca:4"],
+              lgb_params=FAST, tfidf_dim=8)
+    table = pd.read_csv(work / "03_train" / "grouped" / "feature_importance.csv")
+    groups = table.set_index("feature")["group"]
+    assert groups["planted_7"] == "planted" and groups["planted_pc0"] == "planted:pca:4"
+    assert groups["tfidf_0"] == "tfidf" and groups["upper_ratio"] == "text_stats"
+    assert table.groupby("group").size().to_dict() == {"planted": 32, "planted:pca:4": 4, "tfidf": 8,
+                                                        "text_stats": (groups == "text_stats").sum()}
+    fig = plot_importance(work, "grouped")
+    shares = fig.axes[1].patches
+    assert len(shares) == 4 and sum(bar.get_width() for bar in shares) == pytest.approx(1.0)
+    top = max(shares, key=lambda bar: bar.get_width())
+    labels = [t.get_text() for t in fig.axes[1].get_yticklabels()]
+    assert labels[shares.index(top)] == "planted (32)"  # the planted signal's group holds most of the gain
+
+
 def test_a_first_run_that_fails_leaves_no_folds_to_be_bound_by(synthetic):
     """A typo (an embedding run 01 never made) must not fix n_folds 5 for the corrected run after it."""
     data, work = synthetic

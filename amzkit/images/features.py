@@ -274,6 +274,11 @@ IMAGE_FEATURE_GROUPS: dict[str, ImageFeatureBuilder] = {
 }
 
 
+def image_feature_group(column: str) -> str:
+    """The image feature group a column of build_image_features comes from."""
+    return "colour" if column in colour_feature_names() else "image_meta"
+
+
 def build_image_features(
     data: dict[str, pd.DataFrame], schema: str | Schema, data_dir: str | Path, work_dir: str | Path,
     groups: list[str], *, workers: int | None = None, progress: bool = True,

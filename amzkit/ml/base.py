@@ -128,6 +128,11 @@ class Learner(ABC):
         """Importance per input column of the last fit (gain for trees); None when the learner has none."""
         return None
 
+    def feature_groups(self) -> dict[str, str] | None:
+        """The feature group (or embedding spec) of each column feature_importance names, once prepared; None
+        for learners without named columns."""
+        return None
+
     def fit_report(self) -> dict[str, Any]:
         """What the last fit chose, for the run's metrics (e.g. the trees or steps early stopping kept); {} when
         the learner chooses nothing."""

@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from amzkit.images.features import IMAGE_FEATURE_GROUPS, build_image_features
+from amzkit.images.features import IMAGE_FEATURE_GROUPS, build_image_features, image_feature_group
 from amzkit.ml.base import RunInputs
 from amzkit.ml.encodings import TwinPriceTransform, brand_price_transform, material_price_transform
 from amzkit.ml.stacking import ridge_oof_transform
 from amzkit.ml.transforms import SELECTIONS, FoldTransform, KnnTargetTransform, TfidfSvdTransform, embedded_rows
-from amzkit.text.features import FEATURE_GROUPS, build_features
+from amzkit.text.features import FEATURE_GROUPS, build_grouped_features
 
 # Feature groups fit inside the folds (label-free groups: text.features; image groups: images.features):
 # name -> the transform, from the run's inputs and the TF-IDF width.
@@ -61,10 +61,19 @@ class FeatureSet:
     categorical: list[int]
     transforms: list[FoldTransform] = field(default_factory=list)
     n_train: int = 0
+    static_groups: list[str] = field(default_factory=list)  # the feature group of each static column
+    transform_groups: list[str] = field(default_factory=list)  # the feature group (or embedding) of each transform
 
     @property
     def names(self) -> list[str]:
         return self.static_names + [n for t in self.transforms for n in t.names]
+
+    @property
+    def groups(self) -> list[str]:
+        """The feature group (or embedding spec) each column of `names` comes from; "" where not recorded."""
+        static = self.static_groups or [""] * len(self.static_names)
+        labels = self.transform_groups or [""] * len(self.transforms)
+        return static + [label for t, label in zip(self.transforms, labels, strict=True) for _ in t.names]
 
     def matrix(self, rows: np.ndarray) -> np.ndarray:
         blocks = [self.static[rows]] + [t.transform(rows) for t in self.transforms]
@@ -80,7 +89,7 @@ def assemble_features(inputs: RunInputs, features: Sequence[str], embeddings: Se
         raise ValueError(f"unknown feature groups {unknown}; choose from {all_feature_groups()}")
     data, schema = inputs.data, inputs.schema
     text_groups = [g for g in features if g in FEATURE_GROUPS]
-    x_train, x_test = build_features(data["train"], data["test"], schema, text_groups)
+    x_train, x_test, column_groups = build_grouped_features(data["train"], data["test"], schema, text_groups)
     frame = pd.concat([x_train, x_test], ignore_index=True)
     image_groups = [g for g in features if g in IMAGE_FEATURE_GROUP_NAMES]
     if image_groups:
@@ -89,6 +98,7 @@ def assemble_features(inputs: RunInputs, features: Sequence[str], embeddings: Se
         i_train, i_test = build_image_features(data, schema, Path(inputs.data_dir), Path(inputs.work_dir),
                                                image_groups)
         frame = pd.concat([frame, pd.concat([i_train, i_test], ignore_index=True)], axis=1)
+        column_groups += [image_feature_group(column) for column in i_train.columns]
         for column in frame.columns:
             if frame[column].dtype == object:
                 frame[column] = frame[column].astype("category")
@@ -97,7 +107,8 @@ def assemble_features(inputs: RunInputs, features: Sequence[str], embeddings: Se
         column = frame.columns[i]
         frame[column] = frame[column].cat.codes.astype(np.float32).replace(-1, np.nan)
     blocks, names = [frame.to_numpy(dtype=np.float32)], list(frame.columns)
-    transforms = [FOLD_FEATURE_GROUPS[g](inputs, tfidf_dim) for g in features if g in FOLD_FEATURE_GROUPS]
+    fold_groups = [g for g in features if g in FOLD_FEATURE_GROUPS]
+    transforms = [FOLD_FEATURE_GROUPS[g](inputs, tfidf_dim) for g in fold_groups]
     for spec in embeddings:
         name, strategy, size = parse_embedding_spec(spec)
         matrix = inputs.embedding(name)[0]
@@ -105,11 +116,15 @@ def assemble_features(inputs: RunInputs, features: Sequence[str], embeddings: Se
             embedded_rows(name, matrix, np.arange(inputs.n_train), needed=1)  # a run with no row embedded: by name
             blocks.append(matrix)
             names += [f"{name}_{i}" for i in range(matrix.shape[1])]
-        elif strategy == "knn":
+            column_groups += [spec] * matrix.shape[1]
+            continue
+        fold_groups.append(spec)
+        if strategy == "knn":
             transforms.append(KnnTargetTransform(name, matrix, size, inputs.seed, inputs.groups))
         else:
             transforms.append(SELECTIONS[strategy](name, matrix, size))
     static = np.hstack(blocks) if len(blocks) > 1 else blocks[0]
     if static.shape[1] == 0 and not transforms:
         raise ValueError("no features: give at least one feature group or embedding run")
-    return FeatureSet(static, names, categorical, transforms, n_train=inputs.n_train)
+    return FeatureSet(static, names, categorical, transforms, n_train=inputs.n_train, static_groups=column_groups,
+                      transform_groups=fold_groups)

@@ -249,6 +249,9 @@ class TreeLearner(Learner):
         return pd.Series(importance, index=self.features_.names, dtype=float,
                          name=self._importance_kind(self.model_[0]))
 
+    def feature_groups(self) -> dict[str, str]:
+        return dict(zip(self.features_.names, self.features_.groups, strict=True))
+
     def save_fold(self, folder: Path, fold: int) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         for bag, model in enumerate(self.model_):  # fold<k>, then fold<k>_bag<b> for further seeds

@@ -149,6 +149,8 @@ def train_run(
     if result["importance"] is not None:
         kind = result["importance"].name or "importance"  # what the learner measures (gain for LightGBM)
         importance = result["importance"].rename_axis("feature").rename(kind).reset_index()
+        if groups := model.feature_groups():
+            importance["group"] = importance["feature"].map(groups).fillna("")
         write_csv(importance.sort_values(kind, ascending=False), run_dir / "feature_importance.csv")
     else:
         (run_dir / "feature_importance.csv").unlink(missing_ok=True)
@@ -272,17 +274,29 @@ def _finished_run(work_dir: str | Path, name: str) -> Path:
 
 
 def plot_importance(work_dir: str | Path, name: str, top: int = 30):
-    """Bar chart of the top features by the learner's importance (gain for LightGBM); saved as PNG in the run
-    folder."""
+    """Bar chart of the top features by the learner's importance (gain for LightGBM) and, where the run recorded
+    each feature's group, every group's share of the total; saved as PNG in the run folder."""
     run_dir = _finished_run(work_dir, name)
     if not (run_dir / "feature_importance.csv").is_file():
         print(f"{name}: this learner reports no feature importance")
         return None
-    table = pd.read_csv(run_dir / "feature_importance.csv").head(top).iloc[::-1]
-    fig, ax = plt.subplots(figsize=(7, max(3, 0.25 * len(table))))
+    table = pd.read_csv(run_dir / "feature_importance.csv", keep_default_na=False)
     kind = table.columns[1]
-    ax.barh(table["feature"], table[kind])
-    ax.set(xlabel=f"{kind.replace('_', ' ')} (mean over folds)", title=f"{name}: top {len(table)} features")
+    shares = (table.groupby("group")[kind].sum() / table[kind].sum()).sort_values() if "group" in table else None
+    drawn = table.head(top).iloc[::-1]
+    height = max(3, 0.25 * len(drawn))
+    if shares is None or not table[kind].sum() > 0:
+        fig, ax = plt.subplots(figsize=(7, height))
+    else:
+        fig, (ax, by_group) = plt.subplots(1, 2, figsize=(13, height), gridspec_kw={"width_ratios": [1.3, 1]})
+        counts = table["group"].value_counts()
+        bars = by_group.barh([f"{g or '(unrecorded)'} ({counts[g]})" for g in shares.index], shares.to_numpy(),
+                             color="C1")
+        by_group.bar_label(bars, labels=[f"{v:.0%}" for v in shares], fontsize=8)
+        by_group.set(xlabel=f"share of the total {kind.replace('_', ' ')}", title="by feature group (its features)")
+    ax.barh(drawn["feature"], drawn[kind])
+    ax.set(xlabel=f"{kind.replace('_', ' ')} (mean over folds)", title=f"{name}: top {len(drawn)} features")
+    fig.tight_layout()
     save_figure(fig, run_dir / "feature_importance.png")
     return fig
 

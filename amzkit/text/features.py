@@ -365,6 +365,14 @@ def build_features(
     train: pd.DataFrame, test: pd.DataFrame, schema: str | Schema, groups: list[str]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Feature frames for train and test (same columns, categories share one vocabulary)."""
+    x_train, x_test, _ = build_grouped_features(train, test, schema, groups)
+    return x_train, x_test
+
+
+def build_grouped_features(
+    train: pd.DataFrame, test: pd.DataFrame, schema: str | Schema, groups: list[str]
+) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """build_features' train and test frames, and the feature group each column comes from."""
     schema = get_schema(schema)
     unknown = [g for g in groups if g not in FEATURE_GROUPS]
     if unknown:
@@ -372,12 +380,15 @@ def build_features(
     both = pd.concat([train[list(schema.test_columns)], test[list(schema.test_columns)]], ignore_index=True)
     parsed = _parsed(both, schema)
     parts = [FEATURE_GROUPS[g](both, parsed, schema) for g in groups]
+    labels = list(groups)
     if schema.category_columns and "category" not in groups:
         parts.append(category_features(both, parsed, schema))
+        labels.append("category")
     features = pd.concat(parts, axis=1) if parts else pd.DataFrame(index=both.index)
+    column_groups = [label for label, part in zip(labels, parts, strict=True) for _ in part.columns]
     for col in [c for c in features.columns if c in CATEGORICAL]:
         counts = features[col].value_counts()
         rare = counts.index[counts < RARE_BRAND_COUNT]
         features[col] = features[col].where(~features[col].isin(rare), "rare").astype("category")
     n = len(train)
-    return features.iloc[:n].reset_index(drop=True), features.iloc[n:].reset_index(drop=True)
+    return features.iloc[:n].reset_index(drop=True), features.iloc[n:].reset_index(drop=True), column_groups
