@@ -27,6 +27,7 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageFile
 
+import amzkit.images.http as http_module
 from amzkit.images.decode import BoundedDecoder, open_image, prepare_image
 from amzkit.images.fetch import cached_images, fetch_images
 from amzkit.images.http import NetworkWatch, RetryPolicy, parse_retry_after
@@ -401,6 +402,36 @@ def test_a_shrunk_copy_reused_without_its_manifest_line_reports_the_originals_si
     assert server.snapshot() - before == Counter(), "the cached files are reused"
     columns = ["status", "width", "height", "bytes", "mode"]
     assert again[columns].to_dict("records") == first[columns].to_dict("records")
+
+
+def test_a_full_disk_stops_the_fetch_with_the_cache_named_and_no_link_retried(server, tmp_path, monkeypatch):
+    """The cache's disk failing is no network error: it was recorded connection_error and every link retried."""
+    @contextlib.contextmanager
+    def full_disk(target):
+        raise OSError(28, "No space left on device")
+        yield target
+
+    monkeypatch.setattr(http_module, "atomic_path", full_disk)
+    links = [f"{server.url}/img/{i}.jpg" for i in range(950, 956)]
+    before = server.snapshot()
+    with pytest.raises(OSError, match=r"image cache could not be read or written at .*cache.* No space left on "
+                                      r"device.*free space on that disk .* the images fetched so far are kept"):
+        run(links, tmp_path / "cache", tmp_path, progress=False)
+    assert max((server.snapshot() - before).values()) == 1, "no link is asked for again"
+
+
+def test_a_failure_on_one_images_bytes_is_that_links_status_not_a_network_error(server, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug on these bytes")
+
+    monkeypatch.setattr(http_module, "prepare_image", broken)
+    links = [f"{server.url}/img/{i}.jpg" for i in range(960, 963)]
+    before = server.snapshot()
+    table = run(links, tmp_path / "cache", tmp_path, progress=False)
+    assert table["status"].tolist() == ["corrupt"] * 3 and table["error"].str.contains("a bug on these bytes").all()
+    asked = server.snapshot() - before  # only these links: the test before may still have one in flight
+    assert {path: asked[path] for path in (f"/img/{i}.jpg" for i in range(960, 963))} == dict.fromkeys(
+        (f"/img/{i}.jpg" for i in range(960, 963)), 1), "not retried"
 
 
 def test_strict_truncation_is_local(server, tmp_path, monkeypatch):

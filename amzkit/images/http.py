@@ -170,7 +170,8 @@ def finish(response: urllib3.BaseHTTPResponse) -> None:
 
 
 class Downloader:
-    """Fetches URLs into the cache with one keep-alive connection pool per thread. Its methods never raise.
+    """Fetches URLs into the cache with one keep-alive connection pool per thread. Its methods raise only when
+    the cache's disk fails (full, read-only), which no retry mends.
 
     Plain urllib3 rather than requests: requests' per-request bookkeeping (cookies, hooks, environment
     merging) costs about 0.4 ms of GIL-held CPU per image, a quarter of the throughput on two cores.
@@ -281,8 +282,12 @@ class Downloader:
                 return self.store(url, response.body, target, attempts), None, REACHED
             record = FetchRecord(url, response.status, attempts=attempts, error=response.error)
             return record, response.retry_after, response.reach
-        except Exception as err:  # a disk failure (or a bug) on one URL must not end the run
-            return FetchRecord(url, "connection_error", attempts=attempts, error=describe(err)), None, UNTOLD
+        except OSError as err:  # the network's errors are get's statuses: this is the cache's disk, for every URL
+            raise OSError(f"the image cache could not be read or written at {self.cache_dir / cache_name(url)} "
+                          f"({describe(err)}): free space on that disk (Kaggle's /kaggle/working holds about "
+                          "20 GB) or fix its permissions, then rerun: the images fetched so far are kept") from err
+        except Exception as err:  # a bug on one URL's bytes must not end the run: a failure, not a network one
+            return FetchRecord(url, "corrupt", attempts=attempts, error=describe(err)), None, UNTOLD
 
     def store(self, url: str, body: bytes, target: Path, attempts: int, cached: bool = False) -> FetchRecord:
         """Verify (and maybe shrink) a body; write it atomically when it is a good image not yet stored."""
