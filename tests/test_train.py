@@ -356,6 +356,10 @@ def test_pseudo_labels_refuse_a_source_from_other_folds(synthetic, tmp_path):
         train_run(data, "amazon2025", work, "pseudo", ["text_stats"], [], pseudo_label_run="source")
     with pytest.raises(ValueError, match="missing"):
         train_run(data, "amazon2025", work, "pseudo", ["text_stats"], [], pseudo_label_run="nope")
+    before = (work / "03_train" / "source" / "oof.csv").read_bytes()
+    with pytest.raises(ValueError, match=r"pseudo_label_run 'source' is this run: .* -p run_name source_pseudo"):
+        train_run(data, "amazon2025", work, "source", ["text_stats"], [], pseudo_label_run="source")
+    assert (work / "03_train" / "source" / "oof.csv").read_bytes() == before, "the run is left as it was"
 
 
 def test_every_feature_group_is_reachable_by_name_from_train_run(synthetic):

@@ -124,6 +124,10 @@ def train_run(
                         pseudo_label_fraction=pseudo_label_fraction, pseudo_label_weight=pseudo_label_weight,
                         **({"learner": learner} if isinstance(learner, str) else {}))
     check_trainable(data["train"][schema_.target].to_numpy(), n_folds, schema_.target)
+    if pseudo_label_run == run_name:
+        raise ValueError(f"pseudo_label_run {run_name!r} is this run: its pseudo-labels would come from its own last "
+                         "predictions, which this run then replaces (each rerun drifting from the last). Name another "
+                         f"run's, e.g. -p pseudo_label_run <your base run> -p run_name {run_name}_pseudo")
     clock = {"started": time.perf_counter(), "earlier": 0.0}  # earlier: seconds of folds a stopped session kept
     model = learner if isinstance(learner, Learner) else build_learner(
         learner, learner_params, features=features, embeddings=embeddings, tfidf_dim=tfidf_dim, group_by=group_by,
