@@ -461,6 +461,17 @@ def test_a_run_named_twice_is_refused(tmp_path: Path) -> None:
         ensemble(tmp_path, ["a", "b", "a"])  # it reported weights summing to 0.94
 
 
+def test_a_misspelt_meta_model_is_refused_with_the_choices_before_any_run_is_read(tmp_path: Path) -> None:
+    """-p meta lgbm passed the notebook's guard and failed only after the runs were loaded."""
+    from amzkit.stages.ensemble import META_MODELS, PARAMETERS
+
+    assert set(PARAMETERS["meta"].choices) == set(META_MODELS)
+    with pytest.raises(ValueError, match=r"meta.*'lgbm'.*lightgbm"):
+        PARAMETERS.validate(meta="lgbm")
+    with pytest.raises(ValueError, match=r"meta.*'lgbm'.*lightgbm"):
+        ensemble(tmp_path, ["never_made"], meta="lgbm")  # not "no 03_train run 'never_made'"
+
+
 def test_a_failed_rerun_leaves_no_finished_04_behind_for_05(tmp_path: Path) -> None:
     w = world(12)
     noisy_run(tmp_path, "a", w, 0.3, seed=1)

@@ -46,7 +46,7 @@ PARAMETERS = Parameters(
     Param("runs", [], "03_train runs to combine; []: every finished run of the work folder", plain_name=True),
     Param("method", "best", "best (lowest nested SMAPE), blend, stack, blend+calibration or stack+calibration",
           choices=("best", *METHODS)),
-    Param("meta", "ridge", "the stacking meta-model: ridge or lightgbm"),
+    Param("meta", "ridge", "the stacking meta-model: ridge or lightgbm", choices=("ridge", "lightgbm")),  # META_MODELS
     Param("calibrate_by", "", "a feature or CSV column (e.g. unit_family): a calibration factor per group"),
     Param("meta_features", [], "feature or CSV columns the stacking meta-model sees beside the runs"),
     Param("factor_min", 0.7, "smallest calibration factor tried", low=0, low_open=True),
@@ -361,7 +361,7 @@ def ensemble(work_dir: str | Path, runs=D.runs, *, method: str = D.method, meta=
     """
     unmark_finished(work_dir)
     PARAMETERS.validate(method=method, runs=list(runs), factor_min=factor_range[0], factor_max=factor_range[1],
-                        min_group_rows=min_group_rows)
+                        min_group_rows=min_group_rows, **({"meta": meta} if isinstance(meta, str) else {}))
     named = list(runs)
     repeated = sorted({name for name in named if named.count(name) > 1})
     if repeated:
