@@ -800,3 +800,13 @@ def test_the_runs_table_gives_each_runs_paired_gap_to_the_best(synthetic, tmp_pa
         assert table.loc[name, "vs_best"] == pytest.approx(gaps.mean())
         assert table.loc[name, "vs_best_se"] == pytest.approx(gaps.std(ddof=1) / np.sqrt(len(gaps)))
     assert table.loc[best, "vs_best"] == 0
+
+
+def test_a_learner_made_in_python_uses_03s_default_features():
+    """LightGBMLearner() and make_learner('mlp') trained a shorter, weaker list than 03's documented default."""
+    from amzkit.ml.learners import make_learner
+    from amzkit.stages.train import PARAMETERS
+
+    default = PARAMETERS["features"].default
+    assert "ridge_oof" in default and "pack_totals" in default
+    assert list(LightGBMLearner().features) == default == list(make_learner("mlp").features)

@@ -69,7 +69,7 @@ PARAMETER_NAMES = {"strategy": "fold_strategy"}  # folds.json's keys that 03's p
 
 
 def shared_folds(work_dir: str | Path, train: pd.DataFrame, schema: Schema, n_folds: int, seed: int,
-                 strategy: str = "stratified") -> np.ndarray:
+                 strategy: str) -> np.ndarray:
     """The work folder's fold assignment: created on first use, then reused (and checked) by every run."""
     folder = stage_dir(work_dir, "03_train")
     path, info_path = folder / FOLDS_FILE, folder / "folds.json"

@@ -36,7 +36,7 @@ from amzkit.ml.folds import FOLD_STRATEGIES, check_trainable, folds_around
 from amzkit.ml.learners import LEARNERS, get_learner, make_learner
 from amzkit.ml.pseudo import pseudo_labels
 from amzkit.ml.runs import PROGRESS_DIR, PSEUDO_BASELINE_DIR, save_run
-from amzkit.ml.trees import MIN_GROUP_ROWS
+from amzkit.ml.trees import DEFAULT_FEATURES, MIN_GROUP_ROWS
 
 PARAMETERS = Parameters(
     Param("run_name", "lgbm", "this run's folder under 03_train/ (letters, digits, _ - .); 04 blends runs by name",
@@ -46,8 +46,7 @@ PARAMETERS = Parameters(
     Param("learner_params", {}, "the learner's own parameters as JSON, e.g. {\"embedding\": \"minilm\", \"k\": 20}"),
     Param("embeddings", ["fashion-siglip:pca:64", "minilm:pca:32", "minilm:knn:20"],
           "01_extract runs: 'run', 'run:pca:N', 'run:topk_corr:K' or 'run:knn:K' (fit inside the folds)"),
-    Param("features", ["quantity", "text_stats", "keywords", "brand", "dimensions", "tfidf", "pack_totals",
-                       "ridge_oof"],
+    Param("features", list(DEFAULT_FEATURES),
           "feature groups (see ml.featureset.all_feature_groups(); image_meta/colour read 01's image cache)"),
     Param("preset", "default", "LightGBM preset: default, huber, seed, or a saved one (tuned-<run_name>)"),
     Param("lgb_params", {}, "LightGBM parameters over the preset's, as JSON"),
@@ -55,7 +54,8 @@ PARAMETERS = Parameters(
     Param("fold_strategy", "group", "group (copies of a product in one fold), stratified or kfold",
           choices=FOLD_STRATEGIES),
     Param("seed", 42, "seed of the folds, the models and the inner splits", low=0, high=2**32 - 1),
-    Param("group_by", "", "a feature column (e.g. unit_family): one tree model per group with at least 200 rows"),
+    Param("group_by", "", "a feature column (e.g. unit_family): one tree model per group with at least "
+          f"{MIN_GROUP_ROWS} rows"),
     Param("tfidf_dim", 64, "width of the in-fold TF-IDF + SVD feature group", low=1),
     Param("num_threads", 0, "threads of the learner; 0: the cores free to this process", low=0),
     Param("tune_trials", 0, "Optuna trials over LightGBM parameters before the run (0: no tuning)", low=0),
