@@ -64,11 +64,6 @@ def cached_file(repo_id: str, filename: str) -> Path | None:
     return Path(found) if isinstance(found, str) else None
 
 
-def in_hf_cache(source: str, filename: str = OPEN_CLIP_CONFIG) -> bool:
-    """Whether a hub model's config (`hf-hub:org/name` or `org/name`) is in the local Hugging Face cache."""
-    return cached_file(source.removeprefix("hf-hub:"), filename) is not None
-
-
 def unreachable_message(spec: ModelSpec, reason: str) -> str:
     """Why `spec`'s weights could not be loaded and every way to get them onto a Kaggle kernel, with the parameter
     that takes a folder (01's `model` / `text_model`, 03's finetune `learner_params`)."""

@@ -152,7 +152,7 @@ class TwinPriceTransform(FoldTransform):
 
     def fit(self, rows: np.ndarray, y: np.ndarray) -> TwinPriceTransform:
         rows = np.asarray(rows)
-        self.rows_, self.log_ = rows, np.log1p(np.asarray(y, dtype=float))
+        self.log_ = np.log1p(np.asarray(y, dtype=float))
         self.vectorizer_, self.reference_ = tfidf_rows([self.texts[i] for i in rows])
         if self.vectorizer_ is None:
             self.train_values_ = {r: np.full(2, np.nan, dtype=np.float32) for r in rows.tolist()}

@@ -262,10 +262,6 @@ class TreeLearner(Learner):
         return {**super().describe(), "features": list(self.features), "embeddings": list(self.embeddings),
                 "bags": self.bags, "n_features": len(self.features_.names) if hasattr(self, "features_") else None}
 
-    @property
-    def feature_set(self) -> FeatureSet:
-        return self.features_
-
 
 class LightGBMLearner(TreeLearner):
     """LightGBM from a preset (a built-in name, a saved preset's name, or a preset dict) plus `params` overrides."""
