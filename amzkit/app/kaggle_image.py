@@ -27,6 +27,7 @@ from packaging.version import InvalidVersion, Version
 from amzkit.app.kaggle_api import KaggleError
 from amzkit.embed.registry import LOCAL_DIR, LOCAL_DIR_TEXT, get_model_spec
 from amzkit.ml.learners import LEARNERS
+from amzkit.stages.train import D as TRAIN_DEFAULTS
 
 # ---------------------------------------------------------------- the image
 
@@ -155,10 +156,10 @@ def kernel_needs(stage: str, params: Mapping[str, Any]) -> dict[str, list[str]]:
             for loader in _model_loaders(name) if name else ():
                 add(LOADER_PACKAGES[loader], f"01_extract {key} {name!r}, loader {loader}")
     if stage == "03_train":
-        learner = params.get("learner", "lightgbm")
+        learner = params.get("learner", TRAIN_DEFAULTS.learner)
         if learner in LEARNERS:
             add((DISTRIBUTION_OF_IMPORT.get(m, m) for m in LEARNERS[learner].requires), f"03_train learner {learner!r}")
-        if int(params.get("tune_trials", 0) or 0) > 0:
+        if int(params.get("tune_trials", TRAIN_DEFAULTS.tune_trials) or 0) > 0:
             add(("optuna",), "03_train tune_trials > 0")
     return needs
 

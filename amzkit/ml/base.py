@@ -31,6 +31,9 @@ from amzkit.text.names import product_groups
 MIN_PREDICTION = 1e-3  # every prediction is floored here: SMAPE needs positive prices
 
 
+DEFAULT_SEED = 42  # of the folds, the models and the inner splits (03's seed)
+
+
 @dataclass
 class RunInputs:
     """One competition as a learner sees it: train rows stacked over test rows, with what every learner shares.
@@ -42,7 +45,7 @@ class RunInputs:
     schema: Schema
     work_dir: Path
     data_dir: Path | None = None
-    seed: int = 42
+    seed: int = DEFAULT_SEED
     row_groups: np.ndarray | None = None  # product group per row; None: normalised product names
 
     @property

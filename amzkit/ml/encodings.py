@@ -128,6 +128,10 @@ def material_price_transform(both: pd.DataFrame, schema: str | Schema, seed: int
                                     groups=_groups_for(both, schema, groups))
 
 
+# TF-IDF cosine from which a row's nearest train text is its twin: twin_price here, and 02's leak report
+TWIN_THRESHOLD = 0.9
+
+
 class TwinPriceTransform(FoldTransform):
     """log1p price of the nearest training twin by TF-IDF cosine (NaN below `threshold`), and that cosine.
 
@@ -136,7 +140,7 @@ class TwinPriceTransform(FoldTransform):
     rows search all training rows.
     """
 
-    def __init__(self, texts: list[str], threshold: float = 0.9, groups: np.ndarray | None = None):
+    def __init__(self, texts: list[str], threshold: float = TWIN_THRESHOLD, groups: np.ndarray | None = None):
         self.texts, self.threshold = texts, threshold
         self.groups = None if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1].ravel()
         if self.groups is not None and len(self.groups) != len(texts):

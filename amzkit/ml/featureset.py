@@ -18,14 +18,21 @@ from amzkit.images.features import IMAGE_FEATURE_GROUPS, build_image_features, i
 from amzkit.ml.base import RunInputs
 from amzkit.ml.encodings import TwinPriceTransform, brand_price_transform, material_price_transform
 from amzkit.ml.stacking import ridge_oof_transform
-from amzkit.ml.transforms import SELECTIONS, FoldTransform, KnnTargetTransform, TfidfSvdTransform, embedded_rows
+from amzkit.ml.transforms import (
+    SELECTIONS,
+    TFIDF_DIM,
+    FoldTransform,
+    KnnTargetTransform,
+    TfidfSvdTransform,
+    embedded_rows,
+)
 from amzkit.text.features import FEATURE_GROUPS, build_grouped_features
 
 # Feature groups fit inside the folds (label-free groups: text.features; image groups: images.features):
 # name -> the transform, from the run's inputs and the TF-IDF width.
 FOLD_FEATURE_GROUPS: dict[str, Callable[[RunInputs, int], FoldTransform]] = {
     "tfidf": lambda inputs, tfidf_dim: TfidfSvdTransform(inputs.texts, tfidf_dim, inputs.seed),
-    "twin_price": lambda inputs, _: TwinPriceTransform(inputs.texts, threshold=0.9, groups=inputs.groups),
+    "twin_price": lambda inputs, _: TwinPriceTransform(inputs.texts, groups=inputs.groups),
     "brand_price": lambda inputs, _: brand_price_transform(inputs.both, inputs.schema, inputs.seed, inputs.groups),
     "material_price": lambda inputs, _: material_price_transform(inputs.both, inputs.schema, inputs.seed,
                                                                  inputs.groups),
@@ -81,7 +88,7 @@ class FeatureSet:
 
 
 def assemble_features(inputs: RunInputs, features: Sequence[str], embeddings: Sequence[str],
-                      tfidf_dim: int = 64) -> FeatureSet:
+                      tfidf_dim: int = TFIDF_DIM) -> FeatureSet:
     """Engineered groups + image groups + embedding runs (checked against the CSV ids) + per-fold transforms."""
     features, embeddings = list(features), list(embeddings)
     unknown = [g for g in features if g not in all_feature_groups()]

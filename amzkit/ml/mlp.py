@@ -49,6 +49,7 @@ from amzkit.ml.torch_fit import (
     train_loop,
     weighted_loss,
 )
+from amzkit.ml.transforms import TFIDF_DIM
 from amzkit.ml.trees import DEFAULT_FEATURES
 
 LOG_SCALE_ABOVE = 100.0  # a column whose training |values| reach this at the 99th percentile is log-scaled
@@ -143,7 +144,7 @@ class MlpLearner(Learner):
     name = "mlp"
 
     def __init__(self, features: Sequence[str] = DEFAULT_FEATURES, embeddings: Sequence[str] = (),
-                 tfidf_dim: int = 64, hidden: Sequence[int] = (512, 128), dropout: float = 0.2,
+                 tfidf_dim: int = TFIDF_DIM, hidden: Sequence[int] = (512, 128), dropout: float = 0.2,
                  categorical: str = "embedding", epochs: int = 60, patience: int = 8, batch_size: int = 256,
                  lr: float = 2e-3, weight_decay: float = 1e-4, schedule: str = "cosine", warmup: float = 0.05,
                  loss: str = "huber", huber_delta: float = 1.0, valid_fraction: float = VALID_FRACTION,

@@ -39,10 +39,13 @@ def embedded_rows(name: str, matrix: np.ndarray, rows: np.ndarray, needed: int) 
     return good
 
 
+TFIDF_DIM = 64  # width of the in-fold TF-IDF + SVD group (03's tfidf_dim)
+
+
 class TfidfSvdTransform(FoldTransform):
     """TF-IDF (1-2 grams) + TruncatedSVD of the text, fit on the training fold."""
 
-    def __init__(self, texts: list[str], dim: int = 64, seed: int = 0):
+    def __init__(self, texts: list[str], dim: int = TFIDF_DIM, seed: int = 0):
         self.texts, self.dim, self.seed = texts, dim, seed
         self.names = [f"tfidf_{i}" for i in range(dim)]
 

@@ -24,11 +24,12 @@ import numpy as np
 import pandas as pd
 
 from amzkit.core.threads import resolve_threads
-from amzkit.ml.base import Learner, RunInputs, floor_prediction
+from amzkit.ml.base import DEFAULT_SEED, Learner, RunInputs, floor_prediction
 from amzkit.ml.boosters import CATBOOST, XGBOOST, BoosterTable, booster_params
 from amzkit.ml.featureset import FeatureSet, assemble_features
 from amzkit.ml.folds import MAX_VALID_FRACTION, VALID_FRACTION, holdout_mask
 from amzkit.ml.presets import check_preset, resolve_preset
+from amzkit.ml.transforms import TFIDF_DIM
 
 MIN_GROUP_ROWS = 200
 # The feature groups a run uses unless told (03's `features` parameter; the last two: -2.5 SMAPE on real 2025 rows)
@@ -101,7 +102,7 @@ class TreeLearner(Learner):
     importance_kind = "gain"  # what _importance measures: the importance table's column and the plot's axis
 
     def __init__(self, features: Sequence[str] = DEFAULT_FEATURES, embeddings: Sequence[str] = (),
-                 tfidf_dim: int = 64, group_by: str = "", valid_fraction: float = VALID_FRACTION,
+                 tfidf_dim: int = TFIDF_DIM, group_by: str = "", valid_fraction: float = VALID_FRACTION,
                  refit: bool = True, num_threads: int = 0, params: dict | None = None, bags: int = 1):
         self.features = features
         self.embeddings = embeddings
@@ -270,7 +271,7 @@ class LightGBMLearner(TreeLearner):
     model_suffix = ".txt"
 
     def __init__(self, preset: str | dict = "default", features: Sequence[str] = DEFAULT_FEATURES,
-                 embeddings: Sequence[str] = (), tfidf_dim: int = 64, group_by: str = "",
+                 embeddings: Sequence[str] = (), tfidf_dim: int = TFIDF_DIM, group_by: str = "",
                  valid_fraction: float = VALID_FRACTION, refit: bool = True, num_threads: int = 0,
                  params: dict | None = None, bags: int = 1):
         super().__init__(features, embeddings, tfidf_dim, group_by, valid_fraction, refit, num_threads, params, bags)
@@ -285,7 +286,7 @@ class LightGBMLearner(TreeLearner):
         own = {k: v for k, v in preset["params"].items() if names.get(k, k) != "num_threads"}
         check_lightgbm_params(own, f"preset {self.preset if isinstance(self.preset, str) else '(dict)'}'s params")
         check_lightgbm_params(self.params or {}, "lgb_params")
-        seed = self.inputs_.seed if hasattr(self, "inputs_") else 42
+        seed = self.inputs_.seed if hasattr(self, "inputs_") else DEFAULT_SEED
         params = {**merge_lightgbm_params(own, self.params or {}), "seed": seed, "deterministic": True,
                   "force_col_wise": True}
         params["num_threads"] = getattr(self, "threads_", None) or resolve_threads(self.num_threads)

@@ -23,6 +23,7 @@ from amzkit.core.schema import Schema, get_schema, row_text
 from amzkit.images.fetch import cached_images
 from amzkit.images.hashes import HASH_BITS, nearest_hash, signatures
 from amzkit.images.tables import ImageSignatures, read_image_tables
+from amzkit.ml.encodings import TWIN_THRESHOLD
 from amzkit.text.names import product_names
 from amzkit.text.similarity import nearest_text, tfidf_rows
 
@@ -32,8 +33,8 @@ NO_MATCH = "none"
 REPORT_COLUMNS = ("test_id", "train_id", "kind", "similarity", "twin_price", "kinds", "text_similarity")
 PARAMETERS = Parameters(
     Param("leak_report", True, "report train/test twins (same name, text, image link, image hash)"),
-    Param("leak_text_threshold", 0.9, "TF-IDF cosine from which a test row's nearest train text is its twin (0..1]",
-          low=0, low_open=True, high=1),
+    Param("leak_text_threshold", TWIN_THRESHOLD,
+          "TF-IDF cosine from which a test row's nearest train text is its twin (0..1]", low=0, low_open=True, high=1),
     Param("leak_image_hash", True, "compare images by perceptual hash (from 01's image cache)"),
     Param("leak_hash_distance", 4, "differing bits (of 64) within which two image hashes match", low=0, high=64),
     Param("leak_max_hash_matches", 3, "a picture matching more train products than this is generic: no twin", low=1),

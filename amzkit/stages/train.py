@@ -30,12 +30,13 @@ from amzkit.core.metric import smape, smape_by_target_bin
 from amzkit.core.params import Param, Parameters
 from amzkit.core.schema import Schema, get_schema
 from amzkit.core.workdir import check_name, missing_run, stage_dir
-from amzkit.ml.base import Learner, RunInputs, fp16_overflow_words
+from amzkit.ml.base import DEFAULT_SEED, Learner, RunInputs, fp16_overflow_words
 from amzkit.ml.cv import cross_validate, devices_for_folds
 from amzkit.ml.folds import FOLD_STRATEGIES, check_trainable, folds_around
 from amzkit.ml.learners import LEARNERS, get_learner, make_learner
 from amzkit.ml.pseudo import pseudo_labels
 from amzkit.ml.runs import PROGRESS_DIR, PSEUDO_BASELINE_DIR, save_run
+from amzkit.ml.transforms import TFIDF_DIM
 from amzkit.ml.trees import DEFAULT_FEATURES, MIN_GROUP_ROWS
 
 PARAMETERS = Parameters(
@@ -53,10 +54,10 @@ PARAMETERS = Parameters(
     Param("n_folds", 5, "number of CV folds (shared by every run of the work folder)", low=2, high=50),
     Param("fold_strategy", "group", "group (copies of a product in one fold), stratified or kfold",
           choices=FOLD_STRATEGIES),
-    Param("seed", 42, "seed of the folds, the models and the inner splits", low=0, high=2**32 - 1),
+    Param("seed", DEFAULT_SEED, "seed of the folds, the models and the inner splits", low=0, high=2**32 - 1),
     Param("group_by", "", "a feature column (e.g. unit_family): one tree model per group with at least "
           f"{MIN_GROUP_ROWS} rows"),
-    Param("tfidf_dim", 64, "width of the in-fold TF-IDF + SVD feature group", low=1),
+    Param("tfidf_dim", TFIDF_DIM, "width of the in-fold TF-IDF + SVD feature group", low=1),
     Param("num_threads", 0, "threads of the learner; 0: the cores free to this process", low=0),
     Param("tune_trials", 0, "Optuna trials over LightGBM parameters before the run (0: no tuning)", low=0),
     Param("tune_minutes", 30.0, "time budget of the tuning in minutes", low=0, low_open=True),
