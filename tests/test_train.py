@@ -810,3 +810,16 @@ def test_a_learner_made_in_python_uses_03s_default_features():
     default = PARAMETERS["features"].default
     assert "ridge_oof" in default and "pack_totals" in default
     assert list(LightGBMLearner().features) == default == list(make_learner("mlp").features)
+
+
+def test_a_group_or_embedding_listed_twice_is_refused_by_name(synthetic):
+    """They crashed inside pandas ("Grouper for 'unit' not 1-dimensional") or LightGBM ("appears more than once")."""
+    data, work = synthetic
+    with pytest.raises(ValueError, match=r"feature group 'quantity' is listed more than once in -p features"):
+        train_run(data, "amazon2025", work, "twice", ["quantity", "text_stats", "quantity"], [], lgb_params=FAST)
+    with pytest.raises(ValueError, match=r"embedding 'planted:pca:4' is listed more than once in -p embeddings"):
+        train_run(data, "amazon2025", work, "twice", ["quantity"], ["planted:pca:4", "planted:pca:4"],
+                  lgb_params=FAST)
+    with pytest.raises(ValueError, match=r"'planted:pca:4' and 'planted:pca:8' both make column 'planted_pc0'"):
+        train_run(data, "amazon2025", work, "twice", ["quantity"], ["planted:pca:4", "planted:pca:8"],
+                  lgb_params=FAST)

@@ -87,6 +87,16 @@ class FeatureSet:
         return np.hstack(blocks).astype(np.float32, copy=False)
 
 
+def _check_distinct_columns(names: list[str], groups: list[str]) -> None:
+    """Refuse two feature groups or embedding views that make a column of the same name (e.g. run:pca:8 and
+    run:pca:16): a model cannot tell them apart."""
+    seen: dict[str, str] = {}
+    for name, group in zip(names, groups, strict=True):
+        if name in seen and seen[name] != group:
+            raise ValueError(f"{seen[name]!r} and {group!r} both make column {name!r}: keep one of them")
+        seen.setdefault(name, group)
+
+
 def assemble_features(inputs: RunInputs, features: Sequence[str], embeddings: Sequence[str],
                       tfidf_dim: int = TFIDF_DIM) -> FeatureSet:
     """Engineered groups + image groups + embedding runs (checked against the CSV ids) + per-fold transforms."""
@@ -94,6 +104,11 @@ def assemble_features(inputs: RunInputs, features: Sequence[str], embeddings: Se
     unknown = [g for g in features if g not in all_feature_groups()]
     if unknown:
         raise ValueError(f"unknown feature groups {unknown}; choose from {all_feature_groups()}")
+    for kind, names in (("feature group", features), ("embedding", embeddings)):
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"{kind} {', '.join(map(repr, twice))} is listed more than once in "
+                             f"-p {kind.split()[0]}s: list each once")
     data, schema = inputs.data, inputs.schema
     text_groups = [g for g in features if g in FEATURE_GROUPS]
     x_train, x_test, column_groups = build_grouped_features(data["train"], data["test"], schema, text_groups)
@@ -133,5 +148,7 @@ def assemble_features(inputs: RunInputs, features: Sequence[str], embeddings: Se
     static = np.hstack(blocks) if len(blocks) > 1 else blocks[0]
     if static.shape[1] == 0 and not transforms:
         raise ValueError("no features: give at least one feature group or embedding run")
+    _check_distinct_columns(names + [n for t in transforms for n in t.names], column_groups + [
+        label for t, label in zip(transforms, fold_groups, strict=True) for _ in t.names])
     return FeatureSet(static, names, categorical, transforms, n_train=inputs.n_train, static_groups=column_groups,
                       transform_groups=fold_groups)
