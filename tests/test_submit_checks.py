@@ -462,3 +462,26 @@ def test_the_distribution_plot_sets_the_submission_beside_the_out_of_fold_predic
         "train target", "out-of-fold predictions (what CV scored)", "submission"]
     assert ax.get_xscale() == "log" and "out-of-fold" in ax.get_title()
     assert (work / "05_submit" / "distribution.png").stat().st_size > 0
+
+
+def test_a_submission_that_is_the_constant_says_so(tmp_path: Path, capsys) -> None:
+    """30 train rows gave LightGBM one tree a fold: a 'valid submission' of one price, with no word about it."""
+    work = make_work(tmp_path)
+    run(work)
+    assert "WARNING" not in capsys.readouterr().out  # CV 30 against the constant's 60, four distinct prices
+    flat = make_work(tmp_path / "flat", pred=[15.1607, 15.1608, 15.1606, 15.1607])
+    metrics_path = flat / "04_ensemble" / "metrics.json"
+    metrics_path.write_text(json.dumps({"cv_smape": 84.56, "constant_median_smape": 84.53}))
+    metrics = run(flat)
+    out = capsys.readouterr().out
+    assert metrics["valid"] and "the source '04_ensemble' scores CV SMAPE 84.560, no better than predicting the " \
+                                 "median for every row (84.530)" in out
+    assert "every one of the 4 predictions is within 1% of 15.16: this submission is a constant" in out
+
+
+def test_constant_level_warning_only_below_a_clear_margin() -> None:
+    from amzkit.core.metric import constant_level_warning
+
+    assert constant_level_warning(50.0, 60.0, "run 'a'") == ""
+    assert constant_level_warning(59.5, 60.0, "run 'a'").startswith("WARNING: run 'a' scores CV SMAPE 59.500")
+    assert constant_level_warning(61.0, 60.0, "run 'a'") != ""

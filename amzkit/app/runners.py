@@ -21,7 +21,7 @@ from amzkit.app.demo import DEMO_N_TEST, DEMO_N_TRAIN, DEMO_SEED, make_demo
 from amzkit.app.kaggle_outputs import pack_image_cache, restore_image_cache, write_output_listing
 from amzkit.app.kaggle_runtime import attach_previous_outputs, detach_previous_outputs, find_data_dir
 from amzkit.core.io import read_json, remove_stale_temporaries, write_json
-from amzkit.core.metric import other_scores
+from amzkit.core.metric import constant_level_warning, other_scores
 from amzkit.core.schema import SPLITS, Schema, get_schema, load_data
 from amzkit.core.workdir import KAGGLE_INPUT, check_writable, on_kaggle, resolve_work_dir, stage_dir
 from amzkit.embed.registry import LOCAL_DIR, LOCAL_DIR_TEXT, MODELS, get_model_spec, registry_table
@@ -300,6 +300,9 @@ def run_train(ctx: Context) -> dict:
     fits = fold_fits_summary(metrics)
     if fits:
         print(fits)
+    if warning := constant_level_warning(metrics["cv_smape"], metrics["constant_median_smape"],
+                                         f"run {p.run_name!r}"):
+        print(warning)
     if "pseudo_label" in metrics:
         info = metrics["pseudo_label"]
         print(f"pseudo-labels: {info['rows']:,} test rows from {info['source']!r} (weight {info['weight']}): "

@@ -73,6 +73,20 @@ def other_scores(values: Mapping[str, float], names: Sequence[str], prefix: str,
     return "".join(f"; {part}" for part in parts)
 
 
+CONSTANT_MARGIN = 0.99  # a CV SMAPE above this share of the constant median's is no real signal
+
+
+def constant_level_warning(cv_smape: float, constant_smape: float, what: str) -> str:
+    """A warning line when `what`'s CV SMAPE is not clearly below the constant median's (its predictions carry
+    next to no signal: too few training rows, or features that say nothing of the target); "" otherwise."""
+    if not cv_smape >= CONSTANT_MARGIN * constant_smape:
+        return ""
+    return (f"WARNING: {what} scores CV SMAPE {cv_smape:.3f}, no better than predicting the median for every row "
+            f"({constant_smape:.3f}): its predictions carry next to no signal. With few training rows (tree models "
+            "need about 2 x min_data_in_leaf rows a fold to make one split) or features that say nothing of the "
+            "target, add rows or features before submitting it")
+
+
 def constant_baseline(train_target, n_rows: int | None = None) -> np.ndarray:
     """The constant-median prediction every model must beat."""
     target = np.asarray(train_target, dtype=np.float64)

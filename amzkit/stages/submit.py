@@ -23,7 +23,7 @@ from amzkit.core.io import (
     show_ids,
     write_json,
 )
-from amzkit.core.metric import METRICS, other_scores, smape
+from amzkit.core.metric import METRICS, constant_level_warning, other_scores, smape
 from amzkit.core.params import Param, Parameters
 from amzkit.core.schema import ID_TEXT, Schema, column_fix, get_schema, load_split
 from amzkit.core.workdir import check_name, list_runs, missing_run, stage_dir
@@ -424,6 +424,8 @@ def _submit(work_dir: str | Path, test: pd.DataFrame, train_target: np.ndarray, 
         metrics.update(scoring)
         print(_scored_line(scoring["solution_csv"], metrics["test_smape"], len(values), scoring)
               + other_scores(metrics, schema_.report_metrics, "test_", "test"))
+    for line in _signal_warnings(cv_values, values, source):
+        print(line)
     write_json(path.parent / "metrics.json", metrics)
     try:
         log_submission(work_dir, source, path)  # the CV this file was made with, for the LB score it will get
@@ -431,6 +433,18 @@ def _submit(work_dir: str | Path, test: pd.DataFrame, train_target: np.ndarray, 
         print(f"WARNING: the submission was not logged in {submissions_path(work_dir)} ({err}): an LB score for it "
               "will pair with its run's CV at that time")
     return metrics
+
+
+def _signal_warnings(cv: dict, values: np.ndarray, source: str) -> list[str]:
+    """Warnings for a submission that is (about) the constant: its source's CV no better than the constant
+    median's, or every prediction within 1% of one value."""
+    lines = []
+    if "cv_smape" in cv and "constant_median_smape" in cv:
+        lines.append(constant_level_warning(cv["cv_smape"], cv["constant_median_smape"], f"the source {source!r}"))
+    if len(values) > 1 and np.ptp(np.log(values)) < np.log(1.01):
+        lines.append(f"WARNING: every one of the {len(values):,} predictions is within 1% of {np.median(values):.4g}: "
+                     "this submission is a constant")
+    return [line for line in lines if line]
 
 
 def plot_distribution(work_dir: str | Path, submission_path: str | Path, train_target: np.ndarray,
