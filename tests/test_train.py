@@ -823,3 +823,11 @@ def test_a_group_or_embedding_listed_twice_is_refused_by_name(synthetic):
     with pytest.raises(ValueError, match=r"'planted:pca:4' and 'planted:pca:8' both make column 'planted_pc0'"):
         train_run(data, "amazon2025", work, "twice", ["quantity"], ["planted:pca:4", "planted:pca:8"],
                   lgb_params=FAST)
+
+
+def test_a_lightgbm_value_out_of_range_is_named_with_the_lgb_params_given(synthetic):
+    """It ended in LightGBM's raw "Check failed: (learning_rate) > (0.0) at config_auto.cpp"."""
+    data, work = synthetic
+    with pytest.raises(ValueError, match=r"LightGBM refused to train: .*learning_rate.*-p lgb_params "
+                                         r"\{\"learning_rate\": -1\} \(preset 'default'\)"):
+        train_run(data, "amazon2025", work, "bad_rate", ["quantity"], [], lgb_params={"learning_rate": -1})

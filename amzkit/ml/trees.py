@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import json
 from abc import abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -315,11 +316,16 @@ class LightGBMLearner(TreeLearner):
         names = self.features_.names
         kwargs = {"feature_name": names, "categorical_feature": self.features_.categorical or "auto"}
         train_set = lgb.Dataset(x, y, weight=weight, **kwargs)
-        if x_valid is None:
-            return lgb.train(params, train_set, num_boost_round=rounds or config["n_estimators"])
-        valid_set = lgb.Dataset(x_valid, y_valid, reference=train_set, **kwargs)
-        return lgb.train(params, train_set, num_boost_round=config["n_estimators"], valid_sets=[valid_set],
-                         callbacks=[lgb.early_stopping(config["early_stopping_rounds"], verbose=False)])
+        try:
+            if x_valid is None:
+                return lgb.train(params, train_set, num_boost_round=rounds or config["n_estimators"])
+            valid_set = lgb.Dataset(x_valid, y_valid, reference=train_set, **kwargs)
+            return lgb.train(params, train_set, num_boost_round=config["n_estimators"], valid_sets=[valid_set],
+                             callbacks=[lgb.early_stopping(config["early_stopping_rounds"], verbose=False)])
+        except lgb.basic.LightGBMError as err:  # e.g. "Check failed: (learning_rate) > (0.0)": name where it came from
+            raise ValueError(f"LightGBM refused to train: {str(err).strip()}. A value out of range is usually one "
+                             f"you set: -p lgb_params {json.dumps(self.params or {}, default=str)} (preset "
+                             f"{self.preset if isinstance(self.preset, str) else '(dict)'!r})") from err
 
     def _best_rounds(self, model) -> int:
         return max(1, model.best_iteration or model.current_iteration())
