@@ -598,7 +598,7 @@ def test_new_weights_in_the_same_model_folder_are_embedded_anew(small_demo, tmp_
     after = (run / "train.npy").read_bytes()
     assert after == (tmp_path / "fresh" / "01_extract" / "model" / "train.npy").read_bytes()
     assert not np.array_equal(np.load(run / "train.npy"), before, equal_nan=True)
-    assert "changed, the model's weights" in capsys.readouterr().out
+    assert "the model's weights" in capsys.readouterr().out
 
     other = save_random_open_clip(tmp_path / "m2" / "model", seed=1)  # another folder with the same name
     extract(data, small_demo, tmp_path / "work", "amazon2025", f"local-dir:{other}", batch_size=8, num_workers=0)
@@ -650,6 +650,32 @@ def test_rows_without_text_get_no_text_embedding(small_demo, tmp_path):
         x, ok = load_embeddings(tmp_path, "tfidf-svd", split, data[split]["sample_id"])
         assert np.flatnonzero(~ok).tolist() == [empty] and np.isnan(x[empty]).all()
         assert np.isfinite(np.delete(x, empty, axis=0)).all()
+
+
+def test_a_local_image_replaced_or_repaired_under_the_same_link_is_embedded_again(tmp_path, capsys):
+    """01 kept the old vector (or the NaN of a file that was broken) while its image tables took the new file."""
+    folder = make_demo(tmp_path / "data", n_train=12, n_test=4, seed=3).train_csv.parent
+    data = load_data(folder, "amazon2025")
+    links = data["train"]["image_link"]
+    broken = folder / links[1]
+    good = broken.read_bytes()
+    broken.write_bytes(good[:300])  # cut short: corrupt
+    extract(data, folder, tmp_path / "work", "amazon2025", "color-stats")
+    _, ok = load_embeddings(tmp_path / "work", "color-stats", "train", data["train"]["sample_id"])
+    assert not ok[1] and ok[0]
+    Image.new("RGB", (64, 48), (250, 10, 10)).save(folder / links[0], "JPEG")  # another picture, same link
+    broken.write_bytes(good)  # repaired
+    capsys.readouterr()
+    extract(data, folder, tmp_path / "work", "amazon2025", "color-stats")
+    assert "local image files changed" in capsys.readouterr().out
+    x, ok = load_embeddings(tmp_path / "work", "color-stats", "train", data["train"]["sample_id"])
+    extract(data, folder, tmp_path / "fresh", "amazon2025", "color-stats")
+    fresh, fresh_ok = load_embeddings(tmp_path / "fresh", "color-stats", "train", data["train"]["sample_id"])
+    assert ok.all() and fresh_ok.all()
+    np.testing.assert_array_equal(x, fresh)  # as a new work folder sees them
+    capsys.readouterr()
+    extract(data, folder, tmp_path / "work", "amazon2025", "color-stats")  # nothing changed: nothing recomputed
+    assert "recomputing" not in capsys.readouterr().out
 
 
 def test_a_shard_an_older_amzkit_embedded_an_empty_text_in_is_computed_again(small_demo, tmp_path, capsys):

@@ -21,6 +21,7 @@ table offline, from the manifest and local files' headers (what later stages rea
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import stat
 import time
@@ -107,6 +108,19 @@ def resolve_local(link: str, roots: Sequence[str], real_dirs: dict[str, str] | N
     if not stat.S_ISREG(info.st_mode):
         return None, "missing_file", f"{real} is not a file"
     return (str(Path(path)), "ok", "") if info.st_size > 0 else (None, "empty", "")
+
+
+def local_files_digest(links: Sequence[str], base_dir: str | Path) -> str | None:
+    """sha256 of the size of each local image file `links` name (in the CSV's folder), so a file replaced or
+    repaired under the same link is embedded again; None when no link is local. Sizes, not modification times:
+    a dataset mounted again in another Kaggle session keeps its sizes, not always its times."""
+    roots, real_dirs, parts = local_roots(base_dir), {}, []
+    for link in links:
+        if not link or link_scheme(link) not in LOCAL_SCHEMES | {""}:
+            continue
+        path, status, _ = resolve_local(link, roots, real_dirs)
+        parts.append(f"{link}\x01{status}\x01{_file_size(path) if path is not None else ''}")
+    return hashlib.sha256("\x00".join(parts).encode("utf-8", "surrogatepass")).hexdigest() if parts else None
 
 
 def fetch_images(

@@ -42,7 +42,7 @@ from amzkit.core.workdir import stage_dir
 from amzkit.embed.factory import create_embedder
 from amzkit.embed.registry import LOCAL_DIR, ModelSpec
 from amzkit.embed.runs import inputs_sha256, model_inputs
-from amzkit.images.fetch import fetch_images
+from amzkit.images.fetch import fetch_images, local_files_digest
 from amzkit.images.http import NetworkWatch
 from amzkit.images.records import is_retryable
 from amzkit.stages.extract_reports import check_some_image, network_down_error, warn_passing_failures
@@ -228,6 +228,8 @@ def extract(
                         "inputs_sha256": inputs_sha256(inputs[start:stop]), "fit_sha256": fit}
             if spec.modality != "image" and not all(text.strip() for text in inputs[start:stop]):
                 expected["empty_text"] = "not embedded"  # older shards hold the vector of "" there
+            elif spec.modality == "image" and (local := local_files_digest(inputs[start:stop], data_dir)):
+                expected["local_files_sha256"] = local  # a local image replaced or repaired is embedded again
             state = _shard_state(shard_dir, split, shard_no, expected)
             if state != "done":
                 todo[(split, shard_no)] = expected
@@ -243,8 +245,8 @@ def extract(
     if states.get("changed") or states.get("damaged"):
         refits = ", and the model refits on the train rows" if spec.loader in FITS_ON_TRAIN else ""
         print(f"{spec.name}: recomputing {states.get('changed', 0)} shards made from other rows, inputs or fit "
-              f"(train.csv or test.csv changed, the model's weights{refits}, or an older amzkit embedded their "
-              f"rows without text) and {states.get('damaged', 0)} damaged ones")
+              f"(train.csv or test.csv changed, local image files changed, the model's weights{refits}, or an "
+              f"older amzkit embedded their rows without text) and {states.get('damaged', 0)} damaged ones")
     mine = sum(kernel_of(no, num_shards) == shard_index for count in plans.values() for no in range(count))
     if todo and len(todo) < mine:
         print(f"{spec.name}: resuming: {mine - len(todo)} of {mine} shards were finished by an earlier run and are "
