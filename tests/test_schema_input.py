@@ -204,3 +204,22 @@ def test_a_csv_with_its_columns_moved_loads_as_the_same_data(tmp_path):
     assert list(b.columns) == ["sample_id", "catalog_content", "image_link", "price"]
     pd.testing.assert_frame_equal(a, b)
     assert rows_sha256(a, "sample_id") == rows_sha256(b, "sample_id")
+
+
+def test_a_missing_csv_names_the_file_it_may_be(tmp_path):
+    """'test CSV not found' said nothing of the Test.csv beside it, or of the train.csv one folder down."""
+    from amzkit.app.runners import resolve_data_dir
+    from amzkit.core.schema import load_data
+
+    (tmp_path / "dataset").mkdir()
+    pd.DataFrame({"sample_id": [1], "catalog_content": ["x"], "image_link": [""], "price": [2.0]}).to_csv(
+        tmp_path / "dataset" / "train.csv", index=False)
+    with pytest.raises(FileNotFoundError, match=r"train.csv; found .*dataset/train.csv: give the folder that holds"):
+        load_data(tmp_path, "amazon2025")
+    (tmp_path / "dataset" / "Test.csv").write_text("sample_id,catalog_content,image_link\n2,y,\n")
+    with pytest.raises(FileNotFoundError, match=r"test.csv; found .*dataset/Test.csv"):
+        load_data(tmp_path / "dataset", "amazon2025")
+    with pytest.raises(NotADirectoryError, match=r"train.csv is a file: give the folder .* \(here .*dataset\)"):
+        resolve_data_dir(str(tmp_path / "dataset" / "train.csv"), tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"data_dir .*nowhere does not exist"):
+        resolve_data_dir(str(tmp_path / "nowhere"), tmp_path)

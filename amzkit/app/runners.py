@@ -61,6 +61,9 @@ def resolve_data_dir(data_dir: str, work_dir: Path, train_name: str = "train.csv
             )
         return find_data_dir(KAGGLE_INPUT, train_name=train_name)
     folder = Path(data_dir).expanduser().resolve()
+    if folder.is_file():
+        raise NotADirectoryError(f"data_dir {folder} is a file: give the folder that holds train.csv and test.csv "
+                                 f"(here {folder.parent})")
     if not folder.is_dir():
         raise FileNotFoundError(f"data_dir {folder} does not exist")
     return folder

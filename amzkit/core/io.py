@@ -146,6 +146,17 @@ def _first_bad_byte(content: bytes) -> str:
     return "not UTF-8 text"
 
 
+def _files_named_alike(path: Path, limit: int = 3) -> list[Path]:
+    """Files a missing `path` may have been meant as: its name in another case beside it, or the same name one
+    folder down (a data_dir one level too high)."""
+    try:
+        beside = [p for p in path.parent.iterdir() if p.name.lower() == path.name.lower() and p.is_file()]
+        below = sorted(p for p in path.parent.glob(f"*/{path.name}") if p.is_file())
+    except OSError:  # no such folder, or not readable
+        return []
+    return (beside + below)[:limit]
+
+
 def read_csv(path: str | Path, what: str = "CSV", **kwargs) -> pd.DataFrame:
     """pandas.read_csv with errors that name the file and say what to do: missing, a folder, empty, not UTF-8
     (UTF-16 or a spreadsheet's encoding), or a row whose fields do not match the header."""
@@ -153,7 +164,10 @@ def read_csv(path: str | Path, what: str = "CSV", **kwargs) -> pd.DataFrame:
     if path.is_dir():
         raise IsADirectoryError(f"{what} {path} is a folder, not a CSV file: give the file's path")
     if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: {path}")
+        near = _files_named_alike(path)
+        raise FileNotFoundError(f"{what} not found: {path}" + (
+            f"; found {', '.join(map(str, near))}: give the folder that holds it (data_dir), or name the file "
+            "as the kit reads it" if near else ""))
     try:
         return pd.read_csv(path, encoding="utf-8", **kwargs)
     except pd.errors.EmptyDataError:
