@@ -104,6 +104,17 @@ def test_rows_without_text_are_warned_about(tmp_path: Path, split: str) -> None:
     assert "predicted from nothing but the other columns ['image_link']" in msg, msg
     assert ("drop those rows" in msg) == (split == "train"), msg  # test rows cannot be dropped
     assert df["catalog_content"].tolist()[1:3] == ["", ""] and len(df) == 5
+    assert "either" not in msg  # each has its image link
+
+
+def test_rows_without_text_or_image_link_are_said_to_get_about_the_median(tmp_path: Path) -> None:
+    """The warning said such rows were 'predicted from the other columns ['image_link']', empty as well."""
+    path = tmp_path / "test.csv"
+    pd.DataFrame({"sample_id": [1, 2, 3], "catalog_content": ["", "", "Item Name: c"],
+                  "image_link": ["u1", " ", "u3"]}).to_csv(path, index=False)
+    with pytest.warns(UserWarning, match=r"2 of 3 test rows have no text .*; 1 of them have nothing in "
+                                         r"\['image_link'\] either: they get about the median"):
+        load_split(path, "amazon2025", "test")
 
 
 def test_rows_with_text_load_without_a_warning(tmp_path: Path) -> None:

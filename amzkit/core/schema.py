@@ -243,12 +243,16 @@ def load_split(path: str | Path, schema: str | Schema, split: str) -> pd.DataFra
 def _warn_about_empty_text(df: pd.DataFrame, schema: Schema, path: Path, split: str, empty: np.ndarray) -> None:
     """Warn (not refuse) about rows whose text is empty: only the other columns speak for them."""
     others = [c for c in schema.test_columns if c != schema.id_column and c not in schema.text_columns]
+    blank = df.loc[empty, others].fillna("").astype(str).apply(lambda column: column.str.strip().eq(""))
+    bare = int(blank.all(axis=1).sum()) if others else int(empty.sum())  # nothing at all to go on
     todo = ("fill in their text, or drop those rows" if split == "train" else
             "fill in their text if the source has it (test rows cannot be dropped: the submission needs every id)")
+    nothing = (f"; {bare} of them have nothing in {others} either: they get about the median" if bare and others
+               else "; they get about the median" if bare else "")
     warnings.warn(f"{path}: {int(empty.sum())} of {len(df)} {split} rows have no text in {list(schema.text_columns)} "
                   f"(ids {show_ids(df[schema.id_column].to_numpy()[empty])}): they are predicted from nothing but "
-                  f"the other columns {others}, so the text features and text models see nothing of them; {todo}",
-                  UserWarning, stacklevel=3)
+                  f"the other columns {others}, so the text features and text models see nothing of them{nothing}; "
+                  f"{todo}", UserWarning, stacklevel=3)
 
 
 def _warn_about_target(df: pd.DataFrame, schema: Schema, path: Path) -> None:
