@@ -101,3 +101,10 @@ def test_a_runs_constant_median_is_the_shared_baseline(tmp_path):
     folds = pd.read_csv(tmp_path / "03_train" / "folds.csv")["fold"].to_numpy()
     y = data["train"]["price"].to_numpy()
     assert metrics["constant_median_smape"] == pytest.approx(np.mean(constant_fold_smape(y, folds)))
+
+
+@pytest.mark.parametrize("k, words", [("20", r"got '20' \(a string: write it without quotes"), (0, "got 0$"),
+                                      (2.5, "got 2.5$")])
+def test_a_k_that_is_no_whole_number_of_neighbours_is_refused_saying_why(tmp_path, k, words):
+    with pytest.raises(ValueError, match=r"needs k, a whole number of neighbours >= 1, " + words):
+        KnnEmbedding(embedding="e", k=k).prepare(synthetic_inputs(np.ones(10), 0, tmp_path))

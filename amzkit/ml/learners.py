@@ -87,7 +87,9 @@ class KnnEmbedding(Learner):
             raise ValueError("the knn learner needs embedding='<01_extract run>' (e.g. 'minilm' or 'tfidf-svd'): "
                              "-p learner_params '{\"embedding\": \"minilm\"}'")
         if not isinstance(self.k, int) or self.k < 1:
-            raise ValueError(f"the knn learner needs k >= 1 neighbours, got {self.k!r}")
+            raise ValueError(f"the knn learner needs k, a whole number of neighbours >= 1, got {self.k!r}"
+                             + (" (a string: write it without quotes in learner_params, e.g. {\"k\": 20})"
+                                if isinstance(self.k, str) else ""))
         self.inputs_ = inputs
         self.matrix_, self.ok_ = inputs.embedding(self.embedding)
         return self
