@@ -831,3 +831,11 @@ def test_a_lightgbm_value_out_of_range_is_named_with_the_lgb_params_given(synthe
     with pytest.raises(ValueError, match=r"LightGBM refused to train: .*learning_rate.*-p lgb_params "
                                          r"\{\"learning_rate\": -1\} \(preset 'default'\)"):
         train_run(data, "amazon2025", work, "bad_rate", ["quantity"], [], lgb_params={"learning_rate": -1})
+
+
+def test_a_knn_view_with_k_not_below_the_rows_it_searches_is_refused(synthetic):
+    """'run:knn:1000' on a few hundred training rows was a constant column, accepted without a word."""
+    data, work = synthetic
+    with pytest.raises(ValueError, match=r"embedding view 'planted:knn:1000': k is not below the \d+ embedded "
+                                         r"training rows an inner fold searches.*e.g. 'planted:knn:20'"):
+        train_run(data, "amazon2025", work, "wide_knn", ["quantity"], ["planted:knn:1000"], lgb_params=FAST)

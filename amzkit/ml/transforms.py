@@ -125,6 +125,12 @@ class KnnTargetTransform(FoldTransform):
         self.space_ = NeighbourSpace().fit(self.matrix[rows])
         self.reference_, self.log_ = self.space_.rows(self.matrix[rows]), np.log1p(y)
         inner = inner_folds(rows, self.INNER_FOLDS, self.seed, self.groups)
+        searched = min(int((inner != fold).sum()) for fold in range(self.INNER_FOLDS))
+        if self.k >= searched:
+            raise ValueError(f"embedding view '{self.name}:knn:{self.k}': k is not below the {searched} embedded "
+                             "training rows an inner fold searches, so every row would get the mean of them all (a "
+                             f"constant column, the constant's score). Pass a K well below it, e.g. "
+                             f"'{self.name}:knn:{min(20, max(1, searched // 5))}'")
         own = np.empty((len(rows), 3), dtype=np.float32)
         for fold in range(self.INNER_FOLDS):
             held, kept = inner == fold, inner != fold
