@@ -234,3 +234,10 @@ def test_a_missing_csv_names_the_file_it_may_be(tmp_path):
         resolve_data_dir(str(tmp_path / "dataset" / "train.csv"), tmp_path)
     with pytest.raises(FileNotFoundError, match=r"data_dir .*nowhere does not exist"):
         resolve_data_dir(str(tmp_path / "nowhere"), tmp_path)
+
+
+def test_a_column_named_twice_in_the_header_is_said_so_not_named_as_pandas_renames_it(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_text("sample_id,catalog_content,image_link,price,price\n1,x,,2.0,3.0\n")
+    with pytest.raises(ValueError, match=r"column 'price' appears more than once in the header: keep one"):
+        load_split(path, "amazon2025", "train")  # it said "unexpected columns ['price.1']"

@@ -84,6 +84,11 @@ def check_columns(columns: list[str], schema: Schema, split: str, source: str) -
     expected = schema.train_columns if split == "train" else schema.test_columns
     missing = [c for c in expected if c not in columns]
     extra = [c for c in columns if c not in expected]
+    repeated = sorted({match.group(1) for column in extra if (match := re.fullmatch(r"(.+)\.\d+", column))
+                       and match.group(1) in columns})  # pandas reads a second 'price' as 'price.1'
+    if repeated:
+        raise ValueError(f"{source}: column {', '.join(map(repr, repeated))} appears more than once in the header: "
+                         "keep one of each (two columns of one name cannot both be the one the kit reads)")
     if missing or extra:
         parts = []
         if missing:
