@@ -239,3 +239,13 @@ def test_a_2023_file_read_with_the_default_schema_names_the_schema_it_fits(tmp_p
     with pytest.raises(ValueError, match="these are the columns of schema 'amazon2023': pass -p schema amazon2023 "
                                          "in every notebook"):
         load_split(path, "amazon2025", split)
+
+
+def test_every_schemas_text_layout_has_its_parser_and_model_text_format():
+    """The editions are data: a schema names its text layout, and the text tables hold a row for each."""
+    from amzkit.core.schema import SCHEMAS
+    from amzkit.text.features import TEXT_LAYOUTS
+    from amzkit.text.format import MODEL_TEXT_FORMATS
+
+    for schema in SCHEMAS.values():
+        assert schema.text_layout in TEXT_LAYOUTS and schema.text_layout in MODEL_TEXT_FORMATS

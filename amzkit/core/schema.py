@@ -28,6 +28,7 @@ class Schema:
     metric: str  # key of amzkit.metric.METRICS used to rank models
     report_metrics: tuple[str, ...]  # every metric printed for this edition
     leaderboard_metric: str  # what the competition's leaderboard shows (amzkit lb records it)
+    text_layout: str  # how its text columns read as fields (item name, ...): a key of text.features.TEXT_LAYOUTS
 
     @property
     def test_columns(self) -> tuple[str, ...]:
@@ -54,6 +55,7 @@ SCHEMAS: dict[str, Schema] = {
         metric="smape",
         report_metrics=("smape",),
         leaderboard_metric="smape",
+        text_layout="catalog",
     ),
     "amazon2023": Schema(
         name="amazon2023",
@@ -65,6 +67,7 @@ SCHEMAS: dict[str, Schema] = {
         metric="smape",
         report_metrics=("smape", "score2023", "mape"),
         leaderboard_metric="score2023",
+        text_layout="title_bullets_description",
     ),
 }
 

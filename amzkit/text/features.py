@@ -117,12 +117,28 @@ MATERIALS: dict[str, str] = {
 _MATERIAL_RES = {name: re.compile(pattern) for name, pattern in MATERIALS.items()}
 
 
+def _title_bullets_description(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+    title, bullets, description = schema.text_columns
+    return pd.DataFrame({"item_name": frame[title].fillna("").astype(str), "bullet_text": frame[bullets].fillna(""),
+                         "description": frame[description].fillna("")}, index=frame.index)
+
+
+# How an edition's text columns read as fields (Schema.text_layout): "catalog" is the 2025 catalog_content
+# (text.catalog: item name, bullets, Value/Unit and the quantity they state), one column; the 2023 edition has
+# title, bullets and description as three columns, and states no quantity.
+TEXT_LAYOUTS: dict[str, Callable[[pd.DataFrame, Schema], pd.DataFrame]] = {
+    "catalog": lambda frame, schema: parse_catalog_column(frame[schema.text_columns[0]]),
+    "title_bullets_description": _title_bullets_description,
+}
+
+
 def _parsed(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
-    if schema.name == "amazon2025":
-        return parse_catalog_column(frame["catalog_content"])
-    title = frame["TITLE"].fillna("").astype(str)
-    return pd.DataFrame({"item_name": title, "bullet_text": frame["BULLET_POINTS"].fillna(""),
-                         "description": frame["DESCRIPTION"].fillna("")}, index=frame.index)
+    return TEXT_LAYOUTS[schema.text_layout](frame, schema)
+
+
+def states_quantity(parsed: pd.DataFrame) -> bool:
+    """Whether parsed text fields carry the listing's stated quantity (Value/Unit: the 2025 catalog)."""
+    return "quantity_base" in parsed.columns
 
 
 def parsed_rows(frame: pd.DataFrame, schema: str | Schema) -> pd.DataFrame:
@@ -133,15 +149,12 @@ def parsed_rows(frame: pd.DataFrame, schema: str | Schema) -> pd.DataFrame:
 
 def item_names(frame: pd.DataFrame, schema: str | Schema) -> pd.Series:
     """The item name per row as written (2025: parsed from catalog_content; 2023: TITLE); "" where absent."""
-    schema = get_schema(schema)
-    names = parse_catalog_column(frame["catalog_content"])["item_name"] if schema.name == "amazon2025" \
-        else frame["TITLE"]
-    return names.fillna("").astype(str)
+    return _parsed(frame, get_schema(schema))["item_name"].fillna("").astype(str)
 
 
 def quantity_features(frame: pd.DataFrame, parsed: pd.DataFrame, schema: Schema) -> pd.DataFrame:
     """Value, unit, unit family, base-unit quantity and pack count (2025); pack count from the title (2023)."""
-    if schema.name != "amazon2025":
+    if not states_quantity(parsed):
         return pd.DataFrame({"pack_count": parsed["item_name"].map(pack_count_from_name).astype(float)})
     out = pd.DataFrame(index=frame.index)
     out["value"] = parsed["value"].astype(float)
@@ -323,7 +336,7 @@ def interaction_features(frame: pd.DataFrame, parsed: pd.DataFrame, schema: Sche
     - name_words_x_digit_share: name words x name_digit_share (long, spec-heavy names).
     """
     out = pd.DataFrame(index=frame.index)
-    if schema.name == "amazon2025":
+    if states_quantity(parsed):
         quantity = parsed["quantity_base"].astype(float)
         family = parsed["unit_family"].astype(str)
         for name in BASE_UNIT_OF_FAMILY:

@@ -64,14 +64,14 @@ def _joined_texts(frame: pd.DataFrame, schema: Schema) -> list[str]:
     return [" ".join(text.split()) for text in row_text(frame, schema).tolist()]
 
 
-# Schema name -> formatter; a schema without a row here has its text columns joined.
+# Schema.text_layout -> formatter; a layout without a row here has its text columns joined.
 MODEL_TEXT_FORMATS: dict[str, Callable[[pd.DataFrame, Schema], list[str]]] = {
-    "amazon2025": _catalog_texts,
-    "amazon2023": _joined_texts,
+    "catalog": _catalog_texts,
+    "title_bullets_description": _joined_texts,
 }
 
 
 def model_texts(frame: pd.DataFrame, schema: str | Schema) -> list[str]:
     """The model text of every row of `frame`, formatted for its schema."""
     schema = get_schema(schema)
-    return MODEL_TEXT_FORMATS.get(schema.name, _joined_texts)(frame, schema)
+    return MODEL_TEXT_FORMATS.get(schema.text_layout, _joined_texts)(frame, schema)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from amzkit.core.schema import Schema, row_text
-from amzkit.text.catalog import parse_catalog_column
+from amzkit.text.features import item_names
 
 
 def normalized_name(text: str) -> str:
@@ -18,11 +18,7 @@ def normalized_name(text: str) -> str:
 
 def product_names(train: pd.DataFrame, schema: Schema) -> pd.Series:
     """The item name per row (2025: parsed from catalog_content; 2023: TITLE), normalised."""
-    if schema.name == "amazon2025":
-        names = parse_catalog_column(train["catalog_content"])["item_name"].fillna("")
-    else:
-        names = train["TITLE"].fillna("")
-    return names.map(normalized_name)
+    return item_names(train, schema).map(normalized_name)
 
 
 def product_groups(frame: pd.DataFrame, schema: Schema) -> np.ndarray:
