@@ -180,6 +180,7 @@ def test_real_sample_constant_model_submission_is_valid(tmp_path: Path, shared_d
 
 
 @pytest.mark.parametrize("text, fix", [("sample_id;price\n1;2.0\n", "seems to use ';' as separator"),
+                                       ("sample_id;price\n1;10,5\n2;7\n", "seems to use ';' as separator"),
                                        (",sample_id,price\n0,1,2.0\n", "looks like a saved pandas index")])
 def test_validate_says_why_a_submissions_columns_are_wrong(tmp_path, text, fix):
     (tmp_path / "sub.csv").write_text(text)

@@ -190,6 +190,9 @@ def read_submission(path: str | Path, schema: str | Schema) -> tuple[pd.DataFram
         return None, [f"{path} is empty: a submission needs the header {list(get_schema(schema).submission_columns)} "
                       "and one row per test id"]
     header, body = rows[0], rows[1:]
+    expected = get_schema(schema).submission_columns
+    if fix := column_fix(header, expected, [c for c in expected if c not in header]):  # e.g. ';' with 10,5 prices
+        return None, [f"columns must be exactly {list(expected)} in that order, found {header}: {fix}"]
     ragged = [(number, len(row)) for number, row in enumerate(body, start=1) if len(row) != len(header)]
     if ragged:
         shown = ", ".join(f"row {number} has {count}" for number, count in ragged[:SHOW_IDS])
