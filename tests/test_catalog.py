@@ -255,7 +255,7 @@ def test_missing_value_and_unit() -> None:
 @pytest.mark.parametrize(
     ("raw_value", "expected"),
     [("12", 12.0), ("12.0", 12.0), ("1,000.5", 1000.5), (" 0.04 ", 0.04), ("nan", None), ("abc", None),
-     ("", None), ("inf", None), ("1,5", None)],
+     ("", None), ("inf", None), ("1,5", None), ("0", 0.0), ("-5", None), ("1e306", None), ("1e30", 1e30)],
 )
 def test_value_parsing(raw_value: str, expected: float | None) -> None:
     assert parse_catalog(f"Item Name: x\nValue: {raw_value}\nUnit: Ounce").value == expected
@@ -380,3 +380,20 @@ def test_well_formed_catalog_round_trips(case: tuple[str, str, list[str], float,
     assert list(entry.bullet_points) == bullets
     assert entry.value == value
     assert entry.unit == unit
+
+
+def test_hostile_values_build_features_without_numpy_warnings() -> None:
+    """'Value: -5' warned 'invalid value in log1p', 'Value: 1e306 Kilogram' 'overflow in cast' in 03's output."""
+    import warnings
+
+    from amzkit.text.features import FEATURE_GROUPS, build_features
+
+    frame = pd.DataFrame({"sample_id": ["1", "2", "3"], "image_link": "", "catalog_content": [
+        "Item Name: a\nValue: -5\nUnit: Ounce", "Item Name: b\nValue: 1e306\nUnit: Kilogram",
+        "Item Name: c (Pack of 6)\nValue: 12\nUnit: Ounce"]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train, _ = build_features(frame, frame.head(0), "amazon2025", sorted(FEATURE_GROUPS))
+    matrix = train.select_dtypes("number").to_numpy(dtype=np.float32)
+    assert np.isnan(matrix[:2]).any() and not np.isinf(matrix).any()
+

@@ -246,8 +246,12 @@ def _clean_html(text: str) -> str:
     return _collapse_whitespace(html.unescape(text))
 
 
+MAX_VALUE = 1e30  # a Value above this (or below 0) states no quantity: features are float32 (max 3.4e38)
+
+
 def _parse_value(text: str) -> float | None:
-    """A float from "12", "12.0" or "1,000.5"; None for anything else (including nan/inf)."""
+    """A float from "12", "12.0" or "1,000.5"; None for anything else (nan, inf, a negative or absurdly large
+    number: no quantity a listing could state)."""
     text = text.strip()
     if _THOUSANDS_NUMBER.fullmatch(text):
         text = text.replace(",", "")
@@ -255,7 +259,7 @@ def _parse_value(text: str) -> float | None:
         value = float(text)
     except ValueError:
         return None
-    return value if math.isfinite(value) else None
+    return value if math.isfinite(value) and 0 <= value <= MAX_VALUE else None
 
 
 def _is_missing(value: Any) -> bool:
