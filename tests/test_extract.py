@@ -16,7 +16,7 @@ from PIL import Image
 import amzkit.stages.extract as extract_module
 from amzkit.app.demo import make_demo
 from amzkit.core.io import read_json, write_json
-from amzkit.core.schema import load_data
+from amzkit.core.schema import get_schema, load_data
 from amzkit.embed.factory import create_embedder
 from amzkit.embed.registry import MODELS, get_model_spec
 from amzkit.embed.runs import load_embeddings
@@ -678,25 +678,34 @@ def test_a_local_image_replaced_or_repaired_under_the_same_link_is_embedded_agai
     assert "recomputing" not in capsys.readouterr().out
 
 
-def test_a_shard_an_older_amzkit_embedded_an_empty_text_in_is_computed_again(small_demo, tmp_path, capsys):
-    """A work folder from before the empty-text rule holds the vector of '' (ok) for such a row; its marker does
-    not say the row went unembedded, so 01 recomputes that shard rather than keep the shared vector."""
+def test_a_run_an_older_amzkit_made_reads_no_embedding_for_a_row_without_text(small_demo, tmp_path):
+    """A work folder (or a merge of kernels) from before the empty-text rule holds the vector of '' (ok) for such
+    a row: 03 and 02 read it as no embedding all the same, without 01 run again."""
     data = load_data(small_demo, "amazon2025")
     data["train"].loc[3, "catalog_content"] = ""
     extract(data, small_demo, tmp_path, "amazon2025", "tfidf-svd")
-    shards = tmp_path / "01_extract" / "tfidf-svd" / extract_module.SHARDS_DIR
-    marker = sorted(shards.glob("train-*.json"))[0]
-    info = read_json(marker)
-    stem = marker.with_suffix("")
-    x, ok = np.load(f"{stem}.npy"), np.load(f"{stem}.ok.npy")
+    run_dir = tmp_path / "01_extract" / "tfidf-svd"
+    x, ok = np.load(run_dir / "train.npy"), np.load(run_dir / "train_ok.npy")
     x[3], ok[3] = x[0], True  # what the older code wrote: a finite vector, ok
-    np.save(f"{stem}.npy", x)
-    np.save(f"{stem}.ok.npy", ok)
-    info.pop("empty_text", None)
-    write_json(marker, {**info, "npy_sha256": extract_module.array_sha256(x),
-                        "ok_sha256": extract_module.array_sha256(ok), "ok": int(ok.sum())})
+    np.save(run_dir / "train.npy", x)
+    np.save(run_dir / "train_ok.npy", ok)
+    x, ok = load_embeddings(tmp_path, "tfidf-svd", "train", data["train"]["sample_id"], frame=data["train"],
+                            schema=get_schema("amazon2025"))
+    assert not ok[3] and np.isnan(x[3]).all() and ok[[0, 1, 2, 4]].all() and np.isfinite(x[[0, 1, 2, 4]]).all()
+
+
+def test_an_image_shard_whose_marker_predates_the_local_file_sizes_is_kept_and_adopts_them(tmp_path, capsys):
+    """The first 01 run after the upgrade embedded every local-image shard again, saying its files had changed."""
+    folder = make_demo(tmp_path / "data", n_train=12, n_test=4, seed=3).train_csv.parent
+    data = load_data(folder, "amazon2025")
+    extract(data, folder, tmp_path / "work", "amazon2025", "color-stats")
+    markers = sorted((tmp_path / "work" / "01_extract" / "color-stats" / extract_module.SHARDS_DIR).glob("*.json"))
+    for marker in markers:  # as an older amzkit wrote them
+        write_json(marker, {k: v for k, v in read_json(marker).items() if k != "local_files_sha256"})
     capsys.readouterr()
-    extract(data, small_demo, tmp_path, "amazon2025", "tfidf-svd")
-    assert "an older amzkit embedded their rows without text" in capsys.readouterr().out
-    x, ok = load_embeddings(tmp_path, "tfidf-svd", "train", data["train"]["sample_id"])
-    assert not ok[3] and np.isnan(x[3]).all() and ok[[0, 1, 2, 4]].all()
+    extract(data, folder, tmp_path / "work", "amazon2025", "color-stats")
+    assert "recomputing" not in capsys.readouterr().out
+    assert all("local_files_sha256" in read_json(marker) for marker in markers)
+    Image.new("RGB", (64, 48), (250, 10, 10)).save(folder / data["train"]["image_link"][0], "JPEG")
+    extract(data, folder, tmp_path / "work", "amazon2025", "color-stats")  # from now on a change is seen
+    assert "recomputing 1 shards" in capsys.readouterr().out

@@ -839,3 +839,15 @@ def test_a_knn_view_with_k_not_below_the_rows_it_searches_is_refused(synthetic):
     with pytest.raises(ValueError, match=r"embedding view 'planted:knn:1000': k is not below the \d+ embedded "
                                          r"training rows an inner fold searches.*e.g. 'planted:knn:20'"):
         train_run(data, "amazon2025", work, "wide_knn", ["quantity"], ["planted:knn:1000"], lgb_params=FAST)
+
+
+def test_a_lightgbm_error_that_is_no_range_check_is_raised_as_lightgbm_gave_it(synthetic, monkeypatch):
+    import lightgbm as lgb
+
+    def no_gpu(*args, **kwargs):
+        raise lgb.basic.LightGBMError("GPU Tree Learner was not enabled in this build")
+
+    monkeypatch.setattr(lgb, "train", no_gpu)
+    data, work = synthetic
+    with pytest.raises(lgb.basic.LightGBMError, match="GPU Tree Learner was not enabled"):
+        train_run(data, "amazon2025", work, "no_gpu", ["quantity"], [], lgb_params=FAST)

@@ -82,9 +82,9 @@ def constant_level_warning(cv_smape: float, constant_smape: float, what: str) ->
     if not cv_smape >= CONSTANT_MARGIN * constant_smape:
         return ""
     return (f"WARNING: {what} scores CV SMAPE {cv_smape:.3f}, no better than predicting the median for every row "
-            f"({constant_smape:.3f}): its predictions carry next to no signal. With few training rows (tree models "
-            "need about 2 x min_data_in_leaf rows a fold to make one split) or features that say nothing of the "
-            "target, add rows or features before submitting it")
+            f"({constant_smape:.3f}): its predictions carry next to no signal. Too few training rows for the learner "
+            "(a tree model, for one, needs about 2 x min_data_in_leaf rows a fold to make a single split) or "
+            "features that say nothing of the target: add rows or features before submitting it")
 
 
 def constant_baseline(train_target, n_rows: int | None = None) -> np.ndarray:

@@ -77,6 +77,11 @@ def load_embeddings(work_dir: str | Path, name: str, split: str, ids, has_images
     ok = np.load(run_dir / f"{split}_ok.npy")
     if len(embeddings) != len(ids) or len(ok) != len(ids):
         raise ValueError(f"embedding run {name!r} ({split}) has {len(embeddings)} rows, the CSV {len(ids)}")
+    if frame is not None and schema is not None and manifest.get("modality") == "text":
+        empty = (row_text(frame, schema).str.strip() == "").to_numpy()
+        if (empty & ok).any():  # a run an older amzkit made (or merged) holds the vector of "" there: no text
+            ok = ok & ~empty
+            embeddings[empty] = np.nan
     return embeddings, ok
 
 

@@ -322,7 +322,9 @@ class LightGBMLearner(TreeLearner):
             valid_set = lgb.Dataset(x_valid, y_valid, reference=train_set, **kwargs)
             return lgb.train(params, train_set, num_boost_round=config["n_estimators"], valid_sets=[valid_set],
                              callbacks=[lgb.early_stopping(config["early_stopping_rounds"], verbose=False)])
-        except lgb.basic.LightGBMError as err:  # e.g. "Check failed: (learning_rate) > (0.0)": name where it came from
+        except lgb.basic.LightGBMError as err:
+            if "Check failed" not in str(err):  # a parameter's range check ("(learning_rate) > (0.0)") is named
+                raise
             raise ValueError(f"LightGBM refused to train: {str(err).strip()}. A value out of range is usually one "
                              f"you set: -p lgb_params {json.dumps(self.params or {}, default=str)} (preset "
                              f"{self.preset if isinstance(self.preset, str) else '(dict)'!r})") from err

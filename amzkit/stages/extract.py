@@ -147,6 +147,11 @@ def _check_shard_arrays(stem: Path, marker: Path, info: dict) -> tuple[np.ndarra
     return arrays[0], arrays[1]
 
 
+# Marker keys older amzkit did not write: a shard whose marker lacks one but matches otherwise is kept (not
+# embedded again on the first run after an upgrade) and its marker takes the key.
+ADOPTED_KEYS = ("local_files_sha256",)
+
+
 def _shard_state(shard_dir: Path, split: str, shard_no: int, expected: dict) -> str:
     """'done' when the shard's marker describes exactly these rows, inputs and fit and its arrays are the ones it
     vouches for; otherwise why it must be computed: 'new', 'changed' (other rows, inputs or fit) or 'damaged'."""
@@ -158,12 +163,15 @@ def _shard_state(shard_dir: Path, split: str, shard_no: int, expected: dict) -> 
         saved = read_json(marker)
     except ValueError:
         return "damaged"
-    if not all(saved.get(key) == value for key, value in expected.items()):
+    adopted = [key for key in ADOPTED_KEYS if key in expected and key not in saved]
+    if not all(saved.get(key) == value for key, value in expected.items() if key not in adopted):
         return "changed"
     try:
         _check_shard_arrays(stem, marker, saved)
     except ValueError:
         return "damaged"
+    if adopted:  # a marker from before the key: the shard is kept, and vouched for from now on
+        write_json(marker, {**saved, **{key: expected[key] for key in adopted}})
     return "done"
 
 
@@ -226,9 +234,7 @@ def extract(
             expected = {"model": spec.name, "split": split, "shard_no": shard_no, "start": start, "stop": stop,
                         "ids_sha256": id_hash(ids[start:stop]),
                         "inputs_sha256": inputs_sha256(inputs[start:stop]), "fit_sha256": fit}
-            if spec.modality != "image" and not all(text.strip() for text in inputs[start:stop]):
-                expected["empty_text"] = "not embedded"  # older shards hold the vector of "" there
-            elif spec.modality == "image" and (local := local_files_digest(inputs[start:stop], data_dir)):
+            if spec.modality == "image" and (local := local_files_digest(inputs[start:stop], data_dir)):
                 expected["local_files_sha256"] = local  # a local image replaced or repaired is embedded again
             state = _shard_state(shard_dir, split, shard_no, expected)
             if state != "done":
@@ -245,8 +251,8 @@ def extract(
     if states.get("changed") or states.get("damaged"):
         refits = ", and the model refits on the train rows" if spec.loader in FITS_ON_TRAIN else ""
         print(f"{spec.name}: recomputing {states.get('changed', 0)} shards made from other rows, inputs or fit "
-              f"(train.csv or test.csv changed, local image files changed, the model's weights{refits}, or an "
-              f"older amzkit embedded their rows without text) and {states.get('damaged', 0)} damaged ones")
+              f"(train.csv or test.csv changed, local image files changed, or the model's weights{refits}) and "
+              f"{states.get('damaged', 0)} damaged ones")
     mine = sum(kernel_of(no, num_shards) == shard_index for count in plans.values() for no in range(count))
     if todo and len(todo) < mine:
         print(f"{spec.name}: resuming: {mine - len(todo)} of {mine} shards were finished by an earlier run and are "
