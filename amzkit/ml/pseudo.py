@@ -33,13 +33,10 @@ class PseudoLabels:
 
 
 def pseudo_labels(work_dir: str | Path, source: str, folds: np.ndarray, test_ids: np.ndarray, n_train: int,
-                  fraction: float = 0.5, weight: float = 0.5) -> PseudoLabels:
+                  fraction: float, weight: float) -> PseudoLabels:
     """The `fraction` of test rows on which the source run's fold models agree most (smallest spread of log
-    predictions), labelled per fold by that fold's model."""
-    if not 0 < fraction <= 1:
-        raise ValueError(f"pseudo_label_fraction must be in (0, 1], got {fraction}")
-    if not 0 < weight <= 1:
-        raise ValueError(f"pseudo_label_weight must be in (0, 1], got {weight}")
+    predictions), labelled per fold by that fold's model; `weight` is their sample weight (03's
+    pseudo_label_fraction and pseudo_label_weight, whose declaration holds the defaults and the ranges)."""
     run_dir = stage_dir(work_dir, "03_train") / check_name(source, "pseudo_label_run")
     path = run_dir / TEST_FOLD_PRED_FILE
     if not path.is_file():
