@@ -21,14 +21,19 @@ def _pair(actual, predicted) -> tuple[np.ndarray, np.ndarray]:
     return a, f
 
 
-def smape_per_row(actual, predicted) -> np.ndarray:
-    """|F - A| / ((|A| + |F|) / 2) per row, in percent; a row with A = F = 0 counts 0."""
-    a, f = _pair(actual, predicted)
+def smape_terms(a: np.ndarray, f: np.ndarray) -> np.ndarray:
+    """The one SMAPE formula, element by element (arrays broadcast; no checks): 200 |F - A| / (|A| + |F|), 0
+    where A = F = 0."""
     # Halve before adding so that values near the float64 limit cannot overflow.
     denom = np.abs(a) / 2.0 + np.abs(f) / 2.0
-    out = np.zeros_like(a)
+    out = np.zeros(np.broadcast_shapes(np.shape(a), np.shape(f)))
     np.divide(np.abs(f / 2.0 - a / 2.0), denom, out=out, where=denom > 0)
     return 200.0 * out
+
+
+def smape_per_row(actual, predicted) -> np.ndarray:
+    """|F - A| / ((|A| + |F|) / 2) per row, in percent; a row with A = F = 0 counts 0."""
+    return smape_terms(*_pair(actual, predicted))
 
 
 def smape(actual, predicted) -> float:

@@ -30,7 +30,7 @@ import pandas as pd
 from scipy.optimize import minimize_scalar
 
 from amzkit.core.io import id_keys, show_ids, write_csv, write_json
-from amzkit.core.metric import METRICS, smape
+from amzkit.core.metric import METRICS, smape, smape_terms
 from amzkit.core.params import Param, Parameters
 from amzkit.core.schema import SCHEMAS
 from amzkit.core.workdir import list_runs, stage_dir
@@ -77,10 +77,7 @@ def _smape_columns(target: np.ndarray, preds: np.ndarray) -> np.ndarray:
     out = np.empty(preds.shape[1])
     step = max(1, _CHUNK_CELLS // max(len(a), 1))
     for start in range(0, preds.shape[1], step):
-        f = preds[:, start:start + step]
-        denom = np.abs(a) / 2.0 + np.abs(f) / 2.0
-        ratio = np.divide(np.abs(f / 2.0 - a / 2.0), denom, out=np.zeros_like(f), where=denom > 0)
-        out[start:start + step] = 200.0 * ratio.mean(axis=0)
+        out[start:start + step] = smape_terms(a, preds[:, start:start + step]).mean(axis=0)
     return out
 
 
