@@ -568,3 +568,13 @@ def test_runs_of_reordered_train_rows_are_refused_with_what_changed(tmp_path: Pa
              noisy(w["test_target"], 0.3, 3), ids=np.asarray(w["ids"])[order], folds=np.asarray(w["folds"])[order])
     with pytest.raises(ValueError, match=r"'new' has the same ids in another row order\): cannot blend; rerun"):
         ensemble(tmp_path, ["old", "new"])
+
+
+def test_04s_column_wise_smape_is_the_metrics_smape() -> None:
+    from amzkit.stages.ensemble import _smape_columns
+
+    rng = np.random.default_rng(0)
+    target, preds = rng.lognormal(2, 1, 500), rng.lognormal(2, 1, (500, 7))
+    target[:3], preds[0, 0], preds[1, :] = 0.0, 0.0, target[1]  # A = F = 0 counts 0; a perfect row
+    np.testing.assert_allclose(_smape_columns(target, preds), [smape(target, preds[:, j]) for j in range(7)],
+                               rtol=0, atol=1e-12)
