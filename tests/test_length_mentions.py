@@ -79,6 +79,12 @@ def test_words_and_sizes_are_not_lengths(text: str) -> None:
         ("3 ft", [36.0]),
         ("5 yards", [180.0]),
         ("100mm", [10 * CM]),
+        ('70-7/8" long', [70.875]),  # a mixed fraction: it read 8.0
+        ("70 7/8 inch", [70.875]),
+        ("1/2 inch", [0.5]),
+        ('24 x 36-1/2"', [24.0, 36.5]),
+        ("10-12 inch", [12.0]),  # a range: its last number, as before
+        ("Width 30&quot; and 12&quot;", [30.0, 12.0]),  # the 2023 descriptions' HTML-escaped inch marks
     ],
 )
 def test_real_lengths_still_parse(text: str, inches: list[float]) -> None:

@@ -6,6 +6,7 @@ leaks no target; anything fit on labels lives in train.py, inside the folds.
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Callable
 
@@ -194,11 +195,24 @@ def keyword_features(frame: pd.DataFrame, parsed: pd.DataFrame, schema: Schema) 
 
 _LENGTH_UNIT = (r"mm|millimet(?:er|re)s?|cm|centimet(?:er|re)s?|m|met(?:er|re)s?|in|inch(?:es)?|\"|''"
                 r"|ft|feet|foot|yards?|yds?")
+# A number: 12, 12.5, a fraction 7/8, or a mixed one 70-7/8 / 70 7/8 (the 2023 titles' inches)
+_NUMBER = r"\d+(?:\.\d+)?(?:(?:-|[^\S\n])\d+/\d+)?|\d+/\d+"
 _LENGTH_MENTION = re.compile(
-    r"(\d+(?:\.\d+)?)(?:\s*(?:x|\*|by)\s*(\d+(?:\.\d+)?))?(?:\s*(?:x|\*|by)\s*(\d+(?:\.\d+)?))?"
+    rf"(?<![\d/.])({_NUMBER})(?:\s*(?:x|\*|by)\s*({_NUMBER}))?(?:\s*(?:x|\*|by)\s*({_NUMBER}))?"
     rf"(\s*)({_LENGTH_UNIT})(?![a-z])",
     re.IGNORECASE,
 )
+_MIXED = re.compile(r"(?:(\d+(?:\.\d+)?)(?:-|\s+))?(\d+)/(\d+)")
+
+
+def _number(text: str) -> float:
+    """The value of a _NUMBER match: "12.5" -> 12.5, "7/8" -> 0.875, "70-7/8" -> 70.875 (a /0 -> nan)."""
+    mixed = _MIXED.fullmatch(text)
+    if mixed is None:
+        return float(text)
+    whole, numerator, denominator = mixed.groups()
+    part = int(numerator) / int(denominator) if int(denominator) else np.nan
+    return (float(whole) if whole else 0.0) + part
 # "in" is also a preposition and a capital "M" also a size, so, outside an "a x b" dimension ("12 x 8 in Blue",
 # "1 M x 2 M": always lengths), those two units count only when:
 # - "in": no bare number follows ("3 in 1", "3in1", "1 in 6" are not lengths; "28in 76cm" is), and, with a space
@@ -233,8 +247,9 @@ def _reads_as_length(text: str, match: re.Match) -> bool:
 
 
 def length_mentions(text: str) -> list[float]:
-    """Every length written in `text` ("12 inch", "30 x 20 cm", '5"'), converted to inches."""
-    text = text or ""
+    """Every length written in `text` ("12 inch", "30 x 20 cm", '5"', '70-7/8"'), converted to inches; HTML
+    entities read as their characters (the 2023 descriptions write inch marks as &quot;)."""
+    text = html.unescape(text) if text and "&" in text else (text or "")
     values = []
     for match in _LENGTH_MENTION.finditer(text):
         unit = match.group(5).lower()
@@ -242,7 +257,7 @@ def length_mentions(text: str) -> list[float]:
         family, factor = UNITS.get(canonical, ("other", np.nan))
         if family != "length" or not _reads_as_length(text, match):
             continue
-        values += [float(v) * factor for v in match.groups()[:3] if v]
+        values += [_number(v) * factor for v in match.groups()[:3] if v]
     return values
 
 
