@@ -23,6 +23,8 @@ CM = 1 / 2.54  # inches per centimetre
     [
         "3 in 1 USB Charging Cable",
         "2-in-1 Laptop",
+        "3-in-1 Charger",  # a hyphen before "in" makes no length of it either
+        "Model X-100-M",
         "5 in 1 Fuel Additive",
         "3in1 Milk Tea Powder",
         "SIQIWO 3 in1 Charging Cable",
@@ -85,6 +87,13 @@ def test_words_and_sizes_are_not_lengths(text: str) -> None:
         ('24 x 36-1/2"', [24.0, 36.5]),
         ("10-12 inch", [12.0]),  # a range: its last number, as before
         ("Width 30&quot; and 12&quot;", [30.0, 12.0]),  # the 2023 descriptions' HTML-escaped inch marks
+        ("50cm/20in", [50 * CM, 20.0]),  # a number after "/" that is no fraction's denominator
+        ("Approx.24.5x3cm", [24.5 * CM, 3 * CM]),
+        (".75 inches", [0.75]),
+        ("12-Inch Skillet", [12.0]),  # a hyphen before the unit
+        ("3-1/2-Inch", [3.5]),
+        ("6-ft cable", [72.0]),
+        ("1/0 inch long, 5 inch", [5.0]),  # no value from a /0
     ],
 )
 def test_real_lengths_still_parse(text: str, inches: list[float]) -> None:

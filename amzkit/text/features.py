@@ -195,24 +195,29 @@ def keyword_features(frame: pd.DataFrame, parsed: pd.DataFrame, schema: Schema) 
 
 _LENGTH_UNIT = (r"mm|millimet(?:er|re)s?|cm|centimet(?:er|re)s?|m|met(?:er|re)s?|in|inch(?:es)?|\"|''"
                 r"|ft|feet|foot|yards?|yds?")
-# A number: 12, 12.5, a fraction 7/8, or a mixed one 70-7/8 / 70 7/8 (the 2023 titles' inches)
-_NUMBER = r"\d+(?:\.\d+)?(?:(?:-|[^\S\n])\d+/\d+)?|\d+/\d+"
+# A number: 12, 12.5, .75, a fraction 7/8, or a mixed one 70-7/8 / 70 7/8 (the 2023 titles' inches). It starts
+# after no digit, nor after a digit and "/" or "." (the 2 of 1/2), so "50cm/20in" and "Approx.24.5cm" still read.
+_NUMBER = r"\d+(?:\.\d+)?(?:(?:-|[^\S\n])\d+/\d+)?|\d+/\d+|(?<![\w.])\.\d+"
 _LENGTH_MENTION = re.compile(
-    rf"(?<![\d/.])({_NUMBER})(?:\s*(?:x|\*|by)\s*({_NUMBER}))?(?:\s*(?:x|\*|by)\s*({_NUMBER}))?"
-    rf"(\s*)({_LENGTH_UNIT})(?![a-z])",
+    rf"(?<!\d)(?<!\d[/.])({_NUMBER})(?:\s*(?:x|\*|by)\s*({_NUMBER}))?(?:\s*(?:x|\*|by)\s*({_NUMBER}))?"
+    rf"(\s*|-)({_LENGTH_UNIT})(?![a-z])",  # "12-Inch", "6-ft" ("3-in-1" is no length: see below)
     re.IGNORECASE,
 )
 _MIXED = re.compile(r"(?:(\d+(?:\.\d+)?)(?:-|\s+))?(\d+)/(\d+)")
 
 
 def _number(text: str) -> float:
-    """The value of a _NUMBER match: "12.5" -> 12.5, "7/8" -> 0.875, "70-7/8" -> 70.875 (a /0 -> nan)."""
+    """The value of a _NUMBER match: "12.5" -> 12.5, "7/8" -> 0.875, "70-7/8" -> 70.875; "30/40" (no fraction
+    below 1: two sizes) -> 40, the last, as a plain list reads; a /0 -> nan."""
     mixed = _MIXED.fullmatch(text)
     if mixed is None:
         return float(text)
     whole, numerator, denominator = mixed.groups()
-    part = int(numerator) / int(denominator) if int(denominator) else np.nan
-    return (float(whole) if whole else 0.0) + part
+    if not int(denominator):
+        return np.nan
+    if not whole and int(numerator) >= int(denominator):
+        return float(denominator)
+    return (float(whole) if whole else 0.0) + int(numerator) / int(denominator)
 # "in" is also a preposition and a capital "M" also a size, so, outside an "a x b" dimension ("12 x 8 in Blue",
 # "1 M x 2 M": always lengths), those two units count only when:
 # - "in": no bare number follows ("3 in 1", "3in1", "1 in 6" are not lengths; "28in 76cm" is), and, with a space
@@ -257,7 +262,7 @@ def length_mentions(text: str) -> list[float]:
         family, factor = UNITS.get(canonical, ("other", np.nan))
         if family != "length" or not _reads_as_length(text, match):
             continue
-        values += [_number(v) * factor for v in match.groups()[:3] if v]
+        values += [value * factor for value in (_number(v) for v in match.groups()[:3] if v) if np.isfinite(value)]
     return values
 
 
