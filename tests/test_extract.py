@@ -709,3 +709,21 @@ def test_an_image_shard_whose_marker_predates_the_local_file_sizes_is_kept_and_a
     Image.new("RGB", (64, 48), (250, 10, 10)).save(folder / data["train"]["image_link"][0], "JPEG")
     extract(data, folder, tmp_path / "work", "amazon2025", "color-stats")  # from now on a change is seen
     assert "recomputing 1 shards" in capsys.readouterr().out
+
+
+def test_a_marker_without_the_local_file_sizes_is_not_adopted_when_a_file_changed_since(tmp_path, capsys):
+    """A local image replaced before the first run after the upgrade must not be blessed with its new size."""
+    folder = make_demo(tmp_path / "data", n_train=12, n_test=4, seed=3).train_csv.parent
+    data = load_data(folder, "amazon2025")
+    extract(data, folder, tmp_path / "work", "amazon2025", "color-stats")
+    shards = tmp_path / "work" / "01_extract" / "color-stats" / extract_module.SHARDS_DIR
+    for marker in shards.glob("*.json"):
+        write_json(marker, {k: v for k, v in read_json(marker).items() if k != "local_files_sha256"})
+    Image.new("RGB", (64, 48), (250, 10, 10)).save(folder / data["train"]["image_link"][0], "JPEG")
+    capsys.readouterr()
+    extract(data, folder, tmp_path / "work", "amazon2025", "color-stats")
+    assert "recomputing 1 shards" in capsys.readouterr().out  # the train shard; the test shard is adopted
+    extract(data, folder, tmp_path / "fresh", "amazon2025", "color-stats")
+    np.testing.assert_array_equal(
+        load_embeddings(tmp_path / "work", "color-stats", "train", data["train"]["sample_id"])[0],
+        load_embeddings(tmp_path / "fresh", "color-stats", "train", data["train"]["sample_id"])[0])

@@ -123,6 +123,21 @@ def local_files_digest(links: Sequence[str], base_dir: str | Path) -> str | None
     return hashlib.sha256("\x00".join(parts).encode("utf-8", "surrogatepass")).hexdigest() if parts else None
 
 
+def local_sizes_match(links: Sequence[str], base_dir: str | Path, table: pd.DataFrame) -> bool:
+    """Whether every local file `links` name still has the size `table` (a shard's fetch table: link, bytes)
+    recorded when it was embedded (a missing or unreadable file counts 0)."""
+    recorded = dict(zip(table["link"].fillna("").astype(str),
+                        pd.to_numeric(table["bytes"], errors="coerce").fillna(0).astype(int), strict=True))
+    roots, real_dirs = local_roots(base_dir), {}
+    for link in links:
+        if not link or link_scheme(link) not in LOCAL_SCHEMES | {""}:
+            continue
+        path, _, _ = resolve_local(link, roots, real_dirs)
+        if recorded.get(link, -1) != (_file_size(path) if path is not None else 0):
+            return False
+    return True
+
+
 def fetch_images(
     links: pd.Series,
     base_dir: str | Path,

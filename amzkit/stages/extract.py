@@ -42,7 +42,7 @@ from amzkit.core.workdir import stage_dir
 from amzkit.embed.factory import create_embedder
 from amzkit.embed.registry import LOCAL_DIR, ModelSpec
 from amzkit.embed.runs import inputs_sha256, model_inputs
-from amzkit.images.fetch import fetch_images, local_files_digest
+from amzkit.images.fetch import fetch_images, local_files_digest, local_sizes_match
 from amzkit.images.http import NetworkWatch
 from amzkit.images.records import is_retryable
 from amzkit.stages.extract_reports import check_some_image, network_down_error, warn_passing_failures
@@ -152,9 +152,12 @@ def _check_shard_arrays(stem: Path, marker: Path, info: dict) -> tuple[np.ndarra
 ADOPTED_KEYS = ("local_files_sha256",)
 
 
-def _shard_state(shard_dir: Path, split: str, shard_no: int, expected: dict) -> str:
+def _shard_state(shard_dir: Path, split: str, shard_no: int, expected: dict,
+                 unchanged_since: Callable[[Path], bool] | None = None) -> str:
     """'done' when the shard's marker describes exactly these rows, inputs and fit and its arrays are the ones it
-    vouches for; otherwise why it must be computed: 'new', 'changed' (other rows, inputs or fit) or 'damaged'."""
+    vouches for; otherwise why it must be computed: 'new', 'changed' (other rows, inputs or fit) or 'damaged'.
+    A marker without an ADOPTED_KEYS key takes it only when `unchanged_since(stem)` (None: always) says the
+    shard's inputs are still those it was made from."""
     stem = shard_dir / _shard_stem(split, shard_no)
     marker = Path(f"{stem}.json")
     if not marker.is_file():
@@ -171,8 +174,19 @@ def _shard_state(shard_dir: Path, split: str, shard_no: int, expected: dict) -> 
     except ValueError:
         return "damaged"
     if adopted:  # a marker from before the key: the shard is kept, and vouched for from now on
+        if unchanged_since is not None and not unchanged_since(stem):
+            return "changed"
         write_json(marker, {**saved, **{key: expected[key] for key in adopted}})
     return "done"
+
+
+def _local_files_unchanged(stem: Path, links: list[str], data_dir) -> bool:
+    """Whether the local image files of a shard still have the sizes its fetch table recorded (no table: no)."""
+    table = Path(f"{stem}.fetch.csv")
+    if not table.is_file():
+        return False
+    return local_sizes_match(links, data_dir, pd.read_csv(table, usecols=["link", "bytes"], dtype={"link": str},
+                                                         keep_default_na=False))
 
 
 def _remove_stale_shards(shard_dir: Path, plans: dict[str, int]) -> list[str]:
@@ -236,7 +250,8 @@ def extract(
                         "inputs_sha256": inputs_sha256(inputs[start:stop]), "fit_sha256": fit}
             if spec.modality == "image" and (local := local_files_digest(inputs[start:stop], data_dir)):
                 expected["local_files_sha256"] = local  # a local image replaced or repaired is embedded again
-            state = _shard_state(shard_dir, split, shard_no, expected)
+            state = _shard_state(shard_dir, split, shard_no, expected, functools.partial(
+                _local_files_unchanged, links=inputs[start:stop], data_dir=data_dir))
             if state != "done":
                 todo[(split, shard_no)] = expected
                 states[state] = states.get(state, 0) + 1
