@@ -727,3 +727,22 @@ def test_a_marker_without_the_local_file_sizes_is_not_adopted_when_a_file_change
     np.testing.assert_array_equal(
         load_embeddings(tmp_path / "work", "color-stats", "train", data["train"]["sample_id"])[0],
         load_embeddings(tmp_path / "fresh", "color-stats", "train", data["train"]["sample_id"])[0])
+
+
+def test_a_merge_made_without_its_model_spec_still_reads_no_embedding_for_a_row_without_text(small_demo, tmp_path):
+    from amzkit.stages.extract import merge_shards
+
+    data = load_data(small_demo, "amazon2025")
+    data["train"].loc[3, "catalog_content"] = ""
+    extract(data, small_demo, tmp_path / "work", "amazon2025", "tfidf-svd")
+    merged = tmp_path / "merged" / "01_extract" / "tfidf-svd"
+    ids = {split: data[split]["sample_id"] for split in ("train", "test")}
+    manifest = merge_shards([tmp_path / "work" / "01_extract" / "tfidf-svd"], merged, ids)  # no spec: no modality
+    assert "modality" not in manifest
+    x, ok = np.load(merged / "train.npy"), np.load(merged / "train_ok.npy")
+    x[3], ok[3] = x[0], True  # an older kernel's shard: the vector of "", ok
+    np.save(merged / "train.npy", x)
+    np.save(merged / "train_ok.npy", ok)
+    x, ok = load_embeddings(tmp_path / "merged", "tfidf-svd", "train", data["train"]["sample_id"],
+                            frame=data["train"], schema=get_schema("amazon2025"))
+    assert not ok[3] and np.isnan(x[3]).all() and ok[[0, 1, 2, 4]].all()

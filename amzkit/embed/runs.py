@@ -77,7 +77,9 @@ def load_embeddings(work_dir: str | Path, name: str, split: str, ids, has_images
     ok = np.load(run_dir / f"{split}_ok.npy")
     if len(embeddings) != len(ids) or len(ok) != len(ids):
         raise ValueError(f"embedding run {name!r} ({split}) has {len(embeddings)} rows, the CSV {len(ids)}")
-    if frame is not None and schema is not None and manifest.get("modality") == "text":
+    modality = manifest.get("modality") or (MODELS[manifest["model"]].modality  # a merge made without its spec
+                                            if manifest.get("model") in MODELS else None)
+    if frame is not None and schema is not None and modality == "text":
         empty = (row_text(frame, schema).str.strip() == "").to_numpy()
         if (empty & ok).any():  # a run an older amzkit made (or merged) holds the vector of "" there: no text
             ok = ok & ~empty
