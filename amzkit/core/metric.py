@@ -118,12 +118,11 @@ def smape_by_target_bin(actual, predicted, n_bins: int = 10) -> pd.DataFrame:
     """Rows split into `n_bins` equal-count bins of the actual value (ties kept together): per bin its range,
     rows, median actual and prediction, SMAPE and share of the total SMAPE: where a model's errors lie
     (predictions pulled towards the median show as a high SMAPE in the end bins)."""
-    per_row = smape_per_row(actual, predicted)
     a, f = _pair(actual, predicted)
+    per_row = smape_terms(a, f)
     bins = ((pd.Series(a).rank(method="min").to_numpy() - 1) * n_bins // len(a)).astype(int)  # ties: one bin
     table = pd.DataFrame({"bin": bins, "actual": a, "pred": f, "smape": per_row}).groupby("bin").agg(
         low=("actual", "min"), high=("actual", "max"), rows=("actual", "size"), median_actual=("actual", "median"),
         median_pred=("pred", "median"), smape=("smape", "mean"), total=("smape", "sum"))
     table["share_of_error"] = table.pop("total") / per_row.sum() if per_row.sum() > 0 else 0.0
     return table.reset_index(drop=True)
-

@@ -110,16 +110,21 @@ def resolve_local(link: str, roots: Sequence[str], real_dirs: dict[str, str] | N
     return (str(Path(path)), "ok", "") if info.st_size > 0 else (None, "empty", "")
 
 
+def _local_file_sizes(links: Sequence[str], base_dir: str | Path) -> list[tuple[str, int]]:
+    """(link, size) of each local link in `links`, in order; 0 for a file missing, empty or outside the folder."""
+    roots, real_dirs, sizes = local_roots(base_dir), {}, []
+    for link in links:
+        if link and link_scheme(link) in LOCAL_SCHEMES | {""}:
+            path, _, _ = resolve_local(link, roots, real_dirs)
+            sizes.append((link, _file_size(path) if path is not None else 0))
+    return sizes
+
+
 def local_files_digest(links: Sequence[str], base_dir: str | Path) -> str | None:
     """sha256 of the size of each local image file `links` name (in the CSV's folder), so a file replaced or
     repaired under the same link is embedded again; None when no link is local. Sizes, not modification times:
     a dataset mounted again in another Kaggle session keeps its sizes, not always its times."""
-    roots, real_dirs, parts = local_roots(base_dir), {}, []
-    for link in links:
-        if not link or link_scheme(link) not in LOCAL_SCHEMES | {""}:
-            continue
-        path, status, _ = resolve_local(link, roots, real_dirs)
-        parts.append(f"{link}\x01{status}\x01{_file_size(path) if path is not None else ''}")
+    parts = [f"{link}\x01{size}" for link, size in _local_file_sizes(links, base_dir)]
     return hashlib.sha256("\x00".join(parts).encode("utf-8", "surrogatepass")).hexdigest() if parts else None
 
 
@@ -128,14 +133,7 @@ def local_sizes_match(links: Sequence[str], base_dir: str | Path, table: pd.Data
     recorded when it was embedded (a missing or unreadable file counts 0)."""
     recorded = dict(zip(table["link"].fillna("").astype(str),
                         pd.to_numeric(table["bytes"], errors="coerce").fillna(0).astype(int), strict=True))
-    roots, real_dirs = local_roots(base_dir), {}
-    for link in links:
-        if not link or link_scheme(link) not in LOCAL_SCHEMES | {""}:
-            continue
-        path, _, _ = resolve_local(link, roots, real_dirs)
-        if recorded.get(link, -1) != (_file_size(path) if path is not None else 0):
-            return False
-    return True
+    return all(recorded.get(link, -1) == size for link, size in _local_file_sizes(links, base_dir))
 
 
 def fetch_images(

@@ -148,7 +148,7 @@ def assemble_features(inputs: RunInputs, features: Sequence[str], embeddings: Se
     static = np.hstack(blocks) if len(blocks) > 1 else blocks[0]
     if static.shape[1] == 0 and not transforms:
         raise ValueError("no features: give at least one feature group or embedding run")
-    _check_distinct_columns(names + [n for t in transforms for n in t.names], column_groups + [
-        label for t, label in zip(transforms, fold_groups, strict=True) for _ in t.names])
-    return FeatureSet(static, names, categorical, transforms, n_train=inputs.n_train, static_groups=column_groups,
-                      transform_groups=fold_groups)
+    built = FeatureSet(static, names, categorical, transforms, n_train=inputs.n_train, static_groups=column_groups,
+                       transform_groups=fold_groups)
+    _check_distinct_columns(built.names, built.groups)
+    return built
