@@ -355,6 +355,37 @@ def test_bagged_runs_keep_every_model_and_record_bags(planted):
     assert sorted(p.name for p in models.iterdir()) == [f"fold{k}.txt" for k in range(5)]
 
 
+class _ModelWriter:
+    """A fitted model's save_model: records the file name it was given; `fail` writes half a file, then fails."""
+
+    def __init__(self, fail: bool = False):
+        self.fail, self.names = fail, []
+
+    def save_model(self, filename: str) -> None:
+        self.names.append(Path(filename).name)
+        Path(filename).write_text("half a mod")
+        if self.fail:
+            raise OSError(28, "No space left on device")
+
+
+@pytest.mark.parametrize("learner", ["lightgbm", "xgboost", "catboost"])
+def test_a_fold_model_whose_write_fails_leaves_the_previous_model_whole(tmp_path, learner):
+    cls = LEARNERS[learner].load()
+    suffix = cls.model_suffix
+    (tmp_path / f"fold0{suffix}").write_text("the whole previous model")
+    model = cls()
+    model.model_ = [_ModelWriter(fail=True)]
+    with pytest.raises(OSError, match="No space left"):
+        model.save_fold(tmp_path, 0)
+    assert (tmp_path / f"fold0{suffix}").read_text() == "the whole previous model"
+    writer = _ModelWriter()
+    model.model_ = [writer]
+    model.save_fold(tmp_path, 0)
+    assert writer.names[0].endswith(suffix)  # XGBoost chooses JSON by the name's suffix
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == [f"fold0{suffix}"]
+    assert (tmp_path / f"fold0{suffix}").read_text() == "half a mod"
+
+
 @pytest.mark.parametrize("bags", [0, -1, 2.5, True, "3", 51])
 def test_bags_must_be_a_whole_number_of_models(tmp_path, bags):
     with pytest.raises(ValueError, match="bags must be a whole number from 1 to 50"):

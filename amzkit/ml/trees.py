@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import os
 from abc import abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -258,7 +259,10 @@ class TreeLearner(Learner):
     def save_fold(self, folder: Path, fold: int) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         for bag, model in enumerate(self.model_):  # fold<k>, then fold<k>_bag<b> for further seeds
-            model.save_model(str(folder / f"fold{fold}{'' if bag == 0 else f'_bag{bag}'}{self.model_suffix}"))
+            path = folder / f"fold{fold}{'' if bag == 0 else f'_bag{bag}'}{self.model_suffix}"
+            partial = path.with_name(f".{path.name}")  # its suffix kept: XGBoost picks the file format by it
+            model.save_model(str(partial))
+            os.replace(partial, path)  # a kill mid-write leaves the hidden partial file, never a cut model
 
     def describe(self) -> dict:
         return {**super().describe(), "features": list(self.features), "embeddings": list(self.embeddings),
