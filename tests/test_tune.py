@@ -44,9 +44,9 @@ def synthetic(tmp_path):
 
 
 def _tune(data, work, name="tuned", n_trials=4, **kwargs):
-    kwargs = {"base_preset": WEAK_BASE, "num_threads": 1, "tfidf_dim": 8, "progress": False, **kwargs}
-    return tune_preset(data, "amazon2025", work, name, FEATURES, EMBEDDINGS, n_trials=n_trials,
-                       timeout_minutes=None, **kwargs)
+    kwargs = {"base_preset": WEAK_BASE, "num_threads": 1, "tfidf_dim": 8, "progress": False, "timeout_minutes": None,
+              **kwargs}
+    return tune_preset(data, "amazon2025", work, name, FEATURES, EMBEDDINGS, n_trials=n_trials, **kwargs)
 
 
 def test_tuned_preset_reproduces_the_study_best_and_trial_0_is_the_base(synthetic):
@@ -233,3 +233,55 @@ def test_the_tuning_plot_keeps_a_failed_trial_from_flattening_the_others(tmp_pat
     assert 39.1 > low and 41.0 < high < 75.9  # the trials near the best fill the axis; the failed one is marked
     assert any("above the axis (1: worse than" in t.get_text() for t in ax.get_legend().get_texts())
     assert ax.get_title() == "tuned: best 39.100 in 5 trials"
+
+
+def test_total_trials_counts_the_study_in_all_and_a_finished_budget_runs_none_again(synthetic, monkeypatch):
+    data, work = synthetic
+    first = _tune(data, work, n_trials=2, total_trials=True)
+    again = _tune(data, work, n_trials=2, total_trials=True)
+    assert (first["n_new"], again["n_new"], again["n_trials"]) == (2, 0, 2)
+    assert again["best_smape"] == first["best_smape"]
+    assert _tune(data, work, n_trials=3, total_trials=True)["n_new"] == 1  # a larger count tunes on
+    # a session whose time budget ran out after one trial (optimize returns early): the same budget runs none again
+    import optuna
+
+    real_optimize = optuna.study.Study.optimize
+    monkeypatch.setattr(optuna.study.Study, "optimize",
+                        lambda self, func, n_trials=None, **kw: real_optimize(self, func, n_trials=1, **kw))
+    assert _tune(data, work, "timed", n_trials=3, total_trials=True)["n_new"] == 1
+    monkeypatch.undo()
+    assert _tune(data, work, "timed", n_trials=3, total_trials=True)["n_new"] == 0
+    assert _tune(data, work, "timed", n_trials=3, total_trials=True, timeout_minutes=60)["n_new"] == 2
+
+
+def test_03_run_again_after_a_stop_in_its_folds_resumes_them_without_tuning_again(synthetic, tmp_path, monkeypatch,
+                                                                                  capsys):
+    from amzkit.app import runners
+    from amzkit.app.parameters import check_parameters, stage_parameters
+    from amzkit.stages import train as train_stage
+
+    data, work = synthetic
+    (tmp_path / "data").mkdir()
+    for split, frame in data.items():
+        frame.to_csv(tmp_path / "data" / f"{split}.csv", index=False)
+    values = {**stage_parameters("03_train"), "data_dir": str(tmp_path / "data"), "work_dir": str(work),
+              "run_name": "t", "features": FEATURES, "embeddings": EMBEDDINGS, "tune_trials": 2, "tfidf_dim": 8,
+              "num_threads": 1, "preset": "default"}
+    real_cv = train_stage.cross_validate
+
+    def stopped_after_two_folds(*args, fold_done, **kwargs):
+        def done(step, state):
+            fold_done(step, state)
+            if step == 1:
+                raise RuntimeError("the Kaggle session ended")
+        return real_cv(*args, fold_done=done, **kwargs)
+
+    monkeypatch.setattr(train_stage, "cross_validate", stopped_after_two_folds)
+    with pytest.raises(RuntimeError, match="session ended"):
+        runners.run_train(runners.setup(check_parameters(values, "03_train"), "03_train"))
+    monkeypatch.undo()
+    capsys.readouterr()
+    runners.run_train(runners.setup(check_parameters(values, "03_train"), "03_train"))
+    said = capsys.readouterr().out
+    assert "t: resuming after 2 finished folds" in said and "no trial run again" in said
+    assert len(pd.read_csv(tuning_paths(work, "tuned-t")["trials"])) == 2

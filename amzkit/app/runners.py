@@ -286,11 +286,14 @@ def run_train(ctx: Context) -> dict:
                             n_folds=p.n_folds, seed=p.seed, fold_strategy=p.fold_strategy, base_preset=p.preset,
                             n_trials=p.tune_trials, timeout_minutes=p.tune_minutes, num_threads=p.num_threads,
                             tfidf_dim=p.tfidf_dim, data_dir=ctx.data_dir, lgb_params=fixed, group_by=p.group_by,
-                            learner_settings=own)
+                            learner_settings=own, total_trials=True)
         without = "; tuned without the pseudo-labels the run adds" if p.pseudo_label_run else ""
+        earlier = "" if tuned["n_new"] else (
+            f"; no trial run again: the study already has its tune_trials {p.tune_trials}, or ran its "
+            f"tune_minutes {p.tune_minutes:g} to the end (a larger tune_trials or tune_minutes tunes on)")
         print(f"tuned preset {preset!r}: CV SMAPE {tuned['best_smape']:.3f} vs {tuned['base_smape']:.3f} with "
               f"{p.preset!r} ({tuned['n_trials']} trials, {tuned['n_pruned']} pruned; chosen on these folds, so "
-              f"the gain is a little optimistic{without}); later runs can use -p preset {preset}")
+              f"the gain is a little optimistic{without}{earlier}); later runs can use -p preset {preset}")
     metrics = train_run(ctx.data, ctx.schema.name, ctx.work_dir, p.run_name, p.features, p.embeddings,
                         learner=p.learner, learner_params=p.learner_params, preset=preset, lgb_params=p.lgb_params,
                         n_folds=p.n_folds, seed=p.seed, fold_strategy=p.fold_strategy, num_threads=p.num_threads,

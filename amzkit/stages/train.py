@@ -59,7 +59,8 @@ PARAMETERS = Parameters(
           f"{MIN_GROUP_ROWS} rows"),
     Param("tfidf_dim", TFIDF_DIM, "width of the in-fold TF-IDF + SVD feature group", low=1),
     Param("num_threads", 0, "threads of the learner; 0: the cores free to this process", low=0),
-    Param("tune_trials", 0, "Optuna trials over LightGBM parameters before the run (0: no tuning)", low=0),
+    Param("tune_trials", 0, "Optuna trials over LightGBM parameters before the run, in all: a rerun adds only the "
+          "missing (0: no tuning)", low=0),
     Param("tune_minutes", 30.0, "time budget of the tuning in minutes", low=0, low_open=True),
     Param("pseudo_label_run", "", "an earlier run whose confident test predictions join training (\"\": none)",
           plain_name=True),

@@ -212,7 +212,7 @@ def tune_preset(
     base_preset: str | dict = D.preset, n_trials: int = 50, timeout_minutes: float | None = D.tune_minutes,
     num_threads: int = D.num_threads, tfidf_dim: int = D.tfidf_dim, search_space: dict[str, tuple] | None = None,
     data_dir: str | Path | None = None, lgb_params: dict | None = None, group_by: str = D.group_by,
-    learner_settings: dict | None = None, progress: bool = True,
+    learner_settings: dict | None = None, progress: bool = True, total_trials: bool = False,
 ) -> dict:
     """Search LightGBM params (CV SMAPE on the shared folds) and save the best as preset `name`.
 
@@ -221,8 +221,10 @@ def tune_preset(
     study scores what the run will train.
     Runs up to `n_trials` more trials within `timeout_minutes` (None: no limit); the same `name` again
     continues the study, which must then have the same rows, folds, features, embeddings, base preset, learner
-    settings and data (every CSV cell and 01 run: `inputs_digest`).
-    Returns best_smape, base_smape, n_trials, n_pruned, seconds and the paths written.
+    settings and data (every CSV cell and 01 run: `inputs_digest`). With `total_trials` (03's `tune_trials`)
+    `n_trials` counts the study's finished trials in all: a study that has them, or whose last session with the
+    same budget ran to its end (its timeout), runs none again, so a rerun of a stopped run resumes its folds.
+    Returns best_smape, base_smape, n_trials, n_new (trials run by this call), n_pruned, seconds and the paths.
     """
     optuna = _import_optuna()
     if name in PRESETS:
@@ -281,13 +283,17 @@ def tune_preset(
         trials = probe.get_trials(deepcopy=False)
         for stale in (t for t in trials if t.state == optuna.trial.TrialState.RUNNING):
             storage.set_trial_state_values(stale._trial_id, optuna.trial.TrialState.FAIL)  # an interrupted run
+        budget = {"n_trials": n_trials, "timeout_minutes": timeout_minutes}
+        finished = sum(t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for t in trials)
+        to_run = n_trials if not total_trials else (
+            0 if probe.user_attrs.get("budget_spent") == budget else max(0, n_trials - finished))
         # A fresh seed per session: a resumed study does not redraw the first session's random trials.
         sampler = optuna.samplers.TPESampler(seed=seed + len(trials), n_startup_trials=SAMPLER_STARTUP_TRIALS)
         pruner = optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=0)
         study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
         base_queued = any(t.user_attrs.get("base") and t.state in (optuna.trial.TrialState.COMPLETE,
                                                                      optuna.trial.TrialState.WAITING) for t in trials)
-        if not base_queued and n_trials > 0:
+        if not base_queued and to_run > 0:
             study.enqueue_trial({k: _nearest_in_space(_base_value(base["params"], k), spec)
                                  for k, spec in space.items()}, user_attrs={"base": True})
 
@@ -321,9 +327,13 @@ def tune_preset(
             print(f"trial {trial.number:3d}: {outcome:44s} {best}  {seconds:.1f} s", flush=True)
 
         timeout = timeout_minutes * 60 if timeout_minutes else None
-        if n_trials > 0:
-            study.optimize(objective, n_trials=n_trials, timeout=timeout, callbacks=[report])
-        return _save_tuning(study, optuna, work_dir, name, paths, setup, started)
+        before = len(trials)
+        if to_run > 0:
+            study.optimize(objective, n_trials=to_run, timeout=timeout, callbacks=[report])
+        if total_trials:  # this budget ran to its end (a stop inside optimize raises before here)
+            study.set_user_attr("budget_spent", budget)
+        summary = _save_tuning(study, optuna, work_dir, name, paths, setup, started)
+        return {**summary, "n_new": summary["n_trials"] - before}
     finally:
         optuna.logging.set_verbosity(verbosity)
         storage.engine.dispose()
