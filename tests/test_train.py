@@ -851,3 +851,43 @@ def test_a_lightgbm_error_that_is_no_range_check_is_raised_as_lightgbm_gave_it(s
     data, work = synthetic
     with pytest.raises(lgb.basic.LightGBMError, match="GPU Tree Learner was not enabled"):
         train_run(data, "amazon2025", work, "no_gpu", ["quantity"], [], lgb_params=FAST)
+
+
+def test_a_stopped_run_starts_over_when_its_local_images_changed_since(tmp_path, capsys):
+    """No manifest covers image groups read from local files: the kept folds must still not join a run whose
+    image columns differ (the same names, other pictures)."""
+    from PIL import Image
+
+    from amzkit.testing import counting_fits
+
+    rng = np.random.default_rng(0)
+    n_train, n_test = 120, 20
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    sizes = rng.integers(20, 90, size=(n_train + n_test, 2))
+    names = [f"img{i}.png" for i in range(n_train + n_test)]
+
+    def draw(scale: int) -> None:
+        for name, (w, h) in zip(names, sizes * scale, strict=True):
+            Image.new("RGB", (int(w), int(h)), (200, 30, 30)).save(data_dir / name)
+
+    text = [f"Item Name: Product {i}\nValue: 1.0\nUnit: Count" for i in range(n_train + n_test)]
+    data = {"train": pd.DataFrame({"sample_id": np.arange(n_train), "catalog_content": text[:n_train],
+                                   "image_link": names[:n_train], "price": np.exp(rng.normal(2.5, 0.7, n_train))}),
+            "test": pd.DataFrame({"sample_id": np.arange(n_train, n_train + n_test), "catalog_content": text[n_train:],
+                                  "image_link": names[n_train:]})}
+    settings = {"features": ["text_stats", "image_meta"], "embeddings": [], "num_threads": 1,
+                "params": {"learning_rate": 0.1, "num_leaves": 7, "min_data_in_leaf": 10}}
+    draw(1)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(data, "amazon2025", tmp_path / "work", "img",
+                  learner=counting_fits(LightGBMLearner, kill_at=3)(**settings), data_dir=data_dir, progress=False)
+    draw(3)  # the pictures replaced under the same names
+    capsys.readouterr()
+    resumed = counting_fits(LightGBMLearner)(**settings)
+    train_run(data, "amazon2025", tmp_path / "work", "img", learner=resumed, data_dir=data_dir, progress=False)
+    assert "starting over" in capsys.readouterr().out and resumed.fits == 5
+    fresh = train_run(data, "amazon2025", tmp_path / "work", "fresh", learner=LightGBMLearner(**settings),
+                      data_dir=data_dir, progress=False)
+    resumed_metrics = train_module.read_json(tmp_path / "work" / "03_train" / "img" / "metrics.json")
+    assert resumed_metrics["cv_smape"] == fresh["cv_smape"]

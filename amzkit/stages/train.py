@@ -32,6 +32,7 @@ from amzkit.core.schema import Schema, get_schema
 from amzkit.core.workdir import check_name, missing_run, stage_dir
 from amzkit.ml.base import DEFAULT_SEED, Learner, RunInputs, fp16_overflow_words
 from amzkit.ml.cv import cross_validate, devices_for_folds
+from amzkit.ml.featureset import FeatureSet
 from amzkit.ml.folds import FOLD_STRATEGIES, check_trainable, folds_around
 from amzkit.ml.learners import LEARNERS, get_learner, make_learner
 from amzkit.ml.pseudo import pseudo_labels
@@ -202,8 +203,18 @@ def _fingerprint(model: Learner, folds: np.ndarray, pseudo) -> str:
     inputs = model.inputs_
     described = {**model.resume_key(), "folds": id_hash(folds), "seed": inputs.seed,
                  "pseudo": None if pseudo is None else pseudo.summary(), "inputs": inputs_digest(inputs),
+                 "static_features": static_features_digest(model),
                  "amzkit": amzkit.__version__}  # a new build (Kaggle's wheel: +N) may compute folds differently
     return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def static_features_digest(model: Learner) -> str | None:
+    """The digest of the learner's label-free feature columns (None: it has no FeatureSet): they cover what no
+    manifest does, such as image groups read from local files in data_dir or from 01's image tables."""
+    features = getattr(model, "features_", None)
+    if not isinstance(features, FeatureSet):
+        return None
+    return hashlib.sha256(np.ascontiguousarray(features.static).tobytes()).hexdigest()
 
 
 def inputs_digest(inputs: RunInputs) -> dict:
@@ -243,7 +254,7 @@ def _resumable_cv(model: Learner, folds: np.ndarray, run_dir: Path, pseudo, prog
                 print(f"{run_dir.name}: resuming after {start} finished folds (kept in {folder})")
             else:
                 print(f"{run_dir.name}: the {saved.get('folds_done', 0)} folds kept in {folder} were made with "
-                      "another setup (settings, CSV cells, 01 runs or amzkit build): starting over")
+                      "another setup (settings, CSV cells, 01 runs, image files or amzkit build): starting over")
         except (OSError, ValueError, KeyError) as err:
             print(f"{run_dir.name}: the kept folds in {folder} are unreadable ({err}); starting over")
             previous, start = None, 0
