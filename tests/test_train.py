@@ -6,6 +6,7 @@ import json
 import types
 
 import lightgbm as lgb
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -891,3 +892,29 @@ def test_a_stopped_run_starts_over_when_its_local_images_changed_since(tmp_path,
                       data_dir=data_dir, progress=False)
     resumed_metrics = train_module.read_json(tmp_path / "work" / "03_train" / "img" / "metrics.json")
     assert resumed_metrics["cv_smape"] == fresh["cv_smape"]
+
+
+def test_a_run_stopped_while_saving_its_replacement_leaves_neither_its_old_row_nor_its_old_plots(synthetic,
+                                                                                              monkeypatch):
+    from amzkit.ml import runs
+
+    data, work = synthetic
+    train_run(data, "amazon2025", work, "r", ["text_stats"], [], lgb_params=FAST, num_threads=1)
+    train_run(data, "amazon2025", work, "other", ["quantity"], [], lgb_params=FAST, num_threads=1)
+    plt.close(plot_oof(work, "r"))
+    plt.close(plot_importance(work, "r"))
+    run_dir = work / "03_train" / "r"
+    assert all((run_dir / name).is_file() for name in runs.RUN_PLOTS)
+
+    def stopped(path, obj):
+        raise KeyboardInterrupt("the session ended while the run was saved")
+
+    monkeypatch.setattr(runs, "write_json", stopped)
+    with pytest.raises(KeyboardInterrupt):  # the same name retrained as another learner: no importance, new OOF
+        train_run(data, "amazon2025", work, "r", learner="ridge_tfidf")
+    monkeypatch.undo()
+    assert (run_dir / "oof.csv").is_file() and not (run_dir / "metrics.json").exists()
+    assert pd.read_csv(work / "runs.csv")["run"].tolist() == ["other"], "the old CV beside the new OOF"
+    assert not any((run_dir / name).exists() for name in runs.RUN_PLOTS), "plots of the run that is gone"
+    train_run(data, "amazon2025", work, "r", learner="ridge_tfidf")
+    assert pd.read_csv(work / "runs.csv").set_index("run").loc["r", "learner"] == "ridge_tfidf"

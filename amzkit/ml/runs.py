@@ -31,6 +31,9 @@ def save_run(work_dir: str | Path, run_name: str, schema: Schema, train: pd.Data
     # metrics.json marks a finished run (04, 05 and `lb` read only those): gone while the files it describes are
     # replaced, so a kill in between leaves an unfinished run, never new OOF beside old test predictions
     (run_dir / "metrics.json").unlink(missing_ok=True)
+    write_runs_log_row(work_dir, run_name, None)  # nor its old row in the runs table, nor plots of the old run
+    for plot in RUN_PLOTS:
+        (run_dir / plot).unlink(missing_ok=True)
     write_csv(pd.DataFrame({"id": ids, "fold": folds, "target": y, "pred": oof}), run_dir / "oof.csv")
     write_csv(pd.DataFrame({"id": test[schema.id_column].to_numpy(), "pred": test_pred}), run_dir / "test_pred.csv")
     fold_ids = np.unique(folds)
@@ -53,7 +56,7 @@ def save_run(work_dir: str | Path, run_name: str, schema: Schema, train: pd.Data
     for name in schema.report_metrics:
         metrics[f"cv_{name}"] = METRICS[name].fn(y, oof)
     write_json(run_dir / "metrics.json", metrics)
-    append_runs_log(work_dir, metrics)
+    write_runs_log_row(work_dir, run_name, metrics)
     return metrics
 
 
@@ -61,20 +64,29 @@ RUNS_LOG_COLUMNS = ("time", "run", "learner", "schema", "features", "embeddings"
                     "fold_smape_std", "constant_median_smape", "seconds", "params")
 
 
-def append_runs_log(work_dir: str | Path, metrics: dict) -> Path:
-    """Record a run in work_dir/runs.csv (the experiment leaderboard): one row per run name, the latest wins."""
+OOF_PLOT, IMPORTANCE_PLOT = "oof_scatter.png", "feature_importance.png"  # what 03's plot cells draw in a run folder
+RUN_PLOTS = (OOF_PLOT, IMPORTANCE_PLOT)
+
+
+def write_runs_log_row(work_dir: str | Path, run_name: str, metrics: dict | None) -> Path:
+    """Record a run in work_dir/runs.csv (the experiment leaderboard): one row per run name, the latest wins;
+    `metrics` None removes the run's row (a run being replaced is in the table only once it has finished)."""
     path = Path(work_dir) / "runs.csv"
-    row = {**metrics, "time": datetime.now(UTC).isoformat(timespec="seconds")}
-    row = {k: json.dumps(row.get(k)) if isinstance(row.get(k), list | dict) else row.get(k) for k in RUNS_LOG_COLUMNS}
+    if metrics is None and not path.is_file():
+        return path
     kept = []
     if path.is_file():
         with open(path, newline="", encoding="utf-8") as fh:
-            kept = [r for r in csv.DictReader(fh) if r.get("run") != str(row["run"])]
+            kept = [r for r in csv.DictReader(fh) if r.get("run") != str(run_name)]
+    if metrics is not None:
+        row = {**metrics, "run": run_name, "time": datetime.now(UTC).isoformat(timespec="seconds")}
+        kept.append({k: json.dumps(row.get(k)) if isinstance(row.get(k), list | dict) else row.get(k)
+                     for k in RUNS_LOG_COLUMNS})
     with atomic_path(path) as tmp:
         with open(tmp, "w", newline="", encoding="utf-8") as fh:
             writer = csv.DictWriter(fh, fieldnames=RUNS_LOG_COLUMNS, extrasaction="ignore")
             writer.writeheader()
-            writer.writerows([*kept, row])
+            writer.writerows(kept)
     return path
 
 

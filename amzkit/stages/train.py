@@ -36,7 +36,7 @@ from amzkit.ml.featureset import FeatureSet
 from amzkit.ml.folds import FOLD_STRATEGIES, check_trainable, folds_around
 from amzkit.ml.learners import LEARNERS, get_learner, make_learner
 from amzkit.ml.pseudo import pseudo_labels
-from amzkit.ml.runs import PROGRESS_DIR, PSEUDO_BASELINE_DIR, save_run
+from amzkit.ml.runs import IMPORTANCE_PLOT, OOF_PLOT, PROGRESS_DIR, PSEUDO_BASELINE_DIR, save_run
 from amzkit.ml.transforms import TFIDF_DIM
 from amzkit.ml.trees import DEFAULT_FEATURES, MIN_GROUP_ROWS
 
@@ -314,7 +314,7 @@ def plot_importance(work_dir: str | Path, name: str, top: int = 30):
     ax.barh(drawn["feature"], drawn[kind])
     ax.set(xlabel=f"{kind.replace('_', ' ')} (mean over folds)", title=f"{name}: top {len(drawn)} features")
     fig.tight_layout()
-    save_figure(fig, run_dir / "feature_importance.png")
+    save_figure(fig, run_dir / IMPORTANCE_PLOT)
     return fig
 
 
@@ -348,5 +348,5 @@ def plot_oof(work_dir: str | Path, name: str):
     bars.set(xlabel="actual value, tenths of the rows", ylabel="SMAPE", title="SMAPE per tenth of the actual values")
     bars.legend(fontsize=8)
     fig.tight_layout()
-    save_figure(fig, run_dir / "oof_scatter.png")
+    save_figure(fig, run_dir / OOF_PLOT)
     return fig
