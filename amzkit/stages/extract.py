@@ -375,7 +375,8 @@ def _embed_shards(todo: dict, data, schema_, spec: ModelSpec, embedder, shard_di
         write_npy(shard_dir / f"{stem}.npy", embeddings)
         write_npy(shard_dir / f"{stem}.ok.npy", ok)
         write_json(shard_dir / f"{stem}.json", {  # the marker goes last: its presence means the shard is whole
-            **expected, "rows": stop - start, "ok": int(ok.sum()), "dim": int(embeddings.shape[1]),
+            **expected, "modality": spec.modality, "rows": stop - start, "ok": int(ok.sum()),
+            "dim": int(embeddings.shape[1]),
             "dtype": str(embeddings.dtype), "seconds": round(seconds, 3),
             "npy_sha256": array_sha256(embeddings), "ok_sha256": array_sha256(ok),
         })
@@ -468,6 +469,8 @@ def merge_shards(sources: list[str | Path], out_dir: str | Path, ids: dict[str, 
                                      **({"inputs": shard_inputs} if shard_inputs else {})}  # what load checks
     if spec is not None:
         manifest.update(modality=spec.modality, architecture=spec.architecture, source=spec.source)
+    elif len(modalities := {info.get("modality") for _, info in markers.values()}) == 1 and None not in modalities:
+        manifest["modality"] = modalities.pop()  # merged without the spec: what its shards say (a local-dir model)
     rows = sum(s["rows"] for s in manifest["splits"].values())
     manifest.update(seconds=round(total_seconds, 3), rows_per_second=round(rows / max(total_seconds, 1e-9), 1))
     write_json(out_dir / "metrics.json", {k: manifest[k] for k in ("model", "dim", "splits", "rows_per_second")})
