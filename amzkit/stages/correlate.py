@@ -71,14 +71,27 @@ def null_max_abs_corr(x: np.ndarray, y: np.ndarray, n_permutations: int = 20, se
     """max |corr| over dimensions against `n_permutations` shuffles of y: the noise floor of the roadmap's number.
     With `groups` (products) that repeat, prices are shuffled between products (each product's mean price goes to
     every copy of another): copies share an embedding and a price, which widens max |corr| on noise by about
-    sqrt(copies), and a row-by-row shuffle would not (noise cleared it 40 times in 40)."""
+    sqrt(copies), and a row-by-row shuffle would not (noise cleared it 40 times in 40). Each row keeps a
+    deviation from its product's mean, shuffled among the product's copies: copies priced apart (other pack
+    sizes under one name) spread y as much as the real prices do (the means alone made the floor too high, and
+    real signal looked like noise), and no row keeps its own."""
     rng = np.random.default_rng(seed)
     if groups is not None:
         _, group_index = np.unique(np.asarray(groups), return_inverse=True)
         group_index = group_index.ravel()
         if group_index.max() + 1 < len(y):  # some product is listed more than once
+            y = np.asarray(y, dtype=float)
             means = np.bincount(group_index, weights=y) / np.bincount(group_index)
-            shuffled = np.column_stack([means[rng.permutation(len(means))][group_index]
+            deviations = y - means[group_index]
+            by_group = np.argsort(group_index, kind="stable")  # rows grouped by product, in row order
+
+            def within_products() -> np.ndarray:
+                """The deviations, each product's shuffled among its own copies."""
+                shuffled = np.empty_like(deviations)
+                shuffled[by_group] = deviations[np.lexsort((rng.random(len(y)), group_index))]
+                return shuffled
+
+            shuffled = np.column_stack([means[rng.permutation(len(means))][group_index] + within_products()
                                         for _ in range(n_permutations)])
             return np.abs(pearson_columns(x, shuffled)).max(axis=0)
     shuffled = np.column_stack([rng.permutation(y) for _ in range(n_permutations)])
