@@ -578,3 +578,18 @@ def test_04s_column_wise_smape_is_the_metrics_smape() -> None:
     target[:3], preds[0, 0], preds[1, :] = 0.0, 0.0, target[1]  # A = F = 0 counts 0; a perfect row
     np.testing.assert_allclose(_smape_columns(target, preds), [smape(target, preds[:, j]) for j in range(7)],
                                rtol=0, atol=1e-12)
+
+
+def test_the_ridge_stack_reads_a_value_missing_only_at_prediction_as_its_fit_median():
+    from amzkit.stages.ensemble import RidgeStack
+
+    rng = np.random.default_rng(0)
+    meta = rng.normal(50, 5, 400)  # a meta-feature never missing in the fit rows (e.g. a pack total)
+    y_log = 3 + 0.1 * (meta - 50) + rng.normal(0, 0.2, 400)
+    x = np.column_stack([y_log + rng.normal(0, 0.3, 400), meta])
+    stack = RidgeStack().fit(x, y_log)
+    missing = stack.predict(np.array([[3.0, np.nan]]))
+    assert missing == pytest.approx(stack.predict(np.array([[3.0, np.median(meta)]])))
+    assert abs(missing[0] - 3.0) < 0.5, "read as 0, the meta-feature priced this row at exp(-2)"
+    never = RidgeStack().fit(np.column_stack([x, np.full(400, np.nan)]), y_log)  # a column with no value: 0
+    assert never.fill_[2] == 0.0 and np.isfinite(never.predict(np.array([[3.0, np.nan, np.nan]]))).all()

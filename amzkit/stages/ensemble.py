@@ -186,7 +186,9 @@ class RidgeStack:
 
     def fit(self, x: np.ndarray, y_log: np.ndarray) -> RidgeStack:
         x = np.asarray(x, dtype=np.float64)
-        self.fill_ = np.nan_to_num(np.nanmedian(x, axis=0)) if np.isnan(x).any() else np.zeros(x.shape[1])
+        seen = ~np.isnan(x).all(axis=0)  # a value missing later (a test row, a scored fold) takes the fit median
+        self.fill_ = np.zeros(x.shape[1])
+        self.fill_[seen] = np.nanmedian(x[:, seen], axis=0)
         self.model_ = GcvRidge(self.alphas).fit(self._filled(x), y_log)
         return self
 
