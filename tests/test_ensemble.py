@@ -190,6 +190,21 @@ def test_runs_with_different_train_ids_are_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "04_ensemble").exists()
 
 
+@pytest.mark.parametrize(("split", "bad"), [("oof", 0.0), ("oof", np.inf), ("test", np.nan), ("test", -2.0)])
+def test_a_run_with_a_prediction_that_is_not_a_positive_number_is_refused_by_name(tmp_path: Path, split: str,
+                                                                                  bad: float) -> None:
+    w = world(6)
+    noisy_run(tmp_path, "a", w, 0.3, seed=1)
+    run_dir = make_run(tmp_path, "edited", w, noisy(w["target"], 0.3, 2), noisy(w["test_target"], 0.3, 3))
+    file_name = "oof.csv" if split == "oof" else "test_pred.csv"
+    table = pd.read_csv(run_dir / file_name)
+    table.loc[4, "pred"] = bad  # a 0 made the blend search loop for ever; a NaN reached 04's test_pred.csv
+    table.to_csv(run_dir / file_name, index=False)
+    with pytest.raises(ValueError, match=f"run 'edited': 1 of .* in its {file_name} are not positive numbers"):
+        ensemble(tmp_path, ["a", "edited"], method="blend")
+    assert not (tmp_path / "04_ensemble" / "metrics.json").exists()
+
+
 def test_runs_trained_on_other_prices_of_the_same_rows_are_refused(tmp_path: Path) -> None:
     w = world(7)
     noisy_run(tmp_path, "base", w, 0.3, seed=1)

@@ -125,7 +125,7 @@ def fit_weights(log_preds: np.ndarray, target: np.ndarray, step: float = GRID_ST
                 break
             trials = np.array(trials)
             trial_scores = _blend_scores(log_preds, target, trials)
-            if trial_scores.min() >= best_score - 1e-12:
+            if not trial_scores.min() < best_score - 1e-12:  # no better trial (a NaN score is none either)
                 break
             best, best_score = trials[int(np.argmin(trial_scores))], float(trial_scores.min())
     return best

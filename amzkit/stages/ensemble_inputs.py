@@ -15,6 +15,8 @@ def check_compatible(runs: dict[str, dict]) -> None:
     """Refuse runs that do not share train ids, targets and folds (their OOF rows would not line up, or be scored
     against other prices)."""
     names = list(runs)
+    for name in names:
+        check_predictions(name, runs[name])
     ref = runs[names[0]]["metrics"]
     for name in names[1:]:
         other = runs[name]["metrics"]
@@ -48,6 +50,20 @@ def check_compatible(runs: dict[str, dict]) -> None:
             raise ValueError(f"runs {first!r} and {second!r} were made from different {split} rows with the same ids: "
                              f"{split}.csv's text or links changed between them. Rerun the older runs on the current "
                              f"{split}.csv, or leave them out (-p runs)")
+
+
+def check_predictions(name: str, run: dict) -> None:
+    """Refuse a run with a prediction 04 cannot blend in log space: missing, infinite, zero or negative (every
+    learner floors its predictions above 0; a run's files edited or made by other code may not be)."""
+    for split, file_name in (("oof", "oof.csv"), ("test", "test_pred.csv")):
+        frame = run[split]
+        pred = pd.to_numeric(frame["pred"], errors="coerce").to_numpy(dtype=float)
+        bad = ~(np.isfinite(pred) & (pred > 0))
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"run {name!r}: {int(bad.sum())} of {len(pred)} predictions in its {file_name} are not "
+                             f"positive numbers (first: id {frame['id'].iloc[first]}, {frame['pred'].iloc[first]!r}): "
+                             "04 blends log prices. Rerun that run in 03, or leave it out (-p runs)")
 
 
 def ensemble_columns(data: dict[str, pd.DataFrame], schema: str, columns: list[str]) -> pd.DataFrame:
