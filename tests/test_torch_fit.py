@@ -19,6 +19,7 @@ from amzkit.ml.torch_fit import (
     fit_history_report,
     train_loop,
     warmup_decay,
+    weighted_loss,
 )
 
 CPU = torch.device("cpu")
@@ -182,3 +183,31 @@ def test_the_gradscalers_settling_skips_before_a_first_real_step_do_not_stop_a_s
     assert history.skipped_steps == 5 and history.leading_skips == 5 and len(grads) == 3
     with pytest.raises(FloatingPointError, match="5 of 8 optimizer steps"):  # skips after real steps still count
         train_scalar(8, grad_accum=1, steps_per_epoch=8, bad_grads={1, 2, 3, 4, 5}, amp=torch.float16)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_an_accumulated_step_has_the_gradient_of_one_batch_of_all_its_rows(weighted):
+    """Micro-batches of 7, 7 and 2 rows (the last one of pseudo-labelled rows at weight 0.2, when weighted): each
+    row counts as in one batch of the 16, not each micro-batch's mean as much as another's."""
+    rng = np.random.default_rng(0)
+    x, y = torch.tensor(rng.normal(size=(16, 3)), dtype=torch.float32), torch.tensor(rng.normal(size=16))
+    weight = torch.ones(16) if not weighted else torch.tensor([1.0] * 14 + [0.2] * 2)
+
+    def first_step_gradient(groups: list[np.ndarray], grad_accum: int) -> np.ndarray:
+        model = torch.nn.Linear(3, 1, bias=False)
+        torch.nn.init.constant_(model.weight, 0.5)
+        optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+        seen = []
+        optimizer.register_step_pre_hook(lambda opt, args, kwargs: seen.append(model.weight.grad.clone().numpy()))
+
+        def loss_of(rows):
+            pred = model(x[rows]).squeeze(1)
+            return weighted_loss("mse", pred, y[rows], weight[rows]), len(rows), weight[rows].sum().item()
+
+        train_loop(model, optimizer, TrainPlan(1, 1), lambda epoch: groups, loss_of, device=CPU, amp=None,
+                   schedule="constant", grad_accum=grad_accum, clip_norm=1e9, progress=False)
+        return seen[0]
+
+    whole = first_step_gradient([np.arange(16)], grad_accum=1)
+    accumulated = first_step_gradient([np.arange(7), np.arange(7, 14), np.arange(14, 16)], grad_accum=3)
+    np.testing.assert_allclose(accumulated, whole, rtol=1e-5, atol=1e-7)

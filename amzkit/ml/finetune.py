@@ -397,8 +397,8 @@ class FinetuneLearner(Learner):
         def loss_of(positions: np.ndarray):
             pred = model(**self._batch(rows[positions]))
             index = torch.from_numpy(positions)
-            return weighted_loss(self.loss, pred, target[index].to(self.device_), weights[index].to(self.device_),
-                                 self.huber_delta), len(positions)
+            return (weighted_loss(self.loss, pred, target[index].to(self.device_), weights[index].to(self.device_),
+                                  self.huber_delta), len(positions), weights[index].sum().item())
 
         evaluate = None
         if holdout is not None:

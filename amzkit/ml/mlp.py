@@ -269,8 +269,9 @@ class MlpLearner(Learner):
 
         def loss_of(batch):
             pred = net(numeric[batch], codes[batch])
-            return weighted_loss(self.loss, pred, target[batch], None if weights is None else weights[batch],
-                                 self.huber_delta), len(batch)
+            weight = None if weights is None else weights[batch]
+            return (weighted_loss(self.loss, pred, target[batch], weight, self.huber_delta), len(batch),
+                    len(batch) if weight is None else weight.sum().item())
 
         evaluate = None if holdout is None else lambda: holdout_smape(_predict_log(net, holdout[0]), holdout[1])
         plan = TrainPlan(self.epochs, self._steps_per_epoch(len(train_index)), 1, self.patience, max_steps)

@@ -317,14 +317,17 @@ def check_overflow(history: History, desc: str, finished: bool = False, steps: i
 
 
 def train_loop(model: torch.nn.Module, optimizer, plan: TrainPlan, batches: Callable[[int], Iterable],
-               loss_of: Callable[[object], tuple[torch.Tensor, int]], *, device: torch.device,
+               loss_of: Callable[[object], tuple], *, device: torch.device,
                amp: torch.dtype | None, schedule: str = "linear", warmup: float = 0.0, grad_accum: int = 1,
                clip_norm: float = 1.0, evaluate: Callable[[], float] | None = None, desc: str = "train",
                progress: bool = True) -> History:
     """Train `model` by `plan`; returns its History and leaves the best-scoring weights in `model`.
 
     `batches(epoch)` gives that epoch's micro-batches (`grad_accum` of them make one optimizer step, the epoch's
-    last group maybe fewer: each loss is divided by its group's size); `loss_of(batch)` returns (mean loss, rows).
+    last group maybe fewer); `loss_of(batch)` returns (mean loss, rows) or (mean loss, rows, the batch's total row
+    weight). A step's gradient is that of the weighted mean over the rows of its group's micro-batches, as one
+    batch of them all would give (a short micro-batch, or one mostly of pseudo-labelled rows, counts by its
+    weight, not as much as a full one).
     `evaluate()` (the inner holdout's SMAPE, lower is better) runs before the first step and at the plan's
     evaluation steps; without it the last weights are kept. fp16 uses a GradScaler; a micro-batch whose fp16
     loss is not finite is skipped (counted in History), and more than half of them skipped is an error.
@@ -346,10 +349,13 @@ def train_loop(model: torch.nn.Module, optimizer, plan: TrainPlan, batches: Call
         epoch_batches = list(batches(epoch))
         for first in range(0, len(epoch_batches), grad_accum):
             group = epoch_batches[first:first + grad_accum]
-            losses = []
+            losses, weights, common = [], [], None
             for batch in group:
                 with autocast(device, amp):
-                    loss, rows = loss_of(batch)
+                    loss, rows, *weight = loss_of(batch)
+                weight = float(weight[0]) if weight else float(rows)
+                if common is None:  # one divisor for the group's losses: gradients of a mean's size (fp16's scaler)
+                    common = max(weight, 1e-12) * len(group)
                 history.micro_batches += 1
                 if not torch.isfinite(loss):
                     if amp == torch.float16:  # the forward overflowed fp16: no gradient to scale, skip the batch
@@ -357,16 +363,18 @@ def train_loop(model: torch.nn.Module, optimizer, plan: TrainPlan, batches: Call
                         continue
                     raise FloatingPointError(f"{desc}: the training loss became {loss.item()} at step {step}; lower "
                                              "the learning rate (lr) or use loss='huber'")
-                scaler.scale(loss / len(group)).backward()
+                scaler.scale(loss * (weight / common)).backward()
                 losses.append(loss.item())
+                weights.append(weight)
                 history.samples += rows
                 bar.update(rows)
             if losses:  # a group of skipped batches only moves the schedule on, as planned
                 scaler.unscale_(optimizer)
-                if len(losses) < len(group):  # the mean over the batches that count, not diluted by the skipped
+                factor = common / max(sum(weights), 1e-12)  # the weighted mean over the batches that count
+                if factor != 1.0:
                     for param in model.parameters():
                         if param.grad is not None:
-                            param.grad.mul_(len(group) / len(losses))
+                            param.grad.mul_(factor)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
                 scale = scaler.get_scale() if scaler.is_enabled() else None
                 scaler.step(optimizer)
@@ -381,7 +389,8 @@ def train_loop(model: torch.nn.Module, optimizer, plan: TrainPlan, batches: Call
                 warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
                 scheduler.step()
             step += 1
-            history.train_loss.append(float(np.mean(losses)) if losses else math.nan)
+            history.train_loss.append(float(np.average(losses, weights=weights)) if sum(weights) > 0
+                                      else float(np.mean(losses)) if losses else math.nan)
             check_overflow(history, desc, steps=step)
             bar.set_postfix(loss=f"{history.train_loss[-1]:.4f}", refresh=False)
             if evaluate is not None and step in eval_at:
