@@ -78,6 +78,30 @@ def test_pack_totals_know_whether_value_states_one_item_or_the_pack():
     assert total[:3] == pytest.approx([72.0, 36.0, 12.0]) and np.isnan(total[3])
 
 
+def test_pack_totals_read_real_listings_whose_value_or_name_misled_them():
+    """Real amz25_dev rows (names shortened): a first size that is the pack's total, a placeholder Value, a Count
+    Value the name does not state, sizes a product makes or holds, a decimal comma."""
+    texts = pd.Series([
+        _catalog("Potato Starch 40lb (4lb Pack of 10)", 640.0, "Ounce"),  # Value is the pack, not 10 x 640 oz
+        _catalog("Ground Coffee, 36 Ounce (12 Ounce Bags, Pack of 3)", 36.0, "Ounce"),  # not 108
+        _catalog("Caramel Popcorn, 5 lbs Bulk Bag", 1.0, "Ounce"),  # a placeholder 1: the name's 80 oz
+        _catalog("LorAnn Lemon Oil, 16 ounce bottle", 1.0, "Fl Oz"),  # 16, across ounces and fl oz
+        _catalog("Lipton Decaffeinated Tea Bags", 40.0, "Count"),  # 40 things sold, though the name says none
+        _catalog("Herbal Tea, 24 Count", 40.0, "Count"),  # the name's count first
+        _catalog("M&M'S, 4.5 oz Resealable Bag (Pack of 8)", 4.5, "Ounce"),  # Value is one bag: still 8 x 4.5
+    ])
+    out = pack_total_features(parse_catalog_column(texts))
+    weight = np.expm1(out["total_weight_log"].to_numpy())
+    assert weight[[0, 1, 2, 6]] == pytest.approx([640.0, 36.0, 80.0, 36.0])
+    assert np.expm1(out["total_volume_log"].iloc[3]) == pytest.approx(16.0)
+    assert out["value_per_item"].tolist()[:2] == [0.0, 0.0] and out["value_per_item"].iloc[6] == 1.0
+    assert np.expm1(out["total_items_log"].to_numpy()[[4, 5]]) == pytest.approx([40.0, 24.0])
+    assert name_quantities("Cold Brew Packets | Makes 64 oz of Pitcher Per Bag (Pack of 10)").item_size is None
+    assert name_quantities("2-Shelf Utility Cart with Wheels, 300-Pound Capacity").item_size is None
+    assert name_quantities("Rajah Curry Powder 3,53oz, 100g").item_size == pytest.approx(100 / 28.349523125)
+    assert name_quantities("Silver Dollar Brioche ,1ounce -- 90 per case").item_size == 1.0
+
+
 def test_pack_totals_is_a_feature_group_on_both_schemas():
     assert "pack_totals" in FEATURE_GROUPS
     train = pd.DataFrame({"PRODUCT_ID": [1, 2], "TITLE": ["Rope, 50 ft (Pack of 3)", "Mug 12 oz"],

@@ -21,7 +21,7 @@ from amzkit.text.catalog import UNITS, normalize_unit, pack_count_from_name
 
 # A size: a number (1.5, .5, 1,000) and a weight or volume unit; "fl oz" before "oz", "lb" before "l".
 _SIZE = re.compile(
-    r"(?<![\w./])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?|\.\d+)\s*-?\s*"
+    r"(?<![\w./])(?<!\d,)(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?|\.\d+)\s*-?\s*"
     r"(fl\.?\s*oz\.?|fluid\s+ounces?|fz|ounces?|oz\.?|pounds?|lbs?\.?|kilograms?|kgs?|grams?|gms?|gr|g"
     r"|milliliters?|millilitres?|ml|liters?|litres?|ltrs?|l|gallons?|gal|quarts?|qt|pints?|pt)(?![a-z])",
     re.IGNORECASE,
@@ -55,15 +55,30 @@ def _number(text: str) -> float:
     return float(text.replace(",", ""))
 
 
-def first_size(name: str) -> tuple[float, str] | None:
-    """(size in the family's base unit, family) of the first weight or volume written in `name`."""
+# A size that is not the product's own: what it makes or holds ("Makes 64 oz", "300-Pound Capacity").
+_NOT_OWN_BEFORE = re.compile(r"\b(?:makes?|yields?|up\s+to)\s*$", re.IGNORECASE)
+_NOT_OWN_AFTER = re.compile(r"^\s*-?\s*(?:capacity|load)\b", re.IGNORECASE)
+
+
+def name_sizes(name: str) -> list[tuple[float, str]]:
+    """(size in the family's base unit, family) of every weight or volume written in `name`, in order, but
+    those a product makes or holds."""
+    sizes = []
     for match in _SIZE.finditer(name):
+        if _NOT_OWN_BEFORE.search(name[:match.start()]) or _NOT_OWN_AFTER.match(name[match.end():]):
+            continue
         value = _number(match.group(1))
         unit = normalize_unit(match.group(2).rstrip("."))
         family, factor = UNITS.get(unit, ("other", math.nan))
         if family in ("weight", "volume") and value > 0 and math.isfinite(factor):
-            return value * factor, family
-    return None
+            sizes.append((value * factor, family))
+    return sizes
+
+
+def first_size(name: str) -> tuple[float, str] | None:
+    """(size in the family's base unit, family) of the first weight or volume written in `name`."""
+    sizes = name_sizes(name)
+    return sizes[0] if sizes else None
 
 
 def name_quantities(name: str | None) -> NameQuantities:
@@ -98,7 +113,11 @@ def pack_total_features(parsed: pd.DataFrame) -> pd.DataFrame:
       states one item), 0 when it equals size x packs (Value states the pack), NaN otherwise.
     - total_<weight|volume>_log: log1p of the listing's total in that family: Value when it is the pack total,
       Value x packs when it states one item, the name's size x packs when Value is a count or absent.
-    - total_items_log: log1p(packs x count inside each item), the number of single things sold.
+    - total_items_log: log1p(packs x count inside each item), the number of single things sold; a Count
+      Value above 1 where the name states neither.
+    A Value that cannot be the listing's (under half the name's item size, as a placeholder 1 for a "5 lbs"
+    bag) gives way to the name's total; a Value equal to the name's first size
+    states the pack when a smaller size in the name times the packs makes it ("40lb (4lb Pack of 10)").
     """
     quantities = [name_quantities(name) for name in parsed["item_name"]]
     size = np.array([_nan(q.item_size) for q in quantities])
@@ -114,8 +133,12 @@ def pack_total_features(parsed: pd.DataFrame) -> pd.DataFrame:
     sized = np.isin(value_family, ("weight", "volume")) & np.isin(family, ("weight", "volume"))
     same = sized & np.isfinite(size) & np.isfinite(value_base)
     packs_or_one = np.where(np.isfinite(packs), packs, 1.0)
-    per_item = same & np.isclose(value_base, size, rtol=0.02)
-    per_pack = same & ~per_item & np.isclose(value_base, size * packs_or_one, rtol=0.02)
+    inner_size = np.array([_inner_size_total(name, v, p) for name, v, p in
+                           zip(parsed["item_name"], value_base, packs_or_one, strict=True)])
+    per_item = same & np.isclose(value_base, size, rtol=0.02) & ~inner_size
+    per_pack = same & ~per_item & (np.isclose(value_base, size * packs_or_one, rtol=0.02) | inner_size)
+    with np.errstate(invalid="ignore"):
+        implausible = same & ~per_item & ~per_pack & (value_base < 0.5 * size)
     stated = np.full(len(parsed), np.nan)
     stated[per_item & (packs_or_one > 1)] = 1.0
     stated[per_pack & (packs_or_one > 1)] = 0.0
@@ -125,12 +148,24 @@ def pack_total_features(parsed: pd.DataFrame) -> pd.DataFrame:
     out["name_packs"] = packs
     out["value_per_item"] = stated
     for name in ("weight", "volume"):
-        from_value = np.where(value_family == name, value_base * np.where(stated == 1.0, packs_or_one, 1.0), np.nan)
+        from_value = np.where(value_family == name, np.where(implausible, size * packs_or_one,
+                                                             value_base * np.where(stated == 1.0, packs_or_one, 1.0)),
+                              np.nan)
         from_name = np.where(family == name, size * packs_or_one, np.nan)
         out[f"total_{name}_log"] = np.log1p(np.where(np.isfinite(from_value), from_value, from_name))
     items = packs_or_one * np.where(np.isfinite(count), count, 1.0)
-    out["total_items_log"] = np.log1p(np.where(np.isfinite(packs) | np.isfinite(count), items, np.nan))
+    with np.errstate(invalid="ignore"):
+        counted = np.where((value_family == "count") & (value_base > 1), value_base, np.nan)
+    out["total_items_log"] = np.log1p(np.where(np.isfinite(packs) | np.isfinite(count), items, counted))
     return out
+
+
+def _inner_size_total(name, value: float, packs: float) -> bool:
+    """Whether a size after the name's first one, times the packs, is `value` (the first size is the total)."""
+    if not isinstance(name, str) or not packs > 1 or not np.isfinite(value):
+        return False
+    sizes = name_sizes(name)
+    return any(math.isclose(inner * packs, value, rel_tol=0.02) for inner, _ in sizes[1:] if inner < sizes[0][0])
 
 
 def total_quantity_log(parsed: pd.DataFrame, totals: pd.DataFrame | None = None) -> np.ndarray:
