@@ -378,6 +378,7 @@ def test_a_fold_model_whose_write_fails_leaves_the_previous_model_whole(tmp_path
     with pytest.raises(OSError, match="No space left"):
         model.save_fold(tmp_path, 0)
     assert (tmp_path / f"fold0{suffix}").read_text() == "the whole previous model"
+    assert not (tmp_path / f".fold0{suffix}").exists(), "the half-written file is removed, not left in the outputs"
     writer = _ModelWriter()
     model.model_ = [writer]
     model.save_fold(tmp_path, 0)

@@ -285,3 +285,12 @@ def test_03_run_again_after_a_stop_in_its_folds_resumes_them_without_tuning_agai
     said = capsys.readouterr().out
     assert "t: resuming after 2 finished folds" in said and "no trial run again" in said
     assert len(pd.read_csv(tuning_paths(work, "tuned-t")["trials"])) == 2
+
+
+def test_a_study_refuses_to_go_on_after_its_feature_columns_changed(synthetic, monkeypatch):
+    """Image files replaced under the same names change no CSV cell and no 01 manifest, only the columns."""
+    data, work = synthetic
+    _tune(data, work, n_trials=1)
+    monkeypatch.setattr(tune, "static_features_digest", lambda learner: "other pictures")
+    with pytest.raises(ValueError, match="another setup.*feature columns changed"):
+        _tune(data, work, n_trials=1)

@@ -261,8 +261,11 @@ class TreeLearner(Learner):
         for bag, model in enumerate(self.model_):  # fold<k>, then fold<k>_bag<b> for further seeds
             path = folder / f"fold{fold}{'' if bag == 0 else f'_bag{bag}'}{self.model_suffix}"
             partial = path.with_name(f".{path.name}")  # its suffix kept: XGBoost picks the file format by it
-            model.save_model(str(partial))
-            os.replace(partial, path)  # a kill mid-write leaves the hidden partial file, never a cut model
+            try:
+                model.save_model(str(partial))
+                os.replace(partial, path)  # a kill mid-write leaves the hidden partial file, never a cut model
+            finally:
+                partial.unlink(missing_ok=True)
 
     def describe(self) -> dict:
         return {**super().describe(), "features": list(self.features), "embeddings": list(self.embeddings),

@@ -74,7 +74,7 @@ def null_max_abs_corr(x: np.ndarray, y: np.ndarray, n_permutations: int = 20, se
     sqrt(copies), and a row-by-row shuffle would not (noise cleared it 40 times in 40). Each row keeps a
     deviation from its product's mean, shuffled among the product's copies: copies priced apart (other pack
     sizes under one name) spread y as much as the real prices do (the means alone made the floor too high, and
-    real signal looked like noise), and no row keeps its own."""
+    real signal looked like noise)."""
     rng = np.random.default_rng(seed)
     if groups is not None:
         _, group_index = np.unique(np.asarray(groups), return_inverse=True)

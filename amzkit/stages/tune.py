@@ -31,7 +31,7 @@ from amzkit.ml.folds import folds_around
 from amzkit.ml.presets import PRESETS, check_preset, preset_path, resolve_preset, save_preset
 from amzkit.ml.transforms import FoldTransform
 from amzkit.ml.trees import LightGBMLearner, check_lightgbm_params, lightgbm_names, merge_lightgbm_params
-from amzkit.stages.train import D, inputs_digest
+from amzkit.stages.train import D, inputs_digest, static_features_digest
 
 # LightGBM parameter -> (kind, low, high, log); a categorical entry holds its choices in `low`.
 SEARCH_SPACE: dict[str, tuple] = {
@@ -54,7 +54,7 @@ SAMPLER_STARTUP_TRIALS = 10
 
 
 TUNED_LEARNER_SETTINGS = ("bags", "refit", "valid_fraction")  # the run's LightGBMLearner settings a study uses
-SETUP_KEYS_ADDED = ("learner", "inputs")  # setup keys newer than some saved studies
+SETUP_KEYS_ADDED = ("learner", "inputs", "static_features")  # setup keys newer than some saved studies
 
 
 def _import_optuna():
@@ -264,7 +264,8 @@ def tune_preset(
              "folds_sha256": id_hash(folds), "fold_strategy": fold_strategy, "seed": seed, "features": features,
              "embeddings": embeddings, "tfidf_dim": tfidf_dim,
              "base_preset": base_preset if isinstance(base_preset, str) else "(dict)", "base": base,
-             "search_space": space, "learner": {"group_by": group_by, **settings}, "inputs": inputs_digest(inputs)}
+             "search_space": space, "learner": {"group_by": group_by, **settings}, "inputs": inputs_digest(inputs),
+             "static_features": static_features_digest(learner)}  # image files replaced under the same names
 
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -278,6 +279,9 @@ def tune_preset(
         if differs:
             if "inputs" in differs:  # two digests say nothing to a user
                 differs["inputs"] = "train.csv / test.csv cells, or 01_extract's runs, changed since the study began"
+            if "static_features" in differs:
+                differs["static_features"] = ("the feature columns changed since the study began (image files in "
+                                              "data_dir or 01's image tables replaced)")
             raise ValueError(f"{paths['study']} is a study of another setup ({sorted(differs)} differ: saved vs "
                              f"now {differs}); tune under another name, or delete that file to start over")
         trials = probe.get_trials(deepcopy=False)
