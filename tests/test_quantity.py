@@ -100,6 +100,21 @@ def test_pack_totals_read_real_listings_whose_value_or_name_misled_them():
     assert name_quantities("2-Shelf Utility Cart with Wheels, 300-Pound Capacity").item_size is None
     assert name_quantities("Rajah Curry Powder 3,53oz, 100g").item_size == pytest.approx(100 / 28.349523125)
     assert name_quantities("Silver Dollar Brioche ,1ounce -- 90 per case").item_size == 1.0
+    assert name_quantities("Flavor Drops, Enough for 24 Gallons, 1.62 fl oz").item_size == pytest.approx(1.62)
+
+
+def test_pack_totals_take_an_inner_size_only_from_the_pack_phrase_and_a_placeholder_only_when_tiny():
+    """Names the rules above must not misread: a serving size or a second product is no inner item, and a
+    Value that is an item's own size (not a placeholder) stays."""
+    texts = pd.Series([
+        _catalog("Granola 12 oz Bag, 2 oz Servings (Pack of 6)", 12.0, "Ounce"),  # 6 bags of 12 oz
+        _catalog("Shampoo 32 oz and 8 oz Conditioner, Pack of 4", 32.0, "Fl Oz"),  # 4 x 32
+        _catalog("Ground Coffee, 36 Ounce (12 Ounce Bags, Pack of 3)", 12.0, "Ounce"),  # never 3 x 36
+        _catalog("Caramel Popcorn, 5 lbs Bulk Bag", 40.0, "Ounce"),  # half the name's size: Value stays
+    ])
+    out = pack_total_features(parse_catalog_column(texts))
+    assert np.expm1(out["total_weight_log"].to_numpy()[[0, 2, 3]]) == pytest.approx([72.0, 12.0, 40.0])
+    assert np.expm1(out["total_volume_log"].iloc[1]) == pytest.approx(128.0)
 
 
 def test_pack_totals_is_a_feature_group_on_both_schemas():

@@ -56,13 +56,15 @@ def _number(text: str) -> float:
 
 
 # A size that is not the product's own: what it makes or holds ("Makes 64 oz", "300-Pound Capacity").
-_NOT_OWN_BEFORE = re.compile(r"\b(?:makes?|yields?|up\s+to)\s*$", re.IGNORECASE)
+_NOT_OWN_BEFORE = re.compile(r"\b(?:makes?|yields?|up\s+to|enough\s+for|fits|holds)\s*$", re.IGNORECASE)
+# A group in parentheses that states the packs: a size inside it is one inner item ("(4lb Pack of 10)").
+_PACK_GROUP = re.compile(r"\([^()]*\bpack[^()]*\)", re.IGNORECASE)
 _NOT_OWN_AFTER = re.compile(r"^\s*-?\s*(?:capacity|load)\b", re.IGNORECASE)
 
 
-def name_sizes(name: str) -> list[tuple[float, str]]:
-    """(size in the family's base unit, family) of every weight or volume written in `name`, in order, but
-    those a product makes or holds."""
+def _size_matches(name: str) -> list[tuple[float, str, int]]:
+    """(size in the family's base unit, family, where it starts) of every weight or volume written in `name`, in
+    order, but those a product makes or holds."""
     sizes = []
     for match in _SIZE.finditer(name):
         if _NOT_OWN_BEFORE.search(name[:match.start()]) or _NOT_OWN_AFTER.match(name[match.end():]):
@@ -71,8 +73,14 @@ def name_sizes(name: str) -> list[tuple[float, str]]:
         unit = normalize_unit(match.group(2).rstrip("."))
         family, factor = UNITS.get(unit, ("other", math.nan))
         if family in ("weight", "volume") and value > 0 and math.isfinite(factor):
-            sizes.append((value * factor, family))
+            sizes.append((value * factor, family, match.start()))
     return sizes
+
+
+def name_sizes(name: str) -> list[tuple[float, str]]:
+    """(size in the family's base unit, family) of every weight or volume written in `name`, in order, but
+    those a product makes or holds."""
+    return [(size, family) for size, family, _ in _size_matches(name)]
 
 
 def first_size(name: str) -> tuple[float, str] | None:
@@ -115,9 +123,10 @@ def pack_total_features(parsed: pd.DataFrame) -> pd.DataFrame:
       Value x packs when it states one item, the name's size x packs when Value is a count or absent.
     - total_items_log: log1p(packs x count inside each item), the number of single things sold; a Count
       Value above 1 where the name states neither.
-    A Value that cannot be the listing's (under half the name's item size, as a placeholder 1 for a "5 lbs"
-    bag) gives way to the name's total; a Value equal to the name's first size
-    states the pack when a smaller size in the name times the packs makes it ("40lb (4lb Pack of 10)").
+    A name whose first size is the pack's total ("40lb (4lb Pack of 10)": an inner size in the parentheses of
+    its pack phrase, times the packs, makes it) states no item size to multiply: a Value equal to it states the
+    pack. A placeholder Value (at most a tenth of the name's size: "1" for a "5 lbs" bag) gives way to the
+    name's total.
     """
     quantities = [name_quantities(name) for name in parsed["item_name"]]
     size = np.array([_nan(q.item_size) for q in quantities])
@@ -133,12 +142,13 @@ def pack_total_features(parsed: pd.DataFrame) -> pd.DataFrame:
     sized = np.isin(value_family, ("weight", "volume")) & np.isin(family, ("weight", "volume"))
     same = sized & np.isfinite(size) & np.isfinite(value_base)
     packs_or_one = np.where(np.isfinite(packs), packs, 1.0)
-    inner_size = np.array([_inner_size_total(name, v, p) for name, v, p in
-                           zip(parsed["item_name"], value_base, packs_or_one, strict=True)])
-    per_item = same & np.isclose(value_base, size, rtol=0.02) & ~inner_size
-    per_pack = same & ~per_item & (np.isclose(value_base, size * packs_or_one, rtol=0.02) | inner_size)
+    size_is_total = np.array([_size_is_pack_total(name, p) for name, p in
+                              zip(parsed["item_name"], packs_or_one, strict=True)])
+    name_total = np.where(size_is_total, size, size * packs_or_one)
+    per_item = same & np.isclose(value_base, size, rtol=0.02) & ~size_is_total
+    per_pack = same & ~per_item & np.isclose(value_base, name_total, rtol=0.02)
     with np.errstate(invalid="ignore"):
-        implausible = same & ~per_item & ~per_pack & (value_base < 0.5 * size)
+        placeholder = same & ~per_item & ~per_pack & (value_base <= 0.1 * size)
     stated = np.full(len(parsed), np.nan)
     stated[per_item & (packs_or_one > 1)] = 1.0
     stated[per_pack & (packs_or_one > 1)] = 0.0
@@ -148,10 +158,10 @@ def pack_total_features(parsed: pd.DataFrame) -> pd.DataFrame:
     out["name_packs"] = packs
     out["value_per_item"] = stated
     for name in ("weight", "volume"):
-        from_value = np.where(value_family == name, np.where(implausible, size * packs_or_one,
+        from_value = np.where(value_family == name, np.where(placeholder, name_total,
                                                              value_base * np.where(stated == 1.0, packs_or_one, 1.0)),
                               np.nan)
-        from_name = np.where(family == name, size * packs_or_one, np.nan)
+        from_name = np.where(family == name, name_total, np.nan)
         out[f"total_{name}_log"] = np.log1p(np.where(np.isfinite(from_value), from_value, from_name))
     items = packs_or_one * np.where(np.isfinite(count), count, 1.0)
     with np.errstate(invalid="ignore"):
@@ -160,12 +170,17 @@ def pack_total_features(parsed: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _inner_size_total(name, value: float, packs: float) -> bool:
-    """Whether a size after the name's first one, times the packs, is `value` (the first size is the total)."""
-    if not isinstance(name, str) or not packs > 1 or not np.isfinite(value):
+def _size_is_pack_total(name, packs: float) -> bool:
+    """Whether the name's first size is the pack's total: a size inside the parentheses of a pack phrase, times
+    the packs, makes it ("40lb (4lb Pack of 10)", "36 Ounce (12 Ounce Bags, Pack of 3)")."""
+    if not isinstance(name, str) or not packs > 1:
         return False
-    sizes = name_sizes(name)
-    return any(math.isclose(inner * packs, value, rel_tol=0.02) for inner, _ in sizes[1:] if inner < sizes[0][0])
+    sizes = _size_matches(name)
+    if len(sizes) < 2:
+        return False
+    groups = [match.span() for match in _PACK_GROUP.finditer(name)]
+    return any(math.isclose(inner * packs, sizes[0][0], rel_tol=0.02) for inner, _, start in sizes[1:]
+               if any(low < start < high for low, high in groups))
 
 
 def total_quantity_log(parsed: pd.DataFrame, totals: pd.DataFrame | None = None) -> np.ndarray:
