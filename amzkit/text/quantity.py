@@ -57,9 +57,9 @@ def _number(text: str) -> float:
 
 # A size that is not the product's own: what it makes or holds ("Makes 64 oz", "300-Pound Capacity").
 _NOT_OWN_BEFORE = re.compile(r"\b(?:makes?|yields?|up\s+to|enough\s+for|fits|holds)\s*$", re.IGNORECASE)
+_NOT_OWN_AFTER = re.compile(r"^\s*-?\s*(?:capacity|load)\b", re.IGNORECASE)
 # A group in parentheses that states the packs: a size inside it is one inner item ("(4lb Pack of 10)").
 _PACK_GROUP = re.compile(r"\([^()]*\bpack[^()]*\)", re.IGNORECASE)
-_NOT_OWN_AFTER = re.compile(r"^\s*-?\s*(?:capacity|load)\b", re.IGNORECASE)
 
 
 def _size_matches(name: str) -> list[tuple[float, str, int]]:
@@ -77,16 +77,11 @@ def _size_matches(name: str) -> list[tuple[float, str, int]]:
     return sizes
 
 
-def name_sizes(name: str) -> list[tuple[float, str]]:
-    """(size in the family's base unit, family) of every weight or volume written in `name`, in order, but
-    those a product makes or holds."""
-    return [(size, family) for size, family, _ in _size_matches(name)]
-
-
 def first_size(name: str) -> tuple[float, str] | None:
-    """(size in the family's base unit, family) of the first weight or volume written in `name`."""
-    sizes = name_sizes(name)
-    return sizes[0] if sizes else None
+    """(size in the family's base unit, family) of the first weight or volume written in `name` (not one it
+    makes or holds)."""
+    sizes = _size_matches(name)
+    return sizes[0][:2] if sizes else None
 
 
 def name_quantities(name: str | None) -> NameQuantities:
@@ -120,7 +115,7 @@ def pack_total_features(parsed: pd.DataFrame) -> pd.DataFrame:
     - value_per_item: 1 when Value (a weight or volume, as the name's size) equals the name's item size (Value
       states one item), 0 when it equals size x packs (Value states the pack), NaN otherwise.
     - total_<weight|volume>_log: log1p of the listing's total in that family: Value when it is the pack total,
-      Value x packs when it states one item, the name's size x packs when Value is a count or absent.
+      Value x packs when it states one item, the name's total (size x packs) when Value is a count or absent.
     - total_items_log: log1p(packs x count inside each item), the number of single things sold; a Count
       Value above 1 where the name states neither.
     A name whose first size is the pack's total ("40lb (4lb Pack of 10)": an inner size in the parentheses of
