@@ -163,6 +163,13 @@ def test_unit_table_families_and_factors() -> None:
         ("Candy (Pack of Two)", 2),
         ("Seasoning 4g x 10 Packs", 10),
         ("Bagels 12 oz (4 Bagels/Pack) (Pack of 3)", 3),
+        # real 2025 spellings: no space, "Pk", a size after "pack of" that is the item's, not the count
+        ("Nuts, 1.5 Ounce (Pack of6)", 6),
+        ("Chips Packof 12", 12),
+        ("Soap Pk Of 6", 6),
+        ("Bars, PK- 6", 6),
+        ("Tea Bags, 12 Pack of 3.32 Oz", 12),
+        ("Water (2 Pack of 32 Fl. Oz.)", 2),
     ],
 )
 def test_pack_count_positive(name: str, expected: int) -> None:

@@ -172,10 +172,14 @@ _MULTIPLIED_UNIT = (
 )
 
 # Most explicit phrasing first: "(Pack of 6)" beats a loose "6 Pack" elsewhere in the name.
+# After "pack of": a number that is no item's size ("12 Pack of 3.32 Oz", "(2 Pack of 32 Fl. Oz.)" say 12 and 2).
+_NOT_A_SIZE = r"\b(?![.,]\d)(?!\s*(?:fl\.?\s*oz|oz|ounces?|lbs?|pounds?|kg|g|grams?|mg|ml|l|ltr|liters?|litres?)\b)"
 _PACK_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
     re.compile(pattern, re.IGNORECASE)
     for pattern in (
-        rf"\b(?:pack|case|set|box|bundle|carton|tray)\s+of\s+{_NUMBER}\b",
+        rf"\b(?:pack|case|set|box|bundle|carton|tray)\s+of\s+{_NUMBER}{_NOT_A_SIZE}",
+        rf"\b(?:pack|pk)\s*of\s*(\d+){_NOT_A_SIZE}",  # "Packof 12", "(Pack of6)", "Pk Of 6"
+        rf"\b(?:pack|pk)\s*-\s*(\d{{1,3}}){_NOT_A_SIZE}",  # "PK- 6", "(Pack - 18)"; not a product code
         rf"{_INTEGER}\s*(?:per|/)\s*(?:case|pack|box|carton)\b",
         rf"{_INTEGER}\s*-?\s*(?:pack|pk|pck)s?\b",
         rf"{_INTEGER}\s*[x×]\s*\d+(?:\.\d+)?\s*{_MULTIPLIED_UNIT}",
