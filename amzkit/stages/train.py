@@ -219,8 +219,9 @@ def static_features_digest(model: Learner) -> str | None:
 
 def inputs_digest(inputs: RunInputs) -> dict:
     """What a fold's fit reads besides the settings: every cell of the two CSVs (ids, target, text: so edited
-    text under the same ids and prices is new data), and 01_extract's runs and image tables (their manifests
-    change whenever 01 writes them again)."""
+    text under the same ids and prices is new data), and 01_extract's manifests (they change whenever 01 writes
+    a run again; the image tables' may not when only the pictures changed: `static_features_digest` covers
+    those)."""
     cells = {split: frame_sha256(frame) for split, frame in inputs.data.items()}
     extract = stage_dir(inputs.work_dir, "01_extract")
     made = {str(path.relative_to(extract)): hashlib.sha256(path.read_bytes()).hexdigest()

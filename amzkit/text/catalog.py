@@ -167,13 +167,12 @@ _NUMBER_WORDS = {
 }
 _NUMBER = r"(\d+|" + "|".join(_NUMBER_WORDS) + r")"
 _INTEGER = r"(?<![\d.,/])(\d+)(?![.,]\d)"  # a whole number, not part of "1.5", "1,000" or "1/2"
-_MULTIPLIED_UNIT = (
-    r"(?:fl\.?\s*oz|oz|ounces?|lbs?|pounds?|kg|g|grams?|mg|ml|l|ltr|liters?|litres?|ct|count)\b"
-)
+_SIZE_UNIT = r"(?:fl\.?\s*oz|oz|ounces?|lbs?|pounds?|kg|g|grams?|mg|ml|l|ltr|liters?|litres?)"
+_MULTIPLIED_UNIT = rf"(?:{_SIZE_UNIT}|ct|count)\b"
+# After "pack of": a number that is no item's size ("12 Pack of 3.32 Oz", "(2 Pack of 32 Fl. Oz.)" say 12 and 2).
+_NOT_A_SIZE = rf"\b(?![.,]\d)(?!\s*{_SIZE_UNIT}\b)"
 
 # Most explicit phrasing first: "(Pack of 6)" beats a loose "6 Pack" elsewhere in the name.
-# After "pack of": a number that is no item's size ("12 Pack of 3.32 Oz", "(2 Pack of 32 Fl. Oz.)" say 12 and 2).
-_NOT_A_SIZE = r"\b(?![.,]\d)(?!\s*(?:fl\.?\s*oz|oz|ounces?|lbs?|pounds?|kg|g|grams?|mg|ml|l|ltr|liters?|litres?)\b)"
 _PACK_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
     re.compile(pattern, re.IGNORECASE)
     for pattern in (
