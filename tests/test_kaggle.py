@@ -502,6 +502,22 @@ def test_an_earlier_versions_complete_is_never_taken_for_the_new_run(built, fake
         "version": 5, "status": "error", "pushed_at": ""}
 
 
+def test_a_repush_ignores_the_previous_runs_complete_though_the_cli_drops_the_version(built, fake_kaggle, capsys):
+    """kaggle 2.2.x parses `status <id>/<version>` but asks for the latest run: right after a re-push that can still
+    be the previous run's COMPLETE (no per-version answers here, only the kernel's)."""
+    extract = _kernel(built, "01_extract").id
+    _state(dataset_exists=True, versions={extract: 4}, statuses={
+        extract: ['has status "KernelWorkerStatus.COMPLETE"', 'has status "KernelWorkerStatus.QUEUED"',
+                  'has status "KernelWorkerStatus.RUNNING"', 'has status "KernelWorkerStatus.ERROR"']})
+    assert main(["kaggle", "push", "--build", str(built.out), "--stages", "01", "--wait", "--poll-interval",
+                 "0"]) == 1  # the new run's error, not version 4's complete
+    polls = [c for c in fake_kaggle() if c[:2] == ["kernels", "status"]]
+    assert polls == [["kernels", "status", f"{extract}/5"]] * 4
+    captured = capsys.readouterr()
+    assert "the previous run's" in captured.out and "ended error" in captured.err
+    assert kaggle_push.pushed_versions(built.out)[extract]["status"] == "error"
+
+
 def test_a_cli_without_version_numbers_gets_the_stale_guard(built, fake_kaggle, capsys):
     extract = _kernel(built, "01_extract").id
     _state(dataset_exists=True, no_versions=True, statuses={

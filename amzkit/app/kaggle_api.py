@@ -160,8 +160,8 @@ def normalise_status(text: str) -> str:
 Runner = Callable[[list[str]], subprocess.CompletedProcess]
 
 
-MIN_CLI_VERSION = (2, 2, 2)  # older 2.x CLIs poll a kernel's latest version, not the one asked for, and fetch one
-# page of a kernel's outputs: a re-push's wait takes the previous run's COMPLETE, and a fetch is cut short
+MIN_CLI_VERSION = (2, 2, 2)  # older 2.x CLIs fetch one page of a kernel's outputs: a fetch is cut short. (No 2.x
+# CLI asks for the version in `kernels status|output <id>/<version>`: it reports the latest run; kaggle_push guards)
 
 
 def check_cli_version(installed: str | None = None) -> None:
@@ -174,9 +174,8 @@ def check_cli_version(installed: str | None = None) -> None:
     parts = [int(p) for p in re.findall(r"\d+", installed)[:3]]
     if tuple(parts + [0] * (3 - len(parts))) < MIN_CLI_VERSION:
         wanted = ".".join(map(str, MIN_CLI_VERSION))
-        raise KaggleError(f"kaggle CLI {installed} is too old: before {wanted} it polls a kernel's latest version "
-                          "instead of the pushed one (a re-push would take the previous run's COMPLETE) and downloads "
-                          f"one page of outputs. Upgrade it: pip install -U 'kaggle>={wanted}'")
+        raise KaggleError(f"kaggle CLI {installed} is too old: before {wanted} it downloads one page of a kernel's "
+                          f"outputs (a fetch is cut short). Upgrade it: pip install -U 'kaggle>={wanted}'")
 
 
 def run_kaggle(args: list[str]) -> subprocess.CompletedProcess:

@@ -164,15 +164,16 @@ def _push_kernel(cli: KaggleCLI, build_dir: Path, kernel: dict, remaining: str, 
 
 def _wait_kernel(cli: KaggleCLI, kernel_id: str, version: int | None, poll_interval: float, timeout: float,
                  sleep: Callable[[float], None]) -> str:
-    """Poll `<id>/<version>` (the version the push created); a CLI that names no version is polled on the
-    kernel's latest status with the stale guard (a final status before queued/running is the previous run's)."""
+    """Poll `<id>/<version>` (the version the push created; `<id>` when the push named none). kaggle 2.2.x parses
+    the version but asks for the kernel's latest session all the same, which right after a re-push may still be the
+    previous run's: after version 1 a final status counts only once the new run was seen queued or running."""
     if version is None:
         cli.echo(f"{kernel_id}: the push named no version; polling the latest version's status (an earlier run's "
                  "final status is ignored until the new run shows up)")
         return wait_for(cli, ["kernels", "status", kernel_id], kernel_id, poll_interval, timeout, sleep,
                         stale_guard=True)
     return wait_for(cli, ["kernels", "status", f"{kernel_id}/{version}"], f"{kernel_id} version {version}",
-                    poll_interval, timeout, sleep, fallback=["kernels", "status", kernel_id])
+                    poll_interval, timeout, sleep, stale_guard=version > 1, fallback=["kernels", "status", kernel_id])
 
 
 def _push_dataset(cli: KaggleCLI, folder: Path, dataset_id: str, message: str, wait: bool, poll_interval: float,
