@@ -245,6 +245,20 @@ def test_docker_image_of_a_template_is_never_copied(tmp_path):
     assert "docker_image" not in _meta(result.out / "amzkit-01-extract")
 
 
+def test_a_model_source_kaggle_kernels_push_refuses_stops_the_build(tmp_path):
+    """kaggle 2.2.x refuses a model source that is not owner/model/framework/variation/version before uploading."""
+    template = json.loads((REPO_ROOT / "kernel-metadata.json").read_text())
+    template["model_sources"] = ["google/siglip"]
+    (tmp_path / "t.json").write_text(json.dumps(template))
+    with pytest.raises(kaggle.KaggleError, match=r"model_sources entry 'google/siglip' must be "
+                       r"'<owner>/<model>/<framework>/<variation>/<version>'"):
+        _build(tmp_path / "build", template=tmp_path / "t.json", stages=["01_extract"])
+    template["model_sources"] = ["google/siglip/transformers/so400m-patch14-384/1"]
+    (tmp_path / "t.json").write_text(json.dumps(template))
+    result = _build(tmp_path / "build", template=tmp_path / "t.json", stages=["01_extract"])
+    assert _meta(result.out / "amzkit-01-extract")["model_sources"] == template["model_sources"]
+
+
 def test_wheel_dataset_folder(built):
     meta = json.loads((built.dataset_dir / "dataset-metadata.json").read_text())
     assert meta["id"] == f"{OWNER}/amzkit-wheel" and len(meta["title"]) >= 6 and meta["licenses"]

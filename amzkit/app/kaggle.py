@@ -28,6 +28,7 @@ from amzkit.app.kaggle_runtime import (
     install_cell,
     kernel_spec,
     merge_cell,
+    model_source_problems,
     unattached_folders,
 )
 from amzkit.app.kaggle_wheel import build_wheel, wheel_version
@@ -39,7 +40,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
-
 
 TEMPLATE = REPO_ROOT / "kernel-metadata.json"
 
@@ -121,6 +121,7 @@ def check_kernel_metadata(meta: Mapping[str, Any], folder: str | Path, stage: st
     for name in ("dataset_sources", "competition_sources", "kernel_sources", "model_sources"):
         if not isinstance(meta.get(name, []), list):
             problems.append(f"{name} must be a list")
+    problems += model_source_problems(meta)
     if stage is not None:
         spec = kernel_spec(stage, params)
         wanted = {"enable_gpu": spec.enable_gpu, "enable_internet": spec.enable_internet,

@@ -188,6 +188,18 @@ def unattached_folders(params: Mapping[str, Any], meta: Mapping[str, Any]) -> li
             if not {part.lower() for part in PurePosixPath(path).parts[3:]} & slugs]
 
 
+MODEL_SOURCE = re.compile(r"[^/\s]+/[^/\s]+/[^/\s]+/[^/\s]+/\d+")  # a Kaggle Model instance version, as the CLI takes
+
+
+def model_source_problems(meta: Mapping[str, Any]) -> list[str]:
+    """The kernel's model_sources that `kaggle kernels push` (2.2.x) refuses before uploading: each must be
+    '<owner>/<model>/<framework>/<variation>/<version>'."""
+    models = meta.get("model_sources", [])
+    return [f"model_sources entry {ref!r} must be '<owner>/<model>/<framework>/<variation>/<version>' (e.g. "
+            "google/gemma/transformers/2b/1: the path the model page's Input tab shows), as kaggle kernels push "
+            "requires" for ref in (models if isinstance(models, list) else []) if not MODEL_SOURCE.fullmatch(str(ref))]
+
+
 def _walk(top: Path, max_depth: int) -> Iterator[tuple[Path, int, list[str], list[str]]]:
     """os.walk down to `max_depth` levels below `top`; yields (folder, depth, subfolder names, file names)."""
     top = Path(top)
