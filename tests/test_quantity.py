@@ -109,12 +109,25 @@ def test_pack_totals_take_an_inner_size_only_from_the_pack_phrase_and_a_placehol
     texts = pd.Series([
         _catalog("Granola 12 oz Bag, 2 oz Servings (Pack of 6)", 12.0, "Ounce"),  # 6 bags of 12 oz
         _catalog("Shampoo 32 oz and 8 oz Conditioner, Pack of 4", 32.0, "Fl Oz"),  # 4 x 32
-        _catalog("Ground Coffee, 36 Ounce (12 Ounce Bags, Pack of 3)", 12.0, "Ounce"),  # never 3 x 36
+        _catalog("Ground Coffee, 36 Ounce (12 Ounce Bags, Pack of 3)", 12.0, "Ounce"),  # one bag: 3 x 12, never 3 x 36
         _catalog("Caramel Popcorn, 5 lbs Bulk Bag", 40.0, "Ounce"),  # half the name's size: Value stays
     ])
     out = pack_total_features(parse_catalog_column(texts))
-    assert np.expm1(out["total_weight_log"].to_numpy()[[0, 2, 3]]) == pytest.approx([72.0, 12.0, 40.0])
+    assert np.expm1(out["total_weight_log"].to_numpy()[[0, 2, 3]]) == pytest.approx([72.0, 36.0, 40.0])
+    assert out["value_per_item"].iloc[2] == 1.0
     assert np.expm1(out["total_volume_log"].iloc[1]) == pytest.approx(128.0)
+
+
+@pytest.mark.parametrize(("name", "size"), [
+    ("Protein Bars, 16g of Protein & 3g of Sugar (9 Bars)", None),
+    ("Puffs (300g, 21g Protein, 2g Net Carbs)", 300 / 28.349523125),
+    ("Energy Gum 50mg Caffeine Per Piece, 24 Pieces (Pack of 12)", None),
+    ("Meat Sticks, 13g Protein Per Stick, 2 oz. (Pack of 20)", 2.0),
+    ("Tate & Lyle 500g Sugar", 500 / 28.349523125),  # a weight, not a nutrient: 100 g or more
+])
+def test_a_nutrients_grams_are_no_item_size(name, size):
+    """Real amz25_dev names: "15g Protein" in a serving is not the item's weight (50 rows read it as one)."""
+    assert name_quantities(name).item_size == (None if size is None else pytest.approx(size))
 
 
 def test_pack_totals_is_a_feature_group_on_both_schemas():

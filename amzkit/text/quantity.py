@@ -58,19 +58,27 @@ def _number(text: str) -> float:
 # A size that is not the product's own: what it makes or holds ("Makes 64 oz", "300-Pound Capacity").
 _NOT_OWN_BEFORE = re.compile(r"\b(?:makes?|yields?|up\s+to|enough\s+for|fits|holds)\s*$", re.IGNORECASE)
 _NOT_OWN_AFTER = re.compile(r"^\s*-?\s*(?:capacity|load)\b", re.IGNORECASE)
+# A nutrient's grams in a serving ("15g Protein", "16g of Protein", "50mg Caffeine"), not the item's weight; under
+# 100 g, so that "500g Sugar" stays a size.
+_NUTRIENT_AFTER = re.compile(
+    r"^\s*(?:of\s+)?(?:protein|sugars?|fib(?:er|re)|(?:net\s+)?carbs?|carbohydrates?|fats?|caffeine|sodium|collagen)\b",
+    re.IGNORECASE,
+)
 # A group in parentheses that states the packs: a size inside it is one inner item ("(4lb Pack of 10)").
 _PACK_GROUP = re.compile(r"\([^()]*\bpack[^()]*\)", re.IGNORECASE)
 
 
 def _size_matches(name: str) -> list[tuple[float, str, int]]:
     """(size in the family's base unit, family, where it starts) of every weight or volume written in `name`, in
-    order, but those a product makes or holds."""
+    order, but those a product makes or holds and a nutrient's grams."""
     sizes = []
     for match in _SIZE.finditer(name):
         if _NOT_OWN_BEFORE.search(name[:match.start()]) or _NOT_OWN_AFTER.match(name[match.end():]):
             continue
         value = _number(match.group(1))
         unit = normalize_unit(match.group(2).rstrip("."))
+        if unit in ("gram", "milligram") and value < 100 and _NUTRIENT_AFTER.match(name[match.end():]):
+            continue
         family, factor = UNITS.get(unit, ("other", math.nan))
         if family in ("weight", "volume") and value > 0 and math.isfinite(factor):
             sizes.append((value * factor, family, match.start()))
@@ -120,8 +128,8 @@ def pack_total_features(parsed: pd.DataFrame) -> pd.DataFrame:
       Value above 1 where the name states neither.
     A name whose first size is the pack's total ("40lb (4lb Pack of 10)": an inner size in the parentheses of
     its pack phrase, times the packs, makes it) states no item size to multiply: a Value equal to it states the
-    pack. A placeholder Value (at most a tenth of the name's size: "1" for a "5 lbs" bag) gives way to the
-    name's total.
+    pack, one equal to the inner size one item. A placeholder Value (at most a tenth of the name's size: "1" for
+    a "5 lbs" bag) gives way to the name's total.
     """
     quantities = [name_quantities(name) for name in parsed["item_name"]]
     size = np.array([_nan(q.item_size) for q in quantities])
@@ -140,7 +148,10 @@ def pack_total_features(parsed: pd.DataFrame) -> pd.DataFrame:
     size_is_total = np.array([_size_is_pack_total(name, p) for name, p in
                               zip(parsed["item_name"], packs_or_one, strict=True)])
     name_total = np.where(size_is_total, size, size * packs_or_one)
-    per_item = same & np.isclose(value_base, size, rtol=0.02) & ~size_is_total
+    # A Value of one item: the name's item size, or the inner item of a pack-total name ("36 Ounce (12 Ounce Bags,
+    # Pack of 3)", Value 12).
+    per_item = same & np.where(size_is_total, np.isclose(value_base * packs_or_one, size, rtol=0.02),
+                               np.isclose(value_base, size, rtol=0.02))
     per_pack = same & ~per_item & np.isclose(value_base, name_total, rtol=0.02)
     with np.errstate(invalid="ignore"):
         placeholder = same & ~per_item & ~per_pack & (value_base <= 0.1 * size)
