@@ -260,3 +260,13 @@ def test_a_refusal_also_removes_the_notebooks_ctx():
     with pytest.raises(ValueError, match="method"):
         check_parameters(namespace, "04_ensemble")
     assert "ctx" not in namespace  # `runners.run_ensemble(ctx)` stops there, not blends with the old method
+
+
+def test_papermills_inject_paths_names_are_not_taken_for_misspelt_parameters():
+    """`papermill --inject-paths` adds PAPERMILL_INPUT_PATH / PAPERMILL_OUTPUT_PATH to its injected cell."""
+    injected = "# Parameters\nrun_name = 'b'\nPAPERMILL_INPUT_PATH = 'in.ipynb'\nPAPERMILL_OUTPUT_PATH = 'out.ipynb'\n"
+    namespace = _kernel_namespace("03_train", parameters_cell("03_train"), injected)
+    assert check_parameters(namespace, "03_train").run_name == "b"
+    with pytest.raises(ValueError, match=r"unknown parameter 'modle'"):  # a typo beside them is still refused
+        check_parameters(_kernel_namespace("03_train", parameters_cell("03_train"), injected + "modle = 'x'\n"),
+                         "03_train")

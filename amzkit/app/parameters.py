@@ -27,6 +27,8 @@ STAGE_PARAMETERS: dict[str, Parameters] = {
 
 _LITERAL_TYPES = (str, int, float, bool, list, dict, tuple, type(None))
 _IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython", "open"}
+# what papermill itself injects beside the user's parameters (--inject-paths, --inject-input-path, ...)
+PAPERMILL_NAMES = {"PAPERMILL_INPUT_PATH", "PAPERMILL_OUTPUT_PATH"}
 
 
 def parameters_of(stage: str) -> Parameters:
@@ -114,6 +116,7 @@ def check_parameters(namespace: dict[str, Any], stage: str) -> SimpleNamespace:
         for name, value in namespace.items()
         if not name.startswith("_")
         and name not in _IPYTHON_NAMES
+        and name not in PAPERMILL_NAMES
         and not isinstance(value, ModuleType)
         and isinstance(value, _LITERAL_TYPES)
         and (in_cells is None or name in known or name in in_cells)
