@@ -270,3 +270,18 @@ def test_papermills_inject_paths_names_are_not_taken_for_misspelt_parameters():
     with pytest.raises(ValueError, match=r"unknown parameter 'modle'"):  # a typo beside them is still refused
         check_parameters(_kernel_namespace("03_train", parameters_cell("03_train"), injected + "modle = 'x'\n"),
                          "03_train")
+
+
+@pytest.mark.parametrize("text", ["2024", "007", "True", "None"])
+def test_a_text_parameter_papermill_reads_as_a_number_says_to_pass_it_raw(text):
+    """`-p run_name 2024` reaches the notebook as the int 2024 (papermill's -p converts): the refusal must say how
+    to give the text (-r, raw), not to set -p again."""
+    from papermill.cli import _resolve_type
+
+    value = _resolve_type(text)
+    assert not isinstance(value, str)
+    with pytest.raises(ValueError, match=r"-r run_name") as refused:
+        check_parameters({**stage_parameters("03_train"), "run_name": value}, "03_train")
+    assert "set -p run_name" not in str(refused.value)
+    params = check_parameters({**stage_parameters("03_train"), "run_name": text}, "03_train")  # what -r gives
+    assert params.run_name == text

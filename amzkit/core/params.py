@@ -103,8 +103,20 @@ class Param:
             return value
         allowed = f" ({self.allowed()})" if self.allowed() else ""
         raise ValueError(f"parameter {self.name!r} must be a {kind} like its default {self.default!r}{allowed}, "
-                         f"got {type(value).__name__} {value!r}: set -p {self.name} <value> in the notebook or pass "
-                         f"{self.name}= to the function")
+                         f"got {type(value).__name__} {value!r}: {self._how_to_set(value)}")
+
+    def _how_to_set(self, value: Any) -> str:
+        """What to pass instead of `value`: papermill's -p reads 2024, 1.10, True and None as Python values, so a
+        text that looks like one needs -r (raw), which gives it as written."""
+        usual = f"set -p {self.name} <value> in the notebook or pass {self.name}= to the function"
+        if self.type not in ("str", "list") or not (value is None or isinstance(value, bool | int | float)):
+            return usual
+        if value is None:
+            return (f"papermill's -p reads None as Python's None: where the help says \"\" means none, give -p "
+                    f"{self.name} \"\"; for the text 'None', -r {self.name} None; or pass {self.name}= to the function")
+        kind = "a boolean" if isinstance(value, bool) else "a number (007 as 7, 1.10 as 1.1)"
+        return (f"papermill's -p reads {value!r} as {kind}: pass the text as written with -r {self.name} <value> "
+                f"(raw), or quote it in -y / -f YAML; or pass {self.name}= to the function")
 
     def allowed(self) -> str:
         """What the declaration allows, in words ('' when anything of the type is)."""
