@@ -660,7 +660,7 @@ def test_run_parameters_reach_the_learners_that_take_them(synthetic):
 
     lgbm = build_learner("lightgbm", {}, features=["quantity"], embeddings=["planted"], lgb_params={"num_leaves": 7})
     assert lgbm.features == ["quantity"] and lgbm.params == {"num_leaves": 7}
-    ridge = build_learner("ridge_tfidf", {"alpha": 0.5}, features=["quantity"], embeddings=["planted"])
+    ridge = build_learner("ridge_tfidf", {"alpha": 0.5})  # the default features and embeddings: not its inputs
     assert ridge.get_params()["alpha"] == 0.5
     with pytest.raises(ValueError, match="lgb_params apply to learner 'lightgbm'"):
         build_learner("ridge_tfidf", {}, lgb_params={"num_leaves": 7})
@@ -668,6 +668,22 @@ def test_run_parameters_reach_the_learners_that_take_them(synthetic):
         build_learner("knn", {"embedding": "planted"}, group_by="unit_family")
     with pytest.raises(ValueError, match=r"learner 'ridge_tfidf'.*its parameters are \['alpha'"):
         build_learner("ridge_tfidf", {"alpah": 0.5})
+
+
+def test_model_inputs_set_for_a_learner_that_takes_none_are_refused_not_dropped():
+    """-p learner ridge_tfidf -p embeddings '["fashion-siglip"]' trained ridge on the text alone, and its CV said the
+    image run added nothing."""
+    from amzkit.stages.train import build_learner
+
+    with pytest.raises(ValueError, match=r"learner 'ridge_tfidf' takes no embeddings: -p embeddings \['planted'\]"):
+        build_learner("ridge_tfidf", {}, embeddings=["planted"])
+    with pytest.raises(ValueError, match=r"takes no features or tfidf_dim.*-p features '\[\]'"):
+        build_learner("ridge_tfidf", {}, features=["quantity"], tfidf_dim=128)
+    with pytest.raises(ValueError, match=r"learner 'knn' takes no embeddings.*learner_params"):
+        build_learner("knn", {"embedding": "planted"}, embeddings=["planted"])
+    # the defaults (03's notebook passes them to every learner) and empty lists say nothing the learner drops
+    assert build_learner("ridge_tfidf", {}).get_params()["alpha"] == 1.0
+    assert build_learner("knn", {"embedding": "planted"}, features=[], embeddings=[]).embedding == "planted"
 
 
 def test_a_run_name_is_a_plain_name(synthetic):

@@ -92,6 +92,7 @@ def build_learner(learner: str = D.learner, learner_params: dict | None = None, 
     for key in SHARED_LEARNER_PARAMS:
         if key in accepted and key not in params:
             params[key] = shared[key]
+    _refuse_dropped_inputs(learner, accepted, params, shared)
     if group_by and "group_by" not in accepted:
         raise ValueError(f"group_by applies to the tree learners (lightgbm, xgboost, catboost), not {learner!r}")
     if learner == "lightgbm":
@@ -101,6 +102,25 @@ def build_learner(learner: str = D.learner, learner_params: dict | None = None, 
         raise ValueError(f"preset and lgb_params apply to learner 'lightgbm', not {learner!r}: give {learner!r} its "
                          "parameters in learner_params")
     return make_learner(learner, **params)
+
+
+def _refuse_dropped_inputs(learner: str, accepted, params: dict, shared: dict) -> None:
+    """A model input set away from its default (features, embeddings, tfidf_dim) for a learner that takes none
+    of it (ridge_tfidf reads the text alone, knn one run named in learner_params, finetune the text): an error,
+    not a run that silently leaves it out and scores as if it added nothing."""
+    dropped = [key for key in ("features", "embeddings", "tfidf_dim")
+               if key not in accepted and key not in params and shared[key]
+               and shared[key] != (list(getattr(D, key)) if isinstance(shared[key], list) else getattr(D, key))]
+    if not dropped:
+        return
+    given = ", ".join(f"-p {key} {shared[key]!r}" for key in dropped)
+    hint = ("; its one embedding run goes in learner_params, e.g. -p learner_params "
+            "'{\"embedding\": \"minilm\", \"k\": 20}'" if learner == "knn" else "")
+    empty = " or ".join(f"-p {key} '[]'" for key in dropped if key != "tfidf_dim")
+    empty = f" (or {empty})" if empty else ""
+    raise ValueError(f"learner {learner!r} takes no {' or '.join(dropped)}: {given} would not be used{hint}. "
+                     f"Leave {'them' if len(dropped) > 1 else 'it'} at the default{empty} for this run, or use a "
+                     "learner that reads them (lightgbm, xgboost, catboost, mlp)")
 
 
 def train_run(
