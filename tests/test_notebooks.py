@@ -285,3 +285,19 @@ def test_a_text_parameter_papermill_reads_as_a_number_says_to_pass_it_raw(text):
     assert "set -p run_name" not in str(refused.value)
     params = check_parameters({**stage_parameters("03_train"), "run_name": text}, "03_train")  # what -r gives
     assert params.run_name == text
+
+
+@pytest.mark.parametrize(("name", "text", "fix"), [
+    ("embeddings", "['minilm:pca:16']", r"""-p embeddings '\["fashion-siglip:pca:64", "minilm:pca:32"\]'"""),
+    ("embeddings", "[minilm:pca:16]", r"comma-separated: -p embeddings fashion-siglip:pca:64,minilm:pca:32"),
+    ("lgb_params", "{'num_leaves': 31}", r"""double quotes: -p lgb_params '\{"key": 1\}'"""),
+])
+def test_a_list_or_dict_that_is_not_json_is_refused_with_the_form_that_works(name, text, fix):
+    """Python's quotes or bare names inside brackets: the refusal shows how to write the value, not only
+    where the JSON parser stopped."""
+    with pytest.raises(ValueError, match=rf"parameter '{name}': .* is not JSON .*{fix}"):
+        check_parameters({**stage_parameters("03_train"), name: text}, "03_train")
+    for shown in ('["fashion-siglip:pca:64", "minilm:pca:32"]', "fashion-siglip:pca:64,minilm:pca:32"):
+        # the forms the message shows are ones the guard takes
+        params = check_parameters({**stage_parameters("03_train"), "embeddings": shown}, "03_train")
+        assert params.embeddings == ["fashion-siglip:pca:64", "minilm:pca:32"]

@@ -174,7 +174,13 @@ class Param:
         try:
             return json.loads(text)
         except json.JSONDecodeError as err:
-            raise ValueError(f"parameter {self.name!r}: {text!r} is not JSON ({err})") from None
+            if self.type == "list":
+                items = [str(item) for item in self.default][:2] or ["name1", "name2"]
+                fix = (f"write it as JSON, each text in double quotes: -p {self.name} '{json.dumps(items)}', or "
+                       f"without brackets, comma-separated: -p {self.name} {','.join(items)}")
+            else:
+                fix = f"write it as JSON, each key and text in double quotes: -p {self.name} '{{\"key\": 1}}'"
+            raise ValueError(f"parameter {self.name!r}: {text!r} is not JSON ({err}): {fix}") from None
 
 
 def _number(value: float) -> str:
