@@ -242,3 +242,32 @@ def test_invalid_arguments_are_rejected(tmp_path: Path) -> None:
         make_demo(tmp_path, n_train=0)
     with pytest.raises(ValueError, match="image_px"):
         make_demo(tmp_path, image_px=8)
+
+
+def test_the_demo_never_overwrites_a_folder_of_the_users_data(tmp_path: Path) -> None:
+    """-p data_dir demo writes <work_dir>/data: a user's train.csv there (and images/<id>.jpg) must survive."""
+    out = tmp_path / "data"
+    (out / "images").mkdir(parents=True)
+    (out / "train.csv").write_text("sample_id,catalog_content,image_link,price\n1,mine,images/1.jpg,5.0\n")
+    (out / "images" / "1.jpg").write_bytes(b"my picture")
+    with pytest.raises(FileExistsError, match=r"train.csv that the demo did not write.*another -p work_dir"):
+        make_demo(out, n_train=20, n_test=5, seed=1, image_px=40)
+    assert (out / "train.csv").read_text().splitlines()[1] == "1,mine,images/1.jpg,5.0"
+    assert (out / "images" / "1.jpg").read_bytes() == b"my picture"
+
+
+def test_a_regeneration_killed_half_way_is_still_the_demos_folder(tmp_path: Path, monkeypatch) -> None:
+    out = tmp_path / "demo"
+    make_demo(out, n_train=20, n_test=5, seed=1, image_px=40)
+    import amzkit.app.demo as demo
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo, "_render", killed)
+    with pytest.raises(KeyboardInterrupt):
+        make_demo(out, n_train=20, n_test=6, seed=1, image_px=40)  # other parameters: regenerated, then killed
+    monkeypatch.undo()
+    files = make_demo(out, n_train=20, n_test=6, seed=1, image_px=40)  # not taken for the user's data, finished
+    assert len(pd.read_csv(files.test_csv)) == 6
+    assert make_demo(out, n_train=20, n_test=6, seed=1, image_px=40) == files

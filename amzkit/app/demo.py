@@ -406,6 +406,17 @@ def _remove_leftovers(folder: Path, keep_images: set[str] | None = None) -> None
             path.unlink(missing_ok=True)
 
 
+def _refuse_other_data(root: Path, files: DemoFiles, marker: Path) -> None:
+    """Refuse to write the demo over a train.csv / test.csv that no demo wrote (a folder without the demo's
+    marker): the demo would replace them and delete the `<digits>.jpg` pictures in images/ it did not make."""
+    theirs = [path.name for path in (files.train_csv, files.test_csv) if path.is_file()]
+    if theirs and not marker.is_file():
+        raise FileExistsError(f"{root} holds {' and '.join(theirs)} that the demo did not write (no {MARKER_NAME}): "
+                              "the demo would replace them. Give the demo another folder (-p data_dir demo writes "
+                              "<work_dir>/data: choose another -p work_dir), or pass your data with -p data_dir "
+                              f"{root}")
+
+
 DEMO_N_TRAIN, DEMO_N_TEST, DEMO_SEED = 600, 200, 0  # the demo competition `make demo` runs on
 
 
@@ -427,9 +438,11 @@ def make_demo(
     record = _marker_record(n_train, n_test, seed, image_px)
     if _is_complete(files, marker, record):
         return files
+    _refuse_other_data(root, files, marker)
 
     files.images_dir.mkdir(parents=True, exist_ok=True)
-    marker.unlink(missing_ok=True)  # an interrupted regeneration must never look finished
+    # the folder stays marked as the demo's, but an interrupted regeneration must never look finished
+    _write_atomic(marker, (json.dumps({**record, "complete": False}, sort_keys=True) + "\n").encode("utf-8"))
 
     rng = np.random.default_rng(seed)
     n_duplicates = round(DUPLICATE_RATE * n_train) if n_train >= 10 else 0
