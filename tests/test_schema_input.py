@@ -241,3 +241,20 @@ def test_a_column_named_twice_in_the_header_is_said_so_not_named_as_pandas_renam
     path.write_text("sample_id,catalog_content,image_link,price,price\n1,x,,2.0,3.0\n")
     with pytest.raises(ValueError, match=r"column 'price' appears more than once in the header: keep one"):
         load_split(path, "amazon2025", "train")  # it said "unexpected columns ['price.1']"
+
+
+def test_2023_categories_match_between_train_and_test_when_one_file_has_an_empty_cell(tmp_path: Path) -> None:
+    """One empty PRODUCT_TYPE_ID made pandas read train's column as floats: its '123.0' matched no test row's '123',
+    so every test row's category feature was one train never had."""
+    from amzkit.text.features import category_features
+
+    header = "PRODUCT_ID,TITLE,BULLET_POINTS,DESCRIPTION,PRODUCT_TYPE_ID"
+    (tmp_path / "train.csv").write_text(f"{header},PRODUCT_LENGTH\n1,a,b,c,123,5\n2,d,e,f,,6\n3,g,h,i,7.0,7\n")
+    (tmp_path / "test.csv").write_text(f"{header}\n4,a,b,c,123\n5,d,e,f, 7\n")
+    train = load_split(tmp_path / "train.csv", "amazon2023", "train")
+    test = load_split(tmp_path / "test.csv", "amazon2023", "test")
+    schema = get_schema("amazon2023")
+    seen = set(category_features(train, None, schema)["PRODUCT_TYPE_ID"])
+    assert category_features(test, None, schema)["PRODUCT_TYPE_ID"].tolist() == ["123", "7"]
+    assert {"123", "7"} <= seen
+    assert train["PRODUCT_TYPE_ID"].isna().tolist() == [False, True, False]

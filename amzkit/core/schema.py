@@ -181,13 +181,20 @@ def _integer_float(text: str) -> bool:
     return bool(FLOAT_TEXT.fullmatch(text)) and not ID_TEXT.fullmatch(text) and float(text).is_integer()
 
 
+def _category_text(value: str) -> str:
+    """A category cell as text: stripped, an integer written as a float ('123.0') as its digits."""
+    text = value.strip()
+    return str(int(float(text))) if _integer_float(text) else text
+
+
 def load_split(path: str | Path, schema: str | Schema, split: str) -> pd.DataFrame:
     """Read a train or test CSV, checking columns, ids, text and (for train) the target.
 
     Text columns come back as str with missing text as "" and line ends as "\\n" (CRLF and lone CR converted, so
-    a file saved on Windows gives the same features), ids as the text written in the file (integer ids of
-    any size, whitespace stripped: never converted, so a submission carries them exactly), rows in file order,
-    columns in the schema's order.
+    a file saved on Windows gives the same features), category columns as text (missing: NaN; '123.0' as '123',
+    so train's and test's categories match whatever pandas made of either file), ids as the text written in the
+    file (integer ids of any size, whitespace stripped: never converted, so a submission carries them exactly),
+    rows in file order, columns in the schema's order.
     """
     schema = get_schema(schema)
     if split not in ("train", "test"):
@@ -197,7 +204,10 @@ def load_split(path: str | Path, schema: str | Schema, split: str) -> pd.DataFra
     header = read_csv(path, what, nrows=0)
     check_columns(list(header.columns), schema, split, str(path))
     text_like = [*schema.text_columns, *((schema.image_column,) if schema.image_column else ())]
-    df = read_csv(path, what, dtype={**{c: str for c in text_like}, schema.id_column: str, schema.target: str},
+    # category columns as text too: one empty cell made pandas read a whole column as floats ('123.0'), which
+    # then matched no category of the other file ('123')
+    as_text = [*text_like, *schema.category_columns]
+    df = read_csv(path, what, dtype={**{c: str for c in as_text}, schema.id_column: str, schema.target: str},
                   keep_default_na=False, na_values={schema.target: ["", "NaN", "nan"],
                                                     **{c: [""] for c in schema.category_columns}})
     if not isinstance(df.index, pd.RangeIndex):
@@ -218,6 +228,8 @@ def load_split(path: str | Path, schema: str | Schema, split: str) -> pd.DataFra
         raise ValueError(f"{path}: duplicate {schema.id_column} values {show_ids(dup)}; ids must be unique")
     for column in text_like:
         df[column] = df[column].fillna("")
+    for column in schema.category_columns:  # '123', ' 123' and '123.0' (a file re-saved by pandas) are one category
+        df[column] = df[column].map(_category_text, na_action="ignore")
     for column in schema.text_columns:  # CRLF and lone CR as LF: a Windows-saved file gives the same text features
         df[column] = df[column].str.replace("\r\n", "\n", regex=False).str.replace("\r", "\n", regex=False)
     empty = (row_text(df, schema).str.strip() == "").to_numpy()
