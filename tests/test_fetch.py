@@ -132,6 +132,8 @@ class Server:
     times: dict = field(default_factory=lambda: defaultdict(list))
     ports: set = field(default_factory=set)
     stop: threading.Event = field(default_factory=threading.Event)
+    busy_until: float | None = None  # /busy-host/: the end of the pause its first answer asked for
+    refused_while_busy: int = 0
 
     def snapshot(self) -> Counter:
         return Counter(self.hits)
@@ -176,6 +178,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if path_match := re.fullmatch(r"/img/(\d+)\.jpg", self.path):
             shade = int(path_match.group(1)) % 256
             self.reply(200, encode(Image.new("RGB", (24, 24), (shade, 80, 160)), "JPEG"))
+        elif self.path.startswith("/busy-host/"):  # a host whose first answer asks for a 1 s pause, then serves
+            state = self.state
+            if state.busy_until is None or time.monotonic() < state.busy_until:
+                state.refused_while_busy += state.busy_until is not None
+                state.busy_until = state.busy_until or time.monotonic() + 1.0
+                self.reply(429, b"slow down", {"Retry-After": "1"})
+            else:
+                self.reply(200, GOOD_JPEG)
         elif self.path in PAYLOADS:
             self.reply(200, PAYLOADS[self.path], {"Content-Type": "image/jpeg"})
         elif self.path in ENCODED:
@@ -327,6 +337,14 @@ def test_duplicates_once_retries_as_told(first, server):
     assert hits["/moved.jpg"] == 1 and hits["/img/777.jpg"] == 1, "redirects are followed"
     first_hit, second_hit = server.times["/throttled.jpg"][:2]
     assert second_hit - first_hit >= 0.99, "Retry-After: 1 is honoured (load only lengthens the wait)"
+
+
+def test_a_retry_after_pauses_every_link_of_its_host(server, tmp_path):
+    links = [f"{server.url}/busy-host/{i}.jpg" for i in range(6)]
+    table = run(links, tmp_path / "cache", tmp_path, max_workers=1, progress=False,
+                retry=RetryPolicy(attempts=2, final_pass_attempts=0))
+    assert server.refused_while_busy == 0, "no link is sent to a host within the Retry-After it asked for"
+    assert (table["status"] == "ok").all() and table["attempts"].sum() == len(links) + 1
 
 
 def test_a_stalled_server_times_out_and_is_retried_as_told(server, tmp_path):

@@ -31,6 +31,7 @@ from amzkit.images.records import (
     cache_name,
     describe,
     is_retryable,
+    link_host,
     link_scheme,
 )
 
@@ -187,6 +188,8 @@ class Downloader:
         self._local = threading.local()
         self._managers: list[urllib3.PoolManager] = []
         self._managers_lock = threading.Lock()
+        self._paused_until: dict[str, float] = {}  # host -> monotonic time its Retry-After ends
+        self._pauses_lock = threading.Lock()
 
     def manager(self, url: str) -> urllib3.PoolManager:
         """This thread's connection pool for `url` (a proxy's when the environment sets one for it)."""
@@ -203,6 +206,20 @@ class Downloader:
             with self._managers_lock:
                 self._managers.append(managers[proxy])
         return managers[proxy]
+
+    def pause_host(self, url: str, seconds: float) -> None:
+        """Send nothing more to `url`'s host for `seconds` (its Retry-After, capped): a try before then fails too."""
+        seconds = min(seconds, self.retry.retry_after_cap_s)
+        if seconds > 0:
+            host, until = link_host(url), time.monotonic() + seconds
+            with self._pauses_lock:
+                self._paused_until[host] = max(until, self._paused_until.get(host, 0.0))
+
+    def paused_for(self, url: str) -> float:
+        """Seconds left of a pause `url`'s host asked for (0: none)."""
+        with self._pauses_lock:
+            until = self._paused_until.get(link_host(url), 0.0)
+        return max(0.0, until - time.monotonic())
 
     def close(self) -> None:
         with self._managers_lock:
@@ -411,7 +428,8 @@ def run_attempts(downloader: Downloader, urls: list[str], workers: int, attempts
                  witness: str | None = None) -> Iterator[FetchRecord]:
     """Each URL's final record after up to `attempts` tries, in completion order, from `workers` threads.
 
-    A retryable failure is tried again after its backoff (or the server's Retry-After, capped).
+    A retryable failure is tried again after its backoff (or the server's Retry-After, capped); a Retry-After also
+    holds back every try at that host till it ends (sent anyway, under a rate limit, they would fail too).
     Stopping the iteration early cancels what is left. With a `watch` (see NetworkWatch) whose verdict is
     pending, the first `watch.probe_links` URLs not in `failed_before` are tried first, once each (their retries
     wait for the verdict, as do the other URLs); when none of them reached a server, one try at `witness` (an
@@ -466,8 +484,13 @@ def run_attempts(downloader: Downloader, urls: list[str], workers: int, attempts
         while (task := work.get()) is not None:
             url, number = task
             try:
+                if (paused := downloader.paused_for(url)) > 0:  # its host asked for a pause: no try spent on it now
+                    work.put_later(task, paused)
+                    continue
                 record, retry_after, reach = downloader.attempt(url, earlier.get(url, 0) + number, timeout_factor)
                 latest[url] = record
+                if retry_after is not None and is_retryable(record.status):
+                    downloader.pause_host(url, retry_after)
                 if watch is not None and number == 1 and url in probe:
                     first_try_done(record, reach, watch)
                 if number < attempts and is_retryable(record.status):

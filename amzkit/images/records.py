@@ -9,6 +9,7 @@ import os
 import re
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -107,6 +108,14 @@ def link_scheme(link: str) -> str:
     """The URL scheme in lower case; '' for a plain (relative or absolute) path."""
     match = SCHEME_PATTERN.match(link)
     return match.group(1).lower() if match else ""
+
+
+def link_host(url: str) -> str:
+    """The host[:port] a URL's requests go to, in lower case ('' for a URL too malformed to tell)."""
+    try:
+        return urllib.parse.urlsplit(url).netloc.lower()
+    except ValueError:  # e.g. http://[::1
+        return ""
 
 
 def cache_name(url: str) -> str:
