@@ -206,6 +206,8 @@ ROUTES: dict[str, Callable[[Handler, int], None]] = {
     "/bomb-nolength.jpg": lambda h, hit: h.reply(200, BOMB, {"Content-Encoding": "gzip"}, content_length=False),
     "/moved.jpg": lambda h, hit: h.reply(302, b"", {"Location": "/img/777.jpg"}),
     "/moved-ftp.jpg": lambda h, hit: h.reply(301, b"", {"Location": "ftp://elsewhere/a.jpg"}),
+    "/moved-utf8.jpg": lambda h, hit: h.reply(302, b"", {"Location": "/caf\u00e9 1.jpg".encode().decode("latin-1")}),
+    "/caf%C3%A9%201.jpg": lambda h, hit: h.reply(200, GOOD_JPEG),
 }
 
 
@@ -345,6 +347,11 @@ def test_a_retry_after_pauses_every_link_of_its_host(server, tmp_path):
                 retry=RetryPolicy(attempts=2, final_pass_attempts=0))
     assert server.refused_while_busy == 0, "no link is sent to a host within the Retry-After it asked for"
     assert (table["status"] == "ok").all() and table["attempts"].sum() == len(links) + 1
+
+
+def test_a_redirect_to_a_non_ascii_path_sent_in_utf8_is_followed(server, tmp_path):
+    table = run([server.url + "/moved-utf8.jpg"], tmp_path / "cache", tmp_path, progress=False, retry=ONE_TRY)
+    assert table["status"].tolist() == ["ok"] and server.hits["/caf%C3%A9%201.jpg"] == 1
 
 
 def test_a_stalled_server_times_out_and_is_retried_as_told(server, tmp_path):

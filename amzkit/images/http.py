@@ -33,6 +33,7 @@ from amzkit.images.records import (
     is_retryable,
     link_host,
     link_scheme,
+    utf8_location,
 )
 
 CONNECT_TIMEOUT_S = 5.0
@@ -209,8 +210,7 @@ class Downloader:
 
     def pause_host(self, url: str, seconds: float) -> None:
         """Send nothing more to `url`'s host for `seconds` (its Retry-After, capped): a try before then fails too."""
-        seconds = min(seconds, self.retry.retry_after_cap_s)
-        if seconds > 0:
+        if (seconds := min(seconds, self.retry.retry_after_cap_s)) > 0:
             host, until = link_host(url), time.monotonic() + seconds
             with self._pauses_lock:
                 self._paused_until[host] = max(until, self._paused_until.get(host, 0.0))
@@ -240,7 +240,7 @@ class Downloader:
                 if not location:
                     return self.read(response)
                 finish(response)
-                url = urllib.parse.urljoin(url, location)
+                url = urllib.parse.urljoin(url, utf8_location(location))
                 if link_scheme(url) not in REMOTE_SCHEMES:
                     return Response("unsupported_scheme", error=f"redirected to {url[:200]}")
             return Response(f"{HTTP_STATUS_PREFIX}{response.status}", error=f"over {MAX_REDIRECTS} redirects")

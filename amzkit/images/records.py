@@ -118,6 +118,15 @@ def link_host(url: str) -> str:
         return ""
 
 
+def utf8_location(location: str) -> str:
+    """A redirect's Location as sent: http.client decodes header bytes as latin-1, while servers send a non-ASCII
+    path in UTF-8 (requests and browsers read it so: café.jpg, not cafÃ©.jpg, which would be a 404)."""
+    try:
+        return location.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return location
+
+
 def cache_name(url: str) -> str:
     """File name of a downloaded URL in the cache: its sha1 plus the URL's extension."""
     suffix = os.path.splitext(url.split("?", 1)[0].split("#", 1)[0].rsplit("/", 1)[-1])[1].lower()
