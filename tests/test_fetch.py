@@ -31,7 +31,17 @@ import amzkit.images.http as http_module
 from amzkit.images.decode import BoundedDecoder, open_image, prepare_image
 from amzkit.images.fetch import cached_images, fetch_images
 from amzkit.images.http import NetworkWatch, RetryPolicy, parse_retry_after
-from amzkit.images.records import MANIFEST_NAME, STATUSES, cache_name, is_remote, link_scheme, read_manifest, summarize
+from amzkit.images.records import (
+    MANIFEST_NAME,
+    STATUSES,
+    FetchRecord,
+    ManifestWriter,
+    cache_name,
+    is_remote,
+    link_scheme,
+    read_manifest,
+    summarize,
+)
 
 FAST_RETRY = RetryPolicy(attempts=3, backoff_s=0.05, backoff_cap_s=0.2, retry_after_cap_s=2.0,
                          final_pass_workers=2, final_pass_attempts=1, final_pass_timeout_factor=1.0)
@@ -507,6 +517,26 @@ def test_manifest_reads_are_incremental_and_skip_half_lines(tmp_path):
     path.unlink()
     path.write_text(json.dumps({"url": "c", "status": "ok"}) + "\n")
     assert set(read_manifest(path)) == {"c"}, "a replaced manifest is read afresh"
+
+
+def test_a_manifest_deleted_and_started_anew_is_read_whole(tmp_path):
+    path = tmp_path / MANIFEST_NAME
+
+    def write(urls: list[str]) -> None:
+        writer = ManifestWriter(path)
+        for url in urls:
+            writer.write(FetchRecord(url, "ok", 100, 10, 10, 1, mode="RGB"))
+        writer.close()
+
+    write([f"old/{i}" for i in range(10)])
+    assert len(read_manifest(path)) == 10
+    path.unlink()  # the cache deleted to start over, in the same session (the new file may take the old inode)
+    assert read_manifest(path) == {}
+    write([f"new/{i}" for i in range(40)])
+    assert sorted(read_manifest(path)) == sorted(f"new/{i}" for i in range(40))
+    path.unlink()
+    write([f"newer/{i}" for i in range(60)])  # deleted and written anew with no read in between
+    assert sorted(read_manifest(path)) == sorted(f"newer/{i}" for i in range(60))
 
 
 def test_open_image_never_raises(tmp_path):

@@ -161,11 +161,14 @@ _manifest_memo: dict[str, tuple[tuple[int, int], int, dict[str, FetchRecord]]] =
 def read_manifest(path: Path) -> dict[str, FetchRecord]:
     """The last record per URL; lines cut short by a killed run are skipped.
 
-    Memoized per file: a later call (the next shard of a split) parses only the bytes appended since.
+    Memoized per file: a later call (the next shard of a split) parses only the bytes appended since. A file
+    found missing (deleted) is forgotten, so a new one at its path is read whole even when it takes the old one's
+    inode (ext4 reuses them at once) and has grown past the bytes read of the old one.
     """
     try:
         stat = path.stat()
     except FileNotFoundError:
+        _forget(path)
         return {}
     key, file_id = str(path.resolve()), (stat.st_dev, stat.st_ino)
     with _manifest_lock:
@@ -186,10 +189,18 @@ def read_manifest(path: Path) -> dict[str, FetchRecord]:
         return dict(records)
 
 
+def _forget(path: Path) -> None:
+    """Drop what `read_manifest` memoized of the file at `path` (it is gone, or a new one is being started)."""
+    with _manifest_lock:
+        _manifest_memo.pop(str(path.resolve()), None)
+
+
 class ManifestWriter:
     """Appends records as JSON lines, flushed every MANIFEST_FLUSH_EVERY lines or MANIFEST_FLUSH_S seconds."""
 
     def __init__(self, path: Path):
+        if not path.is_file():  # a new manifest: nothing memoized of an earlier file at this path applies
+            _forget(path)
         needs_newline = path.is_file() and path.stat().st_size > 0 and _last_byte(path) != b"\n"
         self._fh: IO[str] = open(path, "a", encoding="utf-8")  # closed by close()
         if needs_newline:  # a killed run's half line stays alone on its line
