@@ -608,3 +608,13 @@ def test_the_ridge_stack_reads_a_value_missing_only_at_prediction_as_its_fit_med
     assert abs(missing[0] - 3.0) < 0.5, "read as 0, the meta-feature priced this row at exp(-2)"
     never = RidgeStack().fit(np.column_stack([x, np.full(400, np.nan)]), y_log)  # a column with no value: 0
     assert never.fill_[2] == 0.0 and np.isfinite(never.predict(np.array([[3.0, np.nan, np.nan]]))).all()
+
+
+def test_runs_made_for_another_test_csv_are_refused_with_what_changed_and_the_fix(tmp_path: Path) -> None:
+    w = world(16)
+    noisy_run(tmp_path, "full", w, 0.3, seed=1)
+    sample = {**w, "test_ids": w["test_ids"][:100], "test_target": w["test_target"][:100]}  # made on sample_test.csv
+    noisy_run(tmp_path, "sample", sample, 0.3, seed=2)
+    with pytest.raises(ValueError, match=r"'sample' has 0 ids added, 200 gone\).*Rerun the older runs on the current "
+                                         r"test.csv, or leave them out \(-p runs\)"):
+        ensemble(tmp_path, ["full", "sample"])

@@ -30,7 +30,11 @@ def check_compatible(runs: dict[str, dict]) -> None:
                 "each model trained on. Retrain them in one work folder (they then share 03_train/folds.csv)."
             )
         if not same_ids(runs[name]["test"]["id"], runs[names[0]]["test"]["id"]):
-            raise ValueError(f"runs {names[0]!r} and {name!r} predict different test ids")
+            how = ids_difference(runs[names[0]]["test"]["id"], runs[name]["test"]["id"])
+            raise ValueError(f"runs {names[0]!r} and {name!r} were made for different test rows ({name!r} has {how}): "
+                             "test.csv changed between them (e.g. sample_test.csv, then the full test.csv), and 04 "
+                             "would blend predictions of other rows. Rerun the older runs on the current test.csv, or "
+                             "leave them out (-p runs)")
         target = runs[name]["oof"]["target"].to_numpy(float)
         ref_target = runs[names[0]]["oof"]["target"].to_numpy(float)
         if not np.array_equal(target, ref_target):
