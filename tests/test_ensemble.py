@@ -618,3 +618,13 @@ def test_runs_made_for_another_test_csv_are_refused_with_what_changed_and_the_fi
     with pytest.raises(ValueError, match=r"'sample' has 0 ids added, 200 gone\).*Rerun the older runs on the current "
                                          r"test.csv, or leave them out \(-p runs\)"):
         ensemble(tmp_path, ["full", "sample"])
+
+
+def test_a_calibration_column_from_another_test_csv_than_the_runs_says_which_ids_and_the_fix(tmp_path: Path) -> None:
+    w = world(17)
+    noisy_run(tmp_path, "a", w, 0.3, seed=1)
+    all_ids = np.concatenate([w["ids"], w["test_ids"] + 1000])  # test.csv replaced since 03 ran
+    groups = pd.Series(np.where(np.arange(len(all_ids)) % 2, "x", "y"), index=all_ids)
+    with pytest.raises(ValueError, match=r"groups \(calibrate_by\), read from data_dir's train.csv and test.csv, "
+                                         r"lacks 300 of the runs' 300 test ids \(e.g. \[50000.*Rerun 03 on these CSVs"):
+        ensemble(tmp_path, ["a"], groups=groups)

@@ -311,8 +311,9 @@ def make_combiners(meta="ridge", weight_step: float = GRID_STEP, factor_range: t
 
 # --- runs in, predictions and report out ----------------------------------------------------------------
 
-def _align(values: pd.Series | pd.DataFrame | None, ids: np.ndarray, what: str) -> np.ndarray | None:
-    """`values` (indexed by id) in the order of `ids`; every id must be present."""
+def _align(values: pd.Series | pd.DataFrame | None, ids: np.ndarray, what: str, n_train: int) -> np.ndarray | None:
+    """`values` (indexed by id) in the order of `ids` (the runs' `n_train` train ids, then their test ids); every
+    id must be present."""
     if values is None:
         return None
     values = values.set_axis(pd.Index(id_keys(values.index), name="id"), axis=0)
@@ -321,8 +322,13 @@ def _align(values: pd.Series | pd.DataFrame | None, ids: np.ndarray, what: str) 
     keys = pd.Index(id_keys(ids))
     missing = ~keys.isin(values.index)
     if missing.any():
-        raise ValueError(f"{what} lacks {int(missing.sum())} of the runs' train/test ids (e.g. "
-                         f"{show_ids(np.asarray(ids)[missing], 3)})")
+        lacks = [f"{int(missing[part].sum())} of the runs' {len(keys[part])} {split} ids (e.g. "
+                 f"{show_ids(np.asarray(ids)[part][missing[part]], 3)})"
+                 for split, part in (("train", slice(0, n_train)), ("test", slice(n_train, None)))
+                 if missing[part].any()]
+        raise ValueError(f"{what}, read from data_dir's train.csv and test.csv, lacks {' and '.join(lacks)}: the 03 "
+                         "runs were made for other CSVs. Rerun 03 on these CSVs, or point data_dir at the CSVs the "
+                         "runs were made for")
     picked = values.reindex(keys)
     if isinstance(picked, pd.Series):
         return picked.astype(str).to_numpy()
@@ -380,8 +386,9 @@ def ensemble(work_dir: str | Path, runs=D.runs, *, method: str = D.method, meta=
     oof_log = np.column_stack([np.log(loaded[n]["oof"]["pred"].to_numpy(dtype=float)) for n in runs])
     test_log = np.column_stack([np.log(loaded[n]["test"]["pred"].to_numpy(dtype=float)) for n in runs])
     all_ids = np.concatenate([ids, test_ids])
-    inputs = EnsembleInputs(np.vstack([oof_log, test_log]), target, _align(meta_features, all_ids, "meta_features"),
-                            _align(groups, all_ids, "groups"))
+    inputs = EnsembleInputs(np.vstack([oof_log, test_log]), target,
+                            _align(meta_features, all_ids, "meta_features", len(ids)),
+                            _align(groups, all_ids, "groups (calibrate_by)", len(ids)))
     train_rows, test_rows = np.arange(len(ids)), np.arange(len(ids), len(all_ids))
 
     results = {}
