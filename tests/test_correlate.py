@@ -286,3 +286,21 @@ def test_the_verdict_reads_log1p_prices_so_one_outlier_does_not_hide_a_signal() 
     assert result["max_abs_corr"] < raw_null  # the raw price's view: under its null
     assert result["max_abs_corr_log1p"] > result["null_p95_log1p"] and result["clears_null"]
     assert result["verdict"] == "STRONG"
+
+
+def test_correlate_says_which_run_it_is_on(tmp_path, capsys):
+    """Each run of 75k rows takes minutes (null, ridge, kNN and added-value probes): the cell names each as it goes."""
+    from amzkit.core.io import id_hash, write_json, write_npy
+    from amzkit.stages.correlate import correlate
+
+    rng = np.random.default_rng(0)
+    ids = np.arange(200)
+    for name, dim in (("first", 4), ("second", 6)):
+        write_npy(tmp_path / "01_extract" / name / "train.npy", rng.normal(size=(200, dim)).astype(np.float32))
+        write_npy(tmp_path / "01_extract" / name / "train_ok.npy", np.ones(200, bool))
+        write_json(tmp_path / "01_extract" / name / "manifest.json", {"splits": {"train": {"id_sha256": id_hash(ids)}}})
+        write_json(tmp_path / "01_extract" / name / "metrics.json", {})
+    train = pd.DataFrame({"sample_id": ids, "catalog_content": "x", "image_link": "", "price": _prices(rng, 200)})
+    correlate(train, "amazon2025", tmp_path, [], baseline_features=[], n_permutations=3)
+    out = capsys.readouterr().out
+    assert "run 'first' (1/2): 200 rows x 4 dims" in out and "run 'second' (2/2): 200 rows x 6 dims" in out

@@ -10,6 +10,7 @@ it clears its own fold-to-fold noise (`gain_test`), so small data needs a larger
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -328,7 +329,7 @@ def correlate(train: pd.DataFrame, schema: str, work_dir: str | Path, runs=D.run
     results, skipped = {}, {}
     target = train[schema_.target].to_numpy()
     groups = product_groups(train, schema_)
-    for name in runs:
+    for number, name in enumerate(runs, start=1):
         try:
             embeddings, ok = load_embeddings(work_dir, name, "train", train[schema_.id_column], frame=train,
                                              schema=schema_)
@@ -344,9 +345,13 @@ def correlate(train: pd.DataFrame, schema: str, work_dir: str | Path, runs=D.run
                              "01 once its inputs can be read, or leave the run out with -p runs")
             print(f"02_correlate: {skipped[name]}")
             continue
+        started = time.perf_counter()  # a run of 75k rows takes minutes: say which one the cell is on
+        print(f"02_correlate: run {name!r} ({number}/{len(runs)}): {int(ok.sum()):,} rows x {embeddings.shape[1]} "
+              "dims, null and probes ...", end=" ", flush=True)
         result = analyse_embedding(embeddings, ok, target, baseline=baseline, groups=groups, top_k=top_k,
                                    n_permutations=n_permutations, n_folds=n_folds, knn_k=knn_k,
                                    knn_max_queries=knn_max_queries, seed=seed)
+        print(f"{time.perf_counter() - started:.0f} s", flush=True)
         write_csv(pd.DataFrame({"dim": np.arange(result["dim"]), "corr": result["corr"],
                                 "corr_log1p": result["corr_log1p"]}), out_dir / f"{name}_corr.csv")
         results[name] = result
