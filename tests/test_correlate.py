@@ -152,6 +152,8 @@ def test_correlate_refuses_a_run_computed_for_other_rows(tmp_path):
     assert list(results) == ["good"], "02's default (every run) skips the stale one"
     skipped = read_json(tmp_path / "02_correlate" / "metrics.json")["skipped"]
     assert list(skipped) == ["fake"] and "row order" in skipped["fake"]
+    # one run named as a plain string, as the notebook's -p runs good reads: that run, not its letters
+    assert list(correlate(train, "amazon2025", tmp_path, "good", baseline_features=[], n_permutations=5)) == ["good"]
 
 
 def test_real_minilm_text_embeddings_of_2023_rows_beat_the_constant(shared_data):

@@ -628,3 +628,11 @@ def test_a_calibration_column_from_another_test_csv_than_the_runs_says_which_ids
     with pytest.raises(ValueError, match=r"groups \(calibrate_by\), read from data_dir's train.csv and test.csv, "
                                          r"lacks 300 of the runs' 300 test ids \(e.g. \[50000.*Rerun 03 on these CSVs"):
         ensemble(tmp_path, ["a"], groups=groups)
+
+
+def test_a_run_named_as_one_string_is_one_run_not_its_letters(tmp_path: Path) -> None:
+    # the library split ensemble(work, "a,b") letter by letter before checking it ("a", ",", "b")
+    w = world(0)
+    noisy_run(tmp_path, "a", w, 0.3, seed=11)
+    noisy_run(tmp_path, "b", w, 0.3, seed=22)
+    assert list(ensemble(tmp_path, "a,b", method="blend")["weights"]) == ["a", "b"]

@@ -316,8 +316,9 @@ def correlate(train: pd.DataFrame, schema: str, work_dir: str | Path, runs=D.run
               baseline_runs=D.baseline_runs, seed: int = D.seed) -> dict[str, dict]:
     """Analyse each named 01_extract run (all runs when `runs` is empty); write tables and metrics.json."""
     schema_ = get_schema(schema)
-    PARAMETERS.validate(runs=list(runs), top_k=top_k, n_permutations=n_permutations, n_folds=n_folds, knn_k=knn_k,
-                        knn_max_queries=knn_max_queries, baseline_runs=list(baseline_runs), seed=seed)
+    checked = PARAMETERS.validate(runs=runs, top_k=top_k, n_permutations=n_permutations, n_folds=n_folds,
+                                  knn_k=knn_k, knn_max_queries=knn_max_queries, baseline_runs=baseline_runs, seed=seed)
+    runs, baseline_runs = checked["runs"], checked["baseline_runs"]  # "minilm" as one name, never letter by letter
     check_trainable(train[schema_.target].to_numpy(), n_folds, schema_.target)
     named = bool(runs)  # runs the user named must load; of the default (every run), a stale one is skipped
     runs = list(runs) or list_runs(work_dir, "01_extract")

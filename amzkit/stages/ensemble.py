@@ -365,8 +365,9 @@ def ensemble(work_dir: str | Path, runs=D.runs, *, method: str = D.method, meta=
     `ensemble_columns` returns them.
     """
     unmark_finished(work_dir)
-    PARAMETERS.validate(method=method, runs=list(runs), factor_min=factor_range[0], factor_max=factor_range[1],
-                        min_group_rows=min_group_rows, **({"meta": meta} if isinstance(meta, str) else {}))
+    runs = PARAMETERS.validate(method=method, runs=runs, factor_min=factor_range[0], factor_max=factor_range[1],
+                               min_group_rows=min_group_rows, **({"meta": meta} if isinstance(meta, str) else {})
+                               )["runs"]  # "lgbm" or "lgbm,ridge" as the notebook reads them, never letter by letter
     named = list(runs)
     repeated = sorted({name for name in named if named.count(name) > 1})
     if repeated:
