@@ -17,6 +17,7 @@ import amzkit.stages.extract as extract_module
 from amzkit.app.demo import make_demo
 from amzkit.core.io import read_json, write_json
 from amzkit.core.schema import get_schema, load_data
+from amzkit.core.workdir import list_runs
 from amzkit.embed.factory import create_embedder
 from amzkit.embed.registry import MODELS, get_model_spec
 from amzkit.embed.runs import load_embeddings
@@ -274,6 +275,8 @@ def test_a_kill_while_merging_leaves_no_manifest_beside_new_arrays(shard_data, s
     assert not (run / "manifest.json").exists()
     with pytest.raises(FileNotFoundError, match="no embedding run 'tfidf-svd'"):
         load_embeddings(tmp_path, "tfidf-svd", "test", shard_data["test"]["sample_id"])
+    # nor an old metrics.json listing it as finished (02's and 03's default run lists then stopped on it)
+    assert list_runs(tmp_path, "01_extract") == []
 
 
 def test_a_half_written_shard_is_not_trusted(shard_data, small_demo, tmp_path, monkeypatch):

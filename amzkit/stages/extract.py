@@ -454,8 +454,10 @@ def merge_shards(sources: list[str | Path], out_dir: str | Path, ids: dict[str, 
     if merged["train"][0].shape[1:] != merged["test"][0].shape[1:]:
         raise ValueError(f"the train shards have width {merged['train'][0].shape[1:]}, the test shards "
                          f"{merged['test'][0].shape[1:]}: they are from different models or runs; rerun 01_extract")
-    # arrays and manifest change together: the manifest (what readers check) is gone before any array is
-    # replaced, so a kill in between never leaves an old manifest vouching for new arrays
+    # arrays and manifest change together: the manifest (what readers check) and metrics.json (what lists the run
+    # as finished, written last) are gone before any array is replaced, so a kill in between never leaves an old
+    # manifest vouching for new arrays, nor a run listed that cannot be read
+    (out_dir / "metrics.json").unlink(missing_ok=True)
     (out_dir / "manifest.json").unlink(missing_ok=True)
     for split, (embeddings, ok, statuses, n_shards, ids_sha256, shard_inputs) in merged.items():
         write_npy(out_dir / f"{split}.npy", embeddings)
@@ -473,6 +475,6 @@ def merge_shards(sources: list[str | Path], out_dir: str | Path, ids: dict[str, 
         manifest["modality"] = modalities.pop()  # merged without the spec: what its shards say (a local-dir model)
     rows = sum(s["rows"] for s in manifest["splits"].values())
     manifest.update(seconds=round(total_seconds, 3), rows_per_second=round(rows / max(total_seconds, 1e-9), 1))
-    write_json(out_dir / "metrics.json", {k: manifest[k] for k in ("model", "dim", "splits", "rows_per_second")})
     write_json(out_dir / "manifest.json", manifest)
+    write_json(out_dir / "metrics.json", {k: manifest[k] for k in ("model", "dim", "splits", "rows_per_second")})
     return manifest
