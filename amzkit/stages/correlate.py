@@ -321,7 +321,7 @@ def correlate(train: pd.DataFrame, schema: str, work_dir: str | Path, runs=D.run
     runs, baseline_runs = checked["runs"], checked["baseline_runs"]  # "minilm" as one name, never letter by letter
     check_trainable(train[schema_.target].to_numpy(), n_folds, schema_.target)
     named = bool(runs)  # runs the user named must load; of the default (every run), a stale one is skipped
-    runs = list(runs) or list_runs(work_dir, "01_extract")
+    runs = runs or list_runs(work_dir, "01_extract")
     if not runs:
         raise FileNotFoundError(f"no 01_extract runs in {work_dir}: run 01_extract first")
     features = list(baseline_features)

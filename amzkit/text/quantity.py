@@ -49,6 +49,7 @@ class NameQuantities:
     size_family: str | None  # "weight" or "volume"
     item_count: int | None  # small things inside one item (80ct K-Cups)
     packs: int | None  # items per listing (Pack of 6, 12 per case, (24 Cans))
+    size_is_pack_total: bool = False  # item_size is the whole pack's ("40lb (4lb Pack of 10)"), not one item's
 
 
 def _number(text: str) -> float:
@@ -85,18 +86,12 @@ def _size_matches(name: str) -> list[tuple[float, str, int]]:
     return sizes
 
 
-def first_size(name: str) -> tuple[float, str] | None:
-    """(size in the family's base unit, family) of the first weight or volume written in `name` (not one it
-    makes or holds)."""
-    sizes = _size_matches(name)
-    return sizes[0][:2] if sizes else None
-
-
 def name_quantities(name: str | None) -> NameQuantities:
     """The item size, item count and packs written in an item name."""
     if not isinstance(name, str) or not name:
         return NameQuantities(None, None, None, None)
-    size = first_size(name)
+    sizes = _size_matches(name)
+    size = sizes[0][:2] if sizes else None
     counts = [int(m.group(1)) for m in _COUNT.finditer(name)]
     count = next((c for c in counts if 0 < c <= MAX_COUNT), None)
     packs = pack_count_from_name(name)
@@ -107,7 +102,8 @@ def name_quantities(name: str | None) -> NameQuantities:
             packs = value if 0 < value <= MAX_COUNT else None
     if packs is not None and count == packs:
         count = None  # "24 Pack" read twice: once as packs, once as a count
-    return NameQuantities(size[0] if size else None, size[1] if size else None, count, packs)
+    return NameQuantities(size[0] if size else None, size[1] if size else None, count, packs,
+                          _size_is_pack_total(name, sizes, packs))
 
 
 def _nan(value) -> float:
@@ -145,8 +141,7 @@ def pack_total_features(parsed: pd.DataFrame) -> pd.DataFrame:
     sized = np.isin(value_family, ("weight", "volume")) & np.isin(family, ("weight", "volume"))
     same = sized & np.isfinite(size) & np.isfinite(value_base)
     packs_or_one = np.where(np.isfinite(packs), packs, 1.0)
-    size_is_total = np.array([_size_is_pack_total(name, p) for name, p in
-                              zip(parsed["item_name"], packs_or_one, strict=True)])
+    size_is_total = np.array([q.size_is_pack_total for q in quantities], dtype=bool)
     name_total = np.where(size_is_total, size, size * packs_or_one)
     # A Value of one item: the name's item size, or the inner item of a pack-total name ("36 Ounce (12 Ounce Bags,
     # Pack of 3)", Value 12).
@@ -176,13 +171,10 @@ def pack_total_features(parsed: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _size_is_pack_total(name, packs: float) -> bool:
-    """Whether the name's first size is the pack's total: a size inside the parentheses of a pack phrase, times
-    the packs, makes it ("40lb (4lb Pack of 10)", "36 Ounce (12 Ounce Bags, Pack of 3)")."""
-    if not isinstance(name, str) or not packs > 1:
-        return False
-    sizes = _size_matches(name)
-    if len(sizes) < 2:
+def _size_is_pack_total(name: str, sizes: list[tuple[float, str, int]], packs: int | None) -> bool:
+    """Whether the name's first size (of `sizes`, _size_matches) is the pack's total: a size inside the parentheses
+    of a pack phrase, times the packs, makes it ("40lb (4lb Pack of 10)", "36 Ounce (12 Ounce Bags, Pack of 3)")."""
+    if packs is None or packs <= 1 or len(sizes) < 2:
         return False
     groups = [match.span() for match in _PACK_GROUP.finditer(name)]
     return any(math.isclose(inner * packs, sizes[0][0], rel_tol=0.02) for inner, _, start in sizes[1:]
