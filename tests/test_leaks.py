@@ -11,7 +11,7 @@ from PIL import Image
 
 from amzkit.images import hashes
 from amzkit.images.hashes import dhash, hamming
-from amzkit.ml.encodings import TwinPriceTransform
+from amzkit.ml.encodings import TWIN_THRESHOLD, TwinPriceTransform
 from amzkit.stages import leaks
 from amzkit.stages.leaks import duplicate_report, summarize_report
 from amzkit.text import similarity
@@ -300,3 +300,19 @@ def test_a_placeholder_link_on_three_train_products_and_a_test_one_is_no_twin():
     report = duplicate_report(train, test, "amazon2025").set_index("test_id")
     assert report.loc[9, "kind"] == "none"  # 4 products share the link: generic, as the 4th one shows
     assert report.loc[10, "kind"] == "image_url" and report.loc[10, "twin_price"] == 5.0
+
+
+def test_rows_without_product_text_are_no_text_twins_of_each_other(planted):
+    """A listing with no name, bullets or description (only the template's Value/Unit lines) says nothing of
+    the product: two of them are not twins, however alike their template lines read to TF-IDF."""
+    bare = "Item Name: \nValue: 1.0\nUnit: Count"
+    train = pd.concat([planted["train"], pd.DataFrame({"sample_id": [900], "price": [99.0], "image_link": [""],
+                                                       "catalog_content": [bare]})], ignore_index=True)
+    test = pd.concat([planted["test"], pd.DataFrame({"sample_id": [20_000, 20_001], "image_link": ["", ""],
+                                                     "catalog_content": [bare, "Item Name: ...\n" + bare[12:]]})],
+                     ignore_index=True)
+    report = duplicate_report(train, test, "amazon2025").set_index("test_id")
+    assert report.loc[[20_000, 20_001], "kind"].tolist() == ["none", "none"]
+    assert (report.loc[[20_000, 20_001], "text_similarity"] < TWIN_THRESHOLD).all()
+    # the planted text twins are still found
+    assert (report["kind"] == "text").sum() == dict(PLANTED)["text"]

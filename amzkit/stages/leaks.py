@@ -24,7 +24,8 @@ from amzkit.images.fetch import cached_images
 from amzkit.images.hashes import HASH_BITS, nearest_hash, signatures
 from amzkit.images.tables import ImageSignatures, read_image_tables
 from amzkit.ml.encodings import TWIN_THRESHOLD
-from amzkit.text.names import product_names
+from amzkit.text.features import parsed_rows
+from amzkit.text.names import normalized_name
 from amzkit.text.similarity import nearest_text, tfidf_rows
 
 # Report kinds, in priority order: a test row matched several ways is reported under the first.
@@ -51,7 +52,8 @@ def duplicate_report(train: pd.DataFrame, test: pd.DataFrame, schema: str | Sche
 
     `kind` is the first of KINDS that matched ('none' otherwise), `kinds` every kind that matched ('+'-joined);
     `similarity` is 1 for exact name/URL, the cosine for text, 1 - distance/64 for image hashes;
-    `text_similarity` is the nearest train row's cosine whether or not it passes the threshold. A picture of more
+    `text_similarity` is the nearest train row's cosine whether or not it passes the threshold (0 for a row whose
+    name, bullets and description hold no word: its Value/Unit lines alone make no text twin). A picture of more
     than `max_hash_matches` train products (distinct normalised names) is generic and matches nothing: an image
     link shared by them (its products counted in train and test: a placeholder picture on 3 train products and a
     test one is generic), or an image hash within `hash_distance` of theirs.
@@ -65,7 +67,7 @@ def duplicate_report(train: pd.DataFrame, test: pd.DataFrame, schema: str | Sche
     found: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # kind -> (train index or -1, similarity)
 
     # exact_name: the same normalised item name (empty names never match)
-    train_names, test_names = product_names(train, schema).to_numpy(), product_names(test, schema).to_numpy()
+    (train_names, train_worded), (test_names, test_worded) = _product_text(train, schema), _product_text(test, schema)
     first_of = pd.Series(np.arange(len(train)))[train_names != ""].groupby(train_names[train_names != ""]).first()
     index = pd.Series(test_names).map(first_of).fillna(-1).to_numpy(dtype=np.int64)
     found["exact_name"] = (index, np.where(index >= 0, 1.0, np.nan))
@@ -73,7 +75,8 @@ def duplicate_report(train: pd.DataFrame, test: pd.DataFrame, schema: str | Sche
     # text: TF-IDF cosine to the nearest train row
     texts_train, texts_test = row_text(train, schema).tolist(), row_text(test, schema).tolist()
     vectorizer, matrix = tfidf_rows(texts_train + texts_test)
-    if vectorizer is not None:
+    if vectorizer is not None:  # a row without product words (only Value/Unit lines) is nobody's twin
+        matrix = matrix.multiply(np.concatenate([train_worded, test_worded])[:, None]).tocsr()
         nearest, cosine = nearest_text(matrix[len(texts_train):], matrix[:len(texts_train)])
     else:
         nearest, cosine = np.full(n_test, -1, dtype=np.int64), np.full(n_test, np.nan, dtype=np.float32)
@@ -148,6 +151,15 @@ def summarize_report(report: pd.DataFrame) -> dict:
         "with_twin": with_twin,
         "twin_share": with_twin / n_rows if n_rows else 0.0,
     }
+
+
+def _product_text(frame: pd.DataFrame, schema: Schema) -> tuple[np.ndarray, np.ndarray]:
+    """(normalised item name, whether the name, bullets or description hold a word) per row."""
+    parsed = parsed_rows(frame, schema)
+    names = parsed["item_name"].fillna("").astype(str)
+    worded = np.logical_or.reduce([parsed[column].fillna("").astype(str).str.contains(r"\w").to_numpy()
+                                   for column in ("item_name", "bullet_text", "description")])
+    return names.map(normalized_name).to_numpy(), worded
 
 
 def _signatures(paths_or_signatures, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
