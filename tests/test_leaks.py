@@ -316,3 +316,19 @@ def test_rows_without_product_text_are_no_text_twins_of_each_other(planted):
     assert (report.loc[[20_000, 20_001], "text_similarity"] < TWIN_THRESHOLD).all()
     # the planted text twins are still found
     assert (report["kind"] == "text").sum() == dict(PLANTED)["text"]
+
+
+def test_names_of_numbers_alone_are_no_exact_name_twins(planted):
+    """Real amz25_dev rows are named '1' and '25': a bare number (or a name whose words the normalisation drops,
+    such as one in another script) names no product, so it makes no twin; a name with words still does."""
+    extra_train = pd.DataFrame({"sample_id": [900, 901, 902], "price": [99.0, 7.0, 3.0], "image_link": "",
+                                "catalog_content": [_catalog("25", "red enamel teapot"), _catalog("茶 500", "tea"),
+                                                    _catalog("Blue Kettle 2", "steel kettle")]})
+    extra_test = pd.DataFrame({"sample_id": [20_000, 20_001, 20_002], "image_link": "",
+                               "catalog_content": [_catalog("25", "usb charging cable"), _catalog("咖啡 500", "coffee"),
+                                                   _catalog("blue kettle, 2!", "another description")]})
+    train = pd.concat([planted["train"], extra_train], ignore_index=True)
+    test = pd.concat([planted["test"], extra_test], ignore_index=True)
+    report = duplicate_report(train, test, "amazon2025").set_index("test_id")
+    assert report.loc[[20_000, 20_001, 20_002], "kind"].tolist() == ["none", "none", "exact_name"]
+    assert report.loc[20_002, "twin_price"] == 3.0

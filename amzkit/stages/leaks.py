@@ -66,9 +66,10 @@ def duplicate_report(train: pd.DataFrame, test: pd.DataFrame, schema: str | Sche
     prices = train[schema.target].to_numpy(dtype=float)
     found: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # kind -> (train index or -1, similarity)
 
-    # exact_name: the same normalised item name (empty names never match)
+    # exact_name: the same normalised item name (a name without a letter, such as '1' or '', never matches)
     (train_names, train_worded), (test_names, test_worded) = _product_text(train, schema), _product_text(test, schema)
-    first_of = pd.Series(np.arange(len(train)))[train_names != ""].groupby(train_names[train_names != ""]).first()
+    lettered = pd.Series(train_names).str.contains("[a-z]").to_numpy()
+    first_of = pd.Series(np.arange(len(train)))[lettered].groupby(train_names[lettered]).first()
     index = pd.Series(test_names).map(first_of).fillna(-1).to_numpy(dtype=np.int64)
     found["exact_name"] = (index, np.where(index >= 0, 1.0, np.nan))
 
