@@ -485,3 +485,15 @@ def test_constant_level_warning_only_below_a_clear_margin() -> None:
     assert constant_level_warning(50.0, 60.0, "run 'a'") == ""
     assert constant_level_warning(59.5, 60.0, "run 'a'").startswith("WARNING: run 'a' scores CV SMAPE 59.500")
     assert constant_level_warning(61.0, 60.0, "run 'a'") != ""
+
+
+def test_predictions_far_beyond_the_training_targets_are_named(tmp_path: Path, capsys) -> None:
+    """A 1e30 price (a source gone wrong: exp of a raw score) passed validation with no word; metrics.json
+    counted it under outside_train_range, which nobody reads on a deadline."""
+    run(make_work(tmp_path, pred=[0.5, 20.0, 150.0, 40.0]))  # a little beyond 1..100: ordinary for a regressor
+    assert "WARNING" not in capsys.readouterr().out
+    metrics = run(make_work(tmp_path / "far", pred=[0.05, 20.0, 1e30, 40.0]))
+    out = capsys.readouterr().out
+    assert metrics["valid"] and metrics["outside_train_range"] == 2
+    assert ("WARNING: 2 of the 4 predictions lie more than 10x outside the training targets (1 .. 100): "
+            "smallest 0.05, largest 1e+30") in out

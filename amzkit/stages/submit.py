@@ -32,6 +32,7 @@ from amzkit.stages.leaderboard import LeaderboardError, log_submission, submissi
 
 SHOW_IDS = 5
 ENSEMBLE_SOURCE = "04_ensemble"
+FAR_OUTSIDE = 10.0  # a prediction this many times beyond the training targets' range is named in a warning
 NUMBER_TEXT = re.compile(r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*|\s*[+-]?(?:nan|NaN|inf|Infinity)\s*",
                          re.ASCII)  # what a CSV reader takes for a number: ASCII digits and spaces only
 
@@ -427,7 +428,7 @@ def _submit(work_dir: str | Path, test: pd.DataFrame, train_target: np.ndarray, 
         metrics.update(scoring)
         print(_scored_line(scoring["solution_csv"], metrics["test_smape"], len(values), scoring)
               + other_scores(metrics, schema_.report_metrics, "test_", "test"))
-    for line in _signal_warnings(cv_values, values, source):
+    for line in _signal_warnings(cv_values, values, source, (low, high)):
         print(line)
     write_json(path.parent / "metrics.json", metrics)
     try:
@@ -438,10 +439,17 @@ def _submit(work_dir: str | Path, test: pd.DataFrame, train_target: np.ndarray, 
     return metrics
 
 
-def _signal_warnings(cv: dict, values: np.ndarray, source: str) -> list[str]:
+def _signal_warnings(cv: dict, values: np.ndarray, source: str, train_range: tuple[float, float]) -> list[str]:
     """Warnings for a submission that is (about) the constant: its source's CV no better than the constant
-    median's, or every prediction within 1% of one value."""
+    median's, or every prediction within 1% of one value; and for predictions more than FAR_OUTSIDE times
+    beyond the training targets' range (a source gone wrong)."""
     lines = []
+    low, high = train_range
+    far = (values < low / FAR_OUTSIDE) | (values > high * FAR_OUTSIDE)
+    if far.any():
+        lines.append(f"WARNING: {int(far.sum()):,} of the {len(values):,} predictions lie more than {FAR_OUTSIDE:g}x "
+                     f"outside the training targets ({low:.4g} .. {high:.4g}): smallest {values.min():.4g}, largest "
+                     f"{values.max():.4g}. Check the source {source!r} (its test_pred.csv) before submitting")
     if "cv_smape" in cv and "constant_median_smape" in cv:
         lines.append(constant_level_warning(cv["cv_smape"], cv["constant_median_smape"], f"the source {source!r}"))
     if len(values) > 1 and np.ptp(np.log(values)) < np.log(1.01):
