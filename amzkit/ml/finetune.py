@@ -56,6 +56,7 @@ from amzkit.ml.torch_fit import (
     check_choice,
     check_flags,
     check_numbers,
+    cpu_state,
     described_without_progress,
     fit_history_report,
     holdout_smape,
@@ -414,11 +415,12 @@ class FinetuneLearner(Learner):
         return prices_from_log(self._predict_log(self.model_, np.asarray(rows)), self.name)
 
     def save_fold(self, folder: Path, fold: int) -> None:
-        """With save_models, the fold's fine-tuned weights (encoder + head) as fold<k>.pt."""
+        """With save_models, the fold's fine-tuned weights (encoder + head) as fold<k>.pt (CPU tensors: a file a GPU
+        worker wrote loads anywhere without map_location)."""
         if not self.save_models:
             return
         folder.mkdir(parents=True, exist_ok=True)
-        state = {"model": self.model_.state_dict(), "encoder": self.spec_.source, "pooling": self.pooling_,
+        state = {"model": cpu_state(self.model_), "encoder": self.spec_.source, "pooling": self.pooling_,
                  "max_len": self.max_len}
         with atomic_path(folder / f"fold{fold}.pt") as tmp:
             torch.save(state, tmp)

@@ -36,6 +36,7 @@ from amzkit.ml.torch_fit import (
     check_choice,
     check_flags,
     check_numbers,
+    cpu_state,
     described_without_progress,
     fit_history_report,
     holdout_smape,
@@ -285,8 +286,10 @@ class MlpLearner(Learner):
         return prices_from_log(_predict_log(self.model_, tensors), self.name)
 
     def save_fold(self, folder: Path, fold: int) -> None:
+        """The fold's net and scaler as fold<k>.pt: CPU tensors, so torch.load's defaults read it on any machine."""
         folder.mkdir(parents=True, exist_ok=True)
-        state = {"net": self.model_.state_dict(), "scaler": vars(self.scaler_), "params": self.describe()["params"]}
+        state = {"net": cpu_state(self.model_), "params": self.describe()["params"],
+                 "scaler": {key: torch.from_numpy(np.asarray(value)) for key, value in vars(self.scaler_).items()}}
         with atomic_path(folder / f"fold{fold}.pt") as tmp:
             torch.save(state, tmp)
 

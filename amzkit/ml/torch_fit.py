@@ -421,6 +421,11 @@ def train_loop(model: torch.nn.Module, optimizer, plan: TrainPlan, batches: Call
     return history
 
 
+def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """`model`'s state dict on the CPU (a fold file saved from cuda:1 needs no map_location to load elsewhere)."""
+    return {key: value.detach().cpu() for key, value in model.state_dict().items()}
+
+
 LOG_PRICE_LIMIT = math.log1p(1e12)  # a log1p prediction beyond this is a diverged net, not a price
 
 
