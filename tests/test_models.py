@@ -415,6 +415,41 @@ def test_prefilled_hf_cache_loads_offline_through_the_hub_id_path(tiny_dinov2_di
     _check_neural(*_fit("tiny-clip-text")[1].transform(CATALOG[:2]), 16, [True, True])
 
 
+def test_a_cached_open_clip_text_tower_takes_its_hf_tokenizer_from_the_cache_too(tiny_clip_dir, tmp_path, monkeypatch):
+    """The Marqo SigLIPs name their tokenizer in text_cfg (hf_tokenizer_name: timm/ViT-B-16-SigLIP): a cache that
+    open_clip filled holds it under that repo, not in the model's snapshot (config + weights only)."""
+    import open_clip
+    import torch
+
+    cache = tmp_path / "hf_cache"  # the autouse fixture's HF_HUB_CACHE; HF_HUB_OFFLINE=1
+    config = json.loads((tiny_clip_dir / "open_clip_config.json").read_text())
+    config["model_cfg"]["text_cfg"].update(vocab_size=30522, hf_tokenizer_name="test-org/tiny-tokenizer")
+    model_files = tmp_path / "model_files"
+    model_files.mkdir()
+    torch.manual_seed(0)
+    torch.save(open_clip.CLIP(**config["model_cfg"]).state_dict(), model_files / "open_clip_pytorch_model.bin")
+    (model_files / "open_clip_config.json").write_text(json.dumps(config))
+    tokenizer_files = tmp_path / "tokenizer_files"
+    tokenizer_files.mkdir()
+    for name in MINILM_TOKENIZER_FILES:
+        shutil.copy(_minilm_dir() / name, tokenizer_files / name)
+    _hub_cache_entry(cache, "test-org/tiny-clip-hf-tok", model_files)
+    _hub_cache_entry(cache, "test-org/tiny-tokenizer", tokenizer_files)
+    spec = ModelSpec("tiny-clip-hf-tok-text", "text", "open_clip_text", "hf-hub:test-org/tiny-clip-hf-tok", "CLIP",
+                     0, 16, 0)
+    monkeypatch.setitem(MODELS, spec.name, spec)
+    _, embedder = _fit(spec.name)
+    x, ok = embedder.transform(CATALOG)
+    _check_neural(x, ok, 16, [True] * len(CATALOG))
+    reference = open_clip.tokenizer.HFTokenizer(str(tokenizer_files), context_length=8)  # as online, from the hub
+    assert torch.equal(embedder.tokenizer_(CATALOG), reference(CATALOG))
+
+    shutil.rmtree(cache / "models--test-org--tiny-tokenizer")  # the tokenizer never cached: say which is missing
+    with pytest.raises(RuntimeError, match="tokenizer test-org/tiny-tokenizer") as caught:
+        _fit(spec.name)
+    assert "HF_HUB_OFFLINE=1" in str(caught.value)
+
+
 @pytest.mark.parametrize(("name", "how"), [
     ("bge-base", "-p text_model local-dir:"), ("bge-base", "1_Pooling/config.json"),
     ("siglip-so400m-text", "-p text_model local-dir-text:"), ("dinov2-base", "config.json + model.safetensors"),
