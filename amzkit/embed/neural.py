@@ -329,6 +329,9 @@ class TransformersImageEmbedder(TransformersLoading, ImageEmbedder):
         return self.model_(pixel_values=pixels).pooler_output
 
 
+UNMASKED_TEXT_TOWERS = ("siglip",)  # model_type prefixes of text towers trained without a padding mask (SigLIP 1, 2)
+
+
 class TransformersTextEmbedder(TransformersLoading, TextEmbedder):
     """Text embeddings of a transformers model: a CLIP / SigLIP text tower, or mean / CLS pooling + L2."""
 
@@ -364,8 +367,14 @@ class TransformersTextEmbedder(TransformersLoading, TextEmbedder):
         padding = "longest" if self.spec.pooling else "max_length"
         tokens = self.tokenizer_(texts, padding=padding, truncation=True, max_length=self.max_length_,
                                  return_tensors="pt")
-        keep = tuple(tokens.keys()) if self.spec.pooling else ("input_ids", "attention_mask")
+        keep = tuple(tokens.keys()) if self.spec.pooling else self._tower_inputs()
         return {key: tokens[key] for key in keep if key in tokens}
+
+    def _tower_inputs(self) -> tuple[str, ...]:
+        """What a CLIP / SigLIP text tower takes: SigLIP was trained attending to its padding (its pad is its EOS,
+        no mask), and transformers 5's SigLIP tokenizer returns a mask (4.x's did not)."""
+        unmasked = self.model_.config.model_type.startswith(UNMASKED_TEXT_TOWERS)
+        return ("input_ids",) if unmasked else ("input_ids", "attention_mask")
 
     def _encode(self, tokens):
         if not self.spec.pooling:  # the text tower of a CLIP / SigLIP
