@@ -294,6 +294,18 @@ def test_siglip_image_and_text_towers_from_a_local_folder(tiny_siglip_dir, tmp_p
     np.testing.assert_allclose(x[:2].astype(np.float32), ref, atol=2e-3)
 
 
+def test_a_siglip_folder_whose_config_leaves_out_default_sizes_is_described(tmp_path):
+    """google/siglip-base-patch16-224's config.json (saved by transformers 4) names only each tower's model_type:
+    every other value equals the default."""
+    (tmp_path / "config.json").write_text(json.dumps({
+        "architectures": ["SiglipModel"], "model_type": "siglip", "initializer_factor": 1.0,
+        "text_config": {"model_type": "siglip_text_model"}, "vision_config": {"model_type": "siglip_vision_model"}}))
+    image = get_model_spec(f"local-dir:{tmp_path}")
+    assert (image.modality, image.loader, image.dim, image.image_px) == ("image", "transformers_image", 768, 224)
+    text = get_model_spec(f"local-dir-text:{tmp_path}")
+    assert (text.modality, text.loader, text.dim) == ("text", "transformers_text", 768)
+
+
 def test_dinov2_from_a_local_folder(tiny_dinov2_dir, tmp_path):
     spec, embedder = _fit(f"local-dir:{tiny_dinov2_dir}")
     assert (spec.modality, spec.loader, spec.dim) == ("image", "transformers_image", 32)

@@ -213,6 +213,8 @@ def _transformers_folder_spec(folder: Path, text_tower: bool) -> ModelSpec:
     cfg = json.loads((folder / TRANSFORMERS_CONFIG).read_text())
     if "auto_map" in cfg:
         raise ValueError(_remote_code_message(str(folder)))
+    if any("hidden_size" not in cfg.get(tower, cfg) for tower in ("text_config", "vision_config")):
+        cfg = _with_defaults(folder)
     model_type = cfg.get("model_type", "?")
     dual = "vision_config" in cfg and "text_config" in cfg
     has_image = "vision_config" in cfg or "image_size" in cfg
@@ -230,6 +232,14 @@ def _transformers_folder_spec(folder: Path, text_tower: bool) -> ModelSpec:
     dim = cfg.get("projection_dim") or tower["hidden_size"]
     return ModelSpec(folder.name, "image", "transformers_image", source, f"{model_type} image",
                      _max_px(tower.get("image_size", 224)), int(dim), 0)
+
+
+def _with_defaults(folder: Path) -> dict:
+    """The folder's config with its model type's defaults filled in: transformers 4 saved only the values that
+    differ from them (google/siglip-base-patch16-224's towers: their model_type alone)."""
+    from transformers import AutoConfig  # deferred: transformers loads only when a model is used
+
+    return AutoConfig.from_pretrained(folder).to_dict()
 
 
 def _sentence_transformers_settings(folder: Path) -> tuple[str, int]:
