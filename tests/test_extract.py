@@ -753,3 +753,14 @@ def test_a_merge_made_without_its_model_spec_still_reads_no_embedding_for_a_row_
     x, ok = load_embeddings(tmp_path / "merged", "tfidf-svd", "train", data["train"]["sample_id"],
                             frame=data["train"], schema=get_schema("amazon2025"))
     assert not ok[3] and np.isnan(x[3]).all() and ok[[0, 1, 2, 4]].all()
+
+
+def test_text_tower_shards_of_an_older_revision_are_not_reused(monkeypatch) -> None:
+    """SigLIP text towers were fed a padding mask before TEXT_TOWER_REVISION 2: a resumed run must not mix those
+    shards with new ones. Sentence encoders (pooling) keep their fingerprint."""
+    tower, encoder = get_model_spec("siglip-so400m-text"), get_model_spec("minilm")
+    data, schema_ = {"train": pd.DataFrame({"sample_id": [1]})}, "amazon2025"
+    before = {s.name: extract_module.fit_fingerprint(s, data, schema_) for s in (tower, encoder)}
+    monkeypatch.setattr(extract_module, "TEXT_TOWER_REVISION", extract_module.TEXT_TOWER_REVISION - 1)
+    assert extract_module.fit_fingerprint(tower, data, schema_) != before[tower.name]
+    assert extract_module.fit_fingerprint(encoder, data, schema_) == before[encoder.name]

@@ -66,6 +66,8 @@ D = PARAMETERS.defaults
 SHARD_ROWS = 10_000
 SHARDS_DIR = "shards"
 FITS_ON_TRAIN = ("tfidf_svd",)  # loaders whose `fit` learns from the train rows: a new train split refits them
+# Raised when what a text tower (CLIP/SigLIP via transformers) is fed changes: 2 = SigLIP without a padding mask
+TEXT_TOWER_REVISION = 2
 ARRAY_SUFFIXES = (".npy", ".ok.npy")
 
 
@@ -109,6 +111,8 @@ def fit_fingerprint(spec: ModelSpec, data: dict[str, pd.DataFrame], schema_) -> 
     identity: dict = {"spec": asdict(spec)}
     if spec.source and spec.source.startswith(LOCAL_DIR):  # new weights saved into the same folder are a new fit
         identity["weights"] = folder_digest(Path(spec.source[len(LOCAL_DIR):]))
+    if spec.loader == "transformers_text" and not spec.pooling:  # shards of an older revision are recomputed
+        identity["text_tower_revision"] = TEXT_TOWER_REVISION
     if spec.loader in FITS_ON_TRAIN:
         train = data["train"]
         identity["train_ids_sha256"] = id_hash(train[schema_.id_column])
