@@ -288,6 +288,19 @@ def test_saved_preset_is_resolved_by_name_and_built_in_names_are_protected(synth
         save_preset(work, "broken", {"params": {}})
 
 
+def test_a_saved_preset_edited_with_a_key_no_preset_has_is_refused_naming_it(tmp_path):
+    # a hand-edited saved preset's misplaced key (a LightGBM param beside "params", a misspelt rounds key) was
+    # dropped silently: the run trained without it and recorded the preset as given
+    from amzkit.ml.presets import preset_path, resolve_preset, save_preset
+
+    save_preset(tmp_path, "edited", PRESETS["default"], info={"note": "by hand"})
+    path = preset_path(tmp_path, "edited")
+    assert resolve_preset("edited", tmp_path) == PRESETS["default"], "save_preset's own info is no preset key"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "num_leaves": 127}))
+    with pytest.raises(ValueError, match=r"edited.*unknown \['num_leaves'\]"):
+        resolve_preset("edited", tmp_path)
+
+
 # --- pseudo-labels ---------------------------------------------------------------------------------------
 
 class _SpyLearner(LightGBMLearner):

@@ -67,13 +67,14 @@ def saved_presets(work_dir: str | Path) -> list[str]:
 
 
 def resolve_preset(name: str, work_dir: str | Path | None = None) -> dict:
-    """A built-in preset, or one saved in `work_dir` (03_train/presets/<name>.json)."""
+    """A built-in preset, or one saved in `work_dir` (03_train/presets/<name>.json: PRESET_KEYS and "info")."""
     if name in PRESETS:
         return json.loads(json.dumps(PRESETS[name]))
     if work_dir is not None and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name) \
             and preset_path(work_dir, name).is_file():
-        saved = read_json(preset_path(work_dir, name))
-        return check_preset({k: saved.get(k) for k in PRESET_KEYS if k in saved}, name)
+        path = preset_path(work_dir, name)
+        saved = read_json(path)  # save_preset's "info" beside the preset; any other key is an error, not dropped
+        return check_preset({k: v for k, v in saved.items() if k != "info"}, f"preset {name!r} ({path})")
     known = sorted(PRESETS) + (saved_presets(work_dir) if work_dir is not None else [])
     raise ValueError(f"unknown preset {name!r}; choose from {known}"
                      + ("" if work_dir is None else f" (saved presets live in {preset_path(work_dir, 'x').parent})"))
