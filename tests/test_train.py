@@ -683,6 +683,17 @@ def test_run_parameters_reach_the_learners_that_take_them(synthetic):
         build_learner("ridge_tfidf", {"alpah": 0.5})
 
 
+@pytest.mark.parametrize("given", [{"preset": "huber"}, {"lgb_params": {"num_leaves": 7}},
+                                   {"learner_params": {"bags": 3}}, {"group_by": "n_bullets"},
+                                   {"features": ["quantity"]}])
+def test_run_settings_beside_a_learner_object_are_refused_not_dropped(synthetic, given):
+    # train_run(learner=LightGBMLearner(), preset="huber") trained the object's default preset and said nothing
+    data, work = synthetic
+    key = next(iter(given))
+    with pytest.raises(ValueError, match=rf"\['{key}'\].*learner object"):
+        train_run(data, "amazon2025", work, "object", learner=LightGBMLearner(num_threads=1, params=FAST), **given)
+
+
 def test_model_inputs_set_for_a_learner_that_takes_none_are_refused_not_dropped():
     """-p learner ridge_tfidf -p embeddings '["fashion-siglip"]' trained ridge on the text alone, and its CV said the
     image run added nothing."""

@@ -151,6 +151,11 @@ def train_run(
         raise ValueError(f"pseudo_label_run {run_name!r} is this run: its pseudo-labels would come from its own last "
                          "predictions, which this run then replaces (each rerun drifting from the last). Name another "
                          f"run's, e.g. -p pseudo_label_run <your base run> -p run_name {run_name}_pseudo")
+    if isinstance(learner, Learner):
+        _refuse_settings_beside_an_object(learner_params=learner_params or {}, preset=preset,
+                                          lgb_params=lgb_params or {}, features=list(features),
+                                          embeddings=list(embeddings), tfidf_dim=tfidf_dim, group_by=group_by,
+                                          num_threads=num_threads)
     clock = {"started": time.perf_counter(), "earlier": 0.0}  # earlier: seconds of folds a stopped session kept
     model = learner if isinstance(learner, Learner) else build_learner(
         learner, learner_params, features=features, embeddings=embeddings, tfidf_dim=tfidf_dim, group_by=group_by,
@@ -189,6 +194,17 @@ def train_run(
     for kept in (PROGRESS_DIR, PSEUDO_BASELINE_DIR):
         shutil.rmtree(run_dir / kept, ignore_errors=True)
     return metrics
+
+
+def _refuse_settings_beside_an_object(**given) -> None:
+    """A learner object trains with its own settings: learner settings given beside it (preset, lgb_params,
+    features, ...) away from their defaults are an error naming them, not settings the run silently drops."""
+    defaults = {"learner_params": {}, "lgb_params": {}, "features": list(D.features),
+                "embeddings": list(D.embeddings)}
+    ignored = sorted(key for key, value in given.items() if value != defaults.get(key, getattr(D, key, None)))
+    if ignored:
+        raise ValueError(f"{ignored} would not be used: a learner object trains with its own settings. Set them on "
+                         "the object (e.g. LightGBMLearner(preset=..., params=...)), or pass the learner's name")
 
 
 def fold_fits_summary(metrics: dict) -> str:
