@@ -694,6 +694,21 @@ def test_run_settings_beside_a_learner_object_are_refused_not_dropped(synthetic,
         train_run(data, "amazon2025", work, "object", learner=LightGBMLearner(num_threads=1, params=FAST), **given)
 
 
+def test_a_lightgbm_setting_given_twice_with_two_values_is_refused_naming_both():
+    # -p preset huber -p learner_params '{"preset": "seed"}' trained 'seed' silently; the same LightGBM param in
+    # lgb_params and learner_params' params under two names was left to LightGBM, whose main name won either way
+    from amzkit.stages.train import build_learner
+
+    with pytest.raises(ValueError, match=r"preset.*'huber'.*'seed'"):
+        build_learner("lightgbm", {"preset": "seed"}, preset="huber")
+    with pytest.raises(ValueError, match=r"min_data_in_leaf"):
+        build_learner("lightgbm", {"params": {"min_child_samples": 50}}, lgb_params={"min_data_in_leaf": 5})
+    same = build_learner("lightgbm", {"preset": "huber", "params": {"num_leaves": 7}}, preset="huber",
+                         lgb_params={"num_leaves": 7, "lambda_l1": 1.0})
+    assert same.preset == "huber" and same.params == {"num_leaves": 7, "lambda_l1": 1.0}
+    assert build_learner("lightgbm", {"preset": "seed"}).preset == "seed", "-p preset left at its default"
+
+
 def test_model_inputs_set_for_a_learner_that_takes_none_are_refused_not_dropped():
     """-p learner ridge_tfidf -p embeddings '["fashion-siglip"]' trained ridge on the text alone, and its CV said the
     image run added nothing."""

@@ -38,7 +38,7 @@ from amzkit.ml.learners import LEARNERS, get_learner, make_learner
 from amzkit.ml.pseudo import pseudo_labels
 from amzkit.ml.runs import IMPORTANCE_PLOT, OOF_PLOT, PROGRESS_DIR, PSEUDO_BASELINE_DIR, save_run
 from amzkit.ml.transforms import TFIDF_DIM
-from amzkit.ml.trees import DEFAULT_FEATURES, MIN_GROUP_ROWS
+from amzkit.ml.trees import DEFAULT_FEATURES, MIN_GROUP_ROWS, lightgbm_names, merge_lightgbm_params
 
 PARAMETERS = Parameters(
     Param("run_name", "lgbm", "this run's folder under 03_train/ (letters, digits, _ - .); 04 blends runs by name",
@@ -96,12 +96,27 @@ def build_learner(learner: str = D.learner, learner_params: dict | None = None, 
     if group_by and "group_by" not in accepted:
         raise ValueError(f"group_by applies to the tree learners (lightgbm, xgboost, catboost), not {learner!r}")
     if learner == "lightgbm":
+        _refuse_lightgbm_settings_given_twice(params, preset, lgb_params or {})
         params.setdefault("preset", preset)
-        params["params"] = {**(lgb_params or {}), **params.get("params", {})}
+        params["params"] = merge_lightgbm_params(lgb_params or {}, params.get("params", {}))
     elif lgb_params or preset != D.preset:
         raise ValueError(f"preset and lgb_params apply to learner 'lightgbm', not {learner!r}: give {learner!r} its "
                          "parameters in learner_params")
     return make_learner(learner, **params)
+
+
+def _refuse_lightgbm_settings_given_twice(learner_params: dict, preset: str | dict, lgb_params: dict) -> None:
+    """The preset, or a LightGBM param (under any of its names), set both as a run parameter and in
+    learner_params with two values is an error naming both, not one of them dropped."""
+    if "preset" in learner_params and preset != D.preset and learner_params["preset"] != preset:
+        raise ValueError(f"preset is given twice: -p preset {preset!r} and learner_params' preset "
+                         f"{learner_params['preset']!r}; keep one of them")
+    names = lightgbm_names()
+    own = {names.get(key, key): (key, value) for key, value in (learner_params.get("params") or {}).items()}
+    twice = [f"lgb_params {key!r}: {value!r} vs learner_params' params {own[main][0]!r}: {own[main][1]!r}"
+             for key, value in lgb_params.items() if (main := names.get(key, key)) in own and own[main][1] != value]
+    if twice:
+        raise ValueError(f"LightGBM parameters given twice with two values ({'; '.join(twice)}); keep one of them")
 
 
 def _refuse_dropped_inputs(learner: str, accepted, params: dict, shared: dict) -> None:
