@@ -521,7 +521,8 @@ def test_threads_and_a_device_named_as_it_resolves_keep_the_kept_folds(tmp_path,
     inputs = world_inputs(tmp_path, 40, 4)
     keys = [json.dumps(FinetuneLearner(model=f"local-dir:{tiny_bert}", **{**TINY, **changed}).prepare(inputs)
                        .resume_key(), sort_keys=True, default=str)
-            for changed in ({}, {"num_threads": 2}, {"device": "auto"}, {"precision": "fp32"})]
+            for changed in ({}, {"num_threads": 2}, {"device": "auto"}, {"precision": "fp32"},
+                            {"gradient_checkpointing": True})]  # 03's out-of-memory advice: finished folds are kept
     assert len(set(keys)) == 1
     other = FinetuneLearner(model=f"local-dir:{tiny_bert}", **{**TINY, "lr": 1e-3}).prepare(inputs).resume_key()
     assert json.dumps(other, sort_keys=True, default=str) != keys[0]

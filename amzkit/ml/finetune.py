@@ -364,7 +364,7 @@ class FinetuneLearner(Learner):
         tips = [f"batch_size={half} with grad_accum={self.grad_accum * self.batch_size // half} (the same rows a "
                 "step)" if half < self.batch_size else "",
                 "" if self.gradient_checkpointing else "gradient_checkpointing=True (about a third slower, much "
-                "less activation memory)",
+                "less activation memory; the same results, so the folds already finished are kept)",
                 f"max_len={max(32, self.max_len * 3 // 4)}" if self.max_len > 32 else ""]
         return (f"finetune {self.model}: a fold ran out of GPU memory at batch_size={self.batch_size}, "
                 f"max_len={self.max_len}; set " + ", or ".join(tip for tip in tips if tip) + " in learner_params, "

@@ -141,13 +141,15 @@ def described_without_progress(described: dict) -> dict:
     return {**described, "params": {k: v for k, v in described["params"].items() if k != "progress"}}
 
 
-RESULT_FREE_PARAMS = ("progress", "num_threads", "device", "precision")  # the last two enter as resolved_runtime
+# what changes no result (activation checkpointing recomputes the same activations, dropout's RNG kept), so
+# a run resumed with another value keeps its finished folds; device and precision enter as resolved_runtime
+RESULT_FREE_PARAMS = ("progress", "num_threads", "device", "precision", "gradient_checkpointing")
 
 
 def torch_resume_key(learner) -> dict:
     """A torch learner's resume key: its description less what changes no result (progress bars, the thread count:
-    a Kaggle rerun with other threads keeps its hours of folds) and with `device`/`precision` as they resolved
-    ('auto' and 'cuda' on one GPU are the same run)."""
+    a Kaggle rerun with other threads keeps its hours of folds; gradient checkpointing, the out-of-memory advice)
+    and with `device`/`precision` as they resolved ('auto' and 'cuda' on one GPU are the same run)."""
     described = learner.describe()
     params = {k: v for k, v in described["params"].items() if k not in RESULT_FREE_PARAMS}
     return {**described, "params": params, **resolved_runtime(learner)}
