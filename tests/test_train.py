@@ -344,6 +344,16 @@ def test_pseudo_rows_train_but_never_validate_and_carry_their_folds_own_labels(s
     assert not np.isnan(result["oof"]).any() and len(result["oof"]) == 500
 
 
+def test_a_pseudo_label_source_without_metrics_is_named_not_a_raw_file_error(synthetic):
+    """A source run stopped while saving (its fold predictions written, metrics.json not) raised FileNotFoundError."""
+    data, work = synthetic
+    train_run(data, "amazon2025", work, "source", ["text_stats"], ["planted"], lgb_params=FAST)
+    (work / "03_train" / "source" / "metrics.json").unlink()
+    folds = shared_folds(work, data["train"], get_schema("amazon2025"), 5, 42, "group")
+    with pytest.raises(ValueError, match=r"pseudo-label source 'source' has not finished.*metrics\.json.*rerun 03"):
+        pseudo_labels(work, "source", folds, data["test"]["sample_id"].to_numpy(), 500, fraction=0.3, weight=0.4)
+
+
 def test_pseudo_labels_on_pure_noise_show_no_honest_gain(tmp_path):
     rng = np.random.default_rng(5)
     data = _frame(400, 400, rng)  # price is noise: nothing in the text says anything about it

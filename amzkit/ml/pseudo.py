@@ -42,6 +42,9 @@ def pseudo_labels(work_dir: str | Path, source: str, folds: np.ndarray, test_ids
     if not path.is_file():
         raise ValueError(f"pseudo-label source {source!r}: {path} is missing; pseudo-label from a run of 03_train "
                          "in this work folder (every run saves each fold model's test predictions)")
+    if not (run_dir / "metrics.json").is_file():
+        raise ValueError(f"pseudo-label source {source!r} has not finished: {run_dir / 'metrics.json'} is missing (a "
+                         f"run stopped while saving); rerun 03 for {source!r}, then this run")
     if read_json(run_dir / "metrics.json").get("folds_sha256") != id_hash(folds):
         raise ValueError(f"pseudo-label source {source!r} was trained on other folds: its fold models would have "
                          "seen this run's validation rows. Retrain it in this work folder's shared folds")
