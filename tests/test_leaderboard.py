@@ -18,6 +18,7 @@ from amzkit.stages.leaderboard import (
     cv_lb_fit,
     leaderboard,
     plot_cv_vs_lb,
+    record_scores,
     show_leaderboard,
     tracking_verdict,
 )
@@ -267,3 +268,15 @@ def test_one_metric_per_leaderboard(tmp_path: Path) -> None:
     with pytest.raises(LeaderboardError, match="holds smape scores.*score2023"):
         add_score(tmp_path, "b", 41.0)
     assert len(leaderboard(tmp_path)) == 1
+
+
+def test_an_lb_score_entered_as_a_fraction_is_refused_with_the_points_it_means(tmp_path: Path) -> None:
+    """0.45 for the leaderboard's 45 was recorded and then decided the CV-LB fit on its own."""
+    make_run(tmp_path, "lgbm_a", 48.25)
+    with pytest.raises(LeaderboardError, match=r"score 0.45 beside a CV of 48.250 looks like a fraction.*e\.g\. 45 "):
+        add_score(tmp_path, "lgbm_a", 0.45)
+    with pytest.raises(LeaderboardError, match="looks like a fraction"):
+        record_scores(tmp_path, {"lgbm_a": 0.45})
+    assert add_score(tmp_path, "lgbm_a", 45.0)["lb"] == 45.0
+    make_run(tmp_path, "tiny", 0.8)  # a CV below 2 (a near-perfect model) leaves a score below 1 alone
+    assert add_score(tmp_path, "tiny", 0.5)["lb"] == 0.5

@@ -42,6 +42,7 @@ OLD_COLUMNS = {"cv_smape": "cv", "lb_smape": "lb"}  # a leaderboard.csv written 
 ENSEMBLE_RUN = "04_ensemble"
 SCORE_RANGES = {"smape": (0.0, 200.0), "score2023": (0.0, 100.0), "mape": (0.0, math.inf)}  # what a score can be
 MIN_R = 0.5  # below this Pearson r the CV ranking no longer predicts the LB ranking
+FRACTION_RATIO = 20.0  # an LB score below 1 and this many times below its CV was entered as a fraction
 TOLERANCE = 1.0  # score points: a latest point closer than this to the earlier line is never "far"
 
 
@@ -98,6 +99,15 @@ def _check_score(score: float, metric: str = "smape") -> float:
         raise LeaderboardError(f"score {score!r} is outside {low:g}..{high:g}; the leaderboard's "
                                f"{METRICS[metric].label} always lies in that range")
     return value
+
+
+def _check_scale(lb: float, cv: float, metric: str) -> None:
+    """An LB score entered as a fraction (0.45 for the leaderboard's 45) beside a CV in points is refused: one such
+    point would decide the CV-LB fit."""
+    if 0 < lb < 1 and cv >= 2 and cv > FRACTION_RATIO * lb:
+        raise LeaderboardError(f"score {lb:g} beside a CV of {cv:.3f} looks like a fraction: the leaderboard's "
+                               f"{METRICS[metric].label} is in points (e.g. {lb * 100:g} for {lb:g}); enter it as "
+                               "Kaggle shows it")
 
 
 def _read_table(work_dir: str | Path) -> pd.DataFrame:
@@ -226,6 +236,7 @@ def add_score(work_dir: str | Path, run: str, score: float, note: str = "") -> d
     the CV beside it is the one its submission was made with (`submission_cv`); returns the row written."""
     run, metric, cv, notice = submission_cv(work_dir, run)
     lb = _check_score(score, metric)
+    _check_scale(lb, cv, metric)
     table = _read_table(work_dir)
     same = table[(table["run"].astype(str) == run) & (table["lb"].astype(float).round(6) == round(lb, 6))
                  & (table["cv"].astype(float).round(6) == round(cv, 6))]
@@ -380,6 +391,7 @@ def pair_scores(work_dir: str | Path, scores: dict[str, float]) -> tuple[list[di
         try:
             source, metric, cv, notice = submission_cv(work_dir, run)
             lb = _check_score(score, metric)
+            _check_scale(lb, cv, metric)
         except (LeaderboardError, ValueError, OSError, KeyError) as err:  # a run's unreadable metrics.json too
             refused.append(f"{run}: {err}")
             continue
