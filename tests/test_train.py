@@ -301,6 +301,20 @@ def test_a_saved_preset_edited_with_a_key_no_preset_has_is_refused_naming_it(tmp
         resolve_preset("edited", tmp_path)
 
 
+def test_a_presets_round_counts_and_params_are_checked_before_lightgbm_sees_them():
+    # "4000" or a params list passed the check and failed later inside LightGBM, far from the preset that held it
+    from amzkit.ml.presets import check_preset
+
+    base = json.loads(json.dumps(PRESETS["default"]))
+    assert check_preset({**base, "n_estimators": 4000.0})["n_estimators"] == 4000  # a JSON edit's float
+    for key, value in (("n_estimators", "4000"), ("n_estimators", 0), ("early_stopping_rounds", 2.5),
+                       ("early_stopping_rounds", True), ("n_estimators", float("inf"))):
+        with pytest.raises(ValueError, match=f"mine: {key} must be a whole number of rounds >= 1"):
+            check_preset({**base, key: value}, "mine")
+    with pytest.raises(ValueError, match="mine: params must be a dict"):
+        check_preset({**base, "params": [["objective", "l1"]]}, "mine")
+
+
 # --- pseudo-labels ---------------------------------------------------------------------------------------
 
 class _SpyLearner(LightGBMLearner):

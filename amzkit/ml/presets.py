@@ -43,13 +43,20 @@ def preset_path(work_dir: str | Path, name: str) -> Path:
 
 
 def check_preset(preset: dict, name: str = "preset") -> dict:
-    """A preset dict with exactly PRESET_KEYS and a known target transform."""
+    """A preset dict with exactly PRESET_KEYS, a known target transform, whole round counts and a params dict."""
     missing, extra = set(PRESET_KEYS) - set(preset), set(preset) - set(PRESET_KEYS)
     if missing or extra:
         raise ValueError(f"{name}: a preset has keys {list(PRESET_KEYS)}; missing {sorted(missing)}, "
                          f"unknown {sorted(extra)}")
     if preset["target"] not in ("log1p", "raw"):
         raise ValueError(f"{name}: target must be 'log1p' or 'raw', not {preset['target']!r}")
+    for key in ("n_estimators", "early_stopping_rounds"):  # a JSON edit's 4000.0 is 4000; "4000" or 0 is refused
+        value = preset[key]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not float(value).is_integer() or value < 1:
+            raise ValueError(f"{name}: {key} must be a whole number of rounds >= 1, not {value!r}")
+        preset[key] = int(value)
+    if not isinstance(preset["params"], dict):
+        raise ValueError(f"{name}: params must be a dict of LightGBM parameters, not {preset['params']!r}")
     return preset
 
 
