@@ -346,3 +346,30 @@ def test_image_groups_over_01_tables_made_for_other_rows_say_to_rerun_01(tmp_pat
     made.unlink()
     with pytest.raises(ValueError, match="where the links can be fetched"):
         build_image_features(data, "amazon2025", tmp_path, tmp_path, ["image_meta"], progress=False)
+
+
+def test_colour_missing_from_01_tables_is_computed_from_the_pictures_never_nan(tmp_path):
+    from amzkit.images.features import COLOUR_VERSION
+    from amzkit.images.tables import TABLES_MANIFEST, tables_dir
+    from amzkit.stages.image_tables import write_image_tables
+
+    data_dir = tmp_path / "data"
+    names = [Path(p).name for p in write_product_jpegs(data_dir, 6, size=96)]
+    data = competition(names[:4], names[4:])
+    groups = ["image_meta", "colour"]
+    want = build_image_features(data, "amazon2025", data_dir, tmp_path / "no_tables", groups, progress=False)
+    work = tmp_path / "work"
+    write_image_tables(data, "amazon2025", data_dir, work, progress=False)
+    manifest = tables_dir(work) / TABLES_MANIFEST
+    made = json.loads(manifest.read_text())
+    made["colour"]["version"] = COLOUR_VERSION - 1  # 01 ran with an older amzkit: its colour table is stale
+    manifest.write_text(json.dumps(made))
+    got = build_image_features(data, "amazon2025", data_dir, work, groups, progress=False)
+    for frame, expected in zip(got, want, strict=True):
+        assert np.isfinite(frame[colour_feature_names()].to_numpy()).all(), "colour NaN on rows with an image"
+        pd.testing.assert_frame_equal(frame, expected)
+    for name in names:  # a later kernel: only 01's tables, whose colour group is of another version
+        (data_dir / name).unlink()
+    with pytest.raises(ValueError, match=r"image tables .* hold no 'colour' features of this amzkit version.*"
+                                         r"rerun 01_extract"):
+        build_image_features(data, "amazon2025", data_dir, work, groups, progress=False)

@@ -313,11 +313,14 @@ def build_image_features(
             raise ValueError(f"image feature groups {groups}: not one of the {len(images):,} {split} rows has an "
                              f"image ({line.split(': ', 1)[1]}), so every image column would be NaN for them. {why}, "
                              "or leave the image groups out of -p features")
-        parts = []
+        parts, pictures = [], (images if tables is None else None)  # tables.images has no paths
         for group in groups:
             frame = _from_tables(group, tables)
-            parts.append(frame if frame is not None else
-                         IMAGE_FEATURE_GROUPS[group](images, split, out_dir, workers=workers, progress=progress))
+            if frame is None:
+                if pictures is None:
+                    pictures = _pictures_beside(tables, group, data[split][schema.image_column], data_dir, work_dir)
+                frame = IMAGE_FEATURE_GROUPS[group](pictures, split, out_dir, workers=workers, progress=progress)
+            parts.append(frame)
         frame = pd.concat(parts, axis=1) if parts else pd.DataFrame(index=images.index)
         frames[split] = frame.reset_index(drop=True)
     for column in [c for c in frames["train"].columns if c in IMAGE_CATEGORICAL]:
@@ -338,6 +341,19 @@ def _from_tables(group: str, tables: ImageTables | None) -> pd.DataFrame | None:
     if group == "colour" and tables.settings.get("colour") == colour:
         return pd.DataFrame(tables.colour, columns=colour["names"], index=tables.images.index)
     return None
+
+
+def _pictures_beside(tables: ImageTables, group: str, links: pd.Series, data_dir: str | Path,
+                     work_dir: str | Path) -> pd.DataFrame:
+    """The cached pictures of `links`, for a group 01's tables lack; refused when none of their images is at hand
+    (the group would be NaN on every row the tables say has an image)."""
+    pictures = cached_images(links, data_dir, Path(work_dir) / IMAGE_CACHE_DIR)
+    if (tables.images["status"] == "ok").any() and not (pictures["status"] == "ok").any():
+        raise ValueError(f"01_extract's image tables ({tables_dir(work_dir)}) hold no {group!r} features of this "
+                         f"amzkit version (theirs: {tables.settings.get(group)}), and the pictures are not at hand to "
+                         f"compute them: rerun 01_extract with this amzkit version, or leave {group!r} out of -p "
+                         "features")
+    return pictures
 
 
 def report_missing(images: pd.DataFrame, split: str, cache_dir: Path | None = None) -> str:
