@@ -373,3 +373,13 @@ def test_colour_missing_from_01_tables_is_computed_from_the_pictures_never_nan(t
     with pytest.raises(ValueError, match=r"image tables .* hold no 'colour' features of this amzkit version.*"
                                          r"rerun 01_extract"):
         build_image_features(data, "amazon2025", data_dir, work, groups, progress=False)
+
+
+def test_a_colour_chunk_computed_without_the_pictures_is_not_reused_once_they_are_at_hand(tmp_path):
+    names = [Path(p).name for p in write_product_jpegs(tmp_path / "data", 4, size=96)]
+    images = cached_images(pd.Series(names), tmp_path / "data", tmp_path / "cache")
+    pathless = images.assign(path=None)  # rows 01's tables call ok, whose pictures are elsewhere (older amzkit's 03)
+    out_dir = tmp_path / "features"
+    assert colour_features(pathless, "train", out_dir, workers=1, progress=False).isna().all().all()
+    again = colour_features(images, "train", out_dir, workers=1, progress=False)
+    assert np.isfinite(again.to_numpy()).all(), "the all-NaN chunk of the path-less rows was reused"

@@ -227,9 +227,11 @@ def colour_of_paths(paths: list[str | None], k: int = COLOUR_K, size_px: int = C
 
 
 def rows_hash(images: pd.DataFrame) -> str:
-    """sha256 of each row's link, fetch status and byte count: a cached chunk is valid while it is unchanged."""
+    """sha256 of each row's link, fetch status and byte count: a cached chunk is valid while it is unchanged. An ok
+    row without a picture path (01's tables' rows) hashes apart, so its all-NaN chunk never stands for the picture."""
+    status = images["status"].where(images["path"].notna() | (images["status"] != "ok"), "ok_without_path")
     text = "\n".join(f"{link}\t{status}\t{size}" for link, status, size in
-                     zip(images["link"], images["status"], images["bytes"], strict=True))
+                     zip(images["link"], status, images["bytes"], strict=True))
     return hashlib.sha256(text.encode()).hexdigest()
 
 
