@@ -490,3 +490,15 @@ def test_xgboost_booster_parameters_taken_through_kwargs_are_accepted():
     dart = {"booster": "dart", "rate_drop": 0.1, "skip_drop": 0.5, "sample_type": "weighted", "eta": 0.1}
     assert booster_params(XGBOOST, dart, Regressor) == {"booster": "dart", "rate_drop": 0.1, "skip_drop": 0.5,
                                                         "sample_type": "weighted", "learning_rate": 0.1}
+
+
+def test_prepare_with_a_built_feature_set_keeps_group_by_and_checks_the_holdout():
+    # prepare_with (a benchmark's or tuner's feature set) set group_of_ to None: group_by silently trained one model
+    features, y = planted_feature_set()
+    features.static[:, 7] = np.arange(len(features.static)) % 2  # two groups of 200 training rows each
+    learner = feature_learner(features, y, group_by="c7", params=FAST).fit(np.arange(400), y)
+    assert learner.fit_report()["group_models"] == 2
+    with pytest.raises(ValueError, match="group_by 'nope' is not a feature column"):
+        feature_learner(features, y, group_by="nope")
+    with pytest.raises(ValueError, match=r"valid_fraction must be in \[0, 0.5\]"):
+        feature_learner(features, y, valid_fraction=0.9)

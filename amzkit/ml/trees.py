@@ -141,31 +141,31 @@ class TreeLearner(Learner):
     # --- the protocol
 
     def prepare(self, inputs: RunInputs) -> TreeLearner:
+        self._check_settings()
+        return self.prepare_with(inputs, assemble_features(inputs, self.features, self.embeddings, self.tfidf_dim))
+
+    def _check_settings(self) -> None:
+        """The learner's own settings, refused before any feature is built."""
+        resolve_threads(self.num_threads)
         if isinstance(self.valid_fraction, bool) or not 0 <= self.valid_fraction <= MAX_VALID_FRACTION:
             raise ValueError(f"valid_fraction must be in [0, {MAX_VALID_FRACTION}] (0: no holdout; the holdout is "
                              f"1/round(1/valid_fraction) of the training rows: 0.1 -> 1/10, 0.3 -> 1/3, 0.4 -> 1/2), "
                              f"got {self.valid_fraction!r}")
         check_bag_settings(self.bags, self.refit)
-        self.inputs_ = inputs
-        self.threads_ = resolve_threads(self.num_threads)
-        self.features_ = assemble_features(inputs, self.features, self.embeddings, self.tfidf_dim)
-        self.group_of_ = None
-        if self.group_by:
-            names = self.features_.static_names
-            if self.group_by not in names:
-                raise ValueError(f"group_by {self.group_by!r} is not a feature column; pick one of {names}")
-            column = self.features_.static[:, names.index(self.group_by)]
-            self.group_of_ = np.where(np.isnan(column), -1, column)
-        self._after_prepare()
-        return self
 
     def prepare_with(self, inputs: RunInputs, features: FeatureSet) -> TreeLearner:
         """`prepare` with a feature set built elsewhere (a benchmark's synthetic matrix, a tuner's cached one)."""
-        check_bag_settings(self.bags, self.refit)
+        self._check_settings()
         self.features_ = features
         self.inputs_ = inputs
         self.threads_ = resolve_threads(self.num_threads)
         self.group_of_ = None
+        if self.group_by:
+            names = features.static_names
+            if self.group_by not in names:
+                raise ValueError(f"group_by {self.group_by!r} is not a feature column; pick one of {names}")
+            column = features.static[:, names.index(self.group_by)]
+            self.group_of_ = np.where(np.isnan(column), -1, column)
         self._after_prepare()
         return self
 
