@@ -502,3 +502,21 @@ def test_prepare_with_a_built_feature_set_keeps_group_by_and_checks_the_holdout(
         feature_learner(features, y, group_by="nope")
     with pytest.raises(ValueError, match=r"valid_fraction must be in \[0, 0.5\]"):
         feature_learner(features, y, valid_fraction=0.9)
+
+
+@pytest.mark.parametrize("name, module, attr", [("xgboost", "xgboost", "XGBRegressor"),
+                                                ("catboost", "catboost", "CatBoostRegressor")])
+def test_booster_params_changed_after_prepare_are_the_ones_trained(monkeypatch, name, module, attr):
+    # as LightGBM's set_params(preset=...) for a tuner: params_ was read once in prepare, so every trial of a
+    # hand-written XGBoost / CatBoost search trained the first params
+    fake = types.ModuleType(module)
+    setattr(fake, attr, _StandIn)
+    monkeypatch.setitem(sys.modules, module, fake)
+    features, y = planted_feature_set()
+    learner = feature_learner(features, y, learner=LEARNERS[name].load(), params={"learning_rate": 0.2})
+    _StandIn.seen = []
+    learner.set_params(params={"learning_rate": 0.01}).fit(np.arange(300), y[:300])
+    assert [call["kwargs"]["learning_rate"] for call in _StandIn.seen] == [0.01, 0.01]
+    assert learner.describe()["params"]["learning_rate"] == 0.01
+    with pytest.raises(ValueError, match="'learnin_rate' is not a"):
+        learner.set_params(params={"learnin_rate": 0.1})

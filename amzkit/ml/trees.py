@@ -375,6 +375,12 @@ class _BoosterLearner(TreeLearner):
     def prepared_attributes(self) -> set[str]:
         return super().prepared_attributes() | {"params_"}
 
+    def set_params(self, **params) -> _BoosterLearner:
+        super().set_params(**params)
+        if hasattr(self, "inputs_"):  # prepared: the params trained from now on, checked
+            self.params_ = booster_params(self.table, self.params, self._estimator())
+        return self
+
     def _settings(self, seed: int, rounds: int | None, stopping: bool) -> dict:
         params = {**self.table.defaults, **self.params_}
         if not stopping:
