@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from amzkit.core.io import rows_sha256
+from amzkit.ml.boosters import CATBOOST, booster_params
 from amzkit.ml.featureset import FeatureSet
 from amzkit.ml.learners import LEARNERS, KnnEmbedding, available_learners, get_learner, importable
 from amzkit.ml.runs import run_predictions_sha256
@@ -520,3 +521,11 @@ def test_booster_params_changed_after_prepare_are_the_ones_trained(monkeypatch, 
     assert learner.describe()["params"]["learning_rate"] == 0.01
     with pytest.raises(ValueError, match="'learnin_rate' is not a"):
         learner.set_params(params={"learnin_rate": 0.1})
+
+
+@pytest.mark.parametrize("use_best_model", [True, False])
+def test_catboost_use_best_model_is_the_kits_own(use_best_model):
+    # True crashed the refit (no eval_set there: "To employ param {'use_best_model': True} provide non-empty
+    # 'eval_set'"); False was overridden by the early-stopping fit's use_best_model=True
+    with pytest.raises(ValueError, match="params 'use_best_model' is set by the kit"):
+        booster_params(CATBOOST, {"use_best_model": use_best_model}, _CatStandIn)
