@@ -104,7 +104,14 @@ def test_a_runs_constant_median_is_the_shared_baseline(tmp_path):
 
 
 @pytest.mark.parametrize("k, words", [("20", r"got '20' \(a string: write it without quotes"), (0, "got 0$"),
-                                      (2.5, "got 2.5$")])
+                                      (2.5, "got 2.5$"), (True, "got True$")])
 def test_a_k_that_is_no_whole_number_of_neighbours_is_refused_saying_why(tmp_path, k, words):
     with pytest.raises(ValueError, match=r"needs k, a whole number of neighbours >= 1, " + words):
         KnnEmbedding(embedding="e", k=k).prepare(synthetic_inputs(np.ones(10), 0, tmp_path))
+
+
+@pytest.mark.parametrize("block_rows", [0, 2.5, "512"])
+def test_knn_block_rows_must_be_a_whole_number(tmp_path, block_rows):
+    # 0 ended in range()'s "arg 3 must not be zero" deep in the search
+    with pytest.raises(ValueError, match=r"block_rows must be a whole number >= 1"):
+        KnnEmbedding(embedding="e", k=5, block_rows=block_rows).prepare(synthetic_inputs(np.ones(10), 0, tmp_path))

@@ -402,7 +402,7 @@ def test_refit_must_be_true_or_false(tmp_path, refit):
                     features=["keywords"], refit=refit)
 
 
-@pytest.mark.parametrize("valid_fraction", [0.6, 0.9, -0.1, True])
+@pytest.mark.parametrize("valid_fraction", [0.6, 0.9, -0.1, True, "0.1"])  # "0.1": a bare TypeError before
 def test_tree_learners_refuse_a_holdout_share_they_cannot_give(tmp_path, valid_fraction):
     # the holdout is one of round(1/valid_fraction) inner folds, so every share above 1/2 used to become 1/2
     with pytest.raises(ValueError, match=r"valid_fraction must be in \[0, 0.5\].*0.4 -> 1/2"):

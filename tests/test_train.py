@@ -905,6 +905,16 @@ def test_a_group_or_embedding_listed_twice_is_refused_by_name(synthetic):
                   lgb_params=FAST)
 
 
+def test_a_column_made_twice_under_one_label_is_refused():
+    # a feature group and an 01 run of the same name make the same columns under one label: LightGBM refused them
+    # late, XGBoost trained on both
+    from amzkit.ml.featureset import _check_distinct_columns
+
+    _check_distinct_columns(["tfidf_0", "tfidf_1"], ["tfidf", "tfidf"])
+    with pytest.raises(ValueError, match=r"'tfidf' \(twice: a feature group and an 01 run.*column 'tfidf_0'"):
+        _check_distinct_columns(["tfidf_0", "tfidf_1", "tfidf_0"], ["tfidf", "tfidf", "tfidf"])
+
+
 def test_a_lightgbm_value_out_of_range_is_named_with_the_lgb_params_given(synthetic):
     """It ended in LightGBM's raw "Check failed: (learning_rate) > (0.0) at config_auto.cpp"."""
     data, work = synthetic

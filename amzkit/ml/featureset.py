@@ -92,9 +92,11 @@ def _check_distinct_columns(names: list[str], groups: list[str]) -> None:
     run:pca:16): a model cannot tell them apart."""
     seen: dict[str, str] = {}
     for name, group in zip(names, groups, strict=True):
-        if name in seen and seen[name] != group:
-            raise ValueError(f"{seen[name]!r} and {group!r} both make column {name!r}: keep one of them")
-        seen.setdefault(name, group)
+        if name in seen:  # one label for two sources too: a feature group and an 01 run both named 'tfidf'
+            both = f"{group!r} (twice: a feature group and an 01 run of that name?)" if seen[name] == group \
+                else f"{seen[name]!r} and {group!r}"
+            raise ValueError(f"{both} both make column {name!r}: keep one of them, or give the 01 run another name")
+        seen[name] = group
 
 
 def assemble_features(inputs: RunInputs, features: Sequence[str], embeddings: Sequence[str],

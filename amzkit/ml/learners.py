@@ -86,7 +86,9 @@ class KnnEmbedding(Learner):
         if not self.embedding:
             raise ValueError("the knn learner needs embedding='<01_extract run>' (e.g. 'minilm' or 'tfidf-svd'): "
                              "-p learner_params '{\"embedding\": \"minilm\"}'")
-        if not isinstance(self.k, int) or self.k < 1:
+        if isinstance(self.block_rows, bool) or not isinstance(self.block_rows, int) or self.block_rows < 1:
+            raise ValueError(f"the knn learner's block_rows must be a whole number >= 1, got {self.block_rows!r}")
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
             raise ValueError(f"the knn learner needs k, a whole number of neighbours >= 1, got {self.k!r}"
                              + (" (a string: write it without quotes in learner_params, e.g. {\"k\": 20})"
                                 if isinstance(self.k, str) else ""))

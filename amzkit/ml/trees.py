@@ -147,7 +147,8 @@ class TreeLearner(Learner):
     def _check_settings(self) -> None:
         """The learner's own settings, refused before any feature is built."""
         resolve_threads(self.num_threads)
-        if isinstance(self.valid_fraction, bool) or not 0 <= self.valid_fraction <= MAX_VALID_FRACTION:
+        if isinstance(self.valid_fraction, bool) or not isinstance(self.valid_fraction, int | float) \
+                or not 0 <= self.valid_fraction <= MAX_VALID_FRACTION:
             raise ValueError(f"valid_fraction must be in [0, {MAX_VALID_FRACTION}] (0: no holdout; the holdout is "
                              f"1/round(1/valid_fraction) of the training rows: 0.1 -> 1/10, 0.3 -> 1/3, 0.4 -> 1/2), "
                              f"got {self.valid_fraction!r}")
