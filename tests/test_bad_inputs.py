@@ -744,3 +744,17 @@ def test_the_leak_line_offers_twin_price_as_something_to_check_and_says_why_no_i
     assert "1 of 2 test rows (50.0%) have a train twin" in out
     assert "keep it only if the runs table shows a gain" in out  # not "their prices are a feature": measured worse
     assert "01 cached no picture for a split (no image model" in out
+
+
+def test_a_write_on_a_read_only_file_system_names_the_file_and_what_to_do(tmp_path, monkeypatch) -> None:
+    # /kaggle/input is a read-only mount: mkstemp fails there with EROFS (an OSError, not a PermissionError), and
+    # even root gets it, so the chmod test above cannot stand in for it
+    import errno
+    import tempfile
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    with pytest.raises(PermissionError, match=r"m\.json: Read-only file system.*choose another work_dir"):
+        write_json(tmp_path / "m.json", {"a": 1})

@@ -7,6 +7,7 @@ umask gives a new file; readers name the file and what to do when it is missing,
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -44,7 +45,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except (PermissionError, FileExistsError, NotADirectoryError) as err:
+    except OSError as err:  # EROFS: a read-only mount such as /kaggle/input, for root too
+        if not isinstance(err, PermissionError | FileExistsError | NotADirectoryError) and err.errno != errno.EROFS:
+            raise
         raise PermissionError(f"cannot write {path}: {err.strerror or err}. The work folder must be a folder this "
                               "user can write: choose another work_dir") from None
     try:
