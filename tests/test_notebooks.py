@@ -301,3 +301,11 @@ def test_a_list_or_dict_that_is_not_json_is_refused_with_the_form_that_works(nam
         # the forms the message shows are ones the guard takes
         params = check_parameters({**stage_parameters("03_train"), "embeddings": shown}, "03_train")
         assert params.embeddings == ["fashion-siglip:pca:64", "minilm:pca:32"]
+
+
+@pytest.mark.parametrize("text", ["--5", "²", "5-"])
+def test_a_whole_number_parameter_given_text_that_is_no_integer_is_refused_by_name(text):
+    """`int()` of '--5' or '²' raised its own 'invalid literal for int()', naming no parameter."""
+    with pytest.raises(ValueError, match=r"parameter 'n_folds' must be a int"):
+        check_parameters({**stage_parameters("03_train"), "n_folds": text}, "03_train")
+

@@ -18,6 +18,7 @@ import json
 import math
 import numbers
 import operator
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -28,6 +29,7 @@ import numpy as np
 from amzkit.core.schema import SCHEMAS
 from amzkit.core.workdir import check_name
 
+INTEGER_TEXT = re.compile(r"\s*[+-]?[0-9]+\s*")  # what int() takes of a whole number as text ('--5', '²' it does not)
 TYPES = {str: "str", bool: "bool", int: "int", float: "float", list: "list", dict: "dict"}
 
 
@@ -77,7 +79,7 @@ class Param:
                 return int(value)  # numpy integers too: Python users pass them
             if isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_) and float(value).is_integer():
                 return int(value)
-            if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            if isinstance(value, str) and INTEGER_TEXT.fullmatch(value):
                 return int(value)
         elif kind == "float":
             if isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_):
