@@ -309,3 +309,9 @@ def test_a_whole_number_parameter_given_text_that_is_no_integer_is_refused_by_na
     with pytest.raises(ValueError, match=r"parameter 'n_folds' must be a int"):
         check_parameters({**stage_parameters("03_train"), "n_folds": text}, "03_train")
 
+
+@pytest.mark.parametrize("value", [float("inf"), "inf", "1e999"])
+def test_an_infinite_value_is_refused_by_a_ranged_parameter(value):
+    """factor_max = inf passed `> 0` and then failed in numpy (np.arange up to inf) inside 04's calibration."""
+    with pytest.raises(ValueError, match=r"parameter 'factor_max' = inf is not a finite number"):
+        check_parameters({**stage_parameters("04_ensemble"), "factor_max": value}, "04_ensemble")

@@ -149,6 +149,8 @@ class Param:
         if self.low is not None or self.high is not None:
             if isinstance(item, bool) or not isinstance(item, int | float) or math.isnan(item):
                 return "is not a number"
+            if math.isinf(item):  # passes `> 0`, then fails in numpy (np.arange up to inf)
+                return "is not a finite number"
             if self.low is not None and (item <= self.low if self.low_open else item < self.low):
                 return "is too small"
             if self.high is not None and item > self.high:
