@@ -152,3 +152,12 @@ def test_smape_by_target_bin_finds_where_the_errors_lie():
     assert table["median_pred"].iloc[9] == pytest.approx(np.median(np.arange(91.0, 101.0)) / 2)
     ties = smape_by_target_bin([5, 5, 5, 5, 9], [5, 5, 5, 5, 9], n_bins=4)  # equal values are never split
     assert table["rows"].sum() == 100 and ties["rows"].tolist() == [4, 1] and (ties["smape"] == 0).all()
+
+
+def test_the_unchecked_formula_gives_nan_not_a_perfect_zero_for_a_nan_value() -> None:
+    """smape_terms (used unchecked by 04's grid searches) scored a NaN cell 0, a perfect row: an argmin over
+    candidates would pick the broken one. NaN must stay NaN there (smape itself refuses it)."""
+    from amzkit.core.metric import smape_terms
+
+    terms = smape_terms(np.array([np.nan, 10.0, 0.0]), np.array([5.0, np.nan, 0.0]))
+    assert np.isnan(terms[0]) and np.isnan(terms[1]) and terms[2] == 0.0

@@ -27,7 +27,7 @@ def smape_terms(a: np.ndarray, f: np.ndarray) -> np.ndarray:
     # Halve before adding so that values near the float64 limit cannot overflow.
     denom = np.abs(a) / 2.0 + np.abs(f) / 2.0
     out = np.zeros(np.broadcast_shapes(np.shape(a), np.shape(f)))
-    np.divide(np.abs(f / 2.0 - a / 2.0), denom, out=out, where=denom > 0)
+    np.divide(np.abs(f / 2.0 - a / 2.0), denom, out=out, where=denom != 0)  # NaN stays NaN, never 0
     return 200.0 * out
 
 
