@@ -70,3 +70,11 @@ def test_on_mixed_gpus_only_the_supported_ones_are_spread_over_by_index(monkeypa
     assert devices_for_folds(FinetuneLearner(device="auto")) == ["cuda:1", "cuda:2"]
     with pytest.raises(RuntimeError, match="GPU 0"):
         pick_device("cuda")  # the current GPU (0 here): the one a fold worker set for itself
+
+
+@pytest.mark.parametrize("device", ["gpu", "GPU", "CPU", ""])
+def test_a_device_name_torch_does_not_know_is_named_with_the_ones_it_takes(device):
+    """torch's own error ('Expected one of cpu, cuda, ipu, xpu, ... device type') names no parameter and lists
+    twenty device types the kit has no use for."""
+    with pytest.raises(ValueError, match=rf"device={device!r} is not a device: use 'auto', 'cpu', 'cuda' or 'cuda:N'"):
+        pick_device(device)

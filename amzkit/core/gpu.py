@@ -41,8 +41,8 @@ def usable_gpus() -> list[int]:
 def pick_device(device: str):
     """'auto': the first GPU when torch can run on it, else the CPU (with a warning when a GPU is there but
     unsupported; Kaggle's GPUs are all of one kind); 'cuda' (the current GPU) or 'cuda:N' without a GPU, or on
-    one torch has no kernels for, is an error that says so; anything else (cpu) as it is. Returns a
-    torch.device."""
+    one torch has no kernels for, is an error that says so; a name torch does not know is an error; anything
+    else (cpu) as it is. Returns a torch.device."""
     import torch  # deferred: torch is heavy
 
     if device == "auto":
@@ -53,7 +53,11 @@ def pick_device(device: str):
             return torch.device("cuda")
         warnings.warn(f"{problem}; running on the CPU instead", RuntimeWarning, stacklevel=2)
         return torch.device("cpu")
-    chosen = torch.device(device)
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError):  # torch's message lists twenty device types and names no parameter
+        raise ValueError(f"device={device!r} is not a device: use 'auto', 'cpu', 'cuda' or 'cuda:N' (-p device "
+                         "in the notebook, device= in a function)") from None
     if chosen.type == "cuda":
         if not torch.cuda.is_available():
             raise RuntimeError(f"device={device!r} but torch sees no GPU here: use device='auto' or 'cpu' (or turn "
