@@ -758,3 +758,17 @@ def test_a_write_on_a_read_only_file_system_names_the_file_and_what_to_do(tmp_pa
     monkeypatch.setattr(tempfile, "mkstemp", read_only)
     with pytest.raises(PermissionError, match=r"m\.json: Read-only file system.*choose another work_dir"):
         write_json(tmp_path / "m.json", {"a": 1})
+
+
+@pytest.mark.parametrize(("argv", "words"), [
+    (["lb", "show", "--work-dir", "{file}/sub"], ["amzkit lb", "is a file, not a folder"]),
+    (["lb", "add", "x", "45", "--work-dir", ""], ["amzkit lb", "work_dir '' is empty"]),
+    (["demo", "--n-train", "0", "--out", "{tmp}/demo"], ["amzkit demo", "n_train and n_test must be >= 1"]),
+], ids=["lb work_dir under a file", "lb empty work_dir", "demo without rows"])
+def test_the_command_line_refuses_bad_input_with_its_message_not_a_traceback(tmp_path, capsys, argv, words) -> None:
+    (tmp_path / "a_file").write_text("not a folder")
+    argv = [arg.format(file=tmp_path / "a_file", tmp=tmp_path) for arg in argv]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    for word in words:
+        assert word in err, err

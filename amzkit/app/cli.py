@@ -134,7 +134,11 @@ def main(argv: list[str] | None = None) -> int:
 
     _add_lb(sub)
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (ValueError, OSError) as err:  # bad input (a work folder, a row count): its message, not a traceback
+        print(f"amzkit {args.command}: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
