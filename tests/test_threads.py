@@ -66,3 +66,23 @@ def test_learners_take_the_resolved_threads(monkeypatch):
     learner = feature_learner(features, np.ones(50), num_threads=0)
     assert learner.threads_ == 2 and learner.config_["params"]["num_threads"] == 2
     assert feature_learner(features, np.ones(50), num_threads=1).config_["params"]["num_threads"] == 1
+
+
+def test_only_the_load_on_the_cores_this_process_may_use_counts(tmp_path, monkeypatch):
+    """Pinned to cores 0-1 (taskset, a Slurm cpuset) beside other work on cores 2-3: that work takes nothing from
+    us, yet the machine-wide count left one thread where two cores were free."""
+    stat = tmp_path / "stat"
+
+    def write(busy: list[int]) -> None:  # user ticks per core; idle 1000 each
+        lines = [f"cpu{i} {b} 0 0 1000 0 0 0 0 0 0" for i, b in enumerate(busy)]
+        stat.write_text(f"cpu  {sum(busy)} 0 0 {1000 * len(busy)} 0 0 0 0 0 0\n" + "\n".join(lines) + "\nintr 1\n")
+
+    write([0, 0, 0, 0])
+    monkeypatch.setattr(threads, "PROC_STAT", stat)
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(threads, "_own_ticks", lambda: 0)
+    monkeypatch.setattr(threads, "CLOCK_TICKS", 100)
+    monkeypatch.setattr(threads.time, "sleep", lambda s: write([10, 0, 100, 100]))  # others: 0.1 core on ours
+    clock = iter([0.0, 1.0])
+    monkeypatch.setattr(threads.time, "monotonic", lambda: next(clock))
+    assert threads.busy_elsewhere() == pytest.approx(0.1)

@@ -3,8 +3,8 @@
 OpenMP (LightGBM, torch on CPU) spin-waits for its threads; with more threads than free cores a fold can
 take minutes instead of seconds while another process shares the machine. `free_cores` counts the cores of
 the CPU affinity mask and the cgroup quota (containers, Kaggle), minus the load that other processes put on
-them (the machine's busy CPU time over a quarter second, less this process's own). Every learner's `num_threads`
-parameter overrides it: 0 means "decide", a positive number is used as it is.
+them (the busy CPU time of the cores it may run on over a quarter second, less this process's own). Every
+learner's `num_threads` parameter overrides it: 0 means "decide", a positive number is used as it is.
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ def _cgroup_quota() -> float | None:
 
 
 def busy_elsewhere(window_s: float = SAMPLE_S) -> float:
-    """Cores that other processes keep busy, measured over `window_s`: the machine's busy CPU time (/proc/stat)
-    less this process's own (/proc/self/stat), per second. 0.0 where /proc is not readable."""
+    """Cores that other processes keep busy, measured over `window_s`: the busy CPU time (/proc/stat)
+    of the cores this process may run on less its own (/proc/self/stat), per second. 0.0 where /proc is not readable."""
     try:
         start_total, start_self, started = _busy_ticks(), _own_ticks(), time.monotonic()
         time.sleep(window_s)
@@ -62,10 +62,21 @@ def busy_elsewhere(window_s: float = SAMPLE_S) -> float:
 
 
 def _busy_ticks() -> int:
-    """Non-idle CPU ticks of the whole machine since boot (the `cpu` line of /proc/stat)."""
-    values = [int(v) for v in PROC_STAT.read_text().split("\n", 1)[0].split()[1:]]
-    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
-    return sum(values[:8]) - idle  # user nice system idle iowait irq softirq steal (guest is inside user)
+    """Non-idle CPU ticks since boot of the cores this process may run on (their `cpuN` lines of /proc/stat;
+    the machine's `cpu` line where the affinity mask is unknown): load on other cores takes nothing from us."""
+    lines = PROC_STAT.read_text().splitlines()
+    try:
+        cpus = os.sched_getaffinity(0)
+    except (AttributeError, OSError):
+        cpus = set()
+    rows = [line for line in lines if line[3:4].isdigit() and line.startswith("cpu")
+            and int(line.split()[0][3:]) in cpus] or lines[:1]
+    total = 0
+    for line in rows:
+        values = [int(v) for v in line.split()[1:]]
+        idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+        total += sum(values[:8]) - idle  # user nice system idle iowait irq softirq steal (guest is inside user)
+    return total
 
 
 def _own_ticks() -> int:
