@@ -315,3 +315,13 @@ def test_an_infinite_value_is_refused_by_a_ranged_parameter(value):
     """factor_max = inf passed `> 0` and then failed in numpy (np.arange up to inf) inside 04's calibration."""
     with pytest.raises(ValueError, match=r"parameter 'factor_max' = inf is not a finite number"):
         check_parameters({**stage_parameters("04_ensemble"), "factor_max": value}, "04_ensemble")
+
+
+def test_a_numpy_boolean_is_taken_by_a_bool_parameter_as_numpy_integers_are_by_an_int_one():
+    """`images_offline_ok=mask.all()` gives np.True_; it was refused as 'got bool np.True_'."""
+    import numpy as np
+
+    from amzkit.stages.extract import PARAMETERS
+
+    values = PARAMETERS.validate(images_offline_ok=np.bool_(True), batch_size=np.int64(8))
+    assert values == {"images_offline_ok": True, "batch_size": 8} and type(values["images_offline_ok"]) is bool

@@ -70,8 +70,8 @@ class Param:
         """`value` as the default's type: papermill's `-p name value` gives numbers, booleans or text."""
         kind = self.type
         if kind == "bool":
-            if isinstance(value, bool):
-                return value
+            if isinstance(value, bool | np.bool_):  # numpy booleans too: `mask.all()` gives one
+                return bool(value)
             if isinstance(value, str) and value.strip().lower() in ("true", "false"):
                 return value.strip().lower() == "true"
         elif kind == "int":
