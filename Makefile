@@ -6,8 +6,15 @@ DEMO   ?= runs/demo
 
 .PHONY: demo test lint env clean-env test-kaggle
 
+NEEDS_311 := import sys; v = sys.version.split()[0]; \
+	sys.exit(sys.version_info < (3, 11) and f"amzkit needs Python >= 3.11, not {v}: make PYTHON=python3.11")
+
+# .venv is kept only when its python is >= 3.11 and has pip: one that `python3 -m venv` left without pip (no
+# ensurepip) or made with an older python3 is made again with --clear, and an older $(PYTHON) is refused before
+# anything is downloaded (pip would refuse amzkit itself only after installing torch).
 $(VENV)/.installed: pyproject.toml constraints.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -c 'import sys, pip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || \
+	  { $(PYTHON) -c '$(NEEDS_311)' && $(PYTHON) -m venv --clear $(VENV); }
 	$(PY) -m pip install -q --upgrade pip
 	# torch first, from the exact pins (a CUDA build; on Kaggle it is preinstalled and never reinstalled).
 	$(PY) -m pip install -q -c constraints.txt torch torchvision
@@ -39,7 +46,7 @@ KAGGLE_PACKAGES := torch numpy pandas scikit-learn lightgbm matplotlib seaborn p
 	transformers tqdm ipykernel papermill nbformat urllib3 optuna pyyaml packaging setuptools wheel pytest hypothesis
 
 $(KVENV)/.installed: pyproject.toml constraints-kaggle.txt Makefile
-	test -x $(KPY) || $(KAGGLE_PYTHON) -m venv $(KVENV)
+	$(KPY) -c 'import pip' 2>/dev/null || $(KAGGLE_PYTHON) -m venv --clear $(KVENV)
 	$(KPY) -m pip install -q --upgrade pip
 	$(KPY) -m pip install -q -c constraints-kaggle.txt $(KAGGLE_PACKAGES)
 	# the real minilm's files only (its sentence-transformers would move the image's pins): loaded by Kaggle's versions
