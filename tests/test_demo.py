@@ -271,3 +271,16 @@ def test_a_regeneration_killed_half_way_is_still_the_demos_folder(tmp_path: Path
     files = make_demo(out, n_train=20, n_test=6, seed=1, image_px=40)  # not taken for the user's data, finished
     assert len(pd.read_csv(files.test_csv)) == 6
     assert make_demo(out, n_train=20, n_test=6, seed=1, image_px=40) == files
+
+
+def test_the_users_data_copied_into_a_demo_folder_is_not_overwritten(tmp_path: Path) -> None:
+    """A folder a demo once wrote keeps its marker: train.csv / test.csv put there later are the user's."""
+    out = tmp_path / "data"
+    make_demo(out, n_train=20, n_test=5, seed=1, image_px=40)
+    mine = "sample_id,catalog_content,image_link,price\n1,mine,https://m.media-amazon.com/images/I/1.jpg,5.0\n"
+    (out / "train.csv").write_text(mine)
+    (out / "images" / "123456.jpg").write_bytes(b"my picture")
+    with pytest.raises(FileExistsError, match=r"train.csv that the demo did not write"):
+        make_demo(out, n_train=20, n_test=5, seed=1, image_px=40)
+    assert (out / "train.csv").read_text() == mine
+    assert (out / "images" / "123456.jpg").read_bytes() == b"my picture"

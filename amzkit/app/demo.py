@@ -406,12 +406,24 @@ def _remove_leftovers(folder: Path, keep_images: set[str] | None = None) -> None
             path.unlink(missing_ok=True)
 
 
+def _reads_as_demo_table(path: Path) -> bool:
+    """True when every row of the CSV at `path` links the demo's own picture, images/<its sample_id>.jpg."""
+    try:
+        frame = pd.read_csv(path, usecols=["sample_id", "image_link"], dtype=str)
+    except (OSError, ValueError):
+        return False
+    return len(frame) > 0 and bool((frame["image_link"] == "images/" + frame["sample_id"] + ".jpg").all())
+
+
 def _refuse_other_data(root: Path, files: DemoFiles, marker: Path) -> None:
     """Refuse to write the demo over a train.csv / test.csv that no demo wrote (a folder without the demo's
-    marker): the demo would replace them and delete the `<digits>.jpg` pictures in images/ it did not make."""
-    theirs = [path.name for path in (files.train_csv, files.test_csv) if path.is_file()]
-    if theirs and not marker.is_file():
-        raise FileExistsError(f"{root} holds {' and '.join(theirs)} that the demo did not write (no {MARKER_NAME}): "
+    marker, or a table whose rows are not the demo's: the user's data copied into a folder a demo once wrote):
+    the demo would replace them and delete the `<digits>.jpg` pictures in images/ it did not make."""
+    theirs = [path.name for path in (files.train_csv, files.test_csv)
+              if path.is_file() and not (marker.is_file() and _reads_as_demo_table(path))]
+    if theirs:
+        raise FileExistsError(f"{root} holds {' and '.join(theirs)} that the demo did not write (no {MARKER_NAME}, "
+                              "or rows not linking images/<sample_id>.jpg): "
                               "the demo would replace them. Give the demo another folder (-p data_dir demo writes "
                               "<work_dir>/data: choose another -p work_dir), or pass your data with -p data_dir "
                               f"{root}")
