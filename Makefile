@@ -12,7 +12,7 @@ NEEDS_311 := import sys; v = sys.version.split()[0]; \
 # .venv is kept only when its python is >= 3.11 and has pip: one that `python3 -m venv` left without pip (no
 # ensurepip) or made with an older python3 is made again with --clear, and an older $(PYTHON) is refused before
 # anything is downloaded (pip would refuse amzkit itself only after installing torch).
-$(VENV)/.installed: pyproject.toml constraints.txt
+$(VENV)/.installed: pyproject.toml constraints.txt Makefile
 	$(PY) -c 'import sys, pip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || \
 	  { $(PYTHON) -c '$(NEEDS_311)' && $(PYTHON) -m venv --clear $(VENV); }
 	$(PY) -m pip install -q --upgrade pip
@@ -25,7 +25,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 env: $(VENV)/.installed
 
 demo: env
-	$(PY) -m amzkit demo --out $(DEMO)
+	$(PY) -m amzkit demo --out "$(DEMO)"
 
 test: env
 	$(PY) -m pytest -q
