@@ -332,3 +332,22 @@ def test_names_of_numbers_alone_are_no_exact_name_twins(planted):
     report = duplicate_report(train, test, "amazon2025").set_index("test_id")
     assert report.loc[[20_000, 20_001, 20_002], "kind"].tolist() == ["none", "none", "exact_name"]
     assert report.loc[20_002, "twin_price"] == 3.0
+
+
+def test_the_twin_price_group_makes_no_twin_of_rows_without_product_words(tmp_path):
+    """03's twin_price read a template-only row (Value/Unit lines alone) as the cosine-1.0 twin of another, as
+    02's leak report did, and gave it that row's price."""
+    from amzkit.core.schema import get_schema
+    from amzkit.ml.base import RunInputs
+    from amzkit.ml.featureset import FOLD_FEATURE_GROUPS
+
+    bare = "Item Name: \nValue: 1.0\nUnit: Count"
+    named = [_catalog(f"product {word}", f"a {word} for the kitchen") for word in ("kettle", "teapot", "mug")]
+    train = pd.DataFrame({"sample_id": [1, 2, 3, 4], "price": [9.0, 19.0, 29.0, 99.0], "image_link": "",
+                          "catalog_content": [*named, bare]})
+    test = pd.DataFrame({"sample_id": [5, 6], "image_link": "", "catalog_content": [bare, named[1]]})
+    inputs = RunInputs({"train": train, "test": test}, get_schema("amazon2025"), tmp_path)
+    transform = FOLD_FEATURE_GROUPS["twin_price"](inputs, 0).fit(np.arange(4), train["price"].to_numpy())
+    out = transform.transform(np.array([4, 5]))
+    assert np.isnan(out[0, 0]) and out[0, 1] < TWIN_THRESHOLD, "the bare test row has no twin"
+    assert out[1, 0] == pytest.approx(np.log1p(19.0)), "a named row still finds its twin"

@@ -26,13 +26,13 @@ from amzkit.ml.transforms import (
     TfidfSvdTransform,
     embedded_rows,
 )
-from amzkit.text.features import FEATURE_GROUPS, build_grouped_features
+from amzkit.text.features import FEATURE_GROUPS, build_grouped_features, has_product_words, parsed_rows
 
 # Feature groups fit inside the folds (label-free groups: text.features; image groups: images.features):
 # name -> the transform, from the run's inputs and the TF-IDF width.
 FOLD_FEATURE_GROUPS: dict[str, Callable[[RunInputs, int], FoldTransform]] = {
     "tfidf": lambda inputs, tfidf_dim: TfidfSvdTransform(inputs.texts, tfidf_dim, inputs.seed),
-    "twin_price": lambda inputs, _: TwinPriceTransform(inputs.texts, groups=inputs.groups),
+    "twin_price": lambda inputs, _: TwinPriceTransform(worded_texts(inputs), groups=inputs.groups),
     "brand_price": lambda inputs, _: brand_price_transform(inputs.both, inputs.schema, inputs.seed, inputs.groups),
     "material_price": lambda inputs, _: material_price_transform(inputs.both, inputs.schema, inputs.seed,
                                                                  inputs.groups),
@@ -85,6 +85,12 @@ class FeatureSet:
     def matrix(self, rows: np.ndarray) -> np.ndarray:
         blocks = [self.static[rows]] + [t.transform(rows) for t in self.transforms]
         return np.hstack(blocks).astype(np.float32, copy=False)
+
+
+def worded_texts(inputs: RunInputs) -> list[str]:
+    """The rows' texts, "" for a row without product words (text.features.has_product_words): no twin of another."""
+    worded = has_product_words(parsed_rows(inputs.both, inputs.schema))
+    return [text if keep else "" for text, keep in zip(inputs.texts, worded, strict=True)]
 
 
 def _check_distinct_columns(names: list[str], groups: list[str]) -> None:

@@ -24,7 +24,7 @@ from amzkit.images.fetch import cached_images
 from amzkit.images.hashes import HASH_BITS, nearest_hash, signatures
 from amzkit.images.tables import ImageSignatures, read_image_tables
 from amzkit.ml.encodings import TWIN_THRESHOLD
-from amzkit.text.features import parsed_rows
+from amzkit.text.features import has_product_words, parsed_rows
 from amzkit.text.names import normalized_name
 from amzkit.text.similarity import nearest_text, tfidf_rows
 
@@ -158,9 +158,7 @@ def _product_text(frame: pd.DataFrame, schema: Schema) -> tuple[np.ndarray, np.n
     """(normalised item name, whether the name, bullets or description hold a word) per row."""
     parsed = parsed_rows(frame, schema)
     names = parsed["item_name"].fillna("").astype(str)
-    worded = np.logical_or.reduce([parsed[column].fillna("").astype(str).str.contains(r"\w").to_numpy()
-                                   for column in ("item_name", "bullet_text", "description")])
-    return names.map(normalized_name).to_numpy(), worded
+    return names.map(normalized_name).to_numpy(), has_product_words(parsed)
 
 
 def _signatures(paths_or_signatures, n_rows: int) -> tuple[np.ndarray, np.ndarray]:

@@ -148,6 +148,13 @@ def parsed_rows(frame: pd.DataFrame, schema: str | Schema) -> pd.DataFrame:
     return _parsed(frame, get_schema(schema))
 
 
+def has_product_words(parsed: pd.DataFrame) -> np.ndarray:
+    """Per row of `parsed_rows`: whether its name, bullets or description hold a word. A row without (only the
+    catalog's Value/Unit lines) is nobody's text twin: two such rows read as TF-IDF cosine 1.0."""
+    return np.logical_or.reduce([parsed[column].fillna("").astype(str).str.contains(r"\w").to_numpy()
+                                 for column in ("item_name", "bullet_text", "description")])
+
+
 def item_names(frame: pd.DataFrame, schema: str | Schema) -> pd.Series:
     """The item name per row as written (2025: parsed from catalog_content; 2023: TITLE); "" where absent."""
     return _parsed(frame, get_schema(schema))["item_name"].fillna("").astype(str)
