@@ -517,3 +517,20 @@ def test_a_cache_holding_a_config_without_weights_says_the_download_was_cut_and_
         embedder.fit()
     assert str(snapshot) in str(caught.value) and "HF_HUB_OFFLINE=1" in str(caught.value)
     assert f"delete {snapshot.parents[1]} and fetch it again" in str(caught.value)
+
+
+def test_roberta_style_models_take_two_tokens_fewer_than_their_position_table():
+    # a RoBERTa/MPNet folder whose tokenizer sets no limit accepted 514 tokens: position ids start after the pad
+    # index, so the 513th token indexed past the table ("index out of range in self")
+    from types import SimpleNamespace
+
+    from amzkit.embed.neural import token_limit
+
+    unlimited, capped = SimpleNamespace(model_max_length=int(1e30)), SimpleNamespace(model_max_length=256)
+    roberta = SimpleNamespace(model_type="roberta", max_position_embeddings=514, pad_token_id=1)
+    assert token_limit(roberta, unlimited) == 512
+    assert token_limit(SimpleNamespace(model_type="mpnet", max_position_embeddings=514, pad_token_id=1),
+                       unlimited) == 512
+    assert token_limit(SimpleNamespace(model_type="bert", max_position_embeddings=512, pad_token_id=0),
+                       unlimited) == 512
+    assert token_limit(roberta, capped) == 256

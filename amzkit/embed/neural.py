@@ -332,6 +332,21 @@ class TransformersImageEmbedder(TransformersLoading, ImageEmbedder):
 UNMASKED_TEXT_TOWERS = ("siglip",)  # model_type prefixes of text towers trained without a padding mask (SigLIP 1, 2)
 
 
+# model types whose position ids start after the padding index (RobertaEmbeddings): max_position_embeddings 514
+# holds 512 tokens
+PADDING_OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "mpnet", "longformer", "data2vec-text",
+                            "roberta-prelayernorm", "xmod")
+
+
+def token_limit(config, tokenizer) -> int:
+    """The longest input a transformers text model takes: its position embeddings (less the padding offset of
+    RoBERTa-style models) and the tokenizer's own limit (tokenizers without one say 1e30)."""
+    positions = getattr(config, "max_position_embeddings", None) or 512
+    if getattr(config, "model_type", "") in PADDING_OFFSET_POSITIONS:
+        positions -= (getattr(config, "pad_token_id", None) or 0) + 1
+    return min(n for n in (positions, tokenizer.model_max_length) if n and n < 1_000_000)
+
+
 class TransformersTextEmbedder(TransformersLoading, TextEmbedder):
     """Text embeddings of a transformers model: a CLIP / SigLIP text tower, or mean / CLS pooling + L2."""
 
@@ -342,8 +357,7 @@ class TransformersTextEmbedder(TransformersLoading, TextEmbedder):
         self.tokenizer_ = AutoTokenizer.from_pretrained(target)  # before the weights: fail early and cheaply
         self.model_ = self._load_transformers(target)
         config = getattr(self.model_.config, "text_config", None) or self.model_.config
-        limits = [getattr(config, "max_position_embeddings", None) or 512, self.tokenizer_.model_max_length]
-        limit = min(n for n in limits if n and n < 1_000_000)  # tokenizers without a limit say 1e30
+        limit = token_limit(config, self.tokenizer_)
         self.max_length_ = min(self.spec.max_tokens or limit, limit)
         self._warn_of_assumed_pooling()
 

@@ -37,7 +37,7 @@ from transformers import AutoModel, AutoTokenizer
 from amzkit.core.io import atomic_path, folder_digest
 from amzkit.core.threads import resolve_threads
 from amzkit.embed.hub import unreachable_message
-from amzkit.embed.neural import TransformersLoading, loading_problems
+from amzkit.embed.neural import TransformersLoading, loading_problems, token_limit
 from amzkit.embed.registry import LOCAL_DIR, ModelSpec, get_model_spec
 from amzkit.ml.base import Learner, RunInputs, fp16_overflow_words
 from amzkit.ml.folds import VALID_FRACTION, holdout_mask
@@ -150,12 +150,6 @@ def load_encoder(spec: ModelSpec, pooling: str):
         raise RuntimeError(f"{spec.name}: the weights at {target} do not fit {type(model).__name__} ({listed}); "
                            "refusing to fine-tune a model that is not the checkpoint's")
     return tokenizer, model.float().eval()
-
-
-def token_limit(model, tokenizer) -> int:
-    """The longest input the model takes (position embeddings, the tokenizer's own limit)."""
-    limits = [getattr(model.config, "max_position_embeddings", None) or 512, tokenizer.model_max_length]
-    return min(n for n in limits if n and n < 1_000_000)  # tokenizers without a limit say 1e30
 
 
 def checkpoint_activations(encoder) -> None:
@@ -279,7 +273,7 @@ class FinetuneLearner(Learner):
         self.pooling_ = self.pooling or self.spec_.pooling or "mean"
         self.lr_ = self.lr if self.lr is not None else default_lr
         self.tokenizer_, self.encoder_ = load_encoder(self.spec_, self.pooling_)
-        limit = token_limit(self.encoder_, self.tokenizer_)
+        limit = token_limit(self.encoder_.config, self.tokenizer_)
         if self.max_len > limit:
             raise ValueError(f"learner 'finetune': max_len={self.max_len} is longer than {self.model} takes "
                              f"({limit} tokens); use max_len <= {limit}")
