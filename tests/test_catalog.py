@@ -226,6 +226,22 @@ def test_multiline_description_html_is_cleaned() -> None:
     assert entry.pack_count == 6
 
 
+def test_escaped_markup_and_entities_read_as_text() -> None:
+    """Real amz25_dev rows: descriptions escaped twice ("&lt;B&gt;", "&amp;trade;") kept their tags, bullets kept
+    "&amp;" ("DIP &amp; SCOOP: ...") and fed them to the text model."""
+    text = (
+        "Item Name: Dark Chocolate Walnuts\n"
+        "Bullet Point 1: DIP &amp; SCOOP: super smooth\n"
+        "Bullet Point 2: Vegan, Kosher, &amp; Dairy Free &#39;n tasty\n"
+        "Product Description: &lt;B&gt;&lt;i&gt;Next Organics&lt;/i&gt;&lt;/b&gt;&lt;P&gt;&lt;br&gt;Coated"
+        " Snapple&amp;trade; Mix &lt;/br&gt;<br>Cream &amp; Sugar\n"
+        "Value: 1.0\nUnit: Count\n"
+    )
+    entry = parse_catalog(text)
+    assert entry.description == "Next Organics Coated Snapple\u2122 Mix Cream & Sugar"
+    assert entry.bullet_points == ("DIP & SCOOP: super smooth", "Vegan, Kosher, & Dairy Free 'n tasty")
+
+
 def test_crlf_gives_the_same_entry_as_lf() -> None:
     assert parse_catalog(MULTILINE_HTML.replace("\n", "\r\n")) == parse_catalog(MULTILINE_HTML)
     entry = parse_catalog("Item Name: Cola\r\nValue: 12\r\nUnit: oz\r\n")

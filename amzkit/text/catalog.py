@@ -235,6 +235,7 @@ _LABEL_LINE = re.compile(
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _BLOCK_TAG = re.compile(r"<\s*/?\s*(?:br|p|div|li|ul|ol|tr|td|h[1-6])\b[^>]*>", re.IGNORECASE)
 _ANY_TAG = re.compile(r"<\s*/?\s*[a-zA-Z][^<>]*>")
+_ENTITY = re.compile(r"&(?:[a-zA-Z][a-zA-Z0-9]*|#[0-9]+|#[xX][0-9a-fA-F]+);")
 _THOUSANDS_NUMBER = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?")
 
 
@@ -243,10 +244,18 @@ def _collapse_whitespace(text: str) -> str:
 
 
 def _clean_html(text: str) -> str:
-    """Strip HTML tags (block tags become spaces), unescape entities, collapse whitespace."""
-    text = _BLOCK_TAG.sub(" ", text)
-    text = _ANY_TAG.sub("", text)
-    return _collapse_whitespace(html.unescape(text))
+    """Strip HTML tags (block tags become spaces), unescape entities, collapse whitespace; twice, as some real
+    descriptions are escaped twice ("&lt;br&gt;", "&amp;trade;")."""
+    for _ in range(2):
+        text = _BLOCK_TAG.sub(" ", text)
+        text = _ANY_TAG.sub("", text)
+        text = html.unescape(text)
+    return _collapse_whitespace(text)
+
+
+def _unescape_entities(text: str) -> str:
+    """Complete HTML entities ("&amp;", "&#39;") as their characters; a bare "&" and the rest stay as written."""
+    return _ENTITY.sub(lambda match: html.unescape(match.group()), text)
 
 
 MAX_VALUE = 1e30  # a Value above this (or below 0) states no quantity: features are float32 (max 3.4e38)
@@ -315,7 +324,7 @@ def parse_catalog(text: str | None) -> CatalogEntry:
         if kind == "item_name":
             names.append(_collapse_whitespace(joined))
         elif kind == "bullet":
-            bullets.append(_collapse_whitespace(joined))
+            bullets.append(_collapse_whitespace(_unescape_entities(joined)))
         elif kind == "description":
             descriptions.append(_clean_html(joined))
         elif kind == "value":
