@@ -29,6 +29,7 @@ __all__ = [
     "UNIT_ALIASES",
     "CatalogEntry",
     "catalog_text",
+    "clean_html",
     "normalize_unit",
     "pack_count_from_name",
     "parse_catalog",
@@ -243,7 +244,7 @@ def _collapse_whitespace(text: str) -> str:
     return " ".join(text.split())
 
 
-def _clean_html(text: str) -> str:
+def clean_html(text: str) -> str:
     """Strip HTML tags (block tags become spaces), unescape entities, collapse whitespace; twice, as some real
     descriptions are escaped twice ("&lt;br&gt;", "&amp;trade;")."""
     for _ in range(2):
@@ -326,7 +327,7 @@ def parse_catalog(text: str | None) -> CatalogEntry:
         elif kind == "bullet":
             bullets.append(_collapse_whitespace(_unescape_entities(joined)))
         elif kind == "description":
-            descriptions.append(_clean_html(joined))
+            descriptions.append(clean_html(joined))
         elif kind == "value":
             value_text = joined
         else:

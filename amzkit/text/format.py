@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from amzkit.core.schema import Schema, get_schema, row_text
-from amzkit.text.catalog import CatalogEntry, parse_catalog
+from amzkit.text.catalog import CatalogEntry, clean_html, parse_catalog
 
 # Canonical unit (text.catalog.UNITS) -> how a sentence says a quantity of it.
 UNIT_WORDS: dict[str, str] = {
@@ -61,7 +61,8 @@ def _catalog_texts(frame: pd.DataFrame, schema: Schema) -> list[str]:
 
 
 def _joined_texts(frame: pd.DataFrame, schema: Schema) -> list[str]:
-    return [" ".join(text.split()) for text in row_text(frame, schema).tolist()]
+    """The text columns joined, HTML read as text (2023 descriptions hold '<p>', '<br>', '&amp;')."""
+    return [clean_html(text) for text in row_text(frame, schema).tolist()]
 
 
 # Schema.text_layout -> formatter; a layout without a row here has its text columns joined.
