@@ -529,3 +529,19 @@ def test_catboost_use_best_model_is_the_kits_own(use_best_model):
     # 'eval_set'"); False was overridden by the early-stopping fit's use_best_model=True
     with pytest.raises(ValueError, match="params 'use_best_model' is set by the kit"):
         booster_params(CATBOOST, {"use_best_model": use_best_model}, _CatStandIn)
+
+
+def test_a_tree_learner_measures_the_free_cores_once_per_prepare(tmp_path, monkeypatch):
+    # the settings check resolved num_threads=0 too, so prepare sampled the machine's load (a quarter second
+    # each) three times instead of once
+    from amzkit.core import threads
+    from amzkit.ml.trees import LightGBMLearner
+
+    samples = []
+    monkeypatch.setattr(threads, "busy_elsewhere", lambda: samples.append(1) or 0.0)
+    rng = np.random.default_rng(0)
+    features = FeatureSet(rng.normal(size=(30, 3)).astype(np.float32), ["a", "b", "c"], [], [], n_train=24)
+    learner = LightGBMLearner(num_threads=0).prepare_with(synthetic_inputs(rng.uniform(1, 9, 24), 6), features)
+    assert len(samples) == 1 and learner.threads_ >= 1
+    with pytest.raises(ValueError, match="num_threads must be 0"):
+        LightGBMLearner(num_threads=-1).prepare_with(synthetic_inputs(rng.uniform(1, 9, 24), 6), features)

@@ -91,9 +91,14 @@ def free_cores() -> int:
     return max(1, min(cores, round(cores - busy_elsewhere())))
 
 
-def resolve_threads(num_threads: int) -> int:
-    """`num_threads` when positive, else the free cores; a negative value is an error."""
+def check_num_threads(num_threads: int) -> int:
+    """`num_threads` as given, refused unless 0 (use the free cores) or a positive whole number; measures nothing."""
     if not isinstance(num_threads, int) or isinstance(num_threads, bool) or num_threads < 0:
         raise ValueError(f"num_threads must be 0 (use the free cores) or a positive number of threads, "
                          f"got {num_threads!r}")
-    return num_threads or free_cores()
+    return num_threads
+
+
+def resolve_threads(num_threads: int) -> int:
+    """`num_threads` when positive, else the free cores; a negative value is an error."""
+    return check_num_threads(num_threads) or free_cores()

@@ -25,7 +25,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from amzkit.core.threads import resolve_threads
+from amzkit.core.threads import check_num_threads, resolve_threads
 from amzkit.ml.base import DEFAULT_SEED, Learner, RunInputs, floor_prediction
 from amzkit.ml.boosters import CATBOOST, XGBOOST, BoosterTable, booster_params
 from amzkit.ml.featureset import FeatureSet, assemble_features
@@ -145,8 +145,9 @@ class TreeLearner(Learner):
         return self.prepare_with(inputs, assemble_features(inputs, self.features, self.embeddings, self.tfidf_dim))
 
     def _check_settings(self) -> None:
-        """The learner's own settings, refused before any feature is built."""
-        resolve_threads(self.num_threads)
+        """The learner's own settings, refused before any feature is built (the free cores are measured once, in
+        prepare_with)."""
+        check_num_threads(self.num_threads)
         if isinstance(self.valid_fraction, bool) or not isinstance(self.valid_fraction, int | float) \
                 or not 0 <= self.valid_fraction <= MAX_VALID_FRACTION:
             raise ValueError(f"valid_fraction must be in [0, {MAX_VALID_FRACTION}] (0: no holdout; the holdout is "
