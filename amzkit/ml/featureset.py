@@ -17,6 +17,7 @@ import pandas as pd
 from amzkit.images.features import IMAGE_FEATURE_GROUPS, build_image_features, image_feature_group
 from amzkit.ml.base import RunInputs
 from amzkit.ml.encodings import TwinPriceTransform, brand_price_transform, material_price_transform
+from amzkit.ml.neighbour_prices import neighbour_unit_transform
 from amzkit.ml.stacking import ridge_oof_transform
 from amzkit.ml.transforms import (
     SELECTIONS,
@@ -37,6 +38,7 @@ FOLD_FEATURE_GROUPS: dict[str, Callable[[RunInputs, int], FoldTransform]] = {
     "material_price": lambda inputs, _: material_price_transform(inputs.both, inputs.schema, inputs.seed,
                                                                  inputs.groups),
     "ridge_oof": lambda inputs, _: ridge_oof_transform(inputs),
+    "neighbour_unit": lambda inputs, _: neighbour_unit_transform(inputs),
 }
 
 
