@@ -20,9 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from amzkit.core.schema import get_schema
+from amzkit.core.schema import get_schema, row_text
 from amzkit.ml.neighbour_prices import MAX_DF, nearest_train_rows
-from amzkit.text.catalog import row_text
 from amzkit.text.features import parsed_rows
 
 SHARED = Path(os.environ.get("AMZKIT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
