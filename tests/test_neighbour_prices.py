@@ -109,6 +109,9 @@ def test_the_search_is_kept_in_the_work_folder_and_redone_when_the_texts_change(
     assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(first, again, strict=True))
     with pytest.raises(AssertionError, match="searched again"):
         cached_nearest_train_rows([*texts[:-1], "another listing"], 60, tmp_path, "name")
+    monkeypatch.setattr(neighbour_prices, "MIN_COMMON_ROWS", 10)  # another pruning: another search
+    with pytest.raises(AssertionError, match="searched again"):
+        cached_nearest_train_rows(texts, 60, tmp_path, "name")
 
 
 def test_a_run_with_the_group_trains_and_the_group_is_listed(tmp_path):

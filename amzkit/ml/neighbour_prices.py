@@ -125,7 +125,8 @@ def cached_nearest_train_rows(texts: Sequence[str], n_train: int, work_dir: str 
                               ) -> tuple[np.ndarray, np.ndarray]:
     """`nearest_train_rows`, kept in `<work_dir>/03_train/neighbours/` under a digest of the texts and the search
     settings: every later run (another learner, a resumed session) reads it instead of searching again."""
-    digest = hashlib.sha256(json.dumps([SEARCH_VERSION, CANDIDATES, MAX_DF, n_train, list(texts)]).encode())
+    settings = [SEARCH_VERSION, CANDIDATES, MAX_DF, MIN_COMMON_ROWS, n_train]
+    digest = hashlib.sha256(json.dumps([*settings, list(texts)]).encode())
     path = stage_dir(work_dir, "03_train") / CACHE_FOLDER / f"{view}_{digest.hexdigest()[:20]}.npz"
     if path.is_file():
         with np.load(path) as saved:
