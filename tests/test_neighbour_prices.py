@@ -127,3 +127,12 @@ def test_a_run_with_the_group_trains_and_the_group_is_listed(tmp_path):
     importance = pd.read_csv(tmp_path / "03_train" / "nb" / "feature_importance.csv")
     assert {"neighbour_name_unit_log_price", "neighbour_text_unit_log_price"} <= set(importance.iloc[:, 0])
     assert len(list((tmp_path / "03_train" / "neighbours").glob("*.npz"))) == 2  # the search, kept for later runs
+
+
+def test_the_search_in_many_blocks_on_several_threads_gives_the_one_block_answer(monkeypatch):
+    texts, _, _, _ = _world(50)
+    whole = nearest_train_rows(texts, 150, n_candidates=8)
+    monkeypatch.setattr(neighbour_prices, "QUERY_BLOCK", 7)
+    monkeypatch.setattr(neighbour_prices, "allowed_cores", lambda: 3)
+    blocked = nearest_train_rows(texts, 150, n_candidates=8)
+    assert np.array_equal(whole[0], blocked[0]) and np.array_equal(whole[1], blocked[1], equal_nan=True)

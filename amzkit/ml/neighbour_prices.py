@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from sklearn.preprocessing import normalize
 from tqdm.auto import tqdm
 
 from amzkit.core.io import atomic_path
+from amzkit.core.threads import allowed_cores
 from amzkit.core.workdir import stage_dir
 from amzkit.ml.base import RunInputs
 from amzkit.ml.folds import inner_folds
@@ -38,10 +40,11 @@ CANDIDATES = 64  # nearest train rows kept per row by the one label-free search;
 NEIGHBOURS = 10  # neighbours a row's value averages (of the candidates a fold allows)
 MAX_DF = 0.02  # n-grams in more of the rows than this take no part in the search ...
 MIN_COMMON_ROWS = 100  # ... unless they are in at most this many rows (small data: all but the commonest)
-QUERY_BLOCK = 1024
+QUERY_BLOCK = 512
+MAX_THREADS = 8  # query blocks searched at once (each holds its block's products: ~200 MB at 75,000 rows)
 SEARCH_VERSION = 1  # part of the cached search's key: bump when the search or its vectorizer changes
 CACHE_FOLDER = "neighbours"
-PROGRESS_BLOCKS = 20  # searches of more query blocks than this show a progress bar
+PROGRESS_BLOCKS = 40  # searches of more query blocks than this show a progress bar
 
 
 def char_vectorizer(max_df: float = MAX_DF) -> TfidfVectorizer:
@@ -64,8 +67,9 @@ def nearest_train_rows(texts: Sequence[str], n_train: int, n_candidates: int = C
         return index, similarity
     matrix = normalize(matrix).astype(np.float32).tocsr()
     reference = matrix[:n_train].T.tocsc()
-    starts = range(0, n, QUERY_BLOCK)
-    for start in tqdm(starts, desc=desc, unit="block", leave=False, disable=len(starts) <= PROGRESS_BLOCKS):
+
+    def search(start: int) -> None:
+        """The top candidates of rows start .. start + QUERY_BLOCK, from their sparse products (never dense)."""
         stop = min(n, start + QUERY_BLOCK)
         block = (matrix[start:stop] @ reference).tocoo()
         keep = (block.row + start != block.col) & (block.data > 0)  # never itself
@@ -75,8 +79,14 @@ def nearest_train_rows(texts: Sequence[str], n_train: int, n_candidates: int = C
         first = np.searchsorted(row, np.arange(stop - start))
         rank = np.arange(len(row)) - first[row]
         top = rank < n_candidates
-        index[start + row[top], rank[top]] = col[top]
+        index[start + row[top], rank[top]] = col[top]  # each block writes its own rows
         similarity[start + row[top], rank[top]] = sim[top]
+
+    starts = range(0, n, QUERY_BLOCK)
+    with ThreadPoolExecutor(min(MAX_THREADS, allowed_cores())) as pool:  # the products and sorts leave the GIL
+        for _ in tqdm(pool.map(search, starts), total=len(starts), desc=desc, unit="block", leave=False,
+                      disable=len(starts) <= PROGRESS_BLOCKS):
+            pass
     return index, similarity
 
 
