@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.feature_extraction.text import TfidfVectorizer
 
 from amzkit.core.metric import smape
 from amzkit.ml import neighbour_prices
@@ -110,6 +111,12 @@ def test_the_search_is_kept_in_the_work_folder_and_redone_when_the_texts_change(
     with pytest.raises(AssertionError, match="searched again"):
         cached_nearest_train_rows([*texts[:-1], "another listing"], 60, tmp_path, "name")
     monkeypatch.setattr(neighbour_prices, "MIN_COMMON_ROWS", 10)  # another pruning: another search
+    with pytest.raises(AssertionError, match="searched again"):
+        cached_nearest_train_rows(texts, 60, tmp_path, "name")
+    monkeypatch.undo()
+    monkeypatch.setattr(neighbour_prices, "nearest_train_rows", no_search)
+    monkeypatch.setattr(neighbour_prices, "name_vectorizer",  # other n-grams: another search
+                        lambda: TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), min_df=2))
     with pytest.raises(AssertionError, match="searched again"):
         cached_nearest_train_rows(texts, 60, tmp_path, "name")
 

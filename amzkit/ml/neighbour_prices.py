@@ -32,6 +32,7 @@ from amzkit.core.threads import allowed_cores
 from amzkit.core.workdir import stage_dir
 from amzkit.ml.base import RunInputs
 from amzkit.ml.folds import inner_folds
+from amzkit.ml.stacking import name_vectorizer
 from amzkit.ml.transforms import FoldTransform
 from amzkit.text.features import parsed_rows
 from amzkit.text.quantity import total_quantity_log
@@ -42,15 +43,14 @@ MAX_DF = 0.02  # n-grams in more of the rows than this take no part in the searc
 MIN_COMMON_ROWS = 100  # ... unless they are in at most this many rows (small data: all but the commonest)
 QUERY_BLOCK = 512
 MAX_THREADS = 8  # query blocks searched at once (each holds its block's products: ~200 MB at 75,000 rows)
-SEARCH_VERSION = 1  # part of the cached search's key: bump when the search or its vectorizer changes
+SEARCH_VERSION = 1  # part of the cached search's key (with its settings): bump when the search changes
 CACHE_FOLDER = "neighbours"
 PROGRESS_BLOCKS = 40  # searches of more query blocks than this show a progress bar
 
 
 def char_vectorizer(max_df: float = MAX_DF) -> TfidfVectorizer:
-    """Character 2-5 grams within words, sublinear TF, without the common n-grams."""
-    return TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, max_df=max_df, sublinear_tf=True,
-                           dtype=np.float32)
+    """The stacked name ridge's character 2-5 grams (ml.stacking.name_vectorizer), without the common n-grams."""
+    return name_vectorizer().set_params(max_df=max_df)
 
 
 def nearest_train_rows(texts: Sequence[str], n_train: int, n_candidates: int = CANDIDATES,
@@ -135,7 +135,8 @@ def cached_nearest_train_rows(texts: Sequence[str], n_train: int, work_dir: str 
                               ) -> tuple[np.ndarray, np.ndarray]:
     """`nearest_train_rows`, kept in `<work_dir>/03_train/neighbours/` under a digest of the texts and the search
     settings: every later run (another learner, a resumed session) reads it instead of searching again."""
-    settings = [SEARCH_VERSION, CANDIDATES, MAX_DF, MIN_COMMON_ROWS, n_train]
+    vectorizer = sorted((key, repr(value)) for key, value in char_vectorizer().get_params().items())
+    settings = [SEARCH_VERSION, CANDIDATES, MAX_DF, MIN_COMMON_ROWS, n_train, vectorizer]
     digest = hashlib.sha256(json.dumps([*settings, list(texts)]).encode())
     path = stage_dir(work_dir, "03_train") / CACHE_FOLDER / f"{view}_{digest.hexdigest()[:20]}.npz"
     if path.is_file():
