@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from amzkit.ml.presets import resolve_preset, save_preset
+from amzkit.ml.presets import preset_path, resolve_preset, save_preset
 from amzkit.stages import tune
+from amzkit.stages.ensemble import ensemble
 from amzkit.stages.train import train_run
 from amzkit.stages.tune import candidate_preset, tune_preset, tuning_paths
 from amzkit.testing import write_embedding_run
@@ -294,3 +295,27 @@ def test_a_study_refuses_to_go_on_after_its_feature_columns_changed(synthetic, m
     monkeypatch.setattr(tune, "static_features_digest", lambda learner: "other pictures")
     with pytest.raises(ValueError, match="another setup.*feature columns changed"):
         _tune(data, work, n_trials=1)
+
+
+def test_a_run_with_a_preset_tuned_on_its_folds_says_its_cv_is_optimistic_and_04_says_so_too(synthetic, tmp_path):
+    data, work = synthetic
+    _tune(data, work, n_trials=2)
+    tuned = train_run(data, "amazon2025", work, "with_tuned", FEATURES, EMBEDDINGS, preset="tuned",
+                      num_threads=1, tfidf_dim=8)
+    assert "'tuned' was tuned on these folds" in tuned["cv_optimistic"]
+    save_preset(work, "weak", WEAK_BASE)  # saved by hand: chosen on no folds
+    base = train_run(data, "amazon2025", work, "with_base", FEATURES, EMBEDDINGS, preset="weak",
+                     num_threads=1, tfidf_dim=8)
+    assert "cv_optimistic" not in base
+    assert "cv_optimistic" not in train_run(data, "amazon2025", work, "plain", FEATURES, EMBEDDINGS,
+                                            num_threads=1, tfidf_dim=8)
+    blended = ensemble(work, ["with_tuned", "with_base"])
+    assert list(blended["optimistic_runs"]) == ["with_tuned"]
+
+    elsewhere = tmp_path / "other_folds"  # the same preset in a work folder of other folds: an honest CV there
+    preset_path(elsewhere, "tuned").parent.mkdir(parents=True)
+    preset_path(elsewhere, "tuned").write_bytes(preset_path(work, "tuned").read_bytes())
+    (elsewhere / "01_extract").symlink_to(work / "01_extract")
+    other = train_run(data, "amazon2025", elsewhere, "with_tuned", FEATURES, EMBEDDINGS, preset="tuned", seed=7,
+                      num_threads=1, tfidf_dim=8)
+    assert other["folds_sha256"] != tuned["folds_sha256"] and "cv_optimistic" not in other

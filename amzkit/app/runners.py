@@ -303,6 +303,8 @@ def run_train(ctx: Context) -> dict:
     print(f"{p.run_name} ({p.learner}): CV SMAPE {metrics['cv_smape']:.3f} (folds {metrics['fold_smape_mean']:.3f} "
           f"+- {metrics['fold_smape_std']:.3f}); constant median {metrics['constant_median_smape']:.3f}"
           + other_scores(metrics, ctx.schema.report_metrics, "cv_", "CV"))
+    if metrics.get("cv_optimistic"):
+        print(f"note: {metrics['cv_optimistic']}")
     fits = fold_fits_summary(metrics)
     if fits:
         print(fits)
@@ -356,6 +358,8 @@ def run_ensemble(ctx: Context) -> dict:
           + other_scores(metrics, get_schema(metrics.get("schema") or ctx.schema.name).report_metrics, "cv_", "CV"))
     if note := ensemble_report.choice_note(metrics):
         print(note)
+    for name, why in metrics.get("optimistic_runs", {}).items():
+        print(f"note: run {name!r}: {why}")
     if metrics["alike_runs"]:
         print(f"runs whose OOF errors correlate >= {ALIKE_CORRELATION} (one of each pair adds little to the blend): "
               + "; ".join(f"{a} ~ {b} {pair['error_correlation']:.3f}"

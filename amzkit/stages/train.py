@@ -35,6 +35,7 @@ from amzkit.ml.cv import cross_validate, devices_for_folds
 from amzkit.ml.featureset import FeatureSet
 from amzkit.ml.folds import FOLD_STRATEGIES, check_trainable, folds_around
 from amzkit.ml.learners import LEARNERS, get_learner, make_learner
+from amzkit.ml.presets import tuned_on_folds
 from amzkit.ml.pseudo import pseudo_labels
 from amzkit.ml.runs import IMPORTANCE_PLOT, OOF_PLOT, PROGRESS_DIR, PSEUDO_BASELINE_DIR, save_run
 from amzkit.ml.transforms import TFIDF_DIM
@@ -204,6 +205,8 @@ def train_run(
     info = {**model.describe(), "fold_strategy": fold_strategy, "group_by": group_by, **pseudo_info,
             **({"fold_fits": result["fit_reports"]} if any(result["fit_reports"]) else {}),
             "seconds": round(clock["earlier"] + time.perf_counter() - clock["started"], 2)}  # resumed: in all
+    if isinstance(info.get("preset"), str) and (why := tuned_on_folds(work_dir, info["preset"], id_hash(folds))):
+        info["cv_optimistic"] = why  # chosen on the folds it is scored on: 03 and 04 say so
     metrics = save_run(work_dir, run_name, schema_, train, test, folds, result["oof"], result["test"], info,
                        result["fold_constant_smape"], test_folds=result["test_folds"])
     for kept in (PROGRESS_DIR, PSEUDO_BASELINE_DIR):
