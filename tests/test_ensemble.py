@@ -636,3 +636,27 @@ def test_a_run_named_as_one_string_is_one_run_not_its_letters(tmp_path: Path) ->
     noisy_run(tmp_path, "a", w, 0.3, seed=11)
     noisy_run(tmp_path, "b", w, 0.3, seed=22)
     assert list(ensemble(tmp_path, "a,b", method="blend")["weights"]) == ["a", "b"]
+
+
+@pytest.mark.parametrize("meta", ["ridge", "lightgbm"])
+def test_a_meta_feature_far_outside_the_fit_rows_range_is_read_at_that_range_edge(tmp_path: Path, meta: str) -> None:
+    # a raw column that explains part of the price: a linear meta-model extrapolating it for a test row with a
+    # value 1000x beyond every train row's wrote a price of 0.001 or inf; the row must read as the fit rows' edge
+    w = world(21)
+    rng = np.random.default_rng(4)
+    size = np.concatenate([rng.uniform(0, 100, N_ROWS), rng.uniform(0, 100, N_TEST)])
+    target = np.concatenate([w["target"], w["test_target"]]) * np.exp(size / 100)
+    w["target"], w["test_target"] = target[:N_ROWS], target[N_ROWS:]
+    noisy_run(tmp_path, "a", w, 0.4, seed=1)
+    noisy_run(tmp_path, "b", w, 0.4, seed=2)
+    all_ids = np.concatenate([w["ids"], w["test_ids"]])
+    size[N_ROWS] = size[:N_ROWS].max() * 1000
+    edge = size.copy()
+    edge[N_ROWS] = size[:N_ROWS].max()
+    far = ensemble(tmp_path, [], method="stack", meta=meta, meta_features=pd.DataFrame({"size": size}, index=all_ids))
+    far_test = pd.read_csv(tmp_path / "04_ensemble" / "test_methods.csv")
+    ensemble(tmp_path, [], method="stack", meta=meta, meta_features=pd.DataFrame({"size": edge}, index=all_ids))
+    edge_test = pd.read_csv(tmp_path / "04_ensemble" / "test_methods.csv")
+    assert far["stack_smape_nested"] < min(far["run_smape"].values())  # the column helps
+    for method in METHODS:
+        assert far_test[method].iloc[0] == pytest.approx(edge_test[method].iloc[0], rel=1e-9)

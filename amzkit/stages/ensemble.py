@@ -9,7 +9,7 @@ predicted by the method that won a nested CV of the other folds alone (ml.nested
 
 - blend: exp(sum_i w_i log pred_i), w >= 0, sum w = 1, chosen to minimise SMAPE.
 - stack: a meta-model (ridge with alpha by GCV, or a small LightGBM) of log target on the runs' log
-  predictions (+ optional raw columns).
+  predictions (+ optional raw columns, clipped to the range of the rows it is fit on).
 - +calibration: a multiplicative factor (global, and per group when groups are given) chosen to
   minimise SMAPE of the combiner's predictions on its training rows.
 
@@ -20,6 +20,7 @@ It also writes how alike the runs are (`error_correlation.csv`: the correlation 
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
@@ -272,16 +273,25 @@ class StackCombiner:
         self.meta = meta
         self.calibrator = calibrator
 
-    @staticmethod
-    def _matrix(inputs: EnsembleInputs, rows: np.ndarray) -> np.ndarray:
+    def _matrix(self, inputs: EnsembleInputs, rows: np.ndarray) -> np.ndarray:
+        """The runs' log predictions and the extra columns, these clipped to the fit rows' range: a linear
+        meta-model would extrapolate a raw column (a test row's pack count 1000x any train row's) to any price."""
         x = inputs.log_preds[rows]
-        return x if inputs.extra is None else np.hstack([x, inputs.extra[rows]])
+        if inputs.extra is None:
+            return x
+        with np.errstate(invalid="ignore"):  # NaN stays NaN (the meta-model fills it)
+            return np.hstack([x, np.clip(inputs.extra[rows], *self.extra_range_)])
 
     def _raw(self, inputs: EnsembleInputs, rows: np.ndarray) -> np.ndarray:
         return np.maximum(np.exp(self.meta_.predict(self._matrix(inputs, rows))), MIN_PREDICTION)
 
     def fit(self, inputs: EnsembleInputs, rows: np.ndarray) -> StackCombiner:
         y_log = np.log(np.maximum(inputs.target[rows], MIN_PREDICTION))
+        if inputs.extra is not None:
+            with warnings.catch_warnings():  # a column missing on every fit row has no range: left unclipped
+                warnings.simplefilter("ignore", RuntimeWarning)
+                low, high = np.nanmin(inputs.extra[rows], axis=0), np.nanmax(inputs.extra[rows], axis=0)
+            self.extra_range_ = (np.nan_to_num(low, nan=-np.inf), np.nan_to_num(high, nan=np.inf))
         self.meta_ = copy.deepcopy(self.meta if self.meta is not None else RidgeStack())
         self.meta_.fit(self._matrix(inputs, rows), y_log)
         if self.calibrator is not None:
