@@ -660,3 +660,25 @@ def test_a_meta_feature_far_outside_the_fit_rows_range_is_read_at_that_range_edg
     assert far["stack_smape_nested"] < min(far["run_smape"].values())  # the column helps
     for method in METHODS:
         assert far_test[method].iloc[0] == pytest.approx(edge_test[method].iloc[0], rel=1e-9)
+
+
+@pytest.mark.parametrize("edit", ["rows missing", "rows reordered", "folds changed"])
+def test_a_runs_oof_csv_that_does_not_match_the_first_runs_rows_or_folds_is_refused(tmp_path: Path,
+                                                                                     edit: str) -> None:
+    # what is checked is the files 04 blends, not what metrics.json says of them: an oof.csv edited or copied after
+    # 03 crashed 04 with a numpy broadcast error (rows missing), blamed changed prices (rows reordered) or was
+    # blended against the first run's folds without a word (folds changed)
+    w = world(23)
+    noisy_run(tmp_path, "a", w, 0.3, seed=1)
+    run_dir = make_run(tmp_path, "b", w, noisy(w["target"], 0.3, 2), noisy(w["test_target"], 0.3, 3))
+    oof = pd.read_csv(run_dir / "oof.csv", float_precision="round_trip")
+    if edit == "rows missing":
+        oof = oof.iloc[:-5]
+    elif edit == "rows reordered":
+        oof = oof.iloc[::-1]
+    else:
+        oof["fold"] = (oof["fold"] + 1) % N_FOLDS
+    oof.to_csv(run_dir / "oof.csv", index=False)
+    match = "used different folds" if edit == "folds changed" else "'a' and 'b' were trained on different rows"
+    with pytest.raises(ValueError, match=match):
+        ensemble(tmp_path, ["a", "b"])

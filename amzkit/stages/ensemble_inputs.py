@@ -6,25 +6,25 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from amzkit.core.io import id_keys, ids_difference, same_ids, show_ids
+from amzkit.core.io import id_hash, id_keys, ids_difference, same_ids, show_ids
 from amzkit.core.schema import get_schema
 from amzkit.text.features import FEATURE_GROUPS, build_features
 
 
 def check_compatible(runs: dict[str, dict]) -> None:
     """Refuse runs that do not share train ids, targets and folds (their OOF rows would not line up, or be scored
-    against other prices)."""
+    against other prices). Read from the oof.csv files that are blended, not from what metrics.json says of them."""
     names = list(runs)
     for name in names:
         check_predictions(name, runs[name])
-    ref = runs[names[0]]["metrics"]
+    ref_oof = runs[names[0]]["oof"]
     for name in names[1:]:
-        other = runs[name]["metrics"]
-        if other["train_ids_sha256"] != ref["train_ids_sha256"]:
+        oof = runs[name]["oof"]
+        if id_hash(oof["id"]) != id_hash(ref_oof["id"]):
             how = ids_difference(runs[names[0]]["oof"]["id"], runs[name]["oof"]["id"]) or "other rows"
             raise ValueError(f"runs {names[0]!r} and {name!r} were trained on different rows ({name!r} has {how}): "
                              "cannot blend; rerun the older runs on the current train.csv, or leave them out (-p runs)")
-        if other["folds_sha256"] != ref["folds_sha256"]:
+        if id_hash(oof["fold"]) != id_hash(ref_oof["fold"]):
             raise ValueError(
                 f"runs {names[0]!r} and {name!r} used different folds; blending them would score on rows "
                 "each model trained on. Retrain them in one work folder (they then share 03_train/folds.csv)."
