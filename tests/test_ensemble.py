@@ -682,3 +682,53 @@ def test_a_runs_oof_csv_that_does_not_match_the_first_runs_rows_or_folds_is_refu
     match = "used different folds" if edit == "folds changed" else "'a' and 'b' were trained on different rows"
     with pytest.raises(ValueError, match=match):
         ensemble(tmp_path, ["a", "b"])
+
+
+def test_with_two_folds_04_picks_the_method_on_halves_that_keep_products_together(tmp_path: Path,
+                                                                                  monkeypatch) -> None:
+    import amzkit.ml.nested as nested
+
+    w = world(24, n_rows=600)
+    products = np.repeat(np.arange(200), 3)  # 3 copies per product, in one outer fold as 03's group folds
+    w["folds"] = np.random.default_rng(2).permutation(np.arange(200) % 2)[products]
+    noisy_run(tmp_path, "a", w, 0.3, seed=1)
+    noisy_run(tmp_path, "b", w, 0.4, seed=2)
+    halves = []
+    real_inner_folds = nested.inner_folds
+    monkeypatch.setattr(nested, "inner_folds", lambda rows, n, seed, groups=None: halves.append(
+        (rows, real_inner_folds(rows, n, seed, groups))) or halves[-1][1])
+    by_id = pd.Series([f"product {p}" for p in products], index=[str(i) for i in w["ids"]])
+    ensemble(tmp_path, [], product_groups=by_id[::-1])  # aligned by id, whatever the order
+    assert len(halves) == 2 * len(METHODS)
+    for rows, half in halves:
+        together = pd.Series(half).groupby(products[rows]).nunique()
+        assert (together == 1).all()
+    halves.clear()
+    ensemble(tmp_path, [])  # no product groups (no folds.csv with them): halves row by row, as before
+    assert any((pd.Series(half).groupby(products[rows]).nunique() > 1).any() for rows, half in halves)
+
+    halves.clear()  # 03's group folds keep each row's group in folds.csv (rows in their own order): 04 reads them
+    order = np.random.default_rng(3).permutation(len(products))
+    pd.DataFrame({"id": w["ids"][order], "fold": w["folds"][order], "group": products[order]}).to_csv(
+        tmp_path / "03_train" / "folds.csv", index=False)
+    ensemble(tmp_path, [])
+    assert len(halves) == 2 * len(METHODS)
+    assert all((pd.Series(half).groupby(products[rows]).nunique() == 1).all() for rows, half in halves)
+
+
+def test_group_folds_keep_each_rows_product_group_in_folds_csv(tmp_path: Path) -> None:
+    from amzkit.core.schema import get_schema
+    from amzkit.ml.folds import saved_fold_groups, shared_folds
+
+    schema = get_schema("amazon2025")
+    names = [f"Item Name: Product {i % 40}" for i in range(120)]  # 40 products, 3 copies each
+    train = pd.DataFrame({"sample_id": np.arange(120), "catalog_content": names, "image_link": "",
+                          "price": np.exp(np.random.default_rng(0).normal(2, 1, 120))})
+    folds = shared_folds(tmp_path, train, schema, 2, 0, "group")
+    groups = saved_fold_groups(tmp_path)
+    assert groups is not None and groups.index.tolist() == [str(i) for i in range(120)]
+    assert groups.groupby(np.arange(120) % 40).nunique().eq(1).all() and groups.nunique() == 40
+    assert pd.Series(folds).groupby(groups.to_numpy()).nunique().eq(1).all()
+    assert saved_fold_groups(tmp_path / "elsewhere") is None
+    shared_folds(tmp_path / "plain", train, schema, 2, 0, "stratified")
+    assert saved_fold_groups(tmp_path / "plain") is None

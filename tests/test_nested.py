@@ -118,3 +118,38 @@ def test_with_two_folds_the_pick_is_scored_on_halves_of_the_other_fold_never_in_
     nested = {name: cross_fit(c, inputs, folds)[0] for name, c in combiners.items()}
     pred, picked, _ = choose_inside(combiners, nested, inputs, folds)
     assert picked == ["m0", "m0"] and np.isfinite(pred).all()
+
+
+class CopyMemoriser:
+    """A method that knows the price of every product it was fit on (any copy of it), a bad guess (1.0) for others."""
+
+    def __init__(self, groups: np.ndarray):
+        self.groups = groups
+
+    def fit(self, inputs: Inputs, rows: np.ndarray) -> CopyMemoriser:
+        self.known_ = dict(zip(self.groups[rows].tolist(), inputs.target[rows], strict=True))
+        return self
+
+    def predict(self, inputs: Inputs, rows: np.ndarray) -> np.ndarray:
+        return np.array([self.known_.get(group, 1.0) for group in self.groups[rows].tolist()])
+
+
+def test_with_two_folds_and_product_groups_the_halves_keep_a_products_copies_together() -> None:
+    # copies of a product (same price) sit in one outer fold, as 03's group folds put them; halves drawn row by
+    # row put copies on both sides, so a method that memorises products scored well inside and was picked
+    inputs, _, combiners = noise_world(4, n_rows=300, n_folds=2)
+    groups = np.repeat(np.arange(50), 6)  # 50 products, 6 copies each, one price each
+    inputs.target = inputs.target[groups * 6]
+    folds = np.random.default_rng(1).permutation(np.arange(50) % 2)[groups]
+    rows = np.flatnonzero(folds == 1)
+    memoriser = CopyMemoriser(groups)
+    combiners = {"m0": combiners["m0"], "memoriser": memoriser}
+    assert inner_score(memoriser, inputs, folds, rows) < 0.5 * inner_score(combiners["m0"], inputs, folds, rows)
+    assert inner_score(memoriser, inputs, folds, rows, groups=groups) > 150  # as on the outer fold it predicts
+    nested = {name: cross_fit(c, inputs, folds)[0] for name, c in combiners.items()}
+    assert smape(inputs.target, nested["memoriser"]) > 150
+    assert choose_inside(combiners, nested, inputs, folds)[1] == ["memoriser", "memoriser"]  # row-by-row halves
+    assert choose_inside(combiners, nested, inputs, folds, groups)[1] == ["m0", "m0"]
+    one_group = np.zeros(len(folds), dtype=int)  # fewer than two groups: halves row by row, never one empty half
+    assert inner_score(combiners["m0"], inputs, folds, rows, groups=one_group) == inner_score(
+        combiners["m0"], inputs, folds, rows)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import KFold, StratifiedGroupKFold, StratifiedKFold
 
-from amzkit.core.io import id_hash, ids_difference, read_json, write_csv, write_json
+from amzkit.core.io import id_hash, id_keys, ids_difference, read_json, write_csv, write_json
 from amzkit.core.schema import Schema
 from amzkit.core.workdir import stage_dir
 from amzkit.text.names import product_groups
@@ -100,8 +100,22 @@ def shared_folds(work_dir: str | Path, train: pd.DataFrame, schema: Schema, n_fo
     folds = make_folds(train[schema.target].to_numpy(), n_folds, seed, strategy, groups)
     # what the folds were made with first: a kill between the two writes leaves no folds.csv without it
     write_json(info_path, {**wanted, "folds_sha256": id_hash(folds)})
-    write_csv(pd.DataFrame({"id": ids, "fold": folds}), path)
+    # the product group of each row beside its fold: what 04 keeps together when it splits one fold again
+    kept_groups = {} if groups is None else {"group": np.unique(groups, return_inverse=True)[1].ravel()}
+    write_csv(pd.DataFrame({"id": ids, "fold": folds, **kept_groups}), path)
     return folds
+
+
+def saved_fold_groups(work_dir: str | Path) -> pd.Series | None:
+    """The product group of each train row that group folds kept together (03_train/folds.csv's `group` column),
+    indexed by id; None without one (other fold strategies, or folds.csv written before the column existed)."""
+    path = stage_dir(work_dir, "03_train") / FOLDS_FILE
+    if not path.is_file():
+        return None
+    saved = pd.read_csv(path, dtype={"id": str})
+    if "group" not in saved.columns:
+        return None
+    return pd.Series(saved["group"].to_numpy(), index=pd.Index(id_keys(saved["id"]), name="id"))
 
 
 def inner_folds(rows: np.ndarray, n_folds: int, seed: int, groups: np.ndarray | None = None) -> np.ndarray:

@@ -31,26 +31,32 @@ def cross_fit(combiner, inputs, folds: np.ndarray, rows: np.ndarray | None = Non
     return nested, fitted
 
 
-def inner_score(combiner, inputs, folds: np.ndarray, rows: np.ndarray, seed: int = 0) -> float:
+def inner_score(combiner, inputs, folds: np.ndarray, rows: np.ndarray, seed: int = 0,
+                groups: np.ndarray | None = None) -> float:
     """SMAPE of `combiner` on `rows` alone, nested over their folds; when they hold one fold (2-fold CV), over
-    two seeded random halves of it: never in-sample, which would favour the method that overfits most."""
+    two seeded random halves of it: never in-sample, which would favour the method that overfits most. `groups`
+    (a label per row, e.g. the product groups of 03's group folds) keeps each group in one half, as the outer
+    folds do (when `rows` hold at least two groups)."""
     inner = folds.copy()
     if len(np.unique(folds[rows])) < 2:
-        inner[rows] = inner_folds(rows, 2, seed)
+        grouped = groups is not None and len(np.unique(np.asarray(groups)[rows])) >= 2
+        inner[rows] = inner_folds(rows, 2, seed, groups if grouped else None)
     pred = cross_fit(combiner, inputs, inner, rows)[0][rows]
     return smape(inputs.target[rows], pred)
 
 
-def choose_inside(combiners: dict, nested: dict[str, np.ndarray], inputs, folds: np.ndarray
-                  ) -> tuple[np.ndarray, list[str], list[dict[str, float]]]:
+def choose_inside(combiners: dict, nested: dict[str, np.ndarray], inputs, folds: np.ndarray,
+                  groups: np.ndarray | None = None) -> tuple[np.ndarray, list[str], list[dict[str, float]]]:
     """Honest predictions of "the method with the best nested score": fold k gets the `nested` predictions
     (from `cross_fit` over all folds) of the method whose nested score on the other folds alone is best.
-    Returns the predictions, the method picked for each fold and each fold's inner scores (fold order)."""
+    `groups`: see inner_score (2-fold CV). Returns the predictions, the method picked for each fold and each
+    fold's inner scores (fold order)."""
     pred = np.full(len(folds), np.nan)
     picked, scores = [], []
     for fold in np.unique(folds):
         others = np.flatnonzero(folds != fold)
-        inner = {name: inner_score(combiner, inputs, folds, others) for name, combiner in combiners.items()}
+        inner = {name: inner_score(combiner, inputs, folds, others, groups=groups)
+                 for name, combiner in combiners.items()}
         name = min(inner, key=inner.get)
         pred[folds == fold] = nested[name][folds == fold]
         picked.append(name)

@@ -37,6 +37,7 @@ from amzkit.core.schema import SCHEMAS
 from amzkit.core.workdir import list_runs, stage_dir
 from amzkit.ml.base import MIN_PREDICTION
 from amzkit.ml.diversity import alike_pairs, error_correlation
+from amzkit.ml.folds import saved_fold_groups
 from amzkit.ml.nested import choose_inside, cross_fit
 from amzkit.ml.ridge import RIDGE_ALPHAS, GcvRidge
 from amzkit.ml.runs import load_run, run_predictions_sha256, unfinished_runs
@@ -367,12 +368,14 @@ def unmark_finished(work_dir: str | Path) -> None:
 def ensemble(work_dir: str | Path, runs=D.runs, *, method: str = D.method, meta=D.meta,
              groups: pd.Series | None = None, meta_features: pd.DataFrame | None = None,
              weight_step: float = GRID_STEP, factor_range: tuple[float, float] = FACTOR_RANGE,
-             min_group_rows: int = MIN_CALIBRATION_ROWS) -> dict:
+             min_group_rows: int = MIN_CALIBRATION_ROWS, product_groups: pd.Series | None = None) -> dict:
     """Blend, stack and calibrate the named runs (all finished 03_train runs when empty); write the one
     chosen by `method` ('best' = lowest nested SMAPE, or one of METHODS), its table, weights and metrics.
 
     `groups` (labels) and `meta_features` (columns) are indexed by id over train and test rows, as
-    `ensemble_columns` returns them.
+    `ensemble_columns` returns them. `product_groups` (labels indexed by train id; by default the groups 03's group
+    folds kept together, from 03_train/folds.csv): with 2-fold CV, the halves that pick the method inside each
+    fold keep a group together, as the folds do (without groups the halves are drawn row by row).
     """
     unmark_finished(work_dir)
     runs = PARAMETERS.validate(method=method, runs=runs, factor_min=factor_range[0], factor_max=factor_range[1],
@@ -401,6 +404,10 @@ def ensemble(work_dir: str | Path, runs=D.runs, *, method: str = D.method, meta=
                             _align(meta_features, all_ids, "meta_features", len(ids)),
                             _align(groups, all_ids, "groups (calibrate_by)", len(ids)))
     train_rows, test_rows = np.arange(len(ids)), np.arange(len(ids), len(all_ids))
+    if product_groups is None:  # folds.csv's groups, when they are of these runs' rows
+        saved = saved_fold_groups(work_dir)
+        product_groups = saved if saved is not None and pd.Index(id_keys(ids)).isin(saved.index).all() else None
+    fold_groups = None if product_groups is None else _align(product_groups, ids, "product_groups", len(ids))
 
     results = {}
     combiners = make_combiners(meta, weight_step, factor_range, min_group_rows)
@@ -413,7 +420,8 @@ def ensemble(work_dir: str | Path, runs=D.runs, *, method: str = D.method, meta=
     chosen = min(nested_scores, key=nested_scores.get) if method == "best" else method
     scored = results[chosen]["nested"]  # what cv_smape scores: the chosen method, or the picking done inside
     if method == "best":
-        scored, picked, inner = choose_inside(combiners, {m: r["nested"] for m, r in results.items()}, inputs, folds)
+        scored, picked, inner = choose_inside(combiners, {m: r["nested"] for m, r in results.items()}, inputs, folds,
+                                              fold_groups)
 
     per_run = {n: smape(target, np.exp(oof_log[:, i])) for i, n in enumerate(runs)}
     fold_scores = {n: _fold_scores(target, np.exp(oof_log[:, i]), folds) for i, n in enumerate(runs)}

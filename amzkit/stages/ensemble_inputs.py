@@ -102,3 +102,4 @@ def ensemble_columns(data: dict[str, pd.DataFrame], schema: str, columns: list[s
         raise ValueError(f"ids repeat between train and test (e.g. {show_ids(ids[ids.duplicated()])}): columns "
                          "cannot be matched to runs by id; renumber the test rows so that no id is in both CSVs")
     return pd.DataFrame(out).set_index(ids)
+
