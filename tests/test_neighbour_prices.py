@@ -143,3 +143,22 @@ def test_the_search_in_many_blocks_on_several_threads_gives_the_one_block_answer
     monkeypatch.setattr(neighbour_prices, "allowed_cores", lambda: 3)
     blocked = nearest_train_rows(texts, 150, n_candidates=8)
     assert np.array_equal(whole[0], blocked[0]) and np.array_equal(whole[1], blocked[1], equal_nan=True)
+
+
+@pytest.mark.parametrize("damage", ["cut short", "empty", "other arrays"])
+def test_an_unreadable_kept_search_is_searched_again(tmp_path, damage, capsys):
+    """A kept search cut short or garbled (a copied work folder, a full disk) is redone, not a bare zipfile error."""
+    texts, _, _, _ = _world(20)
+    first = cached_nearest_train_rows(texts, 60, tmp_path, "name")
+    path = next((tmp_path / "03_train" / "neighbours").glob("*.npz"))
+    if damage == "cut short":
+        path.write_bytes(path.read_bytes()[:300])
+    elif damage == "empty":
+        path.write_bytes(b"")
+    else:
+        np.savez(path, index=np.zeros((3, 2), dtype=np.int32), similarity=np.zeros((3, 2), dtype=np.float32))
+    again = cached_nearest_train_rows(texts, 60, tmp_path, "name")
+    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(first, again, strict=True))
+    assert str(path) in capsys.readouterr().out
+    with np.load(path) as saved:  # the file is whole again
+        assert np.array_equal(saved["index"], first[0])

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -139,13 +140,28 @@ def cached_nearest_train_rows(texts: Sequence[str], n_train: int, work_dir: str 
     settings = [SEARCH_VERSION, CANDIDATES, MAX_DF, MIN_COMMON_ROWS, n_train, vectorizer]
     digest = hashlib.sha256(json.dumps([*settings, list(texts)]).encode())
     path = stage_dir(work_dir, "03_train") / CACHE_FOLDER / f"{view}_{digest.hexdigest()[:20]}.npz"
-    if path.is_file():
-        with np.load(path) as saved:
-            return saved["index"], saved["similarity"]
+    if path.is_file() and (kept := _read_search(path, len(texts))) is not None:
+        return kept
     index, similarity = nearest_train_rows(texts, n_train, desc=f"neighbours ({view})")
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, index=index, similarity=similarity)
+    return index, similarity
+
+
+def _read_search(path: Path, n_rows: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The search kept in `path`; None, saying so, when the file is unreadable (cut short, garbled) or holds
+    arrays of another shape than this search's (n_rows, CANDIDATES): it is searched again and replaced."""
+    try:
+        with np.load(path) as saved:
+            index, similarity = saved["index"], saved["similarity"]
+    except (OSError, ValueError, TypeError, EOFError, KeyError, zipfile.BadZipFile) as err:  # TypeError: an .npy
+        print(f"{path} is unreadable ({type(err).__name__}: {err}): searching again")
+        return None
+    if index.shape != (n_rows, CANDIDATES) or similarity.shape != index.shape:
+        print(f"{path} holds arrays of shape {index.shape}, {similarity.shape}, not ({n_rows}, {CANDIDATES}): "
+              "searching again")
+        return None
     return index, similarity
 
 
