@@ -319,3 +319,22 @@ def test_a_run_with_a_preset_tuned_on_its_folds_says_its_cv_is_optimistic_and_04
     other = train_run(data, "amazon2025", elsewhere, "with_tuned", FEATURES, EMBEDDINGS, preset="tuned", seed=7,
                       num_threads=1, tfidf_dim=8)
     assert other["folds_sha256"] != tuned["folds_sha256"] and "cv_optimistic" not in other
+
+
+def test_a_preset_tuned_on_other_rows_with_the_same_fold_numbers_is_not_marked_optimistic(synthetic, tmp_path):
+    # folds_sha256 digests the fold numbers alone: kfold folds of as many rows with the same seed are the same
+    # numbers for any rows, so a preset copied from a work folder of other rows read as tuned on these folds
+    data, work = synthetic
+    _tune(data, work, n_trials=1, fold_strategy="kfold")
+    rng = np.random.default_rng(8)
+    other = {"train": data["train"].assign(sample_id=data["train"]["sample_id"] + 100_000,
+                                           price=rng.permutation(data["train"]["price"].to_numpy())),
+             "test": data["test"].assign(sample_id=data["test"]["sample_id"] + 100_000)}
+    elsewhere = tmp_path / "other_rows"
+    preset_path(elsewhere, "tuned").parent.mkdir(parents=True)
+    preset_path(elsewhere, "tuned").write_bytes(preset_path(work, "tuned").read_bytes())
+    run = train_run(other, "amazon2025", elsewhere, "with_tuned", FEATURES, [], preset="tuned",
+                    fold_strategy="kfold", num_threads=1, tfidf_dim=8)
+    info = pd.read_json(preset_path(work, "tuned"), typ="series")["info"]
+    assert run["folds_sha256"] == info["folds_sha256"] and run["train_ids_sha256"] != info["train_ids_sha256"]
+    assert "cv_optimistic" not in run
