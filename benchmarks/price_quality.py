@@ -100,6 +100,15 @@ def table_of(rows: dict, ridge_smape: float) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def finetune_verdict(model: str, finetune: dict | str, lgbm: dict | str) -> str:
+    """The finetune row against LightGBM + `model`; "" when either row has no number (unavailable or failed)."""
+    if isinstance(finetune, str) or isinstance(lgbm, str):
+        return ""
+    verdict = "beats" if finetune["cv_smape"] < lgbm["cv_smape"] else "does not beat"
+    return (f"finetune {model} {verdict} LightGBM default + {model}: {finetune['cv_smape']:.2f} vs "
+            f"{lgbm['cv_smape']:.2f} ({finetune['cv_smape'] - lgbm['cv_smape']:+.2f})")
+
+
 def run_metrics(metrics: dict) -> dict:
     return {"cv_smape": metrics["cv_smape"], "fold_std": metrics["fold_smape_std"], "seconds": metrics["seconds"]}
 
@@ -161,11 +170,9 @@ def main() -> None:
     print(f"\n{len(data['train'])} rows of {args.data}, 5 group folds, schema {SCHEMA}, text only, "
           f"{'quick' if args.quick else 'full'} setting; 03 features {features}")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}" if abs(v) < 10 else f"{v:.2f}"))
-    finetune, lgbm = rows[f"finetune {model}"], rows[f"LightGBM default + {model} (pca:16, knn:20)"]
-    if not isinstance(finetune, str):
-        verdict = "beats" if finetune["cv_smape"] < lgbm["cv_smape"] else "does not beat"
-        print(f"finetune {model} {verdict} LightGBM default + {model}: {finetune['cv_smape']:.2f} vs "
-              f"{lgbm['cv_smape']:.2f} ({finetune['cv_smape'] - lgbm['cv_smape']:+.2f})")
+    verdict = finetune_verdict(model, rows[f"finetune {model}"], rows[f"LightGBM default + {model} (pca:16, knn:20)"])
+    if verdict:
+        print(verdict)
     ratio = blend["cv_smape"] / ridge_smape
     print(f"blend vs ridge {ratio:.3f} (target <= 0.85): {'MEETS' if ratio <= 0.85 else 'MISSES'}")
     print(f"price_quality: blend {blend['cv_smape']:.3f} ridge {ridge_smape:.3f} ratio {ratio:.3f}")
