@@ -145,8 +145,12 @@ def main() -> None:
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:  # the 700 MB model folder goes with it
+        measure(args, Path(tmp) / "deberta-v3-base-random")
 
-    folder = Path(tempfile.mkdtemp()) / "deberta-v3-base-random"
+
+def measure(args, folder: Path) -> None:
+    """Save the model in `folder`, measure its steps (on the GPU, or on CPU in two child processes), print."""
     params = deberta_folder(folder)
     learner, rows, y = make_learner(folder, args, args.batch_size)
     device = learner.device_

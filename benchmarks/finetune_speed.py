@@ -61,7 +61,8 @@ def main() -> None:
     modes = MODES if args.dynamic else MODES[:2]
 
     data, source = competition(args.rows)
-    inputs = RunInputs(data, get_schema("amazon2025"), Path(tempfile.mkdtemp()), seed=0)
+    work = tempfile.TemporaryDirectory()  # removed when the script ends (mkdtemp left one behind per run)
+    inputs = RunInputs(data, get_schema("amazon2025"), Path(work.name), seed=0)
     threads = resolve_threads(args.threads)  # decided once: a fit deciding it from the load would differ by mode
     learners = {mode: FinetuneLearner(model="minilm", max_len=args.max_len, batch_size=args.batch_size, epochs=1,
                                       padding=mode, valid_fraction=0.0, device="cpu", num_threads=threads,
