@@ -12,6 +12,7 @@ the best single run.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ from amzkit.stages.extract import extract
 from amzkit.stages.train import train_run
 from amzkit.testing import dev_competition
 
+SHARED = Path(os.environ.get("AMZKIT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 SCHEMA = "amazon2023"
 FEATURES = ["quantity", "text_stats", "keywords", "brand", "category", "tfidf"]
 COMPARED = ("blend", "stack", "blend+calibration", "stack+calibration")
@@ -30,8 +32,8 @@ COMPARED = ("blend", "stack", "blend+calibration", "stack+calibration")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    default_data = Path(__file__).resolve().parents[2] / "shared" / "data" / "amz23_dev.csv"
-    parser.add_argument("--data", default=str(default_data))
+    parser.add_argument("--data", default=str(SHARED / "amz23_dev.csv"),
+                        help="the labelled rows (default: $AMZKIT_SHARED_DATA, else ../shared/data beside the clone)")
     parser.add_argument("--work", default="/tmp/amzkit_ensemble_quality")
     parser.add_argument("--embedding", default="tfidf-svd", help="01_extract text model for the kNN run")
     parser.add_argument("--fold-strategy", default="group")
@@ -39,6 +41,9 @@ def main() -> None:
     parser.add_argument("--meta", default="ridge", choices=["ridge", "lightgbm"])
     parser.add_argument("--num-threads", type=int, default=0, help="LightGBM threads (0: LightGBM's default)")
     args = parser.parse_args()
+    if not Path(args.data).is_file():  # before the work folder's old runs are removed
+        parser.error(f"{args.data} not found: ensemble_quality needs the real rows of ../shared/data; set "
+                     "AMZKIT_SHARED_DATA to the folder holding amz23_dev.csv, or pass --data")
 
     work = Path(args.work)
     for stage in ("03_train", "04_ensemble"):

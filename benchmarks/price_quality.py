@@ -34,6 +34,7 @@ The last line is `price_quality: blend <SMAPE> ridge <SMAPE> ratio <blend/ridge>
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import time
@@ -50,6 +51,7 @@ from amzkit.stages.train import D as TRAIN_DEFAULTS
 from amzkit.stages.train import train_run
 from amzkit.testing import dev_competition
 
+SHARED = Path(os.environ.get("AMZKIT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 SCHEMA = "amazon2025"
 RIDGE = "TF-IDF + ridge"
 SETTINGS = {
@@ -115,12 +117,15 @@ def run_metrics(metrics: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    default_data = Path(__file__).resolve().parents[2] / "shared" / "data" / "amz25_dev.csv"
-    parser.add_argument("--data", default=str(default_data))
+    parser.add_argument("--data", default=str(SHARED / "amz25_dev.csv"),
+                        help="the labelled rows (default: $AMZKIT_SHARED_DATA, else ../shared/data beside the clone)")
     parser.add_argument("--work", default="/tmp/amzkit_price_quality")
     parser.add_argument("--text-model", default="minilm")
     parser.add_argument("--quick", action="store_true", help="fewer epochs: a check within ~20 minutes on 2 cores")
     args = parser.parse_args()
+    if not Path(args.data).is_file():  # before the work folder's old runs are removed
+        parser.error(f"{args.data} not found: price_quality needs the real rows of ../shared/data; set "
+                     "AMZKIT_SHARED_DATA to the folder holding amz25_dev.csv, or pass --data")
     setting = SETTINGS["quick" if args.quick else "full"]
     model = args.text_model
 

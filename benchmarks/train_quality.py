@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import shutil
 import time
 from pathlib import Path
@@ -36,6 +37,7 @@ from amzkit.stages.train import train_run
 from amzkit.stages.tune import tune_preset
 from amzkit.testing import dev_competition
 
+SHARED = Path(os.environ.get("AMZKIT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 SCHEMA = "amazon2023"
 FEATURES = ["quantity", "text_stats", "keywords", "brand", "category", "dimensions", "tfidf"]
 TEXT_EXTRAS = ["premium_value", "materials", "interactions"]
@@ -121,14 +123,17 @@ def image_group_table(work: Path, n_train: int, common: dict) -> pd.DataFrame:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    default_data = Path(__file__).resolve().parents[2] / "shared" / "data" / "amz23_dev.csv"
-    parser.add_argument("--data", default=str(default_data))
+    parser.add_argument("--data", default=str(SHARED / "amz23_dev.csv"),
+                        help="the labelled rows (default: $AMZKIT_SHARED_DATA, else ../shared/data beside the clone)")
     parser.add_argument("--work", default="/tmp/amzkit_quality")
     parser.add_argument("--text-model", default="minilm")
     parser.add_argument("--fold-strategy", default="group")
     parser.add_argument("--tune-trials", type=int, default=20)
     parser.add_argument("--demo-rows", type=int, default=1000, help="train rows of the demo for the image groups")
     args = parser.parse_args()
+    if not Path(args.data).is_file():  # before the work folder's old runs are removed
+        parser.error(f"{args.data} not found: train_quality needs the real rows of ../shared/data; set "
+                     "AMZKIT_SHARED_DATA to the folder holding amz23_dev.csv, or pass --data")
     if importlib.util.find_spec("optuna") is None:  # found before minutes of runs, not after them
         raise SystemExit("train_quality needs optuna for its tuned-preset rows: pip install optuna (amzkit[tune])")
 

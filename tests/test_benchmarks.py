@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
+import sys
 from pathlib import Path
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = REPO_ROOT / "benchmarks"
 
 
 def load_script(name: str):
@@ -23,3 +29,17 @@ def test_price_quality_finetune_line_skips_a_lightgbm_row_that_failed():
     assert price_quality.finetune_verdict("minilm", "unavailable: learner 'finetune' cannot be loaded", finetune) == ""
     line = price_quality.finetune_verdict("minilm", finetune, {"cv_smape": 55.0, "fold_std": 1.0, "seconds": 3.0})
     assert line == "finetune minilm does not beat LightGBM default + minilm: 60.00 vs 55.00 (+5.00)"
+
+
+@pytest.mark.parametrize("name", ["train_quality", "ensemble_quality", "price_quality"])
+def test_quality_benchmark_without_its_rows_says_where_to_find_them_and_keeps_the_work_folder(name, tmp_path):
+    # AMZKIT_SHARED_DATA (as the tests and the other benchmarks read it) points at a folder without the CSV
+    work = tmp_path / "work"
+    (work / "03_train" / "earlier_run").mkdir(parents=True)
+    env = {**os.environ, "AMZKIT_SHARED_DATA": str(tmp_path / "no_data"), "PYTHONPATH": str(REPO_ROOT)}
+    result = subprocess.run([sys.executable, str(BENCHMARKS / f"{name}.py"), "--work", str(work)],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert str(tmp_path / "no_data") in result.stderr and "AMZKIT_SHARED_DATA" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert (work / "03_train" / "earlier_run").is_dir()  # an earlier run's results are not removed first
