@@ -62,6 +62,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=75_000, help="train rows, and as many test rows")
     parser.add_argument("--subset", type=int, default=10_000, help="train (and test) rows of the exact comparison")
     args = parser.parse_args()
+    if not 0 < args.subset <= args.rows:  # a larger subset would be cut from 2 x --rows texts, its split mislabelled
+        parser.error(f"--subset must be between 1 and --rows ({args.rows}); got {args.subset}")
     rng = np.random.default_rng(0)
     texts = synthetic(source_texts(args.view), 2 * args.rows, rng)
 

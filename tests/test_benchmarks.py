@@ -43,3 +43,11 @@ def test_quality_benchmark_without_its_rows_says_where_to_find_them_and_keeps_th
     assert str(tmp_path / "no_data") in result.stderr and "AMZKIT_SHARED_DATA" in result.stderr
     assert "Traceback" not in result.stderr
     assert (work / "03_train" / "earlier_run").is_dir()  # an earlier run's results are not removed first
+
+
+def test_neighbour_search_speed_refuses_a_subset_larger_than_its_rows():
+    # it used to run 500 train rows + 100 test rows and print them as "500 + 500 rows"
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "neighbour_search_speed.py"), "--rows", "300",
+                             "--subset", "500"], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert result.returncode == 2 and "--subset must be between 1 and --rows (300)" in result.stderr, result.stderr
