@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import argparse
 import resource
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's amzkit, not an installed one
 from amzkit.core.metric import constant_oof, smape
 from amzkit.ml.stats import pearson_columns
 from amzkit.stages.correlate import knn_probe, make_probe_folds, null_max_abs_corr, ridge_probe

@@ -19,6 +19,7 @@ import multiprocessing
 import os
 import re
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -30,6 +31,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's amzkit, not an installed one
 from amzkit.images.fetch import fetch_images
 from amzkit.images.http import MAX_WORKERS
 

@@ -14,11 +14,13 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's amzkit, not an installed one
 from amzkit.stages.ensemble import ensemble
 from amzkit.stages.extract import extract
 from amzkit.stages.train import train_run

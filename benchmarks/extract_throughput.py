@@ -14,11 +14,14 @@ Targets on a 2-core CPU machine: end-to-end >= 2.5x naive; draft decode >= 1.5x 
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's amzkit, not an installed one
 
 
 def decode_rate(paths: list[str], draft_px: int | None) -> float:

@@ -15,12 +15,14 @@ import argparse
 import os
 import re
 import resource
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's amzkit, not an installed one
 from amzkit.images.hashes import COLOUR_GRID, nearest_hash
 from amzkit.stages.leaks import duplicate_report, summarize_report
 from amzkit.text.similarity import nearest_text, tfidf_rows

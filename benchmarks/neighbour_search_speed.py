@@ -14,12 +14,14 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's amzkit, not an installed one
 from amzkit.core.schema import get_schema, row_text
 from amzkit.ml.neighbour_prices import MAX_DF, nearest_train_rows
 from amzkit.text.features import parsed_rows

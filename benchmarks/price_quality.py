@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's amzkit, not an installed one
 from amzkit.ml.learners import get_learner
 from amzkit.stages.ensemble import ensemble
 from amzkit.stages.extract import extract

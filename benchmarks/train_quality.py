@@ -23,12 +23,14 @@ import argparse
 import importlib.util
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's amzkit, not an installed one
 from amzkit.app.demo import make_demo
 from amzkit.core.metric import smape
 from amzkit.core.schema import get_schema, load_data, load_split

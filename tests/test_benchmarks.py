@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import os
 import subprocess
@@ -51,3 +52,30 @@ def test_neighbour_search_speed_refuses_a_subset_larger_than_its_rows():
                              "--subset", "500"], capture_output=True, text=True, timeout=300,
                             env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     assert result.returncode == 2 and "--subset must be between 1 and --rows (300)" in result.stderr, result.stderr
+
+
+def inserts_checkout_before_amzkit(source: str) -> bool:
+    """Whether a module-level sys.path.insert(0, ...) comes before the module's first amzkit import."""
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Expr) and ast.unparse(node).startswith("sys.path.insert(0,"):
+            return True
+        if isinstance(node, ast.ImportFrom | ast.Import) and any(
+                (getattr(node, "module", None) or alias.name).split(".")[0] == "amzkit" for alias in node.names):
+            return False
+    return False
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in BENCHMARKS.glob("*.py")))
+def test_every_benchmark_measures_its_own_checkout(script):
+    # `python benchmarks/x.py` puts benchmarks/ on sys.path, not the checkout: without the insert, amzkit came from
+    # whatever is installed (a worktree sharing another clone's venv measured that clone's code)
+    assert inserts_checkout_before_amzkit((BENCHMARKS / script).read_text()), script
+
+
+def test_a_benchmark_imports_this_checkouts_amzkit_over_an_installed_one(tmp_path):
+    decoy = tmp_path / "decoy" / "amzkit"
+    decoy.mkdir(parents=True)
+    (decoy / "__init__.py").write_text("raise SystemExit('imported the installed amzkit, not the checkout')\n")
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "correlate_speed.py"), "--help"], capture_output=True,
+                            text=True, timeout=300, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(decoy.parent)})
+    assert result.returncode == 0 and "usage: correlate_speed.py" in result.stdout, result.stderr[-2000:]
