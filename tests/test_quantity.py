@@ -149,3 +149,16 @@ def test_real_2025_names_give_sizes_and_packs(shared_data):
     assert out["name_packs"].notna().mean() > 0.3
     sized = parsed["unit_family"].isin(["weight", "volume"]).to_numpy() & out["value_per_item"].notna().to_numpy()
     assert sized.sum() > 500 and (out.loc[sized, "value_per_item"] == 0).mean() > 0.5  # Value is mostly the pack
+
+
+@pytest.mark.parametrize(("name", "size"), [
+    ("Farmhouse Plaid Tea Towels 28L x 16W in. Set of 2", None),
+    ("Melamine Serving Tray 18.5L in. x 10W in. Cracked Glaze", None),
+    ("Rustic Pine Salad Bowl 8.2H x 10.5L x 4W in. Navy", None),
+    ("Sparkling Lemonade 1.5L, 50.7 Fl Oz", 1500 / 29.5735295625),  # a litre is still a litre
+    ("Coconut Water 1L (Pack of 12)", 1000 / 29.5735295625),
+    ("Olive Oil Tin, 3 L x 2", 3000 / 29.5735295625),  # "x 2" with no W/H/D: a pack, not a dimension
+])
+def test_a_length_lettered_l_in_a_dimension_is_no_litre(name, size):
+    """ "26L x 18W in." (length x width) on a home goods listing read as 26 litres."""
+    assert name_quantities(name).item_size == (None if size is None else pytest.approx(size))

@@ -65,6 +65,12 @@ _NUTRIENT_AFTER = re.compile(
     r"^\s*(?:of\s+)?(?:protein|sugars?|fib(?:er|re)|(?:net\s+)?carbs?|carbohydrates?|fats?|caffeine|sodium|collagen)\b",
     re.IGNORECASE,
 )
+# A bare "L" that labels a length in a dimension ("26L x 18W in.", "9.6H x 9.5L x 3.5W"), not litres: an "x" joins
+# it to a number lettered W, H, D or L (or one glued to a unit mark) before or after.
+_DIMENSION_LETTER = r"\d\s*[LWHD](?![a-z])\s*(?:in\b\.?|\"|'')?"
+_DIMENSION_AFTER = re.compile(r"^\s*(?:in\b\.?|\"|'')?\s*[x×*]\s*(?:\d+(?:\.\d+)?|\.\d+)\s*[LWHD](?![a-z])",
+                              re.IGNORECASE)
+_DIMENSION_BEFORE = re.compile(rf"{_DIMENSION_LETTER}\s*[x×*]\s*$", re.IGNORECASE)
 # A group in parentheses that states the packs: a size inside it is one inner item ("(4lb Pack of 10)").
 _PACK_GROUP = re.compile(r"\([^()]*\bpack[^()]*\)", re.IGNORECASE)
 
@@ -75,6 +81,9 @@ def _size_matches(name: str) -> list[tuple[float, str, int]]:
     sizes = []
     for match in _SIZE.finditer(name):
         if _NOT_OWN_BEFORE.search(name[:match.start()]) or _NOT_OWN_AFTER.match(name[match.end():]):
+            continue
+        if match.group(2).lower() == "l" and (_DIMENSION_AFTER.match(name[match.end():])
+                                               or _DIMENSION_BEFORE.search(name[:match.start()])):
             continue
         value = _number(match.group(1))
         unit = normalize_unit(match.group(2).rstrip("."))
