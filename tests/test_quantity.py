@@ -124,6 +124,12 @@ def test_pack_totals_take_an_inner_size_only_from_the_pack_phrase_and_a_placehol
     ("Energy Gum 50mg Caffeine Per Piece, 24 Pieces (Pack of 12)", None),
     ("Meat Sticks, 13g Protein Per Stick, 2 oz. (Pack of 20)", 2.0),
     ("Tate & Lyle 500g Sugar", 500 / 28.349523125),  # a weight, not a nutrient: 100 g or more
+    ("Nut Bars, 20g High Protein, Gluten Free, 12 Count", None),  # modifiers before the nutrient
+    ("Snack Bars, 8 g Plant-Based Protein, 5 g Fiber, 1.5 oz (42 g) Each", 1.5),
+    ("Sports Drink with 12g Whey Protein Isolate, 16.9 Fl Oz", 16.9),
+    ("Instant Oats, 10 Packets, 30g Whole Grains, 5g Plant Protein", None),
+    ("Erythritol Powder, 4g per Serving, 2kg (4.4 lbs)", 2000 / 28.349523125),  # a serving's grams
+    ("Mustard Sachets (5.5g) - 100 Count", 5.5 / 28.349523125),  # one sachet's weight stays a size
 ])
 def test_a_nutrients_grams_are_no_item_size(name, size):
     """Real amz25_dev names: "15g Protein" in a serving is not the item's weight (50 rows read it as one)."""

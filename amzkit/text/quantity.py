@@ -59,10 +59,13 @@ def _number(text: str) -> float:
 # A size that is not the product's own: what it makes or holds ("Makes 64 oz", "300-Pound Capacity").
 _NOT_OWN_BEFORE = re.compile(r"\b(?:makes?|yields?|up\s+to|enough\s+for|fits|holds)\s*$", re.IGNORECASE)
 _NOT_OWN_AFTER = re.compile(r"^\s*-?\s*(?:capacity|load)\b", re.IGNORECASE)
-# A nutrient's grams in a serving ("15g Protein", "16g of Protein", "50mg Caffeine"), not the item's weight; under
-# 100 g, so that "500g Sugar" stays a size.
+# A nutrient's grams in a serving ("15g Protein", "16g of Protein", "50mg Caffeine", "20g High Protein", "7 g
+# Plant-Based Protein", "10g Whey Protein", "37g Whole Grains") or a serving's own ("5g per Serving"), not the item's
+# weight; under 100 g, so that "500g Sugar" stays a size.
 _NUTRIENT_AFTER = re.compile(
-    r"^\s*(?:of\s+)?(?:protein|sugars?|fib(?:er|re)|(?:net\s+)?carbs?|carbohydrates?|fats?|caffeine|sodium|collagen)\b",
+    r"^\s*(?:of\s+)?(?:(?:high|plant(?:[\s-]+based)?|whey|lean|meat|total|added|dietary|prebiotic|complete)\s+){0,2}"
+    r"(?:protein|sugars?|fib(?:er|re)|(?:net\s+)?carbs?|carbohydrates?|fats?|caffeine|sodium|collagen|whole\s+grains?)\b"
+    r"|^\s*(?:per|a|/)\s*(?:serving|scoop)\b",
     re.IGNORECASE,
 )
 # A bare "L" that labels a length in a dimension ("26L x 18W in.", "9.6H x 9.5L x 3.5W"), not litres: an "x" joins
