@@ -168,3 +168,22 @@ def test_real_2025_names_give_sizes_and_packs(shared_data):
 def test_a_length_lettered_l_in_a_dimension_is_no_litre(name, size):
     """ "26L x 18W in." (length x width) on a home goods listing read as 26 litres."""
     assert name_quantities(name).item_size == (None if size is None else pytest.approx(size))
+
+
+def test_a_value_of_one_or_of_the_packs_under_the_names_size_is_a_placeholder():
+    """A Value of 1 ("1" Ounce for an "8.5 oz" pouch) or of the packs ("Ounce" 6 for "7.5oz Pack of 6"), written in
+    a weight or volume unit, counts items, not ounces: the name's total replaces it. A Value that is the item's
+    size, the pack's, or 1 for a 1.1 oz item stays."""
+    texts = pd.Series([
+        _catalog("Monk Fruit Sweetener, Granular, 8.5 oz (240 g)", 1.0, "Ounce"),  # 8.5, not 1
+        _catalog("Grill Seasoning 7.5oz Pack of 6", 6.0, "Ounce"),  # 45, not 6
+        _catalog("Corn Chips, 16 Ounce -- 9 per case.", 9.0, "Ounce"),  # 144, not 9
+        _catalog("Aged Balsamic Vinegar, 8.5 Fl Oz Bottle", 1.0, "Fl Oz"),  # 8.5 fl oz
+        _catalog("Snack Mix 1.1 oz", 1.0, "Ounce"),  # near the name's size: stays 1
+        _catalog("Trail Mix 6 oz (Pack of 6)", 6.0, "Ounce"),  # one item's size: 36
+        _catalog("Pretzels 2 oz (Pack of 4)", 4.0, "Ounce"),  # 4 is more than 0.8 x 2: stays 4
+    ])
+    out = pack_total_features(parse_catalog_column(texts))
+    weight = np.expm1(out["total_weight_log"].to_numpy())
+    assert weight[[0, 1, 2, 4, 5, 6]] == pytest.approx([8.5, 45.0, 144.0, 1.0, 36.0, 4.0])
+    assert np.expm1(out["total_volume_log"].iloc[3]) == pytest.approx(8.5)

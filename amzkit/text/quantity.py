@@ -136,8 +136,10 @@ def pack_total_features(parsed: pd.DataFrame) -> pd.DataFrame:
       Value above 1 where the name states neither.
     A name whose first size is the pack's total ("40lb (4lb Pack of 10)": an inner size in the parentheses of
     its pack phrase, times the packs, makes it) states no item size to multiply: a Value equal to it states the
-    pack, one equal to the inner size one item. A placeholder Value (at most a tenth of the name's size: "1" for
-    a "5 lbs" bag) gives way to the name's total.
+    pack, one equal to the inner size one item. A placeholder Value gives way to the name's total: one at most a
+    tenth of the name's size ("1" for a "5 lbs" bag), and a Value of 1 or of the name's packs (a count written in
+    a weight or volume unit: "Ounce" 6 for "7.5oz Pack of 6") under four fifths of it ("1" Ounce for an "8.47 oz"
+    pouch).
     """
     quantities = [name_quantities(name) for name in parsed["item_name"]]
     size = np.array([_nan(q.item_size) for q in quantities])
@@ -147,8 +149,10 @@ def pack_total_features(parsed: pd.DataFrame) -> pd.DataFrame:
     if "quantity_base" in parsed:
         value_base = parsed["quantity_base"].to_numpy(dtype=float)
         value_family = parsed["unit_family"].astype(str).to_numpy()
+        value = parsed["value"].to_numpy(dtype=float)
     else:  # no Value/Unit lines (the 2023 schema): the name alone
         value_base, value_family = np.full(len(parsed), np.nan), np.full(len(parsed), "", dtype=object)
+        value = np.full(len(parsed), np.nan)
     # Ounces and fluid ounces are near enough (1 fl oz of water weighs 1.04 oz) to compare sizes across them.
     sized = np.isin(value_family, ("weight", "volume")) & np.isin(family, ("weight", "volume"))
     same = sized & np.isfinite(size) & np.isfinite(value_base)
@@ -161,7 +165,8 @@ def pack_total_features(parsed: pd.DataFrame) -> pd.DataFrame:
                                np.isclose(value_base, size, rtol=0.02))
     per_pack = same & ~per_item & np.isclose(value_base, name_total, rtol=0.02)
     with np.errstate(invalid="ignore"):
-        placeholder = same & ~per_item & ~per_pack & (value_base <= 0.1 * size)
+        counted = ((value == 1.0) | ((value == packs) & (packs > 1))) & (value_base <= 0.8 * size)
+        placeholder = same & ~per_item & ~per_pack & ((value_base <= 0.1 * size) | counted)
     stated = np.full(len(parsed), np.nan)
     stated[per_item & (packs_or_one > 1)] = 1.0
     stated[per_pack & (packs_or_one > 1)] = 0.0
