@@ -187,3 +187,19 @@ def test_a_value_of_one_or_of_the_packs_under_the_names_size_is_a_placeholder():
     weight = np.expm1(out["total_weight_log"].to_numpy())
     assert weight[[0, 1, 2, 4, 5, 6]] == pytest.approx([8.5, 45.0, 144.0, 1.0, 36.0, 4.0])
     assert np.expm1(out["total_volume_log"].iloc[3]) == pytest.approx(8.5)
+
+
+def test_a_count_value_that_multiplies_the_names_items_counts_the_single_things():
+    """A Count Value that is a whole multiple of what the name counts states the single things the name gives only
+    in part: "15 Piece, 10-Count" sells 150 pieces, "Toothpicks (24 Pack)" 480 picks. A Value that does not divide,
+    or is the name's size in ounces, leaves the name's count."""
+    texts = pd.Series([
+        _catalog("Sugarfree Gum 12 Piece, 10-Count", 120.0, "Count"),  # 120, not 12
+        _catalog("Cinnamon Toothpicks Tubes (20 Pack)", 400.0, "Count"),  # 400, not 20
+        _catalog("Mint Gum - 40 per pack - 24 packs per case", 960.0, "Count"),  # 960, not 24
+        _catalog("Nicotine Gum, 100 Count", 110.0, "Count"),  # no multiple: the name's 100
+        _catalog("Chocolate Frosting 12 oz (Pack of 2)", 12.0, "Count"),  # the size, not a count: 2
+        _catalog("Herbal Tea, 24 Count", 40.0, "Count"),  # no multiple: 24
+    ])
+    items = np.expm1(pack_total_features(parse_catalog_column(texts))["total_items_log"].to_numpy())
+    assert items == pytest.approx([120.0, 400.0, 960.0, 100.0, 2.0, 24.0])

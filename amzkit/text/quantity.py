@@ -133,7 +133,8 @@ def pack_total_features(parsed: pd.DataFrame) -> pd.DataFrame:
     - total_<weight|volume>_log: log1p of the listing's total in that family: Value when it is the pack total,
       Value x packs when it states one item, the name's total (size x packs) when Value is a count or absent.
     - total_items_log: log1p(packs x count inside each item), the number of single things sold; a Count
-      Value above 1 where the name states neither.
+      Value above 1 where the name states neither, or where it is a whole multiple of the name's (the name states
+      the packs but not the count inside them, or the count but not the packs).
     A name whose first size is the pack's total ("40lb (4lb Pack of 10)": an inner size in the parentheses of
     its pack phrase, times the packs, makes it) states no item size to multiply: a Value equal to it states the
     pack, one equal to the inner size one item. A placeholder Value gives way to the name's total: one at most a
@@ -165,8 +166,8 @@ def pack_total_features(parsed: pd.DataFrame) -> pd.DataFrame:
                                np.isclose(value_base, size, rtol=0.02))
     per_pack = same & ~per_item & np.isclose(value_base, name_total, rtol=0.02)
     with np.errstate(invalid="ignore"):
-        counted = ((value == 1.0) | ((value == packs) & (packs > 1))) & (value_base <= 0.8 * size)
-        placeholder = same & ~per_item & ~per_pack & ((value_base <= 0.1 * size) | counted)
+        a_count = ((value == 1.0) | ((value == packs) & (packs > 1))) & (value_base <= 0.8 * size)
+        placeholder = same & ~per_item & ~per_pack & ((value_base <= 0.1 * size) | a_count)
     stated = np.full(len(parsed), np.nan)
     stated[per_item & (packs_or_one > 1)] = 1.0
     stated[per_pack & (packs_or_one > 1)] = 0.0
@@ -184,7 +185,12 @@ def pack_total_features(parsed: pd.DataFrame) -> pd.DataFrame:
     items = packs_or_one * np.where(np.isfinite(count), count, 1.0)
     with np.errstate(invalid="ignore"):
         counted = np.where((value_family == "count") & (value_base > 1), value_base, np.nan)
-    out["total_items_log"] = np.log1p(np.where(np.isfinite(packs) | np.isfinite(count), items, counted))
+        # A Count Value that is a whole multiple of the name's items counts the single things the name states only
+        # in part ("15 Piece, 10-Count": 150; "Toothpicks (24 Pack)": 480); not one that is the name's size in
+        # ounces ("12 oz (Pack of 2)", Count 12).
+        multiple = (counted > items) & (np.mod(counted, items) == 0) & ~np.isclose(counted, size)
+    named = np.isfinite(packs) | np.isfinite(count)
+    out["total_items_log"] = np.log1p(np.where(named & ~multiple, items, counted))
     return out
 
 
