@@ -203,3 +203,26 @@ def test_a_count_value_that_multiplies_the_names_items_counts_the_single_things(
     ])
     items = np.expm1(pack_total_features(parse_catalog_column(texts))["total_items_log"].to_numpy())
     assert items == pytest.approx([120.0, 400.0, 960.0, 100.0, 2.0, 24.0])
+
+
+@pytest.mark.parametrize(("name", "size", "packs", "total"), [
+    ("Kettle Potato Chips 24-1 Ounce Bags", 1.0, 24, False),
+    ("Sweet Pickled Garlic, 2-16 Ounce Jars", 16.0, 2, False),
+    ("Graham Crackers, Bulk Snacks, 12 - 14.4 oz Boxes", 14.4, 12, False),
+    ("Mini Cookies, 20 - 1 oz Snack Packs", 1.0, 20, False),
+    ("Cane Sugar, 40 lb (10-4 Lb Bags)", 40 * OZ_PER_POUND, 10, True),  # the first size is the packs' total
+    ("Chicken Breasts 6-8 oz Pieces", 8.0, None, False),  # a range: no plural container after it
+    ("Coffee Beans 2-5 lb", 5 * OZ_PER_POUND, None, False),
+])
+def test_packs_of_sized_containers_read_as_packs(name, size, packs, total):
+    """ "24-1 Ounce Bags" is 24 bags of one ounce: the packs were not read, so a Count or placeholder Value made a
+    one-ounce total."""
+    got = name_quantities(name)
+    assert got.item_size == pytest.approx(size) and got.packs == packs and got.size_is_pack_total == total
+
+
+def test_a_count_value_with_packs_of_sized_containers_totals_them():
+    texts = pd.Series([_catalog("Kettle Potato Chips 24-1 Ounce Bags", 24.0, "Count"),
+                       _catalog("Sport Jelly Beans, 24 - 1 oz Bags", 1.0, "Ounce")])
+    weight = np.expm1(pack_total_features(parse_catalog_column(texts))["total_weight_log"].to_numpy())
+    assert weight == pytest.approx([24.0, 24.0])

@@ -32,10 +32,17 @@ _COUNT = re.compile(
     r"|packets|sticks|servings?|bars|cans|bottles|pouches|cups|tablets|rolls|sheets|slices)\b",
     re.IGNORECASE,
 )
-# Packs that `pack_count_from_name` does not read: "(24 Cans)", "(2 bags)", "6 Packs of 4-Count".
+# "<packs>-<size> <containers>": "2-14 Ounce Jars", "24 - 1 oz Bags", "12 - 9.5 oz Snack Packs" (a range, "6-8 oz",
+# names no plural container after it).
+_SIZED_CONTAINERS = (
+    r"(?<![\w.,/-])(\d{1,3})\s*-\s*(?=(?:\d+(?:\.\d+)?|\.\d+)\s*-?\s*(?:fl\.?\s*oz|oz|ounces?|lbs?|pounds?|g|grams?|ml"
+    r"|l|liters?|litres?)\.?\s+(?:[a-z]+\s+)?(?:cans|bottles|bags|boxes|jars|pouches|packs|packages|packets|tins|cartons"
+    r"|bars|rolls|cups|tubs|containers)\b)"
+)
+# Packs that `pack_count_from_name` does not read: "(24 Cans)", "(2 bags)", "6 Packs of 4-Count", "2-14 Ounce Jars".
 _EXTRA_PACK = re.compile(
     r"\(\s*(\d{1,4})\s*(?:cans|bottles|bags|boxes|jars|pouches|packs|packages|tins|cartons|bars)\s*\)"
-    r"|(?<![\w.])(\d{1,4})\s+packs?\s+of\b",
+    rf"|(?<![\w.])(\d{{1,4}})\s+packs?\s+of\b|{_SIZED_CONTAINERS}",
     re.IGNORECASE,
 )
 MAX_COUNT = 10_000
@@ -74,8 +81,9 @@ _DIMENSION_LETTER = r"\d\s*[LWHD](?![a-z])\s*(?:in\b\.?|\"|'')?"
 _DIMENSION_AFTER = re.compile(r"^\s*(?:in\b\.?|\"|'')?\s*[x×*]\s*(?:\d+(?:\.\d+)?|\.\d+)\s*[LWHD](?![a-z])",
                               re.IGNORECASE)
 _DIMENSION_BEFORE = re.compile(rf"{_DIMENSION_LETTER}\s*[x×*]\s*$", re.IGNORECASE)
-# A group in parentheses that states the packs: a size inside it is one inner item ("(4lb Pack of 10)").
-_PACK_GROUP = re.compile(r"\([^()]*\bpack[^()]*\)", re.IGNORECASE)
+# A group in parentheses that states the packs: a size inside it is one inner item ("(4lb Pack of 10)",
+# "(5-4 Lb Bags)").
+_PACK_GROUP = re.compile(rf"\([^()]*(?:\bpack|{_SIZED_CONTAINERS})[^()]*\)", re.IGNORECASE)
 
 
 def _size_matches(name: str) -> list[tuple[float, str, int]]:
@@ -110,7 +118,7 @@ def name_quantities(name: str | None) -> NameQuantities:
     if packs is None:
         extra = _EXTRA_PACK.search(name)
         if extra:
-            value = int(extra.group(1) or extra.group(2))
+            value = int(next(group for group in extra.groups() if group))
             packs = value if 0 < value <= MAX_COUNT else None
     if packs is not None and count == packs:
         count = None  # "24 Pack" read twice: once as packs, once as a count
