@@ -114,6 +114,21 @@ def test_normalize_unit(raw: str | None, expected: str) -> None:
     assert normalize_unit(raw) == expected
 
 
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Tea Bags", "count"), ("K-Cups", "count"), ("Coffee Pods", "count"), ("Veggie Capsules", "count"),
+        ("per Count", "count"), ("Per Pound", "pound"), ("Count (Pack of 1)", "count"), ("fl oz (US)", "fl_oz"),
+        ("Sticks", "count"), ("Cartons", "count"), ("Sachets", "count"), ("Softgels", "count"),
+        ("Square Inch", "other"), ("Cubic Feet", "other"),  # an area or volume, not a length: no last-word reading
+    ],
+)
+def test_units_written_with_a_describing_word_a_per_or_a_note(raw: str, expected: str) -> None:
+    """A Unit line as sellers write it: a count noun after a describing word ("Tea Bags"), "per Count", a note in
+    parentheses; each read "other" before."""
+    assert normalize_unit(raw) == expected
+
+
 def test_alias_table_is_normalised_and_points_into_units() -> None:
     assert set(UNIT_ALIASES.values()) <= set(UNITS)
     for spelling, unit in UNIT_ALIASES.items():

@@ -112,7 +112,8 @@ UNIT_ALIASES: dict[str, str] = _alias_table(
             "count", "counts", "ct", "cnt", "each", "ea", "piece", "pieces", "pc", "pcs",
             "pack", "packs", "pk", "unit", "units", "item", "items",
             "bag", "bottle", "box", "can", "jar", "packet", "pouch", "capsule", "tablet", "pod", "bar",
-            "roll", "sheet",
+            "roll", "sheet", "carton", "case", "tin", "stick", "sachet", "serving", "softgel", "lozenge",
+            "k cup", "tea bag",
         ],
         "inch": ["in", "inch", "inches"],
         "foot": ["ft", "foot", "feet"],
@@ -133,10 +134,16 @@ _UNIT_ALIASES_WITHOUT_SPACES: dict[str, str] = {
 }
 
 
+_PER = re.compile(r"^per\s+")
+_PARENTHESES = re.compile(r"\([^()]*\)")
+
+
 def _unit_key(raw: str) -> str:
-    """Lowercase, drop dots and a "(s)" suffix, turn '-'/'_' into spaces, collapse whitespace."""
-    key = raw.lower().replace("(s)", "").replace(".", " ").replace("-", " ").replace("_", " ")
-    return " ".join(key.split())
+    """Lowercase, drop dots, a "(s)" suffix, any other parentheses ("Count (Pack of 1)") and a leading "per" ("per
+    Count"), turn '-'/'_' into spaces, collapse whitespace."""
+    key = raw.lower().replace("(s)", "")
+    key = _PARENTHESES.sub(" ", key).replace(".", " ").replace("-", " ").replace("_", " ")
+    return _PER.sub("", " ".join(key.split()))
 
 
 def normalize_unit(raw: str | None) -> str:
@@ -155,6 +162,10 @@ def normalize_unit(raw: str | None) -> str:
         squeezed = candidate.replace(" ", "")
         if squeezed in _UNIT_ALIASES_WITHOUT_SPACES:
             return _UNIT_ALIASES_WITHOUT_SPACES[squeezed]
+    if " " in key:  # "Tea Bags", "Veggie Capsules", "Coffee Pods": a count noun named with a describing word
+        last = normalize_unit(key.rsplit(" ", 1)[1])
+        if UNITS[last][0] == "count":
+            return last
     return "other"
 
 
