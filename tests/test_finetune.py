@@ -198,7 +198,8 @@ def test_catalog_text_for_the_model_puts_the_quantity_in_words_after_the_name():
            "Product Description: <b>Great</b> on tacos\nValue: 72.0\nUnit: Fl Oz\n")
     assert catalog_model_text(raw) == ("La Victoria Green Taco Sauce Mild, 12 Ounce (Pack of 6). Quantity: 72 fluid "
                                        "ounces. Mild heat. Great on tacos.")
-    assert catalog_model_text("Item Name: Tea\nValue: 3\nUnit: sachets") == "Tea. Quantity: 3 sachets."
+    assert catalog_model_text("Item Name: Herbs\nValue: 3\nUnit: bunches") == "Herbs. Quantity: 3 bunches."
+    assert catalog_model_text("Item Name: Tea\nValue: 3\nUnit: sachets") == "Tea. Quantity: 3 count."  # a count noun
     assert catalog_model_text("Item Name: Tea\nValue: 3\nUnit: None") == "Tea. Quantity: 3."
     assert catalog_model_text("") == ""
 

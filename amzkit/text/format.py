@@ -31,7 +31,7 @@ def plain_number(value: float) -> str:
 
 
 def quantity_words(entry: CatalogEntry) -> str:
-    """'72 fluid ounces', '6 count', '3 sachets' (an unknown unit as written), '2' (no unit), '' (no value)."""
+    """'72 fluid ounces', '6 count', '3 bunches' (an unknown unit as written), '2' (no unit), '' (no value)."""
     if entry.value is None:
         return ""
     number = plain_number(entry.value)
