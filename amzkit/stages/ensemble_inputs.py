@@ -18,13 +18,14 @@ def check_compatible(runs: dict[str, dict]) -> None:
     for name in names:
         check_predictions(name, runs[name])
     ref_oof = runs[names[0]]["oof"]
+    ref_ids, ref_folds = id_hash(ref_oof["id"]), id_hash(ref_oof["fold"])
     for name in names[1:]:
         oof = runs[name]["oof"]
-        if id_hash(oof["id"]) != id_hash(ref_oof["id"]):
-            how = ids_difference(runs[names[0]]["oof"]["id"], runs[name]["oof"]["id"]) or "other rows"
+        if id_hash(oof["id"]) != ref_ids:
+            how = ids_difference(ref_oof["id"], oof["id"]) or "other rows"
             raise ValueError(f"runs {names[0]!r} and {name!r} were trained on different rows ({name!r} has {how}): "
                              "cannot blend; rerun the older runs on the current train.csv, or leave them out (-p runs)")
-        if id_hash(oof["fold"]) != id_hash(ref_oof["fold"]):
+        if id_hash(oof["fold"]) != ref_folds:
             raise ValueError(
                 f"runs {names[0]!r} and {name!r} used different folds; blending them would score on rows "
                 "each model trained on. Retrain them in one work folder (they then share 03_train/folds.csv)."
@@ -102,4 +103,3 @@ def ensemble_columns(data: dict[str, pd.DataFrame], schema: str, columns: list[s
         raise ValueError(f"ids repeat between train and test (e.g. {show_ids(ids[ids.duplicated()])}): columns "
                          "cannot be matched to runs by id; renumber the test rows so that no id is in both CSVs")
     return pd.DataFrame(out).set_index(ids)
-
