@@ -8,7 +8,8 @@ optimistic), each with its CV SMAPE change against `default preset, features onl
 assignment. Target: `default` at least 10% lower SMAPE than TF-IDF + ridge.
 
 Two more tables: a split of the same rows (the last rows train, the first 500 are a test set whose labels stay
-hidden until the end): the default preset, pseudo-labels (scored by CV with and without them) and a preset tuned
+hidden until the end; a third of the rows for a CSV under 1,500 rows, which must have at least 150): the default
+preset, pseudo-labels (scored by CV with and without them) and a preset tuned
 on the training rows, each scored on the hidden labels;
 and the image groups (`image_meta`, `colour`) on the synthetic demo competition, because the 2023 rows have
 no images.
@@ -45,6 +46,8 @@ FEATURES = ["quantity", "text_stats", "keywords", "brand", "category", "dimensio
 TEXT_EXTRAS = ["premium_value", "materials", "interactions"]
 VOCABULARY = ["brand_price", "material_price"]
 BASE = "default preset, features only"
+HIDDEN_ROWS = 500
+MIN_ROWS = 150  # a third of them (50) is the fewest hidden rows worth a SMAPE; the rest fill 5 training folds
 
 
 class Rows(dict):
@@ -82,7 +85,12 @@ def later_phase_rows(rows: Rows, data, work: Path, common: dict, tune_trials: in
         data, work, common, tune_trials)
 
 
-def hidden_rows_table(csv: str, work: Path, common: dict, tune_trials: int, n_hidden: int = 500) -> pd.DataFrame:
+def hidden_count(n_rows: int) -> int:
+    """How many of the first rows the hidden-rows table holds out: 500, or a third of a smaller CSV's rows."""
+    return min(HIDDEN_ROWS, n_rows // 3)
+
+
+def hidden_rows_table(csv: str, work: Path, common: dict, tune_trials: int, n_hidden: int) -> pd.DataFrame:
     """Train on the rows after the first `n_hidden`, and score on their hidden labels: the default preset, with
     pseudo-labels of those rows, and a preset tuned on the training rows' folds (chosen without the hidden rows)."""
     schema = get_schema(SCHEMA)
@@ -138,12 +146,16 @@ def main() -> None:
                      "AMZKIT_SHARED_DATA to the folder holding amz23_dev.csv, or pass --data")
     if importlib.util.find_spec("optuna") is None:  # found before minutes of runs, not after them
         raise SystemExit("train_quality needs optuna for its tuned-preset rows: pip install optuna (amzkit[tune])")
+    data = dev_competition(args.data, SCHEMA)
+    train = data["train"]
+    if len(train) < MIN_ROWS:  # found before minutes of runs, not after them (it held out 500 rows and had none left)
+        parser.error(f"{args.data} has {len(train)} labelled rows: train_quality needs at least {MIN_ROWS} (its "
+                     f"hidden-rows table holds a third of them out as a test set); pass a larger --data")
+    n_hidden = hidden_count(len(train))
 
     work = Path(args.work)
     shutil.rmtree(work / "03_train", ignore_errors=True)
     (work / "runs.csv").unlink(missing_ok=True)
-    data = dev_competition(args.data, SCHEMA)
-    train = data["train"]
     started = time.perf_counter()
     extract(data, Path(args.data).parent, work, SCHEMA, args.text_model)
     print(f"01_extract {args.text_model}: {time.perf_counter() - started:.0f} s")
@@ -172,8 +184,9 @@ def main() -> None:
           f"(target >= 10%): {'MEETS' if best <= 0.9 * ridge else 'MISSES'}")
     print(f"seed preset vs constant median: {rows['seed preset (roadmap params, raw target)']['cv_smape']:.2f} vs "
           f"{rows['constant median'][0]:.2f}")
-    hidden = hidden_rows_table(args.data, work / "pseudo", common, args.tune_trials)
-    print(f"\nhidden rows: train on rows 501-{len(train)}, test = the first 500 rows (labels hidden), same folds")
+    hidden = hidden_rows_table(args.data, work / "pseudo", common, args.tune_trials, n_hidden)
+    print(f"\nhidden rows: train on rows {n_hidden + 1}-{len(train)}, test = the first {n_hidden} rows (labels "
+          "hidden), same folds")
     print(hidden.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     images = image_group_table(work / "demo", args.demo_rows, common)
     print(f"\nimage groups on the synthetic demo competition ({args.demo_rows} train rows, group folds)")

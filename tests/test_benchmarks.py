@@ -46,6 +46,26 @@ def test_quality_benchmark_without_its_rows_says_where_to_find_them_and_keeps_th
     assert (work / "03_train" / "earlier_run").is_dir()  # an earlier run's results are not removed first
 
 
+def test_train_quality_holds_out_a_third_of_a_smaller_csv_and_refuses_too_few_rows(tmp_path):
+    # it held out the first 500 rows whatever the CSV: at 500 rows or fewer nothing was left to train on, and the
+    # hidden-rows table crashed after minutes of runs
+    train_quality = load_script("train_quality")
+    assert train_quality.hidden_count(1716) == 500
+    assert train_quality.hidden_count(600) == 200
+    assert train_quality.hidden_count(150) == 50
+    csv = tmp_path / "small.csv"
+    csv.write_text("PRODUCT_ID,TITLE,BULLET_POINTS,DESCRIPTION,PRODUCT_TYPE_ID,PRODUCT_LENGTH\n"
+                   + "".join(f"{i},Cotton shirt {i},,,{i % 3},{100 + i}\n" for i in range(1, 101)))
+    work = tmp_path / "work"
+    (work / "03_train" / "earlier_run").mkdir(parents=True)
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "train_quality.py"), "--data", str(csv), "--work",
+                             str(work)], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert f"{csv} has 100 labelled rows: train_quality needs at least 150" in result.stderr
+    assert (work / "03_train" / "earlier_run").is_dir()
+
+
 def test_neighbour_search_speed_refuses_a_subset_larger_than_its_rows():
     # it used to run 500 train rows + 100 test rows and print them as "500 + 500 rows"
     result = subprocess.run([sys.executable, str(BENCHMARKS / "neighbour_search_speed.py"), "--rows", "300",
