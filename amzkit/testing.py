@@ -12,11 +12,12 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter
 
-from amzkit.core.io import id_hash, write_json, write_npy
+from amzkit.core.io import atomic_path, id_hash, write_json, write_npy
 from amzkit.core.schema import get_schema, load_split
 from amzkit.core.workdir import stage_dir
 from amzkit.embed.aesthetic import aesthetic_mlp
 from amzkit.embed.registry import AESTHETIC_HEAD_FILES
+from amzkit.images.decode import read_header
 from amzkit.ml.base import RunInputs
 from amzkit.ml.featureset import FeatureSet
 from amzkit.ml.folds import make_folds
@@ -72,7 +73,8 @@ def save_random_aesthetic(folder: str | Path, model_cfg: dict | str = TINY_CLIP_
 
 
 def write_product_jpegs(folder: str | Path, count: int, size: int = 1000, seed: int = 0) -> list[str]:
-    """`count` photo-like JPEGs of size x size, quality 90, reused when present.
+    """`count` photo-like JPEGs of size x size, quality 90, each written atomically and reused when present and
+    whole (one cut short by an interrupted run is written again).
 
     Gradient, shapes and smoothed sensor noise give files of ~100 KB at 1000 px, like real product photos
     (pure noise would make entropy decoding dominate and hide what draft-mode decoding saves).
@@ -86,7 +88,7 @@ def write_product_jpegs(folder: str | Path, count: int, size: int = 1000, seed: 
         path = folder / f"photo_{size}_{i:05d}.jpg"
         paths.append(str(path))
         colour = rng.uniform(40, 220, 3)
-        if path.is_file():
+        if read_header(str(path), verify=True)[:3] == ("ok", size, size):
             continue
         base = colour[None, None, :] * (0.6 + 0.4 * ramp[:, None, None] * ramp[None, :, None])
         noise = rng.normal(0, 12, (size, size, 1)).astype(np.float32)
@@ -95,7 +97,8 @@ def write_product_jpegs(folder: str | Path, count: int, size: int = 1000, seed: 
         for _ in range(4):
             x0, y0 = rng.integers(0, size // 2, 2)
             draw.ellipse([x0, y0, x0 + size // 3, y0 + size // 4], fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
-        img.save(path, format="JPEG", quality=90)
+        with atomic_path(path) as tmp:
+            img.save(tmp, format="JPEG", quality=90)
     return paths
 
 

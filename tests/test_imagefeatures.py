@@ -235,6 +235,20 @@ def test_colour_rows_do_not_depend_on_their_batch(tmp_path):
     assert np.isnan(threaded[12]).all() and np.array_equal(threaded[13], threaded[0])
 
 
+def test_product_jpegs_write_again_a_file_an_interrupted_run_cut_short(tmp_path):
+    # a half-written JPEG (a run killed mid-save) used to be reused forever: every later benchmark decoded it
+    paths = write_product_jpegs(tmp_path, 3, size=96)
+    whole = Path(paths[1]).read_bytes()
+    Path(paths[1]).write_bytes(whole[: len(whole) // 2])
+    kept = Path(paths[0]).stat().st_mtime_ns, Path(paths[2]).read_bytes()
+    assert write_product_jpegs(tmp_path, 3, size=96) == paths
+    with Image.open(paths[1]) as img:
+        img.load()
+        assert img.size == (96, 96)
+    assert (Path(paths[0]).stat().st_mtime_ns, Path(paths[2]).read_bytes()) == kept  # whole files are reused
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(Path(p).name for p in paths)  # no temporaries
+
+
 def test_kmeans_separates_equally_bright_colours():
     red, green = np.array([0.8, 0.1, 0.1]), np.array([0.1, 0.55, 0.1])  # similar luma
     pixels = np.vstack([np.tile(red, (60, 1)), np.tile(green, (40, 1))]).astype(np.float32)[None]
