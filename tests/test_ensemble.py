@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from amzkit.core.io import id_hash
+from amzkit.core.io import id_hash, show_ids
 from amzkit.core.metric import smape
 from amzkit.stages.ensemble import (
     BEST_INSIDE,
@@ -628,6 +628,19 @@ def test_a_calibration_column_from_another_test_csv_than_the_runs_says_which_ids
     with pytest.raises(ValueError, match=r"groups \(calibrate_by\), read from data_dir's train.csv and test.csv, "
                                          r"lacks 300 of the runs' 300 test ids \(e.g. \[50000.*Rerun 03 on these CSVs"):
         ensemble(tmp_path, ["a"], groups=groups)
+
+
+def test_product_groups_passed_by_hand_without_some_train_ids_names_the_argument_and_the_ids(tmp_path: Path) -> None:
+    # the message said product_groups was "read from data_dir's train.csv and test.csv" and blamed the CSVs
+    w = world(18)
+    noisy_run(tmp_path, "a", w, 0.3, seed=1)
+    by_id = pd.Series("one product", index=w["ids"][2:])
+    with pytest.raises(ValueError) as refused:
+        ensemble(tmp_path, ["a"], product_groups=by_id)
+    message = str(refused.value)
+    assert message.startswith(f"the product_groups argument lacks 2 of the runs' {N_ROWS} train ids (e.g. "
+                              f"{show_ids(w['ids'][:2])})")
+    assert "data_dir" not in message and "leave product_groups out" in message
 
 
 def test_a_run_named_as_one_string_is_one_run_not_its_letters(tmp_path: Path) -> None:

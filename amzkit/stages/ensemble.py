@@ -322,9 +322,11 @@ def make_combiners(meta="ridge", weight_step: float = GRID_STEP, factor_range: t
 
 # --- runs in, predictions and report out ----------------------------------------------------------------
 
-def _align(values: pd.Series | pd.DataFrame | None, ids: np.ndarray, what: str, n_train: int) -> np.ndarray | None:
+def _align(values: pd.Series | pd.DataFrame | None, ids: np.ndarray, what: str, n_train: int,
+           by_hand: str = "") -> np.ndarray | None:
     """`values` (indexed by id) in the order of `ids` (the runs' `n_train` train ids, then their test ids); every
-    id must be present."""
+    id must be present. `by_hand`: what to do when an argument the caller made itself lacks some (else `values`
+    were read from data_dir's CSVs)."""
     if values is None:
         return None
     values = values.set_axis(pd.Index(id_keys(values.index), name="id"), axis=0)
@@ -337,6 +339,8 @@ def _align(values: pd.Series | pd.DataFrame | None, ids: np.ndarray, what: str, 
                  f"{show_ids(np.asarray(ids)[part][missing[part]], 3)})"
                  for split, part in (("train", slice(0, n_train)), ("test", slice(n_train, None)))
                  if missing[part].any()]
+        if by_hand:
+            raise ValueError(f"the {what} argument lacks {' and '.join(lacks)}: {by_hand}")
         raise ValueError(f"{what}, read from data_dir's train.csv and test.csv, lacks {' and '.join(lacks)}: the 03 "
                          "runs were made for other CSVs. Rerun 03 on these CSVs, or point data_dir at the CSVs the "
                          "runs were made for")
@@ -407,7 +411,9 @@ def ensemble(work_dir: str | Path, runs=D.runs, *, method: str = D.method, meta=
     if product_groups is None:  # folds.csv's groups, when they are of these runs' rows
         saved = saved_fold_groups(work_dir)
         product_groups = saved if saved is not None and pd.Index(id_keys(ids)).isin(saved.index).all() else None
-    fold_groups = None if product_groups is None else _align(product_groups, ids, "product_groups", len(ids))
+    fold_groups = None if product_groups is None else _align(
+        product_groups, ids, "product_groups", len(ids), by_hand="give it a label for every train id of the 03 runs "
+        "(indexed by id, as their oof.csv writes them), or leave product_groups out to use 03_train/folds.csv's groups")
 
     results = {}
     combiners = make_combiners(meta, weight_step, factor_range, min_group_rows)
