@@ -121,6 +121,34 @@ def test_the_search_is_kept_in_the_work_folder_and_redone_when_the_texts_change(
         cached_nearest_train_rows(texts, 60, tmp_path, "name")
 
 
+def test_a_new_search_removes_the_views_searches_of_other_texts_only(tmp_path, monkeypatch):
+    # each change of the texts wrote another ~77 MB file (150,000 rows) and the old ones stayed for ever
+    texts, _, _, _ = _world(20)
+    edited = [*texts[:-1], "another listing"]
+    folder = tmp_path / "03_train" / "neighbours"
+    cached_nearest_train_rows(texts, 60, tmp_path, "name")
+    cached_nearest_train_rows(texts, 60, tmp_path, "text")
+    (old_name,), (text_view,) = folder.glob("name_*.npz"), folder.glob("text_*.npz")
+    others = [folder / "name_notes.npz", folder / f".{old_name.name}.x1y2.tmp",
+              folder / "names_0123456789abcdef0123.npz"]
+    for path in others:  # not a kept search of this view: a user's file, a writer's temporary file, another view
+        path.write_bytes(b"kept")
+    real_search = neighbour_prices.nearest_train_rows
+
+    def search_while_a_twin_run_finishes(*args, **kwargs):
+        monkeypatch.setattr(neighbour_prices, "nearest_train_rows", real_search)
+        cached_nearest_train_rows(edited, 60, tmp_path, "name")  # a concurrent run of the same texts writes first
+        return real_search(*args, **kwargs)
+    monkeypatch.setattr(neighbour_prices, "nearest_train_rows", search_while_a_twin_run_finishes)
+    new = cached_nearest_train_rows(edited, 60, tmp_path, "name")
+    kept = list(folder.glob(f"name_{'?' * 20}.npz"))
+    assert not old_name.exists() and len(kept) == 1, kept
+    new_name = kept[0]
+    assert text_view.is_file() and all(path.read_bytes() == b"kept" for path in others)
+    with np.load(new_name) as saved:  # the twin run's file (same texts, same name) is kept, whole
+        assert np.array_equal(saved["index"], new[0])
+
+
 def test_a_run_with_the_group_trains_and_the_group_is_listed(tmp_path):
     assert "neighbour_unit" in all_feature_groups()
     texts, price, _, _ = _world(40, copies=3)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import zipfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +47,7 @@ QUERY_BLOCK = 512
 MAX_THREADS = 8  # query blocks searched at once (each holds its block's products: ~200 MB at 75,000 rows)
 SEARCH_VERSION = 1  # part of the cached search's key (with its settings): bump when the search changes
 CACHE_FOLDER = "neighbours"
+DIGEST_CHARS = 20  # of the sha256 in a kept search's name: <view>_<digest>.npz
 PROGRESS_BLOCKS = 40  # searches of more query blocks than this show a progress bar
 
 
@@ -135,18 +137,29 @@ class NeighbourUnitPriceTransform(FoldTransform):
 def cached_nearest_train_rows(texts: Sequence[str], n_train: int, work_dir: str | Path, view: str
                               ) -> tuple[np.ndarray, np.ndarray]:
     """`nearest_train_rows`, kept in `<work_dir>/03_train/neighbours/` under a digest of the texts and the search
-    settings: every later run (another learner, a resumed session) reads it instead of searching again."""
+    settings: every later run (another learner, a resumed session) reads it instead of searching again. A new
+    search replaces the view's older ones (of other texts: ~77 MB each at 150,000 rows, else they pile up)."""
     vectorizer = sorted((key, repr(value)) for key, value in char_vectorizer().get_params().items())
     settings = [SEARCH_VERSION, CANDIDATES, MAX_DF, MIN_COMMON_ROWS, n_train, vectorizer]
     digest = hashlib.sha256(json.dumps([*settings, list(texts)]).encode())
-    path = stage_dir(work_dir, "03_train") / CACHE_FOLDER / f"{view}_{digest.hexdigest()[:20]}.npz"
+    path = stage_dir(work_dir, "03_train") / CACHE_FOLDER / f"{view}_{digest.hexdigest()[:DIGEST_CHARS]}.npz"
     if path.is_file() and (kept := _read_search(path, len(texts))) is not None:
         return kept
     index, similarity = nearest_train_rows(texts, n_train, desc=f"neighbours ({view})")
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, index=index, similarity=similarity)
+    _remove_older_searches(path, view)
     return index, similarity
+
+
+def _remove_older_searches(kept: Path, view: str) -> None:
+    """Delete `view`'s searches of other texts or settings beside `kept` (never another view's, never a writer's
+    temporary file; a run of the same texts has the same name, so concurrent runs of them keep theirs)."""
+    pattern = re.compile(rf"{re.escape(view)}_[0-9a-f]{{{DIGEST_CHARS}}}\.npz")
+    for path in kept.parent.iterdir():
+        if path.name != kept.name and pattern.fullmatch(path.name):
+            path.unlink(missing_ok=True)  # missing: a concurrent run removed it first
 
 
 def _read_search(path: Path, n_rows: int) -> tuple[np.ndarray, np.ndarray] | None:
