@@ -3,8 +3,10 @@
 Four 03_train runs in one work folder (so they share folds): LightGBM `default` preset on engineered
 features + TF-IDF/SVD, LightGBM `seed` preset (the roadmap's params, raw target), ridge on TF-IDF, and kNN
 on the `tfidf-svd` embedding from 01_extract. Then 04_ensemble: blend, stack, blend + calibration and
-stack + calibration, each scored nested (chosen on 4 folds, scored on the 5th). Target: the best of them beats
-the best single run.
+stack + calibration, each scored nested (fitted on 4 folds, scored on the 5th), and 04's `cv_smape`, which scores
+the choice of method too (made inside each fold). Target: that `cv_smape` beats the best single run's own CV (a
+single run has nothing to choose inside its folds; being the lowest of four runs' CV flatters it a little, so
+the comparison does not favour the ensemble).
 
     .venv/bin/python benchmarks/ensemble_quality.py [--data ../shared/data/amz23_dev.csv] [--work /tmp/amzkit_ens]
 """
@@ -30,6 +32,26 @@ SHARED = Path(os.environ.get("AMZKIT_SHARED_DATA", Path(__file__).resolve().pare
 SCHEMA = "amazon2023"
 FEATURES = ["quantity", "text_stats", "keywords", "brand", "category", "tfidf"]
 COMPARED = ("blend", "stack", "blend+calibration", "stack+calibration")
+
+
+def comparison(m: dict) -> tuple[pd.DataFrame, str]:
+    """04's metrics as a table (the best single run's own CV, each method's nested score, 04's `cv_smape`) and the
+    verdict line, each number labelled as what it scores."""
+    table = pd.DataFrame(m["table"]).set_index("model")
+    best = m["best_single_run"]
+    rows = [{"model": f"best single run ({best}): its own CV, nothing chosen", "CV SMAPE": m["best_single_smape"],
+             "fold std": table.loc[best, "fold_std"], "in-sample": float("nan")}]
+    rows += [{"model": f"{name}: nested", "CV SMAPE": table.loc[name, "nested_smape"],
+              "fold std": table.loc[name, "fold_std"], "in-sample": table.loc[name, "in_sample_smape"]}
+             for name in COMPARED]
+    if m["cv_scores"] in table.index:  # method "best": the picking inside each fold, scored
+        rows.append({"model": f"{m['cv_scores']}: 04's cv_smape", "CV SMAPE": m["cv_smape"],
+                     "fold std": table.loc[m["cv_scores"], "fold_std"], "in-sample": float("nan")})
+    verdict = "MEETS" if m["cv_smape"] < m["best_single_smape"] else "MISSES"
+    line = (f"04's cv_smape ({m['cv_scores']}) vs the best single run's own CV ({best}; a single run has no method "
+            f"to choose): {m['cv_smape']:.2f} vs {m['best_single_smape']:.2f} "
+            f"({m['best_single_smape'] - m['cv_smape']:+.2f} points): {verdict}")
+    return pd.DataFrame(rows), line
 
 
 def main() -> None:
@@ -75,23 +97,15 @@ def main() -> None:
     started = time.perf_counter()
     m = ensemble(work, list(runs), meta=args.meta)
     seconds = time.perf_counter() - started
-    table = pd.DataFrame(m["table"]).set_index("model")
-    best = m["best_single_run"]
-    rows = [{"model": f"best single run ({best})", "nested CV SMAPE": m["best_single_smape"],
-             "fold std": table.loc[best, "fold_std"], "in-sample": float("nan")}]
-    rows += [{"model": name, "nested CV SMAPE": table.loc[name, "nested_smape"],
-              "fold std": table.loc[name, "fold_std"], "in-sample": table.loc[name, "in_sample_smape"]}
-             for name in COMPARED]
+    table, verdict = comparison(m)
     print(f"\n{len(train)} rows of {args.data}, 5 folds ({args.fold_strategy}), schema {SCHEMA}, "
           f"meta-model {args.meta}; 04_ensemble {seconds:.1f} s")
     print("runs: " + ", ".join(f"{n} {s:.2f}" for n, s in m["run_smape"].items()))
-    print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     print(f"blend weights: {', '.join(f'{n} {w:.3f}' for n, w in m['weights'].items())}; "
           f"calibration factor {m['calibration_factor']:.3f}")
-    print(f"chosen by nested score: {m['method']} -> test_pred.csv, cv_smape {m['cv_smape']:.2f}")
-    verdict = "MEETS" if m["cv_smape"] < m["best_single_smape"] else "MISSES"
-    print(f"best ensemble vs best single run: {m['cv_smape']:.2f} vs {m['best_single_smape']:.2f} "
-          f"({m['best_single_smape'] - m['cv_smape']:+.2f} points): {verdict}")
+    print(f"chosen by nested score: {m['method']} -> test_pred.csv")
+    print(verdict)
 
 
 if __name__ == "__main__":

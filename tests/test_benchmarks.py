@@ -32,6 +32,26 @@ def test_price_quality_finetune_line_skips_a_lightgbm_row_that_failed():
     assert line == "finetune minilm does not beat LightGBM default + minilm: 60.00 vs 55.00 (+5.00)"
 
 
+def test_ensemble_quality_labels_the_nested_ensemble_and_the_single_runs_own_cv_as_what_they_are():
+    # the single run's plain CV sat under "nested CV SMAPE", and the verdict's number (04's cv_smape, the choice of
+    # method made inside each fold) was called "best ensemble" and was in no row of the table
+    ensemble_quality = load_script("ensemble_quality")
+    inside = "best (picked inside each fold)"
+    table = [{"model": "lgbm", "nested_smape": 44.5, "fold_std": 1.0, "in_sample_smape": 44.5},
+             {"model": "ridge", "nested_smape": 47.0, "fold_std": 1.2, "in_sample_smape": 47.0},
+             *({"model": m, "nested_smape": 44.0, "fold_std": 0.9, "in_sample_smape": 43.0}
+               for m in ensemble_quality.COMPARED),
+             {"model": inside, "nested_smape": 44.1, "fold_std": 0.8, "in_sample_smape": float("nan")}]
+    metrics = {"table": table, "best_single_run": "lgbm", "best_single_smape": 44.5, "cv_smape": 44.1,
+               "cv_scores": inside}
+    rows, line = ensemble_quality.comparison(metrics)
+    assert list(rows["model"]) == ["best single run (lgbm): its own CV, nothing chosen",
+                                   *(f"{m}: nested" for m in ensemble_quality.COMPARED), f"{inside}: 04's cv_smape"]
+    assert list(rows["CV SMAPE"]) == [44.5, 44.0, 44.0, 44.0, 44.0, 44.1]
+    assert line == (f"04's cv_smape ({inside}) vs the best single run's own CV (lgbm; a single run has no method to "
+                    "choose): 44.10 vs 44.50 (+0.40 points): MEETS")
+
+
 @pytest.mark.parametrize("name", ["train_quality", "ensemble_quality", "price_quality"])
 def test_quality_benchmark_without_its_rows_says_where_to_find_them_and_keeps_the_work_folder(name, tmp_path):
     # AMZKIT_SHARED_DATA (as the tests and the other benchmarks read it) points at a folder without the CSV
