@@ -550,6 +550,28 @@ def test_open_image_never_raises(tmp_path):
     assert open_image(str(tmp_path / "huge.jpg")) == (None, "too_large")
 
 
+def grey16_png_with_key(width: int, height: int) -> bytes:
+    """A 16-bit grey PNG whose left half holds value 0, made transparent by a tRNS key (Pillow cannot write one)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+    row = b"\x00" + b"".join((0 if x < width // 2 else 50_000).to_bytes(2, "big") for x in range(width))
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([16, 0, 0, 0, 0])
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"tRNS", (0).to_bytes(2, "big"))
+            + chunk(b"IDAT", zlib.compress(row * height)) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("size", [(40, 30), (800, 600)], ids=["kept", "shrunk"])
+def test_a_16_bit_grey_png_with_a_transparency_key_is_white_there(size, tmp_path):
+    prepared = prepare_image(grey16_png_with_key(*size))
+    assert prepared.status == "ok" and prepared.mode == "I;16"
+    (tmp_path / "img").write_bytes(prepared.data)
+    img, status = open_image(str(tmp_path / "img"))
+    pixels = np.asarray(img, dtype=int)
+    assert status == "ok" and (pixels[:, : img.width // 2 - 2] == 255).all(), "transparent: white, as alpha is"
+    assert (np.abs(pixels[:, img.width // 2 + 2:] - 195) <= 2).all(), "the opaque half keeps its grey"
+
+
 def test_retry_policy_and_retry_after():
     policy = RetryPolicy(backoff_s=1.0, backoff_cap_s=4.0, retry_after_cap_s=10.0)
     assert 1.0 <= policy.delay(1, None) <= 2.0 and 2.0 <= policy.delay(2, None) <= 4.0

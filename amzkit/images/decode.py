@@ -51,11 +51,17 @@ DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeErr
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
-    """RGB view of any Pillow mode: alpha composited on white, 16-bit scaled (not clipped) to 8-bit."""
+    """RGB view of any Pillow mode: alpha (or a transparency key, 16-bit grey included) composited on white, 16-bit
+    scaled (not clipped) to 8-bit."""
     if img.mode == "RGB" and "transparency" not in img.info:
         return img
     if img.mode in SIXTEEN_BIT_MODES or img.mode in ("I", "F"):
-        return Image.fromarray(_to_uint8(np.asarray(img), img.mode)).convert("RGB")
+        values = np.asarray(img)
+        grey = _to_uint8(values, img.mode)
+        key = img.info.get("transparency")  # a 16-bit grey PNG's tRNS: the one value that is transparent
+        if isinstance(key, int | float) and not isinstance(key, bool):
+            grey = np.where(values == key, np.uint8(255), grey)
+        return Image.fromarray(grey).convert("RGB")
     if img.mode in ALPHA_MODES or "transparency" in img.info:
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
