@@ -750,6 +750,18 @@ def test_malformed_links_tell_nothing_about_the_network(server, tmp_path):
 
 
 
+def test_an_image_whose_cache_file_is_gone_is_not_ok_when_the_network_is_down(server, tmp_path):
+    first = run([server.url + "/good.jpg", server.url + "/missing.jpg"], tmp_path / "cache", tmp_path)
+    assert first["status"].tolist() == ["ok", "http_404"]
+    Path(first["path"][0]).unlink()  # the cache file lost (a cache copied in part), its manifest line kept
+    watch = NetworkWatch()
+    watch.verdict = NetworkWatch.DOWN  # found down by an earlier fetch of the run (01's earlier shard)
+    table = run([server.url + "/good.jpg", server.url + "/missing.jpg"], tmp_path / "cache", tmp_path, watch=watch,
+                retry_failed=True)
+    assert table["status"].tolist() == ["not_fetched", "http_404"], "no picture is not ok; a failure keeps its record"
+    assert table["path"].isna().all()
+
+
 def test_links_that_failed_before_are_no_sign_of_the_network_down(dead_url, tmp_path):
     dead = [f"{dead_url}/gone{i}.jpg" for i in range(3)]  # one host that refuses connections
     run(dead, tmp_path / "cache", tmp_path, retry=ONE_TRY)  # a first run: they fail

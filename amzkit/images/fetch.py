@@ -163,7 +163,8 @@ def fetch_images(
     unless `retry_passing` is False (a caller that has just tried).
     `timeout` is (connect, read) seconds, or one number for both. Local links must lie inside `base_dir` or
     `allowed_dirs`. With a `watch`, a network found down stops the fetch early (see NetworkWatch): the URLs it
-    did not try get status not_fetched (their last manifest record, when there is one) and no manifest line.
+    did not try get status not_fetched (their last manifest record when it is a failure; an ok one whose cache file
+    is gone has no picture to give) and no manifest line.
     """
     base_dir, cache_dir = Path(base_dir), Path(cache_dir)
     links = _clean_links(links)
@@ -276,7 +277,8 @@ def _fetch_remote(urls: list[str], cache_dir: Path, max_workers: int, timeout: f
                   progress: bool, watch: NetworkWatch | None,
                   retry_passing: bool = True) -> dict[str, tuple[str | None, FetchRecord]]:
     """Fetch what the manifest does not vouch for: a main pass, then a gentle pass over retryable failures
-    (none when the watch found the network down: what was not tried keeps its last manifest record).
+    (none when the watch found the network down: what was not tried keeps its last manifest record, unless that
+    is an ok one whose file is gone).
 
     For the watch, the URLs that failed before tell nothing (a dead host fails again on every rerun), and the
     image the manifest lists last as ok is the witness: when no probe URL reaches its server, one try at it
@@ -296,8 +298,8 @@ def _fetch_remote(urls: list[str], cache_dir: Path, max_workers: int, timeout: f
         with strict_truncation():
             fetched = _run_pass(downloader, todo, max_workers, retry.attempts, 1.0, "download", progress, writer,
                                 watch=watch, failed_before=failed_before, witness=witness)
-            results.update({url: known[url] if record.status == NOT_FETCHED and url in known else record
-                            for url, record in fetched.items()})
+            results.update({url: known[url] if record.status == NOT_FETCHED and _kept_failure(known.get(url))
+                            else record for url, record in fetched.items()})
             again = [url for url, record in fetched.items() if is_retryable(record.status)]
             if again and retry.final_pass_attempts > 0 and not (watch and watch.verdict == NetworkWatch.DOWN):
                 results.update(_run_pass(downloader, again, retry.final_pass_workers, retry.final_pass_attempts,
@@ -307,6 +309,12 @@ def _fetch_remote(urls: list[str], cache_dir: Path, max_workers: int, timeout: f
         downloader.close()
     return {url: ((str(cache_dir / cache_name(url)) if results[url].status == "ok" else None), results[url])
             for url in urls}
+
+
+def _kept_failure(record: FetchRecord | None) -> bool:
+    """Whether a URL not tried keeps its manifest record: a failure does; an ok one is in the todo list only because
+    its cache file is gone, so it has no picture (it is not_fetched)."""
+    return record is not None and record.status != "ok"
 
 
 def _still_valid(record: FetchRecord, cache_dir: Path, retry_failed: bool, retry_passing: bool = True) -> bool:
