@@ -381,6 +381,16 @@ def test_runs_of_the_first_digest_form_are_checked_in_their_own_form(tmp_path: P
         run(work, test=make_test().assign(catalog_content=["y", "x", "x", "x"]))
 
 
+def test_a_04_blend_of_runs_saved_before_the_test_digest_is_not_refused(tmp_path: Path) -> None:
+    """04 writes test_rows_sha256: null when its runs predate the digest; 05 refused that blend as made for 'other
+    rows' (the runs alone were submitted)."""
+    work = make_work(tmp_path)
+    metrics = work / "04_ensemble" / "metrics.json"
+    metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "train_rows_sha256": None,
+                                   "test_rows_sha256": None}))
+    assert run(work)["valid"] is True
+
+
 def test_a_broken_leaderboard_never_costs_the_submission(tmp_path: Path) -> None:
     from types import SimpleNamespace
 
