@@ -958,3 +958,18 @@ def test_a_model_folder_under_kaggle_input_that_no_source_mounts_is_warned_of_at
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _build(tmp_path / "attached", cli_params=params, stages=["01", "03"], data=[DATA, f"{OWNER}/minilm-ds"])
+
+
+def test_03_kernels_training_one_run_name_are_refused_at_build(tmp_path):
+    """04 links each 03 kernel's runs into one 03_train/ and keeps the first of two same-named runs: two parameter
+    sets left on the default run_name (or naming one run twice) would silently blend one run only."""
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps({"03_train": [{"learner": "ridge_tfidf"}, {"learner": "knn", "embeddings": []}]}))
+    with pytest.raises(ValueError, match=r"train the run 'lgbm' \(the default run_name\).*own run_name"):
+        _build(tmp_path / "build", params_file=params)
+    params.write_text(json.dumps({"03_train": [{"run_name": "lgbm"}, {"learner": "knn", "embeddings": []}]}))
+    with pytest.raises(ValueError, match="train the run 'lgbm'"):
+        _build(tmp_path / "build", params_file=params)
+    params.write_text(json.dumps({"03_train": [{"learner": "ridge_tfidf", "run_name": "ridge"},
+                                              {"learner": "knn", "embeddings": []}]}))
+    assert len([k for k in _build(tmp_path / "build", params_file=params).kernels if k.stage == "03_train"]) == 2

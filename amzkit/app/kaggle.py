@@ -437,6 +437,7 @@ def _plan_kernels(owner: str, prefix: str, per_stage: Mapping[str, list[dict[str
         checked = [check_stage_params(stage, v) for v in per_stage.get(stage, [{}])]
         if stage == "03_train":
             _check_pseudo_label_sources(checked)
+            _check_distinct_runs(checked)
         sources_from = ([STAGES[index - 1]] if index else []) + list(KERNELS[stage].reads)
         sources = list(dict.fromkeys(k for s in sources_from for k in ids_by_stage.get(s, [])))
         ids_by_stage[stage] = []
@@ -453,6 +454,19 @@ def _plan_kernels(owner: str, prefix: str, per_stage: Mapping[str, list[dict[str
         raise ValueError(f"several kernels would share an id: {sorted({i for i in ids if ids.count(i) > 1})}; "
                          "give each parameter set a distinct name (its model or run_name)")
     return kernels
+
+
+def _check_distinct_runs(variants: list[dict[str, Any]]) -> None:
+    """03 kernels' runs meet in one 03_train/ of the kernels reading them (attach_previous_outputs keeps the first
+    of two same-named run folders): two kernels training one run name (the default's too) would lose one run."""
+    default = stage_parameters("03_train")["run_name"]
+    names = [v.get("run_name") or default for v in variants]
+    shared = sorted({name for name in names if names.count(name) > 1})
+    if shared:
+        raise ValueError(f"several 03_train parameter sets train the run {shared[0]!r}"
+                         + (" (the default run_name)" if shared[0] == default else "") + ": 04 and 05 would see only "
+                         "one of them. Give each parameter set its own run_name, e.g. {run_name: ridge, learner: "
+                         "ridge_tfidf}")
 
 
 def _check_pseudo_label_sources(variants: list[dict[str, Any]]) -> None:
