@@ -937,6 +937,17 @@ def test_a_03_kernel_taking_pseudo_labels_from_another_03_kernel_is_refused_at_b
         _build(tmp_path / "build", params_file=params)
 
 
+def test_a_03_kernel_taking_pseudo_labels_from_a_run_no_kernel_of_the_build_trains_is_refused(tmp_path):
+    """A 03 kernel's work folder starts empty and mounts no 03 kernel: the source run is never there on Kaggle."""
+    with pytest.raises(ValueError, match=r"run 'pl' takes pseudo-labels from run 'lgbm'.*not another 03 kernel's runs"):
+        _build(tmp_path / "build", cli_params=["03_train.run_name=pl", "03_train.pseudo_label_run=lgbm"])
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps({"03_train": [{"embeddings": []},  # trains the default run_name, lgbm
+                                              {"run_name": "pl", "embeddings": [], "pseudo_label_run": "lgbm"}]}))
+    with pytest.raises(ValueError, match="from run 'lgbm'"):
+        _build(tmp_path / "build", params_file=params)
+
+
 @pytest.mark.parametrize("prefix", ["Straße", "we're", "1,000", "", "a" * 21])
 def test_a_prefix_that_would_slugify_otherwise_on_kaggle_is_refused(tmp_path, prefix):
     with pytest.raises(ValueError, match="use ASCII letters, digits, spaces and '-'"):

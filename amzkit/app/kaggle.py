@@ -470,16 +470,17 @@ def _check_distinct_runs(variants: list[dict[str, Any]]) -> None:
 
 
 def _check_pseudo_label_sources(variants: list[dict[str, Any]]) -> None:
-    """03 kernels run at once and read none of each other's outputs: a pseudo_label_run naming another 03 kernel's
-    run would fail on Kaggle after the kernels before it had run."""
-    runs = {v.get("run_name") for v in variants}
+    """A 03 kernel's work folder holds no 03 run but its own (it mounts the 01/02 kernels, never a 03 kernel): a
+    pseudo_label_run, whether another 03 kernel of this build trains it or none does, would fail on Kaggle after
+    the kernels before it had run."""
+    default = stage_parameters("03_train")["run_name"]
     for params in variants:
         source = params.get("pseudo_label_run")
-        if source and source in runs:
-            raise ValueError(f"03_train run {params.get('run_name')!r} takes pseudo-labels from run {source!r}, which "
-                             "another 03 kernel of this build trains: a 03 kernel sees the 01/02 kernels' outputs, "
-                             f"not another 03 kernel's runs, so it would fail on Kaggle. Train {source!r} and then "
-                             "this run in one session (03_train twice in one Kaggle notebook, or locally), or leave "
+        if source:
+            raise ValueError(f"03_train run {params.get('run_name', default)!r} takes pseudo-labels from run "
+                             f"{source!r}: a 03 kernel sees the 01/02 kernels' outputs, not another 03 kernel's runs "
+                             f"(nor any earlier run), so it would fail on Kaggle. Train {source!r} and then this run "
+                             "in one session (03_train twice in one Kaggle notebook, or locally), or leave "
                              "pseudo_label_run out of the build")
 
 
