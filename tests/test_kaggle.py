@@ -377,6 +377,12 @@ with open(os.environ["FAKE_KAGGLE_LOG"], "a") as fh:
     fh.write(json.dumps(args) + "\\n")
 state_path = Path(os.environ["FAKE_KAGGLE_STATE"])
 state = json.loads(state_path.read_text())
+errors = state.get("errors", {{}}).get(" ".join(args[:2]))  # per command, one answer per call ("": runs it)
+error = errors.pop(0) if errors else ""
+if error:  # kaggle 2.x lets an HTTP error out as a traceback
+    state_path.write_text(json.dumps(state))
+    print("Traceback (most recent call last):\\nrequests.exceptions.HTTPError: " + error, file=sys.stderr)
+    sys.exit(1)
 if args[:2] == ["kernels", "status"]:
     ref = args[2]
     if ref.count("/") == 2 and state.get("no_versions"):
@@ -580,6 +586,34 @@ def test_a_failed_kernel_stops_the_chain_and_says_how_to_resume(built, fake_kagg
     assert pushed == [str(built.out / k.folder) for k in built.kernels[:3]]
     err = capsys.readouterr().err
     assert "ended error" in err and "--stages 03_train,04_ensemble,05_submit" in err
+
+
+@pytest.mark.parametrize("code, reason, hint", [
+    (401, "Unauthorized", "the token or key is wrong, expired or revoked"),
+    (403, "Forbidden", "rebuild with --owner <your username>"),
+    (429, "Too Many Requests", "wait a few minutes"),
+])
+def test_a_refused_push_says_what_the_http_error_means_and_how_to_resume(built, fake_kaggle, capsys, code, reason,
+                                                                         hint):
+    """02's push answered with an HTTP error after 01 ran to the end: the error says what it means, and the stages to
+    resume with are all those not yet run, not 02 alone (which would leave 03..05 unpushed)."""
+    _state(dataset_exists=True, errors={"kernels push": ["", f"{code} Client Error: {reason} for url: "
+                                                              "https://api.kaggle.com/v1/kernels.KernelsApiService/"
+                                                              "SaveKernel"]})
+    assert main(["kaggle", "push", "--build", str(built.out), "--wait", "--poll-interval", "0"]) == 1
+    assert len([c for c in fake_kaggle() if c[:2] == ["kernels", "push"]]) == 2
+    err = capsys.readouterr().err
+    assert f"pushing {_kernel(built, '02_correlate').id} failed" in err and hint in err
+    assert f"HTTP {code}" in err and err.rstrip().endswith("--stages 02_correlate,03_train,04_ensemble,05_submit")
+
+
+@pytest.mark.parametrize("text, code", [
+    ("401 - Unauthorized", 401), ("requests.exceptions.HTTPError: 403 Client Error: Forbidden for url: x", 403),
+    ('{"code":429,"message":"TooManyRequests"}', 429), ("(409)\nReason: Conflict", 409),
+    ("Kernel version 3 successfully pushed", None), ("Dataset creation error: 2024 files", None),
+])
+def test_http_statuses_are_read_from_every_cli_wording(text, code):
+    assert kaggle_api.http_status(subprocess.CompletedProcess([], 1, "", text)) == code
 
 
 def test_several_kernels_without_wait_are_refused(built, fake_kaggle, capsys):

@@ -225,6 +225,39 @@ def failed(proc: subprocess.CompletedProcess, success_words: Sequence[str] = ())
     return "error" in text or "invalid" in text
 
 
+# An HTTP error in the CLI's wordings: "401 - Unauthorized" (1.x), "401 Client Error: Unauthorized for url: ..."
+# (2.x, a requests traceback), '{"code":429,"message":"TooManyRequests"}' (the API's JSON), "(403)\nReason: Forbidden".
+_HTTP_STATUS = re.compile(r"\b([45]\d\d)(?:\s+-\s+[A-Z]|\s+(?:Client|Server) Error\b)|\"code\"\s*:\s*([45]\d\d)\b"
+                          r"|\(([45]\d\d)\)\s*Reason\b")
+
+HTTP_HINTS: dict[int, str] = {
+    401: "Kaggle refused the credentials (HTTP 401 Unauthorized): the token or key is wrong, expired or revoked. "
+         f"Create a new one on {NEW_TOKEN} and save it as before (nothing else needs to change)",
+    403: "Kaggle refused the request (HTTP 403 Forbidden): the build's owner must be the account the credentials "
+         "belong to (rebuild with --owner <your username>), every source one that account can see (a competition "
+         "joined, its rules accepted), and a GPU or internet kernel needs a phone-verified account",
+    404: "Kaggle found no such kernel or dataset (HTTP 404 Not Found): check the build's owner (--owner) and the "
+         "ids in the kernels' metadata",
+    409: "Kaggle reports a conflict (HTTP 409 Conflict): a kernel or dataset of that id or title exists already in a "
+         "form the request clashes with; open it on kaggle.com (rename the kernels with --prefix if the name is "
+         "taken)",
+    429: "Kaggle is limiting the account's requests (HTTP 429 Too Many Requests): wait a few minutes before trying "
+         "again",
+}
+
+
+def http_status(proc: subprocess.CompletedProcess) -> int | None:
+    """The HTTP error status the CLI's output reports (the last one), or None."""
+    codes = [int(next(g for g in m.groups() if g)) for m in _HTTP_STATUS.finditer(proc.stdout + "\n" + proc.stderr)]
+    return codes[-1] if codes else None
+
+
+def http_hint(proc: subprocess.CompletedProcess) -> str:
+    """What the HTTP error in the CLI's output means and what to do, as ': <hint>'; '' when it names none known."""
+    hint = HTTP_HINTS.get(http_status(proc) or 0)
+    return f": {hint}" if hint else ""
+
+
 # `kaggle kernels push` prints these and still pushes: the kernel would run without the named inputs.
 _INVALID_SOURCES = re.compile(r"^.*\bnot valid (?:dataset|competition|kernel|model) sources\b.*$",
                               re.IGNORECASE | re.MULTILINE)

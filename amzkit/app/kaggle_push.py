@@ -17,6 +17,7 @@ from amzkit.app.kaggle_api import (
     check_cli_version,
     credentials_help,
     failed,
+    http_hint,
     invalid_sources,
     pushed_version,
     read_credentials,
@@ -155,8 +156,8 @@ def _push_kernel(cli: KaggleCLI, build_dir: Path, kernel: dict, remaining: str, 
                           "fix the source (--data <owner>/<dataset> must be a dataset you can see, --competition "
                           f"a competition you joined), rebuild, and re-run with --stages {remaining}")
     if failed(proc, ("successfully pushed",)):
-        raise KaggleError(f"pushing {kernel['id']} failed (output above); fix it and re-run with "
-                          f"--stages {kernel['stage']}")
+        raise KaggleError(f"pushing {kernel['id']} failed (output above){http_hint(proc)}; fix it and re-run with "
+                          f"--stages {remaining}")
     version = pushed_version(proc)
     _record(build_dir, kernel["id"], version=version, pushed_at=time.strftime("%Y-%m-%dT%H:%M:%S"), status="pushed")
     return version
@@ -193,7 +194,7 @@ def _push_dataset(cli: KaggleCLI, folder: Path, dataset_id: str, message: str, w
     else:
         proc = cli(["datasets", "create", "-p", str(folder), "-r", "zip"])
     if failed(proc, ("successfully", "being created", "is being", "upload successful")):
-        raise KaggleError(f"uploading the wheel dataset {dataset_id} failed (output above)")
+        raise KaggleError(f"uploading the wheel dataset {dataset_id} failed (output above){http_hint(proc)}")
     if wait:
         final = wait_for(cli, ["datasets", "status", dataset_id], dataset_id, poll_interval, timeout, sleep)
         if final != "complete":
@@ -229,7 +230,7 @@ def fetch(stage: str, build_dir: str | Path = DEFAULT_BUILD, out: str | Path | N
         proc = cli(["kernels", "output", ref, "-p", str(arriving if not dry_run else folder)])
         if not dry_run:
             if proc.returncode:
-                raise KaggleError(f"downloading the outputs of {ref} failed (output above)")
+                raise KaggleError(f"downloading the outputs of {ref} failed (output above){http_hint(proc)}")
             ended = record.get("status", "")
             how = f" (the push recorded it ended {ended!r}: its log is in {arriving})" if ended not in (
                 "", "pushed", "complete") else ""
