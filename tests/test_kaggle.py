@@ -597,14 +597,30 @@ def test_a_refused_push_says_what_the_http_error_means_and_how_to_resume(built, 
                                                                          hint):
     """02's push answered with an HTTP error after 01 ran to the end: the error says what it means, and the stages to
     resume with are all those not yet run, not 02 alone (which would leave 03..05 unpushed)."""
-    _state(dataset_exists=True, errors={"kernels push": ["", f"{code} Client Error: {reason} for url: "
-                                                              "https://api.kaggle.com/v1/kernels.KernelsApiService/"
-                                                              "SaveKernel"]})
-    assert main(["kaggle", "push", "--build", str(built.out), "--wait", "--poll-interval", "0"]) == 1
-    assert len([c for c in fake_kaggle() if c[:2] == ["kernels", "push"]]) == 2
-    err = capsys.readouterr().err
+    answer = f"{code} Client Error: {reason} for url: https://api.kaggle.com/v1/kernels.KernelsApiService/SaveKernel"
+    tries = 1 + (len(kaggle_api.RETRY_WAITS_S) if code in kaggle_api.RETRY_STATUSES else 0)
+    _state(dataset_exists=True, errors={"kernels push": [""] + [answer] * tries})
+    with pytest.raises(KaggleError) as caught:
+        kaggle_push.push(built.out, wait=True, poll_interval=0, sleep=lambda s: None)
+    assert len([c for c in fake_kaggle() if c[:2] == ["kernels", "push"]]) == 1 + tries
+    err = str(caught.value)
     assert f"pushing {_kernel(built, '02_correlate').id} failed" in err and hint in err
     assert f"HTTP {code}" in err and err.rstrip().endswith("--stages 02_correlate,03_train,04_ensemble,05_submit")
+
+
+def test_a_push_kaggle_rate_limits_is_tried_again_after_a_wait(built, fake_kaggle, capsys):
+    """A 429 (or 502-504) on 02's push, after 01 ran for hours, waits and pushes again instead of ending the chain;
+    so does the wheel dataset's upload."""
+    limited = "429 Client Error: Too Many Requests for url: https://api.kaggle.com/v1/x"
+    _state(errors={"kernels push": ["", limited, "503 Server Error: Service Unavailable for url: x"],
+                   "datasets create": [limited]})
+    slept = []
+    results = kaggle_push.push(built.out, wait=True, poll_interval=0, sleep=slept.append)
+    assert set(results.values()) == {"complete"}
+    pushes = [c for c in fake_kaggle() if c[:2] == ["kernels", "push"]]
+    assert len(pushes) == len(built.kernels) + 2 and pushes[1] == pushes[2] == pushes[3]
+    assert [s for s in slept if s] == [60.0, 60.0, 180.0]
+    assert "Kaggle answered HTTP 429: trying `kaggle kernels push -p" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("text, code", [

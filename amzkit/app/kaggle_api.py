@@ -258,6 +258,25 @@ def http_hint(proc: subprocess.CompletedProcess) -> str:
     return f": {hint}" if hint else ""
 
 
+RETRY_STATUSES = {429, 502, 503, 504}  # a rate limit or an unavailable server: the request did not run
+RETRY_WAITS_S = (60.0, 180.0, 600.0)  # the waits before each new try of a command Kaggle answered so
+
+
+def call_retrying(cli: KaggleCLI, args: list[str], sleep: Callable[[float], None] = time.sleep,
+                  waits: Sequence[float] = RETRY_WAITS_S) -> subprocess.CompletedProcess:
+    """Run a kaggle command (a push or an upload), again after each of `waits` while Kaggle answers it with a rate
+    limit (429) or an unavailable server (502-504); the last answer is returned, as it came."""
+    proc = cli(args)
+    for wait in waits:
+        status = http_status(proc)
+        if cli.dry_run or status not in RETRY_STATUSES:
+            break
+        cli.echo(f"Kaggle answered HTTP {status}: trying `{_command_line(args)}` again in {wait:.0f} s")
+        sleep(wait)
+        proc = cli(args)
+    return proc
+
+
 # `kaggle kernels push` prints these and still pushes: the kernel would run without the named inputs.
 _INVALID_SOURCES = re.compile(r"^.*\bnot valid (?:dataset|competition|kernel|model) sources\b.*$",
                               re.IGNORECASE | re.MULTILINE)

@@ -14,6 +14,7 @@ from amzkit.app.kaggle_api import (
     KaggleCLI,
     KaggleError,
     Runner,
+    call_retrying,
     check_cli_version,
     credentials_help,
     failed,
@@ -102,7 +103,7 @@ def push(build_dir: str | Path = DEFAULT_BUILD, stages: Sequence[str] | None = N
         remaining = ",".join(dict.fromkeys(k["stage"] for k in wave + later))
         versions: dict[str, int | None] = {}
         for kernel in wave:  # the wave's kernels run at once, as many as the account's sessions allow
-            while (pushed := _push_kernel(cli, build_dir, kernel, remaining, dry_run)) is _SESSIONS_TAKEN:
+            while (pushed := _push_kernel(cli, build_dir, kernel, remaining, dry_run, sleep)) is _SESSIONS_TAKEN:
                 running = [k for k in wave if k["id"] in versions]
                 if not wait or not running:
                     raise KaggleError(f"pushing {kernel['id']}: every session of the account is taken (Kaggle's "
@@ -142,10 +143,12 @@ def _waves(kernels: list[dict]) -> list[tuple[list[dict], list[dict]]]:
 _SESSIONS_TAKEN = object()  # _push_kernel's answer when Kaggle refused the push: every session is taken
 
 
-def _push_kernel(cli: KaggleCLI, build_dir: Path, kernel: dict, remaining: str, dry_run: bool) -> Any:
-    """Push one kernel folder and record the version the push created (None in a dry run or when unnamed);
-    _SESSIONS_TAKEN when Kaggle refused it because the account's concurrent sessions are all taken."""
-    proc = cli(["kernels", "push", "-p", str(build_dir / kernel["folder"])])
+def _push_kernel(cli: KaggleCLI, build_dir: Path, kernel: dict, remaining: str, dry_run: bool,
+                 sleep: Callable[[float], None] = time.sleep) -> Any:
+    """Push one kernel folder (again after a wait while Kaggle answers 429 or 502-504) and record the version the
+    push created (None in a dry run or when unnamed); _SESSIONS_TAKEN when Kaggle refused it because the
+    account's concurrent sessions are all taken."""
+    proc = call_retrying(cli, ["kernels", "push", "-p", str(build_dir / kernel["folder"])], sleep)
     if dry_run:
         return None
     if session_limit_reached(proc):
@@ -190,9 +193,9 @@ def _push_dataset(cli: KaggleCLI, folder: Path, dataset_id: str, message: str, w
     text = (status.stdout + status.stderr).lower()
     exists = status.returncode == 0 and not any(w in text for w in ("404", "not found", "does not exist"))
     if exists:
-        proc = cli(["datasets", "version", "-p", str(folder), "-r", "zip", "-m", message])
+        proc = call_retrying(cli, ["datasets", "version", "-p", str(folder), "-r", "zip", "-m", message], sleep)
     else:
-        proc = cli(["datasets", "create", "-p", str(folder), "-r", "zip"])
+        proc = call_retrying(cli, ["datasets", "create", "-p", str(folder), "-r", "zip"], sleep)
     if failed(proc, ("successfully", "being created", "is being", "upload successful")):
         raise KaggleError(f"uploading the wheel dataset {dataset_id} failed (output above){http_hint(proc)}")
     if wait:
