@@ -623,6 +623,21 @@ def test_a_push_kaggle_rate_limits_is_tried_again_after_a_wait(built, fake_kaggl
     assert "Kaggle answered HTTP 429: trying `kaggle kernels push -p" in capsys.readouterr().out
 
 
+def test_a_rate_limited_dataset_status_is_not_taken_for_a_missing_dataset(built, fake_kaggle, capsys):
+    """`datasets status` answered 429 says nothing about the dataset: the push asks again rather than trying to
+    create the existing wheel dataset anew (which Kaggle refuses), and stops if Kaggle keeps limiting it."""
+    limited = "429 Client Error: Too Many Requests for url: https://api.kaggle.com/v1/x"
+    _state(dataset_exists=True, errors={"datasets status": [limited]})
+    kaggle_push.push(built.out, stages=["01"], wait=True, poll_interval=0, sleep=lambda s: None)
+    uploads = [c[:2] for c in fake_kaggle() if c[:2] in (["datasets", "create"], ["datasets", "version"])]
+    assert uploads == [["datasets", "version"]]
+    _state(errors={"datasets status": [limited] * (1 + len(kaggle_api.RETRY_WAITS_S))})
+    before = len(fake_kaggle())
+    with pytest.raises(KaggleError, match=f"(?s)whether the wheel dataset {OWNER}/amzkit-wheel exists.*HTTP 429"):
+        kaggle_push.push(built.out, stages=["01"], wait=True, poll_interval=0, sleep=lambda s: None)
+    assert [c[:2] for c in fake_kaggle()[before:]] == [["datasets", "status"]] * (1 + len(kaggle_api.RETRY_WAITS_S))
+
+
 @pytest.mark.parametrize("text, code", [
     ("401 - Unauthorized", 401), ("requests.exceptions.HTTPError: 403 Client Error: Forbidden for url: x", 403),
     ('{"code":429,"message":"TooManyRequests"}', 429), ("(409)\nReason: Conflict", 409),

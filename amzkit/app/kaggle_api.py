@@ -263,17 +263,17 @@ RETRY_WAITS_S = (60.0, 180.0, 600.0)  # the waits before each new try of a comma
 
 
 def call_retrying(cli: KaggleCLI, args: list[str], sleep: Callable[[float], None] = time.sleep,
-                  waits: Sequence[float] = RETRY_WAITS_S) -> subprocess.CompletedProcess:
+                  waits: Sequence[float] = RETRY_WAITS_S, quiet: bool = False) -> subprocess.CompletedProcess:
     """Run a kaggle command (a push or an upload), again after each of `waits` while Kaggle answers it with a rate
     limit (429) or an unavailable server (502-504); the last answer is returned, as it came."""
-    proc = cli(args)
+    proc = cli(args, quiet=quiet)
     for wait in waits:
         status = http_status(proc)
         if cli.dry_run or status not in RETRY_STATUSES:
             break
         cli.echo(f"Kaggle answered HTTP {status}: trying `{_command_line(args)}` again in {wait:.0f} s")
         sleep(wait)
-        proc = cli(args)
+        proc = cli(args, quiet=quiet)
     return proc
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from amzkit.app.kaggle import DEFAULT_BUILD, PLAN_FILE, _stage_name, load_plan
 from amzkit.app.kaggle_api import (
+    RETRY_STATUSES,
     KaggleCLI,
     KaggleError,
     Runner,
@@ -19,6 +20,7 @@ from amzkit.app.kaggle_api import (
     credentials_help,
     failed,
     http_hint,
+    http_status,
     invalid_sources,
     pushed_version,
     read_credentials,
@@ -189,8 +191,11 @@ def _push_dataset(cli: KaggleCLI, folder: Path, dataset_id: str, message: str, w
         cli(["datasets", "create", "-p", str(folder), "-r", "zip"], comment="the first time")
         cli(["datasets", "version", "-p", str(folder), "-r", "zip", "-m", message], comment="afterwards")
         return
-    status = cli(["datasets", "status", dataset_id], quiet=True)
+    status = call_retrying(cli, ["datasets", "status", dataset_id], sleep, quiet=True)
     text = (status.stdout + status.stderr).lower()
+    if http_status(status) in RETRY_STATUSES:  # not an answer about the dataset: creating it again would fail
+        raise KaggleError(f"asking whether the wheel dataset {dataset_id} exists failed: "
+                          f"{(status.stdout + status.stderr).strip()[-500:]}{http_hint(status)}")
     exists = status.returncode == 0 and not any(w in text for w in ("404", "not found", "does not exist"))
     if exists:
         proc = call_retrying(cli, ["datasets", "version", "-p", str(folder), "-r", "zip", "-m", message], sleep)
