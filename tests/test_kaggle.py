@@ -561,6 +561,26 @@ def test_stale_guard_gives_up_waiting_for_a_new_run_after_its_grace():
     assert status == "complete"
 
 
+def test_polling_with_refused_credentials_stops_at_once_not_after_the_timeout():
+    """A token revoked while push --wait polls a 12-hour kernel: each poll answers 401; waiting on would print one
+    'unknown' and poll until the timeout."""
+    polls = []
+
+    def runner(args):
+        polls.append(args)
+        return subprocess.CompletedProcess(args, 1, "", "requests.exceptions.HTTPError: 401 Client Error: "
+                                                        "Unauthorized for url: https://api.kaggle.com/v1/x")
+    cli = kaggle_api.KaggleCLI(None, runner=runner, echo=lambda text: None)
+    with pytest.raises(KaggleError, match="refused `kaggle kernels status a/bcdef/2`.*HTTP 401"):
+        kaggle_api.wait_for(cli, ["kernels", "status", "a/bcdef/2"], "a/bcdef version 2", 0, 12 * 3600,
+                            sleep=lambda s: None, clock=iter(range(10**6)).__next__)
+    assert len(polls) == 1
+    with pytest.raises(KaggleError, match="HTTP 401"):  # the fallback for CLIs without versions is refused alike
+        kaggle_api.wait_for(cli, ["kernels", "status", "a/bcdef/2"], "a/bcdef version 2", 0, 12 * 3600,
+                            sleep=lambda s: None, clock=iter(range(10**6)).__next__,
+                            fallback=["kernels", "status", "a/bcdef"])
+
+
 def test_an_invalid_source_stops_the_push_with_the_clis_message(built, fake_kaggle, capsys):
     extract = _kernel(built, "01_extract").id
     note = ("The following are not valid competition sources and could not be added to the kernel: "

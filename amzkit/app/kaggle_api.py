@@ -329,6 +329,9 @@ def wait_for(cli: KaggleCLI, args: list[str], what: str, poll_interval: float, t
             args, fresh = fallback, False
             proc = cli(args, quiet=True)
         first = False
+        if proc.returncode and http_status(proc) in (401, 403):  # credentials refused: no later poll will do better
+            raise KaggleError(f"{what}: Kaggle refused `{_command_line(args)}`{http_hint(proc)}. The kernel runs on "
+                              "regardless: check it on kaggle.com, then re-run with --stages for the remaining stages")
         status = normalise_status(proc.stdout + " " + proc.stderr) if not proc.returncode else "unknown"
         if status in ("queued", "running"):
             fresh = True
