@@ -37,33 +37,15 @@ from amzkit.core.io import write_json
 from amzkit.core.workdir import STAGES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
-
 TEMPLATE = REPO_ROOT / "kernel-metadata.json"
-
-
 CONSTRAINTS = REPO_ROOT / "constraints.txt"  # pins of the packages a build ships (open_clip_torch, ...)
-
-
 DEFAULT_BUILD = Path("build/kaggle")
-
-
 PLAN_FILE = "plan.json"
-
-
 WHEEL_DATASET = "amzkit-wheel"
-
-
 PLACEHOLDER_OWNER = "your-kaggle-username"
-
-
 INSTALL_TAG = "amzkit-install"  # the tag of the notebooks' first code cell (INSTALL_CELL)
-
-
 MERGE_TAG = "amzkit-merge-inputs"  # the tag of a merging kernel's cell after its parameters (merge_cell)
-
 
 PLAIN_PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9 -]{0,19}")  # a --prefix that slugifies alike everywhere
 MAX_TITLE_CHARS = 50  # Kaggle's limit on a kernel title (kaggle-cli PR #179, learntools PR #48)
@@ -436,8 +418,7 @@ def _plan_kernels(owner: str, prefix: str, per_stage: Mapping[str, list[dict[str
     for index, stage in enumerate(STAGES):
         checked = [check_stage_params(stage, v) for v in per_stage.get(stage, [{}])]
         if stage == "03_train":
-            _check_pseudo_label_sources(checked)
-            _check_distinct_runs(checked)
+            _check_03_runs(checked)
         sources_from = ([STAGES[index - 1]] if index else []) + list(KERNELS[stage].reads)
         sources = list(dict.fromkeys(k for s in sources_from for k in ids_by_stage.get(s, [])))
         ids_by_stage[stage] = []
@@ -456,32 +437,22 @@ def _plan_kernels(owner: str, prefix: str, per_stage: Mapping[str, list[dict[str
     return kernels
 
 
-def _check_distinct_runs(variants: list[dict[str, Any]]) -> None:
-    """03 kernels' runs meet in one 03_train/ of the kernels reading them (attach_previous_outputs keeps the first
-    of two same-named run folders): two kernels training one run name (the default's too) would lose one run."""
+def _check_03_runs(variants: list[dict[str, Any]]) -> None:
+    """A 03 kernel's work folder holds no 03 run but its own (it mounts the 01/02 kernels, never a 03 kernel), and
+    04/05 keep the first of two same-named runs of the 03 kernels they mount: a pseudo_label_run would fail on
+    Kaggle after the kernels before it had run, and two parameter sets training one run name would lose one run."""
     default = stage_parameters("03_train")["run_name"]
     names = [v.get("run_name") or default for v in variants]
-    shared = sorted({name for name in names if names.count(name) > 1})
-    if shared:
-        raise ValueError(f"several 03_train parameter sets train the run {shared[0]!r}"
-                         + (" (the default run_name)" if shared[0] == default else "") + ": 04 and 05 would see only "
-                         "one of them. Give each parameter set its own run_name, e.g. {run_name: ridge, learner: "
-                         "ridge_tfidf}")
-
-
-def _check_pseudo_label_sources(variants: list[dict[str, Any]]) -> None:
-    """A 03 kernel's work folder holds no 03 run but its own (it mounts the 01/02 kernels, never a 03 kernel): a
-    pseudo_label_run, whether another 03 kernel of this build trains it or none does, would fail on Kaggle after
-    the kernels before it had run."""
-    default = stage_parameters("03_train")["run_name"]
-    for params in variants:
-        source = params.get("pseudo_label_run")
+    for name, source in ((n, v.get("pseudo_label_run")) for n, v in zip(names, variants, strict=True)):
         if source:
-            raise ValueError(f"03_train run {params.get('run_name', default)!r} takes pseudo-labels from run "
-                             f"{source!r}: a 03 kernel sees the 01/02 kernels' outputs, not another 03 kernel's runs "
-                             f"(nor any earlier run), so it would fail on Kaggle. Train {source!r} and then this run "
-                             "in one session (03_train twice in one Kaggle notebook, or locally), or leave "
-                             "pseudo_label_run out of the build")
+            raise ValueError(f"03_train run {name!r} takes pseudo-labels from run {source!r}: a 03 kernel sees the "
+                             "01/02 kernels' outputs, not another 03 kernel's runs (nor any earlier run), so it would "
+                             f"fail on Kaggle. Train {source!r} and then this run in one session (03_train twice in "
+                             "one Kaggle notebook, or locally), or leave pseudo_label_run out of the build")
+    for name in (n for n in names if names.count(n) > 1):
+        raise ValueError(f"several 03_train parameter sets train the run {name!r}" + (" (the default run_name)" if name
+                         == default else "") + ": 04 and 05 would see only one of them. Give each parameter set its "
+                         "own run_name, e.g. {run_name: ridge, learner: ridge_tfidf}")
 
 
 def _kernel_plan(owner: str, prefix: str, stage: str, variant: str, params: dict[str, Any],
