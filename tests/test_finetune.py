@@ -443,6 +443,18 @@ def test_running_out_of_gpu_memory_says_which_settings_to_change(tmp_path, tiny_
     assert "max_len=96" in note and learner.model_ is None
 
 
+@pytest.mark.parametrize(("batch_size", "grad_accum", "words"), [
+    (16, 1, "batch_size=8 with grad_accum=2 (the same rows a step)"),
+    (16, 3, "batch_size=8 with grad_accum=6 (the same rows a step)"),
+    (15, 1, "batch_size=7 with grad_accum=2 (14 rows a step, about the 15 now)"),
+    (15, 3, "batch_size=7 with grad_accum=6 (42 rows a step, about the 45 now)"),
+])
+def test_the_out_of_memory_advice_says_the_same_rows_a_step_only_when_they_are(batch_size, grad_accum, words):
+    # an odd batch_size was told 'batch_size=7 with grad_accum=2 (the same rows a step)': 14 rows, not 15
+    learner = FinetuneLearner(**{**TINY, "batch_size": batch_size, "grad_accum": grad_accum})
+    assert words in learner._memory_advice()
+
+
 def test_folds_spread_over_two_devices_give_the_run_one_device_gives(tmp_path, tiny_bert):
     # Kaggle's two T4s: one worker process per device, each taking the next fold; here two CPU workers
     params = {"model": f"local-dir:{tiny_bert}", "lr": 2e-3, "epochs": 1, **TINY}

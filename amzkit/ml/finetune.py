@@ -355,8 +355,10 @@ class FinetuneLearner(Learner):
     def _memory_advice(self) -> str:
         """What to change when a fold ran out of GPU memory: the same effective batch in smaller pieces."""
         half = max(1, self.batch_size // 2)
-        tips = [f"batch_size={half} with grad_accum={self.grad_accum * self.batch_size // half} (the same rows a "
-                "step)" if half < self.batch_size else "",
+        rows = self.grad_accum * self.batch_size  # rows a step now
+        accum = max(1, round(rows / half))
+        same = "the same rows a step" if half * accum == rows else f"{half * accum} rows a step, about the {rows} now"
+        tips = [f"batch_size={half} with grad_accum={accum} ({same})" if half < self.batch_size else "",
                 "" if self.gradient_checkpointing else "gradient_checkpointing=True (about a third slower, much "
                 "less activation memory; the same results, so the folds already finished are kept)",
                 f"max_len={max(32, self.max_len * 3 // 4)}" if self.max_len > 32 else ""]
