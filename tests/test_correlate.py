@@ -127,6 +127,21 @@ def test_excluded_rows_are_counted_not_used():
     assert np.isfinite(result["ridge_smape"]) and result["max_abs_corr_log1p"] > 0.9
 
 
+def test_a_row_marked_ok_but_not_finite_is_excluded_not_a_crash():
+    """03 reads a row as embedded when it is ok and finite; 02 fed such a row's NaN to the ridge probe
+    (LinAlgError: Eigenvalues did not converge)."""
+    rng = np.random.default_rng(5)
+    price = _prices(rng, 600)
+    x = np.log1p(price)[:, None].astype(np.float32) + rng.normal(0, 0.1, (600, 3)).astype(np.float32)
+    ok = np.ones(600, bool)
+    ok[:50] = False
+    x[:50] = np.nan
+    x[50, 1], x[51, 2] = np.nan, np.inf  # marked ok, yet not a vector
+    result = analyse_embedding(x, ok, price, n_permutations=5)
+    assert result["rows_used"] == 548 and result["rows_excluded"] == 52
+    assert np.isfinite(result["ridge_smape"]) and result["max_abs_corr_log1p"] > 0.9
+
+
 def test_correlate_refuses_a_run_computed_for_other_rows(tmp_path):
     from amzkit.core.io import id_hash, read_json, write_json, write_npy
     from amzkit.stages.correlate import correlate

@@ -199,8 +199,9 @@ def analyse_embedding(embeddings: np.ndarray, ok: np.ndarray, target: np.ndarray
                       groups: np.ndarray | None = None,
                       top_k: int = D.top_k, n_permutations: int = D.n_permutations, n_folds: int = D.n_folds,
                       knn_k: int = D.knn_k, knn_max_queries: int = D.knn_max_queries, seed: int = D.seed) -> dict:
-    """Everything 02_correlate reports for one embedding, on the rows where it exists (`ok`); `groups` (a product
-    name per row) keeps each product's copies in one probe fold."""
+    """Everything 02_correlate reports for one embedding, on the rows where it exists (`ok` and finite, as 03
+    reads it); `groups` (a product name per row) keeps each product's copies in one probe fold."""
+    ok = usable_rows(embeddings, ok)
     too_few = too_few_rows(ok, n_folds)
     if too_few:
         raise ValueError(f"{too_few}: nothing to measure")
@@ -246,6 +247,12 @@ def analyse_embedding(embeddings: np.ndarray, ok: np.ndarray, target: np.ndarray
         result["gain_tests"]["added_value"] = gain_test(fold_gains(y, _price(base_oof), _price(both_oof), folds))
     result["next_step"] = recommend(result, honest_step)
     return result
+
+
+def usable_rows(embeddings: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """The rows that have the embedding: `ok` and every value finite (a row 01 marked ok holding NaN or inf, from
+    a model's overflow or an older merge, is missing to 03's readers, and crashed the probes' ridge here)."""
+    return np.asarray(ok, dtype=bool) & np.isfinite(embeddings).all(axis=1)
 
 
 def too_few_rows(ok: np.ndarray, n_folds: int) -> str:
@@ -340,14 +347,14 @@ def correlate(train: pd.DataFrame, schema: str, work_dir: str | Path, runs=D.run
             skipped[name] = f"run {name!r} skipped: {err}; or name the runs to analyse with -p runs"
             print(f"02_correlate: {skipped[name]}")
             continue
-        if too_few := too_few_rows(ok, n_folds):
+        if too_few := too_few_rows(usable := usable_rows(embeddings, ok), n_folds):
             skipped[name] = (f"run {name!r} skipped: {too_few} (01 fetched or embedded almost no input: each "
                              f"row's status is in {stage_dir(work_dir, '01_extract') / name}/train_fetch.csv). Rerun "
                              "01 once its inputs can be read, or leave the run out with -p runs")
             print(f"02_correlate: {skipped[name]}")
             continue
         started = time.perf_counter()  # a run of 75k rows takes minutes: say which one the cell is on
-        print(f"02_correlate: run {name!r} ({number}/{len(runs)}): {int(ok.sum()):,} rows x {embeddings.shape[1]} "
+        print(f"02_correlate: run {name!r} ({number}/{len(runs)}): {int(usable.sum()):,} rows x {embeddings.shape[1]} "
               "dims, null and probes ...", end=" ", flush=True)
         result = analyse_embedding(embeddings, ok, target, baseline=baseline, groups=groups, top_k=top_k,
                                    n_permutations=n_permutations, n_folds=n_folds, knn_k=knn_k,
