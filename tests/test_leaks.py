@@ -351,3 +351,19 @@ def test_the_twin_price_group_makes_no_twin_of_rows_without_product_words(tmp_pa
     out = transform.transform(np.array([4, 5]))
     assert np.isnan(out[0, 0]) and out[0, 1] < TWIN_THRESHOLD, "the bare test row has no twin"
     assert out[1, 0] == pytest.approx(np.log1p(19.0)), "a named row still finds its twin"
+
+
+def test_a_text_threshold_of_1_finds_every_identical_text():
+    """float32 cosines of identical TF-IDF rows land at 0.99999x as often as at 1: at leak_text_threshold 1
+    (allowed: only identical texts) about half the identical copies were no text twins. Names of digits alone,
+    so no exact_name match stands in for the text."""
+    rng = np.random.default_rng(0)
+    vocabulary = _words(rng, 2000)
+    texts = [_catalog(str(i), " ".join(rng.choice(vocabulary, 60))) for i in range(60)]
+    train = pd.DataFrame({"sample_id": np.arange(60), "price": np.arange(60) + 1.0, "catalog_content": texts,
+                          "image_link": ""})
+    test = pd.DataFrame({"sample_id": 100 + np.arange(40), "catalog_content": texts[:40], "image_link": ""})
+    report = duplicate_report(train, test, "amazon2025", text_threshold=1.0)
+    assert (report["kind"] == "text").all(), report["text_similarity"].tolist()
+    assert report["train_id"].tolist() == list(range(40)) and (report["similarity"] <= 1.0).all()
+    assert (report["text_similarity"] <= 1.0).all()

@@ -26,7 +26,7 @@ from amzkit.images.tables import ImageSignatures, read_image_tables
 from amzkit.ml.encodings import TWIN_THRESHOLD
 from amzkit.text.features import has_product_words, parsed_rows
 from amzkit.text.names import normalized_name
-from amzkit.text.similarity import nearest_text, tfidf_rows
+from amzkit.text.similarity import COSINE_TOLERANCE, nearest_text, tfidf_rows
 
 # Report kinds, in priority order: a test row matched several ways is reported under the first.
 KINDS = ("exact_name", "text", "image_url", "image_hash")
@@ -81,8 +81,9 @@ def duplicate_report(train: pd.DataFrame, test: pd.DataFrame, schema: str | Sche
         nearest, cosine = nearest_text(matrix[len(texts_train):], matrix[:len(texts_train)])
     else:
         nearest, cosine = np.full(n_test, -1, dtype=np.int64), np.full(n_test, np.nan, dtype=np.float32)
-    text_similarity = cosine.astype(float)
-    passed = np.nan_to_num(text_similarity, nan=-1.0) >= text_threshold
+    text_similarity = np.minimum(cosine.astype(float), 1.0)  # float32 rounding put identical texts up to 1.000007
+    # a threshold near 1 (identical texts) gives way by the float32 rounding, which an identical copy can miss 1 by
+    passed = np.nan_to_num(text_similarity, nan=-1.0) >= min(text_threshold, 1.0 - COSINE_TOLERANCE)
     found["text"] = (np.where(passed, nearest, -1), np.where(passed, text_similarity, np.nan))
 
     # image_url: the identical (stripped, non-empty) link
