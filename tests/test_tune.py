@@ -297,7 +297,7 @@ def test_a_study_refuses_to_go_on_after_its_feature_columns_changed(synthetic, m
         _tune(data, work, n_trials=1)
 
 
-def test_a_run_with_a_preset_tuned_on_its_folds_says_its_cv_is_optimistic_and_04_says_so_too(synthetic, tmp_path):
+def test_a_run_with_a_preset_tuned_on_its_folds_says_its_cv_is_optimistic_and_04_says_so_too(synthetic):
     data, work = synthetic
     _tune(data, work, n_trials=2)
     tuned = train_run(data, "amazon2025", work, "with_tuned", FEATURES, EMBEDDINGS, preset="tuned",
@@ -312,13 +312,22 @@ def test_a_run_with_a_preset_tuned_on_its_folds_says_its_cv_is_optimistic_and_04
     blended = ensemble(work, ["with_tuned", "with_base"])
     assert list(blended["optimistic_runs"]) == ["with_tuned"]
 
-    elsewhere = tmp_path / "other_folds"  # the same preset in a work folder of other folds: an honest CV there
+
+def test_a_preset_tuned_on_the_same_rows_in_other_folds_is_still_marked_optimistic(synthetic, tmp_path):
+    """Copied into a work folder of other folds (another seed) over the same train rows: every row it is scored on
+    was scored in the study that chose it, so its CV is as optimistic; 03 and 04 must say so."""
+    data, work = synthetic
+    _tune(data, work, n_trials=2)
+    elsewhere = tmp_path / "other_folds"
     preset_path(elsewhere, "tuned").parent.mkdir(parents=True)
     preset_path(elsewhere, "tuned").write_bytes(preset_path(work, "tuned").read_bytes())
     (elsewhere / "01_extract").symlink_to(work / "01_extract")
     other = train_run(data, "amazon2025", elsewhere, "with_tuned", FEATURES, EMBEDDINGS, preset="tuned", seed=7,
                       num_threads=1, tfidf_dim=8)
-    assert other["folds_sha256"] != tuned["folds_sha256"] and "cv_optimistic" not in other
+    info = pd.read_json(preset_path(work, "tuned"), typ="series")["info"]
+    assert other["folds_sha256"] != info["folds_sha256"] and other["train_ids_sha256"] == info["train_ids_sha256"]
+    assert "'tuned' was tuned on these train rows (in other folds of them)" in other["cv_optimistic"]
+    assert list(ensemble(elsewhere, ["with_tuned"])["optimistic_runs"]) == ["with_tuned"]
 
 
 def test_a_preset_tuned_on_other_rows_with_the_same_fold_numbers_is_not_marked_optimistic(synthetic, tmp_path):

@@ -88,17 +88,19 @@ def resolve_preset(name: str, work_dir: str | Path | None = None) -> dict:
 
 
 def tuned_on_folds(work_dir: str | Path, name: str, folds_sha256: str, train_ids_sha256: str) -> str:
-    """Why a run with preset `name` has an optimistic CV: the preset is a saved Optuna best chosen on these very
-    folds (its info's folds_sha256 and train_ids_sha256 are theirs: the fold numbers alone are the same for
-    other rows of as many, e.g. kfold's), so the folds it is scored on took part in choosing it; '' else."""
+    """Why a run with preset `name` has an optimistic CV: the preset is a saved Optuna best chosen on these train
+    rows' labels (its info's train_ids_sha256 is theirs), whether in these very folds or in other folds of the
+    same rows (another seed or n_folds: the rows it is scored on still chose it); '' else. The fold numbers alone
+    (folds_sha256) say nothing: kfold's are the same for other rows of as many."""
     if name in PRESETS or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
         return ""
     path = preset_path(work_dir, name)
     info = read_json(path).get("info", {}) if path.is_file() else {}
-    if not isinstance(info, dict) or info.get("folds_sha256") != folds_sha256 \
-            or info.get("train_ids_sha256") != train_ids_sha256:
+    if not isinstance(info, dict) or info.get("train_ids_sha256") != train_ids_sha256:
         return ""
     trials = info.get("n_trials")
-    return (f"preset {name!r} was tuned on these folds ({info.get('tuned_by', 'a search')}"
+    where = "these folds" if info.get("folds_sha256") == folds_sha256 else \
+        "these train rows (in other folds of them)"
+    return (f"preset {name!r} was tuned on {where} ({info.get('tuned_by', 'a search')}"
             + (f", {trials} trials" if trials else "") + "): its CV, and a blend's that uses it, are a little "
-            "optimistic; tuned in another work folder (other folds or rows), it would not be")
+            "optimistic, since these rows' labels chose it; tuned on other rows, it would not be")

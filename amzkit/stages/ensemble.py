@@ -499,7 +499,7 @@ def ensemble(work_dir: str | Path, runs=D.runs, *, method: str = D.method, meta=
         **{key: next((loaded[n]["metrics"][key] for n in runs if key in loaded[n]["metrics"]), None)
            for key in ("train_rows_sha256", "test_rows_sha256")},
         "run_predictions_sha256": {n: run_predictions_sha256(work_dir, n) for n in runs},
-        # runs whose settings were chosen on these folds (a tuned preset): cv_smape is a little optimistic
+        # runs whose settings were chosen on these rows (a tuned preset): cv_smape is a little optimistic
         "optimistic_runs": {n: loaded[n]["metrics"]["cv_optimistic"] for n in runs
                             if loaded[n]["metrics"].get("cv_optimistic")},
     }

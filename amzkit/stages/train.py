@@ -207,7 +207,7 @@ def train_run(
             "seconds": round(clock["earlier"] + time.perf_counter() - clock["started"], 2)}  # resumed: in all
     if isinstance(info.get("preset"), str) and (why := tuned_on_folds(
             work_dir, info["preset"], id_hash(folds), id_hash(train[schema_.id_column]))):
-        info["cv_optimistic"] = why  # chosen on the folds it is scored on: 03 and 04 say so
+        info["cv_optimistic"] = why  # chosen on the rows it is scored on: 03 and 04 say so
     metrics = save_run(work_dir, run_name, schema_, train, test, folds, result["oof"], result["test"], info,
                        result["fold_constant_smape"], test_folds=result["test_folds"])
     for kept in (PROGRESS_DIR, PSEUDO_BASELINE_DIR):
