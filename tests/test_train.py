@@ -400,6 +400,20 @@ def test_pseudo_labels_refuse_a_source_from_other_folds(synthetic, tmp_path):
     assert (work / "03_train" / "source" / "oof.csv").read_bytes() == before, "the run is left as it was"
 
 
+def test_pseudo_labels_refuse_a_source_of_other_train_rows_in_folds_numbered_alike(synthetic):
+    """kfold's fold numbers depend on the row count and seed alone: train.csv's rows reordered and folds.csv made
+    anew give the same folds_sha256, while the source's fold-0 model trained on rows this run scores in fold 0."""
+    data, work = synthetic
+    train_run(data, "amazon2025", work, "source", ["text_stats"], [], lgb_params=FAST, fold_strategy="kfold")
+    shuffled = {"train": data["train"].sample(frac=1, random_state=0).reset_index(drop=True), "test": data["test"]}
+    for name in ("folds.csv", "folds.json"):  # what the error on the reordered rows tempts a user into
+        (work / "03_train" / name).unlink()
+    with pytest.raises(ValueError, match="pseudo-label source 'source' was trained on other train rows"):
+        train_run(shuffled, "amazon2025", work, "pseudo", ["text_stats"], [], lgb_params=FAST, fold_strategy="kfold",
+                  pseudo_label_run="source")
+    assert not (work / "03_train" / "pseudo").exists()
+
+
 def test_every_feature_group_is_reachable_by_name_from_train_run(synthetic):
     """The groups 03's `features` parameter accepts, text ones end to end (image ones: test_imagefeatures)."""
     from amzkit.ml.featureset import all_feature_groups

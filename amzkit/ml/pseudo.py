@@ -33,10 +33,12 @@ class PseudoLabels:
 
 
 def pseudo_labels(work_dir: str | Path, source: str, folds: np.ndarray, test_ids: np.ndarray, n_train: int,
-                  fraction: float, weight: float) -> PseudoLabels:
+                  fraction: float, weight: float, train_ids: np.ndarray | None = None) -> PseudoLabels:
     """The `fraction` of test rows on which the source run's fold models agree most (smallest spread of log
     predictions), labelled per fold by that fold's model; `weight` is their sample weight (03's
-    pseudo_label_fraction and pseudo_label_weight, whose declaration holds the defaults and the ranges)."""
+    pseudo_label_fraction and pseudo_label_weight, whose declaration holds the defaults and the ranges).
+    `train_ids` (this run's, in row order) must be the source's: the fold numbers alone are the same for other
+    rows of as many (kfold's), whose fold-f model saw rows this run scores in fold f."""
     run_dir = stage_dir(work_dir, "03_train") / check_name(source, "pseudo_label_run")
     path = run_dir / TEST_FOLD_PRED_FILE
     if not path.is_file():
@@ -48,6 +50,11 @@ def pseudo_labels(work_dir: str | Path, source: str, folds: np.ndarray, test_ids
     if read_json(run_dir / "metrics.json").get("folds_sha256") != id_hash(folds):
         raise ValueError(f"pseudo-label source {source!r} was trained on other folds: its fold models would have "
                          "seen this run's validation rows. Retrain it in this work folder's shared folds")
+    if train_ids is not None and read_json(run_dir / "metrics.json").get("train_ids_sha256") != id_hash(train_ids):
+        raise ValueError(f"pseudo-label source {source!r} was trained on other train rows (or another row order) "
+                         "than this run's: its fold models would have seen rows this run validates on (its folds "
+                         f"are numbered alike, not made of the same rows). Retrain {source!r} on this train.csv, "
+                         "then this run")
     table = pd.read_csv(path, dtype={"id": str})
     if not same_ids(table["id"], test_ids):
         raise ValueError(f"{path} was made for other test rows; retrain {source!r} on this data")
