@@ -187,3 +187,18 @@ def test_validate_says_why_a_submissions_columns_are_wrong(tmp_path, text, fix):
     (tmp_path / "test.csv").write_text("sample_id,catalog_content,image_link\n1,x,u\n")
     (problem,) = validate_file(tmp_path / "sub.csv", tmp_path / "test.csv", "amazon2025")
     assert problem.startswith("columns must be exactly ['sample_id', 'price']") and fix in problem
+
+
+@pytest.mark.parametrize("rows", [20, 20_000])
+def test_validate_names_an_unclosed_quote_instead_of_crashing(tmp_path, rows):
+    """A quote opened in a price and never closed swallowed the rest of the file: on a full-size file the csv
+    module's field limit (131072 characters) raised _csv.Error, a traceback from `python -m amzkit validate`;
+    on a short one the problem shown was a price holding a dozen lines of the file."""
+    lines = ["sample_id,price", *(f"{i},{i + 1.5}" for i in range(rows))]
+    lines[5] = '4,"5.5'
+    (tmp_path / "sub.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "test.csv").write_text("sample_id,catalog_content,image_link\n"
+                                       + "".join(f"{i},text {i},u\n" for i in range(rows)))
+    (problem,) = validate_file(tmp_path / "sub.csv", tmp_path / "test.csv", "amazon2025")
+    assert "line 6" in problem and "quote" in problem
+    assert main(["validate", str(tmp_path / "sub.csv"), "--test", str(tmp_path / "test.csv")]) == 1

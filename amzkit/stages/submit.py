@@ -186,7 +186,9 @@ def read_submission(path: str | Path, schema: str | Schema) -> tuple[pd.DataFram
         kind = "UTF-16" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else "not UTF-8"
         return None, [f"{path} is {kind} text (byte {data[err.start:err.start + 1]!r} at offset {err.start}): "
                       "write it as UTF-8 CSV"]
-    rows = [row for row in csv.reader(io.StringIO(text, newline="")) if row]  # CSV's line ends, not str's
+    rows, problem = _csv_rows(text, path)
+    if problem:
+        return None, [problem]
     if not rows:
         return None, [f"{path} is empty: a submission needs the header {list(get_schema(schema).submission_columns)} "
                       "and one row per test id"]
@@ -200,6 +202,23 @@ def read_submission(path: str | Path, schema: str | Schema) -> tuple[pd.DataFram
         return None, [f"{len(ragged)} rows do not have the header's {len(header)} fields ({shown}; 1 = first row "
                       "after the header): a trailing comma, a missing value or an unquoted comma"]
     return pd.DataFrame(body, columns=header, dtype=object), []
+
+
+def _csv_rows(text: str, path: Path) -> tuple[list[list[str]], str]:
+    """The non-empty rows of a CSV text (CSV's line ends, not str's), or the problem that stops reading it: a quote
+    never closed (it swallows the rest of the file) or text after a closing quote."""
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    rows, start = [], 1
+    try:
+        for row in reader:
+            if row:
+                rows.append(row)
+            start = reader.line_num + 1
+    except csv.Error as err:
+        return [], (f"{path} cannot be read as CSV at the row starting on line {start} ({err}): a quote (\") opened "
+                    "there is never closed, or text follows a closing quote; a submission needs no quotes: write "
+                    "each id and price as plain text")
+    return rows, ""
 
 
 def validate_file(submission_csv: str | Path, test_csv: str | Path, schema: str | Schema) -> list[str]:
