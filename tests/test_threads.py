@@ -86,3 +86,30 @@ def test_only_the_load_on_the_cores_this_process_may_use_counts(tmp_path, monkey
     clock = iter([0.0, 1.0])
     monkeypatch.setattr(threads.time, "monotonic", lambda: next(clock))
     assert threads.busy_elsewhere() == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("host_busy, group_busy, free", [(20.0, 0.0, 4), (20.0, 3.0, 1), (30.0, 0.0, 2), (0.0, 0.0, 4)])
+def test_under_a_quota_only_what_others_take_of_it_counts(tmp_path, monkeypatch, host_busy, group_busy, free):
+    """A container granted 4 CPUs (cgroup quota) on a 32-core host where other containers keep 20 cores busy: 12
+    idle cores, the quota whole, yet the host's load was taken from the quota and 1 thread was used, not 4. The
+    other processes of the cgroup take from it; the host's load only beyond the 28 cores the quota does not need."""
+    stat, cpu_max, cpu_stat = tmp_path / "stat", tmp_path / "cpu.max", tmp_path / "cpu.stat"
+    cpu_max.write_text("400000 100000\n")
+
+    def write(busy_cores: float, group_s: float) -> None:  # one second of ticks at 100 a second
+        lines = [f"cpu{i} {int(busy_cores * 100) if i == 0 else 0} 0 0 1000 0 0 0 0 0 0" for i in range(32)]
+        stat.write_text("cpu  0 0 0 0 0 0 0 0 0 0\n" + "\n".join(lines) + "\nintr 1\n")
+        cpu_stat.write_text(f"usage_usec {int(group_s * 1e6)}\nuser_usec 0\n")
+
+    write(0.0, 0.0)
+    monkeypatch.setattr(threads, "PROC_STAT", stat)
+    monkeypatch.setattr(threads, "CGROUP_V2_MAX", cpu_max)
+    monkeypatch.setattr(threads, "CGROUP_V2_STAT", cpu_stat, raising=False)
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: set(range(32)))
+    monkeypatch.setattr(threads, "_own_ticks", lambda: 0)
+    monkeypatch.setattr(threads, "CLOCK_TICKS", 100)
+    monkeypatch.setattr(threads.time, "sleep", lambda s: write(host_busy, group_busy))
+    clock = iter([0.0, 1.0])
+    monkeypatch.setattr(threads.time, "monotonic", lambda: next(clock))
+    assert threads.allowed_cores() == 4
+    assert threads.free_cores() == free

@@ -3,8 +3,10 @@
 OpenMP (LightGBM, torch on CPU) spin-waits for its threads; with more threads than free cores a fold can
 take minutes instead of seconds while another process shares the machine. `free_cores` counts the cores of
 the CPU affinity mask and the cgroup quota (containers, Kaggle), minus the load that other processes put on
-them (the busy CPU time of the cores it may run on over a quarter second, less this process's own). Every
-learner's `num_threads` parameter overrides it: 0 means "decide", a positive number is used as it is.
+them (the busy CPU time of the cores it may run on over a quarter second, less this process's own). Under a
+quota, what counts is what others take of it: the other processes of this cgroup, and the host's load only where
+it leaves fewer idle cores than the quota grants. Every learner's `num_threads` parameter overrides it: 0 means
+"decide", a positive number is used as it is.
 """
 
 from __future__ import annotations
@@ -17,18 +19,25 @@ from pathlib import Path
 CGROUP_V2_MAX = Path("/sys/fs/cgroup/cpu.max")
 CGROUP_V1_QUOTA = Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
 CGROUP_V1_PERIOD = Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
+CGROUP_V2_STAT = Path("/sys/fs/cgroup/cpu.stat")  # usage_usec: CPU time of every process of the cgroup
+CGROUP_V1_USAGE = Path("/sys/fs/cgroup/cpuacct/cpuacct.usage")  # the same in nanoseconds
 PROC_STAT = Path("/proc/stat")
 PROC_SELF_STAT = Path("/proc/self/stat")
 SAMPLE_S = 0.25
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
+def _affinity_cores() -> int:
+    """Cores of this process's CPU affinity mask (the machine's where it is unknown)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def allowed_cores() -> int:
     """Cores this process may use: the affinity mask, capped by a cgroup CPU quota when one is set."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
+    cores = _affinity_cores()
     quota = _cgroup_quota()
     if quota is not None:
         cores = min(cores, max(1, math.floor(quota)))
@@ -50,15 +59,41 @@ def _cgroup_quota() -> float | None:
 
 
 def busy_elsewhere(window_s: float = SAMPLE_S) -> float:
-    """Cores that other processes keep busy, measured over `window_s`: the busy CPU time (/proc/stat)
-    of the cores this process may run on less its own (/proc/self/stat), per second. 0.0 where /proc is not readable."""
+    """Cores of this process's allowance that other processes keep busy, measured over `window_s`: the busy CPU
+    time (/proc/stat) of the cores this process may run on less its own (/proc/self/stat), per second. Under a
+    cgroup quota below those cores, the other processes of the cgroup (its CPU time less ours), or the host's load
+    beyond the idle cores the quota does not need, whichever is larger: other containers on a busy host leave a
+    4-CPU quota whole while 4 of its 32 cores are idle. 0.0 where /proc is not readable."""
+    capped = allowed_cores() < _affinity_cores()
+    try:
+        start_group = _cgroup_usage_s() if capped else None
+    except (OSError, ValueError, IndexError):
+        start_group = None
     try:
         start_total, start_self, started = _busy_ticks(), _own_ticks(), time.monotonic()
         time.sleep(window_s)
         total, own, elapsed = _busy_ticks() - start_total, _own_ticks() - start_self, time.monotonic() - started
     except (OSError, ValueError, IndexError):
         return 0.0
-    return max(0.0, (total - own) / (CLOCK_TICKS * max(elapsed, 1e-3)))
+    window_ticks = CLOCK_TICKS * max(elapsed, 1e-3)
+    host = max(0.0, (total - own) / window_ticks)
+    if start_group is None:
+        return host
+    try:
+        group = max(0.0, (_cgroup_usage_s() - start_group) * CLOCK_TICKS - own) / window_ticks
+    except (OSError, ValueError, IndexError):
+        return host
+    return max(group, host - (_affinity_cores() - allowed_cores()))
+
+
+def _cgroup_usage_s() -> float:
+    """CPU seconds the processes of this cgroup have used (cgroup v2 cpu.stat, v1 cpuacct.usage)."""
+    if CGROUP_V2_STAT.is_file():
+        for line in CGROUP_V2_STAT.read_text().splitlines():
+            if line.startswith("usage_usec "):
+                return int(line.split()[1]) / 1e6
+        raise ValueError(f"{CGROUP_V2_STAT} has no usage_usec")
+    return int(CGROUP_V1_USAGE.read_text()) / 1e9
 
 
 def _busy_ticks() -> int:
