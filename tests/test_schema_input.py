@@ -258,3 +258,14 @@ def test_2023_categories_match_between_train_and_test_when_one_file_has_an_empty
     assert category_features(test, None, schema)["PRODUCT_TYPE_ID"].tolist() == ["123", "7"]
     assert {"123", "7"} <= seen
     assert train["PRODUCT_TYPE_ID"].isna().tolist() == [False, True, False]
+
+
+def test_a_quote_never_closed_is_named_as_such_with_its_row(tmp_path: Path) -> None:
+    """A quote opened in row 3 and never closed swallows the rest of the file; the error blamed a row with more
+    fields than the header (a trailing comma) and said to quote that row."""
+    path = tmp_path / "train.csv"
+    path.write_text('sample_id,catalog_content,image_link,price\n1,a,u,5\n2,"b\nc",u,3\n3,"open,u,4\n4,d,u,5\n')
+    with pytest.raises(ValueError) as err:
+        load_split(path, "amazon2025", "train")
+    message = str(err.value)
+    assert "never closed" in message and "row 3" in message and "trailing comma" not in message

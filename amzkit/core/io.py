@@ -180,6 +180,12 @@ def read_csv(path: str | Path, what: str = "CSV", **kwargs) -> pd.DataFrame:
         raise ValueError(f"{what} {path} is {_first_bad_byte(path.read_bytes())}: save it as UTF-8 CSV (e.g. "
                          "df.to_csv(path, index=False))") from None
     except pd.errors.ParserError as err:
+        unclosed = re.search(r"EOF inside string starting at row (\d+)", str(err))
+        if unclosed:  # pandas counts the rows after the header from 1, as the kit's messages do
+            raise ValueError(f"{what} {path} is not a well-formed CSV: a quote (\") opens a field in row "
+                             f"{unclosed.group(1)} (1 = first row after the header) and is never closed, so the rest "
+                             "of the file reads as one text: close that quote (a quote inside quoted text is "
+                             "written twice, \"\")") from None
         raise ValueError(f"{what} {path} is not a well-formed CSV: {str(err).strip()} (a row with more fields "
                          "than the header, e.g. a trailing comma or an unquoted comma in text): fix or quote that "
                          "row") from None
