@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -269,3 +270,29 @@ def test_a_quote_never_closed_is_named_as_such_with_its_row(tmp_path: Path) -> N
         load_split(path, "amazon2025", "train")
     message = str(err.value)
     assert "never closed" in message and "row 3" in message and "trailing comma" not in message
+
+
+def test_auto_data_dir_prefers_the_attached_folder_whose_csvs_fit_the_schema(tmp_path, monkeypatch, capsys):
+    """Two attached datasets with a train.csv and test.csv: the 2025 data one folder down, and another dataset's
+    CSVs (2023 rows, or features) at its top. The shallower one was taken, and the run stopped on it telling to
+    pass -p schema amazon2023, though the 2025 data was attached beside it."""
+    from amzkit.app import runners
+    from amzkit.app.parameters import stage_parameters
+
+    root = tmp_path / "input"
+    (root / "amz-2023").mkdir(parents=True)
+    (root / "amz-2023" / "train.csv").write_text(
+        "PRODUCT_ID,TITLE,BULLET_POINTS,DESCRIPTION,PRODUCT_TYPE_ID,PRODUCT_LENGTH\n1,t,b,d,5,2.0\n")
+    (root / "amz-2023" / "test.csv").write_text(
+        "PRODUCT_ID,TITLE,BULLET_POINTS,DESCRIPTION,PRODUCT_TYPE_ID\n2,t,b,d,5\n")
+    data = root / "bob-amazon-2025" / "dataset"
+    data.mkdir(parents=True)
+    (data / "train.csv").write_text("sample_id,catalog_content,image_link,price\n1,x,u,2.0\n")
+    (data / "test.csv").write_text("sample_id,catalog_content,image_link\n2,y,u\n")
+    monkeypatch.setattr(runners, "KAGGLE_INPUT", root)
+    monkeypatch.setattr(runners, "on_kaggle", lambda: True)
+    params = SimpleNamespace(**{**stage_parameters("03_train"), "work_dir": str(tmp_path / "work")})
+    assert runners.setup(params, "03_train").data_dir == data  # data_dir 'auto', schema amazon2025
+    assert runners.resolve_data_dir("auto", tmp_path, schema="amazon2025") == data
+    assert runners.resolve_data_dir("auto", tmp_path, schema="amazon2023") == root / "amz-2023"
+    assert "amz-2023" in capsys.readouterr().out  # the other candidate is named, not silently passed over

@@ -19,8 +19,13 @@ import papermill as pm
 
 from amzkit.app.demo import DEMO_N_TEST, DEMO_N_TRAIN, DEMO_SEED, make_demo
 from amzkit.app.kaggle_outputs import pack_image_cache, restore_image_cache, write_output_listing
-from amzkit.app.kaggle_runtime import attach_previous_outputs, detach_previous_outputs, find_data_dir
-from amzkit.core.io import read_json, remove_stale_temporaries, write_json
+from amzkit.app.kaggle_runtime import (
+    attach_previous_outputs,
+    detach_previous_outputs,
+    find_data_dir,
+    find_data_dirs,
+)
+from amzkit.core.io import read_csv, read_json, remove_stale_temporaries, write_json
 from amzkit.core.metric import constant_level_warning, other_scores
 from amzkit.core.schema import SPLITS, Schema, get_schema, load_data
 from amzkit.core.workdir import KAGGLE_INPUT, check_writable, on_kaggle, resolve_work_dir, stage_dir
@@ -45,11 +50,13 @@ NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 NEEDS_DATA = {"01_extract", "02_correlate", "03_train", "05_submit"}
 
 
-def resolve_data_dir(data_dir: str, work_dir: Path, train_name: str = "train.csv") -> Path:
+def resolve_data_dir(data_dir: str, work_dir: Path, train_name: str = "train.csv",
+                     schema: str | Schema | None = None) -> Path:
     """Find the folder holding train.csv and test.csv.
 
-    'auto' probes /kaggle/input on Kaggle; 'demo' builds the embedded demo under work_dir/data;
-    anything else is a folder path.
+    'auto' probes /kaggle/input on Kaggle (given `schema`, the first folder whose CSVs have its columns, so
+    another attached dataset's train.csv is passed over, and named); 'demo' builds the embedded demo under
+    work_dir/data; anything else is a folder path.
     """
     if data_dir == "demo":
         return make_demo(work_dir / "data").train_csv.parent
@@ -59,7 +66,15 @@ def resolve_data_dir(data_dir: str, work_dir: Path, train_name: str = "train.csv
                 "data_dir='auto' only works on Kaggle (it probes /kaggle/input). Pass the folder that "
                 "holds train.csv and test.csv with -p data_dir <folder>, or -p data_dir demo."
             )
-        return find_data_dir(KAGGLE_INPUT, train_name=train_name)
+        found = find_data_dirs(KAGGLE_INPUT, train_name=train_name) if schema is not None else []
+        fitting = [folder for folder in found if _fits_schema(folder, train_name, get_schema(schema))]
+        chosen = (fitting or found or [find_data_dir(KAGGLE_INPUT, train_name=train_name)])[0]
+        others = [str(folder) for folder in found if folder != chosen]
+        if others:
+            print(f"data_dir auto: {chosen}" + ("" if fitting else f" (no folder's CSVs fit schema "
+                  f"{get_schema(schema).name!r})") + f"; also found {', '.join(others)}: pass -p data_dir <folder> "
+                  "to use another")
+        return chosen
     folder = Path(data_dir).expanduser().resolve()
     if folder.is_file():
         raise NotADirectoryError(f"data_dir {folder} is a file: give the folder that holds train.csv and test.csv "
@@ -67,6 +82,15 @@ def resolve_data_dir(data_dir: str, work_dir: Path, train_name: str = "train.csv
     if not folder.is_dir():
         raise FileNotFoundError(f"data_dir {folder} does not exist")
     return folder
+
+
+def _fits_schema(folder: Path, train_name: str, schema: Schema) -> bool:
+    """True when the train and test CSVs in `folder` have the schema's columns (their headers alone are read)."""
+    try:
+        return all(set(read_csv(folder / name, nrows=0).columns) == set(columns) for name, columns in
+                   ((train_name, schema.train_columns), ("test.csv", schema.test_columns)))
+    except (ValueError, OSError):
+        return False
 
 
 @dataclass
@@ -99,7 +123,7 @@ def setup(params: SimpleNamespace, stage: str) -> Context:
     ctx = Context(stage, params, schema, work_dir)
     needs_data = stage in NEEDS_DATA or (stage == "04_ensemble" and (params.calibrate_by or params.meta_features))
     if needs_data:
-        ctx.data_dir = resolve_data_dir(params.data_dir, work_dir)
+        ctx.data_dir = resolve_data_dir(params.data_dir, work_dir, schema=schema)
         ctx.data = load_data(ctx.data_dir, schema.name)
     if stage in FRESH_OUTPUTS:
         FRESH_OUTPUTS[stage](work_dir)
