@@ -160,6 +160,19 @@ def test_other_separator_is_named_with_the_fix(tmp_path: Path, sep: str, name: s
     assert f"seems to use {name} as separator" in msg and "comma-separated" in msg and "re-save" in msg, msg
 
 
+@pytest.mark.parametrize("header", ["sample_id, catalog_content, image_link, price",
+                                    "Sample_ID,Catalog_Content,image_link,Price"])
+def test_a_header_whose_names_differ_in_spaces_or_case_is_named_with_the_fix(tmp_path: Path, header: str) -> None:
+    """'sample_id, catalog_content, ...' (a space after each comma) or names in another case were told to pick
+    the right file or the schema, though file and schema were right."""
+    path = write(tmp_path, header + "\n1,a,u,5\n")
+    with pytest.raises(ValueError) as err:
+        load_split(path, "amazon2025", "train")
+    msg = str(err.value)
+    assert "pick the right file" not in msg and "spaces or letter case" in msg, msg
+    assert "'catalog_content'" in msg and "rename" in msg, msg
+
+
 def test_a_wrong_file_keeps_the_pick_the_right_file_advice(tmp_path: Path) -> None:
     path = write(tmp_path, "a;b,c\n1,2\n")  # a ';' in a name, but none of the schema's columns
     with pytest.raises(ValueError, match="pick the right file or the schema") as err:

@@ -140,6 +140,12 @@ def column_fix(columns: list[str], expected: tuple[str, ...], missing: list[str]
         return (f"the unnamed first column ({PANDAS_INDEX!r} to pandas) looks like a saved pandas index: save it with "
                 "df.to_csv(path, index=False), or drop that column (pd.read_csv(path, index_col=0).to_csv(path, "
                 "index=False) does both).")
+    written = {str(column).strip().lower(): str(column) for column in columns}  # 'sample_id, price', 'Price'
+    if missing and all(name.lower() in written for name in missing):
+        pairs = ", ".join(f"{written[name.lower()]!r} as {name!r}" for name in missing)
+        spaced = any(written[name.lower()] != written[name.lower()].strip() for name in missing)
+        return (f"the header's names differ from the schema's only in spaces or letter case: rename {pairs} in the "
+                "header line" + (" (no space after the commas)." if spaced else "."))
     return ""
 
 
