@@ -1069,3 +1069,14 @@ def test_03_kernels_training_one_run_name_are_refused_at_build(tmp_path):
     params.write_text(json.dumps({"03_train": [{"learner": "ridge_tfidf", "run_name": "ridge"},
                                               {"learner": "knn", "embeddings": []}]}))
     assert len([k for k in _build(tmp_path / "build", params_file=params).kernels if k.stage == "03_train"]) == 2
+
+
+def test_inputs_lists_every_data_folder_when_several_are_attached(tmp_path, capsys):
+    """data_dir auto takes the first folder whose CSVs fit the schema, which need not be the first found: `kaggle
+    inputs` names them all rather than one the notebooks may pass over."""
+    root = tmp_path / "input"
+    first = _data(root / "datasets" / "alice" / "another-dataset")
+    second = _data(root / "datasets" / "bob" / "amazon-ml-2025-data" / "dataset")
+    assert main(["kaggle", "inputs", "--root", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "data_dir candidates" in out and str(first) in out and str(second) in out

@@ -372,7 +372,12 @@ def describe_inputs(root: str | Path = KAGGLE_INPUT) -> str:
     lines = [f"inputs under {root}:"]
     lines += [f"  {m.kind:<11} {m.owner + '/' if m.owner else ''}{m.slug}  {m.path}" for m in list_mounts(root)]
     data = find_data_dirs(root)
-    lines.append(f"data_dir: {data[0] if data else '(none: attach the dataset holding train.csv and test.csv)'}")
+    if len(data) > 1:  # the notebooks' data_dir auto takes the first whose CSVs fit their schema, not the first
+        lines.append("data_dir candidates (data_dir auto takes the first whose CSVs fit the schema; -p data_dir "
+                     "<folder> picks one):")
+        lines += [f"  {folder}" for folder in data]
+    else:
+        lines.append(f"data_dir: {data[0] if data else '(none: attach the dataset holding train.csv and test.csv)'}")
     for stage in STAGES:
         for folder in find_stage_dirs(stage, root):
             lines.append(f"{stage}: {folder}")
