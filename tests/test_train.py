@@ -1021,3 +1021,16 @@ def test_a_run_stopped_while_saving_its_replacement_leaves_neither_its_old_row_n
     assert not any((run_dir / name).exists() for name in runs.RUN_PLOTS), "plots of the run that is gone"
     train_run(data, "amazon2025", work, "r", learner="ridge_tfidf")
     assert pd.read_csv(work / "runs.csv").set_index("run").loc["r", "learner"] == "ridge_tfidf"
+
+
+def test_kept_folds_are_not_reused_under_another_version_of_a_fold_library(synthetic, monkeypatch):
+    """A killed Kaggle session rerun on a newer image (its "latest environment") must not mix folds that two
+    LightGBM (or scikit-learn, torch, ...) versions fitted."""
+    from amzkit.stages import train as train_module
+    data, work = synthetic
+    _kill(data, work, "upgraded")
+    versions = train_module.library_versions()
+    monkeypatch.setattr(train_module, "library_versions", lambda: {**versions, "lightgbm": "99.0.0"})
+    _rerun(data, work, "upgraded")
+    assert _DiesOnFold.fits == 5, "another LightGBM: every fold runs again"
+    assert versions["lightgbm"] is not None and versions["numpy"] is not None

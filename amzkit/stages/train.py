@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import inspect
 import json
 import shutil
@@ -253,14 +254,30 @@ def fold_fits_summary(metrics: dict) -> str:
         "constant's score): give it more epochs, or a lower lr" if untrained else "")
 
 
+# a killed run resumed under other versions of these (a Kaggle image update between sessions) starts over
+FOLD_LIBRARIES = ("numpy", "scikit-learn", "lightgbm", "xgboost", "catboost", "torch", "transformers")
+
+
 def _fingerprint(model: Learner, folds: np.ndarray, pseudo) -> str:
     """What a run's finished folds depend on: a resumed run must match it exactly."""
     inputs = model.inputs_
     described = {**model.resume_key(), "folds": id_hash(folds), "seed": inputs.seed,
                  "pseudo": None if pseudo is None else pseudo.summary(), "inputs": inputs_digest(inputs),
                  "static_features": static_features_digest(model),
-                 "amzkit": amzkit.__version__}  # a new build (Kaggle's wheel: +N) may compute folds differently
+                 "amzkit": amzkit.__version__,  # a new build (Kaggle's wheel: +N) may compute folds differently
+                 "libraries": library_versions()}  # so may another image's (Kaggle's "latest environment")
     return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def library_versions() -> dict[str, str | None]:
+    """The installed versions of the libraries a fold's model depends on (None: not installed)."""
+    found = {}
+    for name in FOLD_LIBRARIES:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = None
+    return found
 
 
 def static_features_digest(model: Learner) -> str | None:
