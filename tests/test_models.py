@@ -498,6 +498,21 @@ def test_a_model_folder_that_is_not_there_says_so_and_where_model_folders_are(ti
         get_model_spec(f"local-dir:{tmp_path / 'empty'}")
 
 
+def test_kaggle_models_at_the_same_version_get_runs_of_their_own(tiny_clip_dir, tiny_bge_dir, tmp_path):
+    """A Kaggle Model mounts at input/<model>/<framework>/<variation>/<version>: its folder is named '1'. An image and
+    a text model both at version 1 shared the run '1', and 01's text model replaced the image run it had just made."""
+    image = tmp_path / "kaggle" / "input" / "marqo-fashion-siglip" / "pytorch" / "default" / "1"
+    text = tmp_path / "kaggle" / "input" / "models" / "alice" / "bge-small" / "transformers" / "en-v1.5" / "1"
+    shutil.copytree(tiny_clip_dir, image)
+    shutil.copytree(tiny_bge_dir, text)
+    assert get_model_spec(f"local-dir:{image}/").name == "marqo-fashion-siglip"
+    assert get_model_spec(f"local-dir-text:{image}").name == "marqo-fashion-siglip-text"
+    assert get_model_spec(f"local-dir:{text}").name == "bge-small-en-v1.5"
+    plain = tmp_path / "models" / "2"  # a numbered folder elsewhere keeps its own name
+    shutil.copytree(tiny_bge_dir, plain)
+    assert get_model_spec(f"local-dir:{plain}").name == "2"
+
+
 @pytest.mark.parametrize("kind", ["transformers", "open_clip"])
 def test_a_cache_holding_a_config_without_weights_says_the_download_was_cut_and_how_to_fix(
         kind, tiny_dinov2_dir, tiny_clip_dir, tmp_path, monkeypatch):

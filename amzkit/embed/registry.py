@@ -195,18 +195,30 @@ def _missing_folder_message(folder: Path, max_depth: int = 5, max_dirs: int = 20
             "is mounted: python -m amzkit kaggle inputs")
 
 
+def run_name(folder: Path) -> str:
+    """The run name of a model folder: the folder's name, except for a Kaggle Model, mounted at
+    input/<model>/<framework>/<variation>/<version> with a number for its last folder: that is named after the model
+    and its variation ('default' left out), so two Kaggle Models attached at version 1 do not share the run '1'."""
+    parts = folder.parts
+    if not folder.name.isdigit() or "input" not in parts[:-4]:
+        return folder.name
+    model, _framework, variation = parts[-4:-1]
+    return model if variation == "default" else f"{model}-{variation}"
+
+
 def _open_clip_folder_spec(folder: Path, text_tower: bool) -> ModelSpec:
     """The image tower, the text tower, or (an aesthetic head file beside the weights) the aesthetic score."""
     cfg = json.loads((folder / OPEN_CLIP_CONFIG).read_text()).get("model_cfg", {})
     px = cfg.get("vision_cfg", {}).get("image_size", 224)
     source, dim = f"{LOCAL_DIR}{folder.resolve()}", int(cfg.get("embed_dim", 0))
     if text_tower:
-        return ModelSpec(f"{folder.name}-text", "text", "open_clip_text", source, "open_clip text tower", 0, dim, 0)
+        return ModelSpec(f"{run_name(folder)}-text", "text", "open_clip_text", source, "open_clip text tower", 0, dim,
+                         0)
     heads = [folder / name for name in AESTHETIC_HEAD_FILES if (folder / name).is_file()]
     if heads:
-        return ModelSpec(folder.name, "image", "aesthetic", source, "open_clip + aesthetic MLP", _max_px(px), 1, 0,
+        return ModelSpec(run_name(folder), "image", "aesthetic", source, "open_clip + aesthetic MLP", _max_px(px), 1, 0,
                          normalize=False, head=str(heads[0].resolve()))
-    return ModelSpec(folder.name, "image", "open_clip", source, "open_clip", _max_px(px), dim, 0)
+    return ModelSpec(run_name(folder), "image", "open_clip", source, "open_clip", _max_px(px), dim, 0)
 
 
 def _transformers_folder_spec(folder: Path, text_tower: bool) -> ModelSpec:
@@ -225,12 +237,12 @@ def _transformers_folder_spec(folder: Path, text_tower: bool) -> ModelSpec:
             raise ValueError(f"{folder} holds an image-only {model_type} model: it has no text tower")
         pooling, max_tokens = ("", 0) if dual else _sentence_transformers_settings(folder)
         dim = cfg.get("projection_dim") or tower.get("projection_size") or tower["hidden_size"]
-        name = f"{folder.name}-text" if dual else folder.name
+        name = f"{run_name(folder)}-text" if dual else run_name(folder)
         return ModelSpec(name, "text", "transformers_text", source, f"{model_type} text", 0, int(dim), 0,
                          pooling=pooling, max_tokens=max_tokens)
     tower = cfg["vision_config"] if "vision_config" in cfg else cfg
     dim = cfg.get("projection_dim") or tower["hidden_size"]
-    return ModelSpec(folder.name, "image", "transformers_image", source, f"{model_type} image",
+    return ModelSpec(run_name(folder), "image", "transformers_image", source, f"{model_type} image",
                      _max_px(tower.get("image_size", 224)), int(dim), 0)
 
 
