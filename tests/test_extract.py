@@ -127,6 +127,17 @@ def test_image_model_on_a_schema_without_images_is_refused(small_demo, tmp_path)
         extract(data, small_demo, tmp_path, "amazon2023", "color-stats")
 
 
+def test_image_model_on_a_schema_without_images_is_refused_before_device_workers_start(small_demo, tmp_path, capsys):
+    """On two GPUs (Kaggle's T4 x2, where 'auto' takes both) each spawned worker failed on its own, and the error read
+    '2 of 2 device workers failed; ... a rerun computes only the rest' above the same advice twice."""
+    from amzkit.stages.devices import extract_on_devices
+
+    data = {"train": pd.DataFrame(), "test": pd.DataFrame()}
+    with pytest.raises(ValueError, match="no image column.*pass -p model"):
+        extract_on_devices(data, small_demo, tmp_path, "amazon2023", "fashion-siglip", device="cpu,cpu")
+    assert "workers on" not in capsys.readouterr().out
+
+
 def test_registry_has_the_roadmap_models():
     assert {"fashion-siglip", "fashion-clip", "ecommerce-b", "ecommerce-l", "clip-b32", "color-stats",
             "tfidf-svd"} <= set(MODELS)

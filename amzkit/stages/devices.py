@@ -25,7 +25,7 @@ from amzkit.embed.registry import get_model_spec
 from amzkit.images.features import IMAGE_CACHE_DIR
 from amzkit.images.fetch import fetch_images
 from amzkit.images.http import NetworkWatch
-from amzkit.stages.extract import SHARD_ROWS, D, extract
+from amzkit.stages.extract import SHARD_ROWS, D, check_image_column, extract
 from amzkit.stages.extract_reports import network_down_error
 
 # Loaders that ignore `device` (numpy / scikit-learn featurizers): 'auto' keeps them in one process.
@@ -64,7 +64,8 @@ def extract_on_devices(data: dict[str, pd.DataFrame], data_dir: str | Path, work
         return extract(data, data_dir, work_dir, schema, model, batch_size=batch_size, device=devices[0],
                        num_workers=num_workers, shard_rows=shard_rows, images_offline_ok=images_offline_ok)
     schema_ = get_schema(schema)
-    if spec.modality == "image" and schema_.image_column is not None:
+    check_image_column(spec, schema_)  # here, not in each worker: their failures would read as a run to resume
+    if spec.modality == "image":
         watch = None if images_offline_ok else NetworkWatch()  # a dead network stops the run early, as in extract
         for split in SPLITS:  # once, here: the workers then find every picture in the cache
             fetch_images(data[split][schema_.image_column], base_dir=data_dir,

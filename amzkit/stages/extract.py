@@ -210,6 +210,14 @@ def _output_dtype(spec: ModelSpec):
     return np.float16 if spec.normalize else np.float32
 
 
+def check_image_column(spec: ModelSpec, schema_) -> None:
+    """Refuse an image model on a schema without an image column (the 2023 edition), saying what to pass."""
+    if spec.modality == "image" and schema_.image_column is None:
+        raise ValueError(f"schema {schema_.name!r} has no image column, so image model {spec.name!r} has nothing to "
+                         "embed: pass -p model \"\" (no image model; 01's default is an image model) and embed the "
+                         "text with -p text_model (e.g. minilm or tfidf-svd)")
+
+
 def extract(
     data: dict[str, pd.DataFrame], data_dir: str | Path, work_dir: str | Path, schema: str, model: str,
     batch_size: int = D.batch_size, device: str = D.device, num_workers: int = D.num_workers,
@@ -230,10 +238,7 @@ def extract(
     spec, embedder = create_embedder(model, batch_size=batch_size, device=device, num_workers=num_workers)
     run_dir = stage_dir(work_dir, "01_extract") / spec.name
     shard_dir = run_dir / SHARDS_DIR
-    if spec.modality == "image" and schema_.image_column is None:
-        raise ValueError(f"schema {schema_.name!r} has no image column, so image model {spec.name!r} has nothing to "
-                         "embed: pass -p model \"\" (no image model; 01's default is an image model) and embed the "
-                         "text with -p text_model (e.g. minilm or tfidf-svd)")
+    check_image_column(spec, schema_)
     fit = fit_fingerprint(spec, data, schema_)
     earlier = read_json(run_dir / "manifest.json").get("source") if (run_dir / "manifest.json").is_file() else None
     if earlier and spec.source and earlier != spec.source:
