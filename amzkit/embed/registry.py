@@ -154,12 +154,24 @@ def get_model_spec(name: str) -> ModelSpec:
     try:
         return MODELS[name]
     except KeyError:
-        close = difflib.get_close_matches(name, sorted(MODELS), n=1)
+        close = [repr(found) for found in _names_loading(name)] or [
+            repr(found) for found in difflib.get_close_matches(name, sorted(MODELS), n=1)]
         raise ValueError(
-            f"unknown model {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+            f"unknown model {name!r}" + (f" (did you mean {' or '.join(close)}?)" if close else "")
             + f"; the registry has {sorted(MODELS)}, or pass {LOCAL_DIR}<folder> "
             f"({LOCAL_DIR_TEXT}<folder> for the text tower of a CLIP / SigLIP folder)"
         ) from None
+
+
+def _names_loading(given: str) -> list[str]:
+    """The registry names whose weights a hub id or repo name (any case, with or without hf-hub:) is."""
+    def key(text: str) -> str:
+        return text.removeprefix("hf-hub:").lower()
+
+    wanted = key(given)
+    return [spec.name for spec in MODELS.values() if spec.source and wanted and (
+        key(spec.source) == wanted or key(spec.source).rsplit("/", 1)[-1] == wanted)] or [
+        spec.name for spec in MODELS.values() if spec.name.lower() == given.lower()]
 
 
 def _local_spec(folder: Path, text_tower: bool) -> ModelSpec:
