@@ -280,3 +280,24 @@ def test_an_lb_score_entered_as_a_fraction_is_refused_with_the_points_it_means(t
     assert add_score(tmp_path, "lgbm_a", 45.0)["lb"] == 45.0
     make_run(tmp_path, "tiny", 0.8)  # a CV below 2 (a near-perfect model) leaves a score below 1 alone
     assert add_score(tmp_path, "tiny", 0.5)["lb"] == 0.5
+
+
+def test_a_score_kept_in_lb_scores_after_its_run_was_submitted_again_is_not_a_second_point(tmp_path: Path) -> None:
+    """05 rerun with the same lb_scores after the run was retrained and submitted again paired the old score with
+    the new submission's CV: a point of a submission never made in the CV-LB fit."""
+    from amzkit.stages.leaderboard import log_submission
+
+    submission = tmp_path / "submission.csv"
+    make_run(tmp_path, "a", 47.0)
+    submission.write_text("sample_id,price\n1,5.0\n")
+    log_submission(tmp_path, "a", submission)  # 05: a at CV 47, scored 47.9 on the LB
+    make_run(tmp_path, "a", 46.0)  # trained again
+    record_scores(tmp_path, {"a": 47.9})  # 05 with lb_scores, before it logs its own submission
+    submission.write_text("sample_id,price\n1,6.0\n")
+    log_submission(tmp_path, "a", submission)  # ... which is a at CV 46
+    record_scores(tmp_path, {"a": 47.9})  # 05 rerun, lb_scores unchanged
+    assert add_score(tmp_path, "a", 47.9)["already"] is True  # `lb add` of that score again
+    table = leaderboard(tmp_path)
+    assert table[["cv", "lb"]].values.tolist() == [[47.0, 47.9]]
+    record_scores(tmp_path, {"a": 47.1})  # the new submission's own score
+    assert leaderboard(tmp_path)[["cv", "lb"]].values.tolist() == [[47.0, 47.9], [46.0, 47.1]]

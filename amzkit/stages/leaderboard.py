@@ -234,15 +234,27 @@ def submission_cv(work_dir: str | Path, run: str) -> tuple[str, str, float, str]
 def add_score(work_dir: str | Path, run: str, score: float, note: str = "") -> dict:
     """Append one public LB score for a submission made from `run` (a run name, or a submission file 05 logged);
     the CV beside it is the one its submission was made with (`submission_cv`); returns the row written."""
-    run, metric, cv, notice = submission_cv(work_dir, run)
+    source, metric, cv, notice = submission_cv(work_dir, run)
     lb = _check_score(score, metric)
     _check_scale(lb, cv, metric)
     table = _read_table(work_dir)
-    same = table[(table["run"].astype(str) == run) & (table["lb"].astype(float).round(6) == round(lb, 6))
-                 & (table["cv"].astype(float).round(6) == round(cv, 6))]
+    same = table[(table["run"].astype(str) == source) & (table["lb"].astype(float).round(6) == round(lb, 6))
+                 & table["cv"].astype(float).round(6).isin(_same_submission_cvs(work_dir, run, source, cv))]
     if len(same):  # the same score of the same submission twice would count as two points in the CV-LB fit
         return {**same.iloc[-1].to_dict(), "already": True}
-    return write_scores(work_dir, [{"run": run, "metric": metric, "cv": cv, "lb": lb, "notice": notice}], note)[0]
+    return write_scores(work_dir, [{"run": source, "metric": metric, "cv": cv, "lb": lb, "notice": notice}],
+                        note)[0]
+
+
+def _same_submission_cvs(work_dir: str | Path, run: str, source: str, cv: float) -> set[float]:
+    """The CVs (rounded) at which a recorded score of `source` with the same LB is this entry's score again: the
+    paired CV; for an entry by run name also the CVs of the run's earlier logged submissions (a score recorded for
+    one of them, given again by name after the run was submitted anew, is that submission's, not the new one's)."""
+    cvs = {round(cv, 6)}
+    if not str(run).lower().endswith(".csv"):
+        logged = _submissions(work_dir).dropna(subset=["cv"])
+        cvs |= {round(float(v), 6) for v in logged.loc[logged["source"] == str(source), "cv"]}
+    return cvs
 
 
 def write_scores(work_dir: str | Path, pairs: list[dict], note: str = "") -> list[dict]:
@@ -392,11 +404,14 @@ def pair_scores(work_dir: str | Path, scores: dict[str, float]) -> tuple[list[di
             source, metric, cv, notice = submission_cv(work_dir, run)
             lb = _check_score(score, metric)
             _check_scale(lb, cv, metric)
+            cvs = _same_submission_cvs(work_dir, run, source, cv)
         except (LeaderboardError, ValueError, OSError, KeyError) as err:  # a run's unreadable metrics.json too
             refused.append(f"{run}: {err}")
             continue
         key = (source, round(lb, 6), round(cv, 6))
-        if key not in seen:  # a resubmission (another CV) is a new point; one named twice (run, file) is one
+        # a resubmission (another CV) is a new point; one named twice (run, file) is one, and so is a score kept in
+        # lb_scores after its run was submitted again (recorded at the earlier submission's CV)
+        if not any((source, round(lb, 6), c) in seen for c in cvs):
             seen.add(key)
             pairs.append({"run": source, "metric": metric, "cv": cv, "lb": lb, "notice": notice})
     return pairs, refused
