@@ -397,3 +397,24 @@ def test_a_colour_chunk_computed_without_the_pictures_is_not_reused_once_they_ar
     assert colour_features(pathless, "train", out_dir, workers=1, progress=False).isna().all().all()
     again = colour_features(images, "train", out_dir, workers=1, progress=False)
     assert np.isfinite(again.to_numpy()).all(), "the all-NaN chunk of the path-less rows was reused"
+
+
+def test_a_kill_between_a_chunks_arrays_and_its_marker_never_lets_the_old_marker_vouch_for_them(tmp_path,
+                                                                                                 monkeypatch):
+    """A chunk recomputed for other rows (another train.csv) and killed before its marker was written kept the old
+    rows' marker beside the new rows' features: back on the old rows, those features were read as theirs."""
+    names = [Path(p).name for p in write_product_jpegs(tmp_path / "data", 4, size=96)]
+    images = cached_images(pd.Series(names), tmp_path / "data", tmp_path / "cache")
+    other = cached_images(pd.Series(names[::-1]), tmp_path / "data", tmp_path / "cache")
+    out_dir = tmp_path / "features"
+    first = colour_features(images, "train", out_dir, workers=1, progress=False)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(imagefeatures, "write_json", killed)
+    with pytest.raises(KeyboardInterrupt):
+        colour_features(other, "train", out_dir, workers=1, progress=False)
+    monkeypatch.undo()
+    again = colour_features(images, "train", out_dir, workers=1, progress=False)
+    pd.testing.assert_frame_equal(again, first)

@@ -260,6 +260,7 @@ def colour_features(images: pd.DataFrame, split: str, out_dir: Path, *, workers:
             bar.set_postfix(cached_chunks=len(blocks), chunks_to_do=len(todo))
             for start, stop, stem, expected in todo:
                 block = colour_of_paths(paths[start:stop], k, size_px, workers, bar=bar)
+                stem.with_suffix(".json").unlink(missing_ok=True)  # an old marker must not vouch for the new rows
                 write_npy(stem.with_suffix(".npy"), block)
                 write_json(stem.with_suffix(".json"), expected)  # the marker last: present means the chunk is whole
                 blocks[start] = block
