@@ -301,3 +301,15 @@ def test_a_score_kept_in_lb_scores_after_its_run_was_submitted_again_is_not_a_se
     assert table[["cv", "lb"]].values.tolist() == [[47.0, 47.9]]
     record_scores(tmp_path, {"a": 47.1})  # the new submission's own score
     assert leaderboard(tmp_path)[["cv", "lb"]].values.tolist() == [[47.0, 47.9], [46.0, 47.1]]
+
+
+def test_a_third_submission_on_the_trend_is_not_judged_by_a_line_through_two_points() -> None:
+    """A line through the first two submissions fits them exactly (RMSE 0), so ordinary LB noise on a third at
+    another CV was 'CV stopped tracking' (here r = 0.997); the latest point is judged once 3 earlier ones give
+    the trend a scatter."""
+    fit = cv_lb_fit(points([45.0, 45.4, 43.0], [46.1, 46.3, 44.0]))
+    assert fit["r"] > 0.99 and fit["latest_residual"] is None
+    assert tracking_verdict(fit).startswith("CV tracks LB (r = 1.00")
+    fit = cv_lb_fit(points([45.0, 45.4, 44.0, 43.0], [46.1, 46.3, 45.0, 47.5]))  # 3 earlier: judged
+    assert fit["latest_residual"] == pytest.approx(3.5, abs=0.1)
+    assert "latest submission" in tracking_verdict(fit)

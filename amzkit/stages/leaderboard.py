@@ -44,6 +44,7 @@ SCORE_RANGES = {"smape": (0.0, 200.0), "score2023": (0.0, 100.0), "mape": (0.0, 
 MIN_R = 0.5  # below this Pearson r the CV ranking no longer predicts the LB ranking
 FRACTION_RATIO = 20.0  # an LB score below 1 and this many times below its CV was entered as a fraction
 TOLERANCE = 1.0  # score points: a latest point closer than this to the earlier line is never "far"
+MIN_EARLIER = 3  # earlier submissions the latest one is judged against: a 2-point line fits them exactly (RMSE 0)
 
 
 class LeaderboardError(ValueError):
@@ -297,7 +298,8 @@ def cv_lb_fit(table: pd.DataFrame) -> dict:
     """Fit LB = slope * CV + intercept over the table's rows (>= 2 points; Pearson r needs >= 3).
 
     Also the mean gap (LB - CV), and for the latest row its residual from the line fitted on the earlier rows
-    (`latest_residual`) with those rows' RMSE around that line (`earlier_rmse`); None where too few points.
+    (`latest_residual`) with those rows' RMSE around that line (`earlier_rmse`); None where too few points (the
+    earlier rows need MIN_EARLIER: a line through two points has no scatter to judge a third by).
     """
     points = table[["cv", "lb"]].astype(float).dropna()
     cv, lb = points["cv"].to_numpy(), points["lb"].to_numpy()
@@ -309,7 +311,7 @@ def cv_lb_fit(table: pd.DataFrame) -> dict:
     if n >= 3 and np.ptp(cv) > 0 and np.ptp(lb) > 0:
         r = float(np.corrcoef(cv, lb)[0, 1])
     latest_residual = earlier_rmse = None
-    earlier = _line(cv[:-1], lb[:-1])
+    earlier = _line(cv[:-1], lb[:-1]) if n - 1 >= MIN_EARLIER else None
     if earlier is not None:
         slope_e, intercept_e = earlier
         latest_residual = float(lb[-1] - (slope_e * cv[-1] + intercept_e))
