@@ -313,3 +313,14 @@ def test_a_third_submission_on_the_trend_is_not_judged_by_a_line_through_two_poi
     fit = cv_lb_fit(points([45.0, 45.4, 44.0, 43.0], [46.1, 46.3, 45.0, 47.5]))  # 3 earlier: judged
     assert fit["latest_residual"] == pytest.approx(3.5, abs=0.1)
     assert "latest submission" in tracking_verdict(fit)
+
+
+def test_an_lb_that_never_moves_while_the_cv_does_is_not_tracking() -> None:
+    """Identical LB scores (a 2023 score clamped at 0) over submissions of other CVs have no r, and lie on a flat
+    line: the verdict said 'CV tracks LB (LB ~= 0.00 * CV ...)'."""
+    table = points([5.0, 12.0, 20.0, 31.0], [0.0, 0.0, 0.0, 0.0]).assign(metric="score2023")
+    verdict = tracking_verdict(cv_lb_fit(table))
+    assert verdict.startswith("CV stopped tracking: the LB stayed at 0.000 over 4 submissions while their CV "
+                              "ranged 5.00..31.00") and "clamps" in verdict
+    assert tracking_verdict(cv_lb_fit(points([45.0, 46.0, 47.0], [47.5] * 3))).startswith("CV stopped tracking")
+    assert tracking_verdict(cv_lb_fit(points([45.0, 45.0, 45.0], [47.5] * 3))).startswith("too few points")

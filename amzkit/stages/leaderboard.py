@@ -321,11 +321,13 @@ def cv_lb_fit(table: pd.DataFrame) -> dict:
         "intercept": line[1] if line else None, "r": r,
         "mean_gap": float(np.mean(lb - cv)), "latest_cv": float(cv[-1]), "latest_lb": float(lb[-1]),
         "latest_residual": latest_residual, "earlier_rmse": earlier_rmse,
+        "cv_range": (float(cv.min()), float(cv.max())), "lb_constant": bool(n >= 3 and np.ptp(lb) == 0),
     }
 
 
 def tracking_verdict(fit: dict, min_r: float = MIN_R, tolerance: float = TOLERANCE) -> str:
-    """Plain words: "CV tracks LB ..." or "CV stopped tracking: ..." (r < min_r, or the latest point far off).
+    """Plain words: "CV tracks LB ..." or "CV stopped tracking: ..." (r < min_r, an LB that never moved while the CV
+    did, or the latest point far off).
 
     The latest point is far when its residual from the earlier points' line exceeds
     max(tolerance, 3 * earlier RMSE) points of the metric; "worse" follows the metric's direction.
@@ -335,6 +337,12 @@ def tracking_verdict(fit: dict, min_r: float = MIN_R, tolerance: float = TOLERAN
     r = fit.get("r")
     if r is not None and r < min_r:
         problems.append(f"Pearson r = {r:.2f} < {min_r:g} over {fit['n']} submissions")
+    low, high = fit.get("cv_range") or (0.0, 0.0)
+    if fit.get("lb_constant") and high > low:  # no r, and a flat line that every point lies on
+        problems.append(f"the LB stayed at {fit['latest_lb']:.3f} over {fit['n']} submissions while their CV ranged "
+                        f"{low:.2f}..{high:.2f}: the CV's differences never reach the LB"
+                        + (" (a 2023 score of 0 is a MAPE of 1 or more: the leaderboard clamps it)"
+                           if fit.get("metric") == "score2023" and fit["latest_lb"] == 0 else ""))
     residual, rmse = fit.get("latest_residual"), fit.get("earlier_rmse")
     if residual is not None:
         limit = max(tolerance, 3 * (rmse or 0.0))
