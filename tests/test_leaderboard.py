@@ -324,3 +324,21 @@ def test_an_lb_that_never_moves_while_the_cv_does_is_not_tracking() -> None:
                               "ranged 5.00..31.00") and "clamps" in verdict
     assert tracking_verdict(cv_lb_fit(points([45.0, 46.0, 47.0], [47.5] * 3))).startswith("CV stopped tracking")
     assert tracking_verdict(cv_lb_fit(points([45.0, 45.0, 45.0], [47.5] * 3))).startswith("too few points")
+
+
+def test_a_logged_submission_of_a_run_that_is_unfinished_now_can_still_be_scored(tmp_path: Path, capsys) -> None:
+    """A 04 (or 03) rerun that failed leaves no metrics.json: the LB score of the submission made from the run
+    before was refused as 'unknown run', though 05's log holds the CV it was made with."""
+    from amzkit.stages.leaderboard import log_submission
+
+    make_run(tmp_path, "04_ensemble", 46.5)
+    submission = tmp_path / "submission.csv"
+    submission.write_text("sample_id,price\n1,5.0\n")
+    log_submission(tmp_path, "04_ensemble", submission)
+    (tmp_path / "04_ensemble" / "metrics.json").unlink()  # 04 rerun today, failed
+    row = add_score(tmp_path, "04_ensemble", 47.75)
+    assert (row["cv"], row["lb"], row["metric"]) == (46.5, 47.75, "smape")
+    assert "not a finished run now" in capsys.readouterr().out
+    assert record_scores(tmp_path, {"04_ensemble": 47.75}) == []  # the same point, from 05's lb_scores
+    with pytest.raises(LeaderboardError, match="unknown run 'never_submitted'"):
+        add_score(tmp_path, "never_submitted", 47.0)

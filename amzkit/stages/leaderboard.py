@@ -211,7 +211,16 @@ def submission_cv(work_dir: str | Path, run: str) -> tuple[str, str, float, str]
                                    "edited, or made elsewhere): give the name of the run it came from instead")
         last = found.iloc[-1]
         return str(last["source"]), str(last["metric"]), float(last["cv"]), ""
-    metric, cv_now = run_cv_score(work_dir, run)
+    try:
+        metric, cv_now = run_cv_score(work_dir, run)
+    except LeaderboardError as err:  # unfinished now (a 03/04 rerun that failed, or still running), or deleted
+        earlier = logged[logged["source"] == str(run)]
+        if earlier.empty:
+            raise
+        last = earlier.iloc[-1]
+        return run, str(last["metric"]), float(last["cv"]), (
+            f"run {run!r} is not a finished run now ({err}); the score is paired with its last logged submission "
+            f"({last['file']}, {last['time']}), made at CV {float(last['cv']):.3f}")
     found = logged[(logged["source"] == str(run)) & (logged["metric"] == metric)]
     if found.empty:
         return run, metric, cv_now, (
