@@ -226,3 +226,36 @@ def test_a_count_value_with_packs_of_sized_containers_totals_them():
                        _catalog("Sport Jelly Beans, 24 - 1 oz Bags", 1.0, "Ounce")])
     weight = np.expm1(pack_total_features(parse_catalog_column(texts))["total_weight_log"].to_numpy())
     assert weight == pytest.approx([24.0, 24.0])
+
+
+class _ReadCounter:
+    """A compiled pattern that counts the characters each search or match is handed."""
+
+    def __init__(self, pattern) -> None:
+        self.pattern, self.read = pattern, 0
+
+    def _count(self, string: str, pos: int, endpos: int | None) -> None:
+        self.read += (len(string) if endpos is None else min(endpos, len(string))) - pos
+
+    def search(self, string: str, pos: int = 0, endpos: int | None = None):
+        self._count(string, pos, endpos)
+        return self.pattern.search(string, pos, len(string) if endpos is None else endpos)
+
+    def match(self, string: str, pos: int = 0, endpos: int | None = None):
+        self._count(string, pos, endpos)
+        return self.pattern.match(string, pos, len(string) if endpos is None else endpos)
+
+
+def test_a_long_name_is_read_in_linear_time(monkeypatch):
+    """Each size's rules searched the whole name before and after it, so a name of n sizes took n^2 (a catalog text
+    without labels is all name: 100 KB of '12 oz' took minutes); they read a bounded context around each size."""
+    from amzkit.text import quantity
+
+    counters = {name: _ReadCounter(getattr(quantity, name)) for name in (
+        "_NOT_OWN_BEFORE", "_NOT_OWN_AFTER", "_NUTRIENT_AFTER", "_DIMENSION_AFTER", "_DIMENSION_BEFORE")}
+    for name, counter in counters.items():
+        monkeypatch.setattr(quantity, name, counter)
+    n = 2000
+    got = name_quantities("Makes 64 oz, 5g Protein " + "12 oz, 1 L x 2 L, 5 g " * n)
+    assert got.item_size == pytest.approx(12.0) and got.size_family == "weight"
+    assert sum(counter.read for counter in counters.values()) < 2000 * 4 * n  # 4 sizes each repeat

@@ -10,6 +10,7 @@ total quantity per row in each unit family, and says how Value relates to the na
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from dataclasses import dataclass
@@ -84,6 +85,9 @@ _DIMENSION_BEFORE = re.compile(rf"{_DIMENSION_LETTER}\s*[x×*]\s*$", re.IGNORECA
 # A group in parentheses that states the packs: a size inside it is one inner item ("(4lb Pack of 10)",
 # "(5-4 Lb Bags)").
 _PACK_GROUP = re.compile(rf"\([^()]*(?:\bpack|{_SIZED_CONTAINERS})[^()]*\)", re.IGNORECASE)
+# How far before and after a size the rules above read (their phrases are far shorter): searching the whole rest of
+# the name for each size made a long name (a catalog text without labels is all name) quadratic.
+_CONTEXT = 200
 
 
 def _size_matches(name: str) -> list[tuple[float, str, int]]:
@@ -91,14 +95,15 @@ def _size_matches(name: str) -> list[tuple[float, str, int]]:
     order, but those a product makes or holds and a nutrient's grams."""
     sizes = []
     for match in _SIZE.finditer(name):
-        if _NOT_OWN_BEFORE.search(name[:match.start()]) or _NOT_OWN_AFTER.match(name[match.end():]):
+        before, after = max(0, match.start() - _CONTEXT), name[match.end():match.end() + _CONTEXT]
+        if _NOT_OWN_BEFORE.search(name, before, match.start()) or _NOT_OWN_AFTER.match(after):
             continue
-        if match.group(2).lower() == "l" and (_DIMENSION_AFTER.match(name[match.end():])
-                                               or _DIMENSION_BEFORE.search(name[:match.start()])):
+        if match.group(2).lower() == "l" and (_DIMENSION_AFTER.match(after)
+                                               or _DIMENSION_BEFORE.search(name, before, match.start())):
             continue
         value = _number(match.group(1))
         unit = normalize_unit(match.group(2).rstrip("."))
-        if unit in ("gram", "milligram") and value < 100 and _NUTRIENT_AFTER.match(name[match.end():]):
+        if unit in ("gram", "milligram") and value < 100 and _NUTRIENT_AFTER.match(after):
             continue
         family, factor = UNITS.get(unit, ("other", math.nan))
         if family in ("weight", "volume") and value > 0 and math.isfinite(factor):
@@ -208,8 +213,14 @@ def _size_is_pack_total(name: str, sizes: list[tuple[float, str, int]], packs: i
     if packs is None or packs <= 1 or len(sizes) < 2:
         return False
     groups = [match.span() for match in _PACK_GROUP.finditer(name)]
+    starts = [low for low, _ in groups]  # the groups do not overlap: the one that may hold a size is the last before it
+
+    def in_group(start: int) -> bool:
+        at = bisect.bisect_left(starts, start) - 1
+        return at >= 0 and start < groups[at][1]
+
     return any(math.isclose(inner * packs, sizes[0][0], rel_tol=0.02) for inner, _, start in sizes[1:]
-               if any(low < start < high for low, high in groups))
+               if in_group(start))
 
 
 def total_quantity_log(parsed: pd.DataFrame, totals: pd.DataFrame | None = None) -> np.ndarray:
