@@ -259,3 +259,16 @@ def test_a_long_name_is_read_in_linear_time(monkeypatch):
     got = name_quantities("Makes 64 oz, 5g Protein " + "12 oz, 1 L x 2 L, 5 g " * n)
     assert got.item_size == pytest.approx(12.0) and got.size_family == "weight"
     assert sum(counter.read for counter in counters.values()) < 2000 * 4 * n  # 4 sizes each repeat
+
+
+@pytest.mark.parametrize("number", ["9" * 400, "1" + "0" * 308, "1" + "0" * 40], ids=["400 digits", "1e308", "1e40"])
+def test_an_absurd_number_in_a_name_is_no_size(number):
+    """A 400-digit number before "oz" read as an infinite size, and 1e308 gallons overflowed when converted to fluid
+    ounces: name_size_log and total_*_log were inf, and so the ridge_oof and neighbour_unit offsets of the row. A
+    number above MAX_VALUE is no size, as a Value above it is none; the name's next size is read."""
+    name = f"Tea {number} gallons, 12 oz (Pack of 6)"
+    got = name_quantities(name)
+    assert got.item_size == pytest.approx(12.0) and got.packs == 6
+    parsed = parse_catalog_column(pd.Series([_catalog(name, 1e30, "Gallon"), f"Item Name: {number} oz"]))
+    totals = pack_total_features(parsed).to_numpy(dtype=float)
+    assert not np.isinf(totals).any() and not np.isinf(total_quantity_log(parsed)).any()

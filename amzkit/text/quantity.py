@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from amzkit.text.catalog import UNITS, normalize_unit, pack_count_from_name
+from amzkit.text.catalog import MAX_VALUE, UNITS, normalize_unit, pack_count_from_name
 
 # A size: a number (1.5, .5, 1,000) and a weight or volume unit; "fl oz" before "oz", "lb" before "l".
 _SIZE = re.compile(
@@ -106,7 +106,8 @@ def _size_matches(name: str) -> list[tuple[float, str, int]]:
         if unit in ("gram", "milligram") and value < 100 and _NUTRIENT_AFTER.match(after):
             continue
         family, factor = UNITS.get(unit, ("other", math.nan))
-        if family in ("weight", "volume") and value > 0 and math.isfinite(factor):
+        # A number above MAX_VALUE (a 400-digit one reads as inf) is no size, as a Value above it is none.
+        if family in ("weight", "volume") and 0 < value <= MAX_VALUE and math.isfinite(factor):
             sizes.append((value * factor, family, match.start()))
     return sizes
 
