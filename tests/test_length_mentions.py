@@ -118,6 +118,19 @@ def test_dimension_features_ignore_the_false_lengths() -> None:
     assert np.expm1(out["dim_max"].iloc[3]) == pytest.approx(56.0)
 
 
+def test_an_absurd_number_is_no_length() -> None:
+    """1e307 metres overflowed to inf inches (dim_max, dim_first were inf); like a Value above MAX_VALUE, a number
+    above it (a long product code before "mm") is no length, and the text's other lengths still read."""
+    huge = "1" + "0" * 307
+    assert length_mentions(f"{huge} meters, 5 inch, {'9' * 400} in.") == pytest.approx([5.0])
+    frame = pd.DataFrame({"TITLE": [f"Rod {huge} m"], "BULLET_POINTS": [""], "DESCRIPTION": [""],
+                          "PRODUCT_TYPE_ID": [1]})
+    schema = get_schema("amazon2023")
+    out = dimension_features(frame, parsed_rows(frame, schema), schema)
+    assert out["dim_count"].tolist() == [0]
+    assert out[["dim_max", "dim_min", "dim_first", "dim_name_max"]].isna().all(axis=None)
+
+
 # --------------------------------------------------------------------------------------------------
 # Real rows: removing an "N in 1" or shoe-size phrase must not change the lengths read
 # --------------------------------------------------------------------------------------------------

@@ -14,7 +14,14 @@ import numpy as np
 import pandas as pd
 
 from amzkit.core.schema import Schema, get_schema, row_text
-from amzkit.text.catalog import BASE_UNIT_OF_FAMILY, UNITS, normalize_unit, pack_count_from_name, parse_catalog_column
+from amzkit.text.catalog import (
+    BASE_UNIT_OF_FAMILY,
+    MAX_VALUE,
+    UNITS,
+    normalize_unit,
+    pack_count_from_name,
+    parse_catalog_column,
+)
 from amzkit.text.quantity import pack_total_features
 
 KEYWORDS: dict[str, str] = {
@@ -269,7 +276,8 @@ def length_mentions(text: str) -> list[float]:
         family, factor = UNITS.get(canonical, ("other", np.nan))
         if family != "length" or not _reads_as_length(text, match):
             continue
-        values += [value * factor for value in (_number(v) for v in match.groups()[:3] if v) if np.isfinite(value)]
+        # nan (a /0) and a number above MAX_VALUE (a 400-digit one is inf; 1e307 m overflows in inches) are no length
+        values += [value * factor for value in (_number(v) for v in match.groups()[:3] if v) if value <= MAX_VALUE]
     return values
 
 
