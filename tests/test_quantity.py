@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -272,3 +274,33 @@ def test_an_absurd_number_in_a_name_is_no_size(number):
     parsed = parse_catalog_column(pd.Series([_catalog(name, 1e30, "Gallon"), f"Item Name: {number} oz"]))
     totals = pack_total_features(parsed).to_numpy(dtype=float)
     assert not np.isinf(totals).any() and not np.isinf(total_quantity_log(parsed)).any()
+
+
+class _SeenStrings:
+    """A compiled pattern that keeps every string it is handed."""
+
+    def __init__(self, pattern, seen: list[str]) -> None:
+        self.pattern, self.seen = pattern, seen
+
+    def __getattr__(self, method: str):
+        def call(string: str, *args):
+            self.seen.append(string)
+            return getattr(self.pattern, method)(string, *args)
+        return call
+
+
+def test_a_whitespace_run_in_a_name_is_read_as_one_space(monkeypatch):
+    """"12 <2000 spaces> x" took seconds and 100 KB of them hours: the size, count and pack patterns ("\\s*-?\\s*")
+    try every split of a whitespace run. A 2023 TITLE is not collapsed as a 2025 Item Name is; the rules now read a
+    collapsed name (the same result: they read any whitespace run as one)."""
+    from amzkit.text import catalog, quantity
+
+    seen: list[str] = []
+    for module in (quantity, catalog):
+        for name, value in vars(module).items():
+            if isinstance(value, re.Pattern):
+                monkeypatch.setattr(module, name, _SeenStrings(value, seen))
+    monkeypatch.setattr(catalog, "_PACK_PATTERNS", tuple(_SeenStrings(p, seen) for p in catalog._PACK_PATTERNS))
+    got = name_quantities("Tea 12" + " " * 3000 + "Ounce \t (Pack \n of  6), 5 " + " " * 3000 + "q")
+    assert got == name_quantities("Tea 12 Ounce (Pack of 6), 5 q") == NameQuantities(12.0, "weight", None, 6)
+    assert seen and not any(re.search(r"\s\s", string) for string in seen)

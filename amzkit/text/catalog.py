@@ -203,6 +203,7 @@ def pack_count_from_name(name: str | None) -> int | None:
     """Pack size stated in an item name ("Pack of 6", "6-Pack", "12 per case", "2 x 500g"), else None."""
     if not isinstance(name, str) or not name:
         return None
+    name = _collapse_whitespace(name)  # the patterns read any whitespace run as one; a long one made them quadratic
     for pattern in _PACK_PATTERNS:
         match = pattern.search(name)
         if match:

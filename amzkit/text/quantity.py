@@ -116,6 +116,7 @@ def name_quantities(name: str | None) -> NameQuantities:
     """The item size, item count and packs written in an item name."""
     if not isinstance(name, str) or not name:
         return NameQuantities(None, None, None, None)
+    name = " ".join(name.split())  # the rules read any whitespace run as one; a long one made them quadratic
     sizes = _size_matches(name)
     size = sizes[0][:2] if sizes else None
     counts = [int(m.group(1)) for m in _COUNT.finditer(name)]
