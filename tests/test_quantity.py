@@ -304,3 +304,30 @@ def test_a_whitespace_run_in_a_name_is_read_as_one_space(monkeypatch):
     got = name_quantities("Tea 12" + " " * 3000 + "Ounce \t (Pack \n of  6), 5 " + " " * 3000 + "q")
     assert got == name_quantities("Tea 12 Ounce (Pack of 6), 5 q") == NameQuantities(12.0, "weight", None, 6)
     assert seen and not any(re.search(r"\s\s", string) for string in seen)
+
+
+@pytest.mark.parametrize(("name", "packs", "total"), [
+    ("Graham Snacks, Cinnamon, 12.7oz Box (12 Pouches)", 12, True),  # the box's 12.7 oz holds the 12 pouches
+    ("Cheese Crackers, Grab n' Go, 6.75lb Case (36 Pouches)", 36, True),
+    ("Protein Bars, Sea Salt, 18.3oz Box (10 Bars)", 10, True),
+    ("Lunch Snacks Variety Pack, 28.1oz Box (28 Packs)", 28, True),
+    ("Half-Caff 72 Ounce, Ground Coffee, 12 Ounce Bag (Pack of 6)", 6, True),  # 6 bags of 12 make the 72
+    ("Pasta Dinner 7.25 Oz Box (Pack of 24)", 24, False),  # 24 boxes
+    ("Chunk Light Tuna, 5 Ounce Cans (24 Cans)", 24, False),
+    ("Oat Milk, 32 oz Carton (12 Pack)", 12, False),
+    ("Ground Coffee 72 Ounce, 10 Ounce Bag (Pack of 6)", 6, False),  # 6 x 10 is not 72
+])
+def test_a_box_size_that_holds_the_packs_is_the_pack_total(name, packs, total):
+    """ "28.1oz Box (28 Packs)" is one box of 28 packs: its 28.1 oz, as Value states it, was taken for one pack's and
+    multiplied by 28 (787 oz)."""
+    got = name_quantities(name)
+    assert got.packs == packs and got.size_is_pack_total == total
+
+
+def test_a_box_size_that_holds_the_packs_totals_once():
+    texts = pd.Series([_catalog("Lunch Snacks Variety Pack, 28.1oz Box (28 Packs)", 28.1, "Ounce"),
+                       _catalog("Half-Caff 72 Ounce, Ground Coffee, 12 Ounce Bag (Pack of 6)", 72.0, "Ounce"),
+                       _catalog("Pasta Dinner 7.25 Oz Box (Pack of 24)", 7.25, "Ounce")])
+    out = pack_total_features(parse_catalog_column(texts))
+    assert np.expm1(out["total_weight_log"].to_numpy()) == pytest.approx([28.1, 72.0, 174.0])
+    assert out["value_per_item"].tolist() == [0.0, 0.0, 1.0]

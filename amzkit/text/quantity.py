@@ -82,6 +82,18 @@ _DIMENSION_LETTER = r"\d\s*[LWHD](?![a-z])\s*(?:in\b\.?|\"|'')?"
 _DIMENSION_AFTER = re.compile(r"^\s*(?:in\b\.?|\"|'')?\s*[x×*]\s*(?:\d+(?:\.\d+)?|\.\d+)\s*[LWHD](?![a-z])",
                               re.IGNORECASE)
 _DIMENSION_BEFORE = re.compile(rf"{_DIMENSION_LETTER}\s*[x×*]\s*$", re.IGNORECASE)
+# After a size, a box or case and, in parentheses, the packs inside it: the size is the box's ("28.1oz Box (28 Packs)",
+# "6.75lb Case (36 Pouches)"); not "12oz Box (Pack of 3)" (three boxes) nor "5 Ounce Cans (24 Cans)".
+_INNER_PACKS_AFTER = re.compile(
+    r"\.?\s*(?:box|case)\s*\(\s*(\d{1,4})\s+(?:[a-z-]+\s+)?(?:pouches|bars|packs|packets|bags|snacks|sticks)\s*\)",
+    re.IGNORECASE,
+)
+# After a size, one container and "(Pack of N)": the size of each of the N ("12 Ounce Bag (Pack of 6)"; not "2 oz
+# Servings (Pack of 6)").
+_PACK_OF_AFTER = re.compile(
+    r"\.?\s*(?:bag|box|jar|can|bottle|pouch|carton|tin|tub|package|canister|container)\s*\(\s*pack\s+of\s+\d+\s*\)",
+    re.IGNORECASE,
+)
 # A group in parentheses that states the packs: a size inside it is one inner item ("(4lb Pack of 10)",
 # "(5-4 Lb Bags)").
 _PACK_GROUP = re.compile(rf"\([^()]*(?:\bpack|{_SIZED_CONTAINERS})[^()]*\)", re.IGNORECASE)
@@ -151,11 +163,11 @@ def pack_total_features(parsed: pd.DataFrame) -> pd.DataFrame:
       Value above 1 where the name states neither, or where it is a whole multiple of the name's (the name states
       the packs but not the count inside them, or the count but not the packs).
     A name whose first size is the pack's total ("40lb (4lb Pack of 10)": an inner size in the parentheses of
-    its pack phrase, times the packs, makes it) states no item size to multiply: a Value equal to it states the
-    pack, one equal to the inner size one item. A placeholder Value gives way to the name's total: one at most a
-    tenth of the name's size ("1" for a "5 lbs" bag), and a Value of 1 or of the name's packs (a count written in
-    a weight or volume unit: "Ounce" 6 for "7.5oz Pack of 6") under four fifths of it ("1" Ounce for an "8.47 oz"
-    pouch).
+    its pack phrase, times the packs, makes it; "28.1oz Box (28 Packs)": a box's size) states no item size to
+    multiply: a Value equal to it states the pack, one equal to the inner size one item. A placeholder
+    Value gives way to the name's total: one at most a tenth of the name's size ("1" for a "5 lbs" bag), and a Value
+    of 1 or of the name's packs (a count written in a weight or volume unit: "Ounce" 6 for "7.5oz Pack of 6") under
+    four fifths of it ("1" Ounce for an "8.47 oz" pouch).
     """
     quantities = [name_quantities(name) for name in parsed["item_name"]]
     size = np.array([_nan(q.item_size) for q in quantities])
@@ -211,9 +223,14 @@ def pack_total_features(parsed: pd.DataFrame) -> pd.DataFrame:
 
 def _size_is_pack_total(name: str, sizes: list[tuple[float, str, int]], packs: int | None) -> bool:
     """Whether the name's first size (of `sizes`, _size_matches) is the pack's total: a size inside the parentheses
-    of a pack phrase, times the packs, makes it ("40lb (4lb Pack of 10)", "36 Ounce (12 Ounce Bags, Pack of 3)")."""
-    if packs is None or packs <= 1 or len(sizes) < 2:
+    of a pack phrase, or just before "(Pack of N)", times the packs, makes it ("40lb (4lb Pack of 10)", "36 Ounce (12
+    Ounce Bags, Pack of 3)", "72 Ounce, ... 12 Ounce Bag (Pack of 6)"); or it is a box's or case's that names the
+    packs inside it ("28.1oz Box (28 Packs)", "6.75lb Case (36 Pouches)", "18.3oz Box (10 Bars)")."""
+    if packs is None or packs <= 1 or not sizes:
         return False
+    inside = _INNER_PACKS_AFTER.match(name, _SIZE.match(name, sizes[0][2]).end())
+    if inside and int(inside.group(1)) == packs:
+        return True
     groups = [match.span() for match in _PACK_GROUP.finditer(name)]
     starts = [low for low, _ in groups]  # the groups do not overlap: the one that may hold a size is the last before it
 
@@ -222,7 +239,8 @@ def _size_is_pack_total(name: str, sizes: list[tuple[float, str, int]], packs: i
         return at >= 0 and start < groups[at][1]
 
     return any(math.isclose(inner * packs, sizes[0][0], rel_tol=0.02) for inner, _, start in sizes[1:]
-               if in_group(start))
+               if in_group(start)
+               or _PACK_OF_AFTER.match(name, _SIZE.match(name, start).end()))
 
 
 def total_quantity_log(parsed: pd.DataFrame, totals: pd.DataFrame | None = None) -> np.ndarray:
