@@ -331,3 +331,18 @@ def test_a_box_size_that_holds_the_packs_totals_once():
     out = pack_total_features(parse_catalog_column(texts))
     assert np.expm1(out["total_weight_log"].to_numpy()) == pytest.approx([28.1, 72.0, 174.0])
     assert out["value_per_item"].tolist() == [0.0, 0.0, 1.0]
+
+
+def test_a_count_value_that_repeats_the_names_count_is_not_multiplied_by_the_packs():
+    """ "1200 Count (Pack of 12)" with Value 1200 Count is 12 boxes of 100: the name's first count is already the packs'
+    total and was multiplied again (14,400 tea bags)."""
+    texts = pd.Series([
+        _catalog("Earl Grey Tea 100 Pack, 1200 Count, (Pack of 12)", 1200.0, "Count"),  # 1200, not 14400
+        _catalog("Breakfast Blend 36 Count Coffee Pods, 12 Count (Pack of 3)", 36.0, "Count"),  # 36, not 108
+        _catalog("Espresso Pods, 60-Count Box (6 Packs of 10)", 60.0, "Count"),  # 60, not 360
+        _catalog("Herbal Tea, 10 Tea Bags (Pack of 6)", 10.0, "Count"),  # the packs do not divide 10: 60
+        _catalog("Mint Tea, 20 Count (Pack of 6)", 120.0, "Count"),  # Value is the total already: 120
+        _catalog("Green Tea, 24-count (Pack of 6)", 24.0, "Ounce"),  # no Count Value: 144
+    ])
+    items = np.expm1(pack_total_features(parse_catalog_column(texts))["total_items_log"].to_numpy())
+    assert items == pytest.approx([1200.0, 36.0, 60.0, 60.0, 120.0, 144.0])

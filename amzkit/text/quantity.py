@@ -161,7 +161,8 @@ def pack_total_features(parsed: pd.DataFrame) -> pd.DataFrame:
       Value x packs when it states one item, the name's total (size x packs) when Value is a count or absent.
     - total_items_log: log1p(packs x count inside each item), the number of single things sold; a Count
       Value above 1 where the name states neither, or where it is a whole multiple of the name's (the name states
-      the packs but not the count inside them, or the count but not the packs).
+      the packs but not the count inside them, or the count but not the packs); the name's count alone where a
+      Count Value repeats it and the packs divide it ("1200 Count (Pack of 12)", Count 1200: 1200 in all).
     A name whose first size is the pack's total ("40lb (4lb Pack of 10)": an inner size in the parentheses of
     its pack phrase, times the packs, makes it; "28.1oz Box (28 Packs)": a box's size) states no item size to
     multiply: a Value equal to it states the pack, one equal to the inner size one item. A placeholder
@@ -209,9 +210,13 @@ def pack_total_features(parsed: pd.DataFrame) -> pd.DataFrame:
                               np.nan)
         from_name = np.where(family == name, name_total, np.nan)
         out[f"total_{name}_log"] = np.log1p(np.where(np.isfinite(from_value), from_value, from_name))
-    items = packs_or_one * np.where(np.isfinite(count), count, 1.0)
     with np.errstate(invalid="ignore"):
         counted = np.where((value_family == "count") & (value_base > 1), value_base, np.nan)
+        # A first count that a Count Value repeats and the packs divide is already the packs' total ("1200 Count (Pack
+        # of 12)", Count 1200; "36 Count Pods, ... 12 Count (Pack of 3)", Count 36), not each pack's.
+        count_is_total = (counted == count) & (packs > 1) & (np.mod(count, packs) == 0)
+    items = np.where(count_is_total, count, packs_or_one * np.where(np.isfinite(count), count, 1.0))
+    with np.errstate(invalid="ignore"):
         # A Count Value that is a whole multiple of the name's items counts the single things the name states only
         # in part ("15 Piece, 10-Count": 150; "Toothpicks (24 Pack)": 480); not one that is the name's size in
         # ounces ("12 oz (Pack of 2)", Count 12).
