@@ -346,3 +346,21 @@ def test_a_count_value_that_repeats_the_names_count_is_not_multiplied_by_the_pac
     ])
     items = np.expm1(pack_total_features(parse_catalog_column(texts))["total_items_log"].to_numpy())
     assert items == pytest.approx([1200.0, 36.0, 60.0, 60.0, 120.0, 144.0])
+
+
+@pytest.mark.parametrize(("name", "count", "packs"), [
+    ("Original Glazed Doughnuts - 12 Donuts", 12, None),
+    ("Painted Roses 50 cm - 125 Stems", 125, None),
+    ("Thumbprint Cookies, 6.75 OZ Bag (18 Cookies)", 18, None),
+    ("Sandwich Cookies, 15 Cookies per pack, 5.29 Ounce (Pack of 9)", 15, 9),
+    ("Graham Crackers in Twin Packs (80 crackers total)", 80, None),
+    ("Electrolyte Drink Mix, 20 Stickpacks", 20, None),
+    ("Peppermint Variety Pack, 21 Pops", 21, None),
+    ("Mexican Candy (100 Lollipops)", 100, None),
+    ("Cherry Soda, 20oz Bottles, 12 Units", 12, None),
+    ("Corn Tortillas - 24 Packages (288 Tortillas) (24 Pack)", 12, 24),  # 288 in all: 12 in each of the 24
+])
+def test_count_nouns_read_as_counts(name, count, packs):
+    """ "12 Donuts", "125 Stems", "(18 Cookies)" were read as nothing: a listing of 125 roses had no item count."""
+    got = name_quantities(name)
+    assert got.item_count == count and got.packs == packs

@@ -30,9 +30,12 @@ _SIZE = re.compile(
 # A count of small things inside one item ("80ct", "40 Count", "50 tea bags", "12 K-Cups", "60 PC").
 _COUNT = re.compile(
     r"(?<![\w.])([1-9]\d{0,4})\s*-?\s*(?:count|ct|pc|pcs|pieces?|tea\s*bags|bags|pods|k-?\s*cups?|capsules|sachets"
-    r"|packets|sticks|servings?|bars|cans|bottles|pouches|cups|tablets|rolls|sheets|slices)\b",
+    r"|packets|sticks|servings?|bars|cans|bottles|pouches|cups|tablets|rolls|sheets|slices|stems|cookies|crackers"
+    r"|tortillas|lollipops|donuts|doughnuts|pellets|pops|stick\s*packs|units)\b",
     re.IGNORECASE,
 )
+# Packs, then a parenthesis that opens on a count ("24 Packages (288 Tortillas)"): the count is all the packs'.
+_PACKS_BEFORE = re.compile(r"(?<![\w.])(\d{1,4})\s*-?\s*[a-z]+\s*\(\s*$", re.IGNORECASE)
 # "<packs>-<size> <containers>": "2-14 Ounce Jars", "24 - 1 oz Bags", "12 - 9.5 oz Snack Packs" (a range, "6-8 oz",
 # names no plural container after it).
 _SIZED_CONTAINERS = (
@@ -131,8 +134,8 @@ def name_quantities(name: str | None) -> NameQuantities:
     name = " ".join(name.split())  # the rules read any whitespace run as one; a long one made them quadratic
     sizes = _size_matches(name)
     size = sizes[0][:2] if sizes else None
-    counts = [int(m.group(1)) for m in _COUNT.finditer(name)]
-    count = next((c for c in counts if 0 < c <= MAX_COUNT), None)
+    counted = next((m for m in _COUNT.finditer(name) if 0 < int(m.group(1)) <= MAX_COUNT), None)
+    count = int(counted.group(1)) if counted else None
     packs = pack_count_from_name(name)
     if packs is None:
         extra = _EXTRA_PACK.search(name)
@@ -141,6 +144,10 @@ def name_quantities(name: str | None) -> NameQuantities:
             packs = value if 0 < value <= MAX_COUNT else None
     if packs is not None and count == packs:
         count = None  # "24 Pack" read twice: once as packs, once as a count
+    elif counted and packs and count % packs == 0:
+        before = _PACKS_BEFORE.search(name[:counted.start()])
+        if before and int(before.group(1)) == packs:
+            count //= packs  # "24 Packages (288 Tortillas)": the count in parentheses is the packs' total
     return NameQuantities(size[0] if size else None, size[1] if size else None, count, packs,
                           _size_is_pack_total(name, sizes, packs))
 
