@@ -335,8 +335,8 @@ def test_pseudo_rows_train_but_never_validate_and_carry_their_folds_own_labels(s
     assert list(fold_pred.columns) == ["id"] + [f"fold{f}" for f in range(5)]
     schema = get_schema("amazon2025")
     folds = shared_folds(work, data["train"], schema, 5, 42, "group")
-    pseudo = pseudo_labels(work, "source", folds, data["test"]["sample_id"].to_numpy(), 500, fraction=0.3,
-                           weight=0.4)
+    pseudo = pseudo_labels(work, "source", folds, data["test"]["sample_id"].to_numpy(),
+                           data["train"]["sample_id"].to_numpy(), fraction=0.3, weight=0.4)
     assert len(pseudo.rows) == 30 and pseudo.rows.min() >= 500
     spread = np.log(fold_pred[[f"fold{f}" for f in range(5)]].to_numpy()).std(axis=1)
     assert spread[pseudo.rows - 500].max() <= np.sort(spread)[29] + 1e-12  # the most confident 30%
@@ -365,7 +365,8 @@ def test_a_pseudo_label_source_without_metrics_is_named_not_a_raw_file_error(syn
     (work / "03_train" / "source" / "metrics.json").unlink()
     folds = shared_folds(work, data["train"], get_schema("amazon2025"), 5, 42, "group")
     with pytest.raises(ValueError, match=r"pseudo-label source 'source' has not finished.*metrics\.json.*rerun 03"):
-        pseudo_labels(work, "source", folds, data["test"]["sample_id"].to_numpy(), 500, fraction=0.3, weight=0.4)
+        pseudo_labels(work, "source", folds, data["test"]["sample_id"].to_numpy(),
+                      data["train"]["sample_id"].to_numpy(), fraction=0.3, weight=0.4)
 
 
 def test_pseudo_labels_on_pure_noise_show_no_honest_gain(tmp_path):

@@ -27,7 +27,7 @@ from amzkit.app.kaggle_runtime import (
 )
 from amzkit.core.io import read_csv, read_json, remove_stale_temporaries, write_json
 from amzkit.core.metric import constant_level_warning, other_scores
-from amzkit.core.schema import SPLITS, Schema, get_schema, load_data
+from amzkit.core.schema import SPLITS, Schema, check_columns, get_schema, load_data
 from amzkit.core.workdir import KAGGLE_INPUT, check_writable, on_kaggle, resolve_work_dir, stage_dir
 from amzkit.embed.registry import LOCAL_DIR, LOCAL_DIR_TEXT, MODELS, get_model_spec, registry_table
 from amzkit.ml.diversity import ALIKE_CORRELATION
@@ -87,10 +87,11 @@ def resolve_data_dir(data_dir: str, work_dir: Path, train_name: str = "train.csv
 def _fits_schema(folder: Path, train_name: str, schema: Schema) -> bool:
     """True when the train and test CSVs in `folder` have the schema's columns (their headers alone are read)."""
     try:
-        return all(set(read_csv(folder / name, nrows=0).columns) == set(columns) for name, columns in
-                   ((train_name, schema.train_columns), ("test.csv", schema.test_columns)))
+        for name, split in ((train_name, "train"), ("test.csv", "test")):
+            check_columns(list(read_csv(folder / name, nrows=0).columns), schema, split, str(folder / name))
     except (ValueError, OSError):
         return False
+    return True
 
 
 @dataclass

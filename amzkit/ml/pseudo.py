@@ -32,8 +32,8 @@ class PseudoLabels:
                 "max_log_spread": float(self.spread.max()) if len(self.spread) else None}
 
 
-def pseudo_labels(work_dir: str | Path, source: str, folds: np.ndarray, test_ids: np.ndarray, n_train: int,
-                  fraction: float, weight: float, train_ids: np.ndarray | None = None) -> PseudoLabels:
+def pseudo_labels(work_dir: str | Path, source: str, folds: np.ndarray, test_ids: np.ndarray, train_ids: np.ndarray,
+                  fraction: float, weight: float) -> PseudoLabels:
     """The `fraction` of test rows on which the source run's fold models agree most (smallest spread of log
     predictions), labelled per fold by that fold's model; `weight` is their sample weight (03's
     pseudo_label_fraction and pseudo_label_weight, whose declaration holds the defaults and the ranges).
@@ -47,10 +47,11 @@ def pseudo_labels(work_dir: str | Path, source: str, folds: np.ndarray, test_ids
     if not (run_dir / "metrics.json").is_file():
         raise ValueError(f"pseudo-label source {source!r} has not finished: {run_dir / 'metrics.json'} is missing (a "
                          f"run stopped while saving); rerun 03 for {source!r}, then this run")
-    if read_json(run_dir / "metrics.json").get("folds_sha256") != id_hash(folds):
+    metrics = read_json(run_dir / "metrics.json")
+    if metrics.get("folds_sha256") != id_hash(folds):
         raise ValueError(f"pseudo-label source {source!r} was trained on other folds: its fold models would have "
                          "seen this run's validation rows. Retrain it in this work folder's shared folds")
-    if train_ids is not None and read_json(run_dir / "metrics.json").get("train_ids_sha256") != id_hash(train_ids):
+    if metrics.get("train_ids_sha256") != id_hash(train_ids):
         raise ValueError(f"pseudo-label source {source!r} was trained on other train rows (or another row order) "
                          "than this run's: its fold models would have seen rows this run validates on (its folds "
                          f"are numbered alike, not made of the same rows). Retrain {source!r} on this train.csv, "
@@ -67,4 +68,4 @@ def pseudo_labels(work_dir: str | Path, source: str, folds: np.ndarray, test_ids
     spread = log_pred.std(axis=1)
     chosen = np.sort(np.argsort(spread, kind="stable")[: max(1, int(round(fraction * len(spread))))])
     labels = {int(f): np.exp(log_pred[chosen, i]) for i, f in enumerate(fold_ids)}
-    return PseudoLabels(n_train + chosen, labels, weight, source, spread[chosen])
+    return PseudoLabels(len(train_ids) + chosen, labels, weight, source, spread[chosen])

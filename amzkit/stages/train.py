@@ -183,8 +183,8 @@ def train_run(
     pseudo = None
     if pseudo_label_run:
         check_name(pseudo_label_run, "pseudo_label_run")
-        pseudo = pseudo_labels(work_dir, pseudo_label_run, folds, test[schema_.id_column].to_numpy(), len(train),
-                               pseudo_label_fraction, pseudo_label_weight, train[schema_.id_column].to_numpy())
+        pseudo = pseudo_labels(work_dir, pseudo_label_run, folds, test[schema_.id_column].to_numpy(),
+                               train[schema_.id_column].to_numpy(), pseudo_label_fraction, pseudo_label_weight)
     run_dir = stage_dir(work_dir, "03_train") / run_name
     pseudo_info = {}
     devices = devices_for_folds(model) if fold_devices is None else list(fold_devices)
