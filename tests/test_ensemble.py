@@ -11,16 +11,8 @@ import pytest
 
 from amzkit.core.io import id_hash, show_ids
 from amzkit.core.metric import smape
-from amzkit.stages.ensemble import (
-    BEST_INSIDE,
-    METHODS,
-    OUTPUTS,
-    Calibrator,
-    blend,
-    ensemble,
-    fit_factor,
-    fit_weights,
-)
+from amzkit.ml.combiners import METHODS, Calibrator, blend, fit_factor, fit_weights
+from amzkit.stages.ensemble import BEST_INSIDE, OUTPUTS, ensemble
 from amzkit.stages.ensemble_inputs import ensemble_columns
 from amzkit.stages.ensemble_report import plot_ensemble, submitted_weights, summary_table
 
@@ -353,7 +345,7 @@ class SpyMeta:
         return frozenset(self.lookup.get(tuple(r), -1) for r in x)
 
     def fit(self, x: np.ndarray, y_log: np.ndarray) -> SpyMeta:
-        from amzkit.stages.ensemble import RidgeStack
+        from amzkit.ml.combiners import RidgeStack
 
         self.fit_rows_ = self._rows(x)
         self.model_ = RidgeStack().fit(x, y_log)
@@ -478,7 +470,8 @@ def test_a_run_named_twice_is_refused(tmp_path: Path) -> None:
 
 def test_a_misspelt_meta_model_is_refused_with_the_choices_before_any_run_is_read(tmp_path: Path) -> None:
     """-p meta lgbm passed the notebook's guard and failed only after the runs were loaded."""
-    from amzkit.stages.ensemble import META_MODELS, PARAMETERS
+    from amzkit.ml.combiners import META_MODELS
+    from amzkit.stages.ensemble import PARAMETERS
 
     assert set(PARAMETERS["meta"].choices) == set(META_MODELS)
     with pytest.raises(ValueError, match=r"meta.*'lgbm'.*lightgbm"):
@@ -586,7 +579,7 @@ def test_runs_of_reordered_train_rows_are_refused_with_what_changed(tmp_path: Pa
 
 
 def test_04s_column_wise_smape_is_the_metrics_smape() -> None:
-    from amzkit.stages.ensemble import _smape_columns
+    from amzkit.ml.combiners import _smape_columns
 
     rng = np.random.default_rng(0)
     target, preds = rng.lognormal(2, 1, 500), rng.lognormal(2, 1, (500, 7))
@@ -596,7 +589,7 @@ def test_04s_column_wise_smape_is_the_metrics_smape() -> None:
 
 
 def test_the_ridge_stack_reads_a_value_missing_only_at_prediction_as_its_fit_median():
-    from amzkit.stages.ensemble import RidgeStack
+    from amzkit.ml.combiners import RidgeStack
 
     rng = np.random.default_rng(0)
     meta = rng.normal(50, 5, 400)  # a meta-feature never missing in the fit rows (e.g. a pack total)

@@ -1,7 +1,7 @@
 """Stage 04: combine 03_train runs - weighted blend, stacking, SMAPE calibration - scored the honest way.
 
-Every method is a combiner with `fit(inputs, rows)` / `predict(inputs, rows)` over the stacked train+test
-rows. Each is scored twice: in-sample (fit and scored on every OOF row) and nested (for each fold, fit on
+Every method is a combiner (ml.combiners) with `fit(inputs, rows)` / `predict(inputs, rows)` over the stacked
+train+test rows. Each is scored twice: in-sample (fit and scored on every OOF row) and nested (for each fold, fit on
 the other folds' OOF rows, scored on it). Only the nested score is an honest estimate, so it alone picks
 the method whose predictions go to `04_ensemble/test_pred.csv` (`method="best"`). Picking the lowest of four
 nested scores flatters the winner a little, so with "best" `cv_smape` scores the picking too: each fold is
@@ -20,304 +20,47 @@ It also writes how alike the runs are (`error_correlation.csv`: the correlation 
 from __future__ import annotations
 
 import copy
-import warnings
-from dataclasses import dataclass
-from itertools import product
 from pathlib import Path
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from scipy.optimize import minimize_scalar
 
 from amzkit.core.io import id_keys, show_ids, write_csv, write_json
-from amzkit.core.metric import METRICS, smape, smape_terms
+from amzkit.core.metric import METRICS, smape
 from amzkit.core.params import Param, Parameters
 from amzkit.core.schema import SCHEMAS
 from amzkit.core.workdir import list_runs, stage_dir
-from amzkit.ml.base import MIN_PREDICTION
+from amzkit.ml.combiners import (
+    FACTOR_RANGE,
+    GRID_STEP,
+    META_MODELS,
+    METHODS,
+    MIN_CALIBRATION_ROWS,
+    EnsembleInputs,
+    blend,
+    make_combiners,
+)
 from amzkit.ml.diversity import alike_pairs, error_correlation
 from amzkit.ml.folds import saved_fold_groups
 from amzkit.ml.nested import choose_inside, cross_fit
-from amzkit.ml.ridge import RIDGE_ALPHAS, GcvRidge
 from amzkit.ml.runs import load_run, run_predictions_sha256, unfinished_runs
 from amzkit.stages.ensemble_inputs import check_compatible
 
-METHODS = ("blend", "stack", "blend+calibration", "stack+calibration")
 PARAMETERS = Parameters(
     Param("runs", [], "03_train runs to combine; []: every finished run of the work folder", plain_name=True),
     Param("method", "best", "best (lowest nested SMAPE), blend, stack, blend+calibration or stack+calibration",
           choices=("best", *METHODS)),
-    Param("meta", "ridge", "the stacking meta-model: ridge or lightgbm", choices=("ridge", "lightgbm")),  # META_MODELS
+    Param("meta", "ridge", "the stacking meta-model: ridge or lightgbm", choices=tuple(META_MODELS)),
     Param("calibrate_by", "", "a feature or CSV column (e.g. unit_family): a calibration factor per group"),
     Param("meta_features", [], "feature or CSV columns the stacking meta-model sees beside the runs"),
-    Param("factor_min", 0.7, "smallest calibration factor tried", low=0, low_open=True),
-    Param("factor_max", 1.3, "largest calibration factor tried", low=0, low_open=True),
-    Param("min_group_rows", 200, "rows a calibration group needs for its own factor", low=1),
+    Param("factor_min", FACTOR_RANGE[0], "smallest calibration factor tried", low=0, low_open=True),
+    Param("factor_max", FACTOR_RANGE[1], "largest calibration factor tried", low=0, low_open=True),
+    Param("min_group_rows", MIN_CALIBRATION_ROWS, "rows a calibration group needs for its own factor", low=1),
     relations=(("factor_min", "<=", "factor_max"),),
 )
 D = PARAMETERS.defaults
 
-GRID_STEP = 0.05
-FACTOR_RANGE = (D.factor_min, D.factor_max)
-FACTOR_STEP = 0.005
-MIN_CALIBRATION_ROWS = D.min_group_rows
-_CHUNK_CELLS = 4_000_000  # rows x candidates scored at once
 BEST_INSIDE = "best (picked inside each fold)"  # the row and fold curve of method "best" as cv_smape scores it
-
-
-# --- blend weights --------------------------------------------------------------------------------------
-
-def blend(log_preds: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Weighted geometric mean: exp(log_preds @ weights)."""
-    return np.exp(log_preds @ weights)
-
-
-def _smape_columns(target: np.ndarray, preds: np.ndarray) -> np.ndarray:
-    """SMAPE (percent) of each column of `preds` (n, m) against `target`, as amzkit.metric.smape computes it."""
-    a = np.asarray(target, dtype=np.float64)[:, None]
-    out = np.empty(preds.shape[1])
-    step = max(1, _CHUNK_CELLS // max(len(a), 1))
-    for start in range(0, preds.shape[1], step):
-        out[start:start + step] = smape_terms(a, preds[:, start:start + step]).mean(axis=0)
-    return out
-
-
-def _blend_scores(log_preds: np.ndarray, target: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-    """SMAPE of each candidate weight vector's blend. For positive targets SMAPE is 2|tanh(d/2)| of the log
-    ratio d, which spares the exp and the divisions."""
-    step = max(1, _CHUNK_CELLS // max(len(target), 1))
-    chunks = [candidates[i:i + step] for i in range(0, len(candidates), step)]
-    if (target > 0).all():
-        log_target = np.log(target)[:, None]
-        return np.concatenate([200.0 * np.abs(np.tanh((log_preds @ c.T - log_target) / 2)).mean(axis=0)
-                               for c in chunks])
-    return np.concatenate([_smape_columns(target, np.exp(log_preds @ c.T)) for c in chunks])
-
-
-def _simplex_grid(k: int, step: float) -> np.ndarray:
-    ticks = np.round(np.arange(0, 1 + step / 2, step), 10)
-    points = [w for w in product(ticks, repeat=k - 1) if sum(w) <= 1 + 1e-9]
-    return np.array([[*w, 1 - sum(w)] for w in points])
-
-
-def fit_weights(log_preds: np.ndarray, target: np.ndarray, step: float = GRID_STEP) -> np.ndarray:
-    """Non-negative weights summing to 1 that minimise SMAPE (grid search, refined by pairwise transfers)."""
-    k = log_preds.shape[1]
-    if k == 1:
-        return np.ones(1)
-    if k <= 4:
-        candidates = _simplex_grid(k, step)
-    else:
-        candidates = np.vstack([np.eye(k), np.full((1, k), 1 / k)])
-    scores = _blend_scores(log_preds, target, candidates)
-    best = candidates[int(np.argmin(scores))].copy()
-    best_score = float(scores.min())
-    pairs = [(i, j) for i, j in product(range(k), repeat=2) if i != j]
-    for delta in (step / 2, step / 5):
-        while True:
-            trials = []
-            for i, j in pairs:
-                if best[j] >= delta:
-                    trial = best.copy()
-                    trial[i] += delta
-                    trial[j] -= delta
-                    trials.append(trial)
-            if not trials:
-                break
-            trials = np.array(trials)
-            trial_scores = _blend_scores(log_preds, target, trials)
-            if not trial_scores.min() < best_score - 1e-12:  # no better trial (a NaN score is none either)
-                break
-            best, best_score = trials[int(np.argmin(trial_scores))], float(trial_scores.min())
-    return best
-
-
-# --- calibration ----------------------------------------------------------------------------------------
-
-def fit_factor(pred: np.ndarray, target: np.ndarray, factor_range: tuple[float, float] = FACTOR_RANGE,
-               step: float = FACTOR_STEP) -> float:
-    """The multiplier c in `factor_range` minimising SMAPE(target, c * pred): a grid, then a bounded 1-D refine."""
-    low, high = factor_range
-    grid = np.arange(low, high + step / 2, step)
-    scores = _smape_columns(target, np.asarray(pred, dtype=np.float64)[:, None] * grid[None, :])
-    best = float(grid[int(np.argmin(scores))])
-    refined = minimize_scalar(lambda c: smape(target, pred * c), method="bounded",
-                              bounds=(max(low, best - step), min(high, best + step)), options={"xatol": 1e-5})
-    return float(refined.x) if refined.fun < scores.min() else best
-
-
-class Calibrator:
-    """Multiplicative SMAPE calibration: one global factor, and one per group with >= min_group_rows rows."""
-
-    def __init__(self, factor_range: tuple[float, float] = FACTOR_RANGE, step: float = FACTOR_STEP,
-                 min_group_rows: int = MIN_CALIBRATION_ROWS):
-        self.factor_range = factor_range
-        self.step = step
-        self.min_group_rows = min_group_rows
-
-    def fit(self, pred: np.ndarray, target: np.ndarray, groups: np.ndarray | None = None) -> Calibrator:
-        self.factor_ = fit_factor(pred, target, self.factor_range, self.step)
-        self.group_factors_ = {}
-        if groups is not None:
-            labels, counts = np.unique(groups, return_counts=True)
-            for label in labels[counts >= self.min_group_rows]:
-                rows = groups == label
-                self.group_factors_[label] = fit_factor(pred[rows], target[rows], self.factor_range, self.step)
-        return self
-
-    def predict(self, pred: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
-        factors = np.full(len(pred), self.factor_)
-        if groups is not None:
-            for label, factor in self.group_factors_.items():
-                factors[groups == label] = factor
-        return pred * factors
-
-
-# --- meta-models for stacking ---------------------------------------------------------------------------
-
-class RidgeStack:
-    """Ridge (alpha by GCV, standardised columns) of log target on log predictions; NaNs take fit medians."""
-
-    def __init__(self, alphas: tuple[float, ...] = RIDGE_ALPHAS):
-        self.alphas = alphas
-
-    def _filled(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float64)
-        return np.where(np.isnan(x), self.fill_, x)
-
-    def fit(self, x: np.ndarray, y_log: np.ndarray) -> RidgeStack:
-        x = np.asarray(x, dtype=np.float64)
-        seen = ~np.isnan(x).all(axis=0)  # a value missing later (a test row, a scored fold) takes the fit median
-        self.fill_ = np.zeros(x.shape[1])
-        self.fill_[seen] = np.nanmedian(x[:, seen], axis=0)
-        self.model_ = GcvRidge(self.alphas).fit(self._filled(x), y_log)
-        return self
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        return self.model_.predict(self._filled(x)).astype(np.float64)
-
-    def coefficients(self) -> tuple[np.ndarray, float]:
-        """Coefficients and intercept on the unstandardised inputs."""
-        coef = self.model_.coef_.astype(np.float64) / self.model_.scale_
-        return coef, float(self.model_.intercept_ - coef @ self.model_.mean_)
-
-
-class LightGBMStack:
-    """A small LightGBM (L1 loss on log target, fixed rounds) on log predictions and a few raw columns."""
-
-    def __init__(self, n_estimators: int = 300, learning_rate: float = 0.03, num_leaves: int = 7,
-                 min_data_in_leaf: int = 40, seed: int = 0, num_threads: int = 1):
-        self.n_estimators = n_estimators
-        self.learning_rate = learning_rate
-        self.num_leaves = num_leaves
-        self.min_data_in_leaf = min_data_in_leaf
-        self.seed = seed
-        self.num_threads = num_threads
-
-    def fit(self, x: np.ndarray, y_log: np.ndarray) -> LightGBMStack:
-        params = {"objective": "l1", "learning_rate": self.learning_rate, "num_leaves": self.num_leaves,
-                  "min_data_in_leaf": self.min_data_in_leaf, "feature_fraction": 1.0, "bagging_fraction": 0.8,
-                  "bagging_freq": 1, "lambda_l2": 1.0, "verbose": -1, "seed": self.seed, "deterministic": True,
-                  "force_col_wise": True, "num_threads": self.num_threads}
-        self.booster_ = lgb.train(params, lgb.Dataset(np.asarray(x, dtype=np.float32), y_log),
-                                  num_boost_round=self.n_estimators)
-        return self
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        return self.booster_.predict(np.asarray(x, dtype=np.float32))
-
-
-META_MODELS = {"ridge": RidgeStack, "lightgbm": LightGBMStack}
-
-
-# --- combiners over stacked train+test rows ---------------------------------------------------------------
-
-@dataclass
-class EnsembleInputs:
-    """The runs' log predictions for train rows then test rows, the train target, optional extras."""
-
-    log_preds: np.ndarray  # (n_train + n_test, k)
-    target: np.ndarray  # (n_train,)
-    extra: np.ndarray | None = None  # (n_train + n_test, p) raw columns for the meta-model
-    groups: np.ndarray | None = None  # (n_train + n_test,) calibration group labels
-
-    def group_rows(self, rows: np.ndarray) -> np.ndarray | None:
-        return None if self.groups is None else self.groups[rows]
-
-
-class BlendCombiner:
-    """Weighted geometric mean of the runs, optionally calibrated."""
-
-    def __init__(self, step: float = GRID_STEP, calibrator: Calibrator | None = None):
-        self.step = step
-        self.calibrator = calibrator
-
-    def fit(self, inputs: EnsembleInputs, rows: np.ndarray) -> BlendCombiner:
-        self.weights_ = fit_weights(inputs.log_preds[rows], inputs.target[rows], self.step)
-        if self.calibrator is not None:
-            raw = blend(inputs.log_preds[rows], self.weights_)
-            self.calibrator_ = copy.deepcopy(self.calibrator).fit(raw, inputs.target[rows], inputs.group_rows(rows))
-        return self
-
-    def predict(self, inputs: EnsembleInputs, rows: np.ndarray) -> np.ndarray:
-        pred = blend(inputs.log_preds[rows], self.weights_)
-        if self.calibrator is not None:
-            pred = self.calibrator_.predict(pred, inputs.group_rows(rows))
-        return pred
-
-
-class StackCombiner:
-    """A meta-model of log target on the runs' log predictions (+ extra columns), optionally calibrated."""
-
-    def __init__(self, meta=None, calibrator: Calibrator | None = None):
-        self.meta = meta
-        self.calibrator = calibrator
-
-    def _matrix(self, inputs: EnsembleInputs, rows: np.ndarray) -> np.ndarray:
-        """The runs' log predictions and the extra columns, these clipped to the fit rows' range: a linear
-        meta-model would extrapolate a raw column (a test row's pack count 1000x any train row's) to any price."""
-        x = inputs.log_preds[rows]
-        if inputs.extra is None:
-            return x
-        with np.errstate(invalid="ignore"):  # NaN stays NaN (the meta-model fills it)
-            return np.hstack([x, np.clip(inputs.extra[rows], *self.extra_range_)])
-
-    def _raw(self, inputs: EnsembleInputs, rows: np.ndarray) -> np.ndarray:
-        return np.maximum(np.exp(self.meta_.predict(self._matrix(inputs, rows))), MIN_PREDICTION)
-
-    def fit(self, inputs: EnsembleInputs, rows: np.ndarray) -> StackCombiner:
-        y_log = np.log(np.maximum(inputs.target[rows], MIN_PREDICTION))
-        if inputs.extra is not None:
-            with warnings.catch_warnings():  # a column missing on every fit row has no range: left unclipped
-                warnings.simplefilter("ignore", RuntimeWarning)
-                low, high = np.nanmin(inputs.extra[rows], axis=0), np.nanmax(inputs.extra[rows], axis=0)
-            self.extra_range_ = (np.nan_to_num(low, nan=-np.inf), np.nan_to_num(high, nan=np.inf))
-        self.meta_ = copy.deepcopy(self.meta if self.meta is not None else RidgeStack())
-        self.meta_.fit(self._matrix(inputs, rows), y_log)
-        if self.calibrator is not None:
-            self.calibrator_ = copy.deepcopy(self.calibrator).fit(self._raw(inputs, rows), inputs.target[rows],
-                                                                  inputs.group_rows(rows))
-        return self
-
-    def predict(self, inputs: EnsembleInputs, rows: np.ndarray) -> np.ndarray:
-        pred = self._raw(inputs, rows)
-        if self.calibrator is not None:
-            pred = self.calibrator_.predict(pred, inputs.group_rows(rows))
-        return pred
-
-
-def make_combiners(meta="ridge", weight_step: float = GRID_STEP, factor_range: tuple[float, float] = FACTOR_RANGE,
-                   min_group_rows: int = MIN_CALIBRATION_ROWS) -> dict:
-    """The four methods of METHODS; `meta` is a META_MODELS name or an object with fit(x, y_log)/predict(x)."""
-    if isinstance(meta, str):
-        if meta not in META_MODELS:
-            raise ValueError(f"unknown meta-model {meta!r}; choose from {sorted(META_MODELS)}")
-        meta = META_MODELS[meta]()
-    calibrator = Calibrator(factor_range, FACTOR_STEP, min_group_rows)
-    return {"blend": BlendCombiner(weight_step), "stack": StackCombiner(meta),
-            "blend+calibration": BlendCombiner(weight_step, calibrator),
-            "stack+calibration": StackCombiner(meta, calibrator)}
 
 
 # --- runs in, predictions and report out ----------------------------------------------------------------
