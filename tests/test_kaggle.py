@@ -1071,6 +1071,18 @@ def test_03_kernels_training_one_run_name_are_refused_at_build(tmp_path):
     assert len([k for k in _build(tmp_path / "build", params_file=params).kernels if k.stage == "03_train"]) == 2
 
 
+def test_several_04_parameter_sets_are_refused_at_build(tmp_path):
+    """05 mounts every 04 kernel but links each 04_ensemble/ entry from the first kernel holding it: a second 04
+    parameter set (say method stack beside the default) was built and silently never submitted."""
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps({"04_ensemble": [{}, {"method": "stack"}]}))
+    with pytest.raises(ValueError, match=r"2 04_ensemble parameter sets.*one parameter set"):
+        _build(tmp_path / "build", params_file=params)
+    params.write_text(json.dumps({"04_ensemble": [{"method": "stack"}]}))
+    assert [k.params.get("method") for k in _build(tmp_path / "build", params_file=params).kernels
+            if k.stage == "04_ensemble"] == ["stack"]
+
+
 def test_inputs_lists_every_data_folder_when_several_are_attached(tmp_path, capsys):
     """data_dir auto takes the first folder whose CSVs fit the schema, which need not be the first found: `kaggle
     inputs` names them all rather than one the notebooks may pass over."""

@@ -419,6 +419,11 @@ def _plan_kernels(owner: str, prefix: str, per_stage: Mapping[str, list[dict[str
         checked = [check_stage_params(stage, v) for v in per_stage.get(stage, [{}])]
         if stage == "03_train":
             _check_03_runs(checked)
+        if stage == "04_ensemble" and len(checked) > 1:  # 05 links the first 04 kernel's files it finds
+            raise ValueError(f"{len(checked)} 04_ensemble parameter sets: 05 mounts every 04 kernel but reads one "
+                             "04_ensemble/ folder, so it would submit whichever it found first. Give 04 one parameter "
+                             "set (method best picks among blend, stack and calibration, and its table.csv scores "
+                             "them all)")
         sources_from = ([STAGES[index - 1]] if index else []) + list(KERNELS[stage].reads)
         sources = list(dict.fromkeys(k for s in sources_from for k in ids_by_stage.get(s, [])))
         ids_by_stage[stage] = []
