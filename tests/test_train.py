@@ -19,7 +19,7 @@ from amzkit.ml.folds import make_folds, shared_folds
 from amzkit.ml.presets import PRESETS
 from amzkit.ml.pseudo import pseudo_labels
 from amzkit.ml.runs import TEST_FOLD_PRED_FILE
-from amzkit.ml.transforms import FoldTransform, KnnTargetTransform, TopKCorrTransform
+from amzkit.ml.transforms import FoldTransform, KnnTargetTransform, PcaTransform, TopKCorrTransform
 from amzkit.ml.trees import LightGBMLearner
 from amzkit.stages import train as train_module
 from amzkit.stages.train import fold_fits_summary, plot_importance, plot_oof, train_run
@@ -179,6 +179,15 @@ def test_a_whole_embedding_run_with_no_row_embedded_is_refused_by_name(synthetic
                                                   data["test"]["sample_id"].to_numpy())})
     with pytest.raises(ValueError, match="embedding run 'nopics': 0 of this fold's 500 training rows have it"):
         train_run(data, "amazon2025", work, "x", ["quantity"], ["nopics"], lgb_params=FAST)
+
+
+def test_a_pca_view_wider_than_a_folds_rows_says_so_not_that_01_embedded_nothing():
+    """Every row has the embedding: the fold is what is too small for 'run:pca:64', so the fix is a smaller N."""
+    matrix = np.random.default_rng(0).normal(size=(60, 100)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"'minilm:pca:64' needs 64 training rows to fit on, and this fold has 48: "
+                                         r"pass a smaller size \(e.g. 'minilm:pca:24'\)") as caught:
+        PcaTransform("minilm", matrix, 64).fit(np.arange(48), np.ones(48))
+    assert "01 fetched" not in str(caught.value)
 
 
 def test_run_outputs_recompute_and_folds_are_shared(synthetic):

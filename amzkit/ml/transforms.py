@@ -27,9 +27,17 @@ class FoldTransform(ABC):
         """Feature columns for `rows` (after `fit` on the training fold)."""
 
 
-def embedded_rows(name: str, matrix: np.ndarray, rows: np.ndarray, needed: int) -> np.ndarray:
-    """Mask of the training rows that have embedding `name`; an error saying what to do when fewer than `needed`."""
+def embedded_rows(name: str, matrix: np.ndarray, rows: np.ndarray, needed: int, view: str = "",
+                  smaller: str = "") -> np.ndarray:
+    """Mask of the training rows that have embedding `name`; an error saying what to do when fewer than `needed`:
+    the fold itself too small for `view` (e.g. 'run:pca:64'; `smaller`: the view that fits), or the run missing
+    (almost) all of its rows."""
     good = np.isfinite(matrix[rows]).all(axis=1)
+    if good.sum() < needed and len(rows) < needed:  # not the run's fault: the view asks for more rows than a fold has
+        raise ValueError(
+            f"embedding view {view or name!r} needs {needed} training rows to fit on, and this fold has {len(rows)}: "
+            + (f"pass a smaller size (e.g. {smaller!r}), or " if smaller else "")
+            + "use more train rows or fewer folds")
     if good.sum() < needed:
         raise ValueError(
             f"embedding run {name!r}: {good.sum()} of this fold's {len(rows)} training rows have it, {needed} needed "
@@ -68,7 +76,7 @@ class TopKCorrTransform(FoldTransform):
         self.names = [f"{name}_top{i}" for i in range(self.k)]
 
     def fit(self, rows, y):
-        good = embedded_rows(self.name, self.matrix, rows, needed=2)
+        good = embedded_rows(self.name, self.matrix, rows, needed=2, view=f"{self.name}:topk_corr:{self.k}")
         corr = pearson_columns(self.matrix[rows][good], np.log1p(y[good]))
         self.dims_ = np.argsort(-np.abs(corr))[: self.k]
         return self
@@ -85,7 +93,8 @@ class PcaTransform(FoldTransform):
         self.names = [f"{name}_pc{i}" for i in range(self.n)]
 
     def fit(self, rows, y):
-        good = embedded_rows(self.name, self.matrix, rows, needed=self.n)
+        good = embedded_rows(self.name, self.matrix, rows, needed=self.n, view=f"{self.name}:pca:{self.n}",
+                             smaller=f"{self.name}:pca:{max(1, min(self.n, len(rows)) // 2)}")
         self.pca_ = PCA(self.n, random_state=self.seed).fit(self.matrix[rows][good])
         return self
 
@@ -120,7 +129,8 @@ class KnnTargetTransform(FoldTransform):
                                 similarity.max(axis=1)]).astype(np.float32)
 
     def fit(self, rows, y):
-        good = embedded_rows(self.name, self.matrix, rows, needed=self.INNER_FOLDS)
+        good = embedded_rows(self.name, self.matrix, rows, needed=self.INNER_FOLDS,
+                             view=f"{self.name}:knn:{self.k}")
         rows, y = rows[good], y[good]
         self.space_ = NeighbourSpace().fit(self.matrix[rows])
         self.reference_, self.log_ = self.space_.rows(self.matrix[rows]), np.log1p(y)
