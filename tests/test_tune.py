@@ -213,6 +213,19 @@ def test_a_search_space_key_the_search_cannot_tune_is_refused_before_the_study_e
     assert _tune(data, work, n_trials=1, search_space={"num_leaves": ("int", 2, 9, False)})["n_trials"] == 1
 
 
+@pytest.mark.parametrize("spec, words", [(("int", 9, 2, False), "needs numbers low <= high"),
+                                         (("integer", 2, 9, False), "kind 'integer' is not"),
+                                         (("int", 2, 9), r"\('int', 2, 9\) is not"),
+                                         (("float", 0.0, 1.0, True), r"low > 0 \(log scale\)"),
+                                         (("categorical", "l1", None, False), "choices in a list")])
+def test_a_search_space_entry_optuna_cannot_draw_is_refused_before_the_study_exists(synthetic, spec, words):
+    """Refused inside the first trial, the study file would hold it: the corrected call was 'another setup'."""
+    data, work = synthetic
+    with pytest.raises(ValueError, match=f"search_space 'num_leaves': .*{words}"):
+        _tune(data, work, n_trials=1, search_space={"num_leaves": spec})
+    assert not tuning_paths(work, "tuned")["study"].exists()
+
+
 def test_a_tune_that_fails_before_its_first_trial_leaves_no_folds(synthetic):
     data, work = synthetic
     with pytest.raises(FileNotFoundError, match="no embedding run 'plantd'"):

@@ -91,6 +91,26 @@ def _nearest_in_space(value, spec: tuple):
     return int(round(value)) if kind == "int" else value
 
 
+def check_search_space(space: dict[str, tuple]) -> None:
+    """Each entry is (kind, low, high, log) that Optuna can draw from: ('int' | 'float', low <= high, log only with
+    low > 0) or ('categorical', choices, None, False). Checked before the study file is made, like the names."""
+    for key, spec in space.items():
+        shape = "('int' or 'float', low, high, log) or ('categorical', [choices], None, False)"
+        if not isinstance(spec, tuple | list) or len(spec) != 4:
+            raise ValueError(f"search_space {key!r}: {spec!r} is not {shape}")
+        kind, low, high, log = spec
+        if kind == "categorical":
+            if isinstance(low, str) or not isinstance(low, tuple | list) or not low:
+                raise ValueError(f"search_space {key!r}: a categorical entry holds its choices in a list, got {low!r}")
+            continue
+        if kind not in ("int", "float"):
+            raise ValueError(f"search_space {key!r}: kind {kind!r} is not 'int', 'float' or 'categorical'")
+        numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high))
+        if not numbers or not low <= high or (log and low <= 0):
+            raise ValueError(f"search_space {key!r}: {spec!r} needs numbers low <= high"
+                             + (" and low > 0 (log scale)" if log else "") + f"; write it as {shape}")
+
+
 def _suggest(trial, key: str, spec: tuple):
     kind, low, high, log = spec
     if kind == "int":
@@ -242,6 +262,7 @@ def tune_preset(
     if unknown:  # checked before the study file is made, so that a corrected call is not "another setup"
         raise ValueError(f"search_space names {unknown}: the search tunes only {sorted(LIGHTGBM_DEFAULTS)} (by these "
                          "names; the number of trees comes from early stopping)")
+    check_search_space(space)
     if not space:
         raise ValueError(f"lgb_params {sorted(lgb_params)} fix every parameter the search would tune; drop some "
                          "of them, or set tune_trials 0")
