@@ -135,6 +135,16 @@ def test_candidate_preset_replaces_aliases_and_completes_huber_and_bagging():
         {"target": "log1p", "n_estimators": 100, "early_stopping_rounds": 10}
 
 
+def test_a_base_bagging_frequency_under_its_alias_is_kept_when_bagging_fraction_is_tuned():
+    """LightGBM lets the main name win: a bagging_freq 1 added beside the base's subsample_freq 5 would replace it."""
+    base = {"target": "log1p", "n_estimators": 100, "early_stopping_rounds": 10,
+            "params": {"objective": "l1", "subsample_freq": 5, "verbose": -1}}
+    params = candidate_preset(base, {"bagging_fraction": 0.7})["params"]
+    assert params == {"objective": "l1", "subsample_freq": 5, "verbose": -1, "bagging_fraction": 0.7}
+    assert candidate_preset({**base, "params": {"subsample_freq": 0}}, {"bagging_fraction": 0.7})["params"] == \
+        {"subsample_freq": 0, "bagging_fraction": 0.7, "bagging_freq": 1}, "off (0): switched on, as before"
+
+
 def test_the_runs_lgb_params_stay_fixed_while_tuning_and_the_run_reproduces_the_study(synthetic):
     data, work = synthetic
     fixed = {"num_leaves": 7, "min_child_samples": 25,  # an alias of min_data_in_leaf: it replaces the base's key

@@ -128,8 +128,8 @@ def candidate_preset(base: dict, tuned: dict, fixed: Collection[str] = ()) -> di
     params = merge_lightgbm_params(base["params"], tuned)
     if params.get("objective") == "huber" and "alpha" not in fixed:
         params.setdefault("alpha", HUBER_ALPHA)
-    if "bagging_fraction" in tuned and not params.get("bagging_freq") and "bagging_freq" not in fixed:
-        params["bagging_freq"] = 1  # bagging_fraction does nothing without it
+    if "bagging_fraction" in tuned and not _value_of(params, "bagging_freq") and "bagging_freq" not in fixed:
+        params["bagging_freq"] = 1  # bagging_fraction does nothing without it (a base's subsample_freq is it)
     return {**base, "params": params}
 
 
