@@ -195,6 +195,9 @@ def test_the_study_scores_the_runs_own_bags_and_params(synthetic):
     assert run["cv_smape"] == pytest.approx(summary["best_smape"], abs=1e-9), "the run trains what the study scored"
     with pytest.raises(ValueError, match="not LightGBMLearner settings"):
         _tune(data, work, name="other", learner_settings={"bag": 2})
+    # a LightGBMLearner setting the study takes as its own argument: the run's, not "not LightGBMLearner settings"
+    with pytest.raises(ValueError, match=r"learner_params sets \['group_by'\].*-p group_by <value>"):
+        _tune(data, work, name="other", learner_settings={"group_by": "unit_family"})
 
 
 def test_03_checks_its_learner_params_before_it_spends_the_tuning_budget(synthetic, tmp_path):

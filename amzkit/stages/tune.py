@@ -31,7 +31,7 @@ from amzkit.ml.folds import folds_around
 from amzkit.ml.presets import PRESETS, check_preset, preset_path, resolve_preset, save_preset
 from amzkit.ml.transforms import FoldTransform
 from amzkit.ml.trees import LightGBMLearner, check_lightgbm_params, lightgbm_names, merge_lightgbm_params
-from amzkit.stages.train import D, inputs_digest, static_features_digest
+from amzkit.stages.train import SHARED_LEARNER_PARAMS, D, inputs_digest, static_features_digest
 
 # LightGBM parameter -> (kind, low, high, log); a categorical entry holds its choices in `low`.
 SEARCH_SPACE: dict[str, tuple] = {
@@ -273,6 +273,10 @@ def tune_preset(
     inputs = RunInputs(data, schema_, Path(work_dir), Path(data_dir) if data_dir is not None else None, seed)
     settings = dict(learner_settings or {})
     unknown = sorted(set(settings) - set(TUNED_LEARNER_SETTINGS))
+    if shared := [k for k in unknown if k in SHARED_LEARNER_PARAMS]:  # LightGBMLearner's, but the study's own too
+        raise ValueError(f"learner_params sets {shared} while tune_trials tunes a preset: the study would tune on the "
+                         f"run's {shared[0]} and the run train on another; set it as the run's parameter (-p "
+                         f"{shared[0]} <value>) and leave it out of learner_params")
     if unknown:
         raise ValueError(f"learner_settings {unknown} are not LightGBMLearner settings a study can share with its "
                          f"run; these are {list(TUNED_LEARNER_SETTINGS)} (LightGBM's own params go in lgb_params)")
