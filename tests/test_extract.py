@@ -775,3 +775,111 @@ def test_text_tower_shards_of_an_older_revision_are_not_reused(monkeypatch) -> N
     monkeypatch.setattr(extract_module, "TEXT_TOWER_REVISION", extract_module.TEXT_TOWER_REVISION - 1)
     assert extract_module.fit_fingerprint(tower, data, schema_) != before[tower.name]
     assert extract_module.fit_fingerprint(encoder, data, schema_) == before[encoder.name]
+
+
+# --- running out of GPU memory: halve the batch, keep it ---------------------------------------------------------
+
+FITS = 2  # rows a batch the fake GPU holds
+
+
+def _fake_gpu_memory(patch, fits: int = FITS) -> list[tuple[str, int]]:
+    """The open_clip towers raise torch's out-of-memory error on a batch of more than `fits` rows; the returned log
+    lists ("oom" | "ok", rows) for every batch in order."""
+    from amzkit.core.gpu import out_of_memory_error
+    from amzkit.embed.neural import OpenClipImageEmbedder, OpenClipTextEmbedder
+
+    log = []
+    for cls in (OpenClipImageEmbedder, OpenClipTextEmbedder):
+        def encode(self, batch, real=cls._encode):
+            if len(batch) > fits:
+                log.append(("oom", len(batch)))
+                raise out_of_memory_error()(f"CUDA out of memory (fake: {len(batch)} rows)")
+            log.append(("ok", len(batch)))
+            return real(self, batch)
+
+        patch.setattr(cls, "_encode", encode)
+    return log
+
+
+def _extract_with_fake_gpu_memory(*args, **kwargs):
+    """`extract` in a device worker (a spawned process) on the fake GPU of `_fake_gpu_memory`."""
+    with pytest.MonkeyPatch.context() as patch:
+        _fake_gpu_memory(patch)
+        return extract(*args, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def oom_clip(tmp_path_factory):
+    return save_random_open_clip(tmp_path_factory.mktemp("oom") / "tiny", seed=0)
+
+
+@pytest.mark.parametrize("prefix", ["local-dir:", "local-dir-text:"])
+def test_a_batch_out_of_gpu_memory_is_embedded_in_halves_and_the_smaller_size_kept(
+        prefix, oom_clip, shard_data, small_demo, tmp_path, monkeypatch, capsys):
+    # torch.OutOfMemoryError on a T4 ended 01; now the batch is embedded again at half the size, kept from then on
+    model, name = f"{prefix}{oom_clip}", get_model_spec(f"{prefix}{oom_clip}").name
+    with monkeypatch.context() as patch:
+        plain = _fake_gpu_memory(patch)
+        extract(shard_data, small_demo, tmp_path / "small", "amazon2025", model, batch_size=FITS, num_workers=0,
+                shard_rows=SHARD_ROWS_SMALL)
+    assert plain and all(kind == "ok" for kind, _ in plain)
+    capsys.readouterr()
+    log = _fake_gpu_memory(monkeypatch)
+    extract(shard_data, small_demo, tmp_path / "big", "amazon2025", model, batch_size=8, num_workers=0,
+            shard_rows=SHARD_ROWS_SMALL)
+    out = capsys.readouterr().out
+    assert [n for kind, n in log if kind == "oom"] == [8, 4], "halved once each, and 8 not tried again"
+    assert [entry for entry in log if entry[0] == "ok"] == plain, "the batches of a run at the smaller size, in order"
+    assert _run_bytes(tmp_path / "big", name) == _run_bytes(tmp_path / "small", name)
+    assert out.count("out of GPU memory") == 1, out
+    assert f"{name} on cpu: out of GPU memory at batch_size 8; embedding the rest of this run in batches of 2" in out
+    assert "(-p batch_size 2 starts there)" in out
+
+
+def test_one_row_out_of_gpu_memory_stops_with_what_to_do(oom_clip, shard_data, small_demo, tmp_path, monkeypatch):
+    from amzkit.core.gpu import out_of_memory_error
+
+    _fake_gpu_memory(monkeypatch, fits=0)
+    with pytest.raises(out_of_memory_error()) as caught:
+        extract(shard_data, small_demo, tmp_path, "amazon2025", f"local-dir:{oom_clip}", batch_size=4, num_workers=0,
+                shard_rows=SHARD_ROWS_SMALL)
+    advice = "\n".join(caught.value.__notes__)
+    assert "tiny on cpu: out of GPU memory embedding one row at a time (batch_size 1, halved down from 4" in advice
+    for what_to_do in ("restart the notebook's kernel", "a GPU of its own", "smaller model", "-p device cpu"):
+        assert what_to_do in advice
+    assert not list((tmp_path / "01_extract" / "tiny" / "shards").glob("*.json"))
+
+
+def test_each_device_worker_halves_its_batch_on_its_own(oom_clip, shard_data, small_demo, tmp_path, monkeypatch,
+                                                        capfd):
+    import amzkit.stages.devices as devices_module
+
+    model = f"local-dir:{oom_clip}"
+    extract(shard_data, small_demo, tmp_path / "one", "amazon2025", model, batch_size=FITS, num_workers=0,
+            shard_rows=SHARD_ROWS_SMALL)
+    capfd.readouterr()
+    monkeypatch.setattr(devices_module, "extract", _extract_with_fake_gpu_memory)  # what the workers run
+    devices_module.extract_on_devices(shard_data, small_demo, tmp_path / "two", "amazon2025", model, batch_size=8,
+                                      device="cpu,cpu", num_workers=0, shard_rows=SHARD_ROWS_SMALL)
+    out = capfd.readouterr().out
+    assert out.count("tiny on cpu: out of GPU memory at batch_size 8; embedding the rest of this run in batches "
+                     "of 2") == 2, out  # once in each worker
+    assert _run_bytes(tmp_path / "two", "tiny") == _run_bytes(tmp_path / "one", "tiny")
+
+
+def test_rows_without_an_image_keep_their_place_when_a_batch_is_halved(oom_clip, tmp_path, monkeypatch):
+    paths = [_png(tmp_path / f"{i}.png", (30 * i, 100, 200 - 20 * i)) for i in range(9)]
+    paths[1] = paths[5] = None  # no image: the halves are cut by rows, as a run at the smaller size cuts them
+    paths[6] = str(tmp_path / "missing.png")
+
+    def embed(batch_size: int):
+        _, embedder = create_embedder(f"local-dir:{oom_clip}", batch_size=batch_size, device="cpu")
+        embedder.num_workers = 0
+        return embedder.fit().transform(paths)
+
+    small = embed(FITS)
+    _fake_gpu_memory(monkeypatch)
+    big = embed(8)
+    assert big[1].tolist() == small[1].tolist() == [True, False, True, True, True, False, False, True, True]
+    assert np.array_equal(big[0], small[0], equal_nan=True)
+

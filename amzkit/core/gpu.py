@@ -70,3 +70,11 @@ def pick_device(device: str):
         if problem is not None:
             raise RuntimeError(problem)
     return chosen
+
+
+def out_of_memory_error() -> type[Exception]:
+    """The exception torch raises when a GPU runs out of memory: torch.OutOfMemoryError from torch 2.5,
+    torch.cuda.OutOfMemoryError (the same class since) before."""
+    import torch  # deferred: torch is heavy
+
+    return getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError

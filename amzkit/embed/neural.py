@@ -3,6 +3,7 @@
 The constructor only stores parameters, `fit` loads weights, `transform` returns `(embeddings, ok)` with one
 row per input in input order and NaN rows where `ok` is False. Neural embeddings are L2-normalised float16.
 Mixed precision on GPU is chosen by compute capability (T4: fp16), and a non-finite batch is redone in fp32.
+A batch that runs the GPU out of memory is embedded again in halves, and the smaller batch size is kept from then on.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ import json
 import os
 import warnings
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from amzkit.core.gpu import pick_device
+from amzkit.core.gpu import out_of_memory_error, pick_device
 from amzkit.core.threads import allowed_cores
 from amzkit.embed.hub import bundled_folder, cached_file, unreachable_message, use_cache_instead
 from amzkit.embed.registry import (
@@ -32,7 +34,8 @@ TOKENIZER_CONFIG = "tokenizer_config.json"  # marks a transformers tokenizer's f
 
 
 class NeuralEmbedder(ABC):
-    """Shared by the neural embedders: device, mixed precision, fp32 redo of non-finite batches, L2 + float16."""
+    """Shared by the neural embedders: device, mixed precision, fp32 redo of non-finite batches, smaller batches
+    after the GPU runs out of memory, L2 + float16. `batch_size_` (set by fit) is the batch size in use."""
 
     def __init__(self, spec: ModelSpec, batch_size: int = 64, device: str = "auto", num_workers: int = -1):
         self.spec = spec
@@ -57,7 +60,58 @@ class NeuralEmbedder(ABC):
             torch.cuda.set_device(self.device_)  # else the loader's pin-memory thread opens a context on GPU 0 too
         self._load()
         self.model_ = self.model_.to(self.device_).eval()
+        self.batch_size_ = self._batch_size_said = self.batch_size
         return self
+
+    def _in_batches(self, n_rows: int, embed: Callable[[int, int], None], progress=None) -> None:
+        """`embed(start, stop)` over consecutive ranges of at most `batch_size_` of `n_rows` rows, in order. A range
+        that runs the GPU out of memory writes nothing and is embedded again in halves (down to one row), and the
+        smaller batch size is kept for the rest of the run (said once); a single row that does not fit raises."""
+        start = 0
+        while start < n_rows:
+            stop = min(start + self.batch_size_, n_rows)
+            if not self._fits(embed, start, stop):
+                self._shrink_batch(stop - start)
+                continue
+            if self.batch_size_ != self._batch_size_said:
+                print(f"{self.spec.name} on {self.device_}: out of GPU memory at batch_size {self._batch_size_said}; "
+                      f"embedding the rest of this run in batches of {self.batch_size_} (-p batch_size "
+                      f"{self.batch_size_} starts there)")
+                self._batch_size_said = self.batch_size_
+            if progress is not None:
+                progress.update(stop - start)
+            start = stop
+
+    def _fits(self, embed: Callable[[int, int], None], start: int, stop: int) -> bool:
+        """`embed(start, stop)`; False when the GPU ran out of memory (the error, and the tensors its traceback
+        holds, are freed on return). One row that does not fit raises the error with what to do."""
+        try:
+            embed(start, stop)
+        except out_of_memory_error() as err:
+            if stop - start > 1:
+                return False
+            err.add_note(self._memory_advice())
+            raise
+        return True
+
+    def _shrink_batch(self, rows: int) -> None:
+        """Half of the `rows` that did not fit becomes the batch size; the freed GPU memory goes back to CUDA."""
+        import torch  # deferred: torch loads only when a model is used
+
+        self.batch_size_ = max(1, min(self.batch_size_, rows) // 2)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def _memory_advice(self) -> str:
+        """What to do when one row does not fit in the GPU's memory."""
+        halved = f", halved down from {self.batch_size}" if self.batch_size > 1 else ""
+        return (f"{self.spec.name} on {self.device_}: out of GPU memory embedding one row at a time (batch_size 1"
+                f"{halved}; it already runs in fp16 / bf16 on a GPU): the model does not "
+                "fit in the GPU memory left free. Free it (in an interactive session, restart the notebook's kernel: "
+                "models of earlier cells hold GPU memory; nvidia-smi lists the processes on the GPU), give each "
+                "device worker a GPU of its own (-p device naming one GPU twice puts two models on it), or embed "
+                "with a smaller model (-p model / -p text_model; amzkit.registry_table() lists their params_m); "
+                "-p device cpu runs it, slowly")
 
     def _autocast_dtype(self):
         import torch  # deferred: torch loads only when a model is used
@@ -121,23 +175,33 @@ class ImageEmbedder(NeuralEmbedder):
         self._check_fitted()
         dataset = _ImageDataset(paths, self.preprocess_, draft_px=self._draft_px())
         workers = allowed_cores() if self.num_workers < 0 else self.num_workers  # the cgroup quota, not the host
-        loader = DataLoader(dataset, batch_size=self.batch_size, num_workers=workers,
+        loader = DataLoader(dataset, batch_size=self.batch_size_, num_workers=workers,
                             pin_memory=self.device_.type == "cuda", collate_fn=_collate)
         out = np.full((len(paths), self.spec.dim), np.nan, dtype=np.float32)
         ok = np.zeros(len(paths), dtype=bool)
         start = 0
         with torch.inference_mode():
             for pixels, batch_ok in tqdm(loader, desc=self.spec.name, unit="batch"):
-                rows = np.flatnonzero(batch_ok) + start
-                if len(rows):
-                    out[rows] = self._embed(pixels)
-                    ok[rows] = True
+                self._embed_loaded(pixels, batch_ok, start, out, ok)
                 start += len(batch_ok)
         return self._output(out), ok
 
+    def _embed_loaded(self, pixels, batch_ok: np.ndarray, first: int, out: np.ndarray, ok: np.ndarray) -> None:
+        """One loaded batch (`pixels`: its ok rows' images) into rows `first`.. of `out` and `ok`, in pieces of
+        `batch_size_` rows (smaller after running out of GPU memory: the pieces a run at that size embeds)."""
+        offsets = np.concatenate([[0], np.cumsum(batch_ok)])  # where each row's image would start in `pixels`
+
+        def embed(start: int, stop: int) -> None:
+            rows = np.flatnonzero(batch_ok[start:stop]) + start
+            if len(rows):
+                out[first + rows] = self._embed(pixels[offsets[start]:offsets[stop]])
+                ok[first + rows] = True
+
+        self._in_batches(len(batch_ok), embed)
+
 
 class TextEmbedder(NeuralEmbedder):
-    """Texts tokenized in batches of `batch_size`, longest first (a deterministic order), rows back in input order."""
+    """Texts tokenized in batches of `batch_size_`, longest first (a deterministic order), rows back in input order."""
 
     @abstractmethod
     def _tokenize(self, texts: list[str]):
@@ -151,10 +215,13 @@ class TextEmbedder(NeuralEmbedder):
         rows = np.flatnonzero(ok)
         rows = rows[np.argsort([-len(texts[i]) for i in rows], kind="stable")]
         out = np.full((len(texts), self.spec.dim), np.nan, dtype=np.float32)
-        with torch.inference_mode():
-            for start in tqdm(range(0, len(rows), self.batch_size), desc=self.spec.name, unit="batch"):
-                chunk = rows[start:start + self.batch_size]
-                out[chunk] = self._embed(self._tokenize([texts[i] for i in chunk]))
+
+        def embed(start: int, stop: int) -> None:
+            chunk = rows[start:stop]
+            out[chunk] = self._embed(self._tokenize([texts[i] for i in chunk]))
+
+        with torch.inference_mode(), tqdm(total=len(rows), desc=self.spec.name, unit="row") as progress:
+            self._in_batches(len(rows), embed, progress)
         return self._output(out), ok
 
 
