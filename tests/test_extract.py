@@ -883,3 +883,18 @@ def test_rows_without_an_image_keep_their_place_when_a_batch_is_halved(oom_clip,
     assert big[1].tolist() == small[1].tolist() == [True, False, True, True, True, False, False, True, True]
     assert np.array_equal(big[0], small[0], equal_nan=True)
 
+
+def test_a_device_worker_out_of_gpu_memory_at_one_row_says_what_to_do(oom_clip, shard_data, small_demo, tmp_path,
+                                                                      monkeypatch):
+    # the workers' errors were listed without their notes: the advice of one row out of memory was lost
+    from concurrent.futures import ThreadPoolExecutor
+
+    import amzkit.stages.devices as devices_module
+
+    monkeypatch.setattr(devices_module, "ProcessPoolExecutor", lambda n, mp_context: ThreadPoolExecutor(n))
+    _fake_gpu_memory(monkeypatch, fits=0)
+    with pytest.raises(RuntimeError, match="2 of 2 device workers failed") as caught:
+        devices_module.extract_on_devices(shard_data, small_demo, tmp_path, "amazon2025", f"local-dir:{oom_clip}",
+                                          batch_size=4, device="cpu,cpu", num_workers=0, shard_rows=SHARD_ROWS_SMALL)
+    assert str(caught.value).count("tiny on cpu: out of GPU memory embedding one row at a time") == 2
+    assert "a GPU of its own" in str(caught.value)

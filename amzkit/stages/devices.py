@@ -48,6 +48,11 @@ def resolve_devices(device: str, loader: str = "", gpus: Callable[[], list[int]]
     return parts or ["auto"]
 
 
+def _worker_error(device: str, err: BaseException) -> str:
+    """A device worker's failure in one line per part: the error and its notes (what to do, when it says)."""
+    return "\n".join([f"{device}: {type(err).__name__}: {err}", *getattr(err, "__notes__", ())])
+
+
 def extract_on_devices(data: dict[str, pd.DataFrame], data_dir: str | Path, work_dir: str | Path, schema: str,
                        model: str, batch_size: int = D.batch_size, device: str = D.device,
                        num_workers: int = D.num_workers, shard_rows: int = SHARD_ROWS,
@@ -86,7 +91,7 @@ def extract_on_devices(data: dict[str, pd.DataFrame], data_dir: str | Path, work
             try:
                 future.result()
             except Exception as err:  # every worker's failure is reported, not only the first
-                errors.append(f"{name}: {type(err).__name__}: {err}")
+                errors.append(_worker_error(name, err))
     if errors:
         raise RuntimeError(f"01_extract {spec.name}: {len(errors)} of {len(devices)} device workers failed; the "
                            "shards that finished are kept and a rerun computes only the rest.\n" + "\n".join(errors))
