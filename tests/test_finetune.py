@@ -443,6 +443,28 @@ def test_running_out_of_gpu_memory_says_which_settings_to_change(tmp_path, tiny_
     assert "max_len=96" in note and learner.model_ is None
 
 
+@pytest.mark.parametrize("error", [ValueError("a fold's own error"), "out of memory"])
+def test_a_torch_without_torch_out_of_memory_error_gets_the_fold_error_and_the_memory_advice(
+        error, tmp_path, tiny_bert, monkeypatch):
+    # torch before 2.5 (the kit takes torch >= 2.1) has only torch.cuda.OutOfMemoryError: `except
+    # torch.OutOfMemoryError` turned every error of a fold, out of memory included, into an AttributeError
+    cuda_oom = torch.cuda.OutOfMemoryError
+    monkeypatch.delattr(torch, "OutOfMemoryError")
+    learner = FinetuneLearner(model=f"local-dir:{tiny_bert}", **{**TINY, "batch_size": 16, "max_len": 128})
+    learner.prepare(world_inputs(tmp_path, 40, 4))
+    error = cuda_oom("CUDA out of memory. Tried to allocate 96.00 MiB") if error == "out of memory" else error
+
+    def fails(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(learner, "_train", fails)
+    with pytest.raises(type(error)) as caught:
+        learner.fit(np.arange(30), learner.inputs_.y[:30])
+    assert caught.value is error
+    assert ("batch_size=8 with grad_accum=2" in "\n".join(getattr(error, "__notes__", ()))) == (
+        isinstance(error, cuda_oom))
+
+
 @pytest.mark.parametrize(("batch_size", "grad_accum", "words"), [
     (16, 1, "batch_size=8 with grad_accum=2 (the same rows a step)"),
     (16, 3, "batch_size=8 with grad_accum=6 (the same rows a step)"),

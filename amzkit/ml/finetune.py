@@ -34,6 +34,7 @@ import torch
 from torch import nn
 from transformers import AutoModel, AutoTokenizer
 
+from amzkit.core.gpu import out_of_memory_error
 from amzkit.core.io import atomic_path, folder_digest
 from amzkit.core.threads import resolve_threads
 from amzkit.embed.hub import unreachable_message
@@ -338,7 +339,7 @@ class FinetuneLearner(Learner):
             if self.refit and max_steps is not None:
                 self.model_ = None
                 self.model_, self.refit_history_ = self._train(rows, y, weight, None, max_steps)
-        except torch.OutOfMemoryError as err:
+        except out_of_memory_error() as err:  # torch.OutOfMemoryError exists from torch 2.5 only
             self.model_ = None
             err.add_note(self._memory_advice())
             raise
