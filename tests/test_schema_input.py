@@ -309,3 +309,22 @@ def test_auto_data_dir_prefers_the_attached_folder_whose_csvs_fit_the_schema(tmp
     assert runners.resolve_data_dir("auto", tmp_path, schema="amazon2025") == data
     assert runners.resolve_data_dir("auto", tmp_path, schema="amazon2023") == root / "amz-2023"
     assert "amz-2023" in capsys.readouterr().out  # the other candidate is named, not silently passed over
+
+
+def test_a_nul_byte_in_a_field_is_refused_with_its_line_not_read_as_cut_text(tmp_path: Path) -> None:
+    """pandas' C parser ends a field at a NUL byte and drops the rest of it: 'ab\\x00cd' loaded as 'ab', silently."""
+    path = tmp_path / "train.csv"
+    path.write_bytes(HEADER_2025.encode() + b'\n1,a,u,5\n2,"Item Name: Tea\nBag\x00s (Pack of 6)",u,3\n')
+    with pytest.raises(ValueError) as err:
+        load_split(path, "amazon2025", "train")
+    message = str(err.value)
+    assert str(path) in message and "1 NUL byte" in message and "line 4" in message and "'Bag'" in message
+    assert "tr -d '\\000'" in message
+
+
+def test_a_utf16_file_without_byte_order_mark_is_named_as_such(tmp_path: Path) -> None:
+    """UTF-16 without a BOM decodes as UTF-8 with a NUL after each letter: its header read as the column 's'."""
+    path = tmp_path / "train.csv"
+    path.write_bytes(f"{HEADER_2025}\n1,a,u,5\n".encode("utf-16-le"))
+    with pytest.raises(ValueError, match="UTF-16 text without a byte order mark"):
+        load_split(path, "amazon2025", "train")

@@ -10,6 +10,7 @@ import contextlib
 import errno
 import hashlib
 import json
+import mmap
 import os
 import re
 import tempfile
@@ -172,7 +173,7 @@ def read_csv(path: str | Path, what: str = "CSV", **kwargs) -> pd.DataFrame:
             f"; found {', '.join(map(str, near))}: give the folder that holds it (data_dir), or name the file "
             "as the kit reads it" if near else ""))
     try:
-        return pd.read_csv(path, encoding="utf-8", **kwargs)
+        frame = pd.read_csv(path, encoding="utf-8", **kwargs)
     except pd.errors.EmptyDataError:
         raise ValueError(f"{what} {path} is empty (not even a header row): write the header and the rows, "
                          "or point to the right file") from None
@@ -189,6 +190,36 @@ def read_csv(path: str | Path, what: str = "CSV", **kwargs) -> pd.DataFrame:
         raise ValueError(f"{what} {path} is not a well-formed CSV: {str(err).strip()} (a row with more fields "
                          "than the header, e.g. a trailing comma or an unquoted comma in text): fix or quote that "
                          "row") from None
+    nul = _first_nul(path)  # pandas' C parser ends a field at a NUL byte and drops the rest of it, silently
+    if nul >= 0:
+        raise ValueError(f"{what} {path} {_nul_problem(path, nul)}") from None
+    return frame
+
+
+def _first_nul(path: Path) -> int:
+    """The offset of the first NUL byte in the file, or -1: a memchr over the mapped file (a few ms per 100 MB)."""
+    with open(path, "rb") as fh:
+        try:
+            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                return mapped.find(b"\x00")
+        except ValueError:  # an empty file cannot be mapped, and has no NUL
+            return -1
+
+
+def _nul_problem(path: Path, offset: int, chunk: int = 1 << 24) -> str:
+    """What is wrong with a file holding NUL bytes: how many, where the first is, and what to do."""
+    if offset < 4:
+        return ("holds NUL bytes (\\x00) from its first bytes on, as UTF-16 text without a byte order mark does: "
+                "save it as UTF-8 CSV (e.g. df.to_csv(path, index=False))")
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        count = sum(mapped[i:i + chunk].count(b"\x00") for i in range(0, len(mapped), chunk))
+        line = 1 + sum(mapped[i:min(i + chunk, offset)].count(b"\n") for i in range(0, offset, chunk))
+        before = mapped[max(mapped.rfind(b"\n", 0, offset) + 1, offset - 40):offset]
+    return (f"holds {count} NUL byte(s) (\\x00), the first on line {line} of the file after "
+            f"{before.decode('utf-8', errors='replace')!r}: pandas ends a field at a NUL and drops the rest of that "
+            "field without a word, so the kit would read cut text. A copy cut short or damaged leaves them: copy or "
+            "download the file again; if the source has them, remove them (tr -d '\\000' < "
+            f"{path.name} > fixed.csv) and read fixed.csv")
 
 
 def write_csv(frame: pd.DataFrame, path: str | Path) -> Path:
