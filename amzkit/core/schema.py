@@ -222,6 +222,7 @@ def load_split(path: str | Path, schema: str | Schema, split: str) -> pd.DataFra
     if df.empty:
         raise ValueError(f"{path} has a header but no rows: point to the file with the {split} rows")
     ids = df[schema.id_column].fillna("").astype(str).str.strip()
+    _refuse_merged_rows(df, ids, as_text, path)
     bad = np.flatnonzero(~ids.str.fullmatch(ID_TEXT.pattern).to_numpy())
     if bad.size:
         raise ValueError(f"{path}: column {schema.id_column} must hold integer ids; data rows {_first(bad + 1)} "
@@ -264,6 +265,40 @@ def load_split(path: str | Path, schema: str | Schema, split: str) -> pd.DataFra
     # (the row digests that 05 checks hash the columns in frame order)
     expected = schema.train_columns if split == "train" else schema.test_columns
     return df[list(expected)].reset_index(drop=True)
+
+
+# a line inside a cell that opens like a row: an integer and a comma, then neither a digit ('1,000') nor a space
+# ('12, 24 or 36'), as prose would have it. A literal '\n' first lets re skip to each line end (10x faster than a
+# character class: about 0.07 s per 100 MB of text)
+ROW_START = re.compile(r"\n([+-]?[0-9]+),(?![0-9\s])")
+
+
+def _row_starts(cell: str) -> list[str]:
+    """The ids of the lines inside `cell` that open like a row of the CSV (CRLF and lone CR line ends too)."""
+    return ROW_START.findall(cell.replace("\r", "\n") if "\r" in cell else cell)
+
+
+def _refuse_merged_rows(df: pd.DataFrame, ids: pd.Series, columns: list[str], path: Path) -> None:
+    """Refuse a file where a stray quote merged rows: a quote opening a field and closed only in a later row makes
+    pandas read one text spanning those rows, without an error. Such a cell holds lines that start like a row (an
+    integer id and a comma) whose id no row of the file has; real multi-line text is left alone."""
+    known = None
+    for column in columns:
+        for row, cell in enumerate(df[column].fillna("").astype(str)):
+            starts = _row_starts(cell) if "\n" in cell or "\r" in cell else []
+            if not starts:
+                continue
+            if known is None:  # only for a file with such lines
+                known = set(id_keys(ids[ids.str.fullmatch(ID_TEXT.pattern)]))
+            lost = [start for start in starts if id_keys([start])[0] not in known]
+            if lost:
+                raise ValueError(
+                    f"{path}: the {column} cell of data row {row + 1} (1 = first row after the header; id "
+                    f"{ids.iat[row]!r}) holds lines that start like rows of the file, with ids {show_ids(lost)} that "
+                    "no row has: a quote (\") opens this field and only a later row closes it (a stray quote at its "
+                    "start, or its closing quote missing), so pandas read those rows as one text and they would be "
+                    "lost. Fix that row's quotes: a field that starts with a quote ends with one, and a quote inside "
+                    "quoted text is written twice (\"\")")
 
 
 def _warn_about_empty_text(df: pd.DataFrame, schema: Schema, path: Path, split: str, empty: np.ndarray) -> None:
