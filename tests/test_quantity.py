@@ -364,3 +364,50 @@ def test_count_nouns_read_as_counts(name, count, packs):
     """ "12 Donuts", "125 Stems", "(18 Cookies)" were read as nothing: a listing of 125 roses had no item count."""
     got = name_quantities(name)
     assert got.item_count == count and got.packs == packs
+
+
+def test_a_parenthesis_never_closed_before_many_pack_words_is_read_in_linear_time():
+    """The pack-group pattern retried every 'pack' after a '(' never closed to the end of the name: an 88 KB name
+    took 3 s, this 500 KB one over 3 minutes (measured on the old pattern); it reads as the same name cut short."""
+    head = "36 Ounce (12 Ounce Bags, Pack of 3) ("
+    name = head + "pack " * 100_000
+    expected = NameQuantities(36.0, "weight", None, 3, True)
+    assert name_quantities(name) == name_quantities(head + "pack " * 30) == expected
+    out = pack_total_features(parse_catalog_column(pd.Series([_catalog(name, 36, "Ounce")])))
+    assert out.iloc[0].to_dict() == pytest.approx({
+        "name_size_log": np.log1p(36), "name_count_log": np.nan, "name_packs": 3.0, "value_per_item": 0.0,
+        "total_weight_log": np.log1p(36), "total_volume_log": np.nan, "total_items_log": np.log1p(3)}, nan_ok=True)
+
+
+def _old_pack_groups(name: str) -> list[tuple[int, int]]:
+    """The pack groups as the one pattern found them (slow on a '(' never closed), for comparison."""
+    from amzkit.text import quantity
+
+    pattern = re.compile(rf"\([^()]*(?:\bpack|{quantity._SIZED_CONTAINERS})[^()]*\)", re.IGNORECASE)
+    return [match.span() for match in pattern.finditer(name)]
+
+
+PACK_GROUP_NAMES = [
+    "Coffee, 12 Ounce (Pack of 6)", "40lb (4lb Pack of 10)", "36 Ounce (12 Ounce Bags, Pack of 3)",
+    "Beans (5-4 Lb Bags)", "Soda (2-12 fl oz Cans) (Pack of 2)", "Backpack (Blue) (backpack)", "Tea (Packs)",
+    "Tea (a (Pack of 2) b)", "Tea ((Pack of 2))", "Tea (Pack of 2", "Tea ( pack pack (Pack of 4) (6 Pack)",
+    "Tea (12-16 oz cans)", "Tea (x12-16 oz cans)", "Tea (3 - 8oz. jars)", "(PACK) (unpack) (six-pack) ()",
+    "Cups (16 oz Jumbo Cups)", "Water (6-500ml Bottles) and (2 - 1 L bottles, 4 pack)",
+]
+
+
+@pytest.mark.parametrize("name", PACK_GROUP_NAMES)
+def test_pack_groups_are_the_ones_the_single_pattern_found(name):
+    from amzkit.text.quantity import pack_groups
+
+    assert pack_groups(name) == _old_pack_groups(name)
+
+
+def test_pack_groups_of_the_real_names_are_the_ones_the_single_pattern_found(shared_data):
+    from amzkit.text.quantity import pack_groups
+
+    names = [*parse_catalog_column(load_split(shared_data / "amz25_dev.csv", "amazon2025", "train")
+                                   ["catalog_content"])["item_name"],
+             *pd.read_csv(shared_data / "amz23_dev.csv", dtype=str, keep_default_na=False)["TITLE"]]
+    differ = [name for name in names if pack_groups(name) != _old_pack_groups(name)]
+    assert not differ and sum(bool(pack_groups(name)) for name in names) > 1000

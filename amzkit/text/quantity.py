@@ -98,8 +98,11 @@ _PACK_OF_AFTER = re.compile(
     re.IGNORECASE,
 )
 # A group in parentheses that states the packs: a size inside it is one inner item ("(4lb Pack of 10)",
-# "(5-4 Lb Bags)").
-_PACK_GROUP = re.compile(rf"\([^()]*(?:\bpack|{_SIZED_CONTAINERS})[^()]*\)", re.IGNORECASE)
+# "(5-4 Lb Bags)"). The groups are found first and the pack words searched in each: one pattern for both
+# (r"\([^()]*(?:\bpack|...)[^()]*\)") retried every "pack" to the end of the text after a "(" never closed,
+# so a long name took time quadratic in its length (an 88 KB one 3 s).
+_PAREN_GROUP = re.compile(r"\([^()]*\)")
+_PACK_WORD = re.compile(rf"\bpack|{_SIZED_CONTAINERS}", re.IGNORECASE)
 # How far before and after a size the rules above read (their phrases are far shorter): searching the whole rest of
 # the name for each size made a long name (a catalog text without labels is all name) quadratic.
 _CONTEXT = 200
@@ -233,6 +236,13 @@ def pack_total_features(parsed: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def pack_groups(name: str) -> list[tuple[int, int]]:
+    """(start, end) of each group in parentheses of `name` that states the packs ("(Pack of 6)", "(12 Ounce Bags,
+    Pack of 3)", "(5-4 Lb Bags)"), in order; in time linear in the name's length."""
+    return [match.span() for match in _PAREN_GROUP.finditer(name)
+            if _PACK_WORD.search(name, match.start() + 1, match.end() - 1)]
+
+
 def _size_is_pack_total(name: str, sizes: list[tuple[float, str, int]], packs: int | None) -> bool:
     """Whether the name's first size (of `sizes`, _size_matches) is the pack's total: a size inside the parentheses
     of a pack phrase, or just before "(Pack of N)", times the packs, makes it ("40lb (4lb Pack of 10)", "36 Ounce (12
@@ -243,7 +253,7 @@ def _size_is_pack_total(name: str, sizes: list[tuple[float, str, int]], packs: i
     inside = _INNER_PACKS_AFTER.match(name, _SIZE.match(name, sizes[0][2]).end())
     if inside and int(inside.group(1)) == packs:
         return True
-    groups = [match.span() for match in _PACK_GROUP.finditer(name)]
+    groups = pack_groups(name)
     starts = [low for low, _ in groups]  # the groups do not overlap: the one that may hold a size is the last before it
 
     def in_group(start: int) -> bool:
