@@ -427,6 +427,19 @@ def test_best_method_is_chosen_by_nested_score_and_written(tmp_path: Path) -> No
         ensemble(tmp_path, [], method="average")
 
 
+def test_a_run_named_like_a_method_is_shown_once_as_the_best_single_run(tmp_path: Path) -> None:
+    # a 03 run named "stack" also matched the stack method's row: two "best single: stack" rows, one of them the
+    # ensemble's score
+    w = world(3, 300)
+    noisy_run(tmp_path, "stack", w, 0.2, seed=1)
+    noisy_run(tmp_path, "x", w, 0.3, seed=2)
+    m = ensemble(tmp_path, [])
+    assert m["best_single_run"] == "stack"
+    summary = summary_table(m)
+    assert summary["model"].tolist() == ["best single: stack", *METHODS, BEST_INSIDE]
+    assert summary["nested_smape"].iloc[0] == pytest.approx(m["best_single_smape"], rel=1e-12)
+
+
 def test_the_target_is_refused_as_a_meta_feature_or_calibration_group() -> None:
     text = [f"Item Name: Thing {i}\nValue: {i % 4 + 1}.0\nUnit: Ounce" for i in range(30)]
     train = pd.DataFrame({"sample_id": [str(i) for i in range(20)], "catalog_content": text[:20],

@@ -15,10 +15,11 @@ from amzkit.ml.diversity import ALIKE_CORRELATION
 
 
 def summary_table(metrics: dict) -> pd.DataFrame:
-    """The best single run and each method: nested SMAPE, fold mean and std, in-sample SMAPE."""
+    """The best single run and each method: nested SMAPE, fold mean and std, in-sample SMAPE (a run named like a
+    method, `stack`, is told apart by its kind)."""
     table = pd.DataFrame(metrics["table"])
     name = metrics["best_single_run"]
-    best = table[table["model"] == name].assign(model=f"best single: {name}")
+    best = table[(table["kind"] == "run") & (table["model"] == name)].assign(model=f"best single: {name}")
     return pd.concat([best, table[table["kind"] == "ensemble"]], ignore_index=True).drop(columns="kind")
 
 
