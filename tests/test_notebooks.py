@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 
 import nbformat
 import papermill
@@ -110,6 +111,29 @@ def test_notebook_is_committed_clean_and_thin(path):
         logic = [line for line in cell.source.splitlines()
                  if line.strip() and not line.lstrip().startswith(("#", "import ", "from "))]
         assert len(logic) <= MAX_LOGIC_LINES, f"cell has {len(logic)} lines of logic:\n{cell.source}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_the_notebooks_text_names_only_parameters_its_guard_knows(path):
+    """A `-p name` in a markdown cell (or its papermill examples) is a parameter of that notebook: a renamed one
+    would be refused by the guard."""
+    nb = nbformat.read(path, as_version=4)
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    named = set(re.findall(r"-p (\w+)", text)) - {"name"}  # `-p name value`: the form, not a parameter
+    assert named and named <= set(parameters_of(path.stem).names()), named - set(parameters_of(path.stem).names())
+
+
+def test_03s_text_lists_every_learner_and_fold_group():
+    """03's opening lists the learners and the feature groups fit inside the folds: one added since is named."""
+    from amzkit.ml.featureset import FOLD_FEATURE_GROUPS, IMAGE_FEATURE_GROUP_NAMES
+    from amzkit.ml.learners import LEARNERS
+
+    text = nbformat.read(REPO_ROOT / "notebooks" / "03_train.ipynb", as_version=4).cells[0].source
+    in_fold = re.search(r"in-fold groups \(([^)]*)\)", text).group(1)
+    image = re.search(r"image groups \(([^)]*)\)", text).group(1)
+    assert set(re.findall(r"`(\w+)`", in_fold)) == set(FOLD_FEATURE_GROUPS)
+    assert set(re.findall(r"`(\w+)`", image)) == set(IMAGE_FEATURE_GROUP_NAMES)
+    assert set(LEARNERS) <= set(re.findall(r"`(\w+)`", text.split("Features:")[0]))
 
 
 def test_unknown_parameter_is_refused_with_a_suggestion():
