@@ -58,6 +58,19 @@ def test_the_probe_plot_labels_its_bars_and_keeps_its_legend_off_them(tmp_path):
     assert ax.get_legend().get_bbox_to_anchor().y0 < ax.get_window_extent().y0  # below the axes
 
 
+def test_the_probe_plot_without_a_baseline_draws_no_added_value_bars_nor_their_legend(tmp_path):
+    # with baseline_features and baseline_runs empty the legend named "text features + embedding", bars never drawn
+    from amzkit.stages.correlate import plot_probes
+
+    rng = np.random.default_rng(3)
+    price = _prices(rng, 300)
+    x = rng.normal(size=(300, 8)).astype(np.float32)
+    result = analyse_embedding(x, np.ones(300, bool), price, baseline=None, n_permutations=3)
+    ax = plot_probes({"a": result, "b": result}, tmp_path / "probes.png").axes[0]
+    assert [text.get_text() for text in ax.get_legend().get_texts()] == ["constant median (its rows)", "ridge", "kNN"]
+    assert "" not in [text.get_text() for text in ax.texts] and len(ax.patches) == 4
+
+
 def test_added_value_is_positive_for_signal_beyond_the_baseline():
     rng = np.random.default_rng(6)
     n = 3000

@@ -461,6 +461,8 @@ def plot_probes(results: dict[str, dict], path: str | Path):
     for offset, key, label in ((-width, "ridge_smape", "ridge"), (0, "knn_smape", "kNN"),
                                (width, "baseline_plus_smape", "text features + embedding")):
         values = [results[n].get(key, np.nan) for n in names]
+        if np.isnan(values).all():  # no baseline (baseline_features and baseline_runs empty): no such bars
+            continue
         bars = ax_bar.bar(positions + offset, values, width, label=label)
         ax_bar.bar_label(bars, fmt="%.1f", fontsize=6, padding=1)  # the added value is a gap of tenths
     for key, style, label in (("constant_smape", {"color": "k", "ls": "--"}, "constant median (its rows)"),
