@@ -206,6 +206,20 @@ def test_in_a_kernel_only_the_parameters_cell_is_checked_for_unknown_names():
     assert check_parameters(again, "03_train").learner == "lightgbm"
 
 
+def test_under_papermill_a_typo_in_the_parameters_cell_is_refused_when_other_parameters_are_given():
+    # papermill's cell (-p run_name x) shares run_name with the parameters cell, which was then taken for an
+    # earlier run of it and left out: a misspelt line added to the cell passed silently whenever -p was used
+    typo = parameters_cell("03_train") + '\ntune_trial: int = 20\n'
+    injected = '# Parameters\nrun_name = "x"\n'
+    with pytest.raises(ValueError, match=r"unknown parameter 'tune_trial' \(did you mean 'tune_trials'\?\)"):
+        check_parameters(_kernel_namespace("03_train", INSTALL_CELL, typo, injected), "03_train")
+    clean = _kernel_namespace("03_train", INSTALL_CELL, parameters_cell("03_train"), injected)
+    assert check_parameters(clean, "03_train").run_name == "x"
+    # the cell the user ran before a rerun of the parameters cell is still an earlier run, not read
+    fixed = _kernel_namespace("03_train", typo, parameters_cell("03_train"))
+    assert check_parameters(fixed, "03_train").tune_trials == 0
+
+
 def test_a_refused_parameters_cell_leaves_no_old_p_for_the_next_cells():
     cell = parameters_cell("03_train")
     namespace = _kernel_namespace("03_train", cell)

@@ -29,6 +29,7 @@ _LITERAL_TYPES = (str, int, float, bool, list, dict, tuple, type(None))
 _IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython", "open"}
 # what papermill itself injects beside the user's parameters (--inject-paths, --inject-input-path, ...)
 PAPERMILL_NAMES = {"PAPERMILL_INPUT_PATH", "PAPERMILL_OUTPUT_PATH"}
+PAPERMILL_CELL_HEADER = "# Parameters\n"  # the first line of the cell papermill injects after the parameters cell
 
 
 def parameters_of(stage: str) -> Parameters:
@@ -68,12 +69,17 @@ def _assignments(source: str) -> tuple[set[str], bool]:
     return names, only and bool(body)
 
 
+def _papermills_cell(source: Any, assigned: tuple[set[str], bool]) -> bool:
+    """Whether a cell is the one papermill injects (its header, then assignments only)."""
+    return isinstance(source, str) and source.startswith(PAPERMILL_CELL_HEADER) and assigned[1]
+
+
 def parameter_cell_names(namespace: dict[str, Any], known: set[str]) -> set[str] | None:
     """In an IPython kernel, the names assigned by the parameters cell run last (the latest cell that assigns a
-    parameter, whatever else it does), by the cells run right before it that assign other parameters (a cell
-    split in two; not an earlier run of the same cell) and by those run right after it that assign a parameter
-    or do nothing but assign (papermill's injected cell); None outside IPython (no input history) or when no
-    such cell ran."""
+    parameter, whatever else it does; when that is papermill's injected cell, the parameters cell run right
+    before it too), by the cells run right before it that assign other parameters (a cell split in two; not an
+    earlier run of the same cell) and by those run right after it that assign a parameter or do nothing but
+    assign (papermill's injected cell); None outside IPython (no input history) or when no such cell ran."""
     history = namespace.get("_ih")
     if not isinstance(history, list) or len(history) < 2:
         return None
@@ -83,8 +89,12 @@ def parameter_cell_names(namespace: dict[str, Any], known: set[str]) -> set[str]
         return None
 
     names = set(cells[last][0])
-    for before in range(last - 1, -1, -1):  # the other half of a split cell sets other parameters; an earlier
-        earlier = cells[before][0]          # run of the same cell sets the same ones (its typo since fixed)
+    start = last
+    if _papermills_cell(history[last], cells[last]) and last > 0 and cells[last - 1][0] & known:
+        start = last - 1  # the parameters cell papermill's cell overrides: it shares the names given with -p
+        names |= cells[start][0]
+    for before in range(start - 1, -1, -1):  # the other half of a split cell sets other parameters; an earlier
+        earlier = cells[before][0]           # run of the same cell sets the same ones (its typo since fixed)
         if not earlier & known or earlier & names:
             break
         names |= earlier
