@@ -74,3 +74,11 @@ def test_readme_kaggle_build_parameters_and_yaml_pass_the_guard():
     (m.group(1), m.group(2)) for m in re.finditer(r"-p learner (\w+) -p learner_params '([^']*)'", README)])
 def test_readme_learner_params_are_the_learners_own(learner, params):
     build_learner(learner, parameters_of("03_train")["learner_params"].coerce(params))
+
+
+def test_the_notebooks_table_names_every_file_04_writes():
+    from amzkit.stages.ensemble import OUTPUTS
+
+    row = next(line for line in README.splitlines() if line.startswith("| `04_ensemble` |"))
+    listed = re.search(r"04_ensemble/\{([^}]*)\}", row).group(1).split(",")
+    assert sorted(listed) == sorted(OUTPUTS)
