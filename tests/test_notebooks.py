@@ -136,6 +136,21 @@ def test_03s_text_lists_every_learner_and_fold_group():
     assert set(LEARNERS) <= set(re.findall(r"`(\w+)`", text.split("Features:")[0]))
 
 
+def test_the_numbers_the_notebooks_text_states_are_the_codes():
+    """02's verdict thresholds and 04's alike-runs correlation, as the cells' text states them."""
+    from amzkit.ml.diversity import ALIKE_CORRELATION
+    from amzkit.stages.correlate import VERDICTS
+
+    def text(stage: str) -> str:
+        nb = nbformat.read(REPO_ROOT / "notebooks" / f"{stage}.ipynb", as_version=4)
+        return "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+
+    (strong, strong_name, _), (moderate, moderate_name, _), (_, weak_name, _) = VERDICTS
+    assert (f"> {strong:g} {strong_name}, {moderate:g}-{strong:g} {moderate_name}, < {moderate:g} {weak_name}"
+            in text("02_correlate"))
+    assert f"at or above {ALIKE_CORRELATION:g} are printed" in text("04_ensemble")
+
+
 def test_unknown_parameter_is_refused_with_a_suggestion():
     namespace = {**stage_parameters("01_extract"), "modle": "x"}
     with pytest.raises(ValueError, match=r"unknown parameter 'modle' \(did you mean 'model'\?\)"):
