@@ -15,7 +15,7 @@ from amzkit.images.fetch import fetch_images
 from amzkit.images.http import NetworkWatch
 from amzkit.images.records import is_retryable
 
-PASSING_FAILURES_WARN_SHARE = 0.01  # warn when more of a split's links than this failed for a passing reason
+PASSING_FAILURES_WARN_SHARE = 0.01  # warn when this share of a split's links or more failed for a passing reason
 PASSING_FAILURES_WARN_ROWS = 5  # ... and at least this many
 
 
