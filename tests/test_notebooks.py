@@ -181,6 +181,19 @@ def test_wrong_type_is_refused():
         check_parameters(namespace, "03_train")
 
 
+def test_a_parameter_set_to_an_object_is_taken_as_its_literal_or_refused_by_name():
+    """work_dir = Path(...) or n_folds = np.int64(3) in a cell was reported as 'lacks parameters ['work_dir']'."""
+    from pathlib import Path
+
+    import numpy as np
+
+    params = check_parameters({**stage_parameters("03_train"), "work_dir": Path("/tmp/w"), "n_folds": np.int64(3)},
+                              "03_train")
+    assert params.work_dir == "/tmp/w" and params.n_folds == 3 and type(params.n_folds) is int
+    with pytest.raises(ValueError, match=r"parameter 'features' is a ndarray, not a literal"):
+        check_parameters({**stage_parameters("03_train"), "features": np.array(["quantity"])}, "03_train")
+
+
 def test_modules_functions_and_ipython_names_are_not_parameters():
     import math
 

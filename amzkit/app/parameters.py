@@ -8,6 +8,7 @@ generated from the same table (`parameters_cell`), and a test keeps the committe
 from __future__ import annotations
 
 import ast
+import os
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
@@ -131,12 +132,25 @@ def check_parameters(namespace: dict[str, Any], stage: str) -> SimpleNamespace:
         and isinstance(value, _LITERAL_TYPES)
         and (in_cells is None or name in known or name in in_cells)
     }
+    for name in known & set(namespace) - set(given):  # a cell set it to an object: say so, not "lacks parameters"
+        given[name] = _plain(name, namespace[name], stage)
     values = table.check(given, f"notebook {stage}")
     missing = sorted(set(table.names()) - set(values))
     if missing:
         raise ValueError(f"notebook {stage} lacks parameters {missing}: restore them in its parameters cell")
     namespace.update(values)
     return SimpleNamespace(**values)
+
+
+def _plain(name: str, value: Any, stage: str) -> Any:
+    """A parameter a cell set to an object as the literal it stands for: a path as its text, a numpy scalar as its
+    number; anything else is refused by name (the notebook's parameters are literals, as Kaggle runs them)."""
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if hasattr(value, "item") and getattr(value, "shape", None) == ():  # numpy scalar (np.int64(5), np.float32)
+        return value.item()
+    raise ValueError(f"notebook {stage} parameter {name!r} is a {type(value).__name__}, not a literal: give it as "
+                     "text, a number, True/False, a list or a dict (e.g. str(path), list(array))")
 
 
 def sync_notebooks(folder: str | Path, write: bool = False) -> list[str]:
