@@ -184,6 +184,17 @@ def test_a_study_refuses_to_go_on_after_the_prices_changed(synthetic):
     assert "train.csv / test.csv cells, or 01_extract's runs, changed since the study began" in str(err.value)
 
 
+def test_a_study_whose_trials_all_failed_takes_the_corrected_setup(synthetic):
+    """A bad lgb_params value fails only in the first trial, after the study file saved its setup: the corrected
+    call was then refused as 'a study of another setup' though nothing had been scored under the old one."""
+    data, work = synthetic
+    with pytest.raises(Exception):  # noqa: B017 - LightGBM's own error for a learning rate of 0
+        _tune(data, work, n_trials=1, lgb_params={"learning_rate": 0.0})
+    assert _tune(data, work, n_trials=1, lgb_params={"learning_rate": 0.1})["n_complete"] == 1
+    with pytest.raises(ValueError, match="another setup"):  # once a trial is scored, the setup is the study's
+        _tune(data, work, n_trials=1, lgb_params={"learning_rate": 0.2})
+
+
 def test_the_study_scores_the_runs_own_bags_and_params(synthetic):
     data, work = synthetic
     own = {"bags": 2, "params": {"num_leaves": 7}}

@@ -241,7 +241,7 @@ def tune_preset(
     study scores what the run will train.
     Runs up to `n_trials` more trials within `timeout_minutes` (None: no limit); the same `name` again
     continues the study, which must then have the same rows, folds, features, embeddings, base preset, learner
-    settings and data (every CSV cell and 01 run: `inputs_digest`). With `total_trials` (03's `tune_trials`)
+    settings and data (every CSV cell and 01 run: `inputs_digest`), unless none of its trials was scored. With `total_trials` (03's `tune_trials`)
     `n_trials` counts the study's finished trials in all: a study that has them, or whose last session with the
     same budget ran to its end (its timeout), runs none again, so a rerun of a stopped run resumes its folds.
     Returns best_smape, base_smape, n_trials, n_new (trials run by this call), n_pruned, seconds and the paths.
@@ -301,6 +301,10 @@ def tune_preset(
         if probe.user_attrs.get("setup") is None:
             probe.set_user_attr("setup", json.loads(json.dumps(setup)))
         differs = _setup_differences(probe.user_attrs["setup"], setup)
+        if differs and not any(t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+                               for t in probe.get_trials(deepcopy=False)):
+            probe.set_user_attr("setup", json.loads(json.dumps(setup)))  # nothing scored under the old setup (its
+            differs = {}                                                 # trials failed): the corrected call takes it
         if differs:
             if "inputs" in differs:  # two digests say nothing to a user
                 differs["inputs"] = "train.csv / test.csv cells, or 01_extract's runs, changed since the study began"
