@@ -250,10 +250,24 @@ def test_the_demo_never_overwrites_a_folder_of_the_users_data(tmp_path: Path) ->
     (out / "images").mkdir(parents=True)
     (out / "train.csv").write_text("sample_id,catalog_content,image_link,price\n1,mine,images/1.jpg,5.0\n")
     (out / "images" / "1.jpg").write_bytes(b"my picture")
-    with pytest.raises(FileExistsError, match=r"train.csv that the demo did not write.*another -p work_dir"):
+    with pytest.raises(FileExistsError, match=r"train.csv and images/ that the demo did not write.*-p work_dir"):
         make_demo(out, n_train=20, n_test=5, seed=1, image_px=40)
     assert (out / "train.csv").read_text().splitlines()[1] == "1,mine,images/1.jpg,5.0"
     assert (out / "images" / "1.jpg").read_bytes() == b"my picture"
+
+
+def test_the_demo_never_deletes_pictures_in_a_folder_it_did_not_write(tmp_path: Path) -> None:
+    """The user's pictures copied into <work_dir>/data/images before their CSVs: the demo deleted every <digits>.jpg
+    it had not made (only train.csv / test.csv were checked)."""
+    out = tmp_path / "data"
+    (out / "images").mkdir(parents=True)
+    (out / "images" / "123456.jpg").write_bytes(b"my picture")
+    with pytest.raises(FileExistsError, match=r"images/ that the demo did not write"):
+        make_demo(out, n_train=20, n_test=5, seed=1, image_px=40)
+    assert (out / "images" / "123456.jpg").read_bytes() == b"my picture"
+    empty = tmp_path / "empty"
+    (empty / "images").mkdir(parents=True)
+    assert len(pd.read_csv(make_demo(empty, n_train=20, n_test=5, seed=1, image_px=40).train_csv)) == 20
 
 
 def test_a_regeneration_killed_half_way_is_still_the_demos_folder(tmp_path: Path, monkeypatch) -> None:

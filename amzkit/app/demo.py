@@ -421,6 +421,8 @@ def _refuse_other_data(root: Path, files: DemoFiles, marker: Path) -> None:
     the demo would replace them and delete the `<digits>.jpg` pictures in images/ it did not make."""
     theirs = [path.name for path in (files.train_csv, files.test_csv)
               if path.is_file() and not (marker.is_file() and _reads_as_demo_table(path))]
+    if not marker.is_file() and files.images_dir.is_dir() and any(files.images_dir.iterdir()):
+        theirs.append("images/")  # pictures put there before their CSVs: the demo would delete its <digits>.jpg
     if theirs:
         raise FileExistsError(f"{root} holds {' and '.join(theirs)} that the demo did not write (no {MARKER_NAME}, "
                               "or rows not linking images/<sample_id>.jpg): "

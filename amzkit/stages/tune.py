@@ -241,9 +241,10 @@ def tune_preset(
     study scores what the run will train.
     Runs up to `n_trials` more trials within `timeout_minutes` (None: no limit); the same `name` again
     continues the study, which must then have the same rows, folds, features, embeddings, base preset, learner
-    settings and data (every CSV cell and 01 run: `inputs_digest`), unless none of its trials was scored. With `total_trials` (03's `tune_trials`)
-    `n_trials` counts the study's finished trials in all: a study that has them, or whose last session with the
-    same budget ran to its end (its timeout), runs none again, so a rerun of a stopped run resumes its folds.
+    settings and data (every CSV cell and 01 run: `inputs_digest`), unless none of its trials was scored. With
+    `total_trials` (03's `tune_trials`) `n_trials` counts the study's finished trials in all: a study that has
+    them, or whose last session with the same budget ran to its end (its timeout), runs none again, so a rerun
+    of a stopped run resumes its folds.
     Returns best_smape, base_smape, n_trials, n_new (trials run by this call), n_pruned, seconds and the paths.
     """
     optuna = _import_optuna()
