@@ -38,6 +38,7 @@ from amzkit.images.records import (
     ManifestWriter,
     cache_name,
     is_remote,
+    is_retryable,
     link_scheme,
     read_manifest,
     summarize,
@@ -506,6 +507,20 @@ def test_prepare_image_statuses(body, status):
         assert "pixels" in prepared.error, "huge headers are refused from the header, before decoding the pixels"
 
 
+def test_a_malformed_link_is_its_own_permanent_status_never_requested_nor_a_network_failure(server, tmp_path):
+    """An http(s) link without a host, or one that does not parse, was a connection_error: a passing failure, so it
+    was tried again and again, every rerun of 01 fetched it again and it counted towards 'the network dropped'."""
+    malformed = ["http://", "https:///nohost.jpg", "http://[::1", "http://a b.com/x.jpg", "http://127.0.0.1:99999/x"]
+    links = [*malformed, server.url + "/good.jpg"]
+    table = run(links, tmp_path / "cache", tmp_path, progress=False)
+    assert table["status"].tolist() == ["malformed_link"] * len(malformed) + ["ok"]
+    assert (table["attempts"][:len(malformed)] == 0).all() and table["error"][:len(malformed)].str.len().gt(0).all()
+    assert not is_retryable("malformed_link") and "malformed_link" in STATUSES
+    assert set(read_manifest(tmp_path / "cache" / MANIFEST_NAME)) == {server.url + "/good.jpg"}
+    offline = cached_images(pd.Series(links), tmp_path, tmp_path / "cache")
+    assert offline["status"].tolist() == table["status"].tolist(), "01's later stages see the same status"
+
+
 def test_manifest_reads_are_incremental_and_skip_half_lines(tmp_path):
     path = tmp_path / MANIFEST_NAME
     path.write_text(json.dumps({"url": "a", "status": "ok", "width": 3}) + '\n{"url": "b", "sta')
@@ -742,11 +757,11 @@ def test_one_answer_among_the_first_links_means_the_network_is_up(no_dns, dead_u
 
 
 def test_malformed_links_tell_nothing_about_the_network(server, tmp_path):
-    watch = NetworkWatch(probe_links=2)
+    watch = NetworkWatch(probe_links=1)
     table = run(["http://", "https:///nohost.jpg", server.url + "/good.jpg"], tmp_path / "cache", tmp_path,
                 watch=watch, retry=ONE_TRY)
-    assert watch.verdict == NetworkWatch.UNDECIDED
-    assert table["status"].tolist() == ["connection_error", "connection_error", "ok"], "the rest was released"
+    assert watch.verdict == NetworkWatch.UP, "the malformed links are never tried: the good one is the probe"
+    assert table["status"].tolist() == ["malformed_link", "malformed_link", "ok"]
 
 
 

@@ -61,6 +61,7 @@ from amzkit.images.records import (
     describe,
     is_retryable,
     link_scheme,
+    malformed_url,
     read_manifest,
 )
 
@@ -250,6 +251,8 @@ def _resolve_offline(links: pd.Series, base_dir: Path, allowed_dirs: Sequence[st
         scheme = link_scheme(link)
         if not link:
             resolved[link] = (None, FetchRecord(link, "missing_link"))
+        elif scheme in REMOTE_SCHEMES and (why := malformed_url(link)):  # a passing failure it never was
+            resolved[link] = (None, FetchRecord(link, "malformed_link", error=why))
         elif scheme in REMOTE_SCHEMES:
             remote.append(link)
         elif scheme and scheme not in LOCAL_SCHEMES:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import pandas as pd
+import urllib3
 
 STATUSES = (
     "ok",
@@ -27,6 +28,7 @@ STATUSES = (
     "empty",
     "missing_file",
     "missing_link",
+    "malformed_link",  # an http(s) link without a host or that does not parse (http://, a space in the host): not sent
     "unsupported_scheme",  # not http(s) nor a local path (ftp:, data:, ...), or redirected to such a link
     "outside_data_dir",  # a local link (path or file: URL) resolving outside the CSV's folder and allowed_dirs
     "not_fetched",  # not tried: no manifest line for it (cached_images), or the fetch stopped (network down)
@@ -116,6 +118,15 @@ def link_host(url: str) -> str:
         return urllib.parse.urlsplit(url).netloc.lower()
     except ValueError:  # e.g. http://[::1
         return ""
+
+
+def malformed_url(url: str) -> str:
+    """Why an http(s) URL cannot be requested at all (no host, a host or port that does not parse); '' when it can."""
+    try:
+        host = urllib3.util.parse_url(url).host
+    except urllib3.exceptions.LocationParseError as err:
+        return describe(err)
+    return "" if host else "no host in the link"
 
 
 def utf8_location(location: str) -> str:
