@@ -692,6 +692,23 @@ def test_a_local_image_replaced_or_repaired_under_the_same_link_is_embedded_agai
     assert "recomputing" not in capsys.readouterr().out
 
 
+def test_a_local_image_replaced_under_a_link_with_spaces_around_it_is_embedded_again(tmp_path, capsys):
+    """The fetch strips a link, the file-size digest did not: ' a.jpg ' named no file there (size 0, whatever the
+    file), so a picture replaced under it kept its old vector while the image tables took the new file."""
+    folder = make_demo(tmp_path / "data", n_train=12, n_test=4, seed=3).train_csv.parent
+    data = load_data(folder, "amazon2025")
+    data["train"]["image_link"] = " " + data["train"]["image_link"] + " \t"
+    extract(data, folder, tmp_path / "work", "amazon2025", "color-stats")
+    Image.new("RGB", (64, 48), (250, 10, 10)).save(folder / data["train"]["image_link"][0].strip(), "JPEG")
+    capsys.readouterr()
+    extract(data, folder, tmp_path / "work", "amazon2025", "color-stats")
+    assert "local image files changed" in capsys.readouterr().out
+    extract(data, folder, tmp_path / "fresh", "amazon2025", "color-stats")
+    np.testing.assert_array_equal(
+        load_embeddings(tmp_path / "work", "color-stats", "train", data["train"]["sample_id"])[0],
+        load_embeddings(tmp_path / "fresh", "color-stats", "train", data["train"]["sample_id"])[0])
+
+
 def test_a_run_an_older_amzkit_made_reads_no_embedding_for_a_row_without_text(small_demo, tmp_path):
     """A work folder (or a merge of kernels) from before the empty-text rule holds the vector of '' (ok) for such
     a row: 03 and 02 read it as no embedding all the same, without 01 run again."""

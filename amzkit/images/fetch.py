@@ -112,9 +112,10 @@ def resolve_local(link: str, roots: Sequence[str], real_dirs: dict[str, str] | N
 
 
 def _local_file_sizes(links: Sequence[str], base_dir: str | Path) -> list[tuple[str, int]]:
-    """(link, size) of each local link in `links`, in order; 0 for a file missing, empty or outside the folder."""
+    """(link, size) of each local link in `links` (stripped, as the fetch reads them), in order; 0 for a file
+    missing, empty or outside the folder."""
     roots, real_dirs, sizes = local_roots(base_dir), {}, []
-    for link in links:
+    for link in (str(link).strip() for link in links):
         if link and link_scheme(link) in LOCAL_SCHEMES | {""}:
             path, _, _ = resolve_local(link, roots, real_dirs)
             sizes.append((link, _file_size(path) if path is not None else 0))
