@@ -213,6 +213,14 @@ def test_pack_count_negative(name: str | None) -> None:
     assert pack_count_from_name(name) is None
 
 
+def test_a_number_of_thousands_of_digits_is_no_pack_count() -> None:
+    # int() refuses a text of over 4300 digits: a garbled title with such a run crashed parsing a whole CSV
+    name = "Widget " + "9" * 5000 + " Pack"
+    assert pack_count_from_name(name) is None
+    assert parse_catalog(f"Item Name: {name}\nValue: 1\nUnit: Count").pack_count is None
+    assert pack_count_from_name("Pack of 00012") == 12
+
+
 # --------------------------------------------------------------------------------------------------
 # Parser
 # --------------------------------------------------------------------------------------------------

@@ -208,6 +208,8 @@ def pack_count_from_name(name: str | None) -> int | None:
         match = pattern.search(name)
         if match:
             token = match.group(1).lower()
+            if len(token.lstrip("0")) > len(str(_MAX_PACK_COUNT)):  # int() refuses over 4300 digits
+                return None
             count = _NUMBER_WORDS[token] if token in _NUMBER_WORDS else int(token)
             return count if 0 < count <= _MAX_PACK_COUNT else None
     return None
