@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from amzkit.core.workdir import check_name
 from amzkit.embed import hub, neural
 from amzkit.embed.factory import LOADERS, create_embedder
 from amzkit.embed.neural import loading_problems
@@ -525,6 +526,27 @@ def test_kaggle_models_at_the_same_version_get_runs_of_their_own(tiny_clip_dir, 
     plain = tmp_path / "models" / "2"  # a numbered folder elsewhere keeps its own name
     shutil.copytree(tiny_bge_dir, plain)
     assert get_model_spec(f"local-dir:{plain}").name == "2"
+
+
+def test_a_folder_name_that_is_no_plain_name_gives_a_run_that_later_stages_read(tiny_clip_dir, tiny_bge_dir, tmp_path):
+    """01 named the run after the folder as it is ('marqo fashionSigLIP (1)'); 02 and 03 read runs by plain names
+    only (check_name), so the embeddings just made could not be used, and 02's default (every run) stopped."""
+    image = tmp_path / "marqo fashionSigLIP (1)"
+    text = tmp_path / ".bge@small..v1.5"
+    shutil.copytree(tiny_clip_dir, image)
+    shutil.copytree(tiny_bge_dir, text)
+    assert get_model_spec(f"local-dir:{image}").name == "marqo-fashionSigLIP-1"
+    assert get_model_spec(f"local-dir-text:{image}").name == "marqo-fashionSigLIP-1-text"
+    assert get_model_spec(f"local-dir:{text}").name == "bge-small.v1.5"
+    kept = tmp_path / "bge_"  # a plain name is kept as it is
+    shutil.copytree(tiny_bge_dir, kept)
+    assert get_model_spec(f"local-dir:{kept}").name == "bge_"
+    long = tmp_path / ("m" * 130)
+    shutil.copytree(tiny_clip_dir, long)
+    names = [get_model_spec(f"{prefix}{long}").name for prefix in ("local-dir:", "local-dir-text:")]
+    assert names == ["m" * 123, "m" * 123 + "-text"]
+    for name in names:
+        assert check_name(name, "run") == name
 
 
 @pytest.mark.parametrize("kind", ["transformers", "open_clip"])

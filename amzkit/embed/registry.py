@@ -10,10 +10,13 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
+
+from amzkit.core.workdir import NAME_PATTERN
 
 
 @dataclass(frozen=True)
@@ -210,12 +213,24 @@ def _missing_folder_message(folder: Path, max_depth: int = 5, max_dirs: int = 20
 def run_name(folder: Path) -> str:
     """The run name of a model folder: the folder's name, except for a Kaggle Model, mounted at
     input/<model>/<framework>/<variation>/<version> with a number for its last folder: that is named after the model
-    and its variation ('default' left out), so two Kaggle Models attached at version 1 do not share the run '1'."""
+    and its variation ('default' left out), so two Kaggle Models attached at version 1 do not share the run '1'.
+    Made a plain name (core.workdir.check_name), as 02-05 read runs by name: each run of other characters ('my
+    model (1)') becomes '-', '.', '_', '-' at either end go, and it is cut to leave room for '-text'."""
     parts = folder.parts
     if not folder.name.isdigit() or "input" not in parts[:-4]:
-        return folder.name
+        return _plain_run_name(folder.name)
     model, _framework, variation = parts[-4:-1]
-    return model if variation == "default" else f"{model}-{variation}"
+    return _plain_run_name(model if variation == "default" else f"{model}-{variation}")
+
+
+RUN_NAME_LENGTH = 123  # core.workdir.NAME_PATTERN allows 128 characters, less the '-text' of a text tower's run
+
+
+def _plain_run_name(name: str) -> str:
+    if len(name) <= RUN_NAME_LENGTH and NAME_PATTERN.fullmatch(name) and ".." not in name:
+        return name  # a plain name stays as it is ('bge_' too): its runs keep their names
+    plain = re.sub(r"\.{2,}", ".", re.sub(r"[^A-Za-z0-9_.-]+", "-", name)).strip("._-")[:RUN_NAME_LENGTH]
+    return plain or "local-model"
 
 
 def _open_clip_folder_spec(folder: Path, text_tower: bool) -> ModelSpec:
