@@ -513,6 +513,16 @@ def test_a_model_folder_that_is_not_there_says_so_and_where_model_folders_are(ti
         get_model_spec(f"local-dir:{tmp_path / 'empty'}")
 
 
+def test_a_kaggle_model_mounted_in_the_grouped_layout_is_named_when_its_path_is_wrong(tiny_bge_dir, tmp_path):
+    """A Kaggle Model in the grouped layout sits 6 folders below input (models/<owner>/<model>/<framework>/
+    <variation>/<version>): the search stopped at 5, and the message said nothing under input held a model."""
+    mounted = tmp_path / "input" / "models" / "alice" / "bge-small" / "transformers" / "en-v1.5" / "1"
+    shutil.copytree(tiny_bge_dir, mounted)
+    with pytest.raises(FileNotFoundError, match="no such folder") as caught:
+        get_model_spec(f"local-dir:{tmp_path / 'input' / 'bge-small' / 'transformers' / 'en-v1.5' / '1'}")
+    assert f"model folders under {tmp_path / 'input'}: {mounted}" in str(caught.value)
+
+
 def test_kaggle_models_at_the_same_version_get_runs_of_their_own(tiny_clip_dir, tiny_bge_dir, tmp_path):
     """A Kaggle Model mounts at input/<model>/<framework>/<variation>/<version>: its folder is named '1'. An image and
     a text model both at version 1 shared the run '1', and 01's text model replaced the image run it had just made."""

@@ -192,9 +192,10 @@ def _local_spec(folder: Path, text_tower: bool) -> ModelSpec:
     )
 
 
-def _missing_folder_message(folder: Path, max_depth: int = 5, max_dirs: int = 2000) -> str:
+def _missing_folder_message(folder: Path, max_depth: int = 7, max_dirs: int = 2000) -> str:
     """No such folder: with the model folders found below its nearest existing parent (a dataset mounted one level
-    deeper than the path says, or under Kaggle's grouped /kaggle/input/datasets/<owner>/ layout)."""
+    deeper than the path says, or under Kaggle's grouped /kaggle/input/datasets/<owner>/ layout; a Kaggle Model there
+    is 6 folders down: models/<owner>/<model>/<framework>/<variation>/<version>, 7 with a folder inside it)."""
     parent = next((p for p in folder.parents if p.is_dir()), None)
     found: list[str] = []
     if parent is not None and parent != Path(parent.anchor):
