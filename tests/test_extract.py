@@ -599,6 +599,14 @@ def test_two_devices_fetch_a_passing_failure_once_on_a_rerun(shard_data, small_d
         assert after - before == len(flaky), "one try per link (ONE_TRY), by the parent only"
 
 
+def test_a_python_caller_giving_batch_size_as_a_float_gets_it_as_the_int_it_was_checked_as(small_demo, tmp_path):
+    """extract() checked batch_size 8.0 as the int 8 and then handed 8.0 to torch's DataLoader, which refused it."""
+    data = load_data(small_demo, "amazon2025")
+    model = f"local-dir:{save_random_open_clip(tmp_path / 'm' / 'model', seed=0)}"
+    extract(data, small_demo, tmp_path / "work", "amazon2025", model, batch_size=8.0, num_workers=0)
+    assert np.load(tmp_path / "work" / "01_extract" / "model" / "train.npy").shape[0] == len(data["train"])
+
+
 def test_new_weights_in_the_same_model_folder_are_embedded_anew(small_demo, tmp_path, capsys):
     data = load_data(small_demo, "amazon2025")
     folder = save_random_open_clip(tmp_path / "m1" / "model", seed=0)

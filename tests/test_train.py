@@ -271,6 +271,13 @@ def test_twin_price_group_runs_in_the_folds(synthetic):
     assert {"twin_log_price", "twin_similarity"} <= set(names) and np.isfinite(metrics["cv_smape"])
 
 
+def test_a_python_caller_giving_one_embedding_as_text_gets_that_run_not_its_letters(synthetic):
+    """train_run(..., embeddings="planted") was list("planted"): runs 'p', 'l', ... refused by name."""
+    data, work = synthetic
+    metrics = train_run(data, "amazon2025", work, "one", "quantity", "planted", lgb_params=FAST)
+    assert metrics["features"] == ["quantity"] and metrics["embeddings"] == ["planted"]
+
+
 def test_a_misspelt_feature_group_is_refused_naming_every_group(synthetic):
     data, work = synthetic
     with pytest.raises(ValueError, match=r"unknown feature groups \['tfidff'\].*'tfidf'.*'twin_price'"):

@@ -232,8 +232,10 @@ def extract(
     the failures in the cache stand and no link is requested again. Returns the merged manifest (num_shards == 1)
     or a summary of the shards this kernel wrote.
     """
-    PARAMETERS.validate(batch_size=batch_size, num_workers=num_workers, shard_index=shard_index,
-                        num_shards=num_shards)
+    checked = PARAMETERS.validate(batch_size=batch_size, num_workers=num_workers, shard_index=shard_index,
+                                  num_shards=num_shards)
+    batch_size, num_workers, shard_index, num_shards = (checked[k] for k in ("batch_size", "num_workers",
+                                                                             "shard_index", "num_shards"))
     schema_ = get_schema(schema)
     spec, embedder = create_embedder(model, batch_size=batch_size, device=device, num_workers=num_workers)
     run_dir = stage_dir(work_dir, "01_extract") / spec.name

@@ -159,10 +159,12 @@ def train_run(
     """
     schema_ = get_schema(schema)
     check_name(run_name, "run_name")
-    PARAMETERS.validate(run_name=run_name, n_folds=n_folds, seed=seed, fold_strategy=fold_strategy,
-                        num_threads=num_threads, tfidf_dim=tfidf_dim, pseudo_label_run=pseudo_label_run,
-                        pseudo_label_fraction=pseudo_label_fraction, pseudo_label_weight=pseudo_label_weight,
-                        **({"learner": learner} if isinstance(learner, str) else {}))
+    checked = PARAMETERS.validate(run_name=run_name, n_folds=n_folds, seed=seed, fold_strategy=fold_strategy,
+                                  num_threads=num_threads, tfidf_dim=tfidf_dim, pseudo_label_run=pseudo_label_run,
+                                  pseudo_label_fraction=pseudo_label_fraction, pseudo_label_weight=pseudo_label_weight,
+                                  features=features, embeddings=embeddings,
+                                  **({"learner": learner} if isinstance(learner, str) else {}))
+    features, embeddings = checked["features"], checked["embeddings"]  # "minilm" is ["minilm"], not list("minilm")
     check_trainable(data["train"][schema_.target].to_numpy(), n_folds, schema_.target)
     if pseudo_label_run == run_name:
         raise ValueError(f"pseudo_label_run {run_name!r} is this run: its pseudo-labels would come from its own last "
