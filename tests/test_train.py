@@ -1051,3 +1051,18 @@ def test_kept_folds_are_not_reused_under_another_version_of_a_fold_library(synth
     _rerun(data, work, "upgraded")
     assert _DiesOnFold.fits == 5, "another LightGBM: every fold runs again"
     assert versions["lightgbm"] is not None and versions["numpy"] is not None
+
+
+def test_the_runs_table_keeps_run_names_that_read_as_numbers(tmp_path):
+    """Runs named 01 and 02 were read back as 1 and 2: wrong names, and no metrics.json found for vs_best."""
+    from amzkit.core.io import write_json
+    from amzkit.ml.runs import runs_leaderboard, write_runs_log_row
+
+    for name, scores in (("01", [50.0, 52.0, 51.0]), ("1e3", [51.0, 53.0, 53.0])):
+        metrics = {"run": name, "cv_smape": float(np.mean(scores)), "fold_smape": scores}
+        write_json(tmp_path / "03_train" / name / "metrics.json", metrics)
+        write_runs_log_row(tmp_path, name, metrics)
+    table = runs_leaderboard(tmp_path)
+    assert table["run"].tolist() == ["01", "1e3"]
+    assert table["vs_best"].tolist() == pytest.approx([0.0, 4 / 3])
+    assert table["cv_smape"].tolist() == pytest.approx([51.0, 157 / 3])

@@ -95,7 +95,10 @@ def runs_leaderboard(work_dir: str | Path) -> pd.DataFrame:
     path = Path(work_dir) / "runs.csv"
     if not path.is_file():
         return pd.DataFrame(columns=[*RUNS_LOG_COLUMNS, "vs_best", "vs_best_se"])
-    table = pd.read_csv(path).sort_values("cv_smape").reset_index(drop=True)
+    # run names as written: "01" or "1e3" read as numbers would be 1 and 1000.0, and find no metrics.json
+    table = pd.read_csv(path, dtype={"run": str}, keep_default_na=False,
+                        na_values={c: ["", "nan", "NaN"] for c in RUNS_LOG_COLUMNS if c != "run"})
+    table = table.sort_values("cv_smape").reset_index(drop=True)
     return pd.concat([table, paired_to_best(work_dir, table["run"].astype(str).tolist())], axis=1)
 
 
