@@ -104,6 +104,15 @@ def test_knn_refuses_without_an_embedding_and_rows_without_one_get_the_median(pl
         prepared_knn(matrix, tmp_path, 395, 500).fit(np.arange(0, 400), y[:400])
 
 
+def test_knn_with_too_large_a_k_suggests_one_the_fold_can_give(tmp_path):
+    """With the default k 20 on a fold of 16 rows it said 'pass a k well below it, e.g. "k": 20'."""
+    rng = np.random.default_rng(0)
+    matrix = rng.normal(size=(20, 4)).astype(np.float32)
+    y = np.exp(rng.normal(2, 1, 20))
+    with pytest.raises(ValueError, match=r'k 20 is not below the 16 training rows .*"k": 3\}'):
+        prepared_knn(matrix, tmp_path, 20, 20).fit(np.arange(16), y[:16])
+
+
 def test_knn_with_k_1_on_training_rows_returns_their_own_target(tmp_path):
     rng = np.random.default_rng(0)
     matrix = rng.normal(size=(50, 8)).astype(np.float32)

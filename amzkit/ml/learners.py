@@ -111,10 +111,11 @@ class KnnEmbedding(Learner):
         if not usable.any():
             raise ValueError(f"the knn learner found no training row with an embedding in run {self.embedding!r}")
         if self.k >= usable.sum():
+            below = min(20, max(1, int(usable.sum()) // 5))  # 20 (the default) only where a fold has the rows
             raise ValueError(f"the knn learner's k {self.k} is not below the {int(usable.sum())} training rows of a "
                              f"fold with an embedding in run {self.embedding!r}: every row would get the mean of "
                              "them all (the constant's score). Pass a k well below it, e.g. -p learner_params "
-                             f"'{{\"embedding\": \"{self.embedding}\", \"k\": 20}}'")
+                             f"'{{\"embedding\": \"{self.embedding}\", \"k\": {below}}}'")
         self.space_ = NeighbourSpace(self.block_rows).fit(self.matrix_[rows[usable]])
         self.reference_ = self.space_.rows(self.matrix_[rows[usable]])
         self.y_log_ = y_log[usable]
