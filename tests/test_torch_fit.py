@@ -211,3 +211,12 @@ def test_an_accumulated_step_has_the_gradient_of_one_batch_of_all_its_rows(weigh
     whole = first_step_gradient([np.arange(16)], grad_accum=1)
     accumulated = first_step_gradient([np.arange(7), np.arange(7, 14), np.arange(14, 16)], grad_accum=3)
     np.testing.assert_allclose(accumulated, whole, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.cuda.amp.GradScaler:FutureWarning")  # deprecated only where both exist
+def test_the_loop_runs_on_a_torch_without_torch_amp_grad_scaler(monkeypatch):
+    """torch 2.1-2.2 (pyproject allows them; Intel Macs stop at 2.2) have only torch.cuda.amp.GradScaler: every
+    mlp / finetune fit failed there with an AttributeError, on the CPU too."""
+    monkeypatch.delattr(torch.amp, "GradScaler")
+    grads, _, history = train_scalar(4, grad_accum=2, steps_per_epoch=2)
+    assert grads == [-1.0, -1.0] and history.steps == 2

@@ -202,6 +202,14 @@ def autocast(device: torch.device, amp: torch.dtype | None):
     return contextlib.nullcontext() if amp is None else torch.autocast(device.type, dtype=amp)
 
 
+def grad_scaler(device: torch.device, enabled: bool):
+    """A GradScaler for `device` (a no-op unless `enabled`): torch.amp.GradScaler from torch 2.3, the CUDA one
+    before (torch 2.1-2.2, which pyproject allows: the last torch for Intel Macs is 2.2)."""
+    if hasattr(torch.amp, "GradScaler"):
+        return torch.amp.GradScaler(device.type, enabled=enabled)
+    return torch.cuda.amp.GradScaler(enabled=enabled)
+
+
 def warmup_decay(optimizer, total_steps: int, warmup: float, schedule: str):
     """Linear warmup over `warmup` of the steps (a share), then `schedule`'s decay to the last step."""
     if schedule not in SCHEDULES:
@@ -335,7 +343,7 @@ def train_loop(model: torch.nn.Module, optimizer, plan: TrainPlan, batches: Call
     loss is not finite is skipped (counted in History), and more than half of them skipped is an error.
     """
     scheduler = warmup_decay(optimizer, plan.total_steps, warmup, schedule)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
+    scaler = grad_scaler(device, amp == torch.float16)
     history, best, best_state, stale = History(), math.inf, None, 0
     eval_at, limit = plan.eval_steps(), min(plan.total_steps, plan.max_steps or plan.total_steps)
     started = time.perf_counter()
