@@ -349,6 +349,24 @@ def test_layer_wise_lr_decay_gives_lower_layers_smaller_rates(tiny_bert):
     assert undecayed == {name for name in named if name.endswith("bias") or ".LayerNorm." in name}
 
 
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_the_head_predicts_in_fp32_under_mixed_precision(tiny_bert, pooling):
+    """Under autocast (bf16 here, as 'auto' picks on an A100/H100; fp16 on a T4) the head's output was rounded to
+    half precision: a log1p price of 2 + 3.3001 came out as 2 + 3.296875 (bf16 steps of 1/64 there, ~1.6% of a
+    price) in training, on the holdout and in every prediction."""
+    spec, _ = encoder_spec(f"local-dir:{tiny_bert}")
+    _, encoder = load_encoder(spec, pooling)
+    model = EncoderRegressor(encoder, pooling, 0.0, 2.0, 1.0).eval()
+    with torch.no_grad():
+        model.head[1].weight.zero_()
+        model.head[1].bias.fill_(3.3001)
+    batch = pad_tokens([np.array([2, 5, 6, 3]), np.array([2, 7, 3])], 0, 32)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        pred = model(**batch)
+    assert pred.dtype == torch.float32
+    np.testing.assert_allclose(pred.numpy(), 2.0 + 3.3001, rtol=0, atol=1e-6)
+
+
 class RenamedNorm(nn.Module):
     """A transformer's own norm class (as DebertaV2's or an RMSNorm), under an attribute name without 'norm'."""
 

@@ -182,7 +182,8 @@ class EncoderRegressor(nn.Module):
         else:
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
-        return self.centre + self.spread * self.head(pooled).squeeze(-1).float()
+        with torch.autocast(pooled.device.type, enabled=False):  # fp32 head: fp16 / bf16 would round the output
+            return self.centre + self.spread * self.head(pooled).squeeze(-1)
 
 
 def layer_depth(name: str, n_layers: int) -> int:
