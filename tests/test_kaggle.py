@@ -1092,3 +1092,16 @@ def test_inputs_lists_every_data_folder_when_several_are_attached(tmp_path, caps
     assert main(["kaggle", "inputs", "--root", str(root)]) == 0
     out = capsys.readouterr().out
     assert "data_dir candidates" in out and str(first) in out and str(second) in out
+
+
+@pytest.mark.parametrize("name, text", [("params.yaml", "03_train: {run_name: [x\n"),
+                                        ("params.json", '{"03_train": {'),
+                                        ("params.yml", "03_train:\n  run_name: \"x\n")])
+def test_a_params_file_that_does_not_parse_is_refused_by_the_cli_without_a_traceback(tmp_path, capsys, name, text):
+    params = tmp_path / name
+    params.write_text(text)
+    assert main(["kaggle", "build", "--out", str(tmp_path / "b"), "--owner", OWNER, "--data", DATA,
+                 "--params", str(params)]) == 1
+    err = capsys.readouterr().err
+    assert f"--params {params} cannot be read" in err and "Traceback" not in err
+    assert not (tmp_path / "b").exists()

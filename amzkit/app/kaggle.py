@@ -146,11 +146,12 @@ def load_params_file(path: str | Path) -> dict[str, list[dict[str, Any]]]:
     """Per-stage parameters from YAML or JSON: `{stage: {name: value}}`, or a list of such dicts per stage to
     build several kernels of that stage (e.g. two 03_train runs that 04_ensemble blends)."""
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".json":
-        data = json.loads(text)
-    else:
-        data = yaml.safe_load(text)
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as err:  # a typo in the file: its place, not a traceback
+        kind = "JSON" if path.suffix == ".json" else "YAML"
+        raise ValueError(f"--params {path} cannot be read as UTF-8 {kind} ({err}): fix the file") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path} must map stage names to parameters, e.g. {{'03_train': {{'run_name': 'x'}}}}")
     out: dict[str, list[dict[str, Any]]] = {}
