@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import tomllib
+from pathlib import Path
 
 import pytest
 from conftest import REPO_ROOT
@@ -132,7 +133,7 @@ def test_pip_download_asks_for_kaggles_python_and_platform(tmp_path, monkeypatch
 
     def run(cmd, **kwargs):
         seen.append(cmd)
-        (tmp_path / "ftfy-6.3.1-py3-none-any.whl").write_bytes(b"x")
+        (Path(cmd[cmd.index("--dest") + 1]) / "ftfy-6.3.1-py3-none-any.whl").write_bytes(b"x")
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
     monkeypatch.setattr(subprocess, "run", run)
@@ -143,3 +144,21 @@ def test_pip_download_asks_for_kaggles_python_and_platform(tmp_path, monkeypatch
     monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, "", "no network"))
     with pytest.raises(KaggleError, match="no network"):
         kaggle_image.pip_download(["ftfy"], tmp_path)
+
+
+def test_pip_download_returns_a_wheel_an_earlier_failed_build_left_in_the_folder(tmp_path, monkeypatch):
+    """pip skips a file its --dest holds already ('File was already downloaded'): a first build that failed after
+    downloading open_clip left its wheel in the dataset folder (no plan.json to clean it by), and the next build
+    was told the downloader returned no wheel for it, every time."""
+    def pip(cmd, **kwargs):  # as pip does: a wheel already in --dest is kept and not written again
+        wheel = Path(cmd[cmd.index("--dest") + 1]) / "open_clip_torch-3.3.0-py3-none-any.whl"
+        if not wheel.exists():
+            wheel.write_bytes(b"new")
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(subprocess, "run", pip)
+    (tmp_path / "open_clip_torch-3.3.0-py3-none-any.whl").write_bytes(b"left by a failed build")
+    wheels = kaggle_image.pip_download(["open-clip-torch==3.3.0"], tmp_path)
+    assert [p.name for p in wheels] == ["open_clip_torch-3.3.0-py3-none-any.whl"]
+    assert wheels[0].parent == tmp_path and wheels[0].read_bytes() == b"new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["open_clip_torch-3.3.0-py3-none-any.whl"]

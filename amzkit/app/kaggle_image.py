@@ -12,8 +12,10 @@ error naming it and the kernel that needs it.
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -183,18 +185,23 @@ def read_pins(constraints: str | Path) -> dict[str, str]:
 
 
 def pip_download(requirements: Sequence[str], dest: Path) -> list[Path]:
-    """`pip download --no-deps` wheels for Kaggle's Python and platform into `dest` (needs PyPI)."""
+    """`pip download --no-deps` wheels for Kaggle's Python and platform into `dest` (needs PyPI); the wheels of
+    `requirements`, also those `dest` held already (pip skips a file it finds there: an earlier, failed build)."""
     dest.mkdir(parents=True, exist_ok=True)
-    before = set(dest.glob("*.whl"))
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version",
-           KAGGLE_PYTHON, *[arg for tag in KAGGLE_PLATFORM for arg in ("--platform", tag)], "--dest", str(dest),
-           *requirements]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if proc.returncode:
-        raise KaggleError(f"downloading {', '.join(requirements)} for Kaggle's image failed ({' '.join(cmd)}):\n"
-                          f"{proc.stderr[-2000:]}\nIt needs PyPI. Without it, build with --no-deps and choose "
-                          "models whose packages Kaggle's image has (amzkit.app.kaggle_image.KAGGLE_IMAGE).")
-    return sorted(set(dest.glob("*.whl")) - before)
+    with tempfile.TemporaryDirectory(prefix="amzkit-download-") as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version",
+               KAGGLE_PYTHON, *[arg for tag in KAGGLE_PLATFORM for arg in ("--platform", tag)], "--dest", tmp,
+               *requirements]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode:
+            raise KaggleError(f"downloading {', '.join(requirements)} for Kaggle's image failed ({' '.join(cmd)}):\n"
+                              f"{proc.stderr[-2000:]}\nIt needs PyPI. Without it, build with --no-deps and choose "
+                              "models whose packages Kaggle's image has (amzkit.app.kaggle_image.KAGGLE_IMAGE).")
+        wheels = []
+        for wheel in sorted(Path(tmp).glob("*.whl")):
+            (dest / wheel.name).unlink(missing_ok=True)
+            wheels.append(Path(shutil.move(wheel, dest / wheel.name)))
+    return wheels
 
 
 def wheel_metadata(wheel: str | Path) -> tuple[str, str, list[str]]:
