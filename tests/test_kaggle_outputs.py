@@ -203,6 +203,19 @@ def test_the_image_cache_packs_into_shards_and_unpacks_unchanged(tmp_path):
     assert {name: (cache / name).read_bytes() for name in files} == files
 
 
+def test_packing_after_a_gap_in_the_shard_numbers_keeps_every_shard(tmp_path):
+    """New shards were numbered from the count of shards: with images-00000 and images-00002 left, the next was
+    images-00002 again, written over it (its pictures lost)."""
+    _fake_cache(tmp_path)
+    shards = pack_image_cache(tmp_path, shard_bytes=2500)
+    shards[1].unlink()  # a gap
+    kept = {s.name: s.read_bytes() for s in shards if s.exists()}
+    (tmp_path / "image_cache" / "new.jpg").write_bytes(b"a new picture")
+    [new] = pack_image_cache(tmp_path, shard_bytes=2500)
+    assert new.name == "images-00004.tar"
+    assert {name: (tmp_path / "image_cache" / name).read_bytes() for name in kept} == kept
+
+
 def test_every_output_is_listed_and_a_missing_one_is_named(tmp_path):
     work = tmp_path / "working" / "amzkit"
     (work / "01_extract" / "run").mkdir(parents=True)

@@ -35,7 +35,10 @@ def pack_image_cache(work_dir: str | Path, shard_bytes: int = IMAGE_SHARD_BYTES)
         return []
     loose = _loose_images(cache_dir)
     existing = sorted(cache_dir.glob(IMAGE_SHARD_PATTERN.replace("{:05d}", "*")))
-    next_no = len(existing)
+    # after the highest, not the count: with a gap (images-00001.tar deleted by hand) the count names a shard
+    # that exists, and writing it would drop its pictures
+    next_no = 1 + max((int(p.name[len('images-'):-len('.tar')]) for p in existing
+                       if p.name[len('images-'):-len('.tar')].isdigit()), default=-1)
     groups: list[list[Path]] = []
     size = 0
     for path in loose:
