@@ -36,6 +36,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from amzkit.core.io import remove_stale_temporaries
+from amzkit.images.attempts import run_attempts
 from amzkit.images.decode import MAX_PIXELS, MAX_SIDE_PX, read_header, strict_truncation
 from amzkit.images.http import (
     CONNECT_TIMEOUT_S,
@@ -46,7 +47,6 @@ from amzkit.images.http import (
     Downloader,
     NetworkWatch,
     RetryPolicy,
-    run_attempts,
 )
 from amzkit.images.records import (
     LOCAL_SCHEMES,

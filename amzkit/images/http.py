@@ -1,23 +1,19 @@
-"""HTTP downloading: keep-alive pools per thread, timeouts, retries with backoff, byte limits on decoded
-bodies, and an early verdict when the network is down (`NetworkWatch`)."""
+"""HTTP downloading: keep-alive pools per thread, timeouts, the retry policy, byte limits on decoded bodies and an
+early verdict when the network is down (`NetworkWatch`). The threads that schedule the tries are in attempts.py."""
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import os
-import queue
 import random
 import threading
 import time
 import urllib.parse
 import urllib.request
 import zlib
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any
 
 import urllib3
 
@@ -25,12 +21,10 @@ from amzkit.core.io import atomic_path
 from amzkit.images.decode import CONTENT_ENCODING_WBITS, IDENTITY_ENCODINGS, BoundedDecoder, prepare_image
 from amzkit.images.records import (
     HTTP_STATUS_PREFIX,
-    NOT_FETCHED,
     REMOTE_SCHEMES,
     FetchRecord,
     cache_name,
     describe,
-    is_retryable,
     link_host,
     link_scheme,
     utf8_location,
@@ -321,52 +315,6 @@ class Downloader:
         return FetchRecord(url, "ok", nbytes, prepared.width, prepared.height, attempts, mode=prepared.mode)
 
 
-class WorkQueue:
-    """Tries for the fetch threads: fresh URLs, and failed ones that come due after their backoff.
-
-    A due retry is served before fresh URLs, so backoffs overlap the rest of the work instead of
-    piling up at the end; a scheduler thread releases retries when due, so no fetch thread sleeps.
-    """
-
-    STOP, DUE, FRESH = -1, 0, 1  # priorities: lower is served first
-
-    def __init__(self) -> None:
-        self._ready: queue.PriorityQueue = queue.PriorityQueue()
-        self._delayed: list[tuple[float, int, Any]] = []
-        self._wake = threading.Condition()
-        self._sequence = itertools.count()
-        self._closed = False
-        threading.Thread(target=self._release_due, daemon=True, name="amzkit-fetch-scheduler").start()
-
-    def put(self, task: Any, priority: int = FRESH) -> None:
-        self._ready.put((priority, next(self._sequence), task))
-
-    def put_later(self, task: Any, delay_s: float) -> None:
-        with self._wake:
-            heapq.heappush(self._delayed, (time.monotonic() + delay_s, next(self._sequence), task))
-            self._wake.notify()
-
-    def get(self) -> Any:
-        """The next task; None means stop."""
-        return self._ready.get()[2]
-
-    def close(self, workers: int) -> None:
-        """Stop `workers` threads: idle ones now, busy ones after their current try."""
-        with self._wake:
-            self._closed = True
-            self._wake.notify()
-        for _ in range(workers):
-            self.put(None, self.STOP)
-
-    def _release_due(self) -> None:
-        with self._wake:
-            while not self._closed:
-                now = time.monotonic()
-                while self._delayed and self._delayed[0][0] <= now:
-                    self.put(heapq.heappop(self._delayed)[2], self.DUE)
-                self._wake.wait(self._delayed[0][0] - now if self._delayed else None)
-
-
 class NetworkWatch:
     """An early verdict on the network, from the first tries of the first `probe_links` URLs of a fetch.
 
@@ -418,103 +366,3 @@ class NetworkWatch:
         witness = f", nor did {self.witness[:200]} (fetched before)" if self.witness else ""
         return (f"the first {self.unreachable} image links tried ({len(hosts)} host{'s' * (len(hosts) != 1)}: "
                 f"{named}) all failed to connect and none answered (e.g. {self.example_error}){witness}")
-
-
-_NETWORK_DOWN = object()  # run_attempts' signal from a fetch thread: stop, the watch says the network is down
-
-
-def run_attempts(downloader: Downloader, urls: list[str], workers: int, attempts: int, timeout_factor: float,
-                 earlier: dict[str, int], watch: NetworkWatch | None = None, failed_before: Collection[str] = (),
-                 witness: str | None = None) -> Iterator[FetchRecord]:
-    """Each URL's final record after up to `attempts` tries, in completion order, from `workers` threads.
-
-    A retryable failure is tried again after its backoff (or the server's Retry-After, capped); a Retry-After also
-    holds back every try at that host till it ends (sent anyway, under a rate limit, they would fail too).
-    Stopping the iteration early cancels what is left. With a `watch` (see NetworkWatch) whose verdict is
-    pending, the first `watch.probe_links` URLs not in `failed_before` are tried first, once each (their retries
-    wait for the verdict, as do the other URLs); when none of them reached a server, one try at `witness` (an
-    image fetched before) settles the verdict. A network found down ends the fetch: each URL tried gets its
-    latest record, each other one a not_fetched record.
-    """
-    if not urls:
-        return
-    work = WorkQueue()
-    results: queue.SimpleQueue = queue.SimpleQueue()
-    latest: dict[str, FetchRecord] = {}
-    probe: set[str] = set()
-    if watch is not None and watch.verdict == NetworkWatch.UNDECIDED:
-        probe = set([url for url in urls if url not in failed_before][:watch.probe_links])
-    probing = bool(probe)  # no URL that tells something (each failed before): no verdict from this fetch
-    gate = {"untried": len(probe), "decided": not probing, "down": False, "deferred": [],  # the probe's retries
-            "held": [url for url in urls if url not in probe] if probing else []}  # wait too, until the verdict
-    gate_lock = threading.Lock()
-    if watch is not None and watch.verdict == NetworkWatch.DOWN:
-        results.put(_NETWORK_DOWN)
-    else:
-        for url in (probe if probing else urls):
-            work.put((url, 1))
-
-    def first_try_done(record: FetchRecord, reach: str, watch: NetworkWatch) -> None:
-        """Count a probe URL's first try; on a verdict, stop (down) or release what waited for it."""
-        watch.observe(record, reach)
-        with gate_lock:
-            gate["untried"] -= 1
-            verdict = watch.verdict if gate["untried"] else watch.conclude(witness, downloader.reach)
-            if gate["decided"] or (verdict == NetworkWatch.UNDECIDED and gate["untried"]):
-                return
-            gate["decided"] = True
-            if verdict == NetworkWatch.DOWN:
-                gate["down"] = True  # no try after this one: each URL's latest record is its last
-                results.put(_NETWORK_DOWN)
-                return
-            for url in gate["held"]:
-                work.put((url, 1))
-            for task, delay in gate["deferred"]:
-                work.put_later(task, delay)
-
-    def retry_later(task: tuple[str, int], delay: float) -> None:
-        with gate_lock:
-            if not gate["decided"]:
-                gate["deferred"].append((task, delay))
-            if gate["down"] or not gate["decided"]:
-                return
-        work.put_later(task, delay)
-
-    def fetch_loop() -> None:
-        while (task := work.get()) is not None:
-            url, number = task
-            try:
-                if (paused := downloader.paused_for(url)) > 0:  # its host asked for a pause: no try spent on it now
-                    work.put_later(task, paused)
-                    continue
-                record, retry_after, reach = downloader.attempt(url, earlier.get(url, 0) + number, timeout_factor)
-                latest[url] = record
-                if retry_after is not None and is_retryable(record.status):
-                    downloader.pause_host(url, retry_after)
-                if watch is not None and number == 1 and url in probe:
-                    first_try_done(record, reach, watch)
-                if number < attempts and is_retryable(record.status):
-                    retry_later((url, number + 1), downloader.retry.delay(number, retry_after))
-                else:
-                    results.put(record)
-            except BaseException as err:  # handed to the caller's thread, raised there
-                results.put(err)
-
-    workers = max(1, min(workers, len(urls)))
-    for i in range(workers):
-        threading.Thread(target=fetch_loop, daemon=True, name=f"amzkit-fetch-{i}").start()
-    finished: set[str] = set()
-    try:
-        while len(finished) < len(urls):
-            result = results.get()
-            if isinstance(result, BaseException):
-                raise result
-            if result is _NETWORK_DOWN:
-                why = f"not tried: {watch.summary()}" if watch is not None else "not tried"
-                yield from (latest.get(url) or FetchRecord(url, NOT_FETCHED, error=why)
-                            for url in urls if url not in finished)
-                return
-            finished.add(result.url)
-            yield result
-    finally:
-        work.close(workers)
