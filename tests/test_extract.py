@@ -583,6 +583,40 @@ def test_a_passing_failure_that_became_permanent_is_recorded_and_not_fetched_aga
     assert _Handler.hits == before, "a 404 is not fetched again"
 
 
+def test_links_a_fetch_stopped_sending_to_their_host_are_fetched_again_by_a_rerun(shard_data, small_demo, tmp_path,
+                                                                                 server, monkeypatch, capsys):
+    stop_soon = RetryPolicy(attempts=1, final_pass_attempts=0, host_stop_failures=2, host_stop_s=0.0)
+    monkeypatch.setattr(extract_module, "fetch_images", functools.partial(fetch_images, retry=stop_soon, max_workers=1))
+    refusing = server.replace("127.0.0.1", "localhost")  # a host of its own: 503 to every request while busy
+    data = _with_links(shard_data, lambda i: f"{refusing}/flaky/{i}.jpg" if int(i) % 2 else f"{server}/ok/{i}.jpg")
+    work = tmp_path / "work"
+
+    def rerun():
+        return extract(data, small_demo, work, "amazon2025", "color-stats", shard_rows=SHARD_ROWS_SMALL)
+
+    def flaky_hits():
+        return sum(count for path, count in _Handler.hits.items() if path.startswith("/flaky/"))
+
+    _Handler.busy = True
+    rerun()
+    table = _fetch_tables(work)
+    flaky = table["link"].str.contains("/flaky/")
+    assert set(table.loc[flaky, "status"]) == {"http_503", "not_fetched"}
+    assert (table.loc[~flaky, "status"] == "ok").all()
+    out = capsys.readouterr().out
+    assert f"image host {refusing.removeprefix('http://')} failed each of its last 2 requests" in out
+    warning = next(line for line in out.splitlines() if line.startswith("WARNING: image run"))
+    assert f"not_fetched {(table.loc[flaky, 'status'] == 'not_fetched').sum()}" in warning, "not tried: said so"
+    _Handler.busy = False  # the host answers again
+    before = flaky_hits()
+    again = rerun()
+    assert flaky_hits() - before == flaky.sum(), "each of its links fetched again, once"
+    assert (_fetch_tables(work)["status"] == "ok").all()
+    healthy = extract(data, small_demo, tmp_path / "healthy", "amazon2025", "color-stats", shard_rows=SHARD_ROWS_SMALL)
+    assert again["splits"] == healthy["splits"]
+    assert _run_bytes(work, "color-stats") == _run_bytes(tmp_path / "healthy", "color-stats")
+
+
 def test_two_devices_fetch_a_passing_failure_once_on_a_rerun(shard_data, small_demo, tmp_path, server, monkeypatch):
     import amzkit.stages.devices as devices_module
 

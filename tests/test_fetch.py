@@ -145,6 +145,10 @@ class Server:
     stop: threading.Event = field(default_factory=threading.Event)
     busy_until: float | None = None  # /busy-host/: the end of the pause its first answer asked for
     refused_while_busy: int = 0
+    refusing: bool = True  # /refusing/: 429 to every request while True, then images
+
+    def hits_under(self, prefix: str) -> int:
+        return sum(count for path, count in self.hits.items() if path.startswith(prefix))
 
     def snapshot(self) -> Counter:
         return Counter(self.hits)
@@ -197,6 +201,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.reply(429, b"slow down", {"Retry-After": "1"})
             else:
                 self.reply(200, GOOD_JPEG)
+        elif self.path.startswith("/refusing/"):
+            self.reply(429, b"slow down") if self.state.refusing else self.reply(200, GOOD_JPEG)
+        elif self.path.startswith("/stall/"):  # as /stall.jpg, under many names
+            None if self.state.stop.wait(STALL_S) else self.reply(200, GOOD_JPEG)
         elif self.path in PAYLOADS:
             self.reply(200, PAYLOADS[self.path], {"Content-Type": "image/jpeg"})
         elif self.path in ENCODED:
@@ -815,3 +823,74 @@ def test_a_network_still_down_on_a_rerun_is_found_down_from_the_links_not_tried_
     records = read_manifest(tmp_path / "cache" / MANIFEST_NAME)
     assert [records[link].attempts for link in links[:6]] == [1] * 6, "the probe: the 3 links not tried before"
     assert table["status"].tolist() == ["connection_error"] * 6 + ["not_fetched"] * 2
+
+
+# --- a host that keeps failing is sent nothing more --------------------------------------------------------------
+
+
+def stop_after(failures: int, seconds: float = 0.0, **options) -> RetryPolicy:
+    """A policy whose host stop comes after `failures` passing failures in a row over `seconds`; no waits."""
+    settings = {"attempts": 2, "backoff_s": 0.0, "backoff_cap_s": 0.0, "final_pass_attempts": 1,
+                "final_pass_timeout_factor": 1.0, "host_stop_failures": failures, "host_stop_s": seconds}
+    return RetryPolicy(**{**settings, **options})
+
+
+def test_a_host_that_keeps_refusing_is_sent_nothing_more_and_a_rerun_fetches_its_links(server, tmp_path, capsys):
+    refusing = [f"{server.url}/refusing/{i}.jpg" for i in range(30)]
+    other = [f"{server.url.replace('127.0.0.1', 'localhost')}/img/{i}.jpg" for i in range(5)]  # another host
+    before, server.refusing = server.hits_under("/refusing/"), True
+    try:
+        table = run(refusing + other, tmp_path / "cache", tmp_path, max_workers=1, retry=stop_after(4))
+        assert server.hits_under("/refusing/") - before == 4, "its 4th failure in a row stops it: no 5th request"
+        mine = table.iloc[:len(refusing)]
+        assert set(mine["status"]) == {"http_429", "not_fetched"} and mine["attempts"].sum() == 4
+        untried = mine[mine["status"] == "not_fetched"]
+        assert (untried["attempts"] == 0).all() and untried["path"].isna().all()
+        host = server.url.removeprefix("http://")
+        assert untried["error"].str.startswith(f"not tried: image host {host} failed each of its last 4 requests").all()
+        assert (table.iloc[len(refusing):]["status"] == "ok").all(), "another host is fetched as ever"
+        said = [line for line in capsys.readouterr().out.splitlines() if line.startswith(f"image host {host} ")]
+        assert len(said) == 1 and f"{len(untried)} of its links not tried (not_fetched)" in said[0]
+        assert "rerun 01 later" in said[0]
+        assert set(read_manifest(tmp_path / "cache" / MANIFEST_NAME)) == set(other) | set(mine.loc[
+            mine["status"] == "http_429", "link"]), "no manifest line for a link not tried"
+        server.refusing = False  # the host answers again: a rerun fetches its links, and only them
+        again = run(refusing + other, tmp_path / "cache", tmp_path, max_workers=1, retry=stop_after(4))
+        assert (again["status"] == "ok").all()
+        assert server.hits_under("/refusing/") - before == 4 + len(refusing)
+    finally:
+        server.refusing = True
+
+
+def test_a_host_is_stopped_only_after_failures_in_a_row_over_the_time_given(server, tmp_path, capsys):
+    between = [link for i in range(10) for link in (f"{server.url}/refusing/between{i}.jpg",
+                                                    f"{server.url}/img/{500 + i}.jpg")]  # an image between failures
+    table = run(between, tmp_path / "a", tmp_path, max_workers=1, retry=stop_after(2, attempts=1))
+    assert table["status"].tolist() == ["http_429", "ok"] * 10, "each link tried: an answer resets the count"
+    assert table["attempts"].tolist() == [2, 1] * 10, "the retry pass (failures only, in a row) stops no host"
+    soon = [f"{server.url}/refusing/soon{i}.jpg" for i in range(10)]
+    table = run(soon, tmp_path / "b", tmp_path, max_workers=1, retry=stop_after(2, 3600.0))
+    assert (table["status"] == "http_429").all() and (table["attempts"] == 3).all(), "failing for under an hour"
+    assert "image host" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("watching", [False, True])
+def test_a_network_gone_mid_run_stops_the_fetch_after_a_few_failures(dead_url, server, tmp_path, watching):
+    """A later shard of 01 (the watch found the network up) or a plain fetch: connections fail for every link."""
+    links = [f"{dead_url}/gone-mid-run{i}.jpg" for i in range(12)]
+    watch = NetworkWatch()
+    watch.verdict = NetworkWatch.UP
+    table = run(links, tmp_path / "cache", tmp_path, max_workers=1, retry=stop_after(5, attempts=3),
+                watch=watch if watching else None)
+    assert table["attempts"].sum() == 5 and set(table["status"]) == {"connection_error", "not_fetched"}
+    assert watch.verdict == NetworkWatch.UP
+
+
+def test_a_host_stopped_while_the_watch_still_probes_ends_the_fetch(dead_url, server, tmp_path):
+    links = [f"{dead_url}/probed{i}.jpg" for i in range(10)] + [server.url + "/img/900.jpg"]
+    watch = NetworkWatch(probe_links=5)  # the dead host is stopped after 2 of the 5 probe links
+    table = run(links, tmp_path / "cache", tmp_path, max_workers=1, retry=stop_after(2), watch=watch)
+    statuses = table["status"].tolist()
+    assert Counter(statuses[:5]) == {"connection_error": 2, "not_fetched": 3}, "2 probe links tried, in any order"
+    assert statuses[5:] == ["not_fetched"] * 6
+    assert watch.verdict == NetworkWatch.DOWN, "no probe link answered: the verdict is reached, nothing waits on"

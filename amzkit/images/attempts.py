@@ -1,5 +1,5 @@
 """A fetch's tries over threads: fresh URLs and retries after their backoff (`WorkQueue`), the network watch's
-probe first, and the stop when the network is found down."""
+probe first, and the stops: a network found down, a host the downloader stopped sending to."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import queue
 import threading
 import time
 from collections.abc import Collection, Iterator
+from dataclasses import dataclass
 from typing import Any
 
-from amzkit.images.http import Downloader, NetworkWatch
-from amzkit.images.records import NOT_FETCHED, FetchRecord, is_retryable
+from amzkit.images.http import UNTOLD, Downloader, NetworkWatch
+from amzkit.images.records import NOT_FETCHED, FetchRecord, is_retryable, link_host
 
 
 class WorkQueue:
@@ -61,12 +62,18 @@ class WorkQueue:
                 self._wake.wait(self._delayed[0][0] - now if self._delayed else None)
 
 
-_NETWORK_DOWN = object()  # run_attempts' signal from a fetch thread: stop, the watch says the network is down
+@dataclass(frozen=True)
+class _Stop:
+    """run_attempts' signal to stop trying the URLs of `host` (every URL when None); those not finished get their
+    latest record, or a not_fetched one saying `why`."""
+
+    host: str | None
+    why: str
 
 
 def run_attempts(downloader: Downloader, urls: list[str], workers: int, attempts: int, timeout_factor: float,
                  earlier: dict[str, int], watch: NetworkWatch | None = None, failed_before: Collection[str] = (),
-                 witness: str | None = None) -> Iterator[FetchRecord]:
+                 witness: str | None = None, stop_hosts: bool = True) -> Iterator[FetchRecord]:
     """Each URL's final record after up to `attempts` tries, in completion order, from `workers` threads.
 
     A retryable failure is tried again after its backoff (or the server's Retry-After, capped); a Retry-After also
@@ -74,8 +81,9 @@ def run_attempts(downloader: Downloader, urls: list[str], workers: int, attempts
     Stopping the iteration early cancels what is left. With a `watch` (see NetworkWatch) whose verdict is
     pending, the first `watch.probe_links` URLs not in `failed_before` are tried first, once each (their retries
     wait for the verdict, as do the other URLs); when none of them reached a server, one try at `witness` (an
-    image fetched before) settles the verdict. A network found down ends the fetch: each URL tried gets its
-    latest record, each other one a not_fetched record.
+    image fetched before) settles the verdict. Two things stop tries: a network found down (every URL) and a host
+    the downloader stops sending to (`Downloader.note`, counting this pass's tries only with `stop_hosts`: its
+    URLs). Each URL they stop gets its latest record when it was tried, else a not_fetched record saying why.
     """
     if not urls:
         return
@@ -90,7 +98,7 @@ def run_attempts(downloader: Downloader, urls: list[str], workers: int, attempts
             "held": [url for url in urls if url not in probe] if probing else []}  # wait too, until the verdict
     gate_lock = threading.Lock()
     if watch is not None and watch.verdict == NetworkWatch.DOWN:
-        results.put(_NETWORK_DOWN)
+        results.put(_Stop(None, f"not tried: {watch.summary()}"))
     else:
         for url in (probe if probing else urls):
             work.put((url, 1))
@@ -106,7 +114,7 @@ def run_attempts(downloader: Downloader, urls: list[str], workers: int, attempts
             gate["decided"] = True
             if verdict == NetworkWatch.DOWN:
                 gate["down"] = True  # no try after this one: each URL's latest record is its last
-                results.put(_NETWORK_DOWN)
+                results.put(_Stop(None, f"not tried: {watch.summary()}"))
                 return
             for url in gate["held"]:
                 work.put((url, 1))
@@ -125,16 +133,22 @@ def run_attempts(downloader: Downloader, urls: list[str], workers: int, attempts
         while (task := work.get()) is not None:
             url, number = task
             try:
+                if downloader.is_stopped(url):  # its host is sent nothing more: its record comes from the _Stop
+                    if watch is not None and number == 1 and url in probe:
+                        first_try_done(FetchRecord(url, NOT_FETCHED), UNTOLD, watch)  # tells nothing
+                    continue
                 if (paused := downloader.paused_for(url)) > 0:  # its host asked for a pause: no try spent on it now
                     work.put_later(task, paused)
                     continue
                 record, retry_after, reach = downloader.attempt(url, earlier.get(url, 0) + number, timeout_factor)
                 latest[url] = record
+                if stop_hosts and (stop := downloader.note(url, record.status, reach)):
+                    results.put(_Stop(stop.host, f"not tried: {stop.why()}"))
                 if retry_after is not None and is_retryable(record.status):
                     downloader.pause_host(url, retry_after)
                 if watch is not None and number == 1 and url in probe:
                     first_try_done(record, reach, watch)
-                if number < attempts and is_retryable(record.status):
+                if number < attempts and is_retryable(record.status) and not downloader.is_stopped(url):
                     retry_later((url, number + 1), downloader.retry.delay(number, retry_after))
                 else:
                     results.put(record)
@@ -150,12 +164,15 @@ def run_attempts(downloader: Downloader, urls: list[str], workers: int, attempts
             result = results.get()
             if isinstance(result, BaseException):
                 raise result
-            if result is _NETWORK_DOWN:
-                why = f"not tried: {watch.summary()}" if watch is not None else "not tried"
-                yield from (latest.get(url) or FetchRecord(url, NOT_FETCHED, error=why)
-                            for url in urls if url not in finished)
-                return
-            finished.add(result.url)
-            yield result
+            if isinstance(result, _Stop):
+                for url in urls:
+                    if url not in finished and (result.host is None or link_host(url) == result.host):
+                        finished.add(url)
+                        yield latest.get(url) or FetchRecord(url, NOT_FETCHED, error=result.why)
+                if result.host is None:
+                    return
+            elif result.url not in finished:  # else a try under way when its host was stopped: already given
+                finished.add(result.url)
+                yield result
     finally:
         work.close(workers)

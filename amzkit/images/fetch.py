@@ -2,7 +2,10 @@
 
 Remote URLs are deduplicated and fetched by a thread pool (one keep-alive urllib3 connection pool per thread)
 with connect/read timeouts, retries with exponential backoff on 429/5xx/connection errors and a final
-low-concurrency pass for what still fails. Every body is verified by decoding it; images larger than
+low-concurrency pass for what still fails. A host whose last `RetryPolicy.host_stop_failures` requests over
+`host_stop_s` or more all failed for a passing reason (a rate limit answering 429 to everything, the network gone
+mid-run) is sent nothing more by this fetch: its links not tried get status not_fetched (no manifest line: a rerun
+fetches them), and the fetch says so once per host. Every body is verified by decoding it; images larger than
 `max_side` are stored resized (JPEG), smaller ones as their original bytes. Cache files are named by
 the URL's sha1 and written atomically; a JSONL manifest in the cache folder records each URL's outcome,
 so a rerun neither refetches what succeeded nor retries permanent failures.
@@ -45,6 +48,7 @@ from amzkit.images.http import (
     MAX_WORKERS,
     READ_TIMEOUT_S,
     Downloader,
+    HostStop,
     NetworkWatch,
     RetryPolicy,
 )
@@ -59,7 +63,9 @@ from amzkit.images.records import (
     ManifestWriter,
     cache_name,
     describe,
+    is_passing,
     is_retryable,
+    link_host,
     link_scheme,
     malformed_url,
     read_manifest,
@@ -166,7 +172,8 @@ def fetch_images(
     `timeout` is (connect, read) seconds, or one number for both. Local links must lie inside `base_dir` or
     `allowed_dirs`. With a `watch`, a network found down stops the fetch early (see NetworkWatch): the URLs it
     did not try get status not_fetched (their last manifest record when it is a failure; an ok one whose cache file
-    is gone has no picture to give) and no manifest line.
+    is gone has no picture to give) and no manifest line; so do the links of a host that keeps failing (see
+    `RetryPolicy.host_stop_failures`), for this call only.
     """
     base_dir, cache_dir = Path(base_dir), Path(cache_dir)
     links = _clean_links(links)
@@ -280,9 +287,9 @@ def _fetch_remote(urls: list[str], cache_dir: Path, max_workers: int, timeout: f
                   max_bytes: int, max_side: int, max_pixels: int, retry: RetryPolicy, retry_failed: bool,
                   progress: bool, watch: NetworkWatch | None,
                   retry_passing: bool = True) -> dict[str, tuple[str | None, FetchRecord]]:
-    """Fetch what the manifest does not vouch for: a main pass, then a gentle pass over retryable failures
-    (none when the watch found the network down: what was not tried keeps its last manifest record, unless that
-    is an ok one whose file is gone).
+    """Fetch what the manifest does not vouch for: a main pass, then a gentle pass over retryable failures (none
+    when the watch found the network down, nor for hosts the downloader stopped sending to: what was not tried
+    keeps its last manifest record, unless that is an ok one whose file is gone).
 
     For the watch, the URLs that failed before tell nothing (a dead host fails again on every rerun), and the
     image the manifest lists last as ok is the witness: when no probe URL reaches its server, one try at it
@@ -304,15 +311,29 @@ def _fetch_remote(urls: list[str], cache_dir: Path, max_workers: int, timeout: f
                                 watch=watch, failed_before=failed_before, witness=witness)
             results.update({url: known[url] if record.status == NOT_FETCHED and _kept_failure(known.get(url))
                             else record for url, record in fetched.items()})
-            again = [url for url, record in fetched.items() if is_retryable(record.status)]
+            again = [url for url, record in fetched.items()
+                     if is_retryable(record.status) and not downloader.is_stopped(url)]
             if again and retry.final_pass_attempts > 0 and not (watch and watch.verdict == NetworkWatch.DOWN):
                 results.update(_run_pass(downloader, again, retry.final_pass_workers, retry.final_pass_attempts,
-                                         retry.final_pass_timeout_factor, "retry", progress, writer, results))
+                                         retry.final_pass_timeout_factor, "retry", progress, writer, results,
+                                         stop_hosts=False))
     finally:
         writer.close()
         downloader.close()
+    _say_hosts_stopped(downloader.stopped, urls, results)
     return {url: ((str(cache_dir / cache_name(url)) if results[url].status == "ok" else None), results[url])
             for url in urls}
+
+
+def _say_hosts_stopped(stopped: dict[str, HostStop], urls: list[str], results: dict[str, FetchRecord]) -> None:
+    """Say once per host the fetch stopped sending to (see `Downloader.note`) how many of its links it left without
+    an image, and what to do."""
+    for host, stop in stopped.items():
+        left = [results[url].status for url in urls if link_host(url) == host and is_passing(results[url].status)]
+        untried = left.count(NOT_FETCHED)
+        print(f"{stop.why()}: {untried:,} of its links not tried (not_fetched) and "
+              f"{len(left) - untried:,} failed for a passing reason. It refuses or cannot be reached (a rate limit, "
+              "the network down): rerun 01 later (or this fetch): it fetches only these links again")
 
 
 def _kept_failure(record: FetchRecord | None) -> bool:
@@ -331,9 +352,12 @@ def _still_valid(record: FetchRecord, cache_dir: Path, retry_failed: bool, retry
 def _run_pass(downloader: Downloader, urls: list[str], workers: int, attempts: int, timeout_factor: float,
               label: str, progress: bool, writer: ManifestWriter,
               earlier: dict[str, FetchRecord] | None = None, watch: NetworkWatch | None = None,
-              failed_before: Collection[str] = (), witness: str | None = None) -> dict[str, FetchRecord]:
+              failed_before: Collection[str] = (), witness: str | None = None,
+              stop_hosts: bool = True) -> dict[str, FetchRecord]:
     """Fetch `urls` on `workers` threads, writing each record to the manifest as it completes (not_fetched
-    ones excepted: a URL not tried has no outcome). `watch`, `failed_before`, `witness`: see `run_attempts`."""
+    ones excepted: a URL not tried has no outcome). `watch`, `failed_before`, `witness`, `stop_hosts` (False
+    for the retry pass: it tries only failed links, which may be dead ones on a working host): see
+    `run_attempts`."""
     done = {url: earlier[url].attempts for url in urls if url in earlier} if earlier else {}
     fetched: dict[str, FetchRecord] = {}
     counts: Counter[str] = Counter()
@@ -341,7 +365,7 @@ def _run_pass(downloader: Downloader, urls: list[str], workers: int, attempts: i
     shown_at = 0.0
     try:
         for record in run_attempts(downloader, urls, workers, attempts, timeout_factor, done, watch, failed_before,
-                                   witness):
+                                   witness, stop_hosts):
             fetched[record.url] = record
             if record.status != NOT_FETCHED:
                 writer.write(record)

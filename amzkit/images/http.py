@@ -1,5 +1,6 @@
-"""HTTP downloading: keep-alive pools per thread, timeouts, the retry policy, byte limits on decoded bodies and an
-early verdict when the network is down (`NetworkWatch`). The threads that schedule the tries are in attempts.py."""
+"""HTTP downloading: keep-alive pools per thread, timeouts, the retry policy, byte limits on decoded bodies, a
+stop for a host that keeps failing (`Downloader.note`) and an early verdict when the network is down
+(`NetworkWatch`). The threads that schedule the tries are in attempts.py."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 import urllib.parse
 import urllib.request
 import zlib
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -25,6 +27,7 @@ from amzkit.images.records import (
     FetchRecord,
     cache_name,
     describe,
+    is_retryable,
     link_host,
     link_scheme,
     utf8_location,
@@ -66,6 +69,10 @@ OFFLINE_PROBE_LINKS = 200  # the first tries of this many distinct URLs decide w
 REACHED, UNREACHABLE, UNTOLD = "reached", "unreachable", "untold"  # how far one try got (see NetworkWatch)
 
 
+HOST_STOP_FAILURES = 100  # a host whose last this many requests all failed for a passing reason (429, 5xx, timeout,
+HOST_STOP_S = 60.0  # connection error), over at least this many seconds with no answer between, is sent no more
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How often and how patiently a retryable failure (429, 5xx, timeout, connection error) is retried."""
@@ -77,6 +84,8 @@ class RetryPolicy:
     final_pass_workers: int = 4  # then what still fails is tried again, gently
     final_pass_attempts: int = 2
     final_pass_timeout_factor: float = 2.0
+    host_stop_failures: int = HOST_STOP_FAILURES  # a host failing this many requests in a row (passing failures)
+    host_stop_s: float = HOST_STOP_S  # over at least this long is sent nothing more by this fetch
 
     def delay(self, failures: int, retry_after: float | None) -> float:
         """Seconds to wait after the `failures`-th failure of one URL."""
@@ -87,6 +96,21 @@ class RetryPolicy:
 
 
 DEFAULT_RETRY = RetryPolicy()
+
+
+@dataclass
+class HostStop:
+    """Why a fetch sent a host nothing more: its last `failures` requests over `seconds` all failed (`statuses`)."""
+
+    host: str
+    failures: int
+    seconds: float
+    statuses: Counter
+
+    def why(self) -> str:
+        seen = ", ".join(f"{status} {count}" for status, count in self.statuses.most_common())
+        return (f"image host {self.host} failed each of its last {self.failures} requests over {self.seconds:.0f} s "
+                f"for a passing reason ({seen}) with no answer between, so this fetch sent it nothing more")
 
 
 @dataclass
@@ -185,6 +209,8 @@ class Downloader:
         self._managers_lock = threading.Lock()
         self._paused_until: dict[str, float] = {}  # host -> monotonic time its Retry-After ends
         self._pauses_lock = threading.Lock()
+        self._streaks: dict[str, tuple[float, Counter]] = {}  # host -> its passing failures in a row: since, statuses
+        self.stopped: dict[str, HostStop] = {}  # hosts sent nothing more (see `note`)
 
     def manager(self, url: str) -> urllib3.PoolManager:
         """This thread's connection pool for `url` (a proxy's when the environment sets one for it)."""
@@ -214,6 +240,28 @@ class Downloader:
         with self._pauses_lock:
             until = self._paused_until.get(link_host(url), 0.0)
         return max(0.0, until - time.monotonic())
+
+    def note(self, url: str, status: str, reach: str) -> HostStop | None:
+        """Count one try's outcome for its host; the HostStop when it makes the host's passing failures in a row
+        reach `retry.host_stop_failures` over `retry.host_stop_s` (the host is then sent nothing more)."""
+        if reach == UNTOLD:  # no request made (a cached file, a malformed URL): says nothing of the host
+            return None
+        host = link_host(url)
+        with self._pauses_lock:
+            if not is_retryable(status):  # an answer (an image, a 404, ...): the host works
+                self._streaks.pop(host, None)
+                return None
+            since, statuses = self._streaks.setdefault(host, (time.monotonic(), Counter()))
+            statuses[status] += 1
+            failures, seconds = statuses.total(), time.monotonic() - since
+            if host in self.stopped or failures < self.retry.host_stop_failures or seconds < self.retry.host_stop_s:
+                return None
+            self.stopped[host] = HostStop(host, failures, seconds, Counter(statuses))
+            return self.stopped[host]
+
+    def is_stopped(self, url: str) -> bool:
+        """Whether `url`'s host is sent nothing more (see `note`)."""
+        return bool(self.stopped) and link_host(url) in self.stopped
 
     def close(self) -> None:
         with self._managers_lock:

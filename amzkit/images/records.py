@@ -31,7 +31,7 @@ STATUSES = (
     "malformed_link",  # an http(s) link without a host or that does not parse (http://, a space in the host): not sent
     "unsupported_scheme",  # not http(s) nor a local path (ftp:, data:, ...), or redirected to such a link
     "outside_data_dir",  # a local link (path or file: URL) resolving outside the CSV's folder and allowed_dirs
-    "not_fetched",  # not tried: no manifest line for it (cached_images), or the fetch stopped (network down)
+    "not_fetched",  # not tried: no manifest line (cached_images), or the fetch stopped (network down, host refusing)
 )
 
 
@@ -149,6 +149,12 @@ def is_retryable(status: str) -> bool:
     if status.startswith(HTTP_STATUS_PREFIX):
         return int(status[len(HTTP_STATUS_PREFIX):]) in RETRYABLE_HTTP_CODES
     return status in RETRYABLE_STATUSES
+
+
+def is_passing(status: str) -> bool:
+    """Whether a link may still get its image on a rerun: a retryable failure, or not tried (not_fetched: the fetch
+    stopped, its network down or its host refusing)."""
+    return status == NOT_FETCHED or is_retryable(status)
 
 
 def summarize(table: pd.DataFrame) -> pd.DataFrame:

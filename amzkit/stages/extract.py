@@ -13,8 +13,9 @@ from the train rows such as tfidf-svd, the train ids and text) and the sha256 of
 only when all of these match: editing train.csv refits such a model and so invalidates every shard it feeds,
 test shards included; a shard edited, cut short or reordered on disk is recomputed (or, when merging, refused
 by name); shards past the end of a shorter CSV are removed. A finished image shard whose links failed for a
-passing reason (HTTP 429 or 5xx, timeout, connection error) has those links fetched again by a rerun, and is
-embedded again only when one of them now has an image.
+passing reason (HTTP 429 or 5xx, timeout, connection error) or was not tried (not_fetched: the fetch stopped
+sending to a host that kept refusing) has those links fetched again by a rerun, and is embedded again only when
+one of them now has an image.
 
 The merged run folder holds train.npy / test.npy (CSV row order; NaN rows where the input failed),
 train_ok.npy / test_ok.npy, {split}_fetch.csv for image runs, manifest.json (model, architecture, dim, rows,
@@ -44,7 +45,7 @@ from amzkit.embed.registry import LOCAL_DIR, ModelSpec
 from amzkit.embed.runs import inputs_sha256, model_inputs
 from amzkit.images.fetch import fetch_images, local_files_digest, local_sizes_match
 from amzkit.images.http import NetworkWatch
-from amzkit.images.records import is_retryable
+from amzkit.images.records import is_passing
 from amzkit.stages.extract_reports import check_some_image, network_down_error, warn_passing_failures
 
 PARAMETERS = Parameters(
@@ -227,10 +228,10 @@ def extract(
     """Embed this kernel's shards of both splits with `model`; merge when it is the only kernel.
 
     An image shard already finished whose links failed for a passing reason (HTTP 429 or 5xx, timeout,
-    connection error) has those links fetched again (not with `refetch` False), and is embedded again when one
-    of them now has an image. `parent_fetched`: the caller has just fetched every link (extract_on_devices), so
-    the failures in the cache stand and no link is requested again. Returns the merged manifest (num_shards == 1)
-    or a summary of the shards this kernel wrote.
+    connection error, not_fetched) has those links fetched again (not with `refetch` False), and is embedded
+    again when one of them now has an image. `parent_fetched`: the caller has just fetched every link
+    (extract_on_devices), so the failures in the cache stand and no link is requested again. Returns the merged
+    manifest (num_shards == 1) or a summary of the shards this kernel wrote.
     """
     checked = PARAMETERS.validate(batch_size=batch_size, num_workers=num_workers, shard_index=shard_index,
                                   num_shards=num_shards)
@@ -268,7 +269,7 @@ def extract(
                 states[state] = states.get(state, 0) + 1
             elif spec.modality == "image" and refetch:
                 table = _shard_fetch_table(shard_dir, split, shard_no)
-                if table is not None and table["status"].map(is_retryable).any():
+                if table is not None and table["status"].map(is_passing).any():
                     retry[(split, shard_no)] = (expected, table)
     removed = _remove_stale_shards(shard_dir, plans) if shard_dir.is_dir() else []
     if removed:
@@ -318,13 +319,13 @@ def _refetch_passing_failures(retry: dict, data, spec: ModelSpec, shard_dir: Pat
     is not fetched again)."""
     if not retry:
         return {}
-    links = sum(int(old["status"].map(is_retryable).sum()) for _, old in retry.values())
+    links = sum(int(old["status"].map(is_passing).sum()) for _, old in retry.values())
     print(f"{spec.name}: fetching again the {links} image links of {len(retry)} finished shards that failed for a "
-          "passing reason (HTTP 429 or 5xx, timeout, connection error)")
+          "passing reason (HTTP 429 or 5xx, timeout, connection error) or were not tried (not_fetched)")
     recovered = {}
     for (split, shard_no), (expected, old) in sorted(retry.items()):
         fetched = fetch(data[split].iloc[expected["start"]:expected["stop"]])
-        failed = old["status"].map(is_retryable).to_numpy()
+        failed = old["status"].map(is_passing).to_numpy()
         if len(failed) != len(fetched) or (fetched["status"].to_numpy()[failed] == "ok").any():
             recovered[(split, shard_no)] = fetched
             continue

@@ -13,7 +13,7 @@ from amzkit.core.schema import SPLITS
 from amzkit.core.workdir import list_runs, stage_dir
 from amzkit.images.fetch import fetch_images
 from amzkit.images.http import NetworkWatch
-from amzkit.images.records import is_retryable
+from amzkit.images.records import is_passing
 
 PASSING_FAILURES_WARN_SHARE = 0.01  # warn when this share of a split's links or more failed for a passing reason
 PASSING_FAILURES_WARN_ROWS = 5  # ... and at least this many
@@ -50,15 +50,16 @@ def check_some_image(manifest: dict, run_dir: Path) -> None:
 
 def warn_passing_failures(manifest: dict, run_dir: Path, min_share: float = PASSING_FAILURES_WARN_SHARE) -> str:
     """Warn (and return the line) when links of a finished image run failed for a passing reason (connection
-    errors, timeouts, 429, 5xx) in more than `min_share` of a split's rows: the network or the host dropped during
-    the run, and a rerun fetches just those links again."""
+    errors, timeouts, 429, 5xx, or not tried: not_fetched, a host the fetch stopped sending to) in more than
+    `min_share` of a split's rows: the network or the host dropped during the run, and a rerun fetches just those
+    links again."""
     counts, parts = pd.Series(dtype=int), []
     for split in SPLITS:
         fetch = run_dir / f"{split}_fetch.csv"
         if not fetch.is_file():
             continue
         status = pd.read_csv(fetch, keep_default_na=False)["status"]
-        passing = status[status.map(is_retryable)]
+        passing = status[status.map(is_passing)]
         if len(passing) >= max(PASSING_FAILURES_WARN_ROWS, min_share * len(status)):
             parts.append(f"{len(passing):,} of {len(status):,} {split} links")
             counts = counts.add(passing.value_counts(), fill_value=0)
