@@ -825,7 +825,7 @@ def test_a_network_still_down_on_a_rerun_is_found_down_from_the_links_not_tried_
     assert table["status"].tolist() == ["connection_error"] * 6 + ["not_fetched"] * 2
 
 
-# --- a host that keeps failing is sent nothing more --------------------------------------------------------------
+# --- bounds: a host that keeps failing is sent nothing more; the retry pass has a time budget --------------------
 
 
 def stop_after(failures: int, seconds: float = 0.0, **options) -> RetryPolicy:
@@ -894,3 +894,17 @@ def test_a_host_stopped_while_the_watch_still_probes_ends_the_fetch(dead_url, se
     assert Counter(statuses[:5]) == {"connection_error": 2, "not_fetched": 3}, "2 probe links tried, in any order"
     assert statuses[5:] == ["not_fetched"] * 6
     assert watch.verdict == NetworkWatch.DOWN, "no probe link answered: the verdict is reached, nothing waits on"
+
+
+def test_the_retry_pass_stops_at_its_time_budget_leaving_the_failures_for_a_rerun(server, tmp_path, capsys):
+    links = [f"{server.url}/stall/{i}.jpg" for i in range(3)]
+    policy = stop_after(1000, attempts=1, final_pass_timeout_factor=200.0,  # its tries could take 100 s each
+                        final_pass_time_share=0.0, final_pass_min_s=0.2)
+    table = run(links, tmp_path / "cache", tmp_path, timeout=(TIMEOUT_S, STALL_TIMEOUT_S), retry=policy)
+    assert table["status"].tolist() == ["timeout"] * 3 and table["attempts"].tolist() == [1] * 3
+    manifest = tmp_path / "cache" / MANIFEST_NAME
+    assert len(manifest.read_text().splitlines()) == 3, "the main pass's lines only: the retry pass finished none"
+    said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("the retry pass stopped")]
+    assert len(said) == 1 and "with 3 links not tried again" in said[0]
+    run(links, tmp_path / "cache", tmp_path, timeout=(TIMEOUT_S, STALL_TIMEOUT_S), retry=ONE_TRY)
+    assert len(manifest.read_text().splitlines()) == 6, "a rerun tries each again"

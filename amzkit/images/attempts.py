@@ -1,5 +1,5 @@
 """A fetch's tries over threads: fresh URLs and retries after their backoff (`WorkQueue`), the network watch's
-probe first, and the stops: a network found down, a host the downloader stopped sending to."""
+probe first, and the stops: a network found down, a host the downloader stopped sending to, a time budget."""
 
 from __future__ import annotations
 
@@ -73,7 +73,8 @@ class _Stop:
 
 def run_attempts(downloader: Downloader, urls: list[str], workers: int, attempts: int, timeout_factor: float,
                  earlier: dict[str, int], watch: NetworkWatch | None = None, failed_before: Collection[str] = (),
-                 witness: str | None = None, stop_hosts: bool = True) -> Iterator[FetchRecord]:
+                 witness: str | None = None, budget_s: float | None = None,
+                 stop_hosts: bool = True) -> Iterator[FetchRecord]:
     """Each URL's final record after up to `attempts` tries, in completion order, from `workers` threads.
 
     A retryable failure is tried again after its backoff (or the server's Retry-After, capped); a Retry-After also
@@ -81,12 +82,14 @@ def run_attempts(downloader: Downloader, urls: list[str], workers: int, attempts
     Stopping the iteration early cancels what is left. With a `watch` (see NetworkWatch) whose verdict is
     pending, the first `watch.probe_links` URLs not in `failed_before` are tried first, once each (their retries
     wait for the verdict, as do the other URLs); when none of them reached a server, one try at `witness` (an
-    image fetched before) settles the verdict. Two things stop tries: a network found down (every URL) and a host
+    image fetched before) settles the verdict. Three things stop tries: a network found down (every URL), a host
     the downloader stops sending to (`Downloader.note`, counting this pass's tries only with `stop_hosts`: its
-    URLs). Each URL they stop gets its latest record when it was tried, else a not_fetched record saying why.
+    URLs) and `budget_s` seconds passed (every URL). Each URL they stop gets its latest record when it was tried,
+    else a not_fetched record saying why.
     """
     if not urls:
         return
+    deadline = None if budget_s is None else time.monotonic() + budget_s
     work = WorkQueue()
     results: queue.SimpleQueue = queue.SimpleQueue()
     latest: dict[str, FetchRecord] = {}
@@ -161,7 +164,10 @@ def run_attempts(downloader: Downloader, urls: list[str], workers: int, attempts
     finished: set[str] = set()
     try:
         while len(finished) < len(urls):
-            result = results.get()
+            try:
+                result = results.get(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                result = _Stop(None, f"not tried: the time budget of this pass ({budget_s:.0f} s) ran out")
             if isinstance(result, BaseException):
                 raise result
             if isinstance(result, _Stop):

@@ -2,13 +2,14 @@
 
 Remote URLs are deduplicated and fetched by a thread pool (one keep-alive urllib3 connection pool per thread)
 with connect/read timeouts, retries with exponential backoff on 429/5xx/connection errors and a final
-low-concurrency pass for what still fails. A host whose last `RetryPolicy.host_stop_failures` requests over
-`host_stop_s` or more all failed for a passing reason (a rate limit answering 429 to everything, the network gone
-mid-run) is sent nothing more by this fetch: its links not tried get status not_fetched (no manifest line: a rerun
-fetches them), and the fetch says so once per host. Every body is verified by decoding it; images larger than
-`max_side` are stored resized (JPEG), smaller ones as their original bytes. Cache files are named by
-the URL's sha1 and written atomically; a JSONL manifest in the cache folder records each URL's outcome,
-so a rerun neither refetches what succeeded nor retries permanent failures.
+low-concurrency pass for what still fails, within a time budget (`RetryPolicy.final_pass_time_share` of the
+download's time, at least `final_pass_min_s`; what it does not reach keeps its failure). A host whose last
+`RetryPolicy.host_stop_failures` requests over `host_stop_s` or more all failed for a passing reason (a rate limit
+answering 429 to everything, the network gone mid-run) is sent nothing more by this fetch: its links not tried get
+status not_fetched (no manifest line: a rerun fetches them), and the fetch says so once per host. Every body is
+verified by decoding it; images larger than `max_side` are stored resized (JPEG), smaller ones as their original
+bytes. Cache files are named by the URL's sha1 and written atomically; a JSONL manifest in the cache folder records
+each URL's outcome, so a rerun neither refetches what succeeded nor retries permanent failures.
 
 Local links (plain paths, file: URLs) are read only inside the CSV's folder (`base_dir`) or `allowed_dirs`:
 `../../etc/passwd`, `/etc/passwd` or `file:///etc/passwd` get status outside_data_dir and are never opened.
@@ -287,9 +288,9 @@ def _fetch_remote(urls: list[str], cache_dir: Path, max_workers: int, timeout: f
                   max_bytes: int, max_side: int, max_pixels: int, retry: RetryPolicy, retry_failed: bool,
                   progress: bool, watch: NetworkWatch | None,
                   retry_passing: bool = True) -> dict[str, tuple[str | None, FetchRecord]]:
-    """Fetch what the manifest does not vouch for: a main pass, then a gentle pass over retryable failures (none
-    when the watch found the network down, nor for hosts the downloader stopped sending to: what was not tried
-    keeps its last manifest record, unless that is an ok one whose file is gone).
+    """Fetch what the manifest does not vouch for: a main pass, then a gentle pass over retryable failures within
+    its time budget (none when the watch found the network down, nor for hosts the downloader stopped sending to:
+    what was not tried keeps its last manifest record, unless that is an ok one whose file is gone).
 
     For the watch, the URLs that failed before tell nothing (a dead host fails again on every rerun), and the
     image the manifest lists last as ok is the witness: when no probe URL reaches its server, one try at it
@@ -307,6 +308,7 @@ def _fetch_remote(urls: list[str], cache_dir: Path, max_workers: int, timeout: f
     writer = ManifestWriter(cache_dir / MANIFEST_NAME)
     try:
         with strict_truncation():
+            started = time.monotonic()
             fetched = _run_pass(downloader, todo, max_workers, retry.attempts, 1.0, "download", progress, writer,
                                 watch=watch, failed_before=failed_before, witness=witness)
             results.update({url: known[url] if record.status == NOT_FETCHED and _kept_failure(known.get(url))
@@ -314,9 +316,13 @@ def _fetch_remote(urls: list[str], cache_dir: Path, max_workers: int, timeout: f
             again = [url for url, record in fetched.items()
                      if is_retryable(record.status) and not downloader.is_stopped(url)]
             if again and retry.final_pass_attempts > 0 and not (watch and watch.verdict == NetworkWatch.DOWN):
-                results.update(_run_pass(downloader, again, retry.final_pass_workers, retry.final_pass_attempts,
-                                         retry.final_pass_timeout_factor, "retry", progress, writer, results,
-                                         stop_hosts=False))
+                budget = max(retry.final_pass_min_s, retry.final_pass_time_share * (time.monotonic() - started))
+                retried = _run_pass(downloader, again, retry.final_pass_workers, retry.final_pass_attempts,
+                                    retry.final_pass_timeout_factor, "retry", progress, writer, results,
+                                    budget_s=budget, stop_hosts=False)
+                results.update({url: record for url, record in retried.items() if record.status != NOT_FETCHED})
+                _say_retry_pass_cut(budget, sum(record.status == NOT_FETCHED and not downloader.is_stopped(url)
+                                                for url, record in retried.items()))
     finally:
         writer.close()
         downloader.close()
@@ -336,6 +342,14 @@ def _say_hosts_stopped(stopped: dict[str, HostStop], urls: list[str], results: d
               "the network down): rerun 01 later (or this fetch): it fetches only these links again")
 
 
+def _say_retry_pass_cut(budget_s: float, cut: int) -> None:
+    """Say that the final retry pass ran out of time with `cut` links not tried again (they keep their failure)."""
+    if cut:
+        print(f"the retry pass stopped at its time budget ({budget_s:.0f} s, from the download's own time) with "
+              f"{cut:,} links not tried again: they keep their failure (timeout, 429, 5xx, connection error), and a "
+              "rerun of 01 (or this fetch) tries them again")
+
+
 def _kept_failure(record: FetchRecord | None) -> bool:
     """Whether a URL not tried keeps its manifest record: a failure does; an ok one is in the todo list only because
     its cache file is gone, so it has no picture (it is not_fetched)."""
@@ -353,11 +367,11 @@ def _run_pass(downloader: Downloader, urls: list[str], workers: int, attempts: i
               label: str, progress: bool, writer: ManifestWriter,
               earlier: dict[str, FetchRecord] | None = None, watch: NetworkWatch | None = None,
               failed_before: Collection[str] = (), witness: str | None = None,
-              stop_hosts: bool = True) -> dict[str, FetchRecord]:
+              budget_s: float | None = None, stop_hosts: bool = True) -> dict[str, FetchRecord]:
     """Fetch `urls` on `workers` threads, writing each record to the manifest as it completes (not_fetched
-    ones excepted: a URL not tried has no outcome). `watch`, `failed_before`, `witness`, `stop_hosts` (False
-    for the retry pass: it tries only failed links, which may be dead ones on a working host): see
-    `run_attempts`."""
+    ones excepted: a URL not tried has no outcome). `watch`, `failed_before`, `witness`, `budget_s`,
+    `stop_hosts` (False for the retry pass: it tries only failed links, which may be dead ones on a working
+    host): see `run_attempts`."""
     done = {url: earlier[url].attempts for url in urls if url in earlier} if earlier else {}
     fetched: dict[str, FetchRecord] = {}
     counts: Counter[str] = Counter()
@@ -365,7 +379,7 @@ def _run_pass(downloader: Downloader, urls: list[str], workers: int, attempts: i
     shown_at = 0.0
     try:
         for record in run_attempts(downloader, urls, workers, attempts, timeout_factor, done, watch, failed_before,
-                                   witness, stop_hosts):
+                                   witness, budget_s, stop_hosts):
             fetched[record.url] = record
             if record.status != NOT_FETCHED:
                 writer.write(record)

@@ -73,6 +73,10 @@ HOST_STOP_FAILURES = 100  # a host whose last this many requests all failed for 
 HOST_STOP_S = 60.0  # connection error), over at least this many seconds with no answer between, is sent no more
 
 
+FINAL_PASS_TIME_SHARE = 0.5  # the final retry pass stops after this share of the main pass's time ...
+FINAL_PASS_MIN_S = 120.0  # ... or this many seconds when that is longer; what it did not reach keeps its failure
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How often and how patiently a retryable failure (429, 5xx, timeout, connection error) is retried."""
@@ -84,6 +88,8 @@ class RetryPolicy:
     final_pass_workers: int = 4  # then what still fails is tried again, gently
     final_pass_attempts: int = 2
     final_pass_timeout_factor: float = 2.0
+    final_pass_time_share: float = FINAL_PASS_TIME_SHARE  # its time budget: this share of the main pass's time,
+    final_pass_min_s: float = FINAL_PASS_MIN_S  # and at least this
     host_stop_failures: int = HOST_STOP_FAILURES  # a host failing this many requests in a row (passing failures)
     host_stop_s: float = HOST_STOP_S  # over at least this long is sent nothing more by this fetch
 
