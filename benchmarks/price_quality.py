@@ -10,6 +10,7 @@ rows again, unlabelled and with other ids (amzkit.testing.dev_competition), beca
 | constant median | the training folds' median price |
 | TF-IDF + ridge | learner `ridge_tfidf` (words 1-2 + chars 3-5, log1p target): every ratio's denominator |
 | LightGBM default (features only) | learner `lightgbm`, preset `default`, the 03 default feature groups |
+| LightGBM, no tfidf/ridge_oof | the same less the text groups `tfidf`, `ridge_oof`: weaker alone, other errors |
 | LightGBM default + minilm | the same + 01's `minilm` text embeddings as `minilm:pca:16`, `minilm:knn:20` |
 | ... 5 seeds | the same with `bags` 5: five seeds per fit, their log predictions averaged |
 | mlp on minilm + features | learner `mlp` on the whole `minilm` embedding + the 03 default feature groups |
@@ -140,6 +141,7 @@ def main() -> None:
     print(f"01_extract {model}: {time.perf_counter() - started:.0f} s")
 
     features = list(TRAIN_DEFAULTS.features)
+    no_text = [group for group in features if group not in ("tfidf", "ridge_oof")]  # the blend's other view
     common = {"fold_strategy": "group", "progress": False}
     rows: dict = {}
     ridge = train_run(data, SCHEMA, work, "ridge_tfidf", learner="ridge_tfidf", **common)
@@ -148,6 +150,7 @@ def main() -> None:
     runs = ["ridge_tfidf"]
     plans = [
         ("LightGBM default (features only)", "lightgbm", "lgbm", features, [], {}),
+        ("LightGBM default, no tfidf/ridge_oof", "lightgbm", "lgbm_notext", no_text, [], {}),
         (f"LightGBM default + {model} (pca:16, knn:20)", "lightgbm", f"lgbm_{model}", features,
          [f"{model}:pca:16", f"{model}:knn:20"], {}),
         (f"LightGBM default + {model}, 5 seeds (bags 5)", "lightgbm", f"lgbm_{model}_bags5", features,
