@@ -618,6 +618,20 @@ def test_a_kill_while_saving_leaves_an_unfinished_run_that_04_and_05_refuse(synt
     assert "saved: never finished: left out" in capsys.readouterr().out
 
 
+def test_a_kill_after_the_importance_table_leaves_no_finished_old_run_beside_it(synthetic, monkeypatch):
+    """feature_importance.csv was written before save_run removed the old metrics.json: killed in between, the old
+    finished run stood with the new run's importance table (and plot)."""
+    from amzkit.stages import train as train_module
+    from amzkit.testing import kill_after_writing
+
+    data, work = synthetic
+    train_run(data, "amazon2025", work, "saved", ["text_stats"], ["planted"], lgb_params=FAST, num_threads=1)
+    kill_after_writing(monkeypatch, train_module, "feature_importance.csv", _Interrupt("killed"))
+    with pytest.raises(_Interrupt):
+        train_run(data, "amazon2025", work, "saved", ["quantity"], ["planted"], lgb_params=FAST, num_threads=1)
+    assert not (work / "03_train" / "saved" / "metrics.json").exists()
+
+
 def test_a_kill_between_the_two_fold_files_never_leaves_folds_without_their_settings(synthetic, monkeypatch):
     # folds.csv was written before folds.json: killed in between, folds.json was never written, and a later run
     # asking for other folds (seed 7, kfold) was given the old ones while its metrics said seed 7, kfold

@@ -197,7 +197,8 @@ def train_run(
     result = _resumable_cv(model, folds, run_dir, pseudo, progress, clock, devices=devices)
     if pseudo is not None:
         pseudo_info["pseudo_label"]["cv_smape_with"] = smape(inputs.y, result["oof"])
-    if result["importance"] is not None:
+    (run_dir / "metrics.json").unlink(missing_ok=True)  # unfinished from here (save_run writes it last): a kill
+    if result["importance"] is not None:                 # must not leave this importance beside the old run
         kind = result["importance"].name or "importance"  # what the learner measures (gain for LightGBM)
         importance = result["importance"].rename_axis("feature").rename(kind).reset_index()
         if groups := model.feature_groups():
