@@ -230,7 +230,8 @@ def extract(
     An image shard already finished whose links failed for a passing reason (HTTP 429 or 5xx, timeout,
     connection error, not_fetched) has those links fetched again (not with `refetch` False), and is embedded
     again when one of them now has an image. `parent_fetched`: the caller has just fetched every link
-    (extract_on_devices), so the failures in the cache stand and no link is requested again. Returns the merged
+    (extract_on_devices), so the failures in the cache stand and no failed link is requested again (links it left
+    not_fetched, of a host it stopped sending to, have no manifest line and are tried again). Returns the merged
     manifest (num_shards == 1) or a summary of the shards this kernel wrote.
     """
     checked = PARAMETERS.validate(batch_size=batch_size, num_workers=num_workers, shard_index=shard_index,
