@@ -77,13 +77,18 @@ def missing_run(work_dir: str | Path, stage: str, name: str, what: str = "run") 
             + (f" (did you mean {close[0]!r}?)" if close else "") + f"; its finished runs: {made or 'none'}")
 
 
+def is_plain_name(name: object) -> bool:
+    """Whether `name` is a plain folder/file name (see check_name)."""
+    return isinstance(name, str) and NAME_PATTERN.fullmatch(name) is not None and ".." not in name
+
+
 def check_name(name: str, what: str) -> str:
     """`name` when it is a plain name (letters, digits, '_', '-', '.'; not starting with '.'); else an error.
 
     Run names and file names become folders and files inside the work folder: a separator, '..' or an absolute
     path would write (or read) outside it.
     """
-    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or ".." in name:
+    if not is_plain_name(name):
         raise ValueError(f"{what} {name!r} is not a plain name: use letters, digits, '_', '-' and '.' (not first), "
                          "with no '/' or '..', so it stays a folder or file inside the work folder")
     return name

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from amzkit.core.workdir import NAME_PATTERN
+from amzkit.core.workdir import is_plain_name
 
 
 @dataclass(frozen=True)
@@ -224,11 +224,11 @@ def run_name(folder: Path) -> str:
     return _plain_run_name(model if variation == "default" else f"{model}-{variation}")
 
 
-RUN_NAME_LENGTH = 123  # core.workdir.NAME_PATTERN allows 128 characters, less the '-text' of a text tower's run
+RUN_NAME_LENGTH = 123  # a plain name (core.workdir) has at most 128 characters, less a text tower's '-text'
 
 
 def _plain_run_name(name: str) -> str:
-    if len(name) <= RUN_NAME_LENGTH and NAME_PATTERN.fullmatch(name) and ".." not in name:
+    if len(name) <= RUN_NAME_LENGTH and is_plain_name(name):
         return name  # a plain name stays as it is ('bge_' too): its runs keep their names
     plain = re.sub(r"\.{2,}", ".", re.sub(r"[^A-Za-z0-9_.-]+", "-", name)).strip("._-")[:RUN_NAME_LENGTH]
     return plain or "local-model"

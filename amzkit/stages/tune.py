@@ -302,8 +302,9 @@ def tune_preset(
         if probe.user_attrs.get("setup") is None:
             probe.set_user_attr("setup", json.loads(json.dumps(setup)))
         differs = _setup_differences(probe.user_attrs["setup"], setup)
-        if differs and not any(t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-                               for t in probe.get_trials(deepcopy=False)):
+        trials = probe.get_trials(deepcopy=False)
+        finished = sum(t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for t in trials)
+        if differs and not finished:
             probe.set_user_attr("setup", json.loads(json.dumps(setup)))  # nothing scored under the old setup (its
             differs = {}                                                 # trials failed): the corrected call takes it
         if differs:
@@ -314,11 +315,9 @@ def tune_preset(
                                               "data_dir or 01's image tables replaced)")
             raise ValueError(f"{paths['study']} is a study of another setup ({sorted(differs)} differ: saved vs "
                              f"now {differs}); tune under another name, or delete that file to start over")
-        trials = probe.get_trials(deepcopy=False)
         for stale in (t for t in trials if t.state == optuna.trial.TrialState.RUNNING):
             storage.set_trial_state_values(stale._trial_id, optuna.trial.TrialState.FAIL)  # an interrupted run
         budget = {"n_trials": n_trials, "timeout_minutes": timeout_minutes}
-        finished = sum(t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for t in trials)
         to_run = n_trials if not total_trials else (
             0 if probe.user_attrs.get("budget_spent") == budget else max(0, n_trials - finished))
         # A fresh seed per session: a resumed study does not redraw the first session's random trials.
