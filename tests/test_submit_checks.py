@@ -190,6 +190,27 @@ def test_predictions_for_other_test_rows_under_the_same_ids_are_refused(tmp_path
     assert out_files(work) == set()
 
 
+def test_the_same_test_rows_in_another_order_are_submitted_in_the_new_order(tmp_path: Path) -> None:
+    """05 aligns predictions by id: test.csv re-saved in another row order (sorted, say) is the same test, and was
+    refused with 'rerun 01-04' (hours of embedding for a submission that was right); edited text still is refused."""
+    from amzkit.core.io import rows_sha256
+
+    work = make_work(tmp_path)
+    metrics = work / "04_ensemble" / "metrics.json"
+    reordered = make_test().assign(catalog_content=["a", "b", "c", "d"])
+    metrics.write_text(json.dumps({**json.loads(metrics.read_text()),
+                                   "test_rows_sha256": rows_sha256(reordered, "sample_id")}))
+    reordered = reordered.iloc[[2, 0, 3, 1]].reset_index(drop=True)
+    result = run(work, test=reordered)
+    written = pd.read_csv(result["path"], dtype={"sample_id": str})
+    assert written["sample_id"].tolist() == ["307", "101", "412", "205"]  # the test CSV's order now
+    assert written["price"].tolist() == [30.0, 10.0, 40.0, 20.0]  # each id keeps its own prediction
+    edited = reordered.assign(catalog_content=["c", "a", "d", "x"])  # reordered and one text changed
+    with pytest.raises(SubmissionError, match="same ids but other rows"):
+        run(work, test=edited)
+    assert out_files(work) == set()
+
+
 def test_predictions_of_models_trained_on_another_train_csv_are_refused(tmp_path: Path) -> None:
     """05 read only test.csv: prices fixed in train.csv after 03 gave a 'valid submission' of the old models."""
     from amzkit.core.io import rows_sha256

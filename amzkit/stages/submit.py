@@ -260,11 +260,22 @@ def source_predictions(work_dir: str | Path, source: str) -> pd.DataFrame:
     return read_csv(path, "predictions", dtype={"id": str})
 
 
+def _in_order_of(frame: pd.DataFrame, id_column: str, ids) -> pd.DataFrame:
+    """`frame`'s rows in the order of `ids` when these are its ids in another order; else `frame` as it is."""
+    if ids is None:
+        return frame
+    keys, wanted = pd.Index(id_keys(frame[id_column])), pd.Index(id_keys(ids))
+    if len(keys) != len(wanted) or not keys.is_unique or keys.equals(wanted) or not wanted.isin(keys).all():
+        return frame
+    return frame.iloc[keys.get_indexer(wanted)].reset_index(drop=True)
+
+
 def check_made_for(work_dir: str | Path, source: str, metrics: dict, test: pd.DataFrame, id_column: str,
-                   train: pd.DataFrame | None = None) -> None:
+                   train: pd.DataFrame | None = None, prediction_ids=None) -> None:
     """Refuse predictions made for another test.csv with the same ids (edited text or links) or by models trained
     on another train.csv (edited prices, text or rows), and a 04 blend of runs trained again since it was made;
-    say when a 03 source's rerun was stopped. (Runs saved before these records existed are not checked.)"""
+    say when a 03 source's rerun was stopped. (Runs saved before these records existed are not checked.)
+    `prediction_ids`: the ids of the predictions in their row order; test rows in another order then pass."""
     folder = _run_folder(work_dir, source)
     if train is not None and metrics.get("train_rows_sha256") not in (None, rows_sha256(train, id_column)):
         trained = folder / "oof.csv"
@@ -276,6 +287,9 @@ def check_made_for(work_dir: str | Path, source: str, metrics: dict, test: pd.Da
                "if the text changed)")
         raise SubmissionError(f"submission not written: the predictions in {folder} come from models trained on "
                               f"another train.csv ({fix}), or point data_dir at the train.csv they were trained on")
+    # in the predictions' row order (the test.csv's when they were made): 05 aligns rows by id, so the same rows
+    # re-saved in another order are the same test
+    test = _in_order_of(test, id_column, prediction_ids)
     if metrics.get("test_rows_sha256") is not None:  # null in a 04 blend of runs saved before the digest
         differs = metrics["test_rows_sha256"] != rows_sha256(test, id_column)
     else:  # runs of 2026-12-05's builds hashed every cell as read (dtype-dependent): compared in their own form
@@ -283,9 +297,8 @@ def check_made_for(work_dir: str | Path, source: str, metrics: dict, test: pd.Da
     if differs:
         raise SubmissionError(
             f"submission not written: the predictions in {folder} were made for a test.csv with the same ids but "
-            "other rows (text or image links differ from the one loaded now, or its rows are in another order): "
-            "rerun 01-04 on this test CSV (for a 03 run as source, 01-03), or point data_dir at the test.csv they "
-            "were made for")
+            "other rows (text or image links differ from the one loaded now): rerun 01-04 on this test CSV (for a "
+            "03 run as source, 01-03), or point data_dir at the test.csv they were made for")
     if source == ENSEMBLE_SOURCE:
         blended = metrics.get("run_predictions_sha256", {})
         gone = [name for name in blended if not (stage_dir(work_dir, "03_train") / name / "test_pred.csv").is_file()]
@@ -424,7 +437,7 @@ def _submit(work_dir: str | Path, test: pd.DataFrame, train_target: np.ndarray, 
                 "run as source, 01-03), or point data_dir at the test.csv they were made for") if differ else ""
         raise SubmissionError("submission not written: " + "; ".join(problems) + hint)
     cv = source_cv(work_dir, source)
-    check_made_for(work_dir, source, cv, test, schema_.id_column, train)
+    check_made_for(work_dir, source, cv, test, schema_.id_column, train, predictions["id"].to_numpy())
     cv_values = {key: cv[key] for key in ("cv_smape", "constant_median_smape",  # + the edition's own (2023: MAPE)
                                           *(f"cv_{name}" for name in schema_.report_metrics)) if key in cv}
     truth, scoring = read_solution(solution_csv, test_ids, schema_) if solution_csv else (None, {})
