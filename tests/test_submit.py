@@ -89,6 +89,16 @@ def test_cli_validate_exit_codes(tmp_path: Path, capsys, fault, submission, word
         assert str(bad_id) in out.err
 
 
+def test_integer_ids_held_as_numpy_scalars_in_an_object_column_are_integer_ids() -> None:
+    """An object column of numpy integers (a frame built row by row, or ids mixed with text) was refused as
+    'must hold integer ids', naming np.int64(101): numpy 2's repr, not the id's text."""
+    ids = pd.Series([np.int64(i) for i in IDS], dtype=object)
+    assert validate_submission(good_submission().assign(sample_id=ids), IDS, "amazon2025") == []
+    floats = pd.Series([np.float64(i) for i in IDS], dtype=object)
+    problems = validate_submission(good_submission().assign(sample_id=floats), IDS, "amazon2025")
+    assert len(problems) == 1 and "hold [101.0, 205.0" in problems[0], problems
+
+
 def test_cli_rejects_unknown_schema(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         main(["validate", str(tmp_path / "s.csv"), "--test", str(tmp_path / "t.csv"),

@@ -92,11 +92,12 @@ def validate_submission(submission: pd.DataFrame, test_ids, schema: str | Schema
                 + (f": {fix}" if fix else "")]
     submission = submission.reset_index(drop=True)
     raw_ids = submission[id_col]
-    if raw_ids.dtype.kind not in "iu":
-        texts = raw_ids.map(lambda v: v if isinstance(v, str) else ("" if pd.isna(v) else repr(v)))
+    if raw_ids.dtype.kind not in "iu":  # numpy scalars as Python's: numpy 2 writes np.int64(7) for repr(7)
+        plain = [v.item() if isinstance(v, np.generic) else v for v in raw_ids.tolist()]
+        texts = pd.Series([v if isinstance(v, str) else ("" if pd.isna(v) else repr(v)) for v in plain], dtype=object)
         bad = np.flatnonzero(~texts.str.strip().str.fullmatch(ID_TEXT.pattern).to_numpy())
         if bad.size:
-            shown = ", ".join(repr(v) for v in raw_ids.to_numpy()[bad][:SHOW_IDS])
+            shown = ", ".join(repr(plain[i]) for i in bad[:SHOW_IDS])
             return [f"{id_col} must hold integer ids like the test CSV; rows {show_ids(bad + 1)} (1 = first row "
                     f"after the header) hold [{shown}]"]
     ids = pd.Series(id_keys(raw_ids))
