@@ -323,6 +323,23 @@ def test_a_file_05_did_not_log_is_refused_with_what_to_give_instead(tmp_path: Pa
         add_score(work, str(tmp_path / "missing.csv"), 40.0)
 
 
+def test_a_file_05_logged_in_another_work_folder_names_that_folder(tmp_path: Path) -> None:
+    """`lb add runs/exp2/05_submit/submission.csv 47.9` without --work-dir (runs/latest) was told to give the name
+    of its run instead, which pairs the score with runs/latest's run of that name: another work folder's CV."""
+    from amzkit.stages.leaderboard import LeaderboardError, add_score
+
+    latest, exp2 = make_work(tmp_path / "latest"), make_work(tmp_path / "exp2", pred=[11.0, 21.0, 31.0, 41.0])
+    (exp2 / "04_ensemble" / "metrics.json").write_text(json.dumps({"cv_smape": 25.0, "constant_median_smape": 60.0}))
+    run(latest)
+    path = run(exp2)["path"]
+    with pytest.raises(LeaderboardError, match="was made in the work folder") as err:
+        add_score(latest, path, 40.0)
+    message = str(err.value)
+    assert f"--work-dir {exp2}" in message and "give the name of the run" not in message, message
+    assert not (latest / "leaderboard.csv").exists()
+    assert add_score(exp2, path, 40.0)["cv"] == 25.0
+
+
 def test_the_same_test_csv_read_with_integer_ids_is_not_refused(tmp_path: Path) -> None:
     from amzkit.core.io import rows_sha256
 

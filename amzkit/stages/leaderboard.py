@@ -17,6 +17,7 @@ the LB, and `plot_cv_vs_lb` draws CV against LB.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import math
 import sys
@@ -197,6 +198,16 @@ def log_submission(work_dir: str | Path, source: str, path: str | Path) -> dict:
     return row
 
 
+def _logged_in_other_work_dir(work_dir: str | Path, path: str | Path, sha256: str) -> Path | None:
+    """The other work folder whose 05 wrote (in its 05_submit/) and logged the submission file `path`, or None."""
+    folder = Path(path).resolve().parent
+    if folder.name != "05_submit" or folder.parent == Path(work_dir).resolve():
+        return None
+    with contextlib.suppress(LeaderboardError):
+        return folder.parent if (_submissions(folder.parent)["sha256"] == sha256).any() else None
+    return None
+
+
 def submission_cv(work_dir: str | Path, run: str) -> tuple[str, str, float, str]:
     """(source, metric, CV, notice) an LB score for `run` pairs with: a submission file's logged source and CV,
     else the CV logged with the run's last submission, else (no logged submission) the run's CV now; the notice
@@ -205,8 +216,14 @@ def submission_cv(work_dir: str | Path, run: str) -> tuple[str, str, float, str]
     if str(run).lower().endswith(".csv"):
         if not Path(run).is_file():
             raise LeaderboardError(f"no submission file {run}: give the file that was submitted, or its run's name")
-        found = logged[logged["sha256"] == _file_sha256(run)]
+        sha256 = _file_sha256(run)
+        found = logged[logged["sha256"] == sha256]
         if found.empty:
+            other = _logged_in_other_work_dir(work_dir, run, sha256)
+            if other is not None:  # its run's name would pair it with this folder's run of that name
+                raise LeaderboardError(f"{run} was made in the work folder {other} (its submissions.csv logs it), not "
+                                       f"in {work_dir}: record its score there, with --work-dir {other} (in 05: -p "
+                                       f"work_dir {other}), so that it pairs with the CV that folder's run had")
             raise LeaderboardError(f"{run} is not a submission 05 logged in {submissions_path(work_dir)} (it was "
                                    "edited, or made elsewhere): give the name of the run it came from instead")
         last = found.iloc[-1]
