@@ -617,6 +617,64 @@ def test_links_a_fetch_stopped_sending_to_their_host_are_fetched_again_by_a_reru
     assert _run_bytes(work, "color-stats") == _run_bytes(tmp_path / "healthy", "color-stats")
 
 
+def _refusing_in_every_shard(shard_data, server) -> tuple[dict, str]:
+    """Links on a host of their own (503 to every request while the server is busy) for 6 rows of each 8-row shard
+    (3 of the last test shard's 4), the others on the server's working host; and that host's URL."""
+    refusing = server.replace("127.0.0.1", "localhost")
+    positions = {split: {i: n for n, i in enumerate(frame["sample_id"])} for split, frame in shard_data.items()}
+
+    def link(split):
+        return lambda i: (f"{server}/ok/{i}.jpg" if positions[split][i] % 4 == 0 else f"{refusing}/flaky/{i}.jpg")
+
+    return {split: frame.assign(image_link=[link(split)(i) for i in frame["sample_id"]])
+            for split, frame in shard_data.items()}, refusing
+
+
+def _flaky_hits() -> int:
+    return sum(count for path, count in _Handler.hits.items() if path.startswith("/flaky/"))
+
+
+def test_a_host_stopped_in_one_shard_is_sent_only_a_probe_by_the_later_shards_of_the_run(
+        shard_data, small_demo, tmp_path, server, monkeypatch, capsys):
+    """The stop lasted one shard's fetch: a host down for good cost every shard of 01 its 100 failures over 60 s
+    again (15 shards of 10,000 rows: a quarter of an hour and more). Now the later shards send it 3 requests, and
+    use it again as soon as one is answered."""
+    stop_soon = RetryPolicy(attempts=1, final_pass_attempts=0, host_stop_failures=6, host_stop_s=0.0)  # probe: 3
+    per_fetch, recover_after = [], 4
+
+    def fetch(*args, **kwargs):
+        before = _flaky_hits()
+        table = fetch_images(*args, retry=stop_soon, max_workers=1, **kwargs)
+        per_fetch.append(_flaky_hits() - before)
+        if len(per_fetch) == recover_after:
+            _Handler.busy = False  # the host answers again from the 5th shard on
+        return table
+
+    monkeypatch.setattr(extract_module, "fetch_images", fetch)
+    data, refusing = _refusing_in_every_shard(shard_data, server)
+    _Handler.busy = True
+    extract(data, small_demo, tmp_path / "work", "amazon2025", "color-stats", shard_rows=SHARD_ROWS_SMALL)
+    # shards in order test-0..2, train-0..4, with 6, 6, 3, 6, 6, 6, 6, 6 links on the refusing host
+    assert per_fetch == [6, 3, 3, 3, 6, 6, 6, 6], "stopped after 6 failures, then a probe of 3 until it answers"
+    table = _fetch_tables(tmp_path / "work")
+    flaky = table["link"].str.contains("/flaky/")
+    assert table.loc[flaky, "status"].value_counts().to_dict() == {"ok": 24, "http_503": 15, "not_fetched": 6}
+    out = capsys.readouterr().out
+    host = refusing.removeprefix("http://")
+    assert out.count(f"image host {host} failed each of its last 6 requests") == 1
+    assert out.count(f"image host {host}, stopped by an earlier fetch of this run, failed each of the 3 requests") == 3
+    assert "the later shards of this run send it 3 requests first" in out
+
+    monkeypatch.setattr(extract_module, "fetch_images", functools.partial(fetch_images, retry=stop_soon,
+                                                                          max_workers=1))
+    _Handler.busy, before = True, _flaky_hits()  # a new run tries every link again: the stop is the run's only
+    extract(data, small_demo, tmp_path / "work", "amazon2025", "color-stats", shard_rows=SHARD_ROWS_SMALL)
+    assert _flaky_hits() - before == 6 + 3 * 3, "4 shards with such links: 6 failures stop it, then 3 probes"
+    _Handler.busy = False
+    extract(data, small_demo, tmp_path / "work", "amazon2025", "color-stats", shard_rows=SHARD_ROWS_SMALL)
+    assert (_fetch_tables(tmp_path / "work")["status"] == "ok").all()
+
+
 def test_two_devices_fetch_a_passing_failure_once_on_a_rerun(shard_data, small_demo, tmp_path, server, monkeypatch):
     import amzkit.stages.devices as devices_module
 

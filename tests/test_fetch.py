@@ -30,7 +30,7 @@ from PIL import Image, ImageFile
 import amzkit.images.http as http_module
 from amzkit.images.decode import BoundedDecoder, open_image, prepare_image
 from amzkit.images.fetch import cached_images, fetch_images
-from amzkit.images.http import NetworkWatch, RetryPolicy, parse_retry_after
+from amzkit.images.http import HostStops, NetworkWatch, RetryPolicy, parse_retry_after
 from amzkit.images.records import (
     MANIFEST_NAME,
     STATUSES,
@@ -894,6 +894,46 @@ def test_a_host_stopped_while_the_watch_still_probes_ends_the_fetch(dead_url, se
     assert Counter(statuses[:5]) == {"connection_error": 2, "not_fetched": 3}, "2 probe links tried, in any order"
     assert statuses[5:] == ["not_fetched"] * 6
     assert watch.verdict == NetworkWatch.DOWN, "no probe link answered: the verdict is reached, nothing waits on"
+
+
+def test_a_host_an_earlier_fetch_of_the_run_stopped_is_sent_a_probe_first_and_used_again_when_it_answers(
+        server, tmp_path, capsys):
+    """01's shards: the stop lasted one fetch, so a host down for good cost each shard its whole stop rule again."""
+    cache, stops, host = tmp_path / "cache", HostStops(), server.url.removeprefix("http://")
+    before, server.refusing = server.hits_under("/refusing/"), True
+    try:
+        run([f"{server.url}/refusing/shard0-{i}.jpg" for i in range(10)], cache, tmp_path, max_workers=1,
+            retry=stop_after(4), host_stops=stops)
+        assert server.hits_under("/refusing/") - before == 4 and list(stops.current()) == [host]
+        later = [f"{server.url}/refusing/shard1-{i}.jpg" for i in range(40)]
+        for link in later[:5]:  # images on disk with no manifest line (a killed run): no request, no probe spent
+            (cache / cache_name(link)).write_bytes(GOOD_JPEG)
+        table = run(later, cache, tmp_path, max_workers=8, retry=stop_after(4), host_stops=stops)
+        assert server.hits_under("/refusing/") - before == 4 + 3, "a probe of 3 requests, whatever the threads"
+        assert (table["status"] == "http_429").sum() == 3 and table["attempts"].sum() == 3
+        assert set(table["status"][:5]) <= {"ok", "not_fetched"}, "those on disk: no request (tried or not)"
+        assert set(table["status"][5:]) == {"http_429", "not_fetched"}
+        said = capsys.readouterr().out
+        assert f"image host {host}, stopped by an earlier fetch of this run, failed each of the 3 requests" in said
+        assert list(stops.current()) == [host]
+        server.refusing = False  # it answers again: the probe's first answer lets every link through
+        table = run(later, cache, tmp_path, max_workers=8, retry=stop_after(4), host_stops=stops)
+        assert (table["status"] == "ok").all() and stops.current() == {}
+        assert server.hits_under("/refusing/") - before == 4 + 3 + 35
+    finally:
+        server.refusing = True
+
+
+def test_a_probe_that_stops_a_host_while_the_watch_still_probes_ends_the_fetch(dead_url, server, tmp_path):
+    stops = HostStops()
+    run([f"{dead_url}/earlier{i}.jpg" for i in range(4)], tmp_path / "cache", tmp_path, max_workers=1,
+        retry=stop_after(2), host_stops=stops)
+    links = [f"{dead_url}/carried{i}.jpg" for i in range(10)]
+    watch = NetworkWatch(probe_links=6)  # 3 of its links tried (the host's probe), the other 3 wait, then stop
+    table = run(links, tmp_path / "cache", tmp_path, max_workers=4, retry=stop_after(2), host_stops=stops,
+                watch=watch)
+    assert table["status"].value_counts().to_dict() == {"not_fetched": 7, "connection_error": 3}
+    assert table["attempts"].sum() == 3 and watch.verdict == NetworkWatch.DOWN
 
 
 def test_the_retry_pass_stops_at_its_time_budget_leaving_the_failures_for_a_rerun(server, tmp_path, capsys):

@@ -85,7 +85,8 @@ def run_attempts(downloader: Downloader, urls: list[str], workers: int, attempts
     image fetched before) settles the verdict. Three things stop tries: a network found down (every URL), a host
     the downloader stops sending to (`Downloader.note`, counting this pass's tries only with `stop_hosts`: its
     URLs) and `budget_s` seconds passed (every URL). Each URL they stop gets its latest record when it was tried,
-    else a not_fetched record saying why.
+    else a not_fetched record saying why. With `stop_hosts`, the tries at a host an earlier fetch of the run stopped
+    wait while its probe is under way (`Downloader.claim`) and go back to the queue after each try at it.
     """
     if not urls:
         return
@@ -100,6 +101,8 @@ def run_attempts(downloader: Downloader, urls: list[str], workers: int, attempts
     gate = {"untried": len(probe), "decided": not probing, "down": False, "deferred": [],  # the probe's retries
             "held": [url for url in urls if url not in probe] if probing else []}  # wait too, until the verdict
     gate_lock = threading.Lock()
+    parked: dict[str, list[tuple[str, int]]] = {}  # host -> tries waiting for the probe of a host on probation
+    park_lock = threading.Lock()
     if watch is not None and watch.verdict == NetworkWatch.DOWN:
         results.put(_Stop(None, f"not tried: {watch.summary()}"))
     else:
@@ -132,6 +135,21 @@ def run_attempts(downloader: Downloader, urls: list[str], workers: int, attempts
                 return
         work.put_later(task, delay)
 
+    def claimed(task: tuple[str, int]) -> bool:
+        """Whether a try may be sent now (`Downloader.claim`); else it waits, parked, for the next try at its host."""
+        with park_lock:
+            if downloader.claim(task[0]):
+                return True
+            parked.setdefault(link_host(task[0]), []).append(task)
+            return False
+
+    def unpark(url: str) -> None:
+        """After a try at `url`'s host, what waited for it goes back to the queue (to be claimed again, or to find
+        the host stopped or answering)."""
+        with park_lock:
+            for task in parked.pop(link_host(url), ()):
+                work.put(task, WorkQueue.DUE)
+
     def fetch_loop() -> None:
         while (task := work.get()) is not None:
             url, number = task
@@ -143,12 +161,16 @@ def run_attempts(downloader: Downloader, urls: list[str], workers: int, attempts
                 if (paused := downloader.paused_for(url)) > 0:  # its host asked for a pause: no try spent on it now
                     work.put_later(task, paused)
                     continue
+                if stop_hosts and not claimed(task):  # its host's probe is under way: it waits for its outcome
+                    continue
                 record, retry_after, reach = downloader.attempt(url, earlier.get(url, 0) + number, timeout_factor)
                 latest[url] = record
                 if stop_hosts and (stop := downloader.note(url, record.status, reach)):
                     results.put(_Stop(stop.host, f"not tried: {stop.why()}"))
                 if retry_after is not None and is_retryable(record.status):
                     downloader.pause_host(url, retry_after)
+                if stop_hosts:
+                    unpark(url)
                 if watch is not None and number == 1 and url in probe:
                     first_try_done(record, reach, watch)
                 if number < attempts and is_retryable(record.status) and not downloader.is_stopped(url):

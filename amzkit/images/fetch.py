@@ -6,7 +6,9 @@ low-concurrency pass for what still fails, within a time budget (`RetryPolicy.fi
 download's time, at least `final_pass_min_s`; what it does not reach keeps its failure). A host whose last
 `RetryPolicy.host_stop_failures` requests over `host_stop_s` or more all failed for a passing reason (a rate limit
 answering 429 to everything, the network gone mid-run) is sent nothing more by this fetch: its links not tried get
-status not_fetched (no manifest line: a rerun fetches them), and the fetch says so once per host. Every body is
+status not_fetched (no manifest line: a rerun fetches them), and the fetch says so once per host. With a
+`HostStops` (01 passes one to each fetch of a run), later fetches send such a host `host_probe_tries` requests
+first, and its other links only when one of them is answered. Every body is
 verified by decoding it; images larger than `max_side` are stored resized (JPEG), smaller ones as their original
 bytes. Cache files are named by the URL's sha1 and written atomically; a JSONL manifest in the cache folder records
 each URL's outcome, so a rerun neither refetches what succeeded nor retries permanent failures.
@@ -50,6 +52,7 @@ from amzkit.images.http import (
     READ_TIMEOUT_S,
     Downloader,
     HostStop,
+    HostStops,
     NetworkWatch,
     RetryPolicy,
 )
@@ -161,6 +164,7 @@ def fetch_images(
     allowed_dirs: Sequence[str | Path] = (),
     watch: NetworkWatch | None = None,
     retry_passing: bool = True,
+    host_stops: HostStops | None = None,
 ) -> pd.DataFrame:
     """Resolve each link to a local file. Returns one row per input row, same index and order.
 
@@ -174,7 +178,8 @@ def fetch_images(
     `allowed_dirs`. With a `watch`, a network found down stops the fetch early (see NetworkWatch): the URLs it
     did not try get status not_fetched (their last manifest record when it is a failure; an ok one whose cache file
     is gone has no picture to give) and no manifest line; so do the links of a host that keeps failing (see
-    `RetryPolicy.host_stop_failures`), for this call only.
+    `RetryPolicy.host_stop_failures`), for this call only unless `host_stops` carries the stop to the calls after
+    it (the fetches of one run: see HostStops).
     """
     base_dir, cache_dir = Path(base_dir), Path(cache_dir)
     links = _clean_links(links)
@@ -183,7 +188,7 @@ def fetch_images(
                       max_workers)
     if remote:
         resolved.update(_fetch_remote(remote, cache_dir, max_workers, timeout, max_bytes, max_side, max_pixels,
-                                      retry, retry_failed, progress, watch, retry_passing))
+                                      retry, retry_failed, progress, watch, retry_passing, host_stops))
     return _link_table(links, resolved)
 
 
@@ -287,14 +292,16 @@ def _link_table(links: pd.Series, resolved: dict[str, tuple[str | None, FetchRec
 def _fetch_remote(urls: list[str], cache_dir: Path, max_workers: int, timeout: float | tuple[float, float],
                   max_bytes: int, max_side: int, max_pixels: int, retry: RetryPolicy, retry_failed: bool,
                   progress: bool, watch: NetworkWatch | None,
-                  retry_passing: bool = True) -> dict[str, tuple[str | None, FetchRecord]]:
+                  retry_passing: bool = True, host_stops: HostStops | None = None
+                  ) -> dict[str, tuple[str | None, FetchRecord]]:
     """Fetch what the manifest does not vouch for: a main pass, then a gentle pass over retryable failures within
     its time budget (none when the watch found the network down, nor for hosts the downloader stopped sending to:
     what was not tried keeps its last manifest record, unless that is an ok one whose file is gone).
 
     For the watch, the URLs that failed before tell nothing (a dead host fails again on every rerun), and the
     image the manifest lists last as ok is the witness: when no probe URL reaches its server, one try at it
-    decides whether the network is down (see NetworkWatch)."""
+    decides whether the network is down (see NetworkWatch). `host_stops`: the hosts earlier fetches of the run
+    stopped (sent a probe first here), and what this fetch found of them and of the rest afterwards."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(cache_dir)
     known = read_manifest(cache_dir / MANIFEST_NAME)
@@ -304,7 +311,8 @@ def _fetch_remote(urls: list[str], cache_dir: Path, max_workers: int, timeout: f
     failed_before = {url for url in todo if url in known and known[url].status != "ok"}
     witness = next((url for url in reversed(known) if known[url].status == "ok"), None) if watch is not None else None
     timeouts = (float(timeout), float(timeout)) if isinstance(timeout, int | float) else tuple(timeout)
-    downloader = Downloader(cache_dir, timeouts, max_bytes, max_side, max_pixels, retry, pool_size=2)
+    downloader = Downloader(cache_dir, timeouts, max_bytes, max_side, max_pixels, retry, pool_size=2,
+                            carried=host_stops.current() if host_stops is not None else None)
     writer = ManifestWriter(cache_dir / MANIFEST_NAME)
     try:
         with strict_truncation():
@@ -326,20 +334,25 @@ def _fetch_remote(urls: list[str], cache_dir: Path, max_workers: int, timeout: f
     finally:
         writer.close()
         downloader.close()
-    _say_hosts_stopped(downloader.stopped, urls, results)
+        if host_stops is not None:
+            host_stops.carry(downloader)
+    _say_hosts_stopped(downloader.stopped, urls, results, retry.host_probe_tries if host_stops is not None else 0)
     return {url: ((str(cache_dir / cache_name(url)) if results[url].status == "ok" else None), results[url])
             for url in urls}
 
 
-def _say_hosts_stopped(stopped: dict[str, HostStop], urls: list[str], results: dict[str, FetchRecord]) -> None:
+def _say_hosts_stopped(stopped: dict[str, HostStop], urls: list[str], results: dict[str, FetchRecord],
+                       probe_tries: int = 0) -> None:
     """Say once per host the fetch stopped sending to (see `Downloader.note`) how many of its links it left without
-    an image, and what to do."""
+    an image, and what to do; `probe_tries`: the requests the run's later fetches send it first (0: none carried)."""
+    later = (f"; the later shards of this run send it {max(1, probe_tries)} requests first, and the rest of their "
+             "links only when one is answered") if probe_tries else ""
     for host, stop in stopped.items():
         left = [results[url].status for url in urls if link_host(url) == host and is_passing(results[url].status)]
         untried = left.count(NOT_FETCHED)
         print(f"{stop.why()}: {untried:,} of its links not tried (not_fetched) and "
-              f"{len(left) - untried:,} failed for a passing reason. It refuses or cannot be reached (a rate limit, "
-              "the network down): rerun 01 later (or this fetch): it fetches only these links again")
+              f"{len(left) - untried:,} failed for a passing reason{later}. It refuses or cannot be reached (a rate "
+              "limit, the network down): rerun 01 later (or this fetch): it fetches only these links again")
 
 
 def _say_retry_pass_cut(budget_s: float, cut: int) -> None:

@@ -71,6 +71,7 @@ REACHED, UNREACHABLE, UNTOLD = "reached", "unreachable", "untold"  # how far one
 
 HOST_STOP_FAILURES = 100  # a host whose last this many requests all failed for a passing reason (429, 5xx, timeout,
 HOST_STOP_S = 60.0  # connection error), over at least this many seconds with no answer between, is sent no more
+HOST_PROBE_TRIES = 3  # a later fetch of the run (01's next shard) sends such a host this many requests first
 
 
 FINAL_PASS_TIME_SHARE = 0.5  # the final retry pass stops after this share of the main pass's time ...
@@ -92,6 +93,8 @@ class RetryPolicy:
     final_pass_min_s: float = FINAL_PASS_MIN_S  # and at least this
     host_stop_failures: int = HOST_STOP_FAILURES  # a host failing this many requests in a row (passing failures)
     host_stop_s: float = HOST_STOP_S  # over at least this long is sent nothing more by this fetch
+    host_probe_tries: int = HOST_PROBE_TRIES  # and by the run's later fetches (see HostStops) unless one of this
+    # many requests sent it first is answered
 
     def delay(self, failures: int, retry_after: float | None) -> float:
         """Seconds to wait after the `failures`-th failure of one URL."""
@@ -106,17 +109,51 @@ DEFAULT_RETRY = RetryPolicy()
 
 @dataclass
 class HostStop:
-    """Why a fetch sent a host nothing more: its last `failures` requests over `seconds` all failed (`statuses`)."""
+    """Why a fetch sent a host nothing more: its last `failures` requests over `seconds` all failed (`statuses`);
+    `probe`: they were the probe a host stopped by an earlier fetch of the run is sent (see HostStops)."""
 
     host: str
     failures: int
     seconds: float
     statuses: Counter
+    probe: bool = False
 
     def why(self) -> str:
         seen = ", ".join(f"{status} {count}" for status, count in self.statuses.most_common())
+        if self.probe:
+            return (f"image host {self.host}, stopped by an earlier fetch of this run, failed each of the "
+                    f"{self.failures} requests this fetch sent it first ({seen}), so it sent it nothing more")
         return (f"image host {self.host} failed each of its last {self.failures} requests over {self.seconds:.0f} s "
                 f"for a passing reason ({seen}) with no answer between, so this fetch sent it nothing more")
+
+
+class HostStops:
+    """The hosts the fetches of one run (01's shards) stopped sending to, carried from each fetch to the next: a
+    later fetch sends such a host `RetryPolicy.host_probe_tries` requests first and the rest of its links only when
+    one of them is answered (it is then used as ever, and no longer carried); else they are not_fetched too. A new
+    run starts with none, so it tries every link again. Thread-safe; a copy travels to a worker process (pickled)."""
+
+    def __init__(self, stopped: dict[str, HostStop] | None = None):
+        self._stopped = dict(stopped or {})
+        self._lock = threading.Lock()
+
+    def current(self) -> dict[str, HostStop]:
+        """The hosts stopped so far, by host."""
+        with self._lock:
+            return dict(self._stopped)
+
+    def carry(self, downloader: Downloader) -> None:
+        """Take in what one fetch found: the hosts it stopped, and those it was handed that answered again."""
+        with self._lock:
+            for host in downloader.released:
+                self._stopped.pop(host, None)
+            self._stopped.update(downloader.stopped)
+
+    def __getstate__(self) -> dict:
+        return {"stopped": self.current()}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["stopped"])
 
 
 @dataclass
@@ -205,7 +242,7 @@ class Downloader:
     """
 
     def __init__(self, cache_dir: Path, timeout: tuple[float, float], max_bytes: int, max_side: int,
-                 max_pixels: int, retry: RetryPolicy, pool_size: int):
+                 max_pixels: int, retry: RetryPolicy, pool_size: int, carried: dict[str, HostStop] | None = None):
         self.cache_dir, self.timeout, self.max_bytes = cache_dir, timeout, max_bytes
         self.max_side, self.max_pixels, self.retry, self.pool_size = max_side, max_pixels, retry, pool_size
         self.proxies = {scheme: url for scheme, url in urllib.request.getproxies().items() if scheme in REMOTE_SCHEMES}
@@ -217,6 +254,9 @@ class Downloader:
         self._pauses_lock = threading.Lock()
         self._streaks: dict[str, tuple[float, Counter]] = {}  # host -> its passing failures in a row: since, statuses
         self.stopped: dict[str, HostStop] = {}  # hosts sent nothing more (see `note`)
+        self.probation = dict(carried or {})  # hosts an earlier fetch of the run stopped: sent a probe first (`claim`)
+        self.released: set[str] = set()  # hosts of `probation` that answered: used as ever
+        self._probes_sent: Counter[str] = Counter()
 
     def manager(self, url: str) -> urllib3.PoolManager:
         """This thread's connection pool for `url` (a proxy's when the environment sets one for it)."""
@@ -247,20 +287,46 @@ class Downloader:
             until = self._paused_until.get(link_host(url), 0.0)
         return max(0.0, until - time.monotonic())
 
-    def note(self, url: str, status: str, reach: str) -> HostStop | None:
-        """Count one try's outcome for its host; the HostStop when it makes the host's passing failures in a row
-        reach `retry.host_stop_failures` over `retry.host_stop_s` (the host is then sent nothing more)."""
-        if reach == UNTOLD:  # no request made (a cached file, a malformed URL): says nothing of the host
-            return None
+    def claim(self, url: str) -> bool:
+        """Whether a try at `url` may be sent now: always, unless its host is on probation (stopped by an earlier
+        fetch of the run) and `retry.host_probe_tries` requests were sent it with no answer yet. A claimed try
+        is then `note`d (which frees its place when it sent no request)."""
         host = link_host(url)
         with self._pauses_lock:
+            if host not in self.probation:
+                return True
+            if self._probes_sent[host] >= max(1, self.retry.host_probe_tries):
+                return False
+            self._probes_sent[host] += 1
+            return True
+
+    def note(self, url: str, status: str, reach: str) -> HostStop | None:
+        """Count one try's outcome for its host; the HostStop when it makes the host's passing failures in a row
+        reach `retry.host_stop_failures` over `retry.host_stop_s`, or on probation (see `claim`)
+        `retry.host_probe_tries` (the host is then sent nothing more). An answer takes a host off probation."""
+        host = link_host(url)
+        with self._pauses_lock:
+            if reach == UNTOLD:  # no request made (a cached file, a malformed URL): says nothing of the host
+                if host in self.probation:
+                    self._probes_sent[host] -= 1
+                return None
             if not is_retryable(status):  # an answer (an image, a 404, ...): the host works
                 self._streaks.pop(host, None)
+                if self.probation.pop(host, None) is not None:
+                    self.released.add(host)
                 return None
             since, statuses = self._streaks.setdefault(host, (time.monotonic(), Counter()))
             statuses[status] += 1
             failures, seconds = statuses.total(), time.monotonic() - since
-            if host in self.stopped or failures < self.retry.host_stop_failures or seconds < self.retry.host_stop_s:
+            if host in self.stopped:
+                return None
+            if host in self.probation:
+                if failures < max(1, self.retry.host_probe_tries):
+                    return None
+                del self.probation[host]
+                self.stopped[host] = HostStop(host, failures, seconds, Counter(statuses), probe=True)
+                return self.stopped[host]
+            if failures < self.retry.host_stop_failures or seconds < self.retry.host_stop_s:
                 return None
             self.stopped[host] = HostStop(host, failures, seconds, Counter(statuses))
             return self.stopped[host]

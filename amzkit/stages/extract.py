@@ -44,7 +44,7 @@ from amzkit.embed.factory import create_embedder
 from amzkit.embed.registry import LOCAL_DIR, ModelSpec
 from amzkit.embed.runs import inputs_sha256, model_inputs
 from amzkit.images.fetch import fetch_images, local_files_digest, local_sizes_match
-from amzkit.images.http import NetworkWatch
+from amzkit.images.http import HostStops, NetworkWatch
 from amzkit.images.records import is_passing
 from amzkit.stages.extract_reports import check_some_image, network_down_error, warn_passing_failures
 
@@ -224,6 +224,7 @@ def extract(
     batch_size: int = D.batch_size, device: str = D.device, num_workers: int = D.num_workers,
     shard_rows: int = SHARD_ROWS, shard_index: int = D.shard_index, num_shards: int = D.num_shards,
     images_offline_ok: bool = D.images_offline_ok, refetch: bool = True, parent_fetched: bool = False,
+    host_stops: HostStops | None = None,
 ) -> dict:
     """Embed this kernel's shards of both splits with `model`; merge when it is the only kernel.
 
@@ -231,8 +232,10 @@ def extract(
     connection error, not_fetched) has those links fetched again (not with `refetch` False), and is embedded
     again when one of them now has an image. `parent_fetched`: the caller has just fetched every link
     (extract_on_devices), so the failures in the cache stand and no failed link is requested again (links it left
-    not_fetched, of a host it stopped sending to, have no manifest line and are tried again). Returns the merged
-    manifest (num_shards == 1) or a summary of the shards this kernel wrote.
+    not_fetched, of a host it stopped sending to, have no manifest line and are tried again). A host the fetch of
+    one shard stopped sending to is sent only a probe of a few requests by the later shards of this call (see
+    HostStops; `host_stops`: the caller's, with the hosts it stopped); a new call tries every link again. Returns
+    the merged manifest (num_shards == 1) or a summary of the shards this kernel wrote.
     """
     checked = PARAMETERS.validate(batch_size=batch_size, num_workers=num_workers, shard_index=shard_index,
                                   num_shards=num_shards)
@@ -287,7 +290,8 @@ def extract(
               f"kept; embedding the other {len(todo)}")
     watch = None if images_offline_ok else NetworkWatch()
     fetch = functools.partial(_fetch_shard, data, data_dir=data_dir, work_dir=work_dir, schema_=schema_,
-                              run_dir=run_dir, watch=watch, retry_passing=not parent_fetched)
+                              run_dir=run_dir, watch=watch, retry_passing=not parent_fetched,
+                              host_stops=host_stops if host_stops is not None else HostStops())
     refetched = _refetch_passing_failures(retry, data, spec, shard_dir, fetch)
     todo.update({key: retry[key][0] for key in refetched})
     if todo:
@@ -339,10 +343,12 @@ def _refetch_passing_failures(retry: dict, data, spec: ModelSpec, shard_dir: Pat
 
 
 def _fetch_shard(data, rows: pd.DataFrame, *, data_dir, work_dir, schema_, run_dir: Path,
-                 watch: NetworkWatch | None, retry_passing: bool = True) -> pd.DataFrame:
-    """The fetch table of a shard's image links; a network found down stops 01 (see `network_down_error`)."""
+                 watch: NetworkWatch | None, retry_passing: bool = True,
+                 host_stops: HostStops | None = None) -> pd.DataFrame:
+    """The fetch table of a shard's image links; a network found down stops 01 (see `network_down_error`).
+    `host_stops`: the hosts the run's fetches stopped sending to, shared by its shards."""
     fetched = fetch_images(rows[schema_.image_column], base_dir=data_dir, cache_dir=Path(work_dir) / "image_cache",
-                           watch=watch, retry_passing=retry_passing)
+                           watch=watch, retry_passing=retry_passing, host_stops=host_stops)
     if watch is not None and watch.verdict == NetworkWatch.DOWN:
         raise network_down_error(data, data_dir, work_dir, schema_, run_dir, watch)
     return fetched
