@@ -675,6 +675,35 @@ def test_a_host_stopped_in_one_shard_is_sent_only_a_probe_by_the_later_shards_of
     assert (_fetch_tables(tmp_path / "work")["status"] == "ok").all()
 
 
+def test_device_workers_send_a_host_the_parent_stopped_only_a_probe(shard_data, small_demo, tmp_path, server,
+                                                                    monkeypatch):
+    """Each worker's shards tried the parent's not_fetched links with the full retries and stop rule again."""
+    import amzkit.stages.devices as devices_module
+
+    stop_soon = RetryPolicy(attempts=1, final_pass_attempts=0, host_stop_failures=6, host_stop_s=0.0)
+    parent = []  # the parent's fetch table of each split
+
+    def fetch(*args, **kwargs):
+        parent.append(fetch_images(*args, retry=stop_soon, max_workers=1, **kwargs))
+        return parent[-1]
+
+    monkeypatch.setattr(devices_module, "fetch_images", fetch)
+    data, _ = _refusing_in_every_shard(shard_data, server)
+    _Handler.busy = True
+    try:
+        devices_module.extract_on_devices(data, small_demo, tmp_path / "two", "amazon2025", "color-stats",
+                                          device="cpu,cpu", shard_rows=SHARD_ROWS_SMALL)
+    finally:
+        _Handler.busy = False
+    assert [(table["status"] == "http_503").sum() for table in parent] == [6, 3], "stopped, then its probe"
+    untried = sum(len(set(np.flatnonzero(table["status"] == "not_fetched") // SHARD_ROWS_SMALL)) for table in parent)
+    assert untried >= 6, "train: 24 of its 30 links not tried, in 4 shards at least; test: 12 of 15, in 2 at least"
+    # each worker shard holding links the parent did not try sends a probe of 3 (the default policy's) and stops
+    assert _flaky_hits() == 6 + 3 + 3 * untried
+    table = _fetch_tables(tmp_path / "two")
+    assert set(table.loc[table["link"].str.contains("/flaky/"), "status"]) == {"http_503", "not_fetched"}
+
+
 def test_two_devices_fetch_a_passing_failure_once_on_a_rerun(shard_data, small_demo, tmp_path, server, monkeypatch):
     import amzkit.stages.devices as devices_module
 

@@ -24,7 +24,7 @@ from amzkit.core.workdir import stage_dir
 from amzkit.embed.registry import get_model_spec
 from amzkit.images.features import IMAGE_CACHE_DIR
 from amzkit.images.fetch import fetch_images
-from amzkit.images.http import NetworkWatch
+from amzkit.images.http import HostStops, NetworkWatch
 from amzkit.stages.extract import SHARD_ROWS, D, check_image_column, extract
 from amzkit.stages.extract_reports import network_down_error
 
@@ -70,11 +70,12 @@ def extract_on_devices(data: dict[str, pd.DataFrame], data_dir: str | Path, work
                        num_workers=num_workers, shard_rows=shard_rows, images_offline_ok=images_offline_ok)
     schema_ = get_schema(schema)
     check_image_column(spec, schema_)  # here, not in each worker: their failures would read as a run to resume
+    host_stops = HostStops()  # the hosts the parent's fetch stopped: each worker's shards send them a probe first
     if spec.modality == "image":
         watch = None if images_offline_ok else NetworkWatch()  # a dead network stops the run early, as in extract
         for split in SPLITS:  # once, here: the workers then find every picture in the cache
             fetch_images(data[split][schema_.image_column], base_dir=data_dir,
-                         cache_dir=Path(work_dir) / IMAGE_CACHE_DIR, watch=watch)
+                         cache_dir=Path(work_dir) / IMAGE_CACHE_DIR, watch=watch, host_stops=host_stops)
             if watch is not None and watch.verdict == NetworkWatch.DOWN:
                 raise network_down_error(data, data_dir, work_dir, schema_,
                                          stage_dir(work_dir, "01_extract") / spec.name, watch)
@@ -85,7 +86,8 @@ def extract_on_devices(data: dict[str, pd.DataFrame], data_dir: str | Path, work
         futures = [(name, pool.submit(extract, data, data_dir, work_dir, schema, model, batch_size=batch_size,
                                       device=name, num_workers=per_worker, shard_rows=shard_rows, shard_index=index,
                                       num_shards=len(devices), images_offline_ok=images_offline_ok,
-                                      parent_fetched=spec.modality == "image"))  # fetched above, once
+                                      parent_fetched=spec.modality == "image",  # fetched above, once
+                                      host_stops=host_stops))
                    for index, name in enumerate(devices)]
         for name, future in futures:
             try:
