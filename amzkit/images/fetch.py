@@ -336,7 +336,8 @@ def _fetch_remote(urls: list[str], cache_dir: Path, max_workers: int, timeout: f
         downloader.close()
         if host_stops is not None:
             host_stops.carry(downloader)
-    _say_hosts_stopped(downloader.stopped, urls, results, retry.host_probe_tries if host_stops is not None else 0)
+    _say_hosts_stopped(downloader.hosts_found()[1], urls, results,
+                       retry.host_probe_tries if host_stops is not None else 0)
     return {url: ((str(cache_dir / cache_name(url)) if results[url].status == "ok" else None), results[url])
             for url in urls}
 

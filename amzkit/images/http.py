@@ -144,10 +144,11 @@ class HostStops:
 
     def carry(self, downloader: Downloader) -> None:
         """Take in what one fetch found: the hosts it stopped, and those it was handed that answered again."""
+        released, stopped = downloader.hosts_found()
         with self._lock:
-            for host in downloader.released:
+            for host in released:
                 self._stopped.pop(host, None)
-            self._stopped.update(downloader.stopped)
+            self._stopped.update(stopped)
 
     def __getstate__(self) -> dict:
         return {"stopped": self.current()}
@@ -330,6 +331,11 @@ class Downloader:
                 return None
             self.stopped[host] = HostStop(host, failures, seconds, Counter(statuses))
             return self.stopped[host]
+
+    def hosts_found(self) -> tuple[set[str], dict[str, HostStop]]:
+        """The hosts on probation that answered, and the hosts stopped: a copy (a try may still be under way)."""
+        with self._pauses_lock:
+            return set(self.released), dict(self.stopped)
 
     def is_stopped(self, url: str) -> bool:
         """Whether `url`'s host is sent nothing more (see `note`)."""
