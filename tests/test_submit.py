@@ -99,6 +99,20 @@ def test_integer_ids_held_as_numpy_scalars_in_an_object_column_are_integer_ids()
     assert len(problems) == 1 and "hold [101.0, 205.0" in problems[0], problems
 
 
+@pytest.mark.parametrize("dtype", ["Int64", "float64"])
+def test_missing_ids_are_named_by_row_not_as_nan(tmp_path: Path, dtype) -> None:
+    """An Int64 (or float) id column with a gap: the rows without an id are named, not an id 'nan'."""
+    ids = pd.array([101, None, 307, 412], dtype=dtype)
+    submission = good_submission().assign(sample_id=ids)
+    problems = validate_submission(submission, IDS, "amazon2025")
+    assert len(problems) == 1, problems
+    assert "rows [2]" in problems[0] and "no id" in problems[0] and "nan" not in problems[0].lower(), problems
+    with pytest.raises(SubmissionError, match=r"rows \[2\].*no id") as err:
+        write_submission(preds([1.0, 2.0, 3.0, 4.0], ids), make_test_frame(), "amazon2025", tmp_path / "s.csv")
+    assert "nan]" not in str(err.value).lower()
+    assert not (tmp_path / "s.csv").exists()
+
+
 def test_cli_rejects_unknown_schema(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         main(["validate", str(tmp_path / "s.csv"), "--test", str(tmp_path / "t.csv"),

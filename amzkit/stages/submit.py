@@ -53,6 +53,11 @@ def _ids(values) -> str:
     return show_ids(values, SHOW_IDS)
 
 
+def _rows_without_id(ids) -> np.ndarray:
+    """Positions of the missing ids (None, NaN, pd.NA: the gaps of an Int64 or float id column)."""
+    return np.flatnonzero(pd.isna(np.asarray(ids, dtype=object)))
+
+
 def _prices(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """(prices as floats, mask of cells that are not numbers): text such as 'cheap' or 'True' and booleans are
     not numbers; an empty cell is NaN."""
@@ -92,6 +97,10 @@ def validate_submission(submission: pd.DataFrame, test_ids, schema: str | Schema
                 + (f": {fix}" if fix else "")]
     submission = submission.reset_index(drop=True)
     raw_ids = submission[id_col]
+    absent = _rows_without_id(raw_ids)
+    if absent.size:  # else an Int64 column's gaps read as an id 'nan' that the test CSV lacks
+        return [f"{id_col} is missing in {absent.size} rows: rows {show_ids(absent + 1)} (1 = first row after the "
+                "header) have no id; every row needs its test id: fill them in, or drop those rows"]
     if raw_ids.dtype.kind not in "iu":  # numpy scalars as Python's: numpy 2 writes np.int64(7) for repr(7)
         plain = [v.item() if isinstance(v, np.generic) else v for v in raw_ids.tolist()]
         texts = pd.Series([v if isinstance(v, str) else ("" if pd.isna(v) else repr(v)) for v in plain], dtype=object)
@@ -129,6 +138,10 @@ def validate_submission(submission: pd.DataFrame, test_ids, schema: str | Schema
 
 def _prediction_id_problems(predictions: pd.DataFrame, test_ids: np.ndarray) -> tuple[list[str], bool]:
     """Problems of the predictions' ids against the test ids, and whether the two sets of ids differ."""
+    absent = _rows_without_id(predictions["id"])
+    if absent.size:
+        return [f"column 'id' of the predictions is empty (NaN) in {absent.size} rows: rows {show_ids(absent + 1)} "
+                "(1 = first row) have no id; give every prediction the id of its test row"], False
     pred_keys = pd.Series(id_keys(predictions["id"]))
     test_keys = pd.Index(id_keys(test_ids))
     problems = []
