@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import builtins
+import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -111,6 +114,32 @@ def test_missing_ids_are_named_by_row_not_as_nan(tmp_path: Path, dtype) -> None:
         write_submission(preds([1.0, 2.0, 3.0, 4.0], ids), make_test_frame(), "amazon2025", tmp_path / "s.csv")
     assert "nan]" not in str(err.value).lower()
     assert not (tmp_path / "s.csv").exists()
+
+
+def deny_reading(monkeypatch, *paths: Path) -> None:
+    """Make opening `paths` fail as a file without read permission does (errno 13; root would read it anyway)."""
+    real_open, denied = builtins.open, {os.path.realpath(p) for p in paths}
+
+    def guarded(file, *args, **kwargs):
+        if isinstance(file, str | os.PathLike) and os.path.realpath(os.fspath(file)) in denied:
+            raise PermissionError(13, "Permission denied", os.fspath(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", guarded)
+    monkeypatch.setattr(io, "open", guarded)  # pathlib's read_bytes
+
+
+@pytest.mark.parametrize("unreadable", ["submission", "test"])
+def test_cli_validate_names_an_unreadable_file_and_the_fix(tmp_path: Path, capsys, monkeypatch, unreadable) -> None:
+    test_csv, submission_csv = tmp_path / "test.csv", tmp_path / "sub.csv"
+    make_test_frame().to_csv(test_csv, index=False)
+    good_submission().to_csv(submission_csv, index=False)
+    denied = submission_csv if unreadable == "submission" else test_csv
+    deny_reading(monkeypatch, denied)
+    assert main(["validate", str(submission_csv), "--test", str(test_csv)]) == 1
+    err = capsys.readouterr().err
+    assert "INVALID" in err and f"{denied} cannot be read: permission denied" in err and "chmod u+r" in err, err
+    assert "Errno" not in err and "Traceback" not in err, err
 
 
 def test_cli_rejects_unknown_schema(tmp_path: Path) -> None:

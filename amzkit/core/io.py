@@ -162,8 +162,8 @@ def _files_named_alike(path: Path, limit: int = 3) -> list[Path]:
 
 
 def read_csv(path: str | Path, what: str = "CSV", **kwargs) -> pd.DataFrame:
-    """pandas.read_csv with errors that name the file and say what to do: missing, a folder, empty, not UTF-8
-    (UTF-16 or a spreadsheet's encoding), or a row whose fields do not match the header."""
+    """pandas.read_csv with errors that name the file and say what to do: missing, a folder, not readable, empty,
+    not UTF-8 (UTF-16 or a spreadsheet's encoding), or a row whose fields do not match the header."""
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"{what} {path} is a folder, not a CSV file: give the file's path")
@@ -174,6 +174,8 @@ def read_csv(path: str | Path, what: str = "CSV", **kwargs) -> pd.DataFrame:
             "as the kit reads it" if near else ""))
     try:
         frame = pd.read_csv(path, encoding="utf-8", **kwargs)
+    except PermissionError:
+        raise PermissionError(unreadable(path, what)) from None
     except pd.errors.EmptyDataError:
         raise ValueError(f"{what} {path} is empty (not even a header row): write the header and the rows, "
                          "or point to the right file") from None
@@ -194,6 +196,12 @@ def read_csv(path: str | Path, what: str = "CSV", **kwargs) -> pd.DataFrame:
     if nul >= 0:
         raise ValueError(f"{what} {path} {_nul_problem(path, nul)}") from None
     return frame
+
+
+def unreadable(path: str | Path, what: str = "file") -> str:
+    """The message for a file this user may not read (errno 13), naming it and what to do."""
+    return (f"{what} {path} cannot be read: permission denied for this user: make it readable (chmod u+r "
+            f"{path}, or ask its owner) or give the path of a readable copy")
 
 
 def _first_nul(path: Path) -> int:

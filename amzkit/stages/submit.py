@@ -21,6 +21,7 @@ from amzkit.core.io import (
     rows_sha256,
     save_figure,
     show_ids,
+    unreadable,
     write_json,
 )
 from amzkit.core.metric import METRICS, constant_level_warning, other_scores, smape
@@ -187,13 +188,16 @@ def write_submission(predictions: pd.DataFrame, test: pd.DataFrame, schema: str 
 
 def read_submission(path: str | Path, schema: str | Schema) -> tuple[pd.DataFrame | None, list[str]]:
     """A submission file as text cells (ids exactly as written), or the problems that keep it from being read:
-    missing, a folder, empty, not UTF-8, or rows whose number of fields differs from the header's."""
+    missing, a folder, not readable, empty, not UTF-8, or rows whose number of fields differs from the header's."""
     path = Path(path)
     if path.is_dir():
         return None, [f"{path} is a folder, not a submission CSV"]
     if not path.is_file():
         return None, [f"{path} not found"]
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except PermissionError:
+        return None, [unreadable(path, "submission CSV")]
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
