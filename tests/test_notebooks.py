@@ -114,6 +114,16 @@ def test_notebook_is_committed_clean_and_thin(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_the_last_cell_shows_finishs_line_not_its_returned_path(path):
+    """finish() prints where the outputs are and returns that folder: as a cell's last expression without ';'
+    Jupyter would show PosixPath('...') under the printed line."""
+    last = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"][-1].source.strip()
+    tail = ast.parse(last).body[-1]
+    assert isinstance(tail, ast.Expr) and ast.unparse(tail.value) == "runners.finish(ctx)", last
+    assert last.endswith(";"), f"end {path.name}'s last cell with ';': {last!r}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_the_notebooks_text_names_only_parameters_its_guard_knows(path):
     """A `-p name` in a markdown cell (or its papermill examples) is a parameter of that notebook: a renamed one
     would be refused by the guard."""
