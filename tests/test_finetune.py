@@ -536,6 +536,26 @@ def test_only_a_learner_left_on_auto_with_several_usable_gpus_spreads_its_folds(
     assert devices_for_folds(FinetuneLearner(device="auto")) == []
 
 
+def test_fold_devices_of_another_type_than_the_learners_device_are_refused(tmp_path, tiny_bert, monkeypatch):
+    """train_run(fold_devices=[GPUs]) with a learner set to device 'cpu': refused by name before a worker starts,
+    not folds fit on the GPUs under a resume key that says cpu."""
+    pretend_gpus(monkeypatch, count=2)  # a two-GPU machine as the parent sees it (no worker may start here)
+    params = {"model": f"local-dir:{tiny_bert}", "epochs": 1, **TINY}  # device 'cpu'
+    data = planted_price_world(60, 6)["data"]
+    with pytest.raises(ValueError, match=r"fold_devices \['cuda:0', 'cuda:1'\] contradict learner 'finetune'"
+                                         r"'s device='cpu'.*fold_devices=\[\]"):
+        train_run(data, "amazon2025", tmp_path, "ft", learner="finetune", learner_params=params, n_folds=3,
+                  progress=False, fold_devices=["cuda:0", "cuda:1"])
+    assert not (tmp_path / "03_train" / "ft" / "metrics.json").exists()
+    inputs = world_inputs(tmp_path, 60, 6)
+    learner = FinetuneLearner(model=f"local-dir:{tiny_bert}", **TINY).prepare(inputs)
+    from amzkit.ml.cv import check_fold_devices
+
+    check_fold_devices(learner, ["cpu", "cpu"])  # the learner's own type: accepted
+    with pytest.raises(ValueError, match="fit on cuda:1"):
+        check_fold_devices(learner, ["cpu", "cuda:1"])
+
+
 def test_stopping_while_folds_run_in_workers_stops_the_workers(tmp_path, tiny_bert):
     import multiprocessing
 

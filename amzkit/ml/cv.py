@@ -60,6 +60,23 @@ def devices_for_folds(learner: Learner, gpus: Callable[[], list[int]] = usable_g
     return [f"cuda:{index}" for index in usable] if len(usable) > 1 else []
 
 
+def check_fold_devices(learner: Learner, devices: Sequence[str]) -> None:
+    """Refuse fold devices of another type than the learner's explicit `device`: a learner set to 'cpu' must not
+    have its folds fit on GPUs (under a resume key that says cpu), nor one set to 'cuda' on the CPU. 'auto' goes
+    where the devices say (devices_for_folds picks them for it)."""
+    if "device" not in learner.get_params():
+        raise ValueError(f"learner {learner.name!r} has no device parameter: its folds cannot be spread over "
+                         f"{', '.join(devices)}")
+    given = str(learner.get_params()["device"])
+    kind = given.split(":")[0]
+    other = sorted({device for device in devices if device.split(":")[0] != kind})
+    if given != "auto" and other:
+        raise ValueError(f"fold_devices {list(devices)} contradict learner {learner.name!r}'s device={given!r}: its "
+                         f"folds would be fit on {', '.join(other)}. Give {kind} devices only (e.g. {[kind, kind]}), "
+                         f"none (fold_devices=[]: every fold in this process, on {kind}), or set the learner's "
+                         "device to 'auto' or to the type the folds should use")
+
+
 _WORKER: dict = {}  # the learner of a fold worker process
 
 
@@ -89,9 +106,7 @@ def _folds_on_devices(learner: Learner, folds: np.ndarray, steps: Sequence[int],
                       devices: Sequence[str]) -> Iterator[tuple[int, dict]]:
     """(step, fit_fold result) in step order, the folds fit by one worker process per device, each taking the next
     fold when it is free. A worker's failure stops the run (the folds recorded before it are kept)."""
-    if "device" not in learner.get_params():
-        raise ValueError(f"learner {learner.name!r} has no device parameter: its folds cannot be spread over "
-                         f"{', '.join(devices)}")
+    check_fold_devices(learner, devices)
     context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
     pools = [ProcessPoolExecutor(1, mp_context=context, initializer=_start_worker,
                                  initargs=(type(learner), learner.get_params(), learner.inputs_, device))
@@ -157,6 +172,7 @@ def cross_validate(learner: Learner, folds: np.ndarray, *, pseudo: PseudoLabels 
                          "fold_smape": [], "importance": [], "fit_reports": []}
     steps = range(start_fold, len(fold_ids))
     if len(devices) > 1 and len(steps) > 1:
+        check_fold_devices(learner, devices)  # here, before any worker starts
         print(f"folds {start_fold + 1}-{len(fold_ids)} on {', '.join(devices)}: one worker process each")
         results = _folds_on_devices(learner, folds, steps, pseudo, models_dir, devices)
     else:

@@ -155,7 +155,8 @@ def train_run(
     `learner` is a registry name (its parameters: `learner_params`, plus the run parameters its constructor
     takes) or a Learner object. Finished folds are kept, so calling again after an interruption resumes.
     `fold_devices` (None: every usable GPU when there are several and the learner spreads its folds, see
-    ml.cv.devices_for_folds) fits the folds side by side, one worker process per device.
+    ml.cv.devices_for_folds) fits the folds side by side, one worker process per device; with the learner's
+    device set (not 'auto'), they must be of its type (ml.cv.check_fold_devices).
     """
     schema_ = get_schema(schema)
     check_name(run_name, "run_name")
