@@ -325,3 +325,35 @@ def test_correlate_says_which_run_it_is_on(tmp_path, capsys):
     correlate(train, "amazon2025", tmp_path, [], baseline_features=[], n_permutations=3)
     out = capsys.readouterr().out
     assert "run 'first' (1/2): 200 rows x 4 dims" in out and "run 'second' (2/2): 200 rows x 6 dims" in out
+
+
+def _write_run(work, name, ids, embeddings, ok=None, manifest_extra=None):
+    """A 01_extract run of `embeddings` for the rows `ids` (every row ok unless `ok` says otherwise)."""
+    from amzkit.core.io import id_hash, write_json, write_npy
+
+    run = work / "01_extract" / name
+    write_npy(run / "train.npy", np.asarray(embeddings, np.float32))
+    write_npy(run / "train_ok.npy", np.ones(len(ids), bool) if ok is None else ok)
+    write_json(run / "manifest.json", {"splits": {"train": {"id_sha256": id_hash(ids)}}, **(manifest_extra or {})})
+    write_json(run / "metrics.json", {})
+
+
+def test_a_baseline_run_holding_inf_is_read_as_missing_not_a_crash(tmp_path):
+    """One inf in a baseline run (baseline_runs) became 3.4e38 (nan_to_num) and 02 stopped: 'metric inputs must be
+    finite'; a row holding NaN or inf is missing there, as it is in the runs analysed and to 03."""
+    from amzkit.stages.correlate import correlate
+
+    rng = np.random.default_rng(0)
+    price, ids = _prices(rng, 600), np.arange(600)
+    train = pd.DataFrame({"sample_id": ids, "catalog_content": "Item Name: x", "image_link": "", "price": price})
+    text = np.log1p(price)[:, None] + rng.normal(0, 0.3, (600, 2))
+    _write_run(tmp_path, "image", ids, rng.normal(size=(600, 8)))
+    _write_run(tmp_path, "text", ids, text)
+    clean = correlate(train, "amazon2025", tmp_path, ["image"], baseline_features=[], baseline_runs=["text"],
+                      n_permutations=3)["image"]
+    text[7, 0] = np.inf
+    _write_run(tmp_path, "text", ids, text)
+    broken = correlate(train, "amazon2025", tmp_path, ["image"], baseline_features=[], baseline_runs=["text"],
+                       n_permutations=3)["image"]
+    assert abs(broken["baseline_smape"] - clean["baseline_smape"]) < 0.5 and clean["baseline_smape"] < 30
+

@@ -316,7 +316,9 @@ def baseline_matrix(train: pd.DataFrame, schema: str, work_dir: str | Path, feat
         blocks.append(numeric.to_numpy(dtype=np.float32))
     for name in runs:
         emb, ok = load_embeddings(work_dir, name, "train", train[schema_.id_column], frame=train, schema=schema_)
-        blocks.append(np.nan_to_num(emb, nan=0.0))
+        # a row without the embedding (not ok, or holding NaN or inf, as 03 reads it) is zeros: nan_to_num alone
+        # made an inf 3.4e38, and the probe's predictions overflowed ('metric inputs must be finite')
+        blocks.append(np.where(usable_rows(emb, ok)[:, None], emb, np.float32(0.0)))
     return np.hstack(blocks)
 
 
