@@ -357,3 +357,22 @@ def test_a_baseline_run_holding_inf_is_read_as_missing_not_a_crash(tmp_path):
                        n_permutations=3)["image"]
     assert abs(broken["baseline_smape"] - clean["baseline_smape"]) < 0.5 and clean["baseline_smape"] < 30
 
+
+def test_a_run_whose_rows_hold_nan_is_skipped_for_that_not_for_its_fetching(tmp_path):
+    """Every row marked ok but one dimension NaN (a model's overflow, an older merge): 02 blamed 01's fetching and
+    pointed at train_fetch.csv, which says every link was fine (and which a text run does not have)."""
+    from amzkit.core.io import read_json
+    from amzkit.stages.correlate import correlate
+
+    rng = np.random.default_rng(0)
+    ids = np.arange(100)
+    train = pd.DataFrame({"sample_id": ids, "catalog_content": "Item Name: x", "image_link": "",
+                          "price": _prices(rng, 100)})
+    broken = rng.normal(size=(100, 4))
+    broken[:, 2] = np.nan
+    _write_run(tmp_path, "broken", ids, broken, manifest_extra={"modality": "text"})
+    _write_run(tmp_path, "good", ids, rng.normal(size=(100, 4)))
+    correlate(train, "amazon2025", tmp_path, [], baseline_features=[], n_permutations=3)
+    why = read_json(tmp_path / "02_correlate" / "metrics.json")["skipped"]["broken"]
+    assert "train_fetch.csv" not in why and "fetched" not in why
+    assert "100 of the 100 rows 01 marked ok hold NaN or inf" in why and "rerun 01" in why.lower()

@@ -263,6 +263,20 @@ def too_few_rows(ok: np.ndarray, n_folds: int) -> str:
     return f"only {used} of {len(ok)} train rows have this embedding, fewer than the {n_folds} probe folds"
 
 
+def unusable_reason(work_dir: str | Path, name: str, ok: np.ndarray, usable: np.ndarray) -> str:
+    """Why a run has (almost) no usable row: rows 01 marked ok that hold NaN or inf (a broken run, not a fetch
+    problem), else rows 01 could not read (an image run's statuses are in its train_fetch.csv)."""
+    run_dir = stage_dir(work_dir, "01_extract") / name
+    marked, broken = int(np.count_nonzero(ok)), int(np.count_nonzero(np.asarray(ok, dtype=bool) & ~usable))
+    if broken:
+        return (f"{broken:,} of the {marked:,} rows 01 marked ok hold NaN or inf, a model's overflow or a broken "
+                f"merge: rerun 01 for run {name!r} (delete {run_dir} first), or leave the run out with -p runs")
+    fetch = run_dir / "train_fetch.csv"
+    where = f"each row's status is in {fetch}" if fetch.is_file() else "a row without text has no text embedding"
+    return (f"01 fetched or embedded almost no input: {where}. Rerun 01 once its inputs can be read, or leave the "
+            "run out with -p runs")
+
+
 def deciding_probe(result: dict) -> str:
     """The probe (ridge or knn) whose gain over the constant clears its threshold by the most."""
     def margin(name: str) -> float:
@@ -353,9 +367,7 @@ def correlate(train: pd.DataFrame, schema: str, work_dir: str | Path, runs=D.run
             print(f"02_correlate: {skipped[name]}")
             continue
         if too_few := too_few_rows(usable := usable_rows(embeddings, ok), n_folds):
-            skipped[name] = (f"run {name!r} skipped: {too_few} (01 fetched or embedded almost no input: each "
-                             f"row's status is in {stage_dir(work_dir, '01_extract') / name}/train_fetch.csv). Rerun "
-                             "01 once its inputs can be read, or leave the run out with -p runs")
+            skipped[name] = f"run {name!r} skipped: {too_few} ({unusable_reason(work_dir, name, ok, usable)})"
             print(f"02_correlate: {skipped[name]}")
             continue
         started = time.perf_counter()  # a run of 75k rows takes minutes: say which one the cell is on
