@@ -376,3 +376,16 @@ def test_a_run_whose_rows_hold_nan_is_skipped_for_that_not_for_its_fetching(tmp_
     why = read_json(tmp_path / "02_correlate" / "metrics.json")["skipped"]["broken"]
     assert "train_fetch.csv" not in why and "fetched" not in why
     assert "100 of the 100 rows 01 marked ok hold NaN or inf" in why and "rerun 01" in why.lower()
+
+
+def test_one_baseline_group_named_as_a_plain_string_is_that_group_not_its_letters(tmp_path):
+    """correlate(..., baseline_features="tfidf"), as runs="minilm" already is: one group, not 't', 'f', 'i', ..."""
+    from amzkit.stages.correlate import correlate
+
+    rng = np.random.default_rng(0)
+    ids = np.arange(100)
+    _write_run(tmp_path, "good", ids, rng.normal(size=(100, 4)))
+    train = pd.DataFrame({"sample_id": ids, "catalog_content": [f"Item Name: thing {i % 30} pack" for i in ids],
+                          "image_link": "", "price": _prices(rng, 100)})
+    result = correlate(train, "amazon2025", tmp_path, "good", baseline_features="quantity", n_permutations=3)["good"]
+    assert "baseline_smape" in result

@@ -343,8 +343,10 @@ def correlate(train: pd.DataFrame, schema: str, work_dir: str | Path, runs=D.run
     """Analyse each named 01_extract run (all runs when `runs` is empty); write tables and metrics.json."""
     schema_ = get_schema(schema)
     checked = PARAMETERS.validate(runs=runs, top_k=top_k, n_permutations=n_permutations, n_folds=n_folds,
-                                  knn_k=knn_k, knn_max_queries=knn_max_queries, baseline_runs=baseline_runs, seed=seed)
-    runs, baseline_runs = checked["runs"], checked["baseline_runs"]  # "minilm" as one name, never letter by letter
+                                  knn_k=knn_k, knn_max_queries=knn_max_queries, baseline_features=baseline_features,
+                                  baseline_runs=baseline_runs, seed=seed)
+    # "minilm" (or "tfidf") as one name, never letter by letter
+    runs, baseline_runs, baseline_features = checked["runs"], checked["baseline_runs"], checked["baseline_features"]
     check_trainable(train[schema_.target].to_numpy(), n_folds, schema_.target)
     named = bool(runs)  # runs the user named must load; of the default (every run), a stale one is skipped
     runs = runs or list_runs(work_dir, "01_extract")
