@@ -389,3 +389,30 @@ def test_one_baseline_group_named_as_a_plain_string_is_that_group_not_its_letter
                           "image_link": "", "price": _prices(rng, 100)})
     result = correlate(train, "amazon2025", tmp_path, "good", baseline_features="quantity", n_permutations=3)["good"]
     assert "baseline_smape" in result
+
+
+def test_a_run_in_baseline_runs_is_judged_against_the_baseline_without_itself(tmp_path):
+    """baseline_runs ["minilm"] (as its help suggests) with every run analysed: minilm was scored against a baseline
+    that already held it, added nothing, and its row said 'adds little to text features' for the run that carries
+    the price (ridge 21 against a constant's 64)."""
+    from amzkit.stages.correlate import correlate
+
+    rng = np.random.default_rng(0)
+    price, ids = _prices(rng, 600), np.arange(600)
+    train = pd.DataFrame({"sample_id": ids, "catalog_content": [f"Item Name: thing {i}" for i in ids],
+                          "image_link": "", "price": price})
+    _write_run(tmp_path, "minilm", ids, np.log1p(price)[:, None] + rng.normal(0, 0.5, (600, 4)))
+    _write_run(tmp_path, "image", ids, rng.normal(size=(600, 8)))
+    results = correlate(train, "amazon2025", tmp_path, [], baseline_features=["quantity"], baseline_runs=["minilm"],
+                        n_permutations=3)
+    assert results["minilm"]["added_value_gain"] > 10
+    assert results["minilm"]["next_step"] == "03_train: add it to the text features"
+    assert results["minilm"]["baseline_runs"] == [] and results["image"]["baseline_runs"] == ["minilm"]
+    assert results["image"]["next_step"] == "alternatives: indistinguishable from noise"
+    from amzkit.stages.correlate import plot_probes
+
+    alone = correlate(train, "amazon2025", tmp_path, ["minilm", "image"], baseline_features=[],
+                      baseline_runs=["minilm"], n_permutations=3)  # minilm is the whole baseline: it has none
+    assert "baseline_smape" not in alone["minilm"] and "baseline_smape" in alone["image"]
+    ax = plot_probes(alone, tmp_path / "probes.png").axes[0]
+    assert "text features alone (its rows)" in ax.get_legend_handles_labels()[1], "the first run has no baseline"

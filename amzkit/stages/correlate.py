@@ -310,8 +310,16 @@ def baseline_matrix(train: pd.DataFrame, schema: str, work_dir: str | Path, feat
                     runs: list[str]) -> np.ndarray | None:
     """Numeric baseline text features (label-free engineered groups, `tfidf`, text embedding runs) for the
     added-value probe. `tfidf` is fit on every train row's text: it reads no label, so no fold is needed."""
+    blocks = baseline_blocks(train, schema, work_dir, features, runs)
+    return np.hstack([block for _, block in blocks]) if blocks else None
+
+
+def baseline_blocks(train: pd.DataFrame, schema: str, work_dir: str | Path, features: list[str],
+                    runs: list[str]) -> list[tuple[str | None, np.ndarray]]:
+    """baseline_matrix's column blocks, each with the run it comes from (None: the feature groups), so a run
+    that is itself in the baseline can be judged against the others."""
     if not features and not runs:
-        return None
+        return []
     schema_ = get_schema(schema)
     blocks = []
     groups = [g for g in features if g != BASELINE_TFIDF]
@@ -322,18 +330,18 @@ def baseline_matrix(train: pd.DataFrame, schema: str, work_dir: str | Path, feat
                          "cannot be a probe's fixed baseline)")
     if BASELINE_TFIDF in features:
         texts = row_text(train, schema_).tolist()
-        blocks.append(TfidfSvdEmbedder(TRAIN_DEFAULTS.tfidf_dim).fit(texts).transform(texts)[0])
+        blocks.append((None, TfidfSvdEmbedder(TRAIN_DEFAULTS.tfidf_dim).fit(texts).transform(texts)[0]))
     if groups:
         frame, _ = build_features(train, train.iloc[:0], schema_, groups)
         numeric = pd.get_dummies(frame, dummy_na=False, dtype=np.float32)
         numeric = numeric.fillna(numeric.median(numeric_only=True)).fillna(0.0)
-        blocks.append(numeric.to_numpy(dtype=np.float32))
+        blocks.append((None, numeric.to_numpy(dtype=np.float32)))
     for name in runs:
         emb, ok = load_embeddings(work_dir, name, "train", train[schema_.id_column], frame=train, schema=schema_)
         # a row without the embedding (not ok, or holding NaN or inf, as 03 reads it) is zeros: nan_to_num alone
         # made an inf 3.4e38, and the probe's predictions overflowed ('metric inputs must be finite')
-        blocks.append(np.where(usable_rows(emb, ok)[:, None], emb, np.float32(0.0)))
-    return np.hstack(blocks)
+        blocks.append((name, np.where(usable_rows(emb, ok)[:, None], emb, np.float32(0.0))))
+    return blocks
 
 
 def correlate(train: pd.DataFrame, schema: str, work_dir: str | Path, runs=D.runs, *, top_k: int = D.top_k,
@@ -353,7 +361,8 @@ def correlate(train: pd.DataFrame, schema: str, work_dir: str | Path, runs=D.run
     if not runs:
         raise FileNotFoundError(f"no 01_extract runs in {work_dir}: run 01_extract first")
     features = list(baseline_features)
-    baseline = baseline_matrix(train, schema_.name, work_dir, features, list(baseline_runs))
+    blocks = baseline_blocks(train, schema_.name, work_dir, features, list(baseline_runs))
+    baseline = np.hstack([block for _, block in blocks]) if blocks else None
     out_dir = stage_dir(work_dir, "02_correlate")
     results, skipped = {}, {}
     target = train[schema_.target].to_numpy()
@@ -375,10 +384,15 @@ def correlate(train: pd.DataFrame, schema: str, work_dir: str | Path, runs=D.run
         started = time.perf_counter()  # a run of 75k rows takes minutes: say which one the cell is on
         print(f"02_correlate: run {name!r} ({number}/{len(runs)}): {int(usable.sum()):,} rows x {embeddings.shape[1]} "
               "dims, null and probes ...", end=" ", flush=True)
-        result = analyse_embedding(embeddings, ok, target, baseline=baseline, groups=groups, top_k=top_k,
+        run_baseline = baseline
+        if name in baseline_runs:  # a run of the baseline is judged against the rest: against itself it adds nothing
+            others = [block for owner, block in blocks if owner != name]
+            run_baseline = np.hstack(others) if others else None
+        result = analyse_embedding(embeddings, ok, target, baseline=run_baseline, groups=groups, top_k=top_k,
                                    n_permutations=n_permutations, n_folds=n_folds, knn_k=knn_k,
                                    knn_max_queries=knn_max_queries, seed=seed)
         print(f"{time.perf_counter() - started:.0f} s", flush=True)
+        result["baseline_runs"] = [run for run in baseline_runs if run != name]
         write_csv(pd.DataFrame({"dim": np.arange(result["dim"]), "corr": result["corr"],
                                 "corr_log1p": result["corr_log1p"]}), out_dir / f"{name}_corr.csv")
         results[name] = result
@@ -483,9 +497,10 @@ def plot_probes(results: dict[str, dict], path: str | Path):
         ax_bar.bar_label(bars, fmt="%.1f", fontsize=6, padding=1)  # the added value is a gap of tenths
     for key, style, label in (("constant_smape", {"color": "k", "ls": "--"}, "constant median (its rows)"),
                               ("baseline_smape", {"color": "C4", "ls": ":"}, "text features alone (its rows)")):
-        for i, name in enumerate(names):
-            if key in results[name]:
-                ax_bar.hlines(results[name][key], i - 0.45, i + 0.45, label=label if i == 0 else None, **style)
+        having = [i for i, name in enumerate(names) if key in results[name]]  # a baseline run alone: none
+        for i in having:
+            ax_bar.hlines(results[names[i]][key], i - 0.45, i + 0.45, label=label if i == having[0] else None,
+                          **style)
     ax_bar.set(xticks=positions, xticklabels=names, ylabel="CV SMAPE %", title="probes (lower is better)")
     ax_bar.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)  # below, not on the bars
     best = best_probe_run(results)
