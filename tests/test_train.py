@@ -618,6 +618,29 @@ def test_a_kill_while_saving_leaves_an_unfinished_run_that_04_and_05_refuse(synt
     assert "saved: never finished: left out" in capsys.readouterr().out
 
 
+def test_a_rerun_killed_in_its_first_fold_is_named_by_04_as_stopped(synthetic, capsys):
+    """A rerun of a finished run name with another setup, killed before it kept a fold, left no progress folder: 04
+    blended the old run without the note it gives one fold later ("a rerun was stopped")."""
+    from amzkit.ml.runs import unfinished_runs
+    from amzkit.stages.ensemble import ensemble
+
+    data, work = synthetic
+    train_run(data, "amazon2025", work, "rerun", ["text_stats"], ["planted"], lgb_params=FAST, num_threads=1)
+    _DiesOnFold.fits, _DiesOnFold.die_at = 0, 1
+    with pytest.raises(_Interrupt):
+        train_run(data, "amazon2025", work, "rerun", learner=_DiesOnFold(**{**_KILLED, "features": ["quantity"]}))
+    assert "rerun was stopped" in unfinished_runs(work).get("rerun", "")
+    capsys.readouterr()
+    ensemble(work, ["rerun"])
+    assert "rerun: a rerun was stopped" in capsys.readouterr().out
+    _DiesOnFold.fits, _DiesOnFold.die_at = 0, 1
+    with pytest.raises(_Interrupt):
+        train_run(data, "amazon2025", work, "first", learner=_DiesOnFold(**_KILLED))
+    assert unfinished_runs(work).get("first") == "never finished: left out"
+    _rerun(data, work, "rerun", features=["quantity"])
+    assert "rerun" not in unfinished_runs(work)
+
+
 def test_a_kill_after_the_importance_table_leaves_no_finished_old_run_beside_it(synthetic, monkeypatch):
     """feature_importance.csv was written before save_run removed the old metrics.json: killed in between, the old
     finished run stood with the new run's importance table (and plot)."""

@@ -339,6 +339,7 @@ def _resumable_cv(model: Learner, folds: np.ndarray, run_dir: Path, pseudo, prog
         shutil.rmtree(folder, ignore_errors=True)
         if models_dir is not None:  # nor its fold models (bags 3 -> 1 left fold0_bag2)
             shutil.rmtree(run_dir / models_dir, ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True)  # there from the first fold: 04, 05 name a run killed in it
 
     def keep(step: int, state: dict) -> None:
         with_arrays = folder / "state.npz"
