@@ -431,6 +431,29 @@ def test_pseudo_labels_refuse_a_source_of_other_train_rows_in_folds_numbered_ali
     assert not (work / "03_train" / "pseudo").exists()
 
 
+@pytest.mark.parametrize("edit", ["train_prices", "test_text"])
+def test_pseudo_labels_refuse_a_source_made_from_other_rows_with_the_same_ids(synthetic, edit):
+    """Only the source's ids and folds were checked: train.csv's prices (or test.csv's text) edited under the same ids,
+    a pseudo-label run took the labels of the source's models of the old rows without a word, and 04 and 05 then
+    took the run as one of the new rows."""
+    data, work = synthetic
+    train_run(data, "amazon2025", work, "source", ["text_stats"], [], lgb_params=FAST, num_threads=1)
+    edited = {split: frame.copy() for split, frame in data.items()}
+    if edit == "train_prices":
+        edited["train"]["price"] = edited["train"]["price"] * 2
+    else:
+        edited["test"]["catalog_content"] = edited["test"]["catalog_content"] + " Bullet Point 1: new words"
+    with pytest.raises(ValueError, match=f"pseudo-label source 'source' was made from other {edit.split('_')[0]} "
+                                         "rows with the same ids"):
+        train_run(edited, "amazon2025", work, "pseudo", ["text_stats"], [], lgb_params=FAST, num_threads=1,
+                  pseudo_label_run="source")
+    assert not (work / "03_train" / "pseudo").exists()
+    same = {split: frame.copy() for split, frame in data.items()}
+    metrics = train_run(same, "amazon2025", work, "pseudo", ["text_stats"], [], lgb_params=FAST, num_threads=1,
+                        pseudo_label_run="source")
+    assert metrics["pseudo_label"]["source"] == "source", "the rows it was made from: accepted"
+
+
 def test_every_feature_group_is_reachable_by_name_from_train_run(synthetic):
     """The groups 03's `features` parameter accepts, text ones end to end (image ones: test_imagefeatures)."""
     from amzkit.ml.featureset import all_feature_groups

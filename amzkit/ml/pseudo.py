@@ -33,7 +33,7 @@ class PseudoLabels:
 
 
 def pseudo_labels(work_dir: str | Path, source: str, folds: np.ndarray, test_ids: np.ndarray, train_ids: np.ndarray,
-                  fraction: float, weight: float) -> PseudoLabels:
+                  fraction: float, weight: float, rows_sha256: dict[str, str] | None = None) -> PseudoLabels:
     """The `fraction` of test rows on which the source run's fold models agree most (smallest spread of log
     predictions), labelled per fold by that fold's model; `weight` is their sample weight (03's
     pseudo_label_fraction and pseudo_label_weight, whose declaration holds the defaults and the ranges).
@@ -56,6 +56,12 @@ def pseudo_labels(work_dir: str | Path, source: str, folds: np.ndarray, test_ids
                          "than this run's: its fold models would have seen rows this run validates on (its folds "
                          f"are numbered alike, not made of the same rows). Retrain {source!r} on this train.csv, "
                          "then this run")
+    for split, digest in (rows_sha256 or {}).items():
+        if metrics.get(f"{split}_rows_sha256") not in (None, digest):  # None: a source saved before the record
+            raise ValueError(f"pseudo-label source {source!r} was made from other {split} rows with the same ids "
+                             f"({split}.csv's prices, text or links changed since): its fold models would label "
+                             f"this run's rows as the old {split}.csv had them. Retrain {source!r} on these CSVs, "
+                             "then this run")
     table = pd.read_csv(path, dtype={"id": str})
     if not same_ids(table["id"], test_ids):
         raise ValueError(f"{path} was made for other test rows; retrain {source!r} on this data")

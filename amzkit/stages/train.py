@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 import amzkit
-from amzkit.core.io import frame_sha256, id_hash, read_json, save_figure, write_csv, write_json
+from amzkit.core.io import frame_sha256, id_hash, read_json, rows_sha256, save_figure, write_csv, write_json
 from amzkit.core.metric import smape, smape_by_target_bin
 from amzkit.core.params import Param, Parameters
 from amzkit.core.schema import Schema, get_schema
@@ -186,8 +186,9 @@ def train_run(
     pseudo = None
     if pseudo_label_run:
         check_name(pseudo_label_run, "pseudo_label_run")
+        rows = {"train": rows_sha256(train, schema_.id_column), "test": rows_sha256(test, schema_.id_column)}
         pseudo = pseudo_labels(work_dir, pseudo_label_run, folds, test[schema_.id_column].to_numpy(),
-                               train[schema_.id_column].to_numpy(), pseudo_label_fraction, pseudo_label_weight)
+                               train[schema_.id_column].to_numpy(), pseudo_label_fraction, pseudo_label_weight, rows)
     run_dir = stage_dir(work_dir, "03_train") / run_name
     pseudo_info = {}
     devices = devices_for_folds(model) if fold_devices is None else list(fold_devices)
