@@ -664,6 +664,29 @@ def test_a_rerun_killed_in_its_first_fold_is_named_by_04_as_stopped(synthetic, c
     assert "rerun" not in unfinished_runs(work)
 
 
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_04_refuses_a_column_read_from_csvs_edited_under_the_same_ids_since_its_runs(synthetic, split):
+    """04 checked a calibrate_by / meta_features column only for the runs' ids: read from a CSV edited since 03 (same
+    ids, other text), it grouped or fed the runs' rows by values they were not made from, as the README says it
+    refuses."""
+    from types import SimpleNamespace
+
+    from amzkit.app.runners import Context, run_ensemble
+
+    data, work = synthetic
+    train_run(data, "amazon2025", work, "base", ["text_stats"], ["planted"], lgb_params=FAST, num_threads=1)
+    edited = {name: frame.copy() for name, frame in data.items()}
+    edited[split]["catalog_content"] = edited[split]["catalog_content"].str.replace("Unit: Count", "Unit: Ounce")
+    params = SimpleNamespace(runs=["base"], method="blend", meta="ridge", calibrate_by="unit_family",
+                             meta_features=[], factor_min=0.7, factor_max=1.3, min_group_rows=50)
+    with pytest.raises(ValueError, match=f"calibrate_by / meta_features columns were read from a {split}.csv whose "
+                                         "rows differ from those the 03 runs were made from"):
+        run_ensemble(Context("04_ensemble", params, get_schema("amazon2025"), work, data=edited))
+    assert not (work / "04_ensemble" / "metrics.json").exists()
+    same = {name: frame.copy() for name, frame in data.items()}
+    assert run_ensemble(Context("04_ensemble", params, get_schema("amazon2025"), work, data=same))["runs"] == ["base"]
+
+
 def test_a_kill_after_the_importance_table_leaves_no_finished_old_run_beside_it(synthetic, monkeypatch):
     """feature_importance.csv was written before save_run removed the old metrics.json: killed in between, the old
     finished run stood with the new run's importance table (and plot)."""

@@ -25,7 +25,7 @@ from amzkit.app.kaggle_runtime import (
     find_data_dir,
     find_data_dirs,
 )
-from amzkit.core.io import read_csv, read_json, remove_stale_temporaries, write_json
+from amzkit.core.io import read_csv, read_json, remove_stale_temporaries, rows_sha256, write_json
 from amzkit.core.metric import constant_level_warning, other_scores
 from amzkit.core.schema import SPLITS, Schema, check_columns, get_schema, load_data
 from amzkit.core.workdir import KAGGLE_INPUT, check_writable, on_kaggle, resolve_work_dir, stage_dir
@@ -374,7 +374,9 @@ def run_ensemble(ctx: Context) -> dict:
     metrics = ensemble_stage.ensemble(ctx.work_dir, p.runs, method=p.method, meta=p.meta,
                        groups=columns[p.calibrate_by] if p.calibrate_by else None,
                        meta_features=columns[p.meta_features] if p.meta_features else None,
-                       factor_range=(p.factor_min, p.factor_max), min_group_rows=p.min_group_rows)
+                       factor_range=(p.factor_min, p.factor_max), min_group_rows=p.min_group_rows,
+                       columns_rows_sha256={split: rows_sha256(frame, ctx.schema.id_column)
+                                            for split, frame in ctx.data.items()} if wanted else None)
     print(ensemble_report.summary_table(metrics).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"chosen by nested score: {metrics['method']} -> test_pred.csv, CV SMAPE {metrics['cv_smape']:.3f} "
           f"({metrics['cv_scores']}); "

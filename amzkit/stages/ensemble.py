@@ -44,7 +44,7 @@ from amzkit.ml.diversity import alike_pairs, error_correlation
 from amzkit.ml.folds import saved_fold_groups
 from amzkit.ml.nested import choose_inside, cross_fit
 from amzkit.ml.runs import load_run, run_predictions_sha256, unfinished_runs
-from amzkit.stages.ensemble_inputs import check_compatible
+from amzkit.stages.ensemble_inputs import check_columns_made_for, check_compatible
 
 PARAMETERS = Parameters(
     Param("runs", [], "03_train runs to combine; []: every finished run of the work folder", plain_name=True),
@@ -115,7 +115,8 @@ def unmark_finished(work_dir: str | Path) -> None:
 def ensemble(work_dir: str | Path, runs=D.runs, *, method: str = D.method, meta=D.meta,
              groups: pd.Series | None = None, meta_features: pd.DataFrame | None = None,
              weight_step: float = GRID_STEP, factor_range: tuple[float, float] = FACTOR_RANGE,
-             min_group_rows: int = MIN_CALIBRATION_ROWS, product_groups: pd.Series | None = None) -> dict:
+             min_group_rows: int = MIN_CALIBRATION_ROWS, product_groups: pd.Series | None = None,
+             columns_rows_sha256: dict[str, str] | None = None) -> dict:
     """Blend, stack and calibrate the named runs (all finished 03_train runs when empty); write the one
     chosen by `method` ('best' = lowest nested SMAPE, or one of METHODS), its table, weights and metrics.
 
@@ -123,6 +124,8 @@ def ensemble(work_dir: str | Path, runs=D.runs, *, method: str = D.method, meta=
     `ensemble_columns` returns them. `product_groups` (labels indexed by train id; by default the groups 03's group
     folds kept together, from 03_train/folds.csv): with 2-fold CV, the halves that pick the method inside each
     fold keep a group together, as the folds do (without groups the halves are drawn row by row).
+    `columns_rows_sha256` (core.io.rows_sha256 of each CSV `groups` and `meta_features` were read from, by split):
+    refused unless the runs were made from those rows.
     """
     unmark_finished(work_dir)
     runs = PARAMETERS.validate(method=method, runs=runs, factor_min=factor_range[0], factor_max=factor_range[1],
@@ -150,6 +153,8 @@ def ensemble(work_dir: str | Path, runs=D.runs, *, method: str = D.method, meta=
     inputs = EnsembleInputs(np.vstack([oof_log, test_log]), target,
                             _align(meta_features, all_ids, "meta_features", len(ids)),
                             _align(groups, all_ids, "groups (calibrate_by)", len(ids)))
+    if columns_rows_sha256 and (groups is not None or meta_features is not None):
+        check_columns_made_for(loaded, columns_rows_sha256)
     train_rows, test_rows = np.arange(len(ids)), np.arange(len(ids), len(all_ids))
     if product_groups is None:  # folds.csv's groups, when they are of these runs' rows
         saved = saved_fold_groups(work_dir)

@@ -57,6 +57,19 @@ def check_compatible(runs: dict[str, dict]) -> None:
                              f"{split}.csv, or leave them out (-p runs)")
 
 
+def check_columns_made_for(runs: dict[str, dict], rows_sha256: dict[str, str]) -> None:
+    """Refuse calibrate_by / meta_features columns read from CSVs whose rows (`rows_sha256`: core.io.rows_sha256 per
+    split) are not those the runs were made from: under the same ids, edited text or prices would group or feed the
+    runs' rows by values their models never saw. Runs saved before the digest existed are not checked."""
+    for split, digest in rows_sha256.items():
+        made = {run["metrics"].get(f"{split}_rows_sha256") for run in runs.values()} - {None}
+        if made and digest not in made:
+            raise ValueError(f"calibrate_by / meta_features columns were read from a {split}.csv whose rows differ "
+                             f"from those the 03 runs were made from (the same ids; its text, prices or links "
+                             f"changed since 03): rerun 03 on the current CSVs, or point data_dir at the CSVs the "
+                             "runs were made for")
+
+
 def check_predictions(name: str, run: dict) -> None:
     """Refuse a run with a prediction 04 cannot blend in log space: missing, infinite, zero or negative (every
     learner floors its predictions above 0; a run's files edited or made by other code may not be)."""
