@@ -65,8 +65,8 @@ def check_columns_made_for(runs: dict[str, dict], rows_sha256: dict[str, str]) -
         made = {run["metrics"].get(f"{split}_rows_sha256") for run in runs.values()} - {None}
         if made and digest not in made:
             raise ValueError(f"calibrate_by / meta_features columns were read from a {split}.csv whose rows differ "
-                             f"from those the 03 runs were made from (the same ids; its text, prices or links "
-                             f"changed since 03): rerun 03 on the current CSVs, or point data_dir at the CSVs the "
+                             "from those the 03 runs were made from (the same ids; its text, prices or links "
+                             "changed since 03): rerun 03 on the current CSVs, or point data_dir at the CSVs the "
                              "runs were made for")
 
 
