@@ -595,3 +595,28 @@ def test_roberta_style_models_take_two_tokens_fewer_than_their_position_table():
     assert token_limit(SimpleNamespace(model_type="bert", max_position_embeddings=512, pad_token_id=0),
                        unlimited) == 512
     assert token_limit(roberta, capped) == 256
+
+
+def test_a_sentence_encoder_saved_by_sentence_transformers_6_keeps_its_pooling(tiny_bge_dir, tmp_path):
+    """sentence-transformers 6 saves 1_Pooling/config.json as {"pooling_mode": "mean"} (no pooling_mode_* switches)
+    and its length as the tokenizer's model_max_length: such a folder was refused as 'only CLS or mean pooling is
+    supported', though its pooling is mean."""
+    from sentence_transformers import SentenceTransformer
+
+    saved = tmp_path / "minilm-st6"
+    SentenceTransformer(str(_minilm_dir()), device="cpu").save(str(saved))
+    assert "pooling_mode" in json.loads((saved / "1_Pooling" / "config.json").read_text())
+    spec, embedder = _fit(f"local-dir:{saved}")
+    assert (spec.pooling, embedder.max_length_) == ("mean", 256)
+    texts = ["Organic extra virgin olive oil, 1 liter bottle", CATALOG[-1]]
+    np.testing.assert_allclose(embedder.transform(texts)[0].astype(np.float32),
+                               _fit("minilm")[1].transform(texts)[0].astype(np.float32), atol=2e-3)
+
+    cls = tmp_path / "bge-st6"  # a CLS-pooled model (bge) in the same format
+    shutil.copytree(tiny_bge_dir, cls)
+    (cls / "1_Pooling" / "config.json").write_text(json.dumps(
+        {"embedding_dimension": 16, "pooling_mode": "cls", "include_prompt": True}))
+    assert get_model_spec(f"local-dir:{cls}").pooling == "cls"
+    (cls / "1_Pooling" / "config.json").write_text(json.dumps({"embedding_dimension": 16, "pooling_mode": "max"}))
+    with pytest.raises(ValueError, match=r"only CLS or mean pooling is supported, got .*'max'"):
+        get_model_spec(f"local-dir:{cls}")

@@ -118,7 +118,8 @@ BUNDLED: dict[str, tuple[str, str]] = {
 }
 
 
-# sentence-transformers' 1_Pooling/config.json switches -> our pooling names
+# sentence-transformers' 1_Pooling/config.json switches (before version 6; 6 names the mode: "pooling_mode": "cls")
+# -> our pooling names
 SENTENCE_POOLING = {"pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens": "mean"}
 
 
@@ -288,10 +289,15 @@ def _sentence_transformers_settings(folder: Path) -> tuple[str, int]:
     pooling_cfg = folder / SENTENCE_SETTINGS_FILES[0]
     if pooling_cfg.is_file():
         modes = json.loads(pooling_cfg.read_text())
-        active = [key for key, on in modes.items() if key.startswith("pooling_mode_") and on]
-        if len(active) != 1 or active[0] not in SENTENCE_POOLING:
+        if "pooling_mode" in modes:  # sentence-transformers 6: {"pooling_mode": "mean"} (or a list of modes)
+            named = modes["pooling_mode"]
+            active = [named] if isinstance(named, str) else list(named)
+        else:  # older: one switch on
+            active = [SENTENCE_POOLING.get(key, key) for key, on in modes.items() if key.startswith("pooling_mode_")
+                      and on]
+        if len(active) != 1 or active[0] not in SENTENCE_POOLING.values():
             raise ValueError(f"{pooling_cfg}: only CLS or mean pooling is supported, got {modes}")
-        pooling = SENTENCE_POOLING[active[0]]
+        pooling = active[0]
     sbert_cfg = folder / SENTENCE_SETTINGS_FILES[1]
     if sbert_cfg.is_file():
         max_tokens = int(json.loads(sbert_cfg.read_text()).get("max_seq_length") or 0)
