@@ -484,6 +484,7 @@ def test_a_cached_open_clip_text_tower_takes_its_hf_tokenizer_from_the_cache_too
     ("dinov2-base", "-p model local-dir:"), ("clip-b32", "open_clip_config.json"),
     ("fashion-siglip", 'Or run 01 text only, without an image model: -p model ""'),  # 01's default, offline
     ("ecommerce-l-text", "-p text_model local-dir-text:/kaggle/input/<dataset>/<folder>, or"),
+    ("fashion-siglip-text", "+ the tokenizer files (tokenizer.json"),  # open_clip's cache leaves them out
 ])
 def test_uncached_hub_models_offline_fail_at_once_with_how_to_fix(name, how):
     _, embedder = create_embedder(name, device="cpu")
@@ -620,3 +621,36 @@ def test_a_sentence_encoder_saved_by_sentence_transformers_6_keeps_its_pooling(t
     (cls / "1_Pooling" / "config.json").write_text(json.dumps({"embedding_dimension": 16, "pooling_mode": "max"}))
     with pytest.raises(ValueError, match=r"only CLS or mean pooling is supported, got .*'max'"):
         get_model_spec(f"local-dir:{cls}")
+
+
+def test_an_open_clip_folder_without_its_hf_tokenizer_files_takes_them_from_the_cache_or_says_what_to_copy(
+        tiny_clip_dir, tmp_path):
+    """A Marqo SigLIP folder holding only open_clip_config.json + weights (what open_clip caches, and what the
+    advice for an offline folder listed) names its tokenizer repo (hf_tokenizer_name) but holds no tokenizer files:
+    its text tower failed inside transformers ('Couldn't instantiate the backend tokenizer ... sentencepiece')."""
+    import open_clip
+    import torch
+
+    config = json.loads((tiny_clip_dir / "open_clip_config.json").read_text())
+    config["model_cfg"]["text_cfg"].update(vocab_size=30522, hf_tokenizer_name="test-org/tiny-tokenizer")
+    folder = tmp_path / "marqo-like"
+    folder.mkdir()
+    torch.manual_seed(0)
+    torch.save(open_clip.CLIP(**config["model_cfg"]).state_dict(), folder / "open_clip_pytorch_model.bin")
+    (folder / "open_clip_config.json").write_text(json.dumps(config))
+    tokenizer_files = tmp_path / "tokenizer_files"
+    tokenizer_files.mkdir()
+    for name in MINILM_TOKENIZER_FILES:
+        shutil.copy(_minilm_dir() / name, tokenizer_files / name)
+
+    with pytest.raises(RuntimeError, match="test-org/tiny-tokenizer") as caught:  # not in the folder, not cached
+        _fit(f"local-dir-text:{folder}")
+    message = str(caught.value)
+    assert str(folder) in message and "tokenizer.json" in message and "into the folder" in message
+
+    _hub_cache_entry(tmp_path / "hf_cache", "test-org/tiny-tokenizer", tokenizer_files)  # cached: used
+    _, embedder = _fit(f"local-dir-text:{folder}")
+    x, ok = embedder.transform(CATALOG)
+    _check_neural(x, ok, 16, [True] * len(CATALOG))
+    reference = open_clip.tokenizer.HFTokenizer(str(tokenizer_files), context_length=8)
+    assert torch.equal(embedder.tokenizer_(CATALOG), reference(CATALOG))

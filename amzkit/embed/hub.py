@@ -27,6 +27,12 @@ from amzkit.embed.registry import (
 HUB_PROBE_TIMEOUT_S = 3.0
 
 
+TOKENIZER_CONFIG = "tokenizer_config.json"  # marks a transformers tokenizer's files (in a folder, in the HF cache)
+
+
+TOKENIZER_FILES = (TOKENIZER_CONFIG, "tokenizer.json")  # either in a folder: it holds its own tokenizer
+
+
 def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
     """Whether the Hugging Face hub (or $HF_ENDPOINT) answers a TCP connect within `timeout` seconds."""
     return url_reachable(os.environ.get("HF_ENDPOINT", "https://huggingface.co"), timeout)
@@ -75,6 +81,9 @@ def unreachable_message(spec: ModelSpec, reason: str) -> str:
         cache_note = f" (the MLP head then comes from $TORCH_HOME/hub/checkpoints/{AESTHETIC_HEAD_FILES[1]})"
     elif spec.loader.startswith("open_clip"):
         folder = "open_clip_config.json + open_clip_pytorch_model.bin or open_clip_model.safetensors"
+        if spec.modality == "text":  # the hub repo's tokenizer files, which open_clip's cache leaves out
+            folder += (" + the tokenizer files (tokenizer.json, tokenizer_config.json, special_tokens_map.json) when "
+                       "its open_clip_config.json names an hf_tokenizer_name (the SigLIPs)")
     elif spec.modality == "text" and spec.pooling and spec.name in MODELS:  # a sentence encoder of 01
         folder = f"config.json + model.safetensors + the tokenizer files + {' + '.join(SENTENCE_SETTINGS_FILES)}"
     else:
@@ -100,6 +109,26 @@ def unreachable_message(spec: ModelSpec, reason: str) -> str:
         f"the run takes the folder's name) and pass {pass_as}, or copy a Hugging Face cache holding it to $HF_HOME "
         f"and set HF_HUB_OFFLINE=1{cache_note}.{text_only}"
     )
+
+
+def hf_tokenizer_folder(spec: ModelSpec, folder: Path, repo: str | None) -> Path | None:
+    """The cached tokenizer (`repo`: the hf_tokenizer_name of its open_clip config) of an open_clip `folder` (a
+    local-dir folder or a cached snapshot) that holds none; None when it holds one or names none. Not cached: an
+    error that says what to do."""
+    if not repo or any((folder / name).is_file() for name in TOKENIZER_FILES):  # the tokenizer beside it
+        return None
+    if (cached := cached_file(repo, TOKENIZER_CONFIG)) is not None:
+        return cached.parent
+    if (spec.source or "").startswith("hf-hub:"):
+        raise RuntimeError(unreachable_message(
+            spec, f"its tokenizer {repo} (hf_tokenizer_name in its {OPEN_CLIP_CONFIG}) is not in the Hugging Face "
+                  "cache beside it"))
+    raise RuntimeError(
+        f"{spec.name}: {folder} holds no tokenizer files ({' / '.join(TOKENIZER_FILES)}), and the tokenizer its "
+        f"{OPEN_CLIP_CONFIG} names (hf_tokenizer_name {repo}) is not in the Hugging Face cache: copy the tokenizer "
+        "files (tokenizer.json, tokenizer_config.json, special_tokens_map.json) into the folder, from the model's "
+        f"hub repository (the Marqo repos hold them) or from {repo}; or copy a Hugging Face cache holding them to "
+        "$HF_HOME and set HF_HUB_OFFLINE=1. The image tower (local-dir:) needs no tokenizer")
 
 
 def bundled_folder(source: str) -> Path | None:

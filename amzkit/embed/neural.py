@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from amzkit.core.gpu import out_of_memory_error, pick_device
 from amzkit.core.threads import allowed_cores
-from amzkit.embed.hub import bundled_folder, cached_file, unreachable_message, use_cache_instead
+from amzkit.embed.hub import bundled_folder, hf_tokenizer_folder, unreachable_message, use_cache_instead
 from amzkit.embed.registry import (
     LOCAL_DIR,
     OPEN_CLIP_CONFIG,
@@ -29,8 +29,6 @@ from amzkit.embed.registry import (
     ModelSpec,
 )
 from amzkit.images.decode import open_image
-
-TOKENIZER_CONFIG = "tokenizer_config.json"  # marks a transformers tokenizer's files (in a folder, in the HF cache)
 
 
 class NeuralEmbedder(ABC):
@@ -284,27 +282,23 @@ class OpenClipTextEmbedder(OpenClipLoading, TextEmbedder):
         self.tokenizer_ = self._cached_hf_tokenizer(name) or open_clip.get_tokenizer(name)
 
     def _cached_hf_tokenizer(self, name: str):
-        """The tokenizer that the `hf_tokenizer_name` of a hub model's config names, from the Hugging Face cache,
-        when the model itself is read from its cached snapshot (`name`); None otherwise.
+        """The tokenizer that the `hf_tokenizer_name` of a folder's config names, from the Hugging Face cache, when
+        the folder (`name`: a local-dir folder or a cached snapshot) lacks its tokenizer files; None otherwise.
 
         open_clip caches only the config and weights in the model's snapshot and the tokenizer under its own repo
-        (the Marqo SigLIPs: timm/ViT-B-16-SigLIP), while it reads a local-dir folder's tokenizer from the folder.
+        (the Marqo SigLIPs: timm/ViT-B-16-SigLIP), while it reads a local-dir folder's tokenizer from the folder:
+        a folder copied from such a snapshot holds no tokenizer.
         """
         from open_clip.tokenizer import DEFAULT_CONTEXT_LENGTH, HFTokenizer  # deferred: loads only when used
 
-        if not (self.spec.source or "").startswith("hf-hub:") or not name.startswith(LOCAL_DIR):
+        if not name.startswith(LOCAL_DIR):
             return None
         folder = Path(name[len(LOCAL_DIR):])
         text_cfg = json.loads((folder / OPEN_CLIP_CONFIG).read_text()).get("model_cfg", {}).get("text_cfg", {})
-        repo = text_cfg.get("hf_tokenizer_name")
-        if not repo or (folder / TOKENIZER_CONFIG).is_file():  # a full snapshot holds the tokenizer beside it
-            return None
-        cached = cached_file(repo, TOKENIZER_CONFIG)
+        cached = hf_tokenizer_folder(self.spec, folder, text_cfg.get("hf_tokenizer_name"))
         if cached is None:
-            raise RuntimeError(unreachable_message(
-                self.spec, f"its tokenizer {repo} (hf_tokenizer_name in its {OPEN_CLIP_CONFIG}) is not in the "
-                           "Hugging Face cache beside it"))
-        return HFTokenizer(str(cached.parent), context_length=text_cfg.get("context_length", DEFAULT_CONTEXT_LENGTH),
+            return None
+        return HFTokenizer(str(cached), context_length=text_cfg.get("context_length", DEFAULT_CONTEXT_LENGTH),
                            tokenizer_mode=text_cfg.get("tokenizer_mode"), **text_cfg.get("tokenizer_kwargs", {}))
 
     def _tokenize(self, texts: list[str]):
