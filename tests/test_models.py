@@ -654,3 +654,13 @@ def test_an_open_clip_folder_without_its_hf_tokenizer_files_takes_them_from_the_
     _check_neural(x, ok, 16, [True] * len(CATALOG))
     reference = open_clip.tokenizer.HFTokenizer(str(tokenizer_files), context_length=8)
     assert torch.equal(embedder.tokenizer_(CATALOG), reference(CATALOG))
+
+
+def test_a_dataset_folder_holding_the_model_one_level_down_names_the_model_folder(tiny_clip_dir, tmp_path):
+    """A Kaggle dataset made from an uploaded folder mounts as input/<dataset>/<folder>: passing input/<dataset> said
+    only that it 'holds neither open_clip_config.json nor config.json', not where the model folder is."""
+    dataset = tmp_path / "input" / "marqo-siglip-ds"
+    shutil.copytree(tiny_clip_dir, dataset / "marqo-fashionSigLIP")
+    with pytest.raises(FileNotFoundError, match="holds neither open_clip_config.json nor config.json") as caught:
+        get_model_spec(f"local-dir-text:{dataset}")
+    assert f"model folders under it: {dataset / 'marqo-fashionSigLIP'}" in str(caught.value)

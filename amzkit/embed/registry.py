@@ -186,27 +186,35 @@ def _local_spec(folder: Path, text_tower: bool) -> ModelSpec:
         return _open_clip_folder_spec(folder, text_tower)
     if (folder / TRANSFORMERS_CONFIG).is_file():
         return _transformers_folder_spec(folder, text_tower)
+    below = _model_folders_below(folder)  # a dataset of an uploaded folder mounts it one level down
     raise FileNotFoundError(
-        f"{folder} holds neither open_clip_config.json nor config.json: a local model folder needs "
-        "open_clip_config.json and open_clip_pytorch_model.bin (or .safetensors) for open_clip models, or "
-        "config.json + model.safetensors (+ tokenizer / preprocessor files) for transformers models, as on the hub"
+        f"{folder} holds neither open_clip_config.json nor config.json"
+        + (f" (model folders under it: {', '.join(below)}: pass one of them)" if below else "")
+        + ": a local model folder needs open_clip_config.json and open_clip_pytorch_model.bin (or .safetensors) for "
+        "open_clip models, or config.json + model.safetensors (+ tokenizer / preprocessor files) for transformers "
+        "models, as on the hub"
     )
 
 
-def _missing_folder_message(folder: Path, max_depth: int = 7, max_dirs: int = 2000) -> str:
+def _model_folders_below(parent: Path, max_depth: int = 7, max_dirs: int = 2000) -> list[str]:
+    """Up to 5 folders below `parent` (at most `max_depth` down) that hold a model's config, sorted."""
+    found: list[str] = []
+    for visited, (top, dirs, files) in enumerate(os.walk(parent)):
+        if OPEN_CLIP_CONFIG in files or TRANSFORMERS_CONFIG in files:
+            found.append(top)
+            dirs.clear()
+        elif len(Path(top).relative_to(parent).parts) >= max_depth or visited >= max_dirs or len(found) >= 5:
+            dirs.clear()
+    return sorted(found)[:5]
+
+
+def _missing_folder_message(folder: Path) -> str:
     """No such folder: with the model folders found below its nearest existing parent (a dataset mounted one level
     deeper than the path says, or under Kaggle's grouped /kaggle/input/datasets/<owner>/ layout; a Kaggle Model there
     is 6 folders down: models/<owner>/<model>/<framework>/<variation>/<version>, 7 with a folder inside it)."""
     parent = next((p for p in folder.parents if p.is_dir()), None)
-    found: list[str] = []
-    if parent is not None and parent != Path(parent.anchor):
-        for visited, (top, dirs, files) in enumerate(os.walk(parent)):
-            if OPEN_CLIP_CONFIG in files or TRANSFORMERS_CONFIG in files:
-                found.append(top)
-                dirs.clear()
-            elif len(Path(top).relative_to(parent).parts) >= max_depth or visited >= max_dirs or len(found) >= 5:
-                dirs.clear()
-    hint = (f"; model folders under {parent}: {', '.join(sorted(found)[:5])}" if found else
+    found = _model_folders_below(parent) if parent is not None and parent != Path(parent.anchor) else []
+    hint = (f"; model folders under {parent}: {', '.join(found)}" if found else
             f"; nothing under {parent} holds a model's config.json or open_clip_config.json" if parent else "")
     return (f"model folder {folder}: no such folder{hint}. On Kaggle, check the dataset is attached and where it "
             "is mounted: python -m amzkit kaggle inputs")
