@@ -54,6 +54,25 @@ def test_color_stats_tell_images_apart_and_mark_failures(tmp_path):
     assert x[0, names.index("aspect_log")] == pytest.approx(np.log(64 / 48), abs=1e-6)
 
 
+def test_color_stats_size_features_are_the_original_pictures_not_the_shrunk_cache_copy(tmp_path):
+    """01 caches pictures over 512 px as shrunk JPEGs (the original's size and bytes in a comment): color-stats read
+    width/height/file size from that copy, so every large picture came out as 512 px and the copy's bytes."""
+    from amzkit.images.decode import prepare_image
+
+    original = tmp_path / "original.jpg"
+    Image.new("RGB", (1000, 600), (200, 40, 40)).save(original, quality=95)
+    prepared = prepare_image(original.read_bytes())
+    shrunk = tmp_path / "cached.jpg"
+    shrunk.write_bytes(prepared.data)
+    assert Image.open(shrunk).size == (512, 307)
+    embedder = ColorStatsEmbedder().fit()
+    x, ok = embedder.transform([str(original), str(shrunk)])
+    assert ok.all()
+    size = [embedder.feature_names.index(name) for name in ("width_log", "height_log", "aspect_log", "file_size_log")]
+    expected = [np.log(1000), np.log(600), np.log(1000 / 600), np.log1p(original.stat().st_size)]
+    np.testing.assert_allclose(x[:, size], [expected, expected], rtol=1e-5)
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     hits: dict[str, int] = {}
     body = b""
@@ -921,6 +940,17 @@ def test_text_tower_shards_of_an_older_revision_are_not_reused(monkeypatch) -> N
     monkeypatch.setattr(extract_module, "TEXT_TOWER_REVISION", extract_module.TEXT_TOWER_REVISION - 1)
     assert extract_module.fit_fingerprint(tower, data, schema_) != before[tower.name]
     assert extract_module.fit_fingerprint(encoder, data, schema_) == before[encoder.name]
+
+
+def test_color_stats_shards_of_an_older_revision_are_not_reused(monkeypatch) -> None:
+    """color-stats read the cached copy's size before COLOR_STATS_REVISION 2 (the original's since): a resumed run
+    must not mix those shards with new ones. Other models keep their fingerprint."""
+    stats, other = get_model_spec("color-stats"), get_model_spec("fashion-siglip")
+    data, schema_ = {"train": pd.DataFrame({"sample_id": [1]})}, "amazon2025"
+    before = {s.name: extract_module.fit_fingerprint(s, data, schema_) for s in (stats, other)}
+    monkeypatch.setattr(extract_module, "COLOR_STATS_REVISION", extract_module.COLOR_STATS_REVISION - 1)
+    assert extract_module.fit_fingerprint(stats, data, schema_) != before[stats.name]
+    assert extract_module.fit_fingerprint(other, data, schema_) == before[other.name]
 
 
 # --- running out of GPU memory: halve the batch, keep it ---------------------------------------------------------

@@ -664,3 +664,4 @@ def test_a_dataset_folder_holding_the_model_one_level_down_names_the_model_folde
     with pytest.raises(FileNotFoundError, match="holds neither open_clip_config.json nor config.json") as caught:
         get_model_spec(f"local-dir-text:{dataset}")
     assert f"model folders under it: {dataset / 'marqo-fashionSigLIP'}" in str(caught.value)
+

@@ -10,7 +10,7 @@ from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import TfidfVectorizer
 from tqdm.auto import tqdm
 
-from amzkit.images.decode import open_image
+from amzkit.images.decode import open_image, original_numbers
 
 
 class ColorStatsEmbedder:
@@ -36,7 +36,7 @@ class ColorStatsEmbedder:
         img, status = open_image(path, draft_px=self.draft_px * 2)
         if img is None:
             return None
-        width, height = _original_size(path, img)
+        width, height, nbytes = _original_size(path)
         small = img.resize((self.draft_px, self.draft_px))
         rgb = np.asarray(small, dtype=np.float32) / 255.0
         hsv = np.asarray(small.convert("HSV"), dtype=np.float32) / 255.0
@@ -51,7 +51,7 @@ class ColorStatsEmbedder:
         return np.concatenate([
             flat.mean(axis=0), flat.std(axis=0), hue_hist, value_hist,
             [hsv[..., 1].mean(), hsv[..., 2].mean(), colorfulness, edges,
-             np.log(width), np.log(height), np.log(width / height), np.log1p(os.path.getsize(path))],
+             np.log(width), np.log(height), np.log(width / height), np.log1p(nbytes)],
         ]).astype(np.float32)
 
     def transform(self, paths: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
@@ -65,10 +65,11 @@ class ColorStatsEmbedder:
         return out, ok
 
 
-def _original_size(path: str, img) -> tuple[int, int]:
-    """The stored image's size (draft decoding shrinks `img`)."""
+def _original_size(path: str) -> tuple[int, int, int]:
+    """(width, height, bytes) of the original picture: the stored file's (draft decoding shrinks the decoded image),
+    or for a shrunk copy in 01's image cache the original's that it records."""
     with Image.open(path) as header:
-        return header.size
+        return original_numbers(header) or (*header.size, os.path.getsize(path))
 
 
 class TfidfSvdEmbedder:

@@ -133,6 +133,13 @@ def _read_original_note(comment) -> tuple[int, int, int, str] | None:
         return None
 
 
+def original_numbers(img: Image.Image) -> tuple[int, int, int] | None:
+    """(width, height, bytes) of the original picture that an opened shrunk copy (`prepare_image`'s, in 01's image
+    cache) was made from, from its JPEG comment; None for any other image."""
+    note = _read_original_note(img.info.get("comment")) if img.format == "JPEG" else None
+    return None if note is None else note[:3]
+
+
 def prepare_image(body: bytes, max_side: int = MAX_SIDE_PX, max_pixels: int = MAX_PIXELS) -> Prepared:
     """Verify `body` decodes; resize it to <= max_side (longest side) when larger. Never raises."""
     if not body:

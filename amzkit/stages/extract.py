@@ -69,6 +69,8 @@ SHARDS_DIR = "shards"
 FITS_ON_TRAIN = ("tfidf_svd",)  # loaders whose `fit` learns from the train rows: a new train split refits them
 # Raised when what a text tower (CLIP/SigLIP via transformers) is fed changes: 2 = SigLIP without a padding mask
 TEXT_TOWER_REVISION = 2
+# Raised when what color-stats computes changes: 2 = the original picture's size and bytes, not its cached copy's
+COLOR_STATS_REVISION = 2
 ARRAY_SUFFIXES = (".npy", ".ok.npy")
 
 
@@ -114,6 +116,8 @@ def fit_fingerprint(spec: ModelSpec, data: dict[str, pd.DataFrame], schema_) -> 
         identity["weights"] = folder_digest(Path(spec.source[len(LOCAL_DIR):]))
     if spec.loader == "transformers_text" and not spec.pooling:  # shards of an older revision are recomputed
         identity["text_tower_revision"] = TEXT_TOWER_REVISION
+    if spec.loader == "color_stats":  # shards of an older revision are recomputed
+        identity["color_stats_revision"] = COLOR_STATS_REVISION
     if spec.loader in FITS_ON_TRAIN:
         train = data["train"]
         identity["train_ids_sha256"] = id_hash(train[schema_.id_column])
