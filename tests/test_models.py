@@ -665,3 +665,18 @@ def test_a_dataset_folder_holding_the_model_one_level_down_names_the_model_folde
         get_model_spec(f"local-dir-text:{dataset}")
     assert f"model folders under it: {dataset / 'marqo-fashionSigLIP'}" in str(caught.value)
 
+
+
+def test_a_cache_named_by_the_legacy_huggingface_hub_cache_variable_is_read(tiny_dinov2_dir, tmp_path, monkeypatch):
+    """huggingface_hub still takes HUGGINGFACE_HUB_CACHE when HF_HUB_CACHE is unset; the kit looked in ~/.cache and
+    said the model was not cached."""
+    cache = tmp_path / "legacy_cache"
+    _hub_cache_entry(cache, "test-org/tiny-dinov2", tiny_dinov2_dir)
+    monkeypatch.delenv("HF_HUB_CACHE")
+    monkeypatch.setenv("HUGGINGFACE_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))  # not there: HUGGINGFACE_HUB_CACHE wins over it
+    assert hub.hf_cache_dir() == cache
+    spec = ModelSpec("tiny-dinov2", "image", "transformers_image", "test-org/tiny-dinov2", "DINOv2", 32, 32, 0)
+    monkeypatch.setitem(MODELS, spec.name, spec)
+    x, ok = _fit(spec.name)[1].transform(_images(tmp_path))
+    _check_neural(x, ok, 32, [True, False, True, False, True])
