@@ -680,3 +680,25 @@ def test_a_cache_named_by_the_legacy_huggingface_hub_cache_variable_is_read(tiny
     monkeypatch.setitem(MODELS, spec.name, spec)
     x, ok = _fit(spec.name)[1].transform(_images(tmp_path))
     _check_neural(x, ok, 32, [True, False, True, False, True])
+
+
+def test_a_sentence_encoder_whose_modules_go_beyond_pooling_is_refused_not_embedded_without_them(tiny_bge_dir,
+                                                                                                 tmp_path):
+    """A sentence-transformers folder with a Dense layer after pooling (LaBSE, the multilingual CLIP text encoders)
+    was embedded as its pooled hidden state: other vectors, of another width, than the model's, and nothing said."""
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+               {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]
+    plain = tmp_path / "plain"
+    shutil.copytree(tiny_bge_dir, plain)
+    (plain / "modules.json").write_text(json.dumps(modules))
+    _check_neural(*_fit(f"local-dir:{plain}")[1].transform(CATALOG[:2]), 16, [True, True])  # what 01 does itself
+
+    dense = tmp_path / "dense"
+    shutil.copytree(plain, dense)
+    modules.insert(2, {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
+    (dense / "modules.json").write_text(json.dumps(modules))
+    _, embedder = create_embedder(f"local-dir:{dense}", device="cpu")
+    with pytest.raises(ValueError, match=r"2_Dense \(sentence_transformers.models.Dense\)") as caught:
+        embedder.fit()
+    assert str(dense) in str(caught.value)

@@ -24,9 +24,11 @@ from amzkit.embed.hub import bundled_folder, hf_tokenizer_folder, unreachable_me
 from amzkit.embed.registry import (
     LOCAL_DIR,
     OPEN_CLIP_CONFIG,
+    SENTENCE_MODULES_FILE,
     SENTENCE_SETTINGS_FILES,
     TRANSFORMERS_CONFIG,
     ModelSpec,
+    sentence_modules_beyond,
 )
 from amzkit.images.decode import open_image
 
@@ -420,16 +422,22 @@ class TransformersTextEmbedder(TransformersLoading, TextEmbedder):
         config = getattr(self.model_.config, "text_config", None) or self.model_.config
         limit = token_limit(config, self.tokenizer_)
         self.max_length_ = min(self.spec.max_tokens or limit, limit)
-        self._warn_of_assumed_pooling()
+        self._check_sentence_folder()
 
-    def _warn_of_assumed_pooling(self) -> None:
-        """A local sentence encoder folder without its sentence-transformers files is read as mean pooling at the
-        model's full length: say so, since a CLS-pooled model (bge) or a shorter trained length (minilm's 256)
-        then gives embeddings that are not the model's."""
+    def _check_sentence_folder(self) -> None:
+        """A local sentence encoder folder whose modules.json lists more than the encoder, pooling and L2 (a Dense
+        layer, as LaBSE's) is refused: 01 would leave it out silently. One without its sentence-transformers files
+        is read as mean pooling at the model's full length: said, since a CLS-pooled model (bge) or a shorter
+        trained length (minilm's 256) then gives embeddings that are not the model's."""
         source = self.spec.source or ""
         if not self.spec.pooling or not source.startswith(LOCAL_DIR):
             return
         folder = Path(source[len(LOCAL_DIR):])
+        if extra := sentence_modules_beyond(folder):
+            raise ValueError(f"{self.spec.name}: {folder / SENTENCE_MODULES_FILE} lists {', '.join(extra)} beyond "
+                             "the encoder, pooling and normalisation, which are all that 01 computes: its embeddings "
+                             "would not be the model's. Choose a sentence encoder without them (minilm, bge-base, or "
+                             "a folder of one)")
         missing = [name for name in SENTENCE_SETTINGS_FILES if not (folder / name).is_file()]
         if missing:
             warnings.warn(f"{folder} has no {' or '.join(missing)}: {self.spec.name} is embedded with "

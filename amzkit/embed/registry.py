@@ -127,6 +127,12 @@ SENTENCE_POOLING = {"pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens":
 SENTENCE_SETTINGS_FILES = ("1_Pooling/config.json", "sentence_bert_config.json")
 
 
+SENTENCE_MODULES_FILE = "modules.json"  # a sentence-transformers folder's modules, in order
+
+
+SENTENCE_MODULES_DONE = ("Transformer", "Pooling", "Normalize")  # the module classes 01 computes itself
+
+
 # Files that tell a model folder's kind (and, in the HF cache, that a repo's snapshot is there).
 OPEN_CLIP_CONFIG = "open_clip_config.json"
 
@@ -310,6 +316,17 @@ def _sentence_transformers_settings(folder: Path) -> tuple[str, int]:
     if sbert_cfg.is_file():
         max_tokens = int(json.loads(sbert_cfg.read_text()).get("max_seq_length") or 0)
     return pooling, max_tokens
+
+
+def sentence_modules_beyond(folder: Path) -> list[str]:
+    """The modules a sentence-transformers folder's modules.json lists beyond the encoder, pooling and L2 (what 01
+    computes), as 'path (type)'; [] without the file."""
+    listed = folder / SENTENCE_MODULES_FILE
+    if not listed.is_file():
+        return []
+    return [f"{module.get('path') or module.get('name')} ({module.get('type')})"
+            for module in json.loads(listed.read_text())
+            if str(module.get("type", "")).rsplit(".", 1)[-1] not in SENTENCE_MODULES_DONE]
 
 
 def _max_px(size) -> int:
