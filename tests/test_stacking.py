@@ -102,3 +102,18 @@ def test_groups_of_the_wrong_length_are_refused(bad):
     texts, price, _ = _world(4)
     with pytest.raises(ValueError, match="groups has"):
         RidgeOofTransform({"t": RidgeView(texts, text_vectorizer)}, groups=bad).fit(np.arange(4), price)
+
+
+def test_ridges_fit_in_threads_give_the_values_of_one_thread():
+    """The six ridges of a view run in threads (as many as the free cores): the same columns as one thread, bit for
+    bit, for the training rows' inner-fold values and the unseen rows, an offset view with skipped rows included."""
+    texts, price, groups = _world(300, seed=6, copies=2)
+    offset = np.log1p(np.random.default_rng(7).choice([1.0, 6.0, np.nan], len(texts)))
+    views = {"text": RidgeView(texts, text_vectorizer), "name": RidgeView(texts, name_vectorizer),
+             "unit": RidgeView(texts, text_vectorizer, np.eye(2, dtype=np.float32)[np.arange(len(texts)) % 2],
+                               offset)}
+    train, rows = np.arange(480), np.arange(len(texts))
+    serial = RidgeOofTransform(views, groups=groups, num_threads=1).fit(train, price[train]).transform(rows)
+    threaded = RidgeOofTransform(views, groups=groups, num_threads=4).fit(train, price[train]).transform(rows)
+    assert np.isfinite(serial).sum() > 0.6 * serial.size
+    np.testing.assert_array_equal(threaded, serial)

@@ -13,11 +13,15 @@ TF-IDF reads every word and character n-gram, and its prediction is a strong sin
 Honest by construction: the vectorizers and ridges are fit on the training fold's rows only; a training row
 reads the prediction of ridges fit on the other inner folds (grouped by product, so never its own label nor
 a copy's), every other row (the fold's validation rows, test rows) the ridge fit on all training rows.
+
+A view's six ridges (five inner folds + the final one) are independent: they run in threads, as many as the free
+cores (core.threads; the 'sag' solver works without Python's lock), with the values of one thread.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +30,7 @@ from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import Ridge
 
+from amzkit.core.threads import resolve_threads
 from amzkit.ml.base import RunInputs
 from amzkit.ml.folds import inner_folds
 from amzkit.ml.learners import RidgeTfidf
@@ -63,8 +68,9 @@ class RidgeOofTransform(FoldTransform):
     """Ridge predictions of log1p(target) from TF-IDF views of the text, fit on the training fold (see module)."""
 
     def __init__(self, views: dict[str, RidgeView], alpha: float = 1.0, seed: int = 0,
-                 groups: np.ndarray | None = None, inner_folds: int = 5):
+                 groups: np.ndarray | None = None, inner_folds: int = 5, num_threads: int = 0):
         self.views, self.alpha, self.seed, self.groups, self.inner_folds = views, alpha, seed, groups, inner_folds
+        self.num_threads = num_threads  # threads for a view's ridges; 0: the free cores (core.threads)
         self.names = list(views)
 
     def _ridge(self, n_rows: int) -> Ridge:
@@ -92,33 +98,48 @@ class RidgeOofTransform(FoldTransform):
         self.is_train_ = np.zeros(n_total, dtype=bool)
         self.is_train_[rows] = True
         self.vectorizers_ = {}
+        vectorized: dict = {}  # the training rows' TF-IDF, from fitting the vectorizer (not a second pass)
         for view in self.views.values():
             key = self._key(view)
             if key not in self.vectorizers_:
+                vectorizer = view.vectorizer()
                 try:
-                    self.vectorizers_[key] = view.vectorizer().fit([view.texts[i] for i in rows])
+                    vectorized[key] = vectorizer.fit_transform([view.texts[i] for i in rows])
                 except ValueError:  # no term left after min_df (a handful of rows, empty names): NaN column
-                    self.vectorizers_[key] = None
-        vectorized: dict = {}
-        self.models_ = [self._fit_view(view, rows, log_y, column, vectorized)
-                        for column, view in enumerate(self.views.values())]
+                    vectorizer = None
+                else:
+                    vectorized[key].sort_indices()  # as transform's: the ridges sum in the same order
+                self.vectorizers_[key] = vectorizer
+        threads = resolve_threads(self.num_threads)
+        with ThreadPoolExecutor(threads) if threads > 1 else _Serial() as pool:
+            self.models_ = [self._fit_view(view, rows, log_y, column, vectorized, pool)
+                            for column, view in enumerate(self.views.values())]
         return self
 
-    def _fit_view(self, view: RidgeView, rows: np.ndarray, log_y: np.ndarray, column: int, vectorized: dict):
-        """The ridge on all the view's training rows (None: no usable rows), after writing the inner-fold values."""
+    def _fit_view(self, view: RidgeView, rows: np.ndarray, log_y: np.ndarray, column: int, vectorized: dict,
+                  pool) -> Ridge | None:
+        """The ridge on all the view's training rows (None: no usable rows), after writing the inner-fold values;
+        the inner ridges and the final one are fit in `pool`'s threads."""
         offset = self._offset(view)
         usable = np.isfinite(offset[rows])
         if self.vectorizers_[self._key(view)] is None or usable.sum() < 2:
             return None
-        matrix = self._matrix(view, rows, vectorized)[usable]
+        matrix = self._matrix(view, rows, vectorized)
+        if not usable.all():
+            matrix = matrix[usable]
         rows, target = rows[usable], log_y[usable] - offset[rows[usable]]
         inner = inner_folds(rows, self.inner_folds, self.seed, self.groups)
-        for fold in range(self.inner_folds):
+
+        def inner_fit(fold: int) -> None:
             held, kept = inner == fold, inner != fold
             if held.any() and kept.any():
                 model = self._ridge(int(kept.sum())).fit(matrix[kept], target[kept])
                 self.train_values_[rows[held], column] = model.predict(matrix[held]) + offset[rows[held]]
-        return self._ridge(len(rows)).fit(matrix, target)
+
+        final = pool.submit(lambda: self._ridge(len(rows)).fit(matrix, target))  # the longest: started first
+        for job in [pool.submit(inner_fit, fold) for fold in range(self.inner_folds)]:
+            job.result()
+        return final.result()
 
     @staticmethod
     def _offset(view: RidgeView) -> np.ndarray:
@@ -135,6 +156,22 @@ class RidgeOofTransform(FoldTransform):
                     matrix = self._matrix(view, rows[fresh], vectorized)
                     out[fresh, column] = model.predict(matrix) + self._offset(view)[rows[fresh]]
         return out
+
+
+class _Serial:
+    """ThreadPoolExecutor's submit, run at once in this thread (one free core)."""
+
+    def __enter__(self) -> _Serial:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    @staticmethod
+    def submit(function: Callable, *args) -> Future:
+        done: Future = Future()
+        done.set_result(function(*args))
+        return done
 
 
 def ridge_oof_transform(inputs: RunInputs) -> RidgeOofTransform:
