@@ -148,7 +148,7 @@ class MlpLearner(Learner):
                  tfidf_dim: int = TFIDF_DIM, hidden: Sequence[int] = (512, 128), dropout: float = 0.2,
                  categorical: str = "embedding", epochs: int = 60, patience: int = 8, batch_size: int = 256,
                  lr: float = 2e-3, weight_decay: float = 1e-4, schedule: str = "cosine", warmup: float = 0.05,
-                 loss: str = "huber", huber_delta: float = 1.0, valid_fraction: float = VALID_FRACTION,
+                 loss: str = "smape", huber_delta: float = 1.0, valid_fraction: float = VALID_FRACTION,
                  refit: bool = False, model_seed: int = 0, device: str = "auto", num_threads: int = 0,
                  progress: bool = False):
         self.features = features
