@@ -1149,3 +1149,19 @@ def test_the_runs_table_keeps_run_names_that_read_as_numbers(tmp_path):
     assert table["run"].tolist() == ["01", "1e3"]
     assert table["vs_best"].tolist() == pytest.approx([0.0, 4 / 3])
     assert table["cv_smape"].tolist() == pytest.approx([51.0, 157 / 3])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, 0.0, -3.0])
+def test_a_run_whose_test_predictions_are_not_positive_prices_is_not_saved(tmp_path, bad):
+    """save_run checked only the OOF predictions: a (custom) learner's NaN, infinite or non-positive test
+    predictions were saved as a finished run, and 05 then refused 'N NaN price values' without naming the run."""
+    from amzkit.core.schema import get_schema
+    from amzkit.ml.runs import save_run
+
+    data = _frame(20, 6, np.random.default_rng(0))
+    folds = np.arange(20) % 2
+    oof, test_pred = np.full(20, 10.0), np.full(6, 12.0)
+    test_pred[3] = bad
+    with pytest.raises(ValueError, match=r"run custom: 1 test predictions .*test rows \[4\]"):
+        save_run(tmp_path, "custom", get_schema("amazon2025"), data["train"], data["test"], folds, oof, test_pred, {})
+    assert not (tmp_path / "03_train" / "custom").exists()

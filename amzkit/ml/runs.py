@@ -10,7 +10,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from amzkit.core.io import atomic_path, files_sha256, id_hash, read_json, rows_sha256, write_csv, write_json
+from amzkit.core.io import (
+    atomic_path,
+    files_sha256,
+    id_hash,
+    read_json,
+    rows_sha256,
+    show_ids,
+    write_csv,
+    write_json,
+)
 from amzkit.core.metric import METRICS, constant_fold_smape, smape
 from amzkit.core.schema import Schema
 from amzkit.core.workdir import check_name, missing_run, stage_dir
@@ -27,6 +36,13 @@ def save_run(work_dir: str | Path, run_name: str, schema: Schema, train: pd.Data
     ids = train[schema.id_column].to_numpy()
     if np.isnan(oof).any():
         raise ValueError(f"run {run_name}: {int(np.isnan(oof).sum())} train rows have no out-of-fold prediction")
+    for what, values, rows in (("out-of-fold", oof, "train row"), ("test", test_pred, "test row")):
+        bad = np.flatnonzero(~(np.isfinite(values) & (np.asarray(values, dtype=float) > 0)))
+        if bad.size:  # every learner floors its predictions above 0 (ml.base.floor_prediction); a custom one may not
+            more = " ..." if bad.size > 5 else ""
+            raise ValueError(f"run {run_name}: {bad.size} {what} predictions are not positive prices (NaN, infinite, "
+                             f"zero or negative), at {rows}s {show_ids(bad + 1)}{more} (1 = first row): a learner "
+                             "must return prices above 0 (amzkit.ml.base.floor_prediction does that); not saved")
     run_dir = stage_dir(work_dir, "03_train") / run_name
     # metrics.json marks a finished run (04, 05 and `lb` read only those): gone while the files it describes are
     # replaced, so a kill in between leaves an unfinished run, never new OOF beside old test predictions
