@@ -89,14 +89,17 @@ OTHER_LEARNERS = {
     "knn": {"embedding": "planted", "k": 5},
     "mlp": {"features": ["text_stats", "brand_price"], "embeddings": ["planted:pca:4"], "num_threads": 1,
             "epochs": 3, "device": "cpu", "refit": True},
+    "mlp, 2 bags": {"features": ["text_stats", "brand_price"], "embeddings": ["planted:pca:4"], "num_threads": 1,
+                    "epochs": 3, "device": "cpu", "refit": True, "bags": 2},
 }
 
 
 @pytest.mark.parametrize("name", list(OTHER_LEARNERS))
 def test_every_other_learner_never_reads_the_scored_folds_labels(tmp_path, name):
-    if name in ("xgboost", "catboost", "mlp"):
-        pytest.importorskip({"mlp": "torch"}.get(name, name))
-    assert_blind_to_the_scored_labels(tmp_path, lambda: make_learner(name, **OTHER_LEARNERS[name]))
+    learner = name.split(",")[0]
+    if learner in ("xgboost", "catboost", "mlp"):
+        pytest.importorskip({"mlp": "torch"}.get(learner, learner))
+    assert_blind_to_the_scored_labels(tmp_path, lambda: make_learner(learner, **OTHER_LEARNERS[name]))
 
 
 class _LeakyTopK(TopKCorrTransform):

@@ -11,11 +11,11 @@ import torch
 from torch import nn
 
 from amzkit.core.schema import get_schema
-from amzkit.ml.base import RunInputs
+from amzkit.ml.base import RunInputs, floor_prediction
 from amzkit.ml.cv import cross_validate
 from amzkit.ml.folds import make_folds
 from amzkit.ml.learners import make_learner
-from amzkit.ml.mlp import MlpLearner, TabularScaler
+from amzkit.ml.mlp import MlpLearner, TabularScaler, _predict_log
 from amzkit.stages.train import train_run
 from amzkit.testing import counting_fits, golden_copies, planted_price_world, pretend_gpus, write_embedding_run
 
@@ -55,7 +55,8 @@ class LeakyMlp(MlpLearner):
 
     def fit(self, rows, y, weight=None):
         super().fit(rows, y, weight)
-        self.model_.centre.fill_(float(np.log1p(self.inputs_.y).mean()))
+        for net in self.model_:
+            net.centre.fill_(float(np.log1p(self.inputs_.y).mean()))
         return self
 
 
@@ -175,7 +176,7 @@ def test_layer_norm_weights_and_biases_get_no_weight_decay(tmp_path, monkeypatch
     learner = MlpLearner(**{**FAST, "epochs": 1, "weight_decay": 0.1}).prepare(inputs)
     learner.fit(np.arange(60), inputs.y)
     decay = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
-    net = learner.model_
+    net, = learner.model_
     assert sorted(decay) == sorted(id(p) for p in net.parameters())
     norms = [m for m in net.modules() if isinstance(m, nn.LayerNorm)]
     assert norms and all(decay[id(p)] == 0.0 for m in norms for p in m.parameters())
@@ -224,3 +225,61 @@ def test_the_default_loss_is_the_smape_surrogate(tmp_path, monkeypatch):
     inputs = planted_inputs(tmp_path, n_train=120, n_test=10)
     MlpLearner(**{**FAST, "epochs": 1}).prepare(inputs).fit(np.arange(100), inputs.y[:100])
     assert used and set(used) == {"smape"}
+
+
+def test_bags_average_the_log_predictions_of_nets_seeded_from_seed_plus_model_seed(tmp_path):
+    """bags 3 at model_seed 2 is exactly the three single nets of model_seed 2, 3 and 4 (each early-stopped on the
+    same holdout, then refit) with their log1p predictions averaged; bags 1, the default, is the single net."""
+    inputs = planted_inputs(tmp_path, n_train=120, n_test=10)
+    rows, scored = np.arange(100), np.arange(100, 130)
+
+    def fitted(**params):
+        return MlpLearner(**{**FAST, "epochs": 3, "refit": True, **params}).prepare(inputs).fit(rows, inputs.y[rows])
+
+    singles = [fitted(model_seed=seed) for seed in (2, 3, 4)]
+    bagged = fitted(model_seed=2, bags=3)
+    assert len(bagged.model_) == 3 and all(len(single.model_) == 1 for single in singles)
+    for net, single in zip(bagged.model_, singles, strict=True):
+        (twin,) = single.model_
+        assert net.state_dict().keys() == twin.state_dict().keys()
+        assert all(torch.equal(value, twin.state_dict()[key]) for key, value in net.state_dict().items())
+    logs = [_predict_log(single.model_[0], single._tensors(single.features_.matrix(scored))) for single in singles]
+    expected = np.expm1(np.mean(np.array(logs, dtype=np.float64), axis=0))
+    np.testing.assert_array_equal(bagged.predict(scored), floor_prediction(expected))
+    assert not np.allclose(bagged.predict(scored), singles[0].predict(scored))
+    # what each net chose is in the fold's report; the first net's keys stay where an unbagged fit has them
+    timing_free = [{k: v for k, v in single.fit_report().items() if k != "samples_per_s"} for single in singles]
+    report = bagged.fit_report()
+    assert [{k: v for k, v in fit.items() if k != "samples_per_s"} for fit in report["bag_fits"]] == timing_free
+    assert {k: v for k, v in report.items() if k not in ("samples_per_s", "bag_fits")} == timing_free[0]
+    assert "bag_fits" not in singles[0].fit_report() and singles[0].bags == 1
+
+
+@pytest.mark.parametrize("bags", [0, -1, 2.5, True, "3", 51, None])
+def test_bags_must_be_a_whole_number_of_nets(bags):
+    with pytest.raises(ValueError, match=r"learner 'mlp': bags must be a whole number from 1 to 50 \(models per fit\)"):
+        MlpLearner(**{**FAST, "bags": bags})._check_params()
+
+
+def test_a_bagged_mlp_run_saves_every_net_and_a_rerun_with_other_bags_starts_over(tmp_path):
+    inputs = planted_inputs(tmp_path, n_train=100, n_test=10)
+    params = {"features": ["text_stats"], "embeddings": ["planted"], "num_threads": 1, "epochs": 2,
+              "device": "cpu", "progress": False}
+    models = tmp_path / "03_train" / "mlp" / "models"
+
+    def run(bags):
+        learner = counting_fits(MlpLearner)(**params, bags=bags)
+        metrics = train_run(inputs.data, "amazon2025", tmp_path, "mlp", learner=learner, progress=False)
+        return learner, metrics
+
+    learner, metrics = run(2)
+    assert learner.fits == 5 and metrics["bags"] == 2 and metrics["params"]["bags"] == 2
+    assert all(len(fit["bag_fits"]) == 2 for fit in metrics["fold_fits"])
+    assert sorted(p.name for p in models.iterdir()) == sorted(
+        [f"fold{k}.pt" for k in range(5)] + [f"fold{k}_bag1.pt" for k in range(5)])
+    first, second = (torch.load(models / name) for name in ("fold0.pt", "fold0_bag1.pt"))
+    assert (first["bag"], second["bag"]) == (0, 1) and first["params"]["bags"] == 2
+    assert not torch.equal(first["net"]["out.weight"], second["net"]["out.weight"])
+    learner, metrics = run(1)  # not the kept folds of the bags-2 run, nor its bag-1 nets
+    assert learner.fits == 5 and metrics["bags"] == 1
+    assert sorted(p.name for p in models.iterdir()) == [f"fold{k}.pt" for k in range(5)]

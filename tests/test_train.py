@@ -893,6 +893,10 @@ def test_fold_fits_summary_says_what_each_fold_chose():
     assert fold_fits_summary(steps) == ("early stopping kept step 40, 55 of the folds (holdout SMAPE 31.23, 29.50); "
                                         "3 fp16-overflow micro-batches skipped; 2 optimizer steps skipped by the "
                                         "fp16 GradScaler (gradients not finite)")
+    nets = [{"best_step": 40, "holdout_smape": 31.234}, {"best_step": 0, "holdout_smape": 70.0}]
+    bagged = {"fold_fits": [{**nets[0], "bag_fits": nets}, {"best_step": 55, "holdout_smape": 29.5}]}
+    assert fold_fits_summary(bagged).startswith(  # a bagged mlp fold: every net's choice, and one untrained warns
+        "early stopping kept step 40/0, 55 of the folds (holdout SMAPE 31.23/70.00, 29.50); WARNING: 1 of 2 folds")
     grouped = {"group_by": "unit_family", "fold_fits": [{"trees": [100], "group_models": 1},
                                                         {"trees": [100], "group_models": 2}]}
     assert fold_fits_summary(grouped).endswith(

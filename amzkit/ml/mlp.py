@@ -7,7 +7,9 @@ with the training medians (plus a missing indicator per column with NaN in train
 are log-scaled, clipped to their training 0.1-99.9 percentiles and standardised; categorical codes (brand,
 unit family, ...) enter as learnt embeddings or one-hot. The net predicts log1p(price) with the loss chosen
 (ml.torch_fit.LOSSES). Early stopping: on an inner holdout of the training rows (grouped by product), never on
-the fold CV scores; `refit` then trains on every training row for the number of steps it chose.
+the fold CV scores; `refit` then trains on every training row for the number of steps it chose. With `bags` > 1
+each fit trains that many nets, seeds seed + model_seed, + 1, ... (each early-stopped on the same holdout, then
+refit), and predicts the mean of their log1p predictions, as the tree learners' `bags`.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ from amzkit.ml.torch_fit import (
     weighted_loss,
 )
 from amzkit.ml.transforms import TFIDF_DIM
-from amzkit.ml.trees import DEFAULT_FEATURES
+from amzkit.ml.trees import DEFAULT_FEATURES, check_bag_settings
 
 LOG_SCALE_ABOVE = 100.0  # a column whose training |values| reach this at the 99th percentile is log-scaled
 CLIP_QUANTILES = (0.001, 0.999)
@@ -150,7 +152,7 @@ class MlpLearner(Learner):
                  lr: float = 2e-3, weight_decay: float = 1e-4, schedule: str = "cosine", warmup: float = 0.05,
                  loss: str = "smape", huber_delta: float = 1.0, valid_fraction: float = VALID_FRACTION,
                  refit: bool = False, model_seed: int = 0, device: str = "auto", num_threads: int = 0,
-                 progress: bool = False):
+                 progress: bool = False, bags: int = 1):
         self.features = features
         self.embeddings = embeddings
         self.tfidf_dim = tfidf_dim
@@ -172,6 +174,7 @@ class MlpLearner(Learner):
         self.device = device
         self.num_threads = num_threads
         self.progress = progress
+        self.bags = bags
 
     def _check_params(self) -> None:
         check_choice(self.name, "loss", self.loss, LOSSES)
@@ -180,6 +183,10 @@ class MlpLearner(Learner):
         check_choice(self.name, "device", self.device, DEVICES)
         check_numbers(self.name, self.get_params(), MLP_BOUNDS)
         check_flags(self.name, self.get_params(), ("refit", "progress"))
+        try:
+            check_bag_settings(self.bags)
+        except ValueError as err:
+            raise ValueError(f"learner {self.name!r}: {err}") from None
         widths = self.hidden if isinstance(self.hidden, list | tuple) else [None]
         if not all(Bounds(1, integer=True).admits(width) for width in widths):
             raise ValueError(f"learner 'mlp': hidden must list positive layer widths, e.g. [512, 128], "
@@ -234,25 +241,36 @@ class MlpLearner(Learner):
         watch = holdout_mask(rows, inputs.n_train, self.valid_fraction, inputs.seed, inputs.groups)
         keep = np.flatnonzero(~watch)
         holdout = (self._tensors(x[watch]), y[watch]) if watch.any() else None
-        self.model_, self.history_ = self._train(keep, numeric, codes, target, weights, y[keep], holdout, None)
-        self.refit_history_ = None
-        max_steps = refit_steps(self.history_, holdout, self._steps_per_epoch(len(keep)),
-                                self._steps_per_epoch(len(rows)))
-        if self.refit and max_steps is not None:
-            self.model_, self.refit_history_ = self._train(np.arange(len(rows)), numeric, codes, target, weights, y,
-                                                           None, max_steps)
+        self.model_, self.history_, self.refit_history_ = [], [], []
+        first = self.inputs_.seed + self.model_seed
+        for seed in range(first, first + self.bags):  # bag 0 is the unbagged net: bags 1 fits what it always did
+            net, history = self._train(keep, numeric, codes, target, weights, y[keep], holdout, None, seed)
+            refit_history = None
+            max_steps = refit_steps(history, holdout, self._steps_per_epoch(len(keep)),
+                                    self._steps_per_epoch(len(rows)))
+            if self.refit and max_steps is not None:
+                net, refit_history = self._train(np.arange(len(rows)), numeric, codes, target, weights, y, None,
+                                                 max_steps, seed)
+            self.model_.append(net)
+            self.history_.append(history)
+            self.refit_history_.append(refit_history)
         return self
 
     def fit_report(self) -> dict:
-        return fit_history_report(self.history_, self.refit_history_) if hasattr(self, "history_") else {}
+        """What the first net's training chose (steps, kept step, holdout SMAPE, refit steps, ...); with `bags` > 1
+        also `bag_fits`, the same for every net of the bag."""
+        if not hasattr(self, "history_"):
+            return {}
+        reports = [fit_history_report(h, r) for h, r in zip(self.history_, self.refit_history_, strict=True)]
+        return {**reports[0], "bag_fits": reports} if len(reports) > 1 else reports[0]
 
     def _steps_per_epoch(self, n_rows: int) -> int:
         return max(1, -(-n_rows // self.batch_size))
 
-    def _train(self, train_index, numeric, codes, target, weights, y_train, holdout, max_steps):
-        """One net trained on `train_index` (positions in the fit's rows), early-stopped on `holdout` ((inputs,
-        prices) or None): (net, History)."""
-        seed_torch(self.inputs_.seed + self.model_seed)
+    def _train(self, train_index, numeric, codes, target, weights, y_train, holdout, max_steps, seed: int):
+        """One net trained on `train_index` (positions in the fit's rows) with random `seed` (weights, dropout,
+        batch order), early-stopped on `holdout` ((inputs, prices) or None): (net, History)."""
+        seed_torch(seed)
         centre, spread = log_target_stats(y_train)
         net = MlpNet(numeric.shape[1], self.cardinalities_, self.categorical, self.hidden, self.dropout, centre,
                      spread).to(self.device_)
@@ -261,7 +279,7 @@ class MlpLearner(Learner):
         groups = [{"params": [p for p in params if id(p) not in undecayed], "weight_decay": self.weight_decay},
                   {"params": [p for p in params if id(p) in undecayed], "weight_decay": 0.0}]
         optimizer = torch.optim.AdamW(groups, lr=self.lr)
-        order = np.random.default_rng(self.inputs_.seed + self.model_seed)
+        order = np.random.default_rng(seed)
         train_index = np.asarray(train_index)
 
         def batches(epoch):
@@ -283,20 +301,24 @@ class MlpLearner(Learner):
 
     def predict(self, rows) -> np.ndarray:
         tensors = self._tensors(self.features_.matrix(np.asarray(rows)))
-        return prices_from_log(_predict_log(self.model_, tensors), self.name)
+        logs = np.array([_predict_log(net, tensors) for net in self.model_], dtype=np.float64)
+        return prices_from_log(logs.mean(axis=0), self.name)  # one net: its own log predictions, exactly
 
     def save_fold(self, folder: Path, fold: int) -> None:
-        """The fold's net and scaler as fold<k>.pt: CPU tensors, so torch.load's defaults read it on any machine."""
+        """The fold's nets and scaler as fold<k>.pt, then fold<k>_bag<b>.pt for further seeds (as the tree
+        learners'): CPU tensors, so torch.load's defaults read them on any machine."""
         folder.mkdir(parents=True, exist_ok=True)
-        state = {"net": cpu_state(self.model_), "params": self.describe()["params"],
-                 "scaler": {key: torch.from_numpy(np.asarray(value)) for key, value in vars(self.scaler_).items()}}
-        with atomic_path(folder / f"fold{fold}.pt") as tmp:
-            torch.save(state, tmp)
+        scaler = {key: torch.from_numpy(np.asarray(value)) for key, value in vars(self.scaler_).items()}
+        params = self.describe()["params"]
+        for bag, net in enumerate(self.model_):
+            state = {"net": cpu_state(net), "params": params, "bag": bag, "scaler": scaler}
+            with atomic_path(folder / f"fold{fold}{'' if bag == 0 else f'_bag{bag}'}.pt") as tmp:
+                torch.save(state, tmp)
 
     def describe(self) -> dict:
         width = len(self.features_.names) if hasattr(self, "features_") else None
         return {**described_without_progress(super().describe()), "features": list(self.features),
-                "embeddings": list(self.embeddings), "n_features": width}
+                "embeddings": list(self.embeddings), "bags": self.bags, "n_features": width}
 
     def resume_key(self) -> dict:
         return torch_resume_key(self)

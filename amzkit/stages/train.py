@@ -250,10 +250,11 @@ def fold_fits_summary(metrics: dict) -> str:
     chosen = [fit for fit in fits if fit.get("best_step") is not None]
     if not chosen:
         return ""
-    steps = ", ".join(str(fit["best_step"]) for fit in chosen)
-    scores = ", ".join(f"{fit['holdout_smape']:.2f}" for fit in chosen)
+    nets = [fit.get("bag_fits", [fit]) for fit in chosen]  # a bagged mlp fold: every net's, "/" between them
+    steps = ", ".join("/".join(str(net["best_step"]) for net in bag) for bag in nets)
+    scores = ", ".join("/".join(f"{net['holdout_smape']:.2f}" for net in bag) for bag in nets)
     line = f"early stopping kept step {steps} of the folds (holdout SMAPE {scores})"
-    untrained = sum(fit["best_step"] == 0 for fit in chosen)
+    untrained = sum(any(net["best_step"] == 0 for net in bag) for bag in nets)
     return line + fp16_overflow_words(fits) + (
         f"; WARNING: {untrained} of {len(chosen)} folds kept step 0, the model before any training step (about the "
         "constant's score): give it more epochs, or a lower lr" if untrained else "")
