@@ -931,26 +931,18 @@ def test_a_merge_made_without_its_model_spec_still_reads_no_embedding_for_a_row_
     assert not ok[3] and np.isnan(x[3]).all() and ok[[0, 1, 2, 4]].all()
 
 
-def test_text_tower_shards_of_an_older_revision_are_not_reused(monkeypatch) -> None:
-    """SigLIP text towers were fed a padding mask before TEXT_TOWER_REVISION 2: a resumed run must not mix those
-    shards with new ones. Sentence encoders (pooling) keep their fingerprint."""
-    tower, encoder = get_model_spec("siglip-so400m-text"), get_model_spec("minilm")
+@pytest.mark.parametrize(("revision", "changed", "kept"), [("TEXT_TOWER_REVISION", "siglip-so400m-text", "minilm"),
+                                                      ("COLOR_STATS_REVISION", "color-stats", "fashion-siglip")])
+def test_shards_of_an_older_revision_are_not_reused(monkeypatch, revision, changed, kept) -> None:
+    """What a model computes changed (TEXT_TOWER_REVISION 2: SigLIP text towers fed without a padding mask;
+    COLOR_STATS_REVISION 2: color-stats reads the original picture's size, not the cached copy's): a resumed run
+    must not mix shards of the two revisions. Other models keep their fingerprint."""
+    specs = get_model_spec(changed), get_model_spec(kept)
     data, schema_ = {"train": pd.DataFrame({"sample_id": [1]})}, "amazon2025"
-    before = {s.name: extract_module.fit_fingerprint(s, data, schema_) for s in (tower, encoder)}
-    monkeypatch.setattr(extract_module, "TEXT_TOWER_REVISION", extract_module.TEXT_TOWER_REVISION - 1)
-    assert extract_module.fit_fingerprint(tower, data, schema_) != before[tower.name]
-    assert extract_module.fit_fingerprint(encoder, data, schema_) == before[encoder.name]
-
-
-def test_color_stats_shards_of_an_older_revision_are_not_reused(monkeypatch) -> None:
-    """color-stats read the cached copy's size before COLOR_STATS_REVISION 2 (the original's since): a resumed run
-    must not mix those shards with new ones. Other models keep their fingerprint."""
-    stats, other = get_model_spec("color-stats"), get_model_spec("fashion-siglip")
-    data, schema_ = {"train": pd.DataFrame({"sample_id": [1]})}, "amazon2025"
-    before = {s.name: extract_module.fit_fingerprint(s, data, schema_) for s in (stats, other)}
-    monkeypatch.setattr(extract_module, "COLOR_STATS_REVISION", extract_module.COLOR_STATS_REVISION - 1)
-    assert extract_module.fit_fingerprint(stats, data, schema_) != before[stats.name]
-    assert extract_module.fit_fingerprint(other, data, schema_) == before[other.name]
+    before = [extract_module.fit_fingerprint(spec, data, schema_) for spec in specs]
+    monkeypatch.setattr(extract_module, revision, getattr(extract_module, revision) - 1)
+    after = [extract_module.fit_fingerprint(spec, data, schema_) for spec in specs]
+    assert after[0] != before[0] and after[1] == before[1]
 
 
 # --- running out of GPU memory: halve the batch, keep it ---------------------------------------------------------

@@ -443,6 +443,25 @@ def test_prefilled_hf_cache_loads_offline_through_the_hub_id_path(tiny_dinov2_di
     _check_neural(*_fit("tiny-clip-text")[1].transform(CATALOG[:2]), 16, [True, True])
 
 
+def _clip_naming_an_hf_tokenizer(tiny_clip_dir: Path, tmp_path: Path, folder: Path) -> Path:
+    """A tiny open_clip model in `folder` (config + weights only, as open_clip caches a Marqo SigLIP) whose text_cfg
+    names the tokenizer repo test-org/tiny-tokenizer; returns a folder of that tokenizer's files (minilm's)."""
+    import open_clip
+    import torch
+
+    config = json.loads((tiny_clip_dir / "open_clip_config.json").read_text())
+    config["model_cfg"]["text_cfg"].update(vocab_size=30522, hf_tokenizer_name="test-org/tiny-tokenizer")
+    folder.mkdir()
+    torch.manual_seed(0)
+    torch.save(open_clip.CLIP(**config["model_cfg"]).state_dict(), folder / "open_clip_pytorch_model.bin")
+    (folder / "open_clip_config.json").write_text(json.dumps(config))
+    tokenizer_files = tmp_path / "tokenizer_files"
+    tokenizer_files.mkdir()
+    for name in MINILM_TOKENIZER_FILES:
+        shutil.copy(_minilm_dir() / name, tokenizer_files / name)
+    return tokenizer_files
+
+
 def test_a_cached_open_clip_text_tower_takes_its_hf_tokenizer_from_the_cache_too(tiny_clip_dir, tmp_path, monkeypatch):
     """The Marqo SigLIPs name their tokenizer in text_cfg (hf_tokenizer_name: timm/ViT-B-16-SigLIP): a cache that
     open_clip filled holds it under that repo, not in the model's snapshot (config + weights only)."""
@@ -450,17 +469,8 @@ def test_a_cached_open_clip_text_tower_takes_its_hf_tokenizer_from_the_cache_too
     import torch
 
     cache = tmp_path / "hf_cache"  # the autouse fixture's HF_HUB_CACHE; HF_HUB_OFFLINE=1
-    config = json.loads((tiny_clip_dir / "open_clip_config.json").read_text())
-    config["model_cfg"]["text_cfg"].update(vocab_size=30522, hf_tokenizer_name="test-org/tiny-tokenizer")
     model_files = tmp_path / "model_files"
-    model_files.mkdir()
-    torch.manual_seed(0)
-    torch.save(open_clip.CLIP(**config["model_cfg"]).state_dict(), model_files / "open_clip_pytorch_model.bin")
-    (model_files / "open_clip_config.json").write_text(json.dumps(config))
-    tokenizer_files = tmp_path / "tokenizer_files"
-    tokenizer_files.mkdir()
-    for name in MINILM_TOKENIZER_FILES:
-        shutil.copy(_minilm_dir() / name, tokenizer_files / name)
+    tokenizer_files = _clip_naming_an_hf_tokenizer(tiny_clip_dir, tmp_path, model_files)
     _hub_cache_entry(cache, "test-org/tiny-clip-hf-tok", model_files)
     _hub_cache_entry(cache, "test-org/tiny-tokenizer", tokenizer_files)
     spec = ModelSpec("tiny-clip-hf-tok-text", "text", "open_clip_text", "hf-hub:test-org/tiny-clip-hf-tok", "CLIP",
@@ -631,17 +641,8 @@ def test_an_open_clip_folder_without_its_hf_tokenizer_files_takes_them_from_the_
     import open_clip
     import torch
 
-    config = json.loads((tiny_clip_dir / "open_clip_config.json").read_text())
-    config["model_cfg"]["text_cfg"].update(vocab_size=30522, hf_tokenizer_name="test-org/tiny-tokenizer")
     folder = tmp_path / "marqo-like"
-    folder.mkdir()
-    torch.manual_seed(0)
-    torch.save(open_clip.CLIP(**config["model_cfg"]).state_dict(), folder / "open_clip_pytorch_model.bin")
-    (folder / "open_clip_config.json").write_text(json.dumps(config))
-    tokenizer_files = tmp_path / "tokenizer_files"
-    tokenizer_files.mkdir()
-    for name in MINILM_TOKENIZER_FILES:
-        shutil.copy(_minilm_dir() / name, tokenizer_files / name)
+    tokenizer_files = _clip_naming_an_hf_tokenizer(tiny_clip_dir, tmp_path, folder)
 
     with pytest.raises(RuntimeError, match="test-org/tiny-tokenizer") as caught:  # not in the folder, not cached
         _fit(f"local-dir-text:{folder}")
