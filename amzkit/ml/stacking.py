@@ -21,7 +21,7 @@ cores (core.threads; the 'sag' solver works without Python's lock), with the val
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -111,7 +111,7 @@ class RidgeOofTransform(FoldTransform):
                     vectorized[key].sort_indices()  # as transform's: the ridges sum in the same order
                 self.vectorizers_[key] = vectorizer
         threads = resolve_threads(self.num_threads)
-        with ThreadPoolExecutor(threads) if threads > 1 else _Serial() as pool:
+        with ThreadPoolExecutor(threads) as pool:  # one thread: the fits one after another
             self.models_ = [self._fit_view(view, rows, log_y, column, vectorized, pool)
                             for column, view in enumerate(self.views.values())]
         return self
@@ -156,22 +156,6 @@ class RidgeOofTransform(FoldTransform):
                     matrix = self._matrix(view, rows[fresh], vectorized)
                     out[fresh, column] = model.predict(matrix) + self._offset(view)[rows[fresh]]
         return out
-
-
-class _Serial:
-    """ThreadPoolExecutor's submit, run at once in this thread (one free core)."""
-
-    def __enter__(self) -> _Serial:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        return None
-
-    @staticmethod
-    def submit(function: Callable, *args) -> Future:
-        done: Future = Future()
-        done.set_result(function(*args))
-        return done
 
 
 def ridge_oof_transform(inputs: RunInputs) -> RidgeOofTransform:

@@ -306,18 +306,12 @@ def recommend(result: dict, roadmap_step: str) -> str:
 BASELINE_TFIDF = "tfidf"  # a baseline group: TF-IDF (words 1-2) + SVD of the row text, as 03's tfidf group
 
 
-def baseline_matrix(train: pd.DataFrame, schema: str, work_dir: str | Path, features: list[str],
-                    runs: list[str]) -> np.ndarray | None:
-    """Numeric baseline text features (label-free engineered groups, `tfidf`, text embedding runs) for the
-    added-value probe. `tfidf` is fit on every train row's text: it reads no label, so no fold is needed."""
-    blocks = baseline_blocks(train, schema, work_dir, features, runs)
-    return np.hstack([block for _, block in blocks]) if blocks else None
-
-
 def baseline_blocks(train: pd.DataFrame, schema: str, work_dir: str | Path, features: list[str],
                     runs: list[str]) -> list[tuple[str | None, np.ndarray]]:
-    """baseline_matrix's column blocks, each with the run it comes from (None: the feature groups), so a run
-    that is itself in the baseline can be judged against the others."""
+    """Numeric baseline text features (label-free engineered groups, `tfidf`, text embedding runs) for the
+    added-value probe, as column blocks, each with the run it comes from (None: the feature groups), so a run that
+    is itself in the baseline can be judged against the others. `tfidf` is fit on every train row's text: it reads
+    no label, so no fold is needed."""
     if not features and not runs:
         return []
     schema_ = get_schema(schema)
