@@ -342,3 +342,20 @@ def test_a_logged_submission_of_a_run_that_is_unfinished_now_can_still_be_scored
     assert record_scores(tmp_path, {"04_ensemble": 47.75}) == []  # the same point, from 05's lb_scores
     with pytest.raises(LeaderboardError, match="unknown run 'never_submitted'"):
         add_score(tmp_path, "never_submitted", 47.0)
+
+
+@pytest.mark.parametrize("name", ["NA", "null", "nan", "None"])
+def test_a_run_named_like_a_missing_value_keeps_its_name_and_its_logged_cv(tmp_path: Path, name: str) -> None:
+    """pandas reads NA, null, nan and None as missing: the logs lost such a run's name, so its score paired with its
+    CV now instead of its logged submission's, and the same score given again was recorded as another point."""
+    from amzkit.stages.leaderboard import log_submission
+
+    submission = tmp_path / "submission.csv"
+    make_run(tmp_path, name, 47.0)
+    submission.write_text("sample_id,price\n1,5.0\n")
+    log_submission(tmp_path, name, submission)
+    make_run(tmp_path, name, 46.0)  # trained again after that submission
+    assert add_score(tmp_path, name, 48.0)["cv"] == 47.0
+    assert add_score(tmp_path, name, 48.0)["already"] is True
+    assert record_scores(tmp_path, {name: 48.0}) == []
+    assert leaderboard(tmp_path)[["run", "cv", "lb"]].values.tolist() == [[name, 47.0, 48.0]]

@@ -44,6 +44,9 @@ OLD_COLUMNS = {"cv_smape": "cv", "lb_smape": "lb"}  # a leaderboard.csv written 
 ENSEMBLE_RUN = "04_ensemble"
 SCORE_RANGES = {"smape": (0.0, 200.0), "score2023": (0.0, 100.0), "mape": (0.0, math.inf)}  # what a score can be
 FRACTION_RATIO = 20.0  # an LB score below 1 and this many times below its CV was entered as a fraction
+# run names, notes and files as written: a run named NA, null, nan or None is not pandas' missing value; only an
+# empty score cell is missing (and named as such)
+TEXT_AS_WRITTEN = {"keep_default_na": False, "na_values": {"cv": [""], "lb": [""], "cv_smape": [""], "lb_smape": [""]}}
 
 
 def leaderboard_path(work_dir: str | Path) -> Path:
@@ -111,7 +114,7 @@ def _read_table(work_dir: str | Path) -> pd.DataFrame:
     if not path.is_file():
         return pd.DataFrame({c: pd.Series(dtype=float if c in ("cv", "lb") else object) for c in LB_COLUMNS})
     try:
-        table = pd.read_csv(path, dtype={"run": str, "note": str, "time": str, "metric": str})
+        table = pd.read_csv(path, dtype={"run": str, "note": str, "time": str, "metric": str}, **TEXT_AS_WRITTEN)
     except (ValueError, OSError) as err:  # pandas' EmptyDataError and ParserError are ValueErrors
         raise LeaderboardError(f"{path} is unreadable ({type(err).__name__}: {err}): move it aside") from err
     table = table.rename(columns=OLD_COLUMNS)
@@ -151,7 +154,7 @@ def _submissions(work_dir: str | Path) -> pd.DataFrame:
     if not path.is_file():
         return pd.DataFrame({c: pd.Series(dtype=float if c == "cv" else object) for c in SUBMISSION_COLUMNS})
     try:
-        table = pd.read_csv(path, dtype={c: str for c in SUBMISSION_COLUMNS if c != "cv"})
+        table = pd.read_csv(path, dtype={c: str for c in SUBMISSION_COLUMNS if c != "cv"}, **TEXT_AS_WRITTEN)
     except (ValueError, OSError) as err:  # pandas' EmptyDataError and ParserError are ValueErrors
         raise LeaderboardError(f"{path} is unreadable ({type(err).__name__}: {err}): move it aside") from err
     if list(table.columns) != list(SUBMISSION_COLUMNS):
