@@ -359,3 +359,24 @@ def test_a_run_named_like_a_missing_value_keeps_its_name_and_its_logged_cv(tmp_p
     assert add_score(tmp_path, name, 48.0)["already"] is True
     assert record_scores(tmp_path, {name: 48.0}) == []
     assert leaderboard(tmp_path)[["run", "cv", "lb"]].values.tolist() == [[name, 47.0, 48.0]]
+
+
+def test_a_submission_file_kept_in_lb_scores_after_05_wrote_it_anew_is_not_a_second_point(tmp_path: Path) -> None:
+    """A file key in lb_scores names the file as it is now: after 05 wrote another submission at that path, a rerun
+    with lb_scores unchanged paired the earlier file's LB score with the new file's source and CV."""
+    from amzkit.stages.leaderboard import log_submission
+
+    submission = tmp_path / "05_submit" / "submission.csv"
+    submission.parent.mkdir()
+    make_run(tmp_path, "a", 47.0)
+    make_run(tmp_path, "b", 45.0)
+    submission.write_text("sample_id,price\n1,5.0\n")
+    log_submission(tmp_path, "a", submission)  # 05 from a; submitted, scored 48.1
+    assert len(record_scores(tmp_path, {str(submission): 48.1})) == 1  # 05 rerun with that score, source b ...
+    submission.write_text("sample_id,price\n1,6.0\n")
+    log_submission(tmp_path, "b", submission)  # ... writes b's submission over the file
+    assert record_scores(tmp_path, {str(submission): 48.1}) == []  # 05 rerun, lb_scores unchanged
+    assert leaderboard(tmp_path)[["run", "cv", "lb"]].values.tolist() == [["a", 47.0, 48.1]]
+    record_scores(tmp_path, {str(submission): 46.2})  # the new file's own score
+    assert leaderboard(tmp_path)[["run", "cv", "lb"]].values.tolist() == [["a", 47.0, 48.1], ["b", 45.0, 46.2]]
+    assert add_score(tmp_path, submission, 48.1)["cv"] == 45.0  # `lb add` names the file as it is: b's, same LB

@@ -273,6 +273,15 @@ def _same_submission_cvs(work_dir: str | Path, run: str, source: str, cv: float)
     return cvs
 
 
+def _earlier_at_path(work_dir: str | Path, path: str | Path) -> set[tuple[str, float]]:
+    """(source, CV rounded) of the logged submissions 05 wrote at `path` before the file it holds now."""
+    logged = _submissions(work_dir).dropna(subset=["cv"])
+    here, now = Path(path).resolve(), _file_sha256(path)
+    same_file = logged["file"].map(lambda f: Path(f).resolve() == here).astype(bool)
+    at_path = logged[same_file & (logged["sha256"] != now)]
+    return {(str(source), round(float(cv), 6)) for source, cv in zip(at_path["source"], at_path["cv"], strict=True)}
+
+
 def write_scores(work_dir: str | Path, pairs: list[dict], note: str = "") -> list[dict]:
     """Append scores paired with their CV (`pair_scores`, `add_score`), saying each pairing's notice; returns the
     rows written."""
@@ -354,13 +363,16 @@ def pair_scores(work_dir: str | Path, scores: dict[str, float]) -> tuple[list[di
             lb = _check_score(score, metric)
             _check_scale(lb, cv, metric)
             cvs = _same_submission_cvs(work_dir, run, source, cv)
+            before = _earlier_at_path(work_dir, run) if str(run).lower().endswith(".csv") else set()
         except (LeaderboardError, ValueError, OSError, KeyError) as err:  # a run's unreadable metrics.json too
             refused.append(f"{run}: {err}")
             continue
         key = (source, round(lb, 6), round(cv, 6))
         # a resubmission (another CV) is a new point; one named twice (run, file) is one, and so is a score kept in
-        # lb_scores after its run was submitted again (recorded at the earlier submission's CV)
-        if not any((source, round(lb, 6), c) in seen for c in cvs):
+        # lb_scores after its run was submitted again (recorded at the earlier submission's CV), or after 05 wrote
+        # another submission over its file (recorded with the file's earlier source and CV)
+        if not any((source, round(lb, 6), c) in seen for c in cvs) and \
+                not any((earlier, round(lb, 6), c) in seen for earlier, c in before):
             seen.add(key)
             pairs.append({"run": source, "metric": metric, "cv": cv, "lb": lb, "notice": notice})
     return pairs, refused
