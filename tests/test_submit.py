@@ -255,3 +255,20 @@ def test_validate_names_an_unclosed_quote_instead_of_crashing(tmp_path, rows):
     (problem,) = validate_file(tmp_path / "sub.csv", tmp_path / "test.csv", "amazon2025")
     assert "line 6" in problem and "quote" in problem
     assert main(["validate", str(tmp_path / "sub.csv"), "--test", str(tmp_path / "test.csv")]) == 1
+
+
+def test_a_2023_prediction_of_zero_is_valid_as_its_metric_scores_it(tmp_path: Path) -> None:
+    """2023's MAPE divides by the actual only, so a length of 0 is scored (an error of 1 on its row): validate and
+    05 refused it, as 2025's positive prices; a negative length is still refused, and 2025 still refuses a zero."""
+    from amzkit.stages.submit import _signal_warnings
+
+    submission = pd.DataFrame({"PRODUCT_ID": IDS, "PRODUCT_LENGTH": [10.0, 0.0, 3.5, 4.0]})
+    assert validate_submission(submission, IDS, "amazon2023") == []
+    negative = submission.assign(PRODUCT_LENGTH=[10.0, -1.0, 3.5, 4.0])
+    assert validate_submission(negative, IDS, "amazon2023") == ["1 negative PRODUCT_LENGTH values, ids [205]"]
+    assert validate_submission(with_price(0.0), IDS, "amazon2025") == ["1 zero price values, ids [205]"]
+    test = pd.DataFrame({"PRODUCT_ID": IDS})
+    written = write_submission(preds([10.0, 0.0, 3.5, 4.0]), test, "amazon2023", tmp_path / "s.csv")
+    assert written["PRODUCT_LENGTH"].tolist() == [10.0, 0.0, 3.5, 4.0]
+    assert any("constant" in line for line in _signal_warnings({}, np.zeros(4), "r", (1.0, 9.0)))
+    assert not any("constant" in line for line in _signal_warnings({}, np.array([0.0, 5.0]), "r", (1.0, 9.0)))

@@ -29,6 +29,7 @@ class Schema:
     report_metrics: tuple[str, ...]  # every metric printed for this edition
     leaderboard_metric: str  # what the competition's leaderboard shows (amzkit lb records it)
     text_layout: str  # how its text columns read as fields (item name, ...): a key of text.features.TEXT_LAYOUTS
+    zero_predictions: bool = False  # the metric scores a prediction of 0 (2023's MAPE divides by the actual only)
 
     @property
     def test_columns(self) -> tuple[str, ...]:
@@ -68,6 +69,7 @@ SCHEMAS: dict[str, Schema] = {
         report_metrics=("smape", "score2023", "mape"),
         leaderboard_metric="score2023",
         text_layout="title_bullets_description",
+        zero_predictions=True,
     ),
 }
 

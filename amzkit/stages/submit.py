@@ -126,7 +126,7 @@ def validate_submission(submission: pd.DataFrame, test_ids, schema: str | Schema
                         f"{[submission[value_col][i] for i in np.flatnonzero(not_numbers)[:SHOW_IDS]]})")
     for label, mask in (("NaN", np.isnan(array) & ~not_numbers),
                         ("infinite", np.isinf(array)),
-                        ("zero", array == 0),
+                        ("zero", (array == 0) & (not schema.zero_predictions)),  # 2025: positive floats
                         ("negative", array < 0)):
         if mask.any():
             problems.append(f"{mask.sum()} {label} {value_col} values, ids {_ids(raw_ids[mask])}")
@@ -414,7 +414,7 @@ def _signal_warnings(cv: dict, values: np.ndarray, source: str, train_range: tup
                      f"{values.max():.4g}. Check the source {source!r} (its test_pred.csv) before submitting")
     if "cv_smape" in cv and "constant_median_smape" in cv:
         lines.append(constant_level_warning(cv["cv_smape"], cv["constant_median_smape"], f"the source {source!r}"))
-    if len(values) > 1 and np.ptp(np.log(values)) < np.log(1.01):
+    if len(values) > 1 and (values.max() < 1.01 * values.min() or values.max() == values.min()):  # 2023: 0s too
         lines.append(f"WARNING: every one of the {len(values):,} predictions is within 1% of {np.median(values):.4g}: "
                      "this submission is a constant")
     return [line for line in lines if line]
