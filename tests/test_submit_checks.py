@@ -545,3 +545,34 @@ def test_predictions_far_beyond_the_training_targets_are_named(tmp_path: Path, c
     assert metrics["valid"] and metrics["outside_train_range"] == 2
     assert ("WARNING: 2 of the 4 predictions lie more than 10x outside the training targets (1 .. 100): "
             "smallest 0.05, largest 1e+30") in out
+
+
+def test_a_train_csv_re_saved_in_another_row_order_is_refused_with_how_to_put_it_back(tmp_path: Path,
+                                                                                         monkeypatch) -> None:
+    """The refusal of a reordered train.csv called it 'another train.csv' and offered only 01-05 in a new work
+    folder (hours of embeddings on a deadline); the same rows in another order can be put back, and the message
+    now says how, with code that does it."""
+    from amzkit.core.io import rows_sha256
+    from amzkit.core.schema import load_split
+
+    data = tmp_path / "data"
+    data.mkdir()
+    train_csv = data / "train.csv"
+    pd.DataFrame({"sample_id": [11, 12, 13], "catalog_content": ["Item Name: a\nValue: 2", "NA", "c, d"],
+                  "image_link": ["u1", "", "u3"], "price": ["5", "6.50", "7.0"]}).to_csv(train_csv, index=False)
+    train = load_split(train_csv, "amazon2025", "train")
+    work = make_work(tmp_path)
+    metrics = work / "04_ensemble" / "metrics.json"
+    metrics.write_text(json.dumps({**json.loads(metrics.read_text()),
+                                   "train_rows_sha256": rows_sha256(train, "sample_id")}))
+    pd.DataFrame({"id": [11, 12, 13], "fold": [0, 1, 2], "target": [5.0, 6.5, 7.0], "pred": [5.0, 6.0, 7.0]}).to_csv(
+        work / "04_ensemble" / "oof.csv", index=False)
+    pd.read_csv(train_csv, dtype=str, keep_default_na=False).iloc[[2, 0, 1]].to_csv(train_csv, index=False)
+    with pytest.raises(SubmissionError, match="train.csv now has the same ids in another row order") as refused:
+        submit(work, make_test(), TRAIN_TARGET, "amazon2025", train=load_split(train_csv, "amazon2025", "train"))
+    message = str(refused.value)
+    assert "the rows themselves are the same" in message and "another train.csv" not in message
+    monkeypatch.chdir(data)
+    exec(message.split("e.g. ", 1)[1].split("; or point", 1)[0], {"pd": pd})  # the message's own fix
+    assert submit(work, make_test(), TRAIN_TARGET, "amazon2025",
+                  train=load_split(train_csv, "amazon2025", "train"))["valid"] is True

@@ -63,8 +63,17 @@ def check_made_for(work_dir: str | Path, source: str, metrics: dict, test: pd.Da
     folder = source_folder(work_dir, source)
     if train is not None and metrics.get("train_rows_sha256") not in (None, rows_sha256(train, id_column)):
         trained = folder / "oof.csv"
-        how = ids_difference(read_csv(trained, "OOF predictions", dtype={"id": str})["id"], train[id_column]) \
-            if trained.is_file() else ""
+        trained_ids = read_csv(trained, "OOF predictions", dtype={"id": str})["id"] if trained.is_file() else None
+        how = ids_difference(trained_ids, train[id_column]) if trained_ids is not None else ""
+        if how and metrics["train_rows_sha256"] == rows_sha256(_in_order_of(train, id_column, trained_ids),
+                                                                id_column):
+            raise SubmissionError(
+                f"submission not written: train.csv now has {how} than the one the predictions in {folder} were "
+                "trained on (the rows themselves are the same), and the work folder's folds were made for the old "
+                f"order: put train.csv's rows back in the order of the ids in {trained}, e.g. t = pd.read_csv("
+                f"'train.csv', dtype=str, keep_default_na=False); t.set_index('{id_column}').loc[pd.read_csv("
+                f"'{trained}', dtype=str)['id']].reset_index().to_csv('train.csv', index=False); or point data_dir "
+                "at the train.csv they were trained on; or run 01-05 on this train.csv in a new -p work_dir")
         fix = (f"train.csv now has {how}, and the work folder's folds were made for the old rows: run 01-05 on "
                "this train.csv in a new -p work_dir" if how else
                "its prices, text or links differ from the one loaded now: rerun 03-04 on this train.csv (01 first "
