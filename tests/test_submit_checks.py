@@ -576,3 +576,23 @@ def test_a_train_csv_re_saved_in_another_row_order_is_refused_with_how_to_put_it
     exec(message.split("e.g. ", 1)[1].split("; or point", 1)[0], {"pd": pd})  # the message's own fix
     assert submit(work, make_test(), TRAIN_TARGET, "amazon2025",
                   train=load_split(train_csv, "amazon2025", "train"))["valid"] is True
+
+
+def test_lb_scores_are_recorded_when_the_submission_itself_fails(tmp_path: Path) -> None:
+    """05 paired lb_scores before submitting but wrote them after: a submission that failed (a source misspelt)
+    lost them, and its failure removed the submitted file a file key named, so the next rerun could not pair it."""
+    from types import SimpleNamespace
+
+    from amzkit.app.runners import Context, run_submit
+    from amzkit.core.schema import get_schema
+    from amzkit.stages.leaderboard import leaderboard
+
+    work = make_work(tmp_path)
+    path = run(work)["path"]  # 04 at CV 30, submitted
+    params = SimpleNamespace(source="04_ensmble", file_name="submission.csv", solution_csv="",
+                             lb_scores={path: 31.0})
+    ctx = Context("05_submit", params, get_schema("amazon2025"), work, data={"test": make_test(),
+                  "train": pd.DataFrame({"price": TRAIN_TARGET})})
+    with pytest.raises(FileNotFoundError, match="04_ensmble"):
+        run_submit(ctx)
+    assert leaderboard(work)[["run", "cv", "lb"]].values.tolist() == [["04_ensemble", 30.0, 31.0]]

@@ -408,15 +408,18 @@ def run_submit(ctx: Context) -> dict:
         pairs, refused = pair_scores(ctx.work_dir, p.lb_scores) if p.lb_scores else ([], [])  # before it is logged
     except LeaderboardError as err:  # leaderboard.csv itself unreadable (edited by hand): never worth the submission
         pairs, refused = [], [f"{', '.join(map(str, p.lb_scores))}: {err}"]
+    recorded = ""
+    if pairs:  # written before the submission, which may fail: the scores of earlier ones are never lost with it
+        try:
+            added = write_scores(ctx.work_dir, pairs, note="05_submit lb_scores")
+            recorded = f"recorded {len(added)} new LB score(s) of earlier submissions"
+        except LeaderboardError as err:  # e.g. a log of another metric
+            refused.append(str(err))
     metrics = submit(ctx.work_dir, ctx.data["test"], ctx.data["train"][ctx.schema.target].to_numpy(),
                      ctx.schema.name, p.source, p.file_name, p.solution_csv, train=ctx.data["train"])
     print(f"valid submission: {metrics['path']} ({metrics['rows']} rows)")
-    if pairs:
-        try:
-            added = write_scores(ctx.work_dir, pairs, note="05_submit lb_scores")
-            print(f"recorded {len(added)} new LB score(s) of earlier submissions")
-        except LeaderboardError as err:  # e.g. a log of another metric
-            refused.append(str(err))
+    if recorded:
+        print(recorded)
     if refused:  # a typo in a score must not cost the submission, its plot, nor (on Kaggle) the outputs' listing
         metrics["lb_scores_refused"] = refused
         warnings.warn("lb_scores not recorded (the submission above was written): " + "; ".join(refused)
