@@ -596,3 +596,21 @@ def test_lb_scores_are_recorded_when_the_submission_itself_fails(tmp_path: Path)
     with pytest.raises(FileNotFoundError, match="04_ensmble"):
         run_submit(ctx)
     assert leaderboard(work)[["run", "cv", "lb"]].values.tolist() == [["04_ensemble", 30.0, 31.0]]
+
+
+def test_a_submission_file_named_inside_the_work_folder_is_found_there(tmp_path: Path, monkeypatch) -> None:
+    """A relative file key was read from the current folder only: `05_submit/submission.csv` (or `submission.csv`,
+    the name Kaggle lists) in lb_scores, from a notebook whose folder is not the work folder, was refused as 'no
+    submission file' though 05 had written and logged it."""
+    from amzkit.stages.leaderboard import LeaderboardError, add_score, pair_scores
+
+    work = make_work(tmp_path)
+    run(work)  # 04 at CV 30
+    elsewhere = tmp_path / "notebooks"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    pairs, refused = pair_scores(work, {"05_submit/submission.csv": 31.0})
+    assert refused == [] and [(pair["run"], pair["cv"]) for pair in pairs] == [("04_ensemble", 30.0)]
+    assert add_score(work, "submission.csv", 31.0)["cv"] == 30.0
+    with pytest.raises(LeaderboardError, match=r"no submission file sub\.csv \(looked in .*notebooks, .*work and"):
+        add_score(work, "sub.csv", 31.0)

@@ -197,14 +197,27 @@ def _logged_in_other_work_dir(work_dir: str | Path, path: str | Path, sha256: st
     return None
 
 
+def _submission_file(work_dir: str | Path, path: str | Path) -> Path:
+    """The submission file `path` names: as given, else (a relative path) inside the work folder or its 05_submit/
+    (`05_submit/submission.csv`, or the file name Kaggle lists); LeaderboardError naming where it was looked for."""
+    places = [Path(path)]
+    if not Path(path).is_absolute():
+        places += [Path(work_dir) / path, stage_dir(work_dir, "05_submit") / path]
+    found = next((place for place in places if place.is_file()), None)
+    if found is None:
+        looked = f" (looked in {Path.cwd()}, {Path(work_dir)} and its 05_submit/)" if len(places) > 1 else ""
+        raise LeaderboardError(f"no submission file {path}{looked}: give the file that was submitted, or its run's "
+                               "name")
+    return found
+
+
 def submission_cv(work_dir: str | Path, run: str) -> tuple[str, str, float, str]:
     """(source, metric, CV, notice) an LB score for `run` pairs with: a submission file's logged source and CV,
     else the CV logged with the run's last submission, else (no logged submission) the run's CV now; the notice
     says when the run's CV has changed since its last submission ('' otherwise)."""
     logged = _submissions(work_dir).dropna(subset=["cv"])
     if str(run).lower().endswith(".csv"):
-        if not Path(run).is_file():
-            raise LeaderboardError(f"no submission file {run}: give the file that was submitted, or its run's name")
+        run = _submission_file(work_dir, run)
         sha256 = _file_sha256(run)
         found = logged[logged["sha256"] == sha256]
         if found.empty:
@@ -363,7 +376,8 @@ def pair_scores(work_dir: str | Path, scores: dict[str, float]) -> tuple[list[di
             lb = _check_score(score, metric)
             _check_scale(lb, cv, metric)
             cvs = _same_submission_cvs(work_dir, run, source, cv)
-            before = _earlier_at_path(work_dir, run) if str(run).lower().endswith(".csv") else set()
+            before = _earlier_at_path(work_dir, _submission_file(work_dir, run)) \
+                if str(run).lower().endswith(".csv") else set()
         except (LeaderboardError, ValueError, OSError, KeyError) as err:  # a run's unreadable metrics.json too
             refused.append(f"{run}: {err}")
             continue
