@@ -416,3 +416,19 @@ def test_a_run_in_baseline_runs_is_judged_against_the_baseline_without_itself(tm
     assert "baseline_smape" not in alone["minilm"] and "baseline_smape" in alone["image"]
     ax = plot_probes(alone, tmp_path / "probes.png").axes[0]
     assert "text features alone (its rows)" in ax.get_legend_handles_labels()[1], "the first run has no baseline"
+
+
+@pytest.mark.parametrize("where", ["embedding", "baseline"])
+def test_one_value_far_out_does_not_overflow_the_linear_probes(where: str) -> None:
+    # one value 1e4 standard deviations out in a column carrying the signal: the ridge (or the baseline's) fold
+    # without that row predicted log1p prices near 1e4, expm1 overflowed, and 02 stopped: 'inputs must be finite'
+    rng = np.random.default_rng(0)
+    n = 600
+    price = _prices(rng, n)
+    x = rng.normal(size=(n, 16)).astype(np.float32)
+    x[:, 0] += np.log1p(price)
+    baseline = np.column_stack([np.log1p(price) + rng.normal(0, 2, n), rng.normal(size=n)]).astype(np.float32)
+    (x if where == "embedding" else baseline)[5, 0] = 1e4
+    result = analyse_embedding(x, np.ones(n, bool), price, baseline=baseline, n_permutations=3)
+    for key in ("ridge_smape", "baseline_smape", "baseline_plus_smape"):
+        assert 0 <= result[key] < result["constant_smape"], (key, result[key])

@@ -109,15 +109,25 @@ def make_probe_folds(n_rows: int, n_folds: int = 5, seed: int = 0, groups: np.nd
     return np.random.default_rng(seed).permutation(folds)
 
 
+def within_training(pred_log: np.ndarray, train_log: np.ndarray) -> np.ndarray:
+    """Log predictions clipped to the training fold's range of log1p targets widened by its width on each side: a
+    value far outside what the fold saw (one embedding value 1e4 standard deviations out) made a linear probe
+    predict a price of e^1000, which overflowed to inf and stopped 02 ('metric inputs must be finite'). A
+    prediction that far out is already scored about 200 (or priced 0), so no ordinary score changes."""
+    low, high = float(np.min(train_log)), float(np.max(train_log))
+    return np.clip(np.asarray(pred_log, dtype=np.float64), 2 * low - high, 2 * high - low)
+
+
 def ridge_probe(x: np.ndarray, y_log: np.ndarray, folds: np.ndarray,
                 alphas: tuple[float, ...] = RIDGE_ALPHAS) -> tuple[np.ndarray, list[float]]:
-    """Out-of-fold ridge predictions of log1p(target); alpha chosen (GCV) inside each training fold."""
+    """Out-of-fold ridge predictions of log1p(target); alpha chosen (GCV) inside each training fold; predictions
+    clipped far outside the training fold's targets (`within_training`)."""
     oof = np.empty(len(y_log))
     chosen = []
     for fold in np.unique(folds):
         train, valid = folds != fold, folds == fold
         model = GcvRidge(alphas).fit(x[train], y_log[train])
-        oof[valid] = model.predict(x[valid])
+        oof[valid] = within_training(model.predict(x[valid]), y_log[train])
         chosen.append(model.alpha_)
     return oof, chosen
 
@@ -128,7 +138,8 @@ def added_value_probe(baseline: np.ndarray, x: np.ndarray, y_log: np.ndarray, fo
 
     The embedding enters as a second ridge on the baseline's training residuals with its own alpha (chosen
     inside the training fold, up to shrinking it away), so an embedding that adds nothing costs about nothing
-    and one ridge penalty is not shared between a few strong baseline features and many weak dimensions.
+    and one ridge penalty is not shared between a few strong baseline features and many weak dimensions. Both
+    are clipped far outside the training fold's targets (`within_training`).
     """
     base_oof, both_oof = np.empty(len(y_log)), np.empty(len(y_log))
     residual_alphas = (*RIDGE_ALPHAS, 1e8, 1e9, 1e10)
@@ -137,8 +148,9 @@ def added_value_probe(baseline: np.ndarray, x: np.ndarray, y_log: np.ndarray, fo
         base_model = GcvRidge().fit(baseline[train], y_log[train])
         residual = y_log[train] - base_model.predict(baseline[train])
         extra = GcvRidge(residual_alphas).fit(x[train], residual)
-        base_oof[valid] = base_model.predict(baseline[valid])
-        both_oof[valid] = base_oof[valid] + extra.predict(x[valid])
+        base_valid = base_model.predict(baseline[valid]).astype(np.float64)
+        base_oof[valid] = within_training(base_valid, y_log[train])
+        both_oof[valid] = within_training(base_valid + extra.predict(x[valid]), y_log[train])
     return base_oof, both_oof
 
 
