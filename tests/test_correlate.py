@@ -432,3 +432,15 @@ def test_one_value_far_out_does_not_overflow_the_linear_probes(where: str) -> No
     result = analyse_embedding(x, np.ones(n, bool), price, baseline=baseline, n_permutations=3)
     for key in ("ridge_smape", "baseline_smape", "baseline_plus_smape"):
         assert 0 <= result[key] < result["constant_smape"], (key, result[key])
+
+
+def test_few_products_with_many_copies_still_get_group_folds_as_03_does() -> None:
+    # 7 products for 5 folds: 03's group folds take them (at least one product a fold); 02 used random folds below
+    # 2 x n_folds products, so every product's copies sat on both sides of each probe fold
+    from amzkit.stages.correlate import make_probe_folds
+
+    product = np.repeat(np.arange(7), 40)
+    folds = make_probe_folds(len(product), 5, 0, np.array([f"product {p}" for p in product]))
+    assert all(len(set(folds[product == p])) == 1 for p in range(7))
+    assert sorted(set(folds)) == [0, 1, 2, 3, 4]
+    assert len(set(make_probe_folds(len(product), 8, 0, product))) == 8  # fewer products than folds: random

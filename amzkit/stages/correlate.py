@@ -101,9 +101,9 @@ def null_max_abs_corr(x: np.ndarray, y: np.ndarray, n_permutations: int = 20, se
 
 def make_probe_folds(n_rows: int, n_folds: int = 5, seed: int = 0, groups: np.ndarray | None = None) -> np.ndarray:
     """Fold number per row for the probes: random, or with `groups` (product names) every copy of a product in
-    one fold, as 03's folds keep them (a copy on both sides flatters the probes); random when there are too few
-    products for the folds."""
-    if groups is not None and len(np.unique(groups)) >= 2 * n_folds:
+    one fold, as 03's group folds keep them (a copy on both sides flatters the probes); random only when there are
+    fewer products than folds, where 03 refuses group folds."""
+    if groups is not None and len(np.unique(groups)) >= n_folds:
         return inner_folds(np.arange(n_rows), n_folds, seed, np.asarray(groups))
     folds = np.arange(n_rows) % n_folds
     return np.random.default_rng(seed).permutation(folds)
