@@ -130,7 +130,9 @@ TRAINING_BOUNDS: dict[str, Bounds] = {
     "patience": Bounds(0, integer=True, note="evaluations without improvement; 0: never stop early"),
     "num_threads": Bounds(0, integer=True, note="0: the free cores"),
     "model_seed": Bounds(0, integer=True, note="added to the run's seed for the weights, dropout and batch order, "
-                                               "not the folds: runs that differ in it are seed bags for 04"),
+                                               "not the folds: runs that differ in it are seed bags for 04; an "
+                                               "mlp with bags > 1 trains nets seed + model_seed .. + bags - 1, so "
+                                               "its runs share nets unless model_seed moves by bags or more"),
 }
 DROPOUT_BOUNDS = Bounds(0, 1, high_open=True)
 
