@@ -746,6 +746,29 @@ def test_a_killed_pseudo_label_run_resumes_both_passes(synthetic):
     assert not (work / "03_train" / "pseudo" / "progress_without_pseudo").exists(), "kept folds go when it finishes"
 
 
+def test_a_pseudo_labelled_run_starts_over_when_its_sources_labels_changed(synthetic):
+    """The kept folds' fingerprint held the pseudo source's name, row count, weight and widest spread, not its labels:
+    a source trained again to other predictions with the same widest spread (here the calmer half of the chosen rows
+    moved, every fold model's alike) resumed folds fitted on the old labels beside new ones."""
+    data, work = synthetic
+    train_run(data, "amazon2025", work, "source", ["text_stats"], ["planted"], lgb_params=FAST, num_threads=1)
+    _DiesOnFold.fits, _DiesOnFold.die_at = 0, 5 + 3  # 5 folds without pseudo-labels, then the third with them
+    with pytest.raises(_Interrupt):
+        train_run(data, "amazon2025", work, "pseudo", learner=_DiesOnFold(**_KILLED), pseudo_label_run="source")
+    path = work / "03_train" / "source" / TEST_FOLD_PRED_FILE
+    table = pd.read_csv(path, dtype={"id": str})
+    columns = [c for c in table if c.startswith("fold")]
+    spread = np.log(table[columns].to_numpy()).std(axis=1)
+    calm = np.argsort(spread, kind="stable")[: len(table) // 4]  # the half of the chosen rows that agree most
+    table.loc[calm, columns] = table.loc[calm, columns] * 1.25  # other labels; the same rows and widest spread
+    table.to_csv(path, index=False)
+    fresh = train_run(data, "amazon2025", work, "pseudo_fresh", ["text_stats"], ["planted"], lgb_params=FAST,
+                      num_threads=1, pseudo_label_run="source")
+    _DiesOnFold.fits, _DiesOnFold.die_at = 0, 99
+    resumed = train_run(data, "amazon2025", work, "pseudo", learner=_DiesOnFold(**_KILLED), pseudo_label_run="source")
+    assert _DiesOnFold.fits == 5, "the pass without pseudo-labels resumes, the one with them starts over"
+    assert resumed["cv_smape"] == pytest.approx(fresh["cv_smape"], rel=1e-12)
+
 def test_a_resumed_run_reports_only_its_own_folds_feature_importance(synthetic):
     data, work = synthetic
     other = {**FAST, "num_leaves": 4, "min_data_in_leaf": 40}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,15 @@ class PseudoLabels:
     def summary(self) -> dict:
         return {"source": self.source, "rows": int(len(self.rows)), "weight": self.weight,
                 "max_log_spread": float(self.spread.max()) if len(self.spread) else None}
+
+    def digest(self) -> str:
+        """sha256 of the chosen rows and every fold's labels: a source trained again to other predictions of the
+        same rows (its summary unchanged) has another."""
+        digest = hashlib.sha256(np.ascontiguousarray(self.rows, dtype=np.int64).tobytes())
+        for fold in sorted(self.labels):
+            digest.update(f"fold{fold}".encode())
+            digest.update(np.ascontiguousarray(self.labels[fold], dtype=np.float64).tobytes())
+        return digest.hexdigest()
 
 
 def pseudo_labels(work_dir: str | Path, source: str, folds: np.ndarray, test_ids: np.ndarray, train_ids: np.ndarray,

@@ -268,7 +268,8 @@ def _fingerprint(model: Learner, folds: np.ndarray, pseudo) -> str:
     """What a run's finished folds depend on: a resumed run must match it exactly."""
     inputs = model.inputs_
     described = {**model.resume_key(), "folds": id_hash(folds), "seed": inputs.seed,
-                 "pseudo": None if pseudo is None else pseudo.summary(), "inputs": inputs_digest(inputs),
+                 "pseudo": None if pseudo is None else {**pseudo.summary(), "labels": pseudo.digest()},
+                 "inputs": inputs_digest(inputs),
                  "static_features": static_features_digest(model),
                  "amzkit": amzkit.__version__,  # a new build (Kaggle's wheel: +N) may compute folds differently
                  "libraries": library_versions()}  # so may another image's (Kaggle's "latest environment")
