@@ -664,6 +664,35 @@ def test_a_rerun_killed_in_its_first_fold_is_named_by_04_as_stopped(synthetic, c
     assert "rerun" not in unfinished_runs(work)
 
 
+class _DiesInPrepare(LightGBMLearner):
+    """Killed (like a Kaggle session) while it builds its features, before any fold."""
+
+    def prepare(self, inputs):
+        raise _Interrupt("session killed in prepare")
+
+
+def test_a_rerun_killed_while_preparing_is_named_by_04_as_stopped(synthetic, capsys):
+    """A rerun of a finished run name with another setup, killed while its learner prepared (features, embeddings:
+    minutes for a big run), left no progress folder: 04 and 05 used the old run without a word, as before 03 kept
+    the folder from the first fold."""
+    from amzkit.ml.runs import unfinished_runs
+    from amzkit.stages.ensemble import ensemble
+
+    data, work = synthetic
+    train_run(data, "amazon2025", work, "rerun", ["text_stats"], ["planted"], lgb_params=FAST, num_threads=1)
+    with pytest.raises(_Interrupt):
+        train_run(data, "amazon2025", work, "rerun", learner=_DiesInPrepare(**{**_KILLED, "features": ["quantity"]}))
+    assert "rerun was stopped" in unfinished_runs(work).get("rerun", "")
+    capsys.readouterr()
+    ensemble(work, ["rerun"])
+    assert "rerun: a rerun was stopped" in capsys.readouterr().out
+    with pytest.raises(_Interrupt):  # a new name killed there left nothing 04 could use, nor has to name
+        train_run(data, "amazon2025", work, "first", learner=_DiesInPrepare(**_KILLED))
+    assert "first" not in unfinished_runs(work)
+    _rerun(data, work, "rerun", features=["quantity"])
+    assert "rerun" not in unfinished_runs(work) and _DiesOnFold.fits == 5
+
+
 @pytest.mark.parametrize("split", ["train", "test"])
 def test_04_refuses_a_column_read_from_csvs_edited_under_the_same_ids_since_its_runs(synthetic, split):
     """04 checked a calibrate_by / meta_features column only for the runs' ids: read from a CSV edited since 03 (same

@@ -182,14 +182,22 @@ def train_run(
         num_threads=num_threads, preset=preset, lgb_params=lgb_params)
     train, test = data["train"], data["test"]
     inputs = RunInputs(data, schema_, Path(work_dir), Path(data_dir) if data_dir is not None else None, seed)
-    _, folds = folds_around(lambda: model.prepare(inputs), work_dir, train, schema_, n_folds, seed, fold_strategy)
+    run_dir = stage_dir(work_dir, "03_train") / run_name
+
+    def prepare() -> Learner:
+        """The learner prepared; a finished run being replaced is marked as such first, so a kill while its
+        features are built (minutes for a big run) is named by 04 and 05 as a kill in a fold is."""
+        if (run_dir / "metrics.json").is_file():
+            (run_dir / PROGRESS_DIR).mkdir(exist_ok=True)
+        return model.prepare(inputs)
+
+    _, folds = folds_around(prepare, work_dir, train, schema_, n_folds, seed, fold_strategy)
     pseudo = None
     if pseudo_label_run:
         check_name(pseudo_label_run, "pseudo_label_run")
         rows = {"train": rows_sha256(train, schema_.id_column), "test": rows_sha256(test, schema_.id_column)}
         pseudo = pseudo_labels(work_dir, pseudo_label_run, folds, test[schema_.id_column].to_numpy(),
                                train[schema_.id_column].to_numpy(), pseudo_label_fraction, pseudo_label_weight, rows)
-    run_dir = stage_dir(work_dir, "03_train") / run_name
     pseudo_info = {}
     devices = devices_for_folds(model) if fold_devices is None else list(fold_devices)
     if pseudo is not None:  # the same folds without pseudo-labels, kept apart: a killed run resumes both passes
