@@ -923,6 +923,22 @@ def test_a_run_name_is_a_plain_name(synthetic):
     assert not (work.parent / "x").exists()
 
 
+@pytest.mark.parametrize("name", ["presets", "folds.csv", "folds.json", "image_features", "neighbours", "04_ensemble",
+                                  "Presets"])
+def test_a_run_name_that_is_one_of_03s_own_files_is_refused(synthetic, name):
+    """A run named as a file or folder 03 keeps in 03_train/ shared it: `presets` made its metrics.json a saved preset
+    'metrics', `folds.csv` failed with a bare NotADirectoryError after the whole preparation; `04_ensemble` is what
+    05's source and `lb` take for 04's blend (Presets is presets on a case-insensitive disk)."""
+    from amzkit.app.kaggle import check_stage_params
+
+    data, work = synthetic
+    with pytest.raises(ValueError, match=r"run_name.*is a reserved name \(03_train keeps"):
+        train_run(data, "amazon2025", work, name, ["text_stats"], [], lgb_params=FAST, num_threads=1)
+    with pytest.raises(ValueError, match=r"run_name.*is a reserved name \(03_train keeps"):  # the notebook's guard
+        check_stage_params("03_train", {"run_name": name})
+    assert not (work / "03_train").exists()
+    assert check_stage_params("03_train", {"run_name": "presets2"}) == {"run_name": "presets2"}
+
 def test_early_stopping_rows_are_whole_products_of_the_training_rows():
     y = np.exp(np.random.default_rng(0).normal(2.7, 0.8, 400))
     groups = np.repeat(np.arange(100), 4)

@@ -46,6 +46,8 @@ class Param:
     choices: tuple = ()  # the values allowed (of a str, or of each item of a list)
     plain_name: bool = False  # a folder or file name inside the work folder (a str, or each item of a list);
     # "" is allowed when it is the default (it then means "none")
+    reserved: tuple = ()  # names the value may not take, in any letter case (a stage's own files and folders)
+    reserved_why: str = ""  # what holds those names (the error message says it)
 
     def __post_init__(self) -> None:
         # papermill's --help-notebook reads `name: type = value  # help` and skips a line with a second '='
@@ -131,6 +133,8 @@ class Param:
             parts.append(f"one of {list(self.choices)}")
         if self.plain_name:
             parts.append("a plain name (letters, digits, '_', '-', '.'; no '/' or '..')")
+        if self.reserved:
+            parts.append(f"none of {list(self.reserved)}")
         return " and ".join(parts)
 
     def check(self, value: Any) -> Any:
@@ -164,6 +168,8 @@ class Param:
                 check_name(item, self.name)
             except ValueError:
                 return "is not a plain name (a path would write or read outside the work folder)"
+        if isinstance(item, str) and item.lower() in {name.lower() for name in self.reserved}:
+            return f"is a reserved name ({self.reserved_why or 'the stage keeps it for itself'}; in any letter case)"
         return ""
 
     def _list_from_text(self, text: str) -> list:

@@ -22,7 +22,7 @@ from amzkit.text.names import product_groups
 
 T = TypeVar("T")
 
-FOLDS_FILE = "folds.csv"
+FOLDS_FILE, FOLDS_INFO_FILE = "folds.csv", "folds.json"  # 03_train's fold of each train row, and its settings
 
 
 FOLD_STRATEGIES = ("stratified", "kfold", "group")
@@ -72,7 +72,7 @@ def shared_folds(work_dir: str | Path, train: pd.DataFrame, schema: Schema, n_fo
                  strategy: str) -> np.ndarray:
     """The work folder's fold assignment: created on first use, then reused (and checked) by every run."""
     folder = stage_dir(work_dir, "03_train")
-    path, info_path = folder / FOLDS_FILE, folder / "folds.json"
+    path, info_path = folder / FOLDS_FILE, folder / FOLDS_INFO_FILE
     ids = train[schema.id_column].to_numpy()
     wanted = {"n_folds": n_folds, "seed": seed, "strategy": strategy}
     if path.is_file():

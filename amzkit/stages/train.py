@@ -31,20 +31,28 @@ from amzkit.core.metric import smape, smape_by_target_bin
 from amzkit.core.params import Param, Parameters
 from amzkit.core.schema import Schema, get_schema
 from amzkit.core.workdir import check_name, missing_run, stage_dir
+from amzkit.images.features import IMAGE_FEATURES_DIR
 from amzkit.ml.base import DEFAULT_SEED, Learner, RunInputs, fp16_overflow_words
 from amzkit.ml.cv import cross_validate, devices_for_folds
 from amzkit.ml.featureset import FeatureSet
-from amzkit.ml.folds import FOLD_STRATEGIES, check_trainable, folds_around
+from amzkit.ml.folds import FOLD_STRATEGIES, FOLDS_FILE, FOLDS_INFO_FILE, check_trainable, folds_around
 from amzkit.ml.learners import LEARNERS, get_learner, make_learner
-from amzkit.ml.presets import tuned_on_folds
+from amzkit.ml.neighbour_prices import CACHE_FOLDER as NEIGHBOURS_DIR
+from amzkit.ml.presets import PRESETS_DIR, tuned_on_folds
 from amzkit.ml.pseudo import pseudo_labels
 from amzkit.ml.runs import IMPORTANCE_PLOT, OOF_PLOT, PROGRESS_DIR, PSEUDO_BASELINE_DIR, save_run
 from amzkit.ml.transforms import TFIDF_DIM
 from amzkit.ml.trees import DEFAULT_FEATURES, MIN_GROUP_ROWS, lightgbm_names, merge_lightgbm_params
+from amzkit.stages.submit_sources import ENSEMBLE_SOURCE
+
+# what 03 (and the features it builds) keeps in 03_train/ beside the run folders, and 05's name of 04's blend
+RESERVED_RUN_NAMES = (FOLDS_FILE, FOLDS_INFO_FILE, PRESETS_DIR, IMAGE_FEATURES_DIR, NEIGHBOURS_DIR, ENSEMBLE_SOURCE)
 
 PARAMETERS = Parameters(
     Param("run_name", "lgbm", "this run's folder under 03_train/ (letters, digits, _ - .); 04 blends runs by name",
-          plain_name=True),
+          plain_name=True, reserved=RESERVED_RUN_NAMES,
+          reserved_why="03_train keeps its own files and folders under the first five, and 05 takes 04_ensemble for "
+                       "04's blend: a run folder of that name would share them"),
     Param("learner", "lightgbm", "lightgbm, xgboost, catboost, ridge_tfidf, knn, mlp or finetune",
           choices=tuple(LEARNERS)),
     Param("learner_params", {}, "the learner's own parameters as JSON, e.g. {\"embedding\": \"minilm\", \"k\": 20}"),
