@@ -384,3 +384,30 @@ def test_a_preset_tuned_on_other_rows_with_the_same_fold_numbers_is_not_marked_o
     info = pd.read_json(preset_path(work, "tuned"), typ="series")["info"]
     assert run["folds_sha256"] == info["folds_sha256"] and run["train_ids_sha256"] != info["train_ids_sha256"]
     assert "cv_optimistic" not in run
+
+
+def test_a_finished_03_run_killed_while_tuned_again_is_named_by_04_as_stopped(synthetic, tmp_path, monkeypatch):
+    """A finished run trained again with tune_trials, killed in its tuning (tune_minutes is 30 by default), left no
+    kept-folds folder: 04 and 05 used the old run without the note a kill in its features or folds gives."""
+    from amzkit.app import runners
+    from amzkit.app.parameters import check_parameters, stage_parameters
+    from amzkit.ml.runs import unfinished_runs
+
+    data, work = synthetic
+    (tmp_path / "data").mkdir()
+    for split, frame in data.items():
+        frame.to_csv(tmp_path / "data" / f"{split}.csv", index=False)
+    values = {**stage_parameters("03_train"), "data_dir": str(tmp_path / "data"), "work_dir": str(work),
+              "run_name": "t", "features": FEATURES, "embeddings": EMBEDDINGS, "tfidf_dim": 8, "num_threads": 1}
+    runners.run_train(runners.setup(check_parameters(values, "03_train"), "03_train"))
+
+    def killed(*args, **kwargs):
+        raise RuntimeError("the Kaggle session ended")
+
+    monkeypatch.setattr(runners, "tune_preset", killed)
+    for name in ("t", "new"):
+        with pytest.raises(RuntimeError, match="session ended"):
+            runners.run_train(runners.setup(check_parameters({**values, "run_name": name, "tune_trials": 2},
+                                                             "03_train"), "03_train"))
+    assert "rerun was stopped" in unfinished_runs(work).get("t", "")
+    assert "new" not in unfinished_runs(work), "nothing of a new name exists for 04 to use or name"

@@ -43,7 +43,7 @@ from amzkit.stages.image_tables import merge_image_tables, write_image_tables
 from amzkit.stages.leaderboard import LeaderboardError, pair_scores, show_leaderboard, write_scores
 from amzkit.stages.leaks import cached_image_paths, leak_report, plot_leak_report
 from amzkit.stages.submit import plot_distribution, submit
-from amzkit.stages.train import build_learner, fold_fits_summary, plot_importance, plot_oof, train_run
+from amzkit.stages.train import build_learner, fold_fits_summary, mark_rerun, plot_importance, plot_oof, train_run
 from amzkit.stages.tune import plot_tuning, tune_preset, tuning_paths
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
@@ -307,6 +307,7 @@ def run_train(ctx: Context) -> dict:
                              "-p preset, and leave it out of learner_params")
         fixed = {**p.lgb_params, **own.pop("params", {})}  # as the run merges them: the study leaves them fixed
         preset = f"tuned-{p.run_name}"
+        mark_rerun(ctx.work_dir, p.run_name)  # killed in the tuning: 04 and 05 say they use the old run
         tuned = tune_preset(ctx.data, ctx.schema.name, ctx.work_dir, preset, p.features, p.embeddings,
                             n_folds=p.n_folds, seed=p.seed, fold_strategy=p.fold_strategy, base_preset=p.preset,
                             n_trials=p.tune_trials, timeout_minutes=p.tune_minutes, num_threads=p.num_threads,

@@ -192,11 +192,8 @@ def train_run(
     inputs = RunInputs(data, schema_, Path(work_dir), Path(data_dir) if data_dir is not None else None, seed)
     run_dir = stage_dir(work_dir, "03_train") / run_name
 
-    def prepare() -> Learner:
-        """The learner prepared; a finished run being replaced is marked as such first, so a kill while its
-        features are built (minutes for a big run) is named by 04 and 05 as a kill in a fold is."""
-        if (run_dir / "metrics.json").is_file():
-            (run_dir / PROGRESS_DIR).mkdir(exist_ok=True)
+    def prepare() -> Learner:  # a kill while the features are built (minutes for a big run) is named too
+        mark_rerun(work_dir, run_name)
         return model.prepare(inputs)
 
     _, folds = folds_around(prepare, work_dir, train, schema_, n_folds, seed, fold_strategy)
@@ -235,6 +232,15 @@ def train_run(
     for kept in (PROGRESS_DIR, PSEUDO_BASELINE_DIR):
         shutil.rmtree(run_dir / kept, ignore_errors=True)
     return metrics
+
+
+def mark_rerun(work_dir: str | Path, run_name: str) -> None:
+    """Mark a finished run that is being trained again as such (its kept-folds folder, which 04 and 05 look for),
+    before the slow work ahead of its first fold (tuning, features): a kill there leaves the old run, which 04 and
+    05 then use saying so, as after a kill in a fold. A new name is not marked: nothing of it exists to be used."""
+    run_dir = stage_dir(work_dir, "03_train") / check_name(run_name, "run_name")
+    if (run_dir / "metrics.json").is_file():
+        (run_dir / PROGRESS_DIR).mkdir(exist_ok=True)
 
 
 def _refuse_settings_beside_an_object(**given) -> None:
