@@ -703,3 +703,20 @@ def test_a_sentence_encoder_whose_modules_go_beyond_pooling_is_refused_not_embed
     with pytest.raises(ValueError, match=r"2_Dense \(sentence_transformers.models.Dense\)") as caught:
         embedder.fit()
     assert str(dense) in str(caught.value)
+
+
+@pytest.mark.parametrize("var", ["HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "XDG_CACHE_HOME"])
+def test_cache_variables_with_a_tilde_or_a_variable_name_the_cache_huggingface_hub_reads(var, tmp_path, monkeypatch):
+    """huggingface_hub expands `~` and $VARs in HF_HOME / HF_HUB_CACHE (constants.py: expandvars(expanduser(...)));
+    the kit expanded no $VAR in HF_HOME or XDG_CACHE_HOME, looked in a folder literally named '$CACHE_ROOT' and
+    called a cached model not cached."""
+    for name in ("HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CACHE_ROOT", str(tmp_path / "root"))
+    tail = {"HF_HOME": "hf", "XDG_CACHE_HOME": "xdg"}.get(var, "hub_cache")
+    below = {"HF_HOME": ("hf", "hub"), "XDG_CACHE_HOME": ("xdg", "huggingface", "hub")}.get(var, ("hub_cache",))
+    monkeypatch.setenv(var, f"$CACHE_ROOT/{tail}")
+    assert hub.hf_cache_dir() == Path(tmp_path / "root", *below)
+    monkeypatch.setenv(var, f"~/{tail}")
+    assert hub.hf_cache_dir() == Path(tmp_path / "home", *below)

@@ -56,12 +56,18 @@ def hub_offline() -> bool:
 
 def hf_cache_dir() -> Path:
     """The hub cache folder as the environment names it now (huggingface_hub reads it once, at import), in
-    huggingface_hub's order: HF_HUB_CACHE, the legacy HUGGINGFACE_HUB_CACHE, HF_HOME/hub, XDG_CACHE_HOME."""
+    huggingface_hub's order: HF_HUB_CACHE, the legacy HUGGINGFACE_HUB_CACHE, HF_HOME/hub, XDG_CACHE_HOME; `~` and
+    $VARs expanded as it does (expanduser, then expandvars)."""
     for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
         if os.environ.get(var):
-            return Path(os.path.expandvars(os.environ[var])).expanduser()
-    home = os.environ.get("HF_HOME") or Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")) / "huggingface"
-    return Path(home).expanduser() / "hub"
+            return _expanded(os.environ[var])
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return _expanded(os.environ.get("HF_HOME") or os.path.join(xdg, "huggingface")) / "hub"
+
+
+def _expanded(path: str) -> Path:
+    """`path` as huggingface_hub.constants expands a cache variable: `~` first, then $VARs."""
+    return Path(os.path.expandvars(os.path.expanduser(path)))
 
 
 def cached_file(repo_id: str, filename: str) -> Path | None:
