@@ -720,3 +720,41 @@ def test_cache_variables_with_a_tilde_or_a_variable_name_the_cache_huggingface_h
     assert hub.hf_cache_dir() == Path(tmp_path / "root", *below)
     monkeypatch.setenv(var, f"~/{tail}")
     assert hub.hf_cache_dir() == Path(tmp_path / "home", *below)
+
+
+@pytest.mark.parametrize("where", ["cache", "folder"])
+@pytest.mark.parametrize("kind", ["tokenizer", "image processor"])
+def test_a_model_without_its_tokenizer_or_processor_files_names_the_folder_and_what_to_do(
+        kind, where, tiny_bge_dir, tiny_dinov2_dir, tmp_path, monkeypatch):
+    """A cache filled by AutoModel.from_pretrained alone holds config + weights only. Without the tokenizer files
+    transformers 5 built a BertTokenizer with an empty vocabulary (every word [UNK]) and 01 embedded that, silently;
+    without preprocessor_config.json it failed inside transformers ("Can't load image processor")."""
+    source, spec, files = {
+        "tokenizer": (tiny_bge_dir, ModelSpec("bare-bge", "text", "transformers_text", "test-org/bare-bge", "BERT", 0,
+                                              16, 0, pooling="cls"), ("tokenizer.json", "vocab.txt")),
+        "image processor": (tiny_dinov2_dir, ModelSpec("bare-dinov2", "image", "transformers_image",
+                                                       "test-org/bare-dinov2", "DINOv2", 32, 32, 0),
+                            ("preprocessor_config.json",)),
+    }[kind]
+    if where == "cache":
+        folder = _hub_cache_entry(tmp_path / "hf_cache", spec.source, source)
+        monkeypatch.setitem(MODELS, spec.name, spec)
+        name = spec.name
+    else:
+        folder = tmp_path / "bare"
+        shutil.copytree(source, folder)
+        name = f"local-dir:{folder}"
+    for file in [*MINILM_TOKENIZER_FILES, "preprocessor_config.json"]:
+        (folder / file).unlink(missing_ok=True)
+    _, embedder = create_embedder(name, device="cpu")
+    with pytest.raises(RuntimeError, match=f"not its {kind} files") as caught:
+        embedder.fit()
+    message = str(caught.value)
+    assert str(folder) in message and all(file in message for file in files)
+    assert ("snapshot_download('test-org/" in message and "HF_HUB_OFFLINE=1" in message if where == "cache" else
+            "copy them into the folder" in message)
+    if kind == "tokenizer" and where == "folder":  # 03's finetune loads the tokenizer the same way
+        from amzkit.ml.finetune import load_encoder
+
+        with pytest.raises(RuntimeError, match="not its tokenizer files"):
+            load_encoder(get_model_spec(name), "cls")

@@ -119,6 +119,37 @@ def unreachable_message(spec: ModelSpec, reason: str) -> str:
     )
 
 
+IMAGE_PROCESSOR_FILE = "preprocessor_config.json"  # what AutoImageProcessor reads from a folder
+
+
+def load_tokenizer(spec: ModelSpec, target: str):
+    """AutoTokenizer of `target` (a hub id, a folder or a cached snapshot); a folder without the tokenizer's
+    vocabulary is refused: transformers 5 then builds the tokenizer class with an empty vocabulary (every word [UNK])
+    and says nothing."""
+    from transformers import AutoTokenizer  # deferred: transformers loads only when a model is used
+
+    tokenizer = AutoTokenizer.from_pretrained(target)
+    check_files(spec, target, "tokenizer", (TOKENIZER_FILES[1], *tokenizer.vocab_files_names.values()))
+    return tokenizer
+
+
+def check_files(spec: ModelSpec, target: str, what: str, files: tuple[str, ...]) -> None:
+    """Refuses a transformers model folder or cached snapshot `target` holding none of `files` (its `what` files),
+    naming it, the files and what to do; a hub id passes."""
+    if not os.path.isdir(target) or any((Path(target) / name).is_file() for name in files):
+        return
+    listed, source = " or ".join(dict.fromkeys(files)), spec.source or ""
+    if source.startswith(LOCAL_DIR) or bundled_folder(source) is not None:
+        raise RuntimeError(f"{spec.name}: {target} holds the model's config and weights but not its {what} files "
+                           f"({listed}): copy them into the folder from the model's hub repository, as it lays "
+                           "them out")
+    raise RuntimeError(unreachable_message(spec, (
+        f"the Hugging Face cache holds its config and weights in {target} but not its {what} files ({listed}): a "
+        "cache filled by loading the model alone (AutoModel.from_pretrained, hf_hub_download of single files). Where "
+        "the hub is reachable, download the whole repository into it "
+        f"(huggingface_hub.snapshot_download('{source}'))")))
+
+
 def hf_tokenizer_folder(spec: ModelSpec, folder: Path, repo: str | None) -> Path | None:
     """The cached tokenizer (`repo`: the hf_tokenizer_name of its open_clip config) of an open_clip `folder` (a
     local-dir folder or a cached snapshot) that holds none; None when it holds one or names none. Not cached: an

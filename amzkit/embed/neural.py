@@ -20,7 +20,15 @@ from tqdm.auto import tqdm
 
 from amzkit.core.gpu import out_of_memory_error, pick_device
 from amzkit.core.threads import allowed_cores
-from amzkit.embed.hub import bundled_folder, hf_tokenizer_folder, unreachable_message, use_cache_instead
+from amzkit.embed.hub import (
+    IMAGE_PROCESSOR_FILE,
+    bundled_folder,
+    check_files,
+    hf_tokenizer_folder,
+    load_tokenizer,
+    unreachable_message,
+    use_cache_instead,
+)
 from amzkit.embed.registry import (
     LOCAL_DIR,
     OPEN_CLIP_CONFIG,
@@ -379,6 +387,7 @@ class TransformersImageEmbedder(TransformersLoading, ImageEmbedder):
         from transformers import AutoImageProcessor  # deferred: transformers loads only when a model is used
 
         target = self._transformers_target()
+        check_files(self.spec, target, "image processor", (IMAGE_PROCESSOR_FILE,))
         self.preprocess_ = _PixelValues(AutoImageProcessor.from_pretrained(target))
         self.model_ = self._load_transformers(target)
 
@@ -414,10 +423,8 @@ class TransformersTextEmbedder(TransformersLoading, TextEmbedder):
     """Text embeddings of a transformers model: a CLIP / SigLIP text tower, or mean / CLS pooling + L2."""
 
     def _load(self) -> None:
-        from transformers import AutoTokenizer  # deferred: transformers loads only when a model is used
-
         target = self._transformers_target()
-        self.tokenizer_ = AutoTokenizer.from_pretrained(target)  # before the weights: fail early and cheaply
+        self.tokenizer_ = load_tokenizer(self.spec, target)  # before the weights: fail early and cheaply
         self.model_ = self._load_transformers(target)
         config = getattr(self.model_.config, "text_config", None) or self.model_.config
         limit = token_limit(config, self.tokenizer_)

@@ -32,12 +32,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from transformers import AutoModel, AutoTokenizer
+from transformers import AutoModel
 
 from amzkit.core.gpu import out_of_memory_error
 from amzkit.core.io import atomic_path, folder_digest
 from amzkit.core.threads import resolve_threads
-from amzkit.embed.hub import bundled_folder, unreachable_message
+from amzkit.embed.hub import bundled_folder, load_tokenizer, unreachable_message
 from amzkit.embed.neural import TransformersLoading, loading_problems, token_limit
 from amzkit.embed.registry import LOCAL_DIR, ModelSpec, get_model_spec
 from amzkit.ml.base import Learner, RunInputs, fp16_overflow_words
@@ -141,7 +141,7 @@ def load_encoder(spec: ModelSpec, pooling: str):
     beyond a pretraining head."""
     target = _Weights(spec)._transformers_target()  # a hub model out of reach says how to attach it
     try:
-        tokenizer = AutoTokenizer.from_pretrained(target)
+        tokenizer = load_tokenizer(spec, target)  # a folder without its vocabulary is refused
         model, info = AutoModel.from_pretrained(target, output_loading_info=True)  # never trust_remote_code
     except Exception as err:  # hub errors come in many classes; all mean "not reachable here"
         if os.path.isdir(target):
