@@ -758,3 +758,22 @@ def test_a_model_without_its_tokenizer_or_processor_files_names_the_folder_and_w
 
         with pytest.raises(RuntimeError, match="not its tokenizer files"):
             load_encoder(get_model_spec(name), "cls")
+
+
+def test_the_tokenizer_a_folder_takes_from_the_cache_is_part_of_its_shards_fingerprint(tiny_clip_dir, tmp_path):
+    """01's shards are reused when their fingerprint matches; an open_clip text tower folder without tokenizer files
+    takes the one its config names from the HF cache, which the fingerprint (the folder's files) left out: a changed
+    cached tokenizer reused embeddings made with the old one."""
+    from amzkit.stages.extract import fit_fingerprint
+
+    folder = tmp_path / "marqo-like"
+    tokenizer_files = _clip_naming_an_hf_tokenizer(tiny_clip_dir, tmp_path, folder)
+    snapshot = _hub_cache_entry(tmp_path / "hf_cache", "test-org/tiny-tokenizer", tokenizer_files)
+    specs, data = [get_model_spec(f"{prefix}{folder}") for prefix in ("local-dir-text:", "local-dir:")], {}
+    before = [fit_fingerprint(spec, data, "amazon2025") for spec in specs]
+    (snapshot / "model.safetensors").write_bytes(b"weights no tokenizer reads")
+    assert [fit_fingerprint(spec, data, "amazon2025") for spec in specs] == before
+    vocab = (snapshot / "vocab.txt").read_text().splitlines()
+    (snapshot / "vocab.txt").write_text("\n".join([vocab[1], vocab[0], *vocab[2:]]) + "\n")  # another tokenizer
+    text, image = (fit_fingerprint(spec, data, "amazon2025") for spec in specs)
+    assert text != before[0] and image == before[1]  # the image tower takes no tokenizer

@@ -6,7 +6,9 @@ would retry for half a minute).
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import os
 import socket
 from pathlib import Path
@@ -150,14 +152,39 @@ def check_files(spec: ModelSpec, target: str, what: str, files: tuple[str, ...])
         f"(huggingface_hub.snapshot_download('{source}'))")))
 
 
+# Files of a cached tokenizer repo that no tokenizer reads (timm/ViT-B-16-SigLIP also holds open_clip weights)
+WEIGHT_SUFFIXES = (".bin", ".safetensors", ".pt", ".pth", ".ckpt", ".onnx", ".msgpack", ".h5", ".gguf")
+
+
+def cached_hf_tokenizer(folder: Path) -> Path | None:
+    """The cached tokenizer that an open_clip `folder` without tokenizer files takes (the hf_tokenizer_name of its
+    config, from the Hugging Face cache); None when it holds its own, names none, or that one is not cached."""
+    text_cfg = json.loads((folder / OPEN_CLIP_CONFIG).read_text()).get("model_cfg", {}).get("text_cfg", {})
+    repo = text_cfg.get("hf_tokenizer_name")
+    if not repo or any((folder / name).is_file() for name in TOKENIZER_FILES):
+        return None
+    cached = cached_file(repo, TOKENIZER_CONFIG)
+    return None if cached is None else cached.parent
+
+
+def tokenizer_sha256(snapshot: Path) -> str:
+    """sha256 of a cached tokenizer's files (names and bytes; weight files beside them left out)."""
+    digest = hashlib.sha256()
+    for path in sorted(snapshot.iterdir()):
+        if path.is_file() and not path.name.endswith(WEIGHT_SUFFIXES):
+            content = path.read_bytes()
+            digest.update(f"{path.name}\x00{len(content)}\x00".encode() + content)
+    return digest.hexdigest()
+
+
 def hf_tokenizer_folder(spec: ModelSpec, folder: Path, repo: str | None) -> Path | None:
     """The cached tokenizer (`repo`: the hf_tokenizer_name of its open_clip config) of an open_clip `folder` (a
     local-dir folder or a cached snapshot) that holds none; None when it holds one or names none. Not cached: an
     error that says what to do."""
     if not repo or any((folder / name).is_file() for name in TOKENIZER_FILES):  # the tokenizer beside it
         return None
-    if (cached := cached_file(repo, TOKENIZER_CONFIG)) is not None:
-        return cached.parent
+    if (cached := cached_hf_tokenizer(folder)) is not None:
+        return cached
     if (spec.source or "").startswith("hf-hub:"):
         raise RuntimeError(unreachable_message(
             spec, f"its tokenizer {repo} (hf_tokenizer_name in its {OPEN_CLIP_CONFIG}) is not in the Hugging Face "

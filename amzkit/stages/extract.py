@@ -41,6 +41,7 @@ from amzkit.core.params import Param, Parameters
 from amzkit.core.schema import SPLITS, get_schema, row_text
 from amzkit.core.workdir import stage_dir
 from amzkit.embed.factory import create_embedder
+from amzkit.embed.hub import cached_hf_tokenizer, tokenizer_sha256
 from amzkit.embed.registry import LOCAL_DIR, ModelSpec
 from amzkit.embed.runs import inputs_sha256, model_inputs
 from amzkit.images.fetch import fetch_images, local_files_digest, local_sizes_match
@@ -109,11 +110,15 @@ def array_sha256(array: np.ndarray) -> str:
 
 
 def fit_fingerprint(spec: ModelSpec, data: dict[str, pd.DataFrame], schema_) -> str:
-    """What every shard of a run depends on besides its own rows: the model's identity and, for a model whose
-    fit learns from the train rows (FITS_ON_TRAIN), those rows' ids and text."""
+    """What every shard of a run depends on besides its own rows: the model's identity (a folder's files, and the
+    tokenizer an open_clip text tower folder takes from the HF cache) and, for a model whose fit learns from the
+    train rows (FITS_ON_TRAIN), those rows' ids and text."""
     identity: dict = {"spec": asdict(spec)}
     if spec.source and spec.source.startswith(LOCAL_DIR):  # new weights saved into the same folder are a new fit
-        identity["weights"] = folder_digest(Path(spec.source[len(LOCAL_DIR):]))
+        folder = Path(spec.source[len(LOCAL_DIR):])
+        identity["weights"] = folder_digest(folder)
+        if spec.loader == "open_clip_text" and (tokenizer := cached_hf_tokenizer(folder)) is not None:
+            identity["hf_tokenizer"] = tokenizer_sha256(tokenizer)  # read from the HF cache, not the folder
     if spec.loader == "transformers_text" and not spec.pooling:  # shards of an older revision are recomputed
         identity["text_tower_revision"] = TEXT_TOWER_REVISION
     if spec.loader == "color_stats":  # shards of an older revision are recomputed
