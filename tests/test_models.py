@@ -777,3 +777,37 @@ def test_the_tokenizer_a_folder_takes_from_the_cache_is_part_of_its_shards_finge
     (snapshot / "vocab.txt").write_text("\n".join([vocab[1], vocab[0], *vocab[2:]]) + "\n")  # another tokenizer
     text, image = (fit_fingerprint(spec, data, "amazon2025") for spec in specs)
     assert text != before[0] and image == before[1]  # the image tower takes no tokenizer
+
+
+def test_a_sentence_encoder_folder_with_a_default_prompt_puts_it_before_every_text_as_sentence_transformers(tmp_path):
+    """config_sentence_transformers.json can name a default prompt (e5 / bge style "passage: "), which
+    SentenceTransformer.encode puts before every text; 01 embedded the bare texts: other vectors than the model's.
+    The prompt is in the shards' fingerprint; a spec without one hashes as before."""
+    import dataclasses
+    import hashlib
+
+    from sentence_transformers import SentenceTransformer
+
+    from amzkit.stages.extract import fit_fingerprint
+
+    saved = tmp_path / "minilm-prompted"
+    SentenceTransformer(str(_minilm_dir()), device="cpu").save(str(saved))
+    settings = saved / "config_sentence_transformers.json"
+    texts = ["Organic extra virgin olive oil, 1 liter bottle", CATALOG[-1]]
+    for default, prompt in [(None, ""), ("document", "passage: ")]:  # prompts without a default are not used
+        settings.write_text(json.dumps({**json.loads(settings.read_text()), "default_prompt_name": default,
+                                        "prompts": {"query": "query: ", "document": "passage: "}}))
+        spec, embedder = _fit(f"local-dir:{saved}")
+        assert spec.prompt == prompt
+        reference = SentenceTransformer(str(saved), device="cpu").encode(texts, normalize_embeddings=True)
+        np.testing.assert_allclose(embedder.transform(texts)[0].astype(np.float32), reference, atol=2e-3)
+    assert fit_fingerprint(spec, {}, "amazon2025") != fit_fingerprint(dataclasses.replace(spec, prompt=""), {},
+                                                                      "amazon2025")
+    unprompted = {key: value for key, value in dataclasses.asdict(MODELS["minilm"]).items() if key != "prompt"}
+    assert fit_fingerprint(MODELS["minilm"], {}, "amazon2025") == hashlib.sha256(
+        json.dumps({"spec": unprompted}, sort_keys=True).encode()).hexdigest()
+
+    pooling = saved / "1_Pooling" / "config.json"  # the prompt left out of the pooling: refused, not approximated
+    pooling.write_text(json.dumps({**json.loads(pooling.read_text()), "include_prompt": False}))
+    with pytest.raises(ValueError, match="include_prompt"):
+        get_model_spec(f"local-dir:{saved}")

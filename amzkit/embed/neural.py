@@ -453,10 +453,11 @@ class TransformersTextEmbedder(TransformersLoading, TextEmbedder):
                           "repository into the folder", stacklevel=2)
 
     def _tokenize(self, texts: list[str]):
-        # contrastive towers were trained on fixed-length sequences (SigLIP pools the last position)
+        # contrastive towers were trained on fixed-length sequences (SigLIP pools the last position); a sentence
+        # encoder's default prompt goes before every text, as SentenceTransformer.encode puts it
         padding = "longest" if self.spec.pooling else "max_length"
-        tokens = self.tokenizer_(texts, padding=padding, truncation=True, max_length=self.max_length_,
-                                 return_tensors="pt")
+        tokens = self.tokenizer_([self.spec.prompt + text for text in texts], padding=padding, truncation=True,
+                                 max_length=self.max_length_, return_tensors="pt")
         keep = tuple(tokens.keys()) if self.spec.pooling else self._tower_inputs()
         return {key: tokens[key] for key in keep if key in tokens}
 

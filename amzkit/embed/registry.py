@@ -37,6 +37,7 @@ class ModelSpec:
     pooling: str = ""  # text-only transformers: "mean" or "cls"; "" = the model's own pooled/projected features
     max_tokens: int = 0  # text truncation; 0 = the model's own limit
     head: str = ""  # loader "aesthetic": URL or file of the MLP head applied to the L2-normalised image embedding
+    prompt: str = ""  # sentence encoders: put before every text (a folder's default prompt, as SentenceTransformer)
 
 
 # The LAION "improved aesthetic predictor" (github.com/christophschuhmann/improved-aesthetic-predictor, Apache-2.0):
@@ -128,6 +129,9 @@ SENTENCE_SETTINGS_FILES = ("1_Pooling/config.json", "sentence_bert_config.json")
 
 
 SENTENCE_MODULES_FILE = "modules.json"  # a sentence-transformers folder's modules, in order
+
+
+SENTENCE_CONFIG_FILE = "config_sentence_transformers.json"  # its prompts and default_prompt_name
 
 
 SENTENCE_MODULES_DONE = ("Transformer", "Pooling", "Normalize")  # the module classes 01 computes itself
@@ -278,11 +282,11 @@ def _transformers_folder_spec(folder: Path, text_tower: bool) -> ModelSpec:
         tower = cfg["text_config"] if dual else cfg
         if has_image and not dual:
             raise ValueError(f"{folder} holds an image-only {model_type} model: it has no text tower")
-        pooling, max_tokens = ("", 0) if dual else _sentence_transformers_settings(folder)
+        pooling, max_tokens, prompt = ("", 0, "") if dual else _sentence_transformers_settings(folder)
         dim = cfg.get("projection_dim") or tower.get("projection_size") or tower["hidden_size"]
         name = f"{run_name(folder)}-text" if dual else run_name(folder)
         return ModelSpec(name, "text", "transformers_text", source, f"{model_type} text", 0, int(dim), 0,
-                         pooling=pooling, max_tokens=max_tokens)
+                         pooling=pooling, max_tokens=max_tokens, prompt=prompt)
     tower = cfg["vision_config"] if "vision_config" in cfg else cfg
     dim = cfg.get("projection_dim") or tower["hidden_size"]
     return ModelSpec(run_name(folder), "image", "transformers_image", source, f"{model_type} image",
@@ -297,9 +301,10 @@ def _with_defaults(folder: Path) -> dict:
     return AutoConfig.from_pretrained(folder).to_dict()
 
 
-def _sentence_transformers_settings(folder: Path) -> tuple[str, int]:
-    """(pooling, max_tokens) of a sentence-transformers folder; mean pooling and the model's limit otherwise."""
-    pooling, max_tokens = "mean", 0
+def _sentence_transformers_settings(folder: Path) -> tuple[str, int, str]:
+    """(pooling, max_tokens, prompt) of a sentence-transformers folder; mean pooling, the model's limit and no prompt
+    otherwise."""
+    pooling, max_tokens, modes = "mean", 0, {}
     pooling_cfg = folder / SENTENCE_SETTINGS_FILES[0]
     if pooling_cfg.is_file():
         modes = json.loads(pooling_cfg.read_text())
@@ -315,7 +320,24 @@ def _sentence_transformers_settings(folder: Path) -> tuple[str, int]:
     sbert_cfg = folder / SENTENCE_SETTINGS_FILES[1]
     if sbert_cfg.is_file():
         max_tokens = int(json.loads(sbert_cfg.read_text()).get("max_seq_length") or 0)
-    return pooling, max_tokens
+    return pooling, max_tokens, _default_prompt(folder, modes.get("include_prompt", True))
+
+
+def _default_prompt(folder: Path, pooled_with_prompt: bool) -> str:
+    """The prompt SentenceTransformer.encode puts before every text (e5 / bge style "passage: "): the one that
+    default_prompt_name names in config_sentence_transformers.json, '' when it names none."""
+    path = folder / SENTENCE_CONFIG_FILE
+    cfg = json.loads(path.read_text()) if path.is_file() else {}
+    name, prompts = cfg.get("default_prompt_name"), cfg.get("prompts") or {}
+    if name is None:
+        return ""
+    if name not in prompts:
+        raise ValueError(f"{path}: default_prompt_name {name!r} is not one of its prompts {sorted(prompts)}")
+    if prompts[name] and not pooled_with_prompt:
+        raise ValueError(f"{path}: the default prompt {prompts[name]!r} is left out of the pooling (include_prompt "
+                         f"false in {folder / SENTENCE_SETTINGS_FILES[0]}), which 01 does not do: its embeddings "
+                         "would not be the model's. Choose a sentence encoder without it")
+    return prompts[name] or ""
 
 
 def sentence_modules_beyond(folder: Path) -> list[str]:

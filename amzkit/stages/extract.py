@@ -113,7 +113,8 @@ def fit_fingerprint(spec: ModelSpec, data: dict[str, pd.DataFrame], schema_) -> 
     """What every shard of a run depends on besides its own rows: the model's identity (a folder's files, and the
     tokenizer an open_clip text tower folder takes from the HF cache) and, for a model whose fit learns from the
     train rows (FITS_ON_TRAIN), those rows' ids and text."""
-    identity: dict = {"spec": asdict(spec)}
+    # a spec without a prompt hashes as before that field was added: its runs are not embedded again
+    identity: dict = {"spec": {key: value for key, value in asdict(spec).items() if key != "prompt" or value}}
     if spec.source and spec.source.startswith(LOCAL_DIR):  # new weights saved into the same folder are a new fit
         folder = Path(spec.source[len(LOCAL_DIR):])
         identity["weights"] = folder_digest(folder)
