@@ -124,13 +124,22 @@ def unreachable_message(spec: ModelSpec, reason: str) -> str:
 IMAGE_PROCESSOR_FILE = "preprocessor_config.json"  # what AutoImageProcessor reads from a folder
 
 
+# The vocabulary files of the common tokenizer classes (fast, WordPiece, BPE, SentencePiece)
+TOKENIZER_VOCAB_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
+                         "spm.model", "tokenizer.model")
+
+
 def load_tokenizer(spec: ModelSpec, target: str):
     """AutoTokenizer of `target` (a hub id, a folder or a cached snapshot); a folder without the tokenizer's
     vocabulary is refused: transformers 5 then builds the tokenizer class with an empty vocabulary (every word [UNK])
     and says nothing."""
     from transformers import AutoTokenizer  # deferred: transformers loads only when a model is used
 
-    tokenizer = AutoTokenizer.from_pretrained(target)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(target)
+    except (OSError, ValueError, TypeError):  # transformers 4 fails without the files ("Can't load tokenizer")
+        check_files(spec, target, "tokenizer", TOKENIZER_VOCAB_FILES)
+        raise
     check_files(spec, target, "tokenizer", (TOKENIZER_FILES[1], *tokenizer.vocab_files_names.values()))
     return tokenizer
 
