@@ -110,11 +110,9 @@ def make_probe_folds(n_rows: int, n_folds: int = 5, seed: int = 0, groups: np.nd
 
 
 def within_training(pred_log: np.ndarray, train_log: np.ndarray) -> np.ndarray:
-    """Log predictions clipped to the training fold's range of log1p targets widened by its width on each side: a
-    value far outside what the fold saw (one embedding value 1e4 standard deviations out) made a linear probe
-    predict a price of e^1000, which overflowed to inf and stopped 02 ('metric inputs must be finite'). A
-    ridge prediction on ordinary rows, shrunk towards the mean, never comes near it: no test's score nor the real
-    rows' changed."""
+    """Log predictions clipped to the training fold's log1p target range widened by its width on each side: one
+    embedding value 1e4 standard deviations out made a linear probe predict e^1000, which overflowed and stopped 02
+    ('metric inputs must be finite'). Ridge predictions on ordinary rows never come near it (no score changed)."""
     low, high = float(np.min(train_log)), float(np.max(train_log))
     return np.clip(np.asarray(pred_log, dtype=np.float64), 2 * low - high, 2 * high - low)
 
