@@ -203,6 +203,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.reply(200, GOOD_JPEG)
         elif self.path.startswith("/refusing/"):
             self.reply(429, b"slow down") if self.state.refusing else self.reply(200, GOOD_JPEG)
+        elif self.path.startswith("/blip/"):  # a rate limit that lets up: 429 to its first 3 requests, then images
+            self.reply(429, b"slow down") if self.state.hits_under("/blip/") <= 3 else self.reply(200, GOOD_JPEG)
         elif self.path.startswith("/stall/"):  # as /stall.jpg, under many names
             None if self.state.stop.wait(STALL_S) else self.reply(200, GOOD_JPEG)
         elif self.path in PAYLOADS:
@@ -868,10 +870,38 @@ def test_a_host_is_stopped_only_after_failures_in_a_row_over_the_time_given(serv
     table = run(between, tmp_path / "a", tmp_path, max_workers=1, retry=stop_after(2, attempts=1))
     assert table["status"].tolist() == ["http_429", "ok"] * 10, "each link tried: an answer resets the count"
     assert table["attempts"].tolist() == [2, 1] * 10, "the retry pass (failures only, in a row) stops no host"
-    soon = [f"{server.url}/refusing/soon{i}.jpg" for i in range(10)]
-    table = run(soon, tmp_path / "b", tmp_path, max_workers=1, retry=stop_after(2, 3600.0))
-    assert (table["status"] == "http_429").all() and (table["attempts"] == 3).all(), "failing for under an hour"
+    blip = [f"{server.url}/blip/{i}.jpg" for i in range(10)]  # 3 failures hold it back for 2 s, then it answers
+    table = run(blip, tmp_path / "b", tmp_path, max_workers=1, retry=stop_after(3, 2.0, attempts=4))
+    assert (table["status"] == "ok").all() and server.hits_under("/blip/") == 3 + 10, "no link worn out, none stopped"
     assert "image host" not in capsys.readouterr().out
+
+
+def test_a_host_refusing_faster_than_the_time_given_is_held_back_then_stopped_not_sent_every_try(
+        server, tmp_path, capsys):
+    """A rate limit answering 429 at once made its 100 failures in a row long before 60 s: every link wore out its
+    tries in seconds and ended http_429, the host was never stopped, and each later shard sent it every try again.
+    Now such a host is sent nothing more till the time given has passed since its first failure; a failure then
+    stops it (and the run's later fetches send it a probe only)."""
+    links = [f"{server.url}/refusing/fast{i}.jpg" for i in range(20)]
+    stops, host = HostStops(), server.url.removeprefix("http://")
+    before, server.refusing = server.hits_under("/refusing/"), True
+    table = run(links, tmp_path / "cache", tmp_path, max_workers=1, retry=stop_after(3, 1.0), host_stops=stops)
+    assert server.hits_under("/refusing/") - before <= 4, "3 failures in a row hold it back; the next stops it"
+    assert set(table["status"]) == {"http_429", "not_fetched"} and list(stops.current()) == [host]
+    said = [line for line in capsys.readouterr().out.splitlines() if line.startswith(f"image host {host} ")]
+    assert len(said) == 1 and "rerun 01 later" in said[0]
+
+
+@pytest.mark.parametrize(("status", "reach", "held"), [("http_429", http_module.REACHED, True),
+                                                       ("http_503", http_module.REACHED, True),
+                                                       ("connection_error", http_module.UNREACHABLE, False)])
+def test_only_a_host_answering_failures_fast_is_held_back_never_one_out_of_reach(tmp_path, status, reach, held):
+    """Internet off fails every connection at once: a hold of 60 s there would keep the network watch (its first
+    200 links, one host on Amazon's data) from its verdict, and 01 from stopping at once with what to do."""
+    downloader = http_module.Downloader(tmp_path, (1.0, 1.0), 1000, 64, 10_000, stop_after(3, 3600.0), pool_size=1)
+    url = "http://images.example/a.jpg"
+    assert [downloader.note(url, status, reach) for _ in range(5)] == [None] * 5 and not downloader.stopped
+    assert (downloader.paused_for(url) > 3000) == held
 
 
 @pytest.mark.parametrize("watching", [False, True])

@@ -6,7 +6,8 @@ low-concurrency pass for what still fails, within a time budget (`RetryPolicy.fi
 download's time, at least `final_pass_min_s`; what it does not reach keeps its failure). A host whose last
 `RetryPolicy.host_stop_failures` requests over `host_stop_s` or more all failed for a passing reason (a rate limit
 answering 429 to everything, the network gone mid-run) is sent nothing more by this fetch: its links not tried get
-status not_fetched (no manifest line: a rerun fetches them), and the fetch says so once per host. With a
+status not_fetched (no manifest line: a rerun fetches them), and the fetch says so once per host (one answering
+that many failures sooner is sent nothing till `host_stop_s` after the first, then stopped by the next). With a
 `HostStops` (01 passes one to each fetch of a run), later fetches send such a host `host_probe_tries` requests
 first, and its other links only when one of them is answered. Every body is
 verified by decoding it; images larger than `max_side` are stored resized (JPEG), smaller ones as their original

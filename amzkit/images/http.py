@@ -71,6 +71,7 @@ REACHED, UNREACHABLE, UNTOLD = "reached", "unreachable", "untold"  # how far one
 
 HOST_STOP_FAILURES = 100  # a host whose last this many requests all failed for a passing reason (429, 5xx, timeout,
 HOST_STOP_S = 60.0  # connection error), over at least this many seconds with no answer between, is sent no more
+# (reached sooner, the host is sent nothing until this long after its first failure: a failure then stops it)
 HOST_PROBE_TRIES = 3  # a later fetch of the run (01's next shard) sends such a host this many requests first
 
 
@@ -304,7 +305,11 @@ class Downloader:
     def note(self, url: str, status: str, reach: str) -> HostStop | None:
         """Count one try's outcome for its host; the HostStop when it makes the host's passing failures in a row
         reach `retry.host_stop_failures` over `retry.host_stop_s`, or on probation (see `claim`)
-        `retry.host_probe_tries` (the host is then sent nothing more). An answer takes a host off probation."""
+        `retry.host_probe_tries` (the host is then sent nothing more). Failures in a row that reach the count sooner,
+        the last an answer (429, 5xx: not a connection that failed, which the network watch must see at once), pause
+        the host until `retry.host_stop_s` after the first of them (see `paused_for`): its links' tries wait instead
+        of all failing in seconds, and the next try then stops it or, answered, ends the streak. An answer takes a
+        host off probation."""
         host = link_host(url)
         with self._pauses_lock:
             if reach == UNTOLD:  # no request made (a cached file, a malformed URL): says nothing of the host
@@ -327,7 +332,12 @@ class Downloader:
                 del self.probation[host]
                 self.stopped[host] = HostStop(host, failures, seconds, Counter(statuses), probe=True)
                 return self.stopped[host]
-            if failures < self.retry.host_stop_failures or seconds < self.retry.host_stop_s:
+            if failures < self.retry.host_stop_failures:
+                return None
+            if seconds < self.retry.host_stop_s:  # a host answering failures faster (a rate limit's 429 at once) is
+                if reach == REACHED:  # held back till then, not worn out; the next failure stops it. Not one that
+                    until = since + self.retry.host_stop_s  # cannot be reached: the watch's verdict waits on it
+                    self._paused_until[host] = max(until, self._paused_until.get(host, 0.0))
                 return None
             self.stopped[host] = HostStop(host, failures, seconds, Counter(statuses))
             return self.stopped[host]
