@@ -580,6 +580,36 @@ def test_a_rerun_fetches_again_what_failed_for_a_passing_reason_and_embeds_only_
     assert calls["n"] == embedded and _Handler.hits == before, "nothing left to fetch or embed"
 
 
+def test_a_link_in_several_shards_is_fetched_once_per_run_and_gives_its_rows_one_status(
+        shard_data, small_demo, tmp_path, server, monkeypatch):
+    """19 of amz25_dev's 4,300 links appear twice: one that failed for a passing reason in a shard was fetched again
+    by a later shard (or split) of the same run, so two rows with one link could end one without its image and
+    one with it, depending on where the shards fell."""
+    import amzkit.stages.devices as devices_module
+
+    def fetch(*args, **kwargs):
+        table = fetch_images(*args, retry=ONE_TRY, **kwargs)
+        _Handler.busy = False  # the server recovers right after the first fetch (test-00000's; the parent's train)
+        return table
+
+    for module in (extract_module, devices_module):
+        monkeypatch.setattr(module, "fetch_images", fetch)
+    twice = {shard_data["test"]["sample_id"][3], shard_data["train"]["sample_id"][12]}
+    data = _with_links(shard_data, lambda i: f"{server}/flaky/twice.jpg" if i in twice else f"{server}/ok/{i}.jpg")
+    for work, run in ((tmp_path / "one", lambda work: extract(data, small_demo, work, "amazon2025", "color-stats",
+                                                               shard_rows=SHARD_ROWS_SMALL)),
+                      (tmp_path / "two", lambda work: devices_module.extract_on_devices(
+                          data, small_demo, work, "amazon2025", "color-stats", device="cpu,cpu",
+                          shard_rows=SHARD_ROWS_SMALL))):
+        _Handler.busy, _Handler.hits = True, {}
+        run(work)
+        table = _fetch_tables(work)
+        rows = table["link"].str.endswith("/flaky/twice.jpg")
+        assert _Handler.hits["/flaky/twice.jpg"] == 1 and table.loc[rows, "status"].tolist() == ["http_503"] * 2
+        run(work)  # a rerun fetches it again, once, and both rows get the picture
+        assert _Handler.hits["/flaky/twice.jpg"] == 2 and (_fetch_tables(work).loc[rows, "status"] == "ok").all()
+
+
 def test_a_passing_failure_that_became_permanent_is_recorded_and_not_fetched_again(shard_data, small_demo, tmp_path,
                                                                                     server, monkeypatch):
     monkeypatch.setattr(extract_module, "fetch_images", functools.partial(fetch_images, retry=ONE_TRY))

@@ -166,6 +166,7 @@ def fetch_images(
     watch: NetworkWatch | None = None,
     retry_passing: bool = True,
     host_stops: HostStops | None = None,
+    tried: set[str] | None = None,
 ) -> pd.DataFrame:
     """Resolve each link to a local file. Returns one row per input row, same index and order.
 
@@ -180,7 +181,9 @@ def fetch_images(
     did not try get status not_fetched (their last manifest record when it is a failure; an ok one whose cache file
     is gone has no picture to give) and no manifest line; so do the links of a host that keeps failing (see
     `RetryPolicy.host_stop_failures`), for this call only unless `host_stops` carries the stop to the calls after
-    it (the fetches of one run: see HostStops).
+    it (the fetches of one run: see HostStops). `tried`: the URLs the run's earlier fetches tried (01's shards and
+    splits share one set), whose manifest record stands whatever `retry_passing` and `retry_failed` say, so a link
+    in several rows is requested once per run and gives each of them one outcome; this fetch adds the URLs it tries.
     """
     base_dir, cache_dir = Path(base_dir), Path(cache_dir)
     links = _clean_links(links)
@@ -189,7 +192,7 @@ def fetch_images(
                       max_workers)
     if remote:
         resolved.update(_fetch_remote(remote, cache_dir, max_workers, timeout, max_bytes, max_side, max_pixels,
-                                      retry, retry_failed, progress, watch, retry_passing, host_stops))
+                                      retry, retry_failed, progress, watch, retry_passing, host_stops, tried))
     return _link_table(links, resolved)
 
 
@@ -293,7 +296,7 @@ def _link_table(links: pd.Series, resolved: dict[str, tuple[str | None, FetchRec
 def _fetch_remote(urls: list[str], cache_dir: Path, max_workers: int, timeout: float | tuple[float, float],
                   max_bytes: int, max_side: int, max_pixels: int, retry: RetryPolicy, retry_failed: bool,
                   progress: bool, watch: NetworkWatch | None,
-                  retry_passing: bool = True, host_stops: HostStops | None = None
+                  retry_passing: bool = True, host_stops: HostStops | None = None, tried: set[str] | None = None
                   ) -> dict[str, tuple[str | None, FetchRecord]]:
     """Fetch what the manifest does not vouch for: a main pass, then a gentle pass over retryable failures within
     its time budget (none when the watch found the network down, nor for hosts the downloader stopped sending to:
@@ -302,12 +305,14 @@ def _fetch_remote(urls: list[str], cache_dir: Path, max_workers: int, timeout: f
     For the watch, the URLs that failed before tell nothing (a dead host fails again on every rerun), and the
     image the manifest lists last as ok is the witness: when no probe URL reaches its server, one try at it
     decides whether the network is down (see NetworkWatch). `host_stops`: the hosts earlier fetches of the run
-    stopped (sent a probe first here), and what this fetch found of them and of the rest afterwards."""
+    stopped (sent a probe first here), and what this fetch found of them and of the rest afterwards. `tried`: the
+    URLs earlier fetches of the run tried (a failure of theirs stands), to which this fetch adds its own."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(cache_dir)
     known = read_manifest(cache_dir / MANIFEST_NAME)
-    results = {url: known[url] for url in urls
-               if url in known and _still_valid(known[url], cache_dir, retry_failed, retry_passing)}
+    tried = set() if tried is None else tried
+    results = {url: known[url] for url in urls if url in known and _still_valid(  # a failure tried this run stands
+        known[url], cache_dir, retry_failed and url not in tried, retry_passing and url not in tried)}
     todo = [url for url in urls if url not in results]
     failed_before = {url for url in todo if url in known and known[url].status != "ok"}
     witness = next((url for url in reversed(known) if known[url].status == "ok"), None) if watch is not None else None
@@ -322,6 +327,7 @@ def _fetch_remote(urls: list[str], cache_dir: Path, max_workers: int, timeout: f
                                 watch=watch, failed_before=failed_before, witness=witness)
             results.update({url: known[url] if record.status == NOT_FETCHED and _kept_failure(known.get(url))
                             else record for url, record in fetched.items()})
+            tried.update(url for url, record in fetched.items() if record.status != NOT_FETCHED)
             again = [url for url, record in fetched.items()
                      if is_retryable(record.status) and not downloader.is_stopped(url)]
             if again and retry.final_pass_attempts > 0 and not (watch and watch.verdict == NetworkWatch.DOWN):

@@ -71,11 +71,13 @@ def extract_on_devices(data: dict[str, pd.DataFrame], data_dir: str | Path, work
     schema_ = get_schema(schema)
     check_image_column(spec, schema_)  # here, not in each worker: their failures would read as a run to resume
     host_stops = HostStops()  # the hosts the parent's fetch stopped: each worker's shards send them a probe first
+    tried: set[str] = set()  # a link in both splits is requested once
     if spec.modality == "image":
         watch = None if images_offline_ok else NetworkWatch()  # a dead network stops the run early, as in extract
         for split in SPLITS:  # once, here: the workers then find every picture in the cache
             fetch_images(data[split][schema_.image_column], base_dir=data_dir,
-                         cache_dir=Path(work_dir) / IMAGE_CACHE_DIR, watch=watch, host_stops=host_stops)
+                         cache_dir=Path(work_dir) / IMAGE_CACHE_DIR, watch=watch, host_stops=host_stops,
+                         tried=tried)
             if watch is not None and watch.verdict == NetworkWatch.DOWN:
                 raise network_down_error(data, data_dir, work_dir, schema_,
                                          stage_dir(work_dir, "01_extract") / spec.name, watch)

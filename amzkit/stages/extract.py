@@ -244,7 +244,8 @@ def extract(
     (extract_on_devices), so the failures in the cache stand and no failed link is requested again (links it left
     not_fetched, of a host it stopped sending to, have no manifest line and are tried again). A host the fetch of
     one shard stopped sending to is sent only a probe of a few requests by the later shards of this call (see
-    HostStops; `host_stops`: the caller's, with the hosts it stopped); a new call tries every link again. Returns
+    HostStops; `host_stops`: the caller's, with the hosts it stopped), and a link in several shards is requested
+    once (its rows get one status); a new call tries every link again. Returns
     the merged manifest (num_shards == 1) or a summary of the shards this kernel wrote.
     """
     checked = PARAMETERS.validate(batch_size=batch_size, num_workers=num_workers, shard_index=shard_index,
@@ -301,7 +302,7 @@ def extract(
     watch = None if images_offline_ok else NetworkWatch()
     fetch = functools.partial(_fetch_shard, data, data_dir=data_dir, work_dir=work_dir, schema_=schema_,
                               run_dir=run_dir, watch=watch, retry_passing=not parent_fetched,
-                              host_stops=host_stops if host_stops is not None else HostStops())
+                              host_stops=host_stops if host_stops is not None else HostStops(), tried=set())
     refetched = _refetch_passing_failures(retry, data, spec, shard_dir, fetch)
     todo.update({key: retry[key][0] for key in refetched})
     if todo:
@@ -354,11 +355,12 @@ def _refetch_passing_failures(retry: dict, data, spec: ModelSpec, shard_dir: Pat
 
 def _fetch_shard(data, rows: pd.DataFrame, *, data_dir, work_dir, schema_, run_dir: Path,
                  watch: NetworkWatch | None, retry_passing: bool = True,
-                 host_stops: HostStops | None = None) -> pd.DataFrame:
+                 host_stops: HostStops | None = None, tried: set[str] | None = None) -> pd.DataFrame:
     """The fetch table of a shard's image links; a network found down stops 01 (see `network_down_error`).
-    `host_stops`: the hosts the run's fetches stopped sending to, shared by its shards."""
+    `host_stops`: the hosts the run's fetches stopped sending to, and `tried`: the URLs they tried (each fetched
+    once per run), both shared by its shards."""
     fetched = fetch_images(rows[schema_.image_column], base_dir=data_dir, cache_dir=Path(work_dir) / "image_cache",
-                           watch=watch, retry_passing=retry_passing, host_stops=host_stops)
+                           watch=watch, retry_passing=retry_passing, host_stops=host_stops, tried=tried)
     if watch is not None and watch.verdict == NetworkWatch.DOWN:
         raise network_down_error(data, data_dir, work_dir, schema_, run_dir, watch)
     return fetched
