@@ -955,6 +955,20 @@ def test_a_host_an_earlier_fetch_of_the_run_stopped_is_sent_a_probe_first_and_us
         server.refusing = True
 
 
+def test_a_host_its_probe_stopped_is_sent_nothing_by_a_try_that_had_not_yet_claimed_its_place(tmp_path):
+    """A thread past the stopped-host check when the probe's last failure stopped the host found it off probation
+    and sent its try anyway: 01's later shards sent a host refusing everything 7 requests, not 3 (64 threads)."""
+    stop = http_module.HostStop("images.example", 4, 60.0, Counter(http_429=4))
+    downloader = http_module.Downloader(tmp_path, (1.0, 1.0), 1000, 64, 10_000, stop_after(4), pool_size=1,
+                                        carried={"images.example": stop})
+    url = "http://images.example/a.jpg"
+    assert [downloader.claim(url) for _ in range(4)] == [True, True, True, False], "a probe of 3"
+    assert [downloader.note(url, "http_429", http_module.REACHED) is not None for _ in range(3)] == [False] * 2 + [True]
+    assert downloader.is_stopped(url) and not downloader.claim(url), "stopped: no more tries"
+    other = "http://elsewhere.example/b.jpg"
+    assert downloader.claim(other), "another host as ever"
+
+
 def test_a_probe_that_stops_a_host_while_the_watch_still_probes_ends_the_fetch(dead_url, server, tmp_path):
     stops = HostStops()
     run([f"{dead_url}/earlier{i}.jpg" for i in range(4)], tmp_path / "cache", tmp_path, max_workers=1,

@@ -291,10 +291,13 @@ class Downloader:
 
     def claim(self, url: str) -> bool:
         """Whether a try at `url` may be sent now: always, unless its host is on probation (stopped by an earlier
-        fetch of the run) and `retry.host_probe_tries` requests were sent it with no answer yet. A claimed try
-        is then `note`d (which frees its place when it sent no request)."""
+        fetch of the run) and `retry.host_probe_tries` requests were sent it with no answer yet, or stopped since
+        the caller last looked (a probe's last failure takes it off probation). A claimed try is then `note`d
+        (which frees its place when it sent no request)."""
         host = link_host(url)
         with self._pauses_lock:
+            if host in self.stopped:
+                return False
             if host not in self.probation:
                 return True
             if self._probes_sent[host] >= max(1, self.retry.host_probe_tries):
