@@ -581,6 +581,23 @@ def test_a_blend_that_gives_every_weight_to_one_run_says_test_pred_is_that_run(t
                               f"CV is {m['run_smape']['good']:.3f}")
 
 
+def test_a_run_blended_with_its_twin_is_not_said_to_have_taken_every_weight(tmp_path: Path) -> None:
+    # one run trained twice under two names: the blend weighs both and writes that run's predictions; the note
+    # said 'blend gave the other runs no weight' beside weights.csv giving the twin most of it
+    from amzkit.stages.ensemble_report import choice_note
+
+    w = world(24)
+    oof, test = noisy(w["target"], 0.3, 1), noisy(w["test_target"], 0.3, 2)
+    make_run(tmp_path, "a", w, oof, test)
+    make_run(tmp_path, "b", w, oof, test)
+    m = ensemble(tmp_path, ["a", "b"], method="blend")
+    assert m["test_is_best_single"] and m["best_single_run"] == "a" and m["weights"]["b"] > 0
+    note = choice_note(m)
+    assert "no weight" not in note
+    assert note == (f"note: test_pred.csv is 'a''s own predictions (blend also weighs 'b', which predict the same); "
+                    f"its own CV is {m['run_smape']['a']:.3f}")
+
+
 def test_runs_of_reordered_train_rows_are_refused_with_what_changed(tmp_path: Path) -> None:
     w = world(22)
     noisy_run(tmp_path, "old", w, 0.3, 1)

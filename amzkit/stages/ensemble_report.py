@@ -28,6 +28,11 @@ def choice_note(metrics: dict) -> str:
     single run: few or alike runs, where picking a method costs more than blending gains; '' otherwise."""
     best = metrics["best_single_run"]
     if metrics.get("test_is_best_single") and len(metrics["runs"]) > 1:
+        weighed = [name for name, weight in metrics["weights"].items() if name != best and weight > 0]
+        if weighed and metrics["method"].startswith("blend"):  # e.g. a run trained twice under two names
+            return (f"note: test_pred.csv is {best!r}'s own predictions ({metrics['method']} also weighs "
+                    f"{', '.join(map(repr, weighed))}, which predict the same); its own CV is "
+                    f"{metrics['best_single_smape']:.3f}")
         return (f"note: test_pred.csv is {best!r} alone ({metrics['method']} gave the other runs no weight); its "
                 f"own CV is {metrics['best_single_smape']:.3f}")
     if metrics["cv_smape"] <= metrics["best_single_smape"] or metrics.get("test_is_best_single"):
