@@ -538,6 +538,30 @@ def test_a_04_notebook_refusing_a_column_leaves_no_finished_04_behind(tmp_path: 
     assert not (tmp_path / "04_ensemble" / "metrics.json").exists()
 
 
+def test_a_method_asked_for_by_name_is_not_said_to_be_chosen_by_nested_score(tmp_path: Path, capsys) -> None:
+    # -p method stack: 04's line said 'chosen by nested score: stack' though the blend's nested score was lower
+    from types import SimpleNamespace
+
+    from amzkit.app.runners import Context, run_ensemble
+    from amzkit.core.schema import get_schema
+
+    w = world(16)
+    noisy_run(tmp_path, "a", w, 0.3, seed=1)
+    noisy_run(tmp_path, "b", w, 0.3, seed=2)
+    params = SimpleNamespace(runs=["a", "b"], method="stack", meta="ridge", calibrate_by="", meta_features=[],
+                             factor_min=0.7, factor_max=1.3, min_group_rows=200)
+    m = run_ensemble(Context("04_ensemble", params, get_schema("amazon2025"), tmp_path))
+    out = capsys.readouterr().out
+    lowest = min(m["method_smape_nested"], key=m["method_smape_nested"].get)
+    assert m["method"] == "stack" and lowest != "stack"
+    assert "chosen by nested score" not in out
+    assert (f"stack as asked (-p method; the lowest nested is {lowest} {m['method_smape_nested'][lowest]:.3f}) -> "
+            f"test_pred.csv, CV SMAPE {m['cv_smape']:.3f}") in out
+    params.method = "best"
+    m = run_ensemble(Context("04_ensemble", params, get_schema("amazon2025"), tmp_path))
+    assert f"chosen by nested score: {m['method']} -> test_pred.csv" in capsys.readouterr().out
+
+
 def test_runs_made_for_other_test_rows_are_refused_whichever_run_comes_first(tmp_path: Path) -> None:
     w = world(15)
     for name, seed, made_for in (("a_old", 1, None), ("b", 2, "rows b"), ("c", 3, "rows c")):

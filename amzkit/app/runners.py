@@ -379,8 +379,12 @@ def run_ensemble(ctx: Context) -> dict:
                        columns_rows_sha256={split: rows_sha256(frame, ctx.schema.id_column)
                                             for split, frame in ctx.data.items()} if wanted else None)
     print(ensemble_report.summary_table(metrics).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    print(f"chosen by nested score: {metrics['method']} -> test_pred.csv, CV SMAPE {metrics['cv_smape']:.3f} "
-          f"({metrics['cv_scores']}); "
+    nested = metrics["method_smape_nested"]
+    lowest = min(nested, key=nested.get)  # what "best" would send: a method asked for by name may not be it
+    how = (f"chosen by nested score: {metrics['method']}" if metrics["method_requested"] == "best" else
+           f"{metrics['method']} as asked (-p method" + (f"; the lowest nested is {lowest} {nested[lowest]:.3f})"
+                                                        if lowest != metrics["method"] else ")"))
+    print(f"{how} -> test_pred.csv, CV SMAPE {metrics['cv_smape']:.3f} ({metrics['cv_scores']}); "
           f"blend nested {metrics['blend_smape_nested']:.3f} (in-sample {metrics['blend_smape_in_sample']:.3f}); "
           f"best single run {metrics['best_single_run']} {metrics['best_single_smape']:.3f}"
           + other_scores(metrics, get_schema(metrics.get("schema") or ctx.schema.name).report_metrics, "cv_", "CV"))
