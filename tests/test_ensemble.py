@@ -295,6 +295,31 @@ def test_per_group_factors_fix_biases_of_opposite_sign(tmp_path: Path) -> None:
         ensemble(tmp_path, ["r"], groups=groups.iloc[:-5])
 
 
+def test_a_method_asked_for_by_name_that_ignores_calibrate_by_or_meta_features_says_so(tmp_path: Path,
+                                                                                      capsys) -> None:
+    # -p method blend -p calibrate_by unit_family: 04 read the CSVs for the groups and wrote an uncalibrated blend
+    # without a word (calibrate_by's help says 'a calibration factor per group')
+    w = world(12)
+    noisy_run(tmp_path, "r", w, 0.3, 1)
+    all_ids = np.concatenate([w["ids"], w["test_ids"]])
+    groups = pd.Series(np.where(np.arange(len(all_ids)) % 2, "g", "ml"), index=all_ids)
+    extra = pd.DataFrame({"x": np.arange(len(all_ids), dtype=float)}, index=all_ids)
+    expected = {"blend": "calibrate_by (the +calibration methods use it only) and meta_features (the stack methods "
+                         "see them only)",
+                "stack": "calibrate_by (the +calibration methods use it only)",
+                "blend+calibration": "meta_features (the stack methods see them only)"}
+    for method in METHODS + ("best",):
+        capsys.readouterr()
+        ensemble(tmp_path, ["r"], method=method, groups=groups, meta_features=extra)
+        out = capsys.readouterr().out
+        if method in expected:
+            assert f"note: method {method} ignores {expected[method]}" in out
+        else:
+            assert "ignores" not in out
+    ensemble(tmp_path, ["r"], method="blend")
+    assert "ignores" not in capsys.readouterr().out
+
+
 def test_small_groups_take_the_global_factor() -> None:
     pred, target = np.array([2.0] * 300 + [1.0] * 10), np.array([1.0] * 300 + [1.0] * 10)
     groups = np.array(["big"] * 300 + ["small"] * 10)

@@ -142,6 +142,13 @@ def ensemble(work_dir: str | Path, runs=D.runs, *, method: str = D.method, meta=
               + " (rerun 03_train with the same parameters to finish them: it resumes)")
     if len(runs) < 1:
         raise FileNotFoundError(f"no 03_train runs in {work_dir}: run 03_train first")
+    unused = [f"{name} ({who} only)" for name, given, who in (
+        ("calibrate_by", groups is not None, "the +calibration methods use it"),
+        ("meta_features", meta_features is not None, "the stack methods see them"))
+        if given and method != "best" and (("calibration" not in method) if name == "calibrate_by"
+                                           else not method.startswith("stack"))]
+    if unused:  # the method asked for by name does not use them: its predictions are made without them
+        print(f"note: method {method} ignores {' and '.join(unused)}")
     loaded = {name: load_run(work_dir, name) for name in runs}
     check_compatible(loaded)
     first = loaded[runs[0]]["oof"]
