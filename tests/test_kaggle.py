@@ -414,7 +414,8 @@ elif args[:2] == ["datasets", "status"]:
     if not state["dataset_exists"]:
         print("404 - Not Found", file=sys.stderr)
         sys.exit(1)
-    print("ready")
+    queue = state.get("dataset_statuses") or ["ready"]  # a new version is "pending" while Kaggle processes it
+    print(queue.pop(0) if len(queue) > 1 else queue[0])
 elif args[:2] == ["datasets", "create"]:
     state["dataset_exists"] = True
     print("Your private Dataset is being created. Please check progress at https://www.kaggle.com/x")
@@ -500,11 +501,26 @@ def test_push_uploads_the_dataset_then_each_kernel_in_order_polling_its_version(
     assert main(["kaggle", "push", "--build", build, "--stages", "04_ensemble", "--message", "v2"]) == 0
     again = fake_kaggle()[len(calls):]
     assert again[1] == ["datasets", "version", "-p", dataset_dir, "-r", "zip", "-m", "v2"]  # it exists now
-    assert again[2:] == [["kernels", "push", "-p", str(built.out / "amzkit-04-ensemble")]]
+    assert again[2:] == [["datasets", "status", f"{OWNER}/amzkit-wheel"],  # ready before the kernel that installs it
+                         ["kernels", "push", "-p", str(built.out / "amzkit-04-ensemble")]]
     assert kaggle_push.pushed_versions(built.out)[_kernel(built, "04_ensemble").id]["version"] == 2
     _state(outputs={"amzkit/kaggle_outputs.json": json.dumps({"files": {}})})
     assert main(["kaggle", "fetch", "04", "--build", build, "--out", str(built.out.parent / "o4")]) == 0
     assert fake_kaggle()[-1][:3] == ["kernels", "output", f"{_kernel(built, '04_ensemble').id}/2"]  # that version
+
+
+def test_a_push_without_wait_waits_for_the_new_wheel_before_pushing_the_kernel(built, fake_kaggle, capsys):
+    """A kernel pushed while the wheel dataset's new version is still processing mounts the previous version, and
+    its install cell refuses that older amzkit: the kernel is pushed once the dataset is ready, --wait or not."""
+    _state(dataset_exists=True, dataset_statuses=["ready", "pending", "pending", "ready"])  # the first: exists?
+    kaggle_push.push(built.out, stages=["04"], poll_interval=0, sleep=lambda s: None)
+    calls = [c[:2] for c in fake_kaggle()]
+    assert calls == [["datasets", "status"], ["datasets", "version"], *[["datasets", "status"]] * 3,
+                     ["kernels", "push"]]
+    _state(dataset_statuses=["ready", "error"])
+    with pytest.raises(KaggleError, match="amzkit-wheel ended error"):
+        kaggle_push.push(built.out, stages=["04"], poll_interval=0, sleep=lambda s: None)
+    assert fake_kaggle()[-1][:2] == ["datasets", "status"]  # no kernel pushed to run without its wheel
 
 
 def test_an_earlier_versions_complete_is_never_taken_for_the_new_run(built, fake_kaggle, capsys):

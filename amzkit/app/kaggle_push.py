@@ -90,7 +90,7 @@ def push(build_dir: str | Path = DEFAULT_BUILD, stages: Sequence[str] | None = N
     wheels = sorted(p.name for p in dataset_dir.glob("*.whl"))
     echo(f"wheel dataset {plan['dataset']['id']} ({dataset_dir}): {', '.join(wheels) or 'NO WHEEL'}")
     if not skip_dataset:
-        _push_dataset(cli, dataset_dir, plan["dataset"]["id"], message, wait, poll_interval, timeout, sleep)
+        _push_dataset(cli, dataset_dir, plan["dataset"]["id"], message, poll_interval, timeout, sleep)
 
     def wait_until_ended(kernel: dict, versions: dict[str, int | None]) -> None:
         """Poll a pushed kernel (its version leaves `versions`) until it ends; record its status."""
@@ -182,14 +182,17 @@ def _wait_kernel(cli: KaggleCLI, kernel_id: str, version: int | None, poll_inter
                     poll_interval, timeout, sleep, stale_guard=version > 1, fallback=["kernels", "status", kernel_id])
 
 
-def _push_dataset(cli: KaggleCLI, folder: Path, dataset_id: str, message: str, wait: bool, poll_interval: float,
+def _push_dataset(cli: KaggleCLI, folder: Path, dataset_id: str, message: str, poll_interval: float,
                   timeout: float, sleep: Callable[[float], None]) -> None:
-    """`datasets version` when the dataset exists, else `datasets create`; `-r zip` keeps sub-folders."""
+    """`datasets version` when the dataset exists, else `datasets create` (`-r zip` keeps sub-folders); then poll
+    it until Kaggle has processed the upload, with or without --wait: a kernel pushed before would mount the
+    previous version, and its install cell refuses that older amzkit."""
     message = message or f"amzkit wheel {time.strftime('%Y-%m-%d %H:%M')}"
     if cli.dry_run:
         cli(["datasets", "status", dataset_id], comment="does it exist?")
         cli(["datasets", "create", "-p", str(folder), "-r", "zip"], comment="the first time")
         cli(["datasets", "version", "-p", str(folder), "-r", "zip", "-m", message], comment="afterwards")
+        cli(["datasets", "status", dataset_id], comment="until the upload is ready, before any kernel is pushed")
         return
     status = call_retrying(cli, ["datasets", "status", dataset_id], sleep, quiet=True)
     text = (status.stdout + status.stderr).lower()
@@ -203,10 +206,9 @@ def _push_dataset(cli: KaggleCLI, folder: Path, dataset_id: str, message: str, w
         proc = call_retrying(cli, ["datasets", "create", "-p", str(folder), "-r", "zip"], sleep)
     if failed(proc, ("successfully", "being created", "is being", "upload successful")):
         raise KaggleError(f"uploading the wheel dataset {dataset_id} failed (output above){http_hint(proc)}")
-    if wait:
-        final = wait_for(cli, ["datasets", "status", dataset_id], dataset_id, poll_interval, timeout, sleep)
-        if final != "complete":
-            raise KaggleError(f"dataset {dataset_id} ended {final}: open it on kaggle.com to see why")
+    final = wait_for(cli, ["datasets", "status", dataset_id], dataset_id, poll_interval, timeout, sleep)
+    if final != "complete":
+        raise KaggleError(f"dataset {dataset_id} ended {final}: open it on kaggle.com to see why")
 
 
 def fetch(stage: str, build_dir: str | Path = DEFAULT_BUILD, out: str | Path | None = None, dry_run: bool = False,
