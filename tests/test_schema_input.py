@@ -250,6 +250,21 @@ def test_a_missing_csv_names_the_file_it_may_be(tmp_path):
         resolve_data_dir(str(tmp_path / "nowhere"), tmp_path)
 
 
+def test_a_data_dir_holding_the_csvs_deeper_down_names_the_folder_to_pass(tmp_path):
+    """-p data_dir at the unzipped 2025 archive (or its Kaggle mount) holds them two folders down, in
+    student_resource/dataset/: 'train CSV not found' named no folder; now the one to pass is named."""
+    from amzkit.app.runners import resolve_data_dir
+
+    data = tmp_path / "amazon-ml-2025" / "student_resource" / "dataset"
+    data.mkdir(parents=True)
+    for name in ("train.csv", "test.csv"):
+        (data / name).write_text("sample_id,catalog_content,image_link,price\n1,x,,2.0\n")
+    with pytest.raises(FileNotFoundError, match=r"data_dir .*amazon-ml-2025 holds no train.csv.*student_resource/"
+                                                 r"dataset.*-p data_dir .*student_resource/dataset"):
+        resolve_data_dir(str(tmp_path / "amazon-ml-2025"), tmp_path)
+    assert resolve_data_dir(str(data), tmp_path) == data
+
+
 def test_a_column_named_twice_in_the_header_is_said_so_not_named_as_pandas_renames_it(tmp_path):
     path = tmp_path / "train.csv"
     path.write_text("sample_id,catalog_content,image_link,price,price\n1,x,,2.0,3.0\n")

@@ -56,7 +56,7 @@ def resolve_data_dir(data_dir: str, work_dir: Path, train_name: str = "train.csv
 
     'auto' probes /kaggle/input on Kaggle (given `schema`, the first folder whose CSVs have its columns, so
     another attached dataset's train.csv is passed over, and named); 'demo' builds the embedded demo under
-    work_dir/data; anything else is a folder path.
+    work_dir/data; anything else is a folder path (one whose CSVs lie further down is refused naming their folder).
     """
     if data_dir == "demo":
         return make_demo(work_dir / "data").train_csv.parent
@@ -81,6 +81,10 @@ def resolve_data_dir(data_dir: str, work_dir: Path, train_name: str = "train.csv
                                  f"(here {folder.parent})")
     if not folder.is_dir():
         raise FileNotFoundError(f"data_dir {folder} does not exist")
+    if not (folder / train_name).exists() and (found := find_data_dirs(folder, train_name=train_name)):
+        # e.g. the unzipped 2025 archive (or its Kaggle mount): the CSVs are in student_resource/dataset/
+        raise FileNotFoundError(f"data_dir {folder} holds no {train_name}; folders below it hold {train_name} and "
+                                f"test.csv: {', '.join(map(str, found[:3]))}. Pass -p data_dir {found[0]}")
     return folder
 
 
