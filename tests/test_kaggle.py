@@ -1121,3 +1121,21 @@ def test_a_params_file_that_does_not_parse_is_refused_by_the_cli_without_a_trace
     err = capsys.readouterr().err
     assert f"--params {params} cannot be read" in err and "Traceback" not in err
     assert not (tmp_path / "b").exists()
+
+
+def test_a_params_file_keyed_by_stage_numbers_reads_them_as_yaml_gives_them(tmp_path):
+    """YAML reads an unquoted `03:` key as the number 3: the stage number the error message offered was refused
+    as "unknown stage '3'"."""
+    params = tmp_path / "kaggle.yaml"
+    params.write_text("01: {model: color-stats, text_model: tfidf-svd}\n03: {run_name: siglip, embeddings: []}\n")
+    kernels = _build(tmp_path / "build", params_file=params).kernels
+    assert _kernel_params(kernels, "03_train")["run_name"] == "siglip"
+    assert _kernel_params(kernels, "01_extract")["model"] == "color-stats"
+    params.write_text("6: {run_name: x}\n")
+    with pytest.raises(ValueError, match="unknown stage '06'"):
+        kaggle.load_params_file(params)
+
+
+def _kernel_params(kernels: list[kaggle.KernelPlan], stage: str) -> dict:
+    (kernel,) = [k for k in kernels if k.stage == stage]
+    return kernel.params

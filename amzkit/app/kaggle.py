@@ -155,8 +155,8 @@ def load_params_file(path: str | Path) -> dict[str, list[dict[str, Any]]]:
     if not isinstance(data, dict):
         raise ValueError(f"{path} must map stage names to parameters, e.g. {{'03_train': {{'run_name': 'x'}}}}")
     out: dict[str, list[dict[str, Any]]] = {}
-    for key, value in data.items():
-        stage = _stage_name(str(key))
+    for key, value in data.items():  # YAML reads an unquoted `03:` as the number 3
+        stage = _stage_name(f"{key:02d}" if isinstance(key, int) and not isinstance(key, bool) else str(key))
         variants = value if isinstance(value, list) else [value or {}]
         if not variants or not all(isinstance(v, dict) for v in variants):
             raise ValueError(f"{path}: {key} must be a mapping of parameters or a list of mappings")
