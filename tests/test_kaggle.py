@@ -286,7 +286,7 @@ def test_install_cell_defines_only_private_names_and_prints_the_version(capsys):
     exec(compile(kaggle.INSTALL_CELL, "<install>", "exec"), namespace)  # amzkit is installed here: nothing to do
     assert [n for n in namespace if n != "__builtins__" and not n.startswith("_")] == []
     assert capsys.readouterr().out.strip() == f"amzkit {importlib.metadata.version('amzkit')}"
-    assert len(kaggle.INSTALL_CELL.splitlines()) <= 30  # one import a line (ruff clean), still short
+    assert len(kaggle.INSTALL_CELL.splitlines()) <= 33  # one import a line (ruff clean), still short
 
 
 def _run_install_cell(root: Path, monkeypatch, installed: str | None, want: str = "") -> list[list[str]]:
@@ -346,6 +346,20 @@ def test_install_cell_refuses_an_amzkit_older_than_the_kernels_build(tmp_path, m
     assert len(calls) == 1
     assert _run_install_cell(tmp_path, monkeypatch, installed=NEW, want=OLD) == []  # a newer wheel is fine
     assert f"amzkit {NEW}; this kernel was built with {OLD}" in capsys.readouterr().out
+
+
+def test_install_cell_without_the_wheel_dataset_says_to_attach_it(tmp_path, monkeypatch, capsys):
+    """A built kernel whose amzkit-wheel dataset is not attached was told to upload the wheel again and wait for its
+    new version; an interactive Kaggle notebook printed '(no installed wheel)' and then failed to import amzkit."""
+    (tmp_path / "input" / "amazon-ml-2025").mkdir(parents=True)  # the data is attached, the wheel dataset is not
+    with pytest.raises(RuntimeError, match=r"no amzkit wheel under .*input: attach your amzkit-wheel dataset .*then "
+                                           "run this kernel again") as refused:
+        _run_install_cell(tmp_path, monkeypatch, installed=None, want=NEW)
+    assert "upload the wheel dataset again" not in str(refused.value)
+    assert _run_install_cell(tmp_path, monkeypatch, installed=None) == []  # interactive: the next cell's import fails
+    assert "amzkit no amzkit wheel under" in capsys.readouterr().out  # ... after this line said what to attach
+    _run_install_cell(tmp_path / "elsewhere", monkeypatch, installed=None)  # off Kaggle (no input folder): as before
+    assert capsys.readouterr().out.strip() == "amzkit (no installed wheel)"
 
 
 def test_built_notebooks_start_with_the_install_cell_expecting_the_builds_wheel(built):

@@ -129,11 +129,14 @@ if _whl and (not _have() or _build(_have()) < _build(_want)):
                     "--find-links", str(_whl[-1].parent), "amzkit",
                     *sorted(str(w) for w in _whl[-1].parent.glob("*.whl") if not w.name.startswith("amzkit-"))])
     _il.invalidate_caches()
-print(f"amzkit {{_have() or '(no installed wheel)'}}" + (f"; this kernel was built with {{_want}}" if _want else ""))
+_none = f"no amzkit wheel under {{_root}}: attach your amzkit-wheel dataset (Add Input; kaggle push uploads it)"
+print(f"amzkit {{_have() or (_none if _root.is_dir() and not _whl else '(no installed wheel)')}}"
+      + (f"; this kernel was built with {{_want}}" if _want else ""))
 if _build(_have()) < _build(_want):
-    raise RuntimeError(f"amzkit {{_have() or '(none)'}} is older than this kernel's build {{_want}}: upload the wheel "
-                       "dataset again (python -m amzkit kaggle push without --skip-dataset), wait until Kaggle shows "
-                       "its new version, then run this kernel again")'''
+    raise RuntimeError(f"{{_none}}, then run this kernel again" if not _whl else f"amzkit {{_have() or '(none)'}} is "
+                       f"older than this kernel's build {{_want}}: upload the wheel dataset again (python -m "
+                       "amzkit kaggle push without --skip-dataset), wait until Kaggle shows its new version, then "
+                       "run this kernel again")'''
 
 
 INSTALL_CELL = install_cell()
