@@ -326,6 +326,25 @@ def test_auto_data_dir_prefers_the_attached_folder_whose_csvs_fit_the_schema(tmp
     assert "amz-2023" in capsys.readouterr().out  # the other candidate is named, not silently passed over
 
 
+def test_a_missing_data_dir_under_kaggle_input_names_the_attached_data_folders(tmp_path, monkeypatch):
+    """-p data_dir /kaggle/input/<slug> (the flat layout) where Kaggle mounted the dataset grouped, under
+    datasets/<owner>/<slug>/: 'data_dir ... does not exist' said nothing of where the CSVs are."""
+    from amzkit.app import runners
+
+    root = tmp_path / "input"
+    data = root / "datasets" / "bob" / "amazon-ml-2025" / "dataset"
+    data.mkdir(parents=True)
+    for name in ("train.csv", "test.csv"):
+        (data / name).write_text("sample_id,catalog_content,image_link,price\n1,x,u,2.0\n")
+    monkeypatch.setattr(runners, "KAGGLE_INPUT", root)
+    with pytest.raises(FileNotFoundError, match=r"data_dir .*input/amazon-ml-2025 does not exist; under .*input the "
+                                                 r"folders holding train.csv and test.csv are .*bob/amazon-ml-2025/"
+                                                 r"dataset: pass one, or -p data_dir auto"):
+        runners.resolve_data_dir(str(root / "amazon-ml-2025"), tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"nowhere does not exist$"):  # elsewhere: as before
+        runners.resolve_data_dir(str(tmp_path / "nowhere"), tmp_path)
+
+
 def test_a_nul_byte_in_a_field_is_refused_with_its_line_not_read_as_cut_text(tmp_path: Path) -> None:
     """pandas' C parser ends a field at a NUL byte and drops the rest of it: 'ab\\x00cd' loaded as 'ab', silently."""
     path = tmp_path / "train.csv"

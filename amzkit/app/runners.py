@@ -80,7 +80,11 @@ def resolve_data_dir(data_dir: str, work_dir: Path, train_name: str = "train.csv
         raise NotADirectoryError(f"data_dir {folder} is a file: give the folder that holds train.csv and test.csv "
                                  f"(here {folder.parent})")
     if not folder.is_dir():
-        raise FileNotFoundError(f"data_dir {folder} does not exist")
+        under_input = any(folder.is_relative_to(root) for root in (KAGGLE_INPUT.absolute(), KAGGLE_INPUT.resolve()))
+        found = find_data_dirs(KAGGLE_INPUT, train_name=train_name) if under_input else []
+        raise FileNotFoundError(f"data_dir {folder} does not exist" + (  # Kaggle's mount layouts differ: name them
+            f"; under {KAGGLE_INPUT} the folders holding {train_name} and test.csv are "
+            f"{', '.join(map(str, found[:3]))}: pass one, or -p data_dir auto" if found else ""))
     if not (folder / train_name).exists() and (found := find_data_dirs(folder, train_name=train_name)):
         # e.g. the unzipped 2025 archive (or its Kaggle mount): the CSVs are in student_resource/dataset/
         raise FileNotFoundError(f"data_dir {folder} holds no {train_name}; folders below it hold {train_name} and "
