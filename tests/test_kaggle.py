@@ -1153,3 +1153,16 @@ def test_a_params_file_keyed_by_stage_numbers_reads_them_as_yaml_gives_them(tmp_
 def _kernel_params(kernels: list[kaggle.KernelPlan], stage: str) -> dict:
     (kernel,) = [k for k in kernels if k.stage == stage]
     return kernel.params
+
+
+@pytest.mark.parametrize("params", [{"preset": "tuned-lgbm"}, {"learner_params": {"preset": "tuned-lgbm"}},
+                                    {"preset": "tuned-lgbm", "tune_trials": 5}])
+def test_a_03_kernel_with_a_saved_preset_is_refused_at_build(tmp_path, params):
+    """A preset saved by a local tuning (03_train/presets/tuned-lgbm.json, as 03 suggests: -p preset tuned-lgbm)
+    is in no 03 kernel's work folder: the kernel stopped on 'unknown preset' once 01 and 02 had run."""
+    with pytest.raises(ValueError, match=r"03_train run 'lgbm' uses the saved preset 'tuned-lgbm'.*no saved preset"):
+        _build(tmp_path / "build", cli_params=[f"03_train.{k}={json.dumps(v) if isinstance(v, dict) else v}"
+                                               for k, v in params.items()])
+    assert not (tmp_path / "build").exists()
+    built = _build(tmp_path / "ok", cli_params=["03_train.preset=huber", "03_train.tune_trials=5"])
+    assert _kernel(built, "03_train").params["preset"] == "huber"  # a built-in preset, tuned in the kernel: fine

@@ -35,6 +35,7 @@ from amzkit.app.kaggle_wheel import build_wheel, wheel_version
 from amzkit.app.parameters import check_parameters, stage_parameters
 from amzkit.core.io import write_json
 from amzkit.core.workdir import STAGES
+from amzkit.ml.presets import PRESETS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -445,8 +446,9 @@ def _plan_kernels(owner: str, prefix: str, per_stage: Mapping[str, list[dict[str
 
 def _check_03_runs(variants: list[dict[str, Any]]) -> None:
     """A 03 kernel's work folder holds no 03 run but its own (it mounts the 01/02 kernels, never a 03 kernel), and
-    04/05 keep the first of two same-named runs of the 03 kernels they mount: a pseudo_label_run would fail on
-    Kaggle after the kernels before it had run, and two parameter sets training one run name would lose one run."""
+    04/05 keep the first of two same-named runs of the 03 kernels they mount: a pseudo_label_run or a saved preset
+    (a local tuning's) would fail on Kaggle after the kernels before it had run, and two parameter sets training one
+    run name would lose one run."""
     default = stage_parameters("03_train")["run_name"]
     names = [v.get("run_name") or default for v in variants]
     for name, source in ((n, v.get("pseudo_label_run")) for n, v in zip(names, variants, strict=True)):
@@ -455,6 +457,14 @@ def _check_03_runs(variants: list[dict[str, Any]]) -> None:
                              "01/02 kernels' outputs, not another 03 kernel's runs (nor any earlier run), so it would "
                              f"fail on Kaggle. Train {source!r} and then this run in one session (03_train twice in "
                              "one Kaggle notebook, or locally), or leave pseudo_label_run out of the build")
+    for name, variant in zip(names, variants, strict=True):
+        own = variant.get("learner_params", {}).get("preset")
+        for preset in (p for p in (variant.get("preset"), own) if isinstance(p, str) and p not in PRESETS):
+            raise ValueError(f"03_train run {name!r} uses the saved preset {preset!r}: a 03 kernel's work folder holds "
+                             "no saved preset (it mounts the 01/02 kernels' outputs only), so it would fail on Kaggle. "
+                             f"Give a built-in preset {sorted(PRESETS)} with the saved one's LightGBM parameters as "
+                             f"lgb_params (03_train/presets/{preset}.json, 'params'), or tune in the kernel "
+                             "(tune_trials)")
     for name in (n for n in names if names.count(n) > 1):
         raise ValueError(f"several 03_train parameter sets train the run {name!r}" + (" (the default run_name)" if name
                          == default else "") + ": 04 and 05 would see only one of them. Give each parameter set its "
