@@ -1166,3 +1166,20 @@ def test_a_03_kernel_with_a_saved_preset_is_refused_at_build(tmp_path, params):
     assert not (tmp_path / "build").exists()
     built = _build(tmp_path / "ok", cli_params=["03_train.preset=huber", "03_train.tune_trials=5"])
     assert _kernel(built, "03_train").params["preset"] == "huber"  # a built-in preset, tuned in the kernel: fine
+
+
+def test_a_03_kernel_reading_an_01_run_no_01_kernel_extracts_is_warned_of_at_build(tmp_path):
+    """01 built with another model than the 03 defaults read (fashion-siglip, minilm): the 03 kernel stopped on a
+    missing 01 run only after 01 and 02 had run on Kaggle, and the build said nothing."""
+    with pytest.warns(UserWarning, match=r"03_train run 'lgbm' reads the 01 run 'fashion-siglip' \('fashion-siglip:"
+                                         r"pca:64'\), which no 01_extract kernel of this build extracts \(they extract "
+                                         r"\['color-stats', 'tfidf-svd'\]\)"):
+        _build(tmp_path / "a", cli_params=["01.model=color-stats", "01.text_model=tfidf-svd"])
+    with pytest.warns(UserWarning, match=r"reads the 01 run 'minilm' \('minilm'\)"):  # the knn learner's run too
+        _build(tmp_path / "b", cli_params=["01.model=color-stats", "01.text_model=tfidf-svd", "03.embeddings=[]",
+                                           "03.learner=knn", '03.learner_params={"embedding": "minilm"}'])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # runs 01 extracts, or no 01 kernel in the build: nothing to say
+        _build(tmp_path / "c", cli_params=["01.model=color-stats", "01.text_model=tfidf-svd",
+                                           '03.embeddings=["color-stats:pca:8", "tfidf-svd"]'])
+        _build(tmp_path / "d", stages=["03_train"])

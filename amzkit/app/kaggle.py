@@ -20,6 +20,7 @@ import papermill as pm
 import yaml
 
 from amzkit.app.kaggle_api import KaggleError, read_credentials
+from amzkit.app.kaggle_checks import check_03_runs, runs_no_01_kernel_extracts
 from amzkit.app.kaggle_image import Downloader, kernel_needs, plan_shipping, read_pins
 from amzkit.app.kaggle_runtime import (
     INSTALL_CELL,
@@ -35,7 +36,6 @@ from amzkit.app.kaggle_wheel import build_wheel, wheel_version
 from amzkit.app.parameters import check_parameters, stage_parameters
 from amzkit.core.io import write_json
 from amzkit.core.workdir import STAGES
-from amzkit.ml.presets import PRESETS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -370,6 +370,8 @@ def build(out: str | Path = DEFAULT_BUILD, owner: str | None = None, params_file
                          "and must slugify to the kernel's id the same way on Kaggle)")
     kernels = _plan_kernels(owner, prefix, per_stage)  # every parameter is checked before anything is written
     kernels = [k for k in kernels if k.stage in selected]
+    for unread in runs_no_01_kernel_extracts(kernels):
+        warnings.warn(unread, stacklevel=2)
     needs: dict[str, list[str]] = {}
     for kernel in kernels:
         for name, why in kernel_needs(kernel.stage, {**stage_parameters(kernel.stage), **kernel.params}).items():
@@ -420,7 +422,7 @@ def _plan_kernels(owner: str, prefix: str, per_stage: Mapping[str, list[dict[str
     for index, stage in enumerate(STAGES):
         checked = [check_stage_params(stage, v) for v in per_stage.get(stage, [{}])]
         if stage == "03_train":
-            _check_03_runs(checked)
+            check_03_runs(checked)
         if stage == "04_ensemble" and len(checked) > 1:  # 05 links the first 04 kernel's files it finds
             raise ValueError(f"{len(checked)} 04_ensemble parameter sets: 05 mounts every 04 kernel but reads one "
                              "04_ensemble/ folder, so it would submit whichever it found first. Give 04 one parameter "
@@ -442,33 +444,6 @@ def _plan_kernels(owner: str, prefix: str, per_stage: Mapping[str, list[dict[str
         raise ValueError(f"several kernels would share an id: {sorted({i for i in ids if ids.count(i) > 1})}; "
                          "give each parameter set a distinct name (its model or run_name)")
     return kernels
-
-
-def _check_03_runs(variants: list[dict[str, Any]]) -> None:
-    """A 03 kernel's work folder holds no 03 run but its own (it mounts the 01/02 kernels, never a 03 kernel), and
-    04/05 keep the first of two same-named runs of the 03 kernels they mount: a pseudo_label_run or a saved preset
-    (a local tuning's) would fail on Kaggle after the kernels before it had run, and two parameter sets training one
-    run name would lose one run."""
-    default = stage_parameters("03_train")["run_name"]
-    names = [v.get("run_name") or default for v in variants]
-    for name, source in ((n, v.get("pseudo_label_run")) for n, v in zip(names, variants, strict=True)):
-        if source:
-            raise ValueError(f"03_train run {name!r} takes pseudo-labels from run {source!r}: a 03 kernel sees the "
-                             "01/02 kernels' outputs, not another 03 kernel's runs (nor any earlier run), so it would "
-                             f"fail on Kaggle. Train {source!r} and then this run in one session (03_train twice in "
-                             "one Kaggle notebook, or locally), or leave pseudo_label_run out of the build")
-    for name, variant in zip(names, variants, strict=True):
-        own = variant.get("learner_params", {}).get("preset")
-        for preset in (p for p in (variant.get("preset"), own) if isinstance(p, str) and p not in PRESETS):
-            raise ValueError(f"03_train run {name!r} uses the saved preset {preset!r}: a 03 kernel's work folder holds "
-                             "no saved preset (it mounts the 01/02 kernels' outputs only), so it would fail on Kaggle. "
-                             f"Give a built-in preset {sorted(PRESETS)} with the saved one's LightGBM parameters as "
-                             f"lgb_params (03_train/presets/{preset}.json, 'params'), or tune in the kernel "
-                             "(tune_trials)")
-    for name in (n for n in names if names.count(n) > 1):
-        raise ValueError(f"several 03_train parameter sets train the run {name!r}" + (" (the default run_name)" if name
-                         == default else "") + ": 04 and 05 would see only one of them. Give each parameter set its "
-                         "own run_name, e.g. {run_name: ridge, learner: ridge_tfidf}")
 
 
 def _kernel_plan(owner: str, prefix: str, stage: str, variant: str, params: dict[str, Any],

@@ -1,0 +1,62 @@
+"""What `kaggle build` refuses or warns of in a plan before it writes anything: parameter sets whose kernel would
+stop on Kaggle only after the kernels before it had run (hours of 01 on a GPU)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from amzkit.app.parameters import stage_parameters
+from amzkit.embed.registry import LOCAL_DIR, LOCAL_DIR_TEXT, get_model_spec
+from amzkit.ml.featureset import parse_embedding_spec
+from amzkit.ml.presets import PRESETS
+
+
+def check_03_runs(variants: list[dict[str, Any]]) -> None:
+    """A 03 kernel's work folder holds no 03 run but its own (it mounts the 01/02 kernels, never a 03 kernel), and
+    04/05 keep the first of two same-named runs of the 03 kernels they mount: a pseudo_label_run or a saved preset
+    (a local tuning's) would fail on Kaggle after the kernels before it had run, and two parameter sets training one
+    run name would lose one run."""
+    default = stage_parameters("03_train")["run_name"]
+    names = [v.get("run_name") or default for v in variants]
+    for name, source in ((n, v.get("pseudo_label_run")) for n, v in zip(names, variants, strict=True)):
+        if source:
+            raise ValueError(f"03_train run {name!r} takes pseudo-labels from run {source!r}: a 03 kernel sees the "
+                             "01/02 kernels' outputs, not another 03 kernel's runs (nor any earlier run), so it would "
+                             f"fail on Kaggle. Train {source!r} and then this run in one session (03_train twice in "
+                             "one Kaggle notebook, or locally), or leave pseudo_label_run out of the build")
+    for name, variant in zip(names, variants, strict=True):
+        own = variant.get("learner_params", {}).get("preset")
+        for preset in (p for p in (variant.get("preset"), own) if isinstance(p, str) and p not in PRESETS):
+            raise ValueError(f"03_train run {name!r} uses the saved preset {preset!r}: a 03 kernel's work folder holds "
+                             "no saved preset (it mounts the 01/02 kernels' outputs only), so it would fail on Kaggle. "
+                             f"Give a built-in preset {sorted(PRESETS)} with the saved one's LightGBM parameters as "
+                             f"lgb_params (03_train/presets/{preset}.json, 'params'), or tune in the kernel "
+                             "(tune_trials)")
+    for name in (n for n in names if names.count(n) > 1):
+        raise ValueError(f"several 03_train parameter sets train the run {name!r}" + (" (the default run_name)" if name
+                         == default else "") + ": 04 and 05 would see only one of them. Give each parameter set its "
+                         "own run_name, e.g. {run_name: ridge, learner: ridge_tfidf}")
+
+
+def runs_no_01_kernel_extracts(kernels: Sequence[Any]) -> list[str]:
+    """For each 03 kernel (a kaggle.KernelPlan) of the build reading an 01 run (embeddings, or the knn learner's
+    embedding) that none of the build's 01 kernels extracts, what to change: it would stop on Kaggle once 01 and 02
+    had run. [] when the build has no 01 kernel (01 pushed earlier) or one embeds a local-dir: folder."""
+    models = [value for k in kernels if k.stage == "01_extract"
+              for value in ({**stage_parameters(k.stage), **k.params}[key] for key in ("model", "text_model")) if value]
+    if not models or any(m.startswith((LOCAL_DIR, LOCAL_DIR_TEXT)) for m in models):
+        return []
+    runs = {get_model_spec(m).name for m in models}
+    problems = []
+    for kernel in (k for k in kernels if k.stage == "03_train"):
+        params = {**stage_parameters(kernel.stage), **kernel.params}
+        own = params["learner_params"].get("embedding")
+        specs = [*params["embeddings"], *([own] if isinstance(own, str) and own else [])]
+        for spec, run in ((spec, parse_embedding_spec(spec)[0]) for spec in specs):
+            if run not in runs:
+                problems.append(f"{kernel.folder}: 03_train run {params['run_name']!r} reads the 01 run {run!r} "
+                                f"({spec!r}), which no 01_extract kernel of this build extracts (they extract "
+                                f"{sorted(runs)}): the kernel would stop once 01 and 02 had run. Set "
+                                f"-p 03_train.embeddings to runs 01 extracts, or extract {run!r} in 01")
+    return problems
