@@ -1183,3 +1183,19 @@ def test_a_03_kernel_reading_an_01_run_no_01_kernel_extracts_is_warned_of_at_bui
         _build(tmp_path / "c", cli_params=["01.model=color-stats", "01.text_model=tfidf-svd",
                                            '03.embeddings=["color-stats:pca:8", "tfidf-svd"]'])
         _build(tmp_path / "d", stages=["03_train"])
+
+
+def test_02_04_and_05_kernels_naming_runs_no_kernel_of_the_build_makes_are_warned_of(tmp_path):
+    """02's runs / baseline_runs name 01 runs, 04's runs and 05's source 03 runs: one that no kernel of the build
+    makes stopped its kernel on Kaggle after the kernels before it had run (05 after all four)."""
+    base = ["01.model=color-stats", "01.text_model=tfidf-svd", "03.embeddings=[]"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _build(tmp_path / "a", cli_params=[*base, "02.baseline_runs=siglip", "04.runs=lgbm,ridge", "05.source=ridge"])
+    said = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    assert any("02_correlate baseline_runs names the 01 run 'siglip'" in m for m in said)
+    assert sum("names the 03 run 'ridge', which no 03_train kernel of this build trains (they train ['lgbm'])" in m
+               for m in said) == 2  # 04's runs and 05's source
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _build(tmp_path / "b", cli_params=[*base, "02.runs=color-stats", "04.runs=lgbm", "05.source=lgbm"])

@@ -20,7 +20,7 @@ import papermill as pm
 import yaml
 
 from amzkit.app.kaggle_api import KaggleError, read_credentials
-from amzkit.app.kaggle_checks import check_03_runs, runs_no_01_kernel_extracts
+from amzkit.app.kaggle_checks import check_03_runs, runs_no_01_kernel_extracts, runs_no_03_kernel_trains
 from amzkit.app.kaggle_image import Downloader, kernel_needs, plan_shipping, read_pins
 from amzkit.app.kaggle_runtime import (
     INSTALL_CELL,
@@ -370,7 +370,7 @@ def build(out: str | Path = DEFAULT_BUILD, owner: str | None = None, params_file
                          "and must slugify to the kernel's id the same way on Kaggle)")
     kernels = _plan_kernels(owner, prefix, per_stage)  # every parameter is checked before anything is written
     kernels = [k for k in kernels if k.stage in selected]
-    for unread in runs_no_01_kernel_extracts(kernels):
+    for unread in runs_no_01_kernel_extracts(kernels) + runs_no_03_kernel_trains(kernels):
         warnings.warn(unread, stacklevel=2)
     needs: dict[str, list[str]] = {}
     for kernel in kernels:

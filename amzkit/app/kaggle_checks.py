@@ -49,6 +49,13 @@ def runs_no_01_kernel_extracts(kernels: Sequence[Any]) -> list[str]:
         return []
     runs = {get_model_spec(m).name for m in models}
     problems = []
+    for kernel in (k for k in kernels if k.stage == "02_correlate"):
+        params = {**stage_parameters(kernel.stage), **kernel.params}
+        for name in ("runs", "baseline_runs"):
+            problems += [f"{kernel.folder}: 02_correlate {name} names the 01 run {run!r}, which no 01_extract kernel "
+                         f"of this build extracts (they extract {sorted(runs)}): the kernel would stop once 01 had "
+                         f"run. Name runs 01 extracts in -p 02_correlate.{name}"
+                         for run in params[name] if run not in runs]
     for kernel in (k for k in kernels if k.stage == "03_train"):
         params = {**stage_parameters(kernel.stage), **kernel.params}
         own = params["learner_params"].get("embedding")
@@ -59,4 +66,21 @@ def runs_no_01_kernel_extracts(kernels: Sequence[Any]) -> list[str]:
                                 f"({spec!r}), which no 01_extract kernel of this build extracts (they extract "
                                 f"{sorted(runs)}): the kernel would stop once 01 and 02 had run. Set "
                                 f"-p 03_train.embeddings to runs 01 extracts, or extract {run!r} in 01")
+    return problems
+
+
+def runs_no_03_kernel_trains(kernels: Sequence[Any]) -> list[str]:
+    """For each 04 kernel whose `runs`, or 05 kernel whose `source`, names a 03 run that none of the build's 03
+    kernels trains, what to change (it would stop after every kernel before it had run); [] without 03 kernels."""
+    trained = {{**stage_parameters(k.stage), **k.params}["run_name"] for k in kernels if k.stage == "03_train"}
+    if not trained:
+        return []
+    problems = []
+    for kernel in (k for k in kernels if k.stage in ("04_ensemble", "05_submit")):
+        params = {**stage_parameters(kernel.stage), **kernel.params}
+        named = params["runs"] if kernel.stage == "04_ensemble" else [params["source"]]
+        problems += [f"{kernel.folder}: {kernel.stage} names the 03 run {run!r}, which no 03_train kernel of this "
+                     f"build trains (they train {sorted(trained)}): the kernel would stop after the others had run. "
+                     "Name one of those runs" + (" (or 04_ensemble)" if kernel.stage == "05_submit" else "")
+                     for run in named if run not in trained and run != "04_ensemble"]
     return problems
