@@ -11,6 +11,7 @@ import pytest
 
 from amzkit.core.io import id_hash, show_ids
 from amzkit.core.metric import smape
+from amzkit.ml import combiners
 from amzkit.ml.combiners import METHODS, Calibrator, blend, fit_factor, fit_weights
 from amzkit.stages.ensemble import BEST_INSIDE, OUTPUTS, ensemble
 from amzkit.stages.ensemble_inputs import ensemble_columns
@@ -262,6 +263,24 @@ def test_fit_factor_recovers_a_multiplicative_bias() -> None:
     assert factor == pytest.approx(1 / 1.1, abs=0.03)
     assert smape(w["target"], factor * pred) < smape(w["target"], pred) - 0.5
     assert fit_factor(pred, w["target"], factor_range=(0.95, 1.05)) == pytest.approx(0.95, abs=1e-3)  # bounded
+
+
+def test_a_wide_factor_range_is_scored_in_chunks_with_the_same_factor(monkeypatch) -> None:
+    """factor_min..factor_max of 0.01..100 on many rows once built the whole rows x grid array (~10 GB on
+    75k rows: MemoryError); the grid is scored a bounded number of cells at a time, to the same factor."""
+    w = world(10)
+    pred = 1.1 * noisy(w["target"], 0.3, 1)
+    whole = fit_factor(pred, w["target"], factor_range=(0.5, 2.0))
+    monkeypatch.setattr(combiners, "_CHUNK_CELLS", 5 * len(pred))
+    assert fit_factor(pred, w["target"], factor_range=(0.5, 2.0)) == whole  # chunked: identical result
+    cells = []
+    smape_columns = combiners._smape_columns
+    monkeypatch.setattr(combiners, "_smape_columns", lambda a, f: cells.append(f.size) or smape_columns(a, f))
+    rows = np.resize(w["target"], 5_000)
+    monkeypatch.setattr(combiners, "_CHUNK_CELLS", 100_000)
+    factor = fit_factor(1.1 * rows, rows, factor_range=(0.01, 100.0), step=0.05)  # 2k factors x 5k rows
+    assert factor == pytest.approx(1 / 1.1, abs=1e-3)
+    assert len(cells) > 1 and max(cells) <= 100_000
 
 
 def test_biased_run_is_calibrated_nested_and_the_factor_is_reported(tmp_path: Path) -> None:

@@ -96,12 +96,21 @@ def fit_weights(log_preds: np.ndarray, target: np.ndarray, step: float = GRID_ST
 
 # --- calibration ----------------------------------------------------------------------------------------
 
+def _factor_scores(pred: np.ndarray, target: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """SMAPE of `grid[j] * pred` for each factor, scored _CHUNK_CELLS rows x factors at a time (a wide
+    factor_min..factor_max on many rows would otherwise ask for the whole rows x grid array at once)."""
+    pred = np.asarray(pred, dtype=np.float64)[:, None]
+    step = max(1, _CHUNK_CELLS // max(len(pred), 1))
+    return np.concatenate([_smape_columns(target, pred * grid[None, start:start + step])
+                           for start in range(0, len(grid), step)]) if len(grid) else np.empty(0)
+
+
 def fit_factor(pred: np.ndarray, target: np.ndarray, factor_range: tuple[float, float] = FACTOR_RANGE,
                step: float = FACTOR_STEP) -> float:
     """The multiplier c in `factor_range` minimising SMAPE(target, c * pred): a grid, then a bounded 1-D refine."""
     low, high = factor_range
     grid = np.arange(low, high + step / 2, step)
-    scores = _smape_columns(target, np.asarray(pred, dtype=np.float64)[:, None] * grid[None, :])
+    scores = _factor_scores(pred, target, grid)
     best = float(grid[int(np.argmin(scores))])
     refined = minimize_scalar(lambda c: smape(target, pred * c), method="bounded",
                               bounds=(max(low, best - step), min(high, best + step)), options={"xatol": 1e-5})
