@@ -120,6 +120,8 @@ def test_two_independent_noisy_runs_blend_beats_both(tmp_path: Path) -> None:
     np.testing.assert_allclose(test["pred"], expected, rtol=1e-9)
     on_disk = json.loads((tmp_path / "04_ensemble" / "metrics.json").read_text())
     assert on_disk["blend_smape_nested"] == pytest.approx(m["blend_smape_nested"])
+    assert on_disk["runs_requested"] == ["a", "b"]  # named: 05 names no run finished since
+    assert ensemble(tmp_path, [], method="blend")["runs_requested"] == []  # all finished runs
 
 
 def test_a_kill_while_04_writes_leaves_no_old_metrics_beside_new_predictions(tmp_path: Path, monkeypatch) -> None:

@@ -407,6 +407,25 @@ def test_a_04_blend_whose_runs_were_cleaned_away_is_submitted_with_a_note(tmp_pa
     assert "run(s) 'gone' that 04 blended are no longer" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("requested", [[], ["lgbm"], None])
+def test_a_04_blend_of_all_runs_names_the_runs_finished_since(tmp_path: Path, capsys, requested) -> None:
+    # 04 with runs=[] blended lgbm; 'mlp' finished later: the user believes the blend includes it
+    work = make_work(tmp_path)
+    for name in ("lgbm", "mlp"):
+        (work / "03_train" / name).mkdir(parents=True)
+        (work / "03_train" / name / "metrics.json").write_text("{}")
+    metrics = work / "04_ensemble" / "metrics.json"
+    metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "runs": ["lgbm"],
+                                   **({} if requested is None else {"runs_requested": requested})}))
+    assert run(work)["valid"] is True  # submitted all the same
+    out = capsys.readouterr().out
+    if requested == ["lgbm"]:  # named by hand: left out on purpose
+        assert "mlp" not in out
+    else:
+        assert ("run(s) 'mlp' finished after 04 ran" in out and "does not include them (it blends 'lgbm'): rerun 04"
+                in out)
+
+
 def test_runs_of_the_first_digest_form_are_checked_in_their_own_form(tmp_path: Path) -> None:
     # 2023 runs saved by the previous build hashed every cell as read (PRODUCT_TYPE_ID as a number): refused
     from amzkit.core.io import frame_sha256

@@ -223,7 +223,8 @@ def ensemble(work_dir: str | Path, runs=D.runs, *, method: str = D.method, meta=
     write_csv(corr.round(4).rename_axis("run").reset_index(), out_dir / "error_correlation.csv")
     best_single = min(per_run, key=per_run.get)
     metrics = {
-        "runs": runs, "method": chosen, "method_requested": method,
+        "runs": runs, "runs_requested": named,  # [] = all finished runs: 05 names those finished since
+        "method": chosen, "method_requested": method,
         "meta": meta if isinstance(meta, str) else type(meta).__name__,
         "weights": weights, "nested_weights": [m.weights_.tolist() for m in results["blend"]["fitted"]],
         "run_smape": per_run, "best_single_run": best_single, "best_single_smape": per_run[best_single],

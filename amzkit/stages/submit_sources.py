@@ -104,6 +104,14 @@ def check_made_for(work_dir: str | Path, source: str, metrics: dict, test: pd.Da
             raise SubmissionError(
                 f"submission not written: 04_ensemble blended run(s) {', '.join(map(repr, changed))} as they were "
                 "then, and they have been trained again since (their predictions changed): rerun 04, then 05")
+        took = metrics.get("runs")
+        if took and not metrics.get("runs_requested"):  # 04 took all finished runs (or did not record what it took)
+            since = [name for name in list_runs(work_dir, "03_train") if name not in took]
+            if since:
+                when = ("finished after 04 ran" if "runs_requested" in metrics
+                        else "finished after 04 ran, or left out by 04's -p runs")
+                print(f"note: 03_train run(s) {', '.join(map(repr, since))} {when}: the submitted 04 blend does not "
+                      f"include them (it blends {', '.join(map(repr, took))}): rerun 04, then 05, to blend them too")
     elif source in (stopped := unfinished_runs(work_dir)):
         print(f"note: run {source!r}: {stopped[source]} (its last finished outputs are submitted; rerun 03 to "
               "finish the new one)")
