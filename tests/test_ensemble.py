@@ -637,6 +637,9 @@ def test_a_04_that_scores_worse_than_its_best_run_says_so_and_names_the_run(tmp_
     assert choice_note({**m, "cv_smape": m["best_single_smape"] + 0.5}).endswith("what a blend needs")
     assert "05 -p source only" in choice_note({**m, "cv_smape": m["best_single_smape"] + 0.5})
     assert choice_note({**m, "cv_smape": m["best_single_smape"] - 0.5}) == ""
+    # a run named 04_ensemble (before 03 reserved the name): -p source 04_ensemble would submit the blend
+    clash = choice_note({**m, "cv_smape": m["best_single_smape"] + 0.5, "best_single_run": "04_ensemble"})
+    assert "-p source 04_ensemble" not in clash and "once its folder 03_train/04_ensemble is renamed" in clash
 
 
 def test_a_blend_that_gives_every_weight_to_one_run_says_test_pred_is_that_run(tmp_path: Path) -> None:

@@ -494,6 +494,22 @@ def test_05_without_a_04_blend_names_the_03_runs_it_could_submit_instead(tmp_pat
         run(work)
 
 
+def test_a_03_run_named_04_ensemble_is_never_offered_as_source_by_that_name(tmp_path: Path) -> None:
+    # a work folder from before 03 reserved the name: -p source 04_ensemble means 04's blend, never that run
+    work = make_work(tmp_path)
+    for name in ("04_ensemble", "lgbm"):
+        (work / "03_train" / name).mkdir(parents=True)
+        (work / "03_train" / name / "metrics.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match=r"or '04_ensemble' for 04's blend \(its run '04_ensemble': -p "
+                                                r"source <new name>, once its folder 03_train/04_ensemble is renamed"):
+        submit(work, make_test(), TRAIN_TARGET, "amazon2025", source="lgbn")
+    for old in (work / "04_ensemble").iterdir():
+        old.unlink()
+    with pytest.raises(FileNotFoundError, match=r"finished runs: 04_ensemble, lgbm; run '04_ensemble': -p source "
+                                                r"<new name>, once its folder 03_train/04_ensemble is renamed"):
+        run(work)
+
+
 def test_the_05_notebook_hands_its_train_csv_to_the_check(tmp_path: Path, monkeypatch) -> None:
     from types import SimpleNamespace
 

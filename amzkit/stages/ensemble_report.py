@@ -12,6 +12,7 @@ import seaborn as sns
 from amzkit.core.io import save_figure
 from amzkit.core.workdir import stage_dir
 from amzkit.ml.diversity import ALIKE_CORRELATION
+from amzkit.stages.submit_sources import run_as_source
 
 
 def summary_table(metrics: dict) -> pd.DataFrame:
@@ -39,7 +40,7 @@ def choice_note(metrics: dict) -> str:
         return ""
     return (f"note: 04's {metrics['cv_scores']} scores {metrics['cv_smape']:.3f}, worse than its best single run "
             f"{best!r} ({metrics['best_single_smape']:.3f}): with {len(metrics['runs'])} run(s), or runs this alike, "
-            f"blending gains less than choosing a method costs. 05 -p source {best} submits that run itself; more "
+            f"blending gains less than choosing a method costs. 05 {run_as_source(best)} submits that run itself; more "
             "diverse runs (another learner or embedding, error correlation below) are what a blend needs")
 
 

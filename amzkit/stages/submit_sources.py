@@ -18,6 +18,15 @@ class SubmissionError(ValueError):
     """A submission that the organisers would reject or score as garbage."""
 
 
+def run_as_source(run: str) -> str:
+    """How 05 submits 03 run `run` by itself: `-p source <run>`; a run named 04_ensemble (made before 03 reserved
+    the name) has to be renamed first, as that source is 04's blend."""
+    if run != ENSEMBLE_SOURCE:
+        return f"-p source {run}"
+    return (f"-p source <new name>, once its folder 03_train/{run} is renamed (05's source {ENSEMBLE_SOURCE} is "
+            "04's blend, and 03 now refuses the name),")
+
+
 def source_folder(work_dir: str | Path, source: str) -> Path:
     """The folder of predictions `source` names: 04_ensemble, or a 03_train run (a plain name)."""
     if source == ENSEMBLE_SOURCE:
@@ -30,13 +39,17 @@ def source_predictions(work_dir: str | Path, source: str) -> pd.DataFrame:
     path = source_folder(work_dir, source) / "test_pred.csv"
     if not path.is_file():
         if source != ENSEMBLE_SOURCE and not path.parent.is_dir():  # a 03 run's name: misspelt, or never trained
+            clash = (f" (its run {ENSEMBLE_SOURCE!r}: {run_as_source(ENSEMBLE_SOURCE).rstrip(',')})"
+                     if ENSEMBLE_SOURCE in list_runs(work_dir, "03_train") else "")
             raise FileNotFoundError(missing_run(work_dir, "03_train", source) + f": -p source takes one of them, or "
-                                    f"{ENSEMBLE_SOURCE!r}")
+                                    f"{ENSEMBLE_SOURCE!r} for 04's blend{clash}")
         if source == ENSEMBLE_SOURCE:
             runs = list_runs(work_dir, "03_train")
             raise FileNotFoundError(
                 f"no predictions at {path}: run 04_ensemble first (a 04 that fails leaves none), or submit one 03 "
-                f"run with -p source <run_name> ({'finished runs: ' + ', '.join(runs) if runs else 'none finished'})")
+                f"run with -p source <run_name> ({'finished runs: ' + ', '.join(runs) if runs else 'none finished'}"
+                + (f"; run {ENSEMBLE_SOURCE!r}: {run_as_source(ENSEMBLE_SOURCE).rstrip(',')}" if ENSEMBLE_SOURCE in runs
+                   else "") + ")")
         raise FileNotFoundError(f"no predictions at {path}: run the stage that writes {source!r} first")
     if not (path.parent / "metrics.json").is_file():  # written last: its files may be half old, half new
         raise FileNotFoundError(f"{source!r} did not finish: {path.parent} has predictions but no metrics.json (the "
