@@ -195,7 +195,8 @@ def test_a_run_with_a_prediction_that_is_not_a_positive_number_is_refused_by_nam
     table = pd.read_csv(run_dir / file_name)
     table.loc[4, "pred"] = bad  # a 0 made the blend search loop for ever; a NaN reached 04's test_pred.csv
     table.to_csv(run_dir / file_name, index=False)
-    with pytest.raises(ValueError, match=f"run 'edited': 1 of .* in its {file_name} are not positive numbers"):
+    with pytest.raises(ValueError, match=f"run 'edited': 1 of .* in its {file_name} are not positive numbers "
+                                         rf"\(first: id {table['id'][4]}, {bad!r}\)"):  # 0.0, not np.float64(0.0)
         ensemble(tmp_path, ["a", "edited"], method="blend")
     assert not (tmp_path / "04_ensemble" / "metrics.json").exists()
 

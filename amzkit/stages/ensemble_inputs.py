@@ -79,8 +79,10 @@ def check_predictions(name: str, run: dict) -> None:
         bad = ~(np.isfinite(pred) & (pred > 0))
         if bad.any():
             first = int(np.flatnonzero(bad)[0])
+            value = frame["pred"].iloc[first]  # numpy scalars as Python's: numpy 2 writes np.float64(0.0) for 0.0
+            shown = repr(value.item() if isinstance(value, np.generic) else value)
             raise ValueError(f"run {name!r}: {int(bad.sum())} of {len(pred)} predictions in its {file_name} are not "
-                             f"positive numbers (first: id {frame['id'].iloc[first]}, {frame['pred'].iloc[first]!r}): "
+                             f"positive numbers (first: id {frame['id'].iloc[first]}, {shown}): "
                              "04 blends log prices. Rerun that run in 03, or leave it out (-p runs)")
 
 
