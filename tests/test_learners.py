@@ -397,7 +397,7 @@ def test_a_fold_model_whose_write_fails_leaves_the_previous_model_whole(tmp_path
     assert (tmp_path / f"fold0{suffix}").read_text() == "half a mod"
 
 
-@pytest.mark.parametrize("bags", [0, -1, 2.5, True, "3", 51])
+@pytest.mark.parametrize("bags", [0, -1, 2.5, True, "2.5e0", "three", 51])  # "3" is taken as 3
 def test_bags_must_be_a_whole_number_of_models(tmp_path, bags):
     with pytest.raises(ValueError, match="bags must be a whole number from 1 to 50"):
         learner_run(world(n_train=60, n_test=5)["data"], "amazon2025", tmp_path, "bad", learner="lightgbm",
@@ -411,7 +411,7 @@ def test_refit_must_be_true_or_false(tmp_path, refit):
                     features=["keywords"], refit=refit)
 
 
-@pytest.mark.parametrize("valid_fraction", [0.6, 0.9, -0.1, True, "0.1"])  # "0.1": a bare TypeError before
+@pytest.mark.parametrize("valid_fraction", [0.6, 0.9, -0.1, True, "6e-1", "tenth"])  # text: a bare TypeError before
 def test_tree_learners_refuse_a_holdout_share_they_cannot_give(tmp_path, valid_fraction):
     # the holdout is one of round(1/valid_fraction) inner folds, so every share above 1/2 used to become 1/2
     with pytest.raises(ValueError, match=r"valid_fraction must be in \[0, 0.5\].*0.4 -> 1/2"):
@@ -554,3 +554,23 @@ def test_a_tree_learner_measures_the_free_cores_once_per_prepare(tmp_path, monke
     assert len(samples) == 1 and learner.threads_ >= 1
     with pytest.raises(ValueError, match="num_threads must be 0"):
         LightGBMLearner(num_threads=-1).prepare_with(synthetic_inputs(rng.uniform(1, 9, 24), 6), features)
+
+
+def test_a_learner_number_yaml_reads_as_text_is_taken_as_the_number():
+    """papermill's -y / -f (YAML 1.1) read `learner_params: {alpha: 1e-3}` as the text '1e-3': sklearn's Ridge
+    stopped at fit with InvalidParameterError, the torch learners with 'must be a number'."""
+    import yaml
+    from papermill.iorw import NoDatesSafeLoader
+
+    from amzkit.stages.train import build_learner
+
+    given = yaml.load("learner_params: {alpha: 1e-3, max_features: 1e3}", Loader=NoDatesSafeLoader)
+    assert given["learner_params"] == {"alpha": "1e-3", "max_features": "1e3"}  # what papermill injects
+    ridge = build_learner("ridge_tfidf", given["learner_params"], embeddings=[], features=[])
+    assert (ridge.alpha, ridge.max_features) == (0.001, 1000) and type(ridge.max_features) is int
+    knn = build_learner("knn", {"embedding": "1e1", "k": "2e1"}, embeddings=[], features=[])
+    assert (knn.embedding, knn.k) == ("1e1", 20)  # a text parameter keeps its text
+    assert build_learner("knn", {"embedding": "e", "k": "2.5"}, embeddings=[], features=[]).k == "2.5"
+    if importable("torch") and importable("transformers"):
+        tuned = build_learner("finetune", {"lr": "2e-5", "epochs": "1.5"}, embeddings=[], features=[])
+        assert (tuned.lr, tuned.epochs) == (2e-5, 1.5)

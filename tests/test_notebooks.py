@@ -401,3 +401,16 @@ def test_a_numpy_boolean_is_taken_by_a_bool_parameter_as_numpy_integers_are_by_a
 
     values = PARAMETERS.validate(images_offline_ok=np.bool_(True), batch_size=np.int64(8))
     assert values == {"images_offline_ok": True, "batch_size": 8} and type(values["images_offline_ok"]) is bool
+
+
+def test_a_number_yaml_reads_as_text_is_taken_by_a_number_parameter():
+    """papermill's -y / -f (YAML 1.1) read `n_folds: 1e1` as the text '1e1': a whole-number parameter refused it."""
+    import yaml
+    from papermill.iorw import NoDatesSafeLoader
+
+    given = yaml.load("n_folds: 1e1\ntune_minutes: 1e1\ntune_trials: 2.0e1", Loader=NoDatesSafeLoader)
+    assert given["n_folds"] == "1e1"  # what papermill injects
+    params = check_parameters({**stage_parameters("03_train"), **given}, "03_train")
+    assert (params.n_folds, params.tune_minutes, params.tune_trials) == (10, 10.0, 20)
+    with pytest.raises(ValueError, match=r"parameter 'n_folds' must be a int"):
+        check_parameters({**stage_parameters("03_train"), "n_folds": "2.5e0"}, "03_train")

@@ -83,6 +83,8 @@ class Param:
                 return int(value)
             if isinstance(value, str) and INTEGER_TEXT.fullmatch(value):
                 return int(value)
+            if isinstance(value, str) and number_from_text(value, integer=True) is not None:
+                return number_from_text(value, integer=True)  # YAML 1.1 reads 1e3 (no dot) as text
         elif kind == "float":
             if isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_):
                 return float(value)
@@ -191,6 +193,22 @@ class Param:
             else:
                 fix = f"write it as JSON, each key and text in double quotes: -p {self.name} '{{\"key\": 1}}'"
             raise ValueError(f"parameter {self.name!r}: {text!r} is not JSON ({err}): {fix}") from None
+
+
+def number_from_text(value: Any, integer: bool = False) -> int | float | None:
+    """The finite number a text such as '1e-3' stands for (YAML 1.1, as papermill's -y / -f read it, keeps a number
+    written without a dot, 1e-3, as text); None for any other value, or a whole number wanted and not given."""
+    if not isinstance(value, str):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    if not math.isfinite(number):
+        return None
+    if integer:
+        return int(number) if number.is_integer() else None
+    return number
 
 
 def _number(value: float) -> str:

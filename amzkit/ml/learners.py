@@ -26,6 +26,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import Ridge
 from sklearn.pipeline import FeatureUnion
 
+from amzkit.core.params import number_from_text
 from amzkit.ml.base import Learner, RunInputs, floor_prediction
 from amzkit.ml.knn import KNN_BLOCK_ROWS, NeighbourSpace
 
@@ -191,9 +192,35 @@ def get_learner(name: str) -> type[Learner]:
     return entry.load()
 
 
+def _numbers_from_text(cls: type, params: dict) -> dict:
+    """`params` with a text that stands for a number ('1e-3': YAML 1.1, as papermill's -y / -f and a build's
+    params file read it, keeps a number written without a dot as text) taken as that number where the learner's
+    parameter is a number (annotated float or int, or with such a default)."""
+    signature = inspect.signature(cls).parameters
+    converted = dict(params)
+    for key, value in params.items():
+        declared = signature.get(key)
+        if declared is None or not isinstance(value, str):
+            continue
+        default, annotation = declared.default, str(declared.annotation)
+        if isinstance(default, bool):
+            continue
+        if annotation in ("float", "float | None") or (isinstance(default, float) and "[" not in annotation):
+            number = number_from_text(value)
+        elif annotation in ("int", "int | None") or (isinstance(default, int) and "[" not in annotation):
+            number = number_from_text(value, integer=True)
+        else:
+            continue
+        if number is not None:
+            converted[key] = number
+    return converted
+
+
 def make_learner(name: str, **params) -> Learner:
-    """An unprepared learner `name` with `params` (a parameter it does not take is an error naming its params)."""
+    """An unprepared learner `name` with `params` (a parameter it does not take is an error naming its params; a
+    number given as text, '1e-3', is taken as the number)."""
     cls = get_learner(name)
+    params = _numbers_from_text(cls, params)
     try:
         return cls(**params)
     except TypeError as err:
