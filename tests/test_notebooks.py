@@ -414,3 +414,15 @@ def test_a_number_yaml_reads_as_text_is_taken_by_a_number_parameter():
     assert (params.n_folds, params.tune_minutes, params.tune_trials) == (10, 10.0, 20)
     with pytest.raises(ValueError, match=r"parameter 'n_folds' must be a int"):
         check_parameters({**stage_parameters("03_train"), "n_folds": "2.5e0"}, "03_train")
+
+
+@pytest.mark.parametrize("value", [1, 0, "yes", "on"])
+def test_a_bool_parameter_given_no_boolean_says_how_to_write_one(value):
+    """-p images_offline_ok 1 (papermill gives the int 1) or 'yes' was refused with 'must be a bool like its
+    default', saying only to set -p images_offline_ok <value>."""
+    with pytest.raises(ValueError, match=r"must be a bool like its default .*write True or False: "
+                                         r"-p images_offline_ok True \(or false\)"):
+        check_parameters({**stage_parameters("01_extract"), "images_offline_ok": value}, "01_extract")
+    for text, meant in (("True", True), ("false", False), (" TRUE ", True)):  # papermill's -p true gives 'true'
+        assert check_parameters({**stage_parameters("01_extract"), "images_offline_ok": text},
+                                "01_extract").images_offline_ok is meant

@@ -115,6 +115,10 @@ class Param:
         """What to pass instead of `value`: papermill's -p reads 2024, 1.10, True and None as Python values, so a
         text that looks like one needs -r (raw), which gives it as written."""
         usual = f"set -p {self.name} <value> in the notebook or pass {self.name}= to the function"
+        if self.type == "bool":  # 1, 'yes' or 'on' are no booleans to the guard: say how one is written
+            return (f"write True or False: -p {self.name} True (or false) with papermill, {self.name}: true in -y / "
+                    f"-f YAML or a build's params file, {self.name} = True in the notebook, or {self.name}=True to "
+                    "the function")
         if self.type not in ("str", "list") or not (value is None or isinstance(value, bool | int | float)):
             return usual
         if value is None:
