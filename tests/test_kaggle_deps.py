@@ -162,3 +162,24 @@ def test_pip_download_returns_a_wheel_an_earlier_failed_build_left_in_the_folder
     assert [p.name for p in wheels] == ["open_clip_torch-3.3.0-py3-none-any.whl"]
     assert wheels[0].parent == tmp_path and wheels[0].read_bytes() == b"new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["open_clip_torch-3.3.0-py3-none-any.whl"]
+
+
+def test_a_build_of_some_stages_keeps_the_packages_of_the_other_stages_kernels(tmp_path):
+    """`kaggle build --stages 03` wrote a wheel dataset of 03's packages alone: pushed, it replaced the dataset the
+    01 kernel pushed before installs from, and that kernel, run again from Kaggle's UI, had no open_clip."""
+    out = tmp_path / "b"
+    first = _build(out, cli_params=["01.model=ecommerce-l", "01.text_model=tfidf-svd"], stages=["01"])
+    assert "open-clip-torch" in first.shipped
+    # the same folder, 03 alone with 01 now color-stats: 01's kernel pushed before still needs open_clip
+    again = _build(out, cli_params=["01.model=color-stats", "01.text_model=tfidf-svd"], stages=["03"])
+    assert "open-clip-torch" in again.shipped and "ftfy" in again.shipped
+    needs = json.loads((out / "plan.json").read_text())["dataset"]["needs"]
+    assert any("ecommerce-l" in why for why in needs["open-clip-torch"])
+    # a fresh folder: the build's own 01 parameters (the default fashion-siglip) count
+    alone = _build(tmp_path / "c", stages=["03"], cli_params=["03_train.embeddings=[]"])
+    assert "open-clip-torch" in alone.shipped
+    # --no-deps still builds 03 alone (the image has its packages), warning of the 01 kernel's
+    with pytest.warns(UserWarning, match=r"--no-deps: .*holds no open-clip-torch \(for 01_extract model "
+                                         r"'fashion-siglip'.*those kernels, pushed before"):
+        bare = _build(tmp_path / "d", stages=["03"], ship_deps=False, cli_params=["03_train.embeddings=[]"])
+    assert bare.shipped == {}

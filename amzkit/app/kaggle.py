@@ -21,7 +21,15 @@ import yaml
 
 from amzkit.app.kaggle_api import KaggleError, read_credentials
 from amzkit.app.kaggle_checks import check_03_runs, runs_no_01_kernel_extracts, runs_no_03_kernel_trains
-from amzkit.app.kaggle_image import Downloader, kernel_needs, plan_shipping, read_pins
+from amzkit.app.kaggle_image import (
+    Downloader,
+    earlier_needs,
+    merge_needs,
+    needs_of,
+    on_image,
+    plan_shipping,
+    read_pins,
+)
 from amzkit.app.kaggle_runtime import (
     INSTALL_CELL,
     KERNELS,
@@ -352,7 +360,9 @@ def build(out: str | Path = DEFAULT_BUILD, owner: str | None = None, params_file
 
     The wheel dataset holds amzkit's wheel (version stamped with this build) and, unless `ship_deps` is False,
     the wheels of every package the selected kernels need that Kaggle's image lacks (kaggle_image): a kernel
-    needing a package the image lacks is refused when nothing may be shipped.
+    needing a package the image lacks is refused when nothing may be shipped. The dataset replaces the one every
+    kernel installs from, so it also ships what the kernels of the stages not selected need (with the build's
+    parameters, and as the folder's previous plan.json built them); with `ship_deps` False that is warned of.
     """
     tmpl = load_template(template)
     if "docker_image" in tmpl:
@@ -368,16 +378,24 @@ def build(out: str | Path = DEFAULT_BUILD, owner: str | None = None, params_file
     if not PLAIN_PREFIX.fullmatch(prefix):  # other characters slugify differently on Kaggle's side (ß, ', 1,000)
         raise ValueError(f"prefix {prefix!r}: use ASCII letters, digits, spaces and '-' (kernel titles start with it "
                          "and must slugify to the kernel's id the same way on Kaggle)")
-    kernels = _plan_kernels(owner, prefix, per_stage)  # every parameter is checked before anything is written
-    kernels = [k for k in kernels if k.stage in selected]
+    planned = _plan_kernels(owner, prefix, per_stage)  # every parameter is checked before anything is written
+    kernels = [k for k in planned if k.stage in selected]
     for unread in runs_no_01_kernel_extracts(kernels) + runs_no_03_kernel_trains(kernels):
         warnings.warn(unread, stacklevel=2)
-    needs: dict[str, list[str]] = {}
-    for kernel in kernels:
-        for name, why in kernel_needs(kernel.stage, {**stage_parameters(kernel.stage), **kernel.params}).items():
-            needs.setdefault(name, []).extend(w for w in why if w not in needs.get(name, []))
+    needs = needs_of((k.stage, {**stage_parameters(k.stage), **k.params}) for k in kernels)
+    # the dataset replaces the one every kernel installs from: those of the other stages (planned here, or pushed
+    # from this folder's previous build) keep theirs
+    others = merge_needs(needs_of((k.stage, {**stage_parameters(k.stage), **k.params}) for k in planned
+                                  if k.stage not in selected), earlier_needs(Path(out) / PLAN_FILE, dataset_id))
     if not ship_deps:
         plan_shipping(needs, Path(out), ship=False)  # refuses a package the image lacks before writing anything
+        lost = {name: why for name, why in others.items() if name not in needs and on_image(name) is None}
+        if lost:
+            warnings.warn("--no-deps: the wheel dataset this build uploads replaces the one every kernel installs "
+                          "from, and holds no " + "; ".join(f"{n} (for {', '.join(w)})" for n, w in lost.items())
+                          + ": those kernels, pushed before, would stop in their install cell when run again. Build "
+                          "without --no-deps to ship them, or build and push those stages again", stacklevel=2)
+        others = {}
     out = Path(out)
     _clean_previous_build(out)
     dataset_dir = out / WHEEL_DATASET
@@ -385,7 +403,8 @@ def build(out: str | Path = DEFAULT_BUILD, owner: str | None = None, params_file
     _write_json(dataset_dir / "dataset-metadata.json", dataset_metadata(owner))
     wheel = (wheel_builder or build_wheel)(dataset_dir)
     version = wheel_version(wheel)
-    shipping = plan_shipping(needs, dataset_dir, ship=ship_deps, downloader=downloader, pins=read_pins(constraints))
+    shipping = plan_shipping(merge_needs(needs, others), dataset_dir, ship=ship_deps, downloader=downloader,
+                             pins=read_pins(constraints))
     for conflict in shipping.conflicts:
         warnings.warn(f"a shipped package's requirement is not met by Kaggle's image: {conflict}", stacklevel=2)
     for kernel in kernels:

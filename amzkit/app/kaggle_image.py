@@ -11,6 +11,7 @@ error naming it and the kernel that needs it.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -164,6 +165,40 @@ def kernel_needs(stage: str, params: Mapping[str, Any]) -> dict[str, list[str]]:
         if int(params.get("tune_trials", TRAIN_DEFAULTS.tune_trials) or 0) > 0:
             add(("optuna",), "03_train tune_trials > 0")
     return needs
+
+
+def needs_of(kernels: Iterable[tuple[str, Mapping[str, Any]]]) -> dict[str, list[str]]:
+    """{distribution: [why, ...]} of kernels given as (stage, parameters with the defaults filled in)."""
+    needs: dict[str, list[str]] = {}
+    for stage, params in kernels:
+        for name, why in kernel_needs(stage, params).items():
+            needs.setdefault(name, []).extend(w for w in why if w not in needs.get(name, []))
+    return needs
+
+
+def earlier_needs(plan_path: str | Path, dataset_id: str) -> dict[str, list[str]]:
+    """What the kernels of a build folder's previous plan (plan.json) needed, when its wheel dataset is
+    `dataset_id`: kernels pushed from it install from the dataset a new build replaces. {} without one; a package
+    needed only as a shipped wheel's requirement is left to `plan_shipping` to find again."""
+    try:
+        dataset = json.loads(Path(plan_path).read_text(encoding="utf-8")).get("dataset", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    needs = dataset.get("needs") if isinstance(dataset, dict) and dataset.get("id") == dataset_id else None
+    if not isinstance(needs, dict):
+        return {}
+    own = {name: [w for w in why if not str(w).endswith("'s requirements")]
+           for name, why in needs.items() if isinstance(why, list)}
+    return {name: why for name, why in own.items() if why}
+
+
+def merge_needs(*tables: Mapping[str, list[str]]) -> dict[str, list[str]]:
+    """Several {distribution: [why, ...]} as one, each reason once."""
+    merged: dict[str, list[str]] = {}
+    for table in tables:
+        for name, why in table.items():
+            merged.setdefault(name, []).extend(w for w in why if w not in merged.get(name, []))
+    return merged
 
 
 # ---------------------------------------------------------------- shipping what the image lacks
