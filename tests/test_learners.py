@@ -574,3 +574,23 @@ def test_a_learner_number_yaml_reads_as_text_is_taken_as_the_number():
     if importable("torch") and importable("transformers"):
         tuned = build_learner("finetune", {"lr": "2e-5", "epochs": "1.5"}, embeddings=[], features=[])
         assert (tuned.lr, tuned.epochs) == (2e-5, 1.5)
+
+
+def test_a_tree_learners_library_number_yaml_reads_as_text_is_taken_as_the_number():
+    """`lgb_params: {num_leaves: 1e1}` (LightGBM: 'should be of type int, got "1e1"') or CatBoost's
+    `params: {learning_rate: 1e-3}` ("Can't parse parameter") stopped at fit: YAML 1.1 keeps both as text."""
+    import yaml
+    from papermill.iorw import NoDatesSafeLoader
+
+    from amzkit.stages.train import build_learner
+
+    given = yaml.load("lgb_params: {num_leaves: 1e1, learning_rate: 1.0e-2, metric: l1, subsample_freq: '1'}",
+                      Loader=NoDatesSafeLoader)["lgb_params"]
+    assert given["num_leaves"] == "1e1"  # what papermill injects
+    params = build_learner("lightgbm", {}, lgb_params=given).params
+    assert params == {"num_leaves": 10, "learning_rate": 0.01, "metric": "l1", "subsample_freq": "1"}
+    assert type(params["num_leaves"]) is int
+    if importable("catboost"):
+        own = build_learner("catboost", {"params": {"learning_rate": "1e-3", "loss_function": "RMSE"}},
+                            embeddings=[]).params
+        assert own == {"learning_rate": 0.001, "loss_function": "RMSE"}

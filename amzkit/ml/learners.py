@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import re
 import sys
 from dataclasses import dataclass
 
@@ -192,14 +193,30 @@ def get_learner(name: str) -> type[Learner]:
     return entry.load()
 
 
+# A number with an exponent, as YAML 1.1 keeps it as text (1e-3, 1e3, 1.0e3: its floats need a dot and a signed
+# exponent): in a tree learner's library `params`, whose types the kit does not know, only such text is a number.
+EXPONENT_TEXT = re.compile(r"\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)[eE][+-]?[0-9]+\s*")
+
+
+def _exponent_number(value):
+    """`value`, or the number it writes with an exponent (whole as an int: XGBoost's max_depth refuses 10.0)."""
+    number = number_from_text(value) if isinstance(value, str) and EXPONENT_TEXT.fullmatch(value) else None
+    if number is None:
+        return value
+    return int(number) if number.is_integer() else number
+
+
 def _numbers_from_text(cls: type, params: dict) -> dict:
     """`params` with a text that stands for a number ('1e-3': YAML 1.1, as papermill's -y / -f and a build's
-    params file read it, keeps a number written without a dot as text) taken as that number where the learner's
-    parameter is a number (annotated float or int, or with such a default)."""
+    params file read it, keeps 1e-3 and 1.0e3 as text) taken as that number where the learner's parameter is a
+    number (annotated float or int, or with such a default); in a dict of library `params` (the tree learners',
+    lgb_params), a text with an exponent."""
     signature = inspect.signature(cls).parameters
     converted = dict(params)
     for key, value in params.items():
         declared = signature.get(key)
+        if key == "params" and declared is not None and isinstance(value, dict):
+            converted[key] = {name: _exponent_number(item) for name, item in value.items()}
         if declared is None or not isinstance(value, str):
             continue
         default, annotation = declared.default, str(declared.annotation)
