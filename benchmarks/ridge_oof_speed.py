@@ -4,11 +4,15 @@ Rows are amz25_dev's (../shared/data or $AMZKIT_SHARED_DATA) tiled: each copy of
 its name, bullet and description lines replaced by words of other rows (its Value/Unit lines kept), and its price
 scaled by exp(N(0, 0.1)); copies of one row share a product group. One outer fold (a fifth of the products) is held
 out: the transform is fit on the other `--rows` x 4/5 train rows and transforms the held rows + `--rows` test rows.
-The baseline is the method before this benchmark (kept below: the vectorizers fit, then the training rows
-vectorized a second time, the six ridges of a view fit one after another), run in the same process on the same
-rows. Prints wall time per stage (vectorize: the TF-IDF fits and transforms of the training rows, then of the
-rows to transform; ridge fits: the 18 inner and final fits; predict), the ridge fits' own times summed by solver
-(with threads they overlap), the speed ratio, and the largest difference between the two's columns (log price).
+The new method counts every text's n-grams once a run (ml.tfidf_counts: train and test rows, before the first
+fold) and builds each fold's TF-IDF from those counts; the baseline fits the fold's own TfidfVectorizers
+(`shared_counts=False`, the method before it: every text analysed again in every fold), run in the same process
+on the same rows. Prints wall time per stage (count: the n-gram counts, once a run; vectorize: the fold's TF-IDF
+of the training rows, then of the rows to transform; ridge fits: the 18 inner and final fits; predict), the ridge
+fits' own times summed by solver (with threads they overlap), the process's CPU time of the stages (steadier
+than wall time on a shared machine), the memory the counts hold, the speed ratio of one fold and of a 5-fold run
+(the counts made once), in wall and CPU time, and the largest difference between the two's columns (log
+price).
 
     .venv/bin/python benchmarks/ridge_oof_speed.py [--rows 75000] [--threads 0] [--skip-baseline]
 """
@@ -33,58 +37,20 @@ from sklearn.pipeline import FeatureUnion
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's amzkit, not an installed one
 from amzkit.core.schema import get_schema
 from amzkit.ml.base import RunInputs
-from amzkit.ml.folds import inner_folds
-from amzkit.ml.stacking import RidgeOofTransform, RidgeView, ridge_oof_transform
+from amzkit.ml.stacking import RidgeOofTransform, ridge_oof_transform
+from amzkit.ml.tfidf_counts import FittedTfidf, SharedTfidf
 
 SHARED = Path(os.environ.get("AMZKIT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 SWAPPED = ("Item Name", "Bullet Point", "Product Description")  # lines whose words are perturbed
 
 
-class Baseline(RidgeOofTransform):
-    """RidgeOofTransform.fit as it was: fit the vectorizers, vectorize the training rows again, fit in turn."""
-
-    def fit(self, rows: np.ndarray, y: np.ndarray) -> Baseline:
-        rows = np.asarray(rows)
-        n_total = len(next(iter(self.views.values())).texts)
-        log_y = np.log1p(np.asarray(y, dtype=float))
-        self.train_values_ = np.full((n_total, len(self.views)), np.nan, dtype=np.float32)
-        self.is_train_ = np.zeros(n_total, dtype=bool)
-        self.is_train_[rows] = True
-        self.vectorizers_ = {}
-        for view in self.views.values():
-            key = self._key(view)
-            if key not in self.vectorizers_:
-                try:
-                    self.vectorizers_[key] = view.vectorizer().fit([view.texts[i] for i in rows])
-                except ValueError:
-                    self.vectorizers_[key] = None
-        vectorized: dict = {}
-        self.models_ = [self._fit_view_serially(view, rows, log_y, column, vectorized)
-                        for column, view in enumerate(self.views.values())]
-        return self
-
-    def _fit_view_serially(self, view: RidgeView, rows: np.ndarray, log_y: np.ndarray, column: int,
-                           vectorized: dict):
-        offset = self._offset(view)
-        usable = np.isfinite(offset[rows])
-        if self.vectorizers_[self._key(view)] is None or usable.sum() < 2:
-            return None
-        matrix = self._matrix(view, rows, vectorized)[usable]
-        rows, target = rows[usable], log_y[usable] - offset[rows[usable]]
-        inner = inner_folds(rows, self.inner_folds, self.seed, self.groups)
-        for fold in range(self.inner_folds):
-            held, kept = inner == fold, inner != fold
-            if held.any() and kept.any():
-                model = self._ridge(int(kept.sum())).fit(matrix[kept], target[kept])
-                self.train_values_[rows[held], column] = model.predict(matrix[held]) + offset[rows[held]]
-        return self._ridge(len(rows)).fit(matrix, target)
-
-
 class Stages:
-    """Wall time inside the vectorizers (outermost call only) and of the ridge fits (by solver), while installed."""
+    """Wall time inside the vectorizers (outermost call only), of the n-gram counts and of the ridge fits (by
+    solver), while installed; the process's CPU time too for the first two (one thread, none other running)."""
 
     def __init__(self):
         self.seconds: dict[str, float] = defaultdict(float)
+        self.cpu: dict[str, float] = defaultdict(float)
         self.depth = 0
         self.originals = []
 
@@ -95,7 +61,7 @@ class Stages:
         def timed(obj, *args, **kwargs):
             outer = label != "vectorize" or stages.depth == 0
             stages.depth += label == "vectorize"
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             try:
                 return original(obj, *args, **kwargs)
             finally:
@@ -103,14 +69,17 @@ class Stages:
                 if outer:
                     key = label(obj, args) if callable(label) else label
                     stages.seconds[key] += time.perf_counter() - started
+                    stages.cpu[key] += time.process_time() - cpu
 
         self.originals.append((cls, name, original))
         setattr(cls, name, timed)
 
     def __enter__(self) -> Stages:
-        for cls in (TfidfVectorizer, FeatureUnion):
+        for cls in (TfidfVectorizer, FeatureUnion, SharedTfidf, FittedTfidf):
             for name in ("fit", "fit_transform", "transform"):
-                self._wrap(cls, name, "vectorize")
+                if hasattr(cls, name):
+                    self._wrap(cls, name, "vectorize")
+        self._wrap(SharedTfidf, "count", "count")
         self._wrap(Ridge, "fit", lambda model, args: f"solver {model.solver}")
         return self
 
@@ -152,24 +121,37 @@ def tiled(rows: int, test_rows: int) -> tuple[dict, np.ndarray]:
 
 def one_fold(transform: RidgeOofTransform, train: np.ndarray, y: np.ndarray, other: np.ndarray):
     with Stages() as stages:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         transform.fit(train, y)
         fitted = time.perf_counter()
-        vectorize_fit = stages.seconds["vectorize"]
+        vectorize_fit, count = stages.seconds["vectorize"], stages.seconds["count"]
+        cpu_fit, cpu_count = stages.cpu["vectorize"], stages.cpu["count"]
         values = transform.transform(other)
-        done = time.perf_counter()
+        done, cpu_done = time.perf_counter(), time.process_time()
     fit_s, predict_s = fitted - started, done - fitted
     vectorize_predict = stages.seconds["vectorize"] - vectorize_fit
-    stage = {"vectorize (fit)": vectorize_fit, "ridge fits": fit_s - vectorize_fit,
-             "vectorize (held + test)": vectorize_predict, "predict": predict_s - vectorize_predict,
-             "total": done - started}
-    fits = {k: v for k, v in stages.seconds.items() if k != "vectorize"}
-    return np.vstack([transform.train_values_[train], values]), stage, fits
+    stage = {"count (once a run)": count, "vectorize (fit)": vectorize_fit - count,
+             "ridge fits": fit_s - vectorize_fit, "vectorize (held + test)": vectorize_predict,
+             "predict": predict_s - vectorize_predict, "fold": done - started - count}
+    cpu = {"count (once a run)": cpu_count, "vectorize (fit)": cpu_fit - cpu_count,
+           "vectorize (held + test)": stages.cpu["vectorize"] - cpu_fit, "fold": cpu_done - cpu - cpu_count}
+    fits = {k: v for k, v in stages.seconds.items() if k not in ("vectorize", "count")}
+    return np.vstack([transform.train_values_[train], values]), stage, cpu, fits
 
 
-def show(label: str, stage: dict, fits: dict) -> None:
-    print(f"{label}: " + ", ".join(f"{k} {v:.1f} s" for k, v in stage.items()))
+def show(label: str, stage: dict, cpu: dict, fits: dict) -> None:
+    print(f"{label}: " + ", ".join(f"{k} {v:.1f} s" for k, v in stage.items() if v or k != "count (once a run)"))
+    print("   CPU time: " + ", ".join(f"{k} {v:.1f} s" for k, v in cpu.items() if v or k != "count (once a run)")
+          + " (the fold's: all threads)")
     print("   ridge fits (summed): " + ", ".join(f"{k} {v:.1f} s" for k, v in fits.items()))
+
+
+def speedup(label: str, new: dict, old: dict) -> str:
+    """One fold's seconds old -> new, and a 5-fold run's (the counts made once)."""
+    count, new_fold, old_fold = new["count (once a run)"], new["fold"], old["fold"]
+    return (f"{label}: a fold {old_fold:.0f} -> {new_fold:.0f} s ({old_fold / new_fold:.2f}x), counts once a run "
+            f"{count:.0f} s; a 5-fold run {5 * old_fold:.0f} -> {count + 5 * new_fold:.0f} s "
+            f"({5 * old_fold / (count + 5 * new_fold):.2f}x faster)")
 
 
 def main() -> None:
@@ -190,19 +172,21 @@ def main() -> None:
         new.num_threads = args.threads
         print(f"{len(train):,} training rows, {len(held):,} held + {args.rows:,} test rows to transform",
               flush=True)
-        values, stage, fits = one_fold(new, train, inputs.y[train], other)
-        show(f"new ({args.threads or 'free cores'} threads)", stage, fits)
+        values, stage, cpu, fits = one_fold(new, train, inputs.y[train], other)
+        show(f"new ({args.threads or 'free cores'} threads)", stage, cpu, fits)
+        held_bytes = sum(shared.nbytes for shared in new.shared_.values())
+        print(f"   the counts of {len(inputs.texts):,} texts hold {held_bytes / 1024**3:.2f} GB", flush=True)
         if not args.skip_baseline:
-            old = Baseline(new.views, seed=new.seed, groups=new.groups)
-            old_values, old_stage, old_fits = one_fold(old, train, inputs.y[train], other)
-            show("baseline", old_stage, old_fits)
+            old = ridge_oof_transform(inputs)
+            old.num_threads, old.shared_counts = args.threads, False
+            old_values, old_stage, old_cpu, old_fits = one_fold(old, train, inputs.y[train], other)
+            show("baseline (each fold's own TfidfVectorizers)", old_stage, old_cpu, old_fits)
             diff = np.nanmax(np.abs(values - old_values), axis=0)
             same_nan = (np.isnan(values) == np.isnan(old_values)).all()
-            old_fit = old_stage["vectorize (fit)"] + old_stage["ridge fits"]
-            new_fit = stage["vectorize (fit)"] + stage["ridge fits"]
-            largest = dict(zip(new.names, diff.round(6).tolist(), strict=True))
-            print(f"new is {old_stage['total'] / stage['total']:.2f}x faster (fit {old_fit:.0f} -> {new_fit:.0f} s); "
-                  f"largest difference in log price per column {largest}, NaN in the same places: {same_nan}")
+            largest = dict(zip(new.names, diff.round(7).tolist(), strict=True))
+            print(speedup("wall", stage, old_stage))
+            print(speedup("CPU", cpu, old_cpu))
+            print(f"largest difference in log price per column {largest}, NaN in the same places: {same_nan}")
     print(f"peak memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2:.1f} GB")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.feature_extraction.text import TfidfVectorizer
 
 from amzkit.core.metric import smape
 from amzkit.ml.featureset import FOLD_FEATURE_GROUPS, all_feature_groups
@@ -117,3 +118,43 @@ def test_ridges_fit_in_threads_give_the_values_of_one_thread():
     threaded = RidgeOofTransform(views, groups=groups, num_threads=4).fit(train, price[train]).transform(rows)
     assert np.isfinite(serial).sum() > 0.6 * serial.size
     np.testing.assert_array_equal(threaded, serial)
+
+
+def _fold_values(transform: RidgeOofTransform, price: np.ndarray, folds: np.ndarray) -> list[np.ndarray]:
+    """Each outer fold's columns (the training rows' inner-fold values, then the held rows'), one transform."""
+    rows = np.arange(len(price))
+    return [np.vstack([transform.fit(rows[folds != k], price[folds != k]).train_values_[rows[folds != k]],
+                       transform.transform(rows[folds == k])]) for k in range(3)]
+
+
+def test_shared_counts_give_the_columns_of_the_vectorizers_fit_in_each_fold():
+    """N-grams counted once for all folds (ml.tfidf_counts): every fold's columns as with the fold's own
+    TfidfVectorizers, for the three views of the group (the offset view's skipped rows included)."""
+    texts, price, groups = _world(240, seed=8)
+    offset = np.log1p(np.random.default_rng(9).choice([1.0, 6.0, np.nan], len(texts)))
+    views = {"text": RidgeView(texts, text_vectorizer), "name": RidgeView(texts, name_vectorizer),
+             "unit": RidgeView(texts, text_vectorizer, np.eye(2, dtype=np.float32)[np.arange(len(texts)) % 2],
+                               offset)}
+    folds = np.arange(len(texts)) % 3
+    shared = _fold_values(RidgeOofTransform(views, groups=groups), price, folds)
+    plain = _fold_values(RidgeOofTransform(views, groups=groups, shared_counts=False), price, folds)
+    for got, expected in zip(shared, plain, strict=True):
+        assert np.isfinite(expected).sum() > 0.6 * expected.size
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+
+
+def test_each_text_is_analysed_once_for_all_folds(monkeypatch):
+    """03 fits one transform on every fold: the texts' n-grams are counted on the first fit only (once per
+    vectorizer), not again for each fold's training rows and the rows it transforms."""
+    texts, price, groups = _world(120, seed=10)
+    analysed = []
+    build = TfidfVectorizer.build_analyzer
+
+    def counting(self):
+        analyze = build(self)
+        return lambda text: analysed.append(text) or analyze(text)
+
+    monkeypatch.setattr(TfidfVectorizer, "build_analyzer", counting)
+    views = {"text": RidgeView(texts, text_vectorizer), "name": RidgeView(texts, name_vectorizer)}
+    _fold_values(RidgeOofTransform(views, groups=groups), price, np.arange(len(texts)) % 3)
+    assert len(analysed) == 3 * len(texts)  # words + chars of the text view, chars of the name view

@@ -12,7 +12,10 @@ TF-IDF reads every word and character n-gram, and its prediction is a strong sin
 
 Honest by construction: the vectorizers and ridges are fit on the training fold's rows only; a training row
 reads the prediction of ridges fit on the other inner folds (grouped by product, so never its own label nor
-a copy's), every other row (the fold's validation rows, test rows) the ridge fit on all training rows.
+a copy's), every other row (the fold's validation rows, test rows) the ridge fit on all training rows. The
+n-grams of every text (train and test rows: counts read no label) are counted once, on the first fold's fit
+(ml.tfidf_counts); each fold keeps the terms and idf of its training rows, as its own TfidfVectorizer would
+(`shared_counts=False` fits those instead, analysing the texts again in every fold).
 
 A view's six ridges (five inner folds + the final one) are independent: they run in threads, as many as the free
 cores (core.threads; the 'sag' solver works without Python's lock), with the values of one thread.
@@ -34,6 +37,7 @@ from amzkit.core.threads import resolve_threads
 from amzkit.ml.base import RunInputs
 from amzkit.ml.folds import inner_folds
 from amzkit.ml.learners import RidgeTfidf
+from amzkit.ml.tfidf_counts import SharedTfidf, tfidf_parts
 from amzkit.ml.transforms import FoldTransform
 from amzkit.text.features import parsed_rows
 from amzkit.text.quantity import total_quantity_log
@@ -64,13 +68,27 @@ class RidgeView:
     offset: np.ndarray | None = None
 
 
+@dataclass(frozen=True)
+class _RowVectorizer:
+    """A fitted vectorizer that vectorizes rows of `texts`."""
+
+    vectorizer: object
+    texts: Sequence[str]
+
+    def transform(self, rows: np.ndarray):
+        return self.vectorizer.transform([self.texts[i] for i in rows])
+
+
 class RidgeOofTransform(FoldTransform):
     """Ridge predictions of log1p(target) from TF-IDF views of the text, fit on the training fold (see module)."""
 
     def __init__(self, views: dict[str, RidgeView], alpha: float = 1.0, seed: int = 0,
-                 groups: np.ndarray | None = None, inner_folds: int = 5, num_threads: int = 0):
+                 groups: np.ndarray | None = None, inner_folds: int = 5, num_threads: int = 0,
+                 shared_counts: bool = True):
         self.views, self.alpha, self.seed, self.groups, self.inner_folds = views, alpha, seed, groups, inner_folds
         self.num_threads = num_threads  # threads for a view's ridges; 0: the free cores (core.threads)
+        self.shared_counts = shared_counts  # TF-IDF from n-gram counts made once for every fold (ml.tfidf_counts)
+        self.shared_: dict[tuple, SharedTfidf] = {}  # kept across fits: 03 fits one transform on every fold
         self.names = list(views)
 
     def _ridge(self, n_rows: int) -> Ridge:
@@ -84,7 +102,7 @@ class RidgeOofTransform(FoldTransform):
         """The view's inputs for `rows`: its TF-IDF (vectorized once per distinct texts + vectorizer) + extra."""
         key = self._key(view)
         if key not in vectorized:
-            vectorized[key] = self.vectorizers_[key].transform([view.texts[i] for i in rows])
+            vectorized[key] = self.vectorizers_[key].transform(rows)
         matrix = vectorized[key]
         return matrix if view.extra is None else sparse.hstack([matrix, sparse.csr_matrix(view.extra[rows])]).tocsr()
 
@@ -102,19 +120,31 @@ class RidgeOofTransform(FoldTransform):
         for view in self.views.values():
             key = self._key(view)
             if key not in self.vectorizers_:
-                vectorizer = view.vectorizer()
-                try:
-                    vectorized[key] = vectorizer.fit_transform([view.texts[i] for i in rows])
-                except ValueError:  # no term left after min_df (a handful of rows, empty names): NaN column
-                    vectorizer = None
-                else:
+                fit = self._fit_vectorizer(view, rows)
+                self.vectorizers_[key] = None if fit is None else fit[0]
+                if fit is not None:  # None: no term left after min_df (a handful of rows, empty names): NaN column
+                    vectorized[key] = fit[1]
                     vectorized[key].sort_indices()  # as transform's: the ridges sum in the same order
-                self.vectorizers_[key] = vectorizer
         threads = resolve_threads(self.num_threads)
         with ThreadPoolExecutor(threads) as pool:  # one thread: the fits one after another
             self.models_ = [self._fit_view(view, rows, log_y, column, vectorized, pool)
                             for column, view in enumerate(self.views.values())]
         return self
+
+    def _fit_vectorizer(self, view: RidgeView, rows: np.ndarray) -> tuple | None:
+        """The view's vectorizer fit on `rows` (an object whose transform(rows) vectorizes rows) and those rows'
+        TF-IDF; None where its fit fails. With shared_counts, from the texts' n-grams counted on the first fit."""
+        vectorizer = view.vectorizer()
+        if self.shared_counts and tfidf_parts(vectorizer) is not None:
+            key = self._key(view)
+            if key not in self.shared_:
+                self.shared_[key] = SharedTfidf(vectorizer, view.texts)
+            return self.shared_[key].fit_transform(rows)
+        try:
+            matrix = vectorizer.fit_transform([view.texts[i] for i in rows])
+        except ValueError:
+            return None
+        return _RowVectorizer(vectorizer, view.texts), matrix
 
     def _fit_view(self, view: RidgeView, rows: np.ndarray, log_y: np.ndarray, column: int, vectorized: dict,
                   pool) -> Ridge | None:
