@@ -63,6 +63,20 @@ def test_the_tied_case_really_ties_at_max_features():
     assert totals[WORDS_TIED().max_features - 1] == totals[WORDS_TIED().max_features]
 
 
+@pytest.mark.parametrize("strip_accents", [None, "unicode"])
+def test_character_ngrams_within_words_read_words_as_the_analyzer_does(strip_accents):
+    """char_wb n-grams are made once per distinct word: words split at any whitespace (tabs, line ends, runs,
+    no-break and em spaces), after the vectorizer's lowercasing and accent stripping."""
+    rng = np.random.default_rng(3)
+    pieces = ["Caf\u00e9", "CAFE", "\u0130stanbul", "stra\u00dfe", "x", "ab", "a-b", "1.5oz", "\u00c9T\u00c9"]
+    gaps = [" ", "  ", "\t", "\n", "\u00a0", "\u2003", " \n\t "]
+    texts = ["".join(str(rng.choice(pieces)) + str(rng.choice(gaps)) for _ in range(rng.integers(1, 8)))
+             for _ in range(60)]
+    make = lambda: TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 4), strip_accents=strip_accents,  # noqa: E731
+                                   dtype=np.float32)
+    _same_as_the_vectorizer(make, texts, np.arange(40), np.arange(40, 60))
+
+
 def test_rows_with_no_term_left_give_no_fit_as_the_vectorizer_fails():
     texts = ["aa bb", "cc dd", "aa cc", "zz"]
     shared = SharedTfidf(TfidfVectorizer(min_df=2), texts)

@@ -11,8 +11,9 @@ float32 rounding.
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from itertools import chain
 from numbers import Integral
 
 import numpy as np
@@ -36,6 +37,24 @@ def tfidf_parts(vectorizer) -> list[TfidfVectorizer] | None:
     return None
 
 
+def _word_ids(vectorizer: TfidfVectorizer, term_id: Callable[[str], int]) -> Callable[[str], Iterable[int]] | None:
+    """For character n-grams within words ('char_wb'): text -> the ids of its n-grams, repeats included, as the
+    vectorizer's analyzer makes them (its preprocessor, then each whitespace-separated word's n-grams), each
+    distinct word's made once and kept. None for another analyzer."""
+    if vectorizer.analyzer != "char_wb":
+        return None
+    prepare, decode, grams = vectorizer.build_preprocessor(), vectorizer.decode, vectorizer._char_wb_ngrams
+    known: dict[str, list[int]] = {}
+
+    def ids_of(word: str) -> list[int]:
+        ids = known.get(word)
+        if ids is None:
+            ids = known[word] = list(map(term_id, grams(word)))
+        return ids
+
+    return lambda text: chain.from_iterable(map(ids_of, prepare(decode(text)).split()))
+
+
 class NgramCounts:
     """One TfidfVectorizer's n-gram counts of every text, counted once: `counts` (texts x terms, the terms in
     scikit-learn's column order, sorted; the vectorizer's dtype). Terms in fewer texts than an integer min_df are
@@ -44,14 +63,21 @@ class NgramCounts:
     def __init__(self, vectorizer: TfidfVectorizer, texts: Sequence[str]):
         self.vectorizer = vectorizer
         analyze = vectorizer.build_analyzer()
-        vocabulary: dict[str, int] = {}
+        vocabulary: defaultdict[str, int] = defaultdict()
+        vocabulary.default_factory = vocabulary.__len__  # a new term's id: the next one (as CountVectorizer's)
+        term_id = vocabulary.__getitem__
         chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (term ids, counts, terms per text)
         ids: list[int] = []
         values: list[int] = []
         lengths: list[int] = []
+        word_ids = _word_ids(vectorizer, term_id)
         for row, text in enumerate(texts):
-            counted = Counter(analyze(text))
-            ids.extend(vocabulary.setdefault(term, len(vocabulary)) for term in counted)
+            if word_ids is None:
+                counted = Counter(analyze(text))
+                ids.extend(map(term_id, counted))
+            else:
+                counted = Counter(word_ids(text))
+                ids.extend(counted)
             values.extend(counted.values())
             lengths.append(len(counted))
             if (row + 1) % CHUNK_TEXTS == 0 or row + 1 == len(texts):
@@ -63,7 +89,7 @@ class NgramCounts:
             frequency += np.bincount(chunk_ids, minlength=len(vocabulary))
         floor = max(vectorizer.min_df if isinstance(vectorizer.min_df, Integral) else 1, 1)
         kept = sorted((term, index) for term, index in vocabulary.items() if frequency[index] >= floor)
-        del vocabulary
+        del vocabulary, term_id, word_ids
         column = np.full(len(frequency), -1, dtype=np.int32)  # term id -> column; -1: left out
         column[np.fromiter((index for _, index in kept), dtype=np.int64, count=len(kept))] = np.arange(len(kept))
         self.n_terms = len(kept)
