@@ -77,6 +77,17 @@ def test_character_ngrams_within_words_read_words_as_the_analyzer_does(strip_acc
     _same_as_the_vectorizer(make, texts, np.arange(40), np.arange(40, 60))
 
 
+def test_a_scikit_learn_without_its_private_char_wb_helper_counts_through_the_analyzer(monkeypatch):
+    """The per-word shortcut calls scikit-learn's private _char_wb_ngrams; a version without it (a future one) is
+    counted through the vectorizer's own analyzer, to the same values, not stopped."""
+    make = lambda: TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), min_df=2, dtype=np.float32)  # noqa: E731
+    texts = _tied_texts()
+    analyzer = make().build_analyzer()  # the analysis itself, made while the helper is there
+    monkeypatch.setattr(TfidfVectorizer, "_char_wb_ngrams", None)
+    monkeypatch.setattr(TfidfVectorizer, "build_analyzer", lambda self: analyzer)
+    _same_as_the_vectorizer(make, texts, np.arange(90), np.arange(90, len(texts)))
+
+
 def test_rows_with_no_term_left_give_no_fit_as_the_vectorizer_fails():
     texts = ["aa bb", "cc dd", "aa cc", "zz"]
     shared = SharedTfidf(TfidfVectorizer(min_df=2), texts)

@@ -41,9 +41,10 @@ def _word_ids(vectorizer: TfidfVectorizer, term_id: Callable[[str], int]) -> Cal
     """For character n-grams within words ('char_wb'): text -> the ids of its n-grams, repeats included, as the
     vectorizer's analyzer makes them (its preprocessor, then each whitespace-separated word's n-grams), each
     distinct word's made once and kept. None for another analyzer."""
-    if vectorizer.analyzer != "char_wb":
+    grams = getattr(vectorizer, "_char_wb_ngrams", None)  # scikit-learn's own (private: 1.6.1 and 1.7 alike)
+    if vectorizer.analyzer != "char_wb" or not callable(grams):  # another version without it: its analyzer
         return None
-    prepare, decode, grams = vectorizer.build_preprocessor(), vectorizer.decode, vectorizer._char_wb_ngrams
+    prepare, decode = vectorizer.build_preprocessor(), vectorizer.decode
     known: dict[str, list[int]] = {}
 
     def ids_of(word: str) -> list[int]:
