@@ -411,3 +411,20 @@ def test_pack_groups_of_the_real_names_are_the_ones_the_single_pattern_found(sha
              *pd.read_csv(shared_data / "amz23_dev.csv", dtype=str, keep_default_na=False)["TITLE"]]
     differ = [name for name in names if pack_groups(name) != _old_pack_groups(name)]
     assert not differ and sum(bool(pack_groups(name)) for name in names) > 1000
+
+
+@pytest.mark.parametrize(("name", "size", "family", "packs"), [
+    ("Sunny Acres Almond Butter (6x8OZ )", 8.0, "weight", 6),
+    ("Acme Borscht Mix 3-pack 3x1.25oz", 1.25, "weight", 3),
+    ("Acme Creamer Cups (50x0.375 fl oz)", 0.375, "volume", 50),
+    ("Acme Vinaigrette (12 X16 oz)", 16.0, "weight", 12),
+])
+def test_name_quantities_read_a_size_glued_to_the_packs_times_sign(name, size, family, packs):
+    """"6x8OZ" is six 8 oz items: the size after a glued "x" was skipped (its lookbehind refused a letter), so
+    the name stated packs but no size, and a Count Value left the row without a total weight."""
+    got = name_quantities(name)
+    assert got.packs == packs and got.size_family == family
+    assert got.item_size == pytest.approx(size, rel=1e-4)
+    parsed = parse_catalog_column(pd.Series([_catalog(name, packs, "Count")]))
+    totals = pack_total_features(parsed)
+    assert totals[f"total_{family}_log"].iloc[0] == pytest.approx(np.log1p(size * packs), rel=1e-6)

@@ -20,9 +20,10 @@ import pandas as pd
 
 from amzkit.text.catalog import MAX_VALUE, UNITS, normalize_unit, pack_count_from_name
 
-# A size: a number (1.5, .5, 1,000) and a weight or volume unit; "fl oz" before "oz", "lb" before "l".
+# A size: a number (1.5, .5, 1,000) and a weight or volume unit; "fl oz" before "oz", "lb" before "l". It may follow
+# the packs and a glued "x" ("6x8OZ", "12 X16 oz": six 8 oz items), not another letter nor "/" ("1/2 oz").
 _SIZE = re.compile(
-    r"(?<![\w./])(?<!\d,)(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?|\.\d+)\s*-?\s*"
+    r"(?:(?<=\d[x×])|(?<=\d\s[x×])|(?<![\w./]))(?<!\d,)(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?|\.\d+)\s*-?\s*"
     r"(fl\.?\s*oz\.?|fluid\s+ounces?|fz|ounces?|oz\.?|pounds?|lbs?\.?|kilograms?|kgs?|grams?|gms?|gr|g"
     r"|milliliters?|millilitres?|ml|liters?|litres?|ltrs?|l|gallons?|gal|quarts?|qt|pints?|pt)(?![a-z])",
     re.IGNORECASE,
