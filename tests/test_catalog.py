@@ -185,6 +185,8 @@ def test_unit_table_families_and_factors() -> None:
         ("Bars, PK- 6", 6),
         ("Tea Bags, 12 Pack of 3.32 Oz", 12),
         ("Water (2 Pack of 32 Fl. Oz.)", 2),
+        ("Peanuts; 2.5 oz., 30/pk", 30),  # "/pk" as "/pack": 30 per pack
+        ("Cups 4 oz 50 per pk", 50),
     ],
 )
 def test_pack_count_positive(name: str, expected: int) -> None:

@@ -191,7 +191,7 @@ _PACK_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
         rf"\b(?:pack|case|set|box|bundle|carton|tray)\s+of\s+{_NUMBER}{_NOT_A_SIZE}",
         rf"\b(?:pack|pk)\s*of\s*(\d+){_NOT_A_SIZE}",  # "Packof 12", "(Pack of6)", "Pk Of 6"
         rf"\b(?:pack|pk)\s*-\s*(\d{{1,3}}){_NOT_A_SIZE}",  # "PK- 6", "(Pack - 18)"; not a product code
-        rf"{_INTEGER}\s*(?:per|/)\s*(?:case|pack|box|carton)\b",
+        rf"{_INTEGER}\s*(?:per|/)\s*(?:case|pack|pk|box|carton)\b",  # "12 per case", "30/pk"
         rf"{_INTEGER}\s*-?\s*(?:pack|pk|pck)s?\b",
         rf"{_INTEGER}\s*[x×]\s*\d+(?:\.\d+)?\s*{_MULTIPLIED_UNIT}",
     )
