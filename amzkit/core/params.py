@@ -83,8 +83,8 @@ class Param:
                 return int(value)
             if isinstance(value, str) and INTEGER_TEXT.fullmatch(value):
                 return int(value)
-            if isinstance(value, str) and number_from_text(value, integer=True) is not None:
-                return number_from_text(value, integer=True)  # YAML 1.1 reads 1e3 (no dot) as text
+            if (number := number_from_text(value, integer=True)) is not None:
+                return number  # YAML 1.1 reads 1e3 (no dot) as text
         elif kind == "float":
             if isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_):
                 return float(value)

@@ -192,8 +192,8 @@ def hf_tokenizer_folder(spec: ModelSpec, folder: Path, repo: str | None) -> Path
     error that says what to do."""
     if not repo or any((folder / name).is_file() for name in TOKENIZER_FILES):  # the tokenizer beside it
         return None
-    if (cached := cached_hf_tokenizer(folder)) is not None:
-        return cached
+    if (cached := cached_file(repo, TOKENIZER_CONFIG)) is not None:  # as cached_hf_tokenizer (01's fingerprint)
+        return cached.parent
     if (spec.source or "").startswith("hf-hub:"):
         raise RuntimeError(unreachable_message(
             spec, f"its tokenizer {repo} (hf_tokenizer_name in its {OPEN_CLIP_CONFIG}) is not in the Hugging Face "
