@@ -380,3 +380,29 @@ def test_a_submission_file_kept_in_lb_scores_after_05_wrote_it_anew_is_not_a_sec
     record_scores(tmp_path, {str(submission): 46.2})  # the new file's own score
     assert leaderboard(tmp_path)[["run", "cv", "lb"]].values.tolist() == [["a", 47.0, 48.1], ["b", 45.0, 46.2]]
     assert add_score(tmp_path, submission, 48.1)["cv"] == 45.0  # `lb add` names the file as it is: b's, same LB
+
+
+def test_a_run_named_like_a_csv_file_is_scored_as_the_run(tmp_path: Path, monkeypatch) -> None:
+    """03 accepts a run_name such as v2.csv: `lb add v2.csv 47.9` and lb_scores {"v2.csv": ...} took it for a
+    submission file and refused it ('no submission file v2.csv'); a name that is both a run and a file is refused
+    naming both."""
+    from amzkit.stages.leaderboard import log_submission
+
+    monkeypatch.chdir(tmp_path)
+    submission = tmp_path / "05_submit" / "submission.csv"
+    submission.parent.mkdir()
+    make_run(tmp_path, "v2.csv", 47.0)
+    submission.write_text("sample_id,price\n1,5.0\n")
+    log_submission(tmp_path, "v2.csv", submission)
+    make_run(tmp_path, "v2.csv", 46.0)  # trained again since: by name the score is the logged submission's
+    assert add_score(tmp_path, "v2.csv", 48.0)["cv"] == 47.0
+    assert add_score(tmp_path, "v2.csv", 48.0)["already"] is True
+    assert record_scores(tmp_path, {"v2.csv": 48.5})[0]["cv"] == 47.0
+    assert add_score(tmp_path, str(submission), 48.5)["already"] is True  # the file names the same submission
+    (tmp_path / "v2.csv").write_text("sample_id,price\n1,5.0\n")  # a file of that name too: which one?
+    with pytest.raises(LeaderboardError, match=r"'v2\.csv' names both the 03_train run .*v2\.csv and the file .*"
+                                               r"v2\.csv"):
+        add_score(tmp_path, "v2.csv", 49.0)
+    assert add_score(tmp_path, str(submission), 48.0)["already"] is True  # a path with its folder is a file
+    assert leaderboard(tmp_path)[["run", "cv", "lb"]].values.tolist() == [["v2.csv", 47.0, 48.0],
+                                                                          ["v2.csv", 47.0, 48.5]]

@@ -32,7 +32,7 @@ from amzkit.core.io import atomic_path, read_json, save_figure
 from amzkit.core.metric import METRICS
 from amzkit.core.params import Param, Parameters
 from amzkit.core.schema import SCHEMAS
-from amzkit.core.workdir import list_runs, resolve_work_dir, stage_dir
+from amzkit.core.workdir import is_plain_name, list_runs, resolve_work_dir, stage_dir
 from amzkit.stages.leaderboard_fit import LeaderboardError, cv_lb_fit, table_metric, tracking_verdict
 
 PARAMETERS = Parameters(
@@ -197,12 +197,18 @@ def _logged_in_other_work_dir(work_dir: str | Path, path: str | Path, sha256: st
     return None
 
 
-def _submission_file(work_dir: str | Path, path: str | Path) -> Path:
-    """The submission file `path` names: as given, else (a relative path) inside the work folder or its 05_submit/
-    (`05_submit/submission.csv`, or the file name Kaggle lists); LeaderboardError naming where it was looked for."""
+def _file_places(work_dir: str | Path, path: str | Path) -> list[Path]:
+    """Where a submission file `path` is looked for: as given, else (a relative path) inside the work folder or its
+    05_submit/ (`05_submit/submission.csv`, or the file name Kaggle lists)."""
     places = [Path(path)]
     if not Path(path).is_absolute():
         places += [Path(work_dir) / path, stage_dir(work_dir, "05_submit") / path]
+    return places
+
+
+def _submission_file(work_dir: str | Path, path: str | Path) -> Path:
+    """The submission file `path` names (see `_file_places`); LeaderboardError naming where it was looked for."""
+    places = _file_places(work_dir, path)
     found = next((place for place in places if place.is_file()), None)
     if found is None:
         looked = f" (looked in {Path.cwd()}, {Path(work_dir)} and its 05_submit/)" if len(places) > 1 else ""
@@ -211,12 +217,31 @@ def _submission_file(work_dir: str | Path, path: str | Path) -> Path:
     return found
 
 
+def _names_file(work_dir: str | Path, key: str | Path) -> bool:
+    """Whether a score's key names a submission file, not a run: it ends in .csv and is not the plain name of a
+    03_train run (a folder there, or a source 05 logged: 03 takes run names such as v2.csv); LeaderboardError when
+    a run's name is also a file's."""
+    text = str(key)
+    if not text.lower().endswith(".csv"):
+        return False
+    run = is_plain_name(text) and ((stage_dir(work_dir, "03_train") / text).is_dir()
+                                   or (_submissions(work_dir)["source"] == text).any())
+    if not run:
+        return True
+    file = next((place for place in _file_places(work_dir, text) if place.is_file()), None)
+    if file is not None:
+        raise LeaderboardError(f"{text!r} names both the 03_train run {stage_dir(work_dir, '03_train') / text} and "
+                               f"the file {file.resolve()}: for the file give its path with a folder (e.g. "
+                               f"{file.resolve()}); for the run, move that file aside")
+    return False
+
+
 def submission_cv(work_dir: str | Path, run: str) -> tuple[str, str, float, str]:
     """(source, metric, CV, notice) an LB score for `run` pairs with: a submission file's logged source and CV,
     else the CV logged with the run's last submission, else (no logged submission) the run's CV now; the notice
     says when the run's CV has changed since its last submission ('' otherwise)."""
     logged = _submissions(work_dir).dropna(subset=["cv"])
-    if str(run).lower().endswith(".csv"):
+    if _names_file(work_dir, run):
         run = _submission_file(work_dir, run)
         sha256 = _file_sha256(run)
         found = logged[logged["sha256"] == sha256]
@@ -280,7 +305,7 @@ def _same_submission_cvs(work_dir: str | Path, run: str, source: str, cv: float)
     paired CV; for an entry by run name also the CVs of the run's earlier logged submissions (a score recorded for
     one of them, given again by name after the run was submitted anew, is that submission's, not the new one's)."""
     cvs = {round(cv, 6)}
-    if not str(run).lower().endswith(".csv"):
+    if not _names_file(work_dir, run):
         logged = _submissions(work_dir).dropna(subset=["cv"])
         cvs |= {round(float(v), 6) for v in logged.loc[logged["source"] == str(source), "cv"]}
     return cvs
@@ -377,7 +402,7 @@ def pair_scores(work_dir: str | Path, scores: dict[str, float]) -> tuple[list[di
             _check_scale(lb, cv, metric)
             cvs = _same_submission_cvs(work_dir, run, source, cv)
             before = _earlier_at_path(work_dir, _submission_file(work_dir, run)) \
-                if str(run).lower().endswith(".csv") else set()
+                if _names_file(work_dir, run) else set()
         except (LeaderboardError, ValueError, OSError, KeyError) as err:  # a run's unreadable metrics.json too
             refused.append(f"{run}: {err}")
             continue
