@@ -649,3 +649,21 @@ def test_a_submission_file_named_inside_the_work_folder_is_found_there(tmp_path:
     assert add_score(work, "submission.csv", 31.0)["cv"] == 30.0
     with pytest.raises(LeaderboardError, match=r"no submission file sub\.csv \(looked in .*notebooks, .*work and"):
         add_score(work, "sub.csv", 31.0)
+
+
+def test_a_blended_runs_metrics_cut_short_costs_neither_the_submission_nor_a_clear_word(tmp_path: Path,
+                                                                                        capsys) -> None:
+    """A 04 blend saved without its schema reads its first run's metrics.json for the log's metric: one cut short
+    raised a JSON error after the submission was written, and the failure removed the new submission too."""
+    work = make_work(tmp_path)
+    metrics = work / "04_ensemble" / "metrics.json"
+    metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "runs": ["a"]}))
+    (work / "03_train" / "a").mkdir(parents=True)
+    broken = work / "03_train" / "a" / "metrics.json"
+    broken.write_text('{"cv_smape": 31.')
+    result = run(work)
+    assert result["valid"] is True and out_files(work) == {"submission.csv", "metrics.json"}
+    out = capsys.readouterr().out
+    assert f"WARNING: the submission was not logged in {work / 'submissions.csv'}" in out
+    assert f"{broken} is not valid JSON" in out and "Delete it and rerun" in out
+    assert not (work / "submissions.csv").exists()

@@ -166,11 +166,14 @@ def _submissions(work_dir: str | Path) -> pd.DataFrame:
 
 def log_submission(work_dir: str | Path, source: str, path: str | Path) -> dict:
     """Record a submission file 05 wrote from `source`, with the source's CV now (in the leaderboard's metric;
-    NaN for a run saved without it): `add_score` pairs a later LB score with this CV."""
+    NaN for a run saved without it): `add_score` pairs a later LB score with this CV. A metrics.json that cannot
+    be read (cut short or edited) is a LeaderboardError naming it, before anything is written."""
     try:
         metric, cv = run_cv_score(work_dir, source)
     except LeaderboardError:
         metric, cv = "", math.nan
+    except (ValueError, TypeError, OSError) as err:  # read_json names the file and the fix
+        raise LeaderboardError(f"the CV of {source!r} cannot be read: {err}") from err
     row = {"time": datetime.now(UTC).isoformat(timespec="seconds"), "source": source, "file": str(path),
            "sha256": _file_sha256(path), "metric": metric, "cv": cv}
     log = submissions_path(work_dir)

@@ -24,7 +24,7 @@ from amzkit.core.metric import METRICS, constant_level_warning, other_scores, sm
 from amzkit.core.params import Param, Parameters
 from amzkit.core.schema import ID_TEXT, Schema, column_fix, get_schema, load_split
 from amzkit.core.workdir import stage_dir
-from amzkit.stages.leaderboard import LeaderboardError, log_submission, submissions_path
+from amzkit.stages.leaderboard import log_submission, submissions_path
 from amzkit.stages.submit_sources import (
     ENSEMBLE_SOURCE,
     SubmissionError,
@@ -395,7 +395,8 @@ def _submit(work_dir: str | Path, test: pd.DataFrame, train_target: np.ndarray, 
     write_json(path.parent / "metrics.json", metrics)
     try:
         log_submission(work_dir, source, path)  # the CV this file was made with, for the LB score it will get
-    except (OSError, LeaderboardError) as err:  # the log serves `lb add` later: never worth the submission
+    except (OSError, ValueError) as err:  # LeaderboardError too: the log serves `lb add` later, never worth the
+        # submission just written (a failure here would remove it with the outputs of a failed run)
         print(f"WARNING: the submission was not logged in {submissions_path(work_dir)} ({err}): an LB score for it "
               "will pair with its run's CV at that time")
     return metrics
