@@ -406,3 +406,22 @@ def test_a_run_named_like_a_csv_file_is_scored_as_the_run(tmp_path: Path, monkey
     assert add_score(tmp_path, str(submission), 48.0)["already"] is True  # a path with its folder is a file
     assert leaderboard(tmp_path)[["run", "cv", "lb"]].values.tolist() == [["v2.csv", 47.0, 48.0],
                                                                           ["v2.csv", 47.0, 48.5]]
+
+
+def test_an_old_03_run_named_04_ensemble_is_never_taken_for_the_blend(tmp_path: Path) -> None:
+    """A 03 run named 04_ensemble (from before 03 reserved the name) was listed as a run to score: without a 04
+    blend, `lb add 04_ensemble` failed with 'expected .../04_ensemble/metrics.json' (a FileNotFoundError), which
+    also kept a logged blend submission whose 04 rerun failed from being scored."""
+    from amzkit.stages.leaderboard import log_submission
+
+    write_json(tmp_path / "03_train" / "04_ensemble" / "metrics.json", {"cv_smape": 47.0})  # old run; no blend
+    make_run(tmp_path, "lgbm", 48.0)
+    with pytest.raises(LeaderboardError, match=r"unknown run '04_ensemble'.*runs that exist: lgbm; "
+                                               r"'04_ensemble' is 04's blend.*03_train/04_ensemble.*rename"):
+        add_score(tmp_path, "04_ensemble", 47.5)
+    make_run(tmp_path, "04_ensemble", 46.5)  # the blend
+    submission = tmp_path / "submission.csv"
+    submission.write_text("sample_id,price\n1,5.0\n")
+    log_submission(tmp_path, "04_ensemble", submission)
+    (tmp_path / "04_ensemble" / "metrics.json").unlink()  # 04 rerun, failed: the logged blend submission counts
+    assert add_score(tmp_path, "04_ensemble", 47.75)["cv"] == 46.5

@@ -54,8 +54,9 @@ def leaderboard_path(work_dir: str | Path) -> Path:
 
 
 def known_runs(work_dir: str | Path) -> list[str]:
-    """Runs a submission can come from: finished 03_train runs, then 04_ensemble when it has metrics.json."""
-    runs = list_runs(work_dir, "03_train")
+    """Runs a submission can come from: finished 03_train runs, then 04_ensemble when it has metrics.json (the name
+    is always 04's blend, as in 05's source: never a 03 run of that name, made before 03 reserved it)."""
+    runs = [run for run in list_runs(work_dir, "03_train") if run != ENSEMBLE_RUN]
     if (stage_dir(work_dir, ENSEMBLE_RUN) / "metrics.json").is_file():
         runs.append(ENSEMBLE_RUN)
     return runs
@@ -65,7 +66,11 @@ def _run_metrics(work_dir: str | Path, run: str) -> tuple[Path, dict]:
     runs = known_runs(work_dir)
     if run not in runs:
         existing = ", ".join(runs) if runs else f"none (no metrics.json under {Path(work_dir)}/03_train or 04_ensemble)"
-        raise LeaderboardError(f"unknown run {run!r} in {work_dir}; runs that exist: {existing}")
+        old = stage_dir(work_dir, "03_train") / ENSEMBLE_RUN
+        clash = (f"; {ENSEMBLE_RUN!r} is 04's blend (none finished in {stage_dir(work_dir, ENSEMBLE_RUN)}), never the "
+                 f"run {old} made before 03 reserved the name: rename that folder to submit and score it by its new "
+                 "name" if run == ENSEMBLE_RUN and (old / "metrics.json").is_file() else "")
+        raise LeaderboardError(f"unknown run {run!r} in {work_dir}; runs that exist: {existing}{clash}")
     folder = stage_dir(work_dir, ENSEMBLE_RUN) if run == ENSEMBLE_RUN else stage_dir(work_dir, "03_train") / run
     return folder / "metrics.json", read_json(folder / "metrics.json")
 
