@@ -425,3 +425,48 @@ def test_an_old_03_run_named_04_ensemble_is_never_taken_for_the_blend(tmp_path: 
     log_submission(tmp_path, "04_ensemble", submission)
     (tmp_path / "04_ensemble" / "metrics.json").unlink()  # 04 rerun, failed: the logged blend submission counts
     assert add_score(tmp_path, "04_ensemble", 47.75)["cv"] == 46.5
+
+
+def test_the_log_names_a_submission_so_that_it_still_resolves_from_another_folder(tmp_path: Path,
+                                                                                  monkeypatch) -> None:
+    """05 logged its file as given (relative to the folder it ran in; or absolute, which a moved work folder, as
+    Kaggle's outputs downloaded, no longer matches): from elsewhere a file key kept in lb_scores after 05 wrote the
+    file anew no longer matched the earlier file's log line, and its score became a second point."""
+    from amzkit.stages.leaderboard import log_submission
+
+    monkeypatch.chdir(tmp_path)
+    work = Path("work")  # relative, as a script's submit("work", ...) gives it
+    make_run(work, "a", 47.0)
+    make_run(work, "b", 45.0)
+    submission = work / "05_submit" / "submission.csv"
+    submission.parent.mkdir()
+    submission.write_text("sample_id,price\n1,5.0\n")
+    assert log_submission(work, "a", submission)["file"] == "05_submit/submission.csv"  # inside the work folder
+    assert len(record_scores(work, {"05_submit/submission.csv": 48.1})) == 1
+    submission.write_text("sample_id,price\n1,6.0\n")
+    log_submission(work, "b", submission)  # b's submission written over a's
+    (tmp_path / "work").rename(tmp_path / "moved")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    moved = tmp_path / "moved"
+    assert record_scores(moved, {"05_submit/submission.csv": 48.1}) == []  # lb_scores kept: a's score, not b's
+    assert leaderboard(moved)[["run", "cv", "lb"]].values.tolist() == [["a", 47.0, 48.1]]
+
+
+def test_a_log_of_paths_relative_to_where_05_ran_is_still_read(tmp_path: Path, monkeypatch) -> None:
+    """submissions.csv written before files were logged relative to the work folder holds them as 05 was given them
+    (relative to the folder it ran in): they still name their file."""
+    from amzkit.stages.leaderboard import _file_sha256
+
+    monkeypatch.chdir(tmp_path)
+    make_run(tmp_path / "work", "a", 47.0)
+    make_run(tmp_path / "work", "b", 45.0)
+    submission = tmp_path / "work" / "05_submit" / "submission.csv"
+    submission.parent.mkdir()
+    submission.write_text("sample_id,price\n1,6.0\n")
+    pd.DataFrame({"time": ["t1", "t2"], "source": ["a", "b"], "file": ["work/05_submit/submission.csv"] * 2,
+                  "sha256": ["0" * 64, _file_sha256(submission)], "metric": ["smape"] * 2, "cv": [47.0, 45.0]}
+                 ).to_csv(tmp_path / "work" / "submissions.csv", index=False)
+    pd.DataFrame([{"time": "t", "run": "a", "metric": "smape", "cv": 47.0, "lb": 48.1, "note": ""}]).to_csv(
+        tmp_path / "work" / "leaderboard.csv", index=False)
+    assert record_scores(tmp_path / "work", {str(submission): 48.1}) == []  # a's score, kept in lb_scores

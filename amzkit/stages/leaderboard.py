@@ -179,7 +179,7 @@ def log_submission(work_dir: str | Path, source: str, path: str | Path) -> dict:
         metric, cv = "", math.nan
     except (ValueError, TypeError, OSError) as err:  # read_json names the file and the fix
         raise LeaderboardError(f"the CV of {source!r} cannot be read: {err}") from err
-    row = {"time": datetime.now(UTC).isoformat(timespec="seconds"), "source": source, "file": str(path),
+    row = {"time": datetime.now(UTC).isoformat(timespec="seconds"), "source": source, "file": _log_path(work_dir, path),
            "sha256": _file_sha256(path), "metric": metric, "cv": cv}
     log = submissions_path(work_dir)
     try:
@@ -193,6 +193,19 @@ def log_submission(work_dir: str | Path, source: str, path: str | Path) -> dict:
     with atomic_path(log) as tmp:
         table.to_csv(tmp, index=False)
     return row
+
+
+def _log_path(work_dir: str | Path, path: str | Path) -> str:
+    """`path` as the log keeps it: relative to the work folder when inside it (05's files: still right when the
+    folder moves, e.g. Kaggle's outputs downloaded, or is named from another folder), else absolute."""
+    full, root = Path(path).resolve(), Path(work_dir).resolve()
+    return full.relative_to(root).as_posix() if full.is_relative_to(root) else str(full)
+
+
+def _logged_places(work_dir: str | Path, file: str) -> list[Path]:
+    """Where a logged file is: an absolute path as it is; a relative one in the work folder, or (a log written
+    before 05 logged paths relative to the work folder) relative to the current folder."""
+    return [Path(file)] if Path(file).is_absolute() else [Path(work_dir) / file, Path(file)]
 
 
 def _logged_in_other_work_dir(work_dir: str | Path, path: str | Path, sha256: str) -> Path | None:
@@ -323,7 +336,8 @@ def _earlier_at_path(work_dir: str | Path, path: str | Path) -> set[tuple[str, f
     """(source, CV rounded) of the logged submissions 05 wrote at `path` before the file it holds now."""
     logged = _submissions(work_dir).dropna(subset=["cv"])
     here, now = Path(path).resolve(), _file_sha256(path)
-    same_file = logged["file"].map(lambda f: Path(f).resolve() == here).astype(bool)
+    same_file = logged["file"].map(lambda f: any(place.resolve() == here for place in _logged_places(work_dir, f)))
+    same_file = same_file.astype(bool)
     at_path = logged[same_file & (logged["sha256"] != now)]
     return {(str(source), round(float(cv), 6)) for source, cv in zip(at_path["source"], at_path["cv"], strict=True)}
 
