@@ -401,6 +401,24 @@ def test_an_image_run_without_any_image_stops_with_what_to_do(shard_data, small_
     assert '-p model ""' in str(err.value) and "-p images_offline_ok True" in str(err.value)
     kept = extract(data, small_demo, tmp_path / "kept", "amazon2025", "color-stats", images_offline_ok=True)
     assert kept["splits"]["train"]["ok"] == 0
+    assert f"delete {tmp_path / '01_extract' / 'color-stats'} and rerun 01" in str(err.value), "missing files"
+
+
+def test_an_image_run_whose_every_link_failed_for_a_passing_reason_says_rerun_later_not_delete(
+        shard_data, small_demo, tmp_path, server, monkeypatch):
+    """Every link 503 (a host rate-limiting or down for the run): the advice was to delete the run folder, though a
+    rerun fetches those links again by itself."""
+    monkeypatch.setattr(extract_module, "fetch_images", functools.partial(fetch_images, retry=ONE_TRY))
+    data = _with_links(shard_data, lambda i: f"{server}/flaky/{i}.jpg")
+    _Handler.busy = True
+    with pytest.raises(RuntimeError, match=r"not one of the 60 rows has an image \(train statuses: http_503 40") \
+            as err:
+        extract(data, small_demo, tmp_path, "amazon2025", "color-stats", shard_rows=SHARD_ROWS_SMALL)
+    assert "Rerun 01 later: it fetches these links again" in str(err.value)
+    assert "delete " not in str(err.value).replace("delete nothing", "")
+    _Handler.busy = False
+    again = extract(data, small_demo, tmp_path, "amazon2025", "color-stats", shard_rows=SHARD_ROWS_SMALL)
+    assert [again["splits"][split]["ok"] for split in ("train", "test")] == [40, 20], "the advice holds"
 
 
 @pytest.mark.parametrize("selection", ["topk_corr", "pca", "knn"])

@@ -34,18 +34,34 @@ def network_down_error(data, data_dir, work_dir, schema_, run_dir: Path, watch: 
 
 
 def check_some_image(manifest: dict, run_dir: Path) -> None:
-    """Stop an image run in which no row got an image, saying why (the commonest statuses) and what to do."""
+    """Stop an image run in which no row got an image, saying why (the commonest statuses) and what to do: when
+    every link failed for a passing reason, rerun 01 later (it fetches them again), else fix the links."""
     if any(split["ok"] for split in manifest["splits"].values()):
         return
     fetch = run_dir / "train_fetch.csv"
     statuses = pd.read_csv(fetch, keep_default_na=False)["status"].value_counts() if fetch.is_file() else None
     seen = ", ".join(f"{status} {count}" for status, count in statuses.head(4).items()) if statuses is not None else ""
     rows = sum(split["rows"] for split in manifest["splits"].values())
+    if _all_passing(run_dir):
+        todo = ("Every link failed for a passing reason (timeouts, connection errors, 429 / 5xx, or not tried): the "
+                "image host or the network was down or rate-limiting. Rerun 01 later: it fetches these links again "
+                "and embeds the rows that get an image (delete nothing)")
+    else:
+        todo = f"Fix the links or the network, delete {run_dir} and rerun 01"
     raise RuntimeError(
         f"image run {manifest['model']!r}: not one of the {rows} rows has an image (train statuses: {seen or 'none'}; "
-        f"the status and error of each link are in {fetch}). Fix the links or the network, delete {run_dir} and "
-        "rerun 01; or run text-only with -p model \"\"; or keep this run without images with -p images_offline_ok "
-        "True (02 then skips it and 03 cannot use it)")
+        f"the status and error of each link are in {fetch}). {todo}; or run text-only with -p model \"\"; or keep "
+        "this run without images with -p images_offline_ok True (02 then skips it and 03 cannot use it)")
+
+
+def _all_passing(run_dir: Path) -> bool:
+    """Whether every link of the run's fetch tables (both splits, at least one link) failed for a passing reason."""
+    tables = [run_dir / f"{split}_fetch.csv" for split in SPLITS]
+    if not all(path.is_file() for path in tables):
+        return False
+    status = pd.concat([pd.read_csv(path, usecols=["status"], dtype=str, keep_default_na=False)["status"]
+                        for path in tables])
+    return len(status) > 0 and bool(status.map(is_passing).all())
 
 
 def warn_passing_failures(manifest: dict, run_dir: Path, min_share: float = PASSING_FAILURES_WARN_SHARE) -> str:
