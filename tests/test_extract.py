@@ -383,6 +383,33 @@ def test_extract_stops_early_when_the_network_is_down(shard_data, small_demo, tm
     assert not list((run_dir / "shards").glob("*.json")), "no shard is finished: a rerun fetches everything"
 
 
+def test_a_finished_run_resumed_offline_after_its_csv_changed_keeps_its_fetch_tables_beside_its_arrays(
+        shard_data, small_demo, tmp_path, monkeypatch, unreachable_links):
+    """A finished image run (local pictures), its CSV then given new links and 01 rerun with Internet off: the stop
+    wrote the new CSV's link statuses over {split}_fetch.csv beside the earlier run's train.npy, a mismatched pair."""
+    class SmallProbe(NetworkWatch):  # decide from the first 6 links (200 in a real run)
+        def __init__(self):
+            super().__init__(probe_links=6)
+
+    monkeypatch.setattr(extract_module, "NetworkWatch", SmallProbe)
+    extract(shard_data, small_demo, tmp_path, "amazon2025", "color-stats", shard_rows=SHARD_ROWS_SMALL)
+    run_dir = tmp_path / "01_extract" / "color-stats"
+    finished = {path.name: path.read_bytes() for path in run_dir.iterdir() if path.is_file()}
+    assert {"train.npy", "train_fetch.csv", "test_fetch.csv", "manifest.json"} <= set(finished)
+    with pytest.raises(RuntimeError, match="no image could be fetched: is Internet on for this kernel") as err:
+        extract(_with_links(shard_data, unreachable_links), small_demo, tmp_path, "amazon2025", "color-stats",
+                shard_rows=SHARD_ROWS_SMALL)
+    after = {path.name: path.read_bytes() for path in run_dir.iterdir() if path.is_file()}
+    assert after == finished, "the finished run's arrays and fetch tables stay a matching pair"
+    statuses = run_dir / "network_down"
+    assert f"Every link's status is in {statuses / 'train_fetch.csv'}" in str(err.value)
+    assert f"{run_dir} keeps the run it finished before as it was" in str(err.value)
+    new = pd.read_csv(statuses / "train_fetch.csv", keep_default_na=False)
+    assert len(new) == 40 and not (new["status"] == "ok").any()
+    again = extract(shard_data, small_demo, tmp_path, "amazon2025", "color-stats", shard_rows=SHARD_ROWS_SMALL)
+    assert again["splits"]["train"]["ok"] == 40 and not statuses.exists(), "a merged run drops the stop's tables"
+
+
 def test_extract_with_images_offline_ok_tries_every_link_and_keeps_the_run(shard_data, small_demo, tmp_path,
                                                                            unreachable_links):
     data = _with_links(shard_data, unreachable_links)

@@ -47,7 +47,7 @@ from amzkit.embed.runs import inputs_sha256, model_inputs
 from amzkit.images.fetch import fetch_images, local_files_digest, local_sizes_match
 from amzkit.images.http import HostStops, NetworkWatch
 from amzkit.images.records import is_passing
-from amzkit.stages.extract_reports import check_some_image, network_down_error, warn_passing_failures
+from amzkit.stages.extract_reports import network_down_error, report_image_run
 
 PARAMETERS = Parameters(
     Param("model", "fashion-siglip", "image model: a registry name or local-dir:<folder>; \"\": none"),
@@ -318,9 +318,8 @@ def extract(
     if num_shards == 1:
         manifest = merge_shards([run_dir], run_dir, {s: data[s][schema_.id_column] for s in SPLITS}, spec,
                                 expected_fit=fit)
-        if spec.modality == "image" and not images_offline_ok:
-            check_some_image(manifest, run_dir)
-            warn_passing_failures(manifest, run_dir)
+        if spec.modality == "image":
+            report_image_run(manifest, run_dir, images_offline_ok)
         return manifest
     return {"model": spec.name, "shard_index": shard_index, "num_shards": num_shards, "shards_written": len(todo),
             "shards_dir": str(shard_dir)}

@@ -3,6 +3,7 @@ links failed for a passing reason, and the tables of runs and fetch statuses the
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,20 +18,37 @@ from amzkit.images.records import is_passing
 
 PASSING_FAILURES_WARN_SHARE = 0.01  # warn when this share of a split's links or more failed for a passing reason
 PASSING_FAILURES_WARN_ROWS = 5  # ... and at least this many
+NETWORK_DOWN_DIR = "network_down"  # the link statuses of a stop for a dead network, beside a finished run
 
 
 def network_down_error(data, data_dir, work_dir, schema_, run_dir: Path, watch: NetworkWatch) -> RuntimeError:
     """The error 01 stops with when the network is down, after writing every link's status to {split}_fetch.csv
-    (the links not tried: not_fetched; nothing is fetched now)."""
+    (the links not tried: not_fetched; nothing is fetched now): in the run folder, or, when it holds a finished
+    run (made from other rows or links, as a rule: this CSV's were tried before), in its NETWORK_DOWN_DIR, so that
+    run's arrays and fetch tables stay a matching pair."""
+    finished = any((run_dir / name).is_file() for name in ("manifest.json", *(f"{split}.npy" for split in SPLITS)))
+    out = run_dir / NETWORK_DOWN_DIR if finished else run_dir
     for split in SPLITS:
         table = fetch_images(data[split][schema_.image_column], base_dir=data_dir,
                              cache_dir=Path(work_dir) / "image_cache", watch=watch, progress=False)
-        write_csv(table.assign(embedded=False).reset_index(drop=True), run_dir / f"{split}_fetch.csv")
+        write_csv(table.assign(embedded=False).reset_index(drop=True), out / f"{split}_fetch.csv")
+    kept = (f" ({run_dir} keeps the run it finished before as it was, its arrays beside the fetch tables that "
+            "describe them, until a run with the network replaces it)") if finished else ""
     return RuntimeError(
         f"no image could be fetched: is Internet on for this kernel? {watch.summary()}. Every link's status is in "
-        f"{run_dir / 'train_fetch.csv'} and test_fetch.csv. Turn Internet on (Kaggle: the notebook's Settings > "
+        f"{out / 'train_fetch.csv'} and test_fetch.csv{kept}. Turn Internet on (Kaggle: the notebook's Settings > "
         "Internet) and rerun 01; or run text-only with -p model \"\"; or carry on without images with "
         "-p images_offline_ok True (every link is then tried, with retries)")
+
+
+def report_image_run(manifest: dict, run_dir: Path, images_offline_ok: bool) -> None:
+    """After an image run merged: drop an earlier stop's NETWORK_DOWN_DIR (its statuses are superseded), then,
+    unless `images_offline_ok`, stop when no row got an image and warn about links that failed for a passing
+    reason."""
+    shutil.rmtree(run_dir / NETWORK_DOWN_DIR, ignore_errors=True)
+    if not images_offline_ok:
+        check_some_image(manifest, run_dir)
+        warn_passing_failures(manifest, run_dir)
 
 
 def check_some_image(manifest: dict, run_dir: Path) -> None:
