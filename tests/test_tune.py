@@ -411,3 +411,24 @@ def test_a_finished_03_run_killed_while_tuned_again_is_named_by_04_as_stopped(sy
                                                              "03_train"), "03_train"))
     assert "rerun was stopped" in unfinished_runs(work).get("t", "")
     assert "new" not in unfinished_runs(work), "nothing of a new name exists for 04 to use or name"
+
+
+def test_a_study_refuses_to_go_on_under_other_library_versions(synthetic, monkeypatch):
+    """The study's setup recorded no library versions: resumed after an upgrade (a Kaggle image update between
+    sessions), it ranked trials scored under two LightGBM / scikit-learn / numpy versions without a word."""
+    import optuna
+
+    data, work = synthetic
+    _tune(data, work, n_trials=1)
+    storage = f"sqlite:///{tuning_paths(work, 'tuned')['study'].resolve()}"
+    saved = optuna.load_study(study_name="tuned", storage=storage).user_attrs["setup"]
+    assert saved["libraries"] == tune.library_versions(tune.STUDY_LIBRARIES)
+    real = tune.library_versions
+    monkeypatch.setattr(tune, "library_versions", lambda names: {**real(names), "lightgbm": "0.0.1"})
+    with pytest.raises(ValueError, match=r"another setup.*lightgbm \S+ -> 0\.0\.1.*scored under the old versions"):
+        _tune(data, work, n_trials=1)
+    monkeypatch.undo()
+    study = optuna.load_study(study_name="tuned", storage=storage)  # a study saved before the versions were
+    study.set_user_attr("setup", {k: v for k, v in saved.items() if k != "libraries"})  # is not refused, and
+    assert _tune(data, work, n_trials=1)["n_trials"] == 2                                # records them from now on
+    assert optuna.load_study(study_name="tuned", storage=storage).user_attrs["setup"] == saved

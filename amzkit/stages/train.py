@@ -298,10 +298,11 @@ def _fingerprint(model: Learner, folds: np.ndarray, pseudo) -> str:
     return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def library_versions() -> dict[str, str | None]:
-    """The installed versions of the libraries a fold's model depends on (None: not installed)."""
+def library_versions(names: tuple[str, ...] = FOLD_LIBRARIES) -> dict[str, str | None]:
+    """The installed versions of `names` (by default the libraries a fold's model depends on; None: not
+    installed)."""
     found = {}
-    for name in FOLD_LIBRARIES:
+    for name in names:
         try:
             found[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:

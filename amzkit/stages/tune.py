@@ -31,7 +31,7 @@ from amzkit.ml.folds import folds_around
 from amzkit.ml.presets import PRESETS, check_preset, preset_path, resolve_preset, save_preset
 from amzkit.ml.transforms import FoldTransform
 from amzkit.ml.trees import LightGBMLearner, check_lightgbm_params, lightgbm_names, merge_lightgbm_params
-from amzkit.stages.train import SHARED_LEARNER_PARAMS, D, inputs_digest, static_features_digest
+from amzkit.stages.train import SHARED_LEARNER_PARAMS, D, inputs_digest, library_versions, static_features_digest
 
 # LightGBM parameter -> (kind, low, high, log); a categorical entry holds its choices in `low`.
 SEARCH_SPACE: dict[str, tuple] = {
@@ -54,7 +54,10 @@ SAMPLER_STARTUP_TRIALS = 10
 
 
 TUNED_LEARNER_SETTINGS = ("bags", "refit", "valid_fraction")  # the run's LightGBMLearner settings a study uses
-SETUP_KEYS_ADDED = ("learner", "inputs", "static_features")  # setup keys newer than some saved studies
+SETUP_KEYS_ADDED = ("learner", "inputs", "static_features", "libraries")  # keys newer than some saved studies
+# the libraries a trial's score depends on (the features' transforms, the model): a study resumed under other
+# versions of them (a Kaggle image update between sessions) would rank trials scored by two setups
+STUDY_LIBRARIES = ("numpy", "scikit-learn", "lightgbm")
 
 
 def _import_optuna():
@@ -241,7 +244,8 @@ def tune_preset(
     study scores what the run will train.
     Runs up to `n_trials` more trials within `timeout_minutes` (None: no limit); the same `name` again
     continues the study, which must then have the same rows, folds, features, embeddings, base preset, learner
-    settings and data (every CSV cell and 01 run: `inputs_digest`), unless none of its trials was scored. With
+    settings, data (every CSV cell and 01 run: `inputs_digest`) and numpy / scikit-learn / LightGBM versions,
+    unless none of its trials was scored. With
     `total_trials` (03's `tune_trials`) `n_trials` counts the study's finished trials in all: a study that has
     them, or whose last session with the same budget ran to its end (its timeout), runs none again, so a rerun
     of a stopped run resumes its folds.
@@ -291,7 +295,8 @@ def tune_preset(
              "embeddings": embeddings, "tfidf_dim": tfidf_dim,
              "base_preset": base_preset if isinstance(base_preset, str) else "(dict)", "base": base,
              "search_space": space, "learner": {"group_by": group_by, **settings}, "inputs": inputs_digest(inputs),
-             "static_features": static_features_digest(learner)}  # image files replaced under the same names
+             "static_features": static_features_digest(learner),  # image files replaced under the same names
+             "libraries": library_versions(STUDY_LIBRARIES)}
 
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -301,7 +306,11 @@ def tune_preset(
         probe = optuna.create_study(storage=storage, study_name=name, direction="minimize", load_if_exists=True)
         if probe.user_attrs.get("setup") is None:
             probe.set_user_attr("setup", json.loads(json.dumps(setup)))
-        differs = _setup_differences(probe.user_attrs["setup"], setup)
+        saved = probe.user_attrs["setup"]
+        differs = _setup_differences(saved, setup)
+        if not differs and (added := {k: v for k, v in setup.items() if k not in saved}):
+            probe.set_user_attr("setup", json.loads(json.dumps({**saved, **added})))  # a study saved before a key
+            # existed records it now: its later sessions are checked on it too
         trials = probe.get_trials(deepcopy=False)
         finished = sum(t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for t in trials)
         if differs and not finished:
@@ -313,6 +322,12 @@ def tune_preset(
             if "static_features" in differs:
                 differs["static_features"] = ("the feature columns changed since the study began (image files in "
                                               "data_dir or 01's image tables replaced)")
+            if "libraries" in differs:
+                was, now = differs["libraries"]
+                differs["libraries"] = (", ".join(f"{lib} {(was or {}).get(lib)} -> {version}" for lib, version
+                                                  in now.items() if (was or {}).get(lib) != version)
+                                        + ": its trials were scored under the old versions, this session's would be "
+                                        "under the new ones (a Kaggle image update between sessions?)")
             raise ValueError(f"{paths['study']} is a study of another setup ({sorted(differs)} differ: saved vs "
                              f"now {differs}); tune under another name, or delete that file to start over")
         for stale in (t for t in trials if t.state == optuna.trial.TrialState.RUNNING):
