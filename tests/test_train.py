@@ -1237,3 +1237,30 @@ def test_a_run_whose_test_predictions_are_not_positive_prices_is_not_saved(tmp_p
     with pytest.raises(ValueError, match=r"run custom: 1 test predictions .*test rows \[4\]"):
         save_run(tmp_path, "custom", get_schema("amazon2025"), data["train"], data["test"], folds, oof, test_pred, {})
     assert not (tmp_path / "03_train" / "custom").exists()
+
+
+def test_a_fold_importance_a_kill_left_before_its_progress_record_is_replaced_on_resume(synthetic, monkeypatch):
+    """Killed between writing importance2.csv and the progress record, the run resumed at fold 2 and fit it again,
+    but kept the killed fit's importance2.csv: the run's importance then came from another fit than its
+    predictions (a fit that is not bit for bit the same: a GPU, CatBoost's GPU training)."""
+    from amzkit.testing import kill_after_writing
+
+    data, work = synthetic
+    whole = train_run(data, "amazon2025", work, "whole", learner=LightGBMLearner(**_KILLED))
+    kill_after_writing(monkeypatch, train_module, "importance2.csv", _Interrupt("session killed"))
+    with pytest.raises(_Interrupt):
+        train_run(data, "amazon2025", work, "resumed", learner=LightGBMLearner(**_KILLED))
+    monkeypatch.undo()
+    kept = work / "03_train" / "resumed" / "progress"
+    assert json.loads((kept / "progress.json").read_text())["folds_done"] == 2
+    stale = pd.read_csv(kept / "importance2.csv")
+    stale.iloc[:, 1] = 1e9  # what another fit of fold 2 left
+    stale.to_csv(kept / "importance2.csv", index=False)
+    _DiesOnFold.fits, _DiesOnFold.die_at = 0, 2  # fold 2 fit again and kept, then killed in fold 3
+    with pytest.raises(_Interrupt):
+        train_run(data, "amazon2025", work, "resumed", learner=_DiesOnFold(**_KILLED))
+    assert pd.read_csv(kept / "importance2.csv").iloc[:, 1].max() < 1e9, "fold 2's importance is its new fit's"
+    resumed = _rerun(data, work, "resumed")
+    assert _DiesOnFold.fits == 2 and resumed["cv_smape"] == pytest.approx(whole["cv_smape"], rel=1e-12)
+    importance = [pd.read_csv(work / "03_train" / name / "feature_importance.csv") for name in ("whole", "resumed")]
+    pd.testing.assert_frame_equal(importance[0], importance[1])

@@ -367,19 +367,23 @@ def _resumable_cv(model: Learner, folds: np.ndarray, run_dir: Path, pseudo, prog
             shutil.rmtree(run_dir / models_dir, ignore_errors=True)
         folder.mkdir(parents=True, exist_ok=True)  # there from the first fold: 04, 05 name a run killed in it
 
+    # the importance files progress.json counts; one after them is a killed session's fit of a fold made again
+    recorded = [len(previous["importance"]) if previous is not None else 0]
+
     def keep(step: int, state: dict) -> None:
         with_arrays = folder / "state.npz"
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / ".state.tmp.npz"
         np.savez(tmp, oof=state["oof"], test_folds=state["test_folds"])
         tmp.replace(with_arrays)
-        for i, series in enumerate(state["importance"]):
-            if not (folder / f"importance{i}.csv").is_file():
-                write_csv(series.rename(series.name or "importance").rename_axis("feature").reset_index(),
-                          folder / f"importance{i}.csv")
+        for i in range(recorded[0], len(state["importance"])):  # written anew, never a killed fit's kept
+            series = state["importance"][i]
+            write_csv(series.rename(series.name or "importance").rename_axis("feature").reset_index(),
+                      folder / f"importance{i}.csv")
         write_json(marker, {"fingerprint": fingerprint, "folds_done": step + 1, "fold_smape": state["fold_smape"],
                             "importance_folds": len(state["importance"]), "fit_reports": state["fit_reports"],
                             "seconds": clock["earlier"] + time.perf_counter() - clock["started"]})
+        recorded[0] = len(state["importance"])
 
     return cross_validate(model, folds, pseudo=pseudo, models_dir=models_dir and run_dir / models_dir,
                           progress=progress, start_fold=start, previous=previous, fold_done=keep, devices=devices or ())
