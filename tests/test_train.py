@@ -1264,3 +1264,25 @@ def test_a_fold_importance_a_kill_left_before_its_progress_record_is_replaced_on
     assert _DiesOnFold.fits == 2 and resumed["cv_smape"] == pytest.approx(whole["cv_smape"], rel=1e-12)
     importance = [pd.read_csv(work / "03_train" / name / "feature_importance.csv") for name in ("whole", "resumed")]
     pd.testing.assert_frame_equal(importance[0], importance[1])
+
+
+def test_a_rerun_refused_before_it_changed_anything_leaves_no_rerun_mark(synthetic):
+    """A finished run trained again with a misspelt 01 run (refused while its learner prepared) or a missing
+    pseudo_label_run kept the rerun mark, though none of its files had changed: 04 and 05 then said "a rerun was
+    stopped" of a run nothing was replacing. A mark a stopped rerun left before stays."""
+    from amzkit.ml.runs import unfinished_runs
+
+    data, work = synthetic
+    train_run(data, "amazon2025", work, "rerun", ["text_stats"], ["planted"], lgb_params=FAST, num_threads=1)
+    with pytest.raises(FileNotFoundError, match="plantd"):
+        train_run(data, "amazon2025", work, "rerun", ["text_stats"], ["plantd"], lgb_params=FAST, num_threads=1)
+    assert "rerun" not in unfinished_runs(work)
+    with pytest.raises(ValueError, match="nosuch"):
+        train_run(data, "amazon2025", work, "rerun", ["text_stats"], ["planted"], lgb_params=FAST, num_threads=1,
+                  pseudo_label_run="nosuch")
+    assert "rerun" not in unfinished_runs(work)
+    with pytest.raises(_Interrupt):  # stopped in its features: the mark stays, and so after a refusal later
+        train_run(data, "amazon2025", work, "rerun", learner=_DiesInPrepare(**{**_KILLED, "features": ["quantity"]}))
+    with pytest.raises(FileNotFoundError, match="plantd"):
+        train_run(data, "amazon2025", work, "rerun", ["text_stats"], ["plantd"], lgb_params=FAST, num_threads=1)
+    assert "rerun was stopped" in unfinished_runs(work).get("rerun", "")

@@ -432,3 +432,32 @@ def test_a_study_refuses_to_go_on_under_other_library_versions(synthetic, monkey
     study.set_user_attr("setup", {k: v for k, v in saved.items() if k != "libraries"})  # is not refused, and
     assert _tune(data, work, n_trials=1)["n_trials"] == 2                                # records them from now on
     assert optuna.load_study(study_name="tuned", storage=storage).user_attrs["setup"] == saved
+
+
+def test_a_finished_03_run_whose_tuning_is_refused_keeps_no_rerun_mark(synthetic, tmp_path, monkeypatch):
+    """Tuned again, a finished run whose study was refused ("a study of another setup", before any of the run's files
+    changed) kept the rerun mark: 04 and 05 said "a rerun was stopped" of a run nothing was replacing."""
+    from amzkit.app import runners
+    from amzkit.app.parameters import check_parameters, stage_parameters
+    from amzkit.ml.runs import unfinished_runs
+
+    data, work = synthetic
+    (tmp_path / "data").mkdir()
+    for split, frame in data.items():
+        frame.to_csv(tmp_path / "data" / f"{split}.csv", index=False)
+    values = {**stage_parameters("03_train"), "data_dir": str(tmp_path / "data"), "work_dir": str(work),
+              "run_name": "t", "features": FEATURES, "embeddings": EMBEDDINGS, "tfidf_dim": 8, "num_threads": 1}
+    runners.run_train(runners.setup(check_parameters(values, "03_train"), "03_train"))
+
+    def refused(*args, **kwargs):
+        raise ValueError("tuned-t.study.db is a study of another setup")
+
+    monkeypatch.setattr(runners, "tune_preset", refused)
+    with pytest.raises(ValueError, match="another setup"):
+        runners.run_train(runners.setup(check_parameters({**values, "tune_trials": 2}, "03_train"), "03_train"))
+    assert "t" not in unfinished_runs(work)
+    monkeypatch.setattr(runners, "tune_preset", lambda *args, **kwargs: {"best_smape": 1.0, "base_smape": 1.0,
+                                                                         "n_trials": 2, "n_pruned": 0, "n_new": 2})
+    with pytest.raises(ValueError, match="unknown preset .tuned-t."):  # tuned, then refused in train_run
+        runners.run_train(runners.setup(check_parameters({**values, "tune_trials": 2}, "03_train"), "03_train"))
+    assert "t" not in unfinished_runs(work)

@@ -43,7 +43,7 @@ from amzkit.stages.image_tables import merge_image_tables, write_image_tables
 from amzkit.stages.leaderboard import LeaderboardError, pair_scores, show_leaderboard, write_scores
 from amzkit.stages.leaks import cached_image_paths, leak_report, plot_leak_report
 from amzkit.stages.submit import plot_distribution, submit
-from amzkit.stages.train import build_learner, fold_fits_summary, mark_rerun, plot_importance, plot_oof, train_run
+from amzkit.stages.train import build_learner, fold_fits_summary, marked_rerun, plot_importance, plot_oof, train_run
 from amzkit.stages.tune import plot_tuning, tune_preset, tuning_paths
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
@@ -301,7 +301,7 @@ def plot_leaks(ctx: Context, leaks) -> None:
 def run_train(ctx: Context) -> dict:
     """Cross-validate one run of the notebook's learner (tuning its preset first when asked); prints the CV line."""
     p = ctx.params
-    preset = p.preset
+    preset, marked = p.preset, False
     if p.tune_trials > 0:
         if p.learner != "lightgbm":
             raise ValueError(f"tune_trials tunes LightGBM presets: it applies to learner 'lightgbm', not {p.learner!r}")
@@ -315,12 +315,12 @@ def run_train(ctx: Context) -> dict:
                              "-p preset, and leave it out of learner_params")
         fixed = {**p.lgb_params, **own.pop("params", {})}  # as the run merges them: the study leaves them fixed
         preset = f"tuned-{p.run_name}"
-        mark_rerun(ctx.work_dir, p.run_name)  # killed in the tuning: 04 and 05 say they use the old run
-        tuned = tune_preset(ctx.data, ctx.schema.name, ctx.work_dir, preset, p.features, p.embeddings,
-                            n_folds=p.n_folds, seed=p.seed, fold_strategy=p.fold_strategy, base_preset=p.preset,
-                            n_trials=p.tune_trials, timeout_minutes=p.tune_minutes, num_threads=p.num_threads,
-                            tfidf_dim=p.tfidf_dim, data_dir=ctx.data_dir, lgb_params=fixed, group_by=p.group_by,
-                            learner_settings=own, total_trials=True)
+        with marked_rerun(ctx.work_dir, p.run_name) as marked:  # killed in the tuning, the old run is named by 04, 05
+            tuned = tune_preset(ctx.data, ctx.schema.name, ctx.work_dir, preset, p.features, p.embeddings,
+                                n_folds=p.n_folds, seed=p.seed, fold_strategy=p.fold_strategy, base_preset=p.preset,
+                                n_trials=p.tune_trials, timeout_minutes=p.tune_minutes, num_threads=p.num_threads,
+                                tfidf_dim=p.tfidf_dim, data_dir=ctx.data_dir, lgb_params=fixed, group_by=p.group_by,
+                                learner_settings=own, total_trials=True)
         without = "; tuned without the pseudo-labels the run adds" if p.pseudo_label_run else ""
         earlier = "" if tuned["n_new"] else (
             f"; no trial run again: the study already has its tune_trials {p.tune_trials}, or ran its "
@@ -333,7 +333,7 @@ def run_train(ctx: Context) -> dict:
                         n_folds=p.n_folds, seed=p.seed, fold_strategy=p.fold_strategy, num_threads=p.num_threads,
                         group_by=p.group_by, tfidf_dim=p.tfidf_dim, data_dir=ctx.data_dir,
                         pseudo_label_run=p.pseudo_label_run, pseudo_label_fraction=p.pseudo_label_fraction,
-                        pseudo_label_weight=p.pseudo_label_weight)
+                        pseudo_label_weight=p.pseudo_label_weight, rerun_marked=marked)
     print(f"{p.run_name} ({p.learner}): CV SMAPE {metrics['cv_smape']:.3f} (folds {metrics['fold_smape_mean']:.3f} "
           f"+- {metrics['fold_smape_std']:.3f}); constant median {metrics['constant_median_smape']:.3f}"
           + other_scores(metrics, ctx.schema.report_metrics, "cv_", "CV"))

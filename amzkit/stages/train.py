@@ -19,6 +19,8 @@ import inspect
 import json
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -80,6 +82,10 @@ PARAMETERS = Parameters(
     Param("pseudo_label_weight", 0.5, "sample weight of a pseudo-labelled row (0..1]", low=0, low_open=True, high=1),
 )
 D = PARAMETERS.defaults
+
+# What 03 raises for what was asked (a misspelt 01 run or column, a refused parameter, a missing package), not a
+# stop: such an error before a rerun's first fold takes back the rerun mark it made (unmark_rerun).
+USER_ERRORS = (ValueError, FileNotFoundError, ImportError)
 
 # Run parameters every learner whose constructor takes them receives from the notebook.
 SHARED_LEARNER_PARAMS = ("features", "embeddings", "tfidf_dim", "group_by", "num_threads")
@@ -156,7 +162,7 @@ def train_run(
     num_threads: int = D.num_threads, group_by: str = D.group_by, tfidf_dim: int = D.tfidf_dim,
     data_dir: str | Path | None = None, pseudo_label_run: str = D.pseudo_label_run,
     pseudo_label_fraction: float = D.pseudo_label_fraction, pseudo_label_weight: float = D.pseudo_label_weight,
-    progress: bool = True, fold_devices: list[str] | None = None,
+    progress: bool = True, fold_devices: list[str] | None = None, rerun_marked: bool = False,
 ) -> dict:
     """Cross-validate one run and write its folder under 03_train/; returns its metrics.
 
@@ -164,45 +170,54 @@ def train_run(
     takes) or a Learner object. Finished folds are kept, so calling again after an interruption resumes.
     `fold_devices` (None: every usable GPU when there are several and the learner spreads its folds, see
     ml.cv.devices_for_folds) fits the folds side by side, one worker process per device; with the learner's
-    device set (not 'auto'), they must be of its type (ml.cv.check_fold_devices).
+    device set (not 'auto'), they must be of its type (ml.cv.check_fold_devices). `rerun_marked`: the caller
+    made the run's rerun mark (`mark_rerun` returned True: 03's notebook, before tuning), which a user error
+    before the first fold then takes back, as it does the mark this call makes.
     """
-    schema_ = get_schema(schema)
-    check_name(run_name, "run_name")
-    checked = PARAMETERS.validate(run_name=run_name, n_folds=n_folds, seed=seed, fold_strategy=fold_strategy,
-                                  num_threads=num_threads, tfidf_dim=tfidf_dim, pseudo_label_run=pseudo_label_run,
-                                  pseudo_label_fraction=pseudo_label_fraction, pseudo_label_weight=pseudo_label_weight,
-                                  features=features, embeddings=embeddings,
-                                  **({"learner": learner} if isinstance(learner, str) else {}))
-    features, embeddings = checked["features"], checked["embeddings"]  # "minilm" is ["minilm"], not list("minilm")
-    check_trainable(data["train"][schema_.target].to_numpy(), n_folds, schema_.target)
-    if pseudo_label_run == run_name:
-        raise ValueError(f"pseudo_label_run {run_name!r} is this run: its pseudo-labels would come from its own last "
-                         "predictions, which this run then replaces (each rerun drifting from the last). Name another "
-                         f"run's, e.g. -p pseudo_label_run <your base run> -p run_name {run_name}_pseudo")
-    if isinstance(learner, Learner):
-        _refuse_settings_beside_an_object(learner_params=learner_params or {}, preset=preset,
-                                          lgb_params=lgb_params or {}, features=list(features),
-                                          embeddings=list(embeddings), tfidf_dim=tfidf_dim, group_by=group_by,
-                                          num_threads=num_threads)
-    clock = {"started": time.perf_counter(), "earlier": 0.0}  # earlier: seconds of folds a stopped session kept
-    model = learner if isinstance(learner, Learner) else build_learner(
-        learner, learner_params, features=features, embeddings=embeddings, tfidf_dim=tfidf_dim, group_by=group_by,
-        num_threads=num_threads, preset=preset, lgb_params=lgb_params)
-    train, test = data["train"], data["test"]
-    inputs = RunInputs(data, schema_, Path(work_dir), Path(data_dir) if data_dir is not None else None, seed)
-    run_dir = stage_dir(work_dir, "03_train") / run_name
+    marked = [rerun_marked]  # whether this call (or its caller) made the run's rerun mark: see unmark_rerun
+    try:
+        schema_ = get_schema(schema)
+        check_name(run_name, "run_name")
+        checked = PARAMETERS.validate(
+            run_name=run_name, n_folds=n_folds, seed=seed, fold_strategy=fold_strategy, num_threads=num_threads,
+            tfidf_dim=tfidf_dim, pseudo_label_run=pseudo_label_run, pseudo_label_fraction=pseudo_label_fraction,
+            pseudo_label_weight=pseudo_label_weight, features=features, embeddings=embeddings,
+            **({"learner": learner} if isinstance(learner, str) else {}))
+        features, embeddings = checked["features"], checked["embeddings"]  # "minilm" is ["minilm"], not list("minilm")
+        check_trainable(data["train"][schema_.target].to_numpy(), n_folds, schema_.target)
+        if pseudo_label_run == run_name:
+            raise ValueError(f"pseudo_label_run {run_name!r} is this run: its pseudo-labels would come from its own "
+                             "last predictions, which this run then replaces (each rerun drifting from the last). Name "
+                             f"another run's, e.g. -p pseudo_label_run <your base run> -p run_name {run_name}_pseudo")
+        if isinstance(learner, Learner):
+            _refuse_settings_beside_an_object(learner_params=learner_params or {}, preset=preset,
+                                              lgb_params=lgb_params or {}, features=list(features),
+                                              embeddings=list(embeddings), tfidf_dim=tfidf_dim, group_by=group_by,
+                                              num_threads=num_threads)
+        clock = {"started": time.perf_counter(), "earlier": 0.0}  # earlier: seconds of folds a stopped session kept
+        model = learner if isinstance(learner, Learner) else build_learner(
+            learner, learner_params, features=features, embeddings=embeddings, tfidf_dim=tfidf_dim, group_by=group_by,
+            num_threads=num_threads, preset=preset, lgb_params=lgb_params)
+        train, test = data["train"], data["test"]
+        inputs = RunInputs(data, schema_, Path(work_dir), Path(data_dir) if data_dir is not None else None, seed)
+        run_dir = stage_dir(work_dir, "03_train") / run_name
 
-    def prepare() -> Learner:  # a kill while the features are built (minutes for a big run) is named too
-        mark_rerun(work_dir, run_name)
-        return model.prepare(inputs)
+        def prepare() -> Learner:  # a kill while the features are built (minutes for a big run) is named too
+            marked[0] = mark_rerun(work_dir, run_name) or marked[0]
+            return model.prepare(inputs)
 
-    _, folds = folds_around(prepare, work_dir, train, schema_, n_folds, seed, fold_strategy)
-    pseudo = None
-    if pseudo_label_run:
-        check_name(pseudo_label_run, "pseudo_label_run")
-        rows = {"train": rows_sha256(train, schema_.id_column), "test": rows_sha256(test, schema_.id_column)}
-        pseudo = pseudo_labels(work_dir, pseudo_label_run, folds, test[schema_.id_column].to_numpy(),
-                               train[schema_.id_column].to_numpy(), pseudo_label_fraction, pseudo_label_weight, rows)
+        _, folds = folds_around(prepare, work_dir, train, schema_, n_folds, seed, fold_strategy)
+        pseudo = None
+        if pseudo_label_run:
+            check_name(pseudo_label_run, "pseudo_label_run")
+            rows = {"train": rows_sha256(train, schema_.id_column), "test": rows_sha256(test, schema_.id_column)}
+            pseudo = pseudo_labels(work_dir, pseudo_label_run, folds, test[schema_.id_column].to_numpy(),
+                                   train[schema_.id_column].to_numpy(), pseudo_label_fraction, pseudo_label_weight,
+                                   rows)
+    except USER_ERRORS:  # refused before any of the run's files changed: its old outputs stand as they were
+        if marked[0]:
+            unmark_rerun(work_dir, run_name)
+        raise
     pseudo_info = {}
     devices = devices_for_folds(model) if fold_devices is None else list(fold_devices)
     if pseudo is not None:  # the same folds without pseudo-labels, kept apart: a killed run resumes both passes
@@ -234,13 +249,39 @@ def train_run(
     return metrics
 
 
-def mark_rerun(work_dir: str | Path, run_name: str) -> None:
+def mark_rerun(work_dir: str | Path, run_name: str) -> bool:
     """Mark a finished run that is being trained again as such (its kept-folds folder, which 04 and 05 look for),
     before the slow work ahead of its first fold (tuning, features): a kill there leaves the old run, which 04 and
-    05 then use saying so, as after a kill in a fold. A new name is not marked: nothing of it exists to be used."""
+    05 then use saying so, as after a kill in a fold. A new name is not marked: nothing of it exists to be used.
+    True when this call made the mark (none was there)."""
     run_dir = stage_dir(work_dir, "03_train") / check_name(run_name, "run_name")
-    if (run_dir / "metrics.json").is_file():
+    if (run_dir / "metrics.json").is_file() and not (run_dir / PROGRESS_DIR).is_dir():
         (run_dir / PROGRESS_DIR).mkdir(exist_ok=True)
+        return True
+    return False
+
+
+@contextmanager
+def marked_rerun(work_dir: str | Path, run_name: str) -> Iterator[bool]:
+    """`mark_rerun` before a block (03's tuning); yields whether it made the mark, which a USER_ERRORS error in the
+    block takes back (a study refused: none of the run's files changed). Pass it to train_run as `rerun_marked`."""
+    made = mark_rerun(work_dir, run_name)
+    try:
+        yield made
+    except USER_ERRORS:
+        if made:
+            unmark_rerun(work_dir, run_name)
+        raise
+
+
+def unmark_rerun(work_dir: str | Path, run_name: str) -> None:
+    """Take back the mark `mark_rerun` made when the rerun was refused (USER_ERRORS) before its first fold, so
+    before any of its files changed: 04 and 05 would say "a rerun was stopped" of a run nothing replaces. Only an
+    empty mark goes (a kept fold in it is a stopped rerun's)."""
+    try:
+        (stage_dir(work_dir, "03_train") / check_name(run_name, "run_name") / PROGRESS_DIR).rmdir()
+    except OSError:  # gone, or holding kept folds
+        pass
 
 
 def _refuse_settings_beside_an_object(**given) -> None:
