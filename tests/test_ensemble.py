@@ -842,3 +842,27 @@ def test_group_folds_keep_each_rows_product_group_in_folds_csv(tmp_path: Path) -
     assert saved_fold_groups(tmp_path / "elsewhere") is None
     shared_folds(tmp_path / "plain", train, schema, 2, 0, "stratified")
     assert saved_fold_groups(tmp_path / "plain") is None
+
+
+def test_a_category_meta_feature_reaches_the_ridge_as_indicators_not_as_its_codes(tmp_path: Path) -> None:
+    # a category column (brand, unit_family: categories, as ensemble_columns gives them) reached the ridge
+    # meta-model as its codes, so the stack read "category 3 is 3x category 1": its fit depended on the codes'
+    # (alphabetical) order and missed a price effect that does not grow with it
+    w = world(31)
+    rng = np.random.default_rng(7)
+    labels = np.array(["a", "b", "c", "d"])[rng.integers(0, 4, N_ROWS + N_TEST)]
+    effect = pd.Series({"a": 0.0, "b": 0.8, "c": 0.0, "d": 0.8})[labels].to_numpy()
+    noisy_run(tmp_path, "a", w, 0.3, seed=1)  # the runs know nothing of the category's effect
+    noisy_run(tmp_path, "b", w, 0.3, seed=2)
+    target = np.concatenate([w["target"], w["test_target"]]) * np.exp(effect)
+    for name in ("a", "b"):
+        run = pd.read_csv(tmp_path / "03_train" / name / "oof.csv")
+        run.assign(target=target[:N_ROWS]).to_csv(tmp_path / "03_train" / name / "oof.csv", index=False)
+    all_ids = np.concatenate([w["ids"], w["test_ids"]])
+    tests = []
+    for renamed in ({"a": "a", "b": "b", "c": "c", "d": "d"}, {"a": "q", "b": "z", "c": "m", "d": "a"}):
+        column = pd.Series([renamed[label] for label in labels], index=all_ids).astype("category")
+        metrics = ensemble(tmp_path, [], method="stack", meta_features=pd.DataFrame({"brand": column}))
+        tests.append(pd.read_csv(tmp_path / "04_ensemble" / "test_methods.csv")["stack"].to_numpy())
+        assert metrics["stack_smape_nested"] < 0.5 * min(metrics["run_smape"].values()), "the category's effect is fit"
+    np.testing.assert_allclose(tests[0], tests[1], rtol=1e-5)  # the names' order means nothing

@@ -162,7 +162,8 @@ def _ensemble_runs(work: Path, wild: bool) -> dict[str, np.ndarray]:
         (run_dir / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
     all_ids = np.concatenate([ids, test_ids])
     group = pd.Series(np.where(np.arange(n + n_test) % 2, "x", "y"), index=all_ids)
-    size = pd.DataFrame({"size": rng.normal(size=n + n_test)}, index=all_ids)
+    size = pd.DataFrame({"size": rng.normal(size=n + n_test),  # and a category: the ridge's indicators of it too
+                         "brand": pd.Categorical(np.array(list("pqrs"))[np.arange(n + n_test) % 4])}, index=all_ids)
     out = {}
     for meta in ("ridge", "lightgbm"):
         ensemble(work, [], meta=meta, groups=group, meta_features=size, min_group_rows=50)

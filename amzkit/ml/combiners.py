@@ -24,6 +24,8 @@ GRID_STEP = 0.05  # blend weight grid
 FACTOR_RANGE = (0.7, 1.3)  # calibration factors tried
 FACTOR_STEP = 0.005
 MIN_CALIBRATION_ROWS = 200  # rows a calibration group needs for its own factor
+MIN_CATEGORY_ROWS = 30  # fit rows a meta-feature's category needs for an indicator of its own (linear meta-models)
+MAX_CATEGORY_LEVELS = 50  # indicators per category column at most (its most frequent categories)
 _CHUNK_CELLS = 4_000_000  # rows x candidates scored at once
 
 
@@ -149,6 +151,8 @@ class Calibrator:
 class RidgeStack:
     """Ridge (alpha by GCV, standardised columns) of log target on log predictions; NaNs take fit medians."""
 
+    one_hot = True  # linear: a category column reaches it as indicators, not as codes (StackCombiner)
+
     def __init__(self, alphas: tuple[float, ...] = RIDGE_ALPHAS):
         self.alphas = alphas
 
@@ -175,6 +179,8 @@ class RidgeStack:
 
 class LightGBMStack:
     """A small LightGBM (L1 loss on log target, fixed rounds) on log predictions and a few raw columns."""
+
+    one_hot = False  # trees split category codes as they are
 
     def __init__(self, n_estimators: int = 300, learning_rate: float = 0.03, num_leaves: int = 7,
                  min_data_in_leaf: int = 40, seed: int = 0, num_threads: int = 1):
@@ -211,6 +217,7 @@ class EnsembleInputs:
     target: np.ndarray  # (n_train,)
     extra: np.ndarray | None = None  # (n_train + n_test, p) raw columns for the meta-model
     groups: np.ndarray | None = None  # (n_train + n_test,) calibration group labels
+    categorical: tuple[int, ...] = ()  # the columns of `extra` that hold category codes (NaN: none)
 
     def group_rows(self, rows: np.ndarray) -> np.ndarray | None:
         return None if self.groups is None else self.groups[rows]
@@ -246,12 +253,32 @@ class StackCombiner:
 
     def _matrix(self, inputs: EnsembleInputs, rows: np.ndarray) -> np.ndarray:
         """The runs' log predictions and the extra columns, these clipped to the fit rows' range: a linear
-        meta-model would extrapolate a raw column (a test row's pack count 1000x any train row's) to any price."""
+        meta-model would extrapolate a raw column (a test row's pack count 1000x any train row's) to any price.
+        For a linear meta-model (`one_hot`) a category column is one indicator per category of `levels_` instead:
+        its codes' order means nothing (brand 7 is not more than brand 3)."""
         x = inputs.log_preds[rows]
         if inputs.extra is None:
             return x
         with np.errstate(invalid="ignore"):  # NaN stays NaN (the meta-model fills it)
-            return np.hstack([x, np.clip(inputs.extra[rows], *self.extra_range_)])
+            extra = np.clip(inputs.extra[rows], *self.extra_range_)
+        if not self.levels_:
+            return np.hstack([x, extra])
+        numeric = [j for j in range(extra.shape[1]) if j not in self.levels_]
+        indicators = [(inputs.extra[rows, j][:, None] == levels[None, :]).astype(np.float64)
+                      for j, levels in self.levels_.items()]
+        return np.hstack([x, extra[:, numeric], *indicators])
+
+    def _category_levels(self, inputs: EnsembleInputs, rows: np.ndarray) -> dict[int, np.ndarray]:
+        """For a linear meta-model, each category column's codes that get an indicator: those of at least
+        MIN_CATEGORY_ROWS fit rows, the MAX_CATEGORY_LEVELS most frequent (the others and NaN: no indicator)."""
+        if inputs.extra is None or not getattr(self.meta, "one_hot", self.meta is None):  # None: a RidgeStack
+            return {}
+        levels = {}
+        for j in inputs.categorical:
+            codes, counts = np.unique(inputs.extra[rows, j][~np.isnan(inputs.extra[rows, j])], return_counts=True)
+            order = np.argsort(-counts, kind="stable")[:MAX_CATEGORY_LEVELS]
+            levels[j] = np.sort(codes[order][counts[order] >= MIN_CATEGORY_ROWS])
+        return levels
 
     def _raw(self, inputs: EnsembleInputs, rows: np.ndarray) -> np.ndarray:
         return np.maximum(np.exp(self.meta_.predict(self._matrix(inputs, rows))), MIN_PREDICTION)
@@ -263,6 +290,7 @@ class StackCombiner:
                 warnings.simplefilter("ignore", RuntimeWarning)
                 low, high = np.nanmin(inputs.extra[rows], axis=0), np.nanmax(inputs.extra[rows], axis=0)
             self.extra_range_ = (np.nan_to_num(low, nan=-np.inf), np.nan_to_num(high, nan=np.inf))
+        self.levels_ = self._category_levels(inputs, rows)
         self.meta_ = copy.deepcopy(self.meta if self.meta is not None else RidgeStack())
         self.meta_.fit(self._matrix(inputs, rows), y_log)
         if self.calibrator is not None:

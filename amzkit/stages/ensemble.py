@@ -95,6 +95,14 @@ def _align(values: pd.Series | pd.DataFrame | None, ids: np.ndarray, what: str, 
     return pd.DataFrame(numeric).to_numpy(dtype=np.float64)
 
 
+def _category_columns(meta_features: pd.DataFrame | None) -> tuple[int, ...]:
+    """The meta_features columns `_align` turns into category codes (text, categories): a ridge one-hots them."""
+    if not isinstance(meta_features, pd.DataFrame):
+        return ()
+    return tuple(j for j, column in enumerate(meta_features.columns)
+                 if not pd.api.types.is_numeric_dtype(meta_features[column]))
+
+
 def _fold_scores(target: np.ndarray, pred: np.ndarray, folds: np.ndarray) -> list[float]:
     return [smape(target[folds == f], pred[folds == f]) for f in np.unique(folds)]
 
@@ -159,7 +167,8 @@ def ensemble(work_dir: str | Path, runs=D.runs, *, method: str = D.method, meta=
     all_ids = np.concatenate([ids, test_ids])
     inputs = EnsembleInputs(np.vstack([oof_log, test_log]), target,
                             _align(meta_features, all_ids, "meta_features", len(ids)),
-                            _align(groups, all_ids, "groups (calibrate_by)", len(ids)))
+                            _align(groups, all_ids, "groups (calibrate_by)", len(ids)),
+                            categorical=_category_columns(meta_features))
     if columns_rows_sha256 and (groups is not None or meta_features is not None):
         check_columns_made_for(loaded, columns_rows_sha256)
     train_rows, test_rows = np.arange(len(ids)), np.arange(len(ids), len(all_ids))
