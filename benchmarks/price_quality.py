@@ -11,6 +11,7 @@ rows again, unlabelled and with other ids (amzkit.testing.dev_competition), beca
 | TF-IDF + ridge | learner `ridge_tfidf` (words 1-2 + chars 3-5, log1p target): every ratio's denominator |
 | LightGBM default (features only) | learner `lightgbm`, preset `default`, the 03 default feature groups |
 | LightGBM, no tfidf/ridge_oof | the same less the text groups `tfidf`, `ridge_oof`: weaker alone, other errors |
+| ... + neighbour_unit | the same + the opt-in `neighbour_unit` group (the nearest listings' price per unit) |
 | LightGBM default + minilm | the same + 01's `minilm` text embeddings as `minilm:pca:16`, `minilm:knn:20` |
 | ... 5 seeds | the same with `bags` 5: five seeds per fit, their log predictions averaged |
 | mlp on minilm + features | learner `mlp`, 3 `bags`, on the whole `minilm` embedding + the 03 default groups |
@@ -151,6 +152,8 @@ def main() -> None:
     plans = [
         ("LightGBM default (features only)", "lightgbm", "lgbm", features, [], {}),
         ("LightGBM default, no tfidf/ridge_oof", "lightgbm", "lgbm_notext", no_text, [], {}),
+        ("LightGBM, no tfidf/ridge_oof + neighbour_unit", "lightgbm", "lgbm_notext_nu", no_text + ["neighbour_unit"],
+         [], {}),
         (f"LightGBM default + {model} (pca:16, knn:20)", "lightgbm", f"lgbm_{model}", features,
          [f"{model}:pca:16", f"{model}:knn:20"], {}),
         (f"LightGBM default + {model}, 5 seeds (bags 5)", "lightgbm", f"lgbm_{model}_bags5", features,
