@@ -594,3 +594,15 @@ def test_a_tree_learners_library_number_yaml_reads_as_text_is_taken_as_the_numbe
         own = build_learner("catboost", {"params": {"learning_rate": "1e-3", "loss_function": "RMSE"}},
                             embeddings=[]).params
         assert own == {"learning_rate": 0.001, "loss_function": "RMSE"}
+
+
+def test_a_lightgbm_param_given_twice_as_one_value_in_two_spellings_is_not_refused():
+    """lgb_params {num_leaves: 1e1} from YAML (the text '1e1') beside learner_params' params {num_leaves: 10} is one
+    value given twice: it was refused as 'given twice with two values'. Two values are still refused."""
+    from amzkit.stages.train import build_learner
+
+    for lgb, own in (("1e1", 10), ("1.0e1", "1e1"), (10, "1e+1")):
+        learner = build_learner("lightgbm", {"params": {"num_leaves": own}}, lgb_params={"num_leaves": lgb})
+        assert learner.params == {"num_leaves": 10}
+    with pytest.raises(ValueError, match=r"given twice with two values \(lgb_params 'num_leaves': '1e1' vs"):
+        build_learner("lightgbm", {"params": {"num_leaves": 11}}, lgb_params={"num_leaves": "1e1"})

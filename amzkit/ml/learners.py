@@ -198,8 +198,9 @@ def get_learner(name: str) -> type[Learner]:
 EXPONENT_TEXT = re.compile(r"\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)[eE][+-]?[0-9]+\s*")
 
 
-def _exponent_number(value):
-    """`value`, or the number it writes with an exponent (whole as an int: XGBoost's max_depth refuses 10.0)."""
+def exponent_number(value):
+    """`value`, or the number it writes with an exponent (whole as an int: XGBoost's max_depth refuses 10.0): a
+    tree learner's library param as the learner takes it."""
     number = number_from_text(value) if isinstance(value, str) and EXPONENT_TEXT.fullmatch(value) else None
     if number is None:
         return value
@@ -216,7 +217,7 @@ def _numbers_from_text(cls: type, params: dict) -> dict:
     for key, value in params.items():
         declared = signature.get(key)
         if key == "params" and declared is not None and isinstance(value, dict):
-            converted[key] = {name: _exponent_number(item) for name, item in value.items()}
+            converted[key] = {name: exponent_number(item) for name, item in value.items()}
         if declared is None or not isinstance(value, str):
             continue
         default, annotation = declared.default, str(declared.annotation)

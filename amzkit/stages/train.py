@@ -38,7 +38,7 @@ from amzkit.ml.base import DEFAULT_SEED, Learner, RunInputs, fp16_overflow_words
 from amzkit.ml.cv import cross_validate, devices_for_folds
 from amzkit.ml.featureset import FeatureSet
 from amzkit.ml.folds import FOLD_STRATEGIES, FOLDS_FILE, FOLDS_INFO_FILE, check_trainable, folds_around
-from amzkit.ml.learners import LEARNERS, get_learner, make_learner
+from amzkit.ml.learners import LEARNERS, exponent_number, get_learner, make_learner
 from amzkit.ml.neighbour_prices import CACHE_FOLDER as NEIGHBOURS_DIR
 from amzkit.ml.presets import PRESETS_DIR, tuned_on_folds
 from amzkit.ml.pseudo import pseudo_labels
@@ -123,14 +123,16 @@ def build_learner(learner: str = D.learner, learner_params: dict | None = None, 
 
 def _refuse_lightgbm_settings_given_twice(learner_params: dict, preset: str | dict, lgb_params: dict) -> None:
     """The preset, or a LightGBM param (under any of its names), set both as a run parameter and in
-    learner_params with two values is an error naming both, not one of them dropped."""
+    learner_params with two values is an error naming both, not one of them dropped (one value written twice,
+    10 and YAML's text '1e1', is one value)."""
     if "preset" in learner_params and preset != D.preset and learner_params["preset"] != preset:
         raise ValueError(f"preset is given twice: -p preset {preset!r} and learner_params' preset "
                          f"{learner_params['preset']!r}; keep one of them")
     names = lightgbm_names()
     own = {names.get(key, key): (key, value) for key, value in (learner_params.get("params") or {}).items()}
     twice = [f"lgb_params {key!r}: {value!r} vs learner_params' params {own[main][0]!r}: {own[main][1]!r}"
-             for key, value in lgb_params.items() if (main := names.get(key, key)) in own and own[main][1] != value]
+             for key, value in lgb_params.items()
+             if (main := names.get(key, key)) in own and exponent_number(own[main][1]) != exponent_number(value)]
     if twice:
         raise ValueError(f"LightGBM parameters given twice with two values ({'; '.join(twice)}); keep one of them")
 
