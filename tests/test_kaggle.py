@@ -1199,3 +1199,71 @@ def test_02_04_and_05_kernels_naming_runs_no_kernel_of_the_build_makes_are_warne
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _build(tmp_path / "b", cli_params=[*base, "02.runs=color-stats", "04.runs=lgbm", "05.source=lgbm"])
+
+
+@pytest.mark.parametrize("learner, params, expected", [
+    ("lightgbm", {"bgs": 2}, "learner 'lightgbm' takes no parameter 'bgs' (did you mean 'bags'?)"),
+    ("lightgbm", {"params": {"num_leave": 7}}, "LightGBM has no parameter 'num_leave'"),
+    ("xgboost", {"param": {"max_depth": 4}}, "learner 'xgboost' takes no parameter 'param' (did you mean 'params'?)"),
+    ("ridge_tfidf", {"alpah": 2.0}, "learner 'ridge_tfidf' takes no parameter 'alpah' (did you mean 'alpha'?)"),
+    ("knn", {"embedding": "minilm", "n_neighbours": 5}, "learner 'knn' takes no parameter 'n_neighbours'"),
+    ("mlp", {"epoch": 3}, "learner 'mlp' takes no parameter 'epoch' (did you mean 'epochs'?)"),
+    ("finetune", {"epoch": 3}, "learner 'finetune' takes no parameter 'epoch' (did you mean 'epochs'?)"),
+    ("finetune", {"n_folds": 3}, "learner_params names ['n_folds']: it is a parameter of the run"),
+])
+def test_a_03_kernels_learner_params_its_learner_refuses_stop_the_build(tmp_path, learner, params, expected):
+    """03 builds its learner from learner_params when it starts, on Kaggle after 01 and 02 had run: a misspelt key
+    ({"epoch": 3} for finetune) was built and pushed, and its kernel stopped there an hour in."""
+    with pytest.raises(ValueError, match=r"03_train run 'x' would stop on Kaggle once 01 and 02 had run: .*"
+                                         + re.escape(expected)):
+        _build(tmp_path / "build", stages=["03"], cli_params=[
+            "03.run_name=x", f"03.learner={learner}", f"03.learner_params={json.dumps(params)}"])
+    assert not (tmp_path / "build").exists()
+
+
+def test_a_03_kernel_tuning_what_03_cannot_tune_stops_the_build(tmp_path):
+    """tune_trials with another learner than lightgbm, or beside learner_params' preset, stopped the kernel on
+    Kaggle; a tuned lightgbm run with a setting the study shares (bags) builds."""
+    for given, expected in ((["03.learner=ridge_tfidf", "03.tune_trials=5"], "applies to learner 'lightgbm', not "
+                                                                              "'ridge_tfidf'"),
+                            (["03.learner=mlp", "03.tune_trials=5"], "not 'mlp'"),
+                            (['03.learner_params={"preset": "huber"}', "03.tune_trials=5"],
+                             "learner_params sets 'preset' while tune_trials tunes one"),
+                            (['03.lgb_params={"num_leaves": 7, "learning_rate": 0.1, "min_data_in_leaf": 5, '
+                              '"feature_fraction": 1, "bagging_fraction": 1, "lambda_l1": 0, "lambda_l2": 0, '
+                              '"objective": "l1"}', "03.tune_trials=5"], "fix every parameter the search would tune")):
+        with pytest.raises(ValueError, match=re.escape(expected)):
+            _build(tmp_path / "build", stages=["03"], cli_params=given)
+    built = _build(tmp_path / "ok", stages=["03"], cli_params=['03.learner_params={"bags": 2}', "03.tune_trials=5"])
+    assert _kernel(built, "03_train").params == {"learner_params": {"bags": 2}, "tune_trials": 5}
+
+
+def test_the_builds_learner_check_needs_neither_torch_nor_the_learners_packages(tmp_path):
+    """kaggle build runs on the user's machine: it checks a torch learner's learner_params without importing torch
+    (seconds) and an xgboost run's without xgboost installed (Kaggle's image has both)."""
+    script = f"""
+import sys, warnings
+class Absent:  # as if neither were installed: importing either fails
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in ("torch", "xgboost"):
+            raise ModuleNotFoundError(f"No module named {{name!r}}")
+sys.meta_path.insert(0, Absent())
+sys.path.insert(0, {str(REPO_ROOT / "tests")!r})
+from test_kaggle import _build
+from pathlib import Path
+warnings.simplefilter("ignore")
+try:
+    _build(Path({str(tmp_path)!r}) / "bad", stages=["03"], cli_params=["03.learner=finetune",
+                                                                        '03.learner_params={{"epoch": 3}}'])
+except ValueError as err:
+    print("refused:", err)
+params = Path({str(tmp_path)!r}) / "params.json"
+params.write_text('{{"03": [{{"run_name": "m", "learner": "mlp", "learner_params": {{"epochs": 3}}}}, '
+                  '{{"run_name": "x", "learner": "xgboost", "learner_params": {{"params": {{"max_depth": 4}}}}}}]}}')
+print("built:", [k.params["learner"] for k in _build(Path({str(tmp_path)!r}) / "ok", stages=["03"],
+                                                     params_file=params).kernels])
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "refused: 03_train run 'lgbm' would stop on Kaggle" in done.stdout and "'epoch'" in done.stdout
+    assert "built: ['mlp', 'xgboost']" in done.stdout

@@ -95,8 +95,10 @@ def test_a_build_of_image_only_packages_ships_nothing(tmp_path):
     def no_download(requirements, dest):
         raise AssertionError(f"nothing to download, asked for {requirements}")
 
-    result = _build(tmp_path / "b", downloader=no_download, cli_params=[
-        "01.model=color-stats", "01.text_model=minilm", "03.learner=catboost", "03.tune_trials=2"])
+    params = tmp_path / "params.json"  # catboost and Optuna (a tuned lightgbm run) are on Kaggle's image
+    params.write_text(json.dumps({"01": {"model": "color-stats", "text_model": "minilm"},
+                                  "03": [{"run_name": "cat", "learner": "catboost"}, {"tune_trials": 2}]}))
+    result = _build(tmp_path / "b", downloader=no_download, params_file=params)
     assert result.shipped == {} and [p.name for p in result.dataset_dir.glob("*.whl")] == [result.wheel.name]
 
 

@@ -606,3 +606,25 @@ def test_a_lightgbm_param_given_twice_as_one_value_in_two_spellings_is_not_refus
         assert learner.params == {"num_leaves": 10}
     with pytest.raises(ValueError, match=r"given twice with two values \(lgb_params 'num_leaves': '1e1' vs"):
         build_learner("lightgbm", {"params": {"num_leaves": 11}}, lgb_params={"num_leaves": "1e1"})
+
+
+def test_a_learners_signature_read_from_its_source_is_its_classes():
+    """kaggle build reads a torch learner's parameters from its module's source (importing torch takes seconds):
+    for every learner that defines its constructor, the same names, kinds, annotations and literal defaults."""
+    import inspect
+
+    from amzkit.ml.learners import SourceDefault, _source_init, _source_signature
+
+    read = 0
+    for entry in LEARNERS.values():
+        module, _, cls = entry.target.partition(":")
+        init = _source_init(module, cls)
+        if init is None:  # inherits its constructor (xgboost, catboost): learner_signature imports its module
+            continue
+        source, loaded = _source_signature(init).parameters, inspect.signature(entry.load()).parameters
+        assert list(source) == list(loaded), entry.name
+        for name, param in source.items():
+            assert (param.kind, param.annotation) == (loaded[name].kind, loaded[name].annotation), (entry.name, name)
+            assert isinstance(param.default, SourceDefault) or param.default == loaded[name].default, (entry.name, name)
+        read += 1
+    assert read >= 5  # lightgbm, ridge_tfidf, knn, mlp, finetune

@@ -10,6 +10,8 @@ from amzkit.app.parameters import stage_parameters
 from amzkit.embed.registry import LOCAL_DIR, LOCAL_DIR_TEXT, get_model_spec
 from amzkit.ml.featureset import parse_embedding_spec
 from amzkit.ml.presets import PRESETS
+from amzkit.stages.train import check_learner
+from amzkit.stages.tune import check_tuning
 
 
 def check_03_runs(variants: list[dict[str, Any]]) -> None:
@@ -33,10 +35,27 @@ def check_03_runs(variants: list[dict[str, Any]]) -> None:
                              f"Give a built-in preset {sorted(PRESETS)} with the saved one's LightGBM parameters as "
                              f"lgb_params (03_train/presets/{preset}.json, 'params'), or tune in the kernel "
                              "(tune_trials)")
+    for name, variant in zip(names, variants, strict=True):
+        check_03_learner(name, {**stage_parameters("03_train"), **variant})
     for name in (n for n in names if names.count(n) > 1):
         raise ValueError(f"several 03_train parameter sets train the run {name!r}" + (" (the default run_name)" if name
                          == default else "") + ": 04 and 05 would see only one of them. Give each parameter set its "
                          "own run_name, e.g. {run_name: ridge, learner: ridge_tfidf}")
+
+
+def check_03_learner(name: str, params: dict[str, Any]) -> None:
+    """A 03 parameter set's learner settings as 03 checks them before its first fold (train.build_learner: the
+    learner_params its learner takes, the run parameters it reads; tune.check_tuning when tune_trials tunes): a
+    misspelt key stops the kernel on Kaggle after 01 and 02 ran. No learner module is imported (mlp's and finetune's
+    import torch) and its packages need not be installed where the build runs."""
+    try:
+        check_learner(params["learner"], params["learner_params"], features=params["features"],
+                      embeddings=params["embeddings"], tfidf_dim=params["tfidf_dim"], group_by=params["group_by"],
+                      num_threads=params["num_threads"], preset=params["preset"], lgb_params=params["lgb_params"])
+        if params["tune_trials"] > 0:
+            check_tuning(params["learner"], params["learner_params"], params["lgb_params"])
+    except ValueError as err:
+        raise ValueError(f"03_train run {name!r} would stop on Kaggle once 01 and 02 had run: {err}") from None
 
 
 def runs_no_01_kernel_extracts(kernels: Sequence[Any]) -> list[str]:

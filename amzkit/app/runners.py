@@ -44,7 +44,7 @@ from amzkit.stages.leaderboard import LeaderboardError, pair_scores, show_leader
 from amzkit.stages.leaks import cached_image_paths, leak_report, plot_leak_report
 from amzkit.stages.submit import plot_distribution, submit
 from amzkit.stages.train import build_learner, fold_fits_summary, marked_rerun, plot_importance, plot_oof, train_run
-from amzkit.stages.tune import plot_tuning, tune_preset, tuning_paths
+from amzkit.stages.tune import check_tuning, plot_tuning, tune_preset, tuning_paths
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 NEEDS_DATA = {"01_extract", "02_correlate", "03_train", "05_submit"}
@@ -303,17 +303,11 @@ def run_train(ctx: Context) -> dict:
     p = ctx.params
     preset, marked = p.preset, False
     if p.tune_trials > 0:
-        if p.learner != "lightgbm":
-            raise ValueError(f"tune_trials tunes LightGBM presets: it applies to learner 'lightgbm', not {p.learner!r}")
         # the run's learner, built first: a misspelt learner_params key stops here, not after the tuning budget
         build_learner(p.learner, p.learner_params, features=p.features, embeddings=p.embeddings,
                       tfidf_dim=p.tfidf_dim, group_by=p.group_by, num_threads=p.num_threads, preset=p.preset,
                       lgb_params=p.lgb_params)
-        own = dict(p.learner_params)
-        if "preset" in own:
-            raise ValueError("learner_params sets 'preset' while tune_trials tunes one: give the base preset as "
-                             "-p preset, and leave it out of learner_params")
-        fixed = {**p.lgb_params, **own.pop("params", {})}  # as the run merges them: the study leaves them fixed
+        fixed, own = check_tuning(p.learner, p.learner_params, p.lgb_params)
         preset = f"tuned-{p.run_name}"
         with marked_rerun(ctx.work_dir, p.run_name) as marked:  # killed in the tuning, the old run is named by 04, 05
             tuned = tune_preset(ctx.data, ctx.schema.name, ctx.work_dir, preset, p.features, p.embeddings,

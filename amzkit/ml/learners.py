@@ -15,12 +15,16 @@ Every learner follows ml.base.Learner and runs in the one CV loop (ml.cv), so 04
 
 from __future__ import annotations
 
+import ast
+import difflib
 import importlib
 import importlib.util
 import inspect
 import re
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -193,6 +197,79 @@ def get_learner(name: str) -> type[Learner]:
     return entry.load()
 
 
+class SourceDefault:
+    """A default `learner_signature` read from source and could not evaluate (a name such as TFIDF_DIM): its text."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _source_init(module: str, cls: str) -> ast.FunctionDef | None:
+    """The `__init__` that class `cls` of `module` defines in its source (None: not found, or not defined there)."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return None
+    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    classes = [node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == cls]
+    inits = [node for c in classes for node in c.body if isinstance(node, ast.FunctionDef) and node.name == "__init__"]
+    return inits[0] if len(inits) == 1 else None
+
+
+def _source_signature(init: ast.FunctionDef) -> inspect.Signature:
+    """The signature of a class whose `__init__` is `init` (self left out), annotations as text as under
+    `from __future__ import annotations`."""
+    def parameter(arg: ast.arg, kind, default: ast.expr | None = None) -> inspect.Parameter:
+        value = inspect.Parameter.empty
+        if default is not None:
+            try:
+                value = ast.literal_eval(default)
+            except (ValueError, TypeError, SyntaxError):  # a name or an expression: kept as its text
+                value = SourceDefault(ast.unparse(default))
+        annotation = ast.unparse(arg.annotation) if arg.annotation is not None else inspect.Parameter.empty
+        return inspect.Parameter(arg.arg, kind, default=value, annotation=annotation)
+
+    args, kinds = init.args, inspect.Parameter
+    positional = [*args.posonlyargs, *args.args]
+    defaults = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
+    params = [parameter(arg, kinds.POSITIONAL_ONLY if i < len(args.posonlyargs) else kinds.POSITIONAL_OR_KEYWORD,
+                        default) for i, (arg, default) in enumerate(zip(positional, defaults, strict=True))][1:]
+    if args.vararg:
+        params.append(parameter(args.vararg, kinds.VAR_POSITIONAL))
+    params += [parameter(arg, kinds.KEYWORD_ONLY, default) for arg, default in zip(args.kwonlyargs, args.kw_defaults,
+                                                                                   strict=True)]
+    if args.kwarg:
+        params.append(parameter(args.kwarg, kinds.VAR_KEYWORD))
+    return inspect.Signature(params)
+
+
+def learner_signature(name: str) -> inspect.Signature:
+    """The constructor parameters of learner `name`, whether or not its packages are installed, and read from its
+    module's source when that module is not imported yet (mlp's and finetune's import torch): kaggle build checks
+    a 03 kernel's learner_params with it on a machine that need not have them, without the seconds of importing."""
+    if name not in LEARNERS:
+        get_learner(name)  # the unknown learner's message
+    module, _, cls = LEARNERS[name].target.partition(":")
+    init = None if module in sys.modules else _source_init(module, cls)
+    return _source_signature(init) if init is not None else inspect.signature(LEARNERS[name].load())
+
+
+def check_learner_params(name: str, params: Mapping, signature: inspect.Signature) -> None:
+    """A parameter that learner `name`'s constructor (of `signature`) does not take is an error naming it, the
+    closest name it takes, and all of them."""
+    taken = {key: p for key, p in signature.parameters.items() if p.kind not in (p.POSITIONAL_ONLY, p.VAR_POSITIONAL)}
+    if any(p.kind is p.VAR_KEYWORD for p in taken.values()):
+        return
+    unknown = [key for key in params if key not in taken]
+    if unknown:
+        hints = {key: difflib.get_close_matches(str(key), list(taken), n=1) for key in unknown}
+        raise ValueError(f"learner {name!r} takes no parameter " + ", ".join(
+            f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else "") for key, close in hints.items())
+            + f"; its parameters are {sorted(taken)}")
+
+
 # A number with an exponent, as YAML 1.1 keeps it as text (1e-3, 1e3, 1.0e3: its floats need a dot and a signed
 # exponent): in a tree learner's library `params`, whose types the kit does not know, only such text is a number.
 EXPONENT_TEXT = re.compile(r"\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)[eE][+-]?[0-9]+\s*")
@@ -238,6 +315,7 @@ def make_learner(name: str, **params) -> Learner:
     """An unprepared learner `name` with `params` (a parameter it does not take is an error naming its params; a
     number given as text, '1e-3', is taken as the number)."""
     cls = get_learner(name)
+    check_learner_params(name, params, inspect.signature(cls))
     params = _numbers_from_text(cls, params)
     try:
         return cls(**params)

@@ -38,13 +38,26 @@ from amzkit.ml.base import DEFAULT_SEED, Learner, RunInputs, fp16_overflow_words
 from amzkit.ml.cv import cross_validate, devices_for_folds
 from amzkit.ml.featureset import FeatureSet
 from amzkit.ml.folds import FOLD_STRATEGIES, FOLDS_FILE, FOLDS_INFO_FILE, check_trainable, folds_around
-from amzkit.ml.learners import LEARNERS, exponent_number, get_learner, make_learner
+from amzkit.ml.learners import (
+    LEARNERS,
+    check_learner_params,
+    exponent_number,
+    get_learner,
+    learner_signature,
+    make_learner,
+)
 from amzkit.ml.neighbour_prices import CACHE_FOLDER as NEIGHBOURS_DIR
 from amzkit.ml.presets import PRESETS_DIR, tuned_on_folds
 from amzkit.ml.pseudo import pseudo_labels
 from amzkit.ml.runs import IMPORTANCE_PLOT, OOF_PLOT, PROGRESS_DIR, PSEUDO_BASELINE_DIR, save_run
 from amzkit.ml.transforms import TFIDF_DIM
-from amzkit.ml.trees import DEFAULT_FEATURES, MIN_GROUP_ROWS, lightgbm_names, merge_lightgbm_params
+from amzkit.ml.trees import (
+    DEFAULT_FEATURES,
+    MIN_GROUP_ROWS,
+    check_lightgbm_params,
+    lightgbm_names,
+    merge_lightgbm_params,
+)
 from amzkit.stages.submit_sources import ENSEMBLE_SOURCE
 
 # what 03 (and the features it builds) keeps in 03_train/ beside the run folders, and 05's name of 04's blend
@@ -96,8 +109,34 @@ def build_learner(learner: str = D.learner, learner_params: dict | None = None, 
                   num_threads: int = D.num_threads, preset: str | dict = D.preset,
                   lgb_params: dict | None = None) -> Learner:
     """The learner `learner` with its own `learner_params` and the run parameters its constructor takes."""
-    params = dict(learner_params or {})
     accepted = inspect.signature(get_learner(learner)).parameters
+    return make_learner(learner, **_learner_arguments(
+        learner, accepted, learner_params, features=features, embeddings=embeddings, tfidf_dim=tfidf_dim,
+        group_by=group_by, num_threads=num_threads, preset=preset, lgb_params=lgb_params))
+
+
+def check_learner(learner: str = D.learner, learner_params: dict | None = None, *, features=D.features,
+                  embeddings=D.embeddings, tfidf_dim: int = D.tfidf_dim, group_by: str = D.group_by,
+                  num_threads: int = D.num_threads, preset: str | dict = D.preset,
+                  lgb_params: dict | None = None) -> None:
+    """What build_learner refuses of these settings by their names (a learner_params key the learner does not take,
+    a run parameter it does not read, ...), and LightGBM of lgb_params, found without building the learner: its
+    module is not imported (mlp's and finetune's import torch) and its packages need not be installed, as for
+    kaggle build on a laptop."""
+    signature = learner_signature(learner)
+    params = _learner_arguments(learner, signature.parameters, learner_params, features=features,
+                                embeddings=embeddings, tfidf_dim=tfidf_dim, group_by=group_by,
+                                num_threads=num_threads, preset=preset, lgb_params=lgb_params)
+    check_learner_params(learner, params, signature)
+    if learner == "lightgbm":  # what LightGBMLearner checks of them when the run is prepared
+        check_lightgbm_params(params["params"], "lgb_params")
+
+
+def _learner_arguments(learner: str, accepted, learner_params: dict | None, *, features, embeddings, tfidf_dim: int,
+                       group_by: str, num_threads: int, preset: str | dict, lgb_params: dict | None) -> dict:
+    """The arguments build_learner gives learner `learner` (whose constructor takes `accepted`): its
+    `learner_params` with the run parameters it takes; a run setting it would not use is refused."""
+    params = dict(learner_params or {})
     misplaced = sorted(k for k in params if k in PARAMETERS and k not in accepted)
     if misplaced:
         raise ValueError(f"learner_params names {misplaced}: {'they are' if len(misplaced) > 1 else 'it is'} a "
@@ -118,7 +157,7 @@ def build_learner(learner: str = D.learner, learner_params: dict | None = None, 
     elif lgb_params or preset != D.preset:
         raise ValueError(f"preset and lgb_params apply to learner 'lightgbm', not {learner!r}: give {learner!r} its "
                          "parameters in learner_params")
-    return make_learner(learner, **params)
+    return params
 
 
 def _refuse_lightgbm_settings_given_twice(learner_params: dict, preset: str | dict, lgb_params: dict) -> None:

@@ -114,6 +114,53 @@ def check_search_space(space: dict[str, tuple]) -> None:
                              + (" and low > 0 (log scale)" if log else "") + f"; write it as {shape}")
 
 
+def _space_left(lgb_params: dict, search_space: dict[str, tuple] | None) -> dict[str, tuple]:
+    """The search space (None: SEARCH_SPACE) less the params `lgb_params` fix under any of their names; refused when
+    it names a parameter the search does not tune, or when nothing is left to tune."""
+    fixed = {lightgbm_names().get(key, key) for key in lgb_params}
+    space = {k: v for k, v in (SEARCH_SPACE if search_space is None else search_space).items() if k not in fixed}
+    unknown = sorted(set(space) - set(LIGHTGBM_DEFAULTS))
+    if unknown:  # checked before the study file is made, so that a corrected call is not "another setup"
+        raise ValueError(f"search_space names {unknown}: the search tunes only {sorted(LIGHTGBM_DEFAULTS)} (by these "
+                         "names; the number of trees comes from early stopping)")
+    check_search_space(space)
+    if not space:
+        raise ValueError(f"lgb_params {sorted(lgb_params)} fix every parameter the search would tune; drop some "
+                         "of them, or set tune_trials 0")
+    return space
+
+
+def _check_learner_settings(settings: dict) -> None:
+    """The run's LightGBMLearner settings a study tunes with must be ones it can share with its run
+    (TUNED_LEARNER_SETTINGS)."""
+    unknown = sorted(set(settings) - set(TUNED_LEARNER_SETTINGS))
+    if shared := [k for k in unknown if k in SHARED_LEARNER_PARAMS]:  # LightGBMLearner's, but the study's own too
+        raise ValueError(f"learner_params sets {shared} while tune_trials tunes a preset: the study would tune on the "
+                         f"run's {shared[0]} and the run train on another; set it as the run's parameter (-p "
+                         f"{shared[0]} <value>) and leave it out of learner_params")
+    if unknown:
+        raise ValueError(f"learner_settings {unknown} are not LightGBMLearner settings a study can share with its "
+                         f"run; these are {list(TUNED_LEARNER_SETTINGS)} (LightGBM's own params go in lgb_params)")
+
+
+def check_tuning(learner: str, learner_params: dict, lgb_params: dict) -> tuple[dict, dict]:
+    """03's refusals of a tune_trials run's settings, before any work (kaggle build makes them too): the learner
+    must be lightgbm, learner_params may not set the preset the study tunes, its other keys must be settings the
+    study shares with its run, and the fixed LightGBM params (lgb_params and learner_params' params) must be
+    LightGBM's and leave the search something to tune. Returns (those fixed params, the learner settings)."""
+    if learner != "lightgbm":
+        raise ValueError(f"tune_trials tunes LightGBM presets: it applies to learner 'lightgbm', not {learner!r}")
+    own = dict(learner_params)
+    if "preset" in own:
+        raise ValueError("learner_params sets 'preset' while tune_trials tunes one: give the base preset as "
+                         "-p preset, and leave it out of learner_params")
+    fixed = {**lgb_params, **own.pop("params", {})}  # as the run merges them: the study leaves them fixed
+    check_lightgbm_params(fixed, "lgb_params")
+    _space_left(fixed, None)
+    _check_learner_settings(own)
+    return fixed, own
+
+
 def _suggest(trial, key: str, spec: tuple):
     kind, low, high, log = spec
     if kind == "int":
@@ -262,29 +309,14 @@ def tune_preset(
     check_lightgbm_params(lgb_params or {}, "lgb_params")
     fixed = {lightgbm_names().get(key, key) for key in lgb_params or {}}
     base = {**base, "params": merge_lightgbm_params(base["params"], lgb_params)} if lgb_params else base
-    space = {k: v for k, v in (SEARCH_SPACE if search_space is None else search_space).items() if k not in fixed}
-    unknown = sorted(set(space) - set(LIGHTGBM_DEFAULTS))
-    if unknown:  # checked before the study file is made, so that a corrected call is not "another setup"
-        raise ValueError(f"search_space names {unknown}: the search tunes only {sorted(LIGHTGBM_DEFAULTS)} (by these "
-                         "names; the number of trees comes from early stopping)")
-    check_search_space(space)
-    if not space:
-        raise ValueError(f"lgb_params {sorted(lgb_params)} fix every parameter the search would tune; drop some "
-                         "of them, or set tune_trials 0")
+    space = _space_left(lgb_params or {}, search_space)
     started = time.perf_counter()
     schema_ = get_schema(schema)
     train = data["train"]
     y = train[schema_.target].to_numpy(dtype=float)
     inputs = RunInputs(data, schema_, Path(work_dir), Path(data_dir) if data_dir is not None else None, seed)
     settings = dict(learner_settings or {})
-    unknown = sorted(set(settings) - set(TUNED_LEARNER_SETTINGS))
-    if shared := [k for k in unknown if k in SHARED_LEARNER_PARAMS]:  # LightGBMLearner's, but the study's own too
-        raise ValueError(f"learner_params sets {shared} while tune_trials tunes a preset: the study would tune on the "
-                         f"run's {shared[0]} and the run train on another; set it as the run's parameter (-p "
-                         f"{shared[0]} <value>) and leave it out of learner_params")
-    if unknown:
-        raise ValueError(f"learner_settings {unknown} are not LightGBMLearner settings a study can share with its "
-                         f"run; these are {list(TUNED_LEARNER_SETTINGS)} (LightGBM's own params go in lgb_params)")
+    _check_learner_settings(settings)
     learner = LightGBMLearner(preset=base, features=features, embeddings=embeddings, tfidf_dim=tfidf_dim,
                               group_by=group_by, num_threads=num_threads, **settings)
     learner, folds = folds_around(lambda: learner.prepare(inputs), work_dir, train, schema_, n_folds, seed,
