@@ -1267,3 +1267,11 @@ print("built:", [k.params["learner"] for k in _build(Path({str(tmp_path)!r}) / "
     assert done.returncode == 0, done.stderr
     assert "refused: 03_train run 'lgbm' would stop on Kaggle" in done.stdout and "'epoch'" in done.stdout
     assert "built: ['mlp', 'xgboost']" in done.stdout
+
+
+def test_a_tuned_03_kernel_with_learner_params_params_left_empty_builds(tmp_path):
+    """`learner_params: {params: }` in a build's YAML is null: the build (and 03 on Kaggle) stopped on a TypeError."""
+    params = tmp_path / "params.yaml"
+    params.write_text("03:\n  learner_params: {bags: 2, params: }\n  tune_trials: 5\n")
+    built = _build(tmp_path / "build", stages=["03"], params_file=params)
+    assert _kernel(built, "03_train").params["learner_params"] == {"bags": 2, "params": None}

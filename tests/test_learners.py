@@ -628,3 +628,15 @@ def test_a_learners_signature_read_from_its_source_is_its_classes():
             assert isinstance(param.default, SourceDefault) or param.default == loaded[name].default, (entry.name, name)
         read += 1
     assert read >= 5  # lightgbm, ridge_tfidf, knn, mlp, finetune
+
+
+def test_lightgbm_params_left_empty_in_learner_params_are_none_and_text_is_refused_by_name():
+    """learner_params `params:` left empty in YAML (null, LightGBMLearner's own default) stopped 03 with "'NoneType'
+    object is not iterable", and params written as text with "'str' object has no attribute 'items'"."""
+    from amzkit.stages.train import build_learner
+
+    assert build_learner("lightgbm", {"params": None}, lgb_params={"num_leaves": 7}).params == {"num_leaves": 7}
+    assert build_learner("lightgbm", {"params": None}).params == {}
+    with pytest.raises(ValueError, match=r"learner_params' params must be a dict of LightGBM parameters, e\.g\. "
+                                         r"\{\"num_leaves\": 63\}, got 'num_leaves=7'"):
+        build_learner("lightgbm", {"params": "num_leaves=7"})

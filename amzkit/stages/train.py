@@ -151,9 +151,14 @@ def _learner_arguments(learner: str, accepted, learner_params: dict | None, *, f
     if group_by and "group_by" not in accepted:
         raise ValueError(f"group_by applies to the tree learners (lightgbm, xgboost, catboost), not {learner!r}")
     if learner == "lightgbm":
+        own = params.get("params")
+        if own is not None and not isinstance(own, dict):
+            raise ValueError("learner 'lightgbm': learner_params' params must be a dict of LightGBM parameters, e.g. "
+                             f"{{\"num_leaves\": 63}}, got {own!r}")
+        params["params"] = own or {}  # null (YAML's `params:` left empty) is none, as LightGBMLearner takes it
         _refuse_lightgbm_settings_given_twice(params, preset, lgb_params or {})
         params.setdefault("preset", preset)
-        params["params"] = merge_lightgbm_params(lgb_params or {}, params.get("params", {}))
+        params["params"] = merge_lightgbm_params(lgb_params or {}, params["params"])
     elif lgb_params or preset != D.preset:
         raise ValueError(f"preset and lgb_params apply to learner 'lightgbm', not {learner!r}: give {learner!r} its "
                          "parameters in learner_params")

@@ -154,7 +154,7 @@ def check_tuning(learner: str, learner_params: dict, lgb_params: dict) -> tuple[
     if "preset" in own:
         raise ValueError("learner_params sets 'preset' while tune_trials tunes one: give the base preset as "
                          "-p preset, and leave it out of learner_params")
-    fixed = {**lgb_params, **own.pop("params", {})}  # as the run merges them: the study leaves them fixed
+    fixed = {**lgb_params, **(own.pop("params", None) or {})}  # as the run merges them: the study leaves them fixed
     check_lightgbm_params(fixed, "lgb_params")
     _space_left(fixed, None)
     _check_learner_settings(own)
