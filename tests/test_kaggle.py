@@ -1275,3 +1275,11 @@ def test_a_tuned_03_kernel_with_learner_params_params_left_empty_builds(tmp_path
     params.write_text("03:\n  learner_params: {bags: 2, params: }\n  tune_trials: 5\n")
     built = _build(tmp_path / "build", stages=["03"], params_file=params)
     assert _kernel(built, "03_train").params["learner_params"] == {"bags": 2, "params": None}
+
+
+def test_a_misspelt_built_in_preset_is_refused_as_such_not_as_a_saved_one(tmp_path):
+    """preset huberr was refused as 'the saved preset huberr', sending the user after 03_train/presets/huberr.json."""
+    with pytest.raises(ValueError, match=r"preset 'huberr' is none of the built-in presets .*did you mean 'huber'\?"):
+        _build(tmp_path / "build", stages=["03"], cli_params=['03.learner_params={"preset": "huberr"}'])
+    with pytest.raises(ValueError, match="uses the saved preset 'tuned-huber'"):  # 03's name for a tuned preset
+        _build(tmp_path / "build", stages=["03"], cli_params=["03.preset=tuned-huber"])

@@ -3,6 +3,7 @@ stop on Kaggle only after the kernels before it had run (hours of 01 on a GPU)."
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +31,10 @@ def check_03_runs(variants: list[dict[str, Any]]) -> None:
     for name, variant in zip(names, variants, strict=True):
         own = variant.get("learner_params", {}).get("preset")
         for preset in (p for p in (variant.get("preset"), own) if isinstance(p, str) and p not in PRESETS):
+            if close := difflib.get_close_matches(preset, list(PRESETS), n=1, cutoff=0.75):  # a misspelt built-in
+                raise ValueError(f"03_train run {name!r}: preset {preset!r} is none of the built-in presets "
+                                 f"{sorted(PRESETS)}: did you mean {close[0]!r}? (a preset saved by a local tuning "
+                                 "cannot be used in a 03 kernel either: its work folder holds none)")
             raise ValueError(f"03_train run {name!r} uses the saved preset {preset!r}: a 03 kernel's work folder holds "
                              "no saved preset (it mounts the 01/02 kernels' outputs only), so it would fail on Kaggle. "
                              f"Give a built-in preset {sorted(PRESETS)} with the saved one's LightGBM parameters as "
