@@ -1283,3 +1283,16 @@ def test_a_misspelt_built_in_preset_is_refused_as_such_not_as_a_saved_one(tmp_pa
         _build(tmp_path / "build", stages=["03"], cli_params=['03.learner_params={"preset": "huberr"}'])
     with pytest.raises(ValueError, match="uses the saved preset 'tuned-huber'"):  # 03's name for a tuned preset
         _build(tmp_path / "build", stages=["03"], cli_params=["03.preset=tuned-huber"])
+
+
+@pytest.mark.parametrize("given, expected", [
+    (['03.features=["quantty", "brand"]'], "unknown feature groups ['quantty']"),
+    (["03.learner=mlp", '03.features=["brand", "brand"]', "03.embeddings=[]"],
+     "feature group 'brand' is listed more than once"),
+    (['03.embeddings=["minilm", "minilm"]'], "embedding 'minilm' is listed more than once"),
+])
+def test_a_03_kernels_feature_groups_its_learner_refuses_stop_the_build(tmp_path, given, expected):
+    """A misspelt feature group was built and pushed; the 03 kernel stopped on it once 01 and 02 had run."""
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        _build(tmp_path / "build", stages=["03"], cli_params=given)
+    assert not (tmp_path / "build").exists()

@@ -107,9 +107,9 @@ def _check_distinct_columns(names: list[str], groups: list[str]) -> None:
         seen[name] = group
 
 
-def assemble_features(inputs: RunInputs, features: Sequence[str], embeddings: Sequence[str],
-                      tfidf_dim: int = TFIDF_DIM) -> FeatureSet:
-    """Engineered groups + image groups + embedding runs (checked against the CSV ids) + per-fold transforms."""
+def check_feature_lists(features: Sequence[str], embeddings: Sequence[str]) -> None:
+    """A feature group that does not exist, or a group or embedding listed twice, is an error naming it (checked
+    before any data is read, and by kaggle build)."""
     features, embeddings = list(features), list(embeddings)
     unknown = [g for g in features if g not in all_feature_groups()]
     if unknown:
@@ -119,6 +119,13 @@ def assemble_features(inputs: RunInputs, features: Sequence[str], embeddings: Se
         if twice:
             raise ValueError(f"{kind} {', '.join(map(repr, twice))} is listed more than once in "
                              f"-p {kind.split()[0]}s: list each once")
+
+
+def assemble_features(inputs: RunInputs, features: Sequence[str], embeddings: Sequence[str],
+                      tfidf_dim: int = TFIDF_DIM) -> FeatureSet:
+    """Engineered groups + image groups + embedding runs (checked against the CSV ids) + per-fold transforms."""
+    features, embeddings = list(features), list(embeddings)
+    check_feature_lists(features, embeddings)
     data, schema = inputs.data, inputs.schema
     text_groups = [g for g in features if g in FEATURE_GROUPS]
     x_train, x_test, column_groups = build_grouped_features(data["train"], data["test"], schema, text_groups)

@@ -36,7 +36,7 @@ from amzkit.core.workdir import check_name, missing_run, stage_dir
 from amzkit.images.features import IMAGE_FEATURES_DIR
 from amzkit.ml.base import DEFAULT_SEED, Learner, RunInputs, fp16_overflow_words
 from amzkit.ml.cv import cross_validate, devices_for_folds
-from amzkit.ml.featureset import FeatureSet
+from amzkit.ml.featureset import FeatureSet, check_feature_lists
 from amzkit.ml.folds import FOLD_STRATEGIES, FOLDS_FILE, FOLDS_INFO_FILE, check_trainable, folds_around
 from amzkit.ml.learners import (
     LEARNERS,
@@ -120,14 +120,16 @@ def check_learner(learner: str = D.learner, learner_params: dict | None = None, 
                   num_threads: int = D.num_threads, preset: str | dict = D.preset,
                   lgb_params: dict | None = None) -> None:
     """What build_learner refuses of these settings by their names (a learner_params key the learner does not take,
-    a run parameter it does not read, ...), and LightGBM of lgb_params, found without building the learner: its
-    module is not imported (mlp's and finetune's import torch) and its packages need not be installed, as for
-    kaggle build on a laptop."""
+    a run parameter it does not read, ...), and what the learner refuses of its feature groups and LightGBM of
+    lgb_params before any data is read, found without building the learner: its module is not imported (mlp's and
+    finetune's import torch) and its packages need not be installed, as for kaggle build on a laptop."""
     signature = learner_signature(learner)
     params = _learner_arguments(learner, signature.parameters, learner_params, features=features,
                                 embeddings=embeddings, tfidf_dim=tfidf_dim, group_by=group_by,
                                 num_threads=num_threads, preset=preset, lgb_params=lgb_params)
     check_learner_params(learner, params, signature)
+    if "features" in params:  # what the learner checks of its feature set when the run is prepared
+        check_feature_lists(params["features"], params.get("embeddings", ()))
     if learner == "lightgbm":  # what LightGBMLearner checks of them when the run is prepared
         check_lightgbm_params(params["params"], "lgb_params")
 
