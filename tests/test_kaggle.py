@@ -1097,7 +1097,7 @@ def test_03_kernels_training_one_run_name_are_refused_at_build(tmp_path):
     with pytest.raises(ValueError, match="train the run 'lgbm'"):
         _build(tmp_path / "build", params_file=params)
     params.write_text(json.dumps({"03_train": [{"learner": "ridge_tfidf", "run_name": "ridge"},
-                                              {"learner": "knn", "embeddings": []}]}))
+                                              {"learner": "knn", "learner_params": {"embedding": "minilm"}}]}))
     assert len([k for k in _build(tmp_path / "build", params_file=params).kernels if k.stage == "03_train"]) == 2
 
 
@@ -1296,3 +1296,21 @@ def test_a_03_kernels_feature_groups_its_learner_refuses_stop_the_build(tmp_path
     with pytest.raises(ValueError, match=re.escape(expected)):
         _build(tmp_path / "build", stages=["03"], cli_params=given)
     assert not (tmp_path / "build").exists()
+
+
+@pytest.mark.parametrize("learner, params, expected", [
+    ("knn", {}, "the knn learner needs embedding='<01_extract run>'"),
+    ("knn", {"embedding": "minilm", "k": 0}, "the knn learner needs k, a whole number of neighbours >= 1, got 0"),
+    ("lightgbm", {"bags": 0}, "bags must be a whole number from 1 to"),
+    ("xgboost", {"valid_fraction": 0.9}, "valid_fraction must be in [0, "),
+])
+def test_a_03_kernels_settings_its_learner_refuses_before_reading_data_stop_the_build(tmp_path, learner, params,
+                                                                                        expected):
+    """`learner: knn` without its embedding (or k 0, bags 0) stopped the 03 kernel as it prepared, once 01 and 02
+    had run on Kaggle: the learner's own check of its settings runs at build too."""
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        _build(tmp_path / "build", stages=["03"], cli_params=[
+            f"03.learner={learner}", f"03.learner_params={json.dumps(params)}", "03.embeddings=[]"])
+    built = _build(tmp_path / "ok", stages=["03"], cli_params=[
+        "03.learner=knn", '03.learner_params={"embedding": "minilm", "k": "2e1"}', "03.embeddings=[]"])
+    assert _kernel(built, "03_train").params["learner_params"] == {"embedding": "minilm", "k": "2e1"}  # 20 there

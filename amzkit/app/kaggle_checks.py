@@ -40,12 +40,12 @@ def check_03_runs(variants: list[dict[str, Any]]) -> None:
                              f"Give a built-in preset {sorted(PRESETS)} with the saved one's LightGBM parameters as "
                              f"lgb_params (03_train/presets/{preset}.json, 'params'), or tune in the kernel "
                              "(tune_trials)")
-    for name, variant in zip(names, variants, strict=True):
-        check_03_learner(name, {**stage_parameters("03_train"), **variant})
     for name in (n for n in names if names.count(n) > 1):
         raise ValueError(f"several 03_train parameter sets train the run {name!r}" + (" (the default run_name)" if name
                          == default else "") + ": 04 and 05 would see only one of them. Give each parameter set its "
                          "own run_name, e.g. {run_name: ridge, learner: ridge_tfidf}")
+    for name, variant in zip(names, variants, strict=True):
+        check_03_learner(name, {**stage_parameters("03_train"), **variant})
 
 
 def check_03_learner(name: str, params: dict[str, Any]) -> None:

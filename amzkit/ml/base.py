@@ -114,6 +114,10 @@ class Learner(ABC):
             setattr(self, key, value)
         return self
 
+    def check_settings(self) -> None:  # noqa: B027 - optional: a learner with settings to refuse overrides it
+        """Refuse settings the learner cannot train with, from the settings alone (no data): `prepare` calls it
+        first, and kaggle build calls it on learners at hand without importing their modules."""
+
     def prepare(self, inputs: RunInputs) -> Learner:
         """Build what `fit` and `predict` read, once per run; returns self."""
         self.inputs_ = inputs

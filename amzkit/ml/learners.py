@@ -88,7 +88,7 @@ class KnnEmbedding(Learner):
         self.k = k
         self.block_rows = block_rows
 
-    def prepare(self, inputs: RunInputs) -> KnnEmbedding:
+    def check_settings(self) -> None:
         if not self.embedding:
             raise ValueError("the knn learner needs embedding='<01_extract run>' (e.g. 'minilm' or 'tfidf-svd'): "
                              "-p learner_params '{\"embedding\": \"minilm\"}'")
@@ -98,6 +98,9 @@ class KnnEmbedding(Learner):
             raise ValueError(f"the knn learner needs k, a whole number of neighbours >= 1, got {self.k!r}"
                              + (" (a string: write it without quotes in learner_params, e.g. {\"k\": 20})"
                                 if isinstance(self.k, str) else ""))
+
+    def prepare(self, inputs: RunInputs) -> KnnEmbedding:
+        self.check_settings()
         self.inputs_ = inputs
         self.matrix_, self.ok_ = inputs.embedding(self.embedding)
         return self
@@ -311,10 +314,24 @@ def _numbers_from_text(cls: type, params: dict) -> dict:
     return converted
 
 
+def learner_at_hand(name: str, **params) -> Learner | None:
+    """Learner `name` with `params` as make_learner builds it, when its class's module is imported already (the
+    registry's own, the tree learners'), whether or not its packages are installed; None for one that would
+    need an import (mlp's and finetune's import torch)."""
+    module, _, cls = LEARNERS[name].target.partition(":")
+    if module not in sys.modules:
+        return None
+    return _construct(name, getattr(sys.modules[module], cls), params)
+
+
 def make_learner(name: str, **params) -> Learner:
     """An unprepared learner `name` with `params` (a parameter it does not take is an error naming its params; a
     number given as text, '1e-3', is taken as the number)."""
-    cls = get_learner(name)
+    return _construct(name, get_learner(name), params)
+
+
+def _construct(name: str, cls: type[Learner], params: dict) -> Learner:
+    """`cls(**params)`, its parameters checked by name and numbers given as text taken as numbers."""
     check_learner_params(name, params, inspect.signature(cls))
     params = _numbers_from_text(cls, params)
     try:

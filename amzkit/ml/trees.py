@@ -141,10 +141,10 @@ class TreeLearner(Learner):
     # --- the protocol
 
     def prepare(self, inputs: RunInputs) -> TreeLearner:
-        self._check_settings()
+        self.check_settings()
         return self.prepare_with(inputs, assemble_features(inputs, self.features, self.embeddings, self.tfidf_dim))
 
-    def _check_settings(self) -> None:
+    def check_settings(self) -> None:
         """The learner's own settings, refused before any feature is built (the free cores are measured once, in
         prepare_with)."""
         check_num_threads(self.num_threads)
@@ -157,7 +157,7 @@ class TreeLearner(Learner):
 
     def prepare_with(self, inputs: RunInputs, features: FeatureSet) -> TreeLearner:
         """`prepare` with a feature set built elsewhere (a benchmark's synthetic matrix, a tuner's cached one)."""
-        self._check_settings()
+        self.check_settings()
         self.features_ = features
         self.inputs_ = inputs
         self.threads_ = resolve_threads(self.num_threads)

@@ -43,6 +43,7 @@ from amzkit.ml.learners import (
     check_learner_params,
     exponent_number,
     get_learner,
+    learner_at_hand,
     learner_signature,
     make_learner,
 )
@@ -132,6 +133,8 @@ def check_learner(learner: str = D.learner, learner_params: dict | None = None, 
         check_feature_lists(params["features"], params.get("embeddings", ()))
     if learner == "lightgbm":  # what LightGBMLearner checks of them when the run is prepared
         check_lightgbm_params(params["params"], "lgb_params")
+    if (model := learner_at_hand(learner, **params)) is not None:
+        model.check_settings()  # its own settings, as prepare checks them first
 
 
 def _learner_arguments(learner: str, accepted, learner_params: dict | None, *, features, embeddings, tfidf_dim: int,
