@@ -38,7 +38,7 @@ from amzkit.app.kaggle_runtime import (
     kernel_spec,
     merge_cell,
     model_source_problems,
-    unattached_folders,
+    unreachable_folders,
 )
 from amzkit.app.kaggle_wheel import build_wheel, wheel_version
 from amzkit.app.parameters import check_parameters, stage_parameters
@@ -414,7 +414,7 @@ def build(out: str | Path = DEFAULT_BUILD, owner: str | None = None, params_file
                          after_params=merge_cell(kernel.stage, kernel.params))
         meta = kernel_metadata(tmpl, kernel, code_file, sources, dataset_id)
         _write_json(folder / "kernel-metadata.json", meta)
-        for missing in unattached_folders(kernel.params, meta):
+        for missing in unreachable_folders(kernel.params, meta):
             warnings.warn(f"{kernel.folder}: {missing}", stacklevel=2)
         problems = check_kernel_metadata(meta, folder, kernel.stage, kernel.params)
         if problems:

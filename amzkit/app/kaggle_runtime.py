@@ -7,6 +7,7 @@ Mount layouts differ between Kaggle versions (flat `/kaggle/input/<slug>` or gro
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -174,21 +175,39 @@ def list_mounts(root: str | Path = KAGGLE_INPUT) -> list[Mount]:
     return mounts
 
 
+KAGGLE_INPUT_PATH, KAGGLE_WORKING_PATH = "/kaggle/input", "/kaggle/working"  # as a pushed kernel sees them
 # a model folder a parameter names under /kaggle/input (01's model / text_model, 03's learner_params model)
 _MOUNTED_FOLDER = re.compile(r"local-dir(?:-text)?:(/kaggle/input/[^\s\"'\\,}]+)")
 
 
-def unattached_folders(params: Mapping[str, Any], meta: Mapping[str, Any]) -> list[str]:
-    """What to attach, for each /kaggle/input folder in a kernel's parameters that no source of its metadata
-    (datasets, models, kernels, competitions) can be mounted as: no component of the path is a source's slug, so
-    the kernel would stop on a folder it cannot find."""
+def unreachable_folders(params: Mapping[str, Any], meta: Mapping[str, Any]) -> list[str]:
+    """What to change, for each folder in a kernel's parameters that it cannot reach on Kaggle: a /kaggle/input
+    folder (a local-dir model, a data_dir) that no source of its metadata (datasets, models, kernels,
+    competitions) can be mounted as (no component of the path is a source's slug), a data_dir outside /kaggle/input
+    (a folder of this machine's), or a work_dir outside /kaggle/working (Kaggle keeps no other output)."""
     refs = [*meta.get("dataset_sources", ()), *meta.get("kernel_sources", ()), *meta.get("model_sources", ())]
     slugs = {ref.split("/")[1].lower() for ref in refs if ref.count("/") >= 1}
     slugs |= {slug.lower() for slug in meta.get("competition_sources", ())}
-    return [f"{name}: {path} is in no attached source ({', '.join(refs)}); attach its dataset with --data "
-            "<owner>/<slug> (or a Kaggle Model in the template's model_sources), or the kernel stops on a folder it "
-            "cannot find" for name, value in params.items() for path in _MOUNTED_FOLDER.findall(str(value))
-            if not {part.lower() for part in PurePosixPath(path).parts[3:]} & slugs]
+    folders = [(name, path) for name, value in params.items() for path in _MOUNTED_FOLDER.findall(str(value))]
+    problems = []
+    for name, auto, root, what in (("data_dir", ("auto", "demo"), KAGGLE_INPUT_PATH, "a kernel's inputs are mounted"),
+                                   ("work_dir", ("auto",), KAGGLE_WORKING_PATH, "Kaggle keeps a kernel's outputs")):
+        value = params.get(name)
+        if not isinstance(value, str) or value in auto:
+            continue
+        path = PurePosixPath(posixpath.normpath(posixpath.join(KAGGLE_WORKING_PATH, value)))  # its cwd on Kaggle
+        if path.is_relative_to(root):
+            folders += [(name, str(path))] if name == "data_dir" else []
+            continue
+        problems.append(f"{name}: {value} is not under {root}, where {what}: on Kaggle the kernel would "
+                        + ("stop on a folder it cannot find; leave data_dir auto (it finds train.csv and test.csv in "
+                           "the attached --data dataset) or give a folder under /kaggle/input" if name == "data_dir"
+                           else "write outputs that are lost when it ends, and later kernels would find nothing; "
+                           "leave work_dir auto"))
+    return problems + [
+        f"{name}: {path} is in no attached source ({', '.join(refs)}); attach its dataset with --data <owner>/<slug> "
+        "(or a Kaggle Model in the template's model_sources), or the kernel stops on a folder it cannot find"
+        for name, path in folders if not {part.lower() for part in PurePosixPath(path).parts[3:]} & slugs]
 
 
 MODEL_SOURCE = re.compile(r"[^/\s]+/[^/\s]+/[^/\s]+/[^/\s]+/\d+")  # a Kaggle Model instance version, as the CLI takes
