@@ -1183,6 +1183,16 @@ def test_a_03_kernel_reading_an_01_run_no_01_kernel_extracts_is_warned_of_at_bui
         _build(tmp_path / "c", cli_params=["01.model=color-stats", "01.text_model=tfidf-svd",
                                            '03.embeddings=["color-stats:pca:8", "tfidf-svd"]'])
         _build(tmp_path / "d", stages=["03_train"])
+        # learners that read no embeddings leave the default ones unread: following the warning's advice (set
+        # -p 03_train.embeddings) would have the build refuse the run ('takes no embeddings')
+        params = tmp_path / "params.json"
+        params.write_text(json.dumps({"01": {"model": "color-stats", "text_model": "tfidf-svd"}, "03": [
+            {"run_name": "ridge", "learner": "ridge_tfidf"}, {"run_name": "ft", "learner": "finetune"},
+            {"run_name": "knn", "learner": "knn", "learner_params": {"embedding": "tfidf-svd"}}]}))
+        _build(tmp_path / "e", params_file=params)
+    with pytest.warns(UserWarning, match=r"reads the 01 run 'minilm' \('minilm:pca:8'\)"):  # lightgbm's own list
+        _build(tmp_path / "f", cli_params=["01.model=color-stats", "01.text_model=tfidf-svd", "03.embeddings=[]",
+                                           '03.learner_params={"embeddings": ["minilm:pca:8"]}'])
 
 
 def test_02_04_and_05_kernels_naming_runs_no_kernel_of_the_build_makes_are_warned_of(tmp_path):
