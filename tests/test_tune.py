@@ -461,3 +461,13 @@ def test_a_finished_03_run_whose_tuning_is_refused_keeps_no_rerun_mark(synthetic
     with pytest.raises(ValueError, match="unknown preset .tuned-t."):  # tuned, then refused in train_run
         runners.run_train(runners.setup(check_parameters({**values, "tune_trials": 2}, "03_train"), "03_train"))
     assert "t" not in unfinished_runs(work)
+
+
+def test_a_fixed_lightgbm_param_yaml_reads_as_text_is_tuned_with_as_its_number(synthetic):
+    """lgb_params {min_data_in_leaf: 2e1} from papermill's -y / -f or a build's params file (YAML 1.1 keeps it as the
+    text '2e1'): the run takes it as 20, but the study passed the text to LightGBM and its first trial failed
+    ('should be of type int, got "2e1"')."""
+    data, work = synthetic
+    summary = _tune(data, work, n_trials=1, lgb_params={"min_data_in_leaf": "2e1"})
+    assert summary["n_complete"] == 1
+    assert resolve_preset("tuned", work)["params"]["min_data_in_leaf"] == 20

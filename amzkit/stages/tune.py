@@ -28,6 +28,7 @@ from amzkit.core.schema import Schema, get_schema
 from amzkit.ml.base import RunInputs
 from amzkit.ml.cv import cross_validate
 from amzkit.ml.folds import folds_around
+from amzkit.ml.learners import exponent_number
 from amzkit.ml.presets import PRESETS, check_preset, preset_path, resolve_preset, save_preset
 from amzkit.ml.transforms import FoldTransform
 from amzkit.ml.trees import LightGBMLearner, check_lightgbm_params, lightgbm_names, merge_lightgbm_params
@@ -307,7 +308,9 @@ def tune_preset(
     base = check_preset(json.loads(json.dumps(base_preset)), "base_preset") if isinstance(base_preset, dict) \
         else resolve_preset(base_preset, work_dir)
     check_lightgbm_params(lgb_params or {}, "lgb_params")
-    fixed = {lightgbm_names().get(key, key) for key in lgb_params or {}}
+    # a number YAML 1.1 keeps as text (1e1) taken as the number, as the run takes it: LightGBM refuses the text
+    lgb_params = {key: exponent_number(value) for key, value in (lgb_params or {}).items()}
+    fixed = {lightgbm_names().get(key, key) for key in lgb_params}
     base = {**base, "params": merge_lightgbm_params(base["params"], lgb_params)} if lgb_params else base
     space = _space_left(lgb_params or {}, search_space)
     started = time.perf_counter()
