@@ -20,7 +20,8 @@ from amzkit.ml.runs import run_predictions_sha256
 from amzkit.ml.transforms import FoldTransform
 from amzkit.ml.trees import XGBoostLearner
 from amzkit.stages.ensemble import ensemble
-from amzkit.stages.train import plot_importance, train_run
+from amzkit.stages.train import train_run
+from amzkit.stages.train_plots import plot_importance
 from amzkit.testing import feature_learner, synthetic_inputs, write_embedding_run
 
 FAST = {"learning_rate": 0.1, "num_leaves": 15, "min_data_in_leaf": 10}

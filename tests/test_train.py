@@ -22,7 +22,8 @@ from amzkit.ml.runs import TEST_FOLD_PRED_FILE
 from amzkit.ml.transforms import FoldTransform, KnnTargetTransform, PcaTransform, TopKCorrTransform
 from amzkit.ml.trees import LightGBMLearner
 from amzkit.stages import train as train_module
-from amzkit.stages.train import fold_fits_summary, plot_importance, plot_oof, train_run
+from amzkit.stages.train import fold_fits_summary, train_run
+from amzkit.stages.train_plots import plot_importance, plot_oof
 from amzkit.testing import feature_learner, synthetic_inputs, write_embedding_run
 
 FAST = {"learning_rate": 0.1, "num_leaves": 15, "min_data_in_leaf": 10}

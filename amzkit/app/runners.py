@@ -31,7 +31,7 @@ from amzkit.core.schema import SPLITS, Schema, check_columns, get_schema, load_d
 from amzkit.core.workdir import KAGGLE_INPUT, check_writable, on_kaggle, resolve_work_dir, stage_dir
 from amzkit.embed.registry import LOCAL_DIR, LOCAL_DIR_TEXT, MODELS, get_model_spec, registry_table
 from amzkit.ml.diversity import ALIKE_CORRELATION
-from amzkit.ml.runs import runs_leaderboard
+from amzkit.ml.runs import marked_rerun, runs_leaderboard
 from amzkit.stages import correlate as correlate_stage
 from amzkit.stages import ensemble as ensemble_stage
 from amzkit.stages import ensemble_report
@@ -43,7 +43,8 @@ from amzkit.stages.image_tables import merge_image_tables, write_image_tables
 from amzkit.stages.leaderboard import LeaderboardError, pair_scores, show_leaderboard, write_scores
 from amzkit.stages.leaks import cached_image_paths, leak_report, plot_leak_report
 from amzkit.stages.submit import plot_distribution, submit
-from amzkit.stages.train import build_learner, fold_fits_summary, marked_rerun, plot_importance, plot_oof, train_run
+from amzkit.stages.train import build_learner, fold_fits_summary, train_run
+from amzkit.stages.train_plots import plot_importance, plot_oof
 from amzkit.stages.tune import check_tuning, plot_tuning, tune_preset, tuning_paths
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -178,3 +180,43 @@ def load_run(work_dir: str | Path, name: str) -> dict:
                                 "resumes from its kept folds), or leave the run out")
     return {"metrics": read_json(run_dir / "metrics.json"), "oof": pd.read_csv(run_dir / "oof.csv", dtype={"id": str}),
             "test": pd.read_csv(run_dir / "test_pred.csv", dtype={"id": str})}
+
+
+# What 03 raises for what was asked (a misspelt 01 run or column, a refused parameter, a missing package), not a
+# stop: such an error before a rerun's first fold takes back the rerun mark it made (unmark_rerun).
+USER_ERRORS = (ValueError, FileNotFoundError, ImportError)
+
+
+def mark_rerun(work_dir: str | Path, run_name: str) -> bool:
+    """Mark a finished run that is being trained again as such (its kept-folds folder, which 04 and 05 look for),
+    before the slow work ahead of its first fold (tuning, features): a kill there leaves the old run, which 04 and
+    05 then use saying so, as after a kill in a fold. A new name is not marked: nothing of it exists to be used.
+    True when this call made the mark (none was there)."""
+    run_dir = stage_dir(work_dir, "03_train") / check_name(run_name, "run_name")
+    if (run_dir / "metrics.json").is_file() and not (run_dir / PROGRESS_DIR).is_dir():
+        (run_dir / PROGRESS_DIR).mkdir(exist_ok=True)
+        return True
+    return False
+
+
+@contextmanager
+def marked_rerun(work_dir: str | Path, run_name: str) -> Iterator[bool]:
+    """`mark_rerun` before a block (03's tuning); yields whether it made the mark, which a USER_ERRORS error in the
+    block takes back (a study refused: none of the run's files changed). Pass it to train_run as `rerun_marked`."""
+    made = mark_rerun(work_dir, run_name)
+    try:
+        yield made
+    except USER_ERRORS:
+        if made:
+            unmark_rerun(work_dir, run_name)
+        raise
+
+
+def unmark_rerun(work_dir: str | Path, run_name: str) -> None:
+    """Take back the mark `mark_rerun` made when the rerun was refused (USER_ERRORS) before its first fold, so
+    before any of its files changed: 04 and 05 would say "a rerun was stopped" of a run nothing replaces. Only an
+    empty mark goes (a kept fold in it is a stopped rerun's)."""
+    try:
+        (stage_dir(work_dir, "03_train") / check_name(run_name, "run_name") / PROGRESS_DIR).rmdir()
+    except OSError:  # gone, or holding kept folds
+        pass

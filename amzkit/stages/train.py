@@ -19,20 +19,17 @@ import inspect
 import json
 import shutil
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 import amzkit
-from amzkit.core.io import frame_sha256, id_hash, read_json, rows_sha256, save_figure, write_csv, write_json
-from amzkit.core.metric import smape, smape_by_target_bin
+from amzkit.core.io import frame_sha256, id_hash, read_json, rows_sha256, write_csv, write_json
+from amzkit.core.metric import smape
 from amzkit.core.params import Param, Parameters
 from amzkit.core.schema import Schema, get_schema
-from amzkit.core.workdir import check_name, missing_run, stage_dir
+from amzkit.core.workdir import check_name, stage_dir
 from amzkit.images.features import IMAGE_FEATURES_DIR
 from amzkit.ml.base import DEFAULT_SEED, Learner, RunInputs, fp16_overflow_words
 from amzkit.ml.cv import cross_validate, devices_for_folds
@@ -50,7 +47,14 @@ from amzkit.ml.learners import (
 from amzkit.ml.neighbour_prices import CACHE_FOLDER as NEIGHBOURS_DIR
 from amzkit.ml.presets import PRESETS_DIR, tuned_on_folds
 from amzkit.ml.pseudo import pseudo_labels
-from amzkit.ml.runs import IMPORTANCE_PLOT, OOF_PLOT, PROGRESS_DIR, PSEUDO_BASELINE_DIR, save_run
+from amzkit.ml.runs import (
+    PROGRESS_DIR,
+    PSEUDO_BASELINE_DIR,
+    USER_ERRORS,
+    mark_rerun,
+    save_run,
+    unmark_rerun,
+)
 from amzkit.ml.transforms import TFIDF_DIM
 from amzkit.ml.trees import (
     DEFAULT_FEATURES,
@@ -96,10 +100,6 @@ PARAMETERS = Parameters(
     Param("pseudo_label_weight", 0.5, "sample weight of a pseudo-labelled row (0..1]", low=0, low_open=True, high=1),
 )
 D = PARAMETERS.defaults
-
-# What 03 raises for what was asked (a misspelt 01 run or column, a refused parameter, a missing package), not a
-# stop: such an error before a rerun's first fold takes back the rerun mark it made (unmark_rerun).
-USER_ERRORS = (ValueError, FileNotFoundError, ImportError)
 
 # Run parameters every learner whose constructor takes them receives from the notebook.
 SHARED_LEARNER_PARAMS = ("features", "embeddings", "tfidf_dim", "group_by", "num_threads")
@@ -300,41 +300,6 @@ def train_run(
     return metrics
 
 
-def mark_rerun(work_dir: str | Path, run_name: str) -> bool:
-    """Mark a finished run that is being trained again as such (its kept-folds folder, which 04 and 05 look for),
-    before the slow work ahead of its first fold (tuning, features): a kill there leaves the old run, which 04 and
-    05 then use saying so, as after a kill in a fold. A new name is not marked: nothing of it exists to be used.
-    True when this call made the mark (none was there)."""
-    run_dir = stage_dir(work_dir, "03_train") / check_name(run_name, "run_name")
-    if (run_dir / "metrics.json").is_file() and not (run_dir / PROGRESS_DIR).is_dir():
-        (run_dir / PROGRESS_DIR).mkdir(exist_ok=True)
-        return True
-    return False
-
-
-@contextmanager
-def marked_rerun(work_dir: str | Path, run_name: str) -> Iterator[bool]:
-    """`mark_rerun` before a block (03's tuning); yields whether it made the mark, which a USER_ERRORS error in the
-    block takes back (a study refused: none of the run's files changed). Pass it to train_run as `rerun_marked`."""
-    made = mark_rerun(work_dir, run_name)
-    try:
-        yield made
-    except USER_ERRORS:
-        if made:
-            unmark_rerun(work_dir, run_name)
-        raise
-
-
-def unmark_rerun(work_dir: str | Path, run_name: str) -> None:
-    """Take back the mark `mark_rerun` made when the rerun was refused (USER_ERRORS) before its first fold, so
-    before any of its files changed: 04 and 05 would say "a rerun was stopped" of a run nothing replaces. Only an
-    empty mark goes (a kept fold in it is a stopped rerun's)."""
-    try:
-        (stage_dir(work_dir, "03_train") / check_name(run_name, "run_name") / PROGRESS_DIR).rmdir()
-    except OSError:  # gone, or holding kept folds
-        pass
-
-
 def _refuse_settings_beside_an_object(**given) -> None:
     """A learner object trains with its own settings: learner settings given beside it (preset, lgb_params,
     features, ...) away from their defaults are an error naming them, not settings the run silently drops."""
@@ -479,74 +444,3 @@ def _resumable_cv(model: Learner, folds: np.ndarray, run_dir: Path, pseudo, prog
 
     return cross_validate(model, folds, pseudo=pseudo, models_dir=models_dir and run_dir / models_dir,
                           progress=progress, start_fold=start, previous=previous, fold_done=keep, devices=devices or ())
-
-
-def _finished_run(work_dir: str | Path, name: str) -> Path:
-    """The folder of finished 03 run `name`; an error saying so when it has not finished (a plot cell run
-    before the train cell, a misspelt name)."""
-    run_dir = stage_dir(work_dir, "03_train") / check_name(name, "run_name")
-    if not (run_dir / "metrics.json").is_file():
-        raise FileNotFoundError(missing_run(work_dir, "03_train", name) + ": run the train cell (03) first")
-    return run_dir
-
-
-def plot_importance(work_dir: str | Path, name: str, top: int = 30):
-    """Bar chart of the top features by the learner's importance (gain for LightGBM) and, where the run recorded
-    each feature's group, every group's share of the total; saved as PNG in the run folder."""
-    run_dir = _finished_run(work_dir, name)
-    if not (run_dir / "feature_importance.csv").is_file():
-        print(f"{name}: this learner reports no feature importance")
-        return None
-    table = pd.read_csv(run_dir / "feature_importance.csv", keep_default_na=False)
-    kind = table.columns[1]
-    shares = (table.groupby("group")[kind].sum() / table[kind].sum()).sort_values() if "group" in table else None
-    drawn = table.head(top).iloc[::-1]
-    height = max(3, 0.25 * len(drawn))
-    if shares is None or not table[kind].sum() > 0:
-        fig, ax = plt.subplots(figsize=(7, height))
-    else:
-        fig, (ax, by_group) = plt.subplots(1, 2, figsize=(13, height), gridspec_kw={"width_ratios": [1.3, 1]})
-        counts = table["group"].value_counts()
-        bars = by_group.barh([f"{g or '(unrecorded)'} ({counts[g]})" for g in shares.index], shares.to_numpy(),
-                             color="C1")
-        by_group.bar_label(bars, labels=[f"{v:.0%}" for v in shares], fontsize=8)
-        by_group.set(xlabel=f"share of the total {kind.replace('_', ' ')}", title="by feature group (its features)")
-    ax.barh(drawn["feature"], drawn[kind])
-    ax.set(xlabel=f"{kind.replace('_', ' ')} (mean over folds)", title=f"{name}: top {len(drawn)} features")
-    fig.tight_layout()
-    save_figure(fig, run_dir / IMPORTANCE_PLOT)
-    return fig
-
-
-def _short(value: float) -> str:
-    """A tick label's number: 3 significant digits, thousands as k and millions as M."""
-    for size, suffix in ((1e6, "M"), (1e3, "k")):
-        if abs(value) >= size:
-            return f"{value / size:.3g}{suffix}"
-    return f"{value:.3g}"
-
-
-def plot_oof(work_dir: str | Path, name: str):
-    """Predicted vs actual (log axes) on out-of-fold rows, with the median prediction per tenth of the actual
-    values, and the SMAPE of each tenth; saved as PNG in the run folder."""
-    run_dir = _finished_run(work_dir, name)
-    oof = pd.read_csv(run_dir / "oof.csv")
-    bins = smape_by_target_bin(oof["target"], oof["pred"])
-    fig, (ax, bars) = plt.subplots(1, 2, figsize=(11, 5), gridspec_kw={"width_ratios": [1, 1.1]})
-    ax.scatter(oof["target"], oof["pred"], s=6, alpha=0.4, label="row")
-    ax.plot(bins["median_actual"], bins["median_pred"], "o-", color="C3", lw=2, label="median per tenth of actual")
-    low, high = oof[["target", "pred"]].min().min(), oof[["target", "pred"]].max().max()
-    ax.plot([max(low, 1e-3), high], [max(low, 1e-3), high], "k--", lw=1, label="prediction = actual")
-    ax.set(xscale="log", yscale="log", xlabel="actual", ylabel="out-of-fold prediction",
-           title=f"{name}: CV SMAPE {smape(oof['target'], oof['pred']):.2f}")
-    ax.legend(loc="upper left", fontsize=8)
-    labels = [f"{_short(lo)}-{_short(hi)}" for lo, hi in zip(bins["low"], bins["high"], strict=True)]
-    drawn = bars.bar(range(len(bins)), bins["smape"], color="C0")
-    bars.bar_label(drawn, labels=[f"{v:.0f}" for v in bins["smape"]], fontsize=8)
-    bars.axhline(smape(oof["target"], oof["pred"]), color="k", ls="--", lw=1, label="all rows")
-    bars.set_xticks(range(len(bins)), labels, rotation=45, ha="right", fontsize=8)
-    bars.set(xlabel="actual value, tenths of the rows", ylabel="SMAPE", title="SMAPE per tenth of the actual values")
-    bars.legend(fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, run_dir / OOF_PLOT)
-    return fig
