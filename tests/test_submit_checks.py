@@ -667,3 +667,18 @@ def test_a_blended_runs_metrics_cut_short_costs_neither_the_submission_nor_a_cle
     assert f"WARNING: the submission was not logged in {work / 'submissions.csv'}" in out
     assert f"{broken} is not valid JSON" in out and "Delete it and rerun" in out
     assert not (work / "submissions.csv").exists()
+
+
+def test_the_distribution_plot_peaks_where_most_prices_are(tmp_path: Path) -> None:
+    """`density=True` on log-spaced bins divided each count by its bin's width in price: on amz25_dev the train
+    target drawn this way peaked at 2.9 (median 14.2), so the submission looked shifted 5x to the right."""
+    from amzkit.stages.submit import plot_distribution
+
+    work = make_work(tmp_path)
+    prices = np.exp(np.random.default_rng(0).normal(np.log(14.0), 1.5, 4000))
+    fig = plot_distribution(work, run(work)["path"], prices, "price")
+    train_patch = fig.axes[0].patches[0]  # stepfilled: one polygon per series, the train target first
+    xy = train_patch.get_xy()
+    peak = xy[np.argmax(xy[:, 1]), 0]
+    assert 5.0 < peak < 40.0, f"the train target's tallest bin is at {peak:.2f}, not near its median 14"
+    assert "share" in fig.axes[0].get_ylabel()

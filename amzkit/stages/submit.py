@@ -424,7 +424,8 @@ def _signal_warnings(cv: dict, values: np.ndarray, source: str, train_range: tup
 def plot_distribution(work_dir: str | Path, submission_path: str | Path, train_target: np.ndarray,
                       value_column: str, source: str | None = None):
     """Histogram of the submitted values against the source's out-of-fold predictions (what its CV scored: the
-    submission should look like them) and the train target, on a log axis of the values; saved as PNG."""
+    submission should look like them) and the train target, on a log axis of the values, each bar its share of
+    the rows; saved as PNG."""
     preds = pd.read_csv(submission_path)[value_column].to_numpy(dtype=float)
     series = {"train target": np.asarray(train_target, dtype=float)}
     oof_path = source_folder(work_dir, source) / "oof.csv" if source else None
@@ -436,9 +437,11 @@ def plot_distribution(work_dir: str | Path, submission_path: str | Path, train_t
         else 50
     fig, ax = plt.subplots(figsize=(7, 3.5))
     for label, values in series.items():
-        ax.hist(values, bins=bins, alpha=0.45, density=True, label=label,
+        # each bin's share of the rows, not density=True: that divides by the bin's width in price, which grows
+        # with the price on these log-spaced bins, and drew the train target's peak 5x left of its median
+        ax.hist(values, bins=bins, alpha=0.45, weights=np.full(len(values), 1 / max(len(values), 1)), label=label,
                 histtype="step" if label.startswith("out-of-fold") else "stepfilled", lw=2)
-    ax.set(xscale="log", xlabel=f"{value_column} (log axis)", ylabel="density",
+    ax.set(xscale="log", xlabel=f"{value_column} (log axis)", ylabel="share of rows per bin",
            title="submission vs the out-of-fold predictions CV scored" if len(series) == 3
            else "submission vs train target")
     ax.legend(fontsize=8)
