@@ -313,6 +313,9 @@ def extract(
                               host_stops=host_stops if host_stops is not None else HostStops(), tried=set())
     refetched = _refetch_passing_failures(retry, data, spec, shard_dir, fetch)
     todo.update({key: retry[key][0] for key in refetched})
+    if mine and not todo:  # else a rerun said nothing, and 01's table showed the first run's rows/s
+        print(f"{spec.name}: all {mine} shards were finished by an earlier run with these rows and this model and "
+              "are kept: nothing embedded (its rows/s are that run's)")
     if todo:
         _embed_shards(todo, data, schema_, spec, embedder, shard_dir, fetch, refetched)
     if num_shards == 1:
