@@ -1287,3 +1287,17 @@ def test_a_rerun_refused_before_it_changed_anything_leaves_no_rerun_mark(synthet
     with pytest.raises(FileNotFoundError, match="plantd"):
         train_run(data, "amazon2025", work, "rerun", ["text_stats"], ["plantd"], lgb_params=FAST, num_threads=1)
     assert "rerun was stopped" in unfinished_runs(work).get("rerun", "")
+
+
+def test_a_rerun_of_a_finished_run_says_it_trains_every_fold_again(synthetic, capsys):
+    """A killed run says it resumes; a finished one rerun under its name (real 2025 rows: 204 s, then 166 s again)
+    was trained again from its first fold without a word, where 01's rerun keeps its finished shards."""
+    data, work = synthetic
+    train_run(data, "amazon2025", work, "again", ["text_stats"], [], lgb_params=FAST, num_threads=1, progress=False)
+    capsys.readouterr()
+    train_run(data, "amazon2025", work, "again", ["text_stats"], [], lgb_params=FAST, num_threads=1, progress=False)
+    out = capsys.readouterr().out
+    assert "again: this run name has finished before: it is trained again from its first fold and replaced" in out
+    capsys.readouterr()
+    train_run(data, "amazon2025", work, "new", ["text_stats"], [], lgb_params=FAST, num_threads=1, progress=False)
+    assert "finished before" not in capsys.readouterr().out

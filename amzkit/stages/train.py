@@ -270,6 +270,11 @@ def train_run(
             unmark_rerun(work_dir, run_name)
         raise
     pseudo_info = {}
+    if (run_dir / "metrics.json").is_file() and not any(
+            (run_dir / kept / "progress.json").is_file() for kept in (PROGRESS_DIR, PSEUDO_BASELINE_DIR)):
+        print(f"{run_name}: this run name has finished before: it is trained again from its first fold and replaced "
+              "when done (only a killed run resumes: a run keeps its folds until it finishes); another run_name "
+              "keeps the old run")
     devices = devices_for_folds(model) if fold_devices is None else list(fold_devices)
     if pseudo is not None:  # the same folds without pseudo-labels, kept apart: a killed run resumes both passes
         without = _resumable_cv(model, folds, run_dir, None, progress, clock, kept=PSEUDO_BASELINE_DIR,
