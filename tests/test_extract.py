@@ -1169,5 +1169,5 @@ def test_a_rerun_with_every_shard_finished_says_it_embedded_nothing(shard_data, 
     capsys.readouterr()
     extract(shard_data, small_demo, tmp_path, "amazon2025", "tfidf-svd", shard_rows=SHARD_ROWS_SMALL)
     assert calls["n"] == 0
-    assert "tfidf-svd: all 8 shards were finished by an earlier run with these rows and this model and are kept: " \
-           "nothing embedded" in capsys.readouterr().out
+    assert "tfidf-svd: resuming: 8 of 8 shards were finished by an earlier run and are kept; nothing to embed" \
+           in capsys.readouterr().out

@@ -304,18 +304,15 @@ def extract(
               f"(train.csv or test.csv changed, local image files changed, or the model's weights{refits}) and "
               f"{states.get('damaged', 0)} damaged ones")
     mine = sum(kernel_of(no, num_shards) == shard_index for count in plans.values() for no in range(count))
-    if todo and len(todo) < mine:
-        print(f"{spec.name}: resuming: {mine - len(todo)} of {mine} shards were finished by an earlier run and are "
-              f"kept; embedding the other {len(todo)}")
     watch = None if images_offline_ok else NetworkWatch()
     fetch = functools.partial(_fetch_shard, data, data_dir=data_dir, work_dir=work_dir, schema_=schema_,
                               run_dir=run_dir, watch=watch, retry_passing=not parent_fetched,
                               host_stops=host_stops if host_stops is not None else HostStops(), tried=set())
     refetched = _refetch_passing_failures(retry, data, spec, shard_dir, fetch)
     todo.update({key: retry[key][0] for key in refetched})
-    if mine and not todo:  # else a rerun said nothing, and 01's table showed the first run's rows/s
-        print(f"{spec.name}: all {mine} shards were finished by an earlier run with these rows and this model and "
-              "are kept: nothing embedded (its rows/s are that run's)")
+    if len(todo) < mine:  # all kept too: a rerun of a finished run says so (01's table shows the first run's rows/s)
+        print(f"{spec.name}: resuming: {mine - len(todo)} of {mine} shards were finished by an earlier run and are "
+              f"kept; {f'embedding the other {len(todo)}' if todo else 'nothing to embed (rows/s: those of that run)'}")
     if todo:
         _embed_shards(todo, data, schema_, spec, embedder, shard_dir, fetch, refetched)
     if num_shards == 1:
