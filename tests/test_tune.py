@@ -471,3 +471,22 @@ def test_a_fixed_lightgbm_param_yaml_reads_as_text_is_tuned_with_as_its_number(s
     summary = _tune(data, work, n_trials=1, lgb_params={"min_data_in_leaf": "2e1"})
     assert summary["n_complete"] == 1
     assert resolve_preset("tuned", work)["params"]["min_data_in_leaf"] == 20
+
+
+def test_a_study_that_runs_no_trial_is_used_under_other_library_versions(synthetic, monkeypatch):
+    """A 03 rerun whose study has its tune_trials (a rerun after a kill in the folds) was refused after a library
+    upgrade as 'a study of another setup', though no trial would be scored, under two versions or any: the user was
+    told to delete hours of tuning. It runs none and keeps the preset with the versions it was tuned under; a
+    larger budget, which would score trials under the new versions, is still refused."""
+    import json
+
+    data, work = synthetic
+    tuned = _tune(data, work, n_trials=2, total_trials=True)
+    versions = tune.library_versions(tune.STUDY_LIBRARIES)
+    real = tune.library_versions
+    monkeypatch.setattr(tune, "library_versions", lambda names: {**real(names), "lightgbm": "0.0.1"})
+    again = _tune(data, work, n_trials=2, total_trials=True)
+    assert again["n_new"] == 0 and again["best_smape"] == tuned["best_smape"]
+    assert json.loads(tuning_paths(work, "tuned")["preset"].read_text())["info"]["libraries"] == versions
+    with pytest.raises(ValueError, match=r"another setup.*lightgbm \S+ -> 0\.0\.1"):
+        _tune(data, work, n_trials=3, total_trials=True)

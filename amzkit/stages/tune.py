@@ -351,6 +351,12 @@ def tune_preset(
         if differs and not finished:
             probe.set_user_attr("setup", json.loads(json.dumps(setup)))  # nothing scored under the old setup (its
             differs = {}                                                 # trials failed): the corrected call takes it
+        budget = {"n_trials": n_trials, "timeout_minutes": timeout_minutes}
+        to_run = n_trials if not total_trials else (
+            0 if probe.user_attrs.get("budget_spent") == budget else max(0, n_trials - finished))
+        if "libraries" in differs and not to_run:  # no trial is scored now, so none under two versions: the
+            del differs["libraries"]               # preset stands as tuned, under the versions the study records
+            setup = {**setup, "libraries": saved["libraries"]}  # (kept: a larger budget is still refused)
         if differs:
             if "inputs" in differs:  # two digests say nothing to a user
                 differs["inputs"] = "train.csv / test.csv cells, or 01_extract's runs, changed since the study began"
@@ -367,9 +373,6 @@ def tune_preset(
                              f"now {differs}); tune under another name, or delete that file to start over")
         for stale in (t for t in trials if t.state == optuna.trial.TrialState.RUNNING):
             storage.set_trial_state_values(stale._trial_id, optuna.trial.TrialState.FAIL)  # an interrupted run
-        budget = {"n_trials": n_trials, "timeout_minutes": timeout_minutes}
-        to_run = n_trials if not total_trials else (
-            0 if probe.user_attrs.get("budget_spent") == budget else max(0, n_trials - finished))
         # A fresh seed per session: a resumed study does not redraw the first session's random trials.
         sampler = optuna.samplers.TPESampler(seed=seed + len(trials), n_startup_trials=SAMPLER_STARTUP_TRIALS)
         pruner = optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=0)
