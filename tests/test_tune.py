@@ -490,3 +490,23 @@ def test_a_study_that_runs_no_trial_is_used_under_other_library_versions(synthet
     assert json.loads(tuning_paths(work, "tuned")["preset"].read_text())["info"]["libraries"] == versions
     with pytest.raises(ValueError, match=r"another setup.*lightgbm \S+ -> 0\.0\.1"):
         _tune(data, work, n_trials=3, total_trials=True)
+
+
+def test_a_study_saved_with_exponent_text_in_lgb_params_goes_on(synthetic):
+    """Before 03's study took an lgb_params value YAML 1.1 keeps as text (lambda_l2: 1e-3 under papermill's -y) as
+    its number, the study recorded the text in its setup's base, and its trials scored (LightGBM parses a float
+    param's text): resumed by a newer kit, which records the number, it was refused as 'a study of another setup'
+    ('base' differs), telling the user to delete it, though the same value was tuned with."""
+    import optuna
+
+    data, work = synthetic
+    _tune(data, work, n_trials=1, lgb_params={"lambda_l2": "1e-3"})
+    storage = f"sqlite:///{tuning_paths(work, 'tuned')['study'].resolve()}"
+    study = optuna.load_study(study_name="tuned", storage=storage)
+    saved = study.user_attrs["setup"]
+    assert saved["base"]["params"]["lambda_l2"] == 0.001
+    old = {**saved, "base": {**saved["base"], "params": {**saved["base"]["params"], "lambda_l2": "1e-3"}}}
+    study.set_user_attr("setup", old)  # as the kit before 59dadbf saved it
+    assert _tune(data, work, n_trials=1, lgb_params={"lambda_l2": "1e-3"})["n_trials"] == 2
+    with pytest.raises(ValueError, match=r"another setup \(\['base'\]"):  # another value is still another setup
+        _tune(data, work, n_trials=1, lgb_params={"lambda_l2": "1e-2"})

@@ -221,7 +221,15 @@ def _setup_differences(saved: dict, wanted: dict) -> dict:
     (SETUP_KEYS_ADDED) are not held against it."""
     wanted = json.loads(json.dumps(wanted))
     return {k: (saved.get(k), v) for k, v in wanted.items()
-            if saved.get(k) != v and (k in saved or k not in SETUP_KEYS_ADDED)}
+            if _comparable(k, saved.get(k)) != _comparable(k, v) and (k in saved or k not in SETUP_KEYS_ADDED)}
+
+
+def _comparable(key: str, value):
+    """A setup value as compared: the base's LightGBM params with exponent text as its number, as LightGBM takes
+    it (a study saved before tune_preset took lgb_params' '1e-3' as the number recorded the text)."""
+    if key == "base" and isinstance(value, dict) and isinstance(value.get("params"), dict):
+        return {**value, "params": {name: exponent_number(item) for name, item in value["params"].items()}}
+    return value
 
 
 def _preset_values(preset: dict, space: dict) -> dict:
