@@ -641,3 +641,13 @@ def test_lightgbm_params_left_empty_in_learner_params_are_none_and_text_is_refus
     with pytest.raises(ValueError, match=r"learner_params' params must be a dict of LightGBM parameters, e\.g\. "
                                          r"\{\"num_leaves\": 63\}, got 'num_leaves=7'"):
         build_learner("lightgbm", {"params": "num_leaves=7"})
+
+
+def test_a_single_name_in_learner_params_features_or_embeddings_is_that_name_not_its_letters():
+    """learner_params {"embeddings": "minilm"} (one name, as the run's -p embeddings takes it) reached the learner as
+    text, read letter by letter: "embedding 'i', 'm' is listed more than once" at build and in 03."""
+    from amzkit.stages.train import build_learner
+
+    for learner in ("lightgbm", "mlp"):
+        model = build_learner(learner, {"embeddings": "minilm", "features": "quantity"})
+        assert list(model.embeddings) == ["minilm"] and list(model.features) == ["quantity"]

@@ -142,6 +142,9 @@ def _learner_arguments(learner: str, accepted, learner_params: dict | None, *, f
     """The arguments build_learner gives learner `learner` (whose constructor takes `accepted`): its
     `learner_params` with the run parameters it takes; a run setting it would not use is refused."""
     params = dict(learner_params or {})
+    for key in ("features", "embeddings"):  # one name, as the run's own parameter takes it: not a list of letters
+        if isinstance(params.get(key), str):
+            params[key] = [params[key]]
     misplaced = sorted(k for k in params if k in PARAMETERS and k not in accepted)
     if misplaced:
         raise ValueError(f"learner_params names {misplaced}: {'they are' if len(misplaced) > 1 else 'it is'} a "
