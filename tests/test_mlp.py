@@ -147,7 +147,7 @@ def test_mlp_takes_categorical_codes_one_hot_and_refuses_bad_parameters(tmp_path
 ])
 def test_numeric_parameters_out_of_range_are_refused_naming_the_parameter_and_its_range(param, value, allowed):
     with pytest.raises(ValueError, match=rf"learner 'mlp': {param} must .*{allowed}"):
-        MlpLearner(**{**FAST, param: value})._check_params()
+        MlpLearner(**{**FAST, param: value}).check_settings()
 
 
 def test_the_resume_key_holds_the_device_auto_resolved_to(tmp_path, monkeypatch):
@@ -258,7 +258,7 @@ def test_bags_average_the_log_predictions_of_nets_seeded_from_seed_plus_model_se
 @pytest.mark.parametrize("bags", [0, -1, 2.5, True, "3", 51, None])
 def test_bags_must_be_a_whole_number_of_nets(bags):
     with pytest.raises(ValueError, match=r"learner 'mlp': bags must be a whole number from 1 to 50 \(models per fit\)"):
-        MlpLearner(**{**FAST, "bags": bags})._check_params()
+        MlpLearner(**{**FAST, "bags": bags}).check_settings()
 
 
 def test_a_bagged_mlp_run_saves_every_net_and_a_rerun_with_other_bags_starts_over(tmp_path):

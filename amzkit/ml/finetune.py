@@ -1,8 +1,8 @@
 """`finetune`: a transformers encoder fine-tuned end to end on the catalog text, predicting log1p(price).
 
 The 2025 third place's recipe (DeBERTa-v3-large, log1p target, smooth L1) as a learner of the one CV loop:
-each fold fine-tunes the pretrained encoder (ENCODERS, or `local-dir:<folder>`) with mean / CLS pooling and a
-linear head on the fold's training rows, so its OOF and test predictions blend in 04 like any run's.
+each fold fine-tunes the pretrained encoder (ml.torch_settings.ENCODERS, or `local-dir:<folder>`) with mean / CLS
+pooling and a linear head on the fold's training rows, so its OOF and test predictions blend in 04 like any run's.
 
 - Text: the row's catalog formatted for the model (text.format: item name, quantity in words, bullets,
   description; `text_format="raw"` for the raw dump), after the default prompt of a sentence-transformers
@@ -28,7 +28,6 @@ import copy
 import math
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,19 +45,9 @@ from amzkit.ml.base import Learner, RunInputs, fp16_overflow_words
 from amzkit.ml.folds import VALID_FRACTION, holdout_mask
 from amzkit.ml.token_batches import PADDINGS, longest_first, pad_tokens
 from amzkit.ml.torch_fit import (
-    DEVICES,
-    DROPOUT_BOUNDS,
-    LOSSES,
-    PRECISIONS,
-    SCHEDULES,
-    TRAINING_BOUNDS,
-    Bounds,
     TrainPlan,
     autocast,
     autocast_dtype,
-    check_choice,
-    check_flags,
-    check_numbers,
     cpu_state,
     described_without_progress,
     fit_history_report,
@@ -73,46 +62,13 @@ from amzkit.ml.torch_fit import (
     train_loop,
     weighted_loss,
 )
+from amzkit.ml.torch_settings import POOLINGS, check_finetune_settings, check_max_len, registry_encoder
 from amzkit.text.format import model_texts
 
-
-@dataclass(frozen=True)
-class Encoder:
-    """One encoder the learner fine-tunes: where its weights are, its pooling and a learning rate that suits it."""
-
-    name: str
-    source: str  # hub id (offline: the bundling package or the HF cache)
-    pooling: str  # "mean" or "cls"
-    lr: float
-    params_m: float
-    license: str
-
-
-ENCODERS: dict[str, Encoder] = {e.name: e for e in (
-    Encoder("minilm", "sentence-transformers/all-MiniLM-L6-v2", "mean", 1e-4, 22.7, "Apache-2.0"),
-    Encoder("bge-base", "BAAI/bge-base-en-v1.5", "cls", 3e-5, 109.5, "MIT"),
-    Encoder("deberta-v3-base", "microsoft/deberta-v3-base", "mean", 3e-5, 184.4, "MIT"),
-    Encoder("deberta-v3-large", "microsoft/deberta-v3-large", "mean", 1e-5, 435.1, "MIT"),
-)}
 LOCAL_DIR_LR = 5e-5  # the learning rate of a local-dir: encoder unless `lr` is given
-POOLINGS = ("mean", "cls")
-TEXT_FORMATS = ("catalog", "raw")
 # Checkpoint keys an encoder may leave unused: pretraining heads (BERT's MLM `cls.`, DeBERTa-v3's
 # `lm_predictions.` / `mask_predictions.`), dropped rather than randomly initialised. Nothing else may be left over.
 PRETRAINING_HEADS = ("cls.", "lm_predictions.", "mask_predictions.", "lm_head.")
-# What each numeric parameter may be (choices are checked against their tables).
-FINETUNE_BOUNDS: dict[str, Bounds] = {
-    **TRAINING_BOUNDS,
-    "max_len": Bounds(8, integer=True, note="tokens"),
-    "epochs": Bounds(0, low_open=True, note="a fraction is allowed"),
-    "grad_accum": Bounds(1, integer=True),
-    "lr": Bounds(0, low_open=True, optional=True, note="None: the model's default"),
-    "head_lr": Bounds(0, low_open=True),
-    "layer_lr_decay": Bounds(0, 1, low_open=True, note="1: off"),
-    "head_dropout": DROPOUT_BOUNDS,
-    "encoder_dropout": Bounds(0, 1, high_open=True, optional=True, note="None: the checkpoint's own"),
-    "evals_per_epoch": Bounds(1, integer=True),
-}
 
 
 def encoder_spec(model: str) -> tuple[ModelSpec, float]:
@@ -123,10 +79,7 @@ def encoder_spec(model: str) -> tuple[ModelSpec, float]:
             raise ValueError(f"finetune model {model!r} is not a transformers text encoder (it loads as "
                              f"{spec.loader!r}); give a folder with config.json, the weights and tokenizer files")
         return spec, LOCAL_DIR_LR
-    if model not in ENCODERS:
-        raise ValueError(f"unknown finetune model {model!r}; choose from {sorted(ENCODERS)} or pass "
-                         f"{LOCAL_DIR}<folder> (config.json + weights + tokenizer files)")
-    enc = ENCODERS[model]
+    enc = registry_encoder(model)
     return ModelSpec(enc.name, "text", "transformers_text", enc.source, enc.name, 0, 0, enc.params_m,
                      license=enc.license, pooling=enc.pooling), enc.lr
 
@@ -259,17 +212,11 @@ class FinetuneLearner(Learner):
         self.save_models = save_models
         self.progress = progress
 
-    def _check_params(self) -> None:
-        for param, choices in (("loss", LOSSES), ("schedule", SCHEDULES), ("padding", PADDINGS),
-                               ("device", DEVICES), ("precision", PRECISIONS), ("text_format", TEXT_FORMATS)):
-            check_choice(self.name, param, getattr(self, param), choices)
-        if self.pooling:
-            check_choice(self.name, "pooling", self.pooling, POOLINGS)
-        check_numbers(self.name, self.get_params(), FINETUNE_BOUNDS)
-        check_flags(self.name, self.get_params(), ("refit", "save_models", "gradient_checkpointing", "progress"))
+    def check_settings(self) -> None:
+        check_finetune_settings(self.get_params())  # the rules kaggle build checks a 03 kernel's learner_params by
 
     def prepare(self, inputs: RunInputs) -> FinetuneLearner:
-        self._check_params()
+        self.check_settings()
         self.inputs_ = inputs
         self.device_ = resolve_device(self.device)
         self.amp_ = autocast_dtype(self.device_, self.precision)
@@ -277,10 +224,7 @@ class FinetuneLearner(Learner):
         self.pooling_ = self.pooling or self.spec_.pooling or "mean"
         self.lr_ = self.lr if self.lr is not None else default_lr
         self.tokenizer_, self.encoder_ = load_encoder(self.spec_, self.pooling_)
-        limit = token_limit(self.encoder_.config, self.tokenizer_)
-        if self.max_len > limit:
-            raise ValueError(f"learner 'finetune': max_len={self.max_len} is longer than {self.model} takes "
-                             f"({limit} tokens); use max_len <= {limit}")
+        check_max_len(self.model, self.max_len, token_limit(self.encoder_.config, self.tokenizer_))
         if self.encoder_dropout is not None:
             for module in self.encoder_.modules():
                 if isinstance(module, nn.Dropout):

@@ -157,6 +157,9 @@ class LearnerEntry:
     target: str  # "module:Class"
     requires: tuple[str, ...] = ()
     what: str = ""
+    # "module:function" checking the learner's settings from its parameters where its module is heavy (torch): the
+    # rules its check_settings applies, for kaggle build (check_learner_settings)
+    settings: str = ""
 
     def load(self) -> type[Learner]:
         module, _, cls = self.target.partition(":")
@@ -169,9 +172,11 @@ LEARNERS: dict[str, LearnerEntry] = {entry.name: entry for entry in (
     LearnerEntry("catboost", "amzkit.ml.trees:CatBoostLearner", ("catboost",), "CatBoost on the feature set"),
     LearnerEntry("ridge_tfidf", "amzkit.ml.learners:RidgeTfidf", (), "ridge on TF-IDF words + chars"),
     LearnerEntry("knn", "amzkit.ml.learners:KnnEmbedding", (), "kNN on one embedding run"),
-    LearnerEntry("mlp", "amzkit.ml.mlp:MlpLearner", ("torch",), "a small MLP on embeddings + features"),
+    LearnerEntry("mlp", "amzkit.ml.mlp:MlpLearner", ("torch",), "a small MLP on embeddings + features",
+                 "amzkit.ml.torch_settings:check_mlp_settings"),
     LearnerEntry("finetune", "amzkit.ml.finetune:FinetuneLearner", ("torch", "transformers"),
-                 "a transformers encoder fine-tuned on the catalog text"),
+                 "a transformers encoder fine-tuned on the catalog text",
+                 "amzkit.ml.torch_settings:check_finetune_settings"),
 )}
 
 
@@ -287,15 +292,14 @@ def exponent_number(value):
     return int(number) if number.is_integer() else number
 
 
-def _numbers_from_text(cls: type, params: dict) -> dict:
+def _numbers_from_text(signature: inspect.Signature, params: dict) -> dict:
     """`params` with a text that stands for a number ('1e-3': YAML 1.1, as papermill's -y / -f and a build's
     params file read it, keeps 1e-3 and 1.0e3 as text) taken as that number where the learner's parameter is a
     number (annotated float or int, or with such a default); in a dict of library `params` (the tree learners',
     lgb_params), a text with an exponent."""
-    signature = inspect.signature(cls).parameters
     converted = dict(params)
     for key, value in params.items():
-        declared = signature.get(key)
+        declared = signature.parameters.get(key)
         if key == "params" and declared is not None and isinstance(value, dict):
             converted[key] = {name: exponent_number(item) for name, item in value.items()}
         if declared is None or not isinstance(value, str):
@@ -324,6 +328,23 @@ def learner_at_hand(name: str, **params) -> Learner | None:
     return _construct(name, getattr(sys.modules[module], cls), params)
 
 
+def check_learner_settings(name: str, **params) -> None:
+    """What learner `name` refuses of `params` (given as to make_learner) when it prepares, before reading any data
+    (its check_settings), without importing a module that is not imported yet: the registry entry's `settings`
+    rules for mlp and finetune (torch-free), given `params` over the literal defaults of its constructor."""
+    if (model := learner_at_hand(name, **params)) is not None:
+        model.check_settings()
+        return
+    if not LEARNERS[name].settings:
+        return
+    signature = learner_signature(name)
+    check_learner_params(name, params, signature)
+    defaults = {key: p.default for key, p in signature.parameters.items()
+                if p.default is not p.empty and not isinstance(p.default, SourceDefault)}
+    module, _, function = LEARNERS[name].settings.partition(":")
+    getattr(importlib.import_module(module), function)({**defaults, **_numbers_from_text(signature, params)})
+
+
 def make_learner(name: str, **params) -> Learner:
     """An unprepared learner `name` with `params` (a parameter it does not take is an error naming its params; a
     number given as text, '1e-3', is taken as the number)."""
@@ -333,7 +354,7 @@ def make_learner(name: str, **params) -> Learner:
 def _construct(name: str, cls: type[Learner], params: dict) -> Learner:
     """`cls(**params)`, its parameters checked by name and numbers given as text taken as numbers."""
     check_learner_params(name, params, inspect.signature(cls))
-    params = _numbers_from_text(cls, params)
+    params = _numbers_from_text(inspect.signature(cls), params)
     try:
         return cls(**params)
     except TypeError as err:

@@ -28,16 +28,7 @@ from amzkit.ml.base import Learner, RunInputs
 from amzkit.ml.featureset import assemble_features
 from amzkit.ml.folds import VALID_FRACTION, holdout_mask
 from amzkit.ml.torch_fit import (
-    DEVICES,
-    DROPOUT_BOUNDS,
-    LOSSES,
-    SCHEDULES,
-    TRAINING_BOUNDS,
-    Bounds,
     TrainPlan,
-    check_choice,
-    check_flags,
-    check_numbers,
     cpu_state,
     described_without_progress,
     fit_history_report,
@@ -52,22 +43,14 @@ from amzkit.ml.torch_fit import (
     train_loop,
     weighted_loss,
 )
+from amzkit.ml.torch_settings import check_mlp_settings
 from amzkit.ml.transforms import TFIDF_DIM
-from amzkit.ml.trees import DEFAULT_FEATURES, check_bag_settings
+from amzkit.ml.trees import DEFAULT_FEATURES
 
 LOG_SCALE_ABOVE = 100.0  # a column whose training |values| reach this at the 99th percentile is log-scaled
 CLIP_QUANTILES = (0.001, 0.999)
 MAX_EMBEDDING_DIM = 16
 PREDICT_BATCH = 8192
-CATEGORICAL_MODES = ("embedding", "onehot")
-# What each numeric parameter may be (choices are checked against their tables).
-MLP_BOUNDS: dict[str, Bounds] = {
-    **TRAINING_BOUNDS,
-    "epochs": Bounds(1, integer=True),
-    "lr": Bounds(0, low_open=True),
-    "dropout": DROPOUT_BOUNDS,
-    "tfidf_dim": Bounds(1, integer=True),
-}
 
 
 class TabularScaler:
@@ -176,24 +159,11 @@ class MlpLearner(Learner):
         self.progress = progress
         self.bags = bags
 
-    def _check_params(self) -> None:
-        check_choice(self.name, "loss", self.loss, LOSSES)
-        check_choice(self.name, "schedule", self.schedule, SCHEDULES)
-        check_choice(self.name, "categorical", self.categorical, CATEGORICAL_MODES)
-        check_choice(self.name, "device", self.device, DEVICES)
-        check_numbers(self.name, self.get_params(), MLP_BOUNDS)
-        check_flags(self.name, self.get_params(), ("refit", "progress"))
-        try:
-            check_bag_settings(self.bags)
-        except ValueError as err:
-            raise ValueError(f"learner {self.name!r}: {err}") from None
-        widths = self.hidden if isinstance(self.hidden, list | tuple) else [None]
-        if not all(Bounds(1, integer=True).admits(width) for width in widths):
-            raise ValueError(f"learner 'mlp': hidden must list positive layer widths, e.g. [512, 128], "
-                             f"got {self.hidden!r}")
+    def check_settings(self) -> None:
+        check_mlp_settings(self.get_params())  # the rules kaggle build checks a 03 kernel's learner_params by
 
     def prepare(self, inputs: RunInputs) -> MlpLearner:
-        self._check_params()
+        self.check_settings()
         self.inputs_ = inputs
         self.device_ = resolve_device(self.device)
         self.features_ = assemble_features(inputs, self.features, self.embeddings, self.tfidf_dim)

@@ -14,7 +14,7 @@ import math
 import numbers
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from amzkit.core.gpu import pick_device
 from amzkit.core.metric import smape
 from amzkit.ml.base import floor_prediction
-from amzkit.ml.folds import MAX_VALID_FRACTION
+from amzkit.ml.torch_settings import SCHEDULES, TRAINING_BOUNDS, Bounds
 
 
 def _huber(pred, target, delta):
@@ -43,7 +43,8 @@ def _smape_surrogate(pred, target, delta):
     return 2 * torch.tanh(torch.sqrt((pred - target) ** 2 + 1e-6) / 2)
 
 
-# Loss name -> per-row loss of predicted vs true log1p(price); `delta` is Huber's / smooth L1's width (log units).
+# Loss name (torch_settings.LOSS_NAMES) -> per-row loss of predicted vs true log1p(price); `delta` is Huber's /
+# smooth L1's width (log units).
 LOSSES: dict[str, Callable] = {
     "huber": _huber,
     "smooth_l1": _smooth_l1,
@@ -52,89 +53,7 @@ LOSSES: dict[str, Callable] = {
     "smape": _smape_surrogate,
 }
 
-# Schedule name -> LR multiplier after warmup, from the share of the decay done (0 -> 1).
-SCHEDULES: dict[str, Callable[[float], float]] = {
-    "linear": lambda done: 1.0 - done,
-    "cosine": lambda done: 0.5 * (1.0 + math.cos(math.pi * done)),
-    "constant": lambda done: 1.0,
-}
-
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
-DEVICES = ("auto", "cpu", "cuda")
 PRECISION_NAMES: dict[torch.dtype | None, str] = {None: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
-
-
-def check_choice(learner: str, param: str, value, choices) -> None:
-    """A clear error for a parameter outside its choices."""
-    if value not in choices:
-        raise ValueError(f"learner {learner!r}: {param}={value!r} is not one of {sorted(choices)}")
-
-
-@dataclass(frozen=True)
-class Bounds:
-    """The values a numeric parameter may take: a number (or an integer) from `low` to `high`, either end open
-    or absent; None too when `optional`. `note` says what the number means."""
-
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
-    integer: bool = False
-    optional: bool = False
-    note: str = ""
-
-    def admits(self, value) -> bool:
-        if value is None:
-            return self.optional
-        kind = numbers.Integral if self.integer else numbers.Real
-        if isinstance(value, bool) or not isinstance(value, kind):
-            return False
-        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
-        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
-        return bool(above and below)
-
-    def __str__(self) -> str:
-        kind = "an integer" if self.integer else "a number"
-        if self.low is not None and self.high is not None:
-            span = f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
-        elif self.low is not None:
-            span = f"{'>' if self.low_open else '>='} {self.low:g}"
-        else:
-            span = f"{'<' if self.high_open else '<='} {self.high:g}"
-        return f"{kind} {span}" + (" or None" if self.optional else "") + (f" ({self.note})" if self.note else "")
-
-
-def check_numbers(learner: str, values: Mapping[str, object], allowed: Mapping[str, Bounds]) -> None:
-    """A clear error naming the learner, the parameter and its allowed range for the first value out of it."""
-    for param, bounds in allowed.items():
-        if not bounds.admits(values[param]):
-            raise ValueError(f"learner {learner!r}: {param} must be {bounds}, got {values[param]!r}")
-
-
-def check_flags(learner: str, values: Mapping[str, object], names: Sequence[str]) -> None:
-    """Switches must be true or false: a JSON "false" in quotes is text, and text is truthy (it turned refit on)."""
-    for name in names:
-        if name in values and not isinstance(values[name], bool | np.bool_):
-            raise ValueError(f"learner {learner!r}: {name} must be true or false (JSON, without quotes), got "
-                             f"{values[name]!r}")
-
-
-# Parameters both torch learners share, with what each may be (a learner adds its own).
-TRAINING_BOUNDS: dict[str, Bounds] = {
-    "batch_size": Bounds(1, integer=True),
-    "weight_decay": Bounds(0),
-    "warmup": Bounds(0, 1, high_open=True, note="a share of the training steps, not a step count"),
-    "huber_delta": Bounds(0, low_open=True),
-    "valid_fraction": Bounds(0, MAX_VALID_FRACTION, note="0: no holdout; the holdout is 1/round(1/valid_fraction) "
-                                                          "of the training rows: 0.1 -> 1/10, 0.3 -> 1/3, 0.4 -> 1/2"),
-    "patience": Bounds(0, integer=True, note="evaluations without improvement; 0: never stop early"),
-    "num_threads": Bounds(0, integer=True, note="0: the free cores"),
-    "model_seed": Bounds(0, integer=True, note="added to the run's seed for the weights, dropout and batch order, "
-                                               "not the folds: runs that differ in it are seed bags for 04; an "
-                                               "mlp with bags > 1 trains nets seed + model_seed .. + bags - 1, so "
-                                               "its runs share nets unless model_seed moves by bags or more"),
-}
-DROPOUT_BOUNDS = Bounds(0, 1, high_open=True)
 
 
 def described_without_progress(described: dict) -> dict:

@@ -38,9 +38,9 @@ from amzkit.ml.folds import FOLD_STRATEGIES, FOLDS_FILE, FOLDS_INFO_FILE, check_
 from amzkit.ml.learners import (
     LEARNERS,
     check_learner_params,
+    check_learner_settings,
     exponent_number,
     get_learner,
-    learner_at_hand,
     learner_signature,
     make_learner,
 )
@@ -133,8 +133,7 @@ def check_learner(learner: str = D.learner, learner_params: dict | None = None, 
         check_feature_lists(params["features"], params.get("embeddings", ()))
     if learner == "lightgbm":  # what LightGBMLearner checks of them when the run is prepared
         check_lightgbm_params(params["params"], "lgb_params")
-    if (model := learner_at_hand(learner, **params)) is not None:
-        model.check_settings()  # its own settings, as prepare checks them first
+    check_learner_settings(learner, **params)  # its own settings, as prepare checks them first
 
 
 def _learner_arguments(learner: str, accepted, learner_params: dict | None, *, features, embeddings, tfidf_dim: int,
