@@ -44,7 +44,7 @@ def test_planted_signal_is_strong_and_probes_beat_the_constant():
 
 
 def test_the_probe_plot_labels_its_bars_and_keeps_its_legend_off_them(tmp_path):
-    from amzkit.stages.correlate import plot_probes
+    from amzkit.stages.correlate_plots import plot_probes
 
     rng = np.random.default_rng(3)
     n = 600
@@ -60,7 +60,7 @@ def test_the_probe_plot_labels_its_bars_and_keeps_its_legend_off_them(tmp_path):
 
 def test_the_probe_plot_without_a_baseline_draws_no_added_value_bars_nor_their_legend(tmp_path):
     # with baseline_features and baseline_runs empty the legend named "text features + embedding", bars never drawn
-    from amzkit.stages.correlate import plot_probes
+    from amzkit.stages.correlate_plots import plot_probes
 
     rng = np.random.default_rng(3)
     price = _prices(rng, 300)
@@ -287,7 +287,7 @@ def test_noise_does_not_clear_the_null_when_products_are_listed_several_times():
 
 def test_the_best_probe_is_the_largest_gain_over_its_own_rows_constant_not_the_lowest_smape():
     # an image run with pictures for the cheapest rows only: low SMAPE, no signal (it was plotted as "best")
-    from amzkit.stages.correlate import best_probe_run
+    from amzkit.stages.correlate_plots import best_probe_run
 
     results = {"cheap-rows-image": {"ridge_smape": 45.8, "constant_smape": 45.5},
                "minilm": {"ridge_smape": 66.0, "constant_smape": 73.2}}
@@ -409,7 +409,7 @@ def test_a_run_in_baseline_runs_is_judged_against_the_baseline_without_itself(tm
     assert results["minilm"]["next_step"] == "03_train: add it to the text features"
     assert results["minilm"]["baseline_runs"] == [] and results["image"]["baseline_runs"] == ["minilm"]
     assert results["image"]["next_step"] == "alternatives: indistinguishable from noise"
-    from amzkit.stages.correlate import plot_probes
+    from amzkit.stages.correlate_plots import plot_probes
 
     alone = correlate(train, "amazon2025", tmp_path, ["minilm", "image"], baseline_features=[],
                       baseline_runs=["minilm"], n_permutations=3)  # minilm is the whole baseline: it has none

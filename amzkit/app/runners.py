@@ -35,6 +35,7 @@ from amzkit.ml.runs import marked_rerun, runs_leaderboard
 from amzkit.stages import correlate as correlate_stage
 from amzkit.stages import ensemble as ensemble_stage
 from amzkit.stages import ensemble_report
+from amzkit.stages.correlate_plots import plot_correlations, plot_probes
 from amzkit.stages.devices import extract_on_devices
 from amzkit.stages.ensemble_inputs import ensemble_columns
 from amzkit.stages.extract import extract, kernel_rows, merge_shards
@@ -262,12 +263,12 @@ def run_correlate(ctx: Context):
 
 def plot_correlation_histograms(ctx: Context, results: dict):
     """|corr| per dimension against the permutation null and the roadmap's thresholds, one panel per run."""
-    return correlate_stage.plot_correlations(results, ctx.out_dir / "correlation_hist.png")
+    return plot_correlations(results, ctx.out_dir / "correlation_hist.png")
 
 
 def plot_probe_scores(ctx: Context, results: dict):
     """Probe SMAPE per run against the constant median, and the best run's predictions against the truth."""
-    return correlate_stage.plot_probes(results, ctx.out_dir / "probes.png")
+    return plot_probes(results, ctx.out_dir / "probes.png")
 
 
 def run_leak_report(ctx: Context):
