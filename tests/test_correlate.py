@@ -444,3 +444,27 @@ def test_few_products_with_many_copies_still_get_group_folds_as_03_does() -> Non
     assert all(len(set(folds[product == p])) == 1 for p in range(7))
     assert sorted(set(folds)) == [0, 1, 2, 3, 4]
     assert len(set(make_probe_folds(len(product), 8, 0, product))) == 8  # fewer products than folds: random
+
+
+def test_a_knn_probe_on_a_subset_is_shown_beside_the_constant_of_that_subset(tmp_path) -> None:
+    # the kNN probe scores at most knn_max_queries rows, the constant every row: the table and the plot set the kNN
+    # SMAPE of 300 rows beside the constant of 1,200 (sampling alone moves that by tenths, the size of a gain's bar)
+    from amzkit.stages.correlate import summary_table
+    from amzkit.stages.correlate_plots import plot_probes
+
+    rng = np.random.default_rng(4)
+    n = 1200
+    price = _prices(rng, n)
+    x = rng.normal(size=(n, 8)).astype(np.float32)
+    x[:, 0] += np.log1p(price)
+    result = analyse_embedding(x, np.ones(n, bool), price, n_permutations=3, knn_max_queries=300)
+    assert result["knn_constant_smape"] != pytest.approx(result["constant_smape"], abs=0.05)  # other rows
+    row = summary_table({"planted": result}, "amazon2023").loc["planted"]
+    assert row["kNN rows"] == 300 and row["rows used"] == n
+    assert row["constant SMAPE (kNN rows)"] == round(result["knn_constant_smape"], 2)
+    ax = plot_probes({"planted": result}, tmp_path / "probes.png").axes[0]
+    legend = [text.get_text() for text in ax.get_legend().get_texts()]
+    over_knn = [segment for collection in ax.collections for segment in collection.get_segments()
+                if segment[0][0] > -0.2 and segment[1][0] < 0.2]  # the kNN bar is the middle one, at 0
+    assert "constant median (kNN's rows)" in legend
+    assert [segment[0][1] for segment in over_knn] == [pytest.approx(result["knn_constant_smape"])]

@@ -435,7 +435,9 @@ def summary_table(results: dict[str, dict], schema: str) -> pd.DataFrame:
                      "max |corr| log1p": round(r["max_abs_corr_log1p"], 4),
                      "null p95 log1p": round(r["null_p95_log1p"], 4), "verdict (log1p vs null)": r["verdict"],
                      "constant SMAPE": round(r["constant_smape"], 2), "ridge SMAPE": round(r["ridge_smape"], 2),
-                     "kNN SMAPE": round(r["knn_smape"], 2),
+                     "kNN SMAPE": round(r["knn_smape"], 2), "kNN rows": r["knn_rows"],
+                     # the kNN probe scores at most knn_max_queries rows: the constant on those very rows
+                     "constant SMAPE (kNN rows)": round(r["knn_constant_smape"], 2),
                      "added-value gain": round(r["added_value_gain"], 2) if "added_value_gain" in r else None,
                      **_gain_columns(r), "next step": r["next_step"]})
     rows += [{"embedding": n, "max |corr|": v, "roadmap verdict": verdict(v)[0]}

@@ -44,7 +44,8 @@ def best_probe_run(results: dict[str, dict]) -> str:
 def plot_probes(results: dict[str, dict], path: str | Path):
     """Probe SMAPE per embedding against the constant median of its own rows (and its text features alone), and
     predicted vs actual for the run whose ridge gains most over its constant; PNG. Runs can cover other rows (an
-    image run without the rows whose pictures failed), so each is drawn against its own lines."""
+    image run without the rows whose pictures failed), so each is drawn against its own lines, and a kNN probe that
+    scored a subset of them (knn_max_queries) against the constant of that subset."""
     names = list(results)
     fig, (ax_bar, ax_scatter) = plt.subplots(1, 2, figsize=(11, 4.8))
     width = 0.25
@@ -62,6 +63,11 @@ def plot_probes(results: dict[str, dict], path: str | Path):
         for i in having:
             ax_bar.hlines(results[names[i]][key], i - 0.45, i + 0.45, label=label if i == having[0] else None,
                           **style)
+    # the kNN probe scored a subset (knn_max_queries): its bar gets the constant of the rows it scored
+    subset = [i for i, name in enumerate(names) if results[name]["knn_rows"] < results[name]["rows_used"]]
+    for i in subset:
+        ax_bar.hlines(results[names[i]]["knn_constant_smape"], i - width / 2, i + width / 2, color="k", ls="-.",
+                      label="constant median (kNN's rows)" if i == subset[0] else None)
     ax_bar.set(xticks=positions, xticklabels=names, ylabel="CV SMAPE %", title="probes (lower is better)")
     ax_bar.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)  # below, not on the bars
     best = best_probe_run(results)
