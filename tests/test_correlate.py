@@ -468,3 +468,26 @@ def test_a_knn_probe_on_a_subset_is_shown_beside_the_constant_of_that_subset(tmp
                 if segment[0][0] > -0.2 and segment[1][0] < 0.2]  # the kNN bar is the middle one, at 0
     assert "constant median (kNN's rows)" in legend
     assert [segment[0][1] for segment in over_knn] == [pytest.approx(result["knn_constant_smape"])]
+
+
+def test_one_value_far_out_in_a_run_is_warned_of_naming_the_run_column_and_row(tmp_path, capsys) -> None:
+    # one value 1e4 sd out in the column carrying the signal sets that column's sd, so the standardised probes see
+    # nothing else of it: ridge 50.7 -> 60.4 SMAPE (constant 64.5), kNN likewise, and the run read as noise, silently
+    from amzkit.stages.correlate import correlate
+
+    rng = np.random.default_rng(0)
+    n = 600
+    price, ids = _prices(rng, n), np.arange(1000, 1000 + n)
+    x = rng.normal(size=(n, 16)).astype(np.float32)
+    x[:, 0] += np.log1p(price)
+    heavy = np.exp(rng.normal(0, 1.5, (n, 4))).astype(np.float32)  # heavy-tailed but ordinary columns: no warning
+    _write_run(tmp_path, "clean", ids, np.hstack([x, heavy]))
+    x[5, 0] = 1e4
+    _write_run(tmp_path, "far", ids, x)
+    train = pd.DataFrame({"sample_id": ids, "catalog_content": "x", "image_link": "", "price": price})
+    results = correlate(train, "amazon2025", tmp_path, ["clean", "far"], baseline_features=[], n_permutations=3)
+    assert results["clean"]["one_row_columns"] == []
+    [far] = results["far"]["one_row_columns"]
+    assert far["column"] == 0 and far["row"] == 5 and far["share"] > 0.99
+    warned = [line for line in capsys.readouterr().out.splitlines() if "warning" in line]
+    assert len(warned) == 1 and "run 'far'" in warned[0] and "column 0 (id 1005: " in warned[0]

@@ -108,6 +108,37 @@ def make_probe_folds(n_rows: int, n_folds: int = 5, seed: int = 0, groups: np.nd
     return np.random.default_rng(seed).permutation(folds)
 
 
+ONE_ROW_SHARE = 0.5  # a column where one row holds more of the squared deviations is that row's, to the probes
+ONE_ROW_DISTANCE = 100.0  # ... when that row is this many sd of the other rows out: one far value, not a heavy tail
+
+
+def one_row_columns(x: np.ndarray) -> list[tuple[int, int, float]]:
+    """(column, row, share) of each column where one row, ONE_ROW_DISTANCE sd of the others or more from the mean,
+    holds more than ONE_ROW_SHARE of the squared deviations: the ridge and kNN probes standardise a column by its
+    sd, which that row then sets, so the other rows' values shrink to almost nothing (one value 1e4 sd out in the
+    column carrying the signal took a ridge probe from 50.7 to 60.4 SMAPE, its constant's 64.5, and the run read
+    as noise). A heavy tail (log-normal values, sigma 1.5, 600 rows: one row 78% of the variance, 46 sd out) is
+    not flagged."""
+    mean = x.mean(axis=0, dtype=np.float64)  # reductions only: no n x d copy of a 75k-row run
+    total = np.maximum(np.einsum("ij,ij->j", x, x, dtype=np.float64) - len(x) * mean**2, 0.0)
+    top = np.maximum(x.max(axis=0) - mean, mean - x.min(axis=0)) ** 2  # the farthest row's squared deviation
+    others = np.maximum(total - top, 0.0) / max(len(x) - 1, 1)  # the other rows' variance about the mean
+    flagged = (top > ONE_ROW_SHARE * total) & (top > ONE_ROW_DISTANCE**2 * others) & (total > 0)
+    return [(int(j), int(np.abs(x[:, j] - mean[j]).argmax()), float(top[j] / total[j]))
+            for j in np.flatnonzero(flagged)]
+
+
+def one_row_warning(name: str, columns: list[dict], ids: pd.Series) -> str:
+    """What 02 prints of a run's columns that one row holds (`one_row_columns`, rows as train positions)."""
+    listed = ", ".join(f"column {c['column']} (id {ids.iloc[c['row']]}: {c['share']:.1%})" for c in columns[:3])
+    more = f" and {len(columns) - 3} more" if len(columns) > 3 else ""
+    return (f"02_correlate: warning: run {name!r}: one row holds most of the variance of {listed}{more}: the ridge "
+            "and kNN probes standardise each column by its sd, which that row's value then sets, so they see almost "
+            "nothing of the other rows' values there and may score the run weaker than it is (03's tree learners "
+            "are not affected). Check that row's input and its value in 01's output: a value thousands of sd out is "
+            "more likely an error than a price signal")
+
+
 def within_training(pred_log: np.ndarray, train_log: np.ndarray) -> np.ndarray:
     """Log predictions clipped to the training fold's log1p target range widened by its width on each side: one
     embedding value 1e4 standard deviations out made a linear probe predict e^1000, which overflowed and stopped 02
@@ -222,6 +253,8 @@ def analyse_embedding(embeddings: np.ndarray, ok: np.ndarray, target: np.ndarray
     corr_log = pearson_columns(x, y_log)
     max_abs, max_abs_log = float(np.abs(corr).max()), float(np.abs(corr_log).max())
     groups = None if groups is None else np.asarray(groups)[ok]  # the products of the rows used
+    used = np.flatnonzero(ok)
+    one_row = [{"column": j, "row": int(used[i]), "share": share} for j, i, share in one_row_columns(x)]
     # the verdict that counts is on log1p(target), the scale every probe and learner fits: on the raw price
     # one outlier decides both the max |corr| and its null's width (a 1,643 beside prices under 400)
     null_log = null_max_abs_corr(x, y_log, n_permutations, seed, groups)
@@ -244,6 +277,7 @@ def analyse_embedding(embeddings: np.ndarray, ok: np.ndarray, target: np.ndarray
         "knn_smape": _smape_log(y[queried], knn_oof[queried]), "knn_rows": int(queried.sum()),
         "knn_constant_smape": smape(y[queried], constant[queried]),
         "corr": corr, "corr_log1p": corr_log, "ridge_oof_log": ridge_oof, "target_used": y,
+        "one_row_columns": one_row,  # the row: a position among the train rows given
     }
     result["top_corr"] = [float(corr[i]) for i in result["top_dims"]]
     result["gain_tests"] = {"ridge": gain_test(fold_gains(y, constant, _price(ridge_oof), folds)),
@@ -396,6 +430,8 @@ def correlate(train: pd.DataFrame, schema: str, work_dir: str | Path, runs=D.run
                                    n_permutations=n_permutations, n_folds=n_folds, knn_k=knn_k,
                                    knn_max_queries=knn_max_queries, seed=seed)
         print(f"{time.perf_counter() - started:.0f} s", flush=True)
+        if result["one_row_columns"]:
+            print(one_row_warning(name, result["one_row_columns"], train[schema_.id_column]))
         result["baseline_runs"] = [run for run in baseline_runs if run != name]
         write_csv(pd.DataFrame({"dim": np.arange(result["dim"]), "corr": result["corr"],
                                 "corr_log1p": result["corr_log1p"]}), out_dir / f"{name}_corr.csv")
