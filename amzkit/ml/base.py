@@ -201,3 +201,15 @@ def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = type(value).__name__
     return out
+
+
+MAX_BAGS = 50  # models per fit at most (tree learners' and mlp's `bags`)
+
+
+def check_bag_settings(bags, refit=True) -> None:
+    """`bags` must be a whole number of models, at least one; `refit` true or false (a JSON "false" is text, and
+    would count as true)."""
+    if isinstance(bags, bool) or not isinstance(bags, (int, np.integer)) or not 1 <= bags <= MAX_BAGS:
+        raise ValueError(f"bags must be a whole number from 1 to {MAX_BAGS} (models per fit), got {bags!r}")
+    if not isinstance(refit, (bool, np.bool_)):
+        raise ValueError(f"refit must be true or false (JSON, without quotes), got {refit!r}")

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from amzkit.embed.registry import LOCAL_DIR
+from amzkit.ml.base import check_bag_settings
 from amzkit.ml.folds import MAX_VALID_FRACTION
-from amzkit.ml.trees import check_bag_settings
 
 # The losses of predicted vs true log1p(price) (ml.torch_fit.LOSSES holds their code).
 LOSS_NAMES = ("huber", "smooth_l1", "l1", "mse", "smape")

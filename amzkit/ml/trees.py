@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from amzkit.core.threads import check_num_threads, resolve_threads
-from amzkit.ml.base import DEFAULT_SEED, Learner, RunInputs, floor_prediction
+from amzkit.ml.base import DEFAULT_SEED, Learner, RunInputs, check_bag_settings, floor_prediction
 from amzkit.ml.boosters import CATBOOST, XGBOOST, BoosterTable, booster_params
 from amzkit.ml.featureset import FeatureSet, assemble_features
 from amzkit.ml.folds import MAX_VALID_FRACTION, VALID_FRACTION, holdout_mask
@@ -36,7 +36,6 @@ from amzkit.ml.transforms import TFIDF_DIM
 MIN_GROUP_ROWS = 200
 # The feature groups a run uses unless told (03's `features` parameter; the last two: -2.5 SMAPE on real 2025 rows)
 DEFAULT_FEATURES = ("quantity", "text_stats", "keywords", "brand", "dimensions", "tfidf", "pack_totals", "ridge_oof")
-MAX_BAGS = 50
 # LightGBM's own seeds (and aliases): set explicitly they override `seed`, so each bag shifts them by its offset
 LIGHTGBM_SEEDS = ("data_random_seed", "data_seed", "bagging_seed", "bagging_fraction_seed", "feature_fraction_seed",
                   "extra_seed", "drop_seed", "objective_seed")
@@ -86,15 +85,6 @@ def merge_lightgbm_params(base: dict, override: dict) -> dict:
     names = lightgbm_names()
     overridden = {names.get(key, key) for key in override}
     return {**{k: v for k, v in base.items() if names.get(k, k) not in overridden}, **override}
-
-
-def check_bag_settings(bags, refit=True) -> None:
-    """`bags` must be a whole number of models, at least one; `refit` true or false (a JSON "false" is text, and
-    would count as true)."""
-    if isinstance(bags, bool) or not isinstance(bags, (int, np.integer)) or not 1 <= bags <= MAX_BAGS:
-        raise ValueError(f"bags must be a whole number from 1 to {MAX_BAGS} (models per fit), got {bags!r}")
-    if not isinstance(refit, (bool, np.bool_)):
-        raise ValueError(f"refit must be true or false (JSON, without quotes), got {refit!r}")
 
 
 class TreeLearner(Learner):
