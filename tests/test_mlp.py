@@ -283,3 +283,79 @@ def test_a_bagged_mlp_run_saves_every_net_and_a_rerun_with_other_bags_starts_ove
     learner, metrics = run(1)  # not the kept folds of the bags-2 run, nor its bag-1 nets
     assert learner.fits == 5 and metrics["bags"] == 1
     assert sorted(p.name for p in models.iterdir()) == [f"fold{k}.pt" for k in range(5)]
+
+
+SET_NUM_THREADS = torch.set_num_threads
+
+
+def load(monkeypatch, cores: int, busy: float) -> list[int]:
+    """Simulate a machine of `cores` allowed cores with `busy` of them kept busy by other processes; returns the
+    list the counts given to torch.set_num_threads are appended to."""
+    monkeypatch.setattr("amzkit.core.threads.allowed_cores", lambda: cores)
+    monkeypatch.setattr("amzkit.ml.torch_fit.allowed_cores", lambda: cores, raising=False)
+    monkeypatch.setattr("amzkit.core.threads.busy_elsewhere", lambda window_s=0.25: busy)
+    monkeypatch.setattr("amzkit.ml.torch_fit.busy_elsewhere", lambda window_s=0.25: busy, raising=False)
+    counts: list[int] = []
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: (counts.append(n), SET_NUM_THREADS(n))[1])
+    return counts
+
+
+def threads_run(work, **kwargs) -> dict:
+    """A small CPU mlp run under the default num_threads 0."""
+    inputs = planted_inputs(work, n_train=200, n_test=20)
+    return train_run(inputs.data, "amazon2025", work, "mlp", ["text_stats"], ["planted"], learner="mlp",
+                     learner_params={"epochs": 5, "device": "cpu", "tfidf_dim": 64}, n_folds=3, progress=False,
+                     **kwargs)
+
+
+def oof_of(work) -> np.ndarray:
+    return pd.read_csv(work / "03_train" / "mlp" / "oof.csv")["pred"].to_numpy()
+
+
+def test_a_cpu_mlp_run_gives_the_same_oof_whatever_the_load_of_the_machine(tmp_path, monkeypatch, capsys):
+    """num_threads 0 is the cores the process may use, not the free ones: torch's CPU sums split by thread, so a
+    count that followed the load changed the numbers from one rerun (or fold) to the next. A busy machine is
+    named, with the count that runs on its free cores."""
+    runs, said = {}, {}
+    for busy in (0.0, 1.0):  # an idle machine, then one where another process keeps a core busy
+        counts = load(monkeypatch, 2, busy)
+        capsys.readouterr()
+        runs[busy] = threads_run(tmp_path / str(busy)), counts
+        said[busy] = capsys.readouterr().out
+    assert "busy" not in said[0.0]
+    assert "mlp: fits on 2 CPU threads, the cores this process may use, while other processes keep 1 of them busy" \
+           in said[1.0] and "num_threads 1 runs on the free ones" in said[1.0]
+    assert runs[0.0][1] == runs[1.0][1] == [2, 2, 2]  # one count for the run, the same under both loads
+    assert runs[0.0][0]["cpu_threads"] == runs[1.0][0]["cpu_threads"] == 2  # recorded in metrics.json
+    np.testing.assert_array_equal(oof_of(tmp_path / "0.0"), oof_of(tmp_path / "1.0"))
+    assert runs[0.0][0]["cv_smape"] == runs[1.0][0]["cv_smape"]
+
+
+def test_a_resumed_cpu_mlp_run_fits_on_the_thread_count_of_its_kept_folds(tmp_path, monkeypatch, capsys):
+    """Resumed on a machine that would pick another count (the resume key leaves the count out so the folds are
+    kept), the remaining folds run on the kept folds' count and the OOF is the uninterrupted run's; a count the
+    user names wins, with a warning that the folds then mix."""
+    load(monkeypatch, 2, 0.0)
+    threads_run(tmp_path / "whole")
+    for name, resumed_params in (("default", {}), ("named", {"num_threads": 1})):
+        work = tmp_path / name
+        load(monkeypatch, 2, 0.0)
+        killed = counting_fits(MlpLearner, kill_at=2)(features=["text_stats"], embeddings=["planted"], epochs=5,
+                                                      device="cpu", tfidf_dim=64)
+        inputs = planted_inputs(work, n_train=200, n_test=20)
+        with pytest.raises(KeyboardInterrupt):
+            train_run(inputs.data, "amazon2025", work, "mlp", learner=killed, n_folds=3, progress=False)
+        counts = load(monkeypatch, 1, 0.0)  # the resuming machine has one core
+        capsys.readouterr()
+        resumed = train_run(inputs.data, "amazon2025", work, "mlp", ["text_stats"], ["planted"], learner="mlp",
+                            learner_params={"epochs": 5, "device": "cpu", "tfidf_dim": 64, **resumed_params},
+                            n_folds=3, progress=False)
+        out = capsys.readouterr().out
+        assert "resuming after 1 finished folds" in out
+        if name == "default":
+            assert counts == [2, 2] and resumed["cpu_threads"] == 2
+            assert "fits run on 2 CPU threads as the kept folds did (this machine would pick 1)" in out
+            np.testing.assert_array_equal(oof_of(work), oof_of(tmp_path / "whole"))
+        else:
+            assert counts == [1, 1] and resumed["cpu_threads"] == 1
+            assert "WARNING: the kept folds were fit on 2 CPU threads, the rest on num_threads=1" in out

@@ -98,6 +98,7 @@ class Learner(ABC):
     """A 03_train learner (see the module docstring): params in the constructor, fitted state in `*_` attributes."""
 
     name: ClassVar[str] = ""
+    threads_change_results: ClassVar[bool] = False  # True: result_threads is recorded and kept on resume
 
     def get_params(self) -> dict[str, Any]:
         """The constructor's parameters and their values (scikit-learn's get_params, without nesting)."""
@@ -155,6 +156,25 @@ class Learner(ABC):
     def resume_key(self) -> dict[str, Any]:
         """What a resumed run's kept folds must have been computed with: `describe` less what changes no result."""
         return self.describe()
+
+    def result_threads(self) -> int | None:
+        """The CPU threads its fits use where the count changes their results (torch on CPU: its sums split by
+        thread), set once in prepare; None where it does not (LightGBM runs `deterministic`, GPUs)."""
+        return getattr(self, "threads_", None) if self.threads_change_results else None
+
+    def keep_threads(self, threads: int) -> str | None:
+        """Fit on `threads`, the count a resumed run's kept folds were fit with, unless `num_threads` names one:
+        the resume key leaves the count out, so another machine keeps its folds. What to print, or None."""
+        now = self.result_threads()
+        if now is None or now == threads:
+            return None
+        if self.num_threads == 0:
+            self.threads_ = threads
+            return (f"its fits run on {threads} CPU threads as the kept folds did (this machine would pick {now}): "
+                    "torch's CPU results change with the thread count")
+        return (f"WARNING: the kept folds were fit on {threads} CPU threads, the rest on num_threads={now}: torch's "
+                f"CPU results change with the thread count, so this run's numbers differ slightly from one on a "
+                f"single count (num_threads 0 or {threads} fits on the kept folds' count)")
 
     def fresh(self) -> Learner:
         """A shallow copy without fitted state, sharing the prepared inputs (for a model per group)."""

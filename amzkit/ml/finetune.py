@@ -37,7 +37,6 @@ from transformers import AutoModel
 
 from amzkit.core.gpu import out_of_memory_error
 from amzkit.core.io import atomic_path, folder_digest
-from amzkit.core.threads import resolve_threads
 from amzkit.embed.hub import bundled_folder, load_tokenizer, unreachable_message
 from amzkit.embed.registry import LOCAL_DIR, ModelSpec, get_model_spec
 from amzkit.embed.transformers_models import TransformersLoading, loading_problems, token_limit
@@ -49,6 +48,7 @@ from amzkit.ml.torch_fit import (
     autocast,
     autocast_dtype,
     cpu_state,
+    cpu_threads,
     described_without_progress,
     fit_history_report,
     holdout_smape,
@@ -171,6 +171,7 @@ class FinetuneLearner(Learner):
     """A transformers encoder fine-tuned on the catalog text (see the module docstring for what it does)."""
 
     name = "finetune"
+    threads_change_results = True  # torch on CPU
     spreads_folds = True  # a fold takes long on a GPU: with several GPUs, 03 fits folds side by side
 
     def __init__(self, model: str = "minilm", pooling: str = "", max_len: int = 256, epochs: float = 3,
@@ -219,6 +220,7 @@ class FinetuneLearner(Learner):
         self.check_settings()
         self.inputs_ = inputs
         self.device_ = resolve_device(self.device)
+        self.threads_ = cpu_threads(self.device_, self.num_threads, self.name)
         self.amp_ = autocast_dtype(self.device_, self.precision)
         self.spec_, default_lr = encoder_spec(self.model)
         self.pooling_ = self.pooling or self.spec_.pooling or "mean"
@@ -238,8 +240,8 @@ class FinetuneLearner(Learner):
         return self
 
     def prepared_attributes(self) -> set[str]:
-        return {"inputs_", "device_", "amp_", "spec_", "pooling_", "lr_", "tokenizer_", "encoder_", "tokens_",
-                "lengths_", "pad_id_"}
+        return {"inputs_", "device_", "threads_", "amp_", "spec_", "pooling_", "lr_", "tokenizer_", "encoder_",
+                "tokens_", "lengths_", "pad_id_"}
 
     # --- batches
 
@@ -268,8 +270,8 @@ class FinetuneLearner(Learner):
 
     def fit(self, rows, y, weight=None) -> FinetuneLearner:
         self._check_prepared()
-        if self.device_.type == "cpu":
-            torch.set_num_threads(resolve_threads(self.num_threads))
+        if self.threads_ is not None:  # CPU: a count fixed for the run (see cpu_threads)
+            torch.set_num_threads(self.threads_)
         self.model_ = None  # free the previous fold's model before building this one
         if self.device_.type == "cuda":
             torch.cuda.empty_cache()

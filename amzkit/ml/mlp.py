@@ -23,13 +23,13 @@ import torch
 from torch import nn
 
 from amzkit.core.io import atomic_path
-from amzkit.core.threads import resolve_threads
 from amzkit.ml.base import Learner, RunInputs
 from amzkit.ml.featureset import assemble_features
 from amzkit.ml.folds import VALID_FRACTION, holdout_mask
 from amzkit.ml.torch_fit import (
     TrainPlan,
     cpu_state,
+    cpu_threads,
     described_without_progress,
     fit_history_report,
     holdout_smape,
@@ -125,9 +125,10 @@ class MlpNet(nn.Module):
 
 class MlpLearner(Learner):
     """A small MLP on the run's feature set (embeddings + feature groups), log1p target, inner-holdout early
-    stopping (see the module docstring). Deterministic on CPU for a given seed and `num_threads`."""
+    stopping (see the module docstring). Deterministic on CPU for a given seed and thread count (`cpu_threads`)."""
 
     name = "mlp"
+    threads_change_results = True  # torch on CPU
 
     def __init__(self, features: Sequence[str] = DEFAULT_FEATURES, embeddings: Sequence[str] = (),
                  tfidf_dim: int = TFIDF_DIM, hidden: Sequence[int] = (512, 128), dropout: float = 0.2,
@@ -166,6 +167,7 @@ class MlpLearner(Learner):
         self.check_settings()
         self.inputs_ = inputs
         self.device_ = resolve_device(self.device)
+        self.threads_ = cpu_threads(self.device_, self.num_threads, self.name)
         self.features_ = assemble_features(inputs, self.features, self.embeddings, self.tfidf_dim)
         categorical = list(self.features_.categorical)
         self.numeric_columns_ = [i for i in range(self.features_.static.shape[1]) if i not in set(categorical)]
@@ -175,7 +177,8 @@ class MlpLearner(Learner):
         return self
 
     def prepared_attributes(self) -> set[str]:
-        return {"inputs_", "device_", "features_", "numeric_columns_", "categorical_columns_", "cardinalities_"}
+        return {"inputs_", "device_", "threads_", "features_", "numeric_columns_", "categorical_columns_",
+                "cardinalities_"}
 
     # --- inputs as tensors
 
@@ -196,8 +199,8 @@ class MlpLearner(Learner):
 
     def fit(self, rows, y, weight=None) -> MlpLearner:
         self._check_prepared()
-        if self.device_.type == "cpu":
-            torch.set_num_threads(resolve_threads(self.num_threads))
+        if self.threads_ is not None:  # CPU: a count fixed for the run (see cpu_threads)
+            torch.set_num_threads(self.threads_)
         rows, y = np.asarray(rows), np.asarray(y, dtype=np.float64)
         inputs = self.inputs_
         real = rows < inputs.n_train

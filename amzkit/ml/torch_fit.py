@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from amzkit.core.gpu import pick_device
 from amzkit.core.metric import smape
+from amzkit.core.threads import allowed_cores, busy_elsewhere, check_num_threads
 from amzkit.ml.base import floor_prediction
 from amzkit.ml.torch_settings import SCHEDULES, TRAINING_BOUNDS, Bounds
 
@@ -85,6 +86,23 @@ def resolved_runtime(learner) -> dict[str, dict[str, str]]:
         return {}
     amp = getattr(learner, "amp_", None)
     return {"runtime": {"device": learner.device_.type, "precision": PRECISION_NAMES[amp]}}
+
+
+def cpu_threads(device: torch.device, num_threads: int, name: str) -> int | None:
+    """The threads learner `name`'s fits use on CPU (None on GPU): `num_threads`, or for 0 the cores this process
+    may use, never the load: torch's CPU sums split by thread, so a count taken from the load changes the results
+    from one run (or fold) to the next. Says so when other processes keep some of those cores busy."""
+    if device.type != "cpu":
+        return None
+    if check_num_threads(num_threads):
+        return num_threads
+    threads = allowed_cores()
+    if (free := max(1, round(threads - busy_elsewhere()))) < threads:
+        print(f"{name}: fits on {threads} CPU threads, the cores this process may use, while other processes keep "
+              f"{threads - free} of them busy: torch's threads then wait spinning and can run several times slower; "
+              f"num_threads {free} runs on the free ones (a count of its own, not the load's, so the numbers stay "
+              "the same run to run)")
+    return threads
 
 
 def weighted_loss(name: str, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None,

@@ -103,7 +103,7 @@ TRAINING_BOUNDS: dict[str, Bounds] = {
     "valid_fraction": Bounds(0, MAX_VALID_FRACTION, note="0: no holdout; the holdout is 1/round(1/valid_fraction) "
                                                           "of the training rows: 0.1 -> 1/10, 0.3 -> 1/3, 0.4 -> 1/2"),
     "patience": Bounds(0, integer=True, note="evaluations without improvement; 0: never stop early"),
-    "num_threads": Bounds(0, integer=True, note="0: the free cores"),
+    "num_threads": Bounds(0, integer=True, note="0: the cores the process may use (CPU)"),
     "model_seed": Bounds(0, integer=True, note="added to the run's seed for the weights, dropout and batch order, "
                                                "not the folds: runs that differ in it are seed bags for 04; an "
                                                "mlp with bags > 1 trains nets seed + model_seed .. + bags - 1, so "

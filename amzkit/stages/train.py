@@ -89,7 +89,7 @@ PARAMETERS = Parameters(
     Param("group_by", "", "a feature column (e.g. unit_family): one tree model per group with at least "
           f"{MIN_GROUP_ROWS} rows"),
     Param("tfidf_dim", TFIDF_DIM, "width of the in-fold TF-IDF + SVD feature group", low=1),
-    Param("num_threads", 0, "threads of the learner; 0: the cores free to this process", low=0),
+    Param("num_threads", 0, "threads of the learner; 0: the free cores (mlp, finetune on CPU: all it may use)", low=0),
     Param("tune_trials", 0, "Optuna trials over LightGBM parameters before the run, in all: a rerun adds only the "
           "missing (0: no tuning)", low=0),
     Param("tune_minutes", 30.0, "time budget of the tuning in minutes", low=0, low_open=True),
@@ -296,6 +296,7 @@ def train_run(
         (run_dir / "feature_importance.csv").unlink(missing_ok=True)
     info = {**model.describe(), "fold_strategy": fold_strategy, "group_by": group_by, **pseudo_info,
             **({"fold_fits": result["fit_reports"]} if any(result["fit_reports"]) else {}),
+            **({"cpu_threads": threads} if (threads := model.result_threads()) is not None else {}),
             "seconds": round(clock["earlier"] + time.perf_counter() - clock["started"], 2)}  # resumed: in all
     if isinstance(info.get("preset"), str) and (why := tuned_on_folds(
             work_dir, info["preset"], id_hash(folds), id_hash(train[schema_.id_column]))):
@@ -419,6 +420,8 @@ def _resumable_cv(model: Learner, folds: np.ndarray, run_dir: Path, pseudo, prog
                             "fold_smape": list(saved["fold_smape"]), "importance": importance,
                             "fit_reports": list(saved.get("fit_reports", [{}] * start))}
                 print(f"{run_dir.name}: resuming after {start} finished folds (kept in {folder})")
+                if saved.get("cpu_threads") is not None and (note := model.keep_threads(int(saved["cpu_threads"]))):
+                    print(f"{run_dir.name}: {note}")
             else:
                 print(f"{run_dir.name}: the {saved.get('folds_done', 0)} folds kept in {folder} were made with "
                       "another setup (settings, CSV cells, 01 runs, image files or amzkit build): starting over")
@@ -446,7 +449,8 @@ def _resumable_cv(model: Learner, folds: np.ndarray, run_dir: Path, pseudo, prog
                       folder / f"importance{i}.csv")
         write_json(marker, {"fingerprint": fingerprint, "folds_done": step + 1, "fold_smape": state["fold_smape"],
                             "importance_folds": len(state["importance"]), "fit_reports": state["fit_reports"],
-                            "seconds": clock["earlier"] + time.perf_counter() - clock["started"]})
+                            "seconds": clock["earlier"] + time.perf_counter() - clock["started"],
+                            "cpu_threads": model.result_threads()})  # kept by a resumed session (keep_threads)
         recorded[0] = len(state["importance"])
 
     return cross_validate(model, folds, pseudo=pseudo, models_dir=models_dir and run_dir / models_dir,
