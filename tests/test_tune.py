@@ -386,20 +386,30 @@ def test_a_preset_tuned_on_other_rows_with_the_same_fold_numbers_is_not_marked_o
     assert "cv_optimistic" not in run
 
 
-def test_a_finished_03_run_killed_while_tuned_again_is_named_by_04_as_stopped(synthetic, tmp_path, monkeypatch):
-    """A finished run trained again with tune_trials, killed in its tuning (tune_minutes is 30 by default), left no
-    kept-folds folder: 04 and 05 used the old run without the note a kill in its features or folds gives."""
+def _finished_notebook_run(data, work, tmp_path) -> dict:
+    """03's notebook parameters of a run "t" on `data` (written as CSVs), trained once through the notebook's
+    runner: what a rerun with tune_trials starts from."""
     from amzkit.app import runners
     from amzkit.app.parameters import check_parameters, stage_parameters
-    from amzkit.ml.runs import unfinished_runs
 
-    data, work = synthetic
     (tmp_path / "data").mkdir()
     for split, frame in data.items():
         frame.to_csv(tmp_path / "data" / f"{split}.csv", index=False)
     values = {**stage_parameters("03_train"), "data_dir": str(tmp_path / "data"), "work_dir": str(work),
               "run_name": "t", "features": FEATURES, "embeddings": EMBEDDINGS, "tfidf_dim": 8, "num_threads": 1}
     runners.run_train(runners.setup(check_parameters(values, "03_train"), "03_train"))
+    return values
+
+
+def test_a_finished_03_run_killed_while_tuned_again_is_named_by_04_as_stopped(synthetic, tmp_path, monkeypatch):
+    """A finished run trained again with tune_trials, killed in its tuning (tune_minutes is 30 by default), left no
+    kept-folds folder: 04 and 05 used the old run without the note a kill in its features or folds gives."""
+    from amzkit.app import runners
+    from amzkit.app.parameters import check_parameters
+    from amzkit.ml.runs import unfinished_runs
+
+    data, work = synthetic
+    values = _finished_notebook_run(data, work, tmp_path)
 
     def killed(*args, **kwargs):
         raise RuntimeError("the Kaggle session ended")
@@ -438,16 +448,11 @@ def test_a_finished_03_run_whose_tuning_is_refused_keeps_no_rerun_mark(synthetic
     """Tuned again, a finished run whose study was refused ("a study of another setup", before any of the run's files
     changed) kept the rerun mark: 04 and 05 said "a rerun was stopped" of a run nothing was replacing."""
     from amzkit.app import runners
-    from amzkit.app.parameters import check_parameters, stage_parameters
+    from amzkit.app.parameters import check_parameters
     from amzkit.ml.runs import unfinished_runs
 
     data, work = synthetic
-    (tmp_path / "data").mkdir()
-    for split, frame in data.items():
-        frame.to_csv(tmp_path / "data" / f"{split}.csv", index=False)
-    values = {**stage_parameters("03_train"), "data_dir": str(tmp_path / "data"), "work_dir": str(work),
-              "run_name": "t", "features": FEATURES, "embeddings": EMBEDDINGS, "tfidf_dim": 8, "num_threads": 1}
-    runners.run_train(runners.setup(check_parameters(values, "03_train"), "03_train"))
+    values = _finished_notebook_run(data, work, tmp_path)
 
     def refused(*args, **kwargs):
         raise ValueError("tuned-t.study.db is a study of another setup")
