@@ -1193,6 +1193,9 @@ def test_a_03_kernel_reading_an_01_run_no_01_kernel_extracts_is_warned_of_at_bui
     with pytest.warns(UserWarning, match=r"reads the 01 run 'minilm' \('minilm:pca:8'\)"):  # lightgbm's own list
         _build(tmp_path / "f", cli_params=["01.model=color-stats", "01.text_model=tfidf-svd", "03.embeddings=[]",
                                            '03.learner_params={"embeddings": ["minilm:pca:8"]}'])
+    with pytest.warns(UserWarning, match=r"reads the 01 run 'minilm' \('minilm'\)"):  # one name, as 03 takes it
+        _build(tmp_path / "g", cli_params=["01.model=color-stats", "01.text_model=tfidf-svd", "03.embeddings=[]",
+                                           '03.learner_params={"embeddings": "minilm"}'])
 
 
 def test_02_04_and_05_kernels_naming_runs_no_kernel_of_the_build_makes_are_warned_of(tmp_path):

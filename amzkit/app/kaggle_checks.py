@@ -12,7 +12,7 @@ from amzkit.embed.registry import LOCAL_DIR, LOCAL_DIR_TEXT, get_model_spec
 from amzkit.ml.featureset import parse_embedding_spec
 from amzkit.ml.learners import learner_signature
 from amzkit.ml.presets import PRESETS
-from amzkit.stages.train import check_learner
+from amzkit.stages.train import check_learner, name_lists
 from amzkit.stages.tune import check_tuning
 
 
@@ -84,7 +84,7 @@ def runs_no_01_kernel_extracts(kernels: Sequence[Any]) -> list[str]:
     for kernel in (k for k in kernels if k.stage == "03_train"):
         params = {**stage_parameters(kernel.stage), **kernel.params}
         own = params["learner_params"].get("embedding")
-        read = params["learner_params"].get("embeddings", params["embeddings"])  # its own, as build_learner takes
+        read = name_lists(params["learner_params"]).get("embeddings", params["embeddings"])  # as build_learner takes
         takes = "embeddings" in learner_signature(params["learner"]).parameters  # not ridge_tfidf, knn or finetune
         specs = [*(read if takes and isinstance(read, list) else []), *([own] if isinstance(own, str) and own else [])]
         for spec, run in ((spec, parse_embedding_spec(spec)[0]) for spec in specs):

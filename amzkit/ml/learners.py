@@ -353,8 +353,9 @@ def make_learner(name: str, **params) -> Learner:
 
 def _construct(name: str, cls: type[Learner], params: dict) -> Learner:
     """`cls(**params)`, its parameters checked by name and numbers given as text taken as numbers."""
-    check_learner_params(name, params, inspect.signature(cls))
-    params = _numbers_from_text(inspect.signature(cls), params)
+    signature = inspect.signature(cls)
+    check_learner_params(name, params, signature)
+    params = _numbers_from_text(signature, params)
     try:
         return cls(**params)
     except TypeError as err:

@@ -136,14 +136,21 @@ def check_learner(learner: str = D.learner, learner_params: dict | None = None, 
     check_learner_settings(learner, **params)  # its own settings, as prepare checks them first
 
 
+def name_lists(learner_params: dict | None) -> dict:
+    """`learner_params` with its features or embeddings given as one name (as the run's own -p embeddings takes
+    it) made a list of that name, not read letter by letter."""
+    params = dict(learner_params or {})
+    for key in ("features", "embeddings"):
+        if isinstance(params.get(key), str):
+            params[key] = [params[key]]
+    return params
+
+
 def _learner_arguments(learner: str, accepted, learner_params: dict | None, *, features, embeddings, tfidf_dim: int,
                        group_by: str, num_threads: int, preset: str | dict, lgb_params: dict | None) -> dict:
     """The arguments build_learner gives learner `learner` (whose constructor takes `accepted`): its
     `learner_params` with the run parameters it takes; a run setting it would not use is refused."""
-    params = dict(learner_params or {})
-    for key in ("features", "embeddings"):  # one name, as the run's own parameter takes it: not a list of letters
-        if isinstance(params.get(key), str):
-            params[key] = [params[key]]
+    params = name_lists(learner_params)
     misplaced = sorted(k for k in params if k in PARAMETERS and k not in accepted)
     if misplaced:
         raise ValueError(f"learner_params names {misplaced}: {'they are' if len(misplaced) > 1 else 'it is'} a "
