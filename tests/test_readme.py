@@ -82,3 +82,12 @@ def test_the_notebooks_table_names_every_file_04_writes():
     row = next(line for line in README.splitlines() if line.startswith("| `04_ensemble` |"))
     listed = re.search(r"04_ensemble/\{([^}]*)\}", row).group(1).split(",")
     assert sorted(listed) == sorted(OUTPUTS)
+
+
+def test_readme_papermill_runs_with_a_work_dir_write_their_notebooks_into_it():
+    """A user copying the text-only block must not litter the checkout's root with 01.ipynb .. 05.ipynb."""
+    with_work_dir = [w for w in _commands("papermill") if "work_dir" in w]
+    assert with_work_dir
+    for words in with_work_dir:
+        work_dir = words[words.index("work_dir") + 1]
+        assert words[2].startswith(work_dir + "/"), f"{' '.join(words[:3])} writes its notebook outside {work_dir}"
