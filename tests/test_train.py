@@ -18,7 +18,7 @@ from amzkit.ml.featureset import FeatureSet, parse_embedding_spec
 from amzkit.ml.folds import make_folds, shared_folds
 from amzkit.ml.presets import PRESETS
 from amzkit.ml.pseudo import pseudo_labels
-from amzkit.ml.runs import TEST_FOLD_PRED_FILE
+from amzkit.ml.runs import PROGRESS_DIR, TEST_FOLD_PRED_FILE, unfinished_runs
 from amzkit.ml.transforms import FoldTransform, KnnTargetTransform, PcaTransform, TopKCorrTransform
 from amzkit.ml.trees import LightGBMLearner
 from amzkit.stages import train as train_module
@@ -1289,15 +1289,27 @@ def test_a_rerun_refused_before_it_changed_anything_leaves_no_rerun_mark(synthet
     assert "rerun was stopped" in unfinished_runs(work).get("rerun", "")
 
 
-def test_a_rerun_of_a_finished_run_says_it_trains_every_fold_again(synthetic, capsys):
-    """A killed run says it resumes; a finished one rerun under its name (real 2025 rows: 204 s, then 166 s again)
-    was trained again from its first fold without a word, where 01's rerun keeps its finished shards."""
+def test_a_rerun_of_a_finished_run_keeps_it_when_nothing_changed_and_trains_it_again_otherwise(synthetic, capsys):
+    """A finished run rerun under its name with the same setup (Run All in a Kaggle session after 04 was edited)
+    was trained again from its first fold (real 2025 rows: 204 s, then 166 s again) for the same predictions: it
+    is kept, as 01 keeps its finished shards; another setup trains it again, saying so."""
     data, work = synthetic
-    train_run(data, "amazon2025", work, "again", ["text_stats"], [], lgb_params=FAST, num_threads=1, progress=False)
+    run_dir = work / "03_train" / "again"
+    first = train_run(data, "amazon2025", work, "again", ["text_stats"], [], lgb_params=FAST, num_threads=1,
+                      progress=False)
+    oof_written = (run_dir / "oof.csv").stat().st_mtime_ns
     capsys.readouterr()
-    train_run(data, "amazon2025", work, "again", ["text_stats"], [], lgb_params=FAST, num_threads=1, progress=False)
+    kept = train_run(data, "amazon2025", work, "again", ["text_stats"], [], lgb_params=FAST, num_threads=1,
+                     progress=False)
     out = capsys.readouterr().out
-    assert "again: this run name has finished before: it is trained again from its first fold and replaced" in out
-    capsys.readouterr()
+    assert "again: this run name has finished before with this setup" in out and "kept as it is" in out
+    assert kept == first and (run_dir / "oof.csv").stat().st_mtime_ns == oof_written
+    assert not (run_dir / PROGRESS_DIR).exists() and "again" not in unfinished_runs(work)  # no rerun mark left
+    changed = train_run(data, "amazon2025", work, "again", ["text_stats"], [], lgb_params={**FAST, "num_leaves": 7},
+                        num_threads=1, progress=False)
+    out = capsys.readouterr().out
+    assert "finished before with another setup: it is trained again from its first fold and replaced" in out
+    assert changed["fingerprint"] != first["fingerprint"]
+    assert (run_dir / "oof.csv").stat().st_mtime_ns != oof_written
     train_run(data, "amazon2025", work, "new", ["text_stats"], [], lgb_params=FAST, num_threads=1, progress=False)
     assert "finished before" not in capsys.readouterr().out

@@ -6,7 +6,8 @@
   fold only, scored on the fold's rows, which it never saw; its run folder holds OOF and test predictions
   (and each fold model's), metrics, importance when the learner has one, and a row of the runs log.
 - A run resumes: each finished fold is kept in `<run>/progress/` with a fingerprint of the run, so a killed
-  session starts again at its first unfinished fold and ends with the same result.
+  session starts again at its first unfinished fold and ends with the same result; a finished run called again
+  with the same fingerprint (kept in its metrics.json) is kept as it is.
 - Pseudo-labels (`pseudo_label_run`): the run also trains on that run's most confident test predictions and is
   cross-validated twice in the same folds, with and without them.
 """
@@ -227,7 +228,8 @@ def train_run(
     """Cross-validate one run and write its folder under 03_train/; returns its metrics.
 
     `learner` is a registry name (its parameters: `learner_params`, plus the run parameters its constructor
-    takes) or a Learner object. Finished folds are kept, so calling again after an interruption resumes.
+    takes) or a Learner object. Finished folds are kept, so calling again after an interruption resumes;
+    a finished run called again with the same setup returns its metrics untouched.
     `fold_devices` (None: every usable GPU when there are several and the learner spreads its folds, see
     ml.cv.devices_for_folds) fits the folds side by side, one worker process per device; with the learner's
     device set (not 'auto'), they must be of its type (ml.cv.check_fold_devices). `rerun_marked`: the caller
@@ -279,11 +281,19 @@ def train_run(
             unmark_rerun(work_dir, run_name)
         raise
     pseudo_info = {}
+    fingerprint = _fingerprint(model, folds, pseudo)
     if (run_dir / "metrics.json").is_file() and not any(
             (run_dir / kept / "progress.json").is_file() for kept in (PROGRESS_DIR, PSEUDO_BASELINE_DIR)):
-        print(f"{run_name}: this run name has finished before: it is trained again from its first fold and replaced "
-              "when done (only a killed run resumes: a run keeps its folds until it finishes); another run_name "
-              "keeps the old run")
+        if (finished := _finished_with(run_dir, fingerprint)) is not None:
+            unmark_rerun(work_dir, run_name)  # nothing of it changes: no rerun to name as stopped
+            print(f"{run_name}: this run name has finished before with this setup (settings, CSV cells, 01 runs, "
+                  f"amzkit and library versions): kept as it is, CV SMAPE {finished['cv_smape']:.3f}, not trained "
+                  f"again (it would give the same predictions); to train it again delete {run_dir} or pick another "
+                  "run_name")
+            return finished
+        print(f"{run_name}: this run name has finished before with another setup: it is trained again from its first "
+              "fold and replaced when done (a killed run resumes at its first unfinished fold; a finished one is kept "
+              "only when nothing it depends on changed); another run_name keeps the old run")
     devices = devices_for_folds(model) if fold_devices is None else list(fold_devices)
     if pseudo is not None:  # the same folds without pseudo-labels, kept apart: a killed run resumes both passes
         without = _resumable_cv(model, folds, run_dir, None, progress, clock, kept=PSEUDO_BASELINE_DIR,
@@ -302,6 +312,7 @@ def train_run(
     else:
         (run_dir / "feature_importance.csv").unlink(missing_ok=True)
     info = {**model.describe(), "fold_strategy": fold_strategy, "group_by": group_by, **pseudo_info,
+            "fingerprint": fingerprint,  # a rerun with the same one keeps this run (_finished_with)
             **({"fold_fits": result["fit_reports"]} if any(result["fit_reports"]) else {}),
             **({"cpu_threads": threads} if (threads := model.result_threads()) is not None else {}),
             "seconds": round(clock["earlier"] + time.perf_counter() - clock["started"], 2)}  # resumed: in all
@@ -368,6 +379,19 @@ def _fingerprint(model: Learner, folds: np.ndarray, pseudo) -> str:
                  "amzkit": amzkit.__version__,  # a new build (Kaggle's wheel: +N) may compute folds differently
                  "libraries": library_versions()}  # so may another image's (Kaggle's "latest environment")
     return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _finished_with(run_dir: Path, fingerprint: str) -> dict | None:
+    """The finished run's metrics when it was made with `fingerprint` (what its folds depend on) and its files are
+    all there; None otherwise (older runs recorded none: they are trained again)."""
+    try:
+        metrics = read_json(run_dir / "metrics.json")
+    except (OSError, ValueError):
+        return None
+    made_with = metrics.get("fingerprint") if isinstance(metrics, dict) else None
+    if made_with != fingerprint or not all((run_dir / name).is_file() for name in ("oof.csv", "test_pred.csv")):
+        return None
+    return metrics
 
 
 def library_versions(names: tuple[str, ...] = FOLD_LIBRARIES) -> dict[str, str | None]:
