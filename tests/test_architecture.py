@@ -14,8 +14,10 @@ from conftest import REPO_ROOT
 
 PACKAGE = REPO_ROOT / "amzkit"
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
-# Deferred on purpose: heavy or optional packages, imported only when the code that needs them runs.
-DEFERRED = ("torch", "open_clip", "transformers", "optuna", "xgboost", "catboost", "certifi", "huggingface_hub")
+# Deferred on purpose: heavy or optional packages, imported only when the code that needs them runs (IPython and
+# tqdm's widget bars only in a Jupyter kernel).
+DEFERRED = ("torch", "open_clip", "transformers", "optuna", "xgboost", "catboost", "certifi", "huggingface_hub",
+            "IPython", "tqdm.notebook")
 MAX_MODULE_LINES = 520
 
 

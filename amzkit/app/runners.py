@@ -27,6 +27,7 @@ from amzkit.app.kaggle_runtime import (
 )
 from amzkit.core.io import read_csv, read_json, remove_stale_temporaries, rows_sha256, write_json
 from amzkit.core.metric import constant_level_warning, other_scores
+from amzkit.core.progress import text_bars_in_started_kernels
 from amzkit.core.schema import SPLITS, Schema, check_columns, get_schema, load_data
 from amzkit.core.workdir import KAGGLE_INPUT, check_writable, on_kaggle, resolve_work_dir, stage_dir
 from amzkit.embed.registry import LOCAL_DIR, LOCAL_DIR_TEXT, MODELS, get_model_spec, registry_table
@@ -499,9 +500,10 @@ def run_demo(out_dir: str | Path, n_train: int = DEMO_N_TRAIN, n_test: int = DEM
             params["solution_csv"] = str(files.solution_csv)
         suffix = f"_{step_params['run_name']}" if "run_name" in step_params else ""
         started = time.perf_counter()
-        pm.execute_notebook(str(NOTEBOOKS_DIR / f"{stage}.ipynb"), str(executed / f"{stage}{suffix}.ipynb"),
-                            parameters=params, kernel_name="python3", progress_bar=False,
-                            log_output=log_output, cwd=str(out_dir))
+        with text_bars_in_started_kernels():  # nobody watches these kernels' widgets
+            pm.execute_notebook(str(NOTEBOOKS_DIR / f"{stage}.ipynb"), str(executed / f"{stage}{suffix}.ipynb"),
+                                parameters=params, kernel_name="python3", progress_bar=False,
+                                log_output=log_output, cwd=str(out_dir))
         print(f"  {stage}{suffix}: {time.perf_counter() - started:.1f} s", file=sys.stderr)
 
     return read_json(stage_dir(out_dir, "05_submit") / "metrics.json")

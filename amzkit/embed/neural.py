@@ -16,9 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from amzkit.core.gpu import out_of_memory_error, pick_device
+from amzkit.core.progress import tqdm
 from amzkit.core.threads import allowed_cores
 from amzkit.embed.hub import (
     hf_tokenizer_folder,

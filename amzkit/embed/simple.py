@@ -8,8 +8,8 @@ import numpy as np
 from PIL import Image
 from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import TfidfVectorizer
-from tqdm.auto import tqdm
 
+from amzkit.core.progress import tqdm
 from amzkit.images.decode import open_image, original_numbers
 
 

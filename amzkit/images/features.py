@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
-from tqdm.auto import tqdm
 
 from amzkit.core.io import read_json, write_json, write_npy
+from amzkit.core.progress import tqdm
 from amzkit.core.schema import Schema, get_schema
 from amzkit.core.workdir import stage_dir
 from amzkit.images.decode import open_image

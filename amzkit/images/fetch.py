@@ -40,9 +40,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from amzkit.core.io import remove_stale_temporaries
+from amzkit.core.progress import tqdm
 from amzkit.images.attempts import run_attempts
 from amzkit.images.decode import MAX_PIXELS, MAX_SIDE_PX, read_header, strict_truncation
 from amzkit.images.http import (

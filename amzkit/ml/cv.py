@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from amzkit.core.gpu import usable_gpus
 from amzkit.core.metric import constant_fold_smape, smape
+from amzkit.core.progress import tqdm
 from amzkit.ml.base import Learner
 from amzkit.ml.pseudo import PseudoLabels
 

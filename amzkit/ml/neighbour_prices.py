@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize
-from tqdm.auto import tqdm
 
 from amzkit.core.io import atomic_path
+from amzkit.core.progress import tqdm
 from amzkit.core.threads import allowed_cores
 from amzkit.core.workdir import stage_dir
 from amzkit.ml.base import RunInputs

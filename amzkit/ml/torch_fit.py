@@ -21,10 +21,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from amzkit.core.gpu import pick_device
 from amzkit.core.metric import smape
+from amzkit.core.progress import tqdm
 from amzkit.core.threads import allowed_cores, busy_elsewhere, check_num_threads
 from amzkit.ml.base import floor_prediction
 from amzkit.ml.torch_settings import SCHEDULES, TRAINING_BOUNDS, Bounds

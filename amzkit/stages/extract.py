@@ -34,10 +34,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from amzkit.core.io import folder_digest, id_hash, read_json, write_csv, write_json, write_npy
 from amzkit.core.params import Param, Parameters
+from amzkit.core.progress import tqdm
 from amzkit.core.schema import SPLITS, get_schema, row_text
 from amzkit.core.workdir import stage_dir
 from amzkit.embed.factory import create_embedder
