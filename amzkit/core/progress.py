@@ -93,9 +93,9 @@ def _widget_bar() -> type[text_tqdm]:
     class WidgetBar(notebook_tqdm):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             self._handle = None
-            kwargs.pop("display", None)
+            shown = kwargs.pop("display", True)
             super().__init__(*args, display=False, **kwargs)
-            if not self.disable:
+            if shown and not self.disable:
                 self._handle = display(self.container, display_id=True)
                 self.displayed = True
 
