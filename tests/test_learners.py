@@ -589,7 +589,7 @@ def test_a_tree_learners_library_number_yaml_reads_as_text_is_taken_as_the_numbe
                       Loader=NoDatesSafeLoader)["lgb_params"]
     assert given["num_leaves"] == "1e1"  # what papermill injects
     params = build_learner("lightgbm", {}, lgb_params=given).params
-    assert params == {"num_leaves": 10, "learning_rate": 0.01, "metric": "l1", "subsample_freq": "1"}
+    assert params == {"num_leaves": 10, "learning_rate": 0.01, "metric": "l1", "subsample_freq": 1}
     assert type(params["num_leaves"]) is int
     if importable("catboost"):
         own = build_learner("catboost", {"params": {"learning_rate": "1e-3", "loss_function": "RMSE"}},
@@ -607,6 +607,28 @@ def test_a_lightgbm_param_given_twice_as_one_value_in_two_spellings_is_not_refus
         assert learner.params == {"num_leaves": 10}
     with pytest.raises(ValueError, match=r"given twice with two values \(lgb_params 'num_leaves': '1e1' vs"):
         build_learner("lightgbm", {"params": {"num_leaves": 11}}, lgb_params={"num_leaves": "1e1"})
+
+
+def test_a_quoted_number_in_a_tree_learners_params_is_that_number():
+    """'10' and 10 in lgb_params or a tree learner's params are one value to LightGBM (it reads every param as
+    text), yet the kit kept the text: a resumed run's settings (its kept folds' key) differed from the same run
+    with 10, so its folds were trained again; lgb_params 10 beside learner_params' params '10' was refused as two
+    values; XGBoost's n_estimators '300' and CatBoost's depth '4' stopped at the first fit, after 01 and 02."""
+    from amzkit.stages.train import build_learner
+
+    quoted = build_learner("lightgbm", {}, lgb_params={"num_leaves": "10", "learning_rate": "0.05"})
+    plain = build_learner("lightgbm", {}, lgb_params={"num_leaves": 10, "learning_rate": 0.05})
+    assert quoted.params == plain.params and quoted.config() == plain.config()
+    assert type(quoted.params["num_leaves"]) is int
+    twice = build_learner("lightgbm", {"params": {"num_leaves": "10"}}, lgb_params={"num_leaves": 10})
+    assert twice.params == {"num_leaves": 10}
+    with pytest.raises(ValueError, match="given twice with two values"):
+        build_learner("lightgbm", {"params": {"num_leaves": "11"}}, lgb_params={"num_leaves": 10})
+    assert build_learner("lightgbm", {}, lgb_params={"metric": "l1", "num_leaves": " 1e1 "}).params == {
+        "metric": "l1", "num_leaves": 10}  # text that writes no number stays text
+    assert build_learner("xgboost", {"params": {"n_estimators": "300", "subsample": ".5"}}).params == {
+        "n_estimators": 300, "subsample": 0.5}
+    assert build_learner("catboost", {"params": {"depth": "4"}}).params == {"depth": 4}
 
 
 def test_a_learners_signature_read_from_its_source_is_its_classes():

@@ -515,3 +515,16 @@ def test_a_study_saved_with_exponent_text_in_lgb_params_goes_on(synthetic):
     assert _tune(data, work, n_trials=1, lgb_params={"lambda_l2": "1e-3"})["n_trials"] == 2
     with pytest.raises(ValueError, match=r"another setup \(\['base'\]"):  # another value is still another setup
         _tune(data, work, n_trials=1, lgb_params={"lambda_l2": "1e-2"})
+
+
+def test_a_study_goes_on_when_a_fixed_lightgbm_param_is_the_same_number_quoted(synthetic):
+    """lgb_params {min_data_in_leaf: 20}, then '20' quoted (a params file written by hand, or -p lgb_params
+    '{"min_data_in_leaf": "20"}'): LightGBM reads both as 20, yet the study was refused as 'of another setup'
+    ('base' differs) and the user told to delete it. A study saved with the text goes on with the number too."""
+    data, work = synthetic
+    _tune(data, work, n_trials=1, lgb_params={"min_data_in_leaf": 20})
+    assert _tune(data, work, n_trials=1, lgb_params={"min_data_in_leaf": "20"})["n_trials"] == 2
+    saved = {"base": {"params": {"min_data_in_leaf": "20", "learning_rate": "0.1"}}}
+    assert tune._setup_differences(saved, {"base": {"params": {"min_data_in_leaf": 20, "learning_rate": 0.1}}}) == {}
+    with pytest.raises(ValueError, match=r"another setup \(\['base'\]"):  # another value is still another setup
+        _tune(data, work, n_trials=1, lgb_params={"min_data_in_leaf": "21"})

@@ -278,15 +278,17 @@ def check_learner_params(name: str, params: Mapping, signature: inspect.Signatur
             + f"; its parameters are {sorted(taken)}")
 
 
-# A number with an exponent, as YAML 1.1 keeps it as text (1e-3, 1e3, 1.0e3: its floats need a dot and a signed
-# exponent): in a tree learner's library `params`, whose types the kit does not know, only such text is a number.
-EXPONENT_TEXT = re.compile(r"\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)[eE][+-]?[0-9]+\s*")
+# A number written as text: quoted ("10", '0.5') or as YAML 1.1 keeps one with an exponent (1e-3, 1.0e3: its floats
+# need a dot and a signed exponent). LightGBM and XGBoost's booster read every param as text, so "10" is 10 to them;
+# CatBoost refuses the text ("Can't parse parameter") and XGBoost's n_estimators stops on it (a TypeError).
+NUMBER_TEXT = re.compile(r"\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*")
 
 
-def exponent_number(value):
-    """`value`, or the number it writes with an exponent (whole as an int: XGBoost's max_depth refuses 10.0): a
-    tree learner's library param as the learner takes it."""
-    number = number_from_text(value) if isinstance(value, str) and EXPONENT_TEXT.fullmatch(value) else None
+def library_number(value):
+    """`value`, or the number it writes as text (whole as an int: XGBoost's max_depth refuses 10.0): a tree
+    learner's library param as the learner takes it, so that "10" and 10 are one value wherever settings are
+    compared (a resumed run's kept folds, a study's setup, a param given twice)."""
+    number = number_from_text(value) if isinstance(value, str) and NUMBER_TEXT.fullmatch(value) else None
     if number is None:
         return value
     return int(number) if number.is_integer() else number
@@ -296,12 +298,12 @@ def _numbers_from_text(signature: inspect.Signature, params: dict) -> dict:
     """`params` with a text that stands for a number ('1e-3': YAML 1.1, as papermill's -y / -f and a build's
     params file read it, keeps 1e-3 and 1.0e3 as text) taken as that number where the learner's parameter is a
     number (annotated float or int, or with such a default); in a dict of library `params` (the tree learners',
-    lgb_params), a text with an exponent."""
+    lgb_params), a text that writes a number (library_number)."""
     converted = dict(params)
     for key, value in params.items():
         declared = signature.parameters.get(key)
         if key == "params" and declared is not None and isinstance(value, dict):
-            converted[key] = {name: exponent_number(item) for name, item in value.items()}
+            converted[key] = {name: library_number(item) for name, item in value.items()}
         if declared is None or not isinstance(value, str):
             continue
         default, annotation = declared.default, str(declared.annotation)

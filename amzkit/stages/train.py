@@ -40,9 +40,9 @@ from amzkit.ml.learners import (
     LEARNERS,
     check_learner_params,
     check_learner_settings,
-    exponent_number,
     get_learner,
     learner_signature,
+    library_number,
     make_learner,
 )
 from amzkit.ml.neighbour_prices import CACHE_FOLDER as NEIGHBOURS_DIR
@@ -191,7 +191,7 @@ def _refuse_lightgbm_settings_given_twice(learner_params: dict, preset: str | di
     own = {names.get(key, key): (key, value) for key, value in (learner_params.get("params") or {}).items()}
     twice = [f"lgb_params {key!r}: {value!r} vs learner_params' params {own[main][0]!r}: {own[main][1]!r}"
              for key, value in lgb_params.items()
-             if (main := names.get(key, key)) in own and exponent_number(own[main][1]) != exponent_number(value)]
+             if (main := names.get(key, key)) in own and library_number(own[main][1]) != library_number(value)]
     if twice:
         raise ValueError(f"LightGBM parameters given twice with two values ({'; '.join(twice)}); keep one of them")
 

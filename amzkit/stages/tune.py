@@ -28,7 +28,7 @@ from amzkit.core.schema import Schema, get_schema
 from amzkit.ml.base import RunInputs
 from amzkit.ml.cv import cross_validate
 from amzkit.ml.folds import folds_around
-from amzkit.ml.learners import exponent_number
+from amzkit.ml.learners import library_number
 from amzkit.ml.presets import PRESETS, check_preset, preset_path, resolve_preset, save_preset
 from amzkit.ml.transforms import FoldTransform
 from amzkit.ml.trees import LightGBMLearner, check_lightgbm_params, lightgbm_names, merge_lightgbm_params
@@ -225,10 +225,10 @@ def _setup_differences(saved: dict, wanted: dict) -> dict:
 
 
 def _comparable(key: str, value):
-    """A setup value as compared: the base's LightGBM params with exponent text as its number, as LightGBM takes
-    it (a study saved before tune_preset took lgb_params' '1e-3' as the number recorded the text)."""
+    """A setup value as compared: the base's LightGBM params with a number written as text ('10', '1e-3') as that
+    number, as LightGBM reads it (a study saved before tune_preset took such text as the number recorded the text)."""
     if key == "base" and isinstance(value, dict) and isinstance(value.get("params"), dict):
-        return {**value, "params": {name: exponent_number(item) for name, item in value["params"].items()}}
+        return {**value, "params": {name: library_number(item) for name, item in value["params"].items()}}
     return value
 
 
@@ -316,8 +316,8 @@ def tune_preset(
     base = check_preset(json.loads(json.dumps(base_preset)), "base_preset") if isinstance(base_preset, dict) \
         else resolve_preset(base_preset, work_dir)
     check_lightgbm_params(lgb_params or {}, "lgb_params")
-    # a number YAML 1.1 keeps as text (1e1) taken as the number, as the run takes it: LightGBM refuses the text
-    lgb_params = {key: exponent_number(value) for key, value in (lgb_params or {}).items()}
+    # a number written as text ('10', or 1e1 as YAML 1.1 keeps it) taken as the number, as the run takes it
+    lgb_params = {key: library_number(value) for key, value in (lgb_params or {}).items()}
     fixed = {lightgbm_names().get(key, key) for key in lgb_params}
     base = {**base, "params": merge_lightgbm_params(base["params"], lgb_params)} if lgb_params else base
     space = _space_left(lgb_params or {}, search_space)
