@@ -1234,6 +1234,42 @@ def test_a_03_kernels_learner_params_its_learner_refuses_stop_the_build(tmp_path
     assert not (tmp_path / "build").exists()
 
 
+@pytest.mark.parametrize("learner, params, expected", [
+    ("xgboost", {"max_dpeth": 6}, "'max_dpeth' is not a xgboost parameter; did you mean 'max_depth'"),
+    ("xgboost", {"huber_slope": 2}, "xgboost would not use params ['huber_slope'] with these settings (booster "
+                                    "gbtree, objective reg:absoluteerror"),  # XGBoost's own validation
+    ("xgboost", {"max_depth": -1}, "XGBoost refuses these params: value -1 for Parameter max_depth"),
+    ("xgboost", {"n_estimators": 0}, "params 'n_estimators' (the number of trees) must be a whole number >= 1, got 0"),
+    ("catboost", {"depht": 6}, "'depht' is not a catboost parameter; did you mean 'depth'"),
+])
+def test_a_03_kernels_xgboost_or_catboost_params_their_library_refuses_stop_the_build(tmp_path, learner, params,
+                                                                                       expected):
+    """XGBoost's and CatBoost's params were checked when the run prepared, on Kaggle after 01 and 02 had run: a
+    misspelt {max_dpeth: 6} was built and pushed. Where the library is installed the build checks them as 03 does."""
+    pytest.importorskip(learner)
+    with pytest.raises(ValueError, match=r"03_train run 'x' would stop on Kaggle once 01 and 02 had run: "
+                                         + re.escape(f"learner {learner!r}: {expected}")):
+        _build(tmp_path / "build", stages=["03"], cli_params=[
+            "03.run_name=x", f"03.learner={learner}", f"03.learner_params={json.dumps({'params': params})}"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # checked, so nothing to say
+        _build(tmp_path / "ok", stages=["03"], cli_params=[
+            f"03.learner={learner}", '03.learner_params={"params": {"max_depth": "6", "learning_rate": 0.1}}'])
+
+
+def test_a_03_kernels_xgboost_params_the_build_cannot_check_are_said_to_be_unchecked(tmp_path, monkeypatch):
+    """Without xgboost where the build runs its params cannot be checked: the build says so (and what to do) rather
+    than passing them in silence; what needs no library (a key the run sets) is still refused."""
+    monkeypatch.setitem(sys.modules, "xgboost", None)  # as if not installed
+    with pytest.warns(UserWarning, match=r"03_train run 'lgbm': xgboost is not installed here, so its params "
+                                         r"\['max_dpeth'\] could not be checked .* pip install xgboost"):
+        _build(tmp_path / "build", stages=["03"], cli_params=[
+            "03.learner=xgboost", '03.learner_params={"params": {"max_dpeth": 6}}'])
+    with pytest.raises(ValueError, match="params 'seed' is set by the run's seed"):
+        _build(tmp_path / "seed", stages=["03"], cli_params=[
+            "03.learner=xgboost", '03.learner_params={"params": {"seed": 6}}'])
+
+
 TORCH_LEARNER_VALUE_TYPOS = [
     ("mlp", {"lr": -1}, "learner 'mlp': lr must be a number > 0, got -1"),
     ("mlp", {"loss": "smape2"}, "learner 'mlp': loss='smape2' is not one of ['huber', 'l1', 'mse', 'smape', "

@@ -503,6 +503,23 @@ def test_xgboost_booster_parameters_taken_through_kwargs_are_accepted():
                                                         "sample_type": "weighted", "learning_rate": 0.1}
 
 
+def test_xgboost_params_are_checked_by_xgboosts_own_validation():
+    """The table of booster keys XGBRegressor takes through **kwargs went stale: huber_slope (used by one objective
+    only) passed and was ignored with a warning in the log, while sparse_threshold, a parameter XGBoost uses, was
+    refused. XGBoost itself now says which it would not use with the run's settings, and which values it refuses."""
+    xgb = pytest.importorskip("xgboost")
+    from amzkit.ml.boosters import XGBOOST, booster_params
+
+    assert booster_params(XGBOOST, {"sparse_threshold": 0.1, "eta": 0.1}, xgb.XGBRegressor) == {
+        "sparse_threshold": 0.1, "learning_rate": 0.1}
+    huber = {"objective": "reg:pseudohubererror", "huber_slope": 2.0}
+    assert booster_params(XGBOOST, huber, xgb.XGBRegressor) == huber
+    with pytest.raises(ValueError, match=r"xgboost would not use params \['huber_slope'\] with these settings"):
+        booster_params(XGBOOST, {"huber_slope": 2.0}, xgb.XGBRegressor)
+    with pytest.raises(ValueError, match="XGBoost refuses these params: value 2 for Parameter subsample"):
+        booster_params(XGBOOST, {"subsample": 2}, xgb.XGBRegressor)
+
+
 def test_prepare_with_a_built_feature_set_keeps_group_by_and_checks_the_holdout():
     # prepare_with (a benchmark's or tuner's feature set) set group_of_ to None: group_by silently trained one model
     features, y = planted_feature_set()

@@ -4,6 +4,7 @@ stop on Kaggle only after the kernels before it had run (hours of 01 on a GPU)."
 from __future__ import annotations
 
 import difflib
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -53,15 +54,18 @@ def check_03_learner(name: str, params: dict[str, Any]) -> None:
     """A 03 parameter set's learner settings as 03 checks them before its first fold (train.build_learner: the
     learner_params its learner takes, the run parameters it reads; tune.check_tuning when tune_trials tunes): a
     misspelt key stops the kernel on Kaggle after 01 and 02 ran. No learner module is imported (mlp's and finetune's
-    import torch) and its packages need not be installed where the build runs."""
+    import torch) and its packages need not be installed where the build runs: XGBoost's or CatBoost's params are
+    checked against the library where it is installed, and a warning says so where it is not."""
     try:
-        check_learner(params["learner"], params["learner_params"], features=params["features"],
+        unchecked = check_learner(params["learner"], params["learner_params"], features=params["features"],
                       embeddings=params["embeddings"], tfidf_dim=params["tfidf_dim"], group_by=params["group_by"],
                       num_threads=params["num_threads"], preset=params["preset"], lgb_params=params["lgb_params"])
         if params["tune_trials"] > 0:
             check_tuning(params["learner"], params["learner_params"], params["lgb_params"])
     except ValueError as err:
         raise ValueError(f"03_train run {name!r} would stop on Kaggle once 01 and 02 had run: {err}") from None
+    for note in unchecked:
+        warnings.warn(f"03_train run {name!r}: {note}", stacklevel=2)
 
 
 def runs_no_01_kernel_extracts(kernels: Sequence[Any]) -> list[str]:

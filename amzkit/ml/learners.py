@@ -184,7 +184,10 @@ def importable(module: str) -> bool:
     """Whether `module` can be imported, without importing it (slow for xgboost/catboost)."""
     if module in sys.modules:
         return sys.modules[module] is not None
-    return importlib.util.find_spec(module) is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a broken install (or a finder refusing it) is not an importable one
+        return False
 
 
 def available_learners() -> list[str]:

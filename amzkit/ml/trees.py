@@ -27,7 +27,7 @@ import pandas as pd
 
 from amzkit.core.threads import check_num_threads, resolve_threads
 from amzkit.ml.base import DEFAULT_SEED, Learner, RunInputs, check_bag_settings, floor_prediction
-from amzkit.ml.boosters import CATBOOST, XGBOOST, BoosterTable, booster_params
+from amzkit.ml.boosters import CATBOOST, XGBOOST, BoosterTable, booster_params, estimator_class
 from amzkit.ml.featureset import FeatureSet, assemble_features
 from amzkit.ml.folds import MAX_VALID_FRACTION, VALID_FRACTION, holdout_mask
 from amzkit.ml.presets import check_preset, resolve_preset
@@ -357,9 +357,9 @@ class _BoosterLearner(TreeLearner):
 
     table: BoosterTable
 
-    @abstractmethod
     def _estimator(self) -> type:
         """The library's regressor class (an optional dependency: imported when the learner is used)."""
+        return estimator_class(self.table)
 
     def _after_prepare(self) -> None:
         self.params_ = booster_params(self.table, self.params, self._estimator())
@@ -402,11 +402,6 @@ class XGBoostLearner(_BoosterLearner):
     table = XGBOOST
     model_suffix = ".json"
 
-    def _estimator(self) -> type:
-        import xgboost as xgb  # optional dependency: imported when the learner is used
-
-        return xgb.XGBRegressor
-
     def _managed(self, seed: int) -> dict:
         return {"random_state": seed, "n_jobs": self.threads_}
 
@@ -437,11 +432,6 @@ class CatBoostLearner(_BoosterLearner):
     table = CATBOOST
     model_suffix = ".cbm"
     importance_kind = "prediction_values_change"  # CatBoost's default importance, not a split gain
-
-    def _estimator(self) -> type:
-        from catboost import CatBoostRegressor  # optional dependency: imported when the learner is used
-
-        return CatBoostRegressor
 
     def _managed(self, seed: int) -> dict:
         return {"random_seed": seed, "thread_count": self.threads_, "verbose": False, "allow_writing_files": False}

@@ -33,6 +33,7 @@ from amzkit.core.schema import Schema, get_schema
 from amzkit.core.workdir import check_name, stage_dir
 from amzkit.images.features import IMAGE_FEATURES_DIR
 from amzkit.ml.base import DEFAULT_SEED, Learner, RunInputs, fp16_overflow_words
+from amzkit.ml.boosters import BOOSTERS, check_booster_params
 from amzkit.ml.cv import cross_validate, devices_for_folds
 from amzkit.ml.featureset import FeatureSet, check_feature_lists
 from amzkit.ml.folds import FOLD_STRATEGIES, FOLDS_FILE, FOLDS_INFO_FILE, check_trainable, folds_around
@@ -120,11 +121,13 @@ def build_learner(learner: str = D.learner, learner_params: dict | None = None, 
 def check_learner(learner: str = D.learner, learner_params: dict | None = None, *, features=D.features,
                   embeddings=D.embeddings, tfidf_dim: int = D.tfidf_dim, group_by: str = D.group_by,
                   num_threads: int = D.num_threads, preset: str | dict = D.preset,
-                  lgb_params: dict | None = None) -> None:
+                  lgb_params: dict | None = None) -> list[str]:
     """What build_learner refuses of these settings by their names (a learner_params key the learner does not take,
-    a run parameter it does not read, ...), and what the learner refuses of its feature groups and LightGBM of
-    lgb_params before any data is read, found without building the learner: its module is not imported (mlp's and
-    finetune's import torch) and its packages need not be installed, as for kaggle build on a laptop."""
+    a run parameter it does not read, ...), and what the learner refuses of its feature groups, LightGBM of
+    lgb_params and XGBoost / CatBoost of their params (boosters.check_booster_params) before any data is read, found
+    without building the learner: its module is not imported (mlp's and finetune's import torch) and its packages
+    need not be installed, as for kaggle build on a laptop. Returns what could not be checked here (a library's
+    params where it is not installed), each said in a sentence."""
     signature = learner_signature(learner)
     params = _learner_arguments(learner, signature.parameters, learner_params, features=features,
                                 embeddings=embeddings, tfidf_dim=tfidf_dim, group_by=group_by,
@@ -134,7 +137,9 @@ def check_learner(learner: str = D.learner, learner_params: dict | None = None, 
         check_feature_lists(params["features"], params.get("embeddings", ()))
     if learner == "lightgbm":  # what LightGBMLearner checks of them when the run is prepared
         check_lightgbm_params(params["params"], "lgb_params")
+    unchecked = [check_booster_params(BOOSTERS[learner], params.get("params"))] if learner in BOOSTERS else []
     check_learner_settings(learner, **params)  # its own settings, as prepare checks them first
+    return [note for note in unchecked if note]
 
 
 def name_lists(learner_params: dict | None) -> dict:
