@@ -927,6 +927,27 @@ def test_a_finetune_03_kernel_gets_a_gpu(tmp_path):
     assert any("enable_gpu" in p for p in problems)
 
 
+def test_a_finetune_03_kernels_internet_and_gpu_follow_its_settings(tmp_path):
+    """A finetune kernel always got a T4 and internet: with its encoder in a local-dir: folder from a dataset it
+    needs no internet (a kernel with internet needs a phone-verified account), and with device cpu no GPU quota."""
+    folder = "/kaggle/input/minilm-ds/all-MiniLM-L6-v2"
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps({"03_train": [
+        {"run_name": "hub", "learner": "finetune", "learner_params": {"model": "bge-base"}},
+        {"run_name": "local", "learner": "finetune", "learner_params": {"model": f"local-dir:{folder}"}},
+        {"run_name": "cpu", "learner": "finetune", "learner_params": {"model": f"local-dir:{folder}", "device": "cpu"}},
+        {"run_name": "hubcpu", "learner": "finetune", "learner_params": {"device": "cpu"}}]}))
+    result = _build(tmp_path / "build", params_file=params, stages=["03"], data=[DATA, f"{OWNER}/minilm-ds"])
+    machines = {k.params["run_name"]: _meta(result.out / k.folder) for k in result.kernels if k.stage == "03_train"}
+    shape = {name: (meta["enable_gpu"], meta["enable_internet"], meta["machine_shape"])
+             for name, meta in machines.items()}
+    assert shape == {"hub": (True, True, "NvidiaTeslaT4"), "local": (True, False, "NvidiaTeslaT4"),
+                     "cpu": (False, False, None), "hubcpu": (False, True, None)}
+    for kernel in (k for k in result.kernels if k.stage == "03_train"):
+        folder_ = result.out / kernel.folder
+        assert kaggle.check_kernel_metadata(_meta(folder_), folder_, "03_train", kernel.params) == []
+
+
 # --- probing /kaggle/input ------------------------------------------------------------------------------------
 
 def _touch(path: Path, text: str = "x") -> Path:

@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 import posixpath
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from amzkit.core.workdir import KAGGLE_INPUT, KAGGLE_ROOT_ENV, STAGES
+from amzkit.embed.registry import LOCAL_DIR
 
 
 @dataclass(frozen=True)
@@ -42,11 +43,22 @@ KERNELS: dict[str, StageKernel] = {
 }
 
 
-# Kernels whose parameters need another machine than their stage's: (stage, parameter, value) -> the machine.
-MACHINE_OVERRIDES: dict[tuple[str, str, Any], StageKernel] = {
-    ("03_train", "learner", "finetune"): StageKernel(
-        True, True, "NvidiaTeslaT4", ("01_extract",),
-        "fine-tunes a transformers encoder on the catalog text: a T4; internet fetches the encoder from the hub"),
+def finetune_machine(params: Mapping[str, Any]) -> StageKernel:
+    """A finetune kernel's machine: a T4 unless its learner_params say `device: cpu`; internet only where it fetches
+    its encoder from the hub (a registry name), not for a `local-dir:` folder mounted from a dataset."""
+    own = params.get("learner_params") or {}
+    gpu = own.get("device") != "cpu"
+    model = own.get("model")
+    hub = not (isinstance(model, str) and model.startswith(LOCAL_DIR))  # no model: the default, minilm, is a hub's
+    return StageKernel(gpu, hub, "NvidiaTeslaT4" if gpu else None, ("01_extract",),
+                       "fine-tunes a transformers encoder on the catalog text: " + ("a T4" if gpu else "on CPU (device "
+                       "cpu)") + ("; internet fetches the encoder from the hub" if hub else "; offline (local-dir)"))
+
+
+# Kernels whose parameters need another machine than their stage's: (stage, parameter, value) -> their machine, of
+# the kernel's parameters.
+MACHINE_OVERRIDES: dict[tuple[str, str, Any], Callable[[Mapping[str, Any]], StageKernel]] = {
+    ("03_train", "learner", "finetune"): finetune_machine,
 }
 
 
@@ -78,9 +90,9 @@ def kernel_spec(stage: str, params: Mapping[str, Any] | None = None) -> StageKer
     split = SPLIT_PARAMETERS.get(stage)
     if split is not None and (params or {}).get(split.merge):
         return split.merge_machine
-    for (where, name, value), spec in MACHINE_OVERRIDES.items():
+    for (where, name, value), machine in MACHINE_OVERRIDES.items():
         if where == stage and (params or {}).get(name) == value:
-            return spec
+            return machine(params or {})
     return KERNELS[stage]
 
 
