@@ -1446,20 +1446,30 @@ def test_a_03_kernels_settings_its_learner_refuses_before_reading_data_stop_the_
     assert _kernel(built, "03_train").params["learner_params"] == {"embedding": "minilm", "k": "2e1"}  # 20 there
 
 
-def test_a_data_dir_or_work_dir_no_kernel_can_reach_on_kaggle_is_warned_of_at_build(tmp_path):
+def test_a_data_dir_or_work_dir_no_kernel_can_reach_on_kaggle_stops_the_build(tmp_path):
     """-p data_dir as papermill needs it here (this machine's folder) baked into a kernel: on Kaggle it stopped on a
-    folder it cannot find (02 after 01 had run), and a work_dir outside /kaggle/working lost the outputs."""
+    folder it cannot find (02 after 01 had run), and a work_dir outside /kaggle/working lost the outputs. Both were
+    only warned of, and the kernels built and pushed; a /kaggle/input folder no source seems to mount may still be
+    found (a mount named otherwise), so that stays a warning, as does a data_dir the kernel does not read."""
     local = ["01.data_dir=/home/me/student_resource/dataset", "02.data_dir=~/data", "03.work_dir=/tmp/runs",
-             "05.data_dir=/kaggle/input/other-dataset"]
-    with pytest.warns(UserWarning) as caught:
+             "04.data_dir=/home/me/data"]  # 04 reads no CSV unless it calibrates or stacks on columns
+    with pytest.raises(ValueError, match="would fail on Kaggle whatever is attached") as refused:
         _build(tmp_path / "local", cli_params=local)
-    said = sorted(str(w.message) for w in caught if "data_dir: " in str(w.message) or "work_dir: " in str(w.message))
-    assert len(said) == 4, said
-    assert said[0].startswith("amzkit-01-extract: data_dir: /home/me/student_resource/dataset is not under "
-                              "/kaggle/input, where a kernel's inputs are mounted") and "leave data_dir auto" in said[0]
-    assert said[1].startswith("amzkit-02-correlate: data_dir: ~/data is not under /kaggle/input")
-    assert said[2].startswith("amzkit-03-train: work_dir: /tmp/runs is not under /kaggle/working")
-    assert said[3].startswith("amzkit-05-submit: data_dir: /kaggle/input/other-dataset is in no attached source")
+    said = str(refused.value).split("; amzkit-")
+    assert len(said) == 3, said
+    assert "amzkit-01-extract: data_dir: /home/me/student_resource/dataset is not under /kaggle/input, where a " \
+           "kernel's inputs are mounted" in said[0] and "leave data_dir auto" in said[0]
+    assert said[1].startswith("02-correlate: data_dir: ~/data is not under /kaggle/input")
+    assert said[2].startswith("03-train: work_dir: /tmp/runs is not under /kaggle/working") and "leave work_dir auto" \
+        in said[2]
+    assert not (tmp_path / "local").exists()
+    with pytest.raises(ValueError, match="amzkit-04-ensemble: data_dir: /home/me/data is not under /kaggle/input"):
+        _build(tmp_path / "local", cli_params=["04.data_dir=/home/me/data", "04.calibrate_by=unit_family"])
+    with pytest.warns(UserWarning) as caught:
+        _build(tmp_path / "mounted", cli_params=["05.data_dir=/kaggle/input/other-dataset", "04.data_dir=/home/x"])
+    said = [str(w.message) for w in caught if "data_dir: " in str(w.message)]
+    assert said == [said[0]] and said[0].startswith("amzkit-05-submit: data_dir: /kaggle/input/other-dataset is in "
+                                                    "no attached source")
     kaggle_paths = ["01.data_dir=../input/amazon-ml-2025", "02.data_dir=/kaggle/input/amazon-ml-2025/dataset",
                     "03.work_dir=runs", "04.data_dir=demo", "04.work_dir=/kaggle/working",
                     "05.work_dir=/kaggle/working/amzkit"]

@@ -20,7 +20,12 @@ import papermill as pm
 import yaml
 
 from amzkit.app.kaggle_api import KaggleError, read_credentials
-from amzkit.app.kaggle_checks import check_03_runs, runs_no_01_kernel_extracts, runs_no_03_kernel_trains
+from amzkit.app.kaggle_checks import (
+    check_03_runs,
+    check_reachable_paths,
+    runs_no_01_kernel_extracts,
+    runs_no_03_kernel_trains,
+)
 from amzkit.app.kaggle_image import (
     Downloader,
     earlier_needs,
@@ -380,6 +385,7 @@ def build(out: str | Path = DEFAULT_BUILD, owner: str | None = None, params_file
                          "and must slugify to the kernel's id the same way on Kaggle)")
     planned = _plan_kernels(owner, prefix, per_stage)  # every parameter is checked before anything is written
     kernels = [k for k in planned if k.stage in selected]
+    check_reachable_paths(kernels)  # data_dir / work_dir no kernel can use on Kaggle
     for unread in runs_no_01_kernel_extracts(kernels) + runs_no_03_kernel_trains(kernels):
         warnings.warn(unread, stacklevel=2)
     needs = needs_of((k.stage, {**stage_parameters(k.stage), **k.params}) for k in kernels)
@@ -400,7 +406,7 @@ def build(out: str | Path = DEFAULT_BUILD, owner: str | None = None, params_file
     _clean_previous_build(out)
     dataset_dir = out / WHEEL_DATASET
     dataset_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(dataset_dir / "dataset-metadata.json", dataset_metadata(owner))
+    write_json(dataset_dir / "dataset-metadata.json", dataset_metadata(owner))
     wheel = (wheel_builder or build_wheel)(dataset_dir)
     version = wheel_version(wheel)
     shipping = plan_shipping(merge_needs(needs, others), dataset_dir, ship=ship_deps, downloader=downloader,
@@ -413,7 +419,7 @@ def build(out: str | Path = DEFAULT_BUILD, owner: str | None = None, params_file
         prepare_notebook(Path(notebooks_dir) / code_file, folder / code_file, kernel.params, want=version,
                          after_params=merge_cell(kernel.stage, kernel.params))
         meta = kernel_metadata(tmpl, kernel, code_file, sources, dataset_id)
-        _write_json(folder / "kernel-metadata.json", meta)
+        write_json(folder / "kernel-metadata.json", meta)
         for missing in unreachable_folders(kernel.params, meta):
             warnings.warn(f"{kernel.folder}: {missing}", stacklevel=2)
         problems = check_kernel_metadata(meta, folder, kernel.stage, kernel.params)
@@ -423,12 +429,8 @@ def build(out: str | Path = DEFAULT_BUILD, owner: str | None = None, params_file
             "data": {"dataset_sources": sources.datasets, "competition_sources": sources.competitions},
             "dataset": {"id": dataset_id, "folder": WHEEL_DATASET, "wheel": wheel.name, **shipping.as_dict()},
             "kernels": [vars(k) for k in kernels]}
-    _write_json(out / PLAN_FILE, plan)
+    write_json(out / PLAN_FILE, plan)
     return BuildResult(out, owner, dataset_id, dataset_dir, wheel, kernels, version, dict(shipping.shipped))
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    write_json(path, obj)
 
 
 def _plan_kernels(owner: str, prefix: str, per_stage: Mapping[str, list[dict[str, Any]]]) -> list[KernelPlan]:

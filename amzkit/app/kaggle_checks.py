@@ -8,6 +8,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+from amzkit.app.kaggle_runtime import unreachable_paths
 from amzkit.app.parameters import stage_parameters
 from amzkit.embed.registry import LOCAL_DIR, LOCAL_DIR_TEXT, get_model_spec
 from amzkit.ml.featureset import parse_embedding_spec
@@ -66,6 +67,16 @@ def check_03_learner(name: str, params: dict[str, Any]) -> None:
         raise ValueError(f"03_train run {name!r} would stop on Kaggle once 01 and 02 had run: {err}") from None
     for note in unchecked:
         warnings.warn(f"03_train run {name!r}: {note}", stacklevel=2)
+
+
+def check_reachable_paths(kernels: Sequence[Any]) -> None:
+    """Refuse the build when a kernel (a kaggle.KernelPlan) names a data_dir or work_dir that no kernel can use on
+    Kaggle (kaggle_runtime.unreachable_paths): certain to fail whatever is attached, unlike a /kaggle/input folder
+    that no source seems to mount (kaggle_runtime.unreachable_folders, warned of)."""
+    unreachable = [f"{k.folder}: {problem}" for k in kernels
+                   for problem in unreachable_paths(k.stage, {**stage_parameters(k.stage), **k.params})]
+    if unreachable:
+        raise ValueError("kernels that would fail on Kaggle whatever is attached: " + "; ".join(unreachable))
 
 
 def runs_no_01_kernel_extracts(kernels: Sequence[Any]) -> list[str]:

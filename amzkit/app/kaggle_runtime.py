@@ -190,33 +190,53 @@ def list_mounts(root: str | Path = KAGGLE_INPUT) -> list[Mount]:
 KAGGLE_INPUT_PATH, KAGGLE_WORKING_PATH = "/kaggle/input", "/kaggle/working"  # as a pushed kernel sees them
 # a model folder a parameter names under /kaggle/input (01's model / text_model, 03's learner_params model)
 _MOUNTED_FOLDER = re.compile(r"local-dir(?:-text)?:(/kaggle/input/[^\s\"'\\,}]+)")
+NEEDS_DATA = {"01_extract", "02_correlate", "03_train", "05_submit"}  # the stages that read train.csv / test.csv
+
+
+def reads_data(stage: str, params: Mapping[str, Any]) -> bool:
+    """Whether a `stage` run with `params` reads the CSVs in data_dir (04 only to calibrate or stack on columns)."""
+    return stage in NEEDS_DATA or (stage == "04_ensemble" and bool(params.get("calibrate_by")
+                                                                   or params.get("meta_features")))
+
+
+def _on_kaggle(value: str) -> PurePosixPath:
+    """A folder parameter as a pushed kernel resolves it (its cwd is /kaggle/working)."""
+    return PurePosixPath(posixpath.normpath(posixpath.join(KAGGLE_WORKING_PATH, value)))
+
+
+def unreachable_paths(stage: str, params: Mapping[str, Any]) -> list[str]:
+    """What to change, for each folder of a `stage` kernel's `params` (the defaults filled in) that no kernel can
+    use on Kaggle: a data_dir it reads outside /kaggle/input, where the inputs are mounted (a folder of this
+    machine's: the kernel stops there), or a work_dir outside /kaggle/working (Kaggle keeps no other output: it is
+    lost when the kernel ends, and the later kernels find nothing). Relative folders are /kaggle/working's."""
+    problems = []
+    data_dir, work_dir = params.get("data_dir"), params.get("work_dir")
+    if isinstance(data_dir, str) and data_dir not in ("auto", "demo") and reads_data(stage, params) \
+            and not _on_kaggle(data_dir).is_relative_to(KAGGLE_INPUT_PATH):
+        problems.append(f"data_dir: {data_dir} is not under {KAGGLE_INPUT_PATH}, where a kernel's inputs are mounted: "
+                        "on Kaggle the kernel would stop on a folder it cannot find; leave data_dir auto (it finds "
+                        "train.csv and test.csv in the attached --data dataset) or give a folder under /kaggle/input")
+    if isinstance(work_dir, str) and work_dir != "auto" \
+            and not _on_kaggle(work_dir).is_relative_to(KAGGLE_WORKING_PATH):
+        problems.append(f"work_dir: {work_dir} is not under {KAGGLE_WORKING_PATH}, where Kaggle keeps a kernel's "
+                        "outputs: on Kaggle the kernel would write outputs that are lost when it ends, and later "
+                        "kernels would find nothing; leave work_dir auto")
+    return problems
 
 
 def unreachable_folders(params: Mapping[str, Any], meta: Mapping[str, Any]) -> list[str]:
-    """What to change, for each folder in a kernel's parameters that it cannot reach on Kaggle: a /kaggle/input
-    folder (a local-dir model, a data_dir) that no source of its metadata (datasets, models, kernels,
-    competitions) can be mounted as (no component of the path is a source's slug), a data_dir outside /kaggle/input
-    (a folder of this machine's), or a work_dir outside /kaggle/working (Kaggle keeps no other output)."""
+    """What to change, for each /kaggle/input folder in a kernel's parameters (a local-dir model, a data_dir) that
+    no source of its metadata (datasets, models, kernels, competitions) can be mounted as (no component of the path
+    is a source's slug): a warning, as a source's mount may be named otherwise."""
     refs = [*meta.get("dataset_sources", ()), *meta.get("kernel_sources", ()), *meta.get("model_sources", ())]
     slugs = {ref.split("/")[1].lower() for ref in refs if ref.count("/") >= 1}
     slugs |= {slug.lower() for slug in meta.get("competition_sources", ())}
     folders = [(name, path) for name, value in params.items() for path in _MOUNTED_FOLDER.findall(str(value))]
-    problems = []
-    for name, auto, root, what in (("data_dir", ("auto", "demo"), KAGGLE_INPUT_PATH, "a kernel's inputs are mounted"),
-                                   ("work_dir", ("auto",), KAGGLE_WORKING_PATH, "Kaggle keeps a kernel's outputs")):
-        value = params.get(name)
-        if not isinstance(value, str) or value in auto:
-            continue
-        path = PurePosixPath(posixpath.normpath(posixpath.join(KAGGLE_WORKING_PATH, value)))  # its cwd on Kaggle
-        if path.is_relative_to(root):
-            folders += [(name, str(path))] if name == "data_dir" else []
-            continue
-        problems.append(f"{name}: {value} is not under {root}, where {what}: on Kaggle the kernel would "
-                        + ("stop on a folder it cannot find; leave data_dir auto (it finds train.csv and test.csv in "
-                           "the attached --data dataset) or give a folder under /kaggle/input" if name == "data_dir"
-                           else "write outputs that are lost when it ends, and later kernels would find nothing; "
-                           "leave work_dir auto"))
-    return problems + [
+    data_dir = params.get("data_dir")
+    if isinstance(data_dir, str) and data_dir not in ("auto", "demo") \
+            and _on_kaggle(data_dir).is_relative_to(KAGGLE_INPUT_PATH):
+        folders.append(("data_dir", str(_on_kaggle(data_dir))))
+    return [
         f"{name}: {path} is in no attached source ({', '.join(refs)}); attach its dataset with --data <owner>/<slug> "
         "(or a Kaggle Model in the template's model_sources), or the kernel stops on a folder it cannot find"
         for name, path in folders if not {part.lower() for part in PurePosixPath(path).parts[3:]} & slugs]

@@ -24,6 +24,7 @@ from amzkit.app.kaggle_runtime import (
     detach_previous_outputs,
     find_data_dir,
     find_data_dirs,
+    reads_data,
 )
 from amzkit.core.io import read_csv, read_json, remove_stale_temporaries, rows_sha256, write_json
 from amzkit.core.metric import constant_level_warning, other_scores
@@ -50,7 +51,6 @@ from amzkit.stages.train_plots import plot_importance, plot_oof
 from amzkit.stages.tune import check_tuning, plot_tuning, tune_preset, tuning_paths
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
-NEEDS_DATA = {"01_extract", "02_correlate", "03_train", "05_submit"}
 
 
 def resolve_data_dir(data_dir: str, work_dir: Path, train_name: str = "train.csv",
@@ -133,7 +133,7 @@ def setup(params: SimpleNamespace, stage: str) -> Context:
         attach_previous_outputs(work_dir, stage)  # earlier kernels' outputs, mounted under /kaggle/input
     schema = get_schema(params.schema)
     ctx = Context(stage, params, schema, work_dir)
-    needs_data = stage in NEEDS_DATA or (stage == "04_ensemble" and (params.calibrate_by or params.meta_features))
+    needs_data = reads_data(stage, vars(params))
     if needs_data:
         ctx.data_dir = resolve_data_dir(params.data_dir, work_dir, schema=schema)
         ctx.data = load_data(ctx.data_dir, schema.name)
