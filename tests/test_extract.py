@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 import amzkit.stages.extract as extract_module
+import amzkit.stages.extract_shards as extract_shards
 from amzkit.app.demo import make_demo
 from amzkit.core.io import read_json, write_json
 from amzkit.core.schema import get_schema, load_data
@@ -290,7 +291,7 @@ def test_a_kill_while_merging_leaves_no_manifest_beside_new_arrays(shard_data, s
     # left the old manifest vouching for a new train.npy beside an old test.npy, and 03 loaded both
     extract(shard_data, small_demo, tmp_path, "amazon2025", "tfidf-svd", shard_rows=SHARD_ROWS_SMALL)
     run = tmp_path / "01_extract" / "tfidf-svd"
-    real_write = extract_module.write_npy
+    real_write = extract_shards.write_npy
 
     def dies_after_the_first_array(path, array):
         real_write(path, array)
@@ -299,7 +300,7 @@ def test_a_kill_while_merging_leaves_no_manifest_beside_new_arrays(shard_data, s
 
     edited = {split: frame.copy() for split, frame in shard_data.items()}
     edited["train"]["catalog_content"] = edited["train"]["catalog_content"] + " extra words"
-    monkeypatch.setattr(extract_module, "write_npy", dies_after_the_first_array)
+    monkeypatch.setattr(extract_shards, "write_npy", dies_after_the_first_array)
     with pytest.raises(KeyboardInterrupt):
         extract(edited, small_demo, tmp_path, "amazon2025", "tfidf-svd", shard_rows=SHARD_ROWS_SMALL)
     assert not (run / "manifest.json").exists()
