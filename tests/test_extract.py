@@ -26,8 +26,10 @@ from amzkit.embed.simple import ColorStatsEmbedder
 from amzkit.images.fetch import fetch_images
 from amzkit.images.http import NetworkWatch, RetryPolicy
 from amzkit.images.records import MANIFEST_NAME, read_manifest
+from amzkit.stages.correlate import unusable_reason
 from amzkit.stages.extract import extract
-from amzkit.testing import save_random_open_clip
+from amzkit.stages.extract_reports import status_table
+from amzkit.testing import save_random_bert, save_random_open_clip
 
 ONE_TRY = RetryPolicy(attempts=1, final_pass_attempts=0)
 
@@ -843,6 +845,36 @@ def test_new_weights_in_the_same_model_folder_are_embedded_anew(small_demo, tmp_
     out = capsys.readouterr().out
     assert f"01_extract/model holds the embeddings of local-dir:{folder.resolve()}" in out
     assert f"this call's model is local-dir:{other.resolve()}, so they are replaced" in out
+
+
+@pytest.mark.parametrize("where", ["two folders named alike", "one folder given a text model"])
+def test_an_image_run_replaced_by_a_text_run_of_the_same_name_keeps_none_of_its_link_statuses(
+        where, small_demo, tmp_path, capsys):
+    """A local image model and a text model in folders named alike share a run, the second replacing the first: the
+    text run kept the image run's {split}_fetch.csv (its merge joined the image shards' fetch tables, left beside the
+    text shards), so 01's status table and 02's and 03's messages read link statuses of a run that was gone. A folder
+    given a text model in place of its image model replaced the run without a word."""
+    data = load_data(small_demo, "amazon2025")
+    folder = save_random_open_clip(tmp_path / "a" / "shared-text")
+    if where == "two folders named alike":  # a text tower's run is named <folder>-text
+        text = f"local-dir-text:{save_random_open_clip(tmp_path / 'b' / 'shared')}"
+    work, run = tmp_path / "work", tmp_path / "work" / "01_extract" / "shared-text"
+    extract(data, small_demo, work, "amazon2025", f"local-dir:{folder}", batch_size=8, num_workers=0,
+            shard_rows=SHARD_ROWS_SMALL)
+    assert status_table(work, "shared-text").loc["ok", "train"] == 40
+    if where == "one folder given a text model":
+        shutil.rmtree(folder)
+        text = f"local-dir:{save_random_bert(folder, data['train']['catalog_content'].tolist())}"
+    capsys.readouterr()
+    manifest = extract(data, small_demo, work, "amazon2025", text, batch_size=8, num_workers=0,
+                       shard_rows=SHARD_ROWS_SMALL)
+    out = capsys.readouterr().out
+    assert manifest["modality"] == "text" and "holds the image embeddings of" in out
+    assert "this call's model is the text model local-dir:" in out and "so they are replaced" in out
+    assert not sorted(run.rglob("*fetch.csv")), "no link status of the image run is left, merged or in a shard"
+    assert status_table(work, "shared-text").empty
+    ok = np.load(run / "train_ok.npy")
+    assert "train_fetch.csv" not in unusable_reason(work, "shared-text", ok, ok)
 
 
 def test_minilm_from_another_version_of_its_package_is_another_fit_and_the_installed_one_keeps_its_key(

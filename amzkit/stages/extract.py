@@ -228,11 +228,13 @@ def extract(
     shard_dir = run_dir / SHARDS_DIR
     check_image_column(spec, schema_)
     fit = fit_fingerprint(spec, data, schema_)
-    earlier = read_json(run_dir / "manifest.json").get("source") if (run_dir / "manifest.json").is_file() else None
-    if earlier and spec.source and earlier != spec.source:
-        print(f"{spec.name}: 01_extract/{spec.name} holds the embeddings of {earlier}; this call's model is "
-              f"{spec.source}, so they are replaced (a local model's run is named after its folder: give the folder "
-              "another name to keep both)")
+    earlier = read_json(run_dir / "manifest.json") if (run_dir / "manifest.json").is_file() else {}
+    other_kind = earlier.get("modality", spec.modality) != spec.modality  # a folder now holding another kind of model
+    if earlier.get("source") and spec.source and (earlier["source"] != spec.source or other_kind):
+        kinds = (f"{earlier['modality']} ", f"the {spec.modality} model ") if other_kind else ("", "")
+        print(f"{spec.name}: 01_extract/{spec.name} holds the {kinds[0]}embeddings of {earlier['source']}; this "
+              f"call's model is {kinds[1]}{spec.source}, so they are replaced (a local model's run is named after its "
+              "folder: give the folder another name to keep both)")
     todo, states, plans, retry = {}, {}, {}, {}
     for split in SPLITS:
         ids = data[split][schema_.id_column].to_numpy()
@@ -366,6 +368,8 @@ def _embed_shards(todo: dict, data, schema_, spec: ModelSpec, embedder, shard_di
                       shard_dir / f"{_shard_stem(split, shard_no)}.fetch.csv")
         else:  # a row without text has no embedding (the model's vector of "" would be one, shared, for them all)
             ok = ok & np.array([bool(text.strip()) for text in inputs], dtype=bool)
+            # the link statuses of an image run of the same name (a local folder named alike) this run replaces
+            (shard_dir / f"{_shard_stem(split, shard_no)}.fetch.csv").unlink(missing_ok=True)
         embeddings[~ok] = np.nan
         if embeddings.shape[0] != stop - start or ok.shape[0] != stop - start:
             raise RuntimeError(f"{spec.name} returned {embeddings.shape[0]} rows for a shard of {stop - start}")

@@ -3,7 +3,6 @@ links failed for a passing reason, and the tables of runs and fetch statuses the
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -42,10 +41,8 @@ def network_down_error(data, data_dir, work_dir, schema_, run_dir: Path, watch: 
 
 
 def report_image_run(manifest: dict, run_dir: Path, images_offline_ok: bool) -> None:
-    """After an image run merged: drop an earlier stop's NETWORK_DOWN_DIR (its statuses are superseded), then,
-    unless `images_offline_ok`, stop when no row got an image and warn about links that failed for a passing
-    reason."""
-    shutil.rmtree(run_dir / NETWORK_DOWN_DIR, ignore_errors=True)
+    """After an image run merged (which dropped an earlier stop's NETWORK_DOWN_DIR), unless `images_offline_ok`:
+    stop when no row got an image and warn about links that failed for a passing reason."""
     if not images_offline_ok:
         check_some_image(manifest, run_dir)
         warn_passing_failures(manifest, run_dir)

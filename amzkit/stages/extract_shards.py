@@ -4,6 +4,7 @@ shards (from one kernel or several) into the run folder that later stages read."
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import pandas as pd
 from amzkit.core.io import id_hash, read_json, write_csv, write_json, write_npy
 from amzkit.core.schema import SPLITS
 from amzkit.embed.registry import ModelSpec
+from amzkit.stages.extract_reports import NETWORK_DOWN_DIR
 
 SHARDS_DIR = "shards"
 ARRAY_SUFFIXES = (".npy", ".ok.npy")
@@ -61,7 +63,9 @@ def merge_shards(sources: list[str | Path], out_dir: str | Path, ids: dict[str, 
     Checks that the shards cover every row of every split exactly once and match `ids` (split -> id
     column), that they come from one fit of the model (`expected_fit` when given), and that each shard's arrays
     are the ones its marker vouches for; a shard found twice must be identical. Nothing is written unless every
-    check passes; then the merged arrays and the manifest.
+    check passes; then the merged arrays, an image run's {split}_fetch.csv (the link statuses of every shard) and
+    the manifest. What the folder held of an earlier run goes first: a text run replacing an image run of the
+    same name keeps none of its link statuses, and an earlier stop's NETWORK_DOWN_DIR is superseded.
     """
     out_dir = Path(out_dir)
     markers: dict[tuple[str, int], tuple[Path, dict]] = {}
@@ -91,6 +95,8 @@ def merge_shards(sources: list[str | Path], out_dir: str | Path, ids: dict[str, 
         raise ValueError(f"shards past the end of this CSV (left by a longer one): {stale[:5]}: delete them, or "
                          "rerun 01_extract in their folders (it removes them)")
     manifest: dict = {"model": models.pop(), "fit_sha256": fits.pop(), "splits": {}}
+    modalities = {info.get("modality") for _, info in markers.values()}  # None: a marker of an older kernel
+    modality = spec.modality if spec is not None else modalities.pop() if len(modalities) == 1 else None
     total_seconds = 0.0
     merged = {}
     for split in SPLITS:
@@ -113,13 +119,14 @@ def merge_shards(sources: list[str | Path], out_dir: str | Path, ids: dict[str, 
                                  f"it and {path.name}, then rerun 01_extract")
             blocks.append(embeddings)
             oks.append(ok)
-            if Path(f"{stem}.fetch.csv").is_file():
+            if modality != "text" and Path(f"{stem}.fetch.csv").is_file():  # a text shard's is an image run's
                 statuses.append(pd.read_csv(f"{stem}.fetch.csv", keep_default_na=False))
             covered = info["stop"]
             total_seconds += info.get("seconds", 0.0)
         if covered != len(split_ids):
             raise ValueError(f"{split}: shards cover rows 0..{covered} of {len(split_ids)}; the rest are missing")
         shard_inputs = [[info["start"], info["stop"], info.get("inputs_sha256")] for _, _, info in found]
+        statuses = statuses if len(statuses) == len(found) else []  # a table must hold every row, in order
         merged[split] = (np.concatenate(blocks), np.concatenate(oks), statuses, len(found), id_hash(split_ids),
                          shard_inputs if all(digest for _, _, digest in shard_inputs) else None)
     if merged["train"][0].shape[1:] != merged["test"][0].shape[1:]:
@@ -127,9 +134,12 @@ def merge_shards(sources: list[str | Path], out_dir: str | Path, ids: dict[str, 
                          f"{merged['test'][0].shape[1:]}: they are from different models or runs; rerun 01_extract")
     # arrays and manifest change together: the manifest (what readers check) and metrics.json (what lists the run
     # as finished, written last) are gone before any array is replaced, so a kill in between never leaves an old
-    # manifest vouching for new arrays, nor a run listed that cannot be read
+    # manifest vouching for new arrays, nor a run listed that cannot be read; nor link statuses of the run replaced
     (out_dir / "metrics.json").unlink(missing_ok=True)
     (out_dir / "manifest.json").unlink(missing_ok=True)
+    for split in SPLITS:
+        (out_dir / f"{split}_fetch.csv").unlink(missing_ok=True)
+    shutil.rmtree(out_dir / NETWORK_DOWN_DIR, ignore_errors=True)
     for split, (embeddings, ok, statuses, n_shards, ids_sha256, shard_inputs) in merged.items():
         write_npy(out_dir / f"{split}.npy", embeddings)
         write_npy(out_dir / f"{split}_ok.npy", ok)
@@ -142,8 +152,8 @@ def merge_shards(sources: list[str | Path], out_dir: str | Path, ids: dict[str, 
                                      **({"inputs": shard_inputs} if shard_inputs else {})}  # what load checks
     if spec is not None:
         manifest.update(modality=spec.modality, architecture=spec.architecture, source=spec.source)
-    elif len(modalities := {info.get("modality") for _, info in markers.values()}) == 1 and None not in modalities:
-        manifest["modality"] = modalities.pop()  # merged without the spec: what its shards say (a local-dir model)
+    elif modality is not None:
+        manifest["modality"] = modality  # merged without the spec: what its shards say (a local-dir model)
     rows = sum(s["rows"] for s in manifest["splits"].values())
     manifest.update(seconds=round(total_seconds, 3), rows_per_second=round(rows / max(total_seconds, 1e-9), 1))
     write_json(out_dir / "manifest.json", manifest)
