@@ -27,7 +27,7 @@ from amzkit.images.fetch import fetch_images
 from amzkit.images.http import NetworkWatch, RetryPolicy
 from amzkit.images.records import MANIFEST_NAME, read_manifest
 from amzkit.stages.correlate import unusable_reason
-from amzkit.stages.extract import extract
+from amzkit.stages.extract import extract, merge_shards
 from amzkit.stages.extract_reports import status_table
 from amzkit.testing import save_random_bert, save_random_open_clip
 
@@ -411,6 +411,58 @@ def test_a_finished_run_resumed_offline_after_its_csv_changed_keeps_its_fetch_ta
     assert len(new) == 40 and not (new["status"] == "ok").any()
     again = extract(shard_data, small_demo, tmp_path, "amazon2025", "color-stats", shard_rows=SHARD_ROWS_SMALL)
     assert again["splits"]["train"]["ok"] == 40 and not statuses.exists(), "a merged run drops the stop's tables"
+
+
+def test_a_shard_kernel_that_finishes_after_a_network_stop_drops_the_stops_fetch_tables(
+        shard_data, small_demo, tmp_path, monkeypatch, unreachable_links):
+    """A kernel of two (num_shards 2) stopped with the network down wrote every link's failure to its run folder's
+    {split}_fetch.csv; rerun with the network, it wrote its shards and returned before any merge, so those tables
+    stayed, and 01's fetch-status cell showed the stop's failures for a kernel that fetched every picture."""
+    class SmallProbe(NetworkWatch):  # decide from the first 6 links (200 in a real run)
+        def __init__(self):
+            super().__init__(probe_links=6)
+
+    monkeypatch.setattr(extract_module, "NetworkWatch", SmallProbe)
+    kernel = {"shard_rows": SHARD_ROWS_SMALL, "shard_index": 0, "num_shards": 2}
+    with pytest.raises(RuntimeError, match="no image could be fetched"):
+        extract(_with_links(shard_data, unreachable_links), small_demo, tmp_path, "amazon2025", "color-stats",
+                **kernel)
+    run_dir = tmp_path / "01_extract" / "color-stats"
+    assert status_table(tmp_path, "color-stats")["train"].sum() == 40, "the stop's tables"
+    extract(shard_data, small_demo, tmp_path, "amazon2025", "color-stats", **kernel)
+    assert not list(run_dir.glob("*_fetch.csv")), "the stop's statuses no longer apply"
+    counts = status_table(tmp_path, "color-stats", kernel=(0, 2))  # this kernel's shards: 0, 2 and 4 of train
+    assert counts.to_dict() == {"train": {"ok": 24}, "test": {"ok": 12}}
+
+
+@pytest.mark.parametrize("how", ["one kernel", "merge_dirs"])
+def test_a_merge_drops_the_network_down_folder_of_a_stop_beside_a_finished_run(
+        how, shard_data, small_demo, tmp_path, monkeypatch, unreachable_links):
+    """network_down/ (an offline stop's statuses beside a finished run) was removed by a one-kernel run's merge only:
+    a merge of shard kernels (-p merge_dirs) into that folder left it, naming link failures of no run there."""
+    class SmallProbe(NetworkWatch):
+        def __init__(self):
+            super().__init__(probe_links=6)
+
+    monkeypatch.setattr(extract_module, "NetworkWatch", SmallProbe)
+    extract(shard_data, small_demo, tmp_path, "amazon2025", "color-stats", shard_rows=SHARD_ROWS_SMALL)
+    with pytest.raises(RuntimeError, match="no image could be fetched"):
+        extract(_with_links(shard_data, unreachable_links), small_demo, tmp_path, "amazon2025", "color-stats",
+                shard_rows=SHARD_ROWS_SMALL)
+    run_dir = tmp_path / "01_extract" / "color-stats"
+    assert (run_dir / "network_down" / "train_fetch.csv").is_file()
+    if how == "one kernel":
+        extract(shard_data, small_demo, tmp_path, "amazon2025", "color-stats", shard_rows=SHARD_ROWS_SMALL)
+    else:
+        kernels = [tmp_path / f"kernel{index}" for index in range(2)]
+        for index, work in enumerate(kernels):
+            extract(shard_data, small_demo, work, "amazon2025", "color-stats", shard_rows=SHARD_ROWS_SMALL,
+                    shard_index=index, num_shards=2)
+        ids = {split: frame["sample_id"] for split, frame in shard_data.items()}
+        merge_shards([work / "01_extract" / "color-stats" for work in kernels], run_dir, ids,
+                     get_model_spec("color-stats"))
+    assert not (run_dir / "network_down").exists()
+    assert status_table(tmp_path, "color-stats").to_dict() == {"train": {"ok": 40}, "test": {"ok": 20}}
 
 
 def test_extract_with_images_offline_ok_tries_every_link_and_keeps_the_run(shard_data, small_demo, tmp_path,

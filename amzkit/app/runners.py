@@ -237,11 +237,14 @@ def show_registry(ctx: Context) -> pd.DataFrame:
 
 
 def show_fetch_status(ctx: Context) -> pd.DataFrame | None:
-    """Fetch statuses per split of the image run; None (nothing shown) for a text-only run."""
-    if not ctx.params.model:
+    """Fetch statuses per split of the image run (a shard kernel's: of its shards); None (nothing shown) for a
+    text-only run."""
+    p = ctx.params
+    if not p.model:
         print("no image model (-p model ''): no pictures were fetched")
         return None
-    return status_table(ctx.work_dir, get_model_spec(ctx.params.model).name)
+    kernel = (p.shard_index, p.num_shards) if p.num_shards > 1 and not p.merge_dirs else None
+    return status_table(ctx.work_dir, get_model_spec(p.model).name, kernel=kernel)
 
 
 def merge_model(ctx: Context, model: str, merge_dirs: list[str]) -> dict:

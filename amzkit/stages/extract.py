@@ -47,7 +47,7 @@ from amzkit.embed.runs import inputs_sha256, model_inputs
 from amzkit.images.fetch import fetch_images, local_files_digest, local_sizes_match
 from amzkit.images.http import HostStops, NetworkWatch
 from amzkit.images.records import is_passing
-from amzkit.stages.extract_reports import network_down_error, report_image_run
+from amzkit.stages.extract_reports import drop_network_stop, network_down_error, report_image_run
 from amzkit.stages.extract_shards import SHARDS_DIR, array_sha256, check_shard_arrays, merge_shards
 
 PARAMETERS = Parameters(
@@ -285,6 +285,7 @@ def extract(
         if spec.modality == "image":
             report_image_run(manifest, run_dir, images_offline_ok)
         return manifest
+    drop_network_stop(run_dir)  # an earlier stop's statuses: this kernel has fetched its links since
     return {"model": spec.name, "shard_index": shard_index, "num_shards": num_shards, "shards_written": len(todo),
             "shards_dir": str(shard_dir)}
 

@@ -3,6 +3,7 @@ links failed for a passing reason, and the tables of runs and fetch statuses the
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,10 +15,10 @@ from amzkit.core.workdir import list_runs, stage_dir
 from amzkit.images.fetch import fetch_images
 from amzkit.images.http import NetworkWatch
 from amzkit.images.records import is_passing
+from amzkit.stages.extract_shards import NETWORK_DOWN_DIR, SHARDS_DIR
 
 PASSING_FAILURES_WARN_SHARE = 0.01  # warn when this share of a split's links or more failed for a passing reason
 PASSING_FAILURES_WARN_ROWS = 5  # ... and at least this many
-NETWORK_DOWN_DIR = "network_down"  # the link statuses of a stop for a dead network, beside a finished run
 
 
 def network_down_error(data, data_dir, work_dir, schema_, run_dir: Path, watch: NetworkWatch) -> RuntimeError:
@@ -38,6 +39,16 @@ def network_down_error(data, data_dir, work_dir, schema_, run_dir: Path, watch: 
         f"{out / 'train_fetch.csv'} and test_fetch.csv{kept}. Turn Internet on (Kaggle: the notebook's Settings > "
         "Internet) and rerun 01; or run text-only with -p model \"\"; or carry on without images with "
         "-p images_offline_ok True (every link is then tried, with retries)")
+
+
+def drop_network_stop(run_dir: Path) -> None:
+    """Remove what `network_down_error` wrote, once a later run in the folder got through (a shard kernel that
+    wrote its shards; a merge replaces the tables itself): its NETWORK_DOWN_DIR, and the fetch tables it wrote in
+    a folder that holds no finished run."""
+    shutil.rmtree(run_dir / NETWORK_DOWN_DIR, ignore_errors=True)
+    if not (run_dir / "manifest.json").is_file():
+        for split in SPLITS:
+            (run_dir / f"{split}_fetch.csv").unlink(missing_ok=True)
 
 
 def report_image_run(manifest: dict, run_dir: Path, images_offline_ok: bool) -> None:
@@ -121,12 +132,18 @@ def runs_table(work_dir: str | Path, ran_now: Sequence[str] = ()) -> pd.DataFram
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def status_table(work_dir: str | Path, name: str) -> pd.DataFrame:
-    """Counts of fetch statuses per split for an image run (empty for text runs)."""
+def status_table(work_dir: str | Path, name: str, kernel: tuple[int, int] | None = None) -> pd.DataFrame:
+    """Counts of fetch statuses per split for an image run (empty for text runs); `kernel` (shard_index,
+    num_shards): those of the shards that kernel embeds, before any merge."""
     run_dir = stage_dir(work_dir, "01_extract") / name
     frames = []
     for split in SPLITS:
-        path = run_dir / f"{split}_fetch.csv"
-        if path.is_file():
-            frames.append(pd.read_csv(path, keep_default_na=False)["status"].value_counts().rename(split))
+        if kernel is None:
+            paths = [run_dir / f"{split}_fetch.csv"]
+        else:
+            paths = [path for path in sorted((run_dir / SHARDS_DIR).glob(f"{split}-*.fetch.csv"))
+                     if int(path.name.split(".")[0].split("-")[1]) % kernel[1] == kernel[0]]
+        tables = [pd.read_csv(path, keep_default_na=False)["status"] for path in paths if path.is_file()]
+        if tables:
+            frames.append(pd.concat(tables).value_counts().rename(split))
     return pd.concat(frames, axis=1).fillna(0).astype(int) if frames else pd.DataFrame()
