@@ -725,6 +725,20 @@ def test_01_refuses_no_model_and_a_model_in_the_other_parameter(tmp_path, params
     assert not (tmp_path / "work" / "01_extract" / "tfidf-svd").exists()
 
 
+def test_01_shows_the_registry_rows_of_the_models_it_runs_not_the_whole_table(tmp_path):
+    """01's model cell printed every registry model (20 rows of image and text models) for a text-only run."""
+    data_dir = competition(tmp_path / "data")
+    text_only = notebook_context("01_extract", data_dir, tmp_path / "work", model="", text_model="tfidf-svd")
+    table = runners.show_models(text_only)
+    assert table.index.tolist() == ["tfidf-svd"] and table.loc["tfidf-svd", "parameter"] == "text_model"
+    assert table.loc["tfidf-svd", "modality"] == "text"
+    clip = f"local-dir:{save_random_open_clip(tmp_path / 'models' / 'tinyclip')}"
+    both = notebook_context("01_extract", data_dir, tmp_path / "work", model=clip, text_model="minilm")
+    table = runners.show_models(both)
+    assert table.index.tolist() == ["tinyclip", "minilm"] and table["parameter"].tolist() == ["model", "text_model"]
+    assert table.loc["tinyclip", "source"] == f"local-dir:{(tmp_path / 'models' / 'tinyclip').resolve()}"
+
+
 def test_01_text_only_shows_no_empty_fetch_table_and_04_says_it_reads_no_csv(tmp_path, capsys):
     ctx = notebook_context("01_extract", competition(tmp_path / "data"), tmp_path / "work", model="",
                            text_model="tfidf-svd")

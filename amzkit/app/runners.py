@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -31,7 +31,7 @@ from amzkit.core.metric import constant_level_warning, other_scores
 from amzkit.core.progress import text_bars_in_started_kernels
 from amzkit.core.schema import SPLITS, Schema, check_columns, get_schema, load_data
 from amzkit.core.workdir import KAGGLE_INPUT, check_writable, on_kaggle, resolve_work_dir, stage_dir
-from amzkit.embed.registry import LOCAL_DIR, LOCAL_DIR_TEXT, MODELS, get_model_spec, registry_table
+from amzkit.embed.registry import LOCAL_DIR, LOCAL_DIR_TEXT, MODELS, get_model_spec
 from amzkit.ml.diversity import ALIKE_CORRELATION
 from amzkit.ml.runs import marked_rerun, runs_leaderboard
 from amzkit.stages import correlate as correlate_stage
@@ -231,9 +231,14 @@ def write_run_image_tables(ctx: Context) -> Path | None:
     return write_image_tables(ctx.data, ctx.schema, ctx.data_dir, ctx.work_dir, rows=rows)
 
 
-def show_registry(ctx: Context) -> pd.DataFrame:
-    """The embedding model registry: names, how each loads, input size, width, parameters, licence."""
-    return registry_table()
+def show_models(ctx: Context) -> pd.DataFrame:
+    """The registry rows of the models this run embeds with (-p model, -p text_model; a local-dir model's as read
+    from its folder): how each loads, input size, width, parameters, licence. amzkit.registry_table() has them all."""
+    p = ctx.params
+    specs = {parameter: get_model_spec(model) for parameter, model in (("model", p.model), ("text_model", p.text_model))
+             if model}
+    rows = [{**asdict(spec), "parameter": parameter} for parameter, spec in specs.items()]
+    return pd.DataFrame(rows).set_index("name") if rows else pd.DataFrame()  # none: run_extract says what to pass
 
 
 def show_fetch_status(ctx: Context) -> pd.DataFrame | None:
