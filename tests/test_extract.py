@@ -29,7 +29,7 @@ from amzkit.images.records import MANIFEST_NAME, read_manifest
 from amzkit.stages.correlate import unusable_reason
 from amzkit.stages.extract import extract, merge_shards
 from amzkit.stages.extract_reports import status_table
-from amzkit.testing import save_random_bert, save_random_open_clip
+from amzkit.testing import kill_after_writing, save_random_bert, save_random_open_clip
 
 ONE_TRY = RetryPolicy(attempts=1, final_pass_attempts=0)
 
@@ -678,6 +678,31 @@ def test_a_rerun_fetches_again_what_failed_for_a_passing_reason_and_embeds_only_
     before, embedded = dict(_Handler.hits), calls["n"]
     rerun()
     assert calls["n"] == embedded and _Handler.hits == before, "nothing left to fetch or embed"
+
+
+def test_a_kill_after_a_refetched_shards_fetch_table_leaves_no_old_marker_vouching_for_it(
+        shard_data, small_demo, tmp_path, server, monkeypatch):
+    """A shard embedded again because a 503 link now answered wrote its new fetch table before removing its old
+    marker: killed in between, the old marker still vouched for the old arrays (that row NaN), the new table said the
+    link was ok, so no rerun fetched or embedded it again, and the merged run kept the row without its image while
+    its fetch table said it was embedded."""
+    monkeypatch.setattr(extract_module, "fetch_images", functools.partial(fetch_images, retry=ONE_TRY))
+    flaky = shard_data["train"]["sample_id"][3]
+    data = _with_links(shard_data, lambda i: f"{server}/{'flaky' if i == flaky else 'ok'}/{i}.jpg")
+
+    def run():
+        return extract(data, small_demo, tmp_path, "amazon2025", "color-stats", shard_rows=SHARD_ROWS_SMALL)
+
+    _Handler.busy = True
+    assert run()["splits"]["train"]["ok"] == 39
+    _Handler.busy = False
+    with monkeypatch.context() as patch:
+        kill_after_writing(patch, extract_module, "train-00000.fetch.csv", KeyboardInterrupt("session killed"))
+        with pytest.raises(KeyboardInterrupt):
+            run()
+    again = run()
+    table = _fetch_tables(tmp_path)
+    assert again["splits"]["train"]["ok"] == 40 and table["embedded"].all()
 
 
 def test_a_link_in_several_shards_is_fetched_once_per_run_and_gives_its_rows_one_status(

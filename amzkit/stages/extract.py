@@ -365,18 +365,18 @@ def _embed_shards(todo: dict, data, schema_, spec: ModelSpec, embedder, shard_di
         embeddings = np.asarray(embeddings, dtype=_output_dtype(spec))
         if spec.modality == "image":
             ok = ok & (fetched["status"].to_numpy() == "ok")
-            write_csv(fetched.assign(embedded=ok).reset_index(drop=True),
-                      shard_dir / f"{_shard_stem(split, shard_no)}.fetch.csv")
         else:  # a row without text has no embedding (the model's vector of "" would be one, shared, for them all)
             ok = ok & np.array([bool(text.strip()) for text in inputs], dtype=bool)
-            # the link statuses of an image run of the same name (a local folder named alike) this run replaces
-            (shard_dir / f"{_shard_stem(split, shard_no)}.fetch.csv").unlink(missing_ok=True)
         embeddings[~ok] = np.nan
         if embeddings.shape[0] != stop - start or ok.shape[0] != stop - start:
             raise RuntimeError(f"{spec.name} returned {embeddings.shape[0]} rows for a shard of {stop - start}")
         seconds = time.perf_counter() - started
         stem = _shard_stem(split, shard_no)
-        (shard_dir / f"{stem}.json").unlink(missing_ok=True)  # an old marker must not vouch for new arrays
+        (shard_dir / f"{stem}.json").unlink(missing_ok=True)  # an old marker must not vouch for new arrays or table
+        if spec.modality == "image":
+            write_csv(fetched.assign(embedded=ok).reset_index(drop=True), shard_dir / f"{stem}.fetch.csv")
+        else:  # the link statuses of an image run of the same name (a local folder named alike) this run replaces
+            (shard_dir / f"{stem}.fetch.csv").unlink(missing_ok=True)
         write_npy(shard_dir / f"{stem}.npy", embeddings)
         write_npy(shard_dir / f"{stem}.ok.npy", ok)
         write_json(shard_dir / f"{stem}.json", {  # the marker goes last: its presence means the shard is whole
