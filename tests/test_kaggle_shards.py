@@ -148,6 +148,28 @@ def test_a_split_01_chains_through_kaggles_mounts_to_02_and_03(split, demo, tmp_
             assert read_image_tables(later, split_name, data[split_name]["image_link"]) is not None
 
 
+def test_a_merge_of_kernels_that_embedded_another_csv_under_the_same_ids_is_refused_by_shard(demo, tmp_path):
+    """The merging kernel's test.csv had one row's text edited since the shard kernels ran (same ids): the merge
+    checked ids only and wrote the run, and 02/03 then refused it saying to rerun 01, which merged the same shards
+    again; the merge now refuses, naming the shard and the kernels to rerun."""
+    data = load_data(demo, "amazon2025")
+    kernels = [tmp_path / f"kernel{index}" / "amzkit" for index in range(2)]
+    for index, work in enumerate(kernels):
+        extract(data, demo, work, "amazon2025", "tfidf-svd", shard_rows=SHARD_ROWS, shard_index=index, num_shards=2)
+    edited = {split: frame.copy() for split, frame in data.items()}
+    edited["test"].loc[9, "catalog_content"] += " (new pack size)"  # test shard #1: rows 8-15
+    params = SimpleNamespace(**{**stage_parameters("01_extract"), "model": "", "text_model": "tfidf-svd",
+                                "merge_dirs": [str(work) for work in kernels]})
+    work = tmp_path / "merging" / "amzkit"
+    ctx = runners.Context("01_extract", params, get_schema("amazon2025"), work, demo, edited)
+    with pytest.raises(ValueError, match=r"test shard #1 \(.*kernel1.*\) was embedded from other text than this "
+                                         r"test.csv holds .*rows 8-15.*rerun the shard kernels on this CSV"):
+        runners.run_extract(ctx)
+    assert list_runs(work, "01_extract") == [], "nothing merged"
+    ctx = runners.Context("01_extract", params, get_schema("amazon2025"), work, demo, data)
+    assert runners.run_extract(ctx).index.tolist() == ["tfidf-svd"], "the CSV the kernels embedded merges"
+
+
 def test_a_shard_kernel_not_mounted_or_not_finished_is_named_with_what_to_do(tmp_path):
     root = tmp_path / "input"
     (root / "datasets" / OWNER / "amzkit-wheel").mkdir(parents=True)

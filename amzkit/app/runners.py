@@ -32,6 +32,7 @@ from amzkit.core.progress import text_bars_in_started_kernels
 from amzkit.core.schema import SPLITS, Schema, check_columns, get_schema, load_data
 from amzkit.core.workdir import KAGGLE_INPUT, check_writable, on_kaggle, resolve_work_dir, stage_dir
 from amzkit.embed.registry import LOCAL_DIR, LOCAL_DIR_TEXT, MODELS, get_model_spec
+from amzkit.embed.runs import model_inputs
 from amzkit.ml.diversity import ALIKE_CORRELATION
 from amzkit.ml.runs import marked_rerun, runs_leaderboard
 from amzkit.stages import correlate as correlate_stage
@@ -257,7 +258,8 @@ def merge_model(ctx: Context, model: str, merge_dirs: list[str]) -> dict:
     spec = get_model_spec(model)
     sources = [stage_dir(resolve_work_dir(d), "01_extract") / spec.name for d in merge_dirs]
     ids = {split: ctx.data[split][ctx.schema.id_column] for split in SPLITS}
-    return merge_shards(sources, stage_dir(ctx.work_dir, "01_extract") / spec.name, ids, spec)
+    inputs = {split: model_inputs(ctx.data[split], ctx.schema, spec.modality) for split in SPLITS}
+    return merge_shards(sources, stage_dir(ctx.work_dir, "01_extract") / spec.name, ids, spec, inputs=inputs)
 
 
 def run_correlate(ctx: Context):

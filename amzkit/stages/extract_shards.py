@@ -13,6 +13,7 @@ import pandas as pd
 from amzkit.core.io import id_hash, read_json, write_csv, write_json, write_npy
 from amzkit.core.schema import SPLITS
 from amzkit.embed.registry import ModelSpec
+from amzkit.embed.runs import inputs_sha256
 
 SHARDS_DIR = "shards"
 NETWORK_DOWN_DIR = "network_down"  # the link statuses of a stop for a dead network, beside a finished run
@@ -57,11 +58,14 @@ def check_shard_arrays(stem: Path, marker: Path, info: dict) -> tuple[np.ndarray
 
 
 def merge_shards(sources: list[str | Path], out_dir: str | Path, ids: dict[str, pd.Series],
-                 spec: ModelSpec | None = None, expected_fit: str | None = None) -> dict:
+                 spec: ModelSpec | None = None, expected_fit: str | None = None,
+                 inputs: dict[str, list[str]] | None = None) -> dict:
     """Join shard outputs of one model from one or more run folders into `out_dir`.
 
     Checks that the shards cover every row of every split exactly once and match `ids` (split -> id
-    column), that they come from one fit of the model (`expected_fit` when given), and that each shard's arrays
+    column) and, given `inputs` (split -> each row's model input), were embedded from them (a shard kernel may have
+    run on another CSV with the same ids), that they come from one fit of the model (`expected_fit` when given), and
+    that each shard's arrays
     are the ones its marker vouches for; a shard found twice must be identical. Nothing is written unless every
     check passes; then the merged arrays, an image run's {split}_fetch.csv (the link statuses of every shard) and
     the manifest. What the folder held of an earlier run goes first: a text run replacing an image run of the
@@ -111,6 +115,13 @@ def merge_shards(sources: list[str | Path], out_dir: str | Path, ids: dict[str, 
                                  "finished and that its output folder is among the merged sources")
             if id_hash(split_ids[info["start"]:info["stop"]]) != info["ids_sha256"]:
                 raise ValueError(f"{split} shard #{no} ({path}) was computed for other rows than this CSV")
+            if inputs is not None and info.get("inputs_sha256") and (
+                    inputs_sha256(inputs[split][info["start"]:info["stop"]]) != info["inputs_sha256"]):
+                what = "image links" if modality == "image" else "text"
+                raise ValueError(f"{split} shard #{no} ({path}) was embedded from other {what} than this {split}.csv "
+                                 f"holds under the same ids (some of rows {info['start']}-{info['stop'] - 1}): its "
+                                 "kernel ran on another CSV; rerun the shard kernels on this CSV, then merge again "
+                                 "(or point data_dir at the CSV they embedded)")
             stem = path.with_suffix("")
             embeddings, ok = check_shard_arrays(stem, path, info)
             if blocks and (embeddings.shape[1:] != blocks[0].shape[1:] or embeddings.dtype != blocks[0].dtype):
