@@ -3,6 +3,7 @@ that alone mounts them, finds their work folders under /kaggle/input, and is the
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import nbformat
+import numpy as np
 import pytest
 from test_kaggle import OWNER, _build, _meta
 
@@ -168,6 +170,49 @@ def test_a_merge_of_kernels_that_embedded_another_csv_under_the_same_ids_is_refu
     assert list_runs(work, "01_extract") == [], "nothing merged"
     ctx = runners.Context("01_extract", params, get_schema("amazon2025"), work, demo, data)
     assert runners.run_extract(ctx).index.tolist() == ["tfidf-svd"], "the CSV the kernels embedded merges"
+
+
+def _merge_image_kernels(demo: Path, tmp_path: Path, data: dict, **params) -> runners.Context:
+    """Two shard kernels embed color-stats of `data`; the merging run's notebook context over their work folders."""
+    kernels = [tmp_path / f"kernel{index}" / "amzkit" for index in range(2)]
+    for index, work in enumerate(kernels):
+        extract(data, demo, work, "amazon2025", "color-stats", shard_rows=SHARD_ROWS, shard_index=index, num_shards=2,
+                images_offline_ok=True)  # a shard's 2 dead URLs among local files would read as the network down
+        write_image_tables(data, "amazon2025", demo, work, progress=False,
+                           rows={s: kernel_rows(len(data[s]), index, 2, SHARD_ROWS) for s in SPLITS})
+    values = {**stage_parameters("01_extract"), "model": "color-stats", "text_model": "",
+              "merge_dirs": [str(work) for work in kernels], **params}
+    return runners.Context("01_extract", SimpleNamespace(**values), get_schema("amazon2025"),
+                           tmp_path / "merging" / "amzkit", demo, data)
+
+
+def test_a_merge_of_shard_kernels_warns_of_links_that_failed_passingly_and_stops_without_any_image(
+        demo, tmp_path, dead_url, monkeypatch, capsys):
+    """A one-kernel run warns when links failed for a passing reason and stops when no row got an image; a merge of
+    shard kernels (-p merge_dirs) did neither (the kernels do not merge), so a split run whose host dropped went on
+    to 03 with those rows silently imageless, and one without any image was only a printed line."""
+    import amzkit.stages.extract as extract_module
+    from amzkit.images.fetch import fetch_images
+    from amzkit.images.http import RetryPolicy
+
+    monkeypatch.setattr(extract_module, "fetch_images",
+                        functools.partial(fetch_images, retry=RetryPolicy(attempts=1, final_pass_attempts=0)))
+    data = load_data(demo, "amazon2025")
+    dropped = {split: frame.assign(image_link=np.where(np.arange(len(frame)) % 4 == 0,
+                                                       [f"{dead_url}/{i}.jpg" for i in frame["sample_id"]],
+                                                       frame["image_link"]))
+               for split, frame in data.items()}
+    runners.run_extract(_merge_image_kernels(demo, tmp_path / "dropped", dropped))
+    out = capsys.readouterr().out
+    assert "WARNING: image run 'color-stats': 10 of 40 train links and 5 of 20 test links failed" in out
+    assert "Rerun the shard kernels when it is back, then this merge" in out
+    missing = {split: frame.assign(image_link=[f"images/gone-{i}.jpg" for i in frame["sample_id"]])
+               for split, frame in data.items()}
+    with pytest.raises(RuntimeError, match=r"not one of the 60 rows has an image .*Fix the links or the network, "
+                                           r"then rerun the shard kernels and this merge"):
+        runners.run_extract(_merge_image_kernels(demo, tmp_path / "missing", missing))
+    kept = _merge_image_kernels(demo, tmp_path / "kept", missing, images_offline_ok=True)
+    assert runners.run_extract(kept).loc["color-stats", "train ok"] == 0, "images_offline_ok keeps it, as ever"
 
 
 def test_a_shard_kernel_not_mounted_or_not_finished_is_named_with_what_to_do(tmp_path):

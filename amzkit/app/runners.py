@@ -32,7 +32,6 @@ from amzkit.core.progress import text_bars_in_started_kernels
 from amzkit.core.schema import SPLITS, Schema, check_columns, get_schema, load_data
 from amzkit.core.workdir import KAGGLE_INPUT, check_writable, on_kaggle, resolve_work_dir, stage_dir
 from amzkit.embed.registry import LOCAL_DIR, LOCAL_DIR_TEXT, MODELS, get_model_spec
-from amzkit.embed.runs import model_inputs
 from amzkit.ml.diversity import ALIKE_CORRELATION
 from amzkit.ml.runs import marked_rerun, runs_leaderboard
 from amzkit.stages import correlate as correlate_stage
@@ -41,7 +40,7 @@ from amzkit.stages import ensemble_report
 from amzkit.stages.correlate_plots import plot_correlations, plot_probes
 from amzkit.stages.devices import extract_on_devices
 from amzkit.stages.ensemble_inputs import ensemble_columns
-from amzkit.stages.extract import extract, kernel_rows, merge_shards
+from amzkit.stages.extract import extract, kernel_rows, merge_kernels
 from amzkit.stages.extract_reports import runs_table, status_table
 from amzkit.stages.image_tables import merge_image_tables, write_image_tables
 from amzkit.stages.leaderboard import LeaderboardError, pair_scores, show_leaderboard, write_scores
@@ -189,7 +188,8 @@ def run_extract(ctx: Context) -> pd.DataFrame:
     for model in [m for m in (p.model, p.text_model) if m]:
         name = get_model_spec(model).name  # the run's folder (a local-dir: model's is its folder's name)
         if p.merge_dirs:
-            manifests[name] = merge_model(ctx, model, p.merge_dirs)
+            manifests[name] = merge_kernels(ctx.data, ctx.work_dir, ctx.schema.name, model,
+                                            [resolve_work_dir(d) for d in p.merge_dirs], p.images_offline_ok)
             continue
         if p.num_shards == 1:  # this kernel embeds every row: on each of its devices (several GPUs) at once
             manifests[name] = extract_on_devices(ctx.data, ctx.data_dir, ctx.work_dir, ctx.schema.name, model,
@@ -251,15 +251,6 @@ def show_fetch_status(ctx: Context) -> pd.DataFrame | None:
         return None
     kernel = (p.shard_index, p.num_shards) if p.num_shards > 1 and not p.merge_dirs else None
     return status_table(ctx.work_dir, get_model_spec(p.model).name, kernel=kernel)
-
-
-def merge_model(ctx: Context, model: str, merge_dirs: list[str]) -> dict:
-    """Join the shards that several kernels wrote for `model` into this work folder's run."""
-    spec = get_model_spec(model)
-    sources = [stage_dir(resolve_work_dir(d), "01_extract") / spec.name for d in merge_dirs]
-    ids = {split: ctx.data[split][ctx.schema.id_column] for split in SPLITS}
-    inputs = {split: model_inputs(ctx.data[split], ctx.schema, spec.modality) for split in SPLITS}
-    return merge_shards(sources, stage_dir(ctx.work_dir, "01_extract") / spec.name, ids, spec, inputs=inputs)
 
 
 def run_correlate(ctx: Context):

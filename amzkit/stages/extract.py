@@ -42,7 +42,7 @@ from amzkit.core.schema import SPLITS, get_schema, row_text
 from amzkit.core.workdir import stage_dir
 from amzkit.embed.factory import create_embedder
 from amzkit.embed.hub import bundled_folder, cached_hf_tokenizer, tokenizer_sha256
-from amzkit.embed.registry import LOCAL_DIR, ModelSpec
+from amzkit.embed.registry import LOCAL_DIR, ModelSpec, get_model_spec
 from amzkit.embed.runs import inputs_sha256, model_inputs
 from amzkit.images.fetch import fetch_images, local_files_digest, local_sizes_match
 from amzkit.images.http import HostStops, NetworkWatch
@@ -288,6 +288,21 @@ def extract(
     drop_network_stop(run_dir)  # an earlier stop's statuses: this kernel has fetched its links since
     return {"model": spec.name, "shard_index": shard_index, "num_shards": num_shards, "shards_written": len(todo),
             "shards_dir": str(shard_dir)}
+
+
+def merge_kernels(data: dict[str, pd.DataFrame], work_dir: str | Path, schema: str, model: str,
+                  merge_dirs: list[Path], images_offline_ok: bool = D.images_offline_ok) -> dict:
+    """Join the shards that shard kernels wrote for `model` (`merge_dirs`: their work folders) into this work
+    folder's run, checked against these CSVs' ids and inputs; an image run is then reported on as a one-kernel
+    run's is (no image stops, links failed for a passing reason warn), the advice being to rerun the kernels."""
+    spec, schema_ = get_model_spec(model), get_schema(schema)
+    run_dir = stage_dir(work_dir, "01_extract") / spec.name
+    manifest = merge_shards([stage_dir(folder, "01_extract") / spec.name for folder in merge_dirs], run_dir,
+                            {split: data[split][schema_.id_column] for split in SPLITS}, spec,
+                            inputs={split: model_inputs(data[split], schema_, spec.modality) for split in SPLITS})
+    if spec.modality == "image":
+        report_image_run(manifest, run_dir, images_offline_ok, kernels=True)
+    return manifest
 
 
 def _shard_fetch_table(shard_dir: Path, split: str, shard_no: int) -> pd.DataFrame | None:

@@ -51,17 +51,19 @@ def drop_network_stop(run_dir: Path) -> None:
             (run_dir / f"{split}_fetch.csv").unlink(missing_ok=True)
 
 
-def report_image_run(manifest: dict, run_dir: Path, images_offline_ok: bool) -> None:
+def report_image_run(manifest: dict, run_dir: Path, images_offline_ok: bool, kernels: bool = False) -> None:
     """After an image run merged (which dropped an earlier stop's NETWORK_DOWN_DIR), unless `images_offline_ok`:
-    stop when no row got an image and warn about links that failed for a passing reason."""
+    stop when no row got an image and warn about links that failed for a passing reason. `kernels`: merged from
+    shard kernels (-p merge_dirs), which fetched the links: the advice is to rerun them, then the merge."""
     if not images_offline_ok:
-        check_some_image(manifest, run_dir)
-        warn_passing_failures(manifest, run_dir)
+        check_some_image(manifest, run_dir, kernels)
+        warn_passing_failures(manifest, run_dir, kernels=kernels)
 
 
-def check_some_image(manifest: dict, run_dir: Path) -> None:
+def check_some_image(manifest: dict, run_dir: Path, kernels: bool = False) -> None:
     """Stop an image run in which no row got an image, saying why (the commonest statuses) and what to do: when
-    every link failed for a passing reason, rerun 01 later (it fetches them again), else fix the links."""
+    every link failed for a passing reason, rerun 01 later (it fetches them again), else fix the links (`kernels`:
+    the shard kernels a merge joined fetched them: rerun those, then the merge)."""
     if any(split["ok"] for split in manifest["splits"].values()):
         return
     fetch = run_dir / "train_fetch.csv"
@@ -70,8 +72,12 @@ def check_some_image(manifest: dict, run_dir: Path) -> None:
     rows = sum(split["rows"] for split in manifest["splits"].values())
     if _all_passing(run_dir):
         todo = ("Every link failed for a passing reason (timeouts, connection errors, 429 / 5xx, or not tried): the "
-                "image host or the network was down or rate-limiting. Rerun 01 later: it fetches these links again "
-                "and embeds the rows that get an image (delete nothing)")
+                "image host or the network was down or rate-limiting. "
+                + ("Rerun the shard kernels later, then this merge: they fetch these links again and embed the rows "
+                   "that get an image (delete nothing)" if kernels else "Rerun 01 later: it fetches these links "
+                   "again and embeds the rows that get an image (delete nothing)"))
+    elif kernels:
+        todo = "Fix the links or the network, then rerun the shard kernels and this merge"
     else:
         todo = f"Fix the links or the network, delete {run_dir} and rerun 01"
     raise RuntimeError(
@@ -90,11 +96,12 @@ def _all_passing(run_dir: Path) -> bool:
     return len(status) > 0 and bool(status.map(is_passing).all())
 
 
-def warn_passing_failures(manifest: dict, run_dir: Path, min_share: float = PASSING_FAILURES_WARN_SHARE) -> str:
+def warn_passing_failures(manifest: dict, run_dir: Path, min_share: float = PASSING_FAILURES_WARN_SHARE,
+                          kernels: bool = False) -> str:
     """Warn (and return the line) when links of a finished image run failed for a passing reason (connection
     errors, timeouts, 429, 5xx, or not tried: not_fetched, a host the fetch stopped sending to) in more than
     `min_share` of a split's rows: the network or the host dropped during the run, and a rerun fetches just those
-    links again."""
+    links again (`kernels`: a merge of shard kernels; rerunning them does)."""
     counts, parts = pd.Series(dtype=int), []
     for split in SPLITS:
         fetch = run_dir / f"{split}_fetch.csv"
@@ -110,8 +117,9 @@ def warn_passing_failures(manifest: dict, run_dir: Path, min_share: float = PASS
     reasons = ", ".join(f"{status} {int(count):,}" for status, count in counts.sort_values(ascending=False).items())
     line = (f"WARNING: image run {manifest['model']!r}: {' and '.join(parts)} failed for a passing reason ({reasons}):"
             f" the network or the image host dropped during the run, and 03 would use these rows without an image. "
-            f"Rerun 01 when it is back: it fetches only these links again and keeps every finished row. Each link's "
-            f"status: {run_dir / 'train_fetch.csv'} and test_fetch.csv")
+            + ("Rerun the shard kernels when it is back, then this merge. " if kernels else
+               "Rerun 01 when it is back: it fetches only these links again and keeps every finished row. ")
+            + f"Each link's status: {run_dir / 'train_fetch.csv'} and test_fetch.csv")
     print(line)
     return line
 
