@@ -215,6 +215,15 @@ def test_a_merge_of_shard_kernels_warns_of_links_that_failed_passingly_and_stops
     assert runners.run_extract(kept).loc["color-stats", "train ok"] == 0, "images_offline_ok keeps it, as ever"
 
 
+def test_a_merge_naming_a_model_no_kernel_embedded_says_what_to_run(demo, tmp_path):
+    """The shard kernels embedded color-stats only and the merge also named a text model: 'no shards found in
+    [...]' said nothing of why or what to do."""
+    ctx = _merge_image_kernels(demo, tmp_path, load_data(demo, "amazon2025"), text_model="tfidf-svd")
+    with pytest.raises(FileNotFoundError, match=r"tfidf-svd'\]: no kernel merged here embedded with this model. Run "
+                                                r"01 with it in each shard kernel .* -p text_model \"\"\)"):
+        runners.run_extract(ctx)
+
+
 def test_a_shard_kernel_not_mounted_or_not_finished_is_named_with_what_to_do(tmp_path):
     root = tmp_path / "input"
     (root / "datasets" / OWNER / "amzkit-wheel").mkdir(parents=True)

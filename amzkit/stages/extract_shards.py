@@ -85,7 +85,11 @@ def merge_shards(sources: list[str | Path], out_dir: str | Path, ids: dict[str, 
                                  ": merge the folders of one run of 01_extract only")
             markers.setdefault(key, (marker, info))
     if not markers:
-        raise FileNotFoundError(f"no shards found in {[str(s) for s in sources]}")
+        raise FileNotFoundError(
+            f"no shards found in {[str(s) for s in sources]}: no kernel merged here embedded with this model. Run 01 "
+            "with it in each shard kernel (-p shard_index i -p num_shards n, and this merge's -p model / -p "
+            "text_model) and merge their work folders, or leave the model out of this merge (-p model \"\" or -p "
+            "text_model \"\")")
     models = {info["model"] for _, info in markers.values()}
     if len(models) != 1:
         raise ValueError(f"shards from different models cannot be merged: {sorted(models)}")
