@@ -24,6 +24,7 @@ from amzkit.core.schema import SPLITS, get_schema, load_data
 from amzkit.core.workdir import KAGGLE_ROOT_ENV, list_runs
 from amzkit.embed.runs import load_embeddings
 from amzkit.images.tables import read_image_tables
+from amzkit.stages.devices import extract_on_devices
 from amzkit.stages.extract import extract, kernel_rows
 from amzkit.stages.image_tables import write_image_tables
 
@@ -222,6 +223,29 @@ def test_a_merge_naming_a_model_no_kernel_embedded_says_what_to_run(demo, tmp_pa
     with pytest.raises(FileNotFoundError, match=r"tfidf-svd'\]: no kernel merged here embedded with this model. Run "
                                                 r"01 with it in each shard kernel .* -p text_model \"\"\)"):
         runners.run_extract(ctx)
+
+
+def test_a_shard_kernel_embeds_its_shards_on_each_of_its_devices(demo, tmp_path, capsys):
+    """-p device auto is every GPU of the kernel, but a shard kernel (num_shards 2; Kaggle gives each two T4s) went
+    to extract on one device whatever -p device said: half of every shard kernel's GPUs stood idle."""
+    data = load_data(demo, "amazon2025")
+    values = {**stage_parameters("01_extract"), "model": "color-stats", "text_model": "", "shard_index": 0,
+              "num_shards": 2, "device": "cpu,cpu"}
+    work = tmp_path / "two" / "amzkit"
+    runners.run_extract(runners.Context("01_extract", SimpleNamespace(**values), get_schema("amazon2025"), work,
+                                        demo, data))
+    assert "color-stats: 2 workers on cpu, cpu, shards split between them" in capsys.readouterr().out
+    kernel = {"shard_rows": SHARD_ROWS, "shard_index": 1, "num_shards": 2}  # shards 1 and 3 of train, 1 of test
+    summary = extract_on_devices(data, demo, tmp_path / "split", "amazon2025", "color-stats", device="cpu,cpu",
+                                 **kernel)
+    assert summary["shards_written"] == 3, "the workers' shards"
+    extract(data, demo, tmp_path / "one", "amazon2025", "color-stats", **kernel)
+    split, one = (tmp_path / name / "01_extract" / "color-stats" / "shards" for name in ("split", "one"))
+    assert sorted(path.name for path in split.glob("*.json")) == ["test-00001.json", "train-00001.json",
+                                                                 "train-00003.json"]
+    arrays = [{path.name: path.read_bytes() for pattern in ("*.npy", "*.csv") for path in folder.glob(pattern)}
+              for folder in (split, one)]
+    assert len(arrays[0]) == 3 * 3 and arrays[0] == arrays[1], "a one-device kernel's arrays and fetch tables"
 
 
 def test_a_shard_kernel_not_mounted_or_not_finished_is_named_with_what_to_do(tmp_path):

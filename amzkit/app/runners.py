@@ -40,7 +40,7 @@ from amzkit.stages import ensemble_report
 from amzkit.stages.correlate_plots import plot_correlations, plot_probes
 from amzkit.stages.devices import extract_on_devices
 from amzkit.stages.ensemble_inputs import ensemble_columns
-from amzkit.stages.extract import extract, kernel_rows, merge_kernels
+from amzkit.stages.extract import kernel_rows, merge_kernels
 from amzkit.stages.extract_reports import runs_table, status_table
 from amzkit.stages.image_tables import merge_image_tables, write_image_tables
 from amzkit.stages.leaderboard import LeaderboardError, pair_scores, show_leaderboard, write_scores
@@ -191,15 +191,11 @@ def run_extract(ctx: Context) -> pd.DataFrame:
             manifests[name] = merge_kernels(ctx.data, ctx.work_dir, ctx.schema.name, model,
                                             [resolve_work_dir(d) for d in p.merge_dirs], p.images_offline_ok)
             continue
-        if p.num_shards == 1:  # this kernel embeds every row: on each of its devices (several GPUs) at once
-            manifests[name] = extract_on_devices(ctx.data, ctx.data_dir, ctx.work_dir, ctx.schema.name, model,
-                                                  batch_size=p.batch_size, device=p.device,
-                                                  num_workers=p.num_workers, images_offline_ok=p.images_offline_ok)
-            continue
-        manifests[name] = extract(ctx.data, ctx.data_dir, ctx.work_dir, ctx.schema.name, model,
-                                   batch_size=p.batch_size, device=p.device, num_workers=p.num_workers,
-                                   shard_index=p.shard_index, num_shards=p.num_shards,
-                                   images_offline_ok=p.images_offline_ok)
+        # this kernel's rows (all, or its share of num_shards kernels'), on each of its devices (several GPUs) at once
+        manifests[name] = extract_on_devices(ctx.data, ctx.data_dir, ctx.work_dir, ctx.schema.name, model,
+                                              batch_size=p.batch_size, device=p.device, num_workers=p.num_workers,
+                                              images_offline_ok=p.images_offline_ok, shard_index=p.shard_index,
+                                              num_shards=p.num_shards)
     if p.model and get_model_spec(p.model).modality == "image":
         tables = write_run_image_tables(ctx)
         if tables is not None and p.num_shards > 1 and not p.merge_dirs:
