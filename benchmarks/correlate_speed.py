@@ -20,7 +20,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's amzkit, not an installed one
 from amzkit.core.metric import constant_oof, smape
 from amzkit.ml.stats import pearson_columns
-from amzkit.stages.correlate import knn_probe, make_probe_folds, null_max_abs_corr, ridge_probe
+from amzkit.stages.correlate import null_max_abs_corr
+from amzkit.stages.correlate_probes import knn_probe, make_probe_folds, ridge_probe
 
 
 def peak_rss_gb() -> float:

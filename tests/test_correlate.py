@@ -14,6 +14,11 @@ def _prices(rng, n):
     return np.exp(rng.normal(2.7, 0.9, n))
 
 
+def _named(ids) -> list[str]:
+    """A catalog text per row naming a product of its own (03's default group folds need 5 products or more)."""
+    return [f"Item Name: thing {i}" for i in ids]
+
+
 def test_pearson_columns_matches_numpy_and_handles_constant_columns():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(500, 4)).astype(np.float32)
@@ -156,7 +161,7 @@ def test_correlate_refuses_a_run_computed_for_other_rows(tmp_path):
     write_npy(run / "train_ok.npy", np.ones(100, bool))
     write_json(run / "manifest.json", {"splits": {"train": {"id_sha256": id_hash(ids)}}})
     write_json(run / "metrics.json", {})
-    train = pd.DataFrame({"sample_id": ids[::-1], "catalog_content": "x", "image_link": "",
+    train = pd.DataFrame({"sample_id": ids[::-1], "catalog_content": _named(ids[::-1]), "image_link": "",
                           "price": np.linspace(1.0, 50.0, 100)})
     with pytest.raises(ValueError, match="row order"):
         correlate(train, "amazon2025", tmp_path, ["fake"], baseline_features=[])
@@ -321,7 +326,8 @@ def test_correlate_says_which_run_it_is_on(tmp_path, capsys):
         write_npy(tmp_path / "01_extract" / name / "train_ok.npy", np.ones(200, bool))
         write_json(tmp_path / "01_extract" / name / "manifest.json", {"splits": {"train": {"id_sha256": id_hash(ids)}}})
         write_json(tmp_path / "01_extract" / name / "metrics.json", {})
-    train = pd.DataFrame({"sample_id": ids, "catalog_content": "x", "image_link": "", "price": _prices(rng, 200)})
+    train = pd.DataFrame({"sample_id": ids, "catalog_content": _named(ids), "image_link": "",
+                          "price": _prices(rng, 200)})
     correlate(train, "amazon2025", tmp_path, [], baseline_features=[], n_permutations=3)
     out = capsys.readouterr().out
     assert "run 'first' (1/2): 200 rows x 4 dims" in out and "run 'second' (2/2): 200 rows x 6 dims" in out
@@ -345,7 +351,7 @@ def test_a_baseline_run_holding_inf_is_read_as_missing_not_a_crash(tmp_path):
 
     rng = np.random.default_rng(0)
     price, ids = _prices(rng, 600), np.arange(600)
-    train = pd.DataFrame({"sample_id": ids, "catalog_content": "Item Name: x", "image_link": "", "price": price})
+    train = pd.DataFrame({"sample_id": ids, "catalog_content": _named(ids), "image_link": "", "price": price})
     text = np.log1p(price)[:, None] + rng.normal(0, 0.3, (600, 2))
     _write_run(tmp_path, "image", ids, rng.normal(size=(600, 8)))
     _write_run(tmp_path, "text", ids, text)
@@ -366,7 +372,7 @@ def test_a_run_whose_rows_hold_nan_is_skipped_for_that_not_for_its_fetching(tmp_
 
     rng = np.random.default_rng(0)
     ids = np.arange(100)
-    train = pd.DataFrame({"sample_id": ids, "catalog_content": "Item Name: x", "image_link": "",
+    train = pd.DataFrame({"sample_id": ids, "catalog_content": _named(ids), "image_link": "",
                           "price": _prices(rng, 100)})
     broken = rng.normal(size=(100, 4))
     broken[:, 2] = np.nan
@@ -429,7 +435,8 @@ def test_one_value_far_out_does_not_overflow_the_linear_probes(where: str) -> No
     x[:, 0] += np.log1p(price)
     baseline = np.column_stack([np.log1p(price) + rng.normal(0, 2, n), rng.normal(size=n)]).astype(np.float32)
     (x if where == "embedding" else baseline)[5, 0] = 1e4
-    result = analyse_embedding(x, np.ones(n, bool), price, baseline=baseline, n_permutations=3)
+    # seed 0: the probe folds the case was measured in (its noisy baseline beats the constant by tenths)
+    result = analyse_embedding(x, np.ones(n, bool), price, baseline=baseline, n_permutations=3, seed=0)
     for key in ("ridge_smape", "baseline_smape", "baseline_plus_smape"):
         assert 0 <= result[key] < result["constant_smape"], (key, result[key])
 
@@ -484,10 +491,127 @@ def test_one_value_far_out_in_a_run_is_warned_of_naming_the_run_column_and_row(t
     _write_run(tmp_path, "clean", ids, np.hstack([x, heavy]))
     x[5, 0] = 1e4
     _write_run(tmp_path, "far", ids, x)
-    train = pd.DataFrame({"sample_id": ids, "catalog_content": "x", "image_link": "", "price": price})
+    train = pd.DataFrame({"sample_id": ids, "catalog_content": _named(ids), "image_link": "", "price": price})
     results = correlate(train, "amazon2025", tmp_path, ["clean", "far"], baseline_features=[], n_permutations=3)
     assert results["clean"]["one_row_columns"] == []
     [far] = results["far"]["one_row_columns"]
     assert far["column"] == 0 and far["row"] == 5 and far["share"] > 0.99
     warned = [line for line in capsys.readouterr().out.splitlines() if "warning" in line]
     assert len(warned) == 1 and "run 'far'" in warned[0] and "column 0 (id 1005: " in warned[0]
+
+
+def _two_runs_one_missing_rows(work, n=400, missing=40, knn_column=False):
+    """A train split of n rows (300 products, 100 of them listed twice) and two 01 runs of one embedding: `full`,
+    and `gappy`, which lacks `missing` random rows (an image run whose pictures could not be fetched). With
+    `knn_column`, column 0 holds each row's train position, so what a probe saw can be traced to the rows."""
+    rng = np.random.default_rng(11)
+    product = np.concatenate([np.arange(300), np.arange(n - 300)])
+    price = np.exp(rng.normal(2.7, 0.9, 300))[product] * np.exp(rng.normal(0, 0.1, n))
+    x = rng.normal(size=(n, 8)).astype(np.float32)
+    x[:, 1] += np.log1p(price).astype(np.float32)
+    if knn_column:
+        x[:, 0] = np.arange(n)
+    ok = np.ones(n, bool)
+    ok[rng.choice(n, missing, replace=False)] = False
+    ids = np.arange(5000, 5000 + n)
+    _write_run(work, "full", ids, x)
+    _write_run(work, "gappy", ids, np.where(ok[:, None], x, np.nan), ok)
+    train = pd.DataFrame({"sample_id": ids, "catalog_content": [f"Item Name: product {p}" for p in product],
+                          "image_link": "", "price": price})
+    return train, x, ok
+
+
+def test_every_probe_of_every_run_scores_in_the_folds_03_will_train_in(tmp_path) -> None:
+    # 02 made its own probe folds (its seed, its grouping) from each run's usable rows: a probe's "this embedding
+    # scores X" was measured on another split than the 03 run using it, and a run missing 40 pictures on another
+    # split than the run with all rows, so the differences between runs in 02's table were partly split noise
+    from amzkit.core.io import id_hash, read_json
+    from amzkit.core.schema import get_schema
+    from amzkit.ml.folds import shared_folds
+    from amzkit.stages.correlate import correlate, ridge_probe, summary_table
+    from amzkit.stages.train import D as TRAIN
+
+    train, x, ok = _two_runs_one_missing_rows(tmp_path)
+    results = correlate(train, "amazon2025", tmp_path, ["full", "gappy"], baseline_features=[], n_permutations=3)
+    assert not (tmp_path / "03_train").exists(), "02 fixes none of 03's settings: 03 makes its folds itself"
+    folds = shared_folds(tmp_path, train, get_schema("amazon2025"), TRAIN.n_folds, TRAIN.seed, TRAIN.fold_strategy)
+    y_log = np.log1p(train["price"].to_numpy())
+    for name, rows in (("full", np.ones(len(ok), bool)), ("gappy", ok)):
+        in_03s_folds, _ = ridge_probe(x[rows], y_log[rows], folds[rows])
+        np.testing.assert_allclose(results[name]["ridge_oof_log"], in_03s_folds, rtol=1e-6, atol=1e-9)
+    assert read_json(tmp_path / "02_correlate" / "metrics.json")["folds"]["folds_sha256"] == id_hash(folds)
+    table = summary_table(results, "amazon2025")
+    assert table.loc["gappy", ["rows used", "rows left out"]].tolist() == [360, 40]
+    assert table.loc["full", ["rows used", "rows left out"]].tolist() == [400, 0]
+
+
+def test_the_knn_probe_of_a_run_missing_rows_queries_the_same_rows_less_those(tmp_path, monkeypatch) -> None:
+    # the kNN probe scores knn_max_queries rows of each run: each run drew its own, so a run missing 40 of 400 rows
+    # scored other rows than the full run (about a quarter in common at 100 queries)
+    from amzkit.stages import correlate as stage
+
+    train, x, ok = _two_runs_one_missing_rows(tmp_path, knn_column=True)
+    queried_rows = []
+    real_knn_probe = stage.knn_probe
+
+    def recording(x_run, *args, **kwargs):
+        oof, queried = real_knn_probe(x_run, *args, **kwargs)
+        queried_rows.append(set(x_run[queried, 0].astype(int)))  # column 0: the train position
+        return oof, queried
+
+    monkeypatch.setattr(stage, "knn_probe", recording)
+    stage.correlate(train, "amazon2025", tmp_path, ["full", "gappy"], baseline_features=[], n_permutations=3,
+                    knn_max_queries=100)
+    full, gappy = queried_rows
+    assert len(full) == len(gappy) == 100
+    assert full - gappy == full - set(np.flatnonzero(ok)), "the full run's queries less the gappy run's missing rows"
+
+
+def test_02_probes_in_the_folds_03_already_made_or_refuses_other_settings_as_03_does(tmp_path) -> None:
+    # once 03 made the work folder's folds (here: -p n_folds 4 -p seed 7 -p fold_strategy kfold), 02 with the same
+    # settings scores in that very file, and with others is refused naming what to pass, as a 03 run would be
+    from amzkit.core.schema import get_schema
+    from amzkit.ml.folds import shared_folds
+    from amzkit.stages.correlate import correlate, ridge_probe
+
+    train, x, ok = _two_runs_one_missing_rows(tmp_path)
+    folds = shared_folds(tmp_path, train, get_schema("amazon2025"), 4, 7, "kfold")
+    with pytest.raises(ValueError, match=r"02_correlate scores its probes in 03's folds: .*-p n_folds 4.*-p seed 7"):
+        correlate(train, "amazon2025", tmp_path, ["gappy"], baseline_features=[], n_permutations=3)
+    results = correlate(train, "amazon2025", tmp_path, ["gappy"], baseline_features=[], n_permutations=3,
+                        n_folds=4, seed=7, fold_strategy="kfold")
+    in_03s_folds, _ = ridge_probe(x[ok], np.log1p(train["price"].to_numpy())[ok], folds[ok])
+    np.testing.assert_allclose(results["gappy"]["ridge_oof_log"], in_03s_folds, rtol=1e-6, atol=1e-9)
+    assert len(results["gappy"]["gain_tests"]["ridge"]["fold_gains"]) == 4
+
+
+@pytest.mark.parametrize(("n_folds", "seed", "strategy"), [(5, 42, "group"), (3, 0, "kfold"), (7, 9, "stratified")])
+def test_the_folds_to_come_are_exactly_those_03_then_makes_and_nothing_is_written(tmp_path, n_folds, seed,
+                                                                                     strategy) -> None:
+    from amzkit.core.schema import get_schema
+    from amzkit.ml.folds import folds_to_come, shared_folds
+
+    train, _, _ = _two_runs_one_missing_rows(tmp_path)
+    schema = get_schema("amazon2025")
+    planned, saved = folds_to_come(tmp_path, train, schema, n_folds, seed, strategy)
+    assert not saved and not (tmp_path / "03_train").exists()
+    np.testing.assert_array_equal(planned, shared_folds(tmp_path, train, schema, n_folds, seed, strategy))
+    again, saved = folds_to_come(tmp_path, train, schema, n_folds, seed, strategy)
+    assert saved and np.array_equal(again, planned)
+
+
+def test_a_run_whose_rows_all_lie_in_one_of_03s_folds_is_skipped_saying_so(tmp_path) -> None:
+    # 6 rows of one fold: no other fold's rows to train a probe on (02 used to split those 6 rows its own way)
+    from amzkit.core.io import read_json
+    from amzkit.core.schema import get_schema
+    from amzkit.ml.folds import shared_folds
+    from amzkit.stages.correlate import correlate
+
+    train, x, _ = _two_runs_one_missing_rows(tmp_path)
+    folds = shared_folds(tmp_path / "elsewhere", train, get_schema("amazon2025"), 5, 42, "group")
+    few = np.zeros(len(train), bool)
+    few[np.flatnonzero(folds == 0)[:6]] = True
+    _write_run(tmp_path, "few", train["sample_id"].to_numpy(), np.where(few[:, None], x, np.nan), few)
+    correlate(train, "amazon2025", tmp_path, [], baseline_features=[], n_permutations=3)
+    skipped = read_json(tmp_path / "02_correlate" / "metrics.json")["skipped"]
+    assert list(skipped) == ["few"] and "all lie in one fold" in skipped["few"]

@@ -7,14 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from amzkit.stages.correlate import (
-    GAIN_STANDARD_ERRORS,
-    MEANINGFUL_GAIN,
-    analyse_embedding,
-    fold_gains,
-    gain_test,
-    summary_table,
-)
+from amzkit.stages.correlate import analyse_embedding, summary_table
+from amzkit.stages.correlate_probes import GAIN_STANDARD_ERRORS, MEANINGFUL_GAIN, fold_gains, gain_test
 
 N_ROWS = 600  # the size at which a fixed 0.5 SMAPE bar (or max |corr| clearing its null) let noise through
 NOISE = "alternatives: indistinguishable from noise"
@@ -30,11 +24,12 @@ def _text_baseline(rng: np.random.Generator, informative: np.ndarray) -> np.ndar
 
 
 def _noise_case(seed: int, dim: int) -> dict:
-    """A pure-noise embedding (independent of the price) beside text features that know the price roughly."""
+    """A pure-noise embedding (independent of the price) beside text features that know the price roughly; probed in
+    the folds (and permutations) of seed 0, those the cases below were found in."""
     rng, price = _rows(seed)
     baseline = _text_baseline(rng, np.log1p(price) + rng.normal(0, 0.8, N_ROWS))
     noise = rng.normal(size=(N_ROWS, dim)).astype(np.float32)
-    return analyse_embedding(noise, np.ones(N_ROWS, bool), price, baseline=baseline)
+    return analyse_embedding(noise, np.ones(N_ROWS, bool), price, baseline=baseline, seed=0)
 
 
 @pytest.mark.parametrize("dim", [4, 64])

@@ -255,7 +255,8 @@ def run_correlate(ctx: Context):
     results = correlate_stage.correlate(ctx.data["train"], ctx.schema.name, ctx.work_dir, p.runs, top_k=p.top_k,
                         n_permutations=p.n_permutations, n_folds=p.n_folds, knn_k=p.knn_k,
                         knn_max_queries=p.knn_max_queries, baseline_features=p.baseline_features,
-                        baseline_runs=p.baseline_runs, seed=p.seed)
+                        baseline_runs=p.baseline_runs, seed=p.seed,
+                        fold_strategy=p.fold_strategy)
     return correlate_stage.summary_table(results, ctx.schema.name), results
 
 

@@ -92,18 +92,35 @@ def shared_folds(work_dir: str | Path, train: pd.DataFrame, schema: Schema, n_fo
                 f"and blended. Rerun with {asked}, or use another work_dir for a new experiment."
             )
         return saved["fold"].to_numpy()
-    check_trainable(train[schema.target].to_numpy(), n_folds, schema.target)
-    groups = product_groups(train, schema) if strategy == "group" else None
-    if groups is not None and len(np.unique(groups)) < n_folds:
-        raise ValueError(f"the train rows hold {len(np.unique(groups))} distinct products (copies of one product "
-                         f"share a fold) for {n_folds} folds: use fewer folds or fold_strategy 'kfold'")
-    folds = make_folds(train[schema.target].to_numpy(), n_folds, seed, strategy, groups)
+    folds, groups = new_folds(train, schema, n_folds, seed, strategy)
     # what the folds were made with first: a kill between the two writes leaves no folds.csv without it
     write_json(info_path, {**wanted, "folds_sha256": id_hash(folds)})
     # the product group of each row beside its fold: what 04 keeps together when it splits one fold again
     kept_groups = {} if groups is None else {"group": np.unique(groups, return_inverse=True)[1].ravel()}
     write_csv(pd.DataFrame({"id": ids, "fold": folds, **kept_groups}), path)
     return folds
+
+
+def new_folds(train: pd.DataFrame, schema: Schema, n_folds: int, seed: int,
+              strategy: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """(the folds `shared_folds` makes for these train rows and settings, the product groups group folds keep
+    together, None for the other strategies); nothing is read or written."""
+    check_trainable(train[schema.target].to_numpy(), n_folds, schema.target)
+    groups = product_groups(train, schema) if strategy == "group" else None
+    if groups is not None and len(np.unique(groups)) < n_folds:
+        raise ValueError(f"the train rows hold {len(np.unique(groups))} distinct products (copies of one product "
+                         f"share a fold) for {n_folds} folds: use fewer folds or fold_strategy 'kfold'")
+    return make_folds(train[schema.target].to_numpy(), n_folds, seed, strategy, groups), groups
+
+
+def folds_to_come(work_dir: str | Path, train: pd.DataFrame, schema: Schema, n_folds: int, seed: int,
+                  strategy: str) -> tuple[np.ndarray, bool]:
+    """(the folds 03 trains in with these settings, whether they are the work folder's folds.csv), writing nothing:
+    the saved ones, checked as `shared_folds` checks them, once 03 made them; else the very folds it will make
+    (`new_folds`), so a stage before 03 (02's probes) scores in 03's split without fixing 03's settings."""
+    if (stage_dir(work_dir, "03_train") / FOLDS_FILE).is_file():
+        return shared_folds(work_dir, train, schema, n_folds, seed, strategy), True
+    return new_folds(train, schema, n_folds, seed, strategy)[0], False
 
 
 def saved_fold_groups(work_dir: str | Path) -> pd.Series | None:

@@ -5,7 +5,8 @@ table), and put beside what a careful competitor needs to trust it: a permutatio
 (pure noise at 75k x 768 already reaches ~0.015), and probes scored by K-fold CV SMAPE on the
 original scale: a ridge probe (alpha chosen inside the training folds), a cosine kNN regressor, and an
 added-value probe (baseline text features + embedding vs the baseline alone). A probe's gain counts only when
-it clears its own fold-to-fold noise (`gain_test`), so small data needs a larger gain than large data.
+it clears its own fold-to-fold noise (`gain_test`), so small data needs a larger gain than large data. Every probe
+of every run scores in one split, 03's folds (`probe_folds`), each run on the train rows that have its embedding.
 """
 
 from __future__ import annotations
@@ -23,10 +24,20 @@ from amzkit.core.schema import get_schema, row_text
 from amzkit.core.workdir import list_runs, stage_dir
 from amzkit.embed.runs import load_embeddings
 from amzkit.embed.simple import TfidfSvdEmbedder
-from amzkit.ml.folds import check_trainable, inner_folds
-from amzkit.ml.knn import NeighbourSpace, knn_mean
-from amzkit.ml.ridge import RIDGE_ALPHAS, GcvRidge
+from amzkit.ml.folds import FOLD_STRATEGIES, check_trainable
 from amzkit.ml.stats import pearson_columns
+from amzkit.stages.correlate_probes import (
+    added_value_probe,
+    fold_gains,
+    gain_test,
+    knn_probe,
+    make_probe_folds,
+    price_of,
+    probe_folds,
+    query_order,
+    ridge_probe,
+    smape_of_log,
+)
 from amzkit.stages.train import D as TRAIN_DEFAULTS
 from amzkit.text.features import FEATURE_GROUPS, build_features
 from amzkit.text.names import product_groups
@@ -43,19 +54,19 @@ PARAMETERS = Parameters(
     Param("runs", [], "01_extract runs to analyse; []: every run in the work folder", plain_name=True),
     Param("top_k", 20, "dimensions listed per run, most correlated first", low=1),
     Param("n_permutations", 20, "shuffles of the target for the noise floor of max |corr|", low=1),
-    Param("n_folds", 5, "folds of the ridge and kNN probes", low=2, high=50),
+    Param("n_folds", TRAIN_DEFAULTS.n_folds,
+          "03's n_folds: every probe scores in 03's folds (before 03: those it will make)", low=2, high=50),
+    Param("fold_strategy", TRAIN_DEFAULTS.fold_strategy,
+          "03's fold_strategy: group (copies of a product in one fold), stratified or kfold", choices=FOLD_STRATEGIES),
     Param("knn_k", 20, "neighbours of the kNN probe", low=1),
     Param("knn_max_queries", 20000, "validation rows the kNN probe scores at most (bounds its cost)", low=1),
     Param("baseline_features", ["quantity", "text_stats", "keywords", "brand", "dimensions", "tfidf", "pack_totals"],
           "label-free feature groups of the added-value probe's baseline (tfidf: TF-IDF + SVD of the text)"),
     Param("baseline_runs", [], "01_extract runs added to that baseline (e.g. the text model's)", plain_name=True),
-    Param("seed", 0, "seed of the permutations and probe folds", low=0, high=2**32 - 1),
+    Param("seed", TRAIN_DEFAULTS.seed, "03's seed of the folds; also of the permutations and the kNN probe's rows",
+          low=0, high=2**32 - 1),
 )
 D = PARAMETERS.defaults
-MEANINGFUL_GAIN = 0.5  # SMAPE points: the floor a probe's mean per-fold gain must exceed, however steady
-# ... and this many standard errors of its per-fold gains (5 folds, t with 4 df: a ~94% one-sided bar). On 600
-# rows the bar came to 0.5-2 SMAPE points for noise embeddings and 1-6 for real signal; on 4,300 rows, the floor.
-GAIN_STANDARD_ERRORS = 2.0
 
 
 def verdict(max_abs_corr: float) -> tuple[str, str]:
@@ -98,16 +109,6 @@ def null_max_abs_corr(x: np.ndarray, y: np.ndarray, n_permutations: int = 20, se
     return np.abs(pearson_columns(x, shuffled)).max(axis=0)
 
 
-def make_probe_folds(n_rows: int, n_folds: int = 5, seed: int = 0, groups: np.ndarray | None = None) -> np.ndarray:
-    """Fold number per row for the probes: random, or with `groups` (product names) every copy of a product in
-    one fold, as 03's group folds keep them (a copy on both sides flatters the probes); random only when there are
-    fewer products than folds, where 03 refuses group folds."""
-    if groups is not None and len(np.unique(groups)) >= n_folds:
-        return inner_folds(np.arange(n_rows), n_folds, seed, np.asarray(groups))
-    folds = np.arange(n_rows) % n_folds
-    return np.random.default_rng(seed).permutation(folds)
-
-
 ONE_ROW_SHARE = 0.5  # a column where one row holds more of the squared deviations is that row's, to the probes
 ONE_ROW_DISTANCE = 100.0  # ... when that row is this many sd of the other rows out: one far value, not a heavy tail
 
@@ -139,111 +140,17 @@ def one_row_warning(name: str, columns: list[dict], ids: pd.Series) -> str:
             "more likely an error than a price signal")
 
 
-def within_training(pred_log: np.ndarray, train_log: np.ndarray) -> np.ndarray:
-    """Log predictions clipped to the training fold's log1p target range widened by its width on each side: one
-    embedding value 1e4 standard deviations out made a linear probe predict e^1000, which overflowed and stopped 02
-    ('metric inputs must be finite'). Ridge predictions on ordinary rows never come near it (no score changed)."""
-    low, high = float(np.min(train_log)), float(np.max(train_log))
-    return np.clip(np.asarray(pred_log, dtype=np.float64), 2 * low - high, 2 * high - low)
-
-
-def ridge_probe(x: np.ndarray, y_log: np.ndarray, folds: np.ndarray,
-                alphas: tuple[float, ...] = RIDGE_ALPHAS) -> tuple[np.ndarray, list[float]]:
-    """Out-of-fold ridge predictions of log1p(target); alpha chosen (GCV) inside each training fold; predictions
-    clipped far outside the training fold's targets (`within_training`)."""
-    oof = np.empty(len(y_log))
-    chosen = []
-    for fold in np.unique(folds):
-        train, valid = folds != fold, folds == fold
-        model = GcvRidge(alphas).fit(x[train], y_log[train])
-        oof[valid] = within_training(model.predict(x[valid]), y_log[train])
-        chosen.append(model.alpha_)
-    return oof, chosen
-
-
-def added_value_probe(baseline: np.ndarray, x: np.ndarray, y_log: np.ndarray, folds: np.ndarray
-                      ) -> tuple[np.ndarray, np.ndarray]:
-    """Out-of-fold log predictions of the baseline alone and of baseline + embedding.
-
-    The embedding enters as a second ridge on the baseline's training residuals with its own alpha (chosen
-    inside the training fold, up to shrinking it away), so an embedding that adds nothing costs about nothing
-    and one ridge penalty is not shared between a few strong baseline features and many weak dimensions. Both
-    are clipped far outside the training fold's targets (`within_training`).
-    """
-    base_oof, both_oof = np.empty(len(y_log)), np.empty(len(y_log))
-    residual_alphas = (*RIDGE_ALPHAS, 1e8, 1e9, 1e10)
-    for fold in np.unique(folds):
-        train, valid = folds != fold, folds == fold
-        base_model = GcvRidge().fit(baseline[train], y_log[train])
-        residual = y_log[train] - base_model.predict(baseline[train])
-        extra = GcvRidge(residual_alphas).fit(x[train], residual)
-        base_valid = base_model.predict(baseline[valid]).astype(np.float64)
-        base_oof[valid] = within_training(base_valid, y_log[train])
-        both_oof[valid] = within_training(base_valid + extra.predict(x[valid]), y_log[train])
-    return base_oof, both_oof
-
-
-def knn_probe(x: np.ndarray, y_log: np.ndarray, folds: np.ndarray, k: int = 20, max_queries: int = 20_000,
-              seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """kNN regression (ml.knn: cosine, or nearest values for a one-column run), out of fold: the mean log1p
-    target of the k nearest training rows.
-
-    Every training row is a candidate neighbour; at most `max_queries` validation rows (a random subset)
-    are scored to bound the cost. Returns (predictions, queried mask).
-    """
-    rng = np.random.default_rng(seed)
-    queried = np.zeros(len(y_log), dtype=bool)
-    queried[rng.permutation(len(y_log))[:max_queries]] = True
-    oof = np.full(len(y_log), np.nan)
-    for fold in np.unique(folds):
-        train, valid = np.flatnonzero(folds != fold), np.flatnonzero((folds == fold) & queried)
-        if len(valid) == 0:
-            continue
-        space = NeighbourSpace().fit(x[train])
-        oof[valid] = knn_mean(space, space.rows(x[valid]), space.rows(x[train]), y_log[train], k)
-    return oof, queried
-
-
-def _price(pred_log: np.ndarray) -> np.ndarray:
-    return np.maximum(np.expm1(pred_log), 0.0)
-
-
-def _smape_log(y: np.ndarray, pred_log: np.ndarray) -> float:
-    return smape(y, _price(pred_log))
-
-
-def fold_gains(y: np.ndarray, reference: np.ndarray, candidate: np.ndarray, folds: np.ndarray,
-               scored: np.ndarray | None = None) -> list[float]:
-    """SMAPE of the `reference` price predictions minus that of `candidate`, fold by fold on the same rows
-    (paired; only the `scored` rows when given); a fold with no scored row is left out."""
-    scored = np.ones(len(y), dtype=bool) if scored is None else scored
-    gains = []
-    for fold in np.unique(folds):
-        rows = (folds == fold) & scored
-        if rows.any():
-            gains.append(smape(y[rows], reference[rows]) - smape(y[rows], candidate[rows]))
-    return gains
-
-
-def gain_test(per_fold: list[float]) -> dict:
-    """Whether a gain is more than fold noise: its mean over folds must exceed MEANINGFUL_GAIN and
-    GAIN_STANDARD_ERRORS standard errors of the per-fold gains (plain floats; None where under 2 folds)."""
-    gains = np.asarray(per_fold, dtype=np.float64)
-    mean = float(gains.mean()) if gains.size else 0.0
-    error = float(gains.std(ddof=1) / np.sqrt(gains.size)) if gains.size > 1 else None
-    threshold = None if error is None else max(MEANINGFUL_GAIN, GAIN_STANDARD_ERRORS * error)
-    return {"fold_gains": [float(g) for g in gains], "mean": mean, "standard_error": error,
-            "threshold": threshold, "meaningful": threshold is not None and mean > threshold}
-
-
 def analyse_embedding(embeddings: np.ndarray, ok: np.ndarray, target: np.ndarray, *, baseline: np.ndarray | None = None,
-                      groups: np.ndarray | None = None,
+                      groups: np.ndarray | None = None, folds: np.ndarray | None = None,
                       top_k: int = D.top_k, n_permutations: int = D.n_permutations, n_folds: int = D.n_folds,
                       knn_k: int = D.knn_k, knn_max_queries: int = D.knn_max_queries, seed: int = D.seed) -> dict:
     """Everything 02_correlate reports for one embedding, on the rows where it exists (`ok` and finite, as 03
-    reads it); `groups` (a product name per row) keeps each product's copies in one probe fold."""
+    reads it), each probe in `folds` (a fold per row: 02 gives 03's) less the rows without it; None: folds of
+    every row (`make_probe_folds`, `groups`, a product name per row, keeping each product's copies in one)."""
     ok = usable_rows(embeddings, ok)
-    too_few = too_few_rows(ok, n_folds)
+    if folds is None:
+        folds = make_probe_folds(len(ok), n_folds, seed, groups)
+    too_few = too_few_rows(ok, n_folds, folds)
     if too_few:
         raise ValueError(f"{too_few}: nothing to measure")
     x = np.asarray(embeddings[ok], dtype=np.float32)
@@ -261,9 +168,9 @@ def analyse_embedding(embeddings: np.ndarray, ok: np.ndarray, target: np.ndarray
     null_p95_log = float(np.percentile(null_log, 95))
     roadmap_name, _ = verdict(max_abs)
     honest_name, honest_step = verdict(max_abs_log) if max_abs_log > null_p95_log else ("WEAK", VERDICTS[-1][2])
-    folds = make_probe_folds(len(y), n_folds, seed, groups)
+    folds = np.asarray(folds)[ok]  # the run's rows in the one split every run is scored in
     ridge_oof, alphas = ridge_probe(x, y_log, folds)
-    knn_oof, queried = knn_probe(x, y_log, folds, knn_k, knn_max_queries, seed)
+    knn_oof, queried = knn_probe(x, y_log, folds, knn_k, knn_max_queries, query_order=query_order(ok, seed))
     constant = constant_oof(y, folds)
     result = {
         "dim": int(x.shape[1]), "rows_used": int(ok.sum()), "rows_excluded": int((~ok).sum()),
@@ -273,22 +180,22 @@ def analyse_embedding(embeddings: np.ndarray, ok: np.ndarray, target: np.ndarray
         "roadmap_verdict": roadmap_name, "verdict": honest_name,
         "top_dims": [int(i) for i in np.argsort(-np.abs(corr))[:top_k]],
         "constant_smape": smape(y, constant),
-        "ridge_smape": _smape_log(y, ridge_oof), "ridge_alphas": alphas,
-        "knn_smape": _smape_log(y[queried], knn_oof[queried]), "knn_rows": int(queried.sum()),
+        "ridge_smape": smape_of_log(y, ridge_oof), "ridge_alphas": alphas,
+        "knn_smape": smape_of_log(y[queried], knn_oof[queried]), "knn_rows": int(queried.sum()),
         "knn_constant_smape": smape(y[queried], constant[queried]),
         "corr": corr, "corr_log1p": corr_log, "ridge_oof_log": ridge_oof, "target_used": y,
         "one_row_columns": one_row,  # the row: a position among the train rows given
     }
     result["top_corr"] = [float(corr[i]) for i in result["top_dims"]]
-    result["gain_tests"] = {"ridge": gain_test(fold_gains(y, constant, _price(ridge_oof), folds)),
-                            "knn": gain_test(fold_gains(y, constant, _price(knn_oof), folds, queried))}
+    result["gain_tests"] = {"ridge": gain_test(fold_gains(y, constant, price_of(ridge_oof), folds)),
+                            "knn": gain_test(fold_gains(y, constant, price_of(knn_oof), folds, queried))}
     if baseline is not None:
         base = np.asarray(baseline[ok], dtype=np.float32)
         base_oof, both_oof = added_value_probe(base, x, y_log, folds)
-        result["baseline_smape"] = _smape_log(y, base_oof)
-        result["baseline_plus_smape"] = _smape_log(y, both_oof)
+        result["baseline_smape"] = smape_of_log(y, base_oof)
+        result["baseline_plus_smape"] = smape_of_log(y, both_oof)
         result["added_value_gain"] = result["baseline_smape"] - result["baseline_plus_smape"]
-        result["gain_tests"]["added_value"] = gain_test(fold_gains(y, _price(base_oof), _price(both_oof), folds))
+        result["gain_tests"]["added_value"] = gain_test(fold_gains(y, price_of(base_oof), price_of(both_oof), folds))
     result["next_step"] = recommend(result, honest_step)
     return result
 
@@ -299,12 +206,15 @@ def usable_rows(embeddings: np.ndarray, ok: np.ndarray) -> np.ndarray:
     return np.asarray(ok, dtype=bool) & np.isfinite(embeddings).all(axis=1)
 
 
-def too_few_rows(ok: np.ndarray, n_folds: int) -> str:
-    """Why an embedding cannot be analysed: fewer rows have it than probe folds ('' when enough do)."""
+def too_few_rows(ok: np.ndarray, n_folds: int, folds: np.ndarray | None = None) -> str:
+    """Why an embedding cannot be analysed: fewer rows have it than probe folds, or (given the `folds` of every
+    train row) its rows all lie in one fold, which no other fold's rows could predict ('' when it can)."""
     used = int(np.count_nonzero(ok))
-    if used >= n_folds:
-        return ""
-    return f"only {used} of {len(ok)} train rows have this embedding, fewer than the {n_folds} probe folds"
+    if used < n_folds:
+        return f"only {used} of {len(ok)} train rows have this embedding, fewer than the {n_folds} probe folds"
+    if folds is not None and len(np.unique(np.asarray(folds)[np.asarray(ok, dtype=bool)])) < 2:
+        return f"the {used} train rows that have this embedding all lie in one fold: no probe can be trained for it"
+    return ""
 
 
 def unusable_reason(work_dir: str | Path, name: str, ok: np.ndarray, usable: np.ndarray) -> str:
@@ -385,12 +295,14 @@ def baseline_blocks(train: pd.DataFrame, schema: str, work_dir: str | Path, feat
 def correlate(train: pd.DataFrame, schema: str, work_dir: str | Path, runs=D.runs, *, top_k: int = D.top_k,
               n_permutations: int = D.n_permutations, n_folds: int = D.n_folds, knn_k: int = D.knn_k,
               knn_max_queries: int = D.knn_max_queries, baseline_features=D.baseline_features,
-              baseline_runs=D.baseline_runs, seed: int = D.seed) -> dict[str, dict]:
-    """Analyse each named 01_extract run (all runs when `runs` is empty); write tables and metrics.json."""
+              baseline_runs=D.baseline_runs, seed: int = D.seed, fold_strategy: str = D.fold_strategy
+              ) -> dict[str, dict]:
+    """Analyse each named 01_extract run (all runs when `runs` is empty), every probe of every run in 03's folds
+    (`probe_folds`: n_folds, seed, fold_strategy as 03's), each run on its rows; write tables and metrics.json."""
     schema_ = get_schema(schema)
     checked = PARAMETERS.validate(runs=runs, top_k=top_k, n_permutations=n_permutations, n_folds=n_folds,
                                   knn_k=knn_k, knn_max_queries=knn_max_queries, baseline_features=baseline_features,
-                                  baseline_runs=baseline_runs, seed=seed)
+                                  baseline_runs=baseline_runs, seed=seed, fold_strategy=fold_strategy)
     # "minilm" (or "tfidf") as one name, never letter by letter
     runs, baseline_runs, baseline_features = checked["runs"], checked["baseline_runs"], checked["baseline_features"]
     check_trainable(train[schema_.target].to_numpy(), n_folds, schema_.target)
@@ -405,6 +317,9 @@ def correlate(train: pd.DataFrame, schema: str, work_dir: str | Path, runs=D.run
     results, skipped = {}, {}
     target = train[schema_.target].to_numpy()
     groups = product_groups(train, schema_)
+    folds, folds_info = probe_folds(work_dir, train, schema_, n_folds, seed, fold_strategy)
+    print(f"02_correlate: every probe in 03's folds ({folds_info['from']}): {n_folds} {fold_strategy} folds, "
+          f"seed {seed}; a run is scored on its rows that have the embedding (`rows used`)")
     for number, name in enumerate(runs, start=1):
         try:
             embeddings, ok = load_embeddings(work_dir, name, "train", train[schema_.id_column], frame=train,
@@ -415,7 +330,7 @@ def correlate(train: pd.DataFrame, schema: str, work_dir: str | Path, runs=D.run
             skipped[name] = f"run {name!r} skipped: {err}; or name the runs to analyse with -p runs"
             print(f"02_correlate: {skipped[name]}")
             continue
-        if too_few := too_few_rows(usable := usable_rows(embeddings, ok), n_folds):
+        if too_few := too_few_rows(usable := usable_rows(embeddings, ok), n_folds, folds):
             skipped[name] = f"run {name!r} skipped: {too_few} ({unusable_reason(work_dir, name, ok, usable)})"
             print(f"02_correlate: {skipped[name]}")
             continue
@@ -426,8 +341,8 @@ def correlate(train: pd.DataFrame, schema: str, work_dir: str | Path, runs=D.run
         if name in baseline_runs:  # a run of the baseline is judged against the rest: against itself it adds nothing
             others = [block for owner, block in blocks if owner != name]
             run_baseline = np.hstack(others) if others else None
-        result = analyse_embedding(embeddings, ok, target, baseline=run_baseline, groups=groups, top_k=top_k,
-                                   n_permutations=n_permutations, n_folds=n_folds, knn_k=knn_k,
+        result = analyse_embedding(embeddings, ok, target, baseline=run_baseline, groups=groups, folds=folds,
+                                   top_k=top_k, n_permutations=n_permutations, n_folds=n_folds, knn_k=knn_k,
                                    knn_max_queries=knn_max_queries, seed=seed)
         print(f"{time.perf_counter() - started:.0f} s", flush=True)
         if result["one_row_columns"]:
@@ -442,7 +357,7 @@ def correlate(train: pd.DataFrame, schema: str, work_dir: str | Path, runs=D.run
         "runs": {n: _public(r) for n, r in results.items()}, "skipped": skipped,
         "table": summary_table(results, schema_.name).reset_index().to_dict(orient="records"),
         "roadmap_baselines": ROADMAP_BASELINES.get(schema_.name, {}),
-        "baseline": {"features": features, "runs": list(baseline_runs)},
+        "baseline": {"features": features, "runs": list(baseline_runs)}, "folds": folds_info,
     })
     return results
 
@@ -467,6 +382,7 @@ def summary_table(results: dict[str, dict], schema: str) -> pd.DataFrame:
     rows = []
     for name, r in results.items():
         rows.append({"embedding": name, "dim": r["dim"], "rows used": r["rows_used"],
+                     "rows left out": r["rows_excluded"],  # train rows without the embedding: in no score of it
                      "max |corr|": round(r["max_abs_corr"], 4), "roadmap verdict": r["roadmap_verdict"],
                      "max |corr| log1p": round(r["max_abs_corr_log1p"], 4),
                      "null p95 log1p": round(r["null_p95_log1p"], 4), "verdict (log1p vs null)": r["verdict"],
