@@ -1235,6 +1235,21 @@ def test_02_04_and_05_kernels_naming_runs_no_kernel_of_the_build_makes_are_warne
         _build(tmp_path / "b", cli_params=[*base, "02.runs=color-stats", "04.runs=lgbm", "05.source=lgbm"])
 
 
+def test_a_02_kernel_probing_in_other_folds_than_a_03_kernel_trains_in_is_warned_of(tmp_path):
+    """02 probes in the folds 03 will make with 02's n_folds/fold_strategy/seed: on Kaggle its kernel runs before
+    03's, so a build giving them other settings had 02 score every embedding on another split, silently."""
+    base = ["01.model=color-stats", "01.text_model=tfidf-svd", "03.embeddings=[]"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _build(tmp_path / "a", cli_params=[*base, "03.seed=7", "03.n_folds=10"])
+    said = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    assert any("02_correlate probes in other folds than 03_train run 'lgbm' trains in (n_folds 5 vs 10, seed 42 vs 7)"
+               in m for m in said), said
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _build(tmp_path / "b", cli_params=[*base, "02.seed=7", "03.seed=7"])
+
+
 @pytest.mark.parametrize("learner, params, expected", [
     ("lightgbm", {"bgs": 2}, "learner 'lightgbm' takes no parameter 'bgs' (did you mean 'bags'?)"),
     ("lightgbm", {"params": {"num_leave": 7}}, "LightGBM has no parameter 'num_leave'"),

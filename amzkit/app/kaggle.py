@@ -23,6 +23,7 @@ from amzkit.app.kaggle_api import KaggleError, read_credentials
 from amzkit.app.kaggle_checks import (
     check_03_runs,
     check_reachable_paths,
+    folds_02_and_03_differ,
     runs_no_01_kernel_extracts,
     runs_no_03_kernel_trains,
 )
@@ -386,7 +387,8 @@ def build(out: str | Path = DEFAULT_BUILD, owner: str | None = None, params_file
     planned = _plan_kernels(owner, prefix, per_stage)  # every parameter is checked before anything is written
     kernels = [k for k in planned if k.stage in selected]
     check_reachable_paths(kernels)  # data_dir / work_dir no kernel can use on Kaggle
-    for unread in runs_no_01_kernel_extracts(kernels) + runs_no_03_kernel_trains(kernels):
+    for unread in runs_no_01_kernel_extracts(kernels) + runs_no_03_kernel_trains(kernels) + folds_02_and_03_differ(
+            kernels):
         warnings.warn(unread, stacklevel=2)
     needs = needs_of((k.stage, {**stage_parameters(k.stage), **k.params}) for k in kernels)
     # the dataset replaces the one every kernel installs from: those of the other stages (planned here, or pushed

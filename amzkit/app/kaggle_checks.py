@@ -126,3 +126,25 @@ def runs_no_03_kernel_trains(kernels: Sequence[Any]) -> list[str]:
                      "Name one of those runs" + (" (or 04_ensemble)" if kernel.stage == "05_submit" else "")
                      for run in named if run not in trained and run != "04_ensemble"]
     return problems
+
+
+FOLD_SETTINGS = ("n_folds", "fold_strategy", "seed")  # 02 probes in the folds 03 trains in when these agree
+
+
+def folds_02_and_03_differ(kernels: Sequence[Any]) -> list[str]:
+    """For each 02 kernel whose fold settings differ from a 03 kernel's, what to change: on Kaggle 02 runs before
+    03 and probes in the folds 03 would make with its own settings (ml.folds.folds_to_come), so its scores would
+    be measured on another split than the 03 run that uses the embeddings."""
+    problems = []
+    for probe in (k for k in kernels if k.stage == "02_correlate"):
+        probed = {key: {**stage_parameters(probe.stage), **probe.params}[key] for key in FOLD_SETTINGS}
+        for kernel in (k for k in kernels if k.stage == "03_train"):
+            params = {**stage_parameters(kernel.stage), **kernel.params}
+            differ = [f"{key} {probed[key]!r} vs {params[key]!r}" for key in FOLD_SETTINGS
+                      if probed[key] != params[key]]
+            if differ:
+                problems.append(f"{probe.folder}: 02_correlate probes in other folds than 03_train run "
+                                f"{params['run_name']!r} trains in ({', '.join(differ)}): its scores would not be "
+                                "the run's split. Give -p 02_correlate and -p 03_train the same "
+                                f"{'/'.join(FOLD_SETTINGS)}")
+    return problems
