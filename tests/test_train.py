@@ -13,6 +13,7 @@ import pytest
 
 from amzkit.core.metric import constant_oof, smape
 from amzkit.core.schema import get_schema
+from amzkit.embed.runs import load_embeddings
 from amzkit.ml.cv import cross_validate
 from amzkit.ml.featureset import FeatureSet, parse_embedding_spec
 from amzkit.ml.folds import make_folds, shared_folds
@@ -58,6 +59,21 @@ def test_embedding_specs_parse_and_typos_are_refused():
     for bad in ("x:topk:5", "x:pca:", "x:pca:0", "x:pca:8:1"):
         with pytest.raises(ValueError, match="topk_corr"):
             parse_embedding_spec(bad)
+
+
+def test_a_model_given_where_its_run_belongs_is_told_the_run_name(tmp_path):
+    """A user who ran 01 with -p model local-dir:<folder> and passed the same text to 03's embeddings (or 02's runs,
+    or the knn learner's embedding) was told only how specs are written, or that it is no plain name: the run's
+    name (the folder's) is what 02-05 take."""
+    folder = tmp_path / "models" / "my clip"  # not on disk: a Kaggle input path is named by the same rule
+    for given, run in ((f"local-dir:{folder}", "my-clip"), (f"local-dir-text:{folder}", "my-clip-text"),
+                       ("hf-hub:Marqo/marqo-fashionSigLIP", "fashion-siglip")):
+        with pytest.raises(ValueError, match=f"its run is named '{run}'.*write '{run}:pca:16'"):
+            parse_embedding_spec(f"{given}:pca:16")
+        with pytest.raises(ValueError, match=f"its run is named '{run}'.*write '{run}'"):
+            parse_embedding_spec(given)
+        with pytest.raises(ValueError, match=f"its run is named '{run}'"):
+            load_embeddings(tmp_path, given, "train", [1, 2])
 
 
 class _LeakyTopK(TopKCorrTransform):

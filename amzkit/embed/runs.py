@@ -11,8 +11,34 @@ import pandas as pd
 
 from amzkit.core.io import id_hash, read_json
 from amzkit.core.schema import Schema, row_text
-from amzkit.core.workdir import check_name, list_runs, stage_dir
-from amzkit.embed.registry import MODELS
+from amzkit.core.workdir import check_name, is_plain_name, list_runs, stage_dir
+from amzkit.embed.registry import LOCAL_DIR, LOCAL_DIR_TEXT, MODELS, get_model_spec, run_name
+
+
+def model_argument_runs(given: str) -> list[str]:
+    """The runs 01 names after `given` when it is how 01's -p model / text_model names a model (local-dir:<folder>,
+    local-dir-text:<folder>, a hub id such as hf-hub:Marqo/marqo-fashionSigLIP) rather than a run; [] otherwise."""
+    for prefix in (LOCAL_DIR_TEXT, LOCAL_DIR):
+        if given.startswith(prefix):
+            try:
+                return [get_model_spec(given).name]
+            except (OSError, ValueError):  # a folder not on this machine (a Kaggle input): named by the same rule
+                tower = "-text" if prefix == LOCAL_DIR_TEXT else ""
+                return [run_name(Path(given[len(prefix):]).expanduser()) + tower]
+    hub = given.removeprefix("hf-hub:").lower()
+    return [s.name for s in MODELS.values() if not is_plain_name(given) and s.source
+            and s.source.removeprefix("hf-hub:").lower() == hub]
+
+
+def model_argument_message(given: str, what: str, suffix: str = "") -> str | None:
+    """What to write instead of `given` (a model as 01 takes it, see model_argument_runs) where 02-05 want its run
+    (`suffix`: the ':pca:N'-style rest of an embedding spec); None when `given` is no such model."""
+    runs = model_argument_runs(given)
+    if not runs:
+        return None
+    return (f"{what} {given + suffix!r} names a model as 01_extract's -p model / text_model takes it; its run is named "
+            + " or ".join(repr(run) for run in runs) + " (01_extract/<run>), the name 02-05 read: write "
+            + " or ".join(repr(run + suffix) for run in runs))
 
 
 def model_inputs(frame: pd.DataFrame, schema: Schema, modality: str) -> list[str]:
@@ -47,6 +73,8 @@ def load_embeddings(work_dir: str | Path, name: str, split: str, ids, has_images
     """Embeddings (float32) and ok-mask of run `name` for `split`, refused unless they match `ids` row for row
     and, given the split's `frame` and `schema`, were embedded from its text or links.
     `has_images`: whether the schema has an image column (without one, an image model's run cannot exist)."""
+    if (hint := model_argument_message(name, "embedding run")) is not None:
+        raise ValueError(hint)
     run_dir = stage_dir(work_dir, "01_extract") / check_name(name, "embedding run")
     missing = not (run_dir / "manifest.json").is_file()
     if missing and not has_images and name in MODELS and MODELS[name].modality == "image":

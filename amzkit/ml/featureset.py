@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from amzkit.embed.runs import model_argument_message
 from amzkit.images.features import IMAGE_FEATURE_GROUPS, build_image_features, image_feature_group
 from amzkit.ml.base import RunInputs
 from amzkit.ml.encodings import TwinPriceTransform, brand_price_transform, material_price_transform
@@ -53,6 +54,10 @@ def all_feature_groups() -> list[str]:
 def parse_embedding_spec(spec: str) -> tuple[str, str, int]:
     """'run' -> (run, 'all', 0); 'run:topk_corr:50', 'run:pca:32', 'run:knn:20' -> (run, strategy, size)."""
     parts = spec.split(":")
+    suffix = f":{parts[-2]}:{parts[-1]}" if len(parts) > 3 and parts[-2] in SELECTIONS else ""
+    for model, rest in ((spec[:len(spec) - len(suffix)], suffix), (spec, "")):
+        if (hint := model_argument_message(model, "embedding", rest)) is not None:
+            raise ValueError(hint)
     if len(parts) == 1:
         return parts[0], "all", 0
     if len(parts) == 3 and parts[1] in SELECTIONS and parts[2].isdigit() and int(parts[2]) > 0:
