@@ -102,6 +102,11 @@ def compress(body: bytes, wbits: int) -> bytes:
     return packer.compress(body) + packer.flush()
 
 
+def placeholder_gif() -> bytes:
+    """A 1x1 transparent GIF (43 bytes): what an image CDN answers, with 200, for a product without a picture."""
+    return encode(Image.new("RGBA", (1, 1), (0, 0, 0, 0)).convert("P"), "GIF", transparency=0)
+
+
 def gzip_bomb(size: int = BOMB_BYTES) -> bytes:
     """A gzip body that decodes to `size` zero bytes, built without holding them."""
     packer, zeros = zlib.compressobj(9, zlib.DEFLATED, 31), bytes(1 << 20)
@@ -123,6 +128,7 @@ PAYLOADS = {
     "/page.jpg": b"<!DOCTYPE html><html><body>Robot check</body></html>",
     "/empty.jpg": b"",
     "/big.jpg": os.urandom(MAX_BYTES + 100_000),
+    "/pixel.gif": placeholder_gif(),
 }
 BOMB = gzip_bomb()
 ENCODED = {  # path -> (Content-Encoding, body as sent)
@@ -262,9 +268,10 @@ EXPECTED = {  # path on the server -> status
     "/big-nolength.jpg": "too_large", "/moved.jpg": "ok", "/moved-ftp.jpg": "unsupported_scheme",
     "/gzip.jpg": "ok", "/twice-gzipped.jpg": "ok", "/deflate.png": "ok", "/raw-deflate.png": "ok",
     "/bomb.jpg": "too_large", "/bomb-nolength.jpg": "too_large", "/brotli.jpg": "corrupt", "/bad-gzip.jpg": "corrupt",
+    "/pixel.gif": "placeholder",
 }
 PERMANENT = ("/missing.jpg", "/truncated.jpg", "/page.jpg", "/huge.jpg", "/empty.jpg", "/big.jpg",
-             "/big-nolength.jpg", "/bomb.jpg", "/bomb-nolength.jpg", "/brotli.jpg", "/bad-gzip.jpg")
+             "/big-nolength.jpg", "/bomb.jpg", "/bomb-nolength.jpg", "/brotli.jpg", "/bad-gzip.jpg", "/pixel.gif")
 
 
 def run(links, cache: Path, base: Path, **options) -> pd.DataFrame:
@@ -509,7 +516,10 @@ def test_bad_links_never_raise(tmp_path):
     (huge_jpeg(), "too_large"),
     (huge_jpeg(9000, 9000), "too_large"),
     (GOOD_JPEG, "ok"),
-], ids=["empty", "html", "garbage", "cut-jpeg", "cut-png", "huge-40k", "huge-9k", "good"])
+    (placeholder_gif(), "placeholder"),
+    (encode(Image.new("RGB", (600, 5), (9, 9, 9)), "PNG"), "placeholder"),
+    (encode(Image.new("RGB", (8, 8), (9, 9, 9)), "PNG"), "ok"),
+], ids=["empty", "html", "garbage", "cut-jpeg", "cut-png", "huge-40k", "huge-9k", "good", "pixel-gif", "strip", "8px"])
 def test_prepare_image_statuses(body, status):
     prepared = prepare_image(body)
     assert prepared.status == status
@@ -631,15 +641,15 @@ def test_manifest_and_table_record_the_original_mode(first, server):
 def test_a_local_file_that_does_not_decode_is_not_ok_before_or_after_01(tmp_path):
     good = encode(gradient((300, 200)), "JPEG")
     files = {"good.jpg": good, "cut.jpg": good[: len(good) // 2], "page.jpg": b"<html><body>login</body></html>",
-             "empty.jpg": b""}
+             "empty.jpg": b"", "pixel.gif": placeholder_gif()}
     for name, body in files.items():
         (tmp_path / name).write_bytes(body)
     links = pd.Series(list(files))
-    expected = ["ok", "corrupt", "not_an_image", "empty"]
+    expected = ["ok", "corrupt", "not_an_image", "empty", "placeholder"]
     for table in (fetch_images(links, base_dir=tmp_path, cache_dir=tmp_path / "cache", progress=False),
                   cached_images(links, tmp_path, tmp_path / "cache")):
         assert table["status"].tolist() == expected
-        assert table["path"].notna().tolist() == [True, False, False, False], "a failed image has no path"
+        assert table["path"].notna().tolist() == [True, False, False, False, False], "a failed image has no path"
         assert table["width"][0] == 300 and table["bytes"][0] == len(good)
 
 

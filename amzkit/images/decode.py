@@ -21,6 +21,11 @@ MAX_PIXELS = 8192 * 8192
 MAX_SIDE_PX = 512
 
 
+# A picture with a side under this is no product photo: a CDN's placeholder for a missing image (Amazon's image
+# servers have long answered with a 1x1 transparent GIF), which would be embedded as a blank picture.
+PLACEHOLDER_SIDE_PX = 8
+
+
 JPEG_QUALITY = 90
 
 
@@ -152,6 +157,9 @@ def prepare_image(body: bytes, max_side: int = MAX_SIDE_PX, max_pixels: int = MA
                                 mode=mode)
             if min(width, height) < 1:
                 return Prepared("corrupt", error=f"size {width}x{height}")
+            if min(width, height) < PLACEHOLDER_SIDE_PX:
+                return Prepared("placeholder", width=width, height=height, error=placeholder_note(width, height),
+                                mode=mode)
             scale = max_side / max(width, height)
             target = (max(1, round(width * scale)), max(1, round(height * scale))) if scale < 1 else None
             if img.format == "JPEG":
@@ -227,7 +235,14 @@ def read_header(path: str, verify: bool = False) -> tuple[str, int | None, int |
         return "corrupt", None, None, None
     if width * height > MAX_PIXELS:
         return "too_large", width, height, mode
-    return ("ok" if min(width, height) >= 1 else "corrupt"), width, height, mode
+    if min(width, height) < 1:
+        return "corrupt", width, height, mode
+    return ("ok" if min(width, height) >= PLACEHOLDER_SIDE_PX else "placeholder"), width, height, mode
+
+
+def placeholder_note(width: int, height: int) -> str:
+    """Why a picture this small is not taken: the error of a `placeholder` status."""
+    return f"{width}x{height} pixels: a placeholder (a side under {PLACEHOLDER_SIDE_PX} px), not a product picture"
 
 
 class BoundedDecoder:

@@ -44,7 +44,7 @@ import pandas as pd
 from amzkit.core.io import remove_stale_temporaries
 from amzkit.core.progress import tqdm
 from amzkit.images.attempts import run_attempts
-from amzkit.images.decode import MAX_PIXELS, MAX_SIDE_PX, read_header, strict_truncation
+from amzkit.images.decode import MAX_PIXELS, MAX_SIDE_PX, placeholder_note, read_header, strict_truncation
 from amzkit.images.http import (
     CONNECT_TIMEOUT_S,
     DEFAULT_RETRY,
@@ -244,7 +244,9 @@ def _read_local_files(resolved: dict[str, tuple[str | None, FetchRecord]], paths
             continue
         record.width, record.height, record.mode, record.bytes = width, height, mode, _file_size(path)
         if status != "ok":
-            record.status, record.error = status, f"{path} does not decode as an image"
+            record.status = status
+            record.error = (f"{path}: {placeholder_note(width, height)}" if status == "placeholder"
+                            else f"{path} does not decode as an image")
             resolved[link] = (None, record)
 
 

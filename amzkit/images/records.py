@@ -25,6 +25,7 @@ STATUSES = (
     "not_an_image",  # not identifiable as an image (HTML error page, text, ...)
     "corrupt",  # an image format, but truncated or undecodable data
     "too_large",  # over max_bytes, or over max_pixels by the header
+    "placeholder",  # a side under decode.PLACEHOLDER_SIDE_PX: a CDN's stand-in for a missing image (a 1x1 GIF)
     "empty",
     "missing_file",
     "missing_link",
