@@ -615,3 +615,29 @@ def test_a_run_whose_rows_all_lie_in_one_of_03s_folds_is_skipped_saying_so(tmp_p
     correlate(train, "amazon2025", tmp_path, [], baseline_features=[], n_permutations=3)
     skipped = read_json(tmp_path / "02_correlate" / "metrics.json")["skipped"]
     assert list(skipped) == ["few"] and "all lie in one fold" in skipped["few"]
+
+
+def test_an_image_run_01_did_not_finish_is_named_unfinished_by_02_and_03_not_skipped_silently(tmp_path, capsys):
+    """01 killed part way through an image model (shards, no manifest): 02's default runs left it out without a word,
+    and 03 said 'no embedding run' with a near name (the text tower's run) and '-p model <run>', which 01 refuses
+    for a local model's run (named after its folder)."""
+    from amzkit.core.io import read_json, write_json
+    from amzkit.embed.runs import load_embeddings
+    from amzkit.stages.correlate import correlate
+
+    rng = np.random.default_rng(0)
+    ids = np.arange(100)
+    train = pd.DataFrame({"sample_id": ids, "catalog_content": [f"Item Name: p{i}" for i in ids], "image_link": "",
+                          "price": _prices(rng, 100)})
+    _write_run(tmp_path, "my-clip-text", ids, rng.normal(size=(100, 4)))
+    write_json(tmp_path / "01_extract" / "my-clip" / "shards" / "test-00000.json", {"model": "my-clip"})
+    assert list(correlate(train, "amazon2025", tmp_path, [], baseline_features=[], n_permutations=3)) == [
+        "my-clip-text"]
+    why = read_json(tmp_path / "02_correlate" / "metrics.json")["skipped"]["my-clip"]
+    assert "unfinished" in why and "rerun 01_extract with the model that made it" in why
+    assert "run 'my-clip' skipped" in capsys.readouterr().out
+    with pytest.raises(FileNotFoundError, match="'my-clip' is unfinished") as refused:
+        load_embeddings(tmp_path, "my-clip", "train", ids)
+    assert "did you mean" not in str(refused.value)
+    with pytest.raises(FileNotFoundError, match=r"no embedding run 'my-clp'.*-p model local-dir:<folder>"):
+        load_embeddings(tmp_path, "my-clp", "train", ids)

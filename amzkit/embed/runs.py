@@ -14,6 +14,17 @@ from amzkit.core.schema import Schema, row_text
 from amzkit.core.workdir import check_name, is_plain_name, list_runs, stage_dir
 from amzkit.embed.registry import LOCAL_DIR, LOCAL_DIR_TEXT, MODELS, get_model_spec, run_name
 
+SHARDS_DIR = "shards"  # a run's finished shards, joined into the run once every one is there
+
+
+def unfinished_runs(work_dir: str | Path) -> list[str]:
+    """01 runs begun in `work_dir` and not finished: shards, no manifest (01 stopped, or a kernel's share of them)."""
+    folder = stage_dir(work_dir, "01_extract")
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir()
+                  if (p / SHARDS_DIR).is_dir() and not (p / "manifest.json").is_file())
+
 
 def model_argument_runs(given: str) -> list[str]:
     """The runs 01 names after `given` when it is how 01's -p model / text_model names a model (local-dir:<folder>,
@@ -83,6 +94,12 @@ def load_embeddings(work_dir: str | Path, name: str, split: str, ids, has_images
             f"{name!r} (and '{name}:...') out of -p embeddings (03's default names it) and use text runs of "
             "01_extract (-p text_model), e.g. -p embeddings '[\"minilm:pca:32\", \"minilm:knn:20\"]', or '[]'"
         )
+    if missing and name in unfinished_runs(work_dir):
+        raise FileNotFoundError(
+            f"embedding run {name!r} is unfinished: {run_dir} holds shards but no manifest.json (01_extract stopped "
+            "before it finished, or embedded a share of the rows with -p num_shards, which a merge joins): rerun "
+            "01_extract with the model that made it, which resumes from those shards, or leave "
+            f"{name!r} out of -p embeddings (03) or -p runs / baseline_runs (02)")
     if missing:
         made = list_runs(work_dir, "01_extract")  # runs mark themselves with metrics.json (image_tables does not)
         close = difflib.get_close_matches(name, made, n=1)
@@ -118,4 +135,7 @@ def load_embeddings(work_dir: str | Path, name: str, split: str, ids, has_images
 def _making(name: str) -> str:
     """The 01_extract parameter that makes run `name`: -p model for an image model, -p text_model for a text one."""
     spec = MODELS.get(name)
-    return f"-p text_model {name}" if spec is not None and spec.modality == "text" else f"-p model {name}"
+    if spec is None:  # no registry name: a local model's run, named after its folder
+        return (f"-p model local-dir:<folder> (-p text_model for a text model) for the model folder named {name!r} "
+                "(a local model's run is named after its folder)")
+    return f"-p text_model {name}" if spec.modality == "text" else f"-p model {name}"

@@ -22,7 +22,7 @@ from amzkit.core.metric import constant_oof, smape
 from amzkit.core.params import Param, Parameters
 from amzkit.core.schema import get_schema, row_text
 from amzkit.core.workdir import list_runs, stage_dir
-from amzkit.embed.runs import load_embeddings
+from amzkit.embed.runs import load_embeddings, unfinished_runs
 from amzkit.embed.simple import TfidfSvdEmbedder
 from amzkit.ml.folds import FOLD_STRATEGIES, check_trainable
 from amzkit.ml.stats import pearson_columns
@@ -307,7 +307,7 @@ def correlate(train: pd.DataFrame, schema: str, work_dir: str | Path, runs=D.run
     runs, baseline_runs, baseline_features = checked["runs"], checked["baseline_runs"], checked["baseline_features"]
     check_trainable(train[schema_.target].to_numpy(), n_folds, schema_.target)
     named = bool(runs)  # runs the user named must load; of the default (every run), a stale one is skipped
-    runs = runs or list_runs(work_dir, "01_extract")
+    runs = runs or sorted([*list_runs(work_dir, "01_extract"), *unfinished_runs(work_dir)])  # unfinished: said
     if not runs:
         raise FileNotFoundError(f"no 01_extract runs in {work_dir}: run 01_extract first")
     features = list(baseline_features)
@@ -324,7 +324,7 @@ def correlate(train: pd.DataFrame, schema: str, work_dir: str | Path, runs=D.run
         try:
             embeddings, ok = load_embeddings(work_dir, name, "train", train[schema_.id_column], frame=train,
                                              schema=schema_)
-        except ValueError as err:  # made for other rows (an older train.csv)
+        except (ValueError, FileNotFoundError) as err:  # made for other rows (an older train.csv), or unfinished
             if named:
                 raise
             skipped[name] = f"run {name!r} skipped: {err}; or name the runs to analyse with -p runs"

@@ -13,9 +13,8 @@ import pandas as pd
 from amzkit.core.io import id_hash, read_json, write_csv, write_json, write_npy
 from amzkit.core.schema import SPLITS
 from amzkit.embed.registry import ModelSpec
-from amzkit.embed.runs import inputs_sha256
+from amzkit.embed.runs import SHARDS_DIR, inputs_sha256
 
-SHARDS_DIR = "shards"
 NETWORK_DOWN_DIR = "network_down"  # the link statuses of a stop for a dead network, beside a finished run
 ARRAY_SUFFIXES = (".npy", ".ok.npy")
 
