@@ -6,6 +6,7 @@ import functools
 import http.server
 import shutil
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -1281,3 +1282,29 @@ def test_a_rerun_with_every_shard_finished_says_it_embedded_nothing(shard_data, 
     assert calls["n"] == 0
     assert "tfidf-svd: resuming: 8 of 8 shards were finished by an earlier run and are kept; nothing to embed" \
            in capsys.readouterr().out
+
+
+def test_01_on_a_train_csv_whose_work_folder_holds_folds_of_other_rows_warns_before_embedding(small_demo, tmp_path):
+    """A user who edited train.csv reran 01 in the same work folder (hours of embedding on the real data), and only
+    03 then said the folder's folds were made for other rows and to use a new work_dir: 01 says it first."""
+    from amzkit.app import runners
+    from amzkit.app.parameters import check_parameters, stage_parameters
+    from amzkit.ml.folds import shared_folds
+
+    data = load_data(small_demo, "amazon2025")
+    schema = get_schema("amazon2025")
+    work = tmp_path / "work"
+
+    def run_01():
+        params = {**stage_parameters("01_extract"), "data_dir": str(small_demo), "work_dir": str(work), "model": "",
+                  "text_model": "tfidf-svd"}
+        return runners.run_extract(runners.setup(check_parameters(params, "01_extract"), "01_extract"))
+
+    shared_folds(work, data["train"], schema, 3, 0, "kfold")  # 03 ran on this train.csv: 01 stays quiet
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run_01()
+    shared_folds(tmp_path / "old", data["train"].iloc[:-2], schema, 3, 0, "kfold")
+    shutil.copytree(tmp_path / "old" / "03_train", work / "03_train", dirs_exist_ok=True)  # 03 ran on 2 rows fewer
+    with pytest.warns(UserWarning, match=r"03_train will refuse this train.csv .*2 ids added, 0 gone.*new -p work_dir"):
+        run_01()

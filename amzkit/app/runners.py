@@ -33,6 +33,7 @@ from amzkit.core.schema import SPLITS, Schema, check_columns, get_schema, load_d
 from amzkit.core.workdir import KAGGLE_INPUT, check_writable, on_kaggle, resolve_work_dir, stage_dir
 from amzkit.embed.registry import LOCAL_DIR, LOCAL_DIR_TEXT, MODELS, get_model_spec
 from amzkit.ml.diversity import ALIKE_CORRELATION
+from amzkit.ml.folds import folds_of_other_rows
 from amzkit.ml.runs import marked_rerun, runs_leaderboard
 from amzkit.stages import correlate as correlate_stage
 from amzkit.stages import ensemble as ensemble_stage
@@ -184,6 +185,9 @@ def run_extract(ctx: Context) -> pd.DataFrame:
             hint = f"; for its text tower, -p text_model {tower}" if parameter == "text_model" and tower else ""
             raise ValueError(f"-p {parameter} {model!r} is {article} {spec.modality} model and {parameter} takes "
                              f"{modality} models: pass it as -p {other} {model!r}{hint}")
+    if refused := folds_of_other_rows(ctx.work_dir, ctx.data["train"], ctx.schema):  # say it before hours of work
+        warnings.warn(f"03_train will refuse this train.csv in this work folder: {refused}. Stop and rerun 01 with a "
+                      "new -p work_dir (copy image_cache/ into it to keep the pictures fetched)", stacklevel=2)
     manifests = {}
     for model in [m for m in (p.model, p.text_model) if m]:
         name = get_model_spec(model).name  # the run's folder (a local-dir: model's is its folder's name)

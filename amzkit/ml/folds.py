@@ -65,6 +65,22 @@ def make_folds(target: np.ndarray, n_folds: int, seed: int, strategy: str = "str
     return folds
 
 
+def _other_rows_message(path: Path, how: str) -> str:
+    fix = ("put train.csv's rows back in that order, or use" if "order" in how else "use")
+    return (f"{path} was made for other train rows (train.csv now has {how}): {fix} a new work_dir for this "
+            "train.csv (deleting folds.csv would leave the old rows' runs beside new ones, which 04 cannot blend)")
+
+
+def folds_of_other_rows(work_dir: str | Path, train: pd.DataFrame, schema: Schema) -> str:
+    """Why 03 would refuse `train` in this work folder: its folds.csv made for other train rows or another order of
+    them, in words; '' when they match or there are no folds yet."""
+    path = stage_dir(work_dir, "03_train") / FOLDS_FILE
+    if not path.is_file():
+        return ""
+    how = ids_difference(pd.read_csv(path, dtype={"id": str})["id"], train[schema.id_column].to_numpy())
+    return _other_rows_message(path, how) if how else ""
+
+
 PARAMETER_NAMES = {"strategy": "fold_strategy"}  # folds.json's keys that 03's parameters name otherwise
 
 
@@ -78,10 +94,7 @@ def shared_folds(work_dir: str | Path, train: pd.DataFrame, schema: Schema, n_fo
     if path.is_file():
         saved = pd.read_csv(path, dtype={"id": str})
         if how := ids_difference(saved["id"], ids):
-            fix = ("put train.csv's rows back in that order, or use" if "order" in how else "use")
-            raise ValueError(f"{path} was made for other train rows (train.csv now has {how}): {fix} a new work_dir "
-                             "for this train.csv (deleting folds.csv would leave the old rows' runs beside new ones, "
-                             "which 04 cannot blend)")
+            raise ValueError(_other_rows_message(path, how))
         info = read_json(info_path) if info_path.is_file() else {"n_folds": int(saved["fold"].nunique())}
         differs = {k: (info.get(k), v) for k, v in wanted.items() if k in info and info[k] != v}
         if differs:
