@@ -307,7 +307,7 @@ def test_a_kill_while_merging_leaves_no_manifest_beside_new_arrays(shard_data, s
     with pytest.raises(KeyboardInterrupt):
         extract(edited, small_demo, tmp_path, "amazon2025", "tfidf-svd", shard_rows=SHARD_ROWS_SMALL)
     assert not (run / "manifest.json").exists()
-    with pytest.raises(FileNotFoundError, match="no embedding run 'tfidf-svd'"):
+    with pytest.raises(FileNotFoundError, match="embedding run 'tfidf-svd' is unfinished"):  # a rerun finishes it
         load_embeddings(tmp_path, "tfidf-svd", "test", shard_data["test"]["sample_id"])
     # nor an old metrics.json listing it as finished (02's and 03's default run lists then stopped on it)
     assert list_runs(tmp_path, "01_extract") == []
