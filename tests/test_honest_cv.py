@@ -91,14 +91,16 @@ OTHER_LEARNERS = {
             "epochs": 3, "device": "cpu", "refit": True},
     "mlp, 2 bags": {"features": ["text_stats", "brand_price"], "embeddings": ["planted:pca:4"], "num_threads": 1,
                     "epochs": 3, "device": "cpu", "refit": True, "bags": 2},
+    "sparse_mlp": {"features": ["text_stats", "brand_price"], "views": ["name_words", "name_chars", "text_words"],
+                   "num_threads": 1, "epochs": 3, "device": "cpu", "hidden": [16, 8], "bags": 2},
 }
 
 
 @pytest.mark.parametrize("name", list(OTHER_LEARNERS))
 def test_every_other_learner_never_reads_the_scored_folds_labels(tmp_path, name):
     learner = name.split(",")[0]
-    if learner in ("xgboost", "catboost", "mlp"):
-        pytest.importorskip({"mlp": "torch"}.get(learner, learner))
+    if learner in ("xgboost", "catboost", "mlp", "sparse_mlp"):
+        pytest.importorskip({"mlp": "torch", "sparse_mlp": "torch"}.get(learner, learner))
     assert_blind_to_the_scored_labels(tmp_path, lambda: make_learner(learner, **OTHER_LEARNERS[name]))
 
 

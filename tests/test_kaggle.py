@@ -1311,6 +1311,8 @@ TORCH_LEARNER_VALUE_TYPOS = [
     ("mlp", {"loss": "smape2"}, "learner 'mlp': loss='smape2' is not one of ['huber', 'l1', 'mse', 'smape', "
                                 "'smooth_l1'] (did you mean 'smape'?)"),
     ("mlp", {"epochs": 0}, "learner 'mlp': epochs must be an integer >= 1, got 0"),
+    ("sparse_mlp", {"views": ["name_word"]}, "learner 'sparse_mlp': views='name_word' is not one of ['name_chars', "
+                                              "'name_words', 'text_words'] (did you mean 'name_words'?)"),
     ("finetune", {"epochs": 0}, "learner 'finetune': epochs must be a number > 0 (a fraction is allowed), got 0"),
     ("finetune", {"model": "deberta-v3-bse"}, "unknown finetune model 'deberta-v3-bse' (did you mean "
                                               "'deberta-v3-base'?); choose from ['bge-base', 'deberta-v3-base', "

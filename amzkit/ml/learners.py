@@ -8,6 +8,7 @@
 | `ridge_tfidf` | row text: TF-IDF words 1-2 + chars 3-5          |                         |
 | `knn`         | an 01_extract embedding run (ml.knn)            |                         |
 | `mlp`         | embedding runs + numeric feature groups (torch) | torch                   |
+| `sparse_mlp`  | TF-IDF n-grams (sparse) + numeric feature groups | torch                  |
 | `finetune`    | the catalog text, a transformers encoder        | torch, transformers     |
 
 Every learner follows ml.base.Learner and runs in the one CV loop (ml.cv), so 04_ensemble blends any of them.
@@ -174,6 +175,8 @@ LEARNERS: dict[str, LearnerEntry] = {entry.name: entry for entry in (
     LearnerEntry("knn", "amzkit.ml.learners:KnnEmbedding", (), "kNN on one embedding run"),
     LearnerEntry("mlp", "amzkit.ml.mlp:MlpLearner", ("torch",), "a small MLP on embeddings + features",
                  "amzkit.ml.torch_settings:check_mlp_settings"),
+    LearnerEntry("sparse_mlp", "amzkit.ml.sparse_mlp:SparseMlpLearner", ("torch",),
+                 "an MLP on sparse TF-IDF n-grams + features", "amzkit.ml.torch_settings:check_sparse_mlp_settings"),
     LearnerEntry("finetune", "amzkit.ml.finetune:FinetuneLearner", ("torch", "transformers"),
                  "a transformers encoder fine-tuned on the catalog text",
                  "amzkit.ml.torch_settings:check_finetune_settings"),

@@ -1,5 +1,5 @@
-"""What the torch learners (`mlp`, `finetune`) accept as settings, without importing torch: the range of each
-number (Bounds tables), the choices (losses, schedules, paddings, devices, precisions, ...) and the encoders
+"""What the torch learners (`mlp`, `sparse_mlp`, `finetune`) accept as settings, without importing torch: the range
+of each number (Bounds tables), the choices (losses, schedules, paddings, devices, precisions, ...) and the encoders
 `finetune` knows.
 
 The learners check their settings with it first thing in `prepare` (check_settings), and kaggle build checks a 03
@@ -137,10 +137,60 @@ def check_mlp_settings(params: Mapping[str, object]) -> None:
         except ValueError as err:
             raise ValueError(f"learner 'mlp': {err}") from None
     if "hidden" in params:
-        hidden = params["hidden"]
-        widths = hidden if isinstance(hidden, list | tuple) else [None]
-        if not all(Bounds(1, integer=True).admits(width) for width in widths):
-            raise ValueError(f"learner 'mlp': hidden must list positive layer widths, e.g. [512, 128], got {hidden!r}")
+        check_widths("mlp", params["hidden"])
+
+
+# --- sparse_mlp
+
+# The sparse text views sparse_mlp's first layer can read: name -> (the text: the item name or the whole row text,
+# the TfidfVectorizer settings, fit on each fit's rows). Token pattern \w+ keeps numbers and single letters ("12",
+# "6", "x"): sizes and packs are words here.
+SPARSE_VIEWS: dict[str, tuple[str, dict]] = {
+    "name_words": ("name", {"ngram_range": (1, 2), "min_df": 2, "token_pattern": r"\w+"}),
+    "name_chars": ("name", {"analyzer": "char_wb", "ngram_range": (2, 4), "min_df": 3}),
+    "text_words": ("text", {"ngram_range": (1, 2), "min_df": 2, "token_pattern": r"\w+", "max_features": 100_000}),
+}
+SPARSE_MLP_BOUNDS: dict[str, Bounds] = {
+    **{name: TRAINING_BOUNDS[name] for name in ("batch_size", "weight_decay", "huber_delta", "valid_fraction",
+                                                 "num_threads", "model_seed")},
+    "epochs": Bounds(1, integer=True),
+    "batch_growth": Bounds(1, note="each epoch's batch is the last one's times this: 2 doubles it"),
+    "lr": Bounds(0, low_open=True),
+}
+
+
+def check_widths(learner: str, hidden, least: int = 0) -> None:
+    """`hidden` must list at least `least` positive layer widths."""
+    widths = hidden if isinstance(hidden, list | tuple) and len(hidden) >= least else [None]
+    if not all(Bounds(1, integer=True).admits(width) for width in widths):
+        raise ValueError(f"learner {learner!r}: hidden must list positive layer widths, e.g. [512, 128]"
+                         + (f" (at least {least})" if least else "") + f", got {hidden!r}")
+
+
+def check_sparse_mlp_settings(params: Mapping[str, object]) -> None:
+    """What `sparse_mlp` refuses of its parameters `params` (those absent keep their defaults) before reading any
+    data."""
+    for param, choices in (("loss", LOSS_NAMES), ("device", DEVICES)):
+        if param in params:
+            check_choice("sparse_mlp", param, params[param], choices)
+    check_numbers("sparse_mlp", params, SPARSE_MLP_BOUNDS)
+    check_flags("sparse_mlp", params, ("binary", "refit", "progress"))
+    if "bags" in params:
+        try:
+            check_bag_settings(params["bags"])
+        except ValueError as err:
+            raise ValueError(f"learner 'sparse_mlp': {err}") from None
+    if "hidden" in params:
+        check_widths("sparse_mlp", params["hidden"], least=1)
+    if "views" in params:
+        views = params["views"]
+        if not isinstance(views, list | tuple) or not views:
+            raise ValueError(f"learner 'sparse_mlp': views must list text views from {sorted(SPARSE_VIEWS)}, e.g. "
+                             f"[\"name_words\", \"text_words\"], got {views!r}")
+        for view in views:
+            check_choice("sparse_mlp", "views", view, SPARSE_VIEWS)
+        if len(set(views)) < len(views):
+            raise ValueError(f"learner 'sparse_mlp': views lists a view twice: {views!r}")
 
 
 # --- finetune

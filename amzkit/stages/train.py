@@ -75,7 +75,7 @@ PARAMETERS = Parameters(
           plain_name=True, reserved=RESERVED_RUN_NAMES,
           reserved_why="03_train keeps its own files and folders under the first five, and 05 takes 04_ensemble for "
                        "04's blend: a run folder of that name would share them"),
-    Param("learner", "lightgbm", "lightgbm, xgboost, catboost, ridge_tfidf, knn, mlp or finetune",
+    Param("learner", "lightgbm", "lightgbm, xgboost, catboost, ridge_tfidf, knn, mlp, sparse_mlp or finetune",
           choices=tuple(LEARNERS)),
     Param("learner_params", {}, "the learner's own parameters as JSON, e.g. {\"embedding\": \"minilm\", \"k\": 20}"),
     Param("embeddings", ["fashion-siglip:pca:64", "minilm:pca:32", "minilm:knn:20"],
