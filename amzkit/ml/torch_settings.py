@@ -131,11 +131,7 @@ def check_mlp_settings(params: Mapping[str, object]) -> None:
             check_choice("mlp", param, params[param], choices)
     check_numbers("mlp", params, MLP_BOUNDS)
     check_flags("mlp", params, ("refit", "progress"))
-    if "bags" in params:
-        try:
-            check_bag_settings(params["bags"])
-        except ValueError as err:
-            raise ValueError(f"learner 'mlp': {err}") from None
+    check_bags("mlp", params)
     if "hidden" in params:
         check_widths("mlp", params["hidden"])
 
@@ -159,6 +155,15 @@ SPARSE_MLP_BOUNDS: dict[str, Bounds] = {
 }
 
 
+def check_bags(learner: str, params: Mapping[str, object]) -> None:
+    """`bags` (when given) as every bagging learner takes it (ml.base.check_bag_settings), named by `learner`."""
+    if "bags" in params:
+        try:
+            check_bag_settings(params["bags"])
+        except ValueError as err:
+            raise ValueError(f"learner {learner!r}: {err}") from None
+
+
 def check_widths(learner: str, hidden, least: int = 0) -> None:
     """`hidden` must list at least `least` positive layer widths."""
     widths = hidden if isinstance(hidden, list | tuple) and len(hidden) >= least else [None]
@@ -175,11 +180,7 @@ def check_sparse_mlp_settings(params: Mapping[str, object]) -> None:
             check_choice("sparse_mlp", param, params[param], choices)
     check_numbers("sparse_mlp", params, SPARSE_MLP_BOUNDS)
     check_flags("sparse_mlp", params, ("binary", "refit", "progress"))
-    if "bags" in params:
-        try:
-            check_bag_settings(params["bags"])
-        except ValueError as err:
-            raise ValueError(f"learner 'sparse_mlp': {err}") from None
+    check_bags("sparse_mlp", params)
     if "hidden" in params:
         check_widths("sparse_mlp", params["hidden"], least=1)
     if "views" in params:
