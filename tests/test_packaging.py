@@ -79,7 +79,8 @@ def test_ci_runs_the_readme_test_command():
 
 
 # Imports amzkit may make without declaring them: a guarded fallback, or a learner's own (LEARNERS[...].requires).
-UNDECLARED_IMPORTS = {"certifi": "images.http: requests' CA bundle when installed, else the system's"}
+UNDECLARED_IMPORTS = {"certifi": "images.http: requests' CA bundle when installed, else the system's",
+                      "IPython": "core.progress: a widget bar's display, only inside a Jupyter kernel (IPython's)"}
 
 
 def _third_party_imports() -> dict[str, list[str]]:
