@@ -53,6 +53,20 @@ MAX_EMBEDDING_DIM = 16
 PREDICT_BATCH = 8192
 
 
+def category_cardinalities(features) -> list[int]:
+    """Per categorical column of a FeatureSet: the number of indices `category_indices` gives (its label-free codes
+    of every row, + 0 for missing, + the last one for a code unseen there)."""
+    codes = features.static[:, features.categorical]
+    return [int(np.nanmax(np.append(c, -1))) + 2 for c in codes.T]
+
+
+def category_indices(raw: np.ndarray, cardinalities: Sequence[int]) -> np.ndarray:
+    """Category index per code of `raw` (a column per categorical column): 0 missing, code + 1, capped at the
+    last (unseen) index."""
+    codes = np.where(np.isfinite(raw), raw + 1, 0).astype(np.int64)
+    return np.minimum(codes, np.array(cardinalities, dtype=np.int64) - 1)
+
+
 class TabularScaler:
     """Numeric columns for a net: median imputation + missing indicators, log scaling of heavy tails, clipping
     and standardisation, all learnt from the rows `fit` sees (the training fold's real rows)."""
@@ -172,8 +186,7 @@ class MlpLearner(Learner):
         categorical = list(self.features_.categorical)
         self.numeric_columns_ = [i for i in range(self.features_.static.shape[1]) if i not in set(categorical)]
         self.categorical_columns_ = categorical
-        codes = self.features_.static[:, categorical]  # label-free category codes of every row (NaN: missing)
-        self.cardinalities_ = [int(np.nanmax(np.append(c, -1))) + 2 for c in codes.T]
+        self.cardinalities_ = category_cardinalities(self.features_)
         return self
 
     def prepared_attributes(self) -> set[str]:
@@ -186,9 +199,7 @@ class MlpLearner(Learner):
         """(numeric columns incl. fold-transform ones, category index per categorical column: 0 = missing)."""
         n_static = self.features_.static.shape[1]
         numeric = np.hstack([x[:, self.numeric_columns_], x[:, n_static:]])
-        raw = x[:, self.categorical_columns_]
-        codes = np.where(np.isfinite(raw), raw + 1, 0).astype(np.int64)
-        return numeric, np.minimum(codes, np.array(self.cardinalities_, dtype=np.int64) - 1)
+        return numeric, category_indices(x[:, self.categorical_columns_], self.cardinalities_)
 
     def _tensors(self, x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         numeric, codes = self._split(x)

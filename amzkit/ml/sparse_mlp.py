@@ -27,7 +27,7 @@ from torch import nn
 from amzkit.ml.base import Learner, RunInputs
 from amzkit.ml.featureset import assemble_features
 from amzkit.ml.folds import VALID_FRACTION, holdout_mask
-from amzkit.ml.mlp import TabularScaler
+from amzkit.ml.mlp import TabularScaler, category_cardinalities, category_indices
 from amzkit.ml.torch_fit import (
     cpu_threads,
     described_without_progress,
@@ -125,8 +125,7 @@ class SparseMlpLearner(Learner):
         self.texts_ = {"text": inputs.texts, "name": item_names(inputs.both, inputs.schema).tolist()}
         self.features_ = assemble_features(inputs, self.features, (), self.tfidf_dim) if self.features else None
         if self.features_ is not None:
-            codes = self.features_.static[:, self.features_.categorical]  # label-free codes of every row
-            self.cardinalities_ = [int(np.nanmax(np.append(c, -1))) + 2 for c in codes.T]  # + missing, + unseen
+            self.cardinalities_ = category_cardinalities(self.features_)
         return self
 
     def prepared_attributes(self) -> set[str]:
@@ -153,10 +152,7 @@ class SparseMlpLearner(Learner):
     def _split(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(numeric columns, category index per categorical column: 0 missing, the last one unseen)."""
         categorical = self.features_.categorical
-        raw = x[:, categorical]
-        codes = np.where(np.isfinite(raw), raw + 1, 0).astype(np.int64)
-        return (np.delete(x, categorical, axis=1),
-                np.minimum(codes, np.array(self.cardinalities_, dtype=np.int64) - 1))
+        return np.delete(x, categorical, axis=1), category_indices(x[:, categorical], self.cardinalities_)
 
     # --- the protocol
 

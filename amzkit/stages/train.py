@@ -304,7 +304,7 @@ def train_run(
         without = _resumable_cv(model, folds, run_dir, None, progress, clock, kept=PSEUDO_BASELINE_DIR,
                                 models_dir=None, devices=devices)
         pseudo_info = {"pseudo_label": {**pseudo.summary(), "cv_smape_without": smape(inputs.y, without["oof"])}}
-    result = _resumable_cv(model, folds, run_dir, pseudo, progress, clock, devices=devices)
+    result = _resumable_cv(model, folds, run_dir, pseudo, progress, clock, devices=devices, fingerprint=fingerprint)
     if pseudo is not None:
         pseudo_info["pseudo_label"]["cv_smape_with"] = smape(inputs.y, result["oof"])
     (run_dir / "metrics.json").unlink(missing_ok=True)  # unfinished from here (save_run writes it last): a kill
@@ -434,13 +434,14 @@ def inputs_digest(inputs: RunInputs) -> dict:
 
 def _resumable_cv(model: Learner, folds: np.ndarray, run_dir: Path, pseudo, progress: bool, clock: dict,
                   kept: str = PROGRESS_DIR, models_dir: str | None = "models",
-                  devices: list[str] | None = None) -> dict:
+                  devices: list[str] | None = None, fingerprint: str | None = None) -> dict:
     """cross_validate, keeping each finished fold in run_dir/<kept>/ and starting after the last one kept; the
     fold models go to run_dir/<models_dir> (None: not saved); `devices`: one fold worker process each. `clock`
     ({'started': perf_counter at the run's start, 'earlier': 0.0}): each kept fold records the run's seconds so
-    far, and a resumed run adds those of the session that kept them to 'earlier'."""
+    far, and a resumed run adds those of the session that kept them to 'earlier'. `fingerprint`: _fingerprint of
+    these arguments when the caller has made it (made here otherwise)."""
     folder = run_dir / kept
-    fingerprint = _fingerprint(model, folds, pseudo)
+    fingerprint = fingerprint or _fingerprint(model, folds, pseudo)  # the caller's, made for these arguments
     previous, start = None, 0
     marker = folder / "progress.json"
     if marker.is_file():
