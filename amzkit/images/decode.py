@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from amzkit.images.records import describe
 
@@ -51,6 +51,12 @@ IDENTITY_ENCODINGS = frozenset({"", "identity"})
 GZIP_MAGIC = b"\x1f\x8b"
 
 
+ORIENTATION_TAG = 0x0112  # EXIF Orientation: 1 upright, 2-8 mirrored and/or turned
+
+
+TURNING_ORIENTATIONS = frozenset({5, 6, 7, 8})  # a quarter turn: the upright picture's sides are swapped
+
+
 DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError, KeyError, ZeroDivisionError,
                  MemoryError)
 
@@ -83,8 +89,28 @@ def _to_uint8(values: np.ndarray, mode: str) -> np.ndarray:
     return np.clip(values * scale, 0, 255).astype(np.uint8)
 
 
+def orientation(img: Image.Image) -> int:
+    """The EXIF orientation tag (1 upright) of an opened picture; 1 when it has none or its EXIF block is broken."""
+    try:
+        return int(img.getexif().get(ORIENTATION_TAG, 1))
+    except DECODE_ERRORS:
+        return 1
+
+
+def upright(img: Image.Image) -> Image.Image:
+    """The picture as it is meant to be seen: turned by its EXIF orientation tag (phone photos are stored sideways
+    with a tag saying so); the same image when it has none."""
+    if orientation(img) == 1:
+        return img
+    try:
+        return ImageOps.exif_transpose(img)
+    except DECODE_ERRORS:  # a broken EXIF block: the picture itself decoded, keep it as stored
+        return img
+
+
 def open_image(path: str | None, draft_px: int | None = None) -> tuple[Image.Image | None, str]:
-    """Open an image as RGB; returns (image, 'ok') or (None, status). JPEGs decode in draft mode.
+    """Open an image as RGB, upright by its EXIF orientation; returns (image, 'ok') or (None, status). JPEGs decode
+    in draft mode.
 
     With `draft_px`, a JPEG is decoded at the smallest DCT scale that keeps both sides >= draft_px.
     """
@@ -97,7 +123,7 @@ def open_image(path: str | None, draft_px: int | None = None) -> tuple[Image.Ima
             if draft_px and img.format == "JPEG":
                 img.draft("RGB", (draft_px, draft_px))
             img.load()
-            return to_rgb(img), "ok"
+            return to_rgb(upright(img)), "ok"
     except FileNotFoundError:
         return None, "missing_file"
     except Image.DecompressionBombError:
@@ -165,12 +191,14 @@ def prepare_image(body: bytes, max_side: int = MAX_SIDE_PX, max_pixels: int = MA
             if img.format == "JPEG":
                 img.draft("RGB", target or (VERIFY_DRAFT_PX, VERIFY_DRAFT_PX))
             img.load()
+            if target is not None and orientation(img) in TURNING_ORIENTATIONS:
+                target = target[::-1]  # the shrunk copy is stored upright (it keeps no EXIF tag)
             if target is None:
                 original = _read_original_note(img.info.get("comment")) if img.format == "JPEG" else None
                 if original is not None:  # a shrunk copy this function made: the original's numbers
                     return Prepared("ok", body, original[0], original[1], mode=original[3], nbytes=original[2])
                 return Prepared("ok", body, width, height, mode=mode)
-            small = to_rgb(img).resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+            small = to_rgb(upright(img)).resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
             out = io.BytesIO()
             small.save(out, format="JPEG", quality=JPEG_QUALITY, comment=_original_note(width, height, len(body), mode))
             return Prepared("ok", out.getvalue(), width, height, mode=mode, nbytes=len(body))
