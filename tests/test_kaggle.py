@@ -1494,3 +1494,22 @@ def test_a_data_dir_or_work_dir_no_kernel_can_reach_on_kaggle_stops_the_build(tm
         warnings.simplefilter("error")
         _build(tmp_path / "kaggle", cli_params=kaggle_paths + ["01.model=color-stats", "01.text_model=minilm",
                                                                '03.embeddings=["minilm"]'])
+
+
+def test_an_mlp_kernel_on_device_cuda_gets_a_t4(tmp_path):
+    """An mlp / sparse_mlp kernel with `device: cuda` was given Kaggle's CPU machine, where it cannot run; without
+    it (device auto is the CPU there) it stays on the CPU machine. Offline either way (inputs mounted)."""
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps({"03_train": [
+        {"run_name": "mlp_gpu", "learner": "mlp", "learner_params": {"device": "cuda"}},
+        {"run_name": "sparse_gpu", "learner": "sparse_mlp", "learner_params": {"device": "cuda"}},
+        {"run_name": "mlp_cpu", "learner": "mlp", "learner_params": {"device": "auto"}},
+        {"run_name": "sparse_cpu", "learner": "sparse_mlp"}]}))
+    result = _build(tmp_path / "build", params_file=params, stages=["03"])
+    shape = {k.params["run_name"]: (meta["enable_gpu"], meta["enable_internet"], meta["machine_shape"])
+             for k in result.kernels if k.stage == "03_train" for meta in [_meta(result.out / k.folder)]}
+    assert shape == {"mlp_gpu": (True, False, "NvidiaTeslaT4"), "sparse_gpu": (True, False, "NvidiaTeslaT4"),
+                     "mlp_cpu": (False, False, None), "sparse_cpu": (False, False, None)}
+    for kernel in (k for k in result.kernels if k.stage == "03_train"):
+        folder = result.out / kernel.folder
+        assert kaggle.check_kernel_metadata(_meta(folder), folder, "03_train", kernel.params) == []

@@ -55,10 +55,21 @@ def finetune_machine(params: Mapping[str, Any]) -> StageKernel:
                        "cpu)") + ("; internet fetches the encoder from the hub" if hub else "; offline (local-dir)"))
 
 
+def torch_head_machine(params: Mapping[str, Any]) -> StageKernel:
+    """An mlp / sparse_mlp kernel's machine: Kaggle's CPU machine (the learners' `auto` device there is the CPU)
+    unless its learner_params say `device: cuda`, which a CPU machine cannot run; offline either way."""
+    if (params.get("learner_params") or {}).get("device") != "cuda":
+        return KERNELS["03_train"]
+    return StageKernel(True, False, "NvidiaTeslaT4", ("01_extract",),
+                       "a torch network on a T4 (device cuda); inputs mounted, offline")
+
+
 # Kernels whose parameters need another machine than their stage's: (stage, parameter, value) -> their machine, of
 # the kernel's parameters.
 MACHINE_OVERRIDES: dict[tuple[str, str, Any], Callable[[Mapping[str, Any]], StageKernel]] = {
     ("03_train", "learner", "finetune"): finetune_machine,
+    ("03_train", "learner", "mlp"): torch_head_machine,
+    ("03_train", "learner", "sparse_mlp"): torch_head_machine,
 }
 
 
