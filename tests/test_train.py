@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import types
+import warnings
 
 import lightgbm as lgb
 import matplotlib.pyplot as plt
@@ -162,6 +163,20 @@ def test_importance_names_each_features_group_and_the_plot_sums_them(synthetic):
     top = max(shares, key=lambda bar: bar.get_width())
     labels = [t.get_text() for t in fig.axes[1].get_yticklabels()]
     assert labels[shares.index(top)] == "planted (32)"  # the planted signal's group holds most of the gain
+
+
+def test_a_view_asking_more_dimensions_than_its_run_has_says_what_it_keeps(synthetic):
+    """'planted:pca:64' of a 32-d run kept 32 components without a word (runs.csv and metrics say pca:64)."""
+    data, work = synthetic
+    with pytest.warns(UserWarning, match=r"'planted:pca:64': run 'planted' has 32 dimensions, so this view keeps "
+                                         r"32, not 64.*'planted:pca:32'"):
+        train_run(data, "amazon2025", work, "wide", ["quantity"], ["planted:pca:64"], lgb_params=FAST)
+    table = pd.read_csv(work / "03_train" / "wide" / "feature_importance.csv")
+    assert (table["group"] == "planted:pca:64").sum() == 32
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train_run(data, "amazon2025", work, "fits", ["quantity"], ["planted:topk_corr:32"], lgb_params=FAST)
+    assert not [w for w in caught if "dimensions, so this view keeps" in str(w.message)]  # within the run's size
 
 
 def test_a_first_run_that_fails_leaves_no_folds_to_be_bound_by(synthetic):

@@ -7,6 +7,7 @@ whole ('run') or reduced inside the folds ('run:pca:N', 'run:topk_corr:K', 'run:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,6 +167,10 @@ def assemble_features(inputs: RunInputs, features: Sequence[str], embeddings: Se
         if strategy == "knn":
             transforms.append(KnnTargetTransform(name, matrix, size, inputs.seed, inputs.groups))
         else:
+            if size > matrix.shape[1]:
+                warnings.warn(f"embedding view {spec!r}: run {name!r} has {matrix.shape[1]} dimensions, so this view "
+                              f"keeps {matrix.shape[1]}, not {size} (runs.csv names it as given); write "
+                              f"'{name}:{strategy}:{matrix.shape[1]}' to say so", stacklevel=2)
             transforms.append(SELECTIONS[strategy](name, matrix, size))
     static = np.hstack(blocks) if len(blocks) > 1 else blocks[0]
     if static.shape[1] == 0 and not transforms:
