@@ -22,6 +22,7 @@ from amzkit.images.hashes import COLOUR_GRID, HASH_BITS, signatures
 from amzkit.images.tables import (
     TABLES_MANIFEST,
     ImageSignatures,
+    ImageTables,
     part_tables_dir,
     read_tables,
     tables_dir,
@@ -29,12 +30,19 @@ from amzkit.images.tables import (
     write_tables_manifest,
 )
 
+ORIENTATION = "exif"  # pictures are read upright by their EXIF tag (tables written before were not: recomputed)
+
+
+# A row's colour and hash are kept from the tables already written when its picture reads the same: status ok
+# then and now, and these numbers equal (a picture fetched again or edited in place changes them).
+SAME_PICTURE_COLUMNS = ("width", "height", "bytes", "mode")
+
 
 def table_settings() -> dict:
     """What the tables were computed with: readers use a group only while these still hold."""
     return {"colour": {"k": COLOUR_K, "size_px": COLOUR_SIZE_PX, "version": COLOUR_VERSION,
                        "names": colour_feature_names(COLOUR_K)},
-            "hash": {"bits": HASH_BITS, "grid": COLOUR_GRID}}
+            "hash": {"bits": HASH_BITS, "grid": COLOUR_GRID}, "orientation": ORIENTATION}
 
 
 def write_image_tables(data: dict[str, pd.DataFrame], schema: str | Schema, data_dir: str | Path,
@@ -51,21 +59,41 @@ def write_image_tables(data: dict[str, pd.DataFrame], schema: str | Schema, data
         return None
     cache_dir = Path(work_dir) / IMAGE_CACHE_DIR
     folder = tables_dir(work_dir) if rows is None else part_tables_dir(work_dir)
+    links = {split: data[split][schema.image_column] for split in SPLITS}
+    written = {split: read_tables(folder, split, links[split]) for split in SPLITS}  # an earlier call's, if any
     (folder / TABLES_MANIFEST).unlink(missing_ok=True)  # the old tables stop counting first
-    links = {}
     for split in SPLITS:
-        links[split] = data[split][schema.image_column]
         images = cached_images(links[split], data_dir, cache_dir)
-        usable = images["status"] == "ok"
+        usable = (images["status"] == "ok").to_numpy()
         if rows is not None:
             usable &= np.asarray(rows[split], dtype=bool)
-        paths = images["path"].where(usable, None).tolist()
+        kept = usable & same_pictures(written[split], images)
+        paths = images["path"].where(usable & ~kept, None).tolist()
         colour = colour_of_paths(paths, COLOUR_K, COLOUR_SIZE_PX, workers, progress=progress)
         hashes, grid = signatures(paths, len(paths))
+        if kept.any():
+            colour[kept] = written[split].colour[kept]
+            hashes[kept] = written[split].signatures.hashes[kept]
+            grid[kept] = written[split].signatures.colours[kept]
         write_split_tables(folder, split, images, colour, ImageSignatures(hashes, grid),
                            owned=None if rows is None else rows[split])
     write_tables_manifest(folder, links, table_settings())
     return folder
+
+
+def same_pictures(written: ImageTables | None, images: pd.DataFrame) -> np.ndarray:
+    """Rows whose picture the tables `written` (for the same links, with this version's settings) already summarise:
+    ok then and now, with the same size, bytes and mode. Their colour and hash need not be computed again."""
+    if written is None or written.settings != table_settings():
+        return np.zeros(len(images), dtype=bool)
+    same = (written.images["status"].to_numpy() == "ok") & (images["status"].to_numpy() == "ok")
+    for column in SAME_PICTURE_COLUMNS:
+        before = written.images[column].astype(object).where(written.images[column].notna(), None).to_numpy()
+        now = images[column].astype(object).where(images[column].notna(), None).to_numpy()
+        same &= np.array([a == b for a, b in zip(before, now, strict=True)], dtype=bool)
+    if written.owned is not None:
+        same &= written.owned
+    return same
 
 
 def merge_image_tables(data: dict[str, pd.DataFrame], schema: str | Schema, work_dirs: list[str | Path],
