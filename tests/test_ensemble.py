@@ -606,7 +606,10 @@ def test_a_method_asked_for_by_name_is_not_said_to_be_chosen_by_nested_score(tmp
             f"test_pred.csv, CV SMAPE {m['cv_smape']:.3f}") in out
     params.method = "best"
     m = run_ensemble(Context("04_ensemble", params, get_schema("amazon2025"), tmp_path))
-    assert f"chosen by nested score: {m['method']} -> test_pred.csv" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"chosen by nested score: {m['method']} -> test_pred.csv" in out
+    assert (f"CV SMAPE {m['cv_smape']:.3f} (each fold by the method that won on the other folds, so the choosing is "
+            "scored too)") in out  # was "(best (picked inside each fold))"
 
 
 def test_runs_made_for_other_test_rows_are_refused_whichever_run_comes_first(tmp_path: Path) -> None:

@@ -391,7 +391,9 @@ def run_ensemble(ctx: Context) -> dict:
     how = (f"chosen by nested score: {metrics['method']}" if metrics["method_requested"] == "best" else
            f"{metrics['method']} as asked (-p method" + (f"; the lowest nested is {lowest} {nested[lowest]:.3f})"
                                                         if lowest != metrics["method"] else ")"))
-    print(f"{how} -> test_pred.csv, CV SMAPE {metrics['cv_smape']:.3f} ({metrics['cv_scores']}); "
+    scores = ("each fold by the method that won on the other folds, so the choosing is scored too"
+              if metrics["method_requested"] == "best" else metrics["cv_scores"])
+    print(f"{how} -> test_pred.csv, CV SMAPE {metrics['cv_smape']:.3f} ({scores}); "
           f"blend nested {metrics['blend_smape_nested']:.3f} (in-sample {metrics['blend_smape_in_sample']:.3f}); "
           f"best single run {metrics['best_single_run']} {metrics['best_single_smape']:.3f}"
           + other_scores(metrics, get_schema(metrics.get("schema") or ctx.schema.name).report_metrics, "cv_", "CV"))
