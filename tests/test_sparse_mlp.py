@@ -18,7 +18,13 @@ from amzkit.ml.learners import make_learner  # noqa: E402
 from amzkit.ml.sparse_mlp import SparseMlpLearner  # noqa: E402
 from amzkit.ml.torch_settings import check_sparse_mlp_settings  # noqa: E402
 from amzkit.stages.train import train_run  # noqa: E402
-from amzkit.testing import counting_fits, golden_copies, planted_price_world  # noqa: E402
+from amzkit.testing import (  # noqa: E402
+    PRICE_WORDS,
+    counting_fits,
+    golden_copies,
+    planted_price_world,
+    write_embedding_run,
+)
 
 FAST = {"features": [], "num_threads": 1, "device": "cpu", "epochs": 10, "batch_size": 16, "batch_growth": 1.0,
         "lr": 1e-2, "hidden": [32, 16]}
@@ -42,6 +48,41 @@ def test_sparse_mlp_learns_a_planted_name_word_signal(tmp_path, params):
     assert result["test"].shape == (80,) and np.isfinite(result["test"]).all() and (result["test"] > 0).all()
     report = result["fit_reports"][0]
     assert 1 <= report["epochs"] <= FAST["epochs"] and len(report["holdout_smape"]) == FAST["epochs"]
+
+
+def embedding_only_world(work, n_train=400, n_test=80) -> dict:
+    """planted_price_world with the price words taken out of the text: only the embedding (01 run 'planted',
+    e.g. a picture's) tells the price."""
+    world = planted_price_world(n_train, n_test, seed=0)
+    data = world["data"]
+    for split in ("train", "test"):
+        texts = data[split]["catalog_content"]
+        for word in PRICE_WORDS:
+            texts = texts.str.replace(f"Item Name: {word} ", "Item Name: ", regex=False)
+        data[split]["catalog_content"] = texts
+    write_embedding_run(work, "planted", {
+        "train": (world["embedding"][:n_train], data["train"]["sample_id"].to_numpy()),
+        "test": (world["embedding"][n_train:], data["test"]["sample_id"].to_numpy())})
+    return data
+
+
+def test_sparse_mlp_reads_01_embedding_runs_beside_the_n_grams(tmp_path):
+    """An image model's embedding beside the text's n-grams (public 2025 #14's inputs): a price only the embedding
+    tells is learnt with `embeddings`, not without; 03 records the run's embeddings."""
+    data = embedding_only_world(tmp_path)
+    assert not data["train"]["catalog_content"].str.contains("|".join(PRICE_WORDS)).any()
+    inputs = RunInputs(data, get_schema("amazon2025"), tmp_path, seed=0)
+    folds = make_folds(inputs.y, 5, 0, "kfold")
+    scores = {}
+    for embeddings in ([], ["planted"]):
+        learner = make_learner("sparse_mlp", **{**FAST, "embeddings": embeddings}).prepare(inputs)
+        result = cross_validate(learner, folds, progress=False)
+        scores[len(embeddings)] = np.mean(result["fold_smape"]) / np.mean(result["fold_constant_smape"])
+    assert scores[1] < 0.3 and scores[0] > 0.7, scores
+    metrics = train_run(data, "amazon2025", tmp_path, "s", [], ["planted:pca:4"], learner="sparse_mlp",
+                        learner_params={k: v for k, v in FAST.items() if k != "features"}, progress=False)
+    assert metrics["embeddings"] == ["planted:pca:4"]
+    assert metrics["cv_smape"] < 0.3 * metrics["constant_median_smape"]
 
 
 class LeakySparseMlp(SparseMlpLearner):
@@ -77,7 +118,7 @@ def test_sparse_mlp_never_reads_the_label_of_a_row_it_scores(tmp_path):
 
 def test_a_killed_sparse_mlp_run_resumes_at_fold_3_with_the_same_oof(tmp_path):
     data = planted_inputs(tmp_path, n_train=200, n_test=20).data
-    whole = train_run(data, "amazon2025", tmp_path / "whole", "s", ["text_stats"], learner="sparse_mlp",
+    whole = train_run(data, "amazon2025", tmp_path / "whole", "s", ["text_stats"], [], learner="sparse_mlp",
                       learner_params={k: v for k, v in FAST.items() if k != "features"}, progress=False)
     killed = counting_fits(SparseMlpLearner, kill_at=3)(**{**FAST, "features": ["text_stats"]})
     with pytest.raises(KeyboardInterrupt):

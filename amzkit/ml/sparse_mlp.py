@@ -1,17 +1,19 @@
 """`sparse_mlp`: an MLP whose first layer reads the sparse TF-IDF n-grams of the item name and the row text
-directly, tens of thousands of columns, beside the numeric feature groups (the Mercari Price Suggestion
-Challenge winners' model of price from product text).
+directly, tens of thousands of columns, beside the numeric feature groups and any 01 embedding runs (the
+Mercari Price Suggestion Challenge winners' model of price from product text, with a picture's embedding as the
+2025 solutions added it).
 
 Inside each fit: the text views (torch_settings.SPARSE_VIEWS: item-name words 1-2, item-name characters 2-4,
-row-text words 1-2) are vectorised by TF-IDF fit on the fit's rows only (`binary`: every present n-gram 1);
-numeric columns of the feature groups are scaled as the `mlp` scales them (ml.mlp.TabularScaler, from the
-training rows), categorical codes one-hot. All of it is one sparse row per listing; the first layer is a
-sparse-gradient nn.EmbeddingBag over its columns (a dense layer's product, paying only for the columns a batch
-holds), then ReLU layers to log1p(price). Each epoch's batch is `batch_growth` times the last one's (small
-noisy steps first, then larger ones, as the winners trained). Epochs: the count whose holdout SMAPE was lowest on
-an inner holdout of the training rows (whole products, never the fold's scored rows), then with `refit` a new net
-on every training row for that many epochs. `bags` nets per fit (seeds seed + model_seed, + 1, ...), their
-log1p predictions averaged. The fold models are not saved: a first layer holds columns x hidden[0] weights.
+row-text words 1-2) are vectorised by TF-IDF fit on the fit's rows only (`binary`: every present n-gram 1); numeric
+columns of the feature groups and the `embeddings` (whole or reduced, as ml.featureset reads them) are scaled as
+the `mlp` scales them (ml.mlp.TabularScaler, from the training rows), categorical codes one-hot. All of it is one
+sparse row per listing; the first layer is a sparse-gradient nn.EmbeddingBag over its columns (a dense layer's
+product, paying only for the columns a batch holds), then ReLU layers to log1p(price). Each epoch's batch is
+`batch_growth` times the last one's (small noisy steps first, then larger ones, as the winners trained). Epochs:
+the count whose holdout SMAPE was lowest on an inner holdout of the training rows (whole products, never the fold's
+scored rows), then with `refit` a new net on every training row for that many epochs. `bags` nets per fit (seeds
+seed + model_seed, + 1, ...), their log1p predictions averaged. The fold models are not saved: a first layer holds
+columns x hidden[0] weights.
 """
 
 from __future__ import annotations
@@ -88,15 +90,16 @@ class SparseMlpLearner(Learner):
     threads_change_results = True  # torch on CPU
 
     def __init__(self, views: Sequence[str] = ("name_words", "text_words"), binary: bool = False,
-                 features: Sequence[str] = SPARSE_MLP_FEATURES, tfidf_dim: int = TFIDF_DIM,
-                 hidden: Sequence[int] = (256, 64, 64), epochs: int = 8, batch_size: int = 32,
-                 batch_growth: float = 2.0, lr: float = 3e-3, weight_decay: float = 0.0, loss: str = "mse",
-                 huber_delta: float = 1.0, valid_fraction: float = VALID_FRACTION, refit: bool = True,
-                 model_seed: int = 0, bags: int = 1, device: str = "auto", num_threads: int = 0,
+                 features: Sequence[str] = SPARSE_MLP_FEATURES, embeddings: Sequence[str] = (),
+                 tfidf_dim: int = TFIDF_DIM, hidden: Sequence[int] = (256, 64, 64), epochs: int = 8,
+                 batch_size: int = 32, batch_growth: float = 2.0, lr: float = 3e-3, weight_decay: float = 0.0,
+                 loss: str = "mse", huber_delta: float = 1.0, valid_fraction: float = VALID_FRACTION,
+                 refit: bool = True, model_seed: int = 0, bags: int = 1, device: str = "auto", num_threads: int = 0,
                  progress: bool = False):
         self.views = views
         self.binary = binary
         self.features = features
+        self.embeddings = embeddings
         self.tfidf_dim = tfidf_dim
         self.hidden = hidden
         self.epochs = epochs
@@ -123,7 +126,8 @@ class SparseMlpLearner(Learner):
         self.device_ = resolve_device(self.device)
         self.threads_ = cpu_threads(self.device_, self.num_threads, self.name)
         self.texts_ = {"text": inputs.texts, "name": item_names(inputs.both, inputs.schema).tolist()}
-        self.features_ = assemble_features(inputs, self.features, (), self.tfidf_dim) if self.features else None
+        self.features_ = (assemble_features(inputs, self.features, self.embeddings, self.tfidf_dim)
+                          if self.features or self.embeddings else None)
         if self.features_ is not None:
             self.cardinalities_ = category_cardinalities(self.features_)
         return self
@@ -253,7 +257,7 @@ class SparseMlpLearner(Learner):
 
     def describe(self) -> dict:
         return {**described_without_progress(super().describe()), "features": list(self.features),
-                "embeddings": [], "bags": self.bags}
+                "embeddings": list(self.embeddings), "bags": self.bags}
 
     def resume_key(self) -> dict:
         return torch_resume_key(self)
