@@ -10,7 +10,7 @@ from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from amzkit.core.progress import tqdm
-from amzkit.images.decode import open_image, original_numbers
+from amzkit.images.decode import open_image, original_numbers, seen_size
 
 
 class ColorStatsEmbedder:
@@ -66,10 +66,10 @@ class ColorStatsEmbedder:
 
 
 def _original_size(path: str) -> tuple[int, int, int]:
-    """(width, height, bytes) of the original picture: the stored file's (draft decoding shrinks the decoded image),
-    or for a shrunk copy in 01's image cache the original's that it records."""
+    """(width, height, bytes) of the original picture as it is seen (`seen_size`): the stored file's (draft decoding
+    shrinks the decoded image), or for a shrunk copy in 01's image cache the original's that it records."""
     with Image.open(path) as header:
-        return original_numbers(header) or (*header.size, os.path.getsize(path))
+        return original_numbers(header) or (*seen_size(header, *header.size), os.path.getsize(path))
 
 
 class TfidfSvdEmbedder:

@@ -97,6 +97,12 @@ def orientation(img: Image.Image) -> int:
         return 1
 
 
+def seen_size(img: Image.Image, width: int, height: int) -> tuple[int, int]:
+    """(width, height) of an opened picture stored `width` x `height` as it is seen: a quarter-turn EXIF
+    orientation (a phone photo stored sideways) swaps the sides, as `upright` turns the picture."""
+    return (height, width) if orientation(img) in TURNING_ORIENTATIONS else (width, height)
+
+
 def upright(img: Image.Image) -> Image.Image:
     """The picture as it is meant to be seen: turned by its EXIF orientation tag (phone photos are stored sideways
     with a tag saying so); the same image when it has none."""
@@ -191,17 +197,18 @@ def prepare_image(body: bytes, max_side: int = MAX_SIDE_PX, max_pixels: int = MA
             if img.format == "JPEG":
                 img.draft("RGB", target or (VERIFY_DRAFT_PX, VERIFY_DRAFT_PX))
             img.load()
-            if target is not None and orientation(img) in TURNING_ORIENTATIONS:
+            seen = seen_size(img, width, height)  # the sides the size features read: as the picture is seen
+            if target is not None and seen != (width, height):
                 target = target[::-1]  # the shrunk copy is stored upright (it keeps no EXIF tag)
             if target is None:
                 original = _read_original_note(img.info.get("comment")) if img.format == "JPEG" else None
                 if original is not None:  # a shrunk copy this function made: the original's numbers
                     return Prepared("ok", body, original[0], original[1], mode=original[3], nbytes=original[2])
-                return Prepared("ok", body, width, height, mode=mode)
+                return Prepared("ok", body, *seen, mode=mode)
             small = to_rgb(upright(img)).resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
             out = io.BytesIO()
-            small.save(out, format="JPEG", quality=JPEG_QUALITY, comment=_original_note(width, height, len(body), mode))
-            return Prepared("ok", out.getvalue(), width, height, mode=mode, nbytes=len(body))
+            small.save(out, format="JPEG", quality=JPEG_QUALITY, comment=_original_note(*seen, len(body), mode))
+            return Prepared("ok", out.getvalue(), *seen, mode=mode, nbytes=len(body))
     except Image.DecompressionBombError as err:
         return Prepared("too_large", error=str(err))
     except UnidentifiedImageError:
@@ -244,7 +251,8 @@ def strict_truncation() -> Iterator[None]:
 
 def read_header(path: str, verify: bool = False) -> tuple[str, int | None, int | None, str | None]:
     """(status, width, height, mode) from an image file's header alone, or with `verify` from decoding it too (a
-    JPEG at reduced DCT scale: every byte is still decoded), so that a cut-short file is corrupt. Never raises."""
+    JPEG at reduced DCT scale: every byte is still decoded), so that a cut-short file is corrupt. Width and height
+    are the picture's as it is seen (`seen_size`). Never raises."""
     try:
         with Image.open(path) as img:
             (width, height), mode = img.size, img.mode
@@ -253,6 +261,7 @@ def read_header(path: str, verify: bool = False) -> tuple[str, int | None, int |
                     img.draft("RGB", (VERIFY_DRAFT_PX, VERIFY_DRAFT_PX))
                 with strict_truncation():
                     img.load()
+            width, height = seen_size(img, width, height)
     except FileNotFoundError:
         return "missing_file", None, None, None
     except Image.DecompressionBombError:
