@@ -24,7 +24,7 @@ row that says so (the error goes to stderr); the blend then joins the runs that 
 
 Settings (the learners' own defaults otherwise):
 - full: mlp 60 epochs (patience 8), 3 bags, finetune 3 epochs at max_len 256, batch 16.
-- `--quick`: mlp 20 epochs (patience 4), 3 bags, finetune 1 epoch at max_len 128, batch 32: a check that every row
+- `--quick`: mlp 20 epochs (patience 4), 3 bags, finetune 1 epoch at max_len 48, batch 32: a check that every row
   runs, within about 20 minutes on 2 free cores (01_extract of minilm included; it is kept in the work
   folder and reused by the next run).
 
@@ -62,7 +62,7 @@ SETTINGS = {
     "full": {"mlp": {"epochs": 60, "patience": 8, "bags": 3},
              "finetune": {"epochs": 3, "max_len": 256, "batch_size": 16}},
     "quick": {"mlp": {"epochs": 20, "patience": 4, "bags": 3},
-              "finetune": {"epochs": 1, "max_len": 128, "batch_size": 32}},
+              "finetune": {"epochs": 1, "max_len": 48, "batch_size": 32}},  # 48: the item name and a bit more
 }
 
 
